@@ -1,0 +1,150 @@
+"""The agent runtime: one FastStream NATS app per bureau.
+
+An agent consumes what is addressed to its bureau through the bureau's durable consumer,
+verifies and applies it exactly once to the bureau's own store, answers requests its
+verifiers can decide, leaves the rest in the operator inbox, and relays what the store
+emits.  A poisoned message is dead-lettered with a reason; it never stops the agent.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Sequence
+
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.aio.msg import Msg
+
+from aggregates.clock import Clock
+from aggregates.errors import NotYet, RuleError
+from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
+from agencies.verifiers import Verifier, answer_all
+from broker.intake import AlreadyApplied, Delivery, Intake, NotApplicable
+from broker.relay import Positions, Relay
+from broker.signing import HandlerFailed, KeyRing
+from broker.streams import EVENTS_STREAM, MAX_DELIVER, agent_consumer, consumer_config, inbox_filter
+from schemas.assistance import AssistanceRequested
+from schemas.envelope import Envelope, Signed
+
+log = logging.getLogger(__name__)
+
+#: Seconds before a message that failed for a passing reason is delivered again.
+RETRY_DELAY_S = 1.0
+
+
+class EarlyEvent(Exception):
+    """An event whose predecessor in its case has not arrived yet: retry it later."""
+
+
+def delivery_of(raw: Msg) -> Delivery:
+    """The parts of a JetStream message that intake needs."""
+    md = raw.metadata
+    return Delivery(subject=raw.subject, data=raw.data, headers=dict(raw.headers or {}),
+                    stream_seq=md.sequence.stream, num_delivered=md.num_delivered, timestamp=md.timestamp)
+
+
+class BureauAgent:
+    """A bureau's agent: intake, automatic verification and the outbox relay."""
+
+    def __init__(self, code: str, store: BureauStore, ring: KeyRing, positions: Positions,
+                 verifiers: Sequence[Verifier], clock: Clock, nats_url: str,
+                 *, simulated_arrival: bool = False, batch_size: int = 1) -> None:
+        self.code = code
+        self.store = store
+        self.ring = ring
+        self.verifiers = list(verifiers)
+        self.clock = clock
+        self.positions = positions
+        self.simulated_arrival = simulated_arrival
+        self.auto_answered = 0
+        self.broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1)
+        self.broker.subscriber(
+            inbox_filter(code),
+            stream=JStream(EVENTS_STREAM, declare=False),
+            durable=agent_consumer(code),
+            config=consumer_config(agent_consumer(code), inbox_filter(code)),
+            # A batch is handled in order by one task: FastStream would run the messages of
+            # a non-batch pull concurrently, and the events of one case must apply in order.
+            # The default batch of one keeps latency low: a fetch of N waits for N messages
+            # or the timeout, a fetch of 1 returns at the first; SQLite commits dominate anyway.
+            pull_sub=PullSub(batch_size=batch_size, timeout=5.0, batch=True),
+            # Acks are ours: each message is acked once applied or dead-lettered; a
+            # transient failure naks it and the rest of the batch, to come back in order.
+            ack_policy=AckPolicy.MANUAL,
+        )(self._on_batch)
+        self.intake: Intake | None = None
+        self.relay: Relay | None = None
+        self._relay_task: asyncio.Task[None] | None = None
+
+    async def start(self) -> None:
+        """Connect, start the relay, answer what the inbox can answer, then consume."""
+        await self.broker.connect()
+        js = self.broker.connection.jetstream()
+        self.intake = Intake(self.code, self.ring, self._apply, js)
+        self.relay = Relay(self.code, self.store, self.positions, js)
+        self._relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.code}")
+        await asyncio.to_thread(self._sweep_inbox)
+        self.relay.wake()
+        await self.broker.start()
+
+    async def stop(self) -> None:
+        """Stop consuming, flush the relay once more, disconnect."""
+        await self.broker.stop()
+        if self.relay and self._relay_task:
+            self.relay.stop()
+            await self._relay_task
+
+    async def _on_batch(self, msg: NatsMessage) -> None:
+        raws: list[Msg] = list(msg.raw_message)  # type: ignore[arg-type]
+        for i, raw in enumerate(raws):
+            try:
+                await self._on_message(raw)
+            except Exception as e:  # transient: the store is busy, NATS is away, an event came early
+                log.warning("%s: will retry %s: %s", self.code, raw.subject, e)
+                for later in raws[i:]:
+                    await later.nak(delay=RETRY_DELAY_S)
+                return
+            await raw.ack()
+
+    async def _on_message(self, raw: Msg) -> None:
+        d = delivery_of(raw)
+        assert self.intake is not None
+        if d.num_delivered >= MAX_DELIVER:
+            # It failed on every try: park it for an operator rather than lose or loop it.
+            await self.intake.dead_letters.put(d, HandlerFailed(f"failed {d.num_delivered} times; parked"))
+            return
+        await self.intake.handle(d)
+
+    async def _apply(self, signed: Signed, env: Envelope, d: Delivery) -> None:
+        arrived = self.clock.now() if self.simulated_arrival else d.timestamp
+        try:
+            state = await asyncio.to_thread(self.store.accept, signed, env, stream_seq=d.stream_seq,
+                                            arrived_at=arrived)
+        except DuplicateEvent as e:
+            raise AlreadyApplied(str(e)) from e
+        except (NotYet, UnknownCase) as e:
+            raise EarlyEvent(f"{env.type} {env.id} of case {env.number} came before what it follows") from e
+        except RuleError as e:
+            raise NotApplicable(f"{e.code}: {e}") from e
+        if isinstance(env.payload, AssistanceRequested):
+            await asyncio.to_thread(self._try_answer, state.case)
+        assert self.relay is not None
+        self.relay.wake()
+
+    def _try_answer(self, case_id: str) -> bool:
+        """Answer a pending request if every item has a verifier that can decide it."""
+        st = self.store.case(case_id).state
+        if st.assistor != self.code or st.status != "received":
+            return False
+        answer = answer_all(self.verifiers, st.request.applicant, st.request.items)
+        if answer is None:
+            return False
+        results, used = answer
+        self.store.reply(case_id, results, answered_by="auto:" + "+".join(used))
+        self.auto_answered += 1
+        return True
+
+    def _sweep_inbox(self) -> int:
+        # A crash between intake and the automatic answer leaves a request in the inbox.
+        return sum(self._try_answer(st.case) for st in self.store.inbox()) if self.verifiers else 0
+

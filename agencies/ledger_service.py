@@ -1,0 +1,95 @@
+"""The 区司法局 ledger service: consumes every event on ``xz.>`` and records it.
+
+It trusts no bureau: each message is verified against the trust list before it is
+appended; what fails goes to the dead-letter stream.  Messages are fetched in batches and
+appended in one transaction per batch, then acked, so a crash at any point re-delivers
+and the ledger's unique event ids make the second append a no-op.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable
+from datetime import datetime
+
+import nats
+from nats.aio.client import Client
+from nats.errors import TimeoutError as NatsTimeout
+
+from aggregates.clock import Clock
+from agencies.agent import delivery_of
+from broker.intake import DeadLetters, IntakeStats, check
+from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, EVENTS_SUBJECTS, consumer_config
+from projections.ledger import Ledger
+from broker.signing import KeyRing, Rejected
+from schemas.envelope import Envelope, Signed
+
+log = logging.getLogger(__name__)
+
+
+class LedgerService:
+    """Pulls from the ``ledger`` consumer and appends verified events to the ledger."""
+
+    def __init__(self, ledger: Ledger, ring: KeyRing, clock: Clock, nats_url: str, *,
+                 batch: int = 256, simulated_arrival: bool = False,
+                 on_append: Callable[[], None] | None = None) -> None:
+        self.ledger = ledger
+        self.ring = ring
+        self.clock = clock
+        self.nats_url = nats_url
+        self.batch = batch
+        self.simulated_arrival = simulated_arrival
+        self.on_append = on_append
+        self.appended = 0
+        self.nc: Client | None = None
+        self.stats = IntakeStats()
+        self._task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    async def start(self) -> None:
+        """Connect and start pulling in the background."""
+        self.nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1)
+        js = self.nc.jetstream()
+        self.dead_letters = DeadLetters(js, "ledger", self.stats)
+        self._sub = await js.pull_subscribe(
+            EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
+            config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+        self._task = asyncio.create_task(self._run(), name="ledger")
+
+    async def _run(self) -> None:
+        while not self._stopping:
+            try:
+                msgs = await self._sub.fetch(self.batch, timeout=0.5)
+            except (NatsTimeout, asyncio.TimeoutError):
+                continue
+            except Exception as e:  # disconnected: nats-py reconnects; try again shortly
+                log.warning("ledger fetch failed: %s", e)
+                await asyncio.sleep(0.5)
+                continue
+            await self._process(msgs)
+
+    async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
+        good: list[tuple[Signed, Envelope, int, datetime]] = []
+        for m in msgs:
+            d = delivery_of(m)
+            try:
+                signed, env = check(d, self.ring, None)
+                self.stats.signatures_verified += 1
+                good.append((signed, env, d.stream_seq, self.clock.now() if self.simulated_arrival else d.timestamp))
+            except Rejected as e:
+                await self.dead_letters.put(d, e)
+        if good:
+            positions = await asyncio.to_thread(self.ledger.append, good)
+            self.appended += sum(1 for p in positions if p is not None)
+        for m in msgs:
+            await m.ack()
+        if good and self.on_append:
+            self.on_append()
+
+    async def stop(self) -> None:
+        """Finish the current batch and disconnect."""
+        self._stopping = True
+        if self._task:
+            await self._task
+        if self.nc:
+            await self.nc.close()  # everything fetched was acked: nothing left to drain

@@ -1,0 +1,64 @@
+"""Domain rule errors: one class per rule, each with a stable code."""
+from __future__ import annotations
+
+from schemas.errors import XiezhuError
+
+
+class RuleError(XiezhuError):
+    """A command or event that breaks a rule of the procedure."""
+
+    code = "rule"
+
+
+class NotFirst(RuleError):
+    """A case must start with a request, and only once."""
+
+    code = "rule.case-start"
+
+
+class WrongParty(RuleError):
+    """Only the requester asks and withdraws; only the assistor receives, replies and declines."""
+
+    code = "rule.wrong-party"
+
+
+class WrongOrder(RuleError):
+    """The step does not fit the case's current status."""
+
+    code = "rule.order"
+
+
+class NotYet(WrongOrder):
+    """The step needs an earlier event that has not been recorded yet (it may still arrive)."""
+
+    code = "rule.not-yet"
+
+
+class HashMismatch(RuleError):
+    """A reply must carry the hash of the exact request it answers."""
+
+    code = "rule.request-hash"
+
+
+class ChannelMismatch(RuleError):
+    """回复方式应当和提出方式一致: the reply uses the request's channel."""
+
+    code = "rule.channel"
+
+
+class ItemsMismatch(RuleError):
+    """第十条: the assistor answers exactly the items asked, no more and no fewer."""
+
+    code = "rule.items"
+
+
+class MissingReason(RuleError):
+    """附件5 备注: an item that cannot be verified needs the reasons."""
+
+    code = "rule.reason"
+
+
+class BadRequest(RuleError):
+    """The request itself is incomplete or inconsistent."""
+
+    code = "rule.request"

@@ -1,0 +1,423 @@
+"""A bureau's own event store: eventsourcing aggregates over signed envelopes.
+
+Every bureau writes only its own store.  An assistance case aggregate records each
+envelope of the case, outgoing ones (signed here, to be relayed) and incoming ones
+(verified elsewhere, kept as the exact bytes received), and its state is the pure fold
+of :mod:`aggregates.assistance`.  Intake markers and number series live in the same
+store so that each change and its bookkeeping commit in one transaction.
+"""
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import date, datetime
+from pathlib import Path
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.utils import Environment, get_topic
+
+from aggregates import assistance
+from aggregates.assistance import CaseState
+from aggregates.clock import Clock
+from aggregates.errors import RuleError
+from schemas.assistance import (
+    Applicant,
+    AssistanceDeclined,
+    AssistanceReceived,
+    AssistanceReplied,
+    AssistanceRequested,
+    Channel,
+    CommitmentItem,
+    ItemResult,
+    Matter,
+)
+from schemas.envelope import Envelope, Signed, decode_envelope, new_id
+from schemas.errors import XiezhuError
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_NS = uuid.UUID("6f1c1a52-8f0e-4d5e-9a51-7a1e5c3b9d20")
+
+SignFn = Callable[[Envelope], Signed]
+
+
+class StoreError(XiezhuError):
+    """Something about a bureau's own store."""
+
+    code = "store"
+
+
+class UnknownCase(StoreError):
+    """No case with that id or number in this bureau's store."""
+
+    code = "store.unknown-case"
+
+
+class DuplicateEvent(StoreError):
+    """The event id was applied before; nothing changed."""
+
+    code = "store.duplicate"
+
+
+class _BytesAsBase64(Transcoding):
+    type = bytes
+    name = "b64"
+
+    def encode(self, obj: bytes) -> str:
+        return base64.b64encode(obj).decode("ascii")
+
+    def decode(self, data: str) -> bytes:
+        return base64.b64decode(data)
+
+
+def _signed(ev: Any) -> Signed:
+    return Signed(body=ev.body, kid=ev.kid, sig=ev.sig)
+
+
+class AssistanceCase(Aggregate):
+    """One assistance case as this bureau has recorded it."""
+
+    class Requested(Aggregate.Created):
+        """This bureau opened the case by sending a request."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+
+    class Arrived(Aggregate.Created):
+        """The case opened here when another bureau's request arrived."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+        stream_seq: int
+
+    class Sent(Aggregate.Event):
+        """This bureau emitted one more event of the case."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._fold(self)
+
+    class Got(Aggregate.Event):
+        """Another bureau's event of the case arrived here."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+        stream_seq: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._fold(self)
+
+    state: CaseState
+    envelopes: list[Signed]
+
+    def __init__(self, body: bytes, kid: str, sig: bytes, stream_seq: int = 0) -> None:
+        env = decode_envelope(body)
+        self.state = assistance.start(env, _digest(body))
+        self.envelopes = [Signed(body=body, kid=kid, sig=sig)]
+
+    @classmethod
+    def open(cls, signed: Signed, env: Envelope, *, outgoing: bool, stream_seq: int = 0) -> AssistanceCase:
+        """Guard (the request must be a valid start), then record the opening event."""
+        assistance.start(env, signed.digest)
+        case_id = uuid.UUID(env.case)
+        if outgoing:
+            return cls._create(cls.Requested, id=case_id, body=signed.body, kid=signed.kid, sig=signed.sig)
+        return cls._create(
+            cls.Arrived, id=case_id, body=signed.body, kid=signed.kid, sig=signed.sig, stream_seq=stream_seq
+        )
+
+    def add(self, signed: Signed, env: Envelope, *, outgoing: bool, stream_seq: int = 0) -> None:
+        """Guard (the fold's rules), then record one more envelope."""
+        assistance.apply(self.state, env, signed.digest)
+        if outgoing:
+            self.trigger_event(self.Sent, body=signed.body, kid=signed.kid, sig=signed.sig)
+        else:
+            self.trigger_event(self.Got, body=signed.body, kid=signed.kid, sig=signed.sig, stream_seq=stream_seq)
+
+    def _fold(self, ev: Any) -> None:
+        env = decode_envelope(ev.body)
+        self.state = assistance.apply(self.state, env, _digest(ev.body))
+        self.envelopes.append(_signed(ev))
+
+
+class Intake(Aggregate):
+    """Marks an incoming event id as applied; its unique id makes a second apply impossible."""
+
+    class Applied(Aggregate.Created):
+        """The event was applied to this store."""
+
+        event_id: str
+        stream_seq: int
+
+    def __init__(self, event_id: str, stream_seq: int) -> None:
+        self.event_id = event_id
+        self.stream_seq = stream_seq
+
+    @staticmethod
+    def id_for(event_id: str) -> uuid.UUID:
+        """The marker's aggregate id for an event id."""
+        return uuid.uuid5(_NS, f"intake:{event_id}")
+
+    @classmethod
+    def mark(cls, event_id: str, stream_seq: int) -> Intake:
+        """A new marker for ``event_id``."""
+        return cls._create(cls.Applied, id=cls.id_for(event_id), event_id=event_id, stream_seq=stream_seq)
+
+
+class NumberSeries(Aggregate):
+    """The requester's letter numbers for one year: 20260001, 20260002, …"""
+
+    class Started(Aggregate.Created):
+        """The series of a bureau and year began."""
+
+        bureau: str
+        year: int
+
+    class Allocated(Aggregate.Event):
+        """One number was taken."""
+
+        number: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.last = int(self.number[4:])
+
+    def __init__(self, bureau: str, year: int) -> None:
+        self.bureau = bureau
+        self.year = year
+        self.last = 0
+
+    @staticmethod
+    def id_for(bureau: str, year: int) -> uuid.UUID:
+        """The series' aggregate id."""
+        return uuid.uuid5(_NS, f"numbers:{bureau}:{year}")
+
+    @classmethod
+    def begin(cls, bureau: str, year: int) -> NumberSeries:
+        """A new, empty series."""
+        return cls._create(cls.Started, id=cls.id_for(bureau, year), bureau=bureau, year=year)
+
+    def allocate(self) -> str:
+        """Take the next number; 9999 a year is the format's limit."""
+        if self.last >= 9999:
+            raise StoreError(f"{self.bureau} has used every letter number of {self.year}")
+        number = f"{self.year}{self.last + 1:04d}"
+        self.trigger_event(self.Allocated, number=number)
+        return number
+
+
+def _digest(body: bytes) -> str:
+    return Signed(body=body, kid="", sig=b"").digest
+
+
+def store_env(path: Path | str | None) -> dict[str, str]:
+    """eventsourcing settings for a store file (``None``: in memory)."""
+    if path is None:
+        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    if isinstance(path, str) and path.startswith(("postgres://", "postgresql://")):
+        return _postgres_env(path)
+    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "30"}
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": u.path.lstrip("/"),
+        "POSTGRES_HOST": u.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(u.port or 5432),
+        "POSTGRES_USER": u.username or "postgres",
+        "POSTGRES_PASSWORD": u.password or "",
+    }
+
+
+class BureauStore(Application[uuid.UUID]):
+    """One bureau's event-sourced store and the commands that change it."""
+
+    def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock) -> None:
+        self.bureau = bureau
+        self._sign = sign
+        self.clock = clock
+        super().__init__(env=store_env(location))
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # Settings come only from the composition root, never from os.environ.
+        return Environment(name, dict(env or {}))
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(_BytesAsBase64())
+
+    # -- commands of the requester -------------------------------------------------
+
+    def request(
+        self,
+        *,
+        assistor: str,
+        applicant: Applicant,
+        matter: Matter,
+        applied_on: date,
+        items: Sequence[CommitmentItem],
+        channel: Channel = "platform",
+        staff: Sequence[str] = (),
+        catalogue_item: str = "",
+        catalogue_version: int = 0,
+    ) -> CaseState:
+        """Send a 行政协助函: allocate its number, sign it and commit it for the relay."""
+        now = self.clock.now()
+        series = self._series(now.astimezone(SHANGHAI).year)
+        payload = AssistanceRequested(
+            requester=self.bureau,
+            assistor=assistor,
+            applicant=applicant,
+            matter=matter,
+            applied_on=applied_on,
+            items=list(items),
+            channel=channel,
+            staff=list(staff),
+            catalogue_item=catalogue_item,
+            catalogue_version=catalogue_version,
+        )
+        env = Envelope(id=new_id(), sender=self.bureau, recipient=assistor, case=new_id(),
+                       number=series.allocate(), time=now, payload=payload)
+        signed = self._sign(env)
+        case = AssistanceCase.open(signed, env, outgoing=True)
+        self.save(series, case)
+        return case.state
+
+    def _series(self, year: int) -> NumberSeries:
+        try:
+            return self.repository.get(NumberSeries.id_for(self.bureau, year))  # type: ignore[return-value]
+        except AggregateNotFoundError:
+            return NumberSeries.begin(self.bureau, year)
+
+    # -- commands of the assistor --------------------------------------------------
+
+    def reply(self, case_id: str, results: Sequence[ItemResult], answered_by: str) -> CaseState:
+        """Send the 回复函: a verdict for every item asked."""
+        case = self.case(case_id)
+        st = case.state
+        payload = AssistanceReplied(request_id=st.request_id, request_hash=st.request_hash,
+                                    channel=st.request.channel, results=list(results), answered_by=answered_by)
+        return self._emit(case, payload)
+
+    def decline(self, case_id: str, reasons: str, answered_by: str) -> CaseState:
+        """Decline in writing, with the reasons."""
+        case = self.case(case_id)
+        st = case.state
+        payload = AssistanceDeclined(request_id=st.request_id, request_hash=st.request_hash,
+                                     channel=st.request.channel, reasons=reasons, answered_by=answered_by)
+        return self._emit(case, payload)
+
+    def _emit(self, case: AssistanceCase, payload: Any) -> CaseState:
+        st = case.state
+        other = st.requester if st.assistor == self.bureau else st.assistor
+        env = Envelope(id=new_id(), sender=self.bureau, recipient=other, case=st.case,
+                       number=st.number, time=self.clock.now(), payload=payload)
+        signed = self._sign(env)
+        case.add(signed, env, outgoing=True)
+        self.save(case)
+        return case.state
+
+    # -- intake --------------------------------------------------------------------
+
+    def accept(self, signed: Signed, env: Envelope, *, stream_seq: int, arrived_at: datetime) -> CaseState:
+        """Apply a verified incoming envelope exactly once.
+
+        The intake marker, the case change and (for a request) the signed arrival record
+        commit in one transaction.  Raises :class:`DuplicateEvent` if the event id was
+        applied before, :class:`RuleError` if the event breaks a rule of its case.
+        """
+        marker = Intake.mark(env.id, stream_seq)
+        if isinstance(env.payload, AssistanceRequested):
+            if uuid.UUID(env.case) in self.repository:
+                self._raise_if_seen(env.id)
+                raise RuleError(f"case {env.case} ({env.number}) already exists here")
+            case = AssistanceCase.open(signed, env, outgoing=False, stream_seq=stream_seq)
+            receipt = Envelope(
+                id=new_id(), sender=self.bureau, recipient=env.sender, case=env.case, number=env.number,
+                time=self.clock.now(),
+                payload=AssistanceReceived(request_id=env.id, request_hash=signed.digest, arrived_at=arrived_at),
+            )
+            signed_receipt = self._sign(receipt)
+            case.add(signed_receipt, receipt, outgoing=True)
+        else:
+            case = self.case(env.case)
+            if Intake.id_for(env.id) in self._applied_ids(case):
+                raise DuplicateEvent(f"event {env.id} was already applied")
+            case.add(signed, env, outgoing=False, stream_seq=stream_seq)
+        try:
+            self.save(case, marker)
+        except IntegrityError as e:
+            self._raise_if_seen(env.id)
+            raise StoreError(f"concurrent change to case {env.number}; retry") from e
+        return case.state
+
+    def _applied_ids(self, case: AssistanceCase) -> set[uuid.UUID]:
+        return {Intake.id_for(decode_envelope(s.body).id) for s in case.envelopes}
+
+    def _raise_if_seen(self, event_id: str) -> None:
+        if Intake.id_for(event_id) in self.repository:
+            raise DuplicateEvent(f"event {event_id} was already applied")
+
+    def seen(self, event_id: str) -> bool:
+        """Whether an incoming event id was applied here."""
+        return Intake.id_for(event_id) in self.repository
+
+    # -- queries -------------------------------------------------------------------
+
+    def case(self, case_id: str) -> AssistanceCase:
+        """Load one case by id."""
+        try:
+            return self.repository.get(uuid.UUID(case_id))  # type: ignore[return-value]
+        except (ValueError, TypeError) as e:
+            raise UnknownCase(f"{case_id!r} is not a case id") from e
+        except AggregateNotFoundError as e:
+            raise UnknownCase(f"no case {case_id} in {self.bureau}'s store") from e
+
+    def cases(self) -> Iterator[CaseState]:
+        """Every case in this store, oldest first, as its current state."""
+        topics = [_topic(AssistanceCase.Requested), _topic(AssistanceCase.Arrived)]
+        for n in self._notifications(topics):
+            yield self.case(str(n.originator_id)).state
+
+    def inbox(self) -> list[CaseState]:
+        """Requests addressed to this bureau that still wait for an answer."""
+        return [s for s in self.cases() if s.assistor == self.bureau and s.status in assistance.OPEN]
+
+    def outgoing_topics(self) -> list[str]:
+        """Notification topics of events this bureau signed and must relay."""
+        return [_topic(AssistanceCase.Requested), _topic(AssistanceCase.Sent)]
+
+    def _notifications(self, topics: Sequence[str], start: int = 1) -> Iterator[Any]:
+        size = self.notification_log.section_size
+        while True:
+            batch = self.notification_log.select(start, size, topics=topics)
+            yield from batch
+            if len(batch) < size:
+                return
+            start = batch[-1].id + 1
+
+    def outgoing_since(self, after: int, limit: int) -> list[tuple[int, Signed]]:
+        """Outgoing signed envelopes with notification id > ``after``, oldest first."""
+        rows = self.recorder.select_notifications(start=after + 1, limit=limit, topics=self.outgoing_topics())
+        out = []
+        for n in rows:
+            ev = self.mapper.to_domain_event(n)
+            out.append((n.id, _signed(ev)))
+        return out
+
+
+def _topic(cls: type) -> str:
+    return get_topic(cls)

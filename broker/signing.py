@@ -1,0 +1,191 @@
+"""Ed25519 signing over the exact envelope bytes, and verification against a key ring.
+
+Verification answers one question — is this body signed, by a key we know, that belonged
+to the claimed sender at the claimed time? — and raises a typed rejection otherwise.
+"""
+from __future__ import annotations
+
+import base64
+from collections.abc import Iterable
+from datetime import datetime
+
+import msgspec
+import nacl.exceptions
+import nacl.signing
+
+from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope
+from schemas.errors import XiezhuError
+from schemas.trust import TrustEntry
+
+
+class Rejected(XiezhuError):
+    """A message that must not be applied; ``code`` is the dead-letter reason."""
+
+    code = "rejected"
+
+
+class Unsigned(Rejected):
+    """The message carries no key id or signature."""
+
+    code = "unsigned"
+
+
+class UnknownKey(Rejected):
+    """The key id is not in the trust list."""
+
+    code = "unknown-key"
+
+
+class BadSignature(Rejected):
+    """The signature does not verify over the bytes received."""
+
+    code = "bad-signature"
+
+
+class KeyNotValid(Rejected):
+    """The key was revoked or outside its validity period at the message's time."""
+
+    code = "key-not-valid"
+
+
+class WrongSender(Rejected):
+    """The envelope's sender is not the bureau that owns the signing key."""
+
+    code = "wrong-sender"
+
+
+class WrongRecipient(Rejected):
+    """The message is addressed to another bureau."""
+
+    code = "wrong-recipient"
+
+
+class Malformed(Rejected):
+    """The body is not a valid envelope, or disagrees with the subject it came on."""
+
+    code = "malformed"
+
+
+class Oversized(Rejected):
+    """The message is larger than the receiver accepts."""
+
+    code = "oversized"
+
+
+class Duplicate(Rejected):
+    """An event id that was already applied (a replayed copy)."""
+
+    code = "duplicate"
+
+
+class RuleViolation(Rejected):
+    """A well-signed event that breaks a rule of the case it belongs to."""
+
+    code = "rule-violation"
+
+
+class HandlerFailed(Rejected):
+    """Processing failed on every redelivery; parked for an operator."""
+
+    code = "handler-failed"
+
+
+class Signer:
+    """Holds one bureau's signing key and signs envelopes with it."""
+
+    def __init__(self, bureau: str, kid: str, key: nacl.signing.SigningKey) -> None:
+        self.bureau = bureau
+        self.kid = kid
+        self._key = key
+
+    def sign_bytes(self, body: bytes) -> bytes:
+        """Detached Ed25519 signature of ``body``."""
+        return self._key.sign(body).signature
+
+    def sign(self, env: Envelope) -> Signed:
+        """Encode once and sign those exact bytes."""
+        if env.sender != self.bureau:
+            raise WrongSender(f"{self.bureau} cannot sign an envelope sent by {env.sender}")
+        body = encode_envelope(env)
+        return Signed(body=body, kid=self.kid, sig=self.sign_bytes(body))
+
+    @property
+    def public_key(self) -> bytes:
+        """The raw 32-byte verify key."""
+        return bytes(self._key.verify_key)
+
+
+class KeyRing:
+    """Public keys by id, with their owners and validity, for verification."""
+
+    def __init__(self, entries: Iterable[TrustEntry] = ()) -> None:
+        self._entries: dict[str, TrustEntry] = {}
+        self._keys: dict[str, nacl.signing.VerifyKey] = {}
+        for entry in entries:
+            self.add(entry)
+
+    def add(self, entry: TrustEntry) -> None:
+        """Add or replace one entry (a rotation adds, a revocation replaces)."""
+        self._entries[entry.kid] = entry
+        self._keys[entry.kid] = nacl.signing.VerifyKey(entry.public_key)
+
+    def entry(self, kid: str) -> TrustEntry | None:
+        """The trust entry of ``kid``, if known."""
+        return self._entries.get(kid)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
+    def verify(self, signed: Signed, *, at: datetime | None = None) -> Envelope:
+        """Check the signature, the key's validity at the envelope's time and the sender.
+
+        Returns the decoded envelope; raises a :class:`Rejected` subclass otherwise.
+        """
+        if not signed.kid or not signed.sig:
+            raise Unsigned("message has no key id or no signature")
+        entry = self._entries.get(signed.kid)
+        if entry is None:
+            raise UnknownKey(f"key {signed.kid!r} is not in the trust list", kid=signed.kid)
+        try:
+            self._keys[signed.kid].verify(signed.body, signed.sig)
+        except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as e:
+            raise BadSignature(f"signature by key {signed.kid} does not verify", kid=signed.kid) from e
+        env = decode_checked(signed.body)
+        when = at or env.time
+        if when < entry.valid_from or (entry.valid_to is not None and when >= entry.valid_to):
+            raise KeyNotValid(f"key {signed.kid} is not valid at {when.isoformat()}", kid=signed.kid)
+        if entry.revoked_at is not None and when >= entry.revoked_at:
+            raise KeyNotValid(
+                f"key {signed.kid} was revoked at {entry.revoked_at.isoformat()}: {entry.revoked_reason}",
+                kid=signed.kid,
+            )
+        if env.sender != entry.bureau:
+            raise WrongSender(
+                f"envelope claims sender {env.sender} but key {signed.kid} belongs to {entry.bureau}",
+                kid=signed.kid,
+            )
+        return env
+
+
+def decode_checked(body: bytes) -> Envelope:
+    """Decode envelope bytes, turning any decoding problem into :class:`Malformed`."""
+    try:
+        env = decode_envelope(body)
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise Malformed(f"not a valid envelope: {e}") from e
+    if env.time.tzinfo is None:
+        raise Malformed("envelope time has no timezone")
+    return env
+
+
+def b64(data: bytes) -> str:
+    """Standard base64 text, for headers and JSON."""
+    return base64.b64encode(data).decode("ascii")
+
+
+def unb64(text: str) -> bytes:
+    """Inverse of :func:`b64`; raises :class:`Malformed` on bad input."""
+    try:
+        return base64.b64decode(text, validate=True)
+    except (ValueError, TypeError) as e:
+        raise Malformed("signature header is not base64") from e

@@ -1,0 +1,178 @@
+"""The 区司法局 ledger: every signed event as received, in one total order, hash-chained.
+
+Each entry keeps the exact signed bytes, the key id and signature, the arrival time and
+its position; ``hash = SHA-256(prev_hash ‖ position ‖ arrival ‖ kid ‖ sig ‖ body)``, so
+that changing, removing or reordering any stored entry breaks the chain from there on.
+The decoded columns (case, number, sender …) are an index for queries; the bytes are
+the record.
+"""
+from __future__ import annotations
+
+import hashlib
+import sqlite3
+import struct
+import threading
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+from pathlib import Path
+
+from schemas.envelope import Envelope, Signed
+from schemas.errors import XiezhuError
+
+GENESIS = b"\x00" * 32
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS entries (
+    pos         INTEGER PRIMARY KEY,
+    event_id    TEXT NOT NULL UNIQUE,
+    case_id     TEXT NOT NULL,
+    number      TEXT NOT NULL,
+    type        TEXT NOT NULL,
+    sender      TEXT NOT NULL,
+    recipient   TEXT NOT NULL,
+    event_time  TEXT NOT NULL,
+    arrived_at  TEXT NOT NULL,
+    stream_seq  INTEGER NOT NULL,
+    kid         TEXT NOT NULL,
+    sig         BLOB NOT NULL,
+    body        BLOB NOT NULL,
+    prev_hash   BLOB NOT NULL,
+    hash        BLOB NOT NULL
+);
+CREATE INDEX IF NOT EXISTS entries_case ON entries (case_id, pos);
+CREATE INDEX IF NOT EXISTS entries_number ON entries (number, sender);
+"""
+
+
+class LedgerError(XiezhuError):
+    """The ledger file cannot be opened or is inconsistent."""
+
+    code = "ledger"
+
+
+@dataclass(frozen=True)
+class Entry:
+    """One ledger entry, as stored."""
+
+    pos: int
+    event_id: str
+    case_id: str
+    number: str
+    type: str
+    sender: str
+    recipient: str
+    event_time: str
+    arrived_at: str
+    stream_seq: int
+    signed: Signed
+    prev_hash: bytes
+    hash: bytes
+
+
+def chain_hash(prev: bytes, pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes) -> bytes:
+    """The hash that links entry ``pos`` to its predecessor."""
+    h = hashlib.sha256(prev)
+    h.update(struct.pack(">Q", pos))
+    for part in (arrived_at.encode(), kid.encode(), sig, body):
+        h.update(struct.pack(">I", len(part)))
+        h.update(part)
+    return h.digest()
+
+
+_COLUMNS = ("pos, event_id, case_id, number, type, sender, recipient, event_time, arrived_at, "
+            "stream_seq, kid, sig, body, prev_hash, hash")
+
+
+def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
+    (pos, event_id, case_id, number, type_, sender, recipient, event_time, arrived_at,
+     stream_seq, kid, sig, body, prev_hash, hash_) = row
+    return Entry(pos, event_id, case_id, number, type_, sender, recipient, event_time, arrived_at,
+                 stream_seq, Signed(body=bytes(body), kid=kid, sig=bytes(sig)), bytes(prev_hash), bytes(hash_))
+
+
+class Ledger:
+    """Append-only, hash-chained store of signed events (SQLite)."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = Path(path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self._lock = threading.Lock()
+        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA synchronous=FULL")
+        self._db.executescript(_SCHEMA)
+        row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
+        self._head_pos, self._head_hash = (row[0], bytes(row[1])) if row else (0, GENESIS)
+
+    def append(self, items: Sequence[tuple[Signed, Envelope, int, datetime]]) -> list[int | None]:
+        """Append verified events in one transaction; a known event id is skipped (``None``)."""
+        out: list[int | None] = []
+        with self._lock:
+            pos, head = self._head_pos, self._head_hash
+            self._db.execute("BEGIN IMMEDIATE")
+            try:
+                for signed, env, stream_seq, arrived in items:
+                    if self._db.execute("SELECT 1 FROM entries WHERE event_id = ?", (env.id,)).fetchone():
+                        out.append(None)
+                        continue
+                    pos += 1
+                    arrived_at = arrived.isoformat()
+                    h = chain_hash(head, pos, arrived_at, signed.kid, signed.sig, signed.body)
+                    self._db.execute(
+                        f"INSERT INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                        (pos, env.id, env.case, env.number, env.type, env.sender, env.recipient,
+                         env.time.isoformat(), arrived_at, stream_seq, signed.kid, signed.sig, signed.body, head, h),
+                    )
+                    head = h
+                    out.append(pos)
+                self._db.execute("COMMIT")
+            except BaseException:
+                self._db.execute("ROLLBACK")
+                raise
+            self._head_pos, self._head_hash = pos, head
+        return out
+
+    def contains(self, event_id: str) -> bool:
+        """Whether an event id is recorded."""
+        return self._db.execute("SELECT 1 FROM entries WHERE event_id = ?", (event_id,)).fetchone() is not None
+
+    @property
+    def head(self) -> tuple[int, bytes]:
+        """Position and hash of the last entry (0 and the genesis hash when empty)."""
+        return self._head_pos, self._head_hash
+
+    def __len__(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+
+    def entries(self, after: int = 0, limit: int | None = None) -> Iterator[Entry]:
+        """Entries with position > ``after``, in order (a fresh cursor: safe while appending)."""
+        sql = f"SELECT {_COLUMNS} FROM entries WHERE pos > ? ORDER BY pos"
+        args: tuple[int, ...] = (after,)
+        if limit is not None:
+            sql += " LIMIT ?"
+            args = (after, limit)
+        conn = sqlite3.connect(self.path)
+        try:
+            for row in conn.execute(sql, args):
+                yield _entry(row)
+        finally:
+            conn.close()
+
+    def case(self, case_id: str) -> list[Entry]:
+        """Every entry of one case, in ledger order (indexed: fast however large the ledger)."""
+        rows = self._db.execute(f"SELECT {_COLUMNS} FROM entries WHERE case_id = ? ORDER BY pos", (case_id,))
+        return [_entry(r) for r in rows]
+
+    def find(self, number: str, sender: str | None = None) -> list[str]:
+        """Case ids whose request has ``number`` (from ``sender``, if given)."""
+        sql = "SELECT DISTINCT case_id FROM entries WHERE number = ? AND type = 'assistance.requested'"
+        args: tuple[str, ...] = (number,)
+        if sender:
+            sql += " AND sender = ?"
+            args = (number, sender)
+        return [r[0] for r in self._db.execute(sql, args)]
+
+    def close(self) -> None:
+        """Close the file."""
+        self._db.close()

@@ -1,0 +1,84 @@
+"""Shared fixtures: a real nats-server per test, real SQLite files in a temp directory."""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncIterator, Iterator
+from datetime import datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+import sqlite_utils
+
+from aggregates.clock import SimulatedClock
+from agencies.registry import Registry
+from broker.server import EmbeddedNats
+from xiezhu.node import Node
+from xiezhu.settings import Settings
+
+START = datetime(2026, 9, 21, 1, 0, tzinfo=timezone.utc)  # Monday 09:00 in Shanghai
+
+RESIDENT = {"id_number": "370405199001011234", "name": "张三", "residence": "山东省枣庄市台儿庄区运河街道",
+            "criminal_record": 0}
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption("--run-slow", action="store_true", help="also run long fuzz and soak tests")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("--run-slow"):
+        return
+    skip = pytest.mark.skip(reason="long-running; pass --run-slow to run it")
+    for item in items:
+        if "slow" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+    """A real nats-server with JetStream on a free port, its own store, for one test.
+
+    One server per test keeps tests hermetic: the stream and consumer names are the
+    deployment's own, so tests must not share them.
+    """
+    server = EmbeddedNats(tmp_path / "nats").start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+def registry() -> Registry:
+    return Registry.load()
+
+
+@pytest.fixture
+def clock() -> SimulatedClock:
+    return SimulatedClock(START)
+
+
+@pytest.fixture
+def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
+    s = Settings(data_dir=tmp_path / "data", nats_url=nats_server.url)
+    s.bureau_dir("gongan").mkdir(parents=True, exist_ok=True)
+    sqlite_utils.Database(s.bureau_data_path("gongan"))["residents"].insert(RESIDENT, pk="id_number")
+    return s
+
+
+@pytest.fixture
+async def node(settings: Settings, registry: Registry, clock: SimulatedClock) -> AsyncIterator[Node]:
+    """shenpi (requester), gongan (verifier) and ziran (operator inbox) agents, ledger and SLA view."""
+    n = Node(settings, registry, clock, agents=["shenpi", "gongan", "ziran"], ledger=True, projection=True,
+             simulated=True, key_valid_from=START - timedelta(days=1))
+    await n.start()
+    yield n
+    await n.stop()
+
+
+async def eventually(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]
+    """Wait until ``predicate()`` is true (for things that happen in the background)."""
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        if loop.time() > deadline:
+            raise AssertionError("condition not met in time")
+        await asyncio.sleep(0.02)

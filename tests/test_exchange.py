@@ -1,0 +1,172 @@
+"""End to end on a real nats-server: the exchange, the ledger, the SLA view, and hostile input."""
+from __future__ import annotations
+
+from datetime import date
+from typing import Any
+
+import nats
+import nacl.signing
+import pytest
+
+from broker.intake import read_dead_letters
+from broker.relay import headers_for
+from broker.signing import Signer
+from schemas.assistance import Applicant, CommitmentItem, Matter
+from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, new_id, subject_for
+from tests.conftest import RESIDENT, eventually
+from xiezhu.node import Node
+
+ZHANG = Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_number"])
+
+
+def request(node: Node, assistor: str = "gongan", check: str = "hukou.residence", address: str = "运河街道") -> str:
+    st = node.store("shenpi").request(
+        assistor=assistor, applicant=ZHANG, matter=Matter(code="370405-XK-0101", name="食品经营许可"),
+        applied_on=date(2026, 9, 20),
+        items=[CommitmentItem(no=1, text=f"本人户籍所在地为{address}", check=check, facts={"address": address}),
+               CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record")])
+    node.wake_relays()
+    return st.case
+
+
+def snapshot(node: Node) -> dict[str, Any]:
+    """Everything a rejected message must leave unchanged."""
+    assert node.ledger and node.sla
+    return {code: node.store(code).recorder.max_notification_id() for code in ("shenpi", "gongan", "ziran")} | {
+        "ledger": len(node.ledger), "sla": node.sla.rows()}
+
+
+async def test_a_full_exchange_lands_in_both_stores_the_ledger_and_the_sla_view(node: Node) -> None:
+    case = request(node)
+    await node.settle()
+    mine, theirs = node.store("shenpi").case(case).state, node.store("gongan").case(case).state
+    assert mine.status == theirs.status == "replied"
+    assert [r.verdict for r in mine.results] == ["true", "true"]
+    assert mine.answered_by == "auto:hukou"
+    assert node.ledger is not None and node.sla is not None
+    entries = node.ledger.case(case)
+    assert [e.type for e in entries] == ["assistance.requested", "assistance.received", "assistance.replied"]
+    # The ledger keeps exactly the bytes each bureau signed.
+    assert [e.signed for e in entries] == node.store("shenpi").case(case).envelopes
+    [row] = node.sla.rows()
+    assert (row["number"], row["status"], row["outcome"]) == ("20260001", "replied", "true")
+    assert row["sent_at"] and row["arrived_at"] and row["answered_at"]
+
+
+async def test_a_false_commitment_is_answered_false(node: Node) -> None:
+    case = request(node, address="泥沟镇")
+    await node.settle()
+    assert [r.verdict for r in node.store("shenpi").case(case).state.results] == ["false", "true"]
+
+
+async def test_a_request_no_verifier_can_decide_waits_in_the_operator_inbox(node: Node) -> None:
+    case = request(node, assistor="ziran", check="")
+    await node.settle()
+    [waiting] = node.store("ziran").inbox()
+    assert waiting.case == case and waiting.status == "received"
+    node.store("ziran").decline(case, "不属于本机关职权范围，请向区公安分局核实。", "operator:王伟")
+    await node.settle()
+    assert node.store("shenpi").case(case).state.status == "declined"
+    assert node.sla is not None and node.sla.rows()[0]["status"] == "declined"
+
+
+async def _publish(node: Node, subject: str, signed: Signed, msg_id: str | None = None) -> None:
+    nc = await nats.connect(node.nats_url)
+    js = nc.jetstream()
+    await js.publish(subject, signed.body, headers=headers_for(signed, msg_id or new_id()))
+    await nc.close()
+
+
+async def _dead_letters(node: Node) -> list[Any]:
+    nc = await nats.connect(node.nats_url)
+    try:
+        return await read_dead_letters(nc.jetstream())
+    finally:
+        await nc.close()
+
+
+def _envelope(node: Node, sender: str = "shenpi", recipient: str = "gongan") -> Envelope:
+    case = next(iter(node.store("shenpi").cases()))
+    req = decode_envelope(node.store("shenpi").case(case.case).envelopes[0].body)
+    return Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number="20260099",
+                    time=node.clock.now(), payload=req.payload)
+
+
+def _forged(node: Node) -> tuple[str, Signed]:
+    kid = node.keys.signer("shenpi").kid
+    forged = Signer("shenpi", kid, nacl.signing.SigningKey.generate()).sign(_envelope(node))
+    return subject_for(decode_envelope(forged.body)), forged
+
+
+def _wrong_sender(node: Node) -> tuple[str, Signed]:
+    gongan = node.keys.signer("gongan")
+    body = encode_envelope(_envelope(node))  # claims shenpi, signed with gongan's key
+    return "xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=gongan.kid, sig=gongan.sign_bytes(body))
+
+
+def _wrong_recipient(node: Node) -> tuple[str, Signed]:
+    signed = node.keys.signer("shenpi").sign(_envelope(node, recipient="shichang"))
+    return "xz.shenpi.gongan.assistance.requested", signed
+
+
+def _malformed(node: Node) -> tuple[str, Signed]:
+    shenpi = node.keys.signer("shenpi")
+    body = b'{"v":1,"id":"7","sender":"shenpi","payload":{"type":"assistance.requested","items":"all"}}'
+    return "xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=shenpi.kid, sig=shenpi.sign_bytes(body))
+
+
+def _oversized(node: Node) -> tuple[str, Signed]:
+    shenpi = node.keys.signer("shenpi")
+    body = b"{" + b" " * 70_000 + b"}"
+    return "xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=shenpi.kid, sig=shenpi.sign_bytes(body))
+
+
+def _unsigned(node: Node) -> tuple[str, Signed]:
+    signed = node.keys.signer("shenpi").sign(_envelope(node))
+    return "xz.shenpi.gongan.assistance.requested", Signed(body=signed.body, kid="", sig=b"")
+
+
+@pytest.mark.parametrize(("make", "code"), [
+    (_forged, "bad-signature"), (_wrong_sender, "wrong-sender"), (_wrong_recipient, "wrong-recipient"),
+    (_malformed, "malformed"), (_oversized, "oversized"), (_unsigned, "unsigned"),
+])
+async def test_a_bad_message_is_dead_lettered_with_its_reason_and_changes_nothing(node: Node, make, code) -> None:  # type: ignore[no-untyped-def]
+    request(node)
+    await node.settle()
+    before = snapshot(node)
+    subject, signed = make(node)
+    await _publish(node, subject, signed)
+    await node.settle()
+    letters = [d for d in await _dead_letters(node) if d.rejected_by == "gongan"]
+    assert [d.code for d in letters] == [code]
+    assert letters[0].reason and letters[0].original_subject == subject
+    assert letters[0].data == signed.body[:len(letters[0].data)]
+    assert snapshot(node) == before
+    # The agent is still alive and answering.
+    case = request(node)
+    await node.settle()
+    assert node.store("shenpi").case(case).state.status == "replied"
+
+
+async def test_a_replayed_copy_of_a_valid_event_changes_nothing(node: Node) -> None:
+    case = request(node)
+    await node.settle()
+    before = snapshot(node)
+    original = node.store("shenpi").case(case).envelopes[0]
+    # A new Nats-Msg-Id gets it past JetStream's dedup: the copy reaches gongan and the ledger.
+    await _publish(node, subject_for(decode_envelope(original.body)), original)
+    await node.settle()
+    assert snapshot(node) == before
+    letters = await _dead_letters(node)
+    assert [(d.rejected_by, d.code) for d in letters] == [("gongan", "duplicate")]
+    assert node.agents["gongan"].intake and node.agents["gongan"].intake.stats.duplicates == 1
+
+
+async def test_the_ledger_rejects_what_no_bureau_signed(node: Node) -> None:
+    request(node)
+    await node.settle()
+    subject, signed = _forged(node)
+    await _publish(node, subject, signed)
+    await node.settle()
+    await eventually(lambda: node.ledger_service is not None and node.ledger_service.stats.rejected == 1)
+    assert node.ledger is not None and len(node.ledger) == 3

@@ -1,0 +1,73 @@
+"""A bureau's own event store: numbering, exactly-once intake, persistence."""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta, timezone
+from pathlib import Path
+
+import pytest
+
+from aggregates.clock import SimulatedClock
+from aggregates.store import BureauStore, DuplicateEvent
+from broker.signing import KeyRing
+from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
+from schemas.envelope import decode_envelope
+from tests.test_signing import entry, make_signer
+
+APPLICANT = Applicant(kind="person", name="张三", id_number="370405199001011234")
+
+
+@pytest.fixture
+def pair(tmp_path: Path) -> tuple[BureauStore, BureauStore, KeyRing, SimulatedClock]:
+    clock = SimulatedClock(datetime(2026, 12, 31, 14, tzinfo=timezone.utc))  # 22:00 in Shanghai
+    a, b = make_signer("shenpi"), make_signer("gongan")
+    ring = KeyRing([entry(a, valid_from=datetime(2020, 1, 1, tzinfo=timezone.utc)),
+                    entry(b, valid_from=datetime(2020, 1, 1, tzinfo=timezone.utc))])
+    return (BureauStore("shenpi", tmp_path / "a.db", a.sign, clock),
+            BureauStore("gongan", tmp_path / "b.db", b.sign, clock), ring, clock)
+
+
+def send(store: BureauStore) -> str:
+    return store.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X1", name="食品经营许可"),
+                         applied_on=date(2026, 12, 30),
+                         items=[CommitmentItem(no=1, text="本人无犯罪记录", check="police.no-criminal-record")]).case
+
+
+def test_numbers_run_per_requester_per_shanghai_year(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _, _, clock = pair
+    first, second = send(a), send(a)
+    assert [a.case(c).state.number for c in (first, second)] == ["20260001", "20260002"]
+    clock.advance(timedelta(hours=3))  # 2027-01-01 01:00 in Shanghai, still 2026 in UTC
+    assert a.case(send(a)).state.number == "20270001"
+
+
+def test_the_same_event_is_applied_once(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b, ring, clock = pair
+    send(a)
+    [(_, signed)] = a.outgoing_since(0, 10)
+    env = ring.verify(signed)
+    b.accept(signed, env, stream_seq=1, arrived_at=clock.now())
+    before = b.recorder.max_notification_id()
+    with pytest.raises(DuplicateEvent):
+        b.accept(signed, env, stream_seq=7, arrived_at=clock.now())
+    assert b.recorder.max_notification_id() == before
+    assert [decode_envelope(s.body).type for _, s in b.outgoing_since(0, 10)] == ["assistance.received"]
+
+
+def test_state_survives_reopening_the_store(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    a, b, ring, clock = pair
+    case = send(a)
+    [(_, signed)] = a.outgoing_since(0, 10)
+    b.accept(signed, ring.verify(signed), stream_seq=1, arrived_at=clock.now())
+    b.reply(case, [ItemResult(no=1, verdict="false")], "auto:hukou")
+    again = BureauStore("gongan", tmp_path / "b.db", lambda e: None, clock)  # type: ignore[arg-type,return-value]
+    st = again.case(case).state
+    assert st.status == "replied" and st.results[0].verdict == "false"
+    assert len(again.case(case).envelopes) == 3
+    assert again.inbox() == []
+
+
+def test_outgoing_envelopes_keep_the_bytes_that_were_signed(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _, ring, _ = pair
+    send(a)
+    [(_, signed)] = a.outgoing_since(0, 10)
+    assert ring.verify(signed).sender == "shenpi"

@@ -1,0 +1,429 @@
+"""The ``xiezhu`` command line: thin commands over the library, one clear line on error."""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import signal
+import sys
+from collections.abc import Callable, Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from aggregates.clock import SystemClock
+from aggregates.store import SHANGHAI
+from agencies.keys import KeyStore
+from agencies.registry import Registry
+from broker.server import EmbeddedNats
+from projections.ledger import Ledger
+from projections.sla import SlaView
+from schemas.assistance import VERDICT_ZH, ItemResult
+from schemas.errors import XiezhuError
+from schemas.privacy import mask_id, mask_name
+from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
+
+app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+                  help="xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger.")
+projections_app = typer.Typer(no_args_is_help=True, help="Read models built from the ledger.")
+keys_app = typer.Typer(no_args_is_help=True, help="Bureau signing keys and the trust list.")
+app.add_typer(projections_app, name="projections")
+app.add_typer(keys_app, name="keys")
+
+out = Console()
+err = Console(stderr=True)
+T = TypeVar("T")
+
+DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar=ENV_DATA_DIR, show_envvar=True,
+                                              help="The one data directory every command works on.")]
+NatsUrl = Annotated[str | None, typer.Option("--nats-url", envvar=ENV_NATS_URL, show_envvar=True,
+                                             help="Use this NATS server instead of starting the embedded one.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+class State:
+    """What the global options resolved to."""
+
+    settings: Settings
+
+
+@app.callback()
+def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None) -> None:
+    """xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger."""
+    state = State()
+    state.settings = Settings.resolve(data_dir, nats_url)
+    ctx.obj = state
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj.settings  # type: ignore[no-any-return]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def _run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) -> None:
+    """Run async services until SIGINT/SIGTERM, then stop them cleanly."""
+
+    async def body() -> None:
+        done = asyncio.Event()
+        loop = asyncio.get_running_loop()
+        for sig in (signal.SIGINT, signal.SIGTERM):
+            loop.add_signal_handler(sig, done.set)
+        await start()
+        err.print(f"[green]{what} running[/]; Ctrl-C to stop")
+        await done.wait()
+        await stop()
+
+    asyncio.run(body())
+
+
+# -- the demo -------------------------------------------------------------------------
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    requests: Annotated[int, typer.Option("--requests", "-n", min=1, max=20000, help="How many requests.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 2026,
+    as_json: AsJson = False,
+) -> None:
+    """Run every bureau agent, the ledger and the SLA view on an embedded NATS with a mixed workload.
+
+    Example: [bold]xiezhu demo --requests 300 --json[/]
+    """
+    from xiezhu import demo as demo_mod
+
+    settings = _settings(ctx)
+    if settings.nats_url:
+        settings = Settings(data_dir=settings.data_dir)  # the demo always runs its own NATS
+    if not as_json:
+        err.print(f"xiezhu demo: {requests} requests, data in {settings.data_dir} …")
+    summary = demo_mod.run(settings, Registry.load(), requests=requests, seed=seed)
+    if as_json:
+        _print_json(summary)
+        return
+    _print_summary(summary)
+    _sla_table(settings, None, None, limit=15)
+    out.print(f"\nThe demo's data stays in {settings.data_dir}: try [bold]xiezhu sla --state received[/] "
+              "or [bold]xiezhu inbox --bureau ziran[/].")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    t = Table(title="xiezhu demo", show_header=False, title_justify="left")
+    labels = {
+        "requests": "行政协助函 sent", "replied": "回复函 (replied)", "declined": "书面告知 (declined)",
+        "pending": "still open", "auto_answered": "answered by a verifier", "operator_answered": "answered by an operator",
+        "false_commitments": "with a false commitment (虚假)", "unverifiable": "cannot verify (无法证实)",
+        "letters": "by letter, two staff (协助函二)", "bureau_pairs": "bureau pairs",
+        "ledger_events": "ledger events", "signatures_verified": "signatures verified",
+        "hostile_messages_sent": "hostile messages sent", "rejected_messages": "dead-lettered",
+        "duplicates_ignored": "duplicates ignored", "simulated_from": "simulated from", "simulated_to": "simulated to",
+        "wall_seconds": "wall seconds",
+    }
+    for key, label in labels.items():
+        t.add_row(label, str(s[key]))
+    t.add_row("dead letters by reason", ", ".join(f"{k} {v}" for k, v in s["rejections_by_reason"].items()))
+    out.print(t)
+
+
+# -- read commands --------------------------------------------------------------------
+
+
+@contextlib.contextmanager
+def _fresh_sla(settings: Settings) -> Iterator[SlaView]:
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        view = SlaView(settings.sla_path)
+        view.follow(ledger)
+        yield view
+    finally:
+        ledger.close()
+
+
+@app.command()
+def sla(
+    ctx: typer.Context,
+    bureau: Annotated[str | None, typer.Option(help="Only requests this bureau sent or received.")] = None,
+    state: Annotated[str | None, typer.Option(help="Only this status: requested, received, replied, declined.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Every assistance request with its sent, arrived and answered times, from the ledger.
+
+    Example: [bold]xiezhu sla --bureau gongan --state received[/]
+    """
+    settings = _settings(ctx)
+    if bureau:
+        Registry.load()[bureau]
+    if as_json:
+        with _fresh_sla(settings) as view:
+            _print_json({f"{r['requester']}/{r['number']}": r for r in view.rows(bureau=bureau, status=state)})
+        return
+    _sla_table(settings, bureau, state)
+
+
+def _sla_table(settings: Settings, bureau: str | None, state: str | None, limit: int | None = None) -> None:
+    with _fresh_sla(settings) as view:
+        rows = view.rows(bureau=bureau, status=state)
+    t = Table(title=f"SLA view — {len(rows)} requests" + (f" (first {limit})" if limit and len(rows) > limit else ""))
+    for col in ("number", "requester", "assistor", "matter", "channel", "sent", "arrived", "answered", "status", "outcome"):
+        t.add_column(col)
+    for r in rows[:limit]:
+        t.add_row(r["number"], r["requester"], r["assistor"], r["matter"], r["channel"], _t(r["sent_at"]),
+                  _t(r["arrived_at"]), _t(r["answered_at"]), r["status"], r["outcome"] or "")
+    out.print(t)
+
+
+def _t(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%m-%d %H:%M")
+
+
+@app.command()
+def bureaus(as_json: AsJson = False) -> None:
+    """The bureaus of the registry (附件1) with their codes.
+
+    Example: [bold]xiezhu bureaus --json[/]
+    """
+    reg = Registry.load()
+    if as_json:
+        _print_json([msgspec.structs.asdict(b) for b in reg])
+        return
+    t = Table(title=f"{len(reg)} bureaus")
+    for col in ("code", "name", "kind"):
+        t.add_column(col)
+    for b in reg:
+        t.add_row(b.code, b.name, b.kind)
+    out.print(t)
+
+
+@app.command()
+def inbox(
+    ctx: typer.Context,
+    bureau: Annotated[str, typer.Option(help="The bureau whose operator inbox to show.")],
+    as_json: AsJson = False,
+) -> None:
+    """Requests addressed to a bureau that wait for a person to answer.
+
+    Example: [bold]xiezhu inbox --bureau ziran[/]
+    """
+    store = _open_store(_settings(ctx), bureau)
+    waiting = store.inbox()
+    if as_json:
+        _print_json([{"number": s.number, "case": s.case, "requester": s.requester, "matter": s.request.matter.name,
+                      "applicant": mask_name(s.request.applicant.name), "id_number": mask_id(s.request.applicant.id_number),
+                      "channel": s.request.channel, "arrived_at": s.arrived_at,
+                      "items": [{"no": i.no, "text": i.text} for i in s.request.items]} for s in waiting])
+        return
+    t = Table(title=f"{Registry.load().name(bureau)} inbox — {len(waiting)} waiting")
+    for col in ("number", "from", "matter", "applicant", "arrived", "items"):
+        t.add_column(col)
+    for s in waiting:
+        t.add_row(s.number, s.requester, s.request.matter.name,
+                  f"{mask_name(s.request.applicant.name)} {mask_id(s.request.applicant.id_number)}",
+                  _t(s.arrived_at.isoformat() if s.arrived_at else None),
+                  "\n".join(f"{i.no}. {i.text}" for i in s.request.items))
+    out.print(t)
+
+
+def _open_store(settings: Settings, code: str):  # type: ignore[no-untyped-def]
+    from xiezhu.node import open_store
+
+    Registry.load()[code]
+    if not settings.store_path(code).exists():
+        raise XiezhuError(f"{code} has no store in {settings.data_dir}")
+    return open_store(settings, KeyStore(settings.keys_dir), code, SystemClock())
+
+
+def _find_case(store: Any, number: str, requester: str | None) -> str:
+    matches = [s for s in store.cases() if s.number == number and (requester is None or s.requester == requester)]
+    if not matches:
+        raise XiezhuError(f"no request numbered {number} in {store.bureau}'s store")
+    if len(matches) > 1:
+        raise XiezhuError(f"{len(matches)} requests are numbered {number}; add --from REQUESTER")
+    return str(matches[0].case)
+
+
+def _parse_item(text: str) -> ItemResult:
+    no, _, rest = text.partition("=")
+    verdict, _, reason = rest.partition(":")
+    aliases = {v: k for k, v in VERDICT_ZH.items()}
+    verdict = aliases.get(verdict, verdict)
+    try:
+        return msgspec.convert({"no": int(no), "verdict": verdict, "reason": reason}, ItemResult)
+    except (ValueError, msgspec.ValidationError) as e:
+        raise XiezhuError(f"--item {text!r}: expected N=true|false|unverifiable[:reason] ({e})") from e
+
+
+@app.command()
+def answer(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="The request's number, e.g. 20260001.")],
+    bureau: Annotated[str, typer.Option(help="The assisting bureau (you).")],
+    item: Annotated[list[str], typer.Option(help="N=true|false|unverifiable[:reason]; once per item.")],
+    operator: Annotated[str, typer.Option(help="Who answers.")] = "operator",
+    requester: Annotated[str | None, typer.Option("--from", help="The requesting bureau, if numbers clash.")] = None,
+) -> None:
+    """Reply to a request from the inbox (回复函); the running agent's relay sends it.
+
+    Example: [bold]xiezhu answer 20260007 --bureau ziran --item 1=true --item "2=unverifiable:档案未移交"[/]
+    """
+    store = _open_store(_settings(ctx), bureau)
+    st = store.reply(_find_case(store, number, requester), [_parse_item(i) for i in item], f"operator:{operator}")
+    err.print(f"[green]replied[/] to {st.requester}'s {st.number}")
+
+
+@app.command()
+def decline(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="The request's number.")],
+    bureau: Annotated[str, typer.Option(help="The assisting bureau (you).")],
+    reason: Annotated[str, typer.Option(help="The written reasons (书面告知并说明理由).")],
+    operator: Annotated[str, typer.Option(help="Who declines.")] = "operator",
+    requester: Annotated[str | None, typer.Option("--from", help="The requesting bureau, if numbers clash.")] = None,
+) -> None:
+    """Decline a request in writing, with the reasons.
+
+    Example: [bold]xiezhu decline 20260009 --bureau wenlv --reason "不属于本机关职权范围"[/]
+    """
+    store = _open_store(_settings(ctx), bureau)
+    try:
+        st = store.decline(_find_case(store, number, requester), reason, f"operator:{operator}")
+    except msgspec.ValidationError as e:
+        raise XiezhuError(f"cannot decline: {e}") from e
+    err.print(f"[green]declined[/] {st.requester}'s {st.number}")
+
+
+# -- services -------------------------------------------------------------------------
+
+
+@app.command("nats-server")
+def nats_server(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Client port.")] = 4222,
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+) -> None:
+    """Run the embedded nats-server (JetStream) on the data directory, in the foreground.
+
+    Example: [bold]xiezhu nats-server --port 4222[/]
+    """
+    server = EmbeddedNats(_settings(ctx).nats_dir, port=port, host=host)
+
+    async def start() -> None:
+        server.start()
+        err.print(f"nats-server at {server.url}, store in {server.store_dir}")
+
+    async def stop() -> None:
+        server.stop()
+
+    _run_forever(start, stop, "nats-server")
+
+
+@app.command()
+def provision(ctx: typer.Context) -> None:
+    """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 provision[/]
+    """
+    from xiezhu.node import provision as do_provision
+
+    settings = _settings(ctx)
+    if not settings.nats_url:
+        raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
+    asyncio.run(do_provision(settings.nats_url, Registry.load().codes()))
+    err.print("[green]streams and consumers ready[/]")
+
+
+@keys_app.command("init")
+def keys_init(ctx: typer.Context) -> None:
+    """Generate a signing key for every bureau that has none, and list it in the trust list.
+
+    Example: [bold]xiezhu keys init[/]
+    """
+    settings = _settings(ctx)
+    ks = KeyStore(settings.keys_dir)
+    reg = Registry.load()
+    ks.ensure(reg.codes(), valid_from=SystemClock().now())
+    err.print(f"[green]{len(ks.trust_list().entries)} keys[/] in {ks.trust_file}")
+
+
+@app.command()
+def agent(
+    ctx: typer.Context,
+    bureau: Annotated[list[str], typer.Option(help="Run the agent of this bureau (repeatable).")],
+) -> None:
+    """Run bureau agents: consume their mail, answer what they can, relay what they emit.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 agent --bureau gongan[/]
+    """
+    from xiezhu.node import Node
+
+    reg = Registry.load()
+    for code in bureau:
+        reg[code]
+    node = Node(_settings(ctx), reg, SystemClock(), agents=bureau)
+    _run_forever(node.start, node.stop, f"agents {', '.join(bureau)}")
+
+
+@app.command()
+def ledger(
+    ctx: typer.Context,
+    projection: Annotated[bool, typer.Option(help="Also keep the SLA view up to date.")] = True,
+) -> None:
+    """Run the 司法局 ledger: record every signed event, verified, in one hash-chained order.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 ledger[/]
+    """
+    from xiezhu.node import Node
+
+    node = Node(_settings(ctx), Registry.load(), SystemClock(), ledger=True, projection=projection)
+    _run_forever(node.start, node.stop, "ledger")
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(ctx: typer.Context) -> None:
+    """Drop the SLA view and build it again from the ledger, with a progress bar.
+
+    Example: [bold]xiezhu projections rebuild[/]
+    """
+    from rich.progress import Progress
+
+    settings = _settings(ctx)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}")
+    ledger_ = Ledger(settings.ledger_path)
+    settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
+    view = SlaView(settings.sla_path)
+    with Progress(console=err) as progress:
+        task = progress.add_task("rebuilding SLA view", total=len(ledger_))
+        n = view.rebuild(ledger_, progress=lambda k: progress.advance(task, k))
+    err.print(f"[green]rebuilt[/] from {n} ledger entries")
+
+
+def main() -> None:
+    """Console entry point: library errors become one clear line and exit code 1."""
+    try:
+        app(standalone_mode=False)
+    except XiezhuError as e:
+        err.print(f"[red]error:[/] {e}", highlight=False)
+        sys.exit(1)
+    except typer.Abort:
+        err.print("aborted")
+        sys.exit(130)
+    except Exception as e:
+        import click
+
+        if isinstance(e, click.ClickException):
+            e.show()
+            sys.exit(e.exit_code)
+        raise
+

@@ -1,0 +1,173 @@
+"""The composition root for running services: stores, agents, ledger and projection, wired.
+
+``Node`` runs any subset of them in one process: the demo runs all of them; a deployment
+runs one agent per machine (``xiezhu agent``) and the ledger elsewhere (``xiezhu ledger``).
+"""
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import Iterable
+from datetime import datetime
+
+import nats
+
+from aggregates.clock import Clock
+from aggregates.store import BureauStore
+from agencies.agent import BureauAgent
+from agencies.keys import KeyStore
+from agencies.ledger_service import LedgerService
+from agencies.registry import Registry
+from agencies.verifiers import verifiers_for
+from broker.relay import Positions
+from broker.server import EmbeddedNats
+from broker.signing import KeyRing
+from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer, ensure_consumers, ensure_streams
+from projections.ledger import Ledger
+from projections.sla import SlaView
+from xiezhu.settings import Settings
+
+log = logging.getLogger(__name__)
+
+
+def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock) -> BureauStore:
+    """A bureau's own store, signing with that bureau's key."""
+    settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
+    return BureauStore(code, settings.store_path(code), keys.signer(code).sign, clock)
+
+
+async def provision(nats_url: str, codes: Iterable[str]) -> None:
+    """Create the streams and every pre-provisioned durable consumer."""
+    nc = await nats.connect(nats_url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        await ensure_consumers(js, codes)
+    finally:
+        await nc.close()
+
+
+class Node:
+    """Runs bureau agents, the ledger service and the SLA projection in one process."""
+
+    def __init__(self, settings: Settings, registry: Registry, clock: Clock, *,
+                 agents: Iterable[str] = (), ledger: bool = False, projection: bool = False,
+                 simulated: bool = False, key_valid_from: datetime | None = None) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.clock = clock
+        self.agent_codes = [registry[c].code for c in agents]
+        self.run_ledger = ledger
+        self.run_projection = projection
+        self.simulated = simulated
+        self.keys = KeyStore(settings.keys_dir)
+        self.keys.ensure(registry.codes(), valid_from=key_valid_from or clock.now())
+        self.ring: KeyRing = self.keys.ring()
+        self.server: EmbeddedNats | None = None
+        self.nats_url = settings.nats_url or ""
+        self.stores: dict[str, BureauStore] = {}
+        self.agents: dict[str, BureauAgent] = {}
+        self.ledger: Ledger | None = None
+        self.ledger_service: LedgerService | None = None
+        self.sla: SlaView | None = None
+        self._projection_wake = asyncio.Event()
+        self._projection_task: asyncio.Task[None] | None = None
+        self._stopping = False
+
+    def store(self, code: str) -> BureauStore:
+        """The store of ``code`` (opened on first use)."""
+        if code not in self.stores:
+            self.stores[code] = open_store(self.settings, self.keys, code, self.clock)
+        return self.stores[code]
+
+    async def start(self) -> Node:
+        """Start NATS (embedded unless a URL was given), provision, then every service."""
+        if not self.settings.nats_url:
+            self.server = EmbeddedNats(self.settings.nats_dir).start()
+            self.nats_url = self.server.url
+        await provision(self.nats_url, self.registry.codes())
+        for code in self.agent_codes:
+            agent = BureauAgent(code, self.store(code), self.ring, Positions(self.settings.relay_path(code)),
+                                verifiers_for(code, self.settings.bureau_data_path(code)), self.clock,
+                                self.nats_url, simulated_arrival=self.simulated)
+            await agent.start()
+            self.agents[code] = agent
+        if self.run_ledger:
+            self.ledger = Ledger(self.settings.ledger_path)
+            self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
+                                                simulated_arrival=self.simulated,
+                                                on_append=self._projection_wake.set)
+            await self.ledger_service.start()
+        if self.run_projection:
+            if self.ledger is None:
+                self.ledger = Ledger(self.settings.ledger_path)
+            self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
+            self.sla = SlaView(self.settings.sla_path)
+            self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
+        return self
+
+    async def _follow(self) -> None:
+        assert self.sla is not None and self.ledger is not None
+        while not self._stopping:
+            self._projection_wake.clear()
+            await asyncio.to_thread(self.sla.follow, self.ledger)
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self._projection_wake.wait(), timeout=0.5)
+
+    def wake_relays(self) -> None:
+        """Commands were committed outside an agent's handler: relay them now."""
+        for agent in self.agents.values():
+            if agent.relay:
+                agent.relay.wake()
+
+    async def settle(self, *, timeout: float = 120.0, interval: float = 0.05) -> None:
+        """Wait until every committed event is relayed, consumed, recorded and projected."""
+        nc = await nats.connect(self.nats_url)
+        js = nc.jetstream()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        quiet = 0
+        try:
+            while quiet < 2:
+                if loop.time() > deadline:
+                    raise TimeoutError("the system did not settle")
+                self.wake_relays()
+                await asyncio.sleep(interval)
+                quiet = quiet + 1 if await self._is_quiet(js) else 0
+        finally:
+            await nc.close()
+
+    async def _is_quiet(self, js: nats.js.JetStreamContext) -> bool:
+        for agent in self.agents.values():
+            if agent.relay is None or await agent.relay.pump():
+                return False
+        names = [agent_consumer(c) for c in self.agents] + ([LEDGER_CONSUMER] if self.run_ledger else [])
+        for name in names:
+            info = await js.consumer_info(EVENTS_STREAM, name)
+            if info.num_pending or info.num_ack_pending:
+                return False
+        if self.sla is not None and self.ledger is not None:
+            if self.sla.position != self.ledger.head[0]:
+                self._projection_wake.set()
+                return False
+        return True
+
+    async def stop(self) -> None:
+        """Stop every service, then the embedded server."""
+        self._stopping = True
+        for agent in self.agents.values():
+            await agent.stop()
+        if self.ledger_service:
+            await self.ledger_service.stop()
+        if self._projection_task:
+            self._projection_wake.set()
+            await self._projection_task
+        if self.server:
+            self.server.stop()
+
+    async def __aenter__(self) -> Node:
+        return await self.start()
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()

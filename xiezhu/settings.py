@@ -1,0 +1,72 @@
+"""Settings: one frozen object, read once at the composition root and passed down."""
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+ENV_DATA_DIR = "XIEZHU_DATA_DIR"
+ENV_NATS_URL = "XIEZHU_NATS_URL"
+
+
+def default_data_dir(environ: Mapping[str, str]) -> Path:
+    """``$XIEZHU_DATA_DIR``, else ``$XDG_DATA_HOME/xiezhu``, else ``~/.local/share/xiezhu``."""
+    if environ.get(ENV_DATA_DIR):
+        return Path(environ[ENV_DATA_DIR]).expanduser()
+    base = environ.get("XDG_DATA_HOME") or str(Path.home() / ".local" / "share")
+    return Path(base) / "xiezhu"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Where the data lives and which NATS to use (``None``: start the embedded one)."""
+
+    data_dir: Path
+    nats_url: str | None = None
+
+    @classmethod
+    def resolve(cls, data_dir: Path | None, nats_url: str | None,
+                environ: Mapping[str, str] | None = None) -> Settings:
+        """Command-line values win over the environment, which wins over defaults."""
+        env = os.environ if environ is None else environ
+        return cls(
+            data_dir=(data_dir or default_data_dir(env)).expanduser().absolute(),
+            nats_url=nats_url or env.get(ENV_NATS_URL) or None,
+        )
+
+    # -- the one data directory's layout -------------------------------------------
+
+    @property
+    def keys_dir(self) -> Path:
+        return self.data_dir / "keys"
+
+    def bureau_dir(self, code: str) -> Path:
+        return self.data_dir / "bureaus" / code
+
+    def store_path(self, code: str) -> Path:
+        """The bureau's own eventsourcing store."""
+        return self.bureau_dir(code) / "events.db"
+
+    def relay_path(self, code: str) -> Path:
+        return self.bureau_dir(code) / "relay.db"
+
+    def bureau_data_path(self, code: str) -> Path:
+        """The bureau's own records its verifiers read (户籍, 营业执照 …)."""
+        return self.bureau_dir(code) / "data.db"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.data_dir / "ledger" / "ledger.db"
+
+    @property
+    def sla_path(self) -> Path:
+        return self.data_dir / "projections" / "sla.db"
+
+    @property
+    def nats_dir(self) -> Path:
+        return self.data_dir / "nats"
+
+    @property
+    def demo_marker(self) -> Path:
+        return self.data_dir / ".xiezhu-demo"
