@@ -22,7 +22,7 @@ from agencies.verifiers import Verifier, answer_all
 from broker.intake import AlreadyApplied, Delivery, Intake, NotApplicable
 from broker.relay import Positions, Relay
 from broker.signing import HandlerFailed, KeyRing
-from broker.streams import EVENTS_STREAM, MAX_DELIVER, agent_consumer, consumer_config, inbox_filter
+from broker.streams import EVENTS_STREAM, MAX_DELIVER, PULL_TIMEOUT_S, agent_consumer, consumer_config, inbox_filter
 from schemas.assistance import AssistanceRequested
 from schemas.envelope import Envelope, Signed
 
@@ -67,7 +67,7 @@ class BureauAgent:
             # a non-batch pull concurrently, and the events of one case must apply in order.
             # The default batch of one keeps latency low: a fetch of N waits for N messages
             # or the timeout, a fetch of 1 returns at the first; SQLite commits dominate anyway.
-            pull_sub=PullSub(batch_size=batch_size, timeout=5.0, batch=True),
+            pull_sub=PullSub(batch_size=batch_size, timeout=PULL_TIMEOUT_S, batch=True),
             # Acks are ours: each message is acked once applied or dead-lettered; a
             # transient failure naks it and the rest of the batch, to come back in order.
             ack_policy=AckPolicy.MANUAL,
@@ -121,15 +121,22 @@ class BureauAgent:
             state = await asyncio.to_thread(self.store.accept, signed, env, stream_seq=d.stream_seq,
                                             arrived_at=arrived)
         except DuplicateEvent as e:
-            raise AlreadyApplied(str(e)) from e
+            if isinstance(env.payload, AssistanceRequested):
+                # Applied before, maybe without its answer (a crash in between): answer now.
+                await asyncio.to_thread(self._try_answer, env.case)
+                self._wake_relay()
+            raise AlreadyApplied(str(e), same_bytes=e.same_bytes) from e
         except (NotYet, UnknownCase) as e:
             raise EarlyEvent(f"{env.type} {env.id} of case {env.number} came before what it follows") from e
         except RuleError as e:
             raise NotApplicable(f"{e.code}: {e}") from e
         if isinstance(env.payload, AssistanceRequested):
             await asyncio.to_thread(self._try_answer, state.case)
-        assert self.relay is not None
-        self.relay.wake()
+        self._wake_relay()
+
+    def _wake_relay(self) -> None:
+        if self.relay is not None:
+            self.relay.wake()
 
     def _try_answer(self, case_id: str) -> bool:
         """Answer a pending request if every item has a verifier that can decide it."""

@@ -19,7 +19,7 @@ from nats.errors import TimeoutError as NatsTimeout
 from aggregates.clock import Clock
 from agencies.agent import delivery_of
 from broker.intake import DeadLetters, IntakeStats, check
-from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, EVENTS_SUBJECTS, consumer_config
+from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, PULL_TIMEOUT_S, consumer_config
 from projections.ledger import Ledger
 from broker.signing import KeyRing, Rejected
 from schemas.envelope import Envelope, Signed
@@ -59,7 +59,7 @@ class LedgerService:
     async def _run(self) -> None:
         while not self._stopping:
             try:
-                msgs = await self._sub.fetch(self.batch, timeout=0.5)
+                msgs = await self._sub.fetch(self.batch, timeout=PULL_TIMEOUT_S)
             except (NatsTimeout, asyncio.TimeoutError):
                 continue
             except Exception as e:  # disconnected: nats-py reconnects; try again shortly

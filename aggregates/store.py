@@ -58,9 +58,17 @@ class UnknownCase(StoreError):
 
 
 class DuplicateEvent(StoreError):
-    """The event id was applied before; nothing changed."""
+    """The event id was applied before; nothing changed.
+
+    ``same_bytes`` tells a harmless copy (a redelivery, a relay's re-publish, a replay)
+    from a different body under a known id, which a sender should never produce.
+    """
 
     code = "store.duplicate"
+
+    def __init__(self, message: str, /, *, same_bytes: bool) -> None:
+        super().__init__(message, same_bytes=same_bytes)
+        self.same_bytes = same_bytes
 
 
 class _BytesAsBase64(Transcoding):
@@ -342,7 +350,7 @@ class BureauStore(Application[uuid.UUID]):
         marker = Intake.mark(env.id, stream_seq)
         if isinstance(env.payload, AssistanceRequested):
             if uuid.UUID(env.case) in self.repository:
-                self._raise_if_seen(env.id)
+                self._raise_if_seen(env.id, signed.body, self.case(env.case))
                 raise RuleError(f"case {env.case} ({env.number}) already exists here")
             case = AssistanceCase.open(signed, env, outgoing=False, stream_seq=stream_seq)
             receipt = Envelope(
@@ -354,22 +362,25 @@ class BureauStore(Application[uuid.UUID]):
             case.add(signed_receipt, receipt, outgoing=True)
         else:
             case = self.case(env.case)
-            if Intake.id_for(env.id) in self._applied_ids(case):
-                raise DuplicateEvent(f"event {env.id} was already applied")
+            self._raise_if_in_case(env.id, signed.body, case)
             case.add(signed, env, outgoing=False, stream_seq=stream_seq)
         try:
             self.save(case, marker)
         except IntegrityError as e:
-            self._raise_if_seen(env.id)
+            self._raise_if_seen(env.id, signed.body, self.case(env.case))
             raise StoreError(f"concurrent change to case {env.number}; retry") from e
         return case.state
 
-    def _applied_ids(self, case: AssistanceCase) -> set[uuid.UUID]:
-        return {Intake.id_for(decode_envelope(s.body).id) for s in case.envelopes}
+    @staticmethod
+    def _raise_if_in_case(event_id: str, body: bytes, case: AssistanceCase) -> None:
+        for known in case.envelopes:
+            if decode_envelope(known.body).id == event_id:
+                raise DuplicateEvent(f"event {event_id} was already applied", same_bytes=known.body == body)
 
-    def _raise_if_seen(self, event_id: str) -> None:
+    def _raise_if_seen(self, event_id: str, body: bytes, case: AssistanceCase) -> None:
         if Intake.id_for(event_id) in self.repository:
-            raise DuplicateEvent(f"event {event_id} was already applied")
+            self._raise_if_in_case(event_id, body, case)
+            raise DuplicateEvent(f"event {event_id} was already applied", same_bytes=False)
 
     def seen(self, event_id: str) -> bool:
         """Whether an incoming event id was applied here."""

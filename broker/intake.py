@@ -60,9 +60,17 @@ class Delivery:
 
 
 class AlreadyApplied(XiezhuError):
-    """Raised by an apply function when the event id was applied before."""
+    """Raised by an apply function when the event id was applied before.
+
+    A copy with the same bytes is harmless and only counted; a different body under a
+    known id is dead-lettered, because no honest sender produces one.
+    """
 
     code = "duplicate"
+
+    def __init__(self, message: str, /, *, same_bytes: bool) -> None:
+        super().__init__(message)
+        self.same_bytes = same_bytes
 
 
 class NotApplicable(XiezhuError):
@@ -152,9 +160,8 @@ class Intake:
             await self._apply(signed, env, d)
         except AlreadyApplied as e:
             self.stats.duplicates += 1
-            if d.num_delivered == 1:
-                # A replayed copy, not our own redelivery: tell the operator.
-                await self.dead_letters.put(d, Duplicate(str(e)))
+            if not e.same_bytes:
+                await self.dead_letters.put(d, Duplicate(f"{e}, with a different body"))
             return "duplicate"
         except NotApplicable as e:
             await self.dead_letters.put(d, RuleViolation(str(e)))

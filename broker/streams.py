@@ -22,7 +22,12 @@ LEDGER_CONSUMER = "ledger"
 DUPLICATE_WINDOW_S = 24 * 3600
 #: Redeliveries before a message that keeps failing is dead-lettered as ``handler-failed``.
 MAX_DELIVER = 10
-ACK_WAIT_S = 30.0
+#: How long JetStream waits for an ack before redelivering.  Handling one message takes
+#: milliseconds; an ack lost in a server restart comes back after this long.
+ACK_WAIT_S = 10.0
+#: How long one pull request waits.  After a server restart an outstanding pull is lost
+#: and the client only notices when it expires, so this bounds that stall.
+PULL_TIMEOUT_S = 1.0
 
 
 def agent_consumer(code: str) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import date
 from typing import Any
 
+import msgspec
 import nats
 import nacl.signing
 import pytest
@@ -157,9 +158,21 @@ async def test_a_replayed_copy_of_a_valid_event_changes_nothing(node: Node) -> N
     await _publish(node, subject_for(decode_envelope(original.body)), original)
     await node.settle()
     assert snapshot(node) == before
-    letters = await _dead_letters(node)
-    assert [(d.rejected_by, d.code) for d in letters] == [("gongan", "duplicate")]
+    assert await _dead_letters(node) == []  # a harmless copy is counted, not reported
     assert node.agents["gongan"].intake and node.agents["gongan"].intake.stats.duplicates == 1
+
+
+async def test_a_different_body_under_a_known_event_id_is_dead_lettered(node: Node) -> None:
+    case = request(node)
+    await node.settle()
+    before = snapshot(node)
+    original = decode_envelope(node.store("shenpi").case(case).envelopes[0].body)
+    items = [msgspec.structs.replace(i, text=i.text + "（改）") for i in original.payload.items]  # type: ignore[union-attr]
+    altered = msgspec.structs.replace(original, payload=msgspec.structs.replace(original.payload, items=items))
+    await _publish(node, subject_for(altered), node.keys.signer("shenpi").sign(altered))
+    await node.settle()
+    assert snapshot(node) == before
+    assert [(d.rejected_by, d.code) for d in await _dead_letters(node)] == [("gongan", "duplicate")]
 
 
 async def test_the_ledger_rejects_what_no_bureau_signed(node: Node) -> None:
