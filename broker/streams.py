@@ -45,16 +45,20 @@ def dlq_subject(receiver: str, reason: str) -> str:
     return f"{DLQ_PREFIX}.{receiver}.{reason}"
 
 
-async def ensure_streams(js: JetStreamContext) -> None:
-    """Create (or update) the event and dead-letter streams; idempotent."""
+async def ensure_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
+    """Create (or update) the event and dead-letter streams; idempotent.
+
+    ``replicas`` is 1 on the embedded server and 3 on a 3-node cluster, so that losing
+    one node loses no message and stops nothing.
+    """
     await _ensure_stream(js, StreamConfig(
         name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=1024 * 1024,
-        deny_delete=True, deny_purge=True,
+        deny_delete=True, deny_purge=True, num_replicas=replicas,
     ))
     await _ensure_stream(js, StreamConfig(
         name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE, max_msg_size=2 * 1024 * 1024,
+        storage=StorageType.FILE, max_msg_size=2 * 1024 * 1024, num_replicas=replicas,
     ))
 
 

@@ -6,11 +6,10 @@ following the ledger after a crash neither skips nor double-applies an entry, an
 """
 from __future__ import annotations
 
+import sqlite3
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
-
-import sqlite3
 
 import sqlite_utils
 

@@ -1,6 +1,8 @@
 """One error tree for xiezhu: every error carries a stable code and the values that explain it."""
 from __future__ import annotations
+
 from typing import Any
+
 
 class XiezhuError(Exception):
     """Root of every error xiezhu raises on purpose."""

@@ -3,19 +3,19 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import AsyncIterator, Iterator
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 import sqlite_utils
 
-from aggregates.clock import SimulatedClock
 from agencies.registry import Registry
+from aggregates.clock import SimulatedClock
 from broker.server import EmbeddedNats
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
-START = datetime(2026, 9, 21, 1, 0, tzinfo=timezone.utc)  # Monday 09:00 in Shanghai
+START = datetime(2026, 9, 21, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 
 RESIDENT = {"id_number": "370405199001011234", "name": "张三", "residence": "山东省枣庄市台儿庄区运河街道",
             "criminal_record": 0}
@@ -68,7 +68,7 @@ def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
 async def node(settings: Settings, registry: Registry, clock: SimulatedClock) -> AsyncIterator[Node]:
     """shenpi (requester), gongan (verifier) and ziran (operator inbox) agents, ledger and SLA view."""
     n = Node(settings, registry, clock, agents=["shenpi", "gongan", "ziran"], ledger=True, projection=True,
-             simulated=True, key_valid_from=START - timedelta(days=1))
+             simulated=True, generate_keys=True, key_valid_from=START - timedelta(days=1))
     await n.start()
     yield n
     await n.stop()

@@ -14,8 +14,7 @@ from schemas.assistance import (
     CommitmentItem,
     ItemResult,
 )
-from schemas.envelope import Envelope, encode_envelope, new_id
-from schemas.envelope import body_digest
+from schemas.envelope import Envelope, body_digest, encode_envelope, new_id
 from tests.test_signing import T0, request_env
 
 

@@ -21,7 +21,7 @@ from xiezhu.settings import Settings
 
 def make_node(settings: Settings, registry: Registry, clock: SimulatedClock) -> Node:
     return Node(settings, registry, clock, agents=["shenpi", "gongan"], ledger=True, projection=True,
-                simulated=True, key_valid_from=START - timedelta(days=1))
+                simulated=True, generate_keys=True, key_valid_from=START - timedelta(days=1))
 
 
 async def test_a_relay_killed_after_commit_and_before_publish_publishes_on_restart(

@@ -5,8 +5,8 @@ from datetime import date
 from typing import Any
 
 import msgspec
-import nats
 import nacl.signing
+import nats
 import pytest
 
 from broker.intake import read_dead_letters

@@ -1,7 +1,7 @@
 """The signed envelope: signatures over the exact bytes, checked against the trust list."""
 from __future__ import annotations
 
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import nacl.signing
 import pytest
@@ -11,7 +11,7 @@ from schemas.assistance import Applicant, AssistanceRequested, CommitmentItem, M
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, new_id
 from schemas.trust import TrustEntry
 
-T0 = datetime(2026, 3, 2, 1, tzinfo=timezone.utc)
+T0 = datetime(2026, 3, 2, 1, tzinfo=UTC)
 
 
 def request_env(sender: str = "shenpi", recipient: str = "gongan", when: datetime = T0) -> Envelope:

@@ -1,7 +1,7 @@
 """A bureau's own event store: numbering, exactly-once intake, persistence."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -18,10 +18,10 @@ APPLICANT = Applicant(kind="person", name="张三", id_number="37040519900101123
 
 @pytest.fixture
 def pair(tmp_path: Path) -> tuple[BureauStore, BureauStore, KeyRing, SimulatedClock]:
-    clock = SimulatedClock(datetime(2026, 12, 31, 14, tzinfo=timezone.utc))  # 22:00 in Shanghai
+    clock = SimulatedClock(datetime(2026, 12, 31, 14, tzinfo=UTC))  # 22:00 in Shanghai
     a, b = make_signer("shenpi"), make_signer("gongan")
-    ring = KeyRing([entry(a, valid_from=datetime(2020, 1, 1, tzinfo=timezone.utc)),
-                    entry(b, valid_from=datetime(2020, 1, 1, tzinfo=timezone.utc))])
+    ring = KeyRing([entry(a, valid_from=datetime(2020, 1, 1, tzinfo=UTC)),
+                    entry(b, valid_from=datetime(2020, 1, 1, tzinfo=UTC))])
     return (BureauStore("shenpi", tmp_path / "a.db", a.sign, clock),
             BureauStore("gongan", tmp_path / "b.db", b.sign, clock), ring, clock)
 

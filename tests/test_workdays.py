@@ -1,7 +1,7 @@
 """Working-day calendar: statutory holidays, 调休, uncovered years and schedule files."""
 from __future__ import annotations
 
-from datetime import date, datetime, timedelta, timezone
+from datetime import UTC, date, datetime, timedelta, timezone
 from pathlib import Path
 
 import chinese_calendar
@@ -20,7 +20,7 @@ from aggregates.workdays import (
 )
 from schemas.errors import XiezhuError
 
-UTC = timezone.utc
+UTC = UTC
 
 
 def sh(*args: int) -> datetime:

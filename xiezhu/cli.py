@@ -11,14 +11,15 @@ from pathlib import Path
 from typing import Annotated, Any, TypeVar
 
 import msgspec
+import nats.errors
 import typer
 from rich.console import Console
 from rich.table import Table
 
-from aggregates.clock import SystemClock
-from aggregates.store import SHANGHAI
 from agencies.keys import KeyStore
 from agencies.registry import Registry
+from aggregates.clock import SystemClock
+from aggregates.store import SHANGHAI
 from broker.server import EmbeddedNats
 from projections.ledger import Ledger
 from projections.sla import SlaView
@@ -329,17 +330,20 @@ def nats_server(
 
 
 @app.command()
-def provision(ctx: typer.Context) -> None:
+def provision(
+    ctx: typer.Context,
+    replicas: Annotated[int, typer.Option(min=1, max=5, help="Stream replicas: 3 on a 3-node cluster.")] = 1,
+) -> None:
     """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
 
-    Example: [bold]xiezhu --nats-url nats://nats:4222 provision[/]
+    Example: [bold]xiezhu --nats-url nats://nats-1:4222 provision --replicas 3[/]
     """
     from xiezhu.node import provision as do_provision
 
     settings = _settings(ctx)
     if not settings.nats_url:
         raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
-    asyncio.run(do_provision(settings.nats_url, Registry.load().codes()))
+    asyncio.run(do_provision(settings.nats_url, Registry.load().codes(), replicas=replicas))
     err.print("[green]streams and consumers ready[/]")
 
 
@@ -410,20 +414,12 @@ def projections_rebuild(ctx: typer.Context) -> None:
 
 
 def main() -> None:
-    """Console entry point: library errors become one clear line and exit code 1."""
+    """Console entry point: a mistake becomes one clear line and a non-zero exit, never a traceback."""
     try:
-        app(standalone_mode=False)
+        app(standalone_mode=True)  # Click prints usage errors itself (exit code 2)
     except XiezhuError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False)
+        err.print(f"[red]error:[/] {e}", highlight=False, markup=True)
         sys.exit(1)
-    except typer.Abort:
-        err.print("aborted")
-        sys.exit(130)
-    except Exception as e:
-        import click
-
-        if isinstance(e, click.ClickException):
-            e.show()
-            sys.exit(e.exit_code)
-        raise
-
+    except (OSError, nats.errors.Error) as e:
+        err.print(f"[red]error:[/] cannot reach NATS or a file: {e}", highlight=False)
+        sys.exit(1)

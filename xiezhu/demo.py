@@ -22,10 +22,11 @@ import nacl.signing
 import nats
 import sqlite_utils
 
+from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
 from aggregates.store import SHANGHAI
-from agencies.registry import Registry
 from broker.relay import headers_for
+from broker.server import server_list
 from broker.signing import Signer
 from broker.streams import DLQ_STREAM
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
@@ -225,7 +226,7 @@ class Demo:
 
     async def _hostile(self) -> None:
         """Messages a careless or hostile party might publish; each must be dead-lettered."""
-        nc = await nats.connect(self.node.nats_url)
+        nc = await nats.connect(servers=server_list(self.node.nats_url))
         js = nc.jetstream()
         shenpi, gongan = self.node.keys.signer("shenpi"), self.node.keys.signer("gongan")
         st = next(iter(self.node.store("shenpi").cases()))
@@ -285,7 +286,7 @@ async def run_demo(settings: Settings, registry: Registry, *, requests: int = 30
     population = seed_bureau_data(settings, rng)
     started = time.perf_counter()
     node = Node(settings, registry, clock, agents=registry.codes(), ledger=True, projection=True,
-                simulated=True, key_valid_from=SIM_START - timedelta(days=30))
+                simulated=True, generate_keys=True, key_valid_from=SIM_START - timedelta(days=30))
     await node.start()
     try:
         demo = Demo(node, settings, clock, rng, requests)
@@ -301,7 +302,7 @@ async def summarize(node: Node, demo: Demo, wall: float) -> dict[str, Any]:
     rows = node.sla.rows()
     status = Counter(r["status"] for r in rows)
     outcome = Counter(r["outcome"] for r in rows if r["outcome"])
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(servers=server_list(node.nats_url))
     dlq = (await nc.jetstream().stream_info(DLQ_STREAM)).state.messages
     await nc.close()
     agent_stats = [a.intake.stats for a in node.agents.values() if a.intake]

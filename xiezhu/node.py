@@ -13,15 +13,15 @@ from datetime import datetime
 
 import nats
 
-from aggregates.clock import Clock
-from aggregates.store import BureauStore
 from agencies.agent import BureauAgent
 from agencies.keys import KeyStore
 from agencies.ledger_service import LedgerService
 from agencies.registry import Registry
 from agencies.verifiers import verifiers_for
+from aggregates.clock import Clock
+from aggregates.store import BureauStore
 from broker.relay import Positions
-from broker.server import EmbeddedNats
+from broker.server import EmbeddedNats, server_list
 from broker.signing import KeyRing
 from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer, ensure_consumers, ensure_streams
 from projections.ledger import Ledger
@@ -37,12 +37,12 @@ def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock) -> B
     return BureauStore(code, settings.store_path(code), keys.signer(code).sign, clock)
 
 
-async def provision(nats_url: str, codes: Iterable[str]) -> None:
+async def provision(nats_url: str, codes: Iterable[str], *, replicas: int = 1) -> None:
     """Create the streams and every pre-provisioned durable consumer."""
-    nc = await nats.connect(nats_url)
+    nc = await nats.connect(servers=server_list(nats_url))
     try:
         js = nc.jetstream()
-        await ensure_streams(js)
+        await ensure_streams(js, replicas=replicas)
         await ensure_consumers(js, codes)
     finally:
         await nc.close()
@@ -53,7 +53,8 @@ class Node:
 
     def __init__(self, settings: Settings, registry: Registry, clock: Clock, *,
                  agents: Iterable[str] = (), ledger: bool = False, projection: bool = False,
-                 simulated: bool = False, key_valid_from: datetime | None = None) -> None:
+                 simulated: bool = False, generate_keys: bool = False,
+                 key_valid_from: datetime | None = None) -> None:
         self.settings = settings
         self.registry = registry
         self.clock = clock
@@ -62,7 +63,8 @@ class Node:
         self.run_projection = projection
         self.simulated = simulated
         self.keys = KeyStore(settings.keys_dir)
-        self.keys.ensure(registry.codes(), valid_from=key_valid_from or clock.now())
+        if generate_keys:  # demos and tests; a deployment runs `xiezhu keys init` once
+            self.keys.ensure(registry.codes(), valid_from=key_valid_from or clock.now())
         self.ring: KeyRing = self.keys.ring()
         self.server: EmbeddedNats | None = None
         self.nats_url = settings.nats_url or ""
@@ -123,7 +125,7 @@ class Node:
 
     async def settle(self, *, timeout: float = 120.0, interval: float = 0.05) -> None:
         """Wait until every committed event is relayed, consumed, recorded and projected."""
-        nc = await nats.connect(self.nats_url)
+        nc = await nats.connect(servers=server_list(self.nats_url))
         js = nc.jetstream()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
