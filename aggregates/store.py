@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -43,6 +43,8 @@ SHANGHAI = ZoneInfo("Asia/Shanghai")
 _NS = uuid.UUID("6f1c1a52-8f0e-4d5e-9a51-7a1e5c3b9d20")
 
 SignFn = Callable[[Envelope], Signed]
+#: Optimistic-concurrency retries for taking a letter number.
+CONFLICT_RETRIES = 20
 
 
 class StoreError(XiezhuError):
@@ -259,9 +261,13 @@ class BureauStore(Application[uuid.UUID]):
         self.clock = clock
         super().__init__(env=store_env(location))
 
+    #: A snapshot every so many events keeps loading a year's number series and a long
+    #: case O(interval) instead of O(events).
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {NumberSeries: 50}
+
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # Settings come only from the composition root, never from os.environ.
-        return Environment(name, dict(env or {}))
+        return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **dict(env or {})})
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -282,7 +288,24 @@ class BureauStore(Application[uuid.UUID]):
         catalogue_item: str = "",
         catalogue_version: int = 0,
     ) -> CaseState:
-        """Send a 行政协助函: allocate its number, sign it and commit it for the relay."""
+        """Send a 行政协助函: allocate its number, sign it and commit it for the relay.
+
+        Two writers taking a number at once conflict on the series; the loser retries.
+        """
+        for attempt in range(CONFLICT_RETRIES):
+            try:
+                return self._request(assistor=assistor, applicant=applicant, matter=matter, applied_on=applied_on,
+                                     items=items, channel=channel, staff=staff, catalogue_item=catalogue_item,
+                                     catalogue_version=catalogue_version)
+            except IntegrityError as e:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise StoreError(f"{self.bureau}: could not take a letter number after "
+                                     f"{CONFLICT_RETRIES} tries; retry") from e
+        raise AssertionError("unreachable")
+
+    def _request(self, *, assistor: str, applicant: Applicant, matter: Matter, applied_on: date,
+                 items: Sequence[CommitmentItem], channel: Channel, staff: Sequence[str],
+                 catalogue_item: str, catalogue_version: int) -> CaseState:
         now = self.clock.now()
         series = self._series(now.astimezone(SHANGHAI).year)
         payload = AssistanceRequested(
@@ -335,7 +358,10 @@ class BureauStore(Application[uuid.UUID]):
                        number=st.number, time=self.clock.now(), payload=payload)
         signed = self._sign(env)
         case.add(signed, env, outgoing=True)
-        self.save(case)
+        try:
+            self.save(case)
+        except IntegrityError as e:
+            raise StoreError(f"case {st.number} changed meanwhile (another answer?); look again and retry") from e
         return case.state
 
     # -- intake --------------------------------------------------------------------

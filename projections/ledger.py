@@ -135,7 +135,8 @@ class Ledger:
 
     def contains(self, event_id: str) -> bool:
         """Whether an event id is recorded."""
-        return self._db.execute("SELECT 1 FROM entries WHERE event_id = ?", (event_id,)).fetchone() is not None
+        with self._lock:
+            return self._db.execute("SELECT 1 FROM entries WHERE event_id = ?", (event_id,)).fetchone() is not None
 
     @property
     def head(self) -> tuple[int, bytes]:
@@ -143,7 +144,9 @@ class Ledger:
         return self._head_pos, self._head_hash
 
     def __len__(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+        # Reads take the lock too: the connection is shared with append's transaction.
+        with self._lock:
+            return int(self._db.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
 
     def entries(self, after: int = 0, limit: int | None = None) -> Iterator[Entry]:
         """Entries with position > ``after``, in order (a fresh cursor: safe while appending)."""
@@ -161,8 +164,9 @@ class Ledger:
 
     def case(self, case_id: str) -> list[Entry]:
         """Every entry of one case, in ledger order (indexed: fast however large the ledger)."""
-        rows = self._db.execute(f"SELECT {_COLUMNS} FROM entries WHERE case_id = ? ORDER BY pos", (case_id,))
-        return [_entry(r) for r in rows]
+        with self._lock:
+            rows = self._db.execute(f"SELECT {_COLUMNS} FROM entries WHERE case_id = ? ORDER BY pos", (case_id,))
+            return [_entry(r) for r in rows]
 
     def find(self, number: str, sender: str | None = None) -> list[str]:
         """Case ids whose request has ``number`` (from ``sender``, if given)."""
@@ -171,7 +175,8 @@ class Ledger:
         if sender:
             sql += " AND sender = ?"
             args = (number, sender)
-        return [r[0] for r in self._db.execute(sql, args)]
+        with self._lock:
+            return [r[0] for r in self._db.execute(sql, args)]
 
     def close(self) -> None:
         """Close the file."""

@@ -7,6 +7,7 @@ following the ledger after a crash neither skips nor double-applies an entry, an
 from __future__ import annotations
 
 import sqlite3
+import threading
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -28,6 +29,9 @@ class SlaView:
     def __init__(self, path: Path) -> None:
         # Used from worker threads (one at a time), so not bound to the creating thread.
         self.db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
+        # The connection is shared by the follower thread and readers: one at a time, so
+        # that no reader sees a half-applied batch.
+        self._lock = threading.RLock()
         self.db.enable_wal()
         self._ensure()
 
@@ -46,10 +50,11 @@ class SlaView:
     @property
     def position(self) -> int:
         """The last ledger position applied."""
-        try:
-            return int(self.db[POSITIONS].get(NAME)["position"])  # type: ignore[union-attr]
-        except sqlite_utils.db.NotFoundError:
-            return 0
+        with self._lock:
+            try:
+                return int(self.db[POSITIONS].get(NAME)["position"])  # type: ignore[union-attr]
+            except sqlite_utils.db.NotFoundError:
+                return 0
 
     def follow(self, ledger: Ledger, *, batch: int = 1000,
                progress: Callable[[int], None] | None = None) -> int:
@@ -59,7 +64,7 @@ class SlaView:
             entries = list(ledger.entries(self.position, batch))
             if not entries:
                 return done
-            with self.db.conn:
+            with self._lock, self.db.conn:
                 for e in entries:
                     self._apply(e.signed.body, e.arrived_at)
                 self.db[POSITIONS].upsert({"name": NAME, "position": entries[-1].pos}, pk="name")
@@ -69,7 +74,7 @@ class SlaView:
 
     def rebuild(self, ledger: Ledger, progress: Callable[[int], None] | None = None) -> int:
         """Drop the view and build it again from the first ledger entry."""
-        with self.db.conn:
+        with self._lock, self.db.conn:
             self.db[TABLE].drop(ignore=True)
             self.db[POSITIONS].drop(ignore=True)
         self._ensure()
@@ -108,8 +113,11 @@ class SlaView:
         if status:
             where.append("status = ?")
             args.append(status)
-        return list(self.db[TABLE].rows_where(" AND ".join(where) or None, args, order_by="sent_at, number"))
+        with self._lock:
+            return list(self.db[TABLE].rows_where(" AND ".join(where) or None, args, order_by="sent_at, number"))
 
     def counts(self) -> dict[str, int]:
         """Requests per status."""
-        return {r["status"]: r["n"] for r in self.db.query(f"SELECT status, COUNT(*) AS n FROM {TABLE} GROUP BY status")}
+        with self._lock:
+            rows = self.db.query(f"SELECT status, COUNT(*) AS n FROM {TABLE} GROUP BY status")
+            return {r["status"]: r["n"] for r in rows}

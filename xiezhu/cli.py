@@ -278,8 +278,9 @@ def answer(
 
     Example: [bold]xiezhu answer 20260007 --bureau ziran --item 1=true --item "2=unverifiable:档案未移交"[/]
     """
+    results = [_parse_item(i) for i in item]  # check the input before touching the store
     store = _open_store(_settings(ctx), bureau)
-    st = store.reply(_find_case(store, number, requester), [_parse_item(i) for i in item], f"operator:{operator}")
+    st = store.reply(_find_case(store, number, requester), results, f"operator:{operator}")
     err.print(f"[green]replied[/] to {st.requester}'s {st.number}")
 
 

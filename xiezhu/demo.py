@@ -12,10 +12,11 @@ from __future__ import annotations
 import asyncio
 import random
 import shutil
-import time
+import time as timer
 from collections import Counter
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta
+from collections.abc import Iterator
+from datetime import date, datetime, time, timedelta
 from typing import Any
 
 import nacl.signing
@@ -25,6 +26,7 @@ import sqlite_utils
 from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
 from aggregates.store import SHANGHAI
+from aggregates.workdays import WorkingCalendar
 from broker.relay import headers_for
 from broker.server import server_list
 from broker.signing import Signer
@@ -166,24 +168,35 @@ class Demo:
         self.hostile_sent = 0
 
     async def run(self, population: Population) -> None:
-        """Send the requests in waves through simulated working hours, with operators at work."""
-        waves = 12
+        """Send the requests in waves at office hours of working days, with operators at work.
+
+        The working days come from the mainland calendar, so the two weeks from SIM_START
+        skip the Mid-Autumn holiday; operators clear their inboxes each morning, and leave
+        some requests open at the end.
+        """
+        slots = office_slots(SIM_START)
+        waves = 18
         per_wave = [self.total // waves + (1 if i < self.total % waves else 0) for i in range(waves)]
-        for wave, n in enumerate(per_wave):
+        day = None
+        for n in per_wave:
+            slot = next(slots)
+            self.clock.set(slot)
+            if day is not None and slot.date() != day:
+                await self._operators(leave_open=0.1)
+            day = slot.date()
             await asyncio.to_thread(self._send_wave, n, population)
             self.node.wake_relays()
             await self.node.settle()
-            self.clock.advance(timedelta(hours=rng_hours(self.rng)))
-            if wave % 3 == 2 and wave < waves - 1:
-                await self._operators(leave_open=0.0)
-        self.clock.advance(timedelta(days=1))
-        await self._operators(leave_open=0.35)
+        self.clock.advance(timedelta(minutes=45))
+        # The last pass: what arrived today, and a third of the rest, is still open.
+        await self._operators(leave_open=0.35, today_open=True)
         await self._hostile()
         await self.node.settle()
 
     def _send_wave(self, n: int, population: Population) -> None:
         flows = self.rng.choices(FLOWS, weights=[f.weight for f in FLOWS], k=n)
         for flow in flows:
+            self.clock.advance(timedelta(minutes=self.rng.randrange(1, 4)))
             pool = population.persons if flow.kind == "person" else population.organisations
             applicant = self.rng.choice(pool)
             letter = self.rng.random() < 0.1
@@ -196,12 +209,14 @@ class Demo:
                 catalogue_item=flow.matter.code,
             )
 
-    async def _operators(self, *, leave_open: float) -> None:
+    async def _operators(self, *, leave_open: float, today_open: bool = False) -> None:
         """People at the assisting bureaus work through their inboxes."""
+        today = self.clock.now().astimezone(SHANGHAI).date()
         for code in sorted({f.assistor for f in FLOWS}):
             store = self.node.store(code)
             for st in await asyncio.to_thread(store.inbox):
-                if self.rng.random() < leave_open:
+                arrived_today = st.arrived_at is not None and st.arrived_at.astimezone(SHANGHAI).date() == today
+                if self.rng.random() < leave_open or (today_open and arrived_today):
                     continue
                 self.clock.advance(timedelta(minutes=self.rng.randrange(5, 90)))
                 if code == "wenlv":
@@ -259,9 +274,15 @@ class Demo:
         await nc.close()
 
 
-def rng_hours(rng: random.Random) -> int:
-    """Hours between two waves of requests."""
-    return rng.choice([3, 4, 5, 18, 20])
+def office_slots(start: datetime) -> Iterator[datetime]:
+    """09:00, 11:00 and 15:00 (Asia/Shanghai) of each working day from ``start``."""
+    calendar = WorkingCalendar()
+    day = start.astimezone(SHANGHAI).date()
+    while True:
+        if calendar.is_working_day(day)[0]:
+            for hh, mm in ((9, 0), (11, 0), (15, 0)):
+                yield datetime.combine(day, time(hh, mm), tzinfo=SHANGHAI)
+        day += timedelta(days=1)
 
 
 def prepare_data_dir(settings: Settings) -> None:
@@ -284,14 +305,14 @@ async def run_demo(settings: Settings, registry: Registry, *, requests: int = 30
     rng = random.Random(seed)
     clock = SimulatedClock(SIM_START)
     population = seed_bureau_data(settings, rng)
-    started = time.perf_counter()
+    started = timer.perf_counter()
     node = Node(settings, registry, clock, agents=registry.codes(), ledger=True, projection=True,
                 simulated=True, generate_keys=True, key_valid_from=SIM_START - timedelta(days=30))
     await node.start()
     try:
         demo = Demo(node, settings, clock, rng, requests)
         await demo.run(population)
-        return await summarize(node, demo, time.perf_counter() - started)
+        return await summarize(node, demo, timer.perf_counter() - started)
     finally:
         await node.stop()
 

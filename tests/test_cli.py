@@ -1,0 +1,108 @@
+"""The command line as a person uses it: the demo, then read commands on the same data directory."""
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+XIEZHU = [sys.executable, "-m", "xiezhu"]
+
+
+def run(*args: str, data_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
+    if data_dir is not None:
+        env["XIEZHU_DATA_DIR"] = str(data_dir)
+    env["COLUMNS"] = "200"
+    proc = subprocess.run([*XIEZHU, *args], capture_output=True, text=True, env=env, timeout=240)
+    if check and proc.returncode != 0:
+        raise AssertionError(f"xiezhu {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
+    return proc
+
+
+@pytest.fixture(scope="module")
+def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
+    data = tmp_path_factory.mktemp("demo") / "xiezhu"
+    # Seed 1 leaves requests open in operator inboxes at the end (checked below, not assumed).
+    summary = json.loads(run("demo", "--json", "--requests", "40", "--seed", "1", data_dir=data).stdout)
+    return data, summary
+
+
+def test_demo_json_summary_has_the_promised_figures(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    _, s = demo_dir
+    for key in ("requests", "replied", "declined", "pending", "rejected_messages", "ledger_events",
+                "signatures_verified"):
+        assert isinstance(s[key], int), key
+    assert s["requests"] == 40
+    assert s["replied"] + s["declined"] + s["pending"] == 40
+    # every request is followed by an arrival record and, unless pending, one answer
+    assert s["ledger_events"] == 2 * 40 + s["replied"] + s["declined"]
+    assert s["rejected_messages"] >= s["hostile_messages_sent"] - 1  # every hostile message was dead-lettered
+    assert s["signatures_verified"] >= 2 * s["ledger_events"]
+
+
+def test_read_commands_show_the_demo_data(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    data, s = demo_dir
+    rows = json.loads(run("sla", "--json", data_dir=data).stdout)
+    assert len(rows) == s["requests"]
+    key, row = next(iter(rows.items()))
+    assert key == f"{row['requester']}/{row['number']}"
+    assert sum(r["status"] == "declined" for r in rows.values()) == s["declined"]
+    # --data-dir overrides the environment
+    again = json.loads(run("--data-dir", str(data), "sla", "--json", "--state", "replied").stdout)
+    assert len(again) == s["replied"]
+
+
+def test_an_operator_answers_from_the_inbox(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    data, _ = demo_dir
+    waiting = []
+    for code in ("ziran", "minzheng", "gongan", "shichang", "renshe", "wenlv"):
+        waiting += [(code, w) for w in json.loads(run("inbox", "--bureau", code, "--json", data_dir=data).stdout)]
+    assert waiting, "the demo left no request open for an operator: pick another seed above"
+    code, first = waiting[0]
+    assert "*" in first["id_number"] and "*" in first["applicant"]  # personal data is masked
+    items = [f"{i['no']}=true" for i in first["items"]]
+    args = ["answer", first["number"], "--bureau", code, "--from", first["requester"], "--operator", "王伟"]
+    for item in items:
+        args += ["--item", item]
+    run(*args, data_dir=data)
+    left = json.loads(run("inbox", "--bureau", code, "--json", data_dir=data).stdout)
+    assert first["number"] not in [w["number"] for w in left if w["requester"] == first["requester"]]
+
+
+@pytest.mark.parametrize("args", [
+    ["inbox", "--bureau", "nope"],
+    ["answer", "20269999", "--bureau", "ziran", "--item", "1=true"],
+    ["sla", "--bureau", "nope"],
+])
+def test_a_mistake_is_one_clear_line_and_exit_1(demo_dir, args: list[str]) -> None:  # type: ignore[no-untyped-def]
+    data, _ = demo_dir
+    proc = run(*args, data_dir=data, check=False)
+    assert proc.returncode == 1
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+    assert len(proc.stderr.strip().splitlines()) <= 2
+
+
+def test_a_bad_item_answer_changes_nothing(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    data, _ = demo_dir
+    before = (data / "bureaus" / "ziran" / "events.db").stat().st_mtime_ns
+    proc = run("answer", "20260001", "--bureau", "ziran", "--item", "1=maybe", data_dir=data, check=False)
+    assert proc.returncode == 1 and "Traceback" not in proc.stderr
+    assert "1=maybe" in proc.stderr
+    assert (data / "bureaus" / "ziran" / "events.db").stat().st_mtime_ns == before
+
+
+def test_unknown_options_get_usage_help_not_a_traceback() -> None:
+    proc = run("agent", "--bureua", "gongan", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--bureau" in proc.stderr
+
+
+def test_the_demo_never_wipes_a_directory_it_did_not_make(tmp_path: Path) -> None:
+    precious = tmp_path / "ledger.db"
+    precious.write_text("a bureau's real data")
+    proc = run("demo", "--json", "--requests", "5", data_dir=tmp_path, check=False)
+    assert proc.returncode == 1 and "not a demo" in proc.stderr
+    assert precious.read_text() == "a bureau's real data"

@@ -1,0 +1,4 @@
+"""``python -m xiezhu``: the same as the ``xiezhu`` command."""
+from xiezhu.cli import main
+
+main()
