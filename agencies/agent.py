@@ -96,7 +96,7 @@ class BureauAgent:
             await self._relay_task
 
     async def _on_batch(self, msg: NatsMessage) -> None:
-        raws: list[Msg] = list(msg.raw_message)  # type: ignore[arg-type]
+        raws: list[Msg] = list(msg.raw_message)  # type: ignore[call-overload]  # a batch message holds a list
         for i, raw in enumerate(raws):
             try:
                 await self._on_message(raw)

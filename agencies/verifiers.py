@@ -34,7 +34,7 @@ def answer_all(verifiers: Sequence[Verifier], applicant: Applicant,
     for item in items:
         v = by_check.get(item.check)
         result = v.verify(applicant, item) if v else None
-        if result is None:
+        if v is None or result is None:
             return None
         results.append(result)
         if v.name not in used:

@@ -329,7 +329,8 @@ class BureauStore(Application[uuid.UUID]):
 
     def _series(self, year: int) -> NumberSeries:
         try:
-            return self.repository.get(NumberSeries.id_for(self.bureau, year))  # type: ignore[return-value]
+            series: NumberSeries = self.repository.get(NumberSeries.id_for(self.bureau, year))
+            return series
         except AggregateNotFoundError:
             return NumberSeries.begin(self.bureau, year)
 
@@ -417,7 +418,8 @@ class BureauStore(Application[uuid.UUID]):
     def case(self, case_id: str) -> AssistanceCase:
         """Load one case by id."""
         try:
-            return self.repository.get(uuid.UUID(case_id))  # type: ignore[return-value]
+            case: AssistanceCase = self.repository.get(uuid.UUID(case_id))
+            return case
         except (ValueError, TypeError) as e:
             raise UnknownCase(f"{case_id!r} is not a case id") from e
         except AggregateNotFoundError as e:

@@ -94,7 +94,8 @@ class IntakeStats:
     rejected_by_code: dict[str, int] = field(default_factory=dict)
 
 
-def check(delivery: Delivery, ring: KeyRing, me: str | None, *, max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[Signed, Envelope]:
+def check(delivery: Delivery, ring: KeyRing, me: str | None, *,
+          max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[Signed, Envelope]:
     """Every check that needs no state; raises :class:`Rejected` with the reason."""
     size = len(delivery.data) + sum(len(k) + len(v) for k, v in delivery.headers.items())
     if size > max_bytes:

@@ -103,7 +103,8 @@ class Ledger:
         self._db.execute("PRAGMA synchronous=FULL")
         self._db.executescript(_SCHEMA)
         row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
-        self._head_pos, self._head_hash = (row[0], bytes(row[1])) if row else (0, GENESIS)
+        self._head_pos: int = int(row[0]) if row else 0
+        self._head_hash: bytes = bytes(row[1]) if row else GENESIS
 
     def append(self, items: Sequence[tuple[Signed, Envelope, int, datetime]]) -> list[int | None]:
         """Append verified events in one transaction; a known event id is skipped (``None``)."""

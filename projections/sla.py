@@ -36,23 +36,23 @@ class SlaView:
         self._ensure()
 
     def _ensure(self) -> None:
-        if not self.db[TABLE].exists():
-            self.db[TABLE].create({
+        if not self.db.table(TABLE).exists():
+            self.db.table(TABLE).create({
                 "case_id": str, "number": str, "requester": str, "assistor": str, "matter": str,
                 "channel": str, "items": int, "applicant_kind": str, "sent_at": str, "arrived_at": str,
                 "answered_at": str, "status": str, "outcome": str, "false_items": int, "answered_by": str,
             }, pk="case_id", not_null={"number", "requester", "assistor", "status"})
-            self.db[TABLE].create_index(["requester", "number"])
-            self.db[TABLE].create_index(["assistor", "status"])
-        if not self.db[POSITIONS].exists():
-            self.db[POSITIONS].create({"name": str, "position": int}, pk="name")
+            self.db.table(TABLE).create_index(["requester", "number"])
+            self.db.table(TABLE).create_index(["assistor", "status"])
+        if not self.db.table(POSITIONS).exists():
+            self.db.table(POSITIONS).create({"name": str, "position": int}, pk="name")
 
     @property
     def position(self) -> int:
         """The last ledger position applied."""
         with self._lock:
             try:
-                return int(self.db[POSITIONS].get(NAME)["position"])  # type: ignore[union-attr]
+                return int(self.db.table(POSITIONS).get(NAME)["position"])
             except sqlite_utils.db.NotFoundError:
                 return 0
 
@@ -67,7 +67,7 @@ class SlaView:
             with self._lock, self.db.conn:
                 for e in entries:
                     self._apply(e.signed.body, e.arrived_at)
-                self.db[POSITIONS].upsert({"name": NAME, "position": entries[-1].pos}, pk="name")
+                self.db.table(POSITIONS).upsert({"name": NAME, "position": entries[-1].pos}, pk="name")
             done += len(entries)
             if progress:
                 progress(len(entries))
@@ -75,14 +75,14 @@ class SlaView:
     def rebuild(self, ledger: Ledger, progress: Callable[[int], None] | None = None) -> int:
         """Drop the view and build it again from the first ledger entry."""
         with self._lock, self.db.conn:
-            self.db[TABLE].drop(ignore=True)
-            self.db[POSITIONS].drop(ignore=True)
+            self.db.table(TABLE).drop(ignore=True)
+            self.db.table(POSITIONS).drop(ignore=True)
         self._ensure()
         return self.follow(ledger, progress=progress)
 
     def _apply(self, body: bytes, arrived_at: str) -> None:
         env = decode_envelope(body)
-        t = self.db[TABLE]
+        t = self.db.table(TABLE)
         match env.payload:
             case AssistanceRequested() as r:
                 t.insert({
@@ -114,7 +114,7 @@ class SlaView:
             where.append("status = ?")
             args.append(status)
         with self._lock:
-            return list(self.db[TABLE].rows_where(" AND ".join(where) or None, args, order_by="sent_at, number"))
+            return list(self.db.table(TABLE).rows_where(" AND ".join(where) or None, args, order_by="sent_at, number"))
 
     def counts(self) -> dict[str, int]:
         """Requests per status."""

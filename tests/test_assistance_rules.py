@@ -74,7 +74,8 @@ def test_reply_uses_the_channel_of_the_request() -> None:
 def test_assistor_answers_exactly_the_items_asked() -> None:
     st = received(opened()[0])
     with pytest.raises(errors.ItemsMismatch):
-        assistance.apply(st, answer(st, reply(st, [ItemResult(no=1, verdict="true"), ItemResult(no=2, verdict="false")])), "")
+        extra = [ItemResult(no=1, verdict="true"), ItemResult(no=2, verdict="false")]
+        assistance.apply(st, answer(st, reply(st, extra)), "")
     with pytest.raises(errors.ItemsMismatch):
         assistance.apply(st, answer(st, reply(st, [ItemResult(no=2, verdict="true")])), "")
 

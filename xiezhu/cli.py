@@ -119,7 +119,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     t = Table(title="xiezhu demo", show_header=False, title_justify="left")
     labels = {
         "requests": "行政协助函 sent", "replied": "回复函 (replied)", "declined": "书面告知 (declined)",
-        "pending": "still open", "auto_answered": "answered by a verifier", "operator_answered": "answered by an operator",
+        "pending": "still open", "auto_answered": "answered by a verifier",
+        "operator_answered": "answered by an operator",
         "false_commitments": "with a false commitment (虚假)", "unverifiable": "cannot verify (无法证实)",
         "letters": "by letter, two staff (协助函二)", "bureau_pairs": "bureau pairs",
         "ledger_events": "ledger events", "signatures_verified": "signatures verified",
@@ -175,7 +176,8 @@ def _sla_table(settings: Settings, bureau: str | None, state: str | None, limit:
     with _fresh_sla(settings) as view:
         rows = view.rows(bureau=bureau, status=state)
     t = Table(title=f"SLA view — {len(rows)} requests" + (f" (first {limit})" if limit and len(rows) > limit else ""))
-    for col in ("number", "requester", "assistor", "matter", "channel", "sent", "arrived", "answered", "status", "outcome"):
+    for col in ("number", "requester", "assistor", "matter", "channel", "sent", "arrived", "answered",
+                "status", "outcome"):
         t.add_column(col)
     for r in rows[:limit]:
         t.add_row(r["number"], r["requester"], r["assistor"], r["matter"], r["channel"], _t(r["sent_at"]),
@@ -221,7 +223,8 @@ def inbox(
     waiting = store.inbox()
     if as_json:
         _print_json([{"number": s.number, "case": s.case, "requester": s.requester, "matter": s.request.matter.name,
-                      "applicant": mask_name(s.request.applicant.name), "id_number": mask_id(s.request.applicant.id_number),
+                      "applicant": mask_name(s.request.applicant.name),
+                      "id_number": mask_id(s.request.applicant.id_number),
                       "channel": s.request.channel, "arrived_at": s.arrived_at,
                       "items": [{"no": i.no, "text": i.text} for i in s.request.items]} for s in waiting])
         return

@@ -14,8 +14,8 @@ import random
 import shutil
 import time as timer
 from collections import Counter
-from dataclasses import dataclass
 from collections.abc import Iterator
+from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta
 from typing import Any
 
@@ -83,7 +83,8 @@ ITEM_TEXT = {
     "shebao.months": "本人已连续缴纳社会保险满{months}个月",
     "": "申请人名下无其他同类登记事项",
 }
-ADDRESSES = ["台儿庄区运河街道", "台儿庄区张山子镇", "台儿庄区涧头集镇", "台儿庄区邳庄镇", "台儿庄区马兰屯镇", "台儿庄区泥沟镇"]
+ADDRESSES = ["台儿庄区运河街道", "台儿庄区张山子镇", "台儿庄区涧头集镇",
+             "台儿庄区邳庄镇", "台儿庄区马兰屯镇", "台儿庄区泥沟镇"]
 SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
 GIVEN = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰", "军", "涛", "明", "霞", "平", "刚"]
 SCOPES = ["食品销售", "餐饮服务", "建筑工程施工", "农产品初加工", "旅游咨询"]
@@ -114,18 +115,20 @@ def seed_bureau_data(settings: Settings, rng: random.Random) -> Population:
                       f"{rng.choice(['商贸', '餐饮', '建工', '农业', '文旅'])}有限公司{i}", id_number=_uscc(rng))
             for i in range(90)]
     known_p, known_o = persons[:240], orgs[:80]  # the rest: no record, a person must look
-    for code, table, rows in [
-        ("gongan", "residents", [{"id_number": p.id_number, "name": p.name, "residence": "山东省枣庄市" + rng.choice(ADDRESSES),
+    records: list[tuple[str, str, list[dict[str, Any]]]] = [
+        ("gongan", "residents", [{"id_number": p.id_number, "name": p.name,
+                                  "residence": "山东省枣庄市" + rng.choice(ADDRESSES),
                                   "criminal_record": int(rng.random() < 0.06)} for p in known_p]),
         ("shichang", "businesses", [{"id_number": o.id_number, "name": o.name, "licence_no": o.id_number,
                                      "status": "存续" if rng.random() > 0.08 else "吊销",
                                      "scope": "、".join(rng.sample(SCOPES, 3))} for o in known_o]),
         ("renshe", "insured", [{"id_number": p.id_number, "employer": "台儿庄区某单位", "months": rng.randrange(0, 60)}
                                for p in known_p]),
-    ]:
+    ]
+    for code, table, rows in records:
         settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
         db = sqlite_utils.Database(settings.bureau_data_path(code))
-        db[table].insert_all(rows, pk="id_number", replace=True)
+        db.table(table).insert_all(rows, pk="id_number", replace=True)
     return Population(persons, orgs)
 
 
@@ -226,7 +229,8 @@ class Demo:
                     self.operator_declined += 1
                     continue
                 results = [self._human_verdict(i.no) for i in st.request.items]
-                await asyncio.to_thread(store.reply, st.case, results, f"operator:{self.node.registry.name(code)}值班员")
+                who = f"operator:{self.node.registry.name(code)}值班员"
+                await asyncio.to_thread(store.reply, st.case, results, who)
                 self.operator_answered += 1
         self.node.wake_relays()
         await self.node.settle()
@@ -236,7 +240,8 @@ class Demo:
         if r < 0.1:
             return ItemResult(no=no, verdict="false")
         if r < 0.2:
-            return ItemResult(no=no, verdict="unverifiable", reason="机构改革前档案未移交本机关，已转代管事业单位核实，暂无法证实。")
+            return ItemResult(no=no, verdict="unverifiable",
+                              reason="机构改革前档案未移交本机关，已转代管事业单位核实，暂无法证实。")
         return ItemResult(no=no, verdict="true")
 
     async def _hostile(self) -> None:
@@ -253,16 +258,17 @@ class Demo:
                             time=self.clock.now(), payload=req.payload)
 
         forger = Signer("shenpi", shenpi.kid, nacl.signing.SigningKey.generate())
+        to_gongan = "xz.shenpi.gongan.assistance.requested"
         cases: list[tuple[str, Signed, str]] = []
         forged = forger.sign(env("shenpi", "gongan"))
         cases.append((subject_for(decode_envelope(forged.body)), forged, "forged signature"))
         body = encode_envelope(env("shenpi", "gongan"))
-        cases.append(("xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=gongan.kid, sig=gongan.sign_bytes(body)),
+        cases.append((to_gongan, Signed(body=body, kid=gongan.kid, sig=gongan.sign_bytes(body)),
                       "gongan's key used to speak as shenpi"))
         misaddressed = shenpi.sign(env("shenpi", "shichang"))
-        cases.append(("xz.shenpi.gongan.assistance.requested", misaddressed, "addressed to shichang, sent to gongan"))
+        cases.append((to_gongan, misaddressed, "addressed to shichang, sent to gongan"))
         junk = b'{"v":1,"id":"not-a-uuid","payload":{}}'
-        cases.append(("xz.shenpi.gongan.assistance.requested", Signed(body=junk, kid=shenpi.kid, sig=shenpi.sign_bytes(junk)),
+        cases.append((to_gongan, Signed(body=junk, kid=shenpi.kid, sig=shenpi.sign_bytes(junk)),
                       "malformed payload"))
         for subject, signed, _why in cases:
             await js.publish(subject, signed.body, headers=headers_for(signed, new_id()))
@@ -337,7 +343,8 @@ async def summarize(node: Node, demo: Demo, wall: float) -> dict[str, Any]:
         "pending": status["requested"] + status["received"],
         "rejected_messages": dlq,
         "ledger_events": len(node.ledger),
-        "signatures_verified": sum(s.signatures_verified for s in agent_stats) + node.ledger_service.stats.signatures_verified,
+        "signatures_verified": sum(s.signatures_verified for s in agent_stats)
+        + node.ledger_service.stats.signatures_verified,
         "auto_answered": sum(a.auto_answered for a in node.agents.values()),
         "operator_answered": demo.operator_answered,
         "operator_declined": demo.operator_declined,

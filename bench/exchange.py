@@ -1,0 +1,730 @@
+"""Benchmark: what a xiezhu assistance exchange costs over bare JetStream request/reply.
+
+Run from the project root::
+
+    .venv/bin/python -m bench.exchange --json
+
+One run measures two systems on the same kind of embedded nats-server (one each, on a
+temporary directory), one after the other, with the same two phases each:
+
+``xiezhu``
+    A :class:`~xiezhu.node.Node` with the ``shenpi`` (requester) and ``gongan`` (verifier)
+    agents, the 司法局 ledger and the SLA projection, on the system clock.  gongan's
+    household register is seeded with a few thousand residents so that requests ask about
+    different people.  One exchange is: ``store("shenpi").request(...)`` signs and commits
+    the request, shenpi's relay publishes it, gongan verifies the signature, commits the
+    request and its signed receipt, answers from its register, commits the signed reply,
+    its relay publishes receipt and reply, and shenpi verifies and commits both.  An
+    exchange is done when shenpi's store holds the reply (the case is ``replied``).  The
+    ledger records all three events of every exchange.
+
+``raw``
+    The floor under that: plain nats-py on the same stream and consumer configuration
+    (:func:`broker.streams.ensure_streams`, :func:`broker.streams.consumer_config`, the
+    ``xz.shenpi.gongan.*`` / ``xz.gongan.shenpi.*`` subjects, each side with its own
+    connection and a durable pull consumer fetched one message at a time, as the agents
+    do).  A requester ``js.publish``-es a request, a responder task fetches it, publishes a
+    reply and acks, the requester fetches the reply.  Bodies and headers have the sizes
+    of xiezhu's real signed request and reply (taken from the xiezhu run), but nothing is
+    signed, verified or stored, there is no receipt and no ledger consumer.
+
+Phases, for both systems, after a few unmeasured warm-up exchanges:
+
+* sequential latency: one exchange at a time; latency is from just before the request
+  is made to the moment its reply is seen by the requester;
+* throughput: ``--requests`` exchanges submitted as fast as the requester can, with all
+  of them in flight at once; the rate is exchanges / (first submit → last reply, and for
+  xiezhu also → the ledger holding every event).  The per-exchange latencies under that
+  load are reported too.  For xiezhu, ``node.settle()`` (which also waits for the SLA
+  projection and adds its own quiet-period polling) follows, and is reported separately.
+
+How completion is observed for xiezhu: a watcher reads shenpi's SQLite store through its
+own read-only connection (eventsourcing's ``stored_events`` table, whose rowid is the
+notification id) and looks for each case's third event (request, receipt, reply), polling
+every ``--poll-ms``.  That costs one indexed query per poll and never touches the store's
+own connection pool or the event loop's other work; the quantisation adds on average half
+a poll interval to each xiezhu latency.  Every case is afterwards loaded through
+``BureauStore.case()`` (off the clock) to confirm it really is ``replied``, and
+``len(node.ledger)`` is checked against three events per exchange.
+
+The numbers are for comparison on one machine, not targets: nothing here is asserted on
+time.  The process exits with status 1 if an exchange did not complete correctly, and
+2 if one never completed (a lost message: nothing happened for two minutes).
+"""
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import json
+import os
+import platform
+import random
+import sqlite3
+import statistics
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import date, timedelta
+from importlib import metadata
+from pathlib import Path
+from typing import Any
+
+import nats
+import sqlite_utils
+from eventsourcing.utils import get_topic
+from nats.aio.client import Client
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+
+from agencies.keys import KeyStore
+from agencies.registry import Registry
+from aggregates.clock import SystemClock
+from aggregates.store import AssistanceCase
+from broker.server import EmbeddedNats, ServerError, find_binary
+from broker.signing import b64
+from broker.streams import (
+    EVENTS_STREAM,
+    agent_consumer,
+    consumer_config,
+    ensure_streams,
+    inbox_filter,
+)
+from schemas.assistance import Applicant, CommitmentItem, Matter
+from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, new_id
+from xiezhu.node import Node
+from xiezhu.settings import Settings
+
+REQUESTER = "shenpi"
+ASSISTOR = "gongan"
+#: Request, receipt, reply: what one xiezhu exchange puts on the stream and in the ledger.
+XIEZHU_EVENTS_PER_EXCHANGE = 3
+#: Request and reply.
+RAW_MESSAGES_PER_EXCHANGE = 2
+#: A letter number is ``<year><4 digits>``: a requester has 9999 a year.
+MAX_LETTERS_PER_YEAR = 9999
+#: Guards against a hang (a lost message), not a performance threshold.
+STALL_TIMEOUT_S = 120.0
+#: How long one raw pull request waits; it only matters while nothing arrives (a fetch of
+#: one returns at the first message), as for the agents' pulls.
+FETCH_TIMEOUT_S = 1.0
+
+MATTER = Matter(code="370405-XK-0101", name="食品经营许可")
+TOWNS = ["运河街道", "张山子镇", "涧头集镇", "邳庄镇", "马兰屯镇", "泥沟镇"]
+SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
+GIVEN = "伟芳娜敏静磊洋勇艳杰军涛明霞平刚"
+
+
+class BenchError(RuntimeError):
+    """The benchmark could not run as asked."""
+
+
+# -- options and results ---------------------------------------------------------------
+
+
+@dataclass(frozen=True)
+class Options:
+    """What to run."""
+
+    requests: int = 1000
+    latency_samples: int = 200
+    warmup: int = 10
+    residents: int = 5000
+    poll_ms: float = 1.0
+    throughput_poll_ms: float = 5.0
+    seed: int = 20260921
+
+    @property
+    def total_requests(self) -> int:
+        """Every exchange one system runs, warm-up included."""
+        return self.warmup + self.latency_samples + self.requests
+
+
+@dataclass(frozen=True)
+class WireShape:
+    """Sizes of xiezhu's signed request and reply on the wire, to mirror in the raw run."""
+
+    request_bytes: int
+    reply_bytes: int
+    kid: str
+    sig_b64: str
+
+    def headers(self, msg_id: str) -> dict[str, str]:
+        """Headers of xiezhu's size and shape (copied strings: nothing is signed)."""
+        return {HDR_MSG_ID: msg_id, HDR_KEY: self.kid, HDR_SIG: self.sig_b64}
+
+
+@dataclass
+class Measured:
+    """Raw measurements of one system."""
+
+    latencies_s: list[float]
+    throughput_exchanges: int
+    throughput_elapsed_s: float
+    loaded_latencies_s: list[float]
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+def percentile_ms(samples: list[float], pct: int) -> float:
+    """The ``pct``-th percentile of samples in seconds, in milliseconds."""
+    if len(samples) == 1:
+        return samples[0] * 1000
+    return statistics.quantiles(samples, n=100, method="inclusive")[pct - 1] * 1000
+
+
+def summarize(m: Measured, shape: WireShape) -> dict[str, Any]:
+    """The JSON section of one system."""
+    return {
+        "exchanges": m.throughput_exchanges,
+        "rate_per_s": round(m.throughput_exchanges / m.throughput_elapsed_s, 1),
+        "elapsed_s": round(m.throughput_elapsed_s, 3),
+        "p50_ms": round(percentile_ms(m.latencies_s, 50), 3),
+        "p99_ms": round(percentile_ms(m.latencies_s, 99), 3),
+        "mean_ms": round(statistics.fmean(m.latencies_s) * 1000, 3),
+        "max_ms": round(max(m.latencies_s) * 1000, 3),
+        "latency_samples": len(m.latencies_s),
+        "loaded_p50_ms": round(percentile_ms(m.loaded_latencies_s, 50), 3),
+        "loaded_p99_ms": round(percentile_ms(m.loaded_latencies_s, 99), 3),
+        "request_bytes": shape.request_bytes,
+        "reply_bytes": shape.reply_bytes,
+    } | m.extra
+
+
+# -- the xiezhu workload -----------------------------------------------------------------
+
+
+def make_residents(n: int, rng: random.Random) -> list[dict[str, Any]]:
+    """gongan's household register: ``n`` distinct people, about 6% with a record."""
+    first_birthday = date(1960, 1, 1)  # one person born a day: distinct ID numbers
+    return [{
+        "id_number": f"370405{first_birthday + timedelta(days=i):%Y%m%d}{i % 1000:03d}"
+                     + rng.choice("0123456789X"),
+        "name": rng.choice(SURNAMES) + "".join(rng.choices(GIVEN, k=rng.choice((1, 2)))),
+        "residence": "山东省枣庄市台儿庄区" + rng.choice(TOWNS),
+        "criminal_record": int(rng.random() < 0.06),
+    } for i in range(n)]
+
+
+def seed_residents(settings: Settings, residents: list[dict[str, Any]]) -> None:
+    """Write the register where gongan's verifier reads it, as tests/conftest.py does."""
+    settings.bureau_dir(ASSISTOR).mkdir(parents=True, exist_ok=True)
+    db = sqlite_utils.Database(settings.bureau_data_path(ASSISTOR))
+    db.table("residents").insert_all(residents, pk="id_number")
+    db.close()
+
+
+def request_for(resident: dict[str, Any]) -> dict[str, Any]:
+    """The keyword arguments of ``BureauStore.request`` for one resident's application."""
+    town = resident["residence"].removeprefix("山东省枣庄市台儿庄区")
+    applicant = Applicant(kind="person", name=resident["name"], id_number=resident["id_number"])
+    return {
+        "assistor": ASSISTOR,
+        "applicant": applicant,
+        "matter": MATTER,
+        "applied_on": date.today(),
+        "items": [
+            CommitmentItem(no=1, text=f"本人户籍所在地为{town}", check="hukou.residence",
+                           facts={"address": town}),
+            CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record"),
+        ],
+    }
+
+
+class ReplyWatcher:
+    """Notices each case's reply landing in the requester's store, at the cost of one query.
+
+    It reads eventsourcing's ``stored_events`` table through its own read-only connection,
+    walking forward by rowid (the notification id), and reports a case as answered when
+    the case's third event (request, receipt, answer) is committed.
+    """
+
+    ANSWER_VERSION = XIEZHU_EVENTS_PER_EXCHANGE
+    GOT = get_topic(AssistanceCase.Got)
+
+    def __init__(self, store_path: Path, interval_s: float) -> None:
+        self.interval_s = interval_s
+        self._db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, isolation_level=None)
+        self._after = 0
+        self._seen: dict[str, float] = {}  # answered before anyone asked
+        self._waiting: dict[str, asyncio.Future[float]] = {}
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start polling in the background."""
+        self._task = asyncio.create_task(self._run(), name="reply-watcher")
+
+    async def stop(self) -> None:
+        """Stop polling and close the connection."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        self._db.close()
+
+    def expect(self, case_id: str) -> asyncio.Future[float]:
+        """A future resolved with the ``perf_counter`` time the case was seen answered."""
+        key = uuid.UUID(case_id).hex
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        if key in self._seen:
+            fut.set_result(self._seen.pop(key))
+        else:
+            self._waiting[key] = fut
+        return fut
+
+    async def _run(self) -> None:
+        while True:
+            self._poll()
+            await asyncio.sleep(self.interval_s)
+
+    def _poll(self) -> None:
+        rows = self._db.execute(
+            "SELECT rowid, originator_id, originator_version, topic FROM stored_events "
+            "WHERE rowid > ? ORDER BY rowid", (self._after,)).fetchall()
+        if not rows:
+            return
+        now = time.perf_counter()
+        self._after = rows[-1][0]
+        for _, originator, version, topic in rows:
+            if version == self.ANSWER_VERSION and topic == self.GOT:
+                fut = self._waiting.pop(originator, None)
+                if fut is None:
+                    self._seen[originator] = now
+                elif not fut.done():
+                    fut.set_result(now)
+
+
+async def stall_guard(what: str, aw: Awaitable[Any]) -> Any:
+    """Await ``aw``; fail loudly instead of hanging if a message was lost."""
+    try:
+        return await asyncio.wait_for(aw, STALL_TIMEOUT_S)
+    except TimeoutError as e:
+        raise BenchError(f"{what}: nothing happened for {STALL_TIMEOUT_S:.0f}s") from e
+
+
+async def wait_until(predicate: Callable[[], bool], interval_s: float) -> float:
+    """Poll ``predicate`` and return the ``perf_counter`` time it was first seen true."""
+    while not predicate():
+        await asyncio.sleep(interval_s)
+    return time.perf_counter()
+
+
+class XiezhuExchanges:
+    """Drives assistance requests from shenpi to gongan through a running node."""
+
+    def __init__(self, node: Node, residents: list[dict[str, Any]], rng: random.Random,
+                 watcher: ReplyWatcher) -> None:
+        self.node = node
+        self.store = node.store(REQUESTER)
+        self.residents = residents
+        self.rng = rng
+        self.watcher = watcher
+        self.cases: list[str] = []
+        #: How long each ``request()`` call itself took (signing, numbering, the commit).
+        self.calls_s: list[float] = []
+
+    def _next(self) -> dict[str, Any]:
+        return request_for(self.rng.choice(self.residents))
+
+    async def one(self) -> float:
+        """One exchange on its own; returns its latency."""
+        kwargs = self._next()
+        t0 = time.perf_counter()
+        state = self.store.request(**kwargs)
+        self.calls_s.append(time.perf_counter() - t0)
+        self.node.wake_relays()
+        done = await stall_guard("waiting for a reply", self.watcher.expect(state.case))
+        self.cases.append(state.case)
+        return float(done - t0)
+
+    async def sequential(self, n: int) -> list[float]:
+        """``n`` exchanges one after the other; their latencies."""
+        return [await self.one() for _ in range(n)]
+
+    async def submit(self) -> tuple[float, asyncio.Future[float]]:
+        """Make one request from a worker thread (the agents keep running meanwhile)."""
+        kwargs = self._next()
+        t0 = time.perf_counter()
+        state = await asyncio.to_thread(lambda: self.store.request(**kwargs))
+        self.calls_s.append(time.perf_counter() - t0)
+        self.node.wake_relays()
+        self.cases.append(state.case)
+        return t0, self.watcher.expect(state.case)
+
+    async def throughput(self, n: int, expected_ledger: int) -> tuple[float, list[float]]:
+        """``n`` exchanges all in flight; elapsed until every reply and ledger entry, latencies."""
+        assert self.node.ledger is not None
+        ledger = self.node.ledger
+        start = time.perf_counter()
+        sent = [await self.submit() for _ in range(n)]
+        done = await stall_guard("waiting for replies", asyncio.gather(*(f for _, f in sent)))
+        recorded = await stall_guard("waiting for the ledger", wait_until(
+            lambda: ledger.head[0] >= expected_ledger, self.watcher.interval_s))
+        latencies = [d - t0 for (t0, _), d in zip(sent, done, strict=True)]
+        return max(*done, recorded) - start, latencies
+
+    def statuses(self) -> dict[str, int]:
+        """How many of the cases sent are in each status (loaded through the store)."""
+        counts: dict[str, int] = {}
+        for case in self.cases:
+            status = self.store.case(case).state.status
+            counts[status] = counts.get(status, 0) + 1
+        return counts
+
+    def wire_shape(self, sample: list[str]) -> WireShape:
+        """Median sizes of the signed request and reply bodies of ``sample`` cases."""
+        requests, replies = [], []
+        for case in sample:
+            request, _receipt, reply = self.store.case(case).envelopes
+            requests.append(len(request.body))
+            replies.append(len(reply.body))
+        return WireShape(request_bytes=int(statistics.median(requests)),
+                         reply_bytes=int(statistics.median(replies)),
+                         kid=request.kid, sig_b64=b64(request.sig))
+
+
+@contextlib.asynccontextmanager
+async def running_node(data_dir: Path) -> AsyncIterator[Node]:
+    """shenpi and gongan agents, ledger and SLA projection on their own embedded server."""
+    clock, registry, settings = SystemClock(), Registry.load(), Settings(data_dir=data_dir)
+    # What `xiezhu keys init` does, valid from before the first message is signed.
+    valid_from = clock.now() - timedelta(days=1)
+    KeyStore(settings.keys_dir).ensure(registry.codes(), valid_from=valid_from)
+    node = Node(settings, registry, clock, agents=[REQUESTER, ASSISTOR], ledger=True,
+                projection=True, simulated=False, key_valid_from=valid_from)
+    try:
+        yield await node.start()
+    finally:
+        await node.stop()
+
+
+async def bench_xiezhu(opts: Options) -> tuple[Measured, WireShape]:
+    """Both phases through a full node; also returns the real message sizes."""
+    rng = random.Random(opts.seed)
+    with tempfile.TemporaryDirectory(prefix="xiezhu-bench-") as tmp:
+        data_dir = Path(tmp) / "data"
+        residents = make_residents(opts.residents, rng)
+        seed_residents(Settings(data_dir=data_dir), residents)
+        async with running_node(data_dir) as node:
+            watcher = ReplyWatcher(node.settings.store_path(REQUESTER), opts.poll_ms / 1000)
+            watcher.start()
+            try:
+                exchanges = XiezhuExchanges(node, residents, rng, watcher)
+                return await _xiezhu_phases(node, exchanges, opts)
+            finally:
+                await watcher.stop()
+
+
+def request_call_ms(calls_s: list[float], opts: Options) -> dict[str, float]:
+    """What ``store.request()`` alone cost, per phase, and at the start and end of the run."""
+    seq = calls_s[opts.warmup:opts.warmup + opts.latency_samples]
+    thr = calls_s[opts.warmup + opts.latency_samples:]
+    tail = max(1, min(100, len(thr)))
+    return {"sequential_p50": round(percentile_ms(seq, 50), 3),
+            "throughput_p50": round(percentile_ms(thr, 50), 3),
+            "throughput_first_mean": round(statistics.fmean(thr[:tail]) * 1000, 3),
+            "throughput_last_mean": round(statistics.fmean(thr[-tail:]) * 1000, 3)}
+
+
+async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
+                         opts: Options) -> tuple[Measured, WireShape]:
+    assert node.ledger is not None
+    await ex.sequential(opts.warmup)
+    latencies = await ex.sequential(opts.latency_samples)
+    shape = await asyncio.to_thread(ex.wire_shape, ex.cases[-opts.latency_samples:])
+
+    ex.watcher.interval_s = opts.throughput_poll_ms / 1000
+    expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
+    elapsed, loaded = await ex.throughput(opts.requests, expected)
+    settle_start = time.perf_counter()
+    await node.settle()
+    settle_s = time.perf_counter() - settle_start
+
+    statuses = await asyncio.to_thread(ex.statuses)
+    ledger_events = len(node.ledger)
+    intake = {code: agent.intake.stats for code, agent in node.agents.items() if agent.intake}
+    extra = {
+        "ledger_events": ledger_events,
+        "ledger_expected": expected,
+        "replied": statuses.get("replied", 0),
+        "statuses": statuses,
+        "settle_s": round(settle_s, 3),
+        "rate_per_s_settled": round(opts.requests / (elapsed + settle_s), 1),
+        "dead_letters": sum(s.rejected for s in intake.values()),
+        "duplicates": sum(s.duplicates for s in intake.values()),
+        "auto_answered": node.agents[ASSISTOR].auto_answered,
+        "request_call_ms": request_call_ms(ex.calls_s, opts),
+        "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
+    }
+    return Measured(latencies, opts.requests, elapsed, loaded, extra), shape
+
+
+# -- the raw baseline --------------------------------------------------------------------
+
+RAW_REQUEST_SUBJECT = f"xz.{REQUESTER}.{ASSISTOR}.assistance.requested"
+RAW_REPLY_SUBJECT = f"xz.{ASSISTOR}.{REQUESTER}.assistance.replied"
+CORRELATION_BYTES = 36  # a request's id, at the start of its reply's body
+
+
+def raw_body(correlation: str, size: int) -> bytes:
+    """``size`` bytes that start with the correlation id."""
+    head = correlation.encode()
+    return head + b"." * max(0, size - len(head))
+
+
+async def pull(js: JetStreamContext, code: str) -> JetStreamContext.PullSubscription:
+    """The durable pull consumer of ``code``, configured exactly as xiezhu's agents'."""
+    durable = agent_consumer(code)
+    return await js.pull_subscribe(inbox_filter(code), durable=durable, stream=EVENTS_STREAM,
+                                   config=consumer_config(durable, inbox_filter(code)))
+
+
+async def fetched(sub: JetStreamContext.PullSubscription) -> AsyncIterator[Msg]:
+    """Messages of a pull consumer, one fetch of one at a time, forever."""
+    while True:
+        try:
+            msgs = await sub.fetch(1, timeout=FETCH_TIMEOUT_S)
+        except (nats.errors.TimeoutError, TimeoutError):
+            continue
+        for m in msgs:
+            yield m
+
+
+async def respond(sub: JetStreamContext.PullSubscription, js: JetStreamContext,
+                  shape: WireShape) -> None:
+    """The responder: answer every request with a reply of xiezhu's reply size."""
+    async for m in fetched(sub):
+        correlation = m.data[:CORRELATION_BYTES].decode()
+        await js.publish(RAW_REPLY_SUBJECT, raw_body(correlation, shape.reply_bytes),
+                         headers=shape.headers(new_id()), stream=EVENTS_STREAM)
+        await m.ack()
+
+
+class RawRequester:
+    """Publishes requests and matches the replies it fetches to them."""
+
+    def __init__(self, js: JetStreamContext, replies: JetStreamContext.PullSubscription,
+                 shape: WireShape) -> None:
+        self.js = js
+        self.replies = replies
+        self.shape = shape
+        self._waiting: dict[str, asyncio.Future[float]] = {}
+
+    async def collect(self) -> None:
+        """Resolve each request's future with the time its reply arrived."""
+        async for m in fetched(self.replies):
+            now = time.perf_counter()
+            await m.ack()
+            fut = self._waiting.pop(m.data[:CORRELATION_BYTES].decode(), None)
+            if fut is not None:
+                fut.set_result(now)
+
+    async def submit(self) -> tuple[float, asyncio.Future[float]]:
+        """Publish one request (waiting for JetStream's ack, like the relay)."""
+        msg_id = new_id()
+        fut: asyncio.Future[float] = asyncio.get_running_loop().create_future()
+        self._waiting[msg_id] = fut
+        t0 = time.perf_counter()
+        await self.js.publish(RAW_REQUEST_SUBJECT, raw_body(msg_id, self.shape.request_bytes),
+                              headers=self.shape.headers(msg_id), stream=EVENTS_STREAM)
+        return t0, fut
+
+    async def one(self) -> float:
+        """One exchange on its own; returns its latency."""
+        t0, fut = await self.submit()
+        done: float = await stall_guard("waiting for a raw reply", fut)
+        return done - t0
+
+    async def sequential(self, n: int) -> list[float]:
+        """``n`` exchanges one after the other; their latencies."""
+        return [await self.one() for _ in range(n)]
+
+    async def throughput(self, n: int) -> tuple[float, list[float]]:
+        """``n`` exchanges all in flight; elapsed until the last reply, and latencies."""
+        start = time.perf_counter()
+        sent = [await self.submit() for _ in range(n)]
+        done = await stall_guard("waiting for raw replies", asyncio.gather(*(f for _, f in sent)))
+        return max(done) - start, [d - t0 for (t0, _), d in zip(sent, done, strict=True)]
+
+
+@contextlib.asynccontextmanager
+async def connected(url: str) -> AsyncIterator[Client]:
+    """A NATS connection, closed on exit."""
+    nc = await nats.connect(url)
+    try:
+        yield nc
+    finally:
+        await nc.close()
+
+
+@contextlib.asynccontextmanager
+async def background(*coros: Awaitable[None]) -> AsyncIterator[None]:
+    """Run coroutines as tasks for the duration of the block, then cancel them."""
+    tasks = [asyncio.ensure_future(c) for c in coros]
+    try:
+        yield
+    finally:
+        for t in tasks:
+            t.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+async def bench_raw(opts: Options, shape: WireShape) -> Measured:
+    """Both phases over bare JetStream with xiezhu's message sizes."""
+    with tempfile.TemporaryDirectory(prefix="xiezhu-bench-raw-") as tmp, \
+            EmbeddedNats(Path(tmp) / "nats") as server:
+        async with connected(server.url) as requester_nc, connected(server.url) as responder_nc:
+            requester_js, responder_js = requester_nc.jetstream(), responder_nc.jetstream()
+            await ensure_streams(requester_js)
+            requests = await pull(responder_js, ASSISTOR)
+            requester = RawRequester(requester_js, await pull(requester_js, REQUESTER), shape)
+            async with background(respond(requests, responder_js, shape), requester.collect()):
+                await requester.sequential(opts.warmup)
+                latencies = await requester.sequential(opts.latency_samples)
+                elapsed, loaded = await requester.throughput(opts.requests)
+            stream = await requester_js.stream_info(EVENTS_STREAM)
+    expected = RAW_MESSAGES_PER_EXCHANGE * opts.total_requests
+    extra = {"stream_messages": stream.state.messages, "stream_expected": expected,
+             "ok": stream.state.messages == expected}
+    return Measured(latencies, opts.requests, elapsed, loaded, extra)
+
+
+# -- report ------------------------------------------------------------------------------
+
+
+def machine(load_at_start: float) -> dict[str, Any]:
+    """What the numbers were measured on (and how busy it was: others share the CPUs)."""
+    return {
+        "cpus": os.cpu_count(),
+        "loadavg_1m": {"start": round(load_at_start, 2), "end": round(os.getloadavg()[0], 2)},
+        "python": platform.python_version(),
+        "implementation": platform.python_implementation(),
+        "platform": platform.platform(),
+        "nats_py": _version("nats-py"),
+        "nats_server": _nats_server_version(),
+        "eventsourcing": _version("eventsourcing"),
+    }
+
+
+def _version(dist: str) -> str:
+    try:
+        return metadata.version(dist)
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
+def _nats_server_version() -> str:
+    try:
+        out = subprocess.run([str(find_binary()), "--version"],
+                             check=False, capture_output=True, text=True, timeout=10)
+        return out.stdout.strip() or out.stderr.strip()
+    except (OSError, subprocess.SubprocessError, ServerError):  # only a label in the report
+        return "unknown"
+
+
+def header_bytes(headers: dict[str, str]) -> int:
+    """Names and values, as intake counts them against the size limit."""
+    return sum(len(k) + len(v) for k, v in headers.items())
+
+
+def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape,
+           wall_s: float, load_at_start: float) -> dict[str, Any]:
+    """The one JSON object the benchmark prints."""
+    r, x = summarize(raw, shape), summarize(xiezhu, shape)
+    return {
+        "raw": r,
+        "xiezhu": x,
+        "ratio_rate": round(r["rate_per_s"] / x["rate_per_s"], 2),
+        "ratio_p50": round(x["p50_ms"] / r["p50_ms"], 2),
+        "ratio_p99": round(x["p99_ms"] / r["p99_ms"], 2),
+        "ok": bool(r["ok"] and x["ok"]),
+        "machine": machine(load_at_start),
+        "params": {
+            "requests": opts.requests,
+            "latency_samples": opts.latency_samples,
+            "warmup": opts.warmup,
+            "residents": opts.residents,
+            "poll_ms": opts.poll_ms,
+            "throughput_poll_ms": opts.throughput_poll_ms,
+            "seed": opts.seed,
+            "messages_per_exchange": {"raw": RAW_MESSAGES_PER_EXCHANGE,
+                                      "xiezhu": XIEZHU_EVENTS_PER_EXCHANGE},
+            "request_header_bytes": header_bytes(shape.headers(new_id())),
+            "xiezhu_agents": [REQUESTER, ASSISTOR],
+            "wall_s": round(wall_s, 1),
+        },
+    }
+
+
+def table(result: dict[str, Any]) -> Iterator[str]:
+    """A short readable summary."""
+    rows = [("exchanges", "exchanges", "{}"), ("rate_per_s", "rate /s", "{:.1f}"),
+            ("p50_ms", "p50 ms", "{:.2f}"), ("p99_ms", "p99 ms", "{:.2f}"),
+            ("loaded_p50_ms", "p50 ms under load", "{:.1f}"),
+            ("loaded_p99_ms", "p99 ms under load", "{:.1f}"),
+            ("request_bytes", "request bytes", "{}"), ("reply_bytes", "reply bytes", "{}")]
+    raw, x = result["raw"], result["xiezhu"]
+    yield f"{'':<20}{'raw':>12}{'xiezhu':>12}"
+    for key, label, fmt in rows:
+        yield f"{label:<20}{fmt.format(raw[key]):>12}{fmt.format(x[key]):>12}"
+    yield (f"ledger events: {x['ledger_events']} of {x['ledger_expected']}; "
+           f"settle took {x['settle_s']} s")
+    yield f"raw/xiezhu rate: {result['ratio_rate']}x   xiezhu/raw p50: {result['ratio_p50']}x"
+    m = result["machine"]
+    yield f"{m['cpus']} CPUs, Python {m['python']}, {m['nats_server']}; all correct: {result['ok']}"
+
+
+# -- command line ------------------------------------------------------------------------
+
+
+def parse(argv: list[str] | None) -> tuple[Options, bool]:
+    """Options from the command line, and whether to print JSON."""
+    summary = (__doc__ or "").split("\n\n")[0]
+    p = argparse.ArgumentParser(prog="python -m bench.exchange", description=summary)
+    p.add_argument("--requests", type=int, default=Options.requests, help="throughput phase size")
+    p.add_argument("--latency-samples", type=int, default=Options.latency_samples,
+                   help="sequential exchanges timed one by one")
+    p.add_argument("--warmup", type=int, default=Options.warmup, help="untimed exchanges first")
+    p.add_argument("--residents", type=int, default=Options.residents,
+                   help="people in gongan's register")
+    p.add_argument("--poll-ms", type=float, default=Options.poll_ms,
+                   help="how often the sequential phase looks for xiezhu's reply")
+    p.add_argument("--seed", type=int, default=Options.seed)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    a = p.parse_args(argv)
+    opts = Options(requests=a.requests, latency_samples=a.latency_samples, warmup=a.warmup,
+                   residents=a.residents, poll_ms=a.poll_ms, seed=a.seed)
+    if opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1:
+        p.error("--requests, --latency-samples and --residents must be positive, "
+                "--warmup not negative")
+    if opts.total_requests > MAX_LETTERS_PER_YEAR:
+        p.error(f"shenpi can number at most {MAX_LETTERS_PER_YEAR} letters a year; "
+                f"warm-up + latency samples + requests = {opts.total_requests}")
+    return opts, a.json
+
+
+async def run(opts: Options) -> dict[str, Any]:
+    """The whole benchmark: xiezhu first (it supplies the message sizes), then raw."""
+    load, start = os.getloadavg()[0], time.perf_counter()
+    xiezhu, shape = await bench_xiezhu(opts)
+    raw = await bench_raw(opts, shape)
+    return report(opts, raw, xiezhu, shape, time.perf_counter() - start, load)
+
+
+def main(argv: list[str] | None = None) -> int:
+    """Run once, print the result; status 1 if an exchange went wrong, 2 if it stalled."""
+    opts, as_json = parse(argv)
+    try:
+        result = asyncio.run(run(opts))
+    except BenchError as e:
+        print(f"bench.exchange: {e}", file=sys.stderr)
+        return 2
+    print(json.dumps(result, ensure_ascii=False, indent=2) if as_json else "\n".join(table(result)))
+    return 0 if result["ok"] else 1
+
+
+if __name__ == "__main__":
+    sys.exit(main())
