@@ -122,6 +122,11 @@ def _oversized(node: Node) -> tuple[str, Signed]:
     return "xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=shenpi.kid, sig=shenpi.sign_bytes(body))
 
 
+def _unknown_key(node: Node) -> tuple[str, Signed]:
+    stranger = Signer("shenpi", "shenpi-not-in-the-trust-list", nacl.signing.SigningKey.generate())
+    return "xz.shenpi.gongan.assistance.requested", stranger.sign(_envelope(node))
+
+
 def _unsigned(node: Node) -> tuple[str, Signed]:
     signed = node.keys.signer("shenpi").sign(_envelope(node))
     return "xz.shenpi.gongan.assistance.requested", Signed(body=signed.body, kid="", sig=b"")
@@ -129,7 +134,7 @@ def _unsigned(node: Node) -> tuple[str, Signed]:
 
 @pytest.mark.parametrize(("make", "code"), [
     (_forged, "bad-signature"), (_wrong_sender, "wrong-sender"), (_wrong_recipient, "wrong-recipient"),
-    (_malformed, "malformed"), (_oversized, "oversized"), (_unsigned, "unsigned"),
+    (_malformed, "malformed"), (_oversized, "oversized"), (_unsigned, "unsigned"), (_unknown_key, "unknown-key"),
 ])
 async def test_a_bad_message_is_dead_lettered_with_its_reason_and_changes_nothing(node: Node, make, code) -> None:  # type: ignore[no-untyped-def]
     request(node)
@@ -183,3 +188,15 @@ async def test_the_ledger_rejects_what_no_bureau_signed(node: Node) -> None:
     await node.settle()
     await eventually(lambda: node.ledger_service is not None and node.ledger_service.stats.rejected == 1)
     assert node.ledger is not None and len(node.ledger) == 3
+
+
+async def test_the_sla_view_rebuilt_from_the_ledger_equals_the_live_one(node: Node) -> None:
+    for address in ("运河街道", "泥沟镇"):
+        request(node, address=address)
+    request(node, assistor="ziran", check="")
+    await node.settle()
+    assert node.sla is not None and node.ledger is not None
+    live = node.sla.rows()
+    assert len(live) == 3
+    assert node.sla.rebuild(node.ledger) == 3 * 2 + 2  # two answered exchanges of 3 events, one open of 2
+    assert node.sla.rows() == live

@@ -175,13 +175,15 @@ def sla(
 def _sla_table(settings: Settings, bureau: str | None, state: str | None, limit: int | None = None) -> None:
     with _fresh_sla(settings) as view:
         rows = view.rows(bureau=bureau, status=state)
-    t = Table(title=f"SLA view — {len(rows)} requests" + (f" (first {limit})" if limit and len(rows) > limit else ""))
-    for col in ("number", "requester", "assistor", "matter", "channel", "sent", "arrived", "answered",
-                "status", "outcome"):
-        t.add_column(col)
+    shown = f" (first {limit})" if limit and len(rows) > limit else ""
+    t = Table(title=f"SLA view — {len(rows)} requests{shown}")
+    for col in ("number", "from → to", "matter", "sent", "arrived", "answered", "status"):
+        t.add_column(col, no_wrap=col in ("number", "sent", "arrived", "answered"))
     for r in rows[:limit]:
-        t.add_row(r["number"], r["requester"], r["assistor"], r["matter"], r["channel"], _t(r["sent_at"]),
-                  _t(r["arrived_at"]), _t(r["answered_at"]), r["status"], r["outcome"] or "")
+        status = r["status"] + (f" · {r['outcome']}" if r["outcome"] and r["outcome"] != r["status"] else "")
+        letter = " ✉" if r["channel"] == "letter" else ""
+        t.add_row(r["number"], f"{r['requester']} → {r['assistor']}{letter}", r["matter"], _t(r["sent_at"]),
+                  _t(r["arrived_at"]), _t(r["answered_at"]), status)
     out.print(t)
 
 

@@ -199,7 +199,7 @@ class Demo:
     def _send_wave(self, n: int, population: Population) -> None:
         flows = self.rng.choices(FLOWS, weights=[f.weight for f in FLOWS], k=n)
         for flow in flows:
-            self.clock.advance(timedelta(minutes=self.rng.randrange(1, 4)))
+            self.clock.advance(timedelta(seconds=self.rng.randrange(5, 40)))
             pool = population.persons if flow.kind == "person" else population.organisations
             applicant = self.rng.choice(pool)
             letter = self.rng.random() < 0.1
