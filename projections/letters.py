@@ -1,0 +1,205 @@
+"""Render the letters of 附件4–7 (and the written decline of 三（二）) as plain text for printing.
+
+The fixed wording is the template's, character for character: the constants below are copied
+from the seed. Only the blanks are filled. Two template notes are instructions to the clerk,
+not letter text, and are not printed: "（供参考）" after each title, and 附件5's 备注 (which is
+carried out instead: unverifiable items get the sealed "附：无法证实的说明" sheet).
+
+Every function is pure: the same letter gives the same text, ending with one newline.
+"""
+from __future__ import annotations
+
+from collections.abc import Iterable, Sequence
+from datetime import date
+
+from schemas.assistance import VERDICT_ZH
+from schemas.letters import (
+    ApplicantCommitment,
+    AssistanceLetter,
+    CommitmentNotice,
+    DeclineLetter,
+    Letter,
+    ReplyItem,
+    ReplyLetter,
+)
+
+#: 附件4/6: the basis every letter to or about an applicant cites (sic: the template omits "工作").
+BASIS = "根据台儿庄区人民政府《台儿庄区全面推行证明事项告知承诺制实施方案》要求"
+#: 附件4-1/4-2, after the items; ``{days}`` is the reply deadline (第五条: 3).
+ASK = "请贵单位对申请人承诺的真实性予以核查，并在{days}个工作日内给与书面回复。"
+#: 附件4-2, before ``ASK``.
+STAFF = "我单位指派{first}、{second}两名同志前往贵单位调查核实，"
+COPIES_REQUEST = "（一式两份，部门一份，行政协助部门一份）"
+COPIES_REPLY = "（一式两份，部门一份，请求行政协助部门一份）"
+#: 附件5, before the items.
+REPLY_ASKED = "贵单位请我单位协助核实申请人承诺事项："
+#: 附件6, after the items.
+NOTICE_CONSEQUENCES = (
+    "如果你作出的承诺经我单位核实后为虚假承诺，我单位将撤销已批准事项（行政许可），"
+    "限你在撤销之日起2日内将取得证件（行政许可证）原件交回我单位，并将你的信息推送监管部门予以惩处，"
+    "相关数据推送至信用中国计入个人诚信档案等。"
+)
+#: 附件7, after the items.
+COMMITMENT_CONSENT = (
+    "贵单位可以对我承诺事项到有关机关、部门、单位进行核查或者请有关机关、部门、单位进行协查，"
+    "或者进行现场检查，或者通过公开信息等其他方式进行核查。如果经核实我作出虚假承诺，我自愿承担以下不利后果："
+    "撤销已批准事项（行政许可），在撤销之日起2日内将我已取得的证件（行政许可证）原件交回贵单位，"
+    "并将我的信息推送至监管部门予以惩处，相关数据推送至信用中国计入个人诚信档案等。"
+)
+SIGNATURE = "申请人（签字、捺印）："
+#: A date left for the applicant to write in by hand (full-width spaces leave room for the pen).
+BLANK_DATE = "\u3000\u3000\u3000\u3000年\u3000\u3000月\u3000\u3000日"
+SHEET_TITLE = "附：无法证实的说明"
+#: 三（二）, quoted by the written decline (which has no template; it cites the scheme's real title).
+DECLINE_RULE = "确有原因不能提供协助的，应当于2个工作日内书面告知请求协助的行政机关并说明理由"
+
+
+def zh_date(d: date) -> str:
+    """2026年9月21日: the date as official letters write it."""
+    return f"{d.year}年{d.month}月{d.day}日"
+
+
+def _numbered(items: Iterable[str]) -> list[str]:
+    return [f"{no}、{text}" for no, text in enumerate(items, 1)]
+
+
+def _nos(nos: Sequence[int]) -> str:
+    return "第" + "、".join(str(n) for n in nos) + "项"
+
+
+def render_assistance_letter(letter: AssistanceLetter) -> str:
+    """附件4-1 行政协助函（一）, or 附件4-2 （二） naming the two staff who carry it."""
+    ask = ASK.format(days=letter.reply_within)
+    if letter.variant == "二":
+        ask = STAFF.format(first=letter.staff[0], second=letter.staff[1]) + ask
+    return _page([
+        f"{letter.requester_name}行政协助函（{letter.variant}）",
+        f"（编号：{letter.number}）",
+        "",
+        f"{letter.assistor_name}：",
+        f"{zh_date(letter.applied_on)}，{letter.applicant_name}到我单位办理{letter.matter_name}事项，"
+        f"{BASIS}，{letter.applicant_name}已作出书面承诺，承诺内容为：",
+        *_numbered(letter.items),
+        ask,
+        "",
+        letter.requester_name,
+        zh_date(letter.dated),
+        COPIES_REQUEST,
+    ])
+
+
+def reply_conclusion(items: Sequence[ReplyItem]) -> str:
+    """附件5's "申请人承诺事项为真实（或虚假）", made exact when the items' verdicts differ.
+
+    One verdict for all: the template's sentence. Mixed: each verdict with its item numbers,
+    the false ones first because they are what the requester must act on.
+    """
+    groups: dict[str, list[int]] = {"false": [], "unverifiable": [], "true": []}
+    for no, item in enumerate(items, 1):
+        groups[item.verdict].append(no)
+    phrases = {"false": "为虚假", "unverifiable": "无法证实（原因见附纸）", "true": "为真实"}
+    present = [v for v, nos in groups.items() if nos]
+    if len(present) == 1:
+        return f"申请人承诺事项{phrases[present[0]]}。"
+    return "申请人承诺事项" + "，".join(_nos(groups[v]) + phrases[v] for v in present) + "。"
+
+
+def render_reply_letter(letter: ReplyLetter) -> str:
+    """附件5 行政协助回复函, with the sealed sheet of reasons when an item cannot be verified."""
+    checked = f"经我单位向{letter.on_behalf_of}核实" if letter.on_behalf_of else "经我单位核实"
+    lines = [
+        f"{letter.replier_name}行政协助回复函",
+        f"（编号：{letter.number}）",
+        "",
+        f"{letter.requester_name}：",
+        f"{zh_date(letter.requested_on)}，{REPLY_ASKED}",
+        *(f"{no}、{item.text} —— {VERDICT_ZH[item.verdict]}" for no, item in enumerate(letter.items, 1)),
+        f"根据贵单位行政协助函（{letter.number}）内容，{checked}，{reply_conclusion(letter.items)}",
+        "",
+        letter.replier_name,
+        zh_date(letter.dated),
+        COPIES_REPLY,
+    ]
+    unverifiable = [(no, item) for no, item in enumerate(letter.items, 1) if item.verdict == "unverifiable"]
+    if unverifiable:
+        lines += ["", "", SHEET_TITLE, f"（行政协助回复函编号：{letter.number}）", ""]
+        for no, item in unverifiable:
+            lines += [f"{no}、{item.text}", f"原因：{item.reason}"]
+        lines += ["", letter.replier_name, zh_date(letter.dated), f"（加盖{letter.sealed_by}公章）"]
+    return _page(lines)
+
+
+def render_decline_letter(letter: DeclineLetter) -> str:
+    """书面告知: the assistor cannot assist, with its reasons (三（二）; no template in the seed)."""
+    return _page([
+        f"{letter.decliner_name}不能提供行政协助告知书",
+        f"（编号：{letter.number}）",
+        "",
+        f"{letter.requester_name}：",
+        f"{zh_date(letter.requested_on)}，贵单位以行政协助函（{letter.number}）请我单位协助核实申请人承诺事项。"
+        f"根据台儿庄区人民政府《台儿庄区全面推行证明事项告知承诺制工作实施方案》关于“{DECLINE_RULE}”的规定，"
+        "现书面告知贵单位：我单位不能提供该项协助，理由如下：",
+        *letter.reasons.strip().splitlines(),
+        "",
+        letter.decliner_name,
+        zh_date(letter.dated),
+        COPIES_REPLY,
+    ])
+
+
+def certificate(name: str) -> str:
+    """附件6 prints "<name>证明"; a name that already ends in 证明 is not doubled."""
+    return name if name.endswith("证明") else f"{name}证明"
+
+
+def render_commitment_notice(notice: CommitmentNotice) -> str:
+    """附件6 承诺告知书."""
+    return _page([
+        "承诺告知书",
+        "",
+        f"{notice.applicant_name}：",
+        f"{zh_date(notice.applied_on)}，{notice.applicant_name}到我单位办理{notice.matter_name}事项，"
+        f"应当提供{notice.issuing_unit}出具的{certificate(notice.certificate_name)}（法律、法规规定的要件），"
+        f"你没有提供，{BASIS}，你可以作出以下承诺，我单位给与受理（办理）：",
+        *_numbered(notice.items),
+        NOTICE_CONSEQUENCES,
+        "",
+        notice.bureau_name,
+        zh_date(notice.dated),
+    ])
+
+
+def render_applicant_commitment(commitment: ApplicantCommitment) -> str:
+    """附件7 申请人承诺书, with the signature left blank (and the date too, if not yet signed)."""
+    return _page([
+        "申请人承诺书",
+        "",
+        f"{commitment.bureau_name}：",
+        f"{zh_date(commitment.applied_on)}，{commitment.applicant_name}到贵单位办理{commitment.matter_name}事项，"
+        "对《承诺告知书》已知悉，现做出以下承诺：",
+        *_numbered(commitment.items),
+        COMMITMENT_CONSENT,
+        "",
+        "",
+        SIGNATURE,
+        zh_date(commitment.signed_on) if commitment.signed_on else BLANK_DATE,
+    ])
+
+
+def render(letter: Letter) -> str:
+    """The printable text of any letter."""
+    match letter:
+        case AssistanceLetter():
+            return render_assistance_letter(letter)
+        case ReplyLetter():
+            return render_reply_letter(letter)
+        case DeclineLetter():
+            return render_decline_letter(letter)
+        case CommitmentNotice():
+            return render_commitment_notice(letter)
+        case ApplicantCommitment():
+            return render_applicant_commitment(letter)
+
+
+def _page(lines: list[str]) -> str:
+    return "\n".join(lines) + "\n"
