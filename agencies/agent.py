@@ -24,7 +24,7 @@ from broker.relay import Positions, Relay
 from broker.server import server_list
 from broker.signing import HandlerFailed, KeyRing
 from broker.streams import EVENTS_STREAM, MAX_DELIVER, PULL_TIMEOUT_S, agent_consumer, consumer_config, inbox_filter
-from schemas.assistance import AssistanceRequested
+from schemas.assistance import AssistanceReplied, AssistanceRequested
 from schemas.envelope import Envelope, Signed
 
 log = logging.getLogger(__name__)
@@ -133,7 +133,16 @@ class BureauAgent:
             raise NotApplicable(f"{e.code}: {e}") from e
         if isinstance(env.payload, AssistanceRequested):
             await asyncio.to_thread(self._try_answer, state.case)
+        elif isinstance(env.payload, AssistanceReplied) and state.request.commitment_case:
+            # The reply verified items of our commitment case: close it, or record the false commitment.
+            await asyncio.to_thread(self._conclude, state.request.commitment_case)
         self._wake_relay()
+
+    def _conclude(self, commitment_case: str) -> None:
+        try:
+            self.store.conclude(commitment_case)
+        except RuleError as e:  # the case moved on meanwhile; a clerk will see it
+            log.info("%s: commitment case %s not concluded: %s", self.code, commitment_case, e)
 
     def _wake_relay(self) -> None:
         if self.relay is not None:

@@ -13,14 +13,16 @@ import msgspec
 from aggregates import errors
 from schemas.assistance import (
     AssistanceDeclined,
+    AssistanceForwarded,
     AssistanceReceived,
     AssistanceReplied,
     AssistanceRequested,
+    AssistanceWithdrawn,
     ItemResult,
 )
 from schemas.envelope import Envelope
 
-Status = Literal["requested", "received", "replied", "declined"]
+Status = Literal["requested", "received", "replied", "declined", "withdrawn"]
 OPEN: frozenset[str] = frozenset({"requested", "received"})
 
 
@@ -41,6 +43,9 @@ class CaseState(msgspec.Struct, frozen=True, kw_only=True):
     results: tuple[ItemResult, ...] = ()
     reasons: str = ""
     answered_by: str = ""
+    #: 第五条: institutions holding pre-reform archives the assistor asked.
+    forwarded_to: tuple[str, ...] = ()
+    withdrawn_reason: str = ""
     events: int = 1
 
 
@@ -94,13 +99,36 @@ def apply(state: CaseState | None, env: Envelope, digest: str) -> CaseState:
         case AssistanceReplied() as ev:
             _answerable(state, env, ev.request_id, ev.request_hash, ev.channel)
             _check_results(state, ev.results)
+            if ev.on_behalf_of and ev.on_behalf_of not in state.forwarded_to:
+                raise errors.WrongParty(f"case {state.number} was never forwarded to {ev.on_behalf_of}")
             return _next(state, status="replied", answered_at=env.time, results=tuple(ev.results),
                          answered_by=ev.answered_by)
         case AssistanceDeclined() as ev:
             _answerable(state, env, ev.request_id, ev.request_hash, ev.channel)
             return _next(state, status="declined", answered_at=env.time, reasons=ev.reasons,
                          answered_by=ev.answered_by)
+        case AssistanceForwarded() as ev:
+            _from_assistor(state, env)
+            _answers_request(state, ev.request_id, ev.request_hash)
+            if state.status != "received":
+                raise errors.WrongOrder(f"case {state.number} is {state.status}; only a received request is forwarded")
+            if ev.institution in state.forwarded_to:
+                raise errors.WrongOrder(f"case {state.number} was already forwarded to {ev.institution}")
+            return _next(state, forwarded_to=(*state.forwarded_to, ev.institution))
+        case AssistanceWithdrawn() as ev:
+            if (env.sender, env.recipient) != (state.requester, state.assistor):
+                raise errors.WrongParty(f"only {state.requester} may withdraw its request {state.number}")
+            if ev.request_id != state.request_id:
+                raise errors.HashMismatch(f"withdrawal does not name request {state.number}")
+            if state.status not in OPEN:
+                raise errors.WrongOrder(f"case {state.number} is already {state.status}; nothing to withdraw")
+            return _next(state, status="withdrawn", withdrawn_reason=ev.reason, answered_at=env.time)
     raise errors.WrongOrder(f"event type {env.type} does not belong to an assistance case")
+
+
+def item_texts(state: CaseState) -> dict[int, str]:
+    """The asked items by number (第十条: the answer may cover only these)."""
+    return {i.no: i.text for i in state.request.items}
 
 
 def _next(state: CaseState, **changes: object) -> CaseState:

@@ -62,3 +62,33 @@ class BadRequest(RuleError):
     """The request itself is incomplete or inconsistent."""
 
     code = "rule.request"
+
+
+class CreditGate(RuleError):
+    """四(二): an applicant with serious bad credit or an unrepaired false commitment must bring the certificate."""
+
+    code = "rule.credit-gate"
+
+
+class RouteNotOptional(RuleError):
+    """附件8 必须实行: the matter takes the commitment route; 可选择 lets the applicant choose."""
+
+    code = "rule.route"
+
+
+class NotCommitted(RuleError):
+    """An item, plan or verification that is not among the applicant's committed items."""
+
+    code = "rule.commitment-items"
+
+
+class NotFalse(RuleError):
+    """三(三): the consequences of a false commitment need a verified false commitment first."""
+
+    code = "rule.not-false"
+
+
+class Deadline(RuleError):
+    """A deadline that is already past, or longer than the rule allows."""
+
+    code = "rule.deadline"

@@ -24,18 +24,23 @@ from eventsourcing.utils import Environment, get_topic
 from aggregates import assistance
 from aggregates.assistance import CaseState
 from aggregates.clock import Clock
+from aggregates.commitment import CommitmentState
+from aggregates.commitment_cases import CommitmentCase, CommitmentCommands, commitment_topics
 from aggregates.errors import RuleError
 from schemas.assistance import (
     Applicant,
     AssistanceDeclined,
+    AssistanceForwarded,
     AssistanceReceived,
     AssistanceReplied,
     AssistanceRequested,
+    AssistanceWithdrawn,
     Channel,
     CommitmentItem,
     ItemResult,
     Matter,
 )
+from schemas.commitment import ItemVerified
 from schemas.envelope import Envelope, Signed, decode_envelope, new_id
 from schemas.errors import XiezhuError
 
@@ -185,13 +190,14 @@ class Intake(Aggregate):
 
 
 class NumberSeries(Aggregate):
-    """The requester's letter numbers for one year: 20260001, 20260002, …"""
+    """A bureau's numbers for one year: letters 20260001, …; commitment cases C20260001, …"""
 
     class Started(Aggregate.Created):
         """The series of a bureau and year began."""
 
         bureau: str
         year: int
+        prefix: str
 
     class Allocated(Aggregate.Event):
         """One number was taken."""
@@ -199,28 +205,30 @@ class NumberSeries(Aggregate):
         number: str
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.last = int(self.number[4:])
+            aggregate.last = int(self.number[-4:])
 
-    def __init__(self, bureau: str, year: int) -> None:
+    def __init__(self, bureau: str, year: int, prefix: str) -> None:
         self.bureau = bureau
         self.year = year
+        self.prefix = prefix
         self.last = 0
 
     @staticmethod
-    def id_for(bureau: str, year: int) -> uuid.UUID:
+    def id_for(bureau: str, year: int, prefix: str = "") -> uuid.UUID:
         """The series' aggregate id."""
-        return uuid.uuid5(_NS, f"numbers:{bureau}:{year}")
+        return uuid.uuid5(_NS, f"numbers:{bureau}:{year}" + (f":{prefix}" if prefix else ""))
 
     @classmethod
-    def begin(cls, bureau: str, year: int) -> NumberSeries:
+    def begin(cls, bureau: str, year: int, prefix: str = "") -> NumberSeries:
         """A new, empty series."""
-        return cls._create(cls.Started, id=cls.id_for(bureau, year), bureau=bureau, year=year)
+        return cls._create(cls.Started, id=cls.id_for(bureau, year, prefix), bureau=bureau, year=year,
+                           prefix=prefix)
 
     def allocate(self) -> str:
         """Take the next number; 9999 a year is the format's limit."""
         if self.last >= 9999:
-            raise StoreError(f"{self.bureau} has used every letter number of {self.year}")
-        number = f"{self.year}{self.last + 1:04d}"
+            raise StoreError(f"{self.bureau} has used every number of {self.year}")
+        number = f"{self.prefix}{self.year}{self.last + 1:04d}"
         self.trigger_event(self.Allocated, number=number)
         return number
 
@@ -252,7 +260,7 @@ def _postgres_env(url: str) -> dict[str, str]:
     }
 
 
-class BureauStore(Application[uuid.UUID]):
+class BureauStore(CommitmentCommands, Application[uuid.UUID]):
     """One bureau's event-sourced store and the commands that change it."""
 
     def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock) -> None:
@@ -287,6 +295,9 @@ class BureauStore(Application[uuid.UUID]):
         staff: Sequence[str] = (),
         catalogue_item: str = "",
         catalogue_version: int = 0,
+        commitment_case: str = "",
+        reply_within: int = 3,
+        decline_within: int = 2,
     ) -> CaseState:
         """Send a 行政协助函: allocate its number, sign it and commit it for the relay.
 
@@ -294,55 +305,57 @@ class BureauStore(Application[uuid.UUID]):
         """
         for attempt in range(CONFLICT_RETRIES):
             try:
-                return self._request(assistor=assistor, applicant=applicant, matter=matter, applied_on=applied_on,
-                                     items=items, channel=channel, staff=staff, catalogue_item=catalogue_item,
-                                     catalogue_version=catalogue_version)
+                return self._request(AssistanceRequested(
+                    requester=self.bureau, assistor=assistor, applicant=applicant, matter=matter,
+                    applied_on=applied_on, items=list(items), channel=channel, staff=list(staff),
+                    catalogue_item=catalogue_item, catalogue_version=catalogue_version,
+                    commitment_case=commitment_case, reply_within=reply_within, decline_within=decline_within))
             except IntegrityError as e:
                 if attempt == CONFLICT_RETRIES - 1:
                     raise StoreError(f"{self.bureau}: could not take a letter number after "
                                      f"{CONFLICT_RETRIES} tries; retry") from e
         raise AssertionError("unreachable")
 
-    def _request(self, *, assistor: str, applicant: Applicant, matter: Matter, applied_on: date,
-                 items: Sequence[CommitmentItem], channel: Channel, staff: Sequence[str],
-                 catalogue_item: str, catalogue_version: int) -> CaseState:
+    def _request(self, payload: AssistanceRequested) -> CaseState:
         now = self.clock.now()
         series = self._series(now.astimezone(SHANGHAI).year)
-        payload = AssistanceRequested(
-            requester=self.bureau,
-            assistor=assistor,
-            applicant=applicant,
-            matter=matter,
-            applied_on=applied_on,
-            items=list(items),
-            channel=channel,
-            staff=list(staff),
-            catalogue_item=catalogue_item,
-            catalogue_version=catalogue_version,
-        )
-        env = Envelope(id=new_id(), sender=self.bureau, recipient=assistor, case=new_id(),
+        env = Envelope(id=new_id(), sender=self.bureau, recipient=payload.assistor, case=new_id(),
                        number=series.allocate(), time=now, payload=payload)
         signed = self._sign(env)
         case = AssistanceCase.open(signed, env, outgoing=True)
         self.save(series, case)
         return case.state
 
-    def _series(self, year: int) -> NumberSeries:
+    def _series(self, year: int, prefix: str = "") -> NumberSeries:
         try:
-            series: NumberSeries = self.repository.get(NumberSeries.id_for(self.bureau, year))
+            series: NumberSeries = self.repository.get(NumberSeries.id_for(self.bureau, year, prefix))
             return series
         except AggregateNotFoundError:
-            return NumberSeries.begin(self.bureau, year)
+            return NumberSeries.begin(self.bureau, year, prefix)
 
     # -- commands of the assistor --------------------------------------------------
 
-    def reply(self, case_id: str, results: Sequence[ItemResult], answered_by: str) -> CaseState:
-        """Send the 回复函: a verdict for every item asked."""
+    def reply(self, case_id: str, results: Sequence[ItemResult], answered_by: str,
+              on_behalf_of: str = "") -> CaseState:
+        """Send the 回复函: a verdict for every item asked (for an archive institution, if forwarded)."""
         case = self.case(case_id)
         st = case.state
         payload = AssistanceReplied(request_id=st.request_id, request_hash=st.request_hash,
-                                    channel=st.request.channel, results=list(results), answered_by=answered_by)
+                                    channel=st.request.channel, results=list(results), answered_by=answered_by,
+                                    on_behalf_of=on_behalf_of)
         return self._emit(case, payload)
+
+    def forward(self, case_id: str, institution: str, note: str = "") -> CaseState:
+        """第五条: ask the institution that holds pre-reform archives; the forward joins the case history."""
+        case = self.case(case_id)
+        st = case.state
+        return self._emit(case, AssistanceForwarded(request_id=st.request_id, request_hash=st.request_hash,
+                                                    institution=institution, note=note))
+
+    def withdraw_request(self, case_id: str, reason: str) -> CaseState:
+        """The requester withdraws a request it no longer needs."""
+        case = self.case(case_id)
+        return self._emit(case, AssistanceWithdrawn(request_id=case.state.request_id, reason=reason))
 
     def decline(self, case_id: str, reasons: str, answered_by: str) -> CaseState:
         """Decline in writing, with the reasons."""
@@ -391,12 +404,31 @@ class BureauStore(Application[uuid.UUID]):
             case = self.case(env.case)
             self._raise_if_in_case(env.id, signed.body, case)
             case.add(signed, env, outgoing=False, stream_seq=stream_seq)
+        linked = self._verified_commitment(case, env)
         try:
-            self.save(case, marker)
+            self.save(case, marker, *linked)
         except IntegrityError as e:
             self._raise_if_seen(env.id, signed.body, self.case(env.case))
             raise StoreError(f"concurrent change to case {env.number}; retry") from e
         return case.state
+
+    def _verified_commitment(self, case: AssistanceCase, env: Envelope) -> list[CommitmentCase]:
+        """A reply to a request made for a commitment case verifies those items, in the same transaction."""
+        link = case.state.request.commitment_case
+        if not link or not isinstance(env.payload, AssistanceReplied) or case.state.requester != self.bureau:
+            return []
+        try:
+            cc = self.commitment(link)
+            for r in env.payload.results:
+                self.stage(cc, ItemVerified(no=r.no, verdict=r.verdict, reason=r.reason,
+                                            source=f"assistance:{case.state.requester}/{case.state.number}"))
+        except RuleError:
+            return []  # the commitment case moved on (withdrawn, verified otherwise): the reply stays on record
+        return [cc]
+
+    def assistance_for(self, commitment_case: str) -> list[CaseState]:
+        """The assistance requests this bureau made for one of its commitment cases."""
+        return [s for s in self.cases() if s.request.commitment_case == commitment_case]
 
     @staticmethod
     def _raise_if_in_case(event_id: str, body: bytes, case: AssistanceCase) -> None:
@@ -437,7 +469,12 @@ class BureauStore(Application[uuid.UUID]):
 
     def outgoing_topics(self) -> list[str]:
         """Notification topics of events this bureau signed and must relay."""
-        return [_topic(AssistanceCase.Requested), _topic(AssistanceCase.Sent)]
+        return [_topic(AssistanceCase.Requested), _topic(AssistanceCase.Sent), *commitment_topics(_topic)]
+
+    def commitments(self) -> Iterator[CommitmentState]:
+        """Every commitment case of this bureau, oldest first."""
+        for n in self._notifications([_topic(CommitmentCase.Opened)]):
+            yield self.commitment(str(n.originator_id)).state
 
     def _notifications(self, topics: Sequence[str], start: int = 1) -> Iterator[Any]:
         size = self.notification_log.section_size

@@ -1,41 +1,29 @@
-"""The SLA view: one row per assistance request with its times and status, built from the ledger only.
-
-The view keeps the ledger position it has applied in the same transaction as the rows, so
-following the ledger after a crash neither skips nor double-applies an entry, and
-``rebuild`` from position 0 gives the same table as following it live.
-"""
+"""The SLA view: one row per assistance request with its times and status, built from the ledger only."""
 from __future__ import annotations
 
-import sqlite3
-import threading
-from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
-import sqlite_utils
-
-from projections.ledger import Ledger
-from schemas.assistance import AssistanceDeclined, AssistanceReceived, AssistanceReplied, AssistanceRequested
+from projections.base import LedgerProjection
+from schemas.assistance import (
+    AssistanceDeclined,
+    AssistanceReceived,
+    AssistanceReplied,
+    AssistanceRequested,
+    AssistanceWithdrawn,
+)
 from schemas.envelope import decode_envelope
 
 TABLE = "assistance_requests"
-POSITIONS = "_positions"
 NAME = "sla"
 
 
-class SlaView:
-    """The requests table in its own SQLite file."""
+class SlaView(LedgerProjection):
+    """The requests table: one row per assistance request."""
 
-    def __init__(self, path: Path) -> None:
-        # Used from worker threads (one at a time), so not bound to the creating thread.
-        self.db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
-        # The connection is shared by the follower thread and readers: one at a time, so
-        # that no reader sees a half-applied batch.
-        self._lock = threading.RLock()
-        self.db.enable_wal()
-        self._ensure()
+    name = NAME
+    tables = (TABLE,)
 
-    def _ensure(self) -> None:
+    def create_tables(self) -> None:
         if not self.db.table(TABLE).exists():
             self.db.table(TABLE).create({
                 "case_id": str, "number": str, "requester": str, "assistor": str, "matter": str,
@@ -44,43 +32,8 @@ class SlaView:
             }, pk="case_id", not_null={"number", "requester", "assistor", "status"})
             self.db.table(TABLE).create_index(["requester", "number"])
             self.db.table(TABLE).create_index(["assistor", "status"])
-        if not self.db.table(POSITIONS).exists():
-            self.db.table(POSITIONS).create({"name": str, "position": int}, pk="name")
 
-    @property
-    def position(self) -> int:
-        """The last ledger position applied."""
-        with self._lock:
-            try:
-                return int(self.db.table(POSITIONS).get(NAME)["position"])
-            except sqlite_utils.db.NotFoundError:
-                return 0
-
-    def follow(self, ledger: Ledger, *, batch: int = 1000,
-               progress: Callable[[int], None] | None = None) -> int:
-        """Apply every ledger entry after the saved position; returns how many."""
-        done = 0
-        while True:
-            entries = list(ledger.entries(self.position, batch))
-            if not entries:
-                return done
-            with self._lock, self.db.conn:
-                for e in entries:
-                    self._apply(e.signed.body, e.arrived_at)
-                self.db.table(POSITIONS).upsert({"name": NAME, "position": entries[-1].pos}, pk="name")
-            done += len(entries)
-            if progress:
-                progress(len(entries))
-
-    def rebuild(self, ledger: Ledger, progress: Callable[[int], None] | None = None) -> int:
-        """Drop the view and build it again from the first ledger entry."""
-        with self._lock, self.db.conn:
-            self.db.table(TABLE).drop(ignore=True)
-            self.db.table(POSITIONS).drop(ignore=True)
-        self._ensure()
-        return self.follow(ledger, progress=progress)
-
-    def _apply(self, body: bytes, arrived_at: str) -> None:
+    def apply(self, body: bytes, arrived_at: str) -> None:
         env = decode_envelope(body)
         t = self.db.table(TABLE)
         match env.payload:
@@ -103,6 +56,9 @@ class SlaView:
             case AssistanceDeclined() as r:
                 t.update(env.case, {"answered_at": env.time.isoformat(), "status": "declined",
                                     "outcome": "declined", "answered_by": r.answered_by})
+            case AssistanceWithdrawn():
+                t.update(env.case, {"answered_at": env.time.isoformat(), "status": "withdrawn",
+                                    "outcome": "withdrawn"})
 
     def rows(self, *, bureau: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Rows, oldest request first, filtered by bureau (either side) and status."""

@@ -74,6 +74,8 @@ class AssistanceRequested(msgspec.Struct, frozen=True, kw_only=True, tag="assist
     catalogue_version: int = 0
     reply_within: Annotated[int, msgspec.Meta(ge=1, le=30)] = 3
     decline_within: Annotated[int, msgspec.Meta(ge=1, le=30)] = 2
+    #: The requester's commitment case these items come from (its case id), if any.
+    commitment_case: Annotated[str, msgspec.Meta(max_length=36)] = ""
 
 
 class AssistanceReceived(msgspec.Struct, frozen=True, kw_only=True, tag="assistance.received"):
@@ -93,6 +95,24 @@ class AssistanceReplied(msgspec.Struct, frozen=True, kw_only=True, tag="assistan
     results: Annotated[list[ItemResult], msgspec.Meta(min_length=1, max_length=50)]
     #: ``auto:<verifier>`` or ``operator:<name>``.
     answered_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+    #: 第五条: the institution holding pre-reform archives this answer comes from, if forwarded.
+    on_behalf_of: Annotated[str, msgspec.Meta(max_length=100)] = ""
+
+
+class AssistanceForwarded(msgspec.Struct, frozen=True, kw_only=True, tag="assistance.forwarded"):
+    """第五条: the assistor asks the institution that holds pre-reform archives, and will answer for it."""
+
+    request_id: Uuid
+    request_hash: Hash
+    institution: Text
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class AssistanceWithdrawn(msgspec.Struct, frozen=True, kw_only=True, tag="assistance.withdrawn"):
+    """The requester no longer needs the answer (e.g. the applicant left the commitment route)."""
+
+    request_id: Uuid
+    reason: Annotated[str, msgspec.Meta(min_length=2, max_length=2000)]
 
 
 class AssistanceDeclined(msgspec.Struct, frozen=True, kw_only=True, tag="assistance.declined"):
@@ -105,4 +125,7 @@ class AssistanceDeclined(msgspec.Struct, frozen=True, kw_only=True, tag="assista
     answered_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
 
 
-AssistanceEvent = AssistanceRequested | AssistanceReceived | AssistanceReplied | AssistanceDeclined
+AssistanceEvent = (
+    AssistanceRequested | AssistanceReceived | AssistanceReplied | AssistanceDeclined | AssistanceForwarded
+    | AssistanceWithdrawn
+)

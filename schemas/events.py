@@ -6,8 +6,9 @@ breaking change is a new tag.
 from __future__ import annotations
 
 from schemas.assistance import AssistanceEvent
+from schemas.commitment import CommitmentEvent
 
 #: Every payload type that may appear on the wire.
-Payload = AssistanceEvent
+Payload = AssistanceEvent | CommitmentEvent
 
 __all__ = ["Payload"]

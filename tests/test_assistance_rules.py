@@ -121,3 +121,32 @@ def test_a_case_must_start_with_a_request() -> None:
     st, _ = opened()
     with pytest.raises(errors.NotFirst):
         assistance.apply(None, answer(st, reply(st, [ItemResult(no=1, verdict="true")])), "")
+
+
+def test_a_forward_to_the_archive_institution_joins_the_history_and_the_answer_may_come_on_its_behalf() -> None:
+    from schemas.assistance import AssistanceForwarded
+
+    st = received(opened()[0])
+    fwd = AssistanceForwarded(request_id=st.request_id, request_hash=st.request_hash, institution="区档案馆")
+    st = assistance.apply(st, answer(st, fwd), "")
+    assert st.forwarded_to == ("区档案馆",)
+    with pytest.raises(errors.WrongOrder):
+        assistance.apply(st, answer(st, fwd), "")
+    stray = msgspec.structs.replace(reply(st, [ItemResult(no=1, verdict="true")]), on_behalf_of="区城建档案室")
+    with pytest.raises(errors.WrongParty):
+        assistance.apply(st, answer(st, stray), "")
+    ok = msgspec.structs.replace(reply(st, [ItemResult(no=1, verdict="true")]), on_behalf_of="区档案馆")
+    assert assistance.apply(st, answer(st, ok), "").status == "replied"
+
+
+def test_only_the_requester_withdraws_and_only_an_open_request() -> None:
+    from schemas.assistance import AssistanceWithdrawn
+
+    st = received(opened()[0])
+    w = AssistanceWithdrawn(request_id=st.request_id, reason="申请人退出承诺办理")
+    with pytest.raises(errors.WrongParty):
+        assistance.apply(st, answer(st, w), "")  # sent by the assistor
+    st = assistance.apply(st, answer(st, w, sender="shenpi", recipient="gongan"), "")
+    assert st.status == "withdrawn"
+    with pytest.raises(errors.WrongOrder):
+        assistance.apply(st, answer(st, reply(st, [ItemResult(no=1, verdict="true")])), "")

@@ -1,0 +1,260 @@
+"""The commitment case as a pure fold over the handling bureau's signed envelopes.
+
+It follows the plan step by step: application (with the credit gate of 四(二) and the
+disclosure rule of 二(四)), the commitment notice (附件6), the route (必须实行 / 可选择),
+the applicant's commitment (附件7), approval, withdrawal midway (二(三)), the verification
+plan and results (三(一)), and what a false commitment leads to (三(三)).
+"""
+from __future__ import annotations
+
+from datetime import date, datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from aggregates import errors
+from schemas.assistance import Applicant, CommitmentItem
+from schemas.commitment import (
+    ApplicationReceived,
+    Approved,
+    Closed,
+    CommitmentSigned,
+    CreditRecorded,
+    DecisionRevoked,
+    FalseCommitmentFound,
+    ItemVerified,
+    Mode,
+    NoticeIssued,
+    PenaltyImposed,
+    PlannedItem,
+    ProcessingTerminated,
+    RectificationOrdered,
+    ReferredToJudiciary,
+    RouteChosen,
+    RouteRefused,
+    Standing,
+    VerificationPlanned,
+    Withdrawn,
+)
+from schemas.envelope import LEDGER, Envelope
+
+Status = Literal["applied", "certificate-required", "noticed", "committing", "signed", "approved", "closed",
+                 "false-commitment", "terminated", "revoked"]
+#: 附件6: 限你在撤销之日起2日内将取得证件（行政许可证）原件交回我单位.
+LICENCE_RETURN = timedelta(days=2)
+
+
+class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
+    """What is known of one commitment case after folding its events."""
+
+    case: str
+    number: str
+    bureau: str
+    applicant: Applicant
+    matter_code: str
+    matter_name: str
+    certificate_name: str
+    issuing_unit: str
+    mode: Mode
+    disclose: bool
+    catalogue_version: int
+    items: tuple[CommitmentItem, ...]
+    applied_on: date
+    standing: Standing
+    status: Status = "applied"
+    route: str = ""
+    refused_cause: str = ""
+    told_disclosure: bool = False
+    signed_on: date | None = None
+    decision_no: str = ""
+    approved: bool = False
+    withdrawn: bool = False
+    plan: tuple[PlannedItem, ...] = ()
+    verified: tuple[ItemVerified, ...] = ()
+    false_items: tuple[int, ...] = ()
+    outcomes: tuple[str, ...] = ()
+    rectify_by: date | None = None
+    licence_return_due: datetime | None = None
+    events: int = 1
+
+    @property
+    def outcome(self) -> str:
+        """One word for the case's end (or current step), for views and counts."""
+        if self.outcomes:
+            return "+".join(sorted(set(self.outcomes)))
+        return self.status
+
+
+def start(env: Envelope) -> CommitmentState:
+    """Open a case from its application."""
+    ev = env.payload
+    if not isinstance(ev, ApplicationReceived):
+        raise errors.NotFirst(f"commitment case {env.case} must start with an application, not {env.type}")
+    if env.recipient != LEDGER:
+        raise errors.WrongParty(f"a commitment case is recorded for the ledger, not sent to {env.recipient}")
+    nos = [i.no for i in ev.items]
+    if len(set(nos)) != len(nos):
+        raise errors.BadRequest(f"case {env.number} numbers its items twice: {nos}")
+    return CommitmentState(
+        case=env.case, number=env.number, bureau=env.sender, applicant=ev.applicant, matter_code=ev.matter_code,
+        matter_name=ev.matter_name, certificate_name=ev.certificate_name, issuing_unit=ev.issuing_unit,
+        mode=ev.mode, disclose=ev.disclose, catalogue_version=ev.catalogue_version, items=tuple(ev.items),
+        applied_on=ev.applied_on, standing=ev.standing,
+    )
+
+
+def apply(state: CommitmentState | None, env: Envelope) -> CommitmentState:
+    """Fold one more envelope into the case; raises a RuleError if it breaks a rule."""
+    if state is None:
+        return start(env)
+    if env.sender != state.bureau or env.recipient != LEDGER:
+        raise errors.WrongParty(f"only {state.bureau} records case {state.number}")
+    ev = env.payload
+    match ev:
+        case ApplicationReceived():
+            raise errors.NotFirst(f"case {state.number} already has its application")
+        case RouteRefused():
+            return _route_refused(state, ev)
+        case NoticeIssued():
+            return _notice(state, ev)
+        case RouteChosen():
+            return _route_chosen(state, ev)
+        case CommitmentSigned():
+            _expect(state, ("committing",), "signed")
+            return _next(state, status="signed", signed_on=ev.signed_on)
+        case Approved():
+            _expect(state, ("signed",), "approved")
+            return _next(state, status="approved", approved=True, decision_no=ev.decision_no)
+        case Withdrawn():
+            _expect(state, ("noticed", "committing", "signed"), "withdrawn from")
+            return _next(state, status="certificate-required", withdrawn=True, route="certificate")
+        case VerificationPlanned():
+            return _planned(state, ev)
+        case ItemVerified():
+            return _verified(state, ev)
+        case Closed():
+            return _closed(state)
+        case FalseCommitmentFound():
+            return _found_false(state, ev)
+        case ProcessingTerminated() | RectificationOrdered() | DecisionRevoked() | PenaltyImposed() \
+                | CreditRecorded() | ReferredToJudiciary():
+            return _outcome(state, env, ev)
+    raise errors.WrongOrder(f"event type {env.type} does not belong to a commitment case")
+
+
+def _next(state: CommitmentState, **changes: object) -> CommitmentState:
+    return msgspec.structs.replace(state, events=state.events + 1, **changes)
+
+
+def _expect(state: CommitmentState, allowed: tuple[str, ...], what: str) -> None:
+    if state.status not in allowed:
+        raise errors.WrongOrder(f"case {state.number} is {state.status}; it cannot be {what} now")
+
+
+def _route_refused(state: CommitmentState, ev: RouteRefused) -> CommitmentState:
+    _expect(state, ("applied", "noticed"), "refused the commitment route")
+    if ev.cause == "credit" and state.standing == "good":
+        raise errors.CreditGate(f"applicant of {state.number} has good standing: no credit refusal")
+    if ev.cause == "disclosure-refused" and not state.disclose:
+        raise errors.WrongOrder(f"matter {state.matter_code} is not disclosed; disclosure cannot be refused")
+    return _next(state, status="certificate-required", refused_cause=ev.cause, route="certificate")
+
+
+def _notice(state: CommitmentState, ev: NoticeIssued) -> CommitmentState:
+    _expect(state, ("applied",), "given the commitment notice")
+    if state.standing != "good":
+        raise errors.CreditGate(
+            f"四(二): the applicant of {state.number} ({state.standing}) may not use the commitment route "
+            "before credit repair; refuse the route and require the certificate")
+    if state.disclose and not ev.told_disclosure:
+        raise errors.WrongOrder(f"二(四): matter {state.matter_code} is disclosed; the notice must say so")
+    status = "committing" if state.mode == "必须实行" else "noticed"
+    route = "commitment" if state.mode == "必须实行" else ""
+    return _next(state, status=status, route=route, told_disclosure=ev.told_disclosure)
+
+
+def _route_chosen(state: CommitmentState, ev: RouteChosen) -> CommitmentState:
+    if state.mode == "必须实行":
+        raise errors.RouteNotOptional(f"matter {state.matter_code} is 必须实行: it takes the commitment route")
+    _expect(state, ("noticed",), "given a route")
+    if ev.route == "certificate":
+        return _next(state, status="certificate-required", route="certificate")
+    return _next(state, status="committing", route="commitment")
+
+
+def _planned(state: CommitmentState, ev: VerificationPlanned) -> CommitmentState:
+    _expect(state, ("signed", "approved"), "planned")
+    committed = sorted(i.no for i in state.items)
+    if sorted(p.no for p in ev.items) != committed:
+        raise errors.NotCommitted(f"the plan of {state.number} must cover exactly items {committed}")
+    for p in ev.items:
+        if p.due_on is not None and p.due_on < state.applied_on:
+            raise errors.Deadline(f"item {p.no} of {state.number} is due before the application")
+        if not p.exempt and p.due_on is None:
+            raise errors.Deadline(f"item {p.no} of {state.number} needs a due date unless exempt")
+    return _next(state, plan=tuple(ev.items))
+
+
+def _verified(state: CommitmentState, ev: ItemVerified) -> CommitmentState:
+    _expect(state, ("signed", "approved"), "verified")
+    plan = {p.no: p for p in state.plan}
+    if ev.no not in plan:
+        raise errors.NotCommitted(f"item {ev.no} is not in the verification plan of {state.number}")
+    if plan[ev.no].exempt:
+        raise errors.NotCommitted(f"item {ev.no} of {state.number} is exempt from verification")
+    if any(v.no == ev.no for v in state.verified):
+        raise errors.WrongOrder(f"item {ev.no} of {state.number} was already verified")
+    if ev.verdict == "unverifiable" and not ev.reason.strip():
+        raise errors.MissingReason(f"item {ev.no} of {state.number} cannot be verified but gives no reason")
+    return _next(state, verified=(*state.verified, ev))
+
+
+def pending_items(state: CommitmentState) -> list[int]:
+    """Planned, non-exempt items without a result yet."""
+    done = {v.no for v in state.verified}
+    return [p.no for p in state.plan if not p.exempt and p.no not in done]
+
+
+def _closed(state: CommitmentState) -> CommitmentState:
+    _expect(state, ("approved",), "closed")
+    if not state.plan:
+        raise errors.WrongOrder(f"case {state.number} has no verification plan")
+    if pending_items(state):
+        raise errors.WrongOrder(f"case {state.number} still waits for items {pending_items(state)}")
+    if any(v.verdict != "true" for v in state.verified):
+        raise errors.WrongOrder(f"case {state.number} has items that are not true; it cannot close as fulfilled")
+    return _next(state, status="closed")
+
+
+def _found_false(state: CommitmentState, ev: FalseCommitmentFound) -> CommitmentState:
+    _expect(state, ("signed", "approved"), "found false")
+    false = sorted(v.no for v in state.verified if v.verdict == "false")
+    if sorted(ev.items) != false or not false:
+        raise errors.NotFalse(f"case {state.number}: items verified false are {false}, not {sorted(ev.items)}")
+    return _next(state, status="false-commitment", false_items=tuple(false))
+
+
+def _outcome(state: CommitmentState, env: Envelope, ev: object) -> CommitmentState:
+    if not state.false_items:
+        raise errors.NotFalse(f"case {state.number} has no verified false commitment")
+    tag = env.type.removeprefix("commitment.")
+    match ev:
+        case ProcessingTerminated():
+            if state.approved:
+                raise errors.WrongOrder(f"case {state.number} was approved: revoke the decision instead")
+            return _next(state, status="terminated", outcomes=(*state.outcomes, tag))
+        case DecisionRevoked():
+            if not state.approved or "revoked" in state.outcomes:
+                raise errors.WrongOrder(f"case {state.number} has no decision to revoke")
+            due = ev.licence_return_due
+            if not env.time < due <= env.time + LICENCE_RETURN:
+                raise errors.Deadline(f"附件6: the licence of {state.number} is due back within 2 days of revocation")
+            return _next(state, status="revoked", licence_return_due=due, outcomes=(*state.outcomes, tag))
+        case RectificationOrdered():
+            if ev.deadline <= env.time.date():
+                raise errors.Deadline(f"the rectification deadline of {state.number} is already past")
+            return _next(state, rectify_by=ev.deadline, outcomes=(*state.outcomes, tag))
+        case CreditRecorded() | ReferredToJudiciary():
+            if tag in state.outcomes:
+                raise errors.WrongOrder(f"case {state.number} already has {tag}")
+    return _next(state, outcomes=(*state.outcomes, tag))

@@ -1,0 +1,231 @@
+"""Commitment cases in the handling bureau's store, and the commands that move them.
+
+Every step is a signed envelope addressed to the 司法局 ledger; the aggregate keeps the
+envelopes and its state is the fold of :mod:`aggregates.commitment`.  The commands are
+a mixin of :class:`aggregates.store.BureauStore`, which provides signing, the clock,
+letter numbers and saving.
+"""
+from __future__ import annotations
+
+import uuid
+from collections.abc import Callable, Sequence
+from datetime import date, datetime, timedelta
+from typing import Any
+
+from eventsourcing.application import AggregateNotFoundError
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
+
+from aggregates import commitment
+from aggregates.commitment import LICENCE_RETURN, CommitmentState
+from aggregates.errors import RuleError
+from schemas.assistance import Applicant, CommitmentItem, Verdict
+from schemas.commitment import (
+    ApplicationReceived,
+    Approved,
+    Closed,
+    CommitmentEvent,
+    CommitmentSigned,
+    CreditRecorded,
+    DecisionRevoked,
+    FalseCommitmentFound,
+    ItemVerified,
+    Mode,
+    NoticeIssued,
+    PenaltyImposed,
+    PlannedItem,
+    ProcessingTerminated,
+    RectificationOrdered,
+    ReferredToJudiciary,
+    RouteChosen,
+    RouteRefused,
+    Standing,
+    VerificationPlanned,
+    Withdrawn,
+)
+from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, new_id
+
+
+class CommitmentCase(Aggregate):
+    """One commitment case of the handling bureau."""
+
+    class Opened(Aggregate.Created):
+        """The application was recorded."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+
+    class Recorded(Aggregate.Event):
+        """One more step of the case was recorded."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.state = commitment.apply(aggregate.state, decode_envelope(self.body))
+            aggregate.envelopes.append(Signed(body=self.body, kid=self.kid, sig=self.sig))
+
+    state: CommitmentState
+    envelopes: list[Signed]
+
+    def __init__(self, body: bytes, kid: str, sig: bytes) -> None:
+        self.state = commitment.start(decode_envelope(body))
+        self.envelopes = [Signed(body=body, kid=kid, sig=sig)]
+
+    @classmethod
+    def open(cls, signed: Signed, env: Envelope) -> CommitmentCase:
+        """Guard (a valid application), then record it."""
+        commitment.start(env)
+        return cls._create(cls.Opened, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig)
+
+    def add(self, signed: Signed, env: Envelope) -> None:
+        """Guard (the fold's rules), then record one more step."""
+        commitment.apply(self.state, env)
+        self.trigger_event(self.Recorded, body=signed.body, kid=signed.kid, sig=signed.sig)
+
+
+class CommitmentCommands:
+    """What a handling bureau's clerk does with a commitment case (mixed into BureauStore)."""
+
+    def apply_for(self, *, applicant: Applicant, matter_code: str, matter_name: str, certificate_name: str,
+                  issuing_unit: str, mode: Mode, items: Sequence[CommitmentItem], applied_on: date,
+                  disclose: bool = False, catalogue_version: int = 0, standing: Standing = "good") -> CommitmentState:
+        """Record an application for a matter on the certification-matter list."""
+        from aggregates.store import SHANGHAI  # the store module imports this one
+
+        host: Any = self  # the BureauStore this is mixed into
+        for _ in range(20):
+            now = host.clock.now()
+            series = host._series(now.astimezone(SHANGHAI).year, "C")
+            payload = ApplicationReceived(
+                applicant=applicant, matter_code=matter_code, matter_name=matter_name,
+                certificate_name=certificate_name, issuing_unit=issuing_unit, mode=mode, disclose=disclose,
+                catalogue_version=catalogue_version, items=list(items), applied_on=applied_on, standing=standing)
+            env = Envelope(id=new_id(), sender=host.bureau, recipient=LEDGER, case=new_id(),
+                           number=series.allocate(), time=now, payload=payload)
+            case = CommitmentCase.open(host._sign(env), env)
+            try:
+                host.save(series, case)
+            except IntegrityError:
+                continue  # another writer took the number: take the next
+            state: CommitmentState = case.state
+            return state
+        raise RuleError(f"{host.bureau}: could not take a case number; retry")
+
+    def commitment(self, case_id: str) -> CommitmentCase:
+        """Load one commitment case."""
+        host: Any = self
+        try:
+            case: CommitmentCase = host.repository.get(uuid.UUID(case_id))
+        except (ValueError, AggregateNotFoundError) as e:
+            raise RuleError(f"no commitment case {case_id!r} in {host.bureau}'s store") from e
+        if not isinstance(case, CommitmentCase):
+            raise RuleError(f"{case_id} is not a commitment case")
+        return case
+
+    def stage(self, case: CommitmentCase, payload: CommitmentEvent) -> None:
+        """Sign one step and add it to ``case`` without saving (the caller saves, in one transaction)."""
+        host: Any = self
+        env = Envelope(id=new_id(), sender=host.bureau, recipient=LEDGER, case=case.state.case,
+                       number=case.state.number, time=host.clock.now(), payload=payload)
+        case.add(host._sign(env), env)
+
+    def record(self, case_id: str, payload: CommitmentEvent, *, extra: Sequence[Any] = ()) -> CommitmentState:
+        """Sign and record one step of a commitment case (with other aggregates, in one transaction)."""
+        host: Any = self
+        case = host.commitment(case_id)
+        self.stage(case, payload)
+        try:
+            host.save(case, *extra)
+        except IntegrityError as e:
+            raise RuleError(f"case {case.state.number} changed meanwhile; look again and retry") from e
+        state: CommitmentState = case.state
+        return state
+
+    # -- the steps, by name --------------------------------------------------------------
+
+    def refuse_route(self, case_id: str, cause: str, legal_reason: str) -> CommitmentState:
+        """四(二) credit gate, or 二(四) refused disclosure: the certificate is required."""
+        return self.record(case_id, RouteRefused(cause=cause, legal_reason=legal_reason))  # type: ignore[arg-type]
+
+    def issue_notice(self, case_id: str) -> CommitmentState:
+        """承诺告知书 (附件6); tells the applicant about disclosure where the catalogue requires it."""
+        host: Any = self
+        return self.record(case_id, NoticeIssued(told_disclosure=host.commitment(case_id).state.disclose))
+
+    def choose_route(self, case_id: str, route: str) -> CommitmentState:
+        """The applicant's choice for a 可选择 matter."""
+        return self.record(case_id, RouteChosen(route=route))  # type: ignore[arg-type]
+
+    def sign_commitment(self, case_id: str, signed_on: date) -> CommitmentState:
+        """申请人承诺书 (附件7) signed."""
+        return self.record(case_id, CommitmentSigned(signed_on=signed_on))
+
+    def approve(self, case_id: str, decision_no: str) -> CommitmentState:
+        """The matter is approved on the commitment."""
+        return self.record(case_id, Approved(decision_no=decision_no))
+
+    def withdraw_commitment(self, case_id: str, reason: str) -> CommitmentState:
+        """二(三): the applicant leaves the commitment route; open assistance requests are withdrawn too."""
+        host: Any = self
+        state = self.record(case_id, Withdrawn(reason=reason))
+        for st in host.assistance_for(case_id):
+            if st.status in ("requested", "received"):
+                host.withdraw_request(st.case, f"申请人已退出告知承诺办理（{state.number}），不再需要核查。")
+        return state
+
+    def plan_verification(self, case_id: str, items: Sequence[PlannedItem]) -> CommitmentState:
+        """三(一): method, due date and exemption per committed item."""
+        return self.record(case_id, VerificationPlanned(items=list(items)))
+
+    def verify_item(self, case_id: str, no: int, verdict: Verdict, source: str, reason: str = "") -> CommitmentState:
+        """Record one verification result (online, on site, or from an assistance reply)."""
+        return self.record(case_id, ItemVerified(no=no, verdict=verdict, source=source, reason=reason))
+
+    def conclude(self, case_id: str) -> CommitmentState | None:
+        """Close a case whose items are all true, or record a false commitment; ``None`` if not yet."""
+        host: Any = self
+        st: CommitmentState = host.commitment(case_id).state
+        if st.status not in ("signed", "approved") or not st.plan or commitment.pending_items(st):
+            return None
+        false = [v.no for v in st.verified if v.verdict == "false"]
+        if false:
+            return self.record(case_id, FalseCommitmentFound(
+                items=false, legal_reason="经核查，申请人承诺事项不实（三(三)）"))
+        if st.status == "approved" and all(v.verdict == "true" for v in st.verified):
+            return self.record(case_id, Closed(summary="承诺事项经核查均属实"))
+        return None
+
+    def terminate(self, case_id: str, legal_reason: str) -> CommitmentState:
+        """依法终止办理 (before approval)."""
+        return self.record(case_id, ProcessingTerminated(legal_reason=legal_reason))
+
+    def order_rectification(self, case_id: str, deadline: date, legal_reason: str) -> CommitmentState:
+        """责令限期整改."""
+        return self.record(case_id, RectificationOrdered(deadline=deadline, legal_reason=legal_reason))
+
+    def revoke(self, case_id: str, legal_reason: str) -> CommitmentState:
+        """撤销行政决定; the licence original is due back within 2 days (附件6)."""
+        host: Any = self
+        due: datetime = host.clock.now() + LICENCE_RETURN - timedelta(seconds=1)
+        return self.record(case_id, DecisionRevoked(licence_return_due=due, legal_reason=legal_reason))
+
+    def penalise(self, case_id: str, penalty: str, legal_reason: str) -> CommitmentState:
+        """予以行政处罚."""
+        return self.record(case_id, PenaltyImposed(penalty=penalty, legal_reason=legal_reason))
+
+    def record_credit(self, case_id: str, record: str, legal_reason: str) -> CommitmentState:
+        """计入信用记录 (推送至信用中国)."""
+        return self.record(case_id, CreditRecorded(record=record, legal_reason=legal_reason))
+
+    def refer(self, case_id: str, to: str, legal_reason: str) -> CommitmentState:
+        """涉嫌犯罪的，依法移送司法机关."""
+        return self.record(case_id, ReferredToJudiciary(to=to, legal_reason=legal_reason))
+
+
+def commitment_topics(topic: Callable[[type], str]) -> list[str]:
+    """Notification topics of commitment-case events (all of them are this bureau's own)."""
+    return [topic(CommitmentCase.Opened), topic(CommitmentCase.Recorded)]
+

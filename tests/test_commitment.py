@@ -1,0 +1,186 @@
+"""Commitment cases (告知承诺): every rule of the plan as the handling bureau's store applies it."""
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
+
+import pytest
+
+from aggregates import errors
+from aggregates.clock import SimulatedClock
+from aggregates.store import BureauStore
+from broker.signing import KeyRing
+from schemas.assistance import CommitmentItem, ItemResult, Matter
+from schemas.commitment import PlannedItem
+from tests.test_signing import entry, make_signer
+from tests.test_store import APPLICANT
+
+ITEMS = [CommitmentItem(no=1, text="本人户籍所在地为运河街道", check="hukou.residence", facts={"address": "运河街道"}),
+         CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record")]
+T0 = datetime(2026, 9, 21, 1, tzinfo=UTC)
+
+
+@pytest.fixture
+def store(tmp_path: Path) -> BureauStore:
+    return BureauStore("shenpi", tmp_path / "s.db", make_signer("shenpi").sign, SimulatedClock(T0))
+
+
+def apply(store: BureauStore, *, mode: str = "可选择", disclose: bool = False, standing: str = "good") -> str:
+    return store.apply_for(applicant=APPLICANT, matter_code="370405-XK-0101", matter_name="食品经营许可",
+                           certificate_name="无犯罪记录证明", issuing_unit="区公安分局", mode=mode,  # type: ignore[arg-type]
+                           items=ITEMS, applied_on=date(2026, 9, 21), disclose=disclose,
+                           standing=standing).case  # type: ignore[arg-type]
+
+
+def committed(store: BureauStore, **kw: object) -> str:
+    case = apply(store, **kw)  # type: ignore[arg-type]
+    store.issue_notice(case)
+    if store.commitment(case).state.mode == "可选择":
+        store.choose_route(case, "commitment")
+    store.sign_commitment(case, date(2026, 9, 21))
+    return case
+
+
+def plan(store: BureauStore, case: str, exempt_second: bool = False) -> None:
+    store.plan_verification(case, [PlannedItem(no=1, method="assistance", due_on=date(2026, 9, 24), detail="XZ-0001"),
+                                   PlannedItem(no=2, method="online", due_on=date(2026, 9, 24), exempt=exempt_second)])
+
+
+def test_the_happy_path_ends_closed_when_every_item_is_true(store: BureauStore) -> None:
+    case = committed(store)
+    store.approve(case, "台审批许〔2026〕1号")
+    plan(store, case)
+    store.verify_item(case, 1, "true", "online:电子证照库")
+    assert store.conclude(case) is None  # item 2 still open
+    store.verify_item(case, 2, "true", "online:信息共享平台")
+    st = store.conclude(case)
+    assert st is not None and st.status == "closed" and st.number == "C20260001"
+
+
+def test_the_credit_gate_closes_the_commitment_route(store: BureauStore) -> None:
+    case = apply(store, standing="unrepaired-false-commitment")
+    with pytest.raises(errors.CreditGate):
+        store.issue_notice(case)
+    st = store.refuse_route(case, "credit", "四(二)：曾作出虚假承诺且未修复信用，不适用告知承诺制，应提交证明。")
+    assert st.status == "certificate-required" and st.route == "certificate"
+    with pytest.raises(errors.CreditGate):
+        store.refuse_route(apply(store), "credit", "无理由拒绝")
+
+
+def test_a_disclosed_matter_tells_the_applicant_and_a_refusal_requires_the_certificate(store: BureauStore) -> None:
+    case = apply(store, disclose=True)
+    assert store.issue_notice(case).told_disclosure
+    st = store.refuse_route(case, "disclosure-refused", "二(四)：当事人拒绝公开承诺书，应当提交证明。")
+    assert st.status == "certificate-required"
+    with pytest.raises(errors.WrongOrder):
+        store.refuse_route(apply(store), "disclosure-refused", "该事项不公开承诺书")
+
+
+def test_a_mandatory_matter_takes_the_commitment_route(store: BureauStore) -> None:
+    case = apply(store, mode="必须实行")
+    store.issue_notice(case)
+    with pytest.raises(errors.RouteNotOptional):
+        store.choose_route(case, "certificate")
+    assert store.sign_commitment(case, date(2026, 9, 21)).status == "signed"
+
+
+def test_an_optional_matter_lets_the_applicant_bring_the_certificate(store: BureauStore) -> None:
+    case = apply(store)
+    store.issue_notice(case)
+    assert store.choose_route(case, "certificate").status == "certificate-required"
+    with pytest.raises(errors.WrongOrder):
+        store.sign_commitment(case, date(2026, 9, 21))
+
+
+def test_withdrawal_midway_is_allowed_before_the_decision_only(store: BureauStore) -> None:
+    case = committed(store)
+    assert store.withdraw_commitment(case, "申请人决定自行提交证明").status == "certificate-required"
+    later = committed(store)
+    store.approve(later, "台审批许〔2026〕2号")
+    with pytest.raises(errors.WrongOrder):
+        store.withdraw_commitment(later, "已作出决定后不能退出")
+
+
+def test_the_plan_covers_exactly_the_committed_items_with_due_dates(store: BureauStore) -> None:
+    case = committed(store)
+    with pytest.raises(errors.NotCommitted):
+        store.plan_verification(case, [PlannedItem(no=1, method="online", due_on=date(2026, 9, 24))])
+    with pytest.raises(errors.Deadline):
+        store.plan_verification(case, [PlannedItem(no=1, method="online"),
+                                       PlannedItem(no=2, method="online", due_on=date(2026, 9, 24))])
+
+
+def test_exempt_items_are_not_verified_and_do_not_hold_the_case_open(store: BureauStore) -> None:
+    case = committed(store)
+    store.approve(case, "台审批许〔2026〕3号")
+    plan(store, case, exempt_second=True)
+    with pytest.raises(errors.NotCommitted):
+        store.verify_item(case, 2, "true", "online:平台")
+    store.verify_item(case, 1, "true", "on-site:王伟、李娜")
+    assert store.conclude(case).status == "closed"  # type: ignore[union-attr]
+
+
+def test_a_false_commitment_after_approval_leads_to_revocation_credit_and_referral(store: BureauStore) -> None:
+    case = committed(store)
+    store.approve(case, "台审批许〔2026〕4号")
+    plan(store, case)
+    with pytest.raises(errors.NotFalse):
+        store.revoke(case, "尚未发现虚假承诺")
+    store.verify_item(case, 1, "false", "assistance:shenpi/20260001")
+    store.verify_item(case, 2, "true", "online:平台")
+    assert store.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
+    with pytest.raises(errors.WrongOrder):
+        store.terminate(case, "已批准的事项应撤销而非终止")
+    st = store.revoke(case, "三(三)：承诺不实，撤销行政许可")
+    assert st.licence_return_due is not None and st.licence_return_due - store.clock.now() < timedelta(days=2)
+    store.record_credit(case, "虚假承诺：食品经营许可", "三(三)：推送信用中国")
+    with pytest.raises(errors.WrongOrder):
+        store.record_credit(case, "再次记录", "重复")
+    store.penalise(case, "罚款2000元", "《行政许可法》第七十九条")
+    st = store.refer(case, "台儿庄区公安分局", "涉嫌伪造证明，依法移送")
+    assert st.status == "revoked" and set(st.outcomes) == {"revoked", "credit-recorded", "penalty", "referred"}
+
+
+def test_a_false_commitment_before_approval_terminates_processing(store: BureauStore) -> None:
+    case = committed(store)
+    plan(store, case)
+    store.verify_item(case, 1, "false", "online:平台")
+    store.verify_item(case, 2, "true", "online:平台")
+    store.conclude(case)
+    with pytest.raises(errors.WrongOrder):
+        store.revoke(case, "尚未批准，无可撤销")
+    assert store.terminate(case, "三(三)：承诺不实，终止办理").status == "terminated"
+    with pytest.raises(errors.Deadline):
+        store.order_rectification(case, date(2026, 9, 1), "整改期限已过")
+    assert store.order_rectification(case, date(2026, 10, 30), "责令限期整改").rectify_by == date(2026, 10, 30)
+
+
+def test_an_assistance_reply_verifies_the_linked_commitment_items(tmp_path: Path) -> None:
+    clock = SimulatedClock(T0)
+    a, b = make_signer("shenpi"), make_signer("gongan")
+    ring = KeyRing([entry(a, valid_from=T0 - timedelta(days=1)), entry(b, valid_from=T0 - timedelta(days=1))])
+    requester = BureauStore("shenpi", tmp_path / "a.db", a.sign, clock)
+    assistor = BureauStore("gongan", tmp_path / "b.db", b.sign, clock)
+    case = committed(requester)
+    plan(requester, case)
+    req = requester.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="食品经营许可"),
+                            applied_on=date(2026, 9, 21), items=ITEMS, commitment_case=case)
+    for _, s in requester.outgoing_since(0, 100):
+        env = ring.verify(s)
+        if env.recipient == "gongan":
+            assistor.accept(s, env, stream_seq=1, arrived_at=clock.now())
+    assistor.reply(req.case, [ItemResult(no=1, verdict="true"), ItemResult(no=2, verdict="false")], "auto:hukou")
+    for n, s in assistor.outgoing_since(0, 100):
+        requester.accept(s, ring.verify(s), stream_seq=n, arrived_at=clock.now())
+    st = requester.commitment(case).state
+    assert [(v.no, v.verdict, v.source) for v in st.verified] == [
+        (1, "true", "assistance:shenpi/20260001"), (2, "false", "assistance:shenpi/20260001")]
+    assert requester.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
+
+
+def test_withdrawing_the_commitment_withdraws_its_open_assistance_request(store: BureauStore) -> None:
+    case = committed(store)
+    req = store.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="x"),
+                        applied_on=date(2026, 9, 21), items=ITEMS, commitment_case=case)
+    store.withdraw_commitment(case, "申请人改为提交证明")
+    assert store.case(req.case).state.status == "withdrawn"
