@@ -93,19 +93,23 @@ def apply(state: CaseState | None, env: Envelope, digest: str) -> CaseState:
         case AssistanceReceived() as ev:
             _from_assistor(state, env)
             _answers_request(state, ev.request_id, ev.request_hash)
-            if state.status != "requested":
-                raise errors.WrongOrder(f"case {state.number} is {state.status}; arrival was already recorded")
+            if state.arrived_at is not None:
+                raise errors.WrongOrder(f"case {state.number}: arrival was already recorded")
+            if state.status == "withdrawn":  # the withdrawal crossed the arrival record in transit
+                return _next(state, arrived_at=ev.arrived_at)
             return _next(state, status="received", arrived_at=ev.arrived_at)
         case AssistanceReplied() as ev:
             _answerable(state, env, ev.request_id, ev.request_hash, ev.channel)
             _check_results(state, ev.results)
             if ev.on_behalf_of and ev.on_behalf_of not in state.forwarded_to:
                 raise errors.WrongParty(f"case {state.number} was never forwarded to {ev.on_behalf_of}")
-            return _next(state, status="replied", answered_at=env.time, results=tuple(ev.results),
+            status = "withdrawn" if state.status == "withdrawn" else "replied"
+            return _next(state, status=status, answered_at=env.time, results=tuple(ev.results),
                          answered_by=ev.answered_by)
         case AssistanceDeclined() as ev:
             _answerable(state, env, ev.request_id, ev.request_hash, ev.channel)
-            return _next(state, status="declined", answered_at=env.time, reasons=ev.reasons,
+            status = "withdrawn" if state.status == "withdrawn" else "declined"
+            return _next(state, status=status, answered_at=env.time, reasons=ev.reasons,
                          answered_by=ev.answered_by)
         case AssistanceForwarded() as ev:
             _from_assistor(state, env)
@@ -120,8 +124,11 @@ def apply(state: CaseState | None, env: Envelope, digest: str) -> CaseState:
                 raise errors.WrongParty(f"only {state.requester} may withdraw its request {state.number}")
             if ev.request_id != state.request_id:
                 raise errors.HashMismatch(f"withdrawal does not name request {state.number}")
+            if state.withdrawn_reason:
+                raise errors.WrongOrder(f"case {state.number} was already withdrawn")
             if state.status not in OPEN:
-                raise errors.WrongOrder(f"case {state.number} is already {state.status}; nothing to withdraw")
+                # Crossed in transit with the answer: both stand on record; the answer stays.
+                return _next(state, withdrawn_reason=ev.reason)
             return _next(state, status="withdrawn", withdrawn_reason=ev.reason, answered_at=env.time)
     raise errors.WrongOrder(f"event type {env.type} does not belong to an assistance case")
 
@@ -151,8 +158,10 @@ def _answers_request(state: CaseState, request_id: str, request_hash: str) -> No
 def _answerable(state: CaseState, env: Envelope, request_id: str, request_hash: str, channel: str) -> None:
     _from_assistor(state, env)
     _answers_request(state, request_id, request_hash)
-    if state.status == "requested":
+    if state.arrived_at is None:
         raise errors.NotYet(f"case {state.number} has no recorded arrival yet")
+    if state.status == "withdrawn":
+        return  # an answer that crossed the withdrawal in transit: recorded, the case stays withdrawn
     if state.status not in OPEN:
         raise errors.WrongOrder(f"case {state.number} is already {state.status}")
     if channel != state.request.channel:

@@ -202,16 +202,21 @@ def _verified(state: CommitmentState, ev: ItemVerified) -> CommitmentState:
         raise errors.NotCommitted(f"item {ev.no} is not in the verification plan of {state.number}")
     if plan[ev.no].exempt:
         raise errors.NotCommitted(f"item {ev.no} of {state.number} is exempt from verification")
-    if any(v.no == ev.no for v in state.verified):
+    if latest(state).get(ev.no, "unverifiable") != "unverifiable":
         raise errors.WrongOrder(f"item {ev.no} of {state.number} was already verified")
     if ev.verdict == "unverifiable" and not ev.reason.strip():
         raise errors.MissingReason(f"item {ev.no} of {state.number} cannot be verified but gives no reason")
     return _next(state, verified=(*state.verified, ev))
 
 
+def latest(state: CommitmentState) -> dict[int, str]:
+    """The latest verdict per item: one that could not be verified may be checked again (e.g. on site)."""
+    return {v.no: v.verdict for v in state.verified}
+
+
 def pending_items(state: CommitmentState) -> list[int]:
-    """Planned, non-exempt items without a result yet."""
-    done = {v.no for v in state.verified}
+    """Planned, non-exempt items without a decisive (true/false) result yet."""
+    done = {no for no, verdict in latest(state).items() if verdict != "unverifiable"}
     return [p.no for p in state.plan if not p.exempt and p.no not in done]
 
 
@@ -221,14 +226,14 @@ def _closed(state: CommitmentState) -> CommitmentState:
         raise errors.WrongOrder(f"case {state.number} has no verification plan")
     if pending_items(state):
         raise errors.WrongOrder(f"case {state.number} still waits for items {pending_items(state)}")
-    if any(v.verdict != "true" for v in state.verified):
+    if any(verdict != "true" for verdict in latest(state).values()):
         raise errors.WrongOrder(f"case {state.number} has items that are not true; it cannot close as fulfilled")
     return _next(state, status="closed")
 
 
 def _found_false(state: CommitmentState, ev: FalseCommitmentFound) -> CommitmentState:
     _expect(state, ("signed", "approved"), "found false")
-    false = sorted(v.no for v in state.verified if v.verdict == "false")
+    false = sorted(no for no, verdict in latest(state).items() if verdict == "false")
     if sorted(ev.items) != false or not false:
         raise errors.NotFalse(f"case {state.number}: items verified false are {false}, not {sorted(ev.items)}")
     return _next(state, status="false-commitment", false_items=tuple(false))

@@ -135,14 +135,16 @@ class CommitmentCommands:
     def record(self, case_id: str, payload: CommitmentEvent, *, extra: Sequence[Any] = ()) -> CommitmentState:
         """Sign and record one step of a commitment case (with other aggregates, in one transaction)."""
         host: Any = self
-        case = host.commitment(case_id)
-        self.stage(case, payload)
-        try:
-            host.save(case, *extra)
-        except IntegrityError as e:
-            raise RuleError(f"case {case.state.number} changed meanwhile; look again and retry") from e
-        state: CommitmentState = case.state
-        return state
+        for _ in range(20):
+            case = host.commitment(case_id)
+            self.stage(case, payload)
+            try:
+                host.save(case, *extra)
+            except IntegrityError:
+                continue  # the agent recorded a verification meanwhile: guard again on the new state
+            state: CommitmentState = case.state
+            return state
+        raise RuleError(f"case {case_id} kept changing meanwhile; retry")
 
     # -- the steps, by name --------------------------------------------------------------
 
@@ -190,11 +192,12 @@ class CommitmentCommands:
         st: CommitmentState = host.commitment(case_id).state
         if st.status not in ("signed", "approved") or not st.plan or commitment.pending_items(st):
             return None
-        false = [v.no for v in st.verified if v.verdict == "false"]
+        verdicts = commitment.latest(st)
+        false = sorted(no for no, verdict in verdicts.items() if verdict == "false")
         if false:
             return self.record(case_id, FalseCommitmentFound(
                 items=false, legal_reason="经核查，申请人承诺事项不实（三(三)）"))
-        if st.status == "approved" and all(v.verdict == "true" for v in st.verified):
+        if st.status == "approved" and all(verdict == "true" for verdict in verdicts.values()):
             return self.record(case_id, Closed(summary="承诺事项经核查均属实"))
         return None
 

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application
@@ -26,7 +26,7 @@ from aggregates.assistance import CaseState
 from aggregates.clock import Clock
 from aggregates.commitment import CommitmentState
 from aggregates.commitment_cases import CommitmentCase, CommitmentCommands, commitment_topics
-from aggregates.errors import RuleError
+from aggregates.errors import RuleError, WrongOrder
 from schemas.assistance import (
     Applicant,
     AssistanceDeclined,
@@ -50,6 +50,12 @@ _NS = uuid.UUID("6f1c1a52-8f0e-4d5e-9a51-7a1e5c3b9d20")
 SignFn = Callable[[Envelope], Signed]
 #: Optimistic-concurrency retries for taking a letter number.
 CONFLICT_RETRIES = 20
+
+
+class CatalogueCheck(Protocol):
+    """第七条: may ``requester`` ask ``assistor`` under ``item_code``? Returns the item and the version."""
+
+    def check_request(self, requester: str, assistor: str, item_code: str) -> tuple[Any, int]: ...
 
 
 class StoreError(XiezhuError):
@@ -263,10 +269,14 @@ def _postgres_env(url: str) -> dict[str, str]:
 class BureauStore(CommitmentCommands, Application[uuid.UUID]):
     """One bureau's event-sourced store and the commands that change it."""
 
-    def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock) -> None:
+    def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock,
+                 catalogue: CatalogueCheck | None = None) -> None:
         self.bureau = bureau
         self._sign = sign
         self.clock = clock
+        #: 第七条: with a catalogue, only catalogued items can be requested (the composition
+        #: root always gives one; unit tests of other rules may leave it out).
+        self.catalogue = catalogue
         super().__init__(env=store_env(location))
 
     #: A snapshot every so many events keeps loading a year's number series and a long
@@ -301,8 +311,14 @@ class BureauStore(CommitmentCommands, Application[uuid.UUID]):
     ) -> CaseState:
         """Send a 行政协助函: allocate its number, sign it and commit it for the relay.
 
-        Two writers taking a number at once conflict on the series; the loser retries.
+        With a catalogue, the item must be catalogued for this pair (第七条; on-site items
+        need a filed memorandum, 第六条): the request is refused before anything is sent,
+        and records the catalogue version and the item's time limits.  Two writers taking a
+        number at once conflict on the series; the loser retries.
         """
+        if self.catalogue is not None:
+            item, catalogue_version = self.catalogue.check_request(self.bureau, assistor, catalogue_item)
+            reply_within, decline_within = item.reply_within, item.decline_within
         for attempt in range(CONFLICT_RETRIES):
             try:
                 return self._request(AssistanceRequested(
@@ -338,45 +354,46 @@ class BureauStore(CommitmentCommands, Application[uuid.UUID]):
     def reply(self, case_id: str, results: Sequence[ItemResult], answered_by: str,
               on_behalf_of: str = "") -> CaseState:
         """Send the 回复函: a verdict for every item asked (for an archive institution, if forwarded)."""
-        case = self.case(case_id)
-        st = case.state
-        payload = AssistanceReplied(request_id=st.request_id, request_hash=st.request_hash,
-                                    channel=st.request.channel, results=list(results), answered_by=answered_by,
-                                    on_behalf_of=on_behalf_of)
-        return self._emit(case, payload)
+        return self._emit(case_id, lambda st: AssistanceReplied(
+            request_id=st.request_id, request_hash=st.request_hash, channel=st.request.channel,
+            results=list(results), answered_by=answered_by, on_behalf_of=on_behalf_of))
 
     def forward(self, case_id: str, institution: str, note: str = "") -> CaseState:
         """第五条: ask the institution that holds pre-reform archives; the forward joins the case history."""
-        case = self.case(case_id)
-        st = case.state
-        return self._emit(case, AssistanceForwarded(request_id=st.request_id, request_hash=st.request_hash,
-                                                    institution=institution, note=note))
+        return self._emit(case_id, lambda st: AssistanceForwarded(
+            request_id=st.request_id, request_hash=st.request_hash, institution=institution, note=note))
 
     def withdraw_request(self, case_id: str, reason: str) -> CaseState:
-        """The requester withdraws a request it no longer needs."""
-        case = self.case(case_id)
-        return self._emit(case, AssistanceWithdrawn(request_id=case.state.request_id, reason=reason))
+        """The requester withdraws a request it no longer needs (only while it is open here)."""
+        def withdrawal(st: CaseState) -> AssistanceWithdrawn:
+            if st.status not in assistance.OPEN:
+                raise WrongOrder(f"request {st.number} is {st.status}; nothing to withdraw")
+            return AssistanceWithdrawn(request_id=st.request_id, reason=reason)
+        return self._emit(case_id, withdrawal)
 
     def decline(self, case_id: str, reasons: str, answered_by: str) -> CaseState:
         """Decline in writing, with the reasons."""
-        case = self.case(case_id)
-        st = case.state
-        payload = AssistanceDeclined(request_id=st.request_id, request_hash=st.request_hash,
-                                     channel=st.request.channel, reasons=reasons, answered_by=answered_by)
-        return self._emit(case, payload)
+        return self._emit(case_id, lambda st: AssistanceDeclined(
+            request_id=st.request_id, request_hash=st.request_hash, channel=st.request.channel,
+            reasons=reasons, answered_by=answered_by))
 
-    def _emit(self, case: AssistanceCase, payload: Any) -> CaseState:
-        st = case.state
-        other = st.requester if st.assistor == self.bureau else st.assistor
-        env = Envelope(id=new_id(), sender=self.bureau, recipient=other, case=st.case,
-                       number=st.number, time=self.clock.now(), payload=payload)
-        signed = self._sign(env)
-        case.add(signed, env, outgoing=True)
-        try:
-            self.save(case)
-        except IntegrityError as e:
-            raise StoreError(f"case {st.number} changed meanwhile (another answer?); look again and retry") from e
-        return case.state
+    def _emit(self, case_id: str, make: Callable[[CaseState], Any]) -> CaseState:
+        """Build the payload from the case as it is now, guard, sign, save; retry if it changed meanwhile."""
+        for _ in range(CONFLICT_RETRIES):
+            case = self.case(case_id)
+            st = case.state
+            if st.status == "withdrawn" and st.assistor == self.bureau:
+                raise WrongOrder(f"{st.requester} withdrew request {st.number}: {st.withdrawn_reason}")
+            other = st.requester if st.assistor == self.bureau else st.assistor
+            env = Envelope(id=new_id(), sender=self.bureau, recipient=other, case=st.case,
+                           number=st.number, time=self.clock.now(), payload=make(st))
+            case.add(self._sign(env), env, outgoing=True)
+            try:
+                self.save(case)
+            except IntegrityError:
+                continue  # an incoming event changed the case meanwhile: look again
+            return case.state
+        raise StoreError(f"case {case_id} kept changing meanwhile; retry")
 
     # -- intake --------------------------------------------------------------------
 

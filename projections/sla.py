@@ -46,19 +46,26 @@ class SlaView(LedgerProjection):
                     "status": "requested", "outcome": None, "false_items": 0, "answered_by": None,
                 }, ignore=True)
             case AssistanceReceived() as r:
-                t.update(env.case, {"arrived_at": r.arrived_at.isoformat(), "status": "received"})
+                status = t.get(env.case)["status"]  # a withdrawal may have come first
+                t.update(env.case, {"arrived_at": r.arrived_at.isoformat(),
+                                    "status": "received" if status == "requested" else status})
             case AssistanceReplied() as r:
                 false = sum(1 for x in r.results if x.verdict == "false")
                 unver = sum(1 for x in r.results if x.verdict == "unverifiable")
                 outcome = "false" if false else ("unverifiable" if unver else "true")
-                t.update(env.case, {"answered_at": env.time.isoformat(), "status": "replied",
+                t.update(env.case, {"answered_at": env.time.isoformat(), "status": self._answered(env.case, "replied"),
                                     "outcome": outcome, "false_items": false, "answered_by": r.answered_by})
             case AssistanceDeclined() as r:
-                t.update(env.case, {"answered_at": env.time.isoformat(), "status": "declined",
+                t.update(env.case, {"answered_at": env.time.isoformat(), "status": self._answered(env.case, "declined"),
                                     "outcome": "declined", "answered_by": r.answered_by})
             case AssistanceWithdrawn():
-                t.update(env.case, {"answered_at": env.time.isoformat(), "status": "withdrawn",
-                                    "outcome": "withdrawn"})
+                if t.get(env.case)["status"] in ("requested", "received"):  # else it crossed the answer
+                    t.update(env.case, {"answered_at": env.time.isoformat(), "status": "withdrawn",
+                                        "outcome": "withdrawn"})
+
+    def _answered(self, case_id: str, status: str) -> str:
+        # An answer that crossed a withdrawal in transit leaves the request withdrawn.
+        return "withdrawn" if self.db.table(TABLE).get(case_id)["status"] == "withdrawn" else status
 
     def rows(self, *, bureau: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
         """Rows, oldest request first, filtered by bureau (either side) and status."""

@@ -12,6 +12,7 @@ import sqlite_utils
 from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
 from broker.server import EmbeddedNats
+from schemas.catalogue import AssistanceItem
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
@@ -64,11 +65,35 @@ def settings(tmp_path: Path, nats_server: EmbeddedNats) -> Settings:
     return s
 
 
+#: The assistance items the tests request under (第七条: nothing else can be requested).
+ITEMS = {"gongan": "XZ-0001", "ziran": "XZ-0007"}
+
+
+def publish_catalogue(node: Node) -> None:
+    """区审批服务局 lists its two assistance items; 区司法局 approves and publishes them."""
+    basis = "《国务院办公厅关于全面推行证明事项告知承诺制的指导意见》"
+    for seq, (assistor, code) in enumerate(ITEMS.items(), start=1):
+        row = AssistanceItem(code=code, seq=seq, service_matter_name="食品经营许可",
+                             service_matter_code="370405-XK-0101", item_name="户籍及无犯罪记录核查",
+                             legal_basis=basis, handling_body="shenpi", assisting_body=assistor,
+                             verification_method="部门间行政协助")
+        node.catalogue.review(node.catalogue.apply_adjustment("assistance", "shenpi", basis, adds=[row]), True)
+    node.catalogue.publish("assistance")
+
+
+def make_node(settings: Settings, registry: Registry, clock: SimulatedClock,
+              agents: tuple[str, ...] = ("shenpi", "gongan", "ziran")) -> Node:
+    """A node with a published catalogue, not yet started."""
+    n = Node(settings, registry, clock, agents=agents, ledger=True, projection=True,
+             simulated=True, generate_keys=True, key_valid_from=START - timedelta(days=1))
+    publish_catalogue(n)
+    return n
+
+
 @pytest.fixture
 async def node(settings: Settings, registry: Registry, clock: SimulatedClock) -> AsyncIterator[Node]:
     """shenpi (requester), gongan (verifier) and ziran (operator inbox) agents, ledger and SLA view."""
-    n = Node(settings, registry, clock, agents=["shenpi", "gongan", "ziran"], ledger=True, projection=True,
-             simulated=True, generate_keys=True, key_valid_from=START - timedelta(days=1))
+    n = make_node(settings, registry, clock)
     await n.start()
     yield n
     await n.stop()

@@ -149,4 +149,33 @@ def test_only_the_requester_withdraws_and_only_an_open_request() -> None:
     st = assistance.apply(st, answer(st, w, sender="shenpi", recipient="gongan"), "")
     assert st.status == "withdrawn"
     with pytest.raises(errors.WrongOrder):
+        assistance.apply(st, answer(st, w, sender="shenpi", recipient="gongan"), "")
+
+
+def test_a_withdrawal_and_an_answer_that_cross_in_transit_both_stand() -> None:
+    from schemas.assistance import AssistanceWithdrawn
+
+    st = received(opened()[0])
+    w = AssistanceWithdrawn(request_id=st.request_id, reason="申请人退出承诺办理")
+    answered = assistance.apply(st, answer(st, reply(st, [ItemResult(no=1, verdict="true")])), "")
+    # The assistor answered first: the withdrawal is recorded, the answer stays.
+    after = assistance.apply(answered, answer(st, w, sender="shenpi", recipient="gongan"), "")
+    assert after.status == "replied" and after.withdrawn_reason
+    # The requester withdrew first: the answer is recorded, the case stays withdrawn.
+    withdrawn = assistance.apply(st, answer(st, w, sender="shenpi", recipient="gongan"), "")
+    late = assistance.apply(withdrawn, answer(st, reply(st, [ItemResult(no=1, verdict="true")])), "")
+    assert late.status == "withdrawn" and late.results
+
+
+def test_a_withdrawal_that_overtakes_the_arrival_record_keeps_both() -> None:
+    from schemas.assistance import AssistanceWithdrawn
+
+    st, _ = opened()
+    w = AssistanceWithdrawn(request_id=st.request_id, reason="申请人退出承诺办理")
+    st = assistance.apply(st, answer(st, w, sender="shenpi", recipient="gongan"), "")
+    with pytest.raises(errors.NotYet):  # an answer before the arrival record waits for it
         assistance.apply(st, answer(st, reply(st, [ItemResult(no=1, verdict="true")])), "")
+    st = received(st)
+    assert st.status == "withdrawn" and st.arrived_at is not None
+    late = assistance.apply(st, answer(st, reply(st, [ItemResult(no=1, verdict="true")])), "")
+    assert late.status == "withdrawn"

@@ -36,12 +36,15 @@ def test_demo_json_summary_has_the_promised_figures(demo_dir) -> None:  # type: 
     for key in ("requests", "replied", "declined", "pending", "rejected_messages", "ledger_events",
                 "signatures_verified"):
         assert isinstance(s[key], int), key
-    assert s["requests"] == 40
-    assert s["replied"] + s["declined"] + s["pending"] == 40
-    # every request is followed by an arrival record and, unless pending, one answer
-    assert s["ledger_events"] == 2 * 40 + s["replied"] + s["declined"]
+    assert s["applications"] == 40 == sum(s["cases_by_outcome"].values())
+    assert 0 < s["requests"] <= 40  # an applicant refused the commitment route needs no verification
+    assert s["replied"] + s["declined"] + s["withdrawn"] + s["pending"] == s["requests"]
+    # every request has an arrival record, the commitment cases add their own steps
+    assert s["ledger_events"] > 2 * s["requests"] + s["replied"] + s["declined"]
     assert s["rejected_messages"] >= s["hostile_messages_sent"] - 1  # every hostile message was dead-lettered
-    assert s["signatures_verified"] >= 2 * s["ledger_events"]
+    assert s["signatures_verified"] >= s["ledger_events"]
+    assert s["catalogue_versions"] == {"matters": 1, "assistance": 2}
+    assert s["requests_refused_not_catalogued"] == 1 and s["catalogue_refused_excluded"] == 1
 
 
 def test_read_commands_show_the_demo_data(demo_dir) -> None:  # type: ignore[no-untyped-def]

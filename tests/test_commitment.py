@@ -184,3 +184,15 @@ def test_withdrawing_the_commitment_withdraws_its_open_assistance_request(store:
                         applied_on=date(2026, 9, 21), items=ITEMS, commitment_case=case)
     store.withdraw_commitment(case, "申请人改为提交证明")
     assert store.case(req.case).state.status == "withdrawn"
+
+
+def test_an_item_that_could_not_be_verified_may_be_checked_again_on_site(store: BureauStore) -> None:
+    case = committed(store)
+    store.approve(case, "台审批许〔2026〕5号")
+    plan(store, case, exempt_second=True)
+    store.verify_item(case, 1, "unverifiable", "assistance:shenpi/20260001", reason="档案未移交")
+    assert store.conclude(case) is None
+    store.verify_item(case, 1, "true", "on-site:王伟、李娜")
+    with pytest.raises(errors.WrongOrder):
+        store.verify_item(case, 1, "false", "online:平台")
+    assert store.conclude(case).status == "closed"  # type: ignore[union-attr]

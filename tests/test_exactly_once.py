@@ -2,7 +2,6 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
 from pathlib import Path
 
 import nats
@@ -13,15 +12,14 @@ from aggregates.clock import SimulatedClock
 from broker.intake import read_dead_letters
 from broker.relay import Positions, Relay
 from broker.server import EmbeddedNats
-from tests.conftest import START
+from tests import conftest
 from tests.test_exchange import request
 from xiezhu.node import Node, provision
 from xiezhu.settings import Settings
 
 
 def make_node(settings: Settings, registry: Registry, clock: SimulatedClock) -> Node:
-    return Node(settings, registry, clock, agents=["shenpi", "gongan"], ledger=True, projection=True,
-                simulated=True, generate_keys=True, key_valid_from=START - timedelta(days=1))
+    return conftest.make_node(settings, registry, clock, agents=("shenpi", "gongan"))
 
 
 async def test_a_relay_killed_after_commit_and_before_publish_publishes_on_restart(

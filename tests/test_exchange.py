@@ -14,7 +14,7 @@ from broker.relay import headers_for
 from broker.signing import Signer
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, new_id, subject_for
-from tests.conftest import RESIDENT, eventually
+from tests.conftest import ITEMS, RESIDENT, eventually
 from xiezhu.node import Node
 
 ZHANG = Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_number"])
@@ -25,7 +25,8 @@ def request(node: Node, assistor: str = "gongan", check: str = "hukou.residence"
         assistor=assistor, applicant=ZHANG, matter=Matter(code="370405-XK-0101", name="食品经营许可"),
         applied_on=date(2026, 9, 20),
         items=[CommitmentItem(no=1, text=f"本人户籍所在地为{address}", check=check, facts={"address": address}),
-               CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record")])
+               CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record")],
+        catalogue_item=ITEMS[assistor])
     node.wake_relays()
     return st.case
 
@@ -200,3 +201,21 @@ async def test_the_sla_view_rebuilt_from_the_ledger_equals_the_live_one(node: No
     assert len(live) == 3
     assert node.sla.rebuild(node.ledger) == 3 * 2 + 2  # two answered exchanges of 3 events, one open of 2
     assert node.sla.rows() == live
+
+
+def test_a_request_for_an_item_not_in_the_catalogue_is_refused_before_it_is_sent(node: Node) -> None:
+    from aggregates.catalogue import NotCatalogued
+
+    before = node.store("shenpi").recorder.max_notification_id()
+    with pytest.raises(NotCatalogued, match="第七条"):
+        node.store("shenpi").request(assistor="shichang", applicant=ZHANG, matter=Matter(code="X", name="x"),
+                                     applied_on=date(2026, 9, 20), items=[CommitmentItem(no=1, text="t")],
+                                     catalogue_item="XZ-0001")
+    assert node.store("shenpi").recorder.max_notification_id() == before
+
+
+async def test_a_request_records_the_catalogue_version_it_relied_on(node: Node) -> None:
+    case = request(node)
+    await node.settle()
+    req = node.store("gongan").case(case).state.request
+    assert (req.catalogue_item, req.catalogue_version) == ("XZ-0001", 1)

@@ -15,16 +15,17 @@ import shutil
 import time as timer
 from collections import Counter
 from collections.abc import Iterator
-from dataclasses import dataclass
-from datetime import date, datetime, time, timedelta
+from datetime import datetime, time, timedelta
 from typing import Any
 
+import msgspec
 import nacl.signing
 import nats
-import sqlite_utils
 
 from agencies.registry import Registry
+from aggregates.catalogue import CatalogueError
 from aggregates.clock import SimulatedClock
+from aggregates.commitment import CommitmentState, latest, pending_items
 from aggregates.store import SHANGHAI
 from aggregates.workdays import WorkingCalendar
 from broker.relay import headers_for
@@ -32,12 +33,31 @@ from broker.server import server_list
 from broker.signing import Signer
 from broker.streams import DLQ_STREAM
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
+from schemas.catalogue import AssistanceItem
+from schemas.commitment import PlannedItem
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, new_id, subject_for
 from schemas.errors import XiezhuError
+from xiezhu.demo_data import (
+    FLOWS,
+    GIVEN,
+    SURNAMES,
+    Flow,
+    Population,
+    assistance_row,
+    make_items,
+    matter_row,
+    memorandum,
+    seed_bureau_data,
+)
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
 SIM_START = datetime(2026, 9, 21, 9, 0, tzinfo=SHANGHAI)  # a Monday, before Mid-Autumn
+
+CREDIT_REFUSAL = "四(二)：申请人曾作出虚假承诺且未完成信用修复，不适用告知承诺制，请提交证明。"
+DISCLOSURE_REFUSAL = "二(四)：申请人不同意公开承诺书，应当提交法律法规要求的证明。"
+PENALTY_BASIS = "，依据《中华人民共和国行政许可法》第七十九条予以处罚。"
+DECLINE_REASONS = "所请求核查事项不属于本机关职权范围，本机关未掌握相关登记信息，请向区农业农村局核实。"
 
 
 class DemoError(XiezhuError):
@@ -46,118 +66,8 @@ class DemoError(XiezhuError):
     code = "demo"
 
 
-@dataclass(frozen=True)
-class Flow:
-    """One kind of request between a bureau pair."""
-
-    requester: str
-    assistor: str
-    matter: Matter
-    kind: str  # person | organisation
-    checks: tuple[str, ...]  # verifier keys; "" means only a person can answer
-    weight: int
-
-
-FLOWS = [
-    Flow("shenpi", "gongan", Matter(code="370405-XK-0101", name="食品经营许可"), "person",
-         ("hukou.residence", "police.no-criminal-record"), 30),
-    Flow("jiaoti", "gongan", Matter(code="370405-QR-0203", name="教师资格认定"), "person",
-         ("police.no-criminal-record",), 12),
-    Flow("yunhe", "gongan", Matter(code="370405-GG-0310", name="居住登记"), "person", ("hukou.residence",), 10),
-    Flow("shenpi", "shichang", Matter(code="370405-XK-0102", name="食品经营许可（企业）"), "organisation",
-         ("licence.valid", "licence.scope"), 20),
-    Flow("zhujian", "shichang", Matter(code="370405-XK-0520", name="建筑业企业资质"), "organisation",
-         ("licence.valid", "licence.name"), 8),
-    Flow("minzheng", "renshe", Matter(code="370405-JF-0701", name="最低生活保障"), "person", ("shebao.months",), 10),
-    Flow("shenpi", "ziran", Matter(code="370405-QR-0815", name="不动产登记"), "person", ("",), 6),
-    Flow("weijian", "minzheng", Matter(code="370405-JF-0902", name="计划生育家庭特别扶助"), "person", ("",), 4),
-    Flow("nongye", "wenlv", Matter(code="370405-XK-1001", name="休闲农业经营"), "organisation", ("",), 3),
-]
-
-ITEM_TEXT = {
-    "hukou.residence": "本人户籍所在地为{address}",
-    "police.no-criminal-record": "本人无犯罪记录",
-    "licence.valid": "本企业营业执照合法有效",
-    "licence.scope": "本企业经营范围包含{scope}",
-    "licence.name": "本企业登记名称为{name}",
-    "shebao.months": "本人已连续缴纳社会保险满{months}个月",
-    "": "申请人名下无其他同类登记事项",
-}
-ADDRESSES = ["台儿庄区运河街道", "台儿庄区张山子镇", "台儿庄区涧头集镇",
-             "台儿庄区邳庄镇", "台儿庄区马兰屯镇", "台儿庄区泥沟镇"]
-SURNAMES = "王李张刘陈杨赵黄周吴徐孙胡朱高林何郭马罗"
-GIVEN = ["伟", "芳", "娜", "敏", "静", "磊", "洋", "勇", "艳", "杰", "军", "涛", "明", "霞", "平", "刚"]
-SCOPES = ["食品销售", "餐饮服务", "建筑工程施工", "农产品初加工", "旅游咨询"]
-
-
-@dataclass
-class Population:
-    """The applicants the bureaus' own records know (and a few they don't)."""
-
-    persons: list[Applicant]
-    organisations: list[Applicant]
-
-
-def _id_number(rng: random.Random) -> str:
-    born = date(1960, 1, 1) + timedelta(days=rng.randrange(365 * 40))
-    return f"370405{born:%Y%m%d}{rng.randrange(1000):03d}{rng.choice('0123456789X')}"
-
-
-def _uscc(rng: random.Random) -> str:
-    return "91370405" + "".join(rng.choice("0123456789ABCDEFGHJKLMNPQRTUWXY") for _ in range(10))
-
-
-def seed_bureau_data(settings: Settings, rng: random.Random) -> Population:
-    """Write each verifying bureau's own records (户籍, 营业执照, 社保) into its data file."""
-    persons = [Applicant(kind="person", name=rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN),
-                         id_number=_id_number(rng)) for _ in range(260)]
-    orgs = [Applicant(kind="organisation", name=f"台儿庄区{rng.choice(['运河', '古城', '兴隆', '鲁南'])}"
-                      f"{rng.choice(['商贸', '餐饮', '建工', '农业', '文旅'])}有限公司{i}", id_number=_uscc(rng))
-            for i in range(90)]
-    known_p, known_o = persons[:240], orgs[:80]  # the rest: no record, a person must look
-    records: list[tuple[str, str, list[dict[str, Any]]]] = [
-        ("gongan", "residents", [{"id_number": p.id_number, "name": p.name,
-                                  "residence": "山东省枣庄市" + rng.choice(ADDRESSES),
-                                  "criminal_record": int(rng.random() < 0.06)} for p in known_p]),
-        ("shichang", "businesses", [{"id_number": o.id_number, "name": o.name, "licence_no": o.id_number,
-                                     "status": "存续" if rng.random() > 0.08 else "吊销",
-                                     "scope": "、".join(rng.sample(SCOPES, 3))} for o in known_o]),
-        ("renshe", "insured", [{"id_number": p.id_number, "employer": "台儿庄区某单位", "months": rng.randrange(0, 60)}
-                               for p in known_p]),
-    ]
-    for code, table, rows in records:
-        settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
-        db = sqlite_utils.Database(settings.bureau_data_path(code))
-        db.table(table).insert_all(rows, pk="id_number", replace=True)
-    return Population(persons, orgs)
-
-
-def _facts(check: str, applicant: Applicant, settings: Settings, rng: random.Random) -> dict[str, str]:
-    honest = rng.random() > 0.12
-    if check == "hukou.residence":
-        db = sqlite_utils.Database(settings.bureau_data_path("gongan"))
-        rows = list(db["residents"].rows_where("id_number = ?", [applicant.id_number]))
-        true_addr = rows[0]["residence"].removeprefix("山东省枣庄市") if rows else rng.choice(ADDRESSES)
-        return {"address": true_addr if honest else rng.choice([a for a in ADDRESSES if a != true_addr])}
-    if check == "licence.scope":
-        return {"scope": rng.choice(SCOPES)}
-    if check == "shebao.months":
-        return {"months": str(rng.choice([6, 12, 24]))}
-    return {}
-
-
-def make_items(flow: Flow, applicant: Applicant, settings: Settings, rng: random.Random) -> list[CommitmentItem]:
-    """The commitments of one request, some of them false."""
-    items = []
-    for no, check in enumerate(flow.checks, start=1):
-        facts = _facts(check, applicant, settings, rng)
-        text = ITEM_TEXT[check].format(name=applicant.name, **facts)
-        items.append(CommitmentItem(no=no, text=text, check=check, facts=facts))
-    return items
-
-
 class Demo:
-    """Drives the workload against a running :class:`Node`."""
+    """Drives the workload against a running :class:`Node`: clerks, operators and 区司法局."""
 
     def __init__(self, node: Node, settings: Settings, clock: SimulatedClock, rng: random.Random,
                  requests: int) -> None:
@@ -166,51 +76,188 @@ class Demo:
         self.clock = clock
         self.rng = rng
         self.total = requests
-        self.operator_answered = 0
-        self.operator_declined = 0
+        self.counts: Counter[str] = Counter()
         self.hostile_sent = 0
 
-    async def run(self, population: Population) -> None:
-        """Send the requests in waves at office hours of working days, with operators at work.
+    # -- the run --------------------------------------------------------------------------
 
-        The working days come from the mainland calendar, so the two weeks from SIM_START
-        skip the Mid-Autumn holiday; operators clear their inboxes each morning, and leave
-        some requests open at the end.
+    async def run(self, population: Population) -> None:
+        """Applications in waves at office hours of working days, with people at work each morning.
+
+        The working days come from the mainland calendar, so the run from SIM_START skips
+        the Mid-Autumn holiday.  Halfway through, a bureau has the catalogue adjusted.
         """
+        await asyncio.to_thread(self._publish_catalogues)
         slots = office_slots(SIM_START)
         waves = 18
         per_wave = [self.total // waves + (1 if i < self.total % waves else 0) for i in range(waves)]
         day = None
-        for n in per_wave:
+        for wave, n in enumerate(per_wave):
             slot = next(slots)
             self.clock.set(slot)
             if day is not None and slot.date() != day:
-                await self._operators(leave_open=0.1)
+                await self._morning(leave_open=0.1)
             day = slot.date()
-            await asyncio.to_thread(self._send_wave, n, population)
+            if wave == waves // 2:
+                await asyncio.to_thread(self._adjust_catalogue)
+            await asyncio.to_thread(self._applications, n, population)
             self.node.wake_relays()
             await self.node.settle()
         self.clock.advance(timedelta(minutes=45))
         # The last pass: what arrived today, and a third of the rest, is still open.
-        await self._operators(leave_open=0.35, today_open=True)
+        await self._morning(leave_open=0.35, today_open=True)
         await self._hostile()
         await self.node.settle()
 
-    def _send_wave(self, n: int, population: Population) -> None:
+    # -- 区司法局 and the catalogues ----------------------------------------------------------
+
+    def _publish_catalogues(self) -> None:
+        """Each bureau applies to list its matters and items; 区司法局 reviews, publishes, files."""
+        cat = self.node.catalogue
+        for i, flow in enumerate(FLOWS, start=1):
+            m = cat.apply_adjustment("matters", flow.requester, flow.basis, adds=[matter_row(flow, i)])
+            cat.review(m, approve=True)
+            a = cat.apply_adjustment("assistance", flow.requester, flow.basis, adds=[assistance_row(flow, i)])
+            cat.review(a, approve=True)
+        # A matter of public safety cannot be listed (一(二)).
+        risky = msgspec.structs.replace(matter_row(FLOWS[0], 99), code="370405-XK-0999",
+                                        service_matter_name="烟花爆竹经营许可", domains=["公共安全"])
+        try:
+            cat.apply_adjustment("matters", "shenpi", FLOWS[0].basis, adds=[risky])
+        except CatalogueError:
+            self.counts["catalogue_refused_excluded"] += 1
+        # An item without a proper basis is rejected by 区司法局, with reasons.
+        vague = msgspec.structs.replace(assistance_row(FLOWS[1], 98), code="XZ-0098", item_name="其他情况核查")
+        adj = cat.apply_adjustment("assistance", "jiaoti", "工作需要", adds=[vague])
+        cat.review(adj, approve=False, reasons="设定依据不明确，核查内容未具体到证明事项，不予列入行政协助事项清单。")
+        self.counts["catalogue_adjustments_rejected"] += 1
+        onsite = next(f for f in FLOWS if f.on_site)
+        cat.file_memorandum(memorandum(onsite, SIM_START.date()))
+        for kind in ("matters", "assistance"):
+            version = cat.publish(kind)
+            cat.file_with_city(kind, version)
+
+    def _adjust_catalogue(self) -> None:
+        """动态调整 midway: 区审批服务局 adds a 社保 check; version 2 is published and filed."""
+        cat = self.node.catalogue
+        row = AssistanceItem(code="XZ-0011", seq=11, service_matter_name="食品经营许可",
+                             service_matter_code="370405-XK-0101", item_name="从业人员社会保险缴纳核查",
+                             legal_basis=FLOWS[0].basis, handling_body="shenpi", assisting_body="renshe",
+                             verification_method="部门间行政协助", checks=["shebao.months"])
+        adj = cat.apply_adjustment("assistance", "shenpi", "根据食品经营许可审查细则调整核查内容", adds=[row])
+        cat.review(adj, approve=True)
+        cat.file_with_city("assistance", cat.publish("assistance"))
+        # A request for an item that is not catalogued is refused before it is sent (第七条).
+        try:
+            self.node.store("shenpi").request(
+                assistor="gongan", applicant=Applicant(kind="person", name="王伟", id_number="370405199001010000"),
+                matter=Matter(code="X", name="未列入事项"), applied_on=self.clock.now().date(),
+                items=[CommitmentItem(no=1, text="本人无不良记录")], catalogue_item="XZ-9999")
+        except CatalogueError:
+            self.counts["requests_refused_not_catalogued"] += 1
+
+    # -- clerks at the handling bureaus --------------------------------------------------------
+
+    def _applications(self, n: int, population: Population) -> None:
         flows = self.rng.choices(FLOWS, weights=[f.weight for f in FLOWS], k=n)
         for flow in flows:
             self.clock.advance(timedelta(seconds=self.rng.randrange(5, 40)))
             pool = population.persons if flow.kind == "person" else population.organisations
-            applicant = self.rng.choice(pool)
-            letter = self.rng.random() < 0.1
-            self.node.store(flow.requester).request(
-                assistor=flow.assistor, applicant=applicant, matter=flow.matter,
-                applied_on=self.clock.now().astimezone(SHANGHAI).date(),
-                items=make_items(flow, applicant, self.settings, self.rng),
-                channel="letter" if letter else "platform",
-                staff=[self.rng.choice(SURNAMES) + self.rng.choice(GIVEN) for _ in range(2)] if letter else [],
-                catalogue_item=flow.matter.code,
-            )
+            self._apply(flow, self.rng.choice(pool), population)
+
+    def _apply(self, flow: Flow, applicant: Applicant, population: Population) -> None:
+        """One applicant at the counter, from the application to the assistance request."""
+        store, rng, cat = self.node.store(flow.requester), self.rng, self.node.catalogue
+        matter = cat.matter(flow.matter_code)
+        items = make_items(flow, applicant, self.settings, rng)
+        bad = applicant.id_number in population.bad_credit
+        today = self.clock.now().astimezone(SHANGHAI).date()
+        st = store.apply_for(applicant=applicant, matter_code=matter.code, matter_name=matter.service_matter_name,
+                             certificate_name=matter.certificate_name, issuing_unit=matter.issuing_unit,
+                             mode=matter.mode, items=items, applied_on=today, disclose=matter.disclose_commitment,
+                             catalogue_version=len(cat.versions("matters")),
+                             standing="unrepaired-false-commitment" if bad else "good")
+        case = st.case
+        if bad:
+            store.refuse_route(case, "credit", CREDIT_REFUSAL)
+            return
+        store.issue_notice(case)
+        if matter.disclose_commitment and rng.random() < 0.08:
+            store.refuse_route(case, "disclosure-refused", DISCLOSURE_REFUSAL)
+            return
+        if matter.mode == "可选择":
+            if rng.random() < 0.08:
+                store.choose_route(case, "certificate")
+                return
+            store.choose_route(case, "commitment")
+        store.sign_commitment(case, today)
+        approve_first = rng.random() < 0.75
+        if approve_first:
+            store.approve(case, f"台{flow.requester}许〔2026〕{st.number[-4:]}号")
+        due = WorkingCalendar().add_working_days(self.clock.now(), 3).last_day
+        store.plan_verification(case, [PlannedItem(no=i.no, method="on-site" if flow.on_site else "assistance",
+                                                   due_on=due, detail=flow.item_code) for i in items])
+        letter = flow.on_site or rng.random() < 0.1
+        store.request(assistor=flow.assistor, applicant=applicant,
+                      matter=Matter(code=matter.code, name=matter.service_matter_name), applied_on=today,
+                      items=items, channel="letter" if letter else "platform",
+                      staff=[rng.choice(SURNAMES) + rng.choice(GIVEN) for _ in range(2)] if letter else [],
+                      catalogue_item=flow.item_code, commitment_case=case)
+        if not approve_first and rng.random() < 0.12:
+            store.withdraw_commitment(case, "二(三)：申请人中途退出承诺办理，改为提交证明。")
+
+    async def _morning(self, *, leave_open: float, today_open: bool = False) -> None:
+        """Operators answer their inboxes; then clerks act on what came back."""
+        await self._operators(leave_open=leave_open, today_open=today_open)
+        await asyncio.to_thread(self._clerks)
+        self.node.wake_relays()
+        await self.node.settle()
+
+    def _clerks(self) -> None:
+        for code in sorted({f.requester for f in FLOWS}):
+            store = self.node.store(code)
+            requests: dict[str, list[Any]] = {}
+            for a in store.cases():
+                requests.setdefault(a.request.commitment_case, []).append(a)
+            for st in list(store.commitments()):
+                self._follow_up(store, st, requests.get(st.case, []))
+
+    def _follow_up(self, store: Any, st: CommitmentState, requests: list[Any]) -> None:
+        """A clerk's next step on one case: verify on site, approve, conclude, decide the consequences."""
+        if st.status in ("signed", "approved"):
+            verdicts = latest(st)
+            blocked = any(a.status in ("declined", "withdrawn") for a in requests)
+            for no in pending_items(st):
+                if blocked or verdicts.get(no) == "unverifiable":
+                    verdict = "false" if self.rng.random() < 0.1 else "true"
+                    officers = "、".join(self.rng.choice(SURNAMES) + self.rng.choice(GIVEN) for _ in range(2))
+                    store.verify_item(st.case, no, verdict, f"on-site:{officers}")
+                    self.counts["verified_on_site"] += 1
+            st = store.commitment(st.case).state
+            if st.status == "signed" and not pending_items(st) and all(v == "true" for v in latest(st).values()):
+                store.approve(st.case, f"台{store.bureau}许〔2026〕{st.number[-4:]}号")
+            store.conclude(st.case)
+            st = store.commitment(st.case).state
+        if st.status == "false-commitment" and not st.outcomes:
+            self._consequences(store, st)
+
+    def _consequences(self, store: Any, st: CommitmentState) -> None:
+        """三(三): what follows a false commitment, each with its legal reason."""
+        why = "三(三)：经核查申请人承诺不实"
+        if st.approved:
+            store.revoke(st.case, why + "，依法撤销行政许可，限2日内交回证件原件。")
+            if self.rng.random() < 0.3:
+                store.penalise(st.case, "警告并处罚款2000元", why + PENALTY_BASIS)
+        elif self.rng.random() < 0.25:
+            deadline = self.clock.now().astimezone(SHANGHAI).date() + timedelta(days=15)
+            store.order_rectification(st.case, deadline, why + "，责令限期整改。")
+        else:
+            store.terminate(st.case, why + "，依法终止办理。")
+        store.record_credit(st.case, f"{st.matter_name}：作出虚假承诺", why + "，相关数据推送至信用中国计入诚信档案。")
+        if self.rng.random() < 0.1:
+            store.refer(st.case, "台儿庄区公安分局", why + "，涉嫌伪造证明材料，依法移送司法机关。")
+
+    # -- operators at the assisting bureaus -------------------------------------------------------
 
     async def _operators(self, *, leave_open: float, today_open: bool = False) -> None:
         """People at the assisting bureaus work through their inboxes."""
@@ -222,18 +269,25 @@ class Demo:
                 if self.rng.random() < leave_open or (today_open and arrived_today):
                     continue
                 self.clock.advance(timedelta(minutes=self.rng.randrange(5, 90)))
-                if code == "wenlv":
-                    await asyncio.to_thread(store.decline, st.case,
-                                            "所请求核查事项不属于本机关职权范围，本机关未掌握相关登记信息，请向区农业农村局核实。",
-                                            "operator:文旅局值班员")
-                    self.operator_declined += 1
-                    continue
-                results = [self._human_verdict(i.no) for i in st.request.items]
-                who = f"operator:{self.node.registry.name(code)}值班员"
-                await asyncio.to_thread(store.reply, st.case, results, who)
-                self.operator_answered += 1
+                await asyncio.to_thread(self._answer, store, st)
         self.node.wake_relays()
         await self.node.settle()
+
+    def _answer(self, store: Any, st: Any) -> None:
+        who = f"operator:{self.node.registry.name(store.bureau)}值班员"
+        if store.bureau == "wenlv":
+            store.decline(st.case, DECLINE_REASONS, who)
+            self.counts["operator_declined"] += 1
+            return
+        on_behalf = ""
+        if store.bureau == "ziran" and self.rng.random() < 0.4:
+            # 第五条: the records predate the reform and sit with the archive; ask it and answer for it.
+            on_behalf = "区不动产登记档案室"
+            store.forward(st.case, on_behalf, "机构改革前的不动产登记档案由该单位代管")
+            self.counts["forwarded_to_archives"] += 1
+        results = [self._human_verdict(i.no) for i in st.request.items]
+        store.reply(st.case, results, who, on_behalf_of=on_behalf)
+        self.counts["operator_answered"] += 1
 
     def _human_verdict(self, no: int) -> ItemResult:
         r = self.rng.random()
@@ -324,8 +378,9 @@ async def run_demo(settings: Settings, registry: Registry, *, requests: int = 30
 
 
 async def summarize(node: Node, demo: Demo, wall: float) -> dict[str, Any]:
-    """The demo's figures, from the SLA view, the ledger and the agents' counters."""
-    assert node.sla is not None and node.ledger is not None and node.ledger_service is not None
+    """The demo's figures, from the read models, the ledger and the agents' counters."""
+    assert node.sla is not None and node.commitments is not None
+    assert node.ledger is not None and node.ledger_service is not None
     rows = node.sla.rows()
     status = Counter(r["status"] for r in rows)
     outcome = Counter(r["outcome"] for r in rows if r["outcome"])
@@ -336,22 +391,32 @@ async def summarize(node: Node, demo: Demo, wall: float) -> dict[str, Any]:
     rejected_by: Counter[str] = Counter()
     for s in agent_stats + [node.ledger_service.stats]:
         rejected_by.update(s.rejected_by_code)
+    cases = node.commitments.rows()
     return {
+        "applications": len(cases),
+        "cases_by_outcome": node.commitments.outcomes(),
         "requests": len(rows),
         "replied": status["replied"],
         "declined": status["declined"],
+        "withdrawn": status["withdrawn"],
         "pending": status["requested"] + status["received"],
         "rejected_messages": dlq,
         "ledger_events": len(node.ledger),
         "signatures_verified": sum(s.signatures_verified for s in agent_stats)
         + node.ledger_service.stats.signatures_verified,
         "auto_answered": sum(a.auto_answered for a in node.agents.values()),
-        "operator_answered": demo.operator_answered,
-        "operator_declined": demo.operator_declined,
+        "operator_answered": demo.counts["operator_answered"],
+        "operator_declined": demo.counts["operator_declined"],
+        "forwarded_to_archives": demo.counts["forwarded_to_archives"],
+        "verified_on_site": demo.counts["verified_on_site"],
         "false_commitments": outcome["false"],
         "unverifiable": outcome["unverifiable"],
         "all_true": outcome["true"],
         "letters": sum(1 for r in rows if r["channel"] == "letter"),
+        "catalogue_versions": {k: len(node.catalogue.versions(k)) for k in ("matters", "assistance")},
+        "catalogue_refused_excluded": demo.counts["catalogue_refused_excluded"],
+        "catalogue_adjustments_rejected": demo.counts["catalogue_adjustments_rejected"],
+        "requests_refused_not_catalogued": demo.counts["requests_refused_not_catalogued"],
         "hostile_messages_sent": demo.hostile_sent,
         "rejections_by_reason": dict(sorted(rejected_by.items())),
         "duplicates_ignored": sum(s.duplicates for s in agent_stats),

@@ -18,12 +18,15 @@ from agencies.keys import KeyStore
 from agencies.ledger_service import LedgerService
 from agencies.registry import Registry
 from agencies.verifiers import verifiers_for
+from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import Clock
 from aggregates.store import BureauStore
 from broker.relay import Positions
 from broker.server import EmbeddedNats, server_list
 from broker.signing import KeyRing
 from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer, ensure_consumers, ensure_streams
+from projections.base import LedgerProjection
+from projections.commitments import CommitmentView
 from projections.ledger import Ledger
 from projections.sla import SlaView
 from xiezhu.settings import Settings
@@ -31,10 +34,18 @@ from xiezhu.settings import Settings
 log = logging.getLogger(__name__)
 
 
-def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock) -> BureauStore:
-    """A bureau's own store, signing with that bureau's key."""
+def open_catalogue(settings: Settings, clock: Clock) -> CatalogueRegistry:
+    """区司法局's catalogues (附件8, 附件9), which every request is checked against."""
+    settings.catalogue_path.parent.mkdir(parents=True, exist_ok=True)
+    return CatalogueRegistry(settings.catalogue_path, clock)
+
+
+def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
+               catalogue: CatalogueRegistry | None = None) -> BureauStore:
+    """A bureau's own store, signing with that bureau's key, checking requests against the catalogue."""
     settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
-    return BureauStore(code, settings.store_path(code), keys.signer(code).sign, clock)
+    return BureauStore(code, settings.store_path(code), keys.signer(code).sign, clock,
+                       catalogue or open_catalogue(settings, clock))
 
 
 async def provision(nats_url: str, codes: Iterable[str], *, replicas: int = 1) -> None:
@@ -69,10 +80,12 @@ class Node:
         self.server: EmbeddedNats | None = None
         self.nats_url = settings.nats_url or ""
         self.stores: dict[str, BureauStore] = {}
+        self.catalogue = open_catalogue(settings, clock)
         self.agents: dict[str, BureauAgent] = {}
         self.ledger: Ledger | None = None
         self.ledger_service: LedgerService | None = None
         self.sla: SlaView | None = None
+        self.commitments: CommitmentView | None = None
         self._projection_wake = asyncio.Event()
         self._projection_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -80,7 +93,7 @@ class Node:
     def store(self, code: str) -> BureauStore:
         """The store of ``code`` (opened on first use)."""
         if code not in self.stores:
-            self.stores[code] = open_store(self.settings, self.keys, code, self.clock)
+            self.stores[code] = open_store(self.settings, self.keys, code, self.clock, self.catalogue)
         return self.stores[code]
 
     async def start(self) -> Node:
@@ -106,14 +119,21 @@ class Node:
                 self.ledger = Ledger(self.settings.ledger_path)
             self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
             self.sla = SlaView(self.settings.sla_path)
+            self.commitments = CommitmentView(self.settings.commitments_path)
             self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
         return self
 
+    @property
+    def views(self) -> list[LedgerProjection]:
+        """The read models this node keeps up to date."""
+        return [v for v in (self.sla, self.commitments) if v is not None]
+
     async def _follow(self) -> None:
-        assert self.sla is not None and self.ledger is not None
+        assert self.ledger is not None
         while not self._stopping:
             self._projection_wake.clear()
-            await asyncio.to_thread(self.sla.follow, self.ledger)
+            for view in self.views:
+                await asyncio.to_thread(view.follow, self.ledger)
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._projection_wake.wait(), timeout=0.5)
 
@@ -149,10 +169,9 @@ class Node:
             info = await js.consumer_info(EVENTS_STREAM, name)
             if info.num_pending or info.num_ack_pending:
                 return False
-        if self.sla is not None and self.ledger is not None:
-            if self.sla.position != self.ledger.head[0]:
-                self._projection_wake.set()
-                return False
+        if self.ledger is not None and any(v.position != self.ledger.head[0] for v in self.views):
+            self._projection_wake.set()
+            return False
         return True
 
     async def stop(self) -> None:

@@ -56,12 +56,21 @@ class Settings:
         return self.bureau_dir(code) / "data.db"
 
     @property
+    def catalogue_path(self) -> Path:
+        """区司法局's catalogue store (附件8 and 附件9, every version)."""
+        return self.bureau_dir("sifa") / "catalogue.db"
+
+    @property
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger" / "ledger.db"
 
     @property
     def sla_path(self) -> Path:
         return self.data_dir / "projections" / "sla.db"
+
+    @property
+    def commitments_path(self) -> Path:
+        return self.data_dir / "projections" / "commitments.db"
 
     @property
     def nats_dir(self) -> Path:

@@ -1,0 +1,825 @@
+"""The catalogues as a pure fold with the rules of 一(二)(三)(四) and 附件2 第六条/第七条, and their store.
+
+Each kind (``matters`` = 附件8, ``assistance`` = 附件9) is one event stream kept by 区司法局.  The
+only way a row comes into, changes in or leaves a catalogue is 动态调整: the listing bureau
+applies with its 依据, 区司法局 reviews it once, and publishes every approved adjustment as the
+next version; version 1 is made the same way.  A published version never changes, so a request
+that names ``(item, version)`` can be checked against exactly what was published years later.
+"""
+from __future__ import annotations
+
+import hashlib
+import uuid
+from collections.abc import Callable, Iterable, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import Any, Literal, TypeVar, cast, overload
+
+import msgspec
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError, JSONTranscoder
+from eventsourcing.utils import Environment
+
+from aggregates.clock import Clock
+from aggregates.errors import RuleError
+from aggregates.store import StoreError, _BytesAsBase64, store_env
+from schemas.catalogue import (
+    CITY_JUSTICE,
+    EDITORIAL_OFFICE,
+    EXCLUDED_DOMAINS,
+    JUSTICE,
+    METHODS,
+    AdjustmentApplied,
+    AdjustmentReviewed,
+    AssistanceItem,
+    CatalogueEvent,
+    CatalogueFiled,
+    CataloguePublished,
+    Kind,
+    MatterRow,
+    Memorandum,
+    MemorandumFiled,
+    Row,
+    decode_event,
+    encode_event,
+)
+
+KINDS: tuple[Kind, ...] = ("matters", "assistance")
+KIND_ZH = {"matters": "证明事项清单", "assistance": "行政协助事项清单"}
+#: A second, cruder net under ``MatterRow.domains``, which is the primary check of 一(二): names that
+#: plainly say they touch an excluded domain.  Kept short on purpose, since a long list would refuse
+#: ordinary matters; a bureau that leaves ``domains`` empty remains answerable for its list.
+EXCLUDED_KEYWORDS: tuple[str, ...] = (
+    "国家安全", "国家秘密", "涉密", "公共安全", "审慎监管", "生态环境保护", "人身健康", "生命财产", "涉外",
+)
+#: Optimistic-concurrency retries when two writers change the same catalogue at once.
+CONFLICT_RETRIES = 20
+_NS = uuid.UUID("2b7d0c8e-54a1-4c5f-8e0b-6a3d9f1c7e42")
+
+Status = Literal["pending", "approved", "rejected", "published"]
+T = TypeVar("T")
+
+
+# -- errors --------------------------------------------------------------------------
+
+
+class CatalogueError(RuleError):
+    """A catalogue command or event that breaks a rule of 一(四) or 附件2."""
+
+    code = "rule.catalogue"
+
+
+class WrongKind(CatalogueError):
+    """The event or row belongs to the other catalogue."""
+
+    code = "rule.catalogue.kind"
+
+
+class Excluded(CatalogueError):
+    """一(二): a matter touching 国家安全 … 重要涉外 cannot be under the commitment system."""
+
+    code = "rule.catalogue.excluded"
+
+
+class NotJustice(CatalogueError):
+    """Only 区司法局 reviews, publishes and files the catalogues."""
+
+    code = "rule.catalogue.not-sifa"
+
+
+class NotOwner(CatalogueError):
+    """Only the bureau that lists a row (owner / 承办机构) may apply to add, change or remove it."""
+
+    code = "rule.catalogue.not-owner"
+
+
+class MissingBasis(CatalogueError):
+    """一(四): an adjustment is submitted with its 依据."""
+
+    code = "rule.catalogue.basis"
+
+
+class EmptyAdjustment(CatalogueError):
+    """An adjustment adds, replaces or removes at least one row."""
+
+    code = "rule.catalogue.empty"
+
+
+class BadRow(CatalogueError):
+    """A row is incomplete or inconsistent."""
+
+    code = "rule.catalogue.row"
+
+
+class BadDeadline(BadRow):
+    """reply_within / decline_within are between 1 and 30 working days."""
+
+    code = "rule.catalogue.deadline"
+
+
+class DuplicateCode(CatalogueError):
+    """A code appears twice in one version, or twice in one adjustment."""
+
+    code = "rule.catalogue.duplicate-code"
+
+
+class DuplicateSeq(CatalogueError):
+    """A bureau's 序号 appears twice in one version."""
+
+    code = "rule.catalogue.duplicate-seq"
+
+
+class NotPublished(CatalogueError):
+    """Only a published row can be replaced or removed."""
+
+    code = "rule.catalogue.not-published"
+
+
+class UnknownAdjustment(CatalogueError):
+    """No adjustment with that id."""
+
+    code = "rule.catalogue.unknown-adjustment"
+
+
+class BadAdjustmentId(CatalogueError):
+    """Adjustment ids run ``<kind>-0001``, ``<kind>-0002`` … without gaps."""
+
+    code = "rule.catalogue.adjustment-id"
+
+
+class AlreadyReviewed(CatalogueError):
+    """An adjustment is reviewed once."""
+
+    code = "rule.catalogue.reviewed"
+
+
+class MissingReasons(CatalogueError):
+    """A rejection says why."""
+
+    code = "rule.catalogue.reasons"
+
+
+class NothingToPublish(CatalogueError):
+    """A new version needs at least one approved, unpublished adjustment."""
+
+    code = "rule.catalogue.nothing-to-publish"
+
+
+class BadPublication(CatalogueError):
+    """A publication must be the next version, of exactly the approved adjustments, with their rows."""
+
+    code = "rule.catalogue.publication"
+
+
+class UnknownVersion(CatalogueError):
+    """No published version with that number."""
+
+    code = "rule.catalogue.unknown-version"
+
+
+class BadFiling(CatalogueError):
+    """一(四): a version is filed with 市司法局."""
+
+    code = "rule.catalogue.filing"
+
+
+class AlreadyFiled(CatalogueError):
+    """A version is filed once."""
+
+    code = "rule.catalogue.filed"
+
+
+class BadMemorandum(CatalogueError):
+    """第六条: a memorandum is signed by two bureaus and filed with 区司法局 and 区委编办."""
+
+    code = "rule.catalogue.memorandum"
+
+
+class NotParty(CatalogueError):
+    """Only a party to a memorandum files it."""
+
+    code = "rule.catalogue.not-party"
+
+
+class InvalidEvent(CatalogueError):
+    """The event does not match its schema (a length, a pattern, a type)."""
+
+    code = "rule.catalogue.invalid"
+
+
+class UnknownCode(CatalogueError):
+    """No row with that code in the version asked about."""
+
+    code = "rule.catalogue.unknown-code"
+
+
+class NotCatalogued(CatalogueError):
+    """第七条: 未纳入行政协助目录的事项不得请求行政协助."""
+
+    code = "rule.catalogue.not-catalogued"
+
+
+class NoMemorandum(CatalogueError):
+    """第六条: on-site assistance needs a filed memorandum between exactly the two bureaus."""
+
+    code = "rule.catalogue.no-memorandum"
+
+
+# -- state ---------------------------------------------------------------------------
+
+
+class Adjustment(msgspec.Struct, frozen=True, kw_only=True):
+    """One application for 动态调整 and what became of it."""
+
+    id: str
+    kind: Kind
+    applicant: str
+    basis: str
+    adds: tuple[Row, ...] = ()
+    replaces: tuple[Row, ...] = ()
+    removes: tuple[str, ...] = ()
+    applied_at: datetime
+    status: Status = "pending"
+    reviewer: str = ""
+    reviewed_at: datetime | None = None
+    reasons: str = ""
+    #: Order of approval (1, 2, …); the order approved adjustments are applied when published.
+    approval: int = 0
+    #: The version that published it.
+    version: int = 0
+
+
+class Version(msgspec.Struct, frozen=True, kw_only=True):
+    """One published version of a catalogue, exactly as published."""
+
+    kind: Kind
+    number: int
+    rows: tuple[Row, ...]
+    adjustments: tuple[str, ...]
+    digest: str
+    published_by: str
+    published_at: datetime
+    filed_with: str = ""
+    filed_by: str = ""
+    filed_at: datetime | None = None
+
+
+class CatalogueState(msgspec.Struct, frozen=True, kw_only=True):
+    """What is known of one catalogue after folding its events."""
+
+    kind: Kind
+    adjustments: tuple[Adjustment, ...] = ()
+    versions: tuple[Version, ...] = ()
+    memoranda: tuple[Memorandum, ...] = ()
+    approvals: int = 0
+    events: int = 0
+
+    @property
+    def latest(self) -> Version | None:
+        """The newest published version, if any."""
+        return self.versions[-1] if self.versions else None
+
+    @property
+    def rows(self) -> tuple[Row, ...]:
+        """The rows of the newest published version (none before version 1)."""
+        return self.versions[-1].rows if self.versions else ()
+
+    def adjustment(self, adjustment_id: str) -> Adjustment:
+        """One adjustment by id."""
+        for a in self.adjustments:
+            if a.id == adjustment_id:
+                return a
+        raise UnknownAdjustment(f"no adjustment {adjustment_id} in the {KIND_ZH[self.kind]}",
+                                adjustment_id=adjustment_id)
+
+    def queue(self) -> list[Adjustment]:
+        """Approved, unpublished adjustments, in the order they were approved."""
+        return sorted((a for a in self.adjustments if a.status == "approved"), key=lambda a: a.approval)
+
+    def version(self, number: int) -> Version:
+        """One published version by number."""
+        if 1 <= number <= len(self.versions):
+            return self.versions[number - 1]
+        raise UnknownVersion(f"the {KIND_ZH[self.kind]} has no version {number} "
+                             f"(published: {len(self.versions)})", kind=self.kind, version=number)
+
+    def memorandum_for(self, requester: str, assistor: str, item_code: str) -> Memorandum | None:
+        """The filed memorandum between exactly these two bureaus for this item, if any."""
+        for m in self.memoranda:
+            if set(m.parties) == {requester, assistor} and m.item_code == item_code:
+                return m
+        return None
+
+
+def empty(kind: Kind) -> CatalogueState:
+    """A catalogue with nothing applied and nothing published."""
+    if kind not in KINDS:
+        raise WrongKind(f"unknown catalogue kind {kind!r}; expected one of {', '.join(KINDS)}")
+    return CatalogueState(kind=kind)
+
+
+def next_adjustment_id(state: CatalogueState) -> str:
+    """The id the next adjustment of this catalogue takes."""
+    return f"{state.kind}-{len(state.adjustments) + 1:04d}"
+
+
+def owner_of(row: Row) -> str:
+    """The bureau that lists a row and alone may change it."""
+    return row.owner if isinstance(row, MatterRow) else row.handling_body
+
+
+def rows_digest(rows: Iterable[Row]) -> str:
+    """SHA-256 of the rows' canonical JSON, as carried by :class:`CataloguePublished`."""
+    return hashlib.sha256(msgspec.json.encode(list(rows))).hexdigest()
+
+
+def exclusion_hits(row: MatterRow) -> list[str]:
+    """Why a matter falls under 一(二)'s exclusions: its excluded domains, then keyword hits in its names."""
+    hits = [d for d in row.domains if d in EXCLUDED_DOMAINS]
+    for text in (row.service_matter_name, row.certificate_name):
+        hits += [f"“{text}”含“{k}”" for k in EXCLUDED_KEYWORDS if k in text]
+    return hits
+
+
+def diff_rows(published: Sequence[Row], wanted: Sequence[Row], owner: str) -> tuple[list[Row], list[Row], list[str]]:
+    """The ``(adds, replaces, removes)`` that turn ``owner``'s published rows into ``wanted``.
+
+    For a bureau that re-imports its edited spreadsheet: rows are matched by code, and only
+    ``owner``'s published rows can be replaced or removed.
+    """
+    mine = {r.code: r for r in published if owner_of(r) == owner}
+    adds = [r for r in wanted if r.code not in mine]
+    replaces = [r for r in wanted if r.code in mine and mine[r.code] != r]
+    keep = {r.code for r in wanted}
+    removes = [code for code in mine if code not in keep]
+    return adds, replaces, removes
+
+
+# -- the fold ------------------------------------------------------------------------
+
+
+def apply(state: CatalogueState, event: CatalogueEvent, *, actor: str, at: datetime) -> CatalogueState:
+    """Fold one more event into the catalogue; raises a :class:`CatalogueError` if it breaks a rule."""
+    match event:
+        case AdjustmentApplied():
+            state = _applied(state, event, actor, at)
+        case AdjustmentReviewed():
+            state = _reviewed(state, event, actor, at)
+        case CataloguePublished():
+            state = _published(state, event, actor)
+        case CatalogueFiled():
+            state = _filed(state, event, actor)
+        case MemorandumFiled():
+            state = _memorandum(state, event, actor)
+        case _:
+            raise WrongKind(f"{type(event).__name__} is not a catalogue event")
+    return msgspec.structs.replace(state, events=state.events + 1)
+
+
+def _applied(state: CatalogueState, ev: AdjustmentApplied, actor: str, at: datetime) -> CatalogueState:
+    _same_kind(state, ev.kind)
+    expected = next_adjustment_id(state)
+    if ev.id != expected:
+        raise BadAdjustmentId(f"the next adjustment of the {KIND_ZH[state.kind]} is {expected}, not {ev.id}")
+    if actor != ev.applicant:
+        raise NotOwner(f"{actor} cannot apply in the name of {ev.applicant}", actor=actor, applicant=ev.applicant)
+    if not ev.basis.strip():
+        raise MissingBasis(f"adjustment {ev.id} by {ev.applicant} gives no 依据")
+    if not (ev.adds or ev.replaces or ev.removes):
+        raise EmptyAdjustment(f"adjustment {ev.id} by {ev.applicant} changes nothing")
+    rows = [*ev.adds, *ev.replaces]
+    for row in rows:
+        _check_row(state.kind, row, ev.applicant)
+    _check_exclusions(rows)
+    codes = [r.code for r in rows] + list(ev.removes)
+    twice = sorted({c for c in codes if codes.count(c) > 1})
+    if twice:
+        raise DuplicateCode(f"adjustment {ev.id} names {', '.join(twice)} more than once", codes=twice)
+    published = {r.code: r for r in state.rows}
+    for code in [*(r.code for r in ev.replaces), *ev.removes]:
+        if code not in published:
+            raise NotPublished(f"{code} is not in the published {KIND_ZH[state.kind]}; nothing to replace or remove",
+                               code=code)
+        if owner_of(published[code]) != ev.applicant:
+            raise NotOwner(f"{code} is listed by {owner_of(published[code])}; {ev.applicant} cannot change it",
+                           code=code, owner=owner_of(published[code]), applicant=ev.applicant)
+    adjustment = Adjustment(id=ev.id, kind=ev.kind, applicant=ev.applicant, basis=ev.basis, adds=tuple(ev.adds),
+                            replaces=tuple(ev.replaces), removes=tuple(ev.removes), applied_at=at)
+    compose(state.rows, [adjustment])
+    return msgspec.structs.replace(state, adjustments=(*state.adjustments, adjustment))
+
+
+def _reviewed(state: CatalogueState, ev: AdjustmentReviewed, actor: str, at: datetime) -> CatalogueState:
+    _same_kind(state, ev.kind)
+    _justice(actor, ev.reviewer, "reviews adjustments")
+    adj = state.adjustment(ev.adjustment_id)
+    if adj.status != "pending":
+        raise AlreadyReviewed(f"adjustment {adj.id} was already reviewed ({adj.status})", status=adj.status)
+    if not ev.approved and not ev.reasons.strip():
+        raise MissingReasons(f"rejecting adjustment {adj.id} needs the reasons")
+    if ev.approved:
+        # The published catalogue and the queue may have moved since the application: the
+        # adjustment must still fit on top of them, or it would make publishing impossible.
+        compose(state.rows, [*state.queue(), adj])
+        done = msgspec.structs.replace(adj, status="approved", reviewer=ev.reviewer, reviewed_at=at,
+                                       reasons=ev.reasons, approval=state.approvals + 1)
+        return _with(state, done, approvals=state.approvals + 1)
+    done = msgspec.structs.replace(adj, status="rejected", reviewer=ev.reviewer, reviewed_at=at, reasons=ev.reasons)
+    return _with(state, done)
+
+
+def _published(state: CatalogueState, ev: CataloguePublished, actor: str) -> CatalogueState:
+    _same_kind(state, ev.kind)
+    _justice(actor, ev.published_by, "publishes the catalogues")
+    queue = state.queue()
+    if not queue:
+        raise NothingToPublish(f"no approved adjustment of the {KIND_ZH[state.kind]} waits to be published")
+    number = len(state.versions) + 1
+    if ev.version != number:
+        raise BadPublication(f"the next version of the {KIND_ZH[state.kind]} is {number}, not {ev.version}")
+    ids = [a.id for a in queue]
+    if list(ev.adjustments) != ids:
+        raise BadPublication(f"version {number} must publish exactly the approved adjustments {ids}, "
+                             f"not {list(ev.adjustments)}")
+    rows = compose(state.rows, queue)
+    if rows_digest(rows) != ev.digest or len(rows) != ev.rows:
+        raise BadPublication(f"version {number}'s digest or row count does not match its adjustments")
+    version = Version(kind=state.kind, number=number, rows=rows, adjustments=tuple(ids), digest=ev.digest,
+                      published_by=ev.published_by, published_at=ev.published_at)
+    adjustments = tuple(msgspec.structs.replace(a, status="published", version=number) if a.id in ids else a
+                        for a in state.adjustments)
+    return msgspec.structs.replace(state, versions=(*state.versions, version), adjustments=adjustments)
+
+
+def _filed(state: CatalogueState, ev: CatalogueFiled, actor: str) -> CatalogueState:
+    _same_kind(state, ev.kind)
+    _justice(actor, ev.filed_by, "files the catalogues")
+    version = state.version(ev.version)
+    if ev.filed_with != CITY_JUSTICE:
+        raise BadFiling(f"一(四): the catalogue is filed with {CITY_JUSTICE}, not {ev.filed_with}")
+    if version.filed_at is not None:
+        raise AlreadyFiled(f"version {version.number} of the {KIND_ZH[state.kind]} was filed at "
+                           f"{version.filed_at.isoformat()}")
+    filed = msgspec.structs.replace(version, filed_with=ev.filed_with, filed_by=ev.filed_by, filed_at=ev.filed_at)
+    versions = tuple(filed if v.number == version.number else v for v in state.versions)
+    return msgspec.structs.replace(state, versions=versions)
+
+
+def _memorandum(state: CatalogueState, ev: MemorandumFiled, actor: str) -> CatalogueState:
+    if state.kind != "assistance":
+        raise WrongKind("第六条: memoranda belong to the 行政协助事项清单")
+    m = ev.memorandum
+    if len(m.parties) != 2 or m.parties[0] == m.parties[1]:
+        raise BadMemorandum(f"memorandum {m.id} must be signed by two different bureaus, not {m.parties}")
+    if actor != ev.filed_by or actor not in m.parties:
+        raise NotParty(f"{actor} is not a party to memorandum {m.id} ({'、'.join(m.parties)})")
+    missing = [b for b in (JUSTICE, EDITORIAL_OFFICE) if b not in m.filed_with]
+    if missing:
+        raise BadMemorandum(f"第六条: memorandum {m.id} must be filed with {JUSTICE} and {EDITORIAL_OFFICE}; "
+                            f"missing {', '.join(missing)}")
+    if not m.text.strip():
+        raise BadMemorandum(f"memorandum {m.id} has no text")
+    if any(known.id == m.id for known in state.memoranda):
+        raise BadMemorandum(f"memorandum {m.id} was already filed")
+    return msgspec.structs.replace(state, memoranda=(*state.memoranda, m))
+
+
+def compose(base: Sequence[Row], adjustments: Sequence[Adjustment]) -> tuple[Row, ...]:
+    """The rows after applying ``adjustments`` in order; sorted by owner, then 序号."""
+    rows: dict[str, Row] = {r.code: r for r in base}
+    for adj in adjustments:
+        for code in adj.removes:
+            if code not in rows:
+                raise NotPublished(f"adjustment {adj.id} removes {code}, which is no longer listed", code=code)
+            del rows[code]
+        for row in adj.replaces:
+            if row.code not in rows:
+                raise NotPublished(f"adjustment {adj.id} replaces {row.code}, which is no longer listed",
+                                   code=row.code)
+            rows[row.code] = row
+        for row in adj.adds:
+            if row.code in rows:
+                raise DuplicateCode(f"adjustment {adj.id} adds {row.code}, which is already listed", code=row.code)
+            rows[row.code] = row
+    out = sorted(rows.values(), key=lambda r: (owner_of(r), r.seq, r.code))
+    # 附件8/9 are filled in per 部门, so a 序号 is unique within its bureau's list.
+    for a, b in zip(out, out[1:], strict=False):
+        if (owner_of(a), a.seq) == (owner_of(b), b.seq):
+            raise DuplicateSeq(f"{owner_of(a)} would list 序号 {a.seq} twice ({a.code}, {b.code})",
+                               owner=owner_of(a), seq=a.seq, codes=[a.code, b.code])
+    return tuple(out)
+
+
+def _check_row(kind: Kind, row: Row, applicant: str) -> None:
+    wanted = MatterRow if kind == "matters" else AssistanceItem
+    if not isinstance(row, wanted):
+        raise WrongKind(f"{row.code} is a {type(row).__name__}; the {KIND_ZH[kind]} holds {wanted.__name__} rows")
+    if owner_of(row) != applicant:
+        raise NotOwner(f"{row.code} is listed by {owner_of(row)}; only that bureau may apply for it, "
+                       f"not {applicant}", code=row.code, owner=owner_of(row), applicant=applicant)
+    if isinstance(row, MatterRow):
+        methods = list(row.verification_methods)
+        if not methods or len(set(methods)) != len(methods) or any(m not in METHODS for m in methods):
+            raise BadRow(f"{row.code}: 核查方式 must be one or more of {'、'.join(METHODS)}, each once; "
+                         f"got {methods}", code=row.code)
+        return
+    if row.handling_body == row.assisting_body:
+        raise BadRow(f"{row.code}: a bureau cannot be its own 协助机构", code=row.code)
+    for name, days in (("reply_within", row.reply_within), ("decline_within", row.decline_within)):
+        if not 1 <= days <= 30:
+            raise BadDeadline(f"{row.code}: {name} is {days}; it must be 1 to 30 working days",
+                              code=row.code, field=name, value=days)
+
+
+def _check_exclusions(rows: Sequence[Row]) -> None:
+    hits = {r.code: exclusion_hits(r) for r in rows if isinstance(r, MatterRow)}
+    bad = {code: h for code, h in hits.items() if h}
+    if bad:
+        why = "; ".join(f"{code}: {'、'.join(h)}" for code, h in bad.items())
+        raise Excluded(f"一(二): these matters are not under the commitment system: {why}", rows=bad)
+
+
+def _same_kind(state: CatalogueState, kind: str) -> None:
+    if kind != state.kind:
+        raise WrongKind(f"a {kind} event cannot change the {KIND_ZH[state.kind]}")
+
+
+def _justice(actor: str, named: str, what: str) -> None:
+    if actor != JUSTICE or named != JUSTICE:
+        raise NotJustice(f"only {JUSTICE} {what}; not {actor}", actor=actor)
+
+
+def _with(state: CatalogueState, adj: Adjustment, **changes: Any) -> CatalogueState:
+    adjustments = tuple(adj if a.id == adj.id else a for a in state.adjustments)
+    return msgspec.structs.replace(state, adjustments=adjustments, **changes)
+
+
+# -- the aggregate -------------------------------------------------------------------
+
+
+class Record(msgspec.Struct, frozen=True, kw_only=True):
+    """One recorded catalogue event, with who recorded it and when (for the 司法局's audit)."""
+
+    event: CatalogueEvent
+    actor: str
+    at: datetime
+
+
+class Catalogue(Aggregate):
+    """One catalogue (附件8 or 附件9) as 区司法局 keeps it."""
+
+    class Opened(Aggregate.Created):
+        """The catalogue's stream began (with its first adjustment or memorandum)."""
+
+        kind: str
+
+    class Recorded(Aggregate.Event):
+        """One catalogue event, as its exact msgspec-JSON bytes."""
+
+        body: bytes
+        actor: str
+        at: datetime
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._fold(self)
+
+    state: CatalogueState
+
+    def __init__(self, kind: str) -> None:
+        self.state = empty(cast(Kind, kind))
+
+    @staticmethod
+    def id_for(kind: str) -> uuid.UUID:
+        """The aggregate id of a kind's catalogue."""
+        return uuid.uuid5(_NS, f"catalogue:{kind}")
+
+    @classmethod
+    def open(cls, kind: Kind) -> Catalogue:
+        """A new, empty catalogue."""
+        empty(kind)
+        return cls._create(cls.Opened, id=cls.id_for(kind), kind=kind)
+
+    # -- commands: guard, then record exactly one event ------------------------------
+
+    def apply_adjustment(self, *, applicant: str, basis: str, adds: Sequence[Row], replaces: Sequence[Row],
+                         removes: Sequence[str], at: datetime) -> str:
+        """一(四): record a bureau's application to change its rows."""
+        ev = AdjustmentApplied(id=next_adjustment_id(self.state), kind=self.state.kind, applicant=applicant,
+                               basis=basis, adds=list(adds), replaces=list(replaces), removes=list(removes),
+                               applied_at=at)
+        self._record(ev, actor=applicant, at=at)
+        return ev.id
+
+    def review(self, adjustment_id: str, *, approve: bool, reasons: str, reviewer: str, at: datetime) -> None:
+        """区司法局 approves or rejects one pending adjustment."""
+        ev = AdjustmentReviewed(adjustment_id=adjustment_id, kind=self.state.kind, approved=approve,
+                                reviewer=reviewer, reasons=reasons, reviewed_at=at)
+        self._record(ev, actor=reviewer, at=at)
+
+    def publish(self, *, publisher: str, at: datetime) -> int:
+        """区司法局 publishes every approved adjustment as the next version."""
+        _justice(publisher, publisher, "publishes the catalogues")
+        queue = self.state.queue()
+        if not queue:
+            raise NothingToPublish(f"no approved adjustment of the {KIND_ZH[self.state.kind]} waits to be published")
+        rows = compose(self.state.rows, queue)
+        number = len(self.state.versions) + 1
+        ev = CataloguePublished(kind=self.state.kind, version=number, adjustments=[a.id for a in queue],
+                                digest=rows_digest(rows), rows=len(rows), published_by=publisher, published_at=at)
+        self._record(ev, actor=publisher, at=at)
+        return number
+
+    def file_with_city(self, version: int, *, filed_by: str, at: datetime) -> None:
+        """一(四): record that a version was filed with 市司法局."""
+        ev = CatalogueFiled(kind=self.state.kind, version=version, filed_by=filed_by, filed_at=at)
+        self._record(ev, actor=filed_by, at=at)
+
+    def file_memorandum(self, memo: Memorandum, *, filed_by: str, at: datetime) -> None:
+        """第六条: a party files its on-site assistance memorandum into the catalogue."""
+        self._record(MemorandumFiled(memorandum=memo, filed_by=filed_by, filed_at=at), actor=filed_by, at=at)
+
+    def _record(self, event: CatalogueEvent, *, actor: str, at: datetime) -> None:
+        apply(self.state, event, actor=actor, at=at)
+        body = encode_event(event)
+        try:
+            # What is stored must decode again on every later load, so check it now.
+            decode_event(body)
+        except msgspec.ValidationError as e:
+            raise InvalidEvent(f"{type(event).__name__} does not match its schema: {e}") from e
+        self.trigger_event(self.Recorded, body=body, actor=actor, at=at)
+
+    def _fold(self, ev: Any) -> None:
+        self.state = apply(self.state, decode_event(ev.body), actor=ev.actor, at=ev.at)
+
+
+# -- the application -----------------------------------------------------------------
+
+
+class CatalogueRegistry(Application[uuid.UUID]):
+    """区司法局's catalogue store: the 动态调整 procedure and the queries every bureau relies on.
+
+    There is deliberately no command that edits or deletes a published row: rows change only
+    through :meth:`apply_adjustment` → :meth:`review` → :meth:`publish`.
+    """
+
+    def __init__(self, location: Path | None, clock: Clock) -> None:
+        self.clock = clock
+        super().__init__(env=store_env(location))
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # Settings come only from the composition root, never from os.environ.  Every
+        # request checks the catalogue: keep the two aggregates cached (fast-forwarded
+        # from the store on each read, so another process's publication is seen).
+        return Environment(name, {"AGGREGATE_CACHE_MAXSIZE": "4", **dict(env or {})})
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(_BytesAsBase64())
+
+    # -- commands ----------------------------------------------------------------------
+
+    def apply_adjustment(self, kind: Kind, applicant: str, basis: str, *, adds: Sequence[Row] = (),
+                         removes: Sequence[str] = (), replaces: Sequence[Row] = ()) -> str:
+        """一(四): ``applicant`` applies to change its own rows, with the 依据; returns the adjustment id."""
+        def command(cat: Catalogue) -> str:
+            return cat.apply_adjustment(applicant=applicant, basis=basis, adds=adds, replaces=replaces,
+                                        removes=removes, at=self.clock.now())
+        return self._change(kind, command)
+
+    def review(self, adjustment_id: str, approve: bool, reasons: str = "", reviewer: str = JUSTICE) -> Adjustment:
+        """区司法局 approves or rejects (with reasons) a pending adjustment; returns it as reviewed."""
+        kind = _kind_of(adjustment_id)
+
+        def command(cat: Catalogue) -> None:
+            cat.review(adjustment_id, approve=approve, reasons=reasons, reviewer=reviewer, at=self.clock.now())
+        self._change(kind, command)
+        return self.adjustment(adjustment_id)
+
+    def publish(self, kind: Kind, publisher: str = JUSTICE) -> int:
+        """Publish every approved, unpublished adjustment of ``kind`` as a new version; returns its number."""
+        return self._change(kind, lambda cat: cat.publish(publisher=publisher, at=self.clock.now()))
+
+    def file_with_city(self, kind: Kind, version: int, filed_by: str = JUSTICE) -> None:
+        """Record that ``version`` was filed (备案) with 市司法局."""
+        self._change(kind, lambda cat: cat.file_with_city(version, filed_by=filed_by, at=self.clock.now()))
+
+    def file_memorandum(self, memo: Memorandum, filed_by: str | None = None) -> None:
+        """第六条: file an on-site assistance memorandum (by one of its parties, the first by default)."""
+        by = filed_by if filed_by is not None else (memo.parties[0] if memo.parties else "")
+        self._change("assistance", lambda cat: cat.file_memorandum(memo, filed_by=by, at=self.clock.now()))
+
+    def _change(self, kind: Kind, command: Callable[[Catalogue], T]) -> T:
+        # Load, guard and record, then save; a writer that raced us makes the save conflict,
+        # and the command is tried again on the catalogue as it now is.
+        for attempt in range(CONFLICT_RETRIES):
+            cat = self._load(kind) or Catalogue.open(kind)
+            result = command(cat)
+            try:
+                self.save(cat)
+                return result
+            except IntegrityError as e:
+                if attempt == CONFLICT_RETRIES - 1:
+                    raise StoreError(f"the {KIND_ZH[kind]} kept changing meanwhile "
+                                     f"({CONFLICT_RETRIES} tries); retry") from e
+        raise AssertionError("unreachable")
+
+    # -- queries -----------------------------------------------------------------------
+
+    def state(self, kind: Kind) -> CatalogueState:
+        """The folded state of one catalogue (empty if nothing was ever applied)."""
+        cat = self._load(kind)
+        return cat.state if cat is not None else empty(kind)
+
+    @overload
+    def current(self, kind: Literal["matters"]) -> list[MatterRow]: ...
+    @overload
+    def current(self, kind: Literal["assistance"]) -> list[AssistanceItem]: ...
+    def current(self, kind: Kind) -> list[MatterRow] | list[AssistanceItem]:
+        """The rows of the latest published version (empty before version 1)."""
+        return cast("list[MatterRow] | list[AssistanceItem]", list(self.state(kind).rows))
+
+    def version(self, kind: Kind, number: int) -> Version:
+        """Any published version, exactly as published."""
+        return self.state(kind).version(number)
+
+    def versions(self, kind: Kind) -> list[Version]:
+        """Every published version, oldest first."""
+        return list(self.state(kind).versions)
+
+    def item(self, code: str, version: int | None = None) -> AssistanceItem:
+        """An assistance item of the latest version, or of ``version``."""
+        row = self._row("assistance", code, version)
+        assert isinstance(row, AssistanceItem)
+        return row
+
+    def matter(self, code: str, version: int | None = None) -> MatterRow:
+        """A certification matter of the latest version, or of ``version``."""
+        row = self._row("matters", code, version)
+        assert isinstance(row, MatterRow)
+        return row
+
+    def check_request(self, requester: str, assistor: str, item_code: str) -> tuple[AssistanceItem, int]:
+        """第七条 and 第六条: may ``requester`` ask ``assistor`` under ``item_code`` now?
+
+        Returns the item and the version it is published in; the request must record both
+        (``AssistanceRequested.catalogue_item`` / ``catalogue_version``).
+        """
+        st = self.state("assistance")
+        latest = st.latest
+        row = next((r for r in st.rows if r.code == item_code), None)
+        if latest is None or not isinstance(row, AssistanceItem):
+            raise NotCatalogued(f"第七条: {item_code} is not in the published 行政协助事项清单; "
+                                f"未纳入行政协助目录的事项不得请求行政协助", item=item_code)
+        if (row.handling_body, row.assisting_body) != (requester, assistor):
+            raise NotCatalogued(f"第七条: {item_code} is catalogued for {row.handling_body}→{row.assisting_body}, "
+                                f"not {requester}→{assistor}", item=item_code, version=latest.number)
+        if row.on_site and st.memorandum_for(requester, assistor, item_code) is None:
+            raise NoMemorandum(f"第六条: {item_code} is on-site assistance; {requester} and {assistor} have filed "
+                               f"no memorandum for it", item=item_code, version=latest.number)
+        return row, latest.number
+
+    def adjustment(self, adjustment_id: str) -> Adjustment:
+        """One adjustment by id."""
+        return self.state(_kind_of(adjustment_id)).adjustment(adjustment_id)
+
+    def pending_adjustments(self, kind: Kind | None = None) -> list[Adjustment]:
+        """Adjustments not yet published: waiting for review (``pending``) or for publication (``approved``)."""
+        kinds = KINDS if kind is None else (kind,)
+        return [a for k in kinds for a in self.state(k).adjustments if a.status in ("pending", "approved")]
+
+    def memoranda(self) -> list[Memorandum]:
+        """Every filed memorandum."""
+        return list(self.state("assistance").memoranda)
+
+    def history(self, kind: Kind) -> list[Record]:
+        """Every recorded event of a catalogue, oldest first, with its actor and time."""
+        events = self.repository.event_store.get(Catalogue.id_for(kind))
+        return [Record(event=decode_event(e.body), actor=e.actor, at=e.at)
+                for e in events if isinstance(e, Catalogue.Recorded)]
+
+    # -- helpers -----------------------------------------------------------------------
+
+    def _row(self, kind: Kind, code: str, version: int | None) -> Row:
+        st = self.state(kind)
+        rows = st.rows if version is None else st.version(version).rows
+        for r in rows:
+            if r.code == code:
+                return r
+        where = "the latest version" if version is None else f"version {version}"
+        raise UnknownCode(f"{code} is not in {where} of the {KIND_ZH[kind]}", code=code, version=version)
+
+    def _load(self, kind: Kind) -> Catalogue | None:
+        empty(kind)
+        try:
+            cat: Catalogue = self.repository.get(Catalogue.id_for(kind))
+            return cat
+        except AggregateNotFoundError:
+            return None
+
+
+def _kind_of(adjustment_id: str) -> Kind:
+    prefix = adjustment_id.rpartition("-")[0]
+    if prefix not in KINDS:
+        raise UnknownAdjustment(f"{adjustment_id!r} is not an adjustment id (e.g. assistance-0001)")
+    return prefix
