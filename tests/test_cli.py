@@ -109,3 +109,53 @@ def test_the_demo_never_wipes_a_directory_it_did_not_make(tmp_path: Path) -> Non
     proc = run("demo", "--json", "--requests", "5", data_dir=tmp_path, check=False)
     assert proc.returncode == 1 and "not a demo" in proc.stderr
     assert precious.read_text() == "a bureau's real data"
+
+
+def test_a_bureau_adjusts_its_catalogue_rows_from_its_spreadsheet(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Export its 附件9 sheet, change a time limit, apply; 区司法局 reviews and publishes a new version."""
+    data, _ = demo_dir
+    sheet = tmp_path / "shenpi-附件9.csv"
+    run("catalogue", "export", "--kind", "assistance", "--bureau", "shenpi", str(sheet), data_dir=data)
+    lines = sheet.read_text(encoding="utf-8-sig").splitlines()
+    header, first = lines[0].split(","), lines[1].split(",")
+    first[header.index("回复时限（工作日）")] = "5"
+    sheet.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n", encoding="utf-8")
+    applied = run("catalogue", "apply", "--kind", "assistance", "--bureau", "shenpi", "--basis",
+                  "根据核查工作量调整回复时限", str(sheet), data_dir=data)
+    assert "1 changed" in applied.stderr
+    pending = json.loads(run("catalogue", "adjustments", "--json", data_dir=data).stdout)
+    [adj] = [a for a in pending if a["status"] == "pending"]
+    run("catalogue", "review", adj["id"], "--approve", data_dir=data)
+    run("catalogue", "publish", "--kind", "assistance", data_dir=data)
+    versions = json.loads(run("catalogue", "versions", "--kind", "assistance", "--json", data_dir=data).stdout)
+    assert versions[-1]["version"] == 3 and versions[-1]["filed_with"] == "shi-sifa"
+    latest = json.loads(run("catalogue", "show", "--kind", "assistance", "--json", data_dir=data).stdout)
+    first_code = first[header.index("事项编码")]
+    assert next(r for r in latest if r["code"] == first_code)["reply_within"] == 5
+    earlier = json.loads(run("catalogue", "show", "--kind", "assistance", "--version", "1", "--json",
+                             data_dir=data).stdout)
+    assert next(r for r in earlier if r["code"] == first_code).get("reply_within", 3) == 3
+
+
+def test_a_rejection_without_reasons_is_refused(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data, _ = demo_dir
+    sheet = tmp_path / "jiaoti.csv"
+    run("catalogue", "export", "--kind", "assistance", "--bureau", "jiaoti", str(sheet), data_dir=data)
+    sheet.write_text(sheet.read_text(encoding="utf-8-sig").replace("无犯罪记录核查", "无犯罪记录及奖惩情况核查"),
+                     encoding="utf-8")
+    run("catalogue", "apply", "--kind", "assistance", "--bureau", "jiaoti", "--basis", "增加核查内容", str(sheet),
+        data_dir=data)
+    [adj] = [a for a in json.loads(run("catalogue", "adjustments", "--json", data_dir=data).stdout)
+             if a["applicant"] == "jiaoti" and a["status"] == "pending"]
+    proc = run("catalogue", "review", adj["id"], "--reject", data_dir=data, check=False)
+    assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+    run("catalogue", "review", adj["id"], "--reject", "--reasons", "核查内容超出证明事项范围", data_dir=data)
+
+
+def test_commitment_cases_are_listed_by_outcome(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    data, s = demo_dir
+    rows = json.loads(run("cases", "--json", data_dir=data).stdout)
+    assert len(rows) == s["applications"]
+    from collections import Counter
+
+    assert Counter(r["outcome"] for r in rows.values()) == Counter(s["cases_by_outcome"])

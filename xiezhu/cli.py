@@ -21,11 +21,13 @@ from agencies.registry import Registry
 from aggregates.clock import SystemClock
 from aggregates.store import SHANGHAI
 from broker.server import EmbeddedNats
+from projections.commitments import CommitmentView
 from projections.ledger import Ledger
 from projections.sla import SlaView
 from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
+from xiezhu.cli_catalogue import app as catalogue_app
 from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -33,6 +35,7 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="
 projections_app = typer.Typer(no_args_is_help=True, help="Read models built from the ledger.")
 keys_app = typer.Typer(no_args_is_help=True, help="Bureau signing keys and the trust list.")
 app.add_typer(projections_app, name="projections")
+app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(keys_app, name="keys")
 
 out = Console()
@@ -191,6 +194,40 @@ def _t(iso: str | None) -> str:
     if not iso:
         return ""
     return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%m-%d %H:%M")
+
+
+@app.command()
+def cases(
+    ctx: typer.Context,
+    bureau: Annotated[str | None, typer.Option(help="Only this handling bureau's cases.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Commitment cases (告知承诺) of the handling bureaus, with their step or outcome, from the ledger.
+
+    Example: [bold]xiezhu cases --bureau shenpi[/]
+    """
+    settings = _settings(ctx)
+    if bureau:
+        Registry.load()[bureau]
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    ledger_ = Ledger(settings.ledger_path)
+    try:
+        view = CommitmentView(settings.commitments_path)
+        view.follow(ledger_)
+        rows = view.rows(bureau=bureau)
+    finally:
+        ledger_.close()
+    if as_json:
+        _print_json({f"{r['bureau']}/{r['number']}": r for r in rows})
+        return
+    t = Table(title=f"{len(rows)} commitment cases")
+    for col in ("number", "bureau", "matter", "applicant", "applied", "status", "outcome"):
+        t.add_column(col, no_wrap=col in ("number", "applied"))
+    for r in rows:
+        t.add_row(r["number"], r["bureau"], r["matter"], r["applicant"], r["applied_on"], r["status"],
+                  r["outcome"] if r["outcome"] != r["status"] else "")
+    out.print(t)
 
 
 @app.command()
@@ -401,7 +438,7 @@ def ledger(
 
 @projections_app.command("rebuild")
 def projections_rebuild(ctx: typer.Context) -> None:
-    """Drop the SLA view and build it again from the ledger, with a progress bar.
+    """Drop the read models (SLA view, commitment cases) and build them again from the ledger.
 
     Example: [bold]xiezhu projections rebuild[/]
     """
@@ -411,12 +448,12 @@ def projections_rebuild(ctx: typer.Context) -> None:
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     ledger_ = Ledger(settings.ledger_path)
-    settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-    view = SlaView(settings.sla_path)
+    views = [("SLA view", SlaView(settings.sla_path)), ("commitment cases", CommitmentView(settings.commitments_path))]
     with Progress(console=err) as progress:
-        task = progress.add_task("rebuilding SLA view", total=len(ledger_))
-        n = view.rebuild(ledger_, progress=lambda k: progress.advance(task, k))
-    err.print(f"[green]rebuilt[/] from {n} ledger entries")
+        for label, view in views:
+            task = progress.add_task(f"rebuilding {label}", total=len(ledger_))
+            n = view.rebuild(ledger_, progress=lambda k, task=task: progress.advance(task, k))  # type: ignore[misc]
+    err.print(f"[green]rebuilt[/] {len(views)} views from {n} ledger entries")
 
 
 def main() -> None:

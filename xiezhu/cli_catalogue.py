@@ -1,0 +1,170 @@
+"""``xiezhu catalogue …``: the lists of 附件8 and 附件9 and their 动态调整, for bureaus and 区司法局."""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import msgspec
+import typer
+from rich.table import Table
+
+from agencies.registry import Registry
+from aggregates.catalogue import CatalogueRegistry, diff_rows
+from aggregates.clock import SystemClock
+from projections import catalogue_io
+from schemas.errors import XiezhuError
+from xiezhu.settings import Settings
+
+app = typer.Typer(no_args_is_help=True, help="The catalogues of 附件8 (matters) and 附件9 (assistance items).")
+
+Kind = Annotated[str, typer.Option("--kind", help="matters (附件8) or assistance (附件9).")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+KINDS = ("matters", "assistance")
+
+
+def _kind(kind: str) -> Literal["matters", "assistance"]:
+    if kind not in KINDS:
+        raise XiezhuError(f"--kind must be matters (附件8) or assistance (附件9), not {kind!r}")
+    return kind  # type: ignore[return-value]
+
+
+def _registry(ctx: typer.Context) -> CatalogueRegistry:
+    from xiezhu.node import open_catalogue
+
+    settings: Settings = ctx.obj.settings
+    return open_catalogue(settings, SystemClock())
+
+
+def _out() -> Any:
+    from xiezhu.cli import _print_json, out
+
+    return out, _print_json
+
+
+@app.command("show")
+def show(ctx: typer.Context, kind: Kind = "assistance",
+         version: Annotated[int | None, typer.Option(help="An earlier version (default: the latest).")] = None,
+         as_json: AsJson = False) -> None:
+    """The published rows of a catalogue, latest or any earlier version.
+
+    Example: [bold]xiezhu catalogue show --kind assistance --version 1[/]
+    """
+    cat, k = _registry(ctx), _kind(kind)
+    rows = list(cat.version(k, version).rows) if version else cat.current(k)
+    out, print_json = _out()
+    if as_json:
+        print_json([msgspec.to_builtins(r) for r in rows])
+        return
+    versions = cat.versions(k)
+    shown = version or (versions[-1].number if versions else 0)
+    title = "附件8 证明事项清单" if k == "matters" else "附件9 行政协助事项清单"
+    t = Table(title=f"{title} — version {shown}, {len(rows)} rows")
+    header = catalogue_io.header(k)[:8]
+    for col in header:
+        t.add_column(col)
+    for row in catalogue_io.to_table(k, rows, Registry.load())[1:]:
+        t.add_row(*[str(c) for c in row[:8]])
+    out.print(t)
+
+
+@app.command("versions")
+def versions(ctx: typer.Context, kind: Kind = "assistance", as_json: AsJson = False) -> None:
+    """Every published version: when, by whom, which adjustments, and its filing with 市司法局.
+
+    Example: [bold]xiezhu catalogue versions --kind matters[/]
+    """
+    cat, k = _registry(ctx), _kind(kind)
+    out, print_json = _out()
+    vs = cat.versions(k)
+    if as_json:
+        print_json([{"version": v.number, "rows": len(v.rows), "adjustments": v.adjustments, "digest": v.digest,
+                     "published_at": v.published_at, "filed_with": v.filed_with, "filed_at": v.filed_at} for v in vs])
+        return
+    t = Table(title=f"{k}: {len(vs)} versions")
+    for col in ("version", "rows", "adjustments", "published", "filed with 市司法局"):
+        t.add_column(col)
+    for v in vs:
+        filed = v.filed_at.isoformat(timespec="minutes") if v.filed_at else "not yet"
+        t.add_row(str(v.number), str(len(v.rows)), ", ".join(v.adjustments),
+                  v.published_at.isoformat(timespec="minutes"), filed)
+    out.print(t)
+
+
+@app.command("adjustments")
+def adjustments(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Adjustments waiting for review or for publication.
+
+    Example: [bold]xiezhu catalogue adjustments[/]
+    """
+    pending = _registry(ctx).pending_adjustments()
+    out, print_json = _out()
+    if as_json:
+        print_json([msgspec.to_builtins(a) for a in pending])
+        return
+    t = Table(title=f"{len(pending)} adjustments under way")
+    for col in ("id", "by", "basis", "adds", "replaces", "removes", "status"):
+        t.add_column(col)
+    for a in pending:
+        t.add_row(a.id, a.applicant, a.basis, str(len(a.adds)), str(len(a.replaces)), str(len(a.removes)), a.status)
+    out.print(t)
+
+
+@app.command("export")
+def export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="A .csv or .xlsx file to write.")],
+           kind: Kind = "assistance",
+           bureau: Annotated[str | None, typer.Option(help="Only this bureau's rows (its own sheet).")] = None) -> None:
+    """Write a catalogue in the column layout of 附件8 / 附件9, as CSV or XLSX.
+
+    Example: [bold]xiezhu catalogue export --kind matters --bureau shenpi shenpi-附件8.xlsx[/]
+    """
+    from aggregates.catalogue import owner_of
+
+    cat, k, reg = _registry(ctx), _kind(kind), Registry.load()
+    rows = [r for r in cat.current(k) if bureau is None or owner_of(r) == bureau]
+    catalogue_io.export_rows(k, rows, file, reg, department=reg.name(bureau) if bureau else "区司法局")
+    typer.echo(f"wrote {len(rows)} rows to {file}", err=True)
+
+
+@app.command("apply")
+def apply(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="The bureau's filled-in .csv or .xlsx.")],
+          bureau: Annotated[str, typer.Option(help="The bureau applying (its rows only).")],
+          basis: Annotated[str, typer.Option(help="The 依据 of the adjustment (一(四)).")],
+          kind: Kind = "assistance") -> None:
+    """Apply for 动态调整 from a spreadsheet: the differences to the bureau's published rows.
+
+    Example: [bold]xiezhu catalogue apply --kind assistance --bureau shenpi --basis "…" shenpi-附件9.xlsx[/]
+    """
+    cat, k, reg = _registry(ctx), _kind(kind), Registry.load()
+    reg[bureau]
+    wanted = catalogue_io.import_rows(k, file, reg)
+    adds, replaces, removes = diff_rows(cat.current(k), wanted, bureau)
+    adj = cat.apply_adjustment(k, bureau, basis, adds=adds, replaces=replaces, removes=removes)
+    typer.echo(f"{adj}: {len(adds)} added, {len(replaces)} changed, {len(removes)} removed; waits for 区司法局",
+               err=True)
+
+
+@app.command("review")
+def review(ctx: typer.Context, adjustment: Annotated[str, typer.Argument(help="The adjustment id.")],
+           approve: Annotated[bool, typer.Option("--approve/--reject", help="The decision.")],
+           reasons: Annotated[str, typer.Option(help="Required when rejecting.")] = "") -> None:
+    """区司法局 approves or rejects (with reasons) an adjustment.
+
+    Example: [bold]xiezhu catalogue review assistance-0003 --reject --reasons "设定依据不明确"[/]
+    """
+    a = _registry(ctx).review(adjustment, approve, reasons)
+    typer.echo(f"{a.id}: {a.status}", err=True)
+
+
+@app.command("publish")
+def publish(ctx: typer.Context, kind: Kind = "assistance",
+            file_with_city: Annotated[bool, typer.Option("--file/--no-file",
+                                                         help="Also record the filing with 市司法局.")] = True) -> None:
+    """Publish every approved adjustment as the next version (and file it with 市司法局).
+
+    Example: [bold]xiezhu catalogue publish --kind assistance[/]
+    """
+    cat, k = _registry(ctx), _kind(kind)
+    version = cat.publish(k)
+    if file_with_city:
+        cat.file_with_city(k, version)
+    typer.echo(f"{k} version {version} published" + (" and filed with 市司法局" if file_with_city else ""), err=True)
