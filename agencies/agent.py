@@ -131,6 +131,8 @@ class BureauAgent:
             raise EarlyEvent(f"{env.type} {env.id} of case {env.number} came before what it follows") from e
         except RuleError as e:
             raise NotApplicable(f"{e.code}: {e}") from e
+        if state is None:  # a notice: kept as it came
+            return
         if isinstance(env.payload, AssistanceRequested):
             await asyncio.to_thread(self._try_answer, state.case)
         elif isinstance(env.payload, AssistanceReplied) and state.request.commitment_case:

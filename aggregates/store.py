@@ -27,6 +27,7 @@ from aggregates.clock import Clock
 from aggregates.commitment import CommitmentState
 from aggregates.commitment_cases import CommitmentCase, CommitmentCommands, commitment_topics
 from aggregates.errors import RuleError, WrongOrder
+from aggregates.notices import Notice, NoticeIn
 from schemas.assistance import (
     Applicant,
     AssistanceDeclined,
@@ -43,6 +44,7 @@ from schemas.assistance import (
 from schemas.commitment import ItemVerified
 from schemas.envelope import Envelope, Signed, decode_envelope, new_id
 from schemas.errors import XiezhuError
+from schemas.sla import DeadlineBreached, DeadlineReminder
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _NS = uuid.UUID("6f1c1a52-8f0e-4d5e-9a51-7a1e5c3b9d20")
@@ -397,14 +399,18 @@ class BureauStore(CommitmentCommands, Application[uuid.UUID]):
 
     # -- intake --------------------------------------------------------------------
 
-    def accept(self, signed: Signed, env: Envelope, *, stream_seq: int, arrived_at: datetime) -> CaseState:
+    def accept(self, signed: Signed, env: Envelope, *, stream_seq: int, arrived_at: datetime) -> CaseState | None:
         """Apply a verified incoming envelope exactly once.
 
         The intake marker, the case change and (for a request) the signed arrival record
         commit in one transaction.  Raises :class:`DuplicateEvent` if the event id was
-        applied before, :class:`RuleError` if the event breaks a rule of its case.
+        applied before, :class:`RuleError` if the event breaks a rule of its case.  A
+        notice (a deadline reminder or breach) is kept as it came; it returns ``None``.
         """
         marker = Intake.mark(env.id, stream_seq)
+        if isinstance(env.payload, DeadlineReminder | DeadlineBreached):
+            self._accept_notice(signed, env, marker, stream_seq)
+            return None
         if isinstance(env.payload, AssistanceRequested):
             if uuid.UUID(env.case) in self.repository:
                 self._raise_if_seen(env.id, signed.body, self.case(env.case))
@@ -428,6 +434,37 @@ class BureauStore(CommitmentCommands, Application[uuid.UUID]):
             self._raise_if_seen(env.id, signed.body, self.case(env.case))
             raise StoreError(f"concurrent change to case {env.number}; retry") from e
         return case.state
+
+    def _accept_notice(self, signed: Signed, env: Envelope, marker: Intake, stream_seq: int) -> None:
+        try:
+            self.save(NoticeIn.got(signed, env.id, stream_seq), marker)
+        except IntegrityError as e:
+            if Intake.id_for(env.id) in self.repository:
+                known: NoticeIn = self.repository.get(NoticeIn.id_for(env.id))
+                raise DuplicateEvent(f"notice {env.id} was already received",
+                                     same_bytes=known.signed.body == signed.body) from e
+            raise StoreError(f"could not record notice {env.id}; retry") from e
+
+    def send_notice(self, key: str, case: str, number: str, copies: Sequence[tuple[str, Any]]) -> bool:
+        """Sign and commit a notice about ``key`` to each recipient, once; ``False`` if it was sent before."""
+        if Notice.id_for(key) in self.repository:
+            return False
+        now = self.clock.now()
+        signed = [self._sign(Envelope(id=new_id(), sender=self.bureau, recipient=recipient, case=case,
+                                      number=number, time=now, payload=payload)) for recipient, payload in copies]
+        try:
+            self.save(Notice.send(key, signed))
+        except IntegrityError:
+            return False  # another monitor (or this one before a restart) sent it meanwhile
+        return True
+
+    def notices(self) -> list[Envelope]:
+        """Notices received here (reminders, breaches), oldest first."""
+        out = []
+        for n in self._notifications([_topic(NoticeIn.Got)]):
+            got: NoticeIn = self.repository.get(n.originator_id)
+            out.append(decode_envelope(got.signed.body))
+        return out
 
     def _verified_commitment(self, case: AssistanceCase, env: Envelope) -> list[CommitmentCase]:
         """A reply to a request made for a commitment case verifies those items, in the same transaction."""
@@ -486,7 +523,8 @@ class BureauStore(CommitmentCommands, Application[uuid.UUID]):
 
     def outgoing_topics(self) -> list[str]:
         """Notification topics of events this bureau signed and must relay."""
-        return [_topic(AssistanceCase.Requested), _topic(AssistanceCase.Sent), *commitment_topics(_topic)]
+        return [_topic(AssistanceCase.Requested), _topic(AssistanceCase.Sent), *commitment_topics(_topic),
+                _topic(Notice.Sent), _topic(Notice.SentAlso)]
 
     def commitments(self) -> Iterator[CommitmentState]:
         """Every commitment case of this bureau, oldest first."""

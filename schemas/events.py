@@ -7,8 +7,9 @@ from __future__ import annotations
 
 from schemas.assistance import AssistanceEvent
 from schemas.commitment import CommitmentEvent
+from schemas.sla import SlaEvent
 
 #: Every payload type that may appear on the wire.
-Payload = AssistanceEvent | CommitmentEvent
+Payload = AssistanceEvent | CommitmentEvent | SlaEvent
 
 __all__ = ["Payload"]
