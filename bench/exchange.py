@@ -95,12 +95,14 @@ from broker.streams import (
     inbox_filter,
 )
 from schemas.assistance import Applicant, CommitmentItem, Matter
+from schemas.catalogue import AssistanceItem
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, new_id
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
 REQUESTER = "shenpi"
 ASSISTOR = "gongan"
+ITEM_CODE = "XZ-0001"
 #: Request, receipt, reply: what one xiezhu exchange puts on the stream and in the ledger.
 XIEZHU_EVENTS_PER_EXCHANGE = 3
 #: Request and reply.
@@ -231,6 +233,7 @@ def request_for(resident: dict[str, Any]) -> dict[str, Any]:
                            facts={"address": town}),
             CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record"),
         ],
+        "catalogue_item": ITEM_CODE,
     }
 
 
@@ -386,6 +389,16 @@ class XiezhuExchanges:
                          kid=request.kid, sig_b64=b64(request.sig))
 
 
+def publish_item(node: Node) -> None:
+    """第七条: only catalogued items can be requested; list the one the bench uses."""
+    basis = "《国务院办公厅关于全面推行证明事项告知承诺制的指导意见》"
+    row = AssistanceItem(code=ITEM_CODE, seq=1, service_matter_name=MATTER.name, service_matter_code=MATTER.code,
+                         item_name="户籍及无犯罪记录核查", legal_basis=basis, handling_body=REQUESTER,
+                         assisting_body=ASSISTOR, verification_method="部门间行政协助")
+    node.catalogue.review(node.catalogue.apply_adjustment("assistance", REQUESTER, basis, adds=[row]), True)
+    node.catalogue.publish("assistance")
+
+
 @contextlib.asynccontextmanager
 async def running_node(data_dir: Path) -> AsyncIterator[Node]:
     """shenpi and gongan agents, ledger and SLA projection on their own embedded server."""
@@ -395,6 +408,7 @@ async def running_node(data_dir: Path) -> AsyncIterator[Node]:
     KeyStore(settings.keys_dir).ensure(registry.codes(), valid_from=valid_from)
     node = Node(settings, registry, clock, agents=[REQUESTER, ASSISTOR], ledger=True,
                 projection=True, simulated=False, key_valid_from=valid_from)
+    publish_item(node)
     try:
         yield await node.start()
     finally:

@@ -1,0 +1,16 @@
+"""The benchmark still runs end to end (a tiny run; the figures themselves are not checked)."""
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+
+
+def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
+    proc = subprocess.run([sys.executable, "-m", "bench.exchange", "--json", "--requests", "20",
+                           "--latency-samples", "5"], capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert report["ok"] is True
+    assert report["xiezhu"]["ledger_events"] == report["xiezhu"]["ledger_expected"]
+    assert report["raw"]["rate_per_s"] > 0 and report["xiezhu"]["rate_per_s"] > 0
