@@ -159,3 +159,21 @@ def test_commitment_cases_are_listed_by_outcome(demo_dir) -> None:  # type: igno
     from collections import Counter
 
     assert Counter(r["outcome"] for r in rows.values()) == Counter(s["cases_by_outcome"])
+
+
+def test_a_case_history_and_its_letters_come_from_the_ledger(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    data, _ = demo_dir
+    rows = json.loads(run("sla", "--json", data_dir=data).stdout)
+    replied = next(r for r in rows.values() if r["status"] == "replied")
+    h = json.loads(run("history", replied["number"], "--from", replied["requester"], "--json", data_dir=data).stdout)
+    assert h["kind"] == "assistance" and [line["type"] for line in h["lines"]][:2] == [
+        "assistance.requested", "assistance.received"]
+    assert any("第十条" in f for f in h["findings"])
+    text = run("letter", replied["number"], "--from", replied["requester"], data_dir=data).stdout
+    assert f"（编号：{replied['number']}）" in text and "行政协助函" in text and "行政协助回复函" in text
+    cases = json.loads(run("cases", "--json", data_dir=data).stdout)
+    signed = next(c for c in cases.values() if c["status"] in ("closed", "approved", "revoked"))
+    run("letter", signed["number"], "--from", signed["bureau"], "--out", str(tmp_path / "letters"), data_dir=data)
+    written = sorted(p.name for p in (tmp_path / "letters").iterdir())
+    assert any("notice" in n for n in written) and any("commitment" in n for n in written)
+    assert "承诺告知书" in next((tmp_path / "letters").glob("*notice*")).read_text(encoding="utf-8")

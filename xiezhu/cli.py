@@ -230,6 +230,81 @@ def cases(
     out.print(t)
 
 
+def _case_history(settings: Settings, number: str, sender: str | None) -> Any:
+    from projections.history import find_cases, history
+
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    ledger_ = Ledger(settings.ledger_path)
+    try:
+        found = find_cases(ledger_, number, sender)
+        if not found:
+            raise XiezhuError(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger")
+        if len(found) > 1:
+            raise XiezhuError(f"{len(found)} cases are numbered {number}; add --from REQUESTER")
+        return history(ledger_, found[0])
+    finally:
+        ledger_.close()
+
+
+@app.command("history")
+def history_cmd(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="A letter number (20260001) or a commitment case (C20260001).")],
+    sender: Annotated[str | None, typer.Option("--from", help="The requesting / handling bureau.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """A case's history from the ledger alone: who asked whom for what, each answer, each step, and flags.
+
+    Example: [bold]xiezhu history 20260007 --from shenpi[/]
+    """
+    h = _case_history(_settings(ctx), number, sender)
+    if as_json:
+        _print_json({"kind": h.kind, "case": h.case, "number": h.number, "findings": h.findings,
+                     "linked": h.linked, "lines": [{k: v for k, v in msgspec.structs.asdict(line).items()
+                                                    if k != "envelope"} for line in h.lines]})
+        return
+    t = Table(title=f"{h.kind} case {h.number} — {len(h.lines)} signed events")
+    for col in ("#", "time", "from → to", "event", "findings"):
+        t.add_column(col, no_wrap=col in ("#", "time"))
+    for line in h.lines:
+        t.add_row(str(line.pos), _t(line.time.isoformat()), f"{line.sender} → {line.recipient}", line.summary,
+                  "\n".join(line.findings))
+    out.print(t)
+    for finding in h.findings:
+        out.print(f"• {finding}")
+
+
+@app.command()
+def letter(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="A letter number (20260001) or a commitment case (C20260001).")],
+    sender: Annotated[str | None, typer.Option("--from", help="The requesting / handling bureau.")] = None,
+    out_dir: Annotated[Path | None, typer.Option("--out", help="Write one .txt per letter here.")] = None,
+) -> None:
+    """The letters of a case (附件4–7) as printable text: request, reply or decline, notice, commitment.
+
+    Example: [bold]xiezhu letter 20260007 --from shenpi --out letters/[/]
+    """
+    from projections.case_letters import letters_for
+    from projections.letters import render
+
+    h = _case_history(_settings(ctx), number, sender)
+    reg = Registry.load()
+    letters = letters_for(h, reg.name)
+    if not letters:
+        raise XiezhuError(f"case {number} has no letter yet")
+    texts = [render(x) for x in letters]
+    if out_dir is None:
+        sys.stdout.write(("\n" + "─" * 40 + "\n\n").join(texts))
+        return
+    out_dir.mkdir(parents=True, exist_ok=True)
+    for i, (x, text) in enumerate(zip(letters, texts, strict=True), start=1):
+        path = out_dir / f"{number}-{i}-{type(x).__struct_config__.tag}.txt"
+        path.write_text(text, encoding="utf-8")
+        err.print(f"wrote {path}")
+
+
 @app.command()
 def bureaus(as_json: AsJson = False) -> None:
     """The bureaus of the registry (附件1) with their codes.

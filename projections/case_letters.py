@@ -1,0 +1,131 @@
+"""The letters of a case, built from its folded state so that a clerk can print them (附件4–7, 三（二）).
+
+Bureau names come from a ``names`` callable (code → Chinese name, e.g. the registry's
+``name``), so this module needs no registry. Letters are dated on the Asia/Shanghai day of
+the envelope that gave rise to them. A state the template cannot print raises
+:class:`schemas.letters.LetterError`, as building any letter does.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable
+from datetime import date, datetime
+
+from aggregates.assistance import CaseState
+from aggregates.commitment import CommitmentState
+from aggregates.store import SHANGHAI
+from projections.history import CaseHistory, State, fold_step
+from schemas.assistance import AssistanceDeclined, AssistanceReplied, AssistanceRequested
+from schemas.commitment import CommitmentSigned, NoticeIssued
+from schemas.letters import (
+    ApplicantCommitment,
+    AssistanceLetter,
+    CommitmentNotice,
+    DeclineLetter,
+    Letter,
+    ReplyItem,
+    ReplyLetter,
+)
+
+#: Bureau code → the Chinese name printed on letters.
+Names = Callable[[str], str]
+
+
+def shanghai_day(t: datetime) -> date:
+    """The date a letter carries: the Asia/Shanghai day of ``t``."""
+    return t.astimezone(SHANGHAI).date()
+
+
+def assistance_letter(state: CaseState, names: Names) -> AssistanceLetter:
+    """附件4-1 行政协助函（一）, or 4-2 （二） when the request came by letter with two staff."""
+    req = state.request
+    return AssistanceLetter(
+        number=state.number, requester_name=names(state.requester), assistor_name=names(state.assistor),
+        applicant_name=req.applicant.name, applied_on=req.applied_on, matter_name=req.matter.name,
+        items=[i.text for i in req.items], staff=list(req.staff) if req.channel == "letter" else [],
+        reply_within=req.reply_within, dated=shanghai_day(state.sent_at),
+    )
+
+
+def reply_letter(state: CaseState, names: Names, on_behalf_of: str = "") -> ReplyLetter | None:
+    """附件5 回复函, or None if the case has no reply.
+
+    The items are printed in the request's order. Reasons are kept only for items that cannot
+    be verified: the template prints reasons on the sheet of those items alone. ``on_behalf_of``
+    comes from the reply's payload (the state does not keep it).
+    """
+    if not state.results or state.answered_at is None:
+        return None
+    verdicts = {r.no: r for r in state.results}
+    items = [ReplyItem(text=i.text, verdict=verdicts[i.no].verdict,
+                       reason=verdicts[i.no].reason if verdicts[i.no].verdict == "unverifiable" else "")
+             for i in state.request.items if i.no in verdicts]
+    return ReplyLetter(
+        number=state.number, replier_name=names(state.assistor), requester_name=names(state.requester),
+        requested_on=shanghai_day(state.sent_at), items=items, dated=shanghai_day(state.answered_at),
+        on_behalf_of=on_behalf_of, sealed_by=names(state.assistor),
+    )
+
+
+def decline_letter(state: CaseState, names: Names) -> DeclineLetter | None:
+    """书面告知 of 三（二）, or None if the case was not declined."""
+    if not state.reasons or state.answered_at is None:
+        return None
+    return DeclineLetter(
+        number=state.number, decliner_name=names(state.assistor), requester_name=names(state.requester),
+        requested_on=shanghai_day(state.sent_at), reasons=state.reasons, dated=shanghai_day(state.answered_at),
+    )
+
+
+def commitment_notice(state: CommitmentState, names: Names, dated: date) -> CommitmentNotice:
+    """附件6 承诺告知书, dated the day it was issued (the state does not keep that day)."""
+    return CommitmentNotice(
+        applicant_name=state.applicant.name, applied_on=state.applied_on, bureau_name=names(state.bureau),
+        matter_name=state.matter_name, issuing_unit=state.issuing_unit, certificate_name=state.certificate_name,
+        items=[i.text for i in state.items], dated=dated,
+    )
+
+
+def applicant_commitment(state: CommitmentState, names: Names) -> ApplicantCommitment:
+    """附件7 申请人承诺书; the date is blank until it is signed."""
+    return ApplicantCommitment(
+        bureau_name=names(state.bureau), applicant_name=state.applicant.name, applied_on=state.applied_on,
+        matter_name=state.matter_name, items=[i.text for i in state.items], signed_on=state.signed_on,
+    )
+
+
+def letters_for(history: CaseHistory, names: Names) -> list[Letter]:
+    """Every letter of the case, in the order of the events that produced them.
+
+    An assistance case gives its request letter, then its reply or decline letter; a commitment
+    case its 承诺告知书 (at notice-issued) and 申请人承诺书 (at signed). The history's envelopes
+    are folded again, and only an event that kept the rules yields a letter: one the fold
+    refused is on the history with its rule, not on paper.
+    """
+    letters: list[Letter] = []
+    state: State | None = None
+    for line in history.lines:
+        env = line.envelope
+        if env is None:
+            continue
+        state, err = fold_step(state, history.kind, env, line.digest)
+        if err is None and state is not None:
+            letter = _letter_at(state, env.payload, shanghai_day(env.time), names)
+            if letter is not None:
+                letters.append(letter)
+    return letters
+
+
+def _letter_at(state: State, payload: object, day: date, names: Names) -> Letter | None:
+    """The letter an event that has just been folded into ``state`` gives rise to, if any."""
+    match state, payload:
+        case CaseState(), AssistanceRequested():
+            return assistance_letter(state, names)
+        case CaseState(), AssistanceReplied(on_behalf_of=on_behalf_of):
+            return reply_letter(state, names, on_behalf_of)
+        case CaseState(), AssistanceDeclined():
+            return decline_letter(state, names)
+        case CommitmentState(), NoticeIssued():
+            return commitment_notice(state, names, day)
+        case CommitmentState(), CommitmentSigned():
+            return applicant_commitment(state, names)
+    return None

@@ -1,0 +1,519 @@
+"""The history of one case from the 司法局 ledger alone: who said what, when, under which key, what it broke.
+
+A 司法局 reviewer asks the questions of 第九条 and 第十条: which bureau asked for what (the
+requester answers for the request), and whether a verification went beyond the request (the
+assistor answers for that). Both are read from the signed payloads in the ledger, not from any
+bureau's database.
+
+The ledger keeps what was signed, including events a bureau's store would have refused, so the
+fold here is lenient: an event that breaks a rule leaves the state as it was and its line shows
+the rule's code and message. A history never stops at a rule break.
+"""
+from __future__ import annotations
+
+import re
+import sqlite3
+from collections.abc import Callable, Iterator
+from contextlib import closing, contextmanager
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from aggregates import assistance, commitment
+from aggregates.assistance import CaseState
+from aggregates.commitment import CommitmentState
+from aggregates.errors import RuleError
+from aggregates.store import SHANGHAI
+from projections.ledger import Entry, Ledger
+from schemas.assistance import (
+    VERDICT_ZH,
+    AssistanceDeclined,
+    AssistanceForwarded,
+    AssistanceReceived,
+    AssistanceReplied,
+    AssistanceRequested,
+    AssistanceWithdrawn,
+)
+from schemas.commitment import (
+    METHOD_ZH,
+    ApplicationReceived,
+    Approved,
+    Closed,
+    CommitmentSigned,
+    CreditRecorded,
+    DecisionRevoked,
+    FalseCommitmentFound,
+    ItemVerified,
+    NoticeIssued,
+    PenaltyImposed,
+    ProcessingTerminated,
+    RectificationOrdered,
+    ReferredToJudiciary,
+    RouteChosen,
+    RouteRefused,
+    VerificationPlanned,
+    Withdrawn,
+)
+from schemas.envelope import Envelope, decode_envelope
+from schemas.errors import XiezhuError
+from schemas.privacy import mask_name
+from schemas.sla import DeadlineBreached, DeadlineReminder
+
+Kind = Literal["assistance", "commitment"]
+State = CaseState | CommitmentState
+
+#: 第十条: the assistor answered items the requester did not ask about.
+BEYOND = "超出请求范围（第十条）"
+#: 第十条 too: asked items left without an answer.
+UNANSWERED = "未答复请求事项（第十条）"
+#: 第九条: the requester asked about items the applicant never committed to.
+BEYOND_COMMITMENT = "请求超出承诺事项（第九条）"
+#: 第九条: a bureau asked for assistance on another bureau's commitment case.
+NOT_ITS_CASE = "请求机关与承诺案件不符（第九条）"
+#: A commitment item recorded as verified through assistance that no reply in the ledger supports.
+UNSUPPORTED = "核查结果无回复依据"
+#: 第五条 / 三(二): a reply or decline deadline was missed (from the monitor's signed breach notice).
+BREACHED = "逾期（第五条）"
+_FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED)
+#: Signed notices about a case (deadline reminders, breaches) that are not steps of it.
+NOTICE_TYPES = ("sla.",)
+
+
+class HistoryError(XiezhuError):
+    """A case history that cannot be built."""
+
+    code = "history"
+
+
+class UnknownCase(HistoryError):
+    """No ledger entry has that case id."""
+
+    code = "history.unknown-case"
+
+
+class HistoryLine(msgspec.Struct, frozen=True, kw_only=True):
+    """One ledger entry of a case, as a reviewer reads it."""
+
+    pos: int
+    #: The envelope's own time (the sender's clock, as signed).
+    time: datetime
+    #: When the ledger received it.
+    arrived_at: datetime
+    sender: str
+    recipient: str
+    type: str
+    kid: str
+    #: SHA-256 of the signed bytes: the hash an answer quotes for its request.
+    digest: str
+    summary: str
+    #: Rules this event broke (``<code>: <message>``) and scope flags (第九条/第十条).
+    findings: list[str] = []
+    #: The envelope as signed, personal data included (letters are built from it); None if it no longer decodes.
+    envelope: Envelope | None = None
+
+
+class CaseHistory(msgspec.Struct, frozen=True, kw_only=True):
+    """Every ledger entry of one case, the leniently folded state, and who answers for what."""
+
+    kind: Kind
+    case: str
+    number: str
+    lines: list[HistoryLine]
+    #: The state after every event that kept the rules; None if even the first one broke one.
+    state: CaseState | CommitmentState | None
+    #: Responsibility statements (第九条/第十条) with their flags, then every rule break by position.
+    findings: list[str]
+    #: An assistance case: its commitment case. A commitment case: the assistance cases asked for it.
+    linked: list[str] = []
+
+    @property
+    def flags(self) -> list[str]:
+        """Findings that need a reviewer's attention: scope flags and rule breaks."""
+        return [f for f in self.findings if is_flag(f)]
+
+
+def is_flag(finding: str) -> bool:
+    """A rule break (``pos N …``, also when quoted from a linked case) or a 第九条/第十条 flag."""
+    return re.match(r"^(\S+: )?pos \d+ ", finding) is not None or any(flag in finding for flag in _FLAGS)
+
+
+# -- folding -------------------------------------------------------------------------------------------------
+
+
+def is_notice(env: Envelope) -> bool:
+    """A notice about the case (e.g. a deadline breach), shown in its history but not folded."""
+    return env.type.startswith(NOTICE_TYPES)
+
+
+def fold_step(state: State | None, kind: Kind, env: Envelope, digest: str) -> tuple[State | None, RuleError | None]:
+    """Fold one envelope leniently: the new state, or the old one and the rule it broke.
+
+    A notice leaves the state as it is and breaks no rule of the case.
+    """
+    if is_notice(env):
+        return state, None
+    try:
+        if kind == "assistance":
+            return assistance.apply(state if isinstance(state, CaseState) else None, env, digest), None
+        return commitment.apply(state if isinstance(state, CommitmentState) else None, env), None
+    except RuleError as e:
+        return state, e
+
+
+def kind_of(entries: list[Entry]) -> Kind:
+    """A case is a commitment case if its first entry is a commitment event."""
+    return "commitment" if entries and entries[0].type.startswith("commitment.") else "assistance"
+
+
+def history(ledger: Ledger, case_id: str) -> CaseHistory:
+    """The history of one case, folded leniently, with the findings a 司法局 reviewer needs."""
+    entries = ledger.case(case_id)
+    if not entries:
+        raise UnknownCase(f"no ledger entry has case {case_id}", case=case_id)
+    kind = kind_of(entries)
+    state: State | None = None
+    asked: dict[int, str] | None = None
+    lines: list[HistoryLine] = []
+    breaks: list[str] = []
+    for e in entries:
+        env = _decode(e.signed.body)
+        findings: list[str] = []
+        if env is None:
+            findings.append(f"malformed: entry {e.pos} no longer decodes as an envelope")
+        else:
+            state, err = fold_step(state, kind, env, e.signed.digest)
+            if err is not None:
+                findings.append(f"{err.code}: {err.message}")
+            if isinstance(env.payload, AssistanceRequested) and asked is None:
+                asked = {i.no: i.text for i in env.payload.items}
+            if isinstance(env.payload, AssistanceReplied) and asked is not None:
+                findings += _scope_flags(sorted(asked), [r.no for r in env.payload.results])
+        breaks += [f"pos {e.pos} {e.type}: {f}" for f in findings if not f.startswith(_FLAGS)]
+        lines.append(_line(e, env, findings, lambda c: _case_number(ledger, c)))
+    if kind == "assistance":
+        statements, linked = _assistance_findings(ledger, lines)
+    else:
+        statements, linked = _commitment_findings(ledger, case_id, lines)
+    return CaseHistory(kind=kind, case=case_id, number=entries[0].number, lines=lines, state=state,
+                       findings=statements + breaks, linked=linked)
+
+
+def _decode(body: bytes) -> Envelope | None:
+    try:
+        return decode_envelope(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def _line(e: Entry, env: Envelope | None, findings: list[str], case_number: Callable[[str], str]) -> HistoryLine:
+    return HistoryLine(
+        pos=e.pos, time=env.time if env else datetime.fromisoformat(e.event_time),
+        arrived_at=datetime.fromisoformat(e.arrived_at), sender=e.sender, recipient=e.recipient, type=e.type,
+        kid=e.signed.kid, digest=e.signed.digest,
+        summary=summarize(env, case_number) if env else f"undecodable {e.type}",
+        findings=findings, envelope=env,
+    )
+
+
+# -- lookups -------------------------------------------------------------------------------------------------
+
+
+@contextmanager
+def _read_only(ledger: Ledger) -> Iterator[sqlite3.Connection]:
+    """A separate read-only connection to the ledger file (the Ledger has no query for these look-ups)."""
+    with closing(sqlite3.connect(ledger.path.resolve().as_uri() + "?mode=ro", uri=True)) as conn:
+        yield conn
+
+
+def find_cases(ledger: Ledger, number: str, sender: str | None = None) -> list[str]:
+    """Case ids with letter number ``number`` (from ``sender``, if given), in ledger order.
+
+    ``20260001`` is an assistance request number: :meth:`Ledger.find` finds it, and only by the
+    ``assistance.requested`` entry. ``C20260001`` is a commitment-case number, which ``Ledger.find``
+    does not look for; it is found by its ``commitment.applied`` entry (the indexed number column).
+    """
+    if not number.startswith("C"):
+        return ledger.find(number, sender)
+    sql = "SELECT case_id FROM entries WHERE number = ? AND type = 'commitment.applied'"
+    args: tuple[str, ...] = (number,)
+    if sender:
+        sql += " AND sender = ?"
+        args = (number, sender)
+    with _read_only(ledger) as conn:
+        rows = conn.execute(sql + " ORDER BY pos", args).fetchall()
+    return list(dict.fromkeys(str(r[0]) for r in rows))
+
+
+def find_assistance_for(ledger: Ledger, commitment_case: str) -> list[str]:
+    """Assistance case ids whose request names ``commitment_case`` (its case id), in ledger order.
+
+    A linear scan: every ``assistance.requested`` entry of the ledger is decoded, because the
+    ``commitment_case`` field lives only in the signed payload and has no index column. Fine for
+    one reviewer's look-up; an index kept by a projection will replace it for bulk use.
+    """
+    found: list[str] = []
+    with _read_only(ledger) as conn:
+        rows = conn.execute("SELECT case_id, body FROM entries WHERE type = 'assistance.requested' ORDER BY pos")
+        for case_id, body in rows:
+            env = _decode(bytes(body))
+            if (env is not None and isinstance(env.payload, AssistanceRequested)
+                    and env.payload.commitment_case == commitment_case and case_id not in found):
+                found.append(str(case_id))
+    return found
+
+
+def _case_number(ledger: Ledger, case_id: str) -> str:
+    entries = ledger.case(case_id)
+    return entries[0].number if entries else case_id
+
+
+# -- summaries -----------------------------------------------------------------------------------------------
+
+
+def nos(numbers: list[int]) -> str:
+    """Item numbers as printed in summaries: ``[1,2]``."""
+    return "[" + ",".join(str(n) for n in numbers) + "]"
+
+
+def _oneline(text: str) -> str:
+    return re.sub(r"\s*[\r\n]+\s*", " / ", text.strip())
+
+
+def _local(t: datetime) -> str:
+    return t.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") + " Asia/Shanghai"
+
+
+def summarize(env: Envelope, case_number: Callable[[str], str] = lambda c: c) -> str:
+    """One line for one event; ``case_number`` names a linked commitment case by its number."""
+    if is_notice(env):
+        return _notice_summary(env)
+    if env.type.startswith("commitment."):
+        return _commitment_summary(env)
+    return _assistance_summary(env, case_number)
+
+
+def _assistance_summary(env: Envelope, case_number: Callable[[str], str]) -> str:
+    match env.payload:
+        case AssistanceRequested() as ev:
+            text = (f"{env.sender} → {env.recipient} 行政协助函 {env.number}: {len(ev.items)} items "
+                    f"{nos([i.no for i in ev.items])}, {ev.channel}")
+            if ev.staff:
+                text += f", staff {'、'.join(ev.staff)}"
+            if ev.catalogue_item:
+                text += f", catalogue {ev.catalogue_item} v{ev.catalogue_version}"
+            if ev.commitment_case:
+                text += f", for commitment case {case_number(ev.commitment_case)}"
+            return text
+        case AssistanceReceived() as ev:
+            return f"{env.sender} recorded arrival at {_local(ev.arrived_at)}"
+        case AssistanceReplied() as ev:
+            answers = ", ".join(f"{r.no} {VERDICT_ZH[r.verdict]}" + (f" ({_oneline(r.reason)})" if r.reason else "")
+                                for r in ev.results)
+            text = f"{env.sender} 回复: {answers}"
+            if ev.on_behalf_of:
+                text += f"; on behalf of {ev.on_behalf_of}"
+            return text + f"; answered by {ev.answered_by}"
+        case AssistanceDeclined() as ev:
+            return f"declined: {_oneline(ev.reasons)}"
+        case AssistanceForwarded() as ev:
+            return f"forwarded to {ev.institution}" + (f": {_oneline(ev.note)}" if ev.note else "")
+        case AssistanceWithdrawn() as ev:
+            return f"withdrawn: {_oneline(ev.reason)}"
+    return _generic_summary(env)
+
+
+def _commitment_summary(env: Envelope) -> str:
+    match env.payload:
+        case ApplicationReceived() as ev:
+            who = mask_name(ev.applicant.name) if ev.applicant.kind == "person" else ev.applicant.name
+            return (f"申请 {env.number}: {who} {ev.matter_name} ({ev.mode}), in place of {ev.certificate_name} "
+                    f"from {ev.issuing_unit}; items {nos([i.no for i in ev.items])}, standing {ev.standing}")
+        case RouteRefused() as ev:
+            return f"route refused ({ev.cause}): {_oneline(ev.legal_reason)}"
+        case NoticeIssued() as ev:
+            return "承诺告知书" + (" (disclosure told)" if ev.told_disclosure else "")
+        case RouteChosen() as ev:
+            return f"route chosen: {ev.route}"
+        case CommitmentSigned() as ev:
+            return f"申请人承诺书 signed {ev.signed_on.isoformat()}"
+        case Approved() as ev:
+            return f"approved {ev.decision_no}"
+        case Withdrawn() as ev:
+            return f"withdrawn: {_oneline(ev.reason)}"
+        case VerificationPlanned() as ev:
+            return "verification planned: " + ", ".join(
+                f"{p.no} exempt" if p.exempt else
+                f"{p.no} {METHOD_ZH[p.method]}" + (f" by {p.due_on.isoformat()}" if p.due_on else "")
+                for p in ev.items)
+        case ItemVerified() as ev:
+            text = f"item {ev.no} verified {VERDICT_ZH[ev.verdict]} via {ev.source}"
+            return text + (f" ({_oneline(ev.reason)})" if ev.reason else "")
+        case Closed() as ev:
+            return "closed" + (f": {_oneline(ev.summary)}" if ev.summary else "")
+        case FalseCommitmentFound() as ev:
+            return f"false commitment, items {nos(sorted(ev.items))}: {_oneline(ev.legal_reason)}"
+    return _outcome_summary(env)
+
+
+def _outcome_summary(env: Envelope) -> str:
+    match env.payload:
+        case ProcessingTerminated() as ev:
+            return f"terminated: {_oneline(ev.legal_reason)}"
+        case RectificationOrdered() as ev:
+            return f"rectification by {ev.deadline.isoformat()}: {_oneline(ev.legal_reason)}"
+        case DecisionRevoked() as ev:
+            return f"revoked, licence due back by {_local(ev.licence_return_due)}: {_oneline(ev.legal_reason)}"
+        case PenaltyImposed() as ev:
+            return f"penalty {_oneline(ev.penalty)}: {_oneline(ev.legal_reason)}"
+        case CreditRecorded() as ev:
+            return f"credit recorded {_oneline(ev.record)}: {_oneline(ev.legal_reason)}"
+        case ReferredToJudiciary() as ev:
+            return f"referred to {ev.to}: {_oneline(ev.legal_reason)}"
+    return _generic_summary(env)
+
+
+def _notice_summary(env: Envelope) -> str:
+    match env.payload:
+        case DeadlineReminder() as ev:
+            text = f"reminder to {env.recipient}: {ev.kind} due {_local(ev.due_at)}"
+            return text + (" (provisional calendar)" if ev.provisional else "")
+        case DeadlineBreached() as ev:
+            return f"breach notice to {env.recipient}: {_breach(ev)}"
+    return _generic_summary(env)
+
+
+def _breach(ev: DeadlineBreached) -> str:
+    text = f"{ev.kind} due {_local(ev.due_at)} missed"
+    if ev.answered_at is not None:
+        text += f", answered {_local(ev.answered_at)}, {ev.working_days_late} working day(s) late"
+    else:
+        text += f", still unanswered at {_local(ev.detected_at)}"
+    return text + (" (provisional calendar)" if ev.provisional else "")
+
+
+def _generic_summary(env: Envelope) -> str:
+    """An event type this module has no wording for yet: its tag and its non-empty fields."""
+    fields = [f"{k}={_oneline(str(v))}" for k, v in msgspec.structs.asdict(env.payload).items()
+              if v not in ("", None, [], {})]
+    return env.type + (": " + ", ".join(fields) if fields else "")
+
+
+# -- responsibility ------------------------------------------------------------------------------------------
+
+
+def _scope_flags(asked: list[int], answered: list[int]) -> list[str]:
+    """What a reply did beyond or short of the request (第十条), from the payloads alone."""
+    flags = []
+    beyond = sorted({n for n in answered if n not in asked})
+    missing = [n for n in asked if n not in answered]
+    twice = sorted({n for n in answered if answered.count(n) > 1})
+    if beyond:
+        flags.append(f"{BEYOND}: items {nos(beyond)}")
+    if missing:
+        flags.append(f"{UNANSWERED}: items {nos(missing)}")
+    if twice:
+        flags.append(f"{UNANSWERED}: items {nos(twice)} answered more than once")
+    return flags
+
+
+def _assistance_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list[str], list[str]]:
+    """第九条: who asked for which items; 第十条: whether each answer kept to them."""
+    out: list[str] = []
+    linked: list[str] = []
+    asked: list[int] | None = None
+    breaches: set[tuple[str, datetime]] = set()
+    for line in lines:
+        env = line.envelope
+        if env is None:
+            continue
+        match env.payload:
+            case DeadlineBreached() as ev if (ev.kind, ev.due_at) not in breaches:
+                breaches.add((ev.kind, ev.due_at))  # one notice, one copy per recipient: state it once
+                out.append(f"{BREACHED}: {ev.assistor} {_breach(ev)} (pos {line.pos}, notice by {line.sender})")
+            case AssistanceRequested() as ev if asked is None:
+                asked = [i.no for i in ev.items]
+                texts = "；".join(f"{i.no} {i.text}" for i in ev.items)
+                out.append(f"第九条: {ev.requester} asked {ev.assistor} to verify items {nos(asked)}: {texts}")
+                if ev.commitment_case:
+                    out += _request_within_commitment(ledger, env, ev)
+                    linked.append(ev.commitment_case)
+            case AssistanceReplied() as ev:
+                flags = _scope_flags(asked or [], [r.no for r in ev.results])
+                on_behalf = f" on behalf of {ev.on_behalf_of}" if ev.on_behalf_of else ""
+                verdict = "; ".join(flags) if flags else f"answered exactly the items asked {nos(asked or [])}"
+                out.append(f"第十条: {line.sender}'s reply (pos {line.pos}){on_behalf} {verdict}")
+            case AssistanceDeclined():
+                out.append(f"{line.sender} declined (pos {line.pos}) and verified no item")
+            case AssistanceForwarded() as ev:
+                out.append(f"{line.sender} forwarded the request to {ev.institution} (pos {line.pos}); "
+                           f"its answer remains {line.sender}'s (第五条)")
+            case AssistanceWithdrawn():
+                out.append(f"{line.sender} withdrew the request (pos {line.pos})")
+    return out, linked
+
+
+def _request_within_commitment(ledger: Ledger, env: Envelope, ev: AssistanceRequested) -> list[str]:
+    """第九条: a request made for a commitment case asks only about what that applicant committed to."""
+    entries = ledger.case(ev.commitment_case)
+    first = _decode(entries[0].signed.body) if entries else None
+    if first is None or not isinstance(first.payload, ApplicationReceived):
+        return [f"{NOT_ITS_CASE}: the request names commitment case {ev.commitment_case}, "
+                "which has no application in the ledger"]
+    out = []
+    if first.sender != env.sender:
+        out.append(f"{NOT_ITS_CASE}: commitment case {first.number} is {first.sender}'s, not {env.sender}'s")
+    committed = {i.no: i.text for i in first.payload.items}
+    outside = [i.no for i in ev.items if committed.get(i.no) != i.text]
+    if outside:
+        out.append(f"{BEYOND_COMMITMENT}: items {nos(outside)} are not among the items of {first.number} as committed")
+    else:
+        out.append(f"the request is for commitment case {first.number} and asks only about its committed items")
+    return out
+
+
+def _commitment_findings(ledger: Ledger, case_id: str, lines: list[HistoryLine]) -> tuple[list[str], list[str]]:
+    """The assistance asked for this case, and which bureau each verification result rests on."""
+    out: list[str] = []
+    first = lines[0].envelope
+    if first is not None and isinstance(first.payload, ApplicationReceived):
+        out.append(f"{first.sender} recorded commitment case {first.number}; the applicant committed items "
+                   f"{nos([i.no for i in first.payload.items])}")
+    linked = find_assistance_for(ledger, case_id)
+    requests = [history(ledger, a) for a in linked]
+    for h in requests:
+        out.append(_request_statement(h))
+        out += [f"{h.number}: {f}" for f in h.flags]
+    for line in lines:
+        if line.envelope is not None and isinstance(line.envelope.payload, ItemVerified):
+            out += _verification_source(line.envelope.payload, requests)
+    return out, linked
+
+
+def _request_statement(h: CaseHistory) -> str:
+    st = h.state
+    if not isinstance(st, CaseState):
+        return f"assistance request {h.number} (case {h.case}) did not open a valid case"
+    return (f"assistance request {h.number} {st.requester} → {st.assistor} (case {h.case}) asked items "
+            f"{nos([i.no for i in st.request.items])}: {st.status}")
+
+
+def _verification_source(ev: ItemVerified, requests: list[CaseHistory]) -> list[str]:
+    """An item verified ``assistance:<requester>/<number>`` rests on that request's reply."""
+    if not ev.source.startswith("assistance:"):
+        return []
+    requester, _, number = ev.source.removeprefix("assistance:").partition("/")
+    said = VERDICT_ZH[ev.verdict]
+    for h in requests:
+        st = h.state
+        if isinstance(st, CaseState) and st.number == number and st.requester == requester:
+            answer = {r.no: r.verdict for r in st.results}.get(ev.no)
+            if answer is None:
+                return [f"{UNSUPPORTED}: item {ev.no} recorded {said} via {ev.source}, but that reply has no "
+                        "answer for it"]
+            if answer != ev.verdict:
+                return [f"{UNSUPPORTED}: item {ev.no} recorded {said}, but {st.assistor}'s reply to {number} "
+                        f"said {VERDICT_ZH[answer]}"]
+            return [f"第十条: item {ev.no} {said} rests on {st.assistor}'s reply to {number}"]
+    return [f"{UNSUPPORTED}: item {ev.no} verified via {ev.source}, but no assistance request {number} "
+            "names this case"]
