@@ -168,3 +168,32 @@ def publish(ctx: typer.Context, kind: Kind = "assistance",
     if file_with_city:
         cat.file_with_city(k, version)
     typer.echo(f"{k} version {version} published" + (" and filed with 市司法局" if file_with_city else ""), err=True)
+
+
+@app.command("memorandum")
+def memorandum(ctx: typer.Context,
+               item: Annotated[str, typer.Option(help="The on-site assistance item's code.")],
+               parties: Annotated[tuple[str, str], typer.Option(help="The requesting and the assisting bureau.")],
+               text: Annotated[str, typer.Option(help="What the two bureaus agreed.")],
+               signed_on: Annotated[str, typer.Option(help="Date signed, e.g. 2026-09-01.")],
+               form: Annotated[str, typer.Option(help="备忘录 or 协议.")] = "备忘录") -> None:
+    """第六条: file the memorandum (or 第十一条 agreement) two bureaus signed for on-site assistance.
+
+    Example: [bold]xiezhu catalogue memorandum --item XZ-0010 --parties zhujian yingji
+    --text "…" --signed-on 2026-09-01[/]
+    """
+    from datetime import date
+
+    from schemas.catalogue import Memorandum
+
+    reg = Registry.load()
+    for code in parties:
+        reg[code]
+    try:
+        memo = msgspec.convert({"id": f"MOU-{item}-{parties[0]}-{parties[1]}", "parties": list(parties),
+                                "item_code": item, "signed_on": date.fromisoformat(signed_on), "text": text,
+                                "filed_with": ["sifa", "bianban"], "form": form}, Memorandum)
+    except (ValueError, msgspec.ValidationError) as e:
+        raise XiezhuError(f"memorandum: {e}") from e
+    _registry(ctx).file_memorandum(memo)
+    typer.echo(f"{memo.id} filed with 区司法局 and 区委编办", err=True)
