@@ -3,7 +3,23 @@
 It follows the plan step by step: application (with the credit gate of 四(二) and the
 disclosure rule of 二(四)), the commitment notice (附件6), the route (必须实行 / 可选择),
 the applicant's commitment (附件7), approval, withdrawal midway (二(三)), the verification
-plan and results (三(一)), and what a false commitment leads to (三(三)).
+plan and results (三(一)), what a false commitment leads to (三(三)), and what may follow its
+credit record (四(一): 异议处理 and 信用修复, below).
+
+Credit steps, all recorded by the bureau that made the record (the case's bureau):
+
+- ``credit-objection`` marks a record in force (recorded or corrected) as under objection;
+  one at a time, and not while a repair application is pending.  The record still bars
+  the applicant while it is reviewed.
+- ``credit-objection-reviewed`` decides it: ``confirm`` (back as it was), ``correct`` (new
+  text; the applicant stays barred) or ``remove`` (the record no longer bars, from the
+  review's time).
+- ``rectified`` confirms an ordered rectification (责令限期整改) was done.  It is the stricter
+  of the two possible rules: a deadline that merely passed proves nothing, so a repair of a
+  case with a rectification order needs this confirmation first.
+- ``credit-repair-applied`` (with evidence), then ``credit-repair-approved`` (the record is
+  repaired from that time) or ``credit-repair-rejected`` (the applicant may apply again).
+  Not while an objection is under review.
 """
 from __future__ import annotations
 
@@ -19,7 +35,13 @@ from schemas.commitment import (
     Approved,
     Closed,
     CommitmentSigned,
+    CreditObjectionRaised,
+    CreditObjectionReviewed,
     CreditRecorded,
+    CreditRepairApplied,
+    CreditRepairApproved,
+    CreditRepairRejected,
+    CreditStatus,
     DecisionRevoked,
     FalseCommitmentFound,
     ItemVerified,
@@ -29,6 +51,7 @@ from schemas.commitment import (
     PlannedItem,
     ProcessingTerminated,
     RectificationOrdered,
+    Rectified,
     ReferredToJudiciary,
     RouteChosen,
     RouteRefused,
@@ -76,6 +99,24 @@ class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
     rectify_by: date | None = None
     licence_return_due: datetime | None = None
     events: int = 1
+    #: When verification found the commitment false (三(三)); 四(二) bars the applicant from then on.
+    found_false_at: datetime | None = None
+    rectified_at: datetime | None = None
+    # -- the credit record of this case (四(一)) --
+    credit: CreditStatus = "none"
+    #: The record's current text (the corrected one after a correction).
+    credit_record: str = ""
+    credit_recorded_at: datetime | None = None
+    #: Grounds of the objection under review ("" when none is).
+    objection: str = ""
+    objected_at: datetime | None = None
+    reviewed_at: datetime | None = None
+    corrected_at: datetime | None = None
+    removed_at: datetime | None = None
+    #: Evidence of the repair application awaiting a decision ("" when none is).
+    repair_evidence: str = ""
+    repair_applied_at: datetime | None = None
+    repaired_at: datetime | None = None
 
     @property
     def outcome(self) -> str:
@@ -83,6 +124,16 @@ class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
         if self.outcomes:
             return "+".join(sorted(set(self.outcomes)))
         return self.status
+
+    @property
+    def credit_in_force(self) -> bool:
+        """The record exists and was neither removed nor repaired (it may be under objection)."""
+        return self.credit in ("recorded", "under-objection", "corrected")
+
+    @property
+    def repair_pending(self) -> bool:
+        """A repair application waits for the bureau's decision."""
+        return self.repair_applied_at is not None
 
 
 def start(env: Envelope) -> CommitmentState:
@@ -135,10 +186,13 @@ def apply(state: CommitmentState | None, env: Envelope) -> CommitmentState:
         case Closed():
             return _closed(state)
         case FalseCommitmentFound():
-            return _found_false(state, ev)
+            return _found_false(state, env, ev)
         case ProcessingTerminated() | RectificationOrdered() | DecisionRevoked() | PenaltyImposed() \
                 | CreditRecorded() | ReferredToJudiciary():
             return _outcome(state, env, ev)
+        case Rectified() | CreditObjectionRaised() | CreditObjectionReviewed() | CreditRepairApplied() \
+                | CreditRepairApproved() | CreditRepairRejected():
+            return _credit_step(state, env, ev)
     raise errors.WrongOrder(f"event type {env.type} does not belong to a commitment case")
 
 
@@ -231,12 +285,12 @@ def _closed(state: CommitmentState) -> CommitmentState:
     return _next(state, status="closed")
 
 
-def _found_false(state: CommitmentState, ev: FalseCommitmentFound) -> CommitmentState:
+def _found_false(state: CommitmentState, env: Envelope, ev: FalseCommitmentFound) -> CommitmentState:
     _expect(state, ("signed", "approved"), "found false")
     false = sorted(no for no, verdict in latest(state).items() if verdict == "false")
     if sorted(ev.items) != false or not false:
         raise errors.NotFalse(f"case {state.number}: items verified false are {false}, not {sorted(ev.items)}")
-    return _next(state, status="false-commitment", false_items=tuple(false))
+    return _next(state, status="false-commitment", false_items=tuple(false), found_false_at=env.time)
 
 
 def _outcome(state: CommitmentState, env: Envelope, ev: object) -> CommitmentState:
@@ -262,4 +316,69 @@ def _outcome(state: CommitmentState, env: Envelope, ev: object) -> CommitmentSta
         case CreditRecorded() | ReferredToJudiciary():
             if tag in state.outcomes:
                 raise errors.WrongOrder(f"case {state.number} already has {tag}")
+            if isinstance(ev, CreditRecorded):
+                return _next(state, outcomes=(*state.outcomes, tag), credit="recorded", credit_record=ev.record,
+                             credit_recorded_at=env.time)
     return _next(state, outcomes=(*state.outcomes, tag))
+
+
+def _credit_step(state: CommitmentState, env: Envelope, ev: object) -> CommitmentState:
+    """四(一): 异议处理 and 信用修复 of the case's credit record (see the module docstring)."""
+    match ev:
+        case Rectified():
+            if state.rectify_by is None:
+                raise errors.RepairOrder(f"case {state.number} has no rectification order to confirm")
+            if state.rectified_at is not None:
+                raise errors.RepairOrder(f"the rectification of {state.number} is already confirmed")
+            return _next(state, rectified_at=env.time)
+        case CreditObjectionRaised():
+            _in_force(state, "objected to")
+            if state.credit == "under-objection":
+                raise errors.ObjectionOrder(f"the credit record of {state.number} is already under objection")
+            if state.repair_pending:
+                raise errors.ObjectionOrder(f"a repair of {state.number}'s record awaits a decision; decide it first")
+            return _next(state, credit="under-objection", objection=ev.grounds, objected_at=env.time)
+        case CreditObjectionReviewed():
+            return _reviewed(state, env, ev)
+        case CreditRepairApplied():
+            _in_force(state, "repaired")
+            if state.credit == "under-objection":
+                raise errors.RepairOrder(f"the record of {state.number} is under objection; review it first")
+            if state.repair_pending:
+                raise errors.RepairOrder(f"a repair of {state.number}'s record already awaits a decision")
+            if state.rectify_by is not None and state.rectified_at is None:
+                raise errors.RepairOrder(
+                    f"case {state.number} was ordered to rectify by {state.rectify_by}; "
+                    "record the confirmed rectification before a repair")
+            return _next(state, repair_evidence=ev.evidence, repair_applied_at=env.time)
+        case CreditRepairApproved() | CreditRepairRejected():
+            if not state.repair_pending:
+                raise errors.RepairOrder(f"no repair of {state.number}'s record awaits a decision")
+            if isinstance(ev, CreditRepairRejected):
+                return _next(state, repair_evidence="", repair_applied_at=None)
+            return _next(state, credit="repaired", repair_evidence="", repair_applied_at=None, repaired_at=env.time)
+    raise errors.WrongOrder(f"event type {env.type} is not a credit step")
+
+
+def _in_force(state: CommitmentState, what: str) -> None:
+    if not state.credit_in_force:
+        why = "has no credit record" if state.credit == "none" else f"has a {state.credit} credit record"
+        raise errors.NoCreditRecord(f"case {state.number} {why}; it cannot be {what}")
+
+
+def _reviewed(state: CommitmentState, env: Envelope, ev: CreditObjectionReviewed) -> CommitmentState:
+    if state.credit != "under-objection":
+        raise errors.ObjectionOrder(f"the credit record of {state.number} is not under objection")
+    if ev.outcome != "correct" and ev.record:
+        raise errors.ObjectionOrder(f"only a correction of {state.number}'s record carries a new record text")
+    done = {"objection": "", "reviewed_at": env.time}
+    match ev.outcome:
+        case "confirm":
+            before = "corrected" if state.corrected_at is not None else "recorded"
+            return _next(state, credit=before, **done)
+        case "correct":
+            text = ev.record.strip()
+            if len(text) < 2 or text == state.credit_record:
+                raise errors.ObjectionOrder(f"a correction of {state.number}'s record needs the new record text")
+            return _next(state, credit="corrected", credit_record=text, corrected_at=env.time, **done)
+    return _next(state, credit="removed", removed_at=env.time, **done)

@@ -10,15 +10,16 @@ from __future__ import annotations
 import uuid
 from collections.abc import Callable, Sequence
 from datetime import date, datetime, timedelta
-from typing import Any
+from typing import Any, TypeVar
 
+import msgspec
 from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from aggregates import commitment
 from aggregates.commitment import LICENCE_RETURN, CommitmentState
-from aggregates.errors import RuleError
+from aggregates.errors import CreditRule, RuleError
 from schemas.assistance import Applicant, CommitmentItem, Verdict
 from schemas.commitment import (
     ApplicationReceived,
@@ -26,7 +27,12 @@ from schemas.commitment import (
     Closed,
     CommitmentEvent,
     CommitmentSigned,
+    CreditObjectionRaised,
+    CreditObjectionReviewed,
     CreditRecorded,
+    CreditRepairApplied,
+    CreditRepairApproved,
+    CreditRepairRejected,
     DecisionRevoked,
     FalseCommitmentFound,
     ItemVerified,
@@ -36,7 +42,9 @@ from schemas.commitment import (
     PlannedItem,
     ProcessingTerminated,
     RectificationOrdered,
+    Rectified,
     ReferredToJudiciary,
+    ReviewOutcome,
     RouteChosen,
     RouteRefused,
     Standing,
@@ -226,6 +234,44 @@ class CommitmentCommands:
     def refer(self, case_id: str, to: str, legal_reason: str) -> CommitmentState:
         """涉嫌犯罪的，依法移送司法机关."""
         return self.record(case_id, ReferredToJudiciary(to=to, legal_reason=legal_reason))
+
+    # -- 四(一): 异议处理 and 信用修复 of the case's credit record ----------------------------
+
+    def confirm_rectification(self, case_id: str, evidence: str) -> CommitmentState:
+        """The ordered rectification was done (a repair of this case needs it first)."""
+        return self.record(case_id, _checked(Rectified(evidence=evidence)))
+
+    def raise_objection(self, case_id: str, grounds: str) -> CommitmentState:
+        """异议: the applicant disputes the credit record; it is under objection until reviewed."""
+        return self.record(case_id, _checked(CreditObjectionRaised(grounds=grounds)))
+
+    def review_objection(self, case_id: str, outcome: ReviewOutcome, reasons: str, record: str = "") -> CommitmentState:
+        """Decide the objection: ``confirm``, ``correct`` (``record`` is the new text) or ``remove``."""
+        return self.record(case_id, _checked(CreditObjectionReviewed(outcome=outcome, reasons=reasons, record=record)))
+
+    def apply_repair(self, case_id: str, evidence: str) -> CommitmentState:
+        """信用修复 applied for, with the evidence (after a confirmed rectification, if one was ordered)."""
+        return self.record(case_id, _checked(CreditRepairApplied(evidence=evidence)))
+
+    def approve_repair(self, case_id: str, reasons: str) -> CommitmentState:
+        """The record is repaired: it no longer bars the applicant, from now."""
+        return self.record(case_id, _checked(CreditRepairApproved(reasons=reasons)))
+
+    def reject_repair(self, case_id: str, reasons: str) -> CommitmentState:
+        """The repair is refused, with reasons; the applicant may apply again."""
+        return self.record(case_id, _checked(CreditRepairRejected(reasons=reasons)))
+
+
+_Step = TypeVar("_Step", Rectified, CreditObjectionRaised, CreditObjectionReviewed, CreditRepairApplied,
+                CreditRepairApproved, CreditRepairRejected)
+
+
+def _checked(payload: _Step) -> _Step:
+    """Validate a credit step as a receiver will decode it: a Struct built in Python skips its constraints."""
+    try:
+        return msgspec.convert(msgspec.to_builtins(payload), type(payload))
+    except msgspec.ValidationError as e:
+        raise CreditRule(f"{type(payload).__struct_config__.tag}: {e}") from e
 
 
 def commitment_topics(topic: Callable[[type], str]) -> list[str]:

@@ -92,3 +92,30 @@ class Deadline(RuleError):
     """A deadline that is already past, or longer than the rule allows."""
 
     code = "rule.deadline"
+
+
+# -- 四(一) 信用修复 / 异议处理 (credit steps of a commitment case) --------------------------------
+
+
+class CreditRule(RuleError):
+    """A credit step (objection, review, rectification, repair) that breaks a rule of its own."""
+
+    code = "rule.credit"
+
+
+class NoCreditRecord(CreditRule):
+    """Objection and repair need a credit record in force: recorded, and neither removed nor repaired."""
+
+    code = "rule.credit.no-record"
+
+
+class ObjectionOrder(CreditRule):
+    """异议: one objection under review at a time; a review only of an objection under review."""
+
+    code = "rule.credit.objection"
+
+
+class RepairOrder(CreditRule):
+    """信用修复: after an ordered rectification is confirmed, one application at a time, then a decision."""
+
+    code = "rule.credit.repair"

@@ -21,6 +21,10 @@ Standing = Literal["good", "serious-bad-credit", "unrepaired-false-commitment"]
 #: 三(一): how one item is verified.
 Method = Literal["online", "assistance", "on-site"]
 Reason = Annotated[str, msgspec.Meta(min_length=2, max_length=2000)]
+#: 四(一): where an applicant's credit record of one case stands (信用修复 / 异议处理).
+CreditStatus = Literal["none", "recorded", "under-objection", "corrected", "removed", "repaired"]
+#: 异议处理: the record is confirmed as it is, corrected (new text), or removed.
+ReviewOutcome = Literal["confirm", "correct", "remove"]
 
 STANDING_ZH = {"good": "信用良好", "serious-bad-credit": "有较严重不良信用记录",
                "unrepaired-false-commitment": "曾作出虚假承诺且未完成信用修复"}
@@ -163,10 +167,58 @@ class ReferredToJudiciary(msgspec.Struct, frozen=True, kw_only=True, tag="commit
     legal_reason: Reason
 
 
+# -- 四(一): 信用修复 and 异议处理 of a credit record, recorded by the bureau that made it --------------
+
+
+class Rectified(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.rectified"):
+    """The bureau that ordered the rectification confirms it was done (a repair needs this first)."""
+
+    evidence: Reason
+
+
+class CreditObjectionRaised(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.credit-objection"):
+    """异议: the applicant disputes the credit record; it is marked as under objection while reviewed."""
+
+    grounds: Reason
+
+
+class CreditObjectionReviewed(msgspec.Struct, frozen=True, kw_only=True,
+                              tag="commitment.credit-objection-reviewed"):
+    """The objection decided: the record confirmed, corrected (with its new text) or removed."""
+
+    outcome: ReviewOutcome
+    reasons: Reason
+    #: The corrected record text; required for ``correct``, empty otherwise.
+    record: Annotated[str, msgspec.Meta(max_length=2000)] = ""
+
+
+class CreditRepairApplied(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.credit-repair-applied"):
+    """信用修复 applied for, with the evidence that the consequences were put right."""
+
+    evidence: Reason
+
+
+class CreditRepairApproved(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.credit-repair-approved"):
+    """The bureau that made the record approves the repair: the record no longer bars the applicant."""
+
+    reasons: Reason
+
+
+class CreditRepairRejected(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.credit-repair-rejected"):
+    """The repair is refused, with reasons; the applicant may apply again."""
+
+    reasons: Reason
+
+
+CreditStep = (Rectified | CreditObjectionRaised | CreditObjectionReviewed | CreditRepairApplied
+              | CreditRepairApproved | CreditRepairRejected)
+
 CommitmentEvent = (
     ApplicationReceived | RouteRefused | NoticeIssued | RouteChosen | CommitmentSigned | Approved | Withdrawn
     | VerificationPlanned | ItemVerified | Closed | FalseCommitmentFound | ProcessingTerminated
     | RectificationOrdered | DecisionRevoked | PenaltyImposed | CreditRecorded | ReferredToJudiciary
+    | Rectified | CreditObjectionRaised | CreditObjectionReviewed | CreditRepairApplied | CreditRepairApproved
+    | CreditRepairRejected
 )
 #: The outcomes 三(三) allows once a commitment is found false.
 OUTCOMES = (ProcessingTerminated, RectificationOrdered, DecisionRevoked, PenaltyImposed, CreditRecorded,

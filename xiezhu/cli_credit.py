@@ -1,0 +1,190 @@
+"""``xiezhu credit …``: an applicant's credit standing (四(二)) and the 信用中国 outbox, from the ledger."""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+from typer.core import TyperGroup
+
+from agencies.credit_china import CreditChina, DirectoryCreditChina, HttpCreditChina, deliver_pending
+from aggregates.store import SHANGHAI
+from projections.credit import CreditView, open_view
+from projections.ledger import Ledger
+from schemas.commitment import STANDING_ZH
+from schemas.errors import XiezhuError
+from xiezhu.settings import Settings
+
+
+class CreditCliError(XiezhuError):
+    """A ``xiezhu credit`` command cannot run as given."""
+
+    code = "cli.credit"
+
+
+class _ApplicantOrCommand(TyperGroup):
+    """``xiezhu credit APPLICANT`` is short for ``xiezhu credit show APPLICANT``."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:  # Any: typer vendors its click
+        if args and not args[0].startswith("-") and args[0] not in self.commands:
+            args = ["show", *args]
+        return super().parse_args(ctx, args)
+
+
+app = typer.Typer(cls=_ApplicantOrCommand, no_args_is_help=True, rich_markup_mode="rich",
+                  help="Credit standing of applicants (四(二)) and the 信用中国 outbox. "
+                       "Example: [bold]xiezhu credit 370405199001011234[/]")
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+out = Console()
+err = Console(stderr=True)
+
+
+def credit_path(settings: Settings) -> Path:
+    """Where the credit view lives in the data directory."""
+    return settings.data_dir / "projections" / "credit.db"
+
+
+def credit_china_dir(settings: Settings) -> Path:
+    """Default 信用中国 endpoint of a demo or an offline site: one JSON file per record."""
+    return settings.data_dir / "credit-china"
+
+
+@contextlib.contextmanager
+def fresh_view(settings: Settings) -> Iterator[CreditView]:
+    """The credit view, caught up with the ledger."""
+    if not settings.ledger_path.exists():
+        raise CreditCliError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    ledger = Ledger(settings.ledger_path)
+    try:
+        view = open_view(credit_path(settings))
+        view.follow(ledger)
+        yield view
+    finally:
+        ledger.close()
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj.settings  # type: ignore[no-any-return]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def _at(text: str | None) -> datetime | None:
+    if text is None:
+        return None
+    try:
+        t = datetime.fromisoformat(text)
+    except ValueError as e:
+        raise CreditCliError(f"--at {text!r}: expected an ISO time such as 2026-10-01T09:00+08:00") from e
+    return t if t.tzinfo else t.replace(tzinfo=SHANGHAI)
+
+
+def _local(iso_text: str | None) -> str:
+    if not iso_text:
+        return ""
+    return datetime.fromisoformat(iso_text).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+@app.command("show")
+def show(
+    ctx: typer.Context,
+    applicant: Annotated[str, typer.Argument(help="The applicant's ID number or USCC (统一社会信用代码).")],
+    at: Annotated[str | None, typer.Option(help="Standing at this time (ISO; Asia/Shanghai if no zone).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """An applicant's standing, whether they may use the commitment route, their cases and credit history.
+
+    Example: [bold]xiezhu credit 370405199001011234 --at 2026-10-01T09:00[/]
+    """
+    with fresh_view(_settings(ctx)) as view:
+        s = view.summary(applicant, _at(at))
+    if as_json:
+        _print_json(s)
+        return
+    c = s["counts"]
+    route = "[green]may use the commitment route[/]" if s["may_use_commitment_route"] else \
+        "[red]may not use the commitment route before credit repair (四(二))[/]"
+    when = f" at {_local(s['at'])}" if s["at"] else " now"
+    out.print(f"{s['applicant']} {s['name']}: {s['standing']} ({STANDING_ZH[s['standing']]}){when}; {route}")
+    out.print(f"{c['cases']} cases, {c['signed']} commitments signed, {c['fulfilled']} fulfilled, "
+              f"{c['found_false']} found false ({c['unrepaired']} unrepaired, {c['repaired']} repaired, "
+              f"{c['removed']} removed on objection)")
+    if s["cases"]:
+        t = Table(title="commitment cases")
+        for col in ("number", "bureau", "matter", "applied", "signed", "closed", "found false", "record"):
+            t.add_column(col, no_wrap=col in ("number", "applied"))
+        for r in s["cases"]:
+            t.add_row(r["number"], r["bureau"], r["matter"], r["applied_on"], _local(r["signed_at"]),
+                      _local(r["closed_at"]), _local(r["found_false_at"]),
+                      "" if r["record_status"] == "none" else r["record_status"])
+        out.print(t)
+    t = Table(title=f"credit history — {len(s['history'])} steps")
+    for col in ("time", "case", "bureau", "step", "detail", "record"):
+        t.add_column(col, no_wrap=col in ("time", "case"))
+    for h in s["history"]:
+        t.add_row(_local(h["at"]), h["number"], h["bureau"], h["step"], h["detail"], h["record_status"])
+    out.print(t)
+
+
+@app.command("outbox")
+def outbox(
+    ctx: typer.Context,
+    status: Annotated[str | None, typer.Option(help="Only pending or delivered records.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Credit records for 信用中国 and their delivery state (applicants masked).
+
+    Example: [bold]xiezhu credit outbox --status pending --json[/]
+    """
+    if status not in (None, "pending", "delivered"):
+        raise CreditCliError(f"--status must be pending or delivered, not {status!r}")
+    with fresh_view(_settings(ctx)) as view:
+        rows = view.outbox(status)
+    if as_json:
+        _print_json(rows)
+        return
+    t = Table(title=f"信用中国 outbox — {len(rows)} records")
+    for col in ("record", "kind", "case", "bureau", "applicant", "made", "status", "attempts", "last error"):
+        t.add_column(col, no_wrap=col in ("record", "case", "made"))
+    for r in rows:
+        state = r["status"] + (f" {_local(r['delivered_at'])}" if r["delivered_at"] else "")
+        t.add_row(r["record_id"][:8], r["kind"], r["number"], r["bureau"], r["applicant_masked"],
+                  _local(r["created_at"]), state, str(r["attempts"]), r["last_error"] or "")
+    out.print(t)
+
+
+@app.command("push")
+def push(
+    ctx: typer.Context,
+    url: Annotated[str | None, typer.Option(help="POST each record as JSON to this 信用中国 endpoint.")] = None,
+    directory: Annotated[Path | None, typer.Option("--dir", help="Write each record as a JSON file here "
+                                                                  "(default: DATA_DIR/credit-china).")] = None,
+    timeout: Annotated[float, typer.Option(min=0.1, help="Seconds per HTTP request.")] = 10.0,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many records in one run.")] = 1000,
+) -> None:
+    """Deliver pending records to 信用中国; a failed one stays pending with its error, for the next run.
+
+    Example: [bold]xiezhu credit push --url https://credit.example.gov.cn/api/records[/]
+    """
+    if url and directory:
+        raise CreditCliError("give --url or --dir, not both")
+    settings = _settings(ctx)
+    adapter: CreditChina = HttpCreditChina(url, timeout) if url else \
+        DirectoryCreditChina(directory or credit_china_dir(settings))
+    with fresh_view(settings) as view:
+        delivered, failed = deliver_pending(view, adapter, limit=limit, now=datetime.now(UTC))
+        left = view.counts().get("pending", 0)
+    err.print(f"delivered {delivered}, failed {failed}, {left} still pending")
+    if failed:
+        raise CreditCliError(f"{failed} records could not be delivered; they stay pending "
+                             "(see `xiezhu credit outbox --status pending`)")
