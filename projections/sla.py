@@ -1,9 +1,62 @@
-"""The SLA view: one row per assistance request with its times and status, built from the ledger only."""
+"""The SLA view: one row per assistance request, with its working-day deadlines, built from the ledger only.
+
+Deadlines (三(二) and 附件2 第五条) run from the system-recorded arrival
+(``AssistanceReceived.arrived_at``).  The arrival day is not counted; a deadline ends at
+24:00 Asia/Shanghai of its last working day, stored as the exclusive instant
+``due_at`` (00:00 of the next day):
+
+- ``due_at``: arrival + ``reply_within`` working days (3 unless the 附件9 row says otherwise);
+- ``decline_due_at``: arrival + ``decline_within`` working days (2), the limit for a written decline.
+
+A deadline that touches a year the calendar does not cover is computed Monday–Friday and
+the row is flagged ``provisional``.  The view keeps a digest of the calendar of every year
+its rows touch; when the calendar changes (an operator ran ``xiezhu calendar load``), the
+next ``follow`` recomputes every deadline, so a loaded schedule takes effect without a
+rebuild and a rebuilt view still equals the live one.
+
+Every request is in exactly one SLA ``state``.  Closed requests keep the state they were
+closed in (stored); open ones are judged at query time against ``now``:
+
+==================  ======  ===============================================================
+state               open?   meaning
+==================  ======  ===============================================================
+in-transit          open    sent, no arrival recorded yet: no deadline runs
+on-time             open    arrived, its reply deadline ends after the next working day
+due-soon            open    its reply deadline ends at 24:00 of the next working day
+due-today           open    its reply deadline ends at 24:00 today (Asia/Shanghai)
+overdue             open    ``now >= due_at``
+answered-on-time    closed  replied before ``due_at``
+answered-late       closed  replied at or after ``due_at``
+declined-on-time    closed  declined in writing before ``decline_due_at``
+declined-late       closed  declined at or after ``decline_due_at`` (even if before ``due_at``)
+withdrawn           closed  the requester withdrew it; no deadline is judged
+==================  ======  ===============================================================
+
+``status`` (requested, received, replied, declined, withdrawn) is the request's lifecycle
+and is unchanged.  ``working_days_taken`` counts the working days after the arrival day
+up to and including the answer's day (an answer on the arrival day took 0).
+
+Schema changes: when an existing ``sla.db`` has another table layout, the view drops its
+tables on opening and rebuilds itself from the ledger at the next ``follow``; a view is a
+pure fold of the ledger, so nothing is lost.
+"""
 from __future__ import annotations
 
+import hashlib
+import math
+import statistics
+from collections import defaultdict
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
-from projections.base import LedgerProjection
+import sqlite_utils
+
+from aggregates.calendar_store import CalendarSource
+from aggregates.workdays import SHANGHAI, WorkingCalendar
+from projections.base import POSITIONS, LedgerProjection
+from projections.ledger import Ledger
 from schemas.assistance import (
     AssistanceDeclined,
     AssistanceReceived,
@@ -12,26 +65,104 @@ from schemas.assistance import (
     AssistanceWithdrawn,
 )
 from schemas.envelope import decode_envelope
+from schemas.errors import XiezhuError
+
+__all__ = [
+    "CLOSED_STATES", "OPEN_STATES", "STATES", "STATUSES", "SlaError", "SlaView",
+    "IN_TRANSIT", "ON_TIME", "DUE_SOON", "DUE_TODAY", "OVERDUE",
+    "ANSWERED_ON_TIME", "ANSWERED_LATE", "DECLINED_ON_TIME", "DECLINED_LATE", "WITHDRAWN",
+]
 
 TABLE = "assistance_requests"
+CALENDAR_TABLE = "sla_calendar"
 NAME = "sla"
+
+IN_TRANSIT = "in-transit"
+ON_TIME = "on-time"
+DUE_SOON = "due-soon"
+DUE_TODAY = "due-today"
+OVERDUE = "overdue"
+ANSWERED_ON_TIME = "answered-on-time"
+ANSWERED_LATE = "answered-late"
+DECLINED_ON_TIME = "declined-on-time"
+DECLINED_LATE = "declined-late"
+WITHDRAWN = "withdrawn"
+
+#: States judged at query time against ``now``.
+OPEN_STATES = (IN_TRANSIT, ON_TIME, DUE_SOON, DUE_TODAY, OVERDUE)
+#: States fixed when the request is closed.
+CLOSED_STATES = (ANSWERED_ON_TIME, ANSWERED_LATE, DECLINED_ON_TIME, DECLINED_LATE, WITHDRAWN)
+STATES = OPEN_STATES + CLOSED_STATES
+#: A closed state that means the deadline was missed (with ``overdue`` while open).
+LATE_STATES = (ANSWERED_LATE, DECLINED_LATE)
+#: The request's lifecycle, as before.
+STATUSES = ("requested", "received", "replied", "declined", "withdrawn")
+
+_COLUMNS: dict[str, type] = {
+    "case_id": str, "number": str, "requester": str, "assistor": str, "matter": str, "channel": str,
+    "items": int, "applicant_kind": str, "catalogue_item": str, "catalogue_version": int,
+    "reply_within": int, "decline_within": int, "sent_at": str, "arrived_at": str, "due_at": str,
+    "decline_due_at": str, "provisional": int, "answered_at": str, "status": str, "outcome": str,
+    "false_items": int, "answered_by": str, "working_days_taken": int, "state": str,
+}
+_ONE_DAY = timedelta(days=1)
+
+
+class SlaError(XiezhuError):
+    """The SLA view was asked something it cannot answer (an unknown state, a naive time …)."""
+
+    code = "sla.error"
 
 
 class SlaView(LedgerProjection):
-    """The requests table: one row per assistance request."""
+    """The requests table: one row per assistance request, with its deadlines and SLA state."""
 
     name = NAME
-    tables = (TABLE,)
+    tables = (TABLE, CALENDAR_TABLE)
+
+    def __init__(self, path: Path, calendar: WorkingCalendar | CalendarSource | None = None) -> None:
+        self._source = calendar if calendar is not None else WorkingCalendar()
+        #: The calendar of the current follow (read once per follow, not once per event).
+        self._current = self.calendar
+        #: True when an older table layout was found and dropped (the next follow rebuilds it).
+        self.layout_reset = False
+        self._known_years: set[int] | None = None
+        super().__init__(path)
+        self.refresh_deadlines()
+
+    @property
+    def calendar(self) -> WorkingCalendar:
+        """The working calendar in force (re-read from a live source such as a CalendarStore)."""
+        if isinstance(self._source, WorkingCalendar):
+            return self._source
+        return self._source.calendar()
+
+    # -- tables -------------------------------------------------------------------------
 
     def create_tables(self) -> None:
-        if not self.db.table(TABLE).exists():
-            self.db.table(TABLE).create({
-                "case_id": str, "number": str, "requester": str, "assistor": str, "matter": str,
-                "channel": str, "items": int, "applicant_kind": str, "sent_at": str, "arrived_at": str,
-                "answered_at": str, "status": str, "outcome": str, "false_items": int, "answered_by": str,
-            }, pk="case_id", not_null={"number", "requester", "assistor", "status"})
-            self.db.table(TABLE).create_index(["requester", "number"])
-            self.db.table(TABLE).create_index(["assistor", "status"])
+        t = self.db.table(TABLE)
+        if t.exists() and set(t.columns_dict) != set(_COLUMNS):
+            # An older layout: a view is a fold of the ledger, so drop it and replay from 0.
+            with self._lock, self.db.conn:
+                for name in self.tables:
+                    self.db.table(name).drop(ignore=True)
+                self.db.execute(f"DELETE FROM {POSITIONS} WHERE name = ?", [self.name])
+            self.layout_reset = True
+        if not t.exists():
+            t.create(_COLUMNS, pk="case_id", not_null={"number", "requester", "assistor", "status"})
+            t.create_index(["requester", "number"])
+            t.create_index(["assistor", "status"])
+            t.create_index(["state"])
+        if not self.db.table(CALENDAR_TABLE).exists():
+            self.db.table(CALENDAR_TABLE).create({"year": int, "digest": str}, pk="year")
+
+    def follow(self, ledger: Ledger, *, batch: int = 1000, progress: Callable[[int], None] | None = None) -> int:
+        """Recompute deadlines if the calendar changed, then apply every new ledger entry."""
+        self.refresh_deadlines()
+        self._known_years = None
+        return super().follow(ledger, batch=batch, progress=progress)
+
+    # -- the fold -----------------------------------------------------------------------
 
     def apply(self, body: bytes, arrived_at: str) -> None:
         env = decode_envelope(body)
@@ -42,33 +173,104 @@ class SlaView(LedgerProjection):
                     "case_id": env.case, "number": env.number, "requester": r.requester,
                     "assistor": r.assistor, "matter": r.matter.name, "channel": r.channel,
                     "items": len(r.items), "applicant_kind": r.applicant.kind,
-                    "sent_at": env.time.isoformat(), "arrived_at": None, "answered_at": None,
-                    "status": "requested", "outcome": None, "false_items": 0, "answered_by": None,
+                    "catalogue_item": r.catalogue_item, "catalogue_version": r.catalogue_version,
+                    "reply_within": r.reply_within, "decline_within": r.decline_within,
+                    "sent_at": env.time.isoformat(), "arrived_at": None, "due_at": None, "decline_due_at": None,
+                    "provisional": 0, "answered_at": None, "status": "requested", "outcome": None,
+                    "false_items": 0, "answered_by": None, "working_days_taken": None, "state": None,
                 }, ignore=True)
+                return
             case AssistanceReceived() as r:
-                status = t.get(env.case)["status"]  # a withdrawal may have come first
+                row = self._row(env.case)
+                if row is None:
+                    return
+                status = row["status"]  # a withdrawal may have come first
                 t.update(env.case, {"arrived_at": r.arrived_at.isoformat(),
                                     "status": "received" if status == "requested" else status})
             case AssistanceReplied() as r:
+                if self._row(env.case) is None:
+                    return
                 false = sum(1 for x in r.results if x.verdict == "false")
                 unver = sum(1 for x in r.results if x.verdict == "unverifiable")
                 outcome = "false" if false else ("unverifiable" if unver else "true")
                 t.update(env.case, {"answered_at": env.time.isoformat(), "status": self._answered(env.case, "replied"),
                                     "outcome": outcome, "false_items": false, "answered_by": r.answered_by})
             case AssistanceDeclined() as r:
+                if self._row(env.case) is None:
+                    return
                 t.update(env.case, {"answered_at": env.time.isoformat(), "status": self._answered(env.case, "declined"),
                                     "outcome": "declined", "answered_by": r.answered_by})
             case AssistanceWithdrawn():
-                if t.get(env.case)["status"] in ("requested", "received"):  # else it crossed the answer
-                    t.update(env.case, {"answered_at": env.time.isoformat(), "status": "withdrawn",
-                                        "outcome": "withdrawn"})
+                row = self._row(env.case)
+                if row is None or row["status"] not in ("requested", "received"):  # else it crossed the answer
+                    return
+                t.update(env.case, {"answered_at": env.time.isoformat(), "status": "withdrawn",
+                                    "outcome": "withdrawn"})
+            case _:
+                return
+        self._derive(env.case, self._current)
+
+    def _row(self, case_id: str) -> dict[str, Any] | None:
+        try:
+            return dict(self.db.table(TABLE).get(case_id))
+        except sqlite_utils.db.NotFoundError:
+            return None  # an event whose request the ledger does not hold: nothing to attach it to
 
     def _answered(self, case_id: str, status: str) -> str:
         # An answer that crossed a withdrawal in transit leaves the request withdrawn.
         return "withdrawn" if self.db.table(TABLE).get(case_id)["status"] == "withdrawn" else status
 
-    def rows(self, *, bureau: str | None = None, status: str | None = None) -> list[dict[str, Any]]:
-        """Rows, oldest request first, filtered by bureau (either side) and status."""
+    def _derive(self, case_id: str, cal: WorkingCalendar) -> None:
+        """Recompute a row's deadlines and closed state from its stored times (order-independent)."""
+        row = self.db.table(TABLE).get(case_id)
+        derived, years = _derived(row, cal)
+        self.db.table(TABLE).update(case_id, derived)
+        self._record_years(years, cal)
+
+    # -- the calendar the deadlines were computed with ------------------------------------
+
+    def _record_years(self, years: Iterable[int], cal: WorkingCalendar) -> None:
+        if self._known_years is None:  # read once per follow, not once per event
+            self._known_years = {r["year"] for r in self.db.table(CALENDAR_TABLE).rows}
+        missing = sorted(set(years) - self._known_years)
+        if missing:
+            self.db.table(CALENDAR_TABLE).insert_all(
+                [{"year": y, "digest": _year_digest(cal, y)} for y in missing], pk="year", ignore=True)
+            self._known_years.update(missing)
+
+    def refresh_deadlines(self) -> int:
+        """Recompute every deadline if the calendar of a year the rows touch changed; returns rows changed."""
+        cal = self._current = self.calendar
+        with self._lock:
+            stored = {r["year"]: r["digest"] for r in self.db.table(CALENDAR_TABLE).rows}
+            if all(_year_digest(cal, y) == d for y, d in stored.items()):
+                return 0
+            changed, touched = 0, set[int]()
+            self._known_years = None
+            with self.db.conn:
+                self.db.table(CALENDAR_TABLE).delete_where()
+                for row in list(self.db.table(TABLE).rows):
+                    derived, years = _derived(row, cal)
+                    touched |= years
+                    if any(row[k] != v for k, v in derived.items()):
+                        self.db.table(TABLE).update(row["case_id"], derived)
+                        changed += 1
+                self._record_years(touched, cal)
+            return changed
+
+    # -- queries --------------------------------------------------------------------------
+
+    def rows(self, *, bureau: str | None = None, status: str | None = None, state: str | None = None,
+             now: datetime | None = None) -> list[dict[str, Any]]:
+        """Rows, oldest request first, filtered by bureau (either side), status and SLA state at ``now``.
+
+        ``now`` defaults to the system clock; open requests are judged against it.
+        """
+        if status is not None and status not in STATUSES:
+            raise SlaError(f"unknown status {status!r}; one of {', '.join(STATUSES)}", status=status)
+        if state is not None and state not in STATES:
+            raise SlaError(f"unknown state {state!r}; one of {', '.join(STATES)}", state=state)
+        now = _now(now)
         where, args = [], []
         if bureau:
             where.append("(requester = ? OR assistor = ?)")
@@ -76,11 +278,161 @@ class SlaView(LedgerProjection):
         if status:
             where.append("status = ?")
             args.append(status)
+        if state in CLOSED_STATES:
+            where.append("state = ?")
+            args.append(state)
+        elif state in OPEN_STATES:
+            where.append("state IS NULL")
+        judge = _Judge(self.calendar, now)
         with self._lock:
-            return list(self.db.table(TABLE).rows_where(" AND ".join(where) or None, args, order_by="sent_at, number"))
+            found = list(self.db.table(TABLE).rows_where(" AND ".join(where) or None, args,
+                                                         order_by="sent_at, number"))
+        out = [judge.present(r) for r in found]
+        return [r for r in out if state is None or r["state"] == state]
 
     def counts(self) -> dict[str, int]:
         """Requests per status."""
         with self._lock:
             rows = self.db.query(f"SELECT status, COUNT(*) AS n FROM {TABLE} GROUP BY status")
             return {r["status"]: r["n"] for r in rows}
+
+    def stats(self, *, start: date | None = None, end: date | None = None,
+              now: datetime | None = None) -> list[dict[str, Any]]:
+        """Per bureau, the requests of a period (both ends included), judged at ``now``.
+
+        A request falls in the period by the Asia/Shanghai day of its system-recorded
+        arrival, or of its sending while it has not arrived.  For each bureau:
+
+        - ``sent``: requests it sent; ``received``: requests that arrived at it;
+        - ``answered``: of those, replied or declined; ``declined``, ``withdrawn``, ``open``;
+        - ``on_time``: answered before their deadline (a decline before ``decline_due_at``);
+        - ``on_time_rate`` = on_time / answered; ``decline_rate`` = declined / answered
+          (``None`` when nothing was answered);
+        - ``median_working_days`` (statistics.median) and ``p90_working_days`` (nearest rank:
+          the smallest value at least 90% of answers took no more than) over answered requests;
+        - ``breaches``: deadlines missed — answered late, declined late, or open and overdue at ``now``.
+        """
+        if start and end and start > end:
+            raise SlaError(f"the period starts {start} after it ends {end}", start=str(start), end=str(end))
+        per: dict[str, dict[str, Any]] = defaultdict(_empty_stats)
+        taken: dict[str, list[int]] = defaultdict(list)
+        for r in self.rows(now=now):
+            day = _shanghai_day(r["arrived_at"] or r["sent_at"])
+            if (start and day < start) or (end and day > end):
+                continue
+            per[r["requester"]]["sent"] += 1
+            if not r["arrived_at"]:
+                continue
+            b = per[r["assistor"]]
+            b["received"] += 1
+            if r["status"] in ("replied", "declined"):
+                b["answered"] += 1
+                b["declined"] += r["status"] == "declined"
+                b["on_time"] += r["state"] in (ANSWERED_ON_TIME, DECLINED_ON_TIME)
+                if r["working_days_taken"] is not None:
+                    taken[r["assistor"]].append(r["working_days_taken"])
+            elif r["status"] == "withdrawn":
+                b["withdrawn"] += 1
+            else:
+                b["open"] += 1
+            b["breaches"] += r["state"] in (*LATE_STATES, OVERDUE)
+        result = []
+        for code in sorted(per):
+            b = per[code]
+            days = sorted(taken[code])
+            answered = b["answered"]
+            result.append({
+                "bureau": code, **b,
+                "on_time_rate": b["on_time"] / answered if answered else None,
+                "decline_rate": b["declined"] / answered if answered else None,
+                "median_working_days": statistics.median(days) if days else None,
+                "p90_working_days": days[math.ceil(0.9 * len(days)) - 1] if days else None,
+            })
+        return result
+
+
+def _empty_stats() -> dict[str, Any]:
+    return {"sent": 0, "received": 0, "answered": 0, "declined": 0, "withdrawn": 0, "open": 0,
+            "on_time": 0, "breaches": 0}
+
+
+class _Judge:
+    """Judges open rows at one instant (today and the next working day computed once)."""
+
+    def __init__(self, cal: WorkingCalendar, now: datetime) -> None:
+        self.now = now
+        self.today = now.astimezone(SHANGHAI).date()
+        self.next_working_day = cal.add_working_days(now, 1).last_day
+
+    def present(self, row: dict[str, Any]) -> dict[str, Any]:
+        row["provisional"] = bool(row["provisional"])
+        if row["state"] is None:
+            row["state"] = self.open_state(row)
+        return row
+
+    def open_state(self, row: dict[str, Any]) -> str:
+        if not row["due_at"]:
+            return IN_TRANSIT
+        due = datetime.fromisoformat(row["due_at"])
+        if self.now >= due:
+            return OVERDUE
+        last_day = (due.astimezone(SHANGHAI) - _ONE_DAY).date()
+        if last_day == self.today:
+            return DUE_TODAY
+        if last_day == self.next_working_day:
+            return DUE_SOON
+        return ON_TIME
+
+
+def _derived(row: dict[str, Any], cal: WorkingCalendar) -> tuple[dict[str, Any], set[int]]:
+    """The calendar-dependent columns of a row, and the years their computation touched."""
+    arrived = _parse(row["arrived_at"])
+    answered = _parse(row["answered_at"]) if row["status"] in ("replied", "declined") else None
+    closed = {"replied": ANSWERED_ON_TIME, "declined": DECLINED_ON_TIME, "withdrawn": WITHDRAWN}.get(row["status"])
+    if arrived is None:  # no deadline runs before the arrival is recorded
+        return {"due_at": None, "decline_due_at": None, "provisional": 0, "working_days_taken": None,
+                "state": closed}, set()
+    reply = cal.add_working_days(arrived, row["reply_within"])
+    decline = cal.add_working_days(arrived, row["decline_within"])
+    days: int | None = None
+    provisional = False
+    last = max(reply.last_day, decline.last_day)
+    if answered is not None:
+        days, provisional = cal.working_days_between(arrived, answered)
+        last = max(last, answered.astimezone(SHANGHAI).date())
+        if row["status"] == "replied" and answered >= reply.ends_at:
+            closed = ANSWERED_LATE
+        elif row["status"] == "declined" and answered >= decline.ends_at:
+            closed = DECLINED_LATE
+    first = arrived.astimezone(SHANGHAI).year
+    return {
+        "due_at": reply.ends_at.isoformat(), "decline_due_at": decline.ends_at.isoformat(),
+        "provisional": int(reply.provisional or decline.provisional or provisional),
+        "working_days_taken": days, "state": closed,
+    }, set(range(first, last.year + 1))
+
+
+def _year_digest(cal: WorkingCalendar, year: int) -> str:
+    """A fingerprint of one year of the calendar: which days work, and whether it is covered."""
+    day, end = date(year, 1, 1), date(year, 12, 31)
+    bits = bytearray(b"C" if cal.covered(year) else b"P")
+    while day <= end:
+        bits.append(49 if cal.is_working_day(day)[0] else 48)
+        day += _ONE_DAY
+    return hashlib.sha256(bits).hexdigest()[:32]
+
+
+def _parse(iso: str | None) -> datetime | None:
+    return datetime.fromisoformat(iso) if iso else None
+
+
+def _shanghai_day(iso: str) -> date:
+    return datetime.fromisoformat(iso).astimezone(SHANGHAI).date()
+
+
+def _now(now: datetime | None) -> datetime:
+    if now is None:
+        return datetime.now(UTC)
+    if now.utcoffset() is None:
+        raise SlaError(f"now must be a timezone-aware time, got {now.isoformat()}", now=now.isoformat())
+    return now

@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import signal
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
 from typing import Annotated, Any, TypeVar
@@ -18,16 +17,20 @@ from rich.table import Table
 
 from agencies.keys import KeyStore
 from agencies.registry import Registry
+from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
 from aggregates.store import SHANGHAI
 from broker.server import EmbeddedNats
 from projections.commitments import CommitmentView
+from projections.credit import CreditView
 from projections.ledger import Ledger
 from projections.sla import SlaView
 from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli_catalogue import app as catalogue_app
+from xiezhu.cli_credit import app as credit_app
+from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
 from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -37,6 +40,9 @@ keys_app = typer.Typer(no_args_is_help=True, help="Bureau signing keys and the t
 app.add_typer(projections_app, name="projections")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(keys_app, name="keys")
+app.add_typer(sla_app, name="sla")
+app.add_typer(calendar_app, name="calendar")
+app.add_typer(credit_app, name="credit")
 
 out = Console()
 err = Console(stderr=True)
@@ -113,7 +119,8 @@ def demo(
         _print_json(summary)
         return
     _print_summary(summary)
-    _sla_table(settings, None, None, limit=15)
+    sla_table(settings, limit=15)
+    stats_table(settings)
     out.print(f"\nThe demo's data stays in {settings.data_dir}: try [bold]xiezhu sla --state received[/] "
               "or [bold]xiezhu inbox --bureau ziran[/].")
 
@@ -138,56 +145,6 @@ def _print_summary(s: dict[str, Any]) -> None:
 
 
 # -- read commands --------------------------------------------------------------------
-
-
-@contextlib.contextmanager
-def _fresh_sla(settings: Settings) -> Iterator[SlaView]:
-    if not settings.ledger_path.exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(settings.ledger_path)
-    try:
-        view = SlaView(settings.sla_path)
-        view.follow(ledger)
-        yield view
-    finally:
-        ledger.close()
-
-
-@app.command()
-def sla(
-    ctx: typer.Context,
-    bureau: Annotated[str | None, typer.Option(help="Only requests this bureau sent or received.")] = None,
-    state: Annotated[str | None, typer.Option(help="Only this status: requested, received, replied, declined.")] = None,
-    as_json: AsJson = False,
-) -> None:
-    """Every assistance request with its sent, arrived and answered times, from the ledger.
-
-    Example: [bold]xiezhu sla --bureau gongan --state received[/]
-    """
-    settings = _settings(ctx)
-    if bureau:
-        Registry.load()[bureau]
-    if as_json:
-        with _fresh_sla(settings) as view:
-            _print_json({f"{r['requester']}/{r['number']}": r for r in view.rows(bureau=bureau, status=state)})
-        return
-    _sla_table(settings, bureau, state)
-
-
-def _sla_table(settings: Settings, bureau: str | None, state: str | None, limit: int | None = None) -> None:
-    with _fresh_sla(settings) as view:
-        rows = view.rows(bureau=bureau, status=state)
-    shown = f" (first {limit})" if limit and len(rows) > limit else ""
-    t = Table(title=f"SLA view — {len(rows)} requests{shown}")
-    for col in ("number", "from → to", "matter", "sent", "arrived", "answered", "status"):
-        t.add_column(col, no_wrap=col in ("number", "sent", "arrived", "answered"))
-    for r in rows[:limit]:
-        status = r["status"] + (f" · {r['outcome']}" if r["outcome"] and r["outcome"] != r["status"] else "")
-        letter = " ✉" if r["channel"] == "letter" else ""
-        t.add_row(r["number"], f"{r['requester']} → {r['assistor']}{letter}", r["matter"], _t(r["sent_at"]),
-                  _t(r["arrived_at"]), _t(r["answered_at"]), status)
-    out.print(t)
 
 
 def _t(iso: str | None) -> str:
@@ -523,11 +480,15 @@ def projections_rebuild(ctx: typer.Context) -> None:
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     ledger_ = Ledger(settings.ledger_path)
-    views = [("SLA view", SlaView(settings.sla_path)), ("commitment cases", CommitmentView(settings.commitments_path))]
+    views: list[tuple[str, Any]] = [
+        ("SLA view", SlaView(settings.sla_path, CalendarStore(settings.calendar_dir))),
+        ("commitment cases", CommitmentView(settings.commitments_path)),
+        ("credit view", CreditView(settings.credit_path)),
+    ]
     with Progress(console=err) as progress:
         for label, view in views:
             task = progress.add_task(f"rebuilding {label}", total=len(ledger_))
-            n = view.rebuild(ledger_, progress=lambda k, task=task: progress.advance(task, k))  # type: ignore[misc]
+            n = view.rebuild(ledger_, progress=lambda k, task=task: progress.advance(task, k))
     err.print(f"[green]rebuilt[/] {len(views)} views from {n} ledger entries")
 
 

@@ -22,6 +22,7 @@ import msgspec
 import nacl.signing
 import nats
 
+from agencies.credit_china import DirectoryCreditChina, deliver_pending
 from agencies.registry import Registry
 from aggregates.catalogue import CatalogueError
 from aggregates.clock import SimulatedClock
@@ -34,7 +35,7 @@ from broker.signing import Signer
 from broker.streams import DLQ_STREAM
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.catalogue import AssistanceItem
-from schemas.commitment import PlannedItem
+from schemas.commitment import STANDING_ZH, PlannedItem, Standing
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, new_id, subject_for
 from schemas.errors import XiezhuError
 from xiezhu.demo_data import (
@@ -54,7 +55,7 @@ from xiezhu.settings import Settings
 
 SIM_START = datetime(2026, 9, 21, 9, 0, tzinfo=SHANGHAI)  # a Monday, before Mid-Autumn
 
-CREDIT_REFUSAL = "四(二)：申请人曾作出虚假承诺且未完成信用修复，不适用告知承诺制，请提交证明。"
+CREDIT_REFUSAL = "四(二)：申请人{standing}，在信用修复前不适用告知承诺制，请提交证明。"
 DISCLOSURE_REFUSAL = "二(四)：申请人不同意公开承诺书，应当提交法律法规要求的证明。"
 PENALTY_BASIS = "，依据《中华人民共和国行政许可法》第七十九条予以处罚。"
 DECLINE_REASONS = "所请求核查事项不属于本机关职权范围，本机关未掌握相关登记信息，请向区农业农村局核实。"
@@ -78,6 +79,7 @@ class Demo:
         self.total = requests
         self.counts: Counter[str] = Counter()
         self.hostile_sent = 0
+        self.delivered: tuple[int, int] = (0, 0)
 
     # -- the run --------------------------------------------------------------------------
 
@@ -108,6 +110,19 @@ class Demo:
         await self._morning(leave_open=0.35, today_open=True)
         await self._hostile()
         await self.node.settle()
+        # After the National Day holiday the 司法局 monitor reminds of the deadlines that end
+        # that day, and the next working day reports the ones missed.
+        for day in (datetime(2026, 10, 9, 9, 0, tzinfo=SHANGHAI), datetime(2026, 10, 12, 9, 0, tzinfo=SHANGHAI)):
+            self.clock.set(day)
+            if self.node.monitor is not None:
+                await asyncio.to_thread(self.node.monitor.tick)
+            self.node.wake_relays()
+            await self.node.settle()
+        # The credit records go to 信用中国 (a directory until an endpoint is configured).
+        assert self.node.credit is not None
+        self.delivered = await asyncio.to_thread(
+            deliver_pending, self.node.credit, DirectoryCreditChina(self.settings.credit_china_dir),
+            now=self.clock.now())
 
     # -- 区司法局 and the catalogues ----------------------------------------------------------
 
@@ -170,16 +185,20 @@ class Demo:
         store, rng, cat = self.node.store(flow.requester), self.rng, self.node.catalogue
         matter = cat.matter(flow.matter_code)
         items = make_items(flow, applicant, self.settings, rng)
-        bad = applicant.id_number in population.bad_credit
+        # 四(二): the public credit platform's serious cases, and the credit view's own record
+        # of false commitments found earlier in this run (caught up: applications follow settle()).
+        assert self.node.credit is not None
+        standing: Standing = ("serious-bad-credit" if applicant.id_number in population.bad_credit
+                              else self.node.credit.standing(applicant.id_number, self.clock.now()))
         today = self.clock.now().astimezone(SHANGHAI).date()
         st = store.apply_for(applicant=applicant, matter_code=matter.code, matter_name=matter.service_matter_name,
                              certificate_name=matter.certificate_name, issuing_unit=matter.issuing_unit,
                              mode=matter.mode, items=items, applied_on=today, disclose=matter.disclose_commitment,
-                             catalogue_version=len(cat.versions("matters")),
-                             standing="unrepaired-false-commitment" if bad else "good")
+                             catalogue_version=len(cat.versions("matters")), standing=standing)
         case = st.case
-        if bad:
-            store.refuse_route(case, "credit", CREDIT_REFUSAL)
+        if standing != "good":
+            self.counts[f"credit_gate_{standing}"] += 1
+            store.refuse_route(case, "credit", CREDIT_REFUSAL.format(standing=STANDING_ZH[standing]))
             return
         store.issue_notice(case)
         if matter.disclose_commitment and rng.random() < 0.08:
@@ -417,6 +436,12 @@ async def summarize(node: Node, demo: Demo, wall: float) -> dict[str, Any]:
         "catalogue_refused_excluded": demo.counts["catalogue_refused_excluded"],
         "catalogue_adjustments_rejected": demo.counts["catalogue_adjustments_rejected"],
         "requests_refused_not_catalogued": demo.counts["requests_refused_not_catalogued"],
+        "credit_gate": {k.removeprefix("credit_gate_"): v for k, v in demo.counts.items()
+                        if k.startswith("credit_gate_")},
+        "credit_records_pushed": demo.delivered[0],
+        "deadline_breaches": node.monitor.stats.breaches if node.monitor else 0,
+        "deadline_reminders": node.monitor.stats.reminders if node.monitor else 0,
+        "sla_states": dict(Counter(r["state"] for r in node.sla.rows(now=node.clock.now()))),
         "hostile_messages_sent": demo.hostile_sent,
         "rejections_by_reason": dict(sorted(rejected_by.items())),
         "duplicates_ignored": sum(s.duplicates for s in agent_stats),

@@ -16,8 +16,10 @@ import nats
 from agencies.agent import BureauAgent
 from agencies.keys import KeyStore
 from agencies.ledger_service import LedgerService
-from agencies.registry import Registry
+from agencies.monitor import SlaMonitor
+from agencies.registry import JUSTICE, Registry
 from agencies.verifiers import verifiers_for
+from aggregates.calendar_store import CalendarStore
 from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import Clock
 from aggregates.store import BureauStore
@@ -27,6 +29,7 @@ from broker.signing import KeyRing
 from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer, ensure_consumers, ensure_streams
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
+from projections.credit import CreditView
 from projections.ledger import Ledger
 from projections.sla import SlaView
 from xiezhu.settings import Settings
@@ -86,6 +89,8 @@ class Node:
         self.ledger_service: LedgerService | None = None
         self.sla: SlaView | None = None
         self.commitments: CommitmentView | None = None
+        self.credit: CreditView | None = None
+        self.monitor: SlaMonitor | None = None
         self._projection_wake = asyncio.Event()
         self._projection_task: asyncio.Task[None] | None = None
         self._stopping = False
@@ -118,15 +123,19 @@ class Node:
             if self.ledger is None:
                 self.ledger = Ledger(self.settings.ledger_path)
             self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-            self.sla = SlaView(self.settings.sla_path)
+            self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir))
             self.commitments = CommitmentView(self.settings.commitments_path)
+            self.credit = CreditView(self.settings.credit_path)
+            if JUSTICE in self.agent_codes:
+                # 区司法局's machine watches the deadlines; its agent relays the notices.
+                self.monitor = SlaMonitor(self.store(JUSTICE), self.sla, self.clock)
             self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
         return self
 
     @property
     def views(self) -> list[LedgerProjection]:
         """The read models this node keeps up to date."""
-        return [v for v in (self.sla, self.commitments) if v is not None]
+        return [v for v in (self.sla, self.commitments, self.credit) if v is not None]
 
     async def _follow(self) -> None:
         assert self.ledger is not None
@@ -134,8 +143,14 @@ class Node:
             self._projection_wake.clear()
             for view in self.views:
                 await asyncio.to_thread(view.follow, self.ledger)
+            if self.monitor is not None and any(await asyncio.to_thread(self.monitor.tick)):
+                self.wake_relays()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._projection_wake.wait(), timeout=0.5)
+
+    def wake_projections(self) -> None:
+        """Follow the ledger (and let the monitor look at the clock) now."""
+        self._projection_wake.set()
 
     def wake_relays(self) -> None:
         """Commands were committed outside an agent's handler: relay them now."""

@@ -73,6 +73,21 @@ class Settings:
         return self.data_dir / "projections" / "commitments.db"
 
     @property
+    def calendar_dir(self) -> Path:
+        """State Council year schedules loaded by ``xiezhu calendar load``, one ``<year>.toml`` each."""
+        return self.data_dir / "calendar"
+
+    @property
+    def credit_path(self) -> Path:
+        """The credit view and its 信用中国 outbox."""
+        return self.data_dir / "projections" / "credit.db"
+
+    @property
+    def credit_china_dir(self) -> Path:
+        """Where the directory adapter delivers 信用中国 records (until a real endpoint is configured)."""
+        return self.data_dir / "credit-china"
+
+    @property
     def nats_dir(self) -> Path:
         return self.data_dir / "nats"
 

@@ -1,0 +1,87 @@
+"""The 司法局 SLA monitor: reminders and breaches reach both bureaus, each exactly once."""
+from __future__ import annotations
+
+from datetime import datetime
+
+from agencies.monitor import SlaMonitor
+from agencies.registry import Registry
+from aggregates.clock import SimulatedClock
+from aggregates.store import SHANGHAI
+from tests.conftest import make_node
+from tests.test_exchange import request
+from xiezhu.node import Node
+from xiezhu.settings import Settings
+
+
+def sla_types(node: Node, code: str) -> list[str]:
+    return [env.type + ":" + env.payload.kind for env in node.store(code).notices()]  # type: ignore[union-attr]
+
+
+def ledger_count(node: Node, event_type: str) -> int:
+    assert node.ledger is not None
+    return sum(1 for e in node.ledger.entries() if e.type == event_type)
+
+
+async def started(settings: Settings, registry: Registry, clock: SimulatedClock) -> Node:
+    node = make_node(settings, registry, clock, agents=("shenpi", "ziran", "sifa"))
+    return await node.start()
+
+
+async def test_a_missed_deadline_is_reported_once_to_both_bureaus_also_after_a_restart(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    node = await started(settings, registry, clock)
+    try:
+        request(node, assistor="ziran", check="")  # waits for a person, who does not answer
+        await node.settle()
+        assert node.monitor is not None
+        clock.set(datetime(2026, 9, 28, 9, 0, tzinfo=SHANGHAI))  # due 09-24 24:00: overdue
+        for _ in range(2):
+            node.monitor.tick()
+        SlaMonitor(node.store("sifa"), node.monitor.view, clock).tick()  # a restarted monitor
+        node.wake_relays()
+        await node.settle()
+        assert sla_types(node, "shenpi") == ["sla.breached:reply"]
+        assert sla_types(node, "ziran") == ["sla.breached:reply"]
+        assert ledger_count(node, "sla.breached") == 2  # one signed copy to each bureau
+        breach = node.store("ziran").notices()[0]
+        assert breach.sender == "sifa" and breach.payload.working_days_late == 1  # type: ignore[union-attr]
+    finally:
+        await node.stop()
+
+
+async def test_a_reminder_comes_at_the_start_of_the_last_working_day(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    node = await started(settings, registry, clock)
+    try:
+        request(node, assistor="ziran", check="")  # arrives Monday 09-21: due 09-24 24:00
+        await node.settle()
+        assert node.monitor is not None
+        clock.set(datetime(2026, 9, 23, 20, 0, tzinfo=SHANGHAI))
+        assert node.monitor.tick() == (0, 0)
+        clock.set(datetime(2026, 9, 24, 8, 0, tzinfo=SHANGHAI))
+        node.monitor.tick()
+        node.wake_relays()
+        await node.settle()
+        assert sla_types(node, "ziran") == ["sla.reminder:reply"]
+        assert node.monitor.tick() == (0, 0)
+    finally:
+        await node.stop()
+
+
+async def test_a_late_decline_breaks_the_decline_deadline(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    node = await started(settings, registry, clock)
+    try:
+        case = request(node, assistor="ziran", check="")
+        await node.settle()
+        clock.set(datetime(2026, 9, 24, 10, 0, tzinfo=SHANGHAI))  # decline was due 09-23 24:00
+        node.store("ziran").decline(case, "不属于本机关职权范围", "operator:王伟")
+        node.wake_relays()
+        await node.settle()
+        assert node.monitor is not None
+        node.monitor.tick()
+        node.wake_relays()
+        await node.settle()
+        assert sla_types(node, "shenpi") == ["sla.breached:decline"]
+    finally:
+        await node.stop()

@@ -1,0 +1,301 @@
+"""``xiezhu sla …`` and ``xiezhu calendar …``: working-day deadlines, SLA states and statistics.
+
+Which "now" open requests are judged at: ``--now`` if given, else the system clock —
+except in a directory made by ``xiezhu demo``.  The demo runs on a simulated clock
+(September 2026), so there the default is the time of the last ledger entry, the end of
+the demo's clock; judged by the system clock every open request of a demo would simply be
+overdue.  The table's title says which instant was used.
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import UTC, date, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agencies.registry import Registry
+from aggregates.calendar_store import CalendarStore
+from aggregates.workdays import SHANGHAI, CalendarError, WorkingCalendar
+from projections.ledger import Ledger
+from projections.sla import CLOSED_STATES, OVERDUE, STATES, STATUSES, SlaError, SlaView
+from schemas.errors import XiezhuError
+from xiezhu.settings import Settings
+
+__all__ = ["calendar_app", "open_sla", "print_table", "resolve_now", "sla_app", "sla_table"]
+
+# Its help is the callback's docstring (a Typer-level help= would hide the example).
+sla_app = typer.Typer(invoke_without_command=True, rich_markup_mode="rich")
+calendar_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                           help="The working-day calendar: load a State Council schedule, compute a deadline.")
+
+out = Console()
+err = Console(stderr=True)
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+Now = Annotated[str | None, typer.Option(
+    "--now", help="Judge open requests at this ISO time (naive: Asia/Shanghai). "
+                  "Default: the system clock; for a demo's data, the demo's last ledger time.")]
+
+_STATE_STYLE = {OVERDUE: "bold red", "due-today": "red", "due-soon": "yellow", "answered-late": "magenta",
+                "declined-late": "magenta", "in-transit": "dim"}
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    if obj is not None and hasattr(obj, "settings"):
+        return obj.settings  # type: ignore[no-any-return]
+    return Settings.resolve(None, None)  # run on its own (not under the root ``xiezhu`` app)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def _instant(text: str, option: str) -> datetime:
+    """An ISO date or date-time; a naive one is read in Asia/Shanghai."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise SlaError(f"{option} {text!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00",
+                       value=text) from None
+    return value if value.utcoffset() is not None else value.replace(tzinfo=SHANGHAI)
+
+
+def _day(text: str | None, option: str) -> date | None:
+    if text is None:
+        return None
+    try:
+        return date.fromisoformat(text)
+    except ValueError:
+        raise SlaError(f"{option} {text!r} is not an ISO date, e.g. 2026-09-01", value=text) from None
+
+
+@contextlib.contextmanager
+def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
+    """The SLA view, caught up with the ledger, using the loaded calendar schedules."""
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
+    ledger = Ledger(settings.ledger_path)
+    try:
+        view = SlaView(settings.sla_path, CalendarStore(settings.calendar_dir))
+        if view.layout_reset:
+            err.print("the SLA view's table layout changed: rebuilding it from the ledger")
+        view.follow(ledger)
+        yield view, ledger
+    finally:
+        ledger.close()
+
+
+def resolve_now(settings: Settings, ledger: Ledger, now: str | None) -> tuple[datetime, str]:
+    """The instant to judge at, and how it was chosen (see the module docstring)."""
+    if now is not None:
+        return _instant(now, "--now"), "--now"
+    if settings.demo_marker.exists() and ledger.head[0]:
+        last = next(ledger.entries(ledger.head[0] - 1, 1))
+        return max(datetime.fromisoformat(last.event_time), datetime.fromisoformat(last.arrived_at)), \
+            "the demo's simulated clock"
+    return datetime.now(UTC), "the system clock"
+
+
+def _t(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%m-%d %H:%M")
+
+
+def _last_day(due_at: str | None) -> str:
+    """The last working day of a deadline (its exclusive end minus one day)."""
+    if not due_at:
+        return ""
+    ends = datetime.fromisoformat(due_at).astimezone(SHANGHAI)
+    return date.fromordinal(ends.date().toordinal() - 1).strftime("%m-%d")
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.0f}%"
+
+
+# -- xiezhu sla ------------------------------------------------------------------------
+
+
+@sla_app.callback()
+def sla(
+    ctx: typer.Context,
+    bureau: Annotated[str | None, typer.Option(help="Only requests this bureau sent or received.")] = None,
+    state: Annotated[str | None, typer.Option(
+        help="Only this SLA state: " + ", ".join(STATES) + ". A status (requested, received, replied, "
+             "declined) is accepted too, as before.")] = None,
+    status: Annotated[str | None, typer.Option(help="Only this status: " + ", ".join(STATUSES) + ".")] = None,
+    now: Now = None,
+    as_json: AsJson = False,
+) -> None:
+    """Every assistance request with its arrival, working-day deadline, answer and SLA state.
+
+    States: open requests are in-transit, on-time, due-soon (due at 24:00 of the next working day),
+    due-today or overdue at --now; closed ones are answered-on-time, answered-late, declined-on-time,
+    declined-late (after the 2-working-day limit) or withdrawn. A deadline marked * is provisional
+    (its year's holidays are not known yet: see [bold]xiezhu calendar load[/]).
+
+    Example: [bold]xiezhu sla --bureau gongan --state overdue --now 2026-09-29T17:00+08:00[/]
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    settings = _settings(ctx)
+    if bureau:
+        Registry.load()[bureau]
+    if state in STATUSES and state not in STATES:  # the earlier --state meant the status
+        if status not in (None, state):
+            raise SlaError(f"--state {state} and --status {status} contradict each other")
+        state, status = None, state
+    with open_sla(settings) as (view, ledger):
+        at, how = resolve_now(settings, ledger, now)
+        rows = view.rows(bureau=bureau, status=status, state=state, now=at)
+    if as_json:
+        _print_json({f"{r['requester']}/{r['number']}": r for r in rows})
+        return
+    print_table(rows, at, how)
+
+
+def print_table(rows: list[dict[str, Any]], at: datetime, how: str, limit: int | None = None) -> None:
+    """The SLA table (the demo prints its first rows)."""
+    shown = f" (first {limit})" if limit and len(rows) > limit else ""
+    when = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    t = Table(title=f"SLA view — {len(rows)} requests{shown}, as of {when} ({how})")
+    for col in ("number", "from → to", "matter", "arrived", "due", "answered", "days", "status", "state"):
+        t.add_column(col, no_wrap=col in ("number", "arrived", "due", "answered", "state"))
+    for r in rows[:limit]:
+        status = r["status"] + (f" · {r['outcome']}" if r["outcome"] and r["outcome"] != r["status"] else "")
+        letter = " ✉" if r["channel"] == "letter" else ""
+        due = _last_day(r["due_at"]) + ("*" if r["provisional"] else "")
+        days = "" if r["working_days_taken"] is None else str(r["working_days_taken"])
+        style = _STATE_STYLE.get(r["state"], "green" if r["state"] in CLOSED_STATES else "")
+        t.add_row(r["number"], f"{r['requester']} → {r['assistor']}{letter}", r["matter"], _t(r["arrived_at"]),
+                  due, _t(r["answered_at"]), days, status, f"[{style}]{r['state']}[/]" if style else r["state"])
+    out.print(t)
+    if any(r["provisional"] for r in rows[:limit]):
+        out.print("* provisional: counted Monday–Friday until that year's schedule is loaded "
+                  "([bold]xiezhu calendar load FILE[/])")
+
+
+def sla_table(settings: Settings, limit: int | None = None) -> None:
+    """Print the SLA table of a data directory, judged at the default now (for ``xiezhu demo``)."""
+    with open_sla(settings) as (view, ledger):
+        at, how = resolve_now(settings, ledger, None)
+        rows = view.rows(now=at)
+    print_table(rows, at, how, limit)
+
+
+@sla_app.command("stats")
+def stats(
+    ctx: typer.Context,
+    start: Annotated[str | None, typer.Option("--from", help="First day of the period (ISO date).")] = None,
+    end: Annotated[str | None, typer.Option("--to", help="Last day of the period (ISO date, included).")] = None,
+    now: Now = None,
+    as_json: AsJson = False,
+) -> None:
+    """Per bureau over a period: requests sent and received, on-time rate, working days to answer, breaches.
+
+    A request belongs to the period by its arrival day (Asia/Shanghai). on-time rate and decline rate are
+    shares of the answered requests; p90 is the nearest-rank 90th percentile; breaches are requests
+    answered late, declined late, or still open and overdue at --now.
+
+    Example: [bold]xiezhu sla stats --from 2026-09-01 --to 2026-09-30 --json[/]
+    """
+    stats_table(_settings(ctx), _day(start, "--from"), _day(end, "--to"), now, as_json=as_json)
+
+
+def stats_table(settings: Settings, first: date | None = None, last: date | None = None, now: str | None = None,
+                *, as_json: bool = False) -> None:
+    """Print the per-bureau statistics of a data directory (also for ``xiezhu demo``)."""
+    with open_sla(settings) as (view, ledger):
+        at, how = resolve_now(settings, ledger, now)
+        rows = view.stats(start=first, end=last, now=at)
+    if as_json:
+        _print_json(rows)
+        return
+    period = f"{first or '…'} – {last or '…'}"
+    when = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    t = Table(title=f"SLA by bureau, arrivals {period}, as of {when} ({how})")
+    for col in ("bureau", "sent", "received", "answered", "on time", "median days", "p90 days", "declined",
+                "open", "breaches"):
+        t.add_column(col, justify="left" if col == "bureau" else "right")
+    for r in rows:
+        med = "" if r["median_working_days"] is None else f"{r['median_working_days']:g}"
+        p90 = "" if r["p90_working_days"] is None else str(r["p90_working_days"])
+        breaches = f"[red]{r['breaches']}[/]" if r["breaches"] else "0"
+        t.add_row(r["bureau"], str(r["sent"]), str(r["received"]), str(r["answered"]), _pct(r["on_time_rate"]),
+                  med, p90, _pct(r["decline_rate"]), str(r["open"]), breaches)
+    out.print(t)
+
+
+# -- xiezhu calendar -------------------------------------------------------------------
+
+
+@calendar_app.command("load")
+def calendar_load(
+    ctx: typer.Context,
+    file: Annotated[Path, typer.Argument(help="A TOML file: year, holidays, workdays (make-up days), source.")],
+) -> None:
+    """Load a year's State Council holiday schedule; deadlines in that year stop being provisional.
+
+    The file is checked first (a bad file changes nothing), then kept as calendar/<year>.toml in the data
+    directory; loading the same year again replaces it. The SLA view recomputes its deadlines at its next read.
+
+    Example: [bold]xiezhu calendar load 2027.toml[/], with 2027.toml like
+    year = 2027 / holidays = [2027-01-01, …] / workdays = [2027-02-20, …] / source = "国办发明电〔2026〕…号"
+    """
+    store = CalendarStore(_settings(ctx).calendar_dir)
+    before = {s.year for s in store.schedules()}
+    schedule = store.load_file(file)
+    verb = "replaced" if schedule.year in before else "loaded"
+    out.print(f"{verb} {schedule.year}: {len(schedule.holidays)} holidays, "
+              f"{len(schedule.workdays)} make-up working days"
+              + (f" ({schedule.source})" if schedule.source else "")
+              + f" → {store.path(schedule.year)}", highlight=False)
+    if WorkingCalendar().covered(schedule.year):
+        out.print(f"it overrides the packaged calendar of {schedule.year}", highlight=False)
+
+
+@calendar_app.command("due")
+def calendar_due(
+    ctx: typer.Context,
+    start: Annotated[str, typer.Option("--from", help="The arrival, ISO date-time (naive: Asia/Shanghai).")],
+    working_days: Annotated[int, typer.Option("--working-days", help="How many working days.")],
+    as_json: AsJson = False,
+) -> None:
+    """When a deadline of N working days from an arrival ends: 24:00 of its last working day.
+
+    The arrival day is not counted. Uses the packaged calendar and every loaded schedule; a result in a year
+    neither covers is counted Monday–Friday and marked provisional.
+
+    Example: [bold]xiezhu calendar due --from 2026-09-30T10:00+08:00 --working-days 3[/]
+    """
+    try:
+        arrival = datetime.fromisoformat(start)
+    except ValueError:
+        raise CalendarError(f"--from {start!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00",
+                            value=start) from None
+    if arrival.utcoffset() is None:
+        arrival = arrival.replace(tzinfo=SHANGHAI)
+    deadline = CalendarStore(_settings(ctx).calendar_dir).calendar().add_working_days(arrival, working_days)
+    ends = deadline.ends_at.astimezone(SHANGHAI)
+    if as_json:
+        _print_json({"from": arrival.isoformat(), "working_days": working_days,
+                     "last_working_day": deadline.last_day.isoformat(), "ends_at": ends.isoformat(),
+                     "provisional": deadline.provisional})
+        return
+    last = deadline.last_day
+    out.print(f"{working_days} working days from {arrival.astimezone(SHANGHAI):%Y-%m-%d %H:%M} (Asia/Shanghai)",
+              highlight=False)
+    out.print(f"  last working day  {last.isoformat()} ({last:%A})", highlight=False)
+    out.print(f"  deadline ends     {ends.isoformat()}  (24:00 of {last.isoformat()})", highlight=False)
+    out.print("  provisional       " + ("yes: counted Monday–Friday, load that year's schedule"
+                                      if deadline.provisional else "no"), highlight=False)
