@@ -33,12 +33,15 @@ class SlaMonitor:
     """Sends deadline reminders and breach notices, each exactly once."""
 
     def __init__(self, store: BureauStore, view: SlaView, clock: Clock, calendar: WorkingCalendar | None = None,
-                 *, remind: bool = True) -> None:
+                 *, remind_before: timedelta = timedelta(days=1)) -> None:
         self.store = store
         self.view = view
         self.clock = clock
         self.calendar = calendar or WorkingCalendar()
-        self.remind = remind
+        #: How long before a reply deadline ends the reminder goes out.  A deadline ends at
+        #: 24:00 of its last working day, so the default (one day) is the start of that day;
+        #: zero sends no reminders.
+        self.remind_before = remind_before
         self.stats = MonitorStats()
         self._done: set[str] = set()  # keys known to be sent: saves a store lookup per tick
 
@@ -70,8 +73,7 @@ class SlaMonitor:
             if now >= due:
                 out.append((f"breach:{case}:reply", DeadlineBreached(
                     kind="reply", due_at=due, detected_at=now, working_days_late=self._late(due, now), **common)))
-            elif self.remind and now >= due - timedelta(days=1):
-                # due is 24:00 of the last working day: its start is one day earlier.
+            elif self.remind_before and now >= due - self.remind_before:
                 out.append((f"reminder:{case}:reply", DeadlineReminder(kind="reply", due_at=due, **common)))
         elif row["status"] == "replied" and answered is not None and answered >= due:
             out.append((f"breach:{case}:reply", DeadlineBreached(

@@ -177,3 +177,17 @@ def test_a_case_history_and_its_letters_come_from_the_ledger(demo_dir, tmp_path:
     written = sorted(p.name for p in (tmp_path / "letters").iterdir())
     assert any("notice" in n for n in written) and any("commitment" in n for n in written)
     assert "承诺告知书" in next((tmp_path / "letters").glob("*notice*")).read_text(encoding="utf-8")
+
+
+def test_a_bureau_handles_credit_repair_from_the_command_line(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    data, _ = demo_dir
+    cases = json.loads(run("cases", "--json", data_dir=data).stdout)
+    recorded = next(c for c in cases.values() if "credit-recorded" in c["outcome"] and
+                    "rectification-ordered" not in c["outcome"])
+    bureau, number = recorded["bureau"], recorded["number"]
+    early = run("credit", "approve-repair", number, "--bureau", bureau, "--reasons", "整改到位", data_dir=data,
+                check=False)
+    assert early.returncode == 1 and early.stderr.startswith("error:")  # nothing applied for yet
+    run("credit", "repair", number, "--bureau", bureau, "--evidence", "已补交相关证明材料", data_dir=data)
+    done = run("credit", "approve-repair", number, "--bureau", bureau, "--reasons", "整改到位", data_dir=data)
+    assert "repaired" in done.stderr

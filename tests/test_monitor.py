@@ -85,3 +85,32 @@ async def test_a_late_decline_breaks_the_decline_deadline(
         assert sla_types(node, "shenpi") == ["sla.breached:decline"]
     finally:
         await node.stop()
+
+
+async def test_the_reminder_lead_time_is_configurable(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    from dataclasses import replace
+    from datetime import timedelta
+
+    node = await started(replace(settings, remind_before_hours=2), registry, clock)
+    try:
+        request(node, assistor="ziran", check="")  # due 09-24 24:00
+        await node.settle()
+        assert node.monitor is not None and node.monitor.remind_before == timedelta(hours=2)
+        clock.set(datetime(2026, 9, 24, 8, 0, tzinfo=SHANGHAI))
+        node.monitor.tick()
+        assert node.monitor.stats.reminders == 0
+        clock.set(datetime(2026, 9, 24, 22, 30, tzinfo=SHANGHAI))
+        node.monitor.tick()  # the node's own loop may have ticked first: count, not return value
+        assert node.monitor.stats.reminders == 1
+    finally:
+        await node.stop()
+
+
+def test_a_bad_reminder_setting_is_a_clear_error(tmp_path) -> None:  # type: ignore[no-untyped-def]
+    import pytest
+
+    from xiezhu.settings import SettingsError
+
+    with pytest.raises(SettingsError, match="XIEZHU_REMIND_BEFORE_HOURS"):
+        Settings.resolve(tmp_path, None, {"XIEZHU_REMIND_BEFORE_HOURS": "soon"})

@@ -16,7 +16,7 @@ from rich.console import Console
 from rich.table import Table
 
 from agencies.keys import KeyStore
-from agencies.registry import Registry
+from agencies.registry import JUSTICE, Registry
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
 from aggregates.store import SHANGHAI
@@ -464,7 +464,10 @@ def ledger(
     """
     from xiezhu.node import Node
 
-    node = Node(_settings(ctx), Registry.load(), SystemClock(), ledger=True, projection=projection)
+    # 区司法局's machine: the ledger, the read models, the SLA monitor and the sifa agent
+    # that relays the monitor's notices.
+    node = Node(_settings(ctx), Registry.load(), SystemClock(), agents=[JUSTICE] if projection else [],
+                ledger=True, projection=projection)
     _run_forever(node.start, node.stop, "ledger")
 
 

@@ -188,3 +188,84 @@ def push(
     if failed:
         raise CreditCliError(f"{failed} records could not be delivered; they stay pending "
                              "(see `xiezhu credit outbox --status pending`)")
+
+
+# -- the bureau that made the record: objection (异议) and repair (信用修复) -----------------
+# These write to the bureau's own store; its running agent's relay sends them to the ledger,
+# and the standing shown by `xiezhu credit APPLICANT` changes once the ledger has them.
+
+Number = Annotated[str, typer.Argument(help="The commitment case number, e.g. C20260012.")]
+Bureau = Annotated[str, typer.Option(help="The bureau that made the record (your bureau).")]
+
+
+def _case(ctx: typer.Context, bureau: str, number: str) -> tuple[Any, str]:
+    from xiezhu.cli import _open_store
+
+    store = _open_store(_settings(ctx), bureau)
+    found = [c.case for c in store.commitments() if c.number == number]
+    if not found:
+        raise CreditCliError(f"no commitment case {number} in {bureau}'s store")
+    return store, found[0]
+
+
+def _done(what: str, st: Any) -> None:
+    typer.echo(f"{st.number}: {what}; the record is now {st.credit}", err=True)
+
+
+@app.command("object")
+def object_(ctx: typer.Context, number: Number, bureau: Bureau,
+            grounds: Annotated[str, typer.Option(help="The applicant's grounds (异议理由).")]) -> None:
+    """Record the applicant's objection (异议) to a credit record; it is reviewed by the bureau.
+
+    Example: [bold]xiezhu credit object C20260012 --bureau shenpi --grounds "承诺书非本人签署"[/]
+    """
+    store, case = _case(ctx, bureau, number)
+    _done("objection recorded", store.raise_objection(case, grounds))
+
+
+@app.command("review")
+def review(ctx: typer.Context, number: Number, bureau: Bureau,
+           outcome: Annotated[str, typer.Option(help="confirm, correct or remove.")],
+           reasons: Annotated[str, typer.Option(help="The reasons of the review.")],
+           record: Annotated[str, typer.Option(help="The corrected record text (for correct).")] = "") -> None:
+    """Review an objection: confirm, correct or remove the record.
+
+    Example: [bold]xiezhu credit review C20260012 --bureau shenpi --outcome remove --reasons "经核实系误录"[/]
+    """
+    if outcome not in ("confirm", "correct", "remove"):
+        raise CreditCliError(f"--outcome must be confirm, correct or remove, not {outcome!r}")
+    store, case = _case(ctx, bureau, number)
+    _done(f"objection reviewed ({outcome})", store.review_objection(case, outcome, reasons, record=record))
+
+
+@app.command("repair")
+def repair(ctx: typer.Context, number: Number, bureau: Bureau,
+           evidence: Annotated[str, typer.Option(help="What the applicant put right (整改证明).")]) -> None:
+    """Record the applicant's application for credit repair (信用修复), after any ordered rectification.
+
+    Example: [bold]xiezhu credit repair C20260012 --bureau shenpi --evidence "已补交无犯罪记录证明"[/]
+    """
+    store, case = _case(ctx, bureau, number)
+    _done("repair applied for", store.apply_repair(case, evidence))
+
+
+@app.command("approve-repair")
+def approve_repair(ctx: typer.Context, number: Number, bureau: Bureau,
+                   reasons: Annotated[str, typer.Option(help="Why the repair is approved.")]) -> None:
+    """Approve a repair: the applicant's standing is restored from now on.
+
+    Example: [bold]xiezhu credit approve-repair C20260012 --bureau shenpi --reasons "整改到位"[/]
+    """
+    store, case = _case(ctx, bureau, number)
+    _done("repair approved", store.approve_repair(case, reasons))
+
+
+@app.command("reject-repair")
+def reject_repair(ctx: typer.Context, number: Number, bureau: Bureau,
+                  reasons: Annotated[str, typer.Option(help="Why the repair is refused.")]) -> None:
+    """Refuse a repair, with reasons.
+
+    Example: [bold]xiezhu credit reject-repair C20260012 --bureau shenpi --reasons "整改材料不全"[/]
+    """
+    store, case = _case(ctx, bureau, number)
+    _done("repair refused", store.reject_repair(case, reasons))

@@ -9,7 +9,7 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import Iterable
-from datetime import datetime
+from datetime import datetime, timedelta
 
 import nats
 
@@ -128,7 +128,8 @@ class Node:
             self.credit = CreditView(self.settings.credit_path)
             if JUSTICE in self.agent_codes:
                 # 区司法局's machine watches the deadlines; its agent relays the notices.
-                self.monitor = SlaMonitor(self.store(JUSTICE), self.sla, self.clock)
+                self.monitor = SlaMonitor(self.store(JUSTICE), self.sla, self.clock,
+                                          remind_before=timedelta(hours=self.settings.remind_before_hours))
             self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
         return self
 

@@ -6,8 +6,17 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
+from schemas.errors import XiezhuError
+
 ENV_DATA_DIR = "XIEZHU_DATA_DIR"
 ENV_NATS_URL = "XIEZHU_NATS_URL"
+ENV_REMIND_BEFORE_HOURS = "XIEZHU_REMIND_BEFORE_HOURS"
+
+
+class SettingsError(XiezhuError):
+    """A setting has a value xiezhu cannot use."""
+
+    code = "settings"
 
 
 def default_data_dir(environ: Mapping[str, str]) -> Path:
@@ -24,15 +33,26 @@ class Settings:
 
     data_dir: Path
     nats_url: str | None = None
+    #: The SLA monitor's reminder goes out this many hours before a reply deadline ends
+    #: (24: at the start of the last working day; 0: no reminders).
+    remind_before_hours: float = 24.0
 
     @classmethod
     def resolve(cls, data_dir: Path | None, nats_url: str | None,
                 environ: Mapping[str, str] | None = None) -> Settings:
         """Command-line values win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
+        try:
+            remind = float(env.get(ENV_REMIND_BEFORE_HOURS, "24"))
+        except ValueError as e:
+            raise SettingsError(f"{ENV_REMIND_BEFORE_HOURS} must be a number of hours, "
+                                f"not {env.get(ENV_REMIND_BEFORE_HOURS)!r}") from e
+        if not 0 <= remind <= 24 * 30:
+            raise SettingsError(f"{ENV_REMIND_BEFORE_HOURS} must be between 0 and 720 hours")
         return cls(
             data_dir=(data_dir or default_data_dir(env)).expanduser().absolute(),
             nats_url=nats_url or env.get(ENV_NATS_URL) or None,
+            remind_before_hours=remind,
         )
 
     # -- the one data directory's layout -------------------------------------------
