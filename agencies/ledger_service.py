@@ -33,7 +33,8 @@ class LedgerService:
 
     def __init__(self, ledger: Ledger, ring: KeyRing, clock: Clock, nats_url: str, *,
                  batch: int = 256, simulated_arrival: bool = False,
-                 on_append: Callable[[], None] | None = None) -> None:
+                 on_append: Callable[[], None] | None = None,
+                 seal: Callable[[bytes], tuple[str, bytes]] | None = None, seal_every: int = 1000) -> None:
         self.ledger = ledger
         self.ring = ring
         self.clock = clock
@@ -41,6 +42,10 @@ class LedgerService:
         self.batch = batch
         self.simulated_arrival = simulated_arrival
         self.on_append = on_append
+        #: 区司法局's signature over a checkpoint, every ``seal_every`` entries and at stop.
+        self.seal = seal
+        self.seal_every = seal_every
+        self._since_seal = 0
         self.appended = 0
         self.nc: Client | None = None
         self.stats = IntakeStats()
@@ -81,7 +86,12 @@ class LedgerService:
                 await self.dead_letters.put(d, e)
         if good:
             positions = await asyncio.to_thread(self.ledger.append, good)
-            self.appended += sum(1 for p in positions if p is not None)
+            added = sum(1 for p in positions if p is not None)
+            self.appended += added
+            self._since_seal += added
+            if self.seal is not None and self._since_seal >= self.seal_every:
+                await asyncio.to_thread(self.ledger.seal, self.seal, self.clock.now())
+                self._since_seal = 0
         for m in msgs:
             await m.ack()
         if good and self.on_append:
@@ -92,5 +102,7 @@ class LedgerService:
         self._stopping = True
         if self._task:
             await self._task
+        if self.seal is not None:
+            await asyncio.to_thread(self.ledger.seal, self.seal, self.clock.now())
         if self.nc:
             await self.nc.close()  # everything fetched was acked: nothing left to drain

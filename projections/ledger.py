@@ -1,10 +1,12 @@
 """The 区司法局 ledger: every signed event as received, in one total order, hash-chained.
 
 Each entry keeps the exact signed bytes, the key id and signature, the arrival time and
-its position; ``hash = SHA-256(prev_hash ‖ position ‖ arrival ‖ kid ‖ sig ‖ body)``, so
-that changing, removing or reordering any stored entry breaks the chain from there on.
-The decoded columns (case, number, sender …) are an index for queries; the bytes are
-the record.
+its position.  ``leaf = SHA-256(position ‖ arrival ‖ kid ‖ sig ‖ body)`` (each part length-
+prefixed) and ``hash = SHA-256(prev_hash ‖ leaf)``, so that changing, removing or reordering
+any stored entry breaks the chain from there on, and a proof that an entry leads to a later
+head needs only the leaves in between, not their contents.  Sealed checkpoints are chain
+heads signed by 区司法局.  The decoded columns (case, number, sender …) are an index for
+queries; the bytes are the record.
 """
 from __future__ import annotations
 
@@ -12,7 +14,7 @@ import hashlib
 import sqlite3
 import struct
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -41,6 +43,13 @@ CREATE TABLE IF NOT EXISTS entries (
     hash        BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_case ON entries (case_id, pos);
+CREATE TABLE IF NOT EXISTS checkpoints (
+    pos         INTEGER PRIMARY KEY,
+    head        BLOB NOT NULL,
+    sealed_at   TEXT NOT NULL,
+    kid         TEXT NOT NULL,
+    sig         BLOB NOT NULL
+);
 CREATE INDEX IF NOT EXISTS entries_number ON entries (number, sender);
 """
 
@@ -70,14 +79,42 @@ class Entry:
     hash: bytes
 
 
-def chain_hash(prev: bytes, pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes) -> bytes:
-    """The hash that links entry ``pos`` to its predecessor."""
-    h = hashlib.sha256(prev)
-    h.update(struct.pack(">Q", pos))
+def leaf_hash(pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes) -> bytes:
+    """What entry ``pos`` contributes to the chain."""
+    h = hashlib.sha256(struct.pack(">Q", pos))
     for part in (arrived_at.encode(), kid.encode(), sig, body):
         h.update(struct.pack(">I", len(part)))
         h.update(part)
     return h.digest()
+
+
+def link(prev: bytes, leaf: bytes) -> bytes:
+    """The chain hash after an entry: ``SHA-256(prev ‖ leaf)``."""
+    return hashlib.sha256(prev + leaf).digest()
+
+
+def chain_hash(prev: bytes, pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes) -> bytes:
+    """The hash that links entry ``pos`` to its predecessor."""
+    return link(prev, leaf_hash(pos, arrived_at, kid, sig, body))
+
+
+CHECKPOINT_CONTEXT = b"xiezhu-ledger-checkpoint/1\n"
+
+
+def checkpoint_message(pos: int, head: bytes, sealed_at: str) -> bytes:
+    """The exact bytes a checkpoint's signature covers."""
+    return CHECKPOINT_CONTEXT + struct.pack(">Q", pos) + head + sealed_at.encode()
+
+
+@dataclass(frozen=True)
+class Checkpoint:
+    """A chain head at ``pos``, signed by 区司法局's key."""
+
+    pos: int
+    head: bytes
+    sealed_at: str
+    kid: str
+    sig: bytes
 
 
 _COLUMNS = ("pos, event_id, case_id, number, type, sender, recipient, event_time, arrived_at, "
@@ -178,6 +215,24 @@ class Ledger:
             args = (number, sender)
         with self._lock:
             return [r[0] for r in self._db.execute(sql, args)]
+
+    def seal(self, sign: Callable[[bytes], tuple[str, bytes]], at: datetime) -> Checkpoint | None:
+        """Sign the current head as a checkpoint (``None`` if the ledger is empty or already sealed there)."""
+        with self._lock:
+            pos, head = self._head_pos, self._head_hash
+            if pos == 0 or self._db.execute("SELECT 1 FROM checkpoints WHERE pos = ?", (pos,)).fetchone():
+                return None
+            sealed_at = at.isoformat()
+            kid, sig = sign(checkpoint_message(pos, head, sealed_at))
+            self._db.execute("INSERT INTO checkpoints (pos, head, sealed_at, kid, sig) VALUES (?,?,?,?,?)",
+                             (pos, head, sealed_at, kid, sig))
+            return Checkpoint(pos, head, sealed_at, kid, sig)
+
+    def checkpoints(self) -> list[Checkpoint]:
+        """Every sealed checkpoint, oldest first."""
+        with self._lock:
+            rows = self._db.execute("SELECT pos, head, sealed_at, kid, sig FROM checkpoints ORDER BY pos").fetchall()
+        return [Checkpoint(int(p), bytes(h), t, k, bytes(s)) for p, h, t, k, s in rows]
 
     def close(self) -> None:
         """Close the file."""

@@ -115,9 +115,11 @@ class Node:
             self.agents[code] = agent
         if self.run_ledger:
             self.ledger = Ledger(self.settings.ledger_path)
+            justice = self.keys.signer(JUSTICE)
             self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
                                                 simulated_arrival=self.simulated,
-                                                on_append=self._projection_wake.set)
+                                                on_append=self._projection_wake.set,
+                                                seal=lambda msg: (justice.kid, justice.sign_bytes(msg)))
             await self.ledger_service.start()
         if self.run_projection:
             if self.ledger is None:
