@@ -1,0 +1,480 @@
+"""Dispute replay: one case as the 司法局 ledger shows it, at any moment, from the ledger alone.
+
+A replay answers the questions of a dispute under 附件2 第八条 for one assistance request or one
+commitment case, across every bureau involved:
+
+- each signed event, with its envelope time (the sender's clock, as signed) and its ledger
+  arrival, its sender and signing key, and whether that signature holds *at the event's time*:
+  a key revoked later does not taint what it signed before, and a signature made after the
+  revocation fails with the rejection code and reason;
+- what each event changed: the case's status before → after, and its one-line summary;
+- each time limit of an assistance request (reply within ``reply_within`` working days of the
+  recorded arrival, a written decline within ``decline_within``) and whether it was met, counted
+  in working days of :class:`~aggregates.workdays.WorkingCalendar`, flagged provisional when a
+  year's holidays are not known;
+- the linked cases: a request's commitment case, a commitment case's assistance requests.
+
+Decisions:
+
+- **``as_of`` cuts by ledger arrival.**  The case "as it stood" at ``as_of`` is every entry whose
+  *ledger arrival* is at or before it: that is what 区司法局 could know then.  The envelope time
+  is the sender's claim and could be back-dated; it is still shown on every line.  Open time
+  limits are judged at ``as_of`` (or at ``now`` when no ``as_of`` is given).
+- **A signature that does not verify changes nothing.**  Its event is listed, with the reason,
+  but not folded — every receiver refuses such an event, and a replay is evidence of what each
+  bureau signed.  A signature that verifies by the envelope time although the ledger received
+  it after the key's revocation passes, with a note saying so.
+- **Time limits follow the SLA view** (:mod:`projections.sla`): they run from the assistor's
+  signed arrival record, an answer's time is its envelope time, and an answer at or after the
+  exclusive end (24:00 Asia/Shanghai of the last working day) is late.
+- **Indexed look-ups only.**  The case comes from :meth:`Ledger.case` (the ``(case_id, pos)``
+  index).  A commitment case's requests are found through its verification results, whose
+  source ``assistance:<requester>/<number>`` is looked up with :meth:`Ledger.find` (the
+  ``(number, sender)`` index).  A request not yet answered is cited by no verification; only
+  ``scan_links=True`` finds it, by :func:`projections.history.find_assistance_for`, which scans
+  every request of the ledger.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable
+from datetime import UTC, date, datetime, timedelta
+from typing import Literal
+
+import msgspec
+
+from aggregates.assistance import CaseState
+from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
+from broker.signing import KeyRing, Rejected
+from projections.history import Kind, State, UnknownCase, find_assistance_for, fold_step, kind_of, summarize
+from projections.ledger import Entry, Ledger
+from schemas.commitment import ItemVerified
+from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope
+
+__all__ = [
+    "VALID", "DeadlineCheck", "LinkedCase", "NotYetRecorded", "Replay", "ReplayEvent", "SignatureCheck",
+    "check_signature", "render_text", "replay",
+]
+
+#: The signature status of an event whose signature holds at its time.
+VALID = "valid"
+#: What ``as_of`` is compared with.
+CUTOFF = "ledger arrival"
+
+DeadlineState = Literal["met", "missed", "open", "elapsed", "not-applicable", "withdrawn"]
+_JUST_BEFORE = timedelta(microseconds=1)
+
+
+class NotYetRecorded(UnknownCase):
+    """The case exists, but no entry of it had reached the ledger at the moment asked."""
+
+    code = "replay.not-yet"
+
+
+class SignatureCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """A signature checked against the trust list at the event's own time."""
+
+    #: ``valid``, or the rejection code (``key-not-valid``, ``bad-signature``, ``unknown-key`` …).
+    status: str
+    #: Why it was rejected ("" when valid).
+    reason: str = ""
+    #: Something a reviewer should know although the signature holds (e.g. revoked before arrival).
+    note: str = ""
+
+    @property
+    def valid(self) -> bool:
+        return self.status == VALID
+
+
+class ReplayEvent(msgspec.Struct, frozen=True, kw_only=True):
+    """One ledger entry of the case and what it changed."""
+
+    pos: int
+    event_id: str
+    type: str
+    sender: str
+    recipient: str
+    #: The envelope's time, as signed by the sender.
+    time: datetime
+    #: When the 司法局 ledger received it.
+    arrived_at: datetime
+    kid: str
+    signature: SignatureCheck
+    #: The case's status before and after this event (``None`` before the first valid one).
+    before: str | None
+    after: str | None
+    summary: str
+    #: Why the event changed nothing although it is a step: a rule it broke, a failed signature.
+    findings: list[str] = []
+    #: SHA-256 of the signed bytes (a reply quotes its request's).
+    digest: str = ""
+
+    @property
+    def changed(self) -> bool:
+        return self.before != self.after
+
+
+class DeadlineCheck(msgspec.Struct, frozen=True, kw_only=True):
+    """One time limit of an assistance request, judged from the ledger (第五条, 三(二))."""
+
+    kind: Literal["reply", "decline"]
+    working_days: int
+    #: The assistor's signed arrival record: the limit runs from the day after.
+    starts: datetime
+    last_day: date
+    #: Exclusive end: 00:00 Asia/Shanghai after the last working day.
+    ends_at: datetime
+    #: met / missed; open (still running); elapsed (the decline window closed, a reply is still due);
+    #: not-applicable (the request was answered the other way); withdrawn (not judged).
+    state: DeadlineState
+    answered_at: datetime | None = None
+    answered_pos: int | None = None
+    #: Working days after the arrival day up to the answer's day (or the judging day while open).
+    working_days_used: int = 0
+    #: Working days past the last day (missed only), as the monitor's breach notices count them.
+    working_days_late: int = 0
+    #: Counted Monday–Friday for a year whose holidays are not loaded.
+    provisional: bool = False
+
+
+class LinkedCase(msgspec.Struct, frozen=True, kw_only=True):
+    """A case linked to the one replayed, with its status at the same moment."""
+
+    case: str
+    number: str
+    kind: Kind
+    #: The requesting / handling bureau, and the assistor (``ledger`` for a commitment case).
+    sender: str
+    recipient: str
+    #: How it was found: named by the request, cited by a verification, or by a scan.
+    via: str
+    #: Its status at the moment replayed (``None``: none of its entries had reached the ledger).
+    status: str | None
+    events: int = 0
+    deadlines: list[DeadlineCheck] = []
+    findings: list[str] = []
+
+
+class Replay(msgspec.Struct, frozen=True, kw_only=True):
+    """A case as it stood at ``as_of`` (or as it stands), from the ledger alone."""
+
+    kind: Kind
+    case: str
+    number: str
+    #: The moment asked (``None``: everything the ledger holds).
+    as_of: datetime | None
+    #: What ``as_of`` is compared with (always ``ledger arrival``).
+    cutoff: str
+    #: The instant open time limits were judged at.
+    judged_at: datetime
+    #: Every bureau that signed or received an event of this case or a linked one.
+    bureaus: list[str]
+    events: list[ReplayEvent]
+    status: str | None
+    deadlines: list[DeadlineCheck] = []
+    linked: list[LinkedCase] = []
+    #: Entries of this case the ledger received after ``as_of`` (not shown).
+    later_entries: int = 0
+    notes: list[str] = []
+
+
+# -- signatures ------------------------------------------------------------------------------------------------
+
+
+def check_signature(ring: KeyRing, signed: Signed, arrived_at: datetime | None = None) -> SignatureCheck:
+    """Verify a signature with the key as it was at the envelope's time; note a revocation before arrival."""
+    try:
+        env = ring.verify(signed)
+    except Rejected as e:
+        return SignatureCheck(status=e.code, reason=e.message)
+    entry = ring.entry(signed.kid)
+    if entry is not None and entry.revoked_at is not None and arrived_at is not None \
+            and arrived_at >= entry.revoked_at:
+        return SignatureCheck(status=VALID, note=(
+            f"key {signed.kid} was revoked at {_local(entry.revoked_at)} ({entry.revoked_reason or 'no reason'}), "
+            f"before the ledger received this at {_local(arrived_at)}; it holds only by the envelope's time "
+            f"{_local(env.time)}"))
+    return SignatureCheck(status=VALID)
+
+
+# -- the replay ------------------------------------------------------------------------------------------------
+
+
+def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalendar, *,
+           as_of: datetime | None = None, now: datetime | None = None, scan_links: bool = False) -> Replay:
+    """Replay one case from the ledger as it stood at ``as_of`` (by ledger arrival).
+
+    Open time limits are judged at ``as_of``, else at ``now``, else at the system clock.
+    Raises :class:`UnknownCase` if no entry has ``case_id`` and :class:`NotYetRecorded` if none
+    had arrived by ``as_of``.  ``scan_links`` also finds a commitment case's unanswered requests
+    by scanning every request in the ledger (see the module docstring).
+    """
+    as_of = _aware(as_of) if as_of is not None else None
+    judged_at = as_of or (_aware(now) if now is not None else datetime.now(UTC))
+    entries = ledger.case(case_id)
+    if not entries:
+        raise UnknownCase(f"no ledger entry has case {case_id}", case=case_id)
+    shown = _known_at(entries, as_of)
+    if not shown:
+        first = _arrival(entries[0])
+        raise NotYetRecorded(
+            f"case {entries[0].number} ({case_id}) was not in the ledger yet at {_local(as_of or judged_at)}: "
+            f"its first entry arrived at {_local(first)}", case=case_id)
+    kind = kind_of(entries)
+    numbers: dict[str, str] = {}
+    fold = _Fold(kind, ring, lambda c: _number_of(ledger, c, numbers))
+    events = [fold.step(e) for e in shown]
+    deadlines = _deadlines(fold, calendar, judged_at)
+    notes: list[str] = []
+    if kind == "assistance" and isinstance(fold.state, CaseState) and fold.state.arrived_at is None:
+        notes.append("no arrival recorded: no time limit runs yet (第五条)")
+    if kind == "commitment":
+        linked = _requests_of(ledger, case_id, fold, ring, calendar, as_of, judged_at, scan_links)
+        if not scan_links:
+            notes.append("assistance requests are found through the verification results that cite them; "
+                         "one not answered yet is listed only with a full scan (--all-links)")
+    else:  # a request names its commitment case; any other kind (a dispute) names its assistance case
+        field = "commitment_case" if kind == "assistance" else "assistance_case"
+        linked = _named(ledger, fold, field, ring, calendar, as_of, judged_at)
+    bureaus = {b for e in events for b in (e.sender, e.recipient)} | {
+        b for link in linked for b in (link.sender, link.recipient)}
+    return Replay(kind=kind, case=case_id, number=entries[0].number, as_of=as_of, cutoff=CUTOFF,
+                  judged_at=judged_at, bureaus=sorted(bureaus - {LEDGER}), events=events,
+                  status=_status(fold.state), deadlines=deadlines, linked=linked,
+                  later_entries=len(entries) - len(shown), notes=notes)
+
+
+class _Fold:
+    """The lenient fold of one case, entry by entry, keeping what a replay line needs."""
+
+    def __init__(self, kind: Kind, ring: KeyRing, case_number: Callable[[str], str]) -> None:
+        self.kind = kind
+        self.ring = ring
+        self.case_number = case_number
+        self.state: State | None = None
+        #: Position of the event that answered the request (reply or decline), if any.
+        self.answer_pos: int | None = None
+        #: Envelopes whose signature holds, folded or not (the linked-case look-ups read them).
+        self.signed: list[Envelope] = []
+        #: The first envelope whose signature holds, even if it did not open a valid case.
+        self.first: Envelope | None = None
+
+    def step(self, e: Entry) -> ReplayEvent:
+        arrived = _arrival(e)
+        sig = check_signature(self.ring, e.signed, arrived)
+        env = _decode(e.signed.body)
+        before = _status(self.state)
+        findings: list[str] = []
+        if env is None:
+            findings.append(f"malformed: entry {e.pos} no longer decodes as an envelope")
+        elif not sig.valid:
+            findings.append(f"not applied: the signature does not hold ({sig.status})")
+        else:
+            self.first = self.first or env
+            self.signed.append(env)
+            state, err = fold_step(self.state, self.kind, env, e.signed.digest)
+            if err is not None:
+                findings.append(f"{err.code}: {err.message}")
+            else:
+                if isinstance(state, CaseState) and state.status != before and state.status in ("replied", "declined"):
+                    self.answer_pos = e.pos
+                self.state = state
+        return ReplayEvent(
+            pos=e.pos, event_id=e.event_id, type=e.type, sender=e.sender, recipient=e.recipient,
+            time=env.time if env else _parse(e.event_time), arrived_at=arrived, kid=e.signed.kid, signature=sig,
+            before=before, after=_status(self.state),
+            summary=summarize(env, self.case_number) if env else f"undecodable {e.type}",
+            findings=findings, digest=e.signed.digest)
+
+
+# -- time limits -----------------------------------------------------------------------------------------------
+
+
+def _deadlines(fold: _Fold, cal: WorkingCalendar, judged_at: datetime) -> list[DeadlineCheck]:
+    st = fold.state
+    if not isinstance(st, CaseState) or st.arrived_at is None:
+        return []
+    reply = cal.add_working_days(st.arrived_at, st.request.reply_within)
+    decline = cal.add_working_days(st.arrived_at, st.request.decline_within)
+    return [_judge("reply", reply, st, fold.answer_pos, cal, judged_at),
+            _judge("decline", decline, st, fold.answer_pos, cal, judged_at)]
+
+
+def _judge(kind: Literal["reply", "decline"], dl: Deadline, st: CaseState, answer_pos: int | None,
+           cal: WorkingCalendar, judged_at: datetime) -> DeadlineCheck:
+    """One time limit: met or missed by the answer of its kind, else open / missed / elapsed at ``judged_at``."""
+    assert st.arrived_at is not None
+    base = DeadlineCheck(kind=kind, working_days=dl.working_days, starts=st.arrived_at, last_day=dl.last_day,
+                         ends_at=dl.ends_at, state="open", provisional=dl.provisional)
+    if st.status == "withdrawn":
+        return msgspec.structs.replace(base, state="withdrawn")
+    if st.status in ("replied", "declined") and st.answered_at is not None:
+        if st.status != {"reply": "replied", "decline": "declined"}[kind]:
+            # A reply is not judged by the decline limit, nor a decline by the reply limit.
+            return msgspec.structs.replace(base, state="not-applicable", answered_at=st.answered_at,
+                                           answered_pos=answer_pos)
+        state: DeadlineState = "met" if st.answered_at < dl.ends_at else "missed"
+        return _counted(base, cal, st.answered_at, answer_pos, state)
+    if judged_at < dl.ends_at:
+        return _counted(base, cal, judged_at, None, "open")
+    return _counted(base, cal, judged_at, None, "missed" if kind == "reply" else "elapsed")
+
+
+def _counted(base: DeadlineCheck, cal: WorkingCalendar, end: datetime, answer_pos: int | None,
+             state: DeadlineState) -> DeadlineCheck:
+    """``base`` judged ``state`` at ``end`` (the answer's time, or the judging time while unanswered)."""
+    used, p1 = cal.working_days_between(base.starts, end)
+    late, p2 = cal.working_days_between(base.ends_at - _JUST_BEFORE, end) if state == "missed" else (0, False)
+    return msgspec.structs.replace(base, state=state, answered_at=end if answer_pos is not None else None,
+                                   answered_pos=answer_pos, working_days_used=used, working_days_late=late,
+                                   provisional=base.provisional or p1 or p2)
+
+
+# -- linked cases ----------------------------------------------------------------------------------------------
+
+
+def _named(ledger: Ledger, fold: _Fold, field: str, ring: KeyRing, cal: WorkingCalendar, as_of: datetime | None,
+           judged_at: datetime) -> list[LinkedCase]:
+    """The case the first event names in ``field`` (a request's ``commitment_case``)."""
+    first = fold.first
+    target = getattr(first.payload, field, "") if first is not None else ""
+    if not isinstance(target, str) or not target:
+        return []
+    return [_linked(ledger, target, f"named by the {first.type if first else 'first event'} ({field})", ring, cal,
+                    as_of, judged_at)]
+
+
+def _requests_of(ledger: Ledger, case_id: str, fold: _Fold, ring: KeyRing, cal: WorkingCalendar,
+                 as_of: datetime | None, judged_at: datetime, scan: bool) -> list[LinkedCase]:
+    """A commitment case's requests: those its verification results cite (indexed), and by a scan if asked."""
+    found: dict[str, str] = {}
+    for env in fold.signed:
+        ev = env.payload
+        if not isinstance(ev, ItemVerified) or not ev.source.startswith("assistance:"):
+            continue
+        requester, _, number = ev.source.removeprefix("assistance:").partition("/")
+        for c in ledger.find(number, requester):
+            found.setdefault(c, f"cited by item {ev.no}'s verification ({ev.source})")
+    if scan:
+        for c in find_assistance_for(ledger, case_id):
+            found.setdefault(c, "found by a scan of every request")
+    return [_linked(ledger, c, via, ring, cal, as_of, judged_at, names=case_id) for c, via in found.items()]
+
+
+def _linked(ledger: Ledger, case_id: str, via: str, ring: KeyRing, cal: WorkingCalendar, as_of: datetime | None,
+            judged_at: datetime, *, names: str = "") -> LinkedCase:
+    """A linked case at the same moment; ``names``: the commitment case a linked request should name."""
+    entries = ledger.case(case_id)
+    if not entries:
+        return LinkedCase(case=case_id, number="", kind="commitment", sender="", recipient="", via=via, status=None,
+                          findings=["no ledger entry has this case"])
+    kind = kind_of(entries)
+    fold = _Fold(kind, ring, lambda c: c)
+    shown = _known_at(entries, as_of)
+    lines = [fold.step(e) for e in shown]
+    findings = [f"pos {x.pos} {x.type}: {f}" for x in lines for f in x.findings]
+    named = getattr(fold.first.payload, "commitment_case", "") if fold.first is not None else ""
+    if names and kind == "assistance" and named != names:
+        findings.append(f"the request names commitment case {named or '(none)'}, not {names}")
+    return LinkedCase(case=case_id, number=entries[0].number, kind=kind, sender=entries[0].sender,
+                      recipient=entries[0].recipient, via=via, status=_status(fold.state), events=len(shown),
+                      deadlines=_deadlines(fold, cal, judged_at), findings=findings)
+
+
+# -- helpers ---------------------------------------------------------------------------------------------------
+
+
+def _number_of(ledger: Ledger, case_id: str, cache: dict[str, str]) -> str:
+    if case_id not in cache:
+        entries = ledger.case(case_id)
+        cache[case_id] = entries[0].number if entries else case_id
+    return cache[case_id]
+
+
+def _known_at(entries: Iterable[Entry], as_of: datetime | None) -> list[Entry]:
+    return [e for e in entries if as_of is None or _arrival(e) <= as_of]
+
+
+def _status(state: State | None) -> str | None:
+    status = getattr(state, "status", None)  # every case state has one
+    return None if status is None else str(status)
+
+
+def _decode(body: bytes) -> Envelope | None:
+    try:
+        return decode_envelope(body)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+
+
+def _parse(iso: str) -> datetime:
+    return _aware(datetime.fromisoformat(iso))
+
+
+def _arrival(e: Entry) -> datetime:
+    return _parse(e.arrived_at)
+
+
+def _aware(t: datetime) -> datetime:
+    """An aware instant (a naive one is read as UTC, as the ledger writes aware times only)."""
+    return t if t.utcoffset() is not None else t.replace(tzinfo=UTC)
+
+
+def _local(t: datetime) -> str:
+    return t.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+
+
+# -- text ------------------------------------------------------------------------------------------------------
+
+
+def render_text(r: Replay) -> str:
+    """The replay as a reviewer reads it: events, time limits, linked cases (times in Asia/Shanghai)."""
+    parties = " / ".join(r.bureaus)
+    out = [f"{r.kind} case {r.number} ({r.case}), bureaus {parties}"]
+    if r.as_of is not None:
+        later = f"; {r.later_entries} later entries not shown" if r.later_entries else ""
+        out.append(f"as it stood at {_local(r.as_of)} Asia/Shanghai (by {r.cutoff}{later})")
+    else:
+        out.append(f"every ledger entry; open time limits judged at {_local(r.judged_at)} Asia/Shanghai")
+    out.append(f"status: {r.status or 'no valid case'}")
+    out.append("")
+    for e in r.events:
+        change = f"{e.before or '—'} → {e.after or '—'}" if e.changed else f"{e.after or '—'} (unchanged)"
+        sig = "valid" if e.signature.valid else f"{e.signature.status}: {e.signature.reason}"
+        out.append(f"#{e.pos} {_local(e.time)}  {e.sender} → {e.recipient}  {e.type}")
+        out.append(f"    {change}: {e.summary}")
+        out.append(f"    key {e.kid}: {sig}; ledger arrival {_local(e.arrived_at)}")
+        out += [f"    ! {n}" for n in ([e.signature.note] if e.signature.note else []) + e.findings]
+    if r.deadlines:
+        out += ["", "time limits (working days, Asia/Shanghai):"]
+        out += [f"  {_deadline_text(d)}" for d in r.deadlines]
+    if r.linked:
+        out += ["", "linked cases (listed for reference; replay each to see it in full):"]
+        for link in r.linked:
+            out.append(f"  {link.kind} {link.number or link.case} {link.sender} → {link.recipient}: "
+                       f"{link.status or 'not in the ledger yet'} ({link.via})")
+            out += [f"    {_deadline_text(d)}" for d in link.deadlines]
+            out += [f"    ! {f}" for f in link.findings]
+    if r.notes:
+        out += [""] + [f"note: {n}" for n in r.notes]
+    return "\n".join(out) + "\n"
+
+
+def _deadline_text(d: DeadlineCheck) -> str:
+    head = (f"{d.kind:<7} {d.working_days} working days from {_local(d.starts)}, "
+            f"last day {d.last_day.isoformat()}")
+    match d.state:
+        case "met" | "missed" if d.answered_at is not None:
+            late = f", {d.working_days_late} working day(s) late" if d.state == "missed" else ""
+            tail = (f"{d.state}: answered {_local(d.answered_at)} (#{d.answered_pos}), "
+                    f"{d.working_days_used} working day(s) taken{late}")
+        case "missed":
+            tail = f"missed: unanswered, {d.working_days_late} working day(s) past it"
+        case "open":
+            tail = f"open: {d.working_days_used} working day(s) used"
+        case "elapsed":
+            tail = "elapsed: a written decline is now late, the reply is still due"
+        case "not-applicable":
+            tail = "not applicable: answered the other way"
+        case _:
+            tail = "withdrawn: not judged"
+    return f"{head}: {tail}" + (" (provisional calendar)" if d.provisional else "")

@@ -1,0 +1,219 @@
+"""``xiezhu replay``, ``xiezhu verify-bundle`` and ``xiezhu seal``: dispute replay and evidence bundles.
+
+The commands are registered on :data:`ledger_app`, which the root app mounts at top level
+(``app.add_typer(ledger_app)`` without a name).  In a directory made by ``xiezhu demo`` the
+default "now" is the demo's simulated clock, as for ``xiezhu sla`` (:func:`xiezhu.cli_sla.resolve_now`).
+"""
+from __future__ import annotations
+
+import contextlib
+import sys
+from collections.abc import Iterator
+from datetime import datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+
+from agencies.keys import KeyStore
+from agencies.registry import JUSTICE
+from aggregates.calendar_store import CalendarStore
+from aggregates.workdays import SHANGHAI
+from broker.signing import KeyRing, Signer
+from projections.bundle import BundleReport, verify_bundle, write_bundle
+from projections.history import UnknownCase, find_cases
+from projections.ledger import Ledger
+from projections.replay import render_text, replay
+from schemas.errors import XiezhuError
+from schemas.trust import TrustEntry, TrustList
+from xiezhu.cli_sla import resolve_now
+from xiezhu.settings import Settings
+
+__all__ = ["ledger_app"]
+
+ledger_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                         help="Dispute replay and evidence bundles from the 司法局 ledger.")
+
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
+
+
+class CliLedgerError(XiezhuError):
+    """A replay or bundle command was given something it cannot use."""
+
+    code = "cli.ledger"
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    if obj is not None and hasattr(obj, "settings"):
+        return obj.settings  # type: ignore[no-any-return]
+    return Settings.resolve(None, None)  # run on its own (not under the root ``xiezhu`` app)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def _instant(text: str, option: str) -> datetime:
+    """An ISO date or date-time; a naive one is read in Asia/Shanghai."""
+    try:
+        value = datetime.fromisoformat(text)
+    except ValueError:
+        raise CliLedgerError(f"{option} {text!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00",
+                             value=text) from None
+    return value if value.utcoffset() is not None else value.replace(tzinfo=SHANGHAI)
+
+
+@contextlib.contextmanager
+def _ledger(settings: Settings) -> Iterator[Ledger]:
+    if not settings.ledger_path.exists():
+        raise CliLedgerError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    ledger = Ledger(settings.ledger_path)
+    try:
+        yield ledger
+    finally:
+        ledger.close()
+
+
+def _case_id(ledger: Ledger, number: str, sender: str | None) -> str:
+    found = find_cases(ledger, number, sender)
+    if not found:
+        raise UnknownCase(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger",
+                          number=number)
+    if len(found) > 1:
+        raise CliLedgerError(f"{len(found)} cases are numbered {number}; add --from REQUESTER", number=number)
+    return found[0]
+
+
+def _justice_signer(settings: Settings, keys: KeyStore) -> Signer | None:
+    """区司法局's signer, where its key lives (the ledger's machine); elsewhere bundles go unsigned."""
+    if not (settings.keys_dir / f"{JUSTICE}.ed25519").exists():
+        return None
+    return keys.signer(JUSTICE)
+
+
+@ledger_app.command("replay")
+def replay_cmd(
+    ctx: typer.Context,
+    number: Annotated[str, typer.Argument(help="A letter number (20260001) or a commitment case (C20260001).")],
+    sender: Annotated[str | None, typer.Option("--from", help="The requesting / handling bureau.")] = None,
+    as_of: Annotated[str | None, typer.Option(
+        "--as-of", help="Show the case as it stood then: entries the ledger had received by this ISO time "
+                        "(naive: Asia/Shanghai); open time limits are judged at it.")] = None,
+    as_json: AsJson = False,
+    bundle: Annotated[Path | None, typer.Option(
+        "--bundle", help="Also write an evidence bundle (ZIP) that `xiezhu verify-bundle` checks offline.")] = None,
+    all_links: Annotated[bool, typer.Option(
+        "--all-links", help="Also list a commitment case's unanswered requests (scans every request).")] = False,
+) -> None:
+    """Replay a case from the ledger alone: every signed event, what it changed, each time limit met or not.
+
+    Signatures are checked with each key as it was at the event's time. With --as-of the case is shown
+    as 司法局 knew it then (by ledger arrival).
+
+    Example: [bold]xiezhu replay 20260007 --from shenpi --as-of 2026-09-29T17:00 --bundle 20260007.zip[/]
+    """
+    settings = _settings(ctx)
+    at = _instant(as_of, "--as-of") if as_of else None
+    keys = KeyStore(settings.keys_dir)
+    trust = keys.trust_list().entries
+    calendar = CalendarStore(settings.calendar_dir).calendar()
+    with _ledger(settings) as ledger:
+        case_id = _case_id(ledger, number, sender)
+        now, _ = resolve_now(settings, ledger, None)
+        result = replay(ledger, case_id, KeyRing(trust), calendar, as_of=at, now=now, scan_links=all_links)
+        if bundle is not None:
+            signer = _justice_signer(settings, keys)
+            manifest = write_bundle(ledger, case_id, trust, bundle, calendar=calendar, as_of=at, signer=signer,
+                                    created_at=now, scan_links=all_links)
+            signed = f"signed by {signer.kid}" if signer else f"unsigned: {JUSTICE}'s key is not in {keys.dir}"
+            sys.stderr.write(f"wrote {bundle}: {len(manifest.positions)} events with their chain proof ({signed})\n")
+    if as_json:
+        _print_json(result)
+        return
+    sys.stdout.write(render_text(result))
+
+
+@ledger_app.command("verify-bundle")
+def verify_bundle_cmd(
+    file: Annotated[Path, typer.Argument(help="The bundle written by `xiezhu replay --bundle`.")],
+    as_json: AsJson = False,
+    trust: Annotated[Path | None, typer.Option(
+        "--trust", help="A published trust list (trust.json): its keys, validity and revocations are used "
+                        "instead of the bundle's own copies.")] = None,
+) -> None:
+    """Check an evidence bundle offline, without the ledger: digests, signatures, leaves, chain, checkpoint.
+
+    Exits with status 1 and the reason on one line if any check fails.
+
+    Example: [bold]xiezhu verify-bundle 20260007.zip --trust keys/trust.json[/]
+    """
+    report = verify_bundle(file, trusted=_trust_entries(trust) if trust else None)
+    if as_json:
+        _print_json(report)
+    else:
+        sys.stdout.write(_report_text(report))
+    if not report.ok:
+        more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+        # One line, never wrapped (a console would wrap a long path): scripts read it.
+        sys.stderr.write(f"error: bundle {file} failed verification: {report.reason}{more}\n")
+        raise typer.Exit(1)
+
+
+@ledger_app.command("seal")
+def seal_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Seal the ledger's head as a checkpoint signed by 区司法局 (for a bundle of a case newer than the last one).
+
+    The ledger service seals every 1000 entries and when it stops; this seals now, on the machine that
+    holds 区司法局's key.
+
+    Example: [bold]xiezhu seal[/]
+    """
+    settings = _settings(ctx)
+    signer = KeyStore(settings.keys_dir).signer(JUSTICE)
+    with _ledger(settings) as ledger:
+        now, _ = resolve_now(settings, ledger, None)
+        cp = ledger.seal(lambda msg: (signer.kid, signer.sign_bytes(msg)), now)
+        pos, head = ledger.head
+    if as_json:
+        _print_json({"sealed": cp is not None, "pos": pos, "head": head.hex(),
+                     "sealed_at": cp.sealed_at if cp else None, "kid": cp.kid if cp else None})
+        return
+    if cp is None:
+        sys.stdout.write(f"nothing to seal: the head (position {pos}) is already sealed or the ledger is empty\n")
+    else:
+        sys.stdout.write(f"sealed position {cp.pos}, head {cp.head.hex()}, by {cp.kid} at {cp.sealed_at}\n")
+
+
+def _trust_entries(path: Path) -> list[TrustEntry]:
+    """A trust list file: ``keys/trust.json`` or a bundle's ``keys.json`` (a bare list)."""
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise CliLedgerError(f"cannot read the trust list {path}: {e.strerror or e}") from e
+    try:
+        return msgspec.json.decode(data, type=TrustList).entries
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        pass
+    try:
+        return msgspec.json.decode(data, type=list[TrustEntry])
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise CliLedgerError(f"{path} is not a trust list: {e}") from e
+
+
+def _report_text(r: BundleReport) -> str:
+    lines = [f"bundle {r.path}: {'OK' if r.ok else 'FAILED'}"]
+    if r.case:
+        lines.append(f"{r.kind} case {r.number} ({r.case}): {len(r.events)} signed events")
+    if r.checkpoint_pos is not None:
+        lines.append(f"proven to checkpoint {r.checkpoint_pos}, sealed {r.sealed_at} by {r.sealed_by}")
+    lines.append(f"manifest attested by {r.attested_by}" if r.attested_by else "manifest not attested")
+    for e in r.events:
+        status = e.signature.status + (f" ({e.signature.reason})" if e.signature.reason else "")
+        lines.append(f"  #{e.pos} {e.type} {e.sender} → {e.recipient}, key {e.kid}: {status}")
+    lines += [f"  key {k}" for k in r.keys]
+    lines += [f"warning: {w}" for w in r.warnings]
+    lines += [f"failed: {f}" for f in r.failures]
+    return "\n".join(lines) + "\n"
