@@ -248,6 +248,8 @@ class Adjustment(msgspec.Struct, frozen=True, kw_only=True):
     approval: int = 0
     #: The version that published it.
     version: int = 0
+    #: 附件2 第八条: the dispute whose ruling or decision it carries out ("" for an ordinary adjustment).
+    dispute: str = ""
 
 
 class Version(msgspec.Struct, frozen=True, kw_only=True):
@@ -389,8 +391,11 @@ def _applied(state: CatalogueState, ev: AdjustmentApplied, actor: str, at: datet
     if not (ev.adds or ev.replaces or ev.removes):
         raise EmptyAdjustment(f"adjustment {ev.id} by {ev.applicant} changes nothing")
     rows = [*ev.adds, *ev.replaces]
+    # 附件2 第八条: 区司法局 carries out a ruling or decision on a dispute, which may change rows other
+    # bureaus list; only then does anyone but the listing bureau change a row.
+    by_ruling = ev.applicant == JUSTICE and bool(ev.dispute)
     for row in rows:
-        _check_row(state.kind, row, ev.applicant)
+        _check_row(state.kind, row, None if by_ruling else ev.applicant)
     _check_exclusions(rows)
     codes = [r.code for r in rows] + list(ev.removes)
     twice = sorted({c for c in codes if codes.count(c) > 1})
@@ -401,11 +406,12 @@ def _applied(state: CatalogueState, ev: AdjustmentApplied, actor: str, at: datet
         if code not in published:
             raise NotPublished(f"{code} is not in the published {KIND_ZH[state.kind]}; nothing to replace or remove",
                                code=code)
-        if owner_of(published[code]) != ev.applicant:
+        if owner_of(published[code]) != ev.applicant and not by_ruling:
             raise NotOwner(f"{code} is listed by {owner_of(published[code])}; {ev.applicant} cannot change it",
                            code=code, owner=owner_of(published[code]), applicant=ev.applicant)
     adjustment = Adjustment(id=ev.id, kind=ev.kind, applicant=ev.applicant, basis=ev.basis, adds=tuple(ev.adds),
-                            replaces=tuple(ev.replaces), removes=tuple(ev.removes), applied_at=at)
+                            replaces=tuple(ev.replaces), removes=tuple(ev.removes), applied_at=at,
+                            dispute=ev.dispute)
     compose(state.rows, [adjustment])
     return msgspec.structs.replace(state, adjustments=(*state.adjustments, adjustment))
 
@@ -511,11 +517,12 @@ def compose(base: Sequence[Row], adjustments: Sequence[Adjustment]) -> tuple[Row
     return tuple(out)
 
 
-def _check_row(kind: Kind, row: Row, applicant: str) -> None:
+def _check_row(kind: Kind, row: Row, applicant: str | None) -> None:
+    """A row's own rules; with ``applicant``, also that it is that bureau's row (None: a dispute's ruling)."""
     wanted = MatterRow if kind == "matters" else AssistanceItem
     if not isinstance(row, wanted):
         raise WrongKind(f"{row.code} is a {type(row).__name__}; the {KIND_ZH[kind]} holds {wanted.__name__} rows")
-    if owner_of(row) != applicant:
+    if applicant is not None and owner_of(row) != applicant:
         raise NotOwner(f"{row.code} is listed by {owner_of(row)}; only that bureau may apply for it, "
                        f"not {applicant}", code=row.code, owner=owner_of(row), applicant=applicant)
     if isinstance(row, MatterRow):
@@ -603,11 +610,11 @@ class Catalogue(Aggregate):
     # -- commands: guard, then record exactly one event ------------------------------
 
     def apply_adjustment(self, *, applicant: str, basis: str, adds: Sequence[Row], replaces: Sequence[Row],
-                         removes: Sequence[str], at: datetime) -> str:
-        """一(四): record a bureau's application to change its rows."""
+                         removes: Sequence[str], at: datetime, dispute: str = "") -> str:
+        """一(四): record a bureau's application to change its rows (区司法局's, carrying out a dispute's ruling)."""
         ev = AdjustmentApplied(id=next_adjustment_id(self.state), kind=self.state.kind, applicant=applicant,
                                basis=basis, adds=list(adds), replaces=list(replaces), removes=list(removes),
-                               applied_at=at)
+                               applied_at=at, dispute=dispute)
         self._record(ev, actor=applicant, at=at)
         return ev.id
 
@@ -680,11 +687,15 @@ class CatalogueRegistry(Application[uuid.UUID]):
     # -- commands ----------------------------------------------------------------------
 
     def apply_adjustment(self, kind: Kind, applicant: str, basis: str, *, adds: Sequence[Row] = (),
-                         removes: Sequence[str] = (), replaces: Sequence[Row] = ()) -> str:
-        """一(四): ``applicant`` applies to change its own rows, with the 依据; returns the adjustment id."""
+                         removes: Sequence[str] = (), replaces: Sequence[Row] = (), dispute: str = "") -> str:
+        """一(四): ``applicant`` applies to change its own rows, with the 依据; returns the adjustment id.
+
+        附件2 第八条: 区司法局 (``sifa``) carrying out the ruling or decision on dispute ``dispute``
+        (its number) may change any bureau's rows; the adjustment is reviewed and published as usual.
+        """
         def command(cat: Catalogue) -> str:
             return cat.apply_adjustment(applicant=applicant, basis=basis, adds=adds, replaces=replaces,
-                                        removes=removes, at=self.clock.now())
+                                        removes=removes, at=self.clock.now(), dispute=dispute)
         return self._change(kind, command)
 
     def review(self, adjustment_id: str, approve: bool, reasons: str = "", reviewer: str = JUSTICE) -> Adjustment:

@@ -119,3 +119,60 @@ class RepairOrder(CreditRule):
     """信用修复: after an ordered rectification is confirmed, one application at a time, then a decision."""
 
     code = "rule.credit.repair"
+
+
+# -- 附件2 第八条: disputes between a requester and an assistor --------------------------------------
+
+
+class DisputeRule(RuleError):
+    """A dispute step that breaks a rule of 第八条."""
+
+    code = "rule.dispute"
+
+
+class NotDisputeParty(DisputeRule):
+    """Only the requester and the assistor of the case raise, negotiate and settle; neither is 区司法局."""
+
+    code = "rule.dispute.not-party"
+
+
+class NotDisputeAuthority(DisputeRule):
+    """区司法局 alone keeps the dispute file, takes a dispute up, rules, escalates and records the decision."""
+
+    code = "rule.dispute.not-sifa"
+
+
+class DisputeCaseMismatch(DisputeRule):
+    """A dispute names its assistance case as it is: its number and its requester and assistor."""
+
+    code = "rule.dispute.case"
+
+
+class DisputeOrder(DisputeRule):
+    """协商 first; 协商不成 before 区司法局 takes it up; a ruling or an escalation, and a decision only after one."""
+
+    code = "rule.dispute.order"
+
+
+class DisputeClosed(DisputeOrder):
+    """A dispute settled, ruled or decided takes no further step."""
+
+    code = "rule.dispute.closed"
+
+
+class MissingCoDecider(DisputeRule):
+    """会同区委编办: a ruling names 区司法局 and 区委编办 among its deciders; both ask 区政府 to decide."""
+
+    code = "rule.dispute.co-deciders"
+
+
+class CatalogueAmendment(DisputeRule):
+    """A ruling that amends the catalogue names its adjustment; a decision is 纳入行政协助目录 through one."""
+
+    code = "rule.dispute.amendment"
+
+
+class InvalidDispute(DisputeRule):
+    """A dispute payload that does not match its schema (a length, a pattern, a list)."""
+
+    code = "rule.dispute.invalid"

@@ -26,6 +26,7 @@ from aggregates.assistance import CaseState
 from aggregates.clock import Clock
 from aggregates.commitment import CommitmentState
 from aggregates.commitment_cases import CommitmentCase, CommitmentCommands, commitment_topics
+from aggregates.dispute_cases import DisputeCommands, dispute_topics
 from aggregates.errors import RuleError, WrongOrder
 from aggregates.notices import Notice, NoticeIn
 from schemas.assistance import (
@@ -42,6 +43,7 @@ from schemas.assistance import (
     Matter,
 )
 from schemas.commitment import ItemVerified
+from schemas.dispute import DISPUTE_EVENTS
 from schemas.envelope import Envelope, Signed, decode_envelope, new_id
 from schemas.errors import XiezhuError
 from schemas.sla import DeadlineBreached, DeadlineReminder
@@ -268,7 +270,7 @@ def _postgres_env(url: str) -> dict[str, str]:
     }
 
 
-class BureauStore(CommitmentCommands, Application[uuid.UUID]):
+class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
     """One bureau's event-sourced store and the commands that change it."""
 
     def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock,
@@ -405,11 +407,16 @@ class BureauStore(CommitmentCommands, Application[uuid.UUID]):
         The intake marker, the case change and (for a request) the signed arrival record
         commit in one transaction.  Raises :class:`DuplicateEvent` if the event id was
         applied before, :class:`RuleError` if the event breaks a rule of its case.  A
-        notice (a deadline reminder or breach) is kept as it came; it returns ``None``.
+        notice (a deadline reminder or breach) is kept as it came; it returns ``None``.  A
+        dispute event (附件2 第八条) joins 区司法局's dispute file, and only 区司法局's; it also
+        returns ``None``.
         """
         marker = Intake.mark(env.id, stream_seq)
         if isinstance(env.payload, DeadlineReminder | DeadlineBreached):
             self._accept_notice(signed, env, marker, stream_seq)
+            return None
+        if isinstance(env.payload, DISPUTE_EVENTS):
+            self._accept_dispute(signed, env, marker, stream_seq)
             return None
         if isinstance(env.payload, AssistanceRequested):
             if uuid.UUID(env.case) in self.repository:
@@ -524,7 +531,7 @@ class BureauStore(CommitmentCommands, Application[uuid.UUID]):
     def outgoing_topics(self) -> list[str]:
         """Notification topics of events this bureau signed and must relay."""
         return [_topic(AssistanceCase.Requested), _topic(AssistanceCase.Sent), *commitment_topics(_topic),
-                _topic(Notice.Sent), _topic(Notice.SentAlso)]
+                _topic(Notice.Sent), _topic(Notice.SentAlso), *dispute_topics(_topic)]
 
     def commitments(self) -> Iterator[CommitmentState]:
         """Every commitment case of this bureau, oldest first."""

@@ -20,9 +20,10 @@ from typing import Literal
 
 import msgspec
 
-from aggregates import assistance, commitment
+from aggregates import assistance, commitment, dispute
 from aggregates.assistance import CaseState
 from aggregates.commitment import CommitmentState
+from aggregates.dispute import STATUS_ZH, DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
 from projections.ledger import Entry, Ledger
@@ -55,13 +56,23 @@ from schemas.commitment import (
     VerificationPlanned,
     Withdrawn,
 )
+from schemas.dispute import (
+    OUTCOME_ZH,
+    DisputeEscalated,
+    DisputeRaised,
+    DisputeReferred,
+    DisputeRuled,
+    DisputeSettled,
+    DistrictDecided,
+    NegotiationRecorded,
+)
 from schemas.envelope import Envelope, decode_envelope
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_name
 from schemas.sla import DeadlineBreached, DeadlineReminder
 
-Kind = Literal["assistance", "commitment"]
-State = CaseState | CommitmentState
+Kind = Literal["assistance", "commitment", "dispute"]
+State = CaseState | CommitmentState | DisputeState
 
 #: 第十条: the assistor answered items the requester did not ask about.
 BEYOND = "超出请求范围（第十条）"
@@ -75,7 +86,9 @@ NOT_ITS_CASE = "请求机关与承诺案件不符（第九条）"
 UNSUPPORTED = "核查结果无回复依据"
 #: 第五条 / 三(二): a reply or decline deadline was missed (from the monitor's signed breach notice).
 BREACHED = "逾期（第五条）"
-_FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED)
+#: 第八条: a dispute names an assistance case the ledger does not have, or has with other parties.
+NOT_THE_DISPUTED_CASE = "争议与协助案件不符（第八条）"
+_FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED, NOT_THE_DISPUTED_CASE)
 #: Signed notices about a case (deadline reminders, breaches) that are not steps of it.
 NOTICE_TYPES = ("sla.",)
 
@@ -121,10 +134,11 @@ class CaseHistory(msgspec.Struct, frozen=True, kw_only=True):
     number: str
     lines: list[HistoryLine]
     #: The state after every event that kept the rules; None if even the first one broke one.
-    state: CaseState | CommitmentState | None
+    state: CaseState | CommitmentState | DisputeState | None
     #: Responsibility statements (第九条/第十条) with their flags, then every rule break by position.
     findings: list[str]
-    #: An assistance case: its commitment case. A commitment case: the assistance cases asked for it.
+    #: An assistance case: its commitment case and the disputes about it. A commitment case: the
+    #: assistance cases asked for it. A dispute: the assistance case it is about.
     linked: list[str] = []
 
     @property
@@ -156,18 +170,28 @@ def fold_step(state: State | None, kind: Kind, env: Envelope, digest: str) -> tu
     try:
         if kind == "assistance":
             return assistance.apply(state if isinstance(state, CaseState) else None, env, digest), None
+        if kind == "dispute":
+            return dispute.apply(state if isinstance(state, DisputeState) else None, env), None
         return commitment.apply(state if isinstance(state, CommitmentState) else None, env), None
     except RuleError as e:
         return state, e
 
 
 def kind_of(entries: list[Entry]) -> Kind:
-    """A case is a commitment case if its first entry is a commitment event."""
-    return "commitment" if entries and entries[0].type.startswith("commitment.") else "assistance"
+    """A case is a commitment case or a dispute if its first entry is a commitment or a dispute event."""
+    if entries and entries[0].type.startswith("commitment."):
+        return "commitment"
+    if entries and entries[0].type.startswith("dispute."):
+        return "dispute"
+    return "assistance"
 
 
-def history(ledger: Ledger, case_id: str) -> CaseHistory:
-    """The history of one case, folded leniently, with the findings a 司法局 reviewer needs."""
+def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHistory:
+    """The history of one case, folded leniently, with the findings a 司法局 reviewer needs.
+
+    An assistance case also lists the disputes raised about it (第八条) unless ``disputes`` is
+    false: that look-up scans the ledger's dispute raises.
+    """
     entries = ledger.case(case_id)
     if not entries:
         raise UnknownCase(f"no ledger entry has case {case_id}", case=case_id)
@@ -193,6 +217,11 @@ def history(ledger: Ledger, case_id: str) -> CaseHistory:
         lines.append(_line(e, env, findings, lambda c: _case_number(ledger, c)))
     if kind == "assistance":
         statements, linked = _assistance_findings(ledger, lines)
+        if disputes:
+            about = find_disputes_about(ledger, case_id)
+            statements, linked = statements + _disputes_about(ledger, about), linked + about
+    elif kind == "dispute":
+        statements, linked = _dispute_findings(ledger, lines)
     else:
         statements, linked = _commitment_findings(ledger, case_id, lines)
     return CaseHistory(kind=kind, case=case_id, number=entries[0].number, lines=lines, state=state,
@@ -230,12 +259,14 @@ def find_cases(ledger: Ledger, number: str, sender: str | None = None) -> list[s
     """Case ids with letter number ``number`` (from ``sender``, if given), in ledger order.
 
     ``20260001`` is an assistance request number: :meth:`Ledger.find` finds it, and only by the
-    ``assistance.requested`` entry. ``C20260001`` is a commitment-case number, which ``Ledger.find``
-    does not look for; it is found by its ``commitment.applied`` entry (the indexed number column).
+    ``assistance.requested`` entry. ``C20260001`` is a commitment-case number and ``D20260001`` a
+    dispute number (附件2 第八条, from the raising bureau), which ``Ledger.find`` does not look for;
+    they are found by their ``commitment.applied`` / ``dispute.raised`` entry (the indexed number column).
     """
-    if not number.startswith("C"):
+    first = {"C": "commitment.applied", "D": "dispute.raised"}.get(number[:1])
+    if first is None:
         return ledger.find(number, sender)
-    sql = "SELECT case_id FROM entries WHERE number = ? AND type = 'commitment.applied'"
+    sql = f"SELECT case_id FROM entries WHERE number = ? AND type = '{first}'"
     args: tuple[str, ...] = (number,)
     if sender:
         sql += " AND sender = ?"
@@ -259,6 +290,23 @@ def find_assistance_for(ledger: Ledger, commitment_case: str) -> list[str]:
             env = _decode(bytes(body))
             if (env is not None and isinstance(env.payload, AssistanceRequested)
                     and env.payload.commitment_case == commitment_case and case_id not in found):
+                found.append(str(case_id))
+    return found
+
+
+def find_disputes_about(ledger: Ledger, assistance_case: str) -> list[str]:
+    """Dispute case ids raised about ``assistance_case`` (its case id), in ledger order.
+
+    A scan of the ``dispute.raised`` entries, as :func:`find_assistance_for` scans requests:
+    disputes are few, and the case they name lives only in the signed payload.
+    """
+    found: list[str] = []
+    with _read_only(ledger) as conn:
+        rows = conn.execute("SELECT case_id, body FROM entries WHERE type = 'dispute.raised' ORDER BY pos")
+        for case_id, body in rows:
+            env = _decode(bytes(body))
+            if (env is not None and isinstance(env.payload, DisputeRaised)
+                    and env.payload.assistance_case == assistance_case and case_id not in found):
                 found.append(str(case_id))
     return found
 
@@ -290,6 +338,8 @@ def summarize(env: Envelope, case_number: Callable[[str], str] = lambda c: c) ->
         return _notice_summary(env)
     if env.type.startswith("commitment."):
         return _commitment_summary(env)
+    if env.type.startswith("dispute."):
+        return _dispute_summary(env)
     return _assistance_summary(env, case_number)
 
 
@@ -370,6 +420,29 @@ def _outcome_summary(env: Envelope) -> str:
             return f"credit recorded {_oneline(ev.record)}: {_oneline(ev.legal_reason)}"
         case ReferredToJudiciary() as ev:
             return f"referred to {ev.to}: {_oneline(ev.legal_reason)}"
+    return _generic_summary(env)
+
+
+def _dispute_summary(env: Envelope) -> str:
+    match env.payload:
+        case DisputeRaised() as ev:
+            text = (f"争议 {env.number}: {ev.raised_by} disputes with {ev.other_party} about 行政协助函 "
+                    f"{ev.assistance_number} ({ev.requester} → {ev.assistor}): {_oneline(ev.claim)}")
+            return text + (f"; evidence: {'；'.join(_oneline(x) for x in ev.evidence)}" if ev.evidence else "")
+        case NegotiationRecorded() as ev:
+            return f"协商 ({ev.party}, {OUTCOME_ZH[ev.outcome]}): {_oneline(ev.note)}"
+        case DisputeSettled() as ev:
+            return f"协商解决, agreed by {'、'.join(ev.agreed_by)}: {_oneline(ev.agreement)}"
+        case DisputeReferred() as ev:
+            return f"协商不成, taken up by {env.sender}: {_oneline(ev.reasons)}"
+        case DisputeRuled() as ev:
+            text = f"研究确定 by {'、'.join(ev.co_deciders)}: {_oneline(ev.ruling)}"
+            return text + (f"; catalogue amended by adjustment {ev.adjustment}" if ev.adjustment else "")
+        case DisputeEscalated() as ev:
+            return f"提请区政府决定 by {'、'.join(ev.petitioners)}: {_oneline(ev.reasons)}"
+        case DistrictDecided() as ev:
+            text = "区政府决定" + (f" {ev.decision_no}" if ev.decision_no else "") + f": {_oneline(ev.decision)}"
+            return text + (f"; 纳入行政协助目录 by adjustment {ev.adjustment}" if ev.adjustment else "")
     return _generic_summary(env)
 
 
@@ -480,7 +553,7 @@ def _commitment_findings(ledger: Ledger, case_id: str, lines: list[HistoryLine])
         out.append(f"{first.sender} recorded commitment case {first.number}; the applicant committed items "
                    f"{nos([i.no for i in first.payload.items])}")
     linked = find_assistance_for(ledger, case_id)
-    requests = [history(ledger, a) for a in linked]
+    requests = [history(ledger, a, disputes=False) for a in linked]
     for h in requests:
         out.append(_request_statement(h))
         out += [f"{h.number}: {f}" for f in h.flags]
@@ -517,3 +590,67 @@ def _verification_source(ev: ItemVerified, requests: list[CaseHistory]) -> list[
             return [f"第十条: item {ev.no} {said} rests on {st.assistor}'s reply to {number}"]
     return [f"{UNSUPPORTED}: item {ev.no} verified via {ev.source}, but no assistance request {number} "
             "names this case"]
+
+
+def _fold_quietly(ledger: Ledger, case_id: str) -> State | None:
+    """A case's state from the ledger, folded leniently, without findings or linked cases."""
+    entries = ledger.case(case_id)
+    kind = kind_of(entries)
+    state: State | None = None
+    for e in entries:
+        env = _decode(e.signed.body)
+        if env is not None:
+            state, _ = fold_step(state, kind, env, e.signed.digest)
+    return state
+
+
+def _disputes_about(ledger: Ledger, disputes: list[str]) -> list[str]:
+    """第八条: the disputes raised about an assistance case, with where each stands."""
+    out = []
+    for d in disputes:
+        st = _fold_quietly(ledger, d)
+        if isinstance(st, DisputeState):
+            out.append(f"第八条: {st.raised_by} raised dispute {st.number} about this request (case {d}): "
+                       f"{STATUS_ZH[st.step]}")
+    return out
+
+
+def _dispute_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list[str], list[str]]:
+    """第八条: who disputes what with whom, whether it matches the case in the ledger, and how it ended."""
+    out: list[str] = []
+    linked: list[str] = []
+    for line in lines:
+        env = line.envelope
+        if env is None:
+            continue
+        match env.payload:
+            case DisputeRaised() as ev if not linked:
+                linked.append(ev.assistance_case)
+                out.append(f"第八条: {ev.raised_by} disputes with {ev.other_party} about 行政协助函 "
+                           f"{ev.assistance_number} (case {ev.assistance_case})")
+                out += _dispute_matches_case(ledger, env, ev)
+            case NegotiationRecorded(outcome="failed") as ev:
+                out.append(f"协商不成: recorded by {ev.party} (pos {line.pos})")
+            case DisputeSettled() as ev:
+                out.append(f"协商解决 (pos {line.pos}) by {'、'.join(ev.agreed_by)}")
+            case DisputeRuled() as ev:
+                out.append(f"研究确定 by {'、'.join(ev.co_deciders)} (pos {line.pos})"
+                           + (f"; the catalogue is amended by adjustment {ev.adjustment} (区司法局's catalogue "
+                              "store, not the ledger, holds it)" if ev.adjustment else "; no catalogue amendment"))
+            case DistrictDecided() as ev:
+                out.append(f"区政府决定 (pos {line.pos}), 纳入行政协助目录 by adjustment {ev.adjustment or '(none)'}")
+    return out, linked
+
+
+def _dispute_matches_case(ledger: Ledger, env: Envelope, ev: DisputeRaised) -> list[str]:
+    """The raise names its assistance case as the ledger has it (the same fold rule the raiser's store applies)."""
+    case = _fold_quietly(ledger, ev.assistance_case)
+    if not isinstance(case, CaseState):
+        return [f"{NOT_THE_DISPUTED_CASE}: dispute {env.number} names case {ev.assistance_case}, "
+                "which has no valid request in the ledger"]
+    try:
+        dispute.check_case(env, ev, case)
+    except RuleError as e:
+        return [f"{NOT_THE_DISPUTED_CASE}: {e.message}"]
+    return [f"the dispute names request {case.number} {case.requester} → {case.assistor} as the ledger has it "
+            f"({case.status})"]

@@ -121,7 +121,7 @@ class Memorandum(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class AdjustmentApplied(msgspec.Struct, frozen=True, kw_only=True, tag="catalogue.adjustment-applied"):
-    """一(四): a bureau applies to add, replace or remove its own rows, with the 依据."""
+    """一(四): a bureau applies to add, replace or remove its own rows, with the 依据 (区司法局: see ``dispute``)."""
 
     id: AdjustmentId
     kind: Kind
@@ -134,6 +134,9 @@ class AdjustmentApplied(msgspec.Struct, frozen=True, kw_only=True, tag="catalogu
     #: Codes of published rows to take out.
     removes: Annotated[list[RowCode], msgspec.Meta(max_length=2000)] = []
     applied_at: datetime
+    #: 附件2 第八条: the dispute (its number, ``D20260001``) whose ruling or decision this adjustment
+    #: carries out.  With it, 区司法局 may apply to change rows another bureau lists.
+    dispute: Annotated[str, msgspec.Meta(pattern=r"^(D\d{8})?$")] = ""
 
 
 class AdjustmentReviewed(msgspec.Struct, frozen=True, kw_only=True, tag="catalogue.adjustment-reviewed"):

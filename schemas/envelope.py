@@ -15,7 +15,7 @@ import msgspec
 
 from schemas.events import Payload
 
-#: Recipient of records kept only by the 司法局 ledger (commitment cases).
+#: Recipient of records kept only by the 司法局 ledger (commitment cases, 区司法局's dispute steps).
 LEDGER = "ledger"
 #: A bureau code as used in subjects: lower-case ASCII, digits and hyphens.
 BureauCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
@@ -43,8 +43,8 @@ class Envelope(msgspec.Struct, frozen=True, kw_only=True):
     sender: BureauCode
     recipient: BureauCode
     case: EventId
-    #: 行政协助函 number (20260001) or commitment-case number (C20260001).
-    number: Annotated[str, msgspec.Meta(pattern=r"^C?\d{8}$")]
+    #: 行政协助函 number (20260001), commitment-case number (C20260001) or dispute number (D20260001).
+    number: Annotated[str, msgspec.Meta(pattern=r"^[CD]?\d{8}$")]
     time: datetime
     payload: Payload
 

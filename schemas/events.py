@@ -7,9 +7,10 @@ from __future__ import annotations
 
 from schemas.assistance import AssistanceEvent
 from schemas.commitment import CommitmentEvent
+from schemas.dispute import DisputeEvent
 from schemas.sla import SlaEvent
 
 #: Every payload type that may appear on the wire.
-Payload = AssistanceEvent | CommitmentEvent | SlaEvent
+Payload = AssistanceEvent | CommitmentEvent | SlaEvent | DisputeEvent
 
 __all__ = ["Payload"]

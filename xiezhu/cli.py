@@ -30,6 +30,7 @@ from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli_catalogue import app as catalogue_app
 from xiezhu.cli_credit import app as credit_app
+from xiezhu.cli_dispute import app as dispute_app
 from xiezhu.cli_ledger import ledger_app
 from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
 from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
@@ -45,6 +46,7 @@ app.add_typer(sla_app, name="sla")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(credit_app, name="credit")
 app.add_typer(ledger_app)  # replay, verify-bundle, seal at the top level
+app.add_typer(dispute_app, name="dispute")
 
 out = Console()
 err = Console(stderr=True)

@@ -50,6 +50,7 @@ from xiezhu.demo_data import (
     memorandum,
     seed_bureau_data,
 )
+from xiezhu.demo_dispute import dispute_a_decline
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
@@ -80,6 +81,7 @@ class Demo:
         self.counts: Counter[str] = Counter()
         self.hostile_sent = 0
         self.delivered: tuple[int, int] = (0, 0)
+        self.dispute: Any = None
 
     # -- the run --------------------------------------------------------------------------
 
@@ -110,6 +112,8 @@ class Demo:
         await self._morning(leave_open=0.35, today_open=True)
         await self._hostile()
         await self.node.settle()
+        # 第八条: a requester disputes a decline; negotiation fails; 区司法局 rules with 区委编办.
+        self.dispute = await dispute_a_decline(self.node)
         # After the National Day holiday the 司法局 monitor reminds of the deadlines that end
         # that day, and the next working day reports the ones missed.
         for day in (datetime(2026, 10, 9, 9, 0, tzinfo=SHANGHAI), datetime(2026, 10, 12, 9, 0, tzinfo=SHANGHAI)):
@@ -442,6 +446,7 @@ async def summarize(node: Node, demo: Demo, wall: float) -> dict[str, Any]:
         "deadline_breaches": node.monitor.stats.breaches if node.monitor else 0,
         "deadline_reminders": node.monitor.stats.reminders if node.monitor else 0,
         "sla_states": dict(Counter(r["state"] for r in node.sla.rows(now=node.clock.now()))),
+        "dispute": demo.dispute,
         "hostile_messages_sent": demo.hostile_sent,
         "rejections_by_reason": dict(sorted(rejected_by.items())),
         "duplicates_ignored": sum(s.duplicates for s in agent_stats),

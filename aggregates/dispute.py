@@ -1,0 +1,266 @@
+"""A dispute about an assistance case (附件2 第八条) as a pure fold over signed envelopes.
+
+The path of 第八条, and who may take each step:
+
+- ``raised``: a party of the assistance case (its requester or its assistor) raises the dispute
+  against the other party, addressed to 区司法局 (``sifa``).  The two parties differ and neither
+  is 区司法局.  Where the raising bureau's store holds the assistance case, the raise must match
+  it (number, requester, assistor): pass its state to :func:`start`.
+- ``negotiation-recorded``: either party notes the negotiation (协商), addressed to 区司法局,
+  while the dispute is being negotiated.  A note with the outcome ``failed`` records 协商不成;
+  the parties may still note or settle until 区司法局 takes the dispute up.
+- ``settled``: 协商解决 — agreed by both parties, signed by one of them; the dispute is closed.
+- ``referred``: 区司法局 takes the dispute up, only after a failed negotiation.
+- ``ruled``: 区司法局会同区委编办等有关部门研究确定 — by 区司法局, with ``sifa`` and ``bianban`` among
+  the co-deciders, after referral; closes the dispute.  A ruling that amends the catalogue
+  names the adjustment it led to, and one that names an adjustment says it amends.
+- ``escalated``: 区司法局 and 区委编办 ask 区政府 to decide, after referral and before a ruling.
+- ``decided``: 区政府's decision, recorded by 区司法局 after the escalation; 决定作出后纳入行政协助目录,
+  so it names the assistance-catalogue adjustment that takes it in.  Closes the dispute.
+
+The parties' steps are addressed to ``sifa``; 区司法局's own steps to the ledger.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Literal
+
+import msgspec
+
+from aggregates import errors
+from aggregates.assistance import CaseState
+from schemas.catalogue import EDITORIAL_OFFICE, JUSTICE
+from schemas.dispute import (
+    DisputeEscalated,
+    DisputeRaised,
+    DisputeReferred,
+    DisputeRuled,
+    DisputeSettled,
+    DistrictDecided,
+    NegotiationRecorded,
+    Outcome,
+)
+from schemas.envelope import LEDGER, Envelope
+
+Status = Literal["negotiating", "settled", "referred", "ruled", "escalated", "decided"]
+#: A dispute in one of these takes no further step.
+CLOSED: frozenset[str] = frozenset({"settled", "ruled", "decided"})
+STATUS_ZH = {"negotiating": "协商中", "negotiation-failed": "协商不成", "settled": "协商解决",
+             "referred": "区司法局研究中", "ruled": "已研究确定", "escalated": "已提请区政府决定",
+             "decided": "区政府已决定"}
+
+
+class NegotiationNote(msgspec.Struct, frozen=True, kw_only=True):
+    """One party's note of the negotiation."""
+
+    party: str
+    note: str
+    outcome: Outcome
+    at: datetime
+
+
+class DisputeState(msgspec.Struct, frozen=True, kw_only=True):
+    """What is known of one dispute after folding its events."""
+
+    case: str
+    number: str
+    raised_by: str
+    other_party: str
+    requester: str
+    assistor: str
+    assistance_case: str
+    assistance_number: str
+    claim: str
+    evidence: tuple[str, ...]
+    raised_at: datetime
+    status: Status = "negotiating"
+    negotiation: tuple[NegotiationNote, ...] = ()
+    #: A party recorded 协商不成; 区司法局 may take the dispute up.
+    negotiation_failed: bool = False
+    agreement: str = ""
+    agreed_by: tuple[str, ...] = ()
+    referral: str = ""
+    referred_at: datetime | None = None
+    ruling: str = ""
+    co_deciders: tuple[str, ...] = ()
+    escalation: str = ""
+    petitioners: tuple[str, ...] = ()
+    escalated_at: datetime | None = None
+    decision: str = ""
+    decision_no: str = ""
+    #: The catalogue adjustment the ruling or the decision led to ("" if none).
+    adjustment: str = ""
+    closed_at: datetime | None = None
+    events: int = 1
+
+    @property
+    def parties(self) -> tuple[str, str]:
+        """The raising bureau and the other party."""
+        return self.raised_by, self.other_party
+
+    @property
+    def step(self) -> str:
+        """The status, with a failed negotiation shown as ``negotiation-failed``."""
+        if self.status == "negotiating" and self.negotiation_failed:
+            return "negotiation-failed"
+        return self.status
+
+    @property
+    def closed(self) -> bool:
+        """Settled, ruled or decided: nothing more can happen."""
+        return self.status in CLOSED
+
+
+def start(env: Envelope, case: CaseState | None = None) -> DisputeState:
+    """Open a dispute from its raise; with ``case``, the raise must match that assistance case."""
+    ev = env.payload
+    if not isinstance(ev, DisputeRaised):
+        raise errors.NotFirst(f"dispute {env.case} must start with dispute.raised, not {env.type}")
+    if env.recipient != JUSTICE:
+        raise errors.NotDisputeAuthority(f"第八条: a dispute is raised with {JUSTICE}, not sent to {env.recipient}")
+    if env.sender != ev.raised_by:
+        raise errors.NotDisputeParty(f"{env.sender} cannot raise a dispute in the name of {ev.raised_by}")
+    if ev.requester == ev.assistor:
+        raise errors.DisputeCaseMismatch(f"dispute {env.number}: the requester and the assistor are both "
+                                         f"{ev.requester}")
+    if ev.raised_by == ev.other_party:
+        raise errors.NotDisputeParty(f"dispute {env.number}: {ev.raised_by} cannot dispute with itself")
+    if JUSTICE in (ev.raised_by, ev.other_party):
+        raise errors.NotDisputeParty(f"第八条: {JUSTICE} determines disputes between the parties; it is not one")
+    if {ev.raised_by, ev.other_party} != {ev.requester, ev.assistor}:
+        raise errors.NotDisputeParty(
+            f"dispute {env.number}: only {ev.requester} and {ev.assistor}, the parties of request "
+            f"{ev.assistance_number}, dispute it; not {ev.raised_by} with {ev.other_party}")
+    if case is not None:
+        check_case(env, ev, case)
+    return DisputeState(
+        case=env.case, number=env.number, raised_by=ev.raised_by, other_party=ev.other_party,
+        requester=ev.requester, assistor=ev.assistor, assistance_case=ev.assistance_case,
+        assistance_number=ev.assistance_number, claim=ev.claim, evidence=tuple(ev.evidence), raised_at=env.time,
+    )
+
+
+def check_case(env: Envelope, ev: DisputeRaised, case: CaseState) -> None:
+    """The raise names ``case`` as it is: case id, letter number, requester and assistor."""
+    named = (ev.assistance_case, ev.assistance_number, ev.requester, ev.assistor)
+    actual = (case.case, case.number, case.requester, case.assistor)
+    if named != actual:
+        raise errors.DisputeCaseMismatch(
+            f"dispute {env.number} names request {ev.assistance_number} {ev.requester}→{ev.assistor} "
+            f"(case {ev.assistance_case}), but that case is {case.number} {case.requester}→{case.assistor} "
+            f"(case {case.case})")
+
+
+def apply(state: DisputeState | None, env: Envelope) -> DisputeState:
+    """Fold one more envelope into the dispute; raises a RuleError if it breaks a rule."""
+    if state is None:
+        return start(env)
+    ev = env.payload
+    if isinstance(ev, DisputeRaised):
+        raise errors.NotFirst(f"dispute {state.number} was already raised")
+    if state.closed:
+        raise errors.DisputeClosed(f"dispute {state.number} is {state.status}; it takes no further step",
+                                   status=state.status)
+    match ev:
+        case NegotiationRecorded():
+            return _negotiated(state, env, ev)
+        case DisputeSettled():
+            return _settled(state, env, ev)
+        case DisputeReferred():
+            _by_justice(state, env, "takes a dispute up")
+            if state.status != "negotiating" or not state.negotiation_failed:
+                raise errors.DisputeOrder(f"第八条: 协商不成的 only — dispute {state.number} is {state.step}")
+            return _next(state, status="referred", referral=ev.reasons, referred_at=env.time)
+        case DisputeRuled():
+            return _ruled(state, env, ev)
+        case DisputeEscalated():
+            _by_justice(state, env, "asks 区政府 to decide")
+            if state.status != "referred":
+                raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; only a dispute taken up "
+                                          "and not yet ruled is escalated")
+            _with_editorial_office(state, ev.petitioners, "asks 区政府 to decide")
+            return _next(state, status="escalated", escalation=ev.reasons, petitioners=tuple(ev.petitioners),
+                         escalated_at=env.time)
+        case DistrictDecided():
+            return _decided(state, env, ev)
+    raise errors.DisputeOrder(f"event type {env.type} does not belong to a dispute")
+
+
+def _next(state: DisputeState, **changes: object) -> DisputeState:
+    return msgspec.structs.replace(state, events=state.events + 1, **changes)
+
+
+def _by_party(state: DisputeState, env: Envelope, what: str) -> None:
+    if env.sender not in state.parties:
+        raise errors.NotDisputeParty(f"only {state.raised_by} and {state.other_party} {what} dispute "
+                                     f"{state.number}, not {env.sender}")
+    if env.recipient != JUSTICE:
+        raise errors.NotDisputeAuthority(f"a party's step of dispute {state.number} goes to {JUSTICE}, "
+                                         f"not {env.recipient}")
+
+
+def _by_justice(state: DisputeState, env: Envelope, what: str) -> None:
+    if env.sender != JUSTICE:
+        raise errors.NotDisputeAuthority(f"第八条: only {JUSTICE} {what}; not {env.sender}", actor=env.sender)
+    if env.recipient != LEDGER:
+        raise errors.NotDisputeAuthority(f"{JUSTICE}'s steps of dispute {state.number} are recorded for the "
+                                         f"ledger, not sent to {env.recipient}")
+
+
+def _with_editorial_office(state: DisputeState, units: list[str], what: str) -> None:
+    missing = [u for u in (JUSTICE, EDITORIAL_OFFICE) if u not in units]
+    if missing:
+        raise errors.MissingCoDecider(f"第八条: {JUSTICE} and {EDITORIAL_OFFICE} together {what} "
+                                      f"(dispute {state.number}); missing {', '.join(missing)}", missing=missing)
+    if len(set(units)) != len(units):
+        raise errors.MissingCoDecider(f"dispute {state.number}: a unit is named twice in {units}")
+
+
+def _negotiated(state: DisputeState, env: Envelope, ev: NegotiationRecorded) -> DisputeState:
+    _by_party(state, env, "negotiate")
+    if ev.party != env.sender:
+        raise errors.NotDisputeParty(f"{env.sender} cannot note the negotiation for {ev.party}")
+    if state.status != "negotiating":
+        raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; the parties no longer negotiate")
+    note = NegotiationNote(party=ev.party, note=ev.note, outcome=ev.outcome, at=env.time)
+    return _next(state, negotiation=(*state.negotiation, note),
+                 negotiation_failed=state.negotiation_failed or ev.outcome == "failed")
+
+
+def _settled(state: DisputeState, env: Envelope, ev: DisputeSettled) -> DisputeState:
+    _by_party(state, env, "settle")
+    if sorted(ev.agreed_by) != sorted(state.parties):
+        raise errors.NotDisputeParty(f"协商解决: dispute {state.number} is settled by {state.raised_by} and "
+                                     f"{state.other_party} together, not by {ev.agreed_by}")
+    if state.status != "negotiating":
+        raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; only a negotiated dispute is settled")
+    return _next(state, status="settled", agreement=ev.agreement, agreed_by=tuple(ev.agreed_by),
+                 closed_at=env.time)
+
+
+def _ruled(state: DisputeState, env: Envelope, ev: DisputeRuled) -> DisputeState:
+    _by_justice(state, env, "rules on a dispute")
+    if state.status != "referred":
+        raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; {JUSTICE} rules on a dispute it "
+                                  "took up and did not escalate")
+    _with_editorial_office(state, ev.co_deciders, "determine a dispute (会同区委编办研究确定)")
+    if ev.amends_catalogue and not ev.adjustment:
+        raise errors.CatalogueAmendment(f"the ruling of dispute {state.number} amends the catalogue but names "
+                                        "no adjustment")
+    if ev.adjustment and not ev.amends_catalogue:
+        raise errors.CatalogueAmendment(f"the ruling of dispute {state.number} names adjustment {ev.adjustment} "
+                                        "but does not say it amends the catalogue")
+    return _next(state, status="ruled", ruling=ev.ruling, co_deciders=tuple(ev.co_deciders),
+                 adjustment=ev.adjustment, closed_at=env.time)
+
+
+def _decided(state: DisputeState, env: Envelope, ev: DistrictDecided) -> DisputeState:
+    _by_justice(state, env, "records 区政府's decision")
+    if state.status != "escalated":
+        raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; 区政府 decides only an escalated dispute")
+    if not ev.adjustment.startswith("assistance-"):
+        raise errors.CatalogueAmendment(
+            f"第八条: 决定作出后纳入行政协助目录 — the decision of dispute {state.number} names the adjustment of "
+            f"the 行政协助事项清单 that takes it in, not {ev.adjustment or 'none'}")
+    return _next(state, status="decided", decision=ev.decision, decision_no=ev.decision_no,
+                 adjustment=ev.adjustment, closed_at=env.time)

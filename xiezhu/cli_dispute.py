@@ -1,0 +1,270 @@
+"""``xiezhu dispute …``: disputes between a requester and an assistor (附件2 第八条).
+
+The parties raise a dispute, note the negotiation and settle it in their own stores; 区司法局
+takes a failed negotiation up, rules with 区委编办 (amending the catalogue if need be), or asks
+区政府 to decide.  A running agent's relay sends what these commands record.
+"""
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated, Any
+
+import msgspec
+import typer
+from rich.table import Table
+
+from aggregates.dispute import STATUS_ZH, DisputeState
+from schemas.catalogue import EDITORIAL_OFFICE, JUSTICE
+from schemas.errors import XiezhuError
+
+app = typer.Typer(no_args_is_help=True, help="Disputes between a requester and an assistor (附件2 第八条).")
+
+Number = Annotated[str, typer.Argument(help="The dispute's number, e.g. D20260001.")]
+Raiser = Annotated[str | None, typer.Option("--from", help="The bureau that raised it, if numbers clash.")]
+Bureau = Annotated[str, typer.Option(help="The party acting (you): the requester or the assistor.")]
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+
+
+def _store(ctx: typer.Context, code: str) -> Any:
+    from xiezhu.cli import _open_store, _settings
+
+    return _open_store(_settings(ctx), code)
+
+
+def _find(store: Any, number: str, raiser: str | None) -> str | None:
+    matches = [d for d in store.disputes() if d.number == number and (raiser is None or d.raised_by == raiser)]
+    if len(matches) > 1:
+        raise XiezhuError(f"{len(matches)} disputes are numbered {number}; add --from RAISER")
+    return matches[0].case if matches else None
+
+
+def _dispute(ctx: typer.Context, store: Any, number: str, raiser: str | None) -> str:
+    """The dispute's id in ``store``; the other party takes it up from the ledger first."""
+    found = _find(store, number, raiser)
+    if found is not None:
+        return found
+    if store.bureau != JUSTICE:
+        return _join_from_ledger(ctx, store, number, raiser)
+    raise XiezhuError(f"no dispute numbered {number} in {store.bureau}'s store" +
+                      (f" from {raiser}" if raiser else "") + "; has the sifa agent received it?")
+
+
+def _join_from_ledger(ctx: typer.Context, store: Any, number: str, raiser: str | None) -> str:
+    """The raise travels only to 区司法局: the other party takes it from the ledger, signature checked."""
+    from agencies.keys import KeyStore
+    from projections.history import find_cases
+    from projections.ledger import Ledger
+    from xiezhu.cli import _settings
+
+    settings = _settings(ctx)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no dispute numbered {number} in {store.bureau}'s store, and no ledger to take it from")
+    ledger = Ledger(settings.ledger_path)
+    try:
+        found = find_cases(ledger, number, raiser)
+        if len(found) != 1:
+            raise XiezhuError(f"{len(found) or 'no'} disputes numbered {number} in the ledger"
+                              + ("; add --from RAISER" if found else ""))
+        signed = ledger.case(found[0])[0].signed
+    finally:
+        ledger.close()
+    env = KeyStore(settings.keys_dir).ring().verify(signed)
+    st: DisputeState = store.join_dispute(signed, env)
+    typer.echo(f"{store.bureau} took up dispute {st.number} raised by {st.raised_by}", err=True)
+    return st.case
+
+
+def _done(st: DisputeState, what: str) -> None:
+    typer.echo(f"{what} dispute {st.number} ({st.raised_by} with {st.other_party}): {STATUS_ZH[st.step]}", err=True)
+
+
+# -- the parties ----------------------------------------------------------------------------------
+
+
+@app.command("raise")
+def raise_(ctx: typer.Context,
+           number: Annotated[str, typer.Argument(help="The 行政协助函 number the dispute is about.")],
+           bureau: Bureau,
+           claim: Annotated[str, typer.Option(help="What is disputed, and what the raising bureau asks for.")],
+           evidence: Annotated[list[str] | None, typer.Option(help="One piece of evidence; repeat.")] = None,
+           requester: Annotated[str | None, typer.Option("--requester", help="The request's requester, "
+                                                          "if numbers clash.")] = None) -> None:
+    """Raise a dispute about an assistance request with 区司法局 (第八条); it takes a D number.
+
+    Example: [bold]xiezhu dispute raise 20260009 --bureau nongye --claim "拒绝理由与清单不符" --evidence XZ-0009[/]
+    """
+    from xiezhu.cli import _find_case
+
+    store = _store(ctx, bureau)
+    st = store.raise_dispute(_find_case(store, number, requester), claim, evidence or [])
+    typer.echo(f"raised dispute {st.number} with {JUSTICE}: {st.raised_by} with {st.other_party} about {number}",
+               err=True)
+
+
+@app.command("negotiate")
+def negotiate(ctx: typer.Context, number: Number, bureau: Bureau,
+              note: Annotated[str, typer.Option(help="The party's note of the negotiation.")],
+              failed: Annotated[bool, typer.Option("--failed", help="协商不成: the negotiation failed.")] = False,
+              raiser: Raiser = None) -> None:
+    """Note the negotiation between the parties; --failed records 协商不成, so 区司法局 may take it up.
+
+    Example: [bold]xiezhu dispute negotiate D20260001 --from nongye --bureau wenlv --note "…" --failed[/]
+    """
+    store = _store(ctx, bureau)
+    st = store.negotiate(_dispute(ctx, store, number, raiser), note, "failed" if failed else "continuing")
+    _done(st, "noted")
+
+
+@app.command("settle")
+def settle(ctx: typer.Context, number: Number, bureau: Bureau,
+           agreement: Annotated[str, typer.Option(help="What the two parties agreed (协商解决).")],
+           raiser: Raiser = None) -> None:
+    """协商解决: record the parties' agreement; it closes the dispute.
+
+    Example: [bold]xiezhu dispute settle D20260001 --bureau nongye --agreement "文旅局于3个工作日内回复"[/]
+    """
+    store = _store(ctx, bureau)
+    _done(store.settle(_dispute(ctx, store, number, raiser), agreement), "settled")
+
+
+# -- 区司法局 ----------------------------------------------------------------------------------------
+
+
+@app.command("refer")
+def refer(ctx: typer.Context, number: Number,
+          reasons: Annotated[str, typer.Option(help="Why 区司法局 takes it up.")], raiser: Raiser = None) -> None:
+    """区司法局 takes up a dispute whose negotiation failed, to determine it with 区委编办.
+
+    Example: [bold]xiezhu dispute refer D20260001 --from nongye --reasons "双方协商不成"[/]
+    """
+    store = _store(ctx, JUSTICE)
+    _done(store.refer_dispute(_dispute(ctx, store, number, raiser), reasons), "took up")
+
+
+@app.command("amend")
+def amend(ctx: typer.Context, number: Number,
+          file: Annotated[Path | None, typer.Argument(help="A .csv or .xlsx of the rows to add or change.")] = None,
+          basis: Annotated[str, typer.Option(help="The 依据: the ruling or decision it carries out.")] = "",
+          kind: Annotated[str, typer.Option(help="matters (附件8) or assistance (附件9).")] = "assistance",
+          remove: Annotated[list[str] | None, typer.Option(help="A row code to take out; repeat.")] = None,
+          raiser: Raiser = None) -> None:
+    """区司法局 applies the catalogue adjustment a ruling or decision needs, under the dispute's number.
+
+    Rows in FILE whose code is published replace it; the others are added.  Any bureau's rows
+    may change.  Review and publish it as usual (xiezhu catalogue review / publish).
+
+    Example: [bold]xiezhu dispute amend D20260001 --from nongye 附件9-XZ-0009.xlsx --basis "第八条研究确定意见"[/]
+    """
+    from agencies.registry import Registry
+    from projections import catalogue_io
+    from xiezhu.cli_catalogue import _kind
+
+    k = _kind(kind)
+    if not basis.strip():
+        raise XiezhuError("--basis is required: the ruling or decision the adjustment carries out")
+    store = _store(ctx, JUSTICE)
+    wanted = catalogue_io.import_rows(k, file, Registry.load()) if file is not None else []
+    published = {r.code: r for r in store.catalogue.current(k)}
+    adds = [r for r in wanted if r.code not in published]
+    replaces = [r for r in wanted if r.code in published and published[r.code] != r]
+    adj = store.amend_catalogue(_dispute(ctx, store, number, raiser), k, basis, adds=adds, replaces=replaces,
+                                removes=remove or [])
+    typer.echo(f"{adj}: {len(adds)} added, {len(replaces)} changed, {len(remove or [])} removed under dispute "
+               f"{number}; review and publish it, then name it in the ruling or decision", err=True)
+
+
+@app.command("rule")
+def rule(ctx: typer.Context, number: Number,
+         ruling: Annotated[str, typer.Option(help="The ruling (研究确定意见).")],
+         co_decider: Annotated[list[str] | None, typer.Option(
+             help="Another unit deciding with 区司法局 and 区委编办 (等有关部门); repeat.")] = None,
+         adjustment: Annotated[str, typer.Option(help="The adjustment the ruling led to, if it amends "
+                                                 "the catalogue.")] = "",
+         raiser: Raiser = None) -> None:
+    """区司法局会同区委编办研究确定: record the ruling; it closes the dispute.
+
+    Example: [bold]xiezhu dispute rule D20260001 --from nongye --ruling "由文旅局核查" --adjustment assistance-0013[/]
+    """
+    store = _store(ctx, JUSTICE)
+    units = list(dict.fromkeys([JUSTICE, EDITORIAL_OFFICE, *(co_decider or [])]))
+    _done(store.rule(_dispute(ctx, store, number, raiser), ruling, units, adjustment), "ruled")
+
+
+@app.command("escalate")
+def escalate(ctx: typer.Context, number: Number,
+             reasons: Annotated[str, typer.Option(help="Why 区政府 should decide.")], raiser: Raiser = None) -> None:
+    """必要时: 区司法局 and 区委编办 ask 区政府 to decide a dispute taken up and not yet ruled.
+
+    Example: [bold]xiezhu dispute escalate D20260001 --from nongye --reasons "涉及部门职责划分"[/]
+    """
+    store = _store(ctx, JUSTICE)
+    _done(store.escalate(_dispute(ctx, store, number, raiser), reasons), "escalated")
+
+
+@app.command("decide")
+def decide(ctx: typer.Context, number: Number,
+           decision: Annotated[str, typer.Option(help="区政府's decision.")],
+           adjustment: Annotated[str, typer.Option(help="The assistance-catalogue adjustment that takes it in "
+                                                   "(决定作出后纳入行政协助目录).")],
+           decision_no: Annotated[str, typer.Option(help="The government's document number.")] = "",
+           raiser: Raiser = None) -> None:
+    """Record 区政府's decision on an escalated dispute, with the adjustment that takes it into the catalogue.
+
+    Example: [bold]xiezhu dispute decide D20260001 --from nongye --decision "…" --adjustment assistance-0014[/]
+    """
+    store = _store(ctx, JUSTICE)
+    _done(store.decide(_dispute(ctx, store, number, raiser), decision, adjustment, decision_no), "decided")
+
+
+# -- reading ----------------------------------------------------------------------------------------
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Every dispute in 区司法局's file, with where it stands.
+
+    Example: [bold]xiezhu dispute list --json[/]
+    """
+    from xiezhu.cli import _print_json, _t, out
+
+    rows = list(_store(ctx, JUSTICE).disputes())
+    if as_json:
+        _print_json({f"{d.raised_by}/{d.number}": {**msgspec.structs.asdict(d), "step": d.step} for d in rows})
+        return
+    t = Table(title=f"{len(rows)} disputes (附件2 第八条)")
+    for col in ("number", "raised by", "with", "about", "raised", "stage", "adjustment"):
+        t.add_column(col, no_wrap=col in ("number", "raised"))
+    for d in rows:
+        t.add_row(d.number, d.raised_by, d.other_party, d.assistance_number,
+                  _t(d.raised_at.isoformat()), STATUS_ZH[d.step], d.adjustment)
+    out.print(t)
+
+
+@app.command("show")
+def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJson = False) -> None:
+    """A dispute's signed history from the ledger alone: the raise, each note, 区司法局's steps, findings.
+
+    Example: [bold]xiezhu dispute show D20260001 --from nongye[/]
+    """
+    from xiezhu.cli import _case_history, _print_json, _settings, _t, out
+
+    h = _case_history(_settings(ctx), number, raiser)
+    if h.kind != "dispute":
+        raise XiezhuError(f"{number} is not a dispute number (D20260001)")
+    st = h.state
+    if as_json:
+        _print_json({"case": h.case, "number": h.number, "stage": st.step if isinstance(st, DisputeState) else None,
+                     "state": st, "findings": h.findings, "linked": h.linked,
+                     "lines": [{k: v for k, v in msgspec.structs.asdict(line).items() if k != "envelope"}
+                               for line in h.lines]})
+        return
+    stage = STATUS_ZH[st.step] if isinstance(st, DisputeState) else "no valid raise"
+    t = Table(title=f"dispute {h.number} — {stage} — {len(h.lines)} signed events")
+    for col in ("#", "time", "from → to", "event", "findings"):
+        t.add_column(col, no_wrap=col in ("#", "time"))
+    for line in h.lines:
+        t.add_row(str(line.pos), _t(line.time.isoformat()), f"{line.sender} → {line.recipient}", line.summary,
+                  "\n".join(line.findings))
+    out.print(t)
+    for finding in h.findings:
+        out.print(f"• {finding}")
