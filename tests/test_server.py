@@ -54,3 +54,31 @@ def test_a_port_in_use_is_a_clear_error(tmp_path: Path) -> None:
             EmbeddedNats(tmp_path / "b", port=first.port).start(timeout=3)
     finally:
         first.stop()
+
+
+def test_the_server_does_not_outlive_a_killed_parent(tmp_path: Path) -> None:
+    """A parent killed with SIGKILL must not leave an orphaned nats-server behind."""
+    import os
+    import signal
+    import subprocess
+    import sys
+    import time
+
+    script = ("import sys, time; from pathlib import Path; from broker.server import EmbeddedNats; "
+              f"s = EmbeddedNats(Path({str(tmp_path)!r})).start(); print(s._proc.pid, flush=True); time.sleep(60)")
+    parent = subprocess.Popen([sys.executable, "-c", script], stdout=subprocess.PIPE, text=True)
+    assert parent.stdout is not None
+    child = int(parent.stdout.readline())
+    parent.send_signal(signal.SIGKILL)
+    parent.wait()
+    for _ in range(100):
+        try:
+            os.kill(child, 0)
+        except ProcessLookupError:
+            return
+        with open(f"/proc/{child}/stat") as f:
+            if f.read().split()[2] == "Z":  # exited, waiting to be reaped by init
+                return
+        time.sleep(0.05)
+    os.kill(child, signal.SIGKILL)
+    raise AssertionError("nats-server kept running after its parent was killed")
