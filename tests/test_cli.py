@@ -193,3 +193,23 @@ def test_a_bureau_handles_credit_repair_from_the_command_line(demo_dir) -> None:
     run("credit", "repair", number, "--bureau", bureau, "--evidence", "已补交相关证明材料", data_dir=data)
     done = run("credit", "approve-repair", number, "--bureau", bureau, "--reasons", "整改到位", data_dir=data)
     assert "repaired" in done.stderr
+
+
+def test_the_audit_walks_the_demo_ledger_and_finds_a_flipped_byte(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import shutil
+    import sqlite3
+
+    data, _ = demo_dir
+    report = json.loads(run("audit", "--json", data_dir=data).stdout)
+    assert report["ok"] and report["entries"] == report["signatures_verified"] > 0
+    copy = tmp_path / "copy"
+    shutil.copytree(data, copy)
+    db = sqlite3.connect(copy / "ledger" / "ledger.db")
+    body = bytearray(db.execute("SELECT body FROM entries WHERE pos = 10").fetchone()[0])
+    body[-3] ^= 1
+    db.execute("UPDATE entries SET body = ? WHERE pos = 10", (bytes(body),))
+    db.commit()
+    db.close()
+    bad = run("audit", "--json", data_dir=copy, check=False)
+    assert bad.returncode == 1
+    assert json.loads(bad.stdout)["first_problem"]["position"] == 10

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import signal
 import sys
 from collections.abc import Callable
@@ -473,6 +474,37 @@ def ledger(
     node = Node(_settings(ctx), Registry.load(), SystemClock(), agents=[JUSTICE] if projection else [],
                 ledger=True, projection=projection)
     _run_forever(node.start, node.stop, "ledger")
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option(help="Processes verifying signatures (default: every core).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Walk the whole ledger: every signature, the hash chain and the sealed checkpoints; name the first problem.
+
+    Example: [bold]xiezhu audit --json[/]
+    """
+    from rich.progress import Progress
+
+    from projections.audit import audit as run_audit
+    from projections.audit import count_entries, render
+
+    settings = _settings(ctx)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}")
+    ring = KeyStore(settings.keys_dir).ring()
+    with Progress(console=err, transient=as_json) as progress:
+        task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_path))
+        report = run_audit(settings.ledger_path, ring, workers=workers or os.cpu_count() or 1,
+                           progress=lambda k: progress.advance(task, k))
+    if as_json:
+        _print_json(report)
+    else:
+        out.print(render(report), highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
 
 
 @projections_app.command("rebuild")

@@ -1,0 +1,534 @@
+"""Audit of the 区司法局 ledger: the whole file, checked from its own bytes and the trust list alone.
+
+The audit reads the SQLite file through its own read-only connection, in one read
+transaction (a consistent snapshot, even while the ledger service appends), in position
+order, and checks:
+
+- positions run 1..n with none missing;
+- each row's ``prev_hash`` is the previous row's ``hash``, and ``hash`` is
+  ``link(prev_hash, leaf)`` recomputed from the row's own position, arrival, key id,
+  signature and body;
+- the index columns (event id, case, number, type, sender, recipient, event time) say
+  what the signed body says;
+- every signature verifies under the key that belonged to the sender at the envelope's
+  time (:meth:`broker.signing.KeyRing.verify`);
+- every checkpoint's head is the chain recomputed from the entries up to its position,
+  and it is signed by a key of 区司法局 (``sifa``) valid when it was sealed.
+
+Signature verification is most of the cost, so chunks of rows go to a process pool
+while this process walks the hash chain, which is sequential and cheap.  The workers get
+the rows and the trust entries of the keys they name, never the ring object.
+
+What the file alone cannot show: entries removed from the end after the last checkpoint
+(compare :attr:`AuditReport.head_hash` with a head published elsewhere), and
+``stream_seq``, which is not part of the hash.
+"""
+from __future__ import annotations
+
+import heapq
+import multiprocessing
+import os
+import sqlite3
+import time
+from collections import deque
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nacl.exceptions
+import nacl.signing
+
+from broker.signing import KeyRing, Malformed, Rejected, decode_checked
+from projections.ledger import GENESIS, checkpoint_message, leaf_hash, link
+from schemas.envelope import Envelope, Signed
+from schemas.errors import XiezhuError
+from schemas.trust import TrustEntry
+
+#: Rows per chunk sent to a worker: big enough that pickling is cheap, small enough to keep both busy.
+CHUNK = 2000
+#: How many problems a report lists (the count covers all of them).
+LISTED = 100
+#: The bureau whose key seals checkpoints.
+SEALER = "sifa"
+
+#: Kinds of problem, in the order they are reported when one position has several.
+KINDS = (
+    "missing",          # positions absent: entries removed
+    "out-of-order",     # a position where a later one was expected
+    "column-type",      # a stored column holds the wrong type
+    "prev-hash",        # the row does not link to the previous row
+    "changed",          # the row's hash does not match its contents
+    "unsigned", "unknown-key", "bad-signature", "key-not-valid", "wrong-sender", "malformed",
+    "index",            # an index column disagrees with the signed body
+    "checkpoint-position", "checkpoint-head", "checkpoint-key", "checkpoint-signature",
+)
+_RANK = {k: i for i, k in enumerate(KINDS)}
+
+_ENTRIES = ("SELECT pos, event_id, case_id, number, type, sender, recipient, event_time, "
+            "arrived_at, kid, sig, body, prev_hash, hash FROM entries WHERE pos > ? ORDER BY pos LIMIT ?")
+_CHECKPOINTS = "SELECT pos, head, sealed_at, kid, sig FROM checkpoints ORDER BY pos"
+_BEFORE_ALL = -(2**63)
+_COLUMN_NAMES = ("pos", "event_id", "case_id", "number", "type", "sender", "recipient", "event_time",
+                 "arrived_at", "kid", "sig", "body", "prev_hash", "hash")
+#: The hashed columns and the types the ledger stores them as.
+_TYPES = ((8, str), (9, str), (10, bytes), (11, bytes), (12, bytes), (13, bytes))
+_INDEX_COLUMNS = ("event_id", "case_id", "number", "type", "sender", "recipient", "event_time")
+
+#: What a worker gets per row: the row as selected (columns as in ``_COLUMN_NAMES``).
+WorkRow = tuple[Any, ...]
+#: What a worker reports per problem: position, kind, reason.
+Found = tuple[int, str, str]
+
+
+class AuditError(XiezhuError):
+    """The ledger file cannot be read as a ledger (missing, not SQLite, no entries table)."""
+
+    code = "audit"
+
+
+class Problem(msgspec.Struct, frozen=True, kw_only=True):
+    """One thing wrong with the ledger, at the position where it shows."""
+
+    position: int
+    #: One of :data:`KINDS`, or a :class:`~broker.signing.Rejected` code for a signature.
+    kind: str
+    reason: str
+
+
+class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
+    """The outcome of one audit of the whole ledger."""
+
+    ok: bool
+    path: str
+    #: Rows read.
+    entries: int
+    #: Entries whose signature verified under the key valid at the envelope's time.
+    signatures_verified: int
+    checkpoints: int
+    #: Checkpoints whose head matches the chain and whose 区司法局 signature verifies.
+    checkpoints_verified: int
+    #: Entries and checkpoints found wrong (each counted once), plus each missing position.
+    bad: int
+    first_problem: Problem | None
+    #: The first :data:`LISTED` problems by position (an entry can have several).
+    problems: list[Problem]
+    #: The last position and its stored hash, to compare with a head published elsewhere.
+    head_position: int
+    head_hash: str
+    last_checkpoint: int | None
+    #: Processes that verified signatures.
+    workers: int
+    seconds: float
+
+    @property
+    def rate_per_s(self) -> float:
+        """Entries audited per second."""
+        return self.entries / self.seconds if self.seconds > 0 else 0.0
+
+
+def audit(ledger_path: Path | str, ring: KeyRing, *, workers: int | None = os.cpu_count(),
+          progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> AuditReport:
+    """Check the whole ledger file; ``progress(k)`` is called as each ``k`` more entries are done.
+
+    ``workers`` processes verify signatures; with ``1``, or a ledger that fits in one ``chunk``, this
+    process does.  The workers start with the forkserver method (safe when the caller runs threads, as a
+    progress bar does), so a script that calls this needs the usual ``if __name__ == "__main__":`` guard.
+    """
+    started = time.perf_counter()
+    workers = max(1, workers or 1)
+    findings = _Findings()
+    conn = _connect(Path(ledger_path))
+    try:
+        conn.execute("BEGIN")  # one snapshot for checkpoints and entries alike
+        try:
+            checkpoints = _read(conn, _CHECKPOINTS, ())
+        except sqlite3.DatabaseError as e:
+            raise AuditError(f"{ledger_path} is not a xiezhu ledger: {e}") from e
+        walk = _Walk(checkpoints, ring, findings)
+        verify = _Verifier(ring, workers, findings, progress)
+        try:
+            while rows := _entries(conn, walk.last_pos if walk.rows else _BEFORE_ALL, chunk):
+                verify.submit([walk.row(r) for r in rows], walk.take_bad(), more=len(rows) == chunk)
+        finally:
+            verify.close()
+        walk.finish()
+    finally:
+        conn.close()
+    return AuditReport(
+        ok=findings.bad == 0, path=str(ledger_path), entries=walk.rows,
+        signatures_verified=verify.verified, checkpoints=len(checkpoints),
+        checkpoints_verified=walk.checkpoints_verified, bad=findings.bad,
+        first_problem=findings.first(), problems=findings.listed(),
+        head_position=walk.last_pos, head_hash=walk.stored_prev.hex(),
+        last_checkpoint=int(checkpoints[-1][0]) if checkpoints else None,
+        workers=verify.processes, seconds=round(time.perf_counter() - started, 3),
+    )
+
+
+def count_entries(ledger_path: Path | str) -> int:
+    """How many entries the ledger holds (a progress bar's total)."""
+    conn = _connect(Path(ledger_path))
+    try:
+        return int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
+    except sqlite3.DatabaseError as e:
+        raise AuditError(f"{ledger_path} is not a xiezhu ledger: {e}") from e
+    finally:
+        conn.close()
+
+
+def render(report: AuditReport) -> str:
+    """The report as plain text, for the command line."""
+    verdict = "OK" if report.ok else "FAILED"
+    lines = [
+        f"ledger audit {verdict}: {report.path}",
+        f"  entries               {report.entries:,}",
+        f"  signatures verified   {report.signatures_verified:,}",
+        f"  checkpoints verified  {report.checkpoints_verified:,} of {report.checkpoints:,}",
+        f"  bad                   {report.bad:,}",
+        f"  head                  position {report.head_position:,}, hash {report.head_hash}",
+        f"  last checkpoint       {'none' if report.last_checkpoint is None else f'{report.last_checkpoint:,}'}",
+        f"  time                  {report.seconds:.1f} s, {report.rate_per_s:,.0f} entries/s, "
+        f"{report.workers} worker{'s' if report.workers != 1 else ''}",
+    ]
+    if report.first_problem is not None:
+        lines.append(f"first problem: {report.first_problem.reason}")
+        more = report.problems[1:]
+        if more:
+            lines.append("then:")
+            lines += [f"  [{p.kind}] {p.reason}" for p in more]
+            if report.bad > len(report.problems):
+                lines.append(f"  … (only the first {LISTED} problems are listed)")
+    return "\n".join(lines)
+
+
+# -- the file ------------------------------------------------------------------------------
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    if not path.is_file():
+        raise AuditError(f"no ledger at {path}")
+    try:
+        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
+        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
+    except sqlite3.DatabaseError as e:
+        raise AuditError(f"cannot read {path} as SQLite: {e}") from e
+    return conn
+
+
+def _entries(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[Any, ...]]:
+    try:
+        return _read(conn, _ENTRIES, (after, limit))
+    except sqlite3.DatabaseError as e:
+        raise AuditError(f"cannot read the entries after position {after}: {e}") from e
+
+
+def _read(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Rows of a query; text that is not UTF-8 (itself a sign of tampering) is read with replacement characters."""
+    try:
+        return conn.execute(sql, args).fetchall()
+    except sqlite3.OperationalError as e:
+        if "decode" not in str(e):
+            raise
+    conn.text_factory = _lenient_text
+    try:
+        return conn.execute(sql, args).fetchall()
+    finally:
+        conn.text_factory = str
+
+
+def _lenient_text(data: bytes) -> str:
+    return data.decode("utf-8", "replace")
+
+
+# -- problems --------------------------------------------------------------------------------
+
+
+class _Findings:
+    """The problems found: a count, and the first :data:`LISTED` by position."""
+
+    def __init__(self) -> None:
+        self.bad = 0
+        self._heap: list[tuple[int, int, int, Problem]] = []  # negated keys: a max-heap
+        self._seq = 0
+
+    def add(self, position: int, kind: str, reason: str) -> None:
+        self._seq += 1
+        key = (-position, -_RANK.get(kind, len(KINDS)), -self._seq)
+        heapq.heappush(self._heap, (*key, Problem(position=position, kind=kind, reason=reason)))
+        if len(self._heap) > LISTED:
+            heapq.heappop(self._heap)
+
+    def listed(self) -> list[Problem]:
+        return [p for *_, p in sorted(self._heap, reverse=True)]
+
+    def first(self) -> Problem | None:
+        return max(self._heap)[3] if self._heap else None
+
+
+# -- the hash chain (this process) ---------------------------------------------------------
+
+
+class _Walk:
+    """The sequential checks: positions, the hash chain, the checkpoints."""
+
+    def __init__(self, checkpoints: list[tuple[Any, ...]], ring: KeyRing, findings: _Findings) -> None:
+        self.findings = findings
+        self.ring = ring
+        self.rows = 0
+        self.last_pos = 0
+        self.checkpoints_verified = 0
+        #: The chain recomputed from the genesis over every row's contents: what a checkpoint sealed.
+        self.chain = GENESIS
+        #: The previous row's stored hash, and what its hash should have been (equal unless it was bad).
+        self.stored_prev = GENESIS
+        self.fixed_prev = GENESIS
+        self._after_gap = False
+        self._pending = deque(checkpoints)
+        self._bad: set[int] = set()
+
+    def row(self, row: tuple[Any, ...]) -> WorkRow:
+        """Check one row against its predecessor; returns it, as a signature worker needs it."""
+        self.rows += 1
+        pos = row[0]
+        if pos != self.last_pos + 1:
+            self._position(pos)
+        if self._pending and self._pending[0][0] < pos:
+            self._checkpoints_before(pos)
+        if not all(type(row[i]) is t for i, t in _TYPES):
+            row = self._retyped(row)
+        arrived_at, kid, sig, body, prev_hash, hash_ = row[8:14]
+        leaf = leaf_hash(pos, arrived_at, kid, sig, body)
+        linked = link(prev_hash, leaf)
+        # One SHA-256 per row while all is well: then the recomputed chain is the stored prev_hash.
+        self.chain = linked if self.chain == prev_hash else link(self.chain, leaf)
+        if self._after_gap or prev_hash == self.stored_prev or prev_hash == self.fixed_prev:
+            fixed = linked  # after a gap (reported already) only the row's own consistency is checked
+            if hash_ != linked:
+                self._flag(pos, "changed", f"position {pos}: hash does not match its contents (changed entry)")
+        else:
+            fixed = link(self.stored_prev, leaf)
+            prev = pos - 1
+            if hash_ == fixed:
+                why = f"prev_hash was changed (its contents still follow position {prev})"
+            elif hash_ == linked:
+                why = (f"prev_hash does not match position {prev} "
+                       f"(entries reordered or removed, or position {prev} rewritten)")
+            else:
+                why = (f"prev_hash does not match position {prev} and its hash does not match its contents "
+                       "(entries reordered or changed)")
+            self._flag(pos, "prev-hash", f"position {pos}: {why}")
+        # The next row may name either this row's stored hash or the one its contents call for.
+        self._after_gap = False
+        self.stored_prev, self.fixed_prev = hash_, fixed
+        self.last_pos = pos
+        if self._pending and self._pending[0][0] == pos:
+            self._checkpoints_at(pos)
+        return row
+
+    def _position(self, pos: int) -> None:
+        expected = self.last_pos + 1
+        if pos > expected:
+            gap = pos - expected
+            self._problem(expected, "missing", f"position {expected}: missing, the next entry is at {pos} "
+                                               f"({gap} entr{'y' if gap == 1 else 'ies'} removed)", count=gap)
+            self._after_gap = True
+        else:
+            self._flag(pos, "out-of-order", f"position {pos}: found after position {self.last_pos} "
+                                            "(entries renumbered)")
+
+    def _retyped(self, row: tuple[Any, ...]) -> tuple[Any, ...]:
+        """The row with its hashed columns as text and bytes; a wrong stored type is itself tampering."""
+        pos = row[0]
+        for i, t in _TYPES:
+            if type(row[i]) is not t:
+                self._flag(pos, "column-type", f"position {pos}: column {_COLUMN_NAMES[i]} holds "
+                                               f"{type(row[i]).__name__}, not {t.__name__} (changed entry)")
+        return (*row[:8], _as_text(row[8]), _as_text(row[9]), *map(_as_blob, row[10:14]))
+
+    def _checkpoints_before(self, pos: int) -> None:
+        while self._pending and self._pending[0][0] < pos:
+            cp = self._pending.popleft()
+            self._checkpoint(cp, ("checkpoint-position", f"checkpoint at position {cp[0]}: there is no entry "
+                                                         "at that position (entries removed)"))
+
+    def _checkpoints_at(self, pos: int) -> None:
+        while self._pending and self._pending[0][0] == pos:
+            cp = self._pending.popleft()
+            wrong = None if cp[1] == self.chain else ("checkpoint-head", (
+                f"checkpoint at position {pos}: its head does not match the chain recomputed from the entries "
+                f"(an entry at or before position {pos} was changed, removed or reordered, or the head was changed)"))
+            self._checkpoint(cp, wrong)
+
+    def finish(self) -> None:
+        """Checkpoints past the last entry: the end of the ledger was cut off."""
+        while self._pending:
+            cp = self._pending.popleft()
+            self._checkpoint(cp, ("checkpoint-position", f"checkpoint at position {cp[0]}: the ledger ends at "
+                                                         f"position {self.last_pos} (entries removed from the end)"))
+
+    def _checkpoint(self, cp: tuple[Any, ...], head_problem: tuple[str, str] | None) -> None:
+        pos = cp[0]
+        problems = [] if head_problem is None else [head_problem]
+        problems += _checkpoint_signature(self.ring, cp)
+        for kind, reason in problems:
+            self.findings.add(pos, kind, reason)
+        if problems:
+            self.findings.bad += 1
+        else:
+            self.checkpoints_verified += 1
+
+    def _flag(self, pos: int, kind: str, reason: str) -> None:
+        self.findings.add(pos, kind, reason)
+        self._bad.add(pos)
+
+    def _problem(self, pos: int, kind: str, reason: str, *, count: int) -> None:
+        self.findings.add(pos, kind, reason)
+        self.findings.bad += count
+
+    def take_bad(self) -> set[int]:
+        """Positions found bad since the last call (counted once with their signature problems)."""
+        bad, self._bad = self._bad, set()
+        return bad
+
+
+def _checkpoint_signature(ring: KeyRing, cp: tuple[Any, ...]) -> list[tuple[str, str]]:
+    pos, head, sealed_at, kid, sig = cp
+    where = f"checkpoint at position {pos}"
+    entry = ring.entry(kid) if isinstance(kid, str) else None
+    if entry is None:
+        return [("checkpoint-key", f"{where}: key {kid!r} is not in the trust list")]
+    if entry.bureau != SEALER:
+        return [("checkpoint-key", f"{where}: signed with {entry.bureau}'s key {kid}, not 区司法局's")]
+    try:
+        when = datetime.fromisoformat(sealed_at)
+    except (TypeError, ValueError):
+        return [("checkpoint-signature", f"{where}: sealed_at {sealed_at!r} is not a time")]
+    if when.tzinfo is None:
+        return [("checkpoint-signature", f"{where}: sealed_at {sealed_at!r} has no timezone")]
+    problems: list[tuple[str, str]] = []
+    if not _valid_at(entry, when):
+        problems.append(("checkpoint-key", f"{where}: key {kid} was not valid when it was sealed ({sealed_at})"))
+    try:
+        nacl.signing.VerifyKey(entry.public_key).verify(
+            checkpoint_message(pos, _as_blob(head), sealed_at), _as_blob(sig))
+    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
+        problems.append(("checkpoint-signature", f"{where}: 区司法局's signature does not verify"))
+    return problems
+
+
+def _valid_at(entry: TrustEntry, when: datetime) -> bool:
+    if when < entry.valid_from or (entry.valid_to is not None and when >= entry.valid_to):
+        return False
+    return entry.revoked_at is None or when < entry.revoked_at
+
+
+def _as_text(value: object) -> str:
+    if isinstance(value, bytes):
+        return value.decode("utf-8", "replace")
+    return value if isinstance(value, str) else str(value)
+
+
+def _as_blob(value: object) -> bytes:
+    if isinstance(value, bytes):
+        return value
+    return (value if isinstance(value, str) else str(value)).encode()
+
+
+# -- signatures (worker processes) -----------------------------------------------------------
+
+
+class _Verifier:
+    """Sends chunks to the pool (or checks them here), collects results in order, reports progress."""
+
+    def __init__(self, ring: KeyRing, workers: int, findings: _Findings,
+                 progress: Callable[[int], None] | None) -> None:
+        self.ring = ring
+        self.findings = findings
+        self.progress = progress
+        self.verified = 0
+        self.workers = workers
+        self.pool: ProcessPoolExecutor | None = None
+        self._in_flight: deque[tuple[Future[tuple[int, list[Found]]], set[int], int]] = deque()
+        self._limit = 2 * workers + 1
+
+    @property
+    def processes(self) -> int:
+        """How many processes verified signatures."""
+        return self.workers if self.pool is not None else 1
+
+    def submit(self, rows: list[WorkRow], chain_bad: set[int], *, more: bool) -> None:
+        """Verify a chunk; the pool starts with the first chunk that ``more`` may follow."""
+        if self.pool is None and self.workers > 1 and more:
+            # forkserver: a clean child even when the caller has threads (a progress bar, an event loop).
+            self.pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("forkserver"))
+        if self.pool is None:
+            self._collect(check_rows(self.ring, rows), chain_bad, len(rows))
+            return
+        kids = {r[9] for r in rows}
+        entries = [e for e in map(self.ring.entry, kids) if e is not None]
+        self._in_flight.append((self.pool.submit(verify_chunk, rows, entries), chain_bad, len(rows)))
+        while len(self._in_flight) >= self._limit:
+            self._take()
+
+    def _take(self) -> None:
+        future, chain_bad, n = self._in_flight.popleft()
+        self._collect(future.result(), chain_bad, n)
+
+    def _collect(self, result: tuple[int, list[Found]], chain_bad: set[int], n: int) -> None:
+        verified, found = result
+        self.verified += verified
+        for pos, kind, reason in found:
+            self.findings.add(pos, kind, reason)
+        self.findings.bad += len(chain_bad | {pos for pos, _, _ in found})
+        if self.progress:
+            self.progress(n)
+
+    def close(self) -> None:
+        try:
+            while self._in_flight:
+                self._take()
+        finally:
+            if self.pool is not None:
+                self.pool.shutdown(cancel_futures=True)
+
+
+def verify_chunk(rows: Sequence[WorkRow], entries: Iterable[TrustEntry]) -> tuple[int, list[Found]]:
+    """Worker: verify a chunk of rows under a ring of the given trust entries."""
+    return check_rows(KeyRing(entries), rows)
+
+
+def check_rows(ring: KeyRing, rows: Iterable[WorkRow]) -> tuple[int, list[Found]]:
+    """Verify each row's signature and its index columns; returns how many verified, and the problems."""
+    verified = 0
+    found: list[Found] = []
+    for row in rows:
+        pos, kid, sig, body = row[0], row[9], row[10], row[11]
+        env: Envelope | None
+        try:
+            env = ring.verify(Signed(body=body, kid=kid, sig=sig))
+            verified += 1
+        except Rejected as e:
+            found.append((pos, e.code, f"position {pos}: {e} ({e.code})"))
+            env = _decoded(body) if not isinstance(e, Malformed) else None
+        if env is not None:
+            mismatch = _index_mismatch(row, env)
+            if mismatch:
+                found.append((pos, "index", f"position {pos}: {mismatch}"))
+    return verified, found
+
+
+def _decoded(body: bytes) -> Envelope | None:
+    try:
+        return decode_checked(body)
+    except Malformed:
+        return None
+
+
+def _index_mismatch(row: WorkRow, env: Envelope) -> str:
+    signed = (env.id, env.case, env.number, env.type, env.sender, env.recipient, env.time.isoformat())
+    wrong = [f"column {name} is {stored!r} but the signed body says {value!r}"
+             for name, stored, value in zip(_INDEX_COLUMNS, row[1:8], signed, strict=True) if stored != value]
+    return "; ".join(wrong)
