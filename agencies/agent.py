@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 from faststream import AckPolicy
 from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
@@ -35,6 +36,11 @@ RETRY_DELAY_S = 1.0
 
 class EarlyEvent(Exception):
     """An event whose predecessor in its case has not arrived yet: retry it later."""
+
+
+async def _raw_body(msg: Any) -> Any:
+    """A FastStream decoder that leaves bodies as the bytes that came (a batch: a list of them)."""
+    return msg.body
 
 
 def delivery_of(raw: Msg) -> Delivery:
@@ -72,6 +78,9 @@ class BureauAgent:
             # Acks are ours: each message is acked once applied or dead-lettered; a
             # transient failure naks it and the rest of the batch, to come back in order.
             ack_policy=AckPolicy.MANUAL,
+            # The body is checked by our intake, byte for byte: FastStream must not parse it
+            # (its JSON decoding fails on some hostile bodies before our handler could reject them).
+            decoder=_raw_body,
         )(self._on_batch)
         self.intake: Intake | None = None
         self.relay: Relay | None = None
@@ -118,6 +127,9 @@ class BureauAgent:
 
     async def _apply(self, signed: Signed, env: Envelope, d: Delivery) -> None:
         arrived = self.clock.now() if self.simulated_arrival else d.timestamp
+        # A key revoked or expired before the message arrived is refused whatever time the
+        # envelope claims: a stolen key can backdate it.
+        self.ring.check_received(signed.kid, arrived)
         try:
             state = await asyncio.to_thread(self.store.accept, signed, env, stream_seq=d.stream_seq,
                                             arrived_at=arrived)
@@ -152,7 +164,10 @@ class BureauAgent:
 
     def _try_answer(self, case_id: str) -> bool:
         """Answer a pending request if every item has a verifier that can decide it."""
-        st = self.store.case(case_id).state
+        try:
+            st = self.store.case(case_id).state
+        except UnknownCase:
+            return False  # a known event id under a case we never had: nothing to answer
         if st.assistor != self.code or st.status != "received":
             return False
         answer = answer_all(self.verifiers, st.request.applicant, st.request.items)

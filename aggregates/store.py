@@ -418,6 +418,9 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
         if isinstance(env.payload, DISPUTE_EVENTS):
             self._accept_dispute(signed, env, marker, stream_seq)
             return None
+        if Intake.id_for(env.id) in self.repository and uuid.UUID(env.case) not in self.repository:
+            # A known event id under a case this store never saw: not an honest copy.
+            raise DuplicateEvent(f"event {env.id} was already applied, to another case", same_bytes=False)
         if isinstance(env.payload, AssistanceRequested):
             if uuid.UUID(env.case) in self.repository:
                 self._raise_if_seen(env.id, signed.body, self.case(env.case))

@@ -11,6 +11,7 @@ import logging
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
+from email.header import Header, decode_header
 
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
@@ -193,6 +194,18 @@ class DeadLetter:
     headers: Mapping[str, str]
 
 
+def header_text(value: object) -> str:
+    """A header value of ``js.get_msg`` as text.
+
+    nats-py parses those headers with the e-mail parser, which turns a value that is not
+    ASCII (a reason quoting 第七条) into a ``Header`` of raw bytes: the UTF-8 that was sent.
+    """
+    if isinstance(value, Header):
+        return "".join(part.decode("utf-8", errors="replace") if isinstance(part, bytes) else part
+                       for part, _charset in decode_header(value))
+    return str(value)
+
+
 async def read_dead_letters(js: JetStreamContext, *, after: int = 0, limit: int = 1000) -> list[DeadLetter]:
     """Dead letters with stream sequence > ``after``, oldest first."""
     info = await js.stream_info(DLQ_STREAM)
@@ -204,7 +217,7 @@ async def read_dead_letters(js: JetStreamContext, *, after: int = 0, limit: int 
         except NotFoundError:
             seq += 1
             continue
-        h = dict(m.headers or {})
+        h = {k: header_text(v) for k, v in (m.headers or {}).items()}
         out.append(DeadLetter(seq=seq, subject=m.subject or "", original_subject=h.get(HDR_ORIGINAL_SUBJECT, ""),
                               code=h.get(HDR_REJECT_CODE, ""), reason=h.get(HDR_REJECT_REASON, ""),
                               rejected_by=h.get(HDR_REJECT_BY, ""), data=m.data or b"", headers=h))

@@ -6,6 +6,7 @@ to the claimed sender at the claimed time? — and raises a typed rejection othe
 from __future__ import annotations
 
 import base64
+import threading
 from collections.abc import Iterable
 from datetime import datetime
 
@@ -116,18 +117,37 @@ class Signer:
 
 
 class KeyRing:
-    """Public keys by id, with their owners and validity, for verification."""
+    """Public keys by id, with their owners and validity, for verification.
+
+    One ring is shared by every holder in a process (intake, the ledger); a new trust
+    list version is applied with :meth:`replace`, so all of them see it at once.
+    """
 
     def __init__(self, entries: Iterable[TrustEntry] = ()) -> None:
         self._entries: dict[str, TrustEntry] = {}
         self._keys: dict[str, nacl.signing.VerifyKey] = {}
+        self._lock = threading.Lock()
         for entry in entries:
             self.add(entry)
 
     def add(self, entry: TrustEntry) -> None:
         """Add or replace one entry (a rotation adds, a revocation replaces)."""
-        self._entries[entry.kid] = entry
-        self._keys[entry.kid] = nacl.signing.VerifyKey(entry.public_key)
+        key = nacl.signing.VerifyKey(entry.public_key)
+        with self._lock:
+            self._entries[entry.kid] = entry
+            self._keys[entry.kid] = key
+
+    def replace(self, entries: Iterable[TrustEntry]) -> None:
+        """Hold exactly ``entries`` from now on (a new trust list version), atomically for every reader."""
+        new_entries = {e.kid: e for e in entries}
+        new_keys = {kid: nacl.signing.VerifyKey(e.public_key) for kid, e in new_entries.items()}
+        with self._lock:
+            self._entries, self._keys = new_entries, new_keys
+
+    def entries(self) -> list[TrustEntry]:
+        """Every entry, in the order they were added."""
+        with self._lock:
+            return list(self._entries.values())
 
     def entry(self, kid: str) -> TrustEntry | None:
         """The trust entry of ``kid``, if known."""
@@ -136,6 +156,30 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def valid_at(self, kid: str, when: datetime) -> bool:
+        """Whether ``kid`` is known, within its validity period and not revoked at ``when``."""
+        entry = self.entry(kid)
+        return entry is not None and _invalid_because(entry, when) is None
+
+    def check_received(self, kid: str, received_at: datetime) -> None:
+        """Reject a message whose key was revoked or had expired when it was received.
+
+        :meth:`verify` judges the key at the time the envelope claims.  A stolen key can
+        claim any time, so a receiver also judges it at the (broker-stamped) time it
+        received the message.  Only the end of validity counts here: a message may come
+        in a little before its envelope time when the sender's clock runs ahead.
+        """
+        entry = self.entry(kid)
+        if entry is None:
+            raise UnknownKey(f"key {kid!r} is not in the trust list", kid=kid)
+        if entry.revoked_at is not None and received_at >= entry.revoked_at:
+            raise KeyNotValid(
+                f"key {kid} was revoked at {entry.revoked_at.isoformat()} ({entry.revoked_reason}), "
+                f"before this message was received at {received_at.isoformat()}", kid=kid)
+        if entry.valid_to is not None and received_at >= entry.valid_to:
+            raise KeyNotValid(f"key {kid} expired at {entry.valid_to.isoformat()}, before this message "
+                              f"was received at {received_at.isoformat()}", kid=kid)
+
     def verify(self, signed: Signed, *, at: datetime | None = None) -> Envelope:
         """Check the signature, the key's validity at the envelope's time and the sender.
 
@@ -143,11 +187,12 @@ class KeyRing:
         """
         if not signed.kid or not signed.sig:
             raise Unsigned("message has no key id or no signature")
-        entry = self._entries.get(signed.kid)
-        if entry is None:
+        with self._lock:  # one consistent view, should a new trust list replace the ring meanwhile
+            entry, key = self._entries.get(signed.kid), self._keys.get(signed.kid)
+        if entry is None or key is None:
             raise UnknownKey(f"key {signed.kid!r} is not in the trust list", kid=signed.kid)
         try:
-            self._keys[signed.kid].verify(signed.body, signed.sig)
+            key.verify(signed.body, signed.sig)
         except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as e:
             raise BadSignature(f"signature by key {signed.kid} does not verify", kid=signed.kid) from e
         env = decode_checked(signed.body)
@@ -167,11 +212,22 @@ class KeyRing:
         return env
 
 
+def _invalid_because(entry: TrustEntry, when: datetime) -> str | None:
+    """Why ``entry`` is not valid at ``when`` (``None`` if it is)."""
+    if when < entry.valid_from:
+        return f"not valid before {entry.valid_from.isoformat()}"
+    if entry.valid_to is not None and when >= entry.valid_to:
+        return f"expired at {entry.valid_to.isoformat()}"
+    if entry.revoked_at is not None and when >= entry.revoked_at:
+        return f"revoked at {entry.revoked_at.isoformat()}: {entry.revoked_reason}"
+    return None
+
+
 def decode_checked(body: bytes) -> Envelope:
     """Decode envelope bytes, turning any decoding problem into :class:`Malformed`."""
     try:
         env = decode_envelope(body)
-    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+    except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as e:
         raise Malformed(f"not a valid envelope: {e}") from e
     if env.time.tzinfo is None:
         raise Malformed("envelope time has no timezone")

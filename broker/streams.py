@@ -3,7 +3,9 @@
 ``XZ`` holds every bureau event on ``xz.<sender>.<recipient>.<type>``; ``XZ_DLQ`` holds
 rejected messages on ``xzdlq.<receiver>.<reason>``.  Each bureau agent reads its own
 mail through a pre-provisioned durable consumer ``agent-<code>`` filtered on
-``xz.*.<code>.>``; the 司法局 ledger reads everything through ``ledger``.
+``xz.*.<code>.>``; the 司法局 ledger reads everything through ``ledger``.  ``XZ_TRUST``
+keeps every version of the root-signed trust list on ``xztrust.list``; readers take the
+last one by direct get and subscribe to the subject for new ones.
 """
 from __future__ import annotations
 
@@ -17,6 +19,8 @@ EVENTS_STREAM = "XZ"
 DLQ_STREAM = "XZ_DLQ"
 EVENTS_SUBJECTS = "xz.>"
 DLQ_PREFIX = "xzdlq"
+TRUST_STREAM = "XZ_TRUST"
+TRUST_SUBJECT = "xztrust.list"
 LEDGER_CONSUMER = "ledger"
 #: JetStream drops a re-published Nats-Msg-Id within this window; intake dedup covers the rest.
 DUPLICATE_WINDOW_S = 24 * 3600
@@ -59,6 +63,12 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
     await _ensure_stream(js, StreamConfig(
         name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, max_msg_size=2 * 1024 * 1024, num_replicas=replicas,
+    ))
+    # Every version stays (the list's history is evidence too); direct get serves the last.
+    await _ensure_stream(js, StreamConfig(
+        name=TRUST_STREAM, subjects=[TRUST_SUBJECT], retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=1024 * 1024,
+        allow_direct=True, deny_delete=True, deny_purge=True, num_replicas=replicas,
     ))
 
 

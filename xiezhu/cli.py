@@ -31,7 +31,9 @@ from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli_catalogue import app as catalogue_app
 from xiezhu.cli_credit import app as credit_app
+from xiezhu.cli_deadletters import app as dead_letters_app
 from xiezhu.cli_dispute import app as dispute_app
+from xiezhu.cli_keys import app as keys_app
 from xiezhu.cli_ledger import ledger_app
 from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
 from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
@@ -39,7 +41,6 @@ from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger.")
 projections_app = typer.Typer(no_args_is_help=True, help="Read models built from the ledger.")
-keys_app = typer.Typer(no_args_is_help=True, help="Bureau signing keys and the trust list.")
 app.add_typer(projections_app, name="projections")
 app.add_typer(catalogue_app, name="catalogue")
 app.add_typer(keys_app, name="keys")
@@ -48,6 +49,7 @@ app.add_typer(calendar_app, name="calendar")
 app.add_typer(credit_app, name="credit")
 app.add_typer(ledger_app)  # replay, verify-bundle, seal at the top level
 app.add_typer(dispute_app, name="dispute")
+app.add_typer(dead_letters_app, name="dead-letters")
 
 out = Console()
 err = Console(stderr=True)
@@ -409,6 +411,32 @@ def nats_server(
     _run_forever(start, stop, "nats-server")
 
 
+@app.command("nats-config")
+def nats_config(
+    ctx: typer.Context,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the config here (default: stdout).")] = None,
+    cluster: Annotated[bool, typer.Option(help="Only the authorization block, for a cluster's config.")] = False,
+) -> None:
+    """Generate one NKey user per bureau (plus the ledger and the provisioner) and the nats-server authorization.
+
+    Each bureau may publish only as itself and read only its own durable consumer and inbox;
+    no bureau may create consumers, read streams, delete or purge. Seeds go to
+    <data>/nats-keys/<name>.nk with mode 0600; the config holds public keys only.
+
+    Example: [bold]xiezhu nats-config --out /etc/nats/xiezhu-auth.conf --cluster[/]
+    """
+    from broker.auth import authorization_config, generate_identities, server_config
+
+    settings = _settings(ctx)
+    identities = generate_identities(Registry.load().codes(), settings.data_dir / "nats-keys")
+    text = authorization_config(identities) if cluster else server_config(identities, jetstream_store_dir=None)
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    out_file.write_text(text, encoding="utf-8")
+    err.print(f"wrote {out_file} for {len(identities)} users; seeds in {settings.data_dir / 'nats-keys'}")
+
+
 @app.command()
 def provision(
     ctx: typer.Context,
@@ -425,19 +453,6 @@ def provision(
         raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
     asyncio.run(do_provision(settings.nats_url, Registry.load().codes(), replicas=replicas))
     err.print("[green]streams and consumers ready[/]")
-
-
-@keys_app.command("init")
-def keys_init(ctx: typer.Context) -> None:
-    """Generate a signing key for every bureau that has none, and list it in the trust list.
-
-    Example: [bold]xiezhu keys init[/]
-    """
-    settings = _settings(ctx)
-    ks = KeyStore(settings.keys_dir)
-    reg = Registry.load()
-    ks.ensure(reg.codes(), valid_from=SystemClock().now())
-    err.print(f"[green]{len(ks.trust_list().entries)} keys[/] in {ks.trust_file}")
 
 
 @app.command()

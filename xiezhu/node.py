@@ -14,10 +14,11 @@ from datetime import datetime, timedelta
 import nats
 
 from agencies.agent import BureauAgent
-from agencies.keys import KeyStore
+from agencies.keys import KeyStore, NoValidKey
 from agencies.ledger_service import LedgerService
 from agencies.monitor import SlaMonitor
 from agencies.registry import JUSTICE, Registry
+from agencies.trust import TrustFollower, TrustListError
 from agencies.verifiers import verifiers_for
 from aggregates.calendar_store import CalendarStore
 from aggregates.catalogue import CatalogueRegistry
@@ -44,10 +45,14 @@ def open_catalogue(settings: Settings, clock: Clock) -> CatalogueRegistry:
 
 
 def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
-               catalogue: CatalogueRegistry | None = None) -> BureauStore:
-    """A bureau's own store, signing with that bureau's key, checking requests against the catalogue."""
+               catalogue: CatalogueRegistry | None = None, ring: KeyRing | None = None) -> BureauStore:
+    """A bureau's own store, signing with that bureau's key, checking requests against the catalogue.
+
+    It signs with the bureau's newest key that ``ring`` (default: the trust list on disk)
+    holds valid, so a rotation takes effect without a restart.
+    """
     settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
-    return BureauStore(code, settings.store_path(code), keys.signer(code).sign, clock,
+    return BureauStore(code, settings.store_path(code), keys.bureau_signer(code, ring).sign, clock,
                        catalogue or open_catalogue(settings, clock))
 
 
@@ -79,7 +84,9 @@ class Node:
         self.keys = KeyStore(settings.keys_dir)
         if generate_keys:  # demos and tests; a deployment runs `xiezhu keys init` once
             self.keys.ensure(registry.codes(), valid_from=key_valid_from or clock.now())
+        #: One ring for every agent and the ledger here; the trust follower replaces its keys in place.
         self.ring: KeyRing = self.keys.ring()
+        self.trust: TrustFollower | None = None
         self.server: EmbeddedNats | None = None
         self.nats_url = settings.nats_url or ""
         self.stores: dict[str, BureauStore] = {}
@@ -98,7 +105,7 @@ class Node:
     def store(self, code: str) -> BureauStore:
         """The store of ``code`` (opened on first use)."""
         if code not in self.stores:
-            self.stores[code] = open_store(self.settings, self.keys, code, self.clock, self.catalogue)
+            self.stores[code] = open_store(self.settings, self.keys, code, self.clock, self.catalogue, self.ring)
         return self.stores[code]
 
     async def start(self) -> Node:
@@ -107,6 +114,7 @@ class Node:
             self.server = EmbeddedNats(self.settings.nats_dir).start()
             self.nats_url = self.server.url
         await provision(self.nats_url, self.registry.codes())
+        await self._follow_trust()
         for code in self.agent_codes:
             agent = BureauAgent(code, self.store(code), self.ring, Positions(self.settings.relay_path(code)),
                                 verifiers_for(code, self.settings.bureau_data_path(code)), self.clock,
@@ -115,11 +123,15 @@ class Node:
             self.agents[code] = agent
         if self.run_ledger:
             self.ledger = Ledger(self.settings.ledger_path)
-            justice = self.keys.signer(JUSTICE)
+            justice = self.keys.bureau_signer(JUSTICE, self.ring)
+
+            def seal(msg: bytes) -> tuple[str, bytes]:
+                signer = justice.current(self.clock.now())
+                return signer.kid, signer.sign_bytes(msg)
+
             self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
                                                 simulated_arrival=self.simulated,
-                                                on_append=self._projection_wake.set,
-                                                seal=lambda msg: (justice.kid, justice.sign_bytes(msg)))
+                                                on_append=self._projection_wake.set, seal=seal)
             await self.ledger_service.start()
         if self.run_projection:
             if self.ledger is None:
@@ -135,6 +147,18 @@ class Node:
             self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
         return self
 
+    async def _follow_trust(self) -> None:
+        """Keep the ring on the newest trust list published; the root's machine publishes its own first."""
+        self.trust = TrustFollower(self.keys.anchor(), self.ring, self.keys.signed_trust(), self.nats_url,
+                                   persist=self.keys.install)
+        await self.trust.start()
+        held = self.keys.signed_trust() if self.keys.holds_root() else None
+        if held is not None:
+            try:
+                await self.trust.publish(held)
+            except TrustListError as e:  # NATS has a newer one: the follower took it already
+                log.warning("trust list version %d not published: %s", held.version, e)
+
     @property
     def views(self) -> list[LedgerProjection]:
         """The read models this node keeps up to date."""
@@ -146,10 +170,18 @@ class Node:
             self._projection_wake.clear()
             for view in self.views:
                 await asyncio.to_thread(view.follow, self.ledger)
-            if self.monitor is not None and any(await asyncio.to_thread(self.monitor.tick)):
+            if self.monitor is not None and any(await self._tick_monitor()):
                 self.wake_relays()
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._projection_wake.wait(), timeout=0.5)
+
+    async def _tick_monitor(self) -> tuple[int, int]:
+        assert self.monitor is not None
+        try:
+            return await asyncio.to_thread(self.monitor.tick)
+        except NoValidKey as e:  # 区司法局 cannot sign until its key is replaced; the notices wait
+            log.warning("SLA notices not sent: %s", e)
+            return (0, 0)
 
     def wake_projections(self) -> None:
         """Follow the ledger (and let the monitor look at the clock) now."""
@@ -202,6 +234,8 @@ class Node:
         if self._projection_task:
             self._projection_wake.set()
             await self._projection_task
+        if self.trust:
+            await self.trust.stop()
         if self.server:
             self.server.stop()
 

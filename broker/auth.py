@@ -1,0 +1,302 @@
+"""NATS credentials: one NKey user per bureau, and the server permissions that confine it.
+
+A bureau's NATS user may publish only as itself (``xz.<code>.>``, ``xzdlq.<code>.>``),
+read only its own pre-provisioned consumer ``agent-<code>`` (pull, info, ack) and the
+public trust list, and subscribe only to its own reply inbox ``_INBOX_<code>.>`` and the
+trust list's subject.  It cannot create, delete or read any other consumer, and cannot
+touch a stream.  The server enforces this, so a bureau whose host is taken over still
+cannot speak as another bureau or read its mail.
+
+Two service users go with them: ``ledger`` (区司法局's ledger: pulls ``ledger``, dead-letters
+as ``ledger``) and ``admin`` (the provisioner: the whole JetStream API and publishing the
+trust list, nothing else).
+
+Seeds live in ``<directory>/<name>.nk`` with mode 0600; a looser file is refused.  The
+server configuration holds only public keys.
+"""
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import os
+import re
+from collections.abc import Iterable, Mapping
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Literal
+
+import nkeys
+from faststream.nats.security import NatsNKey
+
+from broker.streams import (
+    DLQ_PREFIX,
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    LEDGER_CONSUMER,
+    TRUST_STREAM,
+    TRUST_SUBJECT,
+    agent_consumer,
+)
+from schemas.errors import XiezhuError
+
+#: The ledger service's user; it dead-letters as receiver ``ledger`` and reads consumer ``ledger``.
+LEDGER = LEDGER_CONSUMER
+#: The provisioner's user: creates and updates streams and consumers.
+ADMIN = "admin"
+SEED_SUFFIX = ".nk"
+
+Role = Literal["bureau", "ledger", "admin"]
+_NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")  # one NATS subject token, as agencies.registry allows
+_JS_API = "$JS.API"
+
+#: Reading the root-signed trust list, which every user follows: the last version by direct
+#: get (``get_last_msg(direct=True)``), new ones by subscribing to the subject.  Only the
+#: provisioner publishes it; followers check the root's signature anyway.
+_TRUST_READ = f"{_JS_API}.DIRECT.GET.{TRUST_STREAM}.{TRUST_SUBJECT}"
+
+#: Never granted to a bureau or the ledger.  The allow lists already exclude these; the
+#: explicit deny keeps them out should an allow list ever be widened by mistake.
+_DENIED_API = (
+    f"{_JS_API}.CONSUMER.CREATE.>",  # a new consumer could filter on another bureau's mail
+    f"{_JS_API}.CONSUMER.DURABLE.CREATE.>",
+    f"{_JS_API}.CONSUMER.DELETE.>",
+    f"{_JS_API}.STREAM.>",  # delete, purge, update, message get, and INFO's per-subject counts
+    *(f"{_JS_API}.DIRECT.GET.{stream}{rest}" for stream in (EVENTS_STREAM, DLQ_STREAM) for rest in ("", ".>")),
+)
+
+
+class AuthError(XiezhuError):
+    """A NATS seed file is missing, malformed or too open, or a name cannot be a NATS user."""
+
+    code = "nats.auth"
+
+
+@dataclass(frozen=True, kw_only=True)
+class Identity:
+    """One NATS user: its name (a bureau code, ``ledger`` or ``admin``), role, public NKey and seed file."""
+
+    name: str
+    role: Role
+    public_key: str
+    seed_file: Path
+
+    @property
+    def inbox_prefix(self) -> str:
+        """The client's reply-inbox prefix; the only subjects this user may subscribe to are below it."""
+        return f"_INBOX_{self.name}"
+
+    @property
+    def subscriber_inbox_prefix(self) -> bytes:
+        """The same prefix as FastStream's ``subscriber(inbox_prefix=...)`` wants it (bytes, trailing dot).
+
+        FastStream passes its own default ``b"_INBOX."`` to ``pull_subscribe`` and so
+        ignores the connection's prefix; the server then refuses that subscription.
+        """
+        return f"{self.inbox_prefix}.".encode()
+
+
+@dataclass(frozen=True)
+class Permissions:
+    """What a user may publish and subscribe to; anything not allowed is refused by the server."""
+
+    publish_allow: tuple[str, ...]
+    publish_deny: tuple[str, ...]
+    subscribe_allow: tuple[str, ...]
+
+
+def role_of(name: str) -> Role:
+    """The role a user name stands for."""
+    return "ledger" if name == LEDGER else "admin" if name == ADMIN else "bureau"
+
+
+def seed_path(directory: Path, name: str) -> Path:
+    """Where the seed of ``name`` lives."""
+    return Path(directory) / f"{name}{SEED_SUFFIX}"
+
+
+def generate_identities(codes: Iterable[str], directory: Path) -> dict[str, Identity]:
+    """One NKey user per bureau plus ``ledger`` and ``admin``; existing seeds are kept.
+
+    New seeds are written with mode 0600 into ``directory`` (created 0700).  Returns the
+    identities by name, bureaus first in the order given.
+    """
+    codes = list(codes)
+    for code in codes:
+        _check_name(code)
+        if code in (LEDGER, ADMIN):
+            raise AuthError(f"bureau code {code!r} is reserved for a service user", code=code)
+    if len(set(codes)) != len(codes):
+        raise AuthError("a bureau code appears twice", codes=codes)
+    directory = Path(directory)
+    directory.mkdir(mode=0o700, parents=True, exist_ok=True)
+    out: dict[str, Identity] = {}
+    for name in [*codes, LEDGER, ADMIN]:
+        path = seed_path(directory, name)
+        if not path.exists():
+            _write_seed(path, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
+        out[name] = load_identity(directory, name)
+    return out
+
+
+def load_identity(directory: Path, name: str) -> Identity:
+    """The identity of ``name`` from its seed file (which must exist and be 0600)."""
+    _check_name(name)
+    path = seed_path(directory, name)
+    kp = nkeys.from_seed(bytearray(read_seed(path).encode()))
+    try:
+        public = kp.public_key.decode()
+    finally:
+        kp.wipe()
+    return Identity(name=name, role=role_of(name), public_key=public, seed_file=path)
+
+
+def read_seed(path: Path) -> str:
+    """A user seed (``SU…``) from a file that only its owner can read; refuses anything else."""
+    try:
+        st = path.stat()
+        if st.st_mode & 0o077:
+            raise AuthError(f"{path} is open to others (mode {st.st_mode & 0o777:o}); chmod 600 it",
+                            path=str(path))
+        seed = path.read_text(encoding="ascii").strip()
+    except FileNotFoundError:
+        raise AuthError(f"no NATS seed {path}; run `xiezhu nats-config`", path=str(path)) from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise AuthError(f"cannot read NATS seed {path}: {e}", path=str(path)) from e
+    try:
+        prefix, _ = nkeys.decode_seed(bytearray(seed.encode()))
+        raw = base64.b32decode(seed + "=" * (-len(seed) % 8))
+    except (nkeys.NkeysError, binascii.Error) as e:
+        raise AuthError(f"{path} is not an NKey seed", path=str(path)) from e
+    # nkeys does not check the CRC: a damaged seed would yield another key the server rejects.
+    if len(raw) != 36 or bytes(nkeys.crc16_checksum(raw[:-2])) != raw[-2:]:
+        raise AuthError(f"{path} is not an NKey seed (bad length or checksum)", path=str(path))
+    if prefix != nkeys.PREFIX_BYTE_USER:
+        raise AuthError(f"{path} is not an NKey user seed (SU…)", path=str(path))
+    return seed
+
+
+def permissions(identity: Identity) -> Permissions:
+    """Exactly the subjects ``identity`` needs, and nothing more.
+
+    A bureau and the ledger each need, for their one durable pull consumer ``C`` on ``XZ``:
+    ``CONSUMER.INFO.XZ.C`` (``pull_subscribe(durable=, stream=)`` looks the consumer up
+    before binding; FastStream's pull subscriber calls the same), ``CONSUMER.MSG.NEXT.XZ.C``
+    (each fetch) and ``$JS.ACK.XZ.C.>`` (ack, nak, term, in-progress).  Publishing to a
+    stream needs no API subject: the ack comes back to the reply inbox.  Everyone reads
+    the trust list; the provisioner alone publishes it.
+    """
+    inbox = f"{identity.inbox_prefix}.>"
+    own: tuple[str, ...]
+    if identity.role == "admin":
+        return Permissions((f"{_JS_API}.>", TRUST_SUBJECT), (), (inbox, TRUST_SUBJECT))
+    if identity.role == "ledger":
+        own = (f"{DLQ_PREFIX}.{LEDGER}.>",)
+        consumer = LEDGER_CONSUMER
+    else:
+        own = (f"xz.{identity.name}.>", f"{DLQ_PREFIX}.{identity.name}.>")
+        consumer = agent_consumer(identity.name)
+    return Permissions(
+        publish_allow=(*own, *_consumer_api(consumer), _TRUST_READ),
+        publish_deny=_DENIED_API,
+        subscribe_allow=(inbox, TRUST_SUBJECT),
+    )
+
+
+def _consumer_api(consumer: str) -> tuple[str, ...]:
+    return (
+        f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{consumer}",
+        f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{consumer}",
+        f"$JS.ACK.{EVENTS_STREAM}.{consumer}.>",
+    )
+
+
+def server_config(identities: Mapping[str, Identity] | Iterable[Identity], *, jetstream_store_dir: Path | None,
+                  sync_interval: str | None = "always") -> str:
+    """The nats-server configuration: JetStream, and one NKey user per identity with its permissions.
+
+    Only public keys appear in it.  ``sync_interval`` keeps the embedded server's fsync of
+    every write (the launcher does not add its own config when it is given this one).
+    ``jetstream_store_dir`` is None for :class:`broker.server.EmbeddedNats`: it passes
+    ``-sd`` itself, and nats-server refuses a store_dir given twice.
+    """
+    js = [] if jetstream_store_dir is None else [f"  store_dir: {_q(str(jetstream_store_dir))}"]
+    if sync_interval:
+        js.append(f"  sync_interval: {_q(sync_interval)}")
+    return "\n".join(["# Generated by xiezhu from the bureau registry: public NKeys and permissions only.",
+                      "jetstream {", *js, "}", ""]) + authorization_config(identities)
+
+
+def authorization_config(identities: Mapping[str, Identity] | Iterable[Identity]) -> str:
+    """Only the ``authorization`` block, for a server whose own configuration ``include``s it (a cluster)."""
+    ids = list(identities.values()) if isinstance(identities, Mapping) else list(identities)
+    names = [i.name for i in ids]
+    if len(set(names)) != len(names):
+        raise AuthError("an identity appears twice", names=names)
+    lines = ["authorization {", "  users = ["]
+    for ident in ids:
+        lines += _user_block(ident)
+    lines += ["  ]", "}"]
+    return "\n".join(lines) + "\n"
+
+
+def _user_block(ident: Identity) -> list[str]:
+    p = permissions(ident)
+    publish = _list("allow", p.publish_allow) + (_list("deny", p.publish_deny) if p.publish_deny else [])
+    return [
+        f"    # {ident.name} ({ident.role})",
+        "    {",
+        f"      nkey: {_q(ident.public_key)}",
+        "      permissions: {",
+        "        publish: {", *publish, "        }",
+        "        subscribe: {", *_list("allow", p.subscribe_allow), "        }",
+        "      }",
+        "    },",
+    ]
+
+
+def connect_options(identity: Identity) -> dict[str, Any]:
+    """Keyword arguments for ``nats.connect``: the seed (read once, through the 0600 check) and the inbox."""
+    return {"nkeys_seed_str": read_seed(identity.seed_file), "inbox_prefix": identity.inbox_prefix}
+
+
+def broker_options(identity: Identity) -> dict[str, Any]:
+    """Keyword arguments for FastStream's ``NatsBroker`` (its ``nkeys_seed*`` arguments are deprecated).
+
+    Its pull subscribers also need ``inbox_prefix=identity.subscriber_inbox_prefix``.
+    """
+    return {"security": NatsNKey.from_seed(read_seed(identity.seed_file)), "inbox_prefix": identity.inbox_prefix}
+
+
+def _check_name(name: str) -> None:
+    if not _NAME.match(name):
+        raise AuthError(f"{name!r} cannot name a NATS user: lower-case letters, digits and '-'", name=name)
+
+
+def _write_seed(path: Path, seed: bytes) -> None:
+    # Written whole to a private temporary file, then linked into place: a crash leaves no
+    # half seed, and a seed that appeared meanwhile (which the server may already trust) wins.
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        os.fchmod(fd, 0o600)
+        os.write(fd, seed + b"\n")
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    try:
+        os.link(tmp, path)
+    except FileExistsError:
+        pass
+    finally:
+        tmp.unlink()
+
+
+def _q(value: str) -> str:
+    # A JSON string is a valid quoted nats-server config string; quoting also stops "$JS…"
+    # being read as a config variable.
+    return json.dumps(value)
+
+
+def _list(key: str, values: Iterable[str]) -> list[str]:
+    return [f"          {key}: [", *(f"            {_q(v)}," for v in values), "          ]"]

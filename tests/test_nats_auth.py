@@ -1,0 +1,619 @@
+"""NKey users and permissions, proved against a real nats-server running the generated configuration.
+
+A bureau may publish only as itself, read only its own consumer, and subscribe only to its
+own reply inbox; it cannot create, delete, purge or read anything else.  The server says so
+with a permissions violation (which nats-py hands to ``error_cb`` and keeps the connection);
+a JetStream request it refused times out, because the server never routes it.
+"""
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import subprocess
+import urllib.request
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from dataclasses import dataclass, field
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import nacl.signing
+import nats
+import nats.errors
+import nkeys
+import pytest
+from faststream import AckPolicy
+from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+from nats.aio.client import Client as NatsClient
+from nats.aio.msg import Msg
+from nats.js import JetStreamContext
+from nats.js.api import StreamConfig
+from nats.js.errors import NotFoundError
+
+from broker.auth import (
+    ADMIN,
+    LEDGER,
+    AuthError,
+    Identity,
+    authorization_config,
+    broker_options,
+    connect_options,
+    generate_identities,
+    load_identity,
+    server_config,
+)
+from broker.intake import DeadLetters, Delivery, IntakeStats
+from broker.relay import Positions, Relay
+from broker.server import EmbeddedNats, find_binary, free_port
+from broker.signing import Malformed, Signer
+from broker.streams import (
+    DLQ_STREAM,
+    EVENTS_STREAM,
+    EVENTS_SUBJECTS,
+    LEDGER_CONSUMER,
+    PULL_TIMEOUT_S,
+    TRUST_STREAM,
+    TRUST_SUBJECT,
+    agent_consumer,
+    consumer_config,
+    ensure_consumers,
+    ensure_streams,
+    inbox_filter,
+)
+from schemas.assistance import AssistanceReceived
+from schemas.envelope import Envelope, Signed, new_id
+
+BUREAUS = ("shenpi", "gongan", "ziran")
+#: How long a request the server refused is waited for; it never gets an answer.
+REFUSED_WAIT_S = 0.5
+T0 = datetime(2026, 9, 21, 1, 0, tzinfo=UTC)
+
+
+@dataclass
+class Conn:
+    """A client connected as one identity, with the errors the server sent it."""
+
+    name: str
+    nc: NatsClient
+    errors: list[Exception] = field(default_factory=list)
+
+    @property
+    def js(self) -> JetStreamContext:
+        return self.nc.jetstream()
+
+    @property
+    def js_refused(self) -> JetStreamContext:
+        """A JetStream context that gives up quickly on requests the server will not route."""
+        return self.nc.jetstream(timeout=REFUSED_WAIT_S)
+
+    async def violations(self) -> list[str]:
+        """Every permissions violation the server reported so far (nats-py lower-cases them)."""
+        await self.nc.flush()
+        await asyncio.sleep(0.05)  # a subscription's -ERR may come just after the flush's PONG
+        return [str(e) for e in self.errors if "permissions violation" in str(e)]
+
+    async def refused(self, kind: str, subject: str) -> bool:
+        """Whether the server refused ``kind`` (``publish``/``subscription``) on exactly ``subject``."""
+        return await self.refused_like(f'permissions violation for {kind} to "{subject}"')
+
+    async def refused_like(self, *parts: str, timeout: float = 2.0) -> bool:
+        """Whether a permissions violation containing every one of ``parts`` arrives within ``timeout``."""
+        lowered = [p.lower() for p in parts]
+        await self.nc.flush()
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + timeout
+        while not any(all(p in str(e) for p in lowered) for e in self.errors):
+            if loop.time() > deadline:
+                return False
+            await asyncio.sleep(0.01)
+        return True
+
+
+Connect = Callable[[str], Awaitable[Conn]]
+
+
+@pytest.fixture
+def identities(tmp_path: Path) -> dict[str, Identity]:
+    return generate_identities(BUREAUS, tmp_path / "nats-keys")
+
+
+@pytest.fixture
+def auth_server(tmp_path: Path, identities: dict[str, Identity]) -> Iterator[EmbeddedNats]:
+    """A nats-server on the generated configuration (the launcher passes -js -sd itself)."""
+    conf = tmp_path / "nats-auth.conf"
+    conf.write_text(server_config(identities, jetstream_store_dir=None))
+    server = EmbeddedNats(tmp_path / "nats", config_file=conf).start()
+    yield server
+    server.stop()
+
+
+@pytest.fixture
+async def connect(auth_server: EmbeddedNats, identities: dict[str, Identity]) -> AsyncIterator[Connect]:
+    conns: list[Conn] = []
+
+    async def _connect(name: str) -> Conn:
+        errors: list[Exception] = []
+
+        async def on_error(e: Exception) -> None:
+            errors.append(e)
+
+        nc = await nats.connect(auth_server.url, error_cb=on_error, allow_reconnect=False,
+                                **connect_options(identities[name]))
+        conn = Conn(name, nc, errors)
+        conns.append(conn)
+        return conn
+
+    yield _connect
+    for c in conns:
+        await c.nc.close()
+
+
+@pytest.fixture
+async def admin(connect: Connect) -> Conn:
+    """The provisioner, after it created the streams and every durable consumer."""
+    conn = await connect(ADMIN)
+    await ensure_streams(conn.js)
+    await ensure_consumers(conn.js, BUREAUS)
+    return conn
+
+
+def signed(sender: str, recipient: str) -> Signed:
+    """A real signed envelope from ``sender`` to ``recipient``."""
+    env = Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number="20260001", time=T0,
+                   payload=AssistanceReceived(request_id=new_id(), request_hash="0" * 64, arrived_at=T0))
+    return Signer(sender, f"{sender}-test", nacl.signing.SigningKey.generate()).sign(env)
+
+
+async def stream_counts(admin: Conn) -> tuple[int, int]:
+    return ((await admin.js.stream_info(EVENTS_STREAM)).state.messages,
+            (await admin.js.stream_info(DLQ_STREAM)).state.messages)
+
+
+async def pull(conn: Conn, code: str) -> JetStreamContext.PullSubscription:
+    """The agent's own durable consumer, bound the way nats-py binds it (info, then fetch)."""
+    return await conn.js.pull_subscribe(inbox_filter(code), durable=agent_consumer(code), stream=EVENTS_STREAM,
+                                        config=consumer_config(agent_consumer(code), inbox_filter(code)))
+
+
+# --- authentication ---------------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("credentials", ["none", "an unknown nkey"])
+async def test_a_client_without_a_registered_nkey_is_refused(auth_server: EmbeddedNats, tmp_path: Path,
+                                                              credentials: str) -> None:
+    opts: dict[str, Any] = {}
+    if credentials != "none":
+        opts["nkeys_seed_str"] = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+    with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+        await nats.connect(auth_server.url, allow_reconnect=False, **opts)
+
+
+# --- what a bureau can do ---------------------------------------------------------------------------
+
+
+async def test_a_bureau_publishes_as_itself_and_fetches_acks_and_dead_letters_its_own_mail(
+        admin: Conn, connect: Connect) -> None:
+    shenpi, gongan = await connect("shenpi"), await connect("gongan")
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"from gongan", stream=EVENTS_STREAM)
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
+    sub = await pull(gongan, "gongan")
+    [msg] = await sub.fetch(1, timeout=2)
+    assert msg.data == b"to gongan"
+    await msg.nak(delay=0.05)  # nak (and term, in-progress) use the same $JS.ACK subject as ack
+    [again] = await sub.fetch(1, timeout=2)
+    await again.ack_sync()
+    dead = Delivery(subject=msg.subject, data=msg.data, headers={}, stream_seq=2, num_delivered=1, timestamp=T0)
+    await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, Malformed("a test rejection"))
+    info = await admin.js.consumer_info(EVENTS_STREAM, agent_consumer("gongan"))
+    assert (info.num_pending, info.num_ack_pending, info.ack_floor.stream_seq) == (0, 0, 2)
+    assert await stream_counts(admin) == (2, 1)
+    assert await gongan.violations() == [] and await shenpi.violations() == []
+
+
+async def test_the_ledger_reads_all_mail_through_its_own_consumer_and_dead_letters_as_ledger(
+        admin: Conn, connect: Connect) -> None:
+    shenpi, gongan, ledger = await connect("shenpi"), await connect("gongan"), await connect(LEDGER)
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"1", stream=EVENTS_STREAM)
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"2", stream=EVENTS_STREAM)
+    sub = await ledger.js.pull_subscribe(EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
+                                         config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+    msgs = await sub.fetch(2, timeout=2)
+    assert [m.data for m in msgs] == [b"1", b"2"]
+    for m in msgs:
+        await m.ack()
+    await ledger.js.publish("xzdlq.ledger.signature", b"rejected", stream=DLQ_STREAM)
+    info = await admin.js.consumer_info(EVENTS_STREAM, LEDGER_CONSUMER)
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    assert await ledger.violations() == []
+
+
+# --- what a bureau cannot do ------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("subject", [
+    "xz.shenpi.gongan.assistance.requested",  # as shenpi, to gongan itself
+    "xz.shenpi.ziran.assistance.requested",  # as shenpi, to a third bureau
+    "xz.ledger.shenpi.assistance.requested",
+    "xzdlq.shenpi.signature",  # a dead letter in shenpi's name
+    "_INBOX_shenpi.forged-reply",  # a forged reply into shenpi's inbox
+    TRUST_SUBJECT,  # a trust list: only the provisioner publishes one
+])
+async def test_a_bureau_cannot_publish_as_another(admin: Conn, connect: Connect, subject: str) -> None:
+    gongan = await connect("gongan")
+    with pytest.raises(nats.errors.TimeoutError):
+        await gongan.js_refused.publish(subject, b"impersonated")
+    assert await gongan.refused("publish", subject)
+    assert await stream_counts(admin) == (0, 0)
+
+
+@pytest.mark.parametrize("subject", [
+    "xz.>", "xz.*.shenpi.>", "xz.shenpi.>", "xz.shenpi.gongan.>", "xzdlq.>", ">",
+    "_INBOX.>", "_INBOX_shenpi.>", "*.>", "$JS.API.>", "$JS.ACK.>",
+])
+async def test_a_bureau_cannot_subscribe_outside_its_own_inbox(admin: Conn, connect: Connect, subject: str) -> None:
+    """Not to mail (even its own: that comes through its consumer), not to other inboxes or the API."""
+    shenpi, gongan = await connect("shenpi"), await connect("gongan")
+    seen: list[Msg] = []
+
+    async def spy(m: Msg) -> None:
+        seen.append(m)
+
+    await gongan.nc.subscribe(subject, cb=spy)
+    assert await gongan.refused("subscription", subject)
+    # Traffic of every kind: mail, JetStream API requests and replies, acks.
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"mail", stream=EVENTS_STREAM)
+    await shenpi.js.publish("xz.shenpi.ziran.assistance.requested", b"mail", stream=EVENTS_STREAM)
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"mail", stream=EVENTS_STREAM)
+    [m] = await (await pull(shenpi, "shenpi")).fetch(1, timeout=2)
+    await m.ack_sync()
+    await gongan.nc.flush()
+    await asyncio.sleep(0.05)
+    assert seen == []
+
+
+@pytest.mark.parametrize("how", ["durable", "ephemeral pull", "push", "ordered push", "widen its own filter"])
+async def test_a_bureau_cannot_create_a_consumer_that_reads_another_bureaus_mail(
+        admin: Conn, connect: Connect, how: str) -> None:
+    gongan = await connect("gongan")
+    js = gongan.js_refused
+    spy_filter = inbox_filter("shenpi")
+    attempts: dict[str, Callable[[], Awaitable[object]]] = {
+        "durable": lambda: js.add_consumer(EVENTS_STREAM, consumer_config("spy", spy_filter)),
+        "ephemeral pull": lambda: js.pull_subscribe(spy_filter, stream=EVENTS_STREAM),
+        "push": lambda: js.subscribe(spy_filter, stream=EVENTS_STREAM),
+        "ordered push": lambda: js.subscribe(spy_filter, stream=EVENTS_STREAM, ordered_consumer=True),
+        # Re-creating its own durable with a wider filter would be an update that reads everything.
+        "widen its own filter": lambda: js.add_consumer(
+            EVENTS_STREAM, consumer_config(agent_consumer("gongan"), EVENTS_SUBJECTS)),
+    }
+    with pytest.raises(nats.errors.TimeoutError):
+        await attempts[how]()
+    # CONSUMER.CREATE.XZ.<name>.<filter>, or DURABLE.CREATE.XZ.<durable> for a durable without a name
+    assert await gongan.refused_like('for publish to "$JS.API.CONSUMER.', 'CREATE.XZ')
+    consumers = {c.name: c.config.filter_subject for c in await admin.js.consumers_info(EVENTS_STREAM)}
+    assert consumers == {**{agent_consumer(c): inbox_filter(c) for c in BUREAUS}, LEDGER_CONSUMER: EVENTS_SUBJECTS}
+
+
+async def test_a_bureau_cannot_fetch_from_another_bureaus_consumer(admin: Conn, connect: Connect) -> None:
+    shenpi, gongan = await connect("shenpi"), await connect("gongan")
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"for shenpi only", stream=EVENTS_STREAM)
+    js = gongan.js_refused
+    with pytest.raises(nats.errors.TimeoutError):  # the way pull_subscribe binds: consumer info first
+        await js.pull_subscribe(inbox_filter("shenpi"), durable=agent_consumer("shenpi"), stream=EVENTS_STREAM)
+    assert await gongan.refused("publish", "$JS.API.CONSUMER.INFO.XZ.agent-shenpi")
+    bound = await js.pull_subscribe_bind(agent_consumer("shenpi"), stream=EVENTS_STREAM)  # no API call
+    with pytest.raises(nats.errors.TimeoutError):
+        await bound.fetch(1, timeout=REFUSED_WAIT_S)
+    assert await gongan.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.XZ.agent-shenpi")
+    info = await admin.js.consumer_info(EVENTS_STREAM, agent_consumer("shenpi"))
+    assert (info.delivered.consumer_seq, info.num_pending) == (0, 1)
+    [m] = await (await pull(shenpi, "shenpi")).fetch(1, timeout=2)  # still there for shenpi
+    assert m.data == b"for shenpi only"
+
+
+@pytest.mark.parametrize("verb", [b"+ACK", b"+TERM", b"-NAK"])
+async def test_a_bureau_cannot_ack_or_terminate_another_bureaus_messages(admin: Conn, connect: Connect,
+                                                                         verb: bytes) -> None:
+    """Acking someone else's delivery would make their mail vanish unread."""
+    shenpi, gongan = await connect("shenpi"), await connect("gongan")
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"x", stream=EVENTS_STREAM)
+    [m] = await (await pull(shenpi, "shenpi")).fetch(1, timeout=2)
+    assert m.reply.startswith("$JS.ACK.XZ.agent-shenpi.")
+    await gongan.nc.publish(m.reply, verb)  # as if gongan had learnt the ack subject
+    assert await gongan.refused("publish", m.reply)
+    info = await admin.js.consumer_info(EVENTS_STREAM, agent_consumer("shenpi"))
+    assert (info.num_ack_pending, info.num_redelivered) == (1, 0)
+
+
+@pytest.mark.parametrize("how", ["by sequence", "direct get", "last by subject", "per-subject stream info"])
+async def test_a_bureau_cannot_read_stored_mail_or_its_metadata_through_the_stream(
+        admin: Conn, connect: Connect, how: str) -> None:
+    """Stream INFO with a subjects filter would tell who writes to whom and how often."""
+    shenpi, gongan = await connect("shenpi"), await connect("gongan")
+    await shenpi.js.publish("xz.shenpi.ziran.assistance.requested", b"secret", stream=EVENTS_STREAM)
+    js = gongan.js_refused
+    attempts: dict[str, Callable[[], Awaitable[object]]] = {
+        "by sequence": lambda: js.get_msg(EVENTS_STREAM, 1),
+        "direct get": lambda: js.get_msg(EVENTS_STREAM, 1, direct=True),
+        "last by subject": lambda: js.get_last_msg(EVENTS_STREAM, "xz.shenpi.ziran.assistance.requested"),
+        "per-subject stream info": lambda: js.stream_info(EVENTS_STREAM, subjects_filter="xz.>"),
+    }
+    with pytest.raises(nats.errors.TimeoutError):
+        await attempts[how]()
+    assert await gongan.refused_like('permissions violation for publish to "$JS.API.')
+
+
+@pytest.mark.parametrize("how", [
+    "delete XZ", "purge XZ", "delete XZ_DLQ", "purge XZ_DLQ", "delete XZ_TRUST", "delete a message", "update XZ",
+    "delete another's consumer", "delete its own consumer",
+])
+async def test_a_bureau_cannot_delete_or_purge_streams_or_consumers(admin: Conn, connect: Connect, how: str) -> None:
+    gongan = await connect("gongan")
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"kept", stream=EVENTS_STREAM)
+    await gongan.js.publish("xzdlq.gongan.signature", b"kept", stream=DLQ_STREAM)
+    js = gongan.js_refused
+    attempts: dict[str, Callable[[], Awaitable[object]]] = {
+        "delete XZ": lambda: js.delete_stream(EVENTS_STREAM),
+        "purge XZ": lambda: js.purge_stream(EVENTS_STREAM),
+        "delete XZ_DLQ": lambda: js.delete_stream(DLQ_STREAM),
+        "purge XZ_DLQ": lambda: js.purge_stream(DLQ_STREAM),
+        "delete XZ_TRUST": lambda: js.delete_stream(TRUST_STREAM),
+        "delete a message": lambda: js.delete_msg(EVENTS_STREAM, 1),
+        "update XZ": lambda: js.update_stream(StreamConfig(name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS],
+                                                           deny_delete=False, deny_purge=False)),
+        "delete another's consumer": lambda: js.delete_consumer(EVENTS_STREAM, agent_consumer("shenpi")),
+        "delete its own consumer": lambda: js.delete_consumer(EVENTS_STREAM, agent_consumer("gongan")),
+    }
+    with pytest.raises(nats.errors.TimeoutError):
+        await attempts[how]()
+    assert await gongan.refused_like('permissions violation for publish to "$JS.API.')
+    assert await stream_counts(admin) == (1, 1)
+    assert (await admin.js.stream_info(EVENTS_STREAM)).config.deny_purge is True
+    assert len(await admin.js.consumers_info(EVENTS_STREAM)) == len(BUREAUS) + 1
+
+
+async def test_the_ledger_cannot_publish_mail_or_read_an_agents_consumer(admin: Conn, connect: Connect) -> None:
+    ledger = await connect(LEDGER)
+    for subject in ("xz.sifa.shenpi.assistance.requested", "xzdlq.gongan.signature"):
+        with pytest.raises(nats.errors.TimeoutError):
+            await ledger.js_refused.publish(subject, b"x")
+        assert await ledger.refused("publish", subject)
+    bound = await ledger.js_refused.pull_subscribe_bind(agent_consumer("gongan"), stream=EVENTS_STREAM)
+    with pytest.raises(nats.errors.TimeoutError):
+        await bound.fetch(1, timeout=REFUSED_WAIT_S)
+    assert await ledger.refused("publish", "$JS.API.CONSUMER.MSG.NEXT.XZ.agent-gongan")
+
+
+@pytest.mark.parametrize("reader", ["gongan", LEDGER])
+async def test_every_user_reads_the_trust_list_that_only_the_provisioner_publishes(
+        admin: Conn, connect: Connect, reader: str) -> None:
+    """As agencies.trust does: the last version by direct get, new ones by subscription."""
+    follower = await connect(reader)
+    with pytest.raises(NotFoundError):  # none published yet: an answer, not a refusal
+        await follower.js.get_last_msg(TRUST_STREAM, TRUST_SUBJECT, direct=True)
+    await admin.js.publish(TRUST_SUBJECT, b"version 1", stream=TRUST_STREAM)
+    new: list[Msg] = []
+
+    async def on_new(m: Msg) -> None:
+        new.append(m)
+
+    await follower.nc.subscribe(TRUST_SUBJECT, cb=on_new)
+    await follower.nc.flush()
+    last = await follower.js.get_last_msg(TRUST_STREAM, TRUST_SUBJECT, direct=True)
+    assert last.data == b"version 1"
+    await admin.js.publish(TRUST_SUBJECT, b"version 2", stream=TRUST_STREAM)
+    await _wait_for(lambda: [m.data for m in new] == [b"version 2"])
+    assert await follower.violations() == []
+
+
+async def test_the_provisioner_cannot_publish_mail(admin: Conn) -> None:
+    with pytest.raises(nats.errors.TimeoutError):
+        await admin.js_refused.publish("xz.shenpi.gongan.assistance.requested", b"x")
+    assert await admin.refused("publish", "xz.shenpi.gongan.assistance.requested")
+
+
+# --- xiezhu's own clients under these permissions ---------------------------------------------------
+
+
+class ListOutbox:
+    """An outbox of signed envelopes in commit order (the relay's OutboxSource)."""
+
+    def __init__(self, items: list[Signed]) -> None:
+        self.items = items
+
+    def outgoing_since(self, after: int, limit: int) -> list[tuple[int, Signed]]:
+        return [(i, s) for i, s in enumerate(self.items, start=1) if i > after][:limit]
+
+
+async def test_a_relay_publishes_its_bureaus_outbox_with_that_bureaus_identity(
+        admin: Conn, connect: Connect, tmp_path: Path) -> None:
+    shenpi, gongan = await connect("shenpi"), await connect("gongan")
+    outbox = ListOutbox([signed("shenpi", "gongan"), signed("shenpi", "ziran")])
+    positions = Positions(tmp_path / "relay.db")
+    relay = Relay("shenpi", outbox, positions, shenpi.js)
+    assert await relay.pump() == 2 and positions.get("shenpi") == 2
+    [m] = await (await pull(gongan, "gongan")).fetch(1, timeout=2)
+    assert m.data == outbox.items[0].body
+    assert await shenpi.violations() == []
+    positions.close()
+
+
+async def test_a_relay_cannot_publish_another_bureaus_outbox_and_keeps_its_position(
+        admin: Conn, connect: Connect, tmp_path: Path) -> None:
+    """gongan's credentials carrying shenpi's (even validly signed) outbox get nowhere."""
+    gongan = await connect("gongan")
+    positions = Positions(tmp_path / "relay.db")
+    relay = Relay("shenpi", ListOutbox([signed("shenpi", "ziran")]), positions, gongan.js)
+    # publish_async's ack future has no deadline of its own: the refused publish is never
+    # answered, so the pump waits until it is cancelled.
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(relay.pump(), timeout=1.0)
+    assert positions.get("shenpi") == 0
+    assert await gongan.refused("publish", "xz.shenpi.ziran.assistance.received")
+    assert await stream_counts(admin) == (0, 0)
+    positions.close()
+
+
+async def _faststream_agent(auth_server: EmbeddedNats, identity: Identity, *, inbox_prefix: bytes | None,
+                            ) -> tuple[NatsBroker, list[Msg], list[Exception]]:
+    """A NatsBroker with the pull subscriber exactly as agencies/agent.py declares it."""
+    got: list[Msg] = []
+    errors: list[Exception] = []
+
+    async def on_error(e: Exception) -> None:
+        errors.append(e)
+
+    code = identity.name
+    broker = NatsBroker(auth_server.url, logger=None, error_cb=on_error, allow_reconnect=False,
+                        **broker_options(identity))
+    extra = {} if inbox_prefix is None else {"inbox_prefix": inbox_prefix}
+
+    async def on_batch(msg: NatsMessage) -> None:
+        for raw in msg.raw_message:  # type: ignore[attr-defined]  # a batch message holds a list
+            await raw.ack()
+            got.append(raw)
+
+    broker.subscriber(
+        inbox_filter(code), stream=JStream(EVENTS_STREAM, declare=False), durable=agent_consumer(code),
+        config=consumer_config(agent_consumer(code), inbox_filter(code)),
+        pull_sub=PullSub(batch_size=1, timeout=PULL_TIMEOUT_S, batch=True), ack_policy=AckPolicy.MANUAL,
+        **extra,
+    )(on_batch)
+    return broker, got, errors
+
+
+async def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
+    loop = asyncio.get_running_loop()
+    deadline = loop.time() + timeout
+    while not predicate():
+        assert loop.time() < deadline, "condition not met in time"
+        await asyncio.sleep(0.02)
+
+
+async def test_a_faststream_agent_reads_and_acks_its_mail_and_relays_with_its_identity(
+        admin: Conn, connect: Connect, auth_server: EmbeddedNats, identities: dict[str, Identity]) -> None:
+    gongan = identities["gongan"]
+    broker, got, errors = await _faststream_agent(auth_server, gongan, inbox_prefix=gongan.subscriber_inbox_prefix)
+    shenpi = await connect("shenpi")
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
+    await broker.start()
+    try:
+        await _wait_for(lambda: len(got) == 1)
+        # The agent relays and dead-letters through the broker's own connection.
+        js = broker.connection.jetstream()
+        await js.publish("xz.gongan.shenpi.assistance.received", b"reply", stream=EVENTS_STREAM)
+        await js.publish("xzdlq.gongan.signature", b"rejected", stream=DLQ_STREAM)
+        await broker.connection.flush()
+    finally:
+        await broker.stop()
+    assert got[0].data == b"to gongan"
+    info = await admin.js.consumer_info(EVENTS_STREAM, agent_consumer("gongan"))
+    assert (info.num_pending, info.num_ack_pending) == (0, 0)
+    assert await stream_counts(admin) == (2, 1)
+    assert [e for e in errors if "permissions violation" in str(e)] == []
+
+
+async def test_a_faststream_subscriber_left_on_the_default_inbox_is_refused(
+        admin: Conn, connect: Connect, auth_server: EmbeddedNats, identities: dict[str, Identity]) -> None:
+    """FastStream's subscriber passes its own ``_INBOX.`` to pull_subscribe, ignoring the connection's."""
+    broker, got, errors = await _faststream_agent(auth_server, identities["gongan"], inbox_prefix=None)
+    shenpi = await connect("shenpi")
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
+    await broker.start()
+    try:
+        await _wait_for(lambda: any('for subscription to "_inbox.' in str(e) for e in errors))
+        await asyncio.sleep(2 * PULL_TIMEOUT_S)
+    finally:
+        await broker.stop()
+    assert got == []
+
+
+# --- seeds and configuration ------------------------------------------------------------------------
+
+
+def test_every_bureau_the_ledger_and_the_provisioner_get_a_private_seed_that_is_reused(tmp_path: Path) -> None:
+    keys = tmp_path / "nats-keys"
+    first = generate_identities(BUREAUS, keys)
+    assert list(first) == [*BUREAUS, LEDGER, ADMIN]
+    assert keys.stat().st_mode & 0o777 == 0o700
+    assert sorted(p.name for p in keys.iterdir()) == sorted(f"{n}.nk" for n in first)
+    for ident in first.values():
+        assert ident.seed_file.stat().st_mode & 0o777 == 0o600
+        assert ident.public_key.startswith("U")
+        assert ident.seed_file.read_text().startswith("SU")
+    again = generate_identities([*BUREAUS, "shichang"], keys)
+    assert {n: i.public_key for n, i in again.items() if n != "shichang"} == \
+        {n: i.public_key for n, i in first.items()}
+    assert len({i.public_key for i in again.values()}) == len(again)
+
+
+@pytest.mark.parametrize("mode", [0o640, 0o604, 0o660, 0o644])
+def test_a_seed_file_open_to_others_is_refused(tmp_path: Path, mode: int) -> None:
+    keys = tmp_path / "nats-keys"
+    ident = generate_identities(BUREAUS, keys)["gongan"]
+    ident.seed_file.chmod(mode)
+    with pytest.raises(AuthError, match="chmod 600"):
+        load_identity(keys, "gongan")
+    with pytest.raises(AuthError, match="chmod 600"):
+        connect_options(ident)
+    with pytest.raises(AuthError, match="chmod 600"):
+        generate_identities(BUREAUS, keys)
+
+
+def test_a_seed_that_is_not_a_user_nkey_is_refused(tmp_path: Path) -> None:
+    keys = tmp_path / "nats-keys"
+    ident = generate_identities(BUREAUS, keys)["gongan"]
+    ident.seed_file.write_bytes(nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_ACCOUNT) + b"\n")
+    with pytest.raises(AuthError, match="not an NKey user seed"):
+        load_identity(keys, "gongan")
+    good = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER).decode()
+    damaged = good[:20] + ("A" if good[20] != "A" else "B") + good[21:]
+    for text in ("not a seed", damaged):
+        ident.seed_file.write_text(text + "\n")
+        with pytest.raises(AuthError, match="not an NKey seed"):
+            load_identity(keys, "gongan")
+
+
+@pytest.mark.parametrize("codes", [["ledger"], ["admin"], ["Gongan"], ["xz.>"], ["gongan", "gongan"]])
+def test_a_bureau_code_that_is_reserved_or_not_one_subject_token_is_refused(tmp_path: Path,
+                                                                             codes: list[str]) -> None:
+    with pytest.raises(AuthError):
+        generate_identities(codes, tmp_path / "nats-keys")
+
+
+def test_the_configuration_holds_public_keys_only_and_a_standalone_server_accepts_it(
+        tmp_path: Path, identities: dict[str, Identity]) -> None:
+    text = server_config(identities, jetstream_store_dir=tmp_path / "js")
+    for ident in identities.values():
+        assert ident.public_key in text
+        assert ident.seed_file.read_text().strip() not in text
+    conf = tmp_path / "standalone.conf"
+    conf.write_text(text)
+    check = subprocess.run([str(find_binary()), "-t", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr + check.stdout
+
+
+def test_a_cluster_configuration_can_include_the_authorization_block(
+        tmp_path: Path, identities: dict[str, Identity]) -> None:
+    (tmp_path / "xiezhu-auth.conf").write_text(authorization_config(identities))
+    conf = tmp_path / "node.conf"
+    conf.write_text(f'server_name: n1\njetstream {{ store_dir: "{tmp_path / "js"}" }}\n'
+                    'cluster { name: xz, listen: "127.0.0.1:-1" }\ninclude "xiezhu-auth.conf"\n')
+    check = subprocess.run([str(find_binary()), "-t", "-c", str(conf)], capture_output=True, text=True, timeout=30)
+    assert check.returncode == 0, check.stderr + check.stdout
+
+
+def test_the_server_on_the_generated_configuration_still_syncs_every_write(
+        tmp_path: Path, identities: dict[str, Identity]) -> None:
+    conf = tmp_path / "nats-auth.conf"
+    conf.write_text(server_config(identities, jetstream_store_dir=None))
+    port = free_port()
+    server = EmbeddedNats(tmp_path / "nats", config_file=conf, http_port=port).start()
+    try:
+        with urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5) as r:
+            varz = json.load(r)
+    finally:
+        server.stop()
+    assert varz["jetstream"]["config"]["sync_always"] is True
+    assert varz["auth_required"] is True

@@ -1,0 +1,470 @@
+"""The trust list signed by the root authority: rotation, revocation, and their distribution to live agents."""
+from __future__ import annotations
+
+import asyncio
+import json
+import shutil
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+import msgspec
+import nacl.signing
+import nats
+import pytest
+from typer.testing import CliRunner
+
+from agencies.keys import KeyStore, KeyStoreError, NoValidKey
+from agencies.trust import (
+    TrustFollower,
+    TrustListError,
+    digest,
+    fetch_latest,
+    follows,
+    next_version,
+    publish_trust_list,
+    readable,
+    sign_list,
+)
+from broker.intake import DeadLetter, read_dead_letters
+from broker.relay import headers_for
+from broker.server import EmbeddedNats
+from broker.signing import KeyNotValid, KeyRing, Signer, b64
+from broker.streams import TRUST_SUBJECT, ensure_streams
+from projections.audit import audit
+from projections.replay import VALID, check_signature
+from schemas.envelope import HDR_KEY, HDR_SIG, new_id, subject_for
+from schemas.trust import SignedTrustList, TrustEntry
+from tests.conftest import eventually
+from tests.test_exchange import request
+from tests.test_signing import request_env
+from xiezhu.cli_keys import app as keys_app
+from xiezhu.node import Node
+
+T0 = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
+CODES = ["shenpi", "gongan", "sifa"]
+
+
+@pytest.fixture
+def keys(tmp_path: Path) -> KeyStore:
+    ks = KeyStore(tmp_path / "keys")
+    ks.ensure(CODES, valid_from=T0)
+    return ks
+
+
+def held(ks: KeyStore) -> SignedTrustList:
+    signed = ks.signed_trust()
+    assert signed is not None
+    return signed
+
+
+def edit_trust(ks: KeyStore, **changes: Any) -> None:
+    """Rewrite trust.json with some fields changed, as someone with write access to the file could."""
+    doc = json.loads(ks.trust_file.read_text())
+    doc.update(changes)
+    ks.trust_file.write_text(json.dumps(doc))
+
+
+# -- the signed document ---------------------------------------------------------------------------------------
+
+
+def test_keys_init_makes_a_root_key_and_signs_the_trust_list_with_it(keys: KeyStore) -> None:
+    assert oct(keys.root_key_file.stat().st_mode & 0o777) == "0o600"
+    anchor = keys.anchor()
+    assert anchor.authority == "dashuju" and anchor.kid.startswith("dashuju-root-")
+    signed = held(keys)
+    assert signed.root_kid == anchor.kid and signed.version == 1 and signed.previous == ""
+    nacl.signing.VerifyKey(anchor.public_key).verify(signed.body, signed.root_sig)  # the exact bytes on disk
+    assert [e.bureau for e in signed.entries] == CODES
+    assert anchor.kid not in {e.kid for e in signed.entries}  # the root key signs lists, never envelopes
+
+
+def test_a_trust_list_whose_readable_part_was_edited_is_refused(keys: KeyStore) -> None:
+    stranger = nacl.signing.SigningKey.generate()
+    doc = json.loads(keys.trust_file.read_text())
+    doc["entries"][1]["public_key"] = msgspec.json.encode(bytes(stranger.verify_key)).decode().strip('"')
+    keys.trust_file.write_text(json.dumps(doc))
+    with pytest.raises(KeyStoreError, match="the file was edited"):
+        keys.ring()
+
+
+def test_a_trust_list_whose_signed_bytes_were_changed_is_refused(keys: KeyStore) -> None:
+    signed = held(keys)
+    body = signed.body.replace(b'"gongan"', b'"shenpi"')
+    edit_trust(keys, body=msgspec.json.encode(body).decode().strip('"'))
+    with pytest.raises(KeyStoreError, match="does not verify"):
+        keys.trust_list()
+
+
+def test_a_trust_list_signed_by_any_key_but_the_pinned_root_is_refused(keys: KeyStore) -> None:
+    impostor = Signer("dashuju", keys.anchor().kid, nacl.signing.SigningKey.generate())  # claims the root's id
+    forged = sign_list(readable(held(keys)), impostor)
+    keys.trust_file.write_bytes(msgspec.json.encode(forged))
+    with pytest.raises(KeyStoreError, match="does not verify"):
+        keys.ring()
+    other_root = Signer("dashuju", "dashuju-root-000000000000", nacl.signing.SigningKey.generate())
+    keys.trust_file.write_bytes(msgspec.json.encode(sign_list(readable(forged), other_root)))
+    with pytest.raises(KeyStoreError, match="not by the pinned root key"):
+        keys.ring()
+
+
+def test_an_unsigned_trust_list_is_refused_until_keys_init_signs_it(tmp_path: Path) -> None:
+    ks = KeyStore(tmp_path / "keys")
+    ks.dir.mkdir()
+    old = nacl.signing.SigningKey.generate()
+    legacy = {"version": 2, "issued_at": T0.isoformat(), "entries": [
+        {"kid": "gongan-old", "bureau": "gongan", "public_key": msgspec.json.encode(bytes(old.verify_key)).decode()
+         .strip('"'), "valid_from": T0.isoformat()}]}
+    ks.trust_file.write_text(json.dumps(legacy))
+    ks.ensure([], valid_from=T0)  # the first keys init adopts it …
+    signed = held(ks)
+    assert signed.version == 3 and [e.kid for e in signed.entries] == ["gongan-old"]
+    ks.trust_file.write_text(json.dumps(legacy))  # … and an unsigned list is refused from then on
+    with pytest.raises(KeyStoreError, match="not signed by the root authority"):
+        ks.ring()
+
+
+def test_only_the_machine_with_the_root_key_can_change_the_trust_list(keys: KeyStore, tmp_path: Path) -> None:
+    agent_keys = KeyStore(tmp_path / "agent-keys")
+    shutil.copytree(keys.dir, agent_keys.dir)
+    agent_keys.root_key_file.unlink()
+    assert len(agent_keys.ring()) == 3  # it reads and checks the list with the anchor alone …
+    with pytest.raises(KeyStoreError, match="not on this machine"):
+        agent_keys.rotate("gongan", now=T0 + timedelta(days=1))
+    with pytest.raises(KeyStoreError, match="not on this machine"):
+        agent_keys.ensure([*CODES, "ziran"], valid_from=T0)
+    (agent_keys.anchor_file).unlink()
+    with pytest.raises(KeyStoreError, match="no trust anchor"):
+        agent_keys.ring()
+
+
+# -- versions --------------------------------------------------------------------------------------------------
+
+
+def test_a_trust_list_version_never_goes_backwards(keys: KeyStore, tmp_path: Path) -> None:
+    v1 = held(keys)
+    v2 = keys.rotate("gongan", now=T0 + timedelta(days=1))
+    assert (v2.version, v2.previous) == (2, digest(v1.body))
+    with pytest.raises(TrustListError, match="version 1 is older than version 2"):
+        keys.install(v1)
+    assert keys.install(v2) is False  # the same version again changes nothing
+    fork = sign_list(next_version(v1, v1.entries, T0 + timedelta(days=2)), keys.root_signer())
+    with pytest.raises(TrustListError, match="two different trust lists claim version 2"):
+        keys.install(fork)
+    assert held(keys) == v2
+
+
+def test_a_new_version_may_not_rewrite_history(keys: KeyStore) -> None:
+    v1 = keys.revoke(held(keys).entries[1].kid, "私钥泄露", now=T0 + timedelta(days=1))
+    root = keys.root_signer()
+    gongan = v1.entries[1]
+
+    def v2(entries: list[TrustEntry], previous: str | None = None) -> SignedTrustList:
+        nxt = next_version(v1, entries, T0 + timedelta(days=2))
+        if previous is not None:
+            nxt = msgspec.structs.replace(nxt, previous=previous)
+        return sign_list(nxt, root)
+
+    others = [e for e in v1.entries if e.kid != gongan.kid]
+    cases = {
+        "drops key": v2(others),
+        "lifts or moves the revocation": v2([*others, msgspec.structs.replace(gongan, revoked_at=None)]),
+        "changes the owner, public key or start": v2([*others, msgspec.structs.replace(gongan, bureau="shenpi")]),
+        "does not follow version 2": v2(v1.entries, previous="0" * 64),
+    }
+    expiring = keys.rotate("shenpi", now=T0 + timedelta(days=2))
+    longer = [msgspec.structs.replace(e, valid_to=e.valid_to + timedelta(days=1)) if e.valid_to else e
+              for e in expiring.entries]
+    with pytest.raises(TrustListError, match="extends the validity"):
+        follows(expiring, next_version(expiring, longer, T0 + timedelta(days=3)), b"x")
+    for why, bad in cases.items():
+        with pytest.raises(TrustListError, match=why):
+            follows(v1, readable(bad), bad.body)
+
+
+# -- rotation and revocation -----------------------------------------------------------------------------------
+
+
+def test_rotation_keeps_the_old_key_valid_for_the_overlap_and_the_new_key_valid_from_now(keys: KeyStore) -> None:
+    old = keys.signer("gongan")
+    t1 = T0 + timedelta(days=30)
+    signed = keys.rotate("gongan", now=t1, overlap=timedelta(days=2))
+    new = keys.signer("gongan")
+    assert new.kid != old.kid and signed.entries[-1].kid == new.kid
+    ring = keys.ring()
+    assert ring.verify(old.sign(request_env("gongan", "shenpi", when=t1 + timedelta(days=1))))
+    with pytest.raises(KeyNotValid, match="not valid"):
+        ring.verify(old.sign(request_env("gongan", "shenpi", when=t1 + timedelta(days=2))))
+    assert ring.verify(new.sign(request_env("gongan", "shenpi", when=t1)))
+    with pytest.raises(KeyNotValid):
+        ring.verify(new.sign(request_env("gongan", "shenpi", when=t1 - timedelta(seconds=1))))
+    assert ring.verify(old.sign(request_env("gongan", "shenpi", when=t1 - timedelta(days=20))))  # history stays
+    retired = keys.retired_dir / f"{old.kid}.ed25519"
+    assert oct(retired.stat().st_mode & 0o777) == "0o600"
+    keys.rotate("gongan", now=t1 + timedelta(days=3))  # the old key has expired: its seed is forgotten
+    assert not retired.exists()
+
+
+def test_a_rotation_can_list_a_key_made_on_the_bureaus_own_machine(keys: KeyStore) -> None:
+    before = keys.signer("gongan")
+    theirs = nacl.signing.SigningKey.generate()
+    signed = keys.rotate("gongan", now=T0 + timedelta(days=1), public_key=bytes(theirs.verify_key))
+    assert signed.entries[-1].public_key == bytes(theirs.verify_key)
+    assert keys.signer("gongan").kid == before.kid  # no private key was made or replaced here
+    with pytest.raises(KeyStoreError, match="32-byte"):
+        keys.rotate("gongan", now=T0 + timedelta(days=2), public_key=b"short")
+
+
+def test_a_bureau_signs_with_its_old_key_until_the_new_one_has_reached_its_ring(keys: KeyStore) -> None:
+    ring = keys.ring()
+    signer = keys.bureau_signer("gongan", ring)
+    old_kid = keys.signer("gongan").kid
+    t1 = T0 + timedelta(days=1)
+    signed = keys.rotate("gongan", now=t1)
+    env = request_env("gongan", "shenpi", when=t1 + timedelta(minutes=1))
+    assert signer.sign(env).kid == old_kid  # the ring here does not know the new key yet
+    ring.replace(signed.entries)
+    assert signer.sign(env).kid == signed.entries[-1].kid
+
+
+def test_a_bureau_whose_only_key_is_revoked_signs_nothing(keys: KeyStore) -> None:
+    kid = keys.signer("gongan").kid
+    t1 = T0 + timedelta(days=1)
+    keys.revoke(kid, "私钥泄露", now=t1)
+    signer = keys.bureau_signer("gongan")
+    assert signer.sign(request_env("gongan", "shenpi", when=t1 - timedelta(hours=1))).kid == kid
+    with pytest.raises(NoValidKey, match="keys rotate gongan"):
+        signer.sign(request_env("gongan", "shenpi", when=t1 + timedelta(hours=1)))
+
+
+def test_a_revoked_key_fails_after_the_revocation_even_when_the_envelope_is_backdated(keys: KeyStore) -> None:
+    gongan = keys.signer("gongan")
+    t1 = T0 + timedelta(days=10)
+    before = gongan.sign(request_env("gongan", "shenpi", when=t1 - timedelta(hours=1)))
+    keys.revoke(gongan.kid, "私钥泄露", now=t1)
+    ring = keys.ring()
+    assert ring.verify(before)  # signed before the revocation: still valid at its time
+    assert check_signature(ring, before, t1 - timedelta(minutes=30)).status == VALID
+    with pytest.raises(KeyNotValid, match="revoked"):
+        ring.verify(gongan.sign(request_env("gongan", "shenpi", when=t1 + timedelta(seconds=1))))
+    ring.check_received(gongan.kid, t1 - timedelta(seconds=1))  # received before: fine
+    with pytest.raises(KeyNotValid, match="before this message was received"):
+        ring.check_received(gongan.kid, t1 + timedelta(seconds=1))  # a stolen key's backdated message
+    assert not ring.valid_at(gongan.kid, t1) and ring.valid_at(gongan.kid, t1 - timedelta(seconds=1))
+
+
+def test_replacing_a_ring_is_seen_by_every_holder(keys: KeyStore) -> None:
+    ring = keys.ring()
+    holders = [ring, ring]  # intake and the ledger hold the same object
+    signed = keys.rotate("shenpi", now=T0 + timedelta(days=1))
+    ring.replace(signed.entries)
+    assert all(h.entry(signed.entries[-1].kid) is not None for h in holders)
+    assert [e.kid for e in ring.entries()] == [e.kid for e in signed.entries]
+
+
+# -- distribution to live agents -------------------------------------------------------------------------------
+
+
+async def publish(node: Node, signed: SignedTrustList) -> bool:
+    """What `xiezhu --nats-url URL keys rotate|revoke` does after signing."""
+    nc = await nats.connect(node.nats_url)
+    try:
+        return await publish_trust_list(nc.jetstream(), signed, node.keys.anchor())
+    finally:
+        await nc.close()
+
+
+async def dead_letters(node: Node, code: str) -> list[DeadLetter]:
+    nc = await nats.connect(node.nats_url)
+    try:
+        return [d for d in await read_dead_letters(nc.jetstream()) if d.code == code]
+    finally:
+        await nc.close()
+
+
+async def send_as(node: Node, signer: Signer, when: datetime) -> str:
+    """Publish a well-formed envelope from ``signer``'s bureau to shenpi, dated ``when``; returns its subject."""
+    signed = signer.sign(request_env(signer.bureau, "shenpi", when=when))
+    nc = await nats.connect(node.nats_url)
+    try:
+        subject = subject_for(request_env(signer.bureau, "shenpi", when=when))
+        await nc.jetstream().publish(subject, signed.body, headers=headers_for(signed, new_id()))
+    finally:
+        await nc.close()
+    return subject
+
+
+async def test_a_node_publishes_its_trust_list_at_start_and_a_stale_copy_never_replaces_a_newer_one(
+        node: Node) -> None:
+    nc = await nats.connect(node.nats_url)
+    try:
+        js = nc.jetstream()
+        last = await fetch_latest(js)
+        v1 = held(node.keys)
+        assert last is not None and last.body == v1.body and node.trust and node.trust.version == 1
+        v2 = node.keys.rotate("ziran", now=node.clock.now())
+        assert await publish_trust_list(js, v2, node.keys.anchor()) is True
+        assert await publish_trust_list(js, v2, node.keys.anchor()) is False  # already there
+        with pytest.raises(TrustListError, match="this data directory is behind"):
+            await publish_trust_list(js, v1, node.keys.anchor())
+    finally:
+        await nc.close()
+
+
+async def test_running_agents_pick_up_a_new_version_and_refuse_forged_or_older_ones(node: Node) -> None:
+    assert node.trust is not None
+    other_ring = KeyRing()
+    elsewhere = TrustFollower(node.keys.anchor(), other_ring, None, node.nats_url)  # another machine's agent
+    await elsewhere.start()
+    try:
+        assert elsewhere.version == 1 and len(other_ring) == len(node.ring)
+        v1 = held(node.keys)
+        v2 = node.keys.rotate("gongan", now=node.clock.now())
+        await publish(node, v2)
+        new_kid = v2.entries[-1].kid
+        await eventually(lambda: node.ring.entry(new_kid) is not None and other_ring.entry(new_kid) is not None)
+        assert node.trust.version == elsewhere.version == 2
+
+        forged = sign_list(next_version(v2, v2.entries[:1], node.clock.now()),
+                           Signer("dashuju", node.keys.anchor().kid, nacl.signing.SigningKey.generate()))
+        nc = await nats.connect(node.nats_url)
+        try:
+            for bad in (forged, v1):  # a list not signed by the root, and a replayed older version
+                await nc.publish(TRUST_SUBJECT, bad.body, headers={HDR_KEY: bad.root_kid, HDR_SIG: b64(bad.root_sig)})
+            await nc.flush()
+        finally:
+            await nc.close()
+        await eventually(lambda: elsewhere.refused >= 2 and node.trust is not None and node.trust.refused >= 2)
+        assert node.trust.version == elsewhere.version == 2 and other_ring.entry(new_kid) is not None
+        assert held(node.keys) == v2
+    finally:
+        await elsewhere.stop()
+
+
+async def test_a_message_signed_with_a_revoked_key_is_dead_lettered_by_the_agent_and_the_ledger(
+        node: Node) -> None:
+    gongan = node.keys.signer("gongan")
+    revoked_at = node.clock.now()
+    # ASCII: read_dead_letters cannot read back a non-ASCII reason header yet.
+    await publish(node, node.keys.revoke(gongan.kid, "key leaked", now=revoked_at))
+    await eventually(lambda: (e := node.ring.entry(gongan.kid)) is not None and e.revoked_at is not None)
+    node.clock.advance(timedelta(minutes=5))
+
+    await send_as(node, gongan, node.clock.now())  # signed after the revocation
+    await send_as(node, gongan, revoked_at - timedelta(hours=1))  # a stolen key, backdated
+    await node.settle()
+    rejected = await dead_letters(node, "key-not-valid")
+    assert sorted(d.rejected_by for d in rejected) == ["ledger", "ledger", "shenpi", "shenpi"]
+    assert sum("before this message was received" in d.reason for d in rejected) == 2
+    assert node.ledger is not None and all(e.signed.kid != gongan.kid for e in node.ledger.entries())
+
+
+async def test_a_rotated_bureau_answers_again_and_what_came_while_its_key_was_revoked_waits_for_the_new_key(
+        node: Node) -> None:
+    old = node.keys.signer("gongan")
+    await publish(node, node.keys.revoke(old.kid, "私钥泄露", now=node.clock.now()))
+    await eventually(lambda: not node.ring.valid_at(old.kid, node.clock.now()))
+
+    to_ziran = request(node, assistor="ziran", check="")  # shenpi's own key is untouched
+    waiting = request(node)  # gongan cannot sign its arrival record: the request waits, it is not lost
+    await eventually(lambda: node.store("ziran").inbox() != [])
+    assert node.store("ziran").inbox()[0].case == to_ziran
+
+    v = node.keys.rotate("gongan", now=node.clock.now())
+    new_kid = v.entries[-1].kid
+    await publish(node, v)
+    await eventually(lambda: node.ring.entry(new_kid) is not None)
+    again = request(node)
+    await node.settle()
+    for case in (waiting, again):
+        st = node.store("shenpi").case(case)
+        assert st.state.status == "replied"
+        assert [s.kid for s in st.envelopes[1:]] == [new_kid, new_kid]  # arrival and reply, both by the new key
+    assert await dead_letters(node, "key-not-valid") == []
+
+
+async def test_history_signed_before_a_revocation_still_verifies_on_replay(node: Node) -> None:
+    case = request(node)
+    await node.settle()
+    kid = node.keys.signer("gongan").kid
+    node.clock.advance(timedelta(days=1))
+    await publish(node, node.keys.revoke(kid, "私钥泄露", now=node.clock.now()))
+    await eventually(lambda: not node.ring.valid_at(kid, node.clock.now()))
+    assert node.ledger is not None
+    entries = node.ledger.case(case)
+    assert [e.signed.kid for e in entries][1:] == [kid, kid]
+    for e in entries:
+        assert check_signature(node.ring, e.signed, datetime.fromisoformat(e.arrived_at)).status == VALID
+    report = audit(node.settings.ledger_path, KeyStore(node.settings.keys_dir).ring(), workers=1)
+    assert report.ok  # the whole ledger, against the list on disk that the node saved
+
+
+async def test_a_revoked_justice_key_stops_sealing_and_notices_but_not_the_ledger(node: Node) -> None:
+    assert node.ledger is not None and node.ledger_service is not None
+    node.ledger_service.seal_every = 1  # try to seal after every batch
+    request(node)
+    await node.settle()
+    sealed = len(node.ledger.checkpoints())
+    assert sealed >= 1
+    sifa = node.keys.signer("sifa").kid
+    await publish(node, node.keys.revoke(sifa, "私钥泄露", now=node.clock.now()))
+    await eventually(lambda: not node.ring.valid_at(sifa, node.clock.now()))
+    before = len(node.ledger)
+    request(node)
+    await node.settle()
+    assert len(node.ledger) == before + 3  # recorded, verified, hash-chained as ever …
+    assert len(node.ledger.checkpoints()) == sealed  # … but not sealed with a revoked key
+
+
+# -- the command line ------------------------------------------------------------------------------------------
+
+
+def test_the_keys_commands_init_list_rotate_and_revoke_a_data_directory(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"XIEZHU_DATA_DIR": str(tmp_path / "xiezhu"), "XIEZHU_NATS_URL": "", "COLUMNS": "200"}
+    init = runner.invoke(keys_app, ["init"], env=env)
+    assert init.exit_code == 0, init.output
+    assert "version 1, signed by dashuju-root-" in init.stderr
+    listed = json.loads(runner.invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
+    assert listed["version"] == 1 and [k["state"] for k in listed["keys"]] == ["valid"]
+    kid = listed["keys"][0]["kid"]
+
+    rotated = runner.invoke(keys_app, ["rotate", "gongan", "--overlap-days", "2"], env=env)
+    assert rotated.exit_code == 0, rotated.output
+    assert "not published (no --nats-url)" in rotated.stderr
+    revoked = runner.invoke(keys_app, ["revoke", kid, "--reason", "私钥泄露"], env=env)
+    assert revoked.exit_code == 0, revoked.output
+    listed = json.loads(runner.invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
+    assert listed["version"] == 3
+    assert [(k["kid"] == kid, k["state"]) for k in listed["keys"]] == [(True, "revoked"), (False, "valid")]
+    table = runner.invoke(keys_app, ["list"], env=env)
+    assert "trust list version 3" in table.stdout and "私钥泄露" in table.stdout
+
+    again = runner.invoke(keys_app, ["revoke", kid, "--reason", "again"], env=env)
+    assert again.exit_code == 1 and "already revoked" in str(again.exception)
+    unknown = runner.invoke(keys_app, ["revoke", "nope-123", "--reason", "x"], env=env)
+    assert "no key 'nope-123'" in str(unknown.exception)
+    for command in ("init", "list", "rotate", "revoke", "publish"):
+        assert "Example: xiezhu" in runner.invoke(keys_app, [command, "--help"], env=env).stdout
+
+
+async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: Path,
+                                                                     nats_server: EmbeddedNats) -> None:
+    nc = await nats.connect(nats_server.url)
+    try:
+        await ensure_streams(nc.jetstream())  # `xiezhu provision`
+        env = {"XIEZHU_DATA_DIR": str(tmp_path / "xiezhu"), "XIEZHU_NATS_URL": nats_server.url}
+        runner = CliRunner()
+        assert runner.invoke(keys_app, ["init"], env=env).exit_code == 0
+        result = await _in_thread(runner, ["rotate", "shenpi"], env)
+        assert result.exit_code == 0, result.output
+        assert "trust list version 2 published to" in result.stderr
+        last = await fetch_latest(nc.jetstream())
+        assert last is not None and last.body == held(KeyStore(tmp_path / "xiezhu" / "keys")).body
+    finally:
+        await nc.close()
+
+
+async def _in_thread(runner: CliRunner, args: list[str], env: dict[str, str]) -> Any:
+    """Run a command that calls asyncio.run() itself, off this test's event loop."""
+    return await asyncio.to_thread(runner.invoke, keys_app, args, env=env)

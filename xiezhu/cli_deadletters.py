@@ -1,0 +1,332 @@
+"""``xiezhu dead-letters …``: what the receivers rejected, from the ``XZ_DLQ`` stream, with personal data masked.
+
+Without ``--nats-url`` the command starts the embedded nats-server on the data directory's
+store for as long as it reads, so a finished demo's rejections can still be seen.
+"""
+from __future__ import annotations
+
+import asyncio
+import re
+import sys
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Annotated, Any, TypeVar
+
+import msgspec
+import nats
+import nats.errors
+import typer
+from nats.js import JetStreamContext
+from nats.js.api import RawStreamMsg
+from nats.js.errors import NotFoundError
+from rich.console import Console
+from rich.table import Table
+
+from aggregates.store import SHANGHAI
+from broker.intake import DeadLetter, header_text
+from broker.server import EmbeddedNats, server_list
+from broker.signing import (
+    BadSignature,
+    Duplicate,
+    HandlerFailed,
+    KeyNotValid,
+    Malformed,
+    Oversized,
+    RuleViolation,
+    UnknownKey,
+    Unsigned,
+    WrongRecipient,
+    WrongSender,
+)
+from broker.streams import DLQ_PREFIX, DLQ_STREAM
+from schemas.envelope import (
+    HDR_KEY,
+    HDR_ORIGINAL_SUBJECT,
+    HDR_REJECT_BY,
+    HDR_REJECT_CODE,
+    HDR_REJECT_REASON,
+    decode_envelope,
+)
+from schemas.errors import XiezhuError
+from schemas.privacy import mask_id, mask_name
+from xiezhu.settings import Settings
+
+
+class DeadLettersError(XiezhuError):
+    """A ``xiezhu dead-letters`` command cannot run as given."""
+
+    code = "cli.dead-letters"
+
+
+#: Every reason a receiver gives (the ``code`` of each rejection), for ``--reason``.
+REASONS = tuple(c.code for c in (Unsigned, UnknownKey, BadSignature, KeyNotValid, WrongSender, WrongRecipient,
+                                 Malformed, Oversized, Duplicate, RuleViolation, HandlerFailed))
+#: A receiver as it appears in the dead-letter subject: a bureau code or ``ledger``.
+_TOKEN = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
+#: Body bytes shown by ``show`` unless ``--full``: enough for any honest envelope …
+SHOW_BYTES = 8 * 1024
+#: … and of a body that is not even text, shown as hex.
+HEX_BYTES = 1024
+
+T = TypeVar("T")
+
+#: Without a command it lists; its help is the list callback's docstring.
+app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+out = Console()
+err = Console(stderr=True)
+
+
+@dataclass(frozen=True)
+class Rejection:
+    """One dead letter and when the stream stored it."""
+
+    letter: DeadLetter
+    time: datetime | None
+
+    @property
+    def sender(self) -> str:
+        """The sender the original subject claims (``xz.<sender>.<recipient>.<type>``)."""
+        parts = self.letter.original_subject.split(".")
+        return parts[1] if len(parts) > 2 and parts[0] == "xz" else ""
+
+    def summary(self) -> dict[str, Any]:
+        """The routing facts of the rejection; nothing from the body but its size."""
+        d = self.letter
+        return {"seq": d.seq, "time": self.time, "receiver": d.rejected_by, "code": d.code,
+                "reason": mask_text(d.reason), "original_subject": d.original_subject, "size": len(d.data),
+                "sender": self.sender, "kid": mask_text(d.headers.get(HDR_KEY, ""))}
+
+
+# -- masking ----------------------------------------------------------------------------
+
+#: Anything shaped like a 居民身份证号 (18, or the old 15, characters) or a 统一社会信用代码.
+_ID_LIKE = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15}|[0-9A-Z]{18})(?![0-9A-Za-z])")
+#: The envelope's own fields, also in a body that no longer parses (cut short, altered).
+_ID_FIELD = re.compile(r'("id_number"\s*:\s*")([^"]*)(")?')
+_NAME_FIELD = re.compile(r'("applicant"\s*:\s*\{[^}]*?"name"\s*:\s*")([^"]*)')
+
+
+def _masked_id_like(m: re.Match[str]) -> str:
+    # Only what has a digit: an upper-case word of 18 letters is no number.
+    return mask_id(m.group(0)) if any(c.isdigit() for c in m.group(0)) else m.group(0)
+
+
+def mask_text(text: str) -> str:
+    """``text`` with every ID number and applicant name masked, even in a broken envelope."""
+    # A number the body's end cuts short is masked whole: its last four are not the number's.
+    text = _ID_FIELD.sub(lambda m: m.group(1) + (mask_id(m.group(2)) + m.group(3) if m.group(3)
+                                                 else "*" * len(m.group(2))), text)
+    text = _NAME_FIELD.sub(lambda m: m.group(1) + mask_name(m.group(2)), text)
+    return _ID_LIKE.sub(_masked_id_like, text)
+
+
+def mask_json(value: Any, key: str = "") -> Any:
+    """A decoded JSON value with applicants' names and every ID number masked."""
+    if isinstance(value, dict):
+        masked = {k: mask_json(v, k) for k, v in value.items()}
+        if key == "applicant" and isinstance(masked.get("name"), str):
+            masked["name"] = mask_name(masked["name"])
+        return masked
+    if isinstance(value, list):
+        return [mask_json(v) for v in value]
+    if isinstance(value, str):
+        return mask_id(value) if key == "id_number" else mask_text(value)
+    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**14:
+        return mask_id(str(value))  # a number written without quotes is still a number
+    return value
+
+
+def body_view(data: bytes, *, full: bool) -> dict[str, Any]:
+    """The body for a person: masked JSON, else masked text, else hex; cut short unless ``full``."""
+    view: dict[str, Any] = {"size": len(data)}
+    try:
+        text = data.decode("utf-8")
+    except UnicodeDecodeError:
+        # Masked as text first: the bytes that are not UTF-8 pass through unchanged.
+        masked = mask_text(data.decode("utf-8", errors="surrogateescape")).encode("utf-8", errors="surrogateescape")
+        cut = masked if full else masked[:HEX_BYTES]
+        return view | {"shown": len(cut), "encoding": "hex", "content": cut.hex(" ", 2)}
+    if full or len(data) <= SHOW_BYTES:
+        try:
+            return view | {"shown": len(data), "encoding": "json", "content": mask_json(msgspec.json.decode(data))}
+        except msgspec.DecodeError:
+            pass
+    # Masked before it is cut, so that the cut cannot leave part of a number in clear.
+    masked_text = mask_text(text)
+    cut_text = masked_text if full else masked_text.encode()[:SHOW_BYTES].decode("utf-8", errors="ignore")
+    return view | {"shown": len(cut_text.encode()), "encoding": "text", "content": cut_text}
+
+
+def envelope_fields(data: bytes) -> dict[str, Any] | None:
+    """The routing fields of a body that decodes as an envelope; ``None`` otherwise."""
+    try:
+        env = decode_envelope(data)
+    except (msgspec.ValidationError, msgspec.DecodeError):
+        return None
+    return {"id": env.id, "sender": env.sender, "recipient": env.recipient, "case": env.case,
+            "number": env.number, "time": env.time, "type": env.type}
+
+
+# -- reading the stream -------------------------------------------------------------------
+
+
+def _filter(receiver: str | None, reason: str | None) -> str:
+    if receiver is not None and not _TOKEN.match(receiver):
+        raise DeadLettersError(f"--receiver {receiver!r} is not a bureau code (lower-case letters, digits, '-')")
+    if reason is not None and reason not in REASONS:
+        raise DeadLettersError(f"--reason {reason!r} is not a rejection reason; one of: {', '.join(REASONS)}")
+    return f"{DLQ_PREFIX}.{receiver or '*'}.{reason or '*'}"
+
+
+def _rejection(m: RawStreamMsg) -> Rejection:
+    h = {k: header_text(v) for k, v in (m.headers or {}).items()}
+    letter = DeadLetter(seq=m.seq or 0, subject=m.subject or "", original_subject=h.get(HDR_ORIGINAL_SUBJECT, ""),
+                        code=h.get(HDR_REJECT_CODE, ""), reason=h.get(HDR_REJECT_REASON, ""),
+                        rejected_by=h.get(HDR_REJECT_BY, ""), data=m.data or b"", headers=h)
+    return Rejection(letter, m.time)
+
+
+async def list_rejections(js: JetStreamContext, subject: str, *, after: int,
+                          limit: int) -> tuple[list[Rejection], bool]:
+    """Dead letters on ``subject`` with sequence > ``after``, oldest first, and whether more follow."""
+    found: list[Rejection] = []
+    seq = after + 1
+    while True:
+        try:
+            m = await js.get_msg(DLQ_STREAM, seq, subject=subject, next=True)
+        except NotFoundError:
+            return found, False
+        if len(found) == limit:
+            return found, True
+        found.append(_rejection(m))
+        seq = (m.seq or seq) + 1
+
+
+async def get_rejection(js: JetStreamContext, seq: int) -> Rejection:
+    """The dead letter at stream sequence ``seq``."""
+    try:
+        return _rejection(await js.get_msg(DLQ_STREAM, seq))
+    except NotFoundError as e:
+        raise DeadLettersError(f"no dead letter with sequence {seq}") from e
+
+
+def _read(settings: Settings, read: Callable[[JetStreamContext], Awaitable[T]]) -> T:
+    """Run ``read`` against the DLQ: on --nats-url, else on the data directory's own store."""
+    server: EmbeddedNats | None = None
+    url = settings.nats_url
+    if not url:
+        if not (settings.nats_dir / "jetstream").is_dir():
+            raise DeadLettersError(f"no NATS store in {settings.nats_dir}; give --nats-url, "
+                                   "or run `xiezhu demo` first")
+        server = EmbeddedNats(settings.nats_dir).start()
+        url = server.url
+
+    async def body() -> T:
+        try:
+            nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5)
+        except (OSError, nats.errors.Error) as e:
+            raise DeadLettersError(f"cannot reach NATS at {url}: {e or type(e).__name__}") from e
+        try:
+            js = nc.jetstream()
+            try:
+                await js.stream_info(DLQ_STREAM)
+            except NotFoundError as e:
+                raise DeadLettersError(f"NATS at {url} has no {DLQ_STREAM} stream: nothing was provisioned") from e
+            return await read(js)
+        finally:
+            await nc.close()
+
+    try:
+        return asyncio.run(body())
+    finally:
+        if server is not None:
+            server.stop()
+
+
+# -- commands -----------------------------------------------------------------------------
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    return ctx.obj.settings  # type: ignore[no-any-return]
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def _t(when: datetime | None) -> str:
+    return when.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S") if when else ""
+
+
+@app.callback(invoke_without_command=True)
+def dead_letters(
+    ctx: typer.Context,
+    receiver: Annotated[str | None, typer.Option(help="Only what this receiver rejected (a bureau code, or ledger).")]
+    = None,
+    reason: Annotated[str | None, typer.Option(help=f"Only this reason: {', '.join(REASONS)}.")] = None,
+    after: Annotated[int, typer.Option(min=0, help="Only dead letters after this sequence number.")] = 0,
+    limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 1000,
+    as_json: AsJson = False,
+) -> None:
+    """Messages the receivers rejected, oldest first: who rejected what, why, and who it claimed to be from.
+
+    Example: [bold]xiezhu dead-letters --receiver gongan --reason bad-signature[/]
+    """
+    if ctx.invoked_subcommand is not None:
+        return
+    subject = _filter(receiver, reason)
+    found, more = _read(_settings(ctx), lambda js: list_rejections(js, subject, after=after, limit=limit))
+    rows = [r.summary() for r in found]
+    if as_json:
+        _print_json(rows)
+        return
+    t = Table(title=f"{len(rows)} dead letters" + (f" ({subject})" if receiver or reason else ""),
+              caption=f"more after {rows[-1]['seq']}: add --after {rows[-1]['seq']}" if more else None)
+    for col in ("seq", "time", "receiver", "reason", "why", "subject", "bytes", "kid"):
+        t.add_column(col, no_wrap=col in ("seq", "time", "reason", "bytes"), overflow="fold")
+    for r in rows:
+        t.add_row(str(r["seq"]), _t(r["time"]), r["receiver"], r["code"], r["reason"], r["original_subject"],
+                  str(r["size"]), r["kid"])
+    out.print(t)
+
+
+@app.command()
+def show(
+    ctx: typer.Context,
+    seq: Annotated[int, typer.Argument(min=1, help="The dead letter's sequence number (from the list).")],
+    full: Annotated[bool, typer.Option("--full", help=f"The whole body, not its first {SHOW_BYTES} bytes.")] = False,
+    as_json: AsJson = False,
+) -> None:
+    """One dead letter in full: its headers, and its body with applicants' personal data masked.
+
+    Example: [bold]xiezhu dead-letters show 3[/]
+    """
+    r = _read(_settings(ctx), lambda js: get_rejection(js, seq))
+    d = r.letter
+    shown = r.summary() | {"stream_subject": d.subject,
+                           "headers": {k: mask_text(v) for k, v in sorted(d.headers.items())},
+                           "envelope": envelope_fields(d.data),
+                           "body": body_view(d.data, full=full)}
+    if as_json:
+        _print_json(shown)
+        return
+    t = Table(title=f"dead letter {d.seq}", show_header=False, title_justify="left")
+    t.add_column(no_wrap=True)
+    t.add_column(overflow="fold")
+    for key in ("time", "receiver", "code", "reason", "original_subject", "sender", "kid", "stream_subject"):
+        t.add_row(key, _t(r.time) if key == "time" else str(shown[key]))
+    for k, v in shown["headers"].items():
+        t.add_row(f"header {k}", v)
+    for k, v in (shown["envelope"] or {}).items():
+        t.add_row(f"envelope {k}", v.isoformat() if isinstance(v, datetime) else str(v))
+    out.print(t)
+    body = shown["body"]
+    content = body["content"]
+    if body["encoding"] == "json":
+        content = msgspec.json.format(msgspec.json.encode(content)).decode()
+    note = f", first {body['shown']} shown (--full for all)" if body["shown"] < body["size"] else ""
+    out.print(f"body: {body['size']} bytes, {body['encoding']}{note}", highlight=False)
+    out.print(content, markup=False, highlight=False, soft_wrap=True)

@@ -1,0 +1,222 @@
+"""``xiezhu keys …``: bureau signing keys and the trust list signed by the root authority (区大数据局).
+
+``init`` makes the keys (and, on the first run, the root key); ``list`` shows the trust list;
+``rotate`` and ``revoke`` sign a new version with the root key and, given ``--nats-url``,
+publish it to every agent and the ledger; ``publish`` sends the current version again.
+"""
+from __future__ import annotations
+
+import asyncio
+import base64
+import binascii
+import sys
+from datetime import datetime, timedelta
+from typing import Annotated, Any
+
+import msgspec
+import nats
+import nats.errors
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from agencies.keys import KeyStore
+from agencies.registry import Registry
+from agencies.trust import DEFAULT_OVERLAP, publish_trust_list, state_of
+from aggregates.clock import SystemClock
+from aggregates.workdays import SHANGHAI
+from broker.server import server_list
+from broker.signing import b64
+from schemas.errors import XiezhuError
+from schemas.trust import SignedTrustList
+from xiezhu.settings import Settings
+
+__all__ = ["app"]
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                  help="Bureau signing keys and the trust list signed by the root authority (区大数据局).")
+
+AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+out = Console()
+err = Console(stderr=True)
+
+
+class KeysCliError(XiezhuError):
+    """A ``xiezhu keys`` command cannot run as given."""
+
+    code = "cli.keys"
+
+
+def _settings(ctx: typer.Context) -> Settings:
+    obj = ctx.find_root().obj
+    if obj is not None and hasattr(obj, "settings"):
+        return obj.settings  # type: ignore[no-any-return]
+    return Settings.resolve(None, None)  # run on its own (not under the root ``xiezhu`` app)
+
+
+def _keys(ctx: typer.Context) -> KeyStore:
+    return KeyStore(_settings(ctx).keys_dir)
+
+
+def _print_json(obj: Any) -> None:
+    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
+
+
+def _t(when: datetime | None) -> str:
+    return when.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if when else ""
+
+
+def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> None:
+    """Publish ``signed`` if a NATS URL is configured; otherwise say that only this directory changed."""
+    url = _settings(ctx).nats_url
+    if not url:
+        err.print(f"trust list version {signed.version} written to {keys.trust_file}; not published (no "
+                  "--nats-url): run [bold]xiezhu --nats-url URL keys publish[/] to send it to the agents")
+        return
+
+    async def quiet(e: Exception) -> None:  # the one-line error below says it; no traceback per attempt
+        pass
+
+    async def send() -> bool:
+        nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5,
+                                max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=quiet)
+        try:
+            return await publish_trust_list(nc.jetstream(), signed, keys.anchor())
+        finally:
+            await nc.close()
+
+    try:
+        sent = asyncio.run(send())
+    except (OSError, nats.errors.Error) as e:
+        raise KeysCliError(f"trust list version {signed.version} is in {keys.trust_file} but could not be "
+                           f"published to {url}: {e or type(e).__name__}; run `xiezhu keys publish` again") from e
+    what = "published to" if sent else "was already on"
+    err.print(f"[green]trust list version {signed.version}[/] {what} {url}")
+
+
+@app.command("init")
+def init(ctx: typer.Context) -> None:
+    """Make a signing key for every bureau not listed yet, and sign the trust list with the root key.
+
+    The first run also makes the root key ([bold]keys/root.ed25519[/], this machine only) and the
+    trust anchor every machine pins ([bold]keys/root.pub[/]). Running it again changes nothing.
+
+    Example: [bold]xiezhu keys init[/]
+    """
+    keys = _keys(ctx)
+    keys.ensure(Registry.load().codes(), valid_from=SystemClock().now())
+    trust = keys.trust_list()
+    err.print(f"[green]{len(trust.entries)} keys[/] in {keys.trust_file}, version {trust.version}, "
+              f"signed by {keys.anchor().kid}")
+
+
+@app.command("list")
+def list_keys(
+    ctx: typer.Context,
+    bureau: Annotated[str | None, typer.Option(help="Only this bureau's keys.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Every key of the trust list: its bureau, validity, revocation and state now.
+
+    The list's root signature is checked first; a list that does not verify is refused.
+
+    Example: [bold]xiezhu keys list --bureau gongan --json[/]
+    """
+    keys = _keys(ctx)
+    if bureau:
+        Registry.load()[bureau]
+    signed = keys.signed_trust()
+    if signed is None:
+        raise KeysCliError(f"no trust list in {keys.dir}; run `xiezhu keys init`")
+    now = SystemClock().now()
+    entries = [e for e in signed.entries if bureau is None or e.bureau == bureau]
+    if as_json:
+        _print_json({"version": signed.version, "issued_at": signed.issued_at, "previous": signed.previous,
+                     "root_kid": signed.root_kid,
+                     "keys": [{"kid": e.kid, "bureau": e.bureau, "public_key": b64(e.public_key),
+                               "valid_from": e.valid_from, "valid_to": e.valid_to, "revoked_at": e.revoked_at,
+                               "revoked_reason": e.revoked_reason, "state": state_of(e, now)} for e in entries]})
+        return
+    t = Table(title=f"trust list version {signed.version}, issued {_t(signed.issued_at)}, "
+                    f"signed by {signed.root_kid} — {len(entries)} keys")
+    for col in ("kid", "bureau", "valid from", "valid to", "state"):
+        t.add_column(col, no_wrap=col != "state")
+    for e in entries:
+        state: str = state_of(e, now)
+        if state == "revoked":
+            state = f"revoked {_t(e.revoked_at)}: {e.revoked_reason}"
+        t.add_row(e.kid, e.bureau, _t(e.valid_from), _t(e.valid_to), state)
+    out.print(t)
+
+
+@app.command("rotate")
+def rotate(
+    ctx: typer.Context,
+    code: Annotated[str, typer.Argument(help="The bureau whose key to rotate.")],
+    overlap_days: Annotated[float, typer.Option(
+        "--overlap-days", min=0, help="How long the old key stays valid beside the new one.")
+    ] = DEFAULT_OVERLAP / timedelta(days=1),
+    public_key: Annotated[str | None, typer.Option(
+        "--public-key", help="List this base64 Ed25519 public key, made on the bureau's own machine, "
+                             "instead of making a key here.")] = None,
+) -> None:
+    """Give a bureau a new key valid from now; its old key stays valid for the overlap, then expires.
+
+    Signed with the root key; published to the agents when --nats-url is given.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 keys rotate gongan --overlap-days 7[/]
+    """
+    Registry.load()[code]
+    pub = None
+    if public_key is not None:
+        try:
+            pub = base64.b64decode(public_key, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise KeysCliError(f"--public-key is not base64: {public_key!r}") from e
+    keys = _keys(ctx)
+    signed = keys.rotate(code, now=SystemClock().now(), overlap=timedelta(days=overlap_days), public_key=pub)
+    new = signed.entries[-1]
+    err.print(f"[green]{code}[/] now signs with {new.kid} (valid from {_t(new.valid_from)}); "
+              f"its earlier keys stay valid for {overlap_days:g} days")
+    _published(ctx, keys, signed)
+
+
+@app.command("revoke")
+def revoke(
+    ctx: typer.Context,
+    kid: Annotated[str, typer.Argument(help="The key id, as `xiezhu keys list` shows it.")],
+    reason: Annotated[str, typer.Option(help="Why, e.g. 私钥泄露 (kept in the trust list).")],
+) -> None:
+    """Revoke a key from now on: what it signs from now is refused; what it signed before still verifies.
+
+    Signed with the root key; published to the agents when --nats-url is given. A bureau whose
+    only key is revoked signs nothing until it is given a new one with [bold]xiezhu keys rotate[/].
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 keys revoke gongan-1a2b3c4d5e6f --reason "私钥泄露"[/]
+    """
+    keys = _keys(ctx)
+    now = SystemClock().now()
+    signed = keys.revoke(kid, reason, now=now)
+    entry = next(e for e in signed.entries if e.kid == kid)
+    err.print(f"[green]revoked[/] {kid} ({entry.bureau}) from {_t(now)}")
+    if not any(e.bureau == entry.bureau and state_of(e, now) in ("valid", "expiring") for e in signed.entries):
+        err.print(f"{entry.bureau} has no valid key now; give it one with "
+                  f"[bold]xiezhu keys rotate {entry.bureau}[/]")
+    _published(ctx, keys, signed)
+
+
+@app.command("publish")
+def publish(ctx: typer.Context) -> None:
+    """Send the trust list of this data directory to NATS (after a change made without --nats-url).
+
+    Nothing is sent if NATS holds it already; a newer list there is an error.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 keys publish[/]
+    """
+    keys = _keys(ctx)
+    if not _settings(ctx).nats_url:
+        raise KeysCliError("keys publish needs --nats-url (or XIEZHU_NATS_URL)")
+    signed = keys.signed_trust()
+    if signed is None:
+        raise KeysCliError(f"no trust list in {keys.dir}; run `xiezhu keys init`")
+    _published(ctx, keys, signed)
