@@ -20,6 +20,7 @@ from agencies.verifiers import Verifier, answer_all
 from aggregates.clock import Clock
 from aggregates.errors import NotYet, RuleError
 from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
+from broker.auth import Identity, broker_options
 from broker.intake import AlreadyApplied, Delivery, Intake, NotApplicable
 from broker.relay import Positions, Relay
 from broker.server import server_list
@@ -55,7 +56,9 @@ class BureauAgent:
 
     def __init__(self, code: str, store: BureauStore, ring: KeyRing, positions: Positions,
                  verifiers: Sequence[Verifier], clock: Clock, nats_url: str,
-                 *, simulated_arrival: bool = False, batch_size: int = 1) -> None:
+                 *, simulated_arrival: bool = False, batch_size: int = 1,
+                 identity: Identity | None = None) -> None:
+        """``identity``: the bureau's NATS user (None: connect anonymously, to a server without users)."""
         self.code = code
         self.store = store
         self.ring = ring
@@ -64,7 +67,10 @@ class BureauAgent:
         self.positions = positions
         self.simulated_arrival = simulated_arrival
         self.auto_answered = 0
-        self.broker = NatsBroker(server_list(nats_url), logger=None, max_reconnect_attempts=-1)
+        self.broker = NatsBroker(server_list(nats_url), logger=None, max_reconnect_attempts=-1,
+                                 **(broker_options(identity) if identity else {}))
+        # FastStream's pull subscriber ignores the connection's inbox prefix; the server allows only ours.
+        inbox: dict[str, Any] = {"inbox_prefix": identity.subscriber_inbox_prefix} if identity else {}
         self.broker.subscriber(
             inbox_filter(code),
             stream=JStream(EVENTS_STREAM, declare=False),
@@ -81,6 +87,7 @@ class BureauAgent:
             # The body is checked by our intake, byte for byte: FastStream must not parse it
             # (its JSON decoding fails on some hostile bodies before our handler could reject them).
             decoder=_raw_body,
+            **inbox,
         )(self._on_batch)
         self.intake: Intake | None = None
         self.relay: Relay | None = None

@@ -9,8 +9,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from datetime import datetime
+from typing import Any
 
 import nats
 from nats.aio.client import Client
@@ -35,11 +36,14 @@ class LedgerService:
     def __init__(self, ledger: Ledger, ring: KeyRing, clock: Clock, nats_url: str, *,
                  batch: int = 256, simulated_arrival: bool = False,
                  on_append: Callable[[], None] | None = None,
-                 seal: Callable[[bytes], tuple[str, bytes]] | None = None, seal_every: int = 1000) -> None:
+                 seal: Callable[[bytes], tuple[str, bytes]] | None = None, seal_every: int = 1000,
+                 connect_options: Mapping[str, Any] | None = None) -> None:
+        """``connect_options`` go to ``nats.connect``: the ``ledger`` user's seed and inbox (none: anonymous)."""
         self.ledger = ledger
         self.ring = ring
         self.clock = clock
         self.nats_url = nats_url
+        self.connect_options = dict(connect_options or {})
         self.batch = batch
         self.simulated_arrival = simulated_arrival
         self.on_append = on_append
@@ -55,7 +59,8 @@ class LedgerService:
 
     async def start(self) -> None:
         """Connect and start pulling in the background."""
-        self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1)
+        self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
+                                    **self.connect_options)
         js = self.nc.jetstream()
         self.dead_letters = DeadLetters(js, "ledger", self.stats)
         self._sub = await js.pull_subscribe(

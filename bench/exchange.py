@@ -587,7 +587,11 @@ async def background(*coros: Awaitable[None]) -> AsyncIterator[None]:
 
 
 async def bench_raw(opts: Options, shape: WireShape) -> Measured:
-    """Both phases over bare JetStream with xiezhu's message sizes."""
+    """Both phases over bare JetStream with xiezhu's message sizes.
+
+    Its server has no NATS users (the baseline measures JetStream alone); the xiezhu side's
+    embedded server runs with the generated authorization, as every node's does.
+    """
     with tempfile.TemporaryDirectory(prefix="xiezhu-bench-raw-") as tmp, \
             EmbeddedNats(Path(tmp) / "nats") as server:
         async with connected(server.url) as requester_nc, connected(server.url) as responder_nc:

@@ -260,6 +260,14 @@ def connect_options(identity: Identity) -> dict[str, Any]:
     return {"nkeys_seed_str": read_seed(identity.seed_file), "inbox_prefix": identity.inbox_prefix}
 
 
+def credentials_in(directory: Path, name: str) -> dict[str, Any]:
+    """``connect_options`` of ``name`` from ``directory``; ``{}`` (anonymous) if there is no such directory.
+
+    A data directory without ``nats-keys`` belongs to a deployment whose NATS has no users.
+    """
+    return connect_options(load_identity(directory, name)) if Path(directory).is_dir() else {}
+
+
 def broker_options(identity: Identity) -> dict[str, Any]:
     """Keyword arguments for FastStream's ``NatsBroker`` (its ``nkeys_seed*`` arguments are deprecated).
 

@@ -11,6 +11,7 @@ import sqlite_utils
 
 from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
+from broker.auth import generate_identities, server_config
 from broker.server import EmbeddedNats
 from schemas.catalogue import AssistanceItem
 from xiezhu.node import Node
@@ -36,13 +37,26 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
 
 
 @pytest.fixture
-def nats_server(tmp_path: Path) -> Iterator[EmbeddedNats]:
+def nats_auth() -> bool:
+    """Whether the test's server has the generated NKey users (a module may override this with False)."""
+    return True
+
+
+@pytest.fixture
+def nats_server(tmp_path: Path, nats_auth: bool) -> Iterator[EmbeddedNats]:
     """A real nats-server with JetStream on a free port, its own store, for one test.
 
     One server per test keeps tests hermetic: the stream and consumer names are the
-    deployment's own, so tests must not share them.
+    deployment's own, so tests must not share them.  It runs the authorization generated
+    from the registry, as a deployment's does; the seeds are in the test data directory's
+    ``nats-keys``, where the node (and ``node.credentials(name)``) finds them.
     """
-    server = EmbeddedNats(tmp_path / "nats").start()
+    config: Path | None = None
+    if nats_auth:
+        identities = generate_identities(Registry.load().codes(), Settings(data_dir=tmp_path / "data").nats_keys_dir)
+        config = tmp_path / "nats-auth.conf"
+        config.write_text(server_config(identities, jetstream_store_dir=None))
+    server = EmbeddedNats(tmp_path / "nats", config_file=config).start()
     yield server
     server.stop()
 

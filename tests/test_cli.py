@@ -213,3 +213,28 @@ def test_the_audit_walks_the_demo_ledger_and_finds_a_flipped_byte(demo_dir, tmp_
     bad = run("audit", "--json", data_dir=copy, check=False)
     assert bad.returncode == 1
     assert json.loads(bad.stdout)["first_problem"]["position"] == 10
+
+
+async def test_the_demo_runs_its_embedded_server_with_one_nkey_user_per_bureau(  # type: ignore[no-untyped-def]
+        demo_dir, tmp_path: Path) -> None:
+    """Seeds per bureau (plus ledger and admin) with mode 0600, and a server config that refuses strangers."""
+    import nats
+    import nats.errors
+
+    from agencies.registry import Registry
+    from broker.auth import ADMIN, LEDGER, credentials_in
+    from broker.server import EmbeddedNats
+    from xiezhu.settings import Settings
+
+    settings = Settings(data_dir=demo_dir[0])
+    seeds = {p.stem: p.stat().st_mode & 0o777 for p in settings.nats_keys_dir.glob("*.nk")}
+    assert seeds == {name: 0o600 for name in [*Registry.load().codes(), LEDGER, ADMIN]}
+    assert settings.nats_keys_dir.stat().st_mode & 0o077 == 0
+    conf = settings.nats_auth_config.read_text()
+    assert "authorization {" in conf and "sync_interval" in conf
+    assert not any(p.read_text().strip() in conf for p in settings.nats_keys_dir.glob("*.nk"))  # public keys only
+    with EmbeddedNats(tmp_path / "nats", config_file=settings.nats_auth_config) as server:
+        with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+            await nats.connect(server.url, allow_reconnect=False)
+        nc = await nats.connect(server.url, allow_reconnect=False, **credentials_in(settings.nats_keys_dir, ADMIN))
+        await nc.close()

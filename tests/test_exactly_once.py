@@ -9,6 +9,7 @@ import pytest
 
 from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
+from broker.auth import ADMIN
 from broker.intake import read_dead_letters
 from broker.relay import Positions, Relay
 from broker.server import EmbeddedNats
@@ -41,9 +42,9 @@ async def test_a_relay_that_published_but_lost_its_position_republishes_once_and
         settings: Settings, registry: Registry, clock: SimulatedClock, tmp_path: Path) -> None:
     node = make_node(settings, registry, clock)
     case = request(node)
-    await provision(node.nats_url, registry.codes())
+    await provision(node.nats_url, registry.codes(), credentials=node.credentials(ADMIN))
     # A relay publishes everything, then "dies" before its position reaches the real file.
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(node.nats_url, **node.credentials("shenpi"))
     lost = Relay("shenpi", node.store("shenpi"), Positions(tmp_path / "lost.db"), nc.jetstream())
     assert await lost.pump() == 1
     await nc.close()
@@ -81,7 +82,7 @@ async def test_a_message_delivered_twice_is_applied_once(node: Node, monkeypatch
     assert len(list(node.store("gongan").cases())) == 1
     assert node.store("gongan").case(case).state.events == 3  # requested, received, replied: once each
     assert node.store("shenpi").case(case).state.status == "replied"
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     assert await read_dead_letters(nc.jetstream()) == []  # our own redelivery is not a dead letter
     await nc.close()
 

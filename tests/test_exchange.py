@@ -9,6 +9,7 @@ import nacl.signing
 import nats
 import pytest
 
+from broker.auth import ADMIN
 from broker.intake import read_dead_letters
 from broker.relay import headers_for
 from broker.signing import Signer
@@ -73,14 +74,15 @@ async def test_a_request_no_verifier_can_decide_waits_in_the_operator_inbox(node
 
 
 async def _publish(node: Node, subject: str, signed: Signed, msg_id: str | None = None) -> None:
-    nc = await nats.connect(node.nats_url)
+    # As the bureau whose outbox the subject is (xz.<sender>.…): the server allows nothing else.
+    nc = await nats.connect(node.nats_url, **node.credentials(subject.split(".")[1]))
     js = nc.jetstream()
     await js.publish(subject, signed.body, headers=headers_for(signed, msg_id or new_id()))
     await nc.close()
 
 
 async def _dead_letters(node: Node) -> list[Any]:
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     try:
         return await read_dead_letters(nc.jetstream())
     finally:

@@ -308,6 +308,13 @@ async def _material(node: Node) -> Material:
                     shenpi=node.keys.signer("shenpi"), gongan=node.keys.signer("gongan"))
 
 
+@pytest.fixture
+def nats_auth() -> bool:
+    """No NATS users here: a hostile message may claim any sender (``xz.<anything>.gongan.…``), which the
+    generated authorization would refuse before gongan sees it.  This tests the layer behind it."""
+    return False
+
+
 async def _publish(node: Node, messages: list[Hostile], *, first: int = 0) -> None:
     nc = await nats.connect(node.nats_url)
     try:

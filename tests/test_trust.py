@@ -26,6 +26,7 @@ from agencies.trust import (
     readable,
     sign_list,
 )
+from broker.auth import ADMIN, credentials_in
 from broker.intake import DeadLetter, read_dead_letters
 from broker.relay import headers_for
 from broker.server import EmbeddedNats
@@ -267,7 +268,7 @@ def test_replacing_a_ring_is_seen_by_every_holder(keys: KeyStore) -> None:
 
 async def publish(node: Node, signed: SignedTrustList) -> bool:
     """What `xiezhu --nats-url URL keys rotate|revoke` does after signing."""
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     try:
         return await publish_trust_list(nc.jetstream(), signed, node.keys.anchor())
     finally:
@@ -275,7 +276,7 @@ async def publish(node: Node, signed: SignedTrustList) -> bool:
 
 
 async def dead_letters(node: Node, code: str) -> list[DeadLetter]:
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     try:
         return [d for d in await read_dead_letters(nc.jetstream()) if d.code == code]
     finally:
@@ -285,7 +286,7 @@ async def dead_letters(node: Node, code: str) -> list[DeadLetter]:
 async def send_as(node: Node, signer: Signer, when: datetime) -> str:
     """Publish a well-formed envelope from ``signer``'s bureau to shenpi, dated ``when``; returns its subject."""
     signed = signer.sign(request_env(signer.bureau, "shenpi", when=when))
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(node.nats_url, **node.credentials(signer.bureau))
     try:
         subject = subject_for(request_env(signer.bureau, "shenpi", when=when))
         await nc.jetstream().publish(subject, signed.body, headers=headers_for(signed, new_id()))
@@ -296,7 +297,7 @@ async def send_as(node: Node, signer: Signer, when: datetime) -> str:
 
 async def test_a_node_publishes_its_trust_list_at_start_and_a_stale_copy_never_replaces_a_newer_one(
         node: Node) -> None:
-    nc = await nats.connect(node.nats_url)
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     try:
         js = nc.jetstream()
         last = await fetch_latest(js)
@@ -314,7 +315,8 @@ async def test_a_node_publishes_its_trust_list_at_start_and_a_stale_copy_never_r
 async def test_running_agents_pick_up_a_new_version_and_refuse_forged_or_older_ones(node: Node) -> None:
     assert node.trust is not None
     other_ring = KeyRing()
-    elsewhere = TrustFollower(node.keys.anchor(), other_ring, None, node.nats_url)  # another machine's agent
+    elsewhere = TrustFollower(node.keys.anchor(), other_ring, None, node.nats_url,  # another machine's agent
+                              connect_options=node.credentials("ziran"))
     await elsewhere.start()
     try:
         assert elsewhere.version == 1 and len(other_ring) == len(node.ring)
@@ -327,7 +329,7 @@ async def test_running_agents_pick_up_a_new_version_and_refuse_forged_or_older_o
 
         forged = sign_list(next_version(v2, v2.entries[:1], node.clock.now()),
                            Signer("dashuju", node.keys.anchor().kid, nacl.signing.SigningKey.generate()))
-        nc = await nats.connect(node.nats_url)
+        nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))  # only admin may publish on the subject
         try:
             for bad in (forged, v1):  # a list not signed by the root, and a replayed older version
                 await nc.publish(TRUST_SUBJECT, bad.body, headers={HDR_KEY: bad.root_kid, HDR_SIG: b64(bad.root_sig)})
@@ -450,17 +452,18 @@ def test_the_keys_commands_init_list_rotate_and_revoke_a_data_directory(tmp_path
 
 async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: Path,
                                                                      nats_server: EmbeddedNats) -> None:
-    nc = await nats.connect(nats_server.url)
+    data = tmp_path / "data"  # holds the server's nats-keys: the command publishes as admin
+    nc = await nats.connect(nats_server.url, **credentials_in(data / "nats-keys", ADMIN))
     try:
         await ensure_streams(nc.jetstream())  # `xiezhu provision`
-        env = {"XIEZHU_DATA_DIR": str(tmp_path / "xiezhu"), "XIEZHU_NATS_URL": nats_server.url}
+        env = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": nats_server.url}
         runner = CliRunner()
         assert runner.invoke(keys_app, ["init"], env=env).exit_code == 0
         result = await _in_thread(runner, ["rotate", "shenpi"], env)
         assert result.exit_code == 0, result.output
         assert "trust list version 2 published to" in result.stderr
         last = await fetch_latest(nc.jetstream())
-        assert last is not None and last.body == held(KeyStore(tmp_path / "xiezhu" / "keys")).body
+        assert last is not None and last.body == held(KeyStore(data / "keys")).body
     finally:
         await nc.close()
 

@@ -446,12 +446,15 @@ def provision(
 
     Example: [bold]xiezhu --nats-url nats://nats-1:4222 provision --replicas 3[/]
     """
+    from broker.auth import ADMIN
+    from xiezhu.node import nats_credentials
     from xiezhu.node import provision as do_provision
 
     settings = _settings(ctx)
     if not settings.nats_url:
         raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
-    asyncio.run(do_provision(settings.nats_url, Registry.load().codes(), replicas=replicas))
+    asyncio.run(do_provision(settings.nats_url, Registry.load().codes(), replicas=replicas,
+                             credentials=nats_credentials(settings, ADMIN)))
     err.print("[green]streams and consumers ready[/]")
 
 

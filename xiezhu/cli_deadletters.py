@@ -24,6 +24,7 @@ from rich.console import Console
 from rich.table import Table
 
 from aggregates.store import SHANGHAI
+from broker.auth import ADMIN, credentials_in
 from broker.intake import DeadLetter, header_text
 from broker.server import EmbeddedNats, server_list
 from broker.signing import (
@@ -221,12 +222,14 @@ def _read(settings: Settings, read: Callable[[JetStreamContext], Awaitable[T]]) 
         if not (settings.nats_dir / "jetstream").is_dir():
             raise DeadLettersError(f"no NATS store in {settings.nats_dir}; give --nats-url, "
                                    "or run `xiezhu demo` first")
-        server = EmbeddedNats(settings.nats_dir).start()
+        auth = settings.nats_auth_config  # the embedded server's users, if the node wrote them
+        server = EmbeddedNats(settings.nats_dir, config_file=auth if auth.exists() else None).start()
         url = server.url
 
     async def body() -> T:
         try:
-            nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5)
+            nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5,
+                                    **credentials_in(settings.nats_keys_dir, ADMIN))
         except (OSError, nats.errors.Error) as e:
             raise DeadLettersError(f"cannot reach NATS at {url}: {e or type(e).__name__}") from e
         try:

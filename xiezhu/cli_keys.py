@@ -25,6 +25,7 @@ from agencies.registry import Registry
 from agencies.trust import DEFAULT_OVERLAP, publish_trust_list, state_of
 from aggregates.clock import SystemClock
 from aggregates.workdays import SHANGHAI
+from broker.auth import ADMIN, credentials_in
 from broker.server import server_list
 from broker.signing import b64
 from schemas.errors import XiezhuError
@@ -79,7 +80,8 @@ def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> N
 
     async def send() -> bool:
         nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5,
-                                max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=quiet)
+                                max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=quiet,
+                                **credentials_in(_settings(ctx).nats_keys_dir, ADMIN))  # the provisioner publishes it
         try:
             return await publish_trust_list(nc.jetstream(), signed, keys.anchor())
         finally:

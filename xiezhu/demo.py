@@ -29,6 +29,7 @@ from aggregates.clock import SimulatedClock
 from aggregates.commitment import CommitmentState, latest, pending_items
 from aggregates.store import SHANGHAI
 from aggregates.workdays import WorkingCalendar
+from broker.auth import ADMIN
 from broker.relay import headers_for
 from broker.server import server_list
 from broker.signing import Signer
@@ -323,7 +324,9 @@ class Demo:
 
     async def _hostile(self) -> None:
         """Messages a careless or hostile party might publish; each must be dead-lettered."""
-        nc = await nats.connect(servers=server_list(self.node.nats_url))
+        # As shenpi's NATS user: every hostile message below is on xz.shenpi.* (a forgery, a
+        # replay, a misaddressed or malformed one), which the server lets shenpi publish.
+        nc = await nats.connect(servers=server_list(self.node.nats_url), **self.node.credentials("shenpi"))
         js = nc.jetstream()
         shenpi, gongan = self.node.keys.signer("shenpi"), self.node.keys.signer("gongan")
         st = next(iter(self.node.store("shenpi").cases()))
@@ -407,7 +410,7 @@ async def summarize(node: Node, demo: Demo, wall: float) -> dict[str, Any]:
     rows = node.sla.rows()
     status = Counter(r["status"] for r in rows)
     outcome = Counter(r["outcome"] for r in rows if r["outcome"])
-    nc = await nats.connect(servers=server_list(node.nats_url))
+    nc = await nats.connect(servers=server_list(node.nats_url), **node.credentials(ADMIN))
     dlq = (await nc.jetstream().stream_info(DLQ_STREAM)).state.messages
     await nc.close()
     agent_stats = [a.intake.stats for a in node.agents.values() if a.intake]

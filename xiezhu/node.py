@@ -8,8 +8,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable
+from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from typing import Any
 
 import nats
 
@@ -24,6 +25,15 @@ from aggregates.calendar_store import CalendarStore
 from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import Clock
 from aggregates.store import BureauStore
+from broker.auth import (
+    ADMIN,
+    LEDGER,
+    Identity,
+    credentials_in,
+    generate_identities,
+    load_identity,
+    server_config,
+)
 from broker.relay import Positions
 from broker.server import EmbeddedNats, server_list
 from broker.signing import KeyRing
@@ -56,9 +66,22 @@ def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
                        catalogue or open_catalogue(settings, clock))
 
 
-async def provision(nats_url: str, codes: Iterable[str], *, replicas: int = 1) -> None:
-    """Create the streams and every pre-provisioned durable consumer."""
-    nc = await nats.connect(servers=server_list(nats_url))
+def nats_identity(settings: Settings, name: str) -> Identity | None:
+    """The NATS user ``name`` from the data directory's seeds; None where there are none (no auth)."""
+    if not settings.nats_keys_dir.is_dir():
+        return None
+    return load_identity(settings.nats_keys_dir, name)
+
+
+def nats_credentials(settings: Settings, name: str) -> dict[str, Any]:
+    """``nats.connect`` options for user ``name``: its seed and inbox, or nothing (anonymous)."""
+    return credentials_in(settings.nats_keys_dir, name)
+
+
+async def provision(nats_url: str, codes: Iterable[str], *, replicas: int = 1,
+                    credentials: Mapping[str, Any] | None = None) -> None:
+    """Create the streams and every pre-provisioned durable consumer (as ``admin`` where NATS has users)."""
+    nc = await nats.connect(servers=server_list(nats_url), **(credentials or {}))
     try:
         js = nc.jetstream()
         await ensure_streams(js, replicas=replicas)
@@ -102,6 +125,14 @@ class Node:
         self._projection_task: asyncio.Task[None] | None = None
         self._stopping = False
 
+    def identity(self, name: str) -> Identity | None:
+        """NATS user ``name`` (a bureau code, ``ledger`` or ``admin``), or None where NATS has no users."""
+        return nats_identity(self.settings, name)
+
+    def credentials(self, name: str) -> dict[str, Any]:
+        """``nats.connect`` options to reach this node's NATS as user ``name`` ({}: anonymous)."""
+        return nats_credentials(self.settings, name)
+
     def store(self, code: str) -> BureauStore:
         """The store of ``code`` (opened on first use)."""
         if code not in self.stores:
@@ -111,14 +142,20 @@ class Node:
     async def start(self) -> Node:
         """Start NATS (embedded unless a URL was given), provision, then every service."""
         if not self.settings.nats_url:
-            self.server = EmbeddedNats(self.settings.nats_dir).start()
+            # The embedded server runs with one NKey user per bureau (decision 22): seeds in
+            # nats-keys (0600), public keys and permissions in nats/auth.conf.
+            identities = generate_identities(self.registry.codes(), self.settings.nats_keys_dir)
+            conf = self.settings.nats_auth_config
+            conf.parent.mkdir(parents=True, exist_ok=True)
+            conf.write_text(server_config(identities, jetstream_store_dir=None))
+            self.server = EmbeddedNats(self.settings.nats_dir, config_file=conf).start()
             self.nats_url = self.server.url
-        await provision(self.nats_url, self.registry.codes())
+        await provision(self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN))
         await self._follow_trust()
         for code in self.agent_codes:
             agent = BureauAgent(code, self.store(code), self.ring, Positions(self.settings.relay_path(code)),
                                 verifiers_for(code, self.settings.bureau_data_path(code)), self.clock,
-                                self.nats_url, simulated_arrival=self.simulated)
+                                self.nats_url, simulated_arrival=self.simulated, identity=self.identity(code))
             await agent.start()
             self.agents[code] = agent
         if self.run_ledger:
@@ -131,6 +168,7 @@ class Node:
 
             self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
                                                 simulated_arrival=self.simulated,
+                                                connect_options=self.credentials(LEDGER),
                                                 on_append=self._projection_wake.set, seal=seal)
             await self.ledger_service.start()
         if self.run_projection:
@@ -149,10 +187,13 @@ class Node:
 
     async def _follow_trust(self) -> None:
         """Keep the ring on the newest trust list published; the root's machine publishes its own first."""
+        # Every user may read the list; only the provisioner may publish it, which the root's machine does.
+        root = self.keys.holds_root()
+        reader = ADMIN if root else self.agent_codes[0] if self.agent_codes else LEDGER if self.run_ledger else ADMIN
         self.trust = TrustFollower(self.keys.anchor(), self.ring, self.keys.signed_trust(), self.nats_url,
-                                   persist=self.keys.install)
+                                   persist=self.keys.install, connect_options=self.credentials(reader))
         await self.trust.start()
-        held = self.keys.signed_trust() if self.keys.holds_root() else None
+        held = self.keys.signed_trust() if root else None
         if held is not None:
             try:
                 await self.trust.publish(held)
@@ -195,7 +236,7 @@ class Node:
 
     async def settle(self, *, timeout: float = 120.0, interval: float = 0.05) -> None:
         """Wait until every committed event is relayed, consumed, recorded and projected."""
-        nc = await nats.connect(servers=server_list(self.nats_url))
+        nc = await nats.connect(servers=server_list(self.nats_url), **self.credentials(ADMIN))
         js = nc.jetstream()
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout

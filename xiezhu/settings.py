@@ -112,5 +112,15 @@ class Settings:
         return self.data_dir / "nats"
 
     @property
+    def nats_keys_dir(self) -> Path:
+        """The NATS users' seeds (``<name>.nk``, mode 0600; ``xiezhu nats-config`` or the embedded server)."""
+        return self.data_dir / "nats-keys"
+
+    @property
+    def nats_auth_config(self) -> Path:
+        """The embedded server's generated configuration (JetStream and the NKey users' permissions)."""
+        return self.nats_dir / "auth.conf"
+
+    @property
     def demo_marker(self) -> Path:
         return self.data_dir / ".xiezhu-demo"
