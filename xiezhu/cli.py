@@ -21,7 +21,6 @@ from agencies.registry import JUSTICE, Registry
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
 from aggregates.store import SHANGHAI
-from broker.server import EmbeddedNats
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
 from projections.ledger import Ledger
@@ -397,9 +396,14 @@ def nats_server(
 ) -> None:
     """Run the embedded nats-server (JetStream) on the data directory, in the foreground.
 
+    It runs with the generated authorization (one NKey user per bureau, seeds in
+    <data>/nats-keys), like the server the demo and the agents start themselves.
+
     Example: [bold]xiezhu nats-server --port 4222[/]
     """
-    server = EmbeddedNats(_settings(ctx).nats_dir, port=port, host=host)
+    from xiezhu.node import embedded_server
+
+    server = embedded_server(_settings(ctx), Registry.load(), port=port, host=host)
 
     async def start() -> None:
         server.start()

@@ -48,6 +48,19 @@ from xiezhu.settings import Settings
 log = logging.getLogger(__name__)
 
 
+def embedded_server(settings: Settings, registry: Registry, *, port: int | None = None,
+                    host: str = "127.0.0.1") -> EmbeddedNats:
+    """The embedded nats-server of a data directory, with one NKey user per bureau (decision 22).
+
+    Seeds go to nats-keys (0600); public keys and permissions to nats/auth.conf.
+    """
+    identities = generate_identities(registry.codes(), settings.nats_keys_dir)
+    conf = settings.nats_auth_config
+    conf.parent.mkdir(parents=True, exist_ok=True)
+    conf.write_text(server_config(identities, jetstream_store_dir=None))
+    return EmbeddedNats(settings.nats_dir, config_file=conf, port=port, host=host)
+
+
 def open_catalogue(settings: Settings, clock: Clock) -> CatalogueRegistry:
     """区司法局's catalogues (附件8, 附件9), which every request is checked against."""
     settings.catalogue_path.parent.mkdir(parents=True, exist_ok=True)
@@ -142,13 +155,7 @@ class Node:
     async def start(self) -> Node:
         """Start NATS (embedded unless a URL was given), provision, then every service."""
         if not self.settings.nats_url:
-            # The embedded server runs with one NKey user per bureau (decision 22): seeds in
-            # nats-keys (0600), public keys and permissions in nats/auth.conf.
-            identities = generate_identities(self.registry.codes(), self.settings.nats_keys_dir)
-            conf = self.settings.nats_auth_config
-            conf.parent.mkdir(parents=True, exist_ok=True)
-            conf.write_text(server_config(identities, jetstream_store_dir=None))
-            self.server = EmbeddedNats(self.settings.nats_dir, config_file=conf).start()
+            self.server = embedded_server(self.settings, self.registry).start()
             self.nats_url = self.server.url
         await provision(self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN))
         await self._follow_trust()
