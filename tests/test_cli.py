@@ -238,3 +238,23 @@ async def test_the_demo_runs_its_embedded_server_with_one_nkey_user_per_bureau( 
             await nats.connect(server.url, allow_reconnect=False)
         nc = await nats.connect(server.url, allow_reconnect=False, **credentials_in(settings.nats_keys_dir, ADMIN))
         await nc.close()
+
+
+def test_a_bundle_verifies_against_the_root_signed_trust_list_and_an_edited_list_is_refused(  # type: ignore[no-untyped-def]
+        demo_dir, tmp_path: Path) -> None:
+    data, _ = demo_dir
+    rows = json.loads(run("sla", "--json", data_dir=data).stdout)
+    replied = next(r for r in rows.values() if r["status"] == "replied")
+    run("seal", data_dir=data)
+    bundle = tmp_path / "case.zip"
+    run("replay", replied["number"], "--from", replied["requester"], "--bundle", str(bundle), data_dir=data)
+    keys = data / "keys"
+    ok = run("verify-bundle", str(bundle), "--trust", str(keys / "trust.json"), "--anchor", str(keys / "root.pub"),
+             data_dir=data)
+    assert "OK" in ok.stdout
+    edited = json.loads((keys / "trust.json").read_text())
+    edited["entries"][0]["revoked_reason"] = "edited afterwards"
+    (tmp_path / "trust.json").write_text(json.dumps(edited))
+    bad = run("verify-bundle", str(bundle), "--trust", str(tmp_path / "trust.json"), "--anchor",
+              str(keys / "root.pub"), data_dir=data, check=False)
+    assert bad.returncode == 1 and "the file was edited" in bad.stderr

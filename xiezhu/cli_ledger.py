@@ -143,6 +143,9 @@ def verify_bundle_cmd(
     trust: Annotated[Path | None, typer.Option(
         "--trust", help="A published trust list (trust.json): its keys, validity and revocations are used "
                         "instead of the bundle's own copies.")] = None,
+    anchor: Annotated[Path | None, typer.Option(
+        "--anchor", help="The root authority's public key (keys/root.pub): the --trust list must carry its "
+                         "signature, or nothing is verified.")] = None,
 ) -> None:
     """Check an evidence bundle offline, without the ledger: digests, signatures, leaves, chain, checkpoint.
 
@@ -150,7 +153,9 @@ def verify_bundle_cmd(
 
     Example: [bold]xiezhu verify-bundle 20260007.zip --trust keys/trust.json[/]
     """
-    report = verify_bundle(file, trusted=_trust_entries(trust) if trust else None)
+    if anchor and not trust:
+        raise CliLedgerError("--anchor checks the signature of a --trust list; give both")
+    report = verify_bundle(file, trusted=_trust_entries(trust, anchor) if trust else None)
     if as_json:
         _print_json(report)
     else:
@@ -187,12 +192,17 @@ def seal_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
         sys.stdout.write(f"sealed position {cp.pos}, head {cp.head.hex()}, by {cp.kid} at {cp.sealed_at}\n")
 
 
-def _trust_entries(path: Path) -> list[TrustEntry]:
-    """A trust list file: ``keys/trust.json`` or a bundle's ``keys.json`` (a bare list)."""
+def _trust_entries(path: Path, anchor: Path | None = None) -> list[TrustEntry]:
+    """A trust list file: ``keys/trust.json`` or a bundle's ``keys.json`` (a bare list).
+
+    With ``anchor`` (``keys/root.pub``) the file must be a trust list signed by that root.
+    """
     try:
         data = path.read_bytes()
     except OSError as e:
         raise CliLedgerError(f"cannot read the trust list {path}: {e.strerror or e}") from e
+    if anchor is not None:
+        return _signed_entries(path, data, anchor)
     try:
         return msgspec.json.decode(data, type=TrustList).entries
     except (msgspec.ValidationError, msgspec.DecodeError):
@@ -201,6 +211,22 @@ def _trust_entries(path: Path) -> list[TrustEntry]:
         return msgspec.json.decode(data, type=list[TrustEntry])
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
         raise CliLedgerError(f"{path} is not a trust list: {e}") from e
+
+
+def _signed_entries(path: Path, data: bytes, anchor_path: Path) -> list[TrustEntry]:
+    from agencies.trust import TrustListError, open_signed
+    from schemas.trust import SignedTrustList, TrustAnchor
+
+    try:
+        anchor = msgspec.json.decode(anchor_path.read_bytes(), type=TrustAnchor)
+        signed = msgspec.json.decode(data, type=SignedTrustList)
+        return open_signed(anchor, signed).entries
+    except OSError as e:
+        raise CliLedgerError(f"cannot read the root key {anchor_path}: {e.strerror or e}") from e
+    except (msgspec.ValidationError, msgspec.DecodeError) as e:
+        raise CliLedgerError(f"{path} is not a trust list signed by a root ({e})") from e
+    except TrustListError as e:
+        raise CliLedgerError(f"{path}: {e}") from e
 
 
 def _report_text(r: BundleReport) -> str:
