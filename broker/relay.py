@@ -18,8 +18,15 @@ from nats.js import JetStreamContext
 from broker.signing import b64
 from broker.streams import EVENTS_STREAM
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Signed, decode_envelope, subject_for
+from schemas.errors import XiezhuError
 
 log = logging.getLogger(__name__)
+
+
+class RelayError(XiezhuError):
+    """A batch could not be published; it stays in the outbox and is tried again."""
+
+    code = "relay"
 
 
 class OutboxSource(Protocol):
@@ -63,13 +70,14 @@ class Relay:
     """Publishes one store's outgoing envelopes to JetStream, in order, at least once."""
 
     def __init__(self, name: str, source: OutboxSource, positions: Positions, js: JetStreamContext,
-                 *, batch: int = 256, poll_interval: float = 0.05) -> None:
+                 *, batch: int = 256, poll_interval: float = 0.05, ack_timeout: float = 10.0) -> None:
         self.name = name
         self.source = source
         self.positions = positions
         self.js = js
         self.batch = batch
         self.poll_interval = poll_interval
+        self.ack_timeout = ack_timeout
         self.published = 0
         self.duplicates = 0
         self._wake = asyncio.Event()
@@ -97,7 +105,15 @@ class Relay:
                 env = decode_envelope(signed.body)
                 futures.append(await self.js.publish_async(
                     subject_for(env), signed.body, headers=headers_for(signed, env.id), stream=EVENTS_STREAM))
-            acks = await asyncio.gather(*futures)
+            try:
+                # A publish the server refuses (no permission) or whose ack is lost is never
+                # answered: bound the wait, keep the position, and let run() try again.
+                acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout)
+            except TimeoutError:
+                for f in futures:
+                    f.cancel()
+                raise RelayError(f"relay {self.name}: JetStream did not ack {len(futures)} publishes "
+                                 f"within {self.ack_timeout:.0f}s (refused, or the server is away)") from None
             self.duplicates += sum(1 for a in acks if a.duplicate)
             self.published += len(acks)
             await asyncio.to_thread(self.positions.set, self.name, rows[-1][0])
