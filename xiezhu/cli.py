@@ -29,6 +29,8 @@ from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli_catalogue import app as catalogue_app
+from xiezhu.cli_common import print_json as _print_json
+from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_credit import app as credit_app
 from xiezhu.cli_deadletters import app as dead_letters_app
 from xiezhu.cli_dispute import app as dispute_app
@@ -75,12 +77,8 @@ def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl
     ctx.obj = state
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj.settings  # type: ignore[no-any-return]
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
 def _run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) -> None:

@@ -13,6 +13,7 @@ from aggregates.catalogue import CatalogueRegistry, diff_rows
 from aggregates.clock import SystemClock
 from projections import catalogue_io
 from schemas.errors import XiezhuError
+from xiezhu.cli_common import settings_of
 from xiezhu.settings import Settings
 
 app = typer.Typer(no_args_is_help=True, help="The catalogues of 附件8 (matters) and 附件9 (assistance items).")
@@ -31,12 +32,13 @@ def _kind(kind: str) -> Literal["matters", "assistance"]:
 def _registry(ctx: typer.Context) -> CatalogueRegistry:
     from xiezhu.node import open_catalogue
 
-    settings: Settings = ctx.obj.settings
+    settings: Settings = settings_of(ctx)
     return open_catalogue(settings, SystemClock())
 
 
 def _out() -> Any:
-    from xiezhu.cli import _print_json, out
+    from xiezhu.cli import out
+    from xiezhu.cli_common import print_json as _print_json
 
     return out, _print_json
 

@@ -2,13 +2,11 @@
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -20,6 +18,8 @@ from projections.credit import CreditView, open_view
 from projections.ledger import Ledger
 from schemas.commitment import STANDING_ZH
 from schemas.errors import XiezhuError
+from xiezhu.cli_common import print_json as _print_json
+from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
 
 
@@ -71,12 +71,8 @@ def fresh_view(settings: Settings) -> Iterator[CreditView]:
         ledger.close()
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj.settings  # type: ignore[no-any-return]
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
 def _at(text: str | None) -> datetime | None:

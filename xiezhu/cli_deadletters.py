@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import re
-import sys
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -51,6 +50,8 @@ from schemas.envelope import (
 )
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
+from xiezhu.cli_common import print_json as _print_json
+from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
 
 
@@ -252,12 +253,8 @@ def _read(settings: Settings, read: Callable[[JetStreamContext], Awaitable[T]]) 
 # -- commands -----------------------------------------------------------------------------
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    return ctx.obj.settings  # type: ignore[no-any-return]
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
 def _t(when: datetime | None) -> str:

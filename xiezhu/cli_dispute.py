@@ -26,7 +26,8 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 
 
 def _store(ctx: typer.Context, code: str) -> Any:
-    from xiezhu.cli import _open_store, _settings
+    from xiezhu.cli import _open_store
+    from xiezhu.cli_common import settings_of as _settings
 
     return _open_store(_settings(ctx), code)
 
@@ -54,7 +55,7 @@ def _join_from_ledger(ctx: typer.Context, store: Any, number: str, raiser: str |
     from agencies.keys import KeyStore
     from projections.history import find_cases
     from projections.ledger import Ledger
-    from xiezhu.cli import _settings
+    from xiezhu.cli_common import settings_of as _settings
 
     settings = _settings(ctx)
     if not settings.ledger_path.exists():
@@ -225,7 +226,8 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
 
     Example: [bold]xiezhu dispute list --json[/]
     """
-    from xiezhu.cli import _print_json, _t, out
+    from xiezhu.cli import _t, out
+    from xiezhu.cli_common import print_json as _print_json
 
     rows = list(_store(ctx, JUSTICE).disputes())
     if as_json:
@@ -246,7 +248,9 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
 
     Example: [bold]xiezhu dispute show D20260001 --from nongye[/]
     """
-    from xiezhu.cli import _case_history, _print_json, _settings, _t, out
+    from xiezhu.cli import _case_history, _t, out
+    from xiezhu.cli_common import print_json as _print_json
+    from xiezhu.cli_common import settings_of as _settings
 
     h = _case_history(_settings(ctx), number, raiser)
     if h.kind != "dispute":

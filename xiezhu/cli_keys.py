@@ -9,11 +9,9 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import sys
 from datetime import datetime, timedelta
-from typing import Annotated, Any
+from typing import Annotated
 
-import msgspec
 import nats
 import nats.errors
 import typer
@@ -30,7 +28,8 @@ from broker.server import server_list
 from broker.signing import b64
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList
-from xiezhu.settings import Settings
+from xiezhu.cli_common import print_json as _print_json
+from xiezhu.cli_common import settings_of as _settings
 
 __all__ = ["app"]
 
@@ -48,19 +47,12 @@ class KeysCliError(XiezhuError):
     code = "cli.keys"
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj
-    if obj is not None and hasattr(obj, "settings"):
-        return obj.settings  # type: ignore[no-any-return]
-    return Settings.resolve(None, None)  # run on its own (not under the root ``xiezhu`` app)
 
 
 def _keys(ctx: typer.Context) -> KeyStore:
     return KeyStore(_settings(ctx).keys_dir)
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
 def _t(when: datetime | None) -> str:

@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
@@ -19,7 +19,6 @@ import typer
 from agencies.keys import KeyStore
 from agencies.registry import JUSTICE
 from aggregates.calendar_store import CalendarStore
-from aggregates.workdays import SHANGHAI
 from broker.signing import KeyRing, Signer
 from projections.bundle import BundleReport, verify_bundle, write_bundle
 from projections.history import UnknownCase, find_cases
@@ -27,6 +26,9 @@ from projections.ledger import Ledger
 from projections.replay import render_text, replay
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry, TrustList
+from xiezhu.cli_common import parse_instant
+from xiezhu.cli_common import print_json as _print_json
+from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_sla import resolve_now
 from xiezhu.settings import Settings
 
@@ -45,25 +47,10 @@ class CliLedgerError(XiezhuError):
     code = "cli.ledger"
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj
-    if obj is not None and hasattr(obj, "settings"):
-        return obj.settings  # type: ignore[no-any-return]
-    return Settings.resolve(None, None)  # run on its own (not under the root ``xiezhu`` app)
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
-def _instant(text: str, option: str) -> datetime:
-    """An ISO date or date-time; a naive one is read in Asia/Shanghai."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise CliLedgerError(f"{option} {text!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00",
-                             value=text) from None
-    return value if value.utcoffset() is not None else value.replace(tzinfo=SHANGHAI)
 
 
 @contextlib.contextmanager
@@ -243,3 +230,8 @@ def _report_text(r: BundleReport) -> str:
     lines += [f"warning: {w}" for w in r.warnings]
     lines += [f"failed: {f}" for f in r.failures]
     return "\n".join(lines) + "\n"
+
+
+def _instant(text: str, option: str) -> datetime:
+    """An ISO date or date-time; a naive one is read in Asia/Shanghai."""
+    return parse_instant(text, option, CliLedgerError)

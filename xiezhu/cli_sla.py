@@ -9,13 +9,11 @@ overdue.  The table's title says which instant was used.
 from __future__ import annotations
 
 import contextlib
-import sys
 from collections.abc import Iterator
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Annotated, Any
 
-import msgspec
 import typer
 from rich.console import Console
 from rich.table import Table
@@ -26,6 +24,9 @@ from aggregates.workdays import SHANGHAI, CalendarError, WorkingCalendar
 from projections.ledger import Ledger
 from projections.sla import CLOSED_STATES, OVERDUE, STATES, STATUSES, SlaError, SlaView
 from schemas.errors import XiezhuError
+from xiezhu.cli_common import parse_instant
+from xiezhu.cli_common import print_json as _print_json
+from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
 
 __all__ = ["calendar_app", "open_sla", "print_table", "resolve_now", "sla_app", "sla_table"]
@@ -47,25 +48,10 @@ _STATE_STYLE = {OVERDUE: "bold red", "due-today": "red", "due-soon": "yellow", "
                 "declined-late": "magenta", "in-transit": "dim"}
 
 
-def _settings(ctx: typer.Context) -> Settings:
-    obj = ctx.find_root().obj
-    if obj is not None and hasattr(obj, "settings"):
-        return obj.settings  # type: ignore[no-any-return]
-    return Settings.resolve(None, None)  # run on its own (not under the root ``xiezhu`` app)
 
 
-def _print_json(obj: Any) -> None:
-    sys.stdout.write(msgspec.json.encode(obj).decode() + "\n")
 
 
-def _instant(text: str, option: str) -> datetime:
-    """An ISO date or date-time; a naive one is read in Asia/Shanghai."""
-    try:
-        value = datetime.fromisoformat(text)
-    except ValueError:
-        raise SlaError(f"{option} {text!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00",
-                       value=text) from None
-    return value if value.utcoffset() is not None else value.replace(tzinfo=SHANGHAI)
 
 
 def _day(text: str | None, option: str) -> date | None:
@@ -299,3 +285,8 @@ def calendar_due(
     out.print(f"  deadline ends     {ends.isoformat()}  (24:00 of {last.isoformat()})", highlight=False)
     out.print("  provisional       " + ("yes: counted Monday–Friday, load that year's schedule"
                                       if deadline.provisional else "no"), highlight=False)
+
+
+def _instant(text: str, option: str) -> datetime:
+    """An ISO date or date-time; a naive one is read in Asia/Shanghai."""
+    return parse_instant(text, option, SlaError)
