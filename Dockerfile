@@ -15,12 +15,13 @@ RUN pip install --no-cache-dir . \
     && rm -rf /src/build
 
 # A non-root user owns the data directory. Docker copies this ownership into a named
-# volume the first time it is mounted at /data or /data/keys.
+# volume the first time it is mounted at /data, /data/keys, /data/nats-keys (the NKey
+# seeds) or /data/nats-auth (the generated nats-server authorization, see compose.yaml).
 RUN groupadd --system --gid 10001 xiezhu \
     && useradd --system --uid 10001 --gid xiezhu --create-home --home-dir /home/xiezhu xiezhu \
-    && mkdir -p /data/keys \
+    && mkdir -p /data/keys /data/nats-keys /data/nats-auth \
     && chown -R xiezhu:xiezhu /data \
-    && chmod 700 /data/keys
+    && chmod 700 /data/keys /data/nats-keys
 
 USER xiezhu
 WORKDIR /home/xiezhu

@@ -24,10 +24,11 @@ from broker.auth import Identity, broker_options
 from broker.intake import AlreadyApplied, Delivery, Intake, NotApplicable
 from broker.relay import Positions, Relay
 from broker.server import server_list
-from broker.signing import HandlerFailed, KeyRing
+from broker.signing import HandlerFailed, KeyRing, Opens
 from broker.streams import EVENTS_STREAM, MAX_DELIVER, PULL_TIMEOUT_S, agent_consumer, consumer_config, inbox_filter
 from schemas.assistance import AssistanceReplied, AssistanceRequested
 from schemas.envelope import Envelope, Signed
+from schemas.privacy import mask_text
 
 log = logging.getLogger(__name__)
 
@@ -56,10 +57,13 @@ class BureauAgent:
 
     def __init__(self, code: str, store: BureauStore, ring: KeyRing, positions: Positions,
                  verifiers: Sequence[Verifier], clock: Clock, nats_url: str,
-                 *, simulated_arrival: bool = False, batch_size: int = 1,
+                 *, opener: Opens | None, simulated_arrival: bool = False, batch_size: int = 1,
                  identity: Identity | None = None) -> None:
-        """``identity``: the bureau's NATS user (None: connect anonymously, to a server without users)."""
+        """``opener``: the bureau's X25519 keys, which open what is sealed to it (``None`` accepts only
+        clear envelopes, for tests of the checks before opening); ``identity``: the bureau's NATS
+        user (None: connect anonymously, to a server without users)."""
         self.code = code
+        self.opener = opener
         self.store = store
         self.ring = ring
         self.verifiers = list(verifiers)
@@ -97,7 +101,7 @@ class BureauAgent:
         """Connect, start the relay, answer what the inbox can answer, then consume."""
         await self.broker.connect()
         js = self.broker.connection.jetstream()
-        self.intake = Intake(self.code, self.ring, self._apply, js)
+        self.intake = Intake(self.code, self.ring, self._apply, js, opener=self.opener)
         self.relay = Relay(self.code, self.store, self.positions, js)
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.code}")
         await asyncio.to_thread(self._sweep_inbox)
@@ -117,7 +121,7 @@ class BureauAgent:
             try:
                 await self._on_message(raw)
             except Exception as e:  # transient: the store is busy, NATS is away, an event came early
-                log.warning("%s: will retry %s: %s", self.code, raw.subject, e)
+                log.warning("%s: will retry %s: %s", self.code, raw.subject, mask_text(str(e)))
                 for later in raws[i:]:
                     await later.nak(delay=RETRY_DELAY_S)
                 return

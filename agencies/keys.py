@@ -7,7 +7,12 @@ Layout under ``<data>/keys``:
   after a rotation, so that it signs with the old key until the new list has reached it;
 - ``root.ed25519``: the root authority's seed (区大数据局's machine only, mode 0600);
 - ``root.pub``: the trust anchor, the root's public key, pinned on every machine;
-- ``trust.json``: the trust list as the root signed it (:class:`~schemas.trust.SignedTrustList`).
+- ``retired-root/<kid>.pub``: root keys handed over (decision 25), which verify their handover;
+  on the root's machine also their seeds (never used again) and the handovers they signed;
+- ``trust.json``: the trust list as the root signed it (:class:`~schemas.trust.SignedTrustList`);
+- ``box/<kid>.x25519``: a bureau's X25519 private key of each generation (mode 0600), which
+  opens what was sealed to it.  Unlike retired signing seeds these are never deleted: a case
+  sealed years ago must still open (the 司法局 ledger's replays need 区司法局's, decision 23).
 
 Whatever reads ``trust.json`` here checks the root's signature against ``root.pub``; whatever
 writes it refuses a version that goes backwards or rewrites history (:mod:`agencies.trust`).
@@ -17,15 +22,17 @@ from __future__ import annotations
 import contextlib
 import fcntl
 import os
+import re
 import threading
 from collections.abc import Iterator
 from datetime import datetime, timedelta
 from pathlib import Path
 
 import msgspec
+import nacl.public
 import nacl.signing
 
-from agencies.registry import ROOT_AUTHORITY
+from agencies.registry import JUSTICE, ROOT_AUTHORITY
 from agencies.trust import (
     DEFAULT_OVERLAP,
     TrustListError,
@@ -34,17 +41,22 @@ from agencies.trust import (
     open_signed,
     readable,
     revoked,
+    root_after,
     rotated,
     sign_list,
     state_of,
 )
+from broker.sealing import Opener, SealingError, seal
 from broker.signing import KeyRing, Signer
-from schemas.envelope import Envelope, Signed
+from schemas.dispute import DisputeRaised
+from schemas.envelope import LEDGER, Envelope, Signed
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
 
 #: File stem of the root key and the anchor; no bureau may have this code.
 ROOT = "root"
+#: What a root key id looks like (``dashuju-root-1a2b3c4d5e6f``), before it names a file in ``retired-root/``.
+_ROOT_KID = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 
 
 class KeyStoreError(XiezhuError):
@@ -79,6 +91,7 @@ class KeyStore:
         self.root_key_file = self.dir / f"{ROOT}.ed25519"
         self.anchor_file = self.dir / f"{ROOT}.pub"
         self.retired_dir = self.dir / "retired"
+        self.box_dir = self.dir / "box"
 
     def _key_file(self, code: str) -> Path:
         return self.dir / f"{code}.ed25519"
@@ -100,17 +113,160 @@ class KeyStore:
         return self.root_key_file.exists()
 
     def root_signer(self) -> Signer:
-        """The root authority's signer; only on its machine."""
+        """The root authority's signer, of the key that signs the next version; only on its machine."""
         if not self.holds_root():
             raise KeyStoreError(f"the root key {self.root_key_file} is not on this machine: only the root "
                                 f"authority ({self.authority}) changes the trust list")
-        key = nacl.signing.SigningKey(_read_seed(self.root_key_file))
-        signer = Signer(self.authority, root_kid_for(self.authority, key), key)
+        anchor = self._next_root()
+        return Signer(self.authority, anchor.kid, nacl.signing.SigningKey(self._root_seed(anchor)[1]))
+
+    # -- root handovers (decision 25) ------------------------------------------------------------------------
+
+    @property
+    def retired_root_dir(self) -> Path:
+        """Earlier root keys: ``<kid>.pub``, the anchor that verifies the handover it signed; on the root's
+        machine also ``<kid>.ed25519`` (its seed, kept and never used again) and ``<kid>.handover.json``."""
+        return self.dir / "retired-root"
+
+    def anchors(self) -> dict[str, TrustAnchor]:
+        """Every root key known here by key id: the pinned one first, then the retired ones."""
         anchor = self.anchor()
-        if (anchor.kid, anchor.public_key) != (signer.kid, signer.public_key):
-            raise KeyStoreError(f"{self.root_key_file} is not the root key pinned in {self.anchor_file} "
-                                f"({anchor.kid})")
-        return signer
+        out = {anchor.kid: anchor}
+        if self.retired_root_dir.is_dir():
+            for path in sorted(self.retired_root_dir.glob("*.pub")):
+                retired = self._retired_anchor(path.name.removesuffix(".pub"))
+                if retired is not None:
+                    out.setdefault(retired.kid, retired)
+        return out
+
+    def handovers(self) -> list[SignedTrustList]:
+        """The handovers this machine signed, oldest first: published before any later version.
+
+        Each is checked against the retired root key that signed it; one whose successor was
+        never pinned here (a rotation that did not finish) is left out.
+        """
+        if not self.retired_root_dir.is_dir():
+            return []
+        known = self.anchors()
+        out: list[SignedTrustList] = []
+        for path in self.retired_root_dir.glob("*.handover.json"):
+            try:
+                signed = msgspec.json.decode(path.read_bytes(), type=SignedTrustList)
+            except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
+                raise KeyStoreError(f"root handover {path} is unreadable: {e}") from e
+            signer = known.get(signed.root_kid)
+            if signer is None or signed.next_root is None or signed.next_root.kid not in known:
+                continue
+            try:
+                open_signed(signer, signed)
+            except TrustListError as e:
+                raise KeyStoreError(f"root handover {path} is refused: {e}") from e
+            out.append(signed)
+        return sorted(out, key=lambda v: v.version)
+
+    def rotate_root(self, *, now: datetime) -> list[SignedTrustList]:
+        """Hand the root over to a new key: the handover, and the first version the new key signs.
+
+        The current root signs a version that names the new key (``next_root``); every holder
+        of that version pins the new key from then on and refuses what the old one signs.  The
+        new key then signs the same entries again, so that a machine that pins only the new
+        key finds a last version it can check.  The old seed and anchor move to
+        ``retired-root/`` (the seed is never used again), ``root.pub`` is replaced atomically.
+        Publish both, in this order (``xiezhu keys rotate-root`` does).
+        """
+        with self._locked():
+            held = self._require_held()
+            old = self.root_signer()
+            old_anchor = self._next_root()
+            old_seed = self._root_seed(old_anchor)[1]
+            key = nacl.signing.SigningKey.generate()
+            new = Signer(self.authority, root_kid_for(self.authority, key), key)
+            successor = TrustAnchor(authority=self.authority, kid=new.kid, public_key=new.public_key)
+            handover = sign_list(msgspec.structs.replace(next_version(held, held.entries, now), next_root=successor),
+                                 old)
+            first = sign_list(next_version(handover, handover.entries, now), new)
+            # In this order, each step leaves a directory that checks and signs (root_signer finds
+            # the seed of whichever key signs next): the old key retired, the new seed in place,
+            # the handover, root.pub, and the new key's first version.
+            self._retire_anchor(old_anchor)
+            _write_private(self._retired_root_file(old.kid, ".ed25519"), old_seed)
+            _replace(self._retired_root_file(old.kid, ".handover.json"),
+                     msgspec.json.format(msgspec.json.encode(handover)) + b"\n", 0o644)
+            _replace(self.root_key_file, bytes(key), 0o600)
+            self._write_trust(handover)
+            self._write_anchor(successor)
+            self._write_trust(first)
+            return [handover, first]
+
+    def _next_root(self) -> TrustAnchor:
+        """The root key that signs the next version: ``root.pub``, or the successor a handover on disk names.
+
+        The second case is a handover whose ``root.pub`` was not yet replaced when the process
+        stopped; it is finished here.
+        """
+        anchor = self.anchor()
+        data = self._trust_bytes()
+        signed = self._decode_trust(data) if data is not None else None
+        if signed is None or signed.next_root is None or not signed.root_sig or signed.root_kid != anchor.kid:
+            return anchor
+        try:
+            open_signed(anchor, signed)
+        except TrustListError as e:
+            raise KeyStoreError(f"trust list {self.trust_file} is refused: {e}") from e
+        self._retire_anchor(anchor)
+        self._write_anchor(signed.next_root)
+        return signed.next_root
+
+    def _root_seed(self, anchor: TrustAnchor) -> tuple[Path, bytes]:
+        """The seed of root key ``anchor``: ``root.ed25519``, or a retired one (a rotation that did not finish)."""
+        retired = [self._retired_root_file(anchor.kid, ".ed25519")] if _ROOT_KID.match(anchor.kid) else []
+        for path in (self.root_key_file, *retired):
+            if not path.exists():
+                continue
+            seed = _read_seed(path)
+            key = nacl.signing.SigningKey(seed)
+            if (anchor.kid, anchor.public_key) == (root_kid_for(self.authority, key), bytes(key.verify_key)):
+                return path, seed
+        raise KeyStoreError(f"{self.root_key_file} is not the root key pinned in {self.anchor_file} ({anchor.kid})")
+
+    def _retired_root_file(self, kid: str, suffix: str) -> Path:
+        """``retired-root/<kid><suffix>``; a key id that cannot name a file is refused."""
+        if not _ROOT_KID.match(kid):
+            raise KeyStoreError(f"root key id {kid!r} cannot name a file")
+        return self.retired_root_dir / f"{kid}{suffix}"
+
+    def _retired_anchor(self, kid: str) -> TrustAnchor | None:
+        """The retired root key ``kid`` (its anchor under ``retired-root/``), if this machine kept it."""
+        if not _ROOT_KID.match(kid):
+            return None
+        path = self._retired_root_file(kid, ".pub")
+        if not path.exists():
+            return None
+        try:
+            anchor = msgspec.json.decode(path.read_bytes(), type=TrustAnchor)
+        except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
+            raise KeyStoreError(f"retired trust anchor {path} is unreadable: {e}") from e
+        return anchor if anchor.kid == kid else None
+
+    def _retire_anchor(self, anchor: TrustAnchor) -> None:
+        """Keep ``anchor`` under ``retired-root/``: it verifies the handover it signed."""
+        path = self._retired_root_file(anchor.kid, ".pub")
+        if self._retired_anchor(anchor.kid) == anchor:
+            return
+        self.retired_root_dir.mkdir(mode=0o700, exist_ok=True)
+        _replace(path, msgspec.json.format(msgspec.json.encode(anchor)) + b"\n", 0o644)
+
+    def _signed_by(self, signed: SignedTrustList) -> TrustAnchor:
+        """The root key that must have signed ``signed``: the pinned one, or for the handover to it, its predecessor."""
+        anchor = self.anchor()
+        nxt = signed.next_root
+        if signed.root_kid == anchor.kid or nxt is None or (nxt.kid, nxt.public_key) != (anchor.kid, anchor.public_key):
+            return anchor  # open_signed says whether it did
+        retired = self._retired_anchor(signed.root_kid)
+        if retired is None:
+            raise KeyStoreError(f"trust list {self.trust_file} hands the root over to {anchor.kid}, but the root key "
+                                f"{signed.root_kid} that signed it is not in {self.retired_root_dir}")
+        return retired
 
     # -- the trust list --------------------------------------------------------------------------------------
 
@@ -124,7 +280,7 @@ class KeyStore:
             raise KeyStoreError(f"trust list {self.trust_file} is not signed by the root authority; run "
                                 "`xiezhu keys init` on the root's machine to sign it")
         try:
-            open_signed(self.anchor(), signed)
+            open_signed(self._signed_by(signed), signed)
         except TrustListError as e:
             raise KeyStoreError(f"trust list {self.trust_file} is refused: {e}") from e
         return signed
@@ -143,17 +299,39 @@ class KeyStore:
     def install(self, signed: SignedTrustList) -> bool:
         """Keep a version received from the root authority; ``False`` if it is the one held.
 
-        Raises :class:`~agencies.trust.TrustListError` if it is not the root's, is older than
-        the list on disk, or rewrites history.
+        It must be signed by the root key that signs the next version: the pinned one, or the
+        successor a held handover names.  A handover (decision 25) moves the pinned anchor to
+        ``retired-root/`` and replaces ``root.pub`` with the successor, atomically.  Raises
+        :class:`~agencies.trust.TrustListError` if it is not the root's, is older than the
+        list on disk, or rewrites history.
         """
-        open_signed(self.anchor(), signed)
         with self._locked():
-            if not follows(self.signed_trust(), signed, signed.body):
+            held = self.signed_trust()
+            if held is not None and signed.body == held.body:
                 return False
+            signer = root_after(self.anchor(), held)
+            open_signed(signer, signed)
+            if not follows(held, signed, signed.body):
+                return False
+            if signed.next_root is not None:
+                self._retire_anchor(signer)  # first: it verifies the handover once root.pub names the successor
             self._write_trust(signed)
+            after = root_after(signer, signed)
+            if after != self.anchor():
+                self._write_anchor(after)
             return True
 
     def ensure(self, codes: list[str], *, valid_from: datetime) -> None:
+        """List a key for each bureau not listed yet (:meth:`_list_keys`), and make each bureau's store key.
+
+        The store keys are made here too, so that a deployment's keys directory is complete
+        before it is mounted read-only on the bureaus' machines.
+        """
+        self._list_keys(codes, valid_from=valid_from)
+        for code in codes:
+            self.store_key(code)
+
+    def _list_keys(self, codes: list[str], *, valid_from: datetime) -> None:
         """List a key for each bureau not listed yet, and sign the list with the root key.
 
         A bureau's existing key file is listed as it is; otherwise a key is made.  The first
@@ -167,7 +345,8 @@ class KeyStore:
         with self._locked():
             root = self._ensure_root()
             held, trust = self._held_or_legacy()
-            entries = list(trust.entries) if trust else []
+            # Keys listed before box keys existed get one where their seed is (only the root can list it).
+            entries = [self._with_box(e) if root else e for e in trust.entries] if trust else []
             known = {e.bureau for e in entries}
             for code in codes:
                 if code in known:
@@ -179,9 +358,9 @@ class KeyStore:
                     _write_private(self._key_file(code), bytes(key))
                     signer = Signer(code, kid_for(code, key), key)
                 entries.append(TrustEntry(kid=signer.kid, bureau=code, public_key=signer.public_key,
-                                          valid_from=valid_from))
+                                          valid_from=valid_from, box_key=self._new_box(signer.kid)))
                 known.add(code)
-            if held is not None and len(entries) == len(held.entries):
+            if held is not None and entries == list(held.entries):
                 return
             if root is None:
                 raise KeyStoreError(f"cannot list new keys: the root key {self.root_key_file} is not on this "
@@ -192,12 +371,13 @@ class KeyStore:
             self._write_trust(sign_list(new, root))
 
     def rotate(self, code: str, *, now: datetime, overlap: timedelta = DEFAULT_OVERLAP,
-               public_key: bytes | None = None) -> SignedTrustList:
+               public_key: bytes | None = None, box_key: bytes | None = None) -> SignedTrustList:
         """A new key for ``code``, valid from ``now``; its current keys stay valid ``overlap`` longer.
 
-        Without ``public_key`` the new seed is made here and replaces ``<code>.ed25519`` (the
-        old one is kept under ``retired/`` while it is valid).  With it, the bureau made its
-        key on its own machine and only the public half is listed.
+        Without ``public_key`` the new seed and a new X25519 box key are made here; the seed
+        replaces ``<code>.ed25519`` (the old one is kept under ``retired/`` while it is valid).
+        With it, the bureau made its keys on its own machine and only the public halves
+        (``public_key`` and ``box_key``) are listed.
         """
         with self._locked():
             held = self._require_held()
@@ -209,8 +389,15 @@ class KeyStore:
             except (ValueError, TypeError) as e:
                 raise KeyStoreError("the new public key is not a 32-byte Ed25519 key") from e
             kid = f"{code}-{pub.hex()[:12]}"
-            entries = rotated(held.entries, TrustEntry(kid=kid, bureau=code, public_key=pub, valid_from=now),
-                              overlap=overlap)
+            if key is not None:
+                box = self._new_box(kid)
+            elif box_key is None or len(box_key) != 32:
+                raise KeyStoreError("a key made elsewhere needs its 32-byte X25519 box key too, or nothing "
+                                    "could be sealed to the bureau")
+            else:
+                box = box_key
+            entries = rotated(held.entries, TrustEntry(kid=kid, bureau=code, public_key=pub, valid_from=now,
+                                                       box_key=box), overlap=overlap)
             signed = sign_list(next_version(held, entries, now), root)
             if key is not None:
                 self._retire_current(code)
@@ -251,9 +438,125 @@ class KeyStore:
                 out.append(Signer(code, path.stem, key))
         return out
 
+    # -- box keys (X25519): what was sealed to a bureau opens with these -------------------------------------
+
+    def _box_file(self, kid: str) -> Path:
+        return self.box_dir / f"{kid}.x25519"
+
+    def _new_box(self, kid: str) -> bytes:
+        """The public half of ``kid``'s box key, made now if this machine has none."""
+        path = self._box_file(kid)
+        if not path.exists():
+            self.box_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _write_private(path, bytes(nacl.public.PrivateKey.generate()))
+        return bytes(nacl.public.PrivateKey(_read_seed(path)).public_key)
+
+    def _with_box(self, entry: TrustEntry) -> TrustEntry:
+        """A listed key from before box keys, given one if its signing seed is on this machine."""
+        if entry.box_key or entry.revoked_at is not None:
+            return entry
+        held = {s.kid for s in self.signers(entry.bureau)} if self._key_file(entry.bureau).exists() else set()
+        if entry.kid not in held:
+            return entry
+        return msgspec.structs.replace(entry, box_key=self._new_box(entry.kid))
+
+    def opener(self, code: str) -> Opener:
+        """Every box key of ``code`` held here, which open what was sealed to it (the ledger: 区司法局's).
+
+        It reads the directory again when a payload is sealed to a key it does not hold yet, so a
+        rotation made on this machine opens without a restart.
+        """
+        keys = self._box_keys(code)
+        if not keys:
+            raise KeyStoreError(f"no box key of {code} in {self.box_dir}: this machine cannot open what was "
+                                f"sealed to {code}")
+        return Opener(code, keys, reload=lambda: self._box_keys(code))
+
+    def _box_keys(self, code: str) -> dict[str, bytes]:
+        if not self.box_dir.is_dir():
+            return {}
+        pattern = re.compile(rf"^{re.escape(code)}-[0-9a-f]{{12}}$")
+        return {p.stem: _read_seed(p) for p in sorted(self.box_dir.glob(f"{code}-*.x25519")) if pattern.match(p.stem)}
+
+    def ledger_opener(self) -> Opener | None:
+        """区司法局's box keys, which open every case on the ledger; ``None`` on a machine without them."""
+        try:
+            return self.opener(JUSTICE)
+        except KeyStoreError:
+            return None
+
     def bureau_signer(self, code: str, ring: KeyRing | None = None) -> BureauSigner:
         """Signs as ``code`` with its newest key that ``ring`` (default: the list on disk) holds valid."""
         return BureauSigner(self, code, ring if ring is not None else self.ring())
+
+    # -- store keys: a bureau's own store is encrypted at rest with its store key (decision 24) --------------
+
+    def store_key(self, code: str) -> bytes:
+        """The 32-byte key ``code``'s own store is encrypted with (``<code>.store-key``, mode 0600).
+
+        The first call makes it.  Unlike a signing key it is never rotated or retired: every event
+        of the store was written with it, so it must stay as long as the store does, and losing it
+        loses the store.  A key file readable by others is refused.
+        """
+        path = self.dir / f"{code}.store-key"
+        if not path.exists():
+            try:
+                with self._locked():
+                    if not path.exists():  # another process may have made it meanwhile: never replace one
+                        path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # a stale one keeps its mode
+                        _replace(path, os.urandom(32), 0o600)
+            except OSError as e:
+                raise KeyStoreError(f"cannot create the store key {path}: {e}") from e
+        try:
+            st = path.stat()
+            if st.st_mode & 0o077:
+                raise KeyStoreError(f"{path} is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it")
+            key = path.read_bytes()
+        except OSError as e:
+            raise KeyStoreError(f"cannot read the store key {path}: {e}") from e
+        if len(key) != 32:
+            raise KeyStoreError(f"{path} is not a 32-byte store key; restore it from a backup: {code}'s store "
+                                f"cannot be read without it")
+        return key
+
+    # -- one machine's share ------------------------------------------------------------------------------------
+
+    def export(self, codes: list[str], dest: Path) -> list[Path]:
+        """Write into ``dest`` the keys directory of a machine that runs ``codes``, and nothing more.
+
+        Each bureau's signing seeds (current and retired), its box keys and its store key, plus
+        the public trust anchor, the trust list and handed-over root anchors.  Never the root
+        key nor another bureau's private key: a bureau's machine can read only its own mail.
+        """
+        held = self._require_held()
+        listed = {e.bureau for e in held.entries}
+        for code in codes:
+            if code == ROOT or code not in listed:
+                raise KeyStoreError(f"{code!r} is not a bureau in the trust list of {self.dir}")
+            self.signer(code)  # its seed is here (a key made elsewhere cannot be exported from here)
+        out = KeyStore(dest, authority=self.authority)
+        written: list[Path] = []
+
+        def put(src: Path, rel: str, mode: int) -> None:
+            target = out.dir / rel
+            target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
+            _replace(target, src.read_bytes(), mode)
+            written.append(target)
+
+        for code in codes:
+            self.store_key(code)  # made now if it was not yet
+            put(self._key_file(code), self._key_file(code).name, 0o600)
+            put(self.dir / f"{code}.store-key", f"{code}.store-key", 0o600)
+            for signer in self.signers(code)[1:]:
+                put(self.retired_dir / f"{signer.kid}.ed25519", f"retired/{signer.kid}.ed25519", 0o600)
+            for kid in self._box_keys(code):
+                put(self._box_file(kid), f"box/{kid}.x25519", 0o600)
+        if self.retired_root_dir.is_dir():
+            for path in sorted(self.retired_root_dir.glob("*.pub")):
+                put(path, f"retired-root/{path.name}", 0o644)
+        put(self.anchor_file, self.anchor_file.name, 0o644)
+        put(self.trust_file, self.trust_file.name, 0o644)
+        return written
 
     # -- files -----------------------------------------------------------------------------------------------
 
@@ -376,8 +679,34 @@ class BureauSigner:
         return newest  # not in the ring yet (or not yet valid): the receiver judges it
 
     def sign(self, env: Envelope) -> Signed:
-        """Sign an envelope with the key valid at its time."""
-        return self.current(env.time).sign(env)
+        """Seal the payload to its readers, then sign the sealed bytes with the key valid at its time.
+
+        The readers are the sender itself, the recipient bureau and 区司法局 (whose ledger
+        replays every case), each with every key the trust list holds valid for it now.  A
+        dispute's raise is also sealed to the other party, who takes it up from the ledger
+        (decision 20).
+        """
+        signer = self.current(env.time)
+        if env.sender != self.code:
+            return signer.sign(env)  # refused there: a bureau signs only as itself
+        parties = [env.sender, env.recipient, JUSTICE]
+        if isinstance(env.payload, DisputeRaised):
+            parties.append(env.payload.other_party)
+        readers: list[tuple[str, bytes]] = []
+        for party in dict.fromkeys(parties):
+            if party == LEDGER:
+                continue
+            found = self.ring.readers(party, env.time)
+            if not found:
+                listed = [e for e in self.ring.entries() if e.bureau == party and e.box_key]
+                if listed:
+                    raise SealingError(f"{party} has no valid key to seal to (revoked or expired): nothing can be "
+                                       f"sent to it until its new key is listed (`xiezhu keys rotate {party}`)")
+                raise SealingError(f"{party} has no box key in the trust list: nothing can be sealed to it; "
+                                   f"run `xiezhu keys init` (or rotate {party}'s key) on the root's machine")
+            readers += found
+        body = seal(env, readers)
+        return Signed(body=body, kid=signer.kid, sig=signer.sign_bytes(body))
 
     def _load(self) -> list[Signer]:
         # Re-read the seeds only when a rotation changed them.

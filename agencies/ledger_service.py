@@ -21,7 +21,7 @@ from agencies.agent import delivery_of
 from aggregates.clock import Clock
 from broker.intake import DeadLetters, IntakeStats, check
 from broker.server import server_list
-from broker.signing import HandlerFailed, KeyRing, Rejected
+from broker.signing import HandlerFailed, KeyRing, Opens, Rejected
 from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, PULL_TIMEOUT_S, consumer_config
 from projections.ledger import Ledger
 from schemas.envelope import Envelope, Signed
@@ -34,12 +34,15 @@ class LedgerService:
     """Pulls from the ``ledger`` consumer and appends verified events to the ledger."""
 
     def __init__(self, ledger: Ledger, ring: KeyRing, clock: Clock, nats_url: str, *,
-                 batch: int = 256, simulated_arrival: bool = False,
+                 opener: Opens | None, batch: int = 256, simulated_arrival: bool = False,
                  on_append: Callable[[], None] | None = None,
                  seal: Callable[[bytes], tuple[str, bytes]] | None = None, seal_every: int = 1000,
                  connect_options: Mapping[str, Any] | None = None) -> None:
-        """``connect_options`` go to ``nats.connect``: the ``ledger`` user's seed and inbox (none: anonymous)."""
+        """``opener``: 区司法局's X25519 keys.  The ledger refuses what it could not replay: a clear
+        envelope, or one not sealed to 区司法局 (decision 23).  ``connect_options`` go to
+        ``nats.connect``: the ``ledger`` user's seed and inbox (none: anonymous)."""
         self.ledger = ledger
+        self.opener = opener
         self.ring = ring
         self.clock = clock
         self.nats_url = nats_url
@@ -85,7 +88,7 @@ class LedgerService:
         for m in msgs:
             d = delivery_of(m)
             try:
-                signed, env = check(d, self.ring, None)
+                signed, env = check(d, self.ring, None, self.opener)
                 arrived = self.clock.now() if self.simulated_arrival else d.timestamp
                 self.ring.check_received(signed.kid, arrived)  # as the agents do: a backdated envelope
                 self.stats.signatures_verified += 1

@@ -11,6 +11,10 @@ it was at the event's time, under whichever later version it holds.
 Versions are published to ``xztrust.list`` (stream ``XZ_TRUST``).  A :class:`TrustFollower`
 takes the last one by direct get at start, then every new one as it is published (and looks
 again every ``poll_interval`` and after a reconnect), and replaces its key ring in place.
+
+The root key itself is replaced by a handover (decision 25): the current root signs a version
+that names its successor (``next_root``), and from then on only the successor's signature
+counts.
 """
 from __future__ import annotations
 
@@ -66,18 +70,21 @@ def digest(body: bytes) -> str:
 def readable(signed: SignedTrustList) -> TrustList:
     """The list a signed file shows in its readable fields."""
     return TrustList(version=signed.version, issued_at=signed.issued_at, entries=list(signed.entries),
-                     previous=signed.previous)
+                     previous=signed.previous, next_root=signed.next_root)
 
 
 def signed_form(trust: TrustList, body: bytes, root_kid: str, root_sig: bytes) -> SignedTrustList:
     """The on-disk form of a version: its readable fields and the exact bytes that were signed."""
     return SignedTrustList(version=trust.version, issued_at=trust.issued_at, entries=list(trust.entries),
-                           previous=trust.previous, body=body, root_kid=root_kid, root_sig=root_sig)
+                           previous=trust.previous, next_root=trust.next_root, body=body, root_kid=root_kid,
+                           root_sig=root_sig)
 
 
 def sign_list(trust: TrustList, root: Signer) -> SignedTrustList:
     """Encode ``trust`` once and sign those bytes with the root key."""
     check_list(trust)
+    if trust.next_root is not None and trust.next_root.kid == root.kid:
+        raise TrustListError(f"trust list version {trust.version} hands the root over to the key that signs it")
     body = msgspec.json.encode(trust)
     return signed_form(trust, body, root.kid, root.sign_bytes(body))
 
@@ -104,7 +111,21 @@ def open_list(anchor: TrustAnchor, body: bytes, kid: str, sig: bytes) -> TrustLi
     except (msgspec.DecodeError, msgspec.ValidationError) as e:
         raise TrustListError(f"the signed trust list is not a trust list: {e}") from e
     check_list(trust)
+    nxt = trust.next_root
+    if nxt is not None and (not nxt.kid or nxt.kid == anchor.kid or nxt.public_key == anchor.public_key
+                            or nxt.authority != anchor.authority or len(nxt.public_key) != 32):
+        raise TrustListError(f"trust list version {trust.version} names a successor root key that is no new "
+                             f"32-byte Ed25519 key of {anchor.authority}", version=trust.version)
     return trust
+
+
+def root_after(anchor: TrustAnchor, trust: TrustList | None) -> TrustAnchor:
+    """The root key that signs the version after ``trust``: the successor a handover names, else ``anchor``.
+
+    ``anchor`` is the key that signed ``trust``.  After a handover (decision 25) the old root
+    signs nothing more that anyone holding the handover accepts.
+    """
+    return trust.next_root if trust is not None and trust.next_root is not None else anchor
 
 
 def open_signed(anchor: TrustAnchor, signed: SignedTrustList) -> TrustList:
@@ -127,6 +148,8 @@ def check_list(trust: TrustList) -> None:
         seen.add(e.kid)
         if len(e.public_key) != 32:
             raise TrustListError(f"key {e.kid} is not a 32-byte Ed25519 public key", kid=e.kid)
+        if e.box_key and len(e.box_key) != 32:
+            raise TrustListError(f"key {e.kid} has a box key that is not a 32-byte X25519 public key", kid=e.kid)
         if e.valid_to is not None and e.valid_to <= e.valid_from:
             raise TrustListError(f"key {e.kid} would expire ({e.valid_to.isoformat()}) before it starts "
                                  f"({e.valid_from.isoformat()})", kid=e.kid)
@@ -165,6 +188,8 @@ def _keeps_history(held: TrustList, new: TrustList) -> None:
                                  "still verifies", kid=old.kid)
         if (e.bureau, e.public_key, e.valid_from) != (old.bureau, old.public_key, old.valid_from):
             raise TrustListError(f"{where} changes the owner, public key or start of key {old.kid}", kid=old.kid)
+        if old.box_key and e.box_key != old.box_key:
+            raise TrustListError(f"{where} changes the box key of key {old.kid}", kid=old.kid)
         if old.revoked_at is not None and e.revoked_at != old.revoked_at:
             raise TrustListError(f"{where} lifts or moves the revocation of key {old.kid}", kid=old.kid)
         if old.valid_to is not None and (e.valid_to is None or e.valid_to > old.valid_to):
@@ -248,18 +273,38 @@ async def fetch_latest(js: JetStreamContext) -> Published | None:
     return Published(seq=m.seq or 0, body=m.data or b"", kid=headers.get(HDR_KEY, ""), sig=sig)
 
 
-async def publish_trust_list(js: JetStreamContext, signed: SignedTrustList, anchor: TrustAnchor) -> bool:
+#: The root keys a publisher knows: one anchor, or several by key id (the pinned one first, then
+#: retired ones, whose handovers the root's machine still publishes).
+Anchors = TrustAnchor | Mapping[str, TrustAnchor]
+
+
+def _by_kid(anchors: Anchors) -> dict[str, TrustAnchor]:
+    return {anchors.kid: anchors} if isinstance(anchors, TrustAnchor) else dict(anchors)
+
+
+def _open_known(anchors: Mapping[str, TrustAnchor], body: bytes, kid: str, sig: bytes) -> TrustList:
+    """``open_list`` with the known root key of that id (else the first one, which then refuses it)."""
+    anchor = anchors.get(kid) or next(iter(anchors.values()))
+    return open_list(anchor, body, kid, sig)
+
+
+async def publish_trust_list(js: JetStreamContext, signed: SignedTrustList, anchor: Anchors) -> bool:
     """Publish a version unless JetStream has it already; ``False`` if it had.
 
-    Raises :class:`TrustListError` if JetStream holds a newer or a different list of the same
+    ``anchor`` is the root key that signed it, or the known root keys by id.  Raises
+    :class:`TrustListError` if JetStream holds a newer or a different list of the same
     version (this data directory is behind: take the newer one first), or if another version
     was published meanwhile.
     """
-    open_signed(anchor, signed)
+    known = _by_kid(anchor)
+    trust = _open_known(known, signed.body, signed.root_kid, signed.root_sig)
+    if readable(signed) != trust:
+        raise TrustListError(f"the readable part of trust list version {signed.version} differs from what the "
+                             "root signed: the file was edited")
     last = await fetch_latest(js)
     if last is not None:
         try:
-            there = open_list(anchor, last.body, last.kid, last.sig)
+            there = _open_known(known, last.body, last.kid, last.sig)
         except TrustListError as e:  # not the root's: whatever it is, a valid version goes on top
             log.warning("the last message on %s is not a trust list signed by the root: %s", TRUST_SUBJECT, e)
         else:
@@ -280,6 +325,28 @@ async def publish_trust_list(js: JetStreamContext, signed: SignedTrustList, anch
     return True
 
 
+async def publish_versions(js: JetStreamContext, versions: Iterable[SignedTrustList], anchors: Anchors) -> int:
+    """Publish ``versions`` oldest first, except those older than the last one NATS holds; how many were sent.
+
+    The root's machine publishes the handovers it made before the version it holds: a
+    follower that pins an earlier root reaches the later ones only through them.  The newest
+    of ``versions`` is always offered, so a data directory that is behind is still an error.
+    """
+    known = _by_kid(anchors)
+    ordered = sorted(versions, key=lambda v: v.version)
+    last = await fetch_latest(js)
+    there = 0
+    if last is not None:
+        with contextlib.suppress(TrustListError):
+            there = _open_known(known, last.body, last.kid, last.sig).version
+    sent = 0
+    for i, version in enumerate(ordered):
+        if version.version < there and i < len(ordered) - 1:
+            continue
+        sent += await publish_trust_list(js, version, known)
+    return sent
+
+
 class TrustFollower:
     """Keeps a key ring on the newest trust list the root authority has published.
 
@@ -287,13 +354,20 @@ class TrustFollower:
     the read commands on this machine see it too; a failure there is logged, not fatal.
     ``connect_options`` go to ``nats.connect`` (credentials and inbox prefix, where NATS
     enforces permissions: reading the list needs only a subscription to ``xztrust.list``
-    and the direct get of its last message).
+    and direct gets on ``XZ_TRUST``).
+
+    It follows a root handover (decision 25): once it has applied a version that names a
+    successor root key, it accepts only versions that key signs.  A follower that missed
+    the handover (it was away, or started later) sees a last version signed by a key it
+    does not pin; it then walks ``XZ_TRUST`` from the start and offers each version newer
+    than the one it holds, in the order they were published, so the handover comes first.
     """
 
     def __init__(self, anchor: TrustAnchor, ring: KeyRing, held: SignedTrustList | None, nats_url: str, *,
                  persist: Callable[[SignedTrustList], object] | None = None, poll_interval: float = 30.0,
                  connect_options: Mapping[str, Any] | None = None) -> None:
-        self.anchor = anchor
+        #: The root key that must sign the next version: ``anchor``, or the successor ``held`` names.
+        self.anchor = root_after(anchor, held)
         self.ring = ring
         self.held = held
         self.nats_url = nats_url
@@ -303,11 +377,15 @@ class TrustFollower:
         #: Versions applied, and versions refused, since start.
         self.applied = 0
         self.refused = 0
+        #: Digests of the handovers applied here: one that comes again after its successor's first
+        #: version (our own publish coming back) is no news, though the old root signed it.
+        self._handovers: set[str] = set()
         self._nc: Client | None = None
         self._js: JetStreamContext | None = None
         self._lock = asyncio.Lock()
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
+        self._stopping = False
 
     @property
     def version(self) -> int:
@@ -325,6 +403,10 @@ class TrustFollower:
 
     async def stop(self) -> None:
         """Stop looking and disconnect."""
+        # The flag too: Python 3.11's wait_for can swallow a cancellation that coincides with the
+        # wake-up it waits for (a version arriving as we stop), and the loop would go on for good.
+        self._stopping = True
+        self._wake.set()
         if self._task:
             self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
@@ -332,26 +414,75 @@ class TrustFollower:
         if self._nc:
             await self._nc.close()
 
-    async def publish(self, signed: SignedTrustList) -> bool:
-        """Publish a version (the root's machine does, at start) and apply it here."""
+    async def publish(self, *versions: SignedTrustList, anchors: Anchors | None = None) -> bool:
+        """Publish versions and apply them here; the root's machine does at start.
+
+        It publishes its handovers, then the version it holds (:func:`publish_versions`);
+        ``anchors`` are the root keys that signed them (default: the one this follower pins).
+        """
         assert self._js is not None, "start() first"
-        sent = await publish_trust_list(self._js, signed, self.anchor)
-        await self._take(signed.body, signed.root_kid, signed.root_sig)
-        return sent
+        sent = await publish_versions(self._js, versions, anchors if anchors is not None else self.anchor)
+        for version in sorted(versions, key=lambda v: v.version):
+            if version.version > self.version:
+                await self._take(version.body, version.root_kid, version.root_sig)
+        return sent > 0
 
     async def refresh(self) -> bool:
-        """Take the last published version now; ``True`` if it replaced the one held."""
+        """Take the last published version now; ``True`` if it replaced the one held.
+
+        A last version signed by another root key than the pinned one may follow a handover
+        this follower missed: it then walks the stream (:meth:`catch_up`).
+        """
         assert self._js is not None, "start() first"
         last = await fetch_latest(self._js)
-        return last is not None and await self._take(last.body, last.kid, last.sig)
+        if last is None or (self.held is not None and last.body == self.held.body):
+            return False
+        if last.kid != self.anchor.kid:
+            return await self.catch_up()
+        return await self._take(last.body, last.kid, last.sig)
+
+    async def catch_up(self) -> bool:
+        """Offer every published version newer than the one held, oldest first; ``True`` if any applied."""
+        assert self._js is not None, "start() first"
+        changed = False
+        seq = 1
+        while True:
+            try:
+                m = await self._js.get_msg(TRUST_STREAM, seq, subject=TRUST_SUBJECT, next=True, direct=True)
+            except NotFoundError:
+                return changed
+            body = m.data or b""
+            try:  # unchecked, only to pass over what is not newer; what is newer is checked in full
+                newer = msgspec.json.decode(body, type=TrustList).version > self.version
+            except (msgspec.DecodeError, msgspec.ValidationError):
+                newer = True
+            if newer:
+                headers = m.headers or {}
+                try:
+                    sig = unb64(headers.get(HDR_SIG, ""))
+                except Malformed:
+                    sig = b""
+                changed = await self._take(body, headers.get(HDR_KEY, ""), sig) or changed
+            seq = (m.seq or seq) + 1
 
     def offer(self, body: bytes, kid: str, sig: bytes) -> bool:
-        """Apply one signed version if it follows the one held; raises :class:`TrustListError` if it must not."""
+        """Apply one signed version if it follows the one held; raises :class:`TrustListError` if it must not.
+
+        The version held is no change, also when it is a handover (signed by the root before
+        the one pinned now).  A handover applied makes its successor the pinned root key.
+        """
+        if (self.held is not None and body == self.held.body) or digest(body) in self._handovers:
+            return False
         trust = open_list(self.anchor, body, kid, sig)
         if not follows(self.held, trust, body):
             return False
         self.ring.replace(trust.entries)
         self.held = signed_form(trust, body, kid, sig)
+        if trust.next_root is not None:
+            self._handovers.add(digest(body))
+            log.warning("trust list version %d hands the root over from %s to %s: only %s is trusted from now on",
+                        trust.version, self.anchor.kid, trust.next_root.kid, trust.next_root.kid)
+            self.anchor = trust.next_root
         return True
 
     async def _take(self, body: bytes, kid: str, sig: bytes) -> bool:
@@ -381,15 +512,19 @@ class TrustFollower:
             sig = unb64(headers.get(HDR_SIG, ""))
         except Malformed:
             sig = b""
-        await self._take(msg.data, headers.get(HDR_KEY, ""), sig)
+        kid = headers.get(HDR_KEY, "")
+        if not await self._take(msg.data, kid, sig) and kid != self.anchor.kid:
+            self._wake.set()  # perhaps signed by a successor whose handover we missed: walk the stream
 
     async def _reconnected(self) -> None:
         self._wake.set()  # a version published while we were away came without us
 
     async def _poll(self) -> None:
-        while True:
+        while not self._stopping:
             with contextlib.suppress(TimeoutError):
                 await asyncio.wait_for(self._wake.wait(), timeout=self.poll_interval)
+            if self._stopping:
+                return
             self._wake.clear()
             try:
                 await self.refresh()

@@ -672,6 +672,8 @@ class CatalogueRegistry(Application[uuid.UUID]):
 
     def __init__(self, location: Path | None, clock: Clock) -> None:
         self.clock = clock
+        # Not encrypted at rest, unlike the bureau stores: the catalogues are public lists of
+        # matters and items (附件8, 附件9) and hold no personal data (decision 24).
         super().__init__(env=store_env(location))
 
     def construct_env(self, name: str, env: Any = None) -> Environment:

@@ -51,7 +51,7 @@ from schemas.commitment import (
     VerificationPlanned,
     Withdrawn,
 )
-from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, new_id
+from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, new_id
 
 
 class CommitmentCase(Aggregate):
@@ -63,6 +63,7 @@ class CommitmentCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
 
     class Recorded(Aggregate.Event):
         """One more step of the case was recorded."""
@@ -70,28 +71,31 @@ class CommitmentCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
 
         def apply(self, aggregate: Any) -> None:
-            aggregate.state = commitment.apply(aggregate.state, decode_envelope(self.body))
+            aggregate.state = commitment.apply(aggregate.state, decode_envelope(self.clear))
             aggregate.envelopes.append(Signed(body=self.body, kid=self.kid, sig=self.sig))
 
     state: CommitmentState
     envelopes: list[Signed]
 
-    def __init__(self, body: bytes, kid: str, sig: bytes) -> None:
-        self.state = commitment.start(decode_envelope(body))
+    def __init__(self, body: bytes, kid: str, sig: bytes, clear: bytes) -> None:
+        self.state = commitment.start(decode_envelope(clear))
         self.envelopes = [Signed(body=body, kid=kid, sig=sig)]
 
     @classmethod
     def open(cls, signed: Signed, env: Envelope) -> CommitmentCase:
         """Guard (a valid application), then record it."""
         commitment.start(env)
-        return cls._create(cls.Opened, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig)
+        return cls._create(cls.Opened, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig,
+                           clear=encode_envelope(env))
 
     def add(self, signed: Signed, env: Envelope) -> None:
         """Guard (the fold's rules), then record one more step."""
         commitment.apply(self.state, env)
-        self.trigger_event(self.Recorded, body=signed.body, kid=signed.kid, sig=signed.sig)
+        self.trigger_event(self.Recorded, body=signed.body, kid=signed.kid, sig=signed.sig,
+                           clear=encode_envelope(env))
 
 
 class CommitmentCommands:

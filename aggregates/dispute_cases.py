@@ -47,7 +47,7 @@ from schemas.dispute import (
     NegotiationRecorded,
     Outcome,
 )
-from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, new_id
+from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, envelope_id, new_id
 
 #: Optimistic-concurrency retries (another writer took the number, or an event arrived meanwhile).
 CONFLICT_RETRIES = 20
@@ -64,6 +64,7 @@ class DisputeCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
 
     class Arrived(Aggregate.Created):
         """The raise arrived (区司法局), or was handed over to the other party."""
@@ -71,6 +72,7 @@ class DisputeCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
         stream_seq: int
 
     class Sent(Aggregate.Event):
@@ -79,6 +81,7 @@ class DisputeCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
 
         def apply(self, aggregate: Any) -> None:
             aggregate._fold(self)
@@ -89,6 +92,7 @@ class DisputeCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
         stream_seq: int
 
         def apply(self, aggregate: Any) -> None:
@@ -97,8 +101,8 @@ class DisputeCase(Aggregate):
     state: DisputeState
     envelopes: list[Signed]
 
-    def __init__(self, body: bytes, kid: str, sig: bytes, stream_seq: int = 0) -> None:
-        self.state = dispute.start(decode_envelope(body))
+    def __init__(self, body: bytes, kid: str, sig: bytes, clear: bytes, stream_seq: int = 0) -> None:
+        self.state = dispute.start(decode_envelope(clear))
         self.envelopes = [Signed(body=body, kid=kid, sig=sig)]
 
     @classmethod
@@ -106,27 +110,31 @@ class DisputeCase(Aggregate):
              case: CaseState | None = None) -> DisputeCase:
         """Guard (a valid raise, matching ``case`` if given), then record it."""
         dispute.start(env, case)
+        clear = encode_envelope(env)
         if outgoing:
-            return cls._create(cls.Raised, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig)
+            return cls._create(cls.Raised, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig,
+                               clear=clear)
         return cls._create(cls.Arrived, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig,
-                           stream_seq=stream_seq)
+                           clear=clear, stream_seq=stream_seq)
 
     def add(self, signed: Signed, env: Envelope, *, outgoing: bool, stream_seq: int = 0) -> None:
         """Guard (the fold's rules), then record one more envelope."""
         dispute.apply(self.state, env)
+        clear = encode_envelope(env)
         if outgoing:
-            self.trigger_event(self.Sent, body=signed.body, kid=signed.kid, sig=signed.sig)
+            self.trigger_event(self.Sent, body=signed.body, kid=signed.kid, sig=signed.sig, clear=clear)
         else:
-            self.trigger_event(self.Got, body=signed.body, kid=signed.kid, sig=signed.sig, stream_seq=stream_seq)
+            self.trigger_event(self.Got, body=signed.body, kid=signed.kid, sig=signed.sig, clear=clear,
+                               stream_seq=stream_seq)
 
     def _fold(self, ev: Any) -> None:
-        self.state = dispute.apply(self.state, decode_envelope(ev.body))
+        self.state = dispute.apply(self.state, decode_envelope(ev.clear))
         self.envelopes.append(Signed(body=ev.body, kid=ev.kid, sig=ev.sig))
 
     def holds(self, event_id: str) -> Signed | None:
         """The envelope with ``event_id`` if this dispute holds it."""
         for known in self.envelopes:
-            if decode_envelope(known.body).id == event_id:
+            if envelope_id(known.body) == event_id:
                 return known
         return None
 

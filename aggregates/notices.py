@@ -11,7 +11,7 @@ from typing import Any
 
 from eventsourcing.domain import Aggregate
 
-from schemas.envelope import Signed
+from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope
 
 _NS = uuid.UUID("0b8f5b64-3a0e-4f6e-9d8e-2c61f1d3a7aa")
 
@@ -60,16 +60,23 @@ class NoticeIn(Aggregate):
     """A notice another bureau sent here."""
 
     class Got(Aggregate.Created):
-        """It arrived."""
+        """It arrived (as sealed and signed, and opened: ``clear``)."""
 
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
         stream_seq: int
 
-    def __init__(self, body: bytes, kid: str, sig: bytes, stream_seq: int) -> None:
+    def __init__(self, body: bytes, kid: str, sig: bytes, clear: bytes, stream_seq: int) -> None:
         self.signed = Signed(body=body, kid=kid, sig=sig)
+        self.clear = clear
         self.stream_seq = stream_seq
+
+    @property
+    def envelope(self) -> Envelope:
+        """The notice as opened on arrival."""
+        return decode_envelope(self.clear)
 
     @staticmethod
     def id_for(event_id: str) -> uuid.UUID:
@@ -77,7 +84,7 @@ class NoticeIn(Aggregate):
         return uuid.uuid5(_NS, f"notice-in:{event_id}")
 
     @classmethod
-    def got(cls, signed: Signed, event_id: str, stream_seq: int) -> NoticeIn:
+    def got(cls, signed: Signed, env: Envelope, stream_seq: int) -> NoticeIn:
         """Record an arrived notice."""
-        return cls._create(cls.Got, id=cls.id_for(event_id), body=signed.body, kid=signed.kid, sig=signed.sig,
-                           stream_seq=stream_seq)
+        return cls._create(cls.Got, id=cls.id_for(env.id), body=signed.body, kid=signed.kid, sig=signed.sig,
+                           clear=encode_envelope(env), stream_seq=stream_seq)

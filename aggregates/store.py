@@ -17,12 +17,20 @@ from typing import Any, ClassVar, Protocol
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError, JSONTranscoder, Transcoding
+from eventsourcing.domain import Aggregate, DomainEventProtocol
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoding,
+)
 from eventsourcing.utils import Environment, get_topic
 
 from aggregates import assistance
 from aggregates.assistance import CaseState
+from aggregates.cipher import AeadCipher, StoreUndecryptable
 from aggregates.clock import Clock
 from aggregates.commitment import CommitmentState
 from aggregates.commitment_cases import CommitmentCase, CommitmentCommands, commitment_topics
@@ -44,7 +52,7 @@ from schemas.assistance import (
 )
 from schemas.commitment import ItemVerified
 from schemas.dispute import DISPUTE_EVENTS
-from schemas.envelope import Envelope, Signed, decode_envelope, new_id
+from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, envelope_id, new_id
 from schemas.errors import XiezhuError
 from schemas.sla import DeadlineBreached, DeadlineReminder
 
@@ -112,6 +120,7 @@ class AssistanceCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
 
     class Arrived(Aggregate.Created):
         """The case opened here when another bureau's request arrived."""
@@ -119,6 +128,7 @@ class AssistanceCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
         stream_seq: int
 
     class Sent(Aggregate.Event):
@@ -127,6 +137,7 @@ class AssistanceCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
 
         def apply(self, aggregate: Any) -> None:
             aggregate._fold(self)
@@ -137,6 +148,7 @@ class AssistanceCase(Aggregate):
         body: bytes
         kid: str
         sig: bytes
+        clear: bytes
         stream_seq: int
 
         def apply(self, aggregate: Any) -> None:
@@ -145,8 +157,8 @@ class AssistanceCase(Aggregate):
     state: CaseState
     envelopes: list[Signed]
 
-    def __init__(self, body: bytes, kid: str, sig: bytes, stream_seq: int = 0) -> None:
-        env = decode_envelope(body)
+    def __init__(self, body: bytes, kid: str, sig: bytes, clear: bytes, stream_seq: int = 0) -> None:
+        env = decode_envelope(clear)
         self.state = assistance.start(env, _digest(body))
         self.envelopes = [Signed(body=body, kid=kid, sig=sig)]
 
@@ -155,22 +167,25 @@ class AssistanceCase(Aggregate):
         """Guard (the request must be a valid start), then record the opening event."""
         assistance.start(env, signed.digest)
         case_id = uuid.UUID(env.case)
+        clear = encode_envelope(env)
         if outgoing:
-            return cls._create(cls.Requested, id=case_id, body=signed.body, kid=signed.kid, sig=signed.sig)
-        return cls._create(
-            cls.Arrived, id=case_id, body=signed.body, kid=signed.kid, sig=signed.sig, stream_seq=stream_seq
-        )
+            return cls._create(cls.Requested, id=case_id, body=signed.body, kid=signed.kid, sig=signed.sig,
+                               clear=clear)
+        return cls._create(cls.Arrived, id=case_id, body=signed.body, kid=signed.kid, sig=signed.sig, clear=clear,
+                           stream_seq=stream_seq)
 
     def add(self, signed: Signed, env: Envelope, *, outgoing: bool, stream_seq: int = 0) -> None:
         """Guard (the fold's rules), then record one more envelope."""
         assistance.apply(self.state, env, signed.digest)
+        clear = encode_envelope(env)
         if outgoing:
-            self.trigger_event(self.Sent, body=signed.body, kid=signed.kid, sig=signed.sig)
+            self.trigger_event(self.Sent, body=signed.body, kid=signed.kid, sig=signed.sig, clear=clear)
         else:
-            self.trigger_event(self.Got, body=signed.body, kid=signed.kid, sig=signed.sig, stream_seq=stream_seq)
+            self.trigger_event(self.Got, body=signed.body, kid=signed.kid, sig=signed.sig, clear=clear,
+                               stream_seq=stream_seq)
 
     def _fold(self, ev: Any) -> None:
-        env = decode_envelope(ev.body)
+        env = decode_envelope(ev.clear)
         self.state = assistance.apply(self.state, env, _digest(ev.body))
         self.envelopes.append(_signed(ev))
 
@@ -247,13 +262,21 @@ def _digest(body: bytes) -> str:
     return Signed(body=body, kid="", sig=b"").digest
 
 
-def store_env(path: Path | str | None) -> dict[str, str]:
-    """eventsourcing settings for a store file (``None``: in memory)."""
+def store_env(path: Path | str | None, *, cipher_key: bytes | None = None) -> dict[str, str]:
+    """eventsourcing settings for a store file (``None``: in memory).
+
+    With ``cipher_key`` (32 bytes) every event's state is encrypted at rest (:mod:`aggregates.cipher`).
+    """
+    env: dict[str, str]
     if path is None:
-        return {"PERSISTENCE_MODULE": "eventsourcing.popo"}
-    if isinstance(path, str) and path.startswith(("postgres://", "postgresql://")):
-        return _postgres_env(path)
-    return {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "30"}
+        env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    elif isinstance(path, str) and path.startswith(("postgres://", "postgresql://")):
+        env = _postgres_env(path)
+    else:
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "30"}
+    if cipher_key is not None:
+        env |= {"CIPHER_TOPIC": get_topic(AeadCipher), AeadCipher.CIPHER_KEY: AeadCipher.encode_key(cipher_key)}
+    return env
 
 
 def _postgres_env(url: str) -> dict[str, str]:
@@ -270,18 +293,51 @@ def _postgres_env(url: str) -> dict[str, str]:
     }
 
 
+class _StoreMapper(Mapper[uuid.UUID]):
+    """eventsourcing's mapper, except that a store the key cannot decrypt says so, not as a deserialisation error."""
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[uuid.UUID]:
+        try:
+            return super().to_domain_event(stored_event)
+        except MapperDeserialisationError as e:
+            if isinstance(e.__cause__, StoreUndecryptable):
+                raise e.__cause__ from None
+            raise
+
+
 class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
     """One bureau's event-sourced store and the commands that change it."""
 
     def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock,
-                 catalogue: CatalogueCheck | None = None) -> None:
+                 catalogue: CatalogueCheck | None = None, *, store_key: bytes | None = None) -> None:
+        """``store_key`` (32 bytes) encrypts every event at rest; the composition root always gives one."""
         self.bureau = bureau
         self._sign = sign
         self.clock = clock
         #: 第七条: with a catalogue, only catalogued items can be requested (the composition
         #: root always gives one; unit tests of other rules may leave it out).
         self.catalogue = catalogue
-        super().__init__(env=store_env(location))
+        super().__init__(env=store_env(location, cipher_key=store_key))
+        try:
+            self._check_store_key()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_store_key(self) -> None:
+        """Refuse at open, before anything is written, a store whose events the key given cannot read."""
+        first = self.recorder.select_notifications(start=None, limit=1)
+        if not first:
+            return
+        try:
+            self.mapper.to_domain_event(first[0])
+        except StoreUndecryptable as e:
+            raise StoreUndecryptable(f"{self.bureau}'s store: {e}") from None
+        except MapperDeserialisationError:
+            if self.mapper.cipher is not None:
+                raise
+            raise StoreUndecryptable(f"{self.bureau}'s store cannot be read without its store key: its events are "
+                                     f"not plain JSON, so it was probably written encrypted") from None
 
     #: A snapshot every so many events keeps loading a year's number series and a long
     #: case O(interval) instead of O(events).
@@ -290,6 +346,9 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # Settings come only from the composition root, never from os.environ.
         return Environment(name, {"IS_SNAPSHOTTING_ENABLED": "y", **dict(env or {})})
+
+    def construct_mapper(self) -> Mapper[uuid.UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=_StoreMapper)
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -447,7 +506,7 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
 
     def _accept_notice(self, signed: Signed, env: Envelope, marker: Intake, stream_seq: int) -> None:
         try:
-            self.save(NoticeIn.got(signed, env.id, stream_seq), marker)
+            self.save(NoticeIn.got(signed, env, stream_seq), marker)
         except IntegrityError as e:
             if Intake.id_for(env.id) in self.repository:
                 known: NoticeIn = self.repository.get(NoticeIn.id_for(env.id))
@@ -473,7 +532,7 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
         out = []
         for n in self._notifications([_topic(NoticeIn.Got)]):
             got: NoticeIn = self.repository.get(n.originator_id)
-            out.append(decode_envelope(got.signed.body))
+            out.append(got.envelope)
         return out
 
     def _verified_commitment(self, case: AssistanceCase, env: Envelope) -> list[CommitmentCase]:
@@ -497,7 +556,7 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
     @staticmethod
     def _raise_if_in_case(event_id: str, body: bytes, case: AssistanceCase) -> None:
         for known in case.envelopes:
-            if decode_envelope(known.body).id == event_id:
+            if envelope_id(known.body) == event_id:
                 raise DuplicateEvent(f"event {event_id} was already applied", same_bytes=known.body == body)
 
     def _raise_if_seen(self, event_id: str, body: bytes, case: AssistanceCase) -> None:

@@ -61,10 +61,10 @@ from typing import Any
 
 import nacl.signing
 
-from agencies.keys import KeyStore
+from agencies.keys import BureauSigner, KeyStore
 from aggregates import assistance
 from aggregates.assistance import CaseState
-from broker.signing import KeyRing, Signer
+from broker.signing import KeyRing
 from projections.audit import audit
 from projections.ledger import Ledger
 from schemas.assistance import (
@@ -76,7 +76,7 @@ from schemas.assistance import (
     ItemResult,
     Matter,
 )
-from schemas.envelope import Envelope, Signed, decode_envelope
+from schemas.envelope import Envelope, Signed
 
 DEFAULT_EVENTS = 1_000_000
 EVENTS_PER_CASE = 3
@@ -89,7 +89,8 @@ CASES_PER_BATCH = 2000
 LETTERS_PER_YEAR = 9999
 FIRST_YEAR = 2020
 KEYS_VALID_FROM = datetime(FIRST_YEAR - 1, 1, 1, tzinfo=UTC)
-MANIFEST_VERSION = 1
+#: 2: payloads sealed to their readers (decision 23), as the stores send them.
+MANIFEST_VERSION = 2
 MATTER = Matter(code="370405-XK-0101", name="食品经营许可")
 ITEMS = (
     CommitmentItem(no=1, text="本人户籍登记在台儿庄区", check="hukou.residence"),
@@ -101,12 +102,14 @@ GIVEN = "伟芳娜敏静磊洋勇艳杰军涛明霞平刚"
 
 # -- making the cases (worker processes) ---------------------------------------------------
 
-_signers: dict[str, Signer] = {}
+_signers: dict[str, BureauSigner] = {}
 
 
-def _signer(keys_dir: str, code: str) -> Signer:
+def _signer(keys_dir: str, code: str) -> BureauSigner:
+    """As a bureau's store signs: the payload sealed to its readers, then the sealed bytes signed."""
     if code not in _signers:
-        _signers[code] = KeyStore(Path(keys_dir)).signer(code)
+        keys = KeyStore(Path(keys_dir))
+        _signers[code] = keys.bureau_signer(code, keys.ring())
     return _signers[code]
 
 
@@ -194,13 +197,14 @@ def ensure_ledger(directory: Path, cases: int, seed: int, log: Callable[[str], N
     tasks = [(str(keys.dir), first, min(CASES_PER_BATCH, cases - first), seed)
              for first in range(0, cases, CASES_PER_BATCH)]
     ledger = Ledger(directory / "ledger.db")
+    opener = keys.opener(SEALER)
     appended = 0
     try:
         with multiprocessing.get_context("forkserver").Pool(workers) as pool:
             for batch in pool.imap(make_cases, tasks):
                 items = []
                 for body, kid, sig in batch:
-                    env = decode_envelope(body)
+                    env = opener.open(body)
                     appended += 1
                     items.append((Signed(body=body, kid=kid, sig=sig), env, appended, env.time + timedelta(seconds=1)))
                 ledger.append(items)
@@ -255,7 +259,7 @@ def measure_replay(built: Built, ring: KeyRing, samples: int, seed: int) -> dict
     with closing(_read_only(built.ledger_path)) as conn:
         case_ids = [conn.execute("SELECT case_id FROM entries WHERE pos = ?", (rng.randint(1, events),)).fetchone()[0]
                     for _ in range(samples)]
-    ledger = Ledger(built.ledger_path)
+    ledger = Ledger(built.ledger_path, opener=built.keys.opener(SEALER))
     latencies: list[float] = []
     wrong = 0
     try:
@@ -275,10 +279,11 @@ def measure_replay(built: Built, ring: KeyRing, samples: int, seed: int) -> dict
 
 
 def replay_case(ledger: Ledger, ring: KeyRing, case_id: str) -> CaseState | None:
-    """One case from the ledger alone: every signature checked, then the 附件2 fold."""
+    """One case from the ledger alone: every signature checked, every payload opened, then the 附件2 fold."""
     state: CaseState | None = None
+    assert ledger.opener is not None
     for entry in ledger.case(case_id):
-        env = ring.verify(entry.signed)
+        env = ring.verify(entry.signed, opener=ledger.opener)
         state = assistance.apply(state, env, entry.signed.digest)
     return state
 

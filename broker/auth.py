@@ -8,8 +8,9 @@ touch a stream.  The server enforces this, so a bureau whose host is taken over 
 cannot speak as another bureau or read its mail.
 
 Two service users go with them: ``ledger`` (区司法局's ledger: pulls ``ledger``, dead-letters
-as ``ledger``) and ``admin`` (the provisioner: the whole JetStream API and publishing the
-trust list, nothing else).
+as ``ledger``) and ``admin`` (the provisioner: creates the three streams and the registry's
+durable consumers, looks at them, reads the dead letters and publishes the trust list;
+it cannot update, delete or purge a stream, delete a message or a consumer, or read mail).
 
 Seeds live in ``<directory>/<name>.nk`` with mode 0600; a looser file is refused.  The
 server configuration holds only public keys.
@@ -33,16 +34,18 @@ from broker.streams import (
     DLQ_PREFIX,
     DLQ_STREAM,
     EVENTS_STREAM,
+    EVENTS_SUBJECTS,
     LEDGER_CONSUMER,
     TRUST_STREAM,
     TRUST_SUBJECT,
     agent_consumer,
+    inbox_filter,
 )
 from schemas.errors import XiezhuError
 
 #: The ledger service's user; it dead-letters as receiver ``ledger`` and reads consumer ``ledger``.
 LEDGER = LEDGER_CONSUMER
-#: The provisioner's user: creates and updates streams and consumers.
+#: The provisioner's user: creates the streams and the durable consumers, and publishes the trust list.
 ADMIN = "admin"
 SEED_SUFFIX = ".nk"
 
@@ -51,9 +54,11 @@ _NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")  # one NATS subject token, as agen
 _JS_API = "$JS.API"
 
 #: Reading the root-signed trust list, which every user follows: the last version by direct
-#: get (``get_last_msg(direct=True)``), new ones by subscribing to the subject.  Only the
-#: provisioner publishes it; followers check the root's signature anyway.
-_TRUST_READ = f"{_JS_API}.DIRECT.GET.{TRUST_STREAM}.{TRUST_SUBJECT}"
+#: get (``get_last_msg(direct=True)``), earlier ones by sequence (a follower that missed a
+#: root handover walks the stream, decision 25), new ones by subscribing to the subject.
+#: ``XZ_TRUST`` holds nothing but the public list.  Only the provisioner publishes it;
+#: followers check the root's signature anyway.
+_TRUST_READ = (f"{_JS_API}.DIRECT.GET.{TRUST_STREAM}.{TRUST_SUBJECT}", f"{_JS_API}.DIRECT.GET.{TRUST_STREAM}")
 
 #: Never granted to a bureau or the ledger.  The allow lists already exclude these; the
 #: explicit deny keeps them out should an allow list ever be widened by mistake.
@@ -62,6 +67,21 @@ _DENIED_API = (
     f"{_JS_API}.CONSUMER.DURABLE.CREATE.>",
     f"{_JS_API}.CONSUMER.DELETE.>",
     f"{_JS_API}.STREAM.>",  # delete, purge, update, message get, and INFO's per-subject counts
+    *(f"{_JS_API}.DIRECT.GET.{stream}{rest}" for stream in (EVENTS_STREAM, DLQ_STREAM) for rest in ("", ".>")),
+)
+
+#: Never granted to the provisioner either, though it creates streams and consumers: whatever
+#: would destroy or rewrite what a stream holds, or read the mail in it.  Stream updates are
+#: out too: an update may add subjects (a stream capturing a bureau's reply inbox) or shrink
+#: limits.  An operator does these deliberately, as a NATS user of their own (decision 22).
+_ADMIN_DENIED_API = (
+    f"{_JS_API}.STREAM.DELETE.>",
+    f"{_JS_API}.STREAM.PURGE.>",
+    f"{_JS_API}.STREAM.MSG.DELETE.>",
+    f"{_JS_API}.STREAM.UPDATE.>",
+    f"{_JS_API}.CONSUMER.DELETE.>",
+    f"{_JS_API}.CONSUMER.DURABLE.CREATE.>",  # names a consumer but not its filter; provisioning pins both
+    f"{_JS_API}.STREAM.MSG.GET.{EVENTS_STREAM}",
     *(f"{_JS_API}.DIRECT.GET.{stream}{rest}" for stream in (EVENTS_STREAM, DLQ_STREAM) for rest in ("", ".>")),
 )
 
@@ -176,7 +196,7 @@ def read_seed(path: Path) -> str:
     return seed
 
 
-def permissions(identity: Identity) -> Permissions:
+def permissions(identity: Identity, bureaus: Iterable[str] = ()) -> Permissions:
     """Exactly the subjects ``identity`` needs, and nothing more.
 
     A bureau and the ledger each need, for their one durable pull consumer ``C`` on ``XZ``:
@@ -184,12 +204,13 @@ def permissions(identity: Identity) -> Permissions:
     before binding; FastStream's pull subscriber calls the same), ``CONSUMER.MSG.NEXT.XZ.C``
     (each fetch) and ``$JS.ACK.XZ.C.>`` (ack, nak, term, in-progress).  Publishing to a
     stream needs no API subject: the ack comes back to the reply inbox.  Everyone reads
-    the trust list; the provisioner alone publishes it.
+    the trust list; the provisioner alone publishes it.  The provisioner's consumers are
+    those of ``bureaus`` (every bureau user of the configuration) and the ledger's.
     """
     inbox = f"{identity.inbox_prefix}.>"
     own: tuple[str, ...]
     if identity.role == "admin":
-        return Permissions((f"{_JS_API}.>", TRUST_SUBJECT), (), (inbox, TRUST_SUBJECT))
+        return Permissions(_admin_api(bureaus), _ADMIN_DENIED_API, (inbox, TRUST_SUBJECT))
     if identity.role == "ledger":
         own = (f"{DLQ_PREFIX}.{LEDGER}.>",)
         consumer = LEDGER_CONSUMER
@@ -197,7 +218,7 @@ def permissions(identity: Identity) -> Permissions:
         own = (f"xz.{identity.name}.>", f"{DLQ_PREFIX}.{identity.name}.>")
         consumer = agent_consumer(identity.name)
     return Permissions(
-        publish_allow=(*own, *_consumer_api(consumer), _TRUST_READ),
+        publish_allow=(*own, *_consumer_api(consumer), *_TRUST_READ),
         publish_deny=_DENIED_API,
         subscribe_allow=(inbox, TRUST_SUBJECT),
     )
@@ -208,6 +229,32 @@ def _consumer_api(consumer: str) -> tuple[str, ...]:
         f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{consumer}",
         f"{_JS_API}.CONSUMER.MSG.NEXT.{EVENTS_STREAM}.{consumer}",
         f"$JS.ACK.{EVENTS_STREAM}.{consumer}.>",
+    )
+
+
+def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
+    """The provisioner's calls, each the one its code makes (nats-py's subjects):
+
+    - ``provision`` (``broker.streams.ensure_streams``/``ensure_consumers``): STREAM.INFO and
+      STREAM.CREATE of ``XZ``, ``XZ_DLQ`` and ``XZ_TRUST``; CONSUMER.INFO and the filtered
+      CONSUMER.CREATE of each durable, whose subject names the consumer and its filter, so
+      that no other consumer, and no wider filter, can be made;
+    - ``Node.settle``: CONSUMER.INFO of the same durables; the demo's summary: STREAM.INFO
+      of ``XZ_DLQ``;
+    - ``xiezhu dead-letters``: STREAM.INFO and STREAM.MSG.GET of ``XZ_DLQ``;
+    - ``xiezhu keys …`` and the root's node: publishing ``xztrust.list`` (the ack comes back
+      to the inbox) and reading it as everyone does.
+    """
+    durables = [(agent_consumer(code), inbox_filter(code)) for code in bureaus]
+    durables.append((LEDGER_CONSUMER, EVENTS_SUBJECTS))
+    return (
+        *(f"{_JS_API}.STREAM.{verb}.{stream}" for stream in (EVENTS_STREAM, DLQ_STREAM, TRUST_STREAM)
+          for verb in ("INFO", "CREATE")),
+        *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in durables),
+        *(f"{_JS_API}.CONSUMER.CREATE.{EVENTS_STREAM}.{name}.{subject}" for name, subject in durables),
+        f"{_JS_API}.STREAM.MSG.GET.{DLQ_STREAM}",
+        *_TRUST_READ,
+        TRUST_SUBJECT,
     )
 
 
@@ -233,15 +280,16 @@ def authorization_config(identities: Mapping[str, Identity] | Iterable[Identity]
     names = [i.name for i in ids]
     if len(set(names)) != len(names):
         raise AuthError("an identity appears twice", names=names)
+    bureaus = [i.name for i in ids if i.role == "bureau"]
     lines = ["authorization {", "  users = ["]
     for ident in ids:
-        lines += _user_block(ident)
+        lines += _user_block(ident, bureaus)
     lines += ["  ]", "}"]
     return "\n".join(lines) + "\n"
 
 
-def _user_block(ident: Identity) -> list[str]:
-    p = permissions(ident)
+def _user_block(ident: Identity, bureaus: list[str]) -> list[str]:
+    p = permissions(ident, bureaus)
     publish = _list("allow", p.publish_allow) + (_list("deny", p.publish_deny) if p.publish_deny else [])
     return [
         f"    # {ident.name} ({ident.role})",

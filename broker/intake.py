@@ -17,9 +17,12 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from broker.signing import (
+    CannotOpen,
     Duplicate,
     KeyRing,
     Malformed,
+    NotSealed,
+    Opens,
     Oversized,
     Rejected,
     RuleViolation,
@@ -41,6 +44,7 @@ from schemas.envelope import (
     subject_for,
 )
 from schemas.errors import XiezhuError
+from schemas.privacy import mask_text
 
 #: Oversized bodies are cut to this in the dead-letter copy (the reason says how big it was).
 DLQ_MAX_BODY = 1024 * 1024
@@ -95,9 +99,14 @@ class IntakeStats:
     rejected_by_code: dict[str, int] = field(default_factory=dict)
 
 
-def check(delivery: Delivery, ring: KeyRing, me: str | None, *,
+def check(delivery: Delivery, ring: KeyRing, me: str | None, opener: Opens | None, *,
           max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[Signed, Envelope]:
-    """Every check that needs no state; raises :class:`Rejected` with the reason."""
+    """Every check that needs no state, then the payload opened; raises :class:`Rejected` with the reason.
+
+    ``opener`` holds the receiver's X25519 keys; a clear envelope is refused (``not-sealed``),
+    and so is one not sealed to the receiver (``cannot-open``).  ``None`` accepts only
+    clear envelopes: for tools that build them, never for a receiver on the wire.
+    """
     size = len(delivery.data) + sum(len(k) + len(v) for k, v in delivery.headers.items())
     if size > max_bytes:
         raise Oversized(f"message of {size} bytes exceeds the {max_bytes}-byte limit")
@@ -105,12 +114,18 @@ def check(delivery: Delivery, ring: KeyRing, me: str | None, *,
     if not kid or not sig:
         raise Unsigned("message carries no Xz-Kid/Xz-Sig headers")
     signed = Signed(body=delivery.data, kid=kid, sig=unb64(sig))
-    env = ring.verify(signed)
-    if me is not None and env.recipient != me:
-        raise WrongRecipient(f"addressed to {env.recipient}, not to {me}")
-    if delivery.subject != subject_for(env):
-        raise Malformed(f"subject {delivery.subject} disagrees with the envelope ({subject_for(env)})")
-    return signed, env
+    head = ring.check(signed)
+    if me is not None and head.recipient != me:
+        raise WrongRecipient(f"addressed to {head.recipient}, not to {me}")
+    if delivery.subject != subject_for(head):
+        raise Malformed(f"subject {delivery.subject} disagrees with the envelope ({subject_for(head)})")
+    if isinstance(head, Envelope):
+        if opener is not None:
+            raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers")
+        return signed, head
+    if opener is None:
+        raise CannotOpen(f"{head.type} {head.id} is sealed and this receiver holds no key to open it")
+    return signed, opener.open_routed(head)
 
 
 class DeadLetters:
@@ -129,22 +144,23 @@ class DeadLetters:
         headers = {k: v for k, v in d.headers.items() if not k.startswith("Nats-")}
         headers.update({
             HDR_REJECT_CODE: why.code,
-            HDR_REJECT_REASON: _header_safe(why.message),
+            HDR_REJECT_REASON: _header_safe(mask_text(why.message)),
             HDR_REJECT_BY: self.receiver,
             HDR_ORIGINAL_SUBJECT: d.subject,
         })
         await self.js.publish(dlq_subject(self.receiver, why.code), d.data[:DLQ_MAX_BODY], headers=headers,
                               stream=DLQ_STREAM)
-        log.info("%s rejected a message on %s: %s: %s", self.receiver, d.subject, why.code, why.message)
+        log.info("%s rejected a message on %s: %s: %s", self.receiver, d.subject, why.code, mask_text(why.message))
 
 
 class Intake:
     """The receive path of one bureau agent: check, apply once, or dead-letter."""
 
     def __init__(self, me: str, ring: KeyRing, apply: ApplyFn, js: JetStreamContext,
-                 *, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
+                 *, opener: Opens | None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
         self.me = me
         self.ring = ring
+        self.opener = opener
         self._apply = apply
         self.max_bytes = max_bytes
         self.stats = IntakeStats()
@@ -157,7 +173,7 @@ class Intake:
         failures (the store is busy, NATS is away), so that the message is redelivered.
         """
         try:
-            signed, env = check(d, self.ring, self.me, max_bytes=self.max_bytes)
+            signed, env = check(d, self.ring, self.me, self.opener, max_bytes=self.max_bytes)
             self.stats.signatures_verified += 1
             await self._apply(signed, env, d)
         except AlreadyApplied as e:

@@ -9,12 +9,21 @@ import base64
 import threading
 from collections.abc import Iterable
 from datetime import datetime
+from typing import Protocol
 
 import msgspec
 import nacl.exceptions
 import nacl.signing
 
-from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope
+from schemas.envelope import (
+    Envelope,
+    SealedEnvelope,
+    Signed,
+    decode_envelope,
+    decode_sealed,
+    encode_envelope,
+    is_sealed,
+)
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
 
@@ -77,6 +86,26 @@ class Duplicate(Rejected):
     """An event id that was already applied (a replayed copy)."""
 
     code = "duplicate"
+
+
+class NotSealed(Rejected):
+    """A clear envelope on the wire: personal data must never travel readable (decision 23)."""
+
+    code = "not-sealed"
+
+
+class CannotOpen(Rejected):
+    """The payload is not sealed to any key this reader holds, or does not decrypt."""
+
+    code = "cannot-open"
+
+
+class Opens(Protocol):
+    """What opens a sealed payload: one reader's X25519 keys (:class:`broker.sealing.Opener`)."""
+
+    reader: str
+
+    def open_routed(self, sealed: SealedEnvelope) -> Envelope: ...
 
 
 class RuleViolation(Rejected):
@@ -156,6 +185,21 @@ class KeyRing:
     def __len__(self) -> int:
         return len(self._entries)
 
+    def readers(self, bureau: str, when: datetime) -> list[tuple[str, bytes]]:
+        """The X25519 keys to seal to for ``bureau`` at ``when``: every valid key of it with a box key.
+
+        During a rotation's overlap both generations are listed, so the payload opens with
+        whichever the bureau holds.  If none is valid at ``when`` (a clock ahead of the list),
+        the newest unrevoked one is used; the receiver judges the signature as usual.
+        """
+        with self._lock:
+            own = [e for e in self._entries.values() if e.bureau == bureau and e.box_key]
+        valid = [(e.kid, e.box_key) for e in own if _invalid_because(e, when) is None]
+        if valid:
+            return valid
+        live = sorted((e for e in own if e.revoked_at is None), key=lambda e: e.valid_from, reverse=True)
+        return [(e.kid, e.box_key) for e in live[:1]]
+
     def valid_at(self, kid: str, when: datetime) -> bool:
         """Whether ``kid`` is known, within its validity period and not revoked at ``when``."""
         entry = self.entry(kid)
@@ -180,10 +224,26 @@ class KeyRing:
             raise KeyNotValid(f"key {kid} expired at {entry.valid_to.isoformat()}, before this message "
                               f"was received at {received_at.isoformat()}", kid=kid)
 
-    def verify(self, signed: Signed, *, at: datetime | None = None) -> Envelope:
-        """Check the signature, the key's validity at the envelope's time and the sender.
+    def verify(self, signed: Signed, *, at: datetime | None = None, opener: Opens | None = None) -> Envelope:
+        """Check the signature, the key's validity at the envelope's time and the sender, then open it.
 
-        Returns the decoded envelope; raises a :class:`Rejected` subclass otherwise.
+        With an ``opener`` (every receiver) only a sealed envelope is accepted and its payload
+        is opened with the reader's keys; without one, only a clear envelope can be returned
+        (tests and tools that build them).  Raises a :class:`Rejected` subclass otherwise.
+        """
+        head = self.check(signed, at=at)
+        if isinstance(head, Envelope):
+            if opener is not None:
+                raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers")
+            return head
+        if opener is None:
+            raise CannotOpen(f"{head.type} {head.id} is sealed and no reader's key was given to open it")
+        return opener.open_routed(head)
+
+    def check(self, signed: Signed, *, at: datetime | None = None) -> Envelope | SealedEnvelope:
+        """Check the signature, the key's validity at the envelope's time and the sender, opening nothing.
+
+        Anyone with the trust list can do this for a sealed envelope: it needs no reader's key.
         """
         if not signed.kid or not signed.sig:
             raise Unsigned("message has no key id or no signature")
@@ -223,10 +283,10 @@ def _invalid_because(entry: TrustEntry, when: datetime) -> str | None:
     return None
 
 
-def decode_checked(body: bytes) -> Envelope:
-    """Decode envelope bytes, turning any decoding problem into :class:`Malformed`."""
+def decode_checked(body: bytes) -> Envelope | SealedEnvelope:
+    """Decode envelope bytes (sealed or clear), turning any decoding problem into :class:`Malformed`."""
     try:
-        env = decode_envelope(body)
+        env: Envelope | SealedEnvelope = decode_sealed(body) if is_sealed(body) else decode_envelope(body)
     except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as e:
         raise Malformed(f"not a valid envelope: {e}") from e
     if env.time.tzinfo is None:

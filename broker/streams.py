@@ -15,6 +15,8 @@ from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
+from schemas.errors import XiezhuError
+
 EVENTS_STREAM = "XZ"
 DLQ_STREAM = "XZ_DLQ"
 EVENTS_SUBJECTS = "xz.>"
@@ -49,11 +51,13 @@ def dlq_subject(receiver: str, reason: str) -> str:
     return f"{DLQ_PREFIX}.{receiver}.{reason}"
 
 
-async def ensure_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
-    """Create (or update) the event and dead-letter streams; idempotent.
+async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -> None:
+    """Create the event, dead-letter and trust-list streams where missing, check them where not; idempotent.
 
     ``replicas`` is 1 on the embedded server and 3 on a 3-node cluster, so that losing
-    one node loses no message and stops nothing.
+    one node loses no message and stops nothing.  ``None`` (a node's own provisioning at
+    start) creates a missing stream with the server's default of 1 and accepts whatever
+    an existing stream has: ``xiezhu provision --replicas N`` set it.
     """
     await _ensure_stream(js, StreamConfig(
         name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
@@ -72,13 +76,38 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int = 1) -> None:
     ))
 
 
+class StreamLayoutError(XiezhuError):
+    """A stream exists with another configuration than xiezhu's layout."""
+
+    code = "nats.streams"
+
+
+#: The stream settings xiezhu's layout fixes, compared with an existing stream's.
+_COMPARED = ("subjects", "retention", "storage", "duplicate_window", "max_msg_size", "deny_delete", "deny_purge",
+             "allow_direct", "num_replicas")
+
+
 async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+    """Create the stream if it is missing; an existing one must already have the layout's settings.
+
+    Provisioning never updates a stream: the provisioner's NATS user may not (an update can
+    add subjects or shrink limits, decision 22).  A stream that differs is the operator's
+    to change, deliberately, as a NATS user of their own.
+    """
     try:
-        await js.stream_info(config.name or "")
+        info = await js.stream_info(config.name or "")
     except NotFoundError:
         await js.add_stream(config)
         return
-    await js.update_stream(config)
+    for name in _COMPARED:
+        want, have = getattr(config, name), getattr(info.config, name)
+        if want is None or (name == "duplicate_window" and not want):  # left to the server's default
+            continue
+        if have != want:
+            raise StreamLayoutError(
+                f"stream {config.name} exists with {name} {have!r}, not {want!r}; provisioning does not change an "
+                f"existing stream: change it as the NATS operator (e.g. `nats stream edit {config.name}`)",
+                stream=config.name, setting=name)
 
 
 def consumer_config(durable: str, filter_subject: str) -> ConsumerConfig:
@@ -101,4 +130,6 @@ async def _ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None
     try:
         await js.consumer_info(EVENTS_STREAM, config.durable_name or "")
     except NotFoundError:
-        await js.add_consumer(EVENTS_STREAM, config)
+        # Named as well as durable: nats-py then creates it on CONSUMER.CREATE.<stream>.<name>.<filter>,
+        # a subject the provisioner's permissions pin to exactly this consumer and filter.
+        await js.add_consumer(EVENTS_STREAM, config.evolve(name=config.durable_name))

@@ -9,6 +9,9 @@ from pathlib import Path
 import sqlite_utils
 
 from projections.ledger import Ledger
+from projections.sealed_columns import columns_for
+from schemas.envelope import Envelope
+from schemas.errors import XiezhuError
 
 POSITIONS = "_positions"
 
@@ -44,9 +47,13 @@ class LedgerProjection:
         """Create this projection's tables if they do not exist."""
         raise NotImplementedError
 
-    def apply(self, body: bytes, arrived_at: str) -> None:
-        """Apply one ledger entry (inside the follow transaction)."""
+    def apply(self, env: Envelope, arrived_at: str) -> None:
+        """Apply one ledger entry, opened (inside the follow transaction)."""
         raise NotImplementedError
+
+    def wants(self, event_type: str) -> bool:
+        """Whether entries of this type concern the view (the others are not even opened)."""
+        return True
 
     @property
     def position(self) -> int:
@@ -66,7 +73,8 @@ class LedgerProjection:
                 return done
             with self._lock, self.db.conn:
                 for e in entries:
-                    self.apply(e.signed.body, e.arrived_at)
+                    if self.wants(e.type):
+                        self.apply(ledger.envelope(e), e.arrived_at)
                 self.db.table(POSITIONS).upsert({"name": self.name, "position": entries[-1].pos}, pk="name")
             done += len(entries)
             if progress:
@@ -80,3 +88,21 @@ class LedgerProjection:
             self.db.execute(f"DELETE FROM {POSITIONS} WHERE name = ?", [self.name])
         self._ensure()
         return self.follow(ledger, progress=progress)
+
+
+class KeyedProjection(LedgerProjection):
+    """A read model that keeps personal data under a view key (decision 26): sealed, never in clear.
+
+    A view written with another key raises
+    :class:`~projections.sealed_columns.ViewKeyMismatch` at open and is left as it was.
+    """
+
+    def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
+        self._columns = columns_for(view_key)
+        self._where = str(path)
+        try:
+            super().__init__(path)
+        except XiezhuError:
+            if hasattr(self, "db"):
+                self.db.conn.close()
+            raise

@@ -1,6 +1,13 @@
-"""The commitment-case view: every case of every handling bureau, its step and its outcome, from the ledger."""
+"""The commitment-case view: every case of every handling bureau, its step and its outcome, from the ledger.
+
+The folded case (``state``: the applicant, the commitment texts …) is sealed with the view key
+(decision 26, :mod:`projections.sealed_columns`); the other columns hold no personal data in
+clear (the applicant's ID number is masked).  Without a view key the view refuses to apply
+commitment events.
+"""
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -8,21 +15,39 @@ import msgspec
 from aggregates import commitment
 from aggregates.commitment import CommitmentState
 from aggregates.errors import RuleError
-from projections.base import LedgerProjection
-from schemas.envelope import decode_envelope
+from projections.base import POSITIONS, KeyedProjection
+from projections.sealed_columns import key_recorded, record_key, required, scrubbed
+from schemas.envelope import Envelope
 from schemas.privacy import mask_id
 
 TABLE = "commitment_cases"
 _state = msgspec.json.Decoder(CommitmentState)
 
 
-class CommitmentView(LedgerProjection):
+class CommitmentView(KeyedProjection):
     """One row per commitment case, with the folded state kept for the next event."""
 
     name = "commitments"
     tables = (TABLE,)
 
+    def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
+        """``view_key``: 区司法局's store key, which seals each folded case (decision 26).
+
+        A view written with another key raises :class:`~projections.sealed_columns.ViewKeyMismatch`
+        and is left as it was.
+        """
+        super().__init__(path, view_key=view_key)
+
     def create_tables(self) -> None:
+        cols = self._columns
+        if cols is not None and not key_recorded(self.db, self.name, cols, self._where):
+            # New, or written before the folded cases were sealed: refold it from the ledger.
+            def work() -> None:
+                self.db.execute(f"DROP TABLE IF EXISTS {TABLE}")
+                self.db.execute(f"DELETE FROM {POSITIONS} WHERE name = ?", [self.name])
+
+            scrubbed(self.db, work)
+            record_key(self.db, self.name, cols, self._where)
         if not self.db.table(TABLE).exists():
             self.db.table(TABLE).create({
                 "case_id": str, "number": str, "bureau": str, "matter": str, "applicant": str,
@@ -31,16 +56,17 @@ class CommitmentView(LedgerProjection):
             }, pk="case_id", not_null={"number", "bureau", "status"})
             self.db.table(TABLE).create_index(["bureau", "status"])
 
-    def apply(self, body: bytes, arrived_at: str) -> None:
-        env = decode_envelope(body)
+    def wants(self, event_type: str) -> bool:
+        return event_type.startswith("commitment.")
+
+    def apply(self, env: Envelope, arrived_at: str) -> None:
         if not env.type.startswith("commitment."):
             return
+        cols = required(self._columns, "commitment-case")
         t = self.db.table(TABLE)
-        previous = None
-        try:
-            previous = _state.decode(t.get(env.case)["state"])
-        except Exception:  # sqlite_utils NotFoundError: the application itself
-            previous = None
+        found = self.db.execute(f"SELECT state FROM {TABLE} WHERE case_id = ?", [env.case]).fetchone()
+        # None: the application itself
+        previous = _state.decode(cols.open(TABLE, "state", env.case, found[0])) if found else None
         try:
             st = commitment.apply(previous, env)
         except RuleError:
@@ -49,7 +75,7 @@ class CommitmentView(LedgerProjection):
             "case_id": st.case, "number": st.number, "bureau": st.bureau, "matter": st.matter_name,
             "applicant": mask_id(st.applicant.id_number), "applied_on": st.applied_on.isoformat(),
             "status": st.status, "outcome": st.outcome, "route": st.route, "false_items": len(st.false_items),
-            "updated_at": env.time.isoformat(), "state": msgspec.json.encode(st),
+            "updated_at": env.time.isoformat(), "state": cols.seal(TABLE, "state", st.case, msgspec.json.encode(st)),
         }, pk="case_id")
 
     def rows(self, *, bureau: str | None = None) -> list[dict[str, Any]]:
@@ -58,6 +84,13 @@ class CommitmentView(LedgerProjection):
             where, args = ("bureau = ?", [bureau]) if bureau else (None, [])
             return [{k: v for k, v in r.items() if k != "state"}
                     for r in self.db.table(TABLE).rows_where(where, args, order_by="applied_on, number")]
+
+    def plain_rows(self) -> list[dict[str, Any]]:
+        """Every row in the order written, the folded state opened (sealing draws fresh nonces: compare these)."""
+        cols = required(self._columns, "commitment-case")
+        with self._lock:
+            rows = [dict(r) for r in self.db.table(TABLE).rows_where(order_by="rowid")]
+        return [r | {"state": cols.open(TABLE, "state", r["case_id"], r["state"])} for r in rows]
 
     def outcomes(self) -> dict[str, int]:
         """Cases by outcome (or by step, for cases still under way)."""

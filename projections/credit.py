@@ -20,6 +20,13 @@ push (``recorded``, ``corrected``, ``removed``, ``repaired``), keyed by the ledg
 that caused it, so that a re-push after a crash is recognisable by the receiver.  The outbox
 keeps its delivery state across a rebuild: a rebuild re-inserts the same ids and leaves
 rows already there (and their delivery state) as they are.
+
+Personal data is not kept in clear (decision 26, :mod:`projections.sealed_columns`): the
+``applicant`` columns hold a keyed pseudonym of the ID number, which every look-up computes
+from its argument; the folded case (``state``), the record texts, the steps' details and the
+信用中国 records are sealed with the view key and opened only when read.  Names are kept
+masked (an organisation's name is shown as it is).  Without a view key the view refuses to
+apply commitment events or to look an applicant up.
 """
 from __future__ import annotations
 
@@ -34,7 +41,8 @@ import msgspec
 from aggregates import commitment
 from aggregates.commitment import CommitmentState
 from aggregates.errors import RuleError
-from projections.base import LedgerProjection
+from projections.base import POSITIONS, KeyedProjection
+from projections.sealed_columns import SealedColumns, key_recorded, record_key, required, scrubbed
 from schemas.commitment import (
     CreditObjectionRaised,
     CreditObjectionReviewed,
@@ -47,7 +55,7 @@ from schemas.commitment import (
     Rectified,
     Standing,
 )
-from schemas.envelope import Envelope, decode_envelope
+from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 
@@ -62,6 +70,9 @@ HISTORY_STEPS = frozenset({
     "commitment.credit-repair-applied", "commitment.credit-repair-approved", "commitment.credit-repair-rejected",
 })
 BARRED: Standing = "unrepaired-false-commitment"
+#: Columns sealed with the view key, per table, and each table's primary key (bound into the seal).
+SEALED = {CASES: ("state", "record"), STEPS: ("detail",), OUTBOX: ("record",)}
+PRIMARY_KEYS = {CASES: "case_id", STEPS: "event_id", OUTBOX: "record_id"}
 _APPLICANT = re.compile(r"^[0-9A-Z]{15,18}$")
 _state = msgspec.json.Decoder(CommitmentState)
 
@@ -87,20 +98,33 @@ def iso(t: datetime) -> str:
     return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
-class CreditView(LedgerProjection):
+class CreditView(KeyedProjection):
     """Per applicant: commitments, false ones, credit steps and standing over time; plus the 信用中国 outbox."""
 
     name = "credit"
     #: The outbox is not dropped on rebuild: its delivery state is not in the ledger.
     tables = (CASES, STEPS, SEEN)
 
+    def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
+        """``view_key``: 区司法局's store key, which seals the applicants' data (decision 26).
+
+        Without it the view still lists the outbox's delivery state, but refuses to apply
+        commitment events or to look an applicant up.  A view written with another key raises
+        :class:`~projections.sealed_columns.ViewKeyMismatch` and is left as it was.
+        """
+        super().__init__(path, view_key=view_key)
+
     def create_tables(self) -> None:
         db = self.db
+        cols = self._columns
+        first = cols is not None and not key_recorded(db, self.name, cols, self._where)
+        if cols is not None and first:
+            self._seal_what_was_clear(cols)
         if not db.table(CASES).exists():
             db.table(CASES).create({
                 "case_id": str, "applicant": str, "applicant_masked": str, "kind": str, "name": str,
                 "number": str, "bureau": str, "matter": str, "applied_on": str, "signed_at": str, "closed_at": str,
-                "found_false_at": str, "record_status": str, "record": str, "record_id": str, "recorded_at": str,
+                "found_false_at": str, "record_status": str, "record": bytes, "record_id": str, "recorded_at": str,
                 "removed_at": str, "repaired_at": str, "barred_from": str, "barred_until": str,
                 "updated_at": str, "state": bytes,
             }, pk="case_id", not_null={"applicant", "number", "bureau", "record_status"})
@@ -108,7 +132,7 @@ class CreditView(LedgerProjection):
         if not db.table(STEPS).exists():
             db.table(STEPS).create({
                 "event_id": str, "case_id": str, "applicant": str, "number": str, "bureau": str, "step": str,
-                "at": str, "detail": str, "record_status": str,
+                "at": str, "detail": bytes, "record_status": str,
             }, pk="event_id", not_null={"case_id", "applicant", "step", "at"})
             db.table(STEPS).create_index(["applicant", "at"])
         if not db.table(SEEN).exists():
@@ -116,37 +140,66 @@ class CreditView(LedgerProjection):
         if not db.table(OUTBOX).exists():
             db.table(OUTBOX).create({
                 "record_id": str, "kind": str, "case_id": str, "number": str, "bureau": str, "applicant": str,
-                "applicant_masked": str, "created_at": str, "record": str, "status": str, "attempts": int,
+                "applicant_masked": str, "created_at": str, "record": bytes, "status": str, "attempts": int,
                 "last_error": str, "attempted_at": str, "delivered_at": str, "receipt": str,
             }, pk="record_id", not_null={"kind", "status", "record"}, defaults={"status": "pending", "attempts": 0})
             db.table(OUTBOX).create_index(["status"])
+        if cols is not None and first:
+            record_key(db, self.name, cols, self._where)
+
+    def _seal_what_was_clear(self, cols: SealedColumns) -> None:
+        """A file without this key's check: a new view, or one written before its personal data was sealed.
+
+        The folds are dropped (the next follow refolds them from the ledger, sealed); the outbox,
+        whose delivery state is not in the ledger, is pseudonymised and sealed in place.  Both steps
+        can be repeated: after a crash in between, the next open finishes the job.
+        """
+        db = self.db
+
+        def work() -> None:
+            for t in self.tables:
+                db.execute(f"DROP TABLE IF EXISTS {t}")
+            db.execute(f"DELETE FROM {POSITIONS} WHERE name = ?", [self.name])
+            if db.table(OUTBOX).exists():
+                clear = db.execute(f"SELECT record_id, applicant, record FROM {OUTBOX} "
+                                   "WHERE typeof(record) = 'text'").fetchall()
+                for rid, applicant, record in clear:
+                    db.execute(f"UPDATE {OUTBOX} SET applicant = ?, record = ? WHERE record_id = ?",
+                               [cols.pseudonym(applicant_key(applicant)) if applicant else None,
+                                cols.seal(OUTBOX, "record", rid, str(record).encode()), rid])
+
+        scrubbed(db, work)
 
     # -- following the ledger ----------------------------------------------------------
 
-    def apply(self, body: bytes, arrived_at: str) -> None:
-        env = decode_envelope(body)
+    def wants(self, event_type: str) -> bool:
+        return event_type.startswith("commitment.")
+
+    def apply(self, env: Envelope, arrived_at: str) -> None:
         if not env.type.startswith("commitment."):
             return
+        cols = required(self._columns, "credit")
         # Idempotent per event id: a CLI and a running node may follow the same file at once.
         if self.db.execute(f"SELECT 1 FROM {SEEN} WHERE event_id = ?", [env.id]).fetchone():
             return
         self.db.table(SEEN).insert({"event_id": env.id})
         row = self._case_row(env.case)
         try:
-            st = commitment.apply(_state.decode(row["state"]) if row else None, env)
+            st = commitment.apply(_state.decode(cols.open(CASES, "state", env.case, row["state"])) if row else None,
+                                  env)
         except RuleError:
             return  # the ledger keeps it; the fold (as the bureau's own store) would not have recorded it
-        row = self._next_row(row or {}, st, env)
+        row = self._next_row(cols, row or {}, st, env)
         self.db.table(CASES).upsert(row, pk="case_id")
         if env.type in HISTORY_STEPS:
             self.db.table(STEPS).insert({
-                "event_id": env.id, "case_id": st.case, "applicant": st.applicant.id_number, "number": st.number,
+                "event_id": env.id, "case_id": st.case, "applicant": self._pseudonym_of(cols, st), "number": st.number,
                 "bureau": st.bureau, "step": env.type.removeprefix("commitment."), "at": iso(env.time),
-                "detail": _detail(env), "record_status": st.credit,
+                "detail": cols.seal(STEPS, "detail", env.id, _detail(env).encode()), "record_status": st.credit,
             }, pk="event_id", replace=True)
         kind = _push_kind(env)
         if kind:
-            self._enqueue(kind, st, env, row["record_id"])
+            self._enqueue(cols, kind, st, env, row["record_id"])
 
     def _case_row(self, case_id: str) -> dict[str, Any] | None:
         cur = self.db.execute(f"SELECT * FROM {CASES} WHERE case_id = ?", [case_id])
@@ -154,20 +207,25 @@ class CreditView(LedgerProjection):
         return dict(zip([c[0] for c in cur.description], found, strict=True)) if found else None
 
     @staticmethod
-    def _next_row(row: dict[str, Any], st: CommitmentState, env: Envelope) -> dict[str, Any]:
+    def _pseudonym_of(cols: SealedColumns, st: CommitmentState) -> str:
+        return cols.pseudonym(applicant_key(st.applicant.id_number))
+
+    def _next_row(self, cols: SealedColumns, row: dict[str, Any], st: CommitmentState,
+                  env: Envelope) -> dict[str, Any]:
         def t(v: datetime | None) -> str | None:
             return iso(v) if v else None
 
         person = st.applicant.kind == "person"
-        row = {**row, "case_id": st.case, "applicant": st.applicant.id_number,
+        row = {**row, "case_id": st.case, "applicant": self._pseudonym_of(cols, st),
                "applicant_masked": mask_id(st.applicant.id_number), "kind": st.applicant.kind,
                "name": mask_name(st.applicant.name) if person else st.applicant.name, "number": st.number,
                "bureau": st.bureau, "matter": st.matter_name, "applied_on": st.applied_on.isoformat(),
-               "found_false_at": t(st.found_false_at), "record_status": st.credit, "record": st.credit_record,
+               "found_false_at": t(st.found_false_at), "record_status": st.credit,
+               "record": cols.seal(CASES, "record", st.case, st.credit_record.encode()),
                "recorded_at": t(st.credit_recorded_at), "removed_at": t(st.removed_at),
                "repaired_at": t(st.repaired_at), "barred_from": t(st.found_false_at),
                "barred_until": t(st.removed_at or st.repaired_at), "updated_at": iso(env.time),
-               "state": msgspec.json.encode(st)}
+               "state": cols.seal(CASES, "state", st.case, msgspec.json.encode(st))}
         row.setdefault("signed_at", None)
         row.setdefault("closed_at", None)
         row.setdefault("record_id", None)
@@ -179,8 +237,8 @@ class CreditView(LedgerProjection):
             row["record_id"] = env.id
         return row
 
-    def _enqueue(self, kind: str, st: CommitmentState, env: Envelope, refers_to: str) -> None:
-        """One record for 信用中国, with the applicant's full ID (the one place it is needed unmasked)."""
+    def _enqueue(self, cols: SealedColumns, kind: str, st: CommitmentState, env: Envelope, refers_to: str) -> None:
+        """One record for 信用中国, with the applicant's full ID (the one place it is needed unmasked), sealed."""
         ev = env.payload
         basis = ev.legal_reason if isinstance(ev, CreditRecorded) else getattr(ev, "reasons", "")
         record = {
@@ -193,16 +251,16 @@ class CreditView(LedgerProjection):
         }
         self.db.table(OUTBOX).insert({
             "record_id": env.id, "kind": kind, "case_id": st.case, "number": st.number, "bureau": st.bureau,
-            "applicant": st.applicant.id_number, "applicant_masked": mask_id(st.applicant.id_number),
-            "created_at": iso(env.time), "record": msgspec.json.encode(record).decode(), "status": "pending",
-            "attempts": 0,
+            "applicant": self._pseudonym_of(cols, st), "applicant_masked": mask_id(st.applicant.id_number),
+            "created_at": iso(env.time), "record": cols.seal(OUTBOX, "record", env.id, msgspec.json.encode(record)),
+            "status": "pending", "attempts": 0,
         }, pk="record_id", ignore=True)  # a rebuild keeps the row already there, delivered or not
 
     # -- standing ------------------------------------------------------------------------
 
     def standing(self, applicant: str, at: datetime | None = None) -> Standing:
         """``good`` or ``unrepaired-false-commitment`` at ``at`` (default: after everything recorded)."""
-        key = applicant_key(applicant)
+        key = self.pseudonym(applicant)
         if at is None:
             sql = f"SELECT 1 FROM {CASES} WHERE applicant = ? AND barred_from IS NOT NULL AND barred_until IS NULL"
             args = [key]
@@ -219,20 +277,45 @@ class CreditView(LedgerProjection):
         """四(二): whether the commitment route is open to the applicant at ``at`` (as far as this view knows)."""
         return self.standing(applicant, at) == "good"
 
+    def pseudonym(self, applicant: str) -> str:
+        """What the view's ``applicant`` columns hold for an ID number or USCC (CreditViewError if malformed)."""
+        key = applicant_key(applicant)
+        return required(self._columns, "credit").pseudonym(key)
+
     # -- what an operator reads (applicant masked) ------------------------------------------
 
     def cases(self, applicant: str) -> list[dict[str, Any]]:
         """The applicant's commitment cases, oldest first, without the folded state."""
+        key = self.pseudonym(applicant)
         with self._lock:
-            rows = self.db.table(CASES).rows_where("applicant = ?", [applicant_key(applicant)],
-                                                   order_by="applied_on, number, bureau")
-            return [{k: v for k, v in r.items() if k not in ("state", "applicant")} for r in rows]
+            rows = list(self.db.table(CASES).rows_where("applicant = ?", [key], order_by="applied_on, number, bureau"))
+        return [{k: v for k, v in self._opened(CASES, r).items() if k not in ("state", "applicant")} for r in rows]
 
     def history(self, applicant: str) -> list[dict[str, Any]]:
         """Every credit step of the applicant, in time order."""
+        key = self.pseudonym(applicant)
         with self._lock:
-            rows = self.db.table(STEPS).rows_where("applicant = ?", [applicant_key(applicant)], order_by="at, rowid")
-            return [{k: v for k, v in r.items() if k != "applicant"} for r in rows]
+            rows = list(self.db.table(STEPS).rows_where("applicant = ?", [key], order_by="at, rowid"))
+        return [{k: v for k, v in self._opened(STEPS, r).items() if k != "applicant"} for r in rows]
+
+    def _opened(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
+        """The row with its sealed columns opened (texts decoded; the folded state stays JSON bytes)."""
+        cols = required(self._columns, "credit")
+        out = dict(row)
+        for c in SEALED.get(table, ()):
+            plain = cols.open(table, c, row[PRIMARY_KEYS[table]], row[c])
+            out[c] = plain if c == "state" else plain.decode()
+        return out
+
+    def plain_rows(self, table: str) -> list[dict[str, Any]]:
+        """Every row of one of the view's tables, in the order written, sealed columns opened.
+
+        Sealing draws a fresh nonce each time, so two views of the same ledger differ in their bytes;
+        these rows are what must be equal (a rebuilt view against a live one).
+        """
+        with self._lock:
+            rows = list(self.db.table(table).rows_where(order_by="rowid"))
+        return [self._opened(table, r) for r in rows]
 
     def summary(self, applicant: str, at: datetime | None = None) -> dict[str, Any]:
         """Standing, the route, counts, cases and history of one applicant (masked), for a clerk or a CLI."""
@@ -270,9 +353,10 @@ class CreditView(LedgerProjection):
     def pending(self, limit: int | None = None) -> list[dict[str, Any]]:
         """Records still to push, oldest first: ``record_id``, ``case_id``, ``attempts`` and the full ``record``."""
         with self._lock:
-            rows = self.db.table(OUTBOX).rows_where("status = 'pending'", order_by="rowid", limit=limit)
-            return [{"record_id": r["record_id"], "case_id": r["case_id"], "kind": r["kind"],
-                     "attempts": r["attempts"], "record": msgspec.json.decode(r["record"])} for r in rows]
+            rows = list(self.db.table(OUTBOX).rows_where("status = 'pending'", order_by="rowid", limit=limit))
+        # Opened here, as they are delivered: the one place the full record is needed in clear.
+        return [{"record_id": r["record_id"], "case_id": r["case_id"], "kind": r["kind"], "attempts": r["attempts"],
+                 "record": msgspec.json.decode(self._opened(OUTBOX, r)["record"])} for r in rows]
 
     def mark_delivered(self, record_id: str, receipt: str, at: datetime) -> None:
         """信用中国 acknowledged the record."""
@@ -331,9 +415,9 @@ def _detail(env: Envelope) -> str:
     return ""
 
 
-def open_view(path: Path) -> CreditView:
-    """The credit view at ``path`` (created if missing)."""
+def open_view(path: Path, *, view_key: bytes | None = None) -> CreditView:
+    """The credit view at ``path`` (created if missing), sealed with ``view_key``."""
     try:
-        return CreditView(path)
+        return CreditView(path, view_key=view_key)
     except sqlite3.Error as e:
         raise CreditViewError(f"cannot open the credit view at {path}: {e}") from e

@@ -26,7 +26,8 @@ from aggregates.commitment import CommitmentState
 from aggregates.dispute import STATUS_ZH, DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
-from projections.ledger import Entry, Ledger
+from broker.signing import Rejected
+from projections.ledger import Entry, Ledger, NoLedgerKey
 from schemas.assistance import (
     VERDICT_ZH,
     AssistanceDeclined,
@@ -66,7 +67,7 @@ from schemas.dispute import (
     DistrictDecided,
     NegotiationRecorded,
 )
-from schemas.envelope import Envelope, decode_envelope
+from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_name
 from schemas.sla import DeadlineBreached, DeadlineReminder
@@ -201,10 +202,10 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHisto
     lines: list[HistoryLine] = []
     breaks: list[str] = []
     for e in entries:
-        env = _decode(e.signed.body)
+        env = _decode(ledger, e.signed.body)
         findings: list[str] = []
         if env is None:
-            findings.append(f"malformed: entry {e.pos} no longer decodes as an envelope")
+            findings.append(f"malformed: entry {e.pos} no longer decodes or opens as an envelope")
         else:
             state, err = fold_step(state, kind, env, e.signed.digest)
             if err is not None:
@@ -228,10 +229,16 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHisto
                        findings=statements + breaks, linked=linked)
 
 
-def _decode(body: bytes) -> Envelope | None:
+def _decode(ledger: Ledger, body: bytes) -> Envelope | None:
+    """What ledger bytes say, or ``None`` if they no longer decode or open (a finding, not an error).
+
+    Without 区司法局's box key on this machine nothing can be read: that raises :class:`NoLedgerKey`.
+    """
     try:
-        return decode_envelope(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        return ledger.open(body)
+    except NoLedgerKey:
+        raise
+    except Rejected:
         return None
 
 
@@ -287,7 +294,7 @@ def find_assistance_for(ledger: Ledger, commitment_case: str) -> list[str]:
     with _read_only(ledger) as conn:
         rows = conn.execute("SELECT case_id, body FROM entries WHERE type = 'assistance.requested' ORDER BY pos")
         for case_id, body in rows:
-            env = _decode(bytes(body))
+            env = _decode(ledger, bytes(body))
             if (env is not None and isinstance(env.payload, AssistanceRequested)
                     and env.payload.commitment_case == commitment_case and case_id not in found):
                 found.append(str(case_id))
@@ -304,7 +311,7 @@ def find_disputes_about(ledger: Ledger, assistance_case: str) -> list[str]:
     with _read_only(ledger) as conn:
         rows = conn.execute("SELECT case_id, body FROM entries WHERE type = 'dispute.raised' ORDER BY pos")
         for case_id, body in rows:
-            env = _decode(bytes(body))
+            env = _decode(ledger, bytes(body))
             if (env is not None and isinstance(env.payload, DisputeRaised)
                     and env.payload.assistance_case == assistance_case and case_id not in found):
                 found.append(str(case_id))
@@ -529,7 +536,7 @@ def _assistance_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list
 def _request_within_commitment(ledger: Ledger, env: Envelope, ev: AssistanceRequested) -> list[str]:
     """第九条: a request made for a commitment case asks only about what that applicant committed to."""
     entries = ledger.case(ev.commitment_case)
-    first = _decode(entries[0].signed.body) if entries else None
+    first = _decode(ledger, entries[0].signed.body) if entries else None
     if first is None or not isinstance(first.payload, ApplicationReceived):
         return [f"{NOT_ITS_CASE}: the request names commitment case {ev.commitment_case}, "
                 "which has no application in the ledger"]
@@ -598,7 +605,7 @@ def _fold_quietly(ledger: Ledger, case_id: str) -> State | None:
     kind = kind_of(entries)
     state: State | None = None
     for e in entries:
-        env = _decode(e.signed.body)
+        env = _decode(ledger, e.signed.body)
         if env is not None:
             state, _ = fold_step(state, kind, env, e.signed.digest)
     return state

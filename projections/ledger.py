@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from broker.signing import CannotOpen, Opens, decode_checked
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
 
@@ -58,6 +59,12 @@ class LedgerError(XiezhuError):
     """The ledger file cannot be opened or is inconsistent."""
 
     code = "ledger"
+
+
+class NoLedgerKey(CannotOpen):
+    """Reading what the ledger says needs 区司法局's box key, which this machine does not hold."""
+
+    code = "ledger.no-key"
 
 
 @dataclass(frozen=True)
@@ -131,8 +138,11 @@ def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
 class Ledger:
     """Append-only, hash-chained store of signed events (SQLite)."""
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Path, *, opener: Opens | None = None) -> None:
+        """``opener``: 区司法局's X25519 keys, to read what the entries say (:meth:`envelope`); an audit
+        and a bundle's proofs need none."""
         self.path = Path(path)
+        self.opener = opener
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self._lock = threading.Lock()
         self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
@@ -233,6 +243,23 @@ class Ledger:
         with self._lock:
             rows = self._db.execute("SELECT pos, head, sealed_at, kid, sig FROM checkpoints ORDER BY pos").fetchall()
         return [Checkpoint(int(p), bytes(h), t, k, bytes(s)) for p, h, t, k, s in rows]
+
+    def envelope(self, entry: Entry) -> Envelope:
+        """What an entry says: its sealed payload opened with 区司法局's keys.
+
+        Raises :class:`~broker.signing.CannotOpen` where this machine holds no key that opens it.
+        """
+        return self.open(entry.signed.body)
+
+    def open(self, body: bytes) -> Envelope:
+        """What the bytes of an entry say (see :meth:`envelope`)."""
+        head = decode_checked(body)
+        if isinstance(head, Envelope):  # from before payloads were sealed (the ledger service refuses them)
+            return head
+        if self.opener is None:
+            raise NoLedgerKey("the ledger's entries are sealed, and this machine does not hold 区司法局's box key "
+                              "(keys/box/) that opens them; `xiezhu audit` checks the ledger without it")
+        return self.opener.open_routed(head)
 
     def close(self) -> None:
         """Close the file."""

@@ -44,11 +44,11 @@ import msgspec
 
 from aggregates.assistance import CaseState
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
-from broker.signing import KeyRing, Rejected
+from broker.signing import CannotOpen, KeyRing, Rejected
 from projections.history import Kind, State, UnknownCase, find_assistance_for, fold_step, kind_of, summarize
-from projections.ledger import Entry, Ledger
+from projections.ledger import Entry, Ledger, NoLedgerKey
 from schemas.commitment import ItemVerified
-from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope
+from schemas.envelope import LEDGER, Envelope, Signed
 
 __all__ = [
     "VALID", "DeadlineCheck", "LinkedCase", "NotYetRecorded", "Replay", "ReplayEvent", "SignatureCheck",
@@ -183,7 +183,7 @@ class Replay(msgspec.Struct, frozen=True, kw_only=True):
 def check_signature(ring: KeyRing, signed: Signed, arrived_at: datetime | None = None) -> SignatureCheck:
     """Verify a signature with the key as it was at the envelope's time; note a revocation before arrival."""
     try:
-        env = ring.verify(signed)
+        env = ring.check(signed)  # the signature is over the sealed bytes: no key needed to check it
     except Rejected as e:
         return SignatureCheck(status=e.code, reason=e.message)
     entry = ring.entry(signed.kid)
@@ -213,6 +213,9 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
     entries = ledger.case(case_id)
     if not entries:
         raise UnknownCase(f"no ledger entry has case {case_id}", case=case_id)
+    if ledger.opener is None:
+        raise NoLedgerKey("a replay reads what the entries say: it needs 区司法局's box key (keys/box/), "
+                          "which opens every case on the ledger; `xiezhu audit` checks them without it")
     shown = _known_at(entries, as_of)
     if not shown:
         first = _arrival(entries[0])
@@ -221,7 +224,7 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
             f"its first entry arrived at {_local(first)}", case=case_id)
     kind = kind_of(entries)
     numbers: dict[str, str] = {}
-    fold = _Fold(kind, ring, lambda c: _number_of(ledger, c, numbers))
+    fold = _Fold(kind, ring, lambda c: _number_of(ledger, c, numbers), ledger)
     events = [fold.step(e) for e in shown]
     deadlines = _deadlines(fold, calendar, judged_at)
     notes: list[str] = []
@@ -246,8 +249,9 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
 class _Fold:
     """The lenient fold of one case, entry by entry, keeping what a replay line needs."""
 
-    def __init__(self, kind: Kind, ring: KeyRing, case_number: Callable[[str], str]) -> None:
+    def __init__(self, kind: Kind, ring: KeyRing, case_number: Callable[[str], str], ledger: Ledger) -> None:
         self.kind = kind
+        self.ledger = ledger
         self.ring = ring
         self.case_number = case_number
         self.state: State | None = None
@@ -261,11 +265,11 @@ class _Fold:
     def step(self, e: Entry) -> ReplayEvent:
         arrived = _arrival(e)
         sig = check_signature(self.ring, e.signed, arrived)
-        env = _decode(e.signed.body)
+        env, why = _open(self.ledger, e)
         before = _status(self.state)
         findings: list[str] = []
         if env is None:
-            findings.append(f"malformed: entry {e.pos} no longer decodes as an envelope")
+            findings.append(why)
         elif not sig.valid:
             findings.append(f"not applied: the signature does not hold ({sig.status})")
         else:
@@ -368,7 +372,7 @@ def _linked(ledger: Ledger, case_id: str, via: str, ring: KeyRing, cal: WorkingC
         return LinkedCase(case=case_id, number="", kind="commitment", sender="", recipient="", via=via, status=None,
                           findings=["no ledger entry has this case"])
     kind = kind_of(entries)
-    fold = _Fold(kind, ring, lambda c: c)
+    fold = _Fold(kind, ring, lambda c: c, ledger)
     shown = _known_at(entries, as_of)
     lines = [fold.step(e) for e in shown]
     findings = [f"pos {x.pos} {x.type}: {f}" for x in lines for f in x.findings]
@@ -399,11 +403,16 @@ def _status(state: State | None) -> str | None:
     return None if status is None else str(status)
 
 
-def _decode(body: bytes) -> Envelope | None:
+def _open(ledger: Ledger, e: Entry) -> tuple[Envelope | None, str]:
+    """What entry ``e`` says, or why it cannot be read."""
     try:
-        return decode_envelope(body)
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        return None
+        return ledger.envelope(e), ""
+    except NoLedgerKey:
+        raise
+    except CannotOpen as err:
+        return None, f"cannot open: {err}"
+    except Rejected as err:
+        return None, f"malformed: entry {e.pos} no longer decodes as an envelope ({err})"
 
 
 def _parse(iso: str) -> datetime:

@@ -64,7 +64,7 @@ from schemas.assistance import (
     AssistanceRequested,
     AssistanceWithdrawn,
 )
-from schemas.envelope import decode_envelope
+from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
 
 __all__ = [
@@ -164,8 +164,7 @@ class SlaView(LedgerProjection):
 
     # -- the fold -----------------------------------------------------------------------
 
-    def apply(self, body: bytes, arrived_at: str) -> None:
-        env = decode_envelope(body)
+    def apply(self, env: Envelope, arrived_at: str) -> None:
         t = self.db.table(TABLE)
         match env.payload:
             case AssistanceRequested() as r:

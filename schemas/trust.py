@@ -20,6 +20,8 @@ class TrustEntry(msgspec.Struct, frozen=True, kw_only=True):
     bureau: str
     public_key: bytes
     valid_from: datetime
+    #: The bureau's X25519 public key of the same generation: what is sent to it is sealed to this.
+    box_key: bytes = b""
     #: The key's validity ends here (exclusive); a rotation sets it to the end of the overlap.
     valid_to: datetime | None = None
     revoked_at: datetime | None = None
@@ -34,6 +36,9 @@ class TrustList(msgspec.Struct, frozen=True, kw_only=True):
     entries: list[TrustEntry] = []
     #: Hex SHA-256 of the previous version's signed bytes ("" for the first signed version).
     previous: str = ""
+    #: A root handover (decision 25): the root key that signs every version after this one.
+    #: Only the current root can name it, by signing this version; ``None`` in every other.
+    next_root: TrustAnchor | None = None
 
 
 class SignedTrustList(TrustList, frozen=True, kw_only=True):
@@ -51,7 +56,10 @@ class SignedTrustList(TrustList, frozen=True, kw_only=True):
 
 
 class TrustAnchor(msgspec.Struct, frozen=True, kw_only=True):
-    """``keys/root.pub``: the root authority's public key, pinned by every machine."""
+    """``keys/root.pub``: the root authority's public key, pinned by every machine.
+
+    A root handover replaces it with the successor the old root named (decision 25).
+    """
 
     authority: str
     kid: str

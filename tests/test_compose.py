@@ -6,16 +6,28 @@ deployment's first start.
 """
 from __future__ import annotations
 
-from pathlib import Path
+import asyncio
+import subprocess
+import time
+import urllib.request
+from pathlib import Path, PurePosixPath
 from typing import Any
 from urllib.parse import urlparse
 
+import nats
+import nats.errors
 import pytest
 import typer
 import yaml
 from typer.core import TyperGroup
+from typer.testing import CliRunner
 
 import xiezhu.cli
+from agencies.registry import JUSTICE, Registry
+from broker.auth import ADMIN, LEDGER, credentials_in
+from broker.server import find_binary, free_port
+from broker.streams import EVENTS_STREAM
+from xiezhu.node import provision
 
 # Recent Typer (0.29 here) vendors Click as typer._click: the `click` package is not what it raises.
 try:
@@ -90,6 +102,17 @@ def _depends_on(svc: dict[str, Any]) -> list[str]:
     return list(deps.keys()) if isinstance(deps, dict) else list(deps)
 
 
+def _after(name: str) -> set[str]:
+    """Every service ``name`` waits for, directly or through others."""
+    services, seen, todo = _services(), set(), [name]
+    while todo:
+        for dep in _depends_on(services[todo.pop()]):
+            if dep not in seen:
+                seen.add(dep)
+                todo.append(dep)
+    return seen
+
+
 def _nats_services() -> dict[str, dict[str, Any]]:
     return {name: svc for name, svc in _services().items()
             if str(svc.get("image", "")).startswith("nats:")}
@@ -160,8 +183,8 @@ def test_compose_has_postgres_ledger_and_agents_and_dependencies_exist() -> None
     for name in agents:
         assert services[name].get("restart") == "unless-stopped", name
         deps = services[name]["depends_on"]
-        assert {"keys", "provision"} <= set(deps), name
-        for dep in ("keys", "provision"):
+        assert {f"keys-{name.removeprefix('agent-')}", "provision"} <= set(deps), name
+        for dep in deps:
             assert deps[dep]["condition"] == "service_completed_successfully", (name, dep)
 
     for name, svc in services.items():
@@ -169,15 +192,40 @@ def test_compose_has_postgres_ledger_and_agents_and_dependencies_exist() -> None
             assert dep in services, f"service {name} depends on {dep!r}, which is not a service"
 
 
-def test_xiezhu_services_share_one_image_data_dir_and_keys_volume() -> None:
+#: The services that run for good: each is one machine, with only its own keys.
+RUNNING = ("xiezhu agent", "xiezhu ledger")
+
+
+def _export_of(name: str) -> Context:
+    """The `xiezhu keys export` that fills the machine of running service ``name``."""
+    services = _xiezhu_services()
+    deps = [d for d in _depends_on(services[name]) if d in services
+            and parse_xiezhu(services[d]["command"])[-1].command_path == "xiezhu keys export"]
+    assert len(deps) == 1, f"service {name} has no keys export to depend on: {deps}"
+    assert services[name]["depends_on"][deps[0]]["condition"] == "service_completed_successfully"
+    own = _mounts(services[name])[str(DATA)][0]
+    leaf = parse_xiezhu(services[deps[0]]["command"])[-1]
+    target = _mounts(services[deps[0]]).get(str(leaf.params["out"]))
+    assert target == (own, False), f"{deps[0]} does not write into {name}'s volume {own}"
+    return leaf
+
+
+def test_xiezhu_services_share_one_image_and_data_dir_and_each_machine_holds_only_its_keys() -> None:
     declared = set(_compose().get("volumes") or {})
     for name, svc in _xiezhu_services().items():
         assert svc.get("build") == ".", name
         assert svc["environment"]["XIEZHU_DATA_DIR"] == "/data", name
-        mounts = {str(v).split(":")[1]: str(v).split(":")[0] for v in svc.get("volumes", [])}
-        assert mounts.get("/data/keys") == "keys", f"service {name}: keys volume not at /data/keys"
-        for volume in mounts.values():
+        mounts = _mounts(svc)
+        for volume, _ in mounts.values():
             assert volume in declared, f"service {name} mounts undeclared volume {volume!r}"
+        leaf = parse_xiezhu(svc["command"])[-1]
+        if leaf.command_path in RUNNING:
+            # No shared keys or seeds: another bureau's box key would open its mail.
+            assert set(mounts) == {str(DATA)}, f"running service {name} mounts more than its own /data: {mounts}"
+            bureaus = set(leaf.params["bureau"]) if leaf.command_path == "xiezhu agent" else {JUSTICE}
+            assert set(_export_of(name).params["codes"]) == bureaus, name
+        else:
+            assert mounts.get(str(DATA / "keys"), ("", False))[0] == "keys", f"set-up service {name}: no keys"
 
 
 def test_every_service_can_reach_every_cluster_node_and_streams_are_replicated() -> None:
@@ -190,3 +238,208 @@ def test_every_service_can_reach_every_cluster_node_and_streams_are_replicated()
         assert hosts == set(nats), f"service {name} does not list every NATS node: {url!r}"
     provision = parse_xiezhu(_xiezhu_services()["provision"]["command"])[-1]
     assert provision.params["replicas"] == 3
+
+
+# -- the generated NATS authorization (decision 22) ---------------------------------------------------------
+
+DATA = PurePosixPath("/data")
+
+
+def _mounts(svc: dict[str, Any]) -> dict[str, tuple[str, bool]]:
+    """Each mount of a service: target path → (volume, read-only)."""
+    out: dict[str, tuple[str, bool]] = {}
+    for v in svc.get("volumes", []):
+        source, target, *mode = str(v).split(":")
+        out[target] = (source, bool(mode) and "ro" in mode[0].split(","))
+    return out
+
+
+def _nats_config() -> tuple[str, dict[str, Any], Context]:
+    """The one-shot service that runs `xiezhu nats-config`, and its parsed leaf command."""
+    found = [(name, svc, parse_xiezhu(svc["command"])[-1]) for name, svc in _xiezhu_services().items()]
+    found = [f for f in found if f[2].command_path == "xiezhu nats-config"]
+    assert len(found) == 1, [f[0] for f in found]
+    return found[0]
+
+
+def _server_config(cmd: list[str]) -> PurePosixPath:
+    flag = "--config" if "--config" in cmd else "-c"
+    assert flag in cmd, f"no --config in {cmd}"
+    return PurePosixPath(cmd[cmd.index(flag) + 1])
+
+
+def _users_of(contexts: list[Context]) -> set[str]:
+    """The NATS users a xiezhu service connects as (see xiezhu.node.Node)."""
+    leaf = contexts[-1]
+    users: set[str] = set()
+    if leaf.command_path == "xiezhu agent":
+        users |= set(leaf.params["bureau"])
+    elif leaf.command_path == "xiezhu ledger":
+        users |= {LEDGER, JUSTICE} if leaf.params.get("projection", True) else {LEDGER}
+    if leaf.command_path == "xiezhu provision":
+        users.add(ADMIN)
+    return users
+
+
+def test_nats_config_runs_first_and_writes_the_seeds_and_the_servers_authorization() -> None:
+    name, svc, leaf = _nats_config()
+    assert leaf.params["cluster"] is True  # the authorization block alone: the cluster settings are flags
+    out = PurePosixPath(str(leaf.params["out_file"]))
+    mounts = _mounts(svc)
+    assert svc["environment"]["XIEZHU_DATA_DIR"] == str(DATA)
+    assert str(out.parent) in mounts and mounts[str(out.parent)][1] is False, mounts
+    seeds = mounts.get(str(DATA / "nats-keys"))
+    assert seeds is not None and seeds[1] is False, "nats-config must write the seeds into a volume"
+    assert seeds[0] != mounts[str(out.parent)][0], "the servers' volume must not hold the seeds"
+    assert not set(_depends_on(svc)) & set(_nats_services()), "nats-config runs before any NATS node"
+    assert svc.get("restart") == "no"
+
+
+def test_every_nats_server_starts_on_the_generated_authorization_after_nats_config() -> None:
+    name, svc, leaf = _nats_config()
+    out = PurePosixPath(str(leaf.params["out_file"]))
+    auth_volume = _mounts(svc)[str(out.parent)][0]
+    seeds_volume = _mounts(svc)[str(DATA / "nats-keys")][0]
+    for server, nsvc in _nats_services().items():
+        conf = _server_config([str(a) for a in nsvc["command"]])
+        mounts = _mounts(nsvc)
+        assert conf.name == out.name, (server, conf)
+        assert mounts.get(str(conf.parent)) == (auth_volume, True), f"{server} does not mount {auth_volume} read-only"
+        assert seeds_volume not in {v for v, _ in mounts.values()}, f"{server} must see public keys only"
+        assert nsvc["depends_on"][name]["condition"] == "service_completed_successfully", server
+
+
+def test_every_xiezhu_service_on_nats_has_the_seed_of_each_user_it_connects_as() -> None:
+    _, config_svc, _ = _nats_config()
+    seeds_volume = _mounts(config_svc)[str(DATA / "nats-keys")][0]
+    generated = {*Registry.load().codes(), LEDGER, ADMIN}  # what `xiezhu nats-config` makes a seed for
+    checked = 0
+    for name, svc in _xiezhu_services().items():
+        contexts = parse_xiezhu(svc["command"])
+        users = _users_of(contexts)
+        if contexts[0].params["nats_url"] is None and not users:
+            continue
+        checked += 1
+        assert users <= generated, (name, users - generated)
+        assert svc["environment"]["XIEZHU_DATA_DIR"] == str(DATA), name
+        if contexts[-1].command_path in RUNNING:  # its own seeds only, exported into its /data
+            assert set(_export_of(name).params["nats_user"] or []) == users, name
+        else:  # Settings.nats_keys_dir of /data; read-only: only nats-config writes seeds.
+            assert _mounts(svc).get(str(DATA / "nats-keys")) == (seeds_volume, True), \
+                f"service {name} connects as {sorted(users)} but has no read-only {seeds_volume} at /data/nats-keys"
+        deps = _after(name)
+        assert "nats-config" in deps or deps & set(_nats_services()), name
+    assert checked >= 5
+
+
+def test_the_compose_cluster_forms_on_the_generated_authorization_and_enforces_it(tmp_path: Path) -> None:
+    """The three nodes' own flags from compose.yaml, on the file `xiezhu nats-config` writes, on loopback."""
+    name, config_svc, _ = _nats_config()
+    data, auth_dir = tmp_path / "data", tmp_path / "nats-auth"
+    auth_dir.mkdir()
+    argv = [str(a) for a in config_svc["command"]]
+    out = PurePosixPath(argv[argv.index("--out") + 1])
+    argv[argv.index("--out") + 1] = str(auth_dir / out.name)  # where the nats-auth volume is mounted
+    result = CliRunner().invoke(xiezhu.cli.app, argv[1:],
+                                env={"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": ""})
+    assert result.exit_code == 0, result.output
+
+    servers = _nats_services()
+    ports = {n: {"client": free_port(), "route": free_port(), "http": free_port()} for n in servers}
+    procs: list[subprocess.Popen[bytes]] = []
+    try:
+        for n, svc in servers.items():
+            procs.append(subprocess.Popen(_on_loopback(svc, n, ports, tmp_path / n, auth_dir),
+                                          stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
+        url = ",".join(f"nats://127.0.0.1:{p['client']}" for p in ports.values())
+        _wait_healthy([p["http"] for p in ports.values()], procs)
+        replicas = parse_xiezhu(_xiezhu_services()["provision"]["command"])[-1].params["replicas"]
+        # The consumers of the bureaus compose runs (each R3 consumer takes a while to create).
+        bureaus = {b for svc in _xiezhu_services().values()
+                   for b in parse_xiezhu(svc["command"])[-1].params.get("bureau") or []}
+        asyncio.run(_exercise_cluster(url, data / "nats-keys", replicas, sorted(bureaus)))
+    finally:
+        for p in procs:
+            p.terminate()
+        for p in procs:
+            try:
+                p.wait(timeout=10)
+            except subprocess.TimeoutExpired:
+                p.kill()
+
+
+def _on_loopback(svc: dict[str, Any], name: str, ports: dict[str, dict[str, int]], store: Path,
+                 auth_dir: Path) -> list[str]:
+    """A compose node's nats-server flags with hosts, ports and paths mapped onto this machine."""
+    cmd = [str(a) for a in svc["command"]]
+    out = [str(find_binary())]
+    i = 0
+    while i < len(cmd):
+        flag, value = cmd[i], cmd[i + 1] if i + 1 < len(cmd) else ""
+        if flag in ("--config", "-c"):
+            out += [flag, str(auth_dir / PurePosixPath(value).name)]
+        elif flag == "-sd":
+            out += [flag, str(store)]
+        elif flag == "-m":
+            out += [flag, str(ports[name]["http"])]
+        elif flag == "--client_advertise":
+            out += [flag, f"127.0.0.1:{ports[name]['client']}"]
+        elif flag == "--cluster":
+            assert urlparse(value).port == 6222
+            out += [flag, f"nats://127.0.0.1:{ports[name]['route']}"]
+        elif flag == "--routes":
+            out += [flag, ",".join(f"nats://127.0.0.1:{ports[str(urlparse(r).hostname)]['route']}"
+                                   for r in value.split(","))]
+        else:
+            out.append(flag)
+            i += 1
+            continue
+        i += 2
+    return [*out, "-a", "127.0.0.1", "-p", str(ports[name]["client"])]
+
+
+def _wait_healthy(http_ports: list[int], procs: list[subprocess.Popen[bytes]], timeout: float = 30.0) -> None:
+    deadline = time.monotonic() + timeout
+    pending = set(http_ports)
+    while pending:
+        assert all(p.poll() is None for p in procs), "a nats-server exited: compose flags it does not take?"
+        assert time.monotonic() < deadline, f"cluster not healthy: {sorted(pending)}"
+        for port in list(pending):
+            try:
+                with urllib.request.urlopen(f"http://127.0.0.1:{port}/healthz", timeout=1) as r:
+                    if r.status == 200:
+                        pending.discard(port)
+            except OSError:
+                pass
+        time.sleep(0.05)
+
+
+async def _exercise_cluster(url: str, seeds: Path, replicas: int, bureaus: list[str]) -> None:
+    servers = url.split(",")
+    with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+        await nats.connect(servers=servers[:1], allow_reconnect=False)  # no seed: refused
+    assert "shenpi" in bureaus
+    await provision(url, bureaus, replicas=replicas, credentials=credentials_in(seeds, ADMIN))
+    errors: list[Exception] = []
+
+    async def on_error(e: Exception) -> None:
+        errors.append(e)
+
+    admin = await nats.connect(servers=servers, error_cb=on_error, **credentials_in(seeds, ADMIN))
+    shenpi = await nats.connect(servers=servers[1:], error_cb=on_error, **credentials_in(seeds, "shenpi"))
+    try:
+        info = await admin.jetstream().stream_info(EVENTS_STREAM)
+        assert info.config.num_replicas == replicas and info.cluster is not None
+        assert len(info.cluster.replicas or []) == replicas - 1
+        await shenpi.jetstream().publish("xz.shenpi.gongan.assistance.requested", b"x", stream=EVENTS_STREAM)
+        with pytest.raises(nats.errors.TimeoutError):  # as another bureau: refused
+            await shenpi.jetstream(timeout=0.5).publish("xz.gongan.shenpi.assistance.received", b"x")
+        with pytest.raises(nats.errors.TimeoutError):  # and the provisioner deletes nothing
+            await admin.jetstream(timeout=0.5).delete_stream(EVENTS_STREAM)
+        await admin.flush()
+        await asyncio.sleep(0.05)
+        assert (await admin.jetstream().stream_info(EVENTS_STREAM)).state.messages == 1
+        assert sum("permissions violation" in str(e) for e in errors) == 2
+    finally:
+        await shenpi.close()
+        await admin.close()

@@ -36,6 +36,8 @@ ITEMS = [CommitmentItem(no=1, text="本人户籍所在地为运河街道", check
          CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record")]
 COMPANY = Applicant(kind="organisation", name="台儿庄区运河食品有限公司", id_number="91370405MA3C8XYZ12")
 WHY = "三(三)：经核查申请人承诺不实"
+#: 区司法局's store key, which seals the view's personal data (decision 26).
+VIEW_KEY = bytes(range(32))
 
 
 class World:
@@ -45,7 +47,7 @@ class World:
         self.clock = SimulatedClock(T0)
         self.store = BureauStore("shenpi", tmp_path / "s.db", make_signer("shenpi").sign, self.clock)
         self.ledger = Ledger(tmp_path / "ledger.db")
-        self.view = CreditView(tmp_path / "credit.db")
+        self.view = CreditView(tmp_path / "credit.db", view_key=VIEW_KEY)
 
     def relay(self) -> CreditView:
         """Append every signed event of the store to the ledger (known ones are skipped), then follow."""
@@ -345,7 +347,8 @@ def test_http_delivery_keeps_a_failed_record_pending_then_delivers_it(world: Wor
 
 
 def _tables(view: CreditView) -> dict[str, list[dict[str, Any]]]:
-    return {t: [dict(r) for r in view.db.table(t).rows_where(order_by="rowid")] for t in (CASES, STEPS, OUTBOX)}
+    """The view's tables as they read: sealed columns opened (each seal has a fresh nonce)."""
+    return {t: view.plain_rows(t) for t in (CASES, STEPS, OUTBOX)}
 
 
 def test_rebuilt_view_equals_live_and_keeps_outbox_delivery(world: World, tmp_path: Path) -> None:
@@ -366,7 +369,7 @@ def test_rebuilt_view_equals_live_and_keeps_outbox_delivery(world: World, tmp_pa
     answers = [live.standing(APPLICANT.id_number, t + d) for t in times for d in (-US, US)]
     before = _tables(live)
 
-    fresh = CreditView(tmp_path / "fresh.db")
+    fresh = CreditView(tmp_path / "fresh.db", view_key=VIEW_KEY)
     fresh.follow(world.ledger, batch=3)
     scratch = _tables(fresh)
     assert scratch[CASES] == before[CASES] and scratch[STEPS] == before[STEPS]
@@ -381,7 +384,7 @@ def test_rebuilt_view_equals_live_and_keeps_outbox_delivery(world: World, tmp_pa
     # applying every entry a second time (two processes following one file) changes nothing
     with live.db.conn:
         for e in world.ledger.entries():
-            live.apply(e.signed.body, e.arrived_at)
+            live.apply(world.ledger.envelope(e), e.arrived_at)
     assert _tables(live) == before
 
 

@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -12,9 +13,10 @@ import pytest
 from broker.auth import ADMIN
 from broker.intake import read_dead_letters
 from broker.relay import headers_for
-from broker.signing import Signer
+from broker.sealing import seal
+from broker.signing import Signer, decode_checked
 from schemas.assistance import Applicant, CommitmentItem, Matter
-from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, new_id, subject_for
+from schemas.envelope import Envelope, Signed, new_id, subject_for
 from tests.conftest import ITEMS, RESIDENT, eventually
 from xiezhu.node import Node
 
@@ -91,25 +93,44 @@ async def _dead_letters(node: Node) -> list[Any]:
 
 def _envelope(node: Node, sender: str = "shenpi", recipient: str = "gongan") -> Envelope:
     case = next(iter(node.store("shenpi").cases()))
-    req = decode_envelope(node.store("shenpi").case(case.case).envelopes[0].body)
     return Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number="20260099",
-                    time=node.clock.now(), payload=req.payload)
+                    time=node.clock.now(), payload=case.request)
+
+
+def _sealed(node: Node, env: Envelope) -> Signed:
+    """As shenpi's store signs: sealed to shenpi, the recipient and 区司法局."""
+    return node.keys.bureau_signer("shenpi", node.ring).sign(env)
 
 
 def _forged(node: Node) -> tuple[str, Signed]:
     kid = node.keys.signer("shenpi").kid
-    forged = Signer("shenpi", kid, nacl.signing.SigningKey.generate()).sign(_envelope(node))
-    return subject_for(decode_envelope(forged.body)), forged
+    body = _sealed(node, _envelope(node)).body
+    forged = Signed(body=body, kid=kid, sig=nacl.signing.SigningKey.generate().sign(body).signature)
+    return subject_for(decode_checked(forged.body)), forged
+
+
+def _not_sealed(node: Node) -> tuple[str, Signed]:
+    """Well signed by shenpi, to gongan, but in the clear: personal data must not travel readable."""
+    return "xz.shenpi.gongan.assistance.requested", node.keys.signer("shenpi").sign(_envelope(node))
+
+
+def _not_for_the_recipient(node: Node) -> tuple[str, Signed]:
+    """Addressed to gongan but sealed only to shenpi: neither gongan nor the ledger could ever read it."""
+    env = _envelope(node)
+    readers = node.ring.readers("shenpi", env.time)
+    body = seal(env, readers)
+    shenpi = node.keys.signer("shenpi")
+    return "xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=shenpi.kid, sig=shenpi.sign_bytes(body))
 
 
 def _wrong_sender(node: Node) -> tuple[str, Signed]:
     gongan = node.keys.signer("gongan")
-    body = encode_envelope(_envelope(node))  # claims shenpi, signed with gongan's key
+    body = _sealed(node, _envelope(node)).body  # claims shenpi, signed with gongan's key
     return "xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=gongan.kid, sig=gongan.sign_bytes(body))
 
 
 def _wrong_recipient(node: Node) -> tuple[str, Signed]:
-    signed = node.keys.signer("shenpi").sign(_envelope(node, recipient="shichang"))
+    signed = _sealed(node, _envelope(node, recipient="shichang"))
     return "xz.shenpi.gongan.assistance.requested", signed
 
 
@@ -127,17 +148,19 @@ def _oversized(node: Node) -> tuple[str, Signed]:
 
 def _unknown_key(node: Node) -> tuple[str, Signed]:
     stranger = Signer("shenpi", "shenpi-not-in-the-trust-list", nacl.signing.SigningKey.generate())
-    return "xz.shenpi.gongan.assistance.requested", stranger.sign(_envelope(node))
+    body = _sealed(node, _envelope(node)).body
+    return "xz.shenpi.gongan.assistance.requested", Signed(body=body, kid=stranger.kid, sig=stranger.sign_bytes(body))
 
 
 def _unsigned(node: Node) -> tuple[str, Signed]:
-    signed = node.keys.signer("shenpi").sign(_envelope(node))
+    signed = _sealed(node, _envelope(node))
     return "xz.shenpi.gongan.assistance.requested", Signed(body=signed.body, kid="", sig=b"")
 
 
 @pytest.mark.parametrize(("make", "code"), [
     (_forged, "bad-signature"), (_wrong_sender, "wrong-sender"), (_wrong_recipient, "wrong-recipient"),
     (_malformed, "malformed"), (_oversized, "oversized"), (_unsigned, "unsigned"), (_unknown_key, "unknown-key"),
+    (_not_sealed, "not-sealed"), (_not_for_the_recipient, "cannot-open"),
 ])
 async def test_a_bad_message_is_dead_lettered_with_its_reason_and_changes_nothing(node: Node, make, code) -> None:  # type: ignore[no-untyped-def]
     request(node)
@@ -150,6 +173,8 @@ async def test_a_bad_message_is_dead_lettered_with_its_reason_and_changes_nothin
     assert [d.code for d in letters] == [code]
     assert letters[0].reason and letters[0].original_subject == subject
     assert letters[0].data == signed.body[:len(letters[0].data)]
+    if code in ("not-sealed", "cannot-open"):  # the ledger never records what it could not replay
+        assert [d.code for d in await _dead_letters(node) if d.rejected_by == "ledger"] == [code]
     assert snapshot(node) == before
     # The agent is still alive and answering.
     case = request(node)
@@ -163,7 +188,7 @@ async def test_a_replayed_copy_of_a_valid_event_changes_nothing(node: Node) -> N
     before = snapshot(node)
     original = node.store("shenpi").case(case).envelopes[0]
     # A new Nats-Msg-Id gets it past JetStream's dedup: the copy reaches gongan and the ledger.
-    await _publish(node, subject_for(decode_envelope(original.body)), original)
+    await _publish(node, subject_for(decode_checked(original.body)), original)
     await node.settle()
     assert snapshot(node) == before
     assert await _dead_letters(node) == []  # a harmless copy is counted, not reported
@@ -174,10 +199,10 @@ async def test_a_different_body_under_a_known_event_id_is_dead_lettered(node: No
     case = request(node)
     await node.settle()
     before = snapshot(node)
-    original = decode_envelope(node.store("shenpi").case(case).envelopes[0].body)
+    original = node.keys.opener("shenpi").open(node.store("shenpi").case(case).envelopes[0].body)
     items = [msgspec.structs.replace(i, text=i.text + "（改）") for i in original.payload.items]  # type: ignore[union-attr]
     altered = msgspec.structs.replace(original, payload=msgspec.structs.replace(original.payload, items=items))
-    await _publish(node, subject_for(altered), node.keys.signer("shenpi").sign(altered))
+    await _publish(node, subject_for(altered), _sealed(node, altered))
     await node.settle()
     assert snapshot(node) == before
     assert [(d.rejected_by, d.code) for d in await _dead_letters(node)] == [("gongan", "duplicate")]
@@ -221,3 +246,37 @@ async def test_a_request_records_the_catalogue_version_it_relied_on(node: Node) 
     await node.settle()
     req = node.store("gongan").case(case).state.request
     assert (req.catalogue_item, req.catalogue_version) == ("XZ-0001", 1)
+
+
+def _files_holding(root: Path, secrets: list[bytes]) -> dict[str, list[bytes]]:
+    """Every file under ``root`` whose raw bytes contain one of ``secrets``."""
+    found: dict[str, list[bytes]] = {}
+    for path in root.rglob("*"):
+        if path.is_file():
+            data = path.read_bytes()
+            hits = [s for s in secrets if s in data]
+            if hits:
+                found[str(path.relative_to(root))] = hits
+    return found
+
+
+async def test_nats_and_the_ledger_see_only_routing_metadata(node: Node, tmp_path: Path) -> None:
+    case = request(node)
+    await node.settle()
+    assert node.store("shenpi").case(case).state.status == "replied"
+    secrets = [ZHANG.name.encode(), ZHANG.id_number.encode(), "本人无犯罪记录".encode()]
+    # The scan finds them where they are in clear (gongan's own residents register): it can fail.
+    assert _files_holding(tmp_path / "data", secrets)
+    # Nothing the NATS server stored (the events, the ledger's and agents' consumers) holds them.
+    assert _files_holding(tmp_path / "nats", secrets) == {}
+    # Nor the ledger's file, which keeps the sealed bytes as received.
+    assert node.ledger is not None
+    ledger_files = [p for p in node.ledger.path.parent.iterdir() if p.name.startswith(node.ledger.path.name)]
+    assert ledger_files
+    assert [p.name for p in ledger_files if any(s in p.read_bytes() for s in secrets)] == []
+    # The routing is readable by anyone; the contents only with 区司法局's key.
+    [first, *_] = node.ledger.case(case)
+    assert (first.sender, first.recipient, first.number, first.type) == \
+        ("shenpi", "gongan", "20260001", "assistance.requested")
+    opened = node.ledger.envelope(first)
+    assert opened.payload.applicant == ZHANG  # type: ignore[union-attr]

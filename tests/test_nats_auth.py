@@ -31,6 +31,8 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
+from agencies.keys import KeyStore
+from agencies.trust import fetch_latest, publish_trust_list
 from broker.auth import (
     ADMIN,
     LEDGER,
@@ -43,11 +45,12 @@ from broker.auth import (
     load_identity,
     server_config,
 )
-from broker.intake import DeadLetters, Delivery, IntakeStats
+from broker.intake import DeadLetters, Delivery, IntakeStats, read_dead_letters
 from broker.relay import Positions, Relay, RelayError
 from broker.server import EmbeddedNats, find_binary, free_port
 from broker.signing import Malformed, Signer
 from broker.streams import (
+    DLQ_PREFIX,
     DLQ_STREAM,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
@@ -55,6 +58,7 @@ from broker.streams import (
     PULL_TIMEOUT_S,
     TRUST_STREAM,
     TRUST_SUBJECT,
+    StreamLayoutError,
     agent_consumer,
     consumer_config,
     ensure_consumers,
@@ -63,6 +67,8 @@ from broker.streams import (
 )
 from schemas.assistance import AssistanceReceived
 from schemas.envelope import Envelope, Signed, new_id
+from xiezhu.cli_deadletters import get_rejection, list_rejections
+from xiezhu.node import provision
 
 BUREAUS = ("shenpi", "gongan", "ziran")
 #: How long a request the server refused is waited for; it never gets an answer.
@@ -123,7 +129,9 @@ def auth_server(tmp_path: Path, identities: dict[str, Identity]) -> Iterator[Emb
     """A nats-server on the generated configuration (the launcher passes -js -sd itself)."""
     conf = tmp_path / "nats-auth.conf"
     conf.write_text(server_config(identities, jetstream_store_dir=None))
-    server = EmbeddedNats(tmp_path / "nats", config_file=conf).start()
+    # The monitoring port lets a test see the streams and consumers as the server has them:
+    # no xiezhu user (the provisioner included) may list consumers.
+    server = EmbeddedNats(tmp_path / "nats", config_file=conf, http_port=free_port()).start()
     yield server
     server.stop()
 
@@ -163,6 +171,25 @@ def signed(sender: str, recipient: str) -> Signed:
     env = Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number="20260001", time=T0,
                    payload=AssistanceReceived(request_id=new_id(), request_hash="0" * 64, arrived_at=T0))
     return Signer(sender, f"{sender}-test", nacl.signing.SigningKey.generate()).sign(env)
+
+
+def jsz(server: EmbeddedNats) -> dict[str, dict[str, Any]]:
+    """Every stream as the server's monitoring endpoint shows it: its state, config and consumers' filters."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/jsz?consumers=true&config=true",
+                                timeout=5) as r:
+        data = json.load(r)
+    return {s["name"]: {"messages": s["state"]["messages"], "config": s.get("config", {}),
+                        "consumers": {c["name"]: c.get("config", {}).get("filter_subject", "")
+                                      for c in s.get("consumer_detail") or []}}
+            for a in data.get("account_details") or [] for s in a.get("stream_detail") or []}
+
+
+def consumers(server: EmbeddedNats) -> dict[str, str]:
+    """The consumers of ``XZ`` with their filters."""
+    return jsz(server)[EVENTS_STREAM]["consumers"]
+
+
+PROVISIONED = {**{agent_consumer(c): inbox_filter(c) for c in BUREAUS}, LEDGER_CONSUMER: EVENTS_SUBJECTS}
 
 
 async def stream_counts(admin: Conn) -> tuple[int, int]:
@@ -274,7 +301,7 @@ async def test_a_bureau_cannot_subscribe_outside_its_own_inbox(admin: Conn, conn
 
 @pytest.mark.parametrize("how", ["durable", "ephemeral pull", "push", "ordered push", "widen its own filter"])
 async def test_a_bureau_cannot_create_a_consumer_that_reads_another_bureaus_mail(
-        admin: Conn, connect: Connect, how: str) -> None:
+        admin: Conn, connect: Connect, auth_server: EmbeddedNats, how: str) -> None:
     gongan = await connect("gongan")
     js = gongan.js_refused
     spy_filter = inbox_filter("shenpi")
@@ -291,8 +318,7 @@ async def test_a_bureau_cannot_create_a_consumer_that_reads_another_bureaus_mail
         await attempts[how]()
     # CONSUMER.CREATE.XZ.<name>.<filter>, or DURABLE.CREATE.XZ.<durable> for a durable without a name
     assert await gongan.refused_like('for publish to "$JS.API.CONSUMER.', 'CREATE.XZ')
-    consumers = {c.name: c.config.filter_subject for c in await admin.js.consumers_info(EVENTS_STREAM)}
-    assert consumers == {**{agent_consumer(c): inbox_filter(c) for c in BUREAUS}, LEDGER_CONSUMER: EVENTS_SUBJECTS}
+    assert consumers(auth_server) == PROVISIONED
 
 
 async def test_a_bureau_cannot_fetch_from_another_bureaus_consumer(admin: Conn, connect: Connect) -> None:
@@ -348,7 +374,8 @@ async def test_a_bureau_cannot_read_stored_mail_or_its_metadata_through_the_stre
     "delete XZ", "purge XZ", "delete XZ_DLQ", "purge XZ_DLQ", "delete XZ_TRUST", "delete a message", "update XZ",
     "delete another's consumer", "delete its own consumer",
 ])
-async def test_a_bureau_cannot_delete_or_purge_streams_or_consumers(admin: Conn, connect: Connect, how: str) -> None:
+async def test_a_bureau_cannot_delete_or_purge_streams_or_consumers(admin: Conn, connect: Connect,
+                                                                   auth_server: EmbeddedNats, how: str) -> None:
     gongan = await connect("gongan")
     await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"kept", stream=EVENTS_STREAM)
     await gongan.js.publish("xzdlq.gongan.signature", b"kept", stream=DLQ_STREAM)
@@ -370,7 +397,7 @@ async def test_a_bureau_cannot_delete_or_purge_streams_or_consumers(admin: Conn,
     assert await gongan.refused_like('permissions violation for publish to "$JS.API.')
     assert await stream_counts(admin) == (1, 1)
     assert (await admin.js.stream_info(EVENTS_STREAM)).config.deny_purge is True
-    assert len(await admin.js.consumers_info(EVENTS_STREAM)) == len(BUREAUS) + 1
+    assert consumers(auth_server) == PROVISIONED
 
 
 async def test_the_ledger_cannot_publish_mail_or_read_an_agents_consumer(admin: Conn, connect: Connect) -> None:
@@ -411,6 +438,120 @@ async def test_the_provisioner_cannot_publish_mail(admin: Conn) -> None:
     with pytest.raises(nats.errors.TimeoutError):
         await admin.js_refused.publish("xz.shenpi.gongan.assistance.requested", b"x")
     assert await admin.refused("publish", "xz.shenpi.gongan.assistance.requested")
+
+
+# --- what the provisioner can and cannot do ---------------------------------------------------------
+
+
+async def test_the_provisioner_provisions_settles_reads_dead_letters_and_publishes_the_trust_list(
+        admin: Conn, connect: Connect, auth_server: EmbeddedNats, identities: dict[str, Identity],
+        tmp_path: Path) -> None:
+    """Every JetStream call the admin credentials are used for, made by the code that makes it."""
+    await provision(auth_server.url, BUREAUS, credentials=connect_options(identities[ADMIN]))  # again: all there
+    assert consumers(auth_server) == PROVISIONED
+    for name in PROVISIONED:  # Node.settle
+        info = await admin.js.consumer_info(EVENTS_STREAM, name)
+        assert (info.num_pending, info.num_ack_pending) == (0, 0)
+
+    gongan = await connect("gongan")
+    dead = Delivery(subject="xz.shenpi.gongan.assistance.requested", data=b"forged", headers={}, stream_seq=1,
+                    num_delivered=1, timestamp=T0)
+    await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, Malformed("a test rejection"))
+    assert (await admin.js.stream_info(DLQ_STREAM)).state.messages == 1  # the demo's summary
+    [letter] = await read_dead_letters(admin.js)
+    assert (letter.rejected_by, letter.data) == ("gongan", b"forged")
+    found, more = await list_rejections(admin.js, "xzdlq.gongan.>", after=0, limit=10)  # xiezhu dead-letters
+    assert [r.letter.seq for r in found] == [1] and not more
+    assert (await get_rejection(admin.js, 1)).letter.code == letter.code
+
+    keys = KeyStore(tmp_path / "keys")  # xiezhu keys rotate|revoke|publish
+    keys.ensure(list(BUREAUS), valid_from=T0)
+    signed = keys.signed_trust()
+    assert signed is not None
+    assert await publish_trust_list(admin.js, signed, keys.anchor()) is True
+    last = await fetch_latest(admin.js)
+    assert last is not None and last.body == signed.body
+    assert await admin.violations() == [] and await gongan.violations() == []
+
+
+@pytest.mark.parametrize("how", [
+    "delete XZ", "delete XZ_DLQ", "delete XZ_TRUST", "purge XZ", "purge XZ_DLQ", "purge XZ_DLQ by subject",
+    "delete a message from XZ", "delete a message from XZ_DLQ", "erase a message from XZ_DLQ",
+])
+async def test_the_provisioner_cannot_delete_or_purge_a_stream_or_delete_a_message(
+        admin: Conn, connect: Connect, auth_server: EmbeddedNats, how: str) -> None:
+    """XZ_DLQ's own configuration allows purges and deletes: only the permissions stop them there."""
+    gongan = await connect("gongan")
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"kept", stream=EVENTS_STREAM)
+    await gongan.js.publish("xzdlq.gongan.signature", b"kept", stream=DLQ_STREAM)
+    await admin.js.publish(TRUST_SUBJECT, b"kept", stream=TRUST_STREAM)
+    js = admin.js_refused
+    attempts: dict[str, Callable[[], Awaitable[object]]] = {
+        "delete XZ": lambda: js.delete_stream(EVENTS_STREAM),
+        "delete XZ_DLQ": lambda: js.delete_stream(DLQ_STREAM),
+        "delete XZ_TRUST": lambda: js.delete_stream(TRUST_STREAM),
+        "purge XZ": lambda: js.purge_stream(EVENTS_STREAM),
+        "purge XZ_DLQ": lambda: js.purge_stream(DLQ_STREAM),
+        "purge XZ_DLQ by subject": lambda: js.purge_stream(DLQ_STREAM, subject="xzdlq.gongan.>"),
+        "delete a message from XZ": lambda: js.delete_msg(EVENTS_STREAM, 1),
+        "delete a message from XZ_DLQ": lambda: js.delete_msg(DLQ_STREAM, 1),
+        "erase a message from XZ_DLQ": lambda: js._api_request(  # delete_msg with no_erase=False
+            f"$JS.API.STREAM.MSG.DELETE.{DLQ_STREAM}", json.dumps({"seq": 1}).encode(), timeout=REFUSED_WAIT_S),
+    }
+    with pytest.raises(nats.errors.TimeoutError):
+        await attempts[how]()
+    assert await admin.refused_like('permissions violation for publish to "$JS.API.STREAM.')
+    streams = jsz(auth_server)
+    assert {name: streams[name]["messages"] for name in (EVENTS_STREAM, DLQ_STREAM, TRUST_STREAM)} == \
+        {EVENTS_STREAM: 1, DLQ_STREAM: 1, TRUST_STREAM: 1}
+    assert consumers(auth_server) == PROVISIONED
+
+
+@pytest.mark.parametrize("how", [
+    "capture a bureau's inbox in XZ_DLQ", "drop XZ_DLQ's messages by a limit", "delete a consumer",
+    "create a consumer of its own", "widen a bureau's filter", "create a consumer by the durable subject",
+    "read mail by sequence", "read mail by direct get",
+])
+async def test_the_provisioner_cannot_rewrite_a_stream_change_consumers_or_read_mail(
+        admin: Conn, connect: Connect, auth_server: EmbeddedNats, how: str) -> None:
+    """An update could make a stream capture a reply inbox; a consumer or a direct read would show mail."""
+    shenpi = await connect("shenpi")
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"secret", stream=EVENTS_STREAM)
+    js = admin.js_refused
+    dlq = dict(name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], max_msg_size=2 * 1024 * 1024)
+    attempts: dict[str, Callable[[], Awaitable[object]]] = {
+        "capture a bureau's inbox in XZ_DLQ": lambda: js.update_stream(
+            StreamConfig(**{**dlq, "subjects": [f"{DLQ_PREFIX}.>", "_INBOX_gongan.>"]})),
+        "drop XZ_DLQ's messages by a limit": lambda: js.update_stream(StreamConfig(**dlq, max_msgs=1)),
+        "delete a consumer": lambda: js.delete_consumer(EVENTS_STREAM, agent_consumer("gongan")),
+        "create a consumer of its own": lambda: js.add_consumer(
+            EVENTS_STREAM, consumer_config("spy", EVENTS_SUBJECTS).evolve(name="spy")),
+        "widen a bureau's filter": lambda: js.add_consumer(
+            EVENTS_STREAM, consumer_config(agent_consumer("gongan"), EVENTS_SUBJECTS).evolve(
+                name=agent_consumer("gongan"))),
+        "create a consumer by the durable subject": lambda: js.add_consumer(
+            EVENTS_STREAM, consumer_config(agent_consumer("gongan"), EVENTS_SUBJECTS)),
+        "read mail by sequence": lambda: js.get_msg(EVENTS_STREAM, 1),
+        "read mail by direct get": lambda: js.get_msg(EVENTS_STREAM, 1, direct=True),
+    }
+    with pytest.raises(nats.errors.TimeoutError):
+        await attempts[how]()
+    assert await admin.refused_like('permissions violation for publish to "$JS.API.')
+    assert consumers(auth_server) == PROVISIONED
+    assert jsz(auth_server)[DLQ_STREAM]["config"]["subjects"] == [f"{DLQ_PREFIX}.>"]
+    [m] = await (await pull(await connect("gongan"), "gongan")).fetch(1, timeout=2)
+    assert m.data == b"secret"  # still there, for gongan alone
+
+
+async def test_provisioning_refuses_a_stream_with_another_layout_rather_than_updating_it(
+        connect: Connect, auth_server: EmbeddedNats) -> None:
+    """A stream that differs is the operator's to change; the provisioner says so and changes nothing."""
+    admin = await connect(ADMIN)
+    await admin.js.add_stream(StreamConfig(name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], max_msg_size=1024))
+    with pytest.raises(StreamLayoutError, match="XZ_DLQ exists with max_msg_size 1024.*nats stream edit XZ_DLQ"):
+        await ensure_streams(admin.js)
+    assert jsz(auth_server)[DLQ_STREAM]["config"]["max_msg_size"] == 1024
+    assert await admin.violations() == []
 
 
 # --- xiezhu's own clients under these permissions ---------------------------------------------------

@@ -13,15 +13,18 @@ from datetime import date, datetime, timedelta
 from pathlib import Path
 
 import msgspec
+import nacl.public
 import pytest
 from typer.testing import CliRunner
 
 from agencies.keys import KeyStore
 from aggregates.workdays import SHANGHAI, WorkingCalendar
+from broker.sealing import Opener
+from broker.sealing import seal as seal_payload
 from broker.signing import KeyRing, Signer
 from projections import history
 from projections.bundle import MANIFEST, NoCheckpoint, verify_bundle, write_bundle
-from projections.ledger import Ledger
+from projections.ledger import Ledger, NoLedgerKey
 from projections.replay import NotYetRecorded, Replay, render_text, replay
 from schemas.assistance import (
     AssistanceDeclined,
@@ -40,7 +43,7 @@ from schemas.commitment import (
     RouteChosen,
     VerificationPlanned,
 )
-from schemas.envelope import LEDGER, Envelope, new_id
+from schemas.envelope import LEDGER, Envelope, Signed, new_id
 from schemas.events import Payload
 from schemas.sla import DeadlineBreached
 from schemas.trust import TrustEntry
@@ -62,20 +65,33 @@ def sh(year: int, month: int, day: int, hour: int = 0, minute: int = 0, second: 
 ARRIVAL = sh(2026, 9, 30, 10)
 
 
+#: 区司法局's box key in these tests: every entry is sealed to it, and the ledger opens with it.
+SIFA_BOX = nacl.public.PrivateKey.generate()
+
+
+def sealed_by(signers: dict[str, Signer], env: Envelope) -> Signed:
+    """As a bureau's store signs: the payload sealed to 区司法局, then the sealed bytes signed."""
+    body = seal_payload(env, [("sifa-box", bytes(SIFA_BOX.public_key))])
+    signer = signers[env.sender]
+    return Signed(body=body, kid=signer.kid, sig=signer.sign_bytes(body))
+
+
 class Desk:
     """Signs envelopes as their senders and appends them to a real ledger, as the ledger service would."""
 
-    def __init__(self, ledger: Ledger, signers: dict[str, Signer]) -> None:
+    def __init__(self, ledger: Ledger, signers: dict[str, Signer],
+                 sign: Callable[[Envelope], Signed] | None = None) -> None:
         self.ledger = ledger
         self.signers = signers
         self.seq = itertools.count(1)
+        self.sign = sign or (lambda env: sealed_by(signers, env))
 
     def add(self, sender: str, recipient: str, case: str, number: str, when: datetime, payload: Payload, *,
             arrives: datetime | None = None) -> str:
         """Append one signed event; the ledger receives it 2 s after its time unless ``arrives`` says when."""
         env = Envelope(id=new_id(), sender=sender, recipient=recipient, case=case, number=number, time=when,
                        payload=payload)
-        signed = self.signers[sender].sign(env)
+        signed = self.sign(env)
         self.ledger.append([(signed, env, next(self.seq), arrives or when + timedelta(seconds=2))])
         return signed.digest
 
@@ -90,7 +106,7 @@ class Req:
                            requester="shenpi", assistor="gongan", applicant=APPLICANT,
                            matter=Matter(code="X1", name="食品经营许可"), applied_on=date(2026, 9, 21), items=ITEMS,
                            channel="platform", commitment_case=commitment_case))
-        signed = desk.signers["shenpi"].sign(env)
+        signed = desk.sign(env)
         desk.ledger.append([(signed, env, next(desk.seq), sent + timedelta(seconds=2))])
         self.request_id, self.hash = env.id, signed.digest
 
@@ -123,7 +139,7 @@ def signers() -> dict[str, Signer]:
 
 @pytest.fixture
 def desk(tmp_path: Path, signers: dict[str, Signer]) -> Iterator[Desk]:
-    ledger = Ledger(tmp_path / "ledger" / "ledger.db")
+    ledger = Ledger(tmp_path / "ledger" / "ledger.db", opener=Opener("sifa", {"sifa-box": bytes(SIFA_BOX)}))
     yield Desk(ledger, signers)
     ledger.close()
 
@@ -151,7 +167,7 @@ def noise(desk: Desk, n: int, when: datetime) -> None:
                            requester="minzheng", assistor="gongan", applicant=APPLICANT,
                            matter=Matter(code="X9", name="婚姻登记"), applied_on=date(2026, 9, 21), items=ITEMS[:1],
                            channel="platform"))
-        batch.append((desk.signers["minzheng"].sign(env), env, next(desk.seq), when + timedelta(seconds=2)))
+        batch.append((desk.sign(env), env, next(desk.seq), when + timedelta(seconds=2)))
     desk.ledger.append(batch)
 
 
@@ -474,7 +490,7 @@ def edit_line(i: int, change: Callable[[dict[str, object]], None]) -> Callable[[
 def flip_body_byte(obj: dict[str, object]) -> None:
     import base64
     body = bytearray(base64.b64decode(str(obj["body"])))
-    body[body.index(b"operator:") + 9] ^= 0x01
+    body[body.index(b'"number":"') + 12] ^= 0x01  # a digit of the letter number: still valid JSON
     obj["body"] = base64.b64encode(bytes(body)).decode()
 
 
@@ -583,7 +599,9 @@ def data_dir(tmp_path: Path) -> Path:
     keys = KeyStore(settings.keys_dir)
     keys.ensure(["shenpi", "gongan", "sifa"], valid_from=sh(2020, 1, 1))  # before any machine clock
     ledger = Ledger(settings.ledger_path)
-    desk = Desk(ledger, {code: keys.signer(code) for code in ("shenpi", "gongan", "sifa")})
+    ring = keys.ring()
+    desk = Desk(ledger, {code: keys.signer(code) for code in ("shenpi", "gongan", "sifa")},
+                sign=lambda env: keys.bureau_signer(env.sender, ring).sign(env))
     req = Req(desk, ARRIVAL - timedelta(minutes=5))
     req.received(ARRIVAL)
     req.reply(sh(2026, 10, 9, 15))
@@ -623,3 +641,50 @@ def test_replay_of_an_unknown_number_is_one_clear_error(data_dir: Path) -> None:
     assert isinstance(result.exception, history.UnknownCase)
     assert str(result.exception) == "no case numbered 20269999 in the ledger"
 
+
+
+def test_reveal_shows_the_applicant_in_full_only_with_a_reason_and_on_the_record(data_dir: Path) -> None:
+    from xiezhu.cli import app
+    from xiezhu.disclosure import AccessLog, DisclosureRefused
+
+    runner = CliRunner()
+    env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    masked = runner.invoke(ledger_app, ["replay", "20260001"], env=env)
+    assert masked.exit_code == 0, masked.output
+    assert APPLICANT.id_number not in masked.stdout and APPLICANT.name not in masked.stdout
+    refused = runner.invoke(ledger_app, ["replay", "20260001", "--reveal"], env=env)
+    assert isinstance(refused.exception, DisclosureRefused) and "--reason" in str(refused.exception)
+    assert APPLICANT.id_number not in refused.stdout
+    assert list(AccessLog(data_dir).entries()) == []
+
+    shown = runner.invoke(ledger_app, ["replay", "20260001", "--reveal", "--reason", "复核核查结果",
+                                       "--operator", "王审查"], env=env)
+    assert shown.exit_code == 0, shown.output
+    assert f"{APPLICANT.name} (person) {APPLICANT.id_number}" in shown.stdout
+    assert all(f"{i.no}. {i.text}" in shown.stdout for i in ITEMS)
+    history_json = runner.invoke(app, ["history", "20260001", "--json", "--reveal", "--reason", "第九条复核"], env=env)
+    assert history_json.exit_code == 0, history_json.output
+    assert json.loads(history_json.stdout)["revealed"]["id_number"] == APPLICANT.id_number
+    [first, second] = AccessLog(data_dir).entries()
+    assert (first.operator, first.command, first.subject, first.reason) == ("王审查", "replay", "shenpi/20260001",
+                                                                           "复核核查结果")
+    assert second.command == "history" and first.entitled_by.startswith("sifa")
+    assert (data_dir / "access-log.jsonl").stat().st_mode & 0o777 == 0o600
+    listed = runner.invoke(app, ["access-log", "--json"], env=env)
+    assert [e["reason"] for e in json.loads(listed.stdout)] == ["复核核查结果", "第九条复核"]
+
+
+def test_without_justices_box_key_a_machine_audits_the_ledger_but_cannot_read_or_reveal_it(data_dir: Path) -> None:
+    from xiezhu.cli import app
+
+    for path in (data_dir / "keys" / "box").glob("sifa-*.x25519"):
+        path.unlink()
+    runner = CliRunner()
+    env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    audited = runner.invoke(app, ["audit", "--json"], env=env)
+    assert audited.exit_code == 0, audited.output
+    replayed = runner.invoke(app, ["replay", "20260001"], env=env)
+    assert isinstance(replayed.exception, NoLedgerKey) and "box key" in str(replayed.exception)
+    revealed = runner.invoke(app, ["history", "20260001", "--reveal", "--reason", "想看看"], env=env)
+    assert isinstance(revealed.exception, NoLedgerKey) and APPLICANT.id_number not in revealed.stdout
+    assert not (data_dir / "access-log.jsonl").exists()

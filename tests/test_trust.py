@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
+import nacl.public
 import nacl.signing
 import nats
 import pytest
@@ -23,24 +24,27 @@ from agencies.trust import (
     follows,
     next_version,
     publish_trust_list,
+    publish_versions,
     readable,
     sign_list,
 )
 from broker.auth import ADMIN, credentials_in
 from broker.intake import DeadLetter, read_dead_letters
 from broker.relay import headers_for
+from broker.sealing import SealingError, routing, seal
 from broker.server import EmbeddedNats
 from broker.signing import KeyNotValid, KeyRing, Signer, b64
-from broker.streams import TRUST_SUBJECT, ensure_streams
+from broker.streams import TRUST_STREAM, TRUST_SUBJECT, ensure_streams
 from projections.audit import audit
 from projections.replay import VALID, check_signature
-from schemas.envelope import HDR_KEY, HDR_SIG, new_id, subject_for
-from schemas.trust import SignedTrustList, TrustEntry
+from schemas.envelope import HDR_KEY, HDR_SIG, Signed, new_id, subject_for
+from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
 from tests.conftest import eventually
 from tests.test_exchange import request
 from tests.test_signing import request_env
 from xiezhu.cli_keys import app as keys_app
 from xiezhu.node import Node
+from xiezhu.settings import Settings
 
 T0 = datetime(2026, 9, 1, 1, 0, tzinfo=UTC)
 CODES = ["shenpi", "gongan", "sifa"]
@@ -209,11 +213,15 @@ def test_rotation_keeps_the_old_key_valid_for_the_overlap_and_the_new_key_valid_
 def test_a_rotation_can_list_a_key_made_on_the_bureaus_own_machine(keys: KeyStore) -> None:
     before = keys.signer("gongan")
     theirs = nacl.signing.SigningKey.generate()
-    signed = keys.rotate("gongan", now=T0 + timedelta(days=1), public_key=bytes(theirs.verify_key))
-    assert signed.entries[-1].public_key == bytes(theirs.verify_key)
+    their_box = bytes(nacl.public.PrivateKey.generate().public_key)
+    with pytest.raises(KeyStoreError, match="box key"):
+        keys.rotate("gongan", now=T0 + timedelta(days=1), public_key=bytes(theirs.verify_key))
+    signed = keys.rotate("gongan", now=T0 + timedelta(days=1), public_key=bytes(theirs.verify_key),
+                         box_key=their_box)
+    assert (signed.entries[-1].public_key, signed.entries[-1].box_key) == (bytes(theirs.verify_key), their_box)
     assert keys.signer("gongan").kid == before.kid  # no private key was made or replaced here
     with pytest.raises(KeyStoreError, match="32-byte"):
-        keys.rotate("gongan", now=T0 + timedelta(days=2), public_key=b"short")
+        keys.rotate("gongan", now=T0 + timedelta(days=2), public_key=b"short", box_key=their_box)
 
 
 def test_a_bureau_signs_with_its_old_key_until_the_new_one_has_reached_its_ring(keys: KeyStore) -> None:
@@ -284,8 +292,13 @@ async def dead_letters(node: Node, code: str) -> list[DeadLetter]:
 
 
 async def send_as(node: Node, signer: Signer, when: datetime) -> str:
-    """Publish a well-formed envelope from ``signer``'s bureau to shenpi, dated ``when``; returns its subject."""
-    signed = signer.sign(request_env(signer.bureau, "shenpi", when=when))
+    """Publish a well-formed envelope from ``signer``'s bureau to shenpi, dated ``when``; returns its subject.
+
+    It is sealed as a store would seal it (to shenpi and 区司法局), so only the key's validity is in question.
+    """
+    env = request_env(signer.bureau, "shenpi", when=when)
+    body = seal(env, node.ring.readers("shenpi", when) + node.ring.readers("sifa", when))
+    signed = Signed(body=body, kid=signer.kid, sig=signer.sign_bytes(body))
     nc = await nats.connect(node.nats_url, **node.credentials(signer.bureau))
     try:
         subject = subject_for(request_env(signer.bureau, "shenpi", when=when))
@@ -368,7 +381,12 @@ async def test_a_rotated_bureau_answers_again_and_what_came_while_its_key_was_re
     await eventually(lambda: not node.ring.valid_at(old.kid, node.clock.now()))
 
     to_ziran = request(node, assistor="ziran", check="")  # shenpi's own key is untouched
-    waiting = request(node)  # gongan cannot sign its arrival record: the request waits, it is not lost
+    # Nothing can be sealed to gongan while it has no valid key: a request is refused before anything
+    # is stored or sent (its leaked box key would expose the applicant), not sent to wait.
+    before = node.store("shenpi").recorder.max_notification_id()
+    with pytest.raises(SealingError, match="gongan has no valid key"):
+        request(node)
+    assert node.store("shenpi").recorder.max_notification_id() == before
     await eventually(lambda: node.store("ziran").inbox() != [])
     assert node.store("ziran").inbox()[0].case == to_ziran
 
@@ -378,10 +396,10 @@ async def test_a_rotated_bureau_answers_again_and_what_came_while_its_key_was_re
     await eventually(lambda: node.ring.entry(new_kid) is not None)
     again = request(node)
     await node.settle()
-    for case in (waiting, again):
-        st = node.store("shenpi").case(case)
-        assert st.state.status == "replied"
-        assert [s.kid for s in st.envelopes[1:]] == [new_kid, new_kid]  # arrival and reply, both by the new key
+    st = node.store("shenpi").case(again)
+    assert st.state.status == "replied"
+    assert [s.kid for s in st.envelopes[1:]] == [new_kid, new_kid]  # arrival and reply, both by the new key
+    assert {k.kid for k in routing(st.envelopes[0].body).sealed.keys} & {old.kid, new_kid} == {new_kid}
     assert await dead_letters(node, "key-not-valid") == []
 
 
@@ -412,10 +430,23 @@ async def test_a_revoked_justice_key_stops_sealing_and_notices_but_not_the_ledge
     await publish(node, node.keys.revoke(sifa, "私钥泄露", now=node.clock.now()))
     await eventually(lambda: not node.ring.valid_at(sifa, node.clock.now()))
     before = len(node.ledger)
+    # Every payload is sealed to 区司法局 for the ledger: with its key revoked, nothing can be sent …
+    with pytest.raises(SealingError, match="sifa has no valid key"):
+        request(node)
+    # … until its new key is listed; the ledger records again, opens with the new box key, and
+    # seals its checkpoints with the new key, never with the revoked one.
+    v = node.keys.rotate("sifa", now=node.clock.now())
+    new_kid = v.entries[-1].kid
+    await publish(node, v)
+    await eventually(lambda: node.ring.entry(new_kid) is not None)
     request(node)
     await node.settle()
-    assert len(node.ledger) == before + 3  # recorded, verified, hash-chained as ever …
-    assert len(node.ledger.checkpoints()) == sealed  # … but not sealed with a revoked key
+    assert len(node.ledger) == before + 3
+    checkpoints = node.ledger.checkpoints()
+    assert len(checkpoints) > sealed and all(cp.kid == new_kid for cp in checkpoints[sealed:])
+    assert [e.type for e in node.ledger.entries(before)] == [
+        "assistance.requested", "assistance.received", "assistance.replied"]
+    assert all(node.ledger.envelope(e) for e in node.ledger.entries(before))
 
 
 # -- the command line ------------------------------------------------------------------------------------------
@@ -471,3 +502,298 @@ async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: P
 async def _in_thread(runner: CliRunner, args: list[str], env: dict[str, str]) -> Any:
     """Run a command that calls asyncio.run() itself, off this test's event loop."""
     return await asyncio.to_thread(runner.invoke, keys_app, args, env=env)
+
+
+# -- the root key's handover (decision 25) ---------------------------------------------------------------------
+
+
+def agent_copy(keys: KeyStore, path: Path) -> KeyStore:
+    """Another machine's keys directory: the anchor and the list, no root key."""
+    shutil.copytree(keys.dir, path)
+    (path / "root.ed25519").unlink()
+    return KeyStore(path)
+
+
+def retired_root(keys: KeyStore, kid: str) -> Signer:
+    """The old root's signer from its retired seed, as whoever stole or kept it could sign."""
+    seed = (keys.retired_root_dir / f"{kid}.ed25519").read_bytes()
+    return Signer("dashuju", kid, nacl.signing.SigningKey(seed))
+
+
+def test_the_root_key_rotates_by_a_handover_signed_with_the_old_key(keys: KeyStore, tmp_path: Path) -> None:
+    agent = agent_copy(keys, tmp_path / "agent-keys")
+    old = keys.anchor()
+    held_before = held(keys)
+    handover, first = keys.rotate_root(now=T0 + timedelta(days=1))
+    new = keys.anchor()
+    assert new.kid != old.kid and new.authority == old.authority
+    assert (handover.version, handover.root_kid, handover.next_root) == (held_before.version + 1, old.kid, new)
+    assert handover.previous == digest(held_before.body) and handover.entries == held_before.entries
+    assert (first.version, first.root_kid, first.next_root, first.previous) == (
+        handover.version + 1, new.kid, None, digest(handover.body))
+    nacl.signing.VerifyKey(old.public_key).verify(handover.body, handover.root_sig)
+    nacl.signing.VerifyKey(new.public_key).verify(first.body, first.root_sig)
+    # The root's machine: the new key signs from now; the old seed is kept aside, mode 0600, never used.
+    assert held(keys) == first and keys.root_signer().kid == new.kid
+    retired_seed = keys.retired_root_dir / f"{old.kid}.ed25519"
+    assert oct(retired_seed.stat().st_mode & 0o777) == "0o600"
+    assert retired_root(keys, old.kid).public_key == old.public_key
+    assert keys.handovers() == [handover] and list(keys.anchors()) == [new.kid, old.kid]
+    v_next = keys.rotate("gongan", now=T0 + timedelta(days=2))
+    assert v_next.root_kid == new.kid
+
+    # Another machine takes the handover: it pins the new key (root.pub replaced) and checks the
+    # handover it holds against the old anchor it retired.
+    assert agent.install(handover) is True
+    assert agent.anchor() == new and agent.signed_trust() == handover
+    assert agent.anchors()[old.kid] == old and not (agent.retired_root_dir / f"{old.kid}.ed25519").exists()
+    assert not list(agent.dir.glob("*.tmp"))  # root.pub was replaced by a rename
+    assert agent.install(handover) is False  # the same version again changes nothing
+    assert agent.install(first) is True and agent.install(v_next) is True
+    assert held(agent) == v_next and len(agent.ring()) == len(v_next.entries)
+
+
+def test_a_machine_that_missed_the_new_keys_first_version_jumps_to_a_later_one(
+        keys: KeyStore, tmp_path: Path) -> None:
+    agent = agent_copy(keys, tmp_path / "agent-keys")
+    handover, _ = keys.rotate_root(now=T0 + timedelta(days=1))
+    later = keys.rotate("shenpi", now=T0 + timedelta(days=2))
+    with pytest.raises(TrustListError, match="not by the pinned root key"):
+        agent.install(later)  # signed by a key it does not pin yet: the handover must come first
+    assert agent.install(handover) and agent.install(later)
+    assert agent.anchor() == keys.anchor()
+
+
+def test_after_the_handover_a_version_signed_by_the_old_root_is_refused(keys: KeyStore, tmp_path: Path) -> None:
+    agent = agent_copy(keys, tmp_path / "agent-keys")
+    old = keys.anchor()
+    handover, first = keys.rotate_root(now=T0 + timedelta(days=1))
+    thief = retired_root(keys, old.kid)  # the old seed, as someone who took it could use it
+    assert agent.install(handover)
+    for base in (handover, first):  # right after the handover, and after the new key's first version
+        stale = sign_list(next_version(base, base.entries[1:], T0 + timedelta(days=2)), thief)
+        for ks in (agent, keys):
+            with pytest.raises(TrustListError, match=f"signed by '{old.kid}', not by the pinned root key"):
+                ks.install(stale)
+        follower = TrustFollower(old, KeyRing(), base if base is handover else None, "nats://unused")
+        if base is first:
+            assert follower.offer(handover.body, handover.root_kid, handover.root_sig)
+        with pytest.raises(TrustListError, match="not by the pinned root key"):
+            follower.offer(stale.body, stale.root_kid, stale.root_sig)
+        agent.install(first)
+    assert held(agent) == first and agent.anchor() == keys.anchor() != old
+
+
+def test_a_forged_handover_not_signed_by_the_current_root_is_refused(keys: KeyStore, tmp_path: Path) -> None:
+    agent = agent_copy(keys, tmp_path / "agent-keys")
+    root = keys.anchor()
+    v1 = held(keys)
+    mallory = nacl.signing.SigningKey.generate()
+    theirs = TrustAnchor(authority="dashuju", kid="dashuju-root-0123456789ab", public_key=bytes(mallory.verify_key))
+    claim = msgspec.structs.replace(next_version(v1, v1.entries, T0 + timedelta(days=1)), next_root=theirs)
+    forgeries = {
+        "not by the pinned root key": sign_list(claim, Signer("dashuju", "dashuju-root-ffffffffffff", mallory)),
+        "does not verify": sign_list(claim, Signer("dashuju", root.kid, mallory)),  # claims the root's key id
+    }
+    follower = TrustFollower(root, KeyRing(), v1, "nats://unused")
+    for why, forged in forgeries.items():
+        for ks in (agent, keys):
+            with pytest.raises(TrustListError, match=why):
+                ks.install(forged)
+        with pytest.raises(TrustListError, match=why):
+            follower.offer(forged.body, forged.root_kid, forged.root_sig)
+    # A genuine version with its next_root edited in the readable copy on disk.
+    handover, _ = keys.rotate_root(now=T0 + timedelta(days=1))
+    agent.install(handover)
+    doc = json.loads(agent.trust_file.read_text())
+    doc["next_root"]["public_key"] = msgspec.json.encode(bytes(mallory.verify_key)).decode().strip('"')
+    agent.trust_file.write_text(json.dumps(doc))
+    with pytest.raises(KeyStoreError, match="refused"):
+        agent.ring()
+    # Nothing handed the root to mallory: every pin is the root's own successor.
+    assert follower.anchor == root and agent.anchor() == keys.anchor() != theirs
+    assert theirs.kid not in keys.anchors() and theirs.kid not in agent.anchors()
+
+
+def test_a_handover_whose_anchor_was_not_replaced_yet_is_finished_by_the_next_version(
+        keys: KeyStore, tmp_path: Path) -> None:
+    """A stop between writing the handover and replacing root.pub leaves a directory that still works."""
+    agent = agent_copy(keys, tmp_path / "agent-keys")
+    old_pub = agent.anchor_file.read_bytes()
+    handover, first = keys.rotate_root(now=T0 + timedelta(days=1))
+    agent.install(handover)
+    agent.anchor_file.write_bytes(old_pub)  # as if it had stopped before the rename
+    assert agent.signed_trust() == handover  # signed by the key root.pub still names
+    follower = TrustFollower(agent.anchor(), KeyRing(), agent.signed_trust(), "nats://unused")
+    assert follower.anchor == keys.anchor()  # it takes the successor from the handover it holds
+    assert agent.install(first) and agent.anchor() == keys.anchor()
+    # The same on the root's machine: root_signer() finishes it.
+    keys.anchor_file.write_bytes(old_pub)
+    keys.trust_file.write_bytes(msgspec.json.format(msgspec.json.encode(handover)))
+    assert keys.root_signer().kid == first.root_kid and keys.anchor().kid == first.root_kid
+
+
+async def test_running_agents_follow_a_root_rotation_without_restart(node: Node, tmp_path: Path) -> None:
+    """The root's node and another machine's follower, on NATS; the exchange carries on under the new root."""
+    assert node.trust is not None
+    elsewhere_keys = agent_copy(node.keys, tmp_path / "elsewhere-keys")
+    other_ring = KeyRing()
+    elsewhere = TrustFollower(elsewhere_keys.anchor(), other_ring, elsewhere_keys.signed_trust(), node.nats_url,
+                              persist=elsewhere_keys.install, connect_options=node.credentials("ziran"))
+    await elsewhere.start()
+    try:
+        old = node.keys.anchor()
+        handover, first = node.keys.rotate_root(now=node.clock.now())  # what `xiezhu keys rotate-root` does
+        new = node.keys.anchor()
+        assert await publish_chain(node, [handover, first]) == 2
+        await eventually(lambda: elsewhere.version == node.trust.version == first.version)
+        assert elsewhere.anchor == node.trust.anchor == new and elsewhere.refused == node.trust.refused == 0
+        await eventually(lambda: elsewhere_keys.anchor() == new)  # persisted: root.pub replaced there too
+        assert elsewhere_keys.anchors()[old.kid] == old
+
+        v = node.keys.rotate("gongan", now=node.clock.now())  # the new root signs the next change
+        await publish(node, v)
+        new_kid = v.entries[-1].kid
+        await eventually(lambda: node.ring.entry(new_kid) is not None and other_ring.entry(new_kid) is not None)
+        case = request(node)
+        await node.settle()
+        assert node.store("shenpi").case(case).state.status == "replied"
+        assert held(elsewhere_keys) == v
+    finally:
+        await elsewhere.stop()
+
+
+async def test_over_nats_an_old_root_version_after_the_handover_and_a_forged_handover_are_refused(
+        node: Node, tmp_path: Path) -> None:
+    assert node.trust is not None
+    elsewhere_keys = agent_copy(node.keys, tmp_path / "elsewhere-keys")
+    elsewhere = TrustFollower(elsewhere_keys.anchor(), KeyRing(), elsewhere_keys.signed_trust(), node.nats_url,
+                              persist=elsewhere_keys.install, connect_options=node.credentials("ziran"))
+    await elsewhere.start()
+    try:
+        v1 = held(node.keys)
+        mallory = nacl.signing.SigningKey.generate()
+        theirs = TrustAnchor(authority="dashuju", kid="dashuju-root-0123456789ab",
+                             public_key=bytes(mallory.verify_key))
+        forged = sign_list(msgspec.structs.replace(next_version(v1, v1.entries, node.clock.now()), next_root=theirs),
+                           Signer("dashuju", "dashuju-root-ffffffffffff", mallory))
+        await push_raw(node, forged)
+        await eventually(lambda: elsewhere.refused >= 1 and node.trust is not None and node.trust.refused >= 1)
+        assert elsewhere.anchor == node.trust.anchor == node.keys.anchor() and elsewhere.version == 1
+
+        old = node.keys.anchor()
+        handover, first = node.keys.rotate_root(now=node.clock.now())
+        await publish_chain(node, [handover, first])
+        await eventually(lambda: elsewhere.version == first.version)
+        refused = elsewhere.refused
+        stale = sign_list(next_version(first, first.entries[1:], node.clock.now()), retired_root(node.keys, old.kid))
+        await push_raw(node, stale)  # signed by the old root after the handover: it drops gongan's key
+        await eventually(lambda: elsewhere.refused > refused)
+        assert elsewhere.version == node.trust.version == first.version
+        assert elsewhere.anchor == node.trust.anchor == node.keys.anchor() != old
+        assert len(elsewhere.ring) == len(first.entries) and held(elsewhere_keys) == first
+    finally:
+        await elsewhere.stop()
+
+
+async def test_a_follower_that_missed_the_handover_walks_the_stream_to_the_new_root(node: Node,
+                                                                                    tmp_path: Path) -> None:
+    """Started later, pinning the old root (its keys volume read-only, say): the last version alone cannot verify."""
+    stale_keys = agent_copy(node.keys, tmp_path / "stale-keys")
+    handover, first = node.keys.rotate_root(now=node.clock.now())
+    await publish_chain(node, [handover, first])
+    later = node.keys.rotate("ziran", now=node.clock.now())
+    await publish(node, later)
+    ring = KeyRing()
+    late = TrustFollower(stale_keys.anchor(), ring, stale_keys.signed_trust(), node.nats_url,
+                         connect_options=node.credentials("gongan"))  # a bureau's permissions suffice
+    await late.start()
+    try:
+        assert late.version == later.version and late.anchor == node.keys.anchor() and late.refused == 0
+        assert ring.entry(later.entries[-1].kid) is not None
+    finally:
+        await late.stop()
+
+
+async def publish_chain(node: Node, versions: list[SignedTrustList]) -> int:
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+    try:
+        return await publish_versions(nc.jetstream(), versions, node.keys.anchors())
+    finally:
+        await nc.close()
+
+
+async def push_raw(node: Node, signed: SignedTrustList) -> None:
+    """Put a version on the subject unchecked, as whoever holds the provisioner's credentials could."""
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+    try:
+        await nc.jetstream().publish(TRUST_SUBJECT, signed.body, stream=TRUST_STREAM,
+                                     headers={HDR_KEY: signed.root_kid, HDR_SIG: b64(signed.root_sig)})
+    finally:
+        await nc.close()
+
+
+def test_keys_rotate_root_hands_the_root_over_in_a_data_directory(tmp_path: Path) -> None:
+    runner = CliRunner()
+    env = {"XIEZHU_DATA_DIR": str(tmp_path / "xiezhu"), "XIEZHU_NATS_URL": "", "COLUMNS": "200"}
+    assert runner.invoke(keys_app, ["init"], env=env).exit_code == 0
+    keys = KeyStore(tmp_path / "xiezhu" / "keys")
+    old = keys.anchor().kid
+    result = runner.invoke(keys_app, ["rotate-root"], env=env)
+    assert result.exit_code == 0, result.output
+    new = keys.anchor().kid
+    assert f"from {old} to {new} in trust list version 2" in result.stderr
+    assert "not published (no --nats-url)" in result.stderr
+    listed = json.loads(runner.invoke(keys_app, ["list", "--json"], env=env).stdout)
+    assert (listed["version"], listed["root_kid"], listed["next_root"]) == (3, new, None)
+    assert "Example: xiezhu" in runner.invoke(keys_app, ["rotate-root", "--help"], env=env).stdout
+    agent = KeyStore(tmp_path / "agent")  # a machine without the root key cannot hand it over
+    shutil.copytree(keys.dir, agent.dir)
+    agent.root_key_file.unlink()
+    with pytest.raises(KeyStoreError, match="not on this machine"):
+        agent.rotate_root(now=T0)
+
+
+async def test_keys_publish_sends_the_handover_before_the_new_roots_version(tmp_path: Path,
+                                                                           nats_server: EmbeddedNats) -> None:
+    data = tmp_path / "data"
+    nc = await nats.connect(nats_server.url, **credentials_in(data / "nats-keys", ADMIN))
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js)
+        runner = CliRunner()
+        offline = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": ""}
+        online = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": nats_server.url}
+        assert runner.invoke(keys_app, ["init"], env=online).exit_code == 0
+        assert (await _in_thread(runner, ["publish"], online)).exit_code == 0
+        assert runner.invoke(keys_app, ["rotate-root"], env=offline).exit_code == 0  # published later
+        result = await _in_thread(runner, ["publish"], online)
+        assert result.exit_code == 0, result.output
+        keys = KeyStore(data / "keys")
+        bodies = [(await js.get_msg(TRUST_STREAM, seq, direct=True)).data for seq in (1, 2, 3)]
+        assert [msgspec.json.decode(b or b"", type=TrustList).version for b in bodies] == [1, 2, 3]
+        assert bodies[1] == keys.handovers()[0].body and bodies[2] == held(keys).body
+        again = await _in_thread(runner, ["rotate", "shenpi"], online)  # the handover is not sent twice
+        assert again.exit_code == 0, again.output
+        assert (await js.stream_info(TRUST_STREAM)).state.messages == 4
+    finally:
+        await nc.close()
+
+
+async def test_a_bureau_machine_with_only_its_own_seed_runs_and_follows_a_root_rotation(
+        node: Node, tmp_path: Path) -> None:
+    """Its own NATS seed and the anchor, no root key and no `admin` seed: provisioning is not its business."""
+    data = tmp_path / "shichang-machine"
+    machine_keys = agent_copy(node.keys, data / "keys")
+    (data / "nats-keys").mkdir(mode=0o700)
+    shutil.copy2(node.settings.nats_keys_dir / "shichang.nk", data / "nats-keys" / "shichang.nk")
+    machine = Node(Settings(data_dir=data, nats_url=node.nats_url), node.registry, node.clock, agents=["shichang"])
+    await machine.start()
+    try:
+        assert machine.trust is not None and machine.trust.anchor == node.keys.anchor()
+        handover, first = node.keys.rotate_root(now=node.clock.now())
+        await publish_chain(node, [handover, first])
+        await eventually(lambda: machine.trust is not None and machine.trust.version == first.version)
+        assert machine.trust.anchor == node.keys.anchor() == machine_keys.anchor()
+    finally:
+        await machine.stop()

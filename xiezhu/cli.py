@@ -23,12 +23,12 @@ from aggregates.clock import SystemClock
 from aggregates.store import SHANGHAI
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
-from projections.ledger import Ledger
 from projections.sla import SlaView
 from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli_catalogue import app as catalogue_app
+from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, view_key
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_credit import app as credit_app
@@ -75,10 +75,6 @@ def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl
     state = State()
     state.settings = Settings.resolve(data_dir, nats_url)
     ctx.obj = state
-
-
-
-
 
 
 def _run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) -> None:
@@ -172,9 +168,9 @@ def cases(
         Registry.load()[bureau]
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    ledger_ = Ledger(settings.ledger_path)
+    ledger_ = ledger_at(settings)
     try:
-        view = CommitmentView(settings.commitments_path)
+        view = CommitmentView(settings.commitments_path, view_key=view_key(settings))
         view.follow(ledger_)
         rows = view.rows(bureau=bureau)
     finally:
@@ -191,19 +187,21 @@ def cases(
     out.print(t)
 
 
-def _case_history(settings: Settings, number: str, sender: str | None) -> Any:
+def _case_history(settings: Settings, number: str, sender: str | None,
+                  disclose: Callable[[Any, str], Any] | None = None) -> Any:
     from projections.history import find_cases, history
 
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    ledger_ = Ledger(settings.ledger_path)
+    ledger_ = ledger_at(settings)
     try:
         found = find_cases(ledger_, number, sender)
         if not found:
             raise XiezhuError(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger")
         if len(found) > 1:
             raise XiezhuError(f"{len(found)} cases are numbered {number}; add --from REQUESTER")
-        return history(ledger_, found[0])
+        h = history(ledger_, found[0])
+        return h, (disclose(ledger_, found[0]) if disclose else None)
     finally:
         ledger_.close()
 
@@ -214,16 +212,28 @@ def history_cmd(
     number: Annotated[str, typer.Argument(help="A letter number (20260001) or a commitment case (C20260001).")],
     sender: Annotated[str | None, typer.Option("--from", help="The requesting / handling bureau.")] = None,
     as_json: AsJson = False,
+    reveal: Reveal = False,
+    reason: Reason = None,
+    operator: Operator = None,
 ) -> None:
     """A case's history from the ledger alone: who asked whom for what, each answer, each step, and flags.
 
     Example: [bold]xiezhu history 20260007 --from shenpi[/]
     """
-    h = _case_history(_settings(ctx), number, sender)
+    from xiezhu.disclosure import case_disclosure, render_disclosure
+
+    settings = _settings(ctx)
+
+    def disclose(ledger_: Any, case_id: str) -> Any:
+        return case_disclosure(ledger_, case_id, data_dir=settings.data_dir, command="history", reason=reason,
+                               operator=operator)
+
+    h, shown = _case_history(settings, number, sender, disclose if reveal else None)
     if as_json:
         _print_json({"kind": h.kind, "case": h.case, "number": h.number, "findings": h.findings,
                      "linked": h.linked, "lines": [{k: v for k, v in msgspec.structs.asdict(line).items()
-                                                    if k != "envelope"} for line in h.lines]})
+                                                    if k != "envelope"} for line in h.lines]}
+                    | ({"revealed": shown[0]} if shown else {}))
         return
     t = Table(title=f"{h.kind} case {h.number} — {len(h.lines)} signed events")
     for col in ("#", "time", "from → to", "event", "findings"):
@@ -234,6 +244,8 @@ def history_cmd(
     out.print(t)
     for finding in h.findings:
         out.print(f"• {finding}")
+    if shown:
+        sys.stdout.write(render_disclosure(*shown))
 
 
 @app.command()
@@ -250,7 +262,7 @@ def letter(
     from projections.case_letters import letters_for
     from projections.letters import render
 
-    h = _case_history(_settings(ctx), number, sender)
+    h, _ = _case_history(_settings(ctx), number, sender)
     reg = Registry.load()
     letters = letters_for(h, reg.name)
     if not letters:
@@ -289,17 +301,33 @@ def inbox(
     ctx: typer.Context,
     bureau: Annotated[str, typer.Option(help="The bureau whose operator inbox to show.")],
     as_json: AsJson = False,
+    reveal: Reveal = False,
+    reason: Reason = None,
+    operator: Operator = None,
 ) -> None:
     """Requests addressed to a bureau that wait for a person to answer.
 
-    Example: [bold]xiezhu inbox --bureau ziran[/]
+    Applicants are masked; the operator who must look one up shows them in full with
+    --reveal --reason (the bureau's store key entitles its own machine; the access log records it).
+
+    Example: [bold]xiezhu inbox --bureau ziran --reveal --reason "核查 20260007 户籍"[/]
     """
-    store = _open_store(_settings(ctx), bureau)
+    settings = _settings(ctx)
+    store = _open_store(settings, bureau)
     waiting = store.inbox()
+    name: Callable[[str], str] = mask_name
+    id_number: Callable[[str], str] = mask_id
+    if reveal:
+        from xiezhu.disclosure import AccessLog
+
+        AccessLog(settings.data_dir).record(
+            command="inbox", subject=f"{bureau}/inbox:" + ",".join(f"{s.requester}/{s.number}" for s in waiting),
+            reason=reason, operator=operator, entitled_by=f"{bureau} store key")
+        name = id_number = _as_is
     if as_json:
         _print_json([{"number": s.number, "case": s.case, "requester": s.requester, "matter": s.request.matter.name,
-                      "applicant": mask_name(s.request.applicant.name),
-                      "id_number": mask_id(s.request.applicant.id_number),
+                      "applicant": name(s.request.applicant.name),
+                      "id_number": id_number(s.request.applicant.id_number),
                       "channel": s.request.channel, "arrived_at": s.arrived_at,
                       "items": [{"no": i.no, "text": i.text} for i in s.request.items]} for s in waiting])
         return
@@ -308,10 +336,34 @@ def inbox(
         t.add_column(col)
     for s in waiting:
         t.add_row(s.number, s.requester, s.request.matter.name,
-                  f"{mask_name(s.request.applicant.name)} {mask_id(s.request.applicant.id_number)}",
+                  f"{name(s.request.applicant.name)} {id_number(s.request.applicant.id_number)}",
                   _t(s.arrived_at.isoformat() if s.arrived_at else None),
                   "\n".join(f"{i.no}. {i.text}" for i in s.request.items))
     out.print(t)
+
+
+@app.command("access-log")
+def access_log(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Every showing of personal data in full (--reveal) on this machine: who, when, what and why.
+
+    Example: [bold]xiezhu access-log[/]
+    """
+    from xiezhu.disclosure import AccessLog
+
+    entries = list(AccessLog(_settings(ctx).data_dir).entries())
+    if as_json:
+        _print_json(entries)
+        return
+    t = Table(title=f"{len(entries)} disclosures of personal data")
+    for col in ("at", "operator", "host", "command", "subject", "reason", "entitled by"):
+        t.add_column(col)
+    for e in entries:
+        t.add_row(_t(e.at.isoformat()), e.operator, e.host, e.command, e.subject, e.reason, e.entitled_by)
+    out.print(t)
+
+
+def _as_is(text: str) -> str:
+    return text
 
 
 def _open_store(settings: Settings, code: str):  # type: ignore[no-untyped-def]
@@ -446,6 +498,9 @@ def provision(
 ) -> None:
     """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
 
+    What exists is checked, never changed: a stream with other settings (e.g. replicas) is an
+    error for the NATS operator to resolve, since the provisioner may not update streams.
+
     Example: [bold]xiezhu --nats-url nats://nats-1:4222 provision --replicas 3[/]
     """
     from broker.auth import ADMIN
@@ -538,11 +593,11 @@ def projections_rebuild(ctx: typer.Context) -> None:
     settings = _settings(ctx)
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}")
-    ledger_ = Ledger(settings.ledger_path)
+    ledger_ = ledger_at(settings)
     views: list[tuple[str, Any]] = [
         ("SLA view", SlaView(settings.sla_path, CalendarStore(settings.calendar_dir))),
-        ("commitment cases", CommitmentView(settings.commitments_path)),
-        ("credit view", CreditView(settings.credit_path)),
+        ("commitment cases", CommitmentView(settings.commitments_path, view_key=view_key(settings))),
+        ("credit view", CreditView(settings.credit_path, view_key=view_key(settings))),
     ]
     with Progress(console=err) as progress:
         for label, view in views:

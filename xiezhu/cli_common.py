@@ -3,14 +3,23 @@ from __future__ import annotations
 
 import sys
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
 import msgspec
 import typer
 
 from aggregates.store import SHANGHAI
+from projections.ledger import Ledger
 from schemas.errors import XiezhuError
 from xiezhu.settings import Settings
+
+#: ``--reveal``/``--reason``/``--operator``: personal data in full, for the entitled, on the record.
+Reveal = Annotated[bool, typer.Option(
+    "--reveal", help="Show applicant names, ID numbers and commitment texts in full: only where this machine "
+                     "holds the key that opens them, with --reason, recorded in the access log.")]
+Reason = Annotated[str | None, typer.Option("--reason", help="Why the full data is needed (goes to the access log).")]
+Operator = Annotated[str | None, typer.Option(
+    "--operator", envvar="XIEZHU_OPERATOR", show_envvar=True, help="Who is looking (default: the login name).")]
 
 
 class CliInputError(XiezhuError):
@@ -25,6 +34,25 @@ def settings_of(ctx: typer.Context) -> Settings:
     if obj is not None and hasattr(obj, "settings"):
         return obj.settings  # type: ignore[no-any-return]
     return Settings.resolve(None, None)
+
+
+def ledger_at(settings: Settings) -> Ledger:
+    """The ledger of the data directory, with 区司法局's box keys where this machine holds them.
+
+    Without them the ledger's signatures and chain can still be audited; what the cases say
+    cannot be read (decision 23).
+    """
+    from agencies.keys import KeyStore
+
+    return Ledger(settings.ledger_path, opener=KeyStore(settings.keys_dir).ledger_opener())
+
+
+def view_key(settings: Settings) -> bytes:
+    """The key the read models seal applicants' data with: 区司法局's store key (decision 26)."""
+    from agencies.keys import KeyStore
+    from agencies.registry import JUSTICE
+
+    return KeyStore(settings.keys_dir).store_key(JUSTICE)
 
 
 def print_json(obj: Any) -> None:

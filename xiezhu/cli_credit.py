@@ -15,9 +15,9 @@ from typer.core import TyperGroup
 from agencies.credit_china import CreditChina, DirectoryCreditChina, HttpCreditChina, deliver_pending
 from aggregates.store import SHANGHAI
 from projections.credit import CreditView, open_view
-from projections.ledger import Ledger
 from schemas.commitment import STANDING_ZH
 from schemas.errors import XiezhuError
+from xiezhu.cli_common import ledger_at, view_key
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -62,9 +62,9 @@ def fresh_view(settings: Settings) -> Iterator[CreditView]:
     """The credit view, caught up with the ledger."""
     if not settings.ledger_path.exists():
         raise CreditCliError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    ledger = Ledger(settings.ledger_path)
+    ledger = ledger_at(settings)
     try:
-        view = open_view(credit_path(settings))
+        view = open_view(credit_path(settings), view_key=view_key(settings))
         view.follow(ledger)
         yield view
     finally:

@@ -28,16 +28,20 @@ from broker.intake import DeadLetter, header_text
 from broker.server import EmbeddedNats, server_list
 from broker.signing import (
     BadSignature,
+    CannotOpen,
     Duplicate,
     HandlerFailed,
     KeyNotValid,
     Malformed,
+    NotSealed,
     Oversized,
+    Rejected,
     RuleViolation,
     UnknownKey,
     Unsigned,
     WrongRecipient,
     WrongSender,
+    decode_checked,
 )
 from broker.streams import DLQ_PREFIX, DLQ_STREAM
 from schemas.envelope import (
@@ -46,10 +50,9 @@ from schemas.envelope import (
     HDR_REJECT_BY,
     HDR_REJECT_CODE,
     HDR_REJECT_REASON,
-    decode_envelope,
 )
 from schemas.errors import XiezhuError
-from schemas.privacy import mask_id, mask_name
+from schemas.privacy import mask_json, mask_text
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -63,7 +66,7 @@ class DeadLettersError(XiezhuError):
 
 #: Every reason a receiver gives (the ``code`` of each rejection), for ``--reason``.
 REASONS = tuple(c.code for c in (Unsigned, UnknownKey, BadSignature, KeyNotValid, WrongSender, WrongRecipient,
-                                 Malformed, Oversized, Duplicate, RuleViolation, HandlerFailed))
+                                 NotSealed, CannotOpen, Malformed, Oversized, Duplicate, RuleViolation, HandlerFailed))
 #: A receiver as it appears in the dead-letter subject: a bureau code or ``ledger``.
 _TOKEN = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 #: Body bytes shown by ``show`` unless ``--full``: enough for any honest envelope …
@@ -104,41 +107,6 @@ class Rejection:
 
 # -- masking ----------------------------------------------------------------------------
 
-#: Anything shaped like a 居民身份证号 (18, or the old 15, characters) or a 统一社会信用代码.
-_ID_LIKE = re.compile(r"(?<![0-9A-Za-z])(?:\d{17}[\dXx]|\d{15}|[0-9A-Z]{18})(?![0-9A-Za-z])")
-#: The envelope's own fields, also in a body that no longer parses (cut short, altered).
-_ID_FIELD = re.compile(r'("id_number"\s*:\s*")([^"]*)(")?')
-_NAME_FIELD = re.compile(r'("applicant"\s*:\s*\{[^}]*?"name"\s*:\s*")([^"]*)')
-
-
-def _masked_id_like(m: re.Match[str]) -> str:
-    # Only what has a digit: an upper-case word of 18 letters is no number.
-    return mask_id(m.group(0)) if any(c.isdigit() for c in m.group(0)) else m.group(0)
-
-
-def mask_text(text: str) -> str:
-    """``text`` with every ID number and applicant name masked, even in a broken envelope."""
-    # A number the body's end cuts short is masked whole: its last four are not the number's.
-    text = _ID_FIELD.sub(lambda m: m.group(1) + (mask_id(m.group(2)) + m.group(3) if m.group(3)
-                                                 else "*" * len(m.group(2))), text)
-    text = _NAME_FIELD.sub(lambda m: m.group(1) + mask_name(m.group(2)), text)
-    return _ID_LIKE.sub(_masked_id_like, text)
-
-
-def mask_json(value: Any, key: str = "") -> Any:
-    """A decoded JSON value with applicants' names and every ID number masked."""
-    if isinstance(value, dict):
-        masked = {k: mask_json(v, k) for k, v in value.items()}
-        if key == "applicant" and isinstance(masked.get("name"), str):
-            masked["name"] = mask_name(masked["name"])
-        return masked
-    if isinstance(value, list):
-        return [mask_json(v) for v in value]
-    if isinstance(value, str):
-        return mask_id(value) if key == "id_number" else mask_text(value)
-    if isinstance(value, int) and not isinstance(value, bool) and abs(value) >= 10**14:
-        return mask_id(str(value))  # a number written without quotes is still a number
-    return value
 
 
 def body_view(data: bytes, *, full: bool) -> dict[str, Any]:
@@ -165,8 +133,8 @@ def body_view(data: bytes, *, full: bool) -> dict[str, Any]:
 def envelope_fields(data: bytes) -> dict[str, Any] | None:
     """The routing fields of a body that decodes as an envelope; ``None`` otherwise."""
     try:
-        env = decode_envelope(data)
-    except (msgspec.ValidationError, msgspec.DecodeError):
+        env = decode_checked(data)  # sealed or clear; a sealed payload stays sealed here
+    except Rejected:
         return None
     return {"id": env.id, "sender": env.sender, "recipient": env.recipient, "case": env.case,
             "number": env.number, "time": env.time, "type": env.type}

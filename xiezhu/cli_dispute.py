@@ -54,13 +54,13 @@ def _join_from_ledger(ctx: typer.Context, store: Any, number: str, raiser: str |
     """The raise travels only to 区司法局: the other party takes it from the ledger, signature checked."""
     from agencies.keys import KeyStore
     from projections.history import find_cases
-    from projections.ledger import Ledger
+    from xiezhu.cli_common import ledger_at
     from xiezhu.cli_common import settings_of as _settings
 
     settings = _settings(ctx)
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no dispute numbered {number} in {store.bureau}'s store, and no ledger to take it from")
-    ledger = Ledger(settings.ledger_path)
+    ledger = ledger_at(settings)
     try:
         found = find_cases(ledger, number, raiser)
         if len(found) != 1:
@@ -252,7 +252,7 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
     from xiezhu.cli_common import print_json as _print_json
     from xiezhu.cli_common import settings_of as _settings
 
-    h = _case_history(_settings(ctx), number, raiser)
+    h, _ = _case_history(_settings(ctx), number, raiser)
     if h.kind != "dispute":
         raise XiezhuError(f"{number} is not a dispute number (D20260001)")
     st = h.state

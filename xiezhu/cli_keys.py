@@ -2,14 +2,17 @@
 
 ``init`` makes the keys (and, on the first run, the root key); ``list`` shows the trust list;
 ``rotate`` and ``revoke`` sign a new version with the root key and, given ``--nats-url``,
-publish it to every agent and the ledger; ``publish`` sends the current version again.
+publish it to every agent and the ledger; ``rotate-root`` hands the root over to a new key
+(decision 25); ``publish`` sends the current version again.
 """
 from __future__ import annotations
 
 import asyncio
 import base64
 import binascii
+import os
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Annotated
 
 import nats
@@ -19,17 +22,18 @@ from rich.console import Console
 from rich.table import Table
 
 from agencies.keys import KeyStore
-from agencies.registry import Registry
-from agencies.trust import DEFAULT_OVERLAP, publish_trust_list, state_of
+from agencies.registry import JUSTICE, Registry
+from agencies.trust import DEFAULT_OVERLAP, publish_versions, state_of
 from aggregates.clock import SystemClock
 from aggregates.workdays import SHANGHAI
-from broker.auth import ADMIN, credentials_in
+from broker.auth import ADMIN, SEED_SUFFIX, credentials_in, load_identity
 from broker.server import server_list
 from broker.signing import b64
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
+from xiezhu.settings import Settings
 
 __all__ = ["app"]
 
@@ -53,14 +57,16 @@ def _keys(ctx: typer.Context) -> KeyStore:
     return KeyStore(_settings(ctx).keys_dir)
 
 
-
-
 def _t(when: datetime | None) -> str:
     return when.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M") if when else ""
 
 
 def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> None:
-    """Publish ``signed`` if a NATS URL is configured; otherwise say that only this directory changed."""
+    """Publish ``signed`` if a NATS URL is configured; otherwise say that only this directory changed.
+
+    The root handovers this machine made go first wherever NATS does not hold them yet: an
+    agent that pins an earlier root key reaches ``signed`` only through them (decision 25).
+    """
     url = _settings(ctx).nats_url
     if not url:
         err.print(f"trust list version {signed.version} written to {keys.trust_file}; not published (no "
@@ -75,7 +81,8 @@ def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> N
                                 max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=quiet,
                                 **credentials_in(_settings(ctx).nats_keys_dir, ADMIN))  # the provisioner publishes it
         try:
-            return await publish_trust_list(nc.jetstream(), signed, keys.anchor())
+            versions = [v for v in keys.handovers() if v.version < signed.version]
+            return await publish_versions(nc.jetstream(), [*versions, signed], keys.anchors()) > 0
         finally:
             await nc.close()
 
@@ -126,7 +133,7 @@ def list_keys(
     entries = [e for e in signed.entries if bureau is None or e.bureau == bureau]
     if as_json:
         _print_json({"version": signed.version, "issued_at": signed.issued_at, "previous": signed.previous,
-                     "root_kid": signed.root_kid,
+                     "root_kid": signed.root_kid, "next_root": signed.next_root.kid if signed.next_root else None,
                      "keys": [{"kid": e.kid, "bureau": e.bureau, "public_key": b64(e.public_key),
                                "valid_from": e.valid_from, "valid_to": e.valid_to, "revoked_at": e.revoked_at,
                                "revoked_reason": e.revoked_reason, "state": state_of(e, now)} for e in entries]})
@@ -153,6 +160,9 @@ def rotate(
     public_key: Annotated[str | None, typer.Option(
         "--public-key", help="List this base64 Ed25519 public key, made on the bureau's own machine, "
                              "instead of making a key here.")] = None,
+    box_key: Annotated[str | None, typer.Option(
+        "--box-key", help="With --public-key: the base64 X25519 public key made beside it, which what is "
+                          "sent to the bureau is sealed to.")] = None,
 ) -> None:
     """Give a bureau a new key valid from now; its old key stays valid for the overlap, then expires.
 
@@ -161,14 +171,23 @@ def rotate(
     Example: [bold]xiezhu --nats-url nats://nats:4222 keys rotate gongan --overlap-days 7[/]
     """
     Registry.load()[code]
-    pub = None
+    pub = box = None
     if public_key is not None:
         try:
             pub = base64.b64decode(public_key, validate=True)
         except (binascii.Error, ValueError) as e:
             raise KeysCliError(f"--public-key is not base64: {public_key!r}") from e
+        if box_key is None:
+            raise KeysCliError("--public-key needs --box-key too: nothing could be sealed to the bureau otherwise")
+        try:
+            box = base64.b64decode(box_key, validate=True)
+        except (binascii.Error, ValueError) as e:
+            raise KeysCliError(f"--box-key is not base64: {box_key!r}") from e
+    elif box_key is not None:
+        raise KeysCliError("--box-key goes with --public-key (a key pair made on the bureau's own machine)")
     keys = _keys(ctx)
-    signed = keys.rotate(code, now=SystemClock().now(), overlap=timedelta(days=overlap_days), public_key=pub)
+    signed = keys.rotate(code, now=SystemClock().now(), overlap=timedelta(days=overlap_days), public_key=pub,
+                         box_key=box)
     new = signed.entries[-1]
     err.print(f"[green]{code}[/] now signs with {new.kid} (valid from {_t(new.valid_from)}); "
               f"its earlier keys stay valid for {overlap_days:g} days")
@@ -194,9 +213,67 @@ def revoke(
     entry = next(e for e in signed.entries if e.kid == kid)
     err.print(f"[green]revoked[/] {kid} ({entry.bureau}) from {_t(now)}")
     if not any(e.bureau == entry.bureau and state_of(e, now) in ("valid", "expiring") for e in signed.entries):
-        err.print(f"{entry.bureau} has no valid key now; give it one with "
-                  f"[bold]xiezhu keys rotate {entry.bureau}[/]")
+        cannot = ("nothing can be sent at all, since every payload is sealed to it for the ledger"
+                  if entry.bureau == JUSTICE else "nothing can be sealed to it")
+        err.print(f"{entry.bureau} has no valid key now: it signs nothing and {cannot}; give it one with "
+                  f"[bold]xiezhu keys rotate {entry.bureau}[/] (rotate first, then revoke, to avoid the gap)")
     _published(ctx, keys, signed)
+
+
+@app.command("rotate-root")
+def rotate_root(ctx: typer.Context) -> None:
+    """Hand the root over to a new root key, on the root's machine (区大数据局).
+
+    The current root key signs a trust list version that names the new key; every agent that
+    takes it pins the new key from then on (and replaces its [bold]keys/root.pub[/]) and refuses
+    what the old key signs. The new key then signs the same list again. The old seed is kept
+    in [bold]keys/retired-root/[/] and never used again. Published when --nats-url is given;
+    copy the new [bold]keys/root.pub[/] to machines set up later.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 keys rotate-root[/]
+    """
+    keys = _keys(ctx)
+    old = keys.root_signer().kid
+    handover, first = keys.rotate_root(now=SystemClock().now())
+    err.print(f"[green]root key handed over[/] from {old} to {first.root_kid} in trust list version "
+              f"{handover.version}; version {first.version} is the first the new key signs")
+    _published(ctx, keys, first)
+
+
+@app.command("export")
+def export(
+    ctx: typer.Context,
+    codes: Annotated[list[str], typer.Argument(help="The bureaus the machine runs (the ledger's: sifa).")],
+    out: Annotated[Path, typer.Option(
+        "--out", help="The machine's data directory, to write keys/ (and nats-keys/) into.")],
+    nats_user: Annotated[list[str] | None, typer.Option(
+        "--nats-user", help="Also copy this NATS user's seed (its bureau code, ledger or admin); repeatable.")] = None,
+) -> None:
+    """Give one machine only its own keys: its bureaus' private keys, the anchor and the trust list.
+
+    Run where every key is (the root authority's machine, or the compose `keys` volume). No other
+    bureau's private key and never the root key leave with it, so the machine reads only its own mail.
+
+    Example: [bold]xiezhu keys export gongan --out /mnt/gongan-data --nats-user gongan[/]
+    """
+    registry = Registry.load()
+    for code in codes:
+        registry[code]
+    settings = _settings(ctx)
+    written = _keys(ctx).export(codes, Settings(data_dir=out).keys_dir)
+    target = Settings(data_dir=out).nats_keys_dir
+    for name in nats_user or []:
+        load_identity(settings.nats_keys_dir, name)  # a clear error if there is no such seed
+        src = settings.nats_keys_dir / f"{name}{SEED_SUFFIX}"
+        target.mkdir(mode=0o700, parents=True, exist_ok=True)
+        dst = target / src.name
+        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+        try:
+            os.write(fd, src.read_bytes())
+        finally:
+            os.close(fd)
+        written.append(dst)
+    err.print(f"wrote {len(written)} files for {', '.join(codes)} into {out}")
 
 
 @app.command("publish")

@@ -26,10 +26,11 @@ from projections.ledger import Ledger
 from projections.replay import render_text, replay
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry, TrustList
-from xiezhu.cli_common import parse_instant
+from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, parse_instant
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_sla import resolve_now
+from xiezhu.disclosure import case_disclosure, render_disclosure
 from xiezhu.settings import Settings
 
 __all__ = ["ledger_app"]
@@ -57,7 +58,7 @@ class CliLedgerError(XiezhuError):
 def _ledger(settings: Settings) -> Iterator[Ledger]:
     if not settings.ledger_path.exists():
         raise CliLedgerError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    ledger = Ledger(settings.ledger_path)
+    ledger = ledger_at(settings)
     try:
         yield ledger
     finally:
@@ -94,6 +95,9 @@ def replay_cmd(
         "--bundle", help="Also write an evidence bundle (ZIP) that `xiezhu verify-bundle` checks offline.")] = None,
     all_links: Annotated[bool, typer.Option(
         "--all-links", help="Also list a commitment case's unanswered requests (scans every request).")] = False,
+    reveal: Reveal = False,
+    reason: Reason = None,
+    operator: Operator = None,
 ) -> None:
     """Replay a case from the ledger alone: every signed event, what it changed, each time limit met or not.
 
@@ -111,6 +115,8 @@ def replay_cmd(
         case_id = _case_id(ledger, number, sender)
         now, _ = resolve_now(settings, ledger, None)
         result = replay(ledger, case_id, KeyRing(trust), calendar, as_of=at, now=now, scan_links=all_links)
+        shown = case_disclosure(ledger, case_id, data_dir=settings.data_dir, command="replay", reason=reason,
+                                operator=operator) if reveal else None
         if bundle is not None:
             signer = _justice_signer(settings, keys)
             manifest = write_bundle(ledger, case_id, trust, bundle, calendar=calendar, as_of=at, signer=signer,
@@ -118,9 +124,11 @@ def replay_cmd(
             signed = f"signed by {signer.kid}" if signer else f"unsigned: {JUSTICE}'s key is not in {keys.dir}"
             sys.stderr.write(f"wrote {bundle}: {len(manifest.positions)} events with their chain proof ({signed})\n")
     if as_json:
-        _print_json(result)
+        _print_json(msgspec.structs.asdict(result) | {"revealed": shown[0]} if shown else result)
         return
     sys.stdout.write(render_text(result))
+    if shown:
+        sys.stdout.write(render_disclosure(*shown))
 
 
 @ledger_app.command("verify-bundle")

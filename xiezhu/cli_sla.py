@@ -24,7 +24,7 @@ from aggregates.workdays import SHANGHAI, CalendarError, WorkingCalendar
 from projections.ledger import Ledger
 from projections.sla import CLOSED_STATES, OVERDUE, STATES, STATUSES, SlaError, SlaView
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import parse_instant
+from xiezhu.cli_common import ledger_at, parse_instant
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -69,7 +69,7 @@ def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-    ledger = Ledger(settings.ledger_path)
+    ledger = ledger_at(settings)
     try:
         view = SlaView(settings.sla_path, CalendarStore(settings.calendar_dir))
         if view.layout_reset:

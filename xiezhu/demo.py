@@ -32,12 +32,12 @@ from aggregates.workdays import WorkingCalendar
 from broker.auth import ADMIN
 from broker.relay import headers_for
 from broker.server import server_list
-from broker.signing import Signer
+from broker.signing import Signer, decode_checked
 from broker.streams import DLQ_STREAM
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.catalogue import AssistanceItem
 from schemas.commitment import STANDING_ZH, PlannedItem, Standing
-from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, new_id, subject_for
+from schemas.envelope import Envelope, Signed, encode_envelope, new_id, subject_for
 from schemas.errors import XiezhuError
 from xiezhu.demo_data import (
     FLOWS,
@@ -330,23 +330,22 @@ class Demo:
         js = nc.jetstream()
         shenpi, gongan = self.node.keys.signer("shenpi"), self.node.keys.signer("gongan")
         st = next(iter(self.node.store("shenpi").cases()))
-        template = Signed(body=self.node.store("shenpi").case(st.case).envelopes[0].body, kid="", sig=b"")
-        req = decode_envelope(template.body)
 
         def env(sender: str, recipient: str) -> Envelope:
-            return Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number=req.number,
-                            time=self.clock.now(), payload=req.payload)
+            return Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number=st.number,
+                            time=self.clock.now(), payload=st.request)
 
         forger = Signer("shenpi", shenpi.kid, nacl.signing.SigningKey.generate())
         to_gongan = "xz.shenpi.gongan.assistance.requested"
         cases: list[tuple[str, Signed, str]] = []
         forged = forger.sign(env("shenpi", "gongan"))
-        cases.append((subject_for(decode_envelope(forged.body)), forged, "forged signature"))
+        cases.append((subject_for(decode_checked(forged.body)), forged, "forged signature"))
         body = encode_envelope(env("shenpi", "gongan"))
         cases.append((to_gongan, Signed(body=body, kid=gongan.kid, sig=gongan.sign_bytes(body)),
                       "gongan's key used to speak as shenpi"))
         misaddressed = shenpi.sign(env("shenpi", "shichang"))
         cases.append((to_gongan, misaddressed, "addressed to shichang, sent to gongan"))
+        cases.append((to_gongan, shenpi.sign(env("shenpi", "gongan")), "well signed, but not sealed"))
         junk = b'{"v":1,"id":"not-a-uuid","payload":{}}'
         cases.append((to_gongan, Signed(body=junk, kid=shenpi.kid, sig=shenpi.sign_bytes(junk)),
                       "malformed payload"))
@@ -355,7 +354,8 @@ class Demo:
             self.hostile_sent += 1
         # A replayed copy of a valid request, under a new message id so JetStream keeps it.
         original = self.node.store("shenpi").case(st.case).envelopes[0]
-        await js.publish(subject_for(req), original.body, headers=headers_for(original, new_id()))
+        await js.publish(subject_for(decode_checked(original.body)), original.body,
+                         headers=headers_for(original, new_id()))
         self.hostile_sent += 1
         await nc.close()
 

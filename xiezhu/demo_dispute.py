@@ -66,7 +66,7 @@ def _answer(node: Node, raised: DisputeState) -> None:
     """The assistor takes the dispute up from the signed raise and states its view."""
     signed = node.store(raised.raised_by).dispute(raised.case).envelopes[0]
     other = node.store(raised.other_party)
-    other.join_dispute(signed, node.ring.verify(signed))
+    other.join_dispute(signed, node.ring.verify(signed, opener=node.keys.opener(other.bureau)))
     other.negotiate(raised.case, "本机关未掌握该事项的登记信息，认为应由其他部门核查。")
 
 

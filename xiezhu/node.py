@@ -32,6 +32,7 @@ from broker.auth import (
     credentials_in,
     generate_identities,
     load_identity,
+    seed_path,
     server_config,
 )
 from broker.relay import Positions
@@ -72,11 +73,12 @@ def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
     """A bureau's own store, signing with that bureau's key, checking requests against the catalogue.
 
     It signs with the bureau's newest key that ``ring`` (default: the trust list on disk)
-    holds valid, so a rotation takes effect without a restart.
+    holds valid, so a rotation takes effect without a restart.  The store is encrypted at
+    rest with the bureau's store key (``keys/<code>.store-key``, made on first use).
     """
     settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
     return BureauStore(code, settings.store_path(code), keys.bureau_signer(code, ring).sign, clock,
-                       catalogue or open_catalogue(settings, clock))
+                       catalogue or open_catalogue(settings, clock), store_key=keys.store_key(code))
 
 
 def nats_identity(settings: Settings, name: str) -> Identity | None:
@@ -91,7 +93,7 @@ def nats_credentials(settings: Settings, name: str) -> dict[str, Any]:
     return credentials_in(settings.nats_keys_dir, name)
 
 
-async def provision(nats_url: str, codes: Iterable[str], *, replicas: int = 1,
+async def provision(nats_url: str, codes: Iterable[str], *, replicas: int | None = None,
                     credentials: Mapping[str, Any] | None = None) -> None:
     """Create the streams and every pre-provisioned durable consumer (as ``admin`` where NATS has users)."""
     nc = await nats.connect(servers=server_list(nats_url), **(credentials or {}))
@@ -157,16 +159,21 @@ class Node:
         if not self.settings.nats_url:
             self.server = embedded_server(self.settings, self.registry).start()
             self.nats_url = self.server.url
-        await provision(self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN))
+        keys_dir = self.settings.nats_keys_dir
+        if not keys_dir.is_dir() or seed_path(keys_dir, ADMIN).exists():
+            await provision(self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN))
+        else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
+            log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
         await self._follow_trust()
         for code in self.agent_codes:
             agent = BureauAgent(code, self.store(code), self.ring, Positions(self.settings.relay_path(code)),
                                 verifiers_for(code, self.settings.bureau_data_path(code)), self.clock,
-                                self.nats_url, simulated_arrival=self.simulated, identity=self.identity(code))
+                                self.nats_url, opener=self.keys.opener(code), simulated_arrival=self.simulated,
+                                identity=self.identity(code))
             await agent.start()
             self.agents[code] = agent
         if self.run_ledger:
-            self.ledger = Ledger(self.settings.ledger_path)
+            self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
             justice = self.keys.bureau_signer(JUSTICE, self.ring)
 
             def seal(msg: bytes) -> tuple[str, bytes]:
@@ -174,17 +181,19 @@ class Node:
                 return signer.kid, signer.sign_bytes(msg)
 
             self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
-                                                simulated_arrival=self.simulated,
+                                                opener=self.keys.opener(JUSTICE), simulated_arrival=self.simulated,
                                                 connect_options=self.credentials(LEDGER),
                                                 on_append=self._projection_wake.set, seal=seal)
             await self.ledger_service.start()
         if self.run_projection:
             if self.ledger is None:
-                self.ledger = Ledger(self.settings.ledger_path)
+                self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
             self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
             self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir))
-            self.commitments = CommitmentView(self.settings.commitments_path)
-            self.credit = CreditView(self.settings.credit_path)
+            # The read models seal applicants' data with 区司法局's store key (decision 26).
+            view_key = self.keys.store_key(JUSTICE)
+            self.commitments = CommitmentView(self.settings.commitments_path, view_key=view_key)
+            self.credit = CreditView(self.settings.credit_path, view_key=view_key)
             if JUSTICE in self.agent_codes:
                 # 区司法局's machine watches the deadlines; its agent relays the notices.
                 self.monitor = SlaMonitor(self.store(JUSTICE), self.sla, self.clock,
@@ -202,8 +211,10 @@ class Node:
         await self.trust.start()
         held = self.keys.signed_trust() if root else None
         if held is not None:
+            # Its root handovers first, where NATS lacks them: agents pinning an older root need them (decision 25).
+            handovers = [v for v in self.keys.handovers() if v.version < held.version]
             try:
-                await self.trust.publish(held)
+                await self.trust.publish(*handovers, held, anchors=self.keys.anchors())
             except TrustListError as e:  # NATS has a newer one: the follower took it already
                 log.warning("trust list version %d not published: %s", held.version, e)
 

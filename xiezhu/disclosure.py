@@ -1,0 +1,152 @@
+"""Showing personal data unmasked: only to whoever is entitled, for a stated reason, on the record.
+
+Every view, log and table masks applicant ID numbers and names (370405********1234, 张**).
+A command shows them in full only with ``--reveal`` and a ``--reason``, and only where this
+machine holds the key that opens them: a bureau's own store key for its inbox, 区司法局's
+box key for what the ledger says.  Before anything is shown, the disclosure is appended to
+``<data>/access-log.jsonl`` (mode 0600, fsynced): who, when, which command, which case, why.
+If it cannot be recorded, nothing is shown.  ``xiezhu access-log`` lists the record for a
+司法局 reviewer.
+"""
+from __future__ import annotations
+
+import getpass
+import os
+import socket
+from collections.abc import Iterator
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated
+
+import msgspec
+
+from projections.ledger import Ledger
+from schemas.assistance import Applicant, AssistanceRequested, CommitmentItem
+from schemas.commitment import ApplicationReceived
+from schemas.errors import XiezhuError
+
+ACCESS_LOG = "access-log.jsonl"
+MIN_REASON = 4
+
+
+class DisclosureRefused(XiezhuError):
+    """Personal data is not shown: no reason given, no key on this machine, or no record possible."""
+
+    code = "disclosure.refused"
+
+
+class Disclosure(msgspec.Struct, frozen=True, kw_only=True):
+    """One showing of personal data in full, as the access log keeps it."""
+
+    at: datetime
+    operator: str
+    host: str
+    command: str
+    #: What was shown: ``<bureau>/<number>`` of a case, or an inbox.
+    subject: str
+    reason: Annotated[str, msgspec.Meta(min_length=MIN_REASON, max_length=500)]
+    #: The key that entitled this machine to read it (a store key, or 区司法局's box key).
+    entitled_by: str
+
+
+class Revealed(msgspec.Struct, frozen=True, kw_only=True):
+    """The personal data of one case, in full."""
+
+    kind: str
+    name: str
+    id_number: str
+    items: list[str] = []
+
+
+def revealed(applicant: Applicant, items: list[CommitmentItem]) -> Revealed:
+    """What ``--reveal`` shows of an applicant and what they committed to."""
+    return Revealed(kind=applicant.kind, name=applicant.name, id_number=applicant.id_number,
+                    items=[f"{i.no}. {i.text}" for i in items])
+
+
+def operator_name(given: str | None) -> str:
+    """The person revealing: ``--operator``, else ``XIEZHU_OPERATOR``, else the login name."""
+    for name in (given, os.environ.get("XIEZHU_OPERATOR")):
+        if name and name.strip():
+            return name.strip()
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
+
+
+class AccessLog:
+    """``<data>/access-log.jsonl``: one JSON line per disclosure, appended and fsynced before showing."""
+
+    def __init__(self, data_dir: Path) -> None:
+        self.path = Path(data_dir) / ACCESS_LOG
+
+    def record(self, *, command: str, subject: str, reason: str | None, operator: str | None,
+               entitled_by: str) -> Disclosure:
+        """Record a disclosure about to be made; raises :class:`DisclosureRefused` if it may not be."""
+        text = " ".join((reason or "").split())
+        if len(text) < MIN_REASON:
+            raise DisclosureRefused("--reveal shows personal data in full: say why with --reason "
+                                    f"(at least {MIN_REASON} characters); it goes to the access log")
+        if len(text) > 500:
+            raise DisclosureRefused("--reason is longer than 500 characters")
+        entry = Disclosure(at=datetime.now(UTC), operator=operator_name(operator), host=socket.gethostname(),
+                           command=command, subject=subject, reason=text, entitled_by=entitled_by)
+        line = msgspec.json.encode(entry) + b"\n"
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            try:
+                os.write(fd, line)
+                os.fsync(fd)
+            finally:
+                os.close(fd)
+        except OSError as e:
+            raise DisclosureRefused(f"the disclosure could not be recorded in {self.path} ({e.strerror}); "
+                                    "nothing is shown") from e
+        return entry
+
+    def entries(self) -> Iterator[Disclosure]:
+        """Every recorded disclosure, oldest first (a damaged line is reported, not skipped)."""
+        try:
+            lines = self.path.read_bytes().splitlines()
+        except FileNotFoundError:
+            return
+        for n, raw in enumerate(lines, 1):
+            if not raw.strip():
+                continue
+            try:
+                yield msgspec.json.decode(raw, type=Disclosure)
+            except (msgspec.DecodeError, msgspec.ValidationError) as e:
+                raise XiezhuError(f"{self.path} line {n} is damaged: {e}") from e
+
+
+def case_disclosure(ledger: Ledger, case_id: str, *, data_dir: Path, command: str, reason: str | None,
+                    operator: str | None) -> tuple[Revealed, Disclosure] | None:
+    """The applicant and commitments of a ledger case in full, once the disclosure is on record.
+
+    Entitled: the machine holding 区司法局's box key, which opens the ledger.  ``None`` for a
+    case that holds no applicant (a dispute); nothing is recorded then.
+    """
+    if ledger.opener is None:
+        raise DisclosureRefused("this machine does not hold 区司法局's box key (keys/box/), which opens the "
+                                "ledger: it is not entitled to see the applicant in full")
+    entries = ledger.case(case_id)
+    if not entries:
+        return None
+    env = ledger.envelope(entries[0])
+    payload = env.payload
+    if not isinstance(payload, AssistanceRequested | ApplicationReceived):
+        return None
+    shown = revealed(payload.applicant, list(payload.items))
+    entry = AccessLog(data_dir).record(command=command, subject=f"{env.sender}/{env.number}", reason=reason,
+                                       operator=operator, entitled_by=f"{ledger.opener.reader} box key")
+    return shown, entry
+
+
+def render_disclosure(shown: Revealed, entry: Disclosure) -> str:
+    """The text block a command prints under its masked output."""
+    lines = [f"Shown in full to {entry.operator} ({entry.reason}); recorded in the access log.",
+             f"  applicant: {shown.name} ({shown.kind}) {shown.id_number}"]
+    lines += [f"  {item}" for item in shown.items]
+    return "\n".join(lines) + "\n"
