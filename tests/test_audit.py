@@ -278,13 +278,13 @@ def test_a_file_that_is_not_a_ledger_is_one_clear_error(tmp_path: Path, keys: Ke
 
 def test_the_replay_benchmark_completes_on_a_tiny_ledger_and_reuses_it(tmp_path: Path) -> None:
     def run() -> dict[str, object]:
-        proc = subprocess.run([sys.executable, "-m", "bench.replay", "--json", "--events", "3000",
+        proc = subprocess.run([sys.executable, "-m", "bench.replay", "--json", "--events", "900",
                                "--replays", "20", "--dir", str(tmp_path)], capture_output=True, text=True, timeout=240)
         assert proc.returncode == 0, proc.stderr
         result: dict[str, object] = json.loads(proc.stdout)
         return result
 
     first, second = run(), run()
-    assert first["ok"] is True and first["events"] == 3000
+    assert first["ok"] is True and first["events"] == 900
     assert first["build"]["cached"] is False and second["build"]["cached"] is True  # type: ignore[index]
-    assert first["audit"]["ok"] is True and first["audit"]["entries"] == 3000  # type: ignore[index]
+    assert first["audit"]["ok"] is True and first["audit"]["entries"] == 900  # type: ignore[index]

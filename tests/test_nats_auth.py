@@ -386,7 +386,7 @@ async def test_a_bureau_cannot_delete_or_purge_streams_or_consumers(admin: Conn,
         "delete XZ_DLQ": lambda: js.delete_stream(DLQ_STREAM),
         "purge XZ_DLQ": lambda: js.purge_stream(DLQ_STREAM),
         "delete XZ_TRUST": lambda: js.delete_stream(TRUST_STREAM),
-        "delete a message": lambda: js.delete_msg(EVENTS_STREAM, 1),
+        "delete a message": lambda: _delete_msg(js, EVENTS_STREAM),
         "update XZ": lambda: js.update_stream(StreamConfig(name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS],
                                                            deny_delete=False, deny_purge=False)),
         "delete another's consumer": lambda: js.delete_consumer(EVENTS_STREAM, agent_consumer("shenpi")),
@@ -493,8 +493,8 @@ async def test_the_provisioner_cannot_delete_or_purge_a_stream_or_delete_a_messa
         "purge XZ": lambda: js.purge_stream(EVENTS_STREAM),
         "purge XZ_DLQ": lambda: js.purge_stream(DLQ_STREAM),
         "purge XZ_DLQ by subject": lambda: js.purge_stream(DLQ_STREAM, subject="xzdlq.gongan.>"),
-        "delete a message from XZ": lambda: js.delete_msg(EVENTS_STREAM, 1),
-        "delete a message from XZ_DLQ": lambda: js.delete_msg(DLQ_STREAM, 1),
+        "delete a message from XZ": lambda: _delete_msg(js, EVENTS_STREAM),
+        "delete a message from XZ_DLQ": lambda: _delete_msg(js, DLQ_STREAM),
         "erase a message from XZ_DLQ": lambda: js._api_request(  # delete_msg with no_erase=False
             f"$JS.API.STREAM.MSG.DELETE.{DLQ_STREAM}", json.dumps({"seq": 1}).encode(), timeout=REFUSED_WAIT_S),
     }
@@ -622,6 +622,13 @@ async def _faststream_agent(auth_server: EmbeddedNats, identity: Identity, *, in
         **extra,
     )(on_batch)
     return broker, got, errors
+
+
+def _delete_msg(js: JetStreamContext, stream: str) -> Awaitable[object]:
+    """``js.delete_msg(stream, 1)``, as nats-py sends it, but waiting only REFUSED_WAIT_S for the refusal
+    (nats-py's delete_msg waits its default 5 s whatever the context's timeout)."""
+    return js._api_request(f"$JS.API.STREAM.MSG.DELETE.{stream}", json.dumps({"seq": 1, "no_erase": True}).encode(),
+                           timeout=REFUSED_WAIT_S)
 
 
 async def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None:
