@@ -8,6 +8,7 @@ and the ledger's unique event ids make the second append a no-op.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 from collections.abc import Callable, Mapping
 from datetime import datetime
@@ -59,6 +60,7 @@ class LedgerService:
         self.stats = IntakeStats()
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._fetching = False
 
     async def start(self) -> None:
         """Connect and start pulling in the background."""
@@ -73,14 +75,21 @@ class LedgerService:
 
     async def _run(self) -> None:
         while not self._stopping:
+            self._fetching = True
             try:
                 msgs = await self._sub.fetch(self.batch, timeout=PULL_TIMEOUT_S)
             except (TimeoutError, NatsTimeout):
                 continue
+            except asyncio.CancelledError:
+                if self._stopping:  # stop() cut a fetch short: what it held comes again to the next run
+                    return
+                raise
             except Exception as e:  # disconnected: nats-py reconnects; try again shortly
                 log.warning("ledger fetch failed: %s", e)
                 await asyncio.sleep(0.5)
                 continue
+            finally:
+                self._fetching = False
             await self._process(msgs)
 
     async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
@@ -122,7 +131,10 @@ class LedgerService:
         """Finish the current batch and disconnect."""
         self._stopping = True
         if self._task:
-            await self._task
+            if self._fetching:  # waiting for messages, not handling any: no need to wait out the pull
+                self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
         if self.seal is not None:
             await self._seal()
         if self.nc:
