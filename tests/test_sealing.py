@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import msgspec
 import nacl.public
@@ -209,3 +210,38 @@ def test_a_machine_gets_only_its_own_keys(keys: KeyStore, tmp_path: Path) -> Non
     refused = CliRunner().invoke(keys_app, ["export", "nosuch", "--out", str(tmp_path / "x")],
                                  env={"XIEZHU_DATA_DIR": str(source.data_dir), "XIEZHU_NATS_URL": ""})
     assert refused.exit_code != 0 and not (tmp_path / "x").exists()
+
+
+async def test_a_bureau_runs_from_its_exported_keys_alone_and_reads_only_its_own_mail(
+        settings: Any, registry: Any, clock: Any, tmp_path: Path) -> None:
+    """shenpi and the ledger on one machine, gongan on another that holds only what `keys export` gave it."""
+    import sqlite_utils
+
+    from tests.conftest import RESIDENT, eventually, make_node
+    from tests.test_exchange import request
+    from xiezhu.node import Node
+    from xiezhu.settings import Settings
+
+    main = make_node(settings, registry, clock, agents=("shenpi",))
+    machine = Settings(data_dir=tmp_path / "gongan-machine", nats_url=settings.nats_url)
+    main.keys.export(["gongan"], machine.keys_dir)
+    machine.nats_keys_dir.mkdir(mode=0o700)
+    (machine.nats_keys_dir / "gongan.nk").write_bytes((settings.nats_keys_dir / "gongan.nk").read_bytes())
+    (machine.nats_keys_dir / "gongan.nk").chmod(0o600)
+    machine.bureau_dir("gongan").mkdir(parents=True)
+    sqlite_utils.Database(machine.bureau_data_path("gongan"))["residents"].insert(RESIDENT, pk="id_number")
+    assert sorted(p.name for p in (machine.keys_dir / "box").iterdir()) == \
+        sorted(f"{kid}.x25519" for kid in main.keys.opener("gongan").kids)
+    gongan = Node(machine, registry, clock, agents=["gongan"], simulated=True)
+    await main.start()
+    await gongan.start()
+    try:
+        case = request(main)
+        await eventually(lambda: main.store("shenpi").case(case).state.status == "replied", timeout=20)
+        sealed_to = {k.kid for k in routing(main.store("shenpi").case(case).envelopes[0].body).sealed.keys}
+        assert set(gongan.keys.opener("gongan").kids) <= sealed_to
+        with pytest.raises(KeyStoreError):
+            gongan.keys.opener("shenpi")  # shenpi's own copy of the request does not open there
+    finally:
+        await gongan.stop()
+        await main.stop()
