@@ -10,7 +10,9 @@ If it cannot be recorded, nothing is shown.  ``xiezhu access-log`` lists the rec
 """
 from __future__ import annotations
 
+import fcntl
 import getpass
+import hashlib
 import os
 import socket
 from collections.abc import Iterator
@@ -35,6 +37,12 @@ class DisclosureRefused(XiezhuError):
     code = "disclosure.refused"
 
 
+class AccessLogBroken(XiezhuError):
+    """The access log was altered: a line is damaged, or the chain of lines is broken."""
+
+    code = "disclosure.log-broken"
+
+
 class Disclosure(msgspec.Struct, frozen=True, kw_only=True):
     """One showing of personal data in full, as the access log keeps it."""
 
@@ -47,6 +55,9 @@ class Disclosure(msgspec.Struct, frozen=True, kw_only=True):
     reason: Annotated[str, msgspec.Meta(min_length=MIN_REASON, max_length=500)]
     #: The key that entitled this machine to read it (a store key, or 区司法局's box key).
     entitled_by: str
+    #: SHA-256 (hex) of the line before this one ("" for the first): a removed, changed or
+    #: reordered line breaks the chain, which :meth:`AccessLog.entries` checks.
+    prev: str = ""
 
 
 class Revealed(msgspec.Struct, frozen=True, kw_only=True):
@@ -62,6 +73,20 @@ def revealed(applicant: Applicant, items: list[CommitmentItem]) -> Revealed:
     """What ``--reveal`` shows of an applicant and what they committed to."""
     return Revealed(kind=applicant.kind, name=applicant.name, id_number=applicant.id_number,
                     items=[f"{i.no}. {i.text}" for i in items])
+
+
+def _last_line_digest(path: Path) -> str:
+    """SHA-256 (hex) of the last line of ``path`` ("" if it has none)."""
+    with path.open("rb") as f:
+        size = f.seek(0, os.SEEK_END)
+        chunk, pos = b"", size
+        while pos > 0 and chunk.count(b"\n") < 2:  # the last line ends with one: find the one before it
+            step = min(4096, pos)
+            pos -= step
+            f.seek(pos)
+            chunk = f.read(step) + chunk
+    lines = chunk.splitlines()
+    return hashlib.sha256(lines[-1]).hexdigest() if lines else ""
 
 
 def operator_name(given: str | None) -> str:
@@ -90,14 +115,15 @@ class AccessLog:
                                     f"(at least {MIN_REASON} characters); it goes to the access log")
         if len(text) > 500:
             raise DisclosureRefused("--reason is longer than 500 characters")
-        entry = Disclosure(at=datetime.now(UTC), operator=operator_name(operator), host=socket.gethostname(),
-                           command=command, subject=subject, reason=text, entitled_by=entitled_by)
-        line = msgspec.json.encode(entry) + b"\n"
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
-            fd = os.open(self.path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o600)
+            fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
-                os.write(fd, line)
+                fcntl.flock(fd, fcntl.LOCK_EX)  # one writer at a time: each line names the one before
+                entry = Disclosure(at=datetime.now(UTC), operator=operator_name(operator), host=socket.gethostname(),
+                                   command=command, subject=subject, reason=text, entitled_by=entitled_by,
+                                   prev=_last_line_digest(self.path))
+                os.write(fd, msgspec.json.encode(entry) + b"\n")
                 os.fsync(fd)
             finally:
                 os.close(fd)
@@ -107,18 +133,26 @@ class AccessLog:
         return entry
 
     def entries(self) -> Iterator[Disclosure]:
-        """Every recorded disclosure, oldest first (a damaged line is reported, not skipped)."""
+        """Every recorded disclosure, oldest first; a damaged line or a broken chain is reported, not skipped.
+
+        The chain shows a line removed, changed, inserted or moved; cutting lines off the end
+        it cannot show (keep copies of the log elsewhere, as of any audit trail).
+        """
         try:
             lines = self.path.read_bytes().splitlines()
         except FileNotFoundError:
             return
+        prev = ""
         for n, raw in enumerate(lines, 1):
-            if not raw.strip():
-                continue
             try:
-                yield msgspec.json.decode(raw, type=Disclosure)
+                entry = msgspec.json.decode(raw, type=Disclosure)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                raise XiezhuError(f"{self.path} line {n} is damaged: {e}") from e
+                raise AccessLogBroken(f"{self.path} line {n} is damaged: {e}") from e
+            if entry.prev != prev:
+                raise AccessLogBroken(f"{self.path} line {n} does not follow line {n - 1}: a line was removed, "
+                                      "changed, inserted or moved")
+            prev = hashlib.sha256(raw).hexdigest()
+            yield entry
 
 
 def case_disclosure(ledger: Ledger, case_id: str, *, data_dir: Path, command: str, reason: str | None,
