@@ -246,6 +246,8 @@ def history_cmd(
         out.print(f"• {finding}")
     if shown:
         sys.stdout.write(render_disclosure(*shown))
+    elif reveal:
+        sys.stderr.write("nothing to reveal: this case holds no applicant (a dispute); nothing was recorded\n")
 
 
 @app.command()

@@ -129,6 +129,8 @@ def replay_cmd(
     sys.stdout.write(render_text(result))
     if shown:
         sys.stdout.write(render_disclosure(*shown))
+    elif reveal:
+        sys.stderr.write("nothing to reveal: this case holds no applicant (a dispute); nothing was recorded\n")
 
 
 @ledger_app.command("verify-bundle")
