@@ -53,7 +53,7 @@ from xiezhu.node import Node
 FUZZ_SEQ = "Fuzz-Seq"
 #: Every reason a receiver may give.
 REASONS = {"unsigned", "unknown-key", "bad-signature", "key-not-valid", "wrong-sender", "wrong-recipient",
-           "malformed", "oversized", "duplicate", "rule-violation", "handler-failed"}
+           "malformed", "oversized", "duplicate", "rule-violation", "handler-failed", "not-sealed", "cannot-open"}
 
 FUZZ_MESSAGES = 150
 SOAK_MESSAGES = 20_000
