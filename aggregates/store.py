@@ -37,6 +37,7 @@ from aggregates.commitment_cases import CommitmentCase, CommitmentCommands, comm
 from aggregates.dispute_cases import DisputeCommands, dispute_topics
 from aggregates.errors import RuleError, WrongOrder
 from aggregates.notices import Notice, NoticeIn
+from schemas.access import DisclosureRecorded
 from schemas.assistance import (
     Applicant,
     AssistanceDeclined,
@@ -52,7 +53,7 @@ from schemas.assistance import (
 )
 from schemas.commitment import ItemVerified
 from schemas.dispute import DISPUTE_EVENTS
-from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, envelope_id, new_id
+from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, envelope_id, new_id
 from schemas.errors import XiezhuError
 from schemas.sla import DeadlineBreached, DeadlineReminder
 
@@ -470,6 +471,8 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
         dispute event (附件2 第八条) joins 区司法局's dispute file, and only 区司法局's; it also
         returns ``None``.
         """
+        if isinstance(env.payload, DisclosureRecorded):
+            raise RuleError(f"{env.sender} sent a disclosure record to {self.bureau}: it belongs to the ledger only")
         marker = Intake.mark(env.id, stream_seq)
         if isinstance(env.payload, DeadlineReminder | DeadlineBreached):
             self._accept_notice(signed, env, marker, stream_seq)
@@ -526,6 +529,13 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
         except IntegrityError:
             return False  # another monitor (or this one before a restart) sent it meanwhile
         return True
+
+    def record_disclosure(self, case: str, number: str, disclosure: DisclosureRecorded) -> None:
+        """Tell the 司法局 ledger that personal data of ``case`` was shown in full here (decision 27).
+
+        A notice about the case, sealed and signed like every event; the relay sends it.
+        """
+        self.send_notice(f"disclosure:{new_id()}", case, number, [(LEDGER, disclosure)])
 
     def notices(self) -> list[Envelope]:
         """Notices received here (reminders, breaches), oldest first."""

@@ -28,6 +28,7 @@ from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
 from broker.signing import Rejected
 from projections.ledger import Entry, Ledger, NoLedgerKey
+from schemas.access import DisclosureRecorded
 from schemas.assistance import (
     VERDICT_ZH,
     AssistanceDeclined,
@@ -91,7 +92,8 @@ BREACHED = "逾期（第五条）"
 NOT_THE_DISPUTED_CASE = "争议与协助案件不符（第八条）"
 _FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED, NOT_THE_DISPUTED_CASE)
 #: Signed notices about a case (deadline reminders, breaches) that are not steps of it.
-NOTICE_TYPES = ("sla.",)
+#: Notices about a case: deadline reminders and breaches, and disclosures of its personal data.
+NOTICE_TYPES = ("sla.", "access.")
 
 
 class HistoryError(XiezhuError):
@@ -460,6 +462,9 @@ def _notice_summary(env: Envelope) -> str:
             return text + (" (provisional calendar)" if ev.provisional else "")
         case DeadlineBreached() as ev:
             return f"breach notice to {env.recipient}: {_breach(ev)}"
+        case DisclosureRecorded() as ev:
+            return (f"shown in full to {ev.operator} on {ev.host} at {_local(ev.at)} ({ev.command}, "
+                    f"entitled by {ev.entitled_by}): {_oneline(ev.reason)}")
     return _generic_summary(env)
 
 

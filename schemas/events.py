@@ -5,12 +5,13 @@ breaking change is a new tag.
 """
 from __future__ import annotations
 
+from schemas.access import AccessEvent
 from schemas.assistance import AssistanceEvent
 from schemas.commitment import CommitmentEvent
 from schemas.dispute import DisputeEvent
 from schemas.sla import SlaEvent
 
 #: Every payload type that may appear on the wire.
-Payload = AssistanceEvent | CommitmentEvent | SlaEvent | DisputeEvent
+Payload = AssistanceEvent | CommitmentEvent | SlaEvent | DisputeEvent | AccessEvent
 
 __all__ = ["Payload"]

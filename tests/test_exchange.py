@@ -280,3 +280,25 @@ async def test_nats_and_the_ledger_see_only_routing_metadata(node: Node, tmp_pat
         ("shenpi", "gongan", "20260001", "assistance.requested")
     opened = node.ledger.envelope(first)
     assert opened.payload.applicant == ZHANG  # type: ignore[union-attr]
+
+
+async def test_a_disclosure_reaches_the_ledger_and_shows_in_the_cases_history(node: Node, tmp_path: Path) -> None:
+    from projections.history import history
+    from xiezhu.disclosure import AccessLog, to_ledger
+
+    case = request(node, assistor="ziran", check="")
+    await node.settle()
+    [waiting] = node.store("ziran").inbox()
+    entry = AccessLog(tmp_path).record(command="inbox", subject=f"ziran/inbox:shenpi/{waiting.number}",
+                                       reason="核对不动产登记", operator="李核查", entitled_by="ziran store key")
+    to_ledger(node.store("ziran"), waiting.case, waiting.number, entry)
+    node.wake_relays()
+    await node.settle()
+    assert node.ledger is not None
+    [disclosed] = [e for e in node.ledger.case(case) if e.type == "access.disclosed"]
+    assert (disclosed.sender, disclosed.recipient) == ("ziran", "ledger")
+    lines = history(node.ledger, case).lines
+    assert any("shown in full to 李核查" in line.summary and "核对不动产登记" in line.summary for line in lines)
+    assert history(node.ledger, case).state.status == "received"  # type: ignore[union-attr]  # a notice: no step
+    assert node.sla is not None and node.sla.rows()[0]["status"] == "received"
+

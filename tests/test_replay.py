@@ -18,6 +18,7 @@ import pytest
 from typer.testing import CliRunner
 
 from agencies.keys import KeyStore
+from aggregates.clock import SystemClock
 from aggregates.workdays import SHANGHAI, WorkingCalendar
 from broker.sealing import Opener
 from broker.sealing import seal as seal_payload
@@ -672,6 +673,14 @@ def test_reveal_shows_the_applicant_in_full_only_with_a_reason_and_on_the_record
     assert (data_dir / "access-log.jsonl").stat().st_mode & 0o777 == 0o600
     listed = runner.invoke(app, ["access-log", "--json"], env=env)
     assert [e["reason"] for e in json.loads(listed.stdout)] == ["复核核查结果", "第九条复核"]
+    # Each disclosure also waits in 区司法局's outbox for the ledger: a notice about the case, sealed.
+    from xiezhu.node import open_store
+
+    keys = KeyStore(data_dir / "keys")
+    store = open_store(Settings(data_dir=data_dir), keys, "sifa", SystemClock())
+    sent = [keys.opener("sifa").open(signed.body) for _, signed in store.outgoing_since(0, 100)]
+    assert [(e.type, e.recipient, e.number) for e in sent] == [("access.disclosed", "ledger", "20260001")] * 2
+    assert [(e.payload.operator, e.payload.command) for e in sent][0] == ("王审查", "replay")  # type: ignore[union-attr]
 
 
 def test_without_justices_box_key_a_machine_audits_the_ledger_but_cannot_read_or_reveal_it(data_dir: Path) -> None:

@@ -245,3 +245,20 @@ async def test_a_bureau_runs_from_its_exported_keys_alone_and_reads_only_its_own
     finally:
         await gongan.stop()
         await main.stop()
+
+
+def test_a_disclosure_record_sent_to_a_bureau_is_refused_as_a_rule_break(tmp_path: Path) -> None:
+    from datetime import UTC, datetime
+
+    from aggregates.clock import SimulatedClock
+    from aggregates.errors import RuleError
+    from aggregates.store import BureauStore
+    from schemas.access import DisclosureRecorded
+
+    clock = SimulatedClock(datetime(2026, 9, 21, 1, tzinfo=UTC))
+    store = BureauStore("gongan", tmp_path / "gongan.db", lambda env: None, clock)  # type: ignore[arg-type,return-value]
+    env = msgspec.structs.replace(request_env(), payload=DisclosureRecorded(
+        at=clock.now(), operator="某人", host="h", command="inbox", reason="看一看吧", entitled_by="shenpi store key"))
+    with pytest.raises(RuleError, match="ledger only"):
+        store.accept(Signed(body=b"{}", kid="k", sig=b"s"), env, stream_seq=1, arrived_at=clock.now())
+    assert not store.seen(env.id)

@@ -226,7 +226,7 @@ def history_cmd(
 
     def disclose(ledger_: Any, case_id: str) -> Any:
         return case_disclosure(ledger_, case_id, data_dir=settings.data_dir, command="history", reason=reason,
-                               operator=operator)
+                               operator=operator, store=_open_store(settings, JUSTICE))
 
     h, shown = _case_history(settings, number, sender, disclose if reveal else None)
     if as_json:
@@ -320,11 +320,13 @@ def inbox(
     name: Callable[[str], str] = mask_name
     id_number: Callable[[str], str] = mask_id
     if reveal:
-        from xiezhu.disclosure import AccessLog
+        from xiezhu.disclosure import AccessLog, to_ledger
 
-        AccessLog(settings.data_dir).record(
+        entry = AccessLog(settings.data_dir).record(
             command="inbox", subject=f"{bureau}/inbox:" + ",".join(f"{s.requester}/{s.number}" for s in waiting),
             reason=reason, operator=operator, entitled_by=f"{bureau} store key")
+        for s in waiting:  # and on the district's record: a notice about each case, to the ledger
+            to_ledger(store, s.case, s.number, entry)
         name = id_number = _as_is
     if as_json:
         _print_json([{"number": s.number, "case": s.case, "requester": s.requester, "matter": s.request.matter.name,

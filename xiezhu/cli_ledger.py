@@ -11,7 +11,7 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -75,6 +75,14 @@ def _case_id(ledger: Ledger, number: str, sender: str | None) -> str:
     return found[0]
 
 
+def _justice_store(settings: Settings, keys: KeyStore) -> Any:
+    """区司法局's own store, which tells the ledger of a disclosure (decision 27)."""
+    from aggregates.clock import SystemClock
+    from xiezhu.node import open_store
+
+    return open_store(settings, keys, JUSTICE, SystemClock())
+
+
 def _justice_signer(settings: Settings, keys: KeyStore) -> Signer | None:
     """区司法局's signer, where its key lives (the ledger's machine); elsewhere bundles go unsigned."""
     if not (settings.keys_dir / f"{JUSTICE}.ed25519").exists():
@@ -116,7 +124,7 @@ def replay_cmd(
         now, _ = resolve_now(settings, ledger, None)
         result = replay(ledger, case_id, KeyRing(trust), calendar, as_of=at, now=now, scan_links=all_links)
         shown = case_disclosure(ledger, case_id, data_dir=settings.data_dir, command="replay", reason=reason,
-                                operator=operator) if reveal else None
+                                operator=operator, store=_justice_store(settings, keys)) if reveal else None
         if bundle is not None:
             signer = _justice_signer(settings, keys)
             manifest = write_bundle(ledger, case_id, trust, bundle, calendar=calendar, as_of=at, signer=signer,

@@ -18,11 +18,12 @@ import socket
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Protocol
 
 import msgspec
 
 from projections.ledger import Ledger
+from schemas.access import DisclosureRecorded
 from schemas.assistance import Applicant, AssistanceRequested, CommitmentItem
 from schemas.commitment import ApplicationReceived
 from schemas.errors import XiezhuError
@@ -155,12 +156,27 @@ class AccessLog:
             yield entry
 
 
+class RecordsDisclosures(Protocol):
+    """A bureau's store, which tells the ledger of a disclosure (:meth:`BureauStore.record_disclosure`)."""
+
+    def record_disclosure(self, case: str, number: str, disclosure: DisclosureRecorded) -> None: ...
+
+
+def to_ledger(store: RecordsDisclosures, case: str, number: str, entry: Disclosure) -> None:
+    """Send one disclosure of the access log to the 司法局 ledger, as a notice about ``case``."""
+    store.record_disclosure(case, number, DisclosureRecorded(
+        at=entry.at, operator=entry.operator[:200], host=entry.host[:200] or "unknown", command=entry.command,
+        reason=entry.reason, entitled_by=entry.entitled_by[:200]))
+
+
 def case_disclosure(ledger: Ledger, case_id: str, *, data_dir: Path, command: str, reason: str | None,
-                    operator: str | None) -> tuple[Revealed, Disclosure] | None:
+                    operator: str | None, store: RecordsDisclosures | None = None
+                    ) -> tuple[Revealed, Disclosure] | None:
     """The applicant and commitments of a ledger case in full, once the disclosure is on record.
 
     Entitled: the machine holding 区司法局's box key, which opens the ledger.  ``None`` for a
-    case that holds no applicant (a dispute); nothing is recorded then.
+    case that holds no applicant (a dispute); nothing is recorded then.  With ``store`` (区司法局's)
+    the disclosure also goes to the ledger as a notice about the case.
     """
     if ledger.opener is None:
         raise DisclosureRefused("this machine does not hold 区司法局's box key (keys/box/), which opens the "
@@ -175,6 +191,8 @@ def case_disclosure(ledger: Ledger, case_id: str, *, data_dir: Path, command: st
     shown = revealed(payload.applicant, list(payload.items))
     entry = AccessLog(data_dir).record(command=command, subject=f"{env.sender}/{env.number}", reason=reason,
                                        operator=operator, entitled_by=f"{ledger.opener.reader} box key")
+    if store is not None:  # and on the district's record: the ledger, through 区司法局's own store
+        to_ledger(store, env.case, env.number, entry)
     return shown, entry
 
 
