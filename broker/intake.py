@@ -17,17 +17,16 @@ from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
 from broker.signing import (
-    CannotOpen,
     Duplicate,
     KeyRing,
     Malformed,
-    NotSealed,
     Opens,
     Oversized,
     Rejected,
     RuleViolation,
     Unsigned,
     WrongRecipient,
+    open_checked,
     unb64,
 )
 from broker.streams import DLQ_STREAM, dlq_subject
@@ -119,13 +118,7 @@ def check(delivery: Delivery, ring: KeyRing, me: str | None, opener: Opens | Non
         raise WrongRecipient(f"addressed to {head.recipient}, not to {me}")
     if delivery.subject != subject_for(head):
         raise Malformed(f"subject {delivery.subject} disagrees with the envelope ({subject_for(head)})")
-    if isinstance(head, Envelope):
-        if opener is not None:
-            raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers")
-        return signed, head
-    if opener is None:
-        raise CannotOpen(f"{head.type} {head.id} is sealed and this receiver holds no key to open it")
-    return signed, opener.open_routed(head)
+    return signed, open_checked(head, opener)
 
 
 class DeadLetters:

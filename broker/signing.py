@@ -231,14 +231,7 @@ class KeyRing:
         is opened with the reader's keys; without one, only a clear envelope can be returned
         (tests and tools that build them).  Raises a :class:`Rejected` subclass otherwise.
         """
-        head = self.check(signed, at=at)
-        if isinstance(head, Envelope):
-            if opener is not None:
-                raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers")
-            return head
-        if opener is None:
-            raise CannotOpen(f"{head.type} {head.id} is sealed and no reader's key was given to open it")
-        return opener.open_routed(head)
+        return open_checked(self.check(signed, at=at), opener)
 
     def check(self, signed: Signed, *, at: datetime | None = None) -> Envelope | SealedEnvelope:
         """Check the signature, the key's validity at the envelope's time and the sender, opening nothing.
@@ -270,6 +263,21 @@ class KeyRing:
                 kid=signed.kid,
             )
         return env
+
+
+def open_checked(head: Envelope | SealedEnvelope, opener: Opens | None) -> Envelope:
+    """The clear envelope of a checked one: a sealed one opened by ``opener``, a clear one only without.
+
+    A receiver passes its opener and so refuses a clear envelope (:class:`NotSealed`); tools and
+    tests that build clear envelopes pass none, and cannot read a sealed one (:class:`CannotOpen`).
+    """
+    if isinstance(head, Envelope):
+        if opener is not None:
+            raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers")
+        return head
+    if opener is None:
+        raise CannotOpen(f"{head.type} {head.id} is sealed and no reader's key was given to open it")
+    return opener.open_routed(head)
 
 
 def _invalid_because(entry: TrustEntry, when: datetime) -> str | None:

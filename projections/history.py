@@ -26,8 +26,7 @@ from aggregates.commitment import CommitmentState
 from aggregates.dispute import STATUS_ZH, DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
-from broker.signing import Rejected
-from projections.ledger import Entry, Ledger, NoLedgerKey
+from projections.ledger import Entry, Ledger
 from schemas.access import DisclosureRecorded
 from schemas.assistance import (
     VERDICT_ZH,
@@ -232,16 +231,8 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHisto
 
 
 def _decode(ledger: Ledger, body: bytes) -> Envelope | None:
-    """What ledger bytes say, or ``None`` if they no longer decode or open (a finding, not an error).
-
-    Without 区司法局's box key on this machine nothing can be read: that raises :class:`NoLedgerKey`.
-    """
-    try:
-        return ledger.open(body)
-    except NoLedgerKey:
-        raise
-    except Rejected:
-        return None
+    """What ledger bytes say, or ``None`` if they no longer decode or open (a finding, not an error)."""
+    return ledger.read(body)[0]
 
 
 def _line(e: Entry, env: Envelope | None, findings: list[str], case_number: Callable[[str], str]) -> HistoryLine:
@@ -292,15 +283,7 @@ def find_assistance_for(ledger: Ledger, commitment_case: str) -> list[str]:
     ``commitment_case`` field lives only in the signed payload and has no index column. Fine for
     one reviewer's look-up; an index kept by a projection will replace it for bulk use.
     """
-    found: list[str] = []
-    with _read_only(ledger) as conn:
-        rows = conn.execute("SELECT case_id, body FROM entries WHERE type = 'assistance.requested' ORDER BY pos")
-        for case_id, body in rows:
-            env = _decode(ledger, bytes(body))
-            if (env is not None and isinstance(env.payload, AssistanceRequested)
-                    and env.payload.commitment_case == commitment_case and case_id not in found):
-                found.append(str(case_id))
-    return found
+    return _cases_naming(ledger, "assistance.requested", "commitment_case", commitment_case)
 
 
 def find_disputes_about(ledger: Ledger, assistance_case: str) -> list[str]:
@@ -309,13 +292,18 @@ def find_disputes_about(ledger: Ledger, assistance_case: str) -> list[str]:
     A scan of the ``dispute.raised`` entries, as :func:`find_assistance_for` scans requests:
     disputes are few, and the case they name lives only in the signed payload.
     """
+    return _cases_naming(ledger, "dispute.raised", "assistance_case", assistance_case)
+
+
+def _cases_naming(ledger: Ledger, event_type: str, field: str, target: str) -> list[str]:
+    """Case ids, in ledger order, whose ``event_type`` entry names ``target`` in its payload's ``field``."""
     found: list[str] = []
     with _read_only(ledger) as conn:
-        rows = conn.execute("SELECT case_id, body FROM entries WHERE type = 'dispute.raised' ORDER BY pos")
+        rows = conn.execute("SELECT case_id, body FROM entries WHERE type = ? ORDER BY pos", (event_type,))
         for case_id, body in rows:
             env = _decode(ledger, bytes(body))
-            if (env is not None and isinstance(env.payload, DisputeRaised)
-                    and env.payload.assistance_case == assistance_case and case_id not in found):
+            if (env is not None and env.type == event_type and getattr(env.payload, field, None) == target
+                    and case_id not in found):
                 found.append(str(case_id))
     return found
 

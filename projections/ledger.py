@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
-from broker.signing import CannotOpen, Opens, decode_checked
+from broker.signing import CannotOpen, Opens, Rejected, decode_checked
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
 
@@ -260,6 +260,18 @@ class Ledger:
             raise NoLedgerKey("the ledger's entries are sealed, and this machine does not hold 区司法局's box key "
                               "(keys/box/) that opens them; `xiezhu audit` checks the ledger without it")
         return self.opener.open_routed(head)
+
+    def read(self, body: bytes) -> tuple[Envelope | None, Rejected | None]:
+        """What entry bytes say, or why they cannot be read: a finding for a replay, not an error.
+
+        Only a machine without 区司法局's box key raises (:class:`NoLedgerKey`): it can read nothing.
+        """
+        try:
+            return self.open(body), None
+        except NoLedgerKey:
+            raise
+        except Rejected as e:
+            return None, e
 
     def close(self) -> None:
         """Close the file."""

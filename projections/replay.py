@@ -405,14 +405,12 @@ def _status(state: State | None) -> str | None:
 
 def _open(ledger: Ledger, e: Entry) -> tuple[Envelope | None, str]:
     """What entry ``e`` says, or why it cannot be read."""
-    try:
-        return ledger.envelope(e), ""
-    except NoLedgerKey:
-        raise
-    except CannotOpen as err:
+    env, err = ledger.read(e.signed.body)
+    if err is None:
+        return env, ""
+    if isinstance(err, CannotOpen):
         return None, f"cannot open: {err}"
-    except Rejected as err:
-        return None, f"malformed: entry {e.pos} no longer decodes as an envelope ({err})"
+    return None, f"malformed: entry {e.pos} no longer decodes as an envelope ({err})"
 
 
 def _parse(iso: str) -> datetime:
