@@ -187,6 +187,24 @@ def cases(
     out.print(t)
 
 
+def _history_lines(h: Any) -> list[dict[str, Any]]:
+    """A case history's lines for JSON (without the envelopes they were read from)."""
+    return [{k: v for k, v in msgspec.structs.asdict(line).items() if k != "envelope"} for line in h.lines]
+
+
+def _print_history(h: Any, title: str) -> None:
+    """A case history as a table of its signed events, then its findings."""
+    t = Table(title=f"{title} — {len(h.lines)} signed events")
+    for col in ("#", "time", "from → to", "event", "findings"):
+        t.add_column(col, no_wrap=col in ("#", "time"))
+    for line in h.lines:
+        t.add_row(str(line.pos), _t(line.time.isoformat()), f"{line.sender} → {line.recipient}", line.summary,
+                  "\n".join(line.findings))
+    out.print(t)
+    for finding in h.findings:
+        out.print(f"• {finding}")
+
+
 def _case_history(settings: Settings, number: str, sender: str | None,
                   disclose: Callable[[Any, str], Any] | None = None) -> Any:
     from projections.history import find_cases, history
@@ -231,19 +249,9 @@ def history_cmd(
     h, shown = _case_history(settings, number, sender, disclose if reveal else None)
     if as_json:
         _print_json({"kind": h.kind, "case": h.case, "number": h.number, "findings": h.findings,
-                     "linked": h.linked, "lines": [{k: v for k, v in msgspec.structs.asdict(line).items()
-                                                    if k != "envelope"} for line in h.lines]}
-                    | ({"revealed": shown[0]} if shown else {}))
+                     "linked": h.linked, "lines": _history_lines(h)} | ({"revealed": shown[0]} if shown else {}))
         return
-    t = Table(title=f"{h.kind} case {h.number} — {len(h.lines)} signed events")
-    for col in ("#", "time", "from → to", "event", "findings"):
-        t.add_column(col, no_wrap=col in ("#", "time"))
-    for line in h.lines:
-        t.add_row(str(line.pos), _t(line.time.isoformat()), f"{line.sender} → {line.recipient}", line.summary,
-                  "\n".join(line.findings))
-    out.print(t)
-    for finding in h.findings:
-        out.print(f"• {finding}")
+    _print_history(h, f"{h.kind} case {h.number}")
     if shown:
         sys.stdout.write(render_disclosure(*shown))
     elif reveal:

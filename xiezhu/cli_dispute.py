@@ -248,7 +248,7 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
 
     Example: [bold]xiezhu dispute show D20260001 --from nongye[/]
     """
-    from xiezhu.cli import _case_history, _t, out
+    from xiezhu.cli import _case_history, _history_lines, _print_history
     from xiezhu.cli_common import print_json as _print_json
     from xiezhu.cli_common import settings_of as _settings
 
@@ -258,17 +258,7 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
     st = h.state
     if as_json:
         _print_json({"case": h.case, "number": h.number, "stage": st.step if isinstance(st, DisputeState) else None,
-                     "state": st, "findings": h.findings, "linked": h.linked,
-                     "lines": [{k: v for k, v in msgspec.structs.asdict(line).items() if k != "envelope"}
-                               for line in h.lines]})
+                     "state": st, "findings": h.findings, "linked": h.linked, "lines": _history_lines(h)})
         return
     stage = STATUS_ZH[st.step] if isinstance(st, DisputeState) else "no valid raise"
-    t = Table(title=f"dispute {h.number} — {stage} — {len(h.lines)} signed events")
-    for col in ("#", "time", "from → to", "event", "findings"):
-        t.add_column(col, no_wrap=col in ("#", "time"))
-    for line in h.lines:
-        t.add_row(str(line.pos), _t(line.time.isoformat()), f"{line.sender} → {line.recipient}", line.summary,
-                  "\n".join(line.findings))
-    out.print(t)
-    for finding in h.findings:
-        out.print(f"• {finding}")
+    _print_history(h, f"dispute {h.number} — {stage}")
