@@ -171,6 +171,18 @@ def load_identity(directory: Path, name: str) -> Identity:
     return Identity(name=name, role=role_of(name), public_key=public, seed_file=path)
 
 
+def copy_identity(source: Path, name: str, target: Path) -> Path:
+    """Copy the seed of ``name`` from ``source`` to another machine's ``target`` (0700), mode 0600."""
+    _check_name(name)
+    seed = read_seed(seed_path(source, name))  # a clear error if it is missing, too open or no seed
+    target = Path(target)
+    target.mkdir(mode=0o700, parents=True, exist_ok=True)
+    dst = seed_path(target, name)
+    dst.unlink(missing_ok=True)  # the source is what the servers trust: it replaces a stale copy
+    _write_seed(dst, seed.encode())
+    return dst
+
+
 def read_seed(path: Path) -> str:
     """A user seed (``SU…``) from a file that only its owner can read; refuses anything else."""
     try:

@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 import base64
 import binascii
-import os
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Annotated
@@ -26,7 +25,7 @@ from agencies.registry import JUSTICE, Registry
 from agencies.trust import DEFAULT_OVERLAP, publish_versions, state_of
 from aggregates.clock import SystemClock
 from aggregates.workdays import SHANGHAI
-from broker.auth import ADMIN, SEED_SUFFIX, credentials_in, load_identity
+from broker.auth import ADMIN, copy_identity, credentials_in
 from broker.server import server_list
 from broker.signing import b64
 from schemas.errors import XiezhuError
@@ -259,20 +258,9 @@ def export(
     registry = Registry.load()
     for code in codes:
         registry[code]
-    settings = _settings(ctx)
-    written = _keys(ctx).export(codes, Settings(data_dir=out).keys_dir)
-    target = Settings(data_dir=out).nats_keys_dir
-    for name in nats_user or []:
-        load_identity(settings.nats_keys_dir, name)  # a clear error if there is no such seed
-        src = settings.nats_keys_dir / f"{name}{SEED_SUFFIX}"
-        target.mkdir(mode=0o700, parents=True, exist_ok=True)
-        dst = target / src.name
-        fd = os.open(dst, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-        try:
-            os.write(fd, src.read_bytes())
-        finally:
-            os.close(fd)
-        written.append(dst)
+    machine = Settings(data_dir=out)
+    written = _keys(ctx).export(codes, machine.keys_dir)
+    written += [copy_identity(_settings(ctx).nats_keys_dir, name, machine.nats_keys_dir) for name in nats_user or []]
     err.print(f"wrote {len(written)} files for {', '.join(codes)} into {out}")
 
 
