@@ -32,7 +32,6 @@ import msgspec
 import nacl.public
 import nacl.signing
 
-from agencies.registry import JUSTICE, ROOT_AUTHORITY
 from agencies.trust import (
     DEFAULT_OVERLAP,
     TrustListError,
@@ -46,6 +45,7 @@ from agencies.trust import (
     sign_list,
     state_of,
 )
+from aggregates.registry import JUSTICE, ROOT_AUTHORITY
 from broker.sealing import Opener, SealingError, seal
 from broker.signing import KeyRing, Signer
 from schemas.dispute import DisputeRaised

@@ -82,8 +82,8 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from agencies.keys import KeyStore
-from agencies.registry import Registry
 from aggregates.clock import SystemClock
+from aggregates.registry import Registry
 from aggregates.store import AssistanceCase
 from broker.server import EmbeddedNats, ServerError, find_binary
 from broker.signing import b64

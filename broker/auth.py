@@ -50,7 +50,7 @@ ADMIN = "admin"
 SEED_SUFFIX = ".nk"
 
 Role = Literal["bureau", "ledger", "admin"]
-_NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")  # one NATS subject token, as agencies.registry allows
+_NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")  # one NATS subject token, as aggregates.registry allows
 _JS_API = "$JS.API"
 
 #: Reading the root-signed trust list, which every user follows: the last version by direct

@@ -43,7 +43,7 @@ import msgspec
 import nacl.exceptions
 import nacl.signing
 
-from agencies.registry import JUSTICE
+from aggregates.registry import JUSTICE
 from aggregates.workdays import WorkingCalendar
 from broker.signing import KeyRing, Rejected, Signer, decode_checked
 from projections.ledger import (

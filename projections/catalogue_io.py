@@ -37,7 +37,7 @@ from typing import Any, cast
 
 import msgspec
 
-from agencies.registry import Registry
+from aggregates.registry import Registry
 from schemas.catalogue import METHODS, MODES, AssistanceItem, Kind, MatterRow, Row
 from schemas.errors import XiezhuError
 

@@ -17,7 +17,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-#: A bureau code (agencies/data/bureaus.toml), e.g. ``gongan``.
+#: A bureau code (aggregates/data/bureaus.toml), e.g. ``gongan``.
 BureauCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
 #: The stable id of a catalogue row, e.g. ``XZ-0001`` or ``ZM-gongan-0001``.
 RowCode = Annotated[str, msgspec.Meta(pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,63}$")]

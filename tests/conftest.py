@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import sqlite_utils
 
-from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
 from broker.auth import generate_identities, server_config
 from broker.server import EmbeddedNats
 from schemas.catalogue import AssistanceItem

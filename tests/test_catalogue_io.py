@@ -10,10 +10,10 @@ import msgspec
 import openpyxl
 import pytest
 
-from agencies.registry import Registry
 from aggregates import catalogue as cat
 from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
 from projections import catalogue_io as cio
 from projections.catalogue_io import CatalogueImportError, CatalogueIOError
 from schemas.catalogue import AssistanceItem, Kind, MatterRow, Row

@@ -221,7 +221,7 @@ async def test_the_demo_runs_its_embedded_server_with_one_nkey_user_per_bureau( 
     import nats
     import nats.errors
 
-    from agencies.registry import Registry
+    from aggregates.registry import Registry
     from broker.auth import ADMIN, LEDGER, credentials_in
     from broker.server import EmbeddedNats
     from xiezhu.settings import Settings

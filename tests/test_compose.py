@@ -23,7 +23,7 @@ from typer.core import TyperGroup
 from typer.testing import CliRunner
 
 import xiezhu.cli
-from agencies.registry import JUSTICE, Registry
+from aggregates.registry import JUSTICE, Registry
 from broker.auth import ADMIN, LEDGER, credentials_in
 from broker.server import find_binary, free_port
 from broker.streams import EVENTS_STREAM

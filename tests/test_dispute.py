@@ -10,7 +10,6 @@ from typing import Any
 import msgspec
 import pytest
 
-from agencies.registry import Registry
 from aggregates import assistance, dispute, errors
 from aggregates import catalogue as cat
 from aggregates.assistance import CaseState
@@ -18,6 +17,7 @@ from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import SimulatedClock
 from aggregates.dispute import DisputeState
 from aggregates.errors import RuleError
+from aggregates.registry import Registry
 from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
 from broker.signing import KeyRing, Signer
 from projections.history import NOT_THE_DISPUTED_CASE, find_cases, history

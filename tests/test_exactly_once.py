@@ -7,8 +7,8 @@ from pathlib import Path
 import nats
 import pytest
 
-from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
 from broker.auth import ADMIN
 from broker.intake import read_dead_letters
 from broker.relay import Positions, Relay

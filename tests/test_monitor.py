@@ -4,8 +4,8 @@ from __future__ import annotations
 from datetime import datetime
 
 from agencies.monitor import SlaMonitor
-from agencies.registry import Registry
 from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
 from aggregates.store import SHANGHAI
 from tests.conftest import make_node
 from tests.test_exchange import request

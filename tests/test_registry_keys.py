@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from agencies.keys import KeyStore, KeyStoreError
-from agencies.registry import Registry, RegistryError
+from aggregates.registry import Registry, RegistryError
 
 # Every unit named in 附件1 (领导小组成员名单) of the seed, plus the two the procedure needs.
 ATTACHMENT_1 = [

@@ -10,7 +10,7 @@ import nacl.public
 import pytest
 
 from agencies.keys import KeyStore, KeyStoreError
-from agencies.registry import JUSTICE
+from aggregates.registry import JUSTICE
 from broker.sealing import Opener, SealingError, routing, seal
 from broker.signing import CannotOpen, KeyRing, Malformed, NotSealed
 from schemas.envelope import (

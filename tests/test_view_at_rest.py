@@ -15,7 +15,7 @@ import pytest
 
 from agencies.credit_china import DirectoryCreditChina, deliver_pending
 from agencies.keys import KeyStore
-from agencies.registry import JUSTICE
+from aggregates.registry import JUSTICE
 from projections.commitments import TABLE, CommitmentView
 from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
 from projections.ledger import Ledger

@@ -17,9 +17,9 @@ from rich.console import Console
 from rich.table import Table
 
 from agencies.keys import KeyStore
-from agencies.registry import JUSTICE, Registry
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
+from aggregates.registry import JUSTICE, Registry
 from aggregates.store import SHANGHAI
 from projections.commitments import CommitmentView
 from projections.credit import CreditView

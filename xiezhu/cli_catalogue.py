@@ -8,9 +8,9 @@ import msgspec
 import typer
 from rich.table import Table
 
-from agencies.registry import Registry
 from aggregates.catalogue import CatalogueRegistry, diff_rows
 from aggregates.clock import SystemClock
+from aggregates.registry import Registry
 from projections import catalogue_io
 from schemas.errors import XiezhuError
 from xiezhu.cli_common import settings_of

@@ -50,7 +50,7 @@ def ledger_at(settings: Settings) -> Ledger:
 def view_key(settings: Settings) -> bytes:
     """The key the read models seal applicants' data with: 区司法局's store key (decision 26)."""
     from agencies.keys import KeyStore
-    from agencies.registry import JUSTICE
+    from aggregates.registry import JUSTICE
 
     return KeyStore(settings.keys_dir).store_key(JUSTICE)
 

@@ -156,7 +156,7 @@ def amend(ctx: typer.Context, number: Number,
 
     Example: [bold]xiezhu dispute amend D20260001 --from nongye 附件9-XZ-0009.xlsx --basis "第八条研究确定意见"[/]
     """
-    from agencies.registry import Registry
+    from aggregates.registry import Registry
     from projections import catalogue_io
     from xiezhu.cli_catalogue import _kind
 

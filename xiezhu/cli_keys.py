@@ -21,9 +21,9 @@ from rich.console import Console
 from rich.table import Table
 
 from agencies.keys import KeyStore
-from agencies.registry import JUSTICE, Registry
 from agencies.trust import DEFAULT_OVERLAP, publish_versions, state_of
 from aggregates.clock import SystemClock
+from aggregates.registry import JUSTICE, Registry
 from aggregates.workdays import SHANGHAI
 from broker.auth import ADMIN, copy_identity, credentials_in
 from broker.server import server_list

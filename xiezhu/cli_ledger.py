@@ -17,8 +17,8 @@ import msgspec
 import typer
 
 from agencies.keys import KeyStore
-from agencies.registry import JUSTICE
 from aggregates.calendar_store import CalendarStore
+from aggregates.registry import JUSTICE
 from broker.signing import KeyRing, Signer
 from projections.bundle import BundleReport, verify_bundle, write_bundle
 from projections.history import UnknownCase, find_cases

@@ -18,8 +18,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agencies.registry import Registry
 from aggregates.calendar_store import CalendarStore
+from aggregates.registry import Registry
 from aggregates.workdays import SHANGHAI, CalendarError, WorkingCalendar
 from projections.ledger import Ledger
 from projections.sla import CLOSED_STATES, OVERDUE, STATES, STATUSES, SlaError, SlaView

@@ -23,10 +23,10 @@ import nacl.signing
 import nats
 
 from agencies.credit_china import DirectoryCreditChina, deliver_pending
-from agencies.registry import Registry
 from aggregates.catalogue import CatalogueError
 from aggregates.clock import SimulatedClock
 from aggregates.commitment import CommitmentState, latest, pending_items
+from aggregates.registry import Registry
 from aggregates.store import SHANGHAI
 from aggregates.workdays import WorkingCalendar
 from broker.auth import ADMIN

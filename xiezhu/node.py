@@ -18,12 +18,12 @@ from agencies.agent import BureauAgent
 from agencies.keys import KeyStore, NoValidKey
 from agencies.ledger_service import LedgerService
 from agencies.monitor import SlaMonitor
-from agencies.registry import JUSTICE, Registry
 from agencies.trust import TrustFollower, TrustListError
 from agencies.verifiers import verifiers_for
 from aggregates.calendar_store import CalendarStore
 from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import Clock
+from aggregates.registry import JUSTICE, Registry
 from aggregates.store import BureauStore
 from broker.auth import (
     ADMIN,

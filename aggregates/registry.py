@@ -55,10 +55,11 @@ class Registry:
     def load(cls, path: Path | None = None) -> Registry:
         """Read the registry TOML (default: the one shipped with xiezhu)."""
         try:
-            raw = path.read_bytes() if path else resources.files("agencies").joinpath("data/bureaus.toml").read_bytes()
+            shipped = resources.files("aggregates").joinpath("data/bureaus.toml")
+            raw = path.read_bytes() if path else shipped.read_bytes()
             return cls(msgspec.convert(tomllib.loads(raw.decode("utf-8")), _File).bureau)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
-            raise RegistryError(f"cannot read bureau registry {path or 'agencies/data/bureaus.toml'}: {e}") from e
+            raise RegistryError(f"cannot read bureau registry {path or 'aggregates/data/bureaus.toml'}: {e}") from e
 
     def __getitem__(self, code: str) -> Bureau:
         try:
