@@ -380,7 +380,12 @@ async def test_hostile_messages_are_dead_lettered_with_a_reason_and_change_nothi
         assert d.data == hostile_[d.headers[FUZZ_SEQ]].body  # the rejected bytes, unchanged
     # The ledger checks the same on its own; a different body under a known id it skips unrecorded.
     by_ledger = Counter(d.headers.get(FUZZ_SEQ) for d in everything if d.rejected_by == "ledger")
-    assert by_ledger == Counter(d.headers.get(FUZZ_SEQ) for d in letters if d.code != "duplicate"), f"seed {seed}"
+    by_gongan = Counter(d.headers.get(FUZZ_SEQ) for d in letters if d.code != "duplicate")
+    differ = sorted((set(by_gongan) ^ set(by_ledger)), key=int)
+    assert by_ledger == by_gongan, f"seed {seed}: gongan and the ledger disagree on " + "; ".join(
+        f"#{i} {messages[int(i)].what} on {messages[int(i)].subject}: "
+        + ", ".join(f"{d.rejected_by} {d.code} ({d.reason})" for d in everything if d.headers.get(FUZZ_SEQ) == i)
+        for i in differ)
     assert node.agents["gongan"].intake is not None
     assert node.agents["gongan"].intake.stats.duplicates >= len(replays)
     # Nothing applied: no bureau's store moved, the ledger took nothing, the SLA view is as it was.
