@@ -21,10 +21,10 @@ from nats.errors import TimeoutError as NatsTimeout
 from agencies.agent import delivery_of
 from aggregates.clock import Clock
 from broker.intake import DeadLetters, IntakeStats, check
+from broker.ledger.store import Ledger
 from broker.server import server_list
 from broker.signing import HandlerFailed, KeyRing, Opens, Rejected
 from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, PULL_TIMEOUT_S, consumer_config
-from projections.ledger import Ledger
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
 

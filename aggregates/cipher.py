@@ -3,7 +3,7 @@
 eventsourcing encrypts a stored event's state when its environment names a cipher
 (``CIPHER_TOPIC``) and its key (``CIPHER_KEY``): :func:`aggregates.store.store_env` sets both
 to :class:`AeadCipher` and the bureau's store key (``<keys>/<code>.store-key``, see
-:meth:`agencies.keys.KeyStore.store_key`).
+:meth:`agencies.trust.keys.KeyStore.store_key`).
 
 What is encrypted: the whole stored state of every event and snapshot, that is the signed
 envelopes (applicants' names and ID numbers, commitment texts, replies) and everything else

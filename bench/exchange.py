@@ -81,7 +81,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
-from agencies.keys import KeyStore
+from agencies.trust.keys import KeyStore
 from aggregates.clock import SystemClock
 from aggregates.registry import Registry
 from aggregates.store import AssistanceCase

@@ -11,7 +11,7 @@ names the head the build ended at, and the ledger must still end there).
 
 Building: assistance cases of three events each (requested, received, replied), between
 six requesting and three assisting bureaus, each bureau with its own key in a
-:class:`~agencies.keys.KeyStore`.  Worker processes (one per CPU) make and sign the cases;
+:class:`~agencies.trust.keys.KeyStore`.  Worker processes (one per CPU) make and sign the cases;
 this process appends them with :meth:`Ledger.append` in batches of a few thousand and has
 区司法局 seal a checkpoint after each batch.
 
@@ -22,7 +22,7 @@ Then, on that ledger, one after the other:
     indexed) and folded with :func:`aggregates.assistance.apply`, verifying every
     signature with the key ring first; the latency of each, p50 and p99.
 ``audit``
-    :func:`projections.audit.audit` over the whole file with two worker processes: hash
+    :func:`broker.ledger.audit.audit` over the whole file with two worker processes: hash
     chain, index columns, every signature, every checkpoint.
 ``raw``
     The floor: the same rows read with plain ``sqlite3`` and the same signatures verified
@@ -61,12 +61,12 @@ from typing import Any
 
 import nacl.signing
 
-from agencies.keys import BureauSigner, KeyStore
+from agencies.trust.keys import BureauSigner, KeyStore
 from aggregates import assistance
 from aggregates.assistance import CaseState
+from broker.ledger.audit import audit
+from broker.ledger.store import Ledger
 from broker.signing import KeyRing
-from projections.audit import audit
-from projections.ledger import Ledger
 from schemas.assistance import (
     Applicant,
     AssistanceReceived,

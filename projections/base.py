@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from projections.ledger import Ledger
+from broker.ledger.store import Ledger
 from projections.sealed_columns import columns_for
 from schemas.envelope import Envelope
 from schemas.errors import XiezhuError

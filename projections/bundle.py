@@ -45,8 +45,7 @@ import nacl.signing
 
 from aggregates.registry import JUSTICE
 from aggregates.workdays import WorkingCalendar
-from broker.signing import KeyRing, Rejected, Signer, decode_checked
-from projections.ledger import (
+from broker.ledger.store import (
     CHECKPOINT_CONTEXT,
     Checkpoint,
     Entry,
@@ -56,6 +55,7 @@ from projections.ledger import (
     leaf_hash,
     link,
 )
+from broker.signing import KeyRing, Rejected, Signer, decode_checked
 from projections.replay import SignatureCheck, check_signature, render_text, replay
 from schemas.envelope import SEALED_VERSION, Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError

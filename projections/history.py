@@ -26,7 +26,7 @@ from aggregates.commitment import CommitmentState
 from aggregates.dispute import STATUS_ZH, DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
-from projections.ledger import Entry, Ledger
+from broker.ledger.store import Entry, Ledger
 from schemas.access import DisclosureRecorded
 from schemas.assistance import (
     VERDICT_ZH,

@@ -44,9 +44,9 @@ import msgspec
 
 from aggregates.assistance import CaseState
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
+from broker.ledger.store import Entry, Ledger, NoLedgerKey
 from broker.signing import CannotOpen, KeyRing, Rejected
 from projections.history import Kind, State, UnknownCase, find_assistance_for, fold_step, kind_of, summarize
-from projections.ledger import Entry, Ledger, NoLedgerKey
 from schemas.commitment import ItemVerified
 from schemas.envelope import LEDGER, Envelope, Signed
 

@@ -2,7 +2,7 @@
 
 The views on 区司法局's machine (the credit view, the commitment cases) are folds of the ledger,
 whose payloads are sealed.  What they keep of an applicant is protected by the view key
-(区司法局's store key, :meth:`agencies.keys.KeyStore.store_key`), never written in clear
+(区司法局's store key, :meth:`agencies.trust.keys.KeyStore.store_key`), never written in clear
 (decision 26):
 
 - **Look-ups** by an applicant's ID number or USCC use a keyed pseudonym,

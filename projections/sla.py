@@ -55,8 +55,8 @@ import sqlite_utils
 
 from aggregates.calendar_store import CalendarSource
 from aggregates.workdays import SHANGHAI, WorkingCalendar
+from broker.ledger.store import Ledger
 from projections.base import POSITIONS, LedgerProjection
-from projections.ledger import Ledger
 from schemas.assistance import (
     AssistanceDeclined,
     AssistanceReceived,

@@ -2,7 +2,7 @@
 
 Each Struct holds exactly what its letter shows, already in the words printed (bureau names in
 Chinese, commitment texts in order), so that a letter can be built from any case state and
-rendered by ``projections.letters`` without looking anything up. A letter that could not be
+rendered by ``projections.documents.letters`` without looking anything up. A letter that could not be
 printed as the template requires cannot be built: every rule is checked in ``__post_init__``
 (which msgspec also runs when decoding) and broken ones raise :class:`LetterError`.
 """

@@ -12,9 +12,9 @@ from pathlib import Path
 
 import pytest
 
+from broker.ledger.audit import AuditError, AuditReport, Problem, audit, count_entries, render
+from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Signer
-from projections.audit import AuditError, AuditReport, Problem, audit, count_entries, render
-from projections.ledger import Ledger
 from tests.test_signing import T0, entry, make_signer, request_env
 
 ENTRIES = 20

@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from aggregates.workdays import SHANGHAI
-from projections.ledger import Ledger
+from broker.ledger.store import Ledger
 from tests.test_sla import Book
 from xiezhu.settings import Settings
 

@@ -14,8 +14,8 @@ from aggregates import catalogue as cat
 from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
-from projections import catalogue_io as cio
-from projections.catalogue_io import CatalogueImportError, CatalogueIOError
+from projections.documents import catalogue_io as cio
+from projections.documents.catalogue_io import CatalogueImportError, CatalogueIOError
 from schemas.catalogue import AssistanceItem, Kind, MatterRow, Row
 
 MATTERS: list[Row] = [

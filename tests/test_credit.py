@@ -20,8 +20,8 @@ from agencies.credit_china import CreditChinaError, DirectoryCreditChina, HttpCr
 from aggregates import errors
 from aggregates.clock import SimulatedClock
 from aggregates.store import BureauStore
+from broker.ledger.store import Ledger
 from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
-from projections.ledger import Ledger
 from schemas.assistance import Applicant, CommitmentItem
 from schemas.commitment import PlannedItem
 from schemas.envelope import decode_envelope

@@ -19,9 +19,9 @@ from aggregates.dispute import DisputeState
 from aggregates.errors import RuleError
 from aggregates.registry import Registry
 from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
+from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Signer
 from projections.history import NOT_THE_DISPUTED_CASE, find_cases, history
-from projections.ledger import Ledger
 from schemas.assistance import CommitmentItem, Matter
 from schemas.catalogue import AdjustmentApplied, AssistanceItem, decode_event
 from schemas.dispute import (

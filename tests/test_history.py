@@ -9,8 +9,10 @@ import pytest
 
 from aggregates.assistance import CaseState
 from aggregates.commitment import CommitmentState
+from broker.ledger.store import Ledger
 from broker.signing import Signer
-from projections.case_letters import letters_for
+from projections.documents.case_letters import letters_for
+from projections.documents.letters import render
 from projections.history import (
     BEYOND,
     BEYOND_COMMITMENT,
@@ -21,8 +23,6 @@ from projections.history import (
     find_cases,
     history,
 )
-from projections.ledger import Ledger
-from projections.letters import render
 from schemas.assistance import (
     AssistanceDeclined,
     AssistanceForwarded,

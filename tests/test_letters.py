@@ -9,7 +9,7 @@ from datetime import date
 import msgspec
 import pytest
 
-from projections.letters import (
+from projections.documents.letters import (
     render,
     render_applicant_commitment,
     render_assistance_letter,

@@ -31,8 +31,8 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
-from agencies.keys import KeyStore
-from agencies.trust import fetch_latest, publish_trust_list
+from agencies.trust.keys import KeyStore
+from agencies.trust.trust_list import fetch_latest, publish_trust_list
 from broker.auth import (
     ADMIN,
     LEDGER,
@@ -415,7 +415,7 @@ async def test_the_ledger_cannot_publish_mail_or_read_an_agents_consumer(admin: 
 @pytest.mark.parametrize("reader", ["gongan", LEDGER])
 async def test_every_user_reads_the_trust_list_that_only_the_provisioner_publishes(
         admin: Conn, connect: Connect, reader: str) -> None:
-    """As agencies.trust does: the last version by direct get, new ones by subscription."""
+    """As agencies.trust.trust_list does: the last version by direct get, new ones by subscription."""
     follower = await connect(reader)
     with pytest.raises(NotFoundError):  # none published yet: an answer, not a refusal
         await follower.js.get_last_msg(TRUST_STREAM, TRUST_SUBJECT, direct=True)

@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from agencies.keys import KeyStore, KeyStoreError
+from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.registry import Registry, RegistryError
 
 # Every unit named in 附件1 (领导小组成员名单) of the seed, plus the two the procedure needs.

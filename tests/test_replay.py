@@ -17,15 +17,15 @@ import nacl.public
 import pytest
 from typer.testing import CliRunner
 
-from agencies.keys import KeyStore
+from agencies.trust.keys import KeyStore
 from aggregates.clock import SystemClock
 from aggregates.workdays import SHANGHAI, WorkingCalendar
+from broker.ledger.store import Ledger, NoLedgerKey
 from broker.sealing import Opener
 from broker.sealing import seal as seal_payload
 from broker.signing import KeyRing, Signer
 from projections import history
 from projections.bundle import MANIFEST, NoCheckpoint, verify_bundle, write_bundle
-from projections.ledger import Ledger, NoLedgerKey
 from projections.replay import NotYetRecorded, Replay, render_text, replay
 from schemas.assistance import (
     AssistanceDeclined,

@@ -9,7 +9,7 @@ import msgspec
 import nacl.public
 import pytest
 
-from agencies.keys import KeyStore, KeyStoreError
+from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.registry import JUSTICE
 from broker.sealing import Opener, SealingError, routing, seal
 from broker.signing import CannotOpen, KeyRing, Malformed, NotSealed
@@ -155,7 +155,7 @@ def test_keys_listed_before_box_keys_get_one_from_keys_init(tmp_path: Path) -> N
     # A list from before box keys: the same keys, no box_key (re-signed by the root as it was then).
     import shutil
 
-    from agencies.trust import next_version, sign_list
+    from agencies.trust.trust_list import next_version, sign_list
 
     shutil.rmtree(ks.dir / "box")
     legacy = [msgspec.structs.replace(e, box_key=b"") for e in held.entries]

@@ -15,8 +15,8 @@ import sqlite_utils
 
 from aggregates.calendar_store import CalendarStore
 from aggregates.workdays import SHANGHAI, WorkingCalendar, YearSchedule
+from broker.ledger.store import Ledger
 from broker.signing import Signer
-from projections.ledger import Ledger
 from projections.sla import SlaError, SlaView
 from schemas.assistance import (
     Applicant,

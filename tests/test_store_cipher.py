@@ -12,7 +12,7 @@ from typing import Any
 
 import pytest
 
-from agencies.keys import KeyStore, KeyStoreError
+from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.cipher import AeadCipher, StoreKeyError, StoreUndecryptable
 from aggregates.clock import SimulatedClock
 from aggregates.store import BureauStore, NumberSeries

@@ -15,8 +15,8 @@ import nats
 import pytest
 from typer.testing import CliRunner
 
-from agencies.keys import KeyStore, KeyStoreError, NoValidKey
-from agencies.trust import (
+from agencies.trust.keys import KeyStore, KeyStoreError, NoValidKey
+from agencies.trust.trust_list import (
     TrustFollower,
     TrustListError,
     digest,
@@ -30,12 +30,12 @@ from agencies.trust import (
 )
 from broker.auth import ADMIN, credentials_in
 from broker.intake import DeadLetter, read_dead_letters
+from broker.ledger.audit import audit
 from broker.relay import headers_for
 from broker.sealing import SealingError, routing, seal
 from broker.server import EmbeddedNats
 from broker.signing import KeyNotValid, KeyRing, Signer, b64
 from broker.streams import TRUST_STREAM, TRUST_SUBJECT, ensure_streams
-from projections.audit import audit
 from projections.replay import VALID, check_signature
 from schemas.envelope import HDR_KEY, HDR_SIG, Signed, new_id, subject_for
 from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList

@@ -14,11 +14,11 @@ from pathlib import Path
 import pytest
 
 from agencies.credit_china import DirectoryCreditChina, deliver_pending
-from agencies.keys import KeyStore
+from agencies.trust.keys import KeyStore
 from aggregates.registry import JUSTICE
+from broker.ledger.store import Ledger
 from projections.commitments import TABLE, CommitmentView
 from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
-from projections.ledger import Ledger
 from projections.sealed_columns import KEY_CHECKS, SealedColumns, ViewKeyMismatch, ViewKeyMissing
 from schemas.envelope import decode_envelope
 from schemas.privacy import mask_id

@@ -16,7 +16,7 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agencies.keys import KeyStore
+from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
 from aggregates.registry import JUSTICE, Registry
@@ -269,8 +269,8 @@ def letter(
 
     Example: [bold]xiezhu letter 20260007 --from shenpi --out letters/[/]
     """
-    from projections.case_letters import letters_for
-    from projections.letters import render
+    from projections.documents.case_letters import letters_for
+    from projections.documents.letters import render
 
     h, _ = _case_history(_settings(ctx), number, sender)
     reg = Registry.load()
@@ -575,8 +575,8 @@ def audit(
     """
     from rich.progress import Progress
 
-    from projections.audit import audit as run_audit
-    from projections.audit import count_entries, render
+    from broker.ledger.audit import audit as run_audit
+    from broker.ledger.audit import count_entries, render
 
     settings = _settings(ctx)
     if not settings.ledger_path.exists():

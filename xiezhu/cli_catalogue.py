@@ -11,7 +11,7 @@ from rich.table import Table
 from aggregates.catalogue import CatalogueRegistry, diff_rows
 from aggregates.clock import SystemClock
 from aggregates.registry import Registry
-from projections import catalogue_io
+from projections.documents import catalogue_io
 from schemas.errors import XiezhuError
 from xiezhu.cli_common import settings_of
 from xiezhu.settings import Settings

@@ -9,7 +9,7 @@ import msgspec
 import typer
 
 from aggregates.store import SHANGHAI
-from projections.ledger import Ledger
+from broker.ledger.store import Ledger
 from schemas.errors import XiezhuError
 from xiezhu.settings import Settings
 
@@ -42,14 +42,14 @@ def ledger_at(settings: Settings) -> Ledger:
     Without them the ledger's signatures and chain can still be audited; what the cases say
     cannot be read (decision 23).
     """
-    from agencies.keys import KeyStore
+    from agencies.trust.keys import KeyStore
 
     return Ledger(settings.ledger_path, opener=KeyStore(settings.keys_dir).ledger_opener())
 
 
 def view_key(settings: Settings) -> bytes:
     """The key the read models seal applicants' data with: 区司法局's store key (decision 26)."""
-    from agencies.keys import KeyStore
+    from agencies.trust.keys import KeyStore
     from aggregates.registry import JUSTICE
 
     return KeyStore(settings.keys_dir).store_key(JUSTICE)

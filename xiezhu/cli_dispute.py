@@ -52,7 +52,7 @@ def _dispute(ctx: typer.Context, store: Any, number: str, raiser: str | None) ->
 
 def _join_from_ledger(ctx: typer.Context, store: Any, number: str, raiser: str | None) -> str:
     """The raise travels only to 区司法局: the other party takes it from the ledger, signature checked."""
-    from agencies.keys import KeyStore
+    from agencies.trust.keys import KeyStore
     from projections.history import find_cases
     from xiezhu.cli_common import ledger_at
     from xiezhu.cli_common import settings_of as _settings
@@ -157,7 +157,7 @@ def amend(ctx: typer.Context, number: Number,
     Example: [bold]xiezhu dispute amend D20260001 --from nongye 附件9-XZ-0009.xlsx --basis "第八条研究确定意见"[/]
     """
     from aggregates.registry import Registry
-    from projections import catalogue_io
+    from projections.documents import catalogue_io
     from xiezhu.cli_catalogue import _kind
 
     k = _kind(kind)

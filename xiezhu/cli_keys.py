@@ -20,8 +20,8 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from agencies.keys import KeyStore
-from agencies.trust import DEFAULT_OVERLAP, publish_versions, state_of
+from agencies.trust.keys import KeyStore
+from agencies.trust.trust_list import DEFAULT_OVERLAP, publish_versions, state_of
 from aggregates.clock import SystemClock
 from aggregates.registry import JUSTICE, Registry
 from aggregates.workdays import SHANGHAI

@@ -16,13 +16,13 @@ from typing import Annotated, Any
 import msgspec
 import typer
 
-from agencies.keys import KeyStore
+from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import JUSTICE
+from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Signer
 from projections.bundle import BundleReport, verify_bundle, write_bundle
 from projections.history import UnknownCase, find_cases
-from projections.ledger import Ledger
 from projections.replay import render_text, replay
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry, TrustList
@@ -219,7 +219,7 @@ def _trust_entries(path: Path, anchor: Path | None = None) -> list[TrustEntry]:
 
 
 def _signed_entries(path: Path, data: bytes, anchor_path: Path) -> list[TrustEntry]:
-    from agencies.trust import TrustListError, open_signed
+    from agencies.trust.trust_list import TrustListError, open_signed
     from schemas.trust import SignedTrustList, TrustAnchor
 
     try:

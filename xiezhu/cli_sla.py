@@ -21,7 +21,7 @@ from rich.table import Table
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import Registry
 from aggregates.workdays import SHANGHAI, CalendarError, WorkingCalendar
-from projections.ledger import Ledger
+from broker.ledger.store import Ledger
 from projections.sla import CLOSED_STATES, OVERDUE, STATES, STATUSES, SlaError, SlaView
 from schemas.errors import XiezhuError
 from xiezhu.cli_common import ledger_at, parse_instant

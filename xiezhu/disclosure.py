@@ -22,7 +22,7 @@ from typing import Annotated, Protocol
 
 import msgspec
 
-from projections.ledger import Ledger
+from broker.ledger.store import Ledger
 from schemas.access import DisclosureRecorded
 from schemas.assistance import Applicant, AssistanceRequested, CommitmentItem
 from schemas.commitment import ApplicationReceived

@@ -15,10 +15,10 @@ from typing import Any
 import nats
 
 from agencies.agent import BureauAgent
-from agencies.keys import KeyStore, NoValidKey
 from agencies.ledger_service import LedgerService
 from agencies.monitor import SlaMonitor
-from agencies.trust import TrustFollower, TrustListError
+from agencies.trust.keys import KeyStore, NoValidKey
+from agencies.trust.trust_list import TrustFollower, TrustListError
 from agencies.verifiers import verifiers_for
 from aggregates.calendar_store import CalendarStore
 from aggregates.catalogue import CatalogueRegistry
@@ -35,6 +35,7 @@ from broker.auth import (
     seed_path,
     server_config,
 )
+from broker.ledger.store import Ledger
 from broker.relay import Positions
 from broker.server import EmbeddedNats, server_list
 from broker.signing import KeyRing
@@ -42,7 +43,6 @@ from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer, ensur
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
-from projections.ledger import Ledger
 from projections.sla import SlaView
 from xiezhu.settings import Settings
 

@@ -41,8 +41,8 @@ import msgspec
 import nacl.exceptions
 import nacl.signing
 
+from broker.ledger.store import GENESIS, checkpoint_message, leaf_hash, link
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked
-from projections.ledger import GENESIS, checkpoint_message, leaf_hash, link
 from schemas.envelope import Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry

@@ -15,7 +15,7 @@ Layout under ``<data>/keys``:
   sealed years ago must still open (the 司法局 ledger's replays need 区司法局's, decision 23).
 
 Whatever reads ``trust.json`` here checks the root's signature against ``root.pub``; whatever
-writes it refuses a version that goes backwards or rewrites history (:mod:`agencies.trust`).
+writes it refuses a version that goes backwards or rewrites history (:mod:`agencies.trust.trust_list`).
 """
 from __future__ import annotations
 
@@ -32,7 +32,7 @@ import msgspec
 import nacl.public
 import nacl.signing
 
-from agencies.trust import (
+from agencies.trust.trust_list import (
     DEFAULT_OVERLAP,
     TrustListError,
     follows,
@@ -302,7 +302,7 @@ class KeyStore:
         It must be signed by the root key that signs the next version: the pinned one, or the
         successor a held handover names.  A handover (decision 25) moves the pinned anchor to
         ``retired-root/`` and replaces ``root.pub`` with the successor, atomically.  Raises
-        :class:`~agencies.trust.TrustListError` if it is not the root's, is older than the
+        :class:`~agencies.trust.trust_list.TrustListError` if it is not the root's, is older than the
         list on disk, or rewrites history.
         """
         with self._locked():
