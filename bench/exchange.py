@@ -28,6 +28,13 @@ temporary directory), one after the other, with the same two phases each:
     of xiezhu's real signed request and reply (taken from the xiezhu run), but nothing is
     signed, verified or stored, there is no receipt and no ledger consumer.
 
+``crypto_floor``
+    The cryptography of one exchange alone (:mod:`bench.floor`): its three events, taken
+    from the xiezhu run, sealed to three readers, signed, verified twice and opened once,
+    one worker process per core, no storage, network or event loop.  It is measured twice
+    (before and after the raw run) and the higher sample is kept; ``ratio_floor`` is
+    ``xiezhu.rate_per_s / crypto_floor.rate_per_s``, issue 14's measure.
+
 Phases, for both systems, after a few unmeasured warm-up exchanges:
 
 * sequential latency: one exchange at a time; latency is from just before the request
@@ -85,6 +92,7 @@ from agencies.trust.keys import KeyStore
 from aggregates.clock import SystemClock
 from aggregates.registry import Registry
 from aggregates.store import AssistanceCase
+from bench import floor
 from broker.server import EmbeddedNats, ServerError, find_binary
 from broker.signing import b64
 from broker.streams import (
@@ -96,7 +104,7 @@ from broker.streams import (
 )
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.catalogue import AssistanceItem
-from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, new_id
+from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Envelope, new_id
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
@@ -139,6 +147,7 @@ class Options:
     poll_ms: float = 1.0
     throughput_poll_ms: float = 5.0
     seed: int = 20260921
+    floor_seconds: float = 3.0
 
     @property
     def total_requests(self) -> int:
@@ -169,6 +178,8 @@ class Measured:
     throughput_elapsed_s: float
     loaded_latencies_s: list[float]
     extra: dict[str, Any] = field(default_factory=dict)
+    #: One exchange's events in the clear (xiezhu only): what the crypto floor seals, signs and opens.
+    envelopes: list[Envelope] = field(default_factory=list)
 
 
 def percentile_ms(samples: list[float], pct: int) -> float:
@@ -369,6 +380,11 @@ class XiezhuExchanges:
         latencies = [d - t0 for (t0, _), d in zip(sent, done, strict=True)]
         return max(*done, recorded) - start, latencies
 
+    def clear_envelopes(self, case: str) -> list[Envelope]:
+        """The three events of one exchange in the clear, opened with the requester's key (for the floor)."""
+        opener = self.node.keys.opener(REQUESTER)
+        return [opener.open(signed.body) for signed in self.store.case(case).envelopes]
+
     def statuses(self) -> dict[str, int]:
         """How many of the cases sent are in each status (loaded through the store)."""
         counts: dict[str, int] = {}
@@ -449,6 +465,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
     await ex.sequential(opts.warmup)
     latencies = await ex.sequential(opts.latency_samples)
     shape = await asyncio.to_thread(ex.wire_shape, ex.cases[-opts.latency_samples:])
+    sample = await asyncio.to_thread(ex.clear_envelopes, ex.cases[-1])
 
     ex.watcher.interval_s = opts.throughput_poll_ms / 1000
     expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
@@ -473,7 +490,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
         "request_call_ms": request_call_ms(ex.calls_s, opts),
         "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
     }
-    return Measured(latencies, opts.requests, elapsed, loaded, extra), shape
+    return Measured(latencies, opts.requests, elapsed, loaded, extra, sample), shape
 
 
 # -- the raw baseline --------------------------------------------------------------------
@@ -648,13 +665,16 @@ def header_bytes(headers: dict[str, str]) -> int:
     return sum(len(k) + len(v) for k, v in headers.items())
 
 
-def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape,
+def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, crypto: dict[str, Any],
            wall_s: float, load_at_start: float) -> dict[str, Any]:
     """The one JSON object the benchmark prints."""
     r, x = summarize(raw, shape), summarize(xiezhu, shape)
     return {
         "raw": r,
         "xiezhu": x,
+        "crypto_floor": crypto,
+        # Issue 14's measure: how close full exchanges come to their cryptography alone.
+        "ratio_floor": round(x["rate_per_s"] / crypto["rate_per_s"], 3),
         "ratio_rate": round(r["rate_per_s"] / x["rate_per_s"], 2),
         "ratio_p50": round(x["p50_ms"] / r["p50_ms"], 2),
         "ratio_p99": round(x["p99_ms"] / r["p99_ms"], 2),
@@ -667,6 +687,7 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape,
             "residents": opts.residents,
             "poll_ms": opts.poll_ms,
             "throughput_poll_ms": opts.throughput_poll_ms,
+            "floor_seconds": opts.floor_seconds,
             "seed": opts.seed,
             "messages_per_exchange": {"raw": RAW_MESSAGES_PER_EXCHANGE,
                                       "xiezhu": XIEZHU_EVENTS_PER_EXCHANGE},
@@ -691,6 +712,9 @@ def table(result: dict[str, Any]) -> Iterator[str]:
     yield (f"ledger events: {x['ledger_events']} of {x['ledger_expected']}; "
            f"settle took {x['settle_s']} s")
     yield f"raw/xiezhu rate: {result['ratio_rate']}x   xiezhu/raw p50: {result['ratio_p50']}x"
+    c = result["crypto_floor"]
+    yield (f"crypto floor: {c['rate_per_s']:.1f} exchanges/s on {c['workers']} workers; "
+           f"xiezhu / floor: {result['ratio_floor']}")
     m = result["machine"]
     yield f"{m['cpus']} CPUs, Python {m['python']}, {m['nats_server']}; all correct: {result['ok']}"
 
@@ -711,12 +735,15 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
     p.add_argument("--poll-ms", type=float, default=Options.poll_ms,
                    help="how often the sequential phase looks for xiezhu's reply")
     p.add_argument("--seed", type=int, default=Options.seed)
+    p.add_argument("--floor-seconds", type=float, default=Options.floor_seconds,
+                   help="how long each crypto-floor worker runs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     opts = Options(requests=a.requests, latency_samples=a.latency_samples, warmup=a.warmup,
-                   residents=a.residents, poll_ms=a.poll_ms, seed=a.seed)
-    if opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1:
-        p.error("--requests, --latency-samples and --residents must be positive, "
+                   residents=a.residents, poll_ms=a.poll_ms, seed=a.seed, floor_seconds=a.floor_seconds)
+    if (opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1
+            or opts.floor_seconds <= 0):
+        p.error("--requests, --latency-samples, --residents and --floor-seconds must be positive, "
                 "--warmup not negative")
     if opts.total_requests > MAX_LETTERS_PER_YEAR:
         p.error(f"shenpi can number at most {MAX_LETTERS_PER_YEAR} letters a year; "
@@ -725,11 +752,17 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
 
 
 async def run(opts: Options) -> dict[str, Any]:
-    """The whole benchmark: xiezhu first (it supplies the message sizes), then raw."""
+    """The whole benchmark: xiezhu first (it supplies the message sizes and envelopes), raw, the floor."""
     load, start = os.getloadavg()[0], time.perf_counter()
     xiezhu, shape = await bench_xiezhu(opts)
+    # The floor twice, around the raw run: on a shared machine one sample can land in a busy
+    # moment, and the higher one is the fairer (stricter) measure to compare against.
+    floors = [await asyncio.to_thread(floor.measure, xiezhu.envelopes, seconds=opts.floor_seconds)]
     raw = await bench_raw(opts, shape)
-    return report(opts, raw, xiezhu, shape, time.perf_counter() - start, load)
+    floors.append(await asyncio.to_thread(floor.measure, xiezhu.envelopes, seconds=opts.floor_seconds))
+    crypto = max(floors, key=lambda f: float(f["rate_per_s"])) | {
+        "samples_rate_per_s": [f["rate_per_s"] for f in floors]}
+    return report(opts, raw, xiezhu, shape, crypto, time.perf_counter() - start, load)
 
 
 def main(argv: list[str] | None = None) -> int:
