@@ -8,7 +8,8 @@ import sys
 
 def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     proc = subprocess.run([sys.executable, "-m", "bench.exchange", "--json", "--requests", "20",
-                           "--latency-samples", "5", "--floor-seconds", "0.5"], capture_output=True, text=True, timeout=240)
+                           "--latency-samples", "5", "--floor-seconds", "0.5"],
+                          capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] is True
