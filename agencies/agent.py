@@ -17,17 +17,17 @@ from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.msg import Msg
 
 from agencies.verifiers import Verifier, answer_all
+from aggregates.assistance import CaseState
 from aggregates.clock import Clock
-from aggregates.errors import NotYet, RuleError
-from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
+from aggregates.errors import RuleError
+from aggregates.store import BureauStore, UnknownCase
 from broker.auth import Identity, broker_options
-from broker.intake import AlreadyApplied, Delivery, Intake, NotApplicable
+from broker.intake import HandlerFailed, Intake, Outcome, Received, delivery_of
 from broker.relay import Positions, Relay
 from broker.server import server_list
-from broker.signing import HandlerFailed, KeyRing, Opens
+from broker.signing import KeyRing, Opens
 from broker.streams import EVENTS_STREAM, MAX_DELIVER, PULL_TIMEOUT_S, agent_consumer, consumer_config, inbox_filter
 from schemas.assistance import AssistanceReplied, AssistanceRequested
-from schemas.envelope import Envelope, Signed
 from schemas.privacy import mask_text
 
 log = logging.getLogger(__name__)
@@ -36,20 +36,9 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
 
 
-class EarlyEvent(Exception):
-    """An event whose predecessor in its case has not arrived yet: retry it later."""
-
-
 async def _raw_body(msg: Any) -> Any:
     """A FastStream decoder that leaves bodies as the bytes that came (a batch: a list of them)."""
     return msg.body
-
-
-def delivery_of(raw: Msg) -> Delivery:
-    """The parts of a JetStream message that intake needs."""
-    md = raw.metadata
-    return Delivery(subject=raw.subject, data=raw.data, headers=dict(raw.headers or {}),
-                    stream_seq=md.sequence.stream, num_delivered=md.num_delivered, timestamp=md.timestamp)
 
 
 class BureauAgent:
@@ -101,7 +90,8 @@ class BureauAgent:
         """Connect, start the relay, answer what the inbox can answer, then consume."""
         await self.broker.connect()
         js = self.broker.connection.jetstream()
-        self.intake = Intake(self.code, self.ring, self._apply, js, opener=self.opener)
+        self.intake = Intake(self.code, self.ring, js, opener=self.opener,
+                             arrival_clock=self.clock if self.simulated_arrival else None)
         self.relay = Relay(self.code, self.store, self.positions, js)
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.code}")
         await asyncio.to_thread(self._sweep_inbox)
@@ -132,29 +122,26 @@ class BureauAgent:
         assert self.intake is not None
         if d.num_delivered >= MAX_DELIVER:
             # It failed on every try: park it for an operator rather than lose or loop it.
-            await self.intake.dead_letters.put(d, HandlerFailed(f"failed {d.num_delivered} times; parked"))
+            await self.intake.refuse(d, HandlerFailed(f"failed {d.num_delivered} times; parked"))
             return
-        await self.intake.handle(d)
+        await self.intake.handle(d, self._accept, self._then)
 
-    async def _apply(self, signed: Signed, env: Envelope, d: Delivery) -> None:
-        arrived = self.clock.now() if self.simulated_arrival else d.timestamp
-        # A key revoked or expired before the message arrived is refused whatever time the
-        # envelope claims: a stolen key can backdate it.
-        self.ring.check_received(signed.kid, arrived)
-        try:
-            state = await asyncio.to_thread(self.store.accept, signed, env, stream_seq=d.stream_seq,
-                                            arrived_at=arrived)
-        except DuplicateEvent as e:
+    async def _accept(self, got: Received) -> object:
+        """Apply once to the bureau's store; intake turns what it raises into a dead letter or a retry."""
+        return await asyncio.to_thread(self.store.accept, got.signed, got.envelope,
+                                       stream_seq=got.delivery.stream_seq, arrived_at=got.arrived)
+
+    async def _then(self, done: Outcome) -> None:
+        """What an applied or duplicate event asks of the agent: an automatic answer, a conclusion, the relay."""
+        assert done.received is not None
+        env, state = done.received.envelope, done.result
+        if done.status == "duplicate":
             if isinstance(env.payload, AssistanceRequested):
                 # Applied before, maybe without its answer (a crash in between): answer now.
                 await asyncio.to_thread(self._try_answer, env.case)
                 self._wake_relay()
-            raise AlreadyApplied(str(e), same_bytes=e.same_bytes) from e
-        except (NotYet, UnknownCase) as e:
-            raise EarlyEvent(f"{env.type} {env.id} of case {env.number} came before what it follows") from e
-        except RuleError as e:
-            raise NotApplicable(f"{e.code}: {e}") from e
-        if state is None:  # a notice: kept as it came
+            return
+        if not isinstance(state, CaseState):  # a notice or a dispute event: kept as it came
             return
         if isinstance(env.payload, AssistanceRequested):
             await asyncio.to_thread(self._try_answer, state.case)

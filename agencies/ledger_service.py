@@ -18,12 +18,11 @@ import nats
 from nats.aio.client import Client
 from nats.errors import TimeoutError as NatsTimeout
 
-from agencies.agent import delivery_of
 from aggregates.clock import Clock
-from broker.intake import DeadLetters, IntakeStats, check
+from broker.intake import HandlerFailed, Intake, IntakeStats, delivery_of, reason_for
 from broker.ledger.store import Ledger
 from broker.server import server_list
-from broker.signing import HandlerFailed, KeyRing, Opens, Rejected
+from broker.signing import KeyRing, Opens
 from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, PULL_TIMEOUT_S, consumer_config
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
@@ -67,7 +66,9 @@ class LedgerService:
         self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
                                     **self.connect_options)
         js = self.nc.jetstream()
-        self.dead_letters = DeadLetters(js, "ledger", self.stats)
+        # The ledger takes every bureau's messages, whoever they are addressed to.
+        self.intake = Intake("ledger", self.ring, js, opener=self.opener, addressed_only=False,
+                             arrival_clock=self.clock if self.simulated_arrival else None, stats=self.stats)
         self._sub = await js.pull_subscribe(
             EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
             config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
@@ -97,16 +98,14 @@ class LedgerService:
         for m in msgs:
             d = delivery_of(m)
             try:
-                signed, env = check(d, self.ring, None, self.opener)
-                arrived = self.clock.now() if self.simulated_arrival else d.timestamp
-                self.ring.check_received(signed.kid, arrived)  # as the agents do: a backdated envelope
-                self.stats.signatures_verified += 1
-                good.append((signed, env, d.stream_seq, arrived))
-            except Rejected as e:
-                await self.dead_letters.put(d, e)
-            except Exception as e:  # a check that broke on hostile bytes must not stop the record
-                log.exception("ledger: checking %s failed", d.subject)
-                await self.dead_letters.put(d, HandlerFailed(f"the ledger could not check it: {e}"))
+                got = self.intake.receive(d)
+            except Exception as e:
+                if reason_for(e) is None:  # a check that broke on hostile bytes must not stop the record
+                    log.exception("ledger: checking %s failed", d.subject)
+                    e = HandlerFailed(f"the ledger could not check it: {e}")
+                await self.intake.refuse(d, e)
+                continue
+            good.append((got.signed, got.envelope, d.stream_seq, got.arrived))
         if good:
             positions = await asyncio.to_thread(self.ledger.append, good)
             added = sum(1 for p in positions if p is not None)

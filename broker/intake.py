@@ -1,9 +1,22 @@
-"""Exactly-once intake: check a received message, apply it once, or dead-letter it.
+"""The one receive pipeline: check a received message, apply it once, or dead-letter it.
 
-The checks run in a fixed order and the first failure names the dead-letter reason:
-size → signature headers → key, signature, key validity and sender (the key ring) →
-subject agrees with the envelope → recipient is us → the store applies it (its rules,
-and its intake marker committed in the same transaction as the change).
+Every receiver takes its JetStream messages through here: a bureau's agent
+(:mod:`agencies.agent`) and 区司法局's ledger service (:mod:`agencies.ledger_service`).
+
+1. :func:`delivery_of`: the parts of a JetStream message that intake needs.
+2. :meth:`Intake.receive`: the checks, in a fixed order; the first failure names the
+   dead-letter reason: size → signature headers → key, signature, key validity and sender
+   (the key ring) → recipient is us (agents only: the ledger takes everything) → subject
+   agrees with the envelope → the payload is sealed to us and opens.  Then the arrival
+   time (JetStream's stored time of the message, or the simulated clock's now) and the
+   signing key checked at that time: a key revoked or expired before the message arrived
+   is refused whatever time the envelope claims, because a stolen key can backdate it.
+3. The receiver applies it (:meth:`Intake.handle`): an agent to its store, exactly once,
+   the intake marker committed in the same transaction as the change; the ledger appends
+   a batch of them.
+4. What failed goes through :data:`DEAD_LETTER_REASONS`, the one table from error to
+   dead-letter reason (:meth:`Intake.refuse`): a listed error is dead-lettered with its
+   reason, any other is transient and raised again, so that the message is redelivered.
 """
 from __future__ import annotations
 
@@ -12,20 +25,30 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header, decode_header
+from types import MappingProxyType
+from typing import Final, Literal
 
+from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import NotFoundError
 
+from aggregates.clock import Clock
+from aggregates.errors import NotYet, RuleError
+from aggregates.store import DuplicateEvent, UnknownCase
 from broker.signing import (
-    Duplicate,
+    BadSignature,
+    CannotOpen,
+    KeyNotValid,
     KeyRing,
     Malformed,
+    NotSealed,
     Opens,
     Oversized,
     Rejected,
-    RuleViolation,
+    UnknownKey,
     Unsigned,
     WrongRecipient,
+    WrongSender,
     open_checked,
     unb64,
 )
@@ -42,13 +65,67 @@ from schemas.envelope import (
     Signed,
     subject_for,
 )
-from schemas.errors import XiezhuError
 from schemas.privacy import mask_text
 
 #: Oversized bodies are cut to this in the dead-letter copy (the reason says how big it was).
 DLQ_MAX_BODY = 1024 * 1024
 
 log = logging.getLogger(__name__)
+
+
+class HandlerFailed(Rejected):
+    """Processing failed on every redelivery (or a check broke on hostile bytes); parked for an operator."""
+
+    code = "handler-failed"
+
+
+#: In :data:`DEAD_LETTER_REASONS`: not a reason, the error is transient and the message comes again.
+RETRY: Final = None
+
+#: The one table from error to dead-letter reason: the reason is the last token of the
+#: dead-letter subject (``xz.dlq.<receiver>.<reason>``) and the ``Xz-Reject-Code`` header, and
+#: ``xiezhu dead-letters --reason`` offers exactly these.  An error is looked up along its
+#: class hierarchy, the class itself first, so a listed subclass overrides its base.  An error
+#: none of whose classes is listed is **transient** — a busy store, NATS away, a concurrent
+#: writer (a retry-on-conflict that gave up), a store key not yet there — and is raised again
+#: so that the message is redelivered; it is never dead-lettered.  After ``MAX_DELIVER`` tries
+#: the agent parks it as ``handler-failed`` (decision 6).
+DEAD_LETTER_REASONS: Final[Mapping[type[Exception], str | None]] = MappingProxyType({
+    # The checks (broker.signing), in the order a receiver runs them; each is its class's code.
+    Unsigned: "unsigned",
+    UnknownKey: "unknown-key",
+    BadSignature: "bad-signature",
+    KeyNotValid: "key-not-valid",
+    WrongSender: "wrong-sender",
+    WrongRecipient: "wrong-recipient",
+    NotSealed: "not-sealed",
+    CannotOpen: "cannot-open",
+    Malformed: "malformed",
+    Oversized: "oversized",
+    # The receiver's store (aggregates).  A known event id: the same bytes are only counted, a
+    # different body is dead-lettered (decision 4).
+    DuplicateEvent: "duplicate",
+    # A well-signed event that breaks a rule of its case (one class per rule, aggregates.errors) …
+    RuleError: "rule-violation",
+    # … except an event that came before the one it follows: it is retried (decision 6).
+    NotYet: RETRY,
+    UnknownCase: RETRY,
+    # Parked by the pipeline itself.
+    HandlerFailed: "handler-failed",
+})
+
+
+def reason_for(error: BaseException) -> str | None:
+    """The dead-letter reason :data:`DEAD_LETTER_REASONS` gives ``error``; ``None``: transient, retry it."""
+    for cls in type(error).__mro__:
+        if cls in DEAD_LETTER_REASONS:
+            return DEAD_LETTER_REASONS[cls]
+    return RETRY
+
+
+#: Every reason a receiver gives, in the table's order.
+REASONS: Final = tuple(r for r in DEAD_LETTER_REASONS.values() if r is not None)
+DUPLICATE: Final = "duplicate"
 
 
 @dataclass(frozen=True)
@@ -63,28 +140,45 @@ class Delivery:
     timestamp: datetime
 
 
-class AlreadyApplied(XiezhuError):
-    """Raised by an apply function when the event id was applied before.
+def delivery_of(raw: Msg) -> Delivery:
+    """The parts of a JetStream message that intake needs (``timestamp``: the time JetStream stored it)."""
+    md = raw.metadata
+    return Delivery(subject=raw.subject, data=raw.data, headers=dict(raw.headers or {}),
+                    stream_seq=md.sequence.stream, num_delivered=md.num_delivered, timestamp=md.timestamp)
 
-    A copy with the same bytes is harmless and only counted; a different body under a
-    known id is dead-lettered, because no honest sender produces one.
+
+@dataclass(frozen=True)
+class Received:
+    """A delivery that passed every check: its signed bytes, the opened envelope and when it arrived."""
+
+    signed: Signed
+    envelope: Envelope
+    delivery: Delivery
+    arrived: datetime
+
+
+#: Applies a received envelope to the receiver's state, exactly once; raises what the store raises.
+ApplyFn = Callable[[Received], Awaitable[object]]
+
+
+@dataclass(frozen=True)
+class Outcome:
+    """What became of one delivery: ``applied``, ``duplicate`` or ``rejected``.
+
+    ``reason``: the dead-letter reason, and ``why`` its text, when it is dead-lettered (a
+    rejection, a different body under a known event id); ``received`` is ``None`` when a
+    check refused it; ``result`` is what the apply function returned.
     """
 
-    code = "duplicate"
-
-    def __init__(self, message: str, /, *, same_bytes: bool) -> None:
-        super().__init__(message)
-        self.same_bytes = same_bytes
-
-
-class NotApplicable(XiezhuError):
-    """Raised by an apply function when a well-signed event breaks a rule of its case."""
-
-    code = "rule-violation"
+    status: Literal["applied", "duplicate", "rejected"]
+    reason: str | None = None
+    why: str = ""
+    received: Received | None = None
+    result: object = None
 
 
-#: Applies a verified envelope to the receiver's state, exactly once.
-ApplyFn = Callable[[Signed, Envelope, Delivery], Awaitable[object]]
+#: The receiver's own follow-up of an applied or duplicate delivery (an answer, the relay).
+ThenFn = Callable[[Outcome], Awaitable[None]]
 
 
 @dataclass
@@ -102,6 +196,7 @@ def check(delivery: Delivery, ring: KeyRing, me: str | None, opener: Opens | Non
           max_bytes: int = MAX_MESSAGE_BYTES) -> tuple[Signed, Envelope]:
     """Every check that needs no state, then the payload opened; raises :class:`Rejected` with the reason.
 
+    ``me``: the receiver, or ``None`` to take messages addressed to anyone (the ledger).
     ``opener`` holds the receiver's X25519 keys; a clear envelope is refused (``not-sealed``),
     and so is one not sealed to the receiver (``cannot-open``).  ``None`` accepts only
     clear envelopes: for tools that build them, never for a receiver on the wire.
@@ -129,59 +224,113 @@ class DeadLetters:
         self.receiver = receiver
         self.stats = stats
 
-    async def put(self, d: Delivery, why: Rejected) -> None:
-        """Dead-letter one delivery; waits for JetStream's ack so no rejection is lost."""
-        if why.code != Duplicate.code:
+    async def put(self, d: Delivery, code: str, reason: str) -> None:
+        """Dead-letter one delivery under ``code`` (one of :data:`REASONS`), saying why in ``reason``.
+
+        Waits for JetStream's ack so that no rejection is lost.
+        """
+        if code != DUPLICATE:
             self.stats.rejected += 1
-            self.stats.rejected_by_code[why.code] = self.stats.rejected_by_code.get(why.code, 0) + 1
+            self.stats.rejected_by_code[code] = self.stats.rejected_by_code.get(code, 0) + 1
         headers = {k: v for k, v in d.headers.items() if not k.startswith("Nats-")}
         headers.update({
-            HDR_REJECT_CODE: why.code,
-            HDR_REJECT_REASON: _header_safe(mask_text(why.message)),
+            HDR_REJECT_CODE: code,
+            HDR_REJECT_REASON: _header_safe(mask_text(reason)),
             HDR_REJECT_BY: self.receiver,
             HDR_ORIGINAL_SUBJECT: d.subject,
         })
-        await self.js.publish(dlq_subject(self.receiver, why.code), d.data[:DLQ_MAX_BODY], headers=headers,
+        await self.js.publish(dlq_subject(self.receiver, code), d.data[:DLQ_MAX_BODY], headers=headers,
                               stream=DLQ_STREAM)
-        log.info("%s rejected a message on %s: %s: %s", self.receiver, d.subject, why.code, mask_text(why.message))
+        log.info("%s rejected a message on %s: %s: %s", self.receiver, d.subject, code, mask_text(reason))
 
 
 class Intake:
-    """The receive path of one bureau agent: check, apply once, or dead-letter."""
+    """The receive path of one receiver: check, apply once, or dead-letter.
 
-    def __init__(self, me: str, ring: KeyRing, apply: ApplyFn, js: JetStreamContext,
-                 *, opener: Opens | None, max_bytes: int = MAX_MESSAGE_BYTES) -> None:
-        self.me = me
+    ``receiver``: the bureau code, or ``ledger``; it names the dead letters.  ``addressed_only``:
+    refuse what is addressed to another bureau (an agent); the ledger takes everything.
+    ``arrival_clock``: a simulated clock whose ``now()`` is the arrival time (the demo); ``None``:
+    JetStream's stored time of the message (decision 5).
+    """
+
+    def __init__(self, receiver: str, ring: KeyRing, js: JetStreamContext, *, opener: Opens | None,
+                 addressed_only: bool = True, arrival_clock: Clock | None = None,
+                 max_bytes: int = MAX_MESSAGE_BYTES, stats: IntakeStats | None = None) -> None:
+        self.receiver = receiver
         self.ring = ring
         self.opener = opener
-        self._apply = apply
+        self.addressed_only = addressed_only
+        self.arrival_clock = arrival_clock
         self.max_bytes = max_bytes
-        self.stats = IntakeStats()
-        self.dead_letters = DeadLetters(js, me, self.stats)
+        self.stats = stats if stats is not None else IntakeStats()
+        self.dead_letters = DeadLetters(js, receiver, self.stats)
 
-    async def handle(self, d: Delivery) -> str:
-        """Process one delivery; returns ``applied``, ``duplicate`` or ``rejected:<code>``.
+    def arrival(self, d: Delivery) -> datetime:
+        """When the message arrived: JetStream's stored time, or the simulated clock's now."""
+        return self.arrival_clock.now() if self.arrival_clock is not None else d.timestamp
 
-        Returns normally whenever the message may be acked; raises only for transient
-        failures (the store is busy, NATS is away), so that the message is redelivered.
+    def receive(self, d: Delivery) -> Received:
+        """Run every check on ``d`` and take its arrival time; raises :class:`Rejected` with the reason."""
+        signed, env = check(d, self.ring, self.receiver if self.addressed_only else None, self.opener,
+                            max_bytes=self.max_bytes)
+        self.stats.signatures_verified += 1
+        arrived = self.arrival(d)
+        # A key revoked or expired before the message arrived is refused whatever time the
+        # envelope claims: a stolen key can backdate it.
+        self.ring.check_received(signed.kid, arrived)
+        return Received(signed=signed, envelope=env, delivery=d, arrived=arrived)
+
+    async def handle(self, d: Delivery, apply: ApplyFn, then: ThenFn | None = None) -> Outcome:
+        """Receive ``d`` and apply it once, or dead-letter it.
+
+        ``then`` follows an applied or duplicate delivery up (the agent answers a request it
+        can decide); it runs before the delivery is counted, and what it raises is transient
+        (the event is in the store already; its redelivery comes back as a duplicate).
+        Returns normally whenever the message may be acked; raises only a transient error
+        (one :data:`DEAD_LETTER_REASONS` does not list), so that the message is redelivered.
         """
         try:
-            signed, env = check(d, self.ring, self.me, self.opener, max_bytes=self.max_bytes)
-            self.stats.signatures_verified += 1
-            await self._apply(signed, env, d)
-        except AlreadyApplied as e:
+            got = self.receive(d)
+        except Exception as e:
+            return await self.refuse(d, e)
+        try:
+            done = Outcome("applied", received=got, result=await apply(got))
+        except Exception as e:
+            done = self.judge(e, got)
+        if then is not None and done.status != "rejected":
+            await then(done)
+        await self._record(d, done)
+        return done
+
+    def judge(self, error: Exception, received: Received | None = None) -> Outcome:
+        """What :data:`DEAD_LETTER_REASONS` makes of ``error``; raises a transient ``error`` again.
+
+        A known event id with the same bytes is a harmless duplicate, not dead-lettered; with
+        a different body it is dead-lettered as ``duplicate`` (decision 4).
+        """
+        code = reason_for(error)
+        if code is None:
+            raise error
+        if isinstance(error, DuplicateEvent):
+            if error.same_bytes:
+                return Outcome("duplicate", received=received)
+            return Outcome("duplicate", reason=code, why=f"{error}, with a different body", received=received)
+        why = f"{error.code}: {error}" if isinstance(error, RuleError) else str(error)
+        return Outcome("rejected", reason=code, why=why, received=received)
+
+    async def refuse(self, d: Delivery, error: Exception, received: Received | None = None) -> Outcome:
+        """Dead-letter ``d`` for ``error`` as :data:`DEAD_LETTER_REASONS` says, or raise a transient ``error`` again."""
+        done = self.judge(error, received)
+        await self._record(d, done)
+        return done
+
+    async def _record(self, d: Delivery, done: Outcome) -> None:
+        if done.status == "applied":
+            self.stats.applied += 1
+        elif done.status == "duplicate":
             self.stats.duplicates += 1
-            if not e.same_bytes:
-                await self.dead_letters.put(d, Duplicate(f"{e}, with a different body"))
-            return "duplicate"
-        except NotApplicable as e:
-            await self.dead_letters.put(d, RuleViolation(str(e)))
-            return f"rejected:{RuleViolation.code}"
-        except Rejected as e:
-            await self.dead_letters.put(d, e)
-            return f"rejected:{e.code}"
-        self.stats.applied += 1
-        return "applied"
+        if done.reason is not None:
+            await self.dead_letters.put(d, done.reason, done.why)
 
 
 def _header_safe(text: str) -> str:

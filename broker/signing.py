@@ -82,12 +82,6 @@ class Oversized(Rejected):
     code = "oversized"
 
 
-class Duplicate(Rejected):
-    """An event id that was already applied (a replayed copy)."""
-
-    code = "duplicate"
-
-
 class NotSealed(Rejected):
     """A clear envelope on the wire: personal data must never travel readable (decision 23)."""
 
@@ -106,18 +100,6 @@ class Opens(Protocol):
     reader: str
 
     def open_routed(self, sealed: SealedEnvelope) -> Envelope: ...
-
-
-class RuleViolation(Rejected):
-    """A well-signed event that breaks a rule of the case it belongs to."""
-
-    code = "rule-violation"
-
-
-class HandlerFailed(Rejected):
-    """Processing failed on every redelivery; parked for an operator."""
-
-    code = "handler-failed"
 
 
 class Signer:

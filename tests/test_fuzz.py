@@ -30,7 +30,7 @@ from hypothesis import strategies as st
 
 from broker.intake import DeadLetters, Delivery, IntakeStats, check, read_dead_letters
 from broker.server import EmbeddedNats
-from broker.signing import KeyRing, Malformed, Rejected, RuleViolation, Signer, b64, decode_checked
+from broker.signing import KeyRing, Malformed, Rejected, Signer, b64, decode_checked
 from broker.streams import DLQ_STREAM, dlq_subject, ensure_streams
 from schemas.assistance import AssistanceRequested, CommitmentItem, Matter
 from schemas.envelope import (
@@ -442,7 +442,7 @@ async def test_a_reason_that_is_not_ascii_reads_back_as_text(nats_server: Embedd
         await ensure_streams(js)
         d = Delivery(subject="xz.shenpi.gongan.assistance.requested", data=b"{}", headers={}, stream_seq=1,
                      num_delivered=1, timestamp=datetime.now(UTC))
-        await DeadLetters(js, "gongan", IntakeStats()).put(d, RuleViolation("第七条：请求事项不在行政协助目录中"))
+        await DeadLetters(js, "gongan", IntakeStats()).put(d, "rule-violation", "第七条：请求事项不在行政协助目录中")
         [letter] = await read_dead_letters(js)
     finally:
         await nc.close()

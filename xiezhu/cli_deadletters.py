@@ -24,23 +24,10 @@ from rich.table import Table
 
 from aggregates.store import SHANGHAI
 from broker.auth import ADMIN, credentials_in
-from broker.intake import DeadLetter, header_text
+from broker.intake import REASONS, DeadLetter, header_text
 from broker.server import EmbeddedNats, server_list
 from broker.signing import (
-    BadSignature,
-    CannotOpen,
-    Duplicate,
-    HandlerFailed,
-    KeyNotValid,
-    Malformed,
-    NotSealed,
-    Oversized,
     Rejected,
-    RuleViolation,
-    UnknownKey,
-    Unsigned,
-    WrongRecipient,
-    WrongSender,
     decode_checked,
 )
 from broker.streams import DLQ_PREFIX, DLQ_STREAM
@@ -64,9 +51,6 @@ class DeadLettersError(XiezhuError):
     code = "cli.dead-letters"
 
 
-#: Every reason a receiver gives (the ``code`` of each rejection), for ``--reason``.
-REASONS = tuple(c.code for c in (Unsigned, UnknownKey, BadSignature, KeyNotValid, WrongSender, WrongRecipient,
-                                 NotSealed, CannotOpen, Malformed, Oversized, Duplicate, RuleViolation, HandlerFailed))
 #: A receiver as it appears in the dead-letter subject: a bureau code or ``ledger``.
 _TOKEN = re.compile(r"^[a-z][a-z0-9-]{1,31}$")
 #: Body bytes shown by ``show`` unless ``--full``: enough for any honest envelope …

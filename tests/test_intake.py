@@ -1,0 +1,49 @@
+"""The one table from error to dead-letter reason (broker/intake.py): what is dead-lettered, what is retried."""
+from __future__ import annotations
+
+import sqlite3
+from datetime import UTC, datetime
+
+import pytest
+
+import broker.signing
+from aggregates.catalogue import NotCatalogued
+from aggregates.errors import DisputeClosed, NotYet, RuleError, WrongOrder
+from aggregates.store import DuplicateEvent, StoreError, UnknownCase
+from broker.intake import DEAD_LETTER_REASONS, REASONS, Delivery, HandlerFailed, Intake, reason_for
+from broker.signing import KeyRing, Rejected
+
+
+def test_every_rejection_is_dead_lettered_under_its_own_code() -> None:
+    rejections = [c for c in vars(broker.signing).values()
+                  if isinstance(c, type) and issubclass(c, Rejected) and c is not Rejected]
+    for cls in [*rejections, HandlerFailed]:
+        assert DEAD_LETTER_REASONS[cls] == cls.code, cls
+        assert reason_for(cls("x")) == cls.code
+
+
+def test_the_stores_errors_map_directly_to_reasons() -> None:
+    assert reason_for(DuplicateEvent("seen", same_bytes=False)) == "duplicate"
+    for rule in (RuleError("x"), WrongOrder("x"), DisputeClosed("x"), NotCatalogued("x")):
+        assert reason_for(rule) == "rule-violation"
+
+
+def test_early_events_and_transient_failures_are_retried_not_dead_lettered() -> None:
+    for transient in (NotYet("reply before its arrival record"), UnknownCase("no case yet"),
+                      StoreError("concurrent change to case; retry"), sqlite3.OperationalError("database is locked"),
+                      ConnectionError("nats away"), ValueError("anything unlisted")):
+        assert reason_for(transient) is None, transient
+
+
+def test_reasons_are_the_table_without_retries_in_the_operator_order() -> None:
+    assert REASONS == ("unsigned", "unknown-key", "bad-signature", "key-not-valid", "wrong-sender", "wrong-recipient",
+                       "not-sealed", "cannot-open", "malformed", "oversized", "duplicate", "rule-violation",
+                       "handler-failed")
+
+
+async def test_refuse_raises_a_transient_error_again() -> None:
+    intake = Intake("gongan", KeyRing(), None, opener=None)  # type: ignore[arg-type]  # never publishes here
+    d = Delivery(subject="xz.x", data=b"", headers={}, stream_seq=1, num_delivered=1, timestamp=datetime.now(UTC))
+    with pytest.raises(NotYet):
+        await intake.refuse(d, NotYet("later"))
+    assert intake.stats.rejected == 0
