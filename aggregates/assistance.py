@@ -5,7 +5,7 @@ replay and the projections, so that every party applies the same rules to the sa
 """
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Literal
 
 import msgspec
@@ -25,6 +25,12 @@ from schemas.envelope import Envelope
 Status = Literal["requested", "received", "replied", "declined", "withdrawn"]
 OPEN: frozenset[str] = frozenset({"requested", "received"})
 
+#: How far a time a party claims may stray from the platform's record of the same step before
+#: it is flagged (clocks of two machines disagree by seconds, not minutes).
+CLAIM_TOLERANCE = timedelta(minutes=5)
+#: The flag a contradicted claim carries in replay and history (附件2 第五条: 以系统记录的到达时间为准).
+TIME_CLAIM = "时间与平台记录不符（第五条）"
+
 
 class CaseState(msgspec.Struct, frozen=True, kw_only=True):
     """What is known of one assistance case after folding its events."""
@@ -37,9 +43,21 @@ class CaseState(msgspec.Struct, frozen=True, kw_only=True):
     request_hash: str
     request: AssistanceRequested
     status: Status = "requested"
+    #: The requester's envelope time (its claim of when it sent the request).
     sent_at: datetime
+    #: The assistor's signed arrival record (``assistance.received``): evidence that it saw the
+    #: request; on the letter channel, the visit that delivered the letter.
     arrived_at: datetime | None = None
+    #: 第五条: when the platform stored the request (JetStream's stored time, the ledger's arrival).
+    #: On the platform channel this is the legal arrival; ``None`` where it is not known (the
+    #: requester's own store, which never receives its request back).
+    recorded_at: datetime | None = None
+    #: The answer's (reply, decline, withdrawal) envelope time, as its sender signed it.
     answered_at: datetime | None = None
+    #: When the platform stored that answer: the time the answer counts as given.
+    answer_recorded_at: datetime | None = None
+    #: Times a party claimed that contradict the platform's record (``TIME_CLAIM: …``), in order.
+    time_flags: tuple[str, ...] = ()
     results: tuple[ItemResult, ...] = ()
     reasons: str = ""
     answered_by: str = ""
@@ -49,12 +67,16 @@ class CaseState(msgspec.Struct, frozen=True, kw_only=True):
     events: int = 1
 
 
-def start(env: Envelope, digest: str) -> CaseState:
-    """Open a case from its request envelope."""
+def start(env: Envelope, digest: str, *, recorded_at: datetime | None = None) -> CaseState:
+    """Open a case from its request envelope; ``recorded_at``: when the platform stored it, if known."""
     req = env.payload
     if not isinstance(req, AssistanceRequested):
         raise errors.NotFirst(f"case {env.case} must start with a request, not {env.type}")
     check_request(env, req)
+    flags: tuple[str, ...] = ()
+    if recorded_at is not None and env.time > recorded_at + CLAIM_TOLERANCE:
+        flags = (f"{TIME_CLAIM}: request {env.number} is dated {_iso(env.time)}, after the platform stored it "
+                 f"at {_iso(recorded_at)}",)
     return CaseState(
         case=env.case,
         number=env.number,
@@ -64,7 +86,33 @@ def start(env: Envelope, digest: str) -> CaseState:
         request_hash=digest,
         request=req,
         sent_at=env.time,
+        recorded_at=recorded_at,
+        time_flags=flags,
     )
+
+
+def legal_arrival(state: CaseState) -> datetime | None:
+    """第五条: when the request counts as received, the time its deadlines run from.
+
+    On the platform channel: when the platform stored it (信息推送行为结束即视为对方接收到信息，时间以系统
+    记录的到达时间为准), whether or not the assistor ever acknowledges it.  On the letter channel: the
+    visit that delivered the letter, as the assistor recorded it.  Where the platform's time is not
+    known (a bureau's own store), the assistor's record stands in.
+    """
+    if state.request.channel == "platform" and state.recorded_at is not None:
+        return state.recorded_at
+    return state.arrived_at
+
+
+def legal_answer(state: CaseState) -> datetime | None:
+    """When the answer (reply, decline, withdrawal) counts as given: when the platform stored it.
+
+    Its own envelope time is the sender's claim; it stands in only where the platform's time is
+    not known.
+    """
+    if state.answered_at is None:
+        return None
+    return state.answer_recorded_at or state.answered_at
 
 
 def check_request(env: Envelope, req: AssistanceRequested) -> None:
@@ -83,10 +131,21 @@ def check_request(env: Envelope, req: AssistanceRequested) -> None:
         raise errors.BadRequest("协助函（二）: a letter carried by staff names the two staff members")
 
 
-def apply(state: CaseState | None, env: Envelope, digest: str) -> CaseState:
-    """Fold one more envelope into the case; raises a RuleError if it breaks a rule."""
+def apply(state: CaseState | None, env: Envelope, digest: str, *, recorded_at: datetime | None = None) -> CaseState:
+    """Fold one more envelope into the case; raises a RuleError if it breaks a rule.
+
+    ``recorded_at`` is when the platform stored this envelope (the ledger's arrival, JetStream's
+    stored time), if the caller knows it: it decides the legal times, and a claimed time that
+    contradicts it is flagged in ``time_flags``.
+    """
     if state is None:
-        return start(env, digest)
+        return start(env, digest, recorded_at=recorded_at)
+    new = _apply(state, env, digest, recorded_at)
+    flags = _claim_flags(state, new, env, recorded_at)
+    return msgspec.structs.replace(new, time_flags=(*new.time_flags, *flags)) if flags else new
+
+
+def _apply(state: CaseState, env: Envelope, digest: str, recorded_at: datetime | None) -> CaseState:
     match env.payload:
         case AssistanceRequested():
             raise errors.NotFirst(f"case {state.number} was already requested")
@@ -95,6 +154,11 @@ def apply(state: CaseState | None, env: Envelope, digest: str) -> CaseState:
             _answers_request(state, ev.request_id, ev.request_hash)
             if state.arrived_at is not None:
                 raise errors.WrongOrder(f"case {state.number}: arrival was already recorded")
+            if state.request.channel == "letter" and ev.arrived_at < state.sent_at - CLAIM_TOLERANCE:
+                # The letter's arrival starts its deadlines, so it cannot precede the letter.
+                raise errors.WrongOrder(
+                    f"case {state.number}: the letter is recorded as arriving at {_iso(ev.arrived_at)}, "
+                    f"before it was sent at {_iso(state.sent_at)}")
             if state.status == "withdrawn":  # the withdrawal crossed the arrival record in transit
                 return _next(state, arrived_at=ev.arrived_at)
             return _next(state, status="received", arrived_at=ev.arrived_at)
@@ -104,13 +168,13 @@ def apply(state: CaseState | None, env: Envelope, digest: str) -> CaseState:
             if ev.on_behalf_of and ev.on_behalf_of not in state.forwarded_to:
                 raise errors.WrongParty(f"case {state.number} was never forwarded to {ev.on_behalf_of}")
             status = "withdrawn" if state.status == "withdrawn" else "replied"
-            return _next(state, status=status, answered_at=env.time, results=tuple(ev.results),
-                         answered_by=ev.answered_by)
+            return _next(state, status=status, answered_at=env.time, answer_recorded_at=recorded_at,
+                         results=tuple(ev.results), answered_by=ev.answered_by)
         case AssistanceDeclined() as ev:
             _answerable(state, env, ev.request_id, ev.request_hash, ev.channel)
             status = "withdrawn" if state.status == "withdrawn" else "declined"
-            return _next(state, status=status, answered_at=env.time, reasons=ev.reasons,
-                         answered_by=ev.answered_by)
+            return _next(state, status=status, answered_at=env.time, answer_recorded_at=recorded_at,
+                         reasons=ev.reasons, answered_by=ev.answered_by)
         case AssistanceForwarded() as ev:
             _from_assistor(state, env)
             _answers_request(state, ev.request_id, ev.request_hash)
@@ -129,7 +193,8 @@ def apply(state: CaseState | None, env: Envelope, digest: str) -> CaseState:
             if state.status not in OPEN:
                 # Crossed in transit with the answer: both stand on record; the answer stays.
                 return _next(state, withdrawn_reason=ev.reason)
-            return _next(state, status="withdrawn", withdrawn_reason=ev.reason, answered_at=env.time)
+            return _next(state, status="withdrawn", withdrawn_reason=ev.reason, answered_at=env.time,
+                         answer_recorded_at=recorded_at)
     raise errors.WrongOrder(f"event type {env.type} does not belong to an assistance case")
 
 
@@ -140,6 +205,33 @@ def item_texts(state: CaseState) -> dict[int, str]:
 
 def _next(state: CaseState, **changes: object) -> CaseState:
     return msgspec.structs.replace(state, events=state.events + 1, **changes)
+
+
+def _claim_flags(old: CaseState, new: CaseState, env: Envelope, recorded_at: datetime | None) -> list[str]:
+    """第五条: the times a party claims in this envelope, checked against the platform's record."""
+    flags: list[str] = []
+    ev = env.payload
+    if isinstance(ev, AssistanceReceived):
+        if old.request.channel == "platform" and old.recorded_at is not None \
+                and abs(ev.arrived_at - old.recorded_at) > CLAIM_TOLERANCE:
+            flags.append(f"{TIME_CLAIM}: {env.sender} records the arrival of {old.number} at {_iso(ev.arrived_at)}; "
+                         f"the platform stored the request at {_iso(old.recorded_at)}, and its deadlines run "
+                         f"from that")
+        elif ev.arrived_at < old.sent_at - CLAIM_TOLERANCE:
+            flags.append(f"{TIME_CLAIM}: {env.sender} records the arrival of {old.number} at {_iso(ev.arrived_at)}, "
+                         f"before the request was sent at {_iso(old.sent_at)}")
+        if recorded_at is not None and ev.arrived_at > recorded_at + CLAIM_TOLERANCE:
+            flags.append(f"{TIME_CLAIM}: {env.sender} records the arrival of {old.number} at {_iso(ev.arrived_at)}, "
+                         f"later than the platform stored that record at {_iso(recorded_at)}")
+    if recorded_at is not None and new.answer_recorded_at == recorded_at and new.answered_at == env.time \
+            and abs(env.time - recorded_at) > CLAIM_TOLERANCE:
+        flags.append(f"{TIME_CLAIM}: {env.sender}'s {env.type} is dated {_iso(env.time)}; the platform stored it "
+                     f"at {_iso(recorded_at)}, and it counts as given then")
+    return flags
+
+
+def _iso(t: datetime) -> str:
+    return t.isoformat(timespec="seconds")
 
 
 def _from_assistor(state: CaseState, env: Envelope) -> None:
@@ -158,7 +250,7 @@ def _answers_request(state: CaseState, request_id: str, request_hash: str) -> No
 def _answerable(state: CaseState, env: Envelope, request_id: str, request_hash: str, channel: str) -> None:
     _from_assistor(state, env)
     _answers_request(state, request_id, request_hash)
-    if state.arrived_at is None:
+    if state.arrived_at is None:  # the assistor answers what it has recorded as arrived (its signed receipt)
         raise errors.NotYet(f"case {state.number} has no recorded arrival yet")
     if state.status == "withdrawn":
         return  # an answer that crossed the withdrawal in transit: recorded, the case stays withdrawn

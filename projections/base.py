@@ -8,7 +8,7 @@ from pathlib import Path
 
 import sqlite_utils
 
-from broker.ledger.store import Ledger
+from broker.ledger.store import Entry, Ledger
 from projections.sealed_columns import columns_for
 from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
@@ -51,6 +51,10 @@ class LedgerProjection:
         """Apply one ledger entry, opened (inside the follow transaction)."""
         raise NotImplementedError
 
+    def apply_entry(self, entry: Entry, env: Envelope) -> None:
+        """Apply one ledger entry; a view that needs more of the entry than its arrival overrides this."""
+        self.apply(env, entry.arrived_at)
+
     def wants(self, event_type: str) -> bool:
         """Whether entries of this type concern the view (the others are not even opened)."""
         return True
@@ -74,7 +78,7 @@ class LedgerProjection:
             with self._lock, self.db.conn:
                 for e in entries:
                     if self.wants(e.type):
-                        self.apply(ledger.envelope(e), e.arrived_at)
+                        self.apply_entry(e, ledger.envelope(e))
                 self.db.table(POSITIONS).upsert({"name": self.name, "position": entries[-1].pos}, pk="name")
             done += len(entries)
             if progress:

@@ -89,7 +89,10 @@ UNSUPPORTED = "核查结果无回复依据"
 BREACHED = "逾期（第五条）"
 #: 第八条: a dispute names an assistance case the ledger does not have, or has with other parties.
 NOT_THE_DISPUTED_CASE = "争议与协助案件不符（第八条）"
-_FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED, NOT_THE_DISPUTED_CASE)
+#: 第五条: a time a party claimed contradicts the platform's record (see aggregates.assistance).
+TIME_CLAIM = assistance.TIME_CLAIM
+_FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED, NOT_THE_DISPUTED_CASE,
+          TIME_CLAIM)
 #: Signed notices about a case (deadline reminders, breaches) that are not steps of it.
 #: Notices about a case: deadline reminders and breaches, and disclosures of its personal data.
 NOTICE_TYPES = ("sla.", "access.")
@@ -162,16 +165,19 @@ def is_notice(env: Envelope) -> bool:
     return env.type.startswith(NOTICE_TYPES)
 
 
-def fold_step(state: State | None, kind: Kind, env: Envelope, digest: str) -> tuple[State | None, RuleError | None]:
+def fold_step(state: State | None, kind: Kind, env: Envelope, digest: str, *,
+              recorded_at: datetime | None = None) -> tuple[State | None, RuleError | None]:
     """Fold one envelope leniently: the new state, or the old one and the rule it broke.
 
-    A notice leaves the state as it is and breaks no rule of the case.
+    ``recorded_at``: when the platform stored the envelope (its ledger arrival), which decides an
+    assistance case's legal times (第五条).  A notice leaves the state as it is and breaks no rule.
     """
     if is_notice(env):
         return state, None
     try:
         if kind == "assistance":
-            return assistance.apply(state if isinstance(state, CaseState) else None, env, digest), None
+            return assistance.apply(state if isinstance(state, CaseState) else None, env, digest,
+                                    recorded_at=recorded_at), None
         if kind == "dispute":
             return dispute.apply(state if isinstance(state, DisputeState) else None, env), None
         return commitment.apply(state if isinstance(state, CommitmentState) else None, env), None
@@ -202,15 +208,20 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHisto
     asked: dict[int, str] | None = None
     lines: list[HistoryLine] = []
     breaks: list[str] = []
+    claims: list[str] = []
     for e in entries:
         env = _decode(ledger, e.signed.body)
         findings: list[str] = []
         if env is None:
             findings.append(f"malformed: entry {e.pos} no longer decodes or opens as an envelope")
         else:
-            state, err = fold_step(state, kind, env, e.signed.digest)
+            flagged = len(state.time_flags) if isinstance(state, CaseState) else 0
+            state, err = fold_step(state, kind, env, e.signed.digest, recorded_at=_arrival(e))
             if err is not None:
                 findings.append(f"{err.code}: {err.message}")
+            if isinstance(state, CaseState) and len(state.time_flags) > flagged:
+                findings += state.time_flags[flagged:]
+                claims += [f"{f} (pos {e.pos})" for f in state.time_flags[flagged:]]
             if isinstance(env.payload, AssistanceRequested) and asked is None:
                 asked = {i.no: i.text for i in env.payload.items}
             if isinstance(env.payload, AssistanceReplied) and asked is not None:
@@ -227,7 +238,7 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHisto
     else:
         statements, linked = _commitment_findings(ledger, case_id, lines)
     return CaseHistory(kind=kind, case=case_id, number=entries[0].number, lines=lines, state=state,
-                       findings=statements + breaks, linked=linked)
+                       findings=statements + claims + breaks, linked=linked)
 
 
 def _decode(ledger: Ledger, body: bytes) -> Envelope | None:
@@ -600,8 +611,13 @@ def _fold_quietly(ledger: Ledger, case_id: str) -> State | None:
     for e in entries:
         env = _decode(ledger, e.signed.body)
         if env is not None:
-            state, _ = fold_step(state, kind, env, e.signed.digest)
+            state, _ = fold_step(state, kind, env, e.signed.digest, recorded_at=_arrival(e))
     return state
+
+
+def _arrival(e: Entry) -> datetime:
+    """When the platform stored entry ``e`` (the ledger writes aware times)."""
+    return datetime.fromisoformat(e.arrived_at)
 
 
 def _disputes_about(ledger: Ledger, disputes: list[str]) -> list[str]:

@@ -24,9 +24,12 @@ Decisions:
   but not folded — every receiver refuses such an event, and a replay is evidence of what each
   bureau signed.  A signature that verifies by the envelope time although the ledger received
   it after the key's revocation passes, with a note saying so.
-- **Time limits follow the SLA view** (:mod:`projections.sla`): they run from the assistor's
-  signed arrival record, an answer's time is its envelope time, and an answer at or after the
-  exclusive end (24:00 Asia/Shanghai of the last working day) is late.
+- **Time limits follow the SLA view** (:mod:`projections.sla`, decision 28): they run from the
+  legal arrival — on the platform channel the ledger's arrival of the request, whether or not
+  the assistor acknowledged it; on the letter channel the visit the assistor recorded — and an
+  answer counts as given at its ledger arrival, not its envelope time.  An answer at or after
+  the exclusive end (24:00 Asia/Shanghai of the last working day) is late.  A claimed time that
+  contradicts the platform's record is listed among the event's findings (时间与平台记录不符).
 - **Indexed look-ups only.**  The case comes from :meth:`Ledger.case` (the ``(case_id, pos)``
   index).  A commitment case's requests are found through its verification results, whose
   source ``assistance:<requester>/<number>`` is looked up with :meth:`Ledger.find` (the
@@ -42,7 +45,7 @@ from typing import Literal
 
 import msgspec
 
-from aggregates.assistance import CaseState
+from aggregates.assistance import CaseState, legal_answer, legal_arrival
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
 from broker.ledger.store import Entry, Ledger, NoLedgerKey
 from broker.signing import CannotOpen, KeyRing, Rejected
@@ -118,7 +121,7 @@ class DeadlineCheck(msgspec.Struct, frozen=True, kw_only=True):
 
     kind: Literal["reply", "decline"]
     working_days: int
-    #: The assistor's signed arrival record: the limit runs from the day after.
+    #: The legal arrival (第五条: the platform's record; a letter's recorded visit): the limit runs from the day after.
     starts: datetime
     last_day: date
     #: Exclusive end: 00:00 Asia/Shanghai after the last working day.
@@ -228,8 +231,8 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
     events = [fold.step(e) for e in shown]
     deadlines = _deadlines(fold, calendar, judged_at)
     notes: list[str] = []
-    if kind == "assistance" and isinstance(fold.state, CaseState) and fold.state.arrived_at is None:
-        notes.append("no arrival recorded: no time limit runs yet (第五条)")
+    if kind == "assistance" and isinstance(fold.state, CaseState) and legal_arrival(fold.state) is None:
+        notes.append("the letter's arrival is not recorded yet: no time limit runs yet (第五条)")
     if kind == "commitment":
         linked = _requests_of(ledger, case_id, fold, ring, calendar, as_of, judged_at, scan_links)
         if not scan_links:
@@ -275,10 +278,13 @@ class _Fold:
         else:
             self.first = self.first or env
             self.signed.append(env)
-            state, err = fold_step(self.state, self.kind, env, e.signed.digest)
+            flagged = len(self.state.time_flags) if isinstance(self.state, CaseState) else 0
+            state, err = fold_step(self.state, self.kind, env, e.signed.digest, recorded_at=arrived)
             if err is not None:
                 findings.append(f"{err.code}: {err.message}")
             else:
+                if isinstance(state, CaseState):
+                    findings += state.time_flags[flagged:]  # a claimed time the platform's record contradicts
                 if isinstance(state, CaseState) and state.status != before and state.status in ("replied", "declined"):
                     self.answer_pos = e.pos
                 self.state = state
@@ -295,29 +301,30 @@ class _Fold:
 
 def _deadlines(fold: _Fold, cal: WorkingCalendar, judged_at: datetime) -> list[DeadlineCheck]:
     st = fold.state
-    if not isinstance(st, CaseState) or st.arrived_at is None:
+    arrival = legal_arrival(st) if isinstance(st, CaseState) else None
+    if not isinstance(st, CaseState) or arrival is None:
         return []
-    reply = cal.add_working_days(st.arrived_at, st.request.reply_within)
-    decline = cal.add_working_days(st.arrived_at, st.request.decline_within)
-    return [_judge("reply", reply, st, fold.answer_pos, cal, judged_at),
-            _judge("decline", decline, st, fold.answer_pos, cal, judged_at)]
+    reply = cal.add_working_days(arrival, st.request.reply_within)
+    decline = cal.add_working_days(arrival, st.request.decline_within)
+    return [_judge("reply", reply, st, arrival, fold.answer_pos, cal, judged_at),
+            _judge("decline", decline, st, arrival, fold.answer_pos, cal, judged_at)]
 
 
-def _judge(kind: Literal["reply", "decline"], dl: Deadline, st: CaseState, answer_pos: int | None,
-           cal: WorkingCalendar, judged_at: datetime) -> DeadlineCheck:
+def _judge(kind: Literal["reply", "decline"], dl: Deadline, st: CaseState, arrival: datetime,
+           answer_pos: int | None, cal: WorkingCalendar, judged_at: datetime) -> DeadlineCheck:
     """One time limit: met or missed by the answer of its kind, else open / missed / elapsed at ``judged_at``."""
-    assert st.arrived_at is not None
-    base = DeadlineCheck(kind=kind, working_days=dl.working_days, starts=st.arrived_at, last_day=dl.last_day,
+    base = DeadlineCheck(kind=kind, working_days=dl.working_days, starts=arrival, last_day=dl.last_day,
                          ends_at=dl.ends_at, state="open", provisional=dl.provisional)
+    answered = legal_answer(st)
     if st.status == "withdrawn":
         return msgspec.structs.replace(base, state="withdrawn")
-    if st.status in ("replied", "declined") and st.answered_at is not None:
+    if st.status in ("replied", "declined") and answered is not None:
         if st.status != {"reply": "replied", "decline": "declined"}[kind]:
             # A reply is not judged by the decline limit, nor a decline by the reply limit.
-            return msgspec.structs.replace(base, state="not-applicable", answered_at=st.answered_at,
+            return msgspec.structs.replace(base, state="not-applicable", answered_at=answered,
                                            answered_pos=answer_pos)
-        state: DeadlineState = "met" if st.answered_at < dl.ends_at else "missed"
-        return _counted(base, cal, st.answered_at, answer_pos, state)
+        state: DeadlineState = "met" if answered < dl.ends_at else "missed"
+        return _counted(base, cal, answered, answer_pos, state)
     if judged_at < dl.ends_at:
         return _counted(base, cal, judged_at, None, "open")
     return _counted(base, cal, judged_at, None, "missed" if kind == "reply" else "elapsed")

@@ -1,7 +1,16 @@
 """The SLA view: one row per assistance request, with its working-day deadlines, built from the ledger only.
 
-Deadlines (三(二) and 附件2 第五条) run from the system-recorded arrival
-(``AssistanceReceived.arrived_at``).  The arrival day is not counted; a deadline ends at
+Each row is the assistance fold (:mod:`aggregates.assistance`) of the request's ledger entries,
+each folded at the time the platform stored it (the ledger's arrival), so the view applies
+exactly the rules every bureau applies, and what the fold refuses changes nothing here.
+
+Deadlines (三(二) and 附件2 第五条) run from the legal arrival
+(:func:`aggregates.assistance.legal_arrival`, decision 28): on the platform channel the time the
+platform stored the request, whether or not the assisting bureau ever acknowledges it; on the
+letter channel the visit the assistor recorded.  An answer counts as given when the platform
+stored it (``answered_at``); the assistor's own records are kept beside them
+(``acknowledged_at``, ``claimed_answered_at``), and a claim that contradicts the platform is
+listed in ``time_flags``.  The arrival day is not counted; a deadline ends at
 24:00 Asia/Shanghai of its last working day, stored as the exclusive instant
 ``due_at`` (00:00 of the next day):
 
@@ -20,7 +29,7 @@ closed in (stored); open ones are judged at query time against ``now``:
 ==================  ======  ===============================================================
 state               open?   meaning
 ==================  ======  ===============================================================
-in-transit          open    sent, no arrival recorded yet: no deadline runs
+in-transit          open    a letter not yet delivered (no visit recorded): no deadline runs
 on-time             open    arrived, its reply deadline ends after the next working day
 due-soon            open    its reply deadline ends at 24:00 of the next working day
 due-today           open    its reply deadline ends at 24:00 today (Asia/Shanghai)
@@ -51,18 +60,26 @@ from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+import msgspec
 import sqlite_utils
 
+from aggregates import assistance
+from aggregates.assistance import CaseState
 from aggregates.calendar_store import CalendarSource
+from aggregates.errors import RuleError
 from aggregates.workdays import SHANGHAI, WorkingCalendar
-from broker.ledger.store import Ledger
+from broker.ledger.store import Entry, Ledger
 from projections.base import POSITIONS, LedgerProjection
 from schemas.assistance import (
+    Applicant,
     AssistanceDeclined,
+    AssistanceForwarded,
     AssistanceReceived,
     AssistanceReplied,
     AssistanceRequested,
     AssistanceWithdrawn,
+    CommitmentItem,
+    ItemResult,
 )
 from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
@@ -104,7 +121,10 @@ _COLUMNS: dict[str, type] = {
     "reply_within": int, "decline_within": int, "sent_at": str, "arrived_at": str, "due_at": str,
     "decline_due_at": str, "provisional": int, "answered_at": str, "status": str, "outcome": str,
     "false_items": int, "answered_by": str, "working_days_taken": int, "state": str,
+    "acknowledged_at": str, "claimed_answered_at": str, "time_flags": str, "fold": str,
 }
+_ASSISTANCE = (AssistanceRequested, AssistanceReceived, AssistanceReplied, AssistanceDeclined, AssistanceForwarded,
+               AssistanceWithdrawn)
 _ONE_DAY = timedelta(days=1)
 
 
@@ -165,48 +185,27 @@ class SlaView(LedgerProjection):
     # -- the fold -----------------------------------------------------------------------
 
     def apply(self, env: Envelope, arrived_at: str) -> None:
-        t = self.db.table(TABLE)
-        match env.payload:
-            case AssistanceRequested() as r:
-                t.insert({
-                    "case_id": env.case, "number": env.number, "requester": r.requester,
-                    "assistor": r.assistor, "matter": r.matter.name, "channel": r.channel,
-                    "items": len(r.items), "applicant_kind": r.applicant.kind,
-                    "catalogue_item": r.catalogue_item, "catalogue_version": r.catalogue_version,
-                    "reply_within": r.reply_within, "decline_within": r.decline_within,
-                    "sent_at": env.time.isoformat(), "arrived_at": None, "due_at": None, "decline_due_at": None,
-                    "provisional": 0, "answered_at": None, "status": "requested", "outcome": None,
-                    "false_items": 0, "answered_by": None, "working_days_taken": None, "state": None,
-                }, ignore=True)
-                return
-            case AssistanceReceived() as r:
-                row = self._row(env.case)
-                if row is None:
-                    return
-                status = row["status"]  # a withdrawal may have come first
-                t.update(env.case, {"arrived_at": r.arrived_at.isoformat(),
-                                    "status": "received" if status == "requested" else status})
-            case AssistanceReplied() as r:
-                if self._row(env.case) is None:
-                    return
-                false = sum(1 for x in r.results if x.verdict == "false")
-                unver = sum(1 for x in r.results if x.verdict == "unverifiable")
-                outcome = "false" if false else ("unverifiable" if unver else "true")
-                t.update(env.case, {"answered_at": env.time.isoformat(), "status": self._answered(env.case, "replied"),
-                                    "outcome": outcome, "false_items": false, "answered_by": r.answered_by})
-            case AssistanceDeclined() as r:
-                if self._row(env.case) is None:
-                    return
-                t.update(env.case, {"answered_at": env.time.isoformat(), "status": self._answered(env.case, "declined"),
-                                    "outcome": "declined", "answered_by": r.answered_by})
-            case AssistanceWithdrawn():
-                row = self._row(env.case)
-                if row is None or row["status"] not in ("requested", "received"):  # else it crossed the answer
-                    return
-                t.update(env.case, {"answered_at": env.time.isoformat(), "status": "withdrawn",
-                                    "outcome": "withdrawn"})
-            case _:
-                return
+        raise SlaError("the SLA view folds whole ledger entries (apply_entry): it needs the signed digest")
+
+    def wants(self, event_type: str) -> bool:
+        return event_type.startswith("assistance.")
+
+    def apply_entry(self, entry: Entry, env: Envelope) -> None:
+        """Fold one entry with the assistance fold, at the time the platform stored it (第五条).
+
+        An event the fold refuses (a rule it breaks) changes nothing, as in a replay.
+        """
+        if not isinstance(env.payload, _ASSISTANCE):
+            return
+        row = self._row(env.case)
+        before = _thaw(row["fold"]) if row is not None else None
+        if before is None and row is not None:
+            return  # a row without a fold: cannot happen in a view built by this code
+        try:
+            state = assistance.apply(before, env, entry.signed.digest, recorded_at=_parse(entry.arrived_at))
+        except RuleError:
+            return
+        self.db.table(TABLE).upsert(_columns(state), pk="case_id")
         self._derive(env.case, self._current)
 
     def _row(self, case_id: str) -> dict[str, Any] | None:
@@ -214,10 +213,6 @@ class SlaView(LedgerProjection):
             return dict(self.db.table(TABLE).get(case_id))
         except sqlite_utils.db.NotFoundError:
             return None  # an event whose request the ledger does not hold: nothing to attach it to
-
-    def _answered(self, case_id: str, status: str) -> str:
-        # An answer that crossed a withdrawal in transit leaves the request withdrawn.
-        return "withdrawn" if self.db.table(TABLE).get(case_id)["status"] == "withdrawn" else status
 
     def _derive(self, case_id: str, cal: WorkingCalendar) -> None:
         """Recompute a row's deadlines and closed state from its stored times (order-independent)."""
@@ -409,6 +404,48 @@ def _derived(row: dict[str, Any], cal: WorkingCalendar) -> tuple[dict[str, Any],
         "provisional": int(reply.provisional or decline.provisional or provisional),
         "working_days_taken": days, "state": closed,
     }, set(range(first, last.year + 1))
+
+
+def _columns(st: CaseState) -> dict[str, Any]:
+    """A row's stored columns from the folded case: legal times decide, claims are kept beside them."""
+    r = st.request
+    false = sum(1 for x in st.results if x.verdict == "false")
+    unverifiable = sum(1 for x in st.results if x.verdict == "unverifiable")
+    # An answer that crossed a withdrawal (decision 12) keeps its outcome beside the withdrawn status.
+    outcome = ("false" if false else ("unverifiable" if unverifiable else "true")) if st.results else (
+        "declined" if st.reasons else ("withdrawn" if st.status == "withdrawn" else None))
+    return {
+        "case_id": st.case, "number": st.number, "requester": st.requester, "assistor": st.assistor,
+        "matter": r.matter.name, "channel": r.channel, "items": len(r.items), "applicant_kind": r.applicant.kind,
+        "catalogue_item": r.catalogue_item, "catalogue_version": r.catalogue_version,
+        "reply_within": r.reply_within, "decline_within": r.decline_within,
+        "sent_at": st.sent_at.isoformat(), "arrived_at": _iso(assistance.legal_arrival(st)),
+        "answered_at": _iso(assistance.legal_answer(st)), "status": st.status, "outcome": outcome,
+        "false_items": false, "answered_by": st.answered_by or None,
+        "acknowledged_at": _iso(st.arrived_at), "claimed_answered_at": _iso(st.answered_at),
+        "time_flags": "\n".join(st.time_flags), "fold": _freeze(st),
+    }
+
+
+def _freeze(st: CaseState) -> str:
+    """The folded case as the view keeps it: without personal data (decision 26), which the fold
+    no longer needs once the request is open (only the items' numbers, the parties and the times)."""
+    r = st.request
+    bare = msgspec.structs.replace(
+        r, applicant=Applicant(kind=r.applicant.kind, name="-", id_number="0" * 15),
+        items=[CommitmentItem(no=i.no, text="-") for i in r.items], staff=[])
+    return msgspec.json.encode(msgspec.structs.replace(
+        st, request=bare, reasons="-" if st.reasons else "", withdrawn_reason="-" if st.withdrawn_reason else "",
+        results=tuple(ItemResult(no=x.no, verdict=x.verdict, reason="-" if x.reason else "") for x in st.results),
+    )).decode()
+
+
+def _thaw(text: str | None) -> CaseState | None:
+    return msgspec.json.decode(text, type=CaseState) if text else None
+
+
+def _iso(t: datetime | None) -> str | None:
+    return t.isoformat() if t is not None else None
 
 
 def _year_digest(cal: WorkingCalendar, year: int) -> str:

@@ -17,6 +17,7 @@ from projections.history import (
     BEYOND,
     BEYOND_COMMITMENT,
     BREACHED,
+    TIME_CLAIM,
     UNSUPPORTED,
     UnknownCase,
     find_assistance_for,
@@ -349,3 +350,19 @@ def test_letters_for_a_commitment_case_render_the_notice_and_the_signed_commitme
     assert notice.endswith("区审批服务局\n2026年9月22日\n")
     assert signed.startswith("申请人承诺书\n\n区审批服务局：\n2026年9月21日，张三到贵单位办理食品经营许可事项，")
     assert signed.endswith("申请人（签字、捺印）：\n2026年9月22日\n")
+
+
+def test_an_arrival_signed_a_week_after_the_platform_stored_the_request_is_flagged(rec: Recorder) -> None:
+    """第五条: the assistor's receipt is evidence, not the clock; a claim against the platform's record is flagged."""
+    req = Request(rec)  # the ledger stores it at T0 + 2 s
+    req.received(T0 + timedelta(days=7))
+    h = history(rec.ledger, req.case)
+    assert h.lines[1].findings and h.lines[1].findings[0].startswith(f"{TIME_CLAIM}: gongan records the arrival")
+    assert [f for f in h.flags if f.startswith(TIME_CLAIM)] == [f"{h.lines[1].findings[0]} (pos 2)"]
+    assert isinstance(h.state, CaseState) and h.state.recorded_at == T0 + timedelta(seconds=2)
+
+
+def test_an_arrival_recorded_in_step_with_the_platform_is_not_flagged(rec: Recorder) -> None:
+    req = Request(rec)
+    req.received(T0 + timedelta(seconds=2))
+    assert not [f for f in history(rec.ledger, req.case).findings if f.startswith(TIME_CLAIM)]

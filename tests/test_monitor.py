@@ -114,3 +114,35 @@ def test_a_bad_reminder_setting_is_a_clear_error(tmp_path) -> None:  # type: ign
 
     with pytest.raises(SettingsError, match="XIEZHU_REMIND_BEFORE_HOURS"):
         Settings.resolve(tmp_path, None, {"XIEZHU_REMIND_BEFORE_HOURS": "soon"})
+
+
+async def test_a_request_whose_assisting_agent_never_runs_goes_overdue_and_the_breach_goes_out_on_time(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    """第五条: the deadline runs from the platform's record of the push; ziran's agent never starts."""
+    node = await make_node(settings, registry, clock, agents=("shenpi", "sifa")).start()
+    try:
+        case = request(node, assistor="ziran", check="")  # stored Monday 09-21: due 09-24 24:00
+        await node.settle()
+        assert node.ledger is not None and node.sla is not None and node.monitor is not None
+        assert [e.type for e in node.ledger.case(case)] == ["assistance.requested"]  # no acknowledgment, ever
+        [row] = node.sla.rows(now=clock.now())
+        assert (row["status"], row["state"], row["acknowledged_at"]) == ("requested", "on-time", None)
+        assert row["due_at"] == "2026-09-25T00:00:00+08:00"
+        clock.set(datetime(2026, 9, 24, 8, 0, tzinfo=SHANGHAI))
+        node.monitor.tick()
+        clock.set(datetime(2026, 9, 24, 23, 59, tzinfo=SHANGHAI))
+        node.monitor.tick()
+        assert node.monitor.stats.breaches == 0  # not before 24:00 of the last working day
+        clock.set(datetime(2026, 9, 25, 0, 0, 1, tzinfo=SHANGHAI))
+        node.monitor.tick()
+        node.wake_relays()
+        await node.settle()
+        assert sla_types(node, "shenpi") == ["sla.reminder:reply", "sla.breached:reply"]
+        [breach] = [n for n in node.store("shenpi").notices() if n.type == "sla.breached"]
+        assert breach.payload.due_at == datetime(2026, 9, 25, 0, 0, tzinfo=SHANGHAI)  # type: ignore[union-attr]
+        assert breach.payload.detected_at < datetime(2026, 9, 25, 0, 1, tzinfo=SHANGHAI)  # type: ignore[union-attr]
+        # The assisting bureau's copies are on the record although its agent never ran.
+        to_ziran = [e.type for e in node.ledger.entries() if e.recipient == "ziran" and e.type.startswith("sla.")]
+        assert to_ziran == ["sla.reminder", "sla.breached"]
+    finally:
+        await node.stop()

@@ -210,7 +210,10 @@ def test_as_of_cuts_by_ledger_arrival_not_by_the_senders_clock(desk: Desk, signe
     r = replay(desk.ledger, req.case, ring_of(signers), CAL, as_of=sh(2026, 10, 10, 9))
     assert r.status == "received" and r.later_entries == 1 and r.cutoff == "ledger arrival"
     full = replay(desk.ledger, req.case, ring_of(signers), CAL)
-    assert full.deadlines[0].state == "met"  # an answer's time is its signed time, as in the SLA view
+    # 第五条 (decision 28): an answer counts when the platform stored it, not when its envelope says.
+    assert (full.deadlines[0].state, full.deadlines[0].answered_at) == ("missed", sh(2026, 10, 12, 9))
+    assert full.events[-1].findings and full.events[-1].findings[0].startswith("时间与平台记录不符（第五条）")
+    assert "时间与平台记录不符" in render_text(full)
 
 
 # -- time limits in working days -------------------------------------------------------------------------------
@@ -239,7 +242,8 @@ def test_time_limits_are_met_or_missed_in_working_days_across_national_day_2026(
     assert (got["reply"].state, got["reply"].working_days_used, got["reply"].working_days_late) == reply
     assert (got["decline"].state, got["decline"].working_days_used, got["decline"].working_days_late) == decline
     answered = [d for d in r.deadlines if d.state in ("met", "missed")]
-    assert [d.answered_pos for d in answered] == [3] and answered[0].answered_at == at
+    # The answer counts when the ledger stored it (Desk: two seconds after it was signed), decision 28.
+    assert [d.answered_pos for d in answered] == [3] and answered[0].answered_at == at + timedelta(seconds=2)
 
 
 def test_an_open_request_is_judged_at_as_of_and_holidays_do_not_count(desk: Desk, signers: dict[str, Signer]) -> None:
@@ -262,11 +266,15 @@ def test_an_unknown_years_holidays_make_the_limits_provisional(desk: Desk, signe
     assert "(provisional calendar)" in render_text(r)
 
 
-def test_a_request_without_a_recorded_arrival_runs_no_time_limit(desk: Desk, signers: dict[str, Signer]) -> None:
+def test_a_request_never_acknowledged_runs_its_time_limits_from_the_ledgers_record(
+        desk: Desk, signers: dict[str, Signer]) -> None:
+    """第五条: 信息推送行为结束即视为对方接收到信息 — the assistor's receipt is not what starts the clock."""
     req = Req(desk, ARRIVAL)
     r = replay(desk.ledger, req.case, ring_of(signers), CAL, now=sh(2026, 12, 1))
-    assert r.deadlines == [] and r.status == "requested"
-    assert any("no arrival recorded" in n for n in r.notes)
+    assert r.status == "requested" and not r.notes
+    got = {d.kind: d for d in r.deadlines}
+    assert got["reply"].starts == ARRIVAL + timedelta(seconds=2)  # the ledger's arrival of the request
+    assert (got["reply"].last_day, got["reply"].state) == (date(2026, 10, 10), "missed")
 
 
 # -- signatures at their time ----------------------------------------------------------------------------------

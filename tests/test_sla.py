@@ -58,17 +58,20 @@ class Book:
         self.seq = itertools.count(1)
         self.numbers: dict[tuple[str, int], itertools.count[int]] = {}
 
-    def _append(self, sender: str, recipient: str, case: str, number: str, when: datetime, payload: object) -> Envelope:
+    def _append(self, sender: str, recipient: str, case: str, number: str, when: datetime, payload: object,
+                stored: datetime | None = None) -> Envelope:
+        """Sign ``payload`` dated ``when``; the platform stores it at ``stored`` (default: then too)."""
         signer = self.signers.setdefault(sender, make_signer(sender))
         env = Envelope(id=new_id(), sender=sender, recipient=recipient, case=case, number=number, time=when,
                        payload=payload)  # type: ignore[arg-type]
         signed = signer.sign(env)
-        self.ledger.append([(signed, env, next(self.seq), when)])
+        self.ledger.append([(signed, env, next(self.seq), stored or when)])
         self._last_digest = signed.digest
         return env
 
     def request(self, sent: datetime, *, requester: str = "shenpi", assistor: str = "gongan",
-                reply_within: int = 3, decline_within: int = 2) -> Case:
+                reply_within: int = 3, decline_within: int = 2, channel: str = "platform",
+                stored: datetime | None = None) -> Case:
         serial = next(self.numbers.setdefault((requester, sent.year), itertools.count(1)))  # YYYYNNNN per requester
         number, case = f"{sent.year}{serial:04d}", new_id()
         env = self._append(requester, assistor, case, number, sent, AssistanceRequested(
@@ -76,19 +79,21 @@ class Book:
             applicant=Applicant(kind="person", name="张三", id_number="370405199001011234"),
             matter=Matter(code="370405-XK-0101", name="食品经营许可"), applied_on=sent.date(),
             items=[CommitmentItem(no=1, text="本人无犯罪记录", check="police.no-criminal-record")],
-            channel="platform", catalogue_item="XZ-0001", catalogue_version=2,
-            reply_within=reply_within, decline_within=decline_within))
+            channel=channel, staff=["李明", "王芳"] if channel == "letter" else [],  # type: ignore[arg-type]
+            catalogue_item="XZ-0001", catalogue_version=2,
+            reply_within=reply_within, decline_within=decline_within), stored)
         return Case(case, env.id, self._last_digest, number, requester, assistor)
 
-    def receive(self, c: Case, at: datetime) -> None:
+    def receive(self, c: Case, at: datetime, stored: datetime | None = None) -> None:
         self._append(c.assistor, c.requester, c.id, c.number, at,
-                     AssistanceReceived(request_id=c.request_id, request_hash=c.digest, arrived_at=at))
+                     AssistanceReceived(request_id=c.request_id, request_hash=c.digest, arrived_at=at), stored)
 
-    def reply(self, c: Case, at: datetime, verdict: str = "true") -> None:
+    def reply(self, c: Case, at: datetime, verdict: str = "true", stored: datetime | None = None,
+              channel: str = "platform") -> None:
         self._append(c.assistor, c.requester, c.id, c.number, at, AssistanceReplied(
-            request_id=c.request_id, request_hash=c.digest, channel="platform",
+            request_id=c.request_id, request_hash=c.digest, channel=channel,  # type: ignore[arg-type]
             results=[ItemResult(no=1, verdict=verdict, reason="档案未移交" if verdict == "unverifiable" else "")],  # type: ignore[arg-type]
-            answered_by="operator:王伟"))
+            answered_by="operator:王伟"), stored)
 
     def decline(self, c: Case, at: datetime) -> None:
         self._append(c.assistor, c.requester, c.id, c.number, at, AssistanceDeclined(
@@ -100,8 +105,8 @@ class Book:
                      AssistanceWithdrawn(request_id=c.request_id, reason="申请人撤回申请"))
 
     def arrived(self, at: datetime, **kw: object) -> Case:
-        """A request sent a minute before ``at`` and recorded as arrived at ``at``."""
-        c = self.request(at - timedelta(minutes=1), **kw)  # type: ignore[arg-type]
+        """A request the platform stored at ``at`` (its legal arrival), acknowledged by the assistor then."""
+        c = self.request(at, **kw)  # type: ignore[arg-type]
         self.receive(c, at)
         return c
 
@@ -146,12 +151,17 @@ def test_a_request_arriving_before_national_day_is_due_at_24_00_of_the_make_up_s
     assert row["status"] == "received"
 
 
-def test_the_deadline_runs_from_the_recorded_arrival_not_from_the_sending(
+def test_the_deadline_runs_from_the_platforms_record_not_from_the_sending_nor_the_acknowledgment(
         tmp_path: Path, book: Book, ledger: Ledger) -> None:
-    c = book.request(sh(2026, 9, 24, 16))  # sent before Mid-Autumn
-    book.receive(c, sh(2026, 9, 28, 9))  # recorded as arrived after it
-    row = only(view_of(tmp_path, ledger), sh(2026, 9, 28, 10))
-    assert row["due_at"] == "2026-10-09T00:00:00+08:00"  # 09-29, 09-30, 10-08
+    """第五条: 信息推送行为结束即视为对方接收到信息，时间以系统记录的到达时间为准 (decision 28)."""
+    c = book.request(sh(2026, 9, 24, 16), stored=sh(2026, 9, 28, 9))  # dated before Mid-Autumn, pushed after
+    book.receive(c, sh(2026, 10, 8, 9))  # the assistor signs an arrival eight days late
+    row = only(view_of(tmp_path, ledger), sh(2026, 10, 8, 10))
+    assert row["arrived_at"] == "2026-09-28T09:00:00+08:00"
+    assert row["due_at"] == "2026-10-09T00:00:00+08:00"  # 09-29, 09-30, 10-08: the late record moves nothing
+    assert row["acknowledged_at"] == "2026-10-08T09:00:00+08:00"
+    assert "时间与平台记录不符（第五条）" in row["time_flags"]
+    assert "2026-10-08T09:00:00+08:00" in row["time_flags"]
 
 
 def test_a_reply_within_from_the_catalogue_row_sets_the_deadline(tmp_path: Path, book: Book, ledger: Ledger) -> None:
@@ -186,11 +196,45 @@ def test_due_soon_looks_across_a_holiday_to_the_next_working_day(tmp_path: Path,
     assert only(view, sh(2026, 9, 29, 15))["state"] == "on-time"
 
 
-def test_a_request_without_a_recorded_arrival_is_in_transit_with_no_deadline(
+def test_a_platform_request_never_acknowledged_is_due_from_its_push_and_goes_overdue(
         tmp_path: Path, book: Book, ledger: Ledger) -> None:
+    """The assistor's agent never ran: the deadline runs from the platform's record all the same."""
     book.request(sh(2026, 9, 30, 10))
-    row = only(view_of(tmp_path, ledger), sh(2026, 12, 1, 9))
+    view = view_of(tmp_path, ledger)
+    row = only(view, sh(2026, 9, 30, 11))
+    assert (row["state"], row["status"], row["acknowledged_at"]) == ("on-time", "requested", None)
+    assert row["due_at"] == "2026-10-11T00:00:00+08:00"
+    assert only(view, sh(2026, 12, 1, 9))["state"] == "overdue"
+
+
+def test_a_letter_not_yet_delivered_is_in_transit_with_no_deadline(
+        tmp_path: Path, book: Book, ledger: Ledger) -> None:
+    """协助函（二）: a letter carried by staff arrives with the visit the assistor records."""
+    c = book.request(sh(2026, 9, 30, 10), channel="letter")
+    view = view_of(tmp_path, ledger)
+    row = only(view, sh(2026, 12, 1, 9))
     assert (row["state"], row["status"], row["due_at"]) == ("in-transit", "requested", None)
+    book.receive(c, sh(2026, 10, 9, 10))
+    view.follow(ledger)
+    assert only(view, sh(2026, 10, 9, 11))["due_at"] == "2026-10-14T00:00:00+08:00"  # 10-10 (make-up), 10-12, 10-13
+
+
+def test_a_letter_recorded_as_arriving_before_it_was_sent_starts_no_deadline(
+        tmp_path: Path, book: Book, ledger: Ledger) -> None:
+    c = book.request(sh(2026, 9, 30, 10), channel="letter")
+    book.receive(c, sh(2026, 9, 20, 10))  # backdated before the letter existed: the fold refuses it
+    row = only(view_of(tmp_path, ledger), sh(2026, 10, 9, 11))
+    assert (row["state"], row["due_at"], row["acknowledged_at"]) == ("in-transit", None, None)
+
+
+def test_an_answer_counts_when_the_platform_stored_it_not_when_its_envelope_says(
+        tmp_path: Path, book: Book, ledger: Ledger) -> None:
+    c = book.arrived(sh(2026, 9, 30, 10))  # due 10-10 24:00
+    book.reply(c, sh(2026, 10, 9, 9), stored=sh(2026, 10, 19, 9))  # dated in time, pushed ten days later
+    row = only(view_of(tmp_path, ledger), sh(2026, 10, 20, 9))
+    assert (row["state"], row["answered_at"]) == ("answered-late", "2026-10-19T09:00:00+08:00")
+    assert row["claimed_answered_at"] == "2026-10-09T09:00:00+08:00"
+    assert "时间与平台记录不符（第五条）" in row["time_flags"]
 
 
 @pytest.mark.parametrize(("answer", "at", "state", "days"), [
@@ -301,7 +345,7 @@ def test_stats_per_bureau_count_rates_working_days_and_breaches(tmp_path: Path, 
     book.withdraw(book.arrived(mon), sh(2026, 11, 3, 9))
     book.arrived(mon, requester="gongan", assistor="shenpi")  # the other way round
     book.reply(book.arrived(sh(2026, 10, 30, 10)), sh(2026, 11, 20, 9))  # arrived before the period: not counted
-    book.request(sh(2026, 11, 20, 8))  # in transit: sent, not received
+    book.request(sh(2026, 11, 20, 8), channel="letter")  # in transit: a letter not yet delivered
 
     view = view_of(tmp_path, ledger)
     now = sh(2026, 11, 20, 10)
@@ -338,7 +382,7 @@ def test_the_rebuilt_view_equals_the_live_one_row_for_row(tmp_path: Path, book: 
     c = book.arrived(sh(2026, 12, 30, 10))  # its deadline runs into provisional 2027
     book.withdraw(c, sh(2026, 12, 31, 9))
     book.reply(c, sh(2026, 12, 31, 10))
-    book.request(sh(2027, 1, 4, 9))
+    book.request(sh(2027, 1, 4, 9), channel="letter")
     book.arrived(sh(2027, 1, 4, 10))
     view.follow(ledger)
     now = sh(2027, 1, 6, 12)

@@ -107,7 +107,7 @@ def letters_for(history: CaseHistory, names: Names) -> list[Letter]:
         env = line.envelope
         if env is None:
             continue
-        state, err = fold_step(state, history.kind, env, line.digest)
+        state, err = fold_step(state, history.kind, env, line.digest, recorded_at=line.arrived_at)
         if err is None and state is not None:
             letter = _letter_at(state, env.payload, shanghai_day(env.time), names)
             if letter is not None:
