@@ -11,8 +11,8 @@ from datetime import UTC, date, datetime, timedelta
 import nats
 import pytest
 
-from aggregates.registry import Registry
 from aggregates.clock import SystemClock
+from aggregates.registry import Registry
 from aggregates.workdays import WorkingCalendar
 from broker.server import server_list
 from broker.streams import EVENTS_STREAM
