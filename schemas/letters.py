@@ -1,4 +1,5 @@
-"""The letters a clerk prints: 附件4-1/4-2 (行政协助函), 附件5 (回复函), the written decline, 附件6 and 附件7.
+"""The letters a clerk prints: 附件4-1/4-2 (行政协助函), 附件5 (回复函), the written decline, 附件6, 附件7
+and the notices of the consequences of a false commitment (三（三）).
 
 Each Struct holds exactly what its letter shows, already in the words printed (bureau names in
 Chinese, commitment texts in order), so that a letter can be built from any case state and
@@ -230,7 +231,74 @@ class ApplicantCommitment(msgspec.Struct, frozen=True, kw_only=True, tag="letter
             _not_before(name, "signed_on", self.signed_on, "applied_on", self.applied_on)
 
 
-Letter = AssistanceLetter | ReplyLetter | DeclineLetter | CommitmentNotice | ApplicantCommitment
+#: 三（三）: the consequences of a false commitment that the applicant is told of in writing.
+Consequence = Literal["terminated", "rectification", "revoked", "licence-return"]
+#: The title of each consequence notice (no template in the seed; the usual names of such notices).
+CONSEQUENCE_TITLE: dict[str, str] = {
+    "terminated": "终止办理通知书",
+    "rectification": "责令限期整改通知书",
+    "revoked": "撤销行政许可决定书",
+    "licence-return": "交回行政许可证件通知书",
+}
+_CASE_NUMBER = re.compile(r"^C\d{8}$")
+
+
+class ConsequenceNotice(msgspec.Struct, frozen=True, kw_only=True, tag="letter.consequence"):
+    """三（三）: the bureau tells the applicant what follows the false commitment found in their case.
+
+    One of: 终止办理 (before approval), 责令限期整改 (with its deadline), 撤销 of the approval
+    (naming the decision), and the notice to hand the licence back within 2 days of the
+    revocation (附件6: 限你在撤销之日起2日内将取得证件（行政许可证）原件交回我单位).
+    """
+
+    consequence: Consequence
+    #: The commitment case, e.g. ``C20260001``: the notice's 编号.
+    number: Annotated[str, msgspec.Meta(pattern=r"^C\d{8}$")]
+    bureau_name: Line
+    applicant_name: Line
+    applied_on: date
+    matter_name: Line
+    #: The commitments found false, as the applicant made them.
+    items: Items
+    #: Why, in law (the event's ``legal_reason``).
+    legal_reason: Text
+    #: 责令限期整改: the day by which to put things right.
+    deadline: date | None = None
+    #: 撤销 and 交回: the decision (licence) number, e.g. 台审批许〔2026〕0001号.
+    decision_no: Annotated[str, msgspec.Meta(max_length=64)] = ""
+    #: 交回: the last day to hand the licence back (2 days after the revocation).
+    return_by: date | None = None
+    dated: date
+
+    def __post_init__(self) -> None:
+        name = f"{self.consequence} notice"
+        if self.consequence not in CONSEQUENCE_TITLE:
+            raise _fail(name, "consequence", "is not one of " + ", ".join(CONSEQUENCE_TITLE))
+        if not _CASE_NUMBER.match(self.number):
+            raise _fail(name, "number", f"must be a commitment case like C20260001, not {self.number!r}")
+        for field in ("bureau_name", "applicant_name", "matter_name"):
+            _line(name, field, getattr(self, field))
+        _items(name, self.items)
+        if not self.legal_reason.strip():
+            raise _fail(name, "legal_reason", "is empty: a consequence must cite its ground in law")
+        if self.consequence == "rectification":
+            if self.deadline is None:
+                raise _fail(name, "deadline", "is missing: 责令限期整改 needs a deadline")
+            _not_before(name, "deadline", self.deadline, "dated", self.dated)
+        if self.consequence in ("revoked", "licence-return") and not self.decision_no.strip():
+            raise _fail(name, "decision_no", "is missing: a revocation names the decision it revokes")
+        if self.consequence == "licence-return":
+            if self.return_by is None:
+                raise _fail(name, "return_by", "is missing: the licence is due back by a date")
+            _not_before(name, "return_by", self.return_by, "dated", self.dated)
+        _not_before(name, "dated", self.dated, "applied_on", self.applied_on)
+
+    @property
+    def title(self) -> str:
+        return CONSEQUENCE_TITLE[self.consequence]
+
+
+Letter = AssistanceLetter | ReplyLetter | DeclineLetter | CommitmentNotice | ApplicantCommitment | ConsequenceNotice
 
 _decoder: msgspec.json.Decoder[Letter] = msgspec.json.Decoder(Letter)
 

@@ -177,8 +177,33 @@ def test_a_case_history_and_its_letters_come_from_the_ledger(demo_dir, tmp_path:
     signed = next(c for c in cases.values() if c["status"] in ("closed", "approved", "revoked"))
     run("letter", signed["number"], "--from", signed["bureau"], "--out", str(tmp_path / "letters"), data_dir=data)
     written = sorted(p.name for p in (tmp_path / "letters").iterdir())
-    assert any("notice" in n for n in written) and any("commitment" in n for n in written)
-    assert "承诺告知书" in next((tmp_path / "letters").glob("*notice*")).read_text(encoding="utf-8")
+    assert f"{signed['number']}-承诺告知书.txt" in written and f"{signed['number']}-申请人承诺书.txt" in written
+    assert "承诺告知书" in (tmp_path / "letters" / f"{signed['number']}-承诺告知书.txt").read_text(encoding="utf-8")
+
+
+def test_letters_as_docx_and_pdf_with_chinese_names_including_the_consequence_notices(  # type: ignore[no-untyped-def]
+        demo_dir, tmp_path: Path) -> None:
+    data, _ = demo_dir
+    cases = json.loads(run("cases", "--json", data_dir=data).stdout)
+    revoked = next(c for c in cases.values() if c["status"] == "revoked")
+    out = tmp_path / "docx"
+    files = json.loads(run("letter", revoked["number"], "--from", revoked["bureau"], "--format", "docx", "--out",
+                           str(out), "--json", data_dir=data).stdout)
+    names = [Path(f["file"]).name for f in files]
+    n = revoked["number"]
+    assert names[:2] == [f"{n}-承诺告知书.docx", f"{n}-申请人承诺书.docx"]
+    assert f"{n}-撤销行政许可决定书.docx" in names and f"{n}-交回行政许可证件通知书.docx" in names
+    assert {f["type"] for f in files} >= {"letter.notice", "letter.commitment", "letter.consequence"}
+    assert sorted(p.name for p in out.iterdir()) == sorted(names)
+    rows = json.loads(run("sla", "--json", data_dir=data).stdout)
+    replied = next(r for r in rows.values() if r["status"] == "replied")
+    pdfs = json.loads(run("letter", replied["number"], "--from", replied["requester"], "--format", "pdf", "--out",
+                          str(tmp_path / "pdf"), "--json", data_dir=data).stdout)
+    assert Path(pdfs[0]["file"]).name == f"{replied['number']}-行政协助函（一）.pdf"
+    assert all(Path(f["file"]).read_bytes().startswith(b"%PDF-") for f in pdfs)
+    bad = run("letter", replied["number"], "--from", replied["requester"], "--format", "odt", data_dir=data,
+              check=False)
+    assert bad.returncode == 1 and "--format must be one of txt, docx, pdf" in bad.stderr
 
 
 def test_a_bureau_handles_credit_repair_from_the_command_line(demo_dir) -> None:  # type: ignore[no-untyped-def]

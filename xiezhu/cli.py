@@ -263,29 +263,41 @@ def letter(
     ctx: typer.Context,
     number: Annotated[str, typer.Argument(help="A letter number (20260001) or a commitment case (C20260001).")],
     sender: Annotated[str | None, typer.Option("--from", help="The requesting / handling bureau.")] = None,
-    out_dir: Annotated[Path | None, typer.Option("--out", help="Write one .txt per letter here.")] = None,
+    fmt: Annotated[str, typer.Option("--format", help="txt, docx (editable in WPS/Word) or pdf.")] = "txt",
+    out_dir: Annotated[Path | None, typer.Option(
+        "--out", help="Write one file per letter here (default for docx/pdf: the current folder).")] = None,
+    as_json: AsJson = False,
 ) -> None:
-    """The letters of a case (附件4–7) as printable text: request, reply or decline, notice, commitment.
+    """The letters of a case (附件4–7, the decline, the consequence notices) as text, DOCX or PDF.
 
-    Example: [bold]xiezhu letter 20260007 --from shenpi --out letters/[/]
+    Files are named as a clerk files them: 20260007-行政协助函（一）.docx, C20260001-承诺告知书.pdf.
+
+    Example: [bold]xiezhu letter 20260007 --from shenpi --format docx --out letters/[/]
     """
     from projections.documents.case_letters import letters_for
+    from projections.documents.files import FORMATS, write_letters
     from projections.documents.letters import render
 
+    if fmt not in FORMATS:
+        raise XiezhuError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
     h, _ = _case_history(_settings(ctx), number, sender)
     reg = Registry.load()
     letters = letters_for(h, reg.name)
     if not letters:
         raise XiezhuError(f"case {number} has no letter yet")
-    texts = [render(x) for x in letters]
-    if out_dir is None:
-        sys.stdout.write(("\n" + "─" * 40 + "\n\n").join(texts))
+    if out_dir is None and fmt == "txt":
+        if as_json:
+            _print_json([{"type": type(x).__struct_config__.tag, "number": h.number, "text": render(x),
+                          "letter": msgspec.to_builtins(x)} for x in letters])
+            return
+        sys.stdout.write(("\n" + "─" * 40 + "\n\n").join(render(x) for x in letters))
         return
-    out_dir.mkdir(parents=True, exist_ok=True)
-    for i, (x, text) in enumerate(zip(letters, texts, strict=True), start=1):
-        path = out_dir / f"{number}-{i}-{type(x).__struct_config__.tag}.txt"
-        path.write_text(text, encoding="utf-8")
-        err.print(f"wrote {path}")
+    written = write_letters(letters, h.number, fmt, out_dir or Path("."))
+    if as_json:
+        _print_json([w.as_json() for w in written])
+        return
+    for w in written:
+        err.print(f"wrote {w.path}")
 
 
 @app.command()

@@ -15,11 +15,19 @@ from aggregates.commitment import CommitmentState
 from aggregates.store import SHANGHAI
 from projections.history import CaseHistory, State, fold_step
 from schemas.assistance import AssistanceDeclined, AssistanceReplied, AssistanceRequested
-from schemas.commitment import CommitmentSigned, NoticeIssued
+from schemas.commitment import (
+    CommitmentSigned,
+    DecisionRevoked,
+    NoticeIssued,
+    ProcessingTerminated,
+    RectificationOrdered,
+)
 from schemas.letters import (
     ApplicantCommitment,
     AssistanceLetter,
     CommitmentNotice,
+    Consequence,
+    ConsequenceNotice,
     DeclineLetter,
     Letter,
     ReplyItem,
@@ -93,6 +101,20 @@ def applicant_commitment(state: CommitmentState, names: Names) -> ApplicantCommi
     )
 
 
+def consequence_notice(state: CommitmentState, names: Names, consequence: Consequence, legal_reason: str,
+                       dated: date, *, deadline: date | None = None, return_by: date | None = None
+                       ) -> ConsequenceNotice:
+    """三（三）: a notice of what follows the false commitment, naming the items found false."""
+    false = set(state.false_items)
+    return ConsequenceNotice(
+        consequence=consequence, number=state.number, bureau_name=names(state.bureau),
+        applicant_name=state.applicant.name, applied_on=state.applied_on, matter_name=state.matter_name,
+        items=[i.text for i in state.items if i.no in false] or [i.text for i in state.items],
+        legal_reason=legal_reason, deadline=deadline, decision_no=state.decision_no, return_by=return_by,
+        dated=dated,
+    )
+
+
 def letters_for(history: CaseHistory, names: Names) -> list[Letter]:
     """Every letter of the case, in the order of the events that produced them.
 
@@ -109,10 +131,28 @@ def letters_for(history: CaseHistory, names: Names) -> list[Letter]:
             continue
         state, err = fold_step(state, history.kind, env, line.digest, recorded_at=line.arrived_at)
         if err is None and state is not None:
-            letter = _letter_at(state, env.payload, shanghai_day(env.time), names)
-            if letter is not None:
-                letters.append(letter)
+            letters.extend(_letters_at(state, env.payload, shanghai_day(env.time), names))
     return letters
+
+
+def _letters_at(state: State, payload: object, day: date, names: Names) -> list[Letter]:
+    """The letters an event that has just been folded into ``state`` gives rise to.
+
+    A revocation gives two: the decision that revokes, and the notice to hand the licence back
+    by the day it is due (the applicant keeps the one, the bureau files the other's receipt).
+    """
+    match state, payload:
+        case CommitmentState(), ProcessingTerminated(legal_reason=reason):
+            return [consequence_notice(state, names, "terminated", reason, day)]
+        case CommitmentState(), RectificationOrdered(legal_reason=reason, deadline=deadline):
+            return [consequence_notice(state, names, "rectification", reason, day, deadline=deadline)]
+        case CommitmentState(), DecisionRevoked(legal_reason=reason, licence_return_due=due):
+            if not state.decision_no:
+                return []
+            return [consequence_notice(state, names, "revoked", reason, day),
+                    consequence_notice(state, names, "licence-return", reason, day, return_by=shanghai_day(due))]
+    single = _letter_at(state, payload, day, names)
+    return [single] if single is not None else []
 
 
 def _letter_at(state: State, payload: object, day: date, names: Names) -> Letter | None:

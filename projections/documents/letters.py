@@ -17,6 +17,7 @@ from schemas.letters import (
     ApplicantCommitment,
     AssistanceLetter,
     CommitmentNotice,
+    ConsequenceNotice,
     DeclineLetter,
     Letter,
     ReplyItem,
@@ -31,6 +32,8 @@ ASK = "请贵单位对申请人承诺的真实性予以核查，并在{days}个�
 STAFF = "我单位指派{first}、{second}两名同志前往贵单位调查核实，"
 COPIES_REQUEST = "（一式两份，部门一份，行政协助部门一份）"
 COPIES_REPLY = "（一式两份，部门一份，请求行政协助部门一份）"
+#: A consequence notice (no template): one for the applicant, one kept with the case.
+COPIES_NOTICE = "（一式两份，申请人一份，部门存档一份）"
 #: 附件5, before the items.
 REPLY_ASKED = "贵单位请我单位协助核实申请人承诺事项："
 #: 附件6, after the items.
@@ -186,6 +189,52 @@ def render_applicant_commitment(commitment: ApplicantCommitment) -> str:
     ])
 
 
+#: 三（三）, quoted by every consequence notice.
+CONSEQUENCE_RULE = ("在信息核查和事中事后监管中发现承诺不实的，"
+                    "要依法终止办理、责令限期整改、撤销行政决定或者予以行政处罚，并将数据推送至信用中国计入个人诚信档案等")
+SCHEME = "台儿庄区人民政府《台儿庄区全面推行证明事项告知承诺制工作实施方案》"
+
+
+def consequence_body(notice: ConsequenceNotice) -> list[str]:
+    """The paragraphs of a consequence notice between its addressee and its signature."""
+    found = (f"{zh_date(notice.applied_on)}，你到我单位办理{notice.matter_name}事项，以书面承诺代替证明材料。"
+             "经我单位核查，你作出的下列承诺与实际情况不符，属于虚假承诺：")
+    reason = "事实和理由：" + notice.legal_reason.strip().rstrip("。") + "。"
+    ground = f"根据{SCHEME}关于“{CONSEQUENCE_RULE}”的规定，"
+    match notice.consequence:
+        case "terminated":
+            decision = ground + f"我单位决定终止办理你申请的{notice.matter_name}事项。"
+        case "rectification":
+            assert notice.deadline is not None
+            decision = (ground + f"我单位责令你于{zh_date(notice.deadline)}前完成整改，"
+                        "并将整改情况书面报告我单位。逾期未整改的，我单位将依法撤销已批准事项。")
+        case "revoked":
+            decision = (ground + f"我单位决定撤销{notice.decision_no}行政许可决定。"
+                        "请你在撤销之日起2日内将取得证件（行政许可证）原件交回我单位。")
+        case "licence-return":
+            assert notice.return_by is not None
+            found = (f"你在我单位办理{notice.matter_name}事项取得的{notice.decision_no}行政许可，"
+                     "因你作出的下列承诺与实际情况不符，已被依法撤销：")
+            decision = (f"根据你签署的《申请人承诺书》和我单位《承诺告知书》，请你于{zh_date(notice.return_by)}前"
+                        "将取得证件（行政许可证）原件交回我单位。逾期不交回的，我单位将依法处理。")
+    return [found, *_numbered(notice.items), reason, decision]
+
+
+def render_consequence_notice(notice: ConsequenceNotice) -> str:
+    """三（三）: 终止办理, 责令限期整改, 撤销, or the notice to hand back the licence."""
+    return _page([
+        notice.title,
+        f"（编号：{notice.number}）",
+        "",
+        f"{notice.applicant_name}：",
+        *consequence_body(notice),
+        "",
+        notice.bureau_name,
+        zh_date(notice.dated),
+        COPIES_NOTICE,
+    ])
+
+
 def render(letter: Letter) -> str:
     """The printable text of any letter."""
     match letter:
@@ -199,6 +248,8 @@ def render(letter: Letter) -> str:
             return render_commitment_notice(letter)
         case ApplicantCommitment():
             return render_applicant_commitment(letter)
+        case ConsequenceNotice():
+            return render_consequence_notice(letter)
 
 
 def _page(lines: list[str]) -> str:
