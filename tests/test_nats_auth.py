@@ -48,7 +48,7 @@ from broker.auth import (
 from broker.intake import DeadLetters, Delivery, IntakeStats, read_dead_letters
 from broker.relay import Positions, Relay, RelayError
 from broker.server import EmbeddedNats, find_binary, free_port
-from broker.signing import Malformed, Signer
+from broker.signing import Signer
 from broker.streams import (
     DLQ_PREFIX,
     DLQ_STREAM,
@@ -231,7 +231,7 @@ async def test_a_bureau_publishes_as_itself_and_fetches_acks_and_dead_letters_it
     [again] = await sub.fetch(1, timeout=2)
     await again.ack_sync()
     dead = Delivery(subject=msg.subject, data=msg.data, headers={}, stream_seq=2, num_delivered=1, timestamp=T0)
-    await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, Malformed("a test rejection"))
+    await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, "malformed", "a test rejection")
     info = await admin.js.consumer_info(EVENTS_STREAM, agent_consumer("gongan"))
     assert (info.num_pending, info.num_ack_pending, info.ack_floor.stream_seq) == (0, 0, 2)
     assert await stream_counts(admin) == (2, 1)
@@ -456,7 +456,7 @@ async def test_the_provisioner_provisions_settles_reads_dead_letters_and_publish
     gongan = await connect("gongan")
     dead = Delivery(subject="xz.shenpi.gongan.assistance.requested", data=b"forged", headers={}, stream_seq=1,
                     num_delivered=1, timestamp=T0)
-    await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, Malformed("a test rejection"))
+    await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, "malformed", "a test rejection")
     assert (await admin.js.stream_info(DLQ_STREAM)).state.messages == 1  # the demo's summary
     [letter] = await read_dead_letters(admin.js)
     assert (letter.rejected_by, letter.data) == ("gongan", b"forged")
