@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import http.client
 import logging
-import os
 import re
 import urllib.error
 import urllib.request
@@ -22,6 +21,7 @@ from typing import Any, Protocol
 
 import msgspec
 
+from broker.files import write_private
 from projections.credit import CreditView
 from schemas.errors import XiezhuError
 
@@ -65,13 +65,7 @@ class DirectoryCreditChina:
                 if path.read_bytes() != data:
                     raise CreditChinaError(f"{path} already holds a different record {rid}")
                 return f"file:{path.name}"
-            tmp = path.with_suffix(".json.tmp")
-            fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-            with os.fdopen(fd, "wb") as f:
-                f.write(data)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
+            write_private(path, data)
         except OSError as e:
             raise CreditChinaError(f"cannot write {path}: {e}") from e
         return f"file:{path.name}"

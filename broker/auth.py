@@ -30,6 +30,7 @@ from typing import Any, Literal
 import nkeys
 from faststream.nats.security import NatsNKey
 
+from broker.files import write_private
 from broker.streams import (
     DLQ_PREFIX,
     DLQ_STREAM,
@@ -154,7 +155,8 @@ def generate_identities(codes: Iterable[str], directory: Path) -> dict[str, Iden
     for name in [*codes, LEDGER, ADMIN]:
         path = seed_path(directory, name)
         if not path.exists():
-            _write_seed(path, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER))
+            # A seed that appeared meanwhile (which the server may already trust) wins.
+            write_private(path, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER) + b"\n", keep_existing=True)
         out[name] = load_identity(directory, name)
     return out
 
@@ -178,8 +180,7 @@ def copy_identity(source: Path, name: str, target: Path) -> Path:
     target = Path(target)
     target.mkdir(mode=0o700, parents=True, exist_ok=True)
     dst = seed_path(target, name)
-    dst.unlink(missing_ok=True)  # the source is what the servers trust: it replaces a stale copy
-    _write_seed(dst, seed.encode())
+    write_private(dst, seed.encode() + b"\n")  # the source is what the servers trust: it replaces a stale copy
     return dst
 
 
@@ -339,25 +340,6 @@ def broker_options(identity: Identity) -> dict[str, Any]:
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
         raise AuthError(f"{name!r} cannot name a NATS user: lower-case letters, digits and '-'", name=name)
-
-
-def _write_seed(path: Path, seed: bytes) -> None:
-    # Written whole to a private temporary file, then linked into place: a crash leaves no
-    # half seed, and a seed that appeared meanwhile (which the server may already trust) wins.
-    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.fchmod(fd, 0o600)
-        os.write(fd, seed + b"\n")
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    try:
-        os.link(tmp, path)
-    except FileExistsError:
-        pass
-    finally:
-        tmp.unlink()
 
 
 def _q(value: str) -> str:

@@ -46,6 +46,7 @@ from agencies.trust.trust_list import (
     state_of,
 )
 from aggregates.registry import JUSTICE, ROOT_AUTHORITY
+from broker.files import write_file, write_private
 from broker.sealing import Opener, SealingError, seal
 from broker.signing import KeyRing, Signer
 from schemas.dispute import DisputeRaised
@@ -189,10 +190,10 @@ class KeyStore:
             # the seed of whichever key signs next): the old key retired, the new seed in place,
             # the handover, root.pub, and the new key's first version.
             self._retire_anchor(old_anchor)
-            _write_private(self._retired_root_file(old.kid, ".ed25519"), old_seed)
-            _replace(self._retired_root_file(old.kid, ".handover.json"),
-                     msgspec.json.format(msgspec.json.encode(handover)) + b"\n", 0o644)
-            _replace(self.root_key_file, bytes(key), 0o600)
+            write_private(self._retired_root_file(old.kid, ".ed25519"), old_seed)
+            write_file(self._retired_root_file(old.kid, ".handover.json"),
+                       msgspec.json.format(msgspec.json.encode(handover)) + b"\n", mode=0o644)
+            write_private(self.root_key_file, bytes(key))
             self._write_trust(handover)
             self._write_anchor(successor)
             self._write_trust(first)
@@ -254,7 +255,7 @@ class KeyStore:
         if self._retired_anchor(anchor.kid) == anchor:
             return
         self.retired_root_dir.mkdir(mode=0o700, exist_ok=True)
-        _replace(path, msgspec.json.format(msgspec.json.encode(anchor)) + b"\n", 0o644)
+        write_file(path, msgspec.json.format(msgspec.json.encode(anchor)) + b"\n", mode=0o644)
 
     def _signed_by(self, signed: SignedTrustList) -> TrustAnchor:
         """The root key that must have signed ``signed``: the pinned one, or for the handover to it, its predecessor."""
@@ -355,7 +356,7 @@ class KeyStore:
                     signer = self.signer(code)
                 else:
                     key = nacl.signing.SigningKey.generate()
-                    _write_private(self._key_file(code), bytes(key))
+                    write_private(self._key_file(code), bytes(key))
                     signer = Signer(code, kid_for(code, key), key)
                 entries.append(TrustEntry(kid=signer.kid, bureau=code, public_key=signer.public_key,
                                           valid_from=valid_from, box_key=self._new_box(signer.kid)))
@@ -401,7 +402,7 @@ class KeyStore:
             signed = sign_list(next_version(held, entries, now), root)
             if key is not None:
                 self._retire_current(code)
-                _write_private(self._key_file(code), bytes(key))
+                write_private(self._key_file(code), bytes(key))
             self._write_trust(signed)
             self._prune_retired(signed.entries, now)
             return signed
@@ -448,7 +449,8 @@ class KeyStore:
         path = self._box_file(kid)
         if not path.exists():
             self.box_dir.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _write_private(path, bytes(nacl.public.PrivateKey.generate()))
+            # Never replaced: what was sealed to this key opens with it alone.
+            write_private(path, bytes(nacl.public.PrivateKey.generate()), keep_existing=True)
         return bytes(nacl.public.PrivateKey(_read_seed(path)).public_key)
 
     def _with_box(self, entry: TrustEntry) -> TrustEntry:
@@ -503,8 +505,7 @@ class KeyStore:
             try:
                 with self._locked():
                     if not path.exists():  # another process may have made it meanwhile: never replace one
-                        path.with_name(path.name + ".tmp").unlink(missing_ok=True)  # a stale one keeps its mode
-                        _replace(path, os.urandom(32), 0o600)
+                        write_private(path, os.urandom(32), keep_existing=True)
             except OSError as e:
                 raise KeyStoreError(f"cannot create the store key {path}: {e}") from e
         try:
@@ -540,7 +541,7 @@ class KeyStore:
         def put(src: Path, rel: str, mode: int) -> None:
             target = out.dir / rel
             target.parent.mkdir(mode=0o700, parents=True, exist_ok=True)
-            _replace(target, src.read_bytes(), mode)
+            write_file(target, src.read_bytes(), mode=mode)
             written.append(target)
 
         for code in codes:
@@ -616,16 +617,16 @@ class KeyStore:
             raise KeyStoreError(f"{self.trust_file} is signed by a root key, but {self.anchor_file} is missing; "
                                 f"copy root.pub from the root authority ({self.authority})")
         key = nacl.signing.SigningKey.generate()
-        _write_private(self.root_key_file, bytes(key))
+        write_private(self.root_key_file, bytes(key))
         self._write_anchor(TrustAnchor(authority=self.authority, kid=root_kid_for(self.authority, key),
                                        public_key=bytes(key.verify_key)))
         return self.root_signer()
 
     def _write_anchor(self, anchor: TrustAnchor) -> None:
-        _replace(self.anchor_file, msgspec.json.format(msgspec.json.encode(anchor)) + b"\n", 0o644)
+        write_file(self.anchor_file, msgspec.json.format(msgspec.json.encode(anchor)) + b"\n", mode=0o644)
 
     def _write_trust(self, signed: SignedTrustList) -> None:
-        _replace(self.trust_file, msgspec.json.format(msgspec.json.encode(signed)) + b"\n", 0o644)
+        write_file(self.trust_file, msgspec.json.format(msgspec.json.encode(signed)) + b"\n", mode=0o644)
 
     def _retire_current(self, code: str) -> None:
         path = self._key_file(code)
@@ -633,7 +634,7 @@ class KeyStore:
             return
         current = self.signer(code)
         self.retired_dir.mkdir(mode=0o700, exist_ok=True)
-        _write_private(self.retired_dir / f"{current.kid}.ed25519", _read_seed(path))
+        write_private(self.retired_dir / f"{current.kid}.ed25519", _read_seed(path))
 
     def _prune_retired(self, entries: list[TrustEntry], now: datetime) -> None:
         """Forget retired seeds whose keys can no longer sign anything valid."""
@@ -738,23 +739,3 @@ def _read_seed(path: Path) -> bytes:
     if len(seed) != 32:
         raise KeyStoreError(f"{path} is not a 32-byte Ed25519 seed")
     return seed
-
-
-def _replace(path: Path, data: bytes, mode: int) -> None:
-    tmp = path.with_name(path.name + ".tmp")
-    fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, mode)
-    try:
-        os.write(fd, data)
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-    os.replace(tmp, path)
-
-
-def _write_private(path: Path, data: bytes) -> None:
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
-    try:
-        os.write(fd, data)
-    finally:
-        os.close(fd)
-    os.chmod(path, 0o600)
