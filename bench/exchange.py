@@ -93,10 +93,12 @@ from aggregates.clock import SystemClock
 from aggregates.registry import Registry
 from aggregates.store import AssistanceCase
 from bench import floor
+from broker.auth import ADMIN
 from broker.server import EmbeddedNats, ServerError, find_binary
 from broker.signing import b64
 from broker.streams import (
     EVENTS_STREAM,
+    LEDGER_CONSUMER,
     agent_consumer,
     consumer_config,
     ensure_streams,
@@ -148,11 +150,15 @@ class Options:
     throughput_poll_ms: float = 5.0
     seed: int = 20260921
     floor_seconds: float = 3.0
+    #: The paced phase: ``paced`` exchanges offered at ``rate`` a second, whatever the replies do.
+    paced: int = 500
+    rate: float = 100.0
+    lag_interval_s: float = 0.25
 
     @property
     def total_requests(self) -> int:
         """Every exchange one system runs, warm-up included."""
-        return self.warmup + self.latency_samples + self.requests
+        return self.warmup + self.latency_samples + self.paced + self.requests
 
 
 @dataclass(frozen=True)
@@ -177,6 +183,8 @@ class Measured:
     throughput_exchanges: int
     throughput_elapsed_s: float
     loaded_latencies_s: list[float]
+    paced_latencies_s: list[float]
+    paced_elapsed_s: float
     extra: dict[str, Any] = field(default_factory=dict)
     #: One exchange's events in the clear (xiezhu only): what the crypto floor seals, signs and opens.
     envelopes: list[Envelope] = field(default_factory=list)
@@ -202,6 +210,13 @@ def summarize(m: Measured, shape: WireShape) -> dict[str, Any]:
         "latency_samples": len(m.latencies_s),
         "loaded_p50_ms": round(percentile_ms(m.loaded_latencies_s, 50), 3),
         "loaded_p99_ms": round(percentile_ms(m.loaded_latencies_s, 99), 3),
+        "paced": {
+            "exchanges": len(m.paced_latencies_s),
+            "offered_per_s": round(len(m.paced_latencies_s) / m.paced_elapsed_s, 1),
+            "p50_ms": round(percentile_ms(m.paced_latencies_s, 50), 3),
+            "p99_ms": round(percentile_ms(m.paced_latencies_s, 99), 3),
+            "max_ms": round(max(m.paced_latencies_s) * 1000, 3),
+        } if m.paced_latencies_s else {},
         "request_bytes": shape.request_bytes,
         "reply_bytes": shape.reply_bytes,
     } | m.extra
@@ -317,6 +332,73 @@ async def stall_guard(what: str, aw: Awaitable[Any]) -> Any:
         return await asyncio.wait_for(aw, STALL_TIMEOUT_S)
     except TimeoutError as e:
         raise BenchError(f"{what}: nothing happened for {STALL_TIMEOUT_S:.0f}s") from e
+
+
+async def paced(submit: Callable[[], Awaitable[tuple[float, asyncio.Future[float]]]], n: int,
+                rate: float) -> tuple[float, list[float]]:
+    """``n`` exchanges offered at ``rate`` a second (open loop: the next one does not wait for a reply).
+
+    Returns the time from the first offer to the last, and each exchange's latency.
+    """
+    start = time.perf_counter()
+    sent = []
+    for i in range(n):
+        delay = start + i / rate - time.perf_counter()
+        if delay > 0:
+            await asyncio.sleep(delay)
+        sent.append(await submit())
+    offered = time.perf_counter() - start
+    done = await stall_guard("waiting for paced replies", asyncio.gather(*(f for _, f in sent)))
+    return offered, [d - t0 for (t0, _), d in zip(sent, done, strict=True)]
+
+
+def lag_summary(samples: list[int]) -> dict[str, Any]:
+    """How far behind a follower was: the largest lag, the last, and the means of the two halves
+    (a second half no higher than the first: it keeps up)."""
+    if not samples:
+        return {}
+    half = max(1, len(samples) // 2)
+    return {"max": max(samples), "last": samples[-1],
+            "first_half_mean": round(statistics.fmean(samples[:half]), 1),
+            "second_half_mean": round(statistics.fmean(samples[half:] or samples[-1:]), 1)}
+
+
+class LagSampler:
+    """Samples how far the ledger is behind the stream and the SLA view behind the ledger, in events."""
+
+    def __init__(self, node: Node, interval_s: float) -> None:
+        self.node = node
+        self.interval_s = interval_s
+        self.ledger: list[int] = []
+        self.sla: list[int] = []
+        self._task: asyncio.Task[None] | None = None
+        self._nc: Client | None = None
+
+    async def start(self) -> None:
+        """Connect (as the node's admin) and sample in the background."""
+        self._nc = await nats.connect(self.node.nats_url, **self.node.credentials(ADMIN))
+        self._task = asyncio.create_task(self._run(), name="lag-sampler")
+
+    async def stop(self) -> dict[str, Any]:
+        """Stop sampling; the summary of each lag."""
+        if self._task:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+        if self._nc:
+            await self._nc.close()
+        return {"ledger_events": lag_summary(self.ledger), "sla_events": lag_summary(self.sla),
+                "samples": len(self.ledger), "interval_s": self.interval_s}
+
+    async def _run(self) -> None:
+        assert self._nc is not None and self.node.ledger is not None and self.node.sla is not None
+        js = self._nc.jetstream()
+        while True:
+            info = await js.consumer_info(EVENTS_STREAM, LEDGER_CONSUMER)
+            self.ledger.append(info.num_pending + info.num_ack_pending)
+            head = self.node.ledger.head[0]
+            self.sla.append(head - await asyncio.to_thread(lambda: self.node.sla.position))  # type: ignore[union-attr]
+            await asyncio.sleep(self.interval_s)
 
 
 async def wait_until(predicate: Callable[[], bool], interval_s: float) -> float:
@@ -451,7 +533,7 @@ async def bench_xiezhu(opts: Options) -> tuple[Measured, WireShape]:
 def request_call_ms(calls_s: list[float], opts: Options) -> dict[str, float]:
     """What ``store.request()`` alone cost, per phase, and at the start and end of the run."""
     seq = calls_s[opts.warmup:opts.warmup + opts.latency_samples]
-    thr = calls_s[opts.warmup + opts.latency_samples:]
+    thr = calls_s[opts.warmup + opts.latency_samples + opts.paced:]
     tail = max(1, min(100, len(thr)))
     return {"sequential_p50": round(percentile_ms(seq, 50), 3),
             "throughput_p50": round(percentile_ms(thr, 50), 3),
@@ -467,9 +549,17 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
     shape = await asyncio.to_thread(ex.wire_shape, ex.cases[-opts.latency_samples:])
     sample = await asyncio.to_thread(ex.clear_envelopes, ex.cases[-1])
 
+    lags = LagSampler(node, opts.lag_interval_s)
+    await lags.start()
+    paced_elapsed, paced_latencies = await paced(ex.submit, opts.paced, opts.rate)
+    paced_lag = await lags.stop()
+
     ex.watcher.interval_s = opts.throughput_poll_ms / 1000
     expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
+    lags = LagSampler(node, opts.lag_interval_s)
+    await lags.start()
     elapsed, loaded = await ex.throughput(opts.requests, expected)
+    throughput_lag = await lags.stop()
     settle_start = time.perf_counter()
     await node.settle()
     settle_s = time.perf_counter() - settle_start
@@ -488,9 +578,10 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
         "duplicates": sum(s.duplicates for s in intake.values()),
         "auto_answered": node.agents[ASSISTOR].auto_answered,
         "request_call_ms": request_call_ms(ex.calls_s, opts),
+        "lag": {"paced": paced_lag, "throughput": throughput_lag},
         "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
     }
-    return Measured(latencies, opts.requests, elapsed, loaded, extra, sample), shape
+    return Measured(latencies, opts.requests, elapsed, loaded, paced_latencies, paced_elapsed, extra, sample), shape
 
 
 # -- the raw baseline --------------------------------------------------------------------
@@ -619,12 +710,13 @@ async def bench_raw(opts: Options, shape: WireShape) -> Measured:
             async with background(respond(requests, responder_js, shape), requester.collect()):
                 await requester.sequential(opts.warmup)
                 latencies = await requester.sequential(opts.latency_samples)
+                paced_elapsed, paced_latencies = await paced(requester.submit, opts.paced, opts.rate)
                 elapsed, loaded = await requester.throughput(opts.requests)
             stream = await requester_js.stream_info(EVENTS_STREAM)
     expected = RAW_MESSAGES_PER_EXCHANGE * opts.total_requests
     extra = {"stream_messages": stream.state.messages, "stream_expected": expected,
              "ok": stream.state.messages == expected}
-    return Measured(latencies, opts.requests, elapsed, loaded, extra)
+    return Measured(latencies, opts.requests, elapsed, loaded, paced_latencies, paced_elapsed, extra)
 
 
 # -- report ------------------------------------------------------------------------------
@@ -674,7 +766,7 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
         "xiezhu": x,
         "crypto_floor": crypto,
         # Issue 14's measure: how close full exchanges come to their cryptography alone.
-        "ratio_floor": round(x["rate_per_s"] / crypto["rate_per_s"], 3),
+        "ratio_floor": round(x["rate_per_s"] / crypto["rate_per_s"], 3) if crypto["rate_per_s"] else None,
         "ratio_rate": round(r["rate_per_s"] / x["rate_per_s"], 2),
         "ratio_p50": round(x["p50_ms"] / r["p50_ms"], 2),
         "ratio_p99": round(x["p99_ms"] / r["p99_ms"], 2),
@@ -688,6 +780,8 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
             "poll_ms": opts.poll_ms,
             "throughput_poll_ms": opts.throughput_poll_ms,
             "floor_seconds": opts.floor_seconds,
+            "paced": opts.paced,
+            "rate": opts.rate,
             "seed": opts.seed,
             "messages_per_exchange": {"raw": RAW_MESSAGES_PER_EXCHANGE,
                                       "xiezhu": XIEZHU_EVENTS_PER_EXCHANGE},
@@ -709,6 +803,13 @@ def table(result: dict[str, Any]) -> Iterator[str]:
     yield f"{'':<20}{'raw':>12}{'xiezhu':>12}"
     for key, label, fmt in rows:
         yield f"{label:<20}{fmt.format(raw[key]):>12}{fmt.format(x[key]):>12}"
+    if x["paced"]:
+        yield f"paced at {result['params']['rate']:g}/s offered:"
+        for key, label in (("offered_per_s", "  offered /s"), ("p50_ms", "  p50 ms"), ("p99_ms", "  p99 ms")):
+            yield f"{label:<20}{raw['paced'][key]:>12.1f}{x['paced'][key]:>12.1f}"
+        lag = x["lag"]["paced"]
+        yield (f"  lag, max / last (events): ledger {lag['ledger_events']['max']} / "
+               f"{lag['ledger_events']['last']}, SLA view {lag['sla_events']['max']} / {lag['sla_events']['last']}")
     yield (f"ledger events: {x['ledger_events']} of {x['ledger_expected']}; "
            f"settle took {x['settle_s']} s")
     yield f"raw/xiezhu rate: {result['ratio_rate']}x   xiezhu/raw p50: {result['ratio_p50']}x"
@@ -735,19 +836,23 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
     p.add_argument("--poll-ms", type=float, default=Options.poll_ms,
                    help="how often the sequential phase looks for xiezhu's reply")
     p.add_argument("--seed", type=int, default=Options.seed)
+    p.add_argument("--paced", type=int, default=Options.paced,
+                   help="exchanges offered at --rate a second, open loop (0: no paced phase)")
+    p.add_argument("--rate", type=float, default=Options.rate, help="offered exchanges a second when paced")
     p.add_argument("--floor-seconds", type=float, default=Options.floor_seconds,
                    help="how long each crypto-floor worker runs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     opts = Options(requests=a.requests, latency_samples=a.latency_samples, warmup=a.warmup,
-                   residents=a.residents, poll_ms=a.poll_ms, seed=a.seed, floor_seconds=a.floor_seconds)
+                   residents=a.residents, poll_ms=a.poll_ms, seed=a.seed, floor_seconds=a.floor_seconds,
+                   paced=a.paced, rate=a.rate)
     if (opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1
-            or opts.floor_seconds <= 0):
-        p.error("--requests, --latency-samples, --residents and --floor-seconds must be positive, "
-                "--warmup not negative")
+            or opts.floor_seconds <= 0 or opts.paced < 0 or opts.rate <= 0):
+        p.error("--requests, --latency-samples, --residents, --rate and --floor-seconds must be positive, "
+                "--warmup and --paced not negative")
     if opts.total_requests > MAX_LETTERS_PER_YEAR:
         p.error(f"shenpi can number at most {MAX_LETTERS_PER_YEAR} letters a year; "
-                f"warm-up + latency samples + requests = {opts.total_requests}")
+                f"warm-up + latency samples + paced + requests = {opts.total_requests}")
     return opts, a.json
 
 

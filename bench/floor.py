@@ -145,5 +145,5 @@ def measure(envelopes: Sequence[Envelope], *, seconds: float = 3.0, workers: int
         "events_per_exchange": len(envelopes),
         "per_worker_rate_per_s": [round(n / seconds, 1) for n, _ in results],
         # Per event, averaged over every worker: what each step of the cryptography costs.
-        "per_event_us": {step: round(t / events * 1e6, 1) for step, t in spent.items()} if events else {},
+        "per_event_us": {step: round(t / events * 1e6, 1) if events else None for step, t in spent.items()},
     }
