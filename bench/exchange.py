@@ -89,11 +89,13 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
 from agencies.trust.keys import KeyStore
+from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
-from aggregates.registry import Registry
+from aggregates.registry import JUSTICE, Registry
 from aggregates.store import AssistanceCase
 from bench import floor
 from broker.auth import ADMIN
+from broker.ledger.store import Ledger
 from broker.server import EmbeddedNats, ServerError, find_binary
 from broker.signing import b64
 from broker.streams import (
@@ -104,6 +106,10 @@ from broker.streams import (
     ensure_streams,
     inbox_filter,
 )
+from projections.base import LedgerProjection
+from projections.commitments import CommitmentView
+from projections.credit import CreditView
+from projections.sla import SlaView
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.catalogue import AssistanceItem
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Envelope, new_id
@@ -530,6 +536,33 @@ async def bench_xiezhu(opts: Options) -> tuple[Measured, WireShape]:
                 await watcher.stop()
 
 
+def views_follow_rate(node: Node) -> dict[str, float]:
+    """Events/s of each read model following the run's whole ledger from 0, into fresh files.
+
+    The ledger is opened afresh, as ``xiezhu projections rebuild`` opens it: every payload
+    is opened with 区司法局's key again (the live views get what the ledger service opened).
+    """
+    ledger = Ledger(node.settings.ledger_path, opener=node.keys.ledger_opener())
+    where = node.settings.data_dir / "bench-views"
+    view_key = node.keys.store_key(JUSTICE)
+    makers: dict[str, Callable[[Path], LedgerProjection]] = {
+        "sla": lambda p: SlaView(p, CalendarStore(node.settings.calendar_dir)),
+        "commitments": lambda p: CommitmentView(p, view_key=view_key),
+        "credit": lambda p: CreditView(p, view_key=view_key),
+    }
+    rates = {}
+    try:
+        for name, make in makers.items():
+            view = make(where / f"{name}.db")
+            start = time.perf_counter()
+            n = view.follow(ledger)
+            rates[name] = round(n / (time.perf_counter() - start), 1)
+            view.db.close()
+    finally:
+        ledger.close()
+    return rates
+
+
 def request_call_ms(calls_s: list[float], opts: Options) -> dict[str, float]:
     """What ``store.request()`` alone cost, per phase, and at the start and end of the run."""
     seq = calls_s[opts.warmup:opts.warmup + opts.latency_samples]
@@ -565,6 +598,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
     settle_s = time.perf_counter() - settle_start
 
     statuses = await asyncio.to_thread(ex.statuses)
+    views = await asyncio.to_thread(views_follow_rate, node)
     ledger_events = len(node.ledger)
     intake = {code: agent.intake.stats for code, agent in node.agents.items() if agent.intake}
     extra = {
@@ -579,6 +613,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
         "auto_answered": node.agents[ASSISTOR].auto_answered,
         "request_call_ms": request_call_ms(ex.calls_s, opts),
         "lag": {"paced": paced_lag, "throughput": throughput_lag},
+        "views_follow_events_per_s": views,
         "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
     }
     return Measured(latencies, opts.requests, elapsed, loaded, paced_latencies, paced_elapsed, extra, sample), shape

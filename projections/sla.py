@@ -53,6 +53,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+import sqlite3
 import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
@@ -61,7 +62,6 @@ from pathlib import Path
 from typing import Any
 
 import msgspec
-import sqlite_utils
 
 from aggregates import assistance
 from aggregates.assistance import CaseState
@@ -205,20 +205,24 @@ class SlaView(LedgerProjection):
             state = assistance.apply(before, env, entry.signed.digest, recorded_at=_parse(entry.arrived_at))
         except RuleError:
             return
-        self.db.table(TABLE).upsert(_columns(state), pk="case_id")
+        self._requests.upsert(_columns(state))
         self._derive(env.case, self._current)
 
+    @property
+    def _requests(self) -> _Rows:
+        return _Rows(self.db.conn, TABLE, "case_id")
+
     def _row(self, case_id: str) -> dict[str, Any] | None:
-        try:
-            return dict(self.db.table(TABLE).get(case_id))
-        except sqlite_utils.db.NotFoundError:
-            return None  # an event whose request the ledger does not hold: nothing to attach it to
+        # None: an event whose request the ledger does not hold, nothing to attach it to
+        return self._requests.get(case_id)
 
     def _derive(self, case_id: str, cal: WorkingCalendar) -> None:
         """Recompute a row's deadlines and closed state from its stored times (order-independent)."""
-        row = self.db.table(TABLE).get(case_id)
+        row = self._requests.get(case_id)
+        if row is None:
+            return
         derived, years = _derived(row, cal)
-        self.db.table(TABLE).update(case_id, derived)
+        self._requests.update(case_id, derived)
         self._record_years(years, cal)
 
     # -- the calendar the deadlines were computed with ------------------------------------
@@ -343,6 +347,33 @@ class SlaView(LedgerProjection):
                 "p90_working_days": days[math.ceil(0.9 * len(days)) - 1] if days else None,
             })
         return result
+
+
+class _Rows:
+    """One table's rows by primary key, in plain SQL, for the fold (issue 14).
+
+    sqlite-utils' ``upsert``, ``get`` and ``update`` read the table's layout (``PRAGMA
+    table_info``, its primary keys, its foreign keys) on every call; per ledger event that
+    cost more than the fold itself.  The column names come from the fold, never from input.
+    """
+
+    def __init__(self, conn: sqlite3.Connection, table: str, pk: str) -> None:
+        self.conn, self.table, self.pk = conn, table, pk
+
+    def get(self, key: str) -> dict[str, Any] | None:
+        cur = self.conn.execute(f"SELECT * FROM {self.table} WHERE {self.pk} = ?", (key,))
+        row = cur.fetchone()
+        return None if row is None else dict(zip([d[0] for d in cur.description], row, strict=True))
+
+    def upsert(self, row: dict[str, Any]) -> None:
+        """Insert the row, or set the columns given on the row with its key (others keep their values)."""
+        sets = ", ".join(f"{c} = excluded.{c}" for c in row if c != self.pk)
+        self.conn.execute(f"INSERT INTO {self.table} ({', '.join(row)}) VALUES ({', '.join('?' * len(row))}) "
+                          f"ON CONFLICT({self.pk}) DO UPDATE SET {sets}", list(row.values()))
+
+    def update(self, key: str, values: dict[str, Any]) -> None:
+        sets = ", ".join(f"{column} = ?" for column in values)
+        self.conn.execute(f"UPDATE {self.table} SET {sets} WHERE {self.pk} = ?", [*values.values(), key])
 
 
 def _empty_stats() -> dict[str, Any]:

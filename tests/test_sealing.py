@@ -11,6 +11,7 @@ import pytest
 
 from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.registry import JUSTICE
+from broker.ledger.store import Ledger
 from broker.sealing import Opener, SealingError, routing, seal
 from broker.signing import CannotOpen, KeyRing, Malformed, NotSealed
 from schemas.envelope import (
@@ -262,3 +263,29 @@ def test_a_disclosure_record_sent_to_a_bureau_is_refused_as_a_rule_break(tmp_pat
     with pytest.raises(RuleError, match="ledger only"):
         store.accept(Signed(body=b"{}", kid="k", sig=b"s"), env, stream_seq=1, arrived_at=clock.now())
     assert not store.seen(env.id)
+
+
+class CountingOpener(Opener):
+    """An opener that counts what it opens."""
+
+    opened = 0
+
+    def open_routed(self, sealed: SealedEnvelope) -> Any:
+        self.opened += 1
+        return super().open_routed(sealed)
+
+
+def test_the_ledger_gives_the_views_what_it_appended_without_opening_it_again(tmp_path: Path) -> None:
+    pub, key = box()
+    env = request_env()
+    body = seal(env, [("sifa-k1", pub)])
+    opener = CountingOpener("sifa", {"sifa-k1": bytes(key)})
+    ledger = Ledger(tmp_path / "ledger.db", opener=opener)
+    ledger.append([(Signed(body=body, kid="shenpi-k1", sig=b"s" * 64), env, 1, T0)])
+    (entry,) = ledger.entries()
+    assert ledger.envelope(entry) == env and opener.opened == 0  # the service opened it before appending
+    # Another process (a rebuild) opens what it reads.
+    cold = Ledger(tmp_path / "ledger.db", opener=opener)
+    assert cold.envelope(entry) == env and opener.opened == 1
+    cold.close()
+    ledger.close()

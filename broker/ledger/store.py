@@ -24,6 +24,8 @@ from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
 
 GENESIS = b"\x00" * 32
+#: How many recently appended entries keep the envelope the ledger service opened (see :meth:`Ledger.envelope`).
+OPENED_CACHE = 4096
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS entries (
@@ -152,10 +154,13 @@ class Ledger:
         row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
         self._head_pos: int = int(row[0]) if row else 0
         self._head_hash: bytes = bytes(row[1]) if row else GENESIS
+        #: pos → (body, envelope) of entries appended here: the views read them without opening them again.
+        self._opened: dict[int, tuple[bytes, Envelope]] = {}
 
     def append(self, items: Sequence[tuple[Signed, Envelope, int, datetime]]) -> list[int | None]:
         """Append verified events in one transaction; a known event id is skipped (``None``)."""
         out: list[int | None] = []
+        opened: list[tuple[int, bytes, Envelope]] = []
         with self._lock:
             pos, head = self._head_pos, self._head_hash
             self._db.execute("BEGIN IMMEDIATE")
@@ -174,11 +179,17 @@ class Ledger:
                     )
                     head = h
                     out.append(pos)
+                    if self.opener is not None:  # what this machine could not open, it must not read
+                        opened.append((pos, signed.body, env))
                 self._db.execute("COMMIT")
             except BaseException:
                 self._db.execute("ROLLBACK")
                 raise
             self._head_pos, self._head_hash = pos, head
+            for p, body, env in opened:
+                self._opened[p] = (body, env)
+            while len(self._opened) > OPENED_CACHE:
+                del self._opened[next(iter(self._opened))]
         return out
 
     def contains(self, event_id: str) -> bool:
@@ -248,7 +259,13 @@ class Ledger:
         """What an entry says: its sealed payload opened with 区司法局's keys.
 
         Raises :class:`~broker.signing.CannotOpen` where this machine holds no key that opens it.
+        An entry appended through this object shortly before comes from memory: the ledger
+        service opened those very bytes with the same keys before appending them, and each
+        opening costs a sealed box (issue 14: the views would open every event again).
         """
+        cached = self._opened.get(entry.pos)
+        if cached is not None and cached[0] == entry.signed.body:
+            return cached[1]
         return self.open(entry.signed.body)
 
     def open(self, body: bytes) -> Envelope:
