@@ -12,6 +12,8 @@ import msgspec
 
 from aggregates import errors
 from schemas.assistance import (
+    DECLINE_DAYS,
+    REPLY_DAYS,
     AssistanceDeclined,
     AssistanceForwarded,
     AssistanceReceived,
@@ -28,6 +30,8 @@ OPEN: frozenset[str] = frozenset({"requested", "received"})
 #: How far a time a party claims may stray from the platform's record of the same step before
 #: it is flagged (clocks of two machines disagree by seconds, not minutes).
 CLAIM_TOLERANCE = timedelta(minutes=5)
+#: 三(二): a request that asks for more time than the plan's 3 and 2 working days.
+LONGER_LIMIT = "时限超过方案规定（三(二)）"
 #: The flag a contradicted claim carries in replay and history (附件2 第五条: 以系统记录的到达时间为准).
 TIME_CLAIM = "时间与平台记录不符（第五条）"
 
@@ -77,6 +81,10 @@ def start(env: Envelope, digest: str, *, recorded_at: datetime | None = None) ->
     if recorded_at is not None and env.time > recorded_at + CLAIM_TOLERANCE:
         flags = (f"{TIME_CLAIM}: request {env.number} is dated {_iso(env.time)}, after the platform stored it "
                  f"at {_iso(recorded_at)}",)
+    if req.reply_within > REPLY_DAYS or req.decline_within > DECLINE_DAYS:
+        reply, decline = time_limits(req)
+        flags = (*flags, f"{LONGER_LIMIT}: request {env.number} allows {req.reply_within} working days to reply "
+                         f"and {req.decline_within} to decline; it is judged by {reply} and {decline}")
     return CaseState(
         case=env.case,
         number=env.number,
@@ -89,6 +97,20 @@ def start(env: Envelope, digest: str, *, recorded_at: datetime | None = None) ->
         recorded_at=recorded_at,
         time_flags=flags,
     )
+
+
+def time_limits(req: AssistanceRequested) -> tuple[int, int]:
+    """三(二), 第五条: working days to reply and to decline in writing — the plan's 3 and 2, or the
+    shorter time a catalogue item agreed (第十一条); a longer one asked for counts for nothing."""
+    return min(req.reply_within, REPLY_DAYS), min(req.decline_within, DECLINE_DAYS)
+
+
+def check_time_limits(reply_within: int, decline_within: int) -> None:
+    """A request being sent may not give the assistor more time than the plan does."""
+    if not 1 <= reply_within <= REPLY_DAYS or not 1 <= decline_within <= DECLINE_DAYS:
+        raise errors.BadRequest(
+            f"三(二): the assistor replies within {REPLY_DAYS} working days and declines within {DECLINE_DAYS}; "
+            f"a request cannot allow {reply_within} and {decline_within}")
 
 
 def legal_arrival(state: CaseState) -> datetime | None:

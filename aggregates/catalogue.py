@@ -24,6 +24,7 @@ from eventsourcing.utils import Environment
 from aggregates.clock import Clock
 from aggregates.errors import RuleError
 from aggregates.store import StoreError, _BytesAsBase64, store_env
+from schemas.assistance import DECLINE_DAYS, REPLY_DAYS
 from schemas.catalogue import (
     CITY_JUSTICE,
     EDITORIAL_OFFICE,
@@ -113,7 +114,7 @@ class BadRow(CatalogueError):
 
 
 class BadDeadline(BadRow):
-    """reply_within / decline_within are between 1 and 30 working days."""
+    """三(二): reply_within is 1 to 3 working days and decline_within 1 to 2; the plan's limits are not lengthened."""
 
     code = "rule.catalogue.deadline"
 
@@ -533,9 +534,11 @@ def _check_row(kind: Kind, row: Row, applicant: str | None) -> None:
         return
     if row.handling_body == row.assisting_body:
         raise BadRow(f"{row.code}: a bureau cannot be its own 协助机构", code=row.code)
-    for name, days in (("reply_within", row.reply_within), ("decline_within", row.decline_within)):
-        if not 1 <= days <= 30:
-            raise BadDeadline(f"{row.code}: {name} is {days}; it must be 1 to 30 working days",
+    for name, days, most in (("reply_within", row.reply_within, REPLY_DAYS),
+                             ("decline_within", row.decline_within, DECLINE_DAYS)):
+        if not 1 <= days <= most:
+            raise BadDeadline(f"{row.code}: {name} is {days}; 三(二) fixes it at {most} working days "
+                              f"(an item may agree a shorter time, never a longer one)",
                               code=row.code, field=name, value=days)
 
 

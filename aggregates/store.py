@@ -383,6 +383,7 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
         if self.catalogue is not None:
             item, catalogue_version = self.catalogue.check_request(self.bureau, assistor, catalogue_item)
             reply_within, decline_within = item.reply_within, item.decline_within
+        assistance.check_time_limits(reply_within, decline_within)
         for attempt in range(CONFLICT_RETRIES):
             try:
                 return self._request(AssistanceRequested(

@@ -91,8 +91,10 @@ BREACHED = "逾期（第五条）"
 NOT_THE_DISPUTED_CASE = "争议与协助案件不符（第八条）"
 #: 第五条: a time a party claimed contradicts the platform's record (see aggregates.assistance).
 TIME_CLAIM = assistance.TIME_CLAIM
+#: 三(二): a request allowing more than 3 / 2 working days (judged by the plan's limits).
+LONGER_LIMIT = assistance.LONGER_LIMIT
 _FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED, NOT_THE_DISPUTED_CASE,
-          TIME_CLAIM)
+          TIME_CLAIM, LONGER_LIMIT)
 #: Signed notices about a case (deadline reminders, breaches) that are not steps of it.
 #: Notices about a case: deadline reminders and breaches, and disclosures of its personal data.
 NOTICE_TYPES = ("sla.", "access.")

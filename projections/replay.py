@@ -45,7 +45,7 @@ from typing import Literal
 
 import msgspec
 
-from aggregates.assistance import CaseState, legal_answer, legal_arrival
+from aggregates.assistance import CaseState, legal_answer, legal_arrival, time_limits
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
 from broker.ledger.store import Entry, Ledger, NoLedgerKey
 from broker.signing import CannotOpen, KeyRing, Rejected
@@ -304,8 +304,9 @@ def _deadlines(fold: _Fold, cal: WorkingCalendar, judged_at: datetime) -> list[D
     arrival = legal_arrival(st) if isinstance(st, CaseState) else None
     if not isinstance(st, CaseState) or arrival is None:
         return []
-    reply = cal.add_working_days(arrival, st.request.reply_within)
-    decline = cal.add_working_days(arrival, st.request.decline_within)
+    reply_days, decline_days = time_limits(st.request)
+    reply = cal.add_working_days(arrival, reply_days)
+    decline = cal.add_working_days(arrival, decline_days)
     return [_judge("reply", reply, st, arrival, fold.answer_pos, cal, judged_at),
             _judge("decline", decline, st, arrival, fold.answer_pos, cal, judged_at)]
 

@@ -14,7 +14,8 @@ listed in ``time_flags``.  The arrival day is not counted; a deadline ends at
 24:00 Asia/Shanghai of its last working day, stored as the exclusive instant
 ``due_at`` (00:00 of the next day):
 
-- ``due_at``: arrival + ``reply_within`` working days (3 unless the 附件9 row says otherwise);
+- ``due_at``: arrival + ``reply_within`` working days (三(二): 3; a shorter time its catalogue
+  item agreed, never longer — :func:`aggregates.assistance.time_limits`);
 - ``decline_due_at``: arrival + ``decline_within`` working days (2), the limit for a written decline.
 
 A deadline that touches a year the calendar does not cover is computed Monday–Friday and
@@ -449,7 +450,7 @@ def _columns(st: CaseState) -> dict[str, Any]:
         "case_id": st.case, "number": st.number, "requester": st.requester, "assistor": st.assistor,
         "matter": r.matter.name, "channel": r.channel, "items": len(r.items), "applicant_kind": r.applicant.kind,
         "catalogue_item": r.catalogue_item, "catalogue_version": r.catalogue_version,
-        "reply_within": r.reply_within, "decline_within": r.decline_within,
+        "reply_within": assistance.time_limits(r)[0], "decline_within": assistance.time_limits(r)[1],
         "sent_at": st.sent_at.isoformat(), "arrived_at": _iso(assistance.legal_arrival(st)),
         "answered_at": _iso(assistance.legal_answer(st)), "status": st.status, "outcome": outcome,
         "false_items": false, "answered_by": st.answered_by or None,

@@ -14,6 +14,11 @@ Text = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Hash = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
 Uuid = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 
+#: 三(二) and 附件2 第五条: the assisting bureau answers within 3 working days, or declines in writing
+#: within 2. The plan fixes them; a catalogue item may agree a shorter time (第十一条 协议), never a longer.
+REPLY_DAYS = 3
+DECLINE_DAYS = 2
+
 #: 第五条: through the shared exchange platform, or by a letter carried by staff.
 Channel = Literal["platform", "letter"]
 #: 附件5: per item 真实 / 虚假, or cannot verify (with reasons and the bureau's seal).
@@ -72,8 +77,10 @@ class AssistanceRequested(msgspec.Struct, frozen=True, kw_only=True, tag="assist
     staff: Annotated[list[Text], msgspec.Meta(max_length=2)] = []
     catalogue_item: Annotated[str, msgspec.Meta(max_length=64)] = ""
     catalogue_version: int = 0
-    reply_within: Annotated[int, msgspec.Meta(ge=1, le=30)] = 3
-    decline_within: Annotated[int, msgspec.Meta(ge=1, le=30)] = 2
+    #: The item's time limits (at most REPLY_DAYS / DECLINE_DAYS; the wire accepts up to 30 so that
+    #: an older or a wrong request still decodes, and is judged by the plan's limits and flagged).
+    reply_within: Annotated[int, msgspec.Meta(ge=1, le=30)] = REPLY_DAYS
+    decline_within: Annotated[int, msgspec.Meta(ge=1, le=30)] = DECLINE_DAYS
     #: The requester's commitment case these items come from (its case id), if any.
     commitment_case: Annotated[str, msgspec.Meta(max_length=36)] = ""
 

@@ -17,6 +17,8 @@ from typing import Annotated, Literal
 
 import msgspec
 
+from schemas.assistance import DECLINE_DAYS, REPLY_DAYS
+
 #: A bureau code (aggregates/data/bureaus.toml), e.g. ``gongan``.
 BureauCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
 #: The stable id of a catalogue row, e.g. ``XZ-0001`` or ``ZM-gongan-0001``.
@@ -27,8 +29,10 @@ Line = Annotated[str, msgspec.Meta(min_length=1, max_length=500)]
 Text = Annotated[str, msgspec.Meta(min_length=1, max_length=4000)]
 Note = Annotated[str, msgspec.Meta(max_length=2000)]
 Seq = Annotated[int, msgspec.Meta(ge=1, le=99999)]
-#: 3个工作日 / 2个工作日 by default; an item may set its own, within a month.
-WorkingDays = Annotated[int, msgspec.Meta(ge=1, le=30)]
+#: 三(二) and 第五条: 3个工作日 to reply, 2个工作日 to decline in writing.  An item may agree a shorter
+#: time (第十一条: 协议 within the 办法's principles), never a longer one.
+ReplyDays = Annotated[int, msgspec.Meta(ge=1, le=REPLY_DAYS)]
+DeclineDays = Annotated[int, msgspec.Meta(ge=1, le=DECLINE_DAYS)]
 #: A verifier key such as ``hukou.residence`` (agencies/verifiers.py).
 CheckKey = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9_.-]{0,63}$")]
 Domain = Annotated[str, msgspec.Meta(min_length=1, max_length=32)]
@@ -97,8 +101,8 @@ class AssistanceItem(msgspec.Struct, frozen=True, kw_only=True, omit_defaults=Tr
     notes: Note = ""
     #: 第六条: the assistor checks on site; needs a filed memorandum between the two bureaus.
     on_site: bool = False
-    reply_within: WorkingDays = 3
-    decline_within: WorkingDays = 2
+    reply_within: ReplyDays = REPLY_DAYS
+    decline_within: DeclineDays = DECLINE_DAYS
     #: Machine verifier keys this item covers; informational.
     checks: Annotated[list[CheckKey], msgspec.Meta(max_length=20)] = []
 

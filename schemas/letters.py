@@ -16,7 +16,7 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from schemas.assistance import VERDICT_ZH, Verdict
+from schemas.assistance import REPLY_DAYS, VERDICT_ZH, Verdict
 from schemas.errors import XiezhuError
 
 #: A name or a commitment as printed on one line: a bureau, a person, a matter, an item.
@@ -82,8 +82,8 @@ class AssistanceLetter(msgspec.Struct, frozen=True, kw_only=True, tag="letter.as
     items: Items
     #: Empty: letter (一). Exactly two names: letter (二), the staff sent to the assistor (第五条).
     staff: Annotated[list[Line], msgspec.Meta(max_length=2)] = []
-    #: Working days the assistor has to reply (第五条: 3).
-    reply_within: Annotated[int, msgspec.Meta(ge=1, le=30)] = 3
+    #: Working days the assistor has to reply (第五条: 3; a shorter time an item agreed, never longer).
+    reply_within: Annotated[int, msgspec.Meta(ge=1, le=REPLY_DAYS)] = REPLY_DAYS
     dated: date
 
     def __post_init__(self) -> None:
@@ -101,8 +101,9 @@ class AssistanceLetter(msgspec.Struct, frozen=True, kw_only=True, tag="letter.as
             _line(name, f"staff {i}", person, limit=50)
         if len(self.staff) == 2 and self.staff[0] == self.staff[1]:
             raise _fail(name, "staff", f"names {self.staff[0]} twice: letter (二) needs two different people")
-        if not 1 <= self.reply_within <= 30:
-            raise _fail(name, "reply_within", f"must be 1 to 30 working days, not {self.reply_within}")
+        if not 1 <= self.reply_within <= REPLY_DAYS:
+            raise _fail(name, "reply_within", f"must be 1 to {REPLY_DAYS} working days (第五条), "
+                        f"not {self.reply_within}")
         _not_before(name, "dated", self.dated, "applied_on", self.applied_on)
 
     @property

@@ -37,7 +37,7 @@ ITEMS: list[Row] = [
     AssistanceItem(code="XZ-0002", seq=2, service_matter_name="医疗机构执业登记", service_matter_code="370405-XK-0002",
                    item_name="场所现场核验", legal_basis="《医疗机构管理条例》", handling_body="shichang",
                    assisting_body="weijian", verification_method="现场检查", notes="=需备忘录（不是公式）",
-                   on_site=True, reply_within=5, decline_within=3, checks=["site.visit", "license.medical"]),
+                   on_site=True, reply_within=2, decline_within=1, checks=["site.visit", "license.medical"]),
 ]
 ROWS: dict[Kind, list[Row]] = {"matters": MATTERS, "assistance": ITEMS}
 
@@ -201,7 +201,7 @@ def test_a_bad_xlsx_row_is_reported_by_its_spreadsheet_row(tmp_path: Path, regis
     bad = msgspec.structs.replace(ITEMS[0], code="XZ-0009", seq=9)
     cio.export_rows("assistance", [*ITEMS, bad], path, registry)
     wb = openpyxl.load_workbook(path)
-    wb.active.cell(row=6, column=11, value=45)  # 回复时限 of the third data row
+    wb.active.cell(row=6, column=11, value=4)  # 回复时限 of the third data row: longer than 三(二) allows
     wb.active.cell(row=5, column=10, value="可能")  # 现场协助 of the second
     wb.save(path)
     with pytest.raises(CatalogueImportError) as e:

@@ -114,13 +114,13 @@ def test_the_demo_never_wipes_a_directory_it_did_not_make(tmp_path: Path) -> Non
 
 
 def test_a_bureau_adjusts_its_catalogue_rows_from_its_spreadsheet(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
-    """Export its 附件9 sheet, change a time limit, apply; 区司法局 reviews and publishes a new version."""
+    """Export its 附件9 sheet, shorten a time limit (第十一条), apply; 区司法局 reviews and publishes a new version."""
     data, _ = demo_dir
     sheet = tmp_path / "shenpi-附件9.csv"
     run("catalogue", "export", "--kind", "assistance", "--bureau", "shenpi", str(sheet), data_dir=data)
     lines = sheet.read_text(encoding="utf-8-sig").splitlines()
     header, first = lines[0].split(","), lines[1].split(",")
-    first[header.index("回复时限（工作日）")] = "5"
+    first[header.index("回复时限（工作日）")] = "2"
     sheet.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n", encoding="utf-8")
     applied = run("catalogue", "apply", "--kind", "assistance", "--bureau", "shenpi", "--basis",
                   "根据核查工作量调整回复时限", str(sheet), data_dir=data)
@@ -133,7 +133,7 @@ def test_a_bureau_adjusts_its_catalogue_rows_from_its_spreadsheet(demo_dir, tmp_
     assert versions[-1]["version"] == 3 and versions[-1]["filed_with"] == "shi-sifa"
     latest = json.loads(run("catalogue", "show", "--kind", "assistance", "--json", data_dir=data).stdout)
     first_code = first[header.index("事项编码")]
-    assert next(r for r in latest if r["code"] == first_code)["reply_within"] == 5
+    assert next(r for r in latest if r["code"] == first_code)["reply_within"] == 2
     earlier = json.loads(run("catalogue", "show", "--kind", "assistance", "--version", "1", "--json",
                              data_dir=data).stdout)
     assert next(r for r in earlier if r["code"] == first_code).get("reply_within", 3) == 3

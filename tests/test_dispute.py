@@ -375,7 +375,7 @@ def test_a_dispute_about_a_decline_is_raised_negotiated_referred_and_ruled_with_
     assert at_sifa.step == "negotiation-failed" and [n.party for n in at_sifa.negotiation] == ["gongan", "shenpi"]
     # 区司法局 takes it up, amends shenpi's row under the dispute, reviews, publishes, rules.
     w["sifa"].refer_dispute(st.case, "双方协商不成，由区司法局会同区委编办研究确定")
-    amended = item(notes=f"第八条争议 {NUMBER}：由区公安分局协助核查", reply_within=5)
+    amended = item(notes=f"第八条争议 {NUMBER}：由区公安分局协助核查", reply_within=2)
     adj = w["sifa"].amend_catalogue(st.case, "assistance", f"第八条争议 {NUMBER} 研究确定意见", replaces=[amended])
     assert w.catalogue.adjustment(adj).dispute == NUMBER and w.catalogue.adjustment(adj).applicant == "sifa"
     w.catalogue.review(adj, True)
@@ -389,7 +389,7 @@ def test_a_dispute_about_a_decline_is_raised_negotiated_referred_and_ruled_with_
     # The next request under the item takes the amended version's time limit.
     again = w["shenpi"].request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="食品经营许可"),
                                 applied_on=date(2026, 9, 22), items=ITEMS, catalogue_item="XZ-0001")
-    assert (again.request.catalogue_version, again.request.reply_within) == (2, 5)
+    assert (again.request.catalogue_version, again.request.reply_within) == (2, 2)
 
 
 def test_the_ledger_shows_a_dispute_readably_and_the_request_names_it(w: World) -> None:

@@ -122,8 +122,9 @@ def test_assistance_letter_with_two_staff_is_letter_two_and_names_them() -> None
 
 
 def test_assistance_letter_asks_for_a_reply_within_the_letters_own_number_of_days() -> None:
-    text = render_assistance_letter(request(reply_within=5))
-    assert "请贵单位对申请人承诺的真实性予以核查，并在5个工作日内给与书面回复。" in text
+    """A shorter time the catalogue item agreed (第十一条) is printed; never more than the plan's 3."""
+    text = render_assistance_letter(request(reply_within=2))
+    assert "请贵单位对申请人承诺的真实性予以核查，并在2个工作日内给与书面回复。" in text
     assert "3个工作日" not in text
 
 
@@ -346,7 +347,8 @@ INVALID: list[tuple[str, Callable[[], object], str]] = [
     ("item on two lines", lambda: notice(items=["本人无\n犯罪记录"]), "item 1 must fit on one line"),
     ("empty applicant", lambda: commitment(applicant_name=""), "applicant_name is empty"),
     ("letter to itself", lambda: request(assistor_name="区审批服务局"), "assistor_name is the requester itself"),
-    ("no days to reply", lambda: request(reply_within=0), "reply_within must be 1 to 30"),
+    ("no days to reply", lambda: request(reply_within=0), "reply_within must be 1 to 3"),
+    ("more than the plan's 3 days", lambda: request(reply_within=30), "reply_within must be 1 to 3"),
     ("request before application", lambda: request(dated=date(2026, 9, 20)),
      "dated 2026-09-20 is before applied_on 2026-09-21"),
     ("reply before request", lambda: reply(("true", ""), dated=date(2026, 9, 1)), "dated 2026-09-01 is before requested_on"),

@@ -164,11 +164,23 @@ def test_the_deadline_runs_from_the_platforms_record_not_from_the_sending_nor_th
     assert "2026-10-08T09:00:00+08:00" in row["time_flags"]
 
 
-def test_a_reply_within_from_the_catalogue_row_sets_the_deadline(tmp_path: Path, book: Book, ledger: Ledger) -> None:
-    book.arrived(sh(2026, 11, 2, 10), reply_within=5, decline_within=1)  # a Monday
+def test_a_shorter_time_agreed_by_the_catalogue_row_sets_the_deadline(
+        tmp_path: Path, book: Book, ledger: Ledger) -> None:
+    book.arrived(sh(2026, 11, 2, 10), reply_within=2, decline_within=1)  # a Monday
     row = only(view_of(tmp_path, ledger), sh(2026, 11, 2, 11))
-    assert row["due_at"] == "2026-11-10T00:00:00+08:00"  # Tue..Fri, Mon 11-09
+    assert row["due_at"] == "2026-11-05T00:00:00+08:00"  # Tue, Wed
     assert row["decline_due_at"] == "2026-11-04T00:00:00+08:00"
+
+
+def test_a_request_allowing_more_than_the_plans_3_and_2_days_is_judged_by_3_and_2_and_flagged(
+        tmp_path: Path, book: Book, ledger: Ledger) -> None:
+    """三(二): 3个工作日内履行协助义务, 2个工作日内书面告知; a request cannot lengthen them."""
+    book.arrived(sh(2026, 11, 2, 10), reply_within=30, decline_within=10)  # a Monday
+    row = only(view_of(tmp_path, ledger), sh(2026, 11, 2, 11))
+    assert (row["reply_within"], row["decline_within"]) == (3, 2)
+    assert row["due_at"] == "2026-11-06T00:00:00+08:00"  # Tue..Thu
+    assert row["decline_due_at"] == "2026-11-05T00:00:00+08:00"
+    assert "时限超过方案规定（三(二)）" in row["time_flags"]
 
 
 # --- states ---------------------------------------------------------------------------------------------------

@@ -71,3 +71,15 @@ def test_outgoing_envelopes_keep_the_bytes_that_were_signed(pair) -> None:  # ty
     send(a)
     [(_, signed)] = a.outgoing_since(0, 10)
     assert ring.verify(signed).sender == "shenpi"
+
+
+def test_a_request_cannot_allow_more_than_the_plans_3_and_2_working_days(pair) -> None:  # type: ignore[no-untyped-def]
+    """三(二): the sender's command refuses it before anything is numbered, signed or sent."""
+    from aggregates.errors import BadRequest
+
+    shenpi = pair[0]
+    with pytest.raises(BadRequest, match=r"三\(二\)"):
+        shenpi.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X1", name="食品经营许可"),
+                       applied_on=date(2026, 12, 30), items=[CommitmentItem(no=1, text="本人无犯罪记录")],
+                       reply_within=30)
+    assert shenpi.recorder.max_notification_id() in (0, None)

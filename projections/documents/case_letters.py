@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from datetime import date, datetime
 
-from aggregates.assistance import CaseState
+from aggregates.assistance import CaseState, time_limits
 from aggregates.commitment import CommitmentState
 from aggregates.store import SHANGHAI
 from projections.history import CaseHistory, State, fold_step
@@ -50,7 +50,7 @@ def assistance_letter(state: CaseState, names: Names) -> AssistanceLetter:
         number=state.number, requester_name=names(state.requester), assistor_name=names(state.assistor),
         applicant_name=req.applicant.name, applied_on=req.applied_on, matter_name=req.matter.name,
         items=[i.text for i in req.items], staff=list(req.staff) if req.channel == "letter" else [],
-        reply_within=req.reply_within, dated=shanghai_day(state.sent_at),
+        reply_within=time_limits(req)[0], dated=shanghai_day(state.sent_at),
     )
 
 

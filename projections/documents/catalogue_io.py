@@ -38,6 +38,7 @@ from typing import Any, cast
 import msgspec
 
 from aggregates.registry import Registry
+from schemas.assistance import DECLINE_DAYS, REPLY_DAYS
 from schemas.catalogue import METHODS, MODES, AssistanceItem, Kind, MatterRow, Row
 from schemas.errors import XiezhuError
 
@@ -365,12 +366,12 @@ class _Row:
             return
         self.fields[field] = value == YES
 
-    def days(self, column: str, field: str) -> None:
+    def days(self, column: str, field: str, most: int) -> None:
         value = self.get(column)
         if not value:
             return
-        if not re.fullmatch(r"\d+", value) or not 1 <= int(value) <= 30:
-            self.fail(column, f"must be 1 to 30 working days, not {value!r}")
+        if not re.fullmatch(r"\d+", value) or not 1 <= int(value) <= most:
+            self.fail(column, f"must be 1 to {most} working days (三(二): never longer than {most}), not {value!r}")
             return
         self.fields[field] = int(value)
 
@@ -458,8 +459,8 @@ def _item(number: int, record: dict[str, str], resolve: Resolve) -> tuple[Row | 
     r.text("核查方式", "verification_method")
     r.text("备注", "notes", required=False)
     r.flag("现场协助", "on_site")
-    r.days("回复时限（工作日）", "reply_within")
-    r.days("告知时限（工作日）", "decline_within")
+    r.days("回复时限（工作日）", "reply_within", REPLY_DAYS)
+    r.days("告知时限（工作日）", "decline_within", DECLINE_DAYS)
     r.listed("核查键", "checks")
     r.code("事项编码", "XZ", "handling_body")
     return r.build(AssistanceItem, _ITEM_FIELDS), r.problems
