@@ -116,16 +116,76 @@ def test_cells_follow_the_documented_conventions(registry: Registry) -> None:
 
 @pytest.mark.parametrize(("kind", "title"), [("matters", "全面推行告知承诺制的证明事项清单"),
                                              ("assistance", "全面推行告知承诺制的行政协助事项清单")])
-def test_xlsx_has_the_title_and_department_lines_above_the_header(tmp_path: Path, registry: Registry, kind: Kind,
-                                                                  title: str) -> None:
+def test_xlsx_is_laid_out_as_the_attachment(tmp_path: Path, registry: Registry, kind: Kind, title: str) -> None:
     path = tmp_path / "list.xlsx"
     cio.export_rows(kind, ROWS[kind], path, registry, department="区市场监管局", filler="王五", phone="6611111")
     ws = openpyxl.load_workbook(path).active
     assert ws["A1"].value == title
-    assert ws["A2"].value.startswith("部门名称：区市场监管局（公章）") and "填报人：王五" in ws["A2"].value
-    assert "联系电话：6611111" in ws["A2"].value
-    assert [c.value for c in ws[3]] == cio.header(kind)
-    assert ws["A4"].value == 1 and ws.max_row == 3 + len(ROWS[kind])
+    line2 = [c.value for c in ws[2] if c.value]
+    assert line2 == ["部门名称：区市场监管局（公章）", "填报人：王五", "联系电话：6611111"]
+    top = [(c.value or "").replace("\n", "") for c in ws[3]]
+    matters = kind == "matters"
+    template = ["序号", "政务服务事项名称及编码", "证明事项名称" if matters else "行政协助事项名称", "设定依据",
+                "承办机构", "开具单位" if matters else "协助机构"]
+    assert top[:6] == template
+    merged = {str(m) for m in ws.merged_cells.ranges}
+    assert "A3:A4" in merged and "B3:B4" in merged  # one header cell over both header rows
+    if kind == "matters":
+        assert top[6:10] == ["实施方式", "", "核查方式", "备注"] and "G3:H3" in merged
+        assert [ws["G4"].value, ws["H4"].value] == ["必须实行", "可选择"]
+        assert ws["G5"].value == "行政机关规定必须采取告知承诺制"
+        assert ws["H5"].value == "申请人可以选择采取书面承诺方式或者提供有关证明"
+        assert ws["I5"].value.startswith("行政机关拟采取的内部核查")
+        # 户口迁移登记 is 可选择, 最低生活保障审核 必须实行: one tick each, in its own column
+        assert [(ws[f"G{r}"].value, ws[f"H{r}"].value) for r in (6, 7)] == [(None, "√"), ("√", None)]
+        assert ws["J7"].value == "由街道承办"  # 备注
+    else:
+        assert top[6:8] == ["核查方式", "备注"] and ws["G5"].value.startswith("行政机关拟采取的内部核查")
+    assert ws["B5"].value == "按照省政务服务网或权力事项动态管理系统的规范要求填写事项名称和编码"
+    assert ws["D5"].value == "法律法规依据及具体实施依据（规章、规范性文件）"
+    assert ws["A6"].value == 1 and ws.max_row == cio.XLSX_HEAD_ROWS + len(ROWS[kind])
+
+
+def test_a_sheet_filled_in_by_hand_comes_back_as_an_adjustment(tmp_path: Path, registry: Registry) -> None:
+    published = CatalogueRegistry(None, SimulatedClock(datetime(2026, 3, 2, 1, tzinfo=UTC)))
+    first = published.apply_adjustment("matters", "gongan", "依据", adds=[MATTERS[0]])
+    published.review(first, True)
+    published.publish("matters")
+    path = tmp_path / "gongan-附件8.xlsx"
+    cio.export_rows("matters", published.current("matters"), path, registry, department="区公安分局")
+    wb = openpyxl.load_workbook(path)
+    ws = wb.active
+    ws["G6"], ws["H6"] = "√", None  # the clerk moves the tick from 可选择 to 必须实行
+    ws["J6"] = "2026年起必须实行"  # and writes a 备注
+    ws.append([2, "居住登记（370405-QR-0002）", "居住证明", "《居住证暂行条例》", "区公安分局", "社区居委会", "", "✓",
+               "部门间行政协助", "", "否", "区公安分局"])  # a new row, ticked by hand with another mark
+    ws["D2"] = "填报人：张警官"
+    wb.save(path)
+    wanted = cio.import_matters(path, registry)
+    assert [(r.seq, r.mode, r.notes) for r in wanted] == [(1, "必须实行", "2026年起必须实行"), (2, "可选择", "")]
+    adds, replaces, removes = cat.diff_rows(published.current("matters"), wanted, "gongan")
+    assert [r.code for r in adds] == ["ZM-gongan-0002"] and [r.code for r in replaces] == ["ZM-gongan-0001"]
+    assert removes == []
+    adj = published.apply_adjustment("matters", "gongan", "依据：台政办发〔2021〕2号", adds=adds, replaces=replaces)
+    published.review(adj, True)
+    published.publish("matters")
+    assert [(r.code, r.mode) for r in published.current("matters")] == [
+        ("ZM-gongan-0001", "必须实行"), ("ZM-gongan-0002", "可选择")]
+
+
+@pytest.mark.parametrize(("ticks", "problem"), [(("√", "√"), "exactly one"), (("", ""), "exactly one"),
+                                                (("x", ""), "tick with √")])
+def test_the_mode_must_be_ticked_once_with_a_tick(tmp_path: Path, registry: Registry, ticks: tuple[str, str],
+                                                  problem: str) -> None:
+    path = tmp_path / "m.xlsx"
+    cio.export_rows("matters", MATTERS[:1], path, registry)
+    wb = openpyxl.load_workbook(path)
+    wb.active["G6"], wb.active["H6"] = ticks
+    wb.save(path)
+    with pytest.raises(CatalogueImportError) as e:
+        cio.import_rows("matters", path, registry)
+    [p] = e.value.problems
+    assert (p.row, p.column) == (6, "实施方式") and problem in p.message
 
 
 # -- what import accepts ------------------------------------------------------------
@@ -201,12 +261,13 @@ def test_a_bad_xlsx_row_is_reported_by_its_spreadsheet_row(tmp_path: Path, regis
     bad = msgspec.structs.replace(ITEMS[0], code="XZ-0009", seq=9)
     cio.export_rows("assistance", [*ITEMS, bad], path, registry)
     wb = openpyxl.load_workbook(path)
-    wb.active.cell(row=6, column=11, value=4)  # 回复时限 of the third data row: longer than 三(二) allows
-    wb.active.cell(row=5, column=10, value="可能")  # 现场协助 of the second
+    # Rows 1–5 are the head. 回复时限 of the third data row: longer than 三(二) allows.
+    wb.active.cell(row=8, column=11, value=4)
+    wb.active.cell(row=7, column=10, value="可能")  # 现场协助 of the second
     wb.save(path)
     with pytest.raises(CatalogueImportError) as e:
         cio.import_rows("assistance", path, registry)
-    assert {(p.row, p.column) for p in e.value.problems} == {(6, "回复时限（工作日）"), (5, "现场协助")}
+    assert {(p.row, p.column) for p in e.value.problems} == {(8, "回复时限（工作日）"), (7, "现场协助")}
 
 
 def test_duplicate_codes_and_seqs_in_a_file_are_reported(tmp_path: Path, registry: Registry) -> None:

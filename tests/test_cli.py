@@ -113,6 +113,22 @@ def test_the_demo_never_wipes_a_directory_it_did_not_make(tmp_path: Path) -> Non
     assert precious.read_text() == "a bureau's real data"
 
 
+def test_catalogue_show_has_the_notes_and_export_fills_in_the_department_line(  # type: ignore[no-untyped-def]
+        demo_dir, tmp_path: Path) -> None:
+    import openpyxl
+
+    data, _ = demo_dir
+    shown = run("catalogue", "show", "--kind", "matters", data_dir=data).stdout
+    assert "备注" in shown and "实施方式" in shown
+    sheet = tmp_path / "shenpi-附件8.xlsx"
+    run("catalogue", "export", "--kind", "matters", "--bureau", "shenpi", "--filler", "王五", "--phone", "6611111",
+        str(sheet), data_dir=data)
+    ws = openpyxl.load_workbook(sheet).active
+    line2 = [c.value for c in ws[2] if c.value]
+    assert line2 == ["部门名称：区审批服务局（公章）", "填报人：王五", "联系电话：6611111"]
+    assert [ws["G4"].value, ws["H4"].value] == ["必须实行", "可选择"]
+
+
 def test_a_bureau_adjusts_its_catalogue_rows_from_its_spreadsheet(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     """Export its 附件9 sheet, shorten a time limit (第十一条), apply; 区司法局 reviews and publishes a new version."""
     data, _ = demo_dir

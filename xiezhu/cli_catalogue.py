@@ -61,11 +61,11 @@ def show(ctx: typer.Context, kind: Kind = "assistance",
     shown = version or (versions[-1].number if versions else 0)
     title = "附件8 证明事项清单" if k == "matters" else "附件9 行政协助事项清单"
     t = Table(title=f"{title} — version {shown}, {len(rows)} rows")
-    header = catalogue_io.header(k)[:8]
-    for col in header:
+    shown_columns = len(catalogue_io.COLUMNS[k])  # the attachment's own columns, 备注 included
+    for col in catalogue_io.header(k)[:shown_columns]:
         t.add_column(col)
     for row in catalogue_io.to_table(k, rows, Registry.load())[1:]:
-        t.add_row(*[str(c) for c in row[:8]])
+        t.add_row(*[str(c) for c in row[:shown_columns]])
     out.print(t)
 
 
@@ -114,8 +114,11 @@ def adjustments(ctx: typer.Context, as_json: AsJson = False) -> None:
 @app.command("export")
 def export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="A .csv or .xlsx file to write.")],
            kind: Kind = "assistance",
-           bureau: Annotated[str | None, typer.Option(help="Only this bureau's rows (its own sheet).")] = None) -> None:
-    """Write a catalogue in the column layout of 附件8 / 附件9, as CSV or XLSX.
+           bureau: Annotated[str | None, typer.Option(help="Only this bureau's rows (its own sheet).")] = None,
+           filler: Annotated[str, typer.Option(help="填报人 on the XLSX's 部门名称 line.")] = "",
+           phone: Annotated[str, typer.Option(help="联系电话 on the XLSX's 部门名称 line.")] = "") -> None:
+    """Write a catalogue as 附件8 / 附件9: XLSX in the attachment's own layout (title, 部门名称（公章）,
+    填报人, 联系电话, two-row header with 必须实行 / 可选择 tick columns, guidance row), or CSV.
 
     Example: [bold]xiezhu catalogue export --kind matters --bureau shenpi shenpi-附件8.xlsx[/]
     """
@@ -123,7 +126,8 @@ def export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="A .csv
 
     cat, k, reg = _registry(ctx), _kind(kind), Registry.load()
     rows = [r for r in cat.current(k) if bureau is None or owner_of(r) == bureau]
-    catalogue_io.export_rows(k, rows, file, reg, department=reg.name(bureau) if bureau else "区司法局")
+    catalogue_io.export_rows(k, rows, file, reg, department=reg.name(bureau) if bureau else "区司法局",
+                             filler=filler, phone=phone)
     typer.echo(f"wrote {len(rows)} rows to {file}", err=True)
 
 

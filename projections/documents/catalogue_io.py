@@ -12,13 +12,17 @@ Cells.
 - 政务服务事项名称及编码 is one cell, ``名称（编码）``: the code in full-width (or ASCII) brackets at
   the end, e.g. ``食品经营许可（370405-XK-0001）``.  A name may itself contain brackets; the
   last bracketed group is the code, so a code cannot contain brackets.
-- 实施方式 holds 必须实行 or 可选择 (the template's two tick columns become one cell).
+- 实施方式 holds 必须实行 or 可选择 in CSV; the XLSX has the template's two tick columns under it
+  (√ in one of 必须实行 / 可选择), and import reads either form.
 - 核查方式 (附件8), 风险领域 and 核查键 list their values joined by ``、``.
 - 承办机构 / 协助机构 / 所属部门 take a bureau's name (区公安分局) or code (gongan); export writes names.
 - 是否公开承诺书 / 现场协助 are 是 or 否; blank is 否.  Blank time limits are 3 and 2 working days.
 - A blank 证明事项编码 / 事项编码 becomes ``ZM-<所属部门>-<序号>`` / ``XZ-<承办机构>-<序号>`` (序号 as
   four digits); fill codes in to keep them stable when rows are renumbered.  A blank 所属部门 is
   the 承办机构.
+
+The XLSX is the attachment's own sheet (see :func:`to_xlsx`): title, 部门名称（公章）/ 填报人 /
+联系电话, the two-row header, the guidance row, then the rows.
 
 Import finds the header row (so the XLSX title and 部门名称 lines are optional), checks every row
 and either returns all rows or raises one :class:`CatalogueImportError` listing every problem
@@ -130,41 +134,116 @@ def to_csv(kind: Kind, rows: Sequence[Row], registry: Registry) -> bytes:
     return buf.getvalue().encode("utf-8-sig")
 
 
+#: The template's header text where it wraps a name over two lines (附件8/9).
+WRAPPED = {"政务服务事项名称及编码": "政务服务事项\n名称及编码", "承办机构": "承办\n机构", "开具单位": "开具\n单位",
+           "协助机构": "协助\n机构"}
+#: 附件8's 实施方式 is two tick columns under one header.
+MODE_COLUMN = "实施方式"
+TICK = "√"
+#: What a hand-filled tick column may hold for "ticked" (and bool True, which reads as 是).
+TICKED = ("√", "✓", "✔", "☑", "是", "1", "Y", "y")
+#: The template's guidance row under the header: what to write in each column.
+GUIDANCE: dict[Kind, dict[str, str]] = {
+    "matters": {"政务服务事项名称及编码": "按照省政务服务网或权力事项动态管理系统的规范要求填写事项名称和编码",
+                "设定依据": "法律法规依据及具体实施依据（规章、规范性文件）",
+                "必须实行": "行政机关规定必须采取告知承诺制",
+                "可选择": "申请人可以选择采取书面承诺方式或者提供有关证明",
+                "核查方式": "行政机关拟采取的内部核查、信息共享平台查询、部门间行政协助、现场检查等具体方式"},
+    "assistance": {"政务服务事项名称及编码": "按照省政务服务网或权力事项动态管理系统的规范要求填写事项名称和编码",
+                   "设定依据": "法律法规依据及具体实施依据（规章、规范性文件）",
+                   "核查方式": "行政机关拟采取的内部核查、信息共享平台查询、部门间行政协助、现场检查等具体方式"},
+}
+#: Rows above the data in an exported XLSX: title, 部门名称 line, two header rows, guidance.
+XLSX_HEAD_ROWS = 5
+_WIDTHS = {"序号": 6, "政务服务事项名称及编码": 22, "证明事项名称": 16, "行政协助事项名称": 16, "设定依据": 24,
+           "承办机构": 10, "开具单位": 10, "协助机构": 10, "必须实行": 8, "可选择": 8, "核查方式": 22, "备注": 14}
+
+
+def sheet_columns(kind: Kind) -> list[str]:
+    """The XLSX's physical columns: 实施方式 split into its 必须实行 / 可选择 tick columns."""
+    cols: list[str] = []
+    for c in header(kind):
+        cols += list(MODES) if c == MODE_COLUMN else [c]
+    return cols
+
+
 def to_xlsx(kind: Kind, rows: Sequence[Row], registry: Registry, *, department: str = "", filler: str = "",
             phone: str = "") -> bytes:
-    """XLSX bytes laid out like the template: title line, 部门名称/填报人/联系电话 line, header, rows."""
+    """XLSX bytes in the attachment's own layout.
+
+    Row 1 the title; row 2 部门名称：…（公章）, 填报人 and 联系电话; rows 3–4 the two-row header,
+    with 附件8's 实施方式 over its 必须实行 / 可选择 tick columns (every other header cell spans both
+    rows); row 5 the template's guidance row; then one row per catalogue row, 实施方式 ticked
+    with √. xiezhu's own columns follow 备注, shaded, so the template's columns line up.
+    """
     # openpyxl is imported on first use: it is slow to import and only file commands need it.
     from openpyxl import Workbook
-    from openpyxl.styles import Alignment, Border, Font, Side
+    from openpyxl.styles import Alignment, Border, Font, PatternFill, Side
     from openpyxl.utils import get_column_letter
 
     table = to_table(kind, rows, registry)
-    width = len(table[0])
+    names = header(kind)
+    cols = sheet_columns(kind)
+    width, template_width = len(cols), len(cols) - len(EXTRAS[kind])
     wb = Workbook()
     ws = wb.active
     ws.title = SHEETS[kind]
-    ws.append([TITLES[kind]])
-    ws.append([f"部门名称：{department}（公章）    填报人：{filler}    联系电话：{phone}"])
-    for line in (1, 2):
-        ws.merge_cells(start_row=line, start_column=1, end_row=line, end_column=width)
-    ws["A1"].font = Font(bold=True, size=16)
-    ws["A1"].alignment = Alignment(horizontal="center")
+    ws.cell(1, 1, TITLES[kind])
+    ws.merge_cells(start_row=1, start_column=1, end_row=1, end_column=width)
+    ws["A1"].font = Font(name="方正小标宋简体", size=18)
+    ws["A1"].alignment = Alignment(horizontal="center", vertical="center")
+    ws.row_dimensions[1].height = 36
+    third = template_width // 3
+    for start, end, text in ((1, third, f"部门名称：{department}（公章）"), (third + 1, 2 * third, f"填报人：{filler}"),
+                             (2 * third + 1, width, f"联系电话：{phone}")):
+        ws.cell(2, start, text).alignment = Alignment(vertical="center")
+        ws.merge_cells(start_row=2, start_column=start, end_row=2, end_column=end)
     thin = Side(style="thin")
-    for r in table:
-        ws.append(r)
+    box = Border(left=thin, right=thin, top=thin, bottom=thin)
+    extra = PatternFill("solid", fgColor="EEEEEE")
+    j = 1
+    for name in names:
+        if name == MODE_COLUMN:
+            ws.cell(3, j, name)
+            ws.merge_cells(start_row=3, start_column=j, end_row=3, end_column=j + 1)
+            ws.cell(4, j, MODES[0])
+            ws.cell(4, j + 1, MODES[1])
+            j += 2
+        else:
+            ws.cell(3, j, WRAPPED.get(name, name))
+            ws.merge_cells(start_row=3, start_column=j, end_row=4, end_column=j)
+            j += 1
+    guidance = GUIDANCE[kind]
+    for j, name in enumerate(cols, start=1):
+        ws.cell(5, j, guidance.get(name, ""))
+    mode_at = names.index(MODE_COLUMN) if MODE_COLUMN in names else -1
+    for r in table[1:]:
+        cells: list[str | int] = []
+        for i, value in enumerate(r):
+            cells += [TICK if value == m else "" for m in MODES] if i == mode_at else [value]
+        ws.append(cells)
         for cell in ws[ws.max_row]:
             # openpyxl would store text starting with "=" as a formula: keep every cell text.
             if isinstance(cell.value, str) and cell.value.startswith("="):
                 cell.data_type = "s"
-    for row in ws.iter_rows(min_row=3, max_row=len(table) + 2, max_col=width):
+    for row in ws.iter_rows(min_row=3, max_row=ws.max_row, max_col=width):
         for cell in row:
-            cell.alignment = Alignment(wrap_text=True, vertical="center")
-            cell.border = Border(left=thin, right=thin, top=thin, bottom=thin)
-    for cell in ws[3]:
-        cell.font = Font(bold=True)
-    for i, col in enumerate(table[0], start=1):
-        ws.column_dimensions[get_column_letter(i)].width = 8 if col == "序号" else 18
-    ws.freeze_panes = "A4"
+            centred = cell.row <= 4 or cols[cell.column - 1] in ("序号", *MODES)
+            cell.alignment = Alignment(wrap_text=True, vertical="center",
+                                       horizontal="center" if centred else None)
+            cell.border = box
+            if cell.column > template_width:
+                cell.fill = extra
+            if cell.row <= 4:
+                cell.font = Font(bold=True)
+            elif cell.row == 5:
+                cell.font = Font(size=9, italic=True, color="666666")
+    for j, name in enumerate(cols, start=1):
+        ws.column_dimensions[get_column_letter(j)].width = _WIDTHS.get(name, 14)
+    ws.freeze_panes = ws.cell(XLSX_HEAD_ROWS + 1, 1)
+    ws.print_title_rows = "3:4"
+    ws.page_setup.orientation = "landscape"
+    ws.page_setup.paperSize = ws.PAPERSIZE_A4
     buf = io.BytesIO()
     wb.save(buf)
     return buf.getvalue()
@@ -250,7 +329,16 @@ def from_table(kind: Kind, cells: Sequence[Sequence[Any]], registry: Registry, *
     parse = _matter if kind == "matters" else _item
     resolve = _resolver(registry)
     rows: list[tuple[int, Row]] = []
-    for number, raw in enumerate(grid[at + 1:], start=at + 2):
+    first = at + 1
+    if first < len(grid):
+        # The template's second header row: 必须实行 / 可选择 under 实施方式 (empty under the others).
+        under = {_SPACE.sub("", v): j for j, v in enumerate(grid[first]) if v}
+        if under and set(under) <= {*MODES, *columns}:
+            if any(m in under for m in MODES):
+                columns.pop(MODE_COLUMN, None)  # its merged cell sits over the 必须实行 column
+                columns |= {m: under[m] for m in MODES if m in under}
+            first += 1
+    for number, raw in enumerate(grid[first:], start=first + 1):
         record = {name: (raw[i] if i < len(raw) else "") for name, i in columns.items()}
         if _skip(record, raw):
             continue
@@ -346,6 +434,29 @@ class _Row:
         self.fields["service_matter_name"] = m["name"].strip()
         self.fields["service_matter_code"] = m["code"]
 
+    def mode(self) -> None:
+        """实施方式: one cell holding 必须实行 or 可选择, or the template's two tick columns."""
+        value = self.get(MODE_COLUMN)
+        ticks = {m: self.get(m) for m in MODES if m in self.record}
+        if value in MODES or (not value and not ticks):
+            if value:
+                self.fields["mode"] = value
+            else:
+                self.fail(MODE_COLUMN, "is required: tick 必须实行 or 可选择")
+            return
+        if value:
+            self.fail(MODE_COLUMN, f"must be {' or '.join(MODES)}, not {value!r}")
+            return
+        wrong = [f"{m} {v!r}" for m, v in ticks.items() if v and v not in TICKED]
+        if wrong:
+            self.fail(MODE_COLUMN, f"tick with {TICK} (or leave empty), not {'、'.join(wrong)}")
+            return
+        ticked = [m for m, v in ticks.items() if v]
+        if len(ticked) != 1:
+            self.fail(MODE_COLUMN, "tick exactly one of 必须实行 / 可选择" + (", not both" if ticked else ""))
+            return
+        self.fields["mode"] = ticked[0]
+
     def bureau(self, column: str, field: str, *, default: str | None = None) -> None:
         value = self.get(column)
         if not value and default is not None:
@@ -434,11 +545,7 @@ def _matter(number: int, record: dict[str, str], resolve: Resolve) -> tuple[Row 
     r.text("设定依据", "legal_basis")
     r.bureau("承办机构", "handling_body")
     r.text("开具单位", "issuing_unit")
-    mode = r.get("实施方式")
-    if mode in MODES:
-        r.fields["mode"] = mode
-    else:
-        r.fail("实施方式", f"must be {' or '.join(MODES)}, not {mode!r}" if mode else "is required")
+    r.mode()
     r.listed("核查方式", "verification_methods", METHODS, required=True)
     r.text("备注", "notes", required=False)
     r.flag("是否公开承诺书", "disclose_commitment")
