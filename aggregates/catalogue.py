@@ -27,10 +27,10 @@ from aggregates.store import StoreError, _BytesAsBase64, store_env
 from schemas.assistance import DECLINE_DAYS, REPLY_DAYS
 from schemas.catalogue import (
     CITY_JUSTICE,
-    EDITORIAL_OFFICE,
     EXCLUDED_DOMAINS,
     JUSTICE,
     METHODS,
+    STAFFING_OFFICE,
     AdjustmentApplied,
     AdjustmentReviewed,
     AssistanceItem,
@@ -481,9 +481,9 @@ def _memorandum(state: CatalogueState, ev: MemorandumFiled, actor: str) -> Catal
         raise BadMemorandum(f"memorandum {m.id} must be signed by two different bureaus, not {m.parties}")
     if actor != ev.filed_by or actor not in m.parties:
         raise NotParty(f"{actor} is not a party to memorandum {m.id} ({'、'.join(m.parties)})")
-    missing = [b for b in (JUSTICE, EDITORIAL_OFFICE) if b not in m.filed_with]
+    missing = [b for b in (JUSTICE, STAFFING_OFFICE) if b not in m.filed_with]
     if missing:
-        raise BadMemorandum(f"第六条: memorandum {m.id} must be filed with {JUSTICE} and {EDITORIAL_OFFICE}; "
+        raise BadMemorandum(f"第六条: memorandum {m.id} must be filed with {JUSTICE} and {STAFFING_OFFICE}; "
                             f"missing {', '.join(missing)}")
     if not m.text.strip():
         raise BadMemorandum(f"memorandum {m.id} has no text")

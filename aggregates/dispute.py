@@ -29,7 +29,7 @@ import msgspec
 
 from aggregates import errors
 from aggregates.assistance import CaseState
-from schemas.catalogue import EDITORIAL_OFFICE, JUSTICE
+from schemas.catalogue import JUSTICE, STAFFING_OFFICE
 from schemas.dispute import (
     DisputeEscalated,
     DisputeRaised,
@@ -178,7 +178,7 @@ def apply(state: DisputeState | None, env: Envelope) -> DisputeState:
             if state.status != "referred":
                 raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; only a dispute taken up "
                                           "and not yet ruled is escalated")
-            _with_editorial_office(state, ev.petitioners, "asks 区政府 to decide")
+            _with_staffing_office(state, ev.petitioners, "asks 区政府 to decide")
             return _next(state, status="escalated", escalation=ev.reasons, petitioners=tuple(ev.petitioners),
                          escalated_at=env.time)
         case DistrictDecided():
@@ -207,10 +207,10 @@ def _by_justice(state: DisputeState, env: Envelope, what: str) -> None:
                                          f"ledger, not sent to {env.recipient}")
 
 
-def _with_editorial_office(state: DisputeState, units: list[str], what: str) -> None:
-    missing = [u for u in (JUSTICE, EDITORIAL_OFFICE) if u not in units]
+def _with_staffing_office(state: DisputeState, units: list[str], what: str) -> None:
+    missing = [u for u in (JUSTICE, STAFFING_OFFICE) if u not in units]
     if missing:
-        raise errors.MissingCoDecider(f"第八条: {JUSTICE} and {EDITORIAL_OFFICE} together {what} "
+        raise errors.MissingCoDecider(f"第八条: {JUSTICE} and {STAFFING_OFFICE} together {what} "
                                       f"(dispute {state.number}); missing {', '.join(missing)}", missing=missing)
     if len(set(units)) != len(units):
         raise errors.MissingCoDecider(f"dispute {state.number}: a unit is named twice in {units}")
@@ -243,7 +243,7 @@ def _ruled(state: DisputeState, env: Envelope, ev: DisputeRuled) -> DisputeState
     if state.status != "referred":
         raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; {JUSTICE} rules on a dispute it "
                                   "took up and did not escalate")
-    _with_editorial_office(state, ev.co_deciders, "determine a dispute (会同区委编办研究确定)")
+    _with_staffing_office(state, ev.co_deciders, "determine a dispute (会同区委编办研究确定)")
     if ev.amends_catalogue and not ev.adjustment:
         raise errors.CatalogueAmendment(f"the ruling of dispute {state.number} amends the catalogue but names "
                                         "no adjustment")

@@ -35,7 +35,7 @@ from aggregates.errors import (
     NotDisputeParty,
     RuleError,
 )
-from schemas.catalogue import EDITORIAL_OFFICE, JUSTICE, Kind, Row
+from schemas.catalogue import JUSTICE, STAFFING_OFFICE, Kind, Row
 from schemas.dispute import (
     DisputeEscalated,
     DisputeEvent,
@@ -52,7 +52,7 @@ from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_e
 #: Optimistic-concurrency retries (another writer took the number, or an event arrived meanwhile).
 CONFLICT_RETRIES = 20
 #: The units that determine a dispute unless more are named (第八条: 区司法局会同区委编办).
-CO_DECIDERS = (JUSTICE, EDITORIAL_OFFICE)
+CO_DECIDERS = (JUSTICE, STAFFING_OFFICE)
 
 
 class DisputeCase(Aggregate):

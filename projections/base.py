@@ -9,7 +9,7 @@ from pathlib import Path
 import sqlite_utils
 
 from broker.ledger.store import Entry, Ledger
-from projections.sealed_columns import columns_for
+from projections.encrypted_columns import columns_for
 from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
 
@@ -95,10 +95,10 @@ class LedgerProjection:
 
 
 class KeyedProjection(LedgerProjection):
-    """A read model that keeps personal data under a view key (decision 26): sealed, never in clear.
+    """A read model that keeps personal data under a view key (decision 26): encrypted, never in clear.
 
     A view written with another key raises
-    :class:`~projections.sealed_columns.ViewKeyMismatch` at open and is left as it was.
+    :class:`~projections.encrypted_columns.ViewKeyMismatch` at open and is left as it was.
     """
 
     def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:

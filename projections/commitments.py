@@ -1,7 +1,7 @@
 """The commitment-case view: every case of every handling bureau, its step and its outcome, from the ledger.
 
-The folded case (``state``: the applicant, the commitment texts …) is sealed with the view key
-(decision 26, :mod:`projections.sealed_columns`); the other columns hold no personal data in
+The folded case (``state``: the applicant, the commitment texts …) is encrypted with the view key
+(decision 26, :mod:`projections.encrypted_columns`); the other columns hold no personal data in
 clear (the applicant's ID number is masked).  Without a view key the view refuses to apply
 commitment events.
 """
@@ -16,7 +16,7 @@ from aggregates import commitment
 from aggregates.commitment import CommitmentState
 from aggregates.errors import RuleError
 from projections.base import POSITIONS, KeyedProjection
-from projections.sealed_columns import key_recorded, record_key, required, scrubbed
+from projections.encrypted_columns import key_recorded, record_key, required, scrubbed
 from schemas.envelope import Envelope
 from schemas.privacy import mask_id
 
@@ -31,9 +31,9 @@ class CommitmentView(KeyedProjection):
     tables = (TABLE,)
 
     def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
-        """``view_key``: 区司法局's store key, which seals each folded case (decision 26).
+        """``view_key``: 区司法局's store key, which encrypts each folded case (decision 26).
 
-        A view written with another key raises :class:`~projections.sealed_columns.ViewKeyMismatch`
+        A view written with another key raises :class:`~projections.encrypted_columns.ViewKeyMismatch`
         and is left as it was.
         """
         super().__init__(path, view_key=view_key)
@@ -41,7 +41,7 @@ class CommitmentView(KeyedProjection):
     def create_tables(self) -> None:
         cols = self._columns
         if cols is not None and not key_recorded(self.db, self.name, cols, self._where):
-            # New, or written before the folded cases were sealed: refold it from the ledger.
+            # New, or written before the folded cases were encrypted: refold it from the ledger.
             def work() -> None:
                 self.db.execute(f"DROP TABLE IF EXISTS {TABLE}")
                 self.db.execute(f"DELETE FROM {POSITIONS} WHERE name = ?", [self.name])
@@ -66,7 +66,7 @@ class CommitmentView(KeyedProjection):
         t = self.db.table(TABLE)
         found = self.db.execute(f"SELECT state FROM {TABLE} WHERE case_id = ?", [env.case]).fetchone()
         # None: the application itself
-        previous = _state.decode(cols.open(TABLE, "state", env.case, found[0])) if found else None
+        previous = _state.decode(cols.decrypt(TABLE, "state", env.case, found[0])) if found else None
         try:
             st = commitment.apply(previous, env)
         except RuleError:
@@ -75,7 +75,7 @@ class CommitmentView(KeyedProjection):
             "case_id": st.case, "number": st.number, "bureau": st.bureau, "matter": st.matter_name,
             "applicant": mask_id(st.applicant.id_number), "applied_on": st.applied_on.isoformat(),
             "status": st.status, "outcome": st.outcome, "route": st.route, "false_items": len(st.false_items),
-            "updated_at": env.time.isoformat(), "state": cols.seal(TABLE, "state", st.case, msgspec.json.encode(st)),
+            "updated_at": env.time.isoformat(), "state": cols.encrypt(TABLE, "state", st.case, msgspec.json.encode(st)),
         }, pk="case_id")
 
     def rows(self, *, bureau: str | None = None) -> list[dict[str, Any]]:
@@ -86,11 +86,11 @@ class CommitmentView(KeyedProjection):
                     for r in self.db.table(TABLE).rows_where(where, args, order_by="applied_on, number")]
 
     def plain_rows(self) -> list[dict[str, Any]]:
-        """Every row in the order written, the folded state opened (sealing draws fresh nonces: compare these)."""
+        """Every row in the order written, the folded state decrypted (encrypting draws fresh nonces: compare these)."""
         cols = required(self._columns, "commitment-case")
         with self._lock:
             rows = [dict(r) for r in self.db.table(TABLE).rows_where(order_by="rowid")]
-        return [r | {"state": cols.open(TABLE, "state", r["case_id"], r["state"])} for r in rows]
+        return [r | {"state": cols.decrypt(TABLE, "state", r["case_id"], r["state"])} for r in rows]
 
     def outcomes(self) -> dict[str, int]:
         """Cases by outcome (or by step, for cases still under way)."""

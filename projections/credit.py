@@ -21,10 +21,10 @@ that caused it, so that a re-push after a crash is recognisable by the receiver.
 keeps its delivery state across a rebuild: a rebuild re-inserts the same ids and leaves
 rows already there (and their delivery state) as they are.
 
-Personal data is not kept in clear (decision 26, :mod:`projections.sealed_columns`): the
+Personal data is not kept in clear (decision 26, :mod:`projections.encrypted_columns`): the
 ``applicant`` columns hold a keyed pseudonym of the ID number, which every look-up computes
 from its argument; the folded case (``state``), the record texts, the steps' details and the
-信用中国 records are sealed with the view key and opened only when read.  Names are kept
+信用中国 records are encrypted with the view key and decrypted only when read.  Names are kept
 masked (an organisation's name is shown as it is).  Without a view key the view refuses to
 apply commitment events or to look an applicant up.
 """
@@ -42,7 +42,7 @@ from aggregates import commitment
 from aggregates.commitment import CommitmentState
 from aggregates.errors import RuleError
 from projections.base import POSITIONS, KeyedProjection
-from projections.sealed_columns import SealedColumns, key_recorded, record_key, required, scrubbed
+from projections.encrypted_columns import EncryptedColumns, key_recorded, record_key, required, scrubbed
 from schemas.commitment import (
     CreditObjectionRaised,
     CreditObjectionReviewed,
@@ -70,8 +70,8 @@ HISTORY_STEPS = frozenset({
     "commitment.credit-repair-applied", "commitment.credit-repair-approved", "commitment.credit-repair-rejected",
 })
 BARRED: Standing = "unrepaired-false-commitment"
-#: Columns sealed with the view key, per table, and each table's primary key (bound into the seal).
-SEALED = {CASES: ("state", "record"), STEPS: ("detail",), OUTBOX: ("record",)}
+#: Columns encrypted with the view key, per table, and each table's primary key (bound into the ciphertext).
+ENCRYPTED = {CASES: ("state", "record"), STEPS: ("detail",), OUTBOX: ("record",)}
 PRIMARY_KEYS = {CASES: "case_id", STEPS: "event_id", OUTBOX: "record_id"}
 _APPLICANT = re.compile(r"^[0-9A-Z]{15,18}$")
 _state = msgspec.json.Decoder(CommitmentState)
@@ -106,11 +106,11 @@ class CreditView(KeyedProjection):
     tables = (CASES, STEPS, SEEN)
 
     def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
-        """``view_key``: 区司法局's store key, which seals the applicants' data (decision 26).
+        """``view_key``: 区司法局's store key, which encrypts the applicants' data (decision 26).
 
         Without it the view still lists the outbox's delivery state, but refuses to apply
         commitment events or to look an applicant up.  A view written with another key raises
-        :class:`~projections.sealed_columns.ViewKeyMismatch` and is left as it was.
+        :class:`~projections.encrypted_columns.ViewKeyMismatch` and is left as it was.
         """
         super().__init__(path, view_key=view_key)
 
@@ -119,7 +119,7 @@ class CreditView(KeyedProjection):
         cols = self._columns
         first = cols is not None and not key_recorded(db, self.name, cols, self._where)
         if cols is not None and first:
-            self._seal_what_was_clear(cols)
+            self._encrypt_what_was_clear(cols)
         if not db.table(CASES).exists():
             db.table(CASES).create({
                 "case_id": str, "applicant": str, "applicant_masked": str, "kind": str, "name": str,
@@ -147,11 +147,11 @@ class CreditView(KeyedProjection):
         if cols is not None and first:
             record_key(db, self.name, cols, self._where)
 
-    def _seal_what_was_clear(self, cols: SealedColumns) -> None:
-        """A file without this key's check: a new view, or one written before its personal data was sealed.
+    def _encrypt_what_was_clear(self, cols: EncryptedColumns) -> None:
+        """A file without this key's check: a new view, or one written before its personal data was encrypted.
 
-        The folds are dropped (the next follow refolds them from the ledger, sealed); the outbox,
-        whose delivery state is not in the ledger, is pseudonymised and sealed in place.  Both steps
+        The folds are dropped (the next follow refolds them from the ledger, encrypted); the outbox,
+        whose delivery state is not in the ledger, is pseudonymised and encrypted in place.  Both steps
         can be repeated: after a crash in between, the next open finishes the job.
         """
         db = self.db
@@ -166,7 +166,7 @@ class CreditView(KeyedProjection):
                 for rid, applicant, record in clear:
                     db.execute(f"UPDATE {OUTBOX} SET applicant = ?, record = ? WHERE record_id = ?",
                                [cols.pseudonym(applicant_key(applicant)) if applicant else None,
-                                cols.seal(OUTBOX, "record", rid, str(record).encode()), rid])
+                                cols.encrypt(OUTBOX, "record", rid, str(record).encode()), rid])
 
         scrubbed(db, work)
 
@@ -185,7 +185,7 @@ class CreditView(KeyedProjection):
         self.db.table(SEEN).insert({"event_id": env.id})
         row = self._case_row(env.case)
         try:
-            st = commitment.apply(_state.decode(cols.open(CASES, "state", env.case, row["state"])) if row else None,
+            st = commitment.apply(_state.decode(cols.decrypt(CASES, "state", env.case, row["state"])) if row else None,
                                   env)
         except RuleError:
             return  # the ledger keeps it; the fold (as the bureau's own store) would not have recorded it
@@ -195,7 +195,7 @@ class CreditView(KeyedProjection):
             self.db.table(STEPS).insert({
                 "event_id": env.id, "case_id": st.case, "applicant": self._pseudonym_of(cols, st), "number": st.number,
                 "bureau": st.bureau, "step": env.type.removeprefix("commitment."), "at": iso(env.time),
-                "detail": cols.seal(STEPS, "detail", env.id, _detail(env).encode()), "record_status": st.credit,
+                "detail": cols.encrypt(STEPS, "detail", env.id, _detail(env).encode()), "record_status": st.credit,
             }, pk="event_id", replace=True)
         kind = _push_kind(env)
         if kind:
@@ -207,10 +207,10 @@ class CreditView(KeyedProjection):
         return dict(zip([c[0] for c in cur.description], found, strict=True)) if found else None
 
     @staticmethod
-    def _pseudonym_of(cols: SealedColumns, st: CommitmentState) -> str:
+    def _pseudonym_of(cols: EncryptedColumns, st: CommitmentState) -> str:
         return cols.pseudonym(applicant_key(st.applicant.id_number))
 
-    def _next_row(self, cols: SealedColumns, row: dict[str, Any], st: CommitmentState,
+    def _next_row(self, cols: EncryptedColumns, row: dict[str, Any], st: CommitmentState,
                   env: Envelope) -> dict[str, Any]:
         def t(v: datetime | None) -> str | None:
             return iso(v) if v else None
@@ -221,11 +221,11 @@ class CreditView(KeyedProjection):
                "name": mask_name(st.applicant.name) if person else st.applicant.name, "number": st.number,
                "bureau": st.bureau, "matter": st.matter_name, "applied_on": st.applied_on.isoformat(),
                "found_false_at": t(st.found_false_at), "record_status": st.credit,
-               "record": cols.seal(CASES, "record", st.case, st.credit_record.encode()),
+               "record": cols.encrypt(CASES, "record", st.case, st.credit_record.encode()),
                "recorded_at": t(st.credit_recorded_at), "removed_at": t(st.removed_at),
                "repaired_at": t(st.repaired_at), "barred_from": t(st.found_false_at),
                "barred_until": t(st.removed_at or st.repaired_at), "updated_at": iso(env.time),
-               "state": cols.seal(CASES, "state", st.case, msgspec.json.encode(st))}
+               "state": cols.encrypt(CASES, "state", st.case, msgspec.json.encode(st))}
         row.setdefault("signed_at", None)
         row.setdefault("closed_at", None)
         row.setdefault("record_id", None)
@@ -237,8 +237,8 @@ class CreditView(KeyedProjection):
             row["record_id"] = env.id
         return row
 
-    def _enqueue(self, cols: SealedColumns, kind: str, st: CommitmentState, env: Envelope, refers_to: str) -> None:
-        """One record for 信用中国, with the applicant's full ID (the one place it is needed unmasked), sealed."""
+    def _enqueue(self, cols: EncryptedColumns, kind: str, st: CommitmentState, env: Envelope, refers_to: str) -> None:
+        """One record for 信用中国, with the applicant's full ID (the one place it is needed unmasked), encrypted."""
         ev = env.payload
         basis = ev.legal_reason if isinstance(ev, CreditRecorded) else getattr(ev, "reasons", "")
         record = {
@@ -252,7 +252,7 @@ class CreditView(KeyedProjection):
         self.db.table(OUTBOX).insert({
             "record_id": env.id, "kind": kind, "case_id": st.case, "number": st.number, "bureau": st.bureau,
             "applicant": self._pseudonym_of(cols, st), "applicant_masked": mask_id(st.applicant.id_number),
-            "created_at": iso(env.time), "record": cols.seal(OUTBOX, "record", env.id, msgspec.json.encode(record)),
+            "created_at": iso(env.time), "record": cols.encrypt(OUTBOX, "record", env.id, msgspec.json.encode(record)),
             "status": "pending", "attempts": 0,
         }, pk="record_id", ignore=True)  # a rebuild keeps the row already there, delivered or not
 
@@ -299,18 +299,18 @@ class CreditView(KeyedProjection):
         return [{k: v for k, v in self._opened(STEPS, r).items() if k != "applicant"} for r in rows]
 
     def _opened(self, table: str, row: dict[str, Any]) -> dict[str, Any]:
-        """The row with its sealed columns opened (texts decoded; the folded state stays JSON bytes)."""
+        """The row with its encrypted columns decrypted (texts decoded; the folded state stays JSON bytes)."""
         cols = required(self._columns, "credit")
         out = dict(row)
-        for c in SEALED.get(table, ()):
-            plain = cols.open(table, c, row[PRIMARY_KEYS[table]], row[c])
+        for c in ENCRYPTED.get(table, ()):
+            plain = cols.decrypt(table, c, row[PRIMARY_KEYS[table]], row[c])
             out[c] = plain if c == "state" else plain.decode()
         return out
 
     def plain_rows(self, table: str) -> list[dict[str, Any]]:
-        """Every row of one of the view's tables, in the order written, sealed columns opened.
+        """Every row of one of the view's tables, in the order written, encrypted columns decrypted.
 
-        Sealing draws a fresh nonce each time, so two views of the same ledger differ in their bytes;
+        Encrypting draws a fresh nonce each time, so two views of the same ledger differ in their bytes;
         these rows are what must be equal (a rebuilt view against a live one).
         """
         with self._lock:
@@ -416,7 +416,7 @@ def _detail(env: Envelope) -> str:
 
 
 def open_view(path: Path, *, view_key: bytes | None = None) -> CreditView:
-    """The credit view at ``path`` (created if missing), sealed with ``view_key``."""
+    """The credit view at ``path`` (created if missing), encrypted with ``view_key``."""
     try:
         return CreditView(path, view_key=view_key)
     except sqlite3.Error as e:

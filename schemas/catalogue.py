@@ -52,7 +52,8 @@ EXCLUDED_DOMAINS: tuple[str, ...] = (
 #: The bureau that reviews, publishes and keeps the catalogues, and where they are filed.
 JUSTICE = "sifa"
 CITY_JUSTICE = "shi-sifa"
-EDITORIAL_OFFICE = "bianban"
+#: 区委编办 (机构编制委员会办公室): the staffing office, co-decider of disputes and where memoranda are filed.
+STAFFING_OFFICE = "bianban"
 
 
 # Rows omit default values when encoded, so that a field added later (with a default, as schema

@@ -36,7 +36,7 @@ ITEMS = [CommitmentItem(no=1, text="本人户籍所在地为运河街道", check
          CommitmentItem(no=2, text="本人无犯罪记录", check="police.no-criminal-record")]
 COMPANY = Applicant(kind="organisation", name="台儿庄区运河食品有限公司", id_number="91370405MA3C8XYZ12")
 WHY = "三(三)：经核查申请人承诺不实"
-#: 区司法局's store key, which seals the view's personal data (decision 26).
+#: 区司法局's store key, which encrypts the view's personal data (decision 26).
 VIEW_KEY = bytes(range(32))
 
 
@@ -347,7 +347,7 @@ def test_http_delivery_keeps_a_failed_record_pending_then_delivers_it(world: Wor
 
 
 def _tables(view: CreditView) -> dict[str, list[dict[str, Any]]]:
-    """The view's tables as they read: sealed columns opened (each seal has a fresh nonce)."""
+    """The view's tables as they read: encrypted columns decrypted (each has a fresh nonce)."""
     return {t: view.plain_rows(t) for t in (CASES, STEPS, OUTBOX)}
 
 

@@ -1,5 +1,5 @@
 """Decision 26: the read models on 区司法局's machine keep applicants' personal data only as keyed
-pseudonyms and sealed columns.  The raw bytes of credit.db and commitments.db (and their WAL)
+pseudonyms and encrypted columns.  The raw bytes of credit.db and commitments.db (and their WAL)
 hold no ID number, no name and no commitment text, while every look-up still works."""
 from __future__ import annotations
 
@@ -19,7 +19,7 @@ from aggregates.registry import JUSTICE
 from broker.ledger.store import Ledger
 from projections.commitments import TABLE, CommitmentView
 from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
-from projections.sealed_columns import KEY_CHECKS, SealedColumns, ViewKeyMismatch, ViewKeyMissing
+from projections.encrypted_columns import KEY_CHECKS, EncryptedColumns, ViewKeyMismatch, ViewKeyMissing
 from schemas.envelope import decode_envelope
 from schemas.privacy import mask_id
 from tests.test_credit import COMPANY, ITEMS, VIEW_KEY, World
@@ -89,12 +89,12 @@ def dump(path: Path) -> list[str]:
 
 
 def in_clear(monkeypatch: pytest.MonkeyPatch, *, text: bool = False) -> None:
-    """Make the views write what they would seal in clear (``text``: as the views before decision 26 did)."""
-    monkeypatch.setattr(SealedColumns, "pseudonym", lambda self, normalized: normalized)
-    monkeypatch.setattr(SealedColumns, "seal",
+    """Make the views write what they would encrypt in clear (``text``: as the views before decision 26 did)."""
+    monkeypatch.setattr(EncryptedColumns, "pseudonym", lambda self, normalized: normalized)
+    monkeypatch.setattr(EncryptedColumns, "encrypt",
                         lambda self, table, column, pk, plain: plain.decode() if text else plain)
-    monkeypatch.setattr(SealedColumns, "open",
-                        lambda self, table, column, pk, sealed: sealed.encode() if isinstance(sealed, str) else sealed)
+    monkeypatch.setattr(EncryptedColumns, "decrypt",
+                        lambda self, table, column, pk, value: value.encode() if isinstance(value, str) else value)
 
 
 def test_the_views_files_hold_no_id_number_name_or_commitment_text(views: Views) -> None:
@@ -109,17 +109,17 @@ def test_the_views_files_hold_no_id_number_name_or_commitment_text(views: Views)
     s = view.summary(APPLICANT.id_number)
     assert (s["applicant"], s["name"], s["counts"]["found_false"], s["counts"]["repaired"]) == (
         "370405********1234", "张*", 2, 1)
-    assert [c["record"] for c in s["cases"]] == ["食品经营许可：作出虚假承诺"] * 2  # sealed texts read back
+    assert [c["record"] for c in s["cases"]] == ["食品经营许可：作出虚假承诺"] * 2  # encrypted texts read back
     assert [h["detail"] for h in s["history"] if h["step"] == "credit-objection"] == [GROUNDS]
     stored = {r[0] for r in view.db.execute(f"SELECT applicant FROM {CASES} UNION SELECT applicant FROM {STEPS}")}
     assert stored == {view.pseudonym(APPLICANT.id_number), view.pseudonym(COMPANY.id_number)}
     assert all(len(p) == 64 and int(p, 16) >= 0 for p in stored)
-    assert view.pseudonym(APPLICANT.id_number) != SealedColumns(OTHER_KEY).pseudonym(APPLICANT.id_number)
+    assert view.pseudonym(APPLICANT.id_number) != EncryptedColumns(OTHER_KEY).pseudonym(APPLICANT.id_number)
     assert [r["applicant"] for r in views.cases.rows()] == [mask_id(COMPANY.id_number)] + ["370405********1234"] * 2
 
 
 def test_the_check_fails_on_views_written_in_clear(views: Views, monkeypatch: pytest.MonkeyPatch) -> None:
-    """The control: with sealing turned off, the same flows leave every one of these texts readable."""
+    """The control: with encryption turned off, the same flows leave every one of these texts readable."""
     in_clear(monkeypatch)
     views.demo_like()
     assert readable(views.credit_path) == set(PERSONAL)
@@ -152,7 +152,7 @@ def test_without_a_key_nothing_personal_is_written_or_looked_up(views: Views, tm
         bare.standing("not-an-id")  # a malformed id is still told as such
     with pytest.raises(ViewKeyMissing):
         CommitmentView(tmp_path / "bare-cases.db").follow(views.ledger)
-    # A keyless reader of a sealed view sees only what is masked anyway.
+    # A keyless reader of an encrypted view sees only what is masked anyway.
     reader = CreditView(views.credit_path)
     assert [(r["kind"], r["applicant_masked"]) for r in reader.outbox()] == [("recorded", "370405********1234")]
     with pytest.raises(ViewKeyMissing):
@@ -171,7 +171,7 @@ def test_delivery_to_credit_china_still_carries_the_full_record(views: Views, tm
     assert readable(views.credit_path) == set()
 
 
-def test_a_sealed_value_moved_to_another_row_does_not_open(views: Views) -> None:
+def test_an_encrypted_value_moved_to_another_row_does_not_decrypt(views: Views) -> None:
     views.demo_like()
     cases = views.cases
     a, b = (r["case_id"] for r in cases.rows()[:2])
@@ -202,9 +202,9 @@ def test_a_rebuilt_commitment_view_reads_as_the_live_one(views: Views, tmp_path:
     assert readable(views.cases_path) == set()
 
 
-def test_a_view_written_in_clear_is_sealed_when_opened_with_the_key(views: Views, tmp_path: Path,
-                                                                      monkeypatch: pytest.MonkeyPatch) -> None:
-    """A credit view from before decision 26: refolded sealed, its outbox sealed in place with its delivery state."""
+def test_a_view_written_in_clear_is_encrypted_when_opened_with_the_key(views: Views, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    """A credit view from before decision 26: refolded encrypted, its outbox encrypted in place, delivery state kept."""
     views.recorded()
     views.recorded()
     views.follow()
@@ -229,7 +229,7 @@ def test_a_view_written_in_clear_is_sealed_when_opened_with_the_key(views: Views
     assert readable(path) == set()
 
 
-def test_the_command_line_seals_with_justices_store_key(tmp_path: Path) -> None:
+def test_the_command_line_encrypts_with_justices_store_key(tmp_path: Path) -> None:
     """`xiezhu projections rebuild` and `xiezhu credit` use keys/sifa.store-key; a replaced key is one clear error."""
     settings = Settings(data_dir=tmp_path / "data")
     world = World(tmp_path)

@@ -14,7 +14,7 @@ import typer
 from rich.table import Table
 
 from aggregates.dispute import STATUS_ZH, DisputeState
-from schemas.catalogue import EDITORIAL_OFFICE, JUSTICE
+from schemas.catalogue import JUSTICE, STAFFING_OFFICE
 from schemas.errors import XiezhuError
 
 app = typer.Typer(no_args_is_help=True, help="Disputes between a requester and an assistor (附件2 第八条).")
@@ -187,7 +187,7 @@ def rule(ctx: typer.Context, number: Number,
     Example: [bold]xiezhu dispute rule D20260001 --from nongye --ruling "由文旅局核查" --adjustment assistance-0013[/]
     """
     store = _store(ctx, JUSTICE)
-    units = list(dict.fromkeys([JUSTICE, EDITORIAL_OFFICE, *(co_decider or [])]))
+    units = list(dict.fromkeys([JUSTICE, STAFFING_OFFICE, *(co_decider or [])]))
     _done(store.rule(_dispute(ctx, store, number, raiser), ruling, units, adjustment), "ruled")
 
 

@@ -15,7 +15,7 @@ import msgspec
 
 from aggregates.assistance import CaseState
 from aggregates.dispute import DisputeState
-from schemas.catalogue import EDITORIAL_OFFICE, JUSTICE, AssistanceItem
+from schemas.catalogue import JUSTICE, STAFFING_OFFICE, AssistanceItem
 from xiezhu.node import Node
 
 CLAIM = ("本机关依《行政协助事项清单》所列事项提出协助请求，被请求机关以“不属于本机关职权范围”为由拒绝，"
@@ -89,7 +89,7 @@ def _rule(node: Node, raised: DisputeState, case: CaseState) -> dict[str, Any]:
     cat.review(adjustment, approve=True)
     version = cat.publish("assistance")
     cat.file_with_city("assistance", version)
-    ruled = sifa.rule(raised.case, ruling, (JUSTICE, EDITORIAL_OFFICE), adjustment=adjustment)
+    ruled = sifa.rule(raised.case, ruling, (JUSTICE, STAFFING_OFFICE), adjustment=adjustment)
     return {"number": ruled.number, "raised_by": ruled.raised_by, "other_party": ruled.other_party,
             "about": ruled.assistance_number, "status": ruled.status, "adjustment": adjustment,
             "catalogue_version": version}

@@ -1,4 +1,4 @@
-"""Personal data in the read models, at rest: keyed pseudonyms to look up, sealed columns to read back.
+"""Personal data in the read models, at rest: keyed pseudonyms to look up, encrypted columns to read back.
 
 The views on 区司法局's machine (the credit view, the commitment cases) are folds of the ledger,
 whose payloads are sealed.  What they keep of an applicant is protected by the view key
@@ -10,12 +10,12 @@ whose payloads are sealed.  What they keep of an applicant is protected by the v
   index finds them, and without the key the value says nothing about the id.  The masked id
   (``370405********1234``) stays in clear for display.
 - **What is read back in clear** (a folded case with the applicant and the commitment texts,
-  a 信用中国 record, free texts about the applicant) is sealed with XChaCha20-Poly1305: a
+  a 信用中国 record, free texts about the applicant) is encrypted with XChaCha20-Poly1305: a
   random 24-byte nonce, then the ciphertext and tag.  The associated data names the table, the
-  column and the row's primary key, so a sealed value moved to another row or column does not
+  column and the row's primary key, so an encrypted value moved to another row or column does not
   open.
 - **One key, three subkeys**, derived with keyed BLAKE2b (``person=b"xiezhu-view"``): the
-  pseudonym key, the sealing key and a key check.  The view key also encrypts 区司法局's own
+  pseudonym key, the encryption key and a key check.  The view key also encrypts 区司法局's own
   store (decision 24), so none of these uses the key itself.
 - **The key check** is recorded in the view's file (``_view_key``) when it is first written
   with a key; opening it with another key raises :class:`ViewKeyMismatch` before anything is
@@ -57,7 +57,7 @@ class ViewKeyMissing(ViewKeyError):
 
 
 class ViewKeyMismatch(ViewKeyError):
-    """The view was written with another key, or a sealed value is damaged or was moved."""
+    """The view was written with another key, or an encrypted value is damaged or was moved."""
 
     code = "view.key-mismatch"
 
@@ -71,15 +71,16 @@ def _aad(table: str, column: str, pk: str) -> bytes:
     return b"\0".join((_FORMAT, table.encode(), column.encode(), pk.encode()))
 
 
-class SealedColumns:
-    """The view key's uses: pseudonyms of applicants, sealing and opening of columns, the key check."""
+class EncryptedColumns:
+    """The view key's uses: pseudonyms of applicants, encrypting and decrypting columns, the key check."""
 
     def __init__(self, view_key: bytes) -> None:
         if not isinstance(view_key, bytes) or len(view_key) != KEY_SIZE:
             raise ViewKeyError(f"a view key is {KEY_SIZE} bytes (区司法局's store key), "
                                f"not {len(view_key) if isinstance(view_key, bytes) else type(view_key).__name__}")
         self._pseudonym_key = _subkey(view_key, b"pseudonym")
-        self._seal_key = _subkey(view_key, b"seal")
+        # The label is part of the derivation: every view written so far was encrypted under it.
+        self._encryption_key = _subkey(view_key, b"seal")
         #: Recorded in the view's file; says nothing about the key.
         self.check = _subkey(view_key, b"check").hex()
 
@@ -87,42 +88,42 @@ class SealedColumns:
         """The keyed pseudonym of an already normalized ID number or USCC (64 hex digits)."""
         return hmac.new(self._pseudonym_key, normalized_id.encode(), hashlib.sha256).hexdigest()
 
-    def seal(self, table: str, column: str, pk: str, plaintext: bytes) -> bytes:
+    def encrypt(self, table: str, column: str, pk: str, plaintext: bytes) -> bytes:
         """``nonce ‖ ciphertext ‖ tag``, bound to its table, column and primary key."""
         nonce = os.urandom(NONCE_SIZE)
         return nonce + nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
-            plaintext, _aad(table, column, pk), nonce, self._seal_key)
+            plaintext, _aad(table, column, pk), nonce, self._encryption_key)
 
-    def open(self, table: str, column: str, pk: str, sealed: bytes | str | None) -> bytes:
-        """The plaintext of a sealed value; :class:`ViewKeyMismatch` if it does not open here."""
-        if not isinstance(sealed, bytes) or len(sealed) < NONCE_SIZE:
-            raise ViewKeyMismatch(f"{table}.{column} of {pk} is not sealed (written in clear, or damaged)")
+    def decrypt(self, table: str, column: str, pk: str, encrypted: bytes | str | None) -> bytes:
+        """The plaintext of an encrypted value; :class:`ViewKeyMismatch` if it does not open here."""
+        if not isinstance(encrypted, bytes) or len(encrypted) < NONCE_SIZE:
+            raise ViewKeyMismatch(f"{table}.{column} of {pk} is not encrypted (written in clear, or damaged)")
         try:
             return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
-                sealed[NONCE_SIZE:], _aad(table, column, pk), sealed[:NONCE_SIZE], self._seal_key)
+                encrypted[NONCE_SIZE:], _aad(table, column, pk), encrypted[:NONCE_SIZE], self._encryption_key)
         except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
             raise ViewKeyMismatch(f"{table}.{column} of {pk} does not open with this view key: another key, "
                                   "a damaged value, or one moved from another row") from None
 
 
-def columns_for(view_key: bytes | None) -> SealedColumns | None:
-    """The sealed columns of a view key, or None for a view opened without one."""
-    return None if view_key is None else SealedColumns(view_key)
+def columns_for(view_key: bytes | None) -> EncryptedColumns | None:
+    """The encrypted columns of a view key, or None for a view opened without one."""
+    return None if view_key is None else EncryptedColumns(view_key)
 
 
-def required(columns: SealedColumns | None, view: str) -> SealedColumns:
+def required(columns: EncryptedColumns | None, view: str) -> EncryptedColumns:
     """The view's key, or :class:`ViewKeyMissing`: personal data is never written or looked up in clear."""
     if columns is None:
-        raise ViewKeyMissing(f"the {view} view keeps applicants' personal data sealed and was opened without "
+        raise ViewKeyMissing(f"the {view} view keeps applicants' personal data encrypted and was opened without "
                              "a view key (区司法局's store key, keys/sifa.store-key): nothing is written in clear")
     return columns
 
 
-def key_recorded(db: sqlite_utils.Database, view: str, columns: SealedColumns, where: str) -> bool:
+def key_recorded(db: sqlite_utils.Database, view: str, columns: EncryptedColumns, where: str) -> bool:
     """Whether the view's file records this key's check; :class:`ViewKeyMismatch` if it records another.
 
     ``False`` means no key was recorded yet: a new view, or one written before its personal data
-    was sealed (the caller seals or drops what it holds, then :func:`record_key`).
+    was encrypted (the caller encrypts or drops what it holds, then :func:`record_key`).
     """
     if not db.table(KEY_CHECKS).exists():
         return False
@@ -138,7 +139,7 @@ def key_recorded(db: sqlite_utils.Database, view: str, columns: SealedColumns, w
     return True
 
 
-def record_key(db: sqlite_utils.Database, view: str, columns: SealedColumns, where: str) -> None:
+def record_key(db: sqlite_utils.Database, view: str, columns: EncryptedColumns, where: str) -> None:
     """Record the key check of a view written with ``columns``; another process's other key raises."""
     db.execute(f"CREATE TABLE IF NOT EXISTS {KEY_CHECKS} (view TEXT PRIMARY KEY, check_value TEXT NOT NULL)")
     db.execute(f"INSERT OR IGNORE INTO {KEY_CHECKS} (view, check_value) VALUES (?, ?)", [view, columns.check])
