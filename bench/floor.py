@@ -38,6 +38,7 @@ from typing import Any
 
 import nacl.public
 import nacl.signing
+import nacl.utils
 
 from broker.intake import Delivery, check
 from broker.sealing import Opener, seal
@@ -107,6 +108,17 @@ def one_event(env: Envelope, p: Parties, spent: dict[str, float]) -> None:
     spent["verify_ledger"] += t4 - t3
 
 
+def nonce_us(n: int = 2000) -> dict[str, float]:
+    """What one 24-byte nonce costs from each source (issue 14 suspected ``os.urandom``)."""
+    out = {}
+    for name, source in (("os_urandom", os.urandom), ("libsodium_randombytes", nacl.utils.random)):
+        start = time.perf_counter()
+        for _ in range(n):
+            source(24)
+        out[name] = round((time.perf_counter() - start) / n * 1e6, 2)
+    return out
+
+
 def worker(bodies: list[bytes], start_at: float, seconds: float) -> tuple[int, dict[str, float]]:
     """Exchanges completed between ``start_at`` and ``start_at + seconds`` (wall clock), and time per step."""
     envs = [decode_envelope(b) for b in bodies]
@@ -146,4 +158,6 @@ def measure(envelopes: Sequence[Envelope], *, seconds: float = 3.0, workers: int
         "per_worker_rate_per_s": [round(n / seconds, 1) for n, _ in results],
         # Per event, averaged over every worker: what each step of the cryptography costs.
         "per_event_us": {step: round(t / events * 1e6, 1) if events else None for step, t in spent.items()},
+        # Two random draws per sealed event (payload key and nonce), next to the ~100 µs of each sealed box.
+        "nonce_us": nonce_us(),
     }
