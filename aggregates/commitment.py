@@ -31,6 +31,8 @@ import msgspec
 from aggregates import errors
 from schemas.assistance import Applicant, CommitmentItem
 from schemas.commitment import (
+    SUPERVISION_PREFIX,
+    SUPERVISION_WAYS,
     ApplicationReceived,
     Approved,
     Closed,
@@ -250,6 +252,8 @@ def _planned(state: CommitmentState, ev: VerificationPlanned) -> CommitmentState
 
 
 def _verified(state: CommitmentState, ev: ItemVerified) -> CommitmentState:
+    if ev.source.startswith(SUPERVISION_PREFIX):
+        return _supervised(state, ev)
     _expect(state, ("signed", "approved"), "verified")
     plan = {p.no: p for p in state.plan}
     if ev.no not in plan:
@@ -258,6 +262,20 @@ def _verified(state: CommitmentState, ev: ItemVerified) -> CommitmentState:
         raise errors.NotCommitted(f"item {ev.no} of {state.number} is exempt from verification")
     if latest(state).get(ev.no, "unverifiable") != "unverifiable":
         raise errors.WrongOrder(f"item {ev.no} of {state.number} was already verified")
+    if ev.verdict == "unverifiable" and not ev.reason.strip():
+        raise errors.MissingReason(f"item {ev.no} of {state.number} cannot be verified but gives no reason")
+    return _next(state, verified=(*state.verified, ev))
+
+
+def _supervised(state: CommitmentState, ev: ItemVerified) -> CommitmentState:
+    """三(三) 加强事中事后监管: after the decision — closed or not, exempt items included — supervision may
+    find a committed item untrue; the latest finding stands, so a later false overrides an earlier true."""
+    way = ev.source.removeprefix(SUPERVISION_PREFIX)
+    if way not in SUPERVISION_WAYS:
+        raise errors.BadRequest(f"三(三): supervision is by {'、'.join(SUPERVISION_WAYS)}, not {way!r}")
+    _expect(state, ("approved", "closed"), "checked under 事中事后监管")
+    if ev.no not in {i.no for i in state.items}:
+        raise errors.NotCommitted(f"item {ev.no} is not among the commitments of {state.number}")
     if ev.verdict == "unverifiable" and not ev.reason.strip():
         raise errors.MissingReason(f"item {ev.no} of {state.number} cannot be verified but gives no reason")
     return _next(state, verified=(*state.verified, ev))
@@ -286,7 +304,8 @@ def _closed(state: CommitmentState) -> CommitmentState:
 
 
 def _found_false(state: CommitmentState, env: Envelope, ev: FalseCommitmentFound) -> CommitmentState:
-    _expect(state, ("signed", "approved"), "found false")
+    # 三(三): 在信息核查和事中事后监管中发现承诺不实的 — also after the case closed.
+    _expect(state, ("signed", "approved", "closed"), "found false")
     false = sorted(no for no, verdict in latest(state).items() if verdict == "false")
     if sorted(ev.items) != false or not false:
         raise errors.NotFalse(f"case {state.number}: items verified false are {false}, not {sorted(ev.items)}")

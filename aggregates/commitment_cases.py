@@ -22,6 +22,7 @@ from aggregates.commitment import LICENCE_RETURN, CommitmentState
 from aggregates.errors import CreditRule, RuleError
 from schemas.assistance import Applicant, CommitmentItem, Verdict
 from schemas.commitment import (
+    SUPERVISION_PREFIX,
     ApplicationReceived,
     Approved,
     Closed,
@@ -198,10 +199,27 @@ class CommitmentCommands:
         """Record one verification result (online, on site, or from an assistance reply)."""
         return self.record(case_id, ItemVerified(no=no, verdict=verdict, source=source, reason=reason))
 
+    def supervise(self, case_id: str, no: int, verdict: Verdict, way: str, reason: str = "") -> CommitmentState:
+        """三(三) 事中事后监管: record what supervision found of one committed item, after the decision
+        (also once the case is closed, and of an item exempt from verification), then conclude."""
+        self.record(case_id, ItemVerified(no=no, verdict=verdict, source=SUPERVISION_PREFIX + way, reason=reason))
+        concluded = self.conclude(case_id)
+        host: Any = self
+        return concluded if concluded is not None else host.commitment(case_id).state
+
     def conclude(self, case_id: str) -> CommitmentState | None:
-        """Close a case whose items are all true, or record a false commitment; ``None`` if not yet."""
+        """Close a case whose items are all true, or record a false commitment; ``None`` if not yet.
+
+        A closed case whose supervision found an item untrue (三(三)) is recorded as a false commitment.
+        """
         host: Any = self
         st: CommitmentState = host.commitment(case_id).state
+        if st.status == "closed":
+            found = sorted(no for no, verdict in commitment.latest(st).items() if verdict == "false")
+            if not found:
+                return None
+            return self.record(case_id, FalseCommitmentFound(
+                items=found, legal_reason="事中事后监管中发现申请人承诺不实（三(三)）"))
         if st.status not in ("signed", "approved") or not st.plan or commitment.pending_items(st):
             return None
         verdicts = commitment.latest(st)

@@ -103,13 +103,21 @@ class VerificationPlanned(msgspec.Struct, frozen=True, kw_only=True, tag="commit
     items: Annotated[list[PlannedItem], msgspec.Meta(min_length=1, max_length=50)]
 
 
+#: 三(三) 事中事后监管: the ways a bureau supervises matters handled on commitment, after the decision.
+#: A finding under one of them is an ``ItemVerified`` whose source is ``supervision:<way>``.
+SUPERVISION_PREFIX = "supervision:"
+SUPERVISION_WAYS = ("双随机、一公开", "重点监管", "互联网＋监管", "智慧监管")
+
+
 class ItemVerified(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.item-verified"):
-    """One committed item was checked: online, through an assistance request, or on site."""
+    """One committed item was checked: online, through an assistance request, on site, or by supervision
+    after the decision (三(三) 事中事后监管, also of items exempt from verification and of closed cases)."""
 
     no: Annotated[int, msgspec.Meta(ge=1, le=50)]
     verdict: Verdict
     reason: Annotated[str, msgspec.Meta(max_length=500)] = ""
-    #: ``online:<platform>``, ``assistance:<requester>/<number>``, ``on-site:<officers>``.
+    #: ``online:<platform>``, ``assistance:<requester>/<number>``, ``on-site:<officers>``,
+    #: ``supervision:<way>`` (one of SUPERVISION_WAYS).
     source: Annotated[str, msgspec.Meta(min_length=1, max_length=200)]
 
 

@@ -196,3 +196,25 @@ def test_an_item_that_could_not_be_verified_may_be_checked_again_on_site(store: 
     with pytest.raises(errors.WrongOrder):
         store.verify_item(case, 1, "false", "online:平台")
     assert store.conclude(case).status == "closed"  # type: ignore[union-attr]
+
+
+def test_supervision_is_after_the_decision_by_the_plans_ways_on_committed_items_only(store: BureauStore) -> None:
+    """三(三): 双随机、一公开 / 重点监管 / 互联网＋监管 / 智慧监管, of what the applicant committed to."""
+    case = committed(store)
+    with pytest.raises(errors.WrongOrder):  # not yet decided: that is verification, not supervision
+        store.supervise(case, 1, "false", "重点监管", "")
+    store.approve(case, "台审批许〔2026〕7号")
+    plan(store, case)
+    store.verify_item(case, 1, "true", "online:电子证照库")
+    store.verify_item(case, 2, "true", "online:信息共享平台")
+    assert store.conclude(case).status == "closed"  # type: ignore[union-attr]
+    with pytest.raises(errors.NotFalse):  # nothing found false: a closed case has no false commitment to record
+        store.revoke(case, "尚未发现虚假承诺")
+    with pytest.raises(errors.BadRequest):
+        store.supervise(case, 1, "false", "随便看看")
+    with pytest.raises(errors.NotCommitted):
+        store.supervise(case, 3, "false", "重点监管")
+    assert store.supervise(case, 1, "true", "智慧监管").status == "closed"  # a true finding changes nothing
+    st = store.supervise(case, 1, "false", "互联网＋监管")  # a later finding overrides the earlier true
+    assert (st.status, st.false_items) == ("false-commitment", (1,))
+    assert store.revoke(case, "三(三)：事中事后监管发现承诺不实，撤销行政许可").status == "revoked"

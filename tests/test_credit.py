@@ -431,3 +431,31 @@ def test_the_credit_cli_shows_standing_outbox_and_pushes(tmp_path: Path) -> None
     assert bad.exit_code == 1 and isinstance(bad.exception, CreditViewError)
     assert "Example" in run("push", "--help").stdout and "Example" in run("show", "--help").stdout
     world.ledger.close()
+
+
+def test_supervision_after_an_all_exempt_case_closed_finds_it_false_and_the_applicant_is_barred(
+        world: World) -> None:
+    """三(三) 加强事中事后监管, 尤其是免于信息核查办理的: a false commitment found after closing still has
+    its consequences and its credit record, and 四(二) bars the applicant from the commitment route."""
+    case = world.apply()
+    world.store.issue_notice(case)
+    world.store.choose_route(case, "commitment")
+    world.store.sign_commitment(case, world.clock.now().date())
+    world.store.approve(case, "台审批许〔2026〕9号")
+    world.store.plan_verification(case, [PlannedItem(no=1, method="online", exempt=True),
+                                         PlannedItem(no=2, method="online", exempt=True)])
+    assert world.store.conclude(case).status == "closed"  # type: ignore[union-attr]  # closed at once
+    assert world.relay().standing(APPLICANT.id_number, world.clock.now()) == "good"
+    found = world.later(days=40)
+    st = world.store.supervise(case, 2, "false", "双随机、一公开", "抽查发现申请人有犯罪记录")
+    assert (st.status, st.false_items) == ("false-commitment", (2,))
+    assert st.found_false_at is not None and st.found_false_at >= found
+    st = world.store.revoke(case, WHY + "，撤销行政许可")
+    assert st.status == "revoked" and st.licence_return_due is not None
+    world.store.record_credit(case, "食品经营许可：作出虚假承诺", WHY + "，推送信用中国")
+    view = world.relay()
+    assert view.standing(APPLICANT.id_number, world.clock.now()) == "unrepaired-false-commitment"
+    assert view.standing(APPLICANT.id_number, found - US) == "good"  # barred from the finding, not before
+    assert [r["kind"] for r in view.outbox()] == ["recorded"]
+    with pytest.raises(errors.CreditGate):
+        world.store.issue_notice(world.apply(standing=view.standing(APPLICANT.id_number, world.clock.now())))
