@@ -36,7 +36,7 @@ class LedgerService:
     def __init__(self, ledger: Ledger, ring: KeyRing, clock: Clock, nats_url: str, *,
                  opener: Opens | None, batch: int = 256, simulated_arrival: bool = False,
                  on_append: Callable[[], None] | None = None,
-                 seal: Callable[[bytes], tuple[str, bytes]] | None = None, seal_every: int = 1000,
+                 sign_checkpoint: Callable[[bytes], tuple[str, bytes]] | None = None, checkpoint_every: int = 1000,
                  connect_options: Mapping[str, Any] | None = None) -> None:
         """``opener``: 区司法局's X25519 keys.  The ledger refuses what it could not replay: a clear
         envelope, or one not sealed to 区司法局 (decision 23).  ``connect_options`` go to
@@ -50,10 +50,10 @@ class LedgerService:
         self.batch = batch
         self.simulated_arrival = simulated_arrival
         self.on_append = on_append
-        #: 区司法局's signature over a checkpoint, every ``seal_every`` entries and at stop.
-        self.seal = seal
-        self.seal_every = seal_every
-        self._since_seal = 0
+        #: 区司法局's signature over a checkpoint, every ``checkpoint_every`` entries and at stop.
+        self.sign_checkpoint = sign_checkpoint
+        self.checkpoint_every = checkpoint_every
+        self._since_checkpoint = 0
         self.appended = 0
         self.nc: Client | None = None
         self.stats = IntakeStats()
@@ -110,21 +110,21 @@ class LedgerService:
             positions = await asyncio.to_thread(self.ledger.append, good)
             added = sum(1 for p in positions if p is not None)
             self.appended += added
-            self._since_seal += added
-            if self.seal is not None and self._since_seal >= self.seal_every:
-                await self._seal()
-                self._since_seal = 0
+            self._since_checkpoint += added
+            if self.sign_checkpoint is not None and self._since_checkpoint >= self.checkpoint_every:
+                await self._checkpoint()
+                self._since_checkpoint = 0
         for m in msgs:
             await m.ack()
         if good and self.on_append:
             self.on_append()
 
-    async def _seal(self) -> None:
-        assert self.seal is not None
+    async def _checkpoint(self) -> None:
+        assert self.sign_checkpoint is not None
         try:
-            await asyncio.to_thread(self.ledger.seal, self.seal, self.clock.now())
-        except XiezhuError as e:  # 区司法局's key is revoked and not yet replaced: the next seal covers this
-            log.warning("ledger head not sealed: %s", e)
+            await asyncio.to_thread(self.ledger.checkpoint, self.sign_checkpoint, self.clock.now())
+        except XiezhuError as e:  # 区司法局's key is revoked and not yet replaced: the next checkpoint covers this
+            log.warning("no checkpoint signed at the ledger head: %s", e)
 
     async def stop(self) -> None:
         """Finish the current batch and disconnect."""
@@ -134,7 +134,7 @@ class LedgerService:
                 self._task.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await self._task
-        if self.seal is not None:
-            await self._seal()
+        if self.sign_checkpoint is not None:
+            await self._checkpoint()
         if self.nc:
             await self.nc.close()  # everything fetched was acked: nothing left to drain

@@ -208,7 +208,7 @@ def ensure_ledger(directory: Path, cases: int, seed: int, log: Callable[[str], N
                     appended += 1
                     items.append((Signed(body=body, kid=kid, sig=sig), env, appended, env.time + timedelta(seconds=1)))
                 ledger.append(items)
-                ledger.seal(lambda m: (sealer.kid, sealer.sign_bytes(m)), items[-1][3])
+                ledger.checkpoint(lambda m: (sealer.kid, sealer.sign_bytes(m)), items[-1][3])
                 if appended % (20 * CASES_PER_BATCH * EVENTS_PER_CASE) == 0:
                     log(f"  {appended:,} events, {time.perf_counter() - started:.0f} s")
         seconds = time.perf_counter() - started

@@ -1,4 +1,4 @@
-"""Evidence bundles: one case's signed ledger entries, with a proof that they sit in the sealed ledger.
+"""Evidence bundles: one case's signed ledger entries, with a proof that they sit in the checkpointed ledger.
 
 A bundle is a ZIP that a court, an arbitrator or a bureau can check offline, with nothing but
 xiezhu's verification code — no ledger, no trust list, no network:
@@ -7,13 +7,13 @@ xiezhu's verification code — no ledger, no trust list, no network:
     every entry of the case (up to ``as_of``, by ledger arrival): ``pos``, ``arrived_at`` (the
     exact text the ledger hashed), ``kid``, ``sig`` and ``body`` (base64; the exact signed bytes).
 ``keys.json``
-    the trust-list entries of every key that signed them, of 区司法局's key that sealed the
+    the trust-list entries of every key that signed them, of 区司法局's key that signed the
     checkpoint, and of the key that signed the manifest.
 ``proof.json``
     the chain from the first case entry to a checkpoint at or after the last one: the
     ``prev_hash`` before the first case entry, the leaf hash of every ledger entry from there to
     the checkpoint (other cases' entries only as opaque leaves), and the checkpoint (``pos``,
-    ``head``, ``sealed_at``, ``kid``, ``sig``).
+    ``head``, ``sealed_at``: when 区司法局 signed it, ``kid``, ``sig``).
 ``report.txt``
     the readable :func:`~projections.replay.replay` of the case (informative; the events are the evidence).
 ``manifest.json``
@@ -21,7 +21,7 @@ xiezhu's verification code — no ledger, no trust list, no network:
     SHA-256 of each file above.
 ``signature.json`` (when 区司法局's key is at hand)
     区司法局's signature over ``manifest.json``.  The chain proves that each event included is in
-    the sealed ledger at its position; only this signature attests that none of the case's events
+    the checkpointed ledger at its position; only this signature attests that none of the case's events
     in that range was left out, because other entries are opaque leaves.
 
 A bundle holds the signed bytes as recorded, personal data included: handle it as the case file.
@@ -88,7 +88,7 @@ class BundleError(XiezhuError):
 
 
 class NoCheckpoint(BundleError):
-    """No sealed checkpoint covers the case's last entry yet."""
+    """No signed checkpoint covers the case's last entry yet."""
 
     code = "bundle.no-checkpoint"
 
@@ -104,10 +104,11 @@ class BundleEntry(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ProofCheckpoint(msgspec.Struct, frozen=True, kw_only=True):
-    """The checkpoint the proof ends at, as sealed."""
+    """The checkpoint the proof ends at, as 区司法局 signed it."""
 
     pos: int
     head: Hex32
+    #: When 区司法局 signed it (the bundle format's name, kept so that every bundle made still verifies).
     sealed_at: str
     kid: str
     sig: bytes
@@ -169,6 +170,7 @@ class BundleReport(msgspec.Struct, frozen=True, kw_only=True):
     number: str = ""
     events: list[BundleEvent] = []
     checkpoint_pos: int | None = None
+    #: When and by which key 区司法局 signed the checkpoint (the names of ``verify-bundle --json``, kept).
     sealed_at: str = ""
     sealed_by: str = ""
     #: The 区司法局 key that signed the manifest ("" if it is not signed).
@@ -185,7 +187,7 @@ def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry
                  created_at: datetime | None = None, scan_links: bool = False) -> Manifest:
     """Write the evidence bundle of one case (as it stood at ``as_of``) to ``path``; returns its manifest.
 
-    ``signer`` (区司法局's) signs the manifest.  Raises :class:`NoCheckpoint` if no sealed checkpoint
+    ``signer`` (区司法局's) signs the manifest.  Raises :class:`NoCheckpoint` if no signed checkpoint
     covers the case yet, and :class:`BundleError` if a key the bundle needs is not in ``ring_entries``.
     """
     trust = {e.kid: e for e in ring_entries}
@@ -223,16 +225,16 @@ def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry
 
 
 def _covering(ledger: Ledger, number: str, last: int) -> Checkpoint:
-    """The earliest sealed checkpoint at or after ``last`` (the shortest proof)."""
+    """The earliest signed checkpoint at or after ``last`` (the shortest proof)."""
     checkpoints = ledger.checkpoints()
     for cp in checkpoints:
         if cp.pos >= last:
             return cp
-    latest = f"the latest is at position {checkpoints[-1].pos}" if checkpoints else "none is sealed yet"
+    latest = f"the latest is at position {checkpoints[-1].pos}" if checkpoints else "none is signed yet"
     raise NoCheckpoint(
-        f"no sealed checkpoint covers case {number} yet: its last entry is at position {last} and {latest}. "
-        "The ledger service seals every 1000 entries and when it stops; or seal the head now with "
-        "`xiezhu seal` (Ledger.seal with 区司法局's key)", last=last)
+        f"no signed checkpoint covers case {number} yet: its last entry is at position {last} and {latest}. "
+        "The ledger service signs one every 1000 entries and when it stops; or sign the head now with "
+        "`xiezhu checkpoint` (Ledger.checkpoint with 区司法局's key)", last=last)
 
 
 def _proof(ledger: Ledger, first: Entry, cp: Checkpoint) -> Proof:
@@ -246,9 +248,9 @@ def _proof(ledger: Ledger, first: Entry, cp: Checkpoint) -> Proof:
         head = link(head, leaf)
     if head != cp.head:
         raise LedgerError(f"the ledger's chain from position {first.pos} does not reach the head of checkpoint "
-                          f"{cp.pos}: the ledger file was changed after it was sealed")
+                          f"{cp.pos}: the ledger file was changed after it was checkpointed")
     return Proof(first_pos=first.pos, prev_hash=first.prev_hash.hex(), leaves=[x.hex() for x in leaves],
-                 checkpoint=ProofCheckpoint(pos=cp.pos, head=cp.head.hex(), sealed_at=cp.sealed_at, kid=cp.kid,
+                 checkpoint=ProofCheckpoint(pos=cp.pos, head=cp.head.hex(), sealed_at=cp.signed_at, kid=cp.kid,
                                             sig=cp.sig))
 
 
@@ -431,7 +433,8 @@ class _Verifier:
     def _attestation(self, files: dict[str, bytes]) -> None:
         if SIGNATURE not in files:
             self.warnings.append(f"the manifest is not signed by {JUSTICE}: the proof shows that every event "
-                                 "included is in the sealed ledger, not that none of the case's events was left out")
+                                 "included is in the checkpointed ledger, not that none of the case's events was "
+                                 "left out")
             return
         try:
             s = msgspec.json.decode(files[SIGNATURE], type=ManifestSignature)

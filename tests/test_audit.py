@@ -47,7 +47,7 @@ def build(path: Path, keys: Keys, n: int = ENTRIES, seals: tuple[int, ...] = SEA
         env = request_env(sender=signer.bureau, recipient=other, when=when)
         ledger.append([(signer.sign(env), env, i + 1, when + timedelta(seconds=3))])
         if i + 1 in seals:
-            ledger.seal(lambda m: (sealer.kid, sealer.sign_bytes(m)), when + timedelta(seconds=5))
+            ledger.checkpoint(lambda m: (sealer.kid, sealer.sign_bytes(m)), when + timedelta(seconds=5))
     ledger.close()
     return path
 

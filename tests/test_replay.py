@@ -156,7 +156,7 @@ def ring_of(signers: dict[str, Signer], **revocations: datetime) -> KeyRing:
 
 def seal(desk: Desk, at: datetime) -> None:
     sifa = desk.signers["sifa"]
-    assert desk.ledger.seal(lambda msg: (sifa.kid, sifa.sign_bytes(msg)), at) is not None
+    assert desk.ledger.checkpoint(lambda msg: (sifa.kid, sifa.sign_bytes(msg)), at) is not None
 
 
 def noise(desk: Desk, n: int, when: datetime) -> None:
@@ -460,7 +460,7 @@ def test_a_bundle_as_of_a_moment_holds_only_what_the_ledger_had_then(desk: Desk,
 
 def test_a_bundle_needs_a_checkpoint_that_covers_the_case(desk: Desk, sealed: Req, tmp_path: Path) -> None:
     sealed.reply(sh(2026, 10, 13, 9))  # a second answer after the seal: the case's last entry is not covered
-    with pytest.raises(NoCheckpoint, match=r"xiezhu seal.*Ledger\.seal"):
+    with pytest.raises(NoCheckpoint, match=r"xiezhu checkpoint.*Ledger\.checkpoint"):
         make_bundle(desk, sealed, tmp_path / "b.zip")
     assert not (tmp_path / "b.zip").exists()
     seal(desk, sh(2026, 10, 13, 10))

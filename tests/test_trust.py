@@ -421,7 +421,7 @@ async def test_history_signed_before_a_revocation_still_verifies_on_replay(node:
 
 async def test_a_revoked_justice_key_stops_sealing_and_notices_but_not_the_ledger(node: Node) -> None:
     assert node.ledger is not None and node.ledger_service is not None
-    node.ledger_service.seal_every = 1  # try to seal after every batch
+    node.ledger_service.checkpoint_every = 1  # try to sign a checkpoint after every batch
     request(node)
     await node.settle()
     sealed = len(node.ledger.checkpoints())

@@ -48,7 +48,7 @@ app.add_typer(keys_app, name="keys")
 app.add_typer(sla_app, name="sla")
 app.add_typer(calendar_app, name="calendar")
 app.add_typer(credit_app, name="credit")
-app.add_typer(ledger_app)  # replay, verify-bundle, seal at the top level
+app.add_typer(ledger_app)  # replay, verify-bundle, checkpoint at the top level
 app.add_typer(dispute_app, name="dispute")
 app.add_typer(dead_letters_app, name="dead-letters")
 
@@ -581,7 +581,7 @@ def audit(
     workers: Annotated[int | None, typer.Option(help="Processes verifying signatures (default: every core).")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """Walk the whole ledger: every signature, the hash chain and the sealed checkpoints; name the first problem.
+    """Walk the whole ledger: every signature, the hash chain and the signed checkpoints; name the first problem.
 
     Example: [bold]xiezhu audit --json[/]
     """

@@ -48,7 +48,7 @@ def ledger_at(settings: Settings) -> Ledger:
 
 
 def view_key(settings: Settings) -> bytes:
-    """The key the read models seal applicants' data with: 区司法局's store key (decision 26)."""
+    """The key the read models encrypt applicants' data with: 区司法局's store key (decision 26)."""
     from agencies.trust.keys import KeyStore
     from aggregates.registry import JUSTICE
 

@@ -1,4 +1,4 @@
-"""``xiezhu replay``, ``xiezhu verify-bundle`` and ``xiezhu seal``: dispute replay and evidence bundles.
+"""``xiezhu replay``, ``xiezhu verify-bundle`` and ``xiezhu checkpoint``: dispute replay and evidence bundles.
 
 The commands are registered on :data:`ledger_app`, which the root app mounts at top level
 (``app.add_typer(ledger_app)`` without a name).  In a directory made by ``xiezhu demo`` the
@@ -172,29 +172,34 @@ def verify_bundle_cmd(
         raise typer.Exit(1)
 
 
-@ledger_app.command("seal")
-def seal_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
-    """Seal the ledger's head as a checkpoint signed by 区司法局 (for a bundle of a case newer than the last one).
+@ledger_app.command("checkpoint")
+def checkpoint_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
+    """Sign the ledger's head as a checkpoint of 区司法局 (for a bundle of a case newer than the last one).
 
-    The ledger service seals every 1000 entries and when it stops; this seals now, on the machine that
-    holds 区司法局's key.
+    The ledger service signs one every 1000 entries and when it stops; this signs one now, on the machine
+    that holds 区司法局's key.  (``xiezhu seal``, its old name, still works.)
 
-    Example: [bold]xiezhu seal[/]
+    Example: [bold]xiezhu checkpoint[/]
     """
     settings = _settings(ctx)
     signer = KeyStore(settings.keys_dir).signer(JUSTICE)
     with _ledger(settings) as ledger:
         now, _ = resolve_now(settings, ledger, None)
-        cp = ledger.seal(lambda msg: (signer.kid, signer.sign_bytes(msg)), now)
+        cp = ledger.checkpoint(lambda msg: (signer.kid, signer.sign_bytes(msg)), now)
         pos, head = ledger.head
-    if as_json:
+    if as_json:  # the keys of the command's first name, kept for scripts
         _print_json({"sealed": cp is not None, "pos": pos, "head": head.hex(),
-                     "sealed_at": cp.sealed_at if cp else None, "kid": cp.kid if cp else None})
+                     "sealed_at": cp.signed_at if cp else None, "kid": cp.kid if cp else None})
         return
     if cp is None:
-        sys.stdout.write(f"nothing to seal: the head (position {pos}) is already sealed or the ledger is empty\n")
+        sys.stdout.write(f"no new checkpoint: the head (position {pos}) has one already, or the ledger is empty\n")
     else:
-        sys.stdout.write(f"sealed position {cp.pos}, head {cp.head.hex()}, by {cp.kid} at {cp.sealed_at}\n")
+        sys.stdout.write(f"checkpoint at position {cp.pos}, head {cp.head.hex()}, signed by {cp.kid} "
+                         f"at {cp.signed_at}\n")
+
+
+#: The command's first name, hidden: scripts that call it keep working.
+ledger_app.command("seal", hidden=True)(checkpoint_cmd)
 
 
 def _trust_entries(path: Path, anchor: Path | None = None) -> list[TrustEntry]:
@@ -239,7 +244,7 @@ def _report_text(r: BundleReport) -> str:
     if r.case:
         lines.append(f"{r.kind} case {r.number} ({r.case}): {len(r.events)} signed events")
     if r.checkpoint_pos is not None:
-        lines.append(f"proven to checkpoint {r.checkpoint_pos}, sealed {r.sealed_at} by {r.sealed_by}")
+        lines.append(f"proven to checkpoint {r.checkpoint_pos}, signed {r.sealed_at} by {r.sealed_by}")
     lines.append(f"manifest attested by {r.attested_by}" if r.attested_by else "manifest not attested")
     for e in r.events:
         status = e.signature.status + (f" ({e.signature.reason})" if e.signature.reason else "")

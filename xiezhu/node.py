@@ -176,21 +176,22 @@ class Node:
             self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
             justice = self.keys.bureau_signer(JUSTICE, self.ring)
 
-            def seal(msg: bytes) -> tuple[str, bytes]:
+            def sign_checkpoint(msg: bytes) -> tuple[str, bytes]:
                 signer = justice.current(self.clock.now())
                 return signer.kid, signer.sign_bytes(msg)
 
             self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
                                                 opener=self.keys.opener(JUSTICE), simulated_arrival=self.simulated,
                                                 connect_options=self.credentials(LEDGER),
-                                                on_append=self._projection_wake.set, seal=seal)
+                                                on_append=self._projection_wake.set,
+                                                sign_checkpoint=sign_checkpoint)
             await self.ledger_service.start()
         if self.run_projection:
             if self.ledger is None:
                 self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
             self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
             self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir))
-            # The read models seal applicants' data with 区司法局's store key (decision 26).
+            # The read models encrypt applicants' data with 区司法局's store key (decision 26).
             view_key = self.keys.store_key(JUSTICE)
             self.commitments = CommitmentView(self.settings.commitments_path, view_key=view_key)
             self.credit = CreditView(self.settings.credit_path, view_key=view_key)

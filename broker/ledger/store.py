@@ -4,8 +4,8 @@ Each entry keeps the exact signed bytes, the key id and signature, the arrival t
 its position.  ``leaf = SHA-256(position ‖ arrival ‖ kid ‖ sig ‖ body)`` (each part length-
 prefixed) and ``hash = SHA-256(prev_hash ‖ leaf)``, so that changing, removing or reordering
 any stored entry breaks the chain from there on, and a proof that an entry leads to a later
-head needs only the leaves in between, not their contents.  Sealed checkpoints are chain
-heads signed by 区司法局.  The decoded columns (case, number, sender …) are an index for
+head needs only the leaves in between, not their contents.  Checkpoints are chain heads
+signed by 区司法局 (:meth:`Ledger.checkpoint`).  The decoded columns (case, number, sender …) are an index for
 queries; the bytes are the record.
 """
 from __future__ import annotations
@@ -49,7 +49,7 @@ CREATE INDEX IF NOT EXISTS entries_case ON entries (case_id, pos);
 CREATE TABLE IF NOT EXISTS checkpoints (
     pos         INTEGER PRIMARY KEY,
     head        BLOB NOT NULL,
-    sealed_at   TEXT NOT NULL,
+    sealed_at   TEXT NOT NULL,  -- when 区司法局 signed it (the column keeps its first name)
     kid         TEXT NOT NULL,
     sig         BLOB NOT NULL
 );
@@ -110,9 +110,9 @@ def chain_hash(prev: bytes, pos: int, arrived_at: str, kid: str, sig: bytes, bod
 CHECKPOINT_CONTEXT = b"xiezhu-ledger-checkpoint/1\n"
 
 
-def checkpoint_message(pos: int, head: bytes, sealed_at: str) -> bytes:
+def checkpoint_message(pos: int, head: bytes, signed_at: str) -> bytes:
     """The exact bytes a checkpoint's signature covers."""
-    return CHECKPOINT_CONTEXT + struct.pack(">Q", pos) + head + sealed_at.encode()
+    return CHECKPOINT_CONTEXT + struct.pack(">Q", pos) + head + signed_at.encode()
 
 
 @dataclass(frozen=True)
@@ -121,7 +121,8 @@ class Checkpoint:
 
     pos: int
     head: bytes
-    sealed_at: str
+    #: When 区司法局 signed it, ISO 8601 (stored in the column ``sealed_at``, bundled as ``sealed_at``).
+    signed_at: str
     kid: str
     sig: bytes
 
@@ -237,20 +238,20 @@ class Ledger:
         with self._lock:
             return [r[0] for r in self._db.execute(sql, args)]
 
-    def seal(self, sign: Callable[[bytes], tuple[str, bytes]], at: datetime) -> Checkpoint | None:
-        """Sign the current head as a checkpoint (``None`` if the ledger is empty or already sealed there)."""
+    def checkpoint(self, sign: Callable[[bytes], tuple[str, bytes]], at: datetime) -> Checkpoint | None:
+        """Sign the current head as a checkpoint (``None`` if the ledger is empty or has one there already)."""
         with self._lock:
             pos, head = self._head_pos, self._head_hash
             if pos == 0 or self._db.execute("SELECT 1 FROM checkpoints WHERE pos = ?", (pos,)).fetchone():
                 return None
-            sealed_at = at.isoformat()
-            kid, sig = sign(checkpoint_message(pos, head, sealed_at))
+            signed_at = at.isoformat()
+            kid, sig = sign(checkpoint_message(pos, head, signed_at))
             self._db.execute("INSERT INTO checkpoints (pos, head, sealed_at, kid, sig) VALUES (?,?,?,?,?)",
-                             (pos, head, sealed_at, kid, sig))
-            return Checkpoint(pos, head, sealed_at, kid, sig)
+                             (pos, head, signed_at, kid, sig))
+            return Checkpoint(pos, head, signed_at, kid, sig)
 
     def checkpoints(self) -> list[Checkpoint]:
-        """Every sealed checkpoint, oldest first."""
+        """Every signed checkpoint, oldest first."""
         with self._lock:
             rows = self._db.execute("SELECT pos, head, sealed_at, kid, sig FROM checkpoints ORDER BY pos").fetchall()
         return [Checkpoint(int(p), bytes(h), t, k, bytes(s)) for p, h, t, k, s in rows]
