@@ -122,7 +122,7 @@ class ReplyItem(msgspec.Struct, frozen=True, kw_only=True):
 
 
 class ReplyLetter(msgspec.Struct, frozen=True, kw_only=True, tag="letter.reply"):
-    """附件5 行政协助回复函: the verdict per item, with a sealed sheet of reasons for any unverifiable one."""
+    """附件5 行政协助回复函: the verdict per item, with a stamped sheet of reasons for any unverifiable one."""
 
     #: The number of the request letter it answers (附件5 repeats it).
     number: Number
@@ -134,13 +134,13 @@ class ReplyLetter(msgspec.Struct, frozen=True, kw_only=True, tag="letter.reply")
     dated: date
     #: 第五条: the public institution holding pre-reform archives that the replier checked with.
     on_behalf_of: Annotated[str, msgspec.Meta(max_length=100)] = ""
-    #: The bureau whose seal is on the sheet of reasons (附件5 备注: 本机关公章).
-    sealed_by: Line
+    #: The bureau whose stamp (公章) is on the sheet of reasons (附件5 备注: 本机关公章).
+    stamped_by: Line
 
     def __post_init__(self) -> None:
         name = "reply letter"
         _number(name, self.number)
-        for field in ("replier_name", "requester_name", "sealed_by"):
+        for field in ("replier_name", "requester_name", "stamped_by"):
             _line(name, field, getattr(self, field))
         if self.replier_name == self.requester_name:
             raise _fail(name, "replier_name", f"is the requester itself ({self.requester_name})")

@@ -157,7 +157,7 @@ def test_the_applicant_signs_the_commitment_instead_of_a_stamp() -> None:
     assert "申请人（签字、捺印）：" in texts and "\u3000\u3000\u3000\u3000年\u3000\u3000月\u3000\u3000日" in texts
 
 
-def test_a_reply_with_an_unverifiable_item_has_the_sealed_sheet_on_its_own_page() -> None:
+def test_a_reply_with_an_unverifiable_item_has_the_stamped_sheet_on_its_own_page() -> None:
     d = document(paper(reply(("true", ""), ("unverifiable", "档案已迁出"))))
     assert len(d.tables) == 2  # a stamp area on the letter and on the sheet
     assert "附：无法证实的说明" in [p.text for p in d.paragraphs]

@@ -53,7 +53,7 @@ def reply(*verdicts: tuple[str, str], **changes: object) -> ReplyLetter:
         number="20260001", replier_name="区公安分局", requester_name="区审批服务局", requested_on=date(2026, 9, 21),
         items=[ReplyItem(text=text, verdict=v, reason=why)  # type: ignore[arg-type]
                for text, (v, why) in zip(ITEMS, verdicts, strict=False)],
-        dated=date(2026, 9, 23), sealed_by="区公安分局",
+        dated=date(2026, 9, 23), stamped_by="区公安分局",
     )
     return replace(letter, **changes) if changes else letter
 
@@ -146,7 +146,7 @@ def test_reply_with_every_item_true_concludes_with_the_templates_sentence() -> N
 """
 
 
-def test_reply_with_mixed_verdicts_names_each_group_and_attaches_the_sealed_sheet_of_reasons() -> None:
+def test_reply_with_mixed_verdicts_names_each_group_and_attaches_the_stamped_sheet_of_reasons() -> None:
     letter = reply(("true", ""), ("false", ""), ("unverifiable", "2019年以前的刑事档案尚未电子化，需调阅纸质档案"))
     assert render_reply_letter(letter) == """\
 区公安分局行政协助回复函
@@ -196,8 +196,8 @@ def test_reply_checked_with_the_holder_of_pre_reform_archives_says_whom_it_asked
     assert "根据贵单位行政协助函（20260001）内容，经我单位向区档案馆核实，申请人承诺事项为真实。\n" in render(letter)
 
 
-def test_reply_sheet_carries_the_seal_of_the_named_bureau() -> None:
-    letter = reply(("unverifiable", "无档案"), sealed_by="区公安分局运河派出所")
+def test_reply_sheet_carries_the_stamp_of_the_named_bureau() -> None:
+    letter = reply(("unverifiable", "无档案"), stamped_by="区公安分局运河派出所")
     assert render(letter).endswith("（加盖区公安分局运河派出所公章）\n")
 
 
@@ -352,7 +352,7 @@ INVALID: list[tuple[str, Callable[[], object], str]] = [
     ("request before application", lambda: request(dated=date(2026, 9, 20)),
      "dated 2026-09-20 is before applied_on 2026-09-21"),
     ("reply before request", lambda: reply(("true", ""), dated=date(2026, 9, 1)), "dated 2026-09-01 is before requested_on"),
-    ("unsealed reply", lambda: reply(("true", ""), sealed_by=""), "sealed_by is empty"),
+    ("unstamped reply", lambda: reply(("true", ""), stamped_by=""), "stamped_by is empty"),
     ("decline without reasons", lambda: decline(reasons=" \n "), "reasons is empty"),
     ("signed before application", lambda: commitment(signed_on=date(2026, 9, 1)), "signed_on 2026-09-01 is before"),
     ("notice before application", lambda: notice(dated=date(2026, 9, 1)), "dated 2026-09-01 is before"),

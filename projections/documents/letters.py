@@ -3,7 +3,7 @@
 The fixed wording is the template's, character for character: the constants below are copied
 from the seed. Only the blanks are filled. Two template notes are instructions to the clerk,
 not letter text, and are not printed: "（供参考）" after each title, and 附件5's 备注 (which is
-carried out instead: unverifiable items get the sealed "附：无法证实的说明" sheet).
+carried out instead: unverifiable items get the stamped "附：无法证实的说明" sheet).
 
 Every function is pure: the same letter gives the same text, ending with one newline.
 """
@@ -108,7 +108,7 @@ def reply_conclusion(items: Sequence[ReplyItem]) -> str:
 
 
 def render_reply_letter(letter: ReplyLetter) -> str:
-    """附件5 行政协助回复函, with the sealed sheet of reasons when an item cannot be verified."""
+    """附件5 行政协助回复函, with the stamped sheet of reasons when an item cannot be verified."""
     checked = f"经我单位向{letter.on_behalf_of}核实" if letter.on_behalf_of else "经我单位核实"
     lines = [
         f"{letter.replier_name}行政协助回复函",
@@ -128,7 +128,7 @@ def render_reply_letter(letter: ReplyLetter) -> str:
         lines += ["", "", SHEET_TITLE, f"（行政协助回复函编号：{letter.number}）", ""]
         for no, item in unverifiable:
             lines += [f"{no}、{item.text}", f"原因：{item.reason}"]
-        lines += ["", letter.replier_name, zh_date(letter.dated), f"（加盖{letter.sealed_by}公章）"]
+        lines += ["", letter.replier_name, zh_date(letter.dated), f"（加盖{letter.stamped_by}公章）"]
     return _page(lines)
 
 

@@ -131,7 +131,7 @@ def reply_paper(letter: ReplyLetter) -> Paper:
         for no, item in unverifiable:
             body += [f"{no}、{item.text}", f"原因：{item.reason}"]
         pages.append(Page(title=SHEET_TITLE, number_line=f"（行政协助回复函编号：{letter.number}）", body=tuple(body),
-                          issuer=letter.sealed_by, dated=zh_date(letter.dated)))
+                          issuer=letter.stamped_by, dated=zh_date(letter.dated)))
     return Paper(kind="行政协助回复函", number=letter.number, pages=tuple(pages))
 
 
