@@ -34,6 +34,7 @@ from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_credit import app as credit_app
 from xiezhu.cli_deadletters import app as dead_letters_app
 from xiezhu.cli_dispute import app as dispute_app
+from xiezhu.cli_front import docs_app, outbox, records_app, serve, tokens_app
 from xiezhu.cli_keys import app as keys_app
 from xiezhu.cli_ledger import ledger_app
 from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
@@ -51,6 +52,11 @@ app.add_typer(credit_app, name="credit")
 app.add_typer(ledger_app)  # replay, verify-bundle, checkpoint at the top level
 app.add_typer(dispute_app, name="dispute")
 app.add_typer(dead_letters_app, name="dead-letters")
+app.add_typer(tokens_app, name="tokens")
+app.add_typer(records_app, name="records")
+app.add_typer(docs_app, name="docs")
+app.command("serve")(serve)
+app.command("outbox")(outbox)
 
 out = Console()
 err = Console(stderr=True)

@@ -44,6 +44,7 @@ from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
 from projections.sla import SlaView
+from xiezhu.running import AgentLock, agent_lock
 from xiezhu.settings import Settings
 
 log = logging.getLogger(__name__)
@@ -139,6 +140,7 @@ class Node:
         self._projection_wake = asyncio.Event()
         self._projection_task: asyncio.Task[None] | None = None
         self._stopping = False
+        self._locks: list[AgentLock] = []
 
     def identity(self, name: str) -> Identity | None:
         """NATS user ``name`` (a bureau code, ``ledger`` or ``admin``), or None where NATS has no users."""
@@ -172,6 +174,9 @@ class Node:
                                 identity=self.identity(code))
             await agent.start()
             self.agents[code] = agent
+            lock = agent_lock(self.settings.bureau_dir(code))
+            if lock.acquire():  # clerks' commands see that the agent will send what they commit
+                self._locks.append(lock)
         if self.run_ledger:
             self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
             justice = self.keys.bureau_signer(JUSTICE, self.ring)
@@ -296,6 +301,9 @@ class Node:
             await self._projection_task
         if self.trust:
             await self.trust.stop()
+        for lock in self._locks:
+            lock.release()
+        self._locks.clear()
         if self.server:
             self.server.stop()
 

@@ -75,6 +75,15 @@ class Settings:
         """The bureau's own records its verifiers read (户籍, 营业执照 …)."""
         return self.bureau_dir(code) / "data.db"
 
+    def feed_path(self, code: str) -> Path:
+        """What arrived for the bureau, for its own systems: the feed, its webhook and deliveries."""
+        return self.bureau_dir(code) / "feed.db"
+
+    @property
+    def tokens_path(self) -> Path:
+        """The API tokens of ``xiezhu serve``, hashed."""
+        return self.data_dir / "api" / "tokens.db"
+
     @property
     def catalogue_path(self) -> Path:
         """区司法局's catalogue store (附件8 and 附件9, every version)."""

@@ -1,0 +1,251 @@
+"""``xiezhu serve`` against real agents on a real nats-server: tokens, requests, answers, webhooks, SSE."""
+from __future__ import annotations
+
+import asyncio
+import json
+import socket
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
+from tests.conftest import ITEMS, RESIDENT, eventually
+from xiezhu.http.app import FrontDoor, create_app
+from xiezhu.http.feed import HDR_DELIVERY, Feed, verify
+from xiezhu.node import Node
+from xiezhu.settings import Settings
+
+SERVED = ["shenpi", "gongan", "ziran"]
+
+
+def request_body(assistor: str = "gongan", item: str | None = None, **changes: Any) -> dict[str, Any]:
+    body = {
+        "assistor": assistor, "catalogue_item": item or ITEMS[assistor],
+        "applicant": {"kind": "person", "name": RESIDENT["name"], "id_number": RESIDENT["id_number"]},
+        "matter": {"code": "370405-XK-0101", "name": "食品经营许可"}, "applied_on": "2026-09-20",
+        "items": [{"no": 1, "text": "本人户籍所在地为运河街道", "check": "hukou.residence",
+                   "facts": {"address": "运河街道"}},
+                  {"no": 2, "text": "本人无犯罪记录", "check": "police.no-criminal-record"}],
+    }
+    return body | changes
+
+
+@dataclass
+class Api:
+    door: FrontDoor
+    client: httpx.AsyncClient
+    tokens: dict[str, str] = field(default_factory=dict)
+
+    def auth(self, bureau: str) -> dict[str, str]:
+        return {"Authorization": f"Bearer {self.tokens[bureau]}"}
+
+    def state(self) -> dict[str, Any]:
+        """Everything a refused call must leave as it was."""
+        return {code: self.door.store(code).recorder.max_notification_id() for code in SERVED} | {
+            f"{code}-webhook": self.door.feeds[code].webhook() for code in SERVED}
+
+
+def make_door(settings: Settings, clock: SimulatedClock) -> FrontDoor:
+    return FrontDoor(settings, Registry.load(), SERVED, clock, poll_interval=0.05, backoff_base=0.05,
+                     backoff_cap=0.4)
+
+
+@pytest.fixture
+async def api(node: Node, settings: Settings, clock: SimulatedClock) -> AsyncIterator[Api]:
+    door = make_door(settings, clock)
+    tokens = {code: door.tokens.create(code, f"{code}-system")[1] for code in [*SERVED, "sifa"]}
+    app = create_app(door)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://xiezhu") as client:
+            yield Api(door, client, tokens)
+    door.close()
+
+
+async def test_a_request_filed_over_http_is_answered_and_its_reply_is_a_notice(api: Api, node: Node) -> None:
+    r = await api.client.post("/v1/bureaus/shenpi/requests", json=request_body(), headers=api.auth("shenpi"))
+    assert r.status_code == 201, r.text
+    filed = r.json()
+    assert filed["number"] == "20260001" and filed["queued"] is False  # the node's shenpi agent runs
+    await node.settle()
+    r = await api.client.get(f"/v1/bureaus/shenpi/requests/shenpi/{filed['number']}", headers=api.auth("shenpi"))
+    case = r.json()
+    assert case["case"]["status"] == "replied" and case["case"]["answered_by"] == "auto:hukou"
+    assert "*" in case["case"]["id_number"] and "*" in case["case"]["applicant"]
+    assert [h["type"] for h in case["history"]] == ["assistance.requested", "assistance.received",
+                                                     "assistance.replied"]
+
+    async def notices() -> list[dict[str, Any]]:
+        return list((await api.client.get("/v1/bureaus/shenpi/notices", headers=api.auth("shenpi"))).json())
+
+    for _ in range(200):
+        if len(await notices()) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    got = await notices()
+    assert [n["type"] for n in got] == ["assistance.received", "assistance.replied"]
+    assert got[1]["data"]["results"][0]["verdict"] == "true" and got[1]["from"] == "gongan"
+
+    # the same notices as Server-Sent Events, from the start
+    async with api.client.stream("GET", "/v1/bureaus/shenpi/events", params={"after": 0, "limit": 2},
+                                 headers=api.auth("shenpi")) as stream:
+        text = "".join([chunk async for chunk in stream.aiter_text()])
+    events = [block for block in text.split("\n\n") if block.startswith("id:")]
+    assert [e.splitlines()[1] for e in events] == ["event: assistance.received", "event: assistance.replied"]
+    assert json.loads(events[1].splitlines()[2].removeprefix("data: "))["id"] == got[1]["id"]
+    # 区司法局 reads it too
+    r = await api.client.get("/v1/bureaus/shenpi/notices", headers=api.auth("sifa"))
+    assert r.status_code == 200 and len(r.json()) == 2
+
+
+async def test_an_operator_answers_from_the_inbox_over_http(api: Api, node: Node) -> None:
+    r = await api.client.post("/v1/bureaus/shenpi/requests", json=request_body("ziran"), headers=api.auth("shenpi"))
+    number = r.json()["number"]
+    await node.settle()
+    inbox = (await api.client.get("/v1/bureaus/ziran/inbox", headers=api.auth("ziran"))).json()
+    assert [c["number"] for c in inbox] == [number]
+    bad = await api.client.post(f"/v1/bureaus/ziran/requests/shenpi/{number}/answer", headers=api.auth("ziran"),
+                                json={"items": [{"no": 1, "verdict": "unverifiable"}]})
+    assert bad.status_code == 422  # 无法证实 needs its reason
+    r = await api.client.post(f"/v1/bureaus/ziran/requests/shenpi/{number}/answer", headers=api.auth("ziran"),
+                              json={"items": [{"no": 1, "verdict": "true"},
+                                              {"no": 2, "verdict": "unverifiable", "reason": "档案未移交"}],
+                                    "operator": "王伟"})
+    assert r.status_code == 200 and r.json()["status"] == "replied", r.text
+    await node.settle()
+    st = node.store("shenpi").case(r.json()["case"]).state
+    assert st.status == "replied" and st.answered_by == "operator:王伟"
+    again = await api.client.post(f"/v1/bureaus/ziran/requests/shenpi/{number}/decline", headers=api.auth("ziran"),
+                                  json={"reasons": "不属于本机关职权范围"})
+    assert again.status_code == 409
+
+
+async def test_an_uncatalogued_request_is_refused_and_changes_nothing(api: Api) -> None:
+    before = api.state()
+    for body in (request_body(item="XZ-9999"), request_body("gongan", item=ITEMS["ziran"]),
+                 request_body(channel="letter", staff=["李明"])):
+        r = await api.client.post("/v1/bureaus/shenpi/requests", json=body, headers=api.auth("shenpi"))
+        assert r.status_code == 422, r.text
+        assert r.json()["error"]
+    assert api.state() == before
+    # and the number series did not move: the next request takes the first number
+    r = await api.client.post("/v1/bureaus/shenpi/requests", json=request_body(), headers=api.auth("shenpi"))
+    assert r.json()["number"] == "20260001"
+
+
+async def test_a_token_acts_only_as_its_bureau(api: Api, node: Node) -> None:
+    r = await api.client.post("/v1/bureaus/shenpi/requests", json=request_body("ziran"), headers=api.auth("shenpi"))
+    number = r.json()["number"]
+    await node.settle()
+    before = api.state()
+    answer = {"items": [{"no": 1, "verdict": "true"}, {"no": 2, "verdict": "true"}]}
+    refused = [
+        ("post", "/v1/bureaus/shenpi/requests", "gongan", request_body()),
+        ("post", f"/v1/bureaus/ziran/requests/shenpi/{number}/answer", "shenpi", answer),
+        ("post", f"/v1/bureaus/ziran/requests/shenpi/{number}/answer", "gongan", answer),
+        ("post", f"/v1/bureaus/ziran/requests/shenpi/{number}/answer", "sifa", answer),
+        ("put", "/v1/bureaus/ziran/webhook", "shenpi", {"url": "http://127.0.0.1:9/x"}),
+        ("get", "/v1/bureaus/ziran/inbox", "gongan", None),
+        ("get", "/v1/bureaus/shenpi/notices", "ziran", None),
+        ("get", f"/v1/bureaus/shenpi/requests/shenpi/{number}", "gongan", None),
+        ("get", "/v1/bureaus/shenpi/events", "gongan", None),
+    ]
+    for method, path, who, body in refused:
+        r = await api.client.request(method.upper(), path, json=body, headers=api.auth(who))
+        assert r.status_code == 403, (method, path, who, r.text)
+    assert (await api.client.get("/v1/bureaus/ziran/inbox")).status_code == 401
+    assert (await api.client.get("/v1/bureaus/ziran/inbox", headers={"Authorization": "Bearer xzt_x_y"})
+            ).status_code == 401
+    assert api.state() == before
+    # 区司法局 reads every bureau's data
+    assert [c["number"] for c in (await api.client.get("/v1/bureaus/ziran/inbox", headers=api.auth("sifa"))).json()
+            ] == [number]
+    # a revoked token stops working at once
+    token_id = api.tokens["ziran"].split("_")[1]
+    api.door.tokens.revoke(token_id, "ziran")
+    assert (await api.client.get("/v1/bureaus/ziran/inbox", headers=api.auth("ziran"))).status_code == 401
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+class Receiver:
+    """A bureau's system that takes webhook deliveries, keeping each id it has seen."""
+
+    def __init__(self, secret: str) -> None:
+        self.secret = secret
+        self.received: list[str] = []
+        self.bad_signatures = 0
+        self.port = _free_port()
+        self.server: uvicorn.Server | None = None
+        self.task: asyncio.Task[None] | None = None
+
+    async def hook(self, request: Request) -> Response:
+        body = await request.body()
+        if not verify(self.secret, dict(request.headers), body):
+            self.bad_signatures += 1
+            return JSONResponse({"error": "bad signature"}, status_code=401)
+        self.received.append(request.headers[HDR_DELIVERY])
+        return JSONResponse({"ok": True})
+
+    async def start(self) -> None:
+        app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
+        self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
+                                                    lifespan="off"))
+        self.task = asyncio.create_task(self.server.serve())
+        await eventually(lambda: self.server is not None and self.server.started)
+
+    async def stop(self) -> None:
+        assert self.server and self.task
+        self.server.should_exit = True
+        await self.task
+
+
+async def test_a_webhook_that_is_down_gets_every_notice_once_it_is_back_even_across_a_restart(
+        node: Node, settings: Settings, clock: SimulatedClock) -> None:
+    receiver = Receiver("s3cret-s3cret-s3cret")
+    door = make_door(settings, clock)
+    token = door.tokens.create("shenpi")[1]
+    auth = {"Authorization": f"Bearer {token}"}
+    app = create_app(door)
+    async with app.router.lifespan_context(app):
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://xiezhu") as client:
+            r = await client.put("/v1/bureaus/shenpi/webhook", headers=auth,
+                                 json={"url": f"http://127.0.0.1:{receiver.port}/hook", "secret": receiver.secret})
+            assert r.status_code == 200 and r.json()["secret"] == receiver.secret
+            for _ in range(2):
+                r = await client.post("/v1/bureaus/shenpi/requests", json=request_body(), headers=auth)
+                assert r.status_code == 201
+            await node.settle()
+            feed = door.feeds["shenpi"]
+            await eventually(lambda: len(feed.items()) == 4)  # received and replied, twice
+            await eventually(lambda: (hook := feed.webhook()) is not None and hook.attempts >= 2)
+            assert feed.delivered_ids() == []
+    door.close()  # the server stops while the receiver is still down
+
+    await receiver.start()
+    door = make_door(settings, clock)
+    app = create_app(door)
+    try:
+        async with app.router.lifespan_context(app):
+            feed = door.feeds["shenpi"]
+            expected = [item["id"] for _, item in feed.items()]
+            await eventually(lambda: len(receiver.received) == len(expected))
+            await asyncio.sleep(0.3)  # nothing more comes
+    finally:
+        door.close()
+        await receiver.stop()
+    assert receiver.received == expected and len(set(receiver.received)) == 4
+    assert receiver.bad_signatures == 0
+    assert Feed("shenpi", settings.feed_path("shenpi")).delivered_ids() == expected

@@ -1,0 +1,161 @@
+"""The front door's commands as a person runs them: tokens, records, outbox, docs asyncapi."""
+from __future__ import annotations
+
+import json
+from datetime import timedelta
+from pathlib import Path
+from types import SimpleNamespace
+
+import sqlite_utils
+from openpyxl import Workbook
+
+from agencies.trust.keys import KeyStore
+from agencies.verifiers import PublicSecurityVerifier
+from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
+from schemas.assistance import Applicant, CommitmentItem, Matter
+from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
+from tests.test_cli import run
+from xiezhu.cli_front import outbox_rows
+from xiezhu.node import Node, open_catalogue, open_store
+from xiezhu.running import agent_lock, agent_running
+from xiezhu.settings import Settings
+
+EXAMPLE = Path(__file__).parent.parent / "examples" / "gongan-residents.csv"
+
+
+def xz(*args: str, data_dir: Path | None = None) -> str:
+    """A command that must succeed, run in this process (faster than a subprocess): its standard output."""
+    from typer.testing import CliRunner
+
+    from xiezhu.cli import app
+
+    env = {"XIEZHU_DATA_DIR": str(data_dir)} if data_dir else {}
+    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    assert result.exit_code == 0, result.output
+    return result.stdout
+
+
+def test_tokens_are_shown_once_stored_hashed_listed_and_revoked(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    token = run("tokens", "create", "--bureau", "shenpi", "--label", "审批系统", data_dir=data).stdout.strip()
+    assert token.startswith("xzt_")
+    db = (data / "api" / "tokens.db").read_bytes()
+    assert token.split("_", 2)[2].encode() not in db  # only its hash is kept
+    assert oct((data / "api" / "tokens.db").stat().st_mode & 0o777) == "0o600"
+    [listed] = json.loads(xz("tokens", "list", "--json", data_dir=data))
+    assert listed["bureau"] == "shenpi" and listed["label"] == "审批系统" and listed["revoked_at"] is None
+    wrong = run("tokens", "revoke", listed["id"], "--bureau", "gongan", data_dir=data, check=False)
+    assert wrong.returncode == 1 and wrong.stderr.count("error:") == 1
+    assert json.loads(xz("tokens", "list", "--json", data_dir=data))[0]["revoked_at"] is None
+    xz("tokens", "revoke", listed["id"], "--bureau", "shenpi", data_dir=data)
+    assert json.loads(xz("tokens", "list", "--json", data_dir=data))[0]["revoked_at"]
+    unknown = run("tokens", "create", "--bureau", "nosuch", data_dir=data, check=False)
+    assert unknown.returncode == 1 and "error:" in unknown.stderr
+
+
+def test_records_load_from_csv_and_xlsx_and_the_verifier_answers_from_them(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    run("records", "load", "--bureau", "gongan", str(EXAMPLE), data_dir=data)
+    shown = json.loads(xz("records", "show", "--bureau", "gongan", "--json", data_dir=data))
+    assert shown["count"] == 3 and shown["kind"] == "户籍"
+    assert all("*" in r["id_number"] and "*" in r["name"] for r in shown["rows"])
+    settings = Settings(data_dir=data)
+    verifier = PublicSecurityVerifier(settings.bureau_data_path("gongan"))
+    zhang = Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_number"])
+    item = CommitmentItem(no=1, text="户籍", check="hukou.residence", facts={"address": "运河街道"})
+    assert verifier.verify(zhang, item).verdict == "true"  # type: ignore[union-attr]
+    wang = Applicant(kind="person", name="王五", id_number="370405197712123456")
+    assert verifier.verify(wang, CommitmentItem(no=1, text="无犯罪记录", check="police.no-criminal-record")
+                           ).verdict == "false"  # type: ignore[union-attr]
+
+    # 营业执照 from an XLSX export with English headers
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["id_number", "name", "status", "scope"])
+    ws.append(["91370405MA3C000001", "台儿庄区运河商贸有限公司", "存续", "预包装食品销售、日用百货"])
+    wb.save(tmp_path / "licences.xlsx")
+    xz("records", "load", "--bureau", "shichang", str(tmp_path / "licences.xlsx"), data_dir=data)
+    assert json.loads(xz("records", "show", "--bureau", "shichang", "--json", data_dir=data))["count"] == 1
+
+
+def test_a_bad_records_file_changes_nothing(tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    xz("records", "load", "--bureau", "gongan", str(EXAMPLE), data_dir=data)
+    before = (data / "bureaus" / "gongan" / "data.db").read_bytes()
+    bad = tmp_path / "bad.csv"
+    for text in ("公民身份号码,姓名,户籍地址\n370405199001011234,张三改,新地址\nnot-a-number,李,某地\n",
+                 "公民身份号码,姓名\n370405199001011234,张三\n",  # the address column is missing
+                 "id_number,name,residence,criminal_record\n370405199001011234,张三,某地,maybe\n"):
+        bad.write_text(text, encoding="utf-8")
+        proc = run("records", "load", "--bureau", "gongan", str(bad), data_dir=data, check=False)
+        assert proc.returncode == 1 and proc.stderr.count("error:") == 1, proc.stderr
+    for args in (["--bureau", "ziran", str(EXAMPLE)], ["--bureau", "gongan", str(tmp_path / "none.csv")]):
+        proc = run("records", "load", *args, data_dir=data, check=False)
+        assert proc.returncode == 1 and "error:" in proc.stderr
+    assert (data / "bureaus" / "gongan" / "data.db").read_bytes() == before
+    rows = list(sqlite_utils.Database(data / "bureaus" / "gongan" / "data.db")["residents"].rows)
+    assert {r["name"] for r in rows} == {"张三", "李四", "王五"}
+
+
+def _offline_request(data: Path) -> Settings:
+    settings = Settings(data_dir=data)
+    clock = SimulatedClock(START)
+    KeyStore(settings.keys_dir).ensure(Registry.load().codes(), valid_from=START - timedelta(days=1))
+    catalogue = open_catalogue(settings, clock)
+    publish_catalogue(SimpleNamespace(catalogue=catalogue))  # type: ignore[arg-type]
+    store = open_store(settings, KeyStore(settings.keys_dir), "shenpi", clock, catalogue)
+    store.request(assistor="ziran", applicant=Applicant(kind="person", name="张三", id_number=RESIDENT["id_number"]),
+                  matter=Matter(code="370405-XK-0101", name="食品经营许可"), applied_on=START.date(),
+                  items=[CommitmentItem(no=1, text="本人户籍所在地为运河街道")], catalogue_item=ITEMS["ziran"])
+    store.close()
+    return settings
+
+
+def test_outbox_shows_what_no_agent_has_sent_yet(tmp_path: Path) -> None:
+    settings = _offline_request(tmp_path / "data")
+    shown = json.loads(xz("outbox", "--json", data_dir=settings.data_dir))
+    [waiting] = shown["waiting"]
+    assert (waiting["bureau"], waiting["to"], waiting["number"], waiting["type"]) == (
+        "shenpi", "ziran", "20260001", "assistance.requested")
+    assert shown["agents_running"] == {"shenpi": False}
+    table = run("outbox", "--bureau", "shenpi", data_dir=settings.data_dir)
+    assert "20260001" in table.stdout and "no agent runs here" in table.stderr
+    # an agent holding the bureau's lock is seen as running
+    lock = agent_lock(settings.bureau_dir("shenpi"))
+    assert lock.acquire() and agent_running(settings.bureau_dir("shenpi"))
+    assert not agent_lock(settings.bureau_dir("shenpi")).acquire()
+    lock.release()
+    assert not agent_running(settings.bureau_dir("shenpi"))
+
+
+async def test_the_outbox_empties_once_the_agent_relays(node: Node, settings: Settings) -> None:
+    from tests.test_exchange import request
+
+    request(node, assistor="ziran", check="")
+    assert agent_running(settings.bureau_dir("shenpi"))
+    await node.settle()
+    assert outbox_rows(settings, "shenpi") == [] and outbox_rows(settings, "ziran") == []
+
+
+def test_docs_asyncapi_describes_every_subject_and_event_type(tmp_path: Path) -> None:
+    from schemas.events import Payload
+    from xiezhu.asyncapi import payload_types
+
+    out = tmp_path / "asyncapi.json"
+    xz("docs", "asyncapi", "--out", str(out))
+    doc = json.loads(out.read_text(encoding="utf-8"))
+    assert doc["asyncapi"].startswith("3.")
+    tags = {t.__struct_config__.tag for t in payload_types()}
+    assert len(tags) == len(Payload.__args__)  # type: ignore[attr-defined]
+    for tag in tags:
+        channel = doc["channels"][tag]
+        assert channel["address"] == f"xz.{{sender}}.{{recipient}}.{tag}"
+    assert {"agent inbox", "ledger", "dead letter", "trust list"} <= set(doc["channels"])
+    schemas = doc["components"]["schemas"]
+    assert {"SealedEnvelope", "Envelope", "AssistanceRequested", "DeadlineBreached"} <= set(schemas)
+    message = doc["components"]["messages"]["assistance.requested:Message"]
+    assert message["payload"] == {"$ref": "#/components/schemas/SealedEnvelope"}
+    assert message["x-xiezhu-opened-payload"] == {"$ref": "#/components/schemas/AssistanceRequested"}
+    assert set(message["headers"]["required"]) == {"Nats-Msg-Id", "Xz-Kid", "Xz-Sig"}

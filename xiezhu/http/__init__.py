@@ -1,0 +1,1 @@
+"""The HTTP API of `xiezhu serve`: app, models, tokens and the per-bureau feed."""

@@ -1,0 +1,570 @@
+"""``xiezhu serve``: the HTTP API a bureau's own systems (its 审批 system) call.
+
+Every endpoint needs a bureau's API token (``Authorization: Bearer xzt_…``).  A token acts
+only as its bureau (403 for any other); 区司法局's token reads every bureau this process
+serves and changes nothing.  What a call commits goes to the bureau's store, and the
+bureau's agent relays it, as with the command line.  What arrives for a bureau is kept in
+its feed (:mod:`xiezhu.http.feed`): listed at ``/notices``, streamed as Server-Sent Events
+at ``/events`` and pushed to the bureau's webhook.  ``/openapi.json`` describes it all and
+``/docs`` shows it, from assets served here (the offices may have no internet).
+"""
+
+
+import asyncio
+import contextlib
+import json
+import threading
+import uuid
+from collections.abc import AsyncIterator, Callable, Iterable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Annotated, Any, TypeVar
+
+import httpx
+import msgspec
+from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, Request
+from fastapi import Path as PathParam
+from fastapi.exceptions import RequestValidationError
+from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
+from fastapi.staticfiles import StaticFiles
+
+from agencies.trust.keys import KeyStore
+from aggregates import assistance
+from aggregates.assistance import CaseState
+from aggregates.calendar_store import CalendarStore
+from aggregates.catalogue import CatalogueError
+from aggregates.clock import Clock
+from aggregates.errors import RuleError
+from aggregates.registry import JUSTICE, Registry
+from aggregates.store import SHANGHAI, BureauStore, UnknownCase
+from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
+from schemas.envelope import decode_envelope
+from schemas.errors import XiezhuError
+from schemas.privacy import mask_id, mask_json, mask_name
+from xiezhu.http import models as m
+from xiezhu.http.feed import Feed
+from xiezhu.http.tokens import Token, TokenStore
+from xiezhu.running import agent_running
+from xiezhu.settings import Settings
+
+T = TypeVar("T")
+API_VERSION = "1"
+#: How often the feed looks at the store for what arrived, and SSE at the feed.
+POLL_S = 0.25
+#: An SSE comment this often keeps proxies from closing an idle stream.
+HEARTBEAT_S = 15.0
+
+
+def _docs_assets() -> Path:
+    import fastapi_offline
+
+    return Path(fastapi_offline.__file__).parent / "static"
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who a token says the caller is."""
+
+    bureau: str
+    token: Token
+
+    @property
+    def read_only(self) -> bool:
+        return self.bureau == JUSTICE
+
+
+class FrontDoor:
+    """What ``xiezhu serve`` holds: the served bureaus' stores and feeds, the tokens, the delivery tasks."""
+
+    def __init__(self, settings: Settings, registry: Registry, bureaus: Iterable[str], clock: Clock, *,
+                 poll_interval: float = POLL_S, backoff_base: float = 1.0, backoff_cap: float = 600.0) -> None:
+        self.settings = settings
+        self.registry = registry
+        self.bureaus = [registry[b].code for b in bureaus]
+        self.clock = clock
+        self.poll_interval = poll_interval
+        self.backoff_base = backoff_base
+        self.backoff_cap = backoff_cap
+        self.tokens = TokenStore(settings.tokens_path)
+        self.keys = KeyStore(settings.keys_dir)
+        self.feeds = {code: Feed(code, settings.feed_path(code)) for code in self.bureaus}
+        self._stores: dict[str, BureauStore] = {}
+        self._locks = {code: threading.Lock() for code in self.bureaus}
+        self._open_lock = threading.Lock()
+        self._tasks: list[asyncio.Task[None]] = []
+        self.stopping = asyncio.Event()
+        self._wake = {code: asyncio.Event() for code in self.bureaus}
+
+    # -- stores --------------------------------------------------------------------------
+
+    def store(self, code: str) -> BureauStore:
+        """The bureau's store, opened on first use (the agent writes the same file)."""
+        with self._open_lock:
+            if code not in self._stores:
+                from xiezhu.node import open_store
+
+                self._stores[code] = open_store(self.settings, self.keys, code, self.clock)
+            return self._stores[code]
+
+    def acting(self, code: str, action: Callable[[BureauStore], T]) -> T:
+        """Run a command on ``code``'s store, one at a time per bureau in this process."""
+        with self._locks[code]:
+            return action(self.store(code))
+
+    def queued(self, code: str) -> bool:
+        """No agent of ``code`` runs on this machine: what was committed waits for it."""
+        return not agent_running(self.settings.bureau_dir(code))
+
+    # -- background work -------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Follow each bureau's store into its feed and deliver its webhook, until stopped."""
+        if self._tasks:
+            return
+        self.stopping.clear()
+        for code in self.bureaus:
+            self._tasks.append(asyncio.create_task(self._follow(code), name=f"feed-{code}"))
+            self._tasks.append(asyncio.create_task(self._deliver(code), name=f"webhook-{code}"))
+
+    async def stop(self) -> None:
+        self.stopping.set()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
+        self._tasks.clear()
+
+    def close(self) -> None:
+        """Close the files (after :meth:`stop`)."""
+        self.stopping.set()
+        for store in self._stores.values():
+            store.close()
+        for feed in self.feeds.values():
+            feed.close()
+        self.tokens.close()
+
+    async def _follow(self, code: str) -> None:
+        feed = self.feeds[code]
+        while not self.stopping.is_set():
+            try:
+                exists = self.settings.store_path(code).exists()
+                if exists and await asyncio.to_thread(feed.follow, self.store(code)) > 0:
+                    self._wake[code].set()
+            except Exception as e:  # the store is busy or not there yet: look again
+                _log().warning("feed %s: %s", code, e)
+            await asyncio.sleep(self.poll_interval)
+
+    async def _deliver(self, code: str) -> None:
+        feed = self.feeds[code]
+        async with httpx.AsyncClient(timeout=10.0) as client:
+            while not self.stopping.is_set():
+                try:
+                    wait = await feed.deliver_once(client, backoff_base=self.backoff_base,
+                                                   backoff_cap=self.backoff_cap)
+                except Exception as e:
+                    _log().warning("webhook %s: %s", code, e)
+                    wait = self.backoff_base
+                if wait == 0.0:
+                    continue
+                self._wake[code].clear()
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake[code].wait(),
+                                           timeout=self.poll_interval if wait is None else min(wait, 5.0))
+
+
+def _log() -> Any:
+    import logging
+
+    return logging.getLogger("xiezhu.http")
+
+
+# -- presenting cases ----------------------------------------------------------------------
+
+
+def case_out(st: CaseState) -> m.CaseOut:
+    """A case as the API shows it: applicants masked (decision 27), verdicts and reasons in full."""
+    req = st.request
+    return m.CaseOut(
+        number=st.number, case=st.case, requester=st.requester, assistor=st.assistor, status=st.status,
+        matter=req.matter.name, applicant=mask_name(req.applicant.name), id_number=mask_id(req.applicant.id_number),
+        channel=req.channel, catalogue_item=req.catalogue_item, sent_at=st.sent_at.isoformat(),
+        arrived_at=st.arrived_at.isoformat() if st.arrived_at else None,
+        answered_at=st.answered_at.isoformat() if st.answered_at else None, answered_by=st.answered_by,
+        results=[msgspec.to_builtins(r) for r in st.results], reasons=st.reasons,
+        forwarded_to=list(st.forwarded_to),
+        items=[mask_json({"no": i.no, "text": i.text, "check": i.check}) for i in req.items])
+
+
+def history_of(store: BureauStore, case_id: str) -> list[m.HistoryLine]:
+    """The case's events as this bureau's store holds them, in order."""
+    lines = []
+    for pos, stored in enumerate(store.recorder.select_events(uuid.UUID(case_id)), start=1):
+        ev = store.mapper.to_domain_event(stored)
+        clear = getattr(ev, "clear", None)
+        if clear is None:
+            continue
+        env = decode_envelope(clear)
+        lines.append(m.HistoryLine(pos=pos, id=env.id, type=env.type, sender=env.sender, recipient=env.recipient,
+                                   time=env.time.isoformat()))
+    return lines
+
+
+def find_case(store: BureauStore, requester: str, number: str) -> CaseState:
+    for st in store.cases():
+        if st.number == number and st.requester == requester:
+            return st
+    raise UnknownCase(f"no request {requester}/{number} in {store.bureau}'s store")
+
+
+def overdue_warning(settings: Settings, st: CaseState, now: Any, what: str) -> list[str]:
+    """A warning when the reply (or decline) deadline of ``st`` had passed at ``now``."""
+    if st.arrived_at is None:
+        return []
+    cal = CalendarStore(settings.calendar_dir).calendar()
+    within = st.request.reply_within if what == "reply" else st.request.decline_within
+    due = cal.add_working_days(st.arrived_at, within)
+    if now < due.ends_at:
+        return []
+    return [f"the {what} deadline of {st.requester}/{st.number} ended at "
+            f"{due.ends_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M} ({within} working days from arrival): "
+            f"it is recorded as late"]
+
+
+# -- the application -----------------------------------------------------------------------
+
+
+def _problem(status: int, error: str, message: str) -> JSONResponse:
+    return JSONResponse({"error": error, "message": message}, status_code=status)
+
+
+def _status_of(e: XiezhuError) -> int:
+    if isinstance(e, UnknownCase):
+        return 404
+    if isinstance(e, CatalogueError):
+        return 422
+    if isinstance(e, RuleError):
+        return 409
+    return 400
+
+
+PROBLEMS: dict[int | str, dict[str, Any]] = {
+    401: {"model": m.Problem, "description": "No token, or an unknown or revoked one."},
+    403: {"model": m.Problem, "description": "The token's bureau may not do this."},
+    404: {"model": m.Problem, "description": "No such bureau here, or no such case."},
+    409: {"model": m.Problem, "description": "The case does not allow this now; nothing changed."},
+    422: {"model": m.Problem, "description": "The input is refused (the catalogue, a rule, a field); nothing changed."},
+}
+
+BureauPath = Annotated[str, PathParam(pattern=r"^[a-z][a-z0-9-]{1,31}$", description="A bureau code.")]
+RequesterPath = Annotated[str, PathParam(pattern=r"^[a-z][a-z0-9-]{1,31}$", description="The requesting bureau.")]
+NumberPath = Annotated[str, PathParam(pattern=r"^\d{8}$", description="The letter number, e.g. 20260001.")]
+
+
+def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
+    """The FastAPI application over ``door``; its lifespan runs the feeds and webhooks (unless not ``background``)."""
+
+    @asynccontextmanager
+    async def lifespan(_: FastAPI) -> AsyncIterator[None]:
+        if not background:
+            yield
+            return
+        await door.start()
+        try:
+            yield
+        finally:
+            await door.stop()
+
+    app = FastAPI(
+        title="xiezhu", version=API_VERSION, lifespan=lifespan, docs_url=None, redoc_url=None,
+        description="行政协助 between bureaus, for the bureaus' own systems: file a request, answer and decline "
+                    "from the inbox, read a case and its history, hear of replies and deadline notices by "
+                    "webhook or Server-Sent Events. Every call needs a bureau's token "
+                    "(`xiezhu tokens create --bureau CODE`).")
+    app.state.door = door
+    app.mount("/static/docs", StaticFiles(directory=_docs_assets()), name="docs-assets")
+
+    @app.get("/docs", include_in_schema=False)
+    def docs() -> HTMLResponse:
+        return get_swagger_ui_html(openapi_url="/openapi.json", title="xiezhu API",
+                                   swagger_js_url="/static/docs/swagger-ui-bundle.js",
+                                   swagger_css_url="/static/docs/swagger-ui.css",
+                                   swagger_favicon_url="/static/docs/favicon.png")
+
+    @app.get("/redoc", include_in_schema=False)
+    def redoc() -> HTMLResponse:
+        return get_redoc_html(openapi_url="/openapi.json", title="xiezhu API",
+                              redoc_js_url="/static/docs/redoc.standalone.js",
+                              redoc_favicon_url="/static/docs/favicon.png", with_google_fonts=False)
+
+    @app.exception_handler(XiezhuError)
+    async def xiezhu_error(_: Request, e: XiezhuError) -> JSONResponse:
+        return _problem(_status_of(e), getattr(e, "code", "error"), str(e))
+
+    @app.exception_handler(msgspec.ValidationError)
+    async def invalid(_: Request, e: msgspec.ValidationError) -> JSONResponse:
+        return _problem(422, "invalid", str(e))
+
+    @app.exception_handler(HTTPException)
+    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+        error = {401: "unauthenticated", 403: "forbidden", 404: "not-found"}.get(e.status_code, "http")
+        return JSONResponse({"error": error, "message": str(e.detail)}, status_code=e.status_code,
+                            headers=e.headers)
+
+    @app.exception_handler(RequestValidationError)
+    async def bad_input(_: Request, e: RequestValidationError) -> JSONResponse:
+        first = e.errors()[0] if e.errors() else {}
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        return _problem(422, "invalid", f"{where}: {first.get('msg', 'invalid input')}")
+
+    app.include_router(_router(door))
+    return app
+
+
+def _router(door: FrontDoor) -> APIRouter:
+    bearer = HTTPBearer(auto_error=False, description="A bureau's API token: `xiezhu tokens create --bureau CODE`.")
+    r = APIRouter(prefix="/v1", responses=PROBLEMS)
+
+    def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
+        token = door.tokens.check(creds.credentials) if creds is not None else None
+        if token is None:
+            raise HTTPException(401, "a valid API token is needed: Authorization: Bearer xzt_…",
+                                headers={"WWW-Authenticate": "Bearer"})
+        return Principal(token.bureau, token)
+
+    Who = Annotated[Principal, Depends(principal)]
+
+    def served(bureau: str) -> None:
+        if bureau not in door.bureaus:
+            raise HTTPException(404, f"this server does not serve {bureau!r} (it serves {', '.join(door.bureaus)})")
+
+    def reader(bureau: BureauPath, who: Who) -> Principal:
+        if who.bureau not in (bureau, JUSTICE):
+            raise HTTPException(403, f"a token of {who.bureau} cannot read {bureau}'s data")
+        served(bureau)
+        return who
+
+    def actor(bureau: BureauPath, who: Who) -> Principal:
+        if who.read_only:
+            raise HTTPException(403, f"{JUSTICE}'s token reads; it cannot act for a bureau")
+        if who.bureau != bureau:
+            raise HTTPException(403, f"a token of {who.bureau} cannot act as {bureau}")
+        served(bureau)
+        return who
+
+    Reader = Annotated[Principal, Depends(reader)]
+    Actor = Annotated[Principal, Depends(actor)]
+
+    def operator(who: Principal, given: str | None) -> str:
+        return "operator:" + (given or who.token.label or f"api-{who.token.id}")
+
+    def acted(bureau: str, st: CaseState, warnings: list[str] | None = None) -> m.Acted:
+        queued = door.queued(bureau)
+        return m.Acted(number=st.number, case=st.case, requester=st.requester, assistor=st.assistor,
+                       status=st.status, queued=queued, warnings=warnings or [])
+
+    @r.get("/whoami", tags=["tokens"])
+    def whoami(who: Who) -> m.WhoAmI:
+        """The bureau the token acts as, and the bureaus this server serves."""
+        return m.WhoAmI(bureau=who.bureau, token=who.token.id, read_only=who.read_only, serves=door.bureaus)
+
+    # -- assistance requests -------------------------------------------------------------
+
+    @r.get("/bureaus/{bureau}/inbox", tags=["assistance"])
+    def inbox(bureau: BureauPath, who: Reader) -> list[m.CaseOut]:
+        """Requests addressed to the bureau that wait for an answer (applicants masked)."""
+        return [case_out(st) for st in door.store(bureau).inbox()]
+
+    @r.get("/bureaus/{bureau}/requests", tags=["assistance"])
+    def requests(bureau: BureauPath, who: Reader,
+                 role: Annotated[str | None, Query(pattern="^(sent|received)$")] = None,
+                 status: Annotated[str | None, Query(pattern="^(requested|received|replied|declined|withdrawn)$")]
+                 = None) -> list[m.CaseOut]:
+        """Every request the bureau sent or received, oldest first."""
+        out = []
+        for st in door.store(bureau).cases():
+            if role == "sent" and st.requester != bureau or role == "received" and st.assistor != bureau:
+                continue
+            if status and st.status != status:
+                continue
+            out.append(case_out(st))
+        return out
+
+    @r.post("/bureaus/{bureau}/requests", tags=["assistance"], status_code=201)
+    def file_request(bureau: BureauPath, who: Actor, body: m.RequestIn) -> m.Acted:
+        """Send a 行政协助函 for an item of the published catalogue (第七条); refused before anything is stored
+        if the item is not catalogued for this pair, or an on-site item has no memorandum (第六条)."""
+        if body.channel == "letter" and len(body.staff) != 2:
+            raise HTTPException(422, "协助函（二） (channel letter) names the two staff sent")
+        if body.channel == "platform" and body.staff:
+            raise HTTPException(422, "staff are named only for channel letter (协助函（二）)")
+        items = [msgspec.convert(i.model_dump(), CommitmentItem) for i in body.items]
+        applicant = msgspec.convert(body.applicant.model_dump(), Applicant)
+        matter = msgspec.convert(body.matter.model_dump(), Matter)
+
+        def send(store: BureauStore) -> CaseState:
+            link = ""
+            if body.commitment_case:
+                found = [c for c in store.commitments() if c.number == body.commitment_case]
+                if not found:
+                    raise UnknownCase(f"no commitment case {body.commitment_case} in {bureau}'s store")
+                link = found[0].case
+            return store.request(assistor=body.assistor, applicant=applicant, matter=matter,
+                                 applied_on=body.applied_on, items=items, channel=body.channel,
+                                 staff=body.staff, catalogue_item=body.catalogue_item, commitment_case=link)
+
+        return acted(bureau, door.acting(bureau, send))
+
+    @r.get("/bureaus/{bureau}/requests/{requester}/{number}", tags=["assistance"])
+    def read_case(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Reader) -> m.CaseDetail:
+        """One request and its history as the bureau's store holds it."""
+        store = door.store(bureau)
+        st = find_case(store, requester, number)
+        return m.CaseDetail(case=case_out(st), history=history_of(store, st.case))
+
+    def _inbox_case(store: BureauStore, bureau: str, requester: str, number: str) -> CaseState:
+        st = find_case(store, requester, number)
+        if st.assistor != bureau:
+            raise HTTPException(409, f"{requester}/{number} is {bureau}'s own request, not one to answer")
+        return st
+
+    @r.post("/bureaus/{bureau}/requests/{requester}/{number}/answer", tags=["assistance"])
+    def answer(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Actor,
+               body: m.AnswerIn) -> m.Acted:
+        """Reply with a 回复函: 真实 / 虚假 / 无法证实 (with the reason) for every item asked."""
+        results = [msgspec.convert(i.model_dump(), ItemResult) for i in body.items]
+        if any(r.verdict == "unverifiable" and not r.reason.strip() for r in results):
+            raise HTTPException(422, "无法证实 needs the reason (附件5 备注)")
+
+        def reply(store: BureauStore) -> tuple[CaseState, list[str]]:
+            st = _inbox_case(store, bureau, requester, number)
+            warnings = overdue_warning(door.settings, st, door.clock.now(), "reply")
+            return store.reply(st.case, results, operator(who, body.operator)), warnings
+
+        st, warnings = door.acting(bureau, reply)
+        return acted(bureau, st, warnings)
+
+    @r.post("/bureaus/{bureau}/requests/{requester}/{number}/decline", tags=["assistance"])
+    def decline(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Actor,
+                body: m.DeclineIn) -> m.Acted:
+        """Decline in writing (书面告知), with the reasons."""
+        def do(store: BureauStore) -> tuple[CaseState, list[str]]:
+            st = _inbox_case(store, bureau, requester, number)
+            warnings = overdue_warning(door.settings, st, door.clock.now(), "decline")
+            return store.decline(st.case, body.reasons, operator(who, body.operator)), warnings
+
+        st, warnings = door.acting(bureau, do)
+        return acted(bureau, st, warnings)
+
+    @r.post("/bureaus/{bureau}/requests/{requester}/{number}/forward", tags=["assistance"])
+    def forward(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Actor,
+                body: m.ForwardIn) -> m.Acted:
+        """第五条: ask the institution holding pre-reform archives; the answer comes later, on its behalf."""
+        def do(store: BureauStore) -> CaseState:
+            st = _inbox_case(store, bureau, requester, number)
+            return store.forward(st.case, body.institution, body.note)
+
+        return acted(bureau, door.acting(bureau, do))
+
+    @r.post("/bureaus/{bureau}/requests/{requester}/{number}/withdraw", tags=["assistance"])
+    def withdraw(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Actor,
+                 body: m.WithdrawIn) -> m.Acted:
+        """The requester withdraws a request it no longer needs, while it is open."""
+        if requester != bureau:
+            raise HTTPException(409, f"only {requester} can withdraw its request {number}")
+
+        def do(store: BureauStore) -> CaseState:
+            st = find_case(store, requester, number)
+            if st.status not in assistance.OPEN:
+                raise HTTPException(409, f"request {number} is {st.status}; nothing to withdraw")
+            return store.withdraw_request(st.case, body.reason)
+
+        return acted(bureau, door.acting(bureau, do))
+
+    # -- what arrived ----------------------------------------------------------------------
+
+    def feed_items(bureau: str, after: int, limit: int) -> list[m.FeedItem]:
+        return [m.FeedItem(seq=seq, **item) for seq, item in door.feeds[bureau].items(after, limit)]
+
+    @r.get("/bureaus/{bureau}/notices", tags=["notices"])
+    def notices(bureau: BureauPath, who: Reader, after: Annotated[int, Query(ge=0, le=2**62)] = 0,
+                limit: Annotated[int, Query(ge=1, le=1000)] = 100) -> list[m.FeedItem]:
+        """What arrived for the bureau (requests, replies, declines, deadline reminders and breaches), in order;
+        page with ``after`` = the last ``seq`` seen."""
+        return feed_items(bureau, after, limit)
+
+    @r.get("/bureaus/{bureau}/events", tags=["notices"], response_class=StreamingResponse,
+           responses={200: {"content": {"text/event-stream": {}},
+                            "description": "`id: <seq>`, `event: <type>`, `data: <the notice as JSON>`"}})
+    async def events(request: Request, bureau: BureauPath, who: Reader,
+                     after: Annotated[int | None, Query(ge=0, le=2**62)] = None,
+                     limit: Annotated[int | None, Query(ge=1, le=100000)] = None,
+                     last_event_id: Annotated[str | None, Header(max_length=20)] = None) -> StreamingResponse:
+        """The same notices as a Server-Sent Events stream; it resumes after ``Last-Event-ID`` (or ``after``),
+        else starts with what arrives from now on.  ``limit`` ends the stream after so many events."""
+        feed = door.feeds[bureau]
+        if after is not None:
+            start = after
+        elif last_event_id is not None and last_event_id.isdigit():
+            start = int(last_event_id)
+        else:
+            start = feed.head
+
+        async def stream() -> AsyncIterator[bytes]:
+            position, sent = start, 0
+            idle = 0.0
+            yield b"retry: 2000\n\n"
+            while not door.stopping.is_set():
+                rows = await asyncio.to_thread(feed.items, position, 100)
+                for seq, item in rows:
+                    data = json.dumps(item, ensure_ascii=False)
+                    yield f"id: {seq}\nevent: {item['type']}\ndata: {data}\n\n".encode()
+                    position, sent = seq, sent + 1
+                    if limit is not None and sent >= limit:
+                        return
+                if rows:
+                    idle = 0.0
+                    continue
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(door.poll_interval)
+                idle += door.poll_interval
+                if idle >= HEARTBEAT_S:
+                    idle = 0.0
+                    yield b": keep-alive\n\n"
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    # -- the webhook -------------------------------------------------------------------------
+
+    def webhook_out(feed: Feed, secret: str | None = None) -> m.WebhookOut:
+        hook = feed.webhook()
+        if hook is None:
+            raise HTTPException(404, f"{feed.bureau} has no webhook; PUT one")
+        return m.WebhookOut(**hook.public(), pending=feed.pending(), secret=secret)
+
+    @r.get("/bureaus/{bureau}/webhook", tags=["notices"])
+    def get_webhook(bureau: BureauPath, who: Reader) -> m.WebhookOut:
+        """The bureau's webhook and how its deliveries stand (without the secret)."""
+        return webhook_out(door.feeds[bureau])
+
+    @r.put("/bureaus/{bureau}/webhook", tags=["notices"])
+    def put_webhook(bureau: BureauPath, who: Actor, body: m.WebhookIn) -> m.WebhookOut:
+        """Register (or replace) the URL notices are POSTed to, each signed with HMAC-SHA256 under the secret:
+        ``X-Xiezhu-Signature: sha256=hex(HMAC(secret, X-Xiezhu-Timestamp + "." + body))``; ``X-Xiezhu-Delivery`` is
+        the notice's id (a receiver keeps the ids it has seen: a delivery whose 2xx was lost comes again)."""
+        feed = door.feeds[bureau]
+        hook = feed.register(body.url, body.secret, since=body.since)
+        return webhook_out(feed, hook.secret)
+
+    @r.delete("/bureaus/{bureau}/webhook", tags=["notices"], status_code=204)
+    def delete_webhook(bureau: BureauPath, who: Actor) -> None:
+        """Stop pushing notices (they stay readable at /notices and /events)."""
+        if not door.feeds[bureau].unregister():
+            raise HTTPException(404, f"{bureau} has no webhook")
+
+    return r
