@@ -13,7 +13,7 @@ Building: assistance cases of three events each (requested, received, replied), 
 six requesting and three assisting bureaus, each bureau with its own key in a
 :class:`~agencies.trust.keys.KeyStore`.  Worker processes (one per CPU) make and sign the cases;
 this process appends them with :meth:`Ledger.append` in batches of a few thousand and has
-区司法局 seal a checkpoint after each batch.
+区司法局 sign a checkpoint after each batch.
 
 Then, on that ledger, one after the other:
 
@@ -82,7 +82,7 @@ DEFAULT_EVENTS = 1_000_000
 EVENTS_PER_CASE = 3
 REQUESTERS = ("shenpi", "zhujian", "weijian", "jiaotong", "wenlv", "nongye")
 ASSISTORS = ("gongan", "shichang", "renshe")
-SEALER = "sifa"
+CHECKPOINT_SIGNER = "sifa"
 #: Cases one generating task makes (three times as many events go into one append and one seal).
 CASES_PER_BATCH = 2000
 #: A letter number is ``<year><4 digits>``: a requester has 9999 a year, so the cases span years.
@@ -189,15 +189,15 @@ def ensure_ledger(directory: Path, cases: int, seed: int, log: Callable[[str], N
     _remove_build(directory)
     directory.mkdir(parents=True, exist_ok=True)
     keys = KeyStore(directory / "keys")
-    keys.ensure([*REQUESTERS, *ASSISTORS, SEALER], valid_from=KEYS_VALID_FROM)
-    sealer = keys.signer(SEALER)
+    keys.ensure([*REQUESTERS, *ASSISTORS, CHECKPOINT_SIGNER], valid_from=KEYS_VALID_FROM)
+    checkpoint_signer = keys.signer(CHECKPOINT_SIGNER)
     workers = os.cpu_count() or 1
     log(f"building {cases * EVENTS_PER_CASE:,} events in {directory} with {workers} signing processes")
     started = time.perf_counter()
     tasks = [(str(keys.dir), first, min(CASES_PER_BATCH, cases - first), seed)
              for first in range(0, cases, CASES_PER_BATCH)]
     ledger = Ledger(directory / "ledger.db")
-    opener = keys.opener(SEALER)
+    opener = keys.opener(CHECKPOINT_SIGNER)
     appended = 0
     try:
         with multiprocessing.get_context("forkserver").Pool(workers) as pool:
@@ -208,7 +208,7 @@ def ensure_ledger(directory: Path, cases: int, seed: int, log: Callable[[str], N
                     appended += 1
                     items.append((Signed(body=body, kid=kid, sig=sig), env, appended, env.time + timedelta(seconds=1)))
                 ledger.append(items)
-                ledger.checkpoint(lambda m: (sealer.kid, sealer.sign_bytes(m)), items[-1][3])
+                ledger.checkpoint(lambda m: (checkpoint_signer.kid, checkpoint_signer.sign_bytes(m)), items[-1][3])
                 if appended % (20 * CASES_PER_BATCH * EVENTS_PER_CASE) == 0:
                     log(f"  {appended:,} events, {time.perf_counter() - started:.0f} s")
         seconds = time.perf_counter() - started
@@ -259,7 +259,7 @@ def measure_replay(built: Built, ring: KeyRing, samples: int, seed: int) -> dict
     with closing(_read_only(built.ledger_path)) as conn:
         case_ids = [conn.execute("SELECT case_id FROM entries WHERE pos = ?", (rng.randint(1, events),)).fetchone()[0]
                     for _ in range(samples)]
-    ledger = Ledger(built.ledger_path, opener=built.keys.opener(SEALER))
+    ledger = Ledger(built.ledger_path, opener=built.keys.opener(CHECKPOINT_SIGNER))
     latencies: list[float] = []
     wrong = 0
     try:

@@ -18,14 +18,14 @@ from broker.signing import KeyRing, Signer
 from tests.test_signing import T0, entry, make_signer, request_env
 
 ENTRIES = 20
-#: Sealed after these positions.
-SEALS = (10, 20)
+#: Checkpoints signed after these positions.
+CHECKPOINTS = (10, 20)
 COLUMNS = "event_id, case_id, number, type, sender, recipient, event_time, arrived_at, stream_seq, kid, sig, body, " \
           "prev_hash, hash"
 
 
 class Keys:
-    """Two bureaus that send, and 区司法局 that seals."""
+    """Two bureaus that send, and 区司法局 that signs checkpoints."""
 
     def __init__(self) -> None:
         self.shenpi = make_signer("shenpi")
@@ -36,18 +36,19 @@ class Keys:
         return KeyRing([entry(self.shenpi, **shenpi), entry(self.gongan), entry(self.sifa)])
 
 
-def build(path: Path, keys: Keys, n: int = ENTRIES, seals: tuple[int, ...] = SEALS,
-          sealer: Signer | None = None) -> Path:
-    """A ledger of ``n`` signed requests, shenpi's at even and gongan's at odd offsets, sealed at ``seals``."""
-    sealer = sealer or keys.sifa
+def build(path: Path, keys: Keys, n: int = ENTRIES, checkpoints: tuple[int, ...] = CHECKPOINTS,
+          checkpoint_signer: Signer | None = None) -> Path:
+    """``n`` signed requests, shenpi's at even and gongan's at odd offsets, checkpoints after ``checkpoints``."""
+    checkpoint_signer = checkpoint_signer or keys.sifa
     ledger = Ledger(path)
     for i in range(n):
         signer, other = (keys.shenpi, "gongan") if i % 2 == 0 else (keys.gongan, "shenpi")
         when = T0 + timedelta(minutes=i)
         env = request_env(sender=signer.bureau, recipient=other, when=when)
         ledger.append([(signer.sign(env), env, i + 1, when + timedelta(seconds=3))])
-        if i + 1 in seals:
-            ledger.checkpoint(lambda m: (sealer.kid, sealer.sign_bytes(m)), when + timedelta(seconds=5))
+        if i + 1 in checkpoints:
+            ledger.checkpoint(lambda m: (checkpoint_signer.kid, checkpoint_signer.sign_bytes(m)),
+                              when + timedelta(seconds=5))
     ledger.close()
     return path
 
@@ -137,7 +138,7 @@ def test_a_changed_body_breaks_its_hash_and_its_signature_and_nothing_after_it(
     assert report.first_problem == Problem(position=5, kind="changed",
                                            reason="position 5: hash does not match its contents (changed entry)")
     assert {p.kind for p in at(report, 5)} == {"changed", "bad-signature"}
-    # The checkpoints sealed after it no longer match the chain; entry 6 still links to entry 5 as stored.
+    # The checkpoints signed after it no longer match the chain; entry 6 still links to entry 5 as stored.
     assert [(p.position, p.kind) for p in report.problems[2:]] == [(10, "checkpoint-head"), (20, "checkpoint-head")]
     assert report.bad == 3 and report.signatures_verified == ENTRIES - 1
 
@@ -204,8 +205,8 @@ def test_a_changed_checkpoint_is_found_while_the_entries_still_pass(
     assert (report.signatures_verified, report.checkpoints_verified, report.bad) == (ENTRIES, 1, 1)
 
 
-def test_a_checkpoint_sealed_with_another_bureaus_key_is_refused(tmp_path: Path, keys: Keys) -> None:
-    path = build(tmp_path / "ledger.db", keys, sealer=keys.gongan)
+def test_a_checkpoint_signed_with_another_bureaus_key_is_refused(tmp_path: Path, keys: Keys) -> None:
+    path = build(tmp_path / "ledger.db", keys, checkpoint_signer=keys.gongan)
     report = audit(path, keys.ring(), workers=1)
     assert report.first_problem is not None and report.first_problem.kind == "checkpoint-key"
     assert "signed with gongan's key" in report.first_problem.reason

@@ -154,7 +154,7 @@ def ring_of(signers: dict[str, Signer], **revocations: datetime) -> KeyRing:
     return KeyRing(trust_of(signers, **revocations))
 
 
-def seal(desk: Desk, at: datetime) -> None:
+def checkpoint(desk: Desk, at: datetime) -> None:
     sifa = desk.signers["sifa"]
     assert desk.ledger.checkpoint(lambda msg: (sifa.kid, sifa.sign_bytes(msg)), at) is not None
 
@@ -401,8 +401,8 @@ def test_replaying_one_case_of_a_large_ledger_reads_only_that_case_by_index(
 
 
 @pytest.fixture
-def sealed(desk: Desk) -> Req:
-    """A replied case among other entries, with a breach notice by sifa, sealed by a checkpoint."""
+def checkpointed(desk: Desk) -> Req:
+    """A replied case among other entries, with a breach notice by sifa, covered by a signed checkpoint."""
     noise(desk, 5, ARRIVAL - timedelta(hours=2))
     req = Req(desk, ARRIVAL - timedelta(minutes=5))
     noise(desk, 3, ARRIVAL - timedelta(minutes=2))
@@ -411,7 +411,7 @@ def sealed(desk: Desk) -> Req:
     req.breach_notice(sh(2026, 10, 11, 0, 5), sh(2026, 10, 11))
     req.reply(sh(2026, 10, 12, 9))
     noise(desk, 2, sh(2026, 10, 12, 10))
-    seal(desk, sh(2026, 10, 12, 11))
+    checkpoint(desk, sh(2026, 10, 12, 11))
     return req
 
 
@@ -421,8 +421,8 @@ def make_bundle(desk: Desk, req: Req, path: Path, *, signed: bool = True, **kw: 
     return path
 
 
-def test_a_bundle_verifies_offline_without_the_ledger(desk: Desk, sealed: Req, tmp_path: Path) -> None:
-    made = make_bundle(desk, sealed, tmp_path / "out" / "20260001.zip")
+def test_a_bundle_verifies_offline_without_the_ledger(desk: Desk, checkpointed: Req, tmp_path: Path) -> None:
+    made = make_bundle(desk, checkpointed, tmp_path / "out" / "20260001.zip")
     elsewhere = tmp_path / "court" / "20260001.zip"
     elsewhere.parent.mkdir()
     shutil.copy(made, elsewhere)
@@ -432,7 +432,7 @@ def test_a_bundle_verifies_offline_without_the_ledger(desk: Desk, sealed: Req, t
 
     report = verify_bundle(elsewhere)
     assert report.ok, report.failures
-    assert (report.case, report.number, report.kind) == (sealed.case, "20260001", "assistance")
+    assert (report.case, report.number, report.kind) == (checkpointed.case, "20260001", "assistance")
     assert [e.type for e in report.events] == ["assistance.requested", "assistance.received", "sla.breached",
                                                "sla.breached", "assistance.replied"]
     assert {e.signature.status for e in report.events} == {"valid"}
@@ -450,21 +450,22 @@ def test_a_bundle_verifies_offline_without_the_ledger(desk: Desk, sealed: Req, t
         assert manifest["files"]["events.jsonl"] == hashlib.sha256(z.read("events.jsonl")).hexdigest()
 
 
-def test_a_bundle_as_of_a_moment_holds_only_what_the_ledger_had_then(desk: Desk, sealed: Req, tmp_path: Path) -> None:
-    path = make_bundle(desk, sealed, tmp_path / "b.zip", as_of=sh(2026, 10, 9))
+def test_a_bundle_as_of_a_moment_holds_only_what_the_ledger_had_then(desk: Desk, checkpointed: Req,
+                                                                      tmp_path: Path) -> None:
+    path = make_bundle(desk, checkpointed, tmp_path / "b.zip", as_of=sh(2026, 10, 9))
     report = verify_bundle(path)
     assert report.ok and [e.type for e in report.events] == ["assistance.requested", "assistance.received"]
     with zipfile.ZipFile(path) as z:
         assert "as it stood at 2026-10-09 00:00:00" in z.read("report.txt").decode()
 
 
-def test_a_bundle_needs_a_checkpoint_that_covers_the_case(desk: Desk, sealed: Req, tmp_path: Path) -> None:
-    sealed.reply(sh(2026, 10, 13, 9))  # a second answer after the seal: the case's last entry is not covered
+def test_a_bundle_needs_a_checkpoint_that_covers_the_case(desk: Desk, checkpointed: Req, tmp_path: Path) -> None:
+    checkpointed.reply(sh(2026, 10, 13, 9))  # answered again after the checkpoint: its last entry is not covered
     with pytest.raises(NoCheckpoint, match=r"xiezhu checkpoint.*Ledger\.checkpoint"):
-        make_bundle(desk, sealed, tmp_path / "b.zip")
+        make_bundle(desk, checkpointed, tmp_path / "b.zip")
     assert not (tmp_path / "b.zip").exists()
-    seal(desk, sh(2026, 10, 13, 10))
-    assert verify_bundle(make_bundle(desk, sealed, tmp_path / "b.zip")).ok
+    checkpoint(desk, sh(2026, 10, 13, 10))
+    assert verify_bundle(make_bundle(desk, checkpointed, tmp_path / "b.zip")).ok
 
 
 def rewrite(path: Path, name: str, change: Callable[[bytes], bytes], *, fix_manifest: bool) -> None:
@@ -557,9 +558,9 @@ def _sealed_at(proof: dict[str, object]) -> None:
         "other-leaf", "case-leaf", "removed-event", "removed-event-forged-manifest", "removed-first-event",
         "checkpoint-head-chain", "checkpoint-head-signature", "checkpoint-time", "report"])
 def test_each_tampering_of_a_bundle_fails_with_a_clear_reason(
-        desk: Desk, sealed: Req, tmp_path: Path, member: str, change: Callable[[bytes], bytes], fix: bool,
+        desk: Desk, checkpointed: Req, tmp_path: Path, member: str, change: Callable[[bytes], bytes], fix: bool,
         expected: str) -> None:
-    path = make_bundle(desk, sealed, tmp_path / "b.zip")
+    path = make_bundle(desk, checkpointed, tmp_path / "b.zip")
     assert verify_bundle(path).ok
     rewrite(path, member, change, fix_manifest=fix)
     report = verify_bundle(path)
@@ -568,8 +569,8 @@ def test_each_tampering_of_a_bundle_fails_with_a_clear_reason(
 
 
 def test_an_unsigned_bundle_says_it_cannot_show_that_no_event_was_left_out(
-        desk: Desk, sealed: Req, tmp_path: Path) -> None:
-    path = make_bundle(desk, sealed, tmp_path / "b.zip", signed=False)
+        desk: Desk, checkpointed: Req, tmp_path: Path) -> None:
+    path = make_bundle(desk, checkpointed, tmp_path / "b.zip", signed=False)
     assert verify_bundle(path).warnings[0].startswith("the manifest is not signed by sifa")
     rewrite(path, "events.jsonl", lambda d: b"\n".join(d.splitlines()[:2] + d.splitlines()[3:]) + b"\n",
             fix_manifest=True)
@@ -579,8 +580,8 @@ def test_an_unsigned_bundle_says_it_cannot_show_that_no_event_was_left_out(
 
 
 def test_a_bundle_is_checked_against_a_published_trust_list_when_given(
-        desk: Desk, sealed: Req, tmp_path: Path, signers: dict[str, Signer]) -> None:
-    path = make_bundle(desk, sealed, tmp_path / "b.zip")
+        desk: Desk, checkpointed: Req, tmp_path: Path, signers: dict[str, Signer]) -> None:
+    path = make_bundle(desk, checkpointed, tmp_path / "b.zip")
     revoked_later = trust_of(signers, gongan=sh(2026, 10, 10))
     report = verify_bundle(path, trusted=revoked_later)
     assert report.ok  # a later revocation is not tampering …
@@ -602,7 +603,7 @@ def test_a_file_that_is_not_a_bundle_fails_without_a_traceback(tmp_path: Path) -
 
 @pytest.fixture
 def data_dir(tmp_path: Path) -> Path:
-    """A data directory with real keys (sifa's included), a trust list and a sealed ledger of one replied case."""
+    """A data directory with real keys (sifa's included), a trust list and a checkpointed ledger of one replied case."""
     d = tmp_path / "xiezhu"
     settings = Settings(data_dir=d)
     keys = KeyStore(settings.keys_dir)
@@ -614,7 +615,7 @@ def data_dir(tmp_path: Path) -> Path:
     req = Req(desk, ARRIVAL - timedelta(minutes=5))
     req.received(ARRIVAL)
     req.reply(sh(2026, 10, 9, 15))
-    seal(desk, sh(2026, 10, 9, 16))
+    checkpoint(desk, sh(2026, 10, 9, 16))
     ledger.close()
     return d
 

@@ -419,13 +419,13 @@ async def test_history_signed_before_a_revocation_still_verifies_on_replay(node:
     assert report.ok  # the whole ledger, against the list on disk that the node saved
 
 
-async def test_a_revoked_justice_key_stops_sealing_and_notices_but_not_the_ledger(node: Node) -> None:
+async def test_a_revoked_justice_key_stops_checkpoints_and_notices_but_not_the_ledger(node: Node) -> None:
     assert node.ledger is not None and node.ledger_service is not None
     node.ledger_service.checkpoint_every = 1  # try to sign a checkpoint after every batch
     request(node)
     await node.settle()
-    sealed = len(node.ledger.checkpoints())
-    assert sealed >= 1
+    signed = len(node.ledger.checkpoints())
+    assert signed >= 1
     sifa = node.keys.signer("sifa").kid
     await publish(node, node.keys.revoke(sifa, "私钥泄露", now=node.clock.now()))
     await eventually(lambda: not node.ring.valid_at(sifa, node.clock.now()))
@@ -434,7 +434,7 @@ async def test_a_revoked_justice_key_stops_sealing_and_notices_but_not_the_ledge
     with pytest.raises(SealingError, match="sifa has no valid key"):
         request(node)
     # … until its new key is listed; the ledger records again, opens with the new box key, and
-    # seals its checkpoints with the new key, never with the revoked one.
+    # signs its checkpoints with the new key, never with the revoked one.
     v = node.keys.rotate("sifa", now=node.clock.now())
     new_kid = v.entries[-1].kid
     await publish(node, v)
@@ -443,7 +443,7 @@ async def test_a_revoked_justice_key_stops_sealing_and_notices_but_not_the_ledge
     await node.settle()
     assert len(node.ledger) == before + 3
     checkpoints = node.ledger.checkpoints()
-    assert len(checkpoints) > sealed and all(cp.kid == new_kid for cp in checkpoints[sealed:])
+    assert len(checkpoints) > signed and all(cp.kid == new_kid for cp in checkpoints[signed:])
     assert [e.type for e in node.ledger.entries(before)] == [
         "assistance.requested", "assistance.received", "assistance.replied"]
     assert all(node.ledger.envelope(e) for e in node.ledger.entries(before))

@@ -13,7 +13,7 @@ order, and checks:
 - every signature verifies under the key that belonged to the sender at the envelope's
   time (:meth:`broker.signing.KeyRing.verify`);
 - every checkpoint's head is the chain recomputed from the entries up to its position,
-  and it is signed by a key of 区司法局 (``sifa``) valid when it was sealed.
+  and it is signed by a key of 区司法局 (``sifa``) valid when it was signed.
 
 Signature verification is most of the cost, so chunks of rows go to a process pool
 while this process walks the hash chain, which is sequential and cheap.  The workers get
@@ -51,8 +51,8 @@ from schemas.trust import TrustEntry
 CHUNK = 2000
 #: How many problems a report lists (the count covers all of them).
 LISTED = 100
-#: The bureau whose key seals checkpoints.
-SEALER = "sifa"
+#: The bureau whose key signs checkpoints.
+CHECKPOINT_SIGNER = "sifa"
 
 #: Kinds of problem, in the order they are reported when one position has several.
 KINDS = (
@@ -280,7 +280,7 @@ class _Walk:
         self.rows = 0
         self.last_pos = 0
         self.checkpoints_verified = 0
-        #: The chain recomputed from the genesis over every row's contents: what a checkpoint sealed.
+        #: The chain recomputed from the genesis over every row's contents: what a checkpoint signed.
         self.chain = GENESIS
         #: The previous row's stored hash, and what its hash should have been (equal unless it was bad).
         self.stored_prev = GENESIS
@@ -400,7 +400,7 @@ def _checkpoint_signature(ring: KeyRing, cp: tuple[Any, ...]) -> list[tuple[str,
     entry = ring.entry(kid) if isinstance(kid, str) else None
     if entry is None:
         return [("checkpoint-key", f"{where}: key {kid!r} is not in the trust list")]
-    if entry.bureau != SEALER:
+    if entry.bureau != CHECKPOINT_SIGNER:
         return [("checkpoint-key", f"{where}: signed with {entry.bureau}'s key {kid}, not 区司法局's")]
     try:
         when = datetime.fromisoformat(sealed_at)
@@ -410,7 +410,7 @@ def _checkpoint_signature(ring: KeyRing, cp: tuple[Any, ...]) -> list[tuple[str,
         return [("checkpoint-signature", f"{where}: sealed_at {sealed_at!r} has no timezone")]
     problems: list[tuple[str, str]] = []
     if not _valid_at(entry, when):
-        problems.append(("checkpoint-key", f"{where}: key {kid} was not valid when it was sealed ({sealed_at})"))
+        problems.append(("checkpoint-key", f"{where}: key {kid} was not valid when it was signed ({sealed_at})"))
     try:
         nacl.signing.VerifyKey(entry.public_key).verify(
             checkpoint_message(pos, _as_blob(head), sealed_at), _as_blob(sig))
