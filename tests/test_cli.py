@@ -299,3 +299,36 @@ def test_a_bundle_verifies_against_the_root_signed_trust_list_and_an_edited_list
     bad = run("verify-bundle", str(bundle), "--trust", str(tmp_path / "trust.json"), "--anchor",
               str(keys / "root.pub"), data_dir=data, check=False)
     assert bad.returncode == 1 and "the file was edited" in bad.stderr
+
+
+def test_report_and_sla_exports_for_a_person_with_a_spreadsheet(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    import openpyxl
+
+    data, _ = demo_dir
+    rep = json.loads(run("report", "--from", "2026-09-01", "--to", "2026-09-30", data_dir=data).stdout)
+    stats = json.loads(run("sla", "stats", "--from", "2026-09-01", "--to", "2026-09-30", "--json",
+                           data_dir=data).stdout)
+    assert [(a["bureau"], a["received"], a["breaches"]) for a in rep["assistance"]] == [
+        (s["bureau"], s["received"], s["breaches"]) for s in stats]
+    cases = json.loads(run("cases", "--json", data_dir=data).stdout)
+    assert sum(c["applications"] for c in rep["commitment_totals"]) == sum(
+        1 for c in cases.values() if "2026-09-01" <= c["applied_on"] <= "2026-09-30")
+    assert all(a["bureau_name"].startswith(("区", "运河", "涧头", "邳庄", "张山子", "泥沟", "马兰屯"))
+               for a in rep["assistance"])
+    xlsx = tmp_path / "report.xlsx"
+    run("report", "--from", "2026-09-01", "--to", "2026-09-30", "--format", "xlsx", "--out", str(xlsx), data_dir=data)
+    assert openpyxl.load_workbook(xlsx).sheetnames[:3] == ["告知承诺", "行政协助", "逾期"]
+    pdf = tmp_path / "report.pdf"
+    run("report", "--from", "2026-09-01", "--to", "2026-09-30", "--format", "pdf", "--out", str(pdf), data_dir=data)
+    assert pdf.read_bytes().startswith(b"%PDF-")
+    bad = run("report", "--from", "2026-09-30", "--to", "2026-09-01", data_dir=data, check=False)
+    assert bad.returncode == 1 and "after it ends" in bad.stderr
+    text = run("sla", "--csv", "-", data_dir=data).stdout
+    header = text.lstrip("\ufeff").splitlines()[0].split(",")
+    assert header[:3] == ["文号", "请求部门", "协助部门"] and "时限状态" in header
+    rows = json.loads(run("sla", "--json", data_dir=data).stdout)
+    assert len(text.strip().splitlines()) == 1 + len(rows)
+    sheet = tmp_path / "stats.xlsx"
+    run("sla", "stats", "--xlsx", str(sheet), data_dir=data)
+    ws = openpyxl.load_workbook(sheet).active
+    assert ws["A2"].value == "部门" and ws["A3"].value.startswith("区")

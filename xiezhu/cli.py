@@ -37,6 +37,7 @@ from xiezhu.cli_dispute import app as dispute_app
 from xiezhu.cli_front import docs_app, outbox, records_app, serve, tokens_app
 from xiezhu.cli_keys import app as keys_app
 from xiezhu.cli_ledger import ledger_app
+from xiezhu.cli_report import report as report_cmd
 from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
 from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
 
@@ -57,6 +58,7 @@ app.add_typer(records_app, name="records")
 app.add_typer(docs_app, name="docs")
 app.command("serve")(serve)
 app.command("outbox")(outbox)
+app.command("report")(report_cmd)
 
 out = Console()
 err = Console(stderr=True)

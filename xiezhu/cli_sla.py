@@ -54,6 +54,36 @@ _STATE_STYLE = {OVERDUE: "bold red", "due-today": "red", "due-soon": "yellow", "
 
 
 
+CsvFile = Annotated[Path | None, typer.Option(
+    "--csv", help="Write the table as CSV (UTF-8 with BOM, for Excel) to this file; - for stdout.")]
+XlsxFile = Annotated[Path | None, typer.Option("--xlsx", help="Write the table as an XLSX workbook to this file.")]
+
+
+def _names() -> Any:
+    reg = Registry.load()
+    return lambda code: reg.name(code) if code in reg else code
+
+
+def _export(csv_file: Path | None, xlsx_file: Path | None, title: str, columns: Any, records: list[Any],
+            sheet: str) -> None:
+    """Write the table to the files asked for (``--csv -``: to stdout)."""
+    import sys
+
+    from projections.documents import sheets
+
+    if csv_file is not None:
+        data = sheets.to_csv(columns, records)
+        if str(csv_file) == "-":
+            sys.stdout.buffer.write(data)
+            sys.stdout.flush()
+        else:
+            csv_file.write_bytes(data)
+            err.print(f"wrote {len(records)} rows to {csv_file}")
+    if xlsx_file is not None:
+        xlsx_file.write_bytes(sheets.to_xlsx(title, columns, records, sheet=sheet))
+        err.print(f"wrote {len(records)} rows to {xlsx_file}")
+
+
 def _day(text: str | None, option: str) -> date | None:
     if text is None:
         return None
@@ -122,6 +152,8 @@ def sla(
     status: Annotated[str | None, typer.Option(help="Only this status: " + ", ".join(STATUSES) + ".")] = None,
     now: Now = None,
     as_json: AsJson = False,
+    csv_file: CsvFile = None,
+    xlsx_file: XlsxFile = None,
 ) -> None:
     """Every assistance request with its arrival, working-day deadline, answer and SLA state.
 
@@ -146,6 +178,13 @@ def sla(
         rows = view.rows(bureau=bureau, status=status, state=state, now=at)
     if as_json:
         _print_json({f"{r['requester']}/{r['number']}": r for r in rows})
+        return
+    if csv_file or xlsx_file:
+        from projections.documents import sheets
+
+        title = f"行政协助时限情况（截至{at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}）"
+        _export(csv_file, xlsx_file, title, sheets.SLA_COLUMNS, sheets.sla_records(rows, _names()),
+                "行政协助时限")
         return
     print_table(rows, at, how)
 
@@ -186,6 +225,8 @@ def stats(
     end: Annotated[str | None, typer.Option("--to", help="Last day of the period (ISO date, included).")] = None,
     now: Now = None,
     as_json: AsJson = False,
+    csv_file: CsvFile = None,
+    xlsx_file: XlsxFile = None,
 ) -> None:
     """Per bureau over a period: requests sent and received, on-time rate, working days to answer, breaches.
 
@@ -195,17 +236,25 @@ def stats(
 
     Example: [bold]xiezhu sla stats --from 2026-09-01 --to 2026-09-30 --json[/]
     """
-    stats_table(_settings(ctx), _day(start, "--from"), _day(end, "--to"), now, as_json=as_json)
+    stats_table(_settings(ctx), _day(start, "--from"), _day(end, "--to"), now, as_json=as_json,
+                csv_file=csv_file, xlsx_file=xlsx_file)
 
 
 def stats_table(settings: Settings, first: date | None = None, last: date | None = None, now: str | None = None,
-                *, as_json: bool = False) -> None:
+                *, as_json: bool = False, csv_file: Path | None = None, xlsx_file: Path | None = None) -> None:
     """Print the per-bureau statistics of a data directory (also for ``xiezhu demo``)."""
     with open_sla(settings) as (view, ledger):
         at, how = resolve_now(settings, ledger, now)
         rows = view.stats(start=first, end=last, now=at)
     if as_json:
         _print_json(rows)
+        return
+    if csv_file or xlsx_file:
+        from projections.documents import sheets
+
+        title = f"行政协助时限统计（{first or '…'}至{last or '…'}，截至{at.astimezone(SHANGHAI):%Y-%m-%d %H:%M}）"
+        _export(csv_file, xlsx_file, title, sheets.STATS_COLUMNS, sheets.stats_records(rows, _names()),
+                "按部门统计")
         return
     period = f"{first or '…'} – {last or '…'}"
     when = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
