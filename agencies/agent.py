@@ -26,7 +26,17 @@ from broker.intake import HandlerFailed, Intake, Outcome, Received, delivery_of
 from broker.relay import Positions, Relay
 from broker.server import server_list
 from broker.signing import KeyRing, Opens
-from broker.streams import EVENTS_STREAM, MAX_DELIVER, PULL_TIMEOUT_S, agent_consumer, consumer_config, inbox_filter
+from broker.streams import (
+    CONSUMER_CHECK_S,
+    EVENTS_STREAM,
+    MAX_DELIVER,
+    PULL_TIMEOUT_S,
+    ConsumerChanged,
+    ConsumerGuard,
+    agent_consumer,
+    consumer_config,
+    inbox_filter,
+)
 from schemas.assistance import AssistanceReplied, AssistanceRequested
 from schemas.privacy import mask_text
 
@@ -85,11 +95,25 @@ class BureauAgent:
         self.intake: Intake | None = None
         self.relay: Relay | None = None
         self._relay_task: asyncio.Task[None] | None = None
+        self.guard: ConsumerGuard | None = None
+        #: Seconds between checks of the agent's consumer's configuration.
+        self.guard_interval = CONSUMER_CHECK_S
+        #: Why the agent stopped consuming on its own (its consumer was re-configured), if it did.
+        self.refused: ConsumerChanged | None = None
+        self._halt_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, start the relay, answer what the inbox can answer, then consume."""
         await self.broker.connect()
         js = self.broker.connection.jetstream()
+        # Refuse to run on a consumer someone re-configured (decision 34), now and every 30 s.
+        self.guard = ConsumerGuard(js, consumer_config(agent_consumer(self.code), inbox_filter(self.code)),
+                                   self._refuse, interval=self.guard_interval)
+        try:
+            await self.guard.check()
+        except ConsumerChanged:
+            await self.broker.stop()
+            raise
         self.intake = Intake(self.code, self.ring, js, opener=self.opener,
                              arrival_clock=self.clock if self.simulated_arrival else None)
         self.relay = Relay(self.code, self.store, self.positions, js)
@@ -97,9 +121,18 @@ class BureauAgent:
         await asyncio.to_thread(self._sweep_inbox)
         self.relay.wake()
         await self.broker.start()
+        self.guard.start()
+
+    def _refuse(self, e: ConsumerChanged) -> None:
+        self.refused = e
+        self._halt_task = asyncio.create_task(self.broker.stop(), name=f"halt-{self.code}")
 
     async def stop(self) -> None:
         """Stop consuming, flush the relay once more, disconnect."""
+        if self.guard is not None:
+            await self.guard.stop()
+        if self._halt_task is not None:
+            await self._halt_task
         await self.broker.stop()
         if self.relay and self._relay_task:
             self.relay.stop()

@@ -23,7 +23,16 @@ from broker.intake import HandlerFailed, Intake, IntakeStats, delivery_of, reaso
 from broker.ledger.store import Ledger
 from broker.server import server_list
 from broker.signing import KeyRing, Opens
-from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, PULL_TIMEOUT_S, consumer_config
+from broker.streams import (
+    CONSUMER_CHECK_S,
+    EVENTS_STREAM,
+    EVENTS_SUBJECTS,
+    LEDGER_CONSUMER,
+    PULL_TIMEOUT_S,
+    ConsumerChanged,
+    ConsumerGuard,
+    consumer_config,
+)
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
 
@@ -60,12 +69,26 @@ class LedgerService:
         self._task: asyncio.Task[None] | None = None
         self._stopping = False
         self._fetching = False
+        self.guard: ConsumerGuard | None = None
+        #: Seconds between checks of the ``ledger`` consumer's configuration.
+        self.guard_interval = CONSUMER_CHECK_S
+        #: Why the service stopped pulling on its own (its consumer was re-configured), if it did.
+        self.refused: ConsumerChanged | None = None
 
     async def start(self) -> None:
         """Connect and start pulling in the background."""
         self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
                                     **self.connect_options)
         js = self.nc.jetstream()
+        # Refuse to record through a consumer someone re-configured (decision 34), now and every 30 s:
+        # a narrowed filter would silently leave events out of the record.
+        self.guard = ConsumerGuard(js, consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS), self._refuse,
+                                   interval=self.guard_interval)
+        try:
+            await self.guard.check()
+        except ConsumerChanged:
+            await self.nc.close()
+            raise
         # The ledger takes every bureau's messages, whoever they are addressed to.
         self.intake = Intake("ledger", self.ring, js, opener=self.opener, addressed_only=False,
                              arrival_clock=self.clock if self.simulated_arrival else None, stats=self.stats)
@@ -73,6 +96,11 @@ class LedgerService:
             EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
             config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
         self._task = asyncio.create_task(self._run(), name="ledger")
+        self.guard.start()
+
+    def _refuse(self, e: ConsumerChanged) -> None:
+        self.refused = e
+        self._stopping = True  # the loop ends after the fetch under way
 
     async def _run(self) -> None:
         while not self._stopping:
@@ -129,6 +157,8 @@ class LedgerService:
     async def stop(self) -> None:
         """Finish the current batch and disconnect."""
         self._stopping = True
+        if self.guard is not None:
+            await self.guard.stop()
         if self._task:
             if self._fetching:  # waiting for messages, not handling any: no need to wait out the pull
                 self._task.cancel()

@@ -7,10 +7,13 @@ trust list's subject.  It cannot create, delete or read any other consumer, and 
 touch a stream.  The server enforces this, so a bureau whose host is taken over still
 cannot speak as another bureau or read its mail.
 
-Two service users go with them: ``ledger`` (区司法局's ledger: pulls ``ledger``, dead-letters
-as ``ledger``) and ``admin`` (the provisioner: creates the three streams and the registry's
-durable consumers, looks at them, reads the dead letters and publishes the trust list;
-it cannot update, delete or purge a stream, delete a message or a consumer, or read mail).
+Service users go with them: ``ledger`` (区司法局's ledger: pulls ``ledger``, dead-letters
+as ``ledger``), ``admin`` (operations: looks at the streams and the durable consumers, reads
+the dead letters and publishes the trust list; it creates nothing), and ``provisioner``, a
+one-shot user that creates the three streams and the registry's durable consumers and is then
+removed from the server's configuration (decision 34).  Neither can update, delete or purge a
+stream, delete a message or a consumer, or read mail; once the provisioner is gone nobody can
+change a consumer.
 
 Seeds live in ``<directory>/<name>.nk`` with mode 0600; a looser file is refused.  The
 server configuration holds only public keys.
@@ -23,7 +26,7 @@ import json
 import os
 import re
 from collections.abc import Iterable, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,11 +49,13 @@ from schemas.errors import XiezhuError
 
 #: The ledger service's user; it dead-letters as receiver ``ledger`` and reads consumer ``ledger``.
 LEDGER = LEDGER_CONSUMER
-#: The provisioner's user: creates the streams and the durable consumers, and publishes the trust list.
+#: The operations user: checks streams and consumers, reads dead letters, publishes the trust list.
 ADMIN = "admin"
+#: The one-shot user that creates the streams and the durable consumers, then is removed.
+PROVISIONER = "provisioner"
 SEED_SUFFIX = ".nk"
 
-Role = Literal["bureau", "ledger", "admin"]
+Role = Literal["bureau", "ledger", "admin", "provisioner"]
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")  # one NATS subject token, as aggregates.registry allows
 _JS_API = "$JS.API"
 
@@ -67,6 +72,8 @@ _DENIED_API = (
     f"{_JS_API}.CONSUMER.CREATE.>",  # a new consumer could filter on another bureau's mail
     f"{_JS_API}.CONSUMER.DURABLE.CREATE.>",
     f"{_JS_API}.CONSUMER.DELETE.>",
+    f"{_JS_API}.CONSUMER.PAUSE.>",  # a paused consumer delivers nothing
+    f"{_JS_API}.CONSUMER.UNPIN.>",
     f"{_JS_API}.STREAM.>",  # delete, purge, update, message get, and INFO's per-subject counts
     *(f"{_JS_API}.DIRECT.GET.{stream}{rest}" for stream in (EVENTS_STREAM, DLQ_STREAM) for rest in ("", ".>")),
 )
@@ -81,9 +88,18 @@ _ADMIN_DENIED_API = (
     f"{_JS_API}.STREAM.MSG.DELETE.>",
     f"{_JS_API}.STREAM.UPDATE.>",
     f"{_JS_API}.CONSUMER.DELETE.>",
+    f"{_JS_API}.CONSUMER.PAUSE.>",
+    f"{_JS_API}.CONSUMER.UNPIN.>",
     f"{_JS_API}.CONSUMER.DURABLE.CREATE.>",  # names a consumer but not its filter; provisioning pins both
     f"{_JS_API}.STREAM.MSG.GET.{EVENTS_STREAM}",
     *(f"{_JS_API}.DIRECT.GET.{stream}{rest}" for stream in (EVENTS_STREAM, DLQ_STREAM) for rest in ("", ".>")),
+)
+
+#: ``admin`` also may not create or re-configure anything (see :func:`_admin_api`).
+_PROVISIONED_DENIED_API = (
+    *_ADMIN_DENIED_API,
+    f"{_JS_API}.CONSUMER.CREATE.>",
+    f"{_JS_API}.STREAM.CREATE.>",
 )
 
 
@@ -100,7 +116,16 @@ class Identity:
     name: str
     role: Role
     public_key: str
-    seed_file: Path
+    seed_file: Path | None
+    #: A seed held only in memory (the embedded server's one-shot provisioner), never written.
+    seed: str | None = field(default=None, repr=False)
+
+    def read_seed(self) -> str:
+        """The seed: from memory, else from its 0600 file."""
+        if self.seed is not None:
+            return self.seed
+        assert self.seed_file is not None
+        return read_seed(self.seed_file)
 
     @property
     def inbox_prefix(self) -> str:
@@ -128,7 +153,7 @@ class Permissions:
 
 def role_of(name: str) -> Role:
     """The role a user name stands for."""
-    return "ledger" if name == LEDGER else "admin" if name == ADMIN else "bureau"
+    return {LEDGER: "ledger", ADMIN: "admin", PROVISIONER: "provisioner"}.get(name, "bureau")  # type: ignore[return-value]
 
 
 def seed_path(directory: Path, name: str) -> Path:
@@ -136,16 +161,18 @@ def seed_path(directory: Path, name: str) -> Path:
     return Path(directory) / f"{name}{SEED_SUFFIX}"
 
 
-def generate_identities(codes: Iterable[str], directory: Path) -> dict[str, Identity]:
+def generate_identities(codes: Iterable[str], directory: Path, *, provisioner: bool = False) -> dict[str, Identity]:
     """One NKey user per bureau plus ``ledger`` and ``admin``; existing seeds are kept.
 
     New seeds are written with mode 0600 into ``directory`` (created 0700).  Returns the
-    identities by name, bureaus first in the order given.
+    identities by name, bureaus first in the order given.  ``provisioner=True`` also makes a
+    one-shot ``provisioner`` seed; one that exists and was not yet spent (``xiezhu provision``
+    deletes it) is returned too, so that the configuration lists it until it is used.
     """
     codes = list(codes)
     for code in codes:
         _check_name(code)
-        if code in (LEDGER, ADMIN):
+        if code in (LEDGER, ADMIN, PROVISIONER):
             raise AuthError(f"bureau code {code!r} is reserved for a service user", code=code)
     if len(set(codes)) != len(codes):
         raise AuthError("a bureau code appears twice", codes=codes)
@@ -158,7 +185,37 @@ def generate_identities(codes: Iterable[str], directory: Path) -> dict[str, Iden
             # A seed that appeared meanwhile (which the server may already trust) wins.
             write_private(path, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER) + b"\n", keep_existing=True)
         out[name] = load_identity(directory, name)
+    spare = seed_path(directory, PROVISIONER)
+    if provisioner and not spare.exists():
+        write_private(spare, nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER) + b"\n", keep_existing=True)
+    if spare.exists():
+        out[PROVISIONER] = load_identity(directory, PROVISIONER)
     return out
+
+
+def fresh_provisioner() -> Identity:
+    """A one-shot provisioner whose seed lives only in this process's memory (the embedded server's)."""
+    seed = nkeys.encode_seed(os.urandom(32), nkeys.PREFIX_BYTE_USER)
+    kp = nkeys.from_seed(bytearray(seed))
+    try:
+        public = kp.public_key.decode()
+    finally:
+        kp.wipe()
+    return Identity(name=PROVISIONER, role="provisioner", public_key=public, seed_file=None, seed=seed.decode())
+
+
+def retire_provisioner(directory: Path) -> bool:
+    """Delete the provisioner's seed after use; True if there was one.
+
+    The servers still list its public key until their configuration is regenerated
+    (``xiezhu nats-config``, which then leaves it out) and reloaded.
+    """
+    path = seed_path(directory, PROVISIONER)
+    try:
+        path.unlink()
+    except FileNotFoundError:
+        return False
+    return True
 
 
 def load_identity(directory: Path, name: str) -> Identity:
@@ -222,8 +279,10 @@ def permissions(identity: Identity, bureaus: Iterable[str] = ()) -> Permissions:
     """
     inbox = f"{identity.inbox_prefix}.>"
     own: tuple[str, ...]
+    if identity.role == "provisioner":
+        return Permissions(_provisioner_api(bureaus), _ADMIN_DENIED_API, (inbox,))
     if identity.role == "admin":
-        return Permissions(_admin_api(bureaus), _ADMIN_DENIED_API, (inbox, TRUST_SUBJECT))
+        return Permissions(_admin_api(bureaus), _PROVISIONED_DENIED_API, (inbox, TRUST_SUBJECT))
     if identity.role == "ledger":
         own = (f"{DLQ_PREFIX}.{LEDGER}.>",)
         consumer = LEDGER_CONSUMER
@@ -245,29 +304,43 @@ def _consumer_api(consumer: str) -> tuple[str, ...]:
     )
 
 
-def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
-    """The provisioner's calls, each the one its code makes (nats-py's subjects):
+def _durables(bureaus: Iterable[str]) -> list[tuple[str, str]]:
+    return [*((agent_consumer(code), inbox_filter(code)) for code in bureaus), (LEDGER_CONSUMER, EVENTS_SUBJECTS)]
 
-    - ``provision`` (``broker.streams.ensure_streams``/``ensure_consumers``): STREAM.INFO and
-      STREAM.CREATE of ``XZ``, ``XZ_DLQ`` and ``XZ_TRUST``; CONSUMER.INFO and the filtered
-      CONSUMER.CREATE of each durable, whose subject names the consumer and its filter, so
-      that no other consumer, and no wider filter, can be made;
-    - ``Node.settle``: CONSUMER.INFO of the same durables; the demo's summary: STREAM.INFO
-      of ``XZ_DLQ``;
+
+def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
+    """The operations user's calls, each the one its code makes (nats-py's subjects):
+
+    - ``provision`` checking what exists (``broker.streams.ensure_streams``/``ensure_consumers``
+      with ``create=False``), ``Node.settle`` and the demo's summary: STREAM.INFO of the three
+      streams and CONSUMER.INFO of each durable;
     - ``xiezhu dead-letters``: STREAM.INFO and STREAM.MSG.GET of ``XZ_DLQ``;
     - ``xiezhu keys …`` and the root's node: publishing ``xztrust.list`` (the ack comes back
       to the inbox) and reading it as everyone does.
+
+    No CREATE: on an existing durable, CONSUMER.CREATE is create-or-update, and the filter in
+    its subject is matched as a pattern (``xz.>`` allows ``xz.shenpi.>``), so a user allowed
+    to create a consumer can re-configure it.  That is the one-shot provisioner's alone.
     """
-    durables = [(agent_consumer(code), inbox_filter(code)) for code in bureaus]
-    durables.append((LEDGER_CONSUMER, EVENTS_SUBJECTS))
+    return (
+        *(f"{_JS_API}.STREAM.INFO.{stream}" for stream in (EVENTS_STREAM, DLQ_STREAM, TRUST_STREAM)),
+        *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in _durables(bureaus)),
+        f"{_JS_API}.STREAM.MSG.GET.{DLQ_STREAM}",
+        *_TRUST_READ,
+        TRUST_SUBJECT,
+    )
+
+
+def _provisioner_api(bureaus: Iterable[str]) -> tuple[str, ...]:
+    """The one-shot provisioner's calls: STREAM.INFO and STREAM.CREATE of ``XZ``, ``XZ_DLQ`` and
+    ``XZ_TRUST``; CONSUMER.INFO and the filtered CONSUMER.CREATE of each durable.  It is removed
+    from the configuration once it has run (decision 34)."""
+    durables = _durables(bureaus)
     return (
         *(f"{_JS_API}.STREAM.{verb}.{stream}" for stream in (EVENTS_STREAM, DLQ_STREAM, TRUST_STREAM)
           for verb in ("INFO", "CREATE")),
         *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in durables),
         *(f"{_JS_API}.CONSUMER.CREATE.{EVENTS_STREAM}.{name}.{subject}" for name, subject in durables),
-        f"{_JS_API}.STREAM.MSG.GET.{DLQ_STREAM}",
-        *_TRUST_READ,
-        TRUST_SUBJECT,
     )
 
 
@@ -318,7 +391,7 @@ def _user_block(ident: Identity, bureaus: list[str]) -> list[str]:
 
 def connect_options(identity: Identity) -> dict[str, Any]:
     """Keyword arguments for ``nats.connect``: the seed (read once, through the 0600 check) and the inbox."""
-    return {"nkeys_seed_str": read_seed(identity.seed_file), "inbox_prefix": identity.inbox_prefix}
+    return {"nkeys_seed_str": identity.read_seed(), "inbox_prefix": identity.inbox_prefix}
 
 
 def credentials_in(directory: Path, name: str) -> dict[str, Any]:
@@ -334,7 +407,7 @@ def broker_options(identity: Identity) -> dict[str, Any]:
 
     Its pull subscribers also need ``inbox_prefix=identity.subscriber_inbox_prefix``.
     """
-    return {"security": NatsNKey.from_seed(read_seed(identity.seed_file)), "inbox_prefix": identity.inbox_prefix}
+    return {"security": NatsNKey.from_seed(identity.read_seed()), "inbox_prefix": identity.inbox_prefix}
 
 
 def _check_name(name: str) -> None:

@@ -136,6 +136,29 @@ class EmbeddedNats:
         except FileNotFoundError:
             return False
 
+    def reload(self, timeout: float = 10.0) -> None:
+        """Make the running server read its configuration file again (SIGHUP) and wait until it has.
+
+        Removing a user from the file revokes it: the server closes that user's connections and
+        refuses new ones.  Raises :class:`ServerError` if the server refuses the new file.
+        """
+        if self._proc is None or self.config_file is None:
+            raise ServerError("nats-server is not running with a configuration file")
+        offset = self.log_file.stat().st_size if self.log_file.exists() else 0
+        self._proc.send_signal(signal.SIGHUP)
+        deadline = time.monotonic() + timeout
+        while time.monotonic() < deadline:
+            with open(self.log_file, "rb") as f:
+                f.seek(offset)
+                new = f.read().decode(errors="replace")
+            if "Reloaded server configuration" in new:
+                return
+            failed = [line for line in new.splitlines() if "Failed to reload" in line]
+            if failed:
+                raise ServerError(f"nats-server refused its new configuration: {failed[0].split('] ', 1)[-1]}")
+            time.sleep(0.02)
+        raise ServerError(f"nats-server did not reload its configuration within {timeout}s")
+
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server cleanly (SIGTERM flushes JetStream), killing it if it hangs."""
         proc, self._proc = self._proc, None

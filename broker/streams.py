@@ -9,13 +9,21 @@ last one by direct get and subscribe to the subject for new ones.
 """
 from __future__ import annotations
 
-from collections.abc import Iterable
+import asyncio
+import contextlib
+import enum
+import json
+import logging
+from collections.abc import Callable, Iterable, Mapping
+from typing import Any
 
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
 from nats.js.errors import NotFoundError
 
 from schemas.errors import XiezhuError
+
+log = logging.getLogger(__name__)
 
 EVENTS_STREAM = "XZ"
 DLQ_STREAM = "XZ_DLQ"
@@ -34,6 +42,8 @@ ACK_WAIT_S = 10.0
 #: How long one pull request waits.  After a server restart an outstanding pull is lost
 #: and the client only notices when it expires, so this bounds that stall.
 PULL_TIMEOUT_S = 1.0
+#: How often an agent and the ledger check that their consumer is still as provisioned.
+CONSUMER_CHECK_S = 30.0
 
 
 def agent_consumer(code: str) -> str:
@@ -51,8 +61,10 @@ def dlq_subject(receiver: str, reason: str) -> str:
     return f"{DLQ_PREFIX}.{receiver}.{reason}"
 
 
-async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -> None:
+async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None, create: bool = True) -> None:
     """Create the event, dead-letter and trust-list streams where missing, check them where not; idempotent.
+
+    ``create=False`` only checks (the ``admin`` user may not create): a missing stream is an error.
 
     ``replicas`` is 1 on the embedded server and 3 on a 3-node cluster, so that losing
     one node loses no message and stops nothing.  ``None`` (a node's own provisioning at
@@ -63,17 +75,17 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None) -
         name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=1024 * 1024,
         deny_delete=True, deny_purge=True, num_replicas=replicas,
-    ))
+    ), create)
     await _ensure_stream(js, StreamConfig(
         name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, max_msg_size=2 * 1024 * 1024, num_replicas=replicas,
-    ))
+    ), create)
     # Every version stays (the list's history is evidence too); direct get serves the last.
     await _ensure_stream(js, StreamConfig(
         name=TRUST_STREAM, subjects=[TRUST_SUBJECT], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=1024 * 1024,
         allow_direct=True, deny_delete=True, deny_purge=True, num_replicas=replicas,
-    ))
+    ), create)
 
 
 class StreamLayoutError(XiezhuError):
@@ -87,7 +99,7 @@ _COMPARED = ("subjects", "retention", "storage", "duplicate_window", "max_msg_si
              "allow_direct", "num_replicas")
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: bool) -> None:
     """Create the stream if it is missing; an existing one must already have the layout's settings.
 
     Provisioning never updates a stream: the provisioner's NATS user may not (an update can
@@ -97,6 +109,9 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig) -> None:
     try:
         info = await js.stream_info(config.name or "")
     except NotFoundError:
+        if not create:
+            raise LayoutMissing(f"stream {config.name} is missing: {_NEEDS_PROVISIONER}",
+                                    stream=config.name) from None
         await js.add_stream(config)
         return
     for name in _COMPARED:
@@ -119,17 +134,158 @@ def consumer_config(durable: str, filter_subject: str) -> ConsumerConfig:
     )
 
 
-async def ensure_consumers(js: JetStreamContext, bureaus: Iterable[str]) -> None:
-    """Pre-provision every agent's durable consumer and the ledger's; idempotent."""
-    for code in bureaus:
-        await _ensure_consumer(js, consumer_config(agent_consumer(code), inbox_filter(code)))
-    await _ensure_consumer(js, consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+def expected_consumers(bureaus: Iterable[str]) -> list[ConsumerConfig]:
+    """Every pre-provisioned durable consumer: each bureau's agent's, then the ledger's."""
+    return [*(consumer_config(agent_consumer(code), inbox_filter(code)) for code in bureaus),
+            consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS)]
 
 
-async def _ensure_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
+async def ensure_consumers(js: JetStreamContext, bureaus: Iterable[str], *, create: bool = True) -> None:
+    """Pre-provision every agent's durable consumer and the ledger's where missing, check them where not.
+
+    An existing consumer must have exactly the layout's configuration (:func:`consumer_differences`);
+    provisioning never changes one.  ``create=False`` only checks.
+    """
+    for config in expected_consumers(bureaus):
+        name = config.durable_name or ""
+        have = await consumer_settings(js, name)
+        if have is None:
+            if not create:
+                raise LayoutMissing(f"consumer {name} of {EVENTS_STREAM} is missing: {_NEEDS_PROVISIONER}",
+                                      consumer=name)
+            await _create_consumer(js, config)
+            continue
+        check_consumer(name, have, config)
+
+
+_NEEDS_PROVISIONER = ("creating it needs the one-shot provisioner: on an embedded server the node does it at start; "
+                      "elsewhere `xiezhu nats-config --provisioner`, reload the servers, `xiezhu provision`")
+
+
+class LayoutMissing(StreamLayoutError):
+    """A stream or durable consumer of the layout does not exist (yet)."""
+
+    code = "nats.missing"
+
+
+class ConsumerChanged(StreamLayoutError):
+    """A durable consumer is missing or its configuration is not the one provisioning gave it.
+
+    Nobody may change a consumer after provisioning (decision 34): a narrowed filter stops
+    events reaching the ledger, ``max_deliver=1`` or ``headers_only`` lose them,
+    ``inactive_threshold`` lets the server delete the consumer, a push ``deliver_subject``
+    sends a bureau's mail elsewhere.  Agents and the ledger refuse to run on such a consumer.
+    """
+
+    code = "nats.consumer-changed"
+
+
+#: Server-side settings that say nothing about what is delivered to whom, or how often.
+_CONSUMER_IGNORED = frozenset({"name", "durable_name", "description", "metadata", "max_waiting", "created"})
+
+
+def _unset(value: Any) -> bool:
+    return value is None or value == 0 or value is False or value in ("", [], {})
+
+
+def consumer_differences(have: Mapping[str, Any], want: ConsumerConfig) -> list[str]:
+    """The settings where a consumer's configuration as the server reports it (raw JSON) differs from ``want``.
+
+    Every setting counts, the ones this nats-py does not know included (a pause, priority
+    groups): a setting ``want`` leaves unset must be unset on the server too.
+    """
+    expected = {k: (v.value if isinstance(v, enum.Enum) else v) for k, v in want.as_dict().items()}
+    out = []
+    for key in sorted(set(have) | set(expected)):
+        if key in _CONSUMER_IGNORED:
+            continue
+        a, b = have.get(key), expected.get(key)
+        if (_unset(a) and _unset(b)) or a == b:
+            continue
+        out.append(f"{key} {a!r}, not {b!r}")
+    return out
+
+
+def check_consumer(name: str, have: Mapping[str, Any], want: ConsumerConfig) -> None:
+    """Raise :class:`ConsumerChanged` if the consumer's configuration is not ``want``."""
+    diff = consumer_differences(have, want)
+    if diff:
+        raise ConsumerChanged(
+            f"consumer {name} of {EVENTS_STREAM} was changed after provisioning ({'; '.join(diff)}); "
+            f"nothing may run on it until the NATS operator restores it", consumer=name, settings=diff)
+
+
+async def consumer_settings(js: JetStreamContext, name: str, *, timeout: float = 5.0) -> dict[str, Any] | None:
+    """A consumer's configuration as the server reports it (raw, every field kept); None if there is none.
+
+    Asked with CONSUMER.INFO, which every user may do for its own consumer.
+    """
     try:
-        await js.consumer_info(EVENTS_STREAM, config.durable_name or "")
+        resp = await js._api_request(f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.{name}", b"", timeout=timeout)
     except NotFoundError:
-        # Named as well as durable: nats-py then creates it on CONSUMER.CREATE.<stream>.<name>.<filter>,
-        # a subject the provisioner's permissions pin to exactly this consumer and filter.
-        await js.add_consumer(EVENTS_STREAM, config.evolve(name=config.durable_name))
+        return None
+    config = resp.get("config")
+    return dict(config) if isinstance(config, dict) else {}
+
+
+async def _create_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
+    """Create, never update: ``action: create`` makes the server refuse an existing consumer of another shape.
+
+    The subject names the consumer and its filter (``CONSUMER.CREATE.XZ.<name>.<filter>``), the
+    only form the provisioner's permissions allow.
+    """
+    name = config.durable_name or ""
+    req = {"stream_name": EVENTS_STREAM, "config": config.evolve(name=name).as_dict(), "action": "create"}
+    await js._api_request(f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{name}.{config.filter_subject}",
+                          json.dumps(req).encode(), timeout=10.0)
+
+
+class ConsumerGuard:
+    """Checks a service's own consumer at start and every ``interval`` seconds; stops it on a change.
+
+    An agent or the ledger must not run on a consumer someone re-configured (decision 34):
+    at start :meth:`check` raises :class:`ConsumerChanged`; afterwards the loop logs one line
+    and calls ``on_changed`` once.  A check that cannot reach NATS is skipped until the next.
+    """
+
+    def __init__(self, js: JetStreamContext, want: ConsumerConfig, on_changed: Callable[[ConsumerChanged], None],
+                 *, interval: float = CONSUMER_CHECK_S) -> None:
+        self.js = js
+        self.want = want
+        self.name = want.durable_name or ""
+        self.on_changed = on_changed
+        self.interval = interval
+        self.changed: ConsumerChanged | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def check(self) -> None:
+        """Raise :class:`ConsumerChanged` if the consumer is missing or differs from the layout."""
+        have = await consumer_settings(self.js, self.name)
+        if have is None:
+            raise ConsumerChanged(f"consumer {self.name} of {EVENTS_STREAM} is missing; run `xiezhu provision`",
+                                  consumer=self.name)
+        check_consumer(self.name, have, self.want)
+
+    def start(self) -> None:
+        """Start the periodic check (after a first :meth:`check` passed)."""
+        self._task = asyncio.create_task(self._run(), name=f"guard-{self.name}")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+
+    async def _run(self) -> None:
+        while True:
+            await asyncio.sleep(self.interval)
+            try:
+                await self.check()
+            except ConsumerChanged as e:
+                self.changed = e
+                log.error("%s", e)
+                self.on_changed(e)
+                return
+            except Exception as e:  # NATS away: the next check tries again
+                log.debug("consumer %s not checked: %s", self.name, e)

@@ -53,7 +53,10 @@ def nats_server(tmp_path: Path, nats_auth: bool) -> Iterator[EmbeddedNats]:
     """
     config: Path | None = None
     if nats_auth:
-        identities = generate_identities(Registry.load().codes(), Settings(data_dir=tmp_path / "data").nats_keys_dir)
+        # With a one-shot provisioner, as `xiezhu nats-config --provisioner` makes it: the first node
+        # (or `provision`) to start creates the streams and consumers with it and deletes its seed.
+        identities = generate_identities(Registry.load().codes(), Settings(data_dir=tmp_path / "data").nats_keys_dir,
+                                         provisioner=True)
         config = tmp_path / "nats-auth.conf"
         config.write_text(server_config(identities, jetstream_store_dir=None))
     server = EmbeddedNats(tmp_path / "nats", config_file=config).start()

@@ -24,7 +24,7 @@ from typer.testing import CliRunner
 
 import xiezhu.cli
 from aggregates.registry import JUSTICE, Registry
-from broker.auth import ADMIN, LEDGER, credentials_in
+from broker.auth import ADMIN, LEDGER, PROVISIONER, credentials_in
 from broker.server import find_binary, free_port
 from broker.streams import EVENTS_STREAM
 from xiezhu.node import provision
@@ -277,7 +277,7 @@ def _users_of(contexts: list[Context]) -> set[str]:
     elif leaf.command_path == "xiezhu ledger":
         users |= {LEDGER, JUSTICE} if leaf.params.get("projection", True) else {LEDGER}
     if leaf.command_path == "xiezhu provision":
-        users.add(ADMIN)
+        users.add(PROVISIONER)
     return users
 
 
@@ -312,7 +312,7 @@ def test_every_nats_server_starts_on_the_generated_authorization_after_nats_conf
 def test_every_xiezhu_service_on_nats_has_the_seed_of_each_user_it_connects_as() -> None:
     _, config_svc, _ = _nats_config()
     seeds_volume = _mounts(config_svc)[str(DATA / "nats-keys")][0]
-    generated = {*Registry.load().codes(), LEDGER, ADMIN}  # what `xiezhu nats-config` makes a seed for
+    generated = {*Registry.load().codes(), LEDGER, ADMIN, PROVISIONER}  # what `xiezhu nats-config` makes seeds for
     checked = 0
     for name, svc in _xiezhu_services().items():
         contexts = parse_xiezhu(svc["command"])
@@ -324,9 +324,12 @@ def test_every_xiezhu_service_on_nats_has_the_seed_of_each_user_it_connects_as()
         assert svc["environment"]["XIEZHU_DATA_DIR"] == str(DATA), name
         if contexts[-1].command_path in RUNNING:  # its own seeds only, exported into its /data
             assert set(_export_of(name).params["nats_user"] or []) == users, name
-        else:  # Settings.nats_keys_dir of /data; read-only: only nats-config writes seeds.
-            assert _mounts(svc).get(str(DATA / "nats-keys")) == (seeds_volume, True), \
-                f"service {name} connects as {sorted(users)} but has no read-only {seeds_volume} at /data/nats-keys"
+        else:  # Settings.nats_keys_dir of /data; read-only (only nats-config writes seeds), but for
+            # provision, which deletes the one-shot provisioner's seed once it has run.
+            read_only = PROVISIONER not in users
+            assert _mounts(svc).get(str(DATA / "nats-keys")) == (seeds_volume, read_only), \
+                f"service {name} connects as {sorted(users)} but has no {seeds_volume} at /data/nats-keys " \
+                f"(read-only: {read_only})"
         deps = _after(name)
         assert "nats-config" in deps or deps & set(_nats_services()), name
     assert checked >= 5
@@ -419,7 +422,7 @@ async def _exercise_cluster(url: str, seeds: Path, replicas: int, bureaus: list[
     with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
         await nats.connect(servers=servers[:1], allow_reconnect=False)  # no seed: refused
     assert "shenpi" in bureaus
-    await provision(url, bureaus, replicas=replicas, credentials=credentials_in(seeds, ADMIN))
+    await provision(url, bureaus, replicas=replicas, credentials=credentials_in(seeds, PROVISIONER))
     errors: list[Exception] = []
 
     async def on_error(e: Exception) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
-from broker.auth import ADMIN
+from broker.auth import ADMIN, PROVISIONER
 from broker.intake import read_dead_letters
 from broker.relay import Positions, Relay
 from broker.server import EmbeddedNats
@@ -42,7 +42,7 @@ async def test_a_relay_that_published_but_lost_its_position_republishes_once_and
         settings: Settings, registry: Registry, clock: SimulatedClock, tmp_path: Path) -> None:
     node = make_node(settings, registry, clock)
     case = request(node)
-    await provision(node.nats_url, registry.codes(), credentials=node.credentials(ADMIN))
+    await provision(node.nats_url, registry.codes(), credentials=node.credentials(PROVISIONER))
     # A relay publishes everything, then "dies" before its position reaches the real file.
     nc = await nats.connect(node.nats_url, **node.credentials("shenpi"))
     lost = Relay("shenpi", node.store("shenpi"), Positions(tmp_path / "lost.db"), nc.jetstream())

@@ -31,11 +31,15 @@ from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
 from nats.js.errors import NotFoundError
 
+from agencies.ledger_service import LedgerService
 from agencies.trust.keys import KeyStore
 from agencies.trust.trust_list import fetch_latest, publish_trust_list
+from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
 from broker.auth import (
     ADMIN,
     LEDGER,
+    PROVISIONER,
     AuthError,
     Identity,
     authorization_config,
@@ -46,9 +50,10 @@ from broker.auth import (
     server_config,
 )
 from broker.intake import DeadLetters, Delivery, IntakeStats, read_dead_letters
+from broker.ledger.store import Ledger
 from broker.relay import Positions, Relay, RelayError
 from broker.server import EmbeddedNats, find_binary, free_port
-from broker.signing import Signer
+from broker.signing import KeyRing, Signer
 from broker.streams import (
     DLQ_PREFIX,
     DLQ_STREAM,
@@ -58,6 +63,8 @@ from broker.streams import (
     PULL_TIMEOUT_S,
     TRUST_STREAM,
     TRUST_SUBJECT,
+    ConsumerChanged,
+    ConsumerGuard,
     StreamLayoutError,
     agent_consumer,
     consumer_config,
@@ -68,7 +75,8 @@ from broker.streams import (
 from schemas.assistance import AssistanceReceived
 from schemas.envelope import Envelope, Signed, new_id
 from xiezhu.cli_deadletters import get_rejection, list_rejections
-from xiezhu.node import provision
+from xiezhu.node import embedded_server, nats_credentials, provision, provision_embedded, provision_once
+from xiezhu.settings import Settings
 
 BUREAUS = ("shenpi", "gongan", "ziran")
 #: How long a request the server refused is waited for; it never gets an answer.
@@ -121,7 +129,7 @@ Connect = Callable[[str], Awaitable[Conn]]
 
 @pytest.fixture
 def identities(tmp_path: Path) -> dict[str, Identity]:
-    return generate_identities(BUREAUS, tmp_path / "nats-keys")
+    return generate_identities(BUREAUS, tmp_path / "nats-keys", provisioner=True)
 
 
 @pytest.fixture
@@ -159,11 +167,12 @@ async def connect(auth_server: EmbeddedNats, identities: dict[str, Identity]) ->
 
 @pytest.fixture
 async def admin(connect: Connect) -> Conn:
-    """The provisioner, after it created the streams and every durable consumer."""
-    conn = await connect(ADMIN)
-    await ensure_streams(conn.js)
-    await ensure_consumers(conn.js, BUREAUS)
-    return conn
+    """The operations user, after the one-shot provisioner created the streams and every durable consumer."""
+    provisioner = await connect(PROVISIONER)
+    await ensure_streams(provisioner.js)
+    await ensure_consumers(provisioner.js, BUREAUS)
+    await provisioner.nc.close()
+    return await connect(ADMIN)
 
 
 def signed(sender: str, recipient: str) -> Signed:
@@ -447,7 +456,8 @@ async def test_the_provisioner_provisions_settles_reads_dead_letters_and_publish
         admin: Conn, connect: Connect, auth_server: EmbeddedNats, identities: dict[str, Identity],
         tmp_path: Path) -> None:
     """Every JetStream call the admin credentials are used for, made by the code that makes it."""
-    await provision(auth_server.url, BUREAUS, credentials=connect_options(identities[ADMIN]))  # again: all there
+    await provision(auth_server.url, BUREAUS, credentials=connect_options(identities[ADMIN]),  # checks: all there
+                    create=False)
     assert consumers(auth_server) == PROVISIONED
     for name in PROVISIONED:  # Node.settle
         info = await admin.js.consumer_info(EVENTS_STREAM, name)
@@ -546,12 +556,12 @@ async def test_the_provisioner_cannot_rewrite_a_stream_change_consumers_or_read_
 async def test_provisioning_refuses_a_stream_with_another_layout_rather_than_updating_it(
         connect: Connect, auth_server: EmbeddedNats) -> None:
     """A stream that differs is the operator's to change; the provisioner says so and changes nothing."""
-    admin = await connect(ADMIN)
-    await admin.js.add_stream(StreamConfig(name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], max_msg_size=1024))
+    provisioner = await connect(PROVISIONER)
+    await provisioner.js.add_stream(StreamConfig(name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], max_msg_size=1024))
     with pytest.raises(StreamLayoutError, match="XZ_DLQ exists with max_msg_size 1024.*nats stream edit XZ_DLQ"):
-        await ensure_streams(admin.js)
+        await ensure_streams(provisioner.js)
     assert jsz(auth_server)[DLQ_STREAM]["config"]["max_msg_size"] == 1024
-    assert await admin.violations() == []
+    assert await provisioner.violations() == []
 
 
 # --- xiezhu's own clients under these permissions ---------------------------------------------------
@@ -765,3 +775,171 @@ def test_the_server_on_the_generated_configuration_still_syncs_every_write(
         server.stop()
     assert varz["jetstream"]["config"]["sync_always"] is True
     assert varz["auth_required"] is True
+
+
+# --- consumers nobody can re-configure (issue 15, point 1) ------------------------------------------
+
+
+def _attack(js: JetStreamContext, how: str) -> Awaitable[object]:
+    """What an outside review did with ``admin``'s seed: CONSUMER.CREATE on an existing durable is
+    create-or-update, and the filter in its subject was matched as a pattern."""
+    gongan = consumer_config(agent_consumer("gongan"), inbox_filter("gongan")).evolve(name=agent_consumer("gongan"))
+    ledger = consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS).evolve(name=LEDGER_CONSUMER)
+    changes: dict[str, Callable[[], Awaitable[object]]] = {
+        "narrow the ledger's filter": lambda: js.add_consumer(
+            EVENTS_STREAM, ledger.evolve(filter_subject="xz.shenpi.>")),
+        "max_deliver=1": lambda: js.add_consumer(EVENTS_STREAM, gongan.evolve(max_deliver=1)),
+        "headers_only": lambda: js.add_consumer(EVENTS_STREAM, gongan.evolve(headers_only=True)),
+        "inactive_threshold": lambda: js.add_consumer(EVENTS_STREAM, gongan.evolve(inactive_threshold=1.0)),
+        "push into its own inbox": lambda: js.add_consumer(EVENTS_STREAM, gongan.evolve(
+            deliver_subject="_INBOX_admin.mail")),
+        "pause": lambda: js._api_request(f"$JS.API.CONSUMER.PAUSE.{EVENTS_STREAM}.{agent_consumer('gongan')}",
+                                         b'{"pause_until": "2099-01-01T00:00:00Z"}', timeout=REFUSED_WAIT_S),
+    }
+    return changes[how]()
+
+
+ATTACKS = ["narrow the ledger's filter", "max_deliver=1", "headers_only", "inactive_threshold",
+           "push into its own inbox", "pause"]
+
+
+async def _unchanged(js: JetStreamContext) -> None:
+    """Every durable still has exactly the layout's configuration, as ``provision`` checks it."""
+    await ensure_consumers(js, BUREAUS, create=False)
+
+
+@pytest.mark.parametrize("how", ATTACKS)
+async def test_the_operations_user_cannot_reconfigure_a_consumer(admin: Conn, how: str) -> None:
+    with pytest.raises(nats.errors.TimeoutError):
+        await _attack(admin.js_refused, how)
+    assert await admin.refused_like('permissions violation for publish to "$JS.API.CONSUMER.')
+    await _unchanged(admin.js)
+
+
+async def test_the_provisioner_is_one_shot_its_seed_is_deleted_and_the_regenerated_configuration_revokes_it(
+        connect: Connect, auth_server: EmbeddedNats, identities: dict[str, Identity], tmp_path: Path) -> None:
+    keys = tmp_path / "nats-keys"
+    seed = connect_options(identities[PROVISIONER])
+    early = await connect(PROVISIONER)  # connected before it is revoked
+    assert await provision_once(auth_server.url, BUREAUS, keys) is True
+    assert not (keys / "provisioner.nk").exists()
+    regenerated = generate_identities(BUREAUS, keys)  # `xiezhu nats-config` again: it leaves the spent one out
+    assert PROVISIONER not in regenerated
+    assert auth_server.config_file is not None
+    auth_server.config_file.write_text(server_config(regenerated, jetstream_store_dir=None))
+    auth_server.reload()
+    with pytest.raises(nats.errors.Error, match="(?i)authorization violation"):
+        await nats.connect(auth_server.url, allow_reconnect=False, **seed)
+    await _wait_for(lambda: early.nc.is_closed)  # the server dropped the connection it had
+    admin = await connect(ADMIN)
+    for how in ATTACKS:
+        with pytest.raises(nats.errors.TimeoutError):
+            await _attack(admin.js_refused, how)
+    await _unchanged(admin.js)
+
+
+async def test_an_embedded_server_provisions_with_a_provisioner_only_it_ever_held(tmp_path: Path) -> None:
+    """The node adds a provisioner whose seed is only in memory, reloads, creates, and removes it again."""
+    settings = Settings(data_dir=tmp_path / "data")
+    registry = Registry.load()
+    server = embedded_server(settings, registry).start()
+    try:
+        await provision_embedded(server, settings, registry.codes())
+        conf = settings.nats_auth_config.read_text()
+        assert "# provisioner" not in conf and not (settings.nats_keys_dir / "provisioner.nk").exists()
+        reloads = server.log_file.read_text().count("Reloaded server configuration")
+        assert reloads == 2  # with the provisioner, then without
+        await provision_embedded(server, settings, registry.codes())  # all there: admin checks, nothing reloads
+        assert server.log_file.read_text().count("Reloaded server configuration") == reloads
+        nc = await nats.connect(server.url, allow_reconnect=False, **nats_credentials(settings, ADMIN))
+        try:
+            await ensure_consumers(nc.jetstream(), registry.codes(), create=False)
+            with pytest.raises(nats.errors.TimeoutError):
+                await _attack(nc.jetstream(timeout=REFUSED_WAIT_S), "narrow the ledger's filter")
+        finally:
+            await nc.close()
+    finally:
+        server.stop()
+
+
+OPERATOR = ("operator", "operator-password")
+
+
+@pytest.fixture
+def operator_server(tmp_path: Path, identities: dict[str, Identity]) -> Iterator[EmbeddedNats]:
+    """A server whose configuration also holds an operator of its own with every permission: what
+    decision 22 says an operator adds for a deliberate change, here to play the insider."""
+    conf = tmp_path / "nats-auth.conf"
+    text = server_config(identities, jetstream_store_dir=None)
+    conf.write_text(text.replace("  users = [\n", f'  users = [\n    {{ user: "{OPERATOR[0]}", '
+                                 f'password: "{OPERATOR[1]}" }},\n', 1))
+    server = EmbeddedNats(tmp_path / "nats", config_file=conf).start()
+    yield server
+    server.stop()
+
+
+async def _operator_changes(url: str, how: str) -> None:
+    nc = await nats.connect(url, user=OPERATOR[0], password=OPERATOR[1], allow_reconnect=False)
+    try:
+        if how == "push into its own inbox":  # a pull consumer cannot become push: delete and re-create it
+            await nc.jetstream().delete_consumer(EVENTS_STREAM, agent_consumer("gongan"))
+        await _attack(nc.jetstream(), how)
+    finally:
+        await nc.close()
+
+
+@pytest.mark.parametrize("how", ["narrow the ledger's filter", "max_deliver=1", "headers_only", "inactive_threshold",
+                                 "push into its own inbox"])
+async def test_a_consumer_changed_after_provisioning_is_reported_by_provision_and_refused_by_its_reader(
+        operator_server: EmbeddedNats, identities: dict[str, Identity], tmp_path: Path, how: str) -> None:
+    url = operator_server.url
+    await provision(url, BUREAUS, credentials=connect_options(identities[PROVISIONER]))
+    await _operator_changes(url, how)
+    changed = LEDGER_CONSUMER if how == "narrow the ledger's filter" else agent_consumer("gongan")
+    setting = {"narrow the ledger's filter": "filter_subject", "max_deliver=1": "max_deliver",
+               "headers_only": "headers_only", "inactive_threshold": "inactive_threshold",
+               "push into its own inbox": "deliver_subject"}[how]
+    for who, create in ((ADMIN, False), (PROVISIONER, True)):  # provision checks; it never changes one back
+        with pytest.raises(ConsumerChanged, match=f"consumer {changed} of XZ was changed.*{setting}"):
+            await provision(url, BUREAUS, credentials=connect_options(identities[who]), create=create)
+    reader = LEDGER if changed == LEDGER_CONSUMER else "gongan"
+    nc = await nats.connect(url, allow_reconnect=False, **connect_options(identities[reader]))
+    try:
+        guard = ConsumerGuard(nc.jetstream(), consumer_config(
+            changed, EVENTS_SUBJECTS if reader == LEDGER else inbox_filter("gongan")), lambda e: None)
+        with pytest.raises(ConsumerChanged, match=setting):
+            await guard.check()
+    finally:
+        await nc.close()
+    if reader == LEDGER:  # the ledger service refuses to start on it
+        service = LedgerService(Ledger(tmp_path / "ledger.db"), KeyRing(), SimulatedClock(T0), url, opener=None,
+                                connect_options=connect_options(identities[LEDGER]))
+        with pytest.raises(ConsumerChanged, match=setting):
+            await service.start()
+
+
+async def test_an_agent_and_the_ledger_stop_when_their_consumer_is_changed_while_they_run(
+        operator_server: EmbeddedNats, identities: dict[str, Identity], tmp_path: Path) -> None:
+    url = operator_server.url
+    await provision(url, BUREAUS, credentials=connect_options(identities[PROVISIONER]))
+    service = LedgerService(Ledger(tmp_path / "ledger.db"), KeyRing(), SimulatedClock(T0), url, opener=None,
+                            connect_options=connect_options(identities[LEDGER]))
+    service.guard_interval = 0.05
+    await service.start()
+    nc = await nats.connect(url, allow_reconnect=False, **connect_options(identities["gongan"]))
+    refused: list[ConsumerChanged] = []
+    guard = ConsumerGuard(nc.jetstream(), consumer_config(agent_consumer("gongan"), inbox_filter("gongan")),
+                          refused.append, interval=0.05)
+    try:
+        await guard.check()
+        guard.start()
+        await _operator_changes(url, "narrow the ledger's filter")
+        await _operator_changes(url, "max_deliver=1")
+        await _wait_for(lambda: service.refused is not None and bool(refused))
+        assert service._task is not None
+        await asyncio.wait_for(service._task, 5)  # it stopped pulling by itself
+        assert "filter_subject" in str(service.refused) and "max_deliver" in str(refused[0])
+    finally:
+        await guard.stop()
+        await nc.close()
+        await service.stop()

@@ -28,7 +28,7 @@ from agencies.trust.trust_list import (
     readable,
     sign_list,
 )
-from broker.auth import ADMIN, credentials_in
+from broker.auth import ADMIN, PROVISIONER, credentials_in
 from broker.intake import DeadLetter, read_dead_letters
 from broker.ledger.audit import audit
 from broker.relay import headers_for
@@ -484,9 +484,9 @@ def test_the_keys_commands_init_list_rotate_and_revoke_a_data_directory(tmp_path
 async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: Path,
                                                                      nats_server: EmbeddedNats) -> None:
     data = tmp_path / "data"  # holds the server's nats-keys: the command publishes as admin
+    await _provision_streams(nats_server.url, data)  # `xiezhu provision`
     nc = await nats.connect(nats_server.url, **credentials_in(data / "nats-keys", ADMIN))
     try:
-        await ensure_streams(nc.jetstream())  # `xiezhu provision`
         env = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": nats_server.url}
         runner = CliRunner()
         assert runner.invoke(keys_app, ["init"], env=env).exit_code == 0
@@ -495,6 +495,15 @@ async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: P
         assert "trust list version 2 published to" in result.stderr
         last = await fetch_latest(nc.jetstream())
         assert last is not None and last.body == held(KeyStore(data / "keys")).body
+    finally:
+        await nc.close()
+
+
+async def _provision_streams(url: str, data: Path) -> None:
+    """The streams, created by the one-shot provisioner (the consumers are not needed here)."""
+    nc = await nats.connect(url, **credentials_in(data / "nats-keys", PROVISIONER))
+    try:
+        await ensure_streams(nc.jetstream())
     finally:
         await nc.close()
 
@@ -757,10 +766,10 @@ def test_keys_rotate_root_hands_the_root_over_in_a_data_directory(tmp_path: Path
 async def test_keys_publish_sends_the_handover_before_the_new_roots_version(tmp_path: Path,
                                                                            nats_server: EmbeddedNats) -> None:
     data = tmp_path / "data"
+    await _provision_streams(nats_server.url, data)
     nc = await nats.connect(nats_server.url, **credentials_in(data / "nats-keys", ADMIN))
     try:
         js = nc.jetstream()
-        await ensure_streams(js)
         runner = CliRunner()
         offline = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": ""}
         online = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": nats_server.url}

@@ -483,12 +483,14 @@ def nats_server(
 
     Example: [bold]xiezhu nats-server --port 4222[/]
     """
-    from xiezhu.node import embedded_server
+    from xiezhu.node import embedded_server, provision_embedded
 
-    server = embedded_server(_settings(ctx), Registry.load(), port=port, host=host)
+    settings, registry = _settings(ctx), Registry.load()
+    server = embedded_server(settings, registry, port=port, host=host)
 
     async def start() -> None:
         server.start()
+        await provision_embedded(server, settings, registry.codes())  # with a provisioner only it ever held
         err.print(f"nats-server at {server.url}, store in {server.store_dir}")
 
     async def stop() -> None:
@@ -502,19 +504,24 @@ def nats_config(
     ctx: typer.Context,
     out_file: Annotated[Path | None, typer.Option("--out", help="Write the config here (default: stdout).")] = None,
     cluster: Annotated[bool, typer.Option(help="Only the authorization block, for a cluster's config.")] = False,
+    provisioner: Annotated[bool, typer.Option(
+        help="Also a one-shot provisioner user, for `xiezhu provision`, which deletes its seed.")] = False,
 ) -> None:
     """Generate one NKey user per bureau (plus the ledger and the provisioner) and the nats-server authorization.
 
     Each bureau may publish only as itself and read only its own durable consumer and inbox;
     no bureau may create consumers, read streams, delete or purge. Seeds go to
     <data>/nats-keys/<name>.nk with mode 0600; the config holds public keys only.
+    Only the provisioner (--provisioner) may create streams and consumers; `xiezhu provision`
+    deletes its seed, and the configuration generated after that leaves it out: reload the
+    servers with it and nobody can change a consumer any more.
 
     Example: [bold]xiezhu nats-config --out /etc/nats/xiezhu-auth.conf --cluster[/]
     """
     from broker.auth import authorization_config, generate_identities, server_config
 
     settings = _settings(ctx)
-    identities = generate_identities(Registry.load().codes(), settings.data_dir / "nats-keys")
+    identities = generate_identities(Registry.load().codes(), settings.data_dir / "nats-keys", provisioner=provisioner)
     text = authorization_config(identities) if cluster else server_config(identities, jetstream_store_dir=None)
     if out_file is None:
         sys.stdout.write(text)
@@ -530,20 +537,31 @@ def provision(
 ) -> None:
     """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
 
-    What exists is checked, never changed: a stream with other settings (e.g. replicas) is an
-    error for the NATS operator to resolve, since the provisioner may not update streams.
+    What exists is checked, never changed: a stream or consumer with other settings (e.g.
+    replicas) is an error for the NATS operator to resolve. Creating needs the one-shot
+    provisioner's seed (`xiezhu nats-config --provisioner`), deleted once it has run; without
+    it `provision` only checks, as admin.
 
     Example: [bold]xiezhu --nats-url nats://nats-1:4222 provision --replicas 3[/]
     """
-    from broker.auth import ADMIN
-    from xiezhu.node import nats_credentials
+    from broker.auth import ADMIN, PROVISIONER, seed_path
+    from xiezhu.node import nats_credentials, provision_once
     from xiezhu.node import provision as do_provision
 
     settings = _settings(ctx)
     if not settings.nats_url:
         raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
-    asyncio.run(do_provision(settings.nats_url, Registry.load().codes(), replicas=replicas,
-                             credentials=nats_credentials(settings, ADMIN)))
+    codes = Registry.load().codes()
+    if seed_path(settings.nats_keys_dir, PROVISIONER).exists():
+        if asyncio.run(provision_once(settings.nats_url, codes, settings.nats_keys_dir, replicas=replicas)):
+            err.print("the provisioner's seed is deleted: regenerate the configuration (`xiezhu nats-config`) "
+                      "and reload the servers to revoke it")
+        else:
+            err.print(f"[yellow]the provisioner's seed could not be deleted from {settings.nats_keys_dir}: "
+                      "delete it, regenerate the configuration and reload the servers[/]")
+    else:
+        asyncio.run(do_provision(settings.nats_url, codes, replicas=replicas,
+                                 credentials=nats_credentials(settings, ADMIN), create=False))
     err.print("[green]streams and consumers ready[/]")
 
 

@@ -10,6 +10,7 @@ import contextlib
 import logging
 from collections.abc import Iterable, Mapping
 from datetime import datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import nats
@@ -28,10 +29,14 @@ from aggregates.store import BureauStore
 from broker.auth import (
     ADMIN,
     LEDGER,
+    PROVISIONER,
     Identity,
+    connect_options,
     credentials_in,
+    fresh_provisioner,
     generate_identities,
     load_identity,
+    retire_provisioner,
     seed_path,
     server_config,
 )
@@ -39,7 +44,14 @@ from broker.ledger.store import Ledger
 from broker.relay import Positions
 from broker.server import EmbeddedNats, server_list
 from broker.signing import KeyRing
-from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer, ensure_consumers, ensure_streams
+from broker.streams import (
+    EVENTS_STREAM,
+    LEDGER_CONSUMER,
+    LayoutMissing,
+    agent_consumer,
+    ensure_consumers,
+    ensure_streams,
+)
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
@@ -57,6 +69,7 @@ def embedded_server(settings: Settings, registry: Registry, *, port: int | None 
     Seeds go to nats-keys (0600); public keys and permissions to nats/auth.conf.
     """
     identities = generate_identities(registry.codes(), settings.nats_keys_dir)
+    identities.pop(PROVISIONER, None)  # the embedded server makes its own, in memory, when it needs one
     conf = settings.nats_auth_config
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(server_config(identities, jetstream_store_dir=None))
@@ -95,15 +108,66 @@ def nats_credentials(settings: Settings, name: str) -> dict[str, Any]:
 
 
 async def provision(nats_url: str, codes: Iterable[str], *, replicas: int | None = None,
-                    credentials: Mapping[str, Any] | None = None) -> None:
-    """Create the streams and every pre-provisioned durable consumer (as ``admin`` where NATS has users)."""
-    nc = await nats.connect(servers=server_list(nats_url), **(credentials or {}))
+                    credentials: Mapping[str, Any] | None = None, create: bool = True) -> None:
+    """Create the streams and every pre-provisioned durable consumer where missing, and check what exists.
+
+    Creating is the one-shot ``provisioner``'s (or anyone's where NATS has no users);
+    ``create=False`` only checks, as ``admin`` may: what is missing or differs is an error.
+    """
+    nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, **(credentials or {}))
     try:
         js = nc.jetstream()
-        await ensure_streams(js, replicas=replicas)
-        await ensure_consumers(js, codes)
+        await ensure_streams(js, replicas=replicas, create=create)
+        await ensure_consumers(js, codes, create=create)
     finally:
         await nc.close()
+
+
+async def provision_embedded(server: EmbeddedNats, settings: Settings, codes: Iterable[str]) -> None:
+    """Provision a data directory's embedded server with a provisioner that exists only for that.
+
+    ``admin`` checks first; where something is missing a provisioner with a seed held only in
+    this process's memory is added to the configuration, the server reloads, it creates what
+    is missing, and the configuration goes back without it (decision 34).  Afterwards no
+    credential can change a consumer.
+    """
+    codes = list(codes)
+    admin = nats_credentials(settings, ADMIN)
+    try:
+        await provision(server.url, codes, credentials=admin, create=False)
+        return
+    except LayoutMissing:
+        pass
+    identities = generate_identities(codes, settings.nats_keys_dir)
+    identities.pop(PROVISIONER, None)  # a spare one from `nats-config --provisioner` is not this server's
+    conf = settings.nats_auth_config
+    once = fresh_provisioner()
+    conf.write_text(server_config({**identities, PROVISIONER: once}, jetstream_store_dir=None))
+    try:
+        server.reload()
+        await provision(server.url, codes, credentials=connect_options(once))
+    finally:
+        conf.write_text(server_config(identities, jetstream_store_dir=None))
+        server.reload()
+    log.info("provisioned the streams and consumers; the one-shot provisioner is removed")
+
+
+async def provision_once(nats_url: str, codes: Iterable[str], keys_dir: Path, *, replicas: int | None = None) -> bool:
+    """Provision with the provisioner's seed from ``keys_dir``, then delete the seed; False if it stays.
+
+    The servers keep accepting its public key until their configuration is regenerated
+    without it (``xiezhu nats-config``) and reloaded.
+    """
+    await provision(nats_url, codes, replicas=replicas,
+                    credentials=connect_options(load_identity(keys_dir, PROVISIONER)))
+    try:
+        retire_provisioner(keys_dir)
+    except OSError as e:  # a read-only mount: the operator removes it
+        log.warning("the provisioner's seed stays in %s (%s): delete it", keys_dir, e.strerror)
+        return False
+    log.warning("provisioned; the provisioner's seed is deleted: regenerate the NATS configuration "
+                "(`xiezhu nats-config`) and reload the servers to revoke it")
+    return True
 
 
 class Node:
@@ -162,8 +226,14 @@ class Node:
             self.server = embedded_server(self.settings, self.registry).start()
             self.nats_url = self.server.url
         keys_dir = self.settings.nats_keys_dir
-        if not keys_dir.is_dir() or seed_path(keys_dir, ADMIN).exists():
-            await provision(self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN))
+        if self.server is not None and keys_dir.is_dir():
+            await provision_embedded(self.server, self.settings, self.registry.codes())
+        elif not keys_dir.is_dir():  # a NATS without users
+            await provision(self.nats_url, self.registry.codes())
+        elif seed_path(keys_dir, PROVISIONER).exists():  # `xiezhu nats-config --provisioner` made one for us
+            await provision_once(self.nats_url, self.registry.codes(), keys_dir)
+        elif seed_path(keys_dir, ADMIN).exists():
+            await provision(self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False)
         else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
             log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
         await self._follow_trust()
