@@ -22,7 +22,6 @@ from typing import Any, Protocol
 import msgspec
 
 from broker.files import write_private
-from projections.credit import CreditView
 from schemas.errors import XiezhuError
 
 log = logging.getLogger(__name__)
@@ -113,7 +112,20 @@ def _receipt(body: bytes, rid: str) -> str:
     return rid
 
 
-def deliver_pending(view: CreditView, adapter: CreditChina, *, limit: int = 100,
+class CreditOutbox(Protocol):
+    """The records waiting for 信用中国 and their delivery state.
+
+    :class:`projections.credit.CreditView` is one; ``xiezhu`` wires it in (agencies never import projections).
+    """
+
+    def pending(self, limit: int | None = None) -> list[dict[str, Any]]: ...
+
+    def mark_delivered(self, record_id: str, receipt: str, at: datetime) -> None: ...
+
+    def mark_failed(self, record_id: str, error: str, at: datetime) -> None: ...
+
+
+def deliver_pending(view: CreditOutbox, adapter: CreditChina, *, limit: int = 100,
                     now: datetime | None = None) -> tuple[int, int]:
     """Push pending outbox records, oldest first; returns (delivered, failed).
 

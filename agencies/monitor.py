@@ -9,16 +9,24 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Protocol
 
 from aggregates.clock import Clock
 from aggregates.store import BureauStore
 from aggregates.workdays import WorkingCalendar
-from projections.sla import SlaView
 from schemas.sla import DeadlineBreached, DeadlineReminder
 
 log = logging.getLogger(__name__)
 OPEN = ("requested", "received")
+
+
+class DeadlineRows(Protocol):
+    """What the monitor reads: one row per request with its status and deadlines.
+
+    :class:`projections.sla.SlaView` is one; ``xiezhu`` wires it in (agencies never import projections).
+    """
+
+    def rows(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -32,7 +40,7 @@ class MonitorStats:
 class SlaMonitor:
     """Sends deadline reminders and breach notices, each exactly once."""
 
-    def __init__(self, store: BureauStore, view: SlaView, clock: Clock, calendar: WorkingCalendar | None = None,
+    def __init__(self, store: BureauStore, view: DeadlineRows, clock: Clock, calendar: WorkingCalendar | None = None,
                  *, remind_before: timedelta = timedelta(days=1)) -> None:
         self.store = store
         self.view = view
