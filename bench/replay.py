@@ -83,7 +83,7 @@ EVENTS_PER_CASE = 3
 REQUESTERS = ("shenpi", "zhujian", "weijian", "jiaotong", "wenlv", "nongye")
 ASSISTORS = ("gongan", "shichang", "renshe")
 CHECKPOINT_SIGNER = "sifa"
-#: Cases one generating task makes (three times as many events go into one append and one seal).
+#: Cases one generating task makes (three times as many events go into one append and one checkpoint).
 CASES_PER_BATCH = 2000
 #: A letter number is ``<year><4 digits>``: a requester has 9999 a year, so the cases span years.
 LETTERS_PER_YEAR = 9999

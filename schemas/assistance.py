@@ -21,7 +21,7 @@ DECLINE_DAYS = 2
 
 #: 第五条: through the shared exchange platform, or by a letter carried by staff.
 Channel = Literal["platform", "letter"]
-#: 附件5: per item 真实 / 虚假, or cannot verify (with reasons and the bureau's seal).
+#: 附件5: per item 真实 / 虚假, or cannot verify (with reasons and the bureau's stamp, 公章).
 Verdict = Literal["true", "false", "unverifiable"]
 
 VERDICT_ZH = {"true": "真实", "false": "虚假", "unverifiable": "无法证实"}
