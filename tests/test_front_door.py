@@ -249,3 +249,27 @@ async def test_a_webhook_that_is_down_gets_every_notice_once_it_is_back_even_acr
     assert receiver.received == expected and len(set(receiver.received)) == 4
     assert receiver.bad_signatures == 0
     assert Feed("shenpi", settings.feed_path("shenpi")).delivered_ids() == expected
+
+
+async def test_a_requests_letters_come_as_docx_pdf_or_text_under_their_chinese_names(api: Api, node: Node) -> None:
+    from urllib.parse import unquote
+
+    r = await api.client.post("/v1/bureaus/shenpi/requests", json=request_body(), headers=api.auth("shenpi"))
+    number = r.json()["number"]
+    await node.settle()
+    base = f"/v1/bureaus/shenpi/requests/shenpi/{number}/letters"
+    listed = (await api.client.get(base, headers=api.auth("shenpi"))).json()
+    assert [(x["n"], x["kind"]) for x in listed] == [(1, "行政协助函（一）"), (2, "行政协助回复函")]
+    assert listed[0]["filename"] == f"{number}-行政协助函（一）"
+    docx = await api.client.get(f"{base}/1", params={"format": "docx"}, headers=api.auth("shenpi"))
+    assert docx.status_code == 200 and docx.content.startswith(b"PK")
+    assert unquote(docx.headers["content-disposition"].split("UTF-8''")[1]) == f"{number}-行政协助函（一）.docx"
+    pdf = await api.client.get(f"{base}/2", headers=api.auth("sifa"))  # 区司法局 reads it too; PDF by default
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF-")
+    text = await api.client.get(f"{base}/2", params={"format": "txt"}, headers=api.auth("gongan"))
+    assert text.status_code == 403  # gongan reads its own store's copy, not shenpi's
+    text = await api.client.get(f"/v1/bureaus/gongan/requests/shenpi/{number}/letters/2", params={"format": "txt"},
+                                headers=api.auth("gongan"))
+    assert text.status_code == 200 and "行政协助回复函" in text.text and f"（编号：{number}）" in text.text
+    missing = await api.client.get(f"{base}/3", params={"format": "txt"}, headers=api.auth("shenpi"))
+    assert missing.status_code == 404

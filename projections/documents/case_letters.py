@@ -101,6 +101,16 @@ def applicant_commitment(state: CommitmentState, names: Names) -> ApplicantCommi
     )
 
 
+def assistance_letters(state: CaseState, names: Names, on_behalf_of: str = "") -> list[Letter]:
+    """A request's letters from its folded state alone (a bureau's store): the request, then its reply
+    or decline, if any. ``on_behalf_of`` is the reply's (the state does not keep it)."""
+    letters: list[Letter] = [assistance_letter(state, names)]
+    answer = reply_letter(state, names, on_behalf_of) or decline_letter(state, names)
+    if answer is not None:
+        letters.append(answer)
+    return letters
+
+
 def consequence_notice(state: CommitmentState, names: Names, consequence: Consequence, legal_reason: str,
                        dated: date, *, deadline: date | None = None, return_by: date | None = None
                        ) -> ConsequenceNotice:

@@ -27,7 +27,7 @@ from fastapi import APIRouter, Depends, FastAPI, Header, HTTPException, Query, R
 from fastapi import Path as PathParam
 from fastapi.exceptions import RequestValidationError
 from fastapi.openapi.docs import get_redoc_html, get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse, StreamingResponse
+from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingResponse
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
@@ -538,6 +538,60 @@ def _router(door: FrontDoor) -> APIRouter:
 
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    # -- letters ---------------------------------------------------------------------------
+
+    def case_letters(bureau: str, requester: str, number: str) -> list[Any]:
+        from projections.documents.case_letters import assistance_letters
+
+        st = find_case(door.store(bureau), requester, number)
+        return assistance_letters(st, lambda code: door.registry.name(code) if code in door.registry else code)
+
+    @r.get("/bureaus/{bureau}/requests/{requester}/{number}/letters", tags=["letters"])
+    def list_letters(bureau: BureauPath, requester: RequesterPath, number: NumberPath,
+                     who: Reader) -> list[dict[str, Any]]:
+        """The request's letters (附件4 协助函, then the 附件5 回复函 or the written decline), each with its
+        Chinese file name; fetch one as txt, docx or pdf at ``…/letters/{n}?format=``."""
+        from projections.documents.paper import paper
+
+        out = []
+        for n, letter in enumerate(case_letters(bureau, requester, number), start=1):
+            p = paper(letter, number)
+            out.append({"n": n, "type": type(letter).__struct_config__.tag, "kind": p.kind,
+                        "title": p.pages[0].title, "filename": p.filename,
+                        "letter": msgspec.to_builtins(letter)})
+        return out
+
+    @r.get("/bureaus/{bureau}/requests/{requester}/{number}/letters/{n}", tags=["letters"],
+           response_class=Response, responses={200: {"content": {
+               "application/vnd.openxmlformats-officedocument.wordprocessingml.document": {},
+               "application/pdf": {}, "text/plain": {}}}})
+    def get_letter(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Reader,
+                   n: Annotated[int, PathParam(ge=1, le=10, description="The letter's place in the list.")],
+                   format: Annotated[str, Query(pattern="^(txt|docx|pdf)$")] = "pdf") -> Response:
+        """One letter as a file named as a clerk files it, e.g. ``20260007-行政协助函（一）.pdf``: PDF with
+        its CJK font embedded, DOCX to edit in WPS or Word, or plain text."""
+        from urllib.parse import quote
+
+        from projections.documents.letters import render
+        from projections.documents.paper import paper
+        from projections.documents.pdf import pdf_bytes
+        from projections.documents.word import docx_bytes
+
+        letters = case_letters(bureau, requester, number)
+        if n > len(letters):
+            raise HTTPException(404, f"{requester}/{number} has {len(letters)} letter(s), not {n}")
+        p = paper(letters[n - 1], number)
+        match format:
+            case "docx":
+                body, media = docx_bytes(p), "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+            case "pdf":
+                body, media = pdf_bytes(p), "application/pdf"
+            case _:
+                body, media = render(letters[n - 1]).encode(), "text/plain; charset=utf-8"
+        name = f"{p.filename}.{format}"
+        return Response(body, media_type=media, headers={
+            "Content-Disposition": f"attachment; filename=\"{number}.{format}\"; filename*=UTF-8''{quote(name)}"})
 
     # -- the webhook -------------------------------------------------------------------------
 
