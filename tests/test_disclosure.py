@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from xiezhu.disclosure import AccessLog, AccessLogBroken, DisclosureRefused
+from agencies.disclosure import AccessLog, AccessLogBroken, DisclosureRefused
 
 
 def record(log: AccessLog, reason: str, subject: str = "shenpi/20260001") -> None:

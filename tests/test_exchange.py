@@ -283,8 +283,8 @@ async def test_nats_and_the_ledger_see_only_routing_metadata(node: Node, tmp_pat
 
 
 async def test_a_disclosure_reaches_the_ledger_and_shows_in_the_cases_history(node: Node, tmp_path: Path) -> None:
+    from agencies.disclosure import AccessLog, to_ledger
     from projections.history import history
-    from xiezhu.disclosure import AccessLog, to_ledger
 
     case = request(node, assistor="ziran", check="")
     await node.settle()

@@ -654,8 +654,8 @@ def test_replay_of_an_unknown_number_is_one_clear_error(data_dir: Path) -> None:
 
 
 def test_reveal_shows_the_applicant_in_full_only_with_a_reason_and_on_the_record(data_dir: Path) -> None:
+    from agencies.disclosure import AccessLog, DisclosureRefused
     from xiezhu.cli import app
-    from xiezhu.disclosure import AccessLog, DisclosureRefused
 
     runner = CliRunner()
     env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
@@ -683,7 +683,7 @@ def test_reveal_shows_the_applicant_in_full_only_with_a_reason_and_on_the_record
     listed = runner.invoke(app, ["access-log", "--json"], env=env)
     assert [e["reason"] for e in json.loads(listed.stdout)] == ["复核核查结果", "第九条复核"]
     # Each disclosure also waits in 区司法局's outbox for the ledger: a notice about the case, sealed.
-    from xiezhu.node import open_store
+    from xiezhu.bootstrap import open_store
 
     keys = KeyStore(data_dir / "keys")
     store = open_store(Settings(data_dir=data_dir), keys, "sifa", SystemClock())

@@ -19,7 +19,7 @@ from aggregates.store import BureauStore, NumberSeries
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.errors import XiezhuError
 from tests.test_signing import make_signer
-from xiezhu.node import open_store
+from xiezhu.bootstrap import open_store
 from xiezhu.settings import Settings
 
 NAME = "张三丰"

@@ -28,7 +28,7 @@ from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli_catalogue import app as catalogue_app
-from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, view_key
+from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, operator_name, system_of, view_key
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_credit import app as credit_app
@@ -246,13 +246,13 @@ def history_cmd(
 
     Example: [bold]xiezhu history 20260007 --from shenpi[/]
     """
-    from xiezhu.disclosure import case_disclosure, render_disclosure
+    from agencies.disclosure import render_disclosure
 
     settings = _settings(ctx)
 
     def disclose(ledger_: Any, case_id: str) -> Any:
-        return case_disclosure(ledger_, case_id, data_dir=settings.data_dir, command="history", reason=reason,
-                               operator=operator, store=_open_store(settings, JUSTICE))
+        return system_of(ctx).justice().reveal_case(ledger_, case_id, command="history", reason=reason,
+                                                    operator=operator_name(operator))
 
     h, shown = _case_history(settings, number, sender, disclose if reveal else None)
     if as_json:
@@ -342,20 +342,14 @@ def inbox(
 
     Example: [bold]xiezhu inbox --bureau ziran --reveal --reason "核查 20260007 户籍"[/]
     """
-    settings = _settings(ctx)
-    store = _open_store(settings, bureau)
-    waiting = store.inbox()
+    desk = system_of(ctx).desk(bureau, existing=True)
     name: Callable[[str], str] = mask_name
     id_number: Callable[[str], str] = mask_id
     if reveal:
-        from xiezhu.disclosure import AccessLog, to_ledger
-
-        entry = AccessLog(settings.data_dir).record(
-            command="inbox", subject=f"{bureau}/inbox:" + ",".join(f"{s.requester}/{s.number}" for s in waiting),
-            reason=reason, operator=operator, entitled_by=f"{bureau} store key")
-        for s in waiting:  # and on the district's record: a notice about each case, to the ledger
-            to_ledger(store, s.case, s.number, entry)
+        waiting, _ = desk.reveal_inbox(reason, operator_name(operator))
         name = id_number = _as_is
+    else:
+        waiting = desk.inbox()
     if as_json:
         _print_json([{"number": s.number, "case": s.case, "requester": s.requester, "matter": s.request.matter.name,
                       "applicant": name(s.request.applicant.name),
@@ -380,7 +374,7 @@ def access_log(ctx: typer.Context, as_json: AsJson = False) -> None:
 
     Example: [bold]xiezhu access-log[/]
     """
-    from xiezhu.disclosure import AccessLog
+    from agencies.disclosure import AccessLog
 
     entries = list(AccessLog(_settings(ctx).data_dir).entries())
     if as_json:
@@ -396,24 +390,6 @@ def access_log(ctx: typer.Context, as_json: AsJson = False) -> None:
 
 def _as_is(text: str) -> str:
     return text
-
-
-def _open_store(settings: Settings, code: str):  # type: ignore[no-untyped-def]
-    from xiezhu.node import open_store
-
-    Registry.load()[code]
-    if not settings.store_path(code).exists():
-        raise XiezhuError(f"{code} has no store in {settings.data_dir}")
-    return open_store(settings, KeyStore(settings.keys_dir), code, SystemClock())
-
-
-def _find_case(store: Any, number: str, requester: str | None) -> str:
-    matches = [s for s in store.cases() if s.number == number and (requester is None or s.requester == requester)]
-    if not matches:
-        raise XiezhuError(f"no request numbered {number} in {store.bureau}'s store")
-    if len(matches) > 1:
-        raise XiezhuError(f"{len(matches)} requests are numbered {number}; add --from REQUESTER")
-    return str(matches[0].case)
 
 
 def _parse_item(text: str) -> ItemResult:
@@ -433,7 +409,7 @@ def answer(
     number: Annotated[str, typer.Argument(help="The request's number, e.g. 20260001.")],
     bureau: Annotated[str, typer.Option(help="The assisting bureau (you).")],
     item: Annotated[list[str], typer.Option(help="N=true|false|unverifiable[:reason]; once per item.")],
-    operator: Annotated[str, typer.Option(help="Who answers.")] = "operator",
+    operator: Operator = None,
     requester: Annotated[str | None, typer.Option("--from", help="The requesting bureau, if numbers clash.")] = None,
 ) -> None:
     """Reply to a request from the inbox (回复函); the running agent's relay sends it.
@@ -441,8 +417,8 @@ def answer(
     Example: [bold]xiezhu answer 20260007 --bureau ziran --item 1=true --item "2=unverifiable:档案未移交"[/]
     """
     results = [_parse_item(i) for i in item]  # check the input before touching the store
-    store = _open_store(_settings(ctx), bureau)
-    st = store.reply(_find_case(store, number, requester), results, f"operator:{operator}")
+    desk = system_of(ctx).desk(bureau, existing=True)
+    st = desk.answer(desk.find_request(number, requester), results, operator_name(operator))
     err.print(f"[green]replied[/] to {st.requester}'s {st.number}")
 
 
@@ -452,16 +428,16 @@ def decline(
     number: Annotated[str, typer.Argument(help="The request's number.")],
     bureau: Annotated[str, typer.Option(help="The assisting bureau (you).")],
     reason: Annotated[str, typer.Option(help="The written reasons (书面告知并说明理由).")],
-    operator: Annotated[str, typer.Option(help="Who declines.")] = "operator",
+    operator: Operator = None,
     requester: Annotated[str | None, typer.Option("--from", help="The requesting bureau, if numbers clash.")] = None,
 ) -> None:
     """Decline a request in writing, with the reasons.
 
     Example: [bold]xiezhu decline 20260009 --bureau wenlv --reason "不属于本机关职权范围"[/]
     """
-    store = _open_store(_settings(ctx), bureau)
+    desk = system_of(ctx).desk(bureau, existing=True)
     try:
-        st = store.decline(_find_case(store, number, requester), reason, f"operator:{operator}")
+        st = desk.decline(desk.find_request(number, requester), reason, operator_name(operator))
     except msgspec.ValidationError as e:
         raise XiezhuError(f"cannot decline: {e}") from e
     err.print(f"[green]declined[/] {st.requester}'s {st.number}")

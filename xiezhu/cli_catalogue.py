@@ -8,13 +8,11 @@ import msgspec
 import typer
 from rich.table import Table
 
-from aggregates.catalogue import CatalogueRegistry, diff_rows
-from aggregates.clock import SystemClock
+from aggregates.catalogue import CatalogueRegistry
 from aggregates.registry import Registry
 from projections.documents import catalogue_io
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import settings_of
-from xiezhu.settings import Settings
+from xiezhu.cli_common import system_of
 
 app = typer.Typer(no_args_is_help=True, help="The catalogues of 附件8 (matters) and 附件9 (assistance items).")
 
@@ -30,10 +28,8 @@ def _kind(kind: str) -> Literal["matters", "assistance"]:
 
 
 def _registry(ctx: typer.Context) -> CatalogueRegistry:
-    from xiezhu.node import open_catalogue
-
-    settings: Settings = settings_of(ctx)
-    return open_catalogue(settings, SystemClock())
+    """区司法局's catalogue, to read (changes go through the desks and 区司法局's services)."""
+    return system_of(ctx).catalogue
 
 
 def _out() -> Any:
@@ -140,13 +136,11 @@ def apply(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="The bur
 
     Example: [bold]xiezhu catalogue apply --kind assistance --bureau shenpi --basis "…" shenpi-附件9.xlsx[/]
     """
-    cat, k, reg = _registry(ctx), _kind(kind), Registry.load()
+    k, reg = _kind(kind), Registry.load()
     reg[bureau]
     wanted = catalogue_io.import_rows(k, file, reg)
-    adds, replaces, removes = diff_rows(cat.current(k), wanted, bureau)
-    adj = cat.apply_adjustment(k, bureau, basis, adds=adds, replaces=replaces, removes=removes)
-    typer.echo(f"{adj}: {len(adds)} added, {len(replaces)} changed, {len(removes)} removed; waits for 区司法局",
-               err=True)
+    adj, added, changed, removed = system_of(ctx).desk(bureau).apply_sheet(k, basis, wanted)
+    typer.echo(f"{adj}: {added} added, {changed} changed, {removed} removed; waits for 区司法局", err=True)
 
 
 @app.command("review")
@@ -157,7 +151,7 @@ def review(ctx: typer.Context, adjustment: Annotated[str, typer.Argument(help="T
 
     Example: [bold]xiezhu catalogue review assistance-0003 --reject --reasons "设定依据不明确"[/]
     """
-    a = _registry(ctx).review(adjustment, approve, reasons)
+    a = system_of(ctx).justice().review(adjustment, approve, reasons)
     typer.echo(f"{a.id}: {a.status}", err=True)
 
 
@@ -169,10 +163,8 @@ def publish(ctx: typer.Context, kind: Kind = "assistance",
 
     Example: [bold]xiezhu catalogue publish --kind assistance[/]
     """
-    cat, k = _registry(ctx), _kind(kind)
-    version = cat.publish(k)
-    if file_with_city:
-        cat.file_with_city(k, version)
+    k = _kind(kind)
+    version = system_of(ctx).justice().publish(k, file_with_city=file_with_city)
     typer.echo(f"{k} version {version} published" + (" and filed with 市司法局" if file_with_city else ""), err=True)
 
 
@@ -201,5 +193,5 @@ def memorandum(ctx: typer.Context,
                                 "filed_with": ["sifa", "bianban"], "form": form}, Memorandum)
     except (ValueError, msgspec.ValidationError) as e:
         raise XiezhuError(f"memorandum: {e}") from e
-    _registry(ctx).file_memorandum(memo)
+    system_of(ctx).justice().file_memorandum(memo)
     typer.echo(f"{memo.id} filed with 区司法局 and 区委编办", err=True)

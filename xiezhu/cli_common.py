@@ -1,6 +1,8 @@
 """What every ``xiezhu`` command module shares: the settings of the run, JSON output, time options."""
 from __future__ import annotations
 
+import getpass
+import os
 import sys
 from datetime import datetime
 from typing import Annotated, Any
@@ -11,6 +13,7 @@ import typer
 from aggregates.store import SHANGHAI
 from broker.ledger.store import Ledger
 from schemas.errors import XiezhuError
+from xiezhu.bootstrap import System
 from xiezhu.settings import Settings
 
 #: ``--reveal``/``--reason``/``--operator``: personal data in full, for the entitled, on the record.
@@ -36,6 +39,21 @@ def settings_of(ctx: typer.Context) -> Settings:
     return Settings.resolve(None, None)
 
 
+def system_of(ctx: typer.Context) -> System:
+    """The object graph of this run's data directory (built once per command, on the system clock)."""
+    from aggregates.clock import SystemClock
+    from aggregates.registry import Registry
+
+    root = ctx.find_root()
+    obj = root.obj
+    system = getattr(obj, "system", None)
+    if system is None:
+        system = System(settings_of(ctx), Registry.load(), SystemClock())
+        if obj is not None and hasattr(obj, "settings"):
+            obj.system = system
+    return system
+
+
 def ledger_at(settings: Settings) -> Ledger:
     """The ledger of the data directory, with 区司法局's box keys where this machine holds them.
 
@@ -53,6 +71,20 @@ def view_key(settings: Settings) -> bytes:
     from aggregates.registry import JUSTICE
 
     return KeyStore(settings.keys_dir).store_key(JUSTICE)
+
+
+def operator_name(given: str | None) -> str:
+    """The person acting: ``--operator``, else ``XIEZHU_OPERATOR``, else the login name.
+
+    Resolved here, at the entry point, once; the services take the name as given.
+    """
+    for name in (given, os.environ.get("XIEZHU_OPERATOR")):
+        if name and name.strip():
+            return name.strip()
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"
 
 
 def print_json(obj: Any) -> None:

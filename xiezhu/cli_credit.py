@@ -5,7 +5,7 @@ import contextlib
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import typer
 from rich.console import Console
@@ -13,11 +13,12 @@ from rich.table import Table
 from typer.core import TyperGroup
 
 from agencies.credit_china import CreditChina, DirectoryCreditChina, HttpCreditChina, deliver_pending
+from agencies.desk import Desk, DeskError
 from aggregates.store import SHANGHAI
 from projections.credit import CreditView, open_view
-from schemas.commitment import STANDING_ZH
+from schemas.commitment import STANDING_ZH, ReviewOutcome
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import ledger_at, view_key
+from xiezhu.cli_common import ledger_at, system_of, view_key
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -194,14 +195,13 @@ Number = Annotated[str, typer.Argument(help="The commitment case number, e.g. C2
 Bureau = Annotated[str, typer.Option(help="The bureau that made the record (your bureau).")]
 
 
-def _case(ctx: typer.Context, bureau: str, number: str) -> tuple[Any, str]:
-    from xiezhu.cli import _open_store
-
-    store = _open_store(_settings(ctx), bureau)
-    found = [c.case for c in store.commitments() if c.number == number]
-    if not found:
-        raise CreditCliError(f"no commitment case {number} in {bureau}'s store")
-    return store, found[0]
+def _case(ctx: typer.Context, bureau: str, number: str) -> tuple[Desk, str]:
+    """The bureau's desk and the id of its commitment case ``number``."""
+    desk = system_of(ctx).desk(bureau, existing=True)
+    try:
+        return desk, desk.find_commitment(number)
+    except DeskError as e:
+        raise CreditCliError(str(e)) from None
 
 
 def _done(what: str, st: Any) -> None:
@@ -215,8 +215,8 @@ def object_(ctx: typer.Context, number: Number, bureau: Bureau,
 
     Example: [bold]xiezhu credit object C20260012 --bureau shenpi --grounds "承诺书非本人签署"[/]
     """
-    store, case = _case(ctx, bureau, number)
-    _done("objection recorded", store.raise_objection(case, grounds))
+    desk, case = _case(ctx, bureau, number)
+    _done("objection recorded", desk.raise_objection(case, grounds))
 
 
 @app.command("review")
@@ -230,8 +230,9 @@ def review(ctx: typer.Context, number: Number, bureau: Bureau,
     """
     if outcome not in ("confirm", "correct", "remove"):
         raise CreditCliError(f"--outcome must be confirm, correct or remove, not {outcome!r}")
-    store, case = _case(ctx, bureau, number)
-    _done(f"objection reviewed ({outcome})", store.review_objection(case, outcome, reasons, record=record))
+    desk, case = _case(ctx, bureau, number)
+    _done(f"objection reviewed ({outcome})",
+          desk.review_objection(case, cast(ReviewOutcome, outcome), reasons, record=record))
 
 
 @app.command("repair")
@@ -241,8 +242,8 @@ def repair(ctx: typer.Context, number: Number, bureau: Bureau,
 
     Example: [bold]xiezhu credit repair C20260012 --bureau shenpi --evidence "已补交无犯罪记录证明"[/]
     """
-    store, case = _case(ctx, bureau, number)
-    _done("repair applied for", store.apply_repair(case, evidence))
+    desk, case = _case(ctx, bureau, number)
+    _done("repair applied for", desk.apply_repair(case, evidence))
 
 
 @app.command("approve-repair")
@@ -252,8 +253,8 @@ def approve_repair(ctx: typer.Context, number: Number, bureau: Bureau,
 
     Example: [bold]xiezhu credit approve-repair C20260012 --bureau shenpi --reasons "整改到位"[/]
     """
-    store, case = _case(ctx, bureau, number)
-    _done("repair approved", store.approve_repair(case, reasons))
+    desk, case = _case(ctx, bureau, number)
+    _done("repair approved", desk.approve_repair(case, reasons))
 
 
 @app.command("reject-repair")
@@ -263,5 +264,5 @@ def reject_repair(ctx: typer.Context, number: Number, bureau: Bureau,
 
     Example: [bold]xiezhu credit reject-repair C20260012 --bureau shenpi --reasons "整改材料不全"[/]
     """
-    store, case = _case(ctx, bureau, number)
-    _done("repair refused", store.reject_repair(case, reasons))
+    desk, case = _case(ctx, bureau, number)
+    _done("repair refused", desk.reject_repair(case, reasons))

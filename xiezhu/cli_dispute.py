@@ -7,15 +7,18 @@ takes a failed negotiation up, rules with 区委编办 (amending the catalogue i
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
 from rich.table import Table
 
+from agencies.desk import Desk
+from agencies.justice import Justice
 from aggregates.dispute import STATUS_ZH, DisputeState
-from schemas.catalogue import JUSTICE, STAFFING_OFFICE
+from schemas.catalogue import JUSTICE
 from schemas.errors import XiezhuError
+from xiezhu.cli_common import settings_of, system_of
 
 app = typer.Typer(no_args_is_help=True, help="Disputes between a requester and an assistor (附件2 第八条).")
 
@@ -25,41 +28,33 @@ Bureau = Annotated[str, typer.Option(help="The party acting (you): the requester
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
-def _store(ctx: typer.Context, code: str) -> Any:
-    from xiezhu.cli import _open_store
-    from xiezhu.cli_common import settings_of as _settings
-
-    return _open_store(_settings(ctx), code)
+def _desk(ctx: typer.Context, code: str) -> Desk:
+    return system_of(ctx).desk(code, existing=True)
 
 
-def _find(store: Any, number: str, raiser: str | None) -> str | None:
-    matches = [d for d in store.disputes() if d.number == number and (raiser is None or d.raised_by == raiser)]
-    if len(matches) > 1:
-        raise XiezhuError(f"{len(matches)} disputes are numbered {number}; add --from RAISER")
-    return matches[0].case if matches else None
+def _justice(ctx: typer.Context) -> Justice:
+    system_of(ctx).existing(JUSTICE)
+    return system_of(ctx).justice()
 
 
-def _dispute(ctx: typer.Context, store: Any, number: str, raiser: str | None) -> str:
-    """The dispute's id in ``store``; the other party takes it up from the ledger first."""
-    found = _find(store, number, raiser)
+def _dispute(ctx: typer.Context, desk: Desk, number: str, raiser: str | None) -> str:
+    """The dispute's id at ``desk``'s bureau; the other party takes it up from the ledger first."""
+    found = desk.find_dispute(number, raiser)
     if found is not None:
         return found
-    if store.bureau != JUSTICE:
-        return _join_from_ledger(ctx, store, number, raiser)
-    raise XiezhuError(f"no dispute numbered {number} in {store.bureau}'s store" +
-                      (f" from {raiser}" if raiser else "") + "; has the sifa agent received it?")
+    if desk.bureau != JUSTICE:
+        return _join_from_ledger(ctx, desk, number, raiser)
+    return system_of(ctx).justice().dispute(number, raiser)
 
 
-def _join_from_ledger(ctx: typer.Context, store: Any, number: str, raiser: str | None) -> str:
+def _join_from_ledger(ctx: typer.Context, desk: Desk, number: str, raiser: str | None) -> str:
     """The raise travels only to 区司法局: the other party takes it from the ledger, signature checked."""
-    from agencies.trust.keys import KeyStore
     from projections.history import find_cases
     from xiezhu.cli_common import ledger_at
-    from xiezhu.cli_common import settings_of as _settings
 
-    settings = _settings(ctx)
+    settings = settings_of(ctx)
     if not settings.ledger_path.exists():
-        raise XiezhuError(f"no dispute numbered {number} in {store.bureau}'s store, and no ledger to take it from")
+        raise XiezhuError(f"no dispute numbered {number} in {desk.bureau}'s store, and no ledger to take it from")
     ledger = ledger_at(settings)
     try:
         found = find_cases(ledger, number, raiser)
@@ -69,9 +64,8 @@ def _join_from_ledger(ctx: typer.Context, store: Any, number: str, raiser: str |
         signed = ledger.case(found[0])[0].signed
     finally:
         ledger.close()
-    env = KeyStore(settings.keys_dir).ring().verify(signed)
-    st: DisputeState = store.join_dispute(signed, env)
-    typer.echo(f"{store.bureau} took up dispute {st.number} raised by {st.raised_by}", err=True)
+    st = desk.take_up_dispute(signed)
+    typer.echo(f"{desk.bureau} took up dispute {st.number} raised by {st.raised_by}", err=True)
     return st.case
 
 
@@ -94,10 +88,8 @@ def raise_(ctx: typer.Context,
 
     Example: [bold]xiezhu dispute raise 20260009 --bureau nongye --claim "拒绝理由与清单不符" --evidence XZ-0009[/]
     """
-    from xiezhu.cli import _find_case
-
-    store = _store(ctx, bureau)
-    st = store.raise_dispute(_find_case(store, number, requester), claim, evidence or [])
+    desk = _desk(ctx, bureau)
+    st = desk.raise_dispute(desk.find_request(number, requester), claim, evidence or [])
     typer.echo(f"raised dispute {st.number} with {JUSTICE}: {st.raised_by} with {st.other_party} about {number}",
                err=True)
 
@@ -111,8 +103,8 @@ def negotiate(ctx: typer.Context, number: Number, bureau: Bureau,
 
     Example: [bold]xiezhu dispute negotiate D20260001 --from nongye --bureau wenlv --note "…" --failed[/]
     """
-    store = _store(ctx, bureau)
-    st = store.negotiate(_dispute(ctx, store, number, raiser), note, "failed" if failed else "continuing")
+    desk = _desk(ctx, bureau)
+    st = desk.negotiate(_dispute(ctx, desk, number, raiser), note, "failed" if failed else "continuing")
     _done(st, "noted")
 
 
@@ -124,8 +116,8 @@ def settle(ctx: typer.Context, number: Number, bureau: Bureau,
 
     Example: [bold]xiezhu dispute settle D20260001 --bureau nongye --agreement "文旅局于3个工作日内回复"[/]
     """
-    store = _store(ctx, bureau)
-    _done(store.settle(_dispute(ctx, store, number, raiser), agreement), "settled")
+    desk = _desk(ctx, bureau)
+    _done(desk.settle(_dispute(ctx, desk, number, raiser), agreement), "settled")
 
 
 # -- 区司法局 ----------------------------------------------------------------------------------------
@@ -138,8 +130,8 @@ def refer(ctx: typer.Context, number: Number,
 
     Example: [bold]xiezhu dispute refer D20260001 --from nongye --reasons "双方协商不成"[/]
     """
-    store = _store(ctx, JUSTICE)
-    _done(store.refer_dispute(_dispute(ctx, store, number, raiser), reasons), "took up")
+    justice = _justice(ctx)
+    _done(justice.take_up(_dispute(ctx, justice.desk, number, raiser), reasons), "took up")
 
 
 @app.command("amend")
@@ -163,14 +155,11 @@ def amend(ctx: typer.Context, number: Number,
     k = _kind(kind)
     if not basis.strip():
         raise XiezhuError("--basis is required: the ruling or decision the adjustment carries out")
-    store = _store(ctx, JUSTICE)
+    justice = _justice(ctx)
     wanted = catalogue_io.import_rows(k, file, Registry.load()) if file is not None else []
-    published = {r.code: r for r in store.catalogue.current(k)}
-    adds = [r for r in wanted if r.code not in published]
-    replaces = [r for r in wanted if r.code in published and published[r.code] != r]
-    adj = store.amend_catalogue(_dispute(ctx, store, number, raiser), k, basis, adds=adds, replaces=replaces,
-                                removes=remove or [])
-    typer.echo(f"{adj}: {len(adds)} added, {len(replaces)} changed, {len(remove or [])} removed under dispute "
+    adj, added, changed = justice.amend_sheet(_dispute(ctx, justice.desk, number, raiser), k, basis, wanted,
+                                              removes=remove or [])
+    typer.echo(f"{adj}: {added} added, {changed} changed, {len(remove or [])} removed under dispute "
                f"{number}; review and publish it, then name it in the ruling or decision", err=True)
 
 
@@ -186,9 +175,8 @@ def rule(ctx: typer.Context, number: Number,
 
     Example: [bold]xiezhu dispute rule D20260001 --from nongye --ruling "由文旅局核查" --adjustment assistance-0013[/]
     """
-    store = _store(ctx, JUSTICE)
-    units = list(dict.fromkeys([JUSTICE, STAFFING_OFFICE, *(co_decider or [])]))
-    _done(store.rule(_dispute(ctx, store, number, raiser), ruling, units, adjustment), "ruled")
+    justice = _justice(ctx)
+    _done(justice.rule(_dispute(ctx, justice.desk, number, raiser), ruling, co_decider or [], adjustment), "ruled")
 
 
 @app.command("escalate")
@@ -198,8 +186,8 @@ def escalate(ctx: typer.Context, number: Number,
 
     Example: [bold]xiezhu dispute escalate D20260001 --from nongye --reasons "涉及部门职责划分"[/]
     """
-    store = _store(ctx, JUSTICE)
-    _done(store.escalate(_dispute(ctx, store, number, raiser), reasons), "escalated")
+    justice = _justice(ctx)
+    _done(justice.escalate(_dispute(ctx, justice.desk, number, raiser), reasons), "escalated")
 
 
 @app.command("decide")
@@ -213,8 +201,8 @@ def decide(ctx: typer.Context, number: Number,
 
     Example: [bold]xiezhu dispute decide D20260001 --from nongye --decision "…" --adjustment assistance-0014[/]
     """
-    store = _store(ctx, JUSTICE)
-    _done(store.decide(_dispute(ctx, store, number, raiser), decision, adjustment, decision_no), "decided")
+    justice = _justice(ctx)
+    _done(justice.decide(_dispute(ctx, justice.desk, number, raiser), decision, adjustment, decision_no), "decided")
 
 
 # -- reading ----------------------------------------------------------------------------------------
@@ -229,7 +217,7 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
     from xiezhu.cli import _t, out
     from xiezhu.cli_common import print_json as _print_json
 
-    rows = list(_store(ctx, JUSTICE).disputes())
+    rows = list(_justice(ctx).disputes())
     if as_json:
         _print_json({f"{d.raised_by}/{d.number}": {**msgspec.structs.asdict(d), "step": d.step} for d in rows})
         return

@@ -11,11 +11,12 @@ import sys
 from collections.abc import Iterator
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import msgspec
 import typer
 
+from agencies.disclosure import render_disclosure
 from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import JUSTICE
@@ -26,11 +27,10 @@ from projections.history import UnknownCase, find_cases
 from projections.replay import render_text, replay
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry, TrustList
-from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, parse_instant
+from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, operator_name, parse_instant, system_of
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_sla import resolve_now
-from xiezhu.disclosure import case_disclosure, render_disclosure
 from xiezhu.settings import Settings
 
 __all__ = ["ledger_app"]
@@ -75,14 +75,6 @@ def _case_id(ledger: Ledger, number: str, sender: str | None) -> str:
     return found[0]
 
 
-def _justice_store(settings: Settings, keys: KeyStore) -> Any:
-    """区司法局's own store, which tells the ledger of a disclosure (decision 27)."""
-    from aggregates.clock import SystemClock
-    from xiezhu.node import open_store
-
-    return open_store(settings, keys, JUSTICE, SystemClock())
-
-
 def _justice_signer(settings: Settings, keys: KeyStore) -> Signer | None:
     """区司法局's signer, where its key lives (the ledger's machine); elsewhere bundles go unsigned."""
     if not (settings.keys_dir / f"{JUSTICE}.ed25519").exists():
@@ -123,8 +115,8 @@ def replay_cmd(
         case_id = _case_id(ledger, number, sender)
         now, _ = resolve_now(settings, ledger, None)
         result = replay(ledger, case_id, KeyRing(trust), calendar, as_of=at, now=now, scan_links=all_links)
-        shown = case_disclosure(ledger, case_id, data_dir=settings.data_dir, command="replay", reason=reason,
-                                operator=operator, store=_justice_store(settings, keys)) if reveal else None
+        shown = system_of(ctx).justice().reveal_case(ledger, case_id, command="replay", reason=reason,
+                                                     operator=operator_name(operator)) if reveal else None
         if bundle is not None:
             signer = _justice_signer(settings, keys)
             manifest = write_bundle(ledger, case_id, trust, bundle, calendar=calendar, as_of=at, signer=signer,
@@ -182,10 +174,11 @@ def checkpoint_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
     Example: [bold]xiezhu checkpoint[/]
     """
     settings = _settings(ctx)
-    signer = KeyStore(settings.keys_dir).signer(JUSTICE)
+    justice = system_of(ctx).justice()
+    justice.checkpoint_signer()  # no key on this machine: say so before opening the ledger
     with _ledger(settings) as ledger:
         now, _ = resolve_now(settings, ledger, None)
-        cp = ledger.checkpoint(lambda msg: (signer.kid, signer.sign_bytes(msg)), now)
+        cp = justice.checkpoint(ledger, now)
         pos, head = ledger.head
     if as_json:  # the keys of the command's first name, kept for scripts
         _print_json({"sealed": cp is not None, "pos": pos, "head": head.hex(),

@@ -23,6 +23,7 @@ import nacl.signing
 import nats
 
 from agencies.credit_china import DirectoryCreditChina, deliver_pending
+from agencies.desk import CreditStanding, Desk
 from aggregates.catalogue import CatalogueError
 from aggregates.clock import SimulatedClock
 from aggregates.commitment import CommitmentState, latest, pending_items
@@ -34,9 +35,9 @@ from broker.relay import headers_for
 from broker.server import server_list
 from broker.signing import Signer, decode_checked
 from broker.streams import DLQ_STREAM
-from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
+from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter, Verdict
 from schemas.catalogue import AssistanceItem
-from schemas.commitment import STANDING_ZH, PlannedItem, Standing
+from schemas.commitment import PlannedItem, Standing
 from schemas.envelope import Envelope, Signed, encode_envelope, new_id, subject_for
 from schemas.errors import XiezhuError
 from xiezhu.demo_data import (
@@ -57,8 +58,6 @@ from xiezhu.settings import Settings
 
 SIM_START = datetime(2026, 9, 21, 9, 0, tzinfo=SHANGHAI)  # a Monday, before Mid-Autumn
 
-CREDIT_REFUSAL = "四(二)：申请人{standing}，在信用修复前不适用告知承诺制，请提交证明。"
-DISCLOSURE_REFUSAL = "二(四)：申请人不同意公开承诺书，应当提交法律法规要求的证明。"
 PENALTY_BASIS = "，依据《中华人民共和国行政许可法》第七十九条予以处罚。"
 DECLINE_REASONS = "所请求核查事项不属于本机关职权范围，本机关未掌握相关登记信息，请向区农业农村局核实。"
 
@@ -67,6 +66,17 @@ class DemoError(XiezhuError):
     """The demo cannot run with the given data directory or options."""
 
     code = "demo"
+
+
+class PublicCreditRecords:
+    """四(二) in the demo: the public credit platform's serious cases (the population's), then the credit view."""
+
+    def __init__(self, serious: set[str], view: CreditStanding) -> None:
+        self.serious = serious
+        self.view = view
+
+    def standing(self, applicant: str, at: datetime | None = None) -> Standing:
+        return "serious-bad-credit" if applicant in self.serious else self.view.standing(applicant, at)
 
 
 class Demo:
@@ -133,43 +143,44 @@ class Demo:
 
     def _publish_catalogues(self) -> None:
         """Each bureau applies to list its matters and items; 区司法局 reviews, publishes, files."""
-        cat = self.node.catalogue
+        justice = self.node.justice()
         for i, flow in enumerate(FLOWS, start=1):
-            m = cat.apply_adjustment("matters", flow.requester, flow.basis, adds=[matter_row(flow, i)])
-            cat.review(m, approve=True)
-            a = cat.apply_adjustment("assistance", flow.requester, flow.basis, adds=[assistance_row(flow, i)])
-            cat.review(a, approve=True)
+            desk = self.node.desk(flow.requester)
+            justice.review(desk.apply_adjustment("matters", flow.basis, adds=[matter_row(flow, i)]), approve=True)
+            justice.review(desk.apply_adjustment("assistance", flow.basis, adds=[assistance_row(flow, i)]),
+                           approve=True)
         # A matter of public safety cannot be listed (一(二)).
         risky = msgspec.structs.replace(matter_row(FLOWS[0], 99), code="370405-XK-0999",
                                         service_matter_name="烟花爆竹经营许可", domains=["公共安全"])
         try:
-            cat.apply_adjustment("matters", "shenpi", FLOWS[0].basis, adds=[risky])
+            self.node.desk("shenpi").apply_adjustment("matters", FLOWS[0].basis, adds=[risky])
         except CatalogueError:
             self.counts["catalogue_refused_excluded"] += 1
         # An item without a proper basis is rejected by 区司法局, with reasons.
         vague = msgspec.structs.replace(assistance_row(FLOWS[1], 98), code="XZ-0098", item_name="其他情况核查")
-        adj = cat.apply_adjustment("assistance", "jiaoti", "工作需要", adds=[vague])
-        cat.review(adj, approve=False, reasons="设定依据不明确，核查内容未具体到证明事项，不予列入行政协助事项清单。")
+        adj = self.node.desk("jiaoti").apply_adjustment("assistance", "工作需要", adds=[vague])
+        justice.review(adj, approve=False,
+                       reasons="设定依据不明确，核查内容未具体到证明事项，不予列入行政协助事项清单。")
         self.counts["catalogue_adjustments_rejected"] += 1
         onsite = next(f for f in FLOWS if f.on_site)
-        cat.file_memorandum(memorandum(onsite, SIM_START.date()))
+        justice.file_memorandum(memorandum(onsite, SIM_START.date()))
         for kind in ("matters", "assistance"):
-            version = cat.publish(kind)
-            cat.file_with_city(kind, version)
+            justice.publish(kind)
 
     def _adjust_catalogue(self) -> None:
         """动态调整 midway: 区审批服务局 adds a 社保 check; version 2 is published and filed."""
-        cat = self.node.catalogue
+        justice = self.node.justice()
         row = AssistanceItem(code="XZ-0011", seq=11, service_matter_name="食品经营许可",
                              service_matter_code="370405-XK-0101", item_name="从业人员社会保险缴纳核查",
                              legal_basis=FLOWS[0].basis, handling_body="shenpi", assisting_body="renshe",
                              verification_method="部门间行政协助", checks=["shebao.months"])
-        adj = cat.apply_adjustment("assistance", "shenpi", "根据食品经营许可审查细则调整核查内容", adds=[row])
-        cat.review(adj, approve=True)
-        cat.file_with_city("assistance", cat.publish("assistance"))
+        shenpi = self.node.desk("shenpi")
+        adj = shenpi.apply_adjustment("assistance", "根据食品经营许可审查细则调整核查内容", adds=[row])
+        justice.review(adj, approve=True)
+        justice.publish("assistance")
         # A request for an item that is not catalogued is refused before it is sent (第七条).
         try:
-            self.node.store("shenpi").request(
+            shenpi.send_request(
                 assistor="gongan", applicant=Applicant(kind="person", name="王伟", id_number="370405199001010000"),
                 matter=Matter(code="X", name="未列入事项"), applied_on=self.clock.now().date(),
                 items=[CommitmentItem(no=1, text="本人无不良记录")], catalogue_item="XZ-9999")
@@ -183,52 +194,45 @@ class Demo:
         for flow in flows:
             self.clock.advance(timedelta(seconds=self.rng.randrange(5, 40)))
             pool = population.persons if flow.kind == "person" else population.organisations
-            self._apply(flow, self.rng.choice(pool), population)
+            self._apply(flow, self.rng.choice(pool))
 
-    def _apply(self, flow: Flow, applicant: Applicant, population: Population) -> None:
+    def _apply(self, flow: Flow, applicant: Applicant) -> None:
         """One applicant at the counter, from the application to the assistance request."""
-        store, rng, cat = self.node.store(flow.requester), self.rng, self.node.catalogue
-        matter = cat.matter(flow.matter_code)
+        desk, rng = self.node.desk(flow.requester), self.rng
+        matter = self.node.catalogue.matter(flow.matter_code)
         items = make_items(flow, applicant, self.settings, rng)
-        # 四(二): the public credit platform's serious cases, and the credit view's own record
-        # of false commitments found earlier in this run (caught up: applications follow settle()).
-        assert self.node.credit is not None
-        standing: Standing = ("serious-bad-credit" if applicant.id_number in population.bad_credit
-                              else self.node.credit.standing(applicant.id_number, self.clock.now()))
         today = self.clock.now().astimezone(SHANGHAI).date()
-        st = store.apply_for(applicant=applicant, matter_code=matter.code, matter_name=matter.service_matter_name,
-                             certificate_name=matter.certificate_name, issuing_unit=matter.issuing_unit,
-                             mode=matter.mode, items=items, applied_on=today, disclose=matter.disclose_commitment,
-                             catalogue_version=len(cat.versions("matters")), standing=standing)
+        # 四(二): the credit gate reads the public platform's serious cases and the credit view's own
+        # record of false commitments found earlier in this run (caught up: applications follow settle()).
+        st = desk.open_case(applicant, matter.code, items, applied_on=today)
         case = st.case
-        if standing != "good":
-            self.counts[f"credit_gate_{standing}"] += 1
-            store.refuse_route(case, "credit", CREDIT_REFUSAL.format(standing=STANDING_ZH[standing]))
+        if st.standing != "good":
+            self.counts[f"credit_gate_{st.standing}"] += 1
             return
-        store.issue_notice(case)
+        desk.issue_notice(case)
         if matter.disclose_commitment and rng.random() < 0.08:
-            store.refuse_route(case, "disclosure-refused", DISCLOSURE_REFUSAL)
+            desk.refuse_disclosure(case)
             return
         if matter.mode == "可选择":
             if rng.random() < 0.08:
-                store.choose_route(case, "certificate")
+                desk.choose_route(case, "certificate")
                 return
-            store.choose_route(case, "commitment")
-        store.sign_commitment(case, today)
+            desk.choose_route(case, "commitment")
+        desk.commit(case, today)
         approve_first = rng.random() < 0.75
         if approve_first:
-            store.approve(case, f"台{flow.requester}许〔2026〕{st.number[-4:]}号")
+            desk.approve(case, f"台{flow.requester}许〔2026〕{st.number[-4:]}号")
         due = WorkingCalendar().add_working_days(self.clock.now(), 3).last_day
-        store.plan_verification(case, [PlannedItem(no=i.no, method="on-site" if flow.on_site else "assistance",
-                                                   due_on=due, detail=flow.item_code) for i in items])
+        desk.plan_verification(case, [PlannedItem(no=i.no, method="on-site" if flow.on_site else "assistance",
+                                                  due_on=due, detail=flow.item_code) for i in items])
         letter = flow.on_site or rng.random() < 0.1
-        store.request(assistor=flow.assistor, applicant=applicant,
-                      matter=Matter(code=matter.code, name=matter.service_matter_name), applied_on=today,
-                      items=items, channel="letter" if letter else "platform",
-                      staff=[rng.choice(SURNAMES) + rng.choice(GIVEN) for _ in range(2)] if letter else [],
-                      catalogue_item=flow.item_code, commitment_case=case)
+        desk.send_request(assistor=flow.assistor, applicant=applicant,
+                          matter=Matter(code=matter.code, name=matter.service_matter_name), applied_on=today,
+                          items=items, channel="letter" if letter else "platform",
+                          staff=[rng.choice(SURNAMES) + rng.choice(GIVEN) for _ in range(2)] if letter else [],
+                          catalogue_item=flow.item_code, commitment_case=case)
         if not approve_first and rng.random() < 0.12:
-            store.withdraw_commitment(case, "二(三)：申请人中途退出承诺办理，改为提交证明。")
+            desk.withdraw_case(case, "二(三)：申请人中途退出承诺办理，改为提交证明。")
 
     async def _morning(self, *, leave_open: float, today_open: bool = False) -> None:
         """Operators answer their inboxes; then clerks act on what came back."""
@@ -239,47 +243,47 @@ class Demo:
 
     def _clerks(self) -> None:
         for code in sorted({f.requester for f in FLOWS}):
-            store = self.node.store(code)
+            desk = self.node.desk(code)
             requests: dict[str, list[Any]] = {}
-            for a in store.cases():
+            for a in desk.requests():
                 requests.setdefault(a.request.commitment_case, []).append(a)
-            for st in list(store.commitments()):
-                self._follow_up(store, st, requests.get(st.case, []))
+            for st in list(desk.commitments()):
+                self._follow_up(desk, st, requests.get(st.case, []))
 
-    def _follow_up(self, store: Any, st: CommitmentState, requests: list[Any]) -> None:
+    def _follow_up(self, desk: Desk, st: CommitmentState, requests: list[Any]) -> None:
         """A clerk's next step on one case: verify on site, approve, conclude, decide the consequences."""
         if st.status in ("signed", "approved"):
             verdicts = latest(st)
             blocked = any(a.status in ("declined", "withdrawn") for a in requests)
             for no in pending_items(st):
                 if blocked or verdicts.get(no) == "unverifiable":
-                    verdict = "false" if self.rng.random() < 0.1 else "true"
-                    officers = "、".join(self.rng.choice(SURNAMES) + self.rng.choice(GIVEN) for _ in range(2))
-                    store.verify_item(st.case, no, verdict, f"on-site:{officers}")
+                    verdict: Verdict = "false" if self.rng.random() < 0.1 else "true"
+                    officers = [self.rng.choice(SURNAMES) + self.rng.choice(GIVEN) for _ in range(2)]
+                    desk.verify_on_site(st.case, no, verdict, officers)
                     self.counts["verified_on_site"] += 1
-            st = store.commitment(st.case).state
+            st = desk.commitment(st.case)
             if st.status == "signed" and not pending_items(st) and all(v == "true" for v in latest(st).values()):
-                store.approve(st.case, f"台{store.bureau}许〔2026〕{st.number[-4:]}号")
-            store.conclude(st.case)
-            st = store.commitment(st.case).state
+                desk.approve(st.case, f"台{desk.bureau}许〔2026〕{st.number[-4:]}号")
+            desk.conclude(st.case)
+            st = desk.commitment(st.case)
         if st.status == "false-commitment" and not st.outcomes:
-            self._consequences(store, st)
+            self._consequences(desk, st)
 
-    def _consequences(self, store: Any, st: CommitmentState) -> None:
+    def _consequences(self, desk: Desk, st: CommitmentState) -> None:
         """三(三): what follows a false commitment, each with its legal reason."""
         why = "三(三)：经核查申请人承诺不实"
         if st.approved:
-            store.revoke(st.case, why + "，依法撤销行政许可，限2日内交回证件原件。")
+            desk.revoke(st.case, why + "，依法撤销行政许可，限2日内交回证件原件。")
             if self.rng.random() < 0.3:
-                store.penalise(st.case, "警告并处罚款2000元", why + PENALTY_BASIS)
+                desk.penalise(st.case, "警告并处罚款2000元", why + PENALTY_BASIS)
         elif self.rng.random() < 0.25:
             deadline = self.clock.now().astimezone(SHANGHAI).date() + timedelta(days=15)
-            store.order_rectification(st.case, deadline, why + "，责令限期整改。")
+            desk.order_rectification(st.case, deadline, why + "，责令限期整改。")
         else:
-            store.terminate(st.case, why + "，依法终止办理。")
-        store.record_credit(st.case, f"{st.matter_name}：作出虚假承诺", why + "，相关数据推送至信用中国计入诚信档案。")
+            desk.terminate(st.case, why + "，依法终止办理。")
+        desk.record_credit(st.case, f"{st.matter_name}：作出虚假承诺", why + "，相关数据推送至信用中国计入诚信档案。")
         if self.rng.random() < 0.1:
-            store.refer(st.case, "台儿庄区公安分局", why + "，涉嫌伪造证明材料，依法移送司法机关。")
+            desk.refer(st.case, "台儿庄区公安分局", why + "，涉嫌伪造证明材料，依法移送司法机关。")
 
     # -- operators at the assisting bureaus -------------------------------------------------------
 
@@ -287,30 +291,30 @@ class Demo:
         """People at the assisting bureaus work through their inboxes."""
         today = self.clock.now().astimezone(SHANGHAI).date()
         for code in sorted({f.assistor for f in FLOWS}):
-            store = self.node.store(code)
-            for st in await asyncio.to_thread(store.inbox):
+            desk = self.node.desk(code)
+            for st in await asyncio.to_thread(desk.inbox):
                 arrived_today = st.arrived_at is not None and st.arrived_at.astimezone(SHANGHAI).date() == today
                 if self.rng.random() < leave_open or (today_open and arrived_today):
                     continue
                 self.clock.advance(timedelta(minutes=self.rng.randrange(5, 90)))
-                await asyncio.to_thread(self._answer, store, st)
+                await asyncio.to_thread(self._answer, desk, st)
         self.node.wake_relays()
         await self.node.settle()
 
-    def _answer(self, store: Any, st: Any) -> None:
-        who = f"operator:{self.node.registry.name(store.bureau)}值班员"
-        if store.bureau == "wenlv":
-            store.decline(st.case, DECLINE_REASONS, who)
+    def _answer(self, desk: Desk, st: Any) -> None:
+        who = f"{self.node.registry.name(desk.bureau)}值班员"
+        if desk.bureau == "wenlv":
+            desk.decline(st.case, DECLINE_REASONS, who)
             self.counts["operator_declined"] += 1
             return
         on_behalf = ""
-        if store.bureau == "ziran" and self.rng.random() < 0.4:
+        if desk.bureau == "ziran" and self.rng.random() < 0.4:
             # 第五条: the records predate the reform and sit with the archive; ask it and answer for it.
             on_behalf = "区不动产登记档案室"
-            store.forward(st.case, on_behalf, "机构改革前的不动产登记档案由该单位代管")
+            desk.forward(st.case, on_behalf, "机构改革前的不动产登记档案由该单位代管")
             self.counts["forwarded_to_archives"] += 1
         results = [self._human_verdict(i.no) for i in st.request.items]
-        store.reply(st.case, results, who, on_behalf_of=on_behalf)
+        desk.answer(st.case, results, who, on_behalf_of=on_behalf)
         self.counts["operator_answered"] += 1
 
     def _human_verdict(self, no: int) -> ItemResult:
@@ -329,7 +333,7 @@ class Demo:
         nc = await nats.connect(servers=server_list(self.node.nats_url), **self.node.credentials("shenpi"))
         js = nc.jetstream()
         shenpi, gongan = self.node.keys.signer("shenpi"), self.node.keys.signer("gongan")
-        st = next(iter(self.node.store("shenpi").cases()))
+        st = next(iter(self.node.desk("shenpi").requests()))
 
         def env(sender: str, recipient: str) -> Envelope:
             return Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number=st.number,
@@ -353,7 +357,7 @@ class Demo:
             await js.publish(subject, signed.body, headers=headers_for(signed, new_id()))
             self.hostile_sent += 1
         # A replayed copy of a valid request, under a new message id so JetStream keeps it.
-        original = self.node.store("shenpi").case(st.case).envelopes[0]
+        original = self.node.desk("shenpi").signed_events(st.case)[0]
         await js.publish(subject_for(decode_checked(original.body)), original.body,
                          headers=headers_for(original, new_id()))
         self.hostile_sent += 1
@@ -396,6 +400,8 @@ async def run_demo(settings: Settings, registry: Registry, *, requests: int = 30
                 simulated=True, generate_keys=True, key_valid_from=SIM_START - timedelta(days=30))
     await node.start()
     try:
+        assert node.credit is not None
+        node.system.credit = PublicCreditRecords(population.bad_credit, node.credit)
         demo = Demo(node, settings, clock, rng, requests)
         await demo.run(population)
         return await summarize(node, demo, timer.perf_counter() - started)

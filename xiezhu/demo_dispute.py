@@ -15,7 +15,7 @@ import msgspec
 
 from aggregates.assistance import CaseState
 from aggregates.dispute import DisputeState
-from schemas.catalogue import JUSTICE, STAFFING_OFFICE, AssistanceItem
+from schemas.catalogue import AssistanceItem
 from xiezhu.node import Node
 
 CLAIM = ("本机关依《行政协助事项清单》所列事项提出协助请求，被请求机关以“不属于本机关职权范围”为由拒绝，"
@@ -50,7 +50,7 @@ async def _deliver(node: Node) -> None:
 def _declined(node: Node, requester: str | None) -> CaseState | None:
     """The first declined request made for a catalogue item, at ``requester`` or any running agent."""
     for code in [requester] if requester else node.agent_codes:
-        for st in node.store(code).cases():
+        for st in node.desk(code).requests():
             if st.requester == code and st.status == "declined" and st.request.catalogue_item:
                 return st
     return None
@@ -59,37 +59,36 @@ def _declined(node: Node, requester: str | None) -> CaseState | None:
 def _raise(node: Node, case: CaseState) -> DisputeState:
     evidence = [f"行政协助函 {case.number}", f"行政协助事项清单 {case.request.catalogue_item} "
                 f"（第 {case.request.catalogue_version} 版）", f"书面告知：{case.reasons}"[:500]]
-    return node.store(case.requester).raise_dispute(case.case, CLAIM, evidence)
+    return node.desk(case.requester).raise_dispute(case.case, CLAIM, evidence)
 
 
 def _answer(node: Node, raised: DisputeState) -> None:
     """The assistor takes the dispute up from the signed raise and states its view."""
-    signed = node.store(raised.raised_by).dispute(raised.case).envelopes[0]
-    other = node.store(raised.other_party)
-    other.join_dispute(signed, node.ring.verify(signed, opener=node.keys.opener(other.bureau)))
+    signed = node.desk(raised.raised_by).signed_dispute(raised.case)[0]
+    other = node.desk(raised.other_party)
+    other.take_up_dispute(signed)
     other.negotiate(raised.case, "本机关未掌握该事项的登记信息，认为应由其他部门核查。")
 
 
 def _fail(node: Node, raised: DisputeState) -> None:
     """The requester records that the negotiation failed (协商不成)."""
-    node.store(raised.raised_by).negotiate(raised.case, "双方对协助机构的认定不能达成一致，协商不成。", "failed")
+    node.desk(raised.raised_by).negotiate(raised.case, "双方对协助机构的认定不能达成一致，协商不成。", "failed")
 
 
 def _rule(node: Node, raised: DisputeState, case: CaseState) -> dict[str, Any]:
     """区司法局 takes it up, amends the item's row under the dispute, publishes, files and rules."""
-    sifa, cat = node.store(JUSTICE), node.catalogue
-    sifa.refer_dispute(raised.case, "双方协商不成，由区司法局会同区委编办研究确定。")
+    justice, cat = node.justice(), node.catalogue
+    justice.take_up(raised.case, "双方协商不成，由区司法局会同区委编办研究确定。")
     row = cat.item(case.request.catalogue_item)
     ruling = (f"经区司法局会同区委编办研究确定：“{row.item_name}”由{node.registry.name(case.assistor)}"
               f"依其登记信息协助核查，应当在时限内回复。")
     amended: AssistanceItem = msgspec.structs.replace(
         row, notes=f"附件2第八条争议 {raised.number}：{ruling}"[:2000])
-    adjustment = sifa.amend_catalogue(raised.case, "assistance", f"附件2第八条，争议 {raised.number} 研究确定意见",
-                                      replaces=[amended])
-    cat.review(adjustment, approve=True)
-    version = cat.publish("assistance")
-    cat.file_with_city("assistance", version)
-    ruled = sifa.rule(raised.case, ruling, (JUSTICE, STAFFING_OFFICE), adjustment=adjustment)
+    adjustment = justice.amend(raised.case, "assistance", f"附件2第八条，争议 {raised.number} 研究确定意见",
+                               replaces=[amended])
+    justice.review(adjustment, approve=True)
+    version = justice.publish("assistance")
+    ruled = justice.rule(raised.case, ruling, adjustment=adjustment)
     return {"number": ruled.number, "raised_by": ruled.raised_by, "other_party": ruled.other_party,
             "about": ruled.assistance_number, "status": ruled.status, "adjustment": adjustment,
             "catalogue_version": version}

@@ -16,13 +16,14 @@ from typing import Any
 import nats
 
 from agencies.agent import BureauAgent
+from agencies.desk import Desk
+from agencies.justice import Justice
 from agencies.ledger_service import LedgerService
 from agencies.monitor import SlaMonitor
 from agencies.trust.keys import KeyStore, NoValidKey
 from agencies.trust.trust_list import TrustFollower, TrustListError
 from agencies.verifiers import verifiers_for
 from aggregates.calendar_store import CalendarStore
-from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import Clock
 from aggregates.registry import JUSTICE, Registry
 from aggregates.store import BureauStore
@@ -56,6 +57,7 @@ from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
 from projections.sla import SlaView
+from xiezhu.bootstrap import System
 from xiezhu.running import AgentLock, agent_lock
 from xiezhu.settings import Settings
 
@@ -74,25 +76,6 @@ def embedded_server(settings: Settings, registry: Registry, *, port: int | None 
     conf.parent.mkdir(parents=True, exist_ok=True)
     conf.write_text(server_config(identities, jetstream_store_dir=None))
     return EmbeddedNats(settings.nats_dir, config_file=conf, port=port, host=host)
-
-
-def open_catalogue(settings: Settings, clock: Clock) -> CatalogueRegistry:
-    """区司法局's catalogues (附件8, 附件9), which every request is checked against."""
-    settings.catalogue_path.parent.mkdir(parents=True, exist_ok=True)
-    return CatalogueRegistry(settings.catalogue_path, clock)
-
-
-def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
-               catalogue: CatalogueRegistry | None = None, ring: KeyRing | None = None) -> BureauStore:
-    """A bureau's own store, signing with that bureau's key, checking requests against the catalogue.
-
-    It signs with the bureau's newest key that ``ring`` (default: the trust list on disk)
-    holds valid, so a rotation takes effect without a restart.  The store is encrypted at
-    rest with the bureau's store key (``keys/<code>.store-key``, made on first use).
-    """
-    settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
-    return BureauStore(code, settings.store_path(code), keys.bureau_signer(code, ring).sign, clock,
-                       catalogue or open_catalogue(settings, clock), store_key=keys.store_key(code))
 
 
 def nats_identity(settings: Settings, name: str) -> Identity | None:
@@ -189,11 +172,13 @@ class Node:
             self.keys.ensure(registry.codes(), valid_from=key_valid_from or clock.now())
         #: One ring for every agent and the ledger here; the trust follower replaces its keys in place.
         self.ring: KeyRing = self.keys.ring()
+        #: The object graph (stores, catalogue, services) this node's agents and callers share.
+        self.system = System(settings, registry, clock, keys=self.keys, ring=self.ring)
         self.trust: TrustFollower | None = None
         self.server: EmbeddedNats | None = None
         self.nats_url = settings.nats_url or ""
-        self.stores: dict[str, BureauStore] = {}
-        self.catalogue = open_catalogue(settings, clock)
+        self.stores = self.system.stores
+        self.catalogue = self.system.catalogue
         self.agents: dict[str, BureauAgent] = {}
         self.ledger: Ledger | None = None
         self.ledger_service: LedgerService | None = None
@@ -216,9 +201,15 @@ class Node:
 
     def store(self, code: str) -> BureauStore:
         """The store of ``code`` (opened on first use)."""
-        if code not in self.stores:
-            self.stores[code] = open_store(self.settings, self.keys, code, self.clock, self.catalogue, self.ring)
-        return self.stores[code]
+        return self.system.store(code)
+
+    def desk(self, code: str) -> Desk:
+        """The service layer of bureau ``code``: what its clerks and operators do."""
+        return self.system.desk(code)
+
+    def justice(self) -> Justice:
+        """区司法局's services."""
+        return self.system.justice()
 
     async def start(self) -> Node:
         """Start NATS (embedded unless a URL was given), provision, then every service."""
@@ -270,6 +261,7 @@ class Node:
             view_key = self.keys.store_key(JUSTICE)
             self.commitments = CommitmentView(self.settings.commitments_path, view_key=view_key)
             self.credit = CreditView(self.settings.credit_path, view_key=view_key)
+            self.system.credit = self.credit  # the credit gate of the desks reads the live view
             if JUSTICE in self.agent_codes:
                 # 区司法局's machine watches the deadlines; its agent relays the notices.
                 self.monitor = SlaMonitor(self.store(JUSTICE), self.sla, self.clock,

@@ -11,18 +11,17 @@ If it cannot be recorded, nothing is shown.  ``xiezhu access-log`` lists the rec
 from __future__ import annotations
 
 import fcntl
-import getpass
 import hashlib
 import os
 import socket
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Protocol
+from typing import Annotated, Any, Protocol
 
 import msgspec
 
-from broker.ledger.store import Ledger
+from broker.signing import Opens
 from schemas.access import DisclosureRecorded
 from schemas.assistance import Applicant, AssistanceRequested, CommitmentItem
 from schemas.commitment import ApplicationReceived
@@ -90,26 +89,19 @@ def _last_line_digest(path: Path) -> str:
     return hashlib.sha256(lines[-1]).hexdigest() if lines else ""
 
 
-def operator_name(given: str | None) -> str:
-    """The person revealing: ``--operator``, else ``XIEZHU_OPERATOR``, else the login name."""
-    for name in (given, os.environ.get("XIEZHU_OPERATOR")):
-        if name and name.strip():
-            return name.strip()
-    try:
-        return getpass.getuser()
-    except (KeyError, OSError):
-        return "unknown"
-
-
 class AccessLog:
     """``<data>/access-log.jsonl``: one JSON line per disclosure, appended and fsynced before showing."""
 
     def __init__(self, data_dir: Path) -> None:
         self.path = Path(data_dir) / ACCESS_LOG
 
-    def record(self, *, command: str, subject: str, reason: str | None, operator: str | None,
+    def record(self, *, command: str, subject: str, reason: str | None, operator: str,
                entitled_by: str) -> Disclosure:
-        """Record a disclosure about to be made; raises :class:`DisclosureRefused` if it may not be."""
+        """Record a disclosure about to be made; raises :class:`DisclosureRefused` if it may not be.
+
+        ``operator`` is the person's name as the entry point resolved it (``--operator``,
+        ``XIEZHU_OPERATOR``, else the login name).
+        """
         text = " ".join((reason or "").split())
         if len(text) < MIN_REASON:
             raise DisclosureRefused("--reveal shows personal data in full: say why with --reason "
@@ -121,8 +113,9 @@ class AccessLog:
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
             try:
                 fcntl.flock(fd, fcntl.LOCK_EX)  # one writer at a time: each line names the one before
-                entry = Disclosure(at=datetime.now(UTC), operator=operator_name(operator), host=socket.gethostname(),
-                                   command=command, subject=subject, reason=text, entitled_by=entitled_by,
+                entry = Disclosure(at=datetime.now(UTC), operator=operator.strip() or "unknown",
+                                   host=socket.gethostname(), command=command, subject=subject, reason=text,
+                                   entitled_by=entitled_by,
                                    prev=_last_line_digest(self.path))
                 os.write(fd, msgspec.json.encode(entry) + b"\n")
                 os.fsync(fd)
@@ -169,8 +162,19 @@ def to_ledger(store: RecordsDisclosures, case: str, number: str, entry: Disclosu
         reason=entry.reason, entitled_by=entry.entitled_by[:200]))
 
 
-def case_disclosure(ledger: Ledger, case_id: str, *, data_dir: Path, command: str, reason: str | None,
-                    operator: str | None, store: RecordsDisclosures | None = None
+class ReadsLedger(Protocol):
+    """The ledger as a disclosure reads it (``broker``'s :class:`Ledger` is one)."""
+
+    @property
+    def opener(self) -> Opens | None: ...
+
+    def case(self, case_id: str) -> Sequence[Any]: ...
+
+    def envelope(self, entry: Any) -> Any: ...
+
+
+def case_disclosure(ledger: ReadsLedger, case_id: str, *, log: AccessLog, command: str, reason: str | None,
+                    operator: str, store: RecordsDisclosures | None = None
                     ) -> tuple[Revealed, Disclosure] | None:
     """The applicant and commitments of a ledger case in full, once the disclosure is on record.
 
@@ -189,7 +193,7 @@ def case_disclosure(ledger: Ledger, case_id: str, *, data_dir: Path, command: st
     if not isinstance(payload, AssistanceRequested | ApplicationReceived):
         return None
     shown = revealed(payload.applicant, list(payload.items))
-    entry = AccessLog(data_dir).record(command=command, subject=f"{env.sender}/{env.number}", reason=reason,
+    entry = log.record(command=command, subject=f"{env.sender}/{env.number}", reason=reason,
                                        operator=operator, entitled_by=f"{ledger.opener.reader} box key")
     if store is not None:  # and on the district's record: the ledger, through 区司法局's own store
         to_ledger(store, env.case, env.number, entry)

@@ -1,0 +1,69 @@
+"""The one table of 中文 labels for xiezhu's stable English identifiers.
+
+Code and JSON speak the identifiers (``"unverifiable"``); people read the labels (``无法证实``).
+Each table maps every value of one identifier vocabulary to its label, as the policy words it;
+``docs/glossary.md`` lists the same pairs with a line of meaning each, and a test keeps the two
+in step.  Data only: no imports of the rest of xiezhu, no functions.
+"""
+from __future__ import annotations
+
+#: 三(二): what an assisting bureau's 回复函 says of one committed item (``schemas.assistance.Verdict``).
+VERDICT: dict[str, str] = {
+    "true": "真实",
+    "false": "虚假",
+    "unverifiable": "无法证实",
+}
+
+#: 附件4/5: how a 行政协助函 travels (``schemas.assistance.Channel``).
+CHANNEL: dict[str, str] = {
+    "platform": "政务信息资源共享交换平台",
+    "letter": "工作人员持书面协助函",
+}
+
+#: 四(二): an applicant's credit standing (``schemas.commitment.Standing``).
+STANDING: dict[str, str] = {
+    "good": "信用良好",
+    "serious-bad-credit": "有较严重不良信用记录",
+    "unrepaired-false-commitment": "曾作出虚假承诺且未完成信用修复",
+}
+
+#: 三(一): how one committed item is verified (``schemas.commitment.Method``).
+METHOD: dict[str, str] = {
+    "online": "在线核查",
+    "assistance": "部门间行政协助",
+    "on-site": "现场核查",
+}
+
+#: 第八条: how a party's negotiation note leaves the negotiation (``schemas.dispute.Outcome``).
+NEGOTIATION: dict[str, str] = {
+    "continuing": "协商中",
+    "failed": "协商不成",
+}
+
+#: 第八条: where a dispute stands (``DisputeState.step``: its status, or ``negotiation-failed``).
+DISPUTE_STEP: dict[str, str] = {
+    "negotiating": "协商中",
+    "negotiation-failed": "协商不成",
+    "settled": "协商解决",
+    "referred": "区司法局研究中",
+    "ruled": "已研究确定",
+    "escalated": "已提请区政府决定",
+    "decided": "区政府已决定",
+}
+
+#: 附件8 / 附件9: the two catalogues (``schemas.catalogue.Kind``).
+CATALOGUE_KIND: dict[str, str] = {
+    "matters": "证明事项清单",
+    "assistance": "行政协助事项清单",
+}
+
+#: Every table above by its name, as docs/glossary.md names them.
+TABLES: dict[str, dict[str, str]] = {
+    "VERDICT": VERDICT,
+    "CHANNEL": CHANNEL,
+    "STANDING": STANDING,
+    "METHOD": METHOD,
+    "NEGOTIATION": NEGOTIATION,
+    "DISPUTE_STEP": DISPUTE_STEP,
+    "CATALOGUE_KIND": CATALOGUE_KIND,
+}
