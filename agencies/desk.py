@@ -113,6 +113,20 @@ class Desk:
         """The signed events of a dispute, in order (its first is the signed raise the other party takes up)."""
         return list(self._store.dispute(dispute).envelopes)
 
+    def unsent(self, after: int) -> list[tuple[int, Signed]]:
+        """What this bureau committed to send after its relay's position ``after`` (not yet acknowledged)."""
+        found: list[tuple[int, Signed]] = []
+        while batch := self._store.outgoing_since(after, 1000):
+            found += batch
+            after = batch[-1][0]
+        return found
+
+    def close(self) -> None:
+        """Close the store, if this desk opened it."""
+        if self._opened is not None:
+            self._opened.close()
+            self._opened = None
+
     def find_request(self, number: str, requester: str | None = None) -> str:
         """The case id of the request numbered ``number`` (``requester`` where numbers clash)."""
         matches = [s for s in self._store.cases()

@@ -16,8 +16,9 @@ from aggregates.registry import Registry
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
 from tests.test_cli import run
+from xiezhu.bootstrap import open_catalogue, open_store
 from xiezhu.cli_front import outbox_rows
-from xiezhu.node import Node, open_catalogue, open_store
+from xiezhu.node import Node
 from xiezhu.running import agent_lock, agent_running
 from xiezhu.settings import Settings
 

@@ -20,8 +20,8 @@ from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
+from xiezhu.bootstrap import open_catalogue
 from xiezhu.http.app import FrontDoor, create_app
-from xiezhu.node import open_catalogue
 from xiezhu.settings import Settings
 
 SERVED = ["shenpi", "ziran"]

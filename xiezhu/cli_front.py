@@ -199,11 +199,10 @@ def _masked(row: dict[str, Any]) -> dict[str, Any]:
 
 def outbox_rows(settings: Settings, code: str) -> list[dict[str, Any]]:
     """What ``code``'s store committed to send that JetStream has not acknowledged (the relay's position)."""
-    from agencies.trust.keys import KeyStore
     from aggregates.clock import SystemClock
     from broker.relay import Positions
     from broker.signing import decode_checked
-    from xiezhu.node import open_store
+    from xiezhu.bootstrap import System
 
     if not settings.store_path(code).exists():
         return []
@@ -214,22 +213,16 @@ def outbox_rows(settings: Settings, code: str) -> list[dict[str, Any]]:
             position = positions.get(code)
         finally:
             positions.close()
-    store = open_store(settings, KeyStore(settings.keys_dir), code, SystemClock())
+    desk = System(settings, Registry.load(), SystemClock()).desk(code)
     try:
         rows = []
-        after = position
-        while True:
-            batch = store.outgoing_since(after, 1000)
-            if not batch:
-                break
-            for nid, signed in batch:
-                env = decode_checked(signed.body)
-                rows.append({"bureau": code, "position": nid, "id": env.id, "to": env.recipient,
-                             "number": env.number, "type": getattr(env, "type", ""), "time": env.time.isoformat()})
-            after = batch[-1][0]
+        for nid, signed in desk.unsent(position):
+            env = decode_checked(signed.body)
+            rows.append({"bureau": code, "position": nid, "id": env.id, "to": env.recipient,
+                         "number": env.number, "type": getattr(env, "type", ""), "time": env.time.isoformat()})
         return rows
     finally:
-        store.close()
+        desk.close()
 
 
 def outbox(

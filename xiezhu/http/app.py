@@ -104,7 +104,7 @@ class FrontDoor:
         """The bureau's store, opened on first use (the agent writes the same file)."""
         with self._open_lock:
             if code not in self._stores:
-                from xiezhu.node import open_store
+                from xiezhu.bootstrap import open_store
 
                 self._stores[code] = open_store(self.settings, self.keys, code, self.clock)
             return self._stores[code]
