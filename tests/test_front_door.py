@@ -273,3 +273,45 @@ async def test_a_requests_letters_come_as_docx_pdf_or_text_under_their_chinese_n
     assert text.status_code == 200 and "行政协助回复函" in text.text and f"（编号：{number}）" in text.text
     missing = await api.client.get(f"{base}/3", params={"format": "txt"}, headers=api.auth("shenpi"))
     assert missing.status_code == 404
+
+
+async def test_a_missed_deadline_reaches_both_bureaus_feeds_and_a_late_answer_is_warned(
+        settings: Settings, clock: SimulatedClock) -> None:
+    from datetime import datetime
+
+    from aggregates.registry import Registry
+    from aggregates.store import SHANGHAI
+    from tests.conftest import make_node
+
+    node = await make_node(settings, Registry.load(), clock, agents=("shenpi", "ziran", "sifa")).start()
+    door = make_door(settings, clock)
+    tokens = {code: door.tokens.create(code)[1] for code in ("shenpi", "ziran")}
+    app = create_app(door)
+    try:
+        async with app.router.lifespan_context(app):
+            async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://xiezhu") as client:
+                def auth(code: str) -> dict[str, str]:
+                    return {"Authorization": f"Bearer {tokens[code]}"}
+
+                r = await client.post("/v1/bureaus/shenpi/requests", json=request_body("ziran"), headers=auth("shenpi"))
+                number = r.json()["number"]
+                await node.settle()
+                clock.set(datetime(2026, 9, 28, 9, 0, tzinfo=SHANGHAI))  # due 09-24 24:00: overdue
+                assert node.monitor is not None
+                node.monitor.tick()
+                node.wake_relays()
+                await node.settle()
+                for code in ("shenpi", "ziran"):
+                    await eventually(lambda code=code: "sla.breached" in [i["type"] for _, i in  # type: ignore[misc]
+                                                                         door.feeds[code].items()])
+                async with client.stream("GET", "/v1/bureaus/ziran/events", params={"after": 0, "limit": 2},
+                                         headers=auth("ziran")) as stream:
+                    text = "".join([chunk async for chunk in stream.aiter_text()])
+                assert "event: assistance.requested" in text and "event: sla.breached" in text
+                r = await client.post(f"/v1/bureaus/ziran/requests/shenpi/{number}/answer", headers=auth("ziran"),
+                                      json={"items": [{"no": 1, "verdict": "true"}, {"no": 2, "verdict": "true"}]})
+                assert r.status_code == 200 and r.json()["warnings"], r.text
+                assert "late" in r.json()["warnings"][0]
+    finally:
+        door.close()
+        await node.stop()
