@@ -124,7 +124,7 @@ class Opener:
                              f"with these routing fields") from e
         try:
             payload: Any = _payload_decoder.decode(data)
-        except (msgspec.ValidationError, msgspec.DecodeError, UnicodeDecodeError) as e:
+        except Exception as e:  # noqa: BLE001 - any decoding failure (RecursionError too) is malformed, never retried
             raise Malformed(f"the sealed payload of {sealed.id} is not a valid {sealed.type}: {e}") from e
         env = Envelope(v=ENVELOPE_VERSION, id=sealed.id, sender=sealed.sender, recipient=sealed.recipient,
                        case=sealed.case, number=sealed.number, time=sealed.time, payload=payload)

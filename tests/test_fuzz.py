@@ -435,6 +435,36 @@ def test_a_validly_signed_body_that_is_not_utf8_is_malformed() -> None:
         check(d, ring, "gongan", None)
 
 
+def _nested(body: bytes, depth: int = 5000) -> bytes:
+    """``body`` with one more field nested ``depth`` arrays deep: msgspec skips it by recursion."""
+    return body.replace(b"{", b'{"deep":' + b"[" * depth + b"]" * depth + b",", 1)
+
+
+def test_a_validly_signed_body_nested_thousands_deep_is_malformed() -> None:
+    """Decoding raises RecursionError there; a receiver must not take that for a passing failure."""
+    m = _offline_material()
+    body = _nested(m.signed.body)
+    ring = KeyRing([TrustEntry(kid=m.shenpi.kid, bureau="shenpi", public_key=m.shenpi.public_key,
+                               valid_from=m.env.time - timedelta(days=1))])
+    d = Delivery(subject=m.subject, data=body, headers={HDR_KEY: m.shenpi.kid, HDR_SIG: b64(m.shenpi.sign_bytes(body))},
+                 stream_seq=1, num_delivered=1, timestamp=m.env.time)
+    with pytest.raises(Malformed, match="RecursionError"):
+        check(d, ring, "gongan", None)
+
+
+async def test_a_validly_signed_deeply_nested_body_is_dead_lettered_at_once_as_malformed(node: Node) -> None:
+    m = await _material(node)
+    body = _nested(m.signed.body)
+    await _publish(node, [Hostile("nested", "5000 arrays deep, validly signed", m.subject, body,
+                                  {HDR_KEY: m.shenpi.kid, HDR_SIG: b64(m.shenpi.sign_bytes(body))})])
+    await node.settle(timeout=10.0)
+    letters = await _with_js(node, read_dead_letters)
+    assert sorted((d.rejected_by, d.code) for d in letters) == [("gongan", "malformed"), ("ledger", "malformed")]
+    for consumer in ("agent-gongan", "ledger"):  # at the first delivery: no retries, no parking
+        info = await _with_js(node, lambda js, c=consumer: js.consumer_info("XZ", c))
+        assert info.num_redelivered == 0, consumer
+
+
 async def test_a_reason_that_is_not_ascii_reads_back_as_text(nats_server: EmbeddedNats) -> None:
     nc = await nats.connect(nats_server.url)
     try:

@@ -108,7 +108,7 @@ def open_list(anchor: TrustAnchor, body: bytes, kid: str, sig: bytes) -> TrustLi
         raise TrustListError(f"the root signature ({anchor.kid}) over the trust list does not verify") from e
     try:
         trust = msgspec.json.decode(body, type=TrustList)
-    except (msgspec.DecodeError, msgspec.ValidationError) as e:
+    except Exception as e:  # noqa: BLE001 - any decoding failure (RecursionError too): not a trust list
         raise TrustListError(f"the signed trust list is not a trust list: {e}") from e
     check_list(trust)
     nxt = trust.next_root
@@ -454,7 +454,7 @@ class TrustFollower:
             body = m.data or b""
             try:  # unchecked, only to pass over what is not newer; what is newer is checked in full
                 newer = msgspec.json.decode(body, type=TrustList).version > self.version
-            except (msgspec.DecodeError, msgspec.ValidationError):
+            except Exception:  # noqa: BLE001 - undecodable bytes of any kind are checked in full, and refused
                 newer = True
             if newer:
                 headers = m.headers or {}
