@@ -33,6 +33,8 @@ class Bureau(msgspec.Struct, frozen=True, kw_only=True):
     code: str
     name: str
     kind: Kind
+    #: 简称 in document numbers: 审批 in 台审批许〔2026〕0001号 (empty: the name without 区 and 局).
+    short: str = ""
 
 
 class _File(msgspec.Struct, kw_only=True):
@@ -83,3 +85,33 @@ class Registry:
     def name(self, code: str) -> str:
         """The Chinese name of ``code``."""
         return self[code].name
+
+    def short(self, code: str) -> str:
+        """The 简称 of ``code`` in document numbers, e.g. 审批 for shenpi."""
+        b = self[code]
+        return b.short or b.name.removeprefix("区").removesuffix("局")
+
+    def licence_number(self, code: str, year: int, serial: int) -> str:
+        """A licence (行政许可决定) number as the bureau writes it: 台审批许〔2026〕0001号."""
+        return f"台{self.short(code)}许〔{year}〕{serial:04d}号"
+
+    def resolve(self, text: str) -> str:
+        """The code of a bureau given by code, Chinese name, 简称 or a unique part of its name.
+
+        ``gongan``, ``区公安分局``, ``公安`` all give ``gongan``. Raises :class:`RegistryError`
+        naming the candidates when the text fits none or more than one.
+        """
+        text = text.strip()
+        if text in self._by_code:
+            return text
+        exact = [b.code for b in self if text in (b.name, b.short)]
+        if len(exact) == 1:
+            return exact[0]
+        partial = [b for b in self if text and text in b.name]
+        if len(partial) == 1:
+            return partial[0].code
+        if partial:
+            raise RegistryError(f"{text!r} fits {len(partial)} bureaus: "
+                                + "、".join(f"{b.name}（{b.code}）" for b in partial) + "; give more of the name",
+                                bureau=text)
+        raise RegistryError(f"no bureau is called {text!r}; `xiezhu bureaus` lists them", bureau=text)

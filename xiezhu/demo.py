@@ -221,7 +221,7 @@ class Demo:
         desk.commit(case, today)
         approve_first = rng.random() < 0.75
         if approve_first:
-            desk.approve(case, f"台{flow.requester}许〔2026〕{st.number[-4:]}号")
+            desk.approve(case, self.node.registry.licence_number(flow.requester, 2026, int(st.number[-4:])))
         due = WorkingCalendar().add_working_days(self.clock.now(), 3).last_day
         desk.plan_verification(case, [PlannedItem(no=i.no, method="on-site" if flow.on_site else "assistance",
                                                   due_on=due, detail=flow.item_code) for i in items])
@@ -263,7 +263,7 @@ class Demo:
                     self.counts["verified_on_site"] += 1
             st = desk.commitment(st.case)
             if st.status == "signed" and not pending_items(st) and all(v == "true" for v in latest(st).values()):
-                desk.approve(st.case, f"台{desk.bureau}许〔2026〕{st.number[-4:]}号")
+                desk.approve(st.case, self.node.registry.licence_number(desk.bureau, 2026, int(st.number[-4:])))
             desk.conclude(st.case)
             st = desk.commitment(st.case)
         if st.status == "false-commitment" and not st.outcomes:
