@@ -57,6 +57,53 @@ CATALOGUE_KIND: dict[str, str] = {
     "assistance": "行政协助事项清单",
 }
 
+#: `projections.sla` ``STATES``: where a request stands against its working-day deadline.
+SLA_STATE: dict[str, str] = {
+    "in-transit": "在途",
+    "on-time": "办理中",
+    "due-soon": "即将到期",
+    "due-today": "今日到期",
+    "overdue": "逾期未答复",
+    "answered-on-time": "已按期答复",
+    "answered-late": "逾期答复",
+    "declined-on-time": "已按期告知不能协助",
+    "declined-late": "逾期告知不能协助",
+    "withdrawn": "已撤回",
+}
+
+#: ``CaseState.status``: an assistance request's lifecycle.
+REQUEST_STATUS: dict[str, str] = {
+    "requested": "已发出",
+    "received": "已收到",
+    "replied": "已答复",
+    "declined": "已告知不能协助",
+    "withdrawn": "已撤回",
+}
+
+#: ``CommitmentState.status``: where a commitment case stands.
+CASE_STATUS: dict[str, str] = {
+    "applied": "已受理",
+    "certificate-required": "须提交证明",
+    "noticed": "已告知",
+    "committing": "选择承诺",
+    "signed": "已承诺",
+    "approved": "已批准",
+    "closed": "已办结",
+    "false-commitment": "虚假承诺",
+    "terminated": "已终止办理",
+    "revoked": "已撤销",
+}
+
+#: ``CommitmentState.outcomes``: what 三(三) made of a false commitment.
+CONSEQUENCE: dict[str, str] = {
+    "terminated": "终止办理",
+    "rectification-ordered": "责令限期整改",
+    "revoked": "撤销行政决定",
+    "penalty": "行政处罚",
+    "credit-recorded": "计入信用记录",
+    "referred": "移送司法机关",
+}
+
 #: Every table above by its name, as docs/glossary.md names them.
 TABLES: dict[str, dict[str, str]] = {
     "VERDICT": VERDICT,
@@ -66,4 +113,8 @@ TABLES: dict[str, dict[str, str]] = {
     "NEGOTIATION": NEGOTIATION,
     "DISPUTE_STEP": DISPUTE_STEP,
     "CATALOGUE_KIND": CATALOGUE_KIND,
+    "SLA_STATE": SLA_STATE,
+    "REQUEST_STATUS": REQUEST_STATUS,
+    "CASE_STATUS": CASE_STATUS,
+    "CONSEQUENCE": CONSEQUENCE,
 }

@@ -28,6 +28,7 @@ from typing import Any
 
 from aggregates.commitment import CommitmentState
 from aggregates.workdays import SHANGHAI
+from schemas import labels
 
 Names = Callable[[str], str]
 
@@ -65,11 +66,7 @@ ASSISTANCE_COUNTS = {
 #: The consequence tags of a case (``CommitmentState.outcomes``) and the count each feeds.
 _OUTCOME_COUNT = {"terminated": "terminated", "rectification-ordered": "rectification_ordered",
                   "revoked": "revoked", "penalty": "penalty", "referred": "referred"}
-SLA_STATE_ZH = {
-    "in-transit": "在途", "on-time": "办理中", "due-soon": "即将到期", "due-today": "今日到期", "overdue": "逾期未答复",
-    "answered-on-time": "已按期答复", "answered-late": "逾期答复", "declined-on-time": "已按期告知不能协助",
-    "declined-late": "逾期告知不能协助", "withdrawn": "已撤回",
-}
+SLA_STATE_ZH = labels.SLA_STATE
 
 
 @dataclass(frozen=True)

@@ -14,12 +14,12 @@ from typing import Any
 
 from aggregates.workdays import SHANGHAI
 from projections.documents.report import SLA_STATE_ZH
+from schemas import labels
 
 Columns = Sequence[tuple[str, str]]
 Names = Callable[[str], str]
 
-STATUS_ZH = {"requested": "已发出", "received": "已送达", "replied": "已答复", "declined": "已告知不能协助",
-             "withdrawn": "已撤回"}
+STATUS_ZH = labels.REQUEST_STATUS
 SLA_COLUMNS: Columns = (
     ("number", "文号"), ("requester_name", "请求部门"), ("assistor_name", "协助部门"), ("matter", "事项"),
     ("channel", "方式"), ("arrived_at", "送达时间"), ("last_day", "答复期限（最后一日）"),
