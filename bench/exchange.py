@@ -22,7 +22,7 @@ temporary directory), one after the other, with the same two phases each:
     The floor under that: plain nats-py on the same stream and consumer configuration
     (:func:`broker.streams.ensure_streams`, :func:`broker.streams.consumer_config`, the
     ``xz.shenpi.gongan.*`` / ``xz.gongan.shenpi.*`` subjects, each side with its own
-    connection and a durable pull consumer fetched one message at a time, as the agents
+    connection and a durable pull consumer fetched in batches of the agents' size, as the agents
     do).  A requester ``js.publish``-es a request, a responder task fetches it, publishes a
     reply and acks, the requester fetches the reply.  Bodies and headers have the sizes
     of xiezhu's real signed request and reply (taken from the xiezhu run), but nothing is
@@ -88,6 +88,7 @@ from nats.aio.client import Client
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 
+from agencies import agent
 from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
@@ -156,6 +157,8 @@ class Options:
     throughput_poll_ms: float = 5.0
     seed: int = 20260921
     floor_seconds: float = 3.0
+    #: Messages an agent takes a fetch (``agencies.agent.FETCH_BATCH``; 1 is how agents ran before issue 14).
+    agent_batch: int = 0
     #: The paced phase: ``paced`` exchanges offered at ``rate`` a second, whatever the replies do.
     paced: int = 500
     rate: float = 100.0
@@ -640,10 +643,10 @@ async def pull(js: JetStreamContext, code: str) -> JetStreamContext.PullSubscrip
 
 
 async def fetched(sub: JetStreamContext.PullSubscription) -> AsyncIterator[Msg]:
-    """Messages of a pull consumer, one fetch of one at a time, forever."""
+    """Messages of a pull consumer, fetched as the agents fetch (up to ``FETCH_BATCH`` at once), forever."""
     while True:
         try:
-            msgs = await sub.fetch(1, timeout=FETCH_TIMEOUT_S)
+            msgs = await sub.fetch(agent.FETCH_BATCH, timeout=FETCH_TIMEOUT_S)
         except (nats.errors.TimeoutError, TimeoutError):
             continue
         for m in msgs:
@@ -816,6 +819,7 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
             "throughput_poll_ms": opts.throughput_poll_ms,
             "floor_seconds": opts.floor_seconds,
             "paced": opts.paced,
+            "agent_batch": agent.FETCH_BATCH,
             "rate": opts.rate,
             "seed": opts.seed,
             "messages_per_exchange": {"raw": RAW_MESSAGES_PER_EXCHANGE,
@@ -874,15 +878,17 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
     p.add_argument("--paced", type=int, default=Options.paced,
                    help="exchanges offered at --rate a second, open loop (0: no paced phase)")
     p.add_argument("--rate", type=float, default=Options.rate, help="offered exchanges a second when paced")
+    p.add_argument("--agent-batch", type=int, default=0,
+                   help="messages an agent fetches at once (default: the agents' own setting)")
     p.add_argument("--floor-seconds", type=float, default=Options.floor_seconds,
                    help="how long each crypto-floor worker runs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     opts = Options(requests=a.requests, latency_samples=a.latency_samples, warmup=a.warmup,
                    residents=a.residents, poll_ms=a.poll_ms, seed=a.seed, floor_seconds=a.floor_seconds,
-                   paced=a.paced, rate=a.rate)
+                   paced=a.paced, rate=a.rate, agent_batch=a.agent_batch)
     if (opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1
-            or opts.floor_seconds <= 0 or opts.paced < 0 or opts.rate <= 0):
+            or opts.floor_seconds <= 0 or opts.paced < 0 or opts.rate <= 0 or opts.agent_batch < 0):
         p.error("--requests, --latency-samples, --residents, --rate and --floor-seconds must be positive, "
                 "--warmup and --paced not negative")
     if opts.total_requests > MAX_LETTERS_PER_YEAR:
@@ -894,6 +900,8 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
 async def run(opts: Options) -> dict[str, Any]:
     """The whole benchmark: xiezhu first (it supplies the message sizes and envelopes), raw, the floor."""
     load, start = os.getloadavg()[0], time.perf_counter()
+    if opts.agent_batch:
+        agent.FETCH_BATCH = opts.agent_batch
     xiezhu, shape = await bench_xiezhu(opts)
     # The floor twice, around the raw run: on a shared machine one sample can land in a busy
     # moment, and the higher one is the fairer (stricter) measure to compare against.
