@@ -16,6 +16,7 @@ from typing import Any
 
 import nats
 from nats.aio.client import Client
+from nats.errors import MsgAlreadyAckdError
 from nats.errors import TimeoutError as NatsTimeout
 
 from aggregates.clock import Clock
@@ -37,6 +38,9 @@ from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
 
 log = logging.getLogger(__name__)
+
+#: Seconds before a batch that failed for a passing reason is recorded again (as the agents wait).
+RETRY_DELAY_S = 1.0
 
 
 class LedgerService:
@@ -122,6 +126,22 @@ class LedgerService:
             await self._process(msgs)
 
     async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
+        good = await self._checked(msgs)
+        while True:
+            try:
+                await self._record(msgs, good)
+                return
+            except Exception as e:  # transient (the ledger file busy, NATS away): try the same batch again,
+                if self._stopping:  # in order; appending an entry twice is a no-op.  Stopping: it comes again.
+                    return
+                log.warning("ledger: will retry a batch of %d: %s", len(msgs), e)
+                for m in msgs:  # still ours while we retry
+                    with contextlib.suppress(Exception):
+                        await m.in_progress()
+                await asyncio.sleep(RETRY_DELAY_S)
+
+    async def _checked(self, msgs: list) -> list[tuple[Signed, Envelope, int, datetime]]:  # type: ignore[type-arg]
+        """What passes intake's checks, in order; the rest is dead-lettered."""
         good: list[tuple[Signed, Envelope, int, datetime]] = []
         for m in msgs:
             d = delivery_of(m)
@@ -134,6 +154,10 @@ class LedgerService:
                 await self.intake.refuse(d, e)
                 continue
             good.append((got.signed, got.envelope, d.stream_seq, got.arrived))
+        return good
+
+    async def _record(self, msgs: list, good: list[tuple[Signed, Envelope, int, datetime]]) -> None:  # type: ignore[type-arg]
+        """Append what passed in one transaction, sign a checkpoint when one is due, then ack the batch."""
         if good:
             positions = await asyncio.to_thread(self.ledger.append, good)
             added = sum(1 for p in positions if p is not None)
@@ -143,7 +167,8 @@ class LedgerService:
                 await self._checkpoint()
                 self._since_checkpoint = 0
         for m in msgs:
-            await m.ack()
+            with contextlib.suppress(MsgAlreadyAckdError):  # acked before a retry
+                await m.ack()
         if good and self.on_append:
             self.on_append()
 

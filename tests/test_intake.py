@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 from datetime import UTC, datetime
+from typing import Any
 
 import pytest
 
@@ -12,6 +13,8 @@ from aggregates.errors import DisputeClosed, NotYet, RuleError, WrongOrder
 from aggregates.store import DuplicateEvent, StoreError, UnknownCase
 from broker.intake import DEAD_LETTER_REASONS, REASONS, Delivery, HandlerFailed, Intake, reason_for
 from broker.signing import KeyRing, Rejected
+from tests.test_exchange import request
+from xiezhu.node import Node
 
 
 def test_every_rejection_is_dead_lettered_under_its_own_code() -> None:
@@ -47,3 +50,23 @@ async def test_refuse_raises_a_transient_error_again() -> None:
     with pytest.raises(NotYet):
         await intake.refuse(d, NotYet("later"))
     assert intake.stats.rejected == 0
+
+
+async def test_a_busy_ledger_file_is_retried_not_lost_or_dead_lettered(node: Node,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    assert node.ledger is not None and node.ledger_service is not None
+    real, calls = node.ledger.append, {"n": 0}
+
+    def busy_once(batch: Any) -> Any:
+        calls["n"] += 1
+        if calls["n"] == 1:
+            raise sqlite3.OperationalError("database is locked")
+        return real(batch)
+
+    monkeypatch.setattr(node.ledger, "append", busy_once)
+    case = request(node)
+    await node.settle(timeout=30)
+    assert calls["n"] >= 2
+    assert [e.type for e in node.ledger.case(case)] == ["assistance.requested", "assistance.received",
+                                                        "assistance.replied"]
+    assert node.ledger_service.stats.rejected == 0
