@@ -212,3 +212,16 @@ def test_the_pdf_text_is_the_letters_text(letter_pdf: Path) -> None:
 @pytest.mark.parametrize("kind", ["行政协助回复函", "申请人承诺书"])  # two pages; a signature, no stamp
 def test_pdf_bytes_are_a_pdf_of_other_letters_too(kind: str) -> None:  # (each PDF takes ~2 s: keep these few)
     assert pdf_bytes(paper(LETTERS[kind](), "C20260001")).startswith(b"%PDF-")
+
+
+def test_pdf_lines_keep_closing_punctuation_off_their_start_and_opening_brackets_off_their_end() -> None:
+    from projections.documents.pdf import NO_END, NO_START, _new_pdf, cjk_font, wrap
+
+    pdf = _new_pdf(cjk_font())
+    pdf.set_font("NotoSansCJKSC", size=16)
+    text = "根据你签署的《申请人承诺书》和我单位《承诺告知书》，请你于2026年10月12日前将取得证件（行政许可证）原件交回。" * 4
+    for width in (60.0, 97.0, 120.0, 156.0):
+        lines = wrap(pdf, text, width)
+        assert "".join(lines) == text
+        assert not any(line[0] in NO_START for line in lines[1:]), lines
+        assert not any(line[-1] in NO_END for line in lines[:-1]), lines

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from fpdf import FPDF
-from fpdf.enums import Align, WrapMode, XPos, YPos
+from fpdf.enums import Align, XPos, YPos
 
 from projections.documents.paper import Page, Paper
 from schemas.errors import XiezhuError
@@ -81,13 +81,39 @@ def _new_pdf(font: Font) -> _Letter:
     return pdf
 
 
+#: Chinese line breaking (避头尾): these never begin a line (they hang in the margin instead) …
+NO_START = set("，。、；：？！）》」』】〕〉”’…—·%,.;:?!)]")
+#: … and these never end one (they move down with what they open).
+NO_END = set("（《「『【〔〈“‘([")
+
+
+def wrap(pdf: FPDF, text: str, width: float) -> list[str]:
+    """``text`` broken into lines of at most ``width`` (mm) at the current font, by character,
+    keeping closing punctuation off the start of a line and opening brackets off its end."""
+    lines: list[str] = []
+    line = ""
+    for ch in text:
+        if line and pdf.get_string_width(line + ch) > width and ch not in NO_START:
+            carry = ""
+            while line and line[-1] in NO_END:
+                carry, line = line[-1] + carry, line[:-1]
+            lines.append(line)
+            line = carry
+        line += ch
+    lines.append(line)
+    return lines
+
+
 def _line(pdf: FPDF, text: str, *, size: float = BODY_PT, align: Align = Align.L, indent: bool = False,
           height: float = LINE_MM) -> None:
     pdf.set_font(FAMILY, size=size)
-    pdf.set_x(LEFT)
+    width = PAGE_W - LEFT - RIGHT
     # Two ideographic spaces are the two-character indent of a Chinese paragraph.
-    pdf.multi_cell(0, height, ("\u3000\u3000" if indent else "") + text, align=align, wrapmode=WrapMode.CHAR,
-                   new_x=XPos.LMARGIN, new_y=YPos.NEXT)
+    for line in wrap(pdf, ("\u3000\u3000" if indent else "") + text, width):
+        if pdf.get_y() + height > PAGE_H - BOTTOM:
+            pdf.add_page()
+        pdf.set_x(LEFT)
+        pdf.cell(width, height, line, align=align, new_x=XPos.LMARGIN, new_y=YPos.NEXT)
 
 
 def _signature(pdf: FPDF, page: Page) -> None:
