@@ -219,7 +219,8 @@ def test_pdf_lines_keep_closing_punctuation_off_their_start_and_opening_brackets
 
     pdf = _new_pdf(cjk_font())
     pdf.set_font("NotoSansCJKSC", size=16)
-    text = "根据你签署的《申请人承诺书》和我单位《承诺告知书》，请你于2026年10月12日前将取得证件（行政许可证）原件交回。" * 4
+    text = ("根据你签署的《申请人承诺书》和我单位《承诺告知书》，"
+            "请你于2026年10月12日前将取得证件（行政许可证）原件交回。") * 4
     for width in (60.0, 97.0, 120.0, 156.0):
         lines = wrap(pdf, text, width)
         assert "".join(lines) == text
