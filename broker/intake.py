@@ -91,7 +91,7 @@ RETRY: Final = None
 #: so that the message is redelivered; it is never dead-lettered.  After ``MAX_DELIVER`` tries
 #: the agent parks it as ``handler-failed`` (decision 6).
 DEAD_LETTER_REASONS: Final[Mapping[type[Exception], str | None]] = MappingProxyType({
-    # The checks (broker.signing), in the order a receiver runs them; each is its class's code.
+    # The checks (broker.signing), each under its class's code, in the order operators see them listed.
     Unsigned: "unsigned",
     UnknownKey: "unknown-key",
     BadSignature: "bad-signature",
