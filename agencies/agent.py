@@ -22,7 +22,7 @@ from aggregates.clock import Clock
 from aggregates.errors import RuleError
 from aggregates.store import BureauStore, UnknownCase
 from broker.auth import Identity, broker_options
-from broker.intake import HandlerFailed, Intake, Outcome, Received, delivery_of
+from broker.intake import Handled, HandlerFailed, Intake, Received, delivery_of
 from broker.relay import Positions, Relay
 from broker.server import server_list
 from broker.signing import KeyRing, Opens
@@ -167,7 +167,7 @@ class BureauAgent:
         return await asyncio.to_thread(self.store.accept, got.signed, got.envelope,
                                        stream_seq=got.delivery.stream_seq, arrived_at=got.arrived)
 
-    async def _then(self, done: Outcome) -> None:
+    async def _then(self, done: Handled) -> None:
         """What an applied or duplicate event asks of the agent: an automatic answer, a conclusion, the relay."""
         assert done.received is not None
         env, state = done.received.envelope, done.result

@@ -162,7 +162,7 @@ ApplyFn = Callable[[Received], Awaitable[object]]
 
 
 @dataclass(frozen=True)
-class Outcome:
+class Handled:
     """What became of one delivery: ``applied``, ``duplicate`` or ``rejected``.
 
     ``reason``: the dead-letter reason, and ``why`` its text, when it is dead-lettered (a
@@ -178,7 +178,7 @@ class Outcome:
 
 
 #: The receiver's own follow-up of an applied or duplicate delivery (an answer, the relay).
-ThenFn = Callable[[Outcome], Awaitable[None]]
+ThenFn = Callable[[Handled], Awaitable[None]]
 
 
 @dataclass
@@ -280,7 +280,7 @@ class Intake:
         self.ring.check_received(signed.kid, arrived)
         return Received(signed=signed, envelope=env, delivery=d, arrived=arrived)
 
-    async def handle(self, d: Delivery, apply: ApplyFn, then: ThenFn | None = None) -> Outcome:
+    async def handle(self, d: Delivery, apply: ApplyFn, then: ThenFn | None = None) -> Handled:
         """Receive ``d`` and apply it once, or dead-letter it.
 
         ``then`` follows an applied or duplicate delivery up (the agent answers a request it
@@ -294,7 +294,7 @@ class Intake:
         except Exception as e:
             return await self.refuse(d, e)
         try:
-            done = Outcome("applied", received=got, result=await apply(got))
+            done = Handled("applied", received=got, result=await apply(got))
         except Exception as e:
             done = self.judge(e, got)
         if then is not None and done.status != "rejected":
@@ -302,7 +302,7 @@ class Intake:
         await self._record(d, done)
         return done
 
-    def judge(self, error: Exception, received: Received | None = None) -> Outcome:
+    def judge(self, error: Exception, received: Received | None = None) -> Handled:
         """What :data:`DEAD_LETTER_REASONS` makes of ``error``; raises a transient ``error`` again.
 
         A known event id with the same bytes is a harmless duplicate, not dead-lettered; with
@@ -313,18 +313,18 @@ class Intake:
             raise error
         if isinstance(error, DuplicateEvent):
             if error.same_bytes:
-                return Outcome("duplicate", received=received)
-            return Outcome("duplicate", reason=code, why=f"{error}, with a different body", received=received)
+                return Handled("duplicate", received=received)
+            return Handled("duplicate", reason=code, why=f"{error}, with a different body", received=received)
         why = f"{error.code}: {error}" if isinstance(error, RuleError) else str(error)
-        return Outcome("rejected", reason=code, why=why, received=received)
+        return Handled("rejected", reason=code, why=why, received=received)
 
-    async def refuse(self, d: Delivery, error: Exception, received: Received | None = None) -> Outcome:
+    async def refuse(self, d: Delivery, error: Exception, received: Received | None = None) -> Handled:
         """Dead-letter ``d`` for ``error`` as :data:`DEAD_LETTER_REASONS` says, or raise a transient ``error`` again."""
         done = self.judge(error, received)
         await self._record(d, done)
         return done
 
-    async def _record(self, d: Delivery, done: Outcome) -> None:
+    async def _record(self, d: Delivery, done: Handled) -> None:
         if done.status == "applied":
             self.stats.applied += 1
         elif done.status == "duplicate":
