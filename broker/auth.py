@@ -284,10 +284,12 @@ def permissions(identity: Identity, bureaus: Iterable[str] = ()) -> Permissions:
     if identity.role == "admin":
         return Permissions(_admin_api(bureaus), _PROVISIONED_DENIED_API, (inbox, TRUST_SUBJECT))
     if identity.role == "ledger":
-        own = (f"{DLQ_PREFIX}.{LEDGER}.>",)
+        # Dead letters on exactly xzdlq.<receiver>.<reason>: the subject names the receiver and the
+        # reason, and is the only thing `xiezhu dead-letters` believes (decision 38).
+        own = (f"{DLQ_PREFIX}.{LEDGER}.*",)
         consumer = LEDGER_CONSUMER
     else:
-        own = (f"xz.{identity.name}.>", f"{DLQ_PREFIX}.{identity.name}.>")
+        own = (f"xz.{identity.name}.>", f"{DLQ_PREFIX}.{identity.name}.*")
         consumer = agent_consumer(identity.name)
     return Permissions(
         publish_allow=(*own, *_consumer_api(consumer), *_TRUST_READ),

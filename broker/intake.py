@@ -52,7 +52,7 @@ from broker.signing import (
     open_checked,
     unb64,
 )
-from broker.streams import DLQ_STREAM, dlq_subject
+from broker.streams import DLQ_PREFIX, DLQ_STREAM, dlq_subject
 from schemas.envelope import (
     HDR_KEY,
     HDR_ORIGINAL_SUBJECT,
@@ -340,7 +340,13 @@ def _header_safe(text: str) -> str:
 
 @dataclass(frozen=True)
 class DeadLetter:
-    """One rejected message as the dead-letter stream keeps it."""
+    """One rejected message as the dead-letter stream keeps it.
+
+    ``rejected_by`` and ``code`` come from the subject, ``xzdlq.<receiver>.<reason>``, which
+    only the receiver itself may publish on (decision 22); the ``Xz-Rejected-By`` and
+    ``Xz-Reject-Code`` headers are the writer's claim and decide nothing.  ``reason`` (the
+    text) and ``original_subject`` are what that receiver wrote.
+    """
 
     seq: int
     subject: str
@@ -350,6 +356,18 @@ class DeadLetter:
     rejected_by: str
     data: bytes
     headers: Mapping[str, str]
+
+
+def dead_letter_of(seq: int, subject: str, headers: Mapping[str, object], data: bytes) -> DeadLetter:
+    """A stored dead letter, judged by its subject (see :class:`DeadLetter`).
+
+    A subject that is not ``xzdlq.<receiver>.<reason>`` names nobody: receiver and code empty.
+    """
+    h = {k: header_text(v) for k, v in headers.items()}
+    parts = subject.split(".")
+    receiver, code = (parts[1], parts[2]) if len(parts) == 3 and parts[0] == DLQ_PREFIX else ("", "")
+    return DeadLetter(seq=seq, subject=subject, original_subject=h.get(HDR_ORIGINAL_SUBJECT, ""), code=code,
+                      reason=h.get(HDR_REJECT_REASON, ""), rejected_by=receiver, data=data, headers=h)
 
 
 def header_text(value: object) -> str:
@@ -375,9 +393,6 @@ async def read_dead_letters(js: JetStreamContext, *, after: int = 0, limit: int 
         except NotFoundError:
             seq += 1
             continue
-        h = {k: header_text(v) for k, v in (m.headers or {}).items()}
-        out.append(DeadLetter(seq=seq, subject=m.subject or "", original_subject=h.get(HDR_ORIGINAL_SUBJECT, ""),
-                              code=h.get(HDR_REJECT_CODE, ""), reason=h.get(HDR_REJECT_REASON, ""),
-                              rejected_by=h.get(HDR_REJECT_BY, ""), data=m.data or b"", headers=h))
+        out.append(dead_letter_of(seq, m.subject or "", m.headers or {}, m.data or b""))
         seq += 1
     return out

@@ -73,7 +73,15 @@ from broker.streams import (
     inbox_filter,
 )
 from schemas.assistance import AssistanceReceived
-from schemas.envelope import Envelope, Signed, new_id
+from schemas.envelope import (
+    HDR_ORIGINAL_SUBJECT,
+    HDR_REJECT_BY,
+    HDR_REJECT_CODE,
+    HDR_REJECT_REASON,
+    Envelope,
+    Signed,
+    new_id,
+)
 from xiezhu.cli_deadletters import get_rejection, list_rejections
 from xiezhu.node import embedded_server, nats_credentials, provision, provision_embedded, provision_once
 from xiezhu.settings import Settings
@@ -272,6 +280,7 @@ async def test_the_ledger_reads_all_mail_through_its_own_consumer_and_dead_lette
     "xz.shenpi.ziran.assistance.requested",  # as shenpi, to a third bureau
     "xz.ledger.shenpi.assistance.requested",
     "xzdlq.shenpi.signature",  # a dead letter in shenpi's name
+    "xzdlq.gongan.malformed.more",  # its own, but not one receiver and one reason
     "_INBOX_shenpi.forged-reply",  # a forged reply into shenpi's inbox
     TRUST_SUBJECT,  # a trust list: only the provisioner publishes one
 ])
@@ -943,3 +952,22 @@ async def test_an_agent_and_the_ledger_stop_when_their_consumer_is_changed_while
         await guard.stop()
         await nc.close()
         await service.stop()
+
+
+# --- dead letters name their writer (issue 15, point 2) ---------------------------------------------
+
+
+async def test_a_dead_letter_names_the_receiver_whose_subject_it_is_on_not_the_one_its_headers_claim(
+        admin: Conn, connect: Connect) -> None:
+    """shenpi may dead-letter only as shenpi; a header saying gongan rejected it changes nothing."""
+    shenpi = await connect("shenpi")
+    forged = {HDR_REJECT_BY: "gongan", HDR_REJECT_CODE: "bad-signature", HDR_REJECT_REASON: "gongan refused it",
+              HDR_ORIGINAL_SUBJECT: "xz.shenpi.gongan.assistance.requested"}
+    await shenpi.js.publish("xzdlq.shenpi.malformed", b"forged", headers=forged, stream=DLQ_STREAM)
+    [letter] = await read_dead_letters(admin.js)
+    assert (letter.rejected_by, letter.code) == ("shenpi", "malformed")
+    found, _ = await list_rejections(admin.js, "xzdlq.>", after=0, limit=10)  # xiezhu dead-letters
+    assert [(r.letter.rejected_by, r.letter.code) for r in found] == [("shenpi", "malformed")]
+    assert found[0].summary()["receiver"] == "shenpi"
+    assert (await list_rejections(admin.js, "xzdlq.gongan.>", after=0, limit=10))[0] == []  # --receiver gongan
+    assert (await get_rejection(admin.js, 1)).letter.rejected_by == "shenpi"

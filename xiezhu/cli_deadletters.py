@@ -24,7 +24,7 @@ from rich.table import Table
 
 from aggregates.store import SHANGHAI
 from broker.auth import ADMIN, credentials_in
-from broker.intake import REASONS, DeadLetter, header_text
+from broker.intake import REASONS, DeadLetter, dead_letter_of
 from broker.server import EmbeddedNats, server_list
 from broker.signing import (
     Rejected,
@@ -33,10 +33,6 @@ from broker.signing import (
 from broker.streams import DLQ_PREFIX, DLQ_STREAM
 from schemas.envelope import (
     HDR_KEY,
-    HDR_ORIGINAL_SUBJECT,
-    HDR_REJECT_BY,
-    HDR_REJECT_CODE,
-    HDR_REJECT_REASON,
 )
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_json, mask_text
@@ -136,11 +132,8 @@ def _filter(receiver: str | None, reason: str | None) -> str:
 
 
 def _rejection(m: RawStreamMsg) -> Rejection:
-    h = {k: header_text(v) for k, v in (m.headers or {}).items()}
-    letter = DeadLetter(seq=m.seq or 0, subject=m.subject or "", original_subject=h.get(HDR_ORIGINAL_SUBJECT, ""),
-                        code=h.get(HDR_REJECT_CODE, ""), reason=h.get(HDR_REJECT_REASON, ""),
-                        rejected_by=h.get(HDR_REJECT_BY, ""), data=m.data or b"", headers=h)
-    return Rejection(letter, m.time)
+    # Receiver and reason from the subject, which only that receiver may write on; not from the headers.
+    return Rejection(dead_letter_of(m.seq or 0, m.subject or "", m.headers or {}, m.data or b""), m.time)
 
 
 async def list_rejections(js: JetStreamContext, subject: str, *, after: int,
