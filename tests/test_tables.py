@@ -67,3 +67,12 @@ def test_the_language_comes_from_the_option_or_the_environment(monkeypatch: pyte
     assert lang() == "en" and lang("zh") == "zh"
     with pytest.raises(XiezhuError, match="zh or en"):
         lang("fr")
+
+
+def test_a_dropped_column_comes_back_when_rows_would_read_the_same() -> None:
+    cols = [Col("number", "文号", "number", ident=True), Col("state", "状态", "state"),
+            Col("matter", "事项", "matter", drop=1)]
+    rows = [{"number": "20260001", "state": "逾期", "matter": "甲" * 40},
+            {"number": "20260001", "state": "逾期", "matter": "乙" * 40}]
+    shown, dropped = fit(cols, rows, 30)
+    assert [c.key for c in shown] == ["number", "state", "matter"] and dropped == []

@@ -106,7 +106,17 @@ def fit(columns: Sequence[Col], rows: Sequence[Mapping[str, str]], width: int | 
             break
         shown.remove(c)
         dropped.append(c)
+    # Never two rows that read the same: give back dropped columns (last dropped first) until they differ.
+    while dropped and _alike(shown, rows):
+        back = dropped.pop()
+        shown.insert(min(len(shown), [c.key for c in columns].index(back.key) if back in columns else len(shown)),
+                     back)
     return shown, dropped
+
+
+def _alike(columns: Sequence[Col], rows: Sequence[Mapping[str, str]]) -> bool:
+    seen = [tuple(r.get(c.key, "") for c in columns) for r in rows]
+    return len(set(seen)) != len(seen)
 
 
 def table(title: str, columns: Sequence[Col], rows: Sequence[Mapping[str, str]], *, language: Lang = "zh",
