@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from broker.ledger.audit import AuditError, AuditReport, Problem, audit, count_entries, render
-from broker.ledger.store import Ledger
+from broker.ledger.store import Ledger, leaf_hash, link
 from broker.signing import KeyRing, Signer
 from tests.test_signing import T0, entry, make_signer, request_env
 
@@ -289,3 +289,63 @@ def test_the_replay_benchmark_completes_on_a_tiny_ledger_and_reuses_it(tmp_path:
     assert first["ok"] is True and first["events"] == 900
     assert first["build"]["cached"] is False and second["build"]["cached"] is True  # type: ignore[index]
     assert first["audit"]["ok"] is True and first["audit"]["entries"] == 900  # type: ignore[index]
+
+
+# -- a file rebuilt without the uniqueness of event ids (issue 15, point 4) -------------------------
+
+
+def _without_unique_event_ids(path: Path) -> None:
+    """Rebuild the entries table as it is, but without UNIQUE on event_id: what a forger needs first."""
+    with closing(sqlite3.connect(path)) as db, db:
+        columns = [r[1] for r in db.execute("PRAGMA table_info(entries)")]
+        sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]
+        db.execute("ALTER TABLE entries RENAME TO old_entries")
+        db.execute(sql.replace("NOT NULL UNIQUE", "NOT NULL"))
+        db.execute(f"INSERT INTO entries SELECT {', '.join(columns)} FROM old_entries")
+        db.execute("DROP TABLE old_entries")
+
+
+def _copy_into_tail(path: Path, source: int, at_pos: int) -> None:
+    """Put a copy of the validly signed entry at ``source`` at ``at_pos``, moving later ones up, and re-chain."""
+    with closing(sqlite3.connect(path)) as db, db:
+        for (pos,) in db.execute("SELECT pos FROM entries WHERE pos >= ? ORDER BY pos DESC", (at_pos,)).fetchall():
+            db.execute("UPDATE entries SET pos = pos + 1 WHERE pos = ?", (pos,))
+        db.execute("INSERT INTO entries SELECT ?, event_id, case_id, number, type, sender, recipient, event_time, "
+                   "arrived_at, stream_seq, kid, sig, body, prev_hash, hash FROM entries WHERE pos = ?",
+                   (at_pos, source))
+        prev = db.execute("SELECT hash FROM entries WHERE pos = ?", (at_pos - 1,)).fetchone()[0]
+        rows = db.execute("SELECT pos, arrived_at, kid, sig, body FROM entries WHERE pos >= ? ORDER BY pos",
+                          (at_pos,)).fetchall()
+        for pos, arrived_at, kid, sig, body in rows:
+            new = link(prev, leaf_hash(pos, arrived_at, kid, sig, body))
+            db.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE pos = ?", (prev, new, pos))
+            prev = new
+
+
+@pytest.mark.parametrize("where", ["appended", "inserted"])
+def test_a_copy_of_an_earlier_event_in_the_unsealed_tail_of_a_rebuilt_file_is_found(
+        tmp_path: Path, keys: Keys, where: str) -> None:
+    path = build(tmp_path / "ledger.db", keys, n=25)  # checkpoints at 10 and 20: 21–25 are unsealed
+    _without_unique_event_ids(path)
+    at_pos = 26 if where == "appended" else 22
+    _copy_into_tail(path, 3, at_pos)
+    report = audit(path, keys.ring(), workers=1)
+    assert not report.ok and report.entries == 26 and report.checkpoints_verified == 2
+    kinds = {(p.position, p.kind) for p in report.problems}
+    assert kinds == {(0, "schema"), (at_pos, "duplicate")}, report.problems
+    assert "already recorded at position 3" in at(report, at_pos)[0].reason
+    assert "does not keep event_id unique" in at(report, 0)[0].reason
+
+
+def test_a_file_rebuilt_without_the_uniqueness_of_event_ids_fails_even_before_anything_is_added(
+        ledger_path: Path, keys: Keys) -> None:
+    _without_unique_event_ids(ledger_path)
+    report = audit(ledger_path, keys.ring(), workers=1)
+    assert not report.ok and [p.kind for p in report.problems] == ["schema"]
+
+
+def test_a_ledger_table_with_other_columns_is_named(ledger_path: Path, keys: Keys) -> None:
+    tamper(ledger_path, "ALTER TABLE entries ADD COLUMN note TEXT")
+    report = audit(ledger_path, keys.ring(), workers=1)
+    assert not report.ok and "table entries has other columns" in report.problems[0].reason
+    assert "note" in report.problems[0].reason

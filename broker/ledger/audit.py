@@ -13,7 +13,10 @@ order, and checks:
 - every signature verifies under the key that belonged to the sender at the envelope's
   time (:meth:`broker.signing.KeyRing.verify`);
 - every checkpoint's head is the chain recomputed from the entries up to its position,
-  and it is signed by a key of 区司法局 (``sifa``) valid when it was signed.
+  and it is signed by a key of 区司法局 (``sifa``) valid when it was signed;
+- the tables are the ledger's own (columns, types, primary keys, the uniqueness of event
+  ids), and no event id is recorded twice: a file rebuilt without the unique index could
+  otherwise hold a copy of an earlier, validly signed event in the unsealed tail.
 
 Signature verification is most of the cost, so chunks of rows go to a process pool
 while this process walks the hash chain, which is sequential and cheap.  The workers get
@@ -41,7 +44,7 @@ import msgspec
 import nacl.exceptions
 import nacl.signing
 
-from broker.ledger.store import GENESIS, checkpoint_message, leaf_hash, link
+from broker.ledger.store import _SCHEMA, GENESIS, checkpoint_message, leaf_hash, link
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked
 from schemas.envelope import Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError
@@ -64,6 +67,8 @@ KINDS = (
     "unsigned", "unknown-key", "bad-signature", "key-not-valid", "wrong-sender", "malformed",
     "index",            # an index column disagrees with the signed body
     "checkpoint-position", "checkpoint-head", "checkpoint-key", "checkpoint-signature",
+    "duplicate",        # an event id recorded at an earlier position too
+    "schema",           # the tables are not the ledger's (reported at position 0)
 )
 _RANK = {k: i for i, k in enumerate(KINDS)}
 
@@ -147,6 +152,9 @@ def audit(ledger_path: Path | str, ring: KeyRing, *, workers: int | None = os.cp
             checkpoints = _read(conn, _CHECKPOINTS, ())
         except sqlite3.DatabaseError as e:
             raise AuditError(f"{ledger_path} is not a xiezhu ledger: {e}") from e
+        for reason in _schema_differences(conn):
+            findings.add(0, "schema", f"schema: {reason}")
+            findings.bad += 1
         walk = _Walk(checkpoints, ring, findings)
         verify = _Verifier(ring, workers, findings, progress)
         try:
@@ -155,6 +163,7 @@ def audit(ledger_path: Path | str, ring: KeyRing, *, workers: int | None = os.cp
         finally:
             verify.close()
         walk.finish()
+        _duplicates(conn, findings)
     finally:
         conn.close()
     return AuditReport(
@@ -241,6 +250,67 @@ def _read(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[tup
 
 def _lenient_text(data: bytes) -> str:
     return data.decode("utf-8", "replace")
+
+
+# -- the schema and the uniqueness of event ids ---------------------------------------------
+
+
+def _shape(conn: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
+    """Each ledger table's columns (name, type, not null, primary key) and its unique column sets."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for table in ("entries", "checkpoints"):
+        columns = tuple((r[1], r[2].upper(), bool(r[3]), r[5]) for r in conn.execute(f"PRAGMA table_info({table})"))
+        unique = sorted(tuple(c[2] for c in conn.execute(f"PRAGMA index_info({_quoted(ix[1])})"))
+                        for ix in conn.execute(f"PRAGMA index_list({table})") if ix[2])
+        out[table] = (columns, tuple(unique))
+    return out
+
+
+def _quoted(name: str) -> str:
+    return '"' + name.replace('"', '""') + '"'
+
+
+def _expected_shape() -> dict[str, tuple[Any, ...]]:
+    conn = sqlite3.connect(":memory:")
+    try:
+        conn.executescript(_SCHEMA)
+        return _shape(conn)
+    finally:
+        conn.close()
+
+
+def _schema_differences(conn: sqlite3.Connection) -> list[str]:
+    """What about the file's tables differs from the ledger's own schema."""
+    want, have = _expected_shape(), _shape(conn)
+    out = []
+    for table in want:
+        (want_cols, want_unique), (have_cols, have_unique) = want[table], have[table]
+        if have_cols != want_cols:
+            missing = [c[0] for c in want_cols if c not in have_cols]
+            extra = [c[0] for c in have_cols if c not in want_cols]
+            out.append(f"table {table} has other columns than the ledger's "
+                       f"(differing: {', '.join(dict.fromkeys(missing + extra)) or 'their order'})")
+        for cols in want_unique:
+            if cols not in have_unique:
+                out.append(f"table {table} does not keep {', '.join(cols)} unique (the file was rebuilt)")
+    return out
+
+
+def _duplicates(conn: sqlite3.Connection, findings: _Findings) -> None:
+    """Every entry whose event id an earlier position already holds."""
+    try:
+        rows = _read(conn, "SELECT event_id, pos FROM entries WHERE event_id IN (SELECT event_id FROM entries "
+                           "GROUP BY event_id HAVING COUNT(*) > 1) ORDER BY event_id, pos", ())
+    except sqlite3.DatabaseError as e:
+        raise AuditError(f"cannot read the event ids: {e}") from e
+    first: dict[Any, int] = {}
+    for event_id, pos in rows:
+        if event_id not in first:
+            first[event_id] = pos
+            continue
+        findings.add(pos, "duplicate", f"position {pos}: event {event_id} is already recorded at position "
+                                       f"{first[event_id]} (a copy of an earlier event)")
+        findings.bad += 1
 
 
 # -- problems --------------------------------------------------------------------------------
