@@ -577,6 +577,46 @@ def ledger(
     _run_forever(node.start, node.stop, "ledger")
 
 
+@app.command("run")
+def run_services(
+    ctx: typer.Context,
+    bureau: Annotated[list[str] | None, typer.Option(help="Run the agent of this bureau, in its own process "
+                                                          "(repeatable).")] = None,
+    with_ledger: Annotated[bool, typer.Option(
+        "--ledger", help="Run 区司法局's ledger with its views, the SLA monitor and sifa's agent, in its own process.",
+    )] = False,
+) -> None:
+    """Run one host's services, each in its own process, restarted if it dies (one-host deployments).
+
+    Without --nats-url the embedded nats-server starts first. Ctrl-C stops every service.
+
+    Example: [bold]xiezhu run --bureau shenpi --bureau gongan --ledger[/]
+    """
+    from xiezhu.node import embedded_server, provision_embedded
+    from xiezhu.supervisor import Supervisor, child_env, plan, run_forever
+
+    settings = _settings(ctx)
+    reg = Registry.load()
+    codes = [reg[code].code for code in bureau or []]
+    if not codes and not with_ledger:
+        raise XiezhuError("nothing to run: name a --bureau, or --ledger")
+    server = None
+    nats_url = settings.nats_url
+    if not nats_url:
+        server = embedded_server(settings, reg).start()
+        nats_url = server.url
+        err.print(f"nats-server at {nats_url}")
+    try:
+        if server is not None:  # as a node does on its embedded server, once, before the services connect
+            asyncio.run(provision_embedded(server, settings, reg.codes()))
+        supervisor = Supervisor(plan(settings.data_dir, nats_url, codes, with_ledger), env=child_env(),
+                                say=lambda line: err.print(line, highlight=False))
+        run_forever(supervisor)
+    finally:
+        if server is not None:
+            server.stop()
+
+
 @app.command()
 def audit(
     ctx: typer.Context,

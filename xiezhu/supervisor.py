@@ -1,0 +1,141 @@
+"""``xiezhu run``: one host's services, each in its own process, started, watched and restarted.
+
+A deployment runs each bureau's agent on that bureau's machine and the ledger on 区司法局's
+(``xiezhu agent``, ``xiezhu ledger``).  A district that runs several of them on one host
+starts them with one command instead: every agent and the ledger (with its read models, the
+SLA monitor and sifa's agent) is a separate process with its own interpreter, so they use
+every core instead of sharing one GIL (issue 14).  The supervisor starts the embedded
+nats-server first unless ``--nats-url`` names one, restarts a service that dies (after a
+pause that doubles while it keeps dying young), and on SIGINT or SIGTERM stops every
+service, then the server.
+"""
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from aggregates.registry import JUSTICE
+
+#: A service that ran at least this long before it died is restarted without delay growth.
+HEALTHY_AFTER_S = 10.0
+#: Restart pauses: the first, and the most they grow to.
+FIRST_PAUSE_S = 0.5
+MAX_PAUSE_S = 30.0
+#: How long services get to stop after SIGTERM before they are killed.
+STOP_GRACE_S = 20.0
+
+
+@dataclass
+class Service:
+    """One process the supervisor keeps running."""
+
+    name: str
+    argv: list[str]
+    proc: subprocess.Popen[bytes] | None = None
+    started_at: float = 0.0
+    restarts: int = 0
+    pause_s: float = FIRST_PAUSE_S
+    due_at: float = 0.0  # when a dead service is started again
+    exits: list[int] = field(default_factory=list)
+
+
+def xiezhu_argv(data_dir: Path, nats_url: str, *args: str) -> list[str]:
+    """The command line of one xiezhu service on ``data_dir`` and ``nats_url``."""
+    return [sys.executable, "-m", "xiezhu", "--data-dir", str(data_dir), "--nats-url", nats_url, *args]
+
+
+def plan(data_dir: Path, nats_url: str, bureaus: Iterable[str], ledger: bool) -> list[Service]:
+    """The services of ``xiezhu run``: one agent process per bureau, and the ledger's.
+
+    The ledger's process also runs sifa's agent (it relays the SLA monitor's notices), so
+    sifa gets no process of its own when the ledger runs here.
+    """
+    out = [Service(f"agent {code}", xiezhu_argv(data_dir, nats_url, "agent", "--bureau", code))
+           for code in dict.fromkeys(bureaus) if not (ledger and code == JUSTICE)]
+    if ledger:
+        out.append(Service("ledger", xiezhu_argv(data_dir, nats_url, "ledger")))
+    return out
+
+
+class Supervisor:
+    """Starts services, restarts the ones that die, stops them all on request."""
+
+    def __init__(self, services: Sequence[Service], *, say: Callable[[str], None] = print,
+                 env: dict[str, str] | None = None) -> None:
+        self.services = list(services)
+        self.say = say
+        self.env = env
+        self.stopping = threading.Event()
+
+    def _start(self, s: Service) -> None:
+        s.proc = subprocess.Popen(s.argv, env=self.env)
+        s.started_at = time.monotonic()
+        self.say(f"started {s.name} (pid {s.proc.pid})")
+
+    def check(self) -> None:
+        """Notice services that ended and start them again when their pause is over."""
+        now = time.monotonic()
+        for s in self.services:
+            if s.proc is not None:
+                code = s.proc.poll()
+                if code is None:
+                    continue
+                s.exits.append(code)
+                lived = now - s.started_at
+                s.pause_s = FIRST_PAUSE_S if lived >= HEALTHY_AFTER_S else min(s.pause_s * 2, MAX_PAUSE_S)
+                s.due_at = now + s.pause_s
+                s.proc = None
+                self.say(f"{s.name} ended with status {code} after {lived:.1f} s; restarting in {s.pause_s:g} s")
+            elif now >= s.due_at:
+                if s.started_at:
+                    s.restarts += 1
+                self._start(s)
+
+    def run(self, *, interval_s: float = 0.2) -> None:
+        """Keep every service running until :meth:`stop` is called, then stop them."""
+        try:
+            while not self.stopping.is_set():
+                self.check()
+                self.stopping.wait(interval_s)
+        finally:
+            self.shutdown()
+
+    def stop(self) -> None:
+        """Ask :meth:`run` to stop every service and return (safe from a signal handler)."""
+        self.stopping.set()
+
+    def shutdown(self) -> None:
+        """SIGTERM to every running service, then SIGKILL to any still running after the grace period."""
+        running = [s for s in self.services if s.proc is not None and s.proc.poll() is None]
+        for s in running:
+            assert s.proc is not None
+            s.proc.send_signal(signal.SIGTERM)
+        deadline = time.monotonic() + STOP_GRACE_S
+        for s in running:
+            assert s.proc is not None
+            try:
+                s.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
+            except subprocess.TimeoutExpired:
+                self.say(f"{s.name} did not stop within {STOP_GRACE_S:g} s; killing it")
+                s.proc.kill()
+                s.proc.wait()
+            self.say(f"stopped {s.name}")
+
+
+def run_forever(supervisor: Supervisor) -> None:
+    """Run until SIGINT or SIGTERM (the signals only set a flag; the loop stops the services)."""
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, lambda *_: supervisor.stop())
+    supervisor.run()
+
+
+def child_env() -> dict[str, str]:
+    """The services' environment: ours, with output unbuffered so their lines interleave as they happen."""
+    return os.environ | {"PYTHONUNBUFFERED": "1"}
