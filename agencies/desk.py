@@ -233,7 +233,20 @@ class Desk:
         return self._store.penalise(case, penalty, legal_reason)
 
     def record_credit(self, case: str, record: str, legal_reason: str) -> CommitmentState:
+        """A second credit record: the first is made with the finding (decision 39), so this is refused."""
         return self._store.record_credit(case, record, legal_reason)
+
+    def notify_supervisor(self, case: str, department: str, legal_reason: str) -> CommitmentState:
+        """附件6: 推送监管部门予以惩处 — a signed notice to the supervising department, on the case's record."""
+        return self._store.notify_supervisor(case, department, legal_reason)
+
+    def return_licence(self, case: str, returned_at: datetime, note: str = "") -> CommitmentState:
+        """附件6: the licence original came back (due 撤销之日起2日内)."""
+        return self._store.return_licence(case, returned_at, note)
+
+    def supervise(self, case: str, no: int, verdict: Verdict, way: str, reason: str = "") -> CommitmentState:
+        """三(三) 事中事后监管: what supervision found of one committed item, after the decision (decision 32)."""
+        return self._store.supervise(case, no, verdict, way, reason)
 
     def refer(self, case: str, to: str, legal_reason: str) -> CommitmentState:
         return self._store.refer(case, to, legal_reason)

@@ -221,6 +221,12 @@ class NotCatalogued(CatalogueError):
     code = "rule.catalogue.not-catalogued"
 
 
+class NotListed(CatalogueError):
+    """一(三): only a matter on the published 证明事项清单 (附件8) is handled on commitment, by its 承办机构."""
+
+    code = "rule.catalogue.not-listed"
+
+
 class NoMemorandum(CatalogueError):
     """第六条: on-site assistance needs a filed memorandum between exactly the two bureaus."""
 
@@ -793,6 +799,26 @@ class CatalogueRegistry(Application[uuid.UUID]):
         if row.on_site and st.memorandum_for(requester, assistor, item_code) is None:
             raise NoMemorandum(f"第六条: {item_code} is on-site assistance; {requester} and {assistor} have filed "
                                f"no memorandum for it", item=item_code, version=latest.number)
+        return row, latest.number
+
+    def check_matter(self, bureau: str, matter_code: str) -> tuple[MatterRow, int]:
+        """一(三), 附件8: may ``bureau`` handle ``matter_code`` on commitment now?
+
+        Returns the row — its 实施方式 and disclosure flag decide the route — and the version it is
+        published in; the application records both.  A matter not on the published list, or listed
+        for another 承办机构, is refused.
+        """
+        st = self.state("matters")
+        latest = st.latest
+        row = next((r for r in st.rows if r.code == matter_code or
+                    (isinstance(r, MatterRow) and r.service_matter_code == matter_code
+                     and r.handling_body == bureau)), None)
+        if latest is None or not isinstance(row, MatterRow):
+            raise NotListed(f"一(三): {matter_code} is not on the published 证明事项清单 (附件8); "
+                            f"it cannot be handled on commitment", matter=matter_code)
+        if row.handling_body != bureau:
+            raise NotListed(f"一(三): {row.code} is listed for {row.handling_body}, not {bureau}",
+                            matter=matter_code, version=latest.number)
         return row, latest.number
 
     def adjustment(self, adjustment_id: str) -> Adjustment:

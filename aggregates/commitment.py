@@ -29,6 +29,7 @@ from typing import Literal
 import msgspec
 
 from aggregates import errors
+from aggregates.workdays import SHANGHAI
 from schemas.assistance import Applicant, CommitmentItem
 from schemas.commitment import (
     SUPERVISION_PREFIX,
@@ -47,6 +48,7 @@ from schemas.commitment import (
     DecisionRevoked,
     FalseCommitmentFound,
     ItemVerified,
+    LicenceReturned,
     Mode,
     NoticeIssued,
     PenaltyImposed,
@@ -58,6 +60,7 @@ from schemas.commitment import (
     RouteChosen,
     RouteRefused,
     Standing,
+    SupervisorNotified,
     VerificationPlanned,
     Withdrawn,
 )
@@ -65,8 +68,16 @@ from schemas.envelope import LEDGER, Envelope
 
 Status = Literal["applied", "certificate-required", "noticed", "committing", "signed", "approved", "closed",
                  "false-commitment", "terminated", "revoked"]
-#: 附件6: 限你在撤销之日起2日内将取得证件（行政许可证）原件交回我单位.
-LICENCE_RETURN = timedelta(days=2)
+#: 附件6: 限你在撤销之日起2日内将取得证件（行政许可证）原件交回我单位 — two calendar days, counted by date.
+LICENCE_RETURN_DAYS = 2
+
+
+def licence_return_deadline(revoked_at: datetime) -> datetime:
+    """附件6/7: 撤销之日起2日内.  The revocation day is not counted (as a time limit counted in days never
+    counts its first day); the licence is due by 24:00 Asia/Shanghai of the second day after it, returned
+    as the exclusive instant 00:00 of the day after that."""
+    day = revoked_at.astimezone(SHANGHAI).date() + timedelta(days=LICENCE_RETURN_DAYS + 1)
+    return datetime(day.year, day.month, day.day, tzinfo=SHANGHAI)
 
 
 class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
@@ -100,6 +111,11 @@ class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
     outcomes: tuple[str, ...] = ()
     rectify_by: date | None = None
     licence_return_due: datetime | None = None
+    #: When the decision was revoked, and when the licence original came back (附件6).
+    revoked_at: datetime | None = None
+    licence_returned_at: datetime | None = None
+    #: 推送监管部门予以惩处: the supervising department told ("" until then).
+    supervisor: str = ""
     events: int = 1
     #: When verification found the commitment false (三(三)); 四(二) bars the applicant from then on.
     found_false_at: datetime | None = None
@@ -136,6 +152,15 @@ class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
     def repair_pending(self) -> bool:
         """A repair application waits for the bureau's decision."""
         return self.repair_applied_at is not None
+
+
+#: 四(二), from the best standing to the worst.
+STANDINGS: tuple[Standing, ...] = ("good", "unrepaired-false-commitment", "serious-bad-credit")
+
+
+def worse(a: Standing, b: Standing) -> Standing:
+    """The worse of two standings: what the credit record says can only be made worse by what else is known."""
+    return a if STANDINGS.index(a) >= STANDINGS.index(b) else b
 
 
 def start(env: Envelope) -> CommitmentState:
@@ -190,8 +215,10 @@ def apply(state: CommitmentState | None, env: Envelope) -> CommitmentState:
         case FalseCommitmentFound():
             return _found_false(state, env, ev)
         case ProcessingTerminated() | RectificationOrdered() | DecisionRevoked() | PenaltyImposed() \
-                | CreditRecorded() | ReferredToJudiciary():
+                | CreditRecorded() | ReferredToJudiciary() | SupervisorNotified():
             return _outcome(state, env, ev)
+        case LicenceReturned():
+            return _licence_returned(state, env, ev)
         case Rectified() | CreditObjectionRaised() | CreditObjectionReviewed() | CreditRepairApplied() \
                 | CreditRepairApproved() | CreditRepairRejected():
             return _credit_step(state, env, ev)
@@ -325,20 +352,52 @@ def _outcome(state: CommitmentState, env: Envelope, ev: object) -> CommitmentSta
             if not state.approved or "revoked" in state.outcomes:
                 raise errors.WrongOrder(f"case {state.number} has no decision to revoke")
             due = ev.licence_return_due
-            if not env.time < due <= env.time + LICENCE_RETURN:
-                raise errors.Deadline(f"附件6: the licence of {state.number} is due back within 2 days of revocation")
-            return _next(state, status="revoked", licence_return_due=due, outcomes=(*state.outcomes, tag))
+            if not env.time < due <= licence_return_deadline(env.time):
+                raise errors.Deadline(f"附件6: the licence of {state.number} is due back within 2 days of revocation "
+                                      f"(撤销之日起2日内: by {licence_return_deadline(env.time).isoformat()})")
+            return _next(state, status="revoked", licence_return_due=due, revoked_at=env.time,
+                         outcomes=(*state.outcomes, tag))
         case RectificationOrdered():
             if ev.deadline <= env.time.date():
                 raise errors.Deadline(f"the rectification deadline of {state.number} is already past")
             return _next(state, rectify_by=ev.deadline, outcomes=(*state.outcomes, tag))
-        case CreditRecorded() | ReferredToJudiciary():
+        case CreditRecorded() | ReferredToJudiciary() | SupervisorNotified():
             if tag in state.outcomes:
                 raise errors.WrongOrder(f"case {state.number} already has {tag}")
+            if isinstance(ev, SupervisorNotified):
+                return _next(state, outcomes=(*state.outcomes, tag), supervisor=ev.department)
             if isinstance(ev, CreditRecorded):
                 return _next(state, outcomes=(*state.outcomes, tag), credit="recorded", credit_record=ev.record,
                              credit_recorded_at=env.time)
     return _next(state, outcomes=(*state.outcomes, tag))
+
+
+def _licence_returned(state: CommitmentState, env: Envelope, ev: LicenceReturned) -> CommitmentState:
+    if state.revoked_at is None:
+        raise errors.WrongOrder(f"case {state.number} has no revoked decision whose licence could come back")
+    if state.licence_returned_at is not None:
+        raise errors.WrongOrder(f"the licence of {state.number} was already returned")
+    if not state.revoked_at <= ev.returned_at <= env.time:
+        raise errors.Deadline(f"the licence of {state.number} cannot be returned at {ev.returned_at.isoformat()}: "
+                              f"before the revocation or after this record")
+    return _next(state, licence_returned_at=ev.returned_at)
+
+
+def outstanding(state: CommitmentState, now: datetime) -> list[str]:
+    """What the plan requires after a false commitment that the case does not show yet (三(三), 附件6/7)."""
+    if not state.false_items:
+        return []
+    out = []
+    if "credit-recorded" not in state.outcomes:
+        out.append("相关数据尚未推送至信用中国（三(三)）")
+    if not state.supervisor:
+        out.append("尚未推送监管部门予以惩处（附件6）")
+    if state.licence_return_due is not None and state.licence_returned_at is None and now >= state.licence_return_due:
+        out.append(f"证件原件逾期未交回（撤销之日起2日内，至 {state.licence_return_due.isoformat()}）")
+    if state.licence_returned_at is not None and state.licence_return_due is not None \
+            and state.licence_returned_at >= state.licence_return_due:
+        out.append(f"证件原件逾期交回（{state.licence_returned_at.isoformat()}）")
+    return out
 
 
 def _credit_step(state: CommitmentState, env: Envelope, ev: object) -> CommitmentState:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Callable, Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 from typing import Any, TypeVar
 
 import msgspec
@@ -18,7 +18,7 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from aggregates import commitment
-from aggregates.commitment import LICENCE_RETURN, CommitmentState
+from aggregates.commitment import CommitmentState, licence_return_deadline
 from aggregates.errors import CreditRule, RuleError
 from schemas.assistance import Applicant, CommitmentItem, Verdict
 from schemas.commitment import (
@@ -37,11 +37,13 @@ from schemas.commitment import (
     DecisionRevoked,
     FalseCommitmentFound,
     ItemVerified,
+    LicenceReturned,
     Mode,
     NoticeIssued,
     PenaltyImposed,
     PlannedItem,
     ProcessingTerminated,
+    PunishmentReferral,
     RectificationOrdered,
     Rectified,
     ReferredToJudiciary,
@@ -49,6 +51,7 @@ from schemas.commitment import (
     RouteChosen,
     RouteRefused,
     Standing,
+    SupervisorNotified,
     VerificationPlanned,
     Withdrawn,
 )
@@ -105,10 +108,24 @@ class CommitmentCommands:
     def apply_for(self, *, applicant: Applicant, matter_code: str, matter_name: str, certificate_name: str,
                   issuing_unit: str, mode: Mode, items: Sequence[CommitmentItem], applied_on: date,
                   disclose: bool = False, catalogue_version: int = 0, standing: Standing = "good") -> CommitmentState:
-        """Record an application for a matter on the certification-matter list."""
+        """Record an application for a matter on the certification-matter list.
+
+        Where the store has the published catalogue (the composition root always gives it), the
+        matter must be on the 附件8 list for this bureau, and its 实施方式, disclosure flag, names and
+        version come from the list, not from the caller (一(三), 二(四)).  Where the credit view is
+        wired in, the 四(二) gate reads it: the caller's ``standing`` can only make it worse (e.g.
+        serious bad credit known from the public credit platform), never better.
+        """
         from aggregates.store import SHANGHAI  # the store module imports this one
 
         host: Any = self  # the BureauStore this is mixed into
+        if host.catalogue is not None:
+            row, catalogue_version = host.catalogue.check_matter(host.bureau, matter_code)
+            matter_code, matter_name, mode, disclose = row.code, row.service_matter_name, row.mode, \
+                row.disclose_commitment
+            certificate_name, issuing_unit = row.certificate_name, row.issuing_unit
+        if host.credit is not None:
+            standing = commitment.worse(standing, host.credit.standing(applicant.id_number, host.clock.now()))
         for _ in range(20):
             now = host.clock.now()
             series = host._series(now.astimezone(SHANGHAI).year, "C")
@@ -145,12 +162,15 @@ class CommitmentCommands:
                        number=case.state.number, time=host.clock.now(), payload=payload)
         case.add(host._sign(env), env)
 
-    def record(self, case_id: str, payload: CommitmentEvent, *, extra: Sequence[Any] = ()) -> CommitmentState:
-        """Sign and record one step of a commitment case (with other aggregates, in one transaction)."""
+    def record(self, case_id: str, payload: CommitmentEvent, *, extra: Sequence[Any] = (),
+               also: Sequence[CommitmentEvent] = ()) -> CommitmentState:
+        """Sign and record one step of a commitment case (with ``also`` steps after it and other aggregates,
+        in one transaction)."""
         host: Any = self
         for _ in range(20):
             case = host.commitment(case_id)
-            self.stage(case, payload)
+            for step in (payload, *also):
+                self.stage(case, step)
             try:
                 host.save(case, *extra)
             except IntegrityError:
@@ -218,18 +238,42 @@ class CommitmentCommands:
             found = sorted(no for no, verdict in commitment.latest(st).items() if verdict == "false")
             if not found:
                 return None
-            return self.record(case_id, FalseCommitmentFound(
-                items=found, legal_reason="事中事后监管中发现申请人承诺不实（三(三)）"))
+            return self._found_false(st, found, "事中事后监管中发现申请人承诺不实（三(三)）")
         if st.status not in ("signed", "approved") or not st.plan or commitment.pending_items(st):
             return None
         verdicts = commitment.latest(st)
         false = sorted(no for no, verdict in verdicts.items() if verdict == "false")
         if false:
-            return self.record(case_id, FalseCommitmentFound(
-                items=false, legal_reason="经核查，申请人承诺事项不实（三(三)）"))
+            return self._found_false(st, false, "经核查，申请人承诺事项不实（三(三)）")
         if st.status == "approved" and all(verdict == "true" for verdict in verdicts.values()):
             return self.record(case_id, Closed(summary="承诺事项经核查均属实"))
         return None
+
+    def _found_false(self, st: CommitmentState, items: list[int], why: str) -> CommitmentState:
+        """三(三): 发现承诺不实的……并将数据推送至信用中国 — the push is not a choice, so the credit record is
+        made with the finding, in the same transaction (decision 39)."""
+        return self.record(st.case, FalseCommitmentFound(items=items, legal_reason=why), also=[CreditRecorded(
+            record=f"{st.matter_name}：作出虚假承诺（承诺事项第{'、'.join(map(str, items))}项不实）",
+            legal_reason=why + "，相关数据推送至信用中国计入个人诚信档案")])
+
+    def notify_supervisor(self, case_id: str, department: str, legal_reason: str) -> CommitmentState:
+        """附件6/7: 将你的信息推送监管部门予以惩处 — a signed notice to ``department`` and the case's record of
+        it, in one transaction; sent once."""
+        from aggregates.notices import Notice  # the store module imports this one
+
+        host: Any = self
+        st: CommitmentState = host.commitment(case_id).state
+        referral = PunishmentReferral(commitment_case=st.case, bureau=st.bureau, applicant=st.applicant,
+                                      matter_name=st.matter_name, false_items=list(st.false_items),
+                                      legal_reason=legal_reason)
+        copy = host._sign(Envelope(id=new_id(), sender=host.bureau, recipient=department, case=st.case,
+                                   number=st.number, time=host.clock.now(), payload=referral))
+        return self.record(case_id, SupervisorNotified(department=department, legal_reason=legal_reason),
+                           extra=[Notice.send(f"punishment:{st.case}", [copy])])
+
+    def return_licence(self, case_id: str, returned_at: datetime, note: str = "") -> CommitmentState:
+        """附件6: the licence original came back (due 撤销之日起2日内, counted by date)."""
+        return self.record(case_id, LicenceReturned(returned_at=returned_at, note=note))
 
     def terminate(self, case_id: str, legal_reason: str) -> CommitmentState:
         """依法终止办理 (before approval)."""
@@ -242,7 +286,7 @@ class CommitmentCommands:
     def revoke(self, case_id: str, legal_reason: str) -> CommitmentState:
         """撤销行政决定; the licence original is due back within 2 days (附件6)."""
         host: Any = self
-        due: datetime = host.clock.now() + LICENCE_RETURN - timedelta(seconds=1)
+        due: datetime = licence_return_deadline(host.clock.now())
         return self.record(case_id, DecisionRevoked(licence_return_due=due, legal_reason=legal_reason))
 
     def penalise(self, case_id: str, penalty: str, legal_reason: str) -> CommitmentState:

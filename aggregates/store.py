@@ -51,7 +51,7 @@ from schemas.assistance import (
     ItemResult,
     Matter,
 )
-from schemas.commitment import ItemVerified
+from schemas.commitment import ItemVerified, PunishmentReferral
 from schemas.dispute import DISPUTE_EVENTS
 from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, envelope_id, new_id
 from schemas.errors import XiezhuError
@@ -69,6 +69,16 @@ class CatalogueCheck(Protocol):
     """第七条: may ``requester`` ask ``assistor`` under ``item_code``? Returns the item and the version."""
 
     def check_request(self, requester: str, assistor: str, item_code: str) -> tuple[Any, int]: ...
+
+    def check_matter(self, bureau: str, matter_code: str) -> tuple[Any, int]:
+        """一(三): is ``matter_code`` on the published 附件8 list for ``bureau``? Returns the row and the version."""
+        ...
+
+
+class CreditGateSource(Protocol):
+    """四(二): an applicant's standing at a time, as the credit view (区司法局's record) knows it."""
+
+    def standing(self, applicant: str, at: datetime | None = None) -> Any: ...
 
 
 class StoreError(XiezhuError):
@@ -318,6 +328,8 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
         #: 第七条: with a catalogue, only catalogued items can be requested (the composition
         #: root always gives one; unit tests of other rules may leave it out).
         self.catalogue = catalogue
+        #: 四(二): where the composition root wires the credit view in, applications read the gate from it.
+        self.credit: CreditGateSource | None = None
         super().__init__(env=store_env(location, cipher_key=store_key))
         try:
             self._check_store_key()
@@ -475,7 +487,7 @@ class BureauStore(CommitmentCommands, DisputeCommands, Application[uuid.UUID]):
         if isinstance(env.payload, DisclosureRecorded):
             raise RuleError(f"{env.sender} sent a disclosure record to {self.bureau}: it belongs to the ledger only")
         marker = Intake.mark(env.id, stream_seq)
-        if isinstance(env.payload, DeadlineReminder | DeadlineBreached):
+        if isinstance(env.payload, DeadlineReminder | DeadlineBreached | PunishmentReferral):
             self._accept_notice(signed, env, marker, stream_seq)
             return None
         if isinstance(env.payload, DISPUTE_EVENTS):

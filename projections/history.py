@@ -15,7 +15,7 @@ import re
 import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
-from datetime import datetime
+from datetime import UTC, datetime
 from typing import Literal
 
 import msgspec
@@ -47,13 +47,16 @@ from schemas.commitment import (
     DecisionRevoked,
     FalseCommitmentFound,
     ItemVerified,
+    LicenceReturned,
     NoticeIssued,
     PenaltyImposed,
     ProcessingTerminated,
+    PunishmentReferral,
     RectificationOrdered,
     ReferredToJudiciary,
     RouteChosen,
     RouteRefused,
+    SupervisorNotified,
     VerificationPlanned,
     Withdrawn,
 )
@@ -93,11 +96,13 @@ NOT_THE_DISPUTED_CASE = "争议与协助案件不符（第八条）"
 TIME_CLAIM = assistance.TIME_CLAIM
 #: 三(二): a request allowing more than 3 / 2 working days (judged by the plan's limits).
 LONGER_LIMIT = assistance.LONGER_LIMIT
+#: 三(三), 附件6: what a false commitment requires that the case does not show (commitment.outstanding).
+CONSEQUENCE_OUTSTANDING = "后果未落实（三(三)、附件6）"
 _FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED, NOT_THE_DISPUTED_CASE,
-          TIME_CLAIM, LONGER_LIMIT)
+          TIME_CLAIM, LONGER_LIMIT, CONSEQUENCE_OUTSTANDING)
 #: Signed notices about a case (deadline reminders, breaches) that are not steps of it.
 #: Notices about a case: deadline reminders and breaches, and disclosures of its personal data.
-NOTICE_TYPES = ("sla.", "access.")
+NOTICE_TYPES = ("sla.", "access.", "notice.")
 
 
 class HistoryError(XiezhuError):
@@ -196,11 +201,12 @@ def kind_of(entries: list[Entry]) -> Kind:
     return "assistance"
 
 
-def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHistory:
+def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetime | None = None) -> CaseHistory:
     """The history of one case, folded leniently, with the findings a 司法局 reviewer needs.
 
     An assistance case also lists the disputes raised about it (第八条) unless ``disputes`` is
-    false: that look-up scans the ledger's dispute raises.
+    false: that look-up scans the ledger's dispute raises.  A commitment case found false lists
+    what its consequences still lack at ``now`` (default: the system clock).
     """
     entries = ledger.case(case_id)
     if not entries:
@@ -239,6 +245,9 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True) -> CaseHisto
         statements, linked = _dispute_findings(ledger, lines)
     else:
         statements, linked = _commitment_findings(ledger, case_id, lines)
+        if isinstance(state, CommitmentState):
+            statements += [f"{CONSEQUENCE_OUTSTANDING}: {o}"
+                           for o in commitment.outstanding(state, now or datetime.now(UTC))]
     return CaseHistory(kind=kind, case=case_id, number=entries[0].number, lines=lines, state=state,
                        findings=statements + claims + breaks, linked=linked)
 
@@ -430,6 +439,10 @@ def _outcome_summary(env: Envelope) -> str:
             return f"credit recorded {_oneline(ev.record)}: {_oneline(ev.legal_reason)}"
         case ReferredToJudiciary() as ev:
             return f"referred to {ev.to}: {_oneline(ev.legal_reason)}"
+        case SupervisorNotified() as ev:
+            return f"推送监管部门予以惩处: {ev.department} told: {_oneline(ev.legal_reason)}"
+        case LicenceReturned() as ev:
+            return f"licence original returned {_local(ev.returned_at)}" + (f": {_oneline(ev.note)}" if ev.note else "")
     return _generic_summary(env)
 
 
@@ -466,6 +479,9 @@ def _notice_summary(env: Envelope) -> str:
         case DisclosureRecorded() as ev:
             return (f"shown in full to {ev.operator} on {ev.host} at {_local(ev.at)} ({ev.command}, "
                     f"entitled by {ev.entitled_by}): {_oneline(ev.reason)}")
+        case PunishmentReferral() as ev:
+            return (f"推送监管部门予以惩处: {env.sender} told {env.recipient} of {mask_name(ev.applicant.name)}'s "
+                    f"false items {nos(ev.false_items)}: {_oneline(ev.legal_reason)}")
     return _generic_summary(env)
 
 

@@ -12,7 +12,7 @@ from typing import Annotated, Literal
 
 import msgspec
 
-from schemas.assistance import Applicant, CommitmentItem, Text, Verdict
+from schemas.assistance import Applicant, Code, CommitmentItem, Text, Uuid, Verdict
 
 #: 实施方式 of 附件8.
 Mode = Literal["必须实行", "可选择"]
@@ -161,6 +161,32 @@ class PenaltyImposed(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.
     legal_reason: Reason
 
 
+class SupervisorNotified(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.supervisor-notified"):
+    """附件6/7: 将你的信息推送监管部门予以惩处 — the case records that the supervising department was told
+    (the notice itself, a :class:`PunishmentReferral`, goes to that department in the same transaction)."""
+
+    department: Code
+    legal_reason: Reason
+
+
+class LicenceReturned(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.licence-returned"):
+    """附件6: the original licence came back after the revocation (due 撤销之日起2日内)."""
+
+    returned_at: datetime
+    note: Annotated[str, msgspec.Meta(max_length=500)] = ""
+
+
+class PunishmentReferral(msgspec.Struct, frozen=True, kw_only=True, tag="notice.punishment"):
+    """The notice to the supervising department (推送监管部门予以惩处): who, which case, what proved false."""
+
+    commitment_case: Uuid
+    bureau: Code
+    applicant: Applicant
+    matter_name: Text
+    false_items: Annotated[list[int], msgspec.Meta(min_length=1)]
+    legal_reason: Reason
+
+
 class CreditRecorded(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.credit-recorded"):
     """The false commitment goes to the applicant's credit record (推送至信用中国)."""
 
@@ -226,8 +252,10 @@ CommitmentEvent = (
     | VerificationPlanned | ItemVerified | Closed | FalseCommitmentFound | ProcessingTerminated
     | RectificationOrdered | DecisionRevoked | PenaltyImposed | CreditRecorded | ReferredToJudiciary
     | Rectified | CreditObjectionRaised | CreditObjectionReviewed | CreditRepairApplied | CreditRepairApproved
-    | CreditRepairRejected
+    | CreditRepairRejected | SupervisorNotified | LicenceReturned
 )
 #: The outcomes 三(三) allows once a commitment is found false.
 OUTCOMES = (ProcessingTerminated, RectificationOrdered, DecisionRevoked, PenaltyImposed, CreditRecorded,
-            ReferredToJudiciary)
+            ReferredToJudiciary, SupervisorNotified)
+#: Notices about a commitment case to another bureau (not steps of the case).
+CommitmentNotice = PunishmentReferral

@@ -7,11 +7,11 @@ from __future__ import annotations
 
 from schemas.access import AccessEvent
 from schemas.assistance import AssistanceEvent
-from schemas.commitment import CommitmentEvent
+from schemas.commitment import CommitmentEvent, CommitmentNotice
 from schemas.dispute import DisputeEvent
 from schemas.sla import SlaEvent
 
 #: Every payload type that may appear on the wire.
-Payload = AssistanceEvent | CommitmentEvent | SlaEvent | DisputeEvent | AccessEvent
+Payload = AssistanceEvent | CommitmentEvent | SlaEvent | DisputeEvent | AccessEvent | CommitmentNotice
 
 __all__ = ["Payload"]

@@ -8,10 +8,12 @@ import pytest
 
 from aggregates import errors
 from aggregates.clock import SimulatedClock
-from aggregates.store import BureauStore
+from aggregates.commitment import outstanding
+from aggregates.store import SHANGHAI, BureauStore
 from broker.signing import KeyRing
 from schemas.assistance import CommitmentItem, ItemResult, Matter
 from schemas.commitment import PlannedItem
+from schemas.envelope import decode_envelope
 from tests.test_signing import entry, make_signer
 from tests.test_store import APPLICANT
 
@@ -132,8 +134,9 @@ def test_a_false_commitment_after_approval_leads_to_revocation_credit_and_referr
     with pytest.raises(errors.WrongOrder):
         store.terminate(case, "已批准的事项应撤销而非终止")
     st = store.revoke(case, "三(三)：承诺不实，撤销行政许可")
-    assert st.licence_return_due is not None and st.licence_return_due - store.clock.now() < timedelta(days=2)
-    store.record_credit(case, "虚假承诺：食品经营许可", "三(三)：推送信用中国")
+    # 撤销之日起2日内, counted by date: revoked Monday 09-21, due by 24:00 of Wednesday 09-23.
+    assert st.licence_return_due == datetime(2026, 9, 24, tzinfo=SHANGHAI)
+    assert "credit-recorded" in st.outcomes  # 并将数据推送至信用中国: made with the finding, not a choice
     with pytest.raises(errors.WrongOrder):
         store.record_credit(case, "再次记录", "重复")
     store.penalise(case, "罚款2000元", "《行政许可法》第七十九条")
@@ -218,3 +221,51 @@ def test_supervision_is_after_the_decision_by_the_plans_ways_on_committed_items_
     st = store.supervise(case, 1, "false", "互联网＋监管")  # a later finding overrides the earlier true
     assert (st.status, st.false_items) == ("false-commitment", (1,))
     assert store.revoke(case, "三(三)：事中事后监管发现承诺不实，撤销行政许可").status == "revoked"
+
+
+def test_the_consequences_of_a_false_commitment_follow_附件6(store: BureauStore) -> None:
+    """并将数据推送至信用中国 (required), 推送监管部门予以惩处 (a notice), the licence back 撤销之日起2日内."""
+    case = committed(store)
+    store.approve(case, "台审批许〔2026〕5号")
+    plan(store, case)
+    store.verify_item(case, 1, "false", "online:电子证照库")
+    store.verify_item(case, 2, "true", "online:平台")
+    st = store.conclude(case)
+    assert st is not None and st.outcomes == ("credit-recorded",) and st.credit == "recorded"
+    now = store.clock.now()
+    assert outstanding(st, now) == ["尚未推送监管部门予以惩处（附件6）"]
+    store.clock.set(datetime(2026, 9, 21, 15, 30, tzinfo=UTC))  # 23:30 Monday in Shanghai
+    st = store.revoke(case, "三(三)：承诺不实，撤销行政许可")
+    assert st.licence_return_due == datetime(2026, 9, 24, tzinfo=SHANGHAI)  # the revocation day not counted
+    st = store.notify_supervisor(case, "shichang", "附件6：将申请人信息推送监管部门予以惩处")
+    assert st.supervisor == "shichang"
+    sent = [decode_envelope(s.body) for _, s in store.outgoing_since(0, 1000)]
+    [referral] = [e for e in sent if e.type == "notice.punishment"]
+    assert referral.recipient == "shichang" and referral.payload.false_items == [1]  # type: ignore[union-attr]
+    with pytest.raises(errors.WrongOrder):
+        store.notify_supervisor(case, "shichang", "再次推送")
+    assert outstanding(st, datetime(2026, 9, 23, 23, 59, tzinfo=SHANGHAI)) == []
+    assert outstanding(st, datetime(2026, 9, 24, 0, 0, tzinfo=SHANGHAI)) == [
+        "证件原件逾期未交回（撤销之日起2日内，至 2026-09-24T00:00:00+08:00）"]
+    with pytest.raises(errors.Deadline):
+        store.return_licence(case, datetime(2026, 9, 20, tzinfo=SHANGHAI))  # before the revocation
+    store.clock.set(datetime(2026, 9, 23, 2, tzinfo=UTC))
+    st = store.return_licence(case, datetime(2026, 9, 23, 9, 30, tzinfo=SHANGHAI), "申请人交回许可证原件")
+    assert st.licence_returned_at == datetime(2026, 9, 23, 9, 30, tzinfo=SHANGHAI)
+    assert outstanding(st, datetime(2026, 10, 1, tzinfo=SHANGHAI)) == []
+    with pytest.raises(errors.WrongOrder):
+        store.return_licence(case, datetime(2026, 9, 23, 9, 31, tzinfo=SHANGHAI))
+
+
+def test_a_revocation_giving_more_than_2_days_by_date_is_refused(store: BureauStore) -> None:
+    from schemas.commitment import DecisionRevoked
+
+    case = committed(store)
+    store.approve(case, "台审批许〔2026〕6号")
+    plan(store, case)
+    store.verify_item(case, 1, "false", "online:电子证照库")
+    store.verify_item(case, 2, "true", "online:平台")
+    store.conclude(case)
+    with pytest.raises(errors.Deadline):
+        store.record(case, DecisionRevoked(licence_return_due=datetime(2026, 9, 24, 0, 0, 1, tzinfo=SHANGHAI),
+                                           legal_reason="三(三)：撤销行政许可"))

@@ -94,8 +94,7 @@ class World:
 
     def recorded(self, applicant: Applicant = APPLICANT) -> tuple[str, datetime]:
         case, found = self.found_false(applicant)
-        self.store.revoke(case, WHY + "，撤销行政许可")
-        self.store.record_credit(case, "食品经营许可：作出虚假承诺", WHY + "，推送信用中国")
+        self.store.revoke(case, WHY + "，撤销行政许可")  # the credit record came with the finding
         return case, found
 
 
@@ -111,12 +110,10 @@ US = timedelta(microseconds=1)
 
 def test_repair_restores_standing_from_the_approval_not_before(world: World) -> None:
     before = world.clock.now()
-    case, found = world.found_false()
     with pytest.raises(errors.NoCreditRecord):
-        world.store.apply_repair(case, "已整改")  # nothing recorded yet: nothing to repair
+        world.store.apply_repair(world.fulfilled(COMPANY), "已整改")  # nothing recorded: nothing to repair
+    case, found = world.found_false()
     world.store.revoke(case, WHY + "，撤销行政许可")
-    world.later(hours=1)
-    world.store.record_credit(case, "食品经营许可：作出虚假承诺", WHY + "，推送信用中国")
     world.later(days=30)
     applied = world.store.apply_repair(case, "已交回许可证原件并参加信用修复培训").repair_applied_at
     with pytest.raises(errors.RepairOrder):
@@ -151,7 +148,6 @@ def test_an_ordered_rectification_must_be_confirmed_before_a_repair(world: World
     case, _ = world.found_false(approve=False)
     world.store.terminate(case, WHY + "，终止办理")
     world.store.order_rectification(case, date(2026, 10, 30), WHY + "，责令限期整改")
-    world.store.record_credit(case, "食品经营许可：作出虚假承诺", WHY + "，推送信用中国")
     world.clock.set(datetime(2026, 11, 2, 1, tzinfo=UTC))  # the deadline passed: that alone proves nothing
     with pytest.raises(errors.RepairOrder):
         world.store.apply_repair(case, "整改期限已过")
@@ -452,10 +448,61 @@ def test_supervision_after_an_all_exempt_case_closed_finds_it_false_and_the_appl
     assert st.found_false_at is not None and st.found_false_at >= found
     st = world.store.revoke(case, WHY + "，撤销行政许可")
     assert st.status == "revoked" and st.licence_return_due is not None
-    world.store.record_credit(case, "食品经营许可：作出虚假承诺", WHY + "，推送信用中国")
     view = world.relay()
     assert view.standing(APPLICANT.id_number, world.clock.now()) == "unrepaired-false-commitment"
     assert view.standing(APPLICANT.id_number, found - US) == "good"  # barred from the finding, not before
     assert [r["kind"] for r in view.outbox()] == ["recorded"]
     with pytest.raises(errors.CreditGate):
         world.store.issue_notice(world.apply(standing=view.standing(APPLICANT.id_number, world.clock.now())))
+
+
+def test_the_history_flags_a_false_commitment_whose_consequences_are_outstanding(world: World) -> None:
+    """附件6: 推送监管部门予以惩处 and the licence back 撤销之日起2日内, as 区司法局 reads them from the ledger."""
+    from projections.history import CONSEQUENCE_OUTSTANDING, history
+
+    case, _ = world.recorded()  # revoked on Monday 09-21: the licence is due by 24:00 of 09-23
+    world.relay()
+    late = datetime(2026, 9, 25, 1, tzinfo=UTC)
+    flags = [f for f in history(world.ledger, case, now=late).flags if f.startswith(CONSEQUENCE_OUTSTANDING)]
+    assert [f.split(": ", 1)[1][:9] for f in flags] == ["尚未推送监管部门予", "证件原件逾期未交回"]
+    world.store.notify_supervisor(case, "shichang", WHY + "，推送监管部门予以惩处")
+    world.clock.set(datetime(2026, 9, 22, 1, tzinfo=UTC))
+    world.store.return_licence(case, world.clock.now(), "交回许可证原件")
+    world.relay()
+    h = history(world.ledger, case, now=late)
+    assert not [f for f in h.flags if f.startswith(CONSEQUENCE_OUTSTANDING)]
+    assert any(line.type == "notice.punishment" and line.recipient == "shichang" for line in h.lines)
+
+
+def test_the_commitment_route_reads_its_list_row_and_the_credit_view_not_the_caller(world: World,
+                                                                                    tmp_path: Path) -> None:
+    """一(三), 二(四), 四(二): 实施方式, the disclosure flag and the credit gate are not the caller's to say."""
+    from aggregates.catalogue import CatalogueRegistry, NotListed
+    from tests.test_catalogue import matter, through
+
+    world.recorded()  # APPLICANT made a false commitment earlier
+    view = world.relay()
+    reg = CatalogueRegistry(tmp_path / "catalogue", world.clock)
+    row = matter("ZM-shenpi-0001", owner="shenpi", service_matter_name="食品经营许可", mode="必须实行",
+                 disclose_commitment=True)
+    assert through(reg, "matters", "shenpi", adds=[row]) == 1
+    world.store.catalogue = reg
+    world.store.credit = view
+
+    def apply(code: str, applicant: Applicant) -> str:  # the caller claims an optional, undisclosed, good case
+        return world.store.apply_for(applicant=applicant, matter_code=code, matter_name="别的事项",
+                                     certificate_name="别的证明", issuing_unit="别的单位", mode="可选择",
+                                     items=ITEMS, applied_on=world.clock.now().date(), disclose=False,
+                                     standing="good").case
+
+    with pytest.raises(NotListed):
+        apply("370405-XK-9999", COMPANY)  # not on the published 附件8 list
+    st = world.store.commitment(apply("ZM-shenpi-0001", COMPANY)).state
+    assert (st.mode, st.disclose, st.matter_name, st.catalogue_version, st.standing) == (
+        "必须实行", True, "食品经营许可", 1, "good")
+    assert world.store.issue_notice(st.case).told_disclosure  # 二(四): the notice must say so
+    barred = world.store.commitment(apply("ZM-shenpi-0001", APPLICANT)).state
+    assert barred.standing == "unrepaired-false-commitment"  # from the credit view, whatever the caller said
+    with pytest.raises(errors.CreditGate):
+        world.store.issue_notice(barred.case)
+    reg.close()

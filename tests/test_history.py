@@ -17,6 +17,7 @@ from projections.history import (
     BEYOND,
     BEYOND_COMMITMENT,
     BREACHED,
+    CONSEQUENCE_OUTSTANDING,
     TIME_CLAIM,
     UNSUPPORTED,
     UnknownCase,
@@ -232,7 +233,7 @@ def test_a_commitment_history_lists_its_steps_outcomes_and_the_assistance_it_cau
                  DecisionRevoked(licence_return_due=t + timedelta(days=1), legal_reason="三(三)：撤销行政许可"),
                  CreditRecorded(record="虚假承诺：食品经营许可", legal_reason="三(三)：推送信用中国")):
         record(rec, case, t, step)
-    h = history(rec.ledger, case)
+    h = history(rec.ledger, case, now=t)
     assert (h.kind, h.number) == ("commitment", "C20260001")
     assert [line.summary for line in h.lines] == [
         "申请 C20260001: 张* 食品经营许可 (可选择), in place of 无犯罪记录证明 from 区公安分局; "
@@ -255,8 +256,9 @@ def test_a_commitment_history_lists_its_steps_outcomes_and_the_assistance_it_cau
         "shenpi recorded commitment case C20260001; the applicant committed items [1,2]",
         f"assistance request 20260001 shenpi → gongan (case {req.case}) asked items [1,2]: replied",
         "第十条: item 1 虚假 rests on gongan's reply to 20260001",
+        f"{CONSEQUENCE_OUTSTANDING}: 尚未推送监管部门予以惩处（附件6）",
     ]
-    assert h.flags == []
+    assert h.flags == [f"{CONSEQUENCE_OUTSTANDING}: 尚未推送监管部门予以惩处（附件6）"]
     linked = history(rec.ledger, req.case)
     assert linked.linked == [case]
     assert linked.lines[0].summary.endswith(", for commitment case C20260001")

@@ -266,7 +266,7 @@ class Demo:
                 desk.approve(st.case, self.node.registry.licence_number(desk.bureau, 2026, int(st.number[-4:])))
             desk.conclude(st.case)
             st = desk.commitment(st.case)
-        if st.status == "false-commitment" and not st.outcomes:
+        if st.status == "false-commitment" and not st.supervisor:
             self._consequences(desk, st)
 
     def _consequences(self, desk: Desk, st: CommitmentState) -> None:
@@ -281,7 +281,9 @@ class Demo:
             desk.order_rectification(st.case, deadline, why + "，责令限期整改。")
         else:
             desk.terminate(st.case, why + "，依法终止办理。")
-        desk.record_credit(st.case, f"{st.matter_name}：作出虚假承诺", why + "，相关数据推送至信用中国计入诚信档案。")
+        # The 信用中国 record came with the finding (decision 39); the supervising department is told (附件6).
+        supervisor = "shichang" if desk.bureau != "shichang" else "shenpi"
+        desk.notify_supervisor(st.case, supervisor, why + "，将申请人信息推送监管部门予以惩处。")
         if self.rng.random() < 0.1:
             desk.refer(st.case, "台儿庄区公安分局", why + "，涉嫌伪造证明材料，依法移送司法机关。")
 
