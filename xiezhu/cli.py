@@ -28,6 +28,7 @@ from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli_catalogue import app as catalogue_app
+from xiezhu.cli_clerk import case_app, forward, onsite, request, said, withdraw
 from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, operator_name, system_of, view_key
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
@@ -39,6 +40,7 @@ from xiezhu.cli_keys import app as keys_app
 from xiezhu.cli_ledger import ledger_app
 from xiezhu.cli_report import report as report_cmd
 from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
+from xiezhu.deadlines import late_warnings
 from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
@@ -59,6 +61,11 @@ app.add_typer(docs_app, name="docs")
 app.command("serve")(serve)
 app.command("outbox")(outbox)
 app.command("report")(report_cmd)
+app.add_typer(case_app, name="case")
+app.command("request")(request)
+app.command("withdraw")(withdraw)
+app.command("forward")(forward)
+app.command("onsite")(onsite)
 
 out = Console()
 err = Console(stderr=True)
@@ -417,9 +424,14 @@ def answer(
     Example: [bold]xiezhu answer 20260007 --bureau ziran --item 1=true --item "2=unverifiable:档案未移交"[/]
     """
     results = [_parse_item(i) for i in item]  # check the input before touching the store
-    desk = system_of(ctx).desk(bureau, existing=True)
-    st = desk.answer(desk.find_request(number, requester), results, operator_name(operator))
-    err.print(f"[green]replied[/] to {st.requester}'s {st.number}")
+    system = system_of(ctx)
+    desk = system.desk(bureau, existing=True)
+    case = desk.find_request(number, requester)
+    late = late_warnings(CalendarStore(system.settings.calendar_dir), desk.request(case), system.clock.now(), "reply")
+    st = desk.answer(case, results, operator_name(operator))
+    for line in late:
+        err.print(f"[yellow]warning:[/] {line}")
+    said(system.settings, bureau, f"replied to {st.requester}'s {st.number}")
 
 
 @app.command()
@@ -435,12 +447,18 @@ def decline(
 
     Example: [bold]xiezhu decline 20260009 --bureau wenlv --reason "不属于本机关职权范围"[/]
     """
-    desk = system_of(ctx).desk(bureau, existing=True)
+    system = system_of(ctx)
+    desk = system.desk(bureau, existing=True)
+    case = desk.find_request(number, requester)
+    late = late_warnings(CalendarStore(system.settings.calendar_dir), desk.request(case), system.clock.now(),
+                         "decline")
     try:
-        st = desk.decline(desk.find_request(number, requester), reason, operator_name(operator))
+        st = desk.decline(case, reason, operator_name(operator))
     except msgspec.ValidationError as e:
         raise XiezhuError(f"cannot decline: {e}") from e
-    err.print(f"[green]declined[/] {st.requester}'s {st.number}")
+    for line in late:
+        err.print(f"[yellow]warning:[/] {line}")
+    said(system.settings, bureau, f"declined {st.requester}'s {st.number}")
 
 
 # -- services -------------------------------------------------------------------------

@@ -39,11 +39,12 @@ from aggregates.catalogue import CatalogueError
 from aggregates.clock import Clock
 from aggregates.errors import RuleError
 from aggregates.registry import JUSTICE, Registry
-from aggregates.store import SHANGHAI, BureauStore, UnknownCase
+from aggregates.store import BureauStore, UnknownCase
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.envelope import decode_envelope
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_json, mask_name
+from xiezhu.deadlines import late_warnings
 from xiezhu.http import models as m
 from xiezhu.http.feed import Feed
 from xiezhu.http.tokens import Token, TokenStore
@@ -218,20 +219,6 @@ def find_case(store: BureauStore, requester: str, number: str) -> CaseState:
         if st.number == number and st.requester == requester:
             return st
     raise UnknownCase(f"no request {requester}/{number} in {store.bureau}'s store")
-
-
-def overdue_warning(settings: Settings, st: CaseState, now: Any, what: str) -> list[str]:
-    """A warning when the reply (or decline) deadline of ``st`` had passed at ``now``."""
-    if st.arrived_at is None:
-        return []
-    cal = CalendarStore(settings.calendar_dir).calendar()
-    within = st.request.reply_within if what == "reply" else st.request.decline_within
-    due = cal.add_working_days(st.arrived_at, within)
-    if now < due.ends_at:
-        return []
-    return [f"the {what} deadline of {st.requester}/{st.number} ended at "
-            f"{due.ends_at.astimezone(SHANGHAI):%Y-%m-%d %H:%M} ({within} working days from arrival): "
-            f"it is recorded as late"]
 
 
 # -- the application -----------------------------------------------------------------------
@@ -441,7 +428,7 @@ def _router(door: FrontDoor) -> APIRouter:
 
         def reply(store: BureauStore) -> tuple[CaseState, list[str]]:
             st = _inbox_case(store, bureau, requester, number)
-            warnings = overdue_warning(door.settings, st, door.clock.now(), "reply")
+            warnings = late_warnings(CalendarStore(door.settings.calendar_dir), st, door.clock.now(), "reply")
             return store.reply(st.case, results, operator(who, body.operator)), warnings
 
         st, warnings = door.acting(bureau, reply)
@@ -453,7 +440,7 @@ def _router(door: FrontDoor) -> APIRouter:
         """Decline in writing (书面告知), with the reasons."""
         def do(store: BureauStore) -> tuple[CaseState, list[str]]:
             st = _inbox_case(store, bureau, requester, number)
-            warnings = overdue_warning(door.settings, st, door.clock.now(), "decline")
+            warnings = late_warnings(CalendarStore(door.settings.calendar_dir), st, door.clock.now(), "decline")
             return store.decline(st.case, body.reasons, operator(who, body.operator)), warnings
 
         st, warnings = door.acting(bureau, do)
