@@ -164,11 +164,13 @@ async def test_a_false_commitment_and_each_consequence(office: Node, settings: S
     ok(settings, "case", "revoke", first, "--bureau", "shenpi", "--legal-reason", "三(三)：承诺不实，撤销行政许可")
     ok(settings, "case", "penalise", first, "--bureau", "shenpi", "--penalty", "罚款2000元",
        "--legal-reason", "《行政许可法》第七十九条")
-    ok(settings, "case", "credit", first, "--bureau", "shenpi", "--record", "虚假承诺：食品经营许可",
-       "--legal-reason", "三(三)：推送信用中国")
+    ok(settings, "case", "notify", first, "--bureau", "shenpi", "--department", "shichang",
+       "--legal-reason", "附件6：推送监管部门予以惩处")
+    ok(settings, "case", "licence-returned", first, "--bureau", "shenpi", "--note", "原件已交回")
     ok(settings, "case", "refer", first, "--bureau", "shenpi", "--to", "区公安分局", "--legal-reason", "涉嫌伪造证明")
     shown = json.loads(ok(settings, "case", "show", first, "--bureau", "shenpi").out)
-    assert set(shown["outcomes"]) == {"revoked", "penalty", "credit-recorded", "referred"}
+    assert set(shown["outcomes"]) == {"revoked", "penalty", "credit-recorded", "supervisor-notified", "referred"}
+    assert shown["licence_returned_at"]
 
     # found false online before a decision: terminate, order rectification, confirm it
     # (张三 now has a false commitment on record: 四(二) closes the commitment route to him, so others apply)
@@ -241,7 +243,7 @@ def test_every_clerk_command_shows_an_example() -> None:
     commands = [["request"], ["withdraw"], ["forward"], ["onsite"], ["answer"], ["decline"]] + [
         ["case", c] for c in ("open", "notice", "refuse-disclosure", "choose", "commit", "approve", "withdraw", "plan",
                               "verify", "conclude", "terminate", "rectify", "rectified", "revoke", "penalise",
-                              "credit", "refer", "show")]
+                              "notify", "licence-returned", "supervise", "refer", "show")]
     for command in commands:
         result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0 and "Example: xiezhu " + " ".join(command) in " ".join(result.stdout.split()), \

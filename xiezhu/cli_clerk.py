@@ -8,7 +8,7 @@ here, it says "queued: the agent will send it".
 from __future__ import annotations
 
 from datetime import date, timedelta
-from typing import Annotated, Any
+from typing import Annotated, Any, cast
 
 import msgspec
 import typer
@@ -16,7 +16,7 @@ from rich.console import Console
 
 from aggregates.commitment import CommitmentState
 from aggregates.store import SHANGHAI
-from schemas.assistance import Applicant, CommitmentItem, Matter
+from schemas.assistance import Applicant, CommitmentItem, Matter, Verdict
 from schemas.commitment import PlannedItem
 from schemas.errors import XiezhuError
 from xiezhu.cli_common import print_json, system_of
@@ -255,18 +255,18 @@ def onsite(
         raise ClerkInputError("an on-site check is made by at least two officers: --officer A --officer B")
     v = _verdict(verdict, reason)
     desk = system_of(ctx).desk(bureau, existing=True)
-    st = desk.verify_on_site(desk.find_commitment(number), item_no, v, officers, reason.strip())  # type: ignore[arg-type]
+    st = desk.verify_on_site(desk.find_commitment(number), item_no, v, officers, reason.strip())
     _done(st, f"item {item_no} checked on site: {v}", as_json)
 
 
-def _verdict(verdict: str, reason: str) -> str:
+def _verdict(verdict: str, reason: str) -> Verdict:
     aliases = {"真实": "true", "虚假": "false", "无法证实": "unverifiable"}
     v = aliases.get(verdict, verdict)
     if v not in ("true", "false", "unverifiable"):
         raise ClerkInputError(f"--verdict {verdict!r}: true, false or unverifiable (真实 / 虚假 / 无法证实)")
     if v != "true" and not reason.strip():
         raise ClerkInputError(f"--reason: a verdict of {v} needs the reason")
-    return v
+    return cast(Verdict, v)
 
 
 # -- xiezhu case … ------------------------------------------------------------------------------------------
@@ -506,17 +506,57 @@ def case_penalise(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     _done(desk.penalise(case, penalty, legal_reason), "penalty recorded", as_json)
 
 
-@case_app.command("credit")
-def case_credit(ctx: typer.Context, number: CaseNo, bureau: Bureau,
-                record: Annotated[str, typer.Option(help="The record for the credit file (信用中国).")],
+@case_app.command("notify")
+def case_notify(ctx: typer.Context, number: CaseNo, bureau: Bureau,
+                department: Annotated[str, typer.Option(help="The supervising department's code (监管部门), "
+                                                        "e.g. shichang.")],
                 legal_reason: LegalReason, as_json: AsJson = False) -> None:
-    """Record the false commitment in the applicant's credit file (pushed to 信用中国).
+    """附件6: push the false commitment to the supervising department for punishment (推送监管部门予以惩处).
 
-    Example: [bold]xiezhu case credit C20260001 --bureau shenpi --record "虚假承诺：食品经营许可"
-    --legal-reason "三(三)：推送信用中国"[/]
+    The 信用中国 record is made with the finding itself (三(三)); this tells the department, signed.
+
+    Example: [bold]xiezhu case notify C20260001 --bureau shenpi --department shichang
+    --legal-reason "附件6：推送监管部门予以惩处"[/]
     """
+    code = system_of(ctx).registry[department.strip()].code
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.record_credit(case, record, legal_reason), "credit recorded", as_json)
+    _done(desk.notify_supervisor(case, code, legal_reason), f"{code} told", as_json)
+
+
+@case_app.command("licence-returned")
+def case_licence_returned(ctx: typer.Context, number: CaseNo, bureau: Bureau,
+                          at: Annotated[str | None, typer.Option(help="When it came back (default: now), "
+                                                                 "e.g. 2026-09-30T10:00.")] = None,
+                          note: Annotated[str, typer.Option(help="Anything to note.")] = "",
+                          as_json: AsJson = False) -> None:
+    """附件6: the licence original came back after the revocation (due 撤销之日起2日内).
+
+    Example: [bold]xiezhu case licence-returned C20260001 --bureau shenpi --note "原件已交回"[/]
+    """
+    from xiezhu.cli_common import parse_instant
+
+    system = system_of(ctx)
+    when = parse_instant(at, "--at", ClerkInputError) if at else system.clock.now()
+    desk, case = _desk_case(ctx, bureau, number)
+    _done(desk.return_licence(case, when, note.strip()), "licence returned", as_json)
+
+
+@case_app.command("supervise")
+def case_supervise(ctx: typer.Context, number: CaseNo, bureau: Bureau,
+                   item_no: Annotated[int, typer.Option("--item", min=1, max=50, help="The committed item.")],
+                   verdict: Annotated[str, typer.Option(help="true, false or unverifiable (真实 / 虚假 / 无法证实).")],
+                   way: Annotated[str, typer.Option(help="How it was found (双随机抽查, 重点监管 …).")],
+                   reason: Annotated[str, typer.Option(help="Required unless true.")] = "",
+                   as_json: AsJson = False) -> None:
+    """三(三) 事中事后监管: what supervision after the decision found of a committed item.
+
+    Example: [bold]xiezhu case supervise C20260001 --bureau shenpi --item 1 --verdict false --way 双随机抽查
+    --reason "经营场所与承诺不符"[/]
+    """
+    v = _verdict(verdict, reason)
+    desk, case = _desk_case(ctx, bureau, number)
+    _done(desk.supervise(case, item_no, v, way.strip(), reason.strip()), f"supervision of item {item_no}: {v}",
+          as_json)
 
 
 @case_app.command("refer")
