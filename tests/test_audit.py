@@ -349,3 +349,17 @@ def test_a_ledger_table_with_other_columns_is_named(ledger_path: Path, keys: Key
     report = audit(ledger_path, keys.ring(), workers=1)
     assert not report.ok and "table entries has other columns" in report.problems[0].reason
     assert "note" in report.problems[0].reason
+
+
+def test_the_audit_command_without_a_keys_directory_says_what_is_missing(tmp_path: Path, keys: Keys) -> None:
+    """Not "FAILED … bad 20" as if every entry were forged."""
+    from tests.test_cli import run
+    from xiezhu.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    settings.ledger_path.parent.mkdir(parents=True)
+    build(settings.ledger_path, keys)
+    result = run("audit", data_dir=settings.data_dir, check=False)
+    assert result.returncode == 1
+    assert result.stderr.startswith("error: no trust list in") and "FAILED" not in result.stdout + result.stderr
+    assert not settings.keys_dir.exists()  # and nothing was made

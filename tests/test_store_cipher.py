@@ -217,3 +217,33 @@ def test_the_composition_root_opens_each_bureau_store_with_its_store_key(tmp_pat
     with pytest.raises(StoreUndecryptable):  # written under that key, the store is nothing without it
         open_at(settings.store_path("shenpi"), OTHER_KEY)
     assert (settings.keys_dir / "shenpi.store-key").stat().st_mode & 0o777 == 0o600
+
+
+def test_a_store_whose_key_is_missing_is_refused_and_no_new_key_is_made(tmp_path: Path) -> None:
+    """A read command used to write a fresh random key, then fail saying the key "was replaced"."""
+    settings = Settings(data_dir=tmp_path / "data")
+    keys = KeyStore(settings.keys_dir)
+    keys.ensure(["shenpi"], valid_from=datetime(2026, 1, 1, tzinfo=UTC))
+    store = open_store(settings, keys, "shenpi", clock())
+    store.save(NumberSeries.begin("shenpi", 2026))
+    store.close()
+    key_file = settings.keys_dir / "shenpi.store-key"
+    key_file.unlink()
+    with pytest.raises(KeyStoreError, match="no store key .*restore it from a backup"):
+        open_store(settings, keys, "shenpi", clock())
+    assert not key_file.exists()
+
+
+def test_the_views_key_is_not_made_again_once_a_view_was_written_with_it(tmp_path: Path) -> None:
+    from aggregates.registry import JUSTICE
+    from xiezhu.cli_common import view_key
+
+    settings = Settings(data_dir=tmp_path / "data")
+    first = view_key(settings)  # no view yet: made
+    settings.credit_path.parent.mkdir(parents=True, exist_ok=True)
+    settings.credit_path.write_bytes(b"")  # a view exists now, written with that key
+    assert view_key(settings) == first
+    (settings.keys_dir / f"{JUSTICE}.store-key").unlink()
+    with pytest.raises(KeyStoreError, match="no store key"):
+        view_key(settings)
+    assert not (settings.keys_dir / f"{JUSTICE}.store-key").exists()

@@ -47,6 +47,11 @@ def open_catalogue(settings: Settings, clock: Clock) -> CatalogueRegistry:
     return CatalogueRegistry(settings.catalogue_path, clock)
 
 
+def views_exist(settings: Settings) -> bool:
+    """Whether a read model encrypted with 区司法局's store key exists (then the key must too)."""
+    return settings.commitments_path.exists() or settings.credit_path.exists()
+
+
 def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
                catalogue: CatalogueRegistry | None = None, ring: KeyRing | None = None) -> BureauStore:
     """A bureau's own store, signing with that bureau's key, checking requests against the catalogue.
@@ -57,7 +62,9 @@ def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
     """
     settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
     return BureauStore(code, settings.store_path(code), keys.bureau_signer(code, ring).sign, clock,
-                       catalogue or open_catalogue(settings, clock), store_key=keys.store_key(code))
+                       catalogue or open_catalogue(settings, clock),
+                       # A store that exists was written with a key: never make a new one for it.
+                       store_key=keys.store_key(code, create=not settings.store_path(code).exists()))
 
 
 class _CreditGate:
@@ -182,7 +189,7 @@ class System:
 
     def view_key(self) -> bytes:
         """The key the read models encrypt applicants' data with: 区司法局's store key (decision 26)."""
-        return self.keys.store_key(JUSTICE)
+        return self.keys.store_key(JUSTICE, create=not views_exist(self.settings))
 
     def sla_view(self) -> SlaView:
         self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)

@@ -653,7 +653,11 @@ def audit(
     settings = _settings(ctx)
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}")
-    ring = KeyStore(settings.keys_dir).ring()
+    keys = KeyStore(settings.keys_dir)
+    if keys.signed_trust() is None:  # every signature would fail: say what is missing, not "tampered"
+        raise XiezhuError(f"no trust list in {settings.keys_dir} (trust.json): the audit checks every signature "
+                          f"against it; copy the keys directory (or at least trust.json and root.pub) first")
+    ring = keys.ring()
     with Progress(console=err, transient=as_json) as progress:
         task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_path))
         report = run_audit(settings.ledger_path, ring, workers=workers or os.cpu_count() or 1,

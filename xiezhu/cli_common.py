@@ -69,8 +69,9 @@ def view_key(settings: Settings) -> bytes:
     """The key the read models encrypt applicants' data with: 区司法局's store key (decision 26)."""
     from agencies.trust.keys import KeyStore
     from aggregates.registry import JUSTICE
+    from xiezhu.bootstrap import views_exist
 
-    return KeyStore(settings.keys_dir).store_key(JUSTICE)
+    return KeyStore(settings.keys_dir).store_key(JUSTICE, create=not views_exist(settings))
 
 
 def operator_name(given: str | None) -> str:

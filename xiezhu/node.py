@@ -57,7 +57,7 @@ from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
 from projections.sla import SlaView
-from xiezhu.bootstrap import System
+from xiezhu.bootstrap import System, views_exist
 from xiezhu.running import AgentLock, agent_lock
 from xiezhu.settings import Settings
 
@@ -258,7 +258,7 @@ class Node:
             self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
             self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir))
             # The read models encrypt applicants' data with 区司法局's store key (decision 26).
-            view_key = self.keys.store_key(JUSTICE)
+            view_key = self.keys.store_key(JUSTICE, create=not views_exist(self.settings))
             self.commitments = CommitmentView(self.settings.commitments_path, view_key=view_key)
             self.credit = CreditView(self.settings.credit_path, view_key=view_key)
             self.system.credit = self.credit  # the credit gate of the desks reads the live view

@@ -493,14 +493,19 @@ class KeyStore:
 
     # -- store keys: a bureau's own store is encrypted at rest with its store key (decision 24) --------------
 
-    def store_key(self, code: str) -> bytes:
+    def store_key(self, code: str, *, create: bool = True) -> bytes:
         """The 32-byte key ``code``'s own store is encrypted with (``<code>.store-key``, mode 0600).
 
-        The first call makes it.  Unlike a signing key it is never rotated or retired: every event
+        The first call makes it, unless ``create`` is false: a store that exists was written with
+        a key, and a new one could only fail to read it, so its opener passes ``create=False`` and
+        a missing key is an error that says so.  Unlike a signing key it is never rotated or retired: every event
         of the store was written with it, so it must stay as long as the store does, and losing it
         loses the store.  A key file readable by others is refused.
         """
         path = self.dir / f"{code}.store-key"
+        if not path.exists() and not create:
+            raise KeyStoreError(f"no store key {path}: {code}'s data was written with one; restore it from a "
+                                f"backup (a new key could not read it)", path=str(path))
         if not path.exists():
             try:
                 with self._locked():
