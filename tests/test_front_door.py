@@ -315,3 +315,44 @@ async def test_a_missed_deadline_reaches_both_bureaus_feeds_and_a_late_answer_is
     finally:
         door.close()
         await node.stop()
+
+
+async def test_a_commitment_case_is_opened_and_advanced_over_http(api: Api, node: Node) -> None:
+    from tests.test_clerk_cli import MATTER, publish_matters
+
+    publish_matters(node.catalogue)
+    auth = api.auth("shenpi")
+    body = {"matter": MATTER, "applicant": request_body()["applicant"], "items": request_body()["items"]}
+    before = api.state()
+    for bad in ({**body, "matter": "ZM-nosuch"}, {**body, "items": []}):
+        r = await api.client.post("/v1/bureaus/shenpi/cases", json=bad, headers=auth)
+        assert r.status_code == 422, r.text
+    assert (await api.client.post("/v1/bureaus/shenpi/cases", json=body, headers=api.auth("gongan"))).status_code == 403
+    assert api.state() == before
+    r = await api.client.post("/v1/bureaus/shenpi/cases", json=body, headers=auth)
+    assert r.status_code == 201, r.text
+    number = r.json()["number"]
+    base = f"/v1/bureaus/shenpi/cases/{number}"
+    for path, payload in (("notice", None), ("commitment", {}),
+                          ("plan", {"items": [{"no": 1, "method": "assistance", "detail": ITEMS["gongan"],
+                                               "due_on": "2026-09-30"},
+                                              {"no": 2, "method": "assistance", "detail": ITEMS["gongan"],
+                                               "due_on": "2026-09-30"}]})):
+        r = await api.client.post(f"{base}/{path}", json=payload, headers=auth)
+        assert r.status_code == 200, (path, r.text)
+    early = await api.client.post(f"{base}/conclusion", headers=auth)
+    assert early.status_code == 409
+    r = await api.client.post("/v1/bureaus/shenpi/requests", headers=auth,
+                              json=request_body(commitment_case=number))
+    assert r.status_code == 201, r.text
+    await node.settle()
+    r = await api.client.post(f"{base}/approval", json={"decision_no": "台审批许〔2026〕1号"}, headers=auth)
+    assert r.status_code == 200, r.text
+    r = await api.client.post(f"{base}/conclusion", headers=auth)
+    assert r.status_code == 200 and r.json()["status"] == "closed", r.text
+    shown = (await api.client.get(base, headers=api.auth("sifa"))).json()
+    assert shown["requests"] == [{"number": "20260001", "assistor": "gongan", "status": "replied"}]
+    assert "*" in shown["state"]["applicant"]["id_number"]
+    r = await api.client.post(f"{base}/consequences", json={"kind": "revoke", "legal_reason": "无虚假承诺"},
+                              headers=auth)
+    assert r.status_code == 409  # nothing was found false

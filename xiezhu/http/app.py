@@ -31,19 +31,22 @@ from fastapi.responses import HTMLResponse, JSONResponse, Response, StreamingRes
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from fastapi.staticfiles import StaticFiles
 
-from agencies.trust.keys import KeyStore
+from agencies.desk import Desk, DeskError
 from aggregates import assistance
 from aggregates.assistance import CaseState
 from aggregates.calendar_store import CalendarStore
 from aggregates.catalogue import CatalogueError
 from aggregates.clock import Clock
+from aggregates.commitment import CommitmentState
 from aggregates.errors import RuleError
 from aggregates.registry import JUSTICE, Registry
 from aggregates.store import BureauStore, UnknownCase
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
+from schemas.commitment import PlannedItem
 from schemas.envelope import decode_envelope
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_json, mask_name
+from xiezhu.bootstrap import System
 from xiezhu.deadlines import late_warnings
 from xiezhu.http import models as m
 from xiezhu.http.feed import Feed
@@ -90,9 +93,9 @@ class FrontDoor:
         self.backoff_base = backoff_base
         self.backoff_cap = backoff_cap
         self.tokens = TokenStore(settings.tokens_path)
-        self.keys = KeyStore(settings.keys_dir)
+        #: The object graph of the data directory: every action goes through a bureau's desk.
+        self.system = System(settings, registry, clock)
         self.feeds = {code: Feed(code, settings.feed_path(code)) for code in self.bureaus}
-        self._stores: dict[str, BureauStore] = {}
         self._locks = {code: threading.Lock() for code in self.bureaus}
         self._open_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -102,18 +105,20 @@ class FrontDoor:
     # -- stores --------------------------------------------------------------------------
 
     def store(self, code: str) -> BureauStore:
-        """The bureau's store, opened on first use (the agent writes the same file)."""
+        """The bureau's store, for reading its log (the feed, a case's history); the agent writes the same file."""
         with self._open_lock:
-            if code not in self._stores:
-                from xiezhu.bootstrap import open_store
+            return self.system.store(code)
 
-                self._stores[code] = open_store(self.settings, self.keys, code, self.clock)
-            return self._stores[code]
+    def desk(self, code: str) -> Desk:
+        """The bureau's service layer (:mod:`agencies.desk`): what a clerk does, the API does through it."""
+        with self._open_lock:
+            self.system.store(code)  # opened here, under the lock, not lazily in some request's thread
+            return self.system.desk(code)
 
-    def acting(self, code: str, action: Callable[[BureauStore], T]) -> T:
-        """Run a command on ``code``'s store, one at a time per bureau in this process."""
+    def acting(self, code: str, action: Callable[[Desk], T]) -> T:
+        """Run a clerk's action at ``code``'s desk, one at a time per bureau in this process."""
         with self._locks[code]:
-            return action(self.store(code))
+            return action(self.desk(code))
 
     def queued(self, code: str) -> bool:
         """No agent of ``code`` runs on this machine: what was committed waits for it."""
@@ -142,7 +147,7 @@ class FrontDoor:
     def close(self) -> None:
         """Close the files (after :meth:`stop`)."""
         self.stopping.set()
-        for store in self._stores.values():
+        for store in self.system.stores.values():
             store.close()
         for feed in self.feeds.values():
             feed.close()
@@ -214,11 +219,12 @@ def history_of(store: BureauStore, case_id: str) -> list[m.HistoryLine]:
     return lines
 
 
-def find_case(store: BureauStore, requester: str, number: str) -> CaseState:
-    for st in store.cases():
+def find_case(desk: Desk, requester: str, number: str) -> CaseState:
+    """The request ``requester``/``number`` in the bureau's store."""
+    for st in desk.requests():
         if st.number == number and st.requester == requester:
             return st
-    raise UnknownCase(f"no request {requester}/{number} in {store.bureau}'s store")
+    raise UnknownCase(f"no request {requester}/{number} in {desk.bureau}'s store")
 
 
 # -- the application -----------------------------------------------------------------------
@@ -229,7 +235,7 @@ def _problem(status: int, error: str, message: str) -> JSONResponse:
 
 
 def _status_of(e: XiezhuError) -> int:
-    if isinstance(e, UnknownCase):
+    if isinstance(e, UnknownCase | DeskError):
         return 404
     if isinstance(e, CatalogueError):
         return 422
@@ -346,7 +352,8 @@ def _router(door: FrontDoor) -> APIRouter:
     Actor = Annotated[Principal, Depends(actor)]
 
     def operator(who: Principal, given: str | None) -> str:
-        return "operator:" + (given or who.token.label or f"api-{who.token.id}")
+        """The person acting, as the signed record carries it: the body's operator, else the token's label."""
+        return given or who.token.label or f"api-{who.token.id}"
 
     def acted(bureau: str, st: CaseState, warnings: list[str] | None = None) -> m.Acted:
         queued = door.queued(bureau)
@@ -363,7 +370,7 @@ def _router(door: FrontDoor) -> APIRouter:
     @r.get("/bureaus/{bureau}/inbox", tags=["assistance"])
     def inbox(bureau: BureauPath, who: Reader) -> list[m.CaseOut]:
         """Requests addressed to the bureau that wait for an answer (applicants masked)."""
-        return [case_out(st) for st in door.store(bureau).inbox()]
+        return [case_out(st) for st in door.desk(bureau).inbox()]
 
     @r.get("/bureaus/{bureau}/requests", tags=["assistance"])
     def requests(bureau: BureauPath, who: Reader,
@@ -372,7 +379,7 @@ def _router(door: FrontDoor) -> APIRouter:
                  = None) -> list[m.CaseOut]:
         """Every request the bureau sent or received, oldest first."""
         out = []
-        for st in door.store(bureau).cases():
+        for st in door.desk(bureau).requests():
             if role == "sent" and st.requester != bureau or role == "received" and st.assistor != bureau:
                 continue
             if status and st.status != status:
@@ -392,28 +399,22 @@ def _router(door: FrontDoor) -> APIRouter:
         applicant = msgspec.convert(body.applicant.model_dump(), Applicant)
         matter = msgspec.convert(body.matter.model_dump(), Matter)
 
-        def send(store: BureauStore) -> CaseState:
-            link = ""
-            if body.commitment_case:
-                found = [c for c in store.commitments() if c.number == body.commitment_case]
-                if not found:
-                    raise UnknownCase(f"no commitment case {body.commitment_case} in {bureau}'s store")
-                link = found[0].case
-            return store.request(assistor=body.assistor, applicant=applicant, matter=matter,
-                                 applied_on=body.applied_on, items=items, channel=body.channel,
-                                 staff=body.staff, catalogue_item=body.catalogue_item, commitment_case=link)
+        def send(desk: Desk) -> CaseState:
+            link = desk.find_commitment(body.commitment_case) if body.commitment_case else ""
+            return desk.send_request(assistor=body.assistor, applicant=applicant, matter=matter,
+                                     applied_on=body.applied_on, items=items, channel=body.channel,
+                                     staff=body.staff, catalogue_item=body.catalogue_item, commitment_case=link)
 
         return acted(bureau, door.acting(bureau, send))
 
     @r.get("/bureaus/{bureau}/requests/{requester}/{number}", tags=["assistance"])
     def read_case(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Reader) -> m.CaseDetail:
         """One request and its history as the bureau's store holds it."""
-        store = door.store(bureau)
-        st = find_case(store, requester, number)
-        return m.CaseDetail(case=case_out(st), history=history_of(store, st.case))
+        st = find_case(door.desk(bureau), requester, number)
+        return m.CaseDetail(case=case_out(st), history=history_of(door.store(bureau), st.case))
 
-    def _inbox_case(store: BureauStore, bureau: str, requester: str, number: str) -> CaseState:
-        st = find_case(store, requester, number)
+    def _inbox_case(desk: Desk, bureau: str, requester: str, number: str) -> CaseState:
+        st = find_case(desk, requester, number)
         if st.assistor != bureau:
             raise HTTPException(409, f"{requester}/{number} is {bureau}'s own request, not one to answer")
         return st
@@ -426,10 +427,10 @@ def _router(door: FrontDoor) -> APIRouter:
         if any(r.verdict == "unverifiable" and not r.reason.strip() for r in results):
             raise HTTPException(422, "无法证实 needs the reason (附件5 备注)")
 
-        def reply(store: BureauStore) -> tuple[CaseState, list[str]]:
-            st = _inbox_case(store, bureau, requester, number)
+        def reply(desk: Desk) -> tuple[CaseState, list[str]]:
+            st = _inbox_case(desk, bureau, requester, number)
             warnings = late_warnings(CalendarStore(door.settings.calendar_dir), st, door.clock.now(), "reply")
-            return store.reply(st.case, results, operator(who, body.operator)), warnings
+            return desk.answer(st.case, results, operator(who, body.operator)), warnings
 
         st, warnings = door.acting(bureau, reply)
         return acted(bureau, st, warnings)
@@ -438,10 +439,10 @@ def _router(door: FrontDoor) -> APIRouter:
     def decline(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Actor,
                 body: m.DeclineIn) -> m.Acted:
         """Decline in writing (书面告知), with the reasons."""
-        def do(store: BureauStore) -> tuple[CaseState, list[str]]:
-            st = _inbox_case(store, bureau, requester, number)
+        def do(desk: Desk) -> tuple[CaseState, list[str]]:
+            st = _inbox_case(desk, bureau, requester, number)
             warnings = late_warnings(CalendarStore(door.settings.calendar_dir), st, door.clock.now(), "decline")
-            return store.decline(st.case, body.reasons, operator(who, body.operator)), warnings
+            return desk.decline(st.case, body.reasons, operator(who, body.operator)), warnings
 
         st, warnings = door.acting(bureau, do)
         return acted(bureau, st, warnings)
@@ -450,9 +451,9 @@ def _router(door: FrontDoor) -> APIRouter:
     def forward(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Actor,
                 body: m.ForwardIn) -> m.Acted:
         """第五条: ask the institution holding pre-reform archives; the answer comes later, on its behalf."""
-        def do(store: BureauStore) -> CaseState:
-            st = _inbox_case(store, bureau, requester, number)
-            return store.forward(st.case, body.institution, body.note)
+        def do(desk: Desk) -> CaseState:
+            st = _inbox_case(desk, bureau, requester, number)
+            return desk.forward(st.case, body.institution, body.note)
 
         return acted(bureau, door.acting(bureau, do))
 
@@ -463,13 +464,158 @@ def _router(door: FrontDoor) -> APIRouter:
         if requester != bureau:
             raise HTTPException(409, f"only {requester} can withdraw its request {number}")
 
-        def do(store: BureauStore) -> CaseState:
-            st = find_case(store, requester, number)
+        def do(desk: Desk) -> CaseState:
+            st = find_case(desk, requester, number)
             if st.status not in assistance.OPEN:
                 raise HTTPException(409, f"request {number} is {st.status}; nothing to withdraw")
-            return store.withdraw_request(st.case, body.reason)
+            return desk.withdraw_request(st.case, body.reason)
 
         return acted(bureau, door.acting(bureau, do))
+
+    # -- commitment cases (告知承诺) ------------------------------------------------------------
+
+    CasePath = Annotated[str, PathParam(pattern=r"^C\d{8}$", description="The commitment case, e.g. C20260001.")]
+
+    def commitment_out(desk: Desk, st: CommitmentState) -> m.CommitmentOut:
+        return m.CommitmentOut(
+            number=st.number, case=st.case, status=st.status, outcomes=list(st.outcomes),
+            state=mask_json(msgspec.to_builtins(st)),
+            requests=[{"number": r.number, "assistor": r.assistor, "status": r.status}
+                      for r in desk.requests_for(st.case)])
+
+    def stepped(bureau: str, number: str, step: Callable[[Desk, str], CommitmentState | None]) -> m.CommitmentOut:
+        def do(desk: Desk) -> m.CommitmentOut:
+            case = desk.find_commitment(number)
+            st = step(desk, case)
+            return commitment_out(desk, st if st is not None else desk.commitment(case))
+        return door.acting(bureau, do)
+
+    @r.get("/bureaus/{bureau}/cases", tags=["commitment cases"])
+    def cases(bureau: BureauPath, who: Reader) -> list[m.CommitmentOut]:
+        """The bureau's commitment cases, oldest first."""
+        desk = door.desk(bureau)
+        return [commitment_out(desk, st) for st in desk.commitments()]
+
+    @r.post("/bureaus/{bureau}/cases", tags=["commitment cases"], status_code=201)
+    def open_case(bureau: BureauPath, who: Actor, body: m.CaseOpenIn) -> m.CommitmentOut:
+        """Open a commitment case for a matter of the published 附件8 list; an applicant of poor credit is
+        refused the commitment route at once, with the reason (四(二))."""
+        items = [msgspec.convert(i.model_dump(), CommitmentItem) for i in body.items]
+        applicant = msgspec.convert(body.applicant.model_dump(), Applicant)
+
+        def do(desk: Desk) -> m.CommitmentOut:
+            return commitment_out(desk, desk.open_case(applicant, body.matter, items, body.applied_on))
+        return door.acting(bureau, do)
+
+    @r.get("/bureaus/{bureau}/cases/{number}", tags=["commitment cases"])
+    def read_commitment(bureau: BureauPath, number: CasePath, who: Reader) -> m.CommitmentOut:
+        """One commitment case, its steps so far and the assistance requests made for it."""
+        desk = door.desk(bureau)
+        return commitment_out(desk, desk.commitment(desk.find_commitment(number)))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/notice", tags=["commitment cases"])
+    def case_notice(bureau: BureauPath, number: CasePath, who: Actor) -> m.CommitmentOut:
+        """Give the applicant the 承诺告知书 (附件6)."""
+        return stepped(bureau, number, lambda desk, case: desk.issue_notice(case))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/refuse-disclosure", tags=["commitment cases"])
+    def case_refuse_disclosure(bureau: BureauPath, number: CasePath, who: Actor) -> m.CommitmentOut:
+        """二(四): the applicant does not consent to making the commitment public; the certificate is needed."""
+        return stepped(bureau, number, lambda desk, case: desk.refuse_disclosure(case))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/route", tags=["commitment cases"])
+    def case_route(bureau: BureauPath, number: CasePath, who: Actor, body: m.RouteIn) -> m.CommitmentOut:
+        """For a 可选择 matter: the applicant commits, or brings the certificate."""
+        return stepped(bureau, number, lambda desk, case: desk.choose_route(case, body.route))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/commitment", tags=["commitment cases"])
+    def case_commit(bureau: BureauPath, number: CasePath, who: Actor, body: m.CommitIn) -> m.CommitmentOut:
+        """The applicant signs the 申请人承诺书 (附件7)."""
+        return stepped(bureau, number, lambda desk, case: desk.commit(case, body.signed_on))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/approval", tags=["commitment cases"])
+    def case_approve(bureau: BureauPath, number: CasePath, who: Actor, body: m.ApproveIn) -> m.CommitmentOut:
+        """Approve on the commitment (before or after the verification)."""
+        return stepped(bureau, number, lambda desk, case: desk.approve(case, body.decision_no))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/withdrawal", tags=["commitment cases"])
+    def case_withdraw(bureau: BureauPath, number: CasePath, who: Actor, body: m.ReasonIn) -> m.CommitmentOut:
+        """二(三): the applicant leaves the commitment route midway (before the decision)."""
+        return stepped(bureau, number, lambda desk, case: desk.withdraw_case(case, body.reason))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/plan", tags=["commitment cases"])
+    def case_plan(bureau: BureauPath, number: CasePath, who: Actor, body: m.PlanIn) -> m.CommitmentOut:
+        """The verification plan: how and by when each committed item is verified."""
+        planned = [msgspec.convert(p.model_dump(mode="json"), PlannedItem) for p in body.items]
+        return stepped(bureau, number, lambda desk, case: desk.plan_verification(case, planned))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/verifications", tags=["commitment cases"])
+    def case_verify(bureau: BureauPath, number: CasePath, who: Actor, body: m.VerifyIn) -> m.CommitmentOut:
+        """Record one committed item's verification (online, by an assistance reply, on site by two officers)."""
+        if body.verdict != "true" and not body.reason.strip():
+            raise HTTPException(422, f"a verdict of {body.verdict} needs the reason")
+        if body.way == "on-site":
+            officers = [o.strip() for o in body.officers if o.strip()]
+            if len(officers) < 2:
+                raise HTTPException(422, "an on-site check is made by at least two officers")
+            return stepped(bureau, number, lambda desk, case: desk.verify_on_site(
+                case, body.no, body.verdict, officers, body.reason))
+        if not body.detail.strip():
+            raise HTTPException(422, "detail: the system checked (online) or the 协助函 number (assistance)")
+        source = f"online:{body.detail.strip()}" if body.way == "online" else \
+            f"assistance:{bureau}/{body.detail.strip()}"
+        return stepped(bureau, number, lambda desk, case: desk.verify_item(
+            case, body.no, body.verdict, source, body.reason))
+
+    @r.post("/bureaus/{bureau}/cases/{number}/conclusion", tags=["commitment cases"])
+    def case_conclude(bureau: BureauPath, number: CasePath, who: Actor) -> m.CommitmentOut:
+        """Close the verification once every item has its verdict; a false item records the false commitment
+        (and its 信用中国 record) (三(三))."""
+        def do(desk: Desk) -> m.CommitmentOut:
+            case = desk.find_commitment(number)
+            st = desk.conclude(case)
+            if st is None:
+                raise HTTPException(409, f"{number} cannot be concluded now: an item waits for its verdict, "
+                                         f"or it needs its decision first")
+            return commitment_out(desk, st)
+        return door.acting(bureau, do)
+
+    @r.post("/bureaus/{bureau}/cases/{number}/consequences", tags=["commitment cases"])
+    def case_consequence(bureau: BureauPath, number: CasePath, who: Actor, body: m.ConsequenceIn) -> m.CommitmentOut:
+        """One consequence of a false commitment (三(三), 附件6): terminate, rectify (by ``deadline``),
+        rectified (``evidence``), revoke, penalise (``penalty``), notify the supervising ``department``, refer
+        (``to``); each but rectified with its ``legal_reason``."""
+        reason = body.legal_reason or ""
+        needs = {"rectify": body.deadline, "rectified": body.evidence.strip(), "penalise": body.penalty.strip(),
+                 "notify": body.department, "refer": body.to.strip()}
+        if body.kind in needs and not needs[body.kind]:
+            field = {"rectify": "deadline", "rectified": "evidence", "penalise": "penalty", "notify": "department",
+                     "refer": "to"}[body.kind]
+            raise HTTPException(422, f"{body.kind} needs {field}")
+        if body.kind != "rectified" and not reason:
+            raise HTTPException(422, f"{body.kind} needs its legal_reason")
+        if body.kind == "notify" and body.department not in door.registry:
+            raise HTTPException(422, f"no bureau {body.department!r}")
+
+        def step(desk: Desk, case: str) -> CommitmentState:
+            match body.kind:
+                case "terminate":
+                    return desk.terminate(case, reason)
+                case "rectify":
+                    assert body.deadline is not None
+                    return desk.order_rectification(case, body.deadline, reason)
+                case "rectified":
+                    return desk.confirm_rectification(case, body.evidence.strip())
+                case "revoke":
+                    return desk.revoke(case, reason)
+                case "penalise":
+                    return desk.penalise(case, body.penalty.strip(), reason)
+                case "notify":
+                    assert body.department is not None
+                    return desk.notify_supervisor(case, body.department, reason)
+                case _:
+                    return desk.refer(case, body.to.strip(), reason)
+        return stepped(bureau, number, step)
 
     # -- what arrived ----------------------------------------------------------------------
 
@@ -531,7 +677,7 @@ def _router(door: FrontDoor) -> APIRouter:
     def case_letters(bureau: str, requester: str, number: str) -> list[Any]:
         from projections.documents.case_letters import assistance_letters
 
-        st = find_case(door.store(bureau), requester, number)
+        st = find_case(door.desk(bureau), requester, number)
         return assistance_letters(st, lambda code: door.registry.name(code) if code in door.registry else code)
 
     @r.get("/bureaus/{bureau}/requests/{requester}/{number}/letters", tags=["letters"])

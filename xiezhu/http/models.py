@@ -181,3 +181,84 @@ class WebhookOut(BaseModel):
     last_error: str | None
     pending: int
     secret: str | None = Field(None, description="Only in the answer to PUT: keep it to check signatures.")
+
+
+# -- commitment cases (告知承诺) ------------------------------------------------------------------
+
+CaseNumber = Annotated[str, Field(pattern=r"^C\d{8}$", examples=["C20260001"])]
+LegalReason = Annotated[str, Field(min_length=2, max_length=2000, description="The legal reason, in full.")]
+
+
+class CaseOpenIn(_In):
+    """An application for a matter of the published 附件8 list; the credit view decides the route (四(二))."""
+
+    matter: Annotated[str, Field(min_length=1, max_length=64, examples=["ZM-shenpi-0001"],
+                                 description="The matter's code in the published 附件8 list.")]
+    applicant: ApplicantIn
+    items: Annotated[list[ItemIn], Field(min_length=1, max_length=50)]
+    applied_on: date | None = None
+
+
+class RouteIn(_In):
+    route: Literal["commitment", "certificate"]
+
+
+class CommitIn(_In):
+    signed_on: date | None = None
+
+
+class ApproveIn(_In):
+    decision_no: Annotated[str, Field(min_length=1, max_length=64, examples=["台审批许〔2026〕1号"])]
+
+
+class ReasonIn(_In):
+    reason: Annotated[str, Field(min_length=2, max_length=2000)]
+
+
+class PlannedIn(_In):
+    no: Annotated[int, Field(ge=1, le=50)]
+    method: Literal["online", "assistance", "on-site"]
+    due_on: date | None = None
+    exempt: bool = False
+    detail: Annotated[str, Field(max_length=200)] = ""
+
+
+class PlanIn(_In):
+    """How and by when each committed item is verified (三(一))."""
+
+    items: Annotated[list[PlannedIn], Field(min_length=1, max_length=50)]
+
+
+class VerifyIn(_In):
+    """One committed item's verification: online, by an assistance reply, or on site by two officers."""
+
+    no: Annotated[int, Field(ge=1, le=50)]
+    verdict: Literal["true", "false", "unverifiable"]
+    way: Literal["online", "assistance", "on-site"]
+    detail: Annotated[str, Field(max_length=100, description="online: the system; assistance: the 协助函 "
+                                                             "number")] = ""
+    officers: Annotated[list[Text], Field(max_length=5, description="on-site: the officers (two or more)")] = []
+    reason: Annotated[str, Field(max_length=500)] = ""
+
+
+class ConsequenceIn(_In):
+    """What follows a false commitment (三(三), 附件6), one at a time."""
+
+    kind: Literal["terminate", "rectify", "rectified", "revoke", "penalise", "notify", "refer"]
+    legal_reason: LegalReason | None = None
+    deadline: date | None = Field(None, description="rectify: by when")
+    penalty: Annotated[str, Field(max_length=2000)] = ""
+    department: Code | None = Field(None, description="notify: the supervising department's bureau code")
+    to: Annotated[str, Field(max_length=500, description="refer: to whom")] = ""
+    evidence: Annotated[str, Field(max_length=2000, description="rectified: what shows it")] = ""
+
+
+class CommitmentOut(BaseModel):
+    """A commitment case as the bureau's store holds it (the applicant masked)."""
+
+    number: str
+    case: str
+    status: str
+    outcomes: list[str]
+    state: dict[str, Any]
+    requests: list[dict[str, Any]]
