@@ -188,7 +188,7 @@ class BureauAgent:
 
     def _conclude(self, commitment_case: str) -> None:
         try:
-            self.store.conclude(commitment_case)
+            self.store.commitments.conclude(commitment_case)
         except RuleError as e:  # the case moved on meanwhile; a clerk will see it
             log.info("%s: commitment case %s not concluded: %s", self.code, commitment_case, e)
 
@@ -199,7 +199,7 @@ class BureauAgent:
     def _try_answer(self, case_id: str) -> bool:
         """Answer a pending request if every item has a verifier that can decide it."""
         try:
-            st = self.store.case(case_id).state
+            st = self.store.assistance.case(case_id).state
         except UnknownCase:
             return False  # a known event id under a case we never had: nothing to answer
         if st.assistor != self.code or st.status != "received":
@@ -208,11 +208,11 @@ class BureauAgent:
         if answer is None:
             return False
         results, used = answer
-        self.store.reply(case_id, results, answered_by="auto:" + "+".join(used))
+        self.store.assistance.reply(case_id, results, answered_by="auto:" + "+".join(used))
         self.auto_answered += 1
         return True
 
     def _sweep_inbox(self) -> int:
         # A crash between intake and the automatic answer leaves a request in the inbox.
-        return sum(self._try_answer(st.case) for st in self.store.inbox()) if self.verifiers else 0
+        return sum(self._try_answer(st.case) for st in self.store.assistance.inbox()) if self.verifiers else 0
 

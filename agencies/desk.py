@@ -17,10 +17,11 @@ from typing import Protocol
 
 from agencies.disclosure import AccessLog, Disclosure, to_ledger
 from aggregates.assistance import CaseState
-from aggregates.catalogue import CatalogueRegistry, diff_rows
+from aggregates.catalogue import diff_rows
 from aggregates.commitment import CommitmentState
 from aggregates.dispute import DisputeState
 from aggregates.store import SHANGHAI, BureauStore
+from aggregates.store.catalogue import CatalogueRegistry
 from schemas.assistance import Applicant, Channel, CommitmentItem, ItemResult, Matter, Verdict
 from schemas.catalogue import Kind, Row
 from schemas.commitment import STANDING_ZH, PlannedItem, ReviewOutcome, Standing
@@ -79,39 +80,39 @@ class Desk:
 
     def requests(self) -> Iterator[CaseState]:
         """Every assistance case of this bureau, sent or received."""
-        return self._store.cases()
+        return self._store.assistance.cases()
 
     def request(self, case: str) -> CaseState:
         """One assistance case as it stands."""
-        return self._store.case(case).state
+        return self._store.assistance.case(case).state
 
     def signed_events(self, case: str) -> list[Signed]:
         """The signed events of an assistance case, in order, as they were sent or received."""
-        return list(self._store.case(case).envelopes)
+        return list(self._store.assistance.case(case).envelopes)
 
     def inbox(self) -> list[CaseState]:
         """Requests addressed to this bureau that wait for a person."""
-        return self._store.inbox()
+        return self._store.assistance.inbox()
 
     def commitments(self) -> Iterator[CommitmentState]:
         """Every commitment case this bureau handles."""
-        return self._store.commitments()
+        return self._store.commitments.cases()
 
     def commitment(self, case: str) -> CommitmentState:
         """One commitment case as it stands."""
-        return self._store.commitment(case).state
+        return self._store.commitments.case(case).state
 
     def requests_for(self, commitment_case: str) -> list[CaseState]:
         """The assistance requests sent to verify a commitment case."""
-        return self._store.assistance_for(commitment_case)
+        return self._store.assistance.for_commitment(commitment_case)
 
     def disputes(self) -> Iterator[DisputeState]:
         """Every dispute this bureau is a party to (区司法局: every dispute in its file)."""
-        return self._store.disputes()
+        return self._store.disputes.cases()
 
     def signed_dispute(self, dispute: str) -> list[Signed]:
         """The signed events of a dispute, in order (its first is the signed raise the other party takes up)."""
-        return list(self._store.dispute(dispute).envelopes)
+        return list(self._store.disputes.case(dispute).envelopes)
 
     def unsent(self, after: int) -> list[tuple[int, Signed]]:
         """What this bureau committed to send after its relay's position ``after`` (not yet acknowledged)."""
@@ -129,7 +130,7 @@ class Desk:
 
     def find_request(self, number: str, requester: str | None = None) -> str:
         """The case id of the request numbered ``number`` (``requester`` where numbers clash)."""
-        matches = [s for s in self._store.cases()
+        matches = [s for s in self._store.assistance.cases()
                    if s.number == number and (requester is None or s.requester == requester)]
         if not matches:
             raise DeskError(f"no request numbered {number} in {self.bureau}'s store")
@@ -139,14 +140,14 @@ class Desk:
 
     def find_commitment(self, number: str) -> str:
         """The case id of the commitment case numbered ``number`` (C20260001)."""
-        found = [c.case for c in self._store.commitments() if c.number == number]
+        found = [c.case for c in self._store.commitments.cases() if c.number == number]
         if not found:
             raise DeskError(f"no commitment case {number} in {self.bureau}'s store")
         return found[0]
 
     def find_dispute(self, number: str, raiser: str | None = None) -> str | None:
         """The id of the dispute numbered ``number`` here (``raiser`` where numbers clash), or None."""
-        matches = [d for d in self._store.disputes()
+        matches = [d for d in self._store.disputes.cases()
                    if d.number == number and (raiser is None or d.raised_by == raiser)]
         if len(matches) > 1:
             raise DeskError(f"{len(matches)} disputes are numbered {number}; add --from RAISER")
@@ -165,108 +166,109 @@ class Desk:
         matter = cat.matter(matter_code)
         standing: Standing = "good" if self.credit is None else \
             self.credit.standing(applicant.id_number, self._store.clock.now())
-        st = self._store.apply_for(
+        st = self._store.commitments.open(
             applicant=applicant, matter_code=matter.code, matter_name=matter.service_matter_name,
             certificate_name=matter.certificate_name, issuing_unit=matter.issuing_unit, mode=matter.mode,
             items=items, applied_on=applied_on or self._today(), disclose=matter.disclose_commitment,
             catalogue_version=len(cat.versions("matters")), standing=standing)
         if standing != "good":
-            return self._store.refuse_route(st.case, "credit", CREDIT_REFUSAL.format(standing=STANDING_ZH[standing]))
+            return self._store.commitments.refuse_route(st.case, "credit",
+                                                        CREDIT_REFUSAL.format(standing=STANDING_ZH[standing]))
         return st
 
     def issue_notice(self, case: str) -> CommitmentState:
         """Give the applicant the 告知书 (附件6)."""
-        return self._store.issue_notice(case)
+        return self._store.commitments.issue_notice(case)
 
     def refuse_disclosure(self, case: str) -> CommitmentState:
         """二(四): the applicant does not consent to making the commitment public; certificates are needed."""
-        return self._store.refuse_route(case, "disclosure-refused", DISCLOSURE_REFUSAL)
+        return self._store.commitments.refuse_route(case, "disclosure-refused", DISCLOSURE_REFUSAL)
 
     def choose_route(self, case: str, route: str) -> CommitmentState:
         """可选择 matters: the applicant commits (``commitment``) or brings the certificate (``certificate``)."""
-        return self._store.choose_route(case, route)
+        return self._store.commitments.choose_route(case, route)
 
     def commit(self, case: str, signed_on: date | None = None) -> CommitmentState:
         """The applicant signs the 承诺书 (附件7)."""
-        return self._store.sign_commitment(case, signed_on or self._today())
+        return self._store.commitments.sign(case, signed_on or self._today())
 
     def approve(self, case: str, decision_no: str) -> CommitmentState:
         """Approve the licence on the commitment (before or after verification)."""
-        return self._store.approve(case, decision_no)
+        return self._store.commitments.approve(case, decision_no)
 
     def withdraw_case(self, case: str, reason: str) -> CommitmentState:
         """二(三): the applicant withdraws from the commitment route midway."""
-        return self._store.withdraw_commitment(case, reason)
+        return self._store.commitments.withdraw(case, reason)
 
     def plan_verification(self, case: str, items: Sequence[PlannedItem]) -> CommitmentState:
         """How and by when each committed item is verified (online, by assistance, on site)."""
-        return self._store.plan_verification(case, items)
+        return self._store.commitments.plan_verification(case, items)
 
     def verify_item(self, case: str, no: int, verdict: Verdict, source: str, reason: str = "") -> CommitmentState:
         """Record one item's verification, with where the verdict came from."""
-        return self._store.verify_item(case, no, verdict, source, reason)
+        return self._store.commitments.verify_item(case, no, verdict, source, reason)
 
     def verify_on_site(self, case: str, no: int, verdict: Verdict, officers: Sequence[str],
                        reason: str = "") -> CommitmentState:
         """Record an on-site check of one item by (at least two) officers."""
-        return self._store.verify_item(case, no, verdict, "on-site:" + "、".join(officers), reason)
+        return self._store.commitments.verify_item(case, no, verdict, "on-site:" + "、".join(officers), reason)
 
     def conclude(self, case: str) -> CommitmentState | None:
         """Close the verification once every item has its verdict (None if it cannot be closed yet)."""
-        return self._store.conclude(case)
+        return self._store.commitments.conclude(case)
 
     # 三(三): what follows a false commitment, each with its legal reason.
 
     def terminate(self, case: str, legal_reason: str) -> CommitmentState:
-        return self._store.terminate(case, legal_reason)
+        return self._store.commitments.terminate(case, legal_reason)
 
     def order_rectification(self, case: str, deadline: date, legal_reason: str) -> CommitmentState:
-        return self._store.order_rectification(case, deadline, legal_reason)
+        return self._store.commitments.order_rectification(case, deadline, legal_reason)
 
     def confirm_rectification(self, case: str, evidence: str) -> CommitmentState:
-        return self._store.confirm_rectification(case, evidence)
+        return self._store.commitments.confirm_rectification(case, evidence)
 
     def revoke(self, case: str, legal_reason: str) -> CommitmentState:
-        return self._store.revoke(case, legal_reason)
+        return self._store.commitments.revoke(case, legal_reason)
 
     def penalise(self, case: str, penalty: str, legal_reason: str) -> CommitmentState:
-        return self._store.penalise(case, penalty, legal_reason)
+        return self._store.commitments.penalise(case, penalty, legal_reason)
 
     def record_credit(self, case: str, record: str, legal_reason: str) -> CommitmentState:
         """A second credit record: the first is made with the finding (decision 39), so this is refused."""
-        return self._store.record_credit(case, record, legal_reason)
+        return self._store.commitments.record_credit(case, record, legal_reason)
 
     def notify_supervisor(self, case: str, department: str, legal_reason: str) -> CommitmentState:
         """附件6: 推送监管部门予以惩处 — a signed notice to the supervising department, on the case's record."""
-        return self._store.notify_supervisor(case, department, legal_reason)
+        return self._store.commitments.notify_supervisor(case, department, legal_reason)
 
     def return_licence(self, case: str, returned_at: datetime, note: str = "") -> CommitmentState:
         """附件6: the licence original came back (due 撤销之日起2日内)."""
-        return self._store.return_licence(case, returned_at, note)
+        return self._store.commitments.return_licence(case, returned_at, note)
 
     def supervise(self, case: str, no: int, verdict: Verdict, way: str, reason: str = "") -> CommitmentState:
         """三(三) 事中事后监管: what supervision found of one committed item, after the decision (decision 32)."""
-        return self._store.supervise(case, no, verdict, way, reason)
+        return self._store.commitments.supervise(case, no, verdict, way, reason)
 
     def refer(self, case: str, to: str, legal_reason: str) -> CommitmentState:
-        return self._store.refer(case, to, legal_reason)
+        return self._store.commitments.refer(case, to, legal_reason)
 
     # The credit record's objection (异议) and repair (信用修复), at the bureau that made it.
 
     def raise_objection(self, case: str, grounds: str) -> CommitmentState:
-        return self._store.raise_objection(case, grounds)
+        return self._store.commitments.raise_objection(case, grounds)
 
     def review_objection(self, case: str, outcome: ReviewOutcome, reasons: str, record: str = "") -> CommitmentState:
-        return self._store.review_objection(case, outcome, reasons, record=record)
+        return self._store.commitments.review_objection(case, outcome, reasons, record=record)
 
     def apply_repair(self, case: str, evidence: str) -> CommitmentState:
-        return self._store.apply_repair(case, evidence)
+        return self._store.commitments.apply_repair(case, evidence)
 
     def approve_repair(self, case: str, reasons: str) -> CommitmentState:
-        return self._store.approve_repair(case, reasons)
+        return self._store.commitments.approve_repair(case, reasons)
 
     def reject_repair(self, case: str, reasons: str) -> CommitmentState:
-        return self._store.reject_repair(case, reasons)
+        return self._store.commitments.reject_repair(case, reasons)
 
     # -- assistance (行政协助): the requester ----------------------------------------------------
 
@@ -277,47 +279,48 @@ class Desk:
 
         Refused before anything is stored if the item is not catalogued for this pair.
         """
-        return self._store.request(assistor=assistor, applicant=applicant, matter=matter,
-                                   applied_on=applied_on or self._today(), items=items, channel=channel,
-                                   staff=staff, catalogue_item=catalogue_item, commitment_case=commitment_case)
+        return self._store.assistance.request(assistor=assistor, applicant=applicant, matter=matter,
+                                              applied_on=applied_on or self._today(), items=items, channel=channel,
+                                              staff=staff, catalogue_item=catalogue_item,
+                                              commitment_case=commitment_case)
 
     def withdraw_request(self, case: str, reason: str) -> CaseState:
         """Withdraw a request this bureau no longer needs (while it is open)."""
-        return self._store.withdraw_request(case, reason)
+        return self._store.assistance.withdraw(case, reason)
 
     # -- assistance: the assistor -------------------------------------------------------------
 
     def answer(self, case: str, results: Sequence[ItemResult], operator: str, on_behalf_of: str = "") -> CaseState:
         """The 回复函: a verdict for every item asked, by ``operator`` (for an archive, if forwarded)."""
-        return self._store.reply(case, results, f"operator:{operator}", on_behalf_of=on_behalf_of)
+        return self._store.assistance.reply(case, results, f"operator:{operator}", on_behalf_of=on_behalf_of)
 
     def decline(self, case: str, reasons: str, operator: str) -> CaseState:
         """Decline in writing, with the reasons (书面告知并说明理由)."""
-        return self._store.decline(case, reasons, f"operator:{operator}")
+        return self._store.assistance.decline(case, reasons, f"operator:{operator}")
 
     def forward(self, case: str, institution: str, note: str = "") -> CaseState:
         """第五条: ask the institution holding pre-reform archives."""
-        return self._store.forward(case, institution, note)
+        return self._store.assistance.forward(case, institution, note)
 
     # -- disputes (第八条), between the parties -------------------------------------------------
 
     def raise_dispute(self, request_case: str, claim: str, evidence: Sequence[str] = ()) -> DisputeState:
         """Raise a dispute about one of this bureau's requests with 区司法局; it takes a D number."""
-        return self._store.raise_dispute(request_case, claim, evidence)
+        return self._store.disputes.raise_dispute(request_case, claim, evidence)
 
     def take_up_dispute(self, raised: Signed) -> DisputeState:
         """Take up a dispute raised against this bureau, from the raise's signed bytes (checked here)."""
         if self.verify is None:
             raise DeskError(f"{self.bureau}'s desk has no trust list to check the dispute's signature with")
-        return self._store.join_dispute(raised, self.verify(raised))
+        return self._store.disputes.join(raised, self.verify(raised))
 
     def negotiate(self, dispute: str, note: str, outcome: Outcome = "continuing") -> DisputeState:
         """Note the negotiation (协商); ``failed`` records 协商不成, so 区司法局 may take it up."""
-        return self._store.negotiate(dispute, note, outcome)
+        return self._store.disputes.negotiate(dispute, note, outcome)
 
     def settle(self, dispute: str, agreement: str) -> DisputeState:
         """协商解决: the parties' agreement closes the dispute."""
-        return self._store.settle(dispute, agreement)
+        return self._store.disputes.settle(dispute, agreement)
 
     # -- the catalogue: this bureau's 动态调整 -------------------------------------------------
 
@@ -344,10 +347,10 @@ class Desk:
         to the ledger (one notice per case); nothing is shown if it cannot be recorded."""
         if self.access_log is None:
             raise DeskError(f"{self.bureau}'s desk keeps no access log; nothing is shown")
-        waiting = self._store.inbox()
+        waiting = self._store.assistance.inbox()
         entry = self.access_log.record(
             command=command, subject=f"{self.bureau}/inbox:" + ",".join(f"{s.requester}/{s.number}" for s in waiting),
             reason=reason, operator=operator, entitled_by=f"{self.bureau} store key")
         for s in waiting:  # and on the district's record: a notice about each case, to the ledger
-            to_ledger(self._store, s.case, s.number, entry)
+            to_ledger(self._store.notices, s.case, s.number, entry)
         return waiting, entry

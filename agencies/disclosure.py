@@ -150,7 +150,7 @@ class AccessLog:
 
 
 class RecordsDisclosures(Protocol):
-    """A bureau's store, which tells the ledger of a disclosure (:meth:`BureauStore.record_disclosure`)."""
+    """A bureau's store, which tells the ledger of a disclosure (``store.notices`` of a :class:`BureauStore`)."""
 
     def record_disclosure(self, case: str, number: str, disclosure: DisclosureRecorded) -> None: ...
 

@@ -90,12 +90,13 @@ class Justice:
 
     def take_up(self, dispute: str, reasons: str) -> DisputeState:
         """Take up a dispute whose negotiation failed, to determine it with 区委编办."""
-        return self._store.refer_dispute(dispute, reasons)
+        return self._store.disputes.refer(dispute, reasons)
 
     def amend(self, dispute: str, kind: Kind, basis: str, *, adds: Sequence[Row] = (),
               replaces: Sequence[Row] = (), removes: Sequence[str] = ()) -> str:
         """Apply the catalogue adjustment a ruling or decision needs, under the dispute's number."""
-        return str(self._store.amend_catalogue(dispute, kind, basis, adds=adds, replaces=replaces, removes=removes))
+        return str(self._store.disputes.amend_catalogue(dispute, kind, basis, adds=adds, replaces=replaces,
+                                                        removes=removes))
 
     def amend_sheet(self, dispute: str, kind: Kind, basis: str, wanted: Sequence[Row],
                     removes: Sequence[str] = ()) -> tuple[str, int, int]:
@@ -112,15 +113,15 @@ class Justice:
     def rule(self, dispute: str, ruling: str, co_deciders: Sequence[str] = (), adjustment: str = "") -> DisputeState:
         """区司法局会同区委编办研究确定: the ruling closes the dispute."""
         units = list(dict.fromkeys([JUSTICE, STAFFING_OFFICE, *co_deciders]))
-        return self._store.rule(dispute, ruling, units, adjustment=adjustment)
+        return self._store.disputes.rule(dispute, ruling, units, adjustment=adjustment)
 
     def escalate(self, dispute: str, reasons: str) -> DisputeState:
         """必要时: ask 区政府 to decide a dispute taken up and not yet ruled."""
-        return self._store.escalate(dispute, reasons)
+        return self._store.disputes.escalate(dispute, reasons)
 
     def decide(self, dispute: str, decision: str, adjustment: str, decision_no: str = "") -> DisputeState:
         """Record 区政府's decision, with the adjustment that takes it into the catalogue."""
-        return self._store.decide(dispute, decision, adjustment, decision_no)
+        return self._store.disputes.decide(dispute, decision, adjustment, decision_no)
 
     # -- the ledger ------------------------------------------------------------------------------
 
@@ -144,4 +145,4 @@ class Justice:
         if self.access_log is None:
             raise JusticeError("no access log on this machine; nothing is shown")
         return case_disclosure(ledger, case, log=self.access_log, command=command, reason=reason,
-                               operator=operator, store=self._store)
+                               operator=operator, store=self._store.notices)

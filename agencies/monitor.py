@@ -61,8 +61,8 @@ class SlaMonitor:
             for key, payload in self._due_notices(row, now):
                 if key in self._done:
                     continue
-                if self.store.send_notice(key, row["case_id"], row["number"],
-                                          [(row["requester"], payload), (row["assistor"], payload)]):
+                if self.store.notices.send(key, row["case_id"], row["number"],
+                                           [(row["requester"], payload), (row["assistor"], payload)]):
                     sent[isinstance(payload, DeadlineReminder)] += 1
                 self._done.add(key)
         self.stats.breaches += sent[0]

@@ -11,7 +11,7 @@ temporary directory), one after the other, with the same two phases each:
     A :class:`~xiezhu.node.Node` with the ``shenpi`` (requester) and ``gongan`` (verifier)
     agents, the 司法局 ledger and the SLA projection, on the system clock.  gongan's
     household register is seeded with a few thousand residents so that requests ask about
-    different people.  One exchange is: ``store("shenpi").request(...)`` signs and commits
+    different people.  One exchange is: ``store("shenpi").assistance.request(...)`` signs and commits
     the request, shenpi's relay publishes it, gongan verifies the signature, commits the
     request and its signed receipt, answers from its register, commits the signed reply,
     its relay publishes receipt and reply, and shenpi verifies and commits both.  An
@@ -438,7 +438,7 @@ class XiezhuExchanges:
         """One exchange on its own; returns its latency."""
         kwargs = self._next()
         t0 = time.perf_counter()
-        state = self.store.request(**kwargs)
+        state = self.store.assistance.request(**kwargs)
         self.calls_s.append(time.perf_counter() - t0)
         self.node.wake_relays()
         done = await stall_guard("waiting for a reply", self.watcher.expect(state.case))
@@ -453,7 +453,7 @@ class XiezhuExchanges:
         """Make one request from a worker thread (the agents keep running meanwhile)."""
         kwargs = self._next()
         t0 = time.perf_counter()
-        state = await asyncio.to_thread(lambda: self.store.request(**kwargs))
+        state = await asyncio.to_thread(lambda: self.store.assistance.request(**kwargs))
         self.calls_s.append(time.perf_counter() - t0)
         self.node.wake_relays()
         self.cases.append(state.case)
@@ -474,13 +474,13 @@ class XiezhuExchanges:
     def clear_envelopes(self, case: str) -> list[Envelope]:
         """The three events of one exchange in the clear, opened with the requester's key (for the floor)."""
         opener = self.node.keys.opener(REQUESTER)
-        return [opener.open(signed.body) for signed in self.store.case(case).envelopes]
+        return [opener.open(signed.body) for signed in self.store.assistance.case(case).envelopes]
 
     def statuses(self) -> dict[str, int]:
         """How many of the cases sent are in each status (loaded through the store)."""
         counts: dict[str, int] = {}
         for case in self.cases:
-            status = self.store.case(case).state.status
+            status = self.store.assistance.case(case).state.status
             counts[status] = counts.get(status, 0) + 1
         return counts
 
@@ -488,7 +488,7 @@ class XiezhuExchanges:
         """Median sizes of the signed request and reply bodies of ``sample`` cases."""
         requests, replies = [], []
         for case in sample:
-            request, _receipt, reply = self.store.case(case).envelopes
+            request, _receipt, reply = self.store.assistance.case(case).envelopes
             requests.append(len(request.body))
             replies.append(len(reply.body))
         return WireShape(request_bytes=int(statistics.median(requests)),
@@ -567,7 +567,7 @@ def views_follow_rate(node: Node) -> dict[str, float]:
 
 
 def request_call_ms(calls_s: list[float], opts: Options) -> dict[str, float]:
-    """What ``store.request()`` alone cost, per phase, and at the start and end of the run."""
+    """What ``store.assistance.request()`` alone cost, per phase, and at the start and end of the run."""
     seq = calls_s[opts.warmup:opts.warmup + opts.latency_samples]
     thr = calls_s[opts.warmup + opts.latency_samples + opts.paced:]
     tail = max(1, min(100, len(thr)))

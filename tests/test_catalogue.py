@@ -10,9 +10,9 @@ import msgspec
 import pytest
 
 from aggregates import catalogue as cat
-from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import SimulatedClock
 from aggregates.errors import RuleError
+from aggregates.store.catalogue import CatalogueRegistry
 from schemas.catalogue import (
     EXCLUDED_DOMAINS,
     AdjustmentApplied,

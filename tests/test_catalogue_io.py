@@ -11,9 +11,9 @@ import openpyxl
 import pytest
 
 from aggregates import catalogue as cat
-from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
+from aggregates.store.catalogue import CatalogueRegistry
 from projections.documents import catalogue_io as cio
 from projections.documents.catalogue_io import CatalogueImportError, CatalogueIOError
 from schemas.catalogue import AssistanceItem, Kind, MatterRow, Row

@@ -28,134 +28,137 @@ def store(tmp_path: Path) -> BureauStore:
 
 
 def apply(store: BureauStore, *, mode: str = "可选择", disclose: bool = False, standing: str = "good") -> str:
-    return store.apply_for(applicant=APPLICANT, matter_code="370405-XK-0101", matter_name="食品经营许可",
-                           certificate_name="无犯罪记录证明", issuing_unit="区公安分局", mode=mode,  # type: ignore[arg-type]
-                           items=ITEMS, applied_on=date(2026, 9, 21), disclose=disclose,
-                           standing=standing).case  # type: ignore[arg-type]
+    return store.commitments.open(applicant=APPLICANT, matter_code="370405-XK-0101", matter_name="食品经营许可",
+                                  certificate_name="无犯罪记录证明", issuing_unit="区公安分局", mode=mode,  # type: ignore[arg-type]
+                                  items=ITEMS, applied_on=date(2026, 9, 21), disclose=disclose,
+                                  standing=standing).case  # type: ignore[arg-type]
 
 
 def committed(store: BureauStore, **kw: object) -> str:
     case = apply(store, **kw)  # type: ignore[arg-type]
-    store.issue_notice(case)
-    if store.commitment(case).state.mode == "可选择":
-        store.choose_route(case, "commitment")
-    store.sign_commitment(case, date(2026, 9, 21))
+    store.commitments.issue_notice(case)
+    if store.commitments.case(case).state.mode == "可选择":
+        store.commitments.choose_route(case, "commitment")
+    store.commitments.sign(case, date(2026, 9, 21))
     return case
 
 
 def plan(store: BureauStore, case: str, exempt_second: bool = False) -> None:
-    store.plan_verification(case, [PlannedItem(no=1, method="assistance", due_on=date(2026, 9, 24), detail="XZ-0001"),
-                                   PlannedItem(no=2, method="online", due_on=date(2026, 9, 24), exempt=exempt_second)])
+    store.commitments.plan_verification(case, [
+        PlannedItem(no=1, method="assistance", due_on=date(2026, 9, 24), detail="XZ-0001"),
+        PlannedItem(no=2, method="online", due_on=date(2026, 9, 24), exempt=exempt_second)])
 
 
 def test_the_happy_path_ends_closed_when_every_item_is_true(store: BureauStore) -> None:
     case = committed(store)
-    store.approve(case, "台审批许〔2026〕1号")
+    store.commitments.approve(case, "台审批许〔2026〕1号")
     plan(store, case)
-    store.verify_item(case, 1, "true", "online:电子证照库")
-    assert store.conclude(case) is None  # item 2 still open
-    store.verify_item(case, 2, "true", "online:信息共享平台")
-    st = store.conclude(case)
+    store.commitments.verify_item(case, 1, "true", "online:电子证照库")
+    assert store.commitments.conclude(case) is None  # item 2 still open
+    store.commitments.verify_item(case, 2, "true", "online:信息共享平台")
+    st = store.commitments.conclude(case)
     assert st is not None and st.status == "closed" and st.number == "C20260001"
 
 
 def test_the_credit_gate_closes_the_commitment_route(store: BureauStore) -> None:
     case = apply(store, standing="unrepaired-false-commitment")
     with pytest.raises(errors.CreditGate):
-        store.issue_notice(case)
-    st = store.refuse_route(case, "credit", "四(二)：曾作出虚假承诺且未修复信用，不适用告知承诺制，应提交证明。")
+        store.commitments.issue_notice(case)
+    st = store.commitments.refuse_route(case, "credit",
+                                        "四(二)：曾作出虚假承诺且未修复信用，不适用告知承诺制，应提交证明。")
     assert st.status == "certificate-required" and st.route == "certificate"
     with pytest.raises(errors.CreditGate):
-        store.refuse_route(apply(store), "credit", "无理由拒绝")
+        store.commitments.refuse_route(apply(store), "credit", "无理由拒绝")
 
 
 def test_a_disclosed_matter_tells_the_applicant_and_a_refusal_requires_the_certificate(store: BureauStore) -> None:
     case = apply(store, disclose=True)
-    assert store.issue_notice(case).told_disclosure
-    st = store.refuse_route(case, "disclosure-refused", "二(四)：当事人拒绝公开承诺书，应当提交证明。")
+    assert store.commitments.issue_notice(case).told_disclosure
+    st = store.commitments.refuse_route(case, "disclosure-refused", "二(四)：当事人拒绝公开承诺书，应当提交证明。")
     assert st.status == "certificate-required"
     with pytest.raises(errors.WrongOrder):
-        store.refuse_route(apply(store), "disclosure-refused", "该事项不公开承诺书")
+        store.commitments.refuse_route(apply(store), "disclosure-refused", "该事项不公开承诺书")
 
 
 def test_a_mandatory_matter_takes_the_commitment_route(store: BureauStore) -> None:
     case = apply(store, mode="必须实行")
-    store.issue_notice(case)
+    store.commitments.issue_notice(case)
     with pytest.raises(errors.RouteNotOptional):
-        store.choose_route(case, "certificate")
-    assert store.sign_commitment(case, date(2026, 9, 21)).status == "signed"
+        store.commitments.choose_route(case, "certificate")
+    assert store.commitments.sign(case, date(2026, 9, 21)).status == "signed"
 
 
 def test_an_optional_matter_lets_the_applicant_bring_the_certificate(store: BureauStore) -> None:
     case = apply(store)
-    store.issue_notice(case)
-    assert store.choose_route(case, "certificate").status == "certificate-required"
+    store.commitments.issue_notice(case)
+    assert store.commitments.choose_route(case, "certificate").status == "certificate-required"
     with pytest.raises(errors.WrongOrder):
-        store.sign_commitment(case, date(2026, 9, 21))
+        store.commitments.sign(case, date(2026, 9, 21))
 
 
 def test_withdrawal_midway_is_allowed_before_the_decision_only(store: BureauStore) -> None:
     case = committed(store)
-    assert store.withdraw_commitment(case, "申请人决定自行提交证明").status == "certificate-required"
+    assert store.commitments.withdraw(case, "申请人决定自行提交证明").status == "certificate-required"
     later = committed(store)
-    store.approve(later, "台审批许〔2026〕2号")
+    store.commitments.approve(later, "台审批许〔2026〕2号")
     with pytest.raises(errors.WrongOrder):
-        store.withdraw_commitment(later, "已作出决定后不能退出")
+        store.commitments.withdraw(later, "已作出决定后不能退出")
 
 
 def test_the_plan_covers_exactly_the_committed_items_with_due_dates(store: BureauStore) -> None:
     case = committed(store)
     with pytest.raises(errors.NotCommitted):
-        store.plan_verification(case, [PlannedItem(no=1, method="online", due_on=date(2026, 9, 24))])
+        store.commitments.plan_verification(case, [PlannedItem(no=1, method="online", due_on=date(2026, 9, 24))])
     with pytest.raises(errors.Deadline):
-        store.plan_verification(case, [PlannedItem(no=1, method="online"),
-                                       PlannedItem(no=2, method="online", due_on=date(2026, 9, 24))])
+        store.commitments.plan_verification(case, [PlannedItem(no=1, method="online"),
+                                                   PlannedItem(no=2, method="online", due_on=date(2026, 9, 24))])
 
 
 def test_exempt_items_are_not_verified_and_do_not_hold_the_case_open(store: BureauStore) -> None:
     case = committed(store)
-    store.approve(case, "台审批许〔2026〕3号")
+    store.commitments.approve(case, "台审批许〔2026〕3号")
     plan(store, case, exempt_second=True)
     with pytest.raises(errors.NotCommitted):
-        store.verify_item(case, 2, "true", "online:平台")
-    store.verify_item(case, 1, "true", "on-site:王伟、李娜")
-    assert store.conclude(case).status == "closed"  # type: ignore[union-attr]
+        store.commitments.verify_item(case, 2, "true", "online:平台")
+    store.commitments.verify_item(case, 1, "true", "on-site:王伟、李娜")
+    assert store.commitments.conclude(case).status == "closed"  # type: ignore[union-attr]
 
 
 def test_a_false_commitment_after_approval_leads_to_revocation_credit_and_referral(store: BureauStore) -> None:
     case = committed(store)
-    store.approve(case, "台审批许〔2026〕4号")
+    store.commitments.approve(case, "台审批许〔2026〕4号")
     plan(store, case)
     with pytest.raises(errors.NotFalse):
-        store.revoke(case, "尚未发现虚假承诺")
-    store.verify_item(case, 1, "false", "assistance:shenpi/20260001")
-    store.verify_item(case, 2, "true", "online:平台")
-    assert store.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
+        store.commitments.revoke(case, "尚未发现虚假承诺")
+    store.commitments.verify_item(case, 1, "false", "assistance:shenpi/20260001")
+    store.commitments.verify_item(case, 2, "true", "online:平台")
+    assert store.commitments.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
     with pytest.raises(errors.WrongOrder):
-        store.terminate(case, "已批准的事项应撤销而非终止")
-    st = store.revoke(case, "三(三)：承诺不实，撤销行政许可")
+        store.commitments.terminate(case, "已批准的事项应撤销而非终止")
+    st = store.commitments.revoke(case, "三(三)：承诺不实，撤销行政许可")
     # 撤销之日起2日内, counted by date: revoked Monday 09-21, due by 24:00 of Wednesday 09-23.
     assert st.licence_return_due == datetime(2026, 9, 24, tzinfo=SHANGHAI)
     assert "credit-recorded" in st.outcomes  # 并将数据推送至信用中国: made with the finding, not a choice
     with pytest.raises(errors.WrongOrder):
-        store.record_credit(case, "再次记录", "重复")
-    store.penalise(case, "罚款2000元", "《行政许可法》第七十九条")
-    st = store.refer(case, "台儿庄区公安分局", "涉嫌伪造证明，依法移送")
+        store.commitments.record_credit(case, "再次记录", "重复")
+    store.commitments.penalise(case, "罚款2000元", "《行政许可法》第七十九条")
+    st = store.commitments.refer(case, "台儿庄区公安分局", "涉嫌伪造证明，依法移送")
     assert st.status == "revoked" and set(st.outcomes) == {"revoked", "credit-recorded", "penalty", "referred"}
 
 
 def test_a_false_commitment_before_approval_terminates_processing(store: BureauStore) -> None:
     case = committed(store)
     plan(store, case)
-    store.verify_item(case, 1, "false", "online:平台")
-    store.verify_item(case, 2, "true", "online:平台")
-    store.conclude(case)
+    store.commitments.verify_item(case, 1, "false", "online:平台")
+    store.commitments.verify_item(case, 2, "true", "online:平台")
+    store.commitments.conclude(case)
     with pytest.raises(errors.WrongOrder):
-        store.revoke(case, "尚未批准，无可撤销")
-    assert store.terminate(case, "三(三)：承诺不实，终止办理").status == "terminated"
+        store.commitments.revoke(case, "尚未批准，无可撤销")
+    assert store.commitments.terminate(case, "三(三)：承诺不实，终止办理").status == "terminated"
     with pytest.raises(errors.Deadline):
-        store.order_rectification(case, date(2026, 9, 1), "整改期限已过")
-    assert store.order_rectification(case, date(2026, 10, 30), "责令限期整改").rectify_by == date(2026, 10, 30)
+        store.commitments.order_rectification(case, date(2026, 9, 1), "整改期限已过")
+    assert store.commitments.order_rectification(case, date(2026, 10, 30), "责令限期整改").rectify_by == date(2026, 10,
+                                                 30)
 
 
 def test_an_assistance_reply_verifies_the_linked_commitment_items(tmp_path: Path) -> None:
@@ -166,106 +169,109 @@ def test_an_assistance_reply_verifies_the_linked_commitment_items(tmp_path: Path
     assistor = BureauStore("gongan", tmp_path / "b.db", b.sign, clock)
     case = committed(requester)
     plan(requester, case)
-    req = requester.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="食品经营许可"),
+    req = requester.assistance.request(assistor="gongan", applicant=APPLICANT,
+                                       matter=Matter(code="X", name="食品经营许可"),
                             applied_on=date(2026, 9, 21), items=ITEMS, commitment_case=case)
     for _, s in requester.outgoing_since(0, 100):
         env = ring.verify(s)
         if env.recipient == "gongan":
             assistor.accept(s, env, stream_seq=1, arrived_at=clock.now())
-    assistor.reply(req.case, [ItemResult(no=1, verdict="true"), ItemResult(no=2, verdict="false")], "auto:hukou")
+    assistor.assistance.reply(req.case, [ItemResult(no=1, verdict="true"), ItemResult(no=2, verdict="false")],
+                              "auto:hukou")
     for n, s in assistor.outgoing_since(0, 100):
         requester.accept(s, ring.verify(s), stream_seq=n, arrived_at=clock.now())
-    st = requester.commitment(case).state
+    st = requester.commitments.case(case).state
     assert [(v.no, v.verdict, v.source) for v in st.verified] == [
         (1, "true", "assistance:shenpi/20260001"), (2, "false", "assistance:shenpi/20260001")]
-    assert requester.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
+    assert requester.commitments.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
 
 
 def test_withdrawing_the_commitment_withdraws_its_open_assistance_request(store: BureauStore) -> None:
     case = committed(store)
-    req = store.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="x"),
-                        applied_on=date(2026, 9, 21), items=ITEMS, commitment_case=case)
-    store.withdraw_commitment(case, "申请人改为提交证明")
-    assert store.case(req.case).state.status == "withdrawn"
+    req = store.assistance.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="x"),
+                                   applied_on=date(2026, 9, 21), items=ITEMS, commitment_case=case)
+    store.commitments.withdraw(case, "申请人改为提交证明")
+    assert store.assistance.case(req.case).state.status == "withdrawn"
 
 
 def test_an_item_that_could_not_be_verified_may_be_checked_again_on_site(store: BureauStore) -> None:
     case = committed(store)
-    store.approve(case, "台审批许〔2026〕5号")
+    store.commitments.approve(case, "台审批许〔2026〕5号")
     plan(store, case, exempt_second=True)
-    store.verify_item(case, 1, "unverifiable", "assistance:shenpi/20260001", reason="档案未移交")
-    assert store.conclude(case) is None
-    store.verify_item(case, 1, "true", "on-site:王伟、李娜")
+    store.commitments.verify_item(case, 1, "unverifiable", "assistance:shenpi/20260001", reason="档案未移交")
+    assert store.commitments.conclude(case) is None
+    store.commitments.verify_item(case, 1, "true", "on-site:王伟、李娜")
     with pytest.raises(errors.WrongOrder):
-        store.verify_item(case, 1, "false", "online:平台")
-    assert store.conclude(case).status == "closed"  # type: ignore[union-attr]
+        store.commitments.verify_item(case, 1, "false", "online:平台")
+    assert store.commitments.conclude(case).status == "closed"  # type: ignore[union-attr]
 
 
 def test_supervision_is_after_the_decision_by_the_plans_ways_on_committed_items_only(store: BureauStore) -> None:
     """三(三): 双随机、一公开 / 重点监管 / 互联网＋监管 / 智慧监管, of what the applicant committed to."""
     case = committed(store)
     with pytest.raises(errors.WrongOrder):  # not yet decided: that is verification, not supervision
-        store.supervise(case, 1, "false", "重点监管", "")
-    store.approve(case, "台审批许〔2026〕7号")
+        store.commitments.supervise(case, 1, "false", "重点监管", "")
+    store.commitments.approve(case, "台审批许〔2026〕7号")
     plan(store, case)
-    store.verify_item(case, 1, "true", "online:电子证照库")
-    store.verify_item(case, 2, "true", "online:信息共享平台")
-    assert store.conclude(case).status == "closed"  # type: ignore[union-attr]
+    store.commitments.verify_item(case, 1, "true", "online:电子证照库")
+    store.commitments.verify_item(case, 2, "true", "online:信息共享平台")
+    assert store.commitments.conclude(case).status == "closed"  # type: ignore[union-attr]
     with pytest.raises(errors.NotFalse):  # nothing found false: a closed case has no false commitment to record
-        store.revoke(case, "尚未发现虚假承诺")
+        store.commitments.revoke(case, "尚未发现虚假承诺")
     with pytest.raises(errors.BadRequest):
-        store.supervise(case, 1, "false", "随便看看")
+        store.commitments.supervise(case, 1, "false", "随便看看")
     with pytest.raises(errors.NotCommitted):
-        store.supervise(case, 3, "false", "重点监管")
-    assert store.supervise(case, 1, "true", "智慧监管").status == "closed"  # a true finding changes nothing
-    st = store.supervise(case, 1, "false", "互联网＋监管")  # a later finding overrides the earlier true
+        store.commitments.supervise(case, 3, "false", "重点监管")
+    assert store.commitments.supervise(case, 1, "true", "智慧监管").status == "closed"  # a true finding changes nothing
+    st = store.commitments.supervise(case, 1, "false", "互联网＋监管")  # a later finding overrides the earlier true
     assert (st.status, st.false_items) == ("false-commitment", (1,))
-    assert store.revoke(case, "三(三)：事中事后监管发现承诺不实，撤销行政许可").status == "revoked"
+    assert store.commitments.revoke(case, "三(三)：事中事后监管发现承诺不实，撤销行政许可").status == "revoked"
 
 
 def test_the_consequences_of_a_false_commitment_follow_附件6(store: BureauStore) -> None:
     """并将数据推送至信用中国 (required), 推送监管部门予以惩处 (a notice), the licence back 撤销之日起2日内."""
     case = committed(store)
-    store.approve(case, "台审批许〔2026〕5号")
+    store.commitments.approve(case, "台审批许〔2026〕5号")
     plan(store, case)
-    store.verify_item(case, 1, "false", "online:电子证照库")
-    store.verify_item(case, 2, "true", "online:平台")
-    st = store.conclude(case)
+    store.commitments.verify_item(case, 1, "false", "online:电子证照库")
+    store.commitments.verify_item(case, 2, "true", "online:平台")
+    st = store.commitments.conclude(case)
     assert st is not None and st.outcomes == ("credit-recorded",) and st.credit == "recorded"
     now = store.clock.now()
     assert outstanding(st, now) == ["尚未推送监管部门予以惩处（附件6）"]
     store.clock.set(datetime(2026, 9, 21, 15, 30, tzinfo=UTC))  # 23:30 Monday in Shanghai
-    st = store.revoke(case, "三(三)：承诺不实，撤销行政许可")
+    st = store.commitments.revoke(case, "三(三)：承诺不实，撤销行政许可")
     assert st.licence_return_due == datetime(2026, 9, 24, tzinfo=SHANGHAI)  # the revocation day not counted
-    st = store.notify_supervisor(case, "shichang", "附件6：将申请人信息推送监管部门予以惩处")
+    st = store.commitments.notify_supervisor(case, "shichang", "附件6：将申请人信息推送监管部门予以惩处")
     assert st.supervisor == "shichang"
     sent = [decode_envelope(s.body) for _, s in store.outgoing_since(0, 1000)]
     [referral] = [e for e in sent if e.type == "notice.punishment"]
     assert referral.recipient == "shichang" and referral.payload.false_items == [1]  # type: ignore[union-attr]
     with pytest.raises(errors.WrongOrder):
-        store.notify_supervisor(case, "shichang", "再次推送")
+        store.commitments.notify_supervisor(case, "shichang", "再次推送")
     assert outstanding(st, datetime(2026, 9, 23, 23, 59, tzinfo=SHANGHAI)) == []
     assert outstanding(st, datetime(2026, 9, 24, 0, 0, tzinfo=SHANGHAI)) == [
         "证件原件逾期未交回（撤销之日起2日内，至 2026-09-24T00:00:00+08:00）"]
     with pytest.raises(errors.Deadline):
-        store.return_licence(case, datetime(2026, 9, 20, tzinfo=SHANGHAI))  # before the revocation
+        store.commitments.return_licence(case, datetime(2026, 9, 20, tzinfo=SHANGHAI))  # before the revocation
     store.clock.set(datetime(2026, 9, 23, 2, tzinfo=UTC))
-    st = store.return_licence(case, datetime(2026, 9, 23, 9, 30, tzinfo=SHANGHAI), "申请人交回许可证原件")
+    st = store.commitments.return_licence(case, datetime(2026, 9, 23, 9, 30, tzinfo=SHANGHAI), "申请人交回许可证原件")
     assert st.licence_returned_at == datetime(2026, 9, 23, 9, 30, tzinfo=SHANGHAI)
     assert outstanding(st, datetime(2026, 10, 1, tzinfo=SHANGHAI)) == []
     with pytest.raises(errors.WrongOrder):
-        store.return_licence(case, datetime(2026, 9, 23, 9, 31, tzinfo=SHANGHAI))
+        store.commitments.return_licence(case, datetime(2026, 9, 23, 9, 31, tzinfo=SHANGHAI))
 
 
 def test_a_revocation_giving_more_than_2_days_by_date_is_refused(store: BureauStore) -> None:
     from schemas.commitment import DecisionRevoked
 
     case = committed(store)
-    store.approve(case, "台审批许〔2026〕6号")
+    store.commitments.approve(case, "台审批许〔2026〕6号")
     plan(store, case)
-    store.verify_item(case, 1, "false", "online:电子证照库")
-    store.verify_item(case, 2, "true", "online:平台")
-    store.conclude(case)
+    store.commitments.verify_item(case, 1, "false", "online:电子证照库")
+    store.commitments.verify_item(case, 2, "true", "online:平台")
+    store.commitments.conclude(case)
     with pytest.raises(errors.Deadline):
-        store.record(case, DecisionRevoked(licence_return_due=datetime(2026, 9, 24, 0, 0, 1, tzinfo=SHANGHAI),
+        store.commitments.record(case,
+                                 DecisionRevoked(licence_return_due=datetime(2026, 9, 24, 0, 0, 1, tzinfo=SHANGHAI),
                                            legal_reason="三(三)：撤销行政许可"))

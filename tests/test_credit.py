@@ -60,41 +60,42 @@ class World:
         return self.clock.advance(timedelta(**delta))
 
     def apply(self, applicant: Applicant = APPLICANT, standing: str = "good") -> str:
-        return self.store.apply_for(applicant=applicant, matter_code="370405-XK-0101", matter_name="食品经营许可",
+        return self.store.commitments.open(applicant=applicant, matter_code="370405-XK-0101",
+                                           matter_name="食品经营许可",
                                     certificate_name="无犯罪记录证明", issuing_unit="区公安分局", mode="可选择",
                                     items=ITEMS, applied_on=self.clock.now().date(),
                                     standing=standing).case  # type: ignore[arg-type]
 
     def committed(self, applicant: Applicant = APPLICANT, *, approve: bool = True) -> str:
         case = self.apply(applicant)
-        self.store.issue_notice(case)
-        self.store.choose_route(case, "commitment")
-        self.store.sign_commitment(case, self.clock.now().date())
+        self.store.commitments.issue_notice(case)
+        self.store.commitments.choose_route(case, "commitment")
+        self.store.commitments.sign(case, self.clock.now().date())
         if approve:
-            self.store.approve(case, "台审批许〔2026〕1号")
-        self.store.plan_verification(case, [PlannedItem(no=1, method="online", due_on=date(2026, 12, 1)),
-                                            PlannedItem(no=2, method="online", due_on=date(2026, 12, 1))])
+            self.store.commitments.approve(case, "台审批许〔2026〕1号")
+        self.store.commitments.plan_verification(case, [PlannedItem(no=1, method="online", due_on=date(2026, 12, 1)),
+                                                        PlannedItem(no=2, method="online", due_on=date(2026, 12, 1))])
         return case
 
     def fulfilled(self, applicant: Applicant = APPLICANT) -> str:
         case = self.committed(applicant)
-        self.store.verify_item(case, 1, "true", "online:电子证照库")
-        self.store.verify_item(case, 2, "true", "online:信息共享平台")
-        assert self.store.conclude(case).status == "closed"  # type: ignore[union-attr]
+        self.store.commitments.verify_item(case, 1, "true", "online:电子证照库")
+        self.store.commitments.verify_item(case, 2, "true", "online:信息共享平台")
+        assert self.store.commitments.conclude(case).status == "closed"  # type: ignore[union-attr]
         return case
 
     def found_false(self, applicant: Applicant = APPLICANT, *, approve: bool = True) -> tuple[str, datetime]:
         """A case whose commitment proved false; returns it and the time of the finding."""
         case = self.committed(applicant, approve=approve)
-        self.store.verify_item(case, 1, "false", "online:电子证照库")
-        self.store.verify_item(case, 2, "true", "online:信息共享平台")
-        st = self.store.conclude(case)
+        self.store.commitments.verify_item(case, 1, "false", "online:电子证照库")
+        self.store.commitments.verify_item(case, 2, "true", "online:信息共享平台")
+        st = self.store.commitments.conclude(case)
         assert st is not None and st.found_false_at is not None
         return case, st.found_false_at
 
     def recorded(self, applicant: Applicant = APPLICANT) -> tuple[str, datetime]:
         case, found = self.found_false(applicant)
-        self.store.revoke(case, WHY + "，撤销行政许可")  # the credit record came with the finding
+        self.store.commitments.revoke(case, WHY + "，撤销行政许可")  # the credit record came with the finding
         return case, found
 
 
@@ -111,24 +112,24 @@ US = timedelta(microseconds=1)
 def test_repair_restores_standing_from_the_approval_not_before(world: World) -> None:
     before = world.clock.now()
     with pytest.raises(errors.NoCreditRecord):
-        world.store.apply_repair(world.fulfilled(COMPANY), "已整改")  # nothing recorded: nothing to repair
+        world.store.commitments.apply_repair(world.fulfilled(COMPANY), "已整改")  # nothing recorded: nothing to repair
     case, found = world.found_false()
-    world.store.revoke(case, WHY + "，撤销行政许可")
+    world.store.commitments.revoke(case, WHY + "，撤销行政许可")
     world.later(days=30)
-    applied = world.store.apply_repair(case, "已交回许可证原件并参加信用修复培训").repair_applied_at
+    applied = world.store.commitments.apply_repair(case, "已交回许可证原件并参加信用修复培训").repair_applied_at
     with pytest.raises(errors.RepairOrder):
-        world.store.apply_repair(case, "重复申请")
+        world.store.commitments.apply_repair(case, "重复申请")
     world.later(days=3)
-    world.store.reject_repair(case, "证明材料不全，请补充培训证书")
+    world.store.commitments.reject_repair(case, "证明材料不全，请补充培训证书")
     with pytest.raises(errors.RepairOrder):
-        world.store.approve_repair(case, "没有待决的修复申请")
+        world.store.commitments.approve_repair(case, "没有待决的修复申请")
     world.later(days=5)
-    world.store.apply_repair(case, "已补充培训证书")
+    world.store.commitments.apply_repair(case, "已补充培训证书")
     world.later(days=2)
-    st = world.store.approve_repair(case, "整改到位，同意信用修复")
+    st = world.store.commitments.approve_repair(case, "整改到位，同意信用修复")
     assert st.credit == "repaired" and st.repaired_at is not None and not st.repair_pending
     with pytest.raises(errors.NoCreditRecord):
-        world.store.raise_objection(case, "修复后的记录不再处于有效状态")
+        world.store.commitments.raise_objection(case, "修复后的记录不再处于有效状态")
 
     view, key = world.relay(), APPLICANT.id_number
     assert view.standing(key, before) == "good"
@@ -146,36 +147,36 @@ def test_repair_restores_standing_from_the_approval_not_before(world: World) -> 
 
 def test_an_ordered_rectification_must_be_confirmed_before_a_repair(world: World) -> None:
     case, _ = world.found_false(approve=False)
-    world.store.terminate(case, WHY + "，终止办理")
-    world.store.order_rectification(case, date(2026, 10, 30), WHY + "，责令限期整改")
+    world.store.commitments.terminate(case, WHY + "，终止办理")
+    world.store.commitments.order_rectification(case, date(2026, 10, 30), WHY + "，责令限期整改")
     world.clock.set(datetime(2026, 11, 2, 1, tzinfo=UTC))  # the deadline passed: that alone proves nothing
     with pytest.raises(errors.RepairOrder):
-        world.store.apply_repair(case, "整改期限已过")
-    world.store.confirm_rectification(case, "现场核查确认已按要求整改（王伟、李娜）")
+        world.store.commitments.apply_repair(case, "整改期限已过")
+    world.store.commitments.confirm_rectification(case, "现场核查确认已按要求整改（王伟、李娜）")
     with pytest.raises(errors.RepairOrder):
-        world.store.confirm_rectification(case, "再次确认")
-    world.store.apply_repair(case, "整改完成的现场核查记录")
-    assert world.store.approve_repair(case, "同意信用修复").credit == "repaired"
+        world.store.commitments.confirm_rectification(case, "再次确认")
+    world.store.commitments.apply_repair(case, "整改完成的现场核查记录")
+    assert world.store.commitments.approve_repair(case, "同意信用修复").credit == "repaired"
     assert world.relay().standing(APPLICANT.id_number) == "good"
     with pytest.raises(errors.RepairOrder):
-        world.store.confirm_rectification(world.recorded()[0], "没有整改令")
+        world.store.commitments.confirm_rectification(world.recorded()[0], "没有整改令")
 
 
 def test_an_objection_does_not_suspend_the_record_and_removal_counts_from_the_review(world: World) -> None:
     case, _ = world.recorded()
     world.later(days=1)
-    objected = world.store.raise_objection(case, "核查所用户籍信息有误，本人户籍确在运河街道").objected_at
+    objected = world.store.commitments.raise_objection(case, "核查所用户籍信息有误，本人户籍确在运河街道").objected_at
     with pytest.raises(errors.ObjectionOrder):
-        world.store.raise_objection(case, "第二个异议")
+        world.store.commitments.raise_objection(case, "第二个异议")
     with pytest.raises(errors.RepairOrder):
-        world.store.apply_repair(case, "异议审查期间申请修复")
+        world.store.commitments.apply_repair(case, "异议审查期间申请修复")
     world.later(days=10)
-    st = world.store.review_objection(case, "remove", "经复核户籍信息，原核查结论有误，删除该信用记录")
+    st = world.store.commitments.review_objection(case, "remove", "经复核户籍信息，原核查结论有误，删除该信用记录")
     assert st.credit == "removed" and st.removed_at is not None and st.objection == ""
     with pytest.raises(errors.NoCreditRecord):
-        world.store.raise_objection(case, "已删除的记录")
+        world.store.commitments.raise_objection(case, "已删除的记录")
     with pytest.raises(errors.NoCreditRecord):
-        world.store.apply_repair(case, "已删除的记录")
+        world.store.commitments.apply_repair(case, "已删除的记录")
 
     view, key = world.relay(), APPLICANT.id_number
     assert objected is not None and view.standing(key, objected + timedelta(days=1)) == "unrepaired-false-commitment"
@@ -189,21 +190,23 @@ def test_an_objection_does_not_suspend_the_record_and_removal_counts_from_the_re
 def test_a_confirmed_objection_leaves_the_record_and_a_correction_changes_only_its_text(world: World) -> None:
     case, _ = world.recorded()
     with pytest.raises(errors.ObjectionOrder):
-        world.store.review_objection(case, "confirm", "没有异议可审查")
-    world.store.raise_objection(case, "本人未作出该承诺")
+        world.store.commitments.review_objection(case, "confirm", "没有异议可审查")
+    world.store.commitments.raise_objection(case, "本人未作出该承诺")
     with pytest.raises(errors.ObjectionOrder):
-        world.store.review_objection(case, "correct", "更正需要新的记录文本")
+        world.store.commitments.review_objection(case, "correct", "更正需要新的记录文本")
     with pytest.raises(errors.ObjectionOrder):
-        world.store.review_objection(case, "confirm", "维持", record="维持时不应有新文本")
+        world.store.commitments.review_objection(case, "confirm", "维持", record="维持时不应有新文本")
     with pytest.raises(errors.CreditRule):
-        world.store.review_objection(case, "confirm", "")  # reasons are required, as a receiver decodes them
-    assert world.store.review_objection(case, "confirm", "承诺书系本人签署，维持原记录").credit == "recorded"
-    world.store.raise_objection(case, "记录所载事项名称有误")
-    st = world.store.review_objection(case, "correct", "事项名称更正",
+        world.store.commitments.review_objection(case, "confirm",
+                                                 "")  # reasons are required, as a receiver decodes them
+    assert world.store.commitments.review_objection(case, "confirm",
+                                                    "承诺书系本人签署，维持原记录").credit == "recorded"
+    world.store.commitments.raise_objection(case, "记录所载事项名称有误")
+    st = world.store.commitments.review_objection(case, "correct", "事项名称更正",
                                       record="食品经营许可（仅销售预包装食品）：作出虚假承诺")
     assert st.credit == "corrected" and st.credit_record.startswith("食品经营许可（仅销售")
-    world.store.raise_objection(case, "再次异议")
-    assert world.store.review_objection(case, "confirm", "维持更正后的记录").credit == "corrected"
+    world.store.commitments.raise_objection(case, "再次异议")
+    assert world.store.commitments.review_objection(case, "confirm", "维持更正后的记录").credit == "corrected"
 
     view, key = world.relay(), APPLICANT.id_number
     assert view.standing(key) == "unrepaired-false-commitment"
@@ -227,17 +230,18 @@ def test_the_views_standing_feeds_the_credit_gate_at_application(world: World) -
     assert standing == "unrepaired-false-commitment"
     barred = world.apply(standing=standing)
     with pytest.raises(errors.CreditGate):
-        world.store.issue_notice(barred)
-    assert world.store.refuse_route(barred, "credit", "四(二)：曾作出虚假承诺且未完成信用修复，请提交证明。"
-                                    ).status == "certificate-required"
+        world.store.commitments.issue_notice(barred)
+    assert world.store.commitments.refuse_route(barred, "credit", "四(二)：曾作出虚假承诺且未完成信用修复，请提交证明。"
+                                                ).status == "certificate-required"
     # another applicant is not affected
-    assert world.store.issue_notice(world.apply(COMPANY, view.standing(COMPANY.id_number))).status == "noticed"
+    company = world.apply(COMPANY, view.standing(COMPANY.id_number))
+    assert world.store.commitments.issue_notice(company).status == "noticed"
 
-    world.store.apply_repair(case, "已交回许可证原件")
-    world.store.approve_repair(case, "同意信用修复")
+    world.store.commitments.apply_repair(case, "已交回许可证原件")
+    world.store.commitments.approve_repair(case, "同意信用修复")
     view = world.relay()
     again = world.apply(standing=view.standing(APPLICANT.id_number, world.clock.now()))
-    assert world.store.issue_notice(again).status == "noticed"
+    assert world.store.commitments.issue_notice(again).status == "noticed"
 
     s = view.summary(APPLICANT.id_number.lower())  # the key is case-insensitive
     assert s["applicant"] == "370405********1234" and s["standing"] == "good" and s["may_use_commitment_route"]
@@ -253,8 +257,8 @@ def test_the_views_standing_feeds_the_credit_gate_at_application(world: World) -
 
 def test_outbox_delivery_to_a_directory_is_idempotent(world: World, tmp_path: Path) -> None:
     case, _ = world.recorded()
-    world.store.apply_repair(case, "已交回许可证原件")
-    world.store.approve_repair(case, "同意信用修复")
+    world.store.commitments.apply_repair(case, "已交回许可证原件")
+    world.store.commitments.approve_repair(case, "同意信用修复")
     view = world.relay()
     pending = view.pending()
     china = DirectoryCreditChina(tmp_path / "credit-china")
@@ -313,8 +317,8 @@ def endpoint() -> Iterator[_Server]:
 
 def test_http_delivery_keeps_a_failed_record_pending_then_delivers_it(world: World, endpoint: _Server) -> None:
     case, _ = world.recorded()
-    world.store.apply_repair(case, "已交回许可证原件")
-    world.store.approve_repair(case, "同意信用修复")
+    world.store.commitments.apply_repair(case, "已交回许可证原件")
+    world.store.commitments.approve_repair(case, "同意信用修复")
     view = world.relay()
     china = HttpCreditChina(f"http://127.0.0.1:{endpoint.server_address[1]}/records", timeout=5)
     endpoint.fail_next = 1
@@ -354,12 +358,12 @@ def test_rebuilt_view_equals_live_and_keeps_outbox_delivery(world: World, tmp_pa
     b, _ = world.recorded()
     world.relay()
     deliver_pending(world.view, DirectoryCreditChina(tmp_path / "cc"), limit=1, now=world.clock.now())
-    world.store.raise_objection(b, "本人未签署该承诺书")
+    world.store.commitments.raise_objection(b, "本人未签署该承诺书")
     world.relay()
-    world.store.review_objection(b, "correct", "更正", record="食品经营许可：作出虚假承诺（已更正）")
-    world.store.apply_repair(a, "已整改")
+    world.store.commitments.review_objection(b, "correct", "更正", record="食品经营许可：作出虚假承诺（已更正）")
+    world.store.commitments.apply_repair(a, "已整改")
     world.relay()
-    world.store.approve_repair(a, "同意")
+    world.store.commitments.approve_repair(a, "同意")
     live = world.relay()
     times = [datetime.fromisoformat(h["at"]) for h in live.history(APPLICANT.id_number)]
     answers = [live.standing(APPLICANT.id_number, t + d) for t in times for d in (-US, US)]
@@ -434,26 +438,27 @@ def test_supervision_after_an_all_exempt_case_closed_finds_it_false_and_the_appl
     """三(三) 加强事中事后监管, 尤其是免于信息核查办理的: a false commitment found after closing still has
     its consequences and its credit record, and 四(二) bars the applicant from the commitment route."""
     case = world.apply()
-    world.store.issue_notice(case)
-    world.store.choose_route(case, "commitment")
-    world.store.sign_commitment(case, world.clock.now().date())
-    world.store.approve(case, "台审批许〔2026〕9号")
-    world.store.plan_verification(case, [PlannedItem(no=1, method="online", exempt=True),
-                                         PlannedItem(no=2, method="online", exempt=True)])
-    assert world.store.conclude(case).status == "closed"  # type: ignore[union-attr]  # closed at once
+    world.store.commitments.issue_notice(case)
+    world.store.commitments.choose_route(case, "commitment")
+    world.store.commitments.sign(case, world.clock.now().date())
+    world.store.commitments.approve(case, "台审批许〔2026〕9号")
+    world.store.commitments.plan_verification(case, [PlannedItem(no=1, method="online", exempt=True),
+                                                     PlannedItem(no=2, method="online", exempt=True)])
+    assert world.store.commitments.conclude(case).status == "closed"  # type: ignore[union-attr]  # closed at once
     assert world.relay().standing(APPLICANT.id_number, world.clock.now()) == "good"
     found = world.later(days=40)
-    st = world.store.supervise(case, 2, "false", "双随机、一公开", "抽查发现申请人有犯罪记录")
+    st = world.store.commitments.supervise(case, 2, "false", "双随机、一公开", "抽查发现申请人有犯罪记录")
     assert (st.status, st.false_items) == ("false-commitment", (2,))
     assert st.found_false_at is not None and st.found_false_at >= found
-    st = world.store.revoke(case, WHY + "，撤销行政许可")
+    st = world.store.commitments.revoke(case, WHY + "，撤销行政许可")
     assert st.status == "revoked" and st.licence_return_due is not None
     view = world.relay()
     assert view.standing(APPLICANT.id_number, world.clock.now()) == "unrepaired-false-commitment"
     assert view.standing(APPLICANT.id_number, found - US) == "good"  # barred from the finding, not before
     assert [r["kind"] for r in view.outbox()] == ["recorded"]
     with pytest.raises(errors.CreditGate):
-        world.store.issue_notice(world.apply(standing=view.standing(APPLICANT.id_number, world.clock.now())))
+        world.store.commitments.issue_notice(
+            world.apply(standing=view.standing(APPLICANT.id_number, world.clock.now())))
 
 
 def test_the_history_flags_a_false_commitment_whose_consequences_are_outstanding(world: World) -> None:
@@ -465,9 +470,9 @@ def test_the_history_flags_a_false_commitment_whose_consequences_are_outstanding
     late = datetime(2026, 9, 25, 1, tzinfo=UTC)
     flags = [f for f in history(world.ledger, case, now=late).flags if f.startswith(CONSEQUENCE_OUTSTANDING)]
     assert [f.split(": ", 1)[1][:9] for f in flags] == ["尚未推送监管部门予", "证件原件逾期未交回"]
-    world.store.notify_supervisor(case, "shichang", WHY + "，推送监管部门予以惩处")
+    world.store.commitments.notify_supervisor(case, "shichang", WHY + "，推送监管部门予以惩处")
     world.clock.set(datetime(2026, 9, 22, 1, tzinfo=UTC))
-    world.store.return_licence(case, world.clock.now(), "交回许可证原件")
+    world.store.commitments.return_licence(case, world.clock.now(), "交回许可证原件")
     world.relay()
     h = history(world.ledger, case, now=late)
     assert not [f for f in h.flags if f.startswith(CONSEQUENCE_OUTSTANDING)]
@@ -490,19 +495,19 @@ def test_the_commitment_route_reads_its_list_row_and_the_credit_view_not_the_cal
     world.store.credit = view
 
     def apply(code: str, applicant: Applicant) -> str:  # the caller claims an optional, undisclosed, good case
-        return world.store.apply_for(applicant=applicant, matter_code=code, matter_name="别的事项",
-                                     certificate_name="别的证明", issuing_unit="别的单位", mode="可选择",
-                                     items=ITEMS, applied_on=world.clock.now().date(), disclose=False,
-                                     standing="good").case
+        return world.store.commitments.open(applicant=applicant, matter_code=code, matter_name="别的事项",
+                                            certificate_name="别的证明", issuing_unit="别的单位", mode="可选择",
+                                            items=ITEMS, applied_on=world.clock.now().date(), disclose=False,
+                                            standing="good").case
 
     with pytest.raises(NotListed):
         apply("370405-XK-9999", COMPANY)  # not on the published 附件8 list
-    st = world.store.commitment(apply("ZM-shenpi-0001", COMPANY)).state
+    st = world.store.commitments.case(apply("ZM-shenpi-0001", COMPANY)).state
     assert (st.mode, st.disclose, st.matter_name, st.catalogue_version, st.standing) == (
         "必须实行", True, "食品经营许可", 1, "good")
-    assert world.store.issue_notice(st.case).told_disclosure  # 二(四): the notice must say so
-    barred = world.store.commitment(apply("ZM-shenpi-0001", APPLICANT)).state
+    assert world.store.commitments.issue_notice(st.case).told_disclosure  # 二(四): the notice must say so
+    barred = world.store.commitments.case(apply("ZM-shenpi-0001", APPLICANT)).state
     assert barred.standing == "unrepaired-false-commitment"  # from the credit view, whatever the caller said
     with pytest.raises(errors.CreditGate):
-        world.store.issue_notice(barred.case)
+        world.store.commitments.issue_notice(barred.case)
     reg.close()

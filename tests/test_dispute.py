@@ -13,12 +13,12 @@ import pytest
 from aggregates import assistance, dispute, errors
 from aggregates import catalogue as cat
 from aggregates.assistance import CaseState
-from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import SimulatedClock
 from aggregates.dispute import DisputeState
 from aggregates.errors import RuleError
 from aggregates.registry import Registry
 from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
+from aggregates.store.catalogue import CatalogueRegistry
 from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Signer
 from projections.history import NOT_THE_DISPUTED_CASE, find_cases, history
@@ -331,25 +331,27 @@ def w(tmp_path: Path) -> Iterator[World]:
 
 def declined_request(w: World) -> CaseState:
     """shenpi asks gongan under XZ-0001; gongan declines in writing."""
-    req = w["shenpi"].request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="食品经营许可"),
+    req = w["shenpi"].assistance.request(assistor="gongan", applicant=APPLICANT,
+            matter=Matter(code="X", name="食品经营许可"),
                               applied_on=date(2026, 9, 21), items=ITEMS, catalogue_item="XZ-0001")
     w.relay()
     w.clock.advance(timedelta(hours=2))
-    w["gongan"].decline(req.case, "不属于本机关职权范围", "operator:值班员")
+    w["gongan"].assistance.decline(req.case, "不属于本机关职权范围", "operator:值班员")
     w.relay()
-    return w["shenpi"].case(req.case).state
+    return w["shenpi"].assistance.case(req.case).state
 
 
 def raised_and_failed(w: World) -> DisputeState:
     """shenpi disputes the decline; gongan takes it up; negotiation fails; everything reaches sifa."""
     case = declined_request(w)
-    st = w["shenpi"].raise_dispute(case.case, "拒绝理由与行政协助事项清单不符", ["行政协助函 20260001", "XZ-0001"])
+    st = w["shenpi"].disputes.raise_dispute(case.case, "拒绝理由与行政协助事项清单不符",
+           ["行政协助函 20260001", "XZ-0001"])
     w.relay()
-    signed = w["shenpi"].dispute(st.case).envelopes[0]
-    w["gongan"].join_dispute(signed, w.ring.verify(signed))
-    w["gongan"].negotiate(st.case, "本机关认为该事项应由其他部门核查")
+    signed = w["shenpi"].disputes.case(st.case).envelopes[0]
+    w["gongan"].disputes.join(signed, w.ring.verify(signed))
+    w["gongan"].disputes.negotiate(st.case, "本机关认为该事项应由其他部门核查")
     w.relay()
-    w["shenpi"].negotiate(st.case, "双方不能达成一致", "failed")
+    w["shenpi"].disputes.negotiate(st.case, "双方不能达成一致", "failed")
     w.relay()
     return st
 
@@ -357,45 +359,47 @@ def raised_and_failed(w: World) -> DisputeState:
 def test_a_dispute_about_a_decline_is_raised_negotiated_referred_and_ruled_with_a_catalogue_amendment(
         w: World) -> None:
     case = declined_request(w)
-    st = w["shenpi"].raise_dispute(case.case, "拒绝理由与行政协助事项清单不符", ["行政协助函 20260001"])
+    st = w["shenpi"].disputes.raise_dispute(case.case, "拒绝理由与行政协助事项清单不符", ["行政协助函 20260001"])
     assert (st.number, st.raised_by, st.other_party, st.assistance_number) == (NUMBER, "shenpi", "gongan",
                                                                                case.number)
     out = [e for e in w.outgoing("shenpi") if e.type.startswith("dispute.")]
     assert [(e.type, e.recipient) for e in out] == [("dispute.raised", "sifa")]
     w.relay()
-    assert [d.number for d in w["sifa"].disputes()] == [NUMBER]
+    assert [d.number for d in w["sifa"].disputes.cases()] == [NUMBER]
     # The other party takes it up from the signed raise, and both note the negotiation.
-    signed = w["shenpi"].dispute(st.case).envelopes[0]
-    assert w["gongan"].join_dispute(signed, w.ring.verify(signed)).status == "negotiating"
-    w["gongan"].negotiate(st.case, "本机关认为该事项应由其他部门核查")
+    signed = w["shenpi"].disputes.case(st.case).envelopes[0]
+    assert w["gongan"].disputes.join(signed, w.ring.verify(signed)).status == "negotiating"
+    w["gongan"].disputes.negotiate(st.case, "本机关认为该事项应由其他部门核查")
     w.relay()
-    w["shenpi"].negotiate(st.case, "双方不能达成一致", "failed")
+    w["shenpi"].disputes.negotiate(st.case, "双方不能达成一致", "failed")
     w.relay()
-    at_sifa = w["sifa"].dispute(st.case).state
+    at_sifa = w["sifa"].disputes.case(st.case).state
     assert at_sifa.step == "negotiation-failed" and [n.party for n in at_sifa.negotiation] == ["gongan", "shenpi"]
     # 区司法局 takes it up, amends shenpi's row under the dispute, reviews, publishes, rules.
-    w["sifa"].refer_dispute(st.case, "双方协商不成，由区司法局会同区委编办研究确定")
+    w["sifa"].disputes.refer(st.case, "双方协商不成，由区司法局会同区委编办研究确定")
     amended = item(notes=f"第八条争议 {NUMBER}：由区公安分局协助核查", reply_within=2)
-    adj = w["sifa"].amend_catalogue(st.case, "assistance", f"第八条争议 {NUMBER} 研究确定意见", replaces=[amended])
+    adj = w["sifa"].disputes.amend_catalogue(st.case, "assistance", f"第八条争议 {NUMBER} 研究确定意见",
+                                             replaces=[amended])
     assert w.catalogue.adjustment(adj).dispute == NUMBER and w.catalogue.adjustment(adj).applicant == "sifa"
     w.catalogue.review(adj, True)
     assert w.catalogue.publish("assistance") == 2
     assert w.catalogue.current("assistance") == [amended]
-    done = w["sifa"].rule(st.case, "由区公安分局依职权协助核查", ["sifa", "bianban"], adjustment=adj)
+    done = w["sifa"].disputes.rule(st.case, "由区公安分局依职权协助核查", ["sifa", "bianban"], adjustment=adj)
     assert (done.status, done.adjustment, done.co_deciders) == ("ruled", adj, ("sifa", "bianban"))
     w.relay()
     steps = [(e.type, e.recipient) for e in w.outgoing("sifa")]
     assert steps == [("dispute.referred", LEDGER), ("dispute.ruled", LEDGER)]
     # The next request under the item takes the amended version's time limit.
-    again = w["shenpi"].request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X", name="食品经营许可"),
+    again = w["shenpi"].assistance.request(assistor="gongan", applicant=APPLICANT,
+              matter=Matter(code="X", name="食品经营许可"),
                                 applied_on=date(2026, 9, 22), items=ITEMS, catalogue_item="XZ-0001")
     assert (again.request.catalogue_version, again.request.reply_within) == (2, 2)
 
 
 def test_the_ledger_shows_a_dispute_readably_and_the_request_names_it(w: World) -> None:
     st = raised_and_failed(w)
-    w["sifa"].refer_dispute(st.case, "双方协商不成")
-    w["sifa"].rule(st.case, "由区公安分局协助核查", ["sifa", "bianban"])
+    w["sifa"].disputes.refer(st.case, "双方协商不成")
+    w["sifa"].disputes.rule(st.case, "由区公安分局协助核查", ["sifa", "bianban"])
     w.relay()
     assert find_cases(w.ledger, NUMBER, "shenpi") == [st.case] and find_cases(w.ledger, NUMBER, "gongan") == []
     h = history(w.ledger, st.case)
@@ -423,11 +427,11 @@ def test_a_dispute_naming_a_case_the_ledger_does_not_hold_is_flagged(w: World) -
 
 def test_sifa_accepts_each_dispute_event_once_and_waits_for_the_raise(w: World) -> None:
     case = declined_request(w)
-    st = w["shenpi"].raise_dispute(case.case, "拒绝理由与清单不符")
-    raise_signed = w["shenpi"].dispute(st.case).envelopes[0]
-    w["gongan"].join_dispute(raise_signed, w.ring.verify(raise_signed))
-    w["gongan"].negotiate(st.case, "本机关说明情况")
-    note_signed = w["gongan"].dispute(st.case).envelopes[-1]
+    st = w["shenpi"].disputes.raise_dispute(case.case, "拒绝理由与清单不符")
+    raise_signed = w["shenpi"].disputes.case(st.case).envelopes[0]
+    w["gongan"].disputes.join(raise_signed, w.ring.verify(raise_signed))
+    w["gongan"].disputes.negotiate(st.case, "本机关说明情况")
+    note_signed = w["gongan"].disputes.case(st.case).envelopes[-1]
     with pytest.raises(UnknownCase):  # the agent retries it later (an early event)
         w["sifa"].accept(note_signed, w.ring.verify(note_signed), stream_seq=1, arrived_at=w.clock.now())
     w["sifa"].accept(raise_signed, w.ring.verify(raise_signed), stream_seq=2, arrived_at=w.clock.now())
@@ -437,30 +441,30 @@ def test_sifa_accepts_each_dispute_event_once_and_waits_for_the_raise(w: World) 
             w["sifa"].accept(s, w.ring.verify(s), stream_seq=4, arrived_at=w.clock.now())
         assert dup.value.same_bytes
         assert w["sifa"].seen(decode_envelope(s.body).id)
-    assert w["sifa"].dispute(st.case).state.events == 2
+    assert w["sifa"].disputes.case(st.case).state.events == 2
 
 
 def test_a_dispute_event_at_a_bureau_other_than_sifa_is_a_rule_error(w: World) -> None:
     case = declined_request(w)
-    st = w["shenpi"].raise_dispute(case.case, "拒绝理由与清单不符")
-    signed = w["shenpi"].dispute(st.case).envelopes[0]
+    st = w["shenpi"].disputes.raise_dispute(case.case, "拒绝理由与清单不符")
+    signed = w["shenpi"].disputes.case(st.case).envelopes[0]
     with pytest.raises(errors.NotDisputeAuthority):
         w["gongan"].accept(signed, w.ring.verify(signed), stream_seq=9, arrived_at=w.clock.now())
     assert not w["gongan"].seen(decode_envelope(signed.body).id)
     with pytest.raises(errors.NotDisputeParty):  # nor can a bureau take up a dispute raised against another
-        w["sifa"].join_dispute(signed, w.ring.verify(signed))
+        w["sifa"].disputes.join(signed, w.ring.verify(signed))
 
 
 def test_only_sifa_takes_up_rules_escalates_and_decides(w: World) -> None:
     st = raised_and_failed(w)
     with pytest.raises(errors.NotDisputeAuthority):
-        w["shenpi"].refer_dispute(st.case, "协商不成")
+        w["shenpi"].disputes.refer(st.case, "协商不成")
     with pytest.raises(errors.NotDisputeAuthority):
-        w["gongan"].rule(st.case, "研究确定")
+        w["gongan"].disputes.rule(st.case, "研究确定")
     with pytest.raises(errors.NotDisputeAuthority):
-        w["shenpi"].amend_catalogue(st.case, "assistance", "依据", replaces=[item(notes="改")])
+        w["shenpi"].disputes.amend_catalogue(st.case, "assistance", "依据", replaces=[item(notes="改")])
     with pytest.raises(errors.DisputeOrder):  # not before 区司法局 has taken it up
-        w["sifa"].amend_catalogue(st.case, "assistance", "依据", replaces=[item(notes="改")])
+        w["sifa"].disputes.amend_catalogue(st.case, "assistance", "依据", replaces=[item(notes="改")])
 
 
 def test_a_dispute_amends_only_the_rows_of_its_parties(w: World) -> None:
@@ -468,43 +472,43 @@ def test_a_dispute_amends_only_the_rows_of_its_parties(w: World) -> None:
         item(code="XZ-0009", seq=1, handling_body="ziran", assisting_body="gongan")]), True)
     w.catalogue.publish("assistance")
     st = raised_and_failed(w)
-    w["sifa"].refer_dispute(st.case, "双方协商不成")
+    w["sifa"].disputes.refer(st.case, "双方协商不成")
     with pytest.raises(errors.CatalogueAmendment):  # ziran lists XZ-0009 and is no party of shenpi with gongan
-        w["sifa"].amend_catalogue(st.case, "assistance", "依据", removes=["XZ-0009"])
+        w["sifa"].disputes.amend_catalogue(st.case, "assistance", "依据", removes=["XZ-0009"])
     with pytest.raises(errors.CatalogueAmendment):  # nor may shenpi's row be handed to ziran
-        w["sifa"].amend_catalogue(st.case, "assistance", "依据", replaces=[item(handling_body="ziran")])
-    adj = w["sifa"].amend_catalogue(st.case, "assistance", "依据", replaces=[item(assisting_body="ziran")])
+        w["sifa"].disputes.amend_catalogue(st.case, "assistance", "依据", replaces=[item(handling_body="ziran")])
+    adj = w["sifa"].disputes.amend_catalogue(st.case, "assistance", "依据", replaces=[item(assisting_body="ziran")])
     assert w.catalogue.adjustment(adj).replaces == (item(assisting_body="ziran"),)
 
 
 def test_a_ruling_names_an_adjustment_of_its_own_dispute(w: World) -> None:
     st = raised_and_failed(w)
-    w["sifa"].refer_dispute(st.case, "双方协商不成")
+    w["sifa"].disputes.refer(st.case, "双方协商不成")
     ordinary = w.catalogue.apply_adjustment("assistance", "shenpi", BASIS, replaces=[item(notes="本局调整")])
     with pytest.raises(errors.CatalogueAmendment):
-        w["sifa"].rule(st.case, "研究确定", adjustment=ordinary)
+        w["sifa"].disputes.rule(st.case, "研究确定", adjustment=ordinary)
     with pytest.raises(cat.UnknownAdjustment):
-        w["sifa"].rule(st.case, "研究确定", adjustment="assistance-0099")
+        w["sifa"].disputes.rule(st.case, "研究确定", adjustment="assistance-0099")
     with pytest.raises(errors.InvalidDispute):  # a ruling of one character determines nothing
-        w["sifa"].rule(st.case, "定")
-    assert w["sifa"].dispute(st.case).state.status == "referred"
+        w["sifa"].disputes.rule(st.case, "定")
+    assert w["sifa"].disputes.case(st.case).state.status == "referred"
 
 
 def test_escalation_and_the_district_decision_take_it_into_the_catalogue(w: World) -> None:
     st = raised_and_failed(w)
     sifa = w["sifa"]
-    sifa.refer_dispute(st.case, "双方协商不成")
-    sifa.escalate(st.case, "涉及部门职责划分，提请区政府决定")
+    sifa.disputes.refer(st.case, "双方协商不成")
+    sifa.disputes.escalate(st.case, "涉及部门职责划分，提请区政府决定")
     with pytest.raises(errors.DisputeOrder):
-        sifa.rule(st.case, "研究确定")
+        sifa.disputes.rule(st.case, "研究确定")
     with pytest.raises(errors.CatalogueAmendment):
-        sifa.decide(st.case, "区政府决定：由区公安分局协助核查", "")
+        sifa.disputes.decide(st.case, "区政府决定：由区公安分局协助核查", "")
     amended = item(notes=f"区政府决定（争议 {NUMBER}）：由区公安分局协助核查")
-    adj = sifa.amend_catalogue(st.case, "assistance", f"区政府关于争议 {NUMBER} 的决定", replaces=[amended])
+    adj = sifa.disputes.amend_catalogue(st.case, "assistance", f"区政府关于争议 {NUMBER} 的决定", replaces=[amended])
     w.catalogue.review(adj, True)
     version = w.catalogue.publish("assistance")
     w.catalogue.file_with_city("assistance", version)
-    done = sifa.decide(st.case, "区政府决定：由区公安分局协助核查", adj, decision_no="台政字〔2026〕5号")
+    done = sifa.disputes.decide(st.case, "区政府决定：由区公安分局协助核查", adj, decision_no="台政字〔2026〕5号")
     assert (done.status, done.adjustment, done.decision_no) == ("decided", adj, "台政字〔2026〕5号")
     assert w.catalogue.current("assistance") == [amended] and version == 2
     w.relay()
@@ -517,29 +521,29 @@ def test_escalation_and_the_district_decision_take_it_into_the_catalogue(w: Worl
 
 def test_a_settled_dispute_is_closed_at_sifa_too(w: World) -> None:
     case = declined_request(w)
-    st = w["shenpi"].raise_dispute(case.case, "拒绝理由与清单不符")
-    w["shenpi"].settle(st.case, "区公安分局同意于3个工作日内回复")
+    st = w["shenpi"].disputes.raise_dispute(case.case, "拒绝理由与清单不符")
+    w["shenpi"].disputes.settle(st.case, "区公安分局同意于3个工作日内回复")
     w.relay()
-    at_sifa = w["sifa"].dispute(st.case).state
+    at_sifa = w["sifa"].disputes.case(st.case).state
     assert (at_sifa.status, at_sifa.agreed_by) == ("settled", ("shenpi", "gongan"))
     with pytest.raises(errors.DisputeClosed):
-        w["sifa"].refer_dispute(st.case, "协商不成")
+        w["sifa"].disputes.refer(st.case, "协商不成")
 
 
 def test_dispute_numbers_are_a_series_of_the_raising_bureau(w: World) -> None:
     case = declined_request(w)
-    numbers = [w["shenpi"].raise_dispute(case.case, f"争议事项 {i}").number for i in range(2)]
+    numbers = [w["shenpi"].disputes.raise_dispute(case.case, f"争议事项 {i}").number for i in range(2)]
     assert numbers == ["D20260001", "D20260002"]
-    assert w["gongan"].raise_dispute(case.case, "请求机关的请求超出清单").number == "D20260001"
+    assert w["gongan"].disputes.raise_dispute(case.case, "请求机关的请求超出清单").number == "D20260001"
     assert decode_envelope(w["gongan"].outgoing_since(0, 1000)[-1][1].body).number == "D20260001"
 
 
 def test_the_raise_must_fit_its_schema(w: World) -> None:
     case = declined_request(w)
     with pytest.raises(errors.InvalidDispute):
-        w["shenpi"].raise_dispute(case.case, "x")  # a claim of one character says nothing
+        w["shenpi"].disputes.raise_dispute(case.case, "x")  # a claim of one character says nothing
     with pytest.raises(errors.InvalidDispute):
-        w["shenpi"].raise_dispute(case.case, "拒绝理由与清单不符", ["附件"] * 21)
+        w["shenpi"].disputes.raise_dispute(case.case, "拒绝理由与清单不符", ["附件"] * 21)
 
 
 # -- the catalogue: sifa changes another bureau's rows only under a dispute -----------------------------
@@ -584,18 +588,18 @@ async def test_over_nats_a_disputed_decline_reaches_sifa_and_the_ruling_amends_t
     node = make_node(settings, registry, clock, agents=("shenpi", "ziran", "sifa"))
     await node.start()
     try:
-        st = node.store("shenpi").request(
+        st = node.store("shenpi").assistance.request(
             assistor="ziran", applicant=APPLICANT, matter=Matter(code="370405-QR-0815", name="不动产登记"),
             applied_on=date(2026, 9, 21), items=ITEMS, catalogue_item=CONFTEST_ITEMS["ziran"])
         node.wake_relays()
         await node.settle()
-        node.store("ziran").decline(st.case, "不属于本机关职权范围，请向区公安分局核实。", "operator:王伟")
+        node.store("ziran").assistance.decline(st.case, "不属于本机关职权范围，请向区公安分局核实。", "operator:王伟")
         await node.settle()
         summary = await dispute_a_decline(node, "shenpi")
         assert summary is not None
         assert {k: summary[k] for k in ("number", "raised_by", "other_party", "about", "status")} == {
             "number": NUMBER, "raised_by": "shenpi", "other_party": "ziran", "about": st.number, "status": "ruled"}
-        at_sifa = next(node.store("sifa").disputes())
+        at_sifa = next(node.store("sifa").disputes.cases())
         assert (at_sifa.status, at_sifa.adjustment, len(at_sifa.negotiation)) == ("ruled", summary["adjustment"], 2)
         assert node.catalogue.adjustment(summary["adjustment"]).dispute == NUMBER
         assert node.catalogue.item(CONFTEST_ITEMS["ziran"]).notes.startswith(f"附件2第八条争议 {NUMBER}")

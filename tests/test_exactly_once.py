@@ -30,10 +30,10 @@ async def test_a_relay_killed_after_commit_and_before_publish_publishes_on_resta
     await node.start()
     try:
         await node.settle()
-        assert node.store("gongan").case(case).state.status == "replied"
+        assert node.store("gongan").assistance.case(case).state.status == "replied"
         assert node.ledger is not None and [e.type for e in node.ledger.case(case)] == [
             "assistance.requested", "assistance.received", "assistance.replied"]
-        assert len(list(node.store("gongan").cases())) == 1
+        assert len(list(node.store("gongan").assistance.cases())) == 1
     finally:
         await node.stop()
 
@@ -54,8 +54,8 @@ async def test_a_relay_that_published_but_lost_its_position_republishes_once_and
         relay = node.agents["shenpi"].relay
         assert relay is not None and relay.published >= 1 and relay.duplicates == 1
         assert node.ledger is not None and len(node.ledger) == 3
-        assert len(list(node.store("gongan").cases())) == 1
-        assert node.store("shenpi").case(case).state.status == "replied"
+        assert len(list(node.store("gongan").assistance.cases())) == 1
+        assert node.store("shenpi").assistance.case(case).state.status == "replied"
         assert node.agents["gongan"].intake is not None and node.agents["gongan"].intake.stats.applied == 1
     finally:
         await node.stop()
@@ -79,9 +79,9 @@ async def test_a_message_delivered_twice_is_applied_once(node: Node, monkeypatch
     assert calls["n"] >= 2
     assert agent.intake is not None
     assert agent.intake.stats.applied == 0 and agent.intake.stats.duplicates == 1
-    assert len(list(node.store("gongan").cases())) == 1
-    assert node.store("gongan").case(case).state.events == 3  # requested, received, replied: once each
-    assert node.store("shenpi").case(case).state.status == "replied"
+    assert len(list(node.store("gongan").assistance.cases())) == 1
+    assert node.store("gongan").assistance.case(case).state.events == 3  # requested, received, replied: once each
+    assert node.store("shenpi").assistance.case(case).state.status == "replied"
     nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     assert await read_dead_letters(nc.jetstream()) == []  # our own redelivery is not a dead letter
     await nc.close()
@@ -97,6 +97,6 @@ async def test_agents_and_ledger_carry_on_after_the_nats_server_is_killed_and_re
     second = request(node)
     await node.settle(timeout=60)
     for case in (first, second):
-        assert node.store("shenpi").case(case).state.status == "replied"
+        assert node.store("shenpi").assistance.case(case).state.status == "replied"
     assert node.ledger is not None and len(node.ledger) == 6
     assert node.sla is not None and [r["status"] for r in node.sla.rows()] == ["replied", "replied"]

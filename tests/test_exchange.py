@@ -24,7 +24,7 @@ ZHANG = Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_n
 
 
 def request(node: Node, assistor: str = "gongan", check: str = "hukou.residence", address: str = "运河街道") -> str:
-    st = node.store("shenpi").request(
+    st = node.store("shenpi").assistance.request(
         assistor=assistor, applicant=ZHANG, matter=Matter(code="370405-XK-0101", name="食品经营许可"),
         applied_on=date(2026, 9, 20),
         items=[CommitmentItem(no=1, text=f"本人户籍所在地为{address}", check=check, facts={"address": address}),
@@ -44,7 +44,7 @@ def snapshot(node: Node) -> dict[str, Any]:
 async def test_a_full_exchange_lands_in_both_stores_the_ledger_and_the_sla_view(node: Node) -> None:
     case = request(node)
     await node.settle()
-    mine, theirs = node.store("shenpi").case(case).state, node.store("gongan").case(case).state
+    mine, theirs = node.store("shenpi").assistance.case(case).state, node.store("gongan").assistance.case(case).state
     assert mine.status == theirs.status == "replied"
     assert [r.verdict for r in mine.results] == ["true", "true"]
     assert mine.answered_by == "auto:hukou"
@@ -52,7 +52,7 @@ async def test_a_full_exchange_lands_in_both_stores_the_ledger_and_the_sla_view(
     entries = node.ledger.case(case)
     assert [e.type for e in entries] == ["assistance.requested", "assistance.received", "assistance.replied"]
     # The ledger keeps exactly the bytes each bureau signed.
-    assert [e.signed for e in entries] == node.store("shenpi").case(case).envelopes
+    assert [e.signed for e in entries] == node.store("shenpi").assistance.case(case).envelopes
     [row] = node.sla.rows()
     assert (row["number"], row["status"], row["outcome"]) == ("20260001", "replied", "true")
     assert row["sent_at"] and row["arrived_at"] and row["answered_at"]
@@ -61,17 +61,17 @@ async def test_a_full_exchange_lands_in_both_stores_the_ledger_and_the_sla_view(
 async def test_a_false_commitment_is_answered_false(node: Node) -> None:
     case = request(node, address="泥沟镇")
     await node.settle()
-    assert [r.verdict for r in node.store("shenpi").case(case).state.results] == ["false", "true"]
+    assert [r.verdict for r in node.store("shenpi").assistance.case(case).state.results] == ["false", "true"]
 
 
 async def test_a_request_no_verifier_can_decide_waits_in_the_operator_inbox(node: Node) -> None:
     case = request(node, assistor="ziran", check="")
     await node.settle()
-    [waiting] = node.store("ziran").inbox()
+    [waiting] = node.store("ziran").assistance.inbox()
     assert waiting.case == case and waiting.status == "received"
-    node.store("ziran").decline(case, "不属于本机关职权范围，请向区公安分局核实。", "operator:王伟")
+    node.store("ziran").assistance.decline(case, "不属于本机关职权范围，请向区公安分局核实。", "operator:王伟")
     await node.settle()
-    assert node.store("shenpi").case(case).state.status == "declined"
+    assert node.store("shenpi").assistance.case(case).state.status == "declined"
     assert node.sla is not None and node.sla.rows()[0]["status"] == "declined"
 
 
@@ -92,7 +92,7 @@ async def _dead_letters(node: Node) -> list[Any]:
 
 
 def _envelope(node: Node, sender: str = "shenpi", recipient: str = "gongan") -> Envelope:
-    case = next(iter(node.store("shenpi").cases()))
+    case = next(iter(node.store("shenpi").assistance.cases()))
     return Envelope(id=new_id(), sender=sender, recipient=recipient, case=new_id(), number="20260099",
                     time=node.clock.now(), payload=case.request)
 
@@ -179,14 +179,14 @@ async def test_a_bad_message_is_dead_lettered_with_its_reason_and_changes_nothin
     # The agent is still alive and answering.
     case = request(node)
     await node.settle()
-    assert node.store("shenpi").case(case).state.status == "replied"
+    assert node.store("shenpi").assistance.case(case).state.status == "replied"
 
 
 async def test_a_replayed_copy_of_a_valid_event_changes_nothing(node: Node) -> None:
     case = request(node)
     await node.settle()
     before = snapshot(node)
-    original = node.store("shenpi").case(case).envelopes[0]
+    original = node.store("shenpi").assistance.case(case).envelopes[0]
     # A new Nats-Msg-Id gets it past JetStream's dedup: the copy reaches gongan and the ledger.
     await _publish(node, subject_for(decode_checked(original.body)), original)
     await node.settle()
@@ -199,7 +199,7 @@ async def test_a_different_body_under_a_known_event_id_is_dead_lettered(node: No
     case = request(node)
     await node.settle()
     before = snapshot(node)
-    original = node.keys.opener("shenpi").open(node.store("shenpi").case(case).envelopes[0].body)
+    original = node.keys.opener("shenpi").open(node.store("shenpi").assistance.case(case).envelopes[0].body)
     items = [msgspec.structs.replace(i, text=i.text + "（改）") for i in original.payload.items]  # type: ignore[union-attr]
     altered = msgspec.structs.replace(original, payload=msgspec.structs.replace(original.payload, items=items))
     await _publish(node, subject_for(altered), _sealed(node, altered))
@@ -235,16 +235,16 @@ def test_a_request_for_an_item_not_in_the_catalogue_is_refused_before_it_is_sent
 
     before = node.store("shenpi").recorder.max_notification_id()
     with pytest.raises(NotCatalogued, match="第七条"):
-        node.store("shenpi").request(assistor="shichang", applicant=ZHANG, matter=Matter(code="X", name="x"),
-                                     applied_on=date(2026, 9, 20), items=[CommitmentItem(no=1, text="t")],
-                                     catalogue_item="XZ-0001")
+        node.store("shenpi").assistance.request(assistor="shichang", applicant=ZHANG, matter=Matter(code="X", name="x"),
+                                                applied_on=date(2026, 9, 20), items=[CommitmentItem(no=1, text="t")],
+                                                catalogue_item="XZ-0001")
     assert node.store("shenpi").recorder.max_notification_id() == before
 
 
 async def test_a_request_records_the_catalogue_version_it_relied_on(node: Node) -> None:
     case = request(node)
     await node.settle()
-    req = node.store("gongan").case(case).state.request
+    req = node.store("gongan").assistance.case(case).state.request
     assert (req.catalogue_item, req.catalogue_version) == ("XZ-0001", 1)
 
 
@@ -263,7 +263,7 @@ def _files_holding(root: Path, secrets: list[bytes]) -> dict[str, list[bytes]]:
 async def test_nats_and_the_ledger_see_only_routing_metadata(node: Node, tmp_path: Path) -> None:
     case = request(node)
     await node.settle()
-    assert node.store("shenpi").case(case).state.status == "replied"
+    assert node.store("shenpi").assistance.case(case).state.status == "replied"
     secrets = [ZHANG.name.encode(), ZHANG.id_number.encode(), "本人无犯罪记录".encode()]
     # The scan finds them where they are in clear (gongan's own residents register): it can fail.
     assert _files_holding(tmp_path / "data", secrets)
@@ -288,10 +288,10 @@ async def test_a_disclosure_reaches_the_ledger_and_shows_in_the_cases_history(no
 
     case = request(node, assistor="ziran", check="")
     await node.settle()
-    [waiting] = node.store("ziran").inbox()
+    [waiting] = node.store("ziran").assistance.inbox()
     entry = AccessLog(tmp_path).record(command="inbox", subject=f"ziran/inbox:shenpi/{waiting.number}",
                                        reason="核对不动产登记", operator="李核查", entitled_by="ziran store key")
-    to_ledger(node.store("ziran"), waiting.case, waiting.number, entry)
+    to_ledger(node.store("ziran").notices, waiting.case, waiting.number, entry)
     node.wake_relays()
     await node.settle()
     assert node.ledger is not None

@@ -121,7 +121,7 @@ async def test_an_operator_answers_from_the_inbox_over_http(api: Api, node: Node
                                     "operator": "王伟"})
     assert r.status_code == 200 and r.json()["status"] == "replied", r.text
     await node.settle()
-    st = node.store("shenpi").case(r.json()["case"]).state
+    st = node.store("shenpi").assistance.case(r.json()["case"]).state
     assert st.status == "replied" and st.answered_by == "operator:王伟"
     again = await api.client.post(f"/v1/bureaus/ziran/requests/shenpi/{number}/decline", headers=api.auth("ziran"),
                                   json={"reasons": "不属于本机关职权范围"})

@@ -107,7 +107,8 @@ def _offline_request(data: Path) -> Settings:
     catalogue = open_catalogue(settings, clock)
     publish_catalogue(SimpleNamespace(catalogue=catalogue))  # type: ignore[arg-type]
     store = open_store(settings, KeyStore(settings.keys_dir), "shenpi", clock, catalogue)
-    store.request(assistor="ziran", applicant=Applicant(kind="person", name="张三", id_number=RESIDENT["id_number"]),
+    store.assistance.request(assistor="ziran",
+                             applicant=Applicant(kind="person", name="张三", id_number=RESIDENT["id_number"]),
                   matter=Matter(code="370405-XK-0101", name="食品经营许可"), applied_on=START.date(),
                   items=[CommitmentItem(no=1, text="本人户籍所在地为运河街道")], catalogue_item=ITEMS["ziran"])
     store.close()

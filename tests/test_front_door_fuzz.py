@@ -37,7 +37,7 @@ def fuzzed(tmp_path_factory: pytest.TempPathFactory) -> Any:
     publish_catalogue(SimpleNamespace(catalogue=open_catalogue(s, clock)))  # type: ignore[arg-type]
     door = FrontDoor(s, reg, SERVED, clock)
     token = door.tokens.create("shenpi", "fuzz")[1]
-    door.store("shenpi").request(
+    door.store("shenpi").assistance.request(
         assistor="ziran", applicant=Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_number"]),
         matter=Matter(code="370405-XK-0101", name="食品经营许可"), applied_on=START.date(),
         items=[CommitmentItem(no=1, text="本人户籍所在地为运河街道")], catalogue_item=ITEMS["ziran"])

@@ -302,8 +302,8 @@ async def _material(node: Node) -> Material:
     """Run one honest exchange, and take what it put on the wire."""
     case = request(node)
     await node.settle()
-    assert node.store("shenpi").case(case).state.status == "replied"
-    genuine = tuple(node.store("shenpi").case(case).envelopes)
+    assert node.store("shenpi").assistance.case(case).state.status == "replied"
+    genuine = tuple(node.store("shenpi").assistance.case(case).envelopes)
     kids = tuple(e.kid for e in node.keys.trust_list().entries)
     return Material(signed=genuine[0], env=node.keys.opener("shenpi").open(genuine[0].body), genuine=genuine,
                     kids=kids,
@@ -339,7 +339,7 @@ async def _with_js(node: Node, read: Callable[[Any], Any]) -> Any:
 async def _still_answers(node: Node) -> None:
     case = request(node)
     await node.settle()
-    assert node.store("shenpi").case(case).state.status == "replied"
+    assert node.store("shenpi").assistance.case(case).state.status == "replied"
 
 
 def _rss() -> int:

@@ -37,7 +37,7 @@ async def test_the_deadline_runs_from_the_time_jetstream_stored_the_request_on_t
     publish_catalogue(node)
     await node.start()
     try:
-        st = node.store("shenpi").request(  # to ziran, whose agent does not run here
+        st = node.store("shenpi").assistance.request(  # to ziran, whose agent does not run here
             assistor="ziran", applicant=ZHANG, matter=Matter(code="370405-XK-0101", name="食品经营许可"),
             applied_on=date(2026, 9, 20), items=[CommitmentItem(no=1, text="本人户籍所在地为运河街道")],
             catalogue_item=ITEMS["ziran"])

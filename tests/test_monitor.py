@@ -14,7 +14,7 @@ from xiezhu.settings import Settings
 
 
 def sla_types(node: Node, code: str) -> list[str]:
-    return [env.type + ":" + env.payload.kind for env in node.store(code).notices()]  # type: ignore[union-attr]
+    return [env.type + ":" + env.payload.kind for env in node.store(code).notices.received()]  # type: ignore[union-attr]
 
 
 def ledger_count(node: Node, event_type: str) -> int:
@@ -43,7 +43,7 @@ async def test_a_missed_deadline_is_reported_once_to_both_bureaus_also_after_a_r
         assert sla_types(node, "shenpi") == ["sla.breached:reply"]
         assert sla_types(node, "ziran") == ["sla.breached:reply"]
         assert ledger_count(node, "sla.breached") == 2  # one signed copy to each bureau
-        breach = node.store("ziran").notices()[0]
+        breach = node.store("ziran").notices.received()[0]
         assert breach.sender == "sifa" and breach.payload.working_days_late == 1  # type: ignore[union-attr]
     finally:
         await node.stop()
@@ -75,7 +75,7 @@ async def test_a_late_decline_breaks_the_decline_deadline(
         case = request(node, assistor="ziran", check="")
         await node.settle()
         clock.set(datetime(2026, 9, 24, 10, 0, tzinfo=SHANGHAI))  # decline was due 09-23 24:00
-        node.store("ziran").decline(case, "不属于本机关职权范围", "operator:王伟")
+        node.store("ziran").assistance.decline(case, "不属于本机关职权范围", "operator:王伟")
         node.wake_relays()
         await node.settle()
         assert node.monitor is not None
@@ -138,7 +138,7 @@ async def test_a_request_whose_assisting_agent_never_runs_goes_overdue_and_the_b
         node.wake_relays()
         await node.settle()
         assert sla_types(node, "shenpi") == ["sla.reminder:reply", "sla.breached:reply"]
-        [breach] = [n for n in node.store("shenpi").notices() if n.type == "sla.breached"]
+        [breach] = [n for n in node.store("shenpi").notices.received() if n.type == "sla.breached"]
         assert breach.payload.due_at == datetime(2026, 9, 25, 0, 0, tzinfo=SHANGHAI)  # type: ignore[union-attr]
         assert breach.payload.detected_at < datetime(2026, 9, 25, 0, 1, tzinfo=SHANGHAI)  # type: ignore[union-attr]
         # The assisting bureau's copies are on the record although its agent never ran.

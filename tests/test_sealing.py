@@ -238,8 +238,8 @@ async def test_a_bureau_runs_from_its_exported_keys_alone_and_reads_only_its_own
     await gongan.start()
     try:
         case = request(main)
-        await eventually(lambda: main.store("shenpi").case(case).state.status == "replied", timeout=20)
-        sealed_to = {k.kid for k in routing(main.store("shenpi").case(case).envelopes[0].body).sealed.keys}
+        await eventually(lambda: main.store("shenpi").assistance.case(case).state.status == "replied", timeout=20)
+        sealed_to = {k.kid for k in routing(main.store("shenpi").assistance.case(case).envelopes[0].body).sealed.keys}
         assert set(gongan.keys.opener("gongan").kids) <= sealed_to
         with pytest.raises(KeyStoreError):
             gongan.keys.opener("shenpi")  # shenpi's own copy of the request does not open there

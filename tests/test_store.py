@@ -27,7 +27,8 @@ def pair(tmp_path: Path) -> tuple[BureauStore, BureauStore, KeyRing, SimulatedCl
 
 
 def send(store: BureauStore) -> str:
-    return store.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X1", name="食品经营许可"),
+    return store.assistance.request(assistor="gongan", applicant=APPLICANT,
+                                    matter=Matter(code="X1", name="食品经营许可"),
                          applied_on=date(2026, 12, 30),
                          items=[CommitmentItem(no=1, text="本人无犯罪记录", check="police.no-criminal-record")]).case
 
@@ -35,9 +36,9 @@ def send(store: BureauStore) -> str:
 def test_numbers_run_per_requester_per_shanghai_year(pair) -> None:  # type: ignore[no-untyped-def]
     a, _, _, clock = pair
     first, second = send(a), send(a)
-    assert [a.case(c).state.number for c in (first, second)] == ["20260001", "20260002"]
+    assert [a.assistance.case(c).state.number for c in (first, second)] == ["20260001", "20260002"]
     clock.advance(timedelta(hours=3))  # 2027-01-01 01:00 in Shanghai, still 2026 in UTC
-    assert a.case(send(a)).state.number == "20270001"
+    assert a.assistance.case(send(a)).state.number == "20270001"
 
 
 def test_the_same_event_is_applied_once(pair) -> None:  # type: ignore[no-untyped-def]
@@ -58,12 +59,12 @@ def test_state_survives_reopening_the_store(pair, tmp_path: Path) -> None:  # ty
     case = send(a)
     [(_, signed)] = a.outgoing_since(0, 10)
     b.accept(signed, ring.verify(signed), stream_seq=1, arrived_at=clock.now())
-    b.reply(case, [ItemResult(no=1, verdict="false")], "auto:hukou")
+    b.assistance.reply(case, [ItemResult(no=1, verdict="false")], "auto:hukou")
     again = BureauStore("gongan", tmp_path / "b.db", lambda e: None, clock)  # type: ignore[arg-type,return-value]
-    st = again.case(case).state
+    st = again.assistance.case(case).state
     assert st.status == "replied" and st.results[0].verdict == "false"
-    assert len(again.case(case).envelopes) == 3
-    assert again.inbox() == []
+    assert len(again.assistance.case(case).envelopes) == 3
+    assert again.assistance.inbox() == []
 
 
 def test_outgoing_envelopes_keep_the_bytes_that_were_signed(pair) -> None:  # type: ignore[no-untyped-def]
@@ -79,7 +80,7 @@ def test_a_request_cannot_allow_more_than_the_plans_3_and_2_working_days(pair) -
 
     shenpi = pair[0]
     with pytest.raises(BadRequest, match=r"三\(二\)"):
-        shenpi.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X1", name="食品经营许可"),
+        shenpi.assistance.request(assistor="gongan", applicant=APPLICANT, matter=Matter(code="X1", name="食品经营许可"),
                        applied_on=date(2026, 12, 30), items=[CommitmentItem(no=1, text="本人无犯罪记录")],
                        reply_within=30)
     assert shenpi.recorder.max_notification_id() in (0, None)

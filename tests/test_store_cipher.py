@@ -39,7 +39,8 @@ def open_at(path: Path, key: bytes | None) -> BureauStore:
 
 
 def send(store: BureauStore) -> str:
-    return store.request(assistor="gongan", applicant=Applicant(kind="person", name=NAME, id_number=ID_NUMBER),
+    return store.assistance.request(assistor="gongan",
+                                    applicant=Applicant(kind="person", name=NAME, id_number=ID_NUMBER),
                          matter=Matter(code="X1", name="食品经营许可"), applied_on=date(2026, 9, 20),
                          items=[CommitmentItem(no=1, text=COMMITMENT, check="police.no-criminal-record")]).case
 
@@ -105,7 +106,7 @@ def test_the_store_file_holds_no_personal_data_and_reads_back_with_its_key(tmp_p
     assert all(AeadCipher.KEY_SIZE < len(state) for *_, state in rows(path))
 
     again = open_at(path, KEY)
-    st = again.case(case).state
+    st = again.assistance.case(case).state
     assert (st.request.applicant.name, st.request.applicant.id_number) == (NAME, ID_NUMBER)
     assert [i.text for i in st.request.items] == [COMMITMENT]
     assert st.number == "20260001"
@@ -130,7 +131,7 @@ def test_another_key_is_refused_at_open_with_a_clear_error_and_changes_nothing(t
 
     assert rows(path) == before
     again = open_at(path, KEY)
-    assert again.case(case).state.request.applicant.name == NAME
+    assert again.assistance.case(case).state.request.applicant.name == NAME
     again.close()
 
 
@@ -159,7 +160,7 @@ def test_a_tampered_event_is_the_same_clear_error_when_it_is_read(tmp_path: Path
 
     again = open_at(path, KEY)  # the first event is intact: it opens
     with pytest.raises(StoreUndecryptable, match="cannot be decrypted") as caught:
-        again.case(second)
+        again.assistance.case(second)
     assert all(isinstance(e, XiezhuError) for e in shown_chain(caught.value))
     again.close()
 

@@ -387,8 +387,8 @@ async def test_a_rotated_bureau_answers_again_and_what_came_while_its_key_was_re
     with pytest.raises(SealingError, match="gongan has no valid key"):
         request(node)
     assert node.store("shenpi").recorder.max_notification_id() == before
-    await eventually(lambda: node.store("ziran").inbox() != [])
-    assert node.store("ziran").inbox()[0].case == to_ziran
+    await eventually(lambda: node.store("ziran").assistance.inbox() != [])
+    assert node.store("ziran").assistance.inbox()[0].case == to_ziran
 
     v = node.keys.rotate("gongan", now=node.clock.now())
     new_kid = v.entries[-1].kid
@@ -396,7 +396,7 @@ async def test_a_rotated_bureau_answers_again_and_what_came_while_its_key_was_re
     await eventually(lambda: node.ring.entry(new_kid) is not None)
     again = request(node)
     await node.settle()
-    st = node.store("shenpi").case(again)
+    st = node.store("shenpi").assistance.case(again)
     assert st.state.status == "replied"
     assert [s.kid for s in st.envelopes[1:]] == [new_kid, new_kid]  # arrival and reply, both by the new key
     assert {k.kid for k in routing(st.envelopes[0].body).sealed.keys} & {old.kid, new_kid} == {new_kid}
@@ -666,7 +666,7 @@ async def test_running_agents_follow_a_root_rotation_without_restart(node: Node,
         await eventually(lambda: node.ring.entry(new_kid) is not None and other_ring.entry(new_kid) is not None)
         case = request(node)
         await node.settle()
-        assert node.store("shenpi").case(case).state.status == "replied"
+        assert node.store("shenpi").assistance.case(case).state.status == "replied"
         assert held(elsewhere_keys) == v
     finally:
         await elsewhere.stop()

@@ -52,12 +52,12 @@ class Views(World):
         kept, _ = self.recorded()
         repaired, _ = self.recorded()
         self.follow()
-        self.store.raise_objection(kept, GROUNDS)
+        self.store.commitments.raise_objection(kept, GROUNDS)
         self.follow()
-        self.store.review_objection(kept, "confirm", "经核实系本人签署")
-        self.store.apply_repair(repaired, "已交回许可证原件")
+        self.store.commitments.review_objection(kept, "confirm", "经核实系本人签署")
+        self.store.commitments.apply_repair(repaired, "已交回许可证原件")
         self.follow()
-        self.store.approve_repair(repaired, "整改到位")
+        self.store.commitments.approve_repair(repaired, "整改到位")
         self.follow()
         return kept, repaired
 

@@ -20,10 +20,10 @@ from agencies.disclosure import AccessLog
 from agencies.justice import Justice, SignCheckpoint
 from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.calendar_store import CalendarStore
-from aggregates.catalogue import CatalogueRegistry
 from aggregates.clock import Clock
 from aggregates.registry import JUSTICE, Registry
 from aggregates.store import BureauStore
+from aggregates.store.catalogue import CatalogueRegistry
 from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Opens
 from projections.commitments import CommitmentView

@@ -8,8 +8,8 @@ import msgspec
 import typer
 from rich.table import Table
 
-from aggregates.catalogue import CatalogueRegistry
 from aggregates.registry import Registry
+from aggregates.store.catalogue import CatalogueRegistry
 from projections.documents import catalogue_io
 from schemas.errors import XiezhuError
 from xiezhu.cli_common import system_of

@@ -1,25 +1,22 @@
-"""Commitment cases in the handling bureau's store, and the commands that move them.
+"""Commitment cases (告知承诺) in the handling bureau's store, and the commands that move them.
 
 Every step is a signed envelope addressed to the 司法局 ledger; the aggregate keeps the
-envelopes and its state is the fold of :mod:`aggregates.commitment`.  The commands are
-a mixin of :class:`aggregates.store.BureauStore`, which provides signing, the clock,
-letter numbers and saving.
+envelopes and its state is the fold of :mod:`aggregates.commitment`.
 """
 from __future__ import annotations
 
-import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Iterator, Sequence
 from datetime import date, datetime
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, Protocol, TypeVar
 
 import msgspec
-from eventsourcing.application import AggregateNotFoundError
-from eventsourcing.domain import Aggregate
-from eventsourcing.persistence import IntegrityError
 
 from aggregates import commitment
+from aggregates.assistance import CaseState
 from aggregates.commitment import CommitmentState, licence_return_deadline
 from aggregates.errors import CreditRule, RuleError
+from aggregates.store.base import BureauApplication, SignedCase, UnknownCase, retry_on_conflict, topic
+from aggregates.store.notices import Notice
 from schemas.assistance import Applicant, CommitmentItem, Verdict
 from schemas.commitment import (
     SUPERVISION_PREFIX,
@@ -55,60 +52,44 @@ from schemas.commitment import (
     VerificationPlanned,
     Withdrawn,
 )
-from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, new_id
+from schemas.envelope import LEDGER, Envelope, new_id
 
 
-class CommitmentCase(Aggregate):
-    """One commitment case of the handling bureau."""
+class CommitmentCase(SignedCase):
+    """One commitment case of the handling bureau (every envelope is its own: ``Opened`` and ``Sent``)."""
 
-    class Opened(Aggregate.Created):
-        """The application was recorded."""
-
-        body: bytes
-        kid: str
-        sig: bytes
-        clear: bytes
-
-    class Recorded(Aggregate.Event):
-        """One more step of the case was recorded."""
-
-        body: bytes
-        kid: str
-        sig: bytes
-        clear: bytes
-
-        def apply(self, aggregate: Any) -> None:
-            aggregate.state = commitment.apply(aggregate.state, decode_envelope(self.clear))
-            aggregate.envelopes.append(Signed(body=self.body, kid=self.kid, sig=self.sig))
-
-    state: CommitmentState
-    envelopes: list[Signed]
-
-    def __init__(self, body: bytes, kid: str, sig: bytes, clear: bytes) -> None:
-        self.state = commitment.start(decode_envelope(clear))
-        self.envelopes = [Signed(body=body, kid=kid, sig=sig)]
+    if TYPE_CHECKING:
+        state: CommitmentState
 
     @classmethod
-    def open(cls, signed: Signed, env: Envelope) -> CommitmentCase:
-        """Guard (a valid application), then record it."""
-        commitment.start(env)
-        return cls._create(cls.Opened, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig,
-                           clear=encode_envelope(env))
+    def _start(cls, env: Envelope, digest: str) -> CommitmentState:
+        return commitment.start(env)
 
-    def add(self, signed: Signed, env: Envelope) -> None:
-        """Guard (the fold's rules), then record one more step."""
-        commitment.apply(self.state, env)
-        self.trigger_event(self.Recorded, body=signed.body, kid=signed.kid, sig=signed.sig,
-                           clear=encode_envelope(env))
+    @classmethod
+    def _next(cls, state: Any, env: Envelope, digest: str) -> CommitmentState:
+        return commitment.apply(state, env)
 
 
-class CommitmentCommands:
-    """What a handling bureau's clerk does with a commitment case (mixed into BureauStore)."""
+class RequestsMade(Protocol):
+    """The assistance requests this bureau made (:class:`aggregates.store.assistance.AssistanceCases`)."""
 
-    def apply_for(self, *, applicant: Applicant, matter_code: str, matter_name: str, certificate_name: str,
-                  issuing_unit: str, mode: Mode, items: Sequence[CommitmentItem], applied_on: date,
-                  disclose: bool = False, catalogue_version: int = 0, standing: Standing = "good") -> CommitmentState:
-        """Record an application for a matter on the certification-matter list.
+    def for_commitment(self, commitment_case: str) -> list[CaseState]: ...
+
+    def withdraw(self, case_id: str, reason: str) -> CaseState: ...
+
+
+class CommitmentCases:
+    """What a handling bureau's clerk does with a commitment case, and the queries."""
+
+    def __init__(self, app: BureauApplication) -> None:
+        self._app = app
+        #: Set by the facade once the assistance cases exist: withdrawing a commitment withdraws its requests.
+        self.requests: RequestsMade | None = None
+
+    def open(self, *, applicant: Applicant, matter_code: str, matter_name: str, certificate_name: str,
+             issuing_unit: str, mode: Mode, items: Sequence[CommitmentItem], applied_on: date,
+             disclose: bool = False, catalogue_version: int = 0, standing: Standing = "good") -> CommitmentState:
+        """Record an application for a matter on the certification-matter list; takes a ``C`` number.
 
         Where the store has the published catalogue (the composition root always gives it), the
         matter must be on the 附件8 list for this bureau, and its 实施方式, disclosure flag, names and
@@ -116,68 +97,61 @@ class CommitmentCommands:
         wired in, the 四(二) gate reads it: the caller's ``standing`` can only make it worse (e.g.
         serious bad credit known from the public credit platform), never better.
         """
-        from aggregates.store import SHANGHAI  # the store module imports this one
-
-        host: Any = self  # the BureauStore this is mixed into
-        if host.catalogue is not None:
-            row, catalogue_version = host.catalogue.check_matter(host.bureau, matter_code)
+        app = self._app
+        if app.catalogue is not None:
+            row, catalogue_version = app.catalogue.check_matter(app.bureau, matter_code)
             matter_code, matter_name, mode, disclose = row.code, row.service_matter_name, row.mode, \
                 row.disclose_commitment
             certificate_name, issuing_unit = row.certificate_name, row.issuing_unit
-        if host.credit is not None:
-            standing = commitment.worse(standing, host.credit.standing(applicant.id_number, host.clock.now()))
-        for _ in range(20):
-            now = host.clock.now()
-            series = host._series(now.astimezone(SHANGHAI).year, "C")
-            payload = ApplicationReceived(
-                applicant=applicant, matter_code=matter_code, matter_name=matter_name,
-                certificate_name=certificate_name, issuing_unit=issuing_unit, mode=mode, disclose=disclose,
-                catalogue_version=catalogue_version, items=list(items), applied_on=applied_on, standing=standing)
-            env = Envelope(id=new_id(), sender=host.bureau, recipient=LEDGER, case=new_id(),
-                           number=series.allocate(), time=now, payload=payload)
-            case = CommitmentCase.open(host._sign(env), env)
-            try:
-                host.save(series, case)
-            except IntegrityError:
-                continue  # another writer took the number: take the next
-            state: CommitmentState = case.state
-            return state
-        raise RuleError(f"{host.bureau}: could not take a case number; retry")
+        if app.credit is not None:
+            standing = commitment.worse(standing, app.credit.standing(applicant.id_number, app.clock.now()))
+        payload = ApplicationReceived(
+            applicant=applicant, matter_code=matter_code, matter_name=matter_name,
+            certificate_name=certificate_name, issuing_unit=issuing_unit, mode=mode, disclose=disclose,
+            catalogue_version=catalogue_version, items=list(items), applied_on=applied_on, standing=standing)
 
-    def commitment(self, case_id: str) -> CommitmentCase:
-        """Load one commitment case."""
-        host: Any = self
+        def attempt() -> CommitmentState:
+            series, number, now = app.next_number("C")
+            env = Envelope(id=new_id(), sender=app.bureau, recipient=LEDGER, case=new_id(),
+                           number=number, time=now, payload=payload)
+            case = CommitmentCase.open(app.sign(env), env, outgoing=True)
+            app.save(series, case)  # conflicts if another writer took the number: take the next
+            return case.state
+        return retry_on_conflict(attempt, f"{app.bureau}'s commitment case numbers")
+
+    def case(self, case_id: str) -> CommitmentCase:
+        """Load one commitment case (a :class:`RuleError` if there is none: the step cannot be taken)."""
         try:
-            case: CommitmentCase = host.repository.get(uuid.UUID(case_id))
-        except (ValueError, AggregateNotFoundError) as e:
-            raise RuleError(f"no commitment case {case_id!r} in {host.bureau}'s store") from e
+            case = self._app.load(case_id, "commitment case")
+        except UnknownCase as e:
+            raise RuleError(f"no commitment case {case_id!r} in {self._app.bureau}'s store") from e
         if not isinstance(case, CommitmentCase):
             raise RuleError(f"{case_id} is not a commitment case")
         return case
 
+    def cases(self) -> Iterator[CommitmentState]:
+        """Every commitment case of this bureau, oldest first."""
+        for n in self._app._notifications([topic(CommitmentCase.Opened)]):
+            yield self.case(str(n.originator_id)).state
+
     def stage(self, case: CommitmentCase, payload: CommitmentEvent) -> None:
         """Sign one step and add it to ``case`` without saving (the caller saves, in one transaction)."""
-        host: Any = self
-        env = Envelope(id=new_id(), sender=host.bureau, recipient=LEDGER, case=case.state.case,
-                       number=case.state.number, time=host.clock.now(), payload=payload)
-        case.add(host._sign(env), env)
+        app = self._app
+        env = Envelope(id=new_id(), sender=app.bureau, recipient=LEDGER, case=case.state.case,
+                       number=case.state.number, time=app.clock.now(), payload=payload)
+        case.add(app.sign(env), env, outgoing=True)
 
     def record(self, case_id: str, payload: CommitmentEvent, *, extra: Sequence[Any] = (),
                also: Sequence[CommitmentEvent] = ()) -> CommitmentState:
         """Sign and record one step of a commitment case (with ``also`` steps after it and other aggregates,
         in one transaction)."""
-        host: Any = self
-        for _ in range(20):
-            case = host.commitment(case_id)
+        def attempt() -> CommitmentState:
+            case = self.case(case_id)
             for step in (payload, *also):
                 self.stage(case, step)
-            try:
-                host.save(case, *extra)
-            except IntegrityError:
-                continue  # the agent recorded a verification meanwhile: guard again on the new state
-            state: CommitmentState = case.state
-            return state
-        raise RuleError(f"case {case_id} kept changing meanwhile; retry")
+            self._app.save(case, *extra)  # conflicts if the agent recorded a verification meanwhile
+            return case.state
+        return retry_on_conflict(attempt, f"commitment case {case_id}")
 
     # -- the steps, by name --------------------------------------------------------------
 
@@ -187,14 +161,13 @@ class CommitmentCommands:
 
     def issue_notice(self, case_id: str) -> CommitmentState:
         """承诺告知书 (附件6); tells the applicant about disclosure where the catalogue requires it."""
-        host: Any = self
-        return self.record(case_id, NoticeIssued(told_disclosure=host.commitment(case_id).state.disclose))
+        return self.record(case_id, NoticeIssued(told_disclosure=self.case(case_id).state.disclose))
 
     def choose_route(self, case_id: str, route: str) -> CommitmentState:
         """The applicant's choice for a 可选择 matter."""
         return self.record(case_id, RouteChosen(route=route))  # type: ignore[arg-type]
 
-    def sign_commitment(self, case_id: str, signed_on: date) -> CommitmentState:
+    def sign(self, case_id: str, signed_on: date) -> CommitmentState:
         """申请人承诺书 (附件7) signed."""
         return self.record(case_id, CommitmentSigned(signed_on=signed_on))
 
@@ -202,13 +175,14 @@ class CommitmentCommands:
         """The matter is approved on the commitment."""
         return self.record(case_id, Approved(decision_no=decision_no))
 
-    def withdraw_commitment(self, case_id: str, reason: str) -> CommitmentState:
+    def withdraw(self, case_id: str, reason: str) -> CommitmentState:
         """二(三): the applicant leaves the commitment route; open assistance requests are withdrawn too."""
-        host: Any = self
         state = self.record(case_id, Withdrawn(reason=reason))
-        for st in host.assistance_for(case_id):
-            if st.status in ("requested", "received"):
-                host.withdraw_request(st.case, f"申请人已退出告知承诺办理（{state.number}），不再需要核查。")
+        requests = self.requests
+        if requests is not None:
+            for st in requests.for_commitment(case_id):
+                if st.status in ("requested", "received"):
+                    requests.withdraw(st.case, f"申请人已退出告知承诺办理（{state.number}），不再需要核查。")
         return state
 
     def plan_verification(self, case_id: str, items: Sequence[PlannedItem]) -> CommitmentState:
@@ -224,16 +198,14 @@ class CommitmentCommands:
         (also once the case is closed, and of an item exempt from verification), then conclude."""
         self.record(case_id, ItemVerified(no=no, verdict=verdict, source=SUPERVISION_PREFIX + way, reason=reason))
         concluded = self.conclude(case_id)
-        host: Any = self
-        return concluded if concluded is not None else host.commitment(case_id).state
+        return concluded if concluded is not None else self.case(case_id).state
 
     def conclude(self, case_id: str) -> CommitmentState | None:
         """Close a case whose items are all true, or record a false commitment; ``None`` if not yet.
 
         A closed case whose supervision found an item untrue (三(三)) is recorded as a false commitment.
         """
-        host: Any = self
-        st: CommitmentState = host.commitment(case_id).state
+        st = self.case(case_id).state
         if st.status == "closed":
             found = sorted(no for no, verdict in commitment.latest(st).items() if verdict == "false")
             if not found:
@@ -259,15 +231,13 @@ class CommitmentCommands:
     def notify_supervisor(self, case_id: str, department: str, legal_reason: str) -> CommitmentState:
         """附件6/7: 将你的信息推送监管部门予以惩处 — a signed notice to ``department`` and the case's record of
         it, in one transaction; sent once."""
-        from aggregates.notices import Notice  # the store module imports this one
-
-        host: Any = self
-        st: CommitmentState = host.commitment(case_id).state
+        app = self._app
+        st = self.case(case_id).state
         referral = PunishmentReferral(commitment_case=st.case, bureau=st.bureau, applicant=st.applicant,
                                       matter_name=st.matter_name, false_items=list(st.false_items),
                                       legal_reason=legal_reason)
-        copy = host._sign(Envelope(id=new_id(), sender=host.bureau, recipient=department, case=st.case,
-                                   number=st.number, time=host.clock.now(), payload=referral))
+        copy = app.sign(Envelope(id=new_id(), sender=app.bureau, recipient=department, case=st.case,
+                                 number=st.number, time=app.clock.now(), payload=referral))
         return self.record(case_id, SupervisorNotified(department=department, legal_reason=legal_reason),
                            extra=[Notice.send(f"punishment:{st.case}", [copy])])
 
@@ -285,8 +255,7 @@ class CommitmentCommands:
 
     def revoke(self, case_id: str, legal_reason: str) -> CommitmentState:
         """撤销行政决定; the licence original is due back within 2 days (附件6)."""
-        host: Any = self
-        due: datetime = licence_return_deadline(host.clock.now())
+        due: datetime = licence_return_deadline(self._app.clock.now())
         return self.record(case_id, DecisionRevoked(licence_return_due=due, legal_reason=legal_reason))
 
     def penalise(self, case_id: str, penalty: str, legal_reason: str) -> CommitmentState:
@@ -338,9 +307,3 @@ def _checked(payload: _Step) -> _Step:
         return msgspec.convert(msgspec.to_builtins(payload), type(payload))
     except msgspec.ValidationError as e:
         raise CreditRule(f"{type(payload).__struct_config__.tag}: {e}") from e
-
-
-def commitment_topics(topic: Callable[[type], str]) -> list[str]:
-    """Notification topics of commitment-case events (all of them are this bureau's own)."""
-    return [topic(CommitmentCase.Opened), topic(CommitmentCase.Recorded)]
-

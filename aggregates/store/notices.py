@@ -7,11 +7,15 @@ restart, cannot be saved.  A receiver keeps what it got as a ``NoticeIn``.
 from __future__ import annotations
 
 import uuid
+from collections.abc import Sequence
 from typing import Any
 
 from eventsourcing.domain import Aggregate
+from eventsourcing.persistence import IntegrityError
 
-from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope
+from aggregates.store.base import BureauApplication, ConcurrentChange, DuplicateEvent, IntakeMarker, topic
+from schemas.access import DisclosureRecorded
+from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, new_id
 
 _NS = uuid.UUID("0b8f5b64-3a0e-4f6e-9d8e-2c61f1d3a7aa")
 
@@ -88,3 +92,56 @@ class NoticeIn(Aggregate):
         """Record an arrived notice."""
         return cls._create(cls.Got, id=cls.id_for(env.id), body=signed.body, kid=signed.kid, sig=signed.sig,
                            clear=encode_envelope(env), stream_seq=stream_seq)
+
+
+class Notices:
+    """The notices of one bureau's store: those it sends once, and those it received."""
+
+    def __init__(self, app: BureauApplication) -> None:
+        self._app = app
+
+    def send(self, key: str, case: str, number: str, copies: Sequence[tuple[str, Any]]) -> bool:
+        """Sign and commit a notice about ``key`` to each recipient, once; ``False`` if it was sent before."""
+        app = self._app
+        if app.has(Notice.id_for(key)):
+            return False
+        now = app.clock.now()
+        signed = [app.sign(Envelope(id=new_id(), sender=app.bureau, recipient=recipient, case=case,
+                                    number=number, time=now, payload=payload)) for recipient, payload in copies]
+        try:
+            app.save(Notice.send(key, signed))
+        except IntegrityError:
+            return False  # another monitor (or this one before a restart) sent it meanwhile
+        return True
+
+    def record_disclosure(self, case: str, number: str, disclosure: DisclosureRecorded) -> None:
+        """Tell the 司法局 ledger that personal data of ``case`` was shown in full here (decision 27).
+
+        A notice about the case, sealed and signed like every event; the relay sends it.
+        """
+        self.send(f"disclosure:{new_id()}", case, number, [(LEDGER, disclosure)])
+
+    def accept(self, signed: Signed, env: Envelope, marker: IntakeMarker, *, stream_seq: int) -> None:
+        """Keep a received notice as it came, with its intake marker, in one transaction."""
+        app = self._app
+        try:
+            app.save(NoticeIn.got(signed, env, stream_seq), marker)
+        except IntegrityError as e:
+            if app.has(IntakeMarker.id_for(env.id)):
+                known: NoticeIn = app.repository.get(NoticeIn.id_for(env.id))
+                raise DuplicateEvent(f"notice {env.id} was already received",
+                                     same_bytes=known.signed.body == signed.body) from e
+            raise ConcurrentChange(f"could not record notice {env.id}; retry") from e
+
+    def received(self) -> list[Envelope]:
+        """Notices received here (reminders, breaches), oldest first."""
+        out = []
+        for n in self._app._notifications([topic(NoticeIn.Got)]):
+            got: NoticeIn = self._app.repository.get(n.originator_id)
+            out.append(got.envelope)
+        return out
+
+    @staticmethod
+    def outgoing_topics() -> list[str]:
+        """Notification topics of the notices this bureau signed, which the relay sends."""
+        return [topic(Notice.Sent), topic(Notice.SentAlso)]

@@ -1,0 +1,477 @@
+"""What every event store of xiezhu shares: the eventsourcing application, its settings and errors.
+
+- :class:`StoreApplication`: eventsourcing's ``Application`` with xiezhu's settings (only from the
+  composition root), the store cipher (decision 24) and bytes stored as base64.
+- :class:`BureauApplication`: one bureau's store (signing, the clock, the catalogue it checks
+  requests against, the store-key check at open, number series, notification scans).  The
+  modules of each case type (:mod:`aggregates.store.assistance`, ``commitments``, ``disputes``,
+  ``notices``) work on it; :class:`aggregates.store.bureau.BureauStore` is the facade.
+- :class:`SignedCase`: the one shape of a case aggregate that records signed envelopes (the
+  assistance, commitment and dispute cases): each event keeps the envelope as signed (``body``,
+  ``kid``, ``sig``) and as opened (``clear``), and the state is a pure fold over them.
+- :func:`retry_on_conflict` and :class:`ConcurrentChange`: the one way an optimistic-concurrency
+  conflict is retried, and the one error it ends in (transient: the caller may try again).
+"""
+from __future__ import annotations
+
+import base64
+import uuid
+from collections.abc import Callable, Iterator, Sequence
+from datetime import datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
+from zoneinfo import ZoneInfo
+
+from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.domain import Aggregate, DomainEventProtocol
+from eventsourcing.persistence import (
+    IntegrityError,
+    JSONTranscoder,
+    Mapper,
+    MapperDeserialisationError,
+    StoredEvent,
+    Transcoding,
+)
+from eventsourcing.utils import Environment, get_topic
+
+from aggregates.cipher import AeadCipher, StoreUndecryptable
+from aggregates.clock import Clock
+from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, envelope_id
+from schemas.errors import XiezhuError
+
+SHANGHAI = ZoneInfo("Asia/Shanghai")
+_NS = uuid.UUID("6f1c1a52-8f0e-4d5e-9a51-7a1e5c3b9d20")
+
+SignFn = Callable[[Envelope], Signed]
+#: Optimistic-concurrency tries before a conflict is reported as :class:`ConcurrentChange`.
+CONFLICT_RETRIES = 20
+
+T = TypeVar("T")
+
+
+# -- errors ------------------------------------------------------------------------------
+
+
+class StoreError(XiezhuError):
+    """Something about a bureau's own store."""
+
+    code = "store"
+
+
+class UnknownCase(StoreError):
+    """No case with that id or number in this bureau's store."""
+
+    code = "store.unknown-case"
+
+
+class DuplicateEvent(StoreError):
+    """The event id was applied before; nothing changed.
+
+    ``same_bytes`` tells a harmless copy (a redelivery, a relay's re-publish, a replay)
+    from a different body under a known id, which a sender should never produce.
+    """
+
+    code = "store.duplicate"
+
+    def __init__(self, message: str, /, *, same_bytes: bool) -> None:
+        super().__init__(message, same_bytes=same_bytes)
+        self.same_bytes = same_bytes
+
+
+class ConcurrentChange(StoreError):
+    """Other writers kept changing what this command changes; nothing was recorded, try again.
+
+    Transient, never a broken rule: the agent retries the message, a clerk the command.
+    """
+
+    code = "store.concurrent-change"
+
+
+def retry_on_conflict(attempt: Callable[[], T], what: str, *, tries: int = CONFLICT_RETRIES) -> T:
+    """Run ``attempt`` (load, guard, record, save) until its save does not conflict.
+
+    A save conflicts (eventsourcing's ``IntegrityError``) when another writer changed the same
+    aggregate first, or took the same number; the next attempt loads, guards and records again
+    on what is there now.  After ``tries`` conflicts, :class:`ConcurrentChange` about ``what``.
+    """
+    for _ in range(tries):
+        try:
+            return attempt()
+        except IntegrityError:
+            continue
+    raise ConcurrentChange(f"{what} kept changing meanwhile ({tries} tries); retry")
+
+
+# -- settings ----------------------------------------------------------------------------
+
+
+class _BytesAsBase64(Transcoding):
+    type = bytes
+    name = "b64"
+
+    def encode(self, obj: bytes) -> str:
+        return base64.b64encode(obj).decode("ascii")
+
+    def decode(self, data: str) -> bytes:
+        return base64.b64decode(data)
+
+
+def store_env(path: Path | str | None, *, cipher_key: bytes | None = None) -> dict[str, str]:
+    """eventsourcing settings for a store file (``None``: in memory).
+
+    With ``cipher_key`` (32 bytes) every event's state is encrypted at rest (:mod:`aggregates.cipher`).
+    """
+    env: dict[str, str]
+    if path is None:
+        env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
+    elif isinstance(path, str) and path.startswith(("postgres://", "postgresql://")):
+        env = _postgres_env(path)
+    else:
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "30"}
+    if cipher_key is not None:
+        env |= {"CIPHER_TOPIC": get_topic(AeadCipher), AeadCipher.CIPHER_KEY: AeadCipher.encode_key(cipher_key)}
+    return env
+
+
+def _postgres_env(url: str) -> dict[str, str]:
+    from urllib.parse import urlparse
+
+    u = urlparse(url)
+    return {
+        "PERSISTENCE_MODULE": "eventsourcing.postgres",
+        "POSTGRES_DBNAME": u.path.lstrip("/"),
+        "POSTGRES_HOST": u.hostname or "127.0.0.1",
+        "POSTGRES_PORT": str(u.port or 5432),
+        "POSTGRES_USER": u.username or "postgres",
+        "POSTGRES_PASSWORD": u.password or "",
+    }
+
+
+class _StoreMapper(Mapper[uuid.UUID]):
+    """eventsourcing's mapper, except that a store the key cannot decrypt says so, not as a deserialisation error."""
+
+    def to_domain_event(self, stored_event: StoredEvent) -> DomainEventProtocol[uuid.UUID]:
+        try:
+            return super().to_domain_event(stored_event)
+        except MapperDeserialisationError as e:
+            if isinstance(e.__cause__, StoreUndecryptable):
+                raise e.__cause__ from None
+            raise
+
+
+class StoreApplication(Application[uuid.UUID]):
+    """eventsourcing's application as every xiezhu store uses it."""
+
+    #: Settings every store of this class gets unless the composition root says otherwise.
+    default_settings: ClassVar[dict[str, str]] = {}
+
+    def construct_env(self, name: str, env: Any = None) -> Environment:
+        # Settings come only from the composition root, never from os.environ.
+        return Environment(name, {**self.default_settings, **dict(env or {})})
+
+    def construct_mapper(self) -> Mapper[uuid.UUID]:
+        return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=_StoreMapper)
+
+    def register_transcodings(self, transcoder: JSONTranscoder) -> None:
+        super().register_transcodings(transcoder)
+        transcoder.register(_BytesAsBase64())
+
+    def _notifications(self, topics: Sequence[str], start: int = 1) -> Iterator[Any]:
+        """Every notification with one of ``topics``, oldest first, read a section at a time."""
+        size = self.notification_log.section_size
+        while True:
+            batch = self.notification_log.select(start, size, topics=topics)
+            yield from batch
+            if len(batch) < size:
+                return
+            start = batch[-1].id + 1
+
+
+# -- the aggregates every bureau store holds ----------------------------------------------
+
+
+def _digest(body: bytes) -> str:
+    return Signed(body=body, kid="", sig=b"").digest
+
+
+def topic(cls: type) -> str:
+    """The notification topic of an event class."""
+    return get_topic(cls)
+
+
+class SignedCase(Aggregate):
+    """A case that records signed envelopes; its state is a pure fold over them.
+
+    A subclass names its fold with :meth:`_start` and :meth:`_next`.  The four event classes
+    are defined once here; eventsourcing redefines them in each subclass, so every case type
+    keeps topics of its own (``aggregates.store.assistance:AssistanceCase.Sent``, …).
+    """
+
+    class Opened(Aggregate.Created):
+        """This bureau opened the case with an envelope it signed (to be relayed)."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+        clear: bytes
+
+    class Arrived(Aggregate.Created):
+        """The case opened here with an envelope another bureau signed (arrived, or handed over)."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+        clear: bytes
+        stream_seq: int
+
+    class Sent(Aggregate.Event):
+        """This bureau signed one more envelope of the case (to be relayed)."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+        clear: bytes
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._fold(self)
+
+    class Got(Aggregate.Event):
+        """Another bureau's envelope of the case arrived here."""
+
+        body: bytes
+        kid: str
+        sig: bytes
+        clear: bytes
+        stream_seq: int
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate._fold(self)
+
+    # Declared for the type checker only: real annotations would make eventsourcing treat
+    # every subclass as a dataclass and give it a generated ``__init__``.
+    if TYPE_CHECKING:
+        state: Any
+        envelopes: list[Signed]
+
+    def __init__(self, body: bytes, kid: str, sig: bytes, clear: bytes, stream_seq: int = 0) -> None:
+        self.state = self._start(decode_envelope(clear), _digest(body))
+        self.envelopes = [Signed(body=body, kid=kid, sig=sig)]
+
+    @classmethod
+    def _start(cls, env: Envelope, digest: str) -> Any:
+        """The fold's first state from the opening envelope (raises the fold's rule errors)."""
+        raise NotImplementedError
+
+    @classmethod
+    def _next(cls, state: Any, env: Envelope, digest: str) -> Any:
+        """The fold's next state (raises the fold's rule errors)."""
+        raise NotImplementedError
+
+    @classmethod
+    def open(cls, signed: Signed, env: Envelope, *, outgoing: bool, stream_seq: int = 0) -> Self:
+        """Guard (the envelope must start a case of this type), then record the opening event."""
+        cls._start(env, signed.digest)
+        clear = encode_envelope(env)
+        if outgoing:
+            return cls._create(cls.Opened, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig,
+                               clear=clear)
+        return cls._create(cls.Arrived, id=uuid.UUID(env.case), body=signed.body, kid=signed.kid, sig=signed.sig,
+                           clear=clear, stream_seq=stream_seq)
+
+    def add(self, signed: Signed, env: Envelope, *, outgoing: bool, stream_seq: int = 0) -> None:
+        """Guard (the fold's rules), then record one more envelope."""
+        self._next(self.state, env, signed.digest)
+        clear = encode_envelope(env)
+        if outgoing:
+            self.trigger_event(self.Sent, body=signed.body, kid=signed.kid, sig=signed.sig, clear=clear)
+        else:
+            self.trigger_event(self.Got, body=signed.body, kid=signed.kid, sig=signed.sig, clear=clear,
+                               stream_seq=stream_seq)
+
+    def _fold(self, ev: Any) -> None:
+        self.state = self._next(self.state, decode_envelope(ev.clear), _digest(ev.body))
+        self.envelopes.append(Signed(body=ev.body, kid=ev.kid, sig=ev.sig))
+
+    def holds(self, event_id: str) -> Signed | None:
+        """The envelope with ``event_id`` if this case holds it."""
+        for known in self.envelopes:
+            if envelope_id(known.body) == event_id:
+                return known
+        return None
+
+    def raise_if_held(self, event_id: str, body: bytes) -> None:
+        """:class:`DuplicateEvent` if this case holds ``event_id`` already."""
+        known = self.holds(event_id)
+        if known is not None:
+            raise DuplicateEvent(f"event {event_id} was already applied", same_bytes=known.body == body)
+
+    @classmethod
+    def opening_topics(cls) -> list[str]:
+        """Notification topics of the events that open a case of this type."""
+        return [topic(cls.Opened), topic(cls.Arrived)]
+
+    @classmethod
+    def outgoing_topics(cls) -> list[str]:
+        """Notification topics of the events this bureau signed, which the relay sends."""
+        return [topic(cls.Opened), topic(cls.Sent)]
+
+
+class IntakeMarker(Aggregate):
+    """Marks an incoming event id as applied; its unique id makes a second apply impossible."""
+
+    class Applied(Aggregate.Created):
+        """The event was applied to this store."""
+
+        event_id: str
+        stream_seq: int
+
+    def __init__(self, event_id: str, stream_seq: int) -> None:
+        self.event_id = event_id
+        self.stream_seq = stream_seq
+
+    @staticmethod
+    def id_for(event_id: str) -> uuid.UUID:
+        """The marker's aggregate id for an event id."""
+        return uuid.uuid5(_NS, f"intake:{event_id}")
+
+    @classmethod
+    def mark(cls, event_id: str, stream_seq: int) -> IntakeMarker:
+        """A new marker for ``event_id``."""
+        return cls._create(cls.Applied, id=cls.id_for(event_id), event_id=event_id, stream_seq=stream_seq)
+
+
+class NumberSeries(Aggregate):
+    """A bureau's numbers for one year: letters 20260001, …; commitment cases C20260001, …"""
+
+    class Started(Aggregate.Created):
+        """The series of a bureau and year began."""
+
+        bureau: str
+        year: int
+        prefix: str
+
+    class Allocated(Aggregate.Event):
+        """One number was taken."""
+
+        number: str
+
+        def apply(self, aggregate: Any) -> None:
+            aggregate.last = int(self.number[-4:])
+
+    def __init__(self, bureau: str, year: int, prefix: str) -> None:
+        self.bureau = bureau
+        self.year = year
+        self.prefix = prefix
+        self.last = 0
+
+    @staticmethod
+    def id_for(bureau: str, year: int, prefix: str = "") -> uuid.UUID:
+        """The series' aggregate id."""
+        return uuid.uuid5(_NS, f"numbers:{bureau}:{year}" + (f":{prefix}" if prefix else ""))
+
+    @classmethod
+    def begin(cls, bureau: str, year: int, prefix: str = "") -> NumberSeries:
+        """A new, empty series."""
+        return cls._create(cls.Started, id=cls.id_for(bureau, year, prefix), bureau=bureau, year=year,
+                           prefix=prefix)
+
+    def allocate(self) -> str:
+        """Take the next number; 9999 a year is the format's limit."""
+        if self.last >= 9999:
+            raise StoreError(f"{self.bureau} has used every number of {self.year}")
+        number = f"{self.prefix}{self.year}{self.last + 1:04d}"
+        self.trigger_event(self.Allocated, number=number)
+        return number
+
+
+# -- one bureau's store --------------------------------------------------------------------
+
+
+class CatalogueCheck(Protocol):
+    """第七条: may ``requester`` ask ``assistor`` under ``item_code``? Returns the item and the version."""
+
+    def check_request(self, requester: str, assistor: str, item_code: str) -> tuple[Any, int]: ...
+
+    def check_matter(self, bureau: str, matter_code: str) -> tuple[Any, int]:
+        """一(三): is ``matter_code`` on the published 附件8 list for ``bureau``? Returns the row and the version."""
+        ...
+
+
+class CreditGateSource(Protocol):
+    """四(二): an applicant's standing at a time, as the credit view (区司法局's record) knows it."""
+
+    def standing(self, applicant: str, at: datetime | None = None) -> Any: ...
+
+
+class BureauApplication(StoreApplication):
+    """One bureau's event store: what the case types' modules need to sign, number and save."""
+
+    default_settings: ClassVar[dict[str, str]] = {"IS_SNAPSHOTTING_ENABLED": "y"}
+    #: A snapshot every so many events keeps loading a year's number series and a long
+    #: case O(interval) instead of O(events).
+    snapshotting_intervals: ClassVar[dict[type[Any], int]] = {NumberSeries: 50}
+
+    def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock,
+                 catalogue: CatalogueCheck | None = None, *, store_key: bytes | None = None) -> None:
+        """``store_key`` (32 bytes) encrypts every event at rest; the composition root always gives one."""
+        self.bureau = bureau
+        self._sign = sign
+        self.clock = clock
+        #: 第七条: with a catalogue, only catalogued items can be requested (the composition
+        #: root always gives one; unit tests of other rules may leave it out).
+        self.catalogue = catalogue
+        #: 四(二): where the composition root wires the credit view in, applications read the gate from it.
+        self.credit: CreditGateSource | None = None
+        super().__init__(env=store_env(location, cipher_key=store_key))
+        try:
+            self._check_store_key()
+        except BaseException:
+            self.close()
+            raise
+
+    def _check_store_key(self) -> None:
+        """Refuse at open, before anything is written, a store whose events the key given cannot read."""
+        first = self.recorder.select_notifications(start=None, limit=1)
+        if not first:
+            return
+        try:
+            self.mapper.to_domain_event(first[0])
+        except StoreUndecryptable as e:
+            raise StoreUndecryptable(f"{self.bureau}'s store: {e}") from None
+        except MapperDeserialisationError:
+            if self.mapper.cipher is not None:
+                raise
+            raise StoreUndecryptable(f"{self.bureau}'s store cannot be read without its store key: its events are "
+                                     f"not plain JSON, so it was probably written encrypted") from None
+
+    def sign(self, env: Envelope) -> Signed:
+        """Sign an envelope as this bureau."""
+        return self._sign(env)
+
+    def series(self, year: int, prefix: str = "") -> NumberSeries:
+        """This bureau's number series of ``year`` (``""`` letters, ``C`` commitment cases, ``D`` disputes)."""
+        try:
+            series: NumberSeries = self.repository.get(NumberSeries.id_for(self.bureau, year, prefix))
+            return series
+        except AggregateNotFoundError:
+            return NumberSeries.begin(self.bureau, year, prefix)
+
+    def next_number(self, prefix: str = "") -> tuple[NumberSeries, str, Any]:
+        """Take the next number of this year's series: the series (to save with the case), the number, the time."""
+        now = self.clock.now()
+        series = self.series(now.astimezone(SHANGHAI).year, prefix)
+        return series, series.allocate(), now
+
+    def load(self, case_id: str, what: str) -> object:
+        """One aggregate by id; :class:`UnknownCase` if this store has none (``what``: e.g. "case")."""
+        try:
+            found: object = self.repository.get(uuid.UUID(case_id))
+        except (ValueError, TypeError, AttributeError) as e:
+            raise UnknownCase(f"{case_id!r} is not a {what} id") from e
+        except AggregateNotFoundError as e:
+            raise UnknownCase(f"no {what} {case_id} in {self.bureau}'s store") from e
+        return found
+
+    def has(self, aggregate_id: uuid.UUID | str) -> bool:
+        """Whether this store holds an aggregate with that id."""
+        return (uuid.UUID(aggregate_id) if isinstance(aggregate_id, str) else aggregate_id) in self.repository

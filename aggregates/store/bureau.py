@@ -1,0 +1,81 @@
+"""A bureau's own event store: one object per case type behind one facade.
+
+Every bureau writes only its own store.  ``store.assistance``, ``store.commitments``,
+``store.disputes`` and ``store.notices`` hold the commands and queries of each case type
+(:mod:`aggregates.store.assistance`, …); the store itself receives what arrives
+(:meth:`BureauStore.accept`) and hands the relay what it signed (:meth:`BureauStore.outgoing_since`).
+Intake markers and number series live in the same store, so that each change and its
+bookkeeping commit in one transaction.
+"""
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+from aggregates.assistance import CaseState
+from aggregates.clock import Clock
+from aggregates.errors import RuleError
+from aggregates.store.assistance import AssistanceCase, AssistanceCases
+from aggregates.store.base import BureauApplication, CatalogueCheck, IntakeMarker, SignFn
+from aggregates.store.commitments import CommitmentCase, CommitmentCases
+from aggregates.store.disputes import DisputeCase, DisputeCases
+from aggregates.store.notices import Notices
+from schemas.access import DisclosureRecorded
+from schemas.commitment import PunishmentReferral
+from schemas.dispute import DISPUTE_EVENTS
+from schemas.envelope import Envelope, Signed
+from schemas.sla import DeadlineBreached, DeadlineReminder
+
+
+class BureauStore(BureauApplication):
+    """One bureau's event-sourced store: the case types' commands and queries, intake and the relay's feed."""
+
+    def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock,
+                 catalogue: CatalogueCheck | None = None, *, store_key: bytes | None = None) -> None:
+        """``store_key`` (32 bytes) encrypts every event at rest; the composition root always gives one."""
+        super().__init__(bureau, location, sign, clock, catalogue, store_key=store_key)
+        self.commitments = CommitmentCases(self)
+        self.assistance = AssistanceCases(self, self.commitments)
+        self.commitments.requests = self.assistance
+        self.disputes = DisputeCases(self, self.assistance)
+        self.notices = Notices(self)
+
+    def accept(self, signed: Signed, env: Envelope, *, stream_seq: int, arrived_at: datetime) -> CaseState | None:
+        """Apply a verified incoming envelope exactly once.
+
+        The intake marker, the case change and (for a request) the signed arrival record
+        commit in one transaction.  Raises :class:`DuplicateEvent` if the event id was
+        applied before, :class:`RuleError` if the event breaks a rule of its case,
+        :class:`ConcurrentChange` if the case changed meanwhile (try again).  A notice (a
+        deadline reminder or breach, a punishment referral) is kept as it came; it returns ``None``.  A dispute
+        event (附件2 第八条) joins 区司法局's dispute file, and only 区司法局's; it also returns ``None``.
+        """
+        if isinstance(env.payload, DisclosureRecorded):
+            raise RuleError(f"{env.sender} sent a disclosure record to {self.bureau}: it belongs to the ledger only")
+        marker = IntakeMarker.mark(env.id, stream_seq)
+        if isinstance(env.payload, DeadlineReminder | DeadlineBreached | PunishmentReferral):
+            self.notices.accept(signed, env, marker, stream_seq=stream_seq)
+            return None
+        if isinstance(env.payload, DISPUTE_EVENTS):
+            self.disputes.accept(signed, env, marker, stream_seq=stream_seq)
+            return None
+        return self.assistance.accept(signed, env, marker, stream_seq=stream_seq, arrived_at=arrived_at)
+
+    def seen(self, event_id: str) -> bool:
+        """Whether an incoming event id was applied here."""
+        return self.has(IntakeMarker.id_for(event_id))
+
+    def outgoing_topics(self) -> list[str]:
+        """Notification topics of events this bureau signed and must relay."""
+        return [*AssistanceCase.outgoing_topics(), *CommitmentCase.outgoing_topics(), *Notices.outgoing_topics(),
+                *DisputeCase.outgoing_topics()]
+
+    def outgoing_since(self, after: int, limit: int) -> list[tuple[int, Signed]]:
+        """Outgoing signed envelopes with notification id > ``after``, oldest first."""
+        rows = self.recorder.select_notifications(start=after + 1, limit=limit, topics=self.outgoing_topics())
+        out = []
+        for n in rows:
+            ev: Any = self.mapper.to_domain_event(n)
+            out.append((n.id, Signed(body=ev.body, kid=ev.kid, sig=ev.sig)))
+        return out

@@ -1,0 +1,295 @@
+"""Disputes (附件2 第八条) in the bureaus' stores, and the commands that move them.
+
+A dispute is 区司法局's file.  Each store keeps the envelopes of a dispute it knows, and the
+state is the fold of :mod:`aggregates.dispute`:
+
+- the raising bureau's store: its raise and its negotiation notes (outgoing, relayed to ``sifa``);
+- the other party's store: the raise as handed over (:meth:`DisputeCases.join`, never over the
+  wire) and its own notes (outgoing, to ``sifa``);
+- 区司法局's store: every party's event as it arrived (:meth:`DisputeCases.accept`, with the
+  intake marker in the same transaction), and its own steps (outgoing, to the ledger).
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterator, Sequence
+from typing import TYPE_CHECKING, Any, Protocol, Self, TypeVar, cast
+
+import msgspec
+from eventsourcing.persistence import IntegrityError
+
+from aggregates import dispute
+from aggregates.assistance import CaseState
+from aggregates.catalogue import Adjustment, owner_of
+from aggregates.dispute import DisputeState
+from aggregates.errors import (
+    CatalogueAmendment,
+    DisputeOrder,
+    InvalidDispute,
+    NotDisputeAuthority,
+    NotDisputeParty,
+)
+from aggregates.store.assistance import AssistanceCases
+from aggregates.store.base import (
+    BureauApplication,
+    ConcurrentChange,
+    DuplicateEvent,
+    IntakeMarker,
+    SignedCase,
+    retry_on_conflict,
+)
+from schemas.catalogue import JUSTICE, STAFFING_OFFICE, Kind, Row
+from schemas.dispute import (
+    DisputeEscalated,
+    DisputeEvent,
+    DisputeRaised,
+    DisputeReferred,
+    DisputeRuled,
+    DisputeSettled,
+    DistrictDecided,
+    NegotiationRecorded,
+    Outcome,
+)
+from schemas.envelope import LEDGER, Envelope, Signed, new_id
+
+#: The units that determine a dispute unless more are named (第八条: 区司法局会同区委编办).
+CO_DECIDERS = (JUSTICE, STAFFING_OFFICE)
+
+
+class DisputeCase(SignedCase):
+    """One dispute as this bureau has recorded it."""
+
+    if TYPE_CHECKING:
+        state: DisputeState
+
+    @classmethod
+    def _start(cls, env: Envelope, digest: str) -> DisputeState:
+        return dispute.start(env)
+
+    @classmethod
+    def _next(cls, state: Any, env: Envelope, digest: str) -> DisputeState:
+        return dispute.apply(state, env)
+
+    @classmethod
+    def open(cls, signed: Signed, env: Envelope, *, outgoing: bool, stream_seq: int = 0,
+             case: CaseState | None = None) -> Self:
+        """Guard (a valid raise, matching the assistance ``case`` if given), then record it."""
+        dispute.start(env, case)
+        return super().open(signed, env, outgoing=outgoing, stream_seq=stream_seq)
+
+
+class CatalogueAmender(Protocol):
+    """区司法局's catalogue registry (:class:`aggregates.store.catalogue.CatalogueRegistry`), as a ruling uses it."""
+
+    def current(self, kind: Kind) -> Sequence[Row]: ...
+
+    def apply_adjustment(self, kind: Kind, applicant: str, basis: str, *, adds: Sequence[Row] = (),
+                         removes: Sequence[str] = (), replaces: Sequence[Row] = (), dispute: str = "") -> str: ...
+
+    def adjustment(self, adjustment_id: str) -> Adjustment: ...
+
+
+class DisputeCases:
+    """What the parties and 区司法局 do with a dispute, and the queries."""
+
+    def __init__(self, app: BureauApplication, assistance: AssistanceCases) -> None:
+        self._app = app
+        self._assistance = assistance
+
+    # -- the parties --------------------------------------------------------------------------
+
+    def raise_dispute(self, case_id: str, claim: str, evidence: Sequence[str] = ()) -> DisputeState:
+        """第八条: raise a dispute about an assistance case of this store with 区司法局; takes a ``D`` number."""
+        app = self._app
+        st = self._assistance.case(case_id).state
+        if app.bureau not in (st.requester, st.assistor):
+            raise NotDisputeParty(f"{app.bureau} is not a party of request {st.number}")
+        other = st.assistor if app.bureau == st.requester else st.requester
+        payload = _checked(DisputeRaised(
+            raised_by=app.bureau, other_party=other, requester=st.requester, assistor=st.assistor,
+            assistance_case=st.case, assistance_number=st.number, claim=claim, evidence=list(evidence)))
+
+        def attempt() -> DisputeState:
+            series, number, now = app.next_number("D")
+            env = Envelope(id=new_id(), sender=app.bureau, recipient=JUSTICE, case=new_id(),
+                           number=number, time=now, payload=payload)
+            case = DisputeCase.open(app.sign(env), env, outgoing=True, case=st)
+            app.save(series, case)  # conflicts if another writer took the number: take the next
+            return case.state
+        return retry_on_conflict(attempt, f"{app.bureau}'s dispute numbers")
+
+    def join(self, signed: Signed, env: Envelope) -> DisputeState:
+        """The other party takes up a dispute raised against it, from the raise's signed bytes.
+
+        The raise travels only to 区司法局, so the caller hands it over from the ledger (or the
+        raiser's store) after verifying its signature.  Its notes are then guarded by the same
+        fold.  Taking up a dispute already here changes nothing.
+        """
+        app = self._app
+        ev = env.payload
+        if not isinstance(ev, DisputeRaised):
+            raise DisputeOrder(f"a dispute is taken up from its dispute.raised, not {env.type}")
+        if ev.other_party != app.bureau:
+            raise NotDisputeParty(f"dispute {env.number} is raised against {ev.other_party}, not {app.bureau}")
+        if app.has(env.case):
+            return self.case(env.case).state
+        case: CaseState | None = None
+        if app.has(ev.assistance_case):
+            case = self._assistance.case(ev.assistance_case).state
+        dc = DisputeCase.open(signed, env, outgoing=False, case=case)
+        try:
+            app.save(dc, IntakeMarker.mark(env.id, 0))
+        except IntegrityError:
+            return self.case(env.case).state  # taken up meanwhile
+        return dc.state
+
+    def negotiate(self, dispute_id: str, note: str, outcome: Outcome = "continuing") -> DisputeState:
+        """A party notes the negotiation (协商); ``failed`` records 协商不成."""
+        bureau = self._app.bureau
+        return self.step(dispute_id, lambda st: NegotiationRecorded(party=bureau, note=note, outcome=outcome))
+
+    def settle(self, dispute_id: str, agreement: str) -> DisputeState:
+        """协商解决: the parties' agreement closes the dispute."""
+        return self.step(dispute_id, lambda st: DisputeSettled(agreed_by=list(st.parties), agreement=agreement))
+
+    # -- 区司法局 ----------------------------------------------------------------------------
+
+    def refer(self, dispute_id: str, reasons: str) -> DisputeState:
+        """协商不成: 区司法局 takes the dispute up, to determine it with 区委编办."""
+        self._justice("takes a dispute up")
+        return self.step(dispute_id, lambda st: DisputeReferred(reasons=reasons))
+
+    def amend_catalogue(self, dispute_id: str, kind: Kind, basis: str, *, adds: Sequence[Row] = (),
+                        replaces: Sequence[Row] = (), removes: Sequence[str] = ()) -> str:
+        """区司法局 applies the catalogue adjustment a ruling or decision needs; returns its id.
+
+        It carries the dispute's number, so the catalogue lets 区司法局 change rows another
+        bureau lists; this command keeps that to the rows of the dispute's two parties.  It is
+        then reviewed and published like every adjustment.  Only while the dispute is taken up
+        or escalated.
+        """
+        self._justice("amends the catalogue for a dispute")
+        st = self.case(dispute_id).state
+        if st.status not in ("referred", "escalated"):
+            raise DisputeOrder(f"dispute {st.number} is {st.step}; the catalogue is amended for a dispute "
+                               f"{JUSTICE} has taken up and not yet closed")
+        registry = self._registry()
+        published = {r.code: r for r in registry.current(kind)}
+        touched = [*adds, *replaces, *(published[c] for c in [*(r.code for r in replaces), *removes]
+                                       if c in published)]
+        others = sorted({f"{r.code} ({owner_of(r)})" for r in touched if owner_of(r) not in st.parties})
+        if others:
+            raise CatalogueAmendment(f"dispute {st.number} is between {st.raised_by} and {st.other_party}; "
+                                     f"its ruling does not change the rows of others: {', '.join(others)}")
+        adjustment_id: str = registry.apply_adjustment(kind, JUSTICE, basis, adds=adds, replaces=replaces,
+                                                       removes=removes, dispute=st.number)
+        return adjustment_id
+
+    def rule(self, dispute_id: str, ruling: str, co_deciders: Sequence[str] = CO_DECIDERS,
+             adjustment: str = "") -> DisputeState:
+        """区司法局会同区委编办研究确定; with ``adjustment``, the ruling amends the catalogue through it."""
+        self._justice("rules on a dispute")
+        if adjustment:
+            self._check_adjustment(dispute_id, adjustment)
+        return self.step(dispute_id, lambda st: DisputeRuled(
+            ruling=ruling, co_deciders=list(co_deciders), amends_catalogue=bool(adjustment), adjustment=adjustment))
+
+    def escalate(self, dispute_id: str, reasons: str, petitioners: Sequence[str] = CO_DECIDERS) -> DisputeState:
+        """必要时: 区司法局 and 区委编办 ask 区政府 to decide."""
+        self._justice("asks 区政府 to decide")
+        return self.step(dispute_id, lambda st: DisputeEscalated(petitioners=list(petitioners), reasons=reasons))
+
+    def decide(self, dispute_id: str, decision: str, adjustment: str, decision_no: str = "") -> DisputeState:
+        """Record 区政府's decision and the adjustment that takes it into the 行政协助目录."""
+        self._justice("records 区政府's decision")
+        if adjustment:
+            self._check_adjustment(dispute_id, adjustment)
+        return self.step(dispute_id, lambda st: DistrictDecided(
+            decision=decision, adjustment=adjustment, decision_no=decision_no))
+
+    # -- recording -------------------------------------------------------------------------------
+
+    def step(self, dispute_id: str, make: Callable[[DisputeState], DisputeEvent]) -> DisputeState:
+        """Sign one step of a dispute as it is now (a party's to ``sifa``, 区司法局's to the ledger) and save it."""
+        app = self._app
+
+        def attempt() -> DisputeState:
+            dc = self.case(dispute_id)
+            payload = _checked(make(dc.state))
+            recipient = LEDGER if app.bureau == JUSTICE else JUSTICE
+            env = Envelope(id=new_id(), sender=app.bureau, recipient=recipient, case=dc.state.case,
+                           number=dc.state.number, time=app.clock.now(), payload=payload)
+            dc.add(app.sign(env), env, outgoing=True)
+            app.save(dc)  # conflicts if a party's step arrived meanwhile: guard again on the new state
+            return dc.state
+        return retry_on_conflict(attempt, f"dispute {dispute_id}")
+
+    def accept(self, signed: Signed, env: Envelope, marker: IntakeMarker, *, stream_seq: int) -> None:
+        """Intake at 区司法局: a party's dispute event, with its intake marker, in one transaction."""
+        app = self._app
+        if app.bureau != JUSTICE:
+            raise NotDisputeAuthority(f"第八条: a dispute is {JUSTICE}'s file; {env.type} of {env.number} "
+                                      f"cannot be kept by {app.bureau}")
+        if isinstance(env.payload, DisputeRaised) and not app.has(env.case):
+            dc = DisputeCase.open(signed, env, outgoing=False, stream_seq=stream_seq)
+        else:
+            dc = self.case(env.case)  # an unknown dispute: its raise has not arrived yet
+            dc.raise_if_held(env.id, signed.body)
+            dc.add(signed, env, outgoing=False, stream_seq=stream_seq)
+        try:
+            app.save(dc, marker)
+        except IntegrityError as e:
+            if app.has(IntakeMarker.id_for(env.id)):
+                known = self.case(env.case).holds(env.id)
+                raise DuplicateEvent(f"event {env.id} was already applied",
+                                     same_bytes=known is not None and known.body == signed.body) from e
+            raise ConcurrentChange(f"concurrent change to dispute {env.number}; retry") from e
+
+    def _justice(self, what: str) -> None:
+        bureau = self._app.bureau
+        if bureau != JUSTICE:
+            raise NotDisputeAuthority(f"第八条: only {JUSTICE} {what}; not {bureau}", actor=bureau)
+
+    def _registry(self) -> CatalogueAmender:
+        """The catalogue registry this store checks requests against (区司法局's catalogues)."""
+        catalogue = self._app.catalogue
+        if catalogue is None or not hasattr(catalogue, "apply_adjustment"):
+            raise CatalogueAmendment(f"{self._app.bureau}'s store has no catalogue to amend")
+        return cast(CatalogueAmender, catalogue)
+
+    def _check_adjustment(self, dispute_id: str, adjustment: str) -> None:
+        """With a catalogue at hand: the adjustment exists, carries this dispute, and was not rejected."""
+        catalogue = self._app.catalogue
+        if catalogue is None or not hasattr(catalogue, "adjustment"):
+            return  # a store without the catalogue: the fold's rules alone
+        st = self.case(dispute_id).state
+        adj = cast(CatalogueAmender, catalogue).adjustment(adjustment)
+        if adj.dispute != st.number:
+            raise CatalogueAmendment(f"adjustment {adjustment} does not carry dispute {st.number} "
+                                     f"({adj.dispute or 'no dispute'})", adjustment=adjustment)
+        if adj.status == "rejected":
+            raise CatalogueAmendment(f"adjustment {adjustment} was rejected: {adj.reasons}", adjustment=adjustment)
+
+    # -- queries ---------------------------------------------------------------------------------
+
+    def case(self, dispute_id: str) -> DisputeCase:
+        """Load one dispute by id (:class:`aggregates.store.UnknownCase` if this store has none)."""
+        dc = self._app.load(dispute_id, "dispute")
+        if not isinstance(dc, DisputeCase):
+            raise DisputeOrder(f"{dispute_id} is not a dispute")
+        return dc
+
+    def cases(self) -> Iterator[DisputeState]:
+        """Every dispute this store knows, oldest first, as its current state."""
+        for n in self._app._notifications(DisputeCase.opening_topics()):
+            yield self.case(str(n.originator_id)).state
+
+
+_Payload = TypeVar("_Payload", bound=DisputeEvent)
+
+
+def _checked(payload: _Payload) -> _Payload:
+    """Validate a payload as a receiver will decode it: a Struct built in Python skips its constraints."""
+    try:
+        return msgspec.convert(msgspec.to_builtins(payload), type(payload))
+    except msgspec.ValidationError as e:
+        raise InvalidDispute(f"{type(payload).__struct_config__.tag}: {e}") from e
