@@ -51,7 +51,7 @@ notification id) and looks for each case's third event (request, receipt, reply)
 every ``--poll-ms``.  That costs one indexed query per poll and never touches the store's
 own connection pool or the event loop's other work; the quantisation adds on average half
 a poll interval to each xiezhu latency.  Every case is afterwards loaded through
-``BureauStore.case()`` (off the clock) to confirm it really is ``replied``, and
+``store.assistance.case()`` (off the clock) to confirm it really is ``replied``, and
 ``len(node.ledger)`` is checked against three events per exchange.
 
 The numbers are for comparison on one machine, not targets: nothing here is asserted on
@@ -255,7 +255,7 @@ def seed_residents(settings: Settings, residents: list[dict[str, Any]]) -> None:
 
 
 def request_for(resident: dict[str, Any]) -> dict[str, Any]:
-    """The keyword arguments of ``BureauStore.request`` for one resident's application."""
+    """The keyword arguments of ``store.assistance.request`` for one resident's application."""
     town = resident["residence"].removeprefix("山东省枣庄市台儿庄区")
     applicant = Applicant(kind="person", name=resident["name"], id_number=resident["id_number"])
     return {
