@@ -91,8 +91,8 @@ def test_version_one_exists_only_after_application_review_and_publication(reg: C
 
 def test_registry_has_no_command_that_edits_or_deletes_a_published_row(reg: CatalogueRegistry) -> None:
     commands = {"apply_adjustment", "review", "publish", "file_with_city", "file_memorandum"}
-    queries = {"state", "current", "version", "versions", "item", "matter", "check_request", "adjustment",
-               "pending_adjustments", "memoranda", "history"}
+    queries = {"state", "current", "version", "versions", "item", "matter", "check_request", "check_matter",
+               "adjustment", "pending_adjustments", "memoranda", "history"}
     own = {n for n in vars(CatalogueRegistry) if not n.startswith("_") and callable(getattr(CatalogueRegistry, n))}
     assert own - {"construct_env", "register_transcodings"} == commands | queries
 

@@ -482,7 +482,8 @@ def test_the_history_flags_a_false_commitment_whose_consequences_are_outstanding
 def test_the_commitment_route_reads_its_list_row_and_the_credit_view_not_the_caller(world: World,
                                                                                     tmp_path: Path) -> None:
     """一(三), 二(四), 四(二): 实施方式, the disclosure flag and the credit gate are not the caller's to say."""
-    from aggregates.catalogue import CatalogueRegistry, NotListed
+    from aggregates.catalogue import NotListed
+    from aggregates.store.catalogue import CatalogueRegistry
     from tests.test_catalogue import matter, through
 
     world.recorded()  # APPLICANT made a false commitment earlier
