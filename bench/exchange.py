@@ -72,6 +72,7 @@ import statistics
 import subprocess
 import sys
 import tempfile
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
@@ -115,7 +116,9 @@ from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.catalogue import AssistanceItem
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Envelope, new_id
 from xiezhu.node import Node
+from xiezhu.running import agent_running
 from xiezhu.settings import Settings
+from xiezhu.supervisor import Supervisor, child_env, plan
 
 REQUESTER = "shenpi"
 ASSISTOR = "gongan"
@@ -159,6 +162,8 @@ class Options:
     floor_seconds: float = 3.0
     #: Messages an agent takes a fetch (``agencies.agent.FETCH_BATCH``; 1 is how agents ran before issue 14).
     agent_batch: int = 0
+    #: gongan's agent and the ledger in processes of their own (``xiezhu run``), not in the bench's.
+    processes: bool = False
     #: The paced phase: ``paced`` exchanges offered at ``rate`` a second, whatever the replies do.
     paced: int = 500
     rate: float = 100.0
@@ -372,11 +377,77 @@ def lag_summary(samples: list[int]) -> dict[str, Any]:
             "second_half_mean": round(statistics.fmean(samples[half:] or samples[-1:]), 1)}
 
 
+class Record:
+    """区司法局's side as the bench sees it: the ledger's head and the SLA view's position.
+
+    In one process they are the node's objects; with ``--processes`` the ledger runs in a
+    process of its own and they are read from its files, through read-only connections.
+    """
+
+    def __init__(self, node: Node, *, in_process: bool) -> None:
+        self.node = node
+        self.in_process = in_process
+
+    def _query(self, path: Path, sql: str) -> int:
+        if not path.exists():
+            return 0
+        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            row = db.execute(sql).fetchone()
+        except sqlite3.OperationalError:  # not created yet
+            return 0
+        finally:
+            db.close()
+        return int(row[0] or 0) if row else 0
+
+    def head(self) -> int:
+        """The ledger's last position."""
+        if self.in_process:
+            assert self.node.ledger is not None
+            return self.node.ledger.head[0]
+        return self._query(self.node.settings.ledger_path, "SELECT MAX(pos) FROM entries")
+
+    def sla_position(self) -> int:
+        """The last ledger position the SLA view applied."""
+        if self.in_process:
+            assert self.node.sla is not None
+            return self.node.sla.position
+        return self._query(self.node.settings.sla_path, "SELECT position FROM _positions WHERE name = 'sla'")
+
+    def events(self) -> int:
+        """How many entries the ledger holds."""
+        if self.in_process:
+            assert self.node.ledger is not None
+            return len(self.node.ledger)
+        return self._query(self.node.settings.ledger_path, "SELECT COUNT(*) FROM entries")
+
+    async def settle(self, interval_s: float = 0.05) -> None:
+        """Wait until every event is relayed, consumed, recorded and projected."""
+        if self.in_process:
+            await self.node.settle()
+            return
+        await self.node.settle()  # the agents in this process
+        nc = await nats.connect(self.node.nats_url, **self.node.credentials(ADMIN))
+        try:
+            js = nc.jetstream()
+            while True:
+                names = [agent_consumer(ASSISTOR), LEDGER_CONSUMER]
+                infos = [await js.consumer_info(EVENTS_STREAM, n) for n in names]
+                head = await asyncio.to_thread(self.head)
+                if (not any(i.num_pending or i.num_ack_pending for i in infos)
+                        and await asyncio.to_thread(self.sla_position) == head):
+                    return
+                await asyncio.sleep(interval_s)
+        finally:
+            await nc.close()
+
+
 class LagSampler:
     """Samples how far the ledger is behind the stream and the SLA view behind the ledger, in events."""
 
-    def __init__(self, node: Node, interval_s: float) -> None:
+    def __init__(self, node: Node, record: Record, interval_s: float) -> None:
         self.node = node
+        self.record = record
         self.interval_s = interval_s
         self.ledger: list[int] = []
         self.sla: list[int] = []
@@ -400,13 +471,13 @@ class LagSampler:
                 "samples": len(self.ledger), "interval_s": self.interval_s}
 
     async def _run(self) -> None:
-        assert self._nc is not None and self.node.ledger is not None and self.node.sla is not None
+        assert self._nc is not None
         js = self._nc.jetstream()
         while True:
             info = await js.consumer_info(EVENTS_STREAM, LEDGER_CONSUMER)
             self.ledger.append(info.num_pending + info.num_ack_pending)
-            head = self.node.ledger.head[0]
-            self.sla.append(head - await asyncio.to_thread(lambda: self.node.sla.position))  # type: ignore[union-attr]
+            head = await asyncio.to_thread(self.record.head)
+            self.sla.append(head - await asyncio.to_thread(self.record.sla_position))
             await asyncio.sleep(self.interval_s)
 
 
@@ -420,9 +491,10 @@ async def wait_until(predicate: Callable[[], bool], interval_s: float) -> float:
 class XiezhuExchanges:
     """Drives assistance requests from shenpi to gongan through a running node."""
 
-    def __init__(self, node: Node, residents: list[dict[str, Any]], rng: random.Random,
+    def __init__(self, node: Node, record: Record, residents: list[dict[str, Any]], rng: random.Random,
                  watcher: ReplyWatcher) -> None:
         self.node = node
+        self.record = record
         self.store = node.store(REQUESTER)
         self.residents = residents
         self.rng = rng
@@ -461,13 +533,11 @@ class XiezhuExchanges:
 
     async def throughput(self, n: int, expected_ledger: int) -> tuple[float, list[float]]:
         """``n`` exchanges all in flight; elapsed until every reply and ledger entry, latencies."""
-        assert self.node.ledger is not None
-        ledger = self.node.ledger
         start = time.perf_counter()
         sent = [await self.submit() for _ in range(n)]
         done = await stall_guard("waiting for replies", asyncio.gather(*(f for _, f in sent)))
         recorded = await stall_guard("waiting for the ledger", wait_until(
-            lambda: ledger.head[0] >= expected_ledger, self.watcher.interval_s))
+            lambda: self.record.head() >= expected_ledger, self.watcher.interval_s))
         latencies = [d - t0 for (t0, _), d in zip(sent, done, strict=True)]
         return max(*done, recorded) - start, latencies
 
@@ -507,18 +577,36 @@ def publish_item(node: Node) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_node(data_dir: Path) -> AsyncIterator[Node]:
-    """shenpi and gongan agents, ledger and SLA projection on their own embedded server."""
+async def running_node(data_dir: Path, *, processes: bool = False) -> AsyncIterator[Node]:
+    """shenpi and gongan agents, ledger and SLA projection on their own embedded server.
+
+    With ``processes``, this process runs only shenpi's agent (and the requests); gongan's
+    agent and the ledger with its views run as ``xiezhu run --bureau gongan --ledger`` does,
+    each in its own process.
+    """
     clock, registry, settings = SystemClock(), Registry.load(), Settings(data_dir=data_dir)
     # What `xiezhu keys init` does, valid from before the first message is signed.
     valid_from = clock.now() - timedelta(days=1)
     KeyStore(settings.keys_dir).ensure(registry.codes(), valid_from=valid_from)
-    node = Node(settings, registry, clock, agents=[REQUESTER, ASSISTOR], ledger=True,
-                projection=True, simulated=False, key_valid_from=valid_from)
+    node = Node(settings, registry, clock, agents=[REQUESTER] if processes else [REQUESTER, ASSISTOR],
+                ledger=not processes, projection=not processes, simulated=False, key_valid_from=valid_from)
     publish_item(node)
+    supervisor: Supervisor | None = None
+    thread: threading.Thread | None = None
     try:
-        yield await node.start()
+        await node.start()
+        if processes:
+            supervisor = Supervisor(plan(data_dir, node.nats_url, [ASSISTOR], ledger=True),
+                                    env=child_env(), say=lambda line: print(line, file=sys.stderr))
+            thread = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
+            thread.start()
+            await stall_guard("waiting for the services' processes", wait_until(
+                lambda: all(agent_running(settings.bureau_dir(c)) for c in (ASSISTOR, JUSTICE)), 0.1))
+        yield node
     finally:
+        if supervisor is not None and thread is not None:
+            supervisor.stop()
+            await asyncio.to_thread(thread.join)
         await node.stop()
 
 
@@ -529,11 +617,12 @@ async def bench_xiezhu(opts: Options) -> tuple[Measured, WireShape]:
         data_dir = Path(tmp) / "data"
         residents = make_residents(opts.residents, rng)
         seed_residents(Settings(data_dir=data_dir), residents)
-        async with running_node(data_dir) as node:
+        async with running_node(data_dir, processes=opts.processes) as node:
             watcher = ReplyWatcher(node.settings.store_path(REQUESTER), opts.poll_ms / 1000)
             watcher.start()
             try:
-                exchanges = XiezhuExchanges(node, residents, rng, watcher)
+                record = Record(node, in_process=not opts.processes)
+                exchanges = XiezhuExchanges(node, record, residents, rng, watcher)
                 return await _xiezhu_phases(node, exchanges, opts)
             finally:
                 await watcher.stop()
@@ -579,30 +668,29 @@ def request_call_ms(calls_s: list[float], opts: Options) -> dict[str, float]:
 
 async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
                          opts: Options) -> tuple[Measured, WireShape]:
-    assert node.ledger is not None
     await ex.sequential(opts.warmup)
     latencies = await ex.sequential(opts.latency_samples)
     shape = await asyncio.to_thread(ex.wire_shape, ex.cases[-opts.latency_samples:])
     sample = await asyncio.to_thread(ex.clear_envelopes, ex.cases[-1])
 
-    lags = LagSampler(node, opts.lag_interval_s)
+    lags = LagSampler(node, ex.record, opts.lag_interval_s)
     await lags.start()
     paced_elapsed, paced_latencies = await paced(ex.submit, opts.paced, opts.rate)
     paced_lag = await lags.stop()
 
     ex.watcher.interval_s = opts.throughput_poll_ms / 1000
     expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
-    lags = LagSampler(node, opts.lag_interval_s)
+    lags = LagSampler(node, ex.record, opts.lag_interval_s)
     await lags.start()
     elapsed, loaded = await ex.throughput(opts.requests, expected)
     throughput_lag = await lags.stop()
     settle_start = time.perf_counter()
-    await node.settle()
+    await stall_guard("settling", ex.record.settle())
     settle_s = time.perf_counter() - settle_start
 
     statuses = await asyncio.to_thread(ex.statuses)
     views = await asyncio.to_thread(views_follow_rate, node)
-    ledger_events = len(node.ledger)
+    ledger_events = await asyncio.to_thread(ex.record.events)
     intake = {code: agent.intake.stats for code, agent in node.agents.items() if agent.intake}
     extra = {
         "ledger_events": ledger_events,
@@ -613,7 +701,9 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
         "rate_per_s_settled": round(opts.requests / (elapsed + settle_s), 1),
         "dead_letters": sum(s.rejected for s in intake.values()),
         "duplicates": sum(s.duplicates for s in intake.values()),
-        "auto_answered": node.agents[ASSISTOR].auto_answered,
+        # In this process only (with --processes, gongan's agent counts its own elsewhere).
+        "auto_answered": node.agents[ASSISTOR].auto_answered if ASSISTOR in node.agents else None,
+        "processes": opts.processes,
         "request_call_ms": request_call_ms(ex.calls_s, opts),
         "lag": {"paced": paced_lag, "throughput": throughput_lag},
         "views_follow_events_per_s": views,
@@ -820,6 +910,7 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
             "floor_seconds": opts.floor_seconds,
             "paced": opts.paced,
             "agent_batch": agent.FETCH_BATCH,
+            "processes": opts.processes,
             "rate": opts.rate,
             "seed": opts.seed,
             "messages_per_exchange": {"raw": RAW_MESSAGES_PER_EXCHANGE,
@@ -878,15 +969,17 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
     p.add_argument("--paced", type=int, default=Options.paced,
                    help="exchanges offered at --rate a second, open loop (0: no paced phase)")
     p.add_argument("--rate", type=float, default=Options.rate, help="offered exchanges a second when paced")
+    p.add_argument("--processes", action="store_true",
+                   help="run gongan's agent and the ledger in their own processes, as `xiezhu run` does")
     p.add_argument("--agent-batch", type=int, default=0,
-                   help="messages an agent fetches at once (default: the agents' own setting)")
+                   help="messages an agent in this process fetches at once (default: the agents' own setting)")
     p.add_argument("--floor-seconds", type=float, default=Options.floor_seconds,
                    help="how long each crypto-floor worker runs")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     opts = Options(requests=a.requests, latency_samples=a.latency_samples, warmup=a.warmup,
                    residents=a.residents, poll_ms=a.poll_ms, seed=a.seed, floor_seconds=a.floor_seconds,
-                   paced=a.paced, rate=a.rate, agent_batch=a.agent_batch)
+                   paced=a.paced, rate=a.rate, agent_batch=a.agent_batch, processes=a.processes)
     if (opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1
             or opts.floor_seconds <= 0 or opts.paced < 0 or opts.rate <= 0 or opts.agent_batch < 0):
         p.error("--requests, --latency-samples, --residents, --rate and --floor-seconds must be positive, "
