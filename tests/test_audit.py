@@ -289,6 +289,8 @@ def test_the_replay_benchmark_completes_on_a_tiny_ledger_and_reuses_it(tmp_path:
     assert first["ok"] is True and first["events"] == 900
     assert first["build"]["cached"] is False and second["build"]["cached"] is True  # type: ignore[index]
     assert first["audit"]["ok"] is True and first["audit"]["entries"] == 900  # type: ignore[index]
+    # Every request is one SLA row: the rebuild folded every entry of the ledger.
+    assert first["rebuild"]["sla"]["entries"] == 900  # type: ignore[index]
 
 
 # -- a file rebuilt without the uniqueness of event ids (issue 15, point 4) -------------------------
