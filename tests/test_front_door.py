@@ -101,6 +101,14 @@ async def test_a_request_filed_over_http_is_answered_and_its_reply_is_a_notice(a
     events = [block for block in text.split("\n\n") if block.startswith("id:")]
     assert [e.splitlines()[1] for e in events] == ["event: assistance.received", "event: assistance.replied"]
     assert json.loads(events[1].splitlines()[2].removeprefix("data: "))["id"] == got[1]["id"]
+    # a client that saw the first resumes after it with Last-Event-ID
+    first_seq = events[0].splitlines()[0].removeprefix("id: ")
+    async with api.client.stream("GET", "/v1/bureaus/shenpi/events", params={"limit": 1},
+                                 headers=api.auth("shenpi") | {"Last-Event-ID": first_seq}) as stream:
+        resumed = "".join([chunk async for chunk in stream.aiter_text()])
+    assert "event: assistance.replied" in resumed and "event: assistance.received" not in resumed
+    # the NATS side's AsyncAPI is published beside the OpenAPI
+    assert "assistance.replied" in (await api.client.get("/asyncapi.json")).json()["channels"]
     # 区司法局 reads it too
     r = await api.client.get("/v1/bureaus/shenpi/notices", headers=api.auth("sifa"))
     assert r.status_code == 200 and len(r.json()) == 2

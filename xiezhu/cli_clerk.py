@@ -163,6 +163,7 @@ def request(
     system.registry[to]
     desk = system.desk(bureau)
     link = ""
+    late: list[PlannedItem] = []
     if case is not None:
         if item or applicant_name or applicant_id or matter_code:
             raise ClerkInputError("--case takes applicant, matter and items from the case; leave them out")
@@ -175,6 +176,8 @@ def request(
         applicant, matter = st.applicant, Matter(code=st.matter_code, name=st.matter_name)
         day = day or st.applied_on
         link = st.case
+        today = system.clock.now().astimezone(SHANGHAI).date()
+        late = [p for p in st.plan if p.due_on is not None and p.due_on < today and any(i.no == p.no for i in items)]
     else:
         if not item:
             raise ClerkInputError("name the commitments to verify: --item TEXT (or take them from --case)")
@@ -189,6 +192,9 @@ def request(
     sent = desk.send_request(assistor=to, applicant=applicant, matter=matter, items=items,
                              catalogue_item=catalogue_item, applied_on=day, channel=channel,  # type: ignore[arg-type]
                              staff=staff, commitment_case=link)
+    for p in late:
+        err.print(f"[yellow]warning:[/] item {p.no} of {case} was to be verified by {p.due_on} (三(一)); "
+                  f"it is late already")
     if as_json:
         print_json({"number": sent.number, "case": sent.case, "requester": sent.requester, "assistor": sent.assistor,
                     "status": sent.status})

@@ -293,6 +293,13 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
                               redoc_js_url="/static/docs/redoc.standalone.js",
                               redoc_favicon_url="/static/docs/favicon.png", with_google_fonts=False)
 
+    @app.get("/asyncapi.json", include_in_schema=False)
+    def asyncapi() -> JSONResponse:
+        """The NATS side's AsyncAPI document (`xiezhu docs asyncapi`), published beside the OpenAPI one."""
+        from xiezhu.asyncapi import asyncapi_dict
+
+        return JSONResponse(asyncapi_dict(door.registry))
+
     @app.exception_handler(XiezhuError)
     async def xiezhu_error(_: Request, e: XiezhuError) -> JSONResponse:
         return _problem(_status_of(e), getattr(e, "code", "error"), str(e))
