@@ -76,7 +76,9 @@ class SlaMonitor:
                   "assistor": row["assistor"], "provisional": bool(row.get("provisional"))}
         out: list[tuple[str, Any]] = []
         if due is None:
-            return out  # no arrival recorded yet: no deadline runs
+            return out  # a letter not delivered yet: no deadline runs
+        if row.get("catalogue_flag"):
+            return out  # 第七条: a request that could not be asked under its item binds nobody to answer
         if row["status"] in OPEN:
             if now >= due:
                 out.append((f"breach:{case}:reply", DeadlineBreached(

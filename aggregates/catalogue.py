@@ -9,6 +9,7 @@ that names ``(item, version)`` can be checked against exactly what was published
 """
 from __future__ import annotations
 
+import functools
 import hashlib
 from collections.abc import Iterable, Sequence
 from datetime import datetime
@@ -17,6 +18,7 @@ from typing import Any, Literal
 import msgspec
 
 from aggregates.errors import RuleError
+from aggregates.registry import Registry
 from schemas.assistance import DECLINE_DAYS, REPLY_DAYS
 from schemas.catalogue import (
     CITY_JUSTICE,
@@ -214,6 +216,12 @@ class NotListed(CatalogueError):
     code = "rule.catalogue.not-listed"
 
 
+class WrongMatter(CatalogueError):
+    """第七条: a request is for the 政务服务事项 its catalogued item covers, not another."""
+
+    code = "rule.catalogue.wrong-matter"
+
+
 class NoMemorandum(CatalogueError):
     """第六条: on-site assistance needs a filed memorandum between exactly the two bureaus."""
 
@@ -299,6 +307,30 @@ class CatalogueState(msgspec.Struct, frozen=True, kw_only=True):
             return self.versions[number - 1]
         raise UnknownVersion(f"the {KIND_ZH[self.kind]} has no version {number} "
                              f"(published: {len(self.versions)})", kind=self.kind, version=number)
+
+    def check_cited(self, requester: str, assistor: str, item_code: str, version: int, matter_code: str,
+                    matter_name: str) -> AssistanceItem:
+        """第七条 and 第六条 as a receiver checks a request: the item it cites is in the published version it
+        cites, for this requester and assistor and for the 政务服务事项 it names, and an on-site item has a
+        filed memorandum between the two.  Returns the item; raises a :class:`CatalogueError`."""
+        if not item_code:
+            raise NotCatalogued("第七条: the request names no item of the 行政协助目录; "
+                                "未纳入行政协助目录的事项不得请求行政协助")
+        cited = self.version(version)
+        row = next((r for r in cited.rows if r.code == item_code), None)
+        if not isinstance(row, AssistanceItem):
+            raise NotCatalogued(f"第七条: {item_code} is not in version {version} of the 行政协助事项清单",
+                                item=item_code, version=version)
+        if (row.handling_body, row.assisting_body) != (requester, assistor):
+            raise NotCatalogued(f"第七条: {item_code} is catalogued for {row.handling_body}→{row.assisting_body}, "
+                                f"not {requester}→{assistor}", item=item_code, version=version)
+        if matter_code != row.service_matter_code and matter_name != row.service_matter_name:
+            raise WrongMatter(f"第七条: {item_code} covers {row.service_matter_name} ({row.service_matter_code}), "
+                              f"not {matter_name} ({matter_code})", item=item_code, version=version)
+        if row.on_site and self.memorandum_for(requester, assistor, item_code) is None:
+            raise NoMemorandum(f"第六条: {item_code} is on-site assistance; {requester} and {assistor} have filed "
+                               f"no memorandum for it", item=item_code, version=version)
+        return row
 
     def memorandum_for(self, requester: str, assistor: str, item_code: str) -> Memorandum | None:
         """The filed memorandum between exactly these two bureaus for this item, if any."""
@@ -511,6 +543,12 @@ def compose(base: Sequence[Row], adjustments: Sequence[Adjustment]) -> tuple[Row
     return tuple(out)
 
 
+@functools.cache
+def _not_district() -> frozenset[str]:
+    """Registered bodies that are not 本区行政机关 (第二条): 市司法局, which only receives filings."""
+    return frozenset(b.code for b in Registry.load() if b.kind == "city")
+
+
 def _check_row(kind: Kind, row: Row, applicant: str | None) -> None:
     """A row's own rules; with ``applicant``, also that it is that bureau's row (None: a dispute's ruling)."""
     wanted = MatterRow if kind == "matters" else AssistanceItem
@@ -527,6 +565,10 @@ def _check_row(kind: Kind, row: Row, applicant: str | None) -> None:
         return
     if row.handling_body == row.assisting_body:
         raise BadRow(f"{row.code}: a bureau cannot be its own 协助机构", code=row.code)
+    for role, code in (("承办机构", row.handling_body), ("协助机构", row.assisting_body)):
+        if code in _not_district():
+            raise BadRow(f"{row.code}: 第二条: assistance is between 本区行政机关; {code} is not one and cannot be "
+                         f"the {role}", code=row.code, field=role)
     for name, days, most in (("reply_within", row.reply_within, REPLY_DAYS),
                              ("decline_within", row.decline_within, DECLINE_DAYS)):
         if not 1 <= days <= most:

@@ -60,7 +60,7 @@ from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, Protocol
 
 import msgspec
 
@@ -122,11 +122,17 @@ _COLUMNS: dict[str, type] = {
     "reply_within": int, "decline_within": int, "sent_at": str, "arrived_at": str, "due_at": str,
     "decline_due_at": str, "provisional": int, "answered_at": str, "status": str, "outcome": str,
     "false_items": int, "answered_by": str, "working_days_taken": int, "state": str,
-    "acknowledged_at": str, "claimed_answered_at": str, "time_flags": str, "fold": str,
+    "acknowledged_at": str, "claimed_answered_at": str, "time_flags": str, "catalogue_flag": str, "fold": str,
 }
 _ASSISTANCE = (AssistanceRequested, AssistanceReceived, AssistanceReplied, AssistanceDeclined, AssistanceForwarded,
                AssistanceWithdrawn)
 _ONE_DAY = timedelta(days=1)
+
+
+class CitedCheck(Protocol):
+    """第七条, 第六条: raises a RuleError if a request cites an item it could not be asked under."""
+
+    def check_cited(self, request: AssistanceRequested) -> object: ...
 
 
 class SlaError(XiezhuError):
@@ -141,7 +147,12 @@ class SlaView(LedgerProjection):
     name = NAME
     tables = (TABLE, CALENDAR_TABLE)
 
-    def __init__(self, path: Path, calendar: WorkingCalendar | CalendarSource | None = None) -> None:
+    def __init__(self, path: Path, calendar: WorkingCalendar | CalendarSource | None = None, *,
+                 catalogue: CitedCheck | None = None) -> None:
+        """``catalogue``: 区司法局's catalogue, against which each request's cited item is checked (第七条,
+        第六条); a request that could not be asked is flagged in ``catalogue_flag`` and the monitor
+        sends no notice about it."""
+        self._catalogue = catalogue
         self._source = calendar if calendar is not None else WorkingCalendar()
         #: The calendar of the current follow (read once per follow, not once per event).
         self._current = self.calendar
@@ -206,12 +217,25 @@ class SlaView(LedgerProjection):
             state = assistance.apply(before, env, entry.signed.digest, recorded_at=_parse(entry.arrived_at))
         except RuleError:
             return
-        self._requests.upsert(_columns(state))
+        columns = _columns(state)
+        if before is None:
+            columns["catalogue_flag"] = self._cited(state.request)
+        self._requests.upsert(columns)
         self._derive(env.case, self._current)
 
     @property
     def _requests(self) -> _Rows:
         return _Rows(self.db.conn, TABLE, "case_id")
+
+    def _cited(self, request: AssistanceRequested) -> str:
+        """第七条, 第六条: why the request could not be asked under the item it cites ("" if it could)."""
+        if self._catalogue is None:
+            return ""
+        try:
+            self._catalogue.check_cited(request)
+        except RuleError as e:
+            return f"{e.code}: {e}"
+        return ""
 
     def _row(self, case_id: str) -> dict[str, Any] | None:
         # None: an event whose request the ledger does not hold, nothing to attach it to

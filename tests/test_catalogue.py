@@ -92,7 +92,7 @@ def test_version_one_exists_only_after_application_review_and_publication(reg: C
 def test_registry_has_no_command_that_edits_or_deletes_a_published_row(reg: CatalogueRegistry) -> None:
     commands = {"apply_adjustment", "review", "publish", "file_with_city", "file_memorandum"}
     queries = {"state", "current", "version", "versions", "item", "matter", "check_request", "check_matter",
-               "adjustment", "pending_adjustments", "memoranda", "history"}
+               "check_cited", "adjustment", "pending_adjustments", "memoranda", "history"}
     own = {n for n in vars(CatalogueRegistry) if not n.startswith("_") and callable(getattr(CatalogueRegistry, n))}
     assert own - {"construct_env", "register_transcodings"} == commands | queries
 
@@ -568,3 +568,46 @@ def test_every_catalogue_error_is_a_rule_error_with_a_stable_code() -> None:
     }
     for cls, code in codes.items():
         assert issubclass(cls, RuleError) and cls.code == code
+
+
+def test_a_request_as_it_arrives_is_checked_against_the_version_it_cites(reg: CatalogueRegistry) -> None:
+    """第七条 and 第六条 at the receiver: the cited version holds the item, for this pair and matter,
+    and an on-site item has its memorandum."""
+    from schemas.assistance import Applicant, AssistanceRequested, CommitmentItem, Matter
+
+    through(reg, "assistance", "shichang", adds=[item(), item("XZ-0002", 2, on_site=True)])
+    through(reg, "assistance", "shichang", removes=["XZ-0001"])
+
+    def req(code: str, version: int, *, assistor: str = "gongan", matter: str = "370405-XK-0001",
+            name: str = "食品经营许可") -> AssistanceRequested:
+        return AssistanceRequested(
+            requester="shichang", assistor=assistor, applicant=Applicant(kind="person", name="张三",
+                                                                         id_number="370405199001011234"),
+            matter=Matter(code=matter, name=name), applied_on=date(2026, 9, 21),
+            items=[CommitmentItem(no=1, text="本人无犯罪记录")], channel="platform", catalogue_item=code,
+            catalogue_version=version)
+
+    assert reg.check_cited(req("XZ-0001", 1)).code == "XZ-0001"  # sent under version 1: still good
+    assert reg.check_cited(req("XZ-0001", 1, matter="别的编码")).code == "XZ-0001"  # named by its name
+    with pytest.raises(cat.NotCatalogued):
+        reg.check_cited(req("XZ-0001", 2))  # removed in version 2
+    with pytest.raises(cat.UnknownVersion):
+        reg.check_cited(req("XZ-0001", 3))
+    with pytest.raises(cat.NotCatalogued):
+        reg.check_cited(req("", 1))
+    with pytest.raises(cat.NotCatalogued):
+        reg.check_cited(req("XZ-0001", 1, assistor="minzheng"))
+    with pytest.raises(cat.WrongMatter):
+        reg.check_cited(req("XZ-0001", 1, matter="370405-XK-0999", name="建筑工程施工许可"))
+    with pytest.raises(cat.NoMemorandum):
+        reg.check_cited(req("XZ-0002", 1))
+    reg.file_memorandum(memo("XZ-0002"))
+    assert reg.check_cited(req("XZ-0002", 2)).on_site
+
+
+@pytest.mark.parametrize("role", ["handling", "assisting"])
+def test_only_bureaus_of_the_district_can_be_catalogued_for_assistance(reg: CatalogueRegistry, role: str) -> None:
+    """第二条: 向无隶属关系的本区行政机关提出协助请求 — 市司法局 receives filings; it is not asked to assist."""
+    with pytest.raises(cat.BadRow, match="第二条"):
+        reg.apply_adjustment("assistance", "shi-sifa" if role == "handling" else "shichang", "依据",
+                             adds=[item(**{role: "shi-sifa"})])

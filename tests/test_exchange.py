@@ -1,7 +1,7 @@
 """End to end on a real nats-server: the exchange, the ledger, the SLA view, and hostile input."""
 from __future__ import annotations
 
-from datetime import date
+from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
 
@@ -10,6 +10,7 @@ import nacl.signing
 import nats
 import pytest
 
+from agencies.monitor import SlaMonitor
 from broker.auth import ADMIN
 from broker.intake import read_dead_letters
 from broker.relay import headers_for
@@ -302,3 +303,28 @@ async def test_a_disclosure_reaches_the_ledger_and_shows_in_the_cases_history(no
     assert history(node.ledger, case).state.status == "received"  # type: ignore[union-attr]  # a notice: no step
     assert node.sla is not None and node.sla.rows()[0]["status"] == "received"
 
+
+
+@pytest.mark.parametrize(("item", "matter", "code"), [
+    ("XZ-0007", Matter(code="370405-XK-0101", name="食品经营许可"), "rule.catalogue.not-catalogued"),  # ziran's item
+    ("XZ-0001", Matter(code="370405-XK-0999", name="建筑工程施工许可"), "rule.catalogue.wrong-matter"),
+])
+async def test_the_assistor_and_the_deadline_view_check_the_item_a_request_cites(
+        node: Node, clock: Any, item: str, matter: Matter, code: str) -> None:
+    """第七条: 未纳入行政协助目录的事项不得请求行政协助 — checked where the request arrives, not only by its sender."""
+    sender = node.store("shenpi")
+    sender.catalogue = None  # a sender that skips its own check (an old build, a hostile one)
+    case = sender.assistance.request(
+        assistor="gongan", applicant=ZHANG, matter=matter, applied_on=date(2026, 9, 20),
+        items=[CommitmentItem(no=1, text="本人无犯罪记录", check="police.no-criminal-record")],
+        catalogue_item=item, catalogue_version=1).case
+    node.wake_relays()
+    await node.settle()
+    [letter] = [d for d in await _dead_letters(node) if d.rejected_by == "gongan"]
+    assert letter.code == "rule-violation" and code in letter.reason
+    assert node.ledger is not None and [e.type for e in node.ledger.case(case)] == ["assistance.requested"]
+    assert node.sla is not None
+    [row] = node.sla.rows()
+    assert row["catalogue_flag"].startswith(code)
+    # Due or not, the monitor sends no reminder or breach about a request that could not be asked.
+    assert SlaMonitor(node.store("sifa"), node.sla, clock).tick(datetime(2026, 12, 1, tzinfo=UTC)) == (0, 0)

@@ -52,6 +52,15 @@ def views_exist(settings: Settings) -> bool:
     return settings.commitments_path.exists() or settings.credit_path.exists()
 
 
+def existing_catalogue(settings: Settings) -> CatalogueRegistry | None:
+    """The catalogue of a data directory that has one (views check requests against it), else None."""
+    if not settings.catalogue_path.exists():
+        return None
+    from aggregates.clock import SystemClock  # reading only: the clock stamps nothing
+
+    return CatalogueRegistry(settings.catalogue_path, SystemClock())
+
+
 def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
                catalogue: CatalogueRegistry | None = None, ring: KeyRing | None = None) -> BureauStore:
     """A bureau's own store, signing with that bureau's key, checking requests against the catalogue.
@@ -193,7 +202,7 @@ class System:
 
     def sla_view(self) -> SlaView:
         self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-        return SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir))
+        return SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir), catalogue=self.catalogue)
 
     def commitment_view(self) -> CommitmentView:
         return CommitmentView(self.settings.commitments_path, view_key=self.view_key())

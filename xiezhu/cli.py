@@ -27,6 +27,7 @@ from projections.sla import SlaView
 from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
+from xiezhu.bootstrap import existing_catalogue
 from xiezhu.cli_catalogue import app as catalogue_app
 from xiezhu.cli_clerk import case_app, forward, onsite, request, said, withdraw
 from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, operator_name, system_of, view_key
@@ -683,7 +684,8 @@ def projections_rebuild(ctx: typer.Context) -> None:
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     ledger_ = ledger_at(settings)
     views: list[tuple[str, Any]] = [
-        ("SLA view", SlaView(settings.sla_path, CalendarStore(settings.calendar_dir))),
+        ("SLA view", SlaView(settings.sla_path, CalendarStore(settings.calendar_dir),
+                             catalogue=existing_catalogue(settings))),
         ("commitment cases", CommitmentView(settings.commitments_path, view_key=view_key(settings))),
         ("credit view", CreditView(settings.credit_path, view_key=view_key(settings))),
     ]

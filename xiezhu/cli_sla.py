@@ -24,6 +24,7 @@ from aggregates.workdays import SHANGHAI, CalendarError, WorkingCalendar
 from broker.ledger.store import Ledger
 from projections.sla import CLOSED_STATES, OVERDUE, STATES, STATUSES, SlaError, SlaView
 from schemas.errors import XiezhuError
+from xiezhu.bootstrap import existing_catalogue
 from xiezhu.cli_common import ledger_at, parse_instant
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
@@ -101,7 +102,8 @@ def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
     settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
     ledger = ledger_at(settings)
     try:
-        view = SlaView(settings.sla_path, CalendarStore(settings.calendar_dir))
+        view = SlaView(settings.sla_path, CalendarStore(settings.calendar_dir),
+                       catalogue=existing_catalogue(settings))
         if view.layout_reset:
             err.print("the SLA view's table layout changed: rebuilding it from the ledger")
         view.follow(ledger)

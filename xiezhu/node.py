@@ -256,7 +256,8 @@ class Node:
             if self.ledger is None:
                 self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
             self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-            self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir))
+            self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir),
+                               catalogue=self.catalogue)
             # The read models encrypt applicants' data with 区司法局's store key (decision 26).
             view_key = self.keys.store_key(JUSTICE, create=not views_exist(self.settings))
             self.commitments = CommitmentView(self.settings.commitments_path, view_key=view_key)

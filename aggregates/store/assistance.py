@@ -172,6 +172,8 @@ class AssistanceCases:
             if app.has(env.case):
                 self._raise_if_seen(env.id, signed.body, self.case(env.case))
                 raise RuleError(f"case {env.case} ({env.number}) already exists here")
+            if app.catalogue is not None and env.recipient == app.bureau:
+                app.catalogue.check_cited(env.payload)  # 第七条, 第六条: not only the sender's command checks
             case = AssistanceCase.open(signed, env, outgoing=False, stream_seq=stream_seq)
             receipt = Envelope(
                 id=new_id(), sender=app.bureau, recipient=env.sender, case=env.case, number=env.number,

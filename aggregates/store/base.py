@@ -36,6 +36,7 @@ from eventsourcing.utils import Environment, get_topic
 
 from aggregates.cipher import AeadCipher, StoreUndecryptable
 from aggregates.clock import Clock
+from schemas.assistance import AssistanceRequested
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, envelope_id
 from schemas.errors import XiezhuError
 
@@ -394,6 +395,10 @@ class CatalogueCheck(Protocol):
 
     def check_matter(self, bureau: str, matter_code: str) -> tuple[Any, int]:
         """一(三): is ``matter_code`` on the published 附件8 list for ``bureau``? Returns the row and the version."""
+        ...
+
+    def check_cited(self, request: AssistanceRequested) -> Any:
+        """第七条, 第六条 at the receiver: the item and version a request cites allow it; raises a RuleError."""
         ...
 
 

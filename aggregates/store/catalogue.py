@@ -36,6 +36,7 @@ from aggregates.catalogue import (
 )
 from aggregates.clock import Clock
 from aggregates.store.base import StoreApplication, retry_on_conflict, store_env
+from schemas.assistance import AssistanceRequested
 from schemas.catalogue import (
     JUSTICE,
     AdjustmentApplied,
@@ -255,6 +256,12 @@ class CatalogueRegistry(StoreApplication):
         row = self._row("matters", code, version)
         assert isinstance(row, MatterRow)
         return row
+
+    def check_cited(self, request: AssistanceRequested) -> AssistanceItem:
+        """第七条, 第六条: may this request, as it arrived, be asked (see :meth:`CatalogueState.check_cited`)?"""
+        return self.state("assistance").check_cited(
+            request.requester, request.assistor, request.catalogue_item, request.catalogue_version,
+            request.matter.code, request.matter.name)
 
     def check_request(self, requester: str, assistor: str, item_code: str) -> tuple[AssistanceItem, int]:
         """第七条 and 第六条: may ``requester`` ask ``assistor`` under ``item_code`` now?
