@@ -34,7 +34,7 @@ from nats.js.errors import NotFoundError
 
 from aggregates.clock import Clock
 from aggregates.errors import NotYet, RuleError
-from aggregates.store import DuplicateEvent, UnknownCase
+from aggregates.store.base import ConcurrentChange, DuplicateEvent, UnknownCase
 from broker.signing import (
     BadSignature,
     CannotOpen,
@@ -110,6 +110,8 @@ DEAD_LETTER_REASONS: Final[Mapping[type[Exception], str | None]] = MappingProxyT
     # … except an event that came before the one it follows: it is retried (decision 6).
     NotYet: RETRY,
     UnknownCase: RETRY,
+    # Other writers kept changing the case meanwhile: retried (listed for the reader; unlisted would do).
+    ConcurrentChange: RETRY,
     # Parked by the pipeline itself.
     HandlerFailed: "handler-failed",
 })

@@ -10,7 +10,7 @@ import pytest
 import broker.signing
 from aggregates.catalogue import NotCatalogued
 from aggregates.errors import DisputeClosed, NotYet, RuleError, WrongOrder
-from aggregates.store import DuplicateEvent, StoreError, UnknownCase
+from aggregates.store import ConcurrentChange, DuplicateEvent, StoreError, UnknownCase
 from broker.intake import DEAD_LETTER_REASONS, REASONS, Delivery, HandlerFailed, Intake, reason_for
 from broker.signing import KeyRing, Rejected
 from tests.test_exchange import request
@@ -33,6 +33,7 @@ def test_the_stores_errors_map_directly_to_reasons() -> None:
 
 def test_early_events_and_transient_failures_are_retried_not_dead_lettered() -> None:
     for transient in (NotYet("reply before its arrival record"), UnknownCase("no case yet"),
+                      ConcurrentChange("case kept changing meanwhile"),
                       StoreError("concurrent change to case; retry"), sqlite3.OperationalError("database is locked"),
                       ConnectionError("nats away"), ValueError("anything unlisted")):
         assert reason_for(transient) is None, transient
