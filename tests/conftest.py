@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import asyncio
+import os
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -124,3 +126,53 @@ async def eventually(predicate, timeout: float = 10.0) -> None:  # type: ignore[
         if loop.time() > deadline:
             raise AssertionError("condition not met in time")
         await asyncio.sleep(0.02)
+
+
+# -- the storage backends: every store test runs on SQLite, and on PostgreSQL where one is given --------
+
+ENV_TEST_DATABASE_URL = "XIEZHU_TEST_DATABASE_URL"
+
+
+class StoreLocations:
+    """Where a test's bureau stores live: SQLite files in its temp directory, or fresh PostgreSQL schemas."""
+
+    def __init__(self, tmp_path: Path, database_url: str | None) -> None:
+        self.tmp_path = tmp_path
+        self.database_url = database_url
+        self.tag = uuid.uuid4().hex[:10]
+        self.schemas: list[str] = []
+
+    def __call__(self, name: str) -> Path | str:
+        """The location of store ``name`` (the same name gives the same store again)."""
+        if self.database_url is None:
+            return self.tmp_path / f"{name}.db"
+        from aggregates.store import bureau_location
+
+        self.schemas.append(f"xiezhu_{name}_{self.tag}")
+        return bureau_location(self.database_url, f"{name}_{self.tag}")
+
+    def drop(self) -> None:
+        """Drop the test's schemas (PostgreSQL), so the shared database does not fill up."""
+        if self.database_url is None or not self.schemas:
+            return
+        import psycopg
+        from psycopg import sql
+
+        with psycopg.connect(self.database_url, autocommit=True) as conn:
+            conn.execute("SET lock_timeout = '10s'")
+            for schema in dict.fromkeys(self.schemas):
+                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[StoreLocations]:
+    """A contract: the store tests that take this run on both backends (PostgreSQL from
+    ``XIEZHU_TEST_DATABASE_URL``, each test in fresh schemas; skipped, saying so, without it)."""
+    url = None
+    if request.param == "postgres":
+        url = os.environ.get(ENV_TEST_DATABASE_URL)
+        if not url:
+            pytest.skip(f"{ENV_TEST_DATABASE_URL} is not set: no PostgreSQL to run the store contract on")
+    locations = StoreLocations(tmp_path, url)
+    yield locations
+    locations.drop()

@@ -1,29 +1,34 @@
 """A bureau's own event store: numbering, exactly-once intake, persistence."""
 from __future__ import annotations
 
+from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
 from aggregates.clock import SimulatedClock
-from aggregates.store import BureauStore, DuplicateEvent
+from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
 from broker.signing import KeyRing
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.envelope import decode_envelope
+from tests.conftest import StoreLocations
 from tests.test_signing import entry, make_signer
 
 APPLICANT = Applicant(kind="person", name="张三", id_number="370405199001011234")
 
 
 @pytest.fixture
-def pair(tmp_path: Path) -> tuple[BureauStore, BureauStore, KeyRing, SimulatedClock]:
+def pair(store_location: StoreLocations) -> Iterator[tuple[BureauStore, BureauStore, KeyRing, SimulatedClock]]:
+    """shenpi's and gongan's stores, on SQLite and on PostgreSQL (the storage contract)."""
     clock = SimulatedClock(datetime(2026, 12, 31, 14, tzinfo=UTC))  # 22:00 in Shanghai
     a, b = make_signer("shenpi"), make_signer("gongan")
     ring = KeyRing([entry(a, valid_from=datetime(2020, 1, 1, tzinfo=UTC)),
                     entry(b, valid_from=datetime(2020, 1, 1, tzinfo=UTC))])
-    return (BureauStore("shenpi", tmp_path / "a.db", a.sign, clock),
-            BureauStore("gongan", tmp_path / "b.db", b.sign, clock), ring, clock)
+    stores = (BureauStore("shenpi", store_location("a"), a.sign, clock),
+              BureauStore("gongan", store_location("b"), b.sign, clock))
+    yield (*stores, ring, clock)
+    for store in stores:
+        store.close()
 
 
 def send(store: BureauStore) -> str:
@@ -54,17 +59,28 @@ def test_the_same_event_is_applied_once(pair) -> None:  # type: ignore[no-untype
     assert [decode_envelope(s.body).type for _, s in b.outgoing_since(0, 10)] == ["assistance.received"]
 
 
-def test_state_survives_reopening_the_store(pair, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_state_survives_reopening_the_store(pair, store_location: StoreLocations) -> None:  # type: ignore[no-untyped-def]
     a, b, ring, clock = pair
     case = send(a)
     [(_, signed)] = a.outgoing_since(0, 10)
     b.accept(signed, ring.verify(signed), stream_seq=1, arrived_at=clock.now())
     b.assistance.reply(case, [ItemResult(no=1, verdict="false")], "auto:hukou")
-    again = BureauStore("gongan", tmp_path / "b.db", lambda e: None, clock)  # type: ignore[arg-type,return-value]
+    again = BureauStore("gongan", store_location("b"), lambda e: None, clock)  # type: ignore[arg-type,return-value]
     st = again.assistance.case(case).state
     assert st.status == "replied" and st.results[0].verdict == "false"
     assert len(again.assistance.case(case).envelopes) == 3
     assert again.assistance.inbox() == []
+    again.close()
+
+
+def test_two_bureaus_in_one_database_never_see_each_others_rows(pair) -> None:  # type: ignore[no-untyped-def]
+    """On PostgreSQL both stores are in one database, each in its own schema (issue 14)."""
+    a, b, _, _ = pair
+    case = send(a)
+    assert [decode_envelope(s.body).type for _, s in a.outgoing_since(0, 10)] == ["assistance.requested"]
+    assert b.outgoing_since(0, 10) == [] and b.recorder.max_notification_id() in (0, None)
+    with pytest.raises(UnknownCase):
+        b.assistance.case(case)
 
 
 def test_outgoing_envelopes_keep_the_bytes_that_were_signed(pair) -> None:  # type: ignore[no-untyped-def]

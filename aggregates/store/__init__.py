@@ -20,6 +20,7 @@ from aggregates.store.base import (
     SignFn,
     StoreError,
     UnknownCase,
+    bureau_location,
     retry_on_conflict,
     store_env,
 )
@@ -52,6 +53,7 @@ __all__ = [
     "SignedCase",
     "StoreError",
     "UnknownCase",
+    "bureau_location",
     "retry_on_conflict",
     "store_env",
 ]

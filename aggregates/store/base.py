@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -134,18 +135,55 @@ def store_env(path: Path | str | None, *, cipher_key: bytes | None = None) -> di
     return env
 
 
+#: A PostgreSQL schema name xiezhu makes: lower-case letters, digits and underscores.
+_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
+
+
+def bureau_location(database_url: str, code: str) -> str:
+    """Where bureau ``code``'s store lives in a PostgreSQL database: its own schema, ``xiezhu_<code>``.
+
+    eventsourcing's PostgreSQL recorder names its table after the application class, so every
+    bureau's store would share one table in one schema; a schema per bureau keeps their rows
+    apart (and lets a deployment grant each bureau's role only its own schema).
+    """
+    return f"{database_url}{'&' if '?' in database_url else '?'}schema=xiezhu_{code}"
+
+
 def _postgres_env(url: str) -> dict[str, str]:
-    from urllib.parse import urlparse
+    """eventsourcing's PostgreSQL settings from ``postgresql://user[:password]@host[:port]/db[?schema=name]``.
+
+    The schema is created if it does not exist.  The recorder keeps a psycopg 3 connection pool.
+    """
+    from urllib.parse import parse_qs, unquote, urlparse
 
     u = urlparse(url)
-    return {
+    schema = parse_qs(u.query).get("schema", ["public"])[-1]
+    if not _SCHEMA_NAME.fullmatch(schema):
+        raise StoreError(f"{schema!r} is not a schema name xiezhu uses (lower-case letters, digits, _)")
+    env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": u.path.lstrip("/"),
         "POSTGRES_HOST": u.hostname or "127.0.0.1",
         "POSTGRES_PORT": str(u.port or 5432),
-        "POSTGRES_USER": u.username or "postgres",
-        "POSTGRES_PASSWORD": u.password or "",
+        "POSTGRES_USER": unquote(u.username or "postgres"),
+        "POSTGRES_PASSWORD": unquote(u.password or ""),
+        "POSTGRES_SCHEMA": schema,
+        "POSTGRES_POOL_SIZE": "4",
+        "POSTGRES_MAX_OVERFLOW": "4",
     }
+    if schema != "public":
+        _create_schema(env, schema)
+    return env
+
+
+def _create_schema(env: dict[str, str], schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
+                         user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
+                         autocommit=True) as conn:
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
 class _StoreMapper(Mapper[uuid.UUID]):
