@@ -12,6 +12,11 @@ import pytest
 XIEZHU = [sys.executable, "-m", "xiezhu"]
 
 
+#: The demo runs once for the module, inside the first test's time; on a loaded machine it takes longer
+#: than the suite's 120 s default, which would fail every test here at once.
+pytestmark = pytest.mark.timeout(480)
+
+
 def run(*args: str, data_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
     if data_dir is not None:
