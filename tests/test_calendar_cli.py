@@ -154,14 +154,14 @@ def test_sla_filters_by_state_and_still_accepts_a_status_for_state(data: Path) -
     replied = json.loads(xiezhu("sla", "--json", "--state", "replied", data_dir=data).stdout)
     assert [r["status"] for r in replied.values()] == ["replied"]
     table = xiezhu("sla", "--state", "overdue", *now, data_dir=data).stdout
-    assert "20260001" in table and "overdue" in table and "20260002" not in table
+    assert "20260001" in table and "逾期未答复" in table and "20260002" not in table
 
 
 def test_sla_marks_2027_provisional_until_calendar_load_and_recomputes_after(tmp_path: Path, data: Path) -> None:
     key = "shenpi/20270001"
     before = json.loads(xiezhu("sla", "--json", data_dir=data).stdout)[key]
     assert (before["provisional"], before["due_at"]) == (True, "2027-02-10T00:00:00+08:00")
-    assert "provisional" in xiezhu("sla", "--now", "2027-02-05T09:00", data_dir=data).stdout
+    assert "暂定" in xiezhu("sla", "--now", "2027-02-05T09:00", data_dir=data).stdout
     xiezhu("calendar", "load", str(schedule_file(tmp_path)), data_dir=data)
     after = json.loads(xiezhu("sla", "--json", data_dir=data).stdout)[key]
     assert (after["provisional"], after["due_at"]) == (False, "2027-02-17T00:00:00+08:00")
@@ -172,12 +172,12 @@ def test_sla_marks_2027_provisional_until_calendar_load_and_recomputes_after(tmp
 
 def test_a_demo_s_data_is_judged_at_the_demo_s_last_ledger_time(data: Path) -> None:
     """The system clock is far beyond a demo's simulated September, so there the default now is the ledger's."""
-    assert "(the system clock)" in xiezhu("sla", data_dir=data).stdout
+    assert "（系统时钟）" in xiezhu("sla", data_dir=data).stdout
     (data / ".xiezhu-demo").write_text("made by `xiezhu demo`\n")
     rows = json.loads(xiezhu("sla", "--json", data_dir=data).stdout)
     last = json.loads(xiezhu("sla", "--json", "--now", "2027-02-04T10:00+08:00", data_dir=data).stdout)
     assert rows == last  # the last ledger entry: the 2027 request's arrival
-    assert "as of 2027-02-04 10:00 (the demo's simulated clock)" in xiezhu("sla", data_dir=data).stdout
+    assert "截至 2027-02-04 10:00（演示的模拟时钟）" in xiezhu("sla", data_dir=data).stdout
 
 
 def test_sla_stats_json_per_bureau(data: Path) -> None:
@@ -188,7 +188,7 @@ def test_sla_stats_json_per_bureau(data: Path) -> None:
     assert (by["ziran"]["received"], by["ziran"]["decline_rate"], by["ziran"]["on_time_rate"]) == (2, 1.0, 1.0)
     assert by["shenpi"]["sent"] == 4
     table = xiezhu("sla", "stats", "--now", "2026-10-12T10:00", data_dir=data).stdout
-    assert "gongan" in table and "breaches" in table
+    assert "区公安分局" in table and "逾期" in table
 
 
 @pytest.mark.parametrize("args", [

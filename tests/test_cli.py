@@ -17,11 +17,13 @@ XIEZHU = [sys.executable, "-m", "xiezhu"]
 pytestmark = pytest.mark.timeout(480)
 
 
-def run(*args: str, data_dir: Path | None = None, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
+def run(*args: str, data_dir: Path | None = None, check: bool = True,
+        columns: str | None = "200") -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_") and k != "COLUMNS"}
     if data_dir is not None:
         env["XIEZHU_DATA_DIR"] = str(data_dir)
-    env["COLUMNS"] = "200"
+    if columns is not None:
+        env["COLUMNS"] = columns
     proc = subprocess.run([*XIEZHU, *args], capture_output=True, text=True, env=env, timeout=240)
     if check and proc.returncode != 0:
         raise AssertionError(f"xiezhu {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -337,3 +339,49 @@ def test_report_and_sla_exports_for_a_person_with_a_spreadsheet(demo_dir, tmp_pa
     run("sla", "stats", "--xlsx", str(sheet), data_dir=data)
     ws = openpyxl.load_workbook(sheet).active
     assert ws["A2"].value == "部门" and ws["A3"].value.startswith("区")
+
+
+def _rows_of(text: str) -> list[list[str]]:
+    """The cells of a rich table's body lines (continuation lines included)."""
+    return [[c.strip() for c in line.split("│")[1:-1]] for line in text.splitlines() if line.startswith("│")]
+
+
+def test_tables_read_at_80_columns_and_whole_when_redirected(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    from rich.text import Text
+
+    data, _ = demo_dir
+    rows = json.loads(run("sla", "--json", data_dir=data).stdout)
+    inbox_bureau = next(r["assistor"] for r in rows.values() if r["status"] == "received")
+    waiting = json.loads(run("inbox", "--bureau", inbox_bureau, "--json", data_dir=data).stdout)
+    for args in (["sla"], ["sla", "stats"], ["inbox", "--bureau", inbox_bureau], ["catalogue", "show"],
+                 ["catalogue", "show", "--kind", "matters"], ["cases"]):
+        text = run(*args, data_dir=data, columns="80").stdout
+        assert max(Text(line).cell_len for line in text.splitlines()) <= 80, args
+        assert "…" not in text, args
+    sla80 = _rows_of(run("sla", data_dir=data, columns="80").stdout)
+    numbers = [cells[0] for cells in sla80 if cells[0]]
+    assert sorted(numbers) == sorted(r["number"] for r in rows.values())  # every number whole, once a row
+    pairs = [(cells[0], cells[1]) for cells in sla80 if cells[0]]
+    assert len(set(pairs)) == len(pairs)  # number and parties tell every row apart
+    inbox80 = _rows_of(run("inbox", "--bureau", inbox_bureau, data_dir=data, columns="80").stdout)
+    assert sorted(c[0] for c in inbox80 if c[0]) == sorted(w["number"] for w in waiting)
+    # Redirected, with no COLUMNS: full width, every cell whole.
+    text = run("sla", data_dir=data, columns=None).stdout
+    longest = max((r["matter"] for r in rows.values()), key=len)
+    assert longest in text and "区审批服务局 → " in text and "…" not in text
+
+
+def test_people_read_chinese_and_name_bureaus_as_they_know_them(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    data, _ = demo_dir
+    table = run("sla", "--bureau", "公安", data_dir=data).stdout
+    assert "区公安分局" in table and "已按期答复" in table and "gongan" not in table
+    assert json.loads(run("sla", "--bureau", "区公安分局", "--json", data_dir=data).stdout) == json.loads(
+        run("sla", "--bureau", "gongan", "--json", data_dir=data).stdout)
+    english = run("--lang", "en", "sla", "--bureau", "gongan", data_dir=data).stdout
+    assert "answered-on-time" in english and "gongan" in english
+    ambiguous = run("cases", "--bureau", "镇人民政府", data_dir=data, check=False)
+    assert ambiguous.returncode == 1 and ambiguous.stderr.startswith("error:") and "zhangshanzi" in ambiguous.stderr
+    cases = json.loads(run("cases", "--json", data_dir=data).stdout)
+    approved = next(c for c in cases.values() if c["bureau"] == "shenpi" and c["status"] in ("closed", "revoked"))
+    h = json.loads(run("history", approved["number"], "--from", "shenpi", "--json", data_dir=data).stdout)
+    assert any(f"台审批许〔2026〕{approved['number'][-4:]}号" in line["summary"] for line in h["lines"])

@@ -33,10 +33,10 @@ ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dX](?![0-9A-Za-z])")
 pytestmark = pytest.mark.timeout(480)
 
 
-def run(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
+def run(*args: str, data_dir: Path, check: bool = True, columns: str = "200") -> subprocess.CompletedProcess[str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
     env["XIEZHU_DATA_DIR"] = str(data_dir)
-    env["COLUMNS"] = "200"
+    env["COLUMNS"] = columns
     proc = subprocess.run([*XIEZHU, *args], capture_output=True, text=True, env=env, timeout=240)
     if check and proc.returncode != 0:
         raise AssertionError(f"xiezhu {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
@@ -126,7 +126,7 @@ def test_show_prints_one_dead_letter_with_personal_data_masked(demo, letters) ->
     table = run("dead-letters", "show", str(forged["seq"]), data_dir=data).stdout
     assert "bad-signature" in table and forged["reason"] in table and '"applicant"' in table
     listing = run("dead-letters", data_dir=data).stdout
-    assert f"{len(letters)} dead letters" in listing
+    assert f"拒收消息 {len(letters)} 条" in listing
     assert_no_id_number_in_clear(data, json.dumps(shown, ensure_ascii=False), table, listing,
                                  json.dumps(letters, ensure_ascii=False))
 
@@ -172,3 +172,16 @@ def test_a_header_that_is_not_ascii_reads_as_text() -> None:
     parsed = BytesParser().parsebytes("Xz-Reject-Reason: 第七条：不在目录中\r\n\r\n".encode())
     assert header_text(parsed["Xz-Reject-Reason"]) == "第七条：不在目录中"
     assert header_text("plain") == "plain"
+
+
+def test_the_dead_letters_read_at_80_columns(demo) -> None:  # type: ignore[no-untyped-def]
+    from rich.text import Text
+
+    data, _ = demo
+    letters = json.loads(run("dead-letters", "--json", data_dir=data).stdout)
+    text = run("dead-letters", data_dir=data, columns="80").stdout
+    assert max(Text(line).cell_len for line in text.splitlines()) <= 80
+    assert "…" not in text
+    for r in letters:  # the identifying columns whole: sequence and reason code
+        assert any(line.split("│")[1].strip() == str(r["seq"]) and r["code"] in line
+                   for line in text.splitlines() if line.count("│") > 3), r["seq"]

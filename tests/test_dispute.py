@@ -616,3 +616,24 @@ async def test_over_nats_a_disputed_decline_reaches_sifa_and_the_ruling_amends_t
         assert intake is not None and intake.stats.rejected == 0 and intake.stats.applied == 3
     finally:
         await node.stop()
+
+
+def test_dispute_show_reads_at_80_columns(w: World, monkeypatch: pytest.MonkeyPatch,
+                                          capsys: pytest.CaptureFixture[str]) -> None:
+    from rich.text import Text
+
+    from xiezhu.cli import _print_history
+
+    st = raised_and_failed(w)
+    w["sifa"].refer_dispute(st.case, "双方协商不成")
+    w["sifa"].rule(st.case, "由区公安分局协助核查", ["sifa", "bianban"])
+    w.relay()
+    h = history(w.ledger, st.case)
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.delenv("XIEZHU_LANG", raising=False)
+    _print_history(h, f"争议 {h.number}")
+    text = capsys.readouterr().out
+    assert max(Text(line).cell_len for line in text.splitlines()) <= 80 and "…" not in text
+    positions = [line.split("│")[1].strip() for line in text.splitlines() if line.startswith("│")]
+    assert [p for p in positions if p] == [str(line.pos) for line in h.lines]  # every event, its position whole
+    assert "审批 → 司法" in text or "区审批服务局 → 区司法局" in text

@@ -30,7 +30,7 @@ from schemas.privacy import mask_id, mask_name
 from xiezhu.bootstrap import existing_catalogue
 from xiezhu.cli_catalogue import app as catalogue_app
 from xiezhu.cli_clerk import case_app, forward, onsite, request, said, withdraw
-from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, operator_name, system_of, view_key
+from xiezhu.cli_common import Operator, Reason, Reveal, bureau_code, ledger_at, operator_name, system_of, view_key
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_credit import app as credit_app
@@ -85,9 +85,17 @@ class State:
     settings: Settings
 
 
+Lang = Annotated[str | None, typer.Option("--lang", envvar="XIEZHU_LANG", show_envvar=True,
+                                         help="zh (default) or en: the language of tables for people.")]
+
+
 @app.callback()
-def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None) -> None:
+def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None, lang: Lang = None) -> None:
     """xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger."""
+    from xiezhu.tables import ENV_LANG
+    from xiezhu.tables import lang as resolve_lang
+
+    os.environ[ENV_LANG] = resolve_lang(lang)  # every table of this process speaks it
     state = State()
     state.settings = Settings.resolve(data_dir, nats_url)
     ctx.obj = state
@@ -172,16 +180,16 @@ def _t(iso: str | None) -> str:
 @app.command()
 def cases(
     ctx: typer.Context,
-    bureau: Annotated[str | None, typer.Option(help="Only this handling bureau's cases.")] = None,
+    bureau: Annotated[str | None, typer.Option(
+        help="Only this handling bureau's cases: its code, name or a unique part (shenpi, 审批).")] = None,
     as_json: AsJson = False,
 ) -> None:
     """Commitment cases (告知承诺) of the handling bureaus, with their step or outcome, from the ledger.
 
-    Example: [bold]xiezhu cases --bureau shenpi[/]
+    Example: [bold]xiezhu cases --bureau 审批[/]
     """
     settings = _settings(ctx)
-    if bureau:
-        Registry.load()[bureau]
+    bureau = bureau_code(bureau)
     if not settings.ledger_path.exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger_ = ledger_at(settings)
@@ -194,13 +202,12 @@ def cases(
     if as_json:
         _print_json({f"{r['bureau']}/{r['number']}": r for r in rows})
         return
-    t = Table(title=f"{len(rows)} commitment cases")
-    for col in ("number", "bureau", "matter", "applicant", "applied", "status", "outcome"):
-        t.add_column(col, no_wrap=col in ("number", "applied"))
-    for r in rows:
-        t.add_row(r["number"], r["bureau"], r["matter"], r["applicant"], r["applied_on"], r["status"],
-                  r["outcome"] if r["outcome"] != r["status"] else "")
-    out.print(t)
+    from xiezhu.screens import CASES_COLUMNS, Words, cases_rows
+    from xiezhu.tables import lang, show
+
+    language = lang()
+    show(f"告知承诺案件 {len(rows)} 件" if language == "zh" else f"{len(rows)} commitment cases", CASES_COLUMNS,
+         cases_rows(rows, Words(Registry.load(), language)), language=language)
 
 
 def _history_lines(h: Any) -> list[dict[str, Any]]:
@@ -210,13 +217,12 @@ def _history_lines(h: Any) -> list[dict[str, Any]]:
 
 def _print_history(h: Any, title: str) -> None:
     """A case history as a table of its signed events, then its findings."""
-    t = Table(title=f"{title} — {len(h.lines)} signed events")
-    for col in ("#", "time", "from → to", "event", "findings"):
-        t.add_column(col, no_wrap=col in ("#", "time"))
-    for line in h.lines:
-        t.add_row(str(line.pos), _t(line.time.isoformat()), f"{line.sender} → {line.recipient}", line.summary,
-                  "\n".join(line.findings))
-    out.print(t)
+    from xiezhu.screens import HISTORY_COLUMNS, Words, history_rows
+    from xiezhu.tables import lang, show
+
+    language = lang()
+    show(f"{title} — " + (f"{len(h.lines)} 条签名事件" if language == "zh" else f"{len(h.lines)} signed events"),
+         HISTORY_COLUMNS, history_rows(h.lines, Words(Registry.load(), language)), language=language)
     for finding in h.findings:
         out.print(f"• {finding}")
 
@@ -337,7 +343,8 @@ def bureaus(as_json: AsJson = False) -> None:
 @app.command()
 def inbox(
     ctx: typer.Context,
-    bureau: Annotated[str, typer.Option(help="The bureau whose operator inbox to show.")],
+    bureau: Annotated[str, typer.Option(
+        help="The bureau whose operator inbox to show: its code, name or a unique part (ziran, 自然资源).")],
     as_json: AsJson = False,
     reveal: Reveal = False,
     reason: Reason = None,
@@ -350,6 +357,7 @@ def inbox(
 
     Example: [bold]xiezhu inbox --bureau ziran --reveal --reason "核查 20260007 户籍"[/]
     """
+    bureau = bureau_code(bureau) or bureau
     desk = system_of(ctx).desk(bureau, existing=True)
     name: Callable[[str], str] = mask_name
     id_number: Callable[[str], str] = mask_id
@@ -365,15 +373,14 @@ def inbox(
                       "channel": s.request.channel, "arrived_at": s.arrived_at,
                       "items": [{"no": i.no, "text": i.text} for i in s.request.items]} for s in waiting])
         return
-    t = Table(title=f"{Registry.load().name(bureau)} inbox — {len(waiting)} waiting")
-    for col in ("number", "from", "matter", "applicant", "arrived", "items"):
-        t.add_column(col)
-    for s in waiting:
-        t.add_row(s.number, s.requester, s.request.matter.name,
-                  f"{name(s.request.applicant.name)} {id_number(s.request.applicant.id_number)}",
-                  _t(s.arrived_at.isoformat() if s.arrived_at else None),
-                  "\n".join(f"{i.no}. {i.text}" for i in s.request.items))
-    out.print(t)
+    from xiezhu.screens import INBOX_COLUMNS, Words, inbox_rows
+    from xiezhu.tables import lang, show
+
+    language = lang()
+    words = Words(Registry.load(), language)
+    show(f"{words.bureau(bureau)} 待答复 {len(waiting)} 件" if language == "zh"
+         else f"{bureau} inbox — {len(waiting)} waiting", INBOX_COLUMNS, inbox_rows(waiting, words, name, id_number),
+         language=language)
 
 
 @app.command("access-log")

@@ -53,16 +53,22 @@ def show(ctx: typer.Context, kind: Kind = "assistance",
     if as_json:
         print_json([msgspec.to_builtins(r) for r in rows])
         return
+    from schemas.catalogue import AssistanceItem
+    from xiezhu.screens import Words, catalogue_columns, catalogue_rows
+    from xiezhu.tables import lang, show
+
     versions = cat.versions(k)
     shown = version or (versions[-1].number if versions else 0)
+    language = lang()
     title = "附件8 证明事项清单" if k == "matters" else "附件9 行政协助事项清单"
-    t = Table(title=f"{title} — version {shown}, {len(rows)} rows")
-    shown_columns = len(catalogue_io.COLUMNS[k])  # the attachment's own columns, 备注 included
-    for col in catalogue_io.header(k)[:shown_columns]:
-        t.add_column(col)
-    for row in catalogue_io.to_table(k, rows, Registry.load())[1:]:
-        t.add_row(*[str(c) for c in row[:shown_columns]])
-    out.print(t)
+    title += f" — 第 {shown} 版，{len(rows)} 行" if language == "zh" else f" — version {shown}, {len(rows)} rows"
+    header = list(catalogue_io.COLUMNS[k])  # the attachment's own columns, 备注 included
+    reg = Registry.load()
+    codes = [{"承办机构": r.handling_body, **({"协助机构": r.assisting_body} if isinstance(r, AssistanceItem) else {})}
+             for r in rows]
+    show(title, catalogue_columns(header),
+         catalogue_rows(header, catalogue_io.to_table(k, rows, reg)[1:], codes, Words(reg, language)),
+         language=language)
 
 
 @app.command("versions")

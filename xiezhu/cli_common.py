@@ -100,3 +100,10 @@ def parse_instant(text: str, option: str, error: type[XiezhuError] = CliInputErr
     except ValueError:
         raise error(f"{option} {text!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00", value=text) from None
     return value if value.utcoffset() is not None else value.replace(tzinfo=SHANGHAI)
+
+
+def bureau_code(text: str | None) -> str | None:
+    """A ``--bureau`` value as a code: it may be the code, the Chinese name, its 简称 or a unique part of the name."""
+    from aggregates.registry import Registry
+
+    return Registry.load().resolve(text) if text else None

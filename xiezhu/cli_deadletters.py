@@ -228,14 +228,19 @@ def dead_letters(
     if as_json:
         _print_json(rows)
         return
-    t = Table(title=f"{len(rows)} dead letters" + (f" ({subject})" if receiver or reason else ""),
-              caption=f"more after {rows[-1]['seq']}: add --after {rows[-1]['seq']}" if more else None)
-    for col in ("seq", "time", "receiver", "reason", "why", "subject", "bytes", "kid"):
-        t.add_column(col, no_wrap=col in ("seq", "time", "reason", "bytes"), overflow="fold")
-    for r in rows:
-        t.add_row(str(r["seq"]), _t(r["time"]), r["receiver"], r["code"], r["reason"], r["original_subject"],
-                  str(r["size"]), r["kid"])
-    out.print(t)
+    from aggregates.registry import Registry
+    from xiezhu.screens import DEAD_LETTER_COLUMNS, Words, dead_letter_rows
+    from xiezhu.tables import lang, show
+
+    language = lang()
+    where = f" ({subject})" if receiver or reason else ""
+    if language == "zh":
+        title, more_note = f"拒收消息 {len(rows)} 条{where}", f"还有更多：加 --after {rows[-1]['seq']}" if more else ""
+    else:
+        title, more_note = f"{len(rows)} dead letters{where}", f"more after {rows[-1]['seq']}: add --after " \
+            f"{rows[-1]['seq']}" if more else ""
+    show(title, DEAD_LETTER_COLUMNS, dead_letter_rows(rows, Words(Registry.load(), language)), language=language,
+         footer=more_note)
 
 
 @app.command()

@@ -16,16 +16,15 @@ from typing import Annotated, Any
 
 import typer
 from rich.console import Console
-from rich.table import Table
 
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import Registry
 from aggregates.workdays import SHANGHAI, CalendarError, WorkingCalendar
 from broker.ledger.store import Ledger
-from projections.sla import CLOSED_STATES, OVERDUE, STATES, STATUSES, SlaError, SlaView
+from projections.sla import STATES, STATUSES, SlaError, SlaView
 from schemas.errors import XiezhuError
 from xiezhu.bootstrap import existing_catalogue
-from xiezhu.cli_common import ledger_at, parse_instant
+from xiezhu.cli_common import bureau_code, ledger_at, parse_instant
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -44,9 +43,6 @@ AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a ta
 Now = Annotated[str | None, typer.Option(
     "--now", help="Judge open requests at this ISO time (naive: Asia/Shanghai). "
                   "Default: the system clock; for a demo's data, the demo's last ledger time.")]
-
-_STATE_STYLE = {OVERDUE: "bold red", "due-today": "red", "due-soon": "yellow", "answered-late": "magenta",
-                "declined-late": "magenta", "in-transit": "dim"}
 
 
 
@@ -129,18 +125,6 @@ def _t(iso: str | None) -> str:
     return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%m-%d %H:%M")
 
 
-def _last_day(due_at: str | None) -> str:
-    """The last working day of a deadline (its exclusive end minus one day)."""
-    if not due_at:
-        return ""
-    ends = datetime.fromisoformat(due_at).astimezone(SHANGHAI)
-    return date.fromordinal(ends.date().toordinal() - 1).strftime("%m-%d")
-
-
-def _pct(x: float | None) -> str:
-    return "" if x is None else f"{100 * x:.0f}%"
-
-
 # -- xiezhu sla ------------------------------------------------------------------------
 
 
@@ -169,8 +153,7 @@ def sla(
     if ctx.invoked_subcommand is not None:
         return
     settings = _settings(ctx)
-    if bureau:
-        Registry.load()[bureau]
+    bureau = bureau_code(bureau)
     if state in STATUSES and state not in STATES:  # the earlier --state meant the status
         if status not in (None, state):
             raise SlaError(f"--state {state} and --status {status} contradict each other")
@@ -193,23 +176,23 @@ def sla(
 
 def print_table(rows: list[dict[str, Any]], at: datetime, how: str, limit: int | None = None) -> None:
     """The SLA table (the demo prints its first rows)."""
-    shown = f" (first {limit})" if limit and len(rows) > limit else ""
+    from xiezhu.screens import SLA_COLUMNS, Words, sla_rows
+    from xiezhu.tables import lang, show
+
+    language = lang()
     when = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    t = Table(title=f"SLA view — {len(rows)} requests{shown}, as of {when} ({how})")
-    for col in ("number", "from → to", "matter", "arrived", "due", "answered", "days", "status", "state"):
-        t.add_column(col, no_wrap=col in ("number", "arrived", "due", "answered", "state"))
-    for r in rows[:limit]:
-        status = r["status"] + (f" · {r['outcome']}" if r["outcome"] and r["outcome"] != r["status"] else "")
-        letter = " ✉" if r["channel"] == "letter" else ""
-        due = _last_day(r["due_at"]) + ("*" if r["provisional"] else "")
-        days = "" if r["working_days_taken"] is None else str(r["working_days_taken"])
-        style = _STATE_STYLE.get(r["state"], "green" if r["state"] in CLOSED_STATES else "")
-        t.add_row(r["number"], f"{r['requester']} → {r['assistor']}{letter}", r["matter"], _t(r["arrived_at"]),
-                  due, _t(r["answered_at"]), days, status, f"[{style}]{r['state']}[/]" if style else r["state"])
-    out.print(t)
-    if any(r["provisional"] for r in rows[:limit]):
-        out.print("* provisional: counted Monday–Friday until that year's schedule is loaded "
-                  "([bold]xiezhu calendar load FILE[/])")
+    if language == "zh":
+        shown = f"（前 {limit} 件）" if limit and len(rows) > limit else ""
+        how_zh = {"--now": "--now", "the system clock": "系统时钟"}.get(how, "演示的模拟时钟")
+        title = f"行政协助时限 — {len(rows)} 件{shown}，截至 {when}（{how_zh}）"
+        note = "* 暂定：该年节假日安排尚未载入，按周一至周五计算（[bold]xiezhu calendar load FILE[/]）"
+    else:
+        shown = f" (first {limit})" if limit and len(rows) > limit else ""
+        title = f"SLA view — {len(rows)} requests{shown}, as of {when} ({how})"
+        note = ("* provisional: counted Monday–Friday until that year's schedule is loaded "
+                "([bold]xiezhu calendar load FILE[/])")
+    show(title, SLA_COLUMNS, sla_rows(rows[:limit], Words(Registry.load(), language)), language=language,
+         footer=note if any(r["provisional"] for r in rows[:limit]) else "")
 
 
 def sla_table(settings: Settings, limit: int | None = None) -> None:
@@ -258,19 +241,15 @@ def stats_table(settings: Settings, first: date | None = None, last: date | None
         _export(csv_file, xlsx_file, title, sheets.STATS_COLUMNS, sheets.stats_records(rows, _names()),
                 "按部门统计")
         return
+    from xiezhu.screens import STATS_COLUMNS, Words, stats_rows
+    from xiezhu.tables import lang, show
+
+    language = lang()
     period = f"{first or '…'} – {last or '…'}"
     when = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    t = Table(title=f"SLA by bureau, arrivals {period}, as of {when} ({how})")
-    for col in ("bureau", "sent", "received", "answered", "on time", "median days", "p90 days", "declined",
-                "open", "breaches"):
-        t.add_column(col, justify="left" if col == "bureau" else "right")
-    for r in rows:
-        med = "" if r["median_working_days"] is None else f"{r['median_working_days']:g}"
-        p90 = "" if r["p90_working_days"] is None else str(r["p90_working_days"])
-        breaches = f"[red]{r['breaches']}[/]" if r["breaches"] else "0"
-        t.add_row(r["bureau"], str(r["sent"]), str(r["received"]), str(r["answered"]), _pct(r["on_time_rate"]),
-                  med, p90, _pct(r["decline_rate"]), str(r["open"]), breaches)
-    out.print(t)
+    title = (f"行政协助按部门统计，送达 {period}，截至 {when}" if language == "zh"
+             else f"SLA by bureau, arrivals {period}, as of {when} ({how})")
+    show(title, STATS_COLUMNS, stats_rows(rows, Words(Registry.load(), language)), language=language)
 
 
 # -- xiezhu calendar -------------------------------------------------------------------

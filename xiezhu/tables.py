@@ -58,6 +58,8 @@ class Col:
     justify: Literal["left", "right", "center"] = "left"
     #: A shorter form of the same cell (e.g. bureaus' 简称), used before any column is dropped.
     short: str = ""
+    #: Never wrapped either (a date, a time, a count): dropped whole rather than broken.
+    keep: bool = False
 
     def header(self, language: Lang) -> str:
         return self.zh if language == "zh" else self.en
@@ -91,8 +93,9 @@ def fit(columns: Sequence[Col], rows: Sequence[Mapping[str, str]], width: int | 
     natural = {c.key: natural_of(c) for c in columns}
 
     def needed(cols: Sequence[Col]) -> int:
-        # Wrappable columns can shrink to about 8 cells; identifying ones keep their width.
-        return 1 + sum((natural[c.key] if c.ident else min(natural[c.key], 8)) + _CELL_OVERHEAD for c in cols)
+        # Wrappable columns can shrink to about 10 cells; identifying and kept ones keep their width.
+        return 1 + sum((natural[c.key] if c.ident or c.keep else min(natural[c.key], 10)) + _CELL_OVERHEAD
+                       for c in cols)
 
     shown = list(columns)
     dropped: list[Col] = []
@@ -125,7 +128,7 @@ def table(title: str, columns: Sequence[Col], rows: Sequence[Mapping[str, str]],
     shown, dropped = fit(columns, rows, width, language)
     t = Table(title=title, expand=False)
     for c in shown:
-        t.add_column(c.header(language), justify=c.justify, no_wrap=c.ident, overflow="fold")
+        t.add_column(c.header(language), justify=c.justify, no_wrap=c.ident or c.keep, overflow="fold")
     for r in rows:
         t.add_row(*(r.get(c.key, "") for c in shown))
     return t, dropped

@@ -1,0 +1,248 @@
+"""What the read commands show a person: their columns and rows, in 中文 (or English), for :mod:`xiezhu.tables`.
+
+Each ``*_columns`` / ``*_rows`` pair takes what the command already has (view rows, folded
+states, history lines) and gives plain strings: bureaus by their registry names (and 简称 as
+the narrow form), states and outcomes by :mod:`schemas.labels`, times in Asia/Shanghai.
+With ``language="en"`` the headers are English and bureaus and states stay identifiers.
+JSON output does not come through here.
+"""
+from __future__ import annotations
+
+from collections.abc import Callable, Iterable, Mapping, Sequence
+from datetime import date, datetime
+from typing import Any
+
+from aggregates.registry import Registry
+from aggregates.workdays import SHANGHAI
+from schemas import labels
+from xiezhu.tables import Col, Lang
+
+Row = dict[str, str]
+
+
+def when(value: str | datetime | None) -> str:
+    """``09-21 09:00`` in Asia/Shanghai."""
+    if not value:
+        return ""
+    t = datetime.fromisoformat(value) if isinstance(value, str) else value
+    return t.astimezone(SHANGHAI).strftime("%m-%d %H:%M")
+
+
+class Words:
+    """Bureau names and labels in the interface language."""
+
+    def __init__(self, registry: Registry, language: Lang) -> None:
+        self.reg = registry
+        self.language = language
+
+    def bureau(self, code: str) -> str:
+        if self.language == "en" or code not in self.reg:
+            return code
+        return self.reg.name(code)
+
+    def short(self, code: str) -> str:
+        if self.language == "en" or code not in self.reg:
+            return code
+        return self.reg.short(code)
+
+    def label(self, table: Mapping[str, str], value: str) -> str:
+        return value if self.language == "en" else table.get(value, value)
+
+    def pair(self, a: str, b: str, *, short: bool = False) -> str:
+        name = self.short if short else self.bureau
+        return f"{name(a)} → {name(b)}"
+
+    def consequences(self, outcome: str) -> str:
+        return "、".join(self.label(labels.CONSEQUENCE, o) for o in outcome.split("+") if o)
+
+
+# -- xiezhu sla ------------------------------------------------------------------------------
+
+SLA_COLUMNS = (
+    Col("number", "文号", "number", ident=True),
+    Col("parties", "请求 → 协助", "from → to", ident=True, short="parties_short"),
+    Col("matter", "事项", "matter", drop=3),
+    Col("arrived", "送达", "arrived", drop=4, keep=True),
+    Col("due", "期限", "due", drop=2, keep=True),
+    Col("answered", "答复", "answered", drop=5, keep=True),
+    Col("days", "用时", "days", drop=6, justify="right", keep=True),
+    Col("status", "办理状态", "status", drop=1),
+    Col("state", "时限状态", "state", keep=True),
+)
+
+
+def last_day(due_at: str | None) -> str:
+    """The last working day of a deadline (its exclusive end minus one day), ``09-24``."""
+    if not due_at:
+        return ""
+    ends = datetime.fromisoformat(due_at).astimezone(SHANGHAI)
+    return date.fromordinal(ends.date().toordinal() - 1).strftime("%m-%d")
+
+
+def sla_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    out = []
+    for r in rows:
+        status = w.label(labels.REQUEST_STATUS, r["status"])
+        if r.get("outcome") and r["outcome"] != r["status"]:
+            status += " · " + w.label(labels.VERDICT, r["outcome"])
+        letter = " ✉" if r.get("channel") == "letter" else ""
+        out.append({
+            "number": r["number"], "parties": w.pair(r["requester"], r["assistor"]) + letter,
+            "parties_short": w.pair(r["requester"], r["assistor"], short=True) + letter, "matter": r["matter"],
+            "arrived": when(r.get("arrived_at")),
+            "due": last_day(r.get("due_at")) + ("*" if r.get("provisional") else ""),
+            "answered": when(r.get("answered_at")),
+            "days": "" if r.get("working_days_taken") is None else str(r["working_days_taken"]),
+            "status": status, "state": w.label(labels.SLA_STATE, r["state"]),
+        })
+    return out
+
+
+STATS_COLUMNS = (
+    Col("bureau", "部门", "bureau", ident=True, short="bureau_short"),
+    Col("sent", "发出", "sent", justify="right", keep=True),
+    Col("received", "收到", "received", justify="right", keep=True),
+    Col("answered", "答复", "answered", keep=True, justify="right", drop=5),
+    Col("on_time", "按期率", "on time", justify="right", keep=True),
+    Col("median", "中位数", "median days", keep=True, justify="right", drop=3),
+    Col("p90", "P90", "p90 days", keep=True, justify="right", drop=2),
+    Col("declined", "不能协助", "declined", keep=True, justify="right", drop=4),
+    Col("open", "办理中", "open", keep=True, justify="right", drop=6),
+    Col("breaches", "逾期", "breaches", justify="right", keep=True),
+)
+
+
+def _pct(x: float | None) -> str:
+    return "" if x is None else f"{100 * x:.0f}%"
+
+
+def stats_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    return [{
+        "bureau": w.bureau(r["bureau"]), "bureau_short": w.short(r["bureau"]), "sent": str(r["sent"]),
+        "received": str(r["received"]), "answered": str(r["answered"]), "on_time": _pct(r["on_time_rate"]),
+        "median": "" if r["median_working_days"] is None else f"{r['median_working_days']:g}",
+        "p90": "" if r["p90_working_days"] is None else str(r["p90_working_days"]),
+        "declined": _pct(r["decline_rate"]), "open": str(r["open"]), "breaches": str(r["breaches"]),
+    } for r in rows]
+
+
+# -- xiezhu inbox ----------------------------------------------------------------------------
+
+INBOX_COLUMNS = (
+    Col("number", "文号", "number", ident=True),
+    Col("requester", "请求部门", "from", ident=True, short="requester_short"),
+    Col("matter", "事项", "matter", drop=2),
+    Col("applicant", "申请人", "applicant", drop=3),
+    Col("arrived", "送达", "arrived", drop=4, keep=True),
+    Col("items", "承诺事项", "items", drop=1),
+)
+
+
+def inbox_rows(states: Iterable[Any], w: Words, name: Callable[[str], str],
+               id_number: Callable[[str], str]) -> list[Row]:
+    return [{
+        "number": s.number, "requester": w.bureau(s.requester), "requester_short": w.short(s.requester),
+        "matter": s.request.matter.name,
+        "applicant": f"{name(s.request.applicant.name)} {id_number(s.request.applicant.id_number)}",
+        "arrived": when(s.arrived_at), "items": "\n".join(f"{i.no}. {i.text}" for i in s.request.items),
+    } for s in states]
+
+
+# -- xiezhu cases ----------------------------------------------------------------------------
+
+CASES_COLUMNS = (
+    Col("number", "编号", "number", ident=True),
+    Col("bureau", "部门", "bureau", ident=True, short="bureau_short"),
+    Col("matter", "事项", "matter", drop=3),
+    Col("applicant", "申请人", "applicant", drop=4),
+    Col("applied", "受理日期", "applied", drop=2, keep=True),
+    Col("status", "状态", "status", keep=True),
+    Col("outcome", "后果", "outcome", drop=1),
+)
+
+
+def cases_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    return [{
+        "number": r["number"], "bureau": w.bureau(r["bureau"]), "bureau_short": w.short(r["bureau"]),
+        "matter": r["matter"], "applicant": r["applicant"], "applied": r["applied_on"],
+        "status": w.label(labels.CASE_STATUS, r["status"]),
+        "outcome": w.consequences(r["outcome"]) if r["outcome"] != r["status"] else "",
+    } for r in rows]
+
+
+# -- history (xiezhu history, dispute show) --------------------------------------------------
+
+HISTORY_COLUMNS = (
+    Col("pos", "#", "#", ident=True, justify="right", keep=True),
+    Col("time", "时间", "time", drop=2, keep=True),
+    Col("parties", "发送 → 接收", "from → to", ident=True, short="parties_short"),
+    Col("event", "事件", "event"),
+    Col("findings", "发现", "findings", drop=1),
+)
+
+
+def history_rows(lines: Iterable[Any], w: Words) -> list[Row]:
+    def party(code: str, short: bool) -> str:
+        if code == "ledger":
+            return "账本" if w.language == "zh" else code
+        return w.short(code) if short else w.bureau(code)
+
+    return [{
+        "pos": str(line.pos), "time": when(line.time), "event": line.summary, "findings": "\n".join(line.findings),
+        "parties": f"{party(line.sender, False)} → {party(line.recipient, False)}",
+        "parties_short": f"{party(line.sender, True)} → {party(line.recipient, True)}",
+    } for line in lines]
+
+
+# -- xiezhu dead-letters ---------------------------------------------------------------------
+
+DEAD_LETTER_COLUMNS = (
+    Col("seq", "序号", "seq", ident=True, justify="right", keep=True),
+    Col("time", "时间", "time", drop=3, keep=True),
+    Col("receiver", "拒收方", "receiver", ident=True, short="receiver_short"),
+    Col("code", "原因", "reason", ident=True),
+    Col("why", "说明", "why", drop=1),
+    Col("subject", "原主题", "subject", drop=4),
+    Col("bytes", "字节", "bytes", drop=5, justify="right", keep=True),
+    Col("kid", "密钥", "kid", drop=2),
+)
+
+
+def dead_letter_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    def receiver(code: str, short: bool) -> str:
+        if code == "ledger":
+            return "账本" if w.language == "zh" else code
+        return w.short(code) if short else w.bureau(code)
+
+    return [{
+        "seq": str(r["seq"]), "time": when(r["time"]), "receiver": receiver(r["receiver"], False),
+        "receiver_short": receiver(r["receiver"], True), "code": r["code"], "why": r["reason"],
+        "subject": r["original_subject"], "bytes": str(r["size"]), "kid": r["kid"],
+    } for r in rows]
+
+
+# -- xiezhu catalogue show -------------------------------------------------------------------
+
+def catalogue_columns(header: Sequence[str]) -> list[Col]:
+    """The attachment's columns (备注 included): 序号 and the owning bureau identify a row."""
+    drops = {"设定依据": 6, "开具单位": 5, "协助机构": 0, "核查方式": 3, "备注": 2, "政务服务事项名称及编码": 4,
+             "实施方式": 1}
+    cols = []
+    for name in header:
+        ident = name in ("序号", "承办机构")
+        cols.append(Col(name, name, name, ident=ident, drop=0 if ident else drops.get(name, 0),
+                        short=f"{name}:short" if name in ("承办机构", "协助机构") else ""))
+    return cols
+
+
+def catalogue_rows(header: Sequence[str], table: Iterable[Sequence[Any]], codes: Iterable[Mapping[str, str]],
+                   w: Words) -> list[Row]:
+    """``table``: the catalogue's export rows (names already Chinese); ``codes``: each row's bureau codes."""
+    out = []
+    for cells, code in zip(table, codes, strict=True):
+        row = {name: str(v) for name, v in zip(header, cells, strict=False)}
+        for name, c in code.items():
+            row[name] = w.bureau(c)
+            row[f"{name}:short"] = w.short(c)
+        out.append(row)
+    return out
