@@ -102,6 +102,7 @@ CONSEQUENCE: dict[str, str] = {
     "penalty": "行政处罚",
     "credit-recorded": "计入信用记录",
     "referred": "移送司法机关",
+    "supervisor-notified": "推送监管部门",
 }
 
 #: Every table above by its name, as docs/glossary.md names them.

@@ -42,6 +42,9 @@ CASES = [
     case("C20260004", date(2026, 9, 4), route="certificate", status="certificate-required"),
     case("C20260005", date(2026, 9, 5), withdrawn=True, route="certificate", status="certificate-required"),
     case("C20260006", date(2026, 9, 6), status="certificate-required", refused_cause="credit"),
+    case("C20260008", date(2026, 9, 8), approved=True, status="revoked", false_items=(1,), outcomes=("revoked",),
+         decision_no="台审批许〔2026〕0008号", licence_return_due=datetime(2026, 9, 20, 2, tzinfo=UTC),
+         licence_returned_at=datetime(2026, 9, 19, 2, tzinfo=UTC)),  # handed back in time
     case("C20260099", date(2026, 10, 6), approved=True),  # after the period
     case("C20260007", date(2026, 9, 7), matter_name="不动产登记", approved=True),
 ]
@@ -84,11 +87,11 @@ def test_commitment_cases_are_counted_per_bureau_and_matter_by_application_day(r
     assert {k: food[k] for k in ("applications", "approved_on_commitment", "certificate_chosen", "route_refused",
                                  "withdrawn", "exempt_items", "false_findings", "terminated", "revoked",
                                  "credit_records", "licences_not_returned")} == {
-        "applications": 6, "approved_on_commitment": 2, "certificate_chosen": 1, "route_refused": 1,
-        "withdrawn": 1, "exempt_items": 1, "false_findings": 2, "terminated": 1, "revoked": 1,
+        "applications": 7, "approved_on_commitment": 3, "certificate_chosen": 1, "route_refused": 1,
+        "withdrawn": 1, "exempt_items": 1, "false_findings": 3, "terminated": 1, "revoked": 2,
         "credit_records": 1, "licences_not_returned": 1}
     [total] = report.commitment_totals
-    assert total["applications"] == 7 and total["approved_on_commitment"] == 3
+    assert total["applications"] == 8 and total["approved_on_commitment"] == 4
     [licence] = report.licences_not_returned
     assert licence["number"] == "C20260002" and licence["decision_no"] == "台审批许〔2026〕0002号"
 
@@ -116,7 +119,7 @@ def test_the_workbook_has_a_sheet_per_table_and_the_two_charts(report: Any) -> N
     ws = wb["告知承诺"]
     assert ws["A1"].value.startswith("台儿庄区证明事项告知承诺制工作情况统计（2026年9月1日至2026年9月30日）")
     assert [c.value for c in ws[3]][:4] == ["部门", "部门代码", "政务服务事项", "申请件数"]
-    assert ws["C5"].value == "食品经营许可" and ws["D5"].value == 6
+    assert ws["C5"].value == "食品经营许可" and ws["D5"].value == 7
     assert wb["书面告知不能协助"]["F4"].value == "户籍档案已迁出本区"
     # openpyxl reads charts back only as drawings: look for them in the file itself.
     import zipfile

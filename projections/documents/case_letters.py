@@ -8,7 +8,7 @@ the envelope that gave rise to them. A state the template cannot print raises
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import date, datetime
+from datetime import date, datetime, timedelta
 
 from aggregates.assistance import CaseState, time_limits
 from aggregates.commitment import CommitmentState
@@ -160,7 +160,9 @@ def _letters_at(state: State, payload: object, day: date, names: Names) -> list[
             if not state.decision_no:
                 return []
             return [consequence_notice(state, names, "revoked", reason, day),
-                    consequence_notice(state, names, "licence-return", reason, day, return_by=shanghai_day(due))]
+                    consequence_notice(state, names, "licence-return", reason, day,
+                                       # the last day: a due at 00:00 is the end of the day before
+                                       return_by=shanghai_day(due - timedelta(microseconds=1)))]
     single = _letter_at(state, payload, day, names)
     return [single] if single is not None else []
 

@@ -14,8 +14,7 @@ What falls in the period:
   transit), as ``SlaView.stats`` counts it; a breach by the week its deadline ended.
 
 "Licences not returned": revoked cases whose 2-day return deadline (附件6) had passed at the
-instant judged. The record has no event for a licence handed back, so every such case is
-listed; the clerk's paper file says which came back.
+instant judged with no ``licence-returned`` recorded by then.
 """
 from __future__ import annotations
 
@@ -46,6 +45,7 @@ COMMITMENT_COUNTS = {
     "revoked": "撤销行政决定",
     "penalty": "行政处罚",
     "referred": "移送司法机关",
+    "supervisor_notified": "推送监管部门",
     "credit_records": "计入信用记录",
     "licences_not_returned": "证件逾期未交回",
 }
@@ -65,7 +65,8 @@ ASSISTANCE_COUNTS = {
 }
 #: The consequence tags of a case (``CommitmentState.outcomes``) and the count each feeds.
 _OUTCOME_COUNT = {"terminated": "terminated", "rectification-ordered": "rectification_ordered",
-                  "revoked": "revoked", "penalty": "penalty", "referred": "referred"}
+                  "revoked": "revoked", "penalty": "penalty", "referred": "referred",
+                  "supervisor-notified": "supervisor_notified"}
 SLA_STATE_ZH = labels.SLA_STATE
 
 
@@ -137,7 +138,8 @@ def build_report(*, start: date, end: date, judged_at: datetime, sla_rows: Seque
             if tag in _OUTCOME_COUNT:
                 c[_OUTCOME_COUNT[tag]] += 1
         c["credit_records"] += st.credit != "none"
-        if st.licence_return_due is not None and st.licence_return_due <= judged_at:
+        returned = st.licence_returned_at is not None and st.licence_returned_at <= judged_at
+        if st.licence_return_due is not None and st.licence_return_due <= judged_at and not returned:
             c["licences_not_returned"] += 1
             overdue_licences.append({"number": st.number, "bureau": st.bureau, "bureau_name": names(st.bureau),
                                      "matter": st.matter_name, "decision_no": st.decision_no,
@@ -324,10 +326,10 @@ def to_pdf(report: Report) -> bytes:
 
     heading("一、告知承诺办理情况（按部门、事项）")
     short = ["部门", "事项", "申请", "承诺即批准", "选择证明", "不适用", "撤回", "免核查项", "虚假承诺", "终止办理",
-             "限期整改", "撤销", "处罚", "移送", "信用记录", "证件未交回"]
+             "限期整改", "撤销", "处罚", "移送", "推送监管", "信用记录", "证件未交回"]
     table(short, [[r["bureau_name"], r["matter"], *(r[k] for k in COMMITMENT_COUNTS)] for r in report.commitments]
           + [["合计", r["bureau_name"], *(r[k] for k in COMMITMENT_COUNTS)] for r in report.commitment_totals],
-          [28, 40] + [14.5] * len(COMMITMENT_COUNTS))
+          [28, 40] + [13.5] * len(COMMITMENT_COUNTS))
     heading("二、行政协助办理情况（按部门）")
     table(["部门", "发出", "收到", "已答复", "按期", "按期率", "用时中位数", "用时P90", "不能协助", "撤回", "办理中",
            "逾期"],
