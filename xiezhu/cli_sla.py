@@ -247,7 +247,8 @@ def stats_table(settings: Settings, first: date | None = None, last: date | None
     language = lang()
     period = f"{first or '…'} – {last or '…'}"
     when = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-    title = (f"行政协助按部门统计，送达 {period}，截至 {when}" if language == "zh"
+    period_zh = f"{first}至{last or '今'}" if first else (f"截至{last}" if last else "全部")
+    title = (f"行政协助按部门统计（送达：{period_zh}），截至 {when}" if language == "zh"
              else f"SLA by bureau, arrivals {period}, as of {when} ({how})")
     show(title, STATS_COLUMNS, stats_rows(rows, Words(Registry.load(), language)), language=language)
 
