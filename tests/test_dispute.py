@@ -625,8 +625,8 @@ def test_dispute_show_reads_at_80_columns(w: World, monkeypatch: pytest.MonkeyPa
     from xiezhu.cli import _print_history
 
     st = raised_and_failed(w)
-    w["sifa"].refer_dispute(st.case, "双方协商不成")
-    w["sifa"].rule(st.case, "由区公安分局协助核查", ["sifa", "bianban"])
+    w["sifa"].disputes.refer(st.case, "双方协商不成")
+    w["sifa"].disputes.rule(st.case, "由区公安分局协助核查", ["sifa", "bianban"])
     w.relay()
     h = history(w.ledger, st.case)
     monkeypatch.setenv("COLUMNS", "80")
