@@ -217,7 +217,7 @@ async def test_forward_answer_decline_and_withdraw_with_the_operator_on_the_reco
     refused(settings, "withdraw", third, "--bureau", "shenpi", "--reason", "再撤一次")
     await office.settle()
     shenpi = office.store("shenpi")
-    by_number = {s.number: s for s in shenpi.cases()}
+    by_number = {s.number: s for s in shenpi.assistance.cases()}
     assert by_number[first].answered_by == "operator:赵敏" and by_number[first].forwarded_to == ("区档案馆",)
     assert by_number[second].status == "declined" and by_number[second].answered_by == "operator:钱亮"
     assert by_number[second].request.staff == ["李明", "王刚"]
