@@ -20,7 +20,7 @@ from agencies.verifiers import Verifier, answer_all
 from aggregates.assistance import CaseState
 from aggregates.clock import Clock
 from aggregates.errors import RuleError
-from aggregates.store import BureauStore, UnknownCase
+from aggregates.store import BureauStore, ConcurrentChange, UnknownCase
 from broker.auth import Identity, broker_options
 from broker.intake import Handled, HandlerFailed, Intake, Received, delivery_of
 from broker.relay import Positions, Relay
@@ -189,7 +189,7 @@ class BureauAgent:
     def _conclude(self, commitment_case: str) -> None:
         try:
             self.store.commitments.conclude(commitment_case)
-        except RuleError as e:  # the case moved on meanwhile; a clerk will see it
+        except (RuleError, ConcurrentChange) as e:  # the case moved on, or kept changing; a clerk will see it
             log.info("%s: commitment case %s not concluded: %s", self.code, commitment_case, e)
 
     def _wake_relay(self) -> None:

@@ -5,9 +5,23 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from eventsourcing.utils import get_topic
 
 from aggregates.clock import SimulatedClock
-from aggregates.store import BureauStore, DuplicateEvent, UnknownCase
+from aggregates.errors import RuleError
+from aggregates.store import (
+    AssistanceCase,
+    BureauStore,
+    CommitmentCase,
+    ConcurrentChange,
+    DisputeCase,
+    DuplicateEvent,
+    NumberSeries,
+    SignedCase,
+    StoreError,
+    UnknownCase,
+    retry_on_conflict,
+)
 from broker.signing import KeyRing
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.envelope import decode_envelope
@@ -100,3 +114,37 @@ def test_a_request_cannot_allow_more_than_the_plans_3_and_2_working_days(pair) -
                        applied_on=date(2026, 12, 30), items=[CommitmentItem(no=1, text="本人无犯罪记录")],
                        reply_within=30)
     assert shenpi.recorder.max_notification_id() in (0, None)
+
+
+def test_each_signed_case_type_keeps_event_topics_of_its_own() -> None:
+    """One SignedCase shape; eventsourcing redefines its events per case type, so stored topics never mix."""
+    kinds = (AssistanceCase, CommitmentCase, DisputeCase)
+    topics = {get_topic(getattr(kind, name)) for kind in kinds for name in ("Opened", "Arrived", "Sent", "Got")}
+    assert len(topics) == 12
+    assert get_topic(AssistanceCase.Sent) == "aggregates.store.assistance:AssistanceCase.Sent"
+    assert all(issubclass(kind.Sent, SignedCase.Sent) and kind.Sent is not SignedCase.Sent for kind in kinds)
+
+
+def test_a_conflict_that_outlives_the_retries_is_a_transient_store_error(pair) -> None:  # type: ignore[no-untyped-def]
+    a, _b, _ring, _clock = pair
+    send(a)  # the series of 2026 exists now
+    tries = []
+
+    def take_from_a_series_never_loaded() -> str:
+        tries.append(1)
+        series = NumberSeries.begin("shenpi", 2026)  # as a writer that lost every race sees it
+        number = series.allocate()
+        a.save(series)
+        return number
+    with pytest.raises(ConcurrentChange) as raised:
+        retry_on_conflict(take_from_a_series_never_loaded, "shenpi's letter numbers", tries=3)
+    assert len(tries) == 3 and isinstance(raised.value, StoreError) and not isinstance(raised.value, RuleError)
+
+    def take_after_one_conflict() -> str:
+        tries.append(1)
+        series = NumberSeries.begin("shenpi", 2026) if len(tries) == 4 else a.series(2026)
+        number = series.allocate()
+        a.save(series)
+        return number
+    assert retry_on_conflict(take_after_one_conflict, "shenpi's letter numbers") == "20260002"
+    assert len(tries) == 5

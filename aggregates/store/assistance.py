@@ -224,7 +224,7 @@ class AssistanceCases:
 
     def cases(self) -> Iterator[CaseState]:
         """Every case in this store, oldest first, as its current state."""
-        for n in self._app._notifications(AssistanceCase.opening_topics()):
+        for n in self._app.notifications(AssistanceCase.opening_topics()):
             yield self.case(str(n.originator_id)).state
 
     def inbox(self) -> list[CaseState]:

@@ -215,7 +215,7 @@ class StoreApplication(Application[uuid.UUID]):
         super().register_transcodings(transcoder)
         transcoder.register(_BytesAsBase64())
 
-    def _notifications(self, topics: Sequence[str], start: int = 1) -> Iterator[Any]:
+    def notifications(self, topics: Sequence[str], start: int = 1) -> Iterator[Any]:
         """Every notification with one of ``topics``, oldest first, read a section at a time."""
         size = self.notification_log.section_size
         while True:

@@ -131,7 +131,7 @@ class CommitmentCases:
 
     def cases(self) -> Iterator[CommitmentState]:
         """Every commitment case of this bureau, oldest first."""
-        for n in self._app._notifications([topic(CommitmentCase.Opened)]):
+        for n in self._app.notifications([topic(CommitmentCase.Opened)]):
             yield self.case(str(n.originator_id)).state
 
     def stage(self, case: CommitmentCase, payload: CommitmentEvent) -> None:

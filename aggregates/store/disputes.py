@@ -280,7 +280,7 @@ class DisputeCases:
 
     def cases(self) -> Iterator[DisputeState]:
         """Every dispute this store knows, oldest first, as its current state."""
-        for n in self._app._notifications(DisputeCase.opening_topics()):
+        for n in self._app.notifications(DisputeCase.opening_topics()):
             yield self.case(str(n.originator_id)).state
 
 

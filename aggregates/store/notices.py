@@ -136,7 +136,7 @@ class Notices:
     def received(self) -> list[Envelope]:
         """Notices received here (reminders, breaches), oldest first."""
         out = []
-        for n in self._app._notifications([topic(NoticeIn.Got)]):
+        for n in self._app.notifications([topic(NoticeIn.Got)]):
             got: NoticeIn = self._app.repository.get(n.originator_id)
             out.append(got.envelope)
         return out
