@@ -148,8 +148,8 @@ class StoreLocations:
             return self.tmp_path / f"{name}.db"
         from aggregates.store import bureau_location
 
-        self.schemas.append(f"xiezhu_{name}_{self.tag}")
-        return bureau_location(self.database_url, f"{name}_{self.tag}")
+        self.schemas.append(f"t{self.tag}_{name}")
+        return bureau_location(f"{self.database_url}?schema=t{self.tag}", name)
 
     def drop(self) -> None:
         """Drop the test's schemas (PostgreSQL), so the shared database does not fill up."""

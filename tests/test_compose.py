@@ -185,7 +185,12 @@ def test_compose_has_postgres_ledger_and_agents_and_dependencies_exist() -> None
         deps = services[name]["depends_on"]
         assert {f"keys-{name.removeprefix('agent-')}", "provision"} <= set(deps), name
         for dep in deps:
-            assert deps[dep]["condition"] == "service_completed_successfully", (name, dep)
+            assert deps[dep]["condition"] == ("service_healthy" if dep == "postgres" else
+                                              "service_completed_successfully"), (name, dep)
+        # The PostgreSQL service is used: every agent keeps its store there (issue 14).
+        assert deps["postgres"]["condition"] == "service_healthy", name
+        url = services[name]["environment"]["XIEZHU_DATABASE_URL"]
+        assert url.startswith("postgresql://xiezhu:") and url.endswith("@postgres:5432/xiezhu"), name
 
     for name, svc in services.items():
         for dep in _depends_on(svc):

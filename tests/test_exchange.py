@@ -1,6 +1,7 @@
 """End to end on a real nats-server: the exchange, the ledger, the SLA view, and hostile input."""
 from __future__ import annotations
 
+import dataclasses
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -11,6 +12,8 @@ import nats
 import pytest
 
 from agencies.monitor import SlaMonitor
+from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
 from broker.auth import ADMIN
 from broker.intake import read_dead_letters
 from broker.relay import headers_for
@@ -18,8 +21,9 @@ from broker.sealing import seal
 from broker.signing import Signer, decode_checked
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.envelope import Envelope, Signed, new_id, subject_for
-from tests.conftest import ITEMS, RESIDENT, eventually
+from tests.conftest import ITEMS, RESIDENT, StoreLocations, eventually, make_node
 from xiezhu.node import Node
+from xiezhu.settings import Settings
 
 ZHANG = Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_number"])
 
@@ -57,6 +61,31 @@ async def test_a_full_exchange_lands_in_both_stores_the_ledger_and_the_sla_view(
     [row] = node.sla.rows()
     assert (row["number"], row["status"], row["outcome"]) == ("20260001", "replied", "true")
     assert row["sent_at"] and row["arrived_at"] and row["answered_at"]
+
+
+@pytest.mark.postgres
+async def test_a_full_exchange_with_the_bureau_stores_in_postgresql(
+        settings: Settings, registry: Registry, clock: SimulatedClock, store_location: StoreLocations) -> None:
+    """XIEZHU_DATABASE_URL: every bureau's store in its own schema of one database, the exchange unchanged."""
+    if store_location.database_url is None:
+        pytest.skip("the SQLite side is every other test of this file")
+    prefix = f"t{store_location.tag}"
+    store_location.schemas += [f"{prefix}_{code}" for code in ("shenpi", "gongan", "ziran", "sifa")]
+    pg = dataclasses.replace(settings, database_url=f"{store_location.database_url}?schema={prefix}")
+    node = make_node(pg, registry, clock)
+    await node.start()
+    try:
+        case = request(node)
+        await node.settle()
+        assert node.store("shenpi").assistance.case(case).state.status == "replied"
+        assert node.store("gongan").assistance.case(case).state.status == "replied"
+        assert not pg.store_path("shenpi").exists()  # no SQLite store beside it
+        assert [e.type for e in node.ledger.case(case)] == [  # type: ignore[union-attr]
+            "assistance.requested", "assistance.received", "assistance.replied"]
+    finally:
+        await node.stop()
+        for store in node.stores.values():
+            store.close()
 
 
 async def test_a_false_commitment_is_answered_false(node: Node) -> None:

@@ -70,10 +70,25 @@ def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
     rest with the bureau's store key (``keys/<code>.store-key``, made on first use).
     """
     settings.bureau_dir(code).mkdir(parents=True, exist_ok=True)
-    return BureauStore(code, settings.store_path(code), keys.bureau_signer(code, ring).sign, clock,
+    return BureauStore(code, settings.store_location(code), keys.bureau_signer(code, ring).sign, clock,
                        catalogue or open_catalogue(settings, clock),
                        # A store that exists was written with a key: never make a new one for it.
-                       store_key=keys.store_key(code, create=not settings.store_path(code).exists()))
+                       store_key=keys.store_key(code, create=not store_exists(settings, code)))
+
+
+def store_exists(settings: Settings, code: str) -> bool:
+    """Whether bureau ``code``'s store was made: its file, or its table in its PostgreSQL schema."""
+    location = settings.store_location(code)
+    if not isinstance(location, str):
+        return location.exists()
+    import psycopg
+
+    from aggregates.store import location_schema
+
+    assert settings.database_url is not None
+    with psycopg.connect(settings.database_url.split("?")[0]) as conn:
+        row = conn.execute("SELECT to_regclass(%s)", (f"{location_schema(location)}.bureaustore_events",)).fetchone()
+    return row is not None and row[0] is not None
 
 
 class _CreditGate:
@@ -150,7 +165,7 @@ class System:
     def existing(self, code: str) -> None:
         """Refuse a bureau that has no store in this data directory yet (a command that only reads or answers)."""
         self.registry[code]
-        if code not in self.stores and not self.settings.store_path(code).exists():
+        if code not in self.stores and not store_exists(self.settings, code):
             raise BootstrapError(f"{code} has no store in {self.settings.data_dir}")
 
     def desk(self, code: str, *, existing: bool = False) -> Desk:

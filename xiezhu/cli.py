@@ -42,7 +42,7 @@ from xiezhu.cli_ledger import ledger_app
 from xiezhu.cli_report import report as report_cmd
 from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
 from xiezhu.deadlines import late_warnings
-from xiezhu.settings import ENV_DATA_DIR, ENV_NATS_URL, Settings
+from xiezhu.settings import ENV_DATA_DIR, ENV_DATABASE_URL, ENV_NATS_URL, Settings
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger.")
@@ -76,6 +76,9 @@ DataDir = Annotated[Path | None, typer.Option("--data-dir", envvar=ENV_DATA_DIR,
                                               help="The one data directory every command works on.")]
 NatsUrl = Annotated[str | None, typer.Option("--nats-url", envvar=ENV_NATS_URL, show_envvar=True,
                                              help="Use this NATS server instead of starting the embedded one.")]
+DatabaseUrl = Annotated[str | None, typer.Option(
+    "--database-url", envvar=ENV_DATABASE_URL, show_envvar=True,
+    help="postgresql://…: keep the bureau stores there, each in its own schema, instead of SQLite files.")]
 AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
@@ -90,14 +93,15 @@ Lang = Annotated[str | None, typer.Option("--lang", envvar="XIEZHU_LANG", show_e
 
 
 @app.callback()
-def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None, lang: Lang = None) -> None:
+def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None, lang: Lang = None,
+                 database_url: DatabaseUrl = None) -> None:
     """xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger."""
     from xiezhu.tables import ENV_LANG
     from xiezhu.tables import lang as resolve_lang
 
     os.environ[ENV_LANG] = resolve_lang(lang)  # every table of this process speaks it
     state = State()
-    state.settings = Settings.resolve(data_dir, nats_url)
+    state.settings = Settings.resolve(data_dir, nats_url, database_url=database_url)
     ctx.obj = state
 
 
@@ -635,7 +639,8 @@ def run_services(
     try:
         if server is not None:  # as a node does on its embedded server, once, before the services connect
             asyncio.run(provision_embedded(server, settings, reg.codes()))
-        supervisor = Supervisor(plan(settings.data_dir, nats_url, codes, with_ledger), env=child_env(),
+        supervisor = Supervisor(plan(settings.data_dir, nats_url, codes, with_ledger, settings.database_url),
+                                env=child_env(),
                                 say=lambda line: err.print(line, highlight=False))
         run_forever(supervisor)
     finally:

@@ -11,6 +11,7 @@ from schemas.errors import XiezhuError
 ENV_DATA_DIR = "XIEZHU_DATA_DIR"
 ENV_NATS_URL = "XIEZHU_NATS_URL"
 ENV_REMIND_BEFORE_HOURS = "XIEZHU_REMIND_BEFORE_HOURS"
+ENV_DATABASE_URL = "XIEZHU_DATABASE_URL"
 
 
 class SettingsError(XiezhuError):
@@ -36,10 +37,12 @@ class Settings:
     #: The SLA monitor's reminder goes out this many hours before a reply deadline ends
     #: (24: at the start of the last working day; 0: no reminders).
     remind_before_hours: float = 24.0
+    #: ``postgresql://…``: the bureau stores live there, each in its own schema (``None``: SQLite files).
+    database_url: str | None = None
 
     @classmethod
     def resolve(cls, data_dir: Path | None, nats_url: str | None,
-                environ: Mapping[str, str] | None = None) -> Settings:
+                environ: Mapping[str, str] | None = None, *, database_url: str | None = None) -> Settings:
         """Command-line values win over the environment, which wins over defaults."""
         env = os.environ if environ is None else environ
         try:
@@ -49,10 +52,14 @@ class Settings:
                                 f"not {env.get(ENV_REMIND_BEFORE_HOURS)!r}") from e
         if not 0 <= remind <= 24 * 30:
             raise SettingsError(f"{ENV_REMIND_BEFORE_HOURS} must be between 0 and 720 hours")
+        database_url = database_url or env.get(ENV_DATABASE_URL) or None
+        if database_url and not database_url.startswith(("postgresql://", "postgres://")):
+            raise SettingsError(f"{ENV_DATABASE_URL} must be a postgresql:// URL, not {database_url!r}")
         return cls(
             data_dir=(data_dir or default_data_dir(env)).expanduser().absolute(),
             nats_url=nats_url or env.get(ENV_NATS_URL) or None,
             remind_before_hours=remind,
+            database_url=database_url,
         )
 
     # -- the one data directory's layout -------------------------------------------
@@ -67,6 +74,14 @@ class Settings:
     def store_path(self, code: str) -> Path:
         """The bureau's own eventsourcing store."""
         return self.bureau_dir(code) / "events.db"
+
+    def store_location(self, code: str) -> Path | str:
+        """Where the bureau's store lives: its file, or its own schema in the PostgreSQL database."""
+        if self.database_url:
+            from aggregates.store import bureau_location
+
+            return bureau_location(self.database_url, code)
+        return self.store_path(code)
 
     def relay_path(self, code: str) -> Path:
         return self.bureau_dir(code) / "relay.db"

@@ -46,21 +46,24 @@ class Service:
     exits: list[int] = field(default_factory=list)
 
 
-def xiezhu_argv(data_dir: Path, nats_url: str, *args: str) -> list[str]:
-    """The command line of one xiezhu service on ``data_dir`` and ``nats_url``."""
-    return [sys.executable, "-m", "xiezhu", "--data-dir", str(data_dir), "--nats-url", nats_url, *args]
+def xiezhu_argv(data_dir: Path, nats_url: str, *args: str, database_url: str | None = None) -> list[str]:
+    """The command line of one xiezhu service on ``data_dir`` and ``nats_url`` (and the stores' database)."""
+    db = ["--database-url", database_url] if database_url else []
+    return [sys.executable, "-m", "xiezhu", "--data-dir", str(data_dir), "--nats-url", nats_url, *db, *args]
 
 
-def plan(data_dir: Path, nats_url: str, bureaus: Iterable[str], ledger: bool) -> list[Service]:
+def plan(data_dir: Path, nats_url: str, bureaus: Iterable[str], ledger: bool,
+         database_url: str | None = None) -> list[Service]:
     """The services of ``xiezhu run``: one agent process per bureau, and the ledger's.
 
     The ledger's process also runs sifa's agent (it relays the SLA monitor's notices), so
     sifa gets no process of its own when the ledger runs here.
     """
-    out = [Service(f"agent {code}", xiezhu_argv(data_dir, nats_url, "agent", "--bureau", code))
+    out = [Service(f"agent {code}", xiezhu_argv(data_dir, nats_url, "agent", "--bureau", code,
+                                                database_url=database_url))
            for code in dict.fromkeys(bureaus) if not (ledger and code == JUSTICE)]
     if ledger:
-        out.append(Service("ledger", xiezhu_argv(data_dir, nats_url, "ledger")))
+        out.append(Service("ledger", xiezhu_argv(data_dir, nats_url, "ledger", database_url=database_url)))
     return out
 
 

@@ -21,6 +21,7 @@ from aggregates.store.base import (
     StoreError,
     UnknownCase,
     bureau_location,
+    location_schema,
     retry_on_conflict,
     store_env,
 )
@@ -54,6 +55,7 @@ __all__ = [
     "StoreError",
     "UnknownCase",
     "bureau_location",
+    "location_schema",
     "retry_on_conflict",
     "store_env",
 ]

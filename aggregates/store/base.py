@@ -144,9 +144,23 @@ def bureau_location(database_url: str, code: str) -> str:
 
     eventsourcing's PostgreSQL recorder names its table after the application class, so every
     bureau's store would share one table in one schema; a schema per bureau keeps their rows
-    apart (and lets a deployment grant each bureau's role only its own schema).
+    apart (and lets a deployment grant each bureau's role only its own schema).  A
+    ``?schema=PREFIX`` on ``database_url`` replaces ``xiezhu`` (several systems in one database).
     """
-    return f"{database_url}{'&' if '?' in database_url else '?'}schema=xiezhu_{code}"
+    from urllib.parse import parse_qs, urlencode, urlparse
+
+    u = urlparse(database_url)
+    query = parse_qs(u.query)
+    prefix = query.pop("schema", ["xiezhu"])[-1]
+    query["schema"] = [f"{prefix}_{code}"]
+    return u._replace(query=urlencode(query, doseq=True)).geturl()
+
+
+def location_schema(location: str) -> str:
+    """The schema of a PostgreSQL store location (``public`` if it names none)."""
+    from urllib.parse import parse_qs, urlparse
+
+    return parse_qs(urlparse(location).query).get("schema", ["public"])[-1]
 
 
 def _postgres_env(url: str) -> dict[str, str]:
@@ -154,10 +168,10 @@ def _postgres_env(url: str) -> dict[str, str]:
 
     The schema is created if it does not exist.  The recorder keeps a psycopg 3 connection pool.
     """
-    from urllib.parse import parse_qs, unquote, urlparse
+    from urllib.parse import unquote, urlparse
 
     u = urlparse(url)
-    schema = parse_qs(u.query).get("schema", ["public"])[-1]
+    schema = location_schema(url)
     if not _SCHEMA_NAME.fullmatch(schema):
         raise StoreError(f"{schema!r} is not a schema name xiezhu uses (lower-case letters, digits, _)")
     env = {
