@@ -145,15 +145,19 @@ def _xlsx_rows(path: Path) -> Iterator[list[str]]:
     except Exception as e:  # openpyxl raises many kinds for a file that is not a workbook
         raise RecordsError(f"{path.name} is not an XLSX workbook: {e}") from None
     try:
-        for values in wb.worksheets[0].iter_rows(values_only=True):
-            row = ["" if v is None else _cell_text(v) for v in values]
+        for n, values in enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1):
+            row = ["" if v is None else _cell_text(v, f"{path.name} row {n}") for v in values]
             if any(cell.strip() for cell in row):
                 yield row
     finally:
         wb.close()
 
 
-def _cell_text(value: Any) -> str:
+def _cell_text(value: Any, where: str) -> str:
+    if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 10**15:
+        # A spreadsheet keeps 15 significant digits: an ID number typed as a number has lost its last ones.
+        raise RecordsError(f"{where}: {value!r} is a number of 16 or more digits, which the spreadsheet has "
+                           f"already rounded; format the ID number column as text and enter the numbers again")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)

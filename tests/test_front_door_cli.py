@@ -81,6 +81,29 @@ def test_records_load_from_csv_and_xlsx_and_the_verifier_answers_from_them(tmp_p
     assert json.loads(xz("records", "show", "--bureau", "shichang", "--json", data_dir=data))["count"] == 1
 
 
+def test_social_insurance_records_and_a_rounded_id_number(tmp_path: Path) -> None:
+    from agencies.verifiers import SocialInsuranceVerifier
+
+    data = tmp_path / "data"
+    csv_file = tmp_path / "shebao.csv"
+    csv_file.write_text("公民身份号码,累计缴费月数,参保单位\n370405199001011234,36,台儿庄区某单位\n", encoding="utf-8")
+    xz("records", "load", "--bureau", "renshe", str(csv_file), data_dir=data)
+    verifier = SocialInsuranceVerifier(Settings(data_dir=data).bureau_data_path("renshe"))
+    zhang = Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_number"])
+    item = CommitmentItem(no=1, text="已缴纳社保24个月", check="shebao.months", facts={"months": "24"})
+    assert verifier.verify(zhang, item).verdict == "true"  # type: ignore[union-attr]
+    # an ID number entered as a number in Excel has lost its last digits: refused, nothing loaded
+    wb = Workbook()
+    ws = wb.active
+    assert ws is not None
+    ws.append(["公民身份号码", "姓名", "户籍地址"])
+    ws.append([370405199001011234, "张三", "运河街道"])
+    wb.save(tmp_path / "rounded.xlsx")
+    proc = run("records", "load", "--bureau", "gongan", str(tmp_path / "rounded.xlsx"), data_dir=data, check=False)
+    assert proc.returncode == 1 and "as text" in proc.stderr
+    assert not (data / "bureaus" / "gongan" / "data.db").exists()
+
+
 def test_a_bad_records_file_changes_nothing(tmp_path: Path) -> None:
     data = tmp_path / "data"
     xz("records", "load", "--bureau", "gongan", str(EXAMPLE), data_dir=data)
