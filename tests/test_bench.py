@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import json
+import os
 import subprocess
 import sys
 
@@ -21,3 +22,14 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     assert "ratio_floor" in report
     assert report["xiezhu"]["paced"]["exchanges"] == 10
     assert set(report["xiezhu"]["lag"]["paced"]) >= {"ledger_events", "sla_events"}
+
+
+def test_the_store_benchmark_reports_sqlite_and_postgresql_where_one_is_given() -> None:
+    url = os.environ.get("XIEZHU_TEST_DATABASE_URL")
+    proc = subprocess.run([sys.executable, "-m", "bench.stores", "--json", "--commands", "5",
+                           *(["--database-url", url] if url else [])],
+                          capture_output=True, text=True, timeout=240, env=os.environ | {"XIEZHU_DATABASE_URL": ""})
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    backends = {"sqlite", "postgresql"} if url else {"sqlite"}
+    assert backends <= set(report) and all(report[b]["commands"] == 5 for b in backends)
