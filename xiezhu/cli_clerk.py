@@ -297,7 +297,7 @@ def case_open(
 ) -> None:
     """Open a commitment case for a matter of the published 附件8 list; the credit view decides the route (四(二)).
 
-    Example: [bold]xiezhu case open --bureau shenpi --matter ZM-shenpi-0001 --applicant-name 张三
+    Example: [bold]xiezhu case open --bureau shenpi --matter 370405-XK-0101 --applicant-name 张三
     --applicant-id 370405199001011234 --item "本人户籍所在地为运河街道|hukou.residence|address=运河街道"[/]
     """
     items = [parse_item(n, text) for n, text in enumerate(item, start=1)]
@@ -347,7 +347,7 @@ def case_choose(ctx: typer.Context, number: CaseNo, bureau: Bureau,
 def case_commit(ctx: typer.Context, number: CaseNo, bureau: Bureau,
                 signed_on: Annotated[str | None, typer.Option(help="When it was signed (default: today).")] = None,
                 as_json: AsJson = False) -> None:
-    """The applicant signs the 申请人承诺书 (附件7).
+    """The applicant signs the 申请人承诺书 (附件7); for a 可选择 matter, after `case choose --route commitment`.
 
     Example: [bold]xiezhu case commit C20260001 --bureau shenpi[/]
     """
