@@ -30,7 +30,17 @@ from schemas.privacy import mask_id, mask_name
 from xiezhu.bootstrap import existing_catalogue
 from xiezhu.cli_catalogue import app as catalogue_app
 from xiezhu.cli_clerk import case_app, forward, onsite, request, said, withdraw
-from xiezhu.cli_common import Operator, Reason, Reveal, bureau_code, ledger_at, operator_name, system_of, view_key
+from xiezhu.cli_common import (
+    Operator,
+    Reason,
+    Reveal,
+    bureau_code,
+    ledger_at,
+    operator_name,
+    resolve_bureau,
+    system_of,
+    view_key,
+)
 from xiezhu.cli_common import print_json as _print_json
 from xiezhu.cli_common import settings_of as _settings
 from xiezhu.cli_credit import app as credit_app
@@ -426,7 +436,7 @@ def _parse_item(text: str) -> ItemResult:
 def answer(
     ctx: typer.Context,
     number: Annotated[str, typer.Argument(help="The request's number, e.g. 20260001.")],
-    bureau: Annotated[str, typer.Option(help="The assisting bureau (you).")],
+    bureau: Annotated[str, typer.Option(callback=resolve_bureau, help="The assisting bureau (you): code or name.")],
     item: Annotated[list[str], typer.Option(help="N=true|false|unverifiable[:reason]; once per item.")],
     operator: Operator = None,
     requester: Annotated[str | None, typer.Option("--from", help="The requesting bureau, if numbers clash.")] = None,
@@ -450,7 +460,7 @@ def answer(
 def decline(
     ctx: typer.Context,
     number: Annotated[str, typer.Argument(help="The request's number.")],
-    bureau: Annotated[str, typer.Option(help="The assisting bureau (you).")],
+    bureau: Annotated[str, typer.Option(callback=resolve_bureau, help="The assisting bureau (you): code or name.")],
     reason: Annotated[str, typer.Option(help="The written reasons (书面告知并说明理由).")],
     operator: Operator = None,
     requester: Annotated[str | None, typer.Option("--from", help="The requesting bureau, if numbers clash.")] = None,

@@ -12,7 +12,7 @@ from aggregates.registry import Registry
 from aggregates.store.catalogue import CatalogueRegistry
 from projections.documents import catalogue_io
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import system_of
+from xiezhu.cli_common import resolve_bureau, system_of
 
 app = typer.Typer(no_args_is_help=True, help="The catalogues of 附件8 (matters) and 附件9 (assistance items).")
 
@@ -116,7 +116,8 @@ def adjustments(ctx: typer.Context, as_json: AsJson = False) -> None:
 @app.command("export")
 def export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="A .csv or .xlsx file to write.")],
            kind: Kind = "assistance",
-           bureau: Annotated[str | None, typer.Option(help="Only this bureau's rows (its own sheet).")] = None,
+           bureau: Annotated[str | None, typer.Option(
+               callback=resolve_bureau, help="Only this bureau's rows (its own sheet): code or name.")] = None,
            filler: Annotated[str, typer.Option(help="填报人 on the XLSX's 部门名称 line.")] = "",
            phone: Annotated[str, typer.Option(help="联系电话 on the XLSX's 部门名称 line.")] = "") -> None:
     """Write a catalogue as 附件8 / 附件9: XLSX in the attachment's own layout (title, 部门名称（公章）,
@@ -135,7 +136,8 @@ def export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="A .csv
 
 @app.command("apply")
 def apply(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="The bureau's filled-in .csv or .xlsx.")],
-          bureau: Annotated[str, typer.Option(help="The bureau applying (its rows only).")],
+          bureau: Annotated[str, typer.Option(callback=resolve_bureau,
+                                              help="The bureau applying (its rows only): code or name.")],
           basis: Annotated[str, typer.Option(help="The 依据 of the adjustment (一(四)).")],
           kind: Kind = "assistance") -> None:
     """Apply for 动态调整 from a spreadsheet: the differences to the bureau's published rows.

@@ -19,7 +19,7 @@ from aggregates.store import SHANGHAI
 from schemas.assistance import Applicant, CommitmentItem, Matter, Verdict
 from schemas.commitment import PlannedItem
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import print_json, system_of
+from xiezhu.cli_common import print_json, resolve_bureau, system_of
 from xiezhu.running import agent_running
 from xiezhu.settings import Settings
 
@@ -27,7 +27,8 @@ __all__ = ["case_app", "forward", "onsite", "request", "said", "withdraw"]
 
 err = Console(stderr=True)
 AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
-Bureau = Annotated[str, typer.Option("--bureau", help="Your bureau's code (the clerk's own bureau).")]
+Bureau = Annotated[str, typer.Option("--bureau", callback=resolve_bureau,
+                                      help="Your bureau: its code, name or a unique part (shenpi, 审批).")]
 CaseNo = Annotated[str, typer.Argument(help="The commitment case's number, e.g. C20260001.")]
 LegalReason = Annotated[str, typer.Option("--legal-reason", help="The legal reason (法律依据), in full.")]
 
@@ -123,7 +124,8 @@ def _done(st: CommitmentState, what: str, as_json: bool) -> None:
 def request(
     ctx: typer.Context,
     bureau: Bureau,
-    to: Annotated[str, typer.Option("--to", help="The bureau asked to assist (协助机构).")],
+    to: Annotated[str, typer.Option("--to", callback=resolve_bureau,
+                                    help="The bureau asked to assist (协助机构): code or name.")],
     catalogue_item: Annotated[str, typer.Option("--catalogue-item", help="The item of the published 附件9 "
                                                 "catalogue (第七条): nothing else can be requested.")],
     case: Annotated[str | None, typer.Option("--case", help="Take applicant, matter and items from this "

@@ -107,3 +107,8 @@ def bureau_code(text: str | None) -> str | None:
     from aggregates.registry import Registry
 
     return Registry.load().resolve(text) if text else None
+
+
+def resolve_bureau(value: str | None) -> str | None:
+    """A typer callback for ``--bureau`` options: the code of what the person typed (see :func:`bureau_code`)."""
+    return bureau_code(value)
