@@ -18,7 +18,7 @@ from aggregates.errors import RuleError
 from projections.base import POSITIONS, KeyedProjection
 from projections.encrypted_columns import key_recorded, record_key, required, scrubbed
 from schemas.envelope import Envelope
-from schemas.privacy import mask_id
+from schemas.privacy import mask_id, mask_name
 
 TABLE = "commitment_cases"
 _state = msgspec.json.Decoder(CommitmentState)
@@ -91,6 +91,27 @@ class CommitmentView(KeyedProjection):
         with self._lock:
             rows = [dict(r) for r in self.db.table(TABLE).rows_where(order_by="rowid")]
         return [r | {"state": cols.decrypt(TABLE, "state", r["case_id"], r["state"])} for r in rows]
+
+    def to_disclose(self, *, bureau: str | None = None) -> list[dict[str, Any]]:
+        """二(四): the signed commitments of matters whose 告知承诺书 is disclosed, for publication, oldest first.
+
+        Each gives the case number, the bureau, the matter, the applicant's masked name and ID number,
+        the signing date and the commitments as signed.  A case whose applicant refused disclosure
+        (and so brought the certificate) or withdrew before signing is not listed.
+        """
+        cols = required(self._columns, "commitment-case")
+        with self._lock:
+            where, args = ("bureau = ?", [bureau]) if bureau else (None, [])
+            rows = list(self.db.table(TABLE).rows_where(where, args, order_by="applied_on, number"))
+        out = []
+        for r in rows:
+            st = _state.decode(cols.decrypt(TABLE, "state", r["case_id"], r["state"]))
+            if not st.disclose or not st.told_disclosure or st.signed_on is None:
+                continue
+            out.append({"number": st.number, "bureau": st.bureau, "matter": st.matter_name,
+                        "applicant": mask_name(st.applicant.name), "id_number": mask_id(st.applicant.id_number),
+                        "signed_on": st.signed_on.isoformat(), "commitments": [i.text for i in st.items]})
+        return out
 
     def outcomes(self) -> dict[str, int]:
         """Cases by outcome (or by step, for cases still under way)."""

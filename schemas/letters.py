@@ -203,6 +203,8 @@ class CommitmentNotice(msgspec.Struct, frozen=True, kw_only=True, tag="letter.no
     certificate_name: Line
     items: Items
     dated: date
+    #: 二(四): the matter is on the list of those whose 告知承诺书 is disclosed; the notice says so.
+    disclosed: bool = False
 
     def __post_init__(self) -> None:
         name = "commitment notice"

@@ -512,3 +512,30 @@ def test_the_commitment_route_reads_its_list_row_and_the_credit_view_not_the_cal
     with pytest.raises(errors.CreditGate):
         world.store.commitments.issue_notice(barred.case)
     reg.close()
+
+
+def test_the_signed_commitments_of_disclosed_matters_are_listed_for_publication(world: World, tmp_path: Path) -> None:
+    """二(四): 对……决定向社会公开告知承诺书的，应当……向社会公开 — a list 区司法局's view can give, names masked."""
+    from projections.commitments import CommitmentView
+
+    def case(disclose: bool, *, refuse: bool = False) -> str:
+        c = world.store.commitments.open(
+            applicant=APPLICANT, matter_code="370405-XK-0101", matter_name="食品经营许可",
+            certificate_name="无犯罪记录证明", issuing_unit="区公安分局", mode="可选择", items=ITEMS,
+            applied_on=world.clock.now().date(), disclose=disclose).case
+        if refuse:
+            world.store.commitments.refuse_route(c, "disclosure-refused", "二(四)：当事人拒绝公开，应当提交证明。")
+            return c
+        world.store.commitments.issue_notice(c)
+        world.store.commitments.choose_route(c, "commitment")
+        world.store.commitments.sign(c, world.clock.now().date())
+        return c
+
+    public, _, _ = case(True), case(False), case(True, refuse=True)
+    world.relay()
+    view = CommitmentView(tmp_path / "commitments.db", view_key=VIEW_KEY)
+    view.follow(world.ledger)
+    [listed] = view.to_disclose()
+    assert (listed["number"], listed["matter"], listed["applicant"]) == (
+        world.store.commitments.case(public).state.number, "食品经营许可", "张*")
+    assert listed["commitments"] == [i.text for i in ITEMS] and listed["id_number"] == "370405********1234"

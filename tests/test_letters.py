@@ -386,3 +386,13 @@ def test_decoding_something_that_is_not_a_letter_raises_a_letter_error() -> None
     with pytest.raises(LetterError, match="not a letter") as info:
         decode_letter(b'{"type": "letter.unknown"}')
     assert info.value.code == "letter.invalid"
+
+
+def test_the_notice_of_a_disclosed_matter_tells_the_applicant_the_commitment_will_be_public() -> None:
+    """二(四): 决定向社会公开告知承诺书的……并在当事人申请时告知 — on paper, not only in the record."""
+    from projections.documents.paper import paper
+
+    said = "本事项属于向社会公开告知承诺书的事项，你作出的承诺将向社会公开；你拒绝公开的，应当提交法律法规或者国务院决定要求的证明。"
+    assert said in render(notice(disclosed=True))
+    assert said in paper(notice(disclosed=True), "C20260001").text()
+    assert "向社会公开" not in render(notice())

@@ -89,7 +89,7 @@ def commitment_notice(state: CommitmentState, names: Names, dated: date) -> Comm
     return CommitmentNotice(
         applicant_name=state.applicant.name, applied_on=state.applied_on, bureau_name=names(state.bureau),
         matter_name=state.matter_name, issuing_unit=state.issuing_unit, certificate_name=state.certificate_name,
-        items=[i.text for i in state.items], dated=dated,
+        items=[i.text for i in state.items], dated=dated, disclosed=state.told_disclosure,
     )
 
 

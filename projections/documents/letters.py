@@ -27,6 +27,9 @@ from schemas.letters import (
 #: 附件4/6: the basis every letter to or about an applicant cites (sic: the template omits "工作").
 BASIS = "根据台儿庄区人民政府《台儿庄区全面推行证明事项告知承诺制实施方案》要求"
 #: 附件4-1/4-2, after the items; ``{days}`` is the reply deadline (第五条: 3).
+#: 二(四): 决定向社会公开告知承诺书的……并在当事人申请时告知。当事人拒绝公开的，应当提交……证明.
+DISCLOSURE = ("本事项属于向社会公开告知承诺书的事项，你作出的承诺将向社会公开；"
+              "你拒绝公开的，应当提交法律法规或者国务院决定要求的证明。")
 ASK = "请贵单位对申请人承诺的真实性予以核查，并在{days}个工作日内给与书面回复。"
 #: 附件4-2, before ``ASK``.
 STAFF = "我单位指派{first}、{second}两名同志前往贵单位调查核实，"
@@ -165,6 +168,7 @@ def render_commitment_notice(notice: CommitmentNotice) -> str:
         f"应当提供{notice.issuing_unit}出具的{certificate(notice.certificate_name)}（法律、法规规定的要件），"
         f"你没有提供，{BASIS}，你可以作出以下承诺，我单位给与受理（办理）：",
         *_numbered(notice.items),
+        *([DISCLOSURE] if notice.disclosed else []),
         NOTICE_CONSEQUENCES,
         "",
         notice.bureau_name,

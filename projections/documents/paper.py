@@ -23,6 +23,7 @@ from projections.documents.letters import (
     COPIES_REPLY,
     COPIES_REQUEST,
     DECLINE_RULE,
+    DISCLOSURE,
     NOTICE_CONSEQUENCES,
     REPLY_ASKED,
     SHEET_TITLE,
@@ -154,7 +155,7 @@ def notice_paper(notice: CommitmentNotice, number: str) -> Paper:
         body=(f"{zh_date(notice.applied_on)}，{notice.applicant_name}到我单位办理{notice.matter_name}事项，"
               f"应当提供{notice.issuing_unit}出具的{certificate(notice.certificate_name)}（法律、法规规定的要件），"
               f"你没有提供，{BASIS}，你可以作出以下承诺，我单位给与受理（办理）：",
-              *_numbered(notice.items), NOTICE_CONSEQUENCES),
+              *_numbered(notice.items), *([DISCLOSURE] if notice.disclosed else []), NOTICE_CONSEQUENCES),
         issuer=notice.bureau_name, dated=zh_date(notice.dated),
     )
     return Paper(kind="承诺告知书", number=number, pages=(page,))
