@@ -589,7 +589,7 @@ async def test_over_nats_a_disputed_decline_reaches_sifa_and_the_ruling_amends_t
     await node.start()
     try:
         st = node.store("shenpi").assistance.request(
-            assistor="ziran", applicant=APPLICANT, matter=Matter(code="370405-QR-0815", name="不动产登记"),
+            assistor="ziran", applicant=APPLICANT, matter=Matter(code="370405-XK-0101", name="食品经营许可"),
             applied_on=date(2026, 9, 21), items=ITEMS, catalogue_item=CONFTEST_ITEMS["ziran"])
         node.wake_relays()
         await node.settle()
