@@ -73,7 +73,7 @@ from schemas.dispute import (
 from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_name
-from schemas.sla import DeadlineBreached, DeadlineReminder
+from schemas.sla import BureauCriticised, DeadlineBreached, DeadlineReminder
 
 Kind = Literal["assistance", "commitment", "dispute"]
 State = CaseState | CommitmentState | DisputeState
@@ -479,6 +479,10 @@ def _notice_summary(env: Envelope) -> str:
         case DisclosureRecorded() as ev:
             return (f"shown in full to {ev.operator} on {ev.host} at {_local(ev.at)} ({ev.command}, "
                     f"entitled by {ev.entitled_by}): {_oneline(ev.reason)}")
+        case BureauCriticised() as ev:
+            measure = "通报批评" if ev.measure == "criticism" else "予以教育"
+            return (f"第十二条: 区政府对{ev.bureau}{measure}，责令其于{ev.correct_by.isoformat()}前改正 "
+                    f"({len(ev.about)} request(s)): {_oneline(ev.reasons)}")
         case PunishmentReferral() as ev:
             return (f"推送监管部门予以惩处: {env.sender} told {env.recipient} of {mask_name(ev.applicant.name)}'s "
                     f"false items {nos(ev.false_items)}: {_oneline(ev.legal_reason)}")

@@ -25,7 +25,7 @@ from schemas.access import DisclosureRecorded
 from schemas.commitment import PunishmentReferral
 from schemas.dispute import DISPUTE_EVENTS
 from schemas.envelope import Envelope, Signed
-from schemas.sla import DeadlineBreached, DeadlineReminder
+from schemas.sla import BureauCriticised, DeadlineBreached, DeadlineReminder
 
 
 class BureauStore(BureauApplication):
@@ -54,7 +54,7 @@ class BureauStore(BureauApplication):
         if isinstance(env.payload, DisclosureRecorded):
             raise RuleError(f"{env.sender} sent a disclosure record to {self.bureau}: it belongs to the ledger only")
         marker = IntakeMarker.mark(env.id, stream_seq)
-        if isinstance(env.payload, DeadlineReminder | DeadlineBreached | PunishmentReferral):
+        if isinstance(env.payload, DeadlineReminder | DeadlineBreached | PunishmentReferral | BureauCriticised):
             self.notices.accept(signed, env, marker, stream_seq=stream_seq)
             return None
         if isinstance(env.payload, DISPUTE_EVENTS):

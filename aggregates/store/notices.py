@@ -8,14 +8,18 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
+from datetime import date
 from typing import Any
 
+import msgspec
 from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
+from aggregates.errors import RuleError
 from aggregates.store.base import BureauApplication, ConcurrentChange, DuplicateEvent, IntakeMarker, topic
 from schemas.access import DisclosureRecorded
 from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, new_id
+from schemas.sla import DISTRICT_GOVERNMENT, BureauCriticised
 
 _NS = uuid.UUID("0b8f5b64-3a0e-4f6e-9d8e-2c61f1d3a7aa")
 
@@ -121,9 +125,30 @@ class Notices:
         """
         self.send(f"disclosure:{new_id()}", case, number, [(LEDGER, disclosure)])
 
+    def criticise(self, bureau: str, measure: str, about: Sequence[tuple[str, str]], reasons: str,
+                  correct_by: date) -> None:
+        """附件2 第十二条: 区政府 educates or criticises ``bureau`` for the breaches of the requests ``about``
+        ((case id, number) pairs), and orders it to correct them by ``correct_by``; the ledger records it."""
+        app = self._app
+        if app.bureau != DISTRICT_GOVERNMENT:
+            raise RuleError(f"第十二条: only 区政府 ({DISTRICT_GOVERNMENT}) educates or criticises a bureau, "
+                            f"not {app.bureau}")
+        if not about:
+            raise RuleError("第十二条: a criticism names the breaches it is about")
+        if correct_by <= app.clock.now().date():
+            raise RuleError(f"第十二条: 责令其限期改正 — the date {correct_by} is already past")
+        notice = msgspec.convert(msgspec.to_builtins(BureauCriticised(
+            bureau=bureau, measure=measure, about=[c for c, _ in about], reasons=reasons,  # type: ignore[arg-type]
+            correct_by=correct_by)), BureauCriticised)
+        case, number = about[0]
+        self.send(f"criticism:{bureau}:{new_id()}", case, number, [(bureau, notice)])
+
     def accept(self, signed: Signed, env: Envelope, marker: IntakeMarker, *, stream_seq: int) -> None:
         """Keep a received notice as it came, with its intake marker, in one transaction."""
         app = self._app
+        if isinstance(env.payload, BureauCriticised) and (
+                env.sender != DISTRICT_GOVERNMENT or env.payload.bureau != app.bureau):
+            raise RuleError(f"第十二条: a criticism of {env.payload.bureau} comes from 区政府, not {env.sender}")
         try:
             app.save(NoticeIn.got(signed, env, stream_seq), marker)
         except IntegrityError as e:
