@@ -385,3 +385,21 @@ def test_people_read_chinese_and_name_bureaus_as_they_know_them(demo_dir) -> Non
     approved = next(c for c in cases.values() if c["bureau"] == "shenpi" and c["status"] in ("closed", "revoked"))
     h = json.loads(run("history", approved["number"], "--from", "shenpi", "--json", data_dir=data).stdout)
     assert any(f"台审批许〔2026〕{approved['number'][-4:]}号" in line["summary"] for line in h["lines"])
+
+
+def test_the_front_doors_help_examples_run_on_the_demos_data(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    """The --help example of the clerk's and the front door's commands works on the demo's data as printed."""
+    import re
+    import shlex
+
+    from xiezhu import cli_clerk, cli_front
+
+    data, _ = demo_dir
+    for command in (cli_clerk.case_open, cli_clerk.request, cli_front.records_show, cli_front.outbox,
+                    cli_front.tokens_list):
+        found = re.search(r"Example: \[bold\](.*?)\[/\]", " ".join((command.__doc__ or "").split()))
+        assert found, command.__name__
+        args = shlex.split(found.group(1))
+        assert args[0] == "xiezhu"
+        proc = run(*args[1:], data_dir=data, check=False)
+        assert proc.returncode == 0, (found.group(1), proc.stderr)
