@@ -287,7 +287,10 @@ def history_cmd(
         _print_json({"kind": h.kind, "case": h.case, "number": h.number, "findings": h.findings,
                      "linked": h.linked, "lines": _history_lines(h)} | ({"revealed": shown[0]} if shown else {}))
         return
-    _print_history(h, f"{h.kind} case {h.number}")
+    from xiezhu.tables import lang
+
+    kind_zh = {"assistance": "行政协助", "commitment": "告知承诺案件", "dispute": "争议"}.get(h.kind, h.kind)
+    _print_history(h, f"{kind_zh} {h.number}" if lang() == "zh" else f"{h.kind} case {h.number}")
     if shown:
         sys.stdout.write(render_disclosure(*shown))
     elif reveal:
@@ -346,12 +349,15 @@ def bureaus(as_json: AsJson = False) -> None:
     if as_json:
         _print_json([msgspec.structs.asdict(b) for b in reg])
         return
-    t = Table(title=f"{len(reg)} bureaus")
-    for col in ("code", "name", "kind"):
-        t.add_column(col)
-    for b in reg:
-        t.add_row(b.code, b.name, b.kind)
-    out.print(t)
+    from xiezhu.tables import Col, lang, show
+
+    language = lang()
+    kinds = {"department": "区直部门", "town": "镇", "street": "街道", "city": "市级机关"}
+    show(f"部门 {len(reg)} 个" if language == "zh" else f"{len(reg)} bureaus",
+         [Col("code", "代码", "code", ident=True), Col("name", "名称", "name", ident=True),
+          Col("short", "简称", "short", drop=1), Col("kind", "类别", "kind", drop=2)],
+         [{"code": b.code, "name": b.name, "short": reg.short(b.code),
+           "kind": kinds.get(b.kind, b.kind) if language == "zh" else b.kind} for b in reg], language=language)
 
 
 @app.command()

@@ -11,7 +11,6 @@ from typing import Annotated
 
 import msgspec
 import typer
-from rich.table import Table
 
 from agencies.desk import Desk
 from agencies.justice import Justice
@@ -214,20 +213,27 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
 
     Example: [bold]xiezhu dispute list --json[/]
     """
-    from xiezhu.cli import _t, out
+    from aggregates.registry import Registry
     from xiezhu.cli_common import print_json as _print_json
+    from xiezhu.screens import Words, when
+    from xiezhu.tables import Col, lang, show
 
     rows = list(_justice(ctx).disputes())
     if as_json:
         _print_json({f"{d.raised_by}/{d.number}": {**msgspec.structs.asdict(d), "step": d.step} for d in rows})
         return
-    t = Table(title=f"{len(rows)} disputes (附件2 第八条)")
-    for col in ("number", "raised by", "with", "about", "raised", "stage", "adjustment"):
-        t.add_column(col, no_wrap=col in ("number", "raised"))
-    for d in rows:
-        t.add_row(d.number, d.raised_by, d.other_party, d.assistance_number,
-                  _t(d.raised_at.isoformat()), STATUS_ZH[d.step], d.adjustment)
-    out.print(t)
+    language = lang()
+    w = Words(Registry.load(), language)
+    show(f"争议 {len(rows)} 件（附件2 第八条）" if language == "zh" else f"{len(rows)} disputes (附件2 第八条)",
+         [Col("number", "编号", "number", ident=True), Col("raised_by", "提出方", "raised by", ident=True,
+                                                          short="raised_by_short"),
+          Col("other", "对方", "with", short="other_short", drop=3), Col("about", "所涉协助函", "about", drop=2),
+          Col("raised", "提出时间", "raised", keep=True, drop=4), Col("stage", "阶段", "stage", keep=True),
+          Col("adjustment", "清单调整", "adjustment", drop=1)],
+         [{"number": d.number, "raised_by": w.bureau(d.raised_by), "raised_by_short": w.short(d.raised_by),
+           "other": w.bureau(d.other_party), "other_short": w.short(d.other_party), "about": d.assistance_number,
+           "raised": when(d.raised_at), "stage": STATUS_ZH[d.step] if language == "zh" else d.step,
+           "adjustment": d.adjustment} for d in rows], language=language)
 
 
 @app.command("show")
@@ -249,4 +255,6 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
                      "state": st, "findings": h.findings, "linked": h.linked, "lines": _history_lines(h)})
         return
     stage = STATUS_ZH[st.step] if isinstance(st, DisputeState) else "no valid raise"
-    _print_history(h, f"dispute {h.number} — {stage}")
+    from xiezhu.tables import lang
+
+    _print_history(h, f"争议 {h.number} — {stage}" if lang() == "zh" else f"dispute {h.number} — {stage}")
