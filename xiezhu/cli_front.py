@@ -233,6 +233,8 @@ def outbox(
 ) -> None:
     """What is committed but not yet acknowledged by JetStream: it goes out when the bureau's agent runs.
 
+    Also the notices a bureau's webhook has not acknowledged yet (`xiezhu serve` retries them).
+
     Example: [bold]xiezhu outbox --bureau ziran[/]
     """
     from xiezhu.running import agent_running
@@ -242,8 +244,9 @@ def outbox(
     codes = [_bureau(bureau)] if bureau else [b.code for b in reg if settings.store_path(b.code).exists()]
     rows = [r for code in codes for r in outbox_rows(settings, code)]
     running = {code: agent_running(settings.bureau_dir(code)) for code in codes}
+    hooks = {code: hook for code in codes if (hook := webhook_state(settings, code)) is not None}
     if as_json:
-        print_json({"waiting": rows, "agents_running": running})
+        print_json({"waiting": rows, "agents_running": running, "webhooks": hooks})
         return
     t = Table(title=f"{len(rows)} committed, not yet acknowledged by JetStream")
     for col in ("bureau", "#", "to", "number", "type", "time"):
@@ -254,6 +257,25 @@ def outbox(
     for code in codes:
         if any(r["bureau"] == code for r in rows) and not running[code]:
             err.print(f"{code}: no agent runs here; start it with `xiezhu agent --bureau {code}`")
+    for code, hook in hooks.items():
+        if hook["pending"]:
+            err.print(f"{code}: {hook['pending']} notice(s) not yet delivered to its webhook {hook['url']}"
+                      + (f" (last error: {hook['last_error']}; next try {hook['next_attempt_at']})"
+                         if hook["last_error"] else ""))
+
+
+def webhook_state(settings: Settings, code: str) -> dict[str, Any] | None:
+    """The bureau's webhook and how many notices it has not acknowledged yet (None: no webhook)."""
+    from xiezhu.http.feed import Feed
+
+    if not settings.feed_path(code).exists():
+        return None
+    feed = Feed(code, settings.feed_path(code))
+    try:
+        hook = feed.webhook()
+        return None if hook is None else hook.public() | {"pending": feed.pending()}
+    finally:
+        feed.close()
 
 
 # -- serve ---------------------------------------------------------------------------------------
