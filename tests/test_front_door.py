@@ -368,3 +368,23 @@ async def test_a_commitment_case_is_opened_and_advanced_over_http(api: Api, node
     r = await api.client.post(f"{base}/consequences", json={"kind": "revoke", "legal_reason": "无虚假承诺"},
                               headers=auth)
     assert r.status_code == 409  # nothing was found false
+
+
+async def test_a_commitment_cases_letters_come_over_http(api: Api, node: Node) -> None:
+    from tests.test_clerk_cli import MATTER, publish_matters
+
+    publish_matters(node.catalogue)
+    auth = api.auth("shenpi")
+    body = {"matter": MATTER, "applicant": request_body()["applicant"], "items": request_body()["items"]}
+    number = (await api.client.post("/v1/bureaus/shenpi/cases", json=body, headers=auth)).json()["number"]
+    base = f"/v1/bureaus/shenpi/cases/{number}"
+    for path, payload in (("notice", None), ("commitment", {})):
+        assert (await api.client.post(f"{base}/{path}", json=payload, headers=auth)).status_code == 200
+    listed = (await api.client.get(f"{base}/letters", headers=auth)).json()
+    assert [(x["kind"], x["filename"]) for x in listed] == [("承诺告知书", f"{number}-承诺告知书"),
+                                                            ("申请人承诺书", f"{number}-申请人承诺书")]
+    text = await api.client.get(f"{base}/letters/1", params={"format": "txt"}, headers=api.auth("sifa"))
+    assert text.status_code == 200 and text.text.startswith("承诺告知书") and "区审批服务局" in text.text
+    docx = await api.client.get(f"{base}/letters/2", params={"format": "docx"}, headers=auth)
+    assert docx.status_code == 200 and docx.content.startswith(b"PK")
+    assert (await api.client.get(f"{base}/letters/3", headers=auth)).status_code == 404

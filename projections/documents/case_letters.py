@@ -7,13 +7,13 @@ the envelope that gave rise to them. A state the template cannot print raises
 """
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 
 from aggregates.assistance import CaseState, time_limits
 from aggregates.commitment import CommitmentState
 from aggregates.store import SHANGHAI
-from projections.history import CaseHistory, State, fold_step
+from projections.history import CaseHistory, Kind, State, fold_step
 from schemas.assistance import AssistanceDeclined, AssistanceReplied, AssistanceRequested
 from schemas.commitment import (
     CommitmentSigned,
@@ -22,6 +22,7 @@ from schemas.commitment import (
     ProcessingTerminated,
     RectificationOrdered,
 )
+from schemas.envelope import Envelope
 from schemas.letters import (
     ApplicantCommitment,
     AssistanceLetter,
@@ -129,17 +130,22 @@ def letters_for(history: CaseHistory, names: Names) -> list[Letter]:
     """Every letter of the case, in the order of the events that produced them.
 
     An assistance case gives its request letter, then its reply or decline letter; a commitment
-    case its 承诺告知书 (at notice-issued) and 申请人承诺书 (at signed). The history's envelopes
-    are folded again, and only an event that kept the rules yields a letter: one the fold
-    refused is on the history with its rule, not on paper.
+    case its 承诺告知书 (at notice-issued) and 申请人承诺书 (at signed), then a notice of each
+    consequence of a false commitment. The history's envelopes are folded again, and only an
+    event that kept the rules yields a letter: one the fold refused is on the history with its
+    rule, not on paper.
     """
+    return letters_of(history.kind, [(line.envelope, line.digest) for line in history.lines
+                                     if line.envelope is not None], names)
+
+
+def letters_of(kind: Kind, envelopes: Iterable[tuple[Envelope, str]], names: Names) -> list[Letter]:
+    """The letters of a case from its envelopes (with their digests) in order: a ledger history's, or
+    a bureau store's (see :func:`letters_for`)."""
     letters: list[Letter] = []
     state: State | None = None
-    for line in history.lines:
-        env = line.envelope
-        if env is None:
-            continue
-        state, err = fold_step(state, history.kind, env, line.digest, recorded_at=line.arrived_at)
+    for env, digest in envelopes:
+        state, err = fold_step(state, kind, env, digest)
         if err is None and state is not None:
             letters.extend(_letters_at(state, env.payload, shanghai_day(env.time), names))
     return letters

@@ -681,36 +681,40 @@ def _router(door: FrontDoor) -> APIRouter:
 
     # -- letters ---------------------------------------------------------------------------
 
-    def case_letters(bureau: str, requester: str, number: str) -> list[Any]:
+    def names(code: str) -> str:
+        return door.registry.name(code) if code in door.registry else code
+
+    def request_letters(bureau: str, requester: str, number: str) -> list[Any]:
         from projections.documents.case_letters import assistance_letters
 
-        st = find_case(door.desk(bureau), requester, number)
-        return assistance_letters(st, lambda code: door.registry.name(code) if code in door.registry else code)
+        return assistance_letters(find_case(door.desk(bureau), requester, number), names)
 
-    @r.get("/bureaus/{bureau}/requests/{requester}/{number}/letters", tags=["letters"])
-    def list_letters(bureau: BureauPath, requester: RequesterPath, number: NumberPath,
-                     who: Reader) -> list[dict[str, Any]]:
-        """The request's letters (附件4 协助函, then the 附件5 回复函 or the written decline), each with its
-        Chinese file name; fetch one as txt, docx or pdf at ``…/letters/{n}?format=``."""
+    def commitment_letters(bureau: str, number: str) -> list[Any]:
+        """附件6, 附件7 and the consequence notices, folded from the case's envelopes in the bureau's store."""
+        import hashlib
+
+        from projections.documents.case_letters import letters_of
+
+        case_id = door.desk(bureau).find_commitment(number)
+        store = door.store(bureau)
+        envelopes = []
+        for stored in store.recorder.select_events(uuid.UUID(case_id)):
+            clear = getattr(store.mapper.to_domain_event(stored), "clear", None)
+            if clear is not None:
+                envelopes.append((decode_envelope(clear), hashlib.sha256(clear).hexdigest()))
+        return letters_of("commitment", envelopes, names)
+
+    def listed(letters: list[Any], number: str) -> list[dict[str, Any]]:
         from projections.documents.paper import paper
 
         out = []
-        for n, letter in enumerate(case_letters(bureau, requester, number), start=1):
+        for n, letter in enumerate(letters, start=1):
             p = paper(letter, number)
             out.append({"n": n, "type": type(letter).__struct_config__.tag, "kind": p.kind,
-                        "title": p.pages[0].title, "filename": p.filename,
-                        "letter": msgspec.to_builtins(letter)})
+                        "title": p.pages[0].title, "filename": p.filename, "letter": msgspec.to_builtins(letter)})
         return out
 
-    @r.get("/bureaus/{bureau}/requests/{requester}/{number}/letters/{n}", tags=["letters"],
-           response_class=Response, responses={200: {"content": {
-               "application/vnd.openxmlformats-officedocument.wordprocessingml.document": {},
-               "application/pdf": {}, "text/plain": {}}}})
-    def get_letter(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Reader,
-                   n: Annotated[int, PathParam(ge=1, le=10, description="The letter's place in the list.")],
-                   format: Annotated[str, Query(pattern="^(txt|docx|pdf)$")] = "pdf") -> Response:
-        """One letter as a file named as a clerk files it, e.g. ``20260007-行政协助函（一）.pdf``: PDF with
-        its CJK font embedded, DOCX to edit in WPS or Word, or plain text."""
+    def letter_file(letters: list[Any], n: int, number: str, format: str) -> Response:
         from urllib.parse import quote
 
         from projections.documents.letters import render
@@ -718,9 +722,8 @@ def _router(door: FrontDoor) -> APIRouter:
         from projections.documents.pdf import pdf_bytes
         from projections.documents.word import docx_bytes
 
-        letters = case_letters(bureau, requester, number)
         if n > len(letters):
-            raise HTTPException(404, f"{requester}/{number} has {len(letters)} letter(s), not {n}")
+            raise HTTPException(404, f"{number} has {len(letters)} letter(s), not {n}")
         p = paper(letters[n - 1], number)
         match format:
             case "docx":
@@ -732,6 +735,40 @@ def _router(door: FrontDoor) -> APIRouter:
         name = f"{p.filename}.{format}"
         return Response(body, media_type=media, headers={
             "Content-Disposition": f"attachment; filename=\"{number}.{format}\"; filename*=UTF-8''{quote(name)}"})
+
+    LetterNo = Annotated[int, PathParam(ge=1, le=20, description="The letter's place in the list.")]
+    LetterFormat = Annotated[str, Query(pattern="^(txt|docx|pdf)$")]
+    docx_type = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+    FILES: dict[int | str, dict[str, Any]] = {
+        200: {"content": {docx_type: {}, "application/pdf": {}, "text/plain": {}}}}
+
+    @r.get("/bureaus/{bureau}/requests/{requester}/{number}/letters", tags=["letters"])
+    def list_letters(bureau: BureauPath, requester: RequesterPath, number: NumberPath,
+                     who: Reader) -> list[dict[str, Any]]:
+        """The request's letters (附件4 协助函, then the 附件5 回复函 or the written decline), each with its
+        Chinese file name; fetch one as txt, docx or pdf at ``…/letters/{n}?format=``."""
+        return listed(request_letters(bureau, requester, number), number)
+
+    @r.get("/bureaus/{bureau}/requests/{requester}/{number}/letters/{n}", tags=["letters"],
+           response_class=Response, responses=FILES)
+    def get_letter(bureau: BureauPath, requester: RequesterPath, number: NumberPath, who: Reader, n: LetterNo,
+                   format: LetterFormat = "pdf") -> Response:
+        """One letter as a file named as a clerk files it, e.g. ``20260007-行政协助函（一）.pdf``: PDF with
+        its CJK font embedded, DOCX to edit in WPS or Word, or plain text."""
+        return letter_file(request_letters(bureau, requester, number), n, number, format)
+
+    @r.get("/bureaus/{bureau}/cases/{number}/letters", tags=["letters"])
+    def list_case_letters(bureau: BureauPath, number: CasePath, who: Reader) -> list[dict[str, Any]]:
+        """A commitment case's letters: 承诺告知书 (附件6), 申请人承诺书 (附件7), and the notices of what
+        followed a false commitment (终止办理, 责令限期整改, 撤销, 交回证件)."""
+        return listed(commitment_letters(bureau, number), number)
+
+    @r.get("/bureaus/{bureau}/cases/{number}/letters/{n}", tags=["letters"], response_class=Response,
+           responses=FILES)
+    def get_case_letter(bureau: BureauPath, number: CasePath, who: Reader, n: LetterNo,
+                        format: LetterFormat = "pdf") -> Response:
+        """One of the case's letters as a file, e.g. ``C20260001-承诺告知书.docx``."""
+        return letter_file(commitment_letters(bureau, number), n, number, format)
 
     # -- the webhook -------------------------------------------------------------------------
 
