@@ -99,6 +99,8 @@ def _signature_block(doc: DocxDocument, page: Page) -> None:
     _no_borders(table._tbl)
     stamp, names = table.rows[0].cells
     stamp.width, names.width = Mm(STAMP_MM), Mm(70)
+    # Word and WPS lay a table out by its grid: give the grid the same widths as the cells.
+    table.columns[0].width, table.columns[1].width = Mm(STAMP_MM), Mm(70)
     table.rows[0].height = Mm(STAMP_MM)
     _dashed_borders(stamp)
     stamp.vertical_alignment = WD_CELL_VERTICAL_ALIGNMENT.CENTER
