@@ -6,7 +6,6 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 import typer
-from rich.table import Table
 
 from aggregates.registry import Registry
 from aggregates.store.catalogue import CatalogueRegistry
@@ -84,14 +83,20 @@ def versions(ctx: typer.Context, kind: Kind = "assistance", as_json: AsJson = Fa
         print_json([{"version": v.number, "rows": len(v.rows), "adjustments": v.adjustments, "digest": v.digest,
                      "published_at": v.published_at, "filed_with": v.filed_with, "filed_at": v.filed_at} for v in vs])
         return
-    t = Table(title=f"{k}: {len(vs)} versions")
-    for col in ("version", "rows", "adjustments", "published", "filed with 市司法局"):
-        t.add_column(col)
-    for v in vs:
-        filed = v.filed_at.isoformat(timespec="minutes") if v.filed_at else "not yet"
-        t.add_row(str(v.number), str(len(v.rows)), ", ".join(v.adjustments),
-                  v.published_at.isoformat(timespec="minutes"), filed)
-    out.print(t)
+    from schemas import labels
+    from xiezhu.screens import when
+    from xiezhu.tables import Col, lang, show
+
+    language = lang()
+    kind_zh = labels.CATALOGUE_KIND[k] if language == "zh" else k
+    show(f"{kind_zh}：{len(vs)} 个版本" if language == "zh" else f"{k}: {len(vs)} versions",
+         [Col("version", "版本", "version", ident=True, justify="right"), Col("rows", "行数", "rows", keep=True),
+          Col("adjustments", "调整", "adjustments", drop=1), Col("published", "发布时间", "published", keep=True),
+          Col("filed", "报市司法局备案", "filed with 市司法局", keep=True, drop=2)],
+         [{"version": str(v.number), "rows": str(len(v.rows)), "adjustments": "、".join(v.adjustments),
+           "published": when(v.published_at),
+           "filed": when(v.filed_at) if v.filed_at else ("未备案" if language == "zh" else "not yet")} for v in vs],
+         language=language)
 
 
 @app.command("adjustments")
@@ -105,12 +110,21 @@ def adjustments(ctx: typer.Context, as_json: AsJson = False) -> None:
     if as_json:
         print_json([msgspec.to_builtins(a) for a in pending])
         return
-    t = Table(title=f"{len(pending)} adjustments under way")
-    for col in ("id", "by", "basis", "adds", "replaces", "removes", "status"):
-        t.add_column(col)
-    for a in pending:
-        t.add_row(a.id, a.applicant, a.basis, str(len(a.adds)), str(len(a.replaces)), str(len(a.removes)), a.status)
-    out.print(t)
+    from xiezhu.screens import Words
+    from xiezhu.tables import Col, lang, show
+
+    language = lang()
+    w = Words(Registry.load(), language)
+    status_zh = {"pending": "待审核", "approved": "已批准待发布", "rejected": "已驳回", "published": "已发布"}
+    show(f"办理中的调整 {len(pending)} 项" if language == "zh" else f"{len(pending)} adjustments under way",
+         [Col("id", "编号", "id", ident=True), Col("by", "申请部门", "by", ident=True, short="by_short"),
+          Col("basis", "依据", "basis", drop=1), Col("adds", "新增", "adds", keep=True, drop=2),
+          Col("replaces", "修改", "replaces", keep=True, drop=3), Col("removes", "删除", "removes", keep=True, drop=4),
+          Col("status", "状态", "status", keep=True)],
+         [{"id": a.id, "by": w.bureau(a.applicant), "by_short": w.short(a.applicant), "basis": a.basis,
+           "adds": str(len(a.adds)), "replaces": str(len(a.replaces)), "removes": str(len(a.removes)),
+           "status": status_zh.get(a.status, a.status) if language == "zh" else a.status} for a in pending],
+         language=language)
 
 
 @app.command("export")
