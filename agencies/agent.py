@@ -147,7 +147,8 @@ class BureauAgent:
             try:
                 await self._on_message(raw)
             except Exception as e:  # transient: the store is busy, NATS is away, an event came early
-                log.warning("%s: will retry %s: %s", self.code, raw.subject, mask_text(str(e)))
+                log.warning("%s: will retry %s: %s", self.code, raw.subject, mask_text(str(e)),
+                            extra={"bureau": self.code, "event_id": (raw.headers or {}).get("Nats-Msg-Id", "")})
                 for later in raws[i:]:
                     await later.nak(delay=RETRY_DELAY_S)
                 return
@@ -171,6 +172,9 @@ class BureauAgent:
         """What an applied or duplicate event asks of the agent: an automatic answer, a conclusion, the relay."""
         assert done.received is not None
         env, state = done.received.envelope, done.result
+        log.info("%s %s from %s", done.status, env.type, env.sender,
+                 extra={"bureau": self.code, "number": env.number, "case": env.case, "event_id": env.id,
+                        "event_type": env.type})
         if done.status == "duplicate":
             if isinstance(env.payload, AssistanceRequested):
                 # Applied before, maybe without its answer (a crash in between): answer now.

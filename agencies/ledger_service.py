@@ -172,6 +172,11 @@ class LedgerService:
         if good:
             positions = await asyncio.to_thread(self.ledger.append, good)
             added = sum(1 for p in positions if p is not None)
+            if log.isEnabledFor(logging.INFO):
+                for (_, env, _, _), p in zip(good, positions, strict=True):
+                    log.info("recorded %s from %s at %s", env.type, env.sender, p if p is not None else "(known)",
+                             extra={"bureau": env.sender, "number": env.number, "case": env.case,
+                                    "event_id": env.id, "event_type": env.type})
             self.appended += added
             self._since_checkpoint += added
             if self.sign_checkpoint is not None and self._since_checkpoint >= self.checkpoint_every:

@@ -187,6 +187,8 @@ ThenFn = Callable[[Handled], Awaitable[None]]
 class IntakeStats:
     """Counters an operator and the demo summary read."""
 
+    #: Deliveries taken to be checked (applied, duplicate or rejected, or failed for a passing reason).
+    received: int = 0
     applied: int = 0
     duplicates: int = 0
     rejected: int = 0
@@ -243,7 +245,8 @@ class DeadLetters:
         })
         await self.js.publish(dlq_subject(self.receiver, code), d.data[:DLQ_MAX_BODY], headers=headers,
                               stream=DLQ_STREAM)
-        log.info("%s rejected a message on %s: %s: %s", self.receiver, d.subject, code, mask_text(reason))
+        log.info("%s rejected a message on %s: %s: %s", self.receiver, d.subject, code, mask_text(reason),
+                 extra={"bureau": self.receiver, "event_id": d.headers.get("Nats-Msg-Id", ""), "event_type": code})
 
 
 class Intake:
@@ -273,6 +276,7 @@ class Intake:
 
     def receive(self, d: Delivery) -> Received:
         """Run every check on ``d`` and take its arrival time; raises :class:`Rejected` with the reason."""
+        self.stats.received += 1
         signed, env = check(d, self.ring, self.receiver if self.addressed_only else None, self.opener,
                             max_bytes=self.max_bytes)
         self.stats.signatures_verified += 1

@@ -102,12 +102,20 @@ Lang = Annotated[str | None, typer.Option("--lang", envvar="XIEZHU_LANG", show_e
                                          help="zh (default) or en: the language of tables for people.")]
 
 
+LogJson = Annotated[bool, typer.Option("--log-json", envvar="XIEZHU_LOG_JSON", show_envvar=True,
+                                       help="Long-running services log one JSON object per line.")]
+
+
 @app.callback()
 def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None, lang: Lang = None,
-                 database_url: DatabaseUrl = None) -> None:
+                 database_url: DatabaseUrl = None, log_json: LogJson = False) -> None:
     """xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger."""
+    from xiezhu.logs import ENV_LOG_JSON
     from xiezhu.tables import ENV_LANG
     from xiezhu.tables import lang as resolve_lang
+
+    if log_json:
+        os.environ[ENV_LOG_JSON] = "1"  # the services of `xiezhu run` inherit it
 
     os.environ[ENV_LANG] = resolve_lang(lang)  # every table of this process speaks it
     state = State()
@@ -117,6 +125,9 @@ def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl
 
 def _run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) -> None:
     """Run async services until SIGINT/SIGTERM, then stop them cleanly."""
+    from xiezhu.logs import configure
+
+    configure()
 
     async def body() -> None:
         done = asyncio.Event()
@@ -497,23 +508,28 @@ def nats_server(
     ctx: typer.Context,
     port: Annotated[int, typer.Option(help="Client port.")] = 4222,
     host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    monitor_port: Annotated[int | None, typer.Option(
+        "--monitor-port", min=1, max=65535,
+        help="Also serve NATS's monitoring endpoints (/varz, /jsz, /healthz) on this port.")] = None,
 ) -> None:
     """Run the embedded nats-server (JetStream) on the data directory, in the foreground.
 
     It runs with the generated authorization (one NKey user per bureau, seeds in
     <data>/nats-keys), like the server the demo and the agents start themselves.
 
-    Example: [bold]xiezhu nats-server --port 4222[/]
+    Example: [bold]xiezhu nats-server --port 4222 --monitor-port 8222[/]
     """
     from xiezhu.node import embedded_server, provision_embedded
 
     settings, registry = _settings(ctx), Registry.load()
     server = embedded_server(settings, registry, port=port, host=host)
+    server.http_port = monitor_port
 
     async def start() -> None:
         server.start()
         await provision_embedded(server, settings, registry.codes())  # with a provisioner only it ever held
-        err.print(f"nats-server at {server.url}, store in {server.store_dir}")
+        err.print(f"nats-server at {server.url}, store in {server.store_dir}"
+                  + (f", monitoring at http://{host}:{monitor_port}/varz" if monitor_port else ""))
 
     async def stop() -> None:
         server.stop()
@@ -587,14 +603,23 @@ def provision(
     err.print("[green]streams and consumers ready[/]")
 
 
+OpsPort = Annotated[int | None, typer.Option("--ops-port", "--metrics-port", min=1, max=65535,
+                                             help="Serve /healthz, /readyz and /metrics on this port.")]
+OpsHost = Annotated[str, typer.Option("--ops-host", help="Listen address of the ops endpoints.")]
+
+
 @app.command()
 def agent(
     ctx: typer.Context,
     bureau: Annotated[list[str], typer.Option(help="Run the agent of this bureau (repeatable).")],
+    ops_port: OpsPort = None,
+    ops_host: OpsHost = "127.0.0.1",
 ) -> None:
     """Run bureau agents: consume their mail, answer what they can, relay what they emit.
 
-    Example: [bold]xiezhu --nats-url nats://nats:4222 agent --bureau gongan[/]
+    With --ops-port it serves /healthz, /readyz and Prometheus /metrics on that port.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 agent --bureau gongan --ops-port 9101[/]
     """
     from xiezhu.node import Node
 
@@ -602,17 +627,41 @@ def agent(
     for code in bureau:
         reg[code]
     node = Node(_settings(ctx), reg, SystemClock(), agents=bureau)
-    _run_forever(node.start, node.stop, f"agents {', '.join(bureau)}")
+    _run_node(node, ops_host, ops_port, f"agents {', '.join(bureau)}")
+
+
+def _run_node(node: Any, ops_host: str, ops_port: int | None, what: str) -> None:
+    """Run ``node`` until a signal, with its ops endpoints when a port is given."""
+    from xiezhu.ops import NodeOps, OpsServer
+
+    server = OpsServer(NodeOps(node), ops_host, ops_port) if ops_port else None
+
+    async def start() -> None:
+        await node.start()
+        if server is not None:
+            await server.start()
+            err.print(f"ops endpoints at http://{ops_host}:{ops_port}/metrics, /healthz, /readyz")
+
+    async def stop() -> None:
+        if server is not None:
+            await server.stop()
+        await node.stop()
+
+    _run_forever(start, stop, what)
 
 
 @app.command()
 def ledger(
     ctx: typer.Context,
     projection: Annotated[bool, typer.Option(help="Also keep the SLA view up to date.")] = True,
+    ops_port: OpsPort = None,
+    ops_host: OpsHost = "127.0.0.1",
 ) -> None:
     """Run the 司法局 ledger: record every signed event, verified, in one hash-chained order.
 
-    Example: [bold]xiezhu --nats-url nats://nats:4222 ledger[/]
+    With --ops-port it serves /healthz, /readyz and Prometheus /metrics on that port.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 ledger --ops-port 9100[/]
     """
     from xiezhu.node import Node
 
@@ -620,7 +669,7 @@ def ledger(
     # that relays the monitor's notices.
     node = Node(_settings(ctx), Registry.load(), SystemClock(), agents=[JUSTICE] if projection else [],
                 ledger=True, projection=projection)
-    _run_forever(node.start, node.stop, "ledger")
+    _run_node(node, ops_host, ops_port, "ledger")
 
 
 @app.command("run")

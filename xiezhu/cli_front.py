@@ -290,7 +290,7 @@ def serve(
     """Run the HTTP API for the bureaus' own systems: requests, inbox, answers, notices by webhook and SSE.
 
     Every call needs a token (`xiezhu tokens create --bureau CODE`); the API is described at
-    /openapi.json and shown at /docs.
+    /openapi.json and shown at /docs.  /healthz, /readyz and Prometheus /metrics need none.
 
     Example: [bold]xiezhu serve --bureau shenpi --bureau gongan --port 8080[/]
     """
@@ -298,6 +298,9 @@ def serve(
 
     from aggregates.clock import SystemClock
     from xiezhu.http.app import FrontDoor, create_app
+    from xiezhu.logs import configure
+
+    configure()
 
     settings = _settings(ctx)
     reg = Registry.load()

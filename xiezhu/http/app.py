@@ -321,6 +321,9 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
         return _problem(422, "invalid", f"{where}: {first.get('msg', 'invalid input')}")
 
     app.include_router(_router(door))
+    from xiezhu.ops import DoorOps, mount
+
+    mount(app, DoorOps(door))  # /healthz, /readyz, /metrics
     return app
 
 
