@@ -42,7 +42,9 @@ def _out() -> Any:
 def show(ctx: typer.Context, kind: Kind = "assistance",
          version: Annotated[int | None, typer.Option(help="An earlier version (default: the latest).")] = None,
          as_json: AsJson = False) -> None:
-    """The published rows of a catalogue, latest or any earlier version.
+    """已发布的附件8 / 附件9 清单（含备注）。
+
+    The published rows of a catalogue, latest or any earlier version.
 
     Example: [bold]xiezhu catalogue show --kind assistance --version 1[/]
     """
