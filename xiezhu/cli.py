@@ -28,6 +28,7 @@ from schemas.assistance import VERDICT_ZH, ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.bootstrap import existing_catalogue
+from xiezhu.cli_alerts import app as alerts_app
 from xiezhu.cli_catalogue import app as catalogue_app
 from xiezhu.cli_clerk import case_app, forward, onsite, request, said, withdraw
 from xiezhu.cli_common import (
@@ -67,6 +68,7 @@ app.add_typer(ledger_app)  # replay, verify-bundle, checkpoint at the top level
 app.add_typer(dispute_app, name="dispute")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(tokens_app, name="tokens")
+app.add_typer(alerts_app, name="alerts")
 app.add_typer(records_app, name="records")
 app.add_typer(docs_app, name="docs")
 app.command("serve")(serve)

@@ -349,7 +349,11 @@ class DoorCollector(Collector):
             pending.add_metric([code], feed.pending())
             failed.add_metric([code], hook.attempts if hook else 0)
             head.add_metric([code], feed.head)
-        yield from (pending, failed, head)
+        mailed = CounterMetricFamily("xiezhu_alert_mails", "Deadline alerts mailed to the bureau's people.",
+                                     labels=["bureau"])
+        for code, alerts in getattr(self.door, "alerts", {}).items():
+            mailed.add_metric([code], len(alerts.mailed()))
+        yield from (pending, failed, head, mailed)
         extra = getattr(self.door, "ops_metrics", None)
         if extra is not None:
             yield from extra()

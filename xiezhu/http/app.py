@@ -49,6 +49,7 @@ from schemas.privacy import mask_id, mask_json, mask_name
 from xiezhu.bootstrap import System
 from xiezhu.deadlines import late_warnings
 from xiezhu.http import models as m
+from xiezhu.http.alerts import Alerts, MailSettings, alerts_path, mail_once
 from xiezhu.http.feed import Feed
 from xiezhu.http.tokens import Token, TokenStore
 from xiezhu.running import agent_running
@@ -84,7 +85,9 @@ class FrontDoor:
     """What ``xiezhu serve`` holds: the served bureaus' stores and feeds, the tokens, the delivery tasks."""
 
     def __init__(self, settings: Settings, registry: Registry, bureaus: Iterable[str], clock: Clock, *,
-                 poll_interval: float = POLL_S, backoff_base: float = 1.0, backoff_cap: float = 600.0) -> None:
+                 poll_interval: float = POLL_S, backoff_base: float = 1.0, backoff_cap: float = 600.0,
+                 mail: MailSettings | None = None) -> None:
+        """``mail``: where deadline alerts are mailed from (default: ``XIEZHU_SMTP_*``; none: no e-mail)."""
         self.settings = settings
         self.registry = registry
         self.bureaus = [registry[b].code for b in bureaus]
@@ -96,6 +99,9 @@ class FrontDoor:
         #: The object graph of the data directory: every action goes through a bureau's desk.
         self.system = System(settings, registry, clock)
         self.feeds = {code: Feed(code, settings.feed_path(code)) for code in self.bureaus}
+        self.mail = mail if mail is not None else MailSettings.from_env()
+        #: Each bureau's alert recipients and the alerts mailed (:mod:`xiezhu.http.alerts`).
+        self.alerts = {code: Alerts(code, alerts_path(settings, code)) for code in self.bureaus}
         self._locks = {code: threading.Lock() for code in self.bureaus}
         self._open_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -134,6 +140,8 @@ class FrontDoor:
         for code in self.bureaus:
             self._tasks.append(asyncio.create_task(self._follow(code), name=f"feed-{code}"))
             self._tasks.append(asyncio.create_task(self._deliver(code), name=f"webhook-{code}"))
+            if self.mail is not None:
+                self._tasks.append(asyncio.create_task(self._mail(code), name=f"mail-{code}"))
 
     async def stop(self) -> None:
         self.stopping.set()
@@ -151,6 +159,8 @@ class FrontDoor:
             store.close()
         for feed in self.feeds.values():
             feed.close()
+        for alerts in self.alerts.values():
+            alerts.close()
         self.tokens.close()
 
     async def _follow(self, code: str) -> None:
@@ -180,6 +190,28 @@ class FrontDoor:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake[code].wait(),
                                            timeout=self.poll_interval if wait is None else min(wait, 5.0))
+
+
+    async def _mail(self, code: str) -> None:
+        """Mail the bureau's deadline alerts to its people, each once (:func:`xiezhu.http.alerts.mail_once`)."""
+        assert self.mail is not None
+        feed, alerts = self.feeds[code], self.alerts[code]
+
+        def name(c: str) -> str:
+            return self.registry.name(c) if c in self.registry else c
+
+        while not self.stopping.is_set():
+            try:
+                wait = await mail_once(feed, alerts, self.mail, name, backoff_base=self.backoff_base,
+                                       backoff_cap=self.backoff_cap)
+            except Exception as e:
+                _log().warning("alerts %s: %s", code, e)
+                wait = self.backoff_base
+            if wait == 0.0:
+                continue
+            with contextlib.suppress(TimeoutError):
+                await asyncio.wait_for(self.stopping.wait(),
+                                       timeout=self.poll_interval if wait is None else min(wait, 5.0))
 
 
 def _log() -> Any:

@@ -1,0 +1,82 @@
+"""``xiezhu alerts``: who at a bureau is mailed its deadline reminders and breach notices.
+
+``xiezhu serve`` mails them when an SMTP server is configured (``XIEZHU_SMTP_HOST``,
+``XIEZHU_SMTP_PORT``, ``XIEZHU_SMTP_FROM``, ``XIEZHU_SMTP_USER``/``XIEZHU_SMTP_PASSWORD``,
+``XIEZHU_SMTP_STARTTLS=1``), each notice once (:mod:`xiezhu.http.alerts`).
+"""
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from aggregates.registry import Registry
+from xiezhu.cli_common import print_json
+from xiezhu.cli_common import settings_of as _settings
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                  help="期限提醒邮件：who at a bureau is mailed its deadline reminders and breach notices.")
+err = Console(stderr=True)
+BureauOpt = Annotated[str, typer.Option("--bureau", help="The bureau's code, e.g. gongan.")]
+
+
+@app.command("add")
+def add(ctx: typer.Context, bureau: BureauOpt,
+        address: Annotated[str, typer.Argument(help="An e-mail address.")]) -> None:
+    """Mail the bureau's deadline alerts to ADDRESS too (from the next notice on).
+
+    Example: [bold]xiezhu alerts add --bureau gongan duty@gongan.example.gov.cn[/]
+    """
+    from xiezhu.http.alerts import Alerts, alerts_path
+
+    code = Registry.load()[bureau].code
+    alerts = Alerts(code, alerts_path(_settings(ctx), code))
+    try:
+        added = alerts.add(address)
+    finally:
+        alerts.close()
+    err.print(f"{address.strip()} {'added to' if added else 'was already on'} {code}'s alert list")
+
+
+@app.command("remove")
+def remove(ctx: typer.Context, bureau: BureauOpt,
+           address: Annotated[str, typer.Argument(help="An e-mail address on the list.")]) -> None:
+    """Stop mailing the bureau's alerts to ADDRESS.
+
+    Example: [bold]xiezhu alerts remove --bureau gongan duty@gongan.example.gov.cn[/]
+    """
+    from schemas.errors import XiezhuError
+    from xiezhu.http.alerts import Alerts, alerts_path
+
+    code = Registry.load()[bureau].code
+    alerts = Alerts(code, alerts_path(_settings(ctx), code))
+    try:
+        if not alerts.remove(address):
+            raise XiezhuError(f"{address.strip()} is not on {code}'s alert list")
+    finally:
+        alerts.close()
+    err.print(f"{address.strip()} removed from {code}'s alert list")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, bureau: BureauOpt,
+          as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The bureau's alert addresses and the alerts mailed so far.
+
+    Example: [bold]xiezhu alerts list --bureau gongan[/]
+    """
+    from xiezhu.http.alerts import Alerts, alerts_path
+
+    code = Registry.load()[bureau].code
+    alerts = Alerts(code, alerts_path(_settings(ctx), code))
+    try:
+        recipients, mailed = alerts.recipients(), alerts.mailed()
+    finally:
+        alerts.close()
+    if as_json:
+        print_json({"bureau": code, "recipients": recipients, "mailed": mailed})
+        return
+    print(f"{code}: {len(recipients)} 个收件地址，已发送 {len(mailed)} 封提醒")
+    for a in recipients:
+        print(f"  {a}")
