@@ -5,6 +5,7 @@ The same launcher serves the demo, ``xiezhu nats-server`` and the tests' session
 """
 from __future__ import annotations
 
+import fcntl
 import os
 import shutil
 import signal
@@ -84,6 +85,8 @@ class EmbeddedNats:
         self.http_port = http_port
         self._proc: subprocess.Popen[bytes] | None = None
         self.log_file = self.store_dir / "nats-server.log"
+        self.lock_file = self.store_dir / "server.lock"
+        self._lock_fd: int | None = None
 
     @property
     def url(self) -> str:
@@ -104,6 +107,7 @@ class EmbeddedNats:
         if self._proc is not None:
             return self
         self.store_dir.mkdir(parents=True, exist_ok=True)
+        self._lock_store()
         if self.sync_interval and self.config_file is None:
             self.config_file = self.store_dir / "embedded.conf"
             self.config_file.write_text(f"jetstream {{ sync_interval: {self.sync_interval} }}\n")
@@ -113,6 +117,27 @@ class EmbeddedNats:
         self._wait_ready(timeout)
         return self
 
+    def _lock_store(self) -> None:
+        """Hold the store's lock while the server runs: a second server on the same JetStream store
+        (``xiezhu agent`` without ``--nats-url`` beside ``xiezhu nats-server``) is refused, not started."""
+        fd = os.open(self.lock_file, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        except BlockingIOError:
+            holder = os.read(fd, 200).decode(errors="replace").strip()
+            os.close(fd)
+            raise ServerError(f"a nats-server already runs on {self.store_dir}"
+                              + (f" at {holder}: pass --nats-url {holder}" if holder else "")
+                              + "; two servers must not share one JetStream store") from None
+        os.ftruncate(fd, 0)
+        os.write(fd, self.url.encode())
+        self._lock_fd = fd
+
+    def _unlock_store(self) -> None:
+        fd, self._lock_fd = self._lock_fd, None
+        if fd is not None:
+            os.close(fd)
+
     def _wait_ready(self, timeout: float) -> None:
         deadline = time.monotonic() + timeout
         assert self._proc is not None
@@ -121,6 +146,7 @@ class EmbeddedNats:
                 err = (self._proc.stderr.read() if self._proc.stderr else b"").decode(errors="replace")
                 log = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
                 self._proc = None
+                self._unlock_store()
                 raise ServerError(f"nats-server exited at start: {err or log}".strip())
             if self._ready():
                 return
@@ -162,14 +188,17 @@ class EmbeddedNats:
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server cleanly (SIGTERM flushes JetStream), killing it if it hangs."""
         proc, self._proc = self._proc, None
-        if proc is None or proc.poll() is not None:
-            return
-        proc.send_signal(signal.SIGTERM)
         try:
-            proc.wait(timeout)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
-            proc.wait()
+            if proc is None or proc.poll() is not None:
+                return
+            proc.send_signal(signal.SIGTERM)
+            try:
+                proc.wait(timeout)
+            except subprocess.TimeoutExpired:
+                os.killpg(proc.pid, signal.SIGKILL)
+                proc.wait()
+        finally:
+            self._unlock_store()
 
     def kill(self) -> None:
         """Kill the server without a clean shutdown, as a crash would."""
@@ -177,6 +206,7 @@ class EmbeddedNats:
         if proc is not None and proc.poll() is None:
             proc.kill()
             proc.wait()
+        self._unlock_store()
 
     @property
     def running(self) -> bool:

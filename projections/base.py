@@ -16,6 +16,27 @@ from schemas.errors import XiezhuError
 POSITIONS = "_positions"
 
 
+def _cannot_write(e: sqlite3.OperationalError) -> bool:
+    text = str(e)
+    return "readonly" in text or "unable to open" in text or "read-only" in text
+
+
+def _copy_in_memory(path: Path) -> sqlite3.Connection:
+    """An in-memory copy of the view file (empty if there is none or it cannot be read), never written back."""
+    mem = sqlite3.connect(":memory:", check_same_thread=False)
+    if path.is_file():
+        try:
+            src = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro&immutable=1", uri=True)
+            try:
+                src.backup(mem)
+            finally:
+                src.close()
+        except sqlite3.DatabaseError:  # unreadable: the view is built again from the ledger, in memory
+            mem.close()
+            mem = sqlite3.connect(":memory:", check_same_thread=False)
+    return mem
+
+
 class LedgerProjection:
     """A sqlite-utils read model that follows the ledger exactly once and can be rebuilt from it.
 
@@ -30,13 +51,23 @@ class LedgerProjection:
     tables: tuple[str, ...] = ()
 
     def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        # Used from worker threads (one at a time), so not bound to the creating thread.
-        self.db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
         # One user of the shared connection at a time: no reader sees a half-applied batch.
         self._lock = threading.RLock()
-        self.db.enable_wal()
-        self._ensure()
+        #: True where the file could not be written (a read-only copy of a data directory): the view
+        #: then lives in memory, copied from the file where there is one, and catches up there.
+        self.in_memory = False
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            # Used from worker threads (one at a time), so not bound to the creating thread.
+            self.db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
+            self.db.enable_wal()
+            self._ensure()
+        except (sqlite3.OperationalError, PermissionError) as e:
+            if isinstance(e, sqlite3.OperationalError) and not _cannot_write(e):
+                raise
+            self.db = sqlite_utils.Database(_copy_in_memory(path))
+            self.in_memory = True
+            self._ensure()
 
     def _ensure(self) -> None:
         if not self.db.table(POSITIONS).exists():

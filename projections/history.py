@@ -26,7 +26,7 @@ from aggregates.commitment import CommitmentState
 from aggregates.dispute import STATUS_ZH, DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
-from broker.ledger.store import Entry, Ledger
+from broker.ledger.store import Entry, Ledger, open_read_only
 from schemas.access import DisclosureRecorded
 from schemas.assistance import (
     VERDICT_ZH,
@@ -273,7 +273,7 @@ def _line(e: Entry, env: Envelope | None, findings: list[str], case_number: Call
 @contextmanager
 def _read_only(ledger: Ledger) -> Iterator[sqlite3.Connection]:
     """A separate read-only connection to the ledger file (the Ledger has no query for these look-ups)."""
-    with closing(sqlite3.connect(ledger.path.resolve().as_uri() + "?mode=ro", uri=True)) as conn:
+    with closing(open_read_only(ledger.path)) as conn:  # from a read-only directory (an archive) too
         yield conn
 
 

@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import json
 import os
+import shutil
 import subprocess
 import sys
 from pathlib import Path
@@ -403,3 +404,55 @@ def test_the_front_doors_help_examples_run_on_the_demos_data(demo_dir) -> None: 
         assert args[0] == "xiezhu"
         proc = run(*args[1:], data_dir=data, check=False)
         assert proc.returncode == 0, (found.group(1), proc.stderr)
+
+
+# -- a read-only copy of a data directory (issue 15, point 7) -----------------------------------
+
+
+@pytest.mark.skipif(shutil.which("setpriv") is None, reason="setpriv (util-linux) is needed to drop write access")
+def test_read_commands_work_on_a_read_only_copy_of_a_data_directory(  # type: ignore[no-untyped-def]
+        demo_dir, tmp_path: Path) -> None:
+    """As root, files without write bits are still writable; without CAP_DAC_OVERRIDE they are not."""
+    archive = tmp_path / "archive"
+    shutil.copytree(demo_dir[0], archive, ignore=shutil.ignore_patterns("*.lock", "nats"))
+    for path in [archive, *archive.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
+    env |= {"XIEZHU_DATA_DIR": str(archive), "COLUMNS": "200"}
+
+    def read(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(["setpriv", "--bounding-set=-dac_override,-fowner", *XIEZHU, *args],
+                              capture_output=True, text=True, env=env, timeout=240)
+
+    try:
+        probe = read("bureaus")
+        assert probe.returncode == 0, probe.stderr
+        before = {p: p.stat().st_mtime_ns for p in archive.rglob("*")}
+        for args in (["audit", "--json"], ["sla"], ["cases"], ["credit", "outbox"]):
+            result = read(*args)
+            assert result.returncode == 0, f"xiezhu {' '.join(args)}: {result.stderr}"
+            assert "Traceback" not in result.stderr
+        assert {p: p.stat().st_mtime_ns for p in archive.rglob("*")} == before  # nothing written
+    finally:
+        for path in [archive, *archive.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)
+
+
+def test_a_command_that_must_write_on_a_read_only_copy_says_so_in_one_line(  # type: ignore[no-untyped-def]
+        demo_dir, tmp_path: Path) -> None:
+    if shutil.which("setpriv") is None:
+        pytest.skip("setpriv (util-linux) is needed to drop write access")
+    archive = tmp_path / "archive"
+    shutil.copytree(demo_dir[0], archive, ignore=shutil.ignore_patterns("*.lock", "nats"))
+    for path in [archive, *archive.rglob("*")]:
+        path.chmod(path.stat().st_mode & ~0o222)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
+    env |= {"XIEZHU_DATA_DIR": str(archive)}
+    try:
+        result = subprocess.run(["setpriv", "--bounding-set=-dac_override,-fowner", *XIEZHU, "inbox", "--bureau",
+                                 "ziran"], capture_output=True, text=True, env=env, timeout=240)
+        assert result.returncode == 1 and "Traceback" not in result.stderr
+        assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) <= 2, result.stderr
+    finally:
+        for path in [archive, *archive.rglob("*")]:
+            path.chmod(path.stat().st_mode | 0o200)

@@ -2,8 +2,10 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -127,16 +129,30 @@ def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl
 
 def _run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) -> None:
     """Run async services until SIGINT/SIGTERM, then stop them cleanly."""
+    from xiezhu.cli_common import OneLine
     from xiezhu.logs import configure
 
-    configure()
+    # One line per record, the same failure (nats-py's on every reconnect attempt) said once until it changes.
+    configure().addFilter(OneLine())
 
     async def body() -> None:
         done = asyncio.Event()
         loop = asyncio.get_running_loop()
         for sig in (signal.SIGINT, signal.SIGTERM):
             loop.add_signal_handler(sig, done.set)
-        await start()
+        # A signal while starting (NATS not reachable yet: connecting retries) stops at once.
+        starting, signalled = asyncio.create_task(start()), asyncio.create_task(done.wait())
+        await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
+        if not starting.done():
+            starting.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await starting
+            with contextlib.suppress(Exception):
+                await stop()
+            err.print(f"{what} stopped before it had started")
+            return
+        signalled.cancel()
+        starting.result()  # a start that failed says why
         err.print(f"[green]{what} running[/]; Ctrl-C to stop")
         await done.wait()
         await stop()
@@ -794,4 +810,11 @@ def main() -> None:
         sys.exit(1)
     except (OSError, nats.errors.Error) as e:
         err.print(f"[red]error:[/] cannot reach NATS or a file: {e}", highlight=False)
+        sys.exit(1)
+    except sqlite3.OperationalError as e:
+        if "readonly" not in str(e):
+            raise
+        # A command that writes (a store, a view's catch-up) on a read-only copy of a data directory.
+        err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: {e}",
+                  highlight=False)
         sys.exit(1)

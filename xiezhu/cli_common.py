@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import getpass
+import logging
 import os
 import sys
 from datetime import datetime
@@ -54,15 +55,16 @@ def system_of(ctx: typer.Context) -> System:
     return system
 
 
-def ledger_at(settings: Settings) -> Ledger:
+def ledger_at(settings: Settings, *, read_only: bool = True) -> Ledger:
     """The ledger of the data directory, with 区司法局's box keys where this machine holds them.
 
     Without them the ledger's signatures and chain can still be audited; what the cases say
-    cannot be read (decision 23).
+    cannot be read (decision 23).  Read-only unless a command appends (``xiezhu checkpoint``):
+    reads work on a read-only copy of a data directory too.
     """
     from agencies.trust.keys import KeyStore
 
-    return Ledger(settings.ledger_path, opener=KeyStore(settings.keys_dir).ledger_opener())
+    return Ledger(settings.ledger_path, opener=KeyStore(settings.keys_dir).ledger_opener(), read_only=read_only)
 
 
 def view_key(settings: Settings) -> bytes:
@@ -112,3 +114,24 @@ def bureau_code(text: str | None) -> str | None:
 def resolve_bureau(value: str | None) -> str | None:
     """A typer callback for ``--bureau`` options: the code of what the person typed (see :func:`bureau_code`)."""
     return bureau_code(value)
+
+
+class OneLine(logging.Filter):
+    """Each log record on one line: a library's error with a traceback (nats-py's on every reconnect
+    attempt) becomes its message and the exception; the same line repeated is written once, until
+    another line comes (a state change)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self._last: tuple[str, str] | None = None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if record.exc_info and record.exc_info[1] is not None:
+            exc = record.exc_info[1]
+            record.msg, record.args = f"{record.getMessage()}: {type(exc).__name__}: {exc}", None
+            record.exc_info, record.exc_text = None, None
+        line = (record.name, " ".join(record.getMessage().split()))
+        if line == self._last:
+            return False
+        self._last = line
+        return True

@@ -55,10 +55,10 @@ class CliLedgerError(XiezhuError):
 
 
 @contextlib.contextmanager
-def _ledger(settings: Settings) -> Iterator[Ledger]:
+def _ledger(settings: Settings, *, read_only: bool = True) -> Iterator[Ledger]:
     if not settings.ledger_path.exists():
         raise CliLedgerError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    ledger = ledger_at(settings)
+    ledger = ledger_at(settings, read_only=read_only)
     try:
         yield ledger
     finally:
@@ -176,7 +176,7 @@ def checkpoint_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
     settings = _settings(ctx)
     justice = system_of(ctx).justice()
     justice.checkpoint_signer()  # no key on this machine: say so before opening the ledger
-    with _ledger(settings) as ledger:
+    with _ledger(settings, read_only=False) as ledger:
         now, _ = resolve_now(settings, ledger, None)
         cp = justice.checkpoint(ledger, now)
         pos, head = ledger.head

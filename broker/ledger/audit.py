@@ -44,7 +44,7 @@ import msgspec
 import nacl.exceptions
 import nacl.signing
 
-from broker.ledger.store import _SCHEMA, GENESIS, checkpoint_message, leaf_hash, link
+from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, checkpoint_message, leaf_hash, link, open_read_only
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked
 from schemas.envelope import Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError
@@ -217,14 +217,11 @@ def render(report: AuditReport) -> str:
 
 
 def _connect(path: Path) -> sqlite3.Connection:
-    if not path.is_file():
-        raise AuditError(f"no ledger at {path}")
+    """Read-only, from a read-only directory (an archive) too."""
     try:
-        conn = sqlite3.connect(f"{path.resolve().as_uri()}?mode=ro", uri=True, isolation_level=None)
-        conn.execute("SELECT 1 FROM sqlite_master LIMIT 1")
-    except sqlite3.DatabaseError as e:
-        raise AuditError(f"cannot read {path} as SQLite: {e}") from e
-    return conn
+        return open_read_only(path)
+    except LedgerError as e:
+        raise AuditError(str(e)) from e
 
 
 def _entries(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[Any, ...]]:

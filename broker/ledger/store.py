@@ -57,6 +57,31 @@ CREATE INDEX IF NOT EXISTS entries_number ON entries (number, sender);
 """
 
 
+def open_read_only(path: Path) -> sqlite3.Connection:
+    """A read-only connection to a SQLite file that may sit in a read-only directory (an archive).
+
+    A WAL database read from a directory where its ``-shm`` cannot be made fails with "attempt
+    to write a readonly database"; then it is opened as immutable, which is right for a copy
+    nobody writes to.  A missing file is an error, never created.
+    """
+    if not path.is_file():
+        raise LedgerError(f"no ledger at {path}", path=str(path))
+    uri = path.resolve().as_uri()
+    for query in ("mode=ro", "mode=ro&immutable=1"):
+        db = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, isolation_level=None)
+        try:
+            db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+            return db
+        except sqlite3.OperationalError as e:
+            db.close()
+            if "readonly" not in str(e) and "unable to open" not in str(e):
+                raise LedgerError(f"cannot read {path}: {e}", path=str(path)) from e
+        except sqlite3.DatabaseError as e:
+            db.close()
+            raise LedgerError(f"{path} is not a readable SQLite file: {e}", path=str(path)) from e
+    raise LedgerError(f"cannot open {path} even read-only", path=str(path))
+
+
 class LedgerError(XiezhuError):
     """The ledger file cannot be opened or is inconsistent."""
 
@@ -141,18 +166,28 @@ def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
 class Ledger:
     """Append-only, hash-chained store of signed events (SQLite)."""
 
-    def __init__(self, path: Path, *, opener: Opens | None = None) -> None:
+    def __init__(self, path: Path, *, opener: Opens | None = None, read_only: bool = False) -> None:
         """``opener``: 区司法局's X25519 keys, to read what the entries say (:meth:`envelope`); an audit
-        and a bundle's proofs need none."""
+        and a bundle's proofs need none.  ``read_only``: for commands that only read; it works on a
+        read-only copy (an archive) too, and never creates or changes the file."""
         self.path = Path(path)
         self.opener = opener
-        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.read_only = read_only
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(_SCHEMA)
-        row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
+        if read_only:
+            self._db = open_read_only(self.path)
+        else:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
+            self._db.execute("PRAGMA journal_mode=WAL")
+            self._db.execute("PRAGMA synchronous=FULL")
+            self._db.executescript(_SCHEMA)
+        try:
+            row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
+        except sqlite3.DatabaseError as e:
+            self._db.close()
+            raise LedgerError(f"{self.path} cannot be read as a ledger: {e}; run `xiezhu audit`",
+                              path=str(self.path)) from e
         self._head_pos: int = int(row[0]) if row else 0
         self._head_hash: bytes = bytes(row[1]) if row else GENESIS
         #: pos → (body, envelope) of entries appended here: the views read them without opening them again.
@@ -215,7 +250,7 @@ class Ledger:
         if limit is not None:
             sql += " LIMIT ?"
             args = (after, limit)
-        conn = sqlite3.connect(self.path)
+        conn = open_read_only(self.path) if self.read_only else sqlite3.connect(self.path)
         try:
             for row in conn.execute(sql, args):
                 yield _entry(row)

@@ -1,0 +1,63 @@
+"""Damaged or unusual surroundings, tried as a new user would (issue 15, points 7–10).
+
+Each test runs the real command line in a subprocess, on real files and a real nats-server.
+"""
+from __future__ import annotations
+
+import os
+import re
+import signal
+import subprocess
+import time
+from pathlib import Path
+
+import pytest
+
+from broker.server import EmbeddedNats, ServerError, free_port
+from tests.test_cli import XIEZHU, run
+
+#: A line a service logs: an ISO timestamp first.
+STAMPED = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?(Z|[+-]\d\d:?\d\d) +(DEBUG|INFO|WARNING|ERROR|CRITICAL) ")
+
+
+def test_a_second_server_on_the_same_jetstream_store_is_refused_and_named(tmp_path: Path) -> None:
+    first = EmbeddedNats(tmp_path / "nats").start()
+    try:
+        with pytest.raises(ServerError, match=f"already runs on .* at {first.url}: pass --nats-url {first.url}"):
+            EmbeddedNats(tmp_path / "nats").start()
+        assert first.running
+    finally:
+        first.stop()
+    again = EmbeddedNats(tmp_path / "nats").start()  # the lock goes with the server
+    again.stop()
+
+
+def test_an_agent_that_cannot_reach_nats_logs_one_line_and_stops_at_sigterm(tmp_path: Path) -> None:
+    """It used to print a traceback per reconnect attempt and ignore SIGTERM for about two minutes."""
+    data = tmp_path / "data"
+    run("keys", "init", data_dir=data)
+    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
+    env |= {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": f"nats://127.0.0.1:{free_port()}"}
+    log = tmp_path / "agent.log"
+    with open(log, "wb") as out:
+        proc = subprocess.Popen([*XIEZHU, "agent", "--bureau", "gongan"], stdout=out, stderr=subprocess.STDOUT,
+                                env=env)
+        try:
+            deadline = time.monotonic() + 120
+            while "Connect call failed" not in log.read_text(errors="replace"):
+                assert proc.poll() is None, log.read_text()
+                assert time.monotonic() < deadline, "the agent never said it cannot connect"
+                time.sleep(0.1)
+            time.sleep(2)  # several reconnect attempts
+            proc.send_signal(signal.SIGTERM)
+            proc.wait(timeout=60)  # a bound, not a speed: it used to take two minutes
+        finally:
+            if proc.poll() is None:
+                proc.kill()
+                proc.wait()
+    text = log.read_text(errors="replace")
+    lines = [line for line in text.splitlines() if line.strip()]
+    assert "Traceback" not in text, text
+    assert sum("Connect call failed" in line for line in lines) == 1, text  # the same failure, said once
+    assert all(STAMPED.match(line) for line in lines[:-1]), text
+    assert lines[-1] == "agents gongan stopped before it had started", text
