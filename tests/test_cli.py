@@ -4,6 +4,7 @@ from __future__ import annotations
 import json
 import os
 import shutil
+import sqlite3
 import subprocess
 import sys
 from pathlib import Path
@@ -428,7 +429,7 @@ def test_read_commands_work_on_a_read_only_copy_of_a_data_directory(  # type: ig
         probe = read("bureaus")
         assert probe.returncode == 0, probe.stderr
         before = {p: p.stat().st_mtime_ns for p in archive.rglob("*")}
-        for args in (["audit", "--json"], ["sla"], ["cases"], ["credit", "outbox"]):
+        for args in (["audit", "--json"], ["sla"], ["cases"], ["credit", "outbox"], ["inbox", "--bureau", "ziran"]):
             result = read(*args)
             assert result.returncode == 0, f"xiezhu {' '.join(args)}: {result.stderr}"
             assert "Traceback" not in result.stderr
@@ -449,10 +450,47 @@ def test_a_command_that_must_write_on_a_read_only_copy_says_so_in_one_line(  # t
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
     env |= {"XIEZHU_DATA_DIR": str(archive)}
     try:
-        result = subprocess.run(["setpriv", "--bounding-set=-dac_override,-fowner", *XIEZHU, "inbox", "--bureau",
-                                 "ziran"], capture_output=True, text=True, env=env, timeout=240)
+        result = subprocess.run(["setpriv", "--bounding-set=-dac_override,-fowner", *XIEZHU, "projections",
+                                 "rebuild"], capture_output=True, text=True, env=env, timeout=240)
         assert result.returncode == 1 and "Traceback" not in result.stderr
         assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) <= 2, result.stderr
     finally:
         for path in [archive, *archive.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
+
+
+# -- damaged files (issue 15, point 9) ---------------------------------------------------------------
+
+
+def test_a_damaged_view_is_rebuilt_by_projections_rebuild(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_dir[0], copy, ignore=shutil.ignore_patterns("*.lock"))
+    sla = copy / "projections" / "sla.db"
+    with open(sla, "r+b") as f:  # the header page overwritten: SQLite no longer knows the file
+        f.write(b"\x5a" * 4096)
+    broken = run("sla", data_dir=copy, check=False)
+    assert broken.returncode == 1 and broken.stderr.startswith("error: a data file is damaged"), broken.stderr
+    rebuilt = run("projections", "rebuild", data_dir=copy, check=False)
+    assert rebuilt.returncode == 0, rebuilt.stderr
+    assert "moved to sla.db.damaged" in rebuilt.stderr
+    assert run("sla", "--json", data_dir=copy).stdout == run("sla", "--json", data_dir=demo_dir[0]).stdout
+
+
+def test_a_ledger_damaged_mid_file_makes_replay_and_sla_fail_clearly(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    copy = tmp_path / "copy"
+    shutil.copytree(demo_dir[0], copy, ignore=shutil.ignore_patterns("*.lock"))
+    db = sqlite3.connect(copy / "ledger" / "ledger.db")
+    pos, number, sender = db.execute("SELECT pos, number, sender FROM entries WHERE type = 'assistance.requested' "
+                                      "ORDER BY pos LIMIT 1 OFFSET 3").fetchone()
+    body = bytearray(db.execute("SELECT body FROM entries WHERE pos = ?", (pos,)).fetchone()[0])
+    body[len(body) // 2] ^= 1
+    db.execute("UPDATE entries SET body = ? WHERE pos = ?", (bytes(body), pos))
+    db.commit()
+    db.close()
+    replay = run("replay", number, "--from", sender, data_dir=copy, check=False)
+    assert replay.returncode == 1, replay.stdout
+    assert replay.stderr.startswith(f"error: the ledger is damaged at position {pos}"), replay.stderr
+    for view in (copy / "projections").glob("sla.db*"):  # a view built from the ledger now reads it all
+        view.unlink()
+    sla = run("sla", data_dir=copy, check=False)
+    assert sla.returncode == 1 and f"damaged at position {pos}" in sla.stderr, sla.stderr

@@ -61,3 +61,30 @@ def test_an_agent_that_cannot_reach_nats_logs_one_line_and_stops_at_sigterm(tmp_
     assert sum("Connect call failed" in line for line in lines) == 1, text  # the same failure, said once
     assert all(STAMPED.match(line) for line in lines[:-1]), text
     assert lines[-1] == "agents gongan stopped before it had started", text
+
+
+def test_the_demo_never_wipes_a_directory_a_running_service_uses(tmp_path: Path) -> None:
+    from xiezhu.demo import DemoError, prepare_data_dir
+    from xiezhu.running import agent_lock
+    from xiezhu.settings import Settings
+
+    settings = Settings(data_dir=tmp_path / "data")
+    prepare_data_dir(settings)  # a demo's directory, as the marker says
+    kept = settings.data_dir / "kept"
+    kept.write_text("a service's file")
+    server = EmbeddedNats(settings.nats_dir).start()  # `xiezhu nats-server` on it
+    try:
+        with pytest.raises(DemoError, match="in use by a running service"):
+            prepare_data_dir(settings)
+    finally:
+        server.stop()
+    lock = agent_lock(settings.bureau_dir("gongan"))  # `xiezhu agent --bureau gongan` on it
+    assert lock.acquire()
+    try:
+        with pytest.raises(DemoError, match="agent.lock is held"):
+            prepare_data_dir(settings)
+    finally:
+        lock.release()
+    assert kept.read_text() == "a service's file"
+    prepare_data_dir(settings)  # nobody runs on it now: a demo directory is replaced
+    assert not kept.exists()

@@ -776,6 +776,22 @@ def audit(
         raise typer.Exit(1)
 
 
+def _fresh_if_damaged(path: Path, open_view: Callable[[], Any]) -> Any:
+    """The view at ``path``; a file SQLite cannot read is moved aside (``.damaged``) and the view made anew,
+    since a rebuild replaces everything in it anyway."""
+    try:
+        return open_view()
+    except sqlite3.DatabaseError as e:
+        if "readonly" in str(e):
+            raise
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        for extra in ("-wal", "-shm"):
+            path.with_name(path.name + extra).unlink(missing_ok=True)
+        err.print(f"{path} could not be read ({e}); moved to {aside.name}, building it anew")
+        return open_view()
+
+
 @projections_app.command("rebuild")
 def projections_rebuild(ctx: typer.Context) -> None:
     """Drop the read models (SLA view, commitment cases) and build them again from the ledger.
@@ -789,11 +805,16 @@ def projections_rebuild(ctx: typer.Context) -> None:
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     ledger_ = ledger_at(settings)
     views: list[tuple[str, Any]] = [
-        ("SLA view", SlaView(settings.sla_path, CalendarStore(settings.calendar_dir),
-                             catalogue=existing_catalogue(settings))),
-        ("commitment cases", CommitmentView(settings.commitments_path, view_key=view_key(settings))),
-        ("credit view", CreditView(settings.credit_path, view_key=view_key(settings))),
+        ("SLA view", _fresh_if_damaged(settings.sla_path, lambda: SlaView(
+            settings.sla_path, CalendarStore(settings.calendar_dir), catalogue=existing_catalogue(settings)))),
+        ("commitment cases", _fresh_if_damaged(settings.commitments_path, lambda: CommitmentView(
+            settings.commitments_path, view_key=view_key(settings)))),
+        ("credit view", _fresh_if_damaged(settings.credit_path, lambda: CreditView(
+            settings.credit_path, view_key=view_key(settings)))),
     ]
+    for label, view in views:
+        if view.in_memory:  # it could only be rebuilt in memory and lost: say so rather than pretend
+            raise XiezhuError(f"the {label} cannot be rebuilt: {settings.sla_path.parent} is read-only here")
     with Progress(console=err) as progress:
         for label, view in views:
             task = progress.add_task(f"rebuilding {label}", total=len(ledger_))
@@ -811,10 +832,14 @@ def main() -> None:
     except (OSError, nats.errors.Error) as e:
         err.print(f"[red]error:[/] cannot reach NATS or a file: {e}", highlight=False)
         sys.exit(1)
-    except sqlite3.OperationalError as e:
-        if "readonly" not in str(e):
+    except sqlite3.DatabaseError as e:
+        if "readonly" in str(e):
+            # A command that writes (a store, a view's catch-up) on a read-only copy of a data directory.
+            err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: {e}",
+                      highlight=False)
+        elif isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
             raise
-        # A command that writes (a store, a view's catch-up) on a read-only copy of a data directory.
-        err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: {e}",
-                  highlight=False)
+        else:  # "file is not a database", "database disk image is malformed"
+            err.print(f"[red]error:[/] a data file is damaged: {e}; `xiezhu audit` checks the ledger, "
+                      "`xiezhu projections rebuild` rebuilds the views", highlight=False)
         sys.exit(1)

@@ -10,12 +10,15 @@ are thrown at the agents, which dead-letter them and carry on.
 from __future__ import annotations
 
 import asyncio
+import fcntl
+import os
 import random
 import shutil
 import time as timer
 from collections import Counter
 from collections.abc import Iterator
 from datetime import datetime, time, timedelta
+from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -377,6 +380,23 @@ def office_slots(start: datetime) -> Iterator[datetime]:
         day += timedelta(days=1)
 
 
+def held_locks(directory: Path) -> list[Path]:
+    """The lock files under ``directory`` that a running process holds (agents, an embedded nats-server)."""
+    held = []
+    for path in sorted(directory.rglob("*.lock")):
+        try:
+            fd = os.open(path, os.O_RDONLY)
+        except OSError:
+            continue
+        try:
+            fcntl.flock(fd, fcntl.LOCK_SH | fcntl.LOCK_NB)
+        except BlockingIOError:
+            held.append(path)
+        finally:
+            os.close(fd)
+    return held
+
+
 def prepare_data_dir(settings: Settings) -> None:
     """Start from an empty demo directory; never wipe a directory the demo did not make."""
     d = settings.data_dir
@@ -384,6 +404,10 @@ def prepare_data_dir(settings: Settings) -> None:
         if not settings.demo_marker.exists():
             raise DemoError(f"{d} holds data that is not a demo's; choose another with --data-dir "
                             f"or XIEZHU_DATA_DIR (the demo starts from an empty directory)")
+        busy = held_locks(d)
+        if busy:  # an agent or an embedded nats-server runs on it: never pull the floor from under it
+            raise DemoError(f"{d} is in use by a running service ({busy[0].relative_to(d)} is held); stop it "
+                            f"or run the demo with another --data-dir")
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     settings.demo_marker.write_text("made by `xiezhu demo`; the next demo run replaces this directory\n")

@@ -15,6 +15,7 @@
 from __future__ import annotations
 
 import base64
+import os
 import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
@@ -118,6 +119,17 @@ class _BytesAsBase64(Transcoding):
         return base64.b64decode(data)
 
 
+def _read_only(path: Path) -> bool:
+    """Whether ``path`` is an existing file this process may not write, or in a directory it may not write."""
+    if not path.is_file():
+        return False
+    try:
+        os.close(os.open(path, os.O_RDWR))
+    except OSError:
+        return True
+    return not os.access(path.parent, os.W_OK, effective_ids=True)
+
+
 def store_env(path: Path | str | None, *, cipher_key: bytes | None = None) -> dict[str, str]:
     """eventsourcing settings for a store file (``None``: in memory).
 
@@ -128,6 +140,11 @@ def store_env(path: Path | str | None, *, cipher_key: bytes | None = None) -> di
         env = {"PERSISTENCE_MODULE": "eventsourcing.popo"}
     elif isinstance(path, str) and path.startswith(("postgres://", "postgresql://")):
         env = _postgres_env(path)
+    elif _read_only(Path(path)):
+        # A read-only copy of a data directory (an archive): read it as it is, create nothing.
+        # Immutable, since its WAL's shared memory cannot be made there; a write fails clearly.
+        uri = Path(path).resolve().as_uri() + "?mode=ro&immutable=1"
+        env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": uri, "CREATE_TABLE": "false"}
     else:
         env = {"PERSISTENCE_MODULE": "eventsourcing.sqlite", "SQLITE_DBNAME": str(path), "SQLITE_LOCK_TIMEOUT": "30"}
     if cipher_key is not None:

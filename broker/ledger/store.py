@@ -88,6 +88,12 @@ class LedgerError(XiezhuError):
     code = "ledger"
 
 
+class LedgerDamaged(LedgerError):
+    """An entry read from the ledger does not match its hash, or does not link to the one before."""
+
+    code = "ledger.damaged"
+
+
 class NoLedgerKey(CannotOpen):
     """Reading what the ledger says needs 区司法局's box key, which this machine does not hold."""
 
@@ -157,10 +163,24 @@ _COLUMNS = ("pos, event_id, case_id, number, type, sender, recipient, event_time
 
 
 def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
+    """An entry as stored, whose hash must match its contents: a damaged ledger is never read as if whole.
+
+    Reading through :class:`Ledger` (the views, replay, history) checks each entry's own hash, one
+    SHA-256, and :meth:`Ledger.entries` also its link to the entry before; ``xiezhu audit`` checks
+    everything else.  Raises :class:`LedgerDamaged`.
+    """
     (pos, event_id, case_id, number, type_, sender, recipient, event_time, arrived_at,
      stream_seq, kid, sig, body, prev_hash, hash_) = row
-    return Entry(pos, event_id, case_id, number, type_, sender, recipient, event_time, arrived_at,
-                 stream_seq, Signed(body=bytes(body), kid=kid, sig=bytes(sig)), bytes(prev_hash), bytes(hash_))
+    try:
+        entry = Entry(pos, event_id, case_id, number, type_, sender, recipient, event_time, arrived_at,
+                      stream_seq, Signed(body=bytes(body), kid=kid, sig=bytes(sig)), bytes(prev_hash), bytes(hash_))
+        whole = entry.hash == chain_hash(entry.prev_hash, pos, arrived_at, kid, entry.signed.sig, entry.signed.body)
+    except (TypeError, ValueError, AttributeError, struct.error):
+        whole = False
+    if not whole:
+        raise LedgerDamaged(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
+                            "run `xiezhu audit` (nothing read from it is trusted)", position=pos)
+    return entry
 
 
 class Ledger:
@@ -252,8 +272,17 @@ class Ledger:
             args = (after, limit)
         conn = open_read_only(self.path) if self.read_only else sqlite3.connect(self.path)
         try:
+            prev: Entry | None = None
             for row in conn.execute(sql, args):
-                yield _entry(row)
+                entry = _entry(row)
+                if (entry.pos != (prev.pos if prev else after) + 1
+                        or (prev is not None and entry.prev_hash != prev.hash)):
+                    raise LedgerDamaged(f"the ledger is damaged at position {entry.pos}: it does not follow position "
+                                        f"{prev.pos if prev else after}; run `xiezhu audit`", position=entry.pos)
+                prev = entry
+                yield entry
+        except sqlite3.DatabaseError as e:
+            raise LedgerDamaged(f"the ledger file is damaged: {e}; run `xiezhu audit`") from e
         finally:
             conn.close()
 
