@@ -102,8 +102,12 @@ class EmbeddedNats:
             cmd += ["-m", str(self.http_port)]  # monitoring: /varz, /jsz, /healthz
         return cmd
 
-    def start(self, timeout: float = 10.0) -> EmbeddedNats:
-        """Start the server and wait until it accepts client connections."""
+    def start(self, timeout: float = 60.0) -> EmbeddedNats:
+        """Start the server and wait until it accepts client connections.
+
+        60 s: a machine minutes after boot can take far longer than the usual tenth of a second
+        (JetStream recovers its store, the disk is cold); a failure says why in one line.
+        """
         if self._proc is not None:
             return self
         self.store_dir.mkdir(parents=True, exist_ok=True)
@@ -151,8 +155,10 @@ class EmbeddedNats:
             if self._ready():
                 return
             time.sleep(0.02)
+        tail = self.log_file.read_text(errors="replace").strip().splitlines()[-1:] if self.log_file.exists() else []
         self.stop()
-        raise ServerError(f"nats-server did not accept connections on {self.url} within {timeout}s")
+        raise ServerError(f"nats-server did not accept connections on {self.url} within {timeout}s"
+                          + (f"; its log ends: {tail[0]}" if tail else "; it wrote no log"))
 
     def _ready(self) -> bool:
         # Our own process says so in its own log: a connect alone could reach another
@@ -162,7 +168,7 @@ class EmbeddedNats:
         except FileNotFoundError:
             return False
 
-    def reload(self, timeout: float = 10.0) -> None:
+    def reload(self, timeout: float = 30.0) -> None:
         """Make the running server read its configuration file again (SIGHUP) and wait until it has.
 
         Removing a user from the file revokes it: the server closes that user's connections and

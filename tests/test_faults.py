@@ -88,3 +88,13 @@ def test_the_demo_never_wipes_a_directory_a_running_service_uses(tmp_path: Path)
     assert kept.read_text() == "a service's file"
     prepare_data_dir(settings)  # nobody runs on it now: a demo directory is replaced
     assert not kept.exists()
+
+
+def test_a_server_not_ready_in_time_says_why_in_one_line(tmp_path: Path) -> None:
+    """Start-up waits up to 60 s by default (a cold machine); what gives up names the log's last line."""
+    server = EmbeddedNats(tmp_path / "nats")
+    with pytest.raises(ServerError, match=r"within 1e-06s; (its log ends: .+|it wrote no log)$") as raised:
+        server.start(timeout=1e-6)
+    assert "\n" not in str(raised.value) and not server.running
+    server.start()  # and the store is not left locked
+    server.stop()
