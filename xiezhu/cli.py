@@ -54,6 +54,7 @@ from xiezhu.cli_keys import app as keys_app
 from xiezhu.cli_ledger import ledger_app
 from xiezhu.cli_report import report as report_cmd
 from xiezhu.cli_sla import calendar_app, sla_app, sla_table, stats_table
+from xiezhu.cli_users import app as users_app
 from xiezhu.deadlines import late_warnings
 from xiezhu.settings import ENV_DATA_DIR, ENV_DATABASE_URL, ENV_NATS_URL, Settings
 
@@ -71,6 +72,7 @@ app.add_typer(dispute_app, name="dispute")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(alerts_app, name="alerts")
+app.add_typer(users_app, name="users")
 app.add_typer(records_app, name="records")
 app.add_typer(docs_app, name="docs")
 app.command("serve")(serve)

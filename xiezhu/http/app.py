@@ -52,6 +52,7 @@ from xiezhu.http import models as m
 from xiezhu.http.alerts import Alerts, MailSettings, alerts_path, mail_once
 from xiezhu.http.feed import Feed
 from xiezhu.http.tokens import Token, TokenStore
+from xiezhu.http.users import UserStore
 from xiezhu.running import agent_running
 from xiezhu.settings import Settings
 
@@ -102,6 +103,8 @@ class FrontDoor:
         self.mail = mail if mail is not None else MailSettings.from_env()
         #: Each bureau's alert recipients and the alerts mailed (:mod:`xiezhu.http.alerts`).
         self.alerts = {code: Alerts(code, alerts_path(settings, code)) for code in self.bureaus}
+        #: The console's accounts and sessions (``xiezhu users create``).
+        self.users = UserStore(settings.data_dir / "users.db")
         self._locks = {code: threading.Lock() for code in self.bureaus}
         self._open_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
@@ -161,6 +164,7 @@ class FrontDoor:
             feed.close()
         for alerts in self.alerts.values():
             alerts.close()
+        self.users.close()
         self.tokens.close()
 
     async def _follow(self, code: str) -> None:
@@ -356,6 +360,10 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
     from xiezhu.ops import DoorOps, mount
 
     mount(app, DoorOps(door))  # /healthz, /readyz, /metrics
+    from xiezhu.http.console import console_router, static_dir
+
+    app.mount("/static/console", StaticFiles(directory=static_dir()), name="console-assets")
+    app.include_router(console_router(door, door.users))  # the web console at /
     return app
 
 

@@ -1,0 +1,82 @@
+"""``xiezhu users``: the console's accounts (``xiezhu serve`` at ``/``), one bureau each."""
+from __future__ import annotations
+
+import sys
+from typing import Annotated
+
+import typer
+from rich.console import Console
+
+from aggregates.registry import Registry
+from xiezhu.cli_common import print_json
+from xiezhu.cli_common import settings_of as _settings
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                  help="控制台账号：accounts of the web console of `xiezhu serve`, one bureau each.")
+err = Console(stderr=True)
+
+
+@app.command("create")
+def create(
+    ctx: typer.Context,
+    bureau: Annotated[str, typer.Option("--bureau", help="The bureau the account works for; sifa sees every bureau.")],
+    login: Annotated[str, typer.Argument(help="The login name, e.g. wang.li")],
+    name: Annotated[str, typer.Option(help="The person's name, as the console shows it.")] = "",
+    password_stdin: Annotated[bool, typer.Option(
+        "--password-stdin", help="Read the password from standard input instead of asking.")] = False,
+) -> None:
+    """Make a console account; the password (at least 10 characters) is kept as a scrypt hash.
+
+    Example: [bold]xiezhu users create --bureau gongan wang.li --name 王丽[/]
+    """
+    from xiezhu.http.users import UserStore
+
+    code = Registry.load()[bureau].code
+    if password_stdin:
+        password = sys.stdin.readline().rstrip("\n")
+    else:
+        password = typer.prompt("password", hide_input=True, confirmation_prompt=True)
+    users = UserStore(_settings(ctx).data_dir / "users.db")
+    try:
+        user = users.create(login, code, password, name)
+    finally:
+        users.close()
+    err.print(f"account {user.login} for {code} made; log in at the console of `xiezhu serve`")
+
+
+@app.command("list")
+def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False) -> None:
+    """The console's accounts (never their passwords).
+
+    Example: [bold]xiezhu users list[/]
+    """
+    from xiezhu.http.users import UserStore
+
+    users = UserStore(_settings(ctx).data_dir / "users.db")
+    try:
+        rows = users.list()
+    finally:
+        users.close()
+    if as_json:
+        print_json(rows)
+        return
+    for r in rows:
+        print(f"{r['login']:<20} {r['bureau']:<12} {r['name']}" + ("  (disabled)" if r["disabled"] else ""))
+
+
+@app.command("disable")
+def disable(ctx: typer.Context, login: Annotated[str, typer.Argument(help="The login name.")]) -> None:
+    """Lock an account out and end its sessions.
+
+    Example: [bold]xiezhu users disable wang.li[/]
+    """
+    from schemas.errors import XiezhuError
+    from xiezhu.http.users import UserStore
+
+    users = UserStore(_settings(ctx).data_dir / "users.db")
+    try:
+        if not users.disable(login):
+            raise XiezhuError(f"no account {login!r}")
+    finally:
+        users.close()
+    err.print(f"account {login} disabled")

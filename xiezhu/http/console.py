@@ -1,0 +1,297 @@
+"""The web console of ``xiezhu serve`` (Chinese): login, 期限看板 (live), 待办 with the answer form, a case page.
+
+Server-rendered with Jinja2; the only JavaScript (``static/console/console.js``, served here:
+the offices may have no internet) listens to ``/board/events`` (Server-Sent Events) and
+swaps the board's rows in when they change, without a reload.  A bureau's operator sees and
+acts for its own bureau only (403 elsewhere); 区司法局's accounts (``sifa``) see every bureau
+the server serves and act for none.  Applicants are masked everywhere (decision 27).
+Every POST carries the session's CSRF token.
+"""
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import hmac
+import json
+from collections.abc import AsyncIterator
+from datetime import datetime, time
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qs, quote
+
+import msgspec
+from fastapi import APIRouter, HTTPException, Request
+from fastapi.responses import HTMLResponse, RedirectResponse, Response, StreamingResponse
+from fastapi.templating import Jinja2Templates
+
+from aggregates.assistance import OPEN, CaseState, legal_arrival, time_limits
+from aggregates.calendar_store import CalendarStore
+from aggregates.registry import JUSTICE
+from aggregates.store import SHANGHAI
+from schemas.assistance import ItemResult
+from schemas.privacy import mask_id, mask_name
+from xiezhu.http.users import Session, UserStore
+
+if TYPE_CHECKING:
+    from xiezhu.http.app import FrontDoor
+
+HERE = Path(__file__).parent
+COOKIE = "xiezhu_session"
+#: How often the live board looks for a change.
+BOARD_POLL_S = 1.0
+
+STATE_ZH = {"in-transit": "在途", "on-time": "正常", "due-soon": "临近期限", "due-today": "今日到期",
+            "overdue": "已逾期"}
+STATUS_ZH = {"requested": "已发出", "received": "待办", "replied": "已答复", "declined": "已书面告知",
+             "withdrawn": "已撤回"}
+VERDICT_ZH = {"true": "真实", "false": "虚假", "unverifiable": "无法证实"}
+
+
+def static_dir() -> Path:
+    return HERE / "static" / "console"
+
+
+def board_rows(door: FrontDoor, bureaus: list[str], now: datetime, *, state: str = "", matter: str = "",
+               bureau: str = "") -> list[dict[str, Any]]:
+    """Every open request the bureaus answer or wait for, with its working days left and SLA state."""
+    cal = CalendarStore(door.settings.calendar_dir).calendar()
+    today = now.astimezone(SHANGHAI).date()
+    out: list[dict[str, Any]] = []
+    seen: set[str] = set()
+    for code in bureaus:
+        if bureau and code != bureau:
+            continue
+        if not door.settings.store_path(code).exists():
+            continue
+        for st in door.desk(code).requests():
+            if st.status not in OPEN or st.case in seen:
+                continue
+            seen.add(st.case)
+            row = _judge(st, cal, now, today)
+            row["bureau"] = code
+            if state and row["state"] != state or matter and matter not in row["matter"]:
+                continue
+            out.append(row)
+    order = {"overdue": 0, "due-today": 1, "due-soon": 2, "on-time": 3, "in-transit": 4}
+    out.sort(key=lambda r: (order[r["state"]], r["due_at"] or "", r["number"]))
+    return out
+
+
+def _judge(st: CaseState, cal: Any, now: datetime, today: Any) -> dict[str, Any]:
+    arrived = legal_arrival(st)
+    row: dict[str, Any] = {"number": st.number, "requester": st.requester, "assistor": st.assistor,
+                           "status": st.status, "matter": st.request.matter.name, "due_at": None,
+                           "days_left": None, "state": "in-transit", "provisional": False}
+    if arrived is None:
+        return row
+    within, _ = time_limits(st.request)
+    due = cal.add_working_days(arrived, within)
+    row["due_at"] = due.ends_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    row["provisional"] = due.provisional
+    if now >= due.ends_at:
+        row["state"], row["days_left"] = "overdue", 0
+        return row
+    left, _ = cal.working_days_between(now, datetime.combine(due.last_day, time(12), tzinfo=SHANGHAI))
+    if cal.is_working_day(today)[0]:
+        left += 1
+    row["days_left"] = left
+    if due.last_day == today:
+        row["state"] = "due-today"
+    elif due.last_day == cal.add_working_days(now, 1).last_day:
+        row["state"] = "due-soon"
+    else:
+        row["state"] = "on-time"
+    return row
+
+
+def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
+    r = APIRouter(include_in_schema=False)
+    templates = Jinja2Templates(directory=str(HERE / "templates"))
+    templates.env.globals.update(STATE_ZH=STATE_ZH, STATUS_ZH=STATUS_ZH, VERDICT_ZH=VERDICT_ZH)
+
+    def name(code: str) -> str:
+        return door.registry.name(code) if code in door.registry else code
+
+    templates.env.filters["bureau_name"] = name
+    templates.env.filters["local_time"] = local_time
+
+    def session_of(request: Request) -> Session | None:
+        return users.session(request.cookies.get(COOKIE))
+
+    def need(request: Request) -> Session:
+        s = session_of(request)
+        if s is None:
+            raise HTTPException(303, "login", headers={"Location": "/login?next=" + quote(request.url.path)})
+        return s
+
+    def visible(s: Session) -> list[str]:
+        return list(door.bureaus) if s.user.bureau == JUSTICE else [b for b in door.bureaus if b == s.user.bureau]
+
+    def may_see(s: Session, bureau: str) -> None:
+        if bureau not in door.bureaus:
+            raise HTTPException(404, f"本服务不负责 {bureau}")
+        if s.user.bureau not in (bureau, JUSTICE):
+            raise HTTPException(403, f"{name(s.user.bureau)}的账号不能查看{name(bureau)}的数据")
+
+    def may_act(s: Session, bureau: str) -> None:
+        may_see(s, bureau)
+        if s.user.bureau != bureau:
+            raise HTTPException(403, f"{name(s.user.bureau)}的账号只能查看，不能代{name(bureau)}办理")
+
+    async def form_of(request: Request, s: Session) -> dict[str, list[str]]:
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"), keep_blank_values=True)
+        token = (form.get("csrf") or [""])[0]
+        if not hmac.compare_digest(token, s.csrf):
+            raise HTTPException(403, "表单已过期（CSRF 校验失败），请刷新页面后重试")
+        return form
+
+    def page(request: Request, template: str, s: Session | None, **ctx: Any) -> HTMLResponse:
+        return templates.TemplateResponse(request, template, {"session": s, "bureaus": door.bureaus, **ctx})
+
+    @r.get("/login")
+    def login_form(request: Request, next: str = "/") -> HTMLResponse:
+        return page(request, "login.html", None, next=next if next.startswith("/") else "/", error="")
+
+    @r.post("/login")
+    async def login(request: Request) -> Response:
+        form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
+        login_, password = (form.get("login") or [""])[0], (form.get("password") or [""])[0]
+        nxt = (form.get("next") or ["/"])[0]
+        got = await asyncio.to_thread(users.login, login_, password)
+        if got is None:
+            refused = page(request, "login.html", None, next=nxt, error="账号或密码不正确")
+            refused.status_code = 401
+            return refused
+        sid, _ = got
+        resp = RedirectResponse(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", status_code=303)
+        resp.set_cookie(COOKIE, sid, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        max_age=12 * 3600)
+        return resp
+
+    @r.post("/logout")
+    async def logout(request: Request) -> Response:
+        s = need(request)
+        await form_of(request, s)
+        users.logout(request.cookies.get(COOKIE, ""))
+        resp = RedirectResponse("/login", status_code=303)
+        resp.delete_cookie(COOKIE)
+        return resp
+
+    def filters(request: Request, s: Session) -> dict[str, str]:
+        q = request.query_params
+        f = {"bureau": q.get("bureau", ""), "state": q.get("state", ""), "matter": q.get("matter", "")}
+        if f["state"] and f["state"] not in STATE_ZH:
+            f["state"] = ""
+        if f["bureau"] and f["bureau"] not in visible(s):
+            f["bureau"] = ""
+        return f
+
+    async def rows_for(s: Session, f: dict[str, str]) -> list[dict[str, Any]]:
+        return await asyncio.to_thread(board_rows, door, visible(s), door.clock.now(), **f)
+
+    @r.get("/")
+    async def board(request: Request) -> HTMLResponse:
+        s = need(request)
+        f = filters(request, s)
+        rows = await rows_for(s, f)
+        return page(request, "board.html", s, rows=rows, f=f, visible=visible(s), query=request.url.query)
+
+    @r.get("/board/rows")
+    async def board_fragment(request: Request) -> HTMLResponse:
+        s = need(request)
+        return page(request, "board_rows.html", s, rows=await rows_for(s, filters(request, s)))
+
+    @r.get("/board/events")
+    async def board_events(request: Request) -> StreamingResponse:
+        """An SSE ``board`` event whenever the board's rows change (arrive, answered, go overdue)."""
+        s = need(request)
+        f = filters(request, s)
+
+        async def stream() -> AsyncIterator[bytes]:
+            last = ""
+            yield b"retry: 2000\n\n"
+            while not door.stopping.is_set():
+                rows = await rows_for(s, f)
+                digest = hashlib.sha256(json.dumps(rows, sort_keys=True, default=str).encode()).hexdigest()[:16]
+                if digest != last:
+                    counts = {k: sum(1 for x in rows if x["state"] == k) for k in STATE_ZH}
+                    yield f"event: board\nid: {digest}\ndata: {json.dumps(counts)}\n\n".encode()
+                    last = digest
+                if await request.is_disconnected():
+                    return
+                await asyncio.sleep(BOARD_POLL_S)
+
+        return StreamingResponse(stream(), media_type="text/event-stream",
+                                 headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
+
+    @r.get("/inbox/{bureau}")
+    async def inbox(request: Request, bureau: str) -> HTMLResponse:
+        s = need(request)
+        may_see(s, bureau)
+        cases = await asyncio.to_thread(lambda: door.desk(bureau).inbox()
+                                        if door.settings.store_path(bureau).exists() else [])
+        now = door.clock.now()
+        cal = CalendarStore(door.settings.calendar_dir).calendar()
+        items = [{"st": st, "applicant": mask_name(st.request.applicant.name),
+                  "id_number": mask_id(st.request.applicant.id_number),
+                  "sla": _judge(st, cal, now, now.astimezone(SHANGHAI).date())} for st in cases]
+        return page(request, "inbox.html", s, bureau=bureau, items=items,
+                    can_act=s.user.bureau == bureau, done=request.query_params.get("done", ""))
+
+    def _case(bureau: str, requester: str, number: str) -> CaseState:
+        from xiezhu.http.app import find_case
+
+        return find_case(door.desk(bureau), requester, number)
+
+    @r.post("/inbox/{bureau}/{requester}/{number}/answer")
+    async def answer(request: Request, bureau: str, requester: str, number: str) -> Response:
+        s = need(request)
+        may_act(s, bureau)
+        form = await form_of(request, s)
+        st = await asyncio.to_thread(_case, bureau, requester, number)
+        results = []
+        for item in st.request.items:
+            verdict = (form.get(f"verdict-{item.no}") or [""])[0]
+            reason = (form.get(f"reason-{item.no}") or [""])[0].strip()
+            if verdict not in VERDICT_ZH:
+                raise HTTPException(422, f"第 {item.no} 项：请选择 真实 / 虚假 / 无法证实")
+            if verdict != "true" and not reason:
+                raise HTTPException(422, f"第 {item.no} 项：{VERDICT_ZH[verdict]}须写明理由")
+            results.append(msgspec.convert({"no": item.no, "verdict": verdict, "reason": reason}, ItemResult))
+        operator = f"console:{s.user.login}"
+        await asyncio.to_thread(door.acting, bureau, lambda desk: desk.answer(st.case, results, operator))
+        return RedirectResponse(f"/inbox/{bureau}?done={number}", status_code=303)
+
+    @r.post("/inbox/{bureau}/{requester}/{number}/decline")
+    async def decline(request: Request, bureau: str, requester: str, number: str) -> Response:
+        s = need(request)
+        may_act(s, bureau)
+        form = await form_of(request, s)
+        reasons = (form.get("reasons") or [""])[0].strip()
+        if not reasons:
+            raise HTTPException(422, "不予协助须书面说明理由")
+        st = await asyncio.to_thread(_case, bureau, requester, number)
+        operator = f"console:{s.user.login}"
+        await asyncio.to_thread(door.acting, bureau, lambda desk: desk.decline(st.case, reasons, operator))
+        return RedirectResponse(f"/inbox/{bureau}?done={number}", status_code=303)
+
+    @r.get("/cases/{bureau}/{requester}/{number}")
+    async def case_page(request: Request, bureau: str, requester: str, number: str) -> HTMLResponse:
+        from xiezhu.http.app import case_out, history_of
+
+        s = need(request)
+        may_see(s, bureau)
+        st = await asyncio.to_thread(_case, bureau, requester, number)
+        history = await asyncio.to_thread(history_of, door.store(bureau), st.case)
+        now = door.clock.now()
+        cal = CalendarStore(door.settings.calendar_dir).calendar()
+        return page(request, "case.html", s, bureau=bureau, case=case_out(st), history=history,
+                    sla=_judge(st, cal, now, now.astimezone(SHANGHAI).date()))
+
+    return r
+
+
+def local_time(iso: str | None) -> str:
+    if not iso:
+        return ""
+    return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
