@@ -90,6 +90,9 @@ async def test_an_operator_answers_from_the_inbox_form_and_the_board_changes_liv
         inbox = await wang.get("/inbox/ziran")
         assert "张*" in inbox.text and RESIDENT["id_number"] not in inbox.text and RESIDENT["name"] not in inbox.text
         assert (await wang.get("/inbox/shenpi")).status_code == 403  # another bureau's inbox
+        shown = await wang.post("/inbox/ziran/reveal", data={"csrf": csrf_of(inbox.text), "reason": "核查户籍"})
+        assert shown.status_code == 200 and RESIDENT["id_number"] in shown.text and "已记入查阅记录" in shown.text
+        assert (await wang.post("/inbox/ziran/reveal", data={"csrf": csrf_of(inbox.text)})).status_code == 422
         form = {"verdict-1": "true", "verdict-2": "unverifiable", "reason-2": "档案已移交", "reason-1": ""}
         url = "/inbox/ziran/shenpi/20260001/answer"
         assert (await wang.post(url, data=form)).status_code == 403  # no CSRF token

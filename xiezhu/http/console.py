@@ -224,19 +224,39 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
         return StreamingResponse(stream(), media_type="text/event-stream",
                                  headers={"Cache-Control": "no-store", "X-Accel-Buffering": "no"})
 
+    def inbox_page(request: Request, s: Session, bureau: str, cases: list[CaseState], *,
+                   revealed: str = "") -> HTMLResponse:
+        now = door.clock.now()
+        cal = CalendarStore(door.settings.calendar_dir).calendar()
+        items = [{"st": st,
+                  "applicant": st.request.applicant.name if revealed else mask_name(st.request.applicant.name),
+                  "id_number": st.request.applicant.id_number if revealed else mask_id(st.request.applicant.id_number),
+                  "sla": _judge(st, cal, now, now.astimezone(SHANGHAI).date())} for st in cases]
+        return page(request, "inbox.html", s, bureau=bureau, items=items, revealed=revealed,
+                    can_act=s.user.bureau == bureau, done=request.query_params.get("done", ""))
+
     @r.get("/inbox/{bureau}")
     async def inbox(request: Request, bureau: str) -> HTMLResponse:
         s = need(request)
         may_see(s, bureau)
         cases = await asyncio.to_thread(lambda: door.desk(bureau).inbox()
                                         if door.settings.store_path(bureau).exists() else [])
-        now = door.clock.now()
-        cal = CalendarStore(door.settings.calendar_dir).calendar()
-        items = [{"st": st, "applicant": mask_name(st.request.applicant.name),
-                  "id_number": mask_id(st.request.applicant.id_number),
-                  "sla": _judge(st, cal, now, now.astimezone(SHANGHAI).date())} for st in cases]
-        return page(request, "inbox.html", s, bureau=bureau, items=items,
-                    can_act=s.user.bureau == bureau, done=request.query_params.get("done", ""))
+        return inbox_page(request, s, bureau, cases)
+
+    @r.post("/inbox/{bureau}/reveal")
+    async def reveal(request: Request, bureau: str) -> HTMLResponse:
+        """显示完整信息: the inbox with applicants in full, once the access log and the ledger notice have it
+        (as ``xiezhu inbox --reveal --reason``); only the bureau's own operators, who hold its store key."""
+        s = need(request)
+        may_act(s, bureau)
+        form = await form_of(request, s)
+        reason = (form.get("reason") or [""])[0].strip()
+        if not reason:
+            raise HTTPException(422, "显示完整信息须说明理由（记入查阅记录并报区司法局）")
+        operator = f"console:{s.user.login}"
+        cases, _ = await asyncio.to_thread(
+            door.acting, bureau, lambda desk: desk.reveal_inbox(reason, operator, command="console"))
+        return inbox_page(request, s, bureau, cases, revealed=reason)
 
     def _case(bureau: str, requester: str, number: str) -> CaseState:
         from xiezhu.http.app import find_case
