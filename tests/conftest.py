@@ -2,11 +2,14 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import os
+import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 import sqlite_utils
@@ -29,7 +32,14 @@ def pytest_addoption(parser: pytest.Parser) -> None:
     parser.addoption("--run-slow", action="store_true", help="also run long fuzz and soak tests")
 
 
+#: A test that uses the session's demo may be the one whose setup runs it (about a minute, more on a busy machine).
+DEMO_TIMEOUT = 600
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    for item in items:
+        if "demo_run" in getattr(item, "fixturenames", ()):
+            item.add_marker(pytest.mark.timeout(DEMO_TIMEOUT))
     if config.getoption("--run-slow"):
         return
     skip = pytest.mark.skip(reason="long-running; pass --run-slow to run it")
@@ -116,6 +126,27 @@ async def node(settings: Settings, registry: Registry, clock: SimulatedClock) ->
     await n.start()
     yield n
     await n.stop()
+
+
+@pytest.fixture(scope="session")
+def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
+    """One ``xiezhu demo`` for the whole session: its data directory and JSON summary. Read-only:
+    a test that changes the data works on a copy (:func:`copy_of_demo`)."""
+    from tests.helpers import xiezhu
+
+    data = tmp_path_factory.mktemp("demo") / "xiezhu"
+    # Seed 1 leaves requests open in operator inboxes at the end (test_cli checks it, not assumes it).
+    summary = json.loads(xiezhu("demo", "--json", "--requests", "40", "--seed", "1", data_dir=data,
+                                timeout=DEMO_TIMEOUT).stdout)
+    return data, summary
+
+
+def copy_of_demo(demo: tuple[Path, dict[str, Any]], to: Path) -> tuple[Path, dict[str, Any]]:
+    """A copy of the session's demo data directory, for tests that answer, adjust or checkpoint."""
+    data, summary = demo
+    copy = to / "xiezhu"
+    shutil.copytree(data, copy)
+    return copy, summary
 
 
 async def eventually(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -2,9 +2,7 @@
 from __future__ import annotations
 
 import json
-import os
 import subprocess
-import sys
 from datetime import datetime
 from pathlib import Path
 
@@ -12,6 +10,7 @@ import pytest
 
 from aggregates.workdays import SHANGHAI
 from broker.ledger.store import Ledger
+from tests.helpers import xiezhu as run
 from tests.test_sla import Book
 from xiezhu.settings import Settings
 
@@ -20,13 +19,7 @@ SCHEDULE = ('year = 2027\nholidays = [2027-02-08, 2027-02-09, 2027-02-10, 2027-0
 
 
 def xiezhu(*args: str, data_dir: Path, check: bool = True) -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
-    env |= {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    proc = subprocess.run([sys.executable, "-m", "xiezhu", *args], capture_output=True, text=True, env=env,
-                          timeout=120)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"xiezhu {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
+    return run(*args, data_dir=data_dir, check=check, timeout=120)
 
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:

@@ -10,7 +10,6 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from agencies.trust.keys import KeyStore
 from aggregates.clock import SystemClock
@@ -18,7 +17,8 @@ from aggregates.registry import Registry
 from schemas.catalogue import AssistanceItem, MatterRow
 from schemas.errors import XiezhuError
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
-from tests.test_cli import run
+from tests.helpers import invoke
+from tests.helpers import xiezhu as run
 from xiezhu.bootstrap import open_catalogue
 from xiezhu.cli import app
 from xiezhu.node import Node
@@ -45,7 +45,7 @@ class Result:
 
 def xz(settings: Settings, *args: str, env: dict[str, str] | None = None) -> Result:
     """A command in this process, as ``xiezhu.cli.main`` runs it: an XiezhuError is one error line and exit 1."""
-    result = CliRunner().invoke(app, list(args), env={"XIEZHU_DATA_DIR": str(settings.data_dir), "COLUMNS": "200",
+    result = invoke(app, list(args), env={"XIEZHU_DATA_DIR": str(settings.data_dir), "COLUMNS": "200",
                                                       "XIEZHU_OPERATOR": "", **(env or {})})
     if isinstance(result.exception, XiezhuError):
         return Result(1, result.stdout, result.stderr + f"error: {result.exception}\n")
@@ -245,7 +245,7 @@ def test_every_clerk_command_shows_an_example() -> None:
                               "verify", "conclude", "terminate", "rectify", "rectified", "revoke", "penalise",
                               "notify", "licence-returned", "supervise", "refer", "show")]
     for command in commands:
-        result = CliRunner().invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
+        result = invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
         assert result.exit_code == 0 and "Example: xiezhu " + " ".join(command) in " ".join(result.stdout.split()), \
             command
 

@@ -11,33 +11,17 @@ from pathlib import Path
 
 import pytest
 
+from tests.conftest import copy_of_demo
+from tests.helpers import xiezhu as run
+
 XIEZHU = [sys.executable, "-m", "xiezhu"]
 
 
-#: The demo runs once for the module, inside the first test's time; on a loaded machine it takes longer
-#: than the suite's 120 s default, which would fail every test here at once.
-pytestmark = pytest.mark.timeout(480)
-
-
-def run(*args: str, data_dir: Path | None = None, check: bool = True,
-        columns: str | None = "200") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_") and k != "COLUMNS"}
-    if data_dir is not None:
-        env["XIEZHU_DATA_DIR"] = str(data_dir)
-    if columns is not None:
-        env["COLUMNS"] = columns
-    proc = subprocess.run([*XIEZHU, *args], capture_output=True, text=True, env=env, timeout=240)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"xiezhu {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
-
-
 @pytest.fixture(scope="module")
-def demo_dir(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, object]]:
-    data = tmp_path_factory.mktemp("demo") / "xiezhu"
-    # Seed 1 leaves requests open in operator inboxes at the end (checked below, not assumed).
-    summary = json.loads(run("demo", "--json", "--requests", "40", "--seed", "1", data_dir=data).stdout)
-    return data, summary
+def demo_dir(demo_run: tuple[Path, dict[str, object]], tmp_path_factory: pytest.TempPathFactory
+             ) -> tuple[Path, dict[str, object]]:
+    """The session's demo, copied: these tests answer, adjust the catalogue and checkpoint."""
+    return copy_of_demo(demo_run, tmp_path_factory.mktemp("demo-cli"))  # type: ignore[arg-type]
 
 
 def test_demo_json_summary_has_the_promised_figures(demo_dir) -> None:  # type: ignore[no-untyped-def]
@@ -394,7 +378,8 @@ def test_the_front_doors_help_examples_run_on_the_demos_data(demo_dir) -> None: 
     import re
     import shlex
 
-    from xiezhu import cli_clerk, cli_front
+    from xiezhu.cli import clerk as cli_clerk
+    from xiezhu.cli import front as cli_front
 
     data, _ = demo_dir
     for command in (cli_clerk.case_open, cli_clerk.request, cli_front.records_show, cli_front.outbox,

@@ -20,13 +20,13 @@ import pytest
 import typer
 import yaml
 from typer.core import TyperGroup
-from typer.testing import CliRunner
 
 import xiezhu.cli
 from aggregates.registry import JUSTICE, Registry
 from broker.auth import ADMIN, LEDGER, PROVISIONER, credentials_in
 from broker.server import find_binary, free_port
 from broker.streams import EVENTS_STREAM
+from tests.helpers import invoke
 from xiezhu.node import provision
 
 # Recent Typer (0.29 here) vendors Click as typer._click: the `click` package is not what it raises.
@@ -348,7 +348,7 @@ def test_the_compose_cluster_forms_on_the_generated_authorization_and_enforces_i
     argv = [str(a) for a in config_svc["command"]]
     out = PurePosixPath(argv[argv.index("--out") + 1])
     argv[argv.index("--out") + 1] = str(auth_dir / out.name)  # where the nats-auth volume is mounted
-    result = CliRunner().invoke(xiezhu.cli.app, argv[1:],
+    result = invoke(xiezhu.cli.app, argv[1:],
                                 env={"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": ""})
     assert result.exit_code == 0, result.output
 

@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from typer.testing import CliRunner
 
 from agencies.credit_china import CreditChinaError, DirectoryCreditChina, HttpCreditChina, deliver_pending
 from aggregates import errors
@@ -25,10 +24,11 @@ from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
 from schemas.assistance import Applicant, CommitmentItem
 from schemas.commitment import PlannedItem
 from schemas.envelope import decode_envelope
+from tests.helpers import invoke
 from tests.test_signing import make_signer
 from tests.test_store import APPLICANT
-from xiezhu.cli_credit import app as credit_app
-from xiezhu.cli_credit import credit_path
+from xiezhu.cli.credit import app as credit_app
+from xiezhu.cli.credit import credit_path
 from xiezhu.settings import Settings
 
 T0 = datetime(2026, 9, 21, 1, tzinfo=UTC)
@@ -402,10 +402,9 @@ def test_the_credit_cli_shows_standing_outbox_and_pushes(tmp_path: Path) -> None
 
     obj = Obj()
     obj.settings = settings  # type: ignore[attr-defined]
-    runner = CliRunner()
 
     def run(*args: str) -> Any:
-        return runner.invoke(credit_app, list(args), obj=obj)
+        return invoke(credit_app, list(args), obj=obj)
 
     res = run(APPLICANT.id_number, "--json")
     assert res.exit_code == 0, res.output

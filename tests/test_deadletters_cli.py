@@ -6,11 +6,8 @@ store to read the dead-letter stream.  Applicants' ID numbers never appear in cl
 from __future__ import annotations
 
 import json
-import os
 import re
 import sqlite3
-import subprocess
-import sys
 from collections import Counter
 from email.parser import BytesParser
 from pathlib import Path
@@ -19,37 +16,21 @@ from typing import Any
 import pytest
 
 from broker.intake import header_text
-from xiezhu.cli_deadletters import body_view
+from tests.conftest import copy_of_demo
+from tests.helpers import xiezhu as run
+from xiezhu.cli.deadletters import body_view
 
-XIEZHU = [sys.executable, "-m", "xiezhu"]
 #: What the demo's hostile messages are rejected for by gongan, the bureau they are sent to.
 HOSTILE_REASONS = {"bad-signature", "wrong-sender", "wrong-recipient", "malformed"}
 #: A full 居民身份证号, standing alone.
 ID_NUMBER = re.compile(r"(?<![0-9A-Za-z])\d{17}[\dX](?![0-9A-Za-z])")
 
 
-#: The demo runs once for the module, inside the first test's time; on a loaded machine it takes longer
-#: than the suite's 120 s default, which would fail every test here at once.
-pytestmark = pytest.mark.timeout(480)
-
-
-def run(*args: str, data_dir: Path, check: bool = True, columns: str = "200") -> subprocess.CompletedProcess[str]:
-    env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
-    env["XIEZHU_DATA_DIR"] = str(data_dir)
-    env["COLUMNS"] = columns
-    proc = subprocess.run([*XIEZHU, *args], capture_output=True, text=True, env=env, timeout=240)
-    if check and proc.returncode != 0:
-        raise AssertionError(f"xiezhu {' '.join(args)} failed ({proc.returncode}):\n{proc.stderr}")
-    return proc
-
-
 @pytest.fixture(scope="module")
-def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    data = tmp_path_factory.mktemp("demo") / "xiezhu"
-    proc = subprocess.run([sys.executable, "-m", "xiezhu", "demo", "--json", "--requests", "20"], capture_output=True,
-                          text=True, env={**os.environ, "XIEZHU_DATA_DIR": str(data)}, timeout=240)
-    assert proc.returncode == 0, proc.stderr
-    return data, json.loads(proc.stdout)
+def demo(demo_run: tuple[Path, dict[str, Any]], tmp_path_factory: pytest.TempPathFactory
+         ) -> tuple[Path, dict[str, Any]]:
+    """The session's demo, copied: reading the dead letters starts a nats-server on its store."""
+    return copy_of_demo(demo_run, tmp_path_factory.mktemp("demo-dlq"))
 
 
 @pytest.fixture(scope="module")

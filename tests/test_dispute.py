@@ -622,7 +622,7 @@ def test_dispute_show_reads_at_80_columns(w: World, monkeypatch: pytest.MonkeyPa
                                           capsys: pytest.CaptureFixture[str]) -> None:
     from rich.text import Text
 
-    from xiezhu.cli import _print_history
+    from xiezhu.cli.common import print_history as _print_history
 
     st = raised_and_failed(w)
     w["sifa"].disputes.refer(st.case, "双方协商不成")

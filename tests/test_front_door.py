@@ -240,7 +240,7 @@ async def test_a_webhook_that_is_down_gets_every_notice_once_it_is_back_even_acr
             await eventually(lambda: len(feed.items()) == 4)  # received and replied, twice
             await eventually(lambda: (hook := feed.webhook()) is not None and hook.attempts >= 2)
             assert feed.delivered_ids() == []
-            from xiezhu.cli_front import webhook_state
+            from xiezhu.cli.front import webhook_state
 
             state = webhook_state(settings, "shenpi")
             assert state is not None and state["pending"] == 4 and state["last_error"]  # what `outbox` shows

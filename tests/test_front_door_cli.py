@@ -15,9 +15,9 @@ from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
-from tests.test_cli import run
+from tests.helpers import xiezhu as run
 from xiezhu.bootstrap import open_catalogue, open_store
-from xiezhu.cli_front import outbox_rows
+from xiezhu.cli.front import outbox_rows
 from xiezhu.node import Node
 from xiezhu.running import agent_lock, agent_running
 from xiezhu.settings import Settings
@@ -27,12 +27,11 @@ EXAMPLE = Path(__file__).parent.parent / "examples" / "gongan-residents.csv"
 
 def xz(*args: str, data_dir: Path | None = None) -> str:
     """A command that must succeed, run in this process (faster than a subprocess): its standard output."""
-    from typer.testing import CliRunner
-
+    from tests.helpers import invoke
     from xiezhu.cli import app
 
     env = {"XIEZHU_DATA_DIR": str(data_dir)} if data_dir else {}
-    result = CliRunner().invoke(app, list(args), env=env, catch_exceptions=False)
+    result = invoke(app, list(args), env=env, catch_exceptions=False)
     assert result.exit_code == 0, result.output
     return result.stdout
 

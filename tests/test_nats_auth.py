@@ -82,7 +82,7 @@ from schemas.envelope import (
     Signed,
     new_id,
 )
-from xiezhu.cli_deadletters import get_rejection, list_rejections
+from xiezhu.cli.deadletters import get_rejection, list_rejections
 from xiezhu.node import embedded_server, nats_credentials, provision, provision_embedded, provision_once
 from xiezhu.settings import Settings
 

@@ -15,7 +15,6 @@ from pathlib import Path
 import msgspec
 import nacl.public
 import pytest
-from typer.testing import CliRunner
 
 from agencies.trust.keys import KeyStore
 from aggregates.clock import SystemClock
@@ -48,10 +47,11 @@ from schemas.envelope import LEDGER, Envelope, Signed, new_id
 from schemas.events import Payload
 from schemas.sla import DeadlineBreached
 from schemas.trust import TrustEntry
+from tests.helpers import invoke
 from tests.test_history import ITEMS, application
 from tests.test_signing import entry, make_signer
 from tests.test_store import APPLICANT
-from xiezhu.cli_ledger import ledger_app
+from xiezhu.cli.ledger import ledger_app
 from xiezhu.settings import Settings
 
 CAL = WorkingCalendar()
@@ -621,33 +621,32 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, tmp_path: Path) -> None:
-    runner = CliRunner()
     env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    text = runner.invoke(ledger_app, ["replay", "20260001", "--as-of", "2026-10-09T12:00"], env=env)
+    text = invoke(ledger_app, ["replay", "20260001", "--as-of", "2026-10-09T12:00"], env=env)
     assert text.exit_code == 0, text.output
     assert "status: received" in text.stdout and "reply   3 working days" in text.stdout
 
     bundle = tmp_path / "20260001.zip"
-    as_json = runner.invoke(ledger_app, ["replay", "20260001", "--from", "shenpi", "--json", "--bundle", str(bundle)],
+    as_json = invoke(ledger_app, ["replay", "20260001", "--from", "shenpi", "--json", "--bundle", str(bundle)],
                             env=env)
     assert as_json.exit_code == 0, as_json.output
     r = msgspec.json.decode(as_json.stdout, type=Replay)
     assert r.status == "replied" and r.deadlines[0].state == "met"
     assert "signed by sifa-" in as_json.stderr
 
-    ok = runner.invoke(ledger_app, ["verify-bundle", str(bundle), "--trust", str(data_dir / "keys" / "trust.json")])
+    ok = invoke(ledger_app, ["verify-bundle", str(bundle), "--trust", str(data_dir / "keys" / "trust.json")])
     assert ok.exit_code == 0, ok.output
     assert "OK" in ok.stdout and "manifest attested by sifa-" in ok.stdout
 
     rewrite(bundle, "proof.json", edit_proof(_head), fix_manifest=True)
-    bad = runner.invoke(ledger_app, ["verify-bundle", str(bundle), "--json"])
+    bad = invoke(ledger_app, ["verify-bundle", str(bundle), "--json"])
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["ok"] is False
     assert bad.stderr.startswith("error: bundle ") and len(bad.stderr.strip().splitlines()) == 1
 
 
 def test_replay_of_an_unknown_number_is_one_clear_error(data_dir: Path) -> None:
-    result = CliRunner().invoke(ledger_app, ["replay", "20269999"], env={"XIEZHU_DATA_DIR": str(data_dir)})
+    result = invoke(ledger_app, ["replay", "20269999"], env={"XIEZHU_DATA_DIR": str(data_dir)})
     assert isinstance(result.exception, history.UnknownCase)
     assert str(result.exception) == "no case numbered 20269999 in the ledger"
 
@@ -657,22 +656,21 @@ def test_reveal_shows_the_applicant_in_full_only_with_a_reason_and_on_the_record
     from agencies.disclosure import AccessLog, DisclosureRefused
     from xiezhu.cli import app
 
-    runner = CliRunner()
     env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    masked = runner.invoke(ledger_app, ["replay", "20260001"], env=env)
+    masked = invoke(ledger_app, ["replay", "20260001"], env=env)
     assert masked.exit_code == 0, masked.output
     assert APPLICANT.id_number not in masked.stdout and APPLICANT.name not in masked.stdout
-    refused = runner.invoke(ledger_app, ["replay", "20260001", "--reveal"], env=env)
+    refused = invoke(ledger_app, ["replay", "20260001", "--reveal"], env=env)
     assert isinstance(refused.exception, DisclosureRefused) and "--reason" in str(refused.exception)
     assert APPLICANT.id_number not in refused.stdout
     assert list(AccessLog(data_dir).entries()) == []
 
-    shown = runner.invoke(ledger_app, ["replay", "20260001", "--reveal", "--reason", "复核核查结果",
+    shown = invoke(ledger_app, ["replay", "20260001", "--reveal", "--reason", "复核核查结果",
                                        "--operator", "王审查"], env=env)
     assert shown.exit_code == 0, shown.output
     assert f"{APPLICANT.name} (person) {APPLICANT.id_number}" in shown.stdout
     assert all(f"{i.no}. {i.text}" in shown.stdout for i in ITEMS)
-    history_json = runner.invoke(app, ["history", "20260001", "--json", "--reveal", "--reason", "第九条复核"], env=env)
+    history_json = invoke(app, ["history", "20260001", "--json", "--reveal", "--reason", "第九条复核"], env=env)
     assert history_json.exit_code == 0, history_json.output
     assert json.loads(history_json.stdout)["revealed"]["id_number"] == APPLICANT.id_number
     [first, second] = AccessLog(data_dir).entries()
@@ -680,7 +678,7 @@ def test_reveal_shows_the_applicant_in_full_only_with_a_reason_and_on_the_record
                                                                            "复核核查结果")
     assert second.command == "history" and first.entitled_by.startswith("sifa")
     assert (data_dir / "access-log.jsonl").stat().st_mode & 0o777 == 0o600
-    listed = runner.invoke(app, ["access-log", "--json"], env=env)
+    listed = invoke(app, ["access-log", "--json"], env=env)
     assert [e["reason"] for e in json.loads(listed.stdout)] == ["复核核查结果", "第九条复核"]
     # Each disclosure also waits in 区司法局's outbox for the ledger: a notice about the case, sealed.
     from xiezhu.bootstrap import open_store
@@ -697,12 +695,11 @@ def test_without_justices_box_key_a_machine_audits_the_ledger_but_cannot_read_or
 
     for path in (data_dir / "keys" / "box").glob("sifa-*.x25519"):
         path.unlink()
-    runner = CliRunner()
     env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
-    audited = runner.invoke(app, ["audit", "--json"], env=env)
+    audited = invoke(app, ["audit", "--json"], env=env)
     assert audited.exit_code == 0, audited.output
-    replayed = runner.invoke(app, ["replay", "20260001"], env=env)
+    replayed = invoke(app, ["replay", "20260001"], env=env)
     assert isinstance(replayed.exception, NoLedgerKey) and "box key" in str(replayed.exception)
-    revealed = runner.invoke(app, ["history", "20260001", "--reveal", "--reason", "想看看"], env=env)
+    revealed = invoke(app, ["history", "20260001", "--reveal", "--reason", "想看看"], env=env)
     assert isinstance(revealed.exception, NoLedgerKey) and APPLICANT.id_number not in revealed.stdout
     assert not (data_dir / "access-log.jsonl").exists()

@@ -180,17 +180,16 @@ def test_a_ring_without_keys_refuses_to_open(keys: KeyStore) -> None:
 
 
 def test_a_machine_gets_only_its_own_keys(keys: KeyStore, tmp_path: Path) -> None:
-    from typer.testing import CliRunner
-
     from broker.auth import generate_identities
-    from xiezhu.cli_keys import app as keys_app
+    from tests.helpers import invoke
+    from xiezhu.cli.keys import app as keys_app
     from xiezhu.settings import Settings
 
     source = Settings(data_dir=keys.dir.parent)
     assert source.keys_dir == keys.dir
     generate_identities(["gongan", "shenpi"], source.nats_keys_dir)
     out = tmp_path / "gongan-machine"
-    result = CliRunner().invoke(keys_app, ["export", "gongan", "--out", str(out), "--nats-user", "gongan"],
+    result = invoke(keys_app, ["export", "gongan", "--out", str(out), "--nats-user", "gongan"],
                                 env={"XIEZHU_DATA_DIR": str(source.data_dir), "XIEZHU_NATS_URL": ""})
     assert result.exit_code == 0, result.output
     theirs = KeyStore(out / "keys")
@@ -208,7 +207,7 @@ def test_a_machine_gets_only_its_own_keys(keys: KeyStore, tmp_path: Path) -> Non
         theirs.opener("gongan").open(to_shichang.body)
     with pytest.raises(KeyStoreError):
         theirs.opener("shenpi")
-    refused = CliRunner().invoke(keys_app, ["export", "nosuch", "--out", str(tmp_path / "x")],
+    refused = invoke(keys_app, ["export", "nosuch", "--out", str(tmp_path / "x")],
                                  env={"XIEZHU_DATA_DIR": str(source.data_dir), "XIEZHU_NATS_URL": ""})
     assert refused.exit_code != 0 and not (tmp_path / "x").exists()
 

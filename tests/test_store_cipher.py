@@ -237,7 +237,7 @@ def test_a_store_whose_key_is_missing_is_refused_and_no_new_key_is_made(tmp_path
 
 def test_the_views_key_is_not_made_again_once_a_view_was_written_with_it(tmp_path: Path) -> None:
     from aggregates.registry import JUSTICE
-    from xiezhu.cli_common import view_key
+    from xiezhu.cli.common import view_key
 
     settings = Settings(data_dir=tmp_path / "data")
     first = view_key(settings)  # no view yet: made

@@ -13,7 +13,6 @@ import nacl.public
 import nacl.signing
 import nats
 import pytest
-from typer.testing import CliRunner
 
 from agencies.trust.keys import KeyStore, KeyStoreError, NoValidKey
 from agencies.trust.trust_list import (
@@ -40,9 +39,10 @@ from projections.replay import VALID, check_signature
 from schemas.envelope import HDR_KEY, HDR_SIG, Signed, new_id, subject_for
 from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
 from tests.conftest import eventually
+from tests.helpers import invoke
 from tests.test_exchange import request
 from tests.test_signing import request_env
-from xiezhu.cli_keys import app as keys_app
+from xiezhu.cli.keys import app as keys_app
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
@@ -453,32 +453,31 @@ async def test_a_revoked_justice_key_stops_checkpoints_and_notices_but_not_the_l
 
 
 def test_the_keys_commands_init_list_rotate_and_revoke_a_data_directory(tmp_path: Path) -> None:
-    runner = CliRunner()
     env = {"XIEZHU_DATA_DIR": str(tmp_path / "xiezhu"), "XIEZHU_NATS_URL": "", "COLUMNS": "200"}
-    init = runner.invoke(keys_app, ["init"], env=env)
+    init = invoke(keys_app, ["init"], env=env)
     assert init.exit_code == 0, init.output
     assert "version 1, signed by dashuju-root-" in init.stderr
-    listed = json.loads(runner.invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
+    listed = json.loads(invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
     assert listed["version"] == 1 and [k["state"] for k in listed["keys"]] == ["valid"]
     kid = listed["keys"][0]["kid"]
 
-    rotated = runner.invoke(keys_app, ["rotate", "gongan", "--overlap-days", "2"], env=env)
+    rotated = invoke(keys_app, ["rotate", "gongan", "--overlap-days", "2"], env=env)
     assert rotated.exit_code == 0, rotated.output
     assert "not published (no --nats-url)" in rotated.stderr
-    revoked = runner.invoke(keys_app, ["revoke", kid, "--reason", "私钥泄露"], env=env)
+    revoked = invoke(keys_app, ["revoke", kid, "--reason", "私钥泄露"], env=env)
     assert revoked.exit_code == 0, revoked.output
-    listed = json.loads(runner.invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
+    listed = json.loads(invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
     assert listed["version"] == 3
     assert [(k["kid"] == kid, k["state"]) for k in listed["keys"]] == [(True, "revoked"), (False, "valid")]
-    table = runner.invoke(keys_app, ["list"], env=env)
+    table = invoke(keys_app, ["list"], env=env)
     assert "trust list version 3" in table.stdout and "私钥泄露" in table.stdout
 
-    again = runner.invoke(keys_app, ["revoke", kid, "--reason", "again"], env=env)
+    again = invoke(keys_app, ["revoke", kid, "--reason", "again"], env=env)
     assert again.exit_code == 1 and "already revoked" in str(again.exception)
-    unknown = runner.invoke(keys_app, ["revoke", "nope-123", "--reason", "x"], env=env)
+    unknown = invoke(keys_app, ["revoke", "nope-123", "--reason", "x"], env=env)
     assert "no key 'nope-123'" in str(unknown.exception)
     for command in ("init", "list", "rotate", "revoke", "publish"):
-        assert "Example: xiezhu" in runner.invoke(keys_app, [command, "--help"], env=env).stdout
+        assert "Example: xiezhu" in invoke(keys_app, [command, "--help"], env=env).stdout
 
 
 async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: Path,
@@ -488,9 +487,8 @@ async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: P
     nc = await nats.connect(nats_server.url, **credentials_in(data / "nats-keys", ADMIN))
     try:
         env = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": nats_server.url}
-        runner = CliRunner()
-        assert runner.invoke(keys_app, ["init"], env=env).exit_code == 0
-        result = await _in_thread(runner, ["rotate", "shenpi"], env)
+        assert invoke(keys_app, ["init"], env=env).exit_code == 0
+        result = await _in_thread(["rotate", "shenpi"], env)
         assert result.exit_code == 0, result.output
         assert "trust list version 2 published to" in result.stderr
         last = await fetch_latest(nc.jetstream())
@@ -508,9 +506,9 @@ async def _provision_streams(url: str, data: Path) -> None:
         await nc.close()
 
 
-async def _in_thread(runner: CliRunner, args: list[str], env: dict[str, str]) -> Any:
+async def _in_thread(args: list[str], env: dict[str, str]) -> Any:
     """Run a command that calls asyncio.run() itself, off this test's event loop."""
-    return await asyncio.to_thread(runner.invoke, keys_app, args, env=env)
+    return await asyncio.to_thread(invoke, keys_app, args, env=env)
 
 
 # -- the root key's handover (decision 25) ---------------------------------------------------------------------
@@ -743,19 +741,18 @@ async def push_raw(node: Node, signed: SignedTrustList) -> None:
 
 
 def test_keys_rotate_root_hands_the_root_over_in_a_data_directory(tmp_path: Path) -> None:
-    runner = CliRunner()
     env = {"XIEZHU_DATA_DIR": str(tmp_path / "xiezhu"), "XIEZHU_NATS_URL": "", "COLUMNS": "200"}
-    assert runner.invoke(keys_app, ["init"], env=env).exit_code == 0
+    assert invoke(keys_app, ["init"], env=env).exit_code == 0
     keys = KeyStore(tmp_path / "xiezhu" / "keys")
     old = keys.anchor().kid
-    result = runner.invoke(keys_app, ["rotate-root"], env=env)
+    result = invoke(keys_app, ["rotate-root"], env=env)
     assert result.exit_code == 0, result.output
     new = keys.anchor().kid
     assert f"from {old} to {new} in trust list version 2" in result.stderr
     assert "not published (no --nats-url)" in result.stderr
-    listed = json.loads(runner.invoke(keys_app, ["list", "--json"], env=env).stdout)
+    listed = json.loads(invoke(keys_app, ["list", "--json"], env=env).stdout)
     assert (listed["version"], listed["root_kid"], listed["next_root"]) == (3, new, None)
-    assert "Example: xiezhu" in runner.invoke(keys_app, ["rotate-root", "--help"], env=env).stdout
+    assert "Example: xiezhu" in invoke(keys_app, ["rotate-root", "--help"], env=env).stdout
     agent = KeyStore(tmp_path / "agent")  # a machine without the root key cannot hand it over
     shutil.copytree(keys.dir, agent.dir)
     agent.root_key_file.unlink()
@@ -770,19 +767,18 @@ async def test_keys_publish_sends_the_handover_before_the_new_roots_version(tmp_
     nc = await nats.connect(nats_server.url, **credentials_in(data / "nats-keys", ADMIN))
     try:
         js = nc.jetstream()
-        runner = CliRunner()
         offline = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": ""}
         online = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": nats_server.url}
-        assert runner.invoke(keys_app, ["init"], env=online).exit_code == 0
-        assert (await _in_thread(runner, ["publish"], online)).exit_code == 0
-        assert runner.invoke(keys_app, ["rotate-root"], env=offline).exit_code == 0  # published later
-        result = await _in_thread(runner, ["publish"], online)
+        assert invoke(keys_app, ["init"], env=online).exit_code == 0
+        assert (await _in_thread(["publish"], online)).exit_code == 0
+        assert invoke(keys_app, ["rotate-root"], env=offline).exit_code == 0  # published later
+        result = await _in_thread(["publish"], online)
         assert result.exit_code == 0, result.output
         keys = KeyStore(data / "keys")
         bodies = [(await js.get_msg(TRUST_STREAM, seq, direct=True)).data for seq in (1, 2, 3)]
         assert [msgspec.json.decode(b or b"", type=TrustList).version for b in bodies] == [1, 2, 3]
         assert bodies[1] == keys.handovers()[0].body and bodies[2] == held(keys).body
-        again = await _in_thread(runner, ["rotate", "shenpi"], online)  # the handover is not sent twice
+        again = await _in_thread(["rotate", "shenpi"], online)  # the handover is not sent twice
         assert again.exit_code == 0, again.output
         assert (await js.stream_info(TRUST_STREAM)).state.messages == 4
     finally:

@@ -7,7 +7,6 @@ import json
 import os
 import sqlite3
 import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -22,6 +21,7 @@ from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
 from projections.encrypted_columns import KEY_CHECKS, EncryptedColumns, ViewKeyMismatch, ViewKeyMissing
 from schemas.envelope import decode_envelope
 from schemas.privacy import mask_id
+from tests.helpers import xiezhu
 from tests.test_credit import COMPANY, ITEMS, VIEW_KEY, World
 from tests.test_store import APPLICANT
 from xiezhu.settings import Settings
@@ -243,8 +243,7 @@ def test_the_command_line_encrypts_with_justices_store_key(tmp_path: Path) -> No
         "XIEZHU_DATA_DIR": str(settings.data_dir), "COLUMNS": "200"}
 
     def run(*args: str) -> subprocess.CompletedProcess[str]:
-        return subprocess.run([sys.executable, "-m", "xiezhu", *args], capture_output=True, text=True, env=env,
-                              timeout=120)
+        return xiezhu(*args, env=env, check=False, timeout=120)
 
     assert run("projections", "rebuild").returncode == 0
     shown = run("credit", APPLICANT.id_number, "--json")

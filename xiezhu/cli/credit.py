@@ -8,7 +8,6 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-from rich.console import Console
 from rich.table import Table
 from typer.core import TyperGroup
 
@@ -18,9 +17,9 @@ from aggregates.store import SHANGHAI
 from projections.credit import CreditView, open_view
 from schemas.commitment import STANDING_ZH, ReviewOutcome
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import ledger_at, system_of, view_key
-from xiezhu.cli_common import print_json as _print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import AsJson, err, ledger_at, out, system_of, view_key
+from xiezhu.cli.common import print_json as _print_json
+from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
 
 
@@ -43,9 +42,6 @@ app = typer.Typer(cls=_ApplicantOrCommand, no_args_is_help=True, rich_markup_mod
                   help="Credit standing of applicants (四(二)) and the 信用中国 outbox. "
                        "Example: [bold]xiezhu credit 370405199001011234[/]")
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-out = Console()
-err = Console(stderr=True)
 
 
 def credit_path(settings: Settings) -> Path:

@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any
 
 import msgspec
 import typer
@@ -11,19 +11,11 @@ from aggregates.registry import Registry
 from aggregates.store.catalogue import CatalogueRegistry
 from projections.documents import catalogue_io
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import resolve_bureau, system_of
+from xiezhu.cli.common import AsJson, catalogue_kind, out, print_json, resolve_bureau, system_of
 
 app = typer.Typer(no_args_is_help=True, help="The catalogues of 附件8 (matters) and 附件9 (assistance items).")
 
 Kind = Annotated[str, typer.Option("--kind", help="matters (附件8) or assistance (附件9).")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-KINDS = ("matters", "assistance")
-
-
-def _kind(kind: str) -> Literal["matters", "assistance"]:
-    if kind not in KINDS:
-        raise XiezhuError(f"--kind must be matters (附件8) or assistance (附件9), not {kind!r}")
-    return kind  # type: ignore[return-value]
 
 
 def _registry(ctx: typer.Context) -> CatalogueRegistry:
@@ -32,10 +24,7 @@ def _registry(ctx: typer.Context) -> CatalogueRegistry:
 
 
 def _out() -> Any:
-    from xiezhu.cli import out
-    from xiezhu.cli_common import print_json as _print_json
-
-    return out, _print_json
+    return out, print_json
 
 
 @app.command("show")
@@ -48,7 +37,7 @@ def show(ctx: typer.Context, kind: Kind = "assistance",
 
     Example: [bold]xiezhu catalogue show --kind assistance --version 1[/]
     """
-    cat, k = _registry(ctx), _kind(kind)
+    cat, k = _registry(ctx), catalogue_kind(kind)
     rows = list(cat.version(k, version).rows) if version else cat.current(k)
     out, print_json = _out()
     if as_json:
@@ -78,7 +67,7 @@ def versions(ctx: typer.Context, kind: Kind = "assistance", as_json: AsJson = Fa
 
     Example: [bold]xiezhu catalogue versions --kind matters[/]
     """
-    cat, k = _registry(ctx), _kind(kind)
+    cat, k = _registry(ctx), catalogue_kind(kind)
     out, print_json = _out()
     vs = cat.versions(k)
     if as_json:
@@ -143,7 +132,7 @@ def export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="A .csv
     """
     from aggregates.catalogue import owner_of
 
-    cat, k, reg = _registry(ctx), _kind(kind), Registry.load()
+    cat, k, reg = _registry(ctx), catalogue_kind(kind), Registry.load()
     rows = [r for r in cat.current(k) if bureau is None or owner_of(r) == bureau]
     catalogue_io.export_rows(k, rows, file, reg, department=reg.name(bureau) if bureau else "区司法局",
                              filler=filler, phone=phone)
@@ -160,7 +149,7 @@ def apply(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="The bur
 
     Example: [bold]xiezhu catalogue apply --kind assistance --bureau shenpi --basis "…" shenpi-附件9.xlsx[/]
     """
-    k, reg = _kind(kind), Registry.load()
+    k, reg = catalogue_kind(kind), Registry.load()
     reg[bureau]
     wanted = catalogue_io.import_rows(k, file, reg)
     adj, added, changed, removed = system_of(ctx).desk(bureau).apply_sheet(k, basis, wanted)
@@ -187,7 +176,7 @@ def publish(ctx: typer.Context, kind: Kind = "assistance",
 
     Example: [bold]xiezhu catalogue publish --kind assistance[/]
     """
-    k = _kind(kind)
+    k = catalogue_kind(kind)
     version = system_of(ctx).justice().publish(k, file_with_city=file_with_city)
     typer.echo(f"{k} version {version} published" + (" and filed with 市司法局" if file_with_city else ""), err=True)
 

@@ -19,7 +19,6 @@ import typer
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
-from rich.console import Console
 from rich.table import Table
 
 from aggregates.store import SHANGHAI
@@ -36,8 +35,9 @@ from schemas.envelope import (
 )
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_json, mask_text
-from xiezhu.cli_common import print_json as _print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import AsJson, out
+from xiezhu.cli.common import print_json as _print_json
+from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
 
 
@@ -59,9 +59,6 @@ T = TypeVar("T")
 #: Without a command it lists; its help is the list callback's docstring.
 app = typer.Typer(no_args_is_help=False, rich_markup_mode="rich")
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-out = Console()
-err = Console(stderr=True)
 
 
 @dataclass(frozen=True)

@@ -11,9 +11,9 @@ import typer
 from aggregates.commitment import CommitmentState
 from aggregates.registry import Registry
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import ledger_at, view_key
-from xiezhu.cli_common import print_json as _print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import ledger_at, view_key
+from xiezhu.cli.common import print_json as _print_json
+from xiezhu.cli.common import settings_of as _settings
 
 FORMATS = ("json", "xlsx", "pdf")
 
@@ -57,7 +57,7 @@ def report(
     """
     from projections.commitments import CommitmentView
     from projections.documents.report import build_report, to_pdf, to_xlsx
-    from xiezhu.cli_sla import open_sla, resolve_now
+    from xiezhu.cli.sla import open_sla, resolve_now
 
     fmt = "json" if as_json else fmt
     if fmt not in FORMATS:

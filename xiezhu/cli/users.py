@@ -5,15 +5,13 @@ import sys
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from aggregates.registry import Registry
-from xiezhu.cli_common import print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import err, print_json
+from xiezhu.cli.common import settings_of as _settings
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="控制台账号：accounts of the web console of `xiezhu serve`, one bureau each.")
-err = Console(stderr=True)
 
 
 @app.command("create")

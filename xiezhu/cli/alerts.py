@@ -9,15 +9,13 @@ from __future__ import annotations
 from typing import Annotated
 
 import typer
-from rich.console import Console
 
 from aggregates.registry import Registry
-from xiezhu.cli_common import print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import err, print_json
+from xiezhu.cli.common import settings_of as _settings
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="期限提醒邮件：who at a bureau is mailed its deadline reminders and breach notices.")
-err = Console(stderr=True)
 BureauOpt = Annotated[str, typer.Option("--bureau", help="The bureau's code, e.g. gongan.")]
 
 

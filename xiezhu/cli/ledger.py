@@ -2,7 +2,7 @@
 
 The commands are registered on :data:`ledger_app`, which the root app mounts at top level
 (``app.add_typer(ledger_app)`` without a name).  In a directory made by ``xiezhu demo`` the
-default "now" is the demo's simulated clock, as for ``xiezhu sla`` (:func:`xiezhu.cli_sla.resolve_now`).
+default "now" is the demo's simulated clock, as for ``xiezhu sla`` (:func:`xiezhu.cli.sla.resolve_now`).
 """
 from __future__ import annotations
 
@@ -27,10 +27,10 @@ from projections.history import UnknownCase, find_cases
 from projections.replay import render_text, replay
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry, TrustList
-from xiezhu.cli_common import Operator, Reason, Reveal, ledger_at, operator_name, parse_instant, system_of
-from xiezhu.cli_common import print_json as _print_json
-from xiezhu.cli_common import settings_of as _settings
-from xiezhu.cli_sla import resolve_now
+from xiezhu.cli.common import AsJson, Operator, Reason, Reveal, ledger_at, operator_name, parse_instant, system_of
+from xiezhu.cli.common import print_json as _print_json
+from xiezhu.cli.common import settings_of as _settings
+from xiezhu.cli.sla import resolve_now
 from xiezhu.settings import Settings
 
 __all__ = ["ledger_app"]
@@ -39,7 +39,6 @@ ledger_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                          help="Dispute replay and evidence bundles from the 司法局 ledger.")
 
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of text.")]
 
 
 class CliLedgerError(XiezhuError):

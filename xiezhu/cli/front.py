@@ -11,21 +11,17 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from aggregates.registry import Registry
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
-from xiezhu.cli_common import print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import AsJson, err, out, print_json
+from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
 
 __all__ = ["docs_app", "outbox", "records_app", "serve", "tokens_app"]
 
-out = Console()
-err = Console(stderr=True)
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 BureauOpt = Annotated[str, typer.Option("--bureau", help="The bureau's code, e.g. gongan.")]
 
 tokens_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",

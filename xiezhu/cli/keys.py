@@ -17,7 +17,6 @@ from typing import Annotated
 import nats
 import nats.errors
 import typer
-from rich.console import Console
 from rich.table import Table
 
 from agencies.trust.keys import KeyStore
@@ -30,8 +29,9 @@ from broker.server import server_list
 from broker.signing import b64
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList
-from xiezhu.cli_common import print_json as _print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import AsJson, err, out
+from xiezhu.cli.common import print_json as _print_json
+from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
 
 __all__ = ["app"]
@@ -39,9 +39,6 @@ __all__ = ["app"]
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Bureau signing keys and the trust list signed by the root authority (区大数据局).")
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-out = Console()
-err = Console(stderr=True)
 
 
 class KeysCliError(XiezhuError):

@@ -15,7 +15,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
 
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import Registry
@@ -24,9 +23,9 @@ from broker.ledger.store import Ledger
 from projections.sla import STATES, STATUSES, SlaError, SlaView
 from schemas.errors import XiezhuError
 from xiezhu.bootstrap import existing_catalogue
-from xiezhu.cli_common import bureau_code, ledger_at, parse_instant
-from xiezhu.cli_common import print_json as _print_json
-from xiezhu.cli_common import settings_of as _settings
+from xiezhu.cli.common import AsJson, bureau_code, err, ledger_at, out, parse_instant
+from xiezhu.cli.common import print_json as _print_json
+from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
 
 __all__ = ["calendar_app", "open_sla", "print_table", "resolve_now", "sla_app", "sla_table"]
@@ -36,10 +35,7 @@ sla_app = typer.Typer(invoke_without_command=True, rich_markup_mode="rich")
 calendar_app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                            help="The working-day calendar: load a State Council schedule, compute a deadline.")
 
-out = Console()
-err = Console(stderr=True)
 
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 Now = Annotated[str | None, typer.Option(
     "--now", help="Judge open requests at this ISO time (naive: Asia/Shanghai). "
                   "Default: the system clock; for a demo's data, the demo's last ledger time.")]

@@ -17,14 +17,22 @@ from agencies.justice import Justice
 from aggregates.dispute import STATUS_ZH, DisputeState
 from schemas.catalogue import JUSTICE
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import settings_of, system_of
+from xiezhu.cli.common import (
+    AsJson,
+    case_history,
+    catalogue_kind,
+    history_lines,
+    print_history,
+    print_json,
+    settings_of,
+    system_of,
+)
 
 app = typer.Typer(no_args_is_help=True, help="Disputes between a requester and an assistor (附件2 第八条).")
 
 Number = Annotated[str, typer.Argument(help="The dispute's number, e.g. D20260001.")]
 Raiser = Annotated[str | None, typer.Option("--from", help="The bureau that raised it, if numbers clash.")]
 Bureau = Annotated[str, typer.Option(help="The party acting (you): the requester or the assistor.")]
-AsJson = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
 
 
 def _desk(ctx: typer.Context, code: str) -> Desk:
@@ -49,7 +57,7 @@ def _dispute(ctx: typer.Context, desk: Desk, number: str, raiser: str | None) ->
 def _join_from_ledger(ctx: typer.Context, desk: Desk, number: str, raiser: str | None) -> str:
     """The raise travels only to 区司法局: the other party takes it from the ledger, signature checked."""
     from projections.history import find_cases
-    from xiezhu.cli_common import ledger_at
+    from xiezhu.cli.common import ledger_at
 
     settings = settings_of(ctx)
     if not settings.ledger_path.exists():
@@ -149,9 +157,8 @@ def amend(ctx: typer.Context, number: Number,
     """
     from aggregates.registry import Registry
     from projections.documents import catalogue_io
-    from xiezhu.cli_catalogue import _kind
 
-    k = _kind(kind)
+    k = catalogue_kind(kind)
     if not basis.strip():
         raise XiezhuError("--basis is required: the ruling or decision the adjustment carries out")
     justice = _justice(ctx)
@@ -214,13 +221,12 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
     Example: [bold]xiezhu dispute list --json[/]
     """
     from aggregates.registry import Registry
-    from xiezhu.cli_common import print_json as _print_json
     from xiezhu.screens import Words, when
     from xiezhu.tables import Col, lang, show
 
     rows = list(_justice(ctx).disputes())
     if as_json:
-        _print_json({f"{d.raised_by}/{d.number}": {**msgspec.structs.asdict(d), "step": d.step} for d in rows})
+        print_json({f"{d.raised_by}/{d.number}": {**msgspec.structs.asdict(d), "step": d.step} for d in rows})
         return
     language = lang()
     w = Words(Registry.load(), language)
@@ -242,19 +248,16 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
 
     Example: [bold]xiezhu dispute show D20260001 --from nongye[/]
     """
-    from xiezhu.cli import _case_history, _history_lines, _print_history
-    from xiezhu.cli_common import print_json as _print_json
-    from xiezhu.cli_common import settings_of as _settings
 
-    h, _ = _case_history(_settings(ctx), number, raiser)
+    h, _ = case_history(settings_of(ctx), number, raiser)
     if h.kind != "dispute":
         raise XiezhuError(f"{number} is not a dispute number (D20260001)")
     st = h.state
     if as_json:
-        _print_json({"case": h.case, "number": h.number, "stage": st.step if isinstance(st, DisputeState) else None,
-                     "state": st, "findings": h.findings, "linked": h.linked, "lines": _history_lines(h)})
+        print_json({"case": h.case, "number": h.number, "stage": st.step if isinstance(st, DisputeState) else None,
+                     "state": st, "findings": h.findings, "linked": h.linked, "lines": history_lines(h)})
         return
     stage = STATUS_ZH[st.step] if isinstance(st, DisputeState) else "no valid raise"
     from xiezhu.tables import lang
 
-    _print_history(h, f"争议 {h.number} — {stage}" if lang() == "zh" else f"dispute {h.number} — {stage}")
+    print_history(h, f"争议 {h.number} — {stage}" if lang() == "zh" else f"dispute {h.number} — {stage}")

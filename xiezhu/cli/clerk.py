@@ -12,21 +12,16 @@ from typing import Annotated, Any, cast
 
 import msgspec
 import typer
-from rich.console import Console
 
 from aggregates.commitment import CommitmentState
 from aggregates.store import SHANGHAI
 from schemas.assistance import Applicant, CommitmentItem, Matter, Verdict
 from schemas.commitment import PlannedItem
 from schemas.errors import XiezhuError
-from xiezhu.cli_common import print_json, resolve_bureau, system_of
-from xiezhu.running import agent_running
-from xiezhu.settings import Settings
+from xiezhu.cli.common import AsJson, err, print_json, resolve_bureau, said, system_of
 
 __all__ = ["case_app", "forward", "onsite", "request", "said", "withdraw"]
 
-err = Console(stderr=True)
-AsJson = Annotated[bool, typer.Option("--json", help="Print the result as JSON.")]
 Bureau = Annotated[str, typer.Option("--bureau", callback=resolve_bureau,
                                       help="Your bureau: its code, name or a unique part (shenpi, 审批).")]
 CaseNo = Annotated[str, typer.Argument(help="The commitment case's number, e.g. C20260001.")]
@@ -90,14 +85,6 @@ def _numbers(text: str | None, option: str) -> list[int] | None:
         return sorted({int(x) for x in text.replace("，", ",").split(",") if x.strip()})
     except ValueError:
         raise ClerkInputError(f"{option} {text!r}: item numbers separated by commas, e.g. 1,2") from None
-
-
-def said(settings: Settings, bureau: str, what: str) -> None:
-    """Say what was committed, and whether it goes out now or waits for the bureau's agent."""
-    if agent_running(settings.bureau_dir(bureau)):
-        err.print(f"[green]{what}[/]; {bureau}'s agent sends it")
-    else:
-        err.print(f"[green]{what}[/]; queued: the agent will send it (start `xiezhu agent --bureau {bureau}`)")
 
 
 def _sent(ctx: typer.Context, bureau: str, what: str) -> None:
@@ -541,7 +528,7 @@ def case_licence_returned(ctx: typer.Context, number: CaseNo, bureau: Bureau,
 
     Example: [bold]xiezhu case licence-returned C20260001 --bureau shenpi --note "原件已交回"[/]
     """
-    from xiezhu.cli_common import parse_instant
+    from xiezhu.cli.common import parse_instant
 
     system = system_of(ctx)
     when = parse_instant(at, "--at", ClerkInputError) if at else system.clock.now()

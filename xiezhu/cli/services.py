@@ -1,0 +1,380 @@
+"""Running xiezhu: ``demo``, ``nats-server``, ``nats-config``, ``provision``, ``agent``, ``ledger``, ``run``,
+``audit`` and ``projections rebuild`` (commands at the top level)."""
+from __future__ import annotations
+
+import asyncio
+import os
+import sqlite3
+import sys
+from collections.abc import Callable
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.table import Table
+
+from agencies.trust.keys import KeyStore
+from aggregates.calendar_store import CalendarStore
+from aggregates.clock import SystemClock
+from aggregates.registry import JUSTICE, Registry
+from projections.commitments import CommitmentView
+from projections.credit import CreditView
+from projections.sla import SlaView
+from schemas.errors import XiezhuError
+from xiezhu.bootstrap import existing_catalogue
+from xiezhu.cli.common import (
+    AsJson,
+    err,
+    ledger_at,
+    out,
+    run_forever,
+    view_key,
+)
+from xiezhu.cli.common import print_json as _print_json
+from xiezhu.cli.common import settings_of as _settings
+from xiezhu.cli.sla import sla_table, stats_table
+from xiezhu.settings import Settings
+
+app = typer.Typer()
+projections_app = typer.Typer(no_args_is_help=True, help="Read models built from the ledger.")
+
+
+@app.command()
+def demo(
+    ctx: typer.Context,
+    requests: Annotated[int, typer.Option("--requests", "-n", min=1, max=20000, help="How many requests.")] = 300,
+    seed: Annotated[int, typer.Option(help="Random seed of the workload.")] = 2026,
+    as_json: AsJson = False,
+) -> None:
+    """Run every bureau agent, the ledger and the SLA view on an embedded NATS with a mixed workload.
+
+    Example: [bold]xiezhu demo --requests 300 --json[/]
+    """
+    from xiezhu import demo as demo_mod
+
+    settings = _settings(ctx)
+    if settings.nats_url:
+        settings = Settings(data_dir=settings.data_dir)  # the demo always runs its own NATS
+    if not as_json:
+        err.print(f"xiezhu demo: {requests} requests, data in {settings.data_dir} …")
+    summary = demo_mod.run(settings, Registry.load(), requests=requests, seed=seed)
+    if as_json:
+        _print_json(summary)
+        return
+    _print_summary(summary)
+    sla_table(settings, limit=15)
+    stats_table(settings)
+    out.print(f"\nThe demo's data stays in {settings.data_dir}: try [bold]xiezhu sla --state received[/] "
+              "or [bold]xiezhu inbox --bureau ziran[/].")
+
+
+def _print_summary(s: dict[str, Any]) -> None:
+    t = Table(title="xiezhu demo", show_header=False, title_justify="left")
+    labels = {
+        "requests": "行政协助函 sent", "replied": "回复函 (replied)", "declined": "书面告知 (declined)",
+        "pending": "still open", "auto_answered": "answered by a verifier",
+        "operator_answered": "answered by an operator",
+        "false_commitments": "with a false commitment (虚假)", "unverifiable": "cannot verify (无法证实)",
+        "letters": "by letter, two staff (协助函二)", "bureau_pairs": "bureau pairs",
+        "ledger_events": "ledger events", "signatures_verified": "signatures verified",
+        "hostile_messages_sent": "hostile messages sent", "rejected_messages": "dead-lettered",
+        "duplicates_ignored": "duplicates ignored", "simulated_from": "simulated from", "simulated_to": "simulated to",
+        "wall_seconds": "wall seconds",
+    }
+    for key, label in labels.items():
+        t.add_row(label, str(s[key]))
+    t.add_row("dead letters by reason", ", ".join(f"{k} {v}" for k, v in s["rejections_by_reason"].items()))
+    out.print(t)
+
+
+@app.command("nats-server")
+def nats_server(
+    ctx: typer.Context,
+    port: Annotated[int, typer.Option(help="Client port.")] = 4222,
+    host: Annotated[str, typer.Option(help="Listen address.")] = "127.0.0.1",
+    monitor_port: Annotated[int | None, typer.Option(
+        "--monitor-port", min=1, max=65535,
+        help="Also serve NATS's monitoring endpoints (/varz, /jsz, /healthz) on this port.")] = None,
+) -> None:
+    """Run the embedded nats-server (JetStream) on the data directory, in the foreground.
+
+    It runs with the generated authorization (one NKey user per bureau, seeds in
+    <data>/nats-keys), like the server the demo and the agents start themselves.
+
+    Example: [bold]xiezhu nats-server --port 4222 --monitor-port 8222[/]
+    """
+    from xiezhu.node import embedded_server, provision_embedded
+
+    settings, registry = _settings(ctx), Registry.load()
+    server = embedded_server(settings, registry, port=port, host=host)
+    server.http_port = monitor_port
+
+    async def start() -> None:
+        server.start()
+        await provision_embedded(server, settings, registry.codes())  # with a provisioner only it ever held
+        err.print(f"nats-server at {server.url}, store in {server.store_dir}"
+                  + (f", monitoring at http://{host}:{monitor_port}/varz" if monitor_port else ""))
+
+    async def stop() -> None:
+        server.stop()
+
+    run_forever(start, stop, "nats-server")
+
+
+@app.command("nats-config")
+def nats_config(
+    ctx: typer.Context,
+    out_file: Annotated[Path | None, typer.Option("--out", help="Write the config here (default: stdout).")] = None,
+    cluster: Annotated[bool, typer.Option(help="Only the authorization block, for a cluster's config.")] = False,
+    provisioner: Annotated[bool, typer.Option(
+        help="Also a one-shot provisioner user, for `xiezhu provision`, which deletes its seed.")] = False,
+) -> None:
+    """Generate one NKey user per bureau (plus the ledger and the provisioner) and the nats-server authorization.
+
+    Each bureau may publish only as itself and read only its own durable consumer and inbox;
+    no bureau may create consumers, read streams, delete or purge. Seeds go to
+    <data>/nats-keys/<name>.nk with mode 0600; the config holds public keys only.
+    Only the provisioner (--provisioner) may create streams and consumers; `xiezhu provision`
+    deletes its seed, and the configuration generated after that leaves it out: reload the
+    servers with it and nobody can change a consumer any more.
+
+    Example: [bold]xiezhu nats-config --out /etc/nats/xiezhu-auth.conf --cluster[/]
+    """
+    from broker.auth import authorization_config, generate_identities, server_config
+
+    settings = _settings(ctx)
+    identities = generate_identities(Registry.load().codes(), settings.data_dir / "nats-keys", provisioner=provisioner)
+    text = authorization_config(identities) if cluster else server_config(identities, jetstream_store_dir=None)
+    if out_file is None:
+        sys.stdout.write(text)
+        return
+    out_file.write_text(text, encoding="utf-8")
+    err.print(f"wrote {out_file} for {len(identities)} users; seeds in {settings.data_dir / 'nats-keys'}")
+
+
+@app.command()
+def provision(
+    ctx: typer.Context,
+    replicas: Annotated[int, typer.Option(min=1, max=5, help="Stream replicas: 3 on a 3-node cluster.")] = 1,
+) -> None:
+    """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
+
+    What exists is checked, never changed: a stream or consumer with other settings (e.g.
+    replicas) is an error for the NATS operator to resolve. Creating needs the one-shot
+    provisioner's seed (`xiezhu nats-config --provisioner`), deleted once it has run; without
+    it `provision` only checks, as admin.
+
+    Example: [bold]xiezhu --nats-url nats://nats-1:4222 provision --replicas 3[/]
+    """
+    from broker.auth import ADMIN, PROVISIONER, seed_path
+    from xiezhu.node import nats_credentials, provision_once
+    from xiezhu.node import provision as do_provision
+
+    settings = _settings(ctx)
+    if not settings.nats_url:
+        raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
+    codes = Registry.load().codes()
+    if seed_path(settings.nats_keys_dir, PROVISIONER).exists():
+        if asyncio.run(provision_once(settings.nats_url, codes, settings.nats_keys_dir, replicas=replicas)):
+            err.print("the provisioner's seed is deleted: regenerate the configuration (`xiezhu nats-config`) "
+                      "and reload the servers to revoke it")
+        else:
+            err.print(f"[yellow]the provisioner's seed could not be deleted from {settings.nats_keys_dir}: "
+                      "delete it, regenerate the configuration and reload the servers[/]")
+    else:
+        asyncio.run(do_provision(settings.nats_url, codes, replicas=replicas,
+                                 credentials=nats_credentials(settings, ADMIN), create=False))
+    err.print("[green]streams and consumers ready[/]")
+
+
+OpsPort = Annotated[int | None, typer.Option("--ops-port", "--metrics-port", min=1, max=65535,
+                                             help="Serve /healthz, /readyz and /metrics on this port.")]
+OpsHost = Annotated[str, typer.Option("--ops-host", help="Listen address of the ops endpoints.")]
+
+
+@app.command()
+def agent(
+    ctx: typer.Context,
+    bureau: Annotated[list[str], typer.Option(help="Run the agent of this bureau (repeatable).")],
+    ops_port: OpsPort = None,
+    ops_host: OpsHost = "127.0.0.1",
+) -> None:
+    """Run bureau agents: consume their mail, answer what they can, relay what they emit.
+
+    With --ops-port it serves /healthz, /readyz and Prometheus /metrics on that port.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 agent --bureau gongan --ops-port 9101[/]
+    """
+    from xiezhu.node import Node
+
+    reg = Registry.load()
+    for code in bureau:
+        reg[code]
+    node = Node(_settings(ctx), reg, SystemClock(), agents=bureau)
+    _run_node(node, ops_host, ops_port, f"agents {', '.join(bureau)}")
+
+
+def _run_node(node: Any, ops_host: str, ops_port: int | None, what: str) -> None:
+    """Run ``node`` until a signal, with its ops endpoints when a port is given."""
+    from xiezhu.ops import NodeOps, OpsServer
+
+    server = OpsServer(NodeOps(node), ops_host, ops_port) if ops_port else None
+
+    async def start() -> None:
+        await node.start()
+        if server is not None:
+            await server.start()
+            err.print(f"ops endpoints at http://{ops_host}:{ops_port}/metrics, /healthz, /readyz")
+
+    async def stop() -> None:
+        if server is not None:
+            await server.stop()
+        await node.stop()
+
+    run_forever(start, stop, what)
+
+
+@app.command()
+def ledger(
+    ctx: typer.Context,
+    projection: Annotated[bool, typer.Option(help="Also keep the SLA view up to date.")] = True,
+    ops_port: OpsPort = None,
+    ops_host: OpsHost = "127.0.0.1",
+) -> None:
+    """Run the 司法局 ledger: record every signed event, verified, in one hash-chained order.
+
+    With --ops-port it serves /healthz, /readyz and Prometheus /metrics on that port.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 ledger --ops-port 9100[/]
+    """
+    from xiezhu.node import Node
+
+    # 区司法局's machine: the ledger, the read models, the SLA monitor and the sifa agent
+    # that relays the monitor's notices.
+    node = Node(_settings(ctx), Registry.load(), SystemClock(), agents=[JUSTICE] if projection else [],
+                ledger=True, projection=projection)
+    _run_node(node, ops_host, ops_port, "ledger")
+
+
+@app.command("run")
+def run_services(
+    ctx: typer.Context,
+    bureau: Annotated[list[str] | None, typer.Option(help="Run the agent of this bureau, in its own process "
+                                                          "(repeatable).")] = None,
+    with_ledger: Annotated[bool, typer.Option(
+        "--ledger", help="Run 区司法局's ledger with its views, the SLA monitor and sifa's agent, in its own process.",
+    )] = False,
+) -> None:
+    """Run one host's services, each in its own process, restarted if it dies (one-host deployments).
+
+    Without --nats-url the embedded nats-server starts first. Ctrl-C stops every service.
+
+    Example: [bold]xiezhu run --bureau shenpi --bureau gongan --ledger[/]
+    """
+    from xiezhu.node import embedded_server, provision_embedded
+    from xiezhu.supervisor import Supervisor, child_env, plan, run_forever
+
+    settings = _settings(ctx)
+    reg = Registry.load()
+    codes = [reg[code].code for code in bureau or []]
+    if not codes and not with_ledger:
+        raise XiezhuError("nothing to run: name a --bureau, or --ledger")
+    server = None
+    nats_url = settings.nats_url
+    if not nats_url:
+        server = embedded_server(settings, reg).start()
+        nats_url = server.url
+        err.print(f"nats-server at {nats_url}")
+    try:
+        if server is not None:  # as a node does on its embedded server, once, before the services connect
+            asyncio.run(provision_embedded(server, settings, reg.codes()))
+        supervisor = Supervisor(plan(settings.data_dir, nats_url, codes, with_ledger, settings.database_url),
+                                env=child_env(),
+                                say=lambda line: err.print(line, highlight=False))
+        run_forever(supervisor)
+    finally:
+        if server is not None:
+            server.stop()
+
+
+@app.command()
+def audit(
+    ctx: typer.Context,
+    workers: Annotated[int | None, typer.Option(help="Processes verifying signatures (default: every core).")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """Walk the whole ledger: every signature, the hash chain and the signed checkpoints; name the first problem.
+
+    Example: [bold]xiezhu audit --json[/]
+    """
+    from rich.progress import Progress
+
+    from broker.ledger.audit import audit as run_audit
+    from broker.ledger.audit import count_entries, render
+
+    settings = _settings(ctx)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}")
+    keys = KeyStore(settings.keys_dir)
+    if keys.signed_trust() is None:  # every signature would fail: say what is missing, not "tampered"
+        raise XiezhuError(f"no trust list in {settings.keys_dir} (trust.json): the audit checks every signature "
+                          f"against it; copy the keys directory (or at least trust.json and root.pub) first")
+    ring = keys.ring()
+    with Progress(console=err, transient=as_json) as progress:
+        task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_path))
+        report = run_audit(settings.ledger_path, ring, workers=workers or os.cpu_count() or 1,
+                           progress=lambda k: progress.advance(task, k))
+    if as_json:
+        _print_json(report)
+    else:
+        out.print(render(report), highlight=False)
+    if not report.ok:
+        raise typer.Exit(1)
+
+
+def _fresh_if_damaged(path: Path, open_view: Callable[[], Any]) -> Any:
+    """The view at ``path``; a file SQLite cannot read is moved aside (``.damaged``) and the view made anew,
+    since a rebuild replaces everything in it anyway."""
+    try:
+        return open_view()
+    except sqlite3.DatabaseError as e:
+        if "readonly" in str(e):
+            raise
+        aside = path.with_name(path.name + ".damaged")
+        path.replace(aside)
+        for extra in ("-wal", "-shm"):
+            path.with_name(path.name + extra).unlink(missing_ok=True)
+        err.print(f"{path} could not be read ({e}); moved to {aside.name}, building it anew")
+        return open_view()
+
+
+@projections_app.command("rebuild")
+def projections_rebuild(ctx: typer.Context) -> None:
+    """Drop the read models (SLA view, commitment cases) and build them again from the ledger.
+
+    Example: [bold]xiezhu projections rebuild[/]
+    """
+    from rich.progress import Progress
+
+    settings = _settings(ctx)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}")
+    ledger_ = ledger_at(settings)
+    views: list[tuple[str, Any]] = [
+        ("SLA view", _fresh_if_damaged(settings.sla_path, lambda: SlaView(
+            settings.sla_path, CalendarStore(settings.calendar_dir), catalogue=existing_catalogue(settings)))),
+        ("commitment cases", _fresh_if_damaged(settings.commitments_path, lambda: CommitmentView(
+            settings.commitments_path, view_key=view_key(settings)))),
+        ("credit view", _fresh_if_damaged(settings.credit_path, lambda: CreditView(
+            settings.credit_path, view_key=view_key(settings)))),
+    ]
+    for label, view in views:
+        if view.in_memory:  # it could only be rebuilt in memory and lost: say so rather than pretend
+            raise XiezhuError(f"the {label} cannot be rebuilt: {settings.sla_path.parent} is read-only here")
+    with Progress(console=err) as progress:
+        for label, view in views:
+            task = progress.add_task(f"rebuilding {label}", total=len(ledger_))
+            n = view.rebuild(ledger_, progress=lambda k, task=task: progress.advance(task, k))
+    err.print(f"[green]rebuilt[/] {len(views)} views from {n} ledger entries")
+
+
