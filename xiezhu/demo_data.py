@@ -32,30 +32,42 @@ class Flow:
     disclose: bool = False
     on_site: bool = False
     basis: str = "《国务院办公厅关于全面推行证明事项告知承诺制的指导意见》（国办发〔2020〕42号）"
+    #: The commitment a person checks (a check of ""), in the matter's own words.
+    claim: str = ""
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 FLOWS = [
     Flow("shenpi", "gongan", "370405-XK-0101", "食品经营许可", "无犯罪记录证明", "区公安分局", "可选择", "person",
-         ("hukou.residence", "police.no-criminal-record"), "XZ-0001", "户籍及无犯罪记录核查", 30, disclose=True),
+         ("hukou.residence", "police.no-criminal-record"), "XZ-0001", "户籍及无犯罪记录核查", 30, disclose=True,
+         basis="《中华人民共和国食品安全法》第三十五条；《食品经营许可管理办法》"),
     Flow("jiaoti", "gongan", "370405-QR-0203", "教师资格认定", "无犯罪记录证明", "区公安分局", "必须实行", "person",
-         ("police.no-criminal-record",), "XZ-0002", "无犯罪记录核查", 12),
+         ("police.no-criminal-record",), "XZ-0002", "无犯罪记录核查", 12,
+         basis="《中华人民共和国教师法》第十四条；《教师资格条例》第十八条"),
     Flow("yunhe", "gongan", "370405-GG-0310", "居住登记", "户籍证明", "区公安分局", "必须实行", "person",
-         ("hukou.residence",), "XZ-0003", "户籍所在地核查", 10),
+         ("hukou.residence",), "XZ-0003", "户籍所在地核查", 10,
+         basis="《居住证暂行条例》第二条、第九条"),
     Flow("shenpi", "shichang", "370405-XK-0102", "食品经营许可（企业）", "营业执照", "区市场监管局", "可选择",
-         "organisation", ("licence.valid", "licence.scope"), "XZ-0004", "营业执照及经营范围核查", 20),
+         "organisation", ("licence.valid", "licence.scope"), "XZ-0004", "营业执照及经营范围核查", 20,
+         basis="《中华人民共和国食品安全法》第三十五条；《食品经营许可管理办法》第十二条"),
     Flow("zhujian", "shichang", "370405-XK-0520", "建筑业企业资质", "营业执照", "区市场监管局", "可选择",
-         "organisation", ("licence.valid", "licence.name"), "XZ-0005", "营业执照登记信息核查", 8),
+         "organisation", ("licence.valid", "licence.name"), "XZ-0005", "营业执照登记信息核查", 8,
+         basis="《中华人民共和国建筑法》第十三条；《建筑业企业资质管理规定》"),
     Flow("minzheng", "renshe", "370405-JF-0701", "最低生活保障", "社会保险缴费证明", "区人力资源社会保障局",
-         "必须实行", "person", ("shebao.months",), "XZ-0006", "社会保险缴费核查", 10),
+         "必须实行", "person", ("shebao.months",), "XZ-0006", "社会保险缴费核查", 10,
+         basis="《社会救助暂行办法》第九条至第十一条"),
     Flow("shenpi", "ziran", "370405-QR-0815", "不动产登记", "不动产权属证明", "区自然资源局", "可选择", "person",
-         ("",), "XZ-0007", "不动产权属核查", 6),
+         ("",), "XZ-0007", "不动产权属核查", 6, basis="《不动产登记暂行条例》第十六条",
+         claim="本人对申请登记的不动产享有合法权属，不存在权属争议"),
     Flow("weijian", "minzheng", "370405-JF-0902", "计划生育家庭特别扶助", "家庭情况证明", "区民政局", "必须实行",
-         "person", ("",), "XZ-0008", "家庭情况核查", 4),
+         "person", ("",), "XZ-0008", "家庭情况核查", 4, basis="《山东省人口与计划生育条例》",
+         claim="本人家庭成员及生育情况与申报内容一致"),
     Flow("nongye", "wenlv", "370405-XK-1001", "休闲农业经营", "旅游经营备案证明", "区文化和旅游局", "可选择",
-         "organisation", ("",), "XZ-0009", "旅游经营备案核查", 3),
+         "organisation", ("",), "XZ-0009", "旅游经营备案核查", 3, basis="《山东省旅游条例》",
+         claim="本企业已依法办理旅游经营备案"),
     Flow("zhujian", "yingji", "370405-XK-0530", "建筑施工安全生产许可", "安全生产检查证明", "区应急管理局", "可选择",
-         "organisation", ("",), "XZ-0010", "施工现场安全条件现场核查", 2, on_site=True),
+         "organisation", ("",), "XZ-0010", "施工现场安全条件现场核查", 2, on_site=True,
+         basis="《安全生产许可证条例》第六条", claim="本企业施工现场安全生产条件符合法律法规规定"),
 ]
 
 ITEM_TEXT = {
@@ -65,7 +77,6 @@ ITEM_TEXT = {
     "licence.scope": "本企业经营范围包含{scope}",
     "licence.name": "本企业登记名称为{name}",
     "shebao.months": "本人已连续缴纳社会保险满{months}个月",
-    "": "申请人所承诺事项属实，无需另行开具证明",
 }
 ADDRESSES = ["台儿庄区运河街道", "台儿庄区张山子镇", "台儿庄区涧头集镇",
              "台儿庄区邳庄镇", "台儿庄区马兰屯镇", "台儿庄区泥沟镇"]
@@ -115,6 +126,11 @@ def _id_number(rng: random.Random) -> str:
     return f"370405{born:%Y%m%d}{rng.randrange(1000):03d}{rng.choice('0123456789X')}"
 
 
+def _trade_name(i: int) -> str:
+    """A company's 字号, different for each of the first 90 (a real register has no "有限公司86")."""
+    return "鑫恒福宏金众永祥华天"[i // 9 % 10] + "源泰瑞达禾诚安和兴"[i % 9]
+
+
 def _uscc(rng: random.Random) -> str:
     return "91370405" + "".join(rng.choice("0123456789ABCDEFGHJKLMNPQRTUWXY") for _ in range(10))
 
@@ -123,8 +139,9 @@ def seed_bureau_data(settings: Settings, rng: random.Random) -> Population:
     """Write each verifying bureau's own records (户籍, 营业执照, 社保) into its data file."""
     persons = [Applicant(kind="person", name=rng.choice(SURNAMES) + rng.choice(GIVEN) + rng.choice(GIVEN),
                          id_number=_id_number(rng)) for _ in range(260)]
-    orgs = [Applicant(kind="organisation", name=f"台儿庄区{rng.choice(['运河', '古城', '兴隆', '鲁南'])}"
-                      f"{rng.choice(['商贸', '餐饮', '建工', '农业', '文旅'])}有限公司{i}", id_number=_uscc(rng))
+    orgs = [Applicant(kind="organisation",
+                      name=f"台儿庄区{rng.choice(['运河', '古城', '兴隆', '鲁南'])}{_trade_name(i)}"
+                      f"{rng.choice(['商贸', '餐饮', '建工', '农业', '文旅'])}有限公司", id_number=_uscc(rng))
             for i in range(90)]
     known_p, known_o = persons[:240], orgs[:80]  # the rest: no record, a person must look
     records: list[tuple[str, str, list[dict[str, Any]]]] = [
@@ -164,6 +181,6 @@ def make_items(flow: Flow, applicant: Applicant, settings: Settings, rng: random
     items = []
     for no, check in enumerate(flow.checks, start=1):
         facts = _facts(check, applicant, settings, rng)
-        text = ITEM_TEXT[check].format(name=applicant.name, **facts)
+        text = flow.claim if not check else ITEM_TEXT[check].format(name=applicant.name, **facts)
         items.append(CommitmentItem(no=no, text=text, check=check, facts=facts))
     return items
