@@ -30,7 +30,9 @@ BASIS = "根据台儿庄区人民政府《台儿庄区全面推行证明事项�
 #: 二(四): 决定向社会公开告知承诺书的……并在当事人申请时告知。当事人拒绝公开的，应当提交……证明.
 DISCLOSURE = ("本事项属于向社会公开告知承诺书的事项，你作出的承诺将向社会公开；"
               "你拒绝公开的，应当提交法律法规或者国务院决定要求的证明。")
-ASK = "请贵单位对申请人承诺的真实性予以核查，并在{days}个工作日内给与书面回复。"
+#: The templates (附件4, 附件6) print 给与; the letters use the standard 给予 (issue 11), the only change to
+#: their fixed wording.
+ASK = "请贵单位对申请人承诺的真实性予以核查，并在{days}个工作日内给予书面回复。"
 #: 附件4-2, before ``ASK``.
 STAFF = "我单位指派{first}、{second}两名同志前往贵单位调查核实，"
 COPIES_REQUEST = "（一式两份，部门一份，行政协助部门一份）"
@@ -166,7 +168,7 @@ def render_commitment_notice(notice: CommitmentNotice) -> str:
         f"{notice.applicant_name}：",
         f"{zh_date(notice.applied_on)}，{notice.applicant_name}到我单位办理{notice.matter_name}事项，"
         f"应当提供{notice.issuing_unit}出具的{certificate(notice.certificate_name)}（法律、法规规定的要件），"
-        f"你没有提供，{BASIS}，你可以作出以下承诺，我单位给与受理（办理）：",
+        f"你没有提供，{BASIS}，你可以作出以下承诺，我单位给予受理（办理）：",
         *_numbered(notice.items),
         *([DISCLOSURE] if notice.disclosed else []),
         NOTICE_CONSEQUENCES,

@@ -154,7 +154,7 @@ def notice_paper(notice: CommitmentNotice, number: str) -> Paper:
         title="承诺告知书", addressee=f"{notice.applicant_name}：",
         body=(f"{zh_date(notice.applied_on)}，{notice.applicant_name}到我单位办理{notice.matter_name}事项，"
               f"应当提供{notice.issuing_unit}出具的{certificate(notice.certificate_name)}（法律、法规规定的要件），"
-              f"你没有提供，{BASIS}，你可以作出以下承诺，我单位给与受理（办理）：",
+              f"你没有提供，{BASIS}，你可以作出以下承诺，我单位给予受理（办理）：",
               *_numbered(notice.items), *([DISCLOSURE] if notice.disclosed else []), NOTICE_CONSEQUENCES),
         issuer=notice.bureau_name, dated=zh_date(notice.dated),
     )
