@@ -65,6 +65,8 @@ class CaseState(msgspec.Struct, frozen=True, kw_only=True):
     results: tuple[ItemResult, ...] = ()
     reasons: str = ""
     answered_by: str = ""
+    #: 附件5: the reply letter's own number (the assistor's series), "" if it gave none.
+    reply_number: str = ""
     #: 第五条: institutions holding pre-reform archives the assistor asked.
     forwarded_to: tuple[str, ...] = ()
     withdrawn_reason: str = ""
@@ -191,7 +193,7 @@ def _apply(state: CaseState, env: Envelope, digest: str, recorded_at: datetime |
                 raise errors.WrongParty(f"case {state.number} was never forwarded to {ev.on_behalf_of}")
             status = "withdrawn" if state.status == "withdrawn" else "replied"
             return _next(state, status=status, answered_at=env.time, answer_recorded_at=recorded_at,
-                         results=tuple(ev.results), answered_by=ev.answered_by)
+                         results=tuple(ev.results), answered_by=ev.answered_by, reply_number=ev.number)
         case AssistanceDeclined() as ev:
             _answerable(state, env, ev.request_id, ev.request_hash, ev.channel)
             status = "withdrawn" if state.status == "withdrawn" else "declined"

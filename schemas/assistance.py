@@ -104,6 +104,8 @@ class AssistanceReplied(msgspec.Struct, frozen=True, kw_only=True, tag="assistan
     answered_by: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
     #: 第五条: the institution holding pre-reform archives this answer comes from, if forwarded.
     on_behalf_of: Annotated[str, msgspec.Meta(max_length=100)] = ""
+    #: 附件5 （编号：…）: the reply letter's own number, from the assistor's series ("" in older replies).
+    number: Annotated[str, msgspec.Meta(max_length=16)] = ""
 
 
 class AssistanceForwarded(msgspec.Struct, frozen=True, kw_only=True, tag="assistance.forwarded"):

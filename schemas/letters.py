@@ -136,10 +136,19 @@ class ReplyLetter(msgspec.Struct, frozen=True, kw_only=True, tag="letter.reply")
     on_behalf_of: Annotated[str, msgspec.Meta(max_length=100)] = ""
     #: The bureau whose stamp (公章) is on the sheet of reasons (附件5 备注: 本机关公章).
     stamped_by: Line
+    #: 附件5 （编号：…）: the reply's own number; "" (an older reply) prints the request's.
+    reply_number: Annotated[str, msgspec.Meta(max_length=16)] = ""
+
+    @property
+    def own_number(self) -> str:
+        """The number printed at the top of the reply (its own, or the request's for an older one)."""
+        return self.reply_number or self.number
 
     def __post_init__(self) -> None:
         name = "reply letter"
         _number(name, self.number)
+        if self.reply_number:
+            _number(name, self.reply_number)
         for field in ("replier_name", "requester_name", "stamped_by"):
             _line(name, field, getattr(self, field))
         if self.replier_name == self.requester_name:

@@ -148,3 +148,21 @@ def test_a_conflict_that_outlives_the_retries_is_a_transient_store_error(pair) -
         return number
     assert retry_on_conflict(take_after_one_conflict, "shenpi's letter numbers") == "20260002"
     assert len(tries) == 5
+
+
+def test_a_reply_takes_its_own_number_from_the_assistors_series(pair) -> None:  # type: ignore[no-untyped-def]
+    """附件5: the 回复函 has its own （编号：…） and cites the request's number (行政协助函（…）) in its text."""
+    from projections.documents.case_letters import reply_letter
+    from projections.documents.letters import render
+
+    a, b, ring, clock = pair
+    send(a)  # shenpi's 20260001 …
+    case = send(a)  # … and 20260002, to gongan
+    for _, signed in a.outgoing_since(0, 10):
+        b.accept(signed, ring.verify(signed), stream_seq=1, arrived_at=clock.now())
+    st = b.assistance.reply(case, [ItemResult(no=1, verdict="true")], answered_by="operator:王伟")
+    assert (st.number, st.reply_number) == ("20260002", "20260001")  # gongan's first letter of the year
+    letter = reply_letter(st, lambda code: {"shenpi": "区审批服务局", "gongan": "区公安分局"}[code])
+    assert letter is not None
+    text = render(letter)
+    assert "（编号：20260001）" in text and "根据贵单位行政协助函（20260002）内容" in text

@@ -10,6 +10,7 @@ from collections.abc import Callable, Iterator, Sequence
 from datetime import date, datetime
 from typing import TYPE_CHECKING, Any
 
+import msgspec
 from eventsourcing.persistence import IntegrityError
 
 from aggregates import assistance
@@ -121,10 +122,11 @@ class AssistanceCases:
 
     def reply(self, case_id: str, results: Sequence[ItemResult], answered_by: str,
               on_behalf_of: str = "") -> CaseState:
-        """Send the 回复函: a verdict for every item asked (for an archive institution, if forwarded)."""
+        """Send the 回复函: a verdict for every item asked (for an archive institution, if forwarded), under a
+        number of the assistor's own series (附件5: 编号), taken in the same transaction."""
         return self._emit(case_id, lambda st: AssistanceReplied(
             request_id=st.request_id, request_hash=st.request_hash, channel=st.request.channel,
-            results=list(results), answered_by=answered_by, on_behalf_of=on_behalf_of))
+            results=list(results), answered_by=answered_by, on_behalf_of=on_behalf_of), numbered=True)
 
     def forward(self, case_id: str, institution: str, note: str = "") -> CaseState:
         """第五条: ask the institution that holds pre-reform archives; the forward joins the case history."""
@@ -137,8 +139,11 @@ class AssistanceCases:
             request_id=st.request_id, request_hash=st.request_hash, channel=st.request.channel,
             reasons=reasons, answered_by=answered_by))
 
-    def _emit(self, case_id: str, make: Callable[[CaseState], Any]) -> CaseState:
-        """Build the payload from the case as it is now, guard, sign, save; again if it changed meanwhile."""
+    def _emit(self, case_id: str, make: Callable[[CaseState], Any], *, numbered: bool = False) -> CaseState:
+        """Build the payload from the case as it is now, guard, sign, save; again if it changed meanwhile.
+
+        ``numbered``: the payload takes the next number of this bureau's letter series (its ``number``).
+        """
         app = self._app
 
         def attempt() -> CaseState:
@@ -147,10 +152,14 @@ class AssistanceCases:
             if st.status == "withdrawn" and st.assistor == app.bureau:
                 raise WrongOrder(f"{st.requester} withdrew request {st.number}: {st.withdrawn_reason}")
             other = st.requester if st.assistor == app.bureau else st.assistor
+            payload, series = make(st), None
+            if numbered:
+                series, own, _ = app.next_number()
+                payload = msgspec.structs.replace(payload, number=own)
             env = Envelope(id=new_id(), sender=app.bureau, recipient=other, case=st.case,
-                           number=st.number, time=app.clock.now(), payload=make(st))
+                           number=st.number, time=app.clock.now(), payload=payload)
             case.add(app.sign(env), env, outgoing=True)
-            app.save(case)  # conflicts if an incoming event changed the case meanwhile: look again
+            app.save(*(a for a in (series, case) if a is not None))  # conflicts if the case changed: look again
             return case.state
         return retry_on_conflict(attempt, f"case {case_id}")
 

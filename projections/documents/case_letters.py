@@ -71,7 +71,7 @@ def reply_letter(state: CaseState, names: Names, on_behalf_of: str = "") -> Repl
     return ReplyLetter(
         number=state.number, replier_name=names(state.assistor), requester_name=names(state.requester),
         requested_on=shanghai_day(state.sent_at), items=items, dated=shanghai_day(state.answered_at),
-        on_behalf_of=on_behalf_of, stamped_by=names(state.assistor),
+        on_behalf_of=on_behalf_of, stamped_by=names(state.assistor), reply_number=state.reply_number,
     )
 
 

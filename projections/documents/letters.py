@@ -117,7 +117,7 @@ def render_reply_letter(letter: ReplyLetter) -> str:
     checked = f"经我单位向{letter.on_behalf_of}核实" if letter.on_behalf_of else "经我单位核实"
     lines = [
         f"{letter.replier_name}行政协助回复函",
-        f"（编号：{letter.number}）",
+        f"（编号：{letter.own_number}）",
         "",
         f"{letter.requester_name}：",
         f"{zh_date(letter.requested_on)}，{REPLY_ASKED}",
@@ -130,7 +130,7 @@ def render_reply_letter(letter: ReplyLetter) -> str:
     ]
     unverifiable = [(no, item) for no, item in enumerate(letter.items, 1) if item.verdict == "unverifiable"]
     if unverifiable:
-        lines += ["", "", SHEET_TITLE, f"（行政协助回复函编号：{letter.number}）", ""]
+        lines += ["", "", SHEET_TITLE, f"（行政协助回复函编号：{letter.own_number}）", ""]
         for no, item in unverifiable:
             lines += [f"{no}、{item.text}", f"原因：{item.reason}"]
         lines += ["", letter.replier_name, zh_date(letter.dated), f"（加盖{letter.stamped_by}公章）"]

@@ -119,7 +119,7 @@ def assistance_paper(letter: AssistanceLetter) -> Paper:
 def reply_paper(letter: ReplyLetter) -> Paper:
     checked = f"经我单位向{letter.on_behalf_of}核实" if letter.on_behalf_of else "经我单位核实"
     pages = [Page(
-        title=f"{letter.replier_name}行政协助回复函", number_line=_number_line(letter.number),
+        title=f"{letter.replier_name}行政协助回复函", number_line=_number_line(letter.own_number),
         addressee=f"{letter.requester_name}：",
         body=(f"{zh_date(letter.requested_on)}，{REPLY_ASKED}",
               *(f"{no}、{item.text} —— {VERDICT_ZH[item.verdict]}" for no, item in enumerate(letter.items, 1)),
@@ -131,9 +131,9 @@ def reply_paper(letter: ReplyLetter) -> Paper:
         body: list[str] = []
         for no, item in unverifiable:
             body += [f"{no}、{item.text}", f"原因：{item.reason}"]
-        pages.append(Page(title=SHEET_TITLE, number_line=f"（行政协助回复函编号：{letter.number}）", body=tuple(body),
-                          issuer=letter.stamped_by, dated=zh_date(letter.dated)))
-    return Paper(kind="行政协助回复函", number=letter.number, pages=tuple(pages))
+        pages.append(Page(title=SHEET_TITLE, number_line=f"（行政协助回复函编号：{letter.own_number}）",
+                          body=tuple(body), issuer=letter.stamped_by, dated=zh_date(letter.dated)))
+    return Paper(kind="行政协助回复函", number=letter.own_number, pages=tuple(pages))
 
 
 def decline_paper(letter: DeclineLetter) -> Paper:
