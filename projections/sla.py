@@ -415,6 +415,7 @@ class _Judge:
         self.next_working_day = cal.add_working_days(now, 1).last_day
 
     def present(self, row: dict[str, Any]) -> dict[str, Any]:
+        row.pop("fold", None)  # the view's own working state, not part of the answer
         row["provisional"] = bool(row["provisional"])
         if row["state"] is None:
             row["state"] = self.open_state(row)
