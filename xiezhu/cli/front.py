@@ -303,6 +303,9 @@ def serve(
     codes = [reg[b].code for b in bureau]
     door = FrontDoor(settings, reg, codes, SystemClock())
     err.print(f"xiezhu serve: {', '.join(codes)} at http://{host}:{port} (docs at /docs)")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        err.print(f"[yellow]warning:[/] listening on {host}, not loopback: tokens travel in the clear unless a "
+                  f"TLS proxy stands in front")
     try:
         uvicorn.run(create_app(door), host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
