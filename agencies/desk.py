@@ -22,9 +22,10 @@ from aggregates.commitment import CommitmentState
 from aggregates.dispute import DisputeState
 from aggregates.store import SHANGHAI, BureauStore
 from aggregates.store.catalogue import CatalogueRegistry
+from schemas import labels
 from schemas.assistance import Applicant, Channel, CommitmentItem, ItemResult, Matter, Verdict
 from schemas.catalogue import Kind, Row
-from schemas.commitment import STANDING_ZH, PlannedItem, ReviewOutcome, Standing
+from schemas.commitment import PlannedItem, ReviewOutcome, Standing
 from schemas.dispute import Outcome
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
@@ -173,7 +174,7 @@ class Desk:
             catalogue_version=len(cat.versions("matters")), standing=standing)
         if standing != "good":
             return self._store.commitments.refuse_route(st.case, "credit",
-                                                        CREDIT_REFUSAL.format(standing=STANDING_ZH[standing]))
+                                                        CREDIT_REFUSAL.format(standing=labels.STANDING[standing]))
         return st
 
     def issue_notice(self, case: str) -> CommitmentState:

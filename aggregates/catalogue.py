@@ -19,6 +19,7 @@ import msgspec
 
 from aggregates.errors import RuleError
 from aggregates.registry import Registry
+from schemas import labels
 from schemas.assistance import DECLINE_DAYS, REPLY_DAYS
 from schemas.catalogue import (
     CITY_JUSTICE,
@@ -40,7 +41,6 @@ from schemas.catalogue import (
 )
 
 KINDS: tuple[Kind, ...] = ("matters", "assistance")
-KIND_ZH = {"matters": "证明事项清单", "assistance": "行政协助事项清单"}
 #: A second, cruder net under ``MatterRow.domains``, which is the primary check of 一(二): names that
 #: plainly say they touch an excluded domain.  Kept short on purpose, since a long list would refuse
 #: ordinary matters; a bureau that leaves ``domains`` empty remains answerable for its list.
@@ -294,7 +294,7 @@ class CatalogueState(msgspec.Struct, frozen=True, kw_only=True):
         for a in self.adjustments:
             if a.id == adjustment_id:
                 return a
-        raise UnknownAdjustment(f"no adjustment {adjustment_id} in the {KIND_ZH[self.kind]}",
+        raise UnknownAdjustment(f"no adjustment {adjustment_id} in the {labels.CATALOGUE_KIND[self.kind]}",
                                 adjustment_id=adjustment_id)
 
     def queue(self) -> list[Adjustment]:
@@ -305,7 +305,7 @@ class CatalogueState(msgspec.Struct, frozen=True, kw_only=True):
         """One published version by number."""
         if 1 <= number <= len(self.versions):
             return self.versions[number - 1]
-        raise UnknownVersion(f"the {KIND_ZH[self.kind]} has no version {number} "
+        raise UnknownVersion(f"the {labels.CATALOGUE_KIND[self.kind]} has no version {number} "
                              f"(published: {len(self.versions)})", kind=self.kind, version=number)
 
     def check_cited(self, requester: str, assistor: str, item_code: str, version: int, matter_code: str,
@@ -409,7 +409,8 @@ def _applied(state: CatalogueState, ev: AdjustmentApplied, actor: str, at: datet
     _same_kind(state, ev.kind)
     expected = next_adjustment_id(state)
     if ev.id != expected:
-        raise BadAdjustmentId(f"the next adjustment of the {KIND_ZH[state.kind]} is {expected}, not {ev.id}")
+        raise BadAdjustmentId(f"the next adjustment of the {labels.CATALOGUE_KIND[state.kind]} is {expected}, "
+                              f"not {ev.id}")
     if actor != ev.applicant:
         raise NotOwner(f"{actor} cannot apply in the name of {ev.applicant}", actor=actor, applicant=ev.applicant)
     if not ev.basis.strip():
@@ -430,7 +431,8 @@ def _applied(state: CatalogueState, ev: AdjustmentApplied, actor: str, at: datet
     published = {r.code: r for r in state.rows}
     for code in [*(r.code for r in ev.replaces), *ev.removes]:
         if code not in published:
-            raise NotPublished(f"{code} is not in the published {KIND_ZH[state.kind]}; nothing to replace or remove",
+            raise NotPublished(f"{code} is not in the published {labels.CATALOGUE_KIND[state.kind]}; "
+                               "nothing to replace or remove",
                                code=code)
         if owner_of(published[code]) != ev.applicant and not by_ruling:
             raise NotOwner(f"{code} is listed by {owner_of(published[code])}; {ev.applicant} cannot change it",
@@ -466,10 +468,12 @@ def _published(state: CatalogueState, ev: CataloguePublished, actor: str) -> Cat
     _justice(actor, ev.published_by, "publishes the catalogues")
     queue = state.queue()
     if not queue:
-        raise NothingToPublish(f"no approved adjustment of the {KIND_ZH[state.kind]} waits to be published")
+        raise NothingToPublish(f"no approved adjustment of the {labels.CATALOGUE_KIND[state.kind]} "
+                               "waits to be published")
     number = len(state.versions) + 1
     if ev.version != number:
-        raise BadPublication(f"the next version of the {KIND_ZH[state.kind]} is {number}, not {ev.version}")
+        raise BadPublication(f"the next version of the {labels.CATALOGUE_KIND[state.kind]} is {number}, "
+                             f"not {ev.version}")
     ids = [a.id for a in queue]
     if list(ev.adjustments) != ids:
         raise BadPublication(f"version {number} must publish exactly the approved adjustments {ids}, "
@@ -491,7 +495,7 @@ def _filed(state: CatalogueState, ev: CatalogueFiled, actor: str) -> CatalogueSt
     if ev.filed_with != CITY_JUSTICE:
         raise BadFiling(f"一(四): the catalogue is filed with {CITY_JUSTICE}, not {ev.filed_with}")
     if version.filed_at is not None:
-        raise AlreadyFiled(f"version {version.number} of the {KIND_ZH[state.kind]} was filed at "
+        raise AlreadyFiled(f"version {version.number} of the {labels.CATALOGUE_KIND[state.kind]} was filed at "
                            f"{version.filed_at.isoformat()}")
     filed = msgspec.structs.replace(version, filed_with=ev.filed_with, filed_by=ev.filed_by, filed_at=ev.filed_at)
     versions = tuple(filed if v.number == version.number else v for v in state.versions)
@@ -553,7 +557,8 @@ def _check_row(kind: Kind, row: Row, applicant: str | None) -> None:
     """A row's own rules; with ``applicant``, also that it is that bureau's row (None: a dispute's ruling)."""
     wanted = MatterRow if kind == "matters" else AssistanceItem
     if not isinstance(row, wanted):
-        raise WrongKind(f"{row.code} is a {type(row).__name__}; the {KIND_ZH[kind]} holds {wanted.__name__} rows")
+        raise WrongKind(f"{row.code} is a {type(row).__name__}; the {labels.CATALOGUE_KIND[kind]} "
+                        f"holds {wanted.__name__} rows")
     if applicant is not None and owner_of(row) != applicant:
         raise NotOwner(f"{row.code} is listed by {owner_of(row)}; only that bureau may apply for it, "
                        f"not {applicant}", code=row.code, owner=owner_of(row), applicant=applicant)
@@ -587,7 +592,7 @@ def _check_exclusions(rows: Sequence[Row]) -> None:
 
 def _same_kind(state: CatalogueState, kind: str) -> None:
     if kind != state.kind:
-        raise WrongKind(f"a {kind} event cannot change the {KIND_ZH[state.kind]}")
+        raise WrongKind(f"a {kind} event cannot change the {labels.CATALOGUE_KIND[state.kind]}")
 
 
 def _justice(actor: str, named: str, what: str) -> None:

@@ -45,9 +45,6 @@ from schemas.envelope import LEDGER, Envelope
 Status = Literal["negotiating", "settled", "referred", "ruled", "escalated", "decided"]
 #: A dispute in one of these takes no further step.
 CLOSED: frozenset[str] = frozenset({"settled", "ruled", "decided"})
-STATUS_ZH = {"negotiating": "协商中", "negotiation-failed": "协商不成", "settled": "协商解决",
-             "referred": "区司法局研究中", "ruled": "已研究确定", "escalated": "已提请区政府决定",
-             "decided": "区政府已决定"}
 
 
 class NegotiationNote(msgspec.Struct, frozen=True, kw_only=True):

@@ -23,13 +23,13 @@ import msgspec
 from aggregates import assistance, commitment, dispute
 from aggregates.assistance import CaseState
 from aggregates.commitment import CommitmentState
-from aggregates.dispute import STATUS_ZH, DisputeState
+from aggregates.dispute import DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
 from broker.ledger.store import Entry, Ledger, open_read_only
+from schemas import labels
 from schemas.access import DisclosureRecorded
 from schemas.assistance import (
-    VERDICT_ZH,
     AssistanceDeclined,
     AssistanceForwarded,
     AssistanceReceived,
@@ -38,7 +38,6 @@ from schemas.assistance import (
     AssistanceWithdrawn,
 )
 from schemas.commitment import (
-    METHOD_ZH,
     ApplicationReceived,
     Approved,
     Closed,
@@ -61,7 +60,6 @@ from schemas.commitment import (
     Withdrawn,
 )
 from schemas.dispute import (
-    OUTCOME_ZH,
     DisputeEscalated,
     DisputeRaised,
     DisputeReferred,
@@ -377,7 +375,7 @@ def _assistance_summary(env: Envelope, case_number: Callable[[str], str]) -> str
         case AssistanceReceived() as ev:
             return f"{env.sender} recorded arrival at {_local(ev.arrived_at)}"
         case AssistanceReplied() as ev:
-            answers = ", ".join(f"{r.no} {VERDICT_ZH[r.verdict]}" + (f" ({_oneline(r.reason)})" if r.reason else "")
+            answers = ", ".join(f"{r.no} {labels.VERDICT[r.verdict]}" + (f" ({_oneline(r.reason)})" if r.reason else "")
                                 for r in ev.results)
             text = f"{env.sender} 回复: {answers}"
             if ev.on_behalf_of:
@@ -413,10 +411,10 @@ def _commitment_summary(env: Envelope) -> str:
         case VerificationPlanned() as ev:
             return "verification planned: " + ", ".join(
                 f"{p.no} exempt" if p.exempt else
-                f"{p.no} {METHOD_ZH[p.method]}" + (f" by {p.due_on.isoformat()}" if p.due_on else "")
+                f"{p.no} {labels.METHOD[p.method]}" + (f" by {p.due_on.isoformat()}" if p.due_on else "")
                 for p in ev.items)
         case ItemVerified() as ev:
-            text = f"item {ev.no} verified {VERDICT_ZH[ev.verdict]} via {ev.source}"
+            text = f"item {ev.no} verified {labels.VERDICT[ev.verdict]} via {ev.source}"
             return text + (f" ({_oneline(ev.reason)})" if ev.reason else "")
         case Closed() as ev:
             return "closed" + (f": {_oneline(ev.summary)}" if ev.summary else "")
@@ -453,7 +451,7 @@ def _dispute_summary(env: Envelope) -> str:
                     f"{ev.assistance_number} ({ev.requester} → {ev.assistor}): {_oneline(ev.claim)}")
             return text + (f"; evidence: {'；'.join(_oneline(x) for x in ev.evidence)}" if ev.evidence else "")
         case NegotiationRecorded() as ev:
-            return f"协商 ({ev.party}, {OUTCOME_ZH[ev.outcome]}): {_oneline(ev.note)}"
+            return f"协商 ({ev.party}, {labels.NEGOTIATION[ev.outcome]}): {_oneline(ev.note)}"
         case DisputeSettled() as ev:
             return f"协商解决, agreed by {'、'.join(ev.agreed_by)}: {_oneline(ev.agreement)}"
         case DisputeReferred() as ev:
@@ -609,7 +607,7 @@ def _verification_source(ev: ItemVerified, requests: list[CaseHistory]) -> list[
     if not ev.source.startswith("assistance:"):
         return []
     requester, _, number = ev.source.removeprefix("assistance:").partition("/")
-    said = VERDICT_ZH[ev.verdict]
+    said = labels.VERDICT[ev.verdict]
     for h in requests:
         st = h.state
         if isinstance(st, CaseState) and st.number == number and st.requester == requester:
@@ -619,7 +617,7 @@ def _verification_source(ev: ItemVerified, requests: list[CaseHistory]) -> list[
                         "answer for it"]
             if answer != ev.verdict:
                 return [f"{UNSUPPORTED}: item {ev.no} recorded {said}, but {st.assistor}'s reply to {number} "
-                        f"said {VERDICT_ZH[answer]}"]
+                        f"said {labels.VERDICT[answer]}"]
             return [f"第十条: item {ev.no} {said} rests on {st.assistor}'s reply to {number}"]
     return [f"{UNSUPPORTED}: item {ev.no} verified via {ev.source}, but no assistance request {number} "
             "names this case"]
@@ -649,7 +647,7 @@ def _disputes_about(ledger: Ledger, disputes: list[str]) -> list[str]:
         st = _fold_quietly(ledger, d)
         if isinstance(st, DisputeState):
             out.append(f"第八条: {st.raised_by} raised dispute {st.number} about this request (case {d}): "
-                       f"{STATUS_ZH[st.step]}")
+                       f"{labels.DISPUTE_STEP[st.step]}")
     return out
 
 

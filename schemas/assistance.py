@@ -24,8 +24,6 @@ Channel = Literal["platform", "letter"]
 #: 附件5: per item 真实 / 虚假, or cannot verify (with reasons and the bureau's stamp, 公章).
 Verdict = Literal["true", "false", "unverifiable"]
 
-VERDICT_ZH = {"true": "真实", "false": "虚假", "unverifiable": "无法证实"}
-CHANNEL_ZH = {"platform": "政务信息资源共享交换平台", "letter": "工作人员持书面协助函"}
 
 
 class Applicant(msgspec.Struct, frozen=True, kw_only=True):

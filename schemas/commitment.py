@@ -26,9 +26,6 @@ CreditStatus = Literal["none", "recorded", "under-objection", "corrected", "remo
 #: 异议处理: the record is confirmed as it is, corrected (new text), or removed.
 ReviewOutcome = Literal["confirm", "correct", "remove"]
 
-STANDING_ZH = {"good": "信用良好", "serious-bad-credit": "有较严重不良信用记录",
-               "unrepaired-false-commitment": "曾作出虚假承诺且未完成信用修复"}
-METHOD_ZH = {"online": "在线核查", "assistance": "部门间行政协助", "on-site": "现场核查"}
 
 
 class ApplicationReceived(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.applied"):

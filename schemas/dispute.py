@@ -31,7 +31,6 @@ AdjustmentRef = Annotated[str, msgspec.Meta(pattern=r"^((matters|assistance)-\d{
 #: How a party's negotiation note leaves the negotiation: still talking, or 协商不成.
 Outcome = Literal["continuing", "failed"]
 
-OUTCOME_ZH = {"continuing": "协商中", "failed": "协商不成"}
 
 
 class DisputeRaised(msgspec.Struct, frozen=True, kw_only=True, tag="dispute.raised"):

@@ -16,7 +16,8 @@ from typing import Annotated, Any, Literal
 
 import msgspec
 
-from schemas.assistance import REPLY_DAYS, VERDICT_ZH, Verdict
+from schemas import labels
+from schemas.assistance import REPLY_DAYS, Verdict
 from schemas.errors import XiezhuError
 
 #: A name or a commitment as printed on one line: a bureau, a person, a matter, an item.
@@ -157,9 +158,9 @@ class ReplyLetter(msgspec.Struct, frozen=True, kw_only=True, tag="letter.reply")
             _line(name, "on_behalf_of", self.on_behalf_of, limit=100)
         _items(name, [item.text for item in self.items])
         for no, item in enumerate(self.items, 1):
-            if item.verdict not in VERDICT_ZH:
+            if item.verdict not in labels.VERDICT:
                 raise _fail(name, f"item {no}", f"has verdict {item.verdict!r}, not one of "
-                            + ", ".join(VERDICT_ZH), verdict=item.verdict)
+                            + ", ".join(labels.VERDICT), verdict=item.verdict)
             if item.verdict == "unverifiable":
                 if not item.reason.strip():
                     raise _fail(name, f"item {no}", "cannot be verified but gives no reason "

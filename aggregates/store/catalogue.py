@@ -15,7 +15,6 @@ from eventsourcing.application import AggregateNotFoundError
 from eventsourcing.domain import Aggregate
 
 from aggregates.catalogue import (
-    KIND_ZH,
     KINDS,
     Adjustment,
     CatalogueState,
@@ -36,6 +35,7 @@ from aggregates.catalogue import (
 )
 from aggregates.clock import Clock
 from aggregates.store.base import StoreApplication, retry_on_conflict, store_env
+from schemas import labels
 from schemas.assistance import AssistanceRequested
 from schemas.catalogue import (
     JUSTICE,
@@ -125,7 +125,8 @@ class Catalogue(Aggregate):
         _justice(publisher, publisher, "publishes the catalogues")
         queue = self.state.queue()
         if not queue:
-            raise NothingToPublish(f"no approved adjustment of the {KIND_ZH[self.state.kind]} waits to be published")
+            raise NothingToPublish(f"no approved adjustment of the {labels.CATALOGUE_KIND[self.state.kind]} "
+                                   "waits to be published")
         rows = compose(self.state.rows, queue)
         number = len(self.state.versions) + 1
         ev = CataloguePublished(kind=self.state.kind, version=number, adjustments=[a.id for a in queue],
@@ -220,7 +221,7 @@ class CatalogueRegistry(StoreApplication):
             result = command(cat)
             self.save(cat)
             return result
-        return retry_on_conflict(attempt, f"the {KIND_ZH[kind]}")
+        return retry_on_conflict(attempt, f"the {labels.CATALOGUE_KIND[kind]}")
 
     # -- queries -----------------------------------------------------------------------
 
@@ -331,7 +332,7 @@ class CatalogueRegistry(StoreApplication):
             if r.code == code:
                 return r
         where = "the latest version" if version is None else f"version {version}"
-        raise UnknownCode(f"{code} is not in {where} of the {KIND_ZH[kind]}", code=code, version=version)
+        raise UnknownCode(f"{code} is not in {where} of the {labels.CATALOGUE_KIND[kind]}", code=code, version=version)
 
     def _load(self, kind: Kind) -> Catalogue | None:
         empty(kind)

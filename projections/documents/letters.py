@@ -12,7 +12,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 
-from schemas.assistance import VERDICT_ZH
+from schemas import labels
 from schemas.letters import (
     ApplicantCommitment,
     AssistanceLetter,
@@ -121,7 +121,7 @@ def render_reply_letter(letter: ReplyLetter) -> str:
         "",
         f"{letter.requester_name}：",
         f"{zh_date(letter.requested_on)}，{REPLY_ASKED}",
-        *(f"{no}、{item.text} —— {VERDICT_ZH[item.verdict]}" for no, item in enumerate(letter.items, 1)),
+        *(f"{no}、{item.text} —— {labels.VERDICT[item.verdict]}" for no, item in enumerate(letter.items, 1)),
         f"根据贵单位行政协助函（{letter.number}）内容，{checked}，{reply_conclusion(letter.items)}",
         "",
         letter.replier_name,

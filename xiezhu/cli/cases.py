@@ -14,7 +14,8 @@ from rich.table import Table
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import Registry
 from projections.commitments import CommitmentView
-from schemas.assistance import VERDICT_ZH, ItemResult
+from schemas import labels
+from schemas.assistance import ItemResult
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
 from xiezhu.cli.common import (
@@ -256,7 +257,7 @@ def _as_is(text: str) -> str:
 def _parse_item(text: str) -> ItemResult:
     no, _, rest = text.partition("=")
     verdict, _, reason = rest.partition(":")
-    aliases = {v: k for k, v in VERDICT_ZH.items()}
+    aliases = {v: k for k, v in labels.VERDICT.items()}
     verdict = aliases.get(verdict, verdict)
     try:
         return msgspec.convert({"no": int(no), "verdict": verdict, "reason": reason}, ItemResult)

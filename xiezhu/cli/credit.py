@@ -15,7 +15,8 @@ from agencies.credit_china import CreditChina, DirectoryCreditChina, HttpCreditC
 from agencies.desk import Desk, DeskError
 from aggregates.store import SHANGHAI
 from projections.credit import CreditView, open_view
-from schemas.commitment import STANDING_ZH, ReviewOutcome
+from schemas import labels
+from schemas.commitment import ReviewOutcome
 from schemas.errors import XiezhuError
 from xiezhu.cli.common import AsJson, err, ledger_at, out, system_of, view_key
 from xiezhu.cli.common import print_json as _print_json
@@ -108,7 +109,7 @@ def show(
     route = "[green]may use the commitment route[/]" if s["may_use_commitment_route"] else \
         "[red]may not use the commitment route before credit repair (四(二))[/]"
     when = f" at {_local(s['at'])}" if s["at"] else " now"
-    out.print(f"{s['applicant']} {s['name']}: {s['standing']} ({STANDING_ZH[s['standing']]}){when}; {route}")
+    out.print(f"{s['applicant']} {s['name']}: {s['standing']} ({labels.STANDING[s['standing']]}){when}; {route}")
     out.print(f"{c['cases']} cases, {c['signed']} commitments signed, {c['fulfilled']} fulfilled, "
               f"{c['found_false']} found false ({c['unrepaired']} unrepaired, {c['repaired']} repaired, "
               f"{c['removed']} removed on objection)")

@@ -14,7 +14,8 @@ import typer
 
 from agencies.desk import Desk
 from agencies.justice import Justice
-from aggregates.dispute import STATUS_ZH, DisputeState
+from aggregates.dispute import DisputeState
+from schemas import labels
 from schemas.catalogue import JUSTICE
 from schemas.errors import XiezhuError
 from xiezhu.cli.common import (
@@ -77,7 +78,8 @@ def _join_from_ledger(ctx: typer.Context, desk: Desk, number: str, raiser: str |
 
 
 def _done(st: DisputeState, what: str) -> None:
-    typer.echo(f"{what} dispute {st.number} ({st.raised_by} with {st.other_party}): {STATUS_ZH[st.step]}", err=True)
+    typer.echo(f"{what} dispute {st.number} ({st.raised_by} with {st.other_party}): "
+               f"{labels.DISPUTE_STEP[st.step]}", err=True)
 
 
 # -- the parties ----------------------------------------------------------------------------------
@@ -238,7 +240,7 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
           Col("adjustment", "清单调整", "adjustment", drop=1)],
          [{"number": d.number, "raised_by": w.bureau(d.raised_by), "raised_by_short": w.short(d.raised_by),
            "other": w.bureau(d.other_party), "other_short": w.short(d.other_party), "about": d.assistance_number,
-           "raised": when(d.raised_at), "stage": STATUS_ZH[d.step] if language == "zh" else d.step,
+           "raised": when(d.raised_at), "stage": labels.DISPUTE_STEP[d.step] if language == "zh" else d.step,
            "adjustment": d.adjustment} for d in rows], language=language)
 
 
@@ -257,7 +259,7 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
         print_json({"case": h.case, "number": h.number, "stage": st.step if isinstance(st, DisputeState) else None,
                      "state": st, "findings": h.findings, "linked": h.linked, "lines": history_lines(h)})
         return
-    stage = STATUS_ZH[st.step] if isinstance(st, DisputeState) else "no valid raise"
+    stage = labels.DISPUTE_STEP[st.step] if isinstance(st, DisputeState) else "no valid raise"
     from xiezhu.tables import lang
 
     print_history(h, f"争议 {h.number} — {stage}" if lang() == "zh" else f"dispute {h.number} — {stage}")
