@@ -9,7 +9,6 @@ from typing import Annotated, Any
 
 import msgspec
 import typer
-from rich.table import Table
 
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import Registry
@@ -28,9 +27,7 @@ from xiezhu.cli.common import (
     err,
     history_lines,
     ledger_at,
-    local_time,
     operator_name,
-    out,
     print_history,
     resolve_bureau,
     said,
@@ -242,12 +239,18 @@ def access_log(ctx: typer.Context, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(entries)
         return
-    t = Table(title=f"{len(entries)} disclosures of personal data")
-    for col in ("at", "operator", "host", "command", "subject", "reason", "entitled by"):
-        t.add_column(col)
-    for e in entries:
-        t.add_row(local_time(e.at.isoformat()), e.operator, e.host, e.command, e.subject, e.reason, e.entitled_by)
-    out.print(t)
+    from xiezhu.screens import when
+    from xiezhu.tables import Col, lang, show
+
+    language = lang()
+    title = f"个人信息完整显示记录 {len(entries)} 条" if language == "zh" else f"{len(entries)} disclosures"
+    show(title,
+         [Col("at", "时间", "at", ident=True), Col("operator", "经办人", "operator", ident=True),
+          Col("host", "主机", "host", drop=3), Col("command", "命令", "command", keep=True, drop=2),
+          Col("subject", "案件", "subject", ident=True), Col("reason", "事由", "reason"),
+          Col("entitled_by", "凭据", "entitled by", drop=1)],
+         [{"at": when(e.at), "operator": e.operator, "host": e.host, "command": e.command, "subject": e.subject,
+           "reason": e.reason, "entitled_by": e.entitled_by} for e in entries], language=language)
 
 
 def _as_is(text: str) -> str:
