@@ -8,7 +8,7 @@ from rich.console import Console
 from rich.text import Text
 
 from schemas.errors import XiezhuError
-from xiezhu.tables import Col, fit, lang, show
+from xiezhu.cli.tables import Col, fit, lang, show
 
 COLS = [Col("number", "文号", "number", ident=True), Col("parties", "请求 → 协助", "from → to", ident=True,
                                                       short="short"),

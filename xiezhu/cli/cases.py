@@ -68,8 +68,8 @@ def cases(
     if as_json:
         _print_json({f"{r['bureau']}/{r['number']}": r for r in rows})
         return
-    from xiezhu.screens import CASES_COLUMNS, Words, cases_rows
-    from xiezhu.tables import lang, show
+    from xiezhu.cli.screens import CASES_COLUMNS, Words, cases_rows
+    from xiezhu.cli.tables import lang, show
 
     language = lang()
     show(f"告知承诺案件 {len(rows)} 件" if language == "zh" else f"{len(rows)} commitment cases", CASES_COLUMNS,
@@ -105,7 +105,7 @@ def history_cmd(
         _print_json({"kind": h.kind, "case": h.case, "number": h.number, "findings": h.findings,
                      "linked": h.linked, "lines": history_lines(h)} | ({"revealed": shown[0]} if shown else {}))
         return
-    from xiezhu.tables import lang
+    from xiezhu.cli.tables import lang
 
     kind_zh = {"assistance": "行政协助", "commitment": "告知承诺案件", "dispute": "争议"}.get(h.kind, h.kind)
     print_history(h, f"{kind_zh} {h.number}" if lang() == "zh" else f"{h.kind} case {h.number}")
@@ -171,7 +171,7 @@ def bureaus(as_json: AsJson = False) -> None:
     if as_json:
         _print_json([msgspec.structs.asdict(b) for b in reg])
         return
-    from xiezhu.tables import Col, lang, show
+    from xiezhu.cli.tables import Col, lang, show
 
     language = lang()
     kinds = {"department": "区直部门", "town": "镇", "street": "街道", "city": "市级机关"}
@@ -217,8 +217,8 @@ def inbox(
                       "channel": s.request.channel, "arrived_at": s.arrived_at,
                       "items": [{"no": i.no, "text": i.text} for i in s.request.items]} for s in waiting])
         return
-    from xiezhu.screens import INBOX_COLUMNS, Words, inbox_rows
-    from xiezhu.tables import lang, show
+    from xiezhu.cli.screens import INBOX_COLUMNS, Words, inbox_rows
+    from xiezhu.cli.tables import lang, show
 
     language = lang()
     words = Words(Registry.load(), language)
@@ -239,8 +239,8 @@ def access_log(ctx: typer.Context, as_json: AsJson = False) -> None:
     if as_json:
         _print_json(entries)
         return
-    from xiezhu.screens import when
-    from xiezhu.tables import Col, lang, show
+    from xiezhu.cli.screens import when
+    from xiezhu.cli.tables import Col, lang, show
 
     language = lang()
     title = f"个人信息完整显示记录 {len(entries)} 条" if language == "zh" else f"{len(entries)} disclosures"

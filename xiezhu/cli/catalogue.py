@@ -44,8 +44,8 @@ def show(ctx: typer.Context, kind: Kind = "assistance",
         print_json([msgspec.to_builtins(r) for r in rows])
         return
     from schemas.catalogue import AssistanceItem
-    from xiezhu.screens import Words, catalogue_columns, catalogue_rows
-    from xiezhu.tables import lang, show
+    from xiezhu.cli.screens import Words, catalogue_columns, catalogue_rows
+    from xiezhu.cli.tables import lang, show
 
     versions = cat.versions(k)
     shown = version or (versions[-1].number if versions else 0)
@@ -75,8 +75,8 @@ def versions(ctx: typer.Context, kind: Kind = "assistance", as_json: AsJson = Fa
                      "published_at": v.published_at, "filed_with": v.filed_with, "filed_at": v.filed_at} for v in vs])
         return
     from schemas import labels
-    from xiezhu.screens import when
-    from xiezhu.tables import Col, lang, show
+    from xiezhu.cli.screens import when
+    from xiezhu.cli.tables import Col, lang, show
 
     language = lang()
     kind_zh = labels.CATALOGUE_KIND[k] if language == "zh" else k
@@ -101,8 +101,8 @@ def adjustments(ctx: typer.Context, as_json: AsJson = False) -> None:
     if as_json:
         print_json([msgspec.to_builtins(a) for a in pending])
         return
-    from xiezhu.screens import Words
-    from xiezhu.tables import Col, lang, show
+    from xiezhu.cli.screens import Words
+    from xiezhu.cli.tables import Col, lang, show
 
     language = lang()
     w = Words(Registry.load(), language)

@@ -200,8 +200,8 @@ def history_lines(h: Any) -> list[dict[str, Any]]:
 
 def print_history(h: Any, title: str) -> None:
     """A case history as a table of its signed events, then its findings."""
-    from xiezhu.screens import HISTORY_COLUMNS, Words, history_rows
-    from xiezhu.tables import lang, show
+    from xiezhu.cli.screens import HISTORY_COLUMNS, Words, history_rows
+    from xiezhu.cli.tables import lang, show
 
     language = lang()
     show(f"{title} — " + (f"{len(h.lines)} 条签名事件" if language == "zh" else f"{len(h.lines)} signed events"),

@@ -228,8 +228,8 @@ def dead_letters(
         _print_json(rows)
         return
     from aggregates.registry import Registry
-    from xiezhu.screens import DEAD_LETTER_COLUMNS, Words, dead_letter_rows
-    from xiezhu.tables import lang, show
+    from xiezhu.cli.screens import DEAD_LETTER_COLUMNS, Words, dead_letter_rows
+    from xiezhu.cli.tables import lang, show
 
     language = lang()
     where = f" ({subject})" if receiver or reason else ""

@@ -223,8 +223,8 @@ def list_(ctx: typer.Context, as_json: AsJson = False) -> None:
     Example: [bold]xiezhu dispute list --json[/]
     """
     from aggregates.registry import Registry
-    from xiezhu.screens import Words, when
-    from xiezhu.tables import Col, lang, show
+    from xiezhu.cli.screens import Words, when
+    from xiezhu.cli.tables import Col, lang, show
 
     rows = list(_justice(ctx).disputes())
     if as_json:
@@ -260,6 +260,6 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
                      "state": st, "findings": h.findings, "linked": h.linked, "lines": history_lines(h)})
         return
     stage = labels.DISPUTE_STEP[st.step] if isinstance(st, DisputeState) else "no valid raise"
-    from xiezhu.tables import lang
+    from xiezhu.cli.tables import lang
 
     print_history(h, f"争议 {h.number} — {stage}" if lang() == "zh" else f"dispute {h.number} — {stage}")

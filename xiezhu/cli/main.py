@@ -68,9 +68,9 @@ LogJson = Annotated[bool, typer.Option("--log-json", envvar="XIEZHU_LOG_JSON", s
 def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None, lang: Lang = None,
                  database_url: DatabaseUrl = None, log_json: LogJson = False) -> None:
     """xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger."""
+    from xiezhu.cli.tables import ENV_LANG
+    from xiezhu.cli.tables import lang as resolve_lang
     from xiezhu.logs import ENV_LOG_JSON
-    from xiezhu.tables import ENV_LANG
-    from xiezhu.tables import lang as resolve_lang
 
     if log_json:
         os.environ[ENV_LOG_JSON] = "1"  # the services of `xiezhu run` inherit it

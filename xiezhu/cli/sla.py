@@ -174,8 +174,8 @@ def sla(
 
 def print_table(rows: list[dict[str, Any]], at: datetime, how: str, limit: int | None = None) -> None:
     """The SLA table (the demo prints its first rows)."""
-    from xiezhu.screens import SLA_COLUMNS, Words, sla_rows
-    from xiezhu.tables import lang, show
+    from xiezhu.cli.screens import SLA_COLUMNS, Words, sla_rows
+    from xiezhu.cli.tables import lang, show
 
     language = lang()
     when = at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
@@ -241,8 +241,8 @@ def stats_table(settings: Settings, first: date | None = None, last: date | None
         _export(csv_file, xlsx_file, title, sheets.STATS_COLUMNS, sheets.stats_records(rows, _names()),
                 "按部门统计")
         return
-    from xiezhu.screens import STATS_COLUMNS, Words, stats_rows
-    from xiezhu.tables import lang, show
+    from xiezhu.cli.screens import STATS_COLUMNS, Words, stats_rows
+    from xiezhu.cli.tables import lang, show
 
     language = lang()
     period = f"{first or '…'} – {last or '…'}"

@@ -1,4 +1,4 @@
-"""What the read commands show a person: their columns and rows, in 中文 (or English), for :mod:`xiezhu.tables`.
+"""What the read commands show a person: their columns and rows, in 中文 (or English), for :mod:`xiezhu.cli.tables`.
 
 Each ``*_columns`` / ``*_rows`` pair takes what the command already has (view rows, folded
 states, history lines) and gives plain strings: bureaus by their registry names (and 简称 as
@@ -15,7 +15,7 @@ from typing import Any
 from aggregates.registry import Registry
 from aggregates.workdays import SHANGHAI
 from schemas import labels
-from xiezhu.tables import Col, Lang
+from xiezhu.cli.tables import Col, Lang
 
 Row = dict[str, str]
 
