@@ -16,9 +16,8 @@ import asyncio
 import logging
 import os
 import smtplib
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.message import EmailMessage
@@ -27,6 +26,7 @@ from pathlib import Path
 from typing import Any
 
 from schemas.errors import XiezhuError
+from xiezhu.http.shared_db import SharedConnection
 
 log = logging.getLogger(__name__)
 
@@ -92,7 +92,7 @@ class Alerts:
     def __init__(self, bureau: str, path: Path) -> None:
         self.bureau = bureau
         path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = SharedConnection(path)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=10000")
         self._db.executescript("""
@@ -104,15 +104,8 @@ class Alerts:
                 last_error TEXT NOT NULL);
         """)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[SharedConnection]:
+        return self._db.transaction()
 
     # -- recipients ------------------------------------------------------------------------
 

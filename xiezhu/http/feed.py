@@ -23,10 +23,8 @@ import hmac
 import json
 import logging
 import secrets
-import sqlite3
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -37,6 +35,7 @@ import msgspec
 
 from schemas.envelope import Envelope, decode_envelope
 from schemas.privacy import mask_json
+from xiezhu.http.shared_db import SharedConnection
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +101,7 @@ class Feed:
         self.bureau = bureau
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = SharedConnection(path)
         if fresh:
             path.chmod(0o600)  # it holds the webhook secret
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -118,15 +117,8 @@ class Feed:
                 at TEXT NOT NULL, status INTEGER NOT NULL);
         """)
 
-    @contextmanager
-    def _tx(self) -> Iterator[sqlite3.Connection]:
-        self._db.execute("BEGIN IMMEDIATE")
-        try:
-            yield self._db
-        except BaseException:
-            self._db.execute("ROLLBACK")
-            raise
-        self._db.execute("COMMIT")
+    def _tx(self) -> AbstractContextManager[SharedConnection]:
+        return self._db.transaction()
 
     # -- following the store ----------------------------------------------------------
 

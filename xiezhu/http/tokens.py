@@ -11,12 +11,12 @@ from __future__ import annotations
 import hashlib
 import hmac
 import secrets
-import sqlite3
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
 from schemas.errors import XiezhuError
+from xiezhu.http.shared_db import SharedConnection
 
 PREFIX = "xzt"
 
@@ -57,7 +57,7 @@ class TokenStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = SharedConnection(path)
         if fresh:
             path.chmod(0o600)
         self._db.execute("PRAGMA journal_mode=WAL")

@@ -19,6 +19,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 from schemas.errors import XiezhuError
+from xiezhu.http.shared_db import SharedConnection
 
 SESSION_HOURS = 12
 SCRYPT_N, SCRYPT_R, SCRYPT_P = 2**14, 8, 1
@@ -74,7 +75,7 @@ class UserStore:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         fresh = not path.exists()
-        self._db = sqlite3.connect(path, check_same_thread=False, isolation_level=None)
+        self._db = SharedConnection(path)
         if fresh:
             path.chmod(0o600)
         self._db.execute("PRAGMA journal_mode=WAL")
@@ -104,7 +105,7 @@ class UserStore:
         return [{"login": a, "bureau": b, "name": n, "created_at": c, "disabled": bool(d)} for a, b, n, c, d in rows]
 
     def disable(self, login: str) -> bool:
-        with self._db:
+        with self._db.transaction():
             self._db.execute("DELETE FROM sessions WHERE login = ?", (login,))
             return bool(self._db.execute("UPDATE users SET disabled = 1 WHERE login = ?", (login,)).rowcount)
 
