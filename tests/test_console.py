@@ -34,8 +34,9 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
-@pytest.fixture
-async def console(node: Node, settings: Settings, clock: SimulatedClock) -> AsyncIterator[str]:
+@contextlib.asynccontextmanager
+async def serving(settings: Settings, clock: SimulatedClock) -> AsyncIterator[str]:
+    """``xiezhu serve`` for shenpi and ziran on a free port, with three console accounts; yields its URL."""
     users = UserStore(settings.data_dir / "users.db")
     for login, bureau in (("wang", "ziran"), ("li", "shenpi"), ("zhao", "sifa")):
         users.create(login, bureau, PASSWORD)
@@ -48,10 +49,18 @@ async def console(node: Node, settings: Settings, clock: SimulatedClock) -> Asyn
     task = asyncio.create_task(server.serve())
     while not server.started:
         await asyncio.sleep(0.02)
-    yield f"http://127.0.0.1:{port}"
-    server.should_exit = True
-    await task
-    door.close()
+    try:
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        await task
+        door.close()
+
+
+@pytest.fixture
+async def console(node: Node, settings: Settings, clock: SimulatedClock) -> AsyncIterator[str]:
+    async with serving(settings, clock) as url:
+        yield url
 
 
 async def logged_in(base: str, login: str) -> httpx.AsyncClient:

@@ -86,7 +86,7 @@ def _judge(st: CaseState, cal: Any, now: datetime, today: Any) -> dict[str, Any]
         return row
     within, _ = time_limits(st.request)
     due = cal.add_working_days(arrived, within)
-    row["due_at"] = due.ends_at.astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+    row["due_at"] = f"{due.last_day:%Y-%m-%d} 24:00"  # as the plan says it: the last working day, to its end
     row["provisional"] = due.provisional
     if now >= due.ends_at:
         row["state"], row["days_left"] = "overdue", 0
