@@ -146,6 +146,9 @@ async def test_sifa_sees_a_request_go_overdue_live_when_the_clock_passes_its_dea
     await until(lambda: row_state(browser, "20260001") == "overdue")
     assert not_reloaded(browser)
     browser.save_screenshot(str(tmp_path / "sifa-overdue.png"))
+    await asyncio.to_thread(browser.get, console + "/stats")
+    assert "每周逾期" in browser.page_source and 'data-bureau="ziran"' in browser.page_source
+    browser.save_screenshot(str(tmp_path / "sifa-stats.png"))
 
 
 async def test_an_operator_cannot_open_another_bureaus_inbox(console: str, node: Node, browser: Any,

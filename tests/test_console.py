@@ -117,6 +117,8 @@ async def test_an_operator_answers_from_the_inbox_form_and_the_board_changes_liv
         st = next(iter(node.store("shenpi").assistance.cases()))
         assert st.status == "replied" and st.answered_by.endswith("console:wang")
         assert [r.verdict for r in st.results] == ["true", "unverifiable"]
+        stats = await wang.get("/stats")
+        assert stats.status_code == 200 and "按期答复率" in stats.text and "100%" in stats.text
         page = await wang.get(f"/cases/ziran/shenpi/{st.number}")
         assert page.status_code == 200 and "assistance.replied" in page.text and "无法证实" in page.text
     finally:
@@ -135,6 +137,8 @@ async def test_sifa_sees_every_bureau_but_acts_for_none(console: str, node: Node
                             data={"reasons": "x", "csrf": csrf_of(inbox.text)})
         assert r.status_code == 403
         assert "20260001" in (await zhao.get("/")).text
+        stats = await zhao.get("/stats")
+        assert stats.status_code == 200 and 'data-bureau="ziran"' in stats.text and 'data-bureau="shenpi"' in stats.text
         assert (await li.get("/inbox/ziran")).status_code == 403
     finally:
         await zhao.aclose()

@@ -14,7 +14,7 @@ import hashlib
 import hmac
 import json
 from collections.abc import AsyncIterator
-from datetime import datetime, time
+from datetime import datetime, time, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qs, quote
@@ -75,6 +75,59 @@ def board_rows(door: FrontDoor, bureaus: list[str], now: datetime, *, state: str
     order = {"overdue": 0, "due-today": 1, "due-soon": 2, "on-time": 3, "in-transit": 4}
     out.sort(key=lambda r: (order[r["state"]], r["due_at"] or "", r["number"]))
     return out
+
+
+def statistics(door: FrontDoor, bureaus: list[str], now: datetime, *, weeks: int = 12) -> dict[str, Any]:
+    """On-time rate per bureau, deadline breaches per week, declines by reason, over the requests each bureau
+    received (as its own store holds them)."""
+    from collections import Counter
+
+    cal = CalendarStore(door.settings.calendar_dir).calendar()
+    per: list[dict[str, Any]] = []
+    breaches: Counter[str] = Counter()
+    reasons: Counter[str] = Counter()
+    monday = (now.astimezone(SHANGHAI) - timedelta(days=now.astimezone(SHANGHAI).weekday())).date()
+    starts = [monday - timedelta(weeks=k) for k in range(weeks - 1, -1, -1)]
+    for code in bureaus:
+        if not door.settings.store_path(code).exists():
+            continue
+        b: dict[str, Any] = {"bureau": code, "received": 0, "answered": 0, "on_time": 0, "declined": 0, "open": 0,
+                             "overdue": 0}
+        for st in door.desk(code).requests():
+            arrived = legal_arrival(st)
+            if st.assistor != code or arrived is None or st.status == "withdrawn":
+                continue
+            b["received"] += 1
+            reply_within, decline_within = time_limits(st.request)
+            within = decline_within if st.status == "declined" else reply_within
+            due = cal.add_working_days(arrived, within).ends_at
+            missed_at: datetime | None = None
+            if st.status in OPEN:
+                b["open"] += 1
+                if now >= due:
+                    b["overdue"] += 1
+                    missed_at = due
+            else:
+                b["answered"] += 1
+                answered = st.answered_at or now
+                if answered < due:
+                    b["on_time"] += 1
+                else:
+                    missed_at = due
+                if st.status == "declined":
+                    b["declined"] += 1
+                    reasons[(st.reasons or "（未写明）").strip()[:40]] += 1
+            if missed_at is not None:
+                day = missed_at.astimezone(SHANGHAI).date()
+                week = day - timedelta(days=day.weekday())
+                breaches[week.isoformat()] += 1
+        b["rate"] = b["on_time"] / b["answered"] if b["answered"] else None
+        per.append(b)
+    weekly: list[dict[str, Any]] = [
+        {"week": w.isoformat(), "label": f"{w:%m-%d}", "breaches": breaches.get(w.isoformat(), 0)} for w in starts]
+    return {"per_bureau": per, "weeks": weekly, "reasons": reasons.most_common(10),
+            "max_week": max([w["breaches"] for w in weekly] + [1]),
+            "max_reason": max([n for _, n in reasons.most_common(1)] + [1])}
 
 
 def _judge(st: CaseState, cal: Any, now: datetime, today: Any) -> dict[str, Any]:
@@ -234,6 +287,13 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
                   "sla": _judge(st, cal, now, now.astimezone(SHANGHAI).date())} for st in cases]
         return page(request, "inbox.html", s, bureau=bureau, items=items, revealed=revealed,
                     can_act=s.user.bureau == bureau, done=request.query_params.get("done", ""))
+
+    @r.get("/stats")
+    async def stats(request: Request) -> HTMLResponse:
+        """统计: on-time rate per bureau, breaches per week, declines by reason, as bars."""
+        s = need(request)
+        data = await asyncio.to_thread(statistics, door, visible(s), door.clock.now())
+        return page(request, "stats.html", s, **data)
 
     @r.get("/inbox/{bureau}")
     async def inbox(request: Request, bureau: str) -> HTMLResponse:
