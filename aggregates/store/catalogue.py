@@ -258,9 +258,17 @@ class CatalogueRegistry(StoreApplication):
         assert isinstance(row, MatterRow)
         return row
 
-    def check_cited(self, request: AssistanceRequested) -> AssistanceItem:
-        """第七条, 第六条: may this request, as it arrived, be asked (see :meth:`CatalogueState.check_cited`)?"""
-        return self.state("assistance").check_cited(
+    def check_cited(self, request: AssistanceRequested) -> AssistanceItem | None:
+        """第七条, 第六条: may this request, as it arrived, be asked (see :meth:`CatalogueState.check_cited`)?
+
+        ``None`` where this machine holds no published 行政协助事项清单 at all: a bureau's own machine does not
+        receive the catalogues yet (decision 13), so it cannot judge, and 区司法局's deadline view and history,
+        which hold the catalogue, flag such a request instead of refusing it here.
+        """
+        state = self.state("assistance")
+        if not state.versions:
+            return None
+        return state.check_cited(
             request.requester, request.assistor, request.catalogue_item, request.catalogue_version,
             request.matter.code, request.matter.name)
 
