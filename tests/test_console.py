@@ -121,6 +121,8 @@ async def test_an_operator_answers_from_the_inbox_form_and_the_board_changes_liv
         assert stats.status_code == 200 and "按期答复率" in stats.text and "100%" in stats.text
         page = await wang.get(f"/cases/ziran/shenpi/{st.number}")
         assert page.status_code == 200 and "assistance.replied" in page.text and "无法证实" in page.text
+        pdf = await wang.get(f"/cases/ziran/shenpi/{st.number}/letters/2?format=pdf")
+        assert pdf.status_code == 200 and pdf.content.startswith(b"%PDF-")  # the 回复函
     finally:
         await wang.aclose()
 

@@ -365,8 +365,45 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
         history = await asyncio.to_thread(history_of, door.store(bureau), st.case)
         now = door.clock.now()
         cal = CalendarStore(door.settings.calendar_dir).calendar()
+        letters = await asyncio.to_thread(_letters, st)
         return page(request, "case.html", s, bureau=bureau, case=case_out(st), history=history,
-                    sla=_judge(st, cal, now, now.astimezone(SHANGHAI).date()))
+                    sla=_judge(st, cal, now, now.astimezone(SHANGHAI).date()), letters=letters)
+
+    def _letters(st: CaseState) -> list[dict[str, Any]]:
+        from projections.documents.case_letters import assistance_letters
+        from projections.documents.paper import paper
+
+        out = []
+        for n, letter in enumerate(assistance_letters(st, name), start=1):
+            p = paper(letter, st.number)
+            out.append({"n": n, "title": p.pages[0].title, "filename": p.filename, "letter": letter})
+        return out
+
+    @r.get("/cases/{bureau}/{requester}/{number}/letters/{n}")
+    async def letter_file(request: Request, bureau: str, requester: str, number: str, n: int,
+                          format: str = "pdf") -> Response:
+        """One of the request's letters as PDF or DOCX, named as a clerk files it."""
+        from projections.documents.paper import paper
+        from projections.documents.pdf import pdf_bytes
+        from projections.documents.word import docx_bytes
+
+        s = need(request)
+        may_see(s, bureau)
+        if format not in ("pdf", "docx"):
+            raise HTTPException(422, "格式只能是 pdf 或 docx")
+        st = await asyncio.to_thread(_case, bureau, requester, number)
+        letters = await asyncio.to_thread(_letters, st)
+        if not 1 <= n <= len(letters):
+            raise HTTPException(404, f"协助函 {number} 没有第 {n} 份文书")
+        p = paper(letters[n - 1]["letter"], number)
+        if format == "pdf":
+            body, media = await asyncio.to_thread(pdf_bytes, p), "application/pdf"
+        else:
+            body = await asyncio.to_thread(docx_bytes, p)
+            media = "application/vnd.openxmlformats-officedocument.wordprocessingml.document"
+        return Response(body, media_type=media, headers={
+            "Content-Disposition": f"attachment; filename=\"{number}.{format}\"; "
+                                   f"filename*=UTF-8''{quote(p.filename + '.' + format)}"})
 
     return r
 
