@@ -18,8 +18,9 @@ import uvicorn
 
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
+from schemas.envelope import Signed
 from tests.conftest import RESIDENT
-from tests.test_exchange import request
+from tests.test_exchange import _envelope, _publish, _sealed, request
 from xiezhu.http.app import FrontDoor, create_app
 from xiezhu.http.users import UserStore, password_matches
 from xiezhu.node import Node
@@ -139,6 +140,12 @@ async def test_sifa_sees_every_bureau_but_acts_for_none(console: str, node: Node
                             data={"reasons": "x", "csrf": csrf_of(inbox.text)})
         assert r.status_code == 403
         assert "20260001" in (await zhao.get("/")).text
+        unsigned = Signed(body=_sealed(node, _envelope(node, recipient="ziran")).body, kid="", sig=b"")
+        await _publish(node, "xz.shenpi.ziran.assistance.requested", unsigned)
+        await node.settle()
+        dead = await zhao.get("/dead-letters")
+        assert dead.status_code == 200 and 'data-code="unsigned"' in dead.text, dead.text
+        assert 'data-code="unsigned"' not in (await li.get("/dead-letters")).text  # ziran's, not shenpi's
         stats = await zhao.get("/stats")
         assert stats.status_code == 200 and 'data-bureau="ziran"' in stats.text and 'data-bureau="shenpi"' in stats.text
         assert (await li.get("/inbox/ziran")).status_code == 403

@@ -295,6 +295,37 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
         data = await asyncio.to_thread(statistics, door, visible(s), door.clock.now())
         return page(request, "stats.html", s, **data)
 
+    @r.get("/dead-letters")
+    async def dead_letters(request: Request) -> HTMLResponse:
+        """死信: what the receivers rejected, with the reason (read as admin from the dead-letter stream);
+        a bureau's operators see their own bureau's, 区司法局's every receiver's."""
+        import nats
+
+        from broker.auth import ADMIN
+        from broker.intake import read_dead_letters
+        from broker.server import server_list
+        from xiezhu.node import nats_credentials
+
+        s = need(request)
+        rows: list[Any] = []
+        error = ""
+        url = door.settings.nats_url
+        if not url:
+            error = "本服务未配置 NATS 地址（--nats-url），无法读取死信。"
+        else:
+            try:
+                nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=3,
+                                        **nats_credentials(door.settings, ADMIN))
+                try:
+                    rows = await read_dead_letters(nc.jetstream(), limit=1000)
+                finally:
+                    await nc.close()
+            except Exception as e:
+                error = f"无法读取死信：{e}"
+        if s.user.bureau != JUSTICE:
+            rows = [d for d in rows if d.rejected_by == s.user.bureau]
+        return page(request, "dead_letters.html", s, letters=list(reversed(rows))[:200], error=error)
+
     @r.get("/inbox/{bureau}")
     async def inbox(request: Request, bureau: str) -> HTMLResponse:
         s = need(request)
