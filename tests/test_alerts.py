@@ -9,6 +9,7 @@ from email.header import decode_header, make_header
 from email.message import Message
 from typing import Any
 
+import httpx
 import pytest
 from aiosmtpd.controller import Controller
 
@@ -78,6 +79,14 @@ async def test_a_breach_notice_is_mailed_once_to_each_bureaus_people_even_across
                 node.wake_relays()
                 await node.settle()
                 await eventually(lambda: len(inbox.messages) == 2, timeout=30)
+                # and the console shows it to ziran's people
+                users = door.users
+                users.create("wang", "ziran", "correct horse battery")
+                async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://x") as web:
+                    r = await web.post("/login", data={"login": "wang", "password": "correct horse battery"})
+                    assert r.status_code == 303
+                    page = await web.get("/notices")
+                    assert 'data-type="sla.breached"' in page.text and "已逾期" in page.text
         finally:
             door.close()
         # A new serve over the same directory mails nothing again; another tick sends no new notice.

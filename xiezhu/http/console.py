@@ -295,6 +295,22 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
         data = await asyncio.to_thread(statistics, door, visible(s), door.clock.now())
         return page(request, "stats.html", s, **data)
 
+    @r.get("/notices")
+    async def notices(request: Request) -> HTMLResponse:
+        """通知: what arrived for the bureau (its feed): 区司法局's reminders and breach notices first of all."""
+        s = need(request)
+        only_alerts = request.query_params.get("all", "") != "1"
+        items: list[dict[str, Any]] = []
+        for code in visible(s):
+            feed = door.feeds[code]
+            start = max(0, feed.head - 500)
+            for seq, item in await asyncio.to_thread(feed.items, start, 500):
+                if only_alerts and not item["type"].startswith(("sla.", "notice.")):
+                    continue
+                items.append(item | {"bureau": code, "seq": seq})
+        items.sort(key=lambda i: i.get("received_at") or i["time"], reverse=True)
+        return page(request, "notices.html", s, items=items[:100], only_alerts=only_alerts)
+
     @r.get("/dead-letters")
     async def dead_letters(request: Request) -> HTMLResponse:
         """死信: what the receivers rejected, with the reason (read as admin from the dead-letter stream);
