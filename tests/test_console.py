@@ -146,6 +146,9 @@ async def test_sifa_sees_every_bureau_but_acts_for_none(console: str, node: Node
         dead = await zhao.get("/dead-letters")
         assert dead.status_code == 200 and 'data-code="unsigned"' in dead.text, dead.text
         assert 'data-code="unsigned"' not in (await li.get("/dead-letters")).text  # ziran's, not shenpi's
+        case = await zhao.get("/cases/ziran/shenpi/20260001")
+        assert case.status_code == 200 and "区司法局账本回放" in case.text, case.text
+        assert 'data-signature="valid"' in case.text and 'data-deadline="reply-open"' in case.text
         stats = await zhao.get("/stats")
         assert stats.status_code == 200 and 'data-bureau="ziran"' in stats.text and 'data-bureau="shenpi"' in stats.text
         assert (await li.get("/inbox/ziran")).status_code == 403

@@ -413,8 +413,29 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
         now = door.clock.now()
         cal = CalendarStore(door.settings.calendar_dir).calendar()
         letters = await asyncio.to_thread(_letters, st)
+        ledger_replay, replay_error = None, ""
+        if s.user.bureau == JUSTICE and door.settings.ledger_path.exists():
+            try:
+                ledger_replay = await asyncio.to_thread(_replay, st.case, now)
+            except Exception as e:  # no 区司法局 box key on this machine, or not recorded yet
+                replay_error = str(e)
         return page(request, "case.html", s, bureau=bureau, case=case_out(st), history=history,
-                    sla=_judge(st, cal, now, now.astimezone(SHANGHAI).date()), letters=letters)
+                    sla=_judge(st, cal, now, now.astimezone(SHANGHAI).date()), letters=letters,
+                    replay=ledger_replay, replay_error=replay_error)
+
+    def _replay(case_id: str, now: datetime) -> Any:
+        """The case as 区司法局's ledger on this machine shows it: signatures, times, deadlines, findings."""
+        from agencies.trust.keys import KeyStore
+        from broker.ledger.store import Ledger
+        from projections.replay import replay
+
+        keys = KeyStore(door.settings.keys_dir)
+        ledger = Ledger(door.settings.ledger_path, opener=keys.ledger_opener())
+        try:
+            return replay(ledger, case_id, keys.ring(), CalendarStore(door.settings.calendar_dir).calendar(),
+                          now=now)
+        finally:
+            ledger.close()
 
     def _letters(st: CaseState) -> list[dict[str, Any]]:
         from projections.documents.case_letters import assistance_letters
