@@ -16,7 +16,7 @@ import sqlite3
 from collections.abc import Callable, Iterator
 from contextlib import closing, contextmanager
 from datetime import UTC, datetime
-from typing import Literal
+from typing import Literal, Protocol
 
 import msgspec
 
@@ -94,13 +94,21 @@ NOT_THE_DISPUTED_CASE = "争议与协助案件不符（第八条）"
 TIME_CLAIM = assistance.TIME_CLAIM
 #: 三(二): a request allowing more than 3 / 2 working days (judged by the plan's limits).
 LONGER_LIMIT = assistance.LONGER_LIMIT
+#: 第七条, 第六条: the request cites an item it could not be asked under (checked against the catalogue).
+NOT_CATALOGUED = "未纳入行政协助目录（第七条）"
 #: 三(三), 附件6: what a false commitment requires that the case does not show (commitment.outstanding).
 CONSEQUENCE_OUTSTANDING = "后果未落实（三(三)、附件6）"
 _FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREACHED, NOT_THE_DISPUTED_CASE,
-          TIME_CLAIM, LONGER_LIMIT, CONSEQUENCE_OUTSTANDING)
+          TIME_CLAIM, LONGER_LIMIT, CONSEQUENCE_OUTSTANDING, NOT_CATALOGUED)
 #: Signed notices about a case (deadline reminders, breaches) that are not steps of it.
 #: Notices about a case: deadline reminders and breaches, and disclosures of its personal data.
 NOTICE_TYPES = ("sla.", "access.", "notice.")
+
+
+class CitedCheck(Protocol):
+    """第七条, 第六条: raises a RuleError if a request cites an item it could not be asked under."""
+
+    def check_cited(self, request: AssistanceRequested) -> object: ...
 
 
 class HistoryError(XiezhuError):
@@ -199,8 +207,12 @@ def kind_of(entries: list[Entry]) -> Kind:
     return "assistance"
 
 
-def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetime | None = None) -> CaseHistory:
+def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetime | None = None,
+            catalogue: CitedCheck | None = None) -> CaseHistory:
     """The history of one case, folded leniently, with the findings a 司法局 reviewer needs.
+
+    Given 区司法局's ``catalogue``, a request that could not be asked under the item it cites (第七条,
+    第六条) is flagged ``未纳入行政协助目录（第七条）``.
 
     An assistance case also lists the disputes raised about it (第八条) unless ``disputes`` is
     false: that look-up scans the ledger's dispute raises.  A commitment case found false lists
@@ -236,6 +248,12 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetim
         lines.append(_line(e, env, findings, lambda c: _case_number(ledger, c)))
     if kind == "assistance":
         statements, linked = _assistance_findings(ledger, lines)
+        first = lines[0].envelope
+        if catalogue is not None and first is not None and isinstance(first.payload, AssistanceRequested):
+            try:
+                catalogue.check_cited(first.payload)
+            except RuleError as e:
+                statements.append(f"{NOT_CATALOGUED}: {e.code}: {e}")
         if disputes:
             about = find_disputes_about(ledger, case_id)
             statements, linked = statements + _disputes_about(ledger, about), linked + about

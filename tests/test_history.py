@@ -368,3 +368,18 @@ def test_an_arrival_recorded_in_step_with_the_platform_is_not_flagged(rec: Recor
     req = Request(rec)
     req.received(T0 + timedelta(seconds=2))
     assert not [f for f in history(rec.ledger, req.case).findings if f.startswith(TIME_CLAIM)]
+
+
+def test_a_request_under_an_item_it_could_not_be_asked_under_is_flagged_given_the_catalogue(rec: Recorder) -> None:
+    """第七条: 未纳入行政协助目录的事项不得请求行政协助 — the ledger keeps it; the history says so."""
+    from aggregates.clock import SimulatedClock
+    from aggregates.store.catalogue import CatalogueRegistry
+    from projections.history import NOT_CATALOGUED
+
+    catalogue = CatalogueRegistry(None, SimulatedClock(T0))
+    req = Request(rec)  # names no catalogued item
+    flagged = [f for f in history(rec.ledger, req.case, catalogue=catalogue).flags if f.startswith(NOT_CATALOGUED)]
+    assert flagged == [f"{NOT_CATALOGUED}: rule.catalogue.not-catalogued: 第七条: the request names no item of the "
+                       "行政协助目录; 未纳入行政协助目录的事项不得请求行政协助"]
+    assert not [f for f in history(rec.ledger, req.case).flags if f.startswith(NOT_CATALOGUED)]
+    catalogue.close()

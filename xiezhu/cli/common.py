@@ -26,7 +26,7 @@ from aggregates.registry import Registry
 from aggregates.store import SHANGHAI
 from broker.ledger.store import Ledger
 from schemas.errors import XiezhuError
-from xiezhu.bootstrap import System
+from xiezhu.bootstrap import System, existing_catalogue
 from xiezhu.settings import ENV_DATA_DIR, ENV_DATABASE_URL, ENV_NATS_URL, Settings
 
 #: Tables and notes for people (stdout); progress, confirmations and errors (stderr).
@@ -223,7 +223,12 @@ def case_history(settings: Settings, number: str, sender: str | None,
             raise XiezhuError(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger")
         if len(found) > 1:
             raise XiezhuError(f"{len(found)} cases are numbered {number}; add --from REQUESTER")
-        h = history(ledger_, found[0])
+        catalogue = existing_catalogue(settings)
+        try:
+            h = history(ledger_, found[0], catalogue=catalogue)
+        finally:
+            if catalogue is not None:
+                catalogue.close()
         return h, (disclose(ledger_, found[0]) if disclose else None)
     finally:
         ledger_.close()
