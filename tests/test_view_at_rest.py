@@ -109,7 +109,8 @@ def test_the_views_files_hold_no_id_number_name_or_commitment_text(views: Views)
     s = view.summary(APPLICANT.id_number)
     assert (s["applicant"], s["name"], s["counts"]["found_false"], s["counts"]["repaired"]) == (
         "370405********1234", "张*", 2, 1)
-    assert [c["record"] for c in s["cases"]] == ["食品经营许可：作出虚假承诺（承诺事项第1项不实）"] * 2  # encrypted texts read back
+    # The encrypted texts read back.
+    assert [c["record"] for c in s["cases"]] == ["食品经营许可：作出虚假承诺（承诺事项第1项不实）"] * 2
     assert [h["detail"] for h in s["history"] if h["step"] == "credit-objection"] == [GROUNDS]
     stored = {r[0] for r in view.db.execute(f"SELECT applicant FROM {CASES} UNION SELECT applicant FROM {STEPS}")}
     assert stored == {view.pseudonym(APPLICANT.id_number), view.pseudonym(COMPANY.id_number)}
