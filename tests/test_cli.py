@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import copy_of_demo
+from tests.helpers import clean_env
 from tests.helpers import xiezhu as run
 
 XIEZHU = [sys.executable, "-m", "xiezhu"]
@@ -341,18 +342,18 @@ def test_tables_read_at_80_columns_and_whole_when_redirected(demo_dir) -> None: 
     waiting = json.loads(run("inbox", "--bureau", inbox_bureau, "--json", data_dir=data).stdout)
     for args in (["sla"], ["sla", "stats"], ["inbox", "--bureau", inbox_bureau], ["catalogue", "show"],
                  ["catalogue", "show", "--kind", "matters"], ["cases"]):
-        text = run(*args, data_dir=data, columns="80").stdout
+        text = run(*args, env=clean_env(data, COLUMNS="80")).stdout
         assert max(Text(line).cell_len for line in text.splitlines()) <= 80, args
         assert "…" not in text, args
-    sla80 = _rows_of(run("sla", data_dir=data, columns="80").stdout)
+    sla80 = _rows_of(run("sla", env=clean_env(data, COLUMNS="80")).stdout)
     numbers = [cells[0] for cells in sla80 if cells[0]]
     assert sorted(numbers) == sorted(r["number"] for r in rows.values())  # every number whole, once a row
     pairs = [(cells[0], cells[1]) for cells in sla80 if cells[0]]
     assert len(set(pairs)) == len(pairs)  # number and parties tell every row apart
-    inbox80 = _rows_of(run("inbox", "--bureau", inbox_bureau, data_dir=data, columns="80").stdout)
+    inbox80 = _rows_of(run("inbox", "--bureau", inbox_bureau, env=clean_env(data, COLUMNS="80")).stdout)
     assert sorted(c[0] for c in inbox80 if c[0]) == sorted(w["number"] for w in waiting)
     # Redirected, with no COLUMNS: full width, every cell whole.
-    text = run("sla", data_dir=data, columns=None).stdout
+    text = run("sla", env={k: v for k, v in clean_env(data).items() if k != "COLUMNS"}).stdout
     longest = max((r["matter"] for r in rows.values()), key=len)
     assert longest in text and "区审批服务局 → " in text and "…" not in text
 

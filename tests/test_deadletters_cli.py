@@ -17,6 +17,7 @@ import pytest
 
 from broker.intake import header_text
 from tests.conftest import copy_of_demo
+from tests.helpers import clean_env
 from tests.helpers import xiezhu as run
 from xiezhu.cli.deadletters import body_view
 
@@ -160,7 +161,7 @@ def test_the_dead_letters_read_at_80_columns(demo) -> None:  # type: ignore[no-u
 
     data, _ = demo
     letters = json.loads(run("dead-letters", "--json", data_dir=data).stdout)
-    text = run("dead-letters", data_dir=data, columns="80").stdout
+    text = run("dead-letters", env=clean_env(data, COLUMNS="80")).stdout
     assert max(Text(line).cell_len for line in text.splitlines()) <= 80
     assert "…" not in text
     for r in letters:  # the identifying columns whole: sequence and reason code
