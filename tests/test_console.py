@@ -139,7 +139,8 @@ async def test_sifa_sees_every_bureau_but_acts_for_none(console: str, node: Node
         r = await zhao.post("/inbox/ziran/shenpi/20260001/decline",
                             data={"reasons": "x", "csrf": csrf_of(inbox.text)})
         assert r.status_code == 403
-        assert "20260001" in (await zhao.get("/")).text
+        board = await zhao.get("/")
+        assert 'data-source="view"' in board.text and 'data-number="20260001" data-state="on-time"' in board.text
         unsigned = Signed(body=_sealed(node, _envelope(node, recipient="ziran")).body, kid="", sig=b"")
         await _publish(node, "xz.shenpi.ziran.assistance.requested", unsigned)
         await node.settle()

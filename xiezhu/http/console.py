@@ -77,6 +77,39 @@ def board_rows(door: FrontDoor, bureaus: list[str], now: datetime, *, state: str
     return out
 
 
+def view_rows(view: Any, served: list[str], now: datetime, cal: Any, *, state: str = "", matter: str = "",
+              bureau: str = "") -> list[dict[str, Any]]:
+    """区司法局's board from the SLA view on this machine: every open request between any two bureaus."""
+    from projections.sla import OPEN_STATES
+
+    today = now.astimezone(SHANGHAI).date()
+    out = []
+    for r in view.rows(now=now):
+        if r["state"] not in OPEN_STATES or r.get("catalogue_flag"):
+            continue
+        if bureau and bureau not in (r["requester"], r["assistor"]):
+            continue
+        if state and r["state"] != state or matter and matter not in (r["matter"] or ""):
+            continue
+        row = {"number": r["number"], "requester": r["requester"], "assistor": r["assistor"], "status": r["status"],
+               "matter": r["matter"] or "", "due_at": None, "days_left": None, "state": r["state"],
+               "provisional": bool(r["provisional"]),
+               "bureau": r["assistor"] if r["assistor"] in served else (r["requester"] if r["requester"] in served
+                                                                       else "")}
+        if r["due_at"]:
+            last_day = (datetime.fromisoformat(r["due_at"]).astimezone(SHANGHAI) - timedelta(days=1)).date()
+            row["due_at"] = f"{last_day:%Y-%m-%d} 24:00"
+            if r["state"] == "overdue":
+                row["days_left"] = 0
+            else:
+                left, _ = cal.working_days_between(now, datetime.combine(last_day, time(12), tzinfo=SHANGHAI))
+                row["days_left"] = left + (1 if cal.is_working_day(today)[0] else 0)
+        out.append(row)
+    order = {"overdue": 0, "due-today": 1, "due-soon": 2, "on-time": 3, "in-transit": 4}
+    out.sort(key=lambda r: (order[r["state"]], r["due_at"] or "", r["number"]))
+    return out
+
+
 def statistics(door: FrontDoor, bureaus: list[str], now: datetime, *, weeks: int = 12) -> dict[str, Any]:
     """On-time rate per bureau, deadline breaches per week, declines by reason, over the requests each bureau
     received (as its own store holds them)."""
@@ -235,19 +268,41 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
         f = {"bureau": q.get("bureau", ""), "state": q.get("state", ""), "matter": q.get("matter", "")}
         if f["state"] and f["state"] not in STATE_ZH:
             f["state"] = ""
-        if f["bureau"] and f["bureau"] not in visible(s):
+        if f["bureau"] and f["bureau"] not in visible(s) and not (s.user.bureau == JUSTICE
+                                                                 and f["bureau"] in door.registry):
             f["bureau"] = ""
         return f
 
+    views: list[Any] = []
+
+    def sla_view() -> Any:
+        """The SLA view of 区司法局's machine, if this serve runs on it (opened once)."""
+        if not views and door.settings.sla_path.exists():
+            from projections.sla import SlaView
+
+            views.append(SlaView(door.settings.sla_path, CalendarStore(door.settings.calendar_dir)))
+        return views[0] if views else None
+
+    def rows_now(s: Session, f: dict[str, str]) -> list[dict[str, Any]]:
+        view = sla_view() if s.user.bureau == JUSTICE else None
+        if view is not None:
+            bureau = f["bureau"]
+            return view_rows(view, list(door.bureaus), door.clock.now(),
+                             CalendarStore(door.settings.calendar_dir).calendar(), state=f["state"],
+                             matter=f["matter"], bureau=bureau)
+        return board_rows(door, visible(s), door.clock.now(), **f)
+
     async def rows_for(s: Session, f: dict[str, str]) -> list[dict[str, Any]]:
-        return await asyncio.to_thread(board_rows, door, visible(s), door.clock.now(), **f)
+        return await asyncio.to_thread(rows_now, s, f)
 
     @r.get("/")
     async def board(request: Request) -> HTMLResponse:
         s = need(request)
         f = filters(request, s)
         rows = await rows_for(s, f)
-        return page(request, "board.html", s, rows=rows, f=f, visible=visible(s), query=request.url.query)
+        source = "view" if s.user.bureau == JUSTICE and sla_view() is not None else "stores"
+        return page(request, "board.html", s, rows=rows, f=f, visible=visible(s), query=request.url.query,
+                    source=source)
 
     @r.get("/board/rows")
     async def board_fragment(request: Request) -> HTMLResponse:
