@@ -21,6 +21,7 @@ import msgspec
 import nats.errors
 import typer
 from rich.console import Console
+from rich.markup import escape
 
 from aggregates.registry import Registry
 from aggregates.store import SHANGHAI
@@ -272,8 +273,9 @@ def one_line_errors(app: typer.Typer) -> None:
     try:
         app(standalone_mode=True)  # Click prints usage errors itself (exit code 2)
     except XiezhuError as e:
-        err.print(f"[red]error:[/] {e}", highlight=False, markup=True)
+        # One line whatever the width (soft_wrap), and a message quoting "[…]" is not taken for markup.
+        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1)
     except (OSError, nats.errors.Error) as e:
-        err.print(f"[red]error:[/] cannot reach NATS or a file: {e}", highlight=False)
+        err.print(f"[red]error:[/] cannot reach NATS or a file: {escape(str(e))}", highlight=False, soft_wrap=True)
         sys.exit(1)
