@@ -150,6 +150,11 @@ async def test_sifa_sees_every_bureau_but_acts_for_none(console: str, node: Node
         case = await zhao.get("/cases/ziran/shenpi/20260001")
         assert case.status_code == 200 and "区司法局账本回放" in case.text, case.text
         assert 'data-signature="valid"' in case.text and 'data-deadline="reply-open"' in case.text
+        assert node.ledger_service is not None
+        await node.ledger_service._checkpoint()  # as every 1000 entries and at stop
+        zipped = await zhao.get("/cases/ziran/shenpi/20260001/bundle")
+        assert zipped.status_code == 200 and zipped.content.startswith(b"PK"), zipped.text
+        assert (await li.get("/cases/shenpi/shenpi/20260001/bundle")).status_code == 403
         stats = await zhao.get("/stats")
         assert stats.status_code == 200 and 'data-bureau="ziran"' in stats.text and 'data-bureau="shenpi"' in stats.text
         assert (await li.get("/inbox/ziran")).status_code == 403

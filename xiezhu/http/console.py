@@ -502,6 +502,41 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
             out.append({"n": n, "title": p.pages[0].title, "filename": p.filename, "letter": letter})
         return out
 
+    @r.get("/cases/{bureau}/{requester}/{number}/bundle")
+    async def bundle(request: Request, bureau: str, requester: str, number: str) -> Response:
+        """区司法局's evidence bundle of the case (as ``xiezhu replay --bundle``): its signed events, their chain
+        proof to a signed checkpoint, the trust list entries, signed by 区司法局 where its key is here."""
+        import tempfile
+
+        from agencies.trust.keys import KeyStore
+        from broker.ledger.store import Ledger
+        from projections.bundle import write_bundle
+
+        s = need(request)
+        may_see(s, bureau)
+        if s.user.bureau != JUSTICE or not door.settings.ledger_path.exists():
+            raise HTTPException(403, "证据包由区司法局在账本所在的机器上出具")
+        st = await asyncio.to_thread(_case, bureau, requester, number)
+
+        def make() -> bytes:
+            keys = KeyStore(door.settings.keys_dir)
+            signer = keys.signer(JUSTICE) if (door.settings.keys_dir / f"{JUSTICE}.ed25519").exists() else None
+            ledger = Ledger(door.settings.ledger_path, opener=keys.ledger_opener())
+            try:
+                with tempfile.TemporaryDirectory() as tmp:
+                    path = Path(tmp) / f"{number}.zip"
+                    write_bundle(ledger, st.case, keys.trust_list().entries, path,
+                                 calendar=CalendarStore(door.settings.calendar_dir).calendar(), signer=signer,
+                                 created_at=door.clock.now())
+                    return path.read_bytes()
+            finally:
+                ledger.close()
+
+        body = await asyncio.to_thread(make)
+        return Response(body, media_type="application/zip", headers={
+            "Content-Disposition": f"attachment; filename=\"{number}-evidence.zip\"; "
+                                   f"filename*=UTF-8''{quote(number + '-证据包.zip')}"})
+
     @r.get("/cases/{bureau}/{requester}/{number}/letters/{n}")
     async def letter_file(request: Request, bureau: str, requester: str, number: str, n: int,
                           format: str = "pdf") -> Response:
