@@ -11,6 +11,7 @@ import getpass
 import logging
 import os
 import signal
+import sqlite3
 import sys
 from collections.abc import Callable
 from datetime import datetime
@@ -278,4 +279,15 @@ def one_line_errors(app: typer.Typer) -> None:
         sys.exit(1)
     except (OSError, nats.errors.Error) as e:
         err.print(f"[red]error:[/] cannot reach NATS or a file: {escape(str(e))}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+    except sqlite3.DatabaseError as e:
+        if "readonly" in str(e):
+            # A command that writes (a store, a view's catch-up) on a read-only copy of a data directory.
+            err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: {e}",
+                      highlight=False)
+        elif isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
+            raise
+        else:  # "file is not a database", "database disk image is malformed"
+            err.print(f"[red]error:[/] a data file is damaged: {e}; `xiezhu audit` checks the ledger, "
+                      "`xiezhu projections rebuild` rebuilds the views", highlight=False)
         sys.exit(1)
