@@ -376,7 +376,10 @@ def test_a_request_under_an_item_it_could_not_be_asked_under_is_flagged_given_th
     from aggregates.store.catalogue import CatalogueRegistry
     from projections.history import NOT_CATALOGUED
 
+    from tests.test_catalogue import item, through
+
     catalogue = CatalogueRegistry(None, SimulatedClock(T0))
+    through(catalogue, "assistance", "shenpi", adds=[item(handling="shenpi")])  # 区司法局 holds a published list
     req = Request(rec)  # names no catalogued item
     flagged = [f for f in history(rec.ledger, req.case, catalogue=catalogue).flags if f.startswith(NOT_CATALOGUED)]
     assert flagged == [f"{NOT_CATALOGUED}: rule.catalogue.not-catalogued: 第七条: the request names no item of the "
