@@ -375,7 +375,6 @@ def test_a_request_under_an_item_it_could_not_be_asked_under_is_flagged_given_th
     from aggregates.clock import SimulatedClock
     from aggregates.store.catalogue import CatalogueRegistry
     from projections.history import NOT_CATALOGUED
-
     from tests.test_catalogue import item, through
 
     catalogue = CatalogueRegistry(None, SimulatedClock(T0))
