@@ -85,10 +85,11 @@ async def log_in(driver: Any, base: str, login: str) -> None:
 
 
 def row_state(driver: Any, number: str) -> str | None:
-    from selenium.webdriver.common.by import By
-
-    rows = driver.find_elements(By.CSS_SELECTOR, f'tr[data-number="{number}"]')
-    return rows[0].get_attribute("data-state") if rows else None
+    """The board row's state, read in one script (the page swaps its rows in while we look)."""
+    state = driver.execute_script(
+        "var r = document.querySelector('tr[data-number=\"' + arguments[0] + '\"]'); return r ? r.dataset.state : null",
+        number)
+    return str(state) if state is not None else None
 
 
 def not_reloaded(driver: Any) -> bool:
