@@ -283,11 +283,11 @@ def one_line_errors(app: typer.Typer) -> None:
     except sqlite3.DatabaseError as e:
         if "readonly" in str(e):
             # A command that writes (a store, a view's catch-up) on a read-only copy of a data directory.
-            err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: {e}",
-                      highlight=False)
+            err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: "
+                      f"{escape(str(e))}", highlight=False, soft_wrap=True)
         elif isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
             raise
         else:  # "file is not a database", "database disk image is malformed"
-            err.print(f"[red]error:[/] a data file is damaged: {e}; `xiezhu audit` checks the ledger, "
-                      "`xiezhu projections rebuild` rebuilds the views", highlight=False)
+            err.print(f"[red]error:[/] a data file is damaged: {escape(str(e))}; `xiezhu audit` checks the ledger, "
+                      "`xiezhu projections rebuild` rebuilds the views", highlight=False, soft_wrap=True)
         sys.exit(1)
