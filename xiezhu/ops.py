@@ -42,10 +42,12 @@ from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer
 if TYPE_CHECKING:
     from fastapi import FastAPI
 
-    from xiezhu.http.app import FrontDoor
     from xiezhu.node import Node
 
 log = logging.getLogger(__name__)
+
+#: ``xiezhu serve``'s :class:`xiezhu.http.app.FrontDoor` (which mounts these endpoints: no import back).
+FrontDoor = Any
 
 #: Seconds a readiness check may take before it counts as failed.
 CHECK_TIMEOUT_S = 3.0

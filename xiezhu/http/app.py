@@ -363,7 +363,8 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
     from xiezhu.http.console import console_router, static_dir
 
     app.mount("/static/console", StaticFiles(directory=static_dir()), name="console-assets")
-    app.include_router(console_router(door, door.users))  # the web console at /
+    app.include_router(console_router(door, door.users, find_case=find_case, case_out=case_out,
+                                      history_of=history_of))  # the web console at /
     return app
 
 

@@ -13,10 +13,10 @@ import asyncio
 import hashlib
 import hmac
 import json
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 from urllib.parse import parse_qs, quote
 
 import msgspec
@@ -32,8 +32,8 @@ from schemas.assistance import ItemResult
 from schemas.privacy import mask_id, mask_name
 from xiezhu.http.users import Session, UserStore
 
-if TYPE_CHECKING:
-    from xiezhu.http.app import FrontDoor
+#: ``xiezhu serve``'s :class:`xiezhu.http.app.FrontDoor` (which mounts this console: no import back).
+FrontDoor = Any
 
 HERE = Path(__file__).parent
 COOKIE = "xiezhu_session"
@@ -190,7 +190,9 @@ def _judge(st: CaseState, cal: Any, now: datetime, today: Any) -> dict[str, Any]
     return row
 
 
-def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
+def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[..., CaseState],
+                   case_out: Callable[[CaseState], Any], history_of: Callable[..., Any]) -> APIRouter:
+    """The console's pages; ``find_case``, ``case_out`` and ``history_of`` are the API's own (from the app)."""
     r = APIRouter(include_in_schema=False)
     templates = Jinja2Templates(directory=str(HERE / "templates"))
     templates.env.globals.update(STATE_ZH=STATE_ZH, STATUS_ZH=STATUS_ZH, VERDICT_ZH=VERDICT_ZH)
@@ -435,8 +437,6 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
         return inbox_page(request, s, bureau, cases, revealed=reason)
 
     def _case(bureau: str, requester: str, number: str) -> CaseState:
-        from xiezhu.http.app import find_case
-
         return find_case(door.desk(bureau), requester, number)
 
     @r.post("/inbox/{bureau}/{requester}/{number}/answer")
@@ -473,8 +473,6 @@ def console_router(door: FrontDoor, users: UserStore) -> APIRouter:
 
     @r.get("/cases/{bureau}/{requester}/{number}")
     async def case_page(request: Request, bureau: str, requester: str, number: str) -> HTMLResponse:
-        from xiezhu.http.app import case_out, history_of
-
         s = need(request)
         may_see(s, bureau)
         st = await asyncio.to_thread(_case, bureau, requester, number)
