@@ -155,6 +155,8 @@ async def test_sifa_sees_every_bureau_but_acts_for_none(console: str, node: Node
         zipped = await zhao.get("/cases/ziran/shenpi/20260001/bundle")
         assert zipped.status_code == 200 and zipped.content.startswith(b"PK"), zipped.text
         assert (await li.get("/cases/shenpi/shenpi/20260001/bundle")).status_code == 403
+        metrics = await zhao.get("/metrics")  # serve beside 区司法局's SLA view exposes its gauges too
+        assert 'xiezhu_open_requests{bureau="ziran",state="on-time"} 1.0' in metrics.text
         stats = await zhao.get("/stats")
         assert stats.status_code == 200 and 'data-bureau="ziran"' in stats.text and 'data-bureau="shenpi"' in stats.text
         assert (await li.get("/inbox/ziran")).status_code == 403

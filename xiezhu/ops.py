@@ -338,6 +338,20 @@ class DoorOps:
 class DoorCollector(Collector):
     def __init__(self, door: FrontDoor) -> None:
         self.door = door
+        self._view: Any = None
+
+    def _sla(self) -> Iterator[Metric]:
+        """On 区司法局's machine (the SLA view beside serve): open requests by state and the latency histogram."""
+        path = self.door.settings.sla_path
+        if not path.exists():
+            return
+        if self._view is None:
+            from aggregates.calendar_store import CalendarStore
+            from projections.sla import SlaView
+
+            self._view = SlaView(path, CalendarStore(self.door.settings.calendar_dir))
+        now = self.door.clock.now()
+        yield from sla_metrics(self._view.rows(now=now), now=now)
 
     def collect(self) -> Iterator[Metric]:
         pending = GaugeMetricFamily("xiezhu_webhook_pending", "Notices the bureau's webhook has not acknowledged.",
@@ -356,6 +370,7 @@ class DoorCollector(Collector):
         for code, alerts in getattr(self.door, "alerts", {}).items():
             mailed.add_metric([code], len(alerts.mailed()))
         yield from (pending, failed, head, mailed)
+        yield from self._sla()
         extra = getattr(self.door, "ops_metrics", None)
         if extra is not None:
             yield from extra()
