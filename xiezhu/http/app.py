@@ -108,6 +108,10 @@ class FrontDoor:
         self._locks = {code: threading.Lock() for code in self.bureaus}
         self._open_lock = threading.Lock()
         self._tasks: list[asyncio.Task[None]] = []
+        #: Store reads running in worker threads: cancelling the task that awaits one does not stop it, so
+        #: :meth:`close` waits for them before closing the files they read (closing under them crashes).
+        self._in_threads = 0
+        self._threads_done = threading.Condition()
         self.stopping = asyncio.Event()
         self._wake = {code: asyncio.Event() for code in self.bureaus}
 
@@ -155,9 +159,25 @@ class FrontDoor:
                 await task
         self._tasks.clear()
 
+    async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(*args)`` in a worker thread, counted until it returns, whether or not its awaiter was cancelled."""
+        def counted() -> T:
+            try:
+                return fn(*args)
+            finally:
+                with self._threads_done:
+                    self._in_threads -= 1
+                    self._threads_done.notify_all()
+
+        with self._threads_done:
+            self._in_threads += 1
+        return await asyncio.to_thread(counted)
+
     def close(self) -> None:
-        """Close the files (after :meth:`stop`)."""
+        """Close the files (after :meth:`stop`), once no worker thread still reads them."""
         self.stopping.set()
+        with self._threads_done:
+            self._threads_done.wait_for(lambda: self._in_threads == 0, timeout=60)
         for store in self.system.stores.values():
             store.close()
         for feed in self.feeds.values():
@@ -172,7 +192,7 @@ class FrontDoor:
         while not self.stopping.is_set():
             try:
                 exists = self.settings.store_path(code).exists()
-                if exists and await asyncio.to_thread(feed.follow, self.store(code)) > 0:
+                if exists and await self._off_loop(feed.follow, self.store(code)) > 0:
                     self._wake[code].set()
             except Exception as e:  # the store is busy or not there yet: look again
                 _log().warning("feed %s: %s", code, e)
