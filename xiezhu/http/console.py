@@ -28,6 +28,7 @@ from aggregates.assistance import OPEN, CaseState, legal_arrival, time_limits
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import JUSTICE
 from aggregates.store import SHANGHAI
+from schemas import labels
 from schemas.assistance import ItemResult
 from schemas.privacy import mask_id, mask_name
 from xiezhu.http.users import Session, UserStore
@@ -40,11 +41,10 @@ COOKIE = "xiezhu_session"
 #: How often the live board looks for a change.
 BOARD_POLL_S = 1.0
 
-STATE_ZH = {"in-transit": "在途", "on-time": "正常", "due-soon": "临近期限", "due-today": "今日到期",
-            "overdue": "已逾期"}
-STATUS_ZH = {"requested": "已发出", "received": "待办", "replied": "已答复", "declined": "已书面告知",
-             "withdrawn": "已撤回"}
-VERDICT_ZH = {"true": "真实", "false": "虚假", "unverifiable": "无法证实"}
+#: The board's states (the open ones) and the words for them, from the one label table (docs/glossary.md).
+STATE_ZH = {k: labels.SLA_STATE[k] for k in ("in-transit", "on-time", "due-soon", "due-today", "overdue")}
+STATUS_ZH = labels.REQUEST_STATUS
+VERDICT_ZH = labels.VERDICT
 
 
 def static_dir() -> Path:
