@@ -40,6 +40,14 @@ def test_the_plan_gives_each_agent_a_process_and_sifa_none_beside_the_ledger(tmp
     assert [s.name for s in plan(tmp_path, "nats://x", [JUSTICE], ledger=False)] == [f"agent {JUSTICE}"]
 
 
+def test_with_an_ops_port_base_each_service_gets_its_own_metrics_port(tmp_path: Path) -> None:
+    services = plan(tmp_path, "nats://x", ["gongan", "shenpi"], ledger=True, ops_port_base=9100)
+    assert [s.argv[-2:] for s in services] == [["--ops-port", "9100"], ["--ops-port", "9101"],
+                                               ["--ops-port", "9102"]]
+    assert services[2].argv[-3] == "ledger"
+    assert all("--ops-port" not in s.argv for s in plan(tmp_path, "nats://x", ["gongan"], ledger=True))
+
+
 def test_run_starts_each_service_restarts_a_killed_one_and_stops_them_all(tmp_path: Path) -> None:
     settings = Settings(data_dir=tmp_path / "data")
     KeyStore(settings.keys_dir).ensure(Registry.load().codes(), valid_from=datetime.now(UTC) - timedelta(days=1))

@@ -53,17 +53,22 @@ def xiezhu_argv(data_dir: Path, nats_url: str, *args: str, database_url: str | N
 
 
 def plan(data_dir: Path, nats_url: str, bureaus: Iterable[str], ledger: bool,
-         database_url: str | None = None) -> list[Service]:
+         database_url: str | None = None, ops_port_base: int | None = None) -> list[Service]:
     """The services of ``xiezhu run``: one agent process per bureau, and the ledger's.
 
     The ledger's process also runs sifa's agent (it relays the SLA monitor's notices), so
-    sifa gets no process of its own when the ledger runs here.
+    sifa gets no process of its own when the ledger runs here.  With ``ops_port_base`` each
+    service serves /healthz, /readyz and /metrics on its own port, counting up from it in
+    the order listed.
     """
-    out = [Service(f"agent {code}", xiezhu_argv(data_dir, nats_url, "agent", "--bureau", code,
-                                                database_url=database_url))
-           for code in dict.fromkeys(bureaus) if not (ledger and code == JUSTICE)]
+    commands = [("agent " + code, ["agent", "--bureau", code])
+                for code in dict.fromkeys(bureaus) if not (ledger and code == JUSTICE)]
     if ledger:
-        out.append(Service("ledger", xiezhu_argv(data_dir, nats_url, "ledger", database_url=database_url)))
+        commands.append(("ledger", ["ledger"]))
+    out = []
+    for i, (name, args) in enumerate(commands):
+        ops = ["--ops-port", str(ops_port_base + i)] if ops_port_base is not None else []
+        out.append(Service(name, xiezhu_argv(data_dir, nats_url, *args, *ops, database_url=database_url)))
     return out
 
 

@@ -264,6 +264,10 @@ def run_services(
     with_ledger: Annotated[bool, typer.Option(
         "--ledger", help="Run 区司法局's ledger with its views, the SLA monitor and sifa's agent, in its own process.",
     )] = False,
+    ops_port_base: Annotated[int | None, typer.Option(
+        "--ops-port-base", min=1, max=65000,
+        help="Give each service /healthz, /readyz and /metrics on its own port, from this one up, in the order "
+             "the services are listed at start.")] = None,
 ) -> None:
     """Run one host's services, each in its own process, restarted if it dies (one-host deployments).
 
@@ -288,7 +292,11 @@ def run_services(
     try:
         if server is not None:  # as a node does on its embedded server, once, before the services connect
             asyncio.run(provision_embedded(server, settings, reg.codes()))
-        supervisor = Supervisor(plan(settings.data_dir, nats_url, codes, with_ledger, settings.database_url),
+        services = plan(settings.data_dir, nats_url, codes, with_ledger, settings.database_url, ops_port_base)
+        if ops_port_base is not None:
+            for i, s in enumerate(services):
+                err.print(f"{s.name}: http://127.0.0.1:{ops_port_base + i}/metrics", highlight=False)
+        supervisor = Supervisor(services,
                                 env=child_env(),
                                 say=lambda line: err.print(line, highlight=False))
         run_forever(supervisor)
