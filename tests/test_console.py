@@ -66,7 +66,9 @@ async def console(node: Node, settings: Settings, clock: SimulatedClock) -> Asyn
 
 async def logged_in(base: str, login: str) -> httpx.AsyncClient:
     client = httpx.AsyncClient(base_url=base)
-    r = await client.post("/login", data={"login": login, "password": PASSWORD, "next": "/"})
+    form = await client.get("/login")  # the login form's CSRF token, in its cookie and its hidden field
+    r = await client.post("/login", data={"login": login, "password": PASSWORD, "next": "/",
+                                          "csrf": csrf_of(form.text)})
     assert r.status_code == 303, r.text
     return client
 
@@ -90,7 +92,12 @@ async def test_an_operator_answers_from_the_inbox_form_and_the_board_changes_liv
     async with httpx.AsyncClient(base_url=console) as anonymous:
         r = await anonymous.get("/")
         assert r.status_code == 303 and r.headers["location"].startswith("/login")
-        r = await anonymous.post("/login", data={"login": "wang", "password": "wrong password"})
+        # A login posted from elsewhere, without the form's token, is refused even with the right password.
+        r = await anonymous.post("/login", data={"login": "wang", "password": PASSWORD})
+        assert r.status_code == 403 and "CSRF" in r.text and "xiezhu_session" not in r.headers.get("set-cookie", "")
+        form = await anonymous.get("/login")
+        r = await anonymous.post("/login", data={"login": "wang", "password": "wrong password",
+                                                 "csrf": csrf_of(form.text)})
         assert r.status_code == 401 and "账号或密码不正确" in r.text
     wang = await logged_in(console, "wang")
     try:

@@ -13,6 +13,7 @@ import asyncio
 import hashlib
 import hmac
 import json
+import secrets
 from collections.abc import AsyncIterator, Callable
 from datetime import datetime, time, timedelta
 from pathlib import Path
@@ -38,6 +39,8 @@ FrontDoor = Any
 
 HERE = Path(__file__).parent
 COOKIE = "xiezhu_session"
+#: The login form's own CSRF token (double submit: this cookie and the form's hidden field must agree).
+LOGIN_COOKIE = "xiezhu_login"
 #: How often the live board looks for a change.
 BOARD_POLL_S = 1.0
 
@@ -236,24 +239,36 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
     def page(request: Request, template: str, s: Session | None, **ctx: Any) -> HTMLResponse:
         return templates.TemplateResponse(request, template, {"session": s, "bureaus": door.bureaus, **ctx})
 
+    def login_page(request: Request, nxt: str, error: str, status: int = 200) -> HTMLResponse:
+        """The login form with a fresh CSRF token, in the form and in a cookie of its own (no session yet)."""
+        token = secrets.token_urlsafe(32)
+        resp = page(request, "login.html", None, next=nxt, error=error, csrf=token)
+        resp.status_code = status
+        resp.set_cookie(LOGIN_COOKIE, token, httponly=True, samesite="strict", secure=request.url.scheme == "https",
+                        max_age=3600)
+        return resp
+
     @r.get("/login")
     def login_form(request: Request, next: str = "/") -> HTMLResponse:
-        return page(request, "login.html", None, next=next if next.startswith("/") else "/", error="")
+        return login_page(request, next if next.startswith("/") else "/", "")
 
     @r.post("/login")
     async def login(request: Request) -> Response:
         form = parse_qs((await request.body()).decode("utf-8", errors="replace"))
         login_, password = (form.get("login") or [""])[0], (form.get("password") or [""])[0]
         nxt = (form.get("next") or ["/"])[0]
+        # Login CSRF: a page elsewhere must not log this browser in as someone else.
+        expected, given = request.cookies.get(LOGIN_COOKIE, ""), (form.get("csrf") or [""])[0]
+        if not expected or not hmac.compare_digest(expected, given):
+            return login_page(request, nxt, "登录表单已过期（CSRF 校验失败），请重新登录", 403)
         got = await asyncio.to_thread(users.login, login_, password)
         if got is None:
-            refused = page(request, "login.html", None, next=nxt, error="账号或密码不正确")
-            refused.status_code = 401
-            return refused
+            return login_page(request, nxt, "账号或密码不正确", 401)
         sid, _ = got
         resp = RedirectResponse(nxt if nxt.startswith("/") and not nxt.startswith("//") else "/", status_code=303)
         resp.set_cookie(COOKIE, sid, httponly=True, samesite="strict", secure=request.url.scheme == "https",
                         max_age=12 * 3600)
+        resp.delete_cookie(LOGIN_COOKIE)
         return resp
 
     @r.post("/logout")
