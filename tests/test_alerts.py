@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import asyncio
+import re
 import socket
 from datetime import datetime
 from email import message_from_bytes
@@ -83,7 +84,11 @@ async def test_a_breach_notice_is_mailed_once_to_each_bureaus_people_even_across
                 users = door.users
                 users.create("wang", "ziran", "correct horse battery")
                 async with httpx.AsyncClient(transport=httpx.ASGITransport(app), base_url="http://x") as web:
-                    r = await web.post("/login", data={"login": "wang", "password": "correct horse battery"})
+                    form = await web.get("/login")  # the login form's CSRF token, in its cookie and hidden field
+                    token = re.search(r'name="csrf" value="([^"]+)"', form.text)
+                    assert token is not None
+                    r = await web.post("/login", data={"login": "wang", "password": "correct horse battery",
+                                                       "csrf": token.group(1)})
                     assert r.status_code == 303
                     page = await web.get("/notices")
                     assert 'data-type="sla.breached"' in page.text and "已逾期" in page.text
