@@ -98,6 +98,8 @@ class BundleEntry(msgspec.Struct, frozen=True, kw_only=True):
 
     pos: int
     arrived_at: str
+    #: The message's sequence in ``XZ``, hashed into the leaf since decision 49 (absent in bundles made before).
+    stream_seq: int | None = None
     kid: str
     sig: bytes
     body: bytes
@@ -206,8 +208,8 @@ def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry
     if signer is not None and signer.bureau != JUSTICE:
         raise BundleError(f"a bundle's manifest is signed by {JUSTICE}, not {signer.bureau}")
     files = {
-        EVENTS: b"".join(msgspec.json.encode(BundleEntry(pos=e.pos, arrived_at=e.arrived_at, kid=e.signed.kid,
-                                                         sig=e.signed.sig, body=e.signed.body)) + b"\n"
+        EVENTS: b"".join(msgspec.json.encode(BundleEntry(pos=e.pos, arrived_at=e.arrived_at, stream_seq=e.stream_seq,
+                                                         kid=e.signed.kid, sig=e.signed.sig, body=e.signed.body)) + b"\n"
                          for e in included),
         KEYS: msgspec.json.format(msgspec.json.encode([trust[k] for k in dict.fromkeys(kids)])),
         PROOF: msgspec.json.format(msgspec.json.encode(proof)),
@@ -242,7 +244,8 @@ def _proof(ledger: Ledger, first: Entry, cp: Checkpoint) -> Proof:
     span = list(ledger.entries(after=first.pos - 1, limit=cp.pos - first.pos + 1))
     if [e.pos for e in span[:1] + span[-1:]] != [first.pos, cp.pos] or len(span) != cp.pos - first.pos + 1:
         raise LedgerError(f"the ledger is missing entries between positions {first.pos} and {cp.pos}")
-    leaves = [leaf_hash(e.pos, e.arrived_at, e.signed.kid, e.signed.sig, e.signed.body) for e in span]
+    leaves = [leaf_hash(e.pos, e.arrived_at, e.signed.kid, e.signed.sig, e.signed.body, stream_seq=e.stream_seq)
+              for e in span]
     head = first.prev_hash
     for leaf in leaves:
         head = link(head, leaf)
@@ -411,7 +414,7 @@ class _Verifier:
         i = e.pos - proof.first_pos
         if not 0 <= i < len(proof.leaves):
             self.failures.append(f"event at position {e.pos} lies outside the proof")
-        elif leaf_hash(e.pos, e.arrived_at, e.kid, e.sig, e.body).hex() != proof.leaves[i]:
+        elif leaf_hash(e.pos, e.arrived_at, e.kid, e.sig, e.body, stream_seq=e.stream_seq).hex() != proof.leaves[i]:
             self.failures.append(f"event at position {e.pos}: its bytes, key id, signature or arrival time do not "
                                  "match the ledger's leaf at that position")
 

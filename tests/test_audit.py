@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from broker.ledger.audit import AuditError, AuditReport, Problem, audit, count_entries, render
-from broker.ledger.store import Ledger, leaf_hash, link
+from broker.ledger.store import Ledger, LedgerDamaged, leaf_hash, link
 from broker.signing import KeyRing, Signer
 from tests.test_signing import T0, entry, make_signer, request_env
 
@@ -129,6 +129,19 @@ def test_a_column_stored_as_another_type_is_found_without_stopping_the_audit(
     assert report.entries == ENTRIES and report.first_problem is not None
     assert report.first_problem.position == 5
     assert {p.position for p in report.problems} <= {5, 10, 20}
+
+
+@pytest.mark.parametrize("sql", ["UPDATE entries SET stream_seq = stream_seq + 7 WHERE pos = 5",
+                                 "UPDATE entries SET stream_seq = -1 WHERE pos = 5",
+                                 "UPDATE entries SET arrived_at = '2026-01-01T00:00:00+00:00' WHERE pos = 5"],
+                         ids=["stream-seq", "stream-seq-negative", "arrival-backdated"])
+def test_a_changed_stream_sequence_or_arrival_breaks_the_entrys_hash(ledger_path: Path, keys: Keys, sql: str) -> None:
+    tamper(ledger_path, sql)  # decision 49: every stored column is hashed or checked against the signed body
+    report = audit(ledger_path, keys.ring(), workers=1)
+    assert report.first_problem is not None and report.first_problem.position == 5
+    assert report.first_problem.kind == "changed", report.problems
+    with pytest.raises(LedgerDamaged, match="position 5"):
+        list(Ledger(ledger_path, read_only=True).entries())  # the views and replay refuse it too
 
 
 def test_a_changed_body_breaks_its_hash_and_its_signature_and_nothing_after_it(
@@ -316,10 +329,10 @@ def _copy_into_tail(path: Path, source: int, at_pos: int) -> None:
                    "arrived_at, stream_seq, kid, sig, body, prev_hash, hash FROM entries WHERE pos = ?",
                    (at_pos, source))
         prev = db.execute("SELECT hash FROM entries WHERE pos = ?", (at_pos - 1,)).fetchone()[0]
-        rows = db.execute("SELECT pos, arrived_at, kid, sig, body FROM entries WHERE pos >= ? ORDER BY pos",
+        rows = db.execute("SELECT pos, arrived_at, kid, sig, body, stream_seq FROM entries WHERE pos >= ? ORDER BY pos",
                           (at_pos,)).fetchall()
-        for pos, arrived_at, kid, sig, body in rows:
-            new = link(prev, leaf_hash(pos, arrived_at, kid, sig, body))
+        for pos, arrived_at, kid, sig, body, seq in rows:
+            new = link(prev, leaf_hash(pos, arrived_at, kid, sig, body, stream_seq=seq))
             db.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE pos = ?", (prev, new, pos))
             prev = new
 

@@ -6,8 +6,9 @@ order, and checks:
 
 - positions run 1..n with none missing;
 - each row's ``prev_hash`` is the previous row's ``hash``, and ``hash`` is
-  ``link(prev_hash, leaf)`` recomputed from the row's own position, arrival, key id,
-  signature and body;
+  ``link(prev_hash, leaf)`` recomputed from the row's own position, ``XZ`` stream sequence,
+  arrival, key id, signature and body (every stored column is either hashed, or an index
+  checked against the signed body: decision 49);
 - the index columns (event id, case, number, type, sender, recipient, event time) say
   what the signed body says;
 - every signature verifies under the key that belonged to the sender at the envelope's
@@ -73,13 +74,13 @@ KINDS = (
 _RANK = {k: i for i, k in enumerate(KINDS)}
 
 _ENTRIES = ("SELECT pos, event_id, case_id, number, type, sender, recipient, event_time, "
-            "arrived_at, kid, sig, body, prev_hash, hash FROM entries WHERE pos > ? ORDER BY pos LIMIT ?")
+            "arrived_at, kid, sig, body, prev_hash, hash, stream_seq FROM entries WHERE pos > ? ORDER BY pos LIMIT ?")
 _CHECKPOINTS = "SELECT pos, head, sealed_at, kid, sig FROM checkpoints ORDER BY pos"
 _BEFORE_ALL = -(2**63)
 _COLUMN_NAMES = ("pos", "event_id", "case_id", "number", "type", "sender", "recipient", "event_time",
-                 "arrived_at", "kid", "sig", "body", "prev_hash", "hash")
+                 "arrived_at", "kid", "sig", "body", "prev_hash", "hash", "stream_seq")
 #: The hashed columns and the types the ledger stores them as.
-_TYPES = ((8, str), (9, str), (10, bytes), (11, bytes), (12, bytes), (13, bytes))
+_TYPES = ((8, str), (9, str), (10, bytes), (11, bytes), (12, bytes), (13, bytes), (14, int))
 _INDEX_COLUMNS = ("event_id", "case_id", "number", "type", "sender", "recipient", "event_time")
 
 #: What a worker gets per row: the row as selected (columns as in ``_COLUMN_NAMES``).
@@ -366,8 +367,8 @@ class _Walk:
             self._checkpoints_before(pos)
         if not all(type(row[i]) is t for i, t in _TYPES):
             row = self._retyped(row)
-        arrived_at, kid, sig, body, prev_hash, hash_ = row[8:14]
-        leaf = leaf_hash(pos, arrived_at, kid, sig, body)
+        arrived_at, kid, sig, body, prev_hash, hash_, stream_seq = row[8:15]
+        leaf = leaf_hash(pos, arrived_at, kid, sig, body, stream_seq=stream_seq)
         linked = link(prev_hash, leaf)
         # One SHA-256 per row while all is well: then the recomputed chain is the stored prev_hash.
         self.chain = linked if self.chain == prev_hash else link(self.chain, leaf)
@@ -413,7 +414,7 @@ class _Walk:
             if type(row[i]) is not t:
                 self._flag(pos, "column-type", f"position {pos}: column {_COLUMN_NAMES[i]} holds "
                                                f"{type(row[i]).__name__}, not {t.__name__} (changed entry)")
-        return (*row[:8], _as_text(row[8]), _as_text(row[9]), *map(_as_blob, row[10:14]))
+        return (*row[:8], _as_text(row[8]), _as_text(row[9]), *map(_as_blob, row[10:14]), _as_int(row[14]))
 
     def _checkpoints_before(self, pos: int) -> None:
         while self._pending and self._pending[0][0] < pos:
@@ -496,6 +497,11 @@ def _as_text(value: object) -> str:
     if isinstance(value, bytes):
         return value.decode("utf-8", "replace")
     return value if isinstance(value, str) else str(value)
+
+
+def _as_int(value: object) -> int:
+    """A stored integer as it is; anything else hashes as 0 (never a stream sequence), so the row fails its hash."""
+    return value if type(value) is int else 0
 
 
 def _as_blob(value: object) -> bytes:

@@ -1,8 +1,9 @@
 """The 区司法局 ledger: every signed event as received, in one total order, hash-chained.
 
-Each entry keeps the exact signed bytes, the key id and signature, the arrival time and
-its position.  ``leaf = SHA-256(position ‖ arrival ‖ kid ‖ sig ‖ body)`` (each part length-
-prefixed) and ``hash = SHA-256(prev_hash ‖ leaf)``, so that changing, removing or reordering
+Each entry keeps the exact signed bytes, the key id and signature, the arrival time, the
+message's sequence in the ``XZ`` stream and its position.  ``leaf = SHA-256(position ‖
+stream_seq ‖ arrival ‖ kid ‖ sig ‖ body)`` (the variable parts length-prefixed; decision 49:
+every stored field the audit trusts is hashed) and ``hash = SHA-256(prev_hash ‖ leaf)``, so that changing, removing or reordering
 any stored entry breaks the chain from there on, and a proof that an entry leads to a later
 head needs only the leaves in between, not their contents.  Checkpoints are chain heads
 signed by 区司法局 (:meth:`Ledger.checkpoint`).  The decoded columns (case, number, sender …) are an index for
@@ -119,9 +120,15 @@ class Entry:
     hash: bytes
 
 
-def leaf_hash(pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes) -> bytes:
-    """What entry ``pos`` contributes to the chain."""
+def leaf_hash(pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes, *, stream_seq: int | None) -> bytes:
+    """What entry ``pos`` contributes to the chain.
+
+    ``stream_seq`` is the message's sequence in ``XZ``, hashed since decision 49; ``None`` computes the
+    leaf as bundles made before it hashed it (they carry no sequence), and nothing else.
+    """
     h = hashlib.sha256(struct.pack(">Q", pos))
+    if stream_seq is not None:
+        h.update(struct.pack(">q", stream_seq))  # signed: a tampered negative value still hashes, and fails
     for part in (arrived_at.encode(), kid.encode(), sig, body):
         h.update(struct.pack(">I", len(part)))
         h.update(part)
@@ -133,9 +140,9 @@ def link(prev: bytes, leaf: bytes) -> bytes:
     return hashlib.sha256(prev + leaf).digest()
 
 
-def chain_hash(prev: bytes, pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes) -> bytes:
+def chain_hash(prev: bytes, pos: int, arrived_at: str, stream_seq: int, kid: str, sig: bytes, body: bytes) -> bytes:
     """The hash that links entry ``pos`` to its predecessor."""
-    return link(prev, leaf_hash(pos, arrived_at, kid, sig, body))
+    return link(prev, leaf_hash(pos, arrived_at, kid, sig, body, stream_seq=stream_seq))
 
 
 CHECKPOINT_CONTEXT = b"xiezhu-ledger-checkpoint/1\n"
@@ -174,7 +181,8 @@ def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
     try:
         entry = Entry(pos, event_id, case_id, number, type_, sender, recipient, event_time, arrived_at,
                       stream_seq, Signed(body=bytes(body), kid=kid, sig=bytes(sig)), bytes(prev_hash), bytes(hash_))
-        whole = entry.hash == chain_hash(entry.prev_hash, pos, arrived_at, kid, entry.signed.sig, entry.signed.body)
+        whole = type(stream_seq) is int and entry.hash == chain_hash(
+            entry.prev_hash, pos, arrived_at, stream_seq, kid, entry.signed.sig, entry.signed.body)
     except (TypeError, ValueError, AttributeError, struct.error):
         whole = False
     if not whole:
@@ -227,7 +235,7 @@ class Ledger:
                         continue
                     pos += 1
                     arrived_at = arrived.isoformat()
-                    h = chain_hash(head, pos, arrived_at, signed.kid, signed.sig, signed.body)
+                    h = chain_hash(head, pos, arrived_at, stream_seq, signed.kid, signed.sig, signed.body)
                     self._db.execute(
                         f"INSERT INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
                         (pos, env.id, env.case, env.number, env.type, env.sender, env.recipient,
