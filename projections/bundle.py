@@ -208,9 +208,9 @@ def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry
     if signer is not None and signer.bureau != JUSTICE:
         raise BundleError(f"a bundle's manifest is signed by {JUSTICE}, not {signer.bureau}")
     files = {
-        EVENTS: b"".join(msgspec.json.encode(BundleEntry(pos=e.pos, arrived_at=e.arrived_at, stream_seq=e.stream_seq,
-                                                         kid=e.signed.kid, sig=e.signed.sig, body=e.signed.body)) + b"\n"
-                         for e in included),
+        EVENTS: b"".join(msgspec.json.encode(BundleEntry(
+            pos=e.pos, arrived_at=e.arrived_at, stream_seq=e.stream_seq, kid=e.signed.kid, sig=e.signed.sig,
+            body=e.signed.body)) + b"\n" for e in included),
         KEYS: msgspec.json.format(msgspec.json.encode([trust[k] for k in dict.fromkeys(kids)])),
         PROOF: msgspec.json.format(msgspec.json.encode(proof)),
         REPORT: render_text(report).encode(),
