@@ -4,10 +4,11 @@ Each entry keeps the exact signed bytes, the key id and signature, the arrival t
 message's sequence in the ``XZ`` stream and its position.  ``leaf = SHA-256(position ‖
 stream_seq ‖ arrival ‖ kid ‖ sig ‖ body)`` (the variable parts length-prefixed; decision 49:
 every stored field the audit trusts is hashed) and ``hash = SHA-256(prev_hash ‖ leaf)``, so
-that changing, removing or reordering any stored entry breaks the chain from there on, and a proof that an entry leads to a later
-head needs only the leaves in between, not their contents.  Checkpoints are chain heads
-signed by 区司法局 (:meth:`Ledger.checkpoint`).  The decoded columns (case, number, sender …) are an index for
-queries; the bytes are the record.
+that changing, removing or reordering any stored entry breaks the chain from there on, and a
+proof that an entry leads to a later head needs only the leaves in between, not their
+contents.  Checkpoints are chain heads signed by 区司法局 (:meth:`Ledger.checkpoint`) and
+published on ``XZ_WITNESS`` for other parties to keep (:mod:`broker.witness`).  The decoded
+columns (case, number, sender …) are an index for queries; the bytes are the record.
 """
 from __future__ import annotations
 
