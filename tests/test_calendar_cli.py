@@ -201,5 +201,5 @@ def test_sla_without_a_ledger_says_so(tmp_path: Path) -> None:
 
 def test_help_shows_an_example(tmp_path: Path) -> None:
     for args in (["sla"], ["sla", "stats"], ["calendar", "load"], ["calendar", "due"]):
-        assert "Example:" in xiezhu(*args, "--help", data_dir=tmp_path).stdout
+        assert "示例：xiezhu" in xiezhu(*args, "--help", data_dir=tmp_path).stdout
 

@@ -246,7 +246,7 @@ def test_every_clerk_command_shows_an_example() -> None:
                               "notify", "licence-returned", "supervise", "refer", "show")]
     for command in commands:
         result = invoke(app, [*command, "--help"], env={"COLUMNS": "200"})
-        assert result.exit_code == 0 and "Example: xiezhu " + " ".join(command) in " ".join(result.stdout.split()), \
+        assert result.exit_code == 0 and "示例：xiezhu " + " ".join(command) in " ".join(result.stdout.split()), \
             command
 
 

@@ -128,7 +128,7 @@ def test_mistakes_are_one_clear_line(demo, tmp_path: Path) -> None:  # type: ign
 def test_each_help_shows_an_example(demo) -> None:  # type: ignore[no-untyped-def]
     data, _ = demo
     for args in (("dead-letters", "--help"), ("dead-letters", "show", "--help")):
-        assert "Example: xiezhu dead-letters" in run(*args, data_dir=data).stdout
+        assert "示例：xiezhu dead-letters" in run(*args, data_dir=data).stdout
 
 
 def test_bodies_that_are_no_envelope_are_masked_too() -> None:

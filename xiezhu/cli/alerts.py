@@ -15,7 +15,7 @@ from xiezhu.cli.common import err, print_json
 from xiezhu.cli.common import settings_of as _settings
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
-                  help="期限提醒邮件：who at a bureau is mailed its deadline reminders and breach notices.")
+                  help="Deadline alert mail: who at a bureau is mailed its deadline reminders and breach notices.")
 BureauOpt = Annotated[str, typer.Option("--bureau", help="The bureau's code, e.g. gongan.")]
 
 

@@ -48,9 +48,7 @@ def cases(
         help="Only this handling bureau's cases: its code, name or a unique part (shenpi, 审批).")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """告知承诺案件及其所处环节或结果（取自账本）。
-
-    Commitment cases (告知承诺) of the handling bureaus, with their step or outcome, from the ledger.
+    """Commitment cases (告知承诺) of the handling bureaus, with their step or outcome, from the ledger.
 
     Example: [bold]xiezhu cases --bureau 审批[/]
     """
@@ -86,9 +84,7 @@ def history_cmd(
     reason: Reason = None,
     operator: Operator = None,
 ) -> None:
-    """案件经过：请求、答复、各环节及发现的问题。
-
-    A case's history from the ledger alone: who asked whom for what, each answer, each step, and flags.
+    """A case's history from the ledger alone: who asked whom for what, each answer, each step, and flags.
 
     Example: [bold]xiezhu history 20260007 --from shenpi[/]
     """
@@ -125,9 +121,7 @@ def letter(
         "--out", help="Write one file per letter here (default for docx/pdf: the current folder).")] = None,
     as_json: AsJson = False,
 ) -> None:
-    """案件函件（附件4–7 等）：文本、DOCX 或 PDF。
-
-    The letters of a case (附件4–7, the decline, the consequence notices) as text, DOCX or PDF.
+    """The letters of a case (附件4–7, the decline, the consequence notices) as text, DOCX or PDF.
 
     Files are named as a clerk files them: 20260007-行政协助函（一）.docx, C20260001-承诺告知书.pdf.
 
@@ -161,9 +155,7 @@ def letter(
 
 @app.command()
 def bureaus(as_json: AsJson = False) -> None:
-    """参与部门（附件1）及其代码、简称。
-
-    The bureaus of the registry (附件1) with their codes.
+    """The bureaus of the registry (附件1) with their codes.
 
     Example: [bold]xiezhu bureaus --json[/]
     """
@@ -192,9 +184,7 @@ def inbox(
     reason: Reason = None,
     operator: Operator = None,
 ) -> None:
-    """待经办人答复的行政协助请求。
-
-    Requests addressed to a bureau that wait for a person to answer.
+    """Requests addressed to a bureau that wait for a person to answer.
 
     Applicants are masked; the operator who must look one up shows them in full with
     --reveal --reason (the bureau's store key entitles its own machine; the access log records it).

@@ -31,9 +31,7 @@ def _out() -> Any:
 def show(ctx: typer.Context, kind: Kind = "assistance",
          version: Annotated[int | None, typer.Option(help="An earlier version (default: the latest).")] = None,
          as_json: AsJson = False) -> None:
-    """已发布的附件8 / 附件9 清单（含备注）。
-
-    The published rows of a catalogue, latest or any earlier version.
+    """The published rows of a catalogue, latest or any earlier version.
 
     Example: [bold]xiezhu catalogue show --kind assistance --version 1[/]
     """

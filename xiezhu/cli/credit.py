@@ -40,7 +40,7 @@ class _ApplicantOrCommand(TyperGroup):
 
 
 app = typer.Typer(cls=_ApplicantOrCommand, no_args_is_help=True, rich_markup_mode="rich",
-                  help="Credit standing of applicants (四(二)) and the 信用中国 outbox. "
+                  help="Credit standing of applicants (四(二)) and the 信用中国 outbox.\n\n"
                        "Example: [bold]xiezhu credit 370405199001011234[/]")
 
 

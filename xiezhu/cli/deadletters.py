@@ -213,9 +213,7 @@ def dead_letters(
     limit: Annotated[int, typer.Option(min=1, help="At most this many.")] = 1000,
     as_json: AsJson = False,
 ) -> None:
-    """拒收消息：谁拒收了什么、为什么。
-
-    Messages the receivers rejected, oldest first: who rejected what, why, and who it claimed to be from.
+    """Messages the receivers rejected, oldest first: who rejected what, why, and who it claimed to be from.
 
     Example: [bold]xiezhu dead-letters --receiver gongan --reason bad-signature[/]
     """

@@ -19,6 +19,7 @@ from xiezhu.cli.credit import app as credit_app
 from xiezhu.cli.deadletters import app as dead_letters_app
 from xiezhu.cli.dispute import app as dispute_app
 from xiezhu.cli.front import docs_app, outbox, records_app, serve, tokens_app
+from xiezhu.cli.helptext import LocalGroup
 from xiezhu.cli.keys import app as keys_app
 from xiezhu.cli.ledger import ledger_app
 from xiezhu.cli.report import report as report_cmd
@@ -28,7 +29,7 @@ from xiezhu.cli.sla import calendar_app, sla_app
 from xiezhu.cli.users import app as users_app
 from xiezhu.settings import Settings
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
+app = typer.Typer(cls=LocalGroup, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
                   help="xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger.")
 app.add_typer(services_app)  # demo, nats-server, nats-config, provision, agent, ledger, run, audit
 app.add_typer(cases_app)  # cases, history, letter, bureaus, inbox, access-log, answer, decline
@@ -56,8 +57,9 @@ app.command("forward")(forward)
 app.command("onsite")(onsite)
 
 
-Lang = Annotated[str | None, typer.Option("--lang", envvar="XIEZHU_LANG", show_envvar=True,
-                                         help="zh (default) or en: the language of tables for people.")]
+Lang = Annotated[str | None, typer.Option(
+    "--lang", envvar="XIEZHU_LANG", show_envvar=True,
+    help="zh (default) or en: the language of help, tables and states for people.")]
 
 
 LogJson = Annotated[bool, typer.Option("--log-json", envvar="XIEZHU_LOG_JSON", show_envvar=True,

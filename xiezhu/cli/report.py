@@ -48,9 +48,7 @@ def report(
     now: Annotated[str | None, typer.Option("--now", help="Judge open requests at this ISO time.")] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Same as --format json.")] = False,
 ) -> None:
-    """区司法局报区政府的统计（XLSX / PDF / JSON）。
-
-    区司法局's report for a period: commitment cases per bureau and matter, assistance per bureau,
+    """区司法局's report for a period: commitment cases per bureau and matter, assistance per bureau,
     breaches per week, declines with their reasons, licences not returned; XLSX and PDF with charts.
 
     Example: [bold]xiezhu report --from 2026-09-01 --to 2026-09-30 --format xlsx[/]

@@ -137,9 +137,7 @@ def sla(
     csv_file: CsvFile = None,
     xlsx_file: XlsxFile = None,
 ) -> None:
-    """行政协助时限：送达、期限、答复和时限状态。
-
-    Every assistance request with its arrival, working-day deadline, answer and SLA state.
+    """Every assistance request with its arrival, working-day deadline, answer and SLA state.
 
     States: open requests are in-transit, on-time, due-soon (due at 24:00 of the next working day),
     due-today or overdue at --now; closed ones are answered-on-time, answered-late, declined-on-time,
@@ -211,9 +209,7 @@ def stats(
     csv_file: CsvFile = None,
     xlsx_file: XlsxFile = None,
 ) -> None:
-    """按部门统计：收发、按期率、用时、逾期。
-
-    Per bureau over a period: requests sent and received, on-time rate, working days to answer, breaches.
+    """Per bureau over a period: requests sent and received, on-time rate, working days to answer, breaches.
 
     A request belongs to the period by its arrival day (Asia/Shanghai). on-time rate and decline rate are
     shares of the answered requests; p90 is the nearest-rank 90th percentile; breaches are requests

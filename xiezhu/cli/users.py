@@ -11,7 +11,7 @@ from xiezhu.cli.common import err, print_json
 from xiezhu.cli.common import settings_of as _settings
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
-                  help="控制台账号：accounts of the web console of `xiezhu serve`, one bureau each.")
+                  help="Accounts of the web console of `xiezhu serve`, one bureau each.")
 
 
 @app.command("create")

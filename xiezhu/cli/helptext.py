@@ -1,0 +1,131 @@
+"""Every command's help in the interface language: English in the code, 中文 from :mod:`xiezhu.cli.help_zh`.
+
+The code keeps one text per command (its docstring) and per option (``help=``), in English.
+The 中文 texts are a catalogue keyed by stable ids (:func:`command_id`, :func:`param_id`):
+``"sla stats"`` for a command, ``"sla stats --csv"`` for an option, ``"letter NUMBER"`` for an
+argument, ``"xiezhu"`` for the root.  Typer turns the code into a Click command tree when the
+app runs; the root group (:class:`LocalGroup`) then rewrites that tree's texts once, before
+anything is parsed, in the language of ``--lang`` in the arguments or ``XIEZHU_LANG`` (中文
+by default).  A command's examples are not translated: they are taken from its English text.
+The words of Typer's own help screen (Options, [default: …], …) follow the same language, and
+its texts fold where a line is full: 中文 has no spaces to wrap at, and Typer's option table
+would otherwise cut such a line with "…".
+``tests/test_help_language.py`` checks that the catalogue covers every command and option.
+"""
+from __future__ import annotations
+
+import os
+import re
+import sys
+from collections.abc import Iterator, Sequence
+from typing import Any
+
+from rich.text import Text
+from typer import rich_utils
+from typer.core import TyperGroup
+
+from schemas.errors import XiezhuError
+from xiezhu.cli.help_zh import HELP_OPTION, TYPER_WORDS, ZH
+from xiezhu.cli.tables import ENV_LANG, Lang, lang
+
+#: Typer's help-screen words as it ships them (English), to put back for ``--lang en``.
+_TYPER_EN = {name: getattr(rich_utils, name) for name in TYPER_WORDS}
+_EXAMPLE = re.compile(r"Examples?:\s*")
+
+Command = Any  # typer vendors its click: commands and groups, duck-typed here
+_make_rich_text = rich_utils._make_rich_text
+
+
+def _folding_text(*, text: str, style: str = "", markup_mode: Any) -> Any:
+    """Typer's help text, folded rather than cut where a line without spaces is longer than the panel."""
+    made = _make_rich_text(text=text, style=style, markup_mode=markup_mode)
+    if isinstance(made, Text):
+        made.overflow = "fold"
+    return made
+
+
+rich_utils._make_rich_text = _folding_text
+
+
+def command_id(path: Sequence[str]) -> str:
+    """``"sla stats"``; the root is ``"xiezhu"``."""
+    return " ".join(path) or "xiezhu"
+
+
+def param_id(path: Sequence[str], param: Any) -> str:
+    """``"sla stats --csv"`` for an option (its first long name), ``"letter NUMBER"`` for an argument."""
+    if param.param_type_name == "argument":
+        name = param.name.upper()
+    else:
+        name = next((o for o in param.opts if o.startswith("--")), param.opts[0])
+    return f"{command_id(path)} {name}"
+
+
+def walk(command: Command, path: tuple[str, ...] = ()) -> Iterator[tuple[tuple[str, ...], Command]]:
+    """Every command of the tree with its path, the root first, subcommands in name order."""
+    yield path, command
+    for name, sub in sorted((getattr(command, "commands", None) or {}).items()):
+        yield from walk(sub, (*path, name))
+
+
+def examples(text: str) -> str:
+    """The example paragraphs of an English help text, headed 示例."""
+    found = []
+    for paragraph in text.split("\n\n"):
+        at = _EXAMPLE.search(paragraph)
+        if at is not None:
+            found.append("示例：" + paragraph[at.end():].strip())
+    return "\n\n".join(found)
+
+
+def language_of(args: Sequence[str]) -> Lang:
+    """The language of this run: ``--lang`` among the arguments, else ``XIEZHU_LANG``, else 中文.
+
+    A value that is no language leaves the help in 中文; the root callback then says what is wrong.
+    """
+    given = None
+    for i, arg in enumerate(args):
+        if arg == "--":
+            break
+        if arg == "--lang" and i + 1 < len(args):
+            given = args[i + 1]
+        elif arg.startswith("--lang="):
+            given = arg.partition("=")[2]
+    try:
+        return lang(given)
+    except XiezhuError:
+        try:
+            return lang(os.environ.get(ENV_LANG))
+        except XiezhuError:
+            return "zh"
+
+
+def localize(root: Command, language: Lang) -> None:
+    """Rewrite the help of ``root``'s tree in ``language`` (the code's English for ``en``)."""
+    from typer import _click
+
+    for name, english in _TYPER_EN.items():
+        setattr(rich_utils, name, english if language == "en" else TYPER_WORDS[name])
+    if language == "en":
+        return
+    for path, command in walk(root):
+        zh = ZH.get(command_id(path))
+        if zh is not None:
+            shown = examples(command.help or "")
+            command.help = zh + (f"\n\n{shown}" if shown else "")
+            command.short_help = None
+        for param in command.params:
+            text = ZH.get(param_id(path, param))
+            if text is not None:
+                param.help = text
+        help_option = command.get_help_option(_click.Context(command))
+        if help_option is not None:
+            help_option.help = HELP_OPTION
+
+
+class LocalGroup(TyperGroup):
+    """The root group: its tree's help in this run's language, set before the arguments are parsed."""
+
+    def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
+        localize(self, language_of(list(sys.argv[1:] if args is None else args)))
+        return super().main(args, *rest, **extra)
