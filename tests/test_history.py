@@ -316,7 +316,8 @@ def test_letters_for_an_assistance_case_render_the_request_and_the_reply_on_thei
     assert "1、本人户籍所在地为运河街道\n2、本人无犯罪记录\n" in request
     assert request.endswith("区审批服务局\n2026年9月21日\n（一式两份，部门一份，行政协助部门一份）\n")
     assert reply.startswith("区公安分局行政协助回复函\n（编号：20260001）\n\n区审批服务局：\n2026年9月21日，")
-    assert "1、本人户籍所在地为运河街道 —— 真实\n2、本人无犯罪记录 —— 无法证实\n" in reply
+    assert "1、本人户籍所在地为运河街道\n2、本人无犯罪记录\n根据贵单位" in reply
+    assert "申请人承诺事项第1项为真实，第2项无法证实其真实性（原因另附纸说明）。" in reply
     assert "经我单位向区档案馆核实" in reply
     assert "原因：2010年以前的档案未移交" in reply and "与户籍库一致" not in reply
     assert "区公安分局\n2026年9月23日\n" in reply and "（加盖区公安分局公章）" in reply

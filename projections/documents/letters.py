@@ -12,7 +12,6 @@ from __future__ import annotations
 from collections.abc import Iterable, Sequence
 from datetime import date
 
-from schemas import labels
 from schemas.letters import (
     ApplicantCommitment,
     AssistanceLetter,
@@ -58,6 +57,8 @@ SIGNATURE = "申请人（签字、捺印）："
 #: A date left for the applicant to write in by hand (full-width spaces leave room for the pen).
 BLANK_DATE = "\u3000\u3000\u3000\u3000年\u3000\u3000月\u3000\u3000日"
 SHEET_TITLE = "附：无法证实的说明"
+#: 附件5's 备注 (如无法证实……请另附纸说明原因), as the reply says where the reasons are.
+UNVERIFIABLE_SHEET = "原因另附纸说明"
 #: 三（二）, quoted by the written decline (which has no template; it cites the scheme's real title).
 DECLINE_RULE = "确有原因不能提供协助的，应当于2个工作日内书面告知请求协助的行政机关并说明理由"
 
@@ -97,16 +98,19 @@ def render_assistance_letter(letter: AssistanceLetter) -> str:
 
 
 def reply_conclusion(items: Sequence[ReplyItem]) -> str:
-    """附件5's "申请人承诺事项为真实（或虚假）", made exact when the items' verdicts differ.
+    """附件5's "申请人承诺事项为真实（或虚假）", with each item's verdict where they differ.
 
-    One verdict for all: the template's sentence. Mixed: each verdict with its item numbers,
-    the false ones first because they are what the requester must act on.
+    One verdict for all: the template's sentence (and, for items that cannot be verified, its 备注's
+    "无法证实申请人承诺事项的真实性", the reasons on the stamped sheet).  Mixed: each verdict in the
+    template's words with its item numbers, in the template's order (真实, 虚假, then 无法证实).
     """
-    groups: dict[str, list[int]] = {"false": [], "unverifiable": [], "true": []}
+    groups: dict[str, list[int]] = {"true": [], "false": [], "unverifiable": []}
     for no, item in enumerate(items, 1):
         groups[item.verdict].append(no)
-    phrases = {"false": "为虚假", "unverifiable": "无法证实（原因见附纸）", "true": "为真实"}
     present = [v for v, nos in groups.items() if nos]
+    if present == ["unverifiable"]:
+        return f"无法证实申请人承诺事项的真实性，{UNVERIFIABLE_SHEET}。"
+    phrases = {"false": "为虚假", "unverifiable": f"无法证实其真实性（{UNVERIFIABLE_SHEET}）", "true": "为真实"}
     if len(present) == 1:
         return f"申请人承诺事项{phrases[present[0]]}。"
     return "申请人承诺事项" + "，".join(_nos(groups[v]) + phrases[v] for v in present) + "。"
@@ -121,7 +125,7 @@ def render_reply_letter(letter: ReplyLetter) -> str:
         "",
         f"{letter.requester_name}：",
         f"{zh_date(letter.requested_on)}，{REPLY_ASKED}",
-        *(f"{no}、{item.text} —— {labels.VERDICT[item.verdict]}" for no, item in enumerate(letter.items, 1)),
+        *_numbered(item.text for item in letter.items),
         f"根据贵单位行政协助函（{letter.number}）内容，{checked}，{reply_conclusion(letter.items)}",
         "",
         letter.replier_name,

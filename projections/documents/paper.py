@@ -34,7 +34,6 @@ from projections.documents.letters import (
     reply_conclusion,
     zh_date,
 )
-from schemas import labels
 from schemas.letters import (
     ApplicantCommitment,
     AssistanceLetter,
@@ -122,7 +121,7 @@ def reply_paper(letter: ReplyLetter) -> Paper:
         title=f"{letter.replier_name}行政协助回复函", number_line=_number_line(letter.own_number),
         addressee=f"{letter.requester_name}：",
         body=(f"{zh_date(letter.requested_on)}，{REPLY_ASKED}",
-              *(f"{no}、{item.text} —— {labels.VERDICT[item.verdict]}" for no, item in enumerate(letter.items, 1)),
+              *_numbered([item.text for item in letter.items]),
               f"根据贵单位行政协助函（{letter.number}）内容，{checked}，{reply_conclusion(letter.items)}"),
         issuer=letter.replier_name, dated=zh_date(letter.dated), copies=COPIES_REPLY,
     )]
