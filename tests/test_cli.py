@@ -480,3 +480,53 @@ def test_a_ledger_damaged_mid_file_makes_replay_and_sla_fail_clearly(demo_dir, t
         view.unlink()
     sla = run("sla", data_dir=copy, check=False)
     assert sla.returncode == 1 and f"damaged at position {pos}" in sla.stderr, sla.stderr
+
+
+
+def _in_process(data: Path, *args: str, columns: str = "200") -> tuple[str, str, str]:
+    """``xiezhu ARGS`` in this process (faster than a process each): stdout, stderr, and the error if any."""
+    from tests.helpers import cli
+    from xiezhu.cli import app
+
+    r = cli(app, *args, data_dir=data, env={"COLUMNS": columns, "XIEZHU_OPERATOR": "王伟"})
+    if r.exception is not None and not isinstance(r.exception, SystemExit):
+        return r.stdout, r.stderr, str(r.exception)
+    assert r.exit_code == 0, r.output
+    return r.stdout, r.stderr, ""
+
+
+def test_the_district_government_criticises_a_late_bureau_from_the_command_line(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    """附件2 第十二条: 区政府办公室 signs the criticism of a bureau for a request it answered late or not at all."""
+    data, _ = demo_dir
+    rows = json.loads(_in_process(data, "sla", "--json")[0])
+    key, late = next((k, r) for k, r in rows.items() if r["state"] in ("overdue", "answered-late", "declined-late"))
+    other = next(k for k, r in rows.items() if late["assistor"] not in (r["requester"], r["assistor"]))
+    criticise = ("government", "criticise", late["assistor"], "--reasons", "逾期未答复行政协助请求")
+    assert "neither the requester nor the assistor" in _in_process(
+        data, *criticise, "--request", other, "--correct-by", "2099-01-10")[2]
+    assert "already past" in _in_process(data, *criticise, "--request", key, "--correct-by", "2020-01-10")[2]
+    _, said, error = _in_process(data, *criticise, "--request", key, "--correct-by", "2099-01-10")
+    assert not error and "第十二条: 区政府对" in said and "queued" in said
+    [waiting] = json.loads(_in_process(data, "outbox", "--bureau", "zhengfuban", "--json")[0])["waiting"]
+    assert (waiting["type"], waiting["to"], waiting["number"]) == ("notice.criticism", late["assistor"],
+                                                                   late["number"])
+
+
+def test_disclosed_commitments_are_listed_for_publication_masked(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """二(四): the signed commitments of disclosed matters, as a table, JSON, CSV and XLSX, names masked."""
+    from openpyxl import load_workbook
+    from rich.text import Text
+
+    data, _ = demo_dir
+    listed = json.loads(_in_process(data, "disclosed", "--json")[0])
+    assert listed and all(r["applicant"].endswith("*") and "*" in r["id_number"] and r["commitments"]
+                          for r in listed)
+    csv_text = _in_process(data, "disclosed", "--csv", "-")[0]
+    assert csv_text.splitlines()[0].lstrip("\ufeff").startswith("序号,承办部门,政务服务事项,案件编号,申请人")
+    assert len(csv_text.splitlines()) == len(listed) + 1 and listed[0]["id_number"] in csv_text
+    _in_process(data, "disclosed", "--xlsx", str(tmp_path / "公开目录.xlsx"))
+    sheet = load_workbook(tmp_path / "公开目录.xlsx").active
+    assert sheet is not None and sheet.max_row == len(listed) + 2  # title, header, one row a commitment
+    text = _in_process(data, "disclosed", columns="80")[0]
+    assert max(Text(line).cell_len for line in text.splitlines()) <= 80 and "…" not in text
+    assert all(r["number"] in text for r in listed)

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from agencies.desk import CreditStanding, Desk
 from agencies.disclosure import AccessLog
+from agencies.government import Government
 from agencies.justice import Justice, SignCheckpoint
 from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.calendar_store import CalendarStore
@@ -32,6 +33,7 @@ from projections.sla import SlaView
 from schemas.commitment import Standing
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
+from schemas.sla import DISTRICT_GOVERNMENT
 from xiezhu.settings import Settings
 
 
@@ -135,6 +137,7 @@ class System:
         self.stores: dict[str, BureauStore] = {}
         self._desks: dict[str, Desk] = {}
         self._justice: Justice | None = None
+        self._government: Government | None = None
         self.access_log = AccessLog(settings.data_dir)
         #: The credit gate's source (四(二)): a running node sets its live credit view here; left
         #: ``None``, the gate reads the data directory's credit view caught up with the ledger.
@@ -193,6 +196,12 @@ class System:
             self._justice = Justice(self.desk(JUSTICE), sign_checkpoint=self._checkpoint_signer,
                                     access_log=self.access_log)
         return self._justice
+
+    def government(self) -> Government:
+        """区政府's services, over 区政府办公室's store (the office through which 区政府 acts)."""
+        if self._government is None:
+            self._government = Government(self.desk(DISTRICT_GOVERNMENT))
+        return self._government
 
     def _checkpoint_signer(self) -> SignCheckpoint:
         signer = self.keys.signer(JUSTICE)

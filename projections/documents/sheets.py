@@ -59,6 +59,21 @@ def sla_records(rows: Sequence[Mapping[str, Any]], names: Names) -> list[dict[st
     } for r in rows]
 
 
+#: 二(四): the 告知承诺书 a 区 office publishes (事项目录向社会公开), applicants masked as the view masks them.
+DISCLOSURE_COLUMNS: Columns = (
+    ("seq", "序号"), ("bureau_name", "承办部门"), ("matter", "政务服务事项"), ("number", "案件编号"),
+    ("applicant", "申请人"), ("id_number", "身份证件号码"), ("signed_on", "承诺日期"), ("commitments", "承诺内容"),
+    ("bureau", "承办部门代码"),
+)
+
+
+def disclosure_records(rows: Sequence[Mapping[str, Any]], names: Names) -> list[dict[str, Any]]:
+    """:meth:`CommitmentView.to_disclose` as the published sheet shows it: numbered, the commitments on one cell."""
+    return [{**r, "seq": n, "bureau_name": names(r["bureau"]),
+             "commitments": "；".join(f"{i}、{text}" for i, text in enumerate(r["commitments"], 1))}
+            for n, r in enumerate(rows, 1)]
+
+
 def stats_records(stats: Sequence[Mapping[str, Any]], names: Names) -> list[dict[str, Any]]:
     return [{**s, "bureau_name": names(s["bureau"])} for s in stats]
 

@@ -74,6 +74,66 @@ def cases(
          cases_rows(rows, Words(Registry.load(), language)), language=language)
 
 
+@app.command("disclosed")
+def disclosed(
+    ctx: typer.Context,
+    bureau: Annotated[str | None, typer.Option(
+        help="Only this handling bureau's commitments: its code, name or a unique part (shenpi, 审批).")] = None,
+    as_json: AsJson = False,
+    csv_file: Annotated[Path | None, typer.Option(
+        "--csv", help="Write the list as CSV (UTF-8 with BOM, for Excel) to this file; - for stdout.")] = None,
+    xlsx_file: Annotated[Path | None, typer.Option("--xlsx", help="Write the list as an XLSX workbook.")] = None,
+) -> None:
+    """二(四) 公开告知承诺书：各事项已签署的承诺书，申请人姓名与证件号码遮蔽，供向社会公开。
+
+    The signed commitments of matters whose 告知承诺书 is disclosed (附件8 是否公开), for a 区 office to
+    publish: the case, the bureau, the matter, the applicant's masked name and ID number, the date and
+    the commitments.  A refused disclosure (the certificate brought instead) is not listed.
+
+    Example: [bold]xiezhu disclosed --bureau 审批 --xlsx 承诺书公开目录.xlsx[/]
+    """
+    from projections.documents import sheets
+    from xiezhu.cli.sla import _export
+
+    settings = _settings(ctx)
+    code = bureau_code(bureau)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    ledger_ = ledger_at(settings)
+    try:
+        view = CommitmentView(settings.commitments_path, view_key=view_key(settings))
+        view.follow(ledger_)
+        rows = view.to_disclose(bureau=code)
+    finally:
+        ledger_.close()
+    reg = Registry.load()
+    records = sheets.disclosure_records(rows, lambda c: reg.name(c) if c in reg else c)
+    title = "告知承诺书公开目录（二（四））"
+    if csv_file or xlsx_file:
+        _export(csv_file, xlsx_file, title, sheets.DISCLOSURE_COLUMNS, records, sheet="公开目录")
+        if str(csv_file) == "-":
+            return
+    if as_json:
+        _print_json(rows)
+        return
+    if csv_file or xlsx_file:
+        return
+    from xiezhu.cli.tables import Col, lang, show
+
+    language = lang()
+    show(f"公开的告知承诺书 {len(rows)} 份" if language == "zh" else f"{len(rows)} disclosed commitments",
+         [Col("number", "案件编号", "case", ident=True), Col("bureau", "承办部门", "bureau", short="bureau_short"),
+          Col("matter", "事项", "matter", drop=2), Col("applicant", "申请人", "applicant", keep=True),
+          Col("id_number", "证件号码", "ID number", keep=True, drop=3),
+          Col("signed_on", "承诺日期", "signed", keep=True, drop=1),
+          Col("commitments", "承诺内容", "commitments")],
+         [{"number": r["number"], "bureau": reg.name(r["bureau"]) if language == "zh" else r["bureau"],
+           "bureau_short": reg[r["bureau"]].short if r["bureau"] in reg else r["bureau"], "matter": r["matter"],
+           "applicant": r["applicant"], "id_number": r["id_number"], "signed_on": r["signed_on"],
+           "commitments": "\n".join(f"{i}、{t}" for i, t in enumerate(r["commitments"], 1))} for r in rows],
+         language=language)
+
+
 @app.command("history")
 def history_cmd(
     ctx: typer.Context,

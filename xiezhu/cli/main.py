@@ -19,6 +19,7 @@ from xiezhu.cli.credit import app as credit_app
 from xiezhu.cli.deadletters import app as dead_letters_app
 from xiezhu.cli.dispute import app as dispute_app
 from xiezhu.cli.front import docs_app, outbox, records_app, serve, tokens_app
+from xiezhu.cli.government import app as government_app
 from xiezhu.cli.helptext import LocalGroup
 from xiezhu.cli.keys import app as keys_app
 from xiezhu.cli.ledger import ledger_app
@@ -41,6 +42,7 @@ app.add_typer(calendar_app, name="calendar")
 app.add_typer(credit_app, name="credit")
 app.add_typer(ledger_app)  # replay, verify-bundle, checkpoint at the top level
 app.add_typer(dispute_app, name="dispute")
+app.add_typer(government_app, name="government")
 app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(alerts_app, name="alerts")

@@ -1,0 +1,50 @@
+"""区政府's own acts, through 区政府办公室 (``zhengfuban``), the office through which 区政府 acts.
+
+The service layer for the district government, beside :mod:`agencies.justice` for 区司法局
+(decision 36).  The seed gives 区政府 three acts in xiezhu's reach, each signed with
+区政府办公室's key, so that the record shows 区政府 took them and not 区司法局:
+
+- 附件2 第十二条: 由区政府予以教育或通报批评，责令其限期改正 — a signed notice to the bureau
+  (decision 43).
+"""
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import date
+
+from agencies.desk import Desk
+from aggregates.store import BureauStore
+from schemas.errors import XiezhuError
+from schemas.sla import DISTRICT_GOVERNMENT
+
+#: 第十二条's two measures, as the command line may name them.
+MEASURES = {"criticism": "criticism", "通报批评": "criticism", "education": "education", "教育": "education"}
+
+
+class GovernmentError(XiezhuError):
+    """区政府 cannot act as asked."""
+
+    code = "government"
+
+
+class Government:
+    """What 区政府 does in xiezhu; 区政府办公室's own store is behind :attr:`desk`."""
+
+    def __init__(self, desk: Desk) -> None:
+        if desk.bureau != DISTRICT_GOVERNMENT:
+            raise GovernmentError(f"区政府 acts through 区政府办公室 ({DISTRICT_GOVERNMENT}), not {desk.bureau}")
+        self.desk = desk
+
+    @property
+    def _store(self) -> BureauStore:
+        return self.desk._store  # the service layer holds the store calls
+
+    def criticise(self, bureau: str, measure: str, about: Sequence[tuple[str, str]], reasons: str,
+                  correct_by: date) -> None:
+        """附件2 第十二条: educate or criticise ``bureau`` (通报批评) for the requests ``about`` ((case id,
+        number) pairs) and order it to correct by ``correct_by``; a signed notice to the bureau."""
+        if measure not in MEASURES:
+            raise GovernmentError(f"第十二条: the measure is 教育 (education) or 通报批评 (criticism), not {measure!r}")
+        if bureau == DISTRICT_GOVERNMENT:
+            raise GovernmentError("第十二条: 区政府 does not criticise its own office")
+        self._store.notices.criticise(bureau, MEASURES[measure], about, reasons, correct_by)

@@ -1,0 +1,82 @@
+"""``xiezhu government …``: 区政府's own acts, signed by 区政府办公室 (``zhengfuban``).
+
+区政府 acts through its office (decision 43).  What these commands sign goes out with
+区政府办公室's agent (``xiezhu agent --bureau zhengfuban``) and the ledger records it.
+"""
+from __future__ import annotations
+
+from datetime import date
+from typing import Annotated
+
+import typer
+
+from agencies.government import MEASURES, Government
+from schemas.errors import XiezhuError
+from schemas.sla import DISTRICT_GOVERNMENT
+from xiezhu.cli.common import CliInputError, ledger_at, resolve_bureau, said, settings_of, system_of
+
+app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
+                  help="区政府's own acts, signed by 区政府办公室: 第十二条 criticism.")
+
+
+def _government(ctx: typer.Context) -> Government:
+    return system_of(ctx).government()
+
+
+def requests_about(ctx: typer.Context, bureau: str, given: list[str]) -> list[tuple[str, str]]:
+    """``REQUESTER/NUMBER`` (or a number the ledger holds once) as (case id, number) of a request of ``bureau``."""
+    from projections.history import find_cases
+
+    settings = settings_of(ctx)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 names requests the ledger recorded")
+    ledger = ledger_at(settings)
+    try:
+        about: list[tuple[str, str]] = []
+        for text in given:
+            requester, _, number = text.rpartition("/")
+            found = find_cases(ledger, number, resolve_bureau(requester) if requester else None)
+            if len(found) != 1:
+                raise CliInputError(f"--request {text}: {len(found) or 'no'} requests numbered {number} in the "
+                                    "ledger" + ("; write REQUESTER/NUMBER" if found else ""))
+            first = ledger.case(found[0])[0]
+            if bureau not in (first.sender, first.recipient):
+                raise CliInputError(f"--request {text}: {bureau} is neither the requester nor the assistor "
+                                    f"({first.sender} → {first.recipient})")
+            about.append((found[0], number))
+        return about
+    finally:
+        ledger.close()
+
+
+@app.command("criticise")
+def criticise(ctx: typer.Context,
+              bureau: Annotated[str, typer.Argument(help="The bureau criticised (code, name or 简称).",
+                                                    callback=resolve_bureau)],
+              request: Annotated[list[str], typer.Option(
+                  "--request", help="A request the breach is about, as REQUESTER/NUMBER; repeat.")],
+              reasons: Annotated[str, typer.Option(help="What the bureau did against the 办法.")],
+              correct_by: Annotated[str, typer.Option("--correct-by", help="责令其限期改正: the date, YYYY-MM-DD.")],
+              measure: Annotated[str, typer.Option(help="通报批评 (criticism) or 教育 (education).")] = "通报批评",
+              ) -> None:
+    """附件2 第十二条: 区政府 educates or criticises a bureau (通报批评) and orders it to correct by a date.
+
+    A notice signed by 区政府办公室 goes to the bureau; the ledger records it with the first request
+    named, whose history and replay show it.
+
+    Example: [bold]xiezhu government criticise ziran --request shenpi/20260007 --reasons 逾期 --correct-by 2026-10-20[/]
+    """
+    if measure not in MEASURES:
+        raise CliInputError(f"--measure: 通报批评 or 教育, not {measure!r}")
+    try:
+        by = date.fromisoformat(correct_by)
+    except ValueError:
+        raise CliInputError(f"--correct-by: a date YYYY-MM-DD, not {correct_by!r}") from None
+    if len(reasons.strip()) < 2:
+        raise CliInputError("--reasons: say what the bureau did (at least two characters)")
+    _government(ctx).criticise(bureau, measure, requests_about(ctx, bureau, request), reasons.strip(), by)
+    from aggregates.registry import Registry
+
+    what = "通报批评" if MEASURES[measure] == "criticism" else "予以教育"
+    said(settings_of(ctx), DISTRICT_GOVERNMENT,
+         f"第十二条: 区政府对{Registry.load().name(bureau)}{what}，责令其于{by.isoformat()}前改正")
