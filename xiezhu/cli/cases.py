@@ -84,9 +84,7 @@ def disclosed(
         "--csv", help="Write the list as CSV (UTF-8 with BOM, for Excel) to this file; - for stdout.")] = None,
     xlsx_file: Annotated[Path | None, typer.Option("--xlsx", help="Write the list as an XLSX workbook.")] = None,
 ) -> None:
-    """二(四) 公开告知承诺书：各事项已签署的承诺书，申请人姓名与证件号码遮蔽，供向社会公开。
-
-    The signed commitments of matters whose 告知承诺书 is disclosed (附件8 是否公开), for a 区 office to
+    """二(四): the signed commitments of matters whose 告知承诺书 is disclosed (附件8 是否公开), for a 区 office to
     publish: the case, the bureau, the matter, the applicant's masked name and ID number, the date and
     the commitments.  A refused disclosure (the certificate brought instead) is not listed.
 
