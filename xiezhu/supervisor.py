@@ -76,14 +76,21 @@ class Supervisor:
     """Starts services, restarts the ones that die, stops them all on request."""
 
     def __init__(self, services: Sequence[Service], *, say: Callable[[str], None] = print,
-                 env: dict[str, str] | None = None) -> None:
+                 env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
+        """``log_dir``: each service's output is appended to ``<log_dir>/<name>.log`` instead of ours."""
         self.services = list(services)
         self.say = say
         self.env = env
+        self.log_dir = log_dir
         self.stopping = threading.Event()
 
     def _start(self, s: Service) -> None:
-        s.proc = subprocess.Popen(s.argv, env=self.env)
+        if self.log_dir is None:
+            s.proc = subprocess.Popen(s.argv, env=self.env)
+        else:
+            self.log_dir.mkdir(parents=True, exist_ok=True)
+            with open(self.log_dir / f"{s.name.replace(' ', '-')}.log", "ab") as log:
+                s.proc = subprocess.Popen(s.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         s.started_at = time.monotonic()
         self.say(f"started {s.name} (pid {s.proc.pid})")
 
