@@ -189,6 +189,10 @@ class StoreLocations:
         import psycopg
         from psycopg import sql
 
+        from aggregates.database import close_pools
+
+        close_pools()  # the ledger's and the views' connections to these schemas
+
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             conn.execute("SET lock_timeout = '10s'")
             for schema in dict.fromkeys(self.schemas):

@@ -12,9 +12,11 @@ from pathlib import Path
 
 import pytest
 
+from aggregates.database import Location, Sql, is_postgres
 from broker.ledger.audit import AuditError, AuditReport, Problem, audit, count_entries, render
 from broker.ledger.store import Ledger, LedgerDamaged, leaf_hash, link
 from broker.signing import KeyRing, Signer
+from tests.conftest import StoreLocations
 from tests.test_signing import T0, entry, make_signer, request_env
 
 ENTRIES = 20
@@ -36,8 +38,8 @@ class Keys:
         return KeyRing([entry(self.shenpi, **shenpi), entry(self.gongan), entry(self.sifa)])
 
 
-def build(path: Path, keys: Keys, n: int = ENTRIES, checkpoints: tuple[int, ...] = CHECKPOINTS,
-          checkpoint_signer: Signer | None = None) -> Path:
+def build(path: Location, keys: Keys, n: int = ENTRIES, checkpoints: tuple[int, ...] = CHECKPOINTS,
+          checkpoint_signer: Signer | None = None) -> Location:
     """``n`` signed requests, shenpi's at even and gongan's at odd offsets, checkpoints after ``checkpoints``."""
     checkpoint_signer = checkpoint_signer or keys.sifa
     ledger = Ledger(path)
@@ -59,18 +61,19 @@ def keys() -> Keys:
 
 
 @pytest.fixture
-def ledger_path(tmp_path: Path, keys: Keys) -> Path:
-    return build(tmp_path / "ledger.db", keys)
+def ledger_path(store_location: StoreLocations, keys: Keys) -> Location:
+    """A ledger of :data:`ENTRIES` entries: a SQLite file, and (marked ``postgres``) a fresh PostgreSQL schema."""
+    return build(store_location("ledger"), keys)
 
 
-def tamper(path: Path, sql: str, *args: object) -> None:
-    with closing(sqlite3.connect(path)) as db, db:
+def tamper(path: Location, sql: str, *args: object) -> None:
+    with closing(Sql(path)) as db:
         db.execute(sql, args)
 
 
-def flip(path: Path, pos: int, column: str, table: str = "entries") -> None:
-    """Flip the lowest bit of the middle byte of one stored column, keeping its SQLite type."""
-    with closing(sqlite3.connect(path)) as db, db:
+def flip(path: Location, pos: int, column: str, table: str = "entries") -> None:
+    """Flip the lowest bit of the middle byte of one stored column, keeping its type."""
+    with closing(Sql(path)) as db, db.transaction():
         value = db.execute(f"SELECT {column} FROM {table} WHERE pos = ?", (pos,)).fetchone()[0]
         data = bytearray(value.encode() if isinstance(value, str) else value)
         data[len(data) // 2] ^= 0x01
@@ -124,6 +127,8 @@ def test_one_flipped_byte_in_any_stored_column_is_found_at_its_position(
                          ids=["kid-not-utf8", "sig-as-text", "arrived-as-blob"])
 def test_a_column_stored_as_another_type_is_found_without_stopping_the_audit(
         ledger_path: Path, keys: Keys, sql: str) -> None:
+    if is_postgres(ledger_path):
+        pytest.skip("PostgreSQL keeps each column's declared type: no value of another type can be stored there")
     tamper(ledger_path, sql)
     report = audit(ledger_path, keys.ring(), workers=1)
     assert report.entries == ENTRIES and report.first_problem is not None
@@ -193,7 +198,7 @@ def test_entries_cut_off_the_end_are_found_from_the_checkpoint_past_it(ledger_pa
 
 
 def test_two_entries_swapped_in_place_are_found_at_the_first_of_them(ledger_path: Path, keys: Keys) -> None:
-    with closing(sqlite3.connect(ledger_path)) as db, db:
+    with closing(Sql(ledger_path)) as db, db.transaction():
         third, fourth = (db.execute(f"SELECT {COLUMNS} FROM entries WHERE pos = ?", (p,)).fetchone() for p in (3, 4))
         db.execute("DELETE FROM entries WHERE pos IN (3, 4)")
         marks = ",".join("?" * (len(third) + 1))
@@ -309,8 +314,12 @@ def test_the_replay_benchmark_completes_on_a_tiny_ledger_and_reuses_it(tmp_path:
 # -- a file rebuilt without the uniqueness of event ids (issue 15, point 4) -------------------------
 
 
-def _without_unique_event_ids(path: Path) -> None:
+def _without_unique_event_ids(path: Location) -> None:
     """Rebuild the entries table as it is, but without UNIQUE on event_id: what a forger needs first."""
+    if is_postgres(path):
+        with closing(Sql(path)) as pg:
+            pg.execute("ALTER TABLE entries DROP CONSTRAINT entries_event_id_key")
+        return
     with closing(sqlite3.connect(path)) as db, db:
         columns = [r[1] for r in db.execute("PRAGMA table_info(entries)")]
         sql = db.execute("SELECT sql FROM sqlite_master WHERE name = 'entries'").fetchone()[0]

@@ -66,11 +66,13 @@ async def test_a_full_exchange_lands_in_both_stores_the_ledger_and_the_sla_view(
 @pytest.mark.postgres
 async def test_a_full_exchange_with_the_bureau_stores_in_postgresql(
         settings: Settings, registry: Registry, clock: SimulatedClock, store_location: StoreLocations) -> None:
-    """XIEZHU_DATABASE_URL: every bureau's store in its own schema of one database, the exchange unchanged."""
+    """XIEZHU_DATABASE_URL: every bureau's store, the ledger and the views each in its own schema of one
+    database, the exchange unchanged."""
     if store_location.database_url is None:
         pytest.skip("the SQLite side is every other test of this file")
     prefix = f"t{store_location.tag}"
     store_location.schemas += [f"{prefix}_{code}" for code in ("shenpi", "gongan", "ziran", "sifa")]
+    store_location.schemas += [f"{prefix}__{record}" for record in ("ledger", "sla", "commitments", "credit")]
     pg = dataclasses.replace(settings, database_url=f"{store_location.database_url}?schema={prefix}")
     node = make_node(pg, registry, clock)
     await node.start()
@@ -79,7 +81,7 @@ async def test_a_full_exchange_with_the_bureau_stores_in_postgresql(
         await node.settle()
         assert node.store("shenpi").assistance.case(case).state.status == "replied"
         assert node.store("gongan").assistance.case(case).state.status == "replied"
-        assert not pg.store_path("shenpi").exists()  # no SQLite store beside it
+        assert not pg.store_path("shenpi").exists() and not pg.ledger_path.exists()  # no SQLite file beside them
         assert [e.type for e in node.ledger.case(case)] == [  # type: ignore[union-attr]
             "assistance.requested", "assistance.received", "assistance.replied"]
     finally:

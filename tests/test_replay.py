@@ -378,12 +378,12 @@ def test_replaying_one_case_of_a_large_ledger_reads_only_that_case_by_index(
     monkeypatch.setattr(history, "find_assistance_for", refuse)
     monkeypatch.setattr("projections.replay.find_assistance_for", refuse)
     statements: list[str] = []
-    desk.ledger._db.set_trace_callback(statements.append)  # the Ledger's own connection: every query it runs
+    desk.ledger._db.sqlite.set_trace_callback(statements.append)  # the Ledger's own connection: every query it runs
     try:
         assistance = replay(desk.ledger, req.case, ring_of(signers), CAL)
         committed = replay(desk.ledger, cc, ring_of(signers), CAL)
     finally:
-        desk.ledger._db.set_trace_callback(None)
+        desk.ledger._db.sqlite.set_trace_callback(None)
     assert assistance.status == "replied" and [link.status for link in assistance.linked] == ["approved"]
     assert [link.number for link in committed.linked] == ["20260001"]
     selects = [s for s in statements if s.lstrip().upper().startswith("SELECT")]

@@ -210,7 +210,7 @@ class System:
     # -- the record and the read models --------------------------------------------------------
 
     def has_ledger(self) -> bool:
-        return self.settings.ledger_path.exists()
+        return self.settings.ledger_exists()
 
     def ledger(self) -> Ledger:
         """The ledger, with 区司法局's box keys where this machine holds them (the caller closes it).
@@ -218,7 +218,7 @@ class System:
         Without them the ledger's signatures and chain can still be audited; what the cases say
         cannot be read (decision 23).
         """
-        return Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
+        return Ledger(self.settings.ledger_location, opener=self.keys.ledger_opener())
 
     def view_key(self) -> bytes:
         """The key the read models encrypt applicants' data with: 区司法局's store key (decision 26)."""

@@ -239,7 +239,7 @@ class Node:
             if lock.acquire():  # clerks' commands see that the agent will send what they commit
                 self._locks.append(lock)
         if self.run_ledger:
-            self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
+            self.ledger = Ledger(self.settings.ledger_location, opener=self.keys.ledger_opener())
             justice = self.keys.bureau_signer(JUSTICE, self.ring)
 
             def sign_checkpoint(msg: bytes) -> tuple[str, bytes]:
@@ -254,7 +254,7 @@ class Node:
             await self.ledger_service.start()
         if self.run_projection:
             if self.ledger is None:
-                self.ledger = Ledger(self.settings.ledger_path, opener=self.keys.ledger_opener())
+                self.ledger = Ledger(self.settings.ledger_location, opener=self.keys.ledger_opener())
             self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
             self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir),
                                catalogue=self.catalogue)

@@ -134,10 +134,20 @@ class NodeOps:
                 checks.append(Check("consumer:ledger", False, str(svc.refused)))
             elif svc.guard is not None:
                 checks.append(await _bounded("consumer:ledger", svc.guard.check()))
-            checks.append(await asyncio.to_thread(sqlite_writable, node.settings.ledger_path))
+            checks.append(await asyncio.to_thread(self._ledger_writable))
         if not checks:
             checks.append(Check("services", False, "this process runs no agent and no ledger"))
         return checks
+
+    def _ledger_writable(self) -> Check:
+        led = self.node.ledger
+        if led is not None and led.location != self.node.settings.ledger_path:  # PostgreSQL: the ledger answers
+            try:
+                led.contains("")
+            except Exception as e:
+                return Check("ledger", False, str(e))
+            return Check("ledger", True)
+        return sqlite_writable(self.node.settings.ledger_path)
 
     def _store_writable(self, code: str) -> Check:
         if self.node.settings.database_url:  # PostgreSQL: the store answers a query

@@ -108,6 +108,38 @@ class Settings:
     def ledger_path(self) -> Path:
         return self.data_dir / "ledger" / "ledger.db"
 
+    def _record(self, name: str, path: Path) -> Path | str:
+        """A record of 区司法局's machine: its SQLite file, or its own PostgreSQL schema, ``xiezhu__<name>``
+        (two underscores: no bureau's schema, ``xiezhu_<code>``, can take that name; decision 49)."""
+        if self.database_url:
+            from aggregates.database import schema_location
+
+            return schema_location(self.database_url, f"_{name}")
+        return path
+
+    @property
+    def ledger_location(self) -> Path | str:
+        """The ledger: ``ledger/ledger.db``, or the schema ``xiezhu__ledger``."""
+        return self._record("ledger", self.ledger_path)
+
+    def ledger_exists(self) -> bool:
+        """Whether the ledger was made (its file, or its table in its schema)."""
+        from aggregates.database import exists
+
+        return exists(self.ledger_location, "entries")
+
+    @property
+    def sla_location(self) -> Path | str:
+        return self._record("sla", self.sla_path)
+
+    @property
+    def commitments_location(self) -> Path | str:
+        return self._record("commitments", self.commitments_path)
+
+    @property
+    def credit_location(self) -> Path | str:
+        return self._record("credit", self.credit_path)
+
     @property
     def sla_path(self) -> Path:
         return self.data_dir / "projections" / "sla.db"

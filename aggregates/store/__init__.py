@@ -7,6 +7,7 @@
 - :mod:`aggregates.store.bureau`: the :class:`BureauStore` facade;
 - :mod:`aggregates.store.catalogue`: the catalogue storage (the rules stay in :mod:`aggregates.catalogue`).
 """
+from aggregates.database import location_schema
 from aggregates.store.assistance import AssistanceCase, AssistanceCases
 from aggregates.store.base import (
     CONFLICT_RETRIES,
@@ -21,7 +22,6 @@ from aggregates.store.base import (
     StoreError,
     UnknownCase,
     bureau_location,
-    location_schema,
     retry_on_conflict,
     store_env,
 )

@@ -16,7 +16,6 @@ from __future__ import annotations
 
 import base64
 import os
-import re
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -38,6 +37,7 @@ from eventsourcing.utils import Environment, get_topic
 
 from aggregates.cipher import AeadCipher, StoreUndecryptable
 from aggregates.clock import Clock
+from aggregates.database import SCHEMA_NAME, create_schema, location_schema, schema_location
 from schemas.assistance import AssistanceRequested
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, envelope_id
 from schemas.errors import XiezhuError
@@ -152,10 +152,6 @@ def store_env(path: Path | str | None, *, cipher_key: bytes | None = None) -> di
     return env
 
 
-#: A PostgreSQL schema name xiezhu makes: lower-case letters, digits and underscores.
-_SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,62}")
-
-
 def bureau_location(database_url: str, code: str) -> str:
     """Where bureau ``code``'s store lives in a PostgreSQL database: its own schema, ``xiezhu_<code>``.
 
@@ -164,20 +160,7 @@ def bureau_location(database_url: str, code: str) -> str:
     apart (and lets a deployment grant each bureau's role only its own schema).  A
     ``?schema=PREFIX`` on ``database_url`` replaces ``xiezhu`` (several systems in one database).
     """
-    from urllib.parse import parse_qs, urlencode, urlparse
-
-    u = urlparse(database_url)
-    query = parse_qs(u.query)
-    prefix = query.pop("schema", ["xiezhu"])[-1]
-    query["schema"] = [f"{prefix}_{code}"]
-    return u._replace(query=urlencode(query, doseq=True)).geturl()
-
-
-def location_schema(location: str) -> str:
-    """The schema of a PostgreSQL store location (``public`` if it names none)."""
-    from urllib.parse import parse_qs, urlparse
-
-    return parse_qs(urlparse(location).query).get("schema", ["public"])[-1]
+    return schema_location(database_url, code)
 
 
 def _postgres_env(url: str) -> dict[str, str]:
@@ -189,7 +172,7 @@ def _postgres_env(url: str) -> dict[str, str]:
 
     u = urlparse(url)
     schema = location_schema(url)
-    if not _SCHEMA_NAME.fullmatch(schema):
+    if not SCHEMA_NAME.fullmatch(schema):
         raise StoreError(f"{schema!r} is not a schema name xiezhu uses (lower-case letters, digits, _)")
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
@@ -203,18 +186,8 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_MAX_OVERFLOW": "4",
     }
     if schema != "public":
-        _create_schema(env, schema)
+        create_schema(url)
     return env
-
-
-def _create_schema(env: dict[str, str], schema: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(dbname=env["POSTGRES_DBNAME"], host=env["POSTGRES_HOST"], port=env["POSTGRES_PORT"],
-                         user=env["POSTGRES_USER"], password=env["POSTGRES_PASSWORD"] or None,
-                         autocommit=True) as conn:
-        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
 
 
 class _StoreMapper(Mapper[uuid.UUID]):

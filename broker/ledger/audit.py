@@ -45,6 +45,7 @@ import msgspec
 import nacl.exceptions
 import nacl.signing
 
+from aggregates.database import Location, Sql, db_errors, describe, is_postgres
 from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, checkpoint_message, leaf_hash, link, open_read_only
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked
 from schemas.envelope import Envelope, SealedEnvelope, Signed
@@ -135,7 +136,7 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
         return self.entries / self.seconds if self.seconds > 0 else 0.0
 
 
-def audit(ledger_path: Path | str, ring: KeyRing, *, workers: int | None = os.cpu_count(),
+def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_count(),
           progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> AuditReport:
     """Check the whole ledger file; ``progress(k)`` is called as each ``k`` more entries are done.
 
@@ -146,29 +147,29 @@ def audit(ledger_path: Path | str, ring: KeyRing, *, workers: int | None = os.cp
     started = time.perf_counter()
     workers = max(1, workers or 1)
     findings = _Findings()
-    conn = _connect(Path(ledger_path))
+    conn = _connect(ledger_path)
     try:
-        conn.execute("BEGIN")  # one snapshot for checkpoints and entries alike
-        try:
-            checkpoints = _read(conn, _CHECKPOINTS, ())
-        except sqlite3.DatabaseError as e:
-            raise AuditError(f"{ledger_path} is not a xiezhu ledger: {e}") from e
-        for reason in _schema_differences(conn):
-            findings.add(0, "schema", f"schema: {reason}")
-            findings.bad += 1
-        walk = _Walk(checkpoints, ring, findings)
-        verify = _Verifier(ring, workers, findings, progress)
-        try:
-            while rows := _entries(conn, walk.last_pos if walk.rows else _BEFORE_ALL, chunk):
-                verify.submit([walk.row(r) for r in rows], walk.take_bad(), more=len(rows) == chunk)
-        finally:
-            verify.close()
-        walk.finish()
-        _duplicates(conn, findings)
+        with conn.snapshot():  # one snapshot for checkpoints and entries alike
+            try:
+                checkpoints = _read(conn, _CHECKPOINTS, ())
+            except db_errors() as e:
+                raise AuditError(f"{describe(ledger_path)} is not a xiezhu ledger: {e}") from e
+            for reason in _schema_differences(conn):
+                findings.add(0, "schema", f"schema: {reason}")
+                findings.bad += 1
+            walk = _Walk(checkpoints, ring, findings)
+            verify = _Verifier(ring, workers, findings, progress)
+            try:
+                while rows := _entries(conn, walk.last_pos if walk.rows else _BEFORE_ALL, chunk):
+                    verify.submit([walk.row(r) for r in rows], walk.take_bad(), more=len(rows) == chunk)
+            finally:
+                verify.close()
+            walk.finish()
+            _duplicates(conn, findings)
     finally:
         conn.close()
     return AuditReport(
-        ok=findings.bad == 0, path=str(ledger_path), entries=walk.rows,
+        ok=findings.bad == 0, path=describe(ledger_path), entries=walk.rows,
         signatures_verified=verify.verified, checkpoints=len(checkpoints),
         checkpoints_verified=walk.checkpoints_verified, bad=findings.bad,
         first_problem=findings.first(), problems=findings.listed(),
@@ -178,13 +179,13 @@ def audit(ledger_path: Path | str, ring: KeyRing, *, workers: int | None = os.cp
     )
 
 
-def count_entries(ledger_path: Path | str) -> int:
+def count_entries(ledger_path: Location) -> int:
     """How many entries the ledger holds (a progress bar's total)."""
-    conn = _connect(Path(ledger_path))
+    conn = _connect(ledger_path)
     try:
         return int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
-    except sqlite3.DatabaseError as e:
-        raise AuditError(f"{ledger_path} is not a xiezhu ledger: {e}") from e
+    except db_errors() as e:
+        raise AuditError(f"{describe(ledger_path)} is not a xiezhu ledger: {e}") from e
     finally:
         conn.close()
 
@@ -217,33 +218,44 @@ def render(report: AuditReport) -> str:
 # -- the file ------------------------------------------------------------------------------
 
 
-def _connect(path: Path) -> sqlite3.Connection:
-    """Read-only, from a read-only directory (an archive) too."""
+def _connect(location: Location) -> Sql:
+    """Read-only, from a read-only directory (an archive) too; on PostgreSQL, a read-only session."""
+    if is_postgres(location):
+        try:
+            conn = Sql(location, read_only=True)
+        except db_errors() as e:
+            raise AuditError(f"cannot reach the ledger in {describe(location)}: {e}") from e
+        if not conn.table_exists("entries"):
+            conn.close()
+            raise AuditError(f"no ledger in {describe(location)}")
+        return conn
     try:
-        return open_read_only(path)
+        return Sql.wrap(open_read_only(Path(location)), location)
     except LedgerError as e:
         raise AuditError(str(e)) from e
 
 
-def _entries(conn: sqlite3.Connection, after: int, limit: int) -> list[tuple[Any, ...]]:
+def _entries(conn: Sql, after: int, limit: int) -> list[tuple[Any, ...]]:
     try:
         return _read(conn, _ENTRIES, (after, limit))
-    except sqlite3.DatabaseError as e:
+    except db_errors() as e:
         raise AuditError(f"cannot read the entries after position {after}: {e}") from e
 
 
-def _read(conn: sqlite3.Connection, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
-    """Rows of a query; text that is not UTF-8 (itself a sign of tampering) is read with replacement characters."""
+def _read(conn: Sql, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+    """Rows of a query; text that is not UTF-8 (itself a sign of tampering) is read with replacement characters.
+
+    (PostgreSQL refuses such text on the way in, so only a SQLite file can hold it.)"""
     try:
         return conn.execute(sql, args).fetchall()
     except sqlite3.OperationalError as e:
         if "decode" not in str(e):
             raise
-    conn.text_factory = _lenient_text
+    conn.sqlite.text_factory = _lenient_text
     try:
         return conn.execute(sql, args).fetchall()
     finally:
-        conn.text_factory = str
+        conn.sqlite.text_factory = str
 
 
 def _lenient_text(data: bytes) -> str:
@@ -253,14 +265,37 @@ def _lenient_text(data: bytes) -> str:
 # -- the schema and the uniqueness of event ids ---------------------------------------------
 
 
-def _shape(conn: sqlite3.Connection) -> dict[str, tuple[Any, ...]]:
+def _shape(conn: Sql) -> dict[str, tuple[Any, ...]]:
     """Each ledger table's columns (name, type, not null, primary key) and its unique column sets."""
+    if conn.postgres:
+        return _pg_shape(conn)
+    db = conn.sqlite
     out: dict[str, tuple[Any, ...]] = {}
     for table in ("entries", "checkpoints"):
-        columns = tuple((r[1], r[2].upper(), bool(r[3]), r[5]) for r in conn.execute(f"PRAGMA table_info({table})"))
-        unique = sorted(tuple(c[2] for c in conn.execute(f"PRAGMA index_info({_quoted(ix[1])})"))
-                        for ix in conn.execute(f"PRAGMA index_list({table})") if ix[2])
+        columns = tuple((r[1], r[2].upper(), bool(r[3]), r[5]) for r in db.execute(f"PRAGMA table_info({table})"))
+        unique = sorted(tuple(c[2] for c in db.execute(f"PRAGMA index_info({_quoted(ix[1])})"))
+                        for ix in db.execute(f"PRAGMA index_list({table})") if ix[2])
         out[table] = (columns, tuple(unique))
+    return out
+
+
+_PG_UNIQUE = """SELECT i.indisprimary, array_agg(a.attname::text ORDER BY k.ord) FROM pg_index i
+    CROSS JOIN LATERAL unnest(i.indkey) WITH ORDINALITY AS k(attnum, ord)
+    JOIN pg_attribute a ON a.attrelid = i.indrelid AND a.attnum = k.attnum
+    WHERE i.indrelid = to_regclass(?) AND i.indisunique GROUP BY i.indexrelid, i.indisprimary"""
+_PG_COLUMNS = """SELECT column_name::text, upper(data_type::text), is_nullable = 'NO' FROM information_schema.columns
+    WHERE table_schema = current_schema() AND table_name = ? ORDER BY ordinal_position"""
+
+
+def _pg_shape(conn: Sql) -> dict[str, tuple[Any, ...]]:
+    """:func:`_shape` of a PostgreSQL schema, in SQLite's terms (a primary key's columns are not null there)."""
+    out: dict[str, tuple[Any, ...]] = {}
+    for table in ("entries", "checkpoints"):
+        indexes = conn.execute(_PG_UNIQUE, (table,)).fetchall()
+        pk = next((list(cols) for primary, cols in indexes if primary), [])
+        columns = tuple((name, type_, notnull, pk.index(name) + 1 if name in pk else 0)
+                        for name, type_, notnull in conn.execute(_PG_COLUMNS, (table,)))
+        out[table] = (columns, tuple(sorted(tuple(cols) for _, cols in indexes)))
     return out
 
 
@@ -268,18 +303,24 @@ def _quoted(name: str) -> str:
     return '"' + name.replace('"', '""') + '"'
 
 
-def _expected_shape() -> dict[str, tuple[Any, ...]]:
-    conn = sqlite3.connect(":memory:")
+def _expected_shape(postgres: bool) -> dict[str, tuple[Any, ...]]:
+    """The shape :data:`_SCHEMA` makes; on PostgreSQL, as its DDL is translated there."""
+    conn = Sql(":memory:")
     try:
-        conn.executescript(_SCHEMA)
-        return _shape(conn)
+        conn.script(_SCHEMA)
+        shape = _shape(conn)
     finally:
         conn.close()
+    if not postgres:
+        return shape
+    types = {"INTEGER": "BIGINT", "BLOB": "BYTEA", "TEXT": "TEXT"}
+    return {table: (tuple((name, types[type_], notnull or pk > 0, pk) for name, type_, notnull, pk in columns), unique)
+            for table, (columns, unique) in shape.items()}
 
 
-def _schema_differences(conn: sqlite3.Connection) -> list[str]:
+def _schema_differences(conn: Sql) -> list[str]:
     """What about the file's tables differs from the ledger's own schema."""
-    want, have = _expected_shape(), _shape(conn)
+    want, have = _expected_shape(conn.postgres), _shape(conn)
     out = []
     for table in want:
         (want_cols, want_unique), (have_cols, have_unique) = want[table], have[table]
@@ -294,12 +335,12 @@ def _schema_differences(conn: sqlite3.Connection) -> list[str]:
     return out
 
 
-def _duplicates(conn: sqlite3.Connection, findings: _Findings) -> None:
+def _duplicates(conn: Sql, findings: _Findings) -> None:
     """Every entry whose event id an earlier position already holds."""
     try:
         rows = _read(conn, "SELECT event_id, pos FROM entries WHERE event_id IN (SELECT event_id FROM entries "
                            "GROUP BY event_id HAVING COUNT(*) > 1) ORDER BY event_id, pos", ())
-    except sqlite3.DatabaseError as e:
+    except db_errors() as e:
         raise AuditError(f"cannot read the event ids: {e}") from e
     first: dict[Any, int] = {}
     for event_id, pos in rows:

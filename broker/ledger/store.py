@@ -21,6 +21,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
 
+from aggregates.database import Location, Sql, db_errors, describe, is_postgres
 from broker.signing import CannotOpen, Opens, Rejected, decode_checked
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
@@ -193,34 +194,44 @@ def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
 
 
 class Ledger:
-    """Append-only, hash-chained store of signed events (SQLite)."""
+    """Append-only, hash-chained store of signed events: a SQLite file, or a PostgreSQL schema (decision 49)."""
 
-    def __init__(self, path: Path, *, opener: Opens | None = None, read_only: bool = False) -> None:
-        """``opener``: 区司法局's X25519 keys, to read what the entries say (:meth:`envelope`); an audit
-        and a bundle's proofs need none.  ``read_only``: for commands that only read; it works on a
-        read-only copy (an archive) too, and never creates or changes the file."""
-        self.path = Path(path)
+    def __init__(self, path: Location, *, opener: Opens | None = None, read_only: bool = False) -> None:
+        """``path``: the SQLite file, or ``postgresql://…?schema=…``.  ``opener``: 区司法局's X25519 keys, to
+        read what the entries say (:meth:`envelope`); an audit and a bundle's proofs need none.  ``read_only``:
+        for commands that only read; it works on a read-only copy (an archive) too, and never creates or
+        changes the file."""
+        self.location: Location = path if is_postgres(path) else Path(path)
+        #: The SQLite file (on PostgreSQL, the location's text: messages name it, nothing opens it as a file).
+        self.path = Path(path) if not is_postgres(path) else Path(describe(path))
         self.opener = opener
         self.read_only = read_only
         self._lock = threading.Lock()
-        if read_only:
-            self._db = open_read_only(self.path)
-        else:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            self._db = sqlite3.connect(self.path, check_same_thread=False, isolation_level=None)
-            self._db.execute("PRAGMA journal_mode=WAL")
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.executescript(_SCHEMA)
         try:
+            self._db = self._connect(read_only=read_only)
+            if not read_only:
+                self._db.script(_SCHEMA)
             row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
-        except sqlite3.DatabaseError as e:
-            self._db.close()
-            raise LedgerError(f"{self.path} cannot be read as a ledger: {e}; run `xiezhu audit`",
+        except db_errors() as e:
+            if hasattr(self, "_db"):
+                self._db.close()
+            raise LedgerError(f"{describe(self.location)} cannot be read as a ledger: {e}; run `xiezhu audit`",
                               path=str(self.path)) from e
         self._head_pos: int = int(row[0]) if row else 0
         self._head_hash: bytes = bytes(row[1]) if row else GENESIS
         #: pos → (body, envelope) of entries appended here: the views read them without opening them again.
         self._opened: dict[int, tuple[bytes, Envelope]] = {}
+
+    def _connect(self, *, read_only: bool) -> Sql:
+        if is_postgres(self.location):
+            return Sql(self.location, read_only=read_only)
+        if read_only:
+            return Sql.wrap(open_read_only(self.path), self.path)
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        db = Sql(self.path)
+        db.sqlite.execute("PRAGMA journal_mode=WAL")
+        db.sqlite.execute("PRAGMA synchronous=FULL")
+        return db
 
     def append(self, items: Sequence[tuple[Signed, Envelope, int, datetime]]) -> list[int | None]:
         """Append verified events in one transaction; a known event id is skipped (``None``)."""
@@ -228,8 +239,13 @@ class Ledger:
         opened: list[tuple[int, bytes, Envelope]] = []
         with self._lock:
             pos, head = self._head_pos, self._head_hash
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
+            with self._db.transaction():
+                if self._db.postgres:
+                    # One appender at a time, as SQLite's BEGIN IMMEDIATE gives (readers go on), and from
+                    # the head as it is now, whoever else appended: the chain never forks.
+                    self._db.execute("LOCK TABLE entries IN EXCLUSIVE MODE")
+                    row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
+                    pos, head = (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
                 for signed, env, stream_seq, arrived in items:
                     if self._db.execute("SELECT 1 FROM entries WHERE event_id = ?", (env.id,)).fetchone():
                         out.append(None)
@@ -246,10 +262,6 @@ class Ledger:
                     out.append(pos)
                     if self.opener is not None:  # what this machine could not open, it must not read
                         opened.append((pos, signed.body, env))
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
             self._head_pos, self._head_hash = pos, head
             for p, body, env in opened:
                 self._opened[p] = (body, env)
@@ -279,10 +291,15 @@ class Ledger:
         if limit is not None:
             sql += " LIMIT ?"
             args = (after, limit)
-        conn = open_read_only(self.path) if self.read_only else sqlite3.connect(self.path)
+        try:
+            conn = (self._connect(read_only=True) if self.read_only or self._db.postgres
+                    else Sql.wrap(sqlite3.connect(self.path), self.path))
+        except db_errors() as e:
+            raise LedgerDamaged(f"the ledger cannot be read: {e}; run `xiezhu audit`") from e
+        rows = conn.stream(sql, args)
         try:
             prev: Entry | None = None
-            for row in conn.execute(sql, args):
+            for row in rows:
                 entry = _entry(row)
                 if (entry.pos != (prev.pos if prev else after) + 1
                         or (prev is not None and entry.prev_hash != prev.hash)):
@@ -290,9 +307,10 @@ class Ledger:
                                         f"{prev.pos if prev else after}; run `xiezhu audit`", position=entry.pos)
                 prev = entry
                 yield entry
-        except sqlite3.DatabaseError as e:
+        except db_errors() as e:
             raise LedgerDamaged(f"the ledger file is damaged: {e}; run `xiezhu audit`") from e
         finally:
+            rows.close()  # its cursor first: the connection then goes back to the pool clean
             conn.close()
 
     def case(self, case_id: str) -> list[Entry]:
@@ -365,5 +383,5 @@ class Ledger:
             return None, e
 
     def close(self) -> None:
-        """Close the file."""
+        """Close the file (on PostgreSQL, give the connection back to the pool)."""
         self._db.close()

@@ -54,7 +54,7 @@ def cases(
     """
     settings = _settings(ctx)
     bureau = bureau_code(bureau)
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger_ = ledger_at(settings)
     try:

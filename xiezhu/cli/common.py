@@ -100,7 +100,7 @@ def ledger_at(settings: Settings, *, read_only: bool = True) -> Ledger:
     """
     from agencies.trust.keys import KeyStore
 
-    return Ledger(settings.ledger_path, opener=KeyStore(settings.keys_dir).ledger_opener(), read_only=read_only)
+    return Ledger(settings.ledger_location, opener=KeyStore(settings.keys_dir).ledger_opener(), read_only=read_only)
 
 
 def view_key(settings: Settings) -> bytes:
@@ -216,7 +216,7 @@ def case_history(settings: Settings, number: str, sender: str | None,
                   disclose: Callable[[Any, str], Any] | None = None) -> Any:
     from projections.history import find_cases, history
 
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger_ = ledger_at(settings)
     try:

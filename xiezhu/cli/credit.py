@@ -58,7 +58,7 @@ def credit_china_dir(settings: Settings) -> Path:
 @contextlib.contextmanager
 def fresh_view(settings: Settings) -> Iterator[CreditView]:
     """The credit view, caught up with the ledger."""
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise CreditCliError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger = ledger_at(settings)
     try:

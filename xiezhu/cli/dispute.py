@@ -61,7 +61,7 @@ def _join_from_ledger(ctx: typer.Context, desk: Desk, number: str, raiser: str |
     from xiezhu.cli.common import ledger_at
 
     settings = settings_of(ctx)
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no dispute numbered {number} in {desk.bureau}'s store, and no ledger to take it from")
     ledger = ledger_at(settings)
     try:

@@ -55,7 +55,7 @@ class CliLedgerError(XiezhuError):
 
 @contextlib.contextmanager
 def _ledger(settings: Settings, *, read_only: bool = True) -> Iterator[Ledger]:
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise CliLedgerError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger = ledger_at(settings, read_only=read_only)
     try:

@@ -321,7 +321,7 @@ def audit(
     from broker.ledger.audit import count_entries, render
 
     settings = _settings(ctx)
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     keys = KeyStore(settings.keys_dir)
     if keys.signed_trust() is None:  # every signature would fail: say what is missing, not "tampered"
@@ -329,8 +329,8 @@ def audit(
                           f"against it; copy the keys directory (or at least trust.json and root.pub) first")
     ring = keys.ring()
     with Progress(console=err, transient=as_json) as progress:
-        task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_path))
-        report = run_audit(settings.ledger_path, ring, workers=workers or os.cpu_count() or 1,
+        task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_location))
+        report = run_audit(settings.ledger_location, ring, workers=workers or os.cpu_count() or 1,
                            progress=lambda k: progress.advance(task, k))
     if as_json:
         _print_json(report)
@@ -365,7 +365,7 @@ def projections_rebuild(ctx: typer.Context) -> None:
     from rich.progress import Progress
 
     settings = _settings(ctx)
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     ledger_ = ledger_at(settings)
     views: list[tuple[str, Any]] = [

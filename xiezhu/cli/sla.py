@@ -89,7 +89,7 @@ def _day(text: str | None, option: str) -> date | None:
 @contextlib.contextmanager
 def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
     """The SLA view, caught up with the ledger, using the loaded calendar schedules."""
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
     ledger = ledger_at(settings)

@@ -496,7 +496,7 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
         cal = CalendarStore(door.settings.calendar_dir).calendar()
         letters = await asyncio.to_thread(_letters, st)
         ledger_replay, replay_error = None, ""
-        if s.user.bureau == JUSTICE and door.settings.ledger_path.exists():
+        if s.user.bureau == JUSTICE and door.settings.ledger_exists():
             try:
                 ledger_replay = await asyncio.to_thread(_replay, st.case, now)
             except Exception as e:  # no 区司法局 box key on this machine, or not recorded yet
@@ -512,7 +512,7 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
         from projections.replay import replay
 
         keys = KeyStore(door.settings.keys_dir)
-        ledger = Ledger(door.settings.ledger_path, opener=keys.ledger_opener())
+        ledger = Ledger(door.settings.ledger_location, opener=keys.ledger_opener())
         try:
             return replay(ledger, case_id, keys.ring(), CalendarStore(door.settings.calendar_dir).calendar(),
                           now=now)
@@ -541,14 +541,14 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
 
         s = need(request)
         may_see(s, bureau)
-        if s.user.bureau != JUSTICE or not door.settings.ledger_path.exists():
+        if s.user.bureau != JUSTICE or not door.settings.ledger_exists():
             raise HTTPException(403, "证据包由区司法局在账本所在的机器上出具")
         st = await asyncio.to_thread(_case, bureau, requester, number)
 
         def make() -> bytes:
             keys = KeyStore(door.settings.keys_dir)
             signer = keys.signer(JUSTICE) if (door.settings.keys_dir / f"{JUSTICE}.ed25519").exists() else None
-            ledger = Ledger(door.settings.ledger_path, opener=keys.ledger_opener())
+            ledger = Ledger(door.settings.ledger_location, opener=keys.ledger_opener())
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / f"{number}.zip"
