@@ -37,7 +37,7 @@ def test_appends_chain_each_entry_to_the_one_before_and_record_an_event_once(sto
     prev = GENESIS
     for n, e in enumerate(entries, 1):
         assert e.pos == n and e.prev_hash == prev
-        assert e.hash == chain_hash(prev, e.pos, e.arrived_at, e.signed.kid, e.signed.sig, e.signed.body)
+        assert e.hash == chain_hash(prev, e.pos, e.arrived_at, e.stream_seq, e.signed.kid, e.signed.sig, e.signed.body)
         prev = e.hash
     assert entries[0].signed == a[0] and entries[0].case_id == a[1].case and entries[1].number == "20260001"
 
