@@ -6,11 +6,14 @@ The service layer for the district government, beside :mod:`agencies.justice` fo
 
 - 附件2 第十二条: 由区政府予以教育或通报批评，责令其限期改正 — a signed notice to the bureau
   (decision 43).
+- 附件2 第八条: 提请区政府作出决定 — 区政府's decision on a dispute 区司法局 and 区委编办 escalated,
+  sent to 区司法局, which takes it into the 行政协助目录 (decision 51).
 """
 from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import date
+from typing import Any, Protocol
 
 from agencies.desk import Desk
 from aggregates.store import BureauStore
@@ -25,6 +28,12 @@ class GovernmentError(XiezhuError):
     """区政府 cannot act as asked."""
 
     code = "government"
+
+
+class LedgerCases(Protocol):
+    """The ledger, as 区政府办公室 reads a dispute's routing there (:class:`broker.ledger.store.Ledger`)."""
+
+    def case(self, case_id: str) -> list[Any]: ...
 
 
 class Government:
@@ -48,3 +57,25 @@ class Government:
         if bureau == DISTRICT_GOVERNMENT:
             raise GovernmentError("第十二条: 区政府 does not criticise its own office")
         self._store.notices.criticise(bureau, MEASURES[measure], about, reasons, correct_by)
+
+    def decide(self, ledger: LedgerCases, number: str, raiser: str | None, decision: str,
+               decision_no: str = "") -> str:
+        """第八条: 区政府's decision on dispute ``number`` (raised by ``raiser``), which 区司法局 and 区委编办
+        escalated; signed by 区政府办公室 and sent to 区司法局.  Returns the dispute's case id.
+
+        The ledger says whether the dispute was escalated and not yet decided (the steps' types are in
+        the clear); 区司法局's file checks the decision again where it arrives.
+        """
+        from projections.history import find_cases
+
+        found = find_cases(ledger, number, raiser)  # type: ignore[arg-type]
+        if len(found) != 1:
+            raise GovernmentError(f"{len(found) or 'no'} disputes numbered {number} in the ledger"
+                                  + ("; name the raising bureau" if found else ""))
+        steps = [e.type for e in ledger.case(found[0])]
+        if "dispute.escalated" not in steps:
+            raise GovernmentError(f"第八条: dispute {number} was not escalated to 区政府 "
+                                  f"(提请区政府作出决定 comes from 区司法局 and 区委编办)")
+        if "dispute.decided" in steps or not self._store.disputes.decide(found[0], number, decision, decision_no):
+            raise GovernmentError(f"区政府 has already decided dispute {number}")
+        return found[0]

@@ -3,7 +3,8 @@
 The service layer for the district's justice bureau, beside :mod:`agencies.desk` for the
 other bureaus (decision 28).  区司法局 reviews, publishes and files the catalogues of 附件8 and
 附件9 (with 市司法局), files the memoranda of 第六条, takes up a dispute whose negotiation
-failed and rules on it with 区委编办 (or asks 区政府 to decide), signs checkpoints of the
+failed and rules on it with 区委编办 (or asks 区政府 to decide, and takes its decision into the
+catalogue), signs checkpoints of the
 ledger, and is the one entitled to show a case of the ledger in full, on the record.
 """
 from __future__ import annotations
@@ -119,9 +120,9 @@ class Justice:
         """必要时: ask 区政府 to decide a dispute taken up and not yet ruled."""
         return self._store.disputes.escalate(dispute, reasons)
 
-    def decide(self, dispute: str, decision: str, adjustment: str, decision_no: str = "") -> DisputeState:
-        """Record 区政府's decision, with the adjustment that takes it into the catalogue."""
-        return self._store.disputes.decide(dispute, decision, adjustment, decision_no)
+    def take_in(self, dispute: str, adjustment: str) -> DisputeState:
+        """决定作出后纳入行政协助目录: name the adjustment that takes 区政府's decision in; closes the dispute."""
+        return self._store.disputes.take_in(dispute, adjustment)
 
     # -- the ledger ------------------------------------------------------------------------------
 

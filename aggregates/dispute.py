@@ -15,10 +15,12 @@ The path of 第八条, and who may take each step:
   the co-deciders, after referral; closes the dispute.  A ruling that amends the catalogue
   names the adjustment it led to, and one that names an adjustment says it amends.
 - ``escalated``: 区司法局 and 区委编办 ask 区政府 to decide, after referral and before a ruling.
-- ``decided``: 区政府's decision, recorded by 区司法局 after the escalation; 决定作出后纳入行政协助目录,
-  so it names the assistance-catalogue adjustment that takes it in.  Closes the dispute.
+- ``decided``: 区政府's decision after the escalation, signed by 区政府办公室 (``zhengfuban``, through
+  which 区政府 acts) and sent to 区司法局; it names no adjustment, since 区司法局 keeps the catalogue.
+- ``catalogued``: 决定作出后纳入行政协助目录 — 区司法局 names the assistance-catalogue adjustment
+  that takes the decision in (decision 51).  Closes the dispute.
 
-The parties' steps are addressed to ``sifa``; 区司法局's own steps to the ledger.
+The parties' steps and 区政府's decision are addressed to ``sifa``; 区司法局's own steps to the ledger.
 """
 from __future__ import annotations
 
@@ -31,6 +33,7 @@ from aggregates import errors
 from aggregates.assistance import CaseState
 from schemas.catalogue import JUSTICE, STAFFING_OFFICE
 from schemas.dispute import (
+    DecisionCatalogued,
     DisputeEscalated,
     DisputeRaised,
     DisputeReferred,
@@ -41,10 +44,11 @@ from schemas.dispute import (
     Outcome,
 )
 from schemas.envelope import LEDGER, Envelope
+from schemas.sla import DISTRICT_GOVERNMENT
 
-Status = Literal["negotiating", "settled", "referred", "ruled", "escalated", "decided"]
+Status = Literal["negotiating", "settled", "referred", "ruled", "escalated", "decided", "catalogued"]
 #: A dispute in one of these takes no further step.
-CLOSED: frozenset[str] = frozenset({"settled", "ruled", "decided"})
+CLOSED: frozenset[str] = frozenset({"settled", "ruled", "catalogued"})
 
 
 class NegotiationNote(msgspec.Struct, frozen=True, kw_only=True):
@@ -85,6 +89,9 @@ class DisputeState(msgspec.Struct, frozen=True, kw_only=True):
     escalated_at: datetime | None = None
     decision: str = ""
     decision_no: str = ""
+    #: Who signed the decision (区政府办公室).
+    decided_by: str = ""
+    decided_at: datetime | None = None
     #: The catalogue adjustment the ruling or the decision led to ("" if none).
     adjustment: str = ""
     closed_at: datetime | None = None
@@ -104,7 +111,7 @@ class DisputeState(msgspec.Struct, frozen=True, kw_only=True):
 
     @property
     def closed(self) -> bool:
-        """Settled, ruled or decided: nothing more can happen."""
+        """Settled, ruled, or decided and taken into the catalogue: nothing more can happen."""
         return self.status in CLOSED
 
 
@@ -180,6 +187,8 @@ def apply(state: DisputeState | None, env: Envelope) -> DisputeState:
                          escalated_at=env.time)
         case DistrictDecided():
             return _decided(state, env, ev)
+        case DecisionCatalogued():
+            return _catalogued(state, env, ev)
     raise errors.DisputeOrder(f"event type {env.type} does not belong to a dispute")
 
 
@@ -252,12 +261,28 @@ def _ruled(state: DisputeState, env: Envelope, ev: DisputeRuled) -> DisputeState
 
 
 def _decided(state: DisputeState, env: Envelope, ev: DistrictDecided) -> DisputeState:
-    _by_justice(state, env, "records 区政府's decision")
+    if env.sender != DISTRICT_GOVERNMENT:
+        raise errors.NotDisputeAuthority(f"第八条: 区政府 decides, through 区政府办公室 ({DISTRICT_GOVERNMENT}); "
+                                         f"not {env.sender}", actor=env.sender)
+    if env.recipient != JUSTICE:
+        raise errors.NotDisputeAuthority(f"区政府's decision of dispute {state.number} goes to {JUSTICE}, "
+                                         f"not {env.recipient}")
     if state.status != "escalated":
         raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; 区政府 decides only an escalated dispute")
+    if ev.adjustment:
+        raise errors.CatalogueAmendment(f"区政府's decision of dispute {state.number} names no adjustment; "
+                                        f"{JUSTICE} takes it into the catalogue")
+    return _next(state, status="decided", decision=ev.decision, decision_no=ev.decision_no,
+                 decided_by=env.sender, decided_at=env.time)
+
+
+def _catalogued(state: DisputeState, env: Envelope, ev: DecisionCatalogued) -> DisputeState:
+    _by_justice(state, env, "takes 区政府's decision into the catalogue")
+    if state.status != "decided":
+        raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; only 区政府's decision is taken into "
+                                  "the 行政协助目录")
     if not ev.adjustment.startswith("assistance-"):
         raise errors.CatalogueAmendment(
-            f"第八条: 决定作出后纳入行政协助目录 — the decision of dispute {state.number} names the adjustment of "
-            f"the 行政协助事项清单 that takes it in, not {ev.adjustment or 'none'}")
-    return _next(state, status="decided", decision=ev.decision, decision_no=ev.decision_no,
-                 adjustment=ev.adjustment, closed_at=env.time)
+            f"第八条: 决定作出后纳入行政协助目录 — dispute {state.number} names the adjustment of the "
+            f"行政协助事项清单 that takes the decision in, not {ev.adjustment or 'none'}")
+    return _next(state, status="catalogued", adjustment=ev.adjustment, closed_at=env.time)

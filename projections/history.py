@@ -60,6 +60,7 @@ from schemas.commitment import (
     Withdrawn,
 )
 from schemas.dispute import (
+    DecisionCatalogued,
     DisputeEscalated,
     DisputeRaised,
     DisputeReferred,
@@ -480,8 +481,10 @@ def _dispute_summary(env: Envelope) -> str:
         case DisputeEscalated() as ev:
             return f"提请区政府决定 by {'、'.join(ev.petitioners)}: {_oneline(ev.reasons)}"
         case DistrictDecided() as ev:
-            text = "区政府决定" + (f" {ev.decision_no}" if ev.decision_no else "") + f": {_oneline(ev.decision)}"
-            return text + (f"; 纳入行政协助目录 by adjustment {ev.adjustment}" if ev.adjustment else "")
+            text = "区政府决定" + (f" {ev.decision_no}" if ev.decision_no else "") + f", by {env.sender}"
+            return text + f": {_oneline(ev.decision)}"
+        case DecisionCatalogued() as ev:
+            return f"区政府决定纳入行政协助目录 by {env.sender}: adjustment {ev.adjustment}"
     return _generic_summary(env)
 
 
@@ -691,8 +694,11 @@ def _dispute_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list[st
                 out.append(f"研究确定 by {'、'.join(ev.co_deciders)} (pos {line.pos})"
                            + (f"; the catalogue is amended by adjustment {ev.adjustment} (区司法局's catalogue "
                               "store, not the ledger, holds it)" if ev.adjustment else "; no catalogue amendment"))
-            case DistrictDecided() as ev:
-                out.append(f"区政府决定 (pos {line.pos}), 纳入行政协助目录 by adjustment {ev.adjustment or '(none)'}")
+            case DistrictDecided():
+                out.append(f"区政府决定 (pos {line.pos}), signed by {env.sender}")
+            case DecisionCatalogued() as ev:
+                out.append(f"纳入行政协助目录 (pos {line.pos}) by adjustment {ev.adjustment} (区司法局's catalogue "
+                           "store, not the ledger, holds it)")
     return out, linked
 
 

@@ -5,9 +5,10 @@
 
 A dispute is 区司法局's file.  A party of the assistance case raises it and records its
 negotiation notes, signed by that party and addressed to ``sifa``; 区司法局's own steps (taking
-it up, the ruling, the escalation and the district government's decision) are signed by
-``sifa`` and addressed to the ledger, like commitment cases.  Dispute numbers are ``D`` + year
-+ serial (``D20260001``), a series of the raising bureau.
+it up, the ruling, the escalation and taking 区政府's decision into the catalogue) are signed by
+``sifa`` and addressed to the ledger, like commitment cases.  区政府's decision is signed by
+区政府办公室 (``zhengfuban``), the office through which 区政府 acts, and sent to ``sifa``.
+Dispute numbers are ``D`` + year + serial (``D20260001``), a series of the raising bureau.
 
 Schema evolution: new fields get defaults; an existing field's type never changes; a breaking
 change is a new tag.
@@ -91,17 +92,24 @@ class DisputeEscalated(msgspec.Struct, frozen=True, kw_only=True, tag="dispute.e
 
 
 class DistrictDecided(msgspec.Struct, frozen=True, kw_only=True, tag="dispute.decided"):
-    """区政府's decision, recorded by 区司法局; 决定作出后纳入行政协助目录 through the named adjustment."""
+    """区政府's decision on an escalated dispute, signed by 区政府办公室 and sent to 区司法局 (decision 51)."""
 
     decision: Statement
-    #: The adjustment of the assistance catalogue that takes the decision in.
+    #: Empty: 区政府 decides, 区司法局 then takes the decision into the catalogue (``dispute.catalogued``).
+    #: Kept for the schema; a decision recorded by 区司法局 before decision 51 named its adjustment here.
     adjustment: AdjustmentRef = ""
     #: The government's document number, if it has one.
     decision_no: Annotated[str, msgspec.Meta(max_length=64)] = ""
 
 
+class DecisionCatalogued(msgspec.Struct, frozen=True, kw_only=True, tag="dispute.catalogued"):
+    """决定作出后纳入行政协助目录: 区司法局 names the assistance-catalogue adjustment taking 区政府's decision in."""
+
+    adjustment: AdjustmentRef
+
+
 DisputeEvent = (DisputeRaised | NegotiationRecorded | DisputeSettled | DisputeReferred | DisputeRuled
-                | DisputeEscalated | DistrictDecided)
+                | DisputeEscalated | DistrictDecided | DecisionCatalogued)
 #: For ``isinstance``: every dispute payload type.
 DISPUTE_EVENTS = (DisputeRaised, NegotiationRecorded, DisputeSettled, DisputeReferred, DisputeRuled,
-                  DisputeEscalated, DistrictDecided)
+                  DisputeEscalated, DistrictDecided, DecisionCatalogued)

@@ -49,6 +49,7 @@ DISPUTE_STEP: dict[str, str] = {
     "ruled": "已研究确定",
     "escalated": "已提请区政府决定",
     "decided": "区政府已决定",
+    "catalogued": "区政府决定已纳入目录",
 }
 
 #: 附件8 / 附件9: the two catalogues (``schemas.catalogue.Kind``).

@@ -530,3 +530,11 @@ def test_disclosed_commitments_are_listed_for_publication_masked(demo_dir, tmp_p
     text = _in_process(data, "disclosed", columns="80")[0]
     assert max(Text(line).cell_len for line in text.splitlines()) <= 80 and "…" not in text
     assert all(r["number"] in text for r in listed)
+
+
+
+def test_dispute_decide_is_the_district_governments_and_reads_the_ledger(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    """第八条: `dispute decide` acts as 区政府办公室 on a dispute the ledger holds (the whole path: test_government)."""
+    data, _ = demo_dir
+    _, _, error = _in_process(data, "dispute", "decide", "D20269999", "--from", "shenpi", "--decision", "由原机构核查")
+    assert error == "no disputes numbered D20269999 in the ledger"

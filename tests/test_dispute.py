@@ -25,6 +25,7 @@ from projections.history import NOT_THE_DISPUTED_CASE, find_cases, history
 from schemas.assistance import CommitmentItem, Matter
 from schemas.catalogue import AdjustmentApplied, AssistanceItem, decode_event
 from schemas.dispute import (
+    DecisionCatalogued,
     DisputeEscalated,
     DisputeRaised,
     DisputeReferred,
@@ -84,8 +85,12 @@ def escalated(petitioners: tuple[str, ...] = ("sifa", "bianban")) -> Envelope:
     return env("sifa", LEDGER, DisputeEscalated(petitioners=list(petitioners), reasons="涉及部门职责划分"))
 
 
-def decided(adjustment: str = "assistance-0002") -> Envelope:
-    return env("sifa", LEDGER, DistrictDecided(decision="由被请求机关协助核查", adjustment=adjustment))
+def decided(adjustment: str = "", sender: str = "zhengfuban", recipient: str = "sifa") -> Envelope:
+    return env(sender, recipient, DistrictDecided(decision="由被请求机关协助核查", adjustment=adjustment))
+
+
+def catalogued(adjustment: str = "assistance-0002", sender: str = "sifa") -> Envelope:
+    return env(sender, LEDGER, DecisionCatalogued(adjustment=adjustment))
 
 
 def fold(*envs: Envelope) -> DisputeState:
@@ -93,6 +98,12 @@ def fold(*envs: Envelope) -> DisputeState:
     for e in envs:
         state = dispute.apply(state, e)
     assert state is not None
+    return state
+
+
+def fold_on(state: DisputeState, *envs: Envelope) -> DisputeState:
+    for e in envs:
+        state = dispute.apply(state, e)
     return state
 
 
@@ -237,29 +248,42 @@ def test_escalation_is_by_sifa_with_bianban_after_referral_and_before_a_ruling()
 
 
 def test_a_decision_comes_only_after_escalation_and_takes_it_into_the_assistance_catalogue() -> None:
+    """第八条: 区政府 decides (signed by 区政府办公室, to 区司法局); 区司法局 then takes it into the 行政协助目录."""
     with pytest.raises(errors.DisputeOrder):
         dispute.apply(taken_up(), decided())
     up = dispute.apply(taken_up(), escalated())
-    with pytest.raises(errors.CatalogueAmendment):
-        dispute.apply(up, decided(adjustment=""))
-    with pytest.raises(errors.CatalogueAmendment):  # 纳入行政协助目录: the assistance catalogue
-        dispute.apply(up, decided(adjustment="matters-0002"))
+    with pytest.raises(errors.NotDisputeAuthority):  # 区司法局 no longer records 区政府's decision for it
+        dispute.apply(up, decided(sender="sifa", recipient=LEDGER))
     with pytest.raises(errors.NotDisputeAuthority):
-        dispute.apply(up, env("shenpi", LEDGER, DistrictDecided(decision="决定", adjustment="assistance-0002")))
+        dispute.apply(up, decided(recipient=LEDGER))
+    with pytest.raises(errors.CatalogueAmendment):  # 区政府 names no adjustment: the catalogue is 区司法局's
+        dispute.apply(up, decided(adjustment="assistance-0002"))
+    with pytest.raises(errors.DisputeOrder):  # nothing is taken in before the decision
+        dispute.apply(up, catalogued())
     st = dispute.apply(up, decided())
-    assert (st.status, st.adjustment, st.closed) == ("decided", "assistance-0002", True)
+    assert (st.status, st.decided_by, st.closed) == ("decided", "zhengfuban", False)
+    with pytest.raises(errors.CatalogueAmendment):
+        dispute.apply(st, catalogued(adjustment=""))
+    with pytest.raises(errors.CatalogueAmendment):  # 纳入行政协助目录: the assistance catalogue
+        dispute.apply(st, catalogued(adjustment="matters-0002"))
+    with pytest.raises(errors.NotDisputeAuthority):
+        dispute.apply(st, catalogued(sender="zhengfuban"))
+    with pytest.raises(errors.DisputeOrder):
+        dispute.apply(st, decided())
+    done = dispute.apply(st, catalogued())
+    assert (done.status, done.adjustment, done.closed) == ("catalogued", "assistance-0002", True)
 
 
-@pytest.mark.parametrize("end", ["settled", "ruled", "decided"])
+@pytest.mark.parametrize("end", ["settled", "ruled", "catalogued"])
 def test_nothing_follows_a_settled_ruled_or_decided_dispute(end: str) -> None:
     closing = {
         "settled": lambda: dispute.apply(opened(), env("shenpi", "sifa", DisputeSettled(
             agreed_by=["shenpi", "gongan"], agreement="双方同意"))),
         "ruled": lambda: dispute.apply(taken_up(), ruled()),
-        "decided": lambda: dispute.apply(dispute.apply(taken_up(), escalated()), decided()),
+        "catalogued": lambda: fold_on(taken_up(), escalated(), decided(), catalogued()),
     }
     st = closing[end]()
-    for step in (note("gongan"), referred(), ruled(), escalated(), decided()):
+    for step in (note("gongan"), referred(), ruled(), escalated(), decided(), catalogued()):
         with pytest.raises(errors.DisputeClosed):
             dispute.apply(st, step)
 
@@ -318,7 +342,7 @@ class World:
 @pytest.fixture
 def w(tmp_path: Path) -> Iterator[World]:
     clock = SimulatedClock(T0)
-    signers: dict[str, Signer] = {c: make_signer(c) for c in ("shenpi", "gongan", "sifa")}
+    signers: dict[str, Signer] = {c: make_signer(c) for c in ("shenpi", "gongan", "sifa", "zhengfuban")}
     ring = KeyRing([entry(s, valid_from=T0 - timedelta(days=1)) for s in signers.values()])
     catalogue = CatalogueRegistry(None, clock)
     catalogue.review(catalogue.apply_adjustment("assistance", "shenpi", BASIS, adds=[item()]), True)
@@ -495,28 +519,49 @@ def test_a_ruling_names_an_adjustment_of_its_own_dispute(w: World) -> None:
 
 
 def test_escalation_and_the_district_decision_take_it_into_the_catalogue(w: World) -> None:
+    """第八条: 区政府's decision is its own step, signed by 区政府办公室; 区司法局 then takes it into the catalogue."""
+    from agencies.desk import Desk
+    from agencies.government import Government, GovernmentError
+
     st = raised_and_failed(w)
     sifa = w["sifa"]
+    government = Government(Desk("zhengfuban", w["zhengfuban"], w.catalogue))
     sifa.disputes.refer(st.case, "双方协商不成")
+    w.relay()
+    with pytest.raises(GovernmentError, match="not escalated"):
+        government.decide(w.ledger, NUMBER, "shenpi", "区政府决定：由区公安分局协助核查")
     sifa.disputes.escalate(st.case, "涉及部门职责划分，提请区政府决定")
+    w.relay()
     with pytest.raises(errors.DisputeOrder):
         sifa.disputes.rule(st.case, "研究确定")
+    with pytest.raises(errors.NotDisputeAuthority):  # 区司法局 cannot decide in 区政府's name
+        sifa.disputes.decide(st.case, NUMBER, "区政府决定：由区公安分局协助核查")
+    government.decide(w.ledger, NUMBER, "shenpi", "区政府决定：由区公安分局协助核查", "台政字〔2026〕5号")
+    with pytest.raises(GovernmentError, match="already decided"):
+        government.decide(w.ledger, NUMBER, "shenpi", "另一决定")
+    assert [(e.type, e.sender, e.recipient) for e in w.outgoing("zhengfuban")] == [
+        ("dispute.decided", "zhengfuban", "sifa")]
+    w.relay()  # the decision reaches 区司法局's file
+    decided = sifa.disputes.case(st.case).state
+    assert (decided.status, decided.decided_by, decided.decision_no, decided.closed) == (
+        "decided", "zhengfuban", "台政字〔2026〕5号", False)
     with pytest.raises(errors.CatalogueAmendment):
-        sifa.disputes.decide(st.case, "区政府决定：由区公安分局协助核查", "")
+        sifa.disputes.take_in(st.case, "")
     amended = item(notes=f"区政府决定（争议 {NUMBER}）：由区公安分局协助核查")
     adj = sifa.disputes.amend_catalogue(st.case, "assistance", f"区政府关于争议 {NUMBER} 的决定", replaces=[amended])
     w.catalogue.review(adj, True)
     version = w.catalogue.publish("assistance")
-    w.catalogue.file_with_city("assistance", version)
-    done = sifa.disputes.decide(st.case, "区政府决定：由区公安分局协助核查", adj, decision_no="台政字〔2026〕5号")
-    assert (done.status, done.adjustment, done.decision_no) == ("decided", adj, "台政字〔2026〕5号")
+    done = sifa.disputes.take_in(st.case, adj)
+    assert (done.status, done.adjustment, done.closed) == ("catalogued", adj, True)
     assert w.catalogue.current("assistance") == [amended] and version == 2
     w.relay()
-    assert [e.type for e in w.outgoing("sifa")] == ["dispute.referred", "dispute.escalated", "dispute.decided"]
-    summaries = [line.summary for line in history(w.ledger, st.case).lines]
-    assert summaries[-2:] == ["提请区政府决定 by sifa、bianban: 涉及部门职责划分，提请区政府决定",
-                              "区政府决定 台政字〔2026〕5号: 区政府决定：由区公安分局协助核查; "
-                              f"纳入行政协助目录 by adjustment {adj}"]
+    assert [e.type for e in w.outgoing("sifa")] == ["dispute.referred", "dispute.escalated", "dispute.catalogued"]
+    h = history(w.ledger, st.case)
+    assert not h.flags and isinstance(h.state, DisputeState) and h.state.status == "catalogued"
+    assert [line.summary for line in h.lines][-3:] == [
+        "提请区政府决定 by sifa、bianban: 涉及部门职责划分，提请区政府决定",
+        "区政府决定 台政字〔2026〕5号, by zhengfuban: 区政府决定：由区公安分局协助核查",
+        f"区政府决定纳入行政协助目录 by sifa: adjustment {adj}"]
 
 
 def test_a_settled_dispute_is_closed_at_sifa_too(w: World) -> None:

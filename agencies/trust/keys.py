@@ -49,9 +49,10 @@ from aggregates.registry import JUSTICE, ROOT_AUTHORITY
 from broker.files import write_file, write_private
 from broker.sealing import Opener, SealingError, seal
 from broker.signing import KeyRing, Signer
-from schemas.dispute import DisputeRaised
+from schemas.dispute import DisputeEscalated, DisputeRaised
 from schemas.envelope import LEDGER, Envelope, Signed
 from schemas.errors import XiezhuError
+from schemas.sla import DISTRICT_GOVERNMENT
 from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
 
 #: File stem of the root key and the anchor; no bureau may have this code.
@@ -690,7 +691,7 @@ class BureauSigner:
         The readers are the sender itself, the recipient bureau and 区司法局 (whose ledger
         replays every case), each with every key the trust list holds valid for it now.  A
         dispute's raise is also sealed to the other party, who takes it up from the ledger
-        (decision 20).
+        (decision 20), and its escalation to 区政府办公室, which reads the petition there (decision 51).
         """
         signer = self.current(env.time)
         if env.sender != self.code:
@@ -698,6 +699,8 @@ class BureauSigner:
         parties = [env.sender, env.recipient, JUSTICE]
         if isinstance(env.payload, DisputeRaised):
             parties.append(env.payload.other_party)
+        if isinstance(env.payload, DisputeEscalated):
+            parties.append(DISTRICT_GOVERNMENT)
         readers: list[tuple[str, bytes]] = []
         for party in dict.fromkeys(parties):
             if party == LEDGER:

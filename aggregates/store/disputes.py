@@ -37,8 +37,10 @@ from aggregates.store.base import (
     SignedCase,
     retry_on_conflict,
 )
+from aggregates.store.notices import Notices
 from schemas.catalogue import JUSTICE, STAFFING_OFFICE, Kind, Row
 from schemas.dispute import (
+    DecisionCatalogued,
     DisputeEscalated,
     DisputeEvent,
     DisputeRaised,
@@ -50,6 +52,7 @@ from schemas.dispute import (
     Outcome,
 )
 from schemas.envelope import LEDGER, Envelope, Signed, new_id
+from schemas.sla import DISTRICT_GOVERNMENT
 
 #: The units that determine a dispute unless more are named (第八条: 区司法局会同区委编办).
 CO_DECIDERS = (JUSTICE, STAFFING_OFFICE)
@@ -164,12 +167,12 @@ class DisputeCases:
 
         It carries the dispute's number, so the catalogue lets 区司法局 change rows another
         bureau lists; this command keeps that to the rows of the dispute's two parties.  It is
-        then reviewed and published like every adjustment.  Only while the dispute is taken up
-        or escalated.
+        then reviewed and published like every adjustment.  Only while the dispute is taken up,
+        escalated, or decided by 区政府 and not yet taken into the catalogue.
         """
         self._justice("amends the catalogue for a dispute")
         st = self.case(dispute_id).state
-        if st.status not in ("referred", "escalated"):
+        if st.status not in ("referred", "escalated", "decided"):
             raise DisputeOrder(f"dispute {st.number} is {st.step}; the catalogue is amended for a dispute "
                                f"{JUSTICE} has taken up and not yet closed")
         registry = self._registry()
@@ -198,13 +201,30 @@ class DisputeCases:
         self._justice("asks 区政府 to decide")
         return self.step(dispute_id, lambda st: DisputeEscalated(petitioners=list(petitioners), reasons=reasons))
 
-    def decide(self, dispute_id: str, decision: str, adjustment: str, decision_no: str = "") -> DisputeState:
-        """Record 区政府's decision and the adjustment that takes it into the 行政协助目录."""
-        self._justice("records 区政府's decision")
-        if adjustment:
-            self._check_adjustment(dispute_id, adjustment)
-        return self.step(dispute_id, lambda st: DistrictDecided(
-            decision=decision, adjustment=adjustment, decision_no=decision_no))
+    def take_in(self, dispute_id: str, adjustment: str) -> DisputeState:
+        """决定作出后纳入行政协助目录: 区司法局 names the adjustment that takes 区政府's decision in; closes it."""
+        self._justice("takes 区政府's decision into the catalogue")
+        if not adjustment.startswith("assistance-"):
+            raise CatalogueAmendment(f"第八条: 决定作出后纳入行政协助目录 — name the 行政协助事项清单's adjustment "
+                                     f"that takes the decision in, not {adjustment or 'none'}")
+        self._check_adjustment(dispute_id, adjustment)
+        return self.step(dispute_id, lambda st: DecisionCatalogued(adjustment=adjustment))
+
+    # -- 区政府 (through 区政府办公室) ---------------------------------------------------------------
+
+    def decide(self, dispute_case: str, number: str, decision: str, decision_no: str = "") -> bool:
+        """区政府's decision on escalated dispute ``number`` (case id ``dispute_case``), signed here and sent to
+        区司法局, whose file checks it; once per dispute (``False`` if it was decided before).
+
+        区政府办公室 does not keep the dispute's file (the parties' events are sealed to them and to
+        区司法局): the caller checks on the ledger that the dispute was escalated and not yet decided.
+        """
+        app = self._app
+        if app.bureau != DISTRICT_GOVERNMENT:
+            raise NotDisputeAuthority(f"第八条: 区政府 decides through 区政府办公室 ({DISTRICT_GOVERNMENT}); "
+                                      f"not {app.bureau}", actor=app.bureau)
+        payload = _checked(DistrictDecided(decision=decision, decision_no=decision_no))
+        return Notices(app).send(f"dispute-decision:{dispute_case}", dispute_case, number, [(JUSTICE, payload)])
 
     # -- recording -------------------------------------------------------------------------------
 

@@ -2,7 +2,8 @@
 
 The parties raise a dispute, note the negotiation and settle it in their own stores; 区司法局
 takes a failed negotiation up, rules with 区委编办 (amending the catalogue if need be), or asks
-区政府 to decide.  A running agent's relay sends what these commands record.
+区政府 to decide; 区政府办公室 signs 区政府's decision, and 区司法局 takes it into the catalogue.  A
+running agent's relay sends what these commands record.
 """
 from __future__ import annotations
 
@@ -201,16 +202,40 @@ def escalate(ctx: typer.Context, number: Number,
 @app.command("decide")
 def decide(ctx: typer.Context, number: Number,
            decision: Annotated[str, typer.Option(help="区政府's decision.")],
-           adjustment: Annotated[str, typer.Option(help="The assistance-catalogue adjustment that takes it in "
-                                                   "(决定作出后纳入行政协助目录).")],
            decision_no: Annotated[str, typer.Option(help="The government's document number.")] = "",
            raiser: Raiser = None) -> None:
-    """Record 区政府's decision on an escalated dispute, with the adjustment that takes it into the catalogue.
+    """区政府's decision on a dispute escalated to it, signed by 区政府办公室 and sent to 区司法局.
 
-    Example: [bold]xiezhu dispute decide D20260001 --from nongye --decision "…" --adjustment assistance-0014[/]
+    区司法局 then takes it into the 行政协助目录 (dispute amend, catalogue review and publish,
+    dispute take-in).
+
+    Example: [bold]xiezhu dispute decide D20260001 --from nongye --decision "…" --decision-no "台政字〔2026〕5号"[/]
+    """
+    from schemas.sla import DISTRICT_GOVERNMENT
+    from xiezhu.cli.common import ledger_at, said
+
+    settings = settings_of(ctx)
+    if not settings.ledger_path.exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 decides a dispute the ledger shows escalated")
+    ledger = ledger_at(settings)
+    try:
+        system_of(ctx).government().decide(ledger, number, raiser, decision, decision_no)
+    finally:
+        ledger.close()
+    said(settings, DISTRICT_GOVERNMENT, f"区政府 decided dispute {number}")
+
+
+@app.command("take-in")
+def take_in(ctx: typer.Context, number: Number,
+            adjustment: Annotated[str, typer.Option(help="The assistance-catalogue adjustment that takes 区政府's "
+                                                    "decision in.")],
+            raiser: Raiser = None) -> None:
+    """决定作出后纳入行政协助目录: 区司法局 names the adjustment that takes 区政府's decision in; it closes the dispute.
+
+    Example: [bold]xiezhu dispute take-in D20260001 --from nongye --adjustment assistance-0014[/]
     """
     justice = _justice(ctx)
-    _done(justice.decide(_dispute(ctx, justice.desk, number, raiser), decision, adjustment, decision_no), "decided")
+    _done(justice.take_in(_dispute(ctx, justice.desk, number, raiser), adjustment), "took in")
 
 
 # -- reading ----------------------------------------------------------------------------------------
