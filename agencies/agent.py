@@ -1,9 +1,13 @@
-"""The agent runtime: one FastStream NATS app per bureau.
+"""The agent runtime: one receiver per bureau.
 
 An agent consumes what is addressed to its bureau through the bureau's durable consumer,
 verifies and applies it exactly once to the bureau's own store, answers requests its
 verifiers can decide, leaves the rest in the operator inbox, and relays what the store
 emits.  A poisoned message is dead-lettered with a reason; it never stops the agent.
+
+It fetches up to :data:`FETCH_BATCH` messages at once (:class:`broker.pull.PullLoop`) and
+applies a batch in one store transaction, the intake markers and the automatic answers with
+it (group commit); it acks each message after the commit (decision 53).
 """
 from __future__ import annotations
 
@@ -12,8 +16,8 @@ import logging
 from collections.abc import Sequence
 from typing import Any
 
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
+import nats
+from nats.aio.client import Client
 from nats.aio.msg import Msg
 
 from agencies.verifiers import Verifier, answer_all
@@ -21,8 +25,9 @@ from aggregates.assistance import CaseState
 from aggregates.clock import Clock
 from aggregates.errors import RuleError
 from aggregates.store import BureauStore, ConcurrentChange, UnknownCase
-from broker.auth import Identity, broker_options
-from broker.intake import Handled, HandlerFailed, Intake, Received, delivery_of
+from broker.auth import Identity, connect_options
+from broker.intake import Handled, HandlerFailed, Intake, Received, delivery_of, reason_for
+from broker.pull import PullLoop
 from broker.relay import Positions, Relay
 from broker.server import server_list
 from broker.signing import KeyRing, Opens
@@ -30,7 +35,6 @@ from broker.streams import (
     CONSUMER_CHECK_S,
     EVENTS_STREAM,
     MAX_DELIVER,
-    PULL_TIMEOUT_S,
     ConsumerChanged,
     ConsumerGuard,
     agent_consumer,
@@ -44,13 +48,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a message that failed for a passing reason is delivered again.
 RETRY_DELAY_S = 1.0
-#: At most this many messages a fetch (decision 6: more costs latency through FastStream's pull).
-FETCH_BATCH = 1
-
-
-async def _raw_body(msg: Any) -> Any:
-    """A FastStream decoder that leaves bodies as the bytes that came (a batch: a list of them)."""
-    return msg.body
+#: At most this many messages a fetch, applied in one store transaction (decision 53).
+FETCH_BATCH = 64
 
 
 class BureauAgent:
@@ -73,28 +72,12 @@ class BureauAgent:
         self.positions = positions
         self.simulated_arrival = simulated_arrival
         self.auto_answered = 0
-        self.broker = NatsBroker(server_list(nats_url), logger=None, max_reconnect_attempts=-1,
-                                 **(broker_options(identity) if identity else {}))
-        # FastStream's pull subscriber ignores the connection's inbox prefix; the server allows only ours.
-        inbox: dict[str, Any] = {"inbox_prefix": identity.subscriber_inbox_prefix} if identity else {}
-        self.broker.subscriber(
-            inbox_filter(code),
-            stream=JStream(EVENTS_STREAM, declare=False),
-            durable=agent_consumer(code),
-            config=consumer_config(agent_consumer(code), inbox_filter(code)),
-            # A batch is handled in order by one task: FastStream would run the messages of
-            # a non-batch pull concurrently, and the events of one case must apply in order.
-            # The default batch of one keeps latency low: through FastStream a fetch of N
-            # can sit out its whole timeout before returning what came (decision 6).
-            pull_sub=PullSub(batch_size=batch_size or FETCH_BATCH, timeout=PULL_TIMEOUT_S, batch=True),
-            # Acks are ours: each message is acked once applied or dead-lettered; a
-            # transient failure naks it and the rest of the batch, to come back in order.
-            ack_policy=AckPolicy.MANUAL,
-            # The body is checked by our intake, byte for byte: FastStream must not parse it
-            # (its JSON decoding fails on some hostile bodies before our handler could reject them).
-            decoder=_raw_body,
-            **inbox,
-        )(self._on_batch)
+        self.nats_url = nats_url
+        self.batch_size = batch_size or FETCH_BATCH
+        #: ``nats.connect`` options: the bureau's seed and inbox (none: anonymous).
+        self.connect_options: dict[str, Any] = connect_options(identity) if identity else {}
+        self.nc: Client | None = None
+        self.pull: PullLoop | None = None
         self.intake: Intake | None = None
         self.relay: Relay | None = None
         self._relay_task: asyncio.Task[None] | None = None
@@ -103,19 +86,19 @@ class BureauAgent:
         self.guard_interval = CONSUMER_CHECK_S
         #: Why the agent stopped consuming on its own (its consumer was re-configured), if it did.
         self.refused: ConsumerChanged | None = None
-        self._halt_task: asyncio.Task[None] | None = None
 
     async def start(self) -> None:
         """Connect, start the relay, answer what the inbox can answer, then consume."""
-        await self.broker.connect()
-        js = self.broker.connection.jetstream()
+        self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
+                                     **self.connect_options)
+        js = self.nc.jetstream()
+        want = consumer_config(agent_consumer(self.code), inbox_filter(self.code))
         # Refuse to run on a consumer someone re-configured (decision 34), now and every 30 s.
-        self.guard = ConsumerGuard(js, consumer_config(agent_consumer(self.code), inbox_filter(self.code)),
-                                   self._refuse, interval=self.guard_interval)
+        self.guard = ConsumerGuard(js, want, self._refuse, interval=self.guard_interval)
         try:
             await self.guard.check()
         except ConsumerChanged:
-            await self.broker.stop()
+            await self.nc.close()
             raise
         self.intake = Intake(self.code, self.ring, js, opener=self.opener,
                              arrival_clock=self.clock if self.simulated_arrival else None)
@@ -123,45 +106,92 @@ class BureauAgent:
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.code}")
         await asyncio.to_thread(self._sweep_inbox)
         self.relay.wake()
-        await self.broker.start()
+        sub = await js.pull_subscribe(inbox_filter(self.code), durable=agent_consumer(self.code),
+                                      stream=EVENTS_STREAM, config=want)
+        self.pull = PullLoop(self.code, sub, self._on_batch, batch=self.batch_size)
+        self.pull.start()
         self.guard.start()
 
     def _refuse(self, e: ConsumerChanged) -> None:
         self.refused = e
-        self._halt_task = asyncio.create_task(self.broker.stop(), name=f"halt-{self.code}")
+        if self.pull is not None:
+            self.pull.halt()  # the loop ends after the fetch under way
 
     async def stop(self) -> None:
         """Stop consuming, flush the relay once more, disconnect."""
         if self.guard is not None:
             await self.guard.stop()
-        if self._halt_task is not None:
-            await self._halt_task
-        await self.broker.stop()
+        if self.pull is not None:
+            await self.pull.stop()
         if self.relay and self._relay_task:
             self.relay.stop()
             await self._relay_task
+        if self.nc is not None:
+            await self.nc.close()
 
-    async def _on_batch(self, msg: NatsMessage) -> None:
-        raws: list[Msg] = list(msg.raw_message)  # type: ignore[call-overload]  # a batch message holds a list
-        for i, raw in enumerate(raws):
-            try:
-                await self._on_message(raw)
-            except Exception as e:  # transient: the store is busy, NATS is away, an event came early
-                log.warning("%s: will retry %s: %s", self.code, raw.subject, mask_text(str(e)),
-                            extra={"bureau": self.code, "event_id": (raw.headers or {}).get("Nats-Msg-Id", "")})
-                for later in raws[i:]:
-                    await later.nak(delay=RETRY_DELAY_S)
-                return
-            await raw.ack()
-
-    async def _on_message(self, raw: Msg) -> None:
-        d = delivery_of(raw)
+    async def _on_batch(self, raws: list[Msg]) -> None:
+        """Apply a fetched batch in one transaction, then ack each message; nak from the first transient one on."""
         assert self.intake is not None
-        if d.num_delivered >= MAX_DELIVER:
-            # It failed on every try: park it for an operator rather than lose or loop it.
-            await self.intake.refuse(d, HandlerFailed(f"failed {d.num_delivered} times; parked"))
+        fresh: list[Msg] = []
+        for raw in raws:
+            d = delivery_of(raw)
+            if d.num_delivered >= MAX_DELIVER:
+                # It failed on every try: park it for an operator rather than lose or loop it.
+                await self.intake.refuse(d, HandlerFailed(f"failed {d.num_delivered} times; parked"))
+                await raw.ack()
+            else:
+                fresh.append(raw)
+        if not fresh:
             return
-        await self.intake.handle(d, self._accept, self._then)
+        handled = await self.intake.handle_batch([delivery_of(r) for r in fresh], self._accept_batch,
+                                                 self._accept, self._then)
+        for i, (raw, done) in enumerate(zip(fresh, handled, strict=True)):
+            if done is None:
+                log.warning("%s: will retry %s and the %d after it", self.code, raw.subject,
+                            sum(1 for later in handled[i + 1:] if later is None),
+                            extra={"bureau": self.code, "event_id": (raw.headers or {}).get("Nats-Msg-Id", "")})
+                break
+        for raw, done in zip(fresh, handled, strict=True):
+            if done is None:
+                await raw.nak(delay=RETRY_DELAY_S)
+            else:
+                await raw.ack()
+
+    async def _accept_batch(self, batch: list[Received]) -> list[object]:
+        return await asyncio.to_thread(self._apply_batch, batch)
+
+    def _apply_batch(self, batch: list[Received]) -> list[object]:
+        """Apply a batch to the store in one transaction, with the answers its requests can be given.
+
+        Each event is applied as on its own (a rule it breaks leaves nothing of it staged),
+        up to the first transient error; then everything staged commits at once.
+        """
+        out: list[object] = []
+        answered = 0
+        with self.store.batch():
+            for got in batch:
+                try:
+                    state: object = self.store.accept(got.signed, got.envelope, stream_seq=got.delivery.stream_seq,
+                                                      arrived_at=got.arrived)
+                except Exception as e:
+                    out.append(e)
+                    if reason_for(e) is None:
+                        break  # transient: it and what follows come again, in order
+                    continue
+                if isinstance(got.envelope.payload, AssistanceRequested) and isinstance(state, CaseState):
+                    state = self._answer_staged(state)
+                    answered += state.status != "received"
+                out.append(state)
+        self.auto_answered += answered  # committed
+        return out
+
+    def _answer_staged(self, state: CaseState) -> CaseState:
+        """The automatic answer, staged in the batch; on failure the request waits for ``_then`` to try again."""
+        try:
+            return self._try_answer(state.case) or state
+        except Exception as e:  # nothing of the answer was staged; the arrival stays
+            log.info("%s: no automatic answer to %s in the batch: %s", self.code, state.number, mask_text(str(e)))
+        return state
 
     async def _accept(self, got: Received) -> object:
         """Apply once to the bureau's store; intake turns what it raises into a dead letter or a retry."""
@@ -178,13 +208,14 @@ class BureauAgent:
         if done.status == "duplicate":
             if isinstance(env.payload, AssistanceRequested):
                 # Applied before, maybe without its answer (a crash in between): answer now.
-                await asyncio.to_thread(self._try_answer, env.case)
+                await asyncio.to_thread(self._answer, env.case)
                 self._wake_relay()
             return
         if not isinstance(state, CaseState):  # a notice or a dispute event: kept as it came
             return
         if isinstance(env.payload, AssistanceRequested):
-            await asyncio.to_thread(self._try_answer, state.case)
+            if state.status == "received":  # not answered in its batch (or applied on its own)
+                await asyncio.to_thread(self._answer, state.case)
         elif isinstance(env.payload, AssistanceReplied) and state.request.commitment_case:
             # The reply verified items of our commitment case: close it, or record the false commitment.
             await asyncio.to_thread(self._conclude, state.request.commitment_case)
@@ -200,23 +231,27 @@ class BureauAgent:
         if self.relay is not None:
             self.relay.wake()
 
-    def _try_answer(self, case_id: str) -> bool:
-        """Answer a pending request if every item has a verifier that can decide it."""
+    def _try_answer(self, case_id: str) -> CaseState | None:
+        """Answer a pending request if every item has a verifier that can decide it; the case as answered."""
         try:
             st = self.store.assistance.case(case_id).state
         except UnknownCase:
-            return False  # a known event id under a case we never had: nothing to answer
+            return None  # a known event id under a case we never had: nothing to answer
         if st.assistor != self.code or st.status != "received":
-            return False
+            return None
         answer = answer_all(self.verifiers, st.request.applicant, st.request.items)
         if answer is None:
-            return False
+            return None
         results, used = answer
-        self.store.assistance.reply(case_id, results, answered_by="auto:" + "+".join(used))
-        self.auto_answered += 1
-        return True
+        return self.store.assistance.reply(case_id, results, answered_by="auto:" + "+".join(used))
+
+    def _answer(self, case_id: str) -> bool:
+        """:meth:`_try_answer` on its own transaction, counted."""
+        answered = self._try_answer(case_id) is not None
+        self.auto_answered += answered
+        return answered
 
     def _sweep_inbox(self) -> int:
         # A crash between intake and the automatic answer leaves a request in the inbox.
-        return sum(self._try_answer(st.case) for st in self.store.assistance.inbox()) if self.verifiers else 0
+        return sum(self._answer(st.case) for st in self.store.assistance.inbox()) if self.verifiers else 0
 

@@ -17,11 +17,11 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.errors import MsgAlreadyAckdError
-from nats.errors import TimeoutError as NatsTimeout
 
 from aggregates.clock import Clock
-from broker.intake import Delivery, HandlerFailed, Intake, IntakeStats, Received, delivery_of, reason_for
+from broker.intake import HandlerFailed, Intake, IntakeStats, delivery_of, reason_for
 from broker.ledger.store import Ledger
+from broker.pull import PullLoop
 from broker.server import server_list
 from broker.signing import KeyRing, Opens
 from broker.streams import (
@@ -29,7 +29,6 @@ from broker.streams import (
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     LEDGER_CONSUMER,
-    PULL_TIMEOUT_S,
     ConsumerChanged,
     ConsumerGuard,
     consumer_config,
@@ -70,9 +69,8 @@ class LedgerService:
         self.appended = 0
         self.nc: Client | None = None
         self.stats = IntakeStats()
-        self._task: asyncio.Task[None] | None = None
+        self.pull: PullLoop | None = None
         self._stopping = False
-        self._fetching = False
         self.guard: ConsumerGuard | None = None
         #: Seconds between checks of the ``ledger`` consumer's configuration.
         self.guard_interval = CONSUMER_CHECK_S
@@ -99,31 +97,19 @@ class LedgerService:
         self._sub = await js.pull_subscribe(
             EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
             config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
-        self._task = asyncio.create_task(self._run(), name="ledger")
+        self.pull = PullLoop("ledger", self._sub, self._process, batch=self.batch)
+        self.pull.start()
         self.guard.start()
+
+    @property
+    def _task(self) -> asyncio.Task[None] | None:
+        return self.pull.task if self.pull is not None else None
 
     def _refuse(self, e: ConsumerChanged) -> None:
         self.refused = e
-        self._stopping = True  # the loop ends after the fetch under way
-
-    async def _run(self) -> None:
-        while not self._stopping:
-            self._fetching = True
-            try:
-                msgs = await self._sub.fetch(self.batch, timeout=PULL_TIMEOUT_S)
-            except (TimeoutError, NatsTimeout):
-                continue
-            except asyncio.CancelledError:
-                if self._stopping:  # stop() cut a fetch short: what it held comes again to the next run
-                    return
-                raise
-            except Exception as e:  # disconnected: nats-py reconnects; try again shortly
-                log.warning("ledger fetch failed: %s", e)
-                await asyncio.sleep(0.5)
-                continue
-            finally:
-                self._fetching = False
-            await self._process(msgs)
+        self._stopping = True
+        if self.pull is not None:
+            self.pull.halt()  # the loop ends after the fetch under way
 
     async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
         good = await self._checked(msgs)
@@ -146,7 +132,7 @@ class LedgerService:
         deliveries = [delivery_of(m) for m in msgs]
         # The whole batch's signatures and openings in one worker thread: PyNaCl releases the GIL
         # in libsodium, so the agents on this event loop carry on meanwhile (issue 14).
-        for d, got in zip(deliveries, await asyncio.to_thread(self._receive_all, deliveries), strict=True):
+        for d, got in zip(deliveries, await asyncio.to_thread(self.intake.receive_all, deliveries), strict=True):
             if isinstance(got, Exception):
                 e = got
                 if reason_for(e) is None:  # a check that broke on hostile bytes must not stop the record
@@ -156,16 +142,6 @@ class LedgerService:
                 continue
             good.append((got.signed, got.envelope, d.stream_seq, got.arrived))
         return good
-
-    def _receive_all(self, deliveries: list[Delivery]) -> list[Received | Exception]:
-        """Intake's checks of each delivery, in order: what passed, or why not."""
-        out: list[Received | Exception] = []
-        for d in deliveries:
-            try:
-                out.append(self.intake.receive(d))
-            except Exception as e:
-                out.append(e)
-        return out
 
     async def _record(self, msgs: list, good: list[tuple[Signed, Envelope, int, datetime]]) -> None:  # type: ignore[type-arg]
         """Append what passed in one transaction, sign a checkpoint when one is due, then ack the batch."""
@@ -200,11 +176,8 @@ class LedgerService:
         self._stopping = True
         if self.guard is not None:
             await self.guard.stop()
-        if self._task:
-            if self._fetching:  # waiting for messages, not handling any: no need to wait out the pull
-                self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+        if self.pull is not None:
+            await self.pull.stop()  # a fetch under way is cut short; a batch being recorded is finished
         if self.sign_checkpoint is not None:
             await self._checkpoint()
         if self.nc:

@@ -31,7 +31,6 @@ from pathlib import Path
 from typing import Any, Literal
 
 import nkeys
-from faststream.nats.security import NatsNKey
 
 from broker.files import write_private
 from broker.streams import (
@@ -131,15 +130,6 @@ class Identity:
     def inbox_prefix(self) -> str:
         """The client's reply-inbox prefix; the only subjects this user may subscribe to are below it."""
         return f"_INBOX_{self.name}"
-
-    @property
-    def subscriber_inbox_prefix(self) -> bytes:
-        """The same prefix as FastStream's ``subscriber(inbox_prefix=...)`` wants it (bytes, trailing dot).
-
-        FastStream passes its own default ``b"_INBOX."`` to ``pull_subscribe`` and so
-        ignores the connection's prefix; the server then refuses that subscription.
-        """
-        return f"{self.inbox_prefix}.".encode()
 
 
 @dataclass(frozen=True)
@@ -403,13 +393,6 @@ def credentials_in(directory: Path, name: str) -> dict[str, Any]:
     """
     return connect_options(load_identity(directory, name)) if Path(directory).is_dir() else {}
 
-
-def broker_options(identity: Identity) -> dict[str, Any]:
-    """Keyword arguments for FastStream's ``NatsBroker`` (its ``nkeys_seed*`` arguments are deprecated).
-
-    Its pull subscribers also need ``inbox_prefix=identity.subscriber_inbox_prefix``.
-    """
-    return {"security": NatsNKey.from_seed(identity.read_seed()), "inbox_prefix": identity.inbox_prefix}
 
 
 def _check_name(name: str) -> None:

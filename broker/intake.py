@@ -13,20 +13,23 @@ Every receiver takes its JetStream messages through here: a bureau's agent
    is refused whatever time the envelope claims, because a stolen key can backdate it.
 3. The receiver applies it (:meth:`Intake.handle`): an agent to its store, exactly once,
    the intake marker committed in the same transaction as the change; the ledger appends
-   a batch of them.
+   a batch of them.  :meth:`Intake.handle_batch` does the same for a fetched batch: the
+   checks of all of it in a worker thread, then one apply of everything that passed (one
+   store transaction: group commit), one by one if that apply could not commit.
 4. What failed goes through :data:`DEAD_LETTER_REASONS`, the one table from error to
    dead-letter reason (:meth:`Intake.refuse`): a listed error is dead-lettered with its
    reason, any other is transient and raised again, so that the message is redelivered.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-from collections.abc import Awaitable, Callable, Mapping
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from email.header import Header, decode_header
 from types import MappingProxyType
-from typing import Final, Literal
+from typing import Final, Literal, cast
 
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -182,6 +185,12 @@ class Handled:
 #: The receiver's own follow-up of an applied or duplicate delivery (an answer, the relay).
 ThenFn = Callable[[Handled], Awaitable[None]]
 
+#: Applies received envelopes, in order, in one transaction: for each, what it returned or the
+#: error it raised.  It stops after the first transient error (one :data:`DEAD_LETTER_REASONS`
+#: does not list), which is its last entry: what follows was not tried.  It raises if the
+#: transaction could not commit (nothing was applied).
+ApplyBatchFn = Callable[[list[Received]], Awaitable[list[object]]]
+
 
 @dataclass
 class IntakeStats:
@@ -285,6 +294,69 @@ class Intake:
         # envelope claims: a stolen key can backdate it.
         self.ring.check_received(signed.kid, arrived)
         return Received(signed=signed, envelope=env, delivery=d, arrived=arrived)
+
+    def receive_all(self, deliveries: Sequence[Delivery]) -> list[Received | Exception]:
+        """:meth:`receive` of each delivery, in order: what passed, or why not (for a worker thread:
+        PyNaCl releases the GIL in libsodium)."""
+        out: list[Received | Exception] = []
+        for d in deliveries:
+            try:
+                out.append(self.receive(d))
+            except Exception as e:
+                out.append(e)
+        return out
+
+    async def handle_batch(self, deliveries: Sequence[Delivery], apply_batch: ApplyBatchFn, apply: ApplyFn,
+                           then: ThenFn | None = None) -> list[Handled | None]:
+        """Receive a fetched batch and apply what passed in one transaction (group commit); dead-letter the rest.
+
+        Returns one entry per delivery, in order: its :class:`Handled` (it may be acked), or
+        ``None`` (transient: it comes again, and so must every ``None`` after it, so that the
+        events of a case keep their order).  Entries after the first ``None`` are ``None``
+        unless they were dead-lettered.  If the batch could not commit (another writer
+        changed a case meanwhile, the store is busy), each delivery is applied on its own
+        with ``apply``, as :meth:`handle` does, until the first transient failure.
+        ``then`` follows each applied or duplicate delivery up after the commit.
+        """
+        checked = await asyncio.to_thread(self.receive_all, deliveries)
+        out: list[Handled | None] = [None] * len(deliveries)
+        stop = len(deliveries)
+        for i, (d, got) in enumerate(zip(deliveries, checked, strict=True)):
+            if isinstance(got, Exception):
+                try:
+                    out[i] = await self.refuse(d, got)
+                except Exception:  # a check that failed for a passing reason: it and the rest come again
+                    stop = i
+                    break
+        good = [i for i in range(stop) if out[i] is None]
+        results: list[object] | None = None
+        if good:
+            try:
+                results = await apply_batch([cast(Received, checked[i]) for i in good])
+            except Exception as e:
+                log.warning("%s: a batch of %d could not commit (%s); applying one by one", self.receiver,
+                            len(good), mask_text(str(e)))
+        for n, i in enumerate(good):
+            got = cast(Received, checked[i])
+            try:
+                if results is None:
+                    try:
+                        done = Handled("applied", received=got, result=await apply(got))
+                    except Exception as e:
+                        done = self.judge(e, got)
+                elif n >= len(results):
+                    break  # not tried: the batch stopped at a transient error before it
+                elif isinstance(results[n], Exception):
+                    done = self.judge(cast(Exception, results[n]), got)
+                else:
+                    done = Handled("applied", received=got, result=results[n])
+                if then is not None and done.status != "rejected":
+                    await then(done)
+                await self._record(deliveries[i], done)
+            except Exception:  # transient: this one and every one after it come again, in order
+                break
+            out[i] = done
+        return out
 
     async def handle(self, d: Delivery, apply: ApplyFn, then: ThenFn | None = None) -> Handled:
         """Receive ``d`` and apply it once, or dead-letter it.

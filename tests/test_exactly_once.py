@@ -2,17 +2,25 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
+from typing import Any
 
 import nats
 import pytest
+from eventsourcing.persistence import IntegrityError
 
+import agencies.agent as agent_module
 from aggregates.clock import SimulatedClock
+from aggregates.errors import NotYet, WrongOrder
 from aggregates.registry import Registry
+from aggregates.store import AssistanceCase
+from aggregates.store.base import topic
 from broker.auth import ADMIN, PROVISIONER
-from broker.intake import read_dead_letters
+from broker.intake import Handled, read_dead_letters
 from broker.relay import Positions, Relay
 from broker.server import EmbeddedNats
+from schemas.envelope import Envelope, Signed
 from tests import conftest
 from tests.test_exchange import request
 from xiezhu.node import Node, provision
@@ -62,18 +70,19 @@ async def test_a_relay_that_published_but_lost_its_position_republishes_once_and
 
 
 async def test_a_message_delivered_twice_is_applied_once(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
-    """gongan commits the request, then fails before acking: JetStream redelivers it."""
+    """gongan commits the request (and its answer, in the same batch), then fails before acking: JetStream
+    redelivers it."""
     agent = node.agents["gongan"]
-    real = agent._try_answer
+    real = agent._then
     calls = {"n": 0}
 
-    def crash_once(case_id: str) -> bool:
+    async def crash_once(done: Handled) -> None:
         calls["n"] += 1
         if calls["n"] == 1:
             raise RuntimeError("simulated crash after commit, before ack")
-        return real(case_id)
+        await real(done)
 
-    monkeypatch.setattr(agent, "_try_answer", crash_once)
+    monkeypatch.setattr(agent, "_then", crash_once)
     case = request(node)
     await node.settle(timeout=30)
     assert calls["n"] >= 2
@@ -100,3 +109,51 @@ async def test_agents_and_ledger_carry_on_after_the_nats_server_is_killed_and_re
         assert node.store("shenpi").assistance.case(case).state.status == "replied"
     assert node.ledger is not None and len(node.ledger) == 6
     assert node.sla is not None and [r["status"] for r in node.sla.rows()] == ["replied", "replied"]
+
+
+@pytest.mark.parametrize("commit", ["batch", "fails: one by one"])
+async def test_a_batch_applies_around_a_poisoned_and_a_transient_event_in_stream_order(
+        settings: Settings, registry: Registry, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch,
+        commit: str) -> None:
+    """Four requests in one fetch (decision 53): the poisoned one is dead-lettered, the one that came "too early"
+    is retried with everything after it, the others are applied once, each acked only after its commit."""
+    node = make_node(settings, registry, clock)
+    cases = [request(node) for _ in range(4)]
+    await provision(node.nats_url, registry.codes(), credentials=node.credentials(PROVISIONER))
+    nc = await nats.connect(node.nats_url, **node.credentials("shenpi"))
+    relay = Relay("shenpi", node.store("shenpi"), Positions(settings.relay_path("shenpi")), nc.jetstream())
+    assert await relay.pump() == 4  # all four wait in gongan's consumer before its agent starts
+    await nc.close()
+    store, real = node.store("gongan"), node.store("gongan").accept
+    early = {"n": 0}
+
+    def accept(signed: Signed, env: Envelope, **kw: Any) -> object:
+        if env.case == cases[1]:
+            raise WrongOrder("poisoned")
+        if env.case == cases[2] and early["n"] == 0:
+            early["n"] += 1
+            raise NotYet("its predecessor has not arrived")
+        return real(signed, env, **kw)
+
+    monkeypatch.setattr(store, "accept", accept)
+    monkeypatch.setattr(agent_module, "RETRY_DELAY_S", 0.05)
+    if commit != "batch":
+        def fail(*_: object) -> object:
+            raise IntegrityError("another writer committed first")
+        monkeypatch.setattr(type(store), "batch", contextlib.contextmanager(lambda self: (yield fail(self))))
+    await node.start()
+    try:
+        await node.settle(timeout=30)
+        agent = node.agents["gongan"]
+        assert agent.pull is not None and agent.pull.batches >= 2 and agent.intake is not None
+        assert (agent.intake.stats.applied, agent.intake.stats.rejected, agent.intake.stats.duplicates) == (3, 1, 0)
+        arrived = [n.originator_id for n in store.notifications([topic(AssistanceCase.Arrived)])]
+        assert [str(c) for c in arrived] == [cases[0], cases[2], cases[3]]  # stream order kept around the retry
+        assert [node.store("shenpi").assistance.case(c).state.status for c in cases] == [
+            "replied", "requested", "replied", "replied"]
+        admin = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+        [dead] = await read_dead_letters(admin.jetstream())
+        await admin.close()
+        assert (dead.code, dead.rejected_by) == ("rule-violation", "gongan")
+    finally:
+        await node.stop()

@@ -23,8 +23,6 @@ import nats
 import nats.errors
 import nkeys
 import pytest
-from faststream import AckPolicy
-from faststream.nats import JStream, NatsBroker, NatsMessage, PullSub
 from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
@@ -43,7 +41,6 @@ from broker.auth import (
     AuthError,
     Identity,
     authorization_config,
-    broker_options,
     connect_options,
     generate_identities,
     load_identity,
@@ -51,6 +48,7 @@ from broker.auth import (
 )
 from broker.intake import DeadLetters, Delivery, IntakeStats, read_dead_letters
 from broker.ledger.store import Ledger
+from broker.pull import PullLoop
 from broker.relay import Positions, Relay, RelayError
 from broker.server import EmbeddedNats, find_binary, free_port
 from broker.signing import KeyRing, Signer
@@ -60,7 +58,6 @@ from broker.streams import (
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     LEDGER_CONSUMER,
-    PULL_TIMEOUT_S,
     TRUST_STREAM,
     TRUST_SUBJECT,
     ConsumerChanged,
@@ -615,32 +612,19 @@ async def test_a_relay_cannot_publish_another_bureaus_outbox_and_keeps_its_posit
     positions.close()
 
 
-async def _faststream_agent(auth_server: EmbeddedNats, identity: Identity, *, inbox_prefix: bytes | None,
-                            ) -> tuple[NatsBroker, list[Msg], list[Exception]]:
-    """A NatsBroker with the pull subscriber exactly as agencies/agent.py declares it."""
-    got: list[Msg] = []
-    errors: list[Exception] = []
+async def _pulled(conn: Conn, code: str, got: list[Msg]) -> PullLoop:
+    """The pull loop on ``code``'s consumer exactly as agencies/agent.py starts it; it acks what it gets."""
+    sub = await conn.js.pull_subscribe(inbox_filter(code), durable=agent_consumer(code), stream=EVENTS_STREAM,
+                                       config=consumer_config(agent_consumer(code), inbox_filter(code)))
 
-    async def on_error(e: Exception) -> None:
-        errors.append(e)
+    async def on_batch(msgs: list[Msg]) -> None:
+        for m in msgs:
+            await m.ack()
+            got.append(m)
 
-    code = identity.name
-    broker = NatsBroker(auth_server.url, logger=None, error_cb=on_error, allow_reconnect=False,
-                        **broker_options(identity))
-    extra = {} if inbox_prefix is None else {"inbox_prefix": inbox_prefix}
-
-    async def on_batch(msg: NatsMessage) -> None:
-        for raw in msg.raw_message:  # type: ignore[attr-defined]  # a batch message holds a list
-            await raw.ack()
-            got.append(raw)
-
-    broker.subscriber(
-        inbox_filter(code), stream=JStream(EVENTS_STREAM, declare=False), durable=agent_consumer(code),
-        config=consumer_config(agent_consumer(code), inbox_filter(code)),
-        pull_sub=PullSub(batch_size=1, timeout=PULL_TIMEOUT_S, batch=True), ack_policy=AckPolicy.MANUAL,
-        **extra,
-    )(on_batch)
-    return broker, got, errors
+    loop = PullLoop(code, sub, on_batch, batch=64)
+    loop.start()
+    return loop
 
 
 def _delete_msg(js: JetStreamContext, stream: str) -> Awaitable[object]:
@@ -658,42 +642,27 @@ async def _wait_for(predicate: Callable[[], bool], timeout: float = 5.0) -> None
         await asyncio.sleep(0.02)
 
 
-async def test_a_faststream_agent_reads_and_acks_its_mail_and_relays_with_its_identity(
-        admin: Conn, connect: Connect, auth_server: EmbeddedNats, identities: dict[str, Identity]) -> None:
-    gongan = identities["gongan"]
-    broker, got, errors = await _faststream_agent(auth_server, gongan, inbox_prefix=gongan.subscriber_inbox_prefix)
-    shenpi = await connect("shenpi")
-    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
-    await broker.start()
+async def test_an_agents_pull_loop_reads_and_acks_its_mail_and_relays_with_its_identity(
+        admin: Conn, connect: Connect) -> None:
+    """Its pull requests and their replies stay on the subjects gongan's NKey user is allowed (its own inbox)."""
+    gongan, shenpi = await connect("gongan"), await connect("shenpi")
+    for _ in range(3):
+        await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
+    got: list[Msg] = []
+    loop = await _pulled(gongan, "gongan", got)
     try:
-        await _wait_for(lambda: len(got) == 1)
-        # The agent relays and dead-letters through the broker's own connection.
-        js = broker.connection.jetstream()
-        await js.publish("xz.gongan.shenpi.assistance.received", b"reply", stream=EVENTS_STREAM)
-        await js.publish("xzdlq.gongan.signature", b"rejected", stream=DLQ_STREAM)
-        await broker.connection.flush()
+        await _wait_for(lambda: len(got) == 3)
+        # The agent relays and dead-letters through the same connection.
+        await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"reply", stream=EVENTS_STREAM)
+        await gongan.js.publish("xzdlq.gongan.signature", b"rejected", stream=DLQ_STREAM)
+        await gongan.nc.flush()
     finally:
-        await broker.stop()
-    assert got[0].data == b"to gongan"
+        await loop.stop()
+    assert [m.data for m in got] == [b"to gongan"] * 3 and loop.messages == 3
     info = await admin.js.consumer_info(EVENTS_STREAM, agent_consumer("gongan"))
     assert (info.num_pending, info.num_ack_pending) == (0, 0)
-    assert await stream_counts(admin) == (2, 1)
-    assert [e for e in errors if "permissions violation" in str(e)] == []
-
-
-async def test_a_faststream_subscriber_left_on_the_default_inbox_is_refused(
-        admin: Conn, connect: Connect, auth_server: EmbeddedNats, identities: dict[str, Identity]) -> None:
-    """FastStream's subscriber passes its own ``_INBOX.`` to pull_subscribe, ignoring the connection's."""
-    broker, got, errors = await _faststream_agent(auth_server, identities["gongan"], inbox_prefix=None)
-    shenpi = await connect("shenpi")
-    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
-    await broker.start()
-    try:
-        await _wait_for(lambda: any('for subscription to "_inbox.' in str(e) for e in errors))
-        await asyncio.sleep(2 * PULL_TIMEOUT_S)
-    finally:
-        await broker.stop()
-    assert got == []
+    assert await stream_counts(admin) == (4, 1)
+    assert [e for e in gongan.errors if "permissions violation" in str(e)] == []
 
 
 # --- seeds and configuration ------------------------------------------------------------------------

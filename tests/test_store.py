@@ -1,10 +1,12 @@
 """A bureau's own event store: numbering, exactly-once intake, persistence."""
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
 import pytest
+from eventsourcing.persistence import IntegrityError
 from eventsourcing.utils import get_topic
 
 from aggregates.clock import SimulatedClock
@@ -166,3 +168,43 @@ def test_a_reply_takes_its_own_number_from_the_assistors_series(pair) -> None:  
     assert letter is not None
     text = render(letter)
     assert "（编号：20260001）" in text and "根据贵单位行政协助函（20260002）内容" in text
+
+
+def test_a_batch_commits_its_commands_at_once_and_a_failing_command_leaves_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    """Group commit (decision 53): staged saves are seen inside the batch, committed together at its end."""
+    a, b, ring, clock = pair
+    first, second = send(a), send(a)
+    incoming = [(signed, ring.verify(signed)) for _, signed in a.outgoing_since(0, 10)]
+    before = b.recorder.max_notification_id()
+    with b.batch():
+        for seq, (signed, env) in enumerate(incoming, 1):
+            b.accept(signed, env, stream_seq=seq, arrived_at=clock.now())
+        assert b.has(first) and b.seen(incoming[0][1].id)  # staged, and seen as staged
+        with pytest.raises(DuplicateEvent):
+            b.accept(*incoming[0], stream_seq=9, arrived_at=clock.now())
+        with pytest.raises(RuleError):  # half-way through: guarded after the number was taken
+            b.assistance.reply(first, [ItemResult(no=7, verdict="true")], answered_by="operator:王伟")
+        b.assistance.reply(first, [ItemResult(no=1, verdict="true")], answered_by="operator:王伟")
+        b.assistance.reply(second, [ItemResult(no=1, verdict="false", reason="有记录")], answered_by="operator:王伟")
+        assert b.recorder.max_notification_id() == before  # nothing committed yet
+    assert [b.assistance.case(c).state.reply_number for c in (first, second)] == ["20260001", "20260002"]
+    assert [decode_envelope(s.body).type for _, s in b.outgoing_since(0, 10)] == [
+        "assistance.received", "assistance.replied", "assistance.received", "assistance.replied"]
+
+
+def test_a_batch_that_conflicts_with_another_writer_commits_nothing(pair) -> None:  # type: ignore[no-untyped-def]
+    a, b, ring, clock = pair
+    case = send(a)
+    [(_, signed)] = a.outgoing_since(0, 10)
+    b.accept(signed, ring.verify(signed), stream_seq=1, arrived_at=clock.now())
+    before = b.recorder.max_notification_id()
+    with pytest.raises(IntegrityError), b.batch():
+        b.assistance.reply(case, [ItemResult(no=1, verdict="true")], answered_by="operator:王伟")
+        # Meanwhile a clerk's command in another thread (not in the batch) answers the same case.
+        clerk = threading.Thread(target=lambda: b.assistance.decline(case, "查无此人", answered_by="operator:李娜"))
+        clerk.start()
+        clerk.join()
+    assert b.recorder.max_notification_id() == before + 1  # the clerk's decline only
+    assert b.assistance.case(case).state.status == "declined"
+    with b.batch():  # the thread's batch is closed: the next one opens
+        pass

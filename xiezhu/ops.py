@@ -116,7 +116,7 @@ class NodeOps:
         node = self.node
         checks: list[Check] = []
         for code, agent in node.agents.items():
-            conn = agent.broker._connection  # FastStream's nats-py client (None before start)
+            conn = agent.nc  # the agent's nats-py client (None before start)
             checks.append(Check(f"nats:{code}", bool(conn is not None and conn.is_connected),
                                 "" if conn is not None and conn.is_connected else "not connected to NATS"))
             if agent.refused is not None:
@@ -164,7 +164,7 @@ class NodeOps:
         node = self.node
         names: list[tuple[str, Any]] = []
         for code, agent in node.agents.items():
-            conn = agent.broker._connection
+            conn = agent.nc
             if conn is not None and conn.is_connected:
                 names.append((agent_consumer(code), conn.jetstream()))
         svc = node.ledger_service

@@ -15,7 +15,10 @@
 from __future__ import annotations
 
 import base64
+import contextlib
+import copy
 import os
+import threading
 import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
@@ -48,6 +51,8 @@ _NS = uuid.UUID("6f1c1a52-8f0e-4d5e-9a51-7a1e5c3b9d20")
 SignFn = Callable[[Envelope], Signed]
 #: Optimistic-concurrency tries before a conflict is reported as :class:`ConcurrentChange`.
 CONFLICT_RETRIES = 20
+#: Aggregates a bureau store keeps in memory (eventsourcing's cache, fast-forwarded on every get).
+AGGREGATE_CACHE_SIZE = 1000
 
 T = TypeVar("T")
 
@@ -453,7 +458,11 @@ class CreditGateSource(Protocol):
 class BureauApplication(StoreApplication):
     """One bureau's event store: what the case types' modules need to sign, number and save."""
 
-    default_settings: ClassVar[dict[str, str]] = {"IS_SNAPSHOTTING_ENABLED": "y"}
+    # The aggregate cache keeps recently used aggregates (a case being answered, this year's number
+    # series) in memory; a cached one is fast-forwarded from the store on every get, so writers in
+    # other processes (a clerk's command) are seen, and optimistic concurrency still guards each save.
+    default_settings: ClassVar[dict[str, str]] = {"IS_SNAPSHOTTING_ENABLED": "y",
+                                                  "AGGREGATE_CACHE_MAXSIZE": str(AGGREGATE_CACHE_SIZE)}
     #: A snapshot every so many events keeps loading a year's number series and a long
     #: case O(interval) instead of O(events).
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {NumberSeries: 50}
@@ -469,6 +478,8 @@ class BureauApplication(StoreApplication):
         self.catalogue = catalogue
         #: 四(二): where the composition root wires the credit view in, applications read the gate from it.
         self.credit: CreditGateSource | None = None
+        #: This thread's staged batch (:meth:`batch`), if one is open.
+        self._staging = threading.local()
         super().__init__(env=store_env(location, cipher_key=store_key))
         try:
             self._check_store_key()
@@ -495,10 +506,59 @@ class BureauApplication(StoreApplication):
         """Sign an envelope as this bureau."""
         return self._sign(env)
 
+    # -- group commit -----------------------------------------------------------------------
+
+    @contextlib.contextmanager
+    def batch(self) -> Iterator[dict[uuid.UUID, Any]]:
+        """Stage every :meth:`save` of this thread inside the block, and commit them all in one transaction at its end.
+
+        Within the block each command works as if on its own transaction: :meth:`load`,
+        :meth:`has` and :meth:`series` see what earlier commands of the batch saved, each
+        load gets a copy, so a command that raises half-way leaves nothing staged.  At the
+        end one ``save`` records every staged aggregate, in the order they were first
+        saved, atomically: a conflict with another writer (``IntegrityError``) or any
+        other failure raises and commits nothing, and the caller applies the commands one
+        by one instead.  An exception out of the block discards the batch.  Other threads
+        (a clerk's command while the agent applies a batch) are not affected.
+        """
+        if getattr(self._staging, "pending", None) is not None:
+            raise StoreError("a batch is already open in this thread")
+        pending: dict[uuid.UUID, Any] = {}
+        self._staging.pending = pending
+        try:
+            yield pending
+        finally:
+            self._staging.pending = None
+        if pending:
+            super().save(*pending.values())
+
+    def _staged(self, aggregate_id: uuid.UUID) -> Any:
+        pending: dict[uuid.UUID, Any] | None = getattr(self._staging, "pending", None)
+        if pending is None or aggregate_id not in pending:
+            return None
+        return copy.deepcopy(pending[aggregate_id])
+
+    def save(self, *objs: Any, **kwargs: Any) -> Any:
+        """eventsourcing's ``save``; inside :meth:`batch`, only staged until the batch commits."""
+        pending: dict[uuid.UUID, Any] | None = getattr(self._staging, "pending", None)
+        if pending is None:
+            return super().save(*objs, **kwargs)
+        for obj in objs:
+            if obj is None:
+                continue
+            if not isinstance(obj, Aggregate) or kwargs:
+                raise StoreError("only aggregates can be saved inside a batch")
+            pending[obj.id] = obj
+        return []
+
     def series(self, year: int, prefix: str = "") -> NumberSeries:
         """This bureau's number series of ``year`` (``""`` letters, ``C`` commitment cases, ``D`` disputes)."""
+        series_id = NumberSeries.id_for(self.bureau, year, prefix)
+        staged: NumberSeries | None = self._staged(series_id)
+        if staged is not None:
+            return staged
         try:
-            series: NumberSeries = self.repository.get(NumberSeries.id_for(self.bureau, year, prefix))
+            series: NumberSeries = self.repository.get(series_id)
             return series
         except AggregateNotFoundError:
             return NumberSeries.begin(self.bureau, year, prefix)
@@ -512,13 +572,20 @@ class BureauApplication(StoreApplication):
     def load(self, case_id: str, what: str) -> object:
         """One aggregate by id; :class:`UnknownCase` if this store has none (``what``: e.g. "case")."""
         try:
-            found: object = self.repository.get(uuid.UUID(case_id))
+            aggregate_id = uuid.UUID(case_id)
         except (ValueError, TypeError, AttributeError) as e:
             raise UnknownCase(f"{case_id!r} is not a {what} id") from e
+        staged = self._staged(aggregate_id)
+        if staged is not None:
+            return staged
+        try:
+            found: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError as e:
             raise UnknownCase(f"no {what} {case_id} in {self.bureau}'s store") from e
         return found
 
     def has(self, aggregate_id: uuid.UUID | str) -> bool:
-        """Whether this store holds an aggregate with that id."""
-        return (uuid.UUID(aggregate_id) if isinstance(aggregate_id, str) else aggregate_id) in self.repository
+        """Whether this store holds an aggregate with that id (or a batch of this thread staged one)."""
+        uid = uuid.UUID(aggregate_id) if isinstance(aggregate_id, str) else aggregate_id
+        pending: dict[uuid.UUID, Any] | None = getattr(self._staging, "pending", None)
+        return (pending is not None and uid in pending) or uid in self.repository
