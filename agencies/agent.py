@@ -41,6 +41,7 @@ from broker.streams import (
     consumer_config,
     inbox_filter,
 )
+from broker.witness import Witness
 from schemas.assistance import AssistanceReplied, AssistanceRequested
 from schemas.privacy import mask_text
 
@@ -59,10 +60,12 @@ class BureauAgent:
                  verifiers: Sequence[Verifier], clock: Clock, nats_url: str,
                  *, opener: Opens | None, simulated_arrival: bool = False,
                  batch_size: int | None = None,
-                 identity: Identity | None = None) -> None:
+                 identity: Identity | None = None, witness: Witness | None = None) -> None:
         """``opener``: the bureau's X25519 keys, which open what is sealed to it (``None`` accepts only
         clear envelopes, for tests of the checks before opening); ``identity``: the bureau's NATS
-        user (None: connect anonymously, to a server without users)."""
+        user (None: connect anonymously, to a server without users); ``witness``: keeps and
+        countersigns 区司法局's checkpoint heads (decision 49)."""
+        self.witness = witness
         self.code = code
         self.opener = opener
         self.store = store
@@ -111,6 +114,8 @@ class BureauAgent:
         self.pull = PullLoop(self.code, sub, self._on_batch, batch=self.batch_size)
         self.pull.start()
         self.guard.start()
+        if self.witness is not None:
+            await self.witness.start(self.nc)
 
     def _refuse(self, e: ConsumerChanged) -> None:
         self.refused = e
@@ -123,6 +128,8 @@ class BureauAgent:
             await self.guard.stop()
         if self.pull is not None:
             await self.pull.stop()
+        if self.witness is not None:
+            await self.witness.stop()
         if self.relay and self._relay_task:
             self.relay.stop()
             await self._relay_task

@@ -4,6 +4,10 @@ It trusts no bureau: each message is verified against the trust list before it i
 appended; what fails goes to the dead-letter stream.  Messages are fetched in batches and
 appended in one transaction per batch, then acked, so a crash at any point re-delivers
 and the ledger's unique event ids make the second append a no-op.
+
+It signs a checkpoint every ``checkpoint_every`` entries, every ``checkpoint_interval``
+seconds while the head moves, and at stop, and publishes each on ``xzwit.heads`` for the
+bureaus to witness (decision 49); a head it could not publish goes out with the next.
 """
 from __future__ import annotations
 
@@ -33,6 +37,7 @@ from broker.streams import (
     ConsumerGuard,
     consumer_config,
 )
+from broker.witness import publish_heads
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
 
@@ -40,6 +45,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a batch that failed for a passing reason is recorded again (as the agents wait).
 RETRY_DELAY_S = 1.0
+#: Seconds between checkpoints while entries arrive: what is not yet witnessed is at most this old.
+CHECKPOINT_INTERVAL_S = 10.0
 
 
 class LedgerService:
@@ -49,6 +56,7 @@ class LedgerService:
                  opener: Opens | None, batch: int = 256, simulated_arrival: bool = False,
                  on_append: Callable[[], None] | None = None,
                  sign_checkpoint: Callable[[bytes], tuple[str, bytes]] | None = None, checkpoint_every: int = 1000,
+                 checkpoint_interval: float | None = None,
                  connect_options: Mapping[str, Any] | None = None) -> None:
         """``opener``: 区司法局's X25519 keys.  The ledger refuses what it could not replay: a clear
         envelope, or one not sealed to 区司法局 (decision 23).  ``connect_options`` go to
@@ -62,10 +70,16 @@ class LedgerService:
         self.batch = batch
         self.simulated_arrival = simulated_arrival
         self.on_append = on_append
-        #: 区司法局's signature over a checkpoint, every ``checkpoint_every`` entries and at stop.
+        #: 区司法局's signature over a checkpoint, every ``checkpoint_every`` entries, every
+        #: ``checkpoint_interval`` seconds while entries arrive, and at stop.
         self.sign_checkpoint = sign_checkpoint
         self.checkpoint_every = checkpoint_every
+        self.checkpoint_interval = CHECKPOINT_INTERVAL_S if checkpoint_interval is None else checkpoint_interval
         self._since_checkpoint = 0
+        #: The last position whose head is on ``xzwit.heads`` (read from the stream at start).
+        self.published = 0
+        self._checkpoint_lock = asyncio.Lock()
+        self._timer: asyncio.Task[None] | None = None
         self.appended = 0
         self.nc: Client | None = None
         self.stats = IntakeStats()
@@ -100,6 +114,8 @@ class LedgerService:
         self.pull = PullLoop("ledger", self._sub, self._process, batch=self.batch)
         self.pull.start()
         self.guard.start()
+        if self.sign_checkpoint is not None:
+            self._timer = asyncio.create_task(self._checkpoint_timer(), name="ledger-checkpoints")
 
     @property
     def _task(self) -> asyncio.Task[None] | None:
@@ -157,25 +173,53 @@ class LedgerService:
             self._since_checkpoint += added
             if self.sign_checkpoint is not None and self._since_checkpoint >= self.checkpoint_every:
                 await self._checkpoint()
-                self._since_checkpoint = 0
         for m in msgs:
             with contextlib.suppress(MsgAlreadyAckdError):  # acked before a retry
                 await m.ack()
         if good and self.on_append:
             self.on_append()
 
+    async def _checkpoint_timer(self) -> None:
+        loop = asyncio.get_running_loop()
+        last = loop.time()
+        while True:  # in short steps, so that a changed interval applies at once
+            await asyncio.sleep(min(self.checkpoint_interval, 1.0))
+            if loop.time() - last < self.checkpoint_interval:
+                continue
+            last = loop.time()
+            if self._since_checkpoint or self.published < self.ledger.head[0]:
+                await self._checkpoint()
+
+    async def checkpoint_now(self) -> None:
+        """Sign the head now (if it has no checkpoint yet) and publish what is not published."""
+        if self.sign_checkpoint is not None:
+            await self._checkpoint()
+
     async def _checkpoint(self) -> None:
+        """Sign the head (where it has none yet) and publish every head not yet on ``xzwit.heads``."""
         assert self.sign_checkpoint is not None
-        try:
-            await asyncio.to_thread(self.ledger.checkpoint, self.sign_checkpoint, self.clock.now())
-        except XiezhuError as e:  # 区司法局's key is revoked and not yet replaced: the next checkpoint covers this
-            log.warning("no checkpoint signed at the ledger head: %s", e)
+        async with self._checkpoint_lock:
+            self._since_checkpoint = 0
+            try:
+                await asyncio.to_thread(self.ledger.checkpoint, self.sign_checkpoint, self.clock.now())
+            except XiezhuError as e:  # 区司法局's key is revoked and not yet replaced: the next checkpoint covers this
+                log.warning("no checkpoint signed at the ledger head: %s", e)
+            if self.nc is None:
+                return
+            try:
+                self.published = await publish_heads(self.nc.jetstream(), self.ledger, self.published)
+            except Exception as e:  # NATS away: the next checkpoint publishes what is left
+                log.warning("checkpoint heads not published yet: %s", e)
 
     async def stop(self) -> None:
         """Finish the current batch and disconnect."""
         self._stopping = True
         if self.guard is not None:
             await self.guard.stop()
+        if self._timer is not None:
+            self._timer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._timer
         if self.pull is not None:
             await self.pull.stop()  # a fetch under way is cut short; a batch being recorded is finished
         if self.sign_checkpoint is not None:

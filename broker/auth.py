@@ -1,19 +1,21 @@
 """NATS credentials: one NKey user per bureau, and the server permissions that confine it.
 
-A bureau's NATS user may publish only as itself (``xz.<code>.>``, ``xzdlq.<code>.>``),
-read only its own pre-provisioned consumer ``agent-<code>`` (pull, info, ack) and the
-public trust list, and subscribe only to its own reply inbox ``_INBOX_<code>.>`` and the
-trust list's subject.  It cannot create, delete or read any other consumer, and cannot
+A bureau's NATS user may publish only as itself (``xz.<code>.>``, ``xzdlq.<code>.>``, its
+countersignatures on ``xzwit.cosign.<code>``), read only its own pre-provisioned consumer
+``agent-<code>`` (pull, info, ack), the public trust list and the witnesses (``XZ_WITNESS``),
+and subscribe only to its own reply inbox ``_INBOX_<code>.>``, the trust list's subject and
+the heads' subject.  It cannot create, delete or read any other consumer, and cannot
 touch a stream.  The server enforces this, so a bureau whose host is taken over still
 cannot speak as another bureau or read its mail.
 
 Service users go with them: ``ledger`` (区司法局's ledger: pulls ``ledger``, dead-letters
-as ``ledger``), ``admin`` (operations: looks at the streams and the durable consumers, reads
-the dead letters and publishes the trust list; it creates nothing), and ``provisioner``, a
-one-shot user that creates the three streams and the registry's durable consumers and is then
-removed from the server's configuration (decision 34).  Neither can update, delete or purge a
-stream, delete a message or a consumer, or read mail; once the provisioner is gone nobody can
-change a consumer.
+as ``ledger``, publishes the signed checkpoint heads on ``xzwit.heads``), ``admin``
+(operations: looks at the streams and the durable consumers, reads the dead letters and
+publishes the trust list; it creates nothing), and ``provisioner``, a one-shot user that
+creates the four streams and the registry's durable consumers and is then removed from the
+server's configuration (decision 34).  Neither can update, delete or purge a stream, delete
+a message or a consumer, or read mail; once the provisioner is gone nobody can change a
+consumer.
 
 Seeds live in ``<directory>/<name>.nk`` with mode 0600; a looser file is refused.  The
 server configuration holds only public keys.
@@ -38,10 +40,13 @@ from broker.streams import (
     DLQ_STREAM,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
+    HEADS_SUBJECT,
     LEDGER_CONSUMER,
     TRUST_STREAM,
     TRUST_SUBJECT,
+    WITNESS_STREAM,
     agent_consumer,
+    cosign_subject,
     inbox_filter,
 )
 from schemas.errors import XiezhuError
@@ -64,6 +69,11 @@ _JS_API = "$JS.API"
 #: ``XZ_TRUST`` holds nothing but the public list.  Only the provisioner publishes it;
 #: followers check the root's signature anyway.
 _TRUST_READ = (f"{_JS_API}.DIRECT.GET.{TRUST_STREAM}.{TRUST_SUBJECT}", f"{_JS_API}.DIRECT.GET.{TRUST_STREAM}")
+#: Reading the witnesses (decision 49): ``XZ_WITNESS`` holds only signed chain heads and countersignatures,
+#: public like the trust list; a bureau walks the heads by sequence, the audit reads everything.
+_WITNESS_READ = (f"{_JS_API}.DIRECT.GET.{WITNESS_STREAM}", f"{_JS_API}.DIRECT.GET.{WITNESS_STREAM}.>")
+#: The streams the provisioner creates and ``admin`` looks at.
+_STREAMS = (EVENTS_STREAM, DLQ_STREAM, TRUST_STREAM, WITNESS_STREAM)
 
 #: Never granted to a bureau or the ledger.  The allow lists already exclude these; the
 #: explicit deny keeps them out should an allow list ever be widened by mistake.
@@ -276,15 +286,17 @@ def permissions(identity: Identity, bureaus: Iterable[str] = ()) -> Permissions:
     if identity.role == "ledger":
         # Dead letters on exactly xzdlq.<receiver>.<reason>: the subject names the receiver and the
         # reason, and is the only thing `xiezhu dead-letters` believes (decision 38).
-        own = (f"{DLQ_PREFIX}.{LEDGER}.*",)
+        # It publishes 区司法局's signed checkpoint heads (decision 49).
+        own = (f"{DLQ_PREFIX}.{LEDGER}.*", HEADS_SUBJECT)
         consumer = LEDGER_CONSUMER
     else:
-        own = (f"xz.{identity.name}.>", f"{DLQ_PREFIX}.{identity.name}.*")
+        # A bureau countersigns, on its own subject, the heads it saw (decision 49).
+        own = (f"xz.{identity.name}.>", f"{DLQ_PREFIX}.{identity.name}.*", cosign_subject(identity.name))
         consumer = agent_consumer(identity.name)
     return Permissions(
-        publish_allow=(*own, *_consumer_api(consumer), *_TRUST_READ),
+        publish_allow=(*own, *_consumer_api(consumer), *_TRUST_READ, *_WITNESS_READ),
         publish_deny=_DENIED_API,
-        subscribe_allow=(inbox, TRUST_SUBJECT),
+        subscribe_allow=(inbox, TRUST_SUBJECT, HEADS_SUBJECT),
     )
 
 
@@ -304,7 +316,7 @@ def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
     """The operations user's calls, each the one its code makes (nats-py's subjects):
 
     - ``provision`` checking what exists (``broker.streams.ensure_streams``/``ensure_consumers``
-      with ``create=False``), ``Node.settle`` and the demo's summary: STREAM.INFO of the three
+      with ``create=False``), ``Node.settle`` and the demo's summary: STREAM.INFO of the four
       streams and CONSUMER.INFO of each durable;
     - ``xiezhu dead-letters``: STREAM.INFO and STREAM.MSG.GET of ``XZ_DLQ``;
     - ``xiezhu keys …`` and the root's node: publishing ``xztrust.list`` (the ack comes back
@@ -315,22 +327,22 @@ def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
     to create a consumer can re-configure it.  That is the one-shot provisioner's alone.
     """
     return (
-        *(f"{_JS_API}.STREAM.INFO.{stream}" for stream in (EVENTS_STREAM, DLQ_STREAM, TRUST_STREAM)),
+        *(f"{_JS_API}.STREAM.INFO.{stream}" for stream in _STREAMS),
         *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in _durables(bureaus)),
         f"{_JS_API}.STREAM.MSG.GET.{DLQ_STREAM}",
         *_TRUST_READ,
+        *_WITNESS_READ,
         TRUST_SUBJECT,
     )
 
 
 def _provisioner_api(bureaus: Iterable[str]) -> tuple[str, ...]:
-    """The one-shot provisioner's calls: STREAM.INFO and STREAM.CREATE of ``XZ``, ``XZ_DLQ`` and
-    ``XZ_TRUST``; CONSUMER.INFO and the filtered CONSUMER.CREATE of each durable.  It is removed
+    """The one-shot provisioner's calls: STREAM.INFO and STREAM.CREATE of ``XZ``, ``XZ_DLQ``,
+    ``XZ_TRUST`` and ``XZ_WITNESS``; CONSUMER.INFO and the filtered CONSUMER.CREATE of each durable.  It is removed
     from the configuration once it has run (decision 34)."""
     durables = _durables(bureaus)
     return (
-        *(f"{_JS_API}.STREAM.{verb}.{stream}" for stream in (EVENTS_STREAM, DLQ_STREAM, TRUST_STREAM)
-          for verb in ("INFO", "CREATE")),
+        *(f"{_JS_API}.STREAM.{verb}.{stream}" for stream in _STREAMS for verb in ("INFO", "CREATE")),
         *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in durables),
         *(f"{_JS_API}.CONSUMER.CREATE.{EVENTS_STREAM}.{name}.{subject}" for name, subject in durables),
     )

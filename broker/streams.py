@@ -5,7 +5,10 @@ rejected messages on ``xzdlq.<receiver>.<reason>``.  Each bureau agent reads its
 mail through a pre-provisioned durable consumer ``agent-<code>`` filtered on
 ``xz.*.<code>.>``; the 司法局 ledger reads everything through ``ledger``.  ``XZ_TRUST``
 keeps every version of the root-signed trust list on ``xztrust.list``; readers take the
-last one by direct get and subscribe to the subject for new ones.
+last one by direct get and subscribe to the subject for new ones.  ``XZ_WITNESS`` keeps
+every checkpoint head 区司法局 signed (``xzwit.heads``) and each bureau's countersignature
+of the heads it saw (``xzwit.cosign.<code>``); like ``XZ`` it refuses deletes and purges
+(decision 49).
 """
 from __future__ import annotations
 
@@ -32,6 +35,11 @@ DLQ_PREFIX = "xzdlq"
 TRUST_STREAM = "XZ_TRUST"
 TRUST_SUBJECT = "xztrust.list"
 LEDGER_CONSUMER = "ledger"
+WITNESS_STREAM = "XZ_WITNESS"
+WITNESS_SUBJECTS = "xzwit.>"
+#: Where 区司法局's signed checkpoint heads are published, for every bureau to see and keep.
+HEADS_SUBJECT = "xzwit.heads"
+COSIGN_PREFIX = "xzwit.cosign"
 #: JetStream drops a re-published Nats-Msg-Id within this window; intake dedup covers the rest.
 DUPLICATE_WINDOW_S = 24 * 3600
 #: Redeliveries before a message that keeps failing is dead-lettered as ``handler-failed``.
@@ -56,13 +64,18 @@ def inbox_filter(code: str) -> str:
     return f"xz.*.{code}.>"
 
 
+def cosign_subject(code: str) -> str:
+    """Where bureau ``code`` publishes its countersignatures of the heads it saw."""
+    return f"{COSIGN_PREFIX}.{code}"
+
+
 def dlq_subject(receiver: str, reason: str) -> str:
     """Where a receiver puts what it rejected."""
     return f"{DLQ_PREFIX}.{receiver}.{reason}"
 
 
 async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None, create: bool = True) -> None:
-    """Create the event, dead-letter and trust-list streams where missing, check them where not; idempotent.
+    """Create the event, dead-letter, trust-list and witness streams where missing, check them where not; idempotent.
 
     ``create=False`` only checks (the ``admin`` user may not create): a missing stream is an error.
 
@@ -84,6 +97,12 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None, c
     await _ensure_stream(js, StreamConfig(
         name=TRUST_STREAM, subjects=[TRUST_SUBJECT], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=1024 * 1024,
+        allow_direct=True, deny_delete=True, deny_purge=True, num_replicas=replicas,
+    ), create)
+    # The witnesses of the ledger's checkpoints: nobody may remove a head once published (decision 49).
+    await _ensure_stream(js, StreamConfig(
+        name=WITNESS_STREAM, subjects=[WITNESS_SUBJECTS], retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=4096,
         allow_direct=True, deny_delete=True, deny_purge=True, num_replicas=replicas,
     ), create)
 

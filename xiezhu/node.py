@@ -53,6 +53,7 @@ from broker.streams import (
     ensure_consumers,
     ensure_streams,
 )
+from broker.witness import Witness, WitnessStore
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
@@ -229,10 +230,7 @@ class Node:
             log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
         await self._follow_trust()
         for code in self.agent_codes:
-            agent = BureauAgent(code, self.store(code), self.ring, Positions(self.settings.relay_path(code)),
-                                verifiers_for(code, self.settings.bureau_data_path(code)), self.clock,
-                                self.nats_url, opener=self.keys.opener(code), simulated_arrival=self.simulated,
-                                identity=self.identity(code))
+            agent = self.agent(code)
             await agent.start()
             self.agents[code] = agent
             lock = agent_lock(self.settings.bureau_dir(code))
@@ -269,6 +267,23 @@ class Node:
                                           remind_before=timedelta(hours=self.settings.remind_before_hours))
             self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
         return self
+
+    def agent(self, code: str) -> BureauAgent:
+        """A new agent of bureau ``code`` on this node's stores, keys and NATS (not started)."""
+        return BureauAgent(code, self.store(code), self.ring, Positions(self.settings.relay_path(code)),
+                           verifiers_for(code, self.settings.bureau_data_path(code)), self.clock,
+                           self.nats_url, opener=self.keys.opener(code), simulated_arrival=self.simulated,
+                           identity=self.identity(code), witness=self._witness(code))
+
+    def _witness(self, code: str) -> Witness:
+        """The bureau's witness of 区司法局's checkpoint heads: kept in its own file, countersigned with its key."""
+        signer = self.keys.bureau_signer(code, self.ring)
+
+        def sign(message: bytes, at: datetime) -> tuple[str, bytes]:
+            s = signer.current(at)
+            return s.kid, s.sign_bytes(message)
+
+        return Witness(code, self.ring, WitnessStore(self.settings.witness_path(code)), sign, self.clock.now)
 
     async def _follow_trust(self) -> None:
         """Keep the ring on the newest trust list published; the root's machine publishes its own first."""

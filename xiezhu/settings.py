@@ -86,6 +86,10 @@ class Settings:
     def relay_path(self, code: str) -> Path:
         return self.bureau_dir(code) / "relay.db"
 
+    def witness_path(self, code: str) -> Path:
+        """The heads of 区司法局's ledger that the bureau's agent saw and countersigned (decision 49)."""
+        return self.bureau_dir(code) / "witness.db"
+
     def bureau_data_path(self, code: str) -> Path:
         """The bureau's own records its verifiers read (户籍, 营业执照 …)."""
         return self.bureau_dir(code) / "data.db"

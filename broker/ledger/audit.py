@@ -23,9 +23,10 @@ Signature verification is most of the cost, so chunks of rows go to a process po
 while this process walks the hash chain, which is sequential and cheap.  The workers get
 the rows and the trust entries of the keys they name, never the ring object.
 
-What the file alone cannot show: entries removed from the end after the last checkpoint
-(compare :attr:`AuditReport.head_hash` with a head published elsewhere), and
-``stream_seq``, which is not part of the hash.
+What the file alone cannot show (a rollback to an earlier checkpoint, a history rewritten
+and re-signed with 区司法局's key) shows against the witnesses: the heads published on
+``XZ_WITNESS`` and kept by the bureaus (:mod:`broker.witness`, decision 49), compared with
+the chain recomputed here.
 """
 from __future__ import annotations
 
@@ -37,17 +38,15 @@ import time
 from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
-from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import msgspec
-import nacl.exceptions
-import nacl.signing
 
 from aggregates.database import Location, Sql, db_errors, describe, is_postgres
-from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, checkpoint_message, leaf_hash, link, open_read_only
+from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, leaf_hash, link, open_read_only
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked
+from broker.witness import Head, Record, checkpoint_problems, heads, record_problem
 from schemas.envelope import Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
@@ -56,8 +55,8 @@ from schemas.trust import TrustEntry
 CHUNK = 2000
 #: How many problems a report lists (the count covers all of them).
 LISTED = 100
-#: The bureau whose key signs checkpoints.
-CHECKPOINT_SIGNER = "sifa"
+#: How many reasons for ignoring a witness record a report lists.
+LISTED_NOTES = 5
 
 #: Kinds of problem, in the order they are reported when one position has several.
 KINDS = (
@@ -71,6 +70,10 @@ KINDS = (
     "checkpoint-position", "checkpoint-head", "checkpoint-key", "checkpoint-signature",
     "duplicate",        # an event id recorded at an earlier position too
     "schema",           # the tables are not the ledger's (reported at position 0)
+    # Against the witnesses (decision 49):
+    "rollback",         # a witnessed head lies past the ledger's end
+    "fork",             # two different heads signed for one position
+    "rewritten",        # the ledger's entries no longer hash to a witnessed head
 )
 _RANK = {k: i for i, k in enumerate(KINDS)}
 
@@ -129,6 +132,13 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
     #: Processes that verified signatures.
     workers: int
     seconds: float
+    #: Witness records compared (each a head whose signatures verified), who kept them, the highest position.
+    witnesses: int = 0
+    witness_parties: list[str] = msgspec.field(default_factory=list)
+    witnessed_to: int | None = None
+    #: Witness records that prove nothing (a signature that does not verify), and the first reasons.
+    witnesses_ignored: int = 0
+    witness_notes: list[str] = msgspec.field(default_factory=list)
 
     @property
     def rate_per_s(self) -> float:
@@ -137,8 +147,12 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
 
 
 def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_count(),
-          progress: Callable[[int], None] | None = None, chunk: int = CHUNK) -> AuditReport:
+          progress: Callable[[int], None] | None = None, chunk: int = CHUNK,
+          witnesses: Sequence[Record] | None = None) -> AuditReport:
     """Check the whole ledger file; ``progress(k)`` is called as each ``k`` more entries are done.
+
+    ``witnesses``: heads as published and as the bureaus kept them (:mod:`broker.witness`); each is
+    compared with the chain the audit recomputes: a rollback, a fork or a rewritten history.
 
     ``workers`` processes verify signatures; with ``1``, or a ledger that fits in one ``chunk``, this
     process does.  The workers start with the forkserver method (safe when the caller runs threads, as a
@@ -157,7 +171,8 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
             for reason in _schema_differences(conn):
                 findings.add(0, "schema", f"schema: {reason}")
                 findings.bad += 1
-            walk = _Walk(checkpoints, ring, findings)
+            witnessed = _Witnessed(ring, witnesses or ())
+            walk = _Walk(checkpoints, ring, findings, capture=set(witnessed.by_pos))
             verify = _Verifier(ring, workers, findings, progress)
             try:
                 while rows := _entries(conn, walk.last_pos if walk.rows else _BEFORE_ALL, chunk):
@@ -168,6 +183,7 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
             _duplicates(conn, findings)
     finally:
         conn.close()
+    witnessed.compare(walk, checkpoints, findings)
     return AuditReport(
         ok=findings.bad == 0, path=describe(ledger_path), entries=walk.rows,
         signatures_verified=verify.verified, checkpoints=len(checkpoints),
@@ -176,6 +192,8 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
         head_position=walk.last_pos, head_hash=walk.stored_prev.hex(),
         last_checkpoint=int(checkpoints[-1][0]) if checkpoints else None,
         workers=verify.processes, seconds=round(time.perf_counter() - started, 3),
+        witnesses=witnessed.verified, witness_parties=sorted(witnessed.parties), witnessed_to=witnessed.top,
+        witnesses_ignored=len(witnessed.ignored), witness_notes=witnessed.ignored[:LISTED_NOTES],
     )
 
 
@@ -204,6 +222,8 @@ def render(report: AuditReport) -> str:
         f"  time                  {report.seconds:.1f} s, {report.rate_per_s:,.0f} entries/s, "
         f"{report.workers} worker{'s' if report.workers != 1 else ''}",
     ]
+    lines.append(f"  witnesses             {_witness_line(report)}")
+    lines += [f"  ignored witness       {note}" for note in report.witness_notes]
     if report.first_problem is not None:
         lines.append(f"first problem: {report.first_problem.reason}")
         more = report.problems[1:]
@@ -213,6 +233,92 @@ def render(report: AuditReport) -> str:
             if report.bad > len(report.problems):
                 lines.append(f"  … (only the first {LISTED} problems are listed)")
     return "\n".join(lines)
+
+
+def _witness_line(report: AuditReport) -> str:
+    if report.witnessed_to is None:
+        return ("none compared: a rollback or a history re-signed with 区司法局's key shows only against them "
+                "(--witness-stream, --witnesses FILE)")
+    after = report.head_position - report.witnessed_to
+    tail = f"; {after:,} entries after it not witnessed yet" if after > 0 else ""
+    return (f"{report.witnesses:,} heads kept by {', '.join(report.witness_parties)}, up to position "
+            f"{report.witnessed_to:,}{tail}")
+
+
+# -- the witnesses (decision 49) ---------------------------------------------------------------
+
+
+class _Witnessed:
+    """The heads the witnesses kept, by position, and their comparison with the ledger."""
+
+    def __init__(self, ring: KeyRing, records: Iterable[Record]) -> None:
+        self.ring = ring
+        self.verified = 0
+        self.parties: set[str] = set()
+        self.ignored: list[str] = []
+        #: position → head (hex) → (the head, who kept it)
+        self.by_pos: dict[int, dict[str, tuple[Head, list[str]]]] = {}
+        records = list(records)
+        for record, (head, party) in zip(records, heads(records), strict=True):
+            why = record_problem(ring, record)
+            if why is not None:
+                self.ignored.append(f"{party}: {why}")
+                continue
+            self.verified += 1
+            self.parties.add(party)
+            self.by_pos.setdefault(head.pos, {}).setdefault(head.head, (head, []))[1].append(party)
+
+    @property
+    def top(self) -> int | None:
+        return max(self.by_pos) if self.by_pos else None
+
+    def compare(self, walk: _Walk, checkpoints: list[tuple[Any, ...]], findings: _Findings) -> None:
+        """One line for each fork, one for the first rewritten head, one for a rollback."""
+        signed = {int(cp[0]): _as_blob(cp[1]).hex() for cp in checkpoints
+                  if isinstance(cp[0], int) and not _checkpoint_signature(self.ring, cp)}
+        rewritten: list[int] = []
+        beyond: list[int] = []
+        for pos in sorted(self.by_pos):
+            kept = self.by_pos[pos]
+            ledger_head = signed.get(pos)
+            if len(kept) > 1 or (ledger_head is not None and ledger_head not in kept):
+                self._fork(pos, kept, ledger_head, findings)
+            if pos > walk.last_pos:
+                beyond.append(pos)
+            elif any(h != walk.chain_at.get(pos, b"").hex() for h in kept):
+                rewritten.append(pos)
+        if rewritten:
+            pos = rewritten[0]
+            chain = walk.chain_at.get(pos, b"").hex()
+            head, parties = next(v for h, v in self.by_pos[pos].items() if h != chain)
+            later = f" (and {len(rewritten) - 1:,} later witnessed heads)" if len(rewritten) > 1 else ""
+            findings.add(pos, "rewritten", (
+                f"rewritten history: the ledger's entries no longer hash to the head {head.head[:16]}… that "
+                f"区司法局 signed for position {pos:,} at {head.signed_at} and {_kept_by(parties)} kept{later}: "
+                f"an entry at or before position {pos:,} was changed, removed or re-chained"))
+            findings.bad += 1
+        if beyond:
+            pos = beyond[-1]
+            head, parties = next(iter(self.by_pos[pos].values()))
+            findings.add(pos, "rollback", (
+                f"rollback: 区司法局 signed position {pos:,} at {head.signed_at} and {_kept_by(parties)} kept it, "
+                f"but the ledger ends at position {walk.last_pos:,} ({pos - walk.last_pos:,} entries and "
+                f"{len(beyond):,} witnessed heads gone)"))
+            findings.bad += 1
+
+    def _fork(self, pos: int, kept: dict[str, tuple[Head, list[str]]], ledger_head: str | None,
+              findings: _Findings) -> None:
+        seen = [f"{h[:16]}… ({_kept_by(parties)})" for h, (_, parties) in kept.items()]
+        if ledger_head is not None and ledger_head not in kept:
+            seen.append(f"{ledger_head[:16]}… (the ledger's checkpoint)")
+        findings.add(pos, "fork", f"fork: 区司法局 signed {len(seen)} different heads for position {pos:,}: "
+                                  + " and ".join(seen))
+        findings.bad += 1
+
+
+def _kept_by(parties: list[str]) -> str:
+    names = sorted(set(parties))
+    return ", ".join(names[:4]) + (f" and {len(names) - 4} more" if len(names) > 4 else "")
 
 
 # -- the file ------------------------------------------------------------------------------
@@ -383,8 +489,12 @@ class _Findings:
 class _Walk:
     """The sequential checks: positions, the hash chain, the checkpoints."""
 
-    def __init__(self, checkpoints: list[tuple[Any, ...]], ring: KeyRing, findings: _Findings) -> None:
+    def __init__(self, checkpoints: list[tuple[Any, ...]], ring: KeyRing, findings: _Findings,
+                 capture: set[int] | None = None) -> None:
         self.findings = findings
+        #: Positions whose recomputed chain hash the witnesses need, and those hashes.
+        self.capture = capture or set()
+        self.chain_at: dict[int, bytes] = {}
         self.ring = ring
         self.rows = 0
         self.last_pos = 0
@@ -413,6 +523,8 @@ class _Walk:
         linked = link(prev_hash, leaf)
         # One SHA-256 per row while all is well: then the recomputed chain is the stored prev_hash.
         self.chain = linked if self.chain == prev_hash else link(self.chain, leaf)
+        if pos in self.capture:
+            self.chain_at[pos] = self.chain
         if self._after_gap or prev_hash == self.stored_prev or prev_hash == self.fixed_prev:
             fixed = linked  # after a gap (reported already) only the row's own consistency is checked
             if hash_ != linked:
@@ -505,33 +617,7 @@ class _Walk:
 
 def _checkpoint_signature(ring: KeyRing, cp: tuple[Any, ...]) -> list[tuple[str, str]]:
     pos, head, sealed_at, kid, sig = cp
-    where = f"checkpoint at position {pos}"
-    entry = ring.entry(kid) if isinstance(kid, str) else None
-    if entry is None:
-        return [("checkpoint-key", f"{where}: key {kid!r} is not in the trust list")]
-    if entry.bureau != CHECKPOINT_SIGNER:
-        return [("checkpoint-key", f"{where}: signed with {entry.bureau}'s key {kid}, not 区司法局's")]
-    try:
-        when = datetime.fromisoformat(sealed_at)
-    except (TypeError, ValueError):
-        return [("checkpoint-signature", f"{where}: sealed_at {sealed_at!r} is not a time")]
-    if when.tzinfo is None:
-        return [("checkpoint-signature", f"{where}: sealed_at {sealed_at!r} has no timezone")]
-    problems: list[tuple[str, str]] = []
-    if not _valid_at(entry, when):
-        problems.append(("checkpoint-key", f"{where}: key {kid} was not valid when it was signed ({sealed_at})"))
-    try:
-        nacl.signing.VerifyKey(entry.public_key).verify(
-            checkpoint_message(pos, _as_blob(head), sealed_at), _as_blob(sig))
-    except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-        problems.append(("checkpoint-signature", f"{where}: 区司法局's signature does not verify"))
-    return problems
-
-
-def _valid_at(entry: TrustEntry, when: datetime) -> bool:
-    if when < entry.valid_from or (entry.valid_to is not None and when >= entry.valid_to):
-        return False
-    return entry.revoked_at is None or when < entry.revoked_at
+    return checkpoint_problems(ring, pos, _as_blob(head), sealed_at, kid, _as_blob(sig))
 
 
 def _as_text(value: object) -> str:

@@ -341,10 +341,11 @@ class Ledger:
                              (pos, head, signed_at, kid, sig))
             return Checkpoint(pos, head, signed_at, kid, sig)
 
-    def checkpoints(self) -> list[Checkpoint]:
-        """Every signed checkpoint, oldest first."""
+    def checkpoints(self, after: int = 0) -> list[Checkpoint]:
+        """Every signed checkpoint past position ``after``, oldest first."""
         with self._lock:
-            rows = self._db.execute("SELECT pos, head, sealed_at, kid, sig FROM checkpoints ORDER BY pos").fetchall()
+            rows = self._db.execute("SELECT pos, head, sealed_at, kid, sig FROM checkpoints WHERE pos > ? ORDER BY pos",
+                                    (after,)).fetchall()
         return [Checkpoint(int(p), bytes(h), t, k, bytes(s)) for p, h, t, k, s in rows]
 
     def envelope(self, entry: Entry) -> Envelope:

@@ -159,6 +159,13 @@ async def get_rejection(js: JetStreamContext, seq: int) -> Rejection:
 
 def _read(settings: Settings, read: Callable[[JetStreamContext], Awaitable[T]]) -> T:
     """Run ``read`` against the DLQ: on --nats-url, else on the data directory's own store."""
+    return on_stream(settings, DLQ_STREAM, read)
+
+
+def on_stream(settings: Settings, stream: str, read: Callable[[JetStreamContext], Awaitable[T]], *,
+              user: str = ADMIN) -> T:
+    """Run ``read`` with a JetStream context where ``stream`` exists, as NATS user ``user``: on --nats-url,
+    else on the data directory's own store (its embedded server runs for as long as ``read`` does)."""
     server: EmbeddedNats | None = None
     url = settings.nats_url
     if not url:
@@ -172,15 +179,15 @@ def _read(settings: Settings, read: Callable[[JetStreamContext], Awaitable[T]]) 
     async def body() -> T:
         try:
             nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5,
-                                    **credentials_in(settings.nats_keys_dir, ADMIN))
+                                    **credentials_in(settings.nats_keys_dir, user))
         except (OSError, nats.errors.Error) as e:
             raise DeadLettersError(f"cannot reach NATS at {url}: {e or type(e).__name__}") from e
         try:
             js = nc.jetstream()
             try:
-                await js.stream_info(DLQ_STREAM)
+                await js.stream_info(stream)
             except NotFoundError as e:
-                raise DeadLettersError(f"NATS at {url} has no {DLQ_STREAM} stream: nothing was provisioned") from e
+                raise DeadLettersError(f"NATS at {url} has no {stream} stream: nothing was provisioned") from e
             return await read(js)
         finally:
             await nc.close()

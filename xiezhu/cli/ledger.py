@@ -1,4 +1,5 @@
-"""``xiezhu replay``, ``xiezhu verify-bundle`` and ``xiezhu checkpoint``: dispute replay and evidence bundles.
+"""``xiezhu replay``, ``xiezhu verify-bundle``, ``xiezhu checkpoint`` and ``xiezhu witnesses``: dispute replay,
+evidence bundles, and the heads a bureau witnessed.
 
 The commands are registered on :data:`ledger_app`, which the root app mounts at top level
 (``app.add_typer(ledger_app)`` without a name).  In a directory made by ``xiezhu demo`` the
@@ -20,6 +21,7 @@ from agencies.disclosure import render_disclosure
 from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
 from aggregates.registry import JUSTICE
+from aggregates.store import SHANGHAI
 from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Signer
 from projections.bundle import BundleReport, verify_bundle, write_bundle
@@ -31,6 +33,7 @@ from xiezhu.cli.common import AsJson, Operator, Reason, Reveal, ledger_at, opera
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.cli.sla import resolve_now
+from xiezhu.cli.tables import Col
 from xiezhu.settings import Settings
 
 __all__ = ["ledger_app"]
@@ -192,6 +195,65 @@ def checkpoint_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
 
 #: The command's first name, hidden: scripts that call it keep working.
 ledger_app.command("seal", hidden=True)(checkpoint_cmd)
+
+WITNESS_COLUMNS = (
+    Col("pos", "位置", "position", ident=True, justify="right"),
+    Col("head", "链头", "head", ident=True),
+    Col("signed_at", "区司法局签署", "signed by 区司法局", keep=True, drop=2),
+    Col("seen_at", "本部门见证", "seen here", keep=True, drop=1),
+)
+
+
+@ledger_app.command("witnesses")
+def witnesses_cmd(
+    ctx: typer.Context,
+    bureau: Annotated[str, typer.Argument(help="The bureau whose agent kept the heads (its code).")],
+    export: Annotated[Path | None, typer.Option("--export", help="Write them as JSON lines, for "
+                                                                 "`xiezhu audit --witnesses FILE`.")] = None,
+    as_json: AsJson = False,
+) -> None:
+    """The heads of 区司法局's ledger that a bureau's agent saw, checked and countersigned (decision 49).
+
+    Example: [bold]xiezhu witnesses gongan --export gongan-witness.jsonl[/]
+    """
+    from broker.witness import WitnessStore, encode
+    from xiezhu.cli.tables import lang, show
+
+    settings = _settings(ctx)
+    code = _bureau_code(bureau)
+    path = settings.witness_path(code)
+    if not path.is_file():
+        raise XiezhuError(f"no witness file of {code} at {path}: its agent has not run on this data directory")
+    store = WitnessStore(path, read_only=True)
+    try:
+        records = list(store.records())
+    finally:
+        store.close()
+    if export is not None:
+        export.write_bytes(b"".join(encode(r) + b"\n" for r in records))
+        sys.stdout.write(f"{len(records)} heads witnessed by {code} written to {export}\n")
+        return
+    if as_json:
+        _print_json(records)
+        return
+    rows = [{"pos": f"{r.head.pos:,}", "head": r.head.head[:16] + "…", "signed_at": _minute(r.head.signed_at),
+             "seen_at": _minute(r.seen_at)} for r in records]
+    language = lang()
+    show(f"{code} 见证的账本链头" if language == "zh" else f"ledger heads witnessed by {code}", WITNESS_COLUMNS,
+         rows, language=language)
+
+
+def _bureau_code(bureau: str) -> str:
+    from aggregates.registry import Registry
+
+    return Registry.load()[bureau].code  # an unknown code is one clear error
+
+
+def _minute(iso: str) -> str:
+    try:
+        return datetime.fromisoformat(iso).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M:%S")
+    except ValueError:
+        return iso
 
 
 def _trust_entries(path: Path, anchor: Path | None = None) -> list[TrustEntry]:

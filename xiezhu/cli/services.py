@@ -309,11 +309,20 @@ def run_services(
 def audit(
     ctx: typer.Context,
     workers: Annotated[int | None, typer.Option(help="Processes verifying signatures (default: every core).")] = None,
+    witnesses: Annotated[list[str] | None, typer.Option(
+        "--witnesses", help="Heads kept by a witness: a bureau's code (its witness file in this data directory), "
+                            "a witness.db or an export of `xiezhu witnesses CODE --export`; repeatable.")] = None,
+    witness_stream: Annotated[bool, typer.Option(
+        "--witness-stream", help="Also every head and countersignature on NATS (XZ_WITNESS), from --nats-url or "
+                                 "this data directory's own NATS store.")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Walk the whole ledger: every signature, the hash chain and the signed checkpoints; name the first problem.
 
-    Example: [bold]xiezhu audit --json[/]
+    With witnesses it also finds what the file alone cannot show (decision 49): a rollback, a fork, or a
+    history rewritten and re-signed with 区司法局's key.
+
+    Example: [bold]xiezhu audit --witness-stream --witnesses gongan --json[/]
     """
     from rich.progress import Progress
 
@@ -327,17 +336,42 @@ def audit(
     if keys.signed_trust() is None:  # every signature would fail: say what is missing, not "tampered"
         raise XiezhuError(f"no trust list in {settings.keys_dir} (trust.json): the audit checks every signature "
                           f"against it; copy the keys directory (or at least trust.json and root.pub) first")
+    records = _witness_records(settings, witnesses or [], witness_stream)
     ring = keys.ring()
     with Progress(console=err, transient=as_json) as progress:
         task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_location))
         report = run_audit(settings.ledger_location, ring, workers=workers or os.cpu_count() or 1,
-                           progress=lambda k: progress.advance(task, k))
+                           progress=lambda k: progress.advance(task, k),
+                           witnesses=records if (witnesses or witness_stream) else None)
     if as_json:
         _print_json(report)
     else:
         out.print(render(report), highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _witness_records(settings: Settings, sources: list[str], stream: bool) -> list[Any]:
+    """The witness records of ``--witnesses`` (files, or bureaus' files here) and ``--witness-stream``."""
+    from broker.streams import WITNESS_STREAM
+    from broker.witness import read_file, read_stream
+    from xiezhu.cli.deadletters import on_stream
+
+    records: list[Any] = []
+    for source in sources:
+        path = Path(source)
+        if not path.exists() and source in Registry.load():
+            path = settings.witness_path(source)
+        if not path.is_file():
+            raise XiezhuError(f"no witness file {source}: give a path, or the code of a bureau whose agent ran on "
+                              f"{settings.data_dir}")
+        records += read_file(path)
+    if stream:
+        got, bad = on_stream(settings, WITNESS_STREAM, read_stream)
+        if bad:
+            err.print(f"{bad} messages on {WITNESS_STREAM} are not witness records (left out)", highlight=False)
+        records += got
+    return records
 
 
 def _fresh_if_damaged(path: Path, open_view: Callable[[], Any]) -> Any:

@@ -1,0 +1,338 @@
+"""Witnessed checkpoints (decision 49): what the ledger's own file cannot show, the witnesses do.
+
+One node for the module (a real nats-server with the generated users, the shenpi, gongan and
+ziran agents and the ledger, on wall-clock time so that arrivals are JetStream's): two requests
+sealed by two checkpoints, which each agent keeps and countersigns, then a third request left in
+the unsealed tail.  Each attack is made on a copy of the ledger file, as an insider on 区司法局's
+machine would make it, holding 区司法局's signing key where the attack needs it.
+"""
+from __future__ import annotations
+
+import asyncio
+import shutil
+import sqlite3
+from collections.abc import AsyncIterator, Iterator
+from contextlib import closing
+from dataclasses import dataclass
+from datetime import timedelta
+from pathlib import Path
+
+import nats
+import pytest
+import sqlite_utils
+
+from aggregates.clock import SystemClock
+from aggregates.registry import JUSTICE, Registry
+from broker.auth import ADMIN, LEDGER, generate_identities, server_config
+from broker.ledger.audit import AuditReport, audit, render
+from broker.ledger.store import GENESIS, Checkpoint, checkpoint_message, leaf_hash, link
+from broker.server import EmbeddedNats
+from broker.signing import KeyRing
+from broker.streams import HEADS_SUBJECT, WITNESS_STREAM, cosign_subject
+from broker.witness import Cosigned, Head, Record, WitnessStore, encode, read_file, read_stream, record_problem
+from schemas.errors import XiezhuError
+from tests.conftest import RESIDENT, START, eventually, publish_catalogue
+from tests.helpers import cli
+from tests.test_exchange import request
+from xiezhu.cli.main import app
+from xiezhu.node import Node
+from xiezhu.settings import Settings
+
+BUREAUS = ("shenpi", "gongan", "ziran")
+
+
+@dataclass
+class World:
+    node: Node
+    settings: Settings
+    ring: KeyRing
+    #: A copy of the ledger as it was: two checkpoints, then an unsealed tail.
+    pristine: Path
+    checkpoints: list[Checkpoint]
+    #: What XZ_WITNESS held then.
+    records: list[Record]
+
+
+@pytest.fixture(scope="module")
+def module_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return tmp_path_factory.mktemp("witness")
+
+
+@pytest.fixture(scope="module")
+def server(module_dir: Path) -> Iterator[EmbeddedNats]:
+    keys = Settings(data_dir=module_dir / "data").nats_keys_dir
+    config = module_dir / "nats-auth.conf"
+    config.write_text(server_config(generate_identities(Registry.load().codes(), keys, provisioner=True),
+                                    jetstream_store_dir=None))
+    s = EmbeddedNats(module_dir / "nats", config_file=config).start()
+    yield s
+    s.stop()
+
+
+@pytest.fixture(scope="module")
+async def world(server: EmbeddedNats, module_dir: Path) -> AsyncIterator[World]:
+    settings = Settings(data_dir=module_dir / "data", nats_url=server.url)
+    settings.bureau_dir("gongan").mkdir(parents=True, exist_ok=True)
+    sqlite_utils.Database(settings.bureau_data_path("gongan"))["residents"].insert(RESIDENT, pk="id_number")
+    node = Node(settings, Registry.load(), SystemClock(), agents=BUREAUS, ledger=True, generate_keys=True,
+                key_valid_from=START - timedelta(days=1))
+    publish_catalogue(node)
+    await node.start()
+    service = node.ledger_service
+    assert service is not None and node.ledger is not None
+    service.checkpoint_interval = 3600.0  # the test decides when heads are signed
+    try:
+        for _ in range(2):
+            request(node)
+            await node.settle()
+            await service.checkpoint_now()
+        request(node)
+        await node.settle()  # three entries in the unsealed tail
+        checkpoints = node.ledger.checkpoints()
+        assert len(checkpoints) == 2 and node.ledger.head[0] == checkpoints[-1].pos + 3
+
+        def witnessed() -> bool:
+            return all(len(WitnessStore(settings.witness_path(c), read_only=True)) == 2 for c in BUREAUS)
+
+        await eventually(witnessed)
+        records = await _stream(node)
+        for _ in range(100):  # each agent publishes its countersignatures just after keeping the heads
+            if len(records) == 2 + 2 * len(BUREAUS):
+                break
+            await asyncio.sleep(0.05)
+            records = await _stream(node)
+        pristine = module_dir / "pristine.db"
+        with closing(sqlite3.connect(settings.ledger_path)) as src, closing(sqlite3.connect(pristine)) as dst:
+            src.backup(dst)
+        yield World(node, settings, node.ring, pristine, checkpoints, records)
+    finally:
+        await node.stop()
+
+
+async def _stream(node: Node) -> list[Record]:
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+    try:
+        records, bad = await read_stream(nc.jetstream())
+    finally:
+        await nc.close()
+    assert bad == 0
+    return records
+
+
+def copy(world: World, tmp_path: Path) -> Path:
+    path = tmp_path / "ledger.db"
+    shutil.copyfile(world.pristine, path)
+    return path
+
+
+def kinds(report: AuditReport) -> list[str]:
+    return [p.kind for p in report.problems]
+
+
+def sign_as_justice(world: World, message: bytes) -> tuple[str, bytes]:
+    """What an insider holding 区司法局's signing key can do."""
+    signer = world.node.keys.bureau_signer(JUSTICE, world.ring).current(SystemClock().now())
+    return signer.kid, signer.sign_bytes(message)
+
+
+def rechain(path: Path, after: int = 0) -> None:
+    """Recompute every hash after position ``after`` from the rows as they now are."""
+    with closing(sqlite3.connect(path)) as db, db:
+        prev = db.execute("SELECT hash FROM entries WHERE pos = ?", (after,)).fetchone()
+        head = bytes(prev[0]) if prev else GENESIS
+        for pos, arrived, seq, kid, sig, body in db.execute(
+                "SELECT pos, arrived_at, stream_seq, kid, sig, body FROM entries WHERE pos > ? ORDER BY pos",
+                (after,)).fetchall():
+            new = link(head, leaf_hash(pos, arrived, kid, sig, body, stream_seq=seq))
+            db.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE pos = ?", (head, new, pos))
+            head = new
+
+
+def reseal(world: World, path: Path) -> None:
+    """Replace every checkpoint with one signed by 区司法局's key over the chain as it now is."""
+    with closing(sqlite3.connect(path)) as db, db:
+        positions = [p for (p,) in db.execute("SELECT pos FROM checkpoints")]
+        db.execute("DELETE FROM checkpoints")
+        for pos in positions:
+            head = bytes(db.execute("SELECT hash FROM entries WHERE pos = ?", (pos,)).fetchone()[0])
+            at = SystemClock().now().isoformat()
+            kid, sig = sign_as_justice(world, checkpoint_message(pos, head, at))
+            db.execute("INSERT INTO checkpoints VALUES (?,?,?,?,?)", (pos, head, at, kid, sig))
+
+
+def test_every_head_is_published_and_each_bureau_keeps_and_countersigns_it(world: World) -> None:
+    heads = [r for r in world.records if isinstance(r, Head)]
+    cosigns = [r for r in world.records if isinstance(r, Cosigned)]
+    assert [h.pos for h in heads] == [cp.pos for cp in world.checkpoints]
+    assert sorted((c.witness, c.head.pos) for c in cosigns) == sorted(
+        (code, cp.pos) for code in BUREAUS for cp in world.checkpoints)
+    assert all(record_problem(world.ring, r) is None for r in world.records)
+    for code in BUREAUS:
+        kept = read_file(world.settings.witness_path(code))
+        assert [(r.witness, r.head) for r in kept] == [(code, h) for h in heads]
+    report = audit(world.pristine, world.ring, workers=1, witnesses=world.records)
+    assert report.ok, report.problems
+    assert report.witnesses == len(world.records) and report.witnessed_to == world.checkpoints[-1].pos
+    assert report.witness_parties == sorted([*BUREAUS, WITNESS_STREAM])
+    assert "3 entries after it not witnessed yet" in render(report)
+
+
+def test_a_countersignature_that_was_changed_proves_nothing(world: World) -> None:
+    cosign = next(r for r in world.records if isinstance(r, Cosigned))
+    forged = Cosigned(witness="shenpi" if cosign.witness != "shenpi" else "gongan", head=cosign.head,
+                      seen_at=cosign.seen_at, kid=cosign.kid, sig=cosign.sig)
+    assert "is not its key" in (record_problem(world.ring, forged) or "")
+    report = audit(world.pristine, world.ring, workers=1, witnesses=[forged])
+    assert report.ok and report.witnesses == 0 and report.witnesses_ignored == 1
+
+
+def test_a_rollback_to_an_earlier_checkpoint_is_found_only_against_the_witnesses(
+        world: World, tmp_path: Path) -> None:
+    path = copy(world, tmp_path)
+    first = world.checkpoints[0].pos
+    with closing(sqlite3.connect(path)) as db, db:  # cut the tail together with the last checkpoint
+        db.execute("DELETE FROM entries WHERE pos > ?", (first,))
+        db.execute("DELETE FROM checkpoints WHERE pos > ?", (first,))
+    assert audit(path, world.ring, workers=1).ok  # the file alone cannot show it
+    report = audit(path, world.ring, workers=1, witnesses=read_file(world.settings.witness_path("gongan")))
+    assert kinds(report) == ["rollback"], report.problems
+    line = report.problems[0].reason
+    assert line.startswith(f"rollback: 区司法局 signed position {world.checkpoints[1].pos} at ")
+    assert f"gongan kept it, but the ledger ends at position {first}" in line and "\n" not in line
+
+
+def test_a_history_rewritten_and_resealed_with_the_signing_key_is_a_fork_and_a_rewrite(
+        world: World, tmp_path: Path) -> None:
+    path = copy(world, tmp_path)
+    with closing(sqlite3.connect(path)) as db, db:  # backdate an arrival: the deadline would move with it
+        db.execute("UPDATE entries SET arrived_at = '2026-09-20T01:00:00+00:00' WHERE pos = 2")
+    rechain(path)
+    reseal(world, path)
+    assert audit(path, world.ring, workers=1).ok  # whole and signed, as far as the file goes
+    report = audit(path, world.ring, workers=1, witnesses=world.records)
+    assert kinds(report) == ["fork", "rewritten", "fork"], report.problems
+    first = world.checkpoints[0].pos
+    fork, rewritten = report.problems[0].reason, report.problems[1].reason
+    assert fork.startswith(f"fork: 区司法局 signed 2 different heads for position {first}: ")
+    assert "(the ledger's checkpoint)" in fork and "XZ_WITNESS, gongan, shenpi, ziran)" in fork
+    assert rewritten.startswith("rewritten history: the ledger's entries no longer hash to the head ")
+    assert f"an entry at or before position {first} was changed" in rewritten
+
+
+def test_a_rewrite_without_resealing_is_named_at_the_first_witnessed_head_it_breaks(
+        world: World, tmp_path: Path) -> None:
+    path = copy(world, tmp_path)
+    last = world.checkpoints[-1].pos
+    with closing(sqlite3.connect(path)) as db, db:  # change the stream sequence of an entry, re-chain the rest
+        db.execute("UPDATE entries SET stream_seq = stream_seq + 1000 WHERE pos = ?", (last,))
+        db.execute("DELETE FROM checkpoints WHERE pos = ?", (last,))
+    rechain(path, after=last - 1)
+    assert audit(path, world.ring, workers=1).ok
+    report = audit(path, world.ring, workers=1, witnesses=read_file(world.settings.witness_path("ziran")))
+    assert kinds(report) == ["rewritten"] and report.problems[0].position == last
+
+
+async def test_a_bureau_can_neither_delete_nor_purge_the_witnesses_nor_publish_a_head(world: World) -> None:
+    errors: list[str] = []
+
+    async def on_error(e: Exception) -> None:
+        errors.append(str(e).lower())
+
+    nc = await nats.connect(world.node.nats_url, error_cb=on_error, **world.node.credentials("gongan"))
+    try:
+        for api in ("PURGE", "MSG.DELETE", "DELETE", "UPDATE"):  # what nats-py's purge_stream, delete_msg … send
+            await nc.publish(f"$JS.API.STREAM.{api}.{WITNESS_STREAM}", b'{"seq": 1}')
+        head = next(r for r in world.records if isinstance(r, Head))
+        await nc.publish(HEADS_SUBJECT, encode(head))
+        await nc.publish(cosign_subject("shenpi"), b"{}")
+        await nc.flush()
+        await eventually(lambda: sum("permissions violation" in e for e in errors) >= 6, timeout=5)
+    finally:
+        await nc.close()
+    for subject in ("$js.api.stream.purge.xz_witness", "$js.api.stream.msg.delete.xz_witness",
+                    "$js.api.stream.delete.xz_witness", "$js.api.stream.update.xz_witness", HEADS_SUBJECT,
+                    cosign_subject("shenpi")):
+        assert any(f'publish to "{subject}"' in e for e in errors), (subject, errors)
+    # Nor can any user the configuration makes: the stream itself refuses deletes and purges.
+    admin = await nats.connect(world.node.nats_url, **world.node.credentials(ADMIN))
+    try:
+        info = await admin.jetstream().stream_info(WITNESS_STREAM)
+    finally:
+        await admin.close()
+    assert info.config.deny_delete and info.config.deny_purge
+    assert len(await _stream(world.node)) >= len(world.records)
+
+
+def test_the_audit_command_names_a_rollback_from_a_bureaus_witness_file(world: World, tmp_path: Path) -> None:
+    data = tmp_path / "data"
+    shutil.copytree(world.settings.keys_dir, data / "keys")
+    (data / "ledger").mkdir(parents=True)
+    path = data / "ledger" / "ledger.db"
+    shutil.copyfile(world.pristine, path)
+    with closing(sqlite3.connect(path)) as db, db:
+        db.execute("DELETE FROM entries WHERE pos > ?", (world.checkpoints[0].pos,))
+        db.execute("DELETE FROM checkpoints WHERE pos > ?", (world.checkpoints[0].pos,))
+    ok = cli(app, "audit", "--workers", "1", data_dir=data)
+    assert ok.exit_code == 0 and "none compared" in ok.stdout
+    exported = tmp_path / "gongan-witness.jsonl"
+    done = cli(app, "witnesses", "gongan", "--export", str(exported), data_dir=world.settings.data_dir)
+    assert done.exit_code == 0, done.output
+    bad = cli(app, "audit", "--workers", "1", "--witnesses", str(exported), data_dir=data)
+    assert bad.exit_code == 1, bad.output
+    assert "first problem: rollback: 区司法局 signed position" in bad.stdout
+    wrong = cli(app, "audit", "--witnesses", str(tmp_path / "nothing.jsonl"), data_dir=data)
+    assert isinstance(wrong.exception, XiezhuError) and "no witness file" in str(wrong.exception)  # one line
+
+
+async def test_checkpoints_are_signed_on_a_timer_and_witnessed(world: World) -> None:
+    service, ledger = world.node.ledger_service, world.node.ledger
+    assert service is not None and ledger is not None
+    request(world.node)
+    await world.node.settle()
+    service.checkpoint_interval = 0.05
+    try:
+        await eventually(lambda: ledger.checkpoints()[-1].pos == ledger.head[0])
+    finally:
+        service.checkpoint_interval = 3600.0
+    pos = ledger.head[0]
+    await eventually(lambda: any(r.head.pos == pos for r in read_file(world.settings.witness_path("shenpi"))))
+
+
+async def test_a_second_head_for_a_witnessed_position_raises_each_bureaus_alarm_and_is_a_fork(
+        world: World) -> None:
+    first = world.checkpoints[0]
+    at = SystemClock().now().isoformat()
+    forged = bytes(32)
+    kid, sig = sign_as_justice(world, checkpoint_message(first.pos, forged, at))
+    nc = await nats.connect(world.node.nats_url, **world.node.credentials(LEDGER))  # the insider's NATS seed too
+    try:
+        await nc.jetstream().publish(HEADS_SUBJECT, encode(Head(pos=first.pos, head=forged.hex(), signed_at=at,
+                                                                kid=kid, sig=sig)))
+    finally:
+        await nc.close()
+    for code in BUREAUS:
+        agent = world.node.agents[code]
+        assert agent.witness is not None
+        await eventually(lambda w=agent.witness: any(a.startswith(f"fork: 区司法局 signed two heads for position "
+                                                                  f"{first.pos}") for a in w.alarms))
+    report = audit(world.node.settings.ledger_path, world.ring, workers=1, witnesses=await _stream(world.node))
+    assert "fork" in kinds(report) and "rewritten" in kinds(report)
+
+
+async def test_a_witness_keeps_what_it_saw_across_a_restart_and_catches_up(world: World) -> None:
+    node, service = world.node, world.node.ledger_service
+    assert service is not None and node.ledger is not None
+    before = read_file(node.settings.witness_path("ziran"))
+    await node.agents["ziran"].stop()
+    request(node)  # shenpi to gongan: ziran's agent is not needed
+    await node.settle()
+    await service.checkpoint_now()
+    pos = node.ledger.head[0]
+    agent = node.agent("ziran")
+    await agent.start()
+    node.agents["ziran"] = agent
+    await eventually(lambda: any(r.head.pos == pos for r in read_file(node.settings.witness_path("ziran"))))
+    after = read_file(node.settings.witness_path("ziran"))
+    assert after[:len(before)] == before
+    records = await _stream(node)
+    assert any(isinstance(r, Cosigned) and r.witness == "ziran" and r.head.pos == pos for r in records)
