@@ -235,7 +235,8 @@ def _covering(ledger: Ledger, number: str, last: int) -> Checkpoint:
     latest = f"the latest is at position {checkpoints[-1].pos}" if checkpoints else "none is signed yet"
     raise NoCheckpoint(
         f"no signed checkpoint covers case {number} yet: its last entry is at position {last} and {latest}. "
-        "The ledger service signs one every 1000 entries and when it stops; or sign the head now with "
+        "The ledger service signs one every 1000 entries, every 10 s while entries arrive and when it stops; "
+        "or sign the head now with "
         "`xiezhu checkpoint` (Ledger.checkpoint with 区司法局's key)", last=last)
 
 

@@ -61,7 +61,8 @@ PERIOD_FROM = "统计期第一天（ISO 日期）。"
 PERIOD_TO = "统计期最后一天（ISO 日期，含当天）。"
 REQUEST_NO = "请求的文号。"
 CHECKPOINT = ("将账本当前末端签为区司法局的检查点（为比上一个检查点更新的案件生成证据包时用）。\n\n"
-              "账本服务每 1000 条及停止时各签一次；本命令在持有区司法局密钥的机器上立即签一次。"
+              "账本服务每 1000 条、有新条目时每 10 秒及停止时各签一次，并发布供各部门见证；"
+              "本命令在持有区司法局密钥的机器上立即签一次。"
               "（旧名 ``xiezhu seal`` 仍可用。）")
 
 ZH: dict[str, str] = {
@@ -488,9 +489,18 @@ ZH: dict[str, str] = {
     "agent --bureau": "运行此部门的代理（可重复）。",
     "agent --ops-port": OPS_PORT,
     "agent --ops-host": OPS_HOST,
-    "audit": "检查整个账本：每个签名、哈希链和已签名的检查点；指出第一个问题。",
+    "audit": "检查整个账本：每个签名、哈希链和已签名的检查点；指出第一个问题。有见证方时，还能发现仅凭账本文件"
+             "看不出的回滚、分叉，以及用区司法局密钥改写并重新签名的历史（决定 49）。",
     "audit --workers": "核验签名的进程数（默认：每个 CPU 核一个）。",
+    "audit --witnesses": "见证方保存的链头：部门代码（本数据目录中该部门的见证文件）、witness.db 或 "
+                         "`xiezhu witnesses 代码 --export` 导出的文件；可重复。",
+    "audit --witness-stream": "同时比对 NATS 上 XZ_WITNESS 中的每个链头和副署"
+                              "（--nats-url，或本数据目录自带的 NATS 存储）。",
     "audit --json": JSON,
+    "witnesses": "某部门代理程序见到、按区司法局密钥核验并副署的账本链头（决定 49）。",
+    "witnesses BUREAU": "保存这些链头的部门（代码）。",
+    "witnesses --export": "写成 JSON 行文件，供另一台机器上的 `xiezhu audit --witnesses 文件` 使用。",
+    "witnesses --json": JSON,
     "demo": "在内置 NATS 上运行所有部门代理、账本和时限视图，处理一批混合的请求。",
     "demo --requests": "请求的数量。",
     "demo --seed": "生成请求所用的随机种子。",

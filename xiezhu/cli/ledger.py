@@ -170,7 +170,8 @@ def verify_bundle_cmd(
 def checkpoint_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
     """Sign the ledger's head as a checkpoint of 区司法局 (for a bundle of a case newer than the last one).
 
-    The ledger service signs one every 1000 entries and when it stops; this signs one now, on the machine
+    The ledger service signs one every 1000 entries, every 10 s while entries arrive and when it stops, and
+    publishes each for the bureaus to witness; this signs one now, on the machine
     that holds 区司法局's key.  (``xiezhu seal``, its old name, still works.)
 
     Example: [bold]xiezhu checkpoint[/]
