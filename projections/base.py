@@ -8,6 +8,7 @@ from pathlib import Path
 
 import sqlite_utils
 
+from aggregates.database import Location, describe, is_postgres
 from broker.ledger.store import Entry, Ledger
 from projections.encrypted_columns import columns_for
 from schemas.envelope import Envelope
@@ -50,12 +51,20 @@ class LedgerProjection:
     #: Tables this projection owns (dropped on rebuild).
     tables: tuple[str, ...] = ()
 
-    def __init__(self, path: Path) -> None:
+    def __init__(self, path: Location) -> None:
+        """``path``: the view's SQLite file, or its PostgreSQL schema (``postgresql://…?schema=…``)."""
         # One user of the shared connection at a time: no reader sees a half-applied batch.
         self._lock = threading.RLock()
         #: True where the file could not be written (a read-only copy of a data directory): the view
         #: then lives in memory, copied from the file where there is one, and catches up there.
         self.in_memory = False
+        if is_postgres(path):
+            from projections.postgres import PgDatabase
+
+            self.db: sqlite_utils.Database = PgDatabase(str(path))
+            self._ensure()
+            return
+        path = Path(path)
         try:
             path.parent.mkdir(parents=True, exist_ok=True)
             # Used from worker threads (one at a time), so not bound to the creating thread.
@@ -132,9 +141,9 @@ class KeyedProjection(LedgerProjection):
     :class:`~projections.encrypted_columns.ViewKeyMismatch` at open and is left as it was.
     """
 
-    def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
+    def __init__(self, path: Location, *, view_key: bytes | None = None) -> None:
         self._columns = columns_for(view_key)
-        self._where = str(path)
+        self._where = describe(path)
         try:
             super().__init__(path)
         except XiezhuError:

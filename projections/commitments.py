@@ -7,13 +7,13 @@ commitment events.
 """
 from __future__ import annotations
 
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from aggregates import commitment
 from aggregates.commitment import CommitmentState
+from aggregates.database import Location
 from aggregates.errors import RuleError
 from projections.base import POSITIONS, KeyedProjection
 from projections.encrypted_columns import key_recorded, record_key, required, scrubbed
@@ -30,7 +30,7 @@ class CommitmentView(KeyedProjection):
     name = "commitments"
     tables = (TABLE,)
 
-    def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
+    def __init__(self, path: Location, *, view_key: bytes | None = None) -> None:
         """``view_key``: 区司法局's store key, which encrypts each folded case (decision 26).
 
         A view written with another key raises :class:`~projections.encrypted_columns.ViewKeyMismatch`

@@ -31,15 +31,14 @@ apply commitment events or to look an applicant up.
 from __future__ import annotations
 
 import re
-import sqlite3
 from datetime import UTC, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
 
 from aggregates import commitment
 from aggregates.commitment import CommitmentState
+from aggregates.database import Location, db_errors, describe
 from aggregates.errors import RuleError
 from projections.base import POSITIONS, KeyedProjection
 from projections.encrypted_columns import EncryptedColumns, key_recorded, record_key, required, scrubbed
@@ -105,7 +104,7 @@ class CreditView(KeyedProjection):
     #: The outbox is not dropped on rebuild: its delivery state is not in the ledger.
     tables = (CASES, STEPS, SEEN)
 
-    def __init__(self, path: Path, *, view_key: bytes | None = None) -> None:
+    def __init__(self, path: Location, *, view_key: bytes | None = None) -> None:
         """``view_key``: 区司法局's store key, which encrypts the applicants' data (decision 26).
 
         Without it the view still lists the outbox's delivery state, but refuses to apply
@@ -415,9 +414,9 @@ def _detail(env: Envelope) -> str:
     return ""
 
 
-def open_view(path: Path, *, view_key: bytes | None = None) -> CreditView:
+def open_view(path: Location, *, view_key: bytes | None = None) -> CreditView:
     """The credit view at ``path`` (created if missing), encrypted with ``view_key``."""
     try:
         return CreditView(path, view_key=view_key)
-    except sqlite3.Error as e:
-        raise CreditViewError(f"cannot open the credit view at {path}: {e}") from e
+    except db_errors() as e:
+        raise CreditViewError(f"cannot open the credit view at {describe(path)}: {e}") from e

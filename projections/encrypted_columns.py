@@ -26,6 +26,7 @@ from __future__ import annotations
 import hashlib
 import hmac
 import os
+import sqlite3
 from collections.abc import Callable
 
 import nacl.bindings
@@ -151,7 +152,13 @@ def scrubbed(db: sqlite_utils.Database, work: Callable[[], None]) -> None:
 
     For a view that held personal data in clear: the rows it drops or rewrites must not linger in
     free pages or old WAL frames.  The WAL is emptied as far as no other reader holds it.
+    On PostgreSQL ``work`` is one transaction and nothing more: a view there was never written in
+    clear (it is newer than the encryption of views), so there is nothing to scrub.
     """
+    if not isinstance(db.conn, sqlite3.Connection):
+        with db.conn:
+            work()
+        return
     before = db.execute("PRAGMA secure_delete").fetchone()[0]
     db.execute("PRAGMA secure_delete = ON")
     try:

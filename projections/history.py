@@ -12,9 +12,8 @@ the rule's code and message. A history never stops at a rule break.
 from __future__ import annotations
 
 import re
-import sqlite3
-from collections.abc import Callable, Iterator
-from contextlib import closing, contextmanager
+from collections.abc import Callable
+from contextlib import AbstractContextManager
 from datetime import UTC, datetime
 from typing import Literal, Protocol
 
@@ -23,10 +22,11 @@ import msgspec
 from aggregates import assistance, commitment, dispute
 from aggregates.assistance import CaseState
 from aggregates.commitment import CommitmentState
+from aggregates.database import Sql
 from aggregates.dispute import DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
-from broker.ledger.store import Entry, Ledger, open_read_only
+from broker.ledger.store import Entry, Ledger
 from schemas import labels
 from schemas.access import DisclosureRecorded
 from schemas.assistance import (
@@ -287,11 +287,9 @@ def _line(e: Entry, env: Envelope | None, findings: list[str], case_number: Call
 # -- lookups -------------------------------------------------------------------------------------------------
 
 
-@contextmanager
-def _read_only(ledger: Ledger) -> Iterator[sqlite3.Connection]:
-    """A separate read-only connection to the ledger file (the Ledger has no query for these look-ups)."""
-    with closing(open_read_only(ledger.path)) as conn:  # from a read-only directory (an archive) too
-        yield conn
+def _read_only(ledger: Ledger) -> AbstractContextManager[Sql]:
+    """A separate read-only connection to the ledger (the Ledger has no query for these look-ups)."""
+    return ledger.reader()  # from a read-only directory (an archive) too
 
 
 def find_cases(ledger: Ledger, number: str, sender: str | None = None) -> list[str]:

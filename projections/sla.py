@@ -59,7 +59,6 @@ import statistics
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any, Protocol
 
 import msgspec
@@ -67,6 +66,7 @@ import msgspec
 from aggregates import assistance
 from aggregates.assistance import CaseState
 from aggregates.calendar_store import CalendarSource
+from aggregates.database import Location
 from aggregates.errors import RuleError
 from aggregates.workdays import SHANGHAI, WorkingCalendar
 from broker.ledger.store import Entry, Ledger
@@ -147,7 +147,7 @@ class SlaView(LedgerProjection):
     name = NAME
     tables = (TABLE, CALENDAR_TABLE)
 
-    def __init__(self, path: Path, calendar: WorkingCalendar | CalendarSource | None = None, *,
+    def __init__(self, path: Location, calendar: WorkingCalendar | CalendarSource | None = None, *,
                  catalogue: CitedCheck | None = None) -> None:
         """``catalogue``: 区司法局's catalogue, against which each request's cited item is checked (第七条,
         第六条); a request that could not be asked is flagged in ``catalogue_flag`` and the monitor

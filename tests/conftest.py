@@ -4,6 +4,7 @@ from __future__ import annotations
 import asyncio
 import json
 import os
+import re
 import shutil
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -195,8 +196,21 @@ class StoreLocations:
 
         with psycopg.connect(self.database_url, autocommit=True) as conn:
             conn.execute("SET lock_timeout = '10s'")
-            for schema in dict.fromkeys(self.schemas):
+            made = conn.execute("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, %s)",
+                                (f"t{self.tag}_",)).fetchall()  # with those made beside them (see beside())
+            for schema in dict.fromkeys([*self.schemas, *(r[0] for r in made)]):
                 conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def beside(location: Path | str, path: Path) -> Path | str:
+    """A record next to the one at ``location``: the file ``path`` on SQLite; on PostgreSQL a schema of the
+    same test (``…_<dir>_<stem>`` of ``path``), dropped with the test's other schemas."""
+    from aggregates.database import is_postgres
+
+    if not is_postgres(location):
+        return path
+    name = re.sub(r"[^a-z0-9_]", "_", f"{path.parent.name}_{path.stem}".lower())
+    return re.sub(r"schema=(t[0-9a-f]+)_[a-z0-9_]+", rf"schema=\1_{name}", str(location))
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

@@ -24,6 +24,7 @@ from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
 from schemas.assistance import Applicant, CommitmentItem
 from schemas.commitment import PlannedItem
 from schemas.envelope import decode_envelope
+from tests.conftest import StoreLocations, beside
 from tests.helpers import invoke
 from tests.test_signing import make_signer
 from tests.test_store import APPLICANT
@@ -43,11 +44,16 @@ VIEW_KEY = bytes(range(32))
 class World:
     """One handling bureau's store, the 司法局 ledger it is relayed to, and the credit view."""
 
-    def __init__(self, tmp_path: Path) -> None:
+    def __init__(self, tmp_path: Path, where: StoreLocations | None = None) -> None:
+        """``where``: the ledger and the view on that backend (SQLite files in ``tmp_path`` by default)."""
         self.clock = SimulatedClock(T0)
         self.store = BureauStore("shenpi", tmp_path / "s.db", make_signer("shenpi").sign, self.clock)
-        self.ledger = Ledger(tmp_path / "ledger.db")
-        self.view = CreditView(tmp_path / "credit.db", view_key=VIEW_KEY)
+        self.ledger = Ledger(where("ledger") if where else tmp_path / "ledger.db")
+        self.view = CreditView(self.beside(tmp_path / "credit.db"), view_key=VIEW_KEY)
+
+    def beside(self, path: Path) -> Path | str:
+        """Where a view next to the ledger lives (the file ``path``, or a schema in the ledger's database)."""
+        return beside(self.ledger.location, path)
 
     def relay(self) -> CreditView:
         """Append every signed event of the store to the ledger (known ones are skipped), then follow."""
@@ -100,8 +106,9 @@ class World:
 
 
 @pytest.fixture
-def world(tmp_path: Path) -> Iterator[World]:
-    w = World(tmp_path)
+def world(tmp_path: Path, store_location: StoreLocations) -> Iterator[World]:
+    """The ledger and the views on SQLite, and (marked ``postgres``) on PostgreSQL."""
+    w = World(tmp_path, store_location)
     yield w
     w.ledger.close()
 
@@ -369,7 +376,7 @@ def test_rebuilt_view_equals_live_and_keeps_outbox_delivery(world: World, tmp_pa
     answers = [live.standing(APPLICANT.id_number, t + d) for t in times for d in (-US, US)]
     before = _tables(live)
 
-    fresh = CreditView(tmp_path / "fresh.db", view_key=VIEW_KEY)
+    fresh = CreditView(world.beside(tmp_path / "fresh.db"), view_key=VIEW_KEY)
     fresh.follow(world.ledger, batch=3)
     scratch = _tables(fresh)
     assert scratch[CASES] == before[CASES] and scratch[STEPS] == before[STEPS]
@@ -532,7 +539,7 @@ def test_the_signed_commitments_of_disclosed_matters_are_listed_for_publication(
 
     public, _, _ = case(True), case(False), case(True, refuse=True)
     world.relay()
-    view = CommitmentView(tmp_path / "commitments.db", view_key=VIEW_KEY)
+    view = CommitmentView(world.beside(tmp_path / "commitments.db"), view_key=VIEW_KEY)
     view.follow(world.ledger)
     [listed] = view.to_disclose()
     assert (listed["number"], listed["matter"], listed["applicant"]) == (

@@ -82,6 +82,8 @@ async def test_a_full_exchange_with_the_bureau_stores_in_postgresql(
         assert node.store("shenpi").assistance.case(case).state.status == "replied"
         assert node.store("gongan").assistance.case(case).state.status == "replied"
         assert not pg.store_path("shenpi").exists() and not pg.ledger_path.exists()  # no SQLite file beside them
+        assert not pg.sla_path.exists() and pg.view_exists(pg.sla_location)
+        assert node.sla is not None and [r["status"] for r in node.sla.rows()] == ["replied"]
         assert [e.type for e in node.ledger.case(case)] == [  # type: ignore[union-attr]
             "assistance.requested", "assistance.received", "assistance.replied"]
     finally:

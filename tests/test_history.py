@@ -3,7 +3,6 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 
 import pytest
 
@@ -52,6 +51,7 @@ from schemas.envelope import LEDGER, Envelope, Signed, new_id
 from schemas.events import Payload
 from schemas.letters import ApplicantCommitment, AssistanceLetter, CommitmentNotice, DeclineLetter, ReplyLetter
 from schemas.sla import DeadlineBreached
+from tests.conftest import StoreLocations
 from tests.test_signing import make_signer
 from tests.test_store import APPLICANT
 
@@ -122,8 +122,9 @@ def false(no: int) -> ItemResult:
 
 
 @pytest.fixture
-def rec(tmp_path: Path) -> Iterator[Recorder]:
-    ledger = Ledger(tmp_path / "ledger.db")
+def rec(store_location: StoreLocations) -> Iterator[Recorder]:
+    """A ledger to record into: a SQLite file, and (marked ``postgres``) a PostgreSQL schema."""
+    ledger = Ledger(store_location("ledger"))
     yield Recorder(ledger)
     ledger.close()
 

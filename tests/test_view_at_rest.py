@@ -8,12 +8,14 @@ import os
 import sqlite3
 import subprocess
 from collections.abc import Iterator
+from contextlib import closing
 from pathlib import Path
 
 import pytest
 
 from agencies.credit_china import DirectoryCreditChina, deliver_pending
 from agencies.trust.keys import KeyStore
+from aggregates.database import Location, Sql, is_postgres
 from aggregates.registry import JUSTICE
 from broker.ledger.store import Ledger
 from projections.commitments import TABLE, CommitmentView
@@ -21,6 +23,7 @@ from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
 from projections.encrypted_columns import KEY_CHECKS, EncryptedColumns, ViewKeyMismatch, ViewKeyMissing
 from schemas.envelope import decode_envelope
 from schemas.privacy import mask_id
+from tests.conftest import StoreLocations
 from tests.helpers import xiezhu
 from tests.test_credit import COMPANY, ITEMS, VIEW_KEY, World
 from tests.test_store import APPLICANT
@@ -37,10 +40,10 @@ IN_CASES = (APPLICANT.id_number, APPLICANT.name, *(i.text for i in ITEMS))
 class Views(World):
     """test_credit's world, with the commitment-case view beside the credit view."""
 
-    def __init__(self, tmp_path: Path) -> None:
-        super().__init__(tmp_path)
+    def __init__(self, tmp_path: Path, where: StoreLocations | None = None) -> None:
+        super().__init__(tmp_path, where)
         self.credit_path, self.cases_path = tmp_path / "credit.db", tmp_path / "commitments.db"
-        self.cases = CommitmentView(self.cases_path, view_key=VIEW_KEY)
+        self.cases = CommitmentView(self.beside(self.cases_path), view_key=VIEW_KEY)
 
     def follow(self) -> None:
         self.relay()
@@ -258,3 +261,35 @@ def test_the_command_line_encrypts_with_justices_store_key(tmp_path: Path) -> No
     (settings.keys_dir / f"{JUSTICE}.store-key").write_bytes(OTHER_KEY)
     refused = run("credit", APPLICANT.id_number)
     assert refused.returncode == 1 and refused.stderr.startswith("error:") and "another view key" in refused.stderr
+
+
+def pg_readable(location: Location, texts: tuple[str, ...]) -> set[str]:
+    """Which texts a PostgreSQL schema's rows hold, read as text or as the hex of a bytea."""
+    with closing(Sql(location)) as db:
+        tables = [r[0] for r in db.execute("SELECT table_name::text FROM information_schema.tables "
+                                           "WHERE table_schema = current_schema()")]
+        raw = "\n".join(str(r[0]) for t in tables for r in db.execute(f"SELECT t::text FROM {t} t"))
+    return {t for t in texts if t in raw or t.encode().hex() in raw}
+
+
+@pytest.mark.parametrize("clear", [False, True], ids=["encrypted", "control-in-clear"])
+def test_the_views_schemas_in_postgresql_hold_no_id_number_name_or_commitment_text(
+        tmp_path: Path, store_location: StoreLocations, monkeypatch: pytest.MonkeyPatch, clear: bool) -> None:
+    """Decision 52: the same guarantee where the views live in PostgreSQL (with its control: in clear, all show)."""
+    if store_location.database_url is None:
+        pytest.skip("on SQLite the files themselves are read, byte by byte, by the tests above")
+    if clear:
+        in_clear(monkeypatch)
+    views = Views(tmp_path, store_location)
+    try:
+        views.demo_like()
+        credit, cases = views.beside(views.credit_path), views.beside(views.cases_path)
+        assert is_postgres(credit) and is_postgres(cases)
+        assert pg_readable(credit, PERSONAL) == (set(PERSONAL) if clear else set())
+        assert pg_readable(cases, IN_CASES) == (set(IN_CASES) if clear else set())
+        if not clear:
+            assert views.view.standing(APPLICANT.id_number) == "unrepaired-false-commitment"
+            with pytest.raises(ViewKeyMismatch, match="another view key"):
+                CreditView(credit, view_key=OTHER_KEY)
+    finally:
+        views.ledger.close()

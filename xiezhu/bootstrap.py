@@ -51,7 +51,7 @@ def open_catalogue(settings: Settings, clock: Clock) -> CatalogueRegistry:
 
 def views_exist(settings: Settings) -> bool:
     """Whether a read model encrypted with 区司法局's store key exists (then the key must too)."""
-    return settings.commitments_path.exists() or settings.credit_path.exists()
+    return settings.view_exists(settings.commitments_location) or settings.view_exists(settings.credit_location)
 
 
 def existing_catalogue(settings: Settings) -> CatalogueRegistry | None:
@@ -225,14 +225,13 @@ class System:
         return self.keys.store_key(JUSTICE, create=not views_exist(self.settings))
 
     def sla_view(self) -> SlaView:
-        self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-        return SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir), catalogue=self.catalogue)
+        return SlaView(self.settings.sla_location, CalendarStore(self.settings.calendar_dir), catalogue=self.catalogue)
 
     def commitment_view(self) -> CommitmentView:
-        return CommitmentView(self.settings.commitments_path, view_key=self.view_key())
+        return CommitmentView(self.settings.commitments_location, view_key=self.view_key())
 
     def credit_view(self) -> CreditView:
-        return open_view(self.settings.credit_path, view_key=self.view_key())
+        return open_view(self.settings.credit_location, view_key=self.view_key())
 
     def fresh_credit(self) -> CreditStanding:
         """The credit view caught up with the ledger at each look-up (a command run without a node)."""

@@ -253,13 +253,12 @@ class Node:
         if self.run_projection:
             if self.ledger is None:
                 self.ledger = Ledger(self.settings.ledger_location, opener=self.keys.ledger_opener())
-            self.settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
-            self.sla = SlaView(self.settings.sla_path, CalendarStore(self.settings.calendar_dir),
+            self.sla = SlaView(self.settings.sla_location, CalendarStore(self.settings.calendar_dir),
                                catalogue=self.catalogue)
             # The read models encrypt applicants' data with 区司法局's store key (decision 26).
             view_key = self.keys.store_key(JUSTICE, create=not views_exist(self.settings))
-            self.commitments = CommitmentView(self.settings.commitments_path, view_key=view_key)
-            self.credit = CreditView(self.settings.credit_path, view_key=view_key)
+            self.commitments = CommitmentView(self.settings.commitments_location, view_key=view_key)
+            self.credit = CreditView(self.settings.credit_location, view_key=view_key)
             self.system.credit = self.credit  # the credit gate of the desks reads the live view
             if JUSTICE in self.agent_codes:
                 # 区司法局's machine watches the deadlines; its agent relays the notices.

@@ -352,8 +352,8 @@ class DoorCollector(Collector):
 
     def _sla(self) -> Iterator[Metric]:
         """On 区司法局's machine (the SLA view beside serve): open requests by state and the latency histogram."""
-        path = self.door.settings.sla_path
-        if not path.exists():
+        path = self.door.settings.sla_location
+        if not self.door.settings.view_exists(path):
             return
         if self._view is None:
             from aggregates.calendar_store import CalendarStore

@@ -132,6 +132,12 @@ class Settings:
 
         return exists(self.ledger_location, "entries")
 
+    def view_exists(self, location: Path | str) -> bool:
+        """Whether a read model was made there (its file, or its tables in its schema)."""
+        from aggregates.database import exists
+
+        return exists(location, "_positions")
+
     @property
     def sla_location(self) -> Path | str:
         return self._record("sla", self.sla_path)

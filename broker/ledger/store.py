@@ -17,6 +17,7 @@ import sqlite3
 import struct
 import threading
 from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
@@ -232,6 +233,15 @@ class Ledger:
         db.sqlite.execute("PRAGMA journal_mode=WAL")
         db.sqlite.execute("PRAGMA synchronous=FULL")
         return db
+
+    @contextmanager
+    def reader(self) -> Iterator[Sql]:
+        """A separate read-only connection, for look-ups the ledger has no method for (SQLite's dialect)."""
+        conn = self._connect(read_only=True)
+        try:
+            yield conn
+        finally:
+            conn.close()
 
     def append(self, items: Sequence[tuple[Signed, Envelope, int, datetime]]) -> list[int | None]:
         """Append verified events in one transaction; a known event id is skipped (``None``)."""

@@ -58,7 +58,7 @@ def cases(
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger_ = ledger_at(settings)
     try:
-        view = CommitmentView(settings.commitments_path, view_key=view_key(settings))
+        view = CommitmentView(settings.commitments_location, view_key=view_key(settings))
         view.follow(ledger_)
         rows = view.rows(bureau=bureau)
     finally:
@@ -99,7 +99,7 @@ def disclosed(
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger_ = ledger_at(settings)
     try:
-        view = CommitmentView(settings.commitments_path, view_key=view_key(settings))
+        view = CommitmentView(settings.commitments_location, view_key=view_key(settings))
         view.follow(ledger_)
         rows = view.to_disclose(bureau=code)
     finally:

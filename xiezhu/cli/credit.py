@@ -45,9 +45,9 @@ app = typer.Typer(cls=_ApplicantOrCommand, no_args_is_help=True, rich_markup_mod
 
 
 
-def credit_path(settings: Settings) -> Path:
-    """Where the credit view lives in the data directory."""
-    return settings.data_dir / "projections" / "credit.db"
+def credit_path(settings: Settings) -> Path | str:
+    """Where the credit view lives: its file in the data directory, or its PostgreSQL schema."""
+    return settings.credit_location
 
 
 def credit_china_dir(settings: Settings) -> Path:

@@ -72,7 +72,7 @@ def report(
         reasons = _decline_reasons(ledger, [r["case_id"] for r in rows if r["status"] == "declined"])
     ledger = ledger_at(settings)
     try:
-        cview = CommitmentView(settings.commitments_path, view_key=view_key(settings))
+        cview = CommitmentView(settings.commitments_location, view_key=view_key(settings))
         cview.follow(ledger)
         cases = [msgspec.json.decode(r["state"], type=CommitmentState) for r in cview.plain_rows()]
     finally:

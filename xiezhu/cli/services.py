@@ -374,9 +374,11 @@ def _witness_records(settings: Settings, sources: list[str], stream: bool) -> li
     return records
 
 
-def _fresh_if_damaged(path: Path, open_view: Callable[[], Any]) -> Any:
+def _fresh_if_damaged(path: Path | str, open_view: Callable[[], Any]) -> Any:
     """The view at ``path``; a file SQLite cannot read is moved aside (``.damaged``) and the view made anew,
-    since a rebuild replaces everything in it anyway."""
+    since a rebuild replaces everything in it anyway (a view in PostgreSQL is opened as it is)."""
+    if not isinstance(path, Path):
+        return open_view()
     try:
         return open_view()
     except sqlite3.DatabaseError as e:
@@ -403,12 +405,12 @@ def projections_rebuild(ctx: typer.Context) -> None:
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     ledger_ = ledger_at(settings)
     views: list[tuple[str, Any]] = [
-        ("SLA view", _fresh_if_damaged(settings.sla_path, lambda: SlaView(
-            settings.sla_path, CalendarStore(settings.calendar_dir), catalogue=existing_catalogue(settings)))),
-        ("commitment cases", _fresh_if_damaged(settings.commitments_path, lambda: CommitmentView(
-            settings.commitments_path, view_key=view_key(settings)))),
-        ("credit view", _fresh_if_damaged(settings.credit_path, lambda: CreditView(
-            settings.credit_path, view_key=view_key(settings)))),
+        ("SLA view", _fresh_if_damaged(settings.sla_location, lambda: SlaView(
+            settings.sla_location, CalendarStore(settings.calendar_dir), catalogue=existing_catalogue(settings)))),
+        ("commitment cases", _fresh_if_damaged(settings.commitments_location, lambda: CommitmentView(
+            settings.commitments_location, view_key=view_key(settings)))),
+        ("credit view", _fresh_if_damaged(settings.credit_location, lambda: CreditView(
+            settings.credit_location, view_key=view_key(settings)))),
     ]
     for label, view in views:
         if view.in_memory:  # it could only be rebuilt in memory and lost: say so rather than pretend

@@ -91,10 +91,9 @@ def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
     """The SLA view, caught up with the ledger, using the loaded calendar schedules."""
     if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    settings.sla_path.parent.mkdir(parents=True, exist_ok=True)
     ledger = ledger_at(settings)
     try:
-        view = SlaView(settings.sla_path, CalendarStore(settings.calendar_dir),
+        view = SlaView(settings.sla_location, CalendarStore(settings.calendar_dir),
                        catalogue=existing_catalogue(settings))
         if view.layout_reset:
             err.print("the SLA view's table layout changed: rebuilding it from the ledger")

@@ -294,10 +294,10 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
 
     def sla_view() -> Any:
         """The SLA view of 区司法局's machine, if this serve runs on it (opened once)."""
-        if not views and door.settings.sla_path.exists():
+        if not views and door.settings.view_exists(door.settings.sla_location):
             from projections.sla import SlaView
 
-            views.append(SlaView(door.settings.sla_path, CalendarStore(door.settings.calendar_dir)))
+            views.append(SlaView(door.settings.sla_location, CalendarStore(door.settings.calendar_dir)))
         return views[0] if views else None
 
     def rows_now(s: Session, f: dict[str, str]) -> list[dict[str, Any]]:
@@ -338,9 +338,13 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
             for code in visible(s):
                 if door.settings.store_path(code).exists():
                     marks.append(door.store(code).recorder.max_notification_id())
-            view = door.settings.sla_path
-            for path in (view, view.with_name(view.name + "-wal")):
-                marks.append(path.stat().st_mtime_ns if path.exists() else None)
+            sla = sla_view() if s.user.bureau == JUSTICE else None
+            if sla is not None and door.settings.database_url:  # in PostgreSQL: the view's position
+                marks.append(sla.position)
+            else:
+                view = door.settings.sla_path
+                for path in (view, view.with_name(view.name + "-wal")):
+                    marks.append(path.stat().st_mtime_ns if path.exists() else None)
             return tuple(marks)
 
         async def stream() -> AsyncIterator[bytes]:
