@@ -90,6 +90,7 @@ from aggregates.clock import SystemClock
 from aggregates.errors import RuleError
 from aggregates.registry import JUSTICE, Registry
 from aggregates.store import ConcurrentChange, UnknownCase
+from aggregates.workdays import SHANGHAI
 from broker.auth import ADMIN, authorization_config, credentials_in, generate_identities
 from broker.ledger.audit import audit
 from broker.ledger.store import Ledger
@@ -99,7 +100,8 @@ from broker.streams import DLQ_STREAM, EVENTS_STREAM
 from projections.credit import CreditView
 from projections.sla import SlaView
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
-from schemas.catalogue import AssistanceItem
+from schemas.catalogue import AssistanceItem, MatterRow
+from schemas.commitment import PlannedItem
 from xiezhu.bootstrap import System, existing_catalogue
 from xiezhu.node import provision_once
 from xiezhu.running import agent_running
@@ -109,7 +111,7 @@ from xiezhu.supervisor import Service, Supervisor, child_env, plan
 REQUESTERS = ("shenpi", "zhujian", "minzheng")
 ASSISTOR = "gongan"
 NODES = 3
-MATTER = Matter(code="370405-XK-0101", name="食品经营许可")
+MATTER_NAME = "食品经营许可"
 ARCHIVE = "区户籍档案室"
 OPERATOR = "公安分局值班员"
 TOWNS = ["运河街道", "张山子镇", "涧头集镇", "邳庄镇", "马兰屯镇", "泥沟镇"]
@@ -127,6 +129,14 @@ EVENTS = {
 STATUS = {"true": "replied", "false": "replied", "answered": "replied", "declined": "declined",
           "forwarded": "replied", "withdrawn": "withdrawn"}
 FINAL = frozenset({"replied", "declined", "withdrawn"})
+#: What a clean run leaves in the ledger for a commitment case (告知承诺) around a true or false request.
+COMMITMENT_EVENTS = {
+    "true": ("applied", "notice-issued", "signed", "approved", "verification-planned", "item-verified",
+             "item-verified", "closed"),
+    "false": ("applied", "notice-issued", "signed", "approved", "verification-planned", "item-verified",
+              "item-verified", "found-false", "credit-recorded"),
+}
+COMMITMENT_STATUS = {"true": "closed", "false": "false-commitment"}
 OPERATOR_VERDICTS = [("true", "true"), ("true", "false"), ("true", "unverifiable")]
 
 
@@ -148,7 +158,11 @@ class Planned:
     name: str
     town: str
     verdicts: tuple[str, ...] = ()
+    #: Made for a commitment case of the requester's (告知承诺), which the answer closes or finds false.
+    commitment: bool = False
     case: str = ""
+    commitment_case: str = ""
+    steps: int = 0
     acted: bool = False
     forwarded: bool = False
 
@@ -160,9 +174,16 @@ class Planned:
     def expected(self) -> dict[str, Any]:
         """The final state a clean run of this exchange gives."""
         status = STATUS[self.kind]
-        return {"requester": status, "assistor": status, "verdicts": list(self.verdicts),
-                "forwarded_to": [ARCHIVE] if self.kind == "forwarded" else [],
-                "events": sorted(f"assistance.{t}" for t in EVENTS[self.kind])}
+        out = {"requester": status, "assistor": status, "verdicts": list(self.verdicts),
+               "forwarded_to": [ARCHIVE] if self.kind == "forwarded" else [],
+               "events": sorted(f"assistance.{t}" for t in EVENTS[self.kind])}
+        if self.commitment:
+            out["commitment"] = COMMITMENT_STATUS[self.kind]
+            out["commitment_events"] = sorted(f"commitment.{t}" for t in COMMITMENT_EVENTS[self.kind])
+        return out
+
+    def event_count(self) -> int:
+        return len(EVENTS[self.kind]) + (len(COMMITMENT_EVENTS[self.kind]) if self.commitment else 0)
 
 
 def make_plan(n: int, rng: random.Random) -> tuple[list[Planned], list[dict[str, Any]]]:
@@ -172,11 +193,13 @@ def make_plan(n: int, rng: random.Random) -> tuple[list[Planned], list[dict[str,
     out, residents = [], []
     born = date(1950, 1, 1)
     for i in range(n):
-        kind = kinds[i] if i < len(kinds) else rng.choices(kinds, weights)[0]  # every kind, even in a short run
+        # Every kind, and a true and a false commitment case, even in a short run.
+        kind = kinds[i] if i < len(kinds) else ["true", "false"][i % 2] if i < 8 else rng.choices(kinds, weights)[0]
         id_number = f"370405{born + timedelta(days=i):%Y%m%d}{i % 1000:03d}{i % 10}"
         town = rng.choice(TOWNS)
         p = Planned(i, kind, REQUESTERS[i % len(REQUESTERS)], id_number, "王" + "明华强伟芳"[i % 5], town)
         if kind in ("true", "false"):  # in the register: gongan's verifier answers by itself
+            p.commitment = 6 <= i < 8 or (i >= 8 and rng.random() < 0.4)
             residents.append({"id_number": id_number, "name": p.name, "residence": "山东省枣庄市台儿庄区" + town,
                               "criminal_record": int(kind == "false")})
             p.verdicts = ("true", "true") if kind == "true" else ("true", "false")
@@ -428,7 +451,7 @@ class Campaign:
         self.clock = SystemClock()
         self.settings = Settings(data_dir=root / "data")
         self.plan, self.residents = make_plan(opts.exchanges, self.rng)
-        self.expected_events = sum(len(EVENTS[p.kind]) for p in self.plan)
+        self.expected_events = sum(p.event_count() for p in self.plan)
         self.cluster: Cluster | None = None
         self.supervisor: Supervisor | None = None
         self.system: System | None = None
@@ -466,11 +489,17 @@ class Campaign:
         catalogue = self.system.catalogue
         basis = "《国务院办公厅关于全面推行证明事项告知承诺制的指导意见》"
         for n, code in enumerate(REQUESTERS, start=1):
-            row = AssistanceItem(code=item_code(code), seq=n, service_matter_name=MATTER.name,
-                                 service_matter_code=MATTER.code, item_name="户籍及无犯罪记录核查",
+            matter = MatterRow(code=matter_code(code), seq=n, service_matter_name=MATTER_NAME,
+                               service_matter_code=matter_code(code), certificate_name="户籍证明、无犯罪记录证明",
+                               legal_basis=basis, handling_body=code, issuing_unit="区公安分局", mode="必须实行",
+                               verification_methods=["部门间行政协助"], owner=code)
+            catalogue.review(catalogue.apply_adjustment("matters", code, basis, adds=[matter]), True)
+            row = AssistanceItem(code=item_code(code), seq=n, service_matter_name=MATTER_NAME,
+                                 service_matter_code=matter_code(code), item_name="户籍及无犯罪记录核查",
                                  legal_basis=basis, handling_body=code, assisting_body=ASSISTOR,
                                  verification_method="部门间行政协助")
             catalogue.review(catalogue.apply_adjustment("assistance", code, basis, adds=[row]), True)
+        catalogue.publish("matters")
         catalogue.publish("assistance")
         settings.bureau_dir(ASSISTOR).mkdir(parents=True, exist_ok=True)
         db = sqlite_utils.Database(settings.bureau_data_path(ASSISTOR))
@@ -524,7 +553,7 @@ class Campaign:
         withdrawals: list[asyncio.Task[None]] = []
         issued_events = 0
         for p in self.plan:
-            issued_events += len(EVENTS[p.kind])
+            issued_events += p.event_count()
             while issued_events - await asyncio.to_thread(self.recorded) > self.opts.in_flight * 3:
                 await asyncio.sleep(0.2)
             await self._retrying(f"request {p.index}", functools.partial(self._request, p))
@@ -533,12 +562,33 @@ class Campaign:
         await asyncio.gather(*withdrawals)
 
     def _request(self, p: Planned) -> None:
-        if p.case:
-            return
-        st = self.desk(p.requester).send_request(
-            assistor=ASSISTOR, applicant=Applicant(kind="person", name=p.name, id_number=p.id_number),
-            matter=MATTER, items=p.items(), catalogue_item=item_code(p.requester))
-        p.case = st.case
+        """The request, and for a commitment case first its steps (each once: a retry goes on from the last done)."""
+        desk, items = self.desk(p.requester), p.items()
+        applicant = Applicant(kind="person", name=p.name, id_number=p.id_number)
+        today = self.clock.now().astimezone(SHANGHAI).date()
+        steps: list[Callable[[], object]] = []
+        if p.commitment:
+            def open_case() -> None:
+                p.commitment_case = desk.open_case(applicant, matter_code(p.requester), items, applied_on=today).case
+            steps = [
+                open_case,
+                lambda: desk.issue_notice(p.commitment_case),
+                lambda: desk.commit(p.commitment_case, today),
+                lambda: desk.approve(p.commitment_case,
+                                     self.registry.licence_number(p.requester, today.year, p.index + 1)),
+                lambda: desk.plan_verification(p.commitment_case, [
+                    PlannedItem(no=i.no, method="assistance", due_on=today + timedelta(days=7),
+                                detail=item_code(p.requester)) for i in items]),
+            ]
+
+        def send() -> None:
+            p.case = desk.send_request(
+                assistor=ASSISTOR, applicant=applicant, matter=Matter(code=matter_code(p.requester), name=MATTER_NAME),
+                items=items, catalogue_item=item_code(p.requester), applied_on=today,
+                commitment_case=p.commitment_case).case
+        for step in [*steps, send][p.steps:]:
+            step()
+            p.steps += 1
 
     async def _withdraw_later(self, p: Planned, delay: float) -> None:
         await asyncio.sleep(delay)
@@ -668,9 +718,15 @@ class Campaign:
             return None
         if mine.status not in FINAL or theirs.status not in FINAL:
             return None
-        return {"requester": mine.status, "assistor": theirs.status,
-                "verdicts": [r.verdict for r in (mine.results or ())],
-                "forwarded_to": list(theirs.forwarded_to)}
+        out: dict[str, Any] = {"requester": mine.status, "assistor": theirs.status,
+                               "verdicts": [r.verdict for r in (mine.results or ())],
+                               "forwarded_to": list(theirs.forwarded_to)}
+        if p.commitment:
+            status = self.desk(p.requester).commitment(p.commitment_case).status
+            if status not in COMMITMENT_STATUS.values():
+                return None  # the requester's agent concludes it once the answer is in
+            out["commitment"] = status
+        return out
 
     async def settle(self) -> list[Planned]:
         """Wait until every request is final at both bureaus and the ledger holds every event; what is not."""
@@ -711,13 +767,23 @@ class Campaign:
                         env = decode_checked(signed.body)
                         stored[env.id] = env.type
             recorded = by_case.get(p.case, [])
-            recorded_ids = {e for e, _ in recorded}
-            lost_events += len(set(stored) - recorded_ids)
-            types = Counter(t for _, t in recorded)
-            doubled += sum(c - 1 for c in types.values() if c > 1)
+            commitment: dict[str, str] = {}
+            if p.commitment_case:
+                store = self.desk(p.requester)._store  # noqa: SLF001 - the signed events of a commitment case
+                for signed in store.commitments.case(p.commitment_case).envelopes:
+                    env = decode_checked(signed.body)
+                    commitment[env.id] = env.type
+            in_ledger = by_case.get(p.commitment_case, []) if p.commitment_case else []
+            recorded_ids = {e for e, _ in [*recorded, *in_ledger]}
+            lost_events += len((set(stored) | set(commitment)) - recorded_ids)
+            doubled += sum(c - 1 for c in Counter(t for _, t in recorded).values() if c > 1)
             doubled += sum(c - 1 for c in Counter(stored.values()).values() if c > 1)
+            doubled += _doubled_steps([t for _, t in in_ledger])
+            doubled += _doubled_steps(list(commitment.values()))
             if got is not None:
                 got["events"] = sorted(t for _, t in recorded)
+                if p.commitment:
+                    got["commitment_events"] = sorted(t for _, t in in_ledger)
             want = p.expected()
             if got != want:
                 mismatches.append({"index": p.index, "kind": p.kind, "case": p.case, "want": want, "got": got})
@@ -851,6 +917,17 @@ class Campaign:
 
 def item_code(requester: str) -> str:
     return f"XZ-{requester}-0001"
+
+
+def matter_code(requester: str) -> str:
+    return f"ZM-{requester}-0001"
+
+
+def _doubled_steps(types: list[str]) -> int:
+    """A commitment case's steps taken twice (one ``item-verified`` for each of the two items is right)."""
+    counts = Counter(types)
+    return sum(c - (2 if t == "commitment.item-verified" else 1) for t, c in counts.items()
+               if c > (2 if t == "commitment.item-verified" else 1))
 
 
 def view_dump(view: SlaView | CreditView) -> str:
