@@ -116,11 +116,18 @@ class LedgerProjection:
             if not entries:
                 return done
             with self._lock, self.db.conn:
-                for e in entries:
+                # Another process may follow the same file (a clerk's command beside the running ledger):
+                # take the write lock first, then skip what it applied since the position was read.
+                if not self.db.conn.in_transaction:
+                    self.db.conn.execute("BEGIN IMMEDIATE")
+                after = self.position
+                fresh = [e for e in entries if e.pos > after]
+                for e in fresh:
                     if self.wants(e.type):
                         self.apply_entry(e, ledger.envelope(e))
-                self.db.table(POSITIONS).upsert({"name": self.name, "position": entries[-1].pos}, pk="name")
-            done += len(entries)
+                if fresh:
+                    self.db.table(POSITIONS).upsert({"name": self.name, "position": fresh[-1].pos}, pk="name")
+            done += len(fresh)
             if progress:
                 progress(len(entries))
 

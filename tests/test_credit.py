@@ -11,7 +11,7 @@ from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 from http.server import BaseHTTPRequestHandler, HTTPServer
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import pytest
 
@@ -545,3 +545,32 @@ def test_the_signed_commitments_of_disclosed_matters_are_listed_for_publication(
     assert (listed["number"], listed["matter"], listed["applicant"]) == (
         world.store.commitments.case(public).state.number, "食品经营许可", "张*")
     assert listed["commitments"] == [i.text for i in ITEMS] and listed["id_number"] == "370405********1234"
+
+
+class _StaleRead:
+    """The ledger as a follower read it before another process caught the same view up: from the start."""
+
+    def __init__(self, ledger: Ledger) -> None:
+        self.ledger = ledger
+        self.first = True
+
+    def entries(self, after: int = 0, limit: int | None = None) -> Iterator[Any]:
+        after, self.first = (0 if self.first else after), False
+        return self.ledger.entries(after, limit)
+
+    def envelope(self, entry: Any) -> Any:
+        return self.ledger.envelope(entry)
+
+
+def test_a_second_process_following_the_same_view_applies_nothing_twice(world: World, tmp_path: Path,
+                                                                         monkeypatch: pytest.MonkeyPatch) -> None:
+    # The chaos campaign's clerk opened a case (the credit gate follows the view) while the ledger's
+    # process followed it too: UNIQUE constraint failed: credit_seen.event_id, and the command died.
+    world.recorded()
+    before = _tables(world.relay())
+    clerk = CreditView(tmp_path / "credit.db", view_key=VIEW_KEY)  # its own connection, as another process's
+    applied: list[int] = []
+    apply_entry = clerk.apply_entry
+    monkeypatch.setattr(clerk, "apply_entry", lambda e, env: (applied.append(e.pos), apply_entry(e, env)))
+    assert clerk.follow(cast(Ledger, _StaleRead(world.ledger))) == 0
+    assert applied == [] and _tables(clerk) == before
