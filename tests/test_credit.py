@@ -571,6 +571,10 @@ def test_a_second_process_following_the_same_view_applies_nothing_twice(world: W
     clerk = CreditView(tmp_path / "credit.db", view_key=VIEW_KEY)  # its own connection, as another process's
     applied: list[int] = []
     apply_entry = clerk.apply_entry
-    monkeypatch.setattr(clerk, "apply_entry", lambda e, env: (applied.append(e.pos), apply_entry(e, env)))
+
+    def counted(entry: Any, env: Any) -> None:
+        applied.append(entry.pos)
+        apply_entry(entry, env)
+    monkeypatch.setattr(clerk, "apply_entry", counted)
     assert clerk.follow(cast(Ledger, _StaleRead(world.ledger))) == 0
     assert applied == [] and _tables(clerk) == before
