@@ -223,13 +223,14 @@ class Link:
     def __init__(self, name: str, target: int) -> None:
         self.name = name
         self.target = target
-        self.port = free_port()
+        self.port = 0  # chosen by the system when it starts listening
         self.cut = False
         self.conns: set[asyncio.StreamWriter] = set()
         self.server: asyncio.Server | None = None
 
     async def start(self) -> None:
-        self.server = await asyncio.start_server(self._serve, "127.0.0.1", self.port)
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        self.port = int(self.server.sockets[0].getsockname()[1])
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         if self.cut:
@@ -334,6 +335,7 @@ class Cluster:
         self.route_ports = [free_port() for _ in range(NODES)]
         self.http_ports = [free_port() for _ in range(NODES)]
         self.routes = Routes(self.route_ports)
+        self.routes.start()  # listening first: the nodes' configurations name the proxies' ports
         self.nodes: list[EmbeddedNats] = []
         for i in range(NODES):
             store = root / f"n{i + 1}"
@@ -364,7 +366,6 @@ class Cluster:
         return ",".join(n.url for n in self.nodes)
 
     def start(self, timeout: float = 60.0) -> None:
-        self.routes.start()
         for node in self.nodes:
             node.start()
         self.wait_healthy(timeout)

@@ -7,6 +7,7 @@ deployment's first start.
 from __future__ import annotations
 
 import asyncio
+import json
 import subprocess
 import time
 import urllib.request
@@ -288,7 +289,9 @@ def _users_of(contexts: list[Context]) -> set[str]:
 
 def test_nats_config_runs_first_and_writes_the_seeds_and_the_servers_authorization() -> None:
     name, svc, leaf = _nats_config()
-    assert leaf.params["cluster"] is True  # the authorization block alone: the cluster settings are flags
+    # The node's whole configuration: JetStream's fsync of every write (decision 54) and the
+    # authorization; the cluster settings are the node's flags.
+    assert not leaf.params["cluster"]
     out = PurePosixPath(str(leaf.params["out_file"]))
     mounts = _mounts(svc)
     assert svc["environment"]["XIEZHU_DATA_DIR"] == str(DATA)
@@ -361,6 +364,9 @@ def test_the_compose_cluster_forms_on_the_generated_authorization_and_enforces_i
                                           stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL))
         url = ",".join(f"nats://127.0.0.1:{p['client']}" for p in ports.values())
         _wait_healthy([p["http"] for p in ports.values()], procs)
+        for p in ports.values():  # decision 54: the cluster fsyncs every write, as the embedded server does
+            with urllib.request.urlopen(f"http://127.0.0.1:{p['http']}/varz", timeout=5) as r:
+                assert json.load(r)["jetstream"]["config"]["sync_always"] is True
         replicas = parse_xiezhu(_xiezhu_services()["provision"]["command"])[-1].params["replicas"]
         # The consumers of the bureaus compose runs (each R3 consumer takes a while to create).
         bureaus = {b for svc in _xiezhu_services().values()
