@@ -80,15 +80,24 @@ def describe(location: Location) -> str:
     return f"schema {location_schema(str(location))} of postgresql://{unquote(u.hostname or '')}{u.path}"
 
 
+#: PostgreSQL records found to exist (a record once made stays: asked again, it is not looked up).
+_FOUND: set[tuple[str, str]] = set()
+
+
 def exists(location: Location, table: str) -> bool:
     """Whether a record was made there: its SQLite file, or ``table`` in its PostgreSQL schema (nothing is created)."""
     if not is_postgres(location):
         return Path(location).exists()
+    if (str(location), table) in _FOUND:
+        return True
     import psycopg
 
     with psycopg.connect(server_url(str(location)), autocommit=True) as conn:
         row = conn.execute("SELECT to_regclass(%s)", (f"{_checked_schema(str(location))}.{table}",)).fetchone()
-    return row is not None and row[0] is not None
+    found = row is not None and row[0] is not None
+    if found:
+        _FOUND.add((str(location), table))
+    return found
 
 
 def create_schema(location: str) -> str:

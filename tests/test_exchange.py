@@ -22,6 +22,7 @@ from broker.signing import Signer, decode_checked
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.envelope import Envelope, Signed, new_id, subject_for
 from tests.conftest import ITEMS, RESIDENT, StoreLocations, eventually, make_node
+from xiezhu.cli.front import outbox_rows
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
@@ -72,7 +73,8 @@ async def test_a_full_exchange_with_the_bureau_stores_in_postgresql(
         pytest.skip("the SQLite side is every other test of this file")
     prefix = f"t{store_location.tag}"
     store_location.schemas += [f"{prefix}_{code}" for code in ("shenpi", "gongan", "ziran", "sifa")]
-    store_location.schemas += [f"{prefix}__{record}" for record in ("ledger", "sla", "commitments", "credit")]
+    store_location.schemas += [f"{prefix}__{record}"
+                               for record in ("ledger", "catalogue", "sla", "commitments", "credit")]
     pg = dataclasses.replace(settings, database_url=f"{store_location.database_url}?schema={prefix}")
     node = make_node(pg, registry, clock)
     await node.start()
@@ -83,6 +85,9 @@ async def test_a_full_exchange_with_the_bureau_stores_in_postgresql(
         assert node.store("gongan").assistance.case(case).state.status == "replied"
         assert not pg.store_path("shenpi").exists() and not pg.ledger_path.exists()  # no SQLite file beside them
         assert not pg.sla_path.exists() and pg.view_exists(pg.sla_location)
+        # What the commands and serve ask before opening a store or the catalogue (not for a file):
+        assert pg.store_exists("shenpi") and not pg.store_exists("minzheng") and pg.catalogue_exists()
+        assert not pg.catalogue_path.exists() and outbox_rows(pg, "shenpi") == []
         assert node.sla is not None and [r["status"] for r in node.sla.rows()] == ["replied"]
         assert [e.type for e in node.ledger.case(case)] == [  # type: ignore[union-attr]
             "assistance.requested", "assistance.received", "assistance.replied"]

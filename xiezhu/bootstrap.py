@@ -46,7 +46,7 @@ class BootstrapError(XiezhuError):
 def open_catalogue(settings: Settings, clock: Clock) -> CatalogueRegistry:
     """区司法局's catalogues (附件8, 附件9), which every request is checked against."""
     settings.catalogue_path.parent.mkdir(parents=True, exist_ok=True)
-    return CatalogueRegistry(settings.catalogue_path, clock)
+    return CatalogueRegistry(settings.catalogue_location, clock)
 
 
 def views_exist(settings: Settings) -> bool:
@@ -56,11 +56,11 @@ def views_exist(settings: Settings) -> bool:
 
 def existing_catalogue(settings: Settings) -> CatalogueRegistry | None:
     """The catalogue of a data directory that has one (views check requests against it), else None."""
-    if not settings.catalogue_path.exists():
+    if not settings.catalogue_exists():
         return None
     from aggregates.clock import SystemClock  # reading only: the clock stamps nothing
 
-    return CatalogueRegistry(settings.catalogue_path, SystemClock())
+    return CatalogueRegistry(settings.catalogue_location, SystemClock())
 
 
 def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
@@ -75,22 +75,7 @@ def open_store(settings: Settings, keys: KeyStore, code: str, clock: Clock,
     return BureauStore(code, settings.store_location(code), keys.bureau_signer(code, ring).sign, clock,
                        catalogue or open_catalogue(settings, clock),
                        # A store that exists was written with a key: never make a new one for it.
-                       store_key=keys.store_key(code, create=not store_exists(settings, code)))
-
-
-def store_exists(settings: Settings, code: str) -> bool:
-    """Whether bureau ``code``'s store was made: its file, or its table in its PostgreSQL schema."""
-    location = settings.store_location(code)
-    if not isinstance(location, str):
-        return location.exists()
-    import psycopg
-
-    from aggregates.store import location_schema
-
-    assert settings.database_url is not None
-    with psycopg.connect(settings.database_url.split("?")[0]) as conn:
-        row = conn.execute("SELECT to_regclass(%s)", (f"{location_schema(location)}.bureaustore_events",)).fetchone()
-    return row is not None and row[0] is not None
+                       store_key=keys.store_key(code, create=not settings.store_exists(code)))
 
 
 class _CreditGate:
@@ -168,7 +153,7 @@ class System:
     def existing(self, code: str) -> None:
         """Refuse a bureau that has no store in this data directory yet (a command that only reads or answers)."""
         self.registry[code]
-        if code not in self.stores and not store_exists(self.settings, code):
+        if code not in self.stores and not self.settings.store_exists(code):
             raise BootstrapError(f"{code} has no store in {self.settings.data_dir}")
 
     def desk(self, code: str, *, existing: bool = False) -> Desk:

@@ -326,7 +326,7 @@ class DoorOps:
             settings = self.door.settings
             if settings.database_url:
                 checks.append(Check(f"store:{code}", True, "PostgreSQL (the agent's concern)"))
-            elif settings.store_path(code).exists():
+            elif settings.store_exists(code):
                 c = await asyncio.to_thread(sqlite_writable, settings.store_path(code))
                 checks.append(Check(f"store:{code}", c.ok, c.detail))
             else:

@@ -83,6 +83,12 @@ class Settings:
             return bureau_location(self.database_url, code)
         return self.store_path(code)
 
+    def store_exists(self, code: str) -> bool:
+        """Whether bureau ``code``'s store was made: its file, or its table in its PostgreSQL schema."""
+        from aggregates.database import exists
+
+        return exists(self.store_location(code), "bureaustore_events")
+
     def relay_path(self, code: str) -> Path:
         return self.bureau_dir(code) / "relay.db"
 
@@ -137,6 +143,16 @@ class Settings:
         from aggregates.database import exists
 
         return exists(location, "_positions")
+
+    @property
+    def catalogue_location(self) -> Path | str:
+        """区司法局's catalogue store: ``bureaus/sifa/catalogue.db``, or the schema ``xiezhu__catalogue``."""
+        return self._record("catalogue", self.catalogue_path)
+
+    def catalogue_exists(self) -> bool:
+        from aggregates.database import exists
+
+        return exists(self.catalogue_location, "catalogueregistry_events")
 
     @property
     def sla_location(self) -> Path | str:

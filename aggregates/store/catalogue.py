@@ -167,7 +167,7 @@ class CatalogueRegistry(StoreApplication):
     through :meth:`apply_adjustment` → :meth:`review` → :meth:`publish`.
     """
 
-    def __init__(self, location: Path | None, clock: Clock) -> None:
+    def __init__(self, location: Path | str | None, clock: Clock) -> None:
         self.clock = clock
         # Not encrypted at rest, unlike the bureau stores: the catalogues are public lists of
         # matters and items (附件8, 附件9) and hold no personal data (decision 24).

@@ -95,7 +95,7 @@ def disclosed(
 
     settings = _settings(ctx)
     code = bureau_code(bureau)
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
     ledger_ = ledger_at(settings)
     try:

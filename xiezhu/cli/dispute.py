@@ -215,7 +215,7 @@ def decide(ctx: typer.Context, number: Number,
     from xiezhu.cli.common import ledger_at, said
 
     settings = settings_of(ctx)
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 decides a dispute the ledger shows escalated")
     ledger = ledger_at(settings)
     try:

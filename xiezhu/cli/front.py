@@ -200,7 +200,7 @@ def outbox_rows(settings: Settings, code: str) -> list[dict[str, Any]]:
     from broker.signing import decode_checked
     from xiezhu.bootstrap import System
 
-    if not settings.store_path(code).exists():
+    if not settings.store_exists(code):
         return []
     position = 0
     if settings.relay_path(code).exists():
@@ -237,7 +237,7 @@ def outbox(
 
     settings = _settings(ctx)
     reg = Registry.load()
-    codes = [_bureau(bureau)] if bureau else [b.code for b in reg if settings.store_path(b.code).exists()]
+    codes = [_bureau(bureau)] if bureau else [b.code for b in reg if settings.store_exists(b.code)]
     rows = [r for code in codes for r in outbox_rows(settings, code)]
     running = {code: agent_running(settings.bureau_dir(code)) for code in codes}
     hooks = {code: hook for code in codes if (hook := webhook_state(settings, code)) is not None}

@@ -28,7 +28,7 @@ def requests_about(ctx: typer.Context, bureau: str, given: list[str]) -> list[tu
     from projections.history import find_cases
 
     settings = settings_of(ctx)
-    if not settings.ledger_path.exists():
+    if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 names requests the ledger recorded")
     ledger = ledger_at(settings)
     try:

@@ -191,7 +191,7 @@ class FrontDoor:
         feed = self.feeds[code]
         while not self.stopping.is_set():
             try:
-                exists = self.settings.store_path(code).exists()
+                exists = self.settings.store_exists(code)
                 if exists and await self._off_loop(feed.follow, self.store(code)) > 0:
                     self._wake[code].set()
             except Exception as e:  # the store is busy or not there yet: look again

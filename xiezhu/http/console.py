@@ -64,7 +64,7 @@ def board_rows(door: FrontDoor, bureaus: list[str], now: datetime, *, state: str
     for code in bureaus:
         if bureau and code != bureau:
             continue
-        if not door.settings.store_path(code).exists():
+        if not door.settings.store_exists(code):
             continue
         for st in door.desk(code).requests():
             if st.status not in OPEN or st.case in seen:
@@ -125,7 +125,7 @@ def statistics(door: FrontDoor, bureaus: list[str], now: datetime, *, weeks: int
     monday = (now.astimezone(SHANGHAI) - timedelta(days=now.astimezone(SHANGHAI).weekday())).date()
     starts = [monday - timedelta(weeks=k) for k in range(weeks - 1, -1, -1)]
     for code in bureaus:
-        if not door.settings.store_path(code).exists():
+        if not door.settings.store_exists(code):
             continue
         b: dict[str, Any] = {"bureau": code, "received": 0, "answered": 0, "on_time": 0, "declined": 0, "open": 0,
                              "overdue": 0}
@@ -336,7 +336,7 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
             """What the rows depend on, cheap to read: the stores' and the view's positions, and the minute."""
             marks: list[object] = [door.clock.now().replace(second=0, microsecond=0)]
             for code in visible(s):
-                if door.settings.store_path(code).exists():
+                if door.settings.store_exists(code):
                     marks.append(door.store(code).recorder.max_notification_id())
             sla = sla_view() if s.user.bureau == JUSTICE else None
             if sla is not None and door.settings.database_url:  # in PostgreSQL: the view's position
@@ -437,7 +437,7 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
         s = need(request)
         may_see(s, bureau)
         cases = await asyncio.to_thread(lambda: door.desk(bureau).inbox()
-                                        if door.settings.store_path(bureau).exists() else [])
+                                        if door.settings.store_exists(bureau) else [])
         return inbox_page(request, s, bureau, cases)
 
     @r.post("/inbox/{bureau}/reveal")
