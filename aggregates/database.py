@@ -303,3 +303,68 @@ def db_errors() -> tuple[type[Exception], ...]:
     import psycopg
 
     return (sqlite3.DatabaseError, psycopg.Error)
+
+
+# -- a role per bureau ----------------------------------------------------------------------------------------
+
+#: The records of 区司法局's machine (beside its own store), each a schema ``<prefix>__<name>`` (decision 52).
+JUSTICE_RECORDS = ("ledger", "catalogue", "sla", "commitments", "credit")
+
+
+def _own(role: str, schema: str) -> list[str]:
+    """``role`` owns ``schema`` and every table in it (made before the role, by whoever ran xiezhu first)."""
+    return [
+        f"CREATE SCHEMA IF NOT EXISTS {schema};",
+        f"ALTER SCHEMA {schema} OWNER TO {role};",
+        f"REVOKE ALL ON SCHEMA {schema} FROM PUBLIC;",
+        "DO $$ DECLARE t record; BEGIN FOR t IN SELECT tablename FROM pg_tables WHERE schemaname = "
+        f"'{schema}' LOOP EXECUTE format('ALTER TABLE %I.%I OWNER TO %I', '{schema}', t.tablename, '{role}'); "
+        "END LOOP; END $$;",
+    ]
+
+
+def roles_sql(bureaus: Sequence[str], *, prefix: str = DEFAULT_PREFIX, justice: str = "sifa") -> str:
+    """SQL that gives each bureau a role of its own, ``<prefix>_<code>``, with rights on its own schema only.
+
+    Each role owns its schema (and the tables already in it); nobody else gets any right there.
+    区司法局's role also owns the ledger's, the catalogue's and the views' schemas.  The catalogue is
+    the one thing shared: every bureau reads it (each request is checked against it) and writes its
+    own adjustment applications there (一(四)), so the bureaus' roles may select, insert and update
+    in it, never elsewhere.  Run it as the database's owner; set each role's password afterwards
+    (``ALTER ROLE … PASSWORD``) and give each machine ``postgresql://<role>:…@host/db``.
+    """
+    codes = list(dict.fromkeys([*bureaus, justice]))
+    names = {code: f"{prefix}_{code}".replace("-", "_") for code in codes}
+    for name in [*names.values(), *(f"{prefix}__{r}" for r in JUSTICE_RECORDS)]:
+        if not SCHEMA_NAME.fullmatch(name):
+            raise DatabaseError(f"{name!r} is not a role or schema name xiezhu uses (lower-case letters, digits, _)")
+    out = [f"-- xiezhu: one role per bureau, rights on its own schema only (decision 52). Prefix {prefix}."]
+    for code, role in names.items():
+        out += [f"-- {code}",
+                f"DO $$ BEGIN IF NOT EXISTS (SELECT FROM pg_roles WHERE rolname = '{role}') THEN "
+                f"CREATE ROLE {role} LOGIN; END IF; END $$;",
+                *_own(role, role)]
+    sifa, catalogue = names[justice], f"{prefix}__catalogue"
+    out.append(f"-- {justice}'s machine: the ledger, the catalogue and the read models")
+    for record in JUSTICE_RECORDS:
+        out += _own(sifa, f"{prefix}__{record}")
+    for code, role in names.items():
+        if code == justice:
+            continue
+        out += [f"-- {code} reads the catalogue and files its own adjustment applications there",
+                f"GRANT USAGE ON SCHEMA {catalogue} TO {role};",
+                f"GRANT SELECT, INSERT, UPDATE ON ALL TABLES IN SCHEMA {catalogue} TO {role};",
+                f"GRANT USAGE ON ALL SEQUENCES IN SCHEMA {catalogue} TO {role};",
+                f"ALTER DEFAULT PRIVILEGES FOR ROLE {sifa} IN SCHEMA {catalogue} "
+                f"GRANT SELECT, INSERT, UPDATE ON TABLES TO {role};",
+                f"ALTER DEFAULT PRIVILEGES FOR ROLE {sifa} IN SCHEMA {catalogue} GRANT USAGE ON SEQUENCES TO {role};"]
+    out.append("-- then, for each role: ALTER ROLE <role> PASSWORD '…';")
+    return "\n".join(out) + "\n"
+
+
+def apply_roles(database_url: str, sql_text: str) -> None:
+    """Run :func:`roles_sql`'s output on the database of ``database_url`` (as its owner), in one transaction."""
+    import psycopg
+
+    with psycopg.connect(server_url(database_url)) as conn, conn.transaction():
+        conn.execute(sql_text.encode())

@@ -34,6 +34,7 @@ from aggregates.catalogue import (
     rows_digest,
 )
 from aggregates.clock import Clock
+from aggregates.database import exists, is_postgres
 from aggregates.store.base import StoreApplication, retry_on_conflict, store_env
 from schemas import labels
 from schemas.assistance import AssistanceRequested
@@ -171,7 +172,11 @@ class CatalogueRegistry(StoreApplication):
         self.clock = clock
         # Not encrypted at rest, unlike the bureau stores: the catalogues are public lists of
         # matters and items (附件8, 附件9) and hold no personal data (decision 24).
-        super().__init__(env=store_env(location))
+        env = store_env(location)
+        if isinstance(location, str) and is_postgres(location) and exists(location, "catalogueregistry_events"):
+            # Made already (by 区司法局's machine): a bureau's role may use it but not create in its schema.
+            env["CREATE_TABLE"] = "false"
+        super().__init__(env=env)
 
     #: Every request checks the catalogue: keep the two aggregates cached (fast-forwarded
     #: from the store on each read, so another process's publication is seen).

@@ -641,6 +641,14 @@ ZH: dict[str, str] = {
     "alerts remove": "不再将部门的提醒发到 ADDRESS。",
     "alerts remove ADDRESS": "列表中的一个电子邮件地址。",
     "alerts remove --bureau": BUREAU_CODE,
+    "database": "XIEZHU_DATABASE_URL 所指的 PostgreSQL 数据库：每个部门一个角色。",
+    "database roles": ("为每个部门建立自己的角色，只对本部门的 schema 有权限"
+                       "（区司法局的角色另有账本、目录和读模型的 schema）。\n\n"
+                       "默认输出 SQL（可阅读，或用 psql 执行）；--apply 直接执行。之后为每个角色设置密码，"
+                       "并让每台机器使用其部门角色的 URL。"),
+    "database roles --bureau": "要建立角色的部门（代码、名称或简称）；可重复。默认：所有部门。",
+    "database roles --prefix": "schema 的前缀（URL 的 ?schema=）。",
+    "database roles --apply": "以数据库所有者身份在 XIEZHU_DATABASE_URL 上执行该 SQL，而不是输出。",
     "users": "控制台账号：`xiezhu serve` 网页控制台的账号，每个账号属于一个部门。",
     "users create": "建立控制台账号；密码（至少 10 个字符）以 scrypt 哈希保存。",
     "users create LOGIN": "登录名，如 wang.li。",

@@ -16,6 +16,7 @@ from xiezhu.cli.catalogue import app as catalogue_app
 from xiezhu.cli.clerk import case_app, forward, onsite, request, withdraw
 from xiezhu.cli.common import DatabaseUrl, DataDir, NatsUrl, State, one_line_errors
 from xiezhu.cli.credit import app as credit_app
+from xiezhu.cli.database import app as database_app
 from xiezhu.cli.deadletters import app as dead_letters_app
 from xiezhu.cli.dispute import app as dispute_app
 from xiezhu.cli.front import docs_app, outbox, records_app, serve, tokens_app
@@ -47,6 +48,7 @@ app.add_typer(dead_letters_app, name="dead-letters")
 app.add_typer(tokens_app, name="tokens")
 app.add_typer(alerts_app, name="alerts")
 app.add_typer(users_app, name="users")
+app.add_typer(database_app, name="database")
 app.add_typer(records_app, name="records")
 app.add_typer(docs_app, name="docs")
 app.command("serve")(serve)
