@@ -24,6 +24,7 @@ from nats.errors import MsgAlreadyAckdError
 
 from aggregates.clock import Clock
 from broker.intake import HandlerFailed, Intake, IntakeStats, delivery_of, reason_for
+from broker.ledger.signer import RemoteSigner, SignerRefused
 from broker.ledger.store import Ledger
 from broker.pull import PullLoop
 from broker.server import server_list
@@ -55,7 +56,8 @@ class LedgerService:
     def __init__(self, ledger: Ledger, ring: KeyRing, clock: Clock, nats_url: str, *,
                  opener: Opens | None, batch: int = 256, simulated_arrival: bool = False,
                  on_append: Callable[[], None] | None = None,
-                 sign_checkpoint: Callable[[bytes], tuple[str, bytes]] | None = None, checkpoint_every: int = 1000,
+                 sign_checkpoint: Callable[[bytes], tuple[str, bytes]] | None = None, remote_signer: bool = False,
+                 checkpoint_every: int = 1000,
                  checkpoint_interval: float | None = None,
                  connect_options: Mapping[str, Any] | None = None) -> None:
         """``opener``: 区司法局's X25519 keys.  The ledger refuses what it could not replay: a clear
@@ -73,6 +75,9 @@ class LedgerService:
         #: 区司法局's signature over a checkpoint, every ``checkpoint_every`` entries, every
         #: ``checkpoint_interval`` seconds while entries arrive, and at stop.
         self.sign_checkpoint = sign_checkpoint
+        #: Checkpoints are signed by ``xiezhu checkpoint-signer`` on another host, asked over NATS (decision 49).
+        self.remote_signer = remote_signer
+        self._remote: RemoteSigner | None = None
         self.checkpoint_every = checkpoint_every
         self.checkpoint_interval = CHECKPOINT_INTERVAL_S if checkpoint_interval is None else checkpoint_interval
         self._since_checkpoint = 0
@@ -114,7 +119,9 @@ class LedgerService:
         self.pull = PullLoop("ledger", self._sub, self._process, batch=self.batch)
         self.pull.start()
         self.guard.start()
-        if self.sign_checkpoint is not None:
+        if self.remote_signer:
+            self._remote = RemoteSigner(self.nc)
+        if self.signs:
             self._timer = asyncio.create_task(self._checkpoint_timer(), name="ledger-checkpoints")
 
     @property
@@ -171,13 +178,18 @@ class LedgerService:
                                     "event_id": env.id, "event_type": env.type})
             self.appended += added
             self._since_checkpoint += added
-            if self.sign_checkpoint is not None and self._since_checkpoint >= self.checkpoint_every:
+            if self.signs and self._since_checkpoint >= self.checkpoint_every:
                 await self._checkpoint()
         for m in msgs:
             with contextlib.suppress(MsgAlreadyAckdError):  # acked before a retry
                 await m.ack()
         if good and self.on_append:
             self.on_append()
+
+    @property
+    def signs(self) -> bool:
+        """Whether this service has checkpoints signed (with the key here, or by the signer elsewhere)."""
+        return self.sign_checkpoint is not None or self.remote_signer
 
     async def _checkpoint_timer(self) -> None:
         loop = asyncio.get_running_loop()
@@ -192,16 +204,20 @@ class LedgerService:
 
     async def checkpoint_now(self) -> None:
         """Sign the head now (if it has no checkpoint yet) and publish what is not published."""
-        if self.sign_checkpoint is not None:
+        if self.signs:
             await self._checkpoint()
 
     async def _checkpoint(self) -> None:
         """Sign the head (where it has none yet) and publish every head not yet on ``xzwit.heads``."""
-        assert self.sign_checkpoint is not None
         async with self._checkpoint_lock:
             self._since_checkpoint = 0
             try:
-                await asyncio.to_thread(self.ledger.checkpoint, self.sign_checkpoint, self.clock.now())
+                if self._remote is not None:
+                    await self._remote.checkpoint(self.ledger)
+                elif self.sign_checkpoint is not None:
+                    await asyncio.to_thread(self.ledger.checkpoint, self.sign_checkpoint, self.clock.now())
+            except SignerRefused as e:  # the signer is away, or says the ledger does not extend what it signed
+                log.error("no checkpoint signed at the ledger head: %s", e)
             except XiezhuError as e:  # 区司法局's key is revoked and not yet replaced: the next checkpoint covers this
                 log.warning("no checkpoint signed at the ledger head: %s", e)
             if self.nc is None:
@@ -222,7 +238,7 @@ class LedgerService:
                 await self._timer
         if self.pull is not None:
             await self.pull.stop()  # a fetch under way is cut short; a batch being recorded is finished
-        if self.sign_checkpoint is not None:
+        if self.signs:
             await self._checkpoint()
         if self.nc:
             await self.nc.close()  # everything fetched was acked: nothing left to drain

@@ -15,7 +15,8 @@ publishes the trust list; it creates nothing), and ``provisioner``, a one-shot u
 creates the four streams and the registry's durable consumers and is then removed from the
 server's configuration (decision 34).  Neither can update, delete or purge a stream, delete
 a message or a consumer, or read mail; once the provisioner is gone nobody can change a
-consumer.
+consumer.  ``signer`` holds 区司法局's checkpoint key off the ledger's host: it hears only the
+ledger's signing requests, may answer only those, and publishes the heads it signs (decision 49).
 
 Seeds live in ``<directory>/<name>.nk`` with mode 0600; a looser file is refused.  The
 server configuration holds only public keys.
@@ -42,6 +43,7 @@ from broker.streams import (
     EVENTS_SUBJECTS,
     HEADS_SUBJECT,
     LEDGER_CONSUMER,
+    SIGN_SUBJECT,
     TRUST_STREAM,
     TRUST_SUBJECT,
     WITNESS_STREAM,
@@ -57,9 +59,11 @@ LEDGER = LEDGER_CONSUMER
 ADMIN = "admin"
 #: The one-shot user that creates the streams and the durable consumers, then is removed.
 PROVISIONER = "provisioner"
+#: 区司法局's checkpoint signer off the ledger's host (decision 49): answers the ledger's requests, publishes heads.
+SIGNER = "signer"
 SEED_SUFFIX = ".nk"
 
-Role = Literal["bureau", "ledger", "admin", "provisioner"]
+Role = Literal["bureau", "ledger", "admin", "provisioner", "signer"]
 _NAME = re.compile(r"^[a-z][a-z0-9-]{1,31}$")  # one NATS subject token, as aggregates.registry allows
 _JS_API = "$JS.API"
 
@@ -149,11 +153,14 @@ class Permissions:
     publish_allow: tuple[str, ...]
     publish_deny: tuple[str, ...]
     subscribe_allow: tuple[str, ...]
+    #: May answer, once and within seconds, a request it received (the server's ``allow_responses``).
+    allow_responses: bool = False
 
 
 def role_of(name: str) -> Role:
     """The role a user name stands for."""
-    return {LEDGER: "ledger", ADMIN: "admin", PROVISIONER: "provisioner"}.get(name, "bureau")  # type: ignore[return-value]
+    roles = {LEDGER: "ledger", ADMIN: "admin", PROVISIONER: "provisioner", SIGNER: "signer"}
+    return roles.get(name, "bureau")  # type: ignore[return-value]
 
 
 def seed_path(directory: Path, name: str) -> Path:
@@ -172,14 +179,14 @@ def generate_identities(codes: Iterable[str], directory: Path, *, provisioner: b
     codes = list(codes)
     for code in codes:
         _check_name(code)
-        if code in (LEDGER, ADMIN, PROVISIONER):
+        if code in (LEDGER, ADMIN, PROVISIONER, SIGNER):
             raise AuthError(f"bureau code {code!r} is reserved for a service user", code=code)
     if len(set(codes)) != len(codes):
         raise AuthError("a bureau code appears twice", codes=codes)
     directory = Path(directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     out: dict[str, Identity] = {}
-    for name in [*codes, LEDGER, ADMIN]:
+    for name in [*codes, LEDGER, ADMIN, SIGNER]:
         path = seed_path(directory, name)
         if not path.exists():
             # A seed that appeared meanwhile (which the server may already trust) wins.
@@ -283,11 +290,15 @@ def permissions(identity: Identity, bureaus: Iterable[str] = ()) -> Permissions:
         return Permissions(_provisioner_api(bureaus), _ADMIN_DENIED_API, (inbox,))
     if identity.role == "admin":
         return Permissions(_admin_api(bureaus), _PROVISIONED_DENIED_API, (inbox, TRUST_SUBJECT))
+    if identity.role == "signer":
+        # It answers only the requests it is sent (the ledger's) and publishes each head it signs.
+        return Permissions(publish_allow=(HEADS_SUBJECT, *_TRUST_READ, *_WITNESS_READ), publish_deny=_DENIED_API,
+                           subscribe_allow=(inbox, SIGN_SUBJECT, TRUST_SUBJECT), allow_responses=True)
     if identity.role == "ledger":
         # Dead letters on exactly xzdlq.<receiver>.<reason>: the subject names the receiver and the
         # reason, and is the only thing `xiezhu dead-letters` believes (decision 38).
-        # It publishes 区司法局's signed checkpoint heads (decision 49).
-        own = (f"{DLQ_PREFIX}.{LEDGER}.*", HEADS_SUBJECT)
+        # It publishes 区司法局's signed checkpoint heads, or asks the signer for them (decision 49).
+        own = (f"{DLQ_PREFIX}.{LEDGER}.*", HEADS_SUBJECT, SIGN_SUBJECT)
         consumer = LEDGER_CONSUMER
     else:
         # A bureau countersigns, on its own subject, the heads it saw (decision 49).
@@ -388,6 +399,7 @@ def _user_block(ident: Identity, bureaus: list[str]) -> list[str]:
         "      permissions: {",
         "        publish: {", *publish, "        }",
         "        subscribe: {", *_list("allow", p.subscribe_allow), "        }",
+        *(["        allow_responses: true"] if p.allow_responses else []),
         "      }",
         "    },",
     ]

@@ -40,6 +40,8 @@ WITNESS_SUBJECTS = "xzwit.>"
 #: Where 区司法局's signed checkpoint heads are published, for every bureau to see and keep.
 HEADS_SUBJECT = "xzwit.heads"
 COSIGN_PREFIX = "xzwit.cosign"
+#: Where the ledger asks 区司法局's checkpoint signer, on another host, to sign a head (core NATS request).
+SIGN_SUBJECT = "xzsign.checkpoint"
 #: JetStream drops a re-published Nats-Msg-Id within this window; intake dedup covers the rest.
 DUPLICATE_WINDOW_S = 24 * 3600
 #: Redeliveries before a message that keeps failing is dead-lettered as ``handler-failed``.

@@ -38,6 +38,7 @@ from broker.auth import (
     ADMIN,
     LEDGER,
     PROVISIONER,
+    SIGNER,
     AuthError,
     Identity,
     authorization_config,
@@ -671,7 +672,7 @@ async def test_an_agents_pull_loop_reads_and_acks_its_mail_and_relays_with_its_i
 def test_every_bureau_the_ledger_and_the_provisioner_get_a_private_seed_that_is_reused(tmp_path: Path) -> None:
     keys = tmp_path / "nats-keys"
     first = generate_identities(BUREAUS, keys)
-    assert list(first) == [*BUREAUS, LEDGER, ADMIN]
+    assert list(first) == [*BUREAUS, LEDGER, ADMIN, SIGNER]
     assert keys.stat().st_mode & 0o777 == 0o700
     assert sorted(p.name for p in keys.iterdir()) == sorted(f"{n}.nk" for n in first)
     for ident in first.values():

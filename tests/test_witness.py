@@ -23,19 +23,20 @@ import sqlite_utils
 
 from aggregates.clock import SystemClock
 from aggregates.registry import JUSTICE, Registry
-from broker.auth import ADMIN, LEDGER, generate_identities, server_config
+from broker.auth import ADMIN, LEDGER, SIGNER, generate_identities, server_config
 from broker.ledger.audit import AuditReport, audit, render
-from broker.ledger.store import GENESIS, Checkpoint, checkpoint_message, leaf_hash, link
+from broker.ledger.signer import RemoteSigner, SignerRefused, SignerService, SignRequest, request_for
+from broker.ledger.store import GENESIS, Checkpoint, Ledger, checkpoint_message, leaf_hash, link
 from broker.server import EmbeddedNats
 from broker.signing import KeyRing
-from broker.streams import HEADS_SUBJECT, WITNESS_STREAM, cosign_subject
+from broker.streams import HEADS_SUBJECT, SIGN_SUBJECT, WITNESS_STREAM, cosign_subject
 from broker.witness import Cosigned, Head, Record, WitnessStore, encode, read_file, read_stream, record_problem
 from schemas.errors import XiezhuError
 from tests.conftest import RESIDENT, START, eventually, publish_catalogue
 from tests.helpers import cli
 from tests.test_exchange import request
 from xiezhu.cli.main import app
-from xiezhu.node import Node
+from xiezhu.node import Node, checkpoint_signer
 from xiezhu.settings import Settings
 
 BUREAUS = ("shenpi", "gongan", "ziran")
@@ -245,13 +246,14 @@ async def test_a_bureau_can_neither_delete_nor_purge_the_witnesses_nor_publish_a
         head = next(r for r in world.records if isinstance(r, Head))
         await nc.publish(HEADS_SUBJECT, encode(head))
         await nc.publish(cosign_subject("shenpi"), b"{}")
+        await nc.publish(SIGN_SUBJECT, b"{}")  # nor ask the checkpoint signer
         await nc.flush()
-        await eventually(lambda: sum("permissions violation" in e for e in errors) >= 6, timeout=5)
+        await eventually(lambda: sum("permissions violation" in e for e in errors) >= 7, timeout=5)
     finally:
         await nc.close()
     for subject in ("$js.api.stream.purge.xz_witness", "$js.api.stream.msg.delete.xz_witness",
                     "$js.api.stream.delete.xz_witness", "$js.api.stream.update.xz_witness", HEADS_SUBJECT,
-                    cosign_subject("shenpi")):
+                    cosign_subject("shenpi"), SIGN_SUBJECT):
         assert any(f'publish to "{subject}"' in e for e in errors), (subject, errors)
     # Nor can any user the configuration makes: the stream itself refuses deletes and purges.
     admin = await nats.connect(world.node.nats_url, **world.node.credentials(ADMIN))
@@ -336,3 +338,47 @@ async def test_a_witness_keeps_what_it_saw_across_a_restart_and_catches_up(world
     assert after[:len(before)] == before
     records = await _stream(node)
     assert any(isinstance(r, Cosigned) and r.witness == "ziran" and r.head.pos == pos for r in records)
+
+
+async def test_a_signer_off_the_ledger_host_signs_only_what_extends_the_head_it_signed_last(
+        world: World, tmp_path: Path) -> None:
+    node, service = world.node, world.node.ledger_service
+    assert service is not None and node.ledger is not None and service.nc is not None
+    # The signer's machine: 区司法局's keys and the `signer` seed (here the node's own, with its state elsewhere).
+    signer_settings = Settings(data_dir=tmp_path / "signer-host", nats_url=node.nats_url)
+    shutil.copytree(node.settings.keys_dir, signer_settings.keys_dir)
+    signer = SignerService(checkpoint_signer(signer_settings, SystemClock()))
+    snc = await nats.connect(node.nats_url, **node.credentials(SIGNER))
+    await signer.start(snc)
+    service._remote = RemoteSigner(service.nc)  # what `xiezhu ledger --remote-signer` runs with
+    try:
+        request(node)
+        await node.settle()
+        await service.checkpoint_now()
+        head = node.ledger.head
+        cp = node.ledger.checkpoints()[-1]
+        assert (cp.pos, cp.head) == head and signer.signed == 1 and signer.refused == []
+        assert signer.signer.last is not None and signer.signer.last.pos == head[0]
+        # The signer published it before it answered: every bureau witnesses it.
+        await eventually(lambda: all(any(r.head.pos == head[0] for r in read_file(node.settings.witness_path(c)))
+                                     for c in BUREAUS))
+        # A copy rolled back to the first checkpoint, with one entry after it, asks for a signature: refused.
+        rolled = copy(world, tmp_path)
+        with closing(sqlite3.connect(rolled)) as db, db:
+            db.execute("DELETE FROM entries WHERE pos > ?", (world.checkpoints[0].pos + 1,))
+            db.execute("DELETE FROM checkpoints WHERE pos > ?", (world.checkpoints[0].pos,))
+        with pytest.raises(SignerRefused, match="last signed position .*: the ledger was rolled back or forked"):
+            await RemoteSigner(service.nc).checkpoint(Ledger(rolled, read_only=True))
+        # Leaves that do not lead to the head asked for: refused too, and nothing is signed.
+        request(node)
+        await node.settle()
+        honest = request_for(node.ledger)
+        assert honest is not None
+        lying = SignRequest(pos=honest.pos, head="00" * 32, since=honest.since, leaves=honest.leaves)
+        with pytest.raises(SignerRefused, match="do not lead to the head"):
+            signer.signer.sign(lying)
+        assert signer.signer.last is not None and signer.signer.last.pos == head[0]
+    finally:
+        service._remote = None
+        await signer.stop()
+        await snc.close()

@@ -8,7 +8,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -41,6 +41,7 @@ from broker.auth import (
     seed_path,
     server_config,
 )
+from broker.ledger.signer import HeadSigner
 from broker.ledger.store import Ledger
 from broker.relay import Positions
 from broker.server import EmbeddedNats, server_list
@@ -160,13 +161,15 @@ class Node:
     def __init__(self, settings: Settings, registry: Registry, clock: Clock, *,
                  agents: Iterable[str] = (), ledger: bool = False, projection: bool = False,
                  simulated: bool = False, generate_keys: bool = False,
-                 key_valid_from: datetime | None = None) -> None:
+                 key_valid_from: datetime | None = None, remote_signer: bool = False) -> None:
         self.settings = settings
         self.registry = registry
         self.clock = clock
         self.agent_codes = [registry[c].code for c in agents]
         self.run_ledger = ledger
         self.run_projection = projection
+        #: The ledger asks ``xiezhu checkpoint-signer`` on another host to sign its checkpoints (decision 49).
+        self.remote_signer = remote_signer
         self.simulated = simulated
         self.keys = KeyStore(settings.keys_dir)
         if generate_keys:  # demos and tests; a deployment runs `xiezhu keys init` once
@@ -238,17 +241,12 @@ class Node:
                 self._locks.append(lock)
         if self.run_ledger:
             self.ledger = Ledger(self.settings.ledger_location, opener=self.keys.ledger_opener())
-            justice = self.keys.bureau_signer(JUSTICE, self.ring)
-
-            def sign_checkpoint(msg: bytes) -> tuple[str, bytes]:
-                signer = justice.current(self.clock.now())
-                return signer.kid, signer.sign_bytes(msg)
-
+            sign_checkpoint = None if self.remote_signer else self._sign_checkpoint()
             self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
                                                 opener=self.keys.opener(JUSTICE), simulated_arrival=self.simulated,
                                                 connect_options=self.credentials(LEDGER),
                                                 on_append=self._projection_wake.set,
-                                                sign_checkpoint=sign_checkpoint)
+                                                sign_checkpoint=sign_checkpoint, remote_signer=self.remote_signer)
             await self.ledger_service.start()
         if self.run_projection:
             if self.ledger is None:
@@ -266,6 +264,15 @@ class Node:
                                           remind_before=timedelta(hours=self.settings.remind_before_hours))
             self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
         return self
+
+    def _sign_checkpoint(self) -> Callable[[bytes], tuple[str, bytes]]:
+        justice = self.keys.bureau_signer(JUSTICE, self.ring)
+
+        def sign_checkpoint(msg: bytes) -> tuple[str, bytes]:
+            signer = justice.current(self.clock.now())
+            return signer.kid, signer.sign_bytes(msg)
+
+        return sign_checkpoint
 
     def agent(self, code: str) -> BureauAgent:
         """A new agent of bureau ``code`` on this node's stores, keys and NATS (not started)."""
@@ -389,3 +396,18 @@ class Node:
 
     async def __aexit__(self, *exc: object) -> None:
         await self.stop()
+
+
+def checkpoint_signer(settings: Settings, clock: Clock) -> HeadSigner:
+    """区司法局's checkpoint signer on this machine: its key from the keys directory, its state in the data
+    directory."""
+    keys = KeyStore(settings.keys_dir)
+    ring = keys.ring()
+    justice = keys.bureau_signer(JUSTICE, ring)
+    justice.current(clock.now())  # no key here: say so at start, not at the first request
+
+    def sign(message: bytes, at: datetime) -> tuple[str, bytes]:
+        signer = justice.current(at)
+        return signer.kid, signer.sign_bytes(message)
+
+    return HeadSigner(sign, ring, settings.signer_state_path, clock.now)

@@ -92,6 +92,11 @@ class Settings:
     def relay_path(self, code: str) -> Path:
         return self.bureau_dir(code) / "relay.db"
 
+    @property
+    def signer_state_path(self) -> Path:
+        """The last head ``xiezhu checkpoint-signer`` signed (decision 49)."""
+        return self.data_dir / "signer" / "state.json"
+
     def witness_path(self, code: str) -> Path:
         """The heads of 区司法局's ledger that the bureau's agent saw and countersigned (decision 49)."""
         return self.bureau_dir(code) / "witness.db"

@@ -351,6 +351,23 @@ class Ledger:
                              (pos, head, signed_at, kid, sig))
             return Checkpoint(pos, head, signed_at, kid, sig)
 
+    def add_checkpoint(self, cp: Checkpoint) -> bool:
+        """Keep a checkpoint signed elsewhere (a signer off this host, decision 49); False if one is there already.
+
+        Its head must be the chain's hash at its position: a checkpoint this ledger does not reproduce
+        is refused (:class:`LedgerError`).  Its signature is the signer's to give and the audit's to check.
+        """
+        with self._lock:
+            row = self._db.execute("SELECT hash FROM entries WHERE pos = ?", (cp.pos,)).fetchone()
+            if row is None or bytes(row[0]) != cp.head:
+                raise LedgerError(f"a checkpoint at position {cp.pos} does not match this ledger's chain there",
+                                  position=cp.pos)
+            if self._db.execute("SELECT 1 FROM checkpoints WHERE pos = ?", (cp.pos,)).fetchone():
+                return False
+            self._db.execute("INSERT INTO checkpoints (pos, head, sealed_at, kid, sig) VALUES (?,?,?,?,?)",
+                             (cp.pos, cp.head, cp.signed_at, cp.kid, cp.sig))
+            return True
+
     def checkpoints(self, after: int = 0) -> list[Checkpoint]:
         """Every signed checkpoint past position ``after``, oldest first."""
         with self._lock:

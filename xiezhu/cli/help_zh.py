@@ -489,6 +489,10 @@ ZH: dict[str, str] = {
     "agent --bureau": "运行此部门的代理（可重复）。",
     "agent --ops-port": OPS_PORT,
     "agent --ops-host": OPS_HOST,
+    "checkpoint-signer": "在账本主机之外保管区司法局的检查点密钥，为账本请求的链头签名（决定 49）。\n\n"
+                         "只有当账本自它上次签名的链头以来的条目确实通向所请求的链头时才签名，因此被回滚或改写的账本"
+                         "得不到新签名；每个链头都发布给各部门见证。在存有区司法局密钥目录和 NATS 种子 signer 的机器上"
+                         "运行，账本以 --remote-signer 启动。",
     "audit": "检查整个账本：每个签名、哈希链和已签名的检查点；指出第一个问题。有见证方时，还能发现仅凭账本文件"
              "看不出的回滚、分叉，以及用区司法局密钥改写并重新签名的历史（决定 49）。",
     "audit --workers": "核验签名的进程数（默认：每个 CPU 核一个）。",
@@ -508,6 +512,8 @@ ZH: dict[str, str] = {
     "ledger": ("运行区司法局账本：核验并按同一条哈希链的顺序记录每一个签名事件。\n\n"
                "给了 --ops-port 时在该端口提供 /healthz、/readyz 和 Prometheus /metrics。"),
     "ledger --projection": "同时保持时限视图为最新。",
+    "ledger --remote-signer": "由另一台主机上的 `xiezhu checkpoint-signer`（持有区司法局检查点密钥）签署检查点，"
+                              "而不是用本机上的密钥（决定 49）。",
     "ledger --ops-port": OPS_PORT,
     "ledger --ops-host": OPS_HOST,
     "nats-config": ("为每个部门（及账本、预配置用户）生成一个 NKey 用户和 nats-server 的授权配置。\n\n"

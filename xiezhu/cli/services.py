@@ -238,6 +238,9 @@ def _run_node(node: Any, ops_host: str, ops_port: int | None, what: str) -> None
 def ledger(
     ctx: typer.Context,
     projection: Annotated[bool, typer.Option(help="Also keep the SLA view up to date.")] = True,
+    remote_signer: Annotated[bool, typer.Option(
+        "--remote-signer", help="Have checkpoints signed by `xiezhu checkpoint-signer` on another host, which "
+                                "holds 区司法局's checkpoint key (decision 49), not with a key here.")] = False,
     ops_port: OpsPort = None,
     ops_host: OpsHost = "127.0.0.1",
 ) -> None:
@@ -252,8 +255,48 @@ def ledger(
     # 区司法局's machine: the ledger, the read models, the SLA monitor and the sifa agent
     # that relays the monitor's notices.
     node = Node(_settings(ctx), Registry.load(), SystemClock(), agents=[JUSTICE] if projection else [],
-                ledger=True, projection=projection)
+                ledger=True, projection=projection, remote_signer=remote_signer)
     _run_node(node, ops_host, ops_port, "ledger")
+
+
+@app.command("checkpoint-signer")
+def checkpoint_signer_cmd(ctx: typer.Context) -> None:
+    """Hold 区司法局's checkpoint key off the ledger's host and sign the heads the ledger asks for (decision 49).
+
+    It signs a head only if the ledger's entries since the last head it signed lead to it, so a ledger
+    rolled back or rewritten gets no new signature, and it publishes each head for the bureaus to witness.
+    Run it where 区司法局's keys directory and the NATS seed `signer` are, and the ledger with --remote-signer.
+
+    Example: [bold]xiezhu --nats-url nats://nats:4222 checkpoint-signer[/]
+    """
+    import nats
+
+    from broker.auth import SIGNER, credentials_in
+    from broker.ledger.signer import SignerService
+    from broker.server import server_list
+    from xiezhu.node import checkpoint_signer
+
+    settings = _settings(ctx)
+    if not settings.nats_url:
+        raise XiezhuError("give --nats-url: the signer answers the ledger over NATS, from its own machine")
+    service = SignerService(checkpoint_signer(settings, SystemClock()))
+    conn: list[Any] = []
+
+    async def start() -> None:
+        nc = await nats.connect(servers=server_list(settings.nats_url or ""), max_reconnect_attempts=-1,
+                                **credentials_in(settings.nats_keys_dir, SIGNER))
+        conn.append(nc)
+        await service.start(nc)
+        last = service.signer.last
+        err.print(f"checkpoint signer ready; last head signed: {'none' if last is None else last.pos}",
+                  highlight=False)
+
+    async def stop() -> None:
+        await service.stop()
+        for nc in conn:
+            await nc.close()
+
+    run_forever(start, stop, "checkpoint signer")
 
 
 @app.command("run")
