@@ -91,6 +91,15 @@ _DENIED_API = (
     *(f"{_JS_API}.DIRECT.GET.{stream}{rest}" for stream in (EVENTS_STREAM, DLQ_STREAM) for rest in ("", ".>")),
 )
 
+#: The ledger's: the same, but for reading ``XZ``'s messages by sequence (``STREAM.MSG.GET.XZ``); every
+#: other stream call is denied by name.
+_LEDGER_DENIED_API = (
+    *(d for d in _DENIED_API if d != f"{_JS_API}.STREAM.>"),
+    *(f"{_JS_API}.STREAM.{verb}.>" for verb in ("CREATE", "UPDATE", "DELETE", "PURGE", "MSG.DELETE", "INFO",
+                                                 "SNAPSHOT", "RESTORE", "PEER.REMOVE", "LEADER.STEPDOWN")),
+    f"{_JS_API}.STREAM.LIST", f"{_JS_API}.STREAM.NAMES",
+)
+
 #: Never granted to the provisioner either, though it creates streams and consumers: whatever
 #: would destroy or rewrite what a stream holds, or read the mail in it.  Stream updates are
 #: out too: an update may add subjects (a stream capturing a bureau's reply inbox) or shrink
@@ -299,7 +308,14 @@ def permissions(identity: Identity, bureaus: Iterable[str] = ()) -> Permissions:
         # reason, and is the only thing `xiezhu dead-letters` believes (decision 38).
         # It publishes 区司法局's signed checkpoint heads, or asks the signer for them (decision 49).
         own = (f"{DLQ_PREFIX}.{LEDGER}.*", HEADS_SUBJECT, SIGN_SUBJECT)
-        consumer = LEDGER_CONSUMER
+        # `xiezhu audit --platform` compares the unwitnessed tail with XZ's stored messages, which the
+        # ledger reads anyway: one message by sequence, nothing else of the stream API.
+        return Permissions(
+            publish_allow=(*own, *_consumer_api(LEDGER_CONSUMER), *_TRUST_READ, *_WITNESS_READ,
+                           f"{_JS_API}.STREAM.MSG.GET.{EVENTS_STREAM}"),
+            publish_deny=_LEDGER_DENIED_API,
+            subscribe_allow=(inbox, TRUST_SUBJECT, HEADS_SUBJECT),
+        )
     else:
         # A bureau countersigns, on its own subject, the heads it saw (decision 49).
         own = (f"xz.{identity.name}.>", f"{DLQ_PREFIX}.{identity.name}.*", cosign_subject(identity.name))

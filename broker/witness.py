@@ -28,7 +28,7 @@ from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
-from typing import Any
+from typing import Any, NamedTuple
 
 import msgspec
 import nacl.exceptions
@@ -39,7 +39,7 @@ from nats.js.errors import NotFoundError
 
 from broker.ledger.store import Checkpoint, Ledger, checkpoint_message
 from broker.signing import KeyRing
-from broker.streams import HEADS_SUBJECT, WITNESS_STREAM, WITNESS_SUBJECTS, cosign_subject
+from broker.streams import EVENTS_STREAM, HEADS_SUBJECT, WITNESS_STREAM, WITNESS_SUBJECTS, cosign_subject
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
 
@@ -338,6 +338,31 @@ async def read_stream(js: JetStreamContext, subjects: str = WITNESS_SUBJECTS) ->
         except ValueError:
             bad += 1
     return out, bad
+
+
+class Stored(NamedTuple):
+    """A message as the ``XZ`` stream stores it: its bytes and the time the platform stored it."""
+
+    data: bytes
+    time: datetime
+
+
+async def read_stored(js: JetStreamContext, sequences: Iterable[int]) -> dict[int, Stored]:
+    """The ``XZ`` messages at ``sequences`` (the platform's record; only the ``ledger`` user may read them).
+
+    A sequence the stream does not hold is left out.
+    """
+    out: dict[int, Stored] = {}
+    for seq in sequences:
+        if seq <= 0:
+            continue
+        try:
+            m = await js.get_msg(EVENTS_STREAM, seq)
+        except NotFoundError:
+            continue
+        if m.time is not None:
+            out[seq] = Stored(m.data or b"", m.time)
+    return out
 
 
 async def _walk(js: JetStreamContext, seq: int, subject: str) -> Any:

@@ -30,7 +30,18 @@ from broker.ledger.store import GENESIS, Checkpoint, Ledger, checkpoint_message,
 from broker.server import EmbeddedNats
 from broker.signing import KeyRing
 from broker.streams import HEADS_SUBJECT, SIGN_SUBJECT, WITNESS_STREAM, cosign_subject
-from broker.witness import Cosigned, Head, Record, WitnessStore, encode, read_file, read_stream, record_problem
+from broker.witness import (
+    Cosigned,
+    Head,
+    Record,
+    Stored,
+    WitnessStore,
+    encode,
+    read_file,
+    read_stored,
+    read_stream,
+    record_problem,
+)
 from schemas.errors import XiezhuError
 from tests.conftest import RESIDENT, START, eventually, publish_catalogue
 from tests.helpers import cli
@@ -218,6 +229,36 @@ def test_a_history_rewritten_and_resealed_with_the_signing_key_is_a_fork_and_a_r
     assert "(the ledger's checkpoint)" in fork and "XZ_WITNESS, gongan, shenpi, ziran)" in fork
     assert rewritten.startswith("rewritten history: the ledger's entries no longer hash to the head ")
     assert f"an entry at or before position {first} was changed" in rewritten
+
+
+async def test_a_backdated_arrival_or_a_changed_sequence_in_the_unwitnessed_tail_is_not_the_platforms_record(
+        world: World, tmp_path: Path) -> None:
+    nc = await nats.connect(world.node.nats_url, **world.node.credentials(LEDGER))  # the ledger reads XZ by sequence
+    try:
+        with closing(sqlite3.connect(world.pristine)) as db:
+            sequences = [seq for (seq,) in db.execute("SELECT stream_seq FROM entries")]
+        stored = await read_stored(nc.jetstream(), [*sequences, 10_000])
+    finally:
+        await nc.close()
+    assert sorted(stored) == sorted(sequences)
+
+    def platform(asked: list[int]) -> dict[int, Stored]:
+        return {seq: stored[seq] for seq in asked if seq in stored}
+
+    clean = audit(world.pristine, world.ring, workers=1, witnesses=world.records, platform=platform)
+    assert clean.ok and clean.platform_checked == 3 and "3 entries after position" in render(clean)
+    last = world.checkpoints[-1].pos
+    path = copy(world, tmp_path)
+    with closing(sqlite3.connect(path)) as db, db:  # in the tail: no witnessed head covers it
+        db.execute("UPDATE entries SET arrived_at = '2026-09-20T01:00:00+00:00' WHERE pos = ?", (last + 2,))
+        db.execute("UPDATE entries SET stream_seq = stream_seq + 1000 WHERE pos = ?", (last + 3,))
+    rechain(path, after=last)
+    assert audit(path, world.ring, workers=1, witnesses=world.records).ok  # the witnesses cannot see the tail
+    report = audit(path, world.ring, workers=1, witnesses=world.records, platform=platform)
+    assert [(p.position, p.kind) for p in report.problems] == [(last + 2, "platform"), (last + 3, "platform")]
+    assert report.problems[0].reason.startswith(f"position {last + 2}: arrival recorded as 2026-09-20T01:00:00+00:00 "
+                                                "but the platform stored it at ")
+    assert "XZ holds no message" in report.problems[1].reason
 
 
 def test_a_rewrite_without_resealing_is_named_at_the_first_witnessed_head_it_breaks(

@@ -36,8 +36,9 @@ import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -46,7 +47,7 @@ import msgspec
 from aggregates.database import Location, Sql, db_errors, describe, is_postgres
 from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, leaf_hash, link, open_read_only
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked
-from broker.witness import Head, Record, checkpoint_problems, heads, record_problem
+from broker.witness import Head, Record, Stored, checkpoint_problems, heads, record_problem
 from schemas.envelope import Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
@@ -74,6 +75,7 @@ KINDS = (
     "rollback",         # a witnessed head lies past the ledger's end
     "fork",             # two different heads signed for one position
     "rewritten",        # the ledger's entries no longer hash to a witnessed head
+    "platform",         # an unwitnessed entry differs from the platform's record of it in XZ
 )
 _RANK = {k: i for i, k in enumerate(KINDS)}
 
@@ -139,6 +141,9 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
     #: Witness records that prove nothing (a signature that does not verify), and the first reasons.
     witnesses_ignored: int = 0
     witness_notes: list[str] = msgspec.field(default_factory=list)
+    #: Entries compared with the platform's record in ``XZ`` (None: not compared), after which position.
+    platform_checked: int | None = None
+    platform_after: int | None = None
 
     @property
     def rate_per_s(self) -> float:
@@ -148,11 +153,15 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
 
 def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_count(),
           progress: Callable[[int], None] | None = None, chunk: int = CHUNK,
-          witnesses: Sequence[Record] | None = None) -> AuditReport:
+          witnesses: Sequence[Record] | None = None,
+          platform: Callable[[list[int]], Mapping[int, Stored]] | None = None) -> AuditReport:
     """Check the whole ledger file; ``progress(k)`` is called as each ``k`` more entries are done.
 
     ``witnesses``: heads as published and as the bureaus kept them (:mod:`broker.witness`); each is
     compared with the chain the audit recomputes: a rollback, a fork or a rewritten history.
+    ``platform(sequences)``: the ``XZ`` stream's messages at those sequences (the platform's record,
+    decision 28); every entry after the last witnessed head is compared with its message, so that a
+    backdated arrival or a changed sequence in the unwitnessed tail is found too.
 
     ``workers`` processes verify signatures; with ``1``, or a ledger that fits in one ``chunk``, this
     process does.  The workers start with the forkserver method (safe when the caller runs threads, as a
@@ -172,7 +181,8 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
                 findings.add(0, "schema", f"schema: {reason}")
                 findings.bad += 1
             witnessed = _Witnessed(ring, witnesses or ())
-            walk = _Walk(checkpoints, ring, findings, capture=set(witnessed.by_pos))
+            walk = _Walk(checkpoints, ring, findings, capture=set(witnessed.by_pos),
+                         tail_after=(witnessed.top or 0) if platform is not None else None)
             verify = _Verifier(ring, workers, findings, progress)
             try:
                 while rows := _entries(conn, walk.last_pos if walk.rows else _BEFORE_ALL, chunk):
@@ -184,6 +194,8 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
     finally:
         conn.close()
     witnessed.compare(walk, checkpoints, findings)
+    if platform is not None:
+        _compare_platform(walk.tail, platform([seq for _, seq, _, _ in walk.tail]), findings)
     return AuditReport(
         ok=findings.bad == 0, path=describe(ledger_path), entries=walk.rows,
         signatures_verified=verify.verified, checkpoints=len(checkpoints),
@@ -194,6 +206,8 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
         workers=verify.processes, seconds=round(time.perf_counter() - started, 3),
         witnesses=witnessed.verified, witness_parties=sorted(witnessed.parties), witnessed_to=witnessed.top,
         witnesses_ignored=len(witnessed.ignored), witness_notes=witnessed.ignored[:LISTED_NOTES],
+        platform_checked=len(walk.tail) if platform is not None else None,
+        platform_after=walk.tail_after,
     )
 
 
@@ -224,6 +238,9 @@ def render(report: AuditReport) -> str:
     ]
     lines.append(f"  witnesses             {_witness_line(report)}")
     lines += [f"  ignored witness       {note}" for note in report.witness_notes]
+    if report.platform_checked is not None:
+        lines.append(f"  platform record       {report.platform_checked:,} entries after position "
+                     f"{report.platform_after or 0:,} compared with the XZ stream (sequence, bytes, arrival)")
     if report.first_problem is not None:
         lines.append(f"first problem: {report.first_problem.reason}")
         more = report.problems[1:]
@@ -313,6 +330,33 @@ class _Witnessed:
             seen.append(f"{ledger_head[:16]}… (the ledger's checkpoint)")
         findings.add(pos, "fork", f"fork: 区司法局 signed {len(seen)} different heads for position {pos:,}: "
                                   + " and ".join(seen))
+        findings.bad += 1
+
+
+#: Arrival times are stored to the microsecond, the stream's to the nanosecond.
+_SAME_TIME = timedelta(milliseconds=1)
+
+
+def _compare_platform(tail: list[tuple[int, int, str, bytes]], stored: Mapping[int, Stored],
+                      findings: _Findings) -> None:
+    """One line for each entry that is not, at its stream sequence, what the platform stored when it did."""
+    for pos, seq, arrived_at, body in tail:
+        msg = stored.get(seq)
+        if msg is None:
+            why = f"XZ holds no message {seq:,} (its stream sequence was changed, or the stream no longer keeps it)"
+        elif msg.data != body:
+            why = f"the message at XZ sequence {seq:,} is another (its stream sequence was changed)"
+        else:
+            try:
+                recorded = datetime.fromisoformat(arrived_at)
+                off = abs(recorded - msg.time)
+            except (TypeError, ValueError):
+                off = None
+            if off is not None and off < _SAME_TIME:
+                continue
+            why = (f"arrival recorded as {arrived_at} but the platform stored it at {msg.time.isoformat()} "
+                   "(the arrival was changed; decision 28's deadlines run from the platform's time)")
+        findings.add(pos, "platform", f"position {pos}: {why}")
         findings.bad += 1
 
 
@@ -490,8 +534,12 @@ class _Walk:
     """The sequential checks: positions, the hash chain, the checkpoints."""
 
     def __init__(self, checkpoints: list[tuple[Any, ...]], ring: KeyRing, findings: _Findings,
-                 capture: set[int] | None = None) -> None:
+                 capture: set[int] | None = None, tail_after: int | None = None) -> None:
         self.findings = findings
+        #: The entries after position ``tail_after`` (position, stream sequence, arrival, body), to compare
+        #: with the platform's record.
+        self.tail_after = tail_after
+        self.tail: list[tuple[int, int, str, bytes]] = []
         #: Positions whose recomputed chain hash the witnesses need, and those hashes.
         self.capture = capture or set()
         self.chain_at: dict[int, bytes] = {}
@@ -525,6 +573,8 @@ class _Walk:
         self.chain = linked if self.chain == prev_hash else link(self.chain, leaf)
         if pos in self.capture:
             self.chain_at[pos] = self.chain
+        if self.tail_after is not None and pos > self.tail_after:
+            self.tail.append((pos, stream_seq, arrived_at, body))
         if self._after_gap or prev_hash == self.stored_prev or prev_hash == self.fixed_prev:
             fixed = linked  # after a gap (reported already) only the row's own consistency is checked
             if hash_ != linked:

@@ -500,6 +500,9 @@ ZH: dict[str, str] = {
                          "`xiezhu witnesses 代码 --export` 导出的文件；可重复。",
     "audit --witness-stream": "同时比对 NATS 上 XZ_WITNESS 中的每个链头和副署"
                               "（--nats-url，或本数据目录自带的 NATS 存储）。",
+    "audit --platform": "以账本的 NATS 用户，将最后一个已见证链头之后的每个条目与平台记录"
+                        "（XZ 流中的序号、字节和存储时间）比对；"
+                        "适用于按真实时钟记录到达时间的账本（不适用于模拟时钟的演示）。",
     "audit --json": JSON,
     "witnesses": "某部门代理程序见到、按区司法局密钥核验并副署的账本链头（决定 49）。",
     "witnesses BUREAU": "保存这些链头的部门（代码）。",

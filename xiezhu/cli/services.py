@@ -358,6 +358,10 @@ def audit(
     witness_stream: Annotated[bool, typer.Option(
         "--witness-stream", help="Also every head and countersignature on NATS (XZ_WITNESS), from --nats-url or "
                                  "this data directory's own NATS store.")] = False,
+    platform: Annotated[bool, typer.Option(
+        "--platform", help="Compare every entry after the last witnessed head with the platform's record, the XZ "
+                           "stream (its sequence, bytes and stored time), as the ledger's NATS user. For a ledger "
+                           "on wall-clock arrival (not a simulated demo).")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Walk the whole ledger: every signature, the hash chain and the signed checkpoints; name the first problem.
@@ -385,13 +389,27 @@ def audit(
         task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_location))
         report = run_audit(settings.ledger_location, ring, workers=workers or os.cpu_count() or 1,
                            progress=lambda k: progress.advance(task, k),
-                           witnesses=records if (witnesses or witness_stream) else None)
+                           witnesses=records if (witnesses or witness_stream) else None,
+                           platform=_platform_reader(settings) if platform else None)
     if as_json:
         _print_json(report)
     else:
         out.print(render(report), highlight=False)
     if not report.ok:
         raise typer.Exit(1)
+
+
+def _platform_reader(settings: Settings) -> Callable[[list[int]], Any]:
+    """The XZ messages at the sequences asked for, read as the ledger's NATS user (decision 49)."""
+    from broker.auth import LEDGER
+    from broker.streams import EVENTS_STREAM
+    from broker.witness import read_stored
+    from xiezhu.cli.deadletters import on_stream
+
+    def read(sequences: list[int]) -> Any:
+        return on_stream(settings, EVENTS_STREAM, lambda js: read_stored(js, sequences), user=LEDGER, check=False)
+
+    return read
 
 
 def _witness_records(settings: Settings, sources: list[str], stream: bool) -> list[Any]:
