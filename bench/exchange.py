@@ -107,6 +107,7 @@ from broker.streams import (
     consumer_config,
     ensure_streams,
     inbox_filter,
+    sending_stream,
 )
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
@@ -749,7 +750,7 @@ async def respond(sub: JetStreamContext.PullSubscription, js: JetStreamContext,
     async for m in fetched(sub):
         correlation = m.data[:CORRELATION_BYTES].decode()
         await js.publish(RAW_REPLY_SUBJECT, raw_body(correlation, shape.reply_bytes),
-                         headers=shape.headers(new_id()), stream=EVENTS_STREAM)
+                         headers=shape.headers(new_id()), stream=sending_stream(ASSISTOR))
         await m.ack()
 
 
@@ -779,7 +780,7 @@ class RawRequester:
         self._waiting[msg_id] = fut
         t0 = time.perf_counter()
         await self.js.publish(RAW_REQUEST_SUBJECT, raw_body(msg_id, self.shape.request_bytes),
-                              headers=self.shape.headers(msg_id), stream=EVENTS_STREAM)
+                              headers=self.shape.headers(msg_id), stream=sending_stream(REQUESTER))
         return t0, fut
 
     async def one(self) -> float:

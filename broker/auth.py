@@ -50,6 +50,7 @@ from broker.streams import (
     agent_consumer,
     cosign_subject,
     inbox_filter,
+    sending_stream,
 )
 from schemas.errors import XiezhuError
 
@@ -339,12 +340,17 @@ def _durables(bureaus: Iterable[str]) -> list[tuple[str, str]]:
     return [*((agent_consumer(code), inbox_filter(code)) for code in bureaus), (LEDGER_CONSUMER, EVENTS_SUBJECTS)]
 
 
+def _streams(bureaus: Iterable[str]) -> list[str]:
+    """Every stream of the layout: each bureau's sending stream, then :data:`_STREAMS`."""
+    return [*(sending_stream(code) for code in bureaus), *_STREAMS]
+
+
 def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
     """The operations user's calls, each the one its code makes (nats-py's subjects):
 
     - ``provision`` checking what exists (``broker.streams.ensure_streams``/``ensure_consumers``
-      with ``create=False``), ``Node.settle`` and the demo's summary: STREAM.INFO of the four
-      streams and CONSUMER.INFO of each durable;
+      with ``create=False``), ``Node.settle`` and the demo's summary: STREAM.INFO of every
+      stream (the sending streams' limits and use included) and CONSUMER.INFO of each durable;
     - ``xiezhu dead-letters``: STREAM.INFO and STREAM.MSG.GET of ``XZ_DLQ``;
     - ``xiezhu keys …`` and the root's node: publishing ``xztrust.list`` (the ack comes back
       to the inbox) and reading it as everyone does.
@@ -354,7 +360,7 @@ def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
     to create a consumer can re-configure it.  That is the one-shot provisioner's alone.
     """
     return (
-        *(f"{_JS_API}.STREAM.INFO.{stream}" for stream in _STREAMS),
+        *(f"{_JS_API}.STREAM.INFO.{stream}" for stream in _streams(bureaus)),
         *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in _durables(bureaus)),
         f"{_JS_API}.STREAM.MSG.GET.{DLQ_STREAM}",
         *_TRUST_READ,
@@ -364,12 +370,12 @@ def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
 
 
 def _provisioner_api(bureaus: Iterable[str]) -> tuple[str, ...]:
-    """The one-shot provisioner's calls: STREAM.INFO and STREAM.CREATE of ``XZ``, ``XZ_DLQ``,
-    ``XZ_TRUST`` and ``XZ_WITNESS``; CONSUMER.INFO and the filtered CONSUMER.CREATE of each durable.  It is removed
-    from the configuration once it has run (decision 34)."""
+    """The one-shot provisioner's calls: STREAM.INFO and STREAM.CREATE of each bureau's sending stream,
+    ``XZ``, ``XZ_DLQ``, ``XZ_TRUST`` and ``XZ_WITNESS``; CONSUMER.INFO and the filtered CONSUMER.CREATE
+    of each durable.  It is removed from the configuration once it has run (decision 34)."""
     durables = _durables(bureaus)
     return (
-        *(f"{_JS_API}.STREAM.{verb}.{stream}" for stream in _STREAMS for verb in ("INFO", "CREATE")),
+        *(f"{_JS_API}.STREAM.{verb}.{stream}" for stream in _streams(bureaus) for verb in ("INFO", "CREATE")),
         *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in durables),
         *(f"{_JS_API}.CONSUMER.CREATE.{EVENTS_STREAM}.{name}.{subject}" for name, subject in durables),
     )

@@ -70,6 +70,8 @@ from schemas.envelope import (
 )
 from schemas.privacy import mask_text
 
+#: What JetStream adds to a message ``XZ`` sourced from a sending stream.
+SOURCE_HEADER = "Nats-Stream-Source"
 #: Oversized bodies are cut to this in the dead-letter copy (the reason says how big it was).
 DLQ_MAX_BODY = 1024 * 1024
 
@@ -214,7 +216,8 @@ def check(delivery: Delivery, ring: KeyRing, me: str | None, opener: Opens | Non
     and so is one not sealed to the receiver (``cannot-open``).  ``None`` accepts only
     clear envelopes: for tools that build them, never for a receiver on the wire.
     """
-    size = len(delivery.data) + sum(len(k) + len(v) for k, v in delivery.headers.items())
+    # Not counted: the header the server adds to XZ's copy of a sending stream's message (decision 50).
+    size = len(delivery.data) + sum(len(k) + len(v) for k, v in delivery.headers.items() if k != SOURCE_HEADER)
     if size > max_bytes:
         raise Oversized(f"message of {size} bytes exceeds the {max_bytes}-byte limit")
     kid, sig = delivery.headers.get(HDR_KEY, ""), delivery.headers.get(HDR_SIG, "")

@@ -14,9 +14,10 @@ from pathlib import Path
 from typing import Protocol
 
 from nats.js import JetStreamContext
+from nats.js.errors import APIError
 
 from broker.signing import b64, decode_checked
-from broker.streams import EVENTS_STREAM
+from broker.streams import full_stream_error, sending_stream
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Signed, subject_for
 from schemas.errors import XiezhuError
 
@@ -116,14 +117,23 @@ class Relay:
             for _, signed in rows:
                 env = decode_checked(signed.body)  # routing only: the payload stays sealed
                 futures.append(await self.js.publish_async(
-                    subject_for(env), signed.body, headers=headers_for(signed, env.id), stream=EVENTS_STREAM))
+                    subject_for(env), signed.body, headers=headers_for(signed, env.id),
+                    stream=sending_stream(env.sender)))
             try:
                 # A publish the server refuses (no permission) or whose ack is lost is never
                 # answered: bound the wait, keep the position, and let run() try again.
                 acks = await asyncio.wait_for(asyncio.gather(*futures), timeout=self.ack_timeout)
-            except TimeoutError:
+            except (TimeoutError, APIError) as e:
                 for f in futures:
                     f.cancel()
+                # nats-py loses the error of a refused publish_async (the future is never answered):
+                # ask again, synchronously, in order (the same Nats-Msg-Id: never stored twice).
+                why = e if isinstance(e, APIError) else await self._why_refused([signed for _, signed in rows])
+                full = full_stream_error(why) if why is not None else None
+                if full is not None:
+                    raise RelayError(f"relay {self.name}: {full}; the outbox keeps the rest") from None
+                if why is not None:
+                    raise why from None
                 raise RelayError(f"relay {self.name}: JetStream did not ack {len(futures)} publishes "
                                  f"within {self.ack_timeout:.0f}s (refused, or the server is away)") from None
             self.duplicates += sum(1 for a in acks if a.duplicate)
@@ -131,6 +141,19 @@ class Relay:
             await asyncio.to_thread(self.positions.set, self.name, rows[-1][0])
             self._position = rows[-1][0]
             total += len(rows)
+
+    async def _why_refused(self, batch: list[Signed]) -> APIError | None:
+        """The server's refusal of the first of ``batch`` it refuses, published once more; None if none is."""
+        for signed in batch:
+            env = decode_checked(signed.body)
+            try:
+                await self.js.publish(subject_for(env), signed.body, headers=headers_for(signed, env.id),
+                                      stream=sending_stream(env.sender), timeout=min(self.ack_timeout, 2.0))
+            except APIError as e:
+                return e
+            except Exception:  # away or slow: the caller says so
+                return None
+        return None
 
     async def run(self) -> None:
         """Pump until stopped; a failed batch is retried after a pause, never skipped."""

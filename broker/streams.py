@@ -1,6 +1,8 @@
 """Streams, subjects and durable consumers: the JetStream layout every part agrees on.
 
-``XZ`` holds every bureau event on ``xz.<sender>.<recipient>.<type>``; ``XZ_DLQ`` holds
+``XZ`` holds every bureau event on ``xz.<sender>.<recipient>.<type>``, sourced from the
+sending streams ``XZ_FROM_<sender>``, which take what each bureau publishes under that
+bureau's limits (decision 50); ``XZ_DLQ`` holds
 rejected messages on ``xzdlq.<receiver>.<reason>``.  Each bureau agent reads its own
 mail through a pre-provisioned durable consumer ``agent-<code>`` filtered on
 ``xz.*.<code>.>``; the 司法局 ledger reads everything through ``ledger``.  ``XZ_TRUST``
@@ -18,12 +20,24 @@ import enum
 import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
+from dataclasses import dataclass
 from typing import Any
 
 from nats.js import JetStreamContext
-from nats.js.api import AckPolicy, ConsumerConfig, DeliverPolicy, RetentionPolicy, StorageType, StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.api import (
+    AckPolicy,
+    ConsumerConfig,
+    DeliverPolicy,
+    DiscardPolicy,
+    RetentionPolicy,
+    StorageType,
+    StreamConfig,
+    StreamSource,
+)
+from nats.js.errors import APIError, NotFoundError
 
+from aggregates.registry import Registry
+from schemas.envelope import MAX_MESSAGE_BYTES
 from schemas.errors import XiezhuError
 
 log = logging.getLogger(__name__)
@@ -31,6 +45,8 @@ log = logging.getLogger(__name__)
 EVENTS_STREAM = "XZ"
 DLQ_STREAM = "XZ_DLQ"
 EVENTS_SUBJECTS = "xz.>"
+#: ``XZ_FROM_<code>``: what one bureau sent, under that bureau's limits; ``XZ`` sources them.
+SENDING_PREFIX = "XZ_FROM_"
 DLQ_PREFIX = "xzdlq"
 TRUST_STREAM = "XZ_TRUST"
 TRUST_SUBJECT = "xztrust.list"
@@ -76,8 +92,48 @@ def dlq_subject(receiver: str, reason: str) -> str:
     return f"{DLQ_PREFIX}.{receiver}.{reason}"
 
 
-async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None, create: bool = True) -> None:
-    """Create the event, dead-letter, trust-list and witness streams where missing, check them where not; idempotent.
+#: The largest message the events streams store, headers included: the envelope's own limit
+#: (:data:`schemas.envelope.MAX_MESSAGE_BYTES`), so that the server refuses what intake would.
+MAX_EVENT_BYTES = MAX_MESSAGE_BYTES
+#: What one bureau may have in its sending stream by default: 128 MiB and 1,000,000 messages,
+#: some 40,000 sealed events (2–6 KB each), a decade of one bureau's correspondence, and
+#: bounded: a flood stops at it instead of filling the disk (decision 50).  JetStream reserves
+#: each stream's ``max_bytes`` in its storage, so the 37 bureaus' defaults take 4.6 GiB of it
+#: and the disk can never be promised twice.  ``xiezhu provision --bureau-max-bytes`` sets others.
+BUREAU_MAX_BYTES = 128 * 1024 ** 2
+BUREAU_MAX_MSGS = 1_000_000
+
+
+def sending_stream(code: str) -> str:
+    """The stream that takes what bureau ``code`` publishes (``xz.<code>.>``), under its own limits."""
+    return f"{SENDING_PREFIX}{code}"
+
+
+@dataclass(frozen=True)
+class BureauLimits:
+    """What the server lets one bureau put in its sending stream; past it, a publish is refused.
+
+    ``None`` leaves a setting to what an existing stream has (a node's own provisioning at
+    start), or the default where the stream is created.
+    """
+
+    max_bytes: int | None = None
+    max_msgs: int | None = None
+
+
+#: Every limit left to an existing stream, or to the defaults where the stream is created.
+UNSET_LIMITS = BureauLimits()
+
+
+async def ensure_streams(js: JetStreamContext, bureaus: Iterable[str] | None = None, *, replicas: int | None = None,
+                         create: bool = True, limits: BureauLimits = UNSET_LIMITS) -> None:
+    """Create the sending, event, dead-letter, trust-list and witness streams where missing, check them where not.
+
+    Idempotent.  ``bureaus``: every bureau that may publish (default: the registry's).
+    Each has a sending stream ``XZ_FROM_<code>`` on ``xz.<code>.>`` with its limits (message
+    size, bytes, messages; a full stream refuses new messages and nothing can be purged or
+    deleted from it), and ``XZ`` sources them all: one stream, one sequence, every consumer
+    (decision 50).
 
     ``create=False`` only checks (the ``admin`` user may not create): a missing stream is an error.
 
@@ -86,10 +142,16 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None, c
     start) creates a missing stream with the server's default of 1 and accepts whatever
     an existing stream has: ``xiezhu provision --replicas N`` set it.
     """
+    codes = list(Registry.load().codes() if bureaus is None else bureaus)
+    await _refuse_capturing_events_stream(js)
+    for code in codes:
+        await _ensure_stream(js, sending_config(code, limits, replicas), create,
+                             defaults={"max_bytes": BUREAU_MAX_BYTES, "max_msgs": BUREAU_MAX_MSGS})
     await _ensure_stream(js, StreamConfig(
-        name=EVENTS_STREAM, subjects=[EVENTS_SUBJECTS], retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=1024 * 1024,
-        deny_delete=True, deny_purge=True, num_replicas=replicas,
+        name=EVENTS_STREAM, subjects=[], sources=[StreamSource(name=sending_stream(c)) for c in codes],
+        retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S,
+        max_msg_size=MAX_EVENT_BYTES + _SOURCE_HEADER_ROOM, deny_delete=True, deny_purge=True,
+        num_replicas=replicas,
     ), create)
     await _ensure_stream(js, StreamConfig(
         name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], retention=RetentionPolicy.LIMITS,
@@ -109,6 +171,96 @@ async def ensure_streams(js: JetStreamContext, *, replicas: int | None = None, c
     ), create)
 
 
+async def _refuse_capturing_events_stream(js: JetStreamContext) -> None:
+    """An ``XZ`` of the layout before decision 50 captures ``xz.>`` itself; no sending stream can be made beside it."""
+    try:
+        info = await js.stream_info(EVENTS_STREAM)
+    except NotFoundError:
+        return
+    if info.config.subjects:
+        raise StreamLayoutError(
+            f"stream {EVENTS_STREAM} captures {', '.join(info.config.subjects)} itself (the layout before "
+            f"decision 50): as the NATS operator remove its subjects, run `xiezhu provision` to create the sending "
+            f"streams, then add them to its sources", stream=EVENTS_STREAM, setting="subjects")
+
+
+@dataclass(frozen=True)
+class SendingUsage:
+    """How much of its limits one bureau's sending stream holds."""
+
+    code: str
+    msgs: int
+    bytes: int
+    max_msgs: int
+    max_bytes: int
+    max_msg_size: int
+
+    @property
+    def share(self) -> float:
+        """The larger of the two fractions used (1.0: full, every publish refused)."""
+        return max(self.msgs / self.max_msgs if self.max_msgs > 0 else 0.0,
+                   self.bytes / self.max_bytes if self.max_bytes > 0 else 0.0)
+
+
+async def sending_usage(js: JetStreamContext, bureaus: Iterable[str]) -> list[SendingUsage]:
+    """Each bureau's sending stream's use and limits, as the server reports them (STREAM.INFO)."""
+    out = []
+    for code in bureaus:
+        info = await js.stream_info(sending_stream(code))
+        c = info.config
+        out.append(SendingUsage(code=code, msgs=info.state.messages, bytes=info.state.bytes,
+                                max_msgs=c.max_msgs or -1, max_bytes=c.max_bytes or -1,
+                                max_msg_size=c.max_msg_size or -1))
+    return out
+
+
+def usage_line(usage: list[SendingUsage]) -> str:
+    """One line: the sending streams' limits and the fullest one."""
+    if not usage:
+        return "no sending streams"
+    top = max(usage, key=lambda u: u.share)
+    sizes = sorted({(u.max_bytes, u.max_msgs, u.max_msg_size) for u in usage})
+    limits = "; ".join(f"{_amount(b, 'bytes')}, {_amount(m, 'messages')}, {_amount(z, 'bytes')} a message"
+                       for b, m, z in sizes)
+    return (f"{len(usage)} sending streams, each bureau at most {limits}; fullest {top.code}: "
+            f"{top.msgs:,} messages, {top.bytes:,} bytes ({top.share:.1%})")
+
+
+def _amount(n: int, unit: str) -> str:
+    return f"unlimited {unit}" if n < 0 else f"{n:,} {unit}"
+
+
+#: JetStream's error code for a stream whose ``max_bytes`` the server's storage cannot reserve.
+_NO_STORAGE = 10047
+#: JetStream's error codes for a publish refused by a stream's limits: too big, or the stream
+#: is full (``discard: new``; the description says of bytes or of messages).
+_TOO_BIG, _STREAM_FULL = 10054, 10077
+
+
+def full_stream_error(error: APIError) -> str | None:
+    """One line for a publish the sending stream refused under its limits; None for any other error."""
+    if error.err_code == _TOO_BIG:
+        return f"the server refused a message over {MAX_EVENT_BYTES:,} bytes ({error.description})"
+    if error.err_code == _STREAM_FULL:
+        return (f"the sending stream is full ({error.description}); it refuses every new message until the NATS "
+                f"operator raises its limits (`xiezhu provision` shows them)")
+    return None
+
+
+#: ``XZ`` stores a sourced copy with a ``Nats-Stream-Source`` header the server adds.
+_SOURCE_HEADER_ROOM = 512
+
+
+def sending_config(code: str, limits: BureauLimits = UNSET_LIMITS, replicas: int | None = None) -> StreamConfig:
+    """Bureau ``code``'s sending stream: its subjects, its limits, nothing removable (decision 50)."""
+    return StreamConfig(
+        name=sending_stream(code), subjects=[f"xz.{code}.>"], retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=MAX_EVENT_BYTES,
+        max_bytes=limits.max_bytes, max_msgs=limits.max_msgs, discard=DiscardPolicy.NEW,
+        deny_delete=True, deny_purge=True, num_replicas=replicas,
+    )
+
+
 class StreamLayoutError(XiezhuError):
     """A stream exists with another configuration than xiezhu's layout."""
 
@@ -116,12 +268,16 @@ class StreamLayoutError(XiezhuError):
 
 
 #: The stream settings xiezhu's layout fixes, compared with an existing stream's.
-_COMPARED = ("subjects", "retention", "storage", "duplicate_window", "max_msg_size", "deny_delete", "deny_purge",
-             "allow_direct", "num_replicas")
+_COMPARED = ("subjects", "sources", "retention", "storage", "duplicate_window", "max_msg_size", "max_bytes",
+             "max_msgs", "discard", "deny_delete", "deny_purge", "allow_direct", "num_replicas")
 
 
-async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: bool) -> None:
+async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: bool,
+                         defaults: Mapping[str, Any] | None = None) -> None:
     """Create the stream if it is missing; an existing one must already have the layout's settings.
+
+    ``defaults``: the values a setting left ``None`` gets when the stream is created (an
+    existing stream's are accepted as they are).
 
     Provisioning never updates a stream: the provisioner's NATS user may not (an update can
     add subjects or shrink limits, decision 22).  A stream that differs is the operator's
@@ -133,10 +289,20 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: boo
         if not create:
             raise LayoutMissing(f"stream {config.name} is missing: {_NEEDS_PROVISIONER}",
                                     stream=config.name) from None
-        await js.add_stream(config)
+        unset = {k: v for k, v in (defaults or {}).items() if getattr(config, k) is None}
+        try:
+            await js.add_stream(config.evolve(**unset) if unset else config)
+        except APIError as e:
+            if e.err_code != _NO_STORAGE:
+                raise
+            raise StreamLayoutError(
+                f"cannot create stream {config.name}: the server has no room left to reserve its "
+                f"{(unset.get('max_bytes') or config.max_bytes or 0):,} bytes ({e.description}); free disk, raise "
+                f"JetStream's max_file_store, or give `xiezhu provision --bureau-max-bytes` less",
+                stream=config.name) from None
         return
     for name in _COMPARED:
-        want, have = getattr(config, name), getattr(info.config, name)
+        want, have = _comparable(name, getattr(config, name)), _comparable(name, getattr(info.config, name))
         if want is None or (name == "duplicate_window" and not want):  # left to the server's default
             continue
         if have != want:
@@ -144,6 +310,15 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: boo
                 f"stream {config.name} exists with {name} {have!r}, not {want!r}; provisioning does not change an "
                 f"existing stream: change it as the NATS operator (e.g. `nats stream edit {config.name}`)",
                 stream=config.name, setting=name)
+
+
+def _comparable(name: str, value: Any) -> Any:
+    """A stream setting as compared: sources by name only, no subjects as an empty list."""
+    if name == "sources":
+        return None if value is None else sorted(src.name for src in value)
+    if name == "subjects":
+        return list(value or [])
+    return value
 
 
 def consumer_config(durable: str, filter_subject: str) -> ConsumerConfig:

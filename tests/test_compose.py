@@ -26,7 +26,7 @@ import xiezhu.cli
 from aggregates.registry import JUSTICE, Registry
 from broker.auth import ADMIN, LEDGER, PROVISIONER, credentials_in
 from broker.server import find_binary, free_port
-from broker.streams import EVENTS_STREAM
+from broker.streams import EVENTS_STREAM, sending_stream
 from tests.helpers import invoke
 from xiezhu.node import provision
 
@@ -445,7 +445,7 @@ async def _exercise_cluster(url: str, seeds: Path, replicas: int, bureaus: list[
         info = await admin.jetstream().stream_info(EVENTS_STREAM)
         assert info.config.num_replicas == replicas and info.cluster is not None
         assert len(info.cluster.replicas or []) == replicas - 1
-        await shenpi.jetstream().publish("xz.shenpi.gongan.assistance.requested", b"x", stream=EVENTS_STREAM)
+        await shenpi.jetstream().publish("xz.shenpi.gongan.assistance.requested", b"x", stream=sending_stream("shenpi"))
         with pytest.raises(nats.errors.TimeoutError):  # as another bureau: refused
             await shenpi.jetstream(timeout=0.5).publish("xz.gongan.shenpi.assistance.received", b"x")
         with pytest.raises(nats.errors.TimeoutError):  # and the provisioner deletes nothing

@@ -10,6 +10,7 @@ import msgspec
 import nacl.signing
 import nats
 import pytest
+from nats.js.errors import APIError
 
 from agencies.monitor import SlaMonitor
 from aggregates.clock import SimulatedClock
@@ -198,7 +199,7 @@ def _unsigned(node: Node) -> tuple[str, Signed]:
 
 @pytest.mark.parametrize(("make", "code"), [
     (_forged, "bad-signature"), (_wrong_sender, "wrong-sender"), (_wrong_recipient, "wrong-recipient"),
-    (_malformed, "malformed"), (_oversized, "oversized"), (_unsigned, "unsigned"), (_unknown_key, "unknown-key"),
+    (_malformed, "malformed"), (_unsigned, "unsigned"), (_unknown_key, "unknown-key"),
     (_not_sealed, "not-sealed"), (_not_for_the_recipient, "cannot-open"),
 ])
 async def test_a_bad_message_is_dead_lettered_with_its_reason_and_changes_nothing(node: Node, make, code) -> None:  # type: ignore[no-untyped-def]
@@ -219,6 +220,15 @@ async def test_a_bad_message_is_dead_lettered_with_its_reason_and_changes_nothin
     case = request(node)
     await node.settle()
     assert node.store("shenpi").assistance.case(case).state.status == "replied"
+
+
+async def test_an_oversized_message_is_refused_by_the_server_itself(node: Node) -> None:
+    """The sending stream's max_msg_size is the envelope's limit (decision 50): intake's own check
+    (``oversized``, in test_intake) is the layer behind it."""
+    subject, signed = _oversized(node)
+    with pytest.raises(APIError, match="message size exceeds maximum allowed"):
+        await _publish(node, subject, signed)
+    assert await _dead_letters(node) == []
 
 
 async def test_a_replayed_copy_of_a_valid_event_changes_nothing(node: Node) -> None:

@@ -11,8 +11,18 @@ import broker.signing
 from aggregates.catalogue import NotCatalogued
 from aggregates.errors import DisputeClosed, NotYet, RuleError, WrongOrder
 from aggregates.store import ConcurrentChange, DuplicateEvent, StoreError, UnknownCase
-from broker.intake import DEAD_LETTER_REASONS, REASONS, Delivery, HandlerFailed, Intake, reason_for
-from broker.signing import KeyRing, Rejected
+from broker.intake import (
+    DEAD_LETTER_REASONS,
+    REASONS,
+    SOURCE_HEADER,
+    Delivery,
+    HandlerFailed,
+    Intake,
+    check,
+    reason_for,
+)
+from broker.signing import KeyRing, Oversized, Rejected, Unsigned
+from schemas.envelope import MAX_MESSAGE_BYTES
 from tests.test_exchange import request
 from xiezhu.node import Node
 
@@ -51,6 +61,20 @@ async def test_refuse_raises_a_transient_error_again() -> None:
     with pytest.raises(NotYet):
         await intake.refuse(d, NotYet("later"))
     assert intake.stats.rejected == 0
+
+
+def test_intake_still_refuses_an_oversized_message_the_server_would_have_refused() -> None:
+    """The layer behind the sending streams' max_msg_size (decision 50): headers count, except the one
+    the server adds to XZ's copy."""
+    def d(body: int, headers: dict[str, str]) -> Delivery:
+        return Delivery(subject="xz.shenpi.gongan.x", data=b" " * body, headers=headers, stream_seq=1,
+                        num_delivered=1, timestamp=datetime.now(UTC))
+
+    with pytest.raises(Oversized, match="exceeds the 65536-byte limit"):
+        check(d(MAX_MESSAGE_BYTES - 10, {"Xz-Sig": "s" * 20}), KeyRing(), "gongan", None)
+    with pytest.raises(Unsigned):  # past the size check: the source header is not the sender's
+        check(d(MAX_MESSAGE_BYTES - 10, {SOURCE_HEADER: "XZ_FROM_shenpi 1 > > xz.shenpi.gongan.x"}), KeyRing(),
+              "gongan", None)
 
 
 async def test_a_busy_ledger_file_is_retried_not_lost_or_dead_lettered(node: Node,

@@ -69,6 +69,7 @@ from broker.streams import (
     ensure_consumers,
     ensure_streams,
     inbox_filter,
+    sending_stream,
 )
 from schemas.assistance import AssistanceReceived
 from schemas.envelope import (
@@ -175,7 +176,7 @@ async def connect(auth_server: EmbeddedNats, identities: dict[str, Identity]) ->
 async def admin(connect: Connect) -> Conn:
     """The operations user, after the one-shot provisioner created the streams and every durable consumer."""
     provisioner = await connect(PROVISIONER)
-    await ensure_streams(provisioner.js)
+    await ensure_streams(provisioner.js, BUREAUS)
     await ensure_consumers(provisioner.js, BUREAUS)
     await provisioner.nc.close()
     return await connect(ADMIN)
@@ -208,8 +209,19 @@ PROVISIONED = {**{agent_consumer(c): inbox_filter(c) for c in BUREAUS}, LEDGER_C
 
 
 async def stream_counts(admin: Conn) -> tuple[int, int]:
-    return ((await admin.js.stream_info(EVENTS_STREAM)).state.messages,
-            (await admin.js.stream_info(DLQ_STREAM)).state.messages)
+    """Messages in XZ (once it has sourced all the sending streams hold) and in XZ_DLQ."""
+    return await sourced(admin), (await admin.js.stream_info(DLQ_STREAM)).state.messages
+
+
+async def sourced(admin: Conn, bureaus: tuple[str, ...] = BUREAUS) -> int:
+    """XZ's message count once it holds everything the sending streams hold (it sources them)."""
+    for _ in range(500):
+        sent = sum([(await admin.js.stream_info(sending_stream(c))).state.messages for c in bureaus])
+        have = (await admin.js.stream_info(EVENTS_STREAM)).state.messages
+        if have == sent:
+            return have
+        await asyncio.sleep(0.01)
+    raise AssertionError(f"XZ holds {have} messages, the sending streams {sent}")
 
 
 async def pull(conn: Conn, code: str) -> JetStreamContext.PullSubscription:
@@ -237,8 +249,8 @@ async def test_a_client_without_a_registered_nkey_is_refused(auth_server: Embedd
 async def test_a_bureau_publishes_as_itself_and_fetches_acks_and_dead_letters_its_own_mail(
         admin: Conn, connect: Connect) -> None:
     shenpi, gongan = await connect("shenpi"), await connect("gongan")
-    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"from gongan", stream=EVENTS_STREAM)
-    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"from gongan", stream=sending_stream("gongan"))
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=sending_stream("shenpi"))
     sub = await pull(gongan, "gongan")
     [msg] = await sub.fetch(1, timeout=2)
     assert msg.data == b"to gongan"
@@ -248,7 +260,7 @@ async def test_a_bureau_publishes_as_itself_and_fetches_acks_and_dead_letters_it
     dead = Delivery(subject=msg.subject, data=msg.data, headers={}, stream_seq=2, num_delivered=1, timestamp=T0)
     await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, "malformed", "a test rejection")
     info = await admin.js.consumer_info(EVENTS_STREAM, agent_consumer("gongan"))
-    assert (info.num_pending, info.num_ack_pending, info.ack_floor.stream_seq) == (0, 0, 2)
+    assert (info.num_pending, info.num_ack_pending, info.ack_floor.stream_seq) == (0, 0, again.metadata.sequence.stream)
     assert await stream_counts(admin) == (2, 1)
     assert await gongan.violations() == [] and await shenpi.violations() == []
 
@@ -256,12 +268,13 @@ async def test_a_bureau_publishes_as_itself_and_fetches_acks_and_dead_letters_it
 async def test_the_ledger_reads_all_mail_through_its_own_consumer_and_dead_letters_as_ledger(
         admin: Conn, connect: Connect) -> None:
     shenpi, gongan, ledger = await connect("shenpi"), await connect("gongan"), await connect(LEDGER)
-    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"1", stream=EVENTS_STREAM)
-    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"2", stream=EVENTS_STREAM)
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"1", stream=sending_stream("shenpi"))
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"2", stream=sending_stream("gongan"))
     sub = await ledger.js.pull_subscribe(EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
                                          config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+    assert await sourced(admin) == 2
     msgs = await sub.fetch(2, timeout=2)
-    assert [m.data for m in msgs] == [b"1", b"2"]
+    assert sorted(m.data for m in msgs) == [b"1", b"2"]  # two senders' streams: XZ orders them as it sources
     for m in msgs:
         await m.ack()
     await ledger.js.publish("xzdlq.ledger.signature", b"rejected", stream=DLQ_STREAM)
@@ -305,9 +318,9 @@ async def test_a_bureau_cannot_subscribe_outside_its_own_inbox(admin: Conn, conn
     await gongan.nc.subscribe(subject, cb=spy)
     assert await gongan.refused("subscription", subject)
     # Traffic of every kind: mail, JetStream API requests and replies, acks.
-    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"mail", stream=EVENTS_STREAM)
-    await shenpi.js.publish("xz.shenpi.ziran.assistance.requested", b"mail", stream=EVENTS_STREAM)
-    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"mail", stream=EVENTS_STREAM)
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"mail", stream=sending_stream("shenpi"))
+    await shenpi.js.publish("xz.shenpi.ziran.assistance.requested", b"mail", stream=sending_stream("shenpi"))
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"mail", stream=sending_stream("gongan"))
     [m] = await (await pull(shenpi, "shenpi")).fetch(1, timeout=2)
     await m.ack_sync()
     await gongan.nc.flush()
@@ -339,7 +352,7 @@ async def test_a_bureau_cannot_create_a_consumer_that_reads_another_bureaus_mail
 
 async def test_a_bureau_cannot_fetch_from_another_bureaus_consumer(admin: Conn, connect: Connect) -> None:
     shenpi, gongan = await connect("shenpi"), await connect("gongan")
-    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"for shenpi only", stream=EVENTS_STREAM)
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"for shenpi only", stream=sending_stream("gongan"))
     js = gongan.js_refused
     with pytest.raises(nats.errors.TimeoutError):  # the way pull_subscribe binds: consumer info first
         await js.pull_subscribe(inbox_filter("shenpi"), durable=agent_consumer("shenpi"), stream=EVENTS_STREAM)
@@ -359,7 +372,7 @@ async def test_a_bureau_cannot_ack_or_terminate_another_bureaus_messages(admin: 
                                                                          verb: bytes) -> None:
     """Acking someone else's delivery would make their mail vanish unread."""
     shenpi, gongan = await connect("shenpi"), await connect("gongan")
-    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"x", stream=EVENTS_STREAM)
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"x", stream=sending_stream("gongan"))
     [m] = await (await pull(shenpi, "shenpi")).fetch(1, timeout=2)
     assert m.reply.startswith("$JS.ACK.XZ.agent-shenpi.")
     await gongan.nc.publish(m.reply, verb)  # as if gongan had learnt the ack subject
@@ -373,7 +386,7 @@ async def test_a_bureau_cannot_read_stored_mail_or_its_metadata_through_the_stre
         admin: Conn, connect: Connect, how: str) -> None:
     """Stream INFO with a subjects filter would tell who writes to whom and how often."""
     shenpi, gongan = await connect("shenpi"), await connect("gongan")
-    await shenpi.js.publish("xz.shenpi.ziran.assistance.requested", b"secret", stream=EVENTS_STREAM)
+    await shenpi.js.publish("xz.shenpi.ziran.assistance.requested", b"secret", stream=sending_stream("shenpi"))
     js = gongan.js_refused
     attempts: dict[str, Callable[[], Awaitable[object]]] = {
         "by sequence": lambda: js.get_msg(EVENTS_STREAM, 1),
@@ -393,7 +406,7 @@ async def test_a_bureau_cannot_read_stored_mail_or_its_metadata_through_the_stre
 async def test_a_bureau_cannot_delete_or_purge_streams_or_consumers(admin: Conn, connect: Connect,
                                                                    auth_server: EmbeddedNats, how: str) -> None:
     gongan = await connect("gongan")
-    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"kept", stream=EVENTS_STREAM)
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"kept", stream=sending_stream("gongan"))
     await gongan.js.publish("xzdlq.gongan.signature", b"kept", stream=DLQ_STREAM)
     js = gongan.js_refused
     attempts: dict[str, Callable[[], Awaitable[object]]] = {
@@ -499,7 +512,7 @@ async def test_the_provisioner_cannot_delete_or_purge_a_stream_or_delete_a_messa
         admin: Conn, connect: Connect, auth_server: EmbeddedNats, how: str) -> None:
     """XZ_DLQ's own configuration allows purges and deletes: only the permissions stop them there."""
     gongan = await connect("gongan")
-    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"kept", stream=EVENTS_STREAM)
+    await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"kept", stream=sending_stream("gongan"))
     await gongan.js.publish("xzdlq.gongan.signature", b"kept", stream=DLQ_STREAM)
     await admin.js.publish(TRUST_SUBJECT, b"kept", stream=TRUST_STREAM)
     js = admin.js_refused
@@ -533,7 +546,7 @@ async def test_the_provisioner_cannot_rewrite_a_stream_change_consumers_or_read_
         admin: Conn, connect: Connect, auth_server: EmbeddedNats, how: str) -> None:
     """An update could make a stream capture a reply inbox; a consumer or a direct read would show mail."""
     shenpi = await connect("shenpi")
-    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"secret", stream=EVENTS_STREAM)
+    await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"secret", stream=sending_stream("shenpi"))
     js = admin.js_refused
     dlq = dict(name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], max_msg_size=2 * 1024 * 1024)
     attempts: dict[str, Callable[[], Awaitable[object]]] = {
@@ -566,7 +579,7 @@ async def test_provisioning_refuses_a_stream_with_another_layout_rather_than_upd
     provisioner = await connect(PROVISIONER)
     await provisioner.js.add_stream(StreamConfig(name=DLQ_STREAM, subjects=[f"{DLQ_PREFIX}.>"], max_msg_size=1024))
     with pytest.raises(StreamLayoutError, match="XZ_DLQ exists with max_msg_size 1024.*nats stream edit XZ_DLQ"):
-        await ensure_streams(provisioner.js)
+        await ensure_streams(provisioner.js, BUREAUS)
     assert jsz(auth_server)[DLQ_STREAM]["config"]["max_msg_size"] == 1024
     assert await provisioner.violations() == []
 
@@ -648,13 +661,13 @@ async def test_an_agents_pull_loop_reads_and_acks_its_mail_and_relays_with_its_i
     """Its pull requests and their replies stay on the subjects gongan's NKey user is allowed (its own inbox)."""
     gongan, shenpi = await connect("gongan"), await connect("shenpi")
     for _ in range(3):
-        await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=EVENTS_STREAM)
+        await shenpi.js.publish("xz.shenpi.gongan.assistance.requested", b"to gongan", stream=sending_stream("shenpi"))
     got: list[Msg] = []
     loop = await _pulled(gongan, "gongan", got)
     try:
         await _wait_for(lambda: len(got) == 3)
         # The agent relays and dead-letters through the same connection.
-        await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"reply", stream=EVENTS_STREAM)
+        await gongan.js.publish("xz.gongan.shenpi.assistance.received", b"reply", stream=sending_stream("gongan"))
         await gongan.js.publish("xzdlq.gongan.signature", b"rejected", stream=DLQ_STREAM)
         await gongan.nc.flush()
     finally:

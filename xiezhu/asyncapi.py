@@ -17,7 +17,7 @@ from faststream.nats import NatsBroker
 from faststream.specification import AsyncAPI
 
 from aggregates.registry import Registry
-from broker.streams import DLQ_PREFIX, DLQ_STREAM, EVENTS_STREAM, TRUST_STREAM, TRUST_SUBJECT
+from broker.streams import DLQ_PREFIX, DLQ_STREAM, EVENTS_STREAM, SENDING_PREFIX, TRUST_STREAM, TRUST_SUBJECT
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Envelope, SealedEnvelope
 from schemas.events import Payload
 from schemas.trust import SignedTrustList
@@ -69,7 +69,8 @@ def asyncapi_dict(registry: Registry) -> dict[str, Any]:
     for t in types:
         tag = _tag(t)
         broker.publisher(f"xz.{{sender}}.{{recipient}}.{tag}", title=tag, schema=dict,
-                         description=f"{_doc(t)} Stream {EVENTS_STREAM}; the body is a signed SealedEnvelope "
+                         description=f"{_doc(t)} Stream {SENDING_PREFIX}<sender> (the sender's limits), sourced by "
+                                     f"{EVENTS_STREAM}; the body is a signed SealedEnvelope "
                                      f"whose payload opens to {t.__name__}.")
     broker.subscriber("xz.*.{recipient}.>", title="agent inbox",
                       description=f"A bureau's agent reads its mail through the durable consumer agent-<code> "

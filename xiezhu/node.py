@@ -49,11 +49,15 @@ from broker.signing import KeyRing
 from broker.streams import (
     EVENTS_STREAM,
     LEDGER_CONSUMER,
+    UNSET_LIMITS,
+    BureauLimits,
     LayoutMissing,
+    SendingUsage,
     agent_consumer,
     ensure_consumers,
     ensure_streams,
 )
+from broker.streams import sending_usage as streams_usage
 from broker.witness import Witness, WitnessStore
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
@@ -93,17 +97,31 @@ def nats_credentials(settings: Settings, name: str) -> dict[str, Any]:
 
 
 async def provision(nats_url: str, codes: Iterable[str], *, replicas: int | None = None,
-                    credentials: Mapping[str, Any] | None = None, create: bool = True) -> None:
+                    credentials: Mapping[str, Any] | None = None, create: bool = True,
+                    limits: BureauLimits = UNSET_LIMITS) -> None:
     """Create the streams and every pre-provisioned durable consumer where missing, and check what exists.
 
     Creating is the one-shot ``provisioner``'s (or anyone's where NATS has no users);
     ``create=False`` only checks, as ``admin`` may: what is missing or differs is an error.
+    ``limits``: each bureau's sending stream's (decision 50); unset, a new stream gets the
+    defaults and an existing one keeps its own.
     """
+    codes = list(codes)
     nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, **(credentials or {}))
     try:
         js = nc.jetstream()
-        await ensure_streams(js, replicas=replicas, create=create)
+        await ensure_streams(js, codes, replicas=replicas, create=create, limits=limits)
         await ensure_consumers(js, codes, create=create)
+    finally:
+        await nc.close()
+
+
+async def sending_usage(nats_url: str, codes: Iterable[str], *,
+                        credentials: Mapping[str, Any] | None = None) -> list[SendingUsage]:
+    """Each bureau's sending stream's use against its limits (decision 50), as ``admin`` may read it."""
+    nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, **(credentials or {}))
+    try:
+        return await streams_usage(nc.jetstream(), codes)
     finally:
         await nc.close()
 
@@ -137,13 +155,14 @@ async def provision_embedded(server: EmbeddedNats, settings: Settings, codes: It
     log.info("provisioned the streams and consumers; the one-shot provisioner is removed")
 
 
-async def provision_once(nats_url: str, codes: Iterable[str], keys_dir: Path, *, replicas: int | None = None) -> bool:
+async def provision_once(nats_url: str, codes: Iterable[str], keys_dir: Path, *, replicas: int | None = None,
+                         limits: BureauLimits = UNSET_LIMITS) -> bool:
     """Provision with the provisioner's seed from ``keys_dir``, then delete the seed; False if it stays.
 
     The servers keep accepting its public key until their configuration is regenerated
     without it (``xiezhu nats-config``) and reloaded.
     """
-    await provision(nats_url, codes, replicas=replicas,
+    await provision(nats_url, codes, replicas=replicas, limits=limits,
                     credentials=connect_options(load_identity(keys_dir, PROVISIONER)))
     try:
         retire_provisioner(keys_dir)

@@ -156,35 +156,47 @@ def nats_config(
 def provision(
     ctx: typer.Context,
     replicas: Annotated[int, typer.Option(min=1, max=5, help="Stream replicas: 3 on a 3-node cluster.")] = 1,
+    bureau_max_bytes: Annotated[int | None, typer.Option(
+        min=1, help="Bytes each bureau may have in its sending stream (default 4 GiB).")] = None,
+    bureau_max_msgs: Annotated[int | None, typer.Option(
+        min=1, help="Messages each bureau may have in its sending stream (default 2,000,000).")] = None,
 ) -> None:
     """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
 
-    What exists is checked, never changed: a stream or consumer with other settings (e.g.
-    replicas) is an error for the NATS operator to resolve. Creating needs the one-shot
+    Each bureau publishes into its own sending stream, which the server holds to the bureau's
+    limits (message size, bytes, messages; full, it refuses new messages) and from which
+    nothing can be purged; XZ sources them all (decision 50). What exists is checked, never
+    changed: a stream or consumer with other settings (e.g. replicas, limits) is an error for
+    the NATS operator to resolve. Creating needs the one-shot
     provisioner's seed (`xiezhu nats-config --provisioner`), deleted once it has run; without
     it `provision` only checks, as admin.
 
     Example: [bold]xiezhu --nats-url nats://nats-1:4222 provision --replicas 3[/]
     """
     from broker.auth import ADMIN, PROVISIONER, seed_path
-    from xiezhu.node import nats_credentials, provision_once
+    from broker.streams import BureauLimits, usage_line
+    from xiezhu.node import nats_credentials, provision_once, sending_usage
     from xiezhu.node import provision as do_provision
 
     settings = _settings(ctx)
     if not settings.nats_url:
         raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
     codes = Registry.load().codes()
+    limits = BureauLimits(max_bytes=bureau_max_bytes, max_msgs=bureau_max_msgs)
     if seed_path(settings.nats_keys_dir, PROVISIONER).exists():
-        if asyncio.run(provision_once(settings.nats_url, codes, settings.nats_keys_dir, replicas=replicas)):
+        if asyncio.run(provision_once(settings.nats_url, codes, settings.nats_keys_dir, replicas=replicas,
+                                      limits=limits)):
             err.print("the provisioner's seed is deleted: regenerate the configuration (`xiezhu nats-config`) "
                       "and reload the servers to revoke it")
         else:
             err.print(f"[yellow]the provisioner's seed could not be deleted from {settings.nats_keys_dir}: "
                       "delete it, regenerate the configuration and reload the servers[/]")
     else:
-        asyncio.run(do_provision(settings.nats_url, codes, replicas=replicas,
+        asyncio.run(do_provision(settings.nats_url, codes, replicas=replicas, limits=limits,
                                  credentials=nats_credentials(settings, ADMIN), create=False))
     err.print("[green]streams and consumers ready[/]")
+    usage = asyncio.run(sending_usage(settings.nats_url, codes, credentials=nats_credentials(settings, ADMIN)))
+    err.print(usage_line(usage))
 
 
 OpsPort = Annotated[int | None, typer.Option("--ops-port", "--metrics-port", min=1, max=65535,
