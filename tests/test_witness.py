@@ -408,17 +408,40 @@ async def test_a_signer_off_the_ledger_host_signs_only_what_extends_the_head_it_
         with closing(sqlite3.connect(rolled)) as db, db:
             db.execute("DELETE FROM entries WHERE pos > ?", (world.checkpoints[0].pos + 1,))
             db.execute("DELETE FROM checkpoints WHERE pos > ?", (world.checkpoints[0].pos,))
-        with pytest.raises(SignerRefused, match="last signed position .*: the ledger was rolled back or forked"):
+        with pytest.raises(SignerRefused, match=f"not past position {head[0]}, .*: the ledger was rolled back"):
             await RemoteSigner(service.nc).checkpoint(Ledger(rolled, read_only=True))
-        # Leaves that do not lead to the head asked for: refused too, and nothing is signed.
         request(node)
         await node.settle()
+        live = tmp_path / "live.db"
+        with closing(sqlite3.connect(node.settings.ledger_path)) as src, closing(sqlite3.connect(live)) as dst:
+            src.backup(dst)
+        # Rolled back to the first checkpoint, an arrival backdated, re-chained and grown past the signer's last
+        # head: the leaves no longer pass through it.
+        rewritten = tmp_path / "rewritten.db"
+        shutil.copyfile(live, rewritten)
+        first = world.checkpoints[0].pos
+        with closing(sqlite3.connect(rewritten)) as db, db:
+            db.execute("DELETE FROM checkpoints WHERE pos > ?", (first,))
+            db.execute("UPDATE entries SET arrived_at = '2026-09-20T01:00:00+00:00' WHERE pos = ?", (first + 1,))
+        rechain(rewritten, after=first)
+        forged = request_for(Ledger(rewritten, read_only=True))
+        assert forged is not None and forged.pos > head[0]
+        with pytest.raises(SignerRefused, match="no longer hash to the head this signer signed"):
+            signer.signer.sign(forged)
+        # Leaves that do not lead to the head asked for: refused too, and nothing is signed.
         honest = request_for(node.ledger)
         assert honest is not None
         lying = SignRequest(pos=honest.pos, head="00" * 32, since=honest.since, leaves=honest.leaves)
         with pytest.raises(SignerRefused, match="do not lead to the head"):
             signer.signer.sign(lying)
         assert signer.signer.last is not None and signer.signer.last.pos == head[0]
+        # A ledger that lost the checkpoint it was answered with (killed before it kept it) asks from the one
+        # before: its leaves pass through the signer's last head, so it is signed.
+        with closing(sqlite3.connect(live)) as db, db:
+            db.execute("DELETE FROM checkpoints WHERE pos = ?", (head[0],))
+        resumed = request_for(Ledger(live, read_only=True))
+        assert resumed is not None and resumed.since is not None and resumed.since.pos < head[0] < resumed.pos
+        assert signer.signer.sign(resumed).pos == resumed.pos
     finally:
         service._remote = None
         await signer.stop()

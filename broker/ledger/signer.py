@@ -88,27 +88,33 @@ class HeadSigner:
                                 "operator restores it") from e
 
     def sign(self, req: SignRequest) -> Head:
-        """Sign the head if it extends the last one signed; raises :class:`SignerRefused` with the reason."""
+        """Sign the head if it extends the last one signed; raises :class:`SignerRefused` with the reason.
+
+        The leaves may start before the last head signed (the ledger lost its copy of that
+        checkpoint in a crash after the signer answered): then they must pass through it.
+        """
         last = self.last
         if last is not None and req.pos == last.pos and req.head == last.head:
             return last  # asked again (the answer was lost): the same signature
-        start = self._start(req, last)
-        base = start.pos if start else 0
-        if req.pos <= base:
-            raise SignerRefused(f"position {req.pos} is not past position {base}, the last this signer signed: "
-                                "a rollback")
-        if len(req.leaves) != req.pos - base:
+        since = self._since(req, last)
+        base = since.pos if since else 0
+        if len(req.leaves) != req.pos - base or req.pos <= base:
             raise SignerRefused(f"{len(req.leaves)} leaves cannot lead from position {base} to {req.pos}")
-        chain = start.head_bytes() if start else GENESIS
+        if last is not None and req.pos <= last.pos:
+            raise SignerRefused(f"position {req.pos} is not past position {last.pos}, the last this signer signed: "
+                                "the ledger was rolled back")
+        chain = since.head_bytes() if since else GENESIS
         try:
-            for leaf in req.leaves:
+            for pos, leaf in enumerate(req.leaves, start=base + 1):
                 chain = link(chain, bytes.fromhex(leaf))
+                if last is not None and pos == last.pos and chain.hex() != last.head:
+                    raise SignerRefused(f"the ledger's entries up to position {last.pos} no longer hash to the head "
+                                        "this signer signed there: the ledger was rolled back and rewritten")
         except ValueError as e:
             raise SignerRefused(f"a leaf is not hex: {e}") from e
         if chain.hex() != req.head:
-            raise SignerRefused(f"the leaves from position {base} do not lead to the head "
-                                f"asked for at position {req.pos}: the ledger's entries were changed since the "
-                                "signer's last head (a rewritten history)")
+            raise SignerRefused(f"the leaves from position {base} do not lead to the head asked for at position "
+                                f"{req.pos}: the request does not describe the ledger's chain")
         at = self.now()
         signed_at = at.isoformat()
         kid, sig = self._sign(checkpoint_message(req.pos, chain, signed_at), at)
@@ -120,22 +126,22 @@ class HeadSigner:
         os.replace(tmp, self.state)
         return head
 
-    def _start(self, req: SignRequest, last: Head | None) -> Head | None:
-        if last is not None:
-            if req.since is None or (req.since.pos, req.since.head) != (last.pos, last.head):
-                had = f"position {req.since.pos}" if req.since else "no checkpoint"
-                raise SignerRefused(f"the ledger's last checkpoint is {had}, but this signer last signed position "
-                                    f"{last.pos}: the ledger was rolled back or forked")
-            return last
-        if req.since is None:
-            return None
-        problems = checkpoint_problems(self.ring, req.since.pos, req.since.head_bytes(), req.since.signed_at,
-                                       req.since.kid, req.since.sig)
+    def _since(self, req: SignRequest, last: Head | None) -> Head | None:
+        """Where the request's leaves start: the genesis, the last head signed, or a validly signed checkpoint."""
+        since = req.since
+        if since is None or (last is not None and (since.pos, since.head) == (last.pos, last.head)):
+            return since
+        problems = checkpoint_problems(self.ring, since.pos, since.head_bytes(), since.signed_at, since.kid, since.sig)
         if problems:
             raise SignerRefused(f"the ledger's last checkpoint is not 区司法局's: {problems[0][1]}")
-        log.warning("checkpoint signer: first head taken from the ledger's checkpoint at position %d (%s…)",
-                    req.since.pos, req.since.head[:16])
-        return req.since
+        if last is None:
+            log.warning("checkpoint signer: first head taken from the ledger's checkpoint at position %d (%s…)",
+                        since.pos, since.head[:16])
+        elif since.pos > last.pos:
+            raise SignerRefused(f"the ledger's last checkpoint, at position {since.pos}, lies past the last this "
+                                f"signer signed ({last.pos}) and was signed elsewhere: it cannot tell that it "
+                                "extends its own")
+        return since
 
 
 class SignerService:
