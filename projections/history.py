@@ -27,6 +27,8 @@ from aggregates.dispute import DisputeState
 from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
 from broker.ledger.store import Entry, Ledger
+from projections.wording import breach, items_zh
+from projections.wording import oneline as _oneline
 from schemas import labels
 from schemas.access import DisclosureRecorded
 from schemas.assistance import (
@@ -105,6 +107,36 @@ _FLAGS = (BEYOND, UNANSWERED, BEYOND_COMMITMENT, NOT_ITS_CASE, UNSUPPORTED, BREA
 #: Notices about a case: deadline reminders and breaches, and disclosures of its personal data.
 NOTICE_TYPES = ("sla.", "access.", "notice.")
 
+Name = Callable[[str], str]
+
+
+class Said:
+    """Statements in English (JSON, reports, bundles) and in 中文 (tables), one for one."""
+
+    def __init__(self) -> None:
+        self.en: list[str] = []
+        self.zh: list[str] = []
+
+    def add(self, en: str, zh: str) -> None:
+        self.en.append(en)
+        self.zh.append(zh)
+
+    def both(self, text: str) -> None:
+        """A statement that reads the same in both (a rule's code and message)."""
+        self.add(text, text)
+
+    def extend(self, other: Said) -> None:
+        self.en += other.en
+        self.zh += other.zh
+
+
+def registry_names() -> Name:
+    """A bureau's registry name from its code; any other party (the ledger, an institution) as it is."""
+    from aggregates.registry import Registry
+
+    reg = Registry.load()
+    return lambda code: reg.name(code) if code in reg else ("账本" if code == "ledger" else code)
+
 
 class CitedCheck(Protocol):
     """第七条, 第六条: raises a RuleError if a request cites an item it could not be asked under."""
@@ -159,6 +191,10 @@ class CaseHistory(msgspec.Struct, frozen=True, kw_only=True):
     #: An assistance case: its commitment case and the disputes about it. A commitment case: the
     #: assistance cases asked for it. A dispute: the assistance case it is about.
     linked: list[str] = []
+    #: The numbers of the cases the lines name by id (a request's commitment case), to word them again.
+    numbers: dict[str, str] = {}
+    #: ``findings`` in 中文, one for one, bureaus by name (rule breaks keep their code and message).
+    findings_zh: list[str] = []
 
     @property
     def flags(self) -> list[str]:
@@ -209,7 +245,7 @@ def kind_of(entries: list[Entry]) -> Kind:
 
 
 def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetime | None = None,
-            catalogue: CitedCheck | None = None) -> CaseHistory:
+            catalogue: CitedCheck | None = None, name: Name | None = None) -> CaseHistory:
     """The history of one case, folded leniently, with the findings a 司法局 reviewer needs.
 
     Given 区司法局's ``catalogue``, a request that could not be asked under the item it cites (第七条,
@@ -217,8 +253,10 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetim
 
     An assistance case also lists the disputes raised about it (第八条) unless ``disputes`` is
     false: that look-up scans the ledger's dispute raises.  A commitment case found false lists
-    what its consequences still lack at ``now`` (default: the system clock).
+    what its consequences still lack at ``now`` (default: the system clock).  ``name`` names bureaus
+    in the 中文 findings (default: the registry's names).
     """
+    name = name or registry_names()
     entries = ledger.case(case_id)
     if not entries:
         raise UnknownCase(f"no ledger entry has case {case_id}", case=case_id)
@@ -248,25 +286,30 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetim
         breaks += [f"pos {e.pos} {e.type}: {f}" for f in findings if not f.startswith(_FLAGS)]
         lines.append(_line(e, env, findings, lambda c: _case_number(ledger, c)))
     if kind == "assistance":
-        statements, linked = _assistance_findings(ledger, lines)
+        statements, linked = _assistance_findings(ledger, lines, name)
         first = lines[0].envelope
         if catalogue is not None and first is not None and isinstance(first.payload, AssistanceRequested):
             try:
                 catalogue.check_cited(first.payload)
             except RuleError as e:
-                statements.append(f"{NOT_CATALOGUED}: {e.code}: {e}")
+                statements.both(f"{NOT_CATALOGUED}: {e.code}: {e}")
         if disputes:
             about = find_disputes_about(ledger, case_id)
-            statements, linked = statements + _disputes_about(ledger, about), linked + about
+            statements.extend(_disputes_about(ledger, about, name))
+            linked += about
     elif kind == "dispute":
-        statements, linked = _dispute_findings(ledger, lines)
+        statements, linked = _dispute_findings(ledger, lines, name)
     else:
-        statements, linked = _commitment_findings(ledger, case_id, lines)
+        statements, linked = _commitment_findings(ledger, case_id, lines, name)
         if isinstance(state, CommitmentState):
-            statements += [f"{CONSEQUENCE_OUTSTANDING}: {o}"
-                           for o in commitment.outstanding(state, now or datetime.now(UTC))]
+            for o in commitment.outstanding(state, now or datetime.now(UTC)):
+                statements.both(f"{CONSEQUENCE_OUTSTANDING}: {o}")
+    numbers = {ev.commitment_case: _case_number(ledger, ev.commitment_case) for line in lines
+               if line.envelope is not None and isinstance(ev := line.envelope.payload, AssistanceRequested)
+               and ev.commitment_case}
     return CaseHistory(kind=kind, case=case_id, number=entries[0].number, lines=lines, state=state,
-                       findings=statements + claims + breaks, linked=linked)
+                       findings=statements.en + claims + breaks, linked=linked, numbers=numbers,
+                       findings_zh=statements.zh + claims + breaks)
 
 
 def _decode(ledger: Ledger, body: bytes) -> Envelope | None:
@@ -356,10 +399,6 @@ def _case_number(ledger: Ledger, case_id: str) -> str:
 def nos(numbers: list[int]) -> str:
     """Item numbers as printed in summaries: ``[1,2]``."""
     return "[" + ",".join(str(n) for n in numbers) + "]"
-
-
-def _oneline(text: str) -> str:
-    return re.sub(r"\s*[\r\n]+\s*", " / ", text.strip())
 
 
 def _local(t: datetime) -> str:
@@ -540,9 +579,9 @@ def _scope_flags(asked: list[int], answered: list[int]) -> list[str]:
     return flags
 
 
-def _assistance_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list[str], list[str]]:
+def _assistance_findings(ledger: Ledger, lines: list[HistoryLine], name: Name) -> tuple[Said, list[str]]:
     """第九条: who asked for which items; 第十条: whether each answer kept to them."""
-    out: list[str] = []
+    out = Said()
     linked: list[str] = []
     asked: list[int] | None = None
     breaches: set[tuple[str, datetime]] = set()
@@ -553,78 +592,101 @@ def _assistance_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list
         match env.payload:
             case DeadlineBreached() as ev if (ev.kind, ev.due_at) not in breaches:
                 breaches.add((ev.kind, ev.due_at))  # one notice, one copy per recipient: state it once
-                out.append(f"{BREACHED}: {ev.assistor} {_breach(ev)} (pos {line.pos}, notice by {line.sender})")
+                out.add(f"{BREACHED}: {ev.assistor} {_breach(ev)} (pos {line.pos}, notice by {line.sender})",
+                        f"{BREACHED}：{name(ev.assistor)} {breach(ev)}（第 {line.pos} 条，{name(line.sender)}通知）")
             case AssistanceRequested() as ev if asked is None:
                 asked = [i.no for i in ev.items]
                 texts = "；".join(f"{i.no} {i.text}" for i in ev.items)
-                out.append(f"第九条: {ev.requester} asked {ev.assistor} to verify items {nos(asked)}: {texts}")
+                out.add(f"第九条: {ev.requester} asked {ev.assistor} to verify items {nos(asked)}: {texts}",
+                        f"第九条：{name(ev.requester)}请求{name(ev.assistor)}核查{items_zh(asked)}：{texts}")
                 if ev.commitment_case:
-                    out += _request_within_commitment(ledger, env, ev)
+                    out.extend(_request_within_commitment(ledger, env, ev, name))
                     linked.append(ev.commitment_case)
             case AssistanceReplied() as ev:
                 flags = _scope_flags(asked or [], [r.no for r in ev.results])
                 on_behalf = f" on behalf of {ev.on_behalf_of}" if ev.on_behalf_of else ""
                 verdict = "; ".join(flags) if flags else f"answered exactly the items asked {nos(asked or [])}"
-                out.append(f"第十条: {line.sender}'s reply (pos {line.pos}){on_behalf} {verdict}")
+                verdict_zh = "；".join(flags) if flags else f"恰好答复了所请求的{items_zh(asked or [])}"
+                out.add(f"第十条: {line.sender}'s reply (pos {line.pos}){on_behalf} {verdict}",
+                        f"第十条：{name(line.sender)}的回复（第 {line.pos} 条）"
+                        + (f"代 {ev.on_behalf_of} " if ev.on_behalf_of else "") + verdict_zh)
             case AssistanceDeclined():
-                out.append(f"{line.sender} declined (pos {line.pos}) and verified no item")
+                out.add(f"{line.sender} declined (pos {line.pos}) and verified no item",
+                        f"{name(line.sender)}告知不能协助（第 {line.pos} 条），未核查任何事项")
             case AssistanceForwarded() as ev:
-                out.append(f"{line.sender} forwarded the request to {ev.institution} (pos {line.pos}); "
-                           f"its answer remains {line.sender}'s (第五条)")
+                out.add(f"{line.sender} forwarded the request to {ev.institution} (pos {line.pos}); "
+                        f"its answer remains {line.sender}'s (第五条)",
+                        f"{name(line.sender)}将请求转{ev.institution}（第 {line.pos} 条）；答复仍由"
+                        f"{name(line.sender)}负责（第五条）")
             case AssistanceWithdrawn():
-                out.append(f"{line.sender} withdrew the request (pos {line.pos})")
+                out.add(f"{line.sender} withdrew the request (pos {line.pos})",
+                        f"{name(line.sender)}撤回了请求（第 {line.pos} 条）")
     return out, linked
 
 
-def _request_within_commitment(ledger: Ledger, env: Envelope, ev: AssistanceRequested) -> list[str]:
+def _request_within_commitment(ledger: Ledger, env: Envelope, ev: AssistanceRequested, name: Name) -> Said:
     """第九条: a request made for a commitment case asks only about what that applicant committed to."""
+    out = Said()
     entries = ledger.case(ev.commitment_case)
     first = _decode(ledger, entries[0].signed.body) if entries else None
     if first is None or not isinstance(first.payload, ApplicationReceived):
-        return [f"{NOT_ITS_CASE}: the request names commitment case {ev.commitment_case}, "
-                "which has no application in the ledger"]
-    out = []
+        out.add(f"{NOT_ITS_CASE}: the request names commitment case {ev.commitment_case}, "
+                "which has no application in the ledger",
+                f"{NOT_ITS_CASE}：请求所称告知承诺案件 {ev.commitment_case} 在账本中没有申请")
+        return out
     if first.sender != env.sender:
-        out.append(f"{NOT_ITS_CASE}: commitment case {first.number} is {first.sender}'s, not {env.sender}'s")
+        out.add(f"{NOT_ITS_CASE}: commitment case {first.number} is {first.sender}'s, not {env.sender}'s",
+                f"{NOT_ITS_CASE}：告知承诺案件 {first.number} 属于{name(first.sender)}，不属于{name(env.sender)}")
     committed = {i.no: i.text for i in first.payload.items}
     outside = [i.no for i in ev.items if committed.get(i.no) != i.text]
     if outside:
-        out.append(f"{BEYOND_COMMITMENT}: items {nos(outside)} are not among the items of {first.number} as committed")
+        out.add(f"{BEYOND_COMMITMENT}: items {nos(outside)} are not among the items of {first.number} as committed",
+                f"{BEYOND_COMMITMENT}：{items_zh(outside)}不在 {first.number} 的承诺事项之内")
     else:
-        out.append(f"the request is for commitment case {first.number} and asks only about its committed items")
+        out.add(f"the request is for commitment case {first.number} and asks only about its committed items",
+                f"请求用于告知承诺案件 {first.number}，只涉及其承诺事项")
     return out
 
 
-def _commitment_findings(ledger: Ledger, case_id: str, lines: list[HistoryLine]) -> tuple[list[str], list[str]]:
+def _commitment_findings(ledger: Ledger, case_id: str, lines: list[HistoryLine], name: Name
+                         ) -> tuple[Said, list[str]]:
     """The assistance asked for this case, and which bureau each verification result rests on."""
-    out: list[str] = []
+    out = Said()
     first = lines[0].envelope
     if first is not None and isinstance(first.payload, ApplicationReceived):
-        out.append(f"{first.sender} recorded commitment case {first.number}; the applicant committed items "
-                   f"{nos([i.no for i in first.payload.items])}")
+        numbers = [i.no for i in first.payload.items]
+        out.add(f"{first.sender} recorded commitment case {first.number}; the applicant committed items "
+                f"{nos(numbers)}",
+                f"{name(first.sender)}受理告知承诺案件 {first.number}；申请人承诺{items_zh(numbers)}")
     linked = find_assistance_for(ledger, case_id)
-    requests = [history(ledger, a, disputes=False) for a in linked]
+    requests = [history(ledger, a, disputes=False, name=name) for a in linked]
     for h in requests:
-        out.append(_request_statement(h))
-        out += [f"{h.number}: {f}" for f in h.flags]
+        out.add(*_request_statement(h, name))
+        for f in h.flags:
+            out.both(f"{h.number}: {f}")
     for line in lines:
         if line.envelope is not None and isinstance(line.envelope.payload, ItemVerified):
-            out += _verification_source(line.envelope.payload, requests)
+            out.extend(_verification_source(line.envelope.payload, requests, name))
     return out, linked
 
 
-def _request_statement(h: CaseHistory) -> str:
+def _request_statement(h: CaseHistory, name: Name) -> tuple[str, str]:
     st = h.state
     if not isinstance(st, CaseState):
-        return f"assistance request {h.number} (case {h.case}) did not open a valid case"
+        return (f"assistance request {h.number} (case {h.case}) did not open a valid case",
+                f"行政协助请求 {h.number} 未能形成有效案件")
+    numbers = [i.no for i in st.request.items]
     return (f"assistance request {h.number} {st.requester} → {st.assistor} (case {h.case}) asked items "
-            f"{nos([i.no for i in st.request.items])}: {st.status}")
+            f"{nos(numbers)}: {st.status}",
+            f"行政协助请求 {h.number} {name(st.requester)} → {name(st.assistor)} 请求核查{items_zh(numbers)}："
+            f"{labels.REQUEST_STATUS[st.status]}")
 
 
-def _verification_source(ev: ItemVerified, requests: list[CaseHistory]) -> list[str]:
+def _verification_source(ev: ItemVerified, requests: list[CaseHistory], name: Name) -> Said:
     """An item verified ``assistance:<requester>/<number>`` rests on that request's reply."""
+    out = Said()
     if not ev.source.startswith("assistance:"):
-        return []
+        return out
     requester, _, number = ev.source.removeprefix("assistance:").partition("/")
     said = labels.VERDICT[ev.verdict]
     for h in requests:
@@ -632,14 +694,21 @@ def _verification_source(ev: ItemVerified, requests: list[CaseHistory]) -> list[
         if isinstance(st, CaseState) and st.number == number and st.requester == requester:
             answer = {r.no: r.verdict for r in st.results}.get(ev.no)
             if answer is None:
-                return [f"{UNSUPPORTED}: item {ev.no} recorded {said} via {ev.source}, but that reply has no "
-                        "answer for it"]
-            if answer != ev.verdict:
-                return [f"{UNSUPPORTED}: item {ev.no} recorded {said}, but {st.assistor}'s reply to {number} "
-                        f"said {labels.VERDICT[answer]}"]
-            return [f"第十条: item {ev.no} {said} rests on {st.assistor}'s reply to {number}"]
-    return [f"{UNSUPPORTED}: item {ev.no} verified via {ev.source}, but no assistance request {number} "
-            "names this case"]
+                out.add(f"{UNSUPPORTED}: item {ev.no} recorded {said} via {ev.source}, but that reply has no "
+                        "answer for it", f"{UNSUPPORTED}：第 {ev.no} 项记为{said}，依据行政协助函 {number}，"
+                        "但该回复没有答复此项")
+            elif answer != ev.verdict:
+                out.add(f"{UNSUPPORTED}: item {ev.no} recorded {said}, but {st.assistor}'s reply to {number} "
+                        f"said {labels.VERDICT[answer]}", f"{UNSUPPORTED}：第 {ev.no} 项记为{said}，但"
+                        f"{name(st.assistor)}对 {number} 的回复为{labels.VERDICT[answer]}")
+            else:
+                out.add(f"第十条: item {ev.no} {said} rests on {st.assistor}'s reply to {number}",
+                        f"第十条：第 {ev.no} 项{said}，依据{name(st.assistor)}对 {number} 的回复")
+            return out
+    out.add(f"{UNSUPPORTED}: item {ev.no} verified via {ev.source}, but no assistance request {number} "
+            "names this case", f"{UNSUPPORTED}：第 {ev.no} 项依行政协助函 {number} 核查，但没有该编号的请求"
+            "指向本案件")
+    return out
 
 
 def _fold_quietly(ledger: Ledger, case_id: str) -> State | None:
@@ -659,21 +728,26 @@ def _arrival(e: Entry) -> datetime:
     return datetime.fromisoformat(e.arrived_at)
 
 
-def _disputes_about(ledger: Ledger, disputes: list[str]) -> list[str]:
+def _disputes_about(ledger: Ledger, disputes: list[str], name: Name) -> Said:
     """第八条: the disputes raised about an assistance case, with where each stands."""
-    out = []
+    out = Said()
     for d in disputes:
         st = _fold_quietly(ledger, d)
         if isinstance(st, DisputeState):
-            out.append(f"第八条: {st.raised_by} raised dispute {st.number} about this request (case {d}): "
-                       f"{labels.DISPUTE_STEP[st.step]}")
+            out.add(f"第八条: {st.raised_by} raised dispute {st.number} about this request (case {d}): "
+                    f"{labels.DISPUTE_STEP[st.step]}",
+                    f"第八条：{name(st.raised_by)}就本请求提出争议 {st.number}：{labels.DISPUTE_STEP[st.step]}")
     return out
 
 
-def _dispute_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list[str], list[str]]:
+def _dispute_findings(ledger: Ledger, lines: list[HistoryLine], name: Name) -> tuple[Said, list[str]]:
     """第八条: who disputes what with whom, whether it matches the case in the ledger, and how it ended."""
-    out: list[str] = []
+    out = Said()
     linked: list[str] = []
+
+    def names(codes: list[str]) -> str:
+        return "、".join(name(c) for c in codes)
+
     for line in lines:
         env = line.envelope
         if env is None:
@@ -681,34 +755,51 @@ def _dispute_findings(ledger: Ledger, lines: list[HistoryLine]) -> tuple[list[st
         match env.payload:
             case DisputeRaised() as ev if not linked:
                 linked.append(ev.assistance_case)
-                out.append(f"第八条: {ev.raised_by} disputes with {ev.other_party} about 行政协助函 "
-                           f"{ev.assistance_number} (case {ev.assistance_case})")
-                out += _dispute_matches_case(ledger, env, ev)
+                out.add(f"第八条: {ev.raised_by} disputes with {ev.other_party} about 行政协助函 "
+                        f"{ev.assistance_number} (case {ev.assistance_case})",
+                        f"第八条：{name(ev.raised_by)}与{name(ev.other_party)}就行政协助函 {ev.assistance_number} "
+                        "发生争议")
+                out.extend(_dispute_matches_case(ledger, env, ev, name))
             case NegotiationRecorded(outcome="failed") as ev:
-                out.append(f"协商不成: recorded by {ev.party} (pos {line.pos})")
+                out.add(f"协商不成: recorded by {ev.party} (pos {line.pos})",
+                        f"协商不成：{name(ev.party)}记录（第 {line.pos} 条）")
             case DisputeSettled() as ev:
-                out.append(f"协商解决 (pos {line.pos}) by {'、'.join(ev.agreed_by)}")
+                out.add(f"协商解决 (pos {line.pos}) by {'、'.join(ev.agreed_by)}",
+                        f"协商解决（第 {line.pos} 条）：{names(ev.agreed_by)}")
             case DisputeRuled() as ev:
-                out.append(f"研究确定 by {'、'.join(ev.co_deciders)} (pos {line.pos})"
-                           + (f"; the catalogue is amended by adjustment {ev.adjustment} (区司法局's catalogue "
-                              "store, not the ledger, holds it)" if ev.adjustment else "; no catalogue amendment"))
+                out.add(f"研究确定 by {'、'.join(ev.co_deciders)} (pos {line.pos})"
+                        + (f"; the catalogue is amended by adjustment {ev.adjustment} (区司法局's catalogue "
+                           "store, not the ledger, holds it)" if ev.adjustment else "; no catalogue amendment"),
+                        f"{names(ev.co_deciders)}研究确定（第 {line.pos} 条）"
+                        + (f"；清单依调整 {ev.adjustment} 修改（调整存于区司法局的清单库，不在账本中）"
+                           if ev.adjustment else "；清单未作修改"))
             case DistrictDecided():
-                out.append(f"区政府决定 (pos {line.pos}), signed by {env.sender}")
+                out.add(f"区政府决定 (pos {line.pos}), signed by {env.sender}",
+                        f"区政府决定（第 {line.pos} 条），{name(env.sender)}签署")
             case DecisionCatalogued() as ev:
-                out.append(f"纳入行政协助目录 (pos {line.pos}) by adjustment {ev.adjustment} (区司法局's catalogue "
-                           "store, not the ledger, holds it)")
+                out.add(f"纳入行政协助目录 (pos {line.pos}) by adjustment {ev.adjustment} (区司法局's catalogue "
+                        "store, not the ledger, holds it)",
+                        f"依调整 {ev.adjustment} 纳入行政协助目录（第 {line.pos} 条；"
+                        "调整存于区司法局的清单库，不在账本中）")
     return out, linked
 
 
-def _dispute_matches_case(ledger: Ledger, env: Envelope, ev: DisputeRaised) -> list[str]:
+def _dispute_matches_case(ledger: Ledger, env: Envelope, ev: DisputeRaised, name: Name) -> Said:
     """The raise names its assistance case as the ledger has it (the same fold rule the raiser's store applies)."""
+    out = Said()
     case = _fold_quietly(ledger, ev.assistance_case)
     if not isinstance(case, CaseState):
-        return [f"{NOT_THE_DISPUTED_CASE}: dispute {env.number} names case {ev.assistance_case}, "
-                "which has no valid request in the ledger"]
+        out.add(f"{NOT_THE_DISPUTED_CASE}: dispute {env.number} names case {ev.assistance_case}, "
+                "which has no valid request in the ledger",
+                f"{NOT_THE_DISPUTED_CASE}：争议 {env.number} 所称案件在账本中没有有效的请求")
+        return out
     try:
         dispute.check_case(env, ev, case)
     except RuleError as e:
-        return [f"{NOT_THE_DISPUTED_CASE}: {e.message}"]
-    return [f"the dispute names request {case.number} {case.requester} → {case.assistor} as the ledger has it "
-            f"({case.status})"]
+        out.both(f"{NOT_THE_DISPUTED_CASE}: {e.message}")
+        return out
+    out.add(f"the dispute names request {case.number} {case.requester} → {case.assistor} as the ledger has it "
+            f"({case.status})",
+            f"争议所称请求 {case.number}（{name(case.requester)} → {name(case.assistor)}）与账本一致"
+            f"（{labels.REQUEST_STATUS[case.status]}）")
+    return out

@@ -106,6 +106,69 @@ CONSEQUENCE: dict[str, str] = {
     "supervisor-notified": "推送监管部门",
 }
 
+#: ``schemas.commitment.CreditStatus``: where an applicant's credit record stands.
+CREDIT_STATUS: dict[str, str] = {
+    "none": "无信用记录",
+    "recorded": "已计入信用记录",
+    "under-objection": "异议审核中",
+    "corrected": "已更正",
+    "removed": "已删除",
+    "repaired": "已信用修复",
+}
+
+#: `projections.credit` ``HISTORY_STEPS``: the steps of an applicant's credit history.
+CREDIT_STEP: dict[str, str] = {
+    "found-false": "认定虚假承诺",
+    "rectification-ordered": "责令限期整改",
+    "rectified": "已整改",
+    "credit-recorded": "计入信用记录",
+    "credit-objection": "提出异议",
+    "credit-objection-reviewed": "异议审核",
+    "credit-repair-applied": "申请信用修复",
+    "credit-repair-approved": "准予信用修复",
+    "credit-repair-rejected": "不予信用修复",
+}
+
+#: The 信用中国 outbox: what a record tells 信用中国 (``kind``) …
+CREDIT_PUSH: dict[str, str] = {
+    "recorded": "新增失信记录",
+    "corrected": "更正记录",
+    "removed": "删除记录",
+    "repaired": "信用修复",
+}
+
+#: … and whether it has been delivered (``status``).
+PUSH_STATUS: dict[str, str] = {
+    "pending": "待报送",
+    "delivered": "已报送",
+}
+
+#: `agencies.trust.trust_list.KeyState`: a signing key of the trust list, now.
+KEY_STATE: dict[str, str] = {
+    "valid": "有效",
+    "expiring": "有效（定期失效）",
+    "expired": "已失效",
+    "revoked": "已吊销",
+    "not-yet-valid": "尚未生效",
+}
+
+#: `broker.intake` ``REASONS``: why a receiver rejected a message (a dead letter).
+DEAD_LETTER_REASON: dict[str, str] = {
+    "unsigned": "无签名",
+    "unknown-key": "未知密钥",
+    "bad-signature": "签名无效",
+    "key-not-valid": "密钥不在有效期",
+    "wrong-sender": "发送方不符",
+    "wrong-recipient": "接收方不符",
+    "not-sealed": "未加密",
+    "cannot-open": "无法解密",
+    "malformed": "格式错误",
+    "oversized": "超出大小限制",
+    "duplicate": "重复事件",
+    "rule-violation": "违反办理规则",
+    "handler-failed": "多次处理失败",
+}
+
 #: Every table above by its name, as docs/glossary.md names them.
 TABLES: dict[str, dict[str, str]] = {
     "VERDICT": VERDICT,
@@ -119,4 +182,10 @@ TABLES: dict[str, dict[str, str]] = {
     "REQUEST_STATUS": REQUEST_STATUS,
     "CASE_STATUS": CASE_STATUS,
     "CONSEQUENCE": CONSEQUENCE,
+    "CREDIT_STATUS": CREDIT_STATUS,
+    "CREDIT_STEP": CREDIT_STEP,
+    "CREDIT_PUSH": CREDIT_PUSH,
+    "PUSH_STATUS": PUSH_STATUS,
+    "KEY_STATE": KEY_STATE,
+    "DEAD_LETTER_REASON": DEAD_LETTER_REASON,
 }

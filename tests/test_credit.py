@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any, cast
 
 import pytest
+from rich.text import Text
 
 from agencies.credit_china import CreditChinaError, DirectoryCreditChina, HttpCreditChina, deliver_pending
 from aggregates import errors
@@ -421,7 +422,15 @@ def test_the_credit_cli_shows_standing_outbox_and_pushes(tmp_path: Path) -> None
     assert APPLICANT.id_number not in res.stdout
     assert run("show", APPLICANT.id_number, "--at", "2026-09-01T09:00").exit_code == 0
     table = run(APPLICANT.id_number)
-    assert "may not use the commitment route" in table.stdout and APPLICANT.id_number not in table.stdout
+    assert "信用修复前不得适用告知承诺" in table.stdout and APPLICANT.id_number not in table.stdout
+    assert "认定虚假承诺" in table.stdout and "已计入信用记录" in table.stdout and "区审批服务局" in table.stdout
+    assert "found-false" not in table.stdout and "shenpi" not in table.stdout
+    english = " ".join(invoke(credit_app, [APPLICANT.id_number], obj=obj, env={"XIEZHU_LANG": "en"}).stdout.split())
+    assert "may not use the commitment route" in english and "found-false" in english
+    for args in ([APPLICANT.id_number], ["outbox"]):  # 80 columns: folded, the case numbers whole
+        narrow = invoke(credit_app, args, obj=obj, env={"COLUMNS": "80"}).stdout
+        assert "…" not in narrow and max(Text(line).cell_len for line in narrow.splitlines()) <= 80, args
+        assert "C2026" in narrow and ("待报送" in narrow or args != ["outbox"]), args
     assert credit_path(settings).exists()
 
     rows = json.loads(run("outbox", "--json").stdout)

@@ -260,6 +260,23 @@ def test_a_commitment_history_lists_its_steps_outcomes_and_the_assistance_it_cau
         f"{CONSEQUENCE_OUTSTANDING}: 尚未推送监管部门予以惩处（附件6）",
     ]
     assert h.flags == [f"{CONSEQUENCE_OUTSTANDING}: 尚未推送监管部门予以惩处（附件6）"]
+    # The same in 中文, one for one, bureaus by name (issue 16.4); and each event worded again.
+    assert h.findings_zh == [
+        "区审批服务局受理告知承诺案件 C20260001；申请人承诺第1、2项",
+        "行政协助请求 20260001 区审批服务局 → 区公安分局 请求核查第1、2项：已答复",
+        "第十条：第 1 项虚假，依据区公安分局对 20260001 的回复",
+        f"{CONSEQUENCE_OUTSTANDING}: 尚未推送监管部门予以惩处（附件6）",
+    ]
+    from aggregates.registry import Registry
+    from projections.wording import describe
+
+    assert [describe(line.envelope, Registry.load().name) for line in h.lines if line.envelope][6:] == [
+        "第1项核查为虚假，依 区审批服务局 行政协助函 20260001 的回复",
+        "第2项核查为真实，经在线核查（电子证照库）",
+        "认定虚假承诺，第1项：三(三)：承诺不实",
+        "撤销行政决定，许可证件应于 2026-09-22 12:00 前交回：三(三)：撤销行政许可",
+        "计入信用记录 虚假承诺：食品经营许可：三(三)：推送信用中国",
+    ]
     linked = history(rec.ledger, req.case)
     assert linked.linked == [case]
     assert linked.lines[0].summary.endswith(", for commitment case C20260001")

@@ -23,3 +23,15 @@ def test_every_commitment_step_and_consequence_has_its_label() -> None:
 def test_labels_are_distinct_within_a_table() -> None:
     for name, table in labels.TABLES.items():
         assert len(set(table.values())) == len(table), name
+
+
+def test_every_credit_key_and_dead_letter_word_has_its_label() -> None:
+    from agencies.trust.trust_list import KeyState
+    from broker.intake import REASONS
+    from projections.credit import HISTORY_STEPS
+    from schemas.commitment import CreditStatus
+
+    assert set(labels.CREDIT_STATUS) == set(get_args(CreditStatus))
+    assert set(labels.CREDIT_STEP) == {s.removeprefix("commitment.") for s in HISTORY_STEPS}
+    assert set(labels.KEY_STATE) == set(get_args(KeyState))
+    assert set(labels.DEAD_LETTER_REASON) == set(REASONS)

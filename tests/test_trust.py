@@ -470,7 +470,13 @@ def test_the_keys_commands_init_list_rotate_and_revoke_a_data_directory(tmp_path
     assert listed["version"] == 3
     assert [(k["kid"] == kid, k["state"]) for k in listed["keys"]] == [(True, "revoked"), (False, "valid")]
     table = invoke(keys_app, ["list"], env=env)
-    assert "trust list version 3" in table.stdout and "私钥泄露" in table.stdout
+    assert "信任列表第 3 版" in table.stdout and "已吊销" in table.stdout and "私钥泄露" in table.stdout
+    assert "区公安分局" in table.stdout and "gongan " not in table.stdout
+    narrow = invoke(keys_app, ["list"], env=env | {"COLUMNS": "80"}).stdout
+    assert "…" not in narrow and max(len(line) for line in narrow.splitlines()) <= 80
+    assert all(k["kid"] in narrow for k in listed["keys"])  # every key id whole at 80 columns
+    english = invoke(keys_app, ["list"], env=env | {"XIEZHU_LANG": "en"}).stdout
+    assert "trust list version 3" in english and "revoked" in english and "gongan" in english
 
     again = invoke(keys_app, ["revoke", kid, "--reason", "again"], env=env)
     assert again.exit_code == 1 and "already revoked" in str(again.exception)

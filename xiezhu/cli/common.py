@@ -207,9 +207,10 @@ def print_history(h: Any, title: str) -> None:
 
     language = lang()
     show(f"{title} — " + (f"{len(h.lines)} 条签名事件" if language == "zh" else f"{len(h.lines)} signed events"),
-         HISTORY_COLUMNS, history_rows(h.lines, Words(Registry.load(), language)), language=language)
-    for finding in h.findings:
-        out.print(f"• {finding}")
+         HISTORY_COLUMNS, history_rows(h.lines, Words(Registry.load(), language), lambda c: h.numbers.get(c, c)),
+         language=language)
+    for finding in h.findings_zh if language == "zh" and h.findings_zh else h.findings:
+        out.print(f"• {finding}", highlight=False)
 
 
 def case_history(settings: Settings, number: str, sender: str | None,

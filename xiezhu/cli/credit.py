@@ -8,14 +8,12 @@ from pathlib import Path
 from typing import Annotated, Any, cast
 
 import typer
-from rich.table import Table
 from typer.core import TyperGroup
 
 from agencies.credit_china import CreditChina, DirectoryCreditChina, HttpCreditChina, deliver_pending
 from agencies.desk import Desk, DeskError
 from aggregates.store import SHANGHAI
 from projections.credit import CreditView, open_view
-from schemas import labels
 from schemas.commitment import ReviewOutcome
 from schemas.errors import XiezhuError
 from xiezhu.cli.common import AsJson, err, ledger_at, out, system_of, view_key
@@ -83,11 +81,6 @@ def _at(text: str | None) -> datetime | None:
     return t if t.tzinfo else t.replace(tzinfo=SHANGHAI)
 
 
-def _local(iso_text: str | None) -> str:
-    if not iso_text:
-        return ""
-    return datetime.fromisoformat(iso_text).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
-
 
 @app.command("show")
 def show(
@@ -105,29 +98,28 @@ def show(
     if as_json:
         _print_json(s)
         return
-    c = s["counts"]
-    route = "[green]may use the commitment route[/]" if s["may_use_commitment_route"] else \
-        "[red]may not use the commitment route before credit repair (四(二))[/]"
-    when = f" at {_local(s['at'])}" if s["at"] else " now"
-    out.print(f"{s['applicant']} {s['name']}: {s['standing']} ({labels.STANDING[s['standing']]}){when}; {route}")
-    out.print(f"{c['cases']} cases, {c['signed']} commitments signed, {c['fulfilled']} fulfilled, "
-              f"{c['found_false']} found false ({c['unrepaired']} unrepaired, {c['repaired']} repaired, "
-              f"{c['removed']} removed on objection)")
+    from aggregates.registry import Registry
+    from xiezhu.cli.screens import (
+        CREDIT_CASES_COLUMNS,
+        CREDIT_HISTORY_COLUMNS,
+        Words,
+        credit_case_rows,
+        credit_history_rows,
+        credit_lines,
+    )
+    from xiezhu.cli.tables import lang
+    from xiezhu.cli.tables import show as show_table
+
+    language = lang()
+    words = Words(Registry.load(), language)
+    for line in credit_lines(s, language):
+        out.print(line, highlight=False)
     if s["cases"]:
-        t = Table(title="commitment cases")
-        for col in ("number", "bureau", "matter", "applied", "signed", "closed", "found false", "record"):
-            t.add_column(col, no_wrap=col in ("number", "applied"))
-        for r in s["cases"]:
-            t.add_row(r["number"], r["bureau"], r["matter"], r["applied_on"], _local(r["signed_at"]),
-                      _local(r["closed_at"]), _local(r["found_false_at"]),
-                      "" if r["record_status"] == "none" else r["record_status"])
-        out.print(t)
-    t = Table(title=f"credit history — {len(s['history'])} steps")
-    for col in ("time", "case", "bureau", "step", "detail", "record"):
-        t.add_column(col, no_wrap=col in ("time", "case"))
-    for h in s["history"]:
-        t.add_row(_local(h["at"]), h["number"], h["bureau"], h["step"], h["detail"], h["record_status"])
-    out.print(t)
+        show_table("告知承诺案件" if language == "zh" else "commitment cases", CREDIT_CASES_COLUMNS,
+                   credit_case_rows(s["cases"], words), language=language)
+    steps = len(s["history"])
+    show_table(f"信用记录经过 —— {steps} 步" if language == "zh" else f"credit history — {steps} steps",
+               CREDIT_HISTORY_COLUMNS, credit_history_rows(s["history"], words), language=language)
 
 
 @app.command("outbox")
@@ -147,14 +139,14 @@ def outbox(
     if as_json:
         _print_json(rows)
         return
-    t = Table(title=f"信用中国 outbox — {len(rows)} records")
-    for col in ("record", "kind", "case", "bureau", "applicant", "made", "status", "attempts", "last error"):
-        t.add_column(col, no_wrap=col in ("record", "case", "made"))
-    for r in rows:
-        state = r["status"] + (f" {_local(r['delivered_at'])}" if r["delivered_at"] else "")
-        t.add_row(r["record_id"][:8], r["kind"], r["number"], r["bureau"], r["applicant_masked"],
-                  _local(r["created_at"]), state, str(r["attempts"]), r["last_error"] or "")
-    out.print(t)
+    from aggregates.registry import Registry
+    from xiezhu.cli.screens import OUTBOX_COLUMNS, Words, outbox_rows
+    from xiezhu.cli.tables import lang
+    from xiezhu.cli.tables import show as show_table
+
+    language = lang()
+    show_table(f"报送信用中国的记录 {len(rows)} 条" if language == "zh" else f"信用中国 outbox — {len(rows)} records",
+               OUTBOX_COLUMNS, outbox_rows(rows, Words(Registry.load(), language)), language=language)
 
 
 @app.command("push")

@@ -19,7 +19,6 @@ import typer
 from nats.js import JetStreamContext
 from nats.js.api import RawStreamMsg
 from nats.js.errors import NotFoundError
-from rich.table import Table
 
 from aggregates.store import SHANGHAI
 from broker.auth import ADMIN, credentials_in
@@ -268,20 +267,22 @@ def show(
     if as_json:
         _print_json(shown)
         return
-    t = Table(title=f"dead letter {d.seq}", show_header=False, title_justify="left")
-    t.add_column(no_wrap=True)
-    t.add_column(overflow="fold")
-    for key in ("time", "receiver", "code", "reason", "original_subject", "sender", "kid", "stream_subject"):
-        t.add_row(key, _t(r.time) if key == "time" else str(shown[key]))
-    for k, v in shown["headers"].items():
-        t.add_row(f"header {k}", v)
-    for k, v in (shown["envelope"] or {}).items():
-        t.add_row(f"envelope {k}", v.isoformat() if isinstance(v, datetime) else str(v))
-    out.print(t)
+    from aggregates.registry import Registry
+    from xiezhu.cli.screens import FIELD_COLUMNS, Words, dead_letter_fields
+    from xiezhu.cli.tables import lang
+    from xiezhu.cli.tables import show as show_table
+
+    language = lang()
+    show_table(f"拒收消息 {d.seq}" if language == "zh" else f"dead letter {d.seq}", FIELD_COLUMNS,
+               dead_letter_fields(shown, _t(r.time), Words(Registry.load(), language)), language=language)
     body = shown["body"]
     content = body["content"]
     if body["encoding"] == "json":
         content = msgspec.json.format(msgspec.json.encode(content)).decode()
-    note = f", first {body['shown']} shown (--full for all)" if body["shown"] < body["size"] else ""
-    out.print(f"body: {body['size']} bytes, {body['encoding']}{note}", highlight=False)
+    if language == "zh":
+        note = f"，仅显示前 {body['shown']} 字节（--full 显示全部）" if body["shown"] < body["size"] else ""
+        out.print(f"消息体：{body['size']} 字节，{body['encoding']}{note}", highlight=False)
+    else:
+        note = f", first {body['shown']} shown (--full for all)" if body["shown"] < body["size"] else ""
+        out.print(f"body: {body['size']} bytes, {body['encoding']}{note}", highlight=False)
     out.print(content, markup=False, highlight=False, soft_wrap=True)

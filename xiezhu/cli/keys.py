@@ -17,7 +17,6 @@ from typing import Annotated
 import nats
 import nats.errors
 import typer
-from rich.table import Table
 
 from agencies.trust.keys import KeyStore
 from agencies.trust.trust_list import DEFAULT_OVERLAP, publish_versions, state_of
@@ -29,7 +28,7 @@ from broker.server import server_list
 from broker.signing import b64
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList
-from xiezhu.cli.common import AsJson, err, out
+from xiezhu.cli.common import AsJson, err
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -134,16 +133,16 @@ def list_keys(
                                "valid_from": e.valid_from, "valid_to": e.valid_to, "revoked_at": e.revoked_at,
                                "revoked_reason": e.revoked_reason, "state": state_of(e, now)} for e in entries]})
         return
-    t = Table(title=f"trust list version {signed.version}, issued {_t(signed.issued_at)}, "
-                    f"signed by {signed.root_kid} — {len(entries)} keys")
-    for col in ("kid", "bureau", "valid from", "valid to", "state"):
-        t.add_column(col, no_wrap=col != "state")
-    for e in entries:
-        state: str = state_of(e, now)
-        if state == "revoked":
-            state = f"revoked {_t(e.revoked_at)}: {e.revoked_reason}"
-        t.add_row(e.kid, e.bureau, _t(e.valid_from), _t(e.valid_to), state)
-    out.print(t)
+    from xiezhu.cli.screens import KEYS_COLUMNS, Words, key_rows
+    from xiezhu.cli.tables import lang, show
+
+    language = lang()
+    title = (f"信任列表第 {signed.version} 版，{_t(signed.issued_at)} 签发，根密钥 {signed.root_kid} —— "
+             f"{len(entries)} 把密钥" if language == "zh" else
+             f"trust list version {signed.version}, issued {_t(signed.issued_at)}, signed by {signed.root_kid} — "
+             f"{len(entries)} keys")
+    show(title, KEYS_COLUMNS, key_rows(entries, lambda e: state_of(e, now), Words(Registry.load(), language)),
+         language=language)
 
 
 @app.command("rotate")

@@ -181,14 +181,24 @@ HISTORY_COLUMNS = (
 )
 
 
-def history_rows(lines: Iterable[Any], w: Words) -> list[Row]:
+def history_rows(lines: Iterable[Any], w: Words, case_number: Callable[[str], str] = lambda c: c) -> list[Row]:
+    """History lines; in 中文 each event is worded again from its envelope (``case_number``: a linked case's)."""
+    from projections.wording import describe
+
     def party(code: str, short: bool) -> str:
         if code == "ledger":
             return "账本" if w.language == "zh" else code
         return w.short(code) if short else w.bureau(code)
 
+    def event(line: Any) -> str:
+        if w.language == "en":
+            return str(line.summary)
+        if line.envelope is None:
+            return f"无法解码的 {line.type}"
+        return describe(line.envelope, w.bureau, case_number)
+
     return [{
-        "pos": str(line.pos), "time": when(line.time), "event": line.summary, "findings": "\n".join(line.findings),
+        "pos": str(line.pos), "time": when(line.time), "event": event(line), "findings": "\n".join(line.findings),
         "parties": f"{party(line.sender, False)} → {party(line.recipient, False)}",
         "parties_short": f"{party(line.sender, True)} → {party(line.recipient, True)}",
     } for line in lines]
@@ -246,3 +256,152 @@ def catalogue_rows(header: Sequence[str], table: Iterable[Sequence[Any]], codes:
             row[f"{name}:short"] = w.short(c)
         out.append(row)
     return out
+
+
+# -- xiezhu credit show / credit outbox ------------------------------------------------------
+
+def local_minute(value: str | None) -> str:
+    """``2026-09-21 09:00`` in Asia/Shanghai (the year too: credit records outlive a year)."""
+    if not value:
+        return ""
+    return datetime.fromisoformat(value).astimezone(SHANGHAI).strftime("%Y-%m-%d %H:%M")
+
+
+CREDIT_CASES_COLUMNS = (
+    Col("number", "编号", "number", ident=True),
+    Col("bureau", "承办部门", "bureau", ident=True, short="bureau_short"),
+    Col("matter", "事项", "matter", drop=3),
+    Col("applied", "受理日期", "applied", keep=True, drop=4),
+    Col("signed", "承诺时间", "signed", keep=True, drop=5),
+    Col("closed", "办结时间", "closed", keep=True, drop=6),
+    Col("found_false", "认定虚假", "found false", keep=True, drop=2),
+    Col("record", "信用记录", "record", drop=1),
+)
+
+
+def credit_case_rows(cases: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    return [{
+        "number": c["number"], "bureau": w.bureau(c["bureau"]), "bureau_short": w.short(c["bureau"]),
+        "matter": c["matter"], "applied": c["applied_on"], "signed": local_minute(c["signed_at"]),
+        "closed": local_minute(c["closed_at"]), "found_false": local_minute(c["found_false_at"]),
+        "record": "" if c["record_status"] == "none" else w.label(labels.CREDIT_STATUS, c["record_status"]),
+    } for c in cases]
+
+
+CREDIT_HISTORY_COLUMNS = (
+    Col("time", "时间", "time", ident=True),
+    Col("case", "编号", "case", ident=True),
+    Col("bureau", "部门", "bureau", short="bureau_short", drop=3),
+    Col("step", "环节", "step", ident=True),
+    Col("detail", "说明", "detail", drop=1),
+    Col("record", "信用记录", "record", drop=2),
+)
+
+
+def credit_history_rows(history: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    return [{
+        "time": local_minute(h["at"]), "case": h["number"], "bureau": w.bureau(h["bureau"]),
+        "bureau_short": w.short(h["bureau"]), "step": w.label(labels.CREDIT_STEP, h["step"]), "detail": h["detail"],
+        "record": w.label(labels.CREDIT_STATUS, h["record_status"]),
+    } for h in history]
+
+
+def credit_lines(s: Mapping[str, Any], language: Lang) -> tuple[str, str]:
+    """The two lines above an applicant's tables: who, standing and route; the counts."""
+    c = s["counts"]
+    if language == "zh":
+        route = ("[green]可以适用告知承诺[/]" if s["may_use_commitment_route"] else
+                 "[red]信用修复前不得适用告知承诺（四(二)）[/]")
+        when = f"（{local_minute(s['at'])}）" if s["at"] else "（当前）"
+        return (f"{s['applicant']} {s['name']}：{labels.STANDING[s['standing']]}{when}；{route}",
+                f"案件 {c['cases']} 件，签署承诺 {c['signed']} 件，已办结 {c['fulfilled']} 件，认定虚假 "
+                f"{c['found_false']} 件（未修复 {c['unrepaired']}，已修复 {c['repaired']}，异议后删除 {c['removed']}）")
+    route = ("[green]may use the commitment route[/]" if s["may_use_commitment_route"] else
+             "[red]may not use the commitment route before credit repair (四(二))[/]")
+    when = f" at {local_minute(s['at'])}" if s["at"] else " now"
+    return (f"{s['applicant']} {s['name']}: {s['standing']}{when}; {route}",
+            f"{c['cases']} cases, {c['signed']} commitments signed, {c['fulfilled']} fulfilled, "
+            f"{c['found_false']} found false ({c['unrepaired']} unrepaired, {c['repaired']} repaired, "
+            f"{c['removed']} removed on objection)")
+
+
+OUTBOX_COLUMNS = (
+    Col("record", "记录", "record", ident=True),
+    Col("kind", "类别", "kind", drop=5),
+    Col("case", "编号", "case", ident=True),
+    Col("bureau", "部门", "bureau", short="bureau_short", drop=3),
+    Col("applicant", "申请人", "applicant", keep=True, drop=4),
+    Col("made", "生成时间", "made", keep=True, drop=6),
+    Col("status", "报送状态", "status"),
+    Col("attempts", "次数", "attempts", justify="right", keep=True, drop=7),
+    Col("error", "最近错误", "last error", drop=2),
+)
+
+
+def outbox_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    return [{
+        "record": r["record_id"][:8], "kind": w.label(labels.CREDIT_PUSH, r["kind"]), "case": r["number"],
+        "bureau": w.bureau(r["bureau"]), "bureau_short": w.short(r["bureau"]), "applicant": r["applicant_masked"],
+        "made": local_minute(r["created_at"]),
+        "status": w.label(labels.PUSH_STATUS, r["status"]) + (f" {local_minute(r['delivered_at'])}"
+                                                               if r["delivered_at"] else ""),
+        "attempts": str(r["attempts"]), "error": r["last_error"] or "",
+    } for r in rows]
+
+
+# -- xiezhu keys list ------------------------------------------------------------------------
+
+KEYS_COLUMNS = (
+    Col("kid", "密钥编号", "kid", ident=True),
+    Col("bureau", "部门", "bureau", ident=True, short="bureau_short"),
+    Col("valid_from", "生效", "valid from", keep=True, drop=2),
+    Col("valid_to", "失效", "valid to", keep=True, drop=3),
+    Col("state", "状态", "state"),
+)
+
+
+def key_rows(entries: Iterable[Any], state_of: Callable[[Any], str], w: Words) -> list[Row]:
+    """Trust-list entries; ``state_of`` tells each one's state now."""
+    rows = []
+    for e in entries:
+        state = state_of(e)
+        shown = w.label(labels.KEY_STATE, state)
+        if state == "revoked":
+            shown += f" {local_minute(e.revoked_at.isoformat())}" + ("：" if w.language == "zh" else ": ") + \
+                e.revoked_reason
+        rows.append({"kid": e.kid, "bureau": w.bureau(e.bureau), "bureau_short": w.short(e.bureau),
+                     "valid_from": local_minute(e.valid_from.isoformat()),
+                     "valid_to": local_minute(e.valid_to.isoformat()) if e.valid_to else "", "state": shown})
+    return rows
+
+
+# -- xiezhu dead-letters show ----------------------------------------------------------------
+
+FIELD_COLUMNS = (
+    Col("field", "项目", "field", ident=True),
+    Col("value", "内容", "value"),
+)
+
+_DEAD_LETTER_FIELDS = {"time": "时间", "receiver": "拒收方", "code": "原因", "reason": "说明",
+                       "original_subject": "原主题", "sender": "自称发送方", "kid": "签名密钥",
+                       "stream_subject": "死信主题"}
+
+
+def dead_letter_fields(shown: Mapping[str, Any], time: str, w: Words) -> list[Row]:
+    """One dead letter as field/value rows: its summary, its headers, its envelope's fields."""
+    def party(code: str) -> str:
+        if code == "ledger":
+            return "账本" if w.language == "zh" else code
+        return w.bureau(code) if code else ""
+
+    values = {"time": time, "receiver": party(str(shown["receiver"])),
+              "code": w.label(labels.DEAD_LETTER_REASON, shown["code"]) + (
+                  f"（{shown['code']}）" if w.language == "zh" else ""),
+              "sender": party(str(shown["sender"] or ""))}
+    rows = [{"field": _DEAD_LETTER_FIELDS[k] if w.language == "zh" else k,
+             "value": values.get(k, str(shown[k] if shown[k] is not None else ""))} for k in _DEAD_LETTER_FIELDS]
+    header, envelope = ("消息头", "信封") if w.language == "zh" else ("header", "envelope")
+    rows += [{"field": f"{header} {k}", "value": v} for k, v in shown["headers"].items()]
+    rows += [{"field": f"{envelope} {k}", "value": v.isoformat() if isinstance(v, datetime) else str(v)}
+             for k, v in (shown["envelope"] or {}).items()]
+    return rows
