@@ -368,3 +368,18 @@ def apply_roles(database_url: str, sql_text: str) -> None:
 
     with psycopg.connect(server_url(database_url)) as conn, conn.transaction():
         conn.execute(sql_text.encode())
+
+
+def drop_schemas(database_url: str, prefix: str) -> list[str]:
+    """Drop every schema whose name starts with ``<prefix>_`` (a bench's or a test's), with what is in it."""
+    import psycopg
+    from psycopg import sql
+
+    close_pools()
+    with psycopg.connect(server_url(database_url), autocommit=True) as conn:
+        conn.execute("SET lock_timeout = '10s'")
+        names = [r[0] for r in conn.execute("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, %s)",
+                                            (f"{prefix}_",))]
+        for name in names:
+            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
+    return names

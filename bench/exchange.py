@@ -93,6 +93,7 @@ from agencies import agent
 from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
+from aggregates.database import Sql, db_errors, drop_schemas, is_postgres, schema_location
 from aggregates.registry import JUSTICE, Registry
 from aggregates.store import AssistanceCase
 from bench import floor
@@ -169,6 +170,8 @@ class Options:
     paced: int = 500
     rate: float = 100.0
     lag_interval_s: float = 0.25
+    #: ``postgresql://…``: run xiezhu's phases again with the stores, ledger and views there (decision 52).
+    database_url: str | None = None
 
     @property
     def total_requests(self) -> int:
@@ -289,9 +292,16 @@ class ReplyWatcher:
     ANSWER_VERSION = XIEZHU_EVENTS_PER_EXCHANGE
     GOT = get_topic(AssistanceCase.Got)
 
-    def __init__(self, store_path: Path, interval_s: float) -> None:
+    def __init__(self, store: Path | str, interval_s: float) -> None:
         self.interval_s = interval_s
-        self._db = sqlite3.connect(f"file:{store_path}?mode=ro", uri=True, isolation_level=None)
+        if is_postgres(store):  # eventsourcing's table in the bureau's schema, by notification id
+            self._db = Sql(store, read_only=True)
+            self._sql = ("SELECT notification_id, originator_id, originator_version, topic FROM bureaustore_events "
+                         "WHERE notification_id > ? ORDER BY notification_id")
+        else:
+            self._db = Sql.wrap(sqlite3.connect(f"file:{store}?mode=ro", uri=True, isolation_level=None), store)
+            self._sql = ("SELECT rowid, originator_id, originator_version, topic FROM stored_events "
+                         "WHERE rowid > ? ORDER BY rowid")
         self._after = 0
         self._seen: dict[str, float] = {}  # answered before anyone asked
         self._waiting: dict[str, asyncio.Future[float]] = {}
@@ -325,14 +335,13 @@ class ReplyWatcher:
             await asyncio.sleep(self.interval_s)
 
     def _poll(self) -> None:
-        rows = self._db.execute(
-            "SELECT rowid, originator_id, originator_version, topic FROM stored_events "
-            "WHERE rowid > ? ORDER BY rowid", (self._after,)).fetchall()
+        rows = self._db.execute(self._sql, (self._after,)).fetchall()
         if not rows:
             return
         now = time.perf_counter()
         self._after = rows[-1][0]
         for _, originator, version, topic in rows:
+            originator = originator.hex if isinstance(originator, uuid.UUID) else originator
             if version == self.ANSWER_VERSION and topic == self.GOT:
                 fut = self._waiting.pop(originator, None)
                 if fut is None:
@@ -389,13 +398,17 @@ class Record:
         self.node = node
         self.in_process = in_process
 
-    def _query(self, path: Path, sql: str) -> int:
-        if not path.exists():
+    def _query(self, location: Path | str, sql: str) -> int:
+        if not is_postgres(location) and not Path(location).exists():
             return 0
-        db = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+        try:
+            db = (Sql(location, read_only=True) if is_postgres(location)
+                  else Sql.wrap(sqlite3.connect(f"file:{location}?mode=ro", uri=True), location))
+        except db_errors():  # not created yet
+            return 0
         try:
             row = db.execute(sql).fetchone()
-        except sqlite3.OperationalError:  # not created yet
+        except db_errors():  # not created yet
             return 0
         finally:
             db.close()
@@ -406,21 +419,21 @@ class Record:
         if self.in_process:
             assert self.node.ledger is not None
             return self.node.ledger.head[0]
-        return self._query(self.node.settings.ledger_path, "SELECT MAX(pos) FROM entries")
+        return self._query(self.node.settings.ledger_location, "SELECT MAX(pos) FROM entries")
 
     def sla_position(self) -> int:
         """The last ledger position the SLA view applied."""
         if self.in_process:
             assert self.node.sla is not None
             return self.node.sla.position
-        return self._query(self.node.settings.sla_path, "SELECT position FROM _positions WHERE name = 'sla'")
+        return self._query(self.node.settings.sla_location, "SELECT position FROM _positions WHERE name = 'sla'")
 
     def events(self) -> int:
         """How many entries the ledger holds."""
         if self.in_process:
             assert self.node.ledger is not None
             return len(self.node.ledger)
-        return self._query(self.node.settings.ledger_path, "SELECT COUNT(*) FROM entries")
+        return self._query(self.node.settings.ledger_location, "SELECT COUNT(*) FROM entries")
 
     async def settle(self, interval_s: float = 0.05) -> None:
         """Wait until every event is relayed, consumed, recorded and projected."""
@@ -578,14 +591,15 @@ def publish_item(node: Node) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_node(data_dir: Path, *, processes: bool = False) -> AsyncIterator[Node]:
+async def running_node(data_dir: Path, *, processes: bool = False,
+                       database_url: str | None = None) -> AsyncIterator[Node]:
     """shenpi and gongan agents, ledger and SLA projection on their own embedded server.
 
     With ``processes``, this process runs only shenpi's agent (and the requests); gongan's
     agent and the ledger with its views run as ``xiezhu run --bureau gongan --ledger`` does,
     each in its own process.
     """
-    clock, registry, settings = SystemClock(), Registry.load(), Settings(data_dir=data_dir)
+    clock, registry, settings = SystemClock(), Registry.load(), Settings(data_dir=data_dir, database_url=database_url)
     # What `xiezhu keys init` does, valid from before the first message is signed.
     valid_from = clock.now() - timedelta(days=1)
     KeyStore(settings.keys_dir).ensure(registry.codes(), valid_from=valid_from)
@@ -597,7 +611,7 @@ async def running_node(data_dir: Path, *, processes: bool = False) -> AsyncItera
     try:
         await node.start()
         if processes:
-            supervisor = Supervisor(plan(data_dir, node.nats_url, [ASSISTOR], ledger=True),
+            supervisor = Supervisor(plan(data_dir, node.nats_url, [ASSISTOR], ledger=True, database_url=database_url),
                                     env=child_env(), say=lambda line: print(line, file=sys.stderr))
             thread = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
             thread.start()
@@ -611,15 +625,28 @@ async def running_node(data_dir: Path, *, processes: bool = False) -> AsyncItera
         await node.stop()
 
 
-async def bench_xiezhu(opts: Options) -> tuple[Measured, WireShape]:
-    """Both phases through a full node; also returns the real message sizes."""
+async def bench_xiezhu(opts: Options, database_url: str | None = None) -> tuple[Measured, WireShape]:
+    """Both phases through a full node; also returns the real message sizes.
+
+    ``database_url``: the stores, the ledger and the views in fresh schemas of that PostgreSQL
+    database (``xbench<random>_…``), dropped afterwards."""
     rng = random.Random(opts.seed)
+    prefix = f"xbench{uuid.uuid4().hex[:8]}"
+    url = f"{database_url.split('?')[0]}?schema={prefix}" if database_url else None
+    try:
+        return await _bench_xiezhu(opts, rng, url)
+    finally:
+        if database_url:
+            drop_schemas(database_url, prefix)
+
+
+async def _bench_xiezhu(opts: Options, rng: random.Random, url: str | None) -> tuple[Measured, WireShape]:
     with tempfile.TemporaryDirectory(prefix="xiezhu-bench-") as tmp:
         data_dir = Path(tmp) / "data"
         residents = make_residents(opts.residents, rng)
         seed_residents(Settings(data_dir=data_dir), residents)
-        async with running_node(data_dir, processes=opts.processes) as node:
-            watcher = ReplyWatcher(node.settings.store_path(REQUESTER), opts.poll_ms / 1000)
+        async with running_node(data_dir, processes=opts.processes, database_url=url) as node:
+            watcher = ReplyWatcher(node.settings.store_location(REQUESTER), opts.poll_ms / 1000)
             watcher.start()
             try:
                 record = Record(node, in_process=not opts.processes)
@@ -635,10 +662,10 @@ def views_follow_rate(node: Node) -> dict[str, float]:
     The ledger is opened afresh, as ``xiezhu projections rebuild`` opens it: every payload
     is opened with 区司法局's key again (the live views get what the ledger service opened).
     """
-    ledger = Ledger(node.settings.ledger_path, opener=node.keys.ledger_opener())
-    where = node.settings.data_dir / "bench-views"
+    ledger = Ledger(node.settings.ledger_location, opener=node.keys.ledger_opener())
+    url = node.settings.database_url
     view_key = node.keys.store_key(JUSTICE)
-    makers: dict[str, Callable[[Path], LedgerProjection]] = {
+    makers: dict[str, Callable[[Path | str], LedgerProjection]] = {
         "sla": lambda p: SlaView(p, CalendarStore(node.settings.calendar_dir)),
         "commitments": lambda p: CommitmentView(p, view_key=view_key),
         "credit": lambda p: CreditView(p, view_key=view_key),
@@ -646,7 +673,8 @@ def views_follow_rate(node: Node) -> dict[str, float]:
     rates = {}
     try:
         for name, make in makers.items():
-            view = make(where / f"{name}.db")
+            view = make(schema_location(url, f"_bench_{name}") if url
+                        else node.settings.data_dir / "bench-views" / f"{name}.db")
             start = time.perf_counter()
             n = view.follow(ledger)
             rates[name] = round(n / (time.perf_counter() - start), 1)
@@ -887,19 +915,22 @@ def header_bytes(headers: dict[str, str]) -> int:
 
 
 def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, crypto: dict[str, Any],
-           wall_s: float, load_at_start: float) -> dict[str, Any]:
-    """The one JSON object the benchmark prints."""
+           wall_s: float, load_at_start: float, postgresql: Measured | None = None) -> dict[str, Any]:
+    """The one JSON object the benchmark prints (``xiezhu_postgresql``: the same phases on PostgreSQL)."""
     r, x = summarize(raw, shape), summarize(xiezhu, shape)
+    pg = summarize(postgresql, shape) if postgresql is not None else None
     return {
         "raw": r,
         "xiezhu": x,
+        **({"xiezhu_postgresql": pg, "ratio_floor_postgresql": round(pg["rate_per_s"] / crypto["rate_per_s"], 3)
+            if crypto["rate_per_s"] else None} if pg is not None else {}),
         "crypto_floor": crypto,
         # Issue 14's measure: how close full exchanges come to their cryptography alone.
         "ratio_floor": round(x["rate_per_s"] / crypto["rate_per_s"], 3) if crypto["rate_per_s"] else None,
         "ratio_rate": round(r["rate_per_s"] / x["rate_per_s"], 2),
         "ratio_p50": round(x["p50_ms"] / r["p50_ms"], 2),
         "ratio_p99": round(x["p99_ms"] / r["p99_ms"], 2),
-        "ok": bool(r["ok"] and x["ok"]),
+        "ok": bool(r["ok"] and x["ok"] and (pg is None or pg["ok"])),
         "machine": machine(load_at_start),
         "params": {
             "requests": opts.requests,
@@ -912,6 +943,7 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
             "paced": opts.paced,
             "agent_batch": agent.FETCH_BATCH,
             "processes": opts.processes,
+            "backends": ["sqlite", "postgresql"] if pg is not None else ["sqlite"],
             "rate": opts.rate,
             "seed": opts.seed,
             "messages_per_exchange": {"raw": RAW_MESSAGES_PER_EXCHANGE,
@@ -930,10 +962,11 @@ def table(result: dict[str, Any]) -> Iterator[str]:
             ("loaded_p50_ms", "p50 ms under load", "{:.1f}"),
             ("loaded_p99_ms", "p99 ms under load", "{:.1f}"),
             ("request_bytes", "request bytes", "{}"), ("reply_bytes", "reply bytes", "{}")]
-    raw, x = result["raw"], result["xiezhu"]
-    yield f"{'':<20}{'raw':>12}{'xiezhu':>12}"
+    raw, x, pg = result["raw"], result["xiezhu"], result.get("xiezhu_postgresql")
+    yield f"{'':<20}{'raw':>12}{'xiezhu':>12}" + (f"{'postgresql':>12}" if pg else "")
     for key, label, fmt in rows:
-        yield f"{label:<20}{fmt.format(raw[key]):>12}{fmt.format(x[key]):>12}"
+        yield (f"{label:<20}{fmt.format(raw[key]):>12}{fmt.format(x[key]):>12}"
+               + (f"{fmt.format(pg[key]):>12}" if pg else ""))
     if x["paced"]:
         yield f"paced at {result['params']['rate']:g}/s offered:"
         for key, label in (("offered_per_s", "  offered /s"), ("p50_ms", "  p50 ms"), ("p99_ms", "  p99 ms")):
@@ -976,11 +1009,14 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
                    help="messages an agent in this process fetches at once (default: the agents' own setting)")
     p.add_argument("--floor-seconds", type=float, default=Options.floor_seconds,
                    help="how long each crypto-floor worker runs")
+    p.add_argument("--database-url", default=None,
+                   help="postgresql://…: run xiezhu's phases again with the stores, ledger and views there")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
     opts = Options(requests=a.requests, latency_samples=a.latency_samples, warmup=a.warmup,
                    residents=a.residents, poll_ms=a.poll_ms, seed=a.seed, floor_seconds=a.floor_seconds,
-                   paced=a.paced, rate=a.rate, agent_batch=a.agent_batch, processes=a.processes)
+                   paced=a.paced, rate=a.rate, agent_batch=a.agent_batch, processes=a.processes,
+                   database_url=a.database_url)
     if (opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1
             or opts.floor_seconds <= 0 or opts.paced < 0 or opts.rate <= 0 or opts.agent_batch < 0):
         p.error("--requests, --latency-samples, --residents, --rate and --floor-seconds must be positive, "
@@ -997,6 +1033,7 @@ async def run(opts: Options) -> dict[str, Any]:
     if opts.agent_batch:
         agent.FETCH_BATCH = opts.agent_batch
     xiezhu, shape = await bench_xiezhu(opts)
+    postgresql = (await bench_xiezhu(opts, opts.database_url))[0] if opts.database_url else None
     # The floor twice, around the raw run: on a shared machine one sample can land in a busy
     # moment, and the higher one is the fairer (stricter) measure to compare against.
     floors = [await asyncio.to_thread(floor.measure, xiezhu.envelopes, seconds=opts.floor_seconds)]
@@ -1004,7 +1041,7 @@ async def run(opts: Options) -> dict[str, Any]:
     floors.append(await asyncio.to_thread(floor.measure, xiezhu.envelopes, seconds=opts.floor_seconds))
     crypto = max(floors, key=lambda f: float(f["rate_per_s"])) | {
         "samples_rate_per_s": [f["rate_per_s"] for f in floors]}
-    return report(opts, raw, xiezhu, shape, crypto, time.perf_counter() - start, load)
+    return report(opts, raw, xiezhu, shape, crypto, time.perf_counter() - start, load, postgresql)
 
 
 def main(argv: list[str] | None = None) -> int:

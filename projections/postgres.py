@@ -60,7 +60,11 @@ def _nulls_first(order_by: str) -> str:
 
 
 class _Transaction:
-    """``with db.conn:``: one transaction (nested ones are savepoints)."""
+    """``with db.conn:``: one transaction (nested ones are savepoints), one writer per schema at a time.
+
+    The outermost takes a transaction-scoped advisory lock on the schema, as SQLite's ``BEGIN
+    IMMEDIATE`` takes the file's write lock: two processes following one view apply each entry once.
+    """
 
     def __init__(self, db: PgDatabase) -> None:
         self._db = db
@@ -69,10 +73,16 @@ class _Transaction:
     def execute(self, statement: str, args: Sequence[Any] = ()) -> Cursor:
         return self._db.execute(statement, args)
 
+    @property
+    def in_transaction(self) -> bool:
+        return bool(self._open)
+
     def __enter__(self) -> _Transaction:
         tx = self._db.sql.transaction()
         tx.__enter__()
         self._open.append(tx)
+        if len(self._open) == 1:
+            self._db.sql.execute("SELECT pg_advisory_xact_lock(hashtext(current_schema()))")
         return self
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None, tb: TracebackType | None) -> None:

@@ -577,7 +577,8 @@ def test_a_second_process_following_the_same_view_applies_nothing_twice(world: W
     # process followed it too: UNIQUE constraint failed: credit_seen.event_id, and the command died.
     world.recorded()
     before = _tables(world.relay())
-    clerk = CreditView(tmp_path / "credit.db", view_key=VIEW_KEY)  # its own connection, as another process's
+    # its own connection, as another process's
+    clerk = CreditView(world.beside(tmp_path / "credit.db"), view_key=VIEW_KEY)
     applied: list[int] = []
     apply_entry = clerk.apply_entry
 
