@@ -5,8 +5,8 @@ Run from the project root::
     .venv/bin/python -m bench.stores --json                                   # SQLite only
     .venv/bin/python -m bench.stores --json --database-url postgresql://root@127.0.0.1:5432/test
 
-The exchange benchmark runs the whole system on SQLite (its reply watcher reads the store's
-file); this one measures what changes with the backend: the store's own transactions.
+The exchange benchmark runs the whole system (``--database-url`` runs it on PostgreSQL too);
+this one measures what changes with the backend alone: each record's own transactions.
 For each backend, as the stores are deployed (signing and sealing keys from a
 :class:`~agencies.trust.keys.KeyStore`, every event encrypted at rest):
 
@@ -17,9 +17,14 @@ For each backend, as the stores are deployed (signing and sealing keys from a
     arrival record and the intake marker committed in one transaction.
 ``reply``
     gongan's ``assistance.reply`` to each: load the case, sign, seal, commit.
+``ledger_append``
+    the ledger service's part: every event of both stores (verified and opened off the clock)
+    appended to 区司法局's ledger in batches of :data:`LEDGER_BATCH`, hash-chained, per event.
+``sla_follow``
+    the SLA view following that ledger from position 0, per event (``projections rebuild``'s work).
 
-On PostgreSQL each bureau's store is in its own schema (``bureau_location``) under a fresh
-prefix, dropped afterwards.  The numbers are for comparison within one run only.
+On PostgreSQL each bureau's store, the ledger and the view are each in their own schema
+(decision 52) under a fresh prefix, dropped afterwards.  The numbers are for comparison within one run only.
 """
 from __future__ import annotations
 
@@ -37,10 +42,16 @@ from typing import Any
 
 from agencies.trust.keys import KeyStore
 from aggregates.clock import SimulatedClock
+from aggregates.database import drop_schemas
 from aggregates.store import BureauStore, bureau_location
+from broker.ledger.store import Ledger
+from projections.sla import SlaView
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
+from schemas.envelope import Signed
 
 REQUESTER, ASSISTOR, LEDGER_READER = "shenpi", "gongan", "sifa"
+#: Events the ledger service appends in one transaction (as it appends what one fetch brought).
+LEDGER_BATCH = 100
 MATTER = Matter(code="370405-XK-0101", name="食品经营许可")
 ITEMS = [CommitmentItem(no=1, text="本人无犯罪记录", check="police.no-criminal-record")]
 
@@ -74,20 +85,36 @@ def measure(locate: Callable[[str], Path | str], keys: KeyStore, n: int) -> dict
         for case in cases:
             gongan.assistance.reply(case, [ItemResult(no=1, verdict="true")], answered_by="auto:police")
         replied = time.perf_counter() - start
+        events = [signed for store in (shenpi, gongan) for _, signed in store.outgoing_since(0, 3 * n)]
     finally:
         shenpi.close()
         gongan.close()
     return {"request_per_s": rate(n, requested), "accept_per_s": rate(n, accepted), "reply_per_s": rate(n, replied),
-            "commands": n}
+            **ledger_and_view(locate, keys, events), "commands": n}
 
 
-def drop_schemas(database_url: str, prefix: str) -> None:
-    import psycopg
-    from psycopg import sql
-
-    with psycopg.connect(database_url, autocommit=True) as conn:
-        for code in (REQUESTER, ASSISTOR):
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(f"{prefix}_{code}")))
+def ledger_and_view(locate: Callable[[str], Path | str], keys: KeyStore, events: list[Signed]) -> dict[str, Any]:
+    """Append ``events`` to a fresh ledger, then follow it with a fresh SLA view: events/s of each."""
+    ring, opener = keys.ring(), keys.opener(LEDGER_READER)
+    now = datetime(2026, 9, 21, 2, tzinfo=UTC)
+    items = [(signed, ring.verify(signed, opener=opener), seq, now) for seq, signed in enumerate(events, start=1)]
+    ledger = Ledger(locate("_ledger"), opener=keys.ledger_opener())
+    try:
+        start = time.perf_counter()
+        for i in range(0, len(items), LEDGER_BATCH):
+            ledger.append(items[i:i + LEDGER_BATCH])
+        appended = time.perf_counter() - start
+        view = SlaView(locate("_sla"))
+        try:
+            start = time.perf_counter()
+            followed = view.follow(ledger)
+            following = time.perf_counter() - start
+        finally:
+            view.db.close()
+    finally:
+        ledger.close()
+    return {"ledger_append_per_s": rate(len(items), appended), "sla_follow_per_s": rate(followed, following),
+            "ledger_events": len(items)}
 
 
 def run(n: int, database_url: str | None) -> dict[str, Any]:
@@ -127,6 +154,8 @@ def main(argv: list[str] | None = None) -> int:
                 r = result[backend]
                 print(f"{backend:<11} request {r['request_per_s']:>8}/s  accept {r['accept_per_s']:>8}/s  "
                       f"reply {r['reply_per_s']:>8}/s")
+                print(f"{'':<11} ledger append {r['ledger_append_per_s']:>8} events/s  "
+                      f"SLA view follow {r['sla_follow_per_s']:>8} events/s")
         print(f"load average {result['loadavg_1m']}")
     return 0
 
