@@ -256,28 +256,44 @@ class Ledger:
                     self._db.execute("LOCK TABLE entries IN EXCLUSIVE MODE")
                     row = self._db.execute("SELECT pos, hash FROM entries ORDER BY pos DESC LIMIT 1").fetchone()
                     pos, head = (int(row[0]), bytes(row[1])) if row else (0, GENESIS)
+                # One query for the batch's known ids and one batched insert: on PostgreSQL each statement
+                # is a round trip, and a per-event query made appends there ten times slower than SQLite's.
+                known = self._known([env.id for _, env, _, _ in items])
+                rows = []
                 for signed, env, stream_seq, arrived in items:
-                    if self._db.execute("SELECT 1 FROM entries WHERE event_id = ?", (env.id,)).fetchone():
+                    if env.id in known:
                         out.append(None)
                         continue
+                    known.add(env.id)
                     pos += 1
                     arrived_at = arrived.isoformat()
                     h = chain_hash(head, pos, arrived_at, stream_seq, signed.kid, signed.sig, signed.body)
-                    self._db.execute(
-                        f"INSERT INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
-                        (pos, env.id, env.case, env.number, env.type, env.sender, env.recipient,
-                         env.time.isoformat(), arrived_at, stream_seq, signed.kid, signed.sig, signed.body, head, h),
-                    )
+                    rows.append((pos, env.id, env.case, env.number, env.type, env.sender, env.recipient,
+                                 env.time.isoformat(), arrived_at, stream_seq, signed.kid, signed.sig, signed.body,
+                                 head, h))
                     head = h
                     out.append(pos)
                     if self.opener is not None:  # what this machine could not open, it must not read
                         opened.append((pos, signed.body, env))
+                if rows:
+                    self._db.executemany(f"INSERT INTO entries ({_COLUMNS}) VALUES (?,?,?,?,?,?,?,?,?,?,?,?,?,?,?)",
+                                         rows)
             self._head_pos, self._head_hash = pos, head
             for p, body, env in opened:
                 self._opened[p] = (body, env)
             while len(self._opened) > OPENED_CACHE:
                 del self._opened[next(iter(self._opened))]
         return out
+
+    def _known(self, event_ids: list[str]) -> set[str]:
+        """Which of these event ids are recorded (the caller holds the lock)."""
+        found: set[str] = set()
+        for i in range(0, len(event_ids), 500):
+            chunk = event_ids[i:i + 500]
+            marks = ",".join("?" * len(chunk))
+            found.update(r[0] for r in self._db.execute(f"SELECT event_id FROM entries WHERE event_id IN ({marks})",
+                                                        chunk))
+        return found
 
     def contains(self, event_id: str) -> bool:
         """Whether an event id is recorded."""
