@@ -50,6 +50,8 @@ CHECKPOINT_SIGNER = "sifa"
 #: Seconds between a witness's walks of the heads it has not seen, besides the walk each new head wakes.
 WITNESS_POLL_S = 30.0
 COSIGN_CONTEXT = b"xiezhu-witness-cosign/1\n"
+#: Seconds before a walk that failed (NATS away, a request timed out) is tried again.
+RETRY_S = 1.0
 
 
 class WitnessError(XiezhuError):
@@ -430,8 +432,10 @@ class Witness:
             self._wake.clear()
             try:
                 await self.catch_up()
-            except Exception as e:  # NATS away: the next walk tries again
+            except Exception as e:  # NATS away or slow: walk again shortly
                 log.warning("witness %s: heads not walked: %s", self.code, e)
+                await asyncio.sleep(RETRY_S)
+                self._wake.set()
 
     async def catch_up(self) -> int:
         """Walk, keep and countersign every head not walked yet; publish what is unpublished. Returns heads kept."""

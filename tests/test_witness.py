@@ -106,9 +106,9 @@ async def world(server: EmbeddedNats, module_dir: Path) -> AsyncIterator[World]:
         def witnessed() -> bool:
             return all(len(WitnessStore(settings.witness_path(c), read_only=True)) == 2 for c in BUREAUS)
 
-        await eventually(witnessed)
+        await eventually(witnessed, timeout=60)  # at once on a quiet machine; the suite's load can slow it
         records = await _stream(node)
-        for _ in range(100):  # each agent publishes its countersignatures just after keeping the heads
+        for _ in range(600):  # each agent publishes its countersignatures just after keeping the heads
             if len(records) == 2 + 2 * len(BUREAUS):
                 break
             await asyncio.sleep(0.05)
@@ -289,7 +289,7 @@ async def test_a_bureau_can_neither_delete_nor_purge_the_witnesses_nor_publish_a
         await nc.publish(cosign_subject("shenpi"), b"{}")
         await nc.publish(SIGN_SUBJECT, b"{}")  # nor ask the checkpoint signer
         await nc.flush()
-        await eventually(lambda: sum("permissions violation" in e for e in errors) >= 7, timeout=5)
+        await eventually(lambda: sum("permissions violation" in e for e in errors) >= 7, timeout=30)
     finally:
         await nc.close()
     for subject in ("$js.api.stream.purge.xz_witness", "$js.api.stream.msg.delete.xz_witness",
@@ -320,6 +320,10 @@ def test_the_audit_command_names_a_rollback_from_a_bureaus_witness_file(world: W
     exported = tmp_path / "gongan-witness.jsonl"
     done = cli(app, "witnesses", "gongan", "--export", str(exported), data_dir=world.settings.data_dir)
     assert done.exit_code == 0, done.output
+    listed = cli(app, "witnesses", "gongan", data_dir=world.settings.data_dir, env={"COLUMNS": "80"})
+    assert listed.exit_code == 0 and "gongan 见证的账本链头" in listed.stdout
+    assert all(f"{cp.head.hex()[:16]}…" in listed.stdout for cp in world.checkpoints)
+    assert max(len(line) for line in listed.stdout.splitlines()) <= 80
     bad = cli(app, "audit", "--workers", "1", "--witnesses", str(exported), data_dir=data)
     assert bad.exit_code == 1, bad.output
     assert "first problem: rollback: 区司法局 signed position" in bad.stdout
@@ -334,11 +338,12 @@ async def test_checkpoints_are_signed_on_a_timer_and_witnessed(world: World) -> 
     await world.node.settle()
     service.checkpoint_interval = 0.05
     try:
-        await eventually(lambda: ledger.checkpoints()[-1].pos == ledger.head[0])
+        await eventually(lambda: ledger.checkpoints()[-1].pos == ledger.head[0], timeout=30)
     finally:
         service.checkpoint_interval = 3600.0
     pos = ledger.head[0]
-    await eventually(lambda: any(r.head.pos == pos for r in read_file(world.settings.witness_path("shenpi"))))
+    shenpi = world.settings.witness_path("shenpi")
+    await eventually(lambda: any(r.head.pos == pos for r in read_file(shenpi)), timeout=30)
 
 
 async def test_a_second_head_for_a_witnessed_position_raises_each_bureaus_alarm_and_is_a_fork(
@@ -357,7 +362,7 @@ async def test_a_second_head_for_a_witnessed_position_raises_each_bureaus_alarm_
         agent = world.node.agents[code]
         assert agent.witness is not None
         await eventually(lambda w=agent.witness: any(a.startswith(f"fork: 区司法局 signed two heads for position "
-                                                                  f"{first.pos}") for a in w.alarms))
+                                                                  f"{first.pos}") for a in w.alarms), timeout=30)
     report = audit(world.node.settings.ledger_path, world.ring, workers=1, witnesses=await _stream(world.node))
     assert "fork" in kinds(report) and "rewritten" in kinds(report)
 
@@ -374,7 +379,8 @@ async def test_a_witness_keeps_what_it_saw_across_a_restart_and_catches_up(world
     agent = node.agent("ziran")
     await agent.start()
     node.agents["ziran"] = agent
-    await eventually(lambda: any(r.head.pos == pos for r in read_file(node.settings.witness_path("ziran"))))
+    ziran = node.settings.witness_path("ziran")
+    await eventually(lambda: any(r.head.pos == pos for r in read_file(ziran)), timeout=30)
     after = read_file(node.settings.witness_path("ziran"))
     assert after[:len(before)] == before
     records = await _stream(node)
@@ -402,7 +408,7 @@ async def test_a_signer_off_the_ledger_host_signs_only_what_extends_the_head_it_
         assert signer.signer.last is not None and signer.signer.last.pos == head[0]
         # The signer published it before it answered: every bureau witnesses it.
         await eventually(lambda: all(any(r.head.pos == head[0] for r in read_file(node.settings.witness_path(c)))
-                                     for c in BUREAUS))
+                                     for c in BUREAUS), timeout=30)
         # A copy rolled back to the first checkpoint, with one entry after it, asks for a signature: refused.
         rolled = copy(world, tmp_path)
         with closing(sqlite3.connect(rolled)) as db, db:
