@@ -262,7 +262,8 @@ class Node:
             self.ledger = Ledger(self.settings.ledger_location, opener=self.keys.ledger_opener())
             sign_checkpoint = None if self.remote_signer else self._sign_checkpoint()
             self.ledger_service = LedgerService(self.ledger, self.ring, self.clock, self.nats_url,
-                                                opener=self.keys.opener(JUSTICE), simulated_arrival=self.simulated,
+                                                opener=self.ledger.opener or self.keys.opener(JUSTICE),
+                                                simulated_arrival=self.simulated,
                                                 connect_options=self.credentials(LEDGER),
                                                 on_append=self._projection_wake.set,
                                                 sign_checkpoint=sign_checkpoint, remote_signer=self.remote_signer)

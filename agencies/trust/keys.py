@@ -57,6 +57,8 @@ from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
 
 #: File stem of the root key and the anchor; no bureau may have this code.
 ROOT = "root"
+#: Payload keys the ledger's opener keeps until the ledger stores their openings (a batch or two).
+OPENINGS_REMEMBERED = 16_384
 #: What a root key id looks like (``dashuju-root-1a2b3c4d5e6f``), before it names a file in ``retired-root/``.
 _ROOT_KID = re.compile(r"^[a-z][a-z0-9-]{0,63}$")
 
@@ -463,17 +465,18 @@ class KeyStore:
             return entry
         return msgspec.structs.replace(entry, box_key=self._new_box(entry.kid))
 
-    def opener(self, code: str) -> Opener:
+    def opener(self, code: str, *, remember: int = 0) -> Opener:
         """Every box key of ``code`` held here, which open what was sealed to it (the ledger: 区司法局's).
 
         It reads the directory again when a payload is sealed to a key it does not hold yet, so a
-        rotation made on this machine opens without a restart.
+        rotation made on this machine opens without a restart.  ``remember``: see
+        :class:`~broker.sealing.Opener` (the ledger's openings).
         """
         keys = self._box_keys(code)
         if not keys:
             raise KeyStoreError(f"no box key of {code} in {self.box_dir}: this machine cannot open what was "
                                 f"sealed to {code}")
-        return Opener(code, keys, reload=lambda: self._box_keys(code))
+        return Opener(code, keys, reload=lambda: self._box_keys(code), remember=remember)
 
     def _box_keys(self, code: str) -> dict[str, bytes]:
         if not self.box_dir.is_dir():
@@ -482,9 +485,13 @@ class KeyStore:
         return {p.stem: _read_seed(p) for p in sorted(self.box_dir.glob(f"{code}-*.x25519")) if pattern.match(p.stem)}
 
     def ledger_opener(self) -> Opener | None:
-        """区司法局's box keys, which open every case on the ledger; ``None`` on a machine without them."""
+        """区司法局's box keys, which open every case on the ledger; ``None`` on a machine without them.
+
+        It remembers the payload keys of what it opened lately, so that the ledger stores each
+        entry's opening (:meth:`broker.sealing.Opener.opening`) when the same opener checked it.
+        """
         try:
-            return self.opener(JUSTICE)
+            return self.opener(JUSTICE, remember=OPENINGS_REMEMBERED)
         except KeyStoreError:
             return None
 

@@ -9,6 +9,12 @@ proof that an entry leads to a later head needs only the leaves in between, not 
 contents.  Checkpoints are chain heads signed by 区司法局 (:meth:`Ledger.checkpoint`) and
 published on ``XZ_WITNESS`` for other parties to keep (:mod:`broker.witness`).  The decoded
 columns (case, number, sender …) are an index for queries; the bytes are the record.
+
+``openings`` keeps, beside an entry, its payload key wrapped under a key derived from 区司法局's
+box key (:meth:`broker.sealing.Opener.opening`), written in the same transaction when the opener
+that checked the entry is the ledger's own.  It is outside the chain, as the index columns are:
+it is a shortcut for reading (a rebuild of the views opens a million payloads), never evidence,
+and an entry without one, or with one that does not open, is read through its sealed box.
 """
 from __future__ import annotations
 
@@ -23,6 +29,7 @@ from datetime import datetime
 from pathlib import Path
 
 from aggregates.database import Location, Sql, db_errors, describe, is_postgres
+from broker.sealing import Opener
 from broker.signing import CannotOpen, Opens, Rejected, decode_checked
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
@@ -58,6 +65,11 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     sig         BLOB NOT NULL
 );
 CREATE INDEX IF NOT EXISTS entries_number ON entries (number, sender);
+CREATE TABLE IF NOT EXISTS openings (
+    pos         INTEGER PRIMARY KEY,
+    kid         TEXT NOT NULL,
+    wrapped     BLOB NOT NULL
+);
 """
 
 
@@ -247,6 +259,7 @@ class Ledger:
         """Append verified events in one transaction; a known event id is skipped (``None``)."""
         out: list[int | None] = []
         opened: list[tuple[int, bytes, Envelope]] = []
+        remembers = self.opener if isinstance(self.opener, Opener) and self.opener.remember else None
         with self._lock:
             pos, head = self._head_pos, self._head_hash
             with self._db.transaction():
@@ -273,6 +286,9 @@ class Ledger:
                                  head, h))
                     head = h
                     out.append(pos)
+                    opening = remembers.opening(env.id, signed.body) if remembers is not None else None
+                    if opening is not None:
+                        self._db.execute("INSERT INTO openings (pos, kid, wrapped) VALUES (?,?,?)", (pos, *opening))
                     if self.opener is not None:  # what this machine could not open, it must not read
                         opened.append((pos, signed.body, env))
                 if rows:
