@@ -227,15 +227,13 @@ class SlaView(LedgerProjection):
     def _requests(self) -> _Rows:
         return _Rows(self.db.conn, TABLE, "case_id")
 
+    @property
+    def catalogue(self) -> CitedCheck | None:
+        """The catalogue requests are checked against (``None``: none on this machine)."""
+        return self._catalogue
+
     def _cited(self, request: AssistanceRequested) -> str:
-        """第七条, 第六条: why the request could not be asked under the item it cites ("" if it could)."""
-        if self._catalogue is None:
-            return ""
-        try:
-            self._catalogue.check_cited(request)
-        except RuleError as e:
-            return f"{e.code}: {e}"
-        return ""
+        return cited_flag(self._catalogue, request)
 
     def _row(self, case_id: str) -> dict[str, Any] | None:
         # None: an event whose request the ledger does not hold, nothing to attach it to
@@ -372,6 +370,17 @@ class SlaView(LedgerProjection):
                 "p90_working_days": days[math.ceil(0.9 * len(days)) - 1] if days else None,
             })
         return result
+
+
+def cited_flag(catalogue: CitedCheck | None, request: AssistanceRequested) -> str:
+    """第七条, 第六条: why the request could not be asked under the item it cites ("" if it could)."""
+    if catalogue is None:
+        return ""
+    try:
+        catalogue.check_cited(request)
+    except RuleError as e:
+        return f"{e.code}: {e}"
+    return ""
 
 
 class _Rows:

@@ -7,6 +7,7 @@ import os
 import sqlite3
 import sys
 from collections.abc import Callable
+from functools import partial
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -16,6 +17,7 @@ from rich.table import Table
 from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
+from aggregates.database import Location
 from aggregates.registry import JUSTICE, Registry
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
@@ -469,29 +471,54 @@ def _fresh_if_damaged(path: Path | str, open_view: Callable[[], Any]) -> Any:
 def projections_rebuild(ctx: typer.Context) -> None:
     """Drop the read models (SLA view, commitment cases) and build them again from the ledger.
 
+    Each view is built in a new file, on every core, and replaces the old one only once complete:
+    stop a node that has the views open first.
+
     Example: [bold]xiezhu projections rebuild[/]
     """
     from rich.progress import Progress
+
+    from projections.rebuild import rebuild
 
     settings = _settings(ctx)
     if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}")
     ledger_ = ledger_at(settings)
-    views: list[tuple[str, Any]] = [
-        ("SLA view", _fresh_if_damaged(settings.sla_location, lambda: SlaView(
-            settings.sla_location, CalendarStore(settings.calendar_dir), catalogue=existing_catalogue(settings)))),
-        ("commitment cases", _fresh_if_damaged(settings.commitments_location, lambda: CommitmentView(
-            settings.commitments_location, view_key=view_key(settings)))),
-        ("credit view", _fresh_if_damaged(settings.credit_location, lambda: CreditView(
-            settings.credit_location, view_key=view_key(settings)))),
-    ]
-    for label, view in views:
+    key = view_key(settings)
+    calendar, catalogue = CalendarStore(settings.calendar_dir), existing_catalogue(settings)
+
+    def sla(path: Location) -> SlaView:
+        return SlaView(path, calendar, catalogue=catalogue)
+
+    def cases(path: Location) -> CommitmentView:
+        return CommitmentView(path, view_key=key)
+
+    def credit(path: Location) -> CreditView:
+        return CreditView(path, view_key=key)
+
+    views: list[tuple[str, Location, Callable[[Location], Any]]] = [
+        ("SLA view", settings.sla_location, sla), ("commitment cases", settings.commitments_location, cases),
+        ("credit view", settings.credit_location, credit)]
+    opened = []
+    for label, where, make in views:
+        # Opened once as they are: a damaged file is moved aside, a key mismatch or a read-only copy says so.
+        view = _fresh_if_damaged(where, partial(make, where))
+        opened.append((label, view))
         if view.in_memory:  # it could only be rebuilt in memory and lost: say so rather than pretend
             raise XiezhuError(f"the {label} cannot be rebuilt: {settings.sla_path.parent} is read-only here")
+    if settings.database_url:  # PostgreSQL (decision 52): each view follows the ledger again from the first entry
+        with Progress(console=err) as progress:
+            for label, view in opened:
+                task = progress.add_task(f"rebuilding {label}", total=len(ledger_))
+                n = view.rebuild(ledger_, progress=lambda k, task=task: progress.advance(task, k))
+        err.print(f"[green]rebuilt[/] {len(views)} views from {n} ledger entries")
+        return
+    for _, view in opened:
+        view.db.conn.close()
     with Progress(console=err) as progress:
-        for label, view in views:
-            task = progress.add_task(f"rebuilding {label}", total=len(ledger_))
-            n = view.rebuild(ledger_, progress=lambda k, task=task: progress.advance(task, k))
-    err.print(f"[green]rebuilt[/] {len(views)} views from {n} ledger entries")
-
-
+        task = progress.add_task("rebuilding the views", total=len(ledger_))
+        done = rebuild(ledger_, (settings.sla_path, sla),
+                       [("commitments", settings.commitments_path, cases), ("credit", settings.credit_path, credit)],
+                       progress=lambda k: progress.advance(task, k))
+    err.print(f"[green]rebuilt[/] {len(views)} views from {done.entries} ledger entries "
+              f"in {done.seconds:.1f} s ({done.rate_per_s:,.0f} entries/s)")

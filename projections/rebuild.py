@@ -1,0 +1,481 @@
+"""Rebuilding the read models from the ledger at once (``xiezhu projections rebuild``, issue 14 point 3).
+
+:meth:`LedgerProjection.rebuild <projections.base.LedgerProjection.rebuild>` re-follows the ledger
+one entry and a few SQL statements at a time, in one process, opening every payload it reads
+(one X25519 operation each).  This builds the same views from the same ledger, with the same
+folds, for a whole ledger at once:
+
+- **The SLA view**, case by case, in worker processes (one per core).  Each takes the cases
+  whose id starts with some hex digits and reads their entries in (case, position) order
+  through the ``entries_case`` index; checks each entry against its hash and its index
+  columns against its signed bytes; opens its payload with the ledger's opening where there
+  is one (:meth:`broker.sealing.Opener.open_with_opening`, two symmetric decryptions), else
+  with the sealed box; folds the case with :func:`aggregates.assistance.apply` at the
+  ledger's arrival times; and writes one row per case, with the row's deadlines, to a file of
+  its own in one transaction.  The main process copies the rows into the new view in the
+  order of each case's first entry, as following the ledger inserts them, and checks each
+  distinct catalogue citation once (第七条, 第六条).
+- **The chain**: two more tasks read only positions and hashes, in position order, and check
+  that every entry links to the one before; with the workers' checks of each entry's own
+  hash, the whole ledger read is checked as :meth:`broker.ledger.store.Ledger.entries` checks it.
+- **The commitment-case and credit views** read only ``commitment.*`` entries: the workers
+  list their positions, and only those are read again and applied, with the views' own code.
+- **Into a fresh file, then one rename.**  Each view is built in ``<file>.rebuild`` beside the
+  old one, the SLA rows without a journal (a crash leaves a file nobody reads), and replaces
+  the old one only once complete, with an atomic rename: a crash at any point leaves the old
+  view as it was.  Tables a view keeps across a rebuild (the credit view's 信用中国 outbox,
+  whose delivery state is not in the ledger; the view key's check) are copied from the old
+  file first.  A view file open in another process (a running node) is refused before anything
+  is replaced: that process would go on writing to the old file.
+
+The rebuilt views equal the live ones row for row (``tests/test_rebuild.py``).
+"""
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+import sqlite3
+import time
+from collections.abc import Callable, Iterable, Sequence
+from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+from typing import Any
+
+import msgspec
+
+from aggregates import assistance
+from aggregates.assistance import CaseState
+from aggregates.errors import RuleError
+from aggregates.workdays import WorkingCalendar
+from broker.ledger.store import _COLUMNS as ENTRY_COLUMNS
+from broker.ledger.store import GENESIS, Entry, Ledger, NoLedgerKey, _entry, chain_hash, open_read_only
+from broker.sealing import Opener
+from broker.signing import CannotOpen, decode_checked
+from projections.base import POSITIONS, LedgerProjection
+from projections.encrypted_columns import KEY_CHECKS
+from projections.sla import (
+    _ASSISTANCE,
+    _COLUMNS,
+    CALENDAR_TABLE,
+    TABLE,
+    SlaView,
+    _columns,
+    _derived,
+    _year_digest,
+    cited_flag,
+)
+from schemas.assistance import AssistanceRequested
+from schemas.envelope import Envelope
+from schemas.errors import XiezhuError
+
+#: Case-id ranges the SLA fold is split into (case ids are UUIDs: even by their first hex digit).
+CHUNK_PREFIXES = ("", "2", "4", "6", "8", "a", "c", "e")
+#: SLA rows a worker writes per ``executemany``.
+ROWS_PER_WRITE = 5000
+FRESH_SUFFIX = ".rebuild"
+_SLA_NAMES = tuple(_COLUMNS)
+_request = msgspec.json.Decoder(AssistanceRequested)
+
+
+class RebuildError(XiezhuError):
+    """A view could not be rebuilt; the old one is left as it was."""
+
+    code = "rebuild"
+
+
+@dataclass
+class ViewRebuilt:
+    """One view: the ledger entries it was built from and the seconds it took."""
+
+    entries: int
+    seconds: float
+    #: Entries whose payload was opened for it (``opened_with_openings`` of them without a sealed box).
+    opened: int = 0
+    opened_with_openings: int = 0
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.entries / self.seconds if self.seconds else 0.0
+
+
+@dataclass
+class Rebuilt:
+    """What a rebuild did: ledger entries read, seconds in all, and each view."""
+
+    entries: int
+    seconds: float
+    views: dict[str, ViewRebuilt] = field(default_factory=dict)
+
+    @property
+    def rate_per_s(self) -> float:
+        return self.entries / self.seconds if self.seconds else 0.0
+
+
+# -- the workers -------------------------------------------------------------------------------------------------
+
+
+@dataclass
+class _Folded:
+    """What one SLA worker sends back (its rows stay in its file)."""
+
+    entries: int = 0
+    rows: int = 0
+    opened: int = 0
+    with_openings: int = 0
+    years: set[int] = field(default_factory=set)
+    #: One request per distinct citation (encoded), for the catalogue check in the main process.
+    citations: dict[str, bytes] = field(default_factory=dict)
+    #: Positions of ``commitment.*`` entries, for the keyed views.
+    commitments: list[int] = field(default_factory=list)
+    error: str = ""
+
+
+@dataclass(frozen=True)
+class _FoldTask:
+    ledger: str
+    low: str
+    high: str | None
+    head: int
+    out: str
+    opener: tuple[str, dict[str, bytes]] | None
+    calendar: WorkingCalendar
+
+
+def _fold_cases(task: _FoldTask) -> _Folded:
+    """Worker: fold every case whose id is in [low, high), write its SLA row; errors come back as text."""
+    try:
+        return _fold(task)
+    except XiezhuError as e:
+        return _Folded(error=str(e))
+
+
+def _fold(task: _FoldTask) -> _Folded:
+    opener = Opener(*task.opener) if task.opener is not None else None
+    done = _Folded()
+    out = sqlite3.connect(task.out, isolation_level=None)
+    out.execute("PRAGMA journal_mode=OFF")
+    out.execute("PRAGMA synchronous=OFF")
+    out.execute(f"CREATE TABLE rows (first_pos INTEGER, cite TEXT, {', '.join(_SLA_NAMES)})")
+    insert = f"INSERT INTO rows VALUES ({', '.join('?' * (2 + len(_SLA_NAMES)))})"
+    pending: list[tuple[Any, ...]] = []
+    case: str | None = None
+    state: CaseState | None = None
+    first = 0
+
+    def finish() -> None:
+        if state is None:
+            return
+        row = _columns(state)
+        derived, years = _derived(row, task.calendar)
+        row.update(derived)
+        done.years |= years
+        r = state.request
+        cite = msgspec.json.encode([r.requester, r.assistor, r.catalogue_item, r.catalogue_version,
+                                    r.matter.code, r.matter.name]).decode()
+        if cite not in done.citations:
+            done.citations[cite] = msgspec.json.encode(r)
+        row["catalogue_flag"] = None  # set from the citation when the rows are copied
+        pending.append((first, cite, *(row.get(c) for c in _SLA_NAMES)))
+        done.rows += 1
+        if len(pending) >= ROWS_PER_WRITE:
+            out.executemany(insert, pending)
+            pending.clear()
+
+    with closing(open_read_only(Path(task.ledger))) as db:
+        openings = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'openings'").fetchone()
+        joined = ("o.kid, o.wrapped FROM entries e INDEXED BY entries_case LEFT JOIN openings o ON o.pos = e.pos"
+                  if openings else "NULL, NULL FROM entries e INDEXED BY entries_case")
+        where, args = "e.case_id >= ? AND e.pos <= ?", [task.low, task.head]
+        if task.high is not None:
+            where += " AND e.case_id < ?"
+            args.append(task.high)
+        out.execute("BEGIN")
+        for pos, case_id, type_, arrived_at, kid, sig, body, prev, hash_, okid, wrapped in db.execute(
+                f"SELECT e.pos, e.case_id, e.type, e.arrived_at, e.kid, e.sig, e.body, e.prev_hash, e.hash, {joined} "
+                f"WHERE {where} ORDER BY e.case_id, e.pos", args):
+            done.entries += 1
+            if chain_hash(prev, pos, arrived_at, kid, sig, body) != hash_:
+                raise RebuildError(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
+                                   "run `xiezhu audit` (nothing read from it is trusted)")
+            head = decode_checked(body)
+            if head.case != case_id or head.type != type_:
+                raise RebuildError(f"the ledger is damaged at position {pos}: its index columns do not match its "
+                                   "signed bytes; run `xiezhu audit`")
+            if case_id != case:
+                finish()
+                case, state = case_id, None
+            if type_.startswith("commitment."):
+                done.commitments.append(pos)
+            if not type_.startswith("assistance."):
+                continue
+            if isinstance(head, Envelope):  # from before payloads were sealed
+                env = head
+            else:
+                if opener is None:
+                    raise NoLedgerKey("the ledger's entries are sealed, and this machine does not hold 区司法局's box "
+                                      "key (keys/box/) that opens them")
+                done.opened += 1
+                opened: Envelope | None = None
+                if okid is not None:
+                    try:
+                        opened = opener.open_with_opening(head, okid, wrapped)
+                        done.with_openings += 1
+                    except CannotOpen:
+                        opened = None  # another key, or damaged: the sealed box opens it
+                env = opened if opened is not None else opener.open_routed(head)
+            if not isinstance(env.payload, _ASSISTANCE):
+                continue
+            try:
+                folded = assistance.apply(state, env, hashlib.sha256(body).hexdigest(),
+                                          recorded_at=datetime.fromisoformat(arrived_at))
+            except RuleError:
+                continue  # as following the ledger: what the fold refuses changes nothing
+            if state is None:
+                first = pos
+            state = folded
+        finish()
+        if pending:
+            out.executemany(insert, pending)
+        out.execute("COMMIT")
+    out.close()
+    return done
+
+
+@dataclass(frozen=True)
+class _Links:
+    first: int
+    last: int
+    first_prev: bytes
+    last_hash: bytes
+    error: str = ""
+
+
+def _check_links(task: tuple[str, int, int]) -> _Links:
+    """Worker: entries ``first … last`` are all there, in order, each naming the hash of the one before."""
+    ledger, first, last = task
+    expected, prev_hash, first_prev = first, b"", b""
+    with closing(open_read_only(Path(ledger))) as db:
+        for pos, prev, hash_ in db.execute("SELECT pos, prev_hash, hash FROM entries WHERE pos BETWEEN ? AND ? "
+                                           "ORDER BY pos", (first, last)):
+            if pos != expected or (pos > first and prev != prev_hash):
+                return _Links(first, last, b"", b"", f"the ledger is damaged at position {pos}: it does not follow "
+                                                     f"position {expected - 1}; run `xiezhu audit`")
+            if pos == first:
+                first_prev = bytes(prev)
+            prev_hash, expected = hash_, expected + 1
+    if expected != last + 1:
+        return _Links(first, last, b"", b"", f"the ledger has no entry at position {expected}; run `xiezhu audit`")
+    return _Links(first, last, first_prev, bytes(prev_hash))
+
+
+# -- the main process ----------------------------------------------------------------------------------------------
+
+
+def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
+            keyed: Sequence[tuple[str, Path, Callable[[Path], LedgerProjection]]] = (), *,
+            workers: int | None = None, progress: Callable[[int], None] | None = None) -> Rebuilt:
+    """Build the SLA view (``(path, make)``: ``make(path)`` opens an SLA view there) and the ``keyed`` views
+    (``(name, path, make)``) from every entry of ``ledger``, each into a fresh file that then replaces the old.
+
+    ``progress`` is called with the number of ledger entries folded, as chunks finish.  Raises
+    :class:`RebuildError` (a damaged ledger, a view in use elsewhere), leaving every old view as it was
+    unless it had been replaced already (the views are replaced one after the other, the SLA view first).
+    """
+    started = time.perf_counter()
+    with closing(open_read_only(ledger.path)) as db:
+        head = int(db.execute("SELECT coalesce(max(pos), 0) FROM entries").fetchone()[0])
+    opener = ledger.opener.portable() if isinstance(ledger.opener, Opener) else None
+    if ledger.opener is not None and opener is None:
+        raise RebuildError("the ledger's opener cannot be handed to worker processes")
+    sla_path, make_sla = sla
+    scratch = [_fresh(sla_path.with_name(f"{sla_path.name}.chunk{i}")) for i in range(len(CHUNK_PREFIXES))]
+    made = make_sla(_fresh(_fresh_name(sla_path)))
+    report = Rebuilt(entries=head, seconds=0.0)
+    try:
+        tasks = [_FoldTask(str(ledger.path), low, high, head, str(out), opener, made.calendar)
+                 for low, high, out in zip(CHUNK_PREFIXES, [*CHUNK_PREFIXES[1:], None], scratch, strict=True)]
+        halves = [(a, b) for a, b in ((1, head // 2), (head // 2 + 1, head)) if b >= a]
+        with ProcessPoolExecutor(max(1, workers or os.cpu_count() or 1),
+                                 mp_context=multiprocessing.get_context("forkserver")) as pool:
+            links = [pool.submit(_check_links, (str(ledger.path), a, b)) for a, b in halves]
+            folds: list[Future[_Folded]] = [pool.submit(_fold_cases, t) for t in tasks]
+            results = []
+            for f in folds:
+                got = f.result()
+                if got.error:
+                    raise RebuildError(got.error)
+                results.append(got)
+                if progress is not None:
+                    progress(got.entries)
+            _joined([f.result() for f in links], head)
+        if sum(r.entries for r in results) != head:
+            raise RebuildError(f"the ledger's index lists {sum(r.entries for r in results)} entries by case, "
+                               f"not {head}; run `xiezhu audit`")
+        _copy_rows(made, results, scratch, head)
+        _swap(_fresh_name(sla_path), sla_path)
+        report.views["sla"] = ViewRebuilt(head, time.perf_counter() - started,
+                                          opened=sum(r.opened for r in results),
+                                          opened_with_openings=sum(r.with_openings for r in results))
+        entries = _entries_at(ledger, sorted(p for r in results for p in r.commitments))
+        for name, path, make in keyed:
+            t = time.perf_counter()
+            _rebuild_keyed(path, make, entries, head)
+            report.views[name] = ViewRebuilt(head, time.perf_counter() - t, opened=len(entries))
+    finally:
+        made.db.conn.close()
+        for p in [*scratch, _fresh_name(sla_path), *(_fresh_name(path) for _, path, _ in keyed)]:
+            _remove(p)
+    report.seconds = time.perf_counter() - started
+    return report
+
+
+def _joined(links: list[_Links], head: int) -> None:
+    """The checked ranges join up into one chain from the genesis."""
+    for got in links:
+        if got.error:
+            raise RebuildError(got.error)
+    links = sorted(links, key=lambda x: x.first)
+    if head and links[0].first_prev != GENESIS:
+        raise RebuildError("the ledger is damaged at position 1: it does not start the chain; run `xiezhu audit`")
+    for a, b in zip(links, links[1:], strict=False):
+        if b.first_prev != a.last_hash:
+            raise RebuildError(f"the ledger is damaged at position {b.first}: it does not follow position {a.last}; "
+                               "run `xiezhu audit`")
+
+
+def _fresh_name(path: Path) -> Path:
+    return path.with_name(path.name + FRESH_SUFFIX)
+
+
+def _remove(path: Path) -> None:
+    for extra in ("", "-wal", "-shm", "-journal"):
+        path.with_name(path.name + extra).unlink(missing_ok=True)
+
+
+def _fresh(path: Path) -> Path:
+    """``path`` with nothing left there from a rebuild that crashed."""
+    _remove(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    return path
+
+
+def _copy_rows(view: SlaView, folded: list[_Folded], scratch: list[Path], head: int) -> None:
+    """The workers' rows into the fresh view, in the order of each case's first entry; then its calendar
+    digests and its position.  Without a journal: until the rename nobody reads this file."""
+    citations: dict[str, bytes] = {}
+    years: set[int] = set()
+    for r in folded:
+        citations.update(r.citations)
+        years |= r.years
+    catalogue = view.catalogue
+    flags = {cite: cited_flag(catalogue, _request.decode(req)) for cite, req in citations.items()}
+    cal = view.calendar
+    db = view.db.conn
+    db.isolation_level = None
+    db.execute("PRAGMA journal_mode=OFF")
+    db.execute("PRAGMA synchronous=OFF")
+    indexes = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                            "AND sql IS NOT NULL", (TABLE,))]
+    names = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                            "AND sql IS NOT NULL", (TABLE,))]
+    db.execute("BEGIN")
+    for name in names:  # built once at the end, from sorted rows, instead of row by row
+        db.execute(f"DROP INDEX {name}")
+    db.execute("CREATE TEMP TABLE flags (cite TEXT PRIMARY KEY, flag TEXT)")
+    db.executemany("INSERT INTO temp.flags VALUES (?, ?)", flags.items())
+    db.execute("COMMIT")
+    for i, path in enumerate(scratch):
+        db.execute(f"ATTACH DATABASE ? AS w{i}", (str(path),))
+    union = " UNION ALL ".join(f"SELECT * FROM w{i}.rows" for i in range(len(scratch)))
+    columns = ", ".join(_SLA_NAMES)
+    chosen = ", ".join("f.flag" if c == "catalogue_flag" else f"r.{c}" for c in _SLA_NAMES)
+    db.execute("BEGIN")
+    db.execute(f"INSERT INTO {TABLE} ({columns}) SELECT {chosen} FROM ({union}) r "
+               "LEFT JOIN temp.flags f ON f.cite = r.cite ORDER BY r.first_pos")
+    for sql in indexes:
+        db.execute(sql)
+    db.execute(f"DELETE FROM {CALENDAR_TABLE}")
+    db.executemany(f"INSERT INTO {CALENDAR_TABLE} (year, digest) VALUES (?, ?)",
+                   [(y, _year_digest(cal, y)) for y in sorted(years)])
+    db.execute(f"INSERT OR REPLACE INTO {POSITIONS} (name, position) VALUES (?, ?)", (view.name, head))
+    db.execute("COMMIT")
+    for i in range(len(scratch)):
+        db.execute(f"DETACH DATABASE w{i}")
+    db.execute("DROP TABLE temp.flags")
+    db.execute("PRAGMA journal_mode=DELETE")
+    db.close()
+
+
+def _entries_at(ledger: Ledger, positions: list[int]) -> list[tuple[Entry, Envelope]]:
+    """The entries at ``positions`` (each checked against its hash), opened, in ledger order."""
+    out: list[tuple[Entry, Envelope]] = []
+    with closing(open_read_only(ledger.path)) as db:
+        for i in range(0, len(positions), 500):
+            part = positions[i:i + 500]
+            rows = db.execute(f"SELECT {ENTRY_COLUMNS} FROM entries WHERE pos IN ({', '.join('?' * len(part))}) "
+                              "ORDER BY pos", part)
+            out += [(e, ledger.envelope(e)) for e in map(_entry, rows)]
+    return out
+
+
+def _rebuild_keyed(path: Path, make: Callable[[Path], LedgerProjection], entries: Iterable[tuple[Entry, Envelope]],
+                   head: int) -> None:
+    """One keyed view, in a fresh file: what it keeps across a rebuild copied first, then its entries applied."""
+    fresh = _fresh(_fresh_name(path))
+    view = make(fresh)
+    try:
+        if path.exists():
+            _carry_over(view, path)
+        with view._lock, view.db.conn:
+            for entry, env in entries:
+                if view.wants(entry.type):
+                    view.apply_entry(entry, env)
+            view.db.execute(f"INSERT OR REPLACE INTO {POSITIONS} (name, position) VALUES (?, ?)", [view.name, head])
+        view.db.execute("PRAGMA journal_mode=DELETE")
+    finally:
+        view.db.conn.close()
+    _swap(fresh, path)
+
+
+def _carry_over(view: LedgerProjection, old: Path) -> None:
+    """The tables of the old file that a rebuild does not drop (the outbox's delivery state), copied as they are."""
+    db = view.db.conn
+    db.execute("ATTACH DATABASE ? AS old", (f"{old.resolve().as_uri()}?mode=ro",))
+    try:
+        theirs = {n for (n,) in db.execute("SELECT name FROM old.sqlite_master WHERE type = 'table'")}
+        ours = {n for (n,) in db.execute("SELECT name FROM main.sqlite_master WHERE type = 'table'")}
+        kept = sorted((theirs & ours) - set(view.tables) - {POSITIONS, KEY_CHECKS})
+        with db:
+            for table in kept:
+                cols = ", ".join(r[1] for r in db.execute(f"PRAGMA main.table_info({table})"))
+                db.execute(f"INSERT OR IGNORE INTO main.{table} ({cols}) SELECT {cols} FROM old.{table} ORDER BY rowid")
+    finally:
+        db.execute("DETACH DATABASE old")
+
+
+def _swap(fresh: Path, path: Path) -> None:
+    """Replace ``path`` with ``fresh`` in one rename, once nothing else has the old file open."""
+    if path.exists():
+        try:
+            with closing(sqlite3.connect(path, timeout=2)) as old:
+                mode = str(old.execute("PRAGMA journal_mode=DELETE").fetchone()[0])
+        except sqlite3.DatabaseError as e:
+            mode = str(e)
+        if mode.lower() != "delete":  # another connection holds its write-ahead log
+            raise RebuildError(f"{path} is open in another process (a running node?): stop it and run the rebuild "
+                               f"again; the view was left as it was")
+    fd = os.open(fresh, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+    os.replace(fresh, path)
+    fd = os.open(path.parent, os.O_RDONLY)
+    try:
+        os.fsync(fd)
+    finally:
+        os.close(fd)
