@@ -355,8 +355,8 @@ def measure_raw_read(built: Built) -> dict[str, Any]:
     n = 0
     with closing(_read_only(built.ledger_path)) as conn:
         started = time.perf_counter()
-        for _row in conn.execute("SELECT pos, case_id, type, arrived_at, kid, sig, body, prev_hash, hash "
-                                 "FROM entries ORDER BY pos"):
+        for _row in conn.execute("SELECT pos, case_id, type, arrived_at, stream_seq, kid, sig, body, prev_hash, "
+                                 "hash FROM entries ORDER BY pos"):
             n += 1
         seconds = time.perf_counter() - started
     return {"entries": n, "seconds": round(seconds, 3), "events_per_s": round(n / seconds)}

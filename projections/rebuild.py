@@ -49,6 +49,7 @@ import msgspec
 
 from aggregates import assistance
 from aggregates.assistance import CaseState
+from aggregates.database import is_postgres
 from aggregates.errors import RuleError
 from aggregates.workdays import WorkingCalendar
 from broker.ledger.store import _COLUMNS as ENTRY_COLUMNS
@@ -194,11 +195,11 @@ def _fold(task: _FoldTask) -> _Folded:
             where += " AND e.case_id < ?"
             args.append(task.high)
         out.execute("BEGIN")
-        for pos, case_id, type_, arrived_at, kid, sig, body, prev, hash_, okid, wrapped in db.execute(
-                f"SELECT e.pos, e.case_id, e.type, e.arrived_at, e.kid, e.sig, e.body, e.prev_hash, e.hash, {joined} "
-                f"WHERE {where} ORDER BY e.case_id, e.pos", args):
+        for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in db.execute(
+                "SELECT e.pos, e.case_id, e.type, e.arrived_at, e.stream_seq, e.kid, e.sig, e.body, e.prev_hash, "
+                f"e.hash, {joined} WHERE {where} ORDER BY e.case_id, e.pos", args):
             done.entries += 1
-            if chain_hash(prev, pos, arrived_at, kid, sig, body) != hash_:
+            if chain_hash(prev, pos, arrived_at, seq, kid, sig, body) != hash_:
                 raise RebuildError(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
                                    "run `xiezhu audit` (nothing read from it is trusted)")
             head = decode_checked(body)
@@ -286,6 +287,8 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
     unless it had been replaced already (the views are replaced one after the other, the SLA view first).
     """
     started = time.perf_counter()
+    if is_postgres(ledger.location):
+        raise RebuildError("a ledger in PostgreSQL is rebuilt from view by view (LedgerProjection.rebuild)")
     with closing(open_read_only(ledger.path)) as db:
         head = int(db.execute("SELECT coalesce(max(pos), 0) FROM entries").fetchone()[0])
     opener = ledger.opener.portable() if isinstance(ledger.opener, Opener) else None

@@ -2,6 +2,8 @@
 from __future__ import annotations
 
 import dataclasses
+import sqlite3
+from contextlib import closing
 from datetime import UTC, date, datetime
 from pathlib import Path
 from typing import Any
@@ -277,6 +279,9 @@ async def test_the_sla_view_rebuilt_from_the_ledger_equals_the_live_one(node: No
     assert len(live) == 3
     assert node.sla.rebuild(node.ledger) == 3 * 2 + 2  # two answered exchanges of 3 events, one open of 2
     assert node.sla.rows() == live
+    # The ledger service checked each entry with the ledger's own opener, which left its opening (issue 14.3).
+    with closing(sqlite3.connect(node.settings.ledger_path)) as db:
+        assert db.execute("SELECT count(*) FROM openings").fetchone() == (len(node.ledger),)
 
 
 def test_a_request_for_an_item_not_in_the_catalogue_is_refused_before_it_is_sent(node: Node) -> None:
