@@ -80,3 +80,20 @@ def test_chinese_help_at_80_columns_is_folded_never_cut(args: tuple[str, ...]) -
 def test_examples_are_taken_from_the_english_text() -> None:
     assert examples("Do it.\n\nExample: [bold]xiezhu x --y[/]") == "示例：[bold]xiezhu x --y[/]"
     assert examples("Do it.") == ""
+
+
+def test_a_usage_error_speaks_the_language_too() -> None:
+    zh = invoke(app, ["sla", "--nope"], env={"COLUMNS": "80", "XIEZHU_LANG": ""})
+    assert zh.exit_code == 2 and "错误" in zh.output and "查看帮助" in zh.output and "No such option" in zh.output
+    en = invoke(app, ["--lang", "en", "sla", "--nope"], env={"COLUMNS": "80", "XIEZHU_LANG": ""})
+    assert en.exit_code == 2 and "Error" in en.output and "for help" in en.output and "错误" not in en.output
+
+
+def test_a_command_that_prints_no_help_does_not_load_typers_help_screen() -> None:
+    """typer.rich_utils (rich's Markdown, pygments) is a good part of a command's start-up: only help needs it."""
+    import subprocess
+    import sys
+
+    code = "import sys; from xiezhu.cli import app; print('typer.rich_utils' in sys.modules)"
+    assert subprocess.run([sys.executable, "-c", code], capture_output=True, text=True,
+                          check=True).stdout.strip() == "False"

@@ -20,31 +20,43 @@ import sys
 from collections.abc import Iterator, Sequence
 from typing import Any
 
-from rich.text import Text
-from typer import rich_utils
+from typer._click.exceptions import ClickException
 from typer.core import TyperGroup
+from typer.exceptions import Abort
 
 from schemas.errors import XiezhuError
 from xiezhu.cli.help_zh import HELP_OPTION, TYPER_WORDS, ZH
 from xiezhu.cli.tables import ENV_LANG, Lang, lang
 
 #: Typer's help-screen words as it ships them (English), to put back for ``--lang en``.
-_TYPER_EN = {name: getattr(rich_utils, name) for name in TYPER_WORDS}
+_TYPER_EN: dict[str, str] = {}
 _EXAMPLE = re.compile(r"Examples?:\s*")
 
 Command = Any  # typer vendors its click: commands and groups, duck-typed here
-_make_rich_text = rich_utils._make_rich_text
 
 
-def _folding_text(*, text: str, style: str = "", markup_mode: Any) -> Any:
-    """Typer's help text, folded rather than cut where a line without spaces is longer than the panel."""
-    made = _make_rich_text(text=text, style=style, markup_mode=markup_mode)
-    if isinstance(made, Text):
-        made.overflow = "fold"
-    return made
+def typer_words(language: Lang) -> None:
+    """Typer's own help-screen words in ``language``, its texts folded rather than cut.
 
+    Called only where a help screen or an error panel is about to be drawn: ``typer.rich_utils``
+    (rich's Markdown, pygments …) costs a command that prints neither a good part of its start-up.
+    """
+    from rich.text import Text
+    from typer import rich_utils
 
-rich_utils._make_rich_text = _folding_text
+    if not _TYPER_EN:
+        _TYPER_EN.update({name: getattr(rich_utils, name) for name in TYPER_WORDS})
+        make = rich_utils._make_rich_text
+
+        def folding(*, text: str, style: str = "", markup_mode: Any) -> Any:
+            made = make(text=text, style=style, markup_mode=markup_mode)
+            if isinstance(made, Text):
+                made.overflow = "fold"
+            return made
+
+        rich_utils._make_rich_text = folding
+    for name, english in _TYPER_EN.items():
+        setattr(rich_utils, name, english if language == "en" else TYPER_WORDS[name])
 
 
 def command_id(path: Sequence[str]) -> str:
@@ -104,8 +116,8 @@ def localize(root: Command, language: Lang) -> None:
     """Rewrite the help of ``root``'s tree in ``language`` (the code's English for ``en``)."""
     from typer import _click
 
-    for name, english in _TYPER_EN.items():
-        setattr(rich_utils, name, english if language == "en" else TYPER_WORDS[name])
+    for _, command in walk(root):
+        command.format_help = _worded(command.format_help, language)
     if language == "en":
         return
     for path, command in walk(root):
@@ -123,9 +135,34 @@ def localize(root: Command, language: Lang) -> None:
             help_option.help = HELP_OPTION
 
 
+def _worded(format_help: Any, language: Lang) -> Any:
+    def format_help_in(ctx: Any, formatter: Any) -> Any:
+        typer_words(language)
+        return format_help(ctx, formatter)
+
+    return format_help_in
+
+
 class LocalGroup(TyperGroup):
     """The root group: its tree's help in this run's language, set before the arguments are parsed."""
 
+    language: Lang = "zh"
+
     def main(self, args: Sequence[str] | None = None, *rest: Any, **extra: Any) -> Any:
-        localize(self, language_of(list(sys.argv[1:] if args is None else args)))
+        self.language = language_of(list(sys.argv[1:] if args is None else args))
+        localize(self, self.language)
         return super().main(args, *rest, **extra)
+
+    def make_context(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().make_context(*args, **kwargs)
+        except (ClickException, Abort):  # Typer draws its error panel next
+            typer_words(self.language)
+            raise
+
+    def invoke(self, ctx: Any) -> Any:
+        try:
+            return super().invoke(ctx)
+        except (ClickException, Abort):
+            typer_words(self.language)
+            raise
