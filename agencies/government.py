@@ -6,6 +6,9 @@ The service layer for the district government, beside :mod:`agencies.justice` fo
 
 - 附件2 第十二条: 由区政府予以教育或通报批评，责令其限期改正 — a signed notice to the bureau
   (decision 43).
+- 一(三): 区司法局审核后按程序报请由区政府公布实施 — 区政府 publishes the 证明事项清单 区司法局 reviewed
+  (its first version; later adjustments are 区司法局's to publish, 一(四)), and sends 区司法局 its
+  signed act naming exactly the rows published.
 - 附件2 第八条: 提请区政府作出决定 — 区政府's decision on a dispute 区司法局 and 区委编办 escalated,
   sent to 区司法局, which takes it into the 行政协助目录 (decision 51).
 """
@@ -17,8 +20,8 @@ from typing import Any, Protocol
 
 from agencies.desk import Desk
 from aggregates.store import BureauStore
+from schemas.catalogue import DISTRICT_GOVERNMENT
 from schemas.errors import XiezhuError
-from schemas.sla import DISTRICT_GOVERNMENT
 
 #: 第十二条's two measures, as the command line may name them.
 MEASURES = {"criticism": "criticism", "通报批评": "criticism", "education": "education", "教育": "education"}
@@ -47,6 +50,24 @@ class Government:
     @property
     def _store(self) -> BureauStore:
         return self.desk._store  # the service layer holds the store calls
+
+    def publish_list(self) -> tuple[int, bool]:
+        """一(三): publish the 证明事项清单 as 区司法局 reviewed it, and send 区司法局 the signed act.
+
+        The version's number, and whether the signed act went out now (``False``: it had gone before).
+        The catalogue says whether this version is 区政府's to publish; a version 区政府 published
+        whose act was not sent (a crash between the two) is sent on the next call.
+        """
+        catalogue = self.desk.catalogue
+        if catalogue.state("matters").queue():
+            catalogue.publish("matters", publisher=DISTRICT_GOVERNMENT)
+        latest = catalogue.state("matters").latest
+        if latest is None or latest.published_by != DISTRICT_GOVERNMENT:
+            raise GovernmentError("一(三): no 证明事项清单 reviewed by 区司法局 waits for 区政府 to publish it"
+                                  + ("" if latest is None else f" (version {latest.number} is 区司法局's)"))
+        sent = self._store.notices.publish_list("matters", latest.number, latest.digest, len(latest.rows),
+                                                latest.published_at)
+        return latest.number, sent
 
     def criticise(self, bureau: str, measure: str, about: Sequence[tuple[str, str]], reasons: str,
                   correct_by: date) -> None:

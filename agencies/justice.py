@@ -1,11 +1,12 @@
 """区司法局's actions: the catalogues, the memoranda, disputes, the ledger's checkpoints, case reveals.
 
 The service layer for the district's justice bureau, beside :mod:`agencies.desk` for the
-other bureaus (decision 28).  区司法局 reviews, publishes and files the catalogues of 附件8 and
-附件9 (with 市司法局), files the memoranda of 第六条, takes up a dispute whose negotiation
+other bureaus (decision 28).  区司法局 reviews the catalogues of 附件8 and 附件9,
+publishes them (but for the 证明事项清单's first version, which 区政府 publishes: decision 51) and files
+the 证明事项清单 with 市司法局, files the memoranda of 第六条, takes up a dispute whose negotiation
 failed and rules on it with 区委编办 (or asks 区政府 to decide, and takes its decision into the
-catalogue), signs checkpoints of the
-ledger, and is the one entitled to show a case of the ledger in full, on the record.
+catalogue), signs checkpoints of the ledger, and is the one entitled to show a case of the ledger in
+full, on the record.
 """
 from __future__ import annotations
 
@@ -61,9 +62,10 @@ class Justice:
         return self.catalogue.review(adjustment, approve, reasons)
 
     def publish(self, kind: Kind, *, file_with_city: bool = True) -> int:
-        """Publish every approved adjustment as the next version and (by default) file it with 市司法局."""
+        """Publish every approved adjustment as the next version; a version of the 证明事项清单 is (by default)
+        filed with 市司法局 (一(四)).  The 证明事项清单's first version is 区政府's to publish (一(三))."""
         version = self.catalogue.publish(kind)
-        if file_with_city:
+        if file_with_city and kind == "matters":
             self.catalogue.file_with_city(kind, version)
         return version
 

@@ -3,8 +3,9 @@
 Each kind (``matters`` = 附件8, ``assistance`` = 附件9) is one event stream kept by 区司法局.  The
 only way a row comes into, changes in or leaves a catalogue is 动态调整: the listing bureau
 applies with its 依据, 区司法局 reviews it once, and publishes every approved adjustment as the
-next version; version 1 is made the same way.  A published version never changes, so a request
-that names ``(item, version)`` can be checked against exactly what was published years later.
+next version; version 1 is made the same way, but 区政府 publishes the 证明事项清单's first version
+(一(三), decision 51) and only the 证明事项清单 is filed with 市司法局 (一(四)).  A published version never
+changes, so a request that names ``(item, version)`` can be checked against exactly what was published years later.
 区司法局 keeps them in :class:`aggregates.store.catalogue.CatalogueRegistry`.
 """
 from __future__ import annotations
@@ -23,6 +24,7 @@ from schemas import labels
 from schemas.assistance import DECLINE_DAYS, REPLY_DAYS
 from schemas.catalogue import (
     CITY_JUSTICE,
+    DISTRICT_GOVERNMENT,
     EXCLUDED_DOMAINS,
     JUSTICE,
     METHODS,
@@ -76,6 +78,13 @@ class NotJustice(CatalogueError):
     """Only 区司法局 reviews, publishes and files the catalogues."""
 
     code = "rule.catalogue.not-sifa"
+
+
+class NotPublisher(NotJustice):
+    """一(三): 区政府 publishes the 证明事项清单 (its first version) after 区司法局's review; 一(四), 第七条:
+    区司法局 publishes its adjustments and the 行政协助目录."""
+
+    code = "rule.catalogue.not-publisher"
 
 
 class NotOwner(CatalogueError):
@@ -169,7 +178,7 @@ class UnknownVersion(CatalogueError):
 
 
 class BadFiling(CatalogueError):
-    """一(四): a version is filed with 市司法局."""
+    """一(四): a version of the 证明事项清单 is filed with 市司法局 (the 行政协助目录 is not)."""
 
     code = "rule.catalogue.filing"
 
@@ -463,14 +472,36 @@ def _reviewed(state: CatalogueState, ev: AdjustmentReviewed, actor: str, at: dat
     return _with(state, done)
 
 
+def publisher_of(kind: Kind, version: int) -> str:
+    """Who publishes ``version`` of a catalogue (decision 51).
+
+    一(三): 区直部门……编制本系统实行告知承诺制的证明事项清单，区司法局审核后按程序报请由区政府公布实施 — the
+    证明事项清单 as first compiled is 区政府's to publish.  一(四): its adjustments are submitted to 区司法局,
+    区司法局统一审核公布.  第七条: 区政府授权区司法局发布本区行政协助目录 — every version of the assistance
+    catalogue is 区司法局's.
+    """
+    return DISTRICT_GOVERNMENT if (kind, version) == ("matters", 1) else JUSTICE
+
+
+def check_publisher(kind: Kind, version: int, actor: str, named: str) -> None:
+    """The one entitled publishes ``version``, in its own name."""
+    entitled = publisher_of(kind, version)
+    if actor != entitled or named != entitled:
+        why = ("一(三): 区司法局审核后按程序报请由区政府公布实施" if entitled == DISTRICT_GOVERNMENT
+               else "一(四): 区司法局统一审核公布" if kind == "matters"
+               else "第七条: 区政府授权区司法局发布本区行政协助目录")
+        raise NotPublisher(f"version {version} of the {labels.CATALOGUE_KIND[kind]} is published by {entitled} "
+                           f"({why}); not {actor}", actor=actor, publisher=entitled)
+
+
 def _published(state: CatalogueState, ev: CataloguePublished, actor: str) -> CatalogueState:
     _same_kind(state, ev.kind)
-    _justice(actor, ev.published_by, "publishes the catalogues")
     queue = state.queue()
     if not queue:
         raise NothingToPublish(f"no approved adjustment of the {labels.CATALOGUE_KIND[state.kind]} "
                                "waits to be published")
     number = len(state.versions) + 1
+    check_publisher(state.kind, number, actor, ev.published_by)
     if ev.version != number:
         raise BadPublication(f"the next version of the {labels.CATALOGUE_KIND[state.kind]} is {number}, "
                              f"not {ev.version}")
@@ -491,6 +522,9 @@ def _published(state: CatalogueState, ev: CataloguePublished, actor: str) -> Cat
 def _filed(state: CatalogueState, ev: CatalogueFiled, actor: str) -> CatalogueState:
     _same_kind(state, ev.kind)
     _justice(actor, ev.filed_by, "files the catalogues")
+    if state.kind != "matters":
+        raise BadFiling(f"一(四)'s 报市司法局备案 is for the 证明事项清单; the {labels.CATALOGUE_KIND[state.kind]} is "
+                        "published by 区司法局 under 区政府's authorization (第七条) and not filed with 市司法局")
     version = state.version(ev.version)
     if ev.filed_with != CITY_JUSTICE:
         raise BadFiling(f"一(四): the catalogue is filed with {CITY_JUSTICE}, not {ev.filed_with}")

@@ -79,14 +79,15 @@ start agent-gongan --nats-url "$NATS" agent --bureau gongan
 say "5. gongan's 户籍 records, which its verifier answers from"
 xz records load --bureau gongan "$HERE/gongan-residents.csv"
 
-say "6. the catalogues: shenpi applies (附件8, 附件9), 区司法局 reviews and publishes"
+say "6. the catalogues: shenpi applies (附件8, 附件9), 区司法局 reviews; 区政府 publishes 附件8, 区司法局 附件9"
 BASIS="《台儿庄区全面推行证明事项告知承诺制工作实施方案》一(三)"
 for kind in matters assistance; do
     adjustment="$(xz catalogue apply --kind "$kind" --bureau shenpi --basis "$BASIS" \
         "$HERE/shenpi-$kind.csv" 2>&1 | grep -o "^$kind-[0-9]*")"
     xz catalogue review "$adjustment" --approve
-    xz catalogue publish --kind "$kind"
 done
+xz government publish                  # 一(三): 区政府 (signed by 区政府办公室) publishes the 证明事项清单
+xz catalogue publish --kind assistance # 第七条: 区政府授权区司法局发布本区行政协助目录
 
 say "7. a commitment case at shenpi, and its 协助函 to gongan with \`xiezhu request\`"
 CASE="$(xz case open --bureau shenpi --matter ZM-shenpi-0001 \

@@ -39,6 +39,7 @@ from schemas.assistance import (
     AssistanceRequested,
     AssistanceWithdrawn,
 )
+from schemas.catalogue import ListPublished
 from schemas.commitment import (
     ApplicationReceived,
     Approved,
@@ -339,11 +340,12 @@ def find_cases(ledger: Ledger, number: str, sender: str | None = None) -> list[s
     """Case ids with letter number ``number`` (from ``sender``, if given), in ledger order.
 
     ``20260001`` is an assistance request number: :meth:`Ledger.find` finds it, and only by the
-    ``assistance.requested`` entry. ``C20260001`` is a commitment-case number and ``D20260001`` a
-    dispute number (附件2 第八条, from the raising bureau), which ``Ledger.find`` does not look for;
-    they are found by their ``commitment.applied`` / ``dispute.raised`` entry (the indexed number column).
+    ``assistance.requested`` entry. ``C20260001`` is a commitment-case number, ``D20260001`` a
+    dispute number (附件2 第八条, from the raising bureau) and ``L20260001`` 区政府's publication of a
+    version of the 证明事项清单 (一(三)), which ``Ledger.find`` does not look for; they are found by their
+    ``commitment.applied`` / ``dispute.raised`` / ``notice.list-published`` entry (the indexed number column).
     """
-    first = {"C": "commitment.applied", "D": "dispute.raised"}.get(number[:1])
+    first = {"C": "commitment.applied", "D": "dispute.raised", "L": "notice.list-published"}.get(number[:1])
     if first is None:
         return ledger.find(number, sender)
     sql = f"SELECT case_id FROM entries WHERE number = ? AND type = '{first}'"
@@ -535,6 +537,9 @@ def _notice_summary(env: Envelope) -> str:
         case DisclosureRecorded() as ev:
             return (f"shown in full to {ev.operator} on {ev.host} at {_local(ev.at)} ({ev.command}, "
                     f"entitled by {ev.entitled_by}): {_oneline(ev.reason)}")
+        case ListPublished() as ev:
+            return (f"一(三): 区政府公布{labels.CATALOGUE_KIND[ev.kind]}第{ev.version}版 ({ev.rows} rows, "
+                    f"digest {ev.digest[:12]}…), signed by {env.sender}")
         case BureauCriticised() as ev:
             measure = "通报批评" if ev.measure == "criticism" else "予以教育"
             return (f"第十二条: 区政府对{ev.bureau}{measure}，责令其于{ev.correct_by.isoformat()}前改正 "

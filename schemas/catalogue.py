@@ -54,6 +54,9 @@ JUSTICE = "sifa"
 CITY_JUSTICE = "shi-sifa"
 #: 区委编办 (机构编制委员会办公室): the staffing office, co-decider of disputes and where memoranda are filed.
 STAFFING_OFFICE = "bianban"
+#: 区政府 acts through 区政府办公室 (附件1): it publishes the 证明事项清单 (一(三)), criticises (第十二条) and
+#: decides escalated disputes (第八条); decisions 43 and 51.
+DISTRICT_GOVERNMENT = "zhengfuban"
 
 
 # Rows omit default values when encoded, so that a field added later (with a default, as schema
@@ -156,7 +159,8 @@ class AdjustmentReviewed(msgspec.Struct, frozen=True, kw_only=True, tag="catalog
 
 
 class CataloguePublished(msgspec.Struct, frozen=True, kw_only=True, tag="catalogue.published"):
-    """区司法局 publishes a new version made of every approved, unpublished adjustment."""
+    """A new version made of every approved, unpublished adjustment is published: by 区政府 for the
+    证明事项清单's first version (一(三)), by 区司法局 otherwise (一(四), 第七条); decision 51."""
 
     kind: Kind
     version: Annotated[int, msgspec.Meta(ge=1)]
@@ -171,7 +175,7 @@ class CataloguePublished(msgspec.Struct, frozen=True, kw_only=True, tag="catalog
 
 
 class CatalogueFiled(msgspec.Struct, frozen=True, kw_only=True, tag="catalogue.filed"):
-    """一(四): a published version is filed (备案) with 市司法局."""
+    """一(四): a published version of the 证明事项清单 is filed (备案) with 市司法局."""
 
     kind: Kind
     version: Annotated[int, msgspec.Meta(ge=1)]
@@ -186,6 +190,17 @@ class MemorandumFiled(msgspec.Struct, frozen=True, kw_only=True, tag="catalogue.
     memorandum: Memorandum
     filed_by: BureauCode
     filed_at: datetime
+
+
+class ListPublished(msgspec.Struct, frozen=True, kw_only=True, tag="notice.list-published"):
+    """一(三) 报请由区政府公布实施: 区政府's own act of publishing a version of the 证明事项清单, signed by
+    区政府办公室 and sent to 区司法局, naming exactly the rows published (their digest)."""
+
+    kind: Kind
+    version: Annotated[int, msgspec.Meta(ge=1)]
+    digest: Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{64}$")]
+    rows: Annotated[int, msgspec.Meta(ge=0)]
+    published_at: datetime
 
 
 CatalogueEvent = AdjustmentApplied | AdjustmentReviewed | CataloguePublished | CatalogueFiled | MemorandumFiled

@@ -19,8 +19,9 @@ from schemas.events import Payload
 LEDGER = "ledger"
 #: A bureau code as used in subjects: lower-case ASCII, digits and hyphens.
 BureauCode = Annotated[str, msgspec.Meta(pattern=r"^[a-z][a-z0-9-]{1,31}$")]
-#: 行政协助函 number (20260001), commitment-case number (C20260001) or dispute number (D20260001).
-CaseNumber = Annotated[str, msgspec.Meta(pattern=r"^[CD]?\d{8}$")]
+#: 行政协助函 number (20260001), commitment-case number (C20260001), dispute number (D20260001), or the
+#: number of a published version of a list (L + year + version, L20260001: 区政府's publication, 一(三)).
+CaseNumber = Annotated[str, msgspec.Meta(pattern=r"^[CDL]?\d{8}$")]
 #: A canonical UUID string.
 EventId = Annotated[str, msgspec.Meta(pattern=r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")]
 

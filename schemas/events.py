@@ -7,11 +7,13 @@ from __future__ import annotations
 
 from schemas.access import AccessEvent
 from schemas.assistance import AssistanceEvent
+from schemas.catalogue import ListPublished
 from schemas.commitment import CommitmentEvent, CommitmentNotice
 from schemas.dispute import DisputeEvent
 from schemas.sla import SlaEvent
 
 #: Every payload type that may appear on the wire.
-Payload = AssistanceEvent | CommitmentEvent | SlaEvent | DisputeEvent | AccessEvent | CommitmentNotice
+Payload = (AssistanceEvent | CommitmentEvent | SlaEvent | DisputeEvent | AccessEvent | CommitmentNotice
+           | ListPublished)
 
 __all__ = ["Payload"]

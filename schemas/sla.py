@@ -7,6 +7,7 @@ from typing import Annotated, Literal
 import msgspec
 
 from schemas.assistance import Code, Uuid
+from schemas.catalogue import DISTRICT_GOVERNMENT as _DISTRICT_GOVERNMENT
 
 #: Which time limit: the reply (3 working days) or the written decline (2 working days).
 DeadlineKind = Literal["reply", "decline"]
@@ -39,7 +40,7 @@ class DeadlineBreached(msgspec.Struct, frozen=True, kw_only=True, tag="sla.breac
 
 
 #: 区政府 acts through 区政府办公室 (附件1), the only body that may educate or criticise under 第十二条.
-DISTRICT_GOVERNMENT = "zhengfuban"
+DISTRICT_GOVERNMENT = _DISTRICT_GOVERNMENT
 
 
 class BureauCriticised(msgspec.Struct, frozen=True, kw_only=True, tag="notice.criticism"):

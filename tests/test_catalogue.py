@@ -27,6 +27,7 @@ from schemas.catalogue import (
     encode_event,
 )
 
+GOVERNMENT = "zhengfuban"  # 区政府办公室, through which 区政府 publishes the 证明事项清单 (一(三))
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 
 
@@ -62,7 +63,7 @@ def through(reg: CatalogueRegistry, kind: Kind, applicant: str, **changes: Any) 
     """Apply, approve and publish one adjustment; the published version's number."""
     adj = reg.apply_adjustment(kind, applicant, "依据：区政府常务会议纪要", **changes)
     reg.review(adj, True)
-    return reg.publish(kind)
+    return reg.publish(kind, publisher=cat.publisher_of(kind, len(reg.versions(kind)) + 1))
 
 
 @pytest.fixture
@@ -84,7 +85,10 @@ def test_version_one_exists_only_after_application_review_and_publication(reg: C
     assert reg.current("matters") == []
     reg.review(adj, True)
     assert reg.current("matters") == []
-    assert reg.publish("matters") == 1
+    with pytest.raises(cat.NotPublisher):  # 一(三): 区司法局审核后按程序报请由区政府公布实施
+        reg.publish("matters")
+    assert reg.publish("matters", publisher=GOVERNMENT) == 1
+    assert reg.version("matters", 1).published_by == GOVERNMENT
     assert reg.current("matters") == [matter()]
     assert reg.adjustment(adj).status == "published" and reg.adjustment(adj).version == 1
 
@@ -225,7 +229,7 @@ def test_an_adjustment_is_reviewed_once(reg: CatalogueRegistry) -> None:
         reg.review(adj, True)
     with pytest.raises(cat.AlreadyReviewed):
         reg.review(adj, False, "改变主意")
-    reg.publish("matters")
+    reg.publish("matters", publisher=GOVERNMENT)
     with pytest.raises(cat.AlreadyReviewed):
         reg.review(adj, False, "已公布")
 
@@ -280,7 +284,7 @@ def test_two_approved_adjustments_cannot_both_add_one_code(reg: CatalogueRegistr
     with pytest.raises(cat.DuplicateCode):
         reg.review(second, True)
     reg.review(second, False, "与 matters-0001 重复")
-    assert reg.publish("matters") == 1
+    assert reg.publish("matters", publisher=GOVERNMENT) == 1
 
 
 def test_removing_or_replacing_an_unpublished_code_is_refused(reg: CatalogueRegistry) -> None:
@@ -363,37 +367,57 @@ def test_a_version_publishes_every_approved_adjustment_in_approval_order(reg: Ca
     c = reg.apply_adjustment("matters", "gongan", "依据", adds=[matter("ZM-gongan-0002", seq=2)])
     reg.review(b, True)
     reg.review(a, True)
-    assert reg.publish("matters") == 1
+    assert reg.publish("matters", publisher=GOVERNMENT) == 1
     v1 = reg.version("matters", 1)
     assert v1.adjustments == (b, a) and len(v1.rows) == 2
     assert [p.id for p in reg.pending_adjustments()] == [c]
     reg.review(c, True)
     assert [p.status for p in reg.pending_adjustments()] == ["approved"]
+    with pytest.raises(cat.NotPublisher):  # 一(四): 区司法局统一审核公布 its adjustments
+        reg.publish("matters", publisher=GOVERNMENT)
     assert reg.publish("matters") == 2 and len(reg.current("matters")) == 3
 
 
 def test_a_version_is_filed_with_the_city_once(reg: CatalogueRegistry, clock: SimulatedClock) -> None:
-    through(reg, "assistance", "shichang", adds=[item()])
-    reg.file_with_city("assistance", 1)
-    v1 = reg.version("assistance", 1)
+    through(reg, "matters", "gongan", adds=[matter()])
+    reg.file_with_city("matters", 1)
+    v1 = reg.version("matters", 1)
     assert v1.filed_with == "shi-sifa" and v1.filed_at is not None and v1.filed_at > START
     with pytest.raises(cat.AlreadyFiled):
-        reg.file_with_city("assistance", 1)
+        reg.file_with_city("matters", 1)
     with pytest.raises(cat.UnknownVersion):
-        reg.file_with_city("assistance", 2)
+        reg.file_with_city("matters", 2)
+
+
+def test_only_the_list_of_certification_matters_is_filed_with_the_city(reg: CatalogueRegistry) -> None:
+    """一(四) 并报市司法局备案 is the 证明事项清单's; 第七条 has 区司法局 publish the 行政协助目录, unfiled."""
+    through(reg, "assistance", "shichang", adds=[item()])
+    with pytest.raises(cat.BadFiling, match="not filed with 市司法局"):
+        reg.file_with_city("assistance", 1)
+    assert reg.version("assistance", 1).filed_at is None
+
+
+def test_who_publishes_each_version_follows_the_seed(reg: CatalogueRegistry) -> None:
+    """一(三) 区政府 the list as first compiled; 一(四) 区司法局 its adjustments; 第七条 区司法局 the 行政协助目录."""
+    assert [cat.publisher_of(k, v) for k, v in (("matters", 1), ("matters", 2), ("assistance", 1))] == [
+        GOVERNMENT, "sifa", "sifa"]
+    reg.review(reg.apply_adjustment("assistance", "shichang", "依据", adds=[item()]), True)
+    with pytest.raises(cat.NotPublisher, match="第七条"):
+        reg.publish("assistance", publisher=GOVERNMENT)
+    assert reg.publish("assistance") == 1
 
 
 def test_the_fold_refuses_a_filing_anywhere_but_the_city_justice_bureau() -> None:
     st = _published_state()
-    ev = CatalogueFiled(kind="assistance", version=1, filed_with="bianban", filed_by="sifa", filed_at=START)
+    ev = CatalogueFiled(kind="matters", version=1, filed_with="bianban", filed_by="sifa", filed_at=START)
     with pytest.raises(cat.BadFiling):
         cat.apply(st, ev, actor="sifa", at=START)
 
 
 def _published_state() -> cat.CatalogueState:
     reg = CatalogueRegistry(None, SimulatedClock(START))
-    through(reg, "assistance", "shichang", adds=[item()])
-    return reg.state("assistance")
+    through(reg, "matters", "gongan", adds=[matter()])
+    return reg.state("matters")
 
 
 def test_the_fold_refuses_a_publication_whose_rows_do_not_match_its_adjustments() -> None:
@@ -503,11 +527,11 @@ def test_a_memorandum_is_between_two_different_bureaus_and_filed_once(reg: Catal
 
 
 def test_history_keeps_every_event_with_its_actor_and_clock_time(reg: CatalogueRegistry) -> None:
-    through(reg, "assistance", "shichang", adds=[item()])
-    reg.file_with_city("assistance", 1)
-    history = reg.history("assistance")
+    through(reg, "matters", "gongan", adds=[matter()])
+    reg.file_with_city("matters", 1)
+    history = reg.history("matters")
     assert [(type(h.event).__name__, h.actor) for h in history] == [
-        ("AdjustmentApplied", "shichang"), ("AdjustmentReviewed", "sifa"), ("CataloguePublished", "sifa"),
+        ("AdjustmentApplied", "gongan"), ("AdjustmentReviewed", "sifa"), ("CataloguePublished", GOVERNMENT),
         ("CatalogueFiled", "sifa")]
     assert all(START < h.at for h in history) and [h.at for h in history] == sorted(h.at for h in history)
     for h in history:

@@ -150,7 +150,7 @@ def test_a_sheet_filled_in_by_hand_comes_back_as_an_adjustment(tmp_path: Path, r
     published = CatalogueRegistry(None, SimulatedClock(datetime(2026, 3, 2, 1, tzinfo=UTC)))
     first = published.apply_adjustment("matters", "gongan", "依据", adds=[MATTERS[0]])
     published.review(first, True)
-    published.publish("matters")
+    published.publish("matters", publisher="zhengfuban")  # 一(三): 区政府 publishes the list's first version
     path = tmp_path / "gongan-附件8.xlsx"
     cio.export_rows("matters", published.current("matters"), path, registry, department="区公安分局")
     wb = openpyxl.load_workbook(path)

@@ -72,7 +72,7 @@ def publish_matters(catalogue: Any) -> None:
                     certificate_name="户籍证明及无犯罪记录证明", legal_basis=BASIS, handling_body="shenpi",
                     issuing_unit="区公安分局", mode="必须实行", verification_methods=["部门间行政协助"], owner="shenpi")
     catalogue.review(catalogue.apply_adjustment("matters", "shenpi", BASIS, adds=[row]), True)
-    catalogue.publish("matters")
+    catalogue.publish("matters", publisher="zhengfuban")  # 一(三): 区政府 publishes the list's first version
     site = AssistanceItem(code=ON_SITE, seq=9, service_matter_name="食品经营许可", service_matter_code="370405-XK-0101",
                           item_name="经营场所现场核查", legal_basis=BASIS, handling_body="shenpi",
                           assisting_body="ziran", verification_method="现场检查", on_site=True)

@@ -140,7 +140,8 @@ def test_a_bureau_adjusts_its_catalogue_rows_from_its_spreadsheet(demo_dir, tmp_
     run("catalogue", "review", adj["id"], "--approve", data_dir=data)
     run("catalogue", "publish", "--kind", "assistance", data_dir=data)
     versions = json.loads(run("catalogue", "versions", "--kind", "assistance", "--json", data_dir=data).stdout)
-    assert versions[-1]["version"] == 3 and versions[-1]["filed_with"] == "shi-sifa"
+    assert (versions[-1]["version"], versions[-1]["published_by"]) == (3, "sifa")
+    assert versions[-1]["filed_with"] == ""  # 一(四)'s 报市司法局备案 is the 证明事项清单's (decision 51)
     latest = json.loads(run("catalogue", "show", "--kind", "assistance", "--json", data_dir=data).stdout)
     first_code = first[header.index("事项编码")]
     assert next(r for r in latest if r["code"] == first_code)["reply_within"] == 2
@@ -538,3 +539,16 @@ def test_dispute_decide_is_the_district_governments_and_reads_the_ledger(demo_di
     data, _ = demo_dir
     _, _, error = _in_process(data, "dispute", "decide", "D20269999", "--from", "shenpi", "--decision", "由原机构核查")
     assert error == "no disputes numbered D20269999 in the ledger"
+
+
+def test_the_demo_list_of_certification_matters_was_published_by_the_district_government(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    """一(三): the demo's 证明事项清单 is 区政府's publication, signed by 区政府办公室; the ledger shows it as L…."""
+    data, _ = demo_dir
+    [v1] = json.loads(_in_process(data, "catalogue", "versions", "--kind", "matters", "--json")[0])
+    assert (v1["version"], v1["published_by"], v1["filed_at"]) == (1, "zhengfuban", None)
+    assert {v["published_by"] for v in json.loads(
+        _in_process(data, "catalogue", "versions", "--kind", "assistance", "--json")[0])} == {"sifa"}
+    shown = json.loads(_in_process(data, "history", "L20260001", "--from", "zhengfuban", "--json")[0])
+    [line] = shown["lines"]
+    assert (line["type"], line["sender"], line["recipient"]) == ("notice.list-published", "zhengfuban", "sifa")
+    assert "区政府 published version 1 of the 证明事项清单 already" in _in_process(data, "government", "publish")[2]

@@ -167,8 +167,9 @@ class Demo:
         self.counts["catalogue_adjustments_rejected"] += 1
         onsite = next(f for f in FLOWS if f.on_site)
         justice.file_memorandum(memorandum(onsite, SIM_START.date()))
-        for kind in ("matters", "assistance"):
-            justice.publish(kind)
+        # 一(三): 区政府 publishes the 证明事项清单 区司法局 reviewed; 第七条: 区司法局 the 行政协助目录.
+        self.node.system.government().publish_list()
+        justice.publish("assistance")
 
     def _adjust_catalogue(self) -> None:
         """动态调整 midway: 区审批服务局 adds a 社保 check; version 2 is published and filed."""

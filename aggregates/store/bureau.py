@@ -22,6 +22,7 @@ from aggregates.store.commitments import CommitmentCase, CommitmentCases
 from aggregates.store.disputes import DisputeCase, DisputeCases
 from aggregates.store.notices import Notices
 from schemas.access import DisclosureRecorded
+from schemas.catalogue import ListPublished
 from schemas.commitment import PunishmentReferral
 from schemas.dispute import DISPUTE_EVENTS
 from schemas.envelope import Envelope, Signed
@@ -54,7 +55,8 @@ class BureauStore(BureauApplication):
         if isinstance(env.payload, DisclosureRecorded):
             raise RuleError(f"{env.sender} sent a disclosure record to {self.bureau}: it belongs to the ledger only")
         marker = IntakeMarker.mark(env.id, stream_seq)
-        if isinstance(env.payload, DeadlineReminder | DeadlineBreached | PunishmentReferral | BureauCriticised):
+        if isinstance(env.payload, DeadlineReminder | DeadlineBreached | PunishmentReferral | BureauCriticised
+                      | ListPublished):
             self.notices.accept(signed, env, marker, stream_seq=stream_seq)
             return None
         if isinstance(env.payload, DISPUTE_EVENTS):

@@ -26,8 +26,8 @@ from aggregates.catalogue import (
     UnknownAdjustment,
     UnknownCode,
     Version,
-    _justice,
     apply,
+    check_publisher,
     compose,
     empty,
     next_adjustment_id,
@@ -122,12 +122,12 @@ class Catalogue(Aggregate):
         self._record(ev, actor=reviewer, at=at)
 
     def publish(self, *, publisher: str, at: datetime) -> int:
-        """区司法局 publishes every approved adjustment as the next version."""
-        _justice(publisher, publisher, "publishes the catalogues")
+        """Publish every approved adjustment as the next version (区司法局, or 区政府 for the 证明事项清单's first)."""
         queue = self.state.queue()
         if not queue:
             raise NothingToPublish(f"no approved adjustment of the {labels.CATALOGUE_KIND[self.state.kind]} "
                                    "waits to be published")
+        check_publisher(self.state.kind, len(self.state.versions) + 1, publisher, publisher)
         rows = compose(self.state.rows, queue)
         number = len(self.state.versions) + 1
         ev = CataloguePublished(kind=self.state.kind, version=number, adjustments=[a.id for a in queue],
@@ -206,7 +206,10 @@ class CatalogueRegistry(StoreApplication):
         return self.adjustment(adjustment_id)
 
     def publish(self, kind: Kind, publisher: str = JUSTICE) -> int:
-        """Publish every approved, unpublished adjustment of ``kind`` as a new version; returns its number."""
+        """Publish every approved, unpublished adjustment of ``kind`` as a new version; returns its number.
+
+        ``publisher``: 区司法局, or 区政府办公室 for the 证明事项清单's first version (decision 51).
+        """
         return self._change(kind, lambda cat: cat.publish(publisher=publisher, at=self.clock.now()))
 
     def file_with_city(self, kind: Kind, version: int, filed_by: str = JUSTICE) -> None:

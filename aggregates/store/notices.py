@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, datetime
 from typing import Any
 
 import msgspec
@@ -17,7 +17,9 @@ from eventsourcing.persistence import IntegrityError
 
 from aggregates.errors import RuleError
 from aggregates.store.base import BureauApplication, ConcurrentChange, DuplicateEvent, IntakeMarker, topic
+from aggregates.workdays import SHANGHAI
 from schemas.access import DisclosureRecorded
+from schemas.catalogue import JUSTICE, ListPublished
 from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, new_id
 from schemas.sla import DISTRICT_GOVERNMENT, BureauCriticised
 
@@ -98,6 +100,25 @@ class NoticeIn(Aggregate):
                            clear=encode_envelope(env), stream_seq=stream_seq)
 
 
+def list_case(kind: str) -> str:
+    """The case id under which the ledger keeps 区政府's publications of a list (one per kind)."""
+    return str(uuid.uuid5(_NS, f"list:{kind}"))
+
+
+def _check_publication(app: BureauApplication, env: Envelope, ev: ListPublished) -> None:
+    """一(三): only 区政府 publishes the 证明事项清单, to 区司法局; where the catalogue is here, exactly its rows."""
+    if env.sender != DISTRICT_GOVERNMENT or app.bureau != JUSTICE:
+        raise RuleError(f"一(三): the 证明事项清单 is published by 区政府 ({DISTRICT_GOVERNMENT}) to {JUSTICE}, "
+                        f"not by {env.sender} to {app.bureau}")
+    catalogue = app.catalogue
+    if catalogue is None or not hasattr(catalogue, "state"):
+        return  # 区司法局's catalogue lives elsewhere: the ledger keeps the signed act
+    versions = catalogue.state(ev.kind).versions
+    if len(versions) < ev.version or versions[ev.version - 1].digest != ev.digest:
+        raise RuleError(f"一(三): 区政府's publication names version {ev.version} of the {ev.kind} list with rows "
+                        f"{ev.digest[:12]}…, which {JUSTICE}'s catalogue does not hold as published")
+
+
 class Notices:
     """The notices of one bureau's store: those it sends once, and those it received."""
 
@@ -143,12 +164,26 @@ class Notices:
         case, number = about[0]
         self.send(f"criticism:{bureau}:{new_id()}", case, number, [(bureau, notice)])
 
+    def publish_list(self, kind: str, version: int, digest: str, rows: int, published_at: datetime) -> bool:
+        """一(三): 区政府's signed publication of ``version`` of the 证明事项清单, to 区司法局, which keeps the
+        list; once per version (``False`` if it was sent before)."""
+        app = self._app
+        if app.bureau != DISTRICT_GOVERNMENT:
+            raise RuleError(f"一(三): 区政府 ({DISTRICT_GOVERNMENT}) publishes the 证明事项清单, not {app.bureau}")
+        notice = msgspec.convert(msgspec.to_builtins(ListPublished(
+            kind=kind, version=version, digest=digest, rows=rows, published_at=published_at)),  # type: ignore[arg-type]
+            ListPublished)
+        number = f"L{published_at.astimezone(SHANGHAI).year}{version:04d}"
+        return self.send(f"list-published:{kind}:{version}", list_case(kind), number, [(JUSTICE, notice)])
+
     def accept(self, signed: Signed, env: Envelope, marker: IntakeMarker, *, stream_seq: int) -> None:
         """Keep a received notice as it came, with its intake marker, in one transaction."""
         app = self._app
         if isinstance(env.payload, BureauCriticised) and (
                 env.sender != DISTRICT_GOVERNMENT or env.payload.bureau != app.bureau):
             raise RuleError(f"第十二条: a criticism of {env.payload.bureau} comes from 区政府, not {env.sender}")
+        if isinstance(env.payload, ListPublished):
+            _check_publication(app, env, env.payload)
         try:
             app.save(NoticeIn.got(signed, env, stream_seq), marker)
         except IntegrityError as e:

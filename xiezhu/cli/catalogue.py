@@ -10,6 +10,7 @@ import typer
 from aggregates.registry import Registry
 from aggregates.store.catalogue import CatalogueRegistry
 from projections.documents import catalogue_io
+from schemas.catalogue import DISTRICT_GOVERNMENT
 from schemas.errors import XiezhuError
 from xiezhu.cli.common import AsJson, catalogue_kind, out, print_json, resolve_bureau, system_of
 
@@ -70,7 +71,8 @@ def versions(ctx: typer.Context, kind: Kind = "assistance", as_json: AsJson = Fa
     vs = cat.versions(k)
     if as_json:
         print_json([{"version": v.number, "rows": len(v.rows), "adjustments": v.adjustments, "digest": v.digest,
-                     "published_at": v.published_at, "filed_with": v.filed_with, "filed_at": v.filed_at} for v in vs])
+                     "published_by": v.published_by, "published_at": v.published_at, "filed_with": v.filed_with,
+                     "filed_at": v.filed_at} for v in vs])
         return
     from schemas import labels
     from xiezhu.cli.screens import when
@@ -80,10 +82,12 @@ def versions(ctx: typer.Context, kind: Kind = "assistance", as_json: AsJson = Fa
     kind_zh = labels.CATALOGUE_KIND[k] if language == "zh" else k
     show(f"{kind_zh}：{len(vs)} 个版本" if language == "zh" else f"{k}: {len(vs)} versions",
          [Col("version", "版本", "version", ident=True, justify="right"), Col("rows", "行数", "rows", keep=True),
-          Col("adjustments", "调整", "adjustments", drop=1), Col("published", "发布时间", "published", keep=True),
+          Col("adjustments", "调整", "adjustments", drop=1), Col("by", "公布机关", "published by", keep=True, drop=3),
+          Col("published", "发布时间", "published", keep=True),
           Col("filed", "报市司法局备案", "filed with 市司法局", keep=True, drop=2)],
          [{"version": str(v.number), "rows": str(len(v.rows)), "adjustments": "、".join(v.adjustments),
-           "published": when(v.published_at),
+           "by": ("区政府" if v.published_by == DISTRICT_GOVERNMENT else Registry.load().name(v.published_by))
+           if language == "zh" else v.published_by, "published": when(v.published_at),
            "filed": when(v.filed_at) if v.filed_at else ("未备案" if language == "zh" else "not yet")} for v in vs],
          language=language)
 
@@ -170,13 +174,16 @@ def review(ctx: typer.Context, adjustment: Annotated[str, typer.Argument(help="T
 def publish(ctx: typer.Context, kind: Kind = "assistance",
             file_with_city: Annotated[bool, typer.Option("--file/--no-file",
                                                          help="Also record the filing with 市司法局.")] = True) -> None:
-    """Publish every approved adjustment as the next version (and file it with 市司法局).
+    """区司法局 publishes every approved adjustment as the next version (a 证明事项清单's, filed with 市司法局).
+
+    The 证明事项清单's first version is 区政府's to publish (一(三)): xiezhu government publish.
 
     Example: [bold]xiezhu catalogue publish --kind assistance[/]
     """
     k = catalogue_kind(kind)
     version = system_of(ctx).justice().publish(k, file_with_city=file_with_city)
-    typer.echo(f"{k} version {version} published" + (" and filed with 市司法局" if file_with_city else ""), err=True)
+    filed = file_with_city and k == "matters"
+    typer.echo(f"{k} version {version} published" + (" and filed with 市司法局" if filed else ""), err=True)
 
 
 @app.command("memorandum")

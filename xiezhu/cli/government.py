@@ -16,7 +16,7 @@ from schemas.sla import DISTRICT_GOVERNMENT
 from xiezhu.cli.common import CliInputError, ledger_at, resolve_bureau, said, settings_of, system_of
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
-                  help="区政府's own acts, signed by 区政府办公室: 第十二条 criticism.")
+                  help="区政府's own acts, signed by 区政府办公室: the 证明事项清单's publication, 第十二条 criticism.")
 
 
 def _government(ctx: typer.Context) -> Government:
@@ -80,3 +80,17 @@ def criticise(ctx: typer.Context,
     what = "通报批评" if MEASURES[measure] == "criticism" else "予以教育"
     said(settings_of(ctx), DISTRICT_GOVERNMENT,
          f"第十二条: 区政府对{Registry.load().name(bureau)}{what}，责令其于{by.isoformat()}前改正")
+
+
+@app.command("publish")
+def publish(ctx: typer.Context) -> None:
+    """一(三): 区政府 publishes the 证明事项清单 as 区司法局 reviewed it; 区政府办公室 signs the act to 区司法局.
+
+    Its later adjustments are 区司法局's to publish and file (一(四): xiezhu catalogue publish --kind matters).
+
+    Example: [bold]xiezhu government publish[/]
+    """
+    version, sent = _government(ctx).publish_list()
+    if not sent:
+        raise XiezhuError(f"区政府 published version {version} of the 证明事项清单 already")
+    said(settings_of(ctx), DISTRICT_GOVERNMENT, f"一(三): 区政府公布证明事项清单第{version}版")
