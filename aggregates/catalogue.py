@@ -582,9 +582,14 @@ def compose(base: Sequence[Row], adjustments: Sequence[Adjustment]) -> tuple[Row
 
 
 @functools.cache
+def _registry() -> Registry:
+    return Registry.load()
+
+
+@functools.cache
 def _not_district() -> frozenset[str]:
     """Registered bodies that are not 本区行政机关 (第二条): 市司法局, which only receives filings."""
-    return frozenset(b.code for b in Registry.load() if b.kind == "city")
+    return frozenset(b.code for b in _registry() if b.kind == "city")
 
 
 def _check_row(kind: Kind, row: Row, applicant: str | None) -> None:
@@ -608,6 +613,12 @@ def _check_row(kind: Kind, row: Row, applicant: str | None) -> None:
         if code in _not_district():
             raise BadRow(f"{row.code}: 第二条: assistance is between 本区行政机关; {code} is not one and cannot be "
                          f"the {role}", code=row.code, field=role)
+        if code == DISTRICT_GOVERNMENT:
+            raise BadRow(f"{row.code}: 第二条: assistance is between bodies 无隶属关系; {code} acts for 区政府, which "
+                         f"every unit of the district belongs to, and cannot be the {role}", code=row.code, field=role)
+    if _registry().subordinate(row.handling_body, row.assisting_body):
+        raise BadRow(f"{row.code}: 第二条: {row.handling_body} and {row.assisting_body} 有隶属关系 (one belongs to the "
+                     "other); assistance is between bodies 无隶属关系", code=row.code, field="协助机构")
     for name, days, most in (("reply_within", row.reply_within, REPLY_DAYS),
                              ("decline_within", row.decline_within, DECLINE_DAYS)):
         if not 1 <= days <= most:

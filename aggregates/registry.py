@@ -35,6 +35,8 @@ class Bureau(msgspec.Struct, frozen=True, kw_only=True):
     kind: Kind
     #: 简称 in document numbers: 审批 in 台审批许〔2026〕0001号 (empty: the name without 区 and 局).
     short: str = ""
+    #: The unit this one belongs to (隶属), e.g. a 派出所 of 区公安分局; empty for a unit of its own.
+    parent: str = ""
 
 
 class _File(msgspec.Struct, kw_only=True):
@@ -52,6 +54,11 @@ class Registry:
             if b.code in self._by_code:
                 raise RegistryError(f"bureau code {b.code!r} appears twice")
             self._by_code[b.code] = b
+        for b in bureaus:
+            if b.parent and b.parent not in self._by_code:
+                raise RegistryError(f"bureau {b.code!r} belongs to {b.parent!r}, which is not registered")
+            if b.parent and b.code in self._chain(b.parent):
+                raise RegistryError(f"bureau {b.code!r} belongs to itself through {b.parent!r}")
 
     @classmethod
     def load(cls, path: Path | None = None) -> Registry:
@@ -77,6 +84,18 @@ class Registry:
 
     def __len__(self) -> int:
         return len(self._by_code)
+
+    def _chain(self, code: str) -> list[str]:
+        """``code`` and the units above it, nearest first (stops at a cycle)."""
+        chain: list[str] = []
+        while code and code not in chain:
+            chain.append(code)
+            code = self._by_code[code].parent if code in self._by_code else ""
+        return chain
+
+    def subordinate(self, a: str, b: str) -> bool:
+        """附件2 第二条 有隶属关系: one of ``a`` and ``b`` belongs, directly or further up, to the other."""
+        return a != b and (b in self._chain(a) or a in self._chain(b))
 
     def codes(self) -> list[str]:
         """Every code, in file order."""

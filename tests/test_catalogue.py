@@ -635,3 +635,27 @@ def test_only_bureaus_of_the_district_can_be_catalogued_for_assistance(reg: Cata
     with pytest.raises(cat.BadRow, match="第二条"):
         reg.apply_adjustment("assistance", "shi-sifa" if role == "handling" else "shichang", "依据",
                              adds=[item(**{role: "shi-sifa"})])
+
+
+@pytest.mark.parametrize("role", ["handling", "assisting"])
+def test_the_district_government_is_no_party_to_assistance(reg: CatalogueRegistry, role: str) -> None:
+    """第二条 无隶属关系: every unit of the district belongs to 区政府, so 区政府办公室, which acts for it, is
+    neither 承办机构 nor 协助机构."""
+    with pytest.raises(cat.BadRow, match="无隶属关系"):
+        reg.apply_adjustment("assistance", GOVERNMENT if role == "handling" else "shichang", "依据",
+                             adds=[item(**{role: GOVERNMENT})])
+
+
+def test_a_unit_and_the_unit_it_belongs_to_are_subordinate_either_way() -> None:
+    """第二条 有隶属关系 from the registry's ``parent``: a 派出所 and its 区公安分局 (not in the shipped registry)."""
+    from aggregates.registry import Bureau, Registry, RegistryError
+
+    reg = Registry([Bureau(code="gongan", name="区公安分局", kind="department"),
+                    Bureau(code="gongan-yunhe", name="区公安分局运河派出所", kind="department", parent="gongan"),
+                    Bureau(code="gongan-yunhe-1", name="运河派出所一警务室", kind="department", parent="gongan-yunhe"),
+                    Bureau(code="shichang", name="区市场监管局", kind="department")])
+    assert reg.subordinate("gongan-yunhe", "gongan") and reg.subordinate("gongan", "gongan-yunhe-1")
+    assert not reg.subordinate("gongan-yunhe", "shichang") and not reg.subordinate("gongan", "gongan")
+    assert not any(Registry.load().subordinate(a.code, b.code) for a in Registry.load() for b in Registry.load())
+    with pytest.raises(RegistryError, match="not registered"):
+        Registry([Bureau(code="gongan-yunhe", name="派出所", kind="department", parent="gongan")])
