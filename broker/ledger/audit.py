@@ -258,7 +258,7 @@ def _witness_line(report: AuditReport) -> str:
                 "(--witness-stream, --witnesses FILE)")
     after = report.head_position - report.witnessed_to
     tail = f"; {after:,} entries after it not witnessed yet" if after > 0 else ""
-    return (f"{report.witnesses:,} heads kept by {', '.join(report.witness_parties)}, up to position "
+    return (f"{report.witnesses:,} heads kept by {_kept_by(report.witness_parties)}, up to position "
             f"{report.witnessed_to:,}{tail}")
 
 
