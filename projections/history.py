@@ -77,7 +77,8 @@ from schemas.errors import XiezhuError
 from schemas.privacy import mask_name
 from schemas.sla import BureauCriticised, DeadlineBreached, DeadlineReminder
 
-Kind = Literal["assistance", "commitment", "dispute"]
+#: ``list``: 区政府's publications of a version of a list (一(三)), numbered L20260001 (decision 51).
+Kind = Literal["assistance", "commitment", "dispute", "list"]
 State = CaseState | CommitmentState | DisputeState
 
 #: 第十条: the assistor answered items the requester did not ask about.
@@ -223,7 +224,7 @@ def fold_step(state: State | None, kind: Kind, env: Envelope, digest: str, *,
     ``recorded_at``: when the platform stored the envelope (its ledger arrival), which decides an
     assistance case's legal times (第五条).  A notice leaves the state as it is and breaks no rule.
     """
-    if is_notice(env):
+    if is_notice(env) or kind == "list":
         return state, None
     try:
         if kind == "assistance":
@@ -242,6 +243,8 @@ def kind_of(entries: list[Entry]) -> Kind:
         return "commitment"
     if entries and entries[0].type.startswith("dispute."):
         return "dispute"
+    if entries and entries[0].type == "notice.list-published":
+        return "list"
     return "assistance"
 
 
@@ -300,6 +303,8 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetim
             linked += about
     elif kind == "dispute":
         statements, linked = _dispute_findings(ledger, lines, name)
+    elif kind == "list":
+        statements, linked = Said(), []
     else:
         statements, linked = _commitment_findings(ledger, case_id, lines, name)
         if isinstance(state, CommitmentState):

@@ -245,7 +245,7 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
         b for link in linked for b in (link.sender, link.recipient)}
     return Replay(kind=kind, case=case_id, number=entries[0].number, as_of=as_of, cutoff=CUTOFF,
                   judged_at=judged_at, bureaus=sorted(bureaus - {LEDGER}), events=events,
-                  status=_status(fold.state), deadlines=deadlines, linked=linked,
+                  status=_status(fold.state) if kind != "list" else "published", deadlines=deadlines, linked=linked,
                   later_entries=len(entries) - len(shown), notes=notes)
 
 

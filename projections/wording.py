@@ -26,6 +26,7 @@ from schemas.assistance import (
     AssistanceRequested,
     AssistanceWithdrawn,
 )
+from schemas.catalogue import ListPublished
 from schemas.commitment import (
     ApplicationReceived,
     Approved,
@@ -240,6 +241,9 @@ def _notice(env: Envelope, name: Name, case_number: Callable[[str], str]) -> str
         case DisclosureRecorded() as ev:
             return (f"{_local(ev.at)} 在 {ev.host} 向 {ev.operator} 完整显示（{ev.command}，"
                     f"凭 {ev.entitled_by} 的密钥）：{_oneline(ev.reason)}")
+        case ListPublished() as ev:
+            return (f"一(三)：区政府公布{labels.CATALOGUE_KIND[ev.kind]}第{ev.version}版（{ev.rows} 行，"
+                    f"摘要 {ev.digest[:12]}…），{name(env.sender)}签署")
         case BureauCriticised() as ev:
             measure = "通报批评" if ev.measure == "criticism" else "予以教育"
             return (f"第十二条：区政府对{name(ev.bureau)}{measure}，责令其于{ev.correct_by.isoformat()}前改正"

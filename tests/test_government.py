@@ -17,7 +17,9 @@ from aggregates.catalogue import NotPublisher
 from aggregates.clock import SimulatedClock
 from aggregates.dispute import DisputeState
 from aggregates.registry import Registry
+from aggregates.workdays import WorkingCalendar
 from projections.history import find_cases, history
+from projections.replay import replay
 from schemas.assistance import CommitmentItem, Matter
 from schemas.catalogue import MatterRow
 from schemas.envelope import LEDGER
@@ -53,6 +55,10 @@ async def test_over_nats_the_district_government_publishes_the_list_decides_a_di
         [lines] = [history(node.ledger, c).lines for c in find_cases(node.ledger, "L20260001", "zhengfuban")]
         [line] = lines
         assert line.summary.startswith("一(三): 区政府公布证明事项清单第1版 (1 rows, digest ")
+        replayed = replay(node.ledger, find_cases(node.ledger, "L20260001")[0], node.ring,
+                          WorkingCalendar())
+        assert (replayed.kind, replayed.status, [e.signature.valid for e in replayed.events]) == (
+            "list", "published", [True])
         request = node.store("shenpi").assistance.request(
             assistor="ziran", applicant=APPLICANT, matter=Matter(code="370405-XK-0101", name="食品经营许可"),
             applied_on=date(2026, 9, 21), items=COMMITMENTS, catalogue_item=ITEMS["ziran"])

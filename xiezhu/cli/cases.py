@@ -161,7 +161,8 @@ def history_cmd(
         return
     from xiezhu.cli.tables import lang
 
-    kind_zh = {"assistance": "行政协助", "commitment": "告知承诺案件", "dispute": "争议"}.get(h.kind, h.kind)
+    kind_zh = {"assistance": "行政协助", "commitment": "告知承诺案件", "dispute": "争议",
+               "list": "清单公布"}.get(h.kind, h.kind)
     print_history(h, f"{kind_zh} {h.number}" if lang() == "zh" else f"{h.kind} case {h.number}")
     if shown:
         sys.stdout.write(render_disclosure(*shown))
