@@ -85,6 +85,7 @@ import sqlite_utils
 
 from agencies.desk import Desk
 from agencies.trust.keys import KeyStore
+from aggregates.assistance import CaseState
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import SystemClock
 from aggregates.errors import RuleError
@@ -717,6 +718,9 @@ class Campaign:
             mine, theirs = self.desk(p.requester).request(p.case), self.desk(ASSISTOR).request(p.case)
         except UnknownCase:
             return None
+        return self._fingerprint(p, mine, theirs)
+
+    def _fingerprint(self, p: Planned, mine: CaseState, theirs: CaseState) -> dict[str, Any] | None:
         if mine.status not in FINAL or theirs.status not in FINAL:
             return None
         out: dict[str, Any] = {"requester": mine.status, "assistor": theirs.status,
@@ -757,16 +761,23 @@ class Campaign:
             by_case.setdefault(case, []).append((event_id, type_))
         lost_events = doubled = not_final = 0
         mismatches: list[dict[str, Any]] = []
+        unsettled_ids = {p.index for p in unsettled}
         for p in self.plan:
-            got = self.final_state(p) if p not in unsettled else None
+            loaded = {}
+            for code in (p.requester, ASSISTOR):
+                with contextlib.suppress(UnknownCase):
+                    if p.case:  # each case loaded once: its state and its signed events
+                        loaded[code] = self.desk(code)._store.assistance.case(p.case)  # noqa: SLF001
+            got = None
+            if p.index not in unsettled_ids and len(loaded) == 2:
+                got = self._fingerprint(p, loaded[p.requester].state, loaded[ASSISTOR].state)
             if got is None:
                 not_final += 1
             stored: dict[str, str] = {}
-            for code in (p.requester, ASSISTOR):
-                with contextlib.suppress(UnknownCase):
-                    for signed in self.desk(code).signed_events(p.case) if p.case else []:
-                        env = decode_checked(signed.body)
-                        stored[env.id] = env.type
+            for case in loaded.values():
+                for signed in case.envelopes:
+                    env = decode_checked(signed.body)
+                    stored[env.id] = env.type
             recorded = by_case.get(p.case, [])
             commitment: dict[str, str] = {}
             if p.commitment_case:
