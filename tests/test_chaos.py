@@ -11,10 +11,17 @@ import asyncio
 import json
 import os
 import random
+import subprocess
+from pathlib import Path
 
 import pytest
 
+from aggregates.clock import SimulatedClock
+from aggregates.registry import Registry
 from bench.chaos import Options, campaign
+from broker.server import EmbeddedNats, find_binary
+from xiezhu.node import Node
+from xiezhu.settings import Settings
 
 EXCHANGES = 12
 
@@ -35,3 +42,33 @@ def test_a_short_campaign_of_kills_and_a_partition_loses_and_doubles_nothing() -
     assert result["views_equal"] and result["audit_ok"] and result["states_equal"]
     assert set(result["kinds"]) == {"true", "false", "answered", "declined", "forwarded", "withdrawn"}
     assert result["ok"], result
+
+
+async def test_a_service_starting_while_jetstream_is_unavailable_waits_for_it_instead_of_exiting(
+        nats_server: EmbeddedNats, settings: Settings, registry: Registry, clock: SimulatedClock,
+        caplog: pytest.LogCaptureFixture, tmp_path: Path) -> None:
+    # Found by the campaign: a service starting while a cluster node died (JetStream answering 503 while
+    # its leaders were elected again) exited with "JetStream system temporarily unavailable".  Here the
+    # same server comes back first without JetStream (every JetStream request unanswered), then with it.
+    first = Node(settings, registry, clock, generate_keys=True)  # provisions, with the one-shot provisioner
+    await first.start()
+    await first.stop()
+    nats_server.stop()
+    assert nats_server.config_file is not None
+    text = nats_server.config_file.read_text()
+    no_jetstream = tmp_path / "no-jetstream.conf"
+    no_jetstream.write_text(text[text.index("authorization {"):])  # the same users, no JetStream
+    proc = subprocess.Popen([str(find_binary()), "-a", "127.0.0.1", "-p", str(nats_server.port),
+                             "-c", str(no_jetstream)], stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        second = Node(settings, registry, clock)  # checks the layout as admin, as `xiezhu agent` does
+        starting = asyncio.create_task(second.start())
+        while not any("NATS is not ready" in r.getMessage() for r in caplog.records):
+            assert not starting.done(), f"the start gave up at once: {starting.exception()}"
+            await asyncio.sleep(0.05)
+    finally:
+        proc.terminate()
+        proc.wait()
+    await asyncio.to_thread(nats_server.start)  # the same port and store, with JetStream
+    await asyncio.wait_for(starting, 60)
+    await second.stop()

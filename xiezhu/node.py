@@ -8,12 +8,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Awaitable, Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
+import nats.errors
+import nats.js.errors
 
 from agencies.agent import BureauAgent
 from agencies.desk import Desk
@@ -68,6 +70,7 @@ from xiezhu.running import AgentLock, agent_lock
 from xiezhu.settings import Settings
 
 log = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def embedded_server(settings: Settings, registry: Registry, *, port: int | None = None,
@@ -174,6 +177,33 @@ async def provision_once(nats_url: str, codes: Iterable[str], keys_dir: Path, *,
     return True
 
 
+#: How long a service's start waits out a NATS that is away, or a cluster electing a leader.
+START_PATIENCE_S = 60.0
+#: What a start step may meet while a cluster node is lost or a cluster has no leader yet: it passes.
+_PASSING = (nats.errors.TimeoutError, nats.errors.NoServersError, nats.errors.ConnectionClosedError,
+            nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError, OSError)
+
+
+async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, patience: float = START_PATIENCE_S) -> T:
+    """``attempt()``, again after a growing pause while NATS is away or JetStream answers 503 (a node of the
+    cluster was lost during the start: its leaders are being elected again), for up to ``patience`` seconds.
+
+    The kill -9 campaign (issue 15) found services that were starting when a node died exiting with
+    "JetStream system temporarily unavailable".  One line is logged a try.
+    """
+    loop = asyncio.get_running_loop()
+    deadline, pause = loop.time() + patience, 0.5
+    while True:
+        try:
+            return await attempt()
+        except _PASSING as e:
+            if loop.time() + pause > deadline:
+                raise
+            log.warning("%s: NATS is not ready (%s); trying again in %.1f s", what, e or type(e).__name__, pause)
+            await asyncio.sleep(pause)
+            pause = min(pause * 2, 5.0)
+
+
 class Node:
     """Runs bureau agents, the ledger service and the SLA projection in one process."""
 
@@ -247,7 +277,8 @@ class Node:
         elif seed_path(keys_dir, PROVISIONER).exists():  # `xiezhu nats-config --provisioner` made one for us
             await provision_once(self.nats_url, self.registry.codes(), keys_dir)
         elif seed_path(keys_dir, ADMIN).exists():
-            await provision(self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False)
+            await patiently("checking the streams and consumers", lambda: provision(
+                self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False))
         else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
             log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
         await self._follow_trust()
