@@ -14,7 +14,24 @@ from pathlib import Path
 from typing import Any
 
 import typer
+import typer.main
+import typer.testing
 from typer.testing import CliRunner, Result
+
+#: Each Typer app's Click tree, built once: Typer builds all of it (every command's signature
+#: read again) on every run, most of an in-process run's time; Click commands are meant to be
+#: run many times, and xiezhu's root sets the help language on every run (xiezhu.cli.helptext).
+_BUILT: dict[int, tuple[typer.Typer, Any]] = {}
+
+
+def _command_of(app: typer.Typer) -> Any:
+    built = _BUILT.get(id(app))
+    if built is None or built[0] is not app:
+        built = _BUILT[id(app)] = (app, typer.main.get_command(app))
+    return built[1]
+
+
+typer.testing._get_command = _command_of  # type: ignore[attr-defined,assignment]  # what CliRunner.invoke builds with
 
 
 def clean_env(data_dir: Path | None = None, **extra: str) -> dict[str, str]:

@@ -113,31 +113,39 @@ def language_of(args: Sequence[str]) -> Lang:
 
 
 def localize(root: Command, language: Lang) -> None:
-    """Rewrite the help of ``root``'s tree in ``language`` (the code's English for ``en``)."""
+    """Set the help of ``root``'s tree in ``language`` (the code's English for ``en``).
+
+    The tree may be run again (a test runs one tree many times): the English texts are kept
+    beside the 中文 on the first call, so that each call sets one language or the other.
+    """
     from typer import _click
 
-    for _, command in walk(root):
-        command.format_help = _worded(command.format_help, language)
-    if language == "en":
-        return
     for path, command in walk(root):
-        zh = ZH.get(command_id(path))
-        if zh is not None:
+        texts = getattr(command, "_xiezhu_texts", None)
+        if texts is None:
+            help_option = command.get_help_option(_click.Context(command))
+            params = [p for p in command.params if getattr(p, "help", None) is not None]
+            if help_option is not None:
+                params.append(help_option)
+            en = [(command, "help", command.help), (command, "short_help", command.short_help)]
+            en += [(p, "help", p.help) for p in params]
+            zh = ZH.get(command_id(path))
             shown = examples(command.help or "")
-            command.help = zh + (f"\n\n{shown}" if shown else "")
-            command.short_help = None
-        for param in command.params:
-            text = ZH.get(param_id(path, param))
-            if text is not None:
-                param.help = text
-        help_option = command.get_help_option(_click.Context(command))
-        if help_option is not None:
-            help_option.help = HELP_OPTION
+            zh_texts = [(command, "help", zh + (f"\n\n{shown}" if shown else "")), (command, "short_help", None)] \
+                if zh is not None else []
+            zh_texts += [(p, "help", ZH[param_id(path, p)]) for p in params
+                         if p is not help_option and param_id(path, p) in ZH]
+            if help_option is not None:
+                zh_texts.append((help_option, "help", HELP_OPTION))
+            texts = command._xiezhu_texts = {"en": en, "zh": zh_texts}
+            command.format_help = _worded(command.format_help, root)
+        for owner, attribute, text in texts[language]:
+            setattr(owner, attribute, text)
 
 
-def _worded(format_help: Any, language: Lang) -> Any:
+def _worded(format_help: Any, root: Any) -> Any:
     def format_help_in(ctx: Any, formatter: Any) -> Any:
-        typer_words(language)
+        typer_words(root.language)
         return format_help(ctx, formatter)
 
     return format_help_in
