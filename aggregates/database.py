@@ -59,6 +59,20 @@ def schema_location(database_url: str, name: str) -> str:
     return u._replace(query=urlencode(query, doseq=True)).geturl()
 
 
+def schema_prefix(database_url: str) -> str:
+    """The prefix of every schema xiezhu makes in this database (``?schema=``, default ``xiezhu``)."""
+    return parse_qs(urlparse(database_url).query).get("schema", [DEFAULT_PREFIX])[-1]
+
+
+def schemas_with_prefix(database_url: str, prefix: str) -> list[str]:
+    """The schemas ``<prefix>_…`` the database holds."""
+    import psycopg
+
+    with psycopg.connect(server_url(database_url), autocommit=True) as conn:
+        return [r[0] for r in conn.execute("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, %s) "
+                                           "ORDER BY nspname", (f"{prefix}_",))]
+
+
 def location_schema(location: str) -> str:
     """The schema of a PostgreSQL location (``public`` if it names none)."""
     return parse_qs(urlparse(location).query).get("schema", ["public"])[-1]
@@ -376,10 +390,9 @@ def drop_schemas(database_url: str, prefix: str) -> list[str]:
     from psycopg import sql
 
     close_pools()
+    names = schemas_with_prefix(database_url, prefix)
     with psycopg.connect(server_url(database_url), autocommit=True) as conn:
         conn.execute("SET lock_timeout = '10s'")
-        names = [r[0] for r in conn.execute("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, %s)",
-                                            (f"{prefix}_",))]
         for name in names:
             conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(name)))
     return names

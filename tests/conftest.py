@@ -187,19 +187,9 @@ class StoreLocations:
         """Drop the test's schemas (PostgreSQL), so the shared database does not fill up."""
         if self.database_url is None or not self.schemas:
             return
-        import psycopg
-        from psycopg import sql
+        from aggregates.database import drop_schemas
 
-        from aggregates.database import close_pools
-
-        close_pools()  # the ledger's and the views' connections to these schemas
-
-        with psycopg.connect(self.database_url, autocommit=True) as conn:
-            conn.execute("SET lock_timeout = '10s'")
-            made = conn.execute("SELECT nspname::text FROM pg_namespace WHERE starts_with(nspname, %s)",
-                                (f"t{self.tag}_",)).fetchall()  # with those made beside them (see beside())
-            for schema in dict.fromkeys([*self.schemas, *(r[0] for r in made)]):
-                conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+        drop_schemas(self.database_url, f"t{self.tag}")  # with those made beside them (see beside())
 
 
 def beside(location: Path | str, path: Path) -> Path | str:

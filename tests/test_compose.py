@@ -193,6 +193,15 @@ def test_compose_has_postgres_ledger_and_agents_and_dependencies_exist() -> None
         url = services[name]["environment"]["XIEZHU_DATABASE_URL"]
         assert url.startswith("postgresql://xiezhu:") and url.endswith("@postgres:5432/xiezhu"), name
 
+    # … and the ledger and the operator's tools keep and read the ledger and the views there (decision 52).
+    for name in ("ledger", "ops"):
+        assert services[name]["depends_on"]["postgres"]["condition"] == "service_healthy", name
+        assert services[name]["environment"]["XIEZHU_DATABASE_URL"] == \
+            services["agent-shenpi"]["environment"]["XIEZHU_DATABASE_URL"], name
+    db = next(s for s in services.values() if str(s.get("image", "")).startswith("postgres:"))["environment"]
+    assert f"{db['POSTGRES_USER']}:${{POSTGRES_PASSWORD:?" in services["ledger"]["environment"]["XIEZHU_DATABASE_URL"]
+    assert db["POSTGRES_PASSWORD"].startswith("${POSTGRES_PASSWORD:?")  # one password, required, never a default
+
     for name, svc in services.items():
         for dep in _depends_on(svc):
             assert dep in services, f"service {name} depends on {dep!r}, which is not a service"

@@ -412,6 +412,27 @@ def prepare_data_dir(settings: Settings) -> None:
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     settings.demo_marker.write_text("made by `xiezhu demo`; the next demo run replaces this directory\n")
+    if settings.database_url:
+        prepare_schemas(settings.database_url)
+
+
+def prepare_schemas(database_url: str) -> None:
+    """Start from no schemas under the URL's prefix; never drop schemas a demo did not make.
+
+    A demo marks its schemas with an empty one, ``<prefix>__demo``; schemas under the prefix
+    without that mark are a deployment's, and the demo refuses to touch them.
+    """
+    from aggregates.database import create_schema, drop_schemas, schema_location, schema_prefix, schemas_with_prefix
+
+    prefix = schema_prefix(database_url)
+    marker = f"{prefix}__demo"
+    found = schemas_with_prefix(database_url, prefix)
+    if found and marker not in found:
+        raise DemoError(f"the database already holds xiezhu's schemas {', '.join(found[:3])}…, not a demo's; "
+                        f"give the demo a prefix of its own (?schema=demo on XIEZHU_DATABASE_URL)")
+    if found:
+        drop_schemas(database_url, prefix)
+    create_schema(schema_location(database_url, "_demo"))
 
 
 async def run_demo(settings: Settings, registry: Registry, *, requests: int = 300, seed: int = 2026) -> dict[str, Any]:

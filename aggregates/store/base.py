@@ -187,7 +187,9 @@ def _postgres_env(url: str) -> dict[str, str]:
         "POSTGRES_USER": unquote(u.username or "postgres"),
         "POSTGRES_PASSWORD": unquote(u.password or ""),
         "POSTGRES_SCHEMA": schema,
-        "POSTGRES_POOL_SIZE": "4",
+        # A store is used by a few threads at most, and a demo runs ~20 stores in one process: PostgreSQL
+        # allows 100 connections by default, so one is kept open and up to four more made when busy.
+        "POSTGRES_POOL_SIZE": "1",
         "POSTGRES_MAX_OVERFLOW": "4",
     }
     if schema != "public":

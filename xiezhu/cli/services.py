@@ -56,7 +56,7 @@ def demo(
 
     settings = _settings(ctx)
     if settings.nats_url:
-        settings = Settings(data_dir=settings.data_dir)  # the demo always runs its own NATS
+        settings = Settings(data_dir=settings.data_dir, database_url=settings.database_url)  # its own NATS
     if not as_json:
         err.print(f"xiezhu demo: {requests} requests, data in {settings.data_dir} …")
     summary = demo_mod.run(settings, Registry.load(), requests=requests, seed=seed)
