@@ -1,4 +1,5 @@
-"""A role per bureau (decision 52): each bureau's role works in its own schema and cannot read another's."""
+"""The PostgreSQL database (decision 52): a role per bureau, each working in its own schema and refused in
+another's; a demo that replaces only a demo's schemas."""
 from __future__ import annotations
 
 from contextlib import closing
@@ -9,13 +10,21 @@ import psycopg
 import pytest
 
 from aggregates.clock import SimulatedClock
-from aggregates.database import apply_roles, close_pools, roles_sql, schema_location
+from aggregates.database import (
+    apply_roles,
+    close_pools,
+    create_schema,
+    roles_sql,
+    schema_location,
+    schemas_with_prefix,
+)
 from aggregates.store import BureauStore, CatalogueRegistry
 from broker.ledger.store import Ledger
 from tests.conftest import StoreLocations
 from tests.test_ledger_store import item
 from tests.test_signing import make_signer
 from tests.test_store import send
+from xiezhu.demo import DemoError, prepare_schemas
 
 
 def as_role(database_url: str, role: str, prefix: str) -> str:
@@ -73,3 +82,20 @@ def test_a_bureaus_role_works_in_its_own_schema_and_cannot_read_another_bureaus(
             for role in roles:
                 conn.execute(f"DROP OWNED BY {role} CASCADE")
                 conn.execute(f"DROP ROLE {role}")
+
+
+@pytest.mark.postgres
+def test_a_demo_on_a_database_replaces_a_demos_schemas_and_refuses_a_deployments(
+        store_location: StoreLocations) -> None:
+    url = store_location.database_url
+    if url is None:
+        pytest.skip("a demo on SQLite replaces its data directory (tested with the demo)")
+    prefix = f"t{store_location.tag}"
+    demo_url = f"{url}?schema={prefix}"
+    create_schema(schema_location(demo_url, "shenpi"))  # a deployment's store
+    with pytest.raises(DemoError, match="not a demo's"):
+        prepare_schemas(demo_url)
+    assert schemas_with_prefix(url, prefix) == [f"{prefix}_shenpi"]  # untouched
+    create_schema(schema_location(demo_url, "_demo"))  # what an earlier demo leaves: its mark
+    prepare_schemas(demo_url)
+    assert schemas_with_prefix(url, prefix) == [f"{prefix}__demo"]
