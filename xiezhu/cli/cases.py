@@ -41,6 +41,20 @@ from xiezhu.deadlines import late_warnings
 app = typer.Typer()
 
 
+def _caught_up(ctx: typer.Context) -> CommitmentView:
+    """The commitment view of the data directory, caught up with the ledger."""
+    settings = _settings(ctx)
+    if not settings.ledger_exists():
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+    ledger_ = ledger_at(settings)
+    try:
+        view = CommitmentView(settings.commitments_location, view_key=view_key(settings))
+        view.follow(ledger_)
+        return view
+    finally:
+        ledger_.close()
+
+
 @app.command()
 def cases(
     ctx: typer.Context,
@@ -52,17 +66,7 @@ def cases(
 
     Example: [bold]xiezhu cases --bureau 审批[/]
     """
-    settings = _settings(ctx)
-    bureau = bureau_code(bureau)
-    if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    ledger_ = ledger_at(settings)
-    try:
-        view = CommitmentView(settings.commitments_location, view_key=view_key(settings))
-        view.follow(ledger_)
-        rows = view.rows(bureau=bureau)
-    finally:
-        ledger_.close()
+    rows = _caught_up(ctx).rows(bureau=bureau_code(bureau))
     if as_json:
         _print_json({f"{r['bureau']}/{r['number']}": r for r in rows})
         return
@@ -93,17 +97,7 @@ def disclosed(
     from projections.documents import sheets
     from xiezhu.cli.sla import _export
 
-    settings = _settings(ctx)
-    code = bureau_code(bureau)
-    if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
-    ledger_ = ledger_at(settings)
-    try:
-        view = CommitmentView(settings.commitments_location, view_key=view_key(settings))
-        view.follow(ledger_)
-        rows = view.to_disclose(bureau=code)
-    finally:
-        ledger_.close()
+    rows = _caught_up(ctx).to_disclose(bureau=bureau_code(bureau))
     reg = Registry.load()
     records = sheets.disclosure_records(rows, lambda c: reg.name(c) if c in reg else c)
     title = "告知承诺书公开目录（二（四））"
