@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 import sqlite3
 from contextlib import closing
 from datetime import UTC, date, datetime
@@ -25,6 +26,8 @@ from broker.signing import Signer, decode_checked
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.envelope import Envelope, Signed, new_id, subject_for
 from tests.conftest import ITEMS, RESIDENT, StoreLocations, eventually, make_node
+from tests.helpers import cli
+from xiezhu.cli import app as xiezhu_app
 from xiezhu.cli.front import outbox_rows
 from xiezhu.node import Node
 from xiezhu.settings import Settings
@@ -98,6 +101,14 @@ async def test_a_full_exchange_with_the_bureau_stores_in_postgresql(
         await node.stop()
         for store in node.stores.values():
             store.close()
+    # The commands that read the ledger and the views, on the same database: audit, sla, rebuild.
+    env = {"XIEZHU_DATA_DIR": str(pg.data_dir), "XIEZHU_DATABASE_URL": str(pg.database_url), "COLUMNS": "200"}
+    before = cli(xiezhu_app, "sla", "--json", env=env)
+    assert before.exit_code == 0 and list(json.loads(before.stdout)) == ["shenpi/20260001"], before.output
+    assert cli(xiezhu_app, "audit", env=env).exit_code == 0
+    rebuilt = cli(xiezhu_app, "projections", "rebuild", env=env)
+    assert rebuilt.exit_code == 0, rebuilt.output
+    assert cli(xiezhu_app, "sla", "--json", env=env).stdout == before.stdout
 
 
 async def test_a_false_commitment_is_answered_false(node: Node) -> None:
