@@ -150,6 +150,8 @@ def to_postgres(statement: str) -> str:
                 out = pattern.sub(replacement, out)
         if _OR_IGNORE.match(out):
             out = _OR_IGNORE.sub("INSERT INTO", out).rstrip().rstrip(";") + " ON CONFLICT DO NOTHING"
+        if len(_TRANSLATED) > 4096:  # statements are few shapes; a caller building them from data must not grow it
+            _TRANSLATED.clear()
         _TRANSLATED[statement] = out
     return out
 
