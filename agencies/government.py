@@ -79,24 +79,20 @@ class Government:
             raise GovernmentError("第十二条: 区政府 does not criticise its own office")
         self._store.notices.criticise(bureau, MEASURES[measure], about, reasons, correct_by)
 
-    def decide(self, ledger: LedgerCases, number: str, raiser: str | None, decision: str,
-               decision_no: str = "") -> str:
-        """第八条: 区政府's decision on dispute ``number`` (raised by ``raiser``), which 区司法局 and 区委编办
-        escalated; signed by 区政府办公室 and sent to 区司法局.  Returns the dispute's case id.
+    def decide(self, ledger: LedgerCases, dispute_case: str, number: str, decision: str,
+               decision_no: str = "") -> None:
+        """第八条: 区政府's decision on dispute ``number`` (the ledger's case ``dispute_case``), which 区司法局 and
+        区委编办 escalated; signed by 区政府办公室 and sent to 区司法局.
 
         The ledger says whether the dispute was escalated and not yet decided (the steps' types are in
         the clear); 区司法局's file checks the decision again where it arrives.
         """
-        from projections.history import find_cases
-
-        found = find_cases(ledger, number, raiser)  # type: ignore[arg-type]
-        if len(found) != 1:
-            raise GovernmentError(f"{len(found) or 'no'} disputes numbered {number} in the ledger"
-                                  + ("; name the raising bureau" if found else ""))
-        steps = [e.type for e in ledger.case(found[0])]
+        steps = [e.type for e in ledger.case(dispute_case)]
+        if not steps or steps[0] != "dispute.raised":
+            raise GovernmentError(f"the ledger holds no dispute {number} as case {dispute_case}")
         if "dispute.escalated" not in steps:
             raise GovernmentError(f"第八条: dispute {number} was not escalated to 区政府 "
                                   f"(提请区政府作出决定 comes from 区司法局 and 区委编办)")
-        if "dispute.decided" in steps or not self._store.disputes.decide(found[0], number, decision, decision_no):
+        if "dispute.decided" in steps or not self._store.disputes.decide(dispute_case, number, decision,
+                                                                         decision_no):
             raise GovernmentError(f"区政府 has already decided dispute {number}")
-        return found[0]

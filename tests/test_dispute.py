@@ -529,16 +529,16 @@ def test_escalation_and_the_district_decision_take_it_into_the_catalogue(w: Worl
     sifa.disputes.refer(st.case, "双方协商不成")
     w.relay()
     with pytest.raises(GovernmentError, match="not escalated"):
-        government.decide(w.ledger, NUMBER, "shenpi", "区政府决定：由区公安分局协助核查")
+        government.decide(w.ledger, st.case, NUMBER, "区政府决定：由区公安分局协助核查")
     sifa.disputes.escalate(st.case, "涉及部门职责划分，提请区政府决定")
     w.relay()
     with pytest.raises(errors.DisputeOrder):
         sifa.disputes.rule(st.case, "研究确定")
     with pytest.raises(errors.NotDisputeAuthority):  # 区司法局 cannot decide in 区政府's name
         sifa.disputes.decide(st.case, NUMBER, "区政府决定：由区公安分局协助核查")
-    government.decide(w.ledger, NUMBER, "shenpi", "区政府决定：由区公安分局协助核查", "台政字〔2026〕5号")
+    government.decide(w.ledger, st.case, NUMBER, "区政府决定：由区公安分局协助核查", "台政字〔2026〕5号")
     with pytest.raises(GovernmentError, match="already decided"):
-        government.decide(w.ledger, NUMBER, "shenpi", "另一决定")
+        government.decide(w.ledger, st.case, NUMBER, "另一决定")
     assert [(e.type, e.sender, e.recipient) for e in w.outgoing("zhengfuban")] == [
         ("dispute.decided", "zhengfuban", "sifa")]
     w.relay()  # the decision reaches 区司法局's file

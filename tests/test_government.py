@@ -75,7 +75,7 @@ async def test_over_nats_the_district_government_publishes_the_list_decides_a_di
         justice.take_up(raised.case, "双方协商不成，由区司法局会同区委编办研究确定。")
         justice.escalate(raised.case, "涉及部门职责划分，提请区政府作出决定。")
         await _deliver(node)
-        government.decide(node.ledger, raised.number, "shenpi", "区政府决定：由区公安分局协助核查。",
+        government.decide(node.ledger, raised.case, raised.number, "区政府决定：由区公安分局协助核查。",
                           "台政字〔2026〕5号")
         government.criticise("ziran", "通报批评", [(request.case, request.number)], "推诿行政协助请求",
                              date(2026, 10, 30))

@@ -217,9 +217,15 @@ def decide(ctx: typer.Context, number: Number,
     settings = settings_of(ctx)
     if not settings.ledger_exists():
         raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 decides a dispute the ledger shows escalated")
+    from projections.history import find_cases
+
     ledger = ledger_at(settings)
     try:
-        system_of(ctx).government().decide(ledger, number, raiser, decision, decision_no)
+        found = find_cases(ledger, number, raiser)
+        if len(found) != 1:
+            raise XiezhuError(f"{len(found) or 'no'} disputes numbered {number} in the ledger"
+                              + ("; add --from RAISER" if found else ""))
+        system_of(ctx).government().decide(ledger, found[0], number, decision, decision_no)
     finally:
         ledger.close()
     said(settings, DISTRICT_GOVERNMENT, f"区政府 decided dispute {number}")
