@@ -70,6 +70,36 @@ async def api(node: Node, settings: Settings, clock: SimulatedClock) -> AsyncIte
     door.close()
 
 
+async def test_close_does_not_wait_for_a_worker_job_that_never_started(settings: Settings,
+                                                                        clock: SimulatedClock) -> None:
+    """A job cancelled while it queued for a worker thread never runs and is not waited for (under
+    load it held serve's close, and this module's teardown, for the close's whole 60 s)."""
+    import contextlib
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+
+    door = make_door(settings, clock)
+    loop = asyncio.get_running_loop()
+    gate, ran = threading.Event(), threading.Event()
+    with ThreadPoolExecutor(max_workers=1) as pool:
+        loop.set_default_executor(pool)
+        busy = loop.run_in_executor(None, gate.wait)  # the one worker thread is taken
+        queued = asyncio.ensure_future(door._off_loop(ran.set))
+        await asyncio.sleep(0)  # it is submitted, and waits for the thread
+        queued.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await queued
+        assert door._in_threads == 0  # nothing to wait for: it never started
+        gate.set()
+        await busy
+        door.close()
+        assert not ran.is_set()
+        with pytest.raises(RuntimeError, match="closed"):  # a job after close touches no closed file
+            await door._off_loop(ran.set)
+    loop.set_default_executor(ThreadPoolExecutor())  # the loop goes on to the next tests: a live executor
+    assert not ran.is_set()
+
+
 async def test_a_request_filed_over_http_is_answered_and_its_reply_is_a_notice(api: Api, node: Node) -> None:
     r = await api.client.post("/v1/bureaus/shenpi/requests", json=request_body(), headers=api.auth("shenpi"))
     assert r.status_code == 201, r.text

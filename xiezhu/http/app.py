@@ -111,6 +111,7 @@ class FrontDoor:
         #: Store reads running in worker threads: cancelling the task that awaits one does not stop it, so
         #: :meth:`close` waits for them before closing the files they read (closing under them crashes).
         self._in_threads = 0
+        self._closed = False
         self._threads_done = threading.Condition()
         self.stopping = asyncio.Event()
         self._wake = {code: asyncio.Event() for code in self.bureaus}
@@ -162,6 +163,12 @@ class FrontDoor:
     async def _off_loop(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(*args)`` in a worker thread, counted until it returns, whether or not its awaiter was cancelled."""
         def counted() -> T:
+            # Counted from when the thread starts: a job cancelled while it waited for a thread
+            # never runs, and close() does not wait for it (it waited out its 60 s under load).
+            with self._threads_done:
+                if self._closed:
+                    raise RuntimeError("the front door is closed")  # its files are closed: touch nothing
+                self._in_threads += 1
             try:
                 return fn(*args)
             finally:
@@ -169,8 +176,6 @@ class FrontDoor:
                     self._in_threads -= 1
                     self._threads_done.notify_all()
 
-        with self._threads_done:
-            self._in_threads += 1
         return await asyncio.to_thread(counted)
 
     def close(self) -> None:
@@ -178,6 +183,7 @@ class FrontDoor:
         self.stopping.set()
         with self._threads_done:
             self._threads_done.wait_for(lambda: self._in_threads == 0, timeout=60)
+            self._closed = True  # a job that starts from now on touches nothing
         for store in self.system.stores.values():
             store.close()
         for feed in self.feeds.values():
