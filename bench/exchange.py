@@ -656,6 +656,16 @@ async def _bench_xiezhu(opts: Options, rng: random.Random, url: str | None) -> t
                 await watcher.stop()
 
 
+def server_cpu_s(node: Node) -> float:
+    """CPU seconds the node's embedded nats-server has used so far (0 where it cannot be read)."""
+    proc = node.server._proc if node.server is not None else None
+    try:
+        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split() if proc else []
+    except OSError:
+        return 0.0
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
+
+
 def views_follow_rate(node: Node) -> dict[str, float]:
     """Events/s of each read model following the run's whole ledger from 0, into fresh files.
 
@@ -711,7 +721,9 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
     expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
     lags = LagSampler(node, ex.record, opts.lag_interval_s)
     await lags.start()
+    cpu_start, server_cpu_start = time.process_time(), server_cpu_s(node)
     elapsed, loaded = await ex.throughput(opts.requests, expected)
+    cpu_s, server_cpu = time.process_time() - cpu_start, server_cpu_s(node) - server_cpu_start
     throughput_lag = await lags.stop()
     settle_start = time.perf_counter()
     await stall_guard("settling", ex.record.settle())
@@ -734,6 +746,10 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
         "auto_answered": node.agents[ASSISTOR].auto_answered if ASSISTOR in node.agents else None,
         "processes": opts.processes,
         "request_call_ms": request_call_ms(ex.calls_s, opts),
+        # CPU time per exchange in the throughput phase: the bench's process (with every service
+        # unless --processes) and the nats-server.  Less sensitive to the others' load than rates.
+        "cpu_ms_per_exchange": {"process": round(cpu_s / opts.requests * 1000, 2),
+                                "nats_server": round(server_cpu / opts.requests * 1000, 2)},
         "lag": {"paced": paced_lag, "throughput": throughput_lag},
         "views_follow_events_per_s": views,
         "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
@@ -914,6 +930,15 @@ def header_bytes(headers: dict[str, str]) -> int:
     return sum(len(k) + len(v) for k, v in headers.items())
 
 
+def cpu_ratio(crypto: dict[str, Any], x: dict[str, Any]) -> float | None:
+    """Floor CPU ms per exchange / xiezhu's (its process and nats-server's)."""
+    cpu = x.get("cpu_ms_per_exchange") or {}
+    spent = cpu.get("process", 0) + cpu.get("nats_server", 0)
+    if not crypto.get("cpu_ms_per_exchange") or not spent:
+        return None
+    return round(float(crypto["cpu_ms_per_exchange"]) / float(spent), 3)
+
+
 def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, crypto: dict[str, Any],
            wall_s: float, load_at_start: float, postgresql: Measured | None = None) -> dict[str, Any]:
     """The one JSON object the benchmark prints (``xiezhu_postgresql``: the same phases on PostgreSQL)."""
@@ -927,6 +952,9 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
         "crypto_floor": crypto,
         # Issue 14's measure: how close full exchanges come to their cryptography alone.
         "ratio_floor": round(x["rate_per_s"] / crypto["rate_per_s"], 3) if crypto["rate_per_s"] else None,
+        # The same measure in CPU time (the floor's workers are busy all the time): what the ratio would
+        # be on two cores of our own if xiezhu's CPU were the only limit.
+        "ratio_floor_cpu": cpu_ratio(crypto, x),
         "ratio_rate": round(r["rate_per_s"] / x["rate_per_s"], 2),
         "ratio_p50": round(x["p50_ms"] / r["p50_ms"], 2),
         "ratio_p99": round(x["p99_ms"] / r["p99_ms"], 2),

@@ -119,8 +119,8 @@ def nonce_us(n: int = 2000) -> dict[str, float]:
     return out
 
 
-def worker(bodies: list[bytes], start_at: float, seconds: float) -> tuple[int, dict[str, float]]:
-    """Exchanges completed in ``seconds`` from ``start_at`` (wall clock), and time per step.
+def worker(bodies: list[bytes], start_at: float, seconds: float) -> tuple[int, dict[str, float], float]:
+    """Exchanges completed in ``seconds`` from ``start_at`` (wall clock), time per step, and the CPU seconds used.
 
     A worker that was ready only after ``start_at`` (a busy machine starts processes slowly)
     still runs its whole window, from when it was ready.
@@ -132,12 +132,12 @@ def worker(bodies: list[bytes], start_at: float, seconds: float) -> tuple[int, d
         one_event(env, parties, dict.fromkeys(STEPS, 0.0))
     while time.time() < start_at:
         time.sleep(min(0.01, max(0.0, start_at - time.time())))
-    end, done = max(start_at, time.time()) + seconds, 0
+    end, done, cpu = max(start_at, time.time()) + seconds, 0, time.process_time()
     while time.time() < end:
         for env in envs:
             one_event(env, parties, spent)
         done += 1
-    return done, spent
+    return done, spent, time.process_time() - cpu
 
 
 def measure(envelopes: Sequence[Envelope], *, seconds: float = 3.0, workers: int | None = None) -> dict[str, Any]:
@@ -150,16 +150,19 @@ def measure(envelopes: Sequence[Envelope], *, seconds: float = 3.0, workers: int
         # Each worker needs a moment to start and import; all begin counting at one instant.
         start_at = time.time() + 1.5 + 0.25 * workers
         results = list(pool.map(worker, [bodies] * workers, [start_at] * workers, [seconds] * workers))
-    exchanges = sum(n for n, _ in results)
+    exchanges = sum(n for n, _, _ in results)
     events = exchanges * len(envelopes)
-    spent = {step: sum(s[step] for _, s in results) for step in STEPS}
+    spent = {step: sum(s[step] for _, s, _ in results) for step in STEPS}
+    cpu = sum(c for _, _, c in results)
     return {
         "rate_per_s": round(exchanges / seconds, 1),
         "workers": workers,
         "seconds": seconds,
         "exchanges": exchanges,
         "events_per_exchange": len(envelopes),
-        "per_worker_rate_per_s": [round(n / seconds, 1) for n, _ in results],
+        "per_worker_rate_per_s": [round(n / seconds, 1) for n, _, _ in results],
+        # CPU time one exchange's cryptography takes (on a busy machine a worker gets less than a core).
+        "cpu_ms_per_exchange": round(cpu / exchanges * 1000, 3) if exchanges else None,
         # Per event, averaged over every worker: what each step of the cryptography costs.
         "per_event_us": {step: round(t / events * 1e6, 1) if events else None for step, t in spent.items()},
         # Two random draws per sealed event (payload key and nonce), next to the ~100 µs of each sealed box.

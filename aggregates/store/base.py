@@ -590,4 +590,10 @@ class BureauApplication(StoreApplication):
         """Whether this store holds an aggregate with that id (or a batch of this thread staged one)."""
         uid = uuid.UUID(aggregate_id) if isinstance(aggregate_id, str) else aggregate_id
         pending: dict[uuid.UUID, Any] | None = getattr(self._staging, "pending", None)
-        return (pending is not None and uid in pending) or uid in self.repository
+        if pending is not None and uid in pending:
+            return True
+        try:  # a look only: no copy of a cached aggregate
+            self.repository.get(uid, deepcopy_from_cache=False)
+        except AggregateNotFoundError:
+            return False
+        return True

@@ -235,7 +235,7 @@ class CatalogueRegistry(StoreApplication):
 
     def state(self, kind: Kind) -> CatalogueState:
         """The folded state of one catalogue (empty if nothing was ever applied)."""
-        cat = self._load(kind)
+        cat = self._load(kind, copy=False)  # the state is immutable: a read needs no copy of the aggregate
         return cat.state if cat is not None else empty(kind)
 
     @overload
@@ -350,10 +350,10 @@ class CatalogueRegistry(StoreApplication):
         where = "the latest version" if version is None else f"version {version}"
         raise UnknownCode(f"{code} is not in {where} of the {labels.CATALOGUE_KIND[kind]}", code=code, version=version)
 
-    def _load(self, kind: Kind) -> Catalogue | None:
+    def _load(self, kind: Kind, *, copy: bool = True) -> Catalogue | None:
         empty(kind)
         try:
-            cat: Catalogue = self.repository.get(Catalogue.id_for(kind))
+            cat: Catalogue = self.repository.get(Catalogue.id_for(kind), deepcopy_from_cache=copy)
             return cat
         except AggregateNotFoundError:
             return None
