@@ -55,6 +55,7 @@ CONFLICT_RETRIES = 20
 AGGREGATE_CACHE_SIZE = 1000
 
 T = TypeVar("T")
+A = TypeVar("A", bound=Aggregate)
 
 
 # -- errors ------------------------------------------------------------------------------
@@ -342,6 +343,11 @@ class SignedCase(Aggregate):
         self.state = self._next(self.state, decode_envelope(ev.clear), _digest(ev.body))
         self.envelopes.append(Signed(body=ev.body, kid=ev.kid, sig=ev.sig))
 
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """The copy a command works on (the aggregate cache, a batch's staged case): the folded state and
+        the signed envelopes are immutable values, so only the lists that grow are copied."""
+        return _copy_with_lists(self, "envelopes")
+
     def holds(self, event_id: str) -> Signed | None:
         """The envelope with ``event_id`` if this case holds it."""
         for known in self.envelopes:
@@ -390,6 +396,15 @@ class IntakeMarker(Aggregate):
         return cls._create(cls.Applied, id=cls.id_for(event_id), event_id=event_id, stream_seq=stream_seq)
 
 
+def _copy_with_lists(aggregate: A, *lists: str) -> A:
+    """A copy of ``aggregate`` sharing its immutable values, with its pending events and ``lists`` copied."""
+    new: A = object.__new__(type(aggregate))
+    new.__dict__.update(aggregate.__dict__)
+    for name in ("_pending_events", *lists):
+        setattr(new, name, list(getattr(aggregate, name)))
+    return new
+
+
 class NumberSeries(Aggregate):
     """A bureau's numbers for one year: letters 20260001, …; commitment cases C20260001, …"""
 
@@ -413,6 +428,10 @@ class NumberSeries(Aggregate):
         self.year = year
         self.prefix = prefix
         self.last = 0
+
+    def __deepcopy__(self, memo: dict[int, Any]) -> Self:
+        """A command's copy: every attribute but the pending events is an immutable value."""
+        return _copy_with_lists(self)
 
     @staticmethod
     def id_for(bureau: str, year: int, prefix: str = "") -> uuid.UUID:
@@ -592,8 +611,11 @@ class BureauApplication(StoreApplication):
         pending: dict[uuid.UUID, Any] | None = getattr(self._staging, "pending", None)
         if pending is not None and uid in pending:
             return True
-        try:  # a look only: no copy of a cached aggregate
-            self.repository.get(uid, deepcopy_from_cache=False)
-        except AggregateNotFoundError:
-            return False
-        return True
+        cache = self.repository.cache
+        if cache is not None:
+            try:  # nothing is ever deleted from a store: a cached aggregate exists
+                cache.get(uid)
+                return True
+            except KeyError:
+                pass
+        return bool(self.recorder.select_events(uid, limit=1))  # one indexed look, nothing decoded
