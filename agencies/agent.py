@@ -150,7 +150,7 @@ class BureauAgent:
                 fresh.append(raw)
         if not fresh:
             return
-        handled = await self.intake.handle_batch([delivery_of(r) for r in fresh], self._accept_batch,
+        handled = await self.intake.handle_batch([delivery_of(r) for r in fresh], self._apply_batch,
                                                  self._accept, self._then)
         for i, (raw, done) in enumerate(zip(fresh, handled, strict=True)):
             if done is None:
@@ -163,9 +163,6 @@ class BureauAgent:
                 await raw.nak(delay=RETRY_DELAY_S)
             else:
                 await raw.ack()
-
-    async def _accept_batch(self, batch: list[Received]) -> list[object]:
-        return await asyncio.to_thread(self._apply_batch, batch)
 
     def _apply_batch(self, batch: list[Received]) -> list[object]:
         """Apply a batch to the store in one transaction, with the answers its requests can be given.

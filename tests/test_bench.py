@@ -22,6 +22,22 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     assert "ratio_floor" in report
     assert report["xiezhu"]["paced"]["exchanges"] == 10
     assert set(report["xiezhu"]["lag"]["paced"]) >= {"ledger_events", "sla_events"}
+    assert set(report["xiezhu"]["cpu_ms_per_exchange"]) == {"process", "nats_server"}
+    assert "ratio_floor_cpu" in report
+
+
+def test_the_hops_benchmark_orders_hops_by_their_median_and_numbers_repeats() -> None:
+    """Light: the table of bench.hops from made-up marks (a real run starts a node: `python -m bench.hops`)."""
+    from bench.hops import hop_table, main
+
+    runs = [[(0.0, "request start"), (0.001, "relay start"), (0.004, "relay end"), (0.005, "relay start"),
+             (0.006, "relay end"), (0.010, "reply seen")],
+            [(1.0, "request start"), (1.002, "relay start"), (1.003, "relay end"), (1.020, "reply seen")]]
+    table = hop_table(runs)
+    assert [r["hop"] for r in table] == ["request start", "relay start", "relay end", "relay start#2",
+                                         "relay end#2", "reply seen"]
+    assert table[-1] == {"hop": "reply seen", "p50_ms": 15.0, "p90_ms": 19.0, "seen": 2}
+    assert main(["--exchanges", "0"]) == 2
 
 
 def test_the_store_benchmark_reports_sqlite_and_postgresql_where_one_is_given() -> None:
