@@ -96,7 +96,8 @@ async def measure(exchanges: int, warmup: int, poll_ms: float, seed: int) -> dic
                     assert agent.relay is not None and agent.intake is not None
                     _timed_async(marks, agent.relay, "pump", f"{code} relay")
                     _timed(marks, agent.store, "outgoing_since", f"{code} relay reads the outbox")
-                    _timed_async(marks, agent, "_on_batch", f"{code} batch")
+                    assert agent.pull is not None
+                    _timed_async(marks, agent.pull, "handle", f"{code} batch")
                     _timed(marks, agent.intake, "receive_all", f"{code} checks")
                     _timed(marks, agent, "_apply_batch", f"{code} applies and commits")
                 latencies = []
