@@ -141,9 +141,6 @@ class Relay:
             await asyncio.to_thread(self.positions.set, self.name, rows[-1][0])
             self._position = rows[-1][0]
             total += len(rows)
-            if len(rows) < self.batch:
-                # That was all there was; what commits meanwhile wakes the run loop again.
-                return total
 
     async def _why_refused(self, batch: list[Signed]) -> APIError | None:
         """The server's refusal of the first of ``batch`` it refuses, published once more; None if none is."""
