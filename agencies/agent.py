@@ -23,6 +23,7 @@ from nats.aio.msg import Msg
 from agencies.verifiers import Verifier, answer_all
 from aggregates.assistance import CaseState
 from aggregates.clock import Clock
+from aggregates.commitment import pending_items
 from aggregates.errors import RuleError
 from aggregates.store import BureauStore, ConcurrentChange, UnknownCase
 from broker.auth import Identity, connect_options
@@ -108,6 +109,7 @@ class BureauAgent:
         self.relay = Relay(self.code, self.store, self.positions, js)
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.code}")
         await asyncio.to_thread(self._sweep_inbox)
+        await asyncio.to_thread(self._sweep_conclusions)
         self.relay.wake()
         sub = await js.pull_subscribe(inbox_filter(self.code), durable=agent_consumer(self.code),
                                       stream=EVENTS_STREAM, config=want)
@@ -214,6 +216,10 @@ class BureauAgent:
                 # Applied before, maybe without its answer (a crash in between): answer now.
                 await asyncio.to_thread(self._answer, env.case)
                 self._wake_relay()
+            elif isinstance(env.payload, AssistanceReplied):
+                # Applied before, maybe without concluding our commitment case (a crash in between).
+                await asyncio.to_thread(self._conclude_for, env.case)
+                self._wake_relay()
             return
         if not isinstance(state, CaseState):  # a notice or a dispute event: kept as it came
             return
@@ -224,6 +230,28 @@ class BureauAgent:
             # The reply verified items of our commitment case: close it, or record the false commitment.
             await asyncio.to_thread(self._conclude, state.request.commitment_case)
         self._wake_relay()
+
+    def _conclude_for(self, case_id: str) -> None:
+        try:
+            st = self.store.assistance.case(case_id).state
+        except UnknownCase:
+            return
+        if st.requester == self.code and st.request.commitment_case:
+            self._conclude(st.request.commitment_case)
+
+    def _sweep_conclusions(self) -> int:
+        """Conclude the commitment cases whose verification is complete but not concluded.
+
+        The conclusion is its own transaction after the reply's: an agent killed in between left
+        the case with every item verified and no finding, and the reply is not delivered again
+        once acked (found by the kill -9 campaign, issue 15).
+        """
+        done = 0
+        for st in list(self.store.commitments.cases()):
+            if st.status in ("signed", "approved") and st.plan and not pending_items(st):
+                self._conclude(st.case)
+                done += 1
+        return done
 
     def _conclude(self, commitment_case: str) -> None:
         try:

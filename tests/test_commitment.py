@@ -6,10 +6,12 @@ from pathlib import Path
 
 import pytest
 
+from agencies.agent import BureauAgent
 from aggregates import errors
 from aggregates.clock import SimulatedClock
 from aggregates.commitment import outstanding
 from aggregates.store import SHANGHAI, BureauStore
+from broker.relay import Positions
 from broker.signing import KeyRing
 from schemas.assistance import CommitmentItem, ItemResult, Matter
 from schemas.commitment import PlannedItem
@@ -161,7 +163,8 @@ def test_a_false_commitment_before_approval_terminates_processing(store: BureauS
                                                  30)
 
 
-def test_an_assistance_reply_verifies_the_linked_commitment_items(tmp_path: Path) -> None:
+def _replied(tmp_path: Path) -> tuple[BureauStore, KeyRing, str]:
+    """shenpi's store after gongan's reply (item 1 true, item 2 false) to a request of its commitment case."""
     clock = SimulatedClock(T0)
     a, b = make_signer("shenpi"), make_signer("gongan")
     ring = KeyRing([entry(a, valid_from=T0 - timedelta(days=1)), entry(b, valid_from=T0 - timedelta(days=1))])
@@ -180,10 +183,28 @@ def test_an_assistance_reply_verifies_the_linked_commitment_items(tmp_path: Path
                               "auto:hukou")
     for n, s in assistor.outgoing_since(0, 100):
         requester.accept(s, ring.verify(s), stream_seq=n, arrived_at=clock.now())
+    return requester, ring, case
+
+
+def test_an_assistance_reply_verifies_the_linked_commitment_items(tmp_path: Path) -> None:
+    requester, _, case = _replied(tmp_path)
     st = requester.commitments.case(case).state
     assert [(v.no, v.verdict, v.source) for v in st.verified] == [
         (1, "true", "assistance:shenpi/20260001"), (2, "false", "assistance:shenpi/20260001")]
     assert requester.commitments.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
+
+
+def test_an_agent_killed_between_a_reply_and_its_conclusion_concludes_when_it_starts_again(tmp_path: Path) -> None:
+    # Found by the kill -9 campaign: the conclusion is its own transaction after the reply's, and an
+    # acked reply is not delivered again, so the case stayed with every item verified and no finding.
+    requester, ring, case = _replied(tmp_path)
+    assert requester.commitments.case(case).state.status == "signed"
+    agent = BureauAgent("shenpi", requester, ring, Positions(tmp_path / "relay.db"), [], SimulatedClock(T0),
+                        "nats://127.0.0.1:4222", opener=None)
+    assert agent._sweep_conclusions() == 1  # as start() does before it consumes
+    st = requester.commitments.case(case).state
+    assert st.status == "false-commitment" and st.credit != "none"
+    assert agent._sweep_conclusions() == 0
 
 
 def test_withdrawing_the_commitment_withdraws_its_open_assistance_request(store: BureauStore) -> None:
