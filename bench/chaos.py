@@ -87,6 +87,7 @@ from agencies.desk import Desk
 from agencies.trust.keys import KeyStore
 from aggregates.assistance import CaseState
 from aggregates.calendar_store import CalendarStore
+from aggregates.catalogue import publisher_of
 from aggregates.clock import SystemClock
 from aggregates.errors import RuleError
 from aggregates.registry import JUSTICE, Registry
@@ -501,7 +502,7 @@ class Campaign:
                                  legal_basis=basis, handling_body=code, assisting_body=ASSISTOR,
                                  verification_method="部门间行政协助")
             catalogue.review(catalogue.apply_adjustment("assistance", code, basis, adds=[row]), True)
-        catalogue.publish("matters")
+        catalogue.publish("matters", publisher=publisher_of("matters", 1))  # 一(三): 区政府 publishes the first list
         catalogue.publish("assistance")
         settings.bureau_dir(ASSISTOR).mkdir(parents=True, exist_ok=True)
         db = sqlite_utils.Database(settings.bureau_data_path(ASSISTOR))
