@@ -16,20 +16,21 @@ import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
-from typing import Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, Literal
 
 import msgspec
-import nats.errors
 import typer
 from rich.console import Console
 from rich.markup import escape
 
 from aggregates.registry import Registry
-from aggregates.store import SHANGHAI
-from broker.ledger.store import Ledger
+from aggregates.workdays import SHANGHAI
 from schemas.errors import XiezhuError
-from xiezhu.bootstrap import System, existing_catalogue
 from xiezhu.settings import ENV_DATA_DIR, ENV_DATABASE_URL, ENV_NATS_URL, Settings
+
+if TYPE_CHECKING:  # the ledger, the bootstrap and NATS load on first use: a command's start-up stays light
+    from broker.ledger.store import Ledger
+    from xiezhu.bootstrap import System
 
 #: Tables and notes for people (stdout); progress, confirmations and errors (stderr).
 out = Console()
@@ -80,6 +81,7 @@ def settings_of(ctx: typer.Context) -> Settings:
 def system_of(ctx: typer.Context) -> System:
     """The object graph of this run's data directory (built once per command, on the system clock)."""
     from aggregates.clock import SystemClock
+    from xiezhu.bootstrap import System
 
     root = ctx.find_root()
     obj = root.obj
@@ -99,6 +101,7 @@ def ledger_at(settings: Settings, *, read_only: bool = True) -> Ledger:
     reads work on a read-only copy of a data directory too.
     """
     from agencies.trust.keys import KeyStore
+    from broker.ledger.store import Ledger
 
     return Ledger(settings.ledger_location, opener=KeyStore(settings.keys_dir).ledger_opener(), read_only=read_only)
 
@@ -226,6 +229,8 @@ def case_history(settings: Settings, number: str, sender: str | None,
             raise XiezhuError(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger")
         if len(found) > 1:
             raise XiezhuError(f"{len(found)} cases are numbered {number}; add --from REQUESTER")
+        from xiezhu.bootstrap import existing_catalogue
+
         catalogue = existing_catalogue(settings)
         try:
             h = history(ledger_, found[0], catalogue=catalogue)
@@ -270,6 +275,12 @@ def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) ->
     asyncio.run(body())
 
 
+def _nats_errors() -> tuple[type[BaseException], ...]:
+    """nats-py's error class if a command loaded nats-py (one that did not cannot have raised it)."""
+    errors = sys.modules.get("nats.errors")
+    return (errors.Error,) if errors is not None else ()
+
+
 def one_line_errors(app: typer.Typer) -> None:
     """Run ``app``: a mistake becomes one clear ``error:`` line and exit 1, never a traceback."""
     try:
@@ -278,10 +289,13 @@ def one_line_errors(app: typer.Typer) -> None:
         # One line whatever the width (soft_wrap), and a message quoting "[…]" is not taken for markup.
         err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
         sys.exit(1)
-    except (OSError, nats.errors.Error) as e:
-        err.print(f"[red]error:[/] cannot reach NATS or a file: {escape(str(e))}", highlight=False, soft_wrap=True)
-        sys.exit(1)
-    except sqlite3.DatabaseError as e:
+    except Exception as e:
+        if isinstance(e, (OSError, *_nats_errors())):
+            err.print(f"[red]error:[/] cannot reach NATS or a file: {escape(str(e))}", highlight=False,
+                      soft_wrap=True)
+            sys.exit(1)
+        if not isinstance(e, sqlite3.DatabaseError):
+            raise
         if "readonly" in str(e):
             # A command that writes (a store, a view's catch-up) on a read-only copy of a data directory.
             err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: "
