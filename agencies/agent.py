@@ -30,7 +30,7 @@ from broker.auth import Identity, connect_options
 from broker.intake import Handled, HandlerFailed, Intake, Received, delivery_of, reason_for
 from broker.pull import PullLoop
 from broker.relay import Positions, Relay
-from broker.server import server_list
+from broker.server import START_TIMEOUT_S, server_list
 from broker.signing import KeyRing, Opens
 from broker.streams import (
     CONSUMER_CHECK_S,
@@ -94,6 +94,7 @@ class BureauAgent:
     async def start(self) -> None:
         """Connect, start the relay, answer what the inbox can answer, then consume."""
         self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
+                                    connect_timeout=START_TIMEOUT_S,
                                      **self.connect_options)
         js = self.nc.jetstream()
         want = consumer_config(agent_consumer(self.code), inbox_filter(self.code))

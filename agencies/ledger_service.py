@@ -27,7 +27,7 @@ from broker.intake import HandlerFailed, Intake, IntakeStats, delivery_of, reaso
 from broker.ledger.signer import RemoteSigner, SignerRefused
 from broker.ledger.store import Ledger
 from broker.pull import PullLoop
-from broker.server import server_list
+from broker.server import START_TIMEOUT_S, server_list
 from broker.signing import KeyRing, Opens
 from broker.streams import (
     CONSUMER_CHECK_S,
@@ -99,6 +99,7 @@ class LedgerService:
     async def start(self) -> None:
         """Connect and start pulling in the background."""
         self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
+                                    connect_timeout=START_TIMEOUT_S,
                                     **self.connect_options)
         js = self.nc.jetstream()
         # Refuse to record through a consumer someone re-configured (decision 34), now and every 30 s:
@@ -161,9 +162,10 @@ class LedgerService:
                 if reason_for(e) is None:  # a check that broke on hostile bytes must not stop the record
                     log.error("ledger: checking %s failed", d.subject, exc_info=e)
                     e = HandlerFailed(f"the ledger could not check it: {e}")
-                await self.intake.refuse(d, e)
+                await self.intake.refuse(d, e, flush=False)
                 continue
             good.append((got.signed, got.envelope, d.stream_seq, got.arrived))
+        await self.intake.flush()  # the dead-letter summaries, before the batch is acked (decision 50)
         return good
 
     async def _record(self, msgs: list, good: list[tuple[Signed, Envelope, int, datetime]]) -> None:  # type: ignore[type-arg]

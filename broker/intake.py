@@ -23,7 +23,9 @@ Every receiver takes its JetStream messages through here: a bureau's agent
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
+import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
@@ -233,22 +235,75 @@ def check(delivery: Delivery, ring: KeyRing, me: str | None, opener: Opens | Non
     return signed, open_checked(head, opener)
 
 
-class DeadLetters:
-    """Puts rejected messages, unchanged, on the dead-letter stream with the reason in headers."""
+#: Each sender's dead letters are copied in full up to this many at once, then at
+#: :data:`DLQ_REFILL_PER_S`; beyond that they are summarised (decision 50).  Writing a dead
+#: letter costs an fsync; 5,000 of them from one bureau's flood held another's request ~10 s.
+DLQ_BURST = 50
+DLQ_REFILL_PER_S = 1.0
+#: Headers of a summary: how many it stands for, and their stream sequences (``a-b,c,…``).
+HDR_SUMMARY_COUNT = "Xz-Summary-Count"
+HDR_SUMMARY_SEQS = "Xz-Summary-Seqs"
 
-    def __init__(self, js: JetStreamContext, receiver: str, stats: IntakeStats) -> None:
+
+@dataclass
+class _Summary:
+    """The rejections of one sender for one reason, over its budget, not yet written."""
+
+    count: int = 0
+    seqs: list[int] = field(default_factory=list)
+    subject: str = ""
+    reason: str = ""
+
+
+class DeadLetters:
+    """Puts rejected messages, unchanged, on the dead-letter stream with the reason in headers.
+
+    Fair to the other senders (decision 50): each sender (the subject's ``xz.<sender>`` token,
+    which only that bureau may publish on) has a budget of :data:`DLQ_BURST` full copies,
+    refilled at :data:`DLQ_REFILL_PER_S`.  Past it, its rejections are counted into one
+    summary per reason, written by :meth:`flush` (which the receiver calls before it acks), so
+    a flood costs a few writes instead of one each.  A summary names the XZ stream sequences it
+    stands for; the bodies stay in ``XZ`` and the sender's stream, from which nothing is deleted.
+    """
+
+    def __init__(self, js: JetStreamContext, receiver: str, stats: IntakeStats, *, burst: int = DLQ_BURST,
+                 refill_per_s: float = DLQ_REFILL_PER_S) -> None:
         self.js = js
         self.receiver = receiver
         self.stats = stats
+        self.burst = burst
+        self.refill_per_s = refill_per_s
+        self.written = 0
+        self.summarised = 0
+        self._tokens: dict[str, tuple[float, float]] = {}
+        self._pending: dict[tuple[str, str], _Summary] = {}
+
+    def _take(self, sender: str) -> bool:
+        now = time.monotonic()
+        tokens, then = self._tokens.get(sender, (float(self.burst), now))
+        tokens = min(float(self.burst), tokens + (now - then) * self.refill_per_s)
+        if tokens >= 1.0:
+            self._tokens[sender] = (tokens - 1.0, now)
+            return True
+        self._tokens[sender] = (tokens, now)
+        return False
 
     async def put(self, d: Delivery, code: str, reason: str) -> None:
         """Dead-letter one delivery under ``code`` (one of :data:`REASONS`), saying why in ``reason``.
 
-        Waits for JetStream's ack so that no rejection is lost.
+        Waits for JetStream's ack so that no rejection is lost; past the sender's budget the
+        rejection joins a summary, which :meth:`flush` writes.
         """
         if code != DUPLICATE:
             self.stats.rejected += 1
             self.stats.rejected_by_code[code] = self.stats.rejected_by_code.get(code, 0) + 1
+        sender = _sender_of(d.subject)
+        if not self._take(sender):
+            summary = self._pending.setdefault((sender, code), _Summary(subject=d.subject, reason=mask_text(reason)))
+            summary.count += 1
+            summary.seqs.append(d.stream_seq)
+            self.summarised += 1
+            return
         headers = {k: v for k, v in d.headers.items() if not k.startswith("Nats-")}
         headers.update({
             HDR_REJECT_CODE: code,
@@ -258,8 +313,57 @@ class DeadLetters:
         })
         await self.js.publish(dlq_subject(self.receiver, code), d.data[:DLQ_MAX_BODY], headers=headers,
                               stream=DLQ_STREAM)
+        self.written += 1
         log.info("%s rejected a message on %s: %s: %s", self.receiver, d.subject, code, mask_text(reason),
                  extra={"bureau": self.receiver, "event_id": d.headers.get("Nats-Msg-Id", ""), "event_type": code})
+
+    @property
+    def pending(self) -> int:
+        """Rejections counted into summaries not yet written."""
+        return sum(s.count for s in self._pending.values())
+
+    async def flush(self) -> None:
+        """Write every pending summary (one dead letter per sender and reason); call it before acking."""
+        while self._pending:
+            (sender, code), summary = next(iter(self._pending.items()))
+            seqs = _ranges(summary.seqs)
+            why = (f"{summary.count} more messages from {sender or 'an unknown sender'} rejected as {code} past "
+                   f"its budget of dead letters, e.g. {summary.reason}; their bodies stay in XZ at sequences {seqs}")
+            headers = {HDR_REJECT_CODE: code, HDR_REJECT_REASON: _header_safe(why), HDR_REJECT_BY: self.receiver,
+                       HDR_ORIGINAL_SUBJECT: summary.subject, HDR_SUMMARY_COUNT: str(summary.count),
+                       HDR_SUMMARY_SEQS: seqs}
+            body = json.dumps({"summary": True, "sender": sender, "count": summary.count, "stream_seqs": seqs})
+            await self.js.publish(dlq_subject(self.receiver, code), body.encode(), headers=headers,
+                                  stream=DLQ_STREAM)
+            del self._pending[(sender, code)]
+            self.written += 1
+            log.warning("%s: %s", self.receiver, why, extra={"bureau": self.receiver, "event_type": code})
+
+
+    def forget(self) -> None:
+        """Drop the pending summaries (their deliveries were not acked and come again)."""
+        self.summarised -= self.pending
+        self._pending.clear()
+
+
+def _sender_of(subject: str) -> str:
+    parts = subject.split(".")
+    return parts[1] if len(parts) > 2 and parts[0] == "xz" else ""
+
+
+def _ranges(seqs: Sequence[int]) -> str:
+    """``1-3,7,9-10``: sorted sequences as ranges (bounded, so that it fits a header)."""
+    out: list[str] = []
+    ordered = sorted(set(seqs))
+    i = 0
+    while i < len(ordered):
+        j = i
+        while j + 1 < len(ordered) and ordered[j + 1] == ordered[j] + 1:
+            j += 1
+        out.append(str(ordered[i]) if i == j else f"{ordered[i]}-{ordered[j]}")
+        i = j + 1
+    text = ",".join(out)
+    return text if len(text) <= 900 else f"{ordered[0]}-{ordered[-1]} (not all)"
 
 
 class Intake:
@@ -328,7 +432,7 @@ class Intake:
         for i, (d, got) in enumerate(zip(deliveries, checked, strict=True)):
             if isinstance(got, Exception):
                 try:
-                    out[i] = await self.refuse(d, got)
+                    out[i] = await self.refuse(d, got, flush=False)
                 except Exception:  # a check that failed for a passing reason: it and the rest come again
                     stop = i
                     break
@@ -359,6 +463,7 @@ class Intake:
             except Exception:  # transient: this one and every one after it come again, in order
                 break
             out[i] = done
+        await self.flush()  # before any of them is acked
         return out
 
     def _check_and_apply(self, deliveries: Sequence[Delivery], apply_batch: ApplyBatchFn,
@@ -398,6 +503,7 @@ class Intake:
         if then is not None and done.status != "rejected":
             await then(done)
         await self._record(d, done)
+        await self.flush()
         return done
 
     def judge(self, error: Exception, received: Received | None = None) -> Handled:
@@ -416,11 +522,26 @@ class Intake:
         why = f"{error.code}: {error}" if isinstance(error, RuleError) else str(error)
         return Handled("rejected", reason=code, why=why, received=received)
 
-    async def refuse(self, d: Delivery, error: Exception, received: Received | None = None) -> Handled:
-        """Dead-letter ``d`` for ``error`` as :data:`DEAD_LETTER_REASONS` says, or raise a transient ``error`` again."""
+    async def refuse(self, d: Delivery, error: Exception, received: Received | None = None, *,
+                     flush: bool = True) -> Handled:
+        """Dead-letter ``d`` for ``error`` as :data:`DEAD_LETTER_REASONS` says, or raise a transient ``error`` again.
+
+        ``flush=False``: a summary it joins is written by the caller's :meth:`flush`, before it acks.
+        """
         done = self.judge(error, received)
         await self._record(d, done)
+        if flush:
+            await self.flush()
         return done
+
+    async def flush(self) -> None:
+        """Write the dead-letter summaries pending (decision 50); raises, forgetting them, if NATS refuses:
+        the deliveries they count are not acked, so they come again and are counted again."""
+        try:
+            await self.dead_letters.flush()
+        except Exception:
+            self.dead_letters.forget()
+            raise
 
     async def _record(self, d: Delivery, done: Handled) -> None:
         if done.status == "applied":

@@ -64,6 +64,25 @@ def free_port(host: str = "127.0.0.1") -> int:
         return int(s.getsockname()[1])
 
 
+#: How long a call to NATS at start-up may take: connecting, creating a stream or a consumer.
+#: A machine minutes after boot (cold disk and page cache, every write fsynced) has taken
+#: seconds for what usually takes a millisecond; a failure after this long says so in one line.
+START_TIMEOUT_S = 30.0
+
+#: Ports tried when the one chosen is taken before the server binds it.
+PORT_ATTEMPTS = 3
+
+
+class PortTaken(ServerError):
+    """The server's port was taken (another process bound it first)."""
+
+
+def _last_line(text: str) -> str:
+    """The last non-empty line of a log, without nats-server's ``[pid] date [LEVEL]`` prefix."""
+    lines = [line for line in text.strip().splitlines() if line.strip()]
+    return lines[-1].split("] ", 1)[-1].strip() if lines else "no output"
+
+
 class EmbeddedNats:
     """A nats-server child process with JetStream, for one data directory.
 
@@ -79,6 +98,8 @@ class EmbeddedNats:
                  http_port: int | None = None) -> None:
         self.store_dir = Path(store_dir)
         self.host = host
+        #: A port chosen here may be taken by someone else before the server binds it: then another.
+        self._port_chosen = port is None
         self.port = port or free_port(host)
         self.config_file = config_file
         self.sync_interval = sync_interval
@@ -115,10 +136,18 @@ class EmbeddedNats:
         if self.sync_interval and self.config_file is None:
             self.config_file = self.store_dir / "embedded.conf"
             self.config_file.write_text(f"jetstream {{ sync_interval: {self.sync_interval} }}\n")
-        self.log_file.unlink(missing_ok=True)
-        self._proc = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
-                                      start_new_session=True, preexec_fn=_die_with_parent)
-        self._wait_ready(timeout)
+        for attempt in range(PORT_ATTEMPTS):
+            self.log_file.unlink(missing_ok=True)
+            self._proc = subprocess.Popen(self._command(), stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+                                          start_new_session=True, preexec_fn=_die_with_parent)
+            try:
+                self._wait_ready(timeout)
+                return self
+            except PortTaken:
+                if not self._port_chosen or attempt == PORT_ATTEMPTS - 1:
+                    raise
+                self.port = free_port(self.host)  # taken between free_port() and the server's bind: another
+                self._lock_store()
         return self
 
     def _lock_store(self) -> None:
@@ -151,7 +180,10 @@ class EmbeddedNats:
                 log = self.log_file.read_text(errors="replace")[-2000:] if self.log_file.exists() else ""
                 self._proc = None
                 self._unlock_store()
-                raise ServerError(f"nats-server exited at start: {err or log}".strip())
+                why = _last_line(err or log)
+                if "address already in use" in (err + log).lower():
+                    raise PortTaken(f"nats-server could not listen: {why}")
+                raise ServerError(f"nats-server exited at start: {why}")
             if self._ready():
                 return
             time.sleep(0.02)
@@ -167,6 +199,13 @@ class EmbeddedNats:
             return "Server is ready" in self.log_file.read_text(errors="replace")
         except FileNotFoundError:
             return False
+
+    def last_log_line(self) -> str:
+        """The last line the server logged (without its prefix), or that it logged nothing."""
+        try:
+            return _last_line(self.log_file.read_text(errors="replace")[-4000:])
+        except FileNotFoundError:
+            return "no log"
 
     def reload(self, timeout: float = 30.0) -> None:
         """Make the running server read its configuration file again (SIGHUP) and wait until it has.

@@ -37,6 +37,7 @@ from nats.js.api import (
 from nats.js.errors import APIError, NotFoundError
 
 from aggregates.registry import Registry
+from broker.server import START_TIMEOUT_S
 from schemas.envelope import MAX_MESSAGE_BYTES
 from schemas.errors import XiezhuError
 
@@ -411,7 +412,8 @@ def check_consumer(name: str, have: Mapping[str, Any], want: ConsumerConfig) -> 
             f"nothing may run on it until the NATS operator restores it", consumer=name, settings=diff)
 
 
-async def consumer_settings(js: JetStreamContext, name: str, *, timeout: float = 5.0) -> dict[str, Any] | None:
+async def consumer_settings(js: JetStreamContext, name: str, *,
+                            timeout: float = START_TIMEOUT_S) -> dict[str, Any] | None:
     """A consumer's configuration as the server reports it (raw, every field kept); None if there is none.
 
     Asked with CONSUMER.INFO, which every user may do for its own consumer.
@@ -433,7 +435,7 @@ async def _create_consumer(js: JetStreamContext, config: ConsumerConfig) -> None
     name = config.durable_name or ""
     req = {"stream_name": EVENTS_STREAM, "config": config.evolve(name=name).as_dict(), "action": "create"}
     await js._api_request(f"$JS.API.CONSUMER.CREATE.{EVENTS_STREAM}.{name}.{config.filter_subject}",
-                          json.dumps(req).encode(), timeout=10.0)
+                          json.dumps(req).encode(), timeout=START_TIMEOUT_S)
 
 
 class ConsumerGuard:

@@ -46,7 +46,7 @@ from broker.auth import (
 from broker.ledger.signer import HeadSigner
 from broker.ledger.store import Ledger
 from broker.relay import Positions
-from broker.server import EmbeddedNats, server_list
+from broker.server import START_TIMEOUT_S, EmbeddedNats, server_list
 from broker.signing import KeyRing
 from broker.streams import (
     EVENTS_STREAM,
@@ -58,6 +58,7 @@ from broker.streams import (
     agent_consumer,
     ensure_consumers,
     ensure_streams,
+    sending_stream,
 )
 from broker.streams import sending_usage as streams_usage
 from broker.witness import Witness, WitnessStore
@@ -65,6 +66,7 @@ from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
 from projections.sla import SlaView
+from schemas.errors import XiezhuError
 from xiezhu.bootstrap import System, views_exist
 from xiezhu.running import AgentLock, agent_lock
 from xiezhu.settings import Settings
@@ -110,9 +112,10 @@ async def provision(nats_url: str, codes: Iterable[str], *, replicas: int | None
     defaults and an existing one keeps its own.
     """
     codes = list(codes)
-    nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, **(credentials or {}))
+    nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, connect_timeout=START_TIMEOUT_S,
+                            **(credentials or {}))
     try:
-        js = nc.jetstream()
+        js = nc.jetstream(timeout=START_TIMEOUT_S)  # a cold disk: creating a stream has taken seconds
         await ensure_streams(js, codes, replicas=replicas, create=create, limits=limits)
         await ensure_consumers(js, codes, create=create)
     finally:
@@ -204,6 +207,12 @@ async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, patience:
             pause = min(pause * 2, 5.0)
 
 
+class StartError(XiezhuError):
+    """A node could not start: what it was doing, where, and why, in one line."""
+
+    code = "node.start"
+
+
 class Node:
     """Runs bureau agents, the ledger service and the SLA projection in one process."""
 
@@ -243,6 +252,8 @@ class Node:
         self._projection_task: asyncio.Task[None] | None = None
         self._stopping = False
         self._locks: list[AgentLock] = []
+        #: Messages in the sending streams and in XZ at the last look of :meth:`settle`.
+        self._sourced = (-1, -1)
 
     def identity(self, name: str) -> Identity | None:
         """NATS user ``name`` (a bureau code, ``ledger`` or ``admin``), or None where NATS has no users."""
@@ -269,18 +280,12 @@ class Node:
         if not self.settings.nats_url:
             self.server = embedded_server(self.settings, self.registry).start()
             self.nats_url = self.server.url
-        keys_dir = self.settings.nats_keys_dir
-        if self.server is not None and keys_dir.is_dir():
-            await provision_embedded(self.server, self.settings, self.registry.codes())
-        elif not keys_dir.is_dir():  # a NATS without users
-            await provision(self.nats_url, self.registry.codes())
-        elif seed_path(keys_dir, PROVISIONER).exists():  # `xiezhu nats-config --provisioner` made one for us
-            await provision_once(self.nats_url, self.registry.codes(), keys_dir)
-        elif seed_path(keys_dir, ADMIN).exists():
-            await patiently("checking the streams and consumers", lambda: provision(
-                self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False))
-        else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
-            log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
+        try:
+            await self._provision()
+        except (nats.errors.Error, TimeoutError) as e:  # one line: what was being done, where, and the server's say
+            tail = f"; its log ends: {self.server.last_log_line()}" if self.server is not None else ""
+            raise StartError(f"provisioning NATS at {self.nats_url} failed ({type(e).__name__}: {e}), each call "
+                             f"given {START_TIMEOUT_S:.0f} s{tail}") from e
         await self._follow_trust()
         for code in self.agent_codes:
             agent = self.agent(code)
@@ -315,6 +320,21 @@ class Node:
                                           remind_before=timedelta(hours=self.settings.remind_before_hours))
             self._projection_task = asyncio.create_task(self._follow(), name="sla-projection")
         return self
+
+    async def _provision(self) -> None:
+        """Create or check the streams and consumers, as this node's credentials allow."""
+        keys_dir = self.settings.nats_keys_dir
+        if self.server is not None and keys_dir.is_dir():
+            await provision_embedded(self.server, self.settings, self.registry.codes())
+        elif not keys_dir.is_dir():  # a NATS without users
+            await provision(self.nats_url, self.registry.codes())
+        elif seed_path(keys_dir, PROVISIONER).exists():  # `xiezhu nats-config --provisioner` made one for us
+            await provision_once(self.nats_url, self.registry.codes(), keys_dir)
+        elif seed_path(keys_dir, ADMIN).exists():
+            await patiently("checking the streams and consumers", lambda: provision(
+                self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False))
+        else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
+            log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
 
     def _sign_checkpoint(self) -> Callable[[bytes], tuple[str, bytes]]:
         justice = self.keys.bureau_signer(JUSTICE, self.ring)
@@ -414,6 +434,12 @@ class Node:
         for agent in self.agents.values():
             if agent.relay is None or await agent.relay.pump():
                 return False
+        # XZ sources the sending streams (decision 50): what a relay had acked may not be in XZ yet.
+        counts = (sum([(await js.stream_info(sending_stream(c))).state.messages for c in self.registry.codes()]),
+                  (await js.stream_info(EVENTS_STREAM)).state.messages)
+        moved, self._sourced = counts != self._sourced, counts
+        if moved:  # still publishing or sourcing (equal or not: XZ drops a Nats-Msg-Id it has already seen)
+            return False
         names = [agent_consumer(c) for c in self.agents] + ([LEDGER_CONSUMER] if self.run_ledger else [])
         for name in names:
             info = await js.consumer_info(EVENTS_STREAM, name)
