@@ -159,9 +159,9 @@ def provision(
     ctx: typer.Context,
     replicas: Annotated[int, typer.Option(min=1, max=5, help="Stream replicas: 3 on a 3-node cluster.")] = 1,
     bureau_max_bytes: Annotated[int | None, typer.Option(
-        min=1, help="Bytes each bureau may have in its sending stream (default 4 GiB).")] = None,
+        min=1, help="Bytes each bureau may have in its sending stream (default 128 MiB).")] = None,
     bureau_max_msgs: Annotated[int | None, typer.Option(
-        min=1, help="Messages each bureau may have in its sending stream (default 2,000,000).")] = None,
+        min=1, help="Messages each bureau may have in its sending stream (default 1,000,000).")] = None,
 ) -> None:
     """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
 
