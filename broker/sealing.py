@@ -214,13 +214,12 @@ def _decrypt(data: bytes, aad: bytes, nonce: bytes, key: bytes) -> bytes | None:
     """
     if len(nonce) != 24 or len(key) != 32 or len(data) < _ABYTES:
         return None
-    ffi, lib = _sodium.ffi, _sodium.lib
-    out = ffi.new("unsigned char[]", max(1, len(data) - _ABYTES))
-    size = ffi.new("unsigned long long *")
-    if lib.crypto_aead_xchacha20poly1305_ietf_decrypt(out, size, ffi.NULL, data, len(data), aad, len(aad),
-                                                      nonce, key) != 0:
+    ffi, size = _sodium.ffi, len(data) - _ABYTES
+    out = ffi.new("unsigned char[]", max(1, size))
+    if _sodium.lib.crypto_aead_xchacha20poly1305_ietf_decrypt(out, ffi.NULL, ffi.NULL, data, len(data), aad,
+                                                              len(aad), nonce, key) != 0:
         return None
-    return bytes(ffi.buffer(out, size[0]))
+    return ffi.buffer(out, size)[:]  # type: ignore[no-any-return]
 
 
 def _opened(sealed: SealedEnvelope, key: bytes) -> Envelope:

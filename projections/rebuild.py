@@ -34,6 +34,7 @@ from __future__ import annotations
 
 import hashlib
 import multiprocessing
+import operator
 import os
 import sqlite3
 import time
@@ -205,6 +206,8 @@ def _fold(task: _FoldTask) -> _Folded:
     case: str | None = None
     state: CaseState | None = None
     first = 0
+    cites: dict[tuple[Any, ...], str] = {}
+    columns = operator.itemgetter(*_SLA_NAMES)
 
     def finish() -> None:
         if state is None:
@@ -214,12 +217,13 @@ def _fold(task: _FoldTask) -> _Folded:
         row.update(derived)
         done.years |= years
         r = state.request
-        cite = msgspec.json.encode([r.requester, r.assistor, r.catalogue_item, r.catalogue_version,
-                                    r.matter.code, r.matter.name]).decode()
-        if cite not in done.citations:
+        key = (r.requester, r.assistor, r.catalogue_item, r.catalogue_version, r.matter.code, r.matter.name)
+        cite = cites.get(key)
+        if cite is None:
+            cite = cites[key] = msgspec.json.encode(key).decode()
             done.citations[cite] = msgspec.json.encode(r)
         row["catalogue_flag"] = None  # set from the citation when the rows are copied
-        pending.append((first, cite, *(row.get(c) for c in _SLA_NAMES)))
+        pending.append((first, cite, *columns(row)))
         done.rows += 1
         if len(pending) >= ROWS_PER_WRITE:
             out.executemany(insert, pending)
