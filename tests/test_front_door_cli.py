@@ -50,6 +50,13 @@ def test_tokens_are_shown_once_stored_hashed_listed_and_revoked(tmp_path: Path) 
     assert json.loads(xz("tokens", "list", "--json", data_dir=data))[0]["revoked_at"] is None
     xz("tokens", "revoke", listed["id"], "--bureau", "shenpi", data_dir=data)
     assert json.loads(xz("tokens", "list", "--json", data_dir=data))[0]["revoked_at"]
+    from tests.helpers import invoke
+    from xiezhu.cli import app
+
+    table = invoke(app, ["tokens", "list"], env={"XIEZHU_DATA_DIR": str(data), "COLUMNS": "80"}).stdout
+    # 中文, the bureau by name; the id whole at 80 columns
+    assert "API 令牌 1 个" in table and "审批" in table and " shenpi " not in table and listed["id"] in table
+    assert "…" not in table
     unknown = run("tokens", "create", "--bureau", "nosuch", data_dir=data, check=False)
     assert unknown.returncode == 1 and "error:" in unknown.stderr
 
@@ -146,6 +153,8 @@ def test_outbox_shows_what_no_agent_has_sent_yet(tmp_path: Path) -> None:
     assert shown["agents_running"] == {"shenpi": False}
     table = run("outbox", "--bureau", "shenpi", data_dir=settings.data_dir)
     assert "20260001" in table.stdout and "no agent runs here" in table.stderr
+    assert "待 JetStream 确认 1 条" in table.stdout
+    assert "区审批服务局" in table.stdout and "区自然资源局" in table.stdout  # bureaus by name
     # an agent holding the bureau's lock is seen as running
     lock = agent_lock(settings.bureau_dir("shenpi"))
     assert lock.acquire() and agent_running(settings.bureau_dir("shenpi"))

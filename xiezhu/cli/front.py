@@ -92,12 +92,12 @@ def tokens_list(
         print_json([{"id": t.id, "bureau": t.bureau, "label": t.label, "created_at": t.created_at,
                      "last_used_at": t.last_used_at, "revoked_at": t.revoked_at} for t in tokens])
         return
-    t = Table(title=f"{len(tokens)} API tokens")
-    for col in ("id", "bureau", "label", "created", "last used", "revoked"):
-        t.add_column(col)
-    for tok in tokens:
-        t.add_row(tok.id, tok.bureau, tok.label, tok.created_at, tok.last_used_at or "", tok.revoked_at or "")
-    out.print(t)
+    from xiezhu.cli.screens import TOKENS_COLUMNS, Words, token_rows
+    from xiezhu.cli.tables import lang, show
+
+    language = lang()
+    show(f"API 令牌 {len(tokens)} 个" if language == "zh" else f"{len(tokens)} API tokens", TOKENS_COLUMNS,
+         token_rows(tokens, Words(Registry.load(), language)), language=language)
 
 
 @tokens_app.command("revoke")
@@ -244,12 +244,13 @@ def outbox(
     if as_json:
         print_json({"waiting": rows, "agents_running": running, "webhooks": hooks})
         return
-    t = Table(title=f"{len(rows)} committed, not yet acknowledged by JetStream")
-    for col in ("bureau", "#", "to", "number", "type", "time"):
-        t.add_column(col)
-    for r in rows:
-        t.add_row(r["bureau"], str(r["position"]), r["to"], r["number"], r["type"], r["time"])
-    out.print(t)
+    from xiezhu.cli.screens import WAITING_COLUMNS, Words, waiting_rows
+    from xiezhu.cli.tables import lang, show
+
+    language = lang()
+    show(f"已提交、待 JetStream 确认 {len(rows)} 条" if language == "zh" else
+         f"{len(rows)} committed, not yet acknowledged by JetStream", WAITING_COLUMNS,
+         waiting_rows(rows, Words(reg, language)), language=language)
     for code in codes:
         if any(r["bureau"] == code for r in rows) and not running[code]:
             err.print(f"{code}: no agent runs here; start it with `xiezhu agent --bureau {code}`")

@@ -405,3 +405,43 @@ def dead_letter_fields(shown: Mapping[str, Any], time: str, w: Words) -> list[Ro
     rows += [{"field": f"{envelope} {k}", "value": v.isoformat() if isinstance(v, datetime) else str(v)}
              for k, v in (shown["envelope"] or {}).items()]
     return rows
+
+
+# -- xiezhu outbox, tokens list --------------------------------------------------------------
+
+WAITING_COLUMNS = (
+    Col("bureau", "部门", "bureau", ident=True, short="bureau_short"),
+    Col("position", "#", "#", ident=True, justify="right", keep=True),
+    Col("to", "发往", "to", short="to_short", drop=2),
+    Col("number", "文号", "number", ident=True),
+    Col("type", "事件", "type", drop=3),
+    Col("time", "时间", "time", keep=True, drop=1),
+)
+
+
+def waiting_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    """What a bureau committed that JetStream has not acknowledged yet (the event type stays its identifier)."""
+    return [{
+        "bureau": w.bureau(r["bureau"]), "bureau_short": w.short(r["bureau"]), "position": str(r["position"]),
+        "to": w.bureau(r["to"]) if r["to"] != "ledger" else ("账本" if w.language == "zh" else "ledger"),
+        "to_short": w.short(r["to"]) if r["to"] != "ledger" else ("账本" if w.language == "zh" else "ledger"),
+        "number": r["number"], "type": r["type"], "time": when(r["time"]) if r["time"] else "",
+    } for r in rows]
+
+
+TOKENS_COLUMNS = (
+    Col("id", "编号", "id", ident=True),
+    Col("bureau", "部门", "bureau", ident=True, short="bureau_short"),
+    Col("label", "用途", "label", drop=1),
+    Col("created", "生成时间", "created", keep=True, drop=2),
+    Col("used", "最近使用", "last used", keep=True, drop=3),
+    Col("revoked", "吊销时间", "revoked", keep=True),
+)
+
+
+def token_rows(tokens: Iterable[Any], w: Words) -> list[Row]:
+    return [{
+        "id": t.id, "bureau": w.bureau(t.bureau), "bureau_short": w.short(t.bureau), "label": t.label,
+        "created": local_minute(t.created_at), "used": local_minute(t.last_used_at),
+        "revoked": local_minute(t.revoked_at),
+    } for t in tokens]
