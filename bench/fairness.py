@@ -96,6 +96,7 @@ async def flooded(node: Node, watcher: ReplyWatcher, resident: dict[str, Any], n
                       wait_until(lambda: agent.intake is not None and agent.intake.stats.rejected - rejected0 >= n,
                                  0.01))
     drained_after_reply_s = time.perf_counter() - t0
+    await node.settle()  # the last summaries and dead letters written
     return {"flood": n, "publish_s": round(publish_s, 2), "request_latency_ms": round(latency * 1000, 1),
             "gongan_dead_letter_writes": agent.intake.dead_letters.written - written0,
             "gongan_rejected": agent.intake.stats.rejected - rejected0,

@@ -26,6 +26,19 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     assert "ratio_floor_cpu" in report
 
 
+def test_the_fairness_benchmark_runs_a_small_flood_both_ways() -> None:
+    """The short version of `python -m bench.fairness` (about 7 s: a node, two floods of 120)."""
+    proc = subprocess.run([sys.executable, "-m", "bench.fairness", "--json", "--flood", "120", "--quiet", "2"],
+                          capture_output=True, text=True, timeout=240)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    summarised, every = report["flood"], report["flood_every_dead_letter_written"]
+    assert summarised["gongan_rejected"] == every["gongan_rejected"] == 120
+    assert every["gongan_dead_letter_writes"] == 120
+    assert summarised["gongan_dead_letter_writes"] < 120  # the budget of 50, then a summary per batch
+    assert report["quiet"]["samples"] == 2
+
+
 def test_the_hops_benchmark_orders_hops_by_their_median_and_numbers_repeats() -> None:
     """Light: the table of bench.hops from made-up marks (a real run starts a node: `python -m bench.hops`)."""
     from bench.hops import hop_table, main
