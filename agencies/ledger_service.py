@@ -21,6 +21,7 @@ from typing import Any
 import nats
 from nats.aio.client import Client
 from nats.errors import MsgAlreadyAckdError
+from nats.js import JetStreamContext
 
 from aggregates.clock import Clock
 from broker.intake import HandlerFailed, Intake, IntakeStats, delivery_of, reason_for
@@ -30,6 +31,7 @@ from broker.pull import PullLoop
 from broker.server import START_TIMEOUT_S, server_list
 from broker.signing import KeyRing, Opens
 from broker.streams import (
+    ACK_WAIT_S,
     CONSUMER_CHECK_S,
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
@@ -114,6 +116,7 @@ class LedgerService:
         # The ledger takes every bureau's messages, whoever they are addressed to.
         self.intake = Intake("ledger", self.ring, js, opener=self.opener, addressed_only=False,
                              arrival_clock=self.clock if self.simulated_arrival else None, stats=self.stats)
+        await self._await_previous_deliveries(js)
         self._sub = await js.pull_subscribe(
             EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
             config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
@@ -124,6 +127,20 @@ class LedgerService:
             self._remote = RemoteSigner(self.nc)
         if self.signs:
             self._timer = asyncio.create_task(self._checkpoint_timer(), name="ledger-checkpoints")
+
+    async def _await_previous_deliveries(self, js: JetStreamContext) -> None:
+        """Let what a previous run fetched and never acked (it was killed) come again before anything newer.
+
+        JetStream hands those messages out again only once their ack wait is over, and new messages
+        meanwhile; a restarted ledger would record a reply before its request's receipt, and the views,
+        which fold in the ledger's order, would drop the reply (found by the kill -9 campaign, issue 15).
+        Once the ack wait is over they come first: JetStream serves redeliveries before new messages.
+        """
+        info = await js.consumer_info(EVENTS_STREAM, LEDGER_CONSUMER)
+        if info.num_ack_pending:
+            log.warning("ledger: %d events fetched by a run that did not finish them; recording them first, "
+                        "in %.0f s", info.num_ack_pending, ACK_WAIT_S)
+            await asyncio.sleep(ACK_WAIT_S + 0.5)
 
     @property
     def _task(self) -> asyncio.Task[None] | None:
@@ -136,6 +153,7 @@ class LedgerService:
             self.pull.halt()  # the loop ends after the fetch under way
 
     async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
+        msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)  # redeliveries may come with newer ones
         good = await self._checked(msgs)
         while True:
             try:

@@ -59,6 +59,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import concurrent.futures
 import contextlib
 import functools
 import json
@@ -78,7 +79,7 @@ from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import nats
 import sqlite_utils
@@ -110,6 +111,7 @@ from xiezhu.running import agent_running
 from xiezhu.settings import Settings
 from xiezhu.supervisor import Service, Supervisor, child_env, plan
 
+T = TypeVar("T")
 REQUESTERS = ("shenpi", "zhujian", "minzheng")
 ASSISTOR = "gongan"
 NODES = 3
@@ -465,6 +467,13 @@ class Campaign:
         self.timings: dict[str, float] = {}
         self.log: list[str] = []
         self._stop_sampling = asyncio.Event()
+        #: Every use of the stores from this process, one at a time on one thread (their SQLite
+        #: connections are not to be shared between threads at once).
+        self._stores_thread = concurrent.futures.ThreadPoolExecutor(1, thread_name_prefix="stores")
+
+    async def in_stores(self, fn: Callable[[], T]) -> T:
+        """``fn()`` on the stores' own thread."""
+        return await asyncio.get_running_loop().run_in_executor(self._stores_thread, fn)
 
     def say(self, line: str) -> None:
         self.log.append(f"{time.strftime('%H:%M:%S')} {line}")
@@ -602,7 +611,7 @@ class Campaign:
         """A clerk's command, again after a pause while the store is busy (an agent writes it too)."""
         for attempt in range(100):
             try:
-                await asyncio.to_thread(fn)
+                await self.in_stores(fn)
                 return
             except (sqlite3.OperationalError, ConcurrentChange) as e:
                 if attempt % 10 == 9:
@@ -619,7 +628,7 @@ class Campaign:
                 if not p.case:
                     continue
                 try:
-                    acted = await asyncio.to_thread(self._act, desk, p)
+                    acted = await self.in_stores(functools.partial(self._act, desk, p))
                 except (sqlite3.OperationalError, ConcurrentChange):
                     continue
                 if acted:
@@ -742,7 +751,7 @@ class Campaign:
             still = []
             for p in pending:
                 try:
-                    final = await asyncio.to_thread(self.final_state, p)
+                    final = await self.in_stores(functools.partial(self.final_state, p))
                 except sqlite3.OperationalError:
                     final = None
                 if final is None:
@@ -824,6 +833,18 @@ class Campaign:
         finally:
             await nc.close()
 
+    def sla_statuses(self) -> dict[str, Any]:
+        """Each request's status in the SLA view against the one a clean run gives (the view is a fold in the
+        ledger's order: a ledger that records events out of the stream's order shows here, not in a rebuild)."""
+        db = sqlite3.connect(f"file:{self.settings.sla_path}?mode=ro", uri=True)
+        try:
+            rows = dict(db.execute("SELECT case_id, status FROM assistance_requests").fetchall())
+        finally:
+            db.close()
+        wrong = [{"index": p.index, "case": p.case, "want": STATUS[p.kind], "got": rows.get(p.case)}
+                 for p in self.plan if rows.get(p.case) != STATUS[p.kind]]
+        return {"sla_states_equal": not wrong, "sla_mismatched": len(wrong), "sla_mismatches": wrong[:10]}
+
     def views(self) -> dict[str, Any]:
         """The live SLA and credit views against both rebuilt from the ledger, as canonical JSON of their rows."""
         s = self.settings
@@ -880,9 +901,10 @@ class Campaign:
             self.supervisor.stop()
             await asyncio.to_thread(thread.join)
         t1 = time.monotonic()
-        verdict = await asyncio.to_thread(self.judge, unsettled)
+        verdict = await self.in_stores(functools.partial(self.judge, unsettled))
         counts = await self.stream_counts()
-        views = await asyncio.to_thread(self.views)
+        views = await self.in_stores(self.views)
+        sla = await asyncio.to_thread(self.sla_statuses)
         assert self.system is not None
         report = await asyncio.to_thread(audit, self.settings.ledger_path, self.system.keys.ring(), workers=1)
         entries = self.recorded()
@@ -904,6 +926,7 @@ class Campaign:
             "faults_fired": sum(f.done for f in self.faults),
             "faults_planned": len(self.faults),
             "views_equal": all(v["equal"] for v in views.values()),
+            **sla,
             "views": views,
             "audit_ok": report.ok,
             "states_equal": verdict["states_equal"],
@@ -924,7 +947,8 @@ class Campaign:
                         "python": platform.python_version()},
         }
         result["ok"] = bool(result["lost"] == 0 and result["doubled"] == 0 and result["views_equal"]
-                            and result["audit_ok"] and result["states_equal"] and agents_flat is not False
+                            and result["audit_ok"] and result["states_equal"] and result["sla_states_equal"]
+                            and agents_flat is not False
                             and not result["dead_letters"] and result["faults_fired"] == len(self.faults))
         return {"ok": result.pop("ok"), **result}
 
@@ -995,6 +1019,7 @@ async def campaign(opts: Options) -> dict[str, Any]:
             if c.system is not None:
                 for store in c.system.stores.values():
                     store.close()
+            c._stores_thread.shutdown()
 
 
 def parse(argv: list[str] | None) -> tuple[Options, bool]:

@@ -12,14 +12,20 @@ import json
 import os
 import random
 import subprocess
+from datetime import timedelta
 from pathlib import Path
 
+import nats
 import pytest
 
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from bench.chaos import Options, campaign
+from broker.auth import LEDGER
 from broker.server import EmbeddedNats, find_binary
+from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, consumer_config
+from schemas.assistance import Applicant, CommitmentItem, Matter
+from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
@@ -39,7 +45,7 @@ def test_a_short_campaign_of_kills_and_a_partition_loses_and_doubles_nothing() -
     assert result["lost"] == 0 and result["doubled"] == 0
     assert result["kills"] >= 7 and result["partitions"] == 1  # four agents, the ledger, two nodes
     assert result["faults_fired"] == result["faults_planned"]
-    assert result["views_equal"] and result["audit_ok"] and result["states_equal"]
+    assert result["views_equal"] and result["audit_ok"] and result["states_equal"] and result["sla_states_equal"]
     assert set(result["kinds"]) == {"true", "false", "answered", "declined", "forwarded", "withdrawn"}
     assert result["ok"], result
 
@@ -72,3 +78,42 @@ async def test_a_service_starting_while_jetstream_is_unavailable_waits_for_it_in
     await asyncio.to_thread(nats_server.start)  # the same port and store, with JetStream
     await asyncio.wait_for(starting, 60)
     await second.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_a_ledger_killed_with_events_in_hand_records_them_before_newer_ones(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    # Found by the 10,000-exchange campaign: the ledger killed with a request's receipt fetched and
+    # unacked; JetStream handed it out again only after its ack wait, the restarted ledger recorded the
+    # reply first, and the SLA view (a fold in the ledger's order) dropped the reply: "received" forever.
+    # Over 3 s: the restarted ledger waits out the consumer's ack wait (ACK_WAIT_S, 10 s) by design.
+    agents = Node(settings, registry, clock, agents=("shenpi", "gongan"), simulated=True, generate_keys=True,
+                  key_valid_from=START - timedelta(days=1))
+    publish_catalogue(agents)
+    await agents.start()
+    try:
+        nc = await nats.connect(settings.nats_url, **agents.credentials(LEDGER))  # the ledger's previous run
+        sub = await nc.jetstream().pull_subscribe(EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
+                                                  config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+        agents.store("shenpi").assistance.request(
+            assistor="gongan", applicant=Applicant(kind="person", name=RESIDENT["name"],
+                                                   id_number=RESIDENT["id_number"]),
+            matter=Matter(code="370405-XK-0101", name="食品经营许可"), applied_on=clock.now().date(),
+            items=[CommitmentItem(no=1, text="本人无犯罪记录", check="police.no-criminal-record")],
+            catalogue_item=ITEMS["gongan"])
+        agents.wake_relays()
+        (held,) = await sub.fetch(1, timeout=10)  # the request, in hand when the run was killed: never acked
+        await nc.close()
+        await agents.settle()  # the receipt and the reply follow it on the stream
+        ledger = Node(settings, registry, clock, ledger=True, simulated=True)
+        await ledger.start()
+        try:
+            assert ledger.ledger is not None
+            while len(ledger.ledger) < 3:
+                await asyncio.sleep(0.1)
+            assert [e.type for e in ledger.ledger.entries()] == [
+                "assistance.requested", "assistance.received", "assistance.replied"]
+        finally:
+            await ledger.stop()
+    finally:
+        await agents.stop()
