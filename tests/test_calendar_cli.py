@@ -59,6 +59,11 @@ def schedule_file(tmp_path: Path, text: str = SCHEDULE, name: str = "2027.toml")
 
 def test_calendar_due_prints_24_00_of_the_last_working_day(tmp_path: Path) -> None:
     proc = xiezhu("calendar", "due", "--from", "2026-09-30T10:00+08:00", "--working-days", "3", data_dir=tmp_path)
+    assert "最后一个工作日  2026-10-10（星期六）" in proc.stdout
+    assert "期限届满        2026-10-11T00:00:00+08:00（2026-10-10 24 时）" in proc.stdout
+    assert "暂定            否" in proc.stdout
+    proc = xiezhu("--lang", "en", "calendar", "due", "--from", "2026-09-30T10:00+08:00", "--working-days", "3",
+                  data_dir=tmp_path)
     assert "last working day  2026-10-10 (Saturday)" in proc.stdout
     assert "deadline ends     2026-10-11T00:00:00+08:00  (24:00 of 2026-10-10)" in proc.stdout
     assert "provisional       no" in proc.stdout

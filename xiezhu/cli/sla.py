@@ -304,7 +304,18 @@ def calendar_due(
                      "last_working_day": deadline.last_day.isoformat(), "ends_at": ends.isoformat(),
                      "provisional": deadline.provisional})
         return
+    from xiezhu.cli.tables import lang
+
     last = deadline.last_day
+    if lang() == "zh":
+        weekday = "一二三四五六日"[last.weekday()]
+        out.print(f"自 {arrival.astimezone(SHANGHAI):%Y-%m-%d %H:%M}（北京时间）起 {working_days} 个工作日",
+                  highlight=False)
+        out.print(f"  最后一个工作日  {last.isoformat()}（星期{weekday}）", highlight=False)
+        out.print(f"  期限届满        {ends.isoformat()}（{last.isoformat()} 24 时）", highlight=False)
+        out.print("  暂定            " + ("是：按周一至周五计算，请载入该年的节假日安排"
+                                          if deadline.provisional else "否"), highlight=False)
+        return
     out.print(f"{working_days} working days from {arrival.astimezone(SHANGHAI):%Y-%m-%d %H:%M} (Asia/Shanghai)",
               highlight=False)
     out.print(f"  last working day  {last.isoformat()} ({last:%A})", highlight=False)
