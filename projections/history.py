@@ -28,6 +28,7 @@ from aggregates.errors import RuleError
 from aggregates.store import SHANGHAI
 from broker.ledger.store import Entry, Ledger
 from projections.wording import breach, items_zh
+from projections.wording import finding as finding_zh
 from projections.wording import oneline as _oneline
 from schemas import labels
 from schemas.access import DisclosureRecorded
@@ -195,7 +196,7 @@ class CaseHistory(msgspec.Struct, frozen=True, kw_only=True):
     linked: list[str] = []
     #: The numbers of the cases the lines name by id (a request's commitment case), to word them again.
     numbers: dict[str, str] = {}
-    #: ``findings`` in 中文, one for one, bureaus by name (rule breaks keep their code and message).
+    #: ``findings`` in 中文, one for one, bureaus by name (a rule break by its ``labels.RULE`` and code).
     findings_zh: list[str] = []
 
     @property
@@ -315,7 +316,7 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetim
                and ev.commitment_case}
     return CaseHistory(kind=kind, case=case_id, number=entries[0].number, lines=lines, state=state,
                        findings=statements.en + claims + breaks, linked=linked, numbers=numbers,
-                       findings_zh=statements.zh + claims + breaks)
+                       findings_zh=statements.zh + claims + [finding_zh(b) for b in breaks])
 
 
 def _decode(ledger: Ledger, body: bytes) -> Envelope | None:

@@ -91,6 +91,26 @@ def items_zh(numbers: list[int]) -> str:
 _items = items_zh
 
 
+_RULE_BREAK = re.compile(r"^(rule(?:\.[\w.-]+)?): ")
+_MALFORMED = re.compile(r"^malformed: entry (\d+) ")
+_AT = re.compile(r"^pos (\d+) (\S+): ")
+
+
+def finding(text: str) -> str:
+    """A history finding in 中文: a rule break as its rule (``labels.RULE``) and code, an entry that
+    no longer decodes as such, ``pos N type:`` as 第 N 条; anything else (already 中文) as it is."""
+    at = _AT.match(text)
+    if at is not None:
+        return f"第 {at.group(1)} 条（{at.group(2)}）：" + finding(text[at.end():])
+    malformed = _MALFORMED.match(text)
+    if malformed is not None:
+        return f"第 {malformed.group(1)} 条记录已无法解码或解密（malformed）"
+    rule = _RULE_BREAK.match(text)
+    if rule is not None and rule.group(1) in labels.RULE:
+        return f"{labels.RULE[rule.group(1)]}（{rule.group(1)}）"
+    return text
+
+
 def describe(env: Envelope, name: Name, case_number: Callable[[str], str] = lambda c: c) -> str:
     """The event in one 中文 line; ``name`` gives a bureau's name from its code."""
     for wording in (_assistance, _commitment, _outcome, _dispute, _notice):

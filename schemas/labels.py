@@ -169,6 +169,39 @@ DEAD_LETTER_REASON: dict[str, str] = {
     "handler-failed": "多次处理失败",
 }
 
+#: `aggregates.errors`: the rule of the procedure a signed event broke (``RuleError.code``), as a
+#: history line names it to a person; the English message keeps the detail.
+RULE: dict[str, str] = {
+    "rule": "违反办理规则",
+    "rule.case-start": "案件应当以请求开始，且只能开始一次",
+    "rule.wrong-party": "无权办理此步骤的机关",
+    "rule.order": "步骤与案件当前状态不符",
+    "rule.not-yet": "所需的前一步骤尚未记录",
+    "rule.request-hash": "回复所附请求摘要与原请求不符",
+    "rule.channel": "回复方式与提出方式不一致",
+    "rule.items": "回复事项与请求事项不一致（第十条）",
+    "rule.reason": "无法核实的事项未说明理由",
+    "rule.request": "请求不完整或前后矛盾",
+    "rule.credit-gate": "申请人信用状况不适用告知承诺，应当提交证明",
+    "rule.route": "该事项必须实行告知承诺",
+    "rule.commitment-items": "不属于申请人承诺的事项",
+    "rule.not-false": "尚未查实虚假承诺",
+    "rule.deadline": "期限已过或超出规定期限",
+    "rule.credit": "信用记录步骤不符合规则",
+    "rule.credit.no-record": "没有有效的信用记录",
+    "rule.credit.objection": "异议办理顺序不符",
+    "rule.credit.repair": "信用修复顺序不符",
+    "rule.dispute": "争议步骤不符合第八条",
+    "rule.dispute.not-party": "非争议当事机关",
+    "rule.dispute.not-sifa": "此步骤只能由区司法局办理",
+    "rule.dispute.case": "争议所涉案件与原案件不符",
+    "rule.dispute.order": "争议处理顺序不符",
+    "rule.dispute.closed": "争议已办结，不得再有步骤",
+    "rule.dispute.co-deciders": "裁定未会同区委编办",
+    "rule.dispute.amendment": "调整目录的裁定未注明调整事项",
+    "rule.dispute.invalid": "争议内容不符合格式要求",
+}
+
 #: Every table above by its name, as docs/glossary.md names them.
 TABLES: dict[str, dict[str, str]] = {
     "VERDICT": VERDICT,
@@ -188,4 +221,5 @@ TABLES: dict[str, dict[str, str]] = {
     "PUSH_STATUS": PUSH_STATUS,
     "KEY_STATE": KEY_STATE,
     "DEAD_LETTER_REASON": DEAD_LETTER_REASON,
+    "RULE": RULE,
 }

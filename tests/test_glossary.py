@@ -48,3 +48,12 @@ def test_the_tables_are_the_module_tables() -> None:
     """TABLES names every table of the module, so a new one cannot be left out of the glossary."""
     tables = {k: v for k, v in vars(labels).items() if k.isupper() and k != "TABLES" and isinstance(v, dict)}
     assert tables == labels.TABLES
+
+
+def test_every_rule_of_the_procedure_has_its_label() -> None:
+    """A history line names a broken rule by labels.RULE: a new RuleError code needs its 中文."""
+    from aggregates import errors
+
+    codes = {c.code for c in vars(errors).values()
+             if isinstance(c, type) and issubclass(c, errors.RuleError)}
+    assert codes == set(labels.RULE)

@@ -204,6 +204,31 @@ def test_a_reply_before_the_arrival_record_is_flagged_with_the_rule_code_and_the
     assert isinstance(h.state, CaseState) and h.state.status == "received"
 
 
+@pytest.mark.parametrize("language", ["zh", "en"])
+def test_a_rule_break_reads_in_chinese_by_default_and_in_english_with_lang_en_at_80_columns(
+        rec: Recorder, language: str, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    """`xiezhu history`: a broken rule by its labels.RULE and code; the English detail with --lang en."""
+    from rich.cells import cell_len
+
+    from xiezhu.cli.common import print_history
+
+    req = Request(rec)
+    req.reply(T0 + timedelta(minutes=5), true(1), true(2))
+    h = history(rec.ledger, req.case)
+    assert h.findings_zh[-1] == "第 2 条（assistance.replied）：所需的前一步骤尚未记录（rule.not-yet）"
+    monkeypatch.setenv("COLUMNS", "80")
+    monkeypatch.setenv("XIEZHU_LANG", language)
+    print_history(h, "20260001")
+    shown = capsys.readouterr().out
+    assert max(cell_len(line) for line in shown.splitlines()) <= 80 and "…" not in shown
+    if language == "zh":
+        assert "所需的前一步骤尚未记录（rule.not-yet）" in shown and "has no recorded arrival" not in shown
+        assert "发送 → 接收" in shown
+    else:
+        assert "rule.not-yet: case 20260001 has no recorded arrival yet" in " ".join(shown.split())
+        assert "所需" not in shown
+
+
 def test_a_signed_breach_notice_joins_the_history_as_a_missed_deadline_not_a_rule_break(rec: Recorder) -> None:
     req = Request(rec)
     req.received(T0 + timedelta(minutes=1))

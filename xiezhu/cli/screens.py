@@ -183,7 +183,7 @@ HISTORY_COLUMNS = (
 
 def history_rows(lines: Iterable[Any], w: Words, case_number: Callable[[str], str] = lambda c: c) -> list[Row]:
     """History lines; in 中文 each event is worded again from its envelope (``case_number``: a linked case's)."""
-    from projections.wording import describe
+    from projections.wording import describe, finding
 
     def party(code: str, short: bool) -> str:
         if code == "ledger":
@@ -198,7 +198,8 @@ def history_rows(lines: Iterable[Any], w: Words, case_number: Callable[[str], st
         return describe(line.envelope, w.bureau, case_number)
 
     return [{
-        "pos": str(line.pos), "time": when(line.time), "event": event(line), "findings": "\n".join(line.findings),
+        "pos": str(line.pos), "time": when(line.time), "event": event(line),
+        "findings": "\n".join(line.findings if w.language == "en" else [finding(f) for f in line.findings]),
         "parties": f"{party(line.sender, False)} → {party(line.recipient, False)}",
         "parties_short": f"{party(line.sender, True)} → {party(line.recipient, True)}",
     } for line in lines]
