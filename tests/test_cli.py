@@ -253,18 +253,19 @@ def test_the_audit_walks_the_demo_ledger_and_finds_a_flipped_byte(demo_dir, tmp_
 
 async def test_the_demo_runs_its_embedded_server_with_one_nkey_user_per_bureau(  # type: ignore[no-untyped-def]
         demo_dir, tmp_path: Path) -> None:
-    """Seeds per bureau (plus ledger and admin) with mode 0600, and a server config that refuses strangers."""
+    """Seeds per bureau (plus ledger, admin and the checkpoint signer) with mode 0600;
+    a server config that refuses strangers."""
     import nats
     import nats.errors
 
     from aggregates.registry import Registry
-    from broker.auth import ADMIN, LEDGER, credentials_in
+    from broker.auth import ADMIN, LEDGER, SIGNER, credentials_in
     from broker.server import EmbeddedNats
     from xiezhu.settings import Settings
 
     settings = Settings(data_dir=demo_dir[0])
     seeds = {p.stem: p.stat().st_mode & 0o777 for p in settings.nats_keys_dir.glob("*.nk")}
-    assert seeds == {name: 0o600 for name in [*Registry.load().codes(), LEDGER, ADMIN]}
+    assert seeds == {name: 0o600 for name in [*Registry.load().codes(), LEDGER, ADMIN, SIGNER]}
     assert settings.nats_keys_dir.stat().st_mode & 0o077 == 0
     conf = settings.nats_auth_config.read_text()
     assert "authorization {" in conf and "sync_interval" in conf
