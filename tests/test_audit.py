@@ -278,6 +278,9 @@ def test_the_text_report_names_the_verdict_and_the_first_problem(ledger_path: Pa
     text = render(audit(ledger_path, keys.ring(), workers=1))
     assert text.startswith("ledger audit FAILED: ")
     assert "first problem: position 5: hash does not match its contents (changed entry)" in text
+    zh = render(audit(ledger_path, keys.ring(), workers=1), "zh")
+    assert zh.startswith("账本审计未通过：") and "首个问题：position 5: hash does not match" in zh
+    assert "  已验签名      " in zh and "ledger audit" not in zh and "…" not in zh
 
 
 def other_database(path: Path) -> None:

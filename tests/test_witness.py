@@ -315,8 +315,9 @@ def test_the_audit_command_names_a_rollback_from_a_bureaus_witness_file(world: W
     with closing(sqlite3.connect(path)) as db, db:
         db.execute("DELETE FROM entries WHERE pos > ?", (world.checkpoints[0].pos,))
         db.execute("DELETE FROM checkpoints WHERE pos > ?", (world.checkpoints[0].pos,))
-    ok = cli(app, "audit", "--workers", "1", data_dir=data)
-    assert ok.exit_code == 0 and "none compared" in ok.stdout
+    ok = cli(app, "audit", "--workers", "1", data_dir=data, env={"COLUMNS": "80"})
+    assert ok.exit_code == 0 and ok.stdout.startswith("账本审计通过：") and "见证          未比对" in ok.stdout
+    assert "…" not in ok.stdout and "ledger audit" not in ok.stdout
     exported = tmp_path / "gongan-witness.jsonl"
     done = cli(app, "witnesses", "gongan", "--export", str(exported), data_dir=world.settings.data_dir)
     assert done.exit_code == 0, done.output
@@ -326,7 +327,10 @@ def test_the_audit_command_names_a_rollback_from_a_bureaus_witness_file(world: W
     assert max(len(line) for line in listed.stdout.splitlines()) <= 80
     bad = cli(app, "audit", "--workers", "1", "--witnesses", str(exported), data_dir=data)
     assert bad.exit_code == 1, bad.output
-    assert "first problem: rollback: 区司法局 signed position" in bad.stdout
+    assert "首个问题：rollback: 区司法局 signed position" in bad.stdout and "由 区公安分局 保存" in bad.stdout
+    english = cli(app, "--lang", "en", "audit", "--workers", "1", "--witnesses", str(exported), data_dir=data)
+    assert english.exit_code == 1 and english.stdout.startswith("ledger audit FAILED: ")
+    assert "first problem: rollback: 区司法局 signed position" in english.stdout and "kept by gongan" in english.stdout
     wrong = cli(app, "audit", "--witnesses", str(tmp_path / "nothing.jsonl"), data_dir=data)
     assert isinstance(wrong.exception, XiezhuError) and "no witness file" in str(wrong.exception)  # one line
 

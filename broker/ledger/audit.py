@@ -222,8 +222,11 @@ def count_entries(ledger_path: Location) -> int:
         conn.close()
 
 
-def render(report: AuditReport) -> str:
-    """The report as plain text, for the command line."""
+def render(report: AuditReport, language: str = "en", name: Callable[[str], str] = lambda code: code) -> str:
+    """The report as plain text, for the command line: in English, or in 中文 (``language="zh"``) with
+    the witnesses' bureaus as ``name`` gives them.  Each problem's reason stays as the audit found it."""
+    if language == "zh":
+        return _render_zh(report, name)
     verdict = "OK" if report.ok else "FAILED"
     lines = [
         f"ledger audit {verdict}: {report.path}",
@@ -248,7 +251,42 @@ def render(report: AuditReport) -> str:
             lines.append("then:")
             lines += [f"  [{p.kind}] {p.reason}" for p in more]
             if report.bad > len(report.problems):
-                lines.append(f"  … (only the first {LISTED} problems are listed)")
+                lines.append(f"  (only the first {LISTED} problems are listed)")
+    return "\n".join(lines)
+
+
+def _render_zh(report: AuditReport, name: Callable[[str], str]) -> str:
+    last = "无" if report.last_checkpoint is None else f"位置 {report.last_checkpoint:,}"
+    lines = [
+        f"账本审计{'通过' if report.ok else '未通过'}：{report.path}",
+        f"  条目          {report.entries:,}",
+        f"  已验签名      {report.signatures_verified:,}",
+        f"  已验检查点    {report.checkpoints_verified:,} / {report.checkpoints:,}",
+        f"  问题          {report.bad:,}",
+        f"  链头          位置 {report.head_position:,}，哈希 {report.head_hash}",
+        f"  最近检查点    {last}",
+        f"  用时          {report.seconds:.1f} 秒，每秒 {report.rate_per_s:,.0f} 条，{report.workers} 个进程",
+    ]
+    if report.witnessed_to is None:
+        lines.append("  见证          未比对（发现回滚、重签须对照见证：--witnesses）")
+    else:
+        after = report.head_position - report.witnessed_to
+        kept = "、".join(name(p) for p in sorted(set(report.witness_parties)))
+        tail = f"；其后 {after:,} 条尚未见证" if after > 0 else ""
+        lines.append(f"  见证          {report.witnesses:,} 个链头，由 {kept} 保存，"
+                     f"至位置 {report.witnessed_to:,}{tail}")
+    lines += [f"  未采用的见证  {note}" for note in report.witness_notes]
+    if report.platform_checked is not None:
+        lines.append(f"  平台记录      位置 {report.platform_after or 0:,} 之后的 {report.platform_checked:,} 条"
+                     f"已与 XZ 流比对（序号、字节、存储时间）")
+    if report.first_problem is not None:
+        lines.append(f"首个问题：{report.first_problem.reason}")
+        more = report.problems[1:]
+        if more:
+            lines.append("其后：")
+            lines += [f"  [{p.kind}] {p.reason}" for p in more]
+            if report.bad > len(report.problems):
+                lines.append(f"  （只列出前 {LISTED} 个问题）")
     return "\n".join(lines)
 
 

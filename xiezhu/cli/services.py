@@ -408,7 +408,11 @@ def audit(
     if as_json:
         _print_json(report)
     else:
-        out.print(render(report), highlight=False)
+        from xiezhu.cli.screens import Words
+        from xiezhu.cli.tables import lang
+
+        language = lang()
+        out.print(render(report, language, Words(Registry.load(), language).bureau), highlight=False)
     if not report.ok:
         raise typer.Exit(1)
 
