@@ -202,6 +202,14 @@ RULE: dict[str, str] = {
     "rule.dispute.invalid": "争议内容不符合格式要求",
 }
 
+#: `projections.history.Kind`: what kind of case a history, replay or bundle is of.
+CASE_KIND: dict[str, str] = {
+    "assistance": "行政协助",
+    "commitment": "告知承诺",
+    "dispute": "争议",
+    "list": "清单公布",
+}
+
 #: Every table above by its name, as docs/glossary.md names them.
 TABLES: dict[str, dict[str, str]] = {
     "VERDICT": VERDICT,
@@ -222,4 +230,5 @@ TABLES: dict[str, dict[str, str]] = {
     "KEY_STATE": KEY_STATE,
     "DEAD_LETTER_REASON": DEAD_LETTER_REASON,
     "RULE": RULE,
+    "CASE_KIND": CASE_KIND,
 }

@@ -645,9 +645,14 @@ def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, t
     assert r.status == "replied" and r.deadlines[0].state == "met"
     assert "signed by sifa-" in as_json.stderr
 
-    ok = invoke(ledger_app, ["verify-bundle", str(bundle), "--trust", str(data_dir / "keys" / "trust.json")])
+    trust = ["--trust", str(data_dir / "keys" / "trust.json")]
+    ok = invoke(ledger_app, ["verify-bundle", str(bundle), *trust])
     assert ok.exit_code == 0, ok.output
-    assert "OK" in ok.stdout and "manifest attested by sifa-" in ok.stdout
+    assert ok.stdout.startswith(f"证据包 {bundle}：核验通过") and "清单由 sifa-" in ok.stdout
+    assert "行政协助案件 20260001" in ok.stdout and "区审批服务局 → " in ok.stdout and "签名有效" in ok.stdout
+    assert "manifest" not in ok.stdout and "shenpi →" not in ok.stdout and "…" not in ok.stdout
+    english = invoke(ledger_app, ["verify-bundle", str(bundle), *trust], env={"XIEZHU_LANG": "en"})
+    assert "OK" in english.stdout and "manifest attested by sifa-" in english.stdout and "shenpi →" in english.stdout
 
     rewrite(bundle, "proof.json", edit_proof(_head), fix_manifest=True)
     bad = invoke(ledger_app, ["verify-bundle", str(bundle), "--json"])

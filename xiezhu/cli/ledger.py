@@ -295,6 +295,33 @@ def _signed_entries(path: Path, data: bytes, anchor_path: Path) -> list[TrustEnt
 
 
 def _report_text(r: BundleReport) -> str:
+    from aggregates.registry import Registry
+    from schemas import labels
+    from xiezhu.cli.screens import Words
+    from xiezhu.cli.tables import lang
+
+    if lang() == "en":
+        return _report_text_en(r)
+    w = Words(Registry.load(), "zh")
+    lines = [f"证据包 {r.path}：{'核验通过' if r.ok else '核验未通过'}"]
+    if r.case:
+        lines.append(f"{w.label(labels.CASE_KIND, r.kind)}案件 {r.number}（{r.case}）：{len(r.events)} 个签名事件")
+    if r.checkpoint_pos is not None:
+        lines.append(f"已证明至检查点 {r.checkpoint_pos}（{r.sealed_at} 由 {r.sealed_by} 签署）")
+    lines.append(f"清单由 {r.attested_by} 签署证明" if r.attested_by else "清单未经签署证明")
+    for e in r.events:
+        status = "签名有效" if e.signature.status == "valid" else (
+            w.label(labels.DEAD_LETTER_REASON, e.signature.status)
+            + (f"（{e.signature.reason}）" if e.signature.reason else ""))
+        lines.append(f"  #{e.pos} {e.type} {w.bureau(e.sender)} → {w.bureau(e.recipient)}，"
+                     f"密钥 {e.kid}：{status}")
+    lines += [f"  密钥 {k}" for k in r.keys]
+    lines += [f"警告：{x}" for x in r.warnings]
+    lines += [f"未通过：{f}" for f in r.failures]
+    return "\n".join(lines) + "\n"
+
+
+def _report_text_en(r: BundleReport) -> str:
     lines = [f"bundle {r.path}: {'OK' if r.ok else 'FAILED'}"]
     if r.case:
         lines.append(f"{r.kind} case {r.number} ({r.case}): {len(r.events)} signed events")
