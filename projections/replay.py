@@ -49,7 +49,18 @@ from aggregates.assistance import CaseState, legal_answer, legal_arrival, time_l
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
 from broker.ledger.store import Entry, Ledger, NoLedgerKey
 from broker.signing import CannotOpen, KeyRing, Rejected
-from projections.history import Kind, State, UnknownCase, find_assistance_for, fold_step, kind_of, summarize
+from projections.history import (
+    Kind,
+    State,
+    UnknownCase,
+    find_assistance_for,
+    fold_step,
+    kind_of,
+    registry_names,
+    summarize,
+)
+from projections.wording import describe, finding
+from schemas import labels
 from schemas.commitment import ItemVerified
 from schemas.envelope import LEDGER, Envelope, Signed
 
@@ -110,6 +121,8 @@ class ReplayEvent(msgspec.Struct, frozen=True, kw_only=True):
     findings: list[str] = []
     #: SHA-256 of the signed bytes (a reply quotes its request's).
     digest: str = ""
+    #: ``summary`` in 中文, bureaus by their registry names ("" if the entry no longer opens).
+    summary_zh: str = ""
 
     @property
     def changed(self) -> bool:
@@ -293,6 +306,7 @@ class _Fold:
             time=env.time if env else _parse(e.event_time), arrived_at=arrived, kid=e.signed.kid, signature=sig,
             before=before, after=_status(self.state),
             summary=summarize(env, self.case_number) if env else f"undecodable {e.type}",
+            summary_zh=describe(env, registry_names(), self.case_number) if env else "",
             findings=findings, digest=e.signed.digest)
 
 
@@ -441,8 +455,11 @@ def _local(t: datetime) -> str:
 # -- text ------------------------------------------------------------------------------------------------------
 
 
-def render_text(r: Replay) -> str:
-    """The replay as a reviewer reads it: events, time limits, linked cases (times in Asia/Shanghai)."""
+def render_text(r: Replay, language: str = "en", name: Callable[[str], str] = lambda code: code) -> str:
+    """The replay as a reviewer reads it: events, time limits, linked cases (times in Asia/Shanghai);
+    in 中文 with ``language="zh"``, bureaus as ``name`` gives them."""
+    if language == "zh":
+        return _render_zh(r, name)
     parties = " / ".join(r.bureaus)
     out = [f"{r.kind} case {r.number} ({r.case}), bureaus {parties}"]
     if r.as_of is not None:
@@ -472,6 +489,68 @@ def render_text(r: Replay) -> str:
     if r.notes:
         out += [""] + [f"note: {n}" for n in r.notes]
     return "\n".join(out) + "\n"
+
+
+def _status_zh(status: str | None) -> str:
+    if status is None:
+        return "无"
+    return labels.REQUEST_STATUS.get(status) or labels.CASE_STATUS.get(status) or status
+
+
+def _render_zh(r: Replay, name: Callable[[str], str]) -> str:
+    kind = labels.CASE_KIND.get(r.kind, r.kind)
+    out = [f"{kind}案件 {r.number}（{r.case}），机关：{'、'.join(name(b) for b in r.bureaus)}"]
+    if r.as_of is not None:
+        later = f"；其后 {r.later_entries} 条未列出" if r.later_entries else ""
+        out.append(f"截至北京时间 {_local(r.as_of)} 的状态（按 {r.cutoff}{later}）")
+    else:
+        out.append(f"账本全部条目；未届满的时限按北京时间 {_local(r.judged_at)} 判断")
+    out.append(f"状态：{_status_zh(r.status) if r.status else '无有效案件'}")
+    out.append("")
+    for e in r.events:
+        change = (f"{_status_zh(e.before)} → {_status_zh(e.after)}" if e.changed
+                  else f"{_status_zh(e.after)}（未变）")
+        sig = "签名有效" if e.signature.valid else (
+            labels.DEAD_LETTER_REASON.get(e.signature.status, e.signature.status) + f"（{e.signature.reason}）")
+        out.append(f"#{e.pos} {_local(e.time)}  {name(e.sender)} → {name(e.recipient)}  {e.type}")
+        out.append(f"    {change}：{e.summary_zh or e.summary}")
+        out.append(f"    密钥 {e.kid}：{sig}；账本收到 {_local(e.arrived_at)}")
+        out += [f"    ! {finding(n)}" for n in ([e.signature.note] if e.signature.note else []) + e.findings]
+    if r.deadlines:
+        out += ["", "时限（工作日，北京时间）："]
+        out += [f"  {_deadline_zh(d)}" for d in r.deadlines]
+    if r.linked:
+        out += ["", "关联案件（仅供参考；逐一重放可见全貌）："]
+        for link in r.linked:
+            status = _status_zh(link.status) if link.status else "账本中尚无"
+            out.append(f"  {labels.CASE_KIND.get(link.kind, link.kind)} {link.number or link.case} "
+                       f"{name(link.sender)} → {name(link.recipient)}：{status}（{link.via}）")
+            out += [f"    {_deadline_zh(d)}" for d in link.deadlines]
+            out += [f"    ! {finding(f)}" for f in link.findings]
+    if r.notes:
+        out += [""] + [f"注：{n}" for n in r.notes]
+    return "\n".join(out) + "\n"
+
+
+def _deadline_zh(d: DeadlineCheck) -> str:
+    what = "答复" if d.kind == "reply" else "告知不能协助"
+    head = f"{what} {d.working_days} 个工作日，自 {_local(d.starts)} 起，最后一日 {d.last_day.isoformat()}"
+    match d.state:
+        case "met" | "missed" if d.answered_at is not None:
+            late = f"，逾期 {d.working_days_late} 个工作日" if d.state == "missed" else ""
+            tail = (f"{'按期' if d.state == 'met' else '逾期'}：{_local(d.answered_at)} 答复（#{d.answered_pos}），"
+                    f"用时 {d.working_days_used} 个工作日{late}")
+        case "missed":
+            tail = f"逾期：未答复，已过 {d.working_days_late} 个工作日"
+        case "open":
+            tail = f"办理中：已用 {d.working_days_used} 个工作日"
+        case "elapsed":
+            tail = "已过：书面告知不能协助已逾期，答复仍须作出"
+        case "not-applicable":
+            tail = "不适用：已以另一方式答复"
+        case _:
+            tail = "已撤回：不判断"
+    return f"{head}：{tail}" + ("（暂定日历）" if d.provisional else "")
 
 
 def _deadline_text(d: DeadlineCheck) -> str:

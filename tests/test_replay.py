@@ -632,9 +632,13 @@ def data_dir(tmp_path: Path) -> Path:
 
 
 def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, tmp_path: Path) -> None:
-    env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "200"}
+    env = {"XIEZHU_DATA_DIR": str(data_dir), "COLUMNS": "80"}
     text = invoke(ledger_app, ["replay", "20260001", "--as-of", "2026-10-09T12:00"], env=env)
     assert text.exit_code == 0, text.output
+    assert text.stdout.startswith("行政协助案件 20260001（") and "状态：已收到" in text.stdout
+    assert "答复 3 个工作日" in text.stdout and "区审批服务局 → 区公安分局" in text.stdout
+    assert "…" not in text.stdout and "status:" not in text.stdout and "shenpi → " not in text.stdout
+    text = invoke(ledger_app, ["replay", "20260001", "--as-of", "2026-10-09T12:00"], env=env | {"XIEZHU_LANG": "en"})
     assert "status: received" in text.stdout and "reply   3 working days" in text.stdout
 
     bundle = tmp_path / "20260001.zip"

@@ -20,7 +20,7 @@ import typer
 from agencies.disclosure import render_disclosure
 from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
-from aggregates.registry import JUSTICE
+from aggregates.registry import JUSTICE, Registry
 from aggregates.store import SHANGHAI
 from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Signer
@@ -128,7 +128,11 @@ def replay_cmd(
     if as_json:
         _print_json(msgspec.structs.asdict(result) | {"revealed": shown[0]} if shown else result)
         return
-    sys.stdout.write(render_text(result))
+    from xiezhu.cli.screens import Words
+    from xiezhu.cli.tables import lang
+
+    language = lang()
+    sys.stdout.write(render_text(result, language, Words(Registry.load(), language).bureau))
     if shown:
         sys.stdout.write(render_disclosure(*shown))
     elif reveal:
@@ -245,7 +249,6 @@ def witnesses_cmd(
 
 
 def _bureau_code(bureau: str) -> str:
-    from aggregates.registry import Registry
 
     return Registry.load()[bureau].code  # an unknown code is one clear error
 
@@ -295,7 +298,6 @@ def _signed_entries(path: Path, data: bytes, anchor_path: Path) -> list[TrustEnt
 
 
 def _report_text(r: BundleReport) -> str:
-    from aggregates.registry import Registry
     from schemas import labels
     from xiezhu.cli.screens import Words
     from xiezhu.cli.tables import lang
