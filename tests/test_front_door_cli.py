@@ -6,8 +6,10 @@ from datetime import timedelta
 from pathlib import Path
 from types import SimpleNamespace
 
+import pytest
 import sqlite_utils
 from openpyxl import Workbook
+from rich.cells import cell_len
 
 from agencies.trust.keys import KeyStore
 from agencies.verifiers import PublicSecurityVerifier
@@ -15,8 +17,10 @@ from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
+from tests.helpers import invoke
 from tests.helpers import xiezhu as run
 from xiezhu.bootstrap import open_catalogue, open_store
+from xiezhu.cli import app
 from xiezhu.cli.front import outbox_rows
 from xiezhu.node import Node
 from xiezhu.running import agent_lock, agent_running
@@ -61,12 +65,20 @@ def test_tokens_are_shown_once_stored_hashed_listed_and_revoked(tmp_path: Path) 
     assert unknown.returncode == 1 and "error:" in unknown.stderr
 
 
-def test_records_load_from_csv_and_xlsx_and_the_verifier_answers_from_them(tmp_path: Path) -> None:
+def test_records_load_from_csv_and_xlsx_and_the_verifier_answers_from_them(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XIEZHU_LANG", raising=False)  # the default
     data = tmp_path / "data"
     run("records", "load", "--bureau", "gongan", str(EXAMPLE), data_dir=data)
     shown = json.loads(xz("records", "show", "--bureau", "gongan", "--json", data_dir=data))
     assert shown["count"] == 3 and shown["kind"] == "户籍"
     assert all("*" in r["id_number"] and "*" in r["name"] for r in shown["rows"])
+    env = {"XIEZHU_DATA_DIR": str(data), "COLUMNS": "80"}
+    table = invoke(app, ["records", "show", "--bureau", "gongan"], env=env).stdout
+    assert "区公安分局 户籍" in table and "3 条记录" in table and "records" not in table
+    assert "…" not in table and all(r["id_number"] in table for r in shown["rows"])
+    english = invoke(app, ["records", "show", "--bureau", "gongan"], env=env | {"XIEZHU_LANG": "en"}).stdout
+    assert "gongan 户籍" in english and "3 records" in english
     settings = Settings(data_dir=data)
     verifier = PublicSecurityVerifier(settings.bureau_data_path("gongan"))
     zhang = Applicant(kind="person", name=RESIDENT["name"], id_number=RESIDENT["id_number"])
@@ -85,6 +97,45 @@ def test_records_load_from_csv_and_xlsx_and_the_verifier_answers_from_them(tmp_p
     wb.save(tmp_path / "licences.xlsx")
     xz("records", "load", "--bureau", "shichang", str(tmp_path / "licences.xlsx"), data_dir=data)
     assert json.loads(xz("records", "show", "--bureau", "shichang", "--json", data_dir=data))["count"] == 1
+
+
+def test_users_list_and_alerts_list_read_in_chinese_with_bureaus_by_name_at_80_columns(
+        tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.delenv("XIEZHU_LANG", raising=False)  # the default
+    from xiezhu.http.alerts import Alerts, alerts_path
+    from xiezhu.http.users import UserStore
+
+    data = tmp_path / "data"
+    settings = Settings(data_dir=data)
+    data.mkdir()
+    users = UserStore(data / "users.db")
+    try:
+        users.create("wang.li.household.registry.01", "gongan", "a long enough password", "王丽")
+        users.create("zhao.min", "shenpi", "a long enough password", "赵敏")
+        users.disable("zhao.min")
+    finally:
+        users.close()
+    alerts = Alerts("gongan", alerts_path(settings, "gongan"))
+    try:
+        alerts.add("duty@gongan.example.gov.cn")
+        alerts.cursor(0)
+        alerts.advance(1, ("evt-1", "sla.breached", ["duty@gongan.example.gov.cn"]))
+    finally:
+        alerts.close()
+    env = {"XIEZHU_DATA_DIR": str(data), "COLUMNS": "80"}
+    listed = invoke(app, ["users", "list"], env=env).stdout
+    assert "控制台账户 2 个" in listed and "wang.li.household.registry.01" in listed and "已停用" in listed
+    assert "公安" in listed and "gongan" not in listed and "…" not in listed
+    assert max(cell_len(line) for line in listed.splitlines()) <= 80
+    english = invoke(app, ["users", "list"], env=env | {"XIEZHU_LANG": "en"}).stdout
+    assert "2 console accounts" in english and "disabled" in english
+    mailed = invoke(app, ["alerts", "list", "--bureau", "区公安分局"], env=env).stdout
+    assert mailed.startswith("区公安分局：1 个收件地址，已发送 1 封提醒") and "逾期通知" in mailed
+    assert "duty@gongan.example.gov.cn" in mailed and "…" not in mailed and "sla.breached" not in mailed
+    english = invoke(app, ["alerts", "list", "--bureau", "gongan"], env=env | {"XIEZHU_LANG": "en"}).stdout
+    assert english.startswith("gongan: 1 addresses, 1 alerts mailed") and "sla.breached" in english
+    assert json.loads(xz("alerts", "list", "--bureau", "gongan", "--json", data_dir=data))["mailed"][0]["type"] == \
+        "sla.breached"
 
 
 def test_social_insurance_records_and_a_rounded_id_number(tmp_path: Path) -> None:

@@ -16,7 +16,8 @@ from xiezhu.cli.common import settings_of as _settings
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="Deadline alert mail: who at a bureau is mailed its deadline reminders and breach notices.")
-BureauOpt = Annotated[str, typer.Option("--bureau", help="The bureau's code, e.g. gongan.")]
+BureauOpt = Annotated[str, typer.Option(
+    "--bureau", help="The bureau: its code, name or a unique part (gongan, 区公安分局, 公安).")]
 
 
 @app.command("add")
@@ -28,7 +29,7 @@ def add(ctx: typer.Context, bureau: BureauOpt,
     """
     from xiezhu.http.alerts import Alerts, alerts_path
 
-    code = Registry.load()[bureau].code
+    code = Registry.load().resolve(bureau)
     alerts = Alerts(code, alerts_path(_settings(ctx), code))
     try:
         added = alerts.add(address)
@@ -47,7 +48,7 @@ def remove(ctx: typer.Context, bureau: BureauOpt,
     from schemas.errors import XiezhuError
     from xiezhu.http.alerts import Alerts, alerts_path
 
-    code = Registry.load()[bureau].code
+    code = Registry.load().resolve(bureau)
     alerts = Alerts(code, alerts_path(_settings(ctx), code))
     try:
         if not alerts.remove(address):
@@ -66,7 +67,7 @@ def list_(ctx: typer.Context, bureau: BureauOpt,
     """
     from xiezhu.http.alerts import Alerts, alerts_path
 
-    code = Registry.load()[bureau].code
+    code = Registry.load().resolve(bureau)
     alerts = Alerts(code, alerts_path(_settings(ctx), code))
     try:
         recipients, mailed = alerts.recipients(), alerts.mailed()
@@ -75,6 +76,17 @@ def list_(ctx: typer.Context, bureau: BureauOpt,
     if as_json:
         print_json({"bureau": code, "recipients": recipients, "mailed": mailed})
         return
-    print(f"{code}: {len(recipients)} 个收件地址，已发送 {len(mailed)} 封提醒")
+    from xiezhu.cli.screens import MAILED_COLUMNS, Words, mailed_rows
+    from xiezhu.cli.tables import lang, show
+
+    language = lang()
+    w = Words(Registry.load(), language)
+    if language == "zh":
+        print(f"{w.bureau(code)}：{len(recipients)} 个收件地址，已发送 {len(mailed)} 封提醒")
+    else:
+        print(f"{code}: {len(recipients)} addresses, {len(mailed)} alerts mailed")
     for a in recipients:
         print(f"  {a}")
+    if mailed:
+        show("已发送的提醒" if language == "zh" else "alerts mailed", MAILED_COLUMNS, mailed_rows(mailed, w),
+             language=language)

@@ -174,9 +174,16 @@ def records_show(
     if as_json:
         print_json({"bureau": code, "kind": layout.kind, "table": layout.table, "count": count, "rows": masked})
         return
-    t = Table(title=f"{code} {layout.kind} ({layout.table}): {count} records")
-    for c in layout.columns:
-        t.add_column(f"{c.key}\n{c.label}")
+    from xiezhu.cli.tables import lang
+
+    if lang() == "zh":
+        t = Table(title=f"{Registry.load()[code].name} {layout.kind}（{layout.table}）：{count} 条记录")
+        for c in layout.columns:
+            t.add_column(c.label, overflow="fold")
+    else:
+        t = Table(title=f"{code} {layout.kind} ({layout.table}): {count} records")
+        for c in layout.columns:
+            t.add_column(f"{c.key}\n{c.label}", overflow="fold")
     for r in masked:
         t.add_row(*(str(r.get(c.key, "")) for c in layout.columns))
     out.print(t)

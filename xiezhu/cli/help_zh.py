@@ -649,13 +649,13 @@ ZH: dict[str, str] = {
     "alerts": "期限提醒邮件：部门中谁会收到其期限提醒和逾期通知。",
     "alerts add": "此后也将部门的期限提醒发到 ADDRESS（从下一条通知起）。",
     "alerts add ADDRESS": "电子邮件地址。",
-    "alerts add --bureau": BUREAU_CODE,
+    "alerts add --bureau": "部门：代码、名称或其中唯一的一部分（gongan、区公安分局、公安）。",
     "alerts list": "部门的提醒邮件地址，以及已发出的提醒。",
-    "alerts list --bureau": BUREAU_CODE,
+    "alerts list --bureau": "部门：代码、名称或其中唯一的一部分（gongan、区公安分局、公安）。",
     "alerts list --json": JSON_ONLY,
     "alerts remove": "不再将部门的提醒发到 ADDRESS。",
     "alerts remove ADDRESS": "列表中的一个电子邮件地址。",
-    "alerts remove --bureau": BUREAU_CODE,
+    "alerts remove --bureau": "部门：代码、名称或其中唯一的一部分（gongan、区公安分局、公安）。",
     "database": "XIEZHU_DATABASE_URL 所指的 PostgreSQL 数据库：每个部门一个角色。",
     "database roles": ("为每个部门建立自己的角色，只对本部门的 schema 有权限"
                        "（区司法局的角色另有账本、目录和读模型的 schema）。\n\n"

@@ -446,3 +446,41 @@ def token_rows(tokens: Iterable[Any], w: Words) -> list[Row]:
         "created": local_minute(t.created_at), "used": local_minute(t.last_used_at),
         "revoked": local_minute(t.revoked_at),
     } for t in tokens]
+
+
+# -- xiezhu users list, alerts list -----------------------------------------------------------
+
+USERS_COLUMNS = (
+    Col("login", "登录名", "login", ident=True),
+    Col("bureau", "部门", "bureau", ident=True, short="bureau_short"),
+    Col("name", "姓名", "name", drop=2),
+    Col("created", "开通时间", "created", keep=True, drop=1),
+    Col("state", "状态", "state", keep=True),
+)
+
+
+def user_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    zh = w.language == "zh"
+    return [{
+        "login": str(r["login"]), "bureau": w.bureau(str(r["bureau"])), "bureau_short": w.short(str(r["bureau"])),
+        "name": str(r["name"]), "created": local_minute(str(r["created_at"]) if r["created_at"] else None),
+        "state": ("已停用" if zh else "disabled") if r["disabled"] else ("在用" if zh else "active"),
+    } for r in rows]
+
+
+MAILED_COLUMNS = (
+    Col("seq", "序号", "seq", ident=True, justify="right", keep=True),
+    Col("type", "通知", "notice", ident=True),
+    Col("to", "收件人", "to"),
+    Col("at", "发送时间", "mailed at", keep=True, drop=1),
+)
+
+#: The notices ``xiezhu serve`` mails (``xiezhu.http.alerts``), as a person names them.
+_NOTICE = {"sla.reminder": "期限提醒", "sla.breached": "逾期通知"}
+
+
+def mailed_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
+    return [{
+        "seq": str(r["seq"]), "type": w.label(_NOTICE, str(r["type"])), "to": "\n".join(r["recipients"]),
+        "at": local_minute(str(r["at"])),
+    } for r in rows]

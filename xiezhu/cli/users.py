@@ -58,8 +58,12 @@ def list_(ctx: typer.Context, as_json: Annotated[bool, typer.Option("--json", he
     if as_json:
         print_json(rows)
         return
-    for r in rows:
-        print(f"{r['login']:<20} {r['bureau']:<12} {r['name']}" + ("  (disabled)" if r["disabled"] else ""))
+    from xiezhu.cli.screens import USERS_COLUMNS, Words, user_rows
+    from xiezhu.cli.tables import lang, show
+
+    language = lang()
+    show(f"控制台账户 {len(rows)} 个" if language == "zh" else f"{len(rows)} console accounts", USERS_COLUMNS,
+         user_rows(rows, Words(Registry.load(), language)), language=language)
 
 
 @app.command("disable")
