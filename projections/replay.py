@@ -502,7 +502,8 @@ def _render_zh(r: Replay, name: Callable[[str], str]) -> str:
     out = [f"{kind}案件 {r.number}（{r.case}），机关：{'、'.join(name(b) for b in r.bureaus)}"]
     if r.as_of is not None:
         later = f"；其后 {r.later_entries} 条未列出" if r.later_entries else ""
-        out.append(f"截至北京时间 {_local(r.as_of)} 的状态（按 {r.cutoff}{later}）")
+        cutoff = "账本收到时间" if r.cutoff == CUTOFF else r.cutoff
+        out.append(f"截至北京时间 {_local(r.as_of)} 的状态（按{cutoff}{later}）")
     else:
         out.append(f"账本全部条目；未届满的时限按北京时间 {_local(r.judged_at)} 判断")
     out.append(f"状态：{_status_zh(r.status) if r.status else '无有效案件'}")
@@ -538,19 +539,19 @@ def _deadline_zh(d: DeadlineCheck) -> str:
     match d.state:
         case "met" | "missed" if d.answered_at is not None:
             late = f"，逾期 {d.working_days_late} 个工作日" if d.state == "missed" else ""
-            tail = (f"{'按期' if d.state == 'met' else '逾期'}：{_local(d.answered_at)} 答复（#{d.answered_pos}），"
+            tail = (f"{'按期' if d.state == 'met' else '逾期'}，{_local(d.answered_at)} 答复（#{d.answered_pos}），"
                     f"用时 {d.working_days_used} 个工作日{late}")
         case "missed":
-            tail = f"逾期：未答复，已过 {d.working_days_late} 个工作日"
+            tail = f"逾期，未答复，已过 {d.working_days_late} 个工作日"
         case "open":
-            tail = f"办理中：已用 {d.working_days_used} 个工作日"
+            tail = f"办理中，已用 {d.working_days_used} 个工作日"
         case "elapsed":
-            tail = "已过：书面告知不能协助已逾期，答复仍须作出"
+            tail = "告知期已过，书面告知不能协助已逾期，答复仍须作出"
         case "not-applicable":
-            tail = "不适用：已以另一方式答复"
+            tail = "不适用，已以另一方式答复"
         case _:
-            tail = "已撤回：不判断"
-    return f"{head}：{tail}" + ("（暂定日历）" if d.provisional else "")
+            tail = "已撤回，不判断"
+    return f"{head}；{tail}" + ("（暂定日历）" if d.provisional else "")
 
 
 def _deadline_text(d: DeadlineCheck) -> str:

@@ -637,6 +637,7 @@ def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, t
     assert text.exit_code == 0, text.output
     assert text.stdout.startswith("行政协助案件 20260001（") and "状态：已收到" in text.stdout
     assert "答复 3 个工作日" in text.stdout and "区审批服务局 → 区公安分局" in text.stdout
+    assert "按账本收到时间" in text.stdout and "；办理中，已用 2 个工作日" in text.stdout
     assert "…" not in text.stdout and "status:" not in text.stdout and "shenpi → " not in text.stdout
     text = invoke(ledger_app, ["replay", "20260001", "--as-of", "2026-10-09T12:00"], env=env | {"XIEZHU_LANG": "en"})
     assert "status: received" in text.stdout and "reply   3 working days" in text.stdout
@@ -652,7 +653,7 @@ def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, t
     trust = ["--trust", str(data_dir / "keys" / "trust.json")]
     ok = invoke(ledger_app, ["verify-bundle", str(bundle), *trust])
     assert ok.exit_code == 0, ok.output
-    assert ok.stdout.startswith(f"证据包 {bundle}：核验通过") and "清单由 sifa-" in ok.stdout
+    assert ok.stdout.startswith(f"证据包 {bundle}：核验通过") and "证据包清单由 sifa-" in ok.stdout
     assert "行政协助案件 20260001" in ok.stdout and "区审批服务局 → " in ok.stdout and "签名有效" in ok.stdout
     assert "manifest" not in ok.stdout and "shenpi →" not in ok.stdout and "…" not in ok.stdout
     english = invoke(ledger_app, ["verify-bundle", str(bundle), *trust], env={"XIEZHU_LANG": "en"})

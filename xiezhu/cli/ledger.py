@@ -310,7 +310,7 @@ def _report_text(r: BundleReport) -> str:
         lines.append(f"{w.label(labels.CASE_KIND, r.kind)}案件 {r.number}（{r.case}）：{len(r.events)} 个签名事件")
     if r.checkpoint_pos is not None:
         lines.append(f"已证明至检查点 {r.checkpoint_pos}（{r.sealed_at} 由 {r.sealed_by} 签署）")
-    lines.append(f"清单由 {r.attested_by} 签署证明" if r.attested_by else "清单未经签署证明")
+    lines.append(f"证据包清单由 {r.attested_by} 签署" if r.attested_by else "证据包清单未经签署")
     for e in r.events:
         status = "签名有效" if e.signature.status == "valid" else (
             w.label(labels.DEAD_LETTER_REASON, e.signature.status)
