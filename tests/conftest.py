@@ -49,6 +49,22 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
             item.add_marker(skip)
 
 
+
+# `xiezhu` run in-process writes the language and the log format into os.environ for the services it
+# starts; without this, one test's `--lang en` would change what every later test reads.
+_PROCESS_WIDE = ("XIEZHU_LANG", "XIEZHU_LOG_JSON")
+
+
+@pytest.fixture(autouse=True)
+def _each_test_keeps_its_own_language() -> Iterator[None]:
+    before = {name: os.environ.get(name) for name in _PROCESS_WIDE}
+    yield
+    for name, value in before.items():
+        if value is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = value
+
 @pytest.fixture
 def nats_auth() -> bool:
     """Whether the test's server has the generated NKey users (a module may override this with False)."""
