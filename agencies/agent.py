@@ -42,6 +42,7 @@ from broker.streams import (
     consumer_config,
     inbox_filter,
 )
+from broker.threads import in_thread
 from broker.witness import Witness
 from schemas.assistance import AssistanceReplied, AssistanceRequested
 from schemas.privacy import mask_text
@@ -109,8 +110,8 @@ class BureauAgent:
                              arrival_clock=self.clock if self.simulated_arrival else None)
         self.relay = Relay(self.code, self.store, self.positions, js)
         self._relay_task = asyncio.create_task(self.relay.run(), name=f"relay-{self.code}")
-        await asyncio.to_thread(self._sweep_inbox)
-        await asyncio.to_thread(self._sweep_conclusions)
+        await in_thread(self._sweep_inbox)
+        await in_thread(self._sweep_conclusions)
         self.relay.wake()
         sub = await js.pull_subscribe(inbox_filter(self.code), durable=agent_consumer(self.code),
                                       stream=EVENTS_STREAM, config=want)
@@ -202,7 +203,7 @@ class BureauAgent:
 
     async def _accept(self, got: Received) -> object:
         """Apply once to the bureau's store; intake turns what it raises into a dead letter or a retry."""
-        return await asyncio.to_thread(self.store.accept, got.signed, got.envelope,
+        return await in_thread(self.store.accept, got.signed, got.envelope,
                                        stream_seq=got.delivery.stream_seq, arrived_at=got.arrived)
 
     async def _then(self, done: Handled) -> None:
@@ -215,21 +216,21 @@ class BureauAgent:
         if done.status == "duplicate":
             if isinstance(env.payload, AssistanceRequested):
                 # Applied before, maybe without its answer (a crash in between): answer now.
-                await asyncio.to_thread(self._answer, env.case)
+                await in_thread(self._answer, env.case)
                 self._wake_relay()
             elif isinstance(env.payload, AssistanceReplied):
                 # Applied before, maybe without concluding our commitment case (a crash in between).
-                await asyncio.to_thread(self._conclude_for, env.case)
+                await in_thread(self._conclude_for, env.case)
                 self._wake_relay()
             return
         if not isinstance(state, CaseState):  # a notice or a dispute event: kept as it came
             return
         if isinstance(env.payload, AssistanceRequested):
             if state.status == "received":  # not answered in its batch (or applied on its own)
-                await asyncio.to_thread(self._answer, state.case)
+                await in_thread(self._answer, state.case)
         elif isinstance(env.payload, AssistanceReplied) and state.request.commitment_case:
             # The reply verified items of our commitment case: close it, or record the false commitment.
-            await asyncio.to_thread(self._conclude, state.request.commitment_case)
+            await in_thread(self._conclude, state.request.commitment_case)
         self._wake_relay()
 
     def _conclude_for(self, case_id: str) -> None:

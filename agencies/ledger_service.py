@@ -40,6 +40,7 @@ from broker.streams import (
     ConsumerGuard,
     consumer_config,
 )
+from broker.threads import in_thread
 from broker.witness import publish_heads
 from schemas.envelope import Envelope, Signed
 from schemas.errors import XiezhuError
@@ -174,7 +175,7 @@ class LedgerService:
         deliveries = [delivery_of(m) for m in msgs]
         # The whole batch's signatures and openings in one worker thread: PyNaCl releases the GIL
         # in libsodium, so the agents on this event loop carry on meanwhile (issue 14).
-        for d, got in zip(deliveries, await asyncio.to_thread(self.intake.receive_all, deliveries), strict=True):
+        for d, got in zip(deliveries, await in_thread(self.intake.receive_all, deliveries), strict=True):
             if isinstance(got, Exception):
                 e = got
                 if reason_for(e) is None:  # a check that broke on hostile bytes must not stop the record
@@ -189,7 +190,7 @@ class LedgerService:
     async def _record(self, msgs: list, good: list[tuple[Signed, Envelope, int, datetime]]) -> None:  # type: ignore[type-arg]
         """Append what passed in one transaction, sign a checkpoint when one is due, then ack the batch."""
         if good:
-            positions = await asyncio.to_thread(self.ledger.append, good)
+            positions = await in_thread(self.ledger.append, good)
             added = sum(1 for p in positions if p is not None)
             if log.isEnabledFor(logging.INFO):
                 for (_, env, _, _), p in zip(good, positions, strict=True):
@@ -235,7 +236,7 @@ class LedgerService:
                 if self._remote is not None:
                     await self._remote.checkpoint(self.ledger)
                 elif self.sign_checkpoint is not None:
-                    await asyncio.to_thread(self.ledger.checkpoint, self.sign_checkpoint, self.clock.now())
+                    await in_thread(self.ledger.checkpoint, self.sign_checkpoint, self.clock.now())
             except SignerRefused as e:  # the signer is away, or says the ledger does not extend what it signed
                 log.error("no checkpoint signed at the ledger head: %s", e)
             except XiezhuError as e:  # 区司法局's key is revoked and not yet replaced: the next checkpoint covers this

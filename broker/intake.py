@@ -22,7 +22,6 @@ Every receiver takes its JetStream messages through here: a bureau's agent
 """
 from __future__ import annotations
 
-import asyncio
 import json
 import logging
 import time
@@ -58,6 +57,7 @@ from broker.signing import (
     unb64,
 )
 from broker.streams import DLQ_PREFIX, DLQ_STREAM, dlq_subject
+from broker.threads import in_thread
 from schemas.envelope import (
     HDR_KEY,
     HDR_ORIGINAL_SUBJECT,
@@ -426,7 +426,7 @@ class Intake:
         with ``apply``, as :meth:`handle` does, until the first transient failure.
         ``then`` follows each applied or duplicate delivery up after the commit.
         """
-        checked, applied = await asyncio.to_thread(self._check_and_apply, deliveries, apply_batch)
+        checked, applied = await in_thread(self._check_and_apply, deliveries, apply_batch)
         out: list[Handled | None] = [None] * len(deliveries)
         stop = len(deliveries)
         for i, (d, got) in enumerate(zip(deliveries, checked, strict=True)):

@@ -18,6 +18,7 @@ from nats.js.errors import APIError
 
 from broker.signing import b64, decode_checked
 from broker.streams import full_stream_error, sending_stream
+from broker.threads import in_thread
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG, Signed, subject_for
 from schemas.errors import XiezhuError
 
@@ -110,7 +111,7 @@ class Relay:
     async def _pump(self) -> int:
         total = 0
         while True:
-            rows = await asyncio.to_thread(self._next_rows)
+            rows = await in_thread(self._next_rows)
             if not rows:
                 return total
             futures = []
@@ -138,7 +139,7 @@ class Relay:
                                  f"within {self.ack_timeout:.0f}s (refused, or the server is away)") from None
             self.duplicates += sum(1 for a in acks if a.duplicate)
             self.published += len(acks)
-            await asyncio.to_thread(self.positions.set, self.name, rows[-1][0])
+            await in_thread(self.positions.set, self.name, rows[-1][0])
             self._position = rows[-1][0]
             total += len(rows)
 

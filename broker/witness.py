@@ -40,6 +40,7 @@ from nats.js.errors import NotFoundError
 from broker.ledger.store import Checkpoint, Ledger, checkpoint_message
 from broker.signing import KeyRing
 from broker.streams import EVENTS_STREAM, HEADS_SUBJECT, WITNESS_STREAM, WITNESS_SUBJECTS, cosign_subject
+from broker.threads import in_thread
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
 
@@ -195,7 +196,7 @@ async def publish_heads(js: JetStreamContext, ledger: Ledger, published: int) ->
                 log.error("rollback: 区司法局 published a head at position %d but the ledger ends at %d; "
                           "run `xiezhu audit --witness-stream`", last.pos, end)
             published = min(last.pos, end)
-    for cp in await asyncio.to_thread(ledger.checkpoints, published):
+    for cp in await in_thread(ledger.checkpoints, published):
         head = Head.of(cp)
         await js.publish(HEADS_SUBJECT, encode(head), headers={"Nats-Msg-Id": f"head:{head.pos}:{head.head}"})
         published = cp.pos
@@ -442,11 +443,11 @@ class Witness:
         assert self._js is not None, "start() first"
         kept = 0
         async for seq, data in _walk(self._js, self.store.walked + 1, HEADS_SUBJECT):
-            kept += await asyncio.to_thread(self._take, seq, data)
-        for record in await asyncio.to_thread(self.store.unpublished):
+            kept += await in_thread(self._take, seq, data)
+        for record in await in_thread(self.store.unpublished):
             await self._js.publish(cosign_subject(self.code), encode(record),
                                    headers={"Nats-Msg-Id": f"cosign:{self.code}:{record.head.pos}:{record.head.head}"})
-            await asyncio.to_thread(self.store.mark_published, record)
+            await in_thread(self.store.mark_published, record)
         self.kept += kept
         return kept
 

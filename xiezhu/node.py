@@ -61,6 +61,7 @@ from broker.streams import (
     sending_stream,
 )
 from broker.streams import sending_usage as streams_usage
+from broker.threads import in_thread
 from broker.witness import Witness, WitnessStore
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
@@ -389,7 +390,7 @@ class Node:
         while not self._stopping:
             self._projection_wake.clear()
             for view in self.views:
-                await asyncio.to_thread(view.follow, self.ledger)
+                await in_thread(view.follow, self.ledger)
             if self.monitor is not None and any(await self._tick_monitor()):
                 self.wake_relays()
             with contextlib.suppress(TimeoutError):
@@ -398,7 +399,7 @@ class Node:
     async def _tick_monitor(self) -> tuple[int, int]:
         assert self.monitor is not None
         try:
-            return await asyncio.to_thread(self.monitor.tick)
+            return await in_thread(self.monitor.tick)
         except NoValidKey as e:  # 区司法局 cannot sign until its key is replaced; the notices wait
             log.warning("SLA notices not sent: %s", e)
             return (0, 0)

@@ -38,6 +38,7 @@ from nats.js.errors import APIError, NotFoundError
 from broker.server import server_list
 from broker.signing import KeyRing, Malformed, Signer, b64, unb64
 from broker.streams import TRUST_STREAM, TRUST_SUBJECT
+from broker.threads import in_thread
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
@@ -501,7 +502,7 @@ class TrustFollower:
             log.info("trust list version %d applied: %d keys", held.version, len(held.entries))
             if self.persist is not None:
                 try:
-                    await asyncio.to_thread(self.persist, held)
+                    await in_thread(self.persist, held)
                 except (OSError, XiezhuError) as e:  # a read-only keys volume, or a newer list on disk
                     log.info("trust list version %d not saved here: %s", held.version, e)
             return True

@@ -34,6 +34,7 @@ from broker.files import write_private
 from broker.ledger.store import GENESIS, Checkpoint, Ledger, checkpoint_message, leaf_hash, link
 from broker.signing import KeyRing
 from broker.streams import HEADS_SUBJECT, SIGN_SUBJECT
+from broker.threads import in_thread
 from broker.witness import Head, checkpoint_problems, encode
 from schemas.errors import XiezhuError
 
@@ -171,7 +172,7 @@ class SignerService:
                 await msg.respond(msgspec.json.encode(SignReply(error=f"not a signing request: {e}")))
                 return
             try:
-                head = await asyncio.to_thread(self.signer.sign, req)
+                head = await in_thread(self.signer.sign, req)
             except SignerRefused as e:
                 self.refused.append(str(e))
                 log.error("checkpoint signer refused position %d: %s", req.pos, e)
@@ -196,7 +197,7 @@ class RemoteSigner:
         """Have the head signed (in steps of :data:`MAX_LEAVES`); None if it has a checkpoint already."""
         cp: Checkpoint | None = None
         while True:
-            req = await asyncio.to_thread(request_for, ledger)
+            req = await in_thread(request_for, ledger)
             if req is None:
                 return cp
             try:
@@ -209,7 +210,7 @@ class RemoteSigner:
                 raise SignerRefused(f"the checkpoint signer refused position {req.pos}: {reply.error}")
             h = reply.head
             cp = Checkpoint(h.pos, h.head_bytes(), h.signed_at, h.kid, h.sig)
-            await asyncio.to_thread(ledger.add_checkpoint, cp)
+            await in_thread(ledger.add_checkpoint, cp)
 
 
 def request_for(ledger: Ledger) -> SignRequest | None:

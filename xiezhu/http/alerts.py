@@ -12,7 +12,6 @@ shows one.  A failed send is retried with backoff, without skipping.
 """
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import smtplib
@@ -25,6 +24,7 @@ from email.utils import formatdate
 from pathlib import Path
 from typing import Any
 
+from broker.threads import in_thread
 from schemas.errors import XiezhuError
 from xiezhu.http.shared_db import SharedConnection
 
@@ -229,26 +229,26 @@ async def mail_once(feed: Any, alerts: Alerts, settings: MailSettings, name: Cal
 
     Returns None when nothing waits, 0 after progress, else the seconds until the next try.
     """
-    after = await asyncio.to_thread(alerts.cursor, feed.head)
-    rows: list[tuple[int, dict[str, Any]]] = await asyncio.to_thread(feed.items, after, 50)
+    after = await in_thread(alerts.cursor, feed.head)
+    rows: list[tuple[int, dict[str, Any]]] = await in_thread(feed.items, after, 50)
     if not rows:
         return None
-    to = await asyncio.to_thread(alerts.recipients)
+    to = await in_thread(alerts.recipients)
     for seq, item in rows:
-        if item["type"] not in ALERT_TYPES or not to or await asyncio.to_thread(alerts.sent, item["id"]):
-            await asyncio.to_thread(alerts.advance, seq)
+        if item["type"] not in ALERT_TYPES or not to or await in_thread(alerts.sent, item["id"]):
+            await in_thread(alerts.advance, seq)
             continue
         msg = message_of(item, alerts.bureau, name, settings, to)
         try:
-            await asyncio.to_thread(send, settings, msg)
+            await in_thread(send, settings, msg)
         except (OSError, smtplib.SMTPException) as e:
-            attempts = await asyncio.to_thread(alerts.failed, f"{type(e).__name__}: {e}")
+            attempts = await in_thread(alerts.failed, f"{type(e).__name__}: {e}")
             delay = float(min(backoff_cap, backoff_base * 2 ** min(attempts - 1, 30)))
             log.warning("%s alerts: mailing %s failed (%s); next try in %.1fs", alerts.bureau, item["id"], e, delay,
                         extra={"bureau": alerts.bureau, "number": item.get("number") or "",
                                "event_id": item["id"], "event_type": item["type"]})
             return delay
-        await asyncio.to_thread(alerts.advance, seq, (item["id"], item["type"], to))
+        await in_thread(alerts.advance, seq, (item["id"], item["type"], to))
         log.info("%s alerts: mailed %s to %d address(es)", alerts.bureau, item["type"], len(to),
                  extra={"bureau": alerts.bureau, "number": item.get("number") or "", "event_id": item["id"],
                         "event_type": item["type"]})

@@ -17,7 +17,6 @@ it has seen (exactly once by id).
 """
 from __future__ import annotations
 
-import asyncio
 import hashlib
 import hmac
 import json
@@ -33,6 +32,7 @@ from typing import Any, Protocol
 import httpx
 import msgspec
 
+from broker.threads import in_thread
 from schemas.envelope import Envelope, decode_envelope
 from schemas.privacy import mask_json
 from xiezhu.http.shared_db import SharedConnection
@@ -228,7 +228,7 @@ class Feed:
 
         Returns None when nothing waits, 0 after a success, else the seconds until the next try.
         """
-        nxt = await asyncio.to_thread(self._next)
+        nxt = await in_thread(self._next)
         if nxt is None:
             return None
         hook, seq, item = nxt
@@ -248,11 +248,11 @@ class Feed:
         except httpx.HTTPError as e:
             error, status = f"{type(e).__name__}: {e}", 0
         if error is None:
-            await asyncio.to_thread(self._succeeded, hook, seq, item["id"], status)
+            await in_thread(self._succeeded, hook, seq, item["id"], status)
             return 0.0
         delay = float(min(backoff_cap, backoff_base * 2 ** min(hook.attempts, 30)))
         log.info("%s webhook: delivery %s failed (%s); next try in %.1fs", self.bureau, item["id"], error, delay)
-        await asyncio.to_thread(self._failed, hook, error, delay)
+        await in_thread(self._failed, hook, error, delay)
         return delay
 
     def close(self) -> None:
