@@ -15,6 +15,7 @@ import sys
 import time
 from pathlib import Path
 from types import TracebackType
+from typing import Any
 
 from schemas.errors import XiezhuError
 
@@ -55,6 +56,22 @@ def _die_with_parent() -> None:
 def server_list(nats_url: str) -> list[str]:
     """A comma-separated URL list, as NATS clients take it for failover."""
     return [u.strip() for u in nats_url.split(",") if u.strip()]
+
+
+async def connect_once(nats_url: str, *, timeout: float = 5.0, **options: Any) -> Any:
+    """A NATS connection for a command that runs once: one attempt at each server of ``nats_url``.
+
+    nats-py's defaults try again for minutes and log a traceback per attempt; a command
+    given an unreachable URL should say so in one line at once, so the caller catches the
+    ``OSError`` or ``nats.errors.Error`` this raises.  Returns a ``nats.aio.client.Client``.
+    """
+    import nats  # here: the launcher's callers (tests, `xiezhu nats-server`) need no client
+
+    async def quiet(_e: Exception) -> None:  # the caller's one-line error says it
+        pass
+
+    return await nats.connect(servers=server_list(nats_url), allow_reconnect=False, connect_timeout=timeout,
+                              max_reconnect_attempts=1, reconnect_time_wait=0.2, error_cb=quiet, **options)
 
 
 def free_port(host: str = "127.0.0.1") -> int:

@@ -123,6 +123,10 @@ def test_mistakes_are_one_clear_line(demo, tmp_path: Path) -> None:  # type: ign
         assert "Traceback" not in proc.stderr
     empty = run("dead-letters", data_dir=tmp_path / "nothing-here", check=False)
     assert empty.returncode == 1 and empty.stderr.startswith("error: no NATS store"), empty.stderr
+    # A NATS URL nothing listens on: one line at once, not minutes of retries with a traceback each.
+    away = run("--nats-url", "nats://127.0.0.1:1", "dead-letters", data_dir=data, check=False, timeout=30)
+    assert away.returncode == 1 and away.stderr.startswith("error: cannot reach NATS at nats://127.0.0.1:1")
+    assert "Traceback" not in away.stderr and away.stderr.count("\n") == 1, away.stderr
 
 
 def test_each_help_shows_an_example(demo) -> None:  # type: ignore[no-untyped-def]

@@ -23,7 +23,7 @@ from nats.js.errors import NotFoundError
 from aggregates.store import SHANGHAI
 from broker.auth import ADMIN, credentials_in
 from broker.intake import REASONS, DeadLetter, dead_letter_of
-from broker.server import EmbeddedNats, server_list
+from broker.server import EmbeddedNats, connect_once
 from broker.signing import (
     Rejected,
     decode_checked,
@@ -177,8 +177,7 @@ def on_stream(settings: Settings, stream: str, read: Callable[[JetStreamContext]
 
     async def body() -> T:
         try:
-            nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5,
-                                    **credentials_in(settings.nats_keys_dir, user))
+            nc = await connect_once(url, **credentials_in(settings.nats_keys_dir, user))
         except (OSError, nats.errors.Error) as e:
             raise DeadLettersError(f"cannot reach NATS at {url}: {e or type(e).__name__}") from e
         try:

@@ -24,7 +24,7 @@ from aggregates.clock import SystemClock
 from aggregates.registry import JUSTICE, Registry
 from aggregates.workdays import SHANGHAI
 from broker.auth import ADMIN, copy_identity, credentials_in
-from broker.server import server_list
+from broker.server import connect_once
 from broker.signing import b64
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList
@@ -68,13 +68,8 @@ def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> N
                   "--nats-url): run [bold]xiezhu --nats-url URL keys publish[/] to send it to the agents")
         return
 
-    async def quiet(e: Exception) -> None:  # the one-line error below says it; no traceback per attempt
-        pass
-
-    async def send() -> bool:
-        nc = await nats.connect(servers=server_list(url), allow_reconnect=False, connect_timeout=5,
-                                max_reconnect_attempts=1, reconnect_time_wait=0.5, error_cb=quiet,
-                                **credentials_in(_settings(ctx).nats_keys_dir, ADMIN))  # the provisioner publishes it
+    async def send() -> bool:  # the provisioner publishes it; an unreachable URL is the one-line error below
+        nc = await connect_once(url, **credentials_in(_settings(ctx).nats_keys_dir, ADMIN))
         try:
             versions = [v for v in keys.handovers() if v.version < signed.version]
             return await publish_versions(nc.jetstream(), [*versions, signed], keys.anchors()) > 0
