@@ -10,7 +10,7 @@ import pytest
 
 from aggregates.workdays import SHANGHAI
 from broker.ledger.store import Ledger
-from tests.helpers import xiezhu as run
+from tests.helpers import xiezhu_here as run
 from tests.test_sla import Book
 from xiezhu.settings import Settings
 
