@@ -79,6 +79,25 @@ class LedgerProjection:
             self._ensure()
 
     def _ensure(self) -> None:
+        conn = self.db.conn
+        if not isinstance(conn, sqlite3.Connection):  # PostgreSQL: one writer per schema in a transaction
+            with conn:
+                self._create_all()
+            return
+        # Two processes opening a new view file at once (the ledger, and a clerk's command or the
+        # campaign's driver) both saw no table and both created it: "table … already exists".  The
+        # check and the creation are one write transaction.
+        with self._lock:
+            if not conn.in_transaction:
+                conn.execute("BEGIN IMMEDIATE")
+            try:
+                self._create_all()
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    def _create_all(self) -> None:
         if not self.db.table(POSITIONS).exists():
             self.db.table(POSITIONS).create({"name": str, "position": int}, pk="name")
         self.create_tables()

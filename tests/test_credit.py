@@ -588,3 +588,32 @@ def test_a_second_process_following_the_same_view_applies_nothing_twice(world: W
     monkeypatch.setattr(clerk, "apply_entry", counted)
     assert clerk.follow(cast(Ledger, _StaleRead(world.ledger))) == 0
     assert applied == [] and _tables(clerk) == before
+
+
+def test_two_processes_opening_a_new_view_at_once_create_its_tables_once(tmp_path: Path) -> None:
+    # The kill -9 campaign's driver opened the credit view for the gate while the ledger's process
+    # created it: both saw no table, the second CREATE failed ("table credit_cases already exists").
+    import sqlite3
+
+    path = tmp_path / "credit.db"
+    other = sqlite3.connect(path, isolation_level=None)  # the other process, half-way through creating it
+    other.execute("PRAGMA journal_mode=WAL")
+    other.execute("BEGIN IMMEDIATE")
+    other.execute(f"CREATE TABLE {CASES} (x)")
+    opened: list[object] = []
+    t = threading.Thread(target=lambda: opened.append(_open_or_error(path)))
+    t.start()
+    t.join(0.5)  # it waits for the other's write lock before it looks
+    assert t.is_alive() and not opened
+    other.execute("ROLLBACK")  # the other gave up: this one creates everything
+    t.join(10)
+    assert isinstance(opened[0], CreditView), opened
+    cast(CreditView, opened[0]).db.conn.close()
+    other.close()
+
+
+def _open_or_error(path: Path) -> object:
+    try:
+        return CreditView(path, view_key=VIEW_KEY)
+    except Exception as e:  # noqa: BLE001 - the test reports it
+        return e
