@@ -51,6 +51,7 @@ from broker.streams import (
     cosign_subject,
     inbox_filter,
     sending_stream,
+    witness_stream,
 )
 from schemas.errors import XiezhuError
 
@@ -341,8 +342,9 @@ def _durables(bureaus: Iterable[str]) -> list[tuple[str, str]]:
 
 
 def _streams(bureaus: Iterable[str]) -> list[str]:
-    """Every stream of the layout: each bureau's sending stream, then :data:`_STREAMS`."""
-    return [*(sending_stream(code) for code in bureaus), *_STREAMS]
+    """Every stream of the layout: each bureau's sending and witness streams, then :data:`_STREAMS`."""
+    codes = list(bureaus)
+    return [*(sending_stream(code) for code in codes), *(witness_stream(code) for code in codes), *_STREAMS]
 
 
 def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:

@@ -8,9 +8,9 @@ mail through a pre-provisioned durable consumer ``agent-<code>`` filtered on
 ``xz.*.<code>.>``; the 司法局 ledger reads everything through ``ledger``.  ``XZ_TRUST``
 keeps every version of the root-signed trust list on ``xztrust.list``; readers take the
 last one by direct get and subscribe to the subject for new ones.  ``XZ_WITNESS`` keeps
-every checkpoint head 区司法局 signed (``xzwit.heads``) and each bureau's countersignature
-of the heads it saw (``xzwit.cosign.<code>``); like ``XZ`` it refuses deletes and purges
-(decision 49).
+every checkpoint head 区司法局 signed (``xzwit.heads``) and sources each bureau's
+countersignatures of the heads it saw from ``XZ_WITNESS_<code>`` (``xzwit.cosign.<code>``,
+under that bureau's own limits); like ``XZ`` they refuse deletes and purges (decisions 49, 59).
 """
 from __future__ import annotations
 
@@ -54,6 +54,8 @@ TRUST_SUBJECT = "xztrust.list"
 LEDGER_CONSUMER = "ledger"
 WITNESS_STREAM = "XZ_WITNESS"
 WITNESS_SUBJECTS = "xzwit.>"
+#: ``XZ_WITNESS_<code>``: one bureau's countersignatures, under its own limits; ``XZ_WITNESS`` sources them.
+WITNESS_PREFIX = "XZ_WITNESS_"
 #: Where 区司法局's signed checkpoint heads are published, for every bureau to see and keep.
 HEADS_SUBJECT = "xzwit.heads"
 COSIGN_PREFIX = "xzwit.cosign"
@@ -105,14 +107,30 @@ BUREAU_MAX_BYTES = 128 * 1024 ** 2
 BUREAU_MAX_MSGS = 1_000_000
 
 
+#: The largest witness record (a countersigned head is about 0.6 KB).
+MAX_WITNESS_BYTES = 4096
+#: What one bureau may have in its witness stream by default: 64 MiB and 100,000 countersignatures
+#: (about 0.65 KB each stored), one per checkpoint, which come at most every 10 s while entries
+#: arrive: some three years at 100 checkpoints a day.  Bounded, so that a bureau publishing junk
+#: on its own countersignature subject stops at it (decision 59); 37 bureaus reserve 2.3 GiB.
+WITNESS_MAX_BYTES = 64 * 1024 ** 2
+WITNESS_MAX_MSGS = 100_000
+
+
 def sending_stream(code: str) -> str:
     """The stream that takes what bureau ``code`` publishes (``xz.<code>.>``), under its own limits."""
     return f"{SENDING_PREFIX}{code}"
 
 
+def witness_stream(code: str) -> str:
+    """The stream that takes bureau ``code``'s countersignatures (``xzwit.cosign.<code>``), under its own limits."""
+    return f"{WITNESS_PREFIX}{code}"
+
+
 @dataclass(frozen=True)
 class BureauLimits:
-    """What the server lets one bureau put in its sending stream; past it, a publish is refused.
+    """What the server lets one bureau put in its sending stream and its witness stream; past it, a publish
+    is refused.
 
     ``None`` leaves a setting to what an existing stream has (a node's own provisioning at
     start), or the default where the stream is created.
@@ -120,6 +138,8 @@ class BureauLimits:
 
     max_bytes: int | None = None
     max_msgs: int | None = None
+    witness_max_bytes: int | None = None
+    witness_max_msgs: int | None = None
 
 
 #: Every limit left to an existing stream, or to the defaults where the stream is created.
@@ -144,10 +164,19 @@ async def ensure_streams(js: JetStreamContext, bureaus: Iterable[str] | None = N
     an existing stream has: ``xiezhu provision --replicas N`` set it.
     """
     codes = list(Registry.load().codes() if bureaus is None else bureaus)
-    await _refuse_capturing_events_stream(js)
-    for code in codes:
-        await _ensure_stream(js, sending_config(code, limits, replicas), create,
-                             defaults={"max_bytes": BUREAU_MAX_BYTES, "max_msgs": BUREAU_MAX_MSGS})
+    await _refuse_capturing_stream(js, EVENTS_STREAM, 50, "sending streams")
+    await _refuse_capturing_stream(js, WITNESS_STREAM, 59, "witness streams", keep=[HEADS_SUBJECT])
+    # The bureaus' streams are independent of each other: asked for at once (74 of them), the first
+    # error in the registry's order raised once all have answered.
+    done = await asyncio.gather(
+        *(_ensure_stream(js, sending_config(code, limits, replicas), create,
+                         defaults={"max_bytes": BUREAU_MAX_BYTES, "max_msgs": BUREAU_MAX_MSGS}) for code in codes),
+        *(_ensure_stream(js, witness_config(code, limits, replicas), create,
+                         defaults={"max_bytes": WITNESS_MAX_BYTES, "max_msgs": WITNESS_MAX_MSGS}) for code in codes),
+        return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
     await _ensure_stream(js, StreamConfig(
         name=EVENTS_STREAM, subjects=[], sources=[StreamSource(name=sending_stream(c)) for c in codes],
         retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S,
@@ -165,29 +194,36 @@ async def ensure_streams(js: JetStreamContext, bureaus: Iterable[str] | None = N
         allow_direct=True, deny_delete=True, deny_purge=True, num_replicas=replicas,
     ), create)
     # The witnesses of the ledger's checkpoints: nobody may remove a head once published (decision 49).
+    # The heads (only the ledger and the signer publish them) land here; each bureau's
+    # countersignatures in its own bounded stream, sourced here in one order (decision 59).
     await _ensure_stream(js, StreamConfig(
-        name=WITNESS_STREAM, subjects=[WITNESS_SUBJECTS], retention=RetentionPolicy.LIMITS,
-        storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=4096,
-        allow_direct=True, deny_delete=True, deny_purge=True, num_replicas=replicas,
+        name=WITNESS_STREAM, subjects=[HEADS_SUBJECT], sources=[StreamSource(name=witness_stream(c)) for c in codes],
+        retention=RetentionPolicy.LIMITS, storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S,
+        max_msg_size=MAX_WITNESS_BYTES + _SOURCE_HEADER_ROOM, allow_direct=True, deny_delete=True, deny_purge=True,
+        num_replicas=replicas,
     ), create)
 
 
-async def _refuse_capturing_events_stream(js: JetStreamContext) -> None:
-    """An ``XZ`` of the layout before decision 50 captures ``xz.>`` itself; no sending stream can be made beside it."""
+async def _refuse_capturing_stream(js: JetStreamContext, name: str, decision: int, sources: str,
+                                   keep: list[str] | None = None) -> None:
+    """A stream of the layout before ``decision`` captures the bureaus' subjects itself; no per-bureau stream
+    can be made beside it (the server refuses overlapping subjects)."""
     try:
-        info = await js.stream_info(EVENTS_STREAM)
+        info = await js.stream_info(name)
     except NotFoundError:
         return
-    if info.config.subjects:
+    extra = [s for s in info.config.subjects or [] if s not in (keep or [])]
+    if extra:
+        now = f"keep only {', '.join(keep)}" if keep else "remove its subjects"
         raise StreamLayoutError(
-            f"stream {EVENTS_STREAM} captures {', '.join(info.config.subjects)} itself (the layout before "
-            f"decision 50): as the NATS operator remove its subjects, run `xiezhu provision` to create the sending "
-            f"streams, then add them to its sources", stream=EVENTS_STREAM, setting="subjects")
+            f"stream {name} captures {', '.join(extra)} itself (the layout before decision {decision}): as the "
+            f"NATS operator {now}, run `xiezhu provision` to create the {sources}, then add them to its sources",
+            stream=name, setting="subjects")
 
 
 @dataclass(frozen=True)
 class SendingUsage:
-    """How much of its limits one bureau's sending stream holds."""
+    """How much of its limits one bureau's sending (or witness) stream holds."""
 
     code: str
     msgs: int
@@ -203,11 +239,13 @@ class SendingUsage:
                    self.bytes / self.max_bytes if self.max_bytes > 0 else 0.0)
 
 
-async def sending_usage(js: JetStreamContext, bureaus: Iterable[str]) -> list[SendingUsage]:
-    """Each bureau's sending stream's use and limits, as the server reports them (STREAM.INFO)."""
+async def sending_usage(js: JetStreamContext, bureaus: Iterable[str],
+                        stream: Callable[[str], str] = sending_stream) -> list[SendingUsage]:
+    """Each bureau's sending stream's (or ``stream=witness_stream``: witness stream's) use and limits, as the
+    server reports them (STREAM.INFO)."""
     out = []
     for code in bureaus:
-        info = await js.stream_info(sending_stream(code))
+        info = await js.stream_info(stream(code))
         c = info.config
         out.append(SendingUsage(code=code, msgs=info.state.messages, bytes=info.state.bytes,
                                 max_msgs=c.max_msgs or -1, max_bytes=c.max_bytes or -1,
@@ -215,15 +253,15 @@ async def sending_usage(js: JetStreamContext, bureaus: Iterable[str]) -> list[Se
     return out
 
 
-def usage_line(usage: list[SendingUsage]) -> str:
-    """One line: the sending streams' limits and the fullest one."""
+def usage_line(usage: list[SendingUsage], kind: str = "sending") -> str:
+    """One line: the ``kind`` (sending, witness) streams' limits and the fullest one."""
     if not usage:
-        return "no sending streams"
+        return f"no {kind} streams"
     top = max(usage, key=lambda u: u.share)
     sizes = sorted({(u.max_bytes, u.max_msgs, u.max_msg_size) for u in usage})
     limits = "; ".join(f"{_amount(b, 'bytes')}, {_amount(m, 'messages')}, {_amount(z, 'bytes')} a message"
                        for b, m, z in sizes)
-    return (f"{len(usage)} sending streams, each bureau at most {limits}; fullest {top.code}: "
+    return (f"{len(usage)} {kind} streams, each bureau at most {limits}; fullest {top.code}: "
             f"{top.msgs:,} messages, {top.bytes:,} bytes ({top.share:.1%})")
 
 
@@ -238,12 +276,12 @@ _NO_STORAGE = 10047
 _TOO_BIG, _STREAM_FULL = 10054, 10077
 
 
-def full_stream_error(error: APIError) -> str | None:
-    """One line for a publish the sending stream refused under its limits; None for any other error."""
+def full_stream_error(error: APIError, kind: str = "sending", largest: int = MAX_EVENT_BYTES) -> str | None:
+    """One line for a publish the ``kind`` stream refused under its limits; None for any other error."""
     if error.err_code == _TOO_BIG:
-        return f"the server refused a message over {MAX_EVENT_BYTES:,} bytes ({error.description})"
+        return f"the server refused a message over {largest:,} bytes ({error.description})"
     if error.err_code == _STREAM_FULL:
-        return (f"the sending stream is full ({error.description}); it refuses every new message until the NATS "
+        return (f"the {kind} stream is full ({error.description}); it refuses every new message until the NATS "
                 f"operator raises its limits (`xiezhu provision` shows them)")
     return None
 
@@ -258,6 +296,16 @@ def sending_config(code: str, limits: BureauLimits = UNSET_LIMITS, replicas: int
         name=sending_stream(code), subjects=[f"xz.{code}.>"], retention=RetentionPolicy.LIMITS,
         storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=MAX_EVENT_BYTES,
         max_bytes=limits.max_bytes, max_msgs=limits.max_msgs, discard=DiscardPolicy.NEW,
+        deny_delete=True, deny_purge=True, num_replicas=replicas,
+    )
+
+
+def witness_config(code: str, limits: BureauLimits = UNSET_LIMITS, replicas: int | None = None) -> StreamConfig:
+    """Bureau ``code``'s witness stream: its countersignature subject, its limits, nothing removable (decision 59)."""
+    return StreamConfig(
+        name=witness_stream(code), subjects=[cosign_subject(code)], retention=RetentionPolicy.LIMITS,
+        storage=StorageType.FILE, duplicate_window=DUPLICATE_WINDOW_S, max_msg_size=MAX_WITNESS_BYTES,
+        max_bytes=limits.witness_max_bytes, max_msgs=limits.witness_max_msgs, discard=DiscardPolicy.NEW,
         deny_delete=True, deny_purge=True, num_replicas=replicas,
     )
 
@@ -299,7 +347,8 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: boo
             raise StreamLayoutError(
                 f"cannot create stream {config.name}: the server has no room left to reserve its "
                 f"{(unset.get('max_bytes') or config.max_bytes or 0):,} bytes ({e.description}); free disk, raise "
-                f"JetStream's max_file_store, or give `xiezhu provision --bureau-max-bytes` less",
+                f"JetStream's max_file_store, or give `xiezhu provision --bureau-max-bytes` or `--witness-max-bytes` "
+                f"less",
                 stream=config.name) from None
         return
     for name in _COMPARED:

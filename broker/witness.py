@@ -35,11 +35,20 @@ import nacl.exceptions
 import nacl.signing
 from nats.aio.client import Client
 from nats.js import JetStreamContext
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from broker.ledger.store import Checkpoint, Ledger, checkpoint_message
 from broker.signing import KeyRing
-from broker.streams import EVENTS_STREAM, HEADS_SUBJECT, WITNESS_STREAM, WITNESS_SUBJECTS, cosign_subject
+from broker.streams import (
+    EVENTS_STREAM,
+    HEADS_SUBJECT,
+    MAX_WITNESS_BYTES,
+    WITNESS_STREAM,
+    WITNESS_SUBJECTS,
+    cosign_subject,
+    full_stream_error,
+    witness_stream,
+)
 from broker.threads import in_thread
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
@@ -401,6 +410,8 @@ class Witness:
         self.interval = interval
         self.kept = 0
         self.alarms: list[str] = []
+        #: Why the server refuses this bureau's countersignatures (its witness stream is full), or None.
+        self.refused: str | None = None
         self._wake = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self._js: JetStreamContext | None = None
@@ -444,12 +455,32 @@ class Witness:
         kept = 0
         async for seq, data in _walk(self._js, self.store.walked + 1, HEADS_SUBJECT):
             kept += await in_thread(self._take, seq, data)
-        for record in await in_thread(self.store.unpublished):
-            await self._js.publish(cosign_subject(self.code), encode(record),
-                                   headers={"Nats-Msg-Id": f"cosign:{self.code}:{record.head.pos}:{record.head.head}"})
+        waiting = await in_thread(self.store.unpublished)
+        for n, record in enumerate(waiting):
+            try:
+                await self._js.publish(
+                    cosign_subject(self.code), encode(record),
+                    headers={"Nats-Msg-Id": f"cosign:{self.code}:{record.head.pos}:{record.head.head}"})
+            except APIError as e:
+                why = full_stream_error(e, "witness", MAX_WITNESS_BYTES)
+                if why is None:
+                    raise
+                self._refused(f"{why}; {self.store.path.name} keeps the {len(waiting) - n} not published, "
+                              f"which go out once it takes them")
+                break
             await in_thread(self.store.mark_published, record)
+        else:
+            if self.refused is not None and waiting:
+                log.warning("witness %s: %s takes its countersignatures again", self.code, witness_stream(self.code))
+                self.refused = None
         self.kept += kept
         return kept
+
+    def _refused(self, why: str) -> None:
+        """One line when the server starts refusing this bureau's countersignatures; quiet while it goes on."""
+        if self.refused is None:
+            log.error("witness %s: %s refuses its countersignatures: %s", self.code, witness_stream(self.code), why)
+        self.refused = why
 
     def _take(self, seq: int, data: bytes) -> int:
         try:

@@ -25,6 +25,7 @@ from broker.server import EmbeddedNats
 from broker.streams import (
     EVENTS_STREAM,
     MAX_EVENT_BYTES,
+    WITNESS_STREAM,
     BureauLimits,
     StreamLayoutError,
     ensure_consumers,
@@ -33,6 +34,7 @@ from broker.streams import (
     sending_stream,
     sending_usage,
     usage_line,
+    witness_stream,
 )
 from tests.test_nats_auth import ListOutbox, signed
 
@@ -149,8 +151,9 @@ async def test_nobody_can_purge_or_delete_from_a_sending_stream_or_xz(conn: dict
     """A bureau has no permission to (test_nats_auth); the operator has, and the streams refuse it."""
     shenpi = conn["shenpi"].jetstream()
     await shenpi.publish("xz.shenpi.gongan.assistance.requested", b"kept", stream=sending_stream("shenpi"))
+    await shenpi.publish("xzwit.cosign.shenpi", b"kept", stream=witness_stream("shenpi"))
     op = conn["operator"].jetstream()
-    for stream in (sending_stream("shenpi"), EVENTS_STREAM):
+    for stream in (sending_stream("shenpi"), EVENTS_STREAM, witness_stream("shenpi"), WITNESS_STREAM):
         with pytest.raises(APIError, match="purge not permitted"):
             await op.purge_stream(stream)
         with pytest.raises(APIError, match="delete not permitted|message delete not permitted"):
@@ -165,3 +168,27 @@ async def test_provisioning_checks_the_limits_it_is_given_and_says_when_they_dif
     await ensure_streams(admin, BUREAUS, create=False, limits=LIMITS)
     with pytest.raises(StreamLayoutError, match="XZ_FROM_shenpi exists with max_bytes 65536, not 1000000"):
         await ensure_streams(admin, BUREAUS, create=False, limits=BureauLimits(max_bytes=1_000_000))
+    # Each bureau's witness stream has limits of its own (decision 59): the defaults here.
+    with pytest.raises(StreamLayoutError, match="XZ_WITNESS_shenpi exists with max_msgs 100000, not 5"):
+        await ensure_streams(admin, BUREAUS, create=False, limits=BureauLimits(witness_max_msgs=5))
+    line = usage_line(await sending_usage(admin, BUREAUS, witness_stream), "witness")
+    assert line.startswith("3 witness streams, each bureau at most 67,108,864 bytes, 100,000 messages, 4,096 bytes a "
+                           "message; fullest "), line
+
+
+async def test_a_witness_stream_of_the_layout_before_decision_59_is_named_with_what_to_do(tmp_path: Path) -> None:
+    """Before, ``XZ_WITNESS`` captured ``xzwit.>`` itself: no bureau's witness stream can be made beside it."""
+    srv = EmbeddedNats(tmp_path / "nats").start()
+    try:
+        nc = await nats.connect(srv.url, allow_reconnect=False)
+        js = nc.jetstream()
+        await js.add_stream(name=WITNESS_STREAM, subjects=["xzwit.>"])
+        with pytest.raises(StreamLayoutError) as e:
+            await ensure_streams(js, BUREAUS)
+        assert str(e.value) == (
+            "stream XZ_WITNESS captures xzwit.> itself (the layout before decision 59): as the NATS operator keep "
+            "only xzwit.heads, run `xiezhu provision` to create the witness streams, then add them to its sources")
+        assert [s.config.name for s in await js.streams_info()] == [WITNESS_STREAM]  # nothing made
+        await nc.close()
+    finally:
+        srv.stop()

@@ -20,16 +20,35 @@ from pathlib import Path
 import nats
 import pytest
 import sqlite_utils
+from nats.js.errors import APIError
 
 from aggregates.clock import SystemClock
 from aggregates.registry import JUSTICE, Registry
-from broker.auth import ADMIN, LEDGER, SIGNER, generate_identities, server_config
+from broker.auth import (
+    ADMIN,
+    LEDGER,
+    PROVISIONER,
+    SIGNER,
+    connect_options,
+    generate_identities,
+    load_identity,
+    server_config,
+)
 from broker.ledger.audit import AuditReport, audit, render
 from broker.ledger.signer import RemoteSigner, SignerRefused, SignerService, SignRequest, request_for
 from broker.ledger.store import GENESIS, Checkpoint, Ledger, checkpoint_message, leaf_hash, link
 from broker.server import EmbeddedNats
 from broker.signing import KeyRing
-from broker.streams import HEADS_SUBJECT, SIGN_SUBJECT, WITNESS_STREAM, cosign_subject
+from broker.streams import (
+    HEADS_SUBJECT,
+    MAX_WITNESS_BYTES,
+    SIGN_SUBJECT,
+    WITNESS_STREAM,
+    BureauLimits,
+    cosign_subject,
+    full_stream_error,
+    witness_stream,
+)
 from broker.witness import (
     Cosigned,
     Head,
@@ -47,10 +66,12 @@ from tests.conftest import RESIDENT, START, eventually, publish_catalogue
 from tests.helpers import cli
 from tests.test_exchange import request
 from xiezhu.cli.main import app
-from xiezhu.node import Node, checkpoint_signer
+from xiezhu.node import Node, checkpoint_signer, provision
 from xiezhu.settings import Settings
 
 BUREAUS = ("shenpi", "gongan", "ziran")
+#: Each bureau's witness stream here: room for the module's few dozen countersignatures, and a flood's end in sight.
+WITNESS_LIMITS = BureauLimits(witness_max_bytes=64 * 1024, witness_max_msgs=200)
 
 
 @dataclass
@@ -86,6 +107,9 @@ async def world(server: EmbeddedNats, module_dir: Path) -> AsyncIterator[World]:
     settings = Settings(data_dir=module_dir / "data", nats_url=server.url)
     settings.bureau_dir("gongan").mkdir(parents=True, exist_ok=True)
     sqlite_utils.Database(settings.bureau_data_path("gongan"))["residents"].insert(RESIDENT, pk="id_number")
+    # The layout first, with small witness limits (`xiezhu provision --witness-max-bytes`); the node accepts it.
+    await provision(server.url, Registry.load().codes(), limits=WITNESS_LIMITS,
+                    credentials=connect_options(load_identity(settings.nats_keys_dir, PROVISIONER)))
     node = Node(settings, Registry.load(), SystemClock(), agents=BUREAUS, ledger=True, generate_keys=True,
                 key_valid_from=START - timedelta(days=1))
     publish_catalogue(node)
@@ -463,3 +487,70 @@ async def test_a_signer_off_the_ledger_host_signs_only_what_extends_the_head_it_
         service._remote = None
         await signer.stop()
         await snc.close()
+
+
+async def test_a_bureau_flooding_its_witness_stream_stops_at_its_limit_and_the_others_still_countersign(
+        world: World, caplog: pytest.LogCaptureFixture) -> None:
+    """Last in the module: ziran's witness stream stays full.  Nothing can be purged from it (decision 59)."""
+    node, service = world.node, world.node.ledger_service
+    assert service is not None and node.ledger is not None
+    nc = await nats.connect(node.nats_url, **node.credentials("ziran"))
+    try:
+        js, sent, refused = nc.jetstream(), 0, None
+        for _ in range(WITNESS_LIMITS.witness_max_msgs or 0):  # junk on its own subject, as big as allowed
+            try:
+                await js.publish(cosign_subject("ziran"), b"j" * (MAX_WITNESS_BYTES - 200))
+                sent += 1
+            except APIError as e:
+                refused = e
+                break
+        assert refused is not None and 10 <= sent < 20, sent
+        assert "the witness stream is full (maximum bytes exceeded)" in (
+            full_stream_error(refused, "witness", MAX_WITNESS_BYTES) or "")
+        with pytest.raises(APIError, match="message size exceeds maximum"):  # nor one over 4 KiB, anywhere
+            await js.publish(cosign_subject("ziran"), b"j" * 5000)
+        while True:  # to the brim
+            try:
+                await js.publish(cosign_subject("ziran"), b"j")
+            except APIError:
+                break
+    finally:
+        await nc.close()
+    caplog.set_level("WARNING", logger="broker.witness")
+    request(node)
+    await node.settle()
+    await service.checkpoint_now()
+    pos = node.ledger.head[0]
+
+    async def countersigned() -> set[str]:
+        return {r.witness for r in await _stream_all(node) if isinstance(r, Cosigned) and r.head.pos == pos}
+
+    for _ in range(600):  # the others' countersignatures land in their own streams, sourced into XZ_WITNESS
+        if await countersigned() == {"shenpi", "gongan"}:
+            break
+        await asyncio.sleep(0.05)
+    assert await countersigned() == {"shenpi", "gongan"}
+    # ziran kept and checked the head all the same; the server refused only its countersignature, and said so once.
+    ziran = node.settings.witness_path("ziran")
+    await eventually(lambda: any(r.head.pos == pos for r in read_file(ziran)), timeout=30)
+    witness = node.agents["ziran"].witness
+    assert witness is not None
+    await eventually(lambda: witness.refused is not None, timeout=30)
+    await witness.catch_up()  # the next walk: still refused, not logged again, no exception
+    lines = [r.getMessage() for r in caplog.records if "refuses its countersignatures" in r.getMessage()]
+    assert lines == [f"witness ziran: {witness_stream('ziran')} refuses its countersignatures: the witness stream "
+                     "is full (maximum bytes exceeded); it refuses every new message until the NATS operator raises "
+                     "its limits (`xiezhu provision` shows them); witness.db keeps the 1 not published, which go out "
+                     "once it takes them"], lines
+    assert not [r for r in caplog.records if "heads not walked" in r.getMessage()]
+    report = audit(node.settings.ledger_path, world.ring, workers=1, witnesses=await _stream_all(node))
+    assert report.witnessed_to == pos
+
+
+async def _stream_all(node: Node) -> list[Record]:
+    """XZ_WITNESS as the audit reads it, junk left out."""
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+    try:
+        return (await read_stream(nc.jetstream()))[0]
+    finally:
+        await nc.close()

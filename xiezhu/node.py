@@ -123,12 +123,13 @@ async def provision(nats_url: str, codes: Iterable[str], *, replicas: int | None
         await nc.close()
 
 
-async def sending_usage(nats_url: str, codes: Iterable[str], *,
-                        credentials: Mapping[str, Any] | None = None) -> list[SendingUsage]:
-    """Each bureau's sending stream's use against its limits (decision 50), as ``admin`` may read it."""
+async def sending_usage(nats_url: str, codes: Iterable[str], *, credentials: Mapping[str, Any] | None = None,
+                        stream: Callable[[str], str] = sending_stream) -> list[SendingUsage]:
+    """Each bureau's sending (or witness) stream's use against its limits (decisions 50, 59), as ``admin`` may
+    read it."""
     nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, **(credentials or {}))
     try:
-        return await streams_usage(nc.jetstream(), codes)
+        return await streams_usage(nc.jetstream(), codes, stream)
     finally:
         await nc.close()
 

@@ -546,6 +546,8 @@ ZH: dict[str, str] = {
     "provision --replicas": "流的副本数：3 节点集群为 3。",
     "provision --bureau-max-bytes": "每个部门的发送流最多可存的字节数（默认 128 MiB）。",
     "provision --bureau-max-msgs": "每个部门的发送流最多可存的消息数（默认 1,000,000）。",
+    "provision --witness-max-bytes": "每个部门的见证流最多可存的字节数（默认 64 MiB）。",
+    "provision --witness-max-msgs": "每个部门的见证流最多可存的副署数（默认 100,000）。",
     "run": ("在一台主机上运行其各项服务，每项一个进程，退出即重启（单主机部署）。\n\n"
             "未给 --nats-url 时先启动内置 nats-server。Ctrl-C 停止所有服务。"),
     "run --bureau": "在单独的进程中运行此部门的代理（可重复）。",

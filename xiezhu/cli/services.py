@@ -162,12 +162,18 @@ def provision(
         min=1, help="Bytes each bureau may have in its sending stream (default 128 MiB).")] = None,
     bureau_max_msgs: Annotated[int | None, typer.Option(
         min=1, help="Messages each bureau may have in its sending stream (default 1,000,000).")] = None,
+    witness_max_bytes: Annotated[int | None, typer.Option(
+        min=1, help="Bytes each bureau may have in its witness stream (default 64 MiB).")] = None,
+    witness_max_msgs: Annotated[int | None, typer.Option(
+        min=1, help="Countersignatures each bureau may have in its witness stream (default 100,000).")] = None,
 ) -> None:
     """Create the streams and every bureau's durable consumer on the NATS given by --nats-url.
 
     Each bureau publishes into its own sending stream, which the server holds to the bureau's
     limits (message size, bytes, messages; full, it refuses new messages) and from which
-    nothing can be purged; XZ sources them all (decision 50). What exists is checked, never
+    nothing can be purged; XZ sources them all (decision 50). Each bureau's countersignatures of
+    the ledger's checkpoints go to its own witness stream, under limits of their own, which
+    XZ_WITNESS sources (decision 59). What exists is checked, never
     changed: a stream or consumer with other settings (e.g. replicas, limits) is an error for
     the NATS operator to resolve. Creating needs the one-shot
     provisioner's seed (`xiezhu nats-config --provisioner`), deleted once it has run; without
@@ -176,7 +182,7 @@ def provision(
     Example: [bold]xiezhu --nats-url nats://nats-1:4222 provision --replicas 3[/]
     """
     from broker.auth import ADMIN, PROVISIONER, seed_path
-    from broker.streams import BureauLimits, usage_line
+    from broker.streams import BureauLimits, usage_line, witness_stream
     from xiezhu.node import nats_credentials, provision_once, sending_usage
     from xiezhu.node import provision as do_provision
 
@@ -184,7 +190,8 @@ def provision(
     if not settings.nats_url:
         raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
     codes = Registry.load().codes()
-    limits = BureauLimits(max_bytes=bureau_max_bytes, max_msgs=bureau_max_msgs)
+    limits = BureauLimits(max_bytes=bureau_max_bytes, max_msgs=bureau_max_msgs, witness_max_bytes=witness_max_bytes,
+                          witness_max_msgs=witness_max_msgs)
     if seed_path(settings.nats_keys_dir, PROVISIONER).exists():
         if asyncio.run(provision_once(settings.nats_url, codes, settings.nats_keys_dir, replicas=replicas,
                                       limits=limits)):
@@ -197,8 +204,10 @@ def provision(
         asyncio.run(do_provision(settings.nats_url, codes, replicas=replicas, limits=limits,
                                  credentials=nats_credentials(settings, ADMIN), create=False))
     err.print("[green]streams and consumers ready[/]")
-    usage = asyncio.run(sending_usage(settings.nats_url, codes, credentials=nats_credentials(settings, ADMIN)))
-    err.print(usage_line(usage))
+    admin = nats_credentials(settings, ADMIN)
+    err.print(usage_line(asyncio.run(sending_usage(settings.nats_url, codes, credentials=admin))))
+    err.print(usage_line(asyncio.run(sending_usage(settings.nats_url, codes, credentials=admin,
+                                                   stream=witness_stream)), "witness"))
 
 
 OpsPort = Annotated[int | None, typer.Option("--ops-port", "--metrics-port", min=1, max=65535,
