@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import threading
+import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
 
@@ -208,3 +209,41 @@ def test_a_batch_that_conflicts_with_another_writer_commits_nothing(pair) -> Non
     assert b.assistance.case(case).state.status == "declined"
     with b.batch():  # the thread's batch is closed: the next one opens
         pass
+
+
+def test_a_cached_case_sees_what_another_writer_of_the_store_committed(pair, store_location) -> None:  # type: ignore[no-untyped-def]
+    """The aggregate cache needs no query per read while only this process writes (issue 14), and still
+    sees a clerk's command in another process: here another application on the same store."""
+    a, b, ring, clock = pair
+    cases = [send(a) for _ in range(4)]
+    for seq, (_, signed) in enumerate(a.outgoing_since(0, 10), 1):
+        b.accept(signed, ring.verify(signed), stream_seq=seq, arrived_at=clock.now())
+    yes = [ItemResult(no=1, verdict="true")]
+    assert b.assistance.reply(cases[0], yes, answered_by="operator:王伟").reply_number == "20260001"
+    assert [b.assistance.case(c).state.status for c in cases] == ["replied", "received", "received", "received"]
+    clerk = BureauStore("gongan", store_location("b"), make_signer("gongan").sign, clock)
+    try:
+        clerk.assistance.decline(cases[1], "查无此人", answered_by="operator:李娜")
+        assert clerk.assistance.reply(cases[2], yes, answered_by="operator:李娜").reply_number == "20260002"
+    finally:
+        clerk.close()
+    assert [b.assistance.case(c).state.status for c in cases] == ["replied", "declined", "replied", "received"]
+    with pytest.raises(RuleError):  # guarded on the state the other writer left, not refused as a conflict
+        b.assistance.reply(cases[1], yes, answered_by="operator:王伟")
+    assert b.assistance.reply(cases[3], yes, answered_by="operator:王伟").reply_number == "20260003"
+
+
+def test_a_stale_cached_case_is_dropped_when_its_save_conflicts(pair) -> None:  # type: ignore[no-untyped-def]
+    """Whatever left an older state in the cache, optimistic concurrency refuses its save; the retry reads the store."""
+    a, b, ring, clock = pair
+    case = send(a)
+    [(_, signed)] = a.outgoing_since(0, 10)
+    b.accept(signed, ring.verify(signed), stream_seq=1, arrived_at=clock.now())
+    older = b.repository.get(uuid.UUID(case))
+    b.assistance.decline(case, "查无此人", answered_by="operator:李娜")
+    cache = b.repository.cache
+    assert cache is not None
+    cache.put(older.id, older)  # as a read racing the commit could have left it
+    with pytest.raises(RuleError):
+        b.assistance.reply(case, [ItemResult(no=1, verdict="true")], answered_by="operator:王伟")
+    assert b.assistance.case(case).state.status == "declined"

@@ -26,13 +26,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
 from zoneinfo import ZoneInfo
 
-from eventsourcing.application import AggregateNotFoundError, Application
+from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
 from eventsourcing.domain import Aggregate, DomainEventProtocol
 from eventsourcing.persistence import (
     IntegrityError,
     JSONTranscoder,
     Mapper,
     MapperDeserialisationError,
+    Recording,
     StoredEvent,
     Transcoding,
 )
@@ -41,6 +42,7 @@ from eventsourcing.utils import Environment, get_topic
 from aggregates.cipher import AeadCipher, StoreUndecryptable
 from aggregates.clock import Clock
 from aggregates.database import SCHEMA_NAME, create_schema, location_schema, schema_location
+from aggregates.store.cache import CurrentRepository, head_watch, project
 from schemas.assistance import AssistanceRequested
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, envelope_id
 from schemas.errors import XiezhuError
@@ -222,6 +224,52 @@ class StoreApplication(Application[uuid.UUID]):
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=_StoreMapper)
+
+    def construct_repository(self) -> Repository[uuid.UUID]:
+        """eventsourcing's repository, its cache kept current by the store's head (:mod:`aggregates.store.cache`)."""
+        plain = super().construct_repository()
+        return CurrentRepository(watch=head_watch(self.recorder), event_store=plain.event_store,
+                                 snapshot_store=plain.snapshot_store, cache_maxsize=self._cache_maxsize(),
+                                 fastforward=plain.fastforward, fastforward_skipping=plain.fastforward_skipping,
+                                 deepcopy_from_cache=plain.deepcopy_from_cache)
+
+    def _cache_maxsize(self) -> int | None:
+        size = self.env.get(self.AGGREGATE_CACHE_MAXSIZE)
+        return int(size) if size else None
+
+    def save(self, *objs: Any, **kwargs: Any) -> list[Recording[uuid.UUID]]:
+        """eventsourcing's ``save`` for aggregates, without its runtime ``Protocol`` checks of each object."""
+        processing = ProcessingEvent[uuid.UUID]()
+        for obj in objs:
+            if isinstance(obj, Aggregate):
+                processing.events.extend(obj.collect_events())
+                processing.aggregates[obj.id] = obj
+            elif obj is not None:
+                processing.collect_events(obj)
+        processing.saved_kwargs.update(kwargs)
+        recordings = self._record(processing)
+        self._take_snapshots(processing)
+        self._notify(recordings)
+        self.notify(processing.events)  # eventsourcing's deprecated hook, called as its own save does
+        return recordings
+
+    def _record(self, processing: ProcessingEvent[uuid.UUID]) -> list[Recording[uuid.UUID]]:
+        repository = self.repository
+        try:
+            recordings = self.events.put(processing.events, tracking=processing.tracking, **processing.saved_kwargs)
+        except IntegrityError:
+            if isinstance(repository, CurrentRepository):
+                repository.forget(processing.aggregates)
+            raise
+        if isinstance(repository, CurrentRepository):
+            repository.recorded(processing.aggregates.values(), [r.notification.id for r in recordings])
+        return recordings
+
+    def close(self) -> None:
+        repository = self.repository
+        if isinstance(repository, CurrentRepository) and repository.watch is not None:
+            repository.watch.close()
+        super().close()
 
     def register_transcodings(self, transcoder: JSONTranscoder) -> None:
         super().register_transcodings(transcoder)
@@ -487,6 +535,7 @@ class BureauApplication(StoreApplication):
     #: A snapshot every so many events keeps loading a year's number series and a long
     #: case O(interval) instead of O(events).
     snapshotting_intervals: ClassVar[dict[type[Any], int]] = {NumberSeries: 50}
+    snapshotting_projectors: ClassVar[dict[type[Any], Any]] = {NumberSeries: project}
 
     def __init__(self, bureau: str, location: Path | str | None, sign: SignFn, clock: Clock,
                  catalogue: CatalogueCheck | None = None, *, store_key: bytes | None = None) -> None:
@@ -611,11 +660,14 @@ class BureauApplication(StoreApplication):
         pending: dict[uuid.UUID, Any] | None = getattr(self._staging, "pending", None)
         if pending is not None and uid in pending:
             return True
-        cache = self.repository.cache
+        repository = self.repository
+        cache = repository.cache
         if cache is not None:
             try:  # nothing is ever deleted from a store: a cached aggregate exists
                 cache.get(uid)
                 return True
             except KeyError:
                 pass
+        if isinstance(repository, CurrentRepository) and repository.watch is not None:
+            return repository.watch.holds(uid)  # the same look without eventsourcing's connection pool
         return bool(self.recorder.select_events(uid, limit=1))  # one indexed look, nothing decoded
