@@ -13,7 +13,8 @@ import pytest
 
 from tests.conftest import copy_of_demo
 from tests.helpers import clean_env
-from tests.helpers import xiezhu as run
+from tests.helpers import xiezhu as process
+from tests.helpers import xiezhu_here as run
 
 XIEZHU = [sys.executable, "-m", "xiezhu"]
 
@@ -95,7 +96,7 @@ def test_a_bad_item_answer_changes_nothing(demo_dir) -> None:  # type: ignore[no
 
 
 def test_unknown_options_get_usage_help_not_a_traceback() -> None:
-    proc = run("agent", "--bureua", "gongan", check=False)
+    proc = process("agent", "--bureua", "gongan", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr and "--bureau" in proc.stderr
 
 
@@ -355,7 +356,7 @@ def test_tables_read_at_80_columns_and_whole_when_redirected(demo_dir) -> None: 
     inbox80 = _rows_of(run("inbox", "--bureau", inbox_bureau, env=clean_env(data, COLUMNS="80")).stdout)
     assert sorted(c[0] for c in inbox80 if c[0]) == sorted(w["number"] for w in waiting)
     # Redirected, with no COLUMNS: full width, every cell whole.
-    text = run("sla", env={k: v for k, v in clean_env(data).items() if k != "COLUMNS"}).stdout
+    text = process("sla", env={k: v for k, v in clean_env(data).items() if k != "COLUMNS"}).stdout
     longest = max((r["matter"] for r in rows.values()), key=len)
     assert longest in text and "区审批服务局 → " in text and "…" not in text
 
