@@ -18,7 +18,7 @@ from schemas.catalogue import AssistanceItem, MatterRow
 from schemas.errors import XiezhuError
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
 from tests.helpers import invoke
-from tests.helpers import xiezhu as run
+from tests.helpers import xiezhu_here as run
 from xiezhu.bootstrap import open_catalogue
 from xiezhu.cli import app
 from xiezhu.node import Node

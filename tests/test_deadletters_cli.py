@@ -18,7 +18,7 @@ import pytest
 from broker.intake import header_text
 from tests.conftest import copy_of_demo
 from tests.helpers import clean_env
-from tests.helpers import xiezhu as run
+from tests.helpers import xiezhu_here as run
 from xiezhu.cli.deadletters import body_view
 
 #: What the demo's hostile messages are rejected for by gongan, the bureau they are sent to.

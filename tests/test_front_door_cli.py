@@ -18,7 +18,7 @@ from aggregates.registry import Registry
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
 from tests.helpers import invoke
-from tests.helpers import xiezhu as run
+from tests.helpers import xiezhu_here as run
 from xiezhu.bootstrap import open_catalogue, open_store
 from xiezhu.cli import app
 from xiezhu.cli.front import outbox_rows

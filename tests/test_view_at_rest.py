@@ -24,7 +24,7 @@ from projections.encrypted_columns import KEY_CHECKS, EncryptedColumns, ViewKeyM
 from schemas.envelope import decode_envelope
 from schemas.privacy import mask_id
 from tests.conftest import StoreLocations
-from tests.helpers import xiezhu
+from tests.helpers import xiezhu_here as xiezhu
 from tests.test_credit import COMPANY, ITEMS, VIEW_KEY, World
 from tests.test_store import APPLICANT
 from xiezhu.settings import Settings

@@ -16,7 +16,8 @@ from rich.text import Text
 from aggregates.registry import Registry
 from projections.history import summarize
 from projections.wording import describe
-from tests.helpers import clean_env, xiezhu
+from tests.helpers import clean_env
+from tests.helpers import xiezhu_here as xiezhu
 from xiezhu.cli.common import ledger_at
 from xiezhu.settings import Settings
 
