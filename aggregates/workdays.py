@@ -7,6 +7,7 @@ operator loads that year's State Council schedule from a TOML file.
 """
 from __future__ import annotations
 
+import hashlib
 import tomllib
 from bisect import bisect_right
 from collections.abc import Iterable
@@ -101,6 +102,7 @@ class WorkingCalendar:
     def __init__(self, schedules: Iterable[YearSchedule] = ()) -> None:
         self._schedules: dict[int, YearSchedule] = {}
         self._tables: dict[int, _YearTable] = {}
+        self._fingerprints: dict[int, str] = {}
         for schedule in schedules:
             self.load(schedule)
 
@@ -108,6 +110,18 @@ class WorkingCalendar:
         """Use ``schedule`` for its year, overriding the package (allows corrections)."""
         self._schedules[schedule.year] = schedule
         self._tables.pop(schedule.year, None)
+        self._fingerprints.pop(schedule.year, None)
+
+    def fingerprint(self, year: int) -> str:
+        """A digest of one year: whether it is covered, and which of its days work (kept until ``load``)."""
+        digest = self._fingerprints.get(year)
+        if digest is None:
+            table = self._table(year)
+            bits = bytearray(b"P" if table.provisional else b"C")
+            first, last = date(year, 1, 1).toordinal(), date(year, 12, 31).toordinal()
+            bits += bytes(49 if o in table.members else 48 for o in range(first, last + 1))
+            digest = self._fingerprints[year] = hashlib.sha256(bits).hexdigest()[:32]
+        return digest
 
     def covered(self, year: int) -> bool:
         """Whether a loaded schedule or the package knows this year's holidays."""

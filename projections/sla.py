@@ -52,7 +52,6 @@ pure fold of the ledger, so nothing is lost.
 """
 from __future__ import annotations
 
-import hashlib
 import math
 import sqlite3
 import statistics
@@ -220,8 +219,10 @@ class SlaView(LedgerProjection):
         columns = _columns(state)
         if before is None:
             columns["catalogue_flag"] = self._cited(state.request)
-        self._requests.upsert(columns)
-        self._derive(env.case, self._current)
+        # The deadlines from the columns just folded (every input of _derived is among them): one write per event.
+        derived, years = _derived(columns, self._current)
+        self._requests.upsert(columns | derived)
+        self._record_years(years, self._current)
 
     @property
     def _requests(self) -> _Rows:
@@ -238,15 +239,6 @@ class SlaView(LedgerProjection):
     def _row(self, case_id: str) -> dict[str, Any] | None:
         # None: an event whose request the ledger does not hold, nothing to attach it to
         return self._requests.get(case_id)
-
-    def _derive(self, case_id: str, cal: WorkingCalendar) -> None:
-        """Recompute a row's deadlines and closed state from its stored times (order-independent)."""
-        row = self._requests.get(case_id)
-        if row is None:
-            return
-        derived, years = _derived(row, cal)
-        self._requests.update(case_id, derived)
-        self._record_years(years, cal)
 
     # -- the calendar the deadlines were computed with ------------------------------------
 
@@ -515,13 +507,9 @@ def _iso(t: datetime | None) -> str | None:
 
 
 def _year_digest(cal: WorkingCalendar, year: int) -> str:
-    """A fingerprint of one year of the calendar: which days work, and whether it is covered."""
-    day, end = date(year, 1, 1), date(year, 12, 31)
-    bits = bytearray(b"C" if cal.covered(year) else b"P")
-    while day <= end:
-        bits.append(49 if cal.is_working_day(day)[0] else 48)
-        day += _ONE_DAY
-    return hashlib.sha256(bits).hexdigest()[:32]
+    """A fingerprint of one year of the calendar: which days work, and whether it is covered (computed once
+    per calendar and year: every follow compares them)."""
+    return cal.fingerprint(year)
 
 
 def _parse(iso: str | None) -> datetime | None:

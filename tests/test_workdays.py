@@ -192,6 +192,21 @@ def test_loaded_schedule_overrides_package_for_covered_year(cal: WorkingCalendar
     assert cal.is_working_day(date(2026, 10, 10)) == (False, False)  # package's 调休 replaced too
 
 
+def test_a_years_fingerprint_follows_its_working_days_and_a_loaded_schedule(cal: WorkingCalendar) -> None:
+    """The SLA view compares these on every follow, so they are kept; a loaded schedule replaces its year's."""
+    def by_day(c: WorkingCalendar, year: int) -> str:
+        import hashlib
+        days = [date(year, 1, 1) + timedelta(days=i) for i in range((date(year + 1, 1, 1) - date(year, 1, 1)).days)]
+        bits = (b"C" if c.covered(year) else b"P") + bytes(49 if c.is_working_day(d)[0] else 48 for d in days)
+        return hashlib.sha256(bits).hexdigest()[:32]
+
+    before = {y: cal.fingerprint(y) for y in (2026, 2027)}
+    assert before == {y: by_day(cal, y) for y in (2026, 2027)} and before[2026] != before[2027]
+    cal.load(YearSchedule(year=2026, holidays=frozenset({date(2026, 10, 12)})))
+    assert cal.fingerprint(2026) != before[2026] and cal.fingerprint(2026) == by_day(cal, 2026)
+    assert cal.fingerprint(2027) == before[2027]
+
+
 def test_deadline_from_2026_into_2027_is_provisional_only_when_it_reaches_2027(
     cal: WorkingCalendar,
 ) -> None:
