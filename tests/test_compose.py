@@ -24,7 +24,7 @@ from typer.core import TyperGroup
 
 import xiezhu.cli
 from aggregates.registry import JUSTICE, Registry
-from broker.auth import ADMIN, LEDGER, PROVISIONER, credentials_in
+from broker.auth import ADMIN, LEDGER, PROVISIONER, SIGNER, credentials_in
 from broker.server import find_binary, free_port
 from broker.streams import EVENTS_STREAM, sending_stream
 from tests.helpers import invoke
@@ -208,7 +208,7 @@ def test_compose_has_postgres_ledger_and_agents_and_dependencies_exist() -> None
 
 
 #: The services that run for good: each is one machine, with only its own keys.
-RUNNING = ("xiezhu agent", "xiezhu ledger")
+RUNNING = ("xiezhu agent", "xiezhu ledger", "xiezhu checkpoint-signer")
 
 
 def _export_of(name: str) -> Context:
@@ -239,6 +239,8 @@ def test_xiezhu_services_share_one_image_and_data_dir_and_each_machine_holds_onl
             assert set(mounts) == {str(DATA)}, f"running service {name} mounts more than its own /data: {mounts}"
             bureaus = set(leaf.params["bureau"]) if leaf.command_path == "xiezhu agent" else {JUSTICE}
             assert set(_export_of(name).params["codes"]) == bureaus, name
+            # The checkpoint signer opens nothing: no box or store key on its machine.
+            assert _export_of(name).params["signing_only"] == (leaf.command_path == "xiezhu checkpoint-signer"), name
         else:
             assert mounts.get(str(DATA / "keys"), ("", False))[0] == "keys", f"set-up service {name}: no keys"
 
@@ -291,9 +293,31 @@ def _users_of(contexts: list[Context]) -> set[str]:
         users |= set(leaf.params["bureau"])
     elif leaf.command_path == "xiezhu ledger":
         users |= {LEDGER, JUSTICE} if leaf.params.get("projection", True) else {LEDGER}
+    elif leaf.command_path == "xiezhu checkpoint-signer":
+        users.add(SIGNER)
     if leaf.command_path == "xiezhu provision":
         users.add(PROVISIONER)
     return users
+
+
+def test_the_checkpoint_key_lives_off_the_ledgers_host_and_the_ledger_asks_the_signer() -> None:
+    """Decision 49: `xiezhu checkpoint-signer` on a machine of its own; the ledger runs with --remote-signer."""
+    services = _xiezhu_services()
+    signers = [name for name, svc in services.items()
+               if parse_xiezhu(svc["command"])[-1].command_path == "xiezhu checkpoint-signer"]
+    assert len(signers) == 1, signers
+    signer, svc = signers[0], services[signers[0]]
+    ledger = parse_xiezhu(services["ledger"]["command"])[-1]
+    assert ledger.params["remote_signer"] is True
+    assert services["ledger"]["depends_on"][signer]["condition"] == "service_started"
+    assert svc.get("restart") == "unless-stopped"
+    assert {"provision"} <= set(svc["depends_on"]) and svc["depends_on"]["provision"]["condition"] == \
+        "service_completed_successfully"
+    export = _export_of(signer)
+    assert export.params["signing_only"] and list(export.params["nats_user"]) == [SIGNER]
+    assert SIGNER not in (_export_of("ledger").params["nats_user"] or [])
+    # Two machines: the signer's volume is its own, not the ledger's.
+    assert _mounts(svc)[str(DATA)][0] != _mounts(services["ledger"])[str(DATA)][0]
 
 
 def test_nats_config_runs_first_and_writes_the_seeds_and_the_servers_authorization() -> None:
@@ -329,7 +353,7 @@ def test_every_nats_server_starts_on_the_generated_authorization_after_nats_conf
 def test_every_xiezhu_service_on_nats_has_the_seed_of_each_user_it_connects_as() -> None:
     _, config_svc, _ = _nats_config()
     seeds_volume = _mounts(config_svc)[str(DATA / "nats-keys")][0]
-    generated = {*Registry.load().codes(), LEDGER, ADMIN, PROVISIONER}  # what `xiezhu nats-config` makes seeds for
+    generated = {*Registry.load().codes(), LEDGER, ADMIN, PROVISIONER, SIGNER}  # what `xiezhu nats-config` makes
     checked = 0
     for name, svc in _xiezhu_services().items():
         contexts = parse_xiezhu(svc["command"])

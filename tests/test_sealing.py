@@ -207,6 +207,17 @@ def test_a_machine_gets_only_its_own_keys(keys: KeyStore, tmp_path: Path) -> Non
         theirs.opener("gongan").open(to_shichang.body)
     with pytest.raises(KeyStoreError):
         theirs.opener("shenpi")
+    # 区司法局's checkpoint signer: its signing keys and the trust list, nothing that opens a letter or a store.
+    signer = tmp_path / "signer-machine"
+    result = invoke(keys_app, ["export", "gongan", "--signing-only", "--out", str(signer)],
+                    env={"XIEZHU_DATA_DIR": str(source.data_dir), "XIEZHU_NATS_URL": ""})
+    assert result.exit_code == 0, result.output
+    files = {p.relative_to(signer).as_posix() for p in signer.rglob("*") if p.is_file()}
+    assert files == {"keys/gongan.ed25519", "keys/root.pub", "keys/trust.json"}, files
+    signing = KeyStore(signer / "keys")
+    assert signing.bureau_signer("gongan", signing.ring()).sign(request_env(sender="gongan")).kid
+    with pytest.raises(KeyStoreError):
+        signing.opener("gongan")
     refused = invoke(keys_app, ["export", "nosuch", "--out", str(tmp_path / "x")],
                                  env={"XIEZHU_DATA_DIR": str(source.data_dir), "XIEZHU_NATS_URL": ""})
     assert refused.exit_code != 0 and not (tmp_path / "x").exists()

@@ -535,12 +535,14 @@ class KeyStore:
 
     # -- one machine's share ------------------------------------------------------------------------------------
 
-    def export(self, codes: list[str], dest: Path) -> list[Path]:
+    def export(self, codes: list[str], dest: Path, *, signing_only: bool = False) -> list[Path]:
         """Write into ``dest`` the keys directory of a machine that runs ``codes``, and nothing more.
 
         Each bureau's signing seeds (current and retired), its box keys and its store key, plus
         the public trust anchor, the trust list and handed-over root anchors.  Never the root
         key nor another bureau's private key: a bureau's machine can read only its own mail.
+        ``signing_only``: no box key and no store key either (区司法局's checkpoint signer signs
+        heads and opens nothing, decision 49).
         """
         held = self._require_held()
         listed = {e.bureau for e in held.entries}
@@ -558,11 +560,13 @@ class KeyStore:
             written.append(target)
 
         for code in codes:
-            self.store_key(code)  # made now if it was not yet
             put(self._key_file(code), self._key_file(code).name, 0o600)
-            put(self.dir / f"{code}.store-key", f"{code}.store-key", 0o600)
             for signer in self.signers(code)[1:]:
                 put(self.retired_dir / f"{signer.kid}.ed25519", f"retired/{signer.kid}.ed25519", 0o600)
+            if signing_only:
+                continue
+            self.store_key(code)  # made now if it was not yet
+            put(self.dir / f"{code}.store-key", f"{code}.store-key", 0o600)
             for kid in self._box_keys(code):
                 put(self._box_file(kid), f"box/{kid}.x25519", 0o600)
         if self.retired_root_dir.is_dir():

@@ -435,6 +435,8 @@ ZH: dict[str, str] = {
     "keys export CODES": "该机器运行的部门（账本的为 sifa）。",
     "keys export --out": "该机器的数据目录，keys/（及 nats-keys/）写入其中。",
     "keys export --nats-user": "同时复制此 NATS 用户的种子（其部门代码、ledger 或 admin）；可重复。",
+    "keys export --signing-only": "只导出签名密钥，不含可打开该部门邮件和存储的封装密钥与存储密钥"
+                                  "（供 `xiezhu checkpoint-signer` 使用）。",
     "keys init": ("为信任列表中还没有密钥的每个部门生成签名密钥，并以根密钥签署信任列表。\n\n"
                   "首次运行还会生成根密钥（[bold]keys/root.ed25519[/]，只在本机）和每台机器都要固定的信任锚"
                   "（[bold]keys/root.pub[/]）。再次运行不会改变任何东西。"),

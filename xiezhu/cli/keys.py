@@ -238,6 +238,9 @@ def export(
         "--out", help="The machine's data directory, to write keys/ (and nats-keys/) into.")],
     nats_user: Annotated[list[str] | None, typer.Option(
         "--nats-user", help="Also copy this NATS user's seed (its bureau code, ledger or admin); repeatable.")] = None,
+    signing_only: Annotated[bool, typer.Option(
+        "--signing-only", help="Only the signing keys: no box or store key, which open the bureau's mail and "
+                               "store (for `xiezhu checkpoint-signer`).")] = False,
 ) -> None:
     """Give one machine only its own keys: its bureaus' private keys, the anchor and the trust list.
 
@@ -250,7 +253,7 @@ def export(
     for code in codes:
         registry[code]
     machine = Settings(data_dir=out)
-    written = _keys(ctx).export(codes, machine.keys_dir)
+    written = _keys(ctx).export(codes, machine.keys_dir, signing_only=signing_only)
     written += [copy_identity(_settings(ctx).nats_keys_dir, name, machine.nats_keys_dir) for name in nats_user or []]
     err.print(f"wrote {len(written)} files for {', '.join(codes)} into {out}")
 
