@@ -18,9 +18,11 @@ from pathlib import Path
 import nats
 import pytest
 
+from agencies import ledger_service
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from bench.chaos import Options, campaign
+from broker import streams
 from broker.auth import LEDGER
 from broker.server import EmbeddedNats, find_binary
 from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, consumer_config
@@ -82,11 +84,14 @@ async def test_a_service_starting_while_jetstream_is_unavailable_waits_for_it_in
 
 @pytest.mark.timeout(120)
 async def test_a_ledger_killed_with_events_in_hand_records_them_before_newer_ones(
-        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+        settings: Settings, registry: Registry, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch) -> None:
     # Found by the 10,000-exchange campaign: the ledger killed with a request's receipt fetched and
     # unacked; JetStream handed it out again only after its ack wait, the restarted ledger recorded the
     # reply first, and the SLA view (a fold in the ledger's order) dropped the reply: "received" forever.
-    # Over 3 s: the restarted ledger waits out the consumer's ack wait (ACK_WAIT_S, 10 s) by design.
+    # The restarted ledger waits out the consumer's ack wait by design: 10 s deployed (ACK_WAIT_S), 2 s
+    # here, for the consumers this test provisions and the ledger that checks and waits on them alike.
+    monkeypatch.setattr(streams, "ACK_WAIT_S", 2.0)
+    monkeypatch.setattr(ledger_service, "ACK_WAIT_S", 2.0)
     agents = Node(settings, registry, clock, agents=("shenpi", "gongan"), simulated=True, generate_keys=True,
                   key_valid_from=START - timedelta(days=1))
     publish_catalogue(agents)
@@ -103,6 +108,7 @@ async def test_a_ledger_killed_with_events_in_hand_records_them_before_newer_one
             catalogue_item=ITEMS["gongan"])
         agents.wake_relays()
         (held,) = await sub.fetch(1, timeout=10)  # the request, in hand when the run was killed: never acked
+        assert held.metadata.num_delivered == 1 and (await sub.consumer_info()).config.ack_wait == 2.0
         await nc.close()
         await agents.settle()  # the receipt and the reply follow it on the stream
         ledger = Node(settings, registry, clock, ledger=True, simulated=True)
