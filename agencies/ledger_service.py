@@ -1,7 +1,9 @@
 """The 区司法局 ledger service: consumes every event on ``xz.>`` and records it.
 
 It trusts no bureau: each message is verified against the trust list before it is
-appended; what fails goes to the dead-letter stream.  Messages are fetched in batches and
+appended; what fails goes to the dead-letter stream.  Each entry's arrival is the time the
+sender's sending stream stored the message (the push ended, 附件2 第五条; decision 57), read
+from that stream by the sequence ``XZ``'s copy names, a batch at a time.  Messages are fetched in batches and
 appended in one transaction per batch, then acked, so a crash at any point re-delivers
 and the ledger's unique event ids make the second append a no-op.
 
@@ -24,7 +26,7 @@ from nats.errors import MsgAlreadyAckdError
 from nats.js import JetStreamContext
 
 from aggregates.clock import Clock
-from broker.intake import HandlerFailed, Intake, IntakeStats, delivery_of, reason_for
+from broker.intake import Delivery, HandlerFailed, Intake, IntakeStats, delivery_of, reason_for, with_push_times
 from broker.ledger.signer import RemoteSigner, SignerRefused
 from broker.ledger.store import Ledger
 from broker.pull import PullLoop
@@ -90,6 +92,7 @@ class LedgerService:
         self._timer: asyncio.Task[None] | None = None
         self.appended = 0
         self.nc: Client | None = None
+        self.js: JetStreamContext | None = None
         self.stats = IntakeStats()
         self.pull: PullLoop | None = None
         self._stopping = False
@@ -104,7 +107,7 @@ class LedgerService:
         self.nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
                                     connect_timeout=START_TIMEOUT_S,
                                     **self.connect_options)
-        js = self.nc.jetstream()
+        js = self.js = self.nc.jetstream()
         # Refuse to record through a consumer someone re-configured (decision 34), now and every 30 s:
         # a narrowed filter would silently leave events out of the record.
         self.guard = ConsumerGuard(js, consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS), self._refuse,
@@ -155,7 +158,13 @@ class LedgerService:
 
     async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
         msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)  # redeliveries may come with newer ones
-        good = await self._checked(msgs)
+        deliveries = [delivery_of(m) for m in msgs]
+        if not self.simulated_arrival:
+            pushed = await self._pushed(msgs, deliveries)
+            if pushed is None:
+                return
+            deliveries = pushed
+        good = await self._checked(deliveries)
         while True:
             try:
                 await self._record(msgs, good)
@@ -169,10 +178,27 @@ class LedgerService:
                         await m.in_progress()
                 await asyncio.sleep(RETRY_DELAY_S)
 
-    async def _checked(self, msgs: list) -> list[tuple[Signed, Envelope, int, datetime]]:  # type: ignore[type-arg]
+    async def _pushed(self, msgs: list, deliveries: list[Delivery]) -> list[Delivery] | None:  # type: ignore[type-arg]
+        """The deliveries with the time each push ended, the legal arrival (decision 57), read from the
+        sending streams in one pipelined round; asked again, in order, while NATS does not answer.
+        ``None``: the service is stopping (the batch comes again)."""
+        assert self.js is not None
+        while True:
+            try:
+                return await with_push_times(self.js, deliveries)
+            except Exception as e:
+                if self._stopping:
+                    return None
+                log.warning("ledger: the sending streams' times of a batch of %d could not be read (will retry): "
+                            "%s", len(deliveries), e or type(e).__name__)
+                for m in msgs:  # still ours while we retry
+                    with contextlib.suppress(Exception):
+                        await m.in_progress()
+                await asyncio.sleep(RETRY_DELAY_S)
+
+    async def _checked(self, deliveries: list[Delivery]) -> list[tuple[Signed, Envelope, int, datetime]]:
         """What passes intake's checks, in order; the rest is dead-lettered."""
         good: list[tuple[Signed, Envelope, int, datetime]] = []
-        deliveries = [delivery_of(m) for m in msgs]
         # The whole batch's signatures and openings in one worker thread: PyNaCl releases the GIL
         # in libsodium, so the agents on this event loop carry on meanwhile (issue 14).
         for d, got in zip(deliveries, await in_thread(self.intake.receive_all, deliveries), strict=True):

@@ -311,10 +311,13 @@ def permissions(identity: Identity, bureaus: Iterable[str] = ()) -> Permissions:
         # It publishes 区司法局's signed checkpoint heads, or asks the signer for them (decision 49).
         own = (f"{DLQ_PREFIX}.{LEDGER}.*", HEADS_SUBJECT, SIGN_SUBJECT)
         # `xiezhu audit --platform` compares the unwitnessed tail with XZ's stored messages, which the
-        # ledger reads anyway: one message by sequence, nothing else of the stream API.
+        # ledger reads anyway: one message by sequence, nothing else of the stream API.  The legal arrival
+        # is the sending stream's stored time of each message (decision 57): the ledger reads the original
+        # XZ's copy names, by sequence, in each bureau's sending stream; no other user may.
         return Permissions(
             publish_allow=(*own, *_consumer_api(LEDGER_CONSUMER), *_TRUST_READ, *_WITNESS_READ,
-                           f"{_JS_API}.STREAM.MSG.GET.{EVENTS_STREAM}"),
+                           *(f"{_JS_API}.STREAM.MSG.GET.{stream}" for stream in
+                             (EVENTS_STREAM, *(sending_stream(code) for code in bureaus)))),
             publish_deny=_LEDGER_DENIED_API,
             subscribe_allow=(inbox, TRUST_SUBJECT, HEADS_SUBJECT),
         )

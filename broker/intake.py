@@ -8,7 +8,8 @@ Every receiver takes its JetStream messages through here: a bureau's agent
    dead-letter reason: size → signature headers → key, signature, key validity and sender
    (the key ring) → recipient is us (agents only: the ledger takes everything) → subject
    agrees with the envelope → the payload is sealed to us and opens.  Then the arrival
-   time (JetStream's stored time of the message, or the simulated clock's now) and the
+   time (the time the sending stream stored the message where the receiver looked it up,
+   as the ledger does, else ``XZ``'s stored time, or the simulated clock's now) and the
    signing key checked at that time: a key revoked or expired before the message arrived
    is refused whatever time the envelope claims, because a stolen key can backdate it.
 3. The receiver applies it (:meth:`Intake.handle`): an agent to its store, exactly once,
@@ -26,7 +27,7 @@ import json
 import logging
 import time
 from collections.abc import Awaitable, Callable, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from email.header import Header, decode_header
 from types import MappingProxyType
@@ -39,6 +40,7 @@ from nats.js.errors import NotFoundError
 from aggregates.clock import Clock
 from aggregates.errors import NotYet, RuleError
 from aggregates.store.base import ConcurrentChange, DuplicateEvent, UnknownCase
+from broker.pushed import SOURCE_HEADER, read_sent, source_of
 from broker.signing import (
     BadSignature,
     CannotOpen,
@@ -72,8 +74,6 @@ from schemas.envelope import (
 )
 from schemas.privacy import mask_text
 
-#: What JetStream adds to a message ``XZ`` sourced from a sending stream.
-SOURCE_HEADER = "Nats-Stream-Source"
 #: Oversized bodies are cut to this in the dead-letter copy (the reason says how big it was).
 DLQ_MAX_BODY = 1024 * 1024
 
@@ -146,14 +146,41 @@ class Delivery:
     headers: Mapping[str, str]
     stream_seq: int
     num_delivered: int
+    #: When ``XZ`` stored it.
     timestamp: datetime
+    #: When the sender's sending stream stored it, the end of the push (decision 57), where the
+    #: receiver looked it up (:func:`with_push_times`); ``None``: not looked up.
+    pushed_at: datetime | None = None
 
 
 def delivery_of(raw: Msg) -> Delivery:
-    """The parts of a JetStream message that intake needs (``timestamp``: the time JetStream stored it)."""
+    """The parts of a JetStream message that intake needs (``timestamp``: the time ``XZ`` stored it)."""
     md = raw.metadata
     return Delivery(subject=raw.subject, data=raw.data, headers=dict(raw.headers or {}),
                     stream_seq=md.sequence.stream, num_delivered=md.num_delivered, timestamp=md.timestamp)
+
+
+async def with_push_times(js: JetStreamContext, deliveries: Sequence[Delivery]) -> list[Delivery]:
+    """``deliveries`` with the time each push ended: the sending stream's stored time of the original
+    that the copy's ``Nats-Stream-Source`` names, read in one pipelined round (decision 57).
+
+    A delivery whose copy names no sending stream of its sender (the layout before decision 50), or
+    whose original the stream does not hold or holds with other bytes, keeps ``XZ``'s time (logged).
+    Raises what the reads raise (NATS away, a read not permitted): transient, the batch comes again.
+    """
+    sources = [source_of(d.subject, d.headers) for d in deliveries]
+    sent = await read_sent(js, (s for s in sources if s is not None))
+    out: list[Delivery] = []
+    for d, src in zip(deliveries, sources, strict=True):
+        got = sent.get(src) if src is not None else None
+        if got is not None and got.data == d.data:
+            out.append(replace(d, pushed_at=got.time))
+            continue
+        if src is not None:
+            log.error("XZ sequence %d names %s, which holds %s; its arrival is XZ's stored time", d.stream_seq, src,
+                      "another message" if got is not None else "no message")
+        out.append(d)
+    return out
 
 
 @dataclass(frozen=True)
@@ -372,7 +399,8 @@ class Intake:
     ``receiver``: the bureau code, or ``ledger``; it names the dead letters.  ``addressed_only``:
     refuse what is addressed to another bureau (an agent); the ledger takes everything.
     ``arrival_clock``: a simulated clock whose ``now()`` is the arrival time (the demo); ``None``:
-    JetStream's stored time of the message (decision 5).
+    the time the sending stream stored the message where the delivery carries it (the ledger looks
+    it up: decision 57), else the time ``XZ`` stored it (an agent's own receipt, decision 5).
     """
 
     def __init__(self, receiver: str, ring: KeyRing, js: JetStreamContext, *, opener: Opens | None,
@@ -388,8 +416,11 @@ class Intake:
         self.dead_letters = DeadLetters(js, receiver, self.stats)
 
     def arrival(self, d: Delivery) -> datetime:
-        """When the message arrived: JetStream's stored time, or the simulated clock's now."""
-        return self.arrival_clock.now() if self.arrival_clock is not None else d.timestamp
+        """When the message arrived: the end of the push (the sending stream's stored time) where the
+        delivery carries it, else ``XZ``'s stored time; on a simulated clock, its now."""
+        if self.arrival_clock is not None:
+            return self.arrival_clock.now()
+        return d.pushed_at if d.pushed_at is not None else d.timestamp
 
     def receive(self, d: Delivery) -> Received:
         """Run every check on ``d`` and take its arrival time; raises :class:`Rejected` with the reason."""

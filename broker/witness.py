@@ -38,6 +38,7 @@ from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
 from broker.ledger.store import Checkpoint, Ledger, checkpoint_message
+from broker.pushed import PIPELINE, Sent, Source, read_sent, source_of
 from broker.signing import KeyRing
 from broker.streams import (
     EVENTS_STREAM,
@@ -353,28 +354,44 @@ async def read_stream(js: JetStreamContext, subjects: str = WITNESS_SUBJECTS) ->
 
 
 class Stored(NamedTuple):
-    """A message as the ``XZ`` stream stores it: its bytes and the time the platform stored it."""
+    """A message as the platform stores it: ``XZ``'s copy, and the original in the sending stream it names.
+
+    The legal arrival is the time the sending stream stored the original (the push ended, decision
+    57); ``XZ``'s time is its copy's, later by the sourcing delay, which ledgers before decision 57
+    recorded.
+    """
 
     data: bytes
+    #: When ``XZ`` stored its copy.
     time: datetime
+    #: The sending stream and sequence the copy names (``Nats-Stream-Source``); None: ``XZ`` took it itself.
+    source: Source | None = None
+    #: What that sending stream holds there; None: nothing (or no source).
+    sent: Sent | None = None
 
 
 async def read_stored(js: JetStreamContext, sequences: Iterable[int]) -> dict[int, Stored]:
-    """The ``XZ`` messages at ``sequences`` (the platform's record; only the ``ledger`` user may read them).
+    """The ``XZ`` messages at ``sequences`` and their originals in the sending streams (the platform's
+    record; only the ``ledger`` user may read them), each round of reads pipelined.
 
-    A sequence the stream does not hold is left out.
+    A sequence ``XZ`` does not hold is left out.
     """
     out: dict[int, Stored] = {}
-    for seq in sequences:
-        if seq <= 0:
-            continue
+
+    async def one(seq: int) -> None:
         try:
             m = await js.get_msg(EVENTS_STREAM, seq)
         except NotFoundError:
-            continue
+            return
         if m.time is not None:
-            out[seq] = Stored(m.data or b"", m.time)
-    return out
+            out[seq] = Stored(m.data or b"", m.time, source_of(m.subject or "", m.headers or {}))
+
+    wanted = [seq for seq in dict.fromkeys(sequences) if seq > 0]
+    for i in range(0, len(wanted), PIPELINE):
+        await asyncio.gather(*(one(seq) for seq in wanted[i:i + PIPELINE]))
+    sent = await read_sent(js, (m.source for m in out.values() if m.source is not None))
+    return {seq: m._replace(sent=sent.get(m.source)) if m.source is not None else m
+            for seq, m in sorted(out.items())}
 
 
 async def _walk(js: JetStreamContext, seq: int, subject: str) -> Any:

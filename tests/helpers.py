@@ -117,3 +117,22 @@ def cli(app: typer.Typer, *args: str, env: Mapping[str, str] | None = None, data
     if data_dir is not None:
         environ["XIEZHU_DATA_DIR"] = str(data_dir)
     return invoke(app, args, env=environ, obj=obj, catch_exceptions=catch_exceptions)
+
+
+def rechain(path: Path, after: int = 0) -> None:
+    """Recompute every hash of a SQLite ledger after position ``after`` from the rows as they now are
+    (what an insider does after changing one)."""
+    import sqlite3
+    from contextlib import closing
+
+    from broker.ledger.store import GENESIS, leaf_hash, link
+
+    with closing(sqlite3.connect(path)) as db, db:
+        prev = db.execute("SELECT hash FROM entries WHERE pos = ?", (after,)).fetchone()
+        head = bytes(prev[0]) if prev else GENESIS
+        for pos, arrived, seq, kid, sig, body in db.execute(
+                "SELECT pos, arrived_at, stream_seq, kid, sig, body FROM entries WHERE pos > ? ORDER BY pos",
+                (after,)).fetchall():
+            new = link(head, leaf_hash(pos, arrived, kid, sig, body, stream_seq=seq))
+            db.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE pos = ?", (head, new, pos))
+            head = new

@@ -36,7 +36,7 @@ from broker.auth import (
 )
 from broker.ledger.audit import AuditReport, audit, render
 from broker.ledger.signer import RemoteSigner, SignerRefused, SignerService, SignRequest, request_for
-from broker.ledger.store import GENESIS, Checkpoint, Ledger, checkpoint_message, leaf_hash, link
+from broker.ledger.store import Checkpoint, Ledger, checkpoint_message
 from broker.server import EmbeddedNats
 from broker.signing import KeyRing
 from broker.streams import (
@@ -63,7 +63,7 @@ from broker.witness import (
 )
 from schemas.errors import XiezhuError
 from tests.conftest import RESIDENT, START, eventually, publish_catalogue
-from tests.helpers import cli
+from tests.helpers import cli, rechain
 from tests.test_exchange import request
 from xiezhu.cli.main import app
 from xiezhu.node import Node, checkpoint_signer, provision
@@ -171,19 +171,6 @@ def sign_as_justice(world: World, message: bytes) -> tuple[str, bytes]:
     return signer.kid, signer.sign_bytes(message)
 
 
-def rechain(path: Path, after: int = 0) -> None:
-    """Recompute every hash after position ``after`` from the rows as they now are."""
-    with closing(sqlite3.connect(path)) as db, db:
-        prev = db.execute("SELECT hash FROM entries WHERE pos = ?", (after,)).fetchone()
-        head = bytes(prev[0]) if prev else GENESIS
-        for pos, arrived, seq, kid, sig, body in db.execute(
-                "SELECT pos, arrived_at, stream_seq, kid, sig, body FROM entries WHERE pos > ? ORDER BY pos",
-                (after,)).fetchall():
-            new = link(head, leaf_hash(pos, arrived, kid, sig, body, stream_seq=seq))
-            db.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE pos = ?", (head, new, pos))
-            head = new
-
-
 def reseal(world: World, path: Path) -> None:
     """Replace every checkpoint with one signed by 区司法局's key over the chain as it now is."""
     with closing(sqlite3.connect(path)) as db, db:
@@ -280,8 +267,10 @@ async def test_a_backdated_arrival_or_a_changed_sequence_in_the_unwitnessed_tail
     assert audit(path, world.ring, workers=1, witnesses=world.records).ok  # the witnesses cannot see the tail
     report = audit(path, world.ring, workers=1, witnesses=world.records, platform=platform)
     assert [(p.position, p.kind) for p in report.problems] == [(last + 2, "platform"), (last + 3, "platform")]
+    with closing(sqlite3.connect(path)) as db:
+        sender = db.execute("SELECT sender FROM entries WHERE pos = ?", (last + 2,)).fetchone()[0]
     assert report.problems[0].reason.startswith(f"position {last + 2}: arrival recorded as 2026-09-20T01:00:00+00:00 "
-                                                "but the platform stored it at ")
+                                                f"but the push ended when XZ_FROM_{sender} stored it (sequence ")
     assert "XZ holds no message" in report.problems[1].reason
 
 

@@ -144,6 +144,9 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
     #: Entries compared with the platform's record in ``XZ`` (None: not compared), after which position.
     platform_checked: int | None = None
     platform_after: int | None = None
+    #: Of those, entries whose arrival is ``XZ``'s stored time of its copy, as ledgers before decision 57
+    #: recorded it (accepted only before the first entry on the sending stream's time).
+    platform_legacy: int = 0
 
     @property
     def rate_per_s(self) -> float:
@@ -159,9 +162,10 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
 
     ``witnesses``: heads as published and as the bureaus kept them (:mod:`broker.witness`); each is
     compared with the chain the audit recomputes: a rollback, a fork or a rewritten history.
-    ``platform(sequences)``: the ``XZ`` stream's messages at those sequences (the platform's record,
-    decision 28); every entry after the last witnessed head is compared with its message, so that a
-    backdated arrival or a changed sequence in the unwitnessed tail is found too.
+    ``platform(sequences)``: the ``XZ`` stream's messages at those sequences and the originals in the
+    sending streams they name (the platform's record, decisions 28 and 57); every entry after the last
+    witnessed head is compared with them, so that a backdated arrival or a changed sequence in the
+    unwitnessed tail is found too.
 
     ``workers`` processes verify signatures; with ``1``, or a ledger that fits in one ``chunk``, this
     process does.  The workers start with the forkserver method (safe when the caller runs threads, as a
@@ -194,8 +198,10 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
     finally:
         conn.close()
     witnessed.compare(walk, checkpoints, findings)
+    legacy = 0
     if platform is not None:
-        _compare_platform(walk.tail, platform([seq for _, seq, _, _ in walk.tail]), findings)
+        compared = [*([walk.pin] if walk.pin is not None else []), *walk.tail]
+        legacy = _compare_platform(walk.tail, platform([seq for _, seq, _, _ in compared]), findings, pin=walk.pin)
     return AuditReport(
         ok=findings.bad == 0, path=describe(ledger_path), entries=walk.rows,
         signatures_verified=verify.verified, checkpoints=len(checkpoints),
@@ -207,7 +213,7 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
         witnesses=witnessed.verified, witness_parties=sorted(witnessed.parties), witnessed_to=witnessed.top,
         witnesses_ignored=len(witnessed.ignored), witness_notes=witnessed.ignored[:LISTED_NOTES],
         platform_checked=len(walk.tail) if platform is not None else None,
-        platform_after=walk.tail_after,
+        platform_after=walk.tail_after, platform_legacy=legacy,
     )
 
 
@@ -242,8 +248,11 @@ def render(report: AuditReport, language: str = "en", name: Callable[[str], str]
     lines.append(f"  witnesses             {_witness_line(report)}")
     lines += [f"  ignored witness       {note}" for note in report.witness_notes]
     if report.platform_checked is not None:
+        legacy = (f"; {report.platform_legacy:,} recorded at XZ's time of its copy, as before decision 57"
+                  if report.platform_legacy else "")
         lines.append(f"  platform record       {report.platform_checked:,} entries after position "
-                     f"{report.platform_after or 0:,} compared with the XZ stream (sequence, bytes, arrival)")
+                     f"{report.platform_after or 0:,} compared with XZ and the sending streams (sequence, bytes, "
+                     f"arrival: the time the sending stream stored it){legacy}")
     if report.first_problem is not None:
         lines.append(f"first problem: {report.first_problem.reason}")
         more = report.problems[1:]
@@ -277,8 +286,10 @@ def _render_zh(report: AuditReport, name: Callable[[str], str]) -> str:
                      f"至位置 {report.witnessed_to:,}{tail}")
     lines += [f"  未采用的见证  {note}" for note in report.witness_notes]
     if report.platform_checked is not None:
+        legacy = (f"；其中 {report.platform_legacy:,} 条记的是 XZ 副本的存储时间（第 57 项决定之前的账本）"
+                  if report.platform_legacy else "")
         lines.append(f"  平台记录      位置 {report.platform_after or 0:,} 之后的 {report.platform_checked:,} 条"
-                     f"已与 XZ 流比对（序号、字节、存储时间）")
+                     f"已与 XZ 流及各发送流比对（序号、字节、到达时间即发送流存储时间）{legacy}")
     if report.first_problem is not None:
         lines.append(f"首个问题：{report.first_problem.reason}")
         more = report.problems[1:]
@@ -376,26 +387,56 @@ _SAME_TIME = timedelta(milliseconds=1)
 
 
 def _compare_platform(tail: list[tuple[int, int, str, bytes]], stored: Mapping[int, Stored],
-                      findings: _Findings) -> None:
-    """One line for each entry that is not, at its stream sequence, what the platform stored when it did."""
-    for pos, seq, arrived_at, body in tail:
+                      findings: _Findings, *, pin: tuple[int, int, str, bytes] | None = None) -> int:
+    """One line for each entry that is not, at its stream sequence, what the platform stored when it did.
+
+    The arrival must be the time the sending stream named by ``XZ``'s copy stored the original (the
+    push ended, decision 57).  ``XZ``'s own time of the copy, which ledgers before decision 57 recorded,
+    is accepted only until an entry, the witnessed ``pin`` included, is on the sending stream's time and
+    not on ``XZ``'s (from there on the ledger records the push's end: an arrival moved to ``XZ``'s later
+    time is found).  Returns how many entries were accepted on ``XZ``'s time.
+    """
+    legacy = 0
+    pushed_from: int | None = None
+    for n, (pos, seq, arrived_at, body) in enumerate([*([pin] if pin is not None else []), *tail]):
+        witnessed = pin is not None and n == 0
         msg = stored.get(seq)
         if msg is None:
             why = f"XZ holds no message {seq:,} (its stream sequence was changed, or the stream no longer keeps it)"
         elif msg.data != body:
             why = f"the message at XZ sequence {seq:,} is another (its stream sequence was changed)"
+        elif msg.source is not None and (msg.sent is None or msg.sent.data != body):
+            why = (f"XZ's copy at sequence {seq:,} names {msg.source.stream} sequence {msg.source.seq:,}, which "
+                   f"holds {'another message' if msg.sent is not None else 'no message'}")
         else:
-            try:
-                recorded = datetime.fromisoformat(arrived_at)
-                off = abs(recorded - msg.time)
-            except (TypeError, ValueError):
-                off = None
-            if off is not None and off < _SAME_TIME:
+            legal, where = ((msg.sent.time, f"{msg.source.stream} stored it (sequence {msg.source.seq:,})")
+                            if msg.source is not None and msg.sent is not None
+                            else (msg.time, f"XZ stored it (sequence {seq:,}; no sending stream named)"))
+            on_legal, on_copy = _near(arrived_at, legal), _near(arrived_at, msg.time)
+            if on_legal:
+                if not on_copy and pushed_from is None:
+                    pushed_from = pos
                 continue
-            why = (f"arrival recorded as {arrived_at} but the platform stored it at {msg.time.isoformat()} "
-                   "(the arrival was changed; decision 28's deadlines run from the platform's time)")
+            if on_copy and pushed_from is None:
+                legacy += 0 if witnessed else 1
+                continue
+            why = (f"arrival recorded as {arrived_at} but the push ended when {where} at {legal.isoformat()} "
+                   "(the arrival was changed; decision 28's deadlines run from the platform's time")
+            why += (f"; XZ's copy came at {msg.time.isoformat()}, which only ledgers before decision 57 record, "
+                    f"and this one records the sending stream's time from position {pushed_from:,})"
+                    if on_copy else ")")
+        if witnessed:
+            continue  # covered by the witnessed chain; it only tells what the tail records
         findings.add(pos, "platform", f"position {pos}: {why}")
         findings.bad += 1
+    return legacy
+
+
+def _near(arrived_at: str, t: datetime) -> bool:
+    try:
+        return abs(datetime.fromisoformat(arrived_at) - t) < _SAME_TIME
+    except (TypeError, ValueError):
+        return False
 
 
 def _kept_by(parties: list[str]) -> str:
@@ -578,6 +619,8 @@ class _Walk:
         #: with the platform's record.
         self.tail_after = tail_after
         self.tail: list[tuple[int, int, str, bytes]] = []
+        #: The entry at ``tail_after`` itself (witnessed): which time it records tells what the tail must record.
+        self.pin: tuple[int, int, str, bytes] | None = None
         #: Positions whose recomputed chain hash the witnesses need, and those hashes.
         self.capture = capture or set()
         self.chain_at: dict[int, bytes] = {}
@@ -613,6 +656,8 @@ class _Walk:
             self.chain_at[pos] = self.chain
         if self.tail_after is not None and pos > self.tail_after:
             self.tail.append((pos, stream_seq, arrived_at, body))
+        elif pos == self.tail_after:
+            self.pin = (pos, stream_seq, arrived_at, body)
         if self._after_gap or prev_hash == self.stored_prev or prev_hash == self.fixed_prev:
             fixed = linked  # after a gap (reported already) only the row's own consistency is checked
             if hash_ != linked:

@@ -1,0 +1,87 @@
+"""Where and when a push ended: the sending stream's record of a message ``XZ`` sourced (decision 57).
+
+附件2 第五条: "信息推送行为结束即视为对方接收到信息，时间以系统记录的到达时间为准".  A bureau's push
+ends when its sending stream ``XZ_FROM_<code>`` stores the message (the publish is acked then);
+``XZ``'s copy follows by the sourcing delay, under a millisecond when quiet, seconds behind a
+flood (sourcing writes every copy with an fsync).  JetStream names the original in the copy's
+``Nats-Stream-Source`` header, ``"<stream> <sequence> <filter> <transform> <subject> …"``
+(nats-server 2.10 and later; a publisher cannot set it, the server refuses such a message), so
+the ledger and the audit read the original by sequence.
+"""
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterable, Mapping
+from datetime import datetime
+from typing import NamedTuple
+
+from nats.js import JetStreamContext
+from nats.js.errors import NotFoundError
+
+from broker.streams import sending_stream
+
+#: What JetStream adds to a message ``XZ`` sourced from a sending stream.
+SOURCE_HEADER = "Nats-Stream-Source"
+#: Reads under way at once: enough to hide the round trips, few enough not to crowd the server's API queue.
+PIPELINE = 64
+
+
+class Source(NamedTuple):
+    """The sending stream that took the push, and the message's sequence there."""
+
+    stream: str
+    seq: int
+
+    def __str__(self) -> str:
+        return f"{self.stream} #{self.seq}"
+
+
+class Sent(NamedTuple):
+    """A message as its sending stream stored it: its bytes and the time the push ended."""
+
+    data: bytes
+    time: datetime
+
+
+def source_of(subject: str, headers: Mapping[str, object]) -> Source | None:
+    """The sending stream and sequence ``XZ``'s copy names, if it names the sender's own stream.
+
+    ``None``: no header (a stream that took the publish itself: the layout before decision 50),
+    a header that cannot be read, or one naming another stream than ``XZ_FROM_<sender>`` (the
+    subject's ``xz.<sender>`` token, which only that bureau may publish on).
+    """
+    value = headers.get(SOURCE_HEADER)
+    if not isinstance(value, str):
+        return None
+    fields = value.split()
+    if len(fields) < 2 or not fields[1].isdigit():
+        return None
+    stream = fields[0].split(":", 1)[0]  # "<name>:<hash>" for a source in another domain
+    parts = subject.split(".")
+    if len(parts) < 3 or parts[0] != "xz" or stream != sending_stream(parts[1]):
+        return None
+    seq = int(fields[1])
+    return Source(stream, seq) if seq > 0 else None
+
+
+async def read_sent(js: JetStreamContext, sources: Iterable[Source]) -> dict[Source, Sent]:
+    """The sending streams' messages at ``sources``, :data:`PIPELINE` reads at a time (``STREAM.MSG.GET``).
+
+    Asked of each stream's leader (a direct get may be answered by a replica that has not stored
+    the newest message yet).  A message the stream does not hold is left out; any other failure
+    (NATS away, a read not permitted) raises.
+    """
+    wanted = list(dict.fromkeys(sources))
+    out: dict[Source, Sent] = {}
+
+    async def one(src: Source) -> None:
+        try:
+            m = await js.get_msg(src.stream, src.seq)
+        except NotFoundError:
+            return
+        if m.time is not None:
+            out[src] = Sent(m.data or b"", m.time)
+
+    for i in range(0, len(wanted), PIPELINE):
+        await asyncio.gather(*(one(src) for src in wanted[i:i + PIPELINE]))
+    return out
