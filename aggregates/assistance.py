@@ -119,7 +119,8 @@ def legal_arrival(state: CaseState) -> datetime | None:
     """第五条: when the request counts as received, the time its deadlines run from.
 
     On the platform channel: when the platform stored it (信息推送行为结束即视为对方接收到信息，时间以系统
-    记录的到达时间为准), whether or not the assistor ever acknowledges it.  On the letter channel: the
+    记录的到达时间为准): the push's end, when the sender's sending stream stored it, as the ledger records
+    it (decision 57), whether or not the assistor ever acknowledges it.  On the letter channel: the
     visit that delivered the letter, as the assistor recorded it.  Where the platform's time is not
     known (a bureau's own store), the assistor's record stands in.
     """

@@ -252,6 +252,9 @@ async def test_a_backdated_arrival_or_a_changed_sequence_in_the_unwitnessed_tail
     finally:
         await nc.close()
     assert sorted(stored) == sorted(sequences)
+    # and the originals in the senders' own streams, which only the ledger's NATS user may read (decision 57)
+    assert all(m.source is not None and m.sent is not None and m.sent.data == m.data
+               and m.source.stream.startswith("XZ_FROM_") and m.sent.time <= m.time for m in stored.values())
 
     def platform(asked: list[int]) -> dict[int, Stored]:
         return {seq: stored[seq] for seq in asked if seq in stored}
