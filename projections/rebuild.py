@@ -32,11 +32,13 @@ The rebuilt views equal the live ones row for row (``tests/test_rebuild.py``).
 """
 from __future__ import annotations
 
+import gc
 import hashlib
 import multiprocessing
 import operator
 import os
 import sqlite3
+import struct
 import time
 from collections.abc import Callable, Iterable, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
@@ -49,13 +51,12 @@ from typing import Any
 import msgspec
 
 from aggregates import assistance
-from aggregates.assistance import CaseState
 from aggregates.database import is_postgres
 from aggregates.errors import RuleError
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
 from broker.ledger.store import _COLUMNS as ENTRY_COLUMNS
-from broker.ledger.store import GENESIS, Entry, Ledger, NoLedgerKey, _entry, chain_hash, open_read_only
-from broker.sealing import Opener
+from broker.ledger.store import GENESIS, Entry, Ledger, NoLedgerKey, _entry, open_read_only
+from broker.sealing import Opener, OpeningReader
 from broker.signing import CannotOpen, decode_checked
 from projections.base import POSITIONS, LedgerProjection
 from projections.encrypted_columns import KEY_CHECKS
@@ -71,13 +72,12 @@ from projections.sla import (
     cited_flag,
 )
 from schemas.assistance import AssistanceRequested
-from schemas.envelope import SEALED_VERSION, Envelope, SealedEnvelope, decode_sealed
+from schemas.envelope import ENVELOPE_VERSION, SEALED_VERSION, Envelope, SealedEnvelope, decode_sealed
 from schemas.errors import XiezhuError
 
-#: Case-id ranges the SLA fold is split into (case ids are UUIDs: even by their first hex digit).
-CHUNK_PREFIXES = ("", "2", "4", "6", "8", "a", "c", "e")
-#: SLA rows a worker writes per ``executemany``.
-ROWS_PER_WRITE = 5000
+#: Case-id ranges per worker the SLA fold is split into (each range is one pass over the ledger's rows, the
+#: others' skipped inside SQLite; more than one per worker evens out a core that other work slows).
+RANGES_PER_WORKER = 2
 FRESH_SUFFIX = ".rebuild"
 _SLA_NAMES = tuple(_COLUMNS)
 _request = msgspec.json.Decoder(AssistanceRequested)
@@ -181,37 +181,172 @@ class _FoldTask:
     calendar: WorkingCalendar
 
 
+class _Box(msgspec.Struct, gc=False):
+    nonce: bytes
+    data: bytes
+
+
+class _Route(msgspec.Struct, gc=False):
+    """The routing fields of a sealed envelope and its encrypted payload, without the sealed keys: the
+    rebuild opens each payload with its opening, so it never needs the boxes (decoding them is most of
+    the cost of decoding a whole :class:`~schemas.envelope.SealedEnvelope`)."""
+
+    v: int
+    id: str
+    sender: str
+    recipient: str
+    case: str
+    number: str
+    time: datetime
+    type: str = ""
+    sealed: _Box | None = None
+
+
+_route = msgspec.json.Decoder(_Route).decode
+_POS_SEQ = struct.Struct(">Qq").pack
+_LEN = struct.Struct(">I").pack
+
+
 def _fold_cases(task: _FoldTask) -> _Folded:
     """Worker: fold every case whose id is in [low, high), write its SLA row; errors come back as text."""
     started = time.process_time()
+    gc.disable()  # a few hundred thousand folded cases stay alive until the end: nothing to collect meanwhile
     try:
         done = _fold(task)
     except XiezhuError as e:
         return _Folded(error=str(e))
+    finally:
+        gc.enable()
     done.cpu = time.process_time() - started
     return done
 
 
 def _fold(task: _FoldTask) -> _Folded:
+    """Read the ledger in position order (one pass, the cases of this range only), check and fold each entry;
+    then one row per case, written in the order of each case's first entry."""
     opener = Opener(*task.opener) if task.opener is not None else None
-    calendar = _RememberingCalendar(task.calendar)
+    reader = OpeningReader(opener) if opener is not None else None
     done = _Folded()
-    out = sqlite3.connect(task.out, isolation_level=None)
-    out.execute("PRAGMA journal_mode=OFF")
-    out.execute("PRAGMA synchronous=OFF")
-    # Keyed by the case's first position: the main process merges the workers' files in that order.
-    out.execute(f"CREATE TABLE rows (first_pos INTEGER PRIMARY KEY, cite TEXT, {', '.join(_SLA_NAMES)})")
-    insert = f"INSERT INTO rows VALUES ({', '.join('?' * (2 + len(_SLA_NAMES)))})"
-    pending: list[tuple[Any, ...]] = []
-    case: str | None = None
-    state: CaseState | None = None
-    first = 0
+    #: case id → [position of its first folded entry, its state]
+    cases: dict[str, list[Any]] = {}
+    commitments = done.commitments
+    sha, parse, apply = hashlib.sha256, datetime.fromisoformat, assistance.apply
+    with closing(open_read_only(Path(task.ledger))) as db:
+        openings = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'openings'").fetchone()
+        joined = ("o.kid, o.wrapped FROM entries e NOT INDEXED LEFT JOIN openings o ON o.pos = e.pos"
+                  if openings else "NULL, NULL FROM entries e NOT INDEXED")
+        where, args = "e.pos <= ? AND e.case_id >= ?", [task.head, task.low]
+        if task.high is not None:
+            where += " AND e.case_id < ?"
+            args.append(task.high)
+        for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in db.execute(
+                "SELECT e.pos, e.case_id, e.type, e.arrived_at, e.stream_seq, e.kid, e.sig, e.body, e.prev_hash, "
+                f"e.hash, {joined} WHERE {where} ORDER BY e.pos", args):
+            try:  # leaf_hash and link (broker.ledger.store), inline: this loop runs a million times
+                a, k = arrived_at.encode(), kid.encode()
+                whole = type(seq) is int and sha(prev + sha(b"".join((
+                    _POS_SEQ(pos, seq), _LEN(len(a)), a, _LEN(len(k)), k, _LEN(len(sig)), sig, _LEN(len(body)),
+                    body))).digest()).digest() == hash_
+            except (TypeError, ValueError, AttributeError, struct.error):
+                whole = False
+            if not whole:
+                raise RebuildError(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
+                                   "run `xiezhu audit` (nothing read from it is trusted)")
+            done.entries += 1
+            try:
+                r: _Route | None = _route(body)
+            except msgspec.DecodeError:
+                r = None
+            if r is None or r.sealed is None or r.v != SEALED_VERSION or r.time.tzinfo is None:
+                env = _slow(body, case_id, type_, pos, opener, okid, wrapped, done)
+                if env is None:
+                    continue
+            else:
+                if r.case != case_id or r.type != type_:
+                    raise _index_damaged(pos)
+                if not type_.startswith("assistance."):
+                    if type_.startswith("commitment."):
+                        commitments.append(pos)
+                    continue
+                if reader is None:
+                    raise _no_key()
+                done.opened += 1
+                payload = (reader.payload(r.id, r.sender, r.recipient, r.case, r.number, type_, r.sealed.nonce,
+                                          r.sealed.data, okid, wrapped) if okid is not None else None)
+                if payload is not None:
+                    done.with_openings += 1
+                    env = Envelope(v=ENVELOPE_VERSION, id=r.id, sender=r.sender, recipient=r.recipient, case=r.case,
+                                   number=r.number, time=r.time, payload=payload)
+                else:  # another key, or damaged: the sealed box opens it
+                    assert opener is not None
+                    env = opener.open_routed(_sealed(body))
+            if not isinstance(env.payload, _ASSISTANCE):
+                continue
+            slot = cases.get(case_id)
+            try:  # the digest only opens a case (assistance.start): hashed for a case's first entry alone
+                folded = (apply(None, env, sha(body).hexdigest(), recorded_at=parse(arrived_at)) if slot is None
+                          else apply(slot[1], env, "", recorded_at=parse(arrived_at)))
+            except RuleError:
+                continue  # as following the ledger: what the fold refuses changes nothing
+            if slot is None:
+                cases[case_id] = [pos, folded]
+            else:
+                slot[1] = folded
+    _write_rows(task, cases, done)
+    return done
+
+
+def _slow(body: bytes, case_id: str, type_: str, pos: int, opener: Opener | None, okid: str | None,
+          wrapped: bytes | None, done: _Folded) -> Envelope | None:
+    """An entry the fast path does not read: a clear envelope from before sealing, or bytes that need the full
+    checks of :func:`~broker.signing.decode_checked` (which raises :class:`Malformed` with the reason)."""
+    head = _routing(body)
+    if head.case != case_id or head.type != type_:
+        raise _index_damaged(pos)
+    if type_.startswith("commitment."):
+        done.commitments.append(pos)
+    if not type_.startswith("assistance."):
+        return None
+    if isinstance(head, Envelope):  # from before payloads were sealed
+        return head
+    if opener is None:
+        raise _no_key()
+    done.opened += 1
+    if okid is not None and wrapped is not None:
+        try:
+            env = opener.open_with_opening(head, okid, wrapped)
+            done.with_openings += 1
+            return env
+        except CannotOpen:
+            pass  # another key, or damaged: the sealed box opens it
+    return opener.open_routed(head)
+
+
+def _sealed(body: bytes) -> SealedEnvelope:
+    head = _routing(body)
+    if not isinstance(head, SealedEnvelope):
+        raise RebuildError("an entry read as sealed is not")  # cannot happen: the fast path read it as sealed
+    return head
+
+
+def _index_damaged(pos: int) -> RebuildError:
+    return RebuildError(f"the ledger is damaged at position {pos}: its index columns do not match its "
+                        "signed bytes; run `xiezhu audit`")
+
+
+def _no_key() -> NoLedgerKey:
+    return NoLedgerKey("the ledger's entries are sealed, and this machine does not hold 区司法局's box "
+                       "key (keys/box/) that opens them")
+
+
+def _write_rows(task: _FoldTask, cases: dict[str, list[Any]], done: _Folded) -> None:
+    """One SLA row per folded case, with its deadlines, into the worker's own file, keyed by the case's first
+    position (the main process copies the files' rows in that order)."""
+    calendar = _RememberingCalendar(task.calendar)
     cites: dict[tuple[Any, ...], str] = {}
     columns = operator.itemgetter(*_SLA_NAMES)
-
-    def finish() -> None:
-        if state is None:
-            return
+    rows: list[tuple[Any, ...]] = []
+    for first, state in cases.values():
         row = _columns(state)
         derived, years = _derived(row, calendar)
         row.update(derived)
@@ -223,70 +358,16 @@ def _fold(task: _FoldTask) -> _Folded:
             cite = cites[key] = msgspec.json.encode(key).decode()
             done.citations[cite] = msgspec.json.encode(r)
         row["catalogue_flag"] = None  # set from the citation when the rows are copied
-        pending.append((first, cite, *columns(row)))
-        done.rows += 1
-        if len(pending) >= ROWS_PER_WRITE:
-            out.executemany(insert, pending)
-            pending.clear()
-
-    with closing(open_read_only(Path(task.ledger))) as db:
-        openings = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'openings'").fetchone()
-        joined = ("o.kid, o.wrapped FROM entries e INDEXED BY entries_case LEFT JOIN openings o ON o.pos = e.pos"
-                  if openings else "NULL, NULL FROM entries e INDEXED BY entries_case")
-        where, args = "e.case_id >= ? AND e.pos <= ?", [task.low, task.head]
-        if task.high is not None:
-            where += " AND e.case_id < ?"
-            args.append(task.high)
+        rows.append((first, cite, *columns(row)))
+    rows.sort(key=operator.itemgetter(0))
+    done.rows = len(rows)
+    with closing(sqlite3.connect(task.out, isolation_level=None)) as out:
+        out.execute("PRAGMA journal_mode=OFF")
+        out.execute("PRAGMA synchronous=OFF")
+        out.execute(f"CREATE TABLE rows (first_pos INTEGER PRIMARY KEY, cite TEXT, {', '.join(_SLA_NAMES)})")
         out.execute("BEGIN")
-        for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in db.execute(
-                "SELECT e.pos, e.case_id, e.type, e.arrived_at, e.stream_seq, e.kid, e.sig, e.body, e.prev_hash, "
-                f"e.hash, {joined} WHERE {where} ORDER BY e.case_id, e.pos", args):
-            done.entries += 1
-            if chain_hash(prev, pos, arrived_at, seq, kid, sig, body) != hash_:
-                raise RebuildError(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
-                                   "run `xiezhu audit` (nothing read from it is trusted)")
-            head = _routing(body)
-            if head.case != case_id or head.type != type_:
-                raise RebuildError(f"the ledger is damaged at position {pos}: its index columns do not match its "
-                                   "signed bytes; run `xiezhu audit`")
-            if case_id != case:
-                finish()
-                case, state = case_id, None
-            if type_.startswith("commitment."):
-                done.commitments.append(pos)
-            if not type_.startswith("assistance."):
-                continue
-            if isinstance(head, Envelope):  # from before payloads were sealed
-                env = head
-            else:
-                if opener is None:
-                    raise NoLedgerKey("the ledger's entries are sealed, and this machine does not hold 区司法局's box "
-                                      "key (keys/box/) that opens them")
-                done.opened += 1
-                opened: Envelope | None = None
-                if okid is not None:
-                    try:
-                        opened = opener.open_with_opening(head, okid, wrapped)
-                        done.with_openings += 1
-                    except CannotOpen:
-                        opened = None  # another key, or damaged: the sealed box opens it
-                env = opened if opened is not None else opener.open_routed(head)
-            if not isinstance(env.payload, _ASSISTANCE):
-                continue
-            try:
-                folded = assistance.apply(state, env, hashlib.sha256(body).hexdigest(),
-                                          recorded_at=datetime.fromisoformat(arrived_at))
-            except RuleError:
-                continue  # as following the ledger: what the fold refuses changes nothing
-            if state is None:
-                first = pos
-            state = folded
-        finish()
-        if pending:
-            out.executemany(insert, pending)
+        out.executemany(f"INSERT INTO rows VALUES ({', '.join('?' * (2 + len(_SLA_NAMES)))})", rows)
         out.execute("COMMIT")
-    out.close()
-    return done
 
 
 def _routing(body: bytes) -> Envelope | SealedEnvelope:
@@ -311,22 +392,25 @@ class _Links:
 
 
 def _check_links(task: tuple[str, int, int]) -> _Links:
-    """Worker: entries ``first … last`` are all there, in order, each naming the hash of the one before."""
+    """Worker: entries ``first … last`` are all there, each naming the hash of the one before (inside SQLite:
+    one join on the position, no row comes into Python)."""
     ledger, first, last = task
     started = time.process_time()
-    expected, prev_hash, first_prev = first, b"", b""
     with closing(open_read_only(Path(ledger))) as db:
-        for pos, prev, hash_ in db.execute("SELECT pos, prev_hash, hash FROM entries WHERE pos BETWEEN ? AND ? "
-                                           "ORDER BY pos", (first, last)):
-            if pos != expected or (pos > first and prev != prev_hash):
-                return _Links(first, last, b"", b"", f"the ledger is damaged at position {pos}: it does not follow "
-                                                     f"position {expected - 1}; run `xiezhu audit`")
-            if pos == first:
-                first_prev = bytes(prev)
-            prev_hash, expected = hash_, expected + 1
-    if expected != last + 1:
-        return _Links(first, last, b"", b"", f"the ledger has no entry at position {expected}; run `xiezhu audit`")
-    return _Links(first, last, first_prev, bytes(prev_hash), cpu=time.process_time() - started)
+        n, = db.execute("SELECT count(*) FROM entries WHERE pos BETWEEN ? AND ?", (first, last)).fetchone()
+        if n != last - first + 1:
+            gap, = db.execute("SELECT min(a.pos) + 1 FROM entries a WHERE a.pos BETWEEN ? AND ? AND NOT EXISTS "
+                              "(SELECT 1 FROM entries b WHERE b.pos = a.pos + 1)", (first - 1, last - 1)).fetchone()
+            return _Links(first, last, b"", b"", f"the ledger has no entry at position {gap or first}; "
+                                                 "run `xiezhu audit`")
+        broken, = db.execute("SELECT min(b.pos) FROM entries a JOIN entries b ON b.pos = a.pos + 1 "
+                             "WHERE b.pos BETWEEN ? AND ? AND b.prev_hash IS NOT a.hash", (first + 1, last)).fetchone()
+        if broken is not None:
+            return _Links(first, last, b"", b"", f"the ledger is damaged at position {broken}: it does not follow "
+                                                 f"position {broken - 1}; run `xiezhu audit`")
+        first_prev, = db.execute("SELECT prev_hash FROM entries WHERE pos = ?", (first,)).fetchone()
+        last_hash, = db.execute("SELECT hash FROM entries WHERE pos = ?", (last,)).fetchone()
+    return _Links(first, last, bytes(first_prev), bytes(last_hash), cpu=time.process_time() - started)
 
 
 # -- the main process ----------------------------------------------------------------------------------------------
@@ -351,13 +435,14 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
     if ledger.opener is not None and opener is None:
         raise RebuildError("the ledger's opener cannot be handed to worker processes")
     sla_path, make_sla = sla
-    scratch = [_fresh(sla_path.with_name(f"{sla_path.name}.chunk{i}")) for i in range(len(CHUNK_PREFIXES))]
-    made = make_sla(_fresh(_fresh_name(sla_path)))
     workers = max(1, workers or os.cpu_count() or 1)
+    bounds = _case_ranges(workers * RANGES_PER_WORKER)
+    scratch = [_fresh(sla_path.with_name(f"{sla_path.name}.chunk{i}")) for i in range(len(bounds))]
+    made = make_sla(_fresh(_fresh_name(sla_path)))
     report = Rebuilt(entries=head, seconds=0.0, workers=workers)
     try:
         tasks = [_FoldTask(str(ledger.path), low, high, head, str(out), opener, made.calendar)
-                 for low, high, out in zip(CHUNK_PREFIXES, [*CHUNK_PREFIXES[1:], None], scratch, strict=True)]
+                 for (low, high), out in zip(bounds, scratch, strict=True)]
         halves = [(a, b) for a, b in ((1, head // 2), (head // 2 + 1, head)) if b >= a]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             links = [pool.submit(_check_links, (str(ledger.path), a, b)) for a, b in halves]
@@ -374,7 +459,7 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
             _joined(checked, head)
         report.cpu_seconds = sum(r.cpu for r in results) + sum(c.cpu for c in checked)
         if sum(r.entries for r in results) != head:
-            raise RebuildError(f"the ledger's index lists {sum(r.entries for r in results)} entries by case, "
+            raise RebuildError(f"the ledger's case ranges hold {sum(r.entries for r in results)} entries, "
                                f"not {head}; run `xiezhu audit`")
         _copy_rows(made, results, scratch, head)
         _swap(_fresh_name(sla_path), sla_path)
@@ -393,6 +478,14 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
     report.seconds = time.perf_counter() - started
     report.cpu_seconds += time.process_time() - cpu
     return report
+
+
+def _case_ranges(n: int) -> list[tuple[str, str | None]]:
+    """``n`` ranges ``[low, high)`` of case ids that together hold every string (case ids are UUIDs: split
+    evenly by their first hex digit; at most 16)."""
+    n = min(n, 16)
+    cuts = ["0123456789abcdef"[i * 16 // n] for i in range(1, n)]
+    return list(zip(["", *cuts], [*cuts, None], strict=True))
 
 
 def _joined(links: list[_Links], head: int) -> None:

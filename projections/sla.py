@@ -52,6 +52,7 @@ pure fold of the ledger, so nothing is lost.
 """
 from __future__ import annotations
 
+import functools
 import math
 import sqlite3
 import statistics
@@ -458,10 +459,16 @@ def _derived(row: dict[str, Any], cal: WorkingCalendar) -> tuple[dict[str, Any],
             closed = DECLINED_LATE
     first = arrived.astimezone(SHANGHAI).year
     return {
-        "due_at": reply.ends_at.isoformat(), "decline_due_at": decline.ends_at.isoformat(),
+        "due_at": _ends_iso(reply.ends_at), "decline_due_at": _ends_iso(decline.ends_at),
         "provisional": int(reply.provisional or decline.provisional or provisional),
         "working_days_taken": days, "state": closed,
     }, set(range(first, last.year + 1))
+
+
+@functools.lru_cache(maxsize=4096)
+def _ends_iso(ends_at: datetime) -> str:
+    """A deadline's end as stored: deadlines end at a few thousand midnights, each formatted once."""
+    return ends_at.isoformat()
 
 
 def _columns(st: CaseState) -> dict[str, Any]:

@@ -141,13 +141,17 @@ def leaf_hash(pos: int, arrived_at: str, kid: str, sig: bytes, body: bytes, *, s
     ``stream_seq`` is the message's sequence in ``XZ``, hashed since decision 49; ``None`` computes the
     leaf as bundles made before it hashed it (they carry no sequence), and nothing else.
     """
-    h = hashlib.sha256(struct.pack(">Q", pos))
-    if stream_seq is not None:
-        h.update(struct.pack(">q", stream_seq))  # signed: a tampered negative value still hashes, and fails
-    for part in (arrived_at.encode(), kid.encode(), sig, body):
-        h.update(struct.pack(">I", len(part)))
-        h.update(part)
-    return h.digest()
+    # One join and one SHA-256 call (a rebuild and an audit hash a million of these): the same bytes as
+    # hashing the parts one after the other.  The sequence is signed: a tampered negative value still hashes.
+    a, k = arrived_at.encode(), kid.encode()
+    return hashlib.sha256(b"".join((_POS(pos) if stream_seq is None else _POS_SEQ(pos, stream_seq),
+                                    _LEN(len(a)), a, _LEN(len(k)), k, _LEN(len(sig)), sig,
+                                    _LEN(len(body)), body))).digest()
+
+
+_POS = struct.Struct(">Q").pack
+_POS_SEQ = struct.Struct(">Qq").pack
+_LEN = struct.Struct(">I").pack
 
 
 def link(prev: bytes, leaf: bytes) -> bytes:
