@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Callable
 from pathlib import Path
 
@@ -15,6 +16,8 @@ from schemas.envelope import Envelope
 from schemas.errors import XiezhuError
 
 POSITIONS = "_positions"
+#: How often opening a view tries again to create its tables when another process holds the new file.
+ENSURE_ATTEMPTS = 20
 
 
 def _cannot_write(e: sqlite3.OperationalError) -> bool:
@@ -86,16 +89,27 @@ class LedgerProjection:
             return
         # Two processes opening a new view file at once (the ledger, and a clerk's command or the
         # campaign's driver) both saw no table and both created it: "table … already exists".  The
-        # check and the creation are one write transaction.
-        with self._lock:
-            if not conn.in_transaction:
-                conn.execute("BEGIN IMMEDIATE")
-            try:
-                self._create_all()
-            except BaseException:
-                conn.rollback()
-                raise
-            conn.commit()
+        # check and the creation are one write transaction.  A new file's first writers can still
+        # meet SQLite's deadlock guard ("database is locked" at once, while the other switches the
+        # file to WAL): that is tried again, from the check.
+        for attempt in range(ENSURE_ATTEMPTS):
+            with self._lock:
+                try:
+                    if not conn.in_transaction:
+                        conn.execute("BEGIN IMMEDIATE")
+                    self._create_all()
+                    conn.commit()
+                    return
+                except sqlite3.OperationalError as e:
+                    if conn.in_transaction:
+                        conn.rollback()
+                    if "locked" not in str(e) or attempt == ENSURE_ATTEMPTS - 1:
+                        raise
+                except BaseException:
+                    if conn.in_transaction:
+                        conn.rollback()
+                    raise
+            time.sleep(0.05 * (attempt + 1))
 
     def _create_all(self) -> None:
         if not self.db.table(POSITIONS).exists():
