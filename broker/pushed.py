@@ -16,16 +16,24 @@ from collections.abc import Iterable, Mapping
 from datetime import datetime
 from typing import NamedTuple
 
+from nats.errors import TimeoutError as NatsTimeout
 from nats.js import JetStreamContext
 from nats.js.api import DEFAULT_PREFIX, RawStreamMsg
 from nats.js.errors import NotFoundError
 
 from broker.streams import sending_stream
+from schemas.errors import XiezhuError
 
 #: What JetStream adds to a message ``XZ`` sourced from a sending stream.
 SOURCE_HEADER = "Nats-Stream-Source"
 #: Reads under way at once: enough to hide the round trips, few enough not to crowd the server's API queue.
 PIPELINE = 64
+
+
+class PushNotRead(XiezhuError):
+    """A sending stream did not answer a read of the original."""
+
+    code = "nats.push-not-read"
 
 
 class Source(NamedTuple):
@@ -83,6 +91,11 @@ async def read_sent(js: JetStreamContext, sources: Iterable[Source]) -> dict[Sou
             resp = await js._api_request(f"{prefix}.STREAM.MSG.GET.{src.stream}", b'{"seq":%d}' % src.seq)
         except NotFoundError:
             return
+        except NatsTimeout as e:  # what a read the server's permissions refuse looks like to nats-py, too
+            raise PushNotRead(
+                f"{src.stream} did not answer a read of sequence {src.seq} ({e or type(e).__name__}): NATS is away, "
+                f"or this NATS user may not read the sending streams (only `ledger` may; a configuration from "
+                f"before decision 57 needs `xiezhu nats-config` again and a reload)", stream=src.stream) from e
         msg = resp.get("message") or {}
         if msg.get("time"):
             out[src] = Sent(base64.b64decode(msg.get("data") or ""), RawStreamMsg._parse_utc_iso(msg["time"]))

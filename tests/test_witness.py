@@ -37,6 +37,7 @@ from broker.auth import (
 from broker.ledger.audit import AuditReport, audit, render
 from broker.ledger.signer import RemoteSigner, SignerRefused, SignerService, SignRequest, request_for
 from broker.ledger.store import Checkpoint, Ledger, checkpoint_message
+from broker.pushed import PushNotRead, Source, read_sent
 from broker.server import EmbeddedNats
 from broker.signing import KeyRing
 from broker.streams import (
@@ -544,5 +545,15 @@ async def _stream_all(node: Node) -> list[Record]:
     nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     try:
         return (await read_stream(nc.jetstream()))[0]
+    finally:
+        await nc.close()
+
+
+async def test_a_bureau_may_not_read_the_push_times_of_another_s_sending_stream(world: World) -> None:
+    """Only the ledger reads the originals in the sending streams (decision 57); the refusal says why, in one line."""
+    nc = await nats.connect(world.node.nats_url, **world.node.credentials("gongan"))
+    try:
+        with pytest.raises(PushNotRead, match="only `ledger` may"):
+            await read_sent(nc.jetstream(timeout=1), [Source("XZ_FROM_shenpi", 1)])
     finally:
         await nc.close()
