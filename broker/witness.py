@@ -43,6 +43,7 @@ from broker.signing import KeyRing
 from broker.streams import (
     EVENTS_STREAM,
     HEADS_SUBJECT,
+    LEDGER_CONSUMER,
     MAX_WITNESS_BYTES,
     WITNESS_STREAM,
     WITNESS_SUBJECTS,
@@ -392,6 +393,38 @@ async def read_stored(js: JetStreamContext, sequences: Iterable[int]) -> dict[in
     sent = await read_sent(js, (m.source for m in out.values() if m.source is not None))
     return {seq: m._replace(sent=sent.get(m.source)) if m.source is not None else m
             for seq, m in sorted(out.items())}
+
+
+#: At most this many ``XZ`` messages past the ledger's last recorded sequence are read by one audit.
+TAKEN_LIMIT = 1000
+
+
+class Taken(NamedTuple):
+    """What the platform holds past the ledger's last recorded ``XZ`` sequence, of what the ledger took.
+
+    ``acked``: the ledger's consumer's ack floor: the ledger acknowledged every ``XZ`` message up
+    to it (recorded, a duplicate, or dead-lettered), and acknowledges only after its commit.
+    ``messages``: each message after the sequence asked for, up to ``acked`` (at most
+    :data:`TAKEN_LIMIT`): sequence, subject, headers, bytes.
+    """
+
+    acked: int
+    messages: list[tuple[int, str, dict[str, str], bytes]]
+
+
+async def read_taken(js: JetStreamContext, after: int, *, limit: int = TAKEN_LIMIT) -> Taken:
+    """The ``XZ`` messages after sequence ``after`` that the ledger already acknowledged (as the ``ledger`` user:
+    CONSUMER.INFO of its own consumer, and messages by sequence)."""
+    info = await js.consumer_info(EVENTS_STREAM, LEDGER_CONSUMER)
+    acked = int(info.ack_floor.stream_seq or 0) if info.ack_floor is not None else 0
+    out: list[tuple[int, str, dict[str, str], bytes]] = []
+    for seq in range(after + 1, min(acked, after + limit) + 1):
+        try:
+            m = await js.get_msg(EVENTS_STREAM, seq)
+        except NotFoundError:
+            continue
+        out.append((seq, m.subject or "", dict(m.headers or {}), m.data or b""))
+    return Taken(acked, out)
 
 
 async def _walk(js: JetStreamContext, seq: int, subject: str) -> Any:

@@ -55,11 +55,13 @@ from broker.witness import (
     Head,
     Record,
     Stored,
+    Taken,
     WitnessStore,
     encode,
     read_file,
     read_stored,
     read_stream,
+    read_taken,
     record_problem,
 )
 from schemas.errors import XiezhuError
@@ -481,6 +483,66 @@ async def test_a_signer_off_the_ledger_host_signs_only_what_extends_the_head_it_
         await signer.stop()
         await snc.close()
 
+
+async def test_the_end_of_the_unwitnessed_tail_cut_away_is_named_against_what_the_ledger_took_from_xz(
+        world: World, tmp_path: Path) -> None:
+    node, service = world.node, world.node.ledger_service
+    assert service is not None and node.ledger is not None
+    await service.checkpoint_now()
+    witnessed = node.ledger.head[0]
+    request(node)  # a new unwitnessed tail: three entries
+    await node.settle()
+    shenpi = await nats.connect(node.nats_url, **node.credentials("shenpi"))
+    try:  # and junk after it, which the ledger dead-letters (acknowledged, never an entry)
+        await shenpi.jetstream().publish("xz.shenpi.gongan.assistance.requested", b"not an event")
+    finally:
+        await shenpi.close()
+    await node.settle()
+    assert node.ledger.head[0] == witnessed + 3
+    live = tmp_path / "live.db"
+    with closing(sqlite3.connect(node.settings.ledger_path)) as src, closing(sqlite3.connect(live)) as dst:
+        src.backup(dst)
+    # What the witnesses hold, but for the forged heads an earlier test published (all zeros).
+    records = [r for r in await _stream_all(node)
+               if (r.head if isinstance(r, Cosigned) else r).head != bytes(32).hex()]
+    nc = await nats.connect(node.nats_url, **node.credentials(LEDGER))  # `xiezhu audit --platform` reads as the ledger
+    try:
+        js = nc.jetstream()
+        with closing(sqlite3.connect(live)) as db:
+            last_seq = db.execute("SELECT MAX(stream_seq) FROM entries").fetchone()[0]
+            cut_after = db.execute("SELECT stream_seq FROM entries WHERE pos = ?", (witnessed,)).fetchone()[0]
+        for _ in range(600):  # the ledger acknowledges each message just after its commit
+            if (await read_taken(js, last_seq)).acked > last_seq:
+                break
+            await asyncio.sleep(0.05)
+        taken = {after: await read_taken(js, after) for after in (last_seq, cut_after)}
+    finally:
+        await nc.close()
+    assert taken[last_seq].acked > last_seq and len(taken[last_seq].messages) >= 1  # the junk
+
+    def reader(after: int) -> Taken:
+        return taken[after]
+
+    clean = audit(live, world.ring, workers=1, witnesses=records, taken=reader)
+    assert clean.ok, clean.problems
+    assert clean.platform_last_seq == last_seq and clean.platform_acked == taken[last_seq].acked
+    assert f"the ledger's last XZ sequence {last_seq:,}; XZ acknowledged by the ledger up to " in render(clean)
+    with closing(sqlite3.connect(live)) as db, db:  # cut the whole unwitnessed tail (no checkpoint covers it)
+        db.execute("DELETE FROM entries WHERE pos > ?", (witnessed,))
+        db.execute("DELETE FROM checkpoints WHERE pos > ?", (witnessed,))
+    assert audit(live, world.ring, workers=1, witnesses=records).ok  # the witnesses cannot see it
+    report = audit(live, world.ring, workers=1, witnesses=records, taken=reader)
+    assert [(p.position, p.kind) for p in report.problems] == [(witnessed + 1, "unrecorded")], report.problems
+    line = report.problems[0].reason
+    assert line.startswith(f"unrecorded: the ledger ends at position {witnessed:,} (XZ sequence {cut_after:,}), but "
+                           f"its consumer acknowledged XZ up to sequence {taken[cut_after].acked:,}, and 3 validly "
+                           f"signed events after it are not in the ledger, the first at XZ sequence "), line
+    assert report.bad == 3 and "\n" not in line
+    # The command reads the same as the ledger's NATS user, on the live ledger: nothing unrecorded.
+    done = await asyncio.to_thread(cli, app, "--lang", "en", "audit", "--workers", "1", "--platform",
+                                   data_dir=node.settings.data_dir, env={"XIEZHU_NATS_URL": node.nats_url})
+    assert done.exit_code == 0, done.output
+    assert "platform end          the ledger's last XZ sequence " in done.stdout
 
 async def test_a_bureau_flooding_its_witness_stream_stops_at_its_limit_and_the_others_still_countersign(
         world: World, caplog: pytest.LogCaptureFixture) -> None:

@@ -46,9 +46,9 @@ import msgspec
 
 from aggregates.database import Location, Sql, db_errors, describe, is_postgres
 from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, leaf_hash, link, open_read_only
-from broker.signing import KeyRing, Malformed, Rejected, decode_checked
-from broker.witness import Head, Record, Stored, checkpoint_problems, heads, record_problem
-from schemas.envelope import Envelope, SealedEnvelope, Signed
+from broker.signing import KeyRing, Malformed, Rejected, decode_checked, unb64
+from broker.witness import Head, Record, Stored, Taken, checkpoint_problems, heads, record_problem
+from schemas.envelope import HDR_KEY, HDR_SIG, Envelope, SealedEnvelope, Signed, subject_for
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
 
@@ -76,6 +76,7 @@ KINDS = (
     "fork",             # two different heads signed for one position
     "rewritten",        # the ledger's entries no longer hash to a witnessed head
     "platform",         # an unwitnessed entry differs from the platform's record of it in XZ
+    "unrecorded",       # events the ledger took from XZ after its last entry are not in it: its end was cut
 )
 _RANK = {k: i for i, k in enumerate(KINDS)}
 
@@ -149,6 +150,10 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
     #: Of those, entries whose arrival is ``XZ``'s stored time of its copy, as ledgers before decision 57
     #: recorded it (accepted only before the first entry on the sending stream's time).
     platform_legacy: int = 0
+    #: The ledger's last entry's XZ sequence, and the sequence up to which its consumer acknowledged XZ
+    #: (None: not compared); past the first, every validly signed event the ledger took must be in it.
+    platform_last_seq: int | None = None
+    platform_acked: int | None = None
 
     @property
     def rate_per_s(self) -> float:
@@ -159,7 +164,8 @@ class AuditReport(msgspec.Struct, frozen=True, kw_only=True):
 def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_count(),
           progress: Callable[[int], None] | None = None, chunk: int = CHUNK,
           witnesses: Sequence[Record] | None = None,
-          platform: Callable[[list[int]], Mapping[int, Stored]] | None = None) -> AuditReport:
+          platform: Callable[[list[int]], Mapping[int, Stored]] | None = None,
+          taken: Callable[[int], Taken] | None = None) -> AuditReport:
     """Check the whole ledger file; ``progress(k)`` is called as each ``k`` more entries are done.
 
     ``witnesses``: heads as published and as the bureaus kept them (:mod:`broker.witness`); each is
@@ -168,6 +174,10 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
     sending streams they name (the platform's record, decisions 28 and 57); every entry after the last
     witnessed head is compared with them, so that a backdated arrival or a changed sequence in the
     unwitnessed tail is found too.
+    ``taken(seq)``: the ``XZ`` messages after the ledger's last recorded sequence that the ledger's
+    consumer already acknowledged (:func:`broker.witness.read_taken`); each validly signed, sealed
+    event among them that the ledger does not hold is missing from its end (entries cut together
+    with the checkpoints after the last witnessed head).
 
     ``workers`` processes verify signatures; with ``1``, or a ledger that fits in one ``chunk``, this
     process does.  The workers start with the forkserver method (safe when the caller runs threads, as a
@@ -197,6 +207,9 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
                 verify.close()
             walk.finish()
             _duplicates(conn, findings)
+            beyond = taken(walk.last_seq) if taken is not None else None
+            if beyond is not None:
+                _compare_taken(conn, ring, walk, beyond, findings)
     finally:
         conn.close()
     witnessed.compare(walk, checkpoints, findings)
@@ -217,6 +230,8 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
         witnesses_ignored=len(witnessed.ignored), witness_notes=witnessed.ignored[:LISTED_NOTES],
         platform_checked=len(walk.tail) if platform is not None else None,
         platform_after=walk.tail_after, platform_legacy=legacy,
+        platform_last_seq=walk.last_seq if beyond is not None else None,
+        platform_acked=beyond.acked if beyond is not None else None,
     )
 
 
@@ -256,6 +271,9 @@ def render(report: AuditReport, language: str = "en", name: Callable[[str], str]
         lines.append(f"  platform record       {report.platform_checked:,} entries after position "
                      f"{report.platform_after or 0:,} compared with XZ and the sending streams (sequence, bytes, "
                      f"arrival: the time the sending stream stored it){legacy}")
+    if report.platform_acked is not None:
+        lines.append(f"  platform end          the ledger's last XZ sequence {report.platform_last_seq or 0:,}; "
+                     f"XZ acknowledged by the ledger up to {report.platform_acked:,}")
     if report.first_problem is not None:
         lines.append(f"first problem: {report.first_problem.reason}")
         more = report.problems[1:]
@@ -293,6 +311,9 @@ def _render_zh(report: AuditReport, name: Callable[[str], str]) -> str:
                   if report.platform_legacy else "")
         lines.append(f"  平台记录      位置 {report.platform_after or 0:,} 之后的 {report.platform_checked:,} 条"
                      f"已与 XZ 流及各发送流比对（序号、字节、到达时间即发送流存储时间）{legacy}")
+    if report.platform_acked is not None:
+        lines.append(f"  平台末端      账本最后的 XZ 序号 {report.platform_last_seq or 0:,}；"
+                     f"账本已确认 XZ 至序号 {report.platform_acked:,}")
     if report.first_problem is not None:
         lines.append(f"首个问题：{report.first_problem.reason}")
         more = report.problems[1:]
@@ -440,6 +461,37 @@ def _near(arrived_at: str, t: datetime) -> bool:
         return abs(datetime.fromisoformat(arrived_at) - t) < _SAME_TIME
     except (TypeError, ValueError):
         return False
+
+
+def _compare_taken(conn: Sql, ring: KeyRing, walk: _Walk, taken: Taken, findings: _Findings) -> None:
+    """One line if events the ledger took from ``XZ`` after its last entry are not in it (its end was cut).
+
+    Only a message the ledger must have recorded counts: signed under the trust list, on the subject
+    its envelope names, sealed, and of an event id the ledger does not hold (a copy of a recorded event
+    is a duplicate, acknowledged without an entry).  Anything else the ledger dead-lettered.
+    """
+    missing: list[tuple[int, str]] = []
+    for seq, subject, headers, data in taken.messages:
+        try:
+            head = ring.check(Signed(body=data, kid=headers.get(HDR_KEY, ""), sig=unb64(headers.get(HDR_SIG, ""))))
+        except (Rejected, ValueError):
+            continue
+        if not isinstance(head, SealedEnvelope) or subject != subject_for(head):
+            continue
+        if _read(conn, "SELECT 1 FROM entries WHERE event_id = ?", (head.id,)):
+            continue
+        missing.append((seq, head.id))
+    if not missing:
+        return
+    first_seq, first_id = missing[0]
+    read = len(taken.messages)
+    more = f" (of the first {read:,} read)" if walk.last_seq + read < taken.acked else ""
+    findings.add(walk.last_pos + 1, "unrecorded",
+                 f"unrecorded: the ledger ends at position {walk.last_pos:,} (XZ sequence {walk.last_seq:,}), but its "
+                 f"consumer acknowledged XZ up to sequence {taken.acked:,}, and {len(missing):,} validly signed "
+                 f"events after it{more} are not in the ledger, the first at XZ sequence {first_seq:,} (event "
+                 f"{first_id}): entries were removed from its end, or this is an older copy of it")
+    findings.bad += len(missing)
 
 
 def _kept_by(parties: list[str]) -> str:
@@ -630,6 +682,8 @@ class _Walk:
         self.ring = ring
         self.rows = 0
         self.last_pos = 0
+        #: The highest XZ sequence an entry records.
+        self.last_seq = 0
         self.checkpoints_verified = 0
         #: The chain recomputed from the genesis over every row's contents: what a checkpoint signed.
         self.chain = GENESIS
@@ -663,6 +717,8 @@ class _Walk:
             self.tail.append((pos, stream_seq, arrived_at, body))
         elif pos == self.tail_after:
             self.pin = (pos, stream_seq, arrived_at, body)
+        if isinstance(stream_seq, int) and stream_seq > self.last_seq:
+            self.last_seq = stream_seq
         if self._after_gap or prev_hash == self.stored_prev or prev_hash == self.fixed_prev:
             fixed = linked  # after a gap (reported already) only the row's own consistency is checked
             if hash_ != linked:

@@ -383,8 +383,9 @@ def audit(
                                  "this data directory's own NATS store.")] = False,
     platform: Annotated[bool, typer.Option(
         "--platform", help="Compare every entry after the last witnessed head with the platform's record, the XZ "
-                           "stream (its sequence, bytes and stored time), as the ledger's NATS user. For a ledger "
-                           "on wall-clock arrival (not a simulated demo).")] = False,
+                           "stream (its sequence, bytes and stored time), as the ledger's NATS user, and name the "
+                           "events its consumer acknowledged after its last entry that it lacks (a cut end). For a "
+                           "ledger on wall-clock arrival (not a simulated demo).")] = False,
     as_json: AsJson = False,
 ) -> None:
     """Walk the whole ledger: every signature, the hash chain and the signed checkpoints; name the first problem.
@@ -413,7 +414,8 @@ def audit(
         report = run_audit(settings.ledger_location, ring, workers=workers or os.cpu_count() or 1,
                            progress=lambda k: progress.advance(task, k),
                            witnesses=records if (witnesses or witness_stream) else None,
-                           platform=_platform_reader(settings) if platform else None)
+                           platform=_platform_reader(settings) if platform else None,
+                           taken=_taken_reader(settings) if platform else None)
     if as_json:
         _print_json(report)
     else:
@@ -435,6 +437,19 @@ def _platform_reader(settings: Settings) -> Callable[[list[int]], Any]:
 
     def read(sequences: list[int]) -> Any:
         return on_stream(settings, EVENTS_STREAM, lambda js: read_stored(js, sequences), user=LEDGER, check=False)
+
+    return read
+
+
+def _taken_reader(settings: Settings) -> Callable[[int], Any]:
+    """The XZ messages past a sequence that the ledger's consumer acknowledged, read as the ledger's NATS user."""
+    from broker.auth import LEDGER
+    from broker.streams import EVENTS_STREAM
+    from broker.witness import read_taken
+    from xiezhu.cli.deadletters import on_stream
+
+    def read(after: int) -> Any:
+        return on_stream(settings, EVENTS_STREAM, lambda js: read_taken(js, after), user=LEDGER, check=False)
 
     return read
 
