@@ -26,7 +26,9 @@ Then, on that ledger, one after the other:
     chain, index columns, every signature, every checkpoint.
 ``raw``
     The floor: the same rows read with plain ``sqlite3`` and the same signatures verified
-    with PyNaCl, in one loop in one process; nothing else is checked.
+    with PyNaCl, in one loop in one process; nothing else is checked.  It runs before and
+    after the audit, and the audit is compared with both together, so that load arriving or
+    leaving during the run weighs on both sides.
 ``rebuild``
     ``xiezhu projections rebuild`` (:func:`projections.rebuild.rebuild`, ``--workers``
     processes): the SLA, commitment-case and credit views built from the first entry into
@@ -36,8 +38,10 @@ Then, on that ledger, one after the other:
 
 Before ``audit`` and ``raw`` one untimed scan reads the whole table, so both start with
 the file in the page cache.  The audit needs both cores and ``raw`` one, so other work on
-the machine costs the audit more: the JSON has the load average before and after, and how
-much faster two processes verify Ed25519 signatures than one, measured in the same run.
+the machine costs the audit more: the JSON has the load average before and after, how
+much faster two processes verify Ed25519 signatures than one, measured in the same run, and
+the CPU seconds of the audit (all its processes) and of raw, whose ratio other load does not
+change.
 
 The process exits with status 1 if the audit found a problem or a replayed case did not
 end ``replied``.
@@ -306,7 +310,10 @@ def measure_audit(built: Built, ring: KeyRing, workers: int) -> dict[str, Any]:
     return {"ok": report.ok, "entries": report.entries, "signatures_verified": report.signatures_verified,
             "checkpoints_verified": report.checkpoints_verified, "checkpoints": report.checkpoints,
             "bad": report.bad, "first_problem": report.first_problem.reason if report.first_problem else None,
-            "workers": workers, "seconds": report.seconds, "events_per_s": round(report.rate_per_s)}
+            "workers": workers, "seconds": report.seconds, "events_per_s": round(report.rate_per_s),
+            # This process and the verifying workers: the audit's cost whatever else the machine runs.
+            "cpu_seconds": report.cpu_seconds,
+            "events_per_cpu_s": round(report.entries / report.cpu_seconds) if report.cpu_seconds else 0}
 
 
 def measure_raw(built: Built) -> dict[str, Any]:
@@ -314,12 +321,22 @@ def measure_raw(built: Built) -> dict[str, Any]:
     keys = {e.kid: nacl.signing.VerifyKey(e.public_key) for e in built.keys.trust_list().entries}
     n = 0
     with closing(_read_only(built.ledger_path)) as conn:
-        started = time.perf_counter()
+        started, cpu = time.perf_counter(), time.process_time()
         for kid, sig, body in conn.execute("SELECT kid, sig, body FROM entries ORDER BY pos"):
             keys[kid].verify(body, sig)
             n += 1
-        seconds = time.perf_counter() - started
-    return {"entries": n, "seconds": round(seconds, 3), "events_per_s": round(n / seconds)}
+        seconds, cpu = time.perf_counter() - started, time.process_time() - cpu
+    return {"entries": n, "seconds": round(seconds, 3), "events_per_s": round(n / seconds),
+            "cpu_seconds": round(cpu, 3), "events_per_cpu_s": round(n / cpu) if cpu else 0}
+
+
+def _mean_raw(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
+    """The two raw runs as one figure (the rate of both together), each kept beside it."""
+    n = before["entries"]
+    seconds, cpu = before["seconds"] + after["seconds"], before["cpu_seconds"] + after["cpu_seconds"]
+    return {"entries": n, "seconds": round(seconds / 2, 3), "events_per_s": round(2 * n / seconds),
+            "cpu_seconds": round(cpu / 2, 3), "events_per_cpu_s": round(2 * n / cpu) if cpu else 0,
+            "before": before, "after": after}
 
 
 def measure_rebuild(built: Built, workers: int) -> dict[str, Any]:
@@ -416,10 +433,15 @@ def run(events: int, directory: Path, replays: int, workers: int, seed: int,
     log(f"replaying {replays} random cases")
     replay = measure_replay(built, ring, replays, seed)
     warm(built.ledger_path)
+    # The raw floor before and after the audit, so that load that comes or goes during the run counts
+    # on both sides: the audit is compared with the mean of the two.
+    log("raw: sqlite3 + PyNaCl in one process")
+    raw_before = measure_raw(built)
     log(f"auditing {m['events']:,} events with {workers} worker processes")
     audited = measure_audit(built, ring, workers)
-    log("raw: sqlite3 + PyNaCl in one process")
-    raw = measure_raw(built)
+    log("raw again")
+    raw_after = measure_raw(built)
+    raw = _mean_raw(raw_before, raw_after)
     log(f"rebuilding the read models from the ledger with {workers} worker processes")
     rebuilt = measure_rebuild(built, workers)
     scaling = verify_scaling()
@@ -433,6 +455,9 @@ def run(events: int, directory: Path, replays: int, workers: int, seed: int,
         "audit": audited,
         "raw": raw,
         "audit_over_raw": round(audited["events_per_s"] / raw["events_per_s"], 2),
+        # CPU for CPU: what the audit's checks cost beyond the raw floor's, whatever else the machine runs.
+        "audit_over_raw_per_cpu_s": round(audited["events_per_cpu_s"] / raw["events_per_cpu_s"], 2)
+        if raw["events_per_cpu_s"] else None,
         "rebuild": rebuilt,
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "sqlite": sqlite3.sqlite_version, "pynacl": metadata.version("PyNaCl"),
@@ -451,13 +476,15 @@ def table(r: dict[str, Any]) -> list[str]:
         f"{' (an earlier run; reused)' if b['cached'] else ''}",
         f"replay: {p['cases']} random cases, p50 {p['p50_ms']:.2f} ms, p99 {p['p99_ms']:.2f} ms, "
         f"max {p['max_ms']:.2f} ms",
-        f"audit:  {a['seconds']:.1f} s, {a['events_per_s']:,} events/s with {a['workers']} workers; "
-        f"{'OK' if a['ok'] else 'FAILED: ' + str(a['first_problem'])}",
-        f"raw:    {w['seconds']:.1f} s, {w['events_per_s']:,} events/s (sqlite3 + PyNaCl, one process)",
+        f"audit:  {a['seconds']:.1f} s, {a['events_per_s']:,} events/s with {a['workers']} workers "
+        f"({a['events_per_cpu_s']:,} per CPU second); {'OK' if a['ok'] else 'FAILED: ' + str(a['first_problem'])}",
+        f"raw:    {w['seconds']:.1f} s, {w['events_per_s']:,} events/s (sqlite3 + PyNaCl, one process; before "
+        f"{w['before']['events_per_s']:,}/s, after {w['after']['events_per_s']:,}/s; "
+        f"{w['events_per_cpu_s']:,} per CPU second)",
         f"rebuild: {r['rebuild']['seconds']:.1f} s, {r['rebuild']['events_per_s']:,} events/s, all three views "
         f"with {r['rebuild']['workers']} workers ({r['rebuild']['events_per_cpu_s']:,} per CPU second); "
         f"raw sqlite3 read {r['rebuild']['raw_read']['events_per_s']:,}/s",
-        f"audit / raw: {r['audit_over_raw']}×; two processes verify "
+        f"audit / raw: {r['audit_over_raw']}× (per CPU second {r['audit_over_raw_per_cpu_s']}×); two processes verify "
         f"{r['machine']['ed25519_verify']['speedup']}× as fast as one here; all correct: {r['ok']}",
     ]
 
