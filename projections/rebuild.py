@@ -231,6 +231,7 @@ def _fold(task: _FoldTask) -> _Folded:
     cases: dict[str, list[Any]] = {}
     commitments = done.commitments
     sha, parse, apply = hashlib.sha256, datetime.fromisoformat, assistance.apply
+    entries = opened = with_openings = 0  # counted here, kept in ``done`` at the end
     with closing(open_read_only(Path(task.ledger))) as db:
         openings = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'openings'").fetchone()
         joined = ("o.kid, o.wrapped FROM entries e NOT INDEXED LEFT JOIN openings o ON o.pos = e.pos"
@@ -252,7 +253,7 @@ def _fold(task: _FoldTask) -> _Folded:
             if not whole:
                 raise RebuildError(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
                                    "run `xiezhu audit` (nothing read from it is trusted)")
-            done.entries += 1
+            entries += 1
             try:
                 r: _Route | None = _route(body)
             except msgspec.DecodeError:
@@ -270,11 +271,11 @@ def _fold(task: _FoldTask) -> _Folded:
                     continue
                 if reader is None:
                     raise _no_key()
-                done.opened += 1
+                opened += 1
                 payload = (reader.payload(r.id, r.sender, r.recipient, r.case, r.number, type_, r.sealed.nonce,
                                           r.sealed.data, okid, wrapped) if okid is not None else None)
                 if payload is not None:
-                    done.with_openings += 1
+                    with_openings += 1
                     env = Envelope(v=ENVELOPE_VERSION, id=r.id, sender=r.sender, recipient=r.recipient, case=r.case,
                                    number=r.number, time=r.time, payload=payload)
                 else:  # another key, or damaged: the sealed box opens it
@@ -292,6 +293,9 @@ def _fold(task: _FoldTask) -> _Folded:
                 cases[case_id] = [pos, folded]
             else:
                 slot[1] = folded
+    done.entries += entries
+    done.opened += opened
+    done.with_openings += with_openings
     _write_rows(task, cases, done)
     return done
 

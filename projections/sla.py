@@ -479,11 +479,12 @@ def _columns(st: CaseState) -> dict[str, Any]:
     # An answer that crossed a withdrawal (decision 12) keeps its outcome beside the withdrawn status.
     outcome = ("false" if false else ("unverifiable" if unverifiable else "true")) if st.results else (
         "declined" if st.reasons else ("withdrawn" if st.status == "withdrawn" else None))
+    reply_within, decline_within = assistance.time_limits(r)
     return {
         "case_id": st.case, "number": st.number, "requester": st.requester, "assistor": st.assistor,
         "matter": r.matter.name, "channel": r.channel, "items": len(r.items), "applicant_kind": r.applicant.kind,
         "catalogue_item": r.catalogue_item, "catalogue_version": r.catalogue_version,
-        "reply_within": assistance.time_limits(r)[0], "decline_within": assistance.time_limits(r)[1],
+        "reply_within": reply_within, "decline_within": decline_within,
         "sent_at": st.sent_at.isoformat(), "arrived_at": _iso(assistance.legal_arrival(st)),
         "answered_at": _iso(assistance.legal_answer(st)), "status": st.status, "outcome": outcome,
         "false_items": false, "answered_by": st.answered_by or None,
