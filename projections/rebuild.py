@@ -5,19 +5,22 @@ one entry and a few SQL statements at a time, in one process, opening every payl
 (one X25519 operation each).  This builds the same views from the same ledger, with the same
 folds, for a whole ledger at once:
 
-- **The SLA view**, case by case, in worker processes (one per core).  Each takes the cases
-  whose id starts with some hex digits and reads their entries in (case, position) order
-  through the ``entries_case`` index; checks each entry against its hash and its index
-  columns against its signed bytes; opens its payload with the ledger's opening where there
-  is one (:meth:`broker.sealing.Opener.open_with_opening`, two symmetric decryptions), else
-  with the sealed box; folds the case with :func:`aggregates.assistance.apply` at the
-  ledger's arrival times; and writes one row per case, with the row's deadlines, to a file of
-  its own in one transaction.  The main process copies the rows into the new view in the
-  order of each case's first entry, as following the ledger inserts them, and checks each
-  distinct catalogue citation once (第七条, 第六条).
-- **The chain**: two more tasks read only positions and hashes, in position order, and check
-  that every entry links to the one before; with the workers' checks of each entry's own
-  hash, the whole ledger read is checked as :meth:`broker.ledger.store.Ledger.entries` checks it.
+- **The SLA view**, in worker processes (one per core), each taking a few ranges of case ids
+  (UUIDs: split by their first hex digit) one after the other.  For a range, the worker reads
+  the ledger once in position order (SQLite skips the other ranges' rows; decision 63); checks
+  each entry against its hash and its index columns against its signed bytes; decodes only the
+  routing fields and the encrypted payload (not the sealed keys: :class:`_Route`); opens each
+  ``assistance.*`` payload with the ledger's opening (:class:`broker.sealing.OpeningReader`,
+  two symmetric decryptions into one reused buffer), or with the sealed box where there is
+  none; folds each case with :func:`aggregates.assistance.apply` at the ledger's arrival
+  times, the cases in a dict; and at the end writes one row per case, with the row's
+  deadlines, to a file of its own, sorted by the case's first position.  The main process
+  copies the rows into the new view in that order, as following the ledger inserts them, and
+  checks each distinct catalogue citation once (第七条, 第六条).
+- **The chain**: two more tasks check, inside SQLite (one join on the position), that the
+  positions run without a gap and that every entry names the hash of the one before; with the
+  workers' checks of each entry's own hash, the whole ledger read is checked as
+  :meth:`broker.ledger.store.Ledger.entries` checks it.
 - **The commitment-case and credit views** read only ``commitment.*`` entries: the workers
   list their positions, and only those are read again and applied, with the views' own code.
 - **Into a fresh file, then one rename.**  Each view is built in ``<file>.rebuild`` beside the

@@ -20,7 +20,7 @@ from broker.signing import CannotOpen
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
-from projections.rebuild import RebuildError, rebuild
+from projections.rebuild import RebuildError, _case_ranges, rebuild
 from projections.sla import SlaView
 from schemas.envelope import Envelope, Signed, new_id
 from tests.test_credit import COMPANY, VIEW_KEY, World, _tables
@@ -226,3 +226,21 @@ def test_a_view_open_in_another_process_is_not_replaced(views: Views) -> None:
     assert _reopened(views) == live
     make: Callable[[Path], LedgerProjection] = views.sla
     assert isinstance(make(views.dir / "sla.db"), SlaView)
+
+
+def test_a_rebuild_refuses_index_columns_that_contradict_the_signed_bytes(views: Views) -> None:
+    views.book.reply(views.book.arrived(sh(2026, 9, 30, 10)), sh(2026, 10, 9, 9))
+    live = _follow(views)
+    # The index columns are outside the chain: a changed type would have the fold skip a signed reply.
+    with closing(sqlite3.connect(views.ledger.path)) as db, db:
+        db.execute("UPDATE entries SET type = 'commitment.applied' WHERE pos = 3")
+    with pytest.raises(RebuildError, match="damaged at position 3: its index columns"):
+        views.rebuild(workers=1)
+    assert _reopened(views) == live
+
+
+def test_the_case_ranges_hold_every_case_id_once() -> None:
+    for n in range(1, 21):
+        ranges = _case_ranges(n)
+        assert ranges[0][0] == "" and ranges[-1][1] is None and len(ranges) == min(n, 16)
+        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
