@@ -247,3 +247,53 @@ def test_a_stale_cached_case_is_dropped_when_its_save_conflicts(pair) -> None:  
     with pytest.raises(RuleError):
         b.assistance.reply(case, [ItemResult(no=1, verdict="true")], answered_by="operator:王伟")
     assert b.assistance.case(case).state.status == "declined"
+
+
+def test_the_relay_reads_from_memory_what_this_process_committed_and_from_the_store_the_rest(  # type: ignore[no-untyped-def]
+        pair, store_location) -> None:
+    """outgoing_since answers what this process just committed without reading it back (issue 14), and
+    gives exactly what the store holds: another writer's envelopes in between, an older position."""
+    a, b, ring, clock = pair
+
+    def from_the_store(after: int) -> list[tuple[int, bytes]]:
+        reader = BureauStore("shenpi", store_location("a"), make_signer("shenpi").sign, clock)
+        try:
+            return [(n, s.body) for n, s in reader.outgoing_since(after, 100)]
+        finally:
+            reader.close()
+
+    def relayed(after: int) -> list[tuple[int, bytes]]:
+        return [(n, s.body) for n, s in a.outgoing_since(after, 100)]
+
+    reads = []
+    select = a.recorder.select_notifications
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        reads.append(1)
+        return select(*args, **kwargs)
+    a.recorder.select_notifications = counted  # type: ignore[method-assign]
+    send(a)
+    position = relayed(0)[-1][0]
+    send(a)
+    send(a)
+    reads.clear()
+    assert relayed(position) == from_the_store(position) and len(relayed(position)) == 2
+    assert reads == [] or store_location.database_url is not None  # from memory (SQLite; PostgreSQL reads)
+    position = relayed(position)[-1][0]
+    clerk = BureauStore("shenpi", store_location("a"), make_signer("shenpi").sign, clock)
+    try:
+        send(clerk)  # another process's request, between two of this one's
+    finally:
+        clerk.close()
+    send(a)
+    assert relayed(position) == from_the_store(position) and len(relayed(position)) == 2
+    position = relayed(position)[-1][0]
+    send(a)
+    clerk = BureauStore("shenpi", store_location("a"), make_signer("shenpi").sign, clock)
+    try:
+        send(clerk)  # after this process's last commit: the head moved past what it holds
+    finally:
+        clerk.close()
+    assert relayed(position) == from_the_store(position) and len(relayed(position)) == 2
+    assert relayed(0) == from_the_store(0) and len(relayed(0)) == 7
+    assert relayed(position)[:1] == from_the_store(position)[:1]  # asked again after an older read: the same

@@ -9,15 +9,20 @@ bookkeeping commit in one transaction.
 """
 from __future__ import annotations
 
+import uuid
 from datetime import datetime
 from pathlib import Path
 from typing import Any
+
+from eventsourcing.application import ProcessingEvent
+from eventsourcing.persistence import Recording
 
 from aggregates.assistance import CaseState
 from aggregates.clock import Clock
 from aggregates.errors import RuleError
 from aggregates.store.assistance import AssistanceCase, AssistanceCases
 from aggregates.store.base import BureauApplication, CatalogueCheck, IntakeMarker, SignFn
+from aggregates.store.cache import CurrentRepository, RecentOutbox
 from aggregates.store.commitments import CommitmentCase, CommitmentCases
 from aggregates.store.disputes import DisputeCase, DisputeCases
 from aggregates.store.notices import Notices
@@ -41,6 +46,10 @@ class BureauStore(BureauApplication):
         self.commitments.requests = self.assistance
         self.disputes = DisputeCases(self, self.assistance)
         self.notices = Notices(self)
+        self._outgoing = frozenset(self.outgoing_topics())
+        watch = self.repository.watch if isinstance(self.repository, CurrentRepository) else None
+        #: What this process committed for the relay, kept so that it is not read back (issue 14).
+        self._recent = RecentOutbox(watch.head()) if watch is not None else None
 
     def accept(self, signed: Signed, env: Envelope, *, stream_seq: int, arrived_at: datetime) -> CaseState | None:
         """Apply a verified incoming envelope exactly once.
@@ -73,11 +82,28 @@ class BureauStore(BureauApplication):
         return [*AssistanceCase.outgoing_topics(), *CommitmentCase.outgoing_topics(), *Notices.outgoing_topics(),
                 *DisputeCase.outgoing_topics()]
 
+    def _record(self, processing: ProcessingEvent[uuid.UUID]) -> list[Recording[uuid.UUID]]:
+        recordings = super()._record(processing)
+        if self._recent is not None:
+            self._recent.committed(
+                [r.notification.id for r in recordings],
+                [_signed(r.domain_event) if r.notification.topic in self._outgoing else None for r in recordings])
+        return recordings
+
     def outgoing_since(self, after: int, limit: int) -> list[tuple[int, Signed]]:
         """Outgoing signed envelopes with notification id > ``after``, oldest first."""
+        repository = self.repository
+        if self._recent is not None and isinstance(repository, CurrentRepository) and repository.watch is not None:
+            recent: list[tuple[int, Signed]] | None = self._recent.since(after, limit, repository.watch.head())
+            if recent is not None:
+                return recent
         rows = self.recorder.select_notifications(start=after + 1, limit=limit, topics=self.outgoing_topics())
         out = []
         for n in rows:
-            ev: Any = self.mapper.to_domain_event(n)
-            out.append((n.id, Signed(body=ev.body, kid=ev.kid, sig=ev.sig)))
+            out.append((n.id, _signed(self.mapper.to_domain_event(n))))
         return out
+
+
+def _signed(event: Any) -> Signed:
+    """The signed envelope an outgoing event records."""
+    return Signed(body=event.body, kid=event.kid, sig=event.sig)

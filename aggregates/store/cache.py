@@ -207,3 +207,50 @@ class CurrentRepository(Repository[uuid.UUID]):
             self.cache.get(aggregate_id, evict=True)
         except KeyError:
             pass
+
+
+class RecentOutbox:
+    """The outgoing envelopes this process committed lately, by notification id, for the relay (issue 14).
+
+    The relay asks for what was committed after its position, and that is, nearly always, what
+    this process has just committed.  Reading it back meant a query, a decryption and a decoding
+    per envelope.  Every outgoing notification with an id in ``(start, upto]`` is held here, so a
+    question about that range is answered from memory when the store's head is still ``upto``.
+    Anything else (an older position, another writer's commit, a gap between two of this
+    process's commits) is answered by the store.  What was asked for is released (the relay
+    has published it), and at most ``limit`` envelopes are kept, where no relay asks.
+    """
+
+    def __init__(self, head: int, *, limit: int = 4096) -> None:
+        self._lock = threading.Lock()
+        self._rows: dict[int, Any] = {}
+        self._start = self._upto = head
+        self._limit = limit
+
+    def committed(self, notification_ids: Sequence[int], outgoing: Sequence[Any]) -> None:
+        """One commit's notification ids, and for each its outgoing envelope or ``None``."""
+        if not notification_ids:
+            return
+        with self._lock:
+            first, last = notification_ids[0], notification_ids[-1]
+            if first != self._upto + 1 or last - first != len(notification_ids) - 1:
+                self._rows.clear()  # someone else wrote in between: the store answers up to here
+                self._start = self._upto = max(self._upto, last)
+                return
+            for nid, signed in zip(notification_ids, outgoing, strict=True):
+                if signed is not None:
+                    self._rows[nid] = signed
+            self._upto = last
+            while len(self._rows) > self._limit:
+                self._start = next(iter(self._rows))
+                del self._rows[self._start]
+
+    def since(self, after: int, limit: int, head: int) -> list[tuple[int, Any]] | None:
+        """The outgoing envelopes after ``after``, oldest first, if this holds all of them; else ``None``."""
+        with self._lock:
+            if after < self._start or head != self._upto:
+                return None
+            for nid in [n for n in self._rows if n <= after]:
+                del self._rows[nid]
+            self._start = after
+            return list(self._rows.items())[:limit]
