@@ -38,6 +38,7 @@ from broker.streams import (
     EVENTS_STREAM,
     EVENTS_SUBJECTS,
     LEDGER_CONSUMER,
+    MAX_DELIVER,
     ConsumerChanged,
     ConsumerGuard,
     consumer_config,
@@ -101,6 +102,9 @@ class LedgerService:
         self.guard_interval = CONSUMER_CHECK_S
         #: Why the service stopped pulling on its own (its consumer was re-configured), if it did.
         self.refused: ConsumerChanged | None = None
+        #: Events delivered :data:`MAX_DELIVER` times or more and not recorded yet: XZ sequence → deliveries.
+        #: The consumer redelivers them without end (decision 62); ``/metrics`` shows the most.
+        self.redelivered: dict[int, int] = {}
 
     async def start(self) -> None:
         """Connect and start pulling in the background."""
@@ -159,6 +163,9 @@ class LedgerService:
     async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
         msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)  # redeliveries may come with newer ones
         deliveries = [delivery_of(m) for m in msgs]
+        for d in deliveries:
+            if d.num_delivered >= MAX_DELIVER:
+                self._alarm(d)
         if not self.simulated_arrival:
             pushed = await self._pushed(msgs, deliveries)
             if pushed is None:
@@ -177,6 +184,20 @@ class LedgerService:
                     with contextlib.suppress(Exception):
                         await m.in_progress()
                 await asyncio.sleep(RETRY_DELAY_S)
+
+    def _alarm(self, d: Delivery) -> None:
+        """An event that came :data:`MAX_DELIVER` times or more: the ledger never skips it, and says so loudly.
+
+        An agent parks such a message as ``handler-failed``; the ledger is the record, so its
+        consumer delivers it again without end, and the service logs one line when it first takes it
+        so often and at every 10th delivery after, until it is recorded.
+        """
+        first = d.stream_seq not in self.redelivered
+        self.redelivered[d.stream_seq] = d.num_delivered
+        if first or d.num_delivered % MAX_DELIVER == 0:
+            log.error("ledger: XZ sequence %d (%s) was delivered %d times and is not recorded yet; the ledger takes "
+                      "it again without end and never skips an event (decision 62): find in this log what stops "
+                      "it", d.stream_seq, d.subject, d.num_delivered)
 
     async def _pushed(self, msgs: list, deliveries: list[Delivery]) -> list[Delivery] | None:  # type: ignore[type-arg]
         """The deliveries with the time each push ended, the legal arrival (decision 57), read from the
@@ -230,6 +251,9 @@ class LedgerService:
         for m in msgs:
             with contextlib.suppress(MsgAlreadyAckdError):  # acked before a retry
                 await m.ack()
+            if self.redelivered.pop(m.metadata.sequence.stream, None) is not None:
+                log.warning("ledger: XZ sequence %d is done after all (recorded, or dead-lettered with its reason)",
+                            m.metadata.sequence.stream)
         if good and self.on_append:
             self.on_append()
 

@@ -63,8 +63,11 @@ COSIGN_PREFIX = "xzwit.cosign"
 SIGN_SUBJECT = "xzsign.checkpoint"
 #: JetStream drops a re-published Nats-Msg-Id within this window; intake dedup covers the rest.
 DUPLICATE_WINDOW_S = 24 * 3600
-#: Redeliveries before a message that keeps failing is dead-lettered as ``handler-failed``.
+#: Redeliveries before a message that keeps failing is dead-lettered as ``handler-failed`` (an agent's).
 MAX_DELIVER = 10
+#: The ledger's consumer redelivers without end: the ledger is the record and never skips an event.
+#: From :data:`MAX_DELIVER` deliveries on it raises the alarm instead (decision 62).
+LEDGER_MAX_DELIVER = -1
 #: How long JetStream waits for an ack before redelivering.  Handling one message takes
 #: milliseconds; an ack lost in a server restart comes back after this long.
 ACK_WAIT_S = 10.0
@@ -372,10 +375,12 @@ def _comparable(name: str, value: Any) -> Any:
 
 
 def consumer_config(durable: str, filter_subject: str) -> ConsumerConfig:
-    """A durable pull consumer with explicit acks and bounded redelivery."""
+    """A durable pull consumer with explicit acks; an agent's redelivers :data:`MAX_DELIVER` times, the
+    ledger's without end (decision 62)."""
     return ConsumerConfig(
         durable_name=durable, filter_subject=filter_subject, ack_policy=AckPolicy.EXPLICIT,
-        deliver_policy=DeliverPolicy.ALL, max_deliver=MAX_DELIVER, ack_wait=ACK_WAIT_S,
+        deliver_policy=DeliverPolicy.ALL,
+        max_deliver=LEDGER_MAX_DELIVER if durable == LEDGER_CONSUMER else MAX_DELIVER, ack_wait=ACK_WAIT_S,
         max_ack_pending=1000,
     )
 

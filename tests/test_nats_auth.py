@@ -937,6 +937,56 @@ async def test_an_agent_and_the_ledger_stop_when_their_consumer_is_changed_while
         await service.stop()
 
 
+async def test_the_ledger_never_skips_an_event_however_often_it_failed_and_raises_the_alarm(
+        operator_server: EmbeddedNats, identities: dict[str, Identity], tmp_path: Path,
+        caplog: pytest.LogCaptureFixture, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An agent parks a message after 10 deliveries; the ledger's consumer delivers it again without end
+    (decision 62): the 12th delivery still comes, and the ledger records it, saying so loudly on the way."""
+    from datetime import timedelta
+
+    from broker.relay import headers_for
+    from schemas.envelope import subject_for
+    from schemas.trust import TrustEntry
+
+    url = operator_server.url
+    await provision(url, BUREAUS, credentials=connect_options(identities[PROVISIONER]))
+    signer = Signer("shenpi", "shenpi-k1", nacl.signing.SigningKey.generate())
+    ring = KeyRing([TrustEntry(kid=signer.kid, bureau="shenpi", public_key=signer.public_key,
+                               valid_from=T0 - timedelta(days=1))])
+    env = Envelope(id=new_id(), sender="shenpi", recipient="gongan", case=new_id(), number="20260001", time=T0,
+                   payload=AssistanceReceived(request_id=new_id(), request_hash="0" * 64, arrived_at=T0))
+    event = signer.sign(env)
+    shenpi = await nats.connect(url, allow_reconnect=False, **connect_options(identities["shenpi"]))
+    ledger = await nats.connect(url, allow_reconnect=False, **connect_options(identities[LEDGER]))
+    try:
+        await shenpi.jetstream().publish(subject_for(env), event.body, headers=headers_for(event, env.id),
+                                         stream=sending_stream("shenpi"))
+        # Twelve deliveries to the ledger that failed (taken, never acknowledged).
+        sub = await ledger.jetstream().pull_subscribe(EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
+                                                      config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+        for n in range(1, 13):
+            [m] = await sub.fetch(1, timeout=10)  # with max_deliver 10 the 11th never came: the event was lost
+            assert m.metadata.num_delivered == n
+            await m.nak()
+    finally:
+        await shenpi.close()
+        await ledger.close()
+    caplog.set_level("WARNING", logger="agencies.ledger_service")
+    monkeypatch.setattr("agencies.ledger_service.ACK_WAIT_S", 0.2)  # the start waits out the last delivery's ack
+    service = LedgerService(Ledger(tmp_path / "ledger.db"), ring, SimulatedClock(T0), url, opener=None,
+                            simulated_arrival=True, connect_options=connect_options(identities[LEDGER]))
+    await service.start()
+    try:
+        await _wait_for(lambda: service.appended == 1, timeout=30)
+        assert service.ledger.head[0] == 1 and service.redelivered == {}
+    finally:
+        await service.stop()
+    lines = [r.getMessage() for r in caplog.records if r.name == "agencies.ledger_service"]
+    assert any(line.startswith(f"ledger: XZ sequence 1 ({subject_for(env)}) was delivered 13 times and is not "
+                               "recorded yet; the ledger takes it again without end") for line in lines), lines
+    assert "ledger: XZ sequence 1 is done after all (recorded, or dead-lettered with its reason)" in lines, lines
+
+
 # --- dead letters name their writer (issue 15, point 2) ---------------------------------------------
 
 

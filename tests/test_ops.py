@@ -66,6 +66,7 @@ async def test_a_node_reports_health_readiness_and_its_metrics_on_its_ops_port(n
     assert got[("xiezhu_dead_letters_total", (("reason", "unsigned"), ("receiver", "gongan")))] == 1
     assert got[("xiezhu_messages_applied_total", (("receiver", "ledger"),))] == 3  # requested, received, replied
     assert got[("xiezhu_ledger_position", ())] == 3
+    assert got[("xiezhu_ledger_event_deliveries_max", ())] == 0  # no event came 10 times (decision 62)
     assert got[("xiezhu_outbox_size", (("bureau", "shenpi"),))] == 0
     assert got[("xiezhu_relay_lag_seconds", (("bureau", "shenpi"),))] == 0
     assert got[("xiezhu_consumer_pending", (("consumer", "ledger"),))] == 0

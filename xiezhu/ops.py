@@ -236,6 +236,11 @@ class NodeCollector(Collector):
         pos = GaugeMetricFamily("xiezhu_ledger_position", "Position of the ledger's last entry.")
         pos.add_metric([], led.head[0])
         yield pos
+        stuck = GaugeMetricFamily("xiezhu_ledger_event_deliveries_max",
+                                  "The most times an event not yet recorded was delivered to the ledger (0: none "
+                                  "came 10 times; 10 or more: it keeps failing on one, and never skips it).")
+        stuck.add_metric([], max(self.node.ledger_service.redelivered.values(), default=0))
+        yield stuck
         checkpoints = led.checkpoints()
         last = GaugeMetricFamily("xiezhu_ledger_checkpoint_position", "Position of the last signed checkpoint.")
         last.add_metric([], checkpoints[-1].pos if checkpoints else 0)
