@@ -29,14 +29,15 @@ from typer.testing import CliRunner, Result
 _BUILT: dict[int, tuple[typer.Typer, Any]] = {}
 
 
-def _command_of(app: typer.Typer) -> Any:
+def command_of(app: typer.Typer) -> Any:
+    """``app``'s Click tree, built on first use (for parsing or invoking; never change it)."""
     built = _BUILT.get(id(app))
     if built is None or built[0] is not app:
         built = _BUILT[id(app)] = (app, typer.main.get_command(app))
     return built[1]
 
 
-typer.testing._get_command = _command_of  # type: ignore[attr-defined,assignment]  # what CliRunner.invoke builds with
+typer.testing._get_command = command_of  # type: ignore[attr-defined,assignment]  # what CliRunner.invoke builds with
 
 
 def clean_env(data_dir: Path | None = None, **extra: str) -> dict[str, str]:
@@ -72,7 +73,7 @@ def xiezhu_here(*args: str, data_dir: Path | None = None, check: bool = True, en
     environ = dict(env) if env is not None else clean_env(data_dir)
     overrides: dict[str, str | None] = {k: None for k in os.environ if k not in environ}
     overrides.update(environ)
-    command = _command_of(app)
+    command = command_of(app)
 
     def entry(**kwargs: Any) -> Any:  # what Typer's __call__ does, with the Click tree built once
         return command(prog_name="xiezhu", **kwargs)

@@ -7,6 +7,8 @@ deployment's first start.
 from __future__ import annotations
 
 import asyncio
+import copy
+import functools
 import json
 import subprocess
 import time
@@ -18,7 +20,6 @@ from urllib.parse import urlparse
 import nats
 import nats.errors
 import pytest
-import typer
 import yaml
 from typer.core import TyperGroup
 
@@ -27,7 +28,7 @@ from aggregates.registry import JUSTICE, Registry
 from broker.auth import ADMIN, LEDGER, PROVISIONER, SIGNER, credentials_in
 from broker.server import find_binary, free_port
 from broker.streams import EVENTS_STREAM, sending_stream
-from tests.helpers import invoke
+from tests.helpers import command_of, invoke
 from xiezhu.node import provision
 
 # Recent Typer (0.29 here) vendors Click as typer._click: the `click` package is not what it raises.
@@ -41,10 +42,16 @@ except ImportError:  # older Typer runs on the `click` package
 COMPOSE = Path(__file__).resolve().parent.parent / "compose.yaml"
 
 
-def _compose() -> dict[str, Any]:
+@functools.cache
+def _parsed() -> dict[str, Any]:
     data = yaml.safe_load(COMPOSE.read_text(encoding="utf-8"))
     assert isinstance(data, dict)
     return data
+
+
+def _compose() -> dict[str, Any]:
+    """compose.yaml, parsed once; each caller gets a copy of its own."""
+    return copy.deepcopy(_parsed())
 
 
 def _services() -> dict[str, dict[str, Any]]:
@@ -79,7 +86,7 @@ def parse_xiezhu(argv: list[str]) -> list[Context]:
     BadParameter, "No such command" …) on a bad command.
     """
     assert argv[:1] == ["xiezhu"], argv
-    cmd = typer.main.get_command(xiezhu.cli.app)
+    cmd = command_of(xiezhu.cli.app)  # built once: parsing does not change it
     ctx = cmd.make_context("xiezhu", list(argv[1:]), resilient_parsing=False)
     contexts = [ctx]
     while isinstance(cmd, TyperGroup):

@@ -6,8 +6,8 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import typer.main
 
+from tests.helpers import command_of
 from xiezhu.cli import app
 
 README = Path(__file__).resolve().parent.parent / "README.md"
@@ -98,7 +98,7 @@ def test_the_table_is_there() -> None:
 
 @pytest.mark.parametrize("cell", table_rows())
 def test_each_command_of_the_table_exists_with_its_flags(cell: str) -> None:
-    root = typer.main.get_command(app)
+    root = command_of(app)
     assert is_group(root)
     previous: Command | None = None
     for usage in segments(cell):
