@@ -135,11 +135,9 @@ class LedgerProjection:
     @property
     def position(self) -> int:
         """The last ledger position applied."""
-        with self._lock:
-            try:
-                return int(self.db.table(POSITIONS).get(self.name)["position"])
-            except sqlite_utils.db.NotFoundError:
-                return 0
+        with self._lock:  # plain SQL: sqlite-utils' get reads the table's layout on every call (issue 14)
+            row = self.db.execute(f"SELECT position FROM {POSITIONS} WHERE name = ?", [self.name]).fetchone()
+            return int(row[0]) if row else 0
 
     def follow(self, ledger: Ledger, *, batch: int = 1000, progress: Callable[[int], None] | None = None) -> int:
         """Apply every ledger entry after the saved position; returns how many."""
@@ -159,7 +157,9 @@ class LedgerProjection:
                     if self.wants(e.type):
                         self.apply_entry(e, ledger.envelope(e))
                 if fresh:
-                    self.db.table(POSITIONS).upsert({"name": self.name, "position": fresh[-1].pos}, pk="name")
+                    self.db.execute(f"INSERT INTO {POSITIONS} (name, position) VALUES (?, ?) "
+                                    "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
+                                    [self.name, fresh[-1].pos])
             done += len(fresh)
             if progress:
                 progress(len(entries))

@@ -245,7 +245,7 @@ class SlaView(LedgerProjection):
 
     def _record_years(self, years: Iterable[int], cal: WorkingCalendar) -> None:
         if self._known_years is None:  # read once per follow, not once per event
-            self._known_years = {r["year"] for r in self.db.table(CALENDAR_TABLE).rows}
+            self._known_years = {r[0] for r in self.db.execute(f"SELECT year FROM {CALENDAR_TABLE}").fetchall()}
         missing = sorted(set(years) - self._known_years)
         if missing:
             self.db.table(CALENDAR_TABLE).insert_all(
@@ -256,7 +256,7 @@ class SlaView(LedgerProjection):
         """Recompute every deadline if the calendar of a year the rows touch changed; returns rows changed."""
         cal = self._current = self.calendar
         with self._lock:
-            stored = {r["year"]: r["digest"] for r in self.db.table(CALENDAR_TABLE).rows}
+            stored = dict(self.db.execute(f"SELECT year, digest FROM {CALENDAR_TABLE}").fetchall())
             if all(_year_digest(cal, y) == d for y, d in stored.items()):
                 return 0
             changed, touched = 0, set[int]()

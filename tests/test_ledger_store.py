@@ -56,6 +56,23 @@ def test_entries_after_a_position_cases_and_numbers_are_read_back(store_location
         assert ledger.find("20260001", "gongan") == []
 
 
+def test_a_reader_left_early_does_not_keep_later_entries_from_the_next_read(store_location: StoreLocations) -> None:
+    """A thread reads through one kept connection (issue 14): a read left half-way must not pin its snapshot."""
+    with closing(Ledger(store_location("ledger"))) as ledger:
+        ledger.append([item(minutes=i, seq=i) for i in range(3)])
+        gen = ledger.entries()
+        assert next(gen).pos == 1
+        gen.close()
+        ledger.append([item(minutes=9, seq=9)])
+        assert [e.pos for e in ledger.entries(2)] == [3, 4]
+        seen: list[list[int]] = []
+        other = threading.Thread(target=lambda: seen.append([e.pos for e in ledger.entries(3)]))
+        other.start()
+        other.join()
+        ledger.append([item(minutes=10, seq=10)])
+        assert seen == [[4]] and [e.pos for e in ledger.entries(3)] == [4, 5]
+
+
 def test_a_checkpoint_is_signed_once_per_head(store_location: StoreLocations) -> None:
     sifa = make_signer("sifa")
 

@@ -27,6 +27,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 
 from aggregates.database import Location, Sql, db_errors, describe, is_postgres
 from broker.sealing import Opener
@@ -238,6 +239,9 @@ class Ledger:
         self._head_hash: bytes = bytes(row[1]) if row else GENESIS
         #: pos → (body, envelope) of entries appended here: the views read them without opening them again.
         self._opened: dict[int, tuple[bytes, Envelope]] = {}
+        #: Each thread's reading connection (:meth:`_reader`), all of them to close with the ledger.
+        self._readers = threading.local()
+        self._reader_conns: list[Sql] = []
 
     def _connect(self, *, read_only: bool) -> Sql:
         if is_postgres(self.location):
@@ -337,12 +341,13 @@ class Ledger:
         if limit is not None:
             sql += " LIMIT ?"
             args = (after, limit)
+        own = self.read_only or self._db.postgres
         try:
-            conn = (self._connect(read_only=True) if self.read_only or self._db.postgres
-                    else Sql.wrap(sqlite3.connect(self.path), self.path))
+            conn = self._connect(read_only=True) if own else self._reader()
+            # A cursor of its own, closed at the end: a statement left open would hold the reader's snapshot.
+            rows: Any = conn.stream(sql, args) if own else conn.sqlite.execute(sql, args)
         except db_errors() as e:
             raise LedgerDamaged(f"the ledger cannot be read: {e}; run `xiezhu audit`") from e
-        rows = conn.stream(sql, args)
         try:
             prev: Entry | None = None
             for row in rows:
@@ -357,7 +362,19 @@ class Ledger:
             raise LedgerDamaged(f"the ledger file is damaged: {e}; run `xiezhu audit`") from e
         finally:
             rows.close()  # its cursor first: the connection then goes back to the pool clean
-            conn.close()
+            if own:
+                conn.close()
+
+    def _reader(self) -> Sql:
+        """This thread's reading connection to the SQLite file, kept open: opening one for every read
+        (a view follows after each append) cost more than the read (issue 14)."""
+        conn: Sql | None = getattr(self._readers, "conn", None)
+        if conn is None:
+            conn = Sql.wrap(sqlite3.connect(self.path, check_same_thread=False), self.path)
+            with self._lock:
+                self._reader_conns.append(conn)
+            self._readers.conn = conn
+        return conn
 
     def case(self, case_id: str) -> list[Entry]:
         """Every entry of one case, in ledger order (indexed: fast however large the ledger)."""
@@ -448,4 +465,9 @@ class Ledger:
 
     def close(self) -> None:
         """Close the file (on PostgreSQL, give the connection back to the pool)."""
+        with self._lock:
+            readers, self._reader_conns = self._reader_conns, []
+        for conn in readers:
+            conn.close()
+        self._readers = threading.local()
         self._db.close()
