@@ -7,7 +7,9 @@ emits.  A poisoned message is dead-lettered with a reason; it never stops the ag
 
 It fetches up to :data:`FETCH_BATCH` messages at once (:class:`broker.pull.PullLoop`) and
 applies a batch in one store transaction, the intake markers and the automatic answers with
-it (group commit); it acks each message after the commit (decision 53).
+it (group commit); it acks each message after the commit (decision 53).  Between the two,
+:class:`broker.lanes.Lanes` holds a flooding sender's messages in a slow lane, so that the
+other senders' mail is not held back behind them (decision 57).
 """
 from __future__ import annotations
 
@@ -28,6 +30,7 @@ from aggregates.errors import RuleError
 from aggregates.store import BureauStore, ConcurrentChange, UnknownCase
 from broker.auth import Identity, connect_options
 from broker.intake import Handled, HandlerFailed, Intake, Received, delivery_of, reason_for
+from broker.lanes import Lanes, Trace
 from broker.pull import PullLoop
 from broker.relay import Positions, Relay
 from broker.server import START_TIMEOUT_S, server_list
@@ -83,6 +86,10 @@ class BureauAgent:
         self.connect_options: dict[str, Any] = connect_options(identity) if identity else {}
         self.nc: Client | None = None
         self.pull: PullLoop | None = None
+        #: The fast and the slow lane between the pull loop and :meth:`_on_batch` (decision 57).
+        self.lanes: Lanes | None = None
+        #: Given before :meth:`start`: the lanes record each handled batch here (see ``Lanes.trace``).
+        self.lane_trace: Trace | None = None
         self.intake: Intake | None = None
         self.relay: Relay | None = None
         self._relay_task: asyncio.Task[None] | None = None
@@ -115,7 +122,12 @@ class BureauAgent:
         self.relay.wake()
         sub = await js.pull_subscribe(inbox_filter(self.code), durable=agent_consumer(self.code),
                                       stream=EVENTS_STREAM, config=want)
-        self.pull = PullLoop(self.code, sub, self._on_batch, batch=self.batch_size)
+        intake = self.intake
+        self.lanes = Lanes(self.code, self._on_batch, batch=self.batch_size,
+                           over_budget=lambda sender: intake.dead_letters.over_budget(sender))
+        self.lanes.trace = self.lane_trace
+        self.lanes.start()
+        self.pull = PullLoop(self.code, sub, self.lanes.take, batch=self.batch_size)
         self.pull.start()
         self.guard.start()
         if self.witness is not None:
@@ -123,15 +135,21 @@ class BureauAgent:
 
     def _refuse(self, e: ConsumerChanged) -> None:
         self.refused = e
+        if self.lanes is not None:
+            self.lanes.halt()  # no new slow chunk; what is held is not acked
         if self.pull is not None:
             self.pull.halt()  # the loop ends after the fetch under way
 
     async def stop(self) -> None:
         """Stop consuming, flush the relay once more, disconnect."""
+        if self.lanes is not None:
+            self.lanes.halt()  # no new slow chunk; a pull loop waiting for room in the slow lane goes on to stop
         if self.guard is not None:
             await self.guard.stop()
         if self.pull is not None:
             await self.pull.stop()
+        if self.lanes is not None:
+            await self.lanes.stop()  # what it held is nak'd: it comes again at once
         if self.witness is not None:
             await self.witness.stop()
         if self.relay and self._relay_task:

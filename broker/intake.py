@@ -305,6 +305,17 @@ class DeadLetters:
         self._tokens: dict[str, tuple[float, float]] = {}
         self._pending: dict[tuple[str, str], _Summary] = {}
 
+    def over_budget(self, sender: str) -> bool:
+        """Whether ``sender``'s next rejection would be summarised: its budget of full dead letters is spent.
+
+        The agent's lanes (decision 57) hold such a sender's messages apart from the others'.
+        """
+        got = self._tokens.get(sender)
+        if got is None:
+            return False
+        tokens, then = got
+        return tokens + (time.monotonic() - then) * self.refill_per_s < 1.0
+
     def _take(self, sender: str) -> bool:
         now = time.monotonic()
         tokens, then = self._tokens.get(sender, (float(self.burst), now))

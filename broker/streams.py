@@ -71,6 +71,9 @@ LEDGER_MAX_DELIVER = -1
 #: How long JetStream waits for an ack before redelivering.  Handling one message takes
 #: milliseconds; an ack lost in a server restart comes back after this long.
 ACK_WAIT_S = 10.0
+#: Messages a consumer delivers without an ack before it waits: an agent holds its slow lane's
+#: messages unacked (decision 57), so this is above ``broker.lanes.MAX_HELD`` and a batch.
+MAX_ACK_PENDING = 10_000
 #: How long one pull request waits.  After a server restart an outstanding pull is lost
 #: and the client only notices when it expires, so this bounds that stall.
 PULL_TIMEOUT_S = 1.0
@@ -381,7 +384,7 @@ def consumer_config(durable: str, filter_subject: str) -> ConsumerConfig:
         durable_name=durable, filter_subject=filter_subject, ack_policy=AckPolicy.EXPLICIT,
         deliver_policy=DeliverPolicy.ALL,
         max_deliver=LEDGER_MAX_DELIVER if durable == LEDGER_CONSUMER else MAX_DELIVER, ack_wait=ACK_WAIT_S,
-        max_ack_pending=1000,
+        max_ack_pending=MAX_ACK_PENDING,
     )
 
 
