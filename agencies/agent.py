@@ -9,7 +9,7 @@ It fetches up to :data:`FETCH_BATCH` messages at once (:class:`broker.pull.PullL
 applies a batch in one store transaction, the intake markers and the automatic answers with
 it (group commit); it acks each message after the commit (decision 53).  Between the two,
 :class:`broker.lanes.Lanes` holds a flooding sender's messages in a slow lane, so that the
-other senders' mail is not held back behind them (decision 57).
+other senders' mail is not held back behind them (decision 58).
 """
 from __future__ import annotations
 
@@ -86,8 +86,10 @@ class BureauAgent:
         self.connect_options: dict[str, Any] = connect_options(identity) if identity else {}
         self.nc: Client | None = None
         self.pull: PullLoop | None = None
-        #: The fast and the slow lane between the pull loop and :meth:`_on_batch` (decision 57).
+        #: The fast and the slow lane between the pull loop and :meth:`_on_batch` (decision 58).
         self.lanes: Lanes | None = None
+        #: Given before :meth:`start`: ``False`` hands every batch on whole, in stream order (the bench's baseline).
+        self.lanes_enabled = True
         #: Given before :meth:`start`: the lanes record each handled batch here (see ``Lanes.trace``).
         self.lane_trace: Trace | None = None
         self.intake: Intake | None = None
@@ -126,8 +128,9 @@ class BureauAgent:
         self.lanes = Lanes(self.code, self._on_batch, batch=self.batch_size,
                            over_budget=lambda sender: intake.dead_letters.over_budget(sender))
         self.lanes.trace = self.lane_trace
+        self.lanes.enabled = self.lanes_enabled
         self.lanes.start()
-        self.pull = PullLoop(self.code, sub, self.lanes.take, batch=self.batch_size)
+        self.pull = PullLoop(self.code, sub, self.lanes.take, batch=self.lanes.fetch_size, idle=self.lanes.idle)
         self.pull.start()
         self.guard.start()
         if self.witness is not None:

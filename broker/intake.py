@@ -308,7 +308,7 @@ class DeadLetters:
     def over_budget(self, sender: str) -> bool:
         """Whether ``sender``'s next rejection would be summarised: its budget of full dead letters is spent.
 
-        The agent's lanes (decision 57) hold such a sender's messages apart from the others'.
+        The agent's lanes (decision 58) hold such a sender's messages apart from the others'.
         """
         got = self._tokens.get(sender)
         if got is None:

@@ -1,4 +1,4 @@
-"""Per-sender lanes inside a receiving agent: one sender's flood does not hold back the others (decision 57).
+"""Per-sender lanes inside a receiving agent: one sender's flood does not hold back the others (decision 58).
 
 An agent reads its mail through one durable consumer, in stream order (decision 53).  A
 flood from one sender ahead of another's request used to cost the request one check and
@@ -11,9 +11,13 @@ only that bureau's NATS user may publish on):
 - the **slow lane** holds the messages of a sender that is over its dead-letter budget
   (:meth:`broker.intake.DeadLetters.over_budget`), that fills more than half of a full
   fetched batch (a backlog), or that has messages held already.  A separate task handles
-  them in chunks, one sender's queue at a time, round robin, and only while the fast lane
-  has nothing waiting.  A sender's messages never overtake each other: once one is held,
-  every later one is held behind it, until its queue is empty.
+  them in chunks of a batch, one sender's queue at a time, round robin.  It takes a chunk
+  only when the fast lane has nothing waiting and the pull loop is not reading ahead (its
+  last fetch came back short or empty, so everything in the stream has been seen) or the
+  lane is full: other senders' mail behind a flood is found first, at the cost of reading
+  the flood (a fetch of :data:`READ_AHEAD` batches' worth at a time), not of handling it.
+  A sender's messages never overtake each other: once one is held, every later one is held
+  behind it, until its queue is empty.
 
 Per-case order holds across lanes.  Each message's case is read, unverified, from its body
 (the ``case`` of the signed envelope; a message that passes the checks has exactly that
@@ -52,7 +56,11 @@ log = logging.getLogger(__name__)
 MAX_HELD = 8192
 #: At most this many bytes of message bodies held (64 MiB: a thousand messages of the 64 KiB maximum).
 MAX_HELD_BYTES = 64 * 1024 * 1024
-assert MAX_HELD + 2 * 256 <= MAX_ACK_PENDING, "the consumer must let the agent hold the slow lane and a batch"
+#: While messages are held, the pull loop asks for this many batches' worth at a time.
+READ_AHEAD = 4
+#: After a full fetch, the slow lane waits at most this long for the next (seconds).
+READING_S = 0.1
+assert MAX_HELD + 2 * READ_AHEAD * 64 <= MAX_ACK_PENDING, "the consumer must let the agent hold the lane and a batch"
 
 
 class _CaseOnly(msgspec.Struct):
@@ -130,6 +138,9 @@ class Lanes:
         self._room = asyncio.Event()
         self._room.set()
         self._stopping = False
+        #: Until when the pull loop is taken to be reading ahead (its last fetch came back full).
+        self._reading_until = 0.0
+        self._asked = batch
         self._task: asyncio.Task[None] | None = None
         self._keepalive_task: asyncio.Task[None] | None = None
 
@@ -171,10 +182,29 @@ class Lanes:
 
     # -- the pull loop's side ----------------------------------------------------------------
 
+    def fetch_size(self) -> int:
+        """How many messages the pull loop asks for next: more while the slow lane holds some (reading ahead)."""
+        ahead = self.batch * READ_AHEAD if self._queues and self.enabled else self.batch
+        self._asked = max(self.batch, min(ahead, self.max_held - len(self._held)))  # held stays < max_held + batch
+        return self._asked
+
+    def idle(self) -> None:
+        """The pull loop found nothing more: the slow lane may go on."""
+        self._reading_until = 0.0
+        if self._queues:
+            self._work.set()
+
+    def _reading(self) -> bool:
+        """Whether the slow lane should leave the way to the pull loop, which is reading ahead."""
+        return time.monotonic() < self._reading_until and not self._full()
+
     async def take(self, msgs: list[Msg]) -> None:
         """Route a fetched batch: hold what goes to the slow lane, handle the rest now; wait while the lane is full."""
         self._fast_waiting += 1  # before any await: the slow task takes no new chunk until this batch is done
         self._fast_idle.clear()
+        # A full fetch: there may be more behind it.  Reading ahead is given at most READING_S
+        # after it, should the next fetch wait on an empty stream before it says so.
+        self._reading_until = time.monotonic() + READING_S if len(msgs) >= self._asked else 0.0
         try:
             fast = msgs if not self.enabled else self._route(msgs)
             if fast:
@@ -185,7 +215,7 @@ class Lanes:
             self._fast_waiting -= 1
             if not self._fast_waiting:
                 self._fast_idle.set()
-        if self._queues:
+        if self._queues and not self._reading():
             self._work.set()
         while self._full() and not self._stopping:
             self._room.clear()
@@ -195,7 +225,7 @@ class Lanes:
         now = time.monotonic()
         crowded: set[str] = set()
         if len(msgs) >= self.batch:
-            crowded = {s for s, n in Counter(sender_of(m.subject) for m in msgs).items() if n > self.batch // 2}
+            crowded = {s for s, n in Counter(sender_of(m.subject) for m in msgs).items() if n > len(msgs) // 2}
         fast: list[Msg] = []
         for m in msgs:
             seq = m.metadata.sequence.stream
@@ -292,7 +322,7 @@ class Lanes:
                 continue
             chunk: list[_Held] = []
             async with self._lock:
-                if not self._fast_waiting and not self._stopping:
+                if not self._fast_waiting and not self._stopping and not self._reading():
                     chunk = self._next_chunk()
                     if chunk:
                         try:
@@ -304,12 +334,10 @@ class Lanes:
             if chunk:
                 await asyncio.sleep(0)  # let a fetched batch in before the next chunk
                 continue
-            if not self._queues:
-                self._work.clear()
+            self._work.clear()
+            wait = max(0.001, self._reading_until - time.monotonic()) if self._queues and self._reading() else 1.0
             with contextlib.suppress(TimeoutError):
-                await asyncio.wait_for(self._work.wait(), timeout=1.0)
-            if self._queues and not self._fast_waiting:
-                self._work.set()
+                await asyncio.wait_for(self._work.wait(), timeout=wait)
 
     def _done(self, chunk: list[_Held]) -> None:
         sender = chunk[0].sender

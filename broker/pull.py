@@ -29,18 +29,22 @@ FETCH_RETRY_S = 0.5
 
 #: Handles one fetched batch, in stream order: applies it and acks or naks every message.
 BatchFn = Callable[[list[Msg]], Awaitable[None]]
+#: How many messages to ask for next (a number, or asked before each fetch).
+BatchSize = int | Callable[[], int]
 
 
 class PullLoop:
     """Fetches batches from one pull subscription and hands them to ``handle`` until stopped."""
 
-    def __init__(self, name: str, sub: JetStreamContext.PullSubscription, handle: BatchFn, *, batch: int,
-                 timeout: float = PULL_TIMEOUT_S) -> None:
+    def __init__(self, name: str, sub: JetStreamContext.PullSubscription, handle: BatchFn, *, batch: BatchSize,
+                 timeout: float = PULL_TIMEOUT_S, idle: Callable[[], None] | None = None) -> None:
+        """``idle``: called when a fetch found nothing (the consumer is drained, for now)."""
         self.name = name
         self.sub = sub
         self.handle = handle
         self.batch = batch
         self.timeout = timeout
+        self.idle = idle
         #: Batches handed over and messages in them (for the operator's metrics and the bench).
         self.batches = 0
         self.messages = 0
@@ -75,8 +79,11 @@ class PullLoop:
         while not self._stopping:
             self._fetching = True
             try:
-                msgs = await self.sub.fetch(self.batch, timeout=self.timeout)
+                msgs = await self.sub.fetch(self.batch if isinstance(self.batch, int) else self.batch(),
+                                            timeout=self.timeout)
             except (TimeoutError, NatsTimeout):
+                if self.idle is not None:
+                    self.idle()
                 continue
             except asyncio.CancelledError:
                 if self._stopping:
@@ -89,6 +96,8 @@ class PullLoop:
             finally:
                 self._fetching = False
             if not msgs:
+                if self.idle is not None:
+                    self.idle()
                 continue
             self.batches += 1
             self.messages += len(msgs)

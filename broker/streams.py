@@ -72,7 +72,7 @@ LEDGER_MAX_DELIVER = -1
 #: milliseconds; an ack lost in a server restart comes back after this long.
 ACK_WAIT_S = 10.0
 #: Messages a consumer delivers without an ack before it waits: an agent holds its slow lane's
-#: messages unacked (decision 57), so this is above ``broker.lanes.MAX_HELD`` and a batch.
+#: messages unacked (decision 58), so this is above ``broker.lanes.MAX_HELD`` and a batch.
 MAX_ACK_PENDING = 10_000
 #: How long one pull request waits.  After a server restart an outstanding pull is lost
 #: and the client only notices when it expires, so this bounds that stall.
