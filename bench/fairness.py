@@ -204,7 +204,8 @@ async def run(n: int, valid: int, quiet_samples: int, seed: int) -> dict[str, An
             try:
                 await one_request(node, watcher, residents[0])  # warm-up
                 quiet = [await one_request(node, watcher, rng.choice(residents)) for _ in range(quiet_samples)]
-                alone = [await behind(node, watcher, residents, 0, rng, lanes=True, valid=False) for _ in range(3)]
+                alone = [await behind(node, watcher, residents, 0, rng, lanes=True, valid=False)
+                         for _ in range(min(3, quiet_samples))]
                 bad = {lanes: await behind(node, watcher, residents, n, rng, lanes=lanes, valid=False)
                        for lanes in (True, False)}
                 good = {lanes: await behind(node, watcher, residents, valid, rng, lanes=lanes, valid=True)

@@ -26,17 +26,22 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     assert "ratio_floor_cpu" in report
 
 
-def test_the_fairness_benchmark_runs_a_small_flood_both_ways() -> None:
-    """The short version of `python -m bench.fairness` (about 7 s: a node, two floods of 120)."""
-    proc = subprocess.run([sys.executable, "-m", "bench.fairness", "--json", "--flood", "120", "--quiet", "2"],
-                          capture_output=True, text=True, timeout=240)
+def test_the_fairness_benchmark_runs_small_floods_with_and_without_lanes() -> None:
+    """The short version of `python -m bench.fairness` (a node, gongan's agent restarted for each of 6 phases)."""
+    proc = subprocess.run([sys.executable, "-m", "bench.fairness", "--json", "--flood", "120", "--valid", "20",
+                           "--quiet", "2"], capture_output=True, text=True, timeout=240)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
-    summarised, every = report["flood"], report["flood_every_dead_letter_written"]
-    assert summarised["gongan_rejected"] == every["gongan_rejected"] == 120
-    assert every["gongan_dead_letter_writes"] == 120
-    assert summarised["gongan_dead_letter_writes"] < 120  # the budget of 50, then a summary per batch
-    assert report["quiet"]["samples"] == 2
+    bad, good = report["bad_flood"], report["valid_flood"]
+    for phase in (bad["with_lanes"], bad["without_lanes"]):
+        assert phase["gongan_rejected"] == 120 and phase["gongan_applied"] == 1
+        assert phase["gongan_dead_letter_writes"] < 120  # the budget of 50, then a summary per batch
+    for phase in (good["with_lanes"], good["without_lanes"]):
+        assert phase["gongan_applied"] == 21 and phase["gongan_rejected"] == 0
+    # Queued behind the flood, the request went by the fast lane; without lanes everything did.
+    assert bad["with_lanes"]["slow_lane_messages"] > 0 and bad["without_lanes"]["slow_lane_messages"] == 0
+    assert bad["without_lanes"]["flood_handled_before_reply"] == 120
+    assert report["quiet"]["samples"] == 2 and report["after_restart_alone"]["samples"] == 2
 
 
 def test_the_hops_benchmark_orders_hops_by_their_median_and_numbers_repeats() -> None:
