@@ -12,10 +12,11 @@ only that bureau's NATS user may publish on):
   (:meth:`broker.intake.DeadLetters.over_budget`), that fills more than half of a full
   fetched batch (a backlog), or that has messages held already.  A separate task handles
   them in chunks of a batch, one sender's queue at a time, round robin.  It takes a chunk
-  only when the fast lane has nothing waiting and the pull loop is not reading ahead (its
-  last fetch came back short or empty, so everything in the stream has been seen) or the
-  lane is full: other senders' mail behind a flood is found first, at the cost of reading
-  the flood (a fetch of :data:`READ_AHEAD` batches' worth at a time), not of handling it.
+  only when the fast lane has nothing waiting and either the lane is full or the pull loop
+  is not reading ahead: the last message fetched says that the consumer has nothing more
+  pending (everything in the stream has been seen), or :data:`READING_S` passed without a
+  fetch.  Other senders' mail behind a flood is found first, at the cost of reading the
+  flood (a fetch of :data:`READ_AHEAD` batches' worth at a time), not of handling it.
   A sender's messages never overtake each other: once one is held, every later one is held
   behind it, until its queue is empty.
 
@@ -58,8 +59,8 @@ MAX_HELD = 8192
 MAX_HELD_BYTES = 64 * 1024 * 1024
 #: While messages are held, the pull loop asks for this many batches' worth at a time.
 READ_AHEAD = 4
-#: After a full fetch, the slow lane waits at most this long for the next (seconds).
-READING_S = 0.1
+#: While the stream has more for the pull loop, the slow lane waits at most this long for its next fetch (seconds).
+READING_S = 1.0
 assert MAX_HELD + 2 * READ_AHEAD * 64 <= MAX_ACK_PENDING, "the consumer must let the agent hold the lane and a batch"
 
 
@@ -76,6 +77,13 @@ def claimed_case(data: bytes) -> str:
         return _case_decoder.decode(data).case
     except Exception:  # noqa: BLE001 - any body that does not decode names no case
         return ""
+
+
+def _pending_after(msg: Msg) -> int:
+    try:
+        return int(msg.metadata.num_pending or 0)
+    except Exception:  # noqa: BLE001 - not a JetStream delivery: nothing known behind it
+        return 0
 
 
 def sender_of(subject: str) -> str:
@@ -202,9 +210,9 @@ class Lanes:
         """Route a fetched batch: hold what goes to the slow lane, handle the rest now; wait while the lane is full."""
         self._fast_waiting += 1  # before any await: the slow task takes no new chunk until this batch is done
         self._fast_idle.clear()
-        # A full fetch: there may be more behind it.  Reading ahead is given at most READING_S
-        # after it, should the next fetch wait on an empty stream before it says so.
-        self._reading_until = time.monotonic() + READING_S if len(msgs) >= self._asked else 0.0
+        # More behind it in the stream (JetStream's count of what is pending for the consumer after
+        # the last message): the slow lane leaves the way to the pull loop, for at most READING_S.
+        self._reading_until = time.monotonic() + READING_S if msgs and _pending_after(msgs[-1]) else 0.0
         try:
             fast = msgs if not self.enabled else self._route(msgs)
             if fast:
