@@ -67,3 +67,14 @@ def test_the_store_benchmark_reports_sqlite_and_postgresql_where_one_is_given() 
     report = json.loads(proc.stdout)
     backends = {"sqlite", "postgresql"} if url else {"sqlite"}
     assert backends <= set(report) and all(report[b]["commands"] == 5 for b in backends)
+
+
+def test_the_path_benchmark_times_every_part_of_an_exchange_without_nats() -> None:
+    """Light: three exchanges in-process; each part of the path is reported (`python -m bench.path`)."""
+    from bench.path import measure
+
+    report = measure(3, 1, 7)
+    assert report["exchanges"] == 3 and report["cpu_ms_per_exchange"] > 0
+    parts = set(report["parts_ms"])
+    assert {"shenpi's request()", "gongan's batch (apply, answer, commit)", "shenpi's batch (apply, answer, commit)",
+            "the ledger's append", "view sla follows", "relay reads the outbox"} <= parts
