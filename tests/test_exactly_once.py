@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+import nats.js.errors
 import pytest
 from eventsourcing.persistence import IntegrityError
 
@@ -16,11 +17,13 @@ from aggregates.errors import NotYet, WrongOrder
 from aggregates.registry import Registry
 from aggregates.store import AssistanceCase
 from aggregates.store.base import topic
-from broker.auth import ADMIN, PROVISIONER
+from broker.auth import ADMIN, LEDGER, PROVISIONER
 from broker.intake import Handled, read_dead_letters
-from broker.relay import Positions, Relay
+from broker.relay import HDR_EXPECTED_LAST_MSG_ID, Positions, Relay, headers_for
 from broker.server import EmbeddedNats
-from schemas.envelope import Envelope, Signed
+from broker.signing import decode_checked
+from broker.streams import sending_stream
+from schemas.envelope import HDR_MSG_ID, Envelope, Signed, subject_for
 from tests import conftest
 from tests.test_exchange import request
 from xiezhu.node import Node, provision
@@ -67,6 +70,47 @@ async def test_a_relay_that_published_but_lost_its_position_republishes_once_and
         assert node.agents["gongan"].intake is not None and node.agents["gongan"].intake.stats.applied == 1
     finally:
         await node.stop()
+
+
+async def test_a_batch_is_chained_so_that_a_later_message_is_never_stored_before_a_lost_earlier_one(
+        settings: Settings, registry: Registry, clock: SimulatedClock, tmp_path: Path) -> None:
+    # The 10,000-exchange campaign: a connection lost mid-batch lost a receipt while the decline behind it
+    # reached the server after the reconnect, and the stream (and so the ledger and the SLA view) held the
+    # decline first.  Each message of a batch names its predecessor, which the sending stream enforces.
+    node = make_node(settings, registry, clock)
+    for _ in range(3):
+        request(node)
+    await provision(node.nats_url, registry.codes(), credentials=node.credentials(PROVISIONER))
+    nc = await nats.connect(node.nats_url, **node.credentials("shenpi"))
+    try:
+        js = nc.jetstream()
+        rows = node.store("shenpi").outgoing_since(0, 10)
+        ids = [decode_envelope_id(s) for _, s in rows]
+        assert len(ids) == 3
+        # The second of the batch arrives while the first is lost: refused, nothing stored.
+        _, second = rows[1]
+        env = decode_checked(second.body)
+        headers = headers_for(second, env.id) | {HDR_EXPECTED_LAST_MSG_ID: ids[0]}
+        with pytest.raises(nats.js.errors.BadRequestError):
+            await js.publish(subject_for(env), second.body, headers=headers, stream=sending_stream("shenpi"))
+        relay = Relay("shenpi", node.store("shenpi"), Positions(tmp_path / "p.db"), js)
+        assert await relay.pump() == 3
+        reader = await nats.connect(node.nats_url, **node.credentials(LEDGER))  # who may read a sending stream
+        try:
+            stored = [await reader.jetstream().get_msg(sending_stream("shenpi"), seq) for seq in (1, 2, 3)]
+        finally:
+            await reader.close()
+        assert [m.headers[HDR_MSG_ID] for m in stored if m.headers] == ids  # in the outbox's order
+        assert [(m.headers or {}).get(HDR_EXPECTED_LAST_MSG_ID) for m in stored] == [None, ids[0], ids[1]]
+        # Published again (a relay that lost its position): JetStream answers duplicate, links and all.
+        again = Relay("shenpi", node.store("shenpi"), Positions(tmp_path / "again.db"), js)
+        assert await again.pump() == 3 and again.duplicates == 3
+    finally:
+        await nc.close()
+
+
+def decode_envelope_id(signed: Signed) -> str:
+    return decode_checked(signed.body).id
 
 
 async def test_a_message_delivered_twice_is_applied_once(node: Node, monkeypatch: pytest.MonkeyPatch) -> None:
