@@ -2,10 +2,13 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
+import functools
 import json
 import os
 import re
 import shutil
+import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -15,6 +18,7 @@ from typing import Any
 import pytest
 import sqlite_utils
 
+from agencies.trust.keys import KeyStore
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from broker.auth import generate_identities, server_config
@@ -65,6 +69,39 @@ def _each_test_keeps_its_own_language() -> Iterator[None]:
         else:
             os.environ[name] = value
 
+# -- made once a session, copied into each test: keys and NATS seeds -------------------------------------
+#
+# Making a bureau's keys writes and fsyncs a file per key: for the registry's 37 bureaus about half a
+# second of each test that starts a node.  Each test gets a copy of its own; the code under test then
+# finds them existing, as a deployment's node does after `xiezhu keys init` and `xiezhu nats-config`
+# (making them is tested where it is the subject: test_trust, test_registry_keys, test_nats_auth).
+
+
+@functools.cache
+def _made_once() -> Path:
+    root = Path(tempfile.mkdtemp(prefix="xiezhu-tests-made-once-"))
+    atexit.register(shutil.rmtree, root, ignore_errors=True)
+    return root
+
+
+@functools.cache
+def _template(kind: str, codes: tuple[str, ...], valid_from: datetime | None = None) -> Path:
+    where = _made_once() / f"{kind}-{len(list(_made_once().iterdir()))}"
+    if kind == "keys":
+        assert valid_from is not None
+        KeyStore(where).ensure(list(codes), valid_from=valid_from)
+    else:
+        generate_identities(codes, where, provisioner=True)
+    return where
+
+
+def copy_made_once(kind: str, to: Path, codes: list[str], valid_from: datetime | None = None) -> None:
+    """The session's ``kind`` ("keys": a KeyStore's signed list and keys, valid from ``valid_from``;
+    "nats-keys": the NKey seeds with a one-shot provisioner's) for ``codes``, copied to ``to`` if absent."""
+    if not to.exists():
+        shutil.copytree(_template(kind, tuple(codes), valid_from), to)
+
+
 @pytest.fixture
 def nats_auth() -> bool:
     """Whether the test's server has the generated NKey users (a module may override this with False)."""
@@ -84,8 +121,9 @@ def nats_server(tmp_path: Path, nats_auth: bool) -> Iterator[EmbeddedNats]:
     if nats_auth:
         # With a one-shot provisioner, as `xiezhu nats-config --provisioner` makes it: the first node
         # (or `provision`) to start creates the streams and consumers with it and deletes its seed.
-        identities = generate_identities(Registry.load().codes(), Settings(data_dir=tmp_path / "data").nats_keys_dir,
-                                         provisioner=True)
+        codes, seeds = Registry.load().codes(), Settings(data_dir=tmp_path / "data").nats_keys_dir
+        copy_made_once("nats-keys", seeds, codes)
+        identities = generate_identities(codes, seeds, provisioner=True)
         config = tmp_path / "nats-auth.conf"
         config.write_text(server_config(identities, jetstream_store_dir=None))
     server = EmbeddedNats(tmp_path / "nats", config_file=config).start()
@@ -130,6 +168,7 @@ def publish_catalogue(node: Node) -> None:
 def make_node(settings: Settings, registry: Registry, clock: SimulatedClock,
               agents: tuple[str, ...] = ("shenpi", "gongan", "ziran")) -> Node:
     """A node with a published catalogue, not yet started."""
+    copy_made_once("keys", settings.keys_dir, registry.codes(), START - timedelta(days=1))
     n = Node(settings, registry, clock, agents=agents, ledger=True, projection=True,
              simulated=True, generate_keys=True, key_valid_from=START - timedelta(days=1))
     publish_catalogue(n)
