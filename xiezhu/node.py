@@ -437,10 +437,15 @@ class Node:
             if agent.relay is None or await agent.relay.pump():
                 return False
         # XZ sources the sending streams (decision 50): what a relay had acked may not be in XZ yet.
+        events = await js.stream_info(EVENTS_STREAM)
         counts = (sum([(await js.stream_info(sending_stream(c))).state.messages for c in self.registry.codes()]),
-                  (await js.stream_info(EVENTS_STREAM)).state.messages)
+                  events.state.messages)
         moved, self._sourced = counts != self._sourced, counts
         if moved:  # still publishing or sourcing (equal or not: XZ drops a Nats-Msg-Id it has already seen)
+            return False
+        # A source not (yet again) established after a server restart copies nothing for seconds while
+        # the counts stand still: XZ is current only when every source is active and has no lag.
+        if any(s.active is None or s.active < 0 or s.lag for s in events.sources or []):
             return False
         names = [agent_consumer(c) for c in self.agents] + ([LEDGER_CONSUMER] if self.run_ledger else [])
         for name in names:
