@@ -242,6 +242,10 @@ def case_history(settings: Settings, number: str, sender: str | None,
         ledger_.close()
 
 
+#: Seconds a service stopped while starting gets to end its start and stop, before it leaves without them.
+STOP_GRACE_S = 10.0
+
+
 def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) -> None:
     """Run async services until SIGINT/SIGTERM, then stop them cleanly."""
     from xiezhu.cli.common import OneLine
@@ -260,11 +264,24 @@ def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) ->
         await asyncio.wait({starting, signalled}, return_when=asyncio.FIRST_COMPLETED)
         if not starting.done():
             starting.cancel()
-            with contextlib.suppress(asyncio.CancelledError, Exception):
-                await starting
-            with contextlib.suppress(Exception):
-                await stop()
+            # Bounded: a start that swallows its cancellation (a client library's retry loop) or a
+            # worker thread stuck in a call must not keep a stopped service alive for minutes.
+            await asyncio.wait({starting}, timeout=STOP_GRACE_S)
+            stopped = starting.done()
+            if stopped:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await starting
+                with contextlib.suppress(Exception):
+                    await asyncio.wait_for(stop(), STOP_GRACE_S)
+            else:
+                logging.getLogger("xiezhu").warning("%s: its start did not end within %.0f s of the signal; "
+                                                    "leaving without it", what, STOP_GRACE_S)
             err.print(f"{what} stopped before it had started")
+            if not stopped:  # nothing was started, nothing is half-written: SQLite commits are atomic
+                logging.shutdown()
+                sys.stdout.flush()
+                sys.stderr.flush()
+                os._exit(0)
             return
         signalled.cancel()
         starting.result()  # a start that failed says why
