@@ -116,6 +116,11 @@ class LedgerProjection:
             self.db.table(POSITIONS).create({"name": str, "position": int}, pk="name")
         self.create_tables()
 
+    def close(self) -> None:
+        """Close the view's connection (a command that opened it is done with it)."""
+        with self._lock:
+            self.db.close()  # sqlite-utils closes the file; PostgreSQL's stand-in gives its connection back
+
     def create_tables(self) -> None:
         """Create this projection's tables if they do not exist."""
         raise NotImplementedError

@@ -554,3 +554,17 @@ def test_the_demo_list_of_certification_matters_was_published_by_the_district_go
     [line] = shown["lines"]
     assert (line["type"], line["sender"], line["recipient"]) == ("notice.list-published", "zhengfuban", "sifa")
     assert "区政府 published version 1 of the 证明事项清单 already" in _in_process(data, "government", "publish")[2]
+
+
+def test_the_sla_commands_close_the_view_they_opened(demo_dir) -> None:  # type: ignore[no-untyped-def]
+    # Run in one process (the console, a test), an open view kept `projections rebuild` from running
+    # ("open in another process") until the garbage collector happened to close it.
+    import sqlite3
+
+    from xiezhu.cli.sla import open_sla
+    from xiezhu.settings import Settings
+
+    with open_sla(Settings(data_dir=demo_dir[0])) as (view, _):
+        assert view.db.execute("SELECT COUNT(*) FROM assistance_requests").fetchone()[0] > 0
+    with pytest.raises(sqlite3.ProgrammingError, match="closed"):
+        view.db.execute("SELECT 1")

@@ -95,10 +95,13 @@ def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
     try:
         view = SlaView(settings.sla_location, CalendarStore(settings.calendar_dir),
                        catalogue=existing_catalogue(settings))
-        if view.layout_reset:
-            err.print("the SLA view's table layout changed: rebuilding it from the ledger")
-        view.follow(ledger)
-        yield view, ledger
+        try:
+            if view.layout_reset:
+                err.print("the SLA view's table layout changed: rebuilding it from the ledger")
+            view.follow(ledger)
+            yield view, ledger
+        finally:
+            view.close()
     finally:
         ledger.close()
 
