@@ -22,7 +22,7 @@ from broker.intake import Handled, read_dead_letters
 from broker.relay import HDR_EXPECTED_LAST_MSG_ID, Positions, Relay, headers_for
 from broker.server import EmbeddedNats
 from broker.signing import decode_checked
-from broker.streams import sending_stream
+from broker.streams import EVENTS_STREAM, sending_stream
 from schemas.envelope import HDR_MSG_ID, Envelope, Signed, subject_for
 from tests import conftest
 from tests.test_exchange import request
@@ -109,6 +109,10 @@ async def test_a_batch_is_chained_so_that_a_later_message_is_never_stored_before
         await nc.close()
 
 
+async def stream_messages(nc: Any, stream: str) -> int:
+    return int((await nc.jetstream().stream_info(stream)).state.messages)
+
+
 def decode_envelope_id(signed: Signed) -> str:
     return decode_checked(signed.body).id
 
@@ -168,6 +172,17 @@ async def test_a_batch_applies_around_a_poisoned_and_a_transient_event_in_stream
     relay = Relay("shenpi", node.store("shenpi"), Positions(settings.relay_path("shenpi")), nc.jetstream())
     assert await relay.pump() == 4  # all four wait in gongan's consumer before its agent starts
     await nc.close()
+    # XZ sources shenpi's sending stream (decision 50): an agent started before the copies are there could
+    # fetch three, and the fourth, fetched alone, would be applied before the retried third.
+    admin = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+    try:
+        for _ in range(500):
+            if await stream_messages(admin, EVENTS_STREAM) == 4:
+                break
+            await asyncio.sleep(0.02)
+        assert await stream_messages(admin, EVENTS_STREAM) == 4
+    finally:
+        await admin.close()
     store, real = node.store("gongan"), node.store("gongan").accept
     early = {"n": 0}
 
