@@ -100,15 +100,12 @@ class LedgerProjection:
                     self._create_all()
                     conn.commit()
                     return
-                except sqlite3.OperationalError as e:
+                except BaseException as e:
                     if conn.in_transaction:
                         conn.rollback()
-                    if "locked" not in str(e) or attempt == ENSURE_ATTEMPTS - 1:
+                    locked = isinstance(e, sqlite3.OperationalError) and "locked" in str(e)
+                    if not locked or attempt == ENSURE_ATTEMPTS - 1:
                         raise
-                except BaseException:
-                    if conn.in_transaction:
-                        conn.rollback()
-                    raise
             time.sleep(0.05 * (attempt + 1))
 
     def _create_all(self) -> None:
