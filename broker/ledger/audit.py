@@ -274,14 +274,7 @@ def render(report: AuditReport, language: str = "en", name: Callable[[str], str]
     if report.platform_acked is not None:
         lines.append(f"  platform end          the ledger's last XZ sequence {report.platform_last_seq or 0:,}; "
                      f"XZ acknowledged by the ledger up to {report.platform_acked:,}")
-    if report.first_problem is not None:
-        lines.append(f"first problem: {report.first_problem.reason}")
-        more = report.problems[1:]
-        if more:
-            lines.append("then:")
-            lines += [f"  [{p.kind}] {p.reason}" for p in more]
-            if report.bad > len(report.problems):
-                lines.append(f"  (only the first {LISTED} problems are listed)")
+    lines += _problem_lines(report, "first problem: ", "then:", f"  (only the first {LISTED} problems are listed)")
     return "\n".join(lines)
 
 
@@ -314,15 +307,22 @@ def _render_zh(report: AuditReport, name: Callable[[str], str]) -> str:
     if report.platform_acked is not None:
         lines.append(f"  平台末端      账本最后的 XZ 序号 {report.platform_last_seq or 0:,}；"
                      f"账本已确认 XZ 至序号 {report.platform_acked:,}")
-    if report.first_problem is not None:
-        lines.append(f"首个问题：{report.first_problem.reason}")
-        more = report.problems[1:]
-        if more:
-            lines.append("其后：")
-            lines += [f"  [{p.kind}] {p.reason}" for p in more]
-            if report.bad > len(report.problems):
-                lines.append(f"  （只列出前 {LISTED} 个问题）")
+    lines += _problem_lines(report, "首个问题：", "其后：", f"  （只列出前 {LISTED} 个问题）")
     return "\n".join(lines)
+
+
+def _problem_lines(report: AuditReport, first: str, then: str, only: str) -> list[str]:
+    """The problems found, the first with its reason and the others with their kind, in either language."""
+    if report.first_problem is None:
+        return []
+    lines = [f"{first}{report.first_problem.reason}"]
+    more = report.problems[1:]
+    if more:
+        lines.append(then)
+        lines += [f"  [{p.kind}] {p.reason}" for p in more]
+        if report.bad > len(report.problems):
+            lines.append(only)
+    return lines
 
 
 def _witness_line(report: AuditReport) -> str:
