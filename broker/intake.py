@@ -58,7 +58,7 @@ from broker.signing import (
     open_checked,
     unb64,
 )
-from broker.streams import DLQ_PREFIX, DLQ_STREAM, dlq_subject
+from broker.streams import DLQ_PREFIX, DLQ_STREAM, dlq_subject, sender_of
 from broker.threads import in_thread
 from schemas.envelope import (
     HDR_KEY,
@@ -335,7 +335,7 @@ class DeadLetters:
         if code != DUPLICATE:
             self.stats.rejected += 1
             self.stats.rejected_by_code[code] = self.stats.rejected_by_code.get(code, 0) + 1
-        sender = _sender_of(d.subject)
+        sender = sender_of(d.subject)
         if not self._take(sender):
             summary = self._pending.setdefault((sender, code), _Summary(subject=d.subject, reason=mask_text(reason)))
             summary.count += 1
@@ -382,11 +382,6 @@ class DeadLetters:
         """Drop the pending summaries (their deliveries were not acked and come again)."""
         self.summarised -= self.pending
         self._pending.clear()
-
-
-def _sender_of(subject: str) -> str:
-    parts = subject.split(".")
-    return parts[1] if len(parts) > 2 and parts[0] == "xz" else ""
 
 
 def _ranges(seqs: Sequence[int]) -> str:

@@ -49,7 +49,7 @@ import msgspec
 from nats.aio.msg import Msg
 
 from broker.pull import BatchFn
-from broker.streams import ACK_WAIT_S, MAX_ACK_PENDING
+from broker.streams import ACK_WAIT_S, MAX_ACK_PENDING, sender_of
 
 log = logging.getLogger(__name__)
 
@@ -84,12 +84,6 @@ def _pending_after(msg: Msg) -> int:
         return int(msg.metadata.num_pending or 0)
     except Exception:  # noqa: BLE001 - not a JetStream delivery: nothing known behind it
         return 0
-
-
-def sender_of(subject: str) -> str:
-    """The sender token of ``xz.<sender>.<recipient>.<type>``; empty for any other subject."""
-    parts = subject.split(".", 2)
-    return parts[1] if len(parts) > 2 and parts[0] == "xz" else ""
 
 
 #: What :attr:`Lanes.trace` records: each handled batch, its lane and its messages' stream sequences and senders.

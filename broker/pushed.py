@@ -21,7 +21,7 @@ from nats.js import JetStreamContext
 from nats.js.api import DEFAULT_PREFIX, RawStreamMsg
 from nats.js.errors import NotFoundError
 
-from broker.streams import sending_stream
+from broker.streams import sender_of, sending_stream
 from schemas.errors import XiezhuError
 
 #: What JetStream adds to a message ``XZ`` sourced from a sending stream.
@@ -67,8 +67,8 @@ def source_of(subject: str, headers: Mapping[str, object]) -> Source | None:
     if len(fields) < 2 or not fields[1].isdigit():
         return None
     stream = fields[0].split(":", 1)[0]  # "<name>:<hash>" for a source in another domain
-    parts = subject.split(".")
-    if len(parts) < 3 or parts[0] != "xz" or stream != sending_stream(parts[1]):
+    sender = sender_of(subject)
+    if not sender or stream != sending_stream(sender):
         return None
     seq = int(fields[1])
     return Source(stream, seq) if seq > 0 else None

@@ -123,6 +123,13 @@ WITNESS_MAX_BYTES = 64 * 1024 ** 2
 WITNESS_MAX_MSGS = 100_000
 
 
+def sender_of(subject: str) -> str:
+    """The sender token of ``xz.<sender>.<recipient>.<type>`` (only that bureau may publish on it); empty for
+    any other subject."""
+    parts = subject.split(".", 2)
+    return parts[1] if len(parts) > 2 and parts[0] == "xz" else ""
+
+
 def sending_stream(code: str) -> str:
     """The stream that takes what bureau ``code`` publishes (``xz.<code>.>``), under its own limits."""
     return f"{SENDING_PREFIX}{code}"
