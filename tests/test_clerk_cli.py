@@ -10,6 +10,7 @@ from types import SimpleNamespace
 from typing import Any
 
 import pytest
+from rich.text import Text
 
 from agencies.trust.keys import KeyStore
 from aggregates.clock import SystemClock
@@ -118,10 +119,15 @@ async def test_a_commitment_case_runs_end_to_end_from_the_command_line(office: N
     await office.settle()
     ok(settings, "case", "approve", number, "--bureau", "shenpi", "--decision-no", "台审批许〔2026〕1号")
     assert "closed" in ok(settings, "case", "conclude", number, "--bureau", "shenpi").err
-    shown = json.loads(ok(settings, "case", "show", number, "--bureau", "shenpi").out)
+    shown = json.loads(ok(settings, "case", "show", number, "--bureau", "shenpi", "--json").out)
     assert shown["status"] == "closed" and shown["requests"] == [
         {"number": "20260001", "assistor": "gongan", "status": "replied"}]
     assert "*" in shown["applicant"]["id_number"]  # masked
+    table = ok(settings, "case", "show", number, "--bureau", "shenpi", env={"COLUMNS": "80", "XIEZHU_LANG": ""}).out
+    assert max(Text(line).cell_len for line in table.splitlines()) <= 80 and "…" not in table
+    for words in ("区审批服务局", "已办结", "20260001 → 区公安分局（已答复）", shown["applicant"]["id_number"]):
+        assert words in table, words
+    assert "shenpi" not in table.replace(MATTER, "") and "closed" not in table  # the matter code is an identifier
 
 
 async def test_a_refused_request_or_step_changes_nothing(office: Node, settings: Settings) -> None:
@@ -158,7 +164,7 @@ async def test_a_false_commitment_and_each_consequence(office: Node, settings: S
     ok(settings, "request", "--bureau", "shenpi", "--to", "gongan", "--catalogue-item", ITEMS["gongan"],
        "--case", first)
     await office.settle()  # the agent records the false commitment when the reply comes
-    shown = json.loads(ok(settings, "case", "show", first, "--bureau", "shenpi").out)
+    shown = json.loads(ok(settings, "case", "show", first, "--bureau", "shenpi", "--json").out)
     assert shown["status"] == "false-commitment", shown["status"]
     refused(settings, "case", "terminate", first, "--bureau", "shenpi", "--legal-reason", "已批准的事项应撤销")
     ok(settings, "case", "revoke", first, "--bureau", "shenpi", "--legal-reason", "三(三)：承诺不实，撤销行政许可")
@@ -168,7 +174,7 @@ async def test_a_false_commitment_and_each_consequence(office: Node, settings: S
        "--legal-reason", "附件6：推送监管部门予以惩处")
     ok(settings, "case", "licence-returned", first, "--bureau", "shenpi", "--note", "原件已交回")
     ok(settings, "case", "refer", first, "--bureau", "shenpi", "--to", "区公安分局", "--legal-reason", "涉嫌伪造证明")
-    shown = json.loads(ok(settings, "case", "show", first, "--bureau", "shenpi").out)
+    shown = json.loads(ok(settings, "case", "show", first, "--bureau", "shenpi", "--json").out)
     assert set(shown["outcomes"]) == {"revoked", "penalty", "credit-recorded", "supervisor-notified", "referred"}
     assert shown["licence_returned_at"]
 

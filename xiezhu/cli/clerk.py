@@ -568,8 +568,9 @@ def case_refer(ctx: typer.Context, number: CaseNo, bureau: Bureau,
 
 
 @case_app.command("show")
-def case_show(ctx: typer.Context, number: CaseNo, bureau: Bureau) -> None:
-    """A commitment case as your bureau's store holds it (the applicant masked), as JSON.
+def case_show(ctx: typer.Context, number: CaseNo, bureau: Bureau, as_json: AsJson = False) -> None:
+    """A commitment case as your bureau's store holds it (the applicant masked): its step, items,
+    consequences and assistance requests; --json gives the whole folded state.
 
     Example: [bold]xiezhu case show C20260001 --bureau shenpi[/]
     """
@@ -580,4 +581,13 @@ def case_show(ctx: typer.Context, number: CaseNo, bureau: Bureau) -> None:
     shown = mask_json(msgspec.to_builtins(st))
     shown["requests"] = [{"number": r.number, "assistor": r.assistor, "status": r.status}
                          for r in desk.requests_for(case)]
-    print_json(shown)
+    if as_json:
+        print_json(shown)
+        return
+    from aggregates.registry import Registry
+    from xiezhu.cli.screens import FIELD_COLUMNS, Words, case_fields
+    from xiezhu.cli.tables import lang, show
+
+    language = lang()
+    show(f"告知承诺案件 {st.number}" if language == "zh" else f"commitment case {st.number}", FIELD_COLUMNS,
+         case_fields(shown, Words(Registry.load(), language)), language=language)

@@ -170,6 +170,31 @@ def cases_rows(rows: Iterable[Mapping[str, Any]], w: Words) -> list[Row]:
     } for r in rows]
 
 
+_CASE_FIELDS = {"number": "编号", "bureau": "部门", "matter": "事项", "applicant": "申请人", "applied_on": "受理日期",
+                "mode": "实施方式", "status": "状态", "outcome": "后果", "decision_no": "批准文号",
+                "items": "承诺事项", "requests": "行政协助请求", "credit": "信用记录"}
+
+
+def case_fields(shown: Mapping[str, Any], w: Words) -> list[Row]:
+    """One commitment case (``case show``: the state as JSON, applicant masked) as field/value rows."""
+    false = set(shown.get("false_items") or ())
+    mark = "（虚假）" if w.language == "zh" else " (false)"
+    applicant = shown["applicant"]
+    values = {
+        "number": shown["number"], "bureau": w.bureau(shown["bureau"]),
+        "matter": f"{shown['matter_name']}（{shown['matter_code']}）",
+        "applicant": f"{applicant['name']} {applicant['id_number']}", "applied_on": shown["applied_on"],
+        "mode": shown["mode"], "status": w.label(labels.CASE_STATUS, shown["status"]),
+        "outcome": "、".join(w.label(labels.CONSEQUENCE, o) for o in shown.get("outcomes") or ()),
+        "decision_no": shown.get("decision_no") or "",
+        "items": "\n".join(f"{i['no']}. {i['text']}" + (mark if i["no"] in false else "") for i in shown["items"]),
+        "requests": "\n".join(f"{r['number']} → {w.bureau(r['assistor'])}（{w.label(labels.REQUEST_STATUS, r['status'])}）"
+                              for r in shown.get("requests") or ()),
+        "credit": w.label(labels.CREDIT_STATUS, shown.get("credit") or "none"),
+    }
+    return [{"field": _CASE_FIELDS[k] if w.language == "zh" else k, "value": str(v)} for k, v in values.items()]
+
+
 # -- history (xiezhu history, dispute show) --------------------------------------------------
 
 HISTORY_COLUMNS = (
