@@ -108,6 +108,43 @@ def test_the_demo_never_wipes_a_directory_it_did_not_make(tmp_path: Path) -> Non
     assert precious.read_text() == "a bureau's real data"
 
 
+def test_json_is_a_list_of_objects_or_the_shape_the_readme_names(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """Issue 16, point 5: one shape per kind of command, and the README says which is which."""
+    import re
+
+    data, _ = demo_dir
+    sla = json.loads(_in_process(data, "sla", "--json")[0])
+    first = next(iter(sla.values()))
+    case = next(iter(json.loads(_in_process(data, "cases", "--json")[0]).values()))
+    listing = [("bureaus",), ("catalogue", "show"), ("catalogue", "versions"), ("catalogue", "adjustments"),
+               ("sla", "stats"), ("credit", "outbox"), ("disclosed",), ("inbox", "--bureau", first["assistor"]),
+               ("access-log",), ("tokens", "list"), ("users", "list"),
+               ("letter", first["number"], "--from", first["requester"], "--out", str(tmp_path / "letters"))]
+    keyed = [("sla",), ("cases",), ("dispute", "list")]
+    one = [("history", first["number"], "--from", first["requester"]),
+           ("replay", first["number"], "--from", first["requester"]), ("case", "show", case["number"], "--bureau",
+                                                                        case["bureau"]),
+           ("report", "--from", "2026-09-01", "--to", "2026-09-30"), ("calendar", "due", "--from", "2026-09-30T10:00",
+                                                                     "--working-days", "3"),
+           ("keys", "list"), ("alerts", "list", "--bureau", "gongan"), ("outbox",),
+           ("credit", "show", "370405199001011234"), ("records", "show", "--bureau", "gongan", "--kind", "residents")]
+    for args in listing:
+        rows = json.loads(_in_process(data, *args, "--json")[0])
+        assert isinstance(rows, list) and all(isinstance(r, dict) for r in rows), args
+    for args in keyed:
+        rows = json.loads(_in_process(data, *args, "--json")[0])
+        assert isinstance(rows, dict) and all(re.fullmatch(r"[a-z]+/C?\d{8}", k) and isinstance(v, dict)
+                                              for k, v in rows.items()), args
+    for args in one:
+        assert isinstance(json.loads(_in_process(data, *args, "--json")[0]), dict), args
+    readme = (Path(__file__).parents[1] / "README.md").read_text(encoding="utf-8")
+    said = readme[readme.index("`--json` prints a list of objects"):]
+    said = said[:said.index("| command |")]
+    for args in keyed + one:
+        name = " ".join(a for a in args[:2] if not re.search(r"\d|^-", a))
+        assert f"`{name}`" in said, name
+
+
 def test_catalogue_show_has_the_notes_and_export_fills_in_the_department_line(  # type: ignore[no-untyped-def]
         demo_dir, tmp_path: Path) -> None:
     import openpyxl
