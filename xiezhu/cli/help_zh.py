@@ -215,7 +215,8 @@ ZH: dict[str, str] = {
     "case revoke --bureau": YOUR_BUREAU,
     "case revoke --legal-reason": LEGAL_REASON,
     "case revoke --json": JSON,
-    "case show": "本部门存储中的一个告知承诺案件（申请人已遮蔽）：所处环节、承诺事项、后果和行政协助请求；--json 输出完整状态。",
+    "case show": ("本部门存储中的一个告知承诺案件（申请人已遮蔽）：所处环节、承诺事项、后果和行政协助请求；"
+                  "--json 输出完整状态。"),
     "case show --json": JSON,
     "case show NUMBER": CASE_NO,
     "case show --bureau": YOUR_BUREAU,

@@ -188,8 +188,9 @@ def case_fields(shown: Mapping[str, Any], w: Words) -> list[Row]:
         "outcome": "、".join(w.label(labels.CONSEQUENCE, o) for o in shown.get("outcomes") or ()),
         "decision_no": shown.get("decision_no") or "",
         "items": "\n".join(f"{i['no']}. {i['text']}" + (mark if i["no"] in false else "") for i in shown["items"]),
-        "requests": "\n".join(f"{r['number']} → {w.bureau(r['assistor'])}（{w.label(labels.REQUEST_STATUS, r['status'])}）"
-                              for r in shown.get("requests") or ()),
+        "requests": "\n".join(
+            f"{r['number']} → {w.bureau(r['assistor'])}（{w.label(labels.REQUEST_STATUS, r['status'])}）"
+            for r in shown.get("requests") or ()),
         "credit": w.label(labels.CREDIT_STATUS, shown.get("credit") or "none"),
     }
     return [{"field": _CASE_FIELDS[k] if w.language == "zh" else k, "value": str(v)} for k, v in values.items()]
