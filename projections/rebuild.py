@@ -69,10 +69,9 @@ from projections.sla import (
     CALENDAR_TABLE,
     TABLE,
     SlaView,
-    _columns,
-    _derived,
     _year_digest,
     cited_flag,
+    row_values,
 )
 from schemas.assistance import AssistanceRequested
 from schemas.envelope import ENVELOPE_VERSION, SEALED_VERSION, Envelope, SealedEnvelope, decode_sealed
@@ -351,21 +350,18 @@ def _write_rows(task: _FoldTask, cases: dict[str, list[Any]], done: _Folded) -> 
     position (the main process copies the files' rows in that order)."""
     calendar = _RememberingCalendar(task.calendar)
     cites: dict[tuple[Any, ...], str] = {}
-    columns = operator.itemgetter(*_SLA_NAMES)
     rows: list[tuple[Any, ...]] = []
+    years = done.years
     for first, state in cases.values():
-        row = _columns(state)
-        derived, years = _derived(row, calendar)
-        row.update(derived)
-        done.years |= years
+        values, touched = row_values(state, calendar)  # catalogue_flag None: set from the citation when copied
+        years |= touched
         r = state.request
         key = (r.requester, r.assistor, r.catalogue_item, r.catalogue_version, r.matter.code, r.matter.name)
         cite = cites.get(key)
         if cite is None:
             cite = cites[key] = msgspec.json.encode(key).decode()
             done.citations[cite] = msgspec.json.encode(r)
-        row["catalogue_flag"] = None  # set from the citation when the rows are copied
-        rows.append((first, cite, *columns(row)))
+        rows.append((first, cite, *values))
     rows.sort(key=operator.itemgetter(0))
     done.rows = len(rows)
     with closing(sqlite3.connect(task.out, isolation_level=None)) as out:

@@ -54,6 +54,7 @@ from __future__ import annotations
 
 import functools
 import math
+import operator
 import sqlite3
 import statistics
 from collections import defaultdict
@@ -127,6 +128,16 @@ _COLUMNS: dict[str, type] = {
 _ASSISTANCE = (AssistanceRequested, AssistanceReceived, AssistanceReplied, AssistanceDeclined, AssistanceForwarded,
                AssistanceWithdrawn)
 _ONE_DAY = timedelta(days=1)
+_ANSWERED = ("replied", "declined")
+_CLOSED = {"replied": ANSWERED_ON_TIME, "declined": DECLINED_ON_TIME, "withdrawn": WITHDRAWN}
+#: What :func:`_folded` gives, then what :func:`_deadlines` gives (its years aside), then the catalogue flag.
+_FOLDED = ("case_id", "number", "requester", "assistor", "matter", "channel", "items", "applicant_kind",
+           "catalogue_item", "catalogue_version", "reply_within", "decline_within", "sent_at", "arrived_at",
+           "answered_at", "status", "outcome", "false_items", "answered_by", "acknowledged_at", "claimed_answered_at",
+           "time_flags", "fold")
+_DEADLINES = ("due_at", "decline_due_at", "provisional", "working_days_taken", "state")
+_in_table_order = operator.itemgetter(*[(*_FOLDED, *_DEADLINES, "years", "catalogue_flag").index(c)
+                                        for c in (*_COLUMNS, "years")])
 
 
 class CitedCheck(Protocol):
@@ -217,12 +228,13 @@ class SlaView(LedgerProjection):
             state = assistance.apply(before, env, entry.signed.digest, recorded_at=_parse(entry.arrived_at))
         except RuleError:
             return
-        columns = _columns(state)
+        values, years = row_values(state, self._current)  # the deadlines too: one write per event
+        columns = dict(zip(_COLUMNS, values, strict=True))
         if before is None:
             columns["catalogue_flag"] = self._cited(state.request)
-        # The deadlines from the columns just folded (every input of _derived is among them): one write per event.
-        derived, years = _derived(columns, self._current)
-        self._requests.upsert(columns | derived)
+        else:
+            del columns["catalogue_flag"]  # checked once, with the request
+        self._requests.upsert(columns)
         self._record_years(years, self._current)
 
     @property
@@ -438,31 +450,38 @@ class _Judge:
 
 
 def _derived(row: dict[str, Any], cal: WorkingCalendar) -> tuple[dict[str, Any], set[int]]:
-    """The calendar-dependent columns of a row, and the years their computation touched."""
-    arrived = _parse(row["arrived_at"])
-    answered = _parse(row["answered_at"]) if row["status"] in ("replied", "declined") else None
-    closed = {"replied": ANSWERED_ON_TIME, "declined": DECLINED_ON_TIME, "withdrawn": WITHDRAWN}.get(row["status"])
+    """The calendar-dependent columns of a stored row, and the years their computation touched."""
+    answered = _parse(row["answered_at"]) if row["status"] in _ANSWERED else None
+    due, decline_due, provisional, days, state, years = _deadlines(
+        _parse(row["arrived_at"]), answered, row["status"], row["reply_within"], row["decline_within"], cal)
+    return {"due_at": due, "decline_due_at": decline_due, "provisional": provisional, "working_days_taken": days,
+            "state": state}, years
+
+
+def _deadlines(arrived: datetime | None, answered: datetime | None, status: str, reply_within: int,
+               decline_within: int, cal: WorkingCalendar) -> tuple[str | None, str | None, int, int | None,
+                                                                    str | None, set[int]]:
+    """``due_at``, ``decline_due_at``, ``provisional``, ``working_days_taken``, ``state`` and the years touched,
+    from the legal arrival and answer (``answered`` only for a reply or a decline)."""
+    closed = _CLOSED.get(status)
     if arrived is None:  # no deadline runs before the arrival is recorded
-        return {"due_at": None, "decline_due_at": None, "provisional": 0, "working_days_taken": None,
-                "state": closed}, set()
-    reply = cal.add_working_days(arrived, row["reply_within"])
-    decline = cal.add_working_days(arrived, row["decline_within"])
+        return None, None, 0, None, closed, set()
+    reply = cal.add_working_days(arrived, reply_within)
+    decline = cal.add_working_days(arrived, decline_within)
     days: int | None = None
     provisional = False
     last = max(reply.last_day, decline.last_day)
     if answered is not None:
         days, provisional = cal.working_days_between(arrived, answered)
         last = max(last, answered.astimezone(SHANGHAI).date())
-        if row["status"] == "replied" and answered >= reply.ends_at:
+        if status == "replied" and answered >= reply.ends_at:
             closed = ANSWERED_LATE
-        elif row["status"] == "declined" and answered >= decline.ends_at:
+        elif status == "declined" and answered >= decline.ends_at:
             closed = DECLINED_LATE
     first = arrived.astimezone(SHANGHAI).year
-    return {
-        "due_at": _ends_iso(reply.ends_at), "decline_due_at": _ends_iso(decline.ends_at),
-        "provisional": int(reply.provisional or decline.provisional or provisional),
-        "working_days_taken": days, "state": closed,
-    }, set(range(first, last.year + 1))
+    return (_ends_iso(reply.ends_at), _ends_iso(decline.ends_at),
+            int(reply.provisional or decline.provisional or provisional), days, closed,
+            set(range(first, last.year + 1)))
 
 
 @functools.lru_cache(maxsize=4096)
@@ -471,39 +490,55 @@ def _ends_iso(ends_at: datetime) -> str:
     return ends_at.isoformat()
 
 
-def _columns(st: CaseState) -> dict[str, Any]:
-    """A row's stored columns from the folded case: legal times decide, claims are kept beside them."""
+def row_values(st: CaseState, cal: WorkingCalendar) -> tuple[tuple[Any, ...], set[int]]:
+    """Every column of the case's row in the table's order (``catalogue_flag`` None), and the years its deadlines
+    touched: the deadlines from the legal times as folded, without formatting and parsing them again."""
+    arrived, answer = assistance.legal_arrival(st), assistance.legal_answer(st)
+    reply_within, decline_within = assistance.time_limits(st.request)
+    picked = _in_table_order((*_folded(st, arrived, answer, reply_within, decline_within), *_deadlines(
+        arrived, answer if st.status in _ANSWERED else None, st.status, reply_within, decline_within, cal), None))
+    return picked[:-1], picked[-1]
+
+
+def _folded(st: CaseState, arrived: datetime | None, answer: datetime | None, reply_within: int,
+            decline_within: int) -> tuple[Any, ...]:
+    """The columns of :data:`_FOLDED`: legal times decide, claims are kept beside them."""
     r = st.request
-    false = sum(1 for x in st.results if x.verdict == "false")
-    unverifiable = sum(1 for x in st.results if x.verdict == "unverifiable")
+    verdicts = [x.verdict for x in st.results]
+    false = verdicts.count("false")
     # An answer that crossed a withdrawal (decision 12) keeps its outcome beside the withdrawn status.
-    outcome = ("false" if false else ("unverifiable" if unverifiable else "true")) if st.results else (
+    outcome = ("false" if false else ("unverifiable" if "unverifiable" in verdicts else "true")) if verdicts else (
         "declined" if st.reasons else ("withdrawn" if st.status == "withdrawn" else None))
-    reply_within, decline_within = assistance.time_limits(r)
-    return {
-        "case_id": st.case, "number": st.number, "requester": st.requester, "assistor": st.assistor,
-        "matter": r.matter.name, "channel": r.channel, "items": len(r.items), "applicant_kind": r.applicant.kind,
-        "catalogue_item": r.catalogue_item, "catalogue_version": r.catalogue_version,
-        "reply_within": reply_within, "decline_within": decline_within,
-        "sent_at": st.sent_at.isoformat(), "arrived_at": _iso(assistance.legal_arrival(st)),
-        "answered_at": _iso(assistance.legal_answer(st)), "status": st.status, "outcome": outcome,
-        "false_items": false, "answered_by": st.answered_by or None,
-        "acknowledged_at": _iso(st.arrived_at), "claimed_answered_at": _iso(st.answered_at),
-        "time_flags": "\n".join(st.time_flags), "fold": _freeze(st),
-    }
+    return (st.case, st.number, st.requester, st.assistor, r.matter.name, r.channel, len(r.items), r.applicant.kind,
+            r.catalogue_item, r.catalogue_version, reply_within, decline_within, st.sent_at.isoformat(),
+            _iso(arrived), _iso(answer), st.status, outcome, false, st.answered_by or None, _iso(st.arrived_at),
+            _iso(st.answered_at), "\n".join(st.time_flags), _freeze(st))
 
 
 def _freeze(st: CaseState) -> str:
     """The folded case as the view keeps it: without personal data (decision 26), which the fold
     no longer needs once the request is open (only the items' numbers, the parties and the times)."""
     r = st.request
-    bare = msgspec.structs.replace(
-        r, applicant=Applicant(kind=r.applicant.kind, name="-", id_number="0" * 15),
-        items=[CommitmentItem(no=i.no, text="-") for i in r.items], staff=[])
+    bare = msgspec.structs.replace(r, applicant=_BARE_APPLICANT[r.applicant.kind],
+                                   items=[_bare_item(i.no) for i in r.items], staff=[])
     return msgspec.json.encode(msgspec.structs.replace(
         st, request=bare, reasons="-" if st.reasons else "", withdrawn_reason="-" if st.withdrawn_reason else "",
-        results=tuple(ItemResult(no=x.no, verdict=x.verdict, reason="-" if x.reason else "") for x in st.results),
+        results=tuple(_bare_result(x.no, x.verdict, bool(x.reason)) for x in st.results),
     )).decode()
+
+
+#: The scrubbed parts of a frozen case, made once (frozen structs: the same values every time).
+_BARE_APPLICANT = {kind: Applicant(kind=kind, name="-", id_number="0" * 15) for kind in ("person", "organisation")}
+
+
+@functools.lru_cache(maxsize=64)
+def _bare_item(no: int) -> CommitmentItem:
+    return CommitmentItem(no=no, text="-")
+
+
+@functools.lru_cache(maxsize=256)
+def _bare_result(no: int, verdict: str, reason: bool) -> ItemResult:
+    return ItemResult(no=no, verdict=verdict, reason="-" if reason else "")  # type: ignore[arg-type]
 
 
 def _thaw(text: str | None) -> CaseState | None:
