@@ -86,6 +86,8 @@ def measure(exchanges: int, warmup: int, seed: int) -> dict[str, Any]:
             SlaView(settings.sla_location, CalendarStore(settings.calendar_dir), catalogue=node.catalogue),
             CommitmentView(settings.commitments_location, view_key=view_key),
             CreditView(settings.credit_location, view_key=view_key)]
+        for view in views:
+            view.lazy_position = True  # as the node's views follow the running ledger
         positions = dict.fromkeys(agents, 0)
         seq = 0
 

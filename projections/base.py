@@ -18,6 +18,8 @@ from schemas.errors import XiezhuError
 POSITIONS = "_positions"
 #: How often opening a view tries again to create its tables when another process holds the new file.
 ENSURE_ATTEMPTS = 20
+#: At most this often (seconds) a follow that brought nothing the view wants saves its position alone.
+POSITION_EVERY_S = 1.0
 
 
 def _cannot_write(e: sqlite3.OperationalError) -> bool:
@@ -58,6 +60,13 @@ class LedgerProjection:
         """``path``: the view's SQLite file, or its PostgreSQL schema (``postgresql://…?schema=…``)."""
         # One user of the shared connection at a time: no reader sees a half-applied batch.
         self._lock = threading.RLock()
+        #: Set by a service that follows the ledger live and calls :meth:`keep_position` when it stops:
+        #: a follow that brings nothing the view wants keeps its position in memory (see :meth:`follow`).
+        self.lazy_position = False
+        #: The last ledger position followed past without a transaction, ahead of the saved one;
+        #: and when a follow last saved the position alone.
+        self._passed = 0
+        self._passed_saved_at: float | None = None
         #: True where the file could not be written (a read-only copy of a data directory): the view
         #: then lives in memory, copied from the file where there is one, and catches up there.
         self.in_memory = False
@@ -136,35 +145,68 @@ class LedgerProjection:
 
     @property
     def position(self) -> int:
-        """The last ledger position applied."""
+        """The last ledger position applied (or passed: nothing after the saved one concerned the view)."""
+        return max(self.saved_position, self._passed)
+
+    @property
+    def saved_position(self) -> int:
+        """The last ledger position applied, as the file says (what another process following it sees)."""
         with self._lock:  # plain SQL: sqlite-utils' get reads the table's layout on every call (issue 14)
             row = self.db.execute(f"SELECT position FROM {POSITIONS} WHERE name = ?", [self.name]).fetchone()
             return int(row[0]) if row else 0
 
     def follow(self, ledger: Ledger, *, batch: int = 1000, progress: Callable[[int], None] | None = None) -> int:
-        """Apply every ledger entry after the saved position; returns how many."""
+        """Apply every ledger entry after the saved position; returns how many.
+
+        With :attr:`lazy_position`, entries none of which the view wants are passed without a
+        transaction: the position is kept in memory and saved with the next entry the view wants,
+        by :meth:`keep_position`, or by a later such follow at most every
+        :data:`POSITION_EVERY_S` (issue 14: the commitment views want no assistance entry, and each
+        follow of the running ledger committed and fsynced their position alone).  A view that
+        stops before that follows those entries again, and passes them again.
+        """
         done = 0
         while True:
             entries = list(ledger.entries(self.position, batch))
             if not entries:
                 return done
-            with self._lock, self.db.conn:
-                # Another process may follow the same file (a clerk's command beside the running ledger):
-                # take the write lock first, then skip what it applied since the position was read.
-                if not self.db.conn.in_transaction:
-                    self.db.conn.execute("BEGIN IMMEDIATE")
-                after = self.position
-                fresh = [e for e in entries if e.pos > after]
-                for e in fresh:
-                    if self.wants(e.type):
-                        self.apply_entry(e, ledger.envelope(e))
-                if fresh:
-                    self.db.execute(f"INSERT INTO {POSITIONS} (name, position) VALUES (?, ?) "
-                                    "ON CONFLICT(name) DO UPDATE SET position = excluded.position",
-                                    [self.name, fresh[-1].pos])
+            if (self.lazy_position and self._passed_saved_at is not None
+                    and time.monotonic() - self._passed_saved_at < POSITION_EVERY_S
+                    and not any(self.wants(e.type) for e in entries)):
+                with self._lock:
+                    self._passed = max(self._passed, entries[-1].pos)
+                fresh = entries
+            else:
+                with self._lock, self.db.conn:
+                    # Another process may follow the same file (a clerk's command beside the running ledger):
+                    # take the write lock first, then skip what it applied since the position was read.
+                    if not self.db.conn.in_transaction:
+                        self.db.conn.execute("BEGIN IMMEDIATE")
+                    after = self.position
+                    fresh = [e for e in entries if e.pos > after]
+                    wanted = False
+                    for e in fresh:
+                        if self.wants(e.type):
+                            wanted = True
+                            self.apply_entry(e, ledger.envelope(e))
+                    if fresh:
+                        self._save_position(fresh[-1].pos)
+                        if not wanted:
+                            self._passed_saved_at = time.monotonic()
             done += len(fresh)
             if progress:
                 progress(len(entries))
+
+    def _save_position(self, position: int) -> None:
+        self.db.execute(f"INSERT INTO {POSITIONS} (name, position) VALUES (?, ?) "
+                        "ON CONFLICT(name) DO UPDATE SET position = excluded.position", [self.name, position])
+
+    def keep_position(self) -> None:
+        """Save the position followed past in memory, if it is ahead of the file's (before the view is left)."""
+        with self._lock:
+            if self._passed > self.saved_position:
+                with self.db.conn:
+                    self._save_position(self._passed)
 
     def rebuild(self, ledger: Ledger, progress: Callable[[int], None] | None = None) -> int:
         """Drop the tables and build them again from the first ledger entry."""
@@ -172,6 +214,7 @@ class LedgerProjection:
             for t in self.tables:
                 self.db.table(t).drop(ignore=True)
             self.db.execute(f"DELETE FROM {POSITIONS} WHERE name = ?", [self.name])
+            self._passed = 0
         self._ensure()
         return self.follow(ledger, progress=progress)
 
