@@ -58,7 +58,7 @@ import operator
 import sqlite3
 import statistics
 from collections import defaultdict
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from datetime import UTC, date, datetime, timedelta
 from typing import Any, Protocol
 
@@ -340,41 +340,52 @@ class SlaView(LedgerProjection):
         """
         if start and end and start > end:
             raise SlaError(f"the period starts {start} after it ends {end}", start=str(start), end=str(end))
-        per: dict[str, dict[str, Any]] = defaultdict(_empty_stats)
-        taken: dict[str, list[int]] = defaultdict(list)
-        for r in self.rows(now=now):
-            day = _shanghai_day(r["arrived_at"] or r["sent_at"])
-            if (start and day < start) or (end and day > end):
-                continue
-            per[r["requester"]]["sent"] += 1
-            if not r["arrived_at"]:
-                continue
-            b = per[r["assistor"]]
-            b["received"] += 1
-            if r["status"] in ("replied", "declined"):
-                b["answered"] += 1
-                b["declined"] += r["status"] == "declined"
-                b["on_time"] += r["state"] in (ANSWERED_ON_TIME, DECLINED_ON_TIME)
-                if r["working_days_taken"] is not None:
-                    taken[r["assistor"]].append(r["working_days_taken"])
-            elif r["status"] == "withdrawn":
-                b["withdrawn"] += 1
-            else:
-                b["open"] += 1
-            b["breaches"] += r["state"] in (*LATE_STATES, OVERDUE)
-        result = []
-        for code in sorted(per):
-            b = per[code]
-            days = sorted(taken[code])
-            answered = b["answered"]
-            result.append({
-                "bureau": code, **b,
-                "on_time_rate": b["on_time"] / answered if answered else None,
-                "decline_rate": b["declined"] / answered if answered else None,
-                "median_working_days": statistics.median(days) if days else None,
-                "p90_working_days": days[math.ceil(0.9 * len(days)) - 1] if days else None,
-            })
-        return result
+        return stats_of(self.rows(now=now), start=start, end=end)
+
+
+def stats_of(rows: Iterable[Mapping[str, Any]], *, start: date | None = None, end: date | None = None,
+             by_matter: bool = False) -> list[dict[str, Any]]:
+    """:meth:`SlaView.stats` of rows already judged (``SlaView.rows(now=…)``); ``by_matter`` counts
+    each bureau's requests per matter too (the report's table per bureau and matter), adding ``matter``."""
+    def key(bureau: str, r: Mapping[str, Any]) -> tuple[str, str]:
+        return (bureau, r["matter"] if by_matter else "")
+
+    per: dict[tuple[str, str], dict[str, Any]] = defaultdict(_empty_stats)
+    taken: dict[tuple[str, str], list[int]] = defaultdict(list)
+    for r in rows:
+        day = _shanghai_day(r["arrived_at"] or r["sent_at"])
+        if (start and day < start) or (end and day > end):
+            continue
+        per[key(r["requester"], r)]["sent"] += 1
+        if not r["arrived_at"]:
+            continue
+        at = key(r["assistor"], r)
+        b = per[at]
+        b["received"] += 1
+        if r["status"] in ("replied", "declined"):
+            b["answered"] += 1
+            b["declined"] += r["status"] == "declined"
+            b["on_time"] += r["state"] in (ANSWERED_ON_TIME, DECLINED_ON_TIME)
+            if r.get("working_days_taken") is not None:
+                taken[at].append(r["working_days_taken"])
+        elif r["status"] == "withdrawn":
+            b["withdrawn"] += 1
+        else:
+            b["open"] += 1
+        b["breaches"] += r["state"] in (*LATE_STATES, OVERDUE)
+    result = []
+    for k in sorted(per):
+        b = per[k]
+        days = sorted(taken[k])
+        answered = b["answered"]
+        result.append({
+            "bureau": k[0], **({"matter": k[1]} if by_matter else {}), **b,
+            "on_time_rate": b["on_time"] / answered if answered else None,
+            "decline_rate": b["declined"] / answered if answered else None,
+            "median_working_days": statistics.median(days) if days else None,
+            "p90_working_days": days[math.ceil(0.9 * len(days)) - 1] if days else None,
+        })
+    return result
 
 
 def cited_flag(catalogue: CitedCheck | None, request: AssistanceRequested) -> str:

@@ -47,6 +47,9 @@ CASES = [
          licence_returned_at=datetime(2026, 9, 19, 2, tzinfo=UTC)),  # handed back in time
     case("C20260099", date(2026, 10, 6), approved=True),  # after the period
     case("C20260007", date(2026, 9, 7), matter_name="不动产登记", approved=True),
+    case("C20260010", date(2026, 9, 10), bureau="minzheng", matter_name="最低生活保障审核", approved=True,
+         status="false-commitment", false_items=(2,), credit="recorded", supervisor="shichang",
+         outcomes=("rectification-ordered", "penalty", "referred", "supervisor-notified", "credit-recorded")),
 ]
 
 
@@ -54,14 +57,14 @@ def sla_row(number: str, status: str, state: str, arrived: str, **extra: Any) ->
     return {"case_id": f"a-{number}", "number": number, "requester": "shenpi", "assistor": "gongan",
             "matter": "食品经营许可", "status": status, "state": state, "sent_at": arrived, "arrived_at": arrived,
             "due_at": "2026-09-10T16:00:00+00:00", "decline_due_at": "2026-09-09T16:00:00+00:00",
-            "answered_at": None, **extra}
+            "answered_at": None, "working_days_taken": None, **extra}
 
 
 ROWS = [
-    sla_row("20260001", "replied", "answered-on-time", "2026-09-07T01:00:00+00:00"),
+    sla_row("20260001", "replied", "answered-on-time", "2026-09-07T01:00:00+00:00", working_days_taken=1),
     sla_row("20260002", "replied", "answered-late", "2026-09-07T01:00:00+00:00",
-            answered_at="2026-09-12T01:00:00+00:00"),
-    sla_row("20260003", "declined", "declined-on-time", "2026-09-08T01:00:00+00:00"),
+            answered_at="2026-09-12T01:00:00+00:00", working_days_taken=5),
+    sla_row("20260003", "declined", "declined-on-time", "2026-09-08T01:00:00+00:00", working_days_taken=2),
     sla_row("20260004", "received", "overdue", "2026-09-21T01:00:00+00:00", due_at="2026-09-24T16:00:00+00:00"),
     sla_row("20260005", "received", "overdue", "2026-10-08T01:00:00+00:00"),  # arrived after the period
 ]
@@ -81,7 +84,7 @@ def report() -> Any:
 
 
 def test_commitment_cases_are_counted_per_bureau_and_matter_by_application_day(report: Any) -> None:
-    estate, food = report.commitments  # sorted by bureau, then matter
+    welfare, estate, food = report.commitments  # sorted by bureau, then matter
     assert (food["bureau_name"], food["matter"], estate["matter"]) == ("区审批服务局", "食品经营许可", "不动产登记")
     assert estate["applications"] == 1 and estate["approved_on_commitment"] == 1
     assert {k: food[k] for k in ("applications", "approved_on_commitment", "certificate_chosen", "route_refused",
@@ -90,7 +93,12 @@ def test_commitment_cases_are_counted_per_bureau_and_matter_by_application_day(r
         "applications": 7, "approved_on_commitment": 3, "certificate_chosen": 1, "route_refused": 1,
         "withdrawn": 1, "exempt_items": 1, "false_findings": 3, "terminated": 1, "revoked": 2,
         "credit_records": 1, "licences_not_returned": 1}
-    [total] = report.commitment_totals
+    assert {k: welfare[k] for k in ("false_findings", "terminated", "rectification_ordered", "revoked", "penalty",
+                                    "referred", "supervisor_notified", "credit_records")} == {
+        "false_findings": 1, "terminated": 0, "rectification_ordered": 1, "revoked": 0, "penalty": 1, "referred": 1,
+        "supervisor_notified": 1, "credit_records": 1}
+    welfare_total, total = report.commitment_totals
+    assert welfare_total["bureau"] == "minzheng" and welfare_total["applications"] == 1
     assert total["applications"] == 8 and total["approved_on_commitment"] == 4
     [licence] = report.licences_not_returned
     assert licence["number"] == "C20260002" and licence["decision_no"] == "台审批许〔2026〕0002号"
@@ -104,22 +112,31 @@ def test_assistance_breaches_and_declines_with_their_reasons(report: Any) -> Non
     assert [(b["number"], b["state_zh"], b["last_day"]) for b in report.breaches] == [
         ("20260002", "逾期答复", "2026-09-10"), ("20260004", "逾期未答复", "2026-09-24")]
     weeks = {w["monday"]: w["breaches"] for w in report.breaches_per_week}
+    [matter] = [m for m in report.assistance_by_matter if m["bureau"] == "gongan"]
+    assert {k: matter[k] for k in ("matter", "received", "answered", "on_time", "declined", "open", "breaches",
+                                   "median_working_days", "p90_working_days")} == {
+        "matter": "食品经营许可", "received": 4, "answered": 3, "on_time": 2, "declined": 1, "open": 1, "breaches": 2,
+        "median_working_days": 2, "p90_working_days": 5}
+    assert matter["on_time_rate"] == pytest.approx(2 / 3)
+    assert [(m["bureau"], m["sent"]) for m in report.assistance_by_matter] == [("gongan", 0), ("shenpi", 4)]
     assert weeks == {"2026-08-31": 0, "2026-09-07": 1, "2026-09-14": 0, "2026-09-21": 1, "2026-09-28": 0}
 
 
 def test_the_json_form_keeps_english_keys_and_codes(report: Any) -> None:
     j = report.as_json()
-    assert j["from"] == "2026-09-01" and j["commitments"][0]["bureau"] == "shenpi"
+    assert j["from"] == "2026-09-01" and j["commitments"][0]["bureau"] == "minzheng"
+    assert j["assistance_by_matter"][0]["matter"] == "食品经营许可"
     assert msgspec.json.decode(msgspec.json.encode(j)) == j
 
 
 def test_the_workbook_has_a_sheet_per_table_and_the_two_charts(report: Any) -> None:
     wb = openpyxl.load_workbook(io.BytesIO(to_xlsx(report)))
-    assert wb.sheetnames == ["告知承诺", "行政协助", "逾期", "书面告知不能协助", "证件未交回"]
+    assert wb.sheetnames == ["告知承诺", "行政协助", "行政协助（按事项）", "逾期", "书面告知不能协助", "证件未交回"]
+    assert [c.value for c in wb["行政协助（按事项）"][4]][:5] == ["区公安分局", "gongan", "食品经营许可", 0, 4]
     ws = wb["告知承诺"]
     assert ws["A1"].value.startswith("台儿庄区证明事项告知承诺制工作情况统计（2026年9月1日至2026年9月30日）")
     assert [c.value for c in ws[3]][:4] == ["部门", "部门代码", "政务服务事项", "申请件数"]
-    assert ws["C5"].value == "食品经营许可" and ws["D5"].value == 7
+    assert ws["C6"].value == "食品经营许可" and ws["D6"].value == 7
     assert wb["书面告知不能协助"]["F4"].value == "户籍档案已迁出本区"
     # openpyxl reads charts back only as drawings: look for them in the file itself.
     import zipfile

@@ -1,4 +1,4 @@
-"""区司法局's report to 区政府 for a period: the commitment cases and the assistance requests of each bureau.
+"""区司法局's report to 区政府 for a period: commitment cases and assistance requests per bureau and matter.
 
 :func:`build_report` takes what the read models already hold (the SLA view's rows, judged at
 one instant, and the folded commitment cases) and returns a :class:`Report`: plain numbers
@@ -27,6 +27,7 @@ from typing import Any
 
 from aggregates.commitment import CommitmentState
 from aggregates.workdays import SHANGHAI
+from projections.sla import stats_of
 from schemas import labels
 
 Names = Callable[[str], str]
@@ -84,6 +85,8 @@ class Report:
     breaches: list[dict[str, Any]]
     breaches_per_week: list[dict[str, Any]]
     licences_not_returned: list[dict[str, Any]] = field(default_factory=list)
+    #: The assistance figures per bureau and matter (``assistance`` is per bureau).
+    assistance_by_matter: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def title(self) -> str:
@@ -93,6 +96,7 @@ class Report:
         return {"from": self.start.isoformat(), "to": self.end.isoformat(),
                 "judged_at": self.judged_at.isoformat(), "commitments": self.commitments,
                 "commitment_totals": self.commitment_totals, "assistance": self.assistance,
+                "assistance_by_matter": self.assistance_by_matter,
                 "declines": self.declines, "breaches": self.breaches, "breaches_per_week": self.breaches_per_week,
                 "licences_not_returned": self.licences_not_returned}
 
@@ -154,6 +158,9 @@ def build_report(*, start: date, end: date, judged_at: datetime, sla_rows: Seque
                          for b in sorted(totals)]
     assistance = [{"bureau": s["bureau"], "bureau_name": names(s["bureau"]),
                    **{k: s.get(k) for k in ASSISTANCE_COUNTS}} for s in sla_stats]
+    by_matter = [{"bureau": s["bureau"], "bureau_name": names(s["bureau"]), "matter": s["matter"],
+                  **{k: s[k] for k in ASSISTANCE_COUNTS}}
+                 for s in stats_of(sla_rows, start=start, end=end, by_matter=True)]
     declines, breaches = [], []
     weeks: Counter[date] = Counter()
     for r in sla_rows:
@@ -186,7 +193,8 @@ def build_report(*, start: date, end: date, judged_at: datetime, sla_rows: Seque
             break
     return Report(start=start, end=end, judged_at=judged_at, commitments=commitments,
                   commitment_totals=commitment_totals, assistance=assistance, declines=declines, breaches=breaches,
-                  breaches_per_week=per_week, licences_not_returned=overdue_licences)
+                  breaches_per_week=per_week, licences_not_returned=overdue_licences,
+                  assistance_by_matter=by_matter)
 
 
 # -- XLSX ------------------------------------------------------------------------------------
@@ -203,8 +211,8 @@ def _cell(key: str, value: Any) -> Any:
 
 def to_xlsx(report: Report) -> bytes:
     """One workbook: 告知承诺 (per bureau and matter), 行政协助 (per bureau, with the on-time chart),
-    逾期 (each breach, with the per-week chart), 书面告知不能协助 (each decline and its reasons),
-    证件未交回."""
+    行政协助（按事项） (per bureau and matter), 逾期 (each breach, with the per-week chart),
+    书面告知不能协助 (each decline and its reasons), 证件未交回."""
     from openpyxl import Workbook
     from openpyxl.chart import BarChart, Reference
     from openpyxl.styles import Alignment, Font
@@ -254,6 +262,13 @@ def to_xlsx(report: Report) -> bytes:
         chart.legend = None
         chart.height, chart.width = 3 + 0.6 * len(report.assistance), 16
         ws.add_chart(chart, f"A{len(report.assistance) + 6}")
+    ws_matters = sheet("行政协助（按事项）", "行政协助办理情况（按部门、事项）",
+                       ["部门", "部门代码", "事项", *ASSISTANCE_COUNTS.values()],
+                       [[r["bureau_name"], r["bureau"], r["matter"], *(_cell(k, r[k]) for k in ASSISTANCE_COUNTS)]
+                        for r in report.assistance_by_matter], {1: 18, 3: 24})
+    for row in ws_matters.iter_rows(min_row=4, min_col=rate_col + 1, max_col=rate_col + 1):
+        for cell in row:
+            cell.number_format = "0%"
     ws = sheet("逾期", "逾期情况", ["文号", "请求部门", "协助部门", "事项", "状态", "期限届满日", "答复时间"],
                [[b["number"], b["requester_name"], b["assistor_name"], b["matter"], b["state_zh"], b["last_day"],
                  b["answered_at"] or ""] for b in report.breaches], {2: 16, 3: 16, 4: 24, 5: 16, 6: 12, 7: 22})
@@ -335,18 +350,24 @@ def to_pdf(report: Report) -> bytes:
            "逾期"],
           [[r["bureau_name"], *(_pct(r[k]) if k == "on_time_rate" else ("" if r[k] is None else r[k])
                                 for k in ASSISTANCE_COUNTS)] for r in report.assistance])
+    heading("三、行政协助办理情况（按部门、事项）")
+    table(["部门", "事项", "发出", "收到", "已答复", "按期", "按期率", "用时中位数", "用时P90", "不能协助", "撤回",
+           "办理中", "逾期"],
+          [[r["bureau_name"], r["matter"], *(_pct(r[k]) if k == "on_time_rate" else ("" if r[k] is None else r[k])
+                                             for k in ASSISTANCE_COUNTS)] for r in report.assistance_by_matter],
+          [30, 45] + [17.0] * len(ASSISTANCE_COUNTS))
     _bars(pdf, "按期答复率（按部门）", [(r["bureau_name"], r["on_time_rate"] or 0.0) for r in report.assistance
                                        if r["answered"]], as_rate=True)
     _bars(pdf, "每周逾期件数", [(w["monday"][5:] + "起", float(w["breaches"])) for w in report.breaches_per_week])
-    heading("三、逾期情况")
+    heading("四、逾期情况")
     table(["文号", "请求部门", "协助部门", "事项", "状态", "期限届满日"],
           [[b["number"], b["requester_name"], b["assistor_name"], b["matter"], b["state_zh"], b["last_day"]]
            for b in report.breaches])
-    heading("四、书面告知不能协助情况")
+    heading("五、书面告知不能协助情况")
     table(["文号", "请求部门", "协助部门", "事项", "按期", "理由"],
           [[d["number"], d["requester_name"], d["assistor_name"], d["matter"], "是" if d["on_time"] else "否",
             d["reasons"]] for d in report.declines], [22, 30, 30, 45, 12, 128])
-    heading("五、撤销后逾期未交回证件")
+    heading("六、撤销后逾期未交回证件")
     table(["案件编号", "部门", "事项", "许可文号", "应交回时间"],
           [[x["number"], x["bureau_name"], x["matter"], x["decision_no"], x["due_at"][:16].replace("T", " ")]
            for x in report.licences_not_returned])
