@@ -351,7 +351,7 @@ def test_report_and_sla_exports_for_a_person_with_a_spreadsheet(demo_dir, tmp_pa
                for a in rep["assistance"])
     xlsx = tmp_path / "report.xlsx"
     run("report", "--from", "2026-09-01", "--to", "2026-09-30", "--format", "xlsx", "--out", str(xlsx), data_dir=data)
-    assert openpyxl.load_workbook(xlsx).sheetnames[:3] == ["告知承诺", "行政协助", "逾期"]
+    assert openpyxl.load_workbook(xlsx).sheetnames[:4] == ["告知承诺", "行政协助", "行政协助（按事项）", "逾期"]
     pdf = tmp_path / "report.pdf"
     run("report", "--from", "2026-09-01", "--to", "2026-09-30", "--format", "pdf", "--out", str(pdf), data_dir=data)
     assert pdf.read_bytes().startswith(b"%PDF-")
@@ -366,6 +366,18 @@ def test_report_and_sla_exports_for_a_person_with_a_spreadsheet(demo_dir, tmp_pa
     run("sla", "stats", "--xlsx", str(sheet), data_dir=data)
     ws = openpyxl.load_workbook(sheet).active
     assert ws["A2"].value == "部门" and ws["A3"].value.startswith("区")
+    # The other two: every request as a sheet, the statistics as CSV (the bureau's code last, for machines).
+    sheet = tmp_path / "sla.xlsx"
+    run("sla", "--xlsx", str(sheet), data_dir=data)
+    ws = openpyxl.load_workbook(sheet).active
+    assert ws["A1"].value.startswith("行政协助时限情况")
+    assert [c.value for c in ws[2]][:3] == ["文号", "请求部门", "协助部门"]
+    assert ws.max_row == 2 + len(rows) and {ws.cell(r, 1).value for r in range(3, ws.max_row + 1)} == {
+        r["number"] for r in rows.values()}
+    text = run("sla", "stats", "--from", "2026-09-01", "--to", "2026-09-30", "--csv", "-", data_dir=data).stdout
+    lines = text.lstrip("\ufeff").splitlines()
+    assert lines[0].startswith("部门,发出,收到") and len(lines) == 1 + len(stats)
+    assert [line.split(",")[-1] for line in lines[1:]] == [s["bureau"] for s in stats]
 
 
 def _rows_of(text: str) -> list[list[str]]:
