@@ -206,7 +206,8 @@ def _outcome(env: Envelope, name: Name, case_number: Callable[[str], str]) -> st
         case ReferredToJudiciary() as ev:
             return f"移送 {ev.to}：{_oneline(ev.legal_reason)}"
         case SupervisorNotified() as ev:
-            return f"推送监管部门予以惩处：已告知 {name(ev.department)}：{_oneline(ev.legal_reason)}"
+            told = "本机关即监管部门" if ev.department == env.sender else f"已告知 {name(ev.department)}"
+            return f"推送监管部门予以惩处：{told}：{_oneline(ev.legal_reason)}"
         case LicenceReturned() as ev:
             return f"许可证件原件已交回（{_local(ev.returned_at)}）" + (f"：{_oneline(ev.note)}" if ev.note else "")
     return None

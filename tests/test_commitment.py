@@ -283,6 +283,24 @@ def test_the_consequences_of_a_false_commitment_follow_附件6(store: BureauStor
         store.commitments.return_licence(case, datetime(2026, 9, 23, 9, 31, tzinfo=SHANGHAI))
 
 
+def test_a_bureau_that_is_itself_the_supervising_department_records_it_and_sends_itself_nothing(
+        store: BureauStore) -> None:
+    """附件6 推送监管部门: where the handling bureau is the matter's 监管部门, no notice goes to itself."""
+    from projections.wording import describe
+
+    case = committed(store)
+    plan(store, case)
+    store.commitments.verify_item(case, 1, "false", "online:电子证照库")
+    store.commitments.verify_item(case, 2, "true", "online:平台")
+    store.commitments.conclude(case)
+    st = store.commitments.notify_supervisor(case, "shenpi", "本机关为该事项监管部门，依职权予以惩处")
+    assert st.supervisor == "shenpi" and outstanding(st, store.clock.now()) == []
+    sent = [decode_envelope(s.body) for _, s in store.outgoing_since(0, 1000)]
+    assert [e.type for e in sent if e.type == "notice.punishment"] == []
+    [told] = [e for e in sent if e.type == "commitment.supervisor-notified"]
+    assert describe(told, str).startswith("推送监管部门予以惩处：本机关即监管部门")
+
+
 def test_a_revocation_giving_more_than_2_days_by_date_is_refused(store: BureauStore) -> None:
     from schemas.commitment import DecisionRevoked
 

@@ -230,8 +230,11 @@ class CommitmentCases:
 
     def notify_supervisor(self, case_id: str, department: str, legal_reason: str) -> CommitmentState:
         """附件6/7: 将你的信息推送监管部门予以惩处 — a signed notice to ``department`` and the case's record of
-        it, in one transaction; sent once."""
+        it, in one transaction; sent once.  Where the handling bureau is itself the matter's 监管部门 (教师资格认定
+        at 区教育和体育局), the case records that and no bureau sends a notice to itself."""
         app = self._app
+        if department == app.bureau:
+            return self.record(case_id, SupervisorNotified(department=department, legal_reason=legal_reason))
         st = self.case(case_id).state
         referral = PunishmentReferral(commitment_case=st.case, bureau=st.bureau, applicant=st.applicant,
                                       matter_name=st.matter_name, false_items=list(st.false_items),
