@@ -58,6 +58,7 @@ class Government:
         The catalogue says whether this version is 区政府's to publish; a version 区政府 published
         whose act was not sent (a crash between the two) is sent on the next call.
         """
+        store = self._store  # 区政府办公室 can sign the act (its key opens its store) before anything is published
         catalogue = self.desk.catalogue
         if catalogue.state("matters").queue():
             catalogue.publish("matters", publisher=DISTRICT_GOVERNMENT)
@@ -65,8 +66,8 @@ class Government:
         if latest is None or latest.published_by != DISTRICT_GOVERNMENT:
             raise GovernmentError("一(三): no 证明事项清单 reviewed by 区司法局 waits for 区政府 to publish it"
                                   + ("" if latest is None else f" (version {latest.number} is 区司法局's)"))
-        sent = self._store.notices.publish_list("matters", latest.number, latest.digest, len(latest.rows),
-                                                latest.published_at)
+        sent = store.notices.publish_list("matters", latest.number, latest.digest, len(latest.rows),
+                                          latest.published_at)
         return latest.number, sent
 
     def criticise(self, bureau: str, measure: str, about: Sequence[tuple[str, str]], reasons: str,

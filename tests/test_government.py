@@ -137,3 +137,32 @@ def test_sifa_keeps_only_the_district_governments_publication_of_the_rows_it_pub
         stores["sifa"].accept(forged, decode_envelope(forged.body), stream_seq=2, arrived_at=clock.now())
     stores["sifa"].accept(right, decode_envelope(right.body), stream_seq=3, arrived_at=clock.now())
     assert [(n.type, n.number) for n in stores["sifa"].notices.received()] == [("notice.list-published", "L20260001")]
+
+
+def test_the_district_government_publishes_the_list_from_the_command_line_and_a_failure_changes_nothing(
+        tmp_path: Path) -> None:
+    """一(三) from the command line: 区司法局 reviews, ``xiezhu government publish`` publishes version 1 as
+    区政府's act; without 区政府办公室's key it is one error line and the list stays unpublished."""
+    import json
+
+    from tests.helpers import xiezhu_here
+
+    def versions() -> list[dict[str, object]]:
+        return json.loads(xiezhu_here("catalogue", "versions", "--kind", "matters", "--json", data_dir=tmp_path).stdout)
+
+    sheet = Path(__file__).resolve().parent.parent / "examples" / "shenpi-matters.csv"
+    xiezhu_here("catalogue", "apply", "--kind", "matters", "--bureau", "shenpi", "--basis", "梳理本系统证明事项",
+                str(sheet), data_dir=tmp_path)
+    xiezhu_here("catalogue", "review", "matters-0001", "--approve", data_dir=tmp_path)
+    refused = xiezhu_here("catalogue", "publish", "--kind", "matters", data_dir=tmp_path, check=False)
+    assert refused.returncode == 1 and "zhengfuban" in refused.stderr and versions() == []
+    nokey = xiezhu_here("government", "publish", data_dir=tmp_path, check=False)
+    assert nokey.returncode == 1 and nokey.stderr.startswith("error:") and "Traceback" not in nokey.stderr
+    assert versions() == []  # nothing published without the act 区政府办公室 signs
+    xiezhu_here("keys", "init", data_dir=tmp_path)
+    done = xiezhu_here("government", "publish", data_dir=tmp_path)
+    assert "一(三): 区政府公布证明事项清单第1版" in done.stdout + done.stderr
+    [v1] = versions()
+    assert (v1["version"], v1["published_by"]) == (1, "zhengfuban")
+    again = xiezhu_here("government", "publish", data_dir=tmp_path, check=False)
+    assert again.returncode == 1 and "already" in again.stderr
