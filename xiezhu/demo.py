@@ -44,6 +44,7 @@ from schemas.commitment import PlannedItem, Standing
 from schemas.envelope import Envelope, Signed, encode_envelope, new_id, subject_for
 from schemas.errors import XiezhuError
 from xiezhu.demo_data import (
+    FLOW_OF,
     FLOWS,
     GIVEN,
     SURNAMES,
@@ -62,7 +63,9 @@ from xiezhu.settings import Settings
 SIM_START = datetime(2026, 9, 21, 9, 0, tzinfo=SHANGHAI)  # a Monday, before Mid-Autumn
 
 PENALTY_BASIS = "，依据《中华人民共和国行政许可法》第七十九条予以处罚。"
-DECLINE_REASONS = "所请求核查事项不属于本机关职权范围，本机关未掌握相关登记信息，请向区农业农村局核实。"
+#: 书面告知 (三(二)): why 区文化和旅游局 cannot check a 旅游经营备案 — never sending the requester back to itself.
+DECLINE_REASONS = ("该企业的旅游经营备案由市文化和旅游局办理，本局未存有其备案信息，无法核实；"
+                   "请向市文化和旅游局核实或改以现场检查核查。")
 
 
 class DemoError(XiezhuError):
@@ -197,7 +200,7 @@ class Demo:
         flows = self.rng.choices(FLOWS, weights=[f.weight for f in FLOWS], k=n)
         for flow in flows:
             self.clock.advance(timedelta(seconds=self.rng.randrange(5, 40)))
-            pool = population.persons if flow.kind == "person" else population.organisations
+            pool = population.persons if flow.kind == "person" else population.in_trade(flow.trades)
             self._apply(flow, self.rng.choice(pool))
 
     def _apply(self, flow: Flow, applicant: Applicant) -> None:
@@ -275,21 +278,21 @@ class Demo:
 
     def _consequences(self, desk: Desk, st: CommitmentState) -> None:
         """三(三): what follows a false commitment, each with its legal reason."""
-        why = "三(三)：经核查申请人承诺不实"
+        flow = FLOW_OF[st.matter_code]
+        why = "经核查，申请人承诺不实"  # the letters' 事实和理由, as a clerk writes it
         if st.approved:
-            desk.revoke(st.case, why + "，依法撤销行政许可，限2日内交回证件原件。")
-            if self.rng.random() < 0.3:
+            desk.revoke(st.case, why + "，依法撤销已批准事项，限2日内交回证件原件。")
+            if self.rng.random() < 0.3 and "-XK-" in st.matter_code:  # 行政许可法第七十九条 is for licences
                 desk.penalise(st.case, "警告并处罚款2000元", why + PENALTY_BASIS)
         elif self.rng.random() < 0.25:
             deadline = self.clock.now().astimezone(SHANGHAI).date() + timedelta(days=15)
             desk.order_rectification(st.case, deadline, why + "，责令限期整改。")
         else:
             desk.terminate(st.case, why + "，依法终止办理。")
-        # The 信用中国 record came with the finding (decision 39); the supervising department is told (附件6).
-        supervisor = "shichang" if desk.bureau != "shichang" else "shenpi"
-        desk.notify_supervisor(st.case, supervisor, why + "，将申请人信息推送监管部门予以惩处。")
+        # The 信用中国 record came with the finding (decision 39); the matter's 监管部门 is told (附件6).
+        desk.notify_supervisor(st.case, flow.supervisor, why + "，将申请人信息推送监管部门予以惩处。")
         if self.rng.random() < 0.1:
-            desk.refer(st.case, "台儿庄区公安分局", why + "，涉嫌伪造证明材料，依法移送司法机关。")
+            desk.refer(st.case, "区公安分局", why + f"，涉嫌以虚假承诺骗取{st.matter_name}，依法移送司法机关。")
 
     # -- operators at the assisting bureaus -------------------------------------------------------
 

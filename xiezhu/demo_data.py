@@ -34,41 +34,53 @@ class Flow:
     basis: str = "《国务院办公厅关于全面推行证明事项告知承诺制的指导意见》（国办发〔2020〕42号）"
     #: The commitment a person checks (a check of ""), in the matter's own words.
     claim: str = ""
+    #: 附件6: the 监管部门 a false commitment is pushed to for 惩处 (the matter's 行业监管部门).
+    supervisor: str = ""
+    #: An organisation applicant's line of business (its name says it): who applies for this matter.
+    trades: tuple[str, ...] = ()
     extra: dict[str, Any] = field(default_factory=dict)
 
 
 FLOWS = [
     Flow("shenpi", "gongan", "370405-XK-0101", "食品经营许可", "无犯罪记录证明", "区公安分局", "可选择", "person",
          ("hukou.residence", "police.no-criminal-record"), "XZ-0001", "户籍及无犯罪记录核查", 30, disclose=True,
+         supervisor="shichang",
          basis="《中华人民共和国食品安全法》第三十五条；《食品经营许可管理办法》"),
     Flow("jiaoti", "gongan", "370405-QR-0203", "教师资格认定", "无犯罪记录证明", "区公安分局", "必须实行", "person",
-         ("police.no-criminal-record",), "XZ-0002", "无犯罪记录核查", 12,
+         ("police.no-criminal-record",), "XZ-0002", "无犯罪记录核查", 12, supervisor="jiaoti",
          basis="《中华人民共和国教师法》第十四条；《教师资格条例》第十八条"),
     Flow("yunhe", "gongan", "370405-GG-0310", "居住登记", "户籍证明", "区公安分局", "必须实行", "person",
-         ("hukou.residence",), "XZ-0003", "户籍所在地核查", 10,
+         ("hukou.residence",), "XZ-0003", "户籍所在地核查", 10, supervisor="gongan",
          basis="《居住证暂行条例》第二条、第九条"),
     Flow("shenpi", "shichang", "370405-XK-0102", "食品经营许可（企业）", "营业执照", "区市场监管局", "可选择",
          "organisation", ("licence.valid", "licence.scope"), "XZ-0004", "营业执照及经营范围核查", 20,
+         supervisor="shichang", trades=("商贸", "餐饮"),
          basis="《中华人民共和国食品安全法》第三十五条；《食品经营许可管理办法》第十二条"),
     Flow("zhujian", "shichang", "370405-XK-0520", "建筑业企业资质", "营业执照", "区市场监管局", "可选择",
          "organisation", ("licence.valid", "licence.name"), "XZ-0005", "营业执照登记信息核查", 8,
+         supervisor="zhifa", trades=("建工",),
          basis="《中华人民共和国建筑法》第十三条；《建筑业企业资质管理规定》"),
     Flow("minzheng", "renshe", "370405-JF-0701", "最低生活保障", "社会保险缴费证明", "区人力资源社会保障局",
-         "必须实行", "person", ("shebao.months",), "XZ-0006", "社会保险缴费核查", 10,
+         "必须实行", "person", ("shebao.months",), "XZ-0006", "社会保险缴费核查", 10, supervisor="minzheng",
          basis="《社会救助暂行办法》第九条至第十一条"),
     Flow("shenpi", "ziran", "370405-QR-0815", "不动产登记", "不动产权属证明", "区自然资源局", "可选择", "person",
-         ("",), "XZ-0007", "不动产权属核查", 6, basis="《不动产登记暂行条例》第十六条",
+         ("",), "XZ-0007", "不动产权属核查", 6, supervisor="ziran", basis="《不动产登记暂行条例》第十六条",
          claim="本人对申请登记的不动产享有合法权属，不存在权属争议"),
     Flow("weijian", "minzheng", "370405-JF-0902", "计划生育家庭特别扶助", "家庭情况证明", "区民政局", "必须实行",
-         "person", ("",), "XZ-0008", "家庭情况核查", 4, basis="《山东省人口与计划生育条例》",
+         "person", ("",), "XZ-0008", "家庭情况核查", 4, supervisor="weijian", basis="《山东省人口与计划生育条例》",
          claim="本人家庭成员及生育情况与申报内容一致"),
     Flow("nongye", "wenlv", "370405-XK-1001", "休闲农业经营", "旅游经营备案证明", "区文化和旅游局", "可选择",
-         "organisation", ("",), "XZ-0009", "旅游经营备案核查", 3, basis="《山东省旅游条例》",
+         "organisation", ("",), "XZ-0009", "旅游经营备案核查", 3,
+         supervisor="wenlv", trades=("农业", "文旅"), basis="《山东省旅游条例》",
          claim="本企业已依法办理旅游经营备案"),
     Flow("zhujian", "yingji", "370405-XK-0530", "建筑施工安全生产许可", "安全生产检查证明", "区应急管理局", "可选择",
          "organisation", ("",), "XZ-0010", "施工现场安全条件现场核查", 2, on_site=True,
+         supervisor="zhifa", trades=("建工",),
          basis="《安全生产许可证条例》第六条", claim="本企业施工现场安全生产条件符合法律法规规定"),
 ]
+
+#: Each flow by its matter's code.
+FLOW_OF = {f.matter_code: f for f in FLOWS}
 
 ITEM_TEXT = {
     "hukou.residence": "本人户籍所在地为{address}",
@@ -119,6 +131,10 @@ class Population:
     organisations: list[Applicant]
     #: 四(二): applicants with serious bad credit or an unrepaired false commitment.
     bad_credit: set[str]
+
+    def in_trade(self, trades: tuple[str, ...]) -> list[Applicant]:
+        """The organisations whose line of business (in their name) fits a matter: no 农业 company builds."""
+        return [o for o in self.organisations if any(f"{t}有限公司" in o.name for t in trades)] or self.organisations
 
 
 def _id_number(rng: random.Random) -> str:
