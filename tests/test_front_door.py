@@ -315,6 +315,26 @@ async def test_a_requests_letters_come_as_docx_pdf_or_text_under_their_chinese_n
     assert text.status_code == 200 and "行政协助回复函" in text.text and f"（编号：{number}）" in text.text
     missing = await api.client.get(f"{base}/3", params={"format": "txt"}, headers=api.auth("shenpi"))
     assert missing.status_code == 404
+    # 附件4-2 (by letter, two staff named) and the written decline of 三（二）, from the same API.
+    by_letter = (await api.client.post("/v1/bureaus/shenpi/requests", headers=api.auth("shenpi"),
+                                       json=request_body(channel="letter", staff=["李明", "王刚"]))).json()["number"]
+    [two] = (await api.client.get(f"/v1/bureaus/shenpi/requests/shenpi/{by_letter}/letters",
+                                  headers=api.auth("shenpi"))).json()
+    assert two["kind"] == "行政协助函（二）" and two["filename"] == f"{by_letter}-行政协助函（二）"
+    declined = (await api.client.post("/v1/bureaus/shenpi/requests", json=request_body("ziran"),
+                                      headers=api.auth("shenpi"))).json()["number"]
+    await node.settle()
+    r = await api.client.post(f"/v1/bureaus/ziran/requests/shenpi/{declined}/decline", headers=api.auth("ziran"),
+                              json={"reasons": "不属于本机关职权范围"})
+    assert r.status_code == 200, r.text
+    await node.settle()
+    base = f"/v1/bureaus/shenpi/requests/shenpi/{declined}/letters"
+    assert [x["kind"] for x in (await api.client.get(base, headers=api.auth("shenpi"))).json()] == [
+        "行政协助函（一）", "不能提供行政协助告知书"]
+    docx = await api.client.get(f"{base}/2", params={"format": "docx"}, headers=api.auth("shenpi"))
+    assert unquote(docx.headers["content-disposition"].split("UTF-8''")[1]) == f"{declined}-不能提供行政协助告知书.docx"
+    text = await api.client.get(f"{base}/2", params={"format": "txt"}, headers=api.auth("shenpi"))
+    assert "不属于本机关职权范围" in text.text and "区自然资源局" in text.text
 
 
 async def test_a_missed_deadline_reaches_both_bureaus_feeds_and_a_late_answer_is_warned(
@@ -401,6 +421,8 @@ async def test_a_commitment_case_is_opened_and_advanced_over_http(api: Api, node
 
 
 async def test_a_commitment_cases_letters_come_over_http(api: Api, node: Node) -> None:
+    from urllib.parse import unquote
+
     from tests.test_clerk_cli import MATTER, publish_matters
 
     publish_matters(node.catalogue)
@@ -418,3 +440,22 @@ async def test_a_commitment_cases_letters_come_over_http(api: Api, node: Node) -
     docx = await api.client.get(f"{base}/letters/2", params={"format": "docx"}, headers=auth)
     assert docx.status_code == 200 and docx.content.startswith(b"PK")
     assert (await api.client.get(f"{base}/letters/3", headers=auth)).status_code == 404
+    # Found false after the approval and revoked: the decision and the notice to hand the licence back (三(三)).
+    steps = [("plan", {"items": [{"no": 1, "method": "online", "detail": "户籍系统", "due_on": "2026-09-30"},
+                                 {"no": 2, "method": "online", "detail": "户籍系统", "due_on": "2026-09-30"}]}),
+             ("approval", {"decision_no": "台审批许〔2026〕1号"}),
+             ("verifications", {"no": 1, "verdict": "true", "way": "online", "detail": "户籍系统"}),
+             ("verifications", {"no": 2, "verdict": "false", "way": "online", "detail": "户籍系统",
+                                "reason": "户籍系统查无此人"}),
+             ("conclusion", None), ("consequences", {"kind": "revoke", "legal_reason": "承诺的户籍信息不实"})]
+    for path, payload in steps:
+        r = await api.client.post(f"{base}/{path}", json=payload, headers=auth)
+        assert r.status_code == 200, (path, r.text)
+    listed = (await api.client.get(f"{base}/letters", headers=auth)).json()
+    assert [x["kind"] for x in listed[2:]] == ["撤销行政许可决定书", "交回行政许可证件通知书"]
+    assert {x["type"] for x in listed[2:]} == {"letter.consequence"}
+    pdf = await api.client.get(f"{base}/letters/4", headers=auth)  # PDF by default
+    assert pdf.headers["content-type"] == "application/pdf" and pdf.content.startswith(b"%PDF-")
+    assert unquote(pdf.headers["content-disposition"].split("UTF-8''")[1]) == f"{number}-交回行政许可证件通知书.pdf"
+    text = await api.client.get(f"{base}/letters/3", params={"format": "txt"}, headers=auth)
+    assert "撤销台审批许〔2026〕1号行政许可决定" in text.text and "户籍系统查无此人" not in text.text
