@@ -143,6 +143,37 @@ def test_the_docx_has_the_gbt_9704_page_title_body_and_stamp_area(tmp_path: Path
     assert paras[-1].text == "（一式两份，部门一份，行政协助部门一份）"
 
 
+@pytest.mark.parametrize("kind", LETTERS)
+def test_every_letter_is_written_as_text_and_as_a_gbt_9704_docx(kind: str, tmp_path: Path) -> None:
+    """Each of the ten letters: its Chinese file name, and the layout's parts in the DOCX (title, 发文字号,
+    主送机关, body, 落款 with the 盖章处 or the applicant's signature, 一式两份), set in their fonts."""
+    letter = LETTERS[kind]()
+    p = paper(letter, "C20260001")
+    [txt] = write_letters([letter], "C20260001", "txt", tmp_path)
+    assert txt.path.name == f"{p.filename}.txt" and txt.path.read_text(encoding="utf-8") == render(letter)
+    [w] = write_letters([letter], "C20260001", "docx", tmp_path)
+    assert w.path.name == f"{p.filename}.docx" and kind in w.path.name
+    d = docx.Document(str(w.path))
+    s = d.sections[0]
+    assert [round(x.mm) for x in (s.page_width, s.page_height, s.top_margin, s.bottom_margin, s.left_margin,
+                                  s.right_margin)] == [210, 297, 37, 35, 28, 26]
+    texts = [q for q in d.paragraphs if q.text]
+    for page in p.pages:
+        [title] = [q for q in texts if q.text == page.title]
+        assert _fonts(title) == {(TITLE_FONT, 22.0)}
+        for line in (page.number_line, page.addressee, *page.body, page.copies, page.signature):
+            if line:
+                [para] = [q for q in texts if q.text == line][:1]
+                assert _fonts(para) == {(BODY_FONT, 16.0)}, line
+    stamped = [page for page in p.pages if page.stamp]
+    assert len(d.tables) == len(stamped)  # a 盖章处 beside each issuer and date
+    for table, page in zip(d.tables, stamped, strict=True):
+        stamp, names = table.rows[0].cells
+        assert stamp.text.strip() == STAMP_LABEL and [q.text for q in names.paragraphs] == [page.issuer, page.dated]
+    if kind != "承诺告知书" and kind != "申请人承诺书":  # 附件6/7 print no 一式两份 note
+        assert p.pages[0].copies.startswith("（一式两份")
+
+
 def test_the_docx_can_be_edited_and_saved_again(tmp_path: Path) -> None:
     d = document(paper(decline()))
     d.paragraphs[0].runs[0].text = "区公安分局不能提供行政协助告知书（修改）"
