@@ -372,16 +372,28 @@ async def test_a_disclosure_reaches_the_ledger_and_shows_in_the_cases_history(no
 @pytest.mark.parametrize(("item", "matter", "code"), [
     ("XZ-0007", Matter(code="370405-XK-0101", name="食品经营许可"), "rule.catalogue.not-catalogued"),  # ziran's item
     ("XZ-0001", Matter(code="370405-XK-0999", name="建筑工程施工许可"), "rule.catalogue.wrong-matter"),
+    ("XZ-0031", Matter(code="370405-XK-0101", name="食品经营许可"), "rule.catalogue.no-memorandum"),  # 第六条
 ])
 async def test_the_assistor_and_the_deadline_view_check_the_item_a_request_cites(
         node: Node, clock: Any, item: str, matter: Matter, code: str) -> None:
-    """第七条: 未纳入行政协助目录的事项不得请求行政协助 — checked where the request arrives, not only by its sender."""
+    """第七条: 未纳入行政协助目录的事项不得请求行政协助, and 第六条: on-site assistance only under a filed
+    memorandum — checked where the request arrives, not only by its sender."""
+    from schemas.catalogue import AssistanceItem
+
+    version = 1
+    if item == "XZ-0031":  # an on-site item is catalogued, but no memorandum was ever filed
+        row = AssistanceItem(code=item, seq=31, service_matter_name="食品经营许可", service_matter_code=matter.code,
+                             item_name="经营场所现场核查", legal_basis="《食品经营许可管理办法》第十二条",
+                             handling_body="shenpi", assisting_body="gongan", verification_method="现场检查",
+                             on_site=True)
+        node.catalogue.review(node.catalogue.apply_adjustment("assistance", "shenpi", "现场核查", adds=[row]), True)
+        version = node.catalogue.publish("assistance")
     sender = node.store("shenpi")
     sender.catalogue = None  # a sender that skips its own check (an old build, a hostile one)
     case = sender.assistance.request(
         assistor="gongan", applicant=ZHANG, matter=matter, applied_on=date(2026, 9, 20),
         items=[CommitmentItem(no=1, text="本人无犯罪记录", check="police.no-criminal-record")],
-        catalogue_item=item, catalogue_version=1).case
+        catalogue_item=item, catalogue_version=version).case
     node.wake_relays()
     await node.settle()
     [letter] = [d for d in await _dead_letters(node) if d.rejected_by == "gongan"]
