@@ -16,6 +16,7 @@ from agencies.trust.keys import KeyStore
 from aggregates.clock import SystemClock
 from aggregates.registry import Registry
 from schemas.catalogue import AssistanceItem, MatterRow
+from schemas.commitment import SUPERVISION_WAYS
 from schemas.errors import XiezhuError
 from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
 from tests.helpers import invoke
@@ -256,3 +257,24 @@ def test_every_clerk_command_shows_an_example() -> None:
             command
 
 
+
+
+async def test_supervision_after_an_all_exempt_case_closed_is_recorded_from_the_command_line(
+        office: Node, settings: Settings) -> None:
+    """三(三) 事中事后监管, 尤其是免于信息核查办理的: closed at once, found false later by one of the plan's
+    ways (the ones the help names), and the consequences follow."""
+    number = open_committed(settings, *TRUE_ITEMS)
+    ok(settings, "case", "approve", number, "--bureau", "shenpi", "--decision-no", "台审批许〔2026〕3号")
+    ok(settings, "case", "plan", number, "--bureau", "shenpi", "--item", "1=exempt", "--item", "2=exempt")
+    assert "closed" in ok(settings, "case", "conclude", number, "--bureau", "shenpi").err
+    supervise = ["case", "supervise", number, "--bureau", "shenpi", "--item", "2", "--verdict", "false",
+                 "--reason", "抽查发现申请人有犯罪记录"]
+    assert "双随机、一公开" in refused(settings, *supervise, "--way", "随机看看").err  # the error names the ways
+    for lang in ("zh", "en"):  # the help names the ways the rule accepts, and its example uses one
+        shown_help = "".join(invoke(app, ["case", "supervise", "--help"],
+                                    env={"COLUMNS": "200", "XIEZHU_LANG": lang}).stdout.split())
+        assert all(w in shown_help for w in SUPERVISION_WAYS) and "--way双随机、一公开" in shown_help, lang
+    ok(settings, *supervise, "--way", "双随机、一公开")
+    ok(settings, "case", "revoke", number, "--bureau", "shenpi", "--legal-reason", "监管发现承诺不实，撤销行政许可")
+    shown = json.loads(ok(settings, "case", "show", number, "--bureau", "shenpi", "--json").out)
+    assert shown["status"] == "revoked" and {"credit-recorded", "revoked"} <= set(shown["outcomes"])

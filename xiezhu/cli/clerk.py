@@ -540,12 +540,13 @@ def case_licence_returned(ctx: typer.Context, number: CaseNo, bureau: Bureau,
 def case_supervise(ctx: typer.Context, number: CaseNo, bureau: Bureau,
                    item_no: Annotated[int, typer.Option("--item", min=1, max=50, help="The committed item.")],
                    verdict: Annotated[str, typer.Option(help="true, false or unverifiable (真实 / 虚假 / 无法证实).")],
-                   way: Annotated[str, typer.Option(help="How it was found (双随机抽查, 重点监管 …).")],
+                   way: Annotated[str, typer.Option(
+                       help="How it was found: 双随机、一公开, 重点监管, 互联网＋监管 or 智慧监管.")],
                    reason: Annotated[str, typer.Option(help="Required unless true.")] = "",
                    as_json: AsJson = False) -> None:
     """三(三) 事中事后监管: what supervision after the decision found of a committed item.
 
-    Example: [bold]xiezhu case supervise C20260001 --bureau shenpi --item 1 --verdict false --way 双随机抽查
+    Example: [bold]xiezhu case supervise C20260001 --bureau shenpi --item 1 --verdict false --way 双随机、一公开
     --reason "经营场所与承诺不符"[/]
     """
     v = _verdict(verdict, reason)

@@ -225,7 +225,7 @@ ZH: dict[str, str] = {
     "case supervise --bureau": YOUR_BUREAU,
     "case supervise --item": ITEM,
     "case supervise --verdict": VERDICT,
-    "case supervise --way": "发现的方式（双随机抽查、重点监管 …）。",
+    "case supervise --way": "发现的方式：双随机、一公开，重点监管，互联网＋监管，或智慧监管。",
     "case supervise --reason": UNLESS_TRUE,
     "case supervise --json": JSON,
     "case terminate": "三(三) 作出决定之前：对虚假承诺终止办理。",
