@@ -21,6 +21,7 @@ import asyncio
 import logging
 import sqlite3
 from pathlib import Path
+from collections.abc import Callable
 from typing import Protocol
 
 from nats.js import JetStreamContext
@@ -121,10 +122,28 @@ class Relay:
             self._position = self.positions.get(self.name)
         return self.source.outgoing_since(self._position, self.batch)
 
+    def _saved_then_next(self, position: int) -> list[tuple[int, Signed]]:
+        """Save the position everything up to which JetStream acked, then read what follows it."""
+        self.positions.set(self.name, position)
+        self._position = position
+        return self._next_rows()
+
+    def _first_rows(self) -> list[tuple[int, Signed]] | None:
+        """What follows the position, if the store's memory holds it (no thread hop); ``None``: ask the store."""
+        recent: Callable[[int, int], list[tuple[int, Signed]] | None] | None = getattr(
+            self.source, "outgoing_recent", None)
+        if recent is None or self._position is None:
+            return None
+        return recent(self._position, self.batch)
+
     async def _pump(self) -> int:
         total = 0
-        while True:
+        # A wake with nothing new (most of them: every commit of the agent wakes it) costs no thread
+        # hop, and each published batch one: the position's save and the next read (issue 14).
+        rows = self._first_rows()
+        if rows is None:
             rows = await in_thread(self._next_rows)
+        while True:
             if not rows:
                 return total
             futures = []
@@ -157,9 +176,8 @@ class Relay:
                                  f"within {self.ack_timeout:.0f}s (refused, or the server is away)") from None
             self.duplicates += sum(1 for a in acks if a.duplicate)
             self.published += len(acks)
-            await in_thread(self.positions.set, self.name, rows[-1][0])
-            self._position = rows[-1][0]
             total += len(rows)
+            rows = await in_thread(self._saved_then_next, rows[-1][0])
 
     async def _why_refused(self, batch: list[Signed]) -> APIError | None:
         """The server's refusal of the first of ``batch`` it refuses, published once more; None if none is."""

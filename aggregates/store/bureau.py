@@ -90,13 +90,20 @@ class BureauStore(BureauApplication):
                 [_signed(r.domain_event) if r.notification.topic in self._outgoing else None for r in recordings])
         return recordings
 
-    def outgoing_since(self, after: int, limit: int) -> list[tuple[int, Signed]]:
-        """Outgoing signed envelopes with notification id > ``after``, oldest first."""
+    def outgoing_recent(self, after: int, limit: int) -> list[tuple[int, Signed]] | None:
+        """:meth:`outgoing_since` from what this process committed, or ``None`` if memory does not hold all
+        of it: one indexed read of the store's head and no decryption, cheap enough for the event loop."""
         repository = self.repository
         if self._recent is not None and isinstance(repository, CurrentRepository) and repository.watch is not None:
             recent: list[tuple[int, Signed]] | None = self._recent.since(after, limit, repository.watch.head())
-            if recent is not None:
-                return recent
+            return recent
+        return None
+
+    def outgoing_since(self, after: int, limit: int) -> list[tuple[int, Signed]]:
+        """Outgoing signed envelopes with notification id > ``after``, oldest first."""
+        recent = self.outgoing_recent(after, limit)
+        if recent is not None:
+            return recent
         rows = self.recorder.select_notifications(start=after + 1, limit=limit, topics=self.outgoing_topics())
         out = []
         for n in rows:
