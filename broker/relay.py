@@ -20,8 +20,8 @@ from __future__ import annotations
 import asyncio
 import logging
 import sqlite3
-from pathlib import Path
 from collections.abc import Callable
+from pathlib import Path
 from typing import Protocol
 
 from nats.js import JetStreamContext
