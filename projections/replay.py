@@ -455,39 +455,110 @@ def _local(t: datetime) -> str:
 # -- text ------------------------------------------------------------------------------------------------------
 
 
+#: The replay's words, one table per language; :func:`render_text` lays out either.
+_WORDS: dict[str, dict[str, str]] = {
+    "en": {
+        "title": "{kind} case {number} ({case}), bureaus {bureaus}", "and": " / ",
+        "as_of": "as it stood at {at} Asia/Shanghai (by {cutoff}{later})", "later": "; {n} later entries not shown",
+        "every": "every ledger entry; open time limits judged at {at} Asia/Shanghai",
+        "status": "status: {status}", "no_case": "no valid case", "none": "—",
+        "changed": "{before} → {after}", "unchanged": "{after} (unchanged)",
+        "event": "#{pos} {time}  {sender} → {recipient}  {type}", "summary": "    {change}: {summary}",
+        "valid": "valid", "invalid": "{status}: {reason}", "key": "    key {kid}: {sig}; ledger arrival {arrived}",
+        "limits": "time limits (working days, Asia/Shanghai):",
+        "linked": "linked cases (listed for reference; replay each to see it in full):",
+        "link": "  {kind} {number} {sender} → {recipient}: {status} ({via})", "not_yet": "not in the ledger yet",
+        "note": "note: {note}",
+        # a time limit
+        "reply": "reply  ", "decline": "decline",
+        "limit": "{what} {days} working days from {starts}, last day {last}", "limit_tail": "{head}: {tail}",
+        "answered": "{state}: answered {at} (#{pos}), {used} working day(s) taken{late}",
+        "late": ", {n} working day(s) late", "met": "met", "missed": "missed",
+        "unanswered": "missed: unanswered, {n} working day(s) past it", "open": "open: {used} working day(s) used",
+        "elapsed": "elapsed: a written decline is now late, the reply is still due",
+        "not-applicable": "not applicable: answered the other way", "withdrawn": "withdrawn: not judged",
+        "provisional": " (provisional calendar)",
+    },
+    "zh": {
+        "title": "{kind}案件 {number}（{case}），机关：{bureaus}", "and": "、",
+        "as_of": "截至北京时间 {at} 的状态（按{cutoff}{later}）", "later": "；其后 {n} 条未列出",
+        "every": "账本全部条目；未届满的时限按北京时间 {at} 判断",
+        "status": "状态：{status}", "no_case": "无有效案件", "none": "无",
+        "changed": "{before} → {after}", "unchanged": "{after}（未变）",
+        "event": "#{pos} {time}  {sender} → {recipient}  {type}", "summary": "    {change}：{summary}",
+        "valid": "签名有效", "invalid": "{status}（{reason}）", "key": "    密钥 {kid}：{sig}；账本收到 {arrived}",
+        "limits": "时限（工作日，北京时间）：",
+        "linked": "关联案件（仅供参考；逐一重放可见全貌）：",
+        "link": "  {kind} {number} {sender} → {recipient}：{status}（{via}）", "not_yet": "账本中尚无",
+        "note": "注：{note}",
+        "reply": "答复", "decline": "告知不能协助",
+        "limit": "{what} {days} 个工作日，自 {starts} 起，最后一日 {last}", "limit_tail": "{head}；{tail}",
+        "answered": "{state}，{at} 答复（#{pos}），用时 {used} 个工作日{late}",
+        "late": "，逾期 {n} 个工作日", "met": "按期", "missed": "逾期",
+        "unanswered": "逾期，未答复，已过 {n} 个工作日", "open": "办理中，已用 {used} 个工作日",
+        "elapsed": "告知期已过，书面告知不能协助已逾期，答复仍须作出",
+        "not-applicable": "不适用，已以另一方式答复", "withdrawn": "已撤回，不判断",
+        "provisional": "（暂定日历）",
+    },
+}
+#: What the 中文 text shows for an identifier the English text prints as it is.
+_ZH_CUTOFF = {CUTOFF: "账本收到时间"}
+
+
 def render_text(r: Replay, language: str = "en", name: Callable[[str], str] = lambda code: code) -> str:
     """The replay as a reviewer reads it: events, time limits, linked cases (times in Asia/Shanghai);
-    in 中文 with ``language="zh"``, bureaus as ``name`` gives them."""
-    if language == "zh":
-        return _render_zh(r, name)
-    parties = " / ".join(r.bureaus)
-    out = [f"{r.kind} case {r.number} ({r.case}), bureaus {parties}"]
+    in 中文 with ``language="zh"`` (states, kinds and findings in their 中文 words), bureaus as ``name``
+    gives them."""
+    zh = language == "zh"
+    w = _WORDS["zh" if zh else "en"]
+    if not zh:
+        name = str
+
+    def status(value: str | None) -> str:
+        if not value:
+            return w["none"]
+        return _status_zh(value) if zh else value
+
+    def kind(value: str) -> str:
+        return labels.CASE_KIND.get(value, value) if zh else value
+
+    def said(text: str) -> str:
+        return finding(text) if zh else text
+
+    out = [w["title"].format(kind=kind(r.kind), number=r.number, case=r.case,
+                             bureaus=w["and"].join(name(b) for b in r.bureaus))]
     if r.as_of is not None:
-        later = f"; {r.later_entries} later entries not shown" if r.later_entries else ""
-        out.append(f"as it stood at {_local(r.as_of)} Asia/Shanghai (by {r.cutoff}{later})")
+        later = w["later"].format(n=r.later_entries) if r.later_entries else ""
+        cutoff = _ZH_CUTOFF.get(r.cutoff, r.cutoff) if zh else r.cutoff
+        out.append(w["as_of"].format(at=_local(r.as_of), cutoff=cutoff, later=later))
     else:
-        out.append(f"every ledger entry; open time limits judged at {_local(r.judged_at)} Asia/Shanghai")
-    out.append(f"status: {r.status or 'no valid case'}")
+        out.append(w["every"].format(at=_local(r.judged_at)))
+    out.append(w["status"].format(status=status(r.status) if r.status else w["no_case"]))
     out.append("")
     for e in r.events:
-        change = f"{e.before or '—'} → {e.after or '—'}" if e.changed else f"{e.after or '—'} (unchanged)"
-        sig = "valid" if e.signature.valid else f"{e.signature.status}: {e.signature.reason}"
-        out.append(f"#{e.pos} {_local(e.time)}  {e.sender} → {e.recipient}  {e.type}")
-        out.append(f"    {change}: {e.summary}")
-        out.append(f"    key {e.kid}: {sig}; ledger arrival {_local(e.arrived_at)}")
-        out += [f"    ! {n}" for n in ([e.signature.note] if e.signature.note else []) + e.findings]
+        change = (w["changed"].format(before=status(e.before), after=status(e.after)) if e.changed
+                  else w["unchanged"].format(after=status(e.after)))
+        sig = w["valid"] if e.signature.valid else w["invalid"].format(
+            status=labels.DEAD_LETTER_REASON.get(e.signature.status, e.signature.status) if zh else e.signature.status,
+            reason=e.signature.reason)
+        out.append(w["event"].format(pos=e.pos, time=_local(e.time), sender=name(e.sender),
+                                     recipient=name(e.recipient), type=e.type))
+        out.append(w["summary"].format(change=change, summary=(e.summary_zh or e.summary) if zh else e.summary))
+        out.append(w["key"].format(kid=e.kid, sig=sig, arrived=_local(e.arrived_at)))
+        out += [f"    ! {said(n)}" for n in ([e.signature.note] if e.signature.note else []) + e.findings]
     if r.deadlines:
-        out += ["", "time limits (working days, Asia/Shanghai):"]
-        out += [f"  {_deadline_text(d)}" for d in r.deadlines]
+        out += ["", w["limits"]]
+        out += [f"  {_deadline_text(d, w)}" for d in r.deadlines]
     if r.linked:
-        out += ["", "linked cases (listed for reference; replay each to see it in full):"]
+        out += ["", w["linked"]]
         for link in r.linked:
-            out.append(f"  {link.kind} {link.number or link.case} {link.sender} → {link.recipient}: "
-                       f"{link.status or 'not in the ledger yet'} ({link.via})")
-            out += [f"    {_deadline_text(d)}" for d in link.deadlines]
-            out += [f"    ! {f}" for f in link.findings]
+            out.append(w["link"].format(kind=kind(link.kind), number=link.number or link.case,
+                                        sender=name(link.sender), recipient=name(link.recipient),
+                                        status=status(link.status) if link.status else w["not_yet"], via=link.via))
+            out += [f"    {_deadline_text(d, w)}" for d in link.deadlines]
+            out += [f"    ! {said(f)}" for f in link.findings]
     if r.notes:
-        out += [""] + [f"note: {n}" for n in r.notes]
+        out += [""] + [w["note"].format(note=n) for n in r.notes]
     return "\n".join(out) + "\n"
 
 
@@ -497,79 +568,21 @@ def _status_zh(status: str | None) -> str:
     return labels.REQUEST_STATUS.get(status) or labels.CASE_STATUS.get(status) or status
 
 
-def _render_zh(r: Replay, name: Callable[[str], str]) -> str:
-    kind = labels.CASE_KIND.get(r.kind, r.kind)
-    out = [f"{kind}案件 {r.number}（{r.case}），机关：{'、'.join(name(b) for b in r.bureaus)}"]
-    if r.as_of is not None:
-        later = f"；其后 {r.later_entries} 条未列出" if r.later_entries else ""
-        cutoff = "账本收到时间" if r.cutoff == CUTOFF else r.cutoff
-        out.append(f"截至北京时间 {_local(r.as_of)} 的状态（按{cutoff}{later}）")
-    else:
-        out.append(f"账本全部条目；未届满的时限按北京时间 {_local(r.judged_at)} 判断")
-    out.append(f"状态：{_status_zh(r.status) if r.status else '无有效案件'}")
-    out.append("")
-    for e in r.events:
-        change = (f"{_status_zh(e.before)} → {_status_zh(e.after)}" if e.changed
-                  else f"{_status_zh(e.after)}（未变）")
-        sig = "签名有效" if e.signature.valid else (
-            labels.DEAD_LETTER_REASON.get(e.signature.status, e.signature.status) + f"（{e.signature.reason}）")
-        out.append(f"#{e.pos} {_local(e.time)}  {name(e.sender)} → {name(e.recipient)}  {e.type}")
-        out.append(f"    {change}：{e.summary_zh or e.summary}")
-        out.append(f"    密钥 {e.kid}：{sig}；账本收到 {_local(e.arrived_at)}")
-        out += [f"    ! {finding(n)}" for n in ([e.signature.note] if e.signature.note else []) + e.findings]
-    if r.deadlines:
-        out += ["", "时限（工作日，北京时间）："]
-        out += [f"  {_deadline_zh(d)}" for d in r.deadlines]
-    if r.linked:
-        out += ["", "关联案件（仅供参考；逐一重放可见全貌）："]
-        for link in r.linked:
-            status = _status_zh(link.status) if link.status else "账本中尚无"
-            out.append(f"  {labels.CASE_KIND.get(link.kind, link.kind)} {link.number or link.case} "
-                       f"{name(link.sender)} → {name(link.recipient)}：{status}（{link.via}）")
-            out += [f"    {_deadline_zh(d)}" for d in link.deadlines]
-            out += [f"    ! {finding(f)}" for f in link.findings]
-    if r.notes:
-        out += [""] + [f"注：{n}" for n in r.notes]
-    return "\n".join(out) + "\n"
-
-
-def _deadline_zh(d: DeadlineCheck) -> str:
-    what = "答复" if d.kind == "reply" else "告知不能协助"
-    head = f"{what} {d.working_days} 个工作日，自 {_local(d.starts)} 起，最后一日 {d.last_day.isoformat()}"
+def _deadline_text(d: DeadlineCheck, w: dict[str, str]) -> str:
+    """One time limit and how it was kept, in the words of ``w`` (a :data:`_WORDS` table)."""
+    head = w["limit"].format(what=w[d.kind], days=d.working_days, starts=_local(d.starts),
+                             last=d.last_day.isoformat())
     match d.state:
         case "met" | "missed" if d.answered_at is not None:
-            late = f"，逾期 {d.working_days_late} 个工作日" if d.state == "missed" else ""
-            tail = (f"{'按期' if d.state == 'met' else '逾期'}，{_local(d.answered_at)} 答复（#{d.answered_pos}），"
-                    f"用时 {d.working_days_used} 个工作日{late}")
+            late = w["late"].format(n=d.working_days_late) if d.state == "missed" else ""
+            tail = w["answered"].format(state=w[d.state], at=_local(d.answered_at), pos=d.answered_pos,
+                                        used=d.working_days_used, late=late)
         case "missed":
-            tail = f"逾期，未答复，已过 {d.working_days_late} 个工作日"
+            tail = w["unanswered"].format(n=d.working_days_late)
         case "open":
-            tail = f"办理中，已用 {d.working_days_used} 个工作日"
-        case "elapsed":
-            tail = "告知期已过，书面告知不能协助已逾期，答复仍须作出"
-        case "not-applicable":
-            tail = "不适用，已以另一方式答复"
+            tail = w["open"].format(used=d.working_days_used)
+        case "elapsed" | "not-applicable":
+            tail = w[d.state]
         case _:
-            tail = "已撤回，不判断"
-    return f"{head}；{tail}" + ("（暂定日历）" if d.provisional else "")
-
-
-def _deadline_text(d: DeadlineCheck) -> str:
-    head = (f"{d.kind:<7} {d.working_days} working days from {_local(d.starts)}, "
-            f"last day {d.last_day.isoformat()}")
-    match d.state:
-        case "met" | "missed" if d.answered_at is not None:
-            late = f", {d.working_days_late} working day(s) late" if d.state == "missed" else ""
-            tail = (f"{d.state}: answered {_local(d.answered_at)} (#{d.answered_pos}), "
-                    f"{d.working_days_used} working day(s) taken{late}")
-        case "missed":
-            tail = f"missed: unanswered, {d.working_days_late} working day(s) past it"
-        case "open":
-            tail = f"open: {d.working_days_used} working day(s) used"
-        case "elapsed":
-            tail = "elapsed: a written decline is now late, the reply is still due"
-        case "not-applicable":
-            tail = "not applicable: answered the other way"
-        case _:
-            tail = "withdrawn: not judged"
-    return f"{head}: {tail}" + (" (provisional calendar)" if d.provisional else "")
+            tail = w["withdrawn"]
+    return w["limit_tail"].format(head=head, tail=tail) + (w["provisional"] if d.provisional else "")

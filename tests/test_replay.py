@@ -219,6 +219,11 @@ def test_as_of_cuts_by_ledger_arrival_not_by_the_senders_clock(desk: Desk, signe
     assert (full.deadlines[0].state, full.deadlines[0].answered_at) == ("missed", sh(2026, 10, 12, 9))
     assert full.events[-1].findings and full.events[-1].findings[0].startswith("时间与平台记录不符（第五条）")
     assert "时间与平台记录不符" in render_text(full)
+    # One layout in two languages: line for line, the 中文 text says what the English one says.
+    for shown in (r, full):
+        en, zh = render_text(shown).splitlines(), render_text(shown, "zh").splitlines()
+        assert len(en) == len(zh) and [bool(line) for line in en] == [bool(line) for line in zh]
+        assert "截至北京时间" in render_text(r, "zh") and "按账本收到时间；其后 1 条未列出" in render_text(r, "zh")
 
 
 # -- time limits in working days -------------------------------------------------------------------------------
