@@ -16,13 +16,21 @@ shenpi.  Measured in one run:
   gongan opens, records and answers each), with and without the lanes;
 
 each with how much of the flood gongan had handled when the reply came, how long it took to
-drain the rest and what went through which lane.
+drain the rest and what went through which lane;
+
+- ``live_flood``: gongan's agent keeps running while ziran floods at full speed from a process
+  of its own (``--live 1000,5000,20000``); one request of shenpi's is filed when half the flood
+  is published and one just after its last publish, each timed from its commit to its reply,
+  with and without the lanes, with gongan's backlog (its consumer's pending messages) when the
+  flood's last publish was acknowledged.
 """
 from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import json
+import math
 import os
 import random
 import statistics
@@ -33,6 +41,7 @@ from pathlib import Path
 from typing import Any
 
 import nats
+from nats.aio.msg import Msg
 
 from bench.exchange import (
     ASSISTOR,
@@ -48,9 +57,10 @@ from bench.exchange import (
     wait_until,
 )
 from broker.auth import ADMIN
+from broker.lanes import claimed_case
 from broker.relay import Positions, Relay
 from broker.signing import b64
-from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, sending_stream
+from broker.streams import EVENTS_STREAM, LEDGER_CONSUMER, agent_consumer, sending_stream
 from schemas.catalogue import AssistanceItem
 from schemas.envelope import HDR_KEY, HDR_MSG_ID, HDR_SIG
 from xiezhu.node import Node
@@ -78,6 +88,119 @@ async def flood(node: Node, n: int, rng: random.Random) -> float:
     finally:
         await nc.close()
     return time.perf_counter() - t0
+
+
+def flood_process(url: str, keys_dir: str, kid: str, n: int, seed: int) -> None:
+    """The flood of :func:`flood` from a process of its own, as a flooding bureau's would be: prints ``half``
+    once half of it is published and ``done <seconds>`` at the end."""
+    from broker.auth import credentials_in
+
+    async def go() -> float:
+        rng = random.Random(seed)
+        nc = await nats.connect(url, **credentials_in(Path(keys_dir), FLOODER))
+        t0 = time.perf_counter()
+        try:
+            js = nc.jetstream()
+            cuts = sorted({*range(0, n, 250), n // 2, n})
+            for start, end in itertools.pairwise(cuts):
+                if start == n // 2:
+                    print("half", flush=True)
+                acks = [await js.publish_async(FLOOD_SUBJECT, rng.randbytes(1500), stream=sending_stream(FLOODER),
+                                               headers={HDR_MSG_ID: f"live-{seed}-{i}", HDR_KEY: kid,
+                                                        HDR_SIG: b64(rng.randbytes(64))})
+                        for i in range(start, end)]
+                await asyncio.gather(*acks)
+        finally:
+            await nc.close()
+        return time.perf_counter() - t0
+
+    print(f"done {asyncio.run(go())}", flush=True)
+
+
+async def consumer_pending(node: Node, consumer: str) -> int:
+    """Messages of ``XZ`` that ``consumer`` has not acked yet: not yet delivered, and delivered but unacked."""
+    nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+    try:
+        info = await nc.jetstream().consumer_info(EVENTS_STREAM, consumer)
+        return int(info.num_pending or 0) + int(info.num_ack_pending or 0)
+    finally:
+        await nc.close()
+
+
+async def live(node: Node, watcher: ReplyWatcher, residents: list[dict[str, Any]], n: int, rng: random.Random,
+               *, lanes: bool) -> dict[str, Any]:
+    """gongan's agent runs while ziran floods it with ``n`` bad messages from another process; shenpi files a
+    request when half the flood is published and another just after its last publish.
+
+    Each request is timed from its commit at shenpi to ``XZ``'s copy of it (the sourcing from
+    shenpi's sending stream, which the flood's copies share), to gongan's handler taking it, and
+    to its reply committed at shenpi.
+    """
+    await node.agents[ASSISTOR].stop()
+    agent = node.agent(ASSISTOR)
+    agent.lanes_enabled = lanes
+    await agent.start()
+    node.agents[ASSISTOR] = agent
+    await one_request(node, watcher, rng.choice(residents))  # the new agent is warm
+    assert agent.intake is not None and agent.lanes is not None
+    stats, lane = agent.intake.stats, agent.lanes
+    rejected0, fast0, slow0 = stats.rejected, lane.fast_messages, lane.slow_messages
+    taken: dict[str, tuple[float, float]] = {}  # case -> (XZ's stored time, handed to gongan's handler), epoch s
+    handle = lane.handle
+
+    async def spy(msgs: list[Msg]) -> None:
+        now = time.time()
+        for m in msgs:
+            if m.subject.startswith(f"xz.{REQUESTER}."):
+                taken.setdefault(claimed_case(m.data), (m.metadata.timestamp.timestamp(), now))
+        await handle(msgs)
+
+    lane.handle = spy
+
+    async def request() -> dict[str, float]:
+        t0, w0 = time.perf_counter(), time.time()
+        state = node.store(REQUESTER).assistance.request(**request_for(rng.choice(residents)))
+        node.wake_relays()
+        done: float = await stall_guard("waiting for a reply", watcher.expect(state.case))
+        in_xz, handed = taken.get(state.case, (math.nan, math.nan))
+        return {"in_xz_ms": round((in_xz - w0) * 1000, 1), "taken_by_gongan_ms": round((handed - w0) * 1000, 1),
+                "replied_ms": round((done - t0) * 1000, 1)}
+
+    xz0 = await xz_messages(node)
+    code = ("import sys; from bench.fairness import flood_process; "
+            "flood_process(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))")
+    proc = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", code, node.nats_url, str(node.settings.nats_keys_dir), node.keys.signer(FLOODER).kid,
+        str(n), str(rng.randrange(1 << 30)), stdout=asyncio.subprocess.PIPE)
+    assert proc.stdout is not None
+    publish_s = 0.0
+    mid: asyncio.Task[dict[str, float]] | None = None
+    while line := (await stall_guard("waiting for the flooding process", proc.stdout.readline())).decode():
+        if line.startswith("half"):
+            mid = asyncio.create_task(request())
+        elif line.startswith("done"):
+            publish_s = float(line.split()[1])
+            break
+    after = asyncio.create_task(request())
+    t_end = time.perf_counter()
+    xz_behind = n + 2 - (await xz_messages(node) - xz0)
+    backlog = await consumer_pending(node, agent_consumer(ASSISTOR))
+    if await proc.wait():
+        raise RuntimeError(f"the flooding process failed ({proc.returncode})")
+    mid_r = await mid if mid is not None else None
+    after_r = await after
+    await stall_guard("waiting for gongan to drain the flood",
+                      wait_until(lambda: stats.rejected - rejected0 >= n, 0.01))
+    drained_s = time.perf_counter() - t_end
+    await node.settle()
+    return {"flood": n, "publish_s": round(publish_s, 2),
+            "flood_rate_per_s": round(n / publish_s) if publish_s else None,
+            "mid_flood_request": mid_r, "after_flood_request": after_r,
+            "xz_copies_behind_at_flood_end": xz_behind,
+            "gongan_unacked_at_flood_end": backlog,
+            "drained_after_flood_end_s": round(drained_s, 2),
+            "fast_lane_messages": lane.fast_messages - fast0, "slow_lane_messages": lane.slow_messages - slow0,
+            "load": round(os.getloadavg()[0], 2)}
 
 
 def publish_flood_item(node: Node) -> None:
@@ -190,7 +313,8 @@ async def behind(node: Node, watcher: ReplyWatcher, residents: list[dict[str, An
             "fast_lane_messages": lane.fast_messages, "slow_lane_messages": lane.slow_messages}
 
 
-async def run(n: int, valid: int, quiet_samples: int, seed: int) -> dict[str, Any]:
+async def run(n: int, valid: int, quiet_samples: int, seed: int, live_sizes: list[int] | None = None
+              ) -> dict[str, Any]:
     rng = random.Random(seed)
     load = os.getloadavg()[0]
     with tempfile.TemporaryDirectory(prefix="xiezhu-fairness-") as tmp:
@@ -210,6 +334,8 @@ async def run(n: int, valid: int, quiet_samples: int, seed: int) -> dict[str, An
                        for lanes in (True, False)}
                 good = {lanes: await behind(node, watcher, residents, valid, rng, lanes=lanes, valid=True)
                         for lanes in (True, False)} if valid else {}
+                lived = {size: {lanes: await live(node, watcher, residents, size, rng, lanes=lanes)
+                                for lanes in (True, False)} for size in live_sizes or []}
             finally:
                 await watcher.stop()
     quiet_ms = sorted(q * 1000 for q in quiet)
@@ -221,6 +347,7 @@ async def run(n: int, valid: int, quiet_samples: int, seed: int) -> dict[str, An
         "after_restart_alone": {"samples": len(alone_ms), "request_latency_ms": alone_ms},
         "bad_flood": {"with_lanes": bad[True], "without_lanes": bad[False]},
         "valid_flood": {"with_lanes": good[True], "without_lanes": good[False]} if good else None,
+        "live_flood": [{"with_lanes": by[True], "without_lanes": by[False]} for by in lived.values()],
         "machine": machine(load),
     }
 
@@ -231,10 +358,17 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--valid", type=int, default=1000,
                    help="validly signed requests in each valid flood (default 1000; 0: none)")
     p.add_argument("--quiet", type=int, default=10, help="requests measured without a flood (default 10)")
+    p.add_argument("--live", default="1000,5000,20000",
+                   help="bad messages in each live flood, comma-separated (default 1000,5000,20000; '': none)")
     p.add_argument("--seed", type=int, default=1)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     args = p.parse_args(argv)
-    result = asyncio.run(run(args.flood, args.valid, args.quiet, args.seed))
+    try:
+        live_sizes = [int(x) for x in args.live.split(",") if x.strip()]
+    except ValueError:
+        print(f"error: --live takes flood sizes separated by commas, not {args.live!r}", file=sys.stderr)
+        return 2
+    result = asyncio.run(run(args.flood, args.valid, args.quiet, args.seed, live_sizes))
     if args.json:
         print(json.dumps(result, ensure_ascii=False))
     else:

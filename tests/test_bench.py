@@ -27,9 +27,9 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
 
 
 def test_the_fairness_benchmark_runs_small_floods_with_and_without_lanes() -> None:
-    """The short version of `python -m bench.fairness` (a node, gongan's agent restarted for each of 6 phases)."""
+    """The short version of `python -m bench.fairness` (a node, gongan's agent restarted for each of 8 phases)."""
     proc = subprocess.run([sys.executable, "-m", "bench.fairness", "--json", "--flood", "120", "--valid", "20",
-                           "--quiet", "2"], capture_output=True, text=True, timeout=240)
+                           "--quiet", "2", "--live", "120"], capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     bad, good = report["bad_flood"], report["valid_flood"]
@@ -42,6 +42,13 @@ def test_the_fairness_benchmark_runs_small_floods_with_and_without_lanes() -> No
     assert bad["with_lanes"]["slow_lane_messages"] > 0 and bad["without_lanes"]["slow_lane_messages"] == 0
     assert bad["without_lanes"]["flood_handled_before_reply"] == 120
     assert report["quiet"]["samples"] == 2 and report["after_restart_alone"]["samples"] == 2
+    # The live flood: gongan's agent running, ziran flooding from its own process, two requests timed.
+    [live] = report["live_flood"]
+    for phase in (live["with_lanes"], live["without_lanes"]):
+        assert phase["flood"] == 120
+        for request in (phase["mid_flood_request"], phase["after_flood_request"]):
+            assert 0 < request["in_xz_ms"] <= request["taken_by_gongan_ms"] <= request["replied_ms"]
+    assert live["without_lanes"]["slow_lane_messages"] == 0
 
 
 def test_the_hops_benchmark_orders_hops_by_their_median_and_numbers_repeats() -> None:
