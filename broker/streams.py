@@ -73,7 +73,7 @@ LEDGER_MAX_DELIVER = -1
 ACK_WAIT_S = 10.0
 #: Messages a consumer delivers without an ack before it waits: an agent holds its slow lane's
 #: messages unacked (decision 58), so this is above ``broker.lanes.MAX_HELD`` and a batch.
-MAX_ACK_PENDING = 10_000
+MAX_ACK_PENDING = 52_000
 #: How long one pull request waits.  After a server restart an outstanding pull is lost
 #: and the client only notices when it expires, so this bounds that stall.
 PULL_TIMEOUT_S = 1.0
