@@ -1,4 +1,4 @@
-"""The pull loop's own reading (decisions 53 and 58): nats-py's fetch and header parser, cheaper, with the same results."""
+"""The pull loop's own reading (decisions 53 and 58): nats-py's fetch and header parser, cheaper, same results."""
 from __future__ import annotations
 
 import asyncio
