@@ -382,11 +382,11 @@ async def test_the_assistor_and_the_deadline_view_check_the_item_a_request_cites
 
     version = 1
     if item == "XZ-0031":  # an on-site item is catalogued, but no memorandum was ever filed
-        row = AssistanceItem(code=item, seq=31, service_matter_name="食品经营许可", service_matter_code=matter.code,
-                             item_name="经营场所现场核查", legal_basis="《食品经营许可管理办法》第十二条",
-                             handling_body="shenpi", assisting_body="gongan", verification_method="现场检查",
-                             on_site=True)
-        node.catalogue.review(node.catalogue.apply_adjustment("assistance", "shenpi", "现场核查", adds=[row]), True)
+        site = AssistanceItem(code=item, seq=31, service_matter_name="食品经营许可", service_matter_code=matter.code,
+                              item_name="经营场所现场核查", legal_basis="《食品经营许可管理办法》第十二条",
+                              handling_body="shenpi", assisting_body="gongan", verification_method="现场检查",
+                              on_site=True)
+        node.catalogue.review(node.catalogue.apply_adjustment("assistance", "shenpi", "现场核查", adds=[site]), True)
         version = node.catalogue.publish("assistance")
     sender = node.store("shenpi")
     sender.catalogue = None  # a sender that skips its own check (an old build, a hostile one)

@@ -153,3 +153,47 @@ async def test_the_deadline_runs_from_the_push_s_end_not_from_xz_s_later_copy_an
                                    env={ENV_NATS_URL: settings.nats_url, "COLUMNS": "400"})
     assert done.exit_code == 1, done.output
     assert "已与 XZ 流及各发送流比对" in done.stdout and "XZ_FROM_shenpi stored it" in done.stdout
+
+
+async def test_on_the_system_clock_a_request_whose_assistor_never_runs_is_due_from_its_push_and_breached(
+        settings: Settings, registry: Registry) -> None:
+    """第五条 on the production path: ziran's agent never starts, so nothing but the platform records the
+    arrival; the deadline runs from the push's end as JetStream stored it, and 区司法局's monitor sends the
+    breach to both bureaus once it has passed (the monitor is told the time: three working days are not waited)."""
+    before = datetime.now(UTC)
+    node = Node(settings, registry, SystemClock(), agents=("shenpi", "sifa"), ledger=True, projection=True,
+                simulated=False, generate_keys=True, key_valid_from=before - timedelta(days=1))
+    publish_catalogue(node)
+    await node.start()
+    nc = await nats.connect(servers=server_list(node.nats_url))
+    js = nc.jetstream()
+    try:
+        case = node.store("shenpi").assistance.request(
+            assistor="ziran", applicant=ZHANG, matter=Matter(code="370405-XK-0101", name="食品经营许可"),
+            applied_on=date(2026, 9, 20), items=[CommitmentItem(no=1, text="本人户籍所在地为运河街道")],
+            catalogue_item=ITEMS["ziran"]).case
+        node.wake_relays()
+        assert node.ledger is not None and node.sla is not None and node.monitor is not None
+        await eventually(lambda: len(node.sla.rows()) == 1, timeout=30)
+        [entry] = node.ledger.case(case)  # the request, and never an acknowledgment
+        recorded = datetime.fromisoformat(entry.arrived_at)
+        copy = await js.get_msg(EVENTS_STREAM, entry.stream_seq)
+        source = source_of(copy.subject or "", copy.headers or {})
+        assert source is not None and source.stream == sending_stream("shenpi")
+        pushed = (await js.get_msg(source.stream, source.seq)).time
+        assert pushed is not None and abs(recorded - pushed) < timedelta(milliseconds=1)  # JetStream's stored time
+        assert before <= recorded <= datetime.now(UTC)
+        [row] = node.sla.rows()
+        assert (row["status"], row["acknowledged_at"], row["arrived_at"]) == ("requested", None, entry.arrived_at)
+        due = WorkingCalendar().add_working_days(recorded, 3).ends_at
+        assert row["due_at"] == due.isoformat()
+        assert node.monitor.tick(due - timedelta(seconds=1))[0] == 0  # not before 24:00 of the last working day
+        assert node.monitor.tick(due + timedelta(seconds=1))[0] == 1
+        node.wake_relays()
+        ledger = node.ledger
+        await eventually(lambda: sorted(e.recipient for e in ledger.entries() if e.type == "sla.breached")
+                         == ["shenpi", "ziran"], timeout=30)  # the copy to ziran is on the record all the same
+        assert node.monitor.tick(due + timedelta(days=1)) == (0, 0)  # once
+    finally:
+        await nc.close()
+        await node.stop()
