@@ -41,12 +41,6 @@ Now = Annotated[str | None, typer.Option(
                   "Default: the system clock; for a demo's data, the demo's last ledger time.")]
 
 
-
-
-
-
-
-
 CsvFile = Annotated[Path | None, typer.Option(
     "--csv", help="Write the table as CSV (UTF-8 with BOM, for Excel) to this file; - for stdout.")]
 XlsxFile = Annotated[Path | None, typer.Option("--xlsx", help="Write the table as an XLSX workbook to this file.")]
@@ -279,6 +273,18 @@ def calendar_load(
         out.print(f"it overrides the packaged calendar of {schedule.year}", highlight=False)
 
 
+#: ``calendar due``'s lines, one table per language.
+_DUE_WORDS = {
+    "zh": {"head": "自 {arrival}（北京时间）起 {n} 个工作日", "last": "  最后一个工作日  {last}（星期{weekday}）",
+           "ends": "  期限届满        {ends}（{last} 24 时）", "provisional": "  暂定            {provisional}",
+           "yes": "是：按周一至周五计算，请载入该年的节假日安排", "no": "否", "weekdays": "一 二 三 四 五 六 日"},
+    "en": {"head": "{n} working days from {arrival} (Asia/Shanghai)", "last": "  last working day  {last} ({weekday})",
+           "ends": "  deadline ends     {ends}  (24:00 of {last})", "provisional": "  provisional       {provisional}",
+           "yes": "yes: counted Monday–Friday, load that year's schedule", "no": "no",
+           "weekdays": "Monday Tuesday Wednesday Thursday Friday Saturday Sunday"},
+}
+
+
 @calendar_app.command("due")
 def calendar_due(
     ctx: typer.Context,
@@ -309,22 +315,13 @@ def calendar_due(
         return
     from xiezhu.cli.tables import lang
 
+    w = _DUE_WORDS[lang()]
     last = deadline.last_day
-    if lang() == "zh":
-        weekday = "一二三四五六日"[last.weekday()]
-        out.print(f"自 {arrival.astimezone(SHANGHAI):%Y-%m-%d %H:%M}（北京时间）起 {working_days} 个工作日",
-                  highlight=False)
-        out.print(f"  最后一个工作日  {last.isoformat()}（星期{weekday}）", highlight=False)
-        out.print(f"  期限届满        {ends.isoformat()}（{last.isoformat()} 24 时）", highlight=False)
-        out.print("  暂定            " + ("是：按周一至周五计算，请载入该年的节假日安排"
-                                          if deadline.provisional else "否"), highlight=False)
-        return
-    out.print(f"{working_days} working days from {arrival.astimezone(SHANGHAI):%Y-%m-%d %H:%M} (Asia/Shanghai)",
-              highlight=False)
-    out.print(f"  last working day  {last.isoformat()} ({last:%A})", highlight=False)
-    out.print(f"  deadline ends     {ends.isoformat()}  (24:00 of {last.isoformat()})", highlight=False)
-    out.print("  provisional       " + ("yes: counted Monday–Friday, load that year's schedule"
-                                      if deadline.provisional else "no"), highlight=False)
+    for line in ("head", "last", "ends", "provisional"):
+        out.print(w[line].format(arrival=f"{arrival.astimezone(SHANGHAI):%Y-%m-%d %H:%M}", n=working_days,
+                                 last=last.isoformat(), ends=ends.isoformat(),
+                                 weekday=w["weekdays"].split()[last.weekday()],
+                                 provisional=w["yes" if deadline.provisional else "no"]), highlight=False)
 
 
 def _instant(text: str, option: str) -> datetime:
