@@ -103,13 +103,15 @@ class Desk:
 class Req:
     """One assistance request shenpi → gongan and its answers."""
 
-    def __init__(self, desk: Desk, sent: datetime, *, number: str = "20260001", commitment_case: str = "") -> None:
+    def __init__(self, desk: Desk, sent: datetime, *, number: str = "20260001", commitment_case: str = "",
+                 reply_within: int = 3, decline_within: int = 2) -> None:
         self.desk, self.case, self.number, self.request_id = desk, new_id(), number, ""
         env = Envelope(id=new_id(), sender="shenpi", recipient="gongan", case=self.case, number=number, time=sent,
                        payload=AssistanceRequested(
                            requester="shenpi", assistor="gongan", applicant=APPLICANT,
                            matter=Matter(code="X1", name="食品经营许可"), applied_on=date(2026, 9, 21), items=ITEMS,
-                           channel="platform", commitment_case=commitment_case))
+                           channel="platform", commitment_case=commitment_case, reply_within=reply_within,
+                           decline_within=decline_within))
         signed = desk.sign(env)
         desk.ledger.append([(signed, env, next(desk.seq), sent + timedelta(seconds=2))])
         self.request_id, self.hash = env.id, signed.digest
@@ -254,6 +256,28 @@ def test_time_limits_are_met_or_missed_in_working_days_across_national_day_2026(
     answered = [d for d in r.deadlines if d.state in ("met", "missed")]
     # The answer counts when the ledger stored it (Desk: two seconds after it was signed), decision 28.
     assert [d.answered_pos for d in answered] == [3] and answered[0].answered_at == at + timedelta(seconds=2)
+
+
+def test_a_request_allowing_more_than_3_and_2_days_is_replayed_and_printed_with_the_plans(
+        desk: Desk, signers: dict[str, Signer]) -> None:
+    """三(二): 3个工作日 and 2个工作日 are the plan's — a request signed with 30 and 10 (an old build, a hostile
+    one) is judged in replay by 3 and 2, flagged, and its letter from the ledger asks for 3."""
+    from projections.documents.case_letters import letters_for
+    from projections.documents.letters import render
+    from projections.history import LONGER_LIMIT
+
+    req = Req(desk, ARRIVAL - timedelta(minutes=5), reply_within=30, decline_within=10)
+    req.received(ARRIVAL)
+    req.reply(sh(2026, 10, 12, 9))  # after 10-10, the third working day; long before a 30th
+    r = replay(desk.ledger, req.case, ring_of(signers), CAL)
+    got = {d.kind: d for d in r.deadlines}
+    assert (got["reply"].working_days, got["decline"].working_days) == (3, 2)
+    assert (got["reply"].last_day, got["reply"].state, got["reply"].working_days_late) == (date(2026, 10, 10),
+                                                                                            "missed", 1)
+    assert [f for f in r.events[0].findings if f.startswith(LONGER_LIMIT)]
+    names = {"shenpi": "区审批服务局", "gongan": "区公安分局"}
+    [letter, _] = letters_for(history.history(desk.ledger, req.case), names.__getitem__)
+    assert "并在3个工作日内给予书面回复" in render(letter) and "30个工作日" not in render(letter)
 
 
 def test_an_open_request_is_judged_at_as_of_and_holidays_do_not_count(desk: Desk, signers: dict[str, Signer]) -> None:
