@@ -26,7 +26,16 @@ from nats.errors import MsgAlreadyAckdError
 from nats.js import JetStreamContext
 
 from aggregates.clock import Clock
-from broker.intake import Delivery, HandlerFailed, Intake, IntakeStats, delivery_of, reason_for, with_push_times
+from broker.intake import (
+    Delivery,
+    HandlerFailed,
+    Intake,
+    IntakeStats,
+    Received,
+    delivery_of,
+    reason_for,
+    with_push_times,
+)
 from broker.ledger.signer import RemoteSigner, SignerRefused
 from broker.ledger.store import Ledger
 from broker.pull import PullLoop
@@ -54,6 +63,14 @@ log = logging.getLogger(__name__)
 RETRY_DELAY_S = 1.0
 #: Seconds between checkpoints while entries arrive: what is not yet witnessed is at most this old.
 CHECKPOINT_INTERVAL_S = 10.0
+
+
+#: What the ledger appends of one event: its signed bytes, the opened envelope, ``XZ``'s sequence, its arrival.
+Item = tuple[Signed, Envelope, int, datetime]
+
+
+def _item(got: Received) -> Item:
+    return (got.signed, got.envelope, got.delivery.stream_seq, got.arrived)
 
 
 class LedgerService:
@@ -171,15 +188,17 @@ class LedgerService:
             if pushed is None:
                 return
             deliveries = pushed
-        good = await self._checked(deliveries)
+        good, first = await self._checked(deliveries)
+        appended: list[int | None] | Exception | None = first
         while True:
             try:
-                await self._record(msgs, good)
+                await self._record(msgs, good, appended)
                 return
             except Exception as e:  # transient (the ledger file busy, NATS away): try the same batch again,
                 if self._stopping:  # in order; appending an entry twice is a no-op.  Stopping: it comes again.
                     return
                 log.warning("ledger: will retry a batch of %d: %s", len(msgs), e)
+                appended = None
                 for m in msgs:  # still ours while we retry
                     with contextlib.suppress(Exception):
                         await m.in_progress()
@@ -217,12 +236,28 @@ class LedgerService:
                         await m.in_progress()
                 await asyncio.sleep(RETRY_DELAY_S)
 
-    async def _checked(self, deliveries: list[Delivery]) -> list[tuple[Signed, Envelope, int, datetime]]:
-        """What passes intake's checks, in order; the rest is dead-lettered."""
-        good: list[tuple[Signed, Envelope, int, datetime]] = []
-        # The whole batch's signatures and openings in one worker thread: PyNaCl releases the GIL
-        # in libsodium, so the agents on this event loop carry on meanwhile (issue 14).
-        for d, got in zip(deliveries, await in_thread(self.intake.receive_all, deliveries), strict=True):
+    def _check_and_append(self, deliveries: list[Delivery]) -> tuple[list[Received | Exception],
+                                                                     list[int | None] | Exception]:
+        """In a worker thread: every check, then the append of what passed (or why it failed)."""
+        checked = self.intake.receive_all(deliveries)
+        good = [_item(got) for got in checked if isinstance(got, Received)]
+        if not good:
+            return checked, []
+        try:
+            return checked, self.ledger.append(good)
+        except Exception as e:  # the ledger file busy: _record appends again, after the pause of a retry
+            return checked, e
+
+    async def _checked(self, deliveries: list[Delivery]) -> tuple[list[Item], list[int | None] | Exception]:
+        """What passes intake's checks, in order, and its positions in the ledger (or why they could not be
+        appended); the rest is dead-lettered, before the batch is acked."""
+        good: list[Item] = []
+        # The whole batch's signatures and openings, and its append, in one worker thread: PyNaCl
+        # releases the GIL in libsodium, so the agents on this event loop carry on meanwhile, and a
+        # batch costs one thread hop (issue 14).  The append may come before the dead letters: the
+        # batch is acked only after both, and a redelivered batch appends nothing twice.
+        checked, appended = await in_thread(self._check_and_append, deliveries)
+        for d, got in zip(deliveries, checked, strict=True):
             if isinstance(got, Exception):
                 e = got
                 if reason_for(e) is None:  # a check that broke on hostile bytes must not stop the record
@@ -230,14 +265,18 @@ class LedgerService:
                     e = HandlerFailed(f"the ledger could not check it: {e}")
                 await self.intake.refuse(d, e, flush=False)
                 continue
-            good.append((got.signed, got.envelope, d.stream_seq, got.arrived))
+            good.append(_item(got))
         await self.intake.flush()  # the dead-letter summaries, before the batch is acked (decision 50)
-        return good
+        return good, appended
 
-    async def _record(self, msgs: list, good: list[tuple[Signed, Envelope, int, datetime]]) -> None:  # type: ignore[type-arg]
-        """Append what passed in one transaction, sign a checkpoint when one is due, then ack the batch."""
+    async def _record(self, msgs: list, good: list[Item],  # type: ignore[type-arg]
+                      appended: list[int | None] | Exception | None = None) -> None:
+        """Append what passed in one transaction (unless ``appended`` says where it went), sign a checkpoint
+        when one is due, then ack the batch."""
+        if isinstance(appended, Exception):
+            raise appended
         if good:
-            positions = await in_thread(self.ledger.append, good)
+            positions = appended if appended is not None else await in_thread(self.ledger.append, good)
             added = sum(1 for p in positions if p is not None)
             if log.isEnabledFor(logging.INFO):
                 for (_, env, _, _), p in zip(good, positions, strict=True):
