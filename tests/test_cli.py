@@ -404,6 +404,14 @@ def test_tables_read_at_80_columns_and_whole_when_redirected(demo_dir) -> None: 
     assert len(set(pairs)) == len(pairs)  # number and parties tell every row apart
     inbox80 = _rows_of(run("inbox", "--bureau", inbox_bureau, env=clean_env(data, COLUMNS="80")).stdout)
     assert sorted(c[0] for c in inbox80 if c[0]) == sorted(w["number"] for w in waiting)
+    from aggregates.registry import Registry
+
+    reg = Registry.load()
+    for kind in ("assistance", "matters"):  # 序号 and 承办机构 (its 简称 at 80 columns) whole on each row
+        listed = json.loads(run("catalogue", "show", "--kind", kind, "--json", data_dir=data).stdout)
+        shown = _rows_of(run("catalogue", "show", "--kind", kind, env=clean_env(data, COLUMNS="80")).stdout)
+        assert sorted((c[0], c[3]) for c in shown if c[0]) == sorted(
+            (str(r["seq"]), reg.short(r["handling_body"])) for r in listed), kind
     # Redirected, with no COLUMNS: full width, every cell whole.
     text = process("sla", env={k: v for k, v in clean_env(data).items() if k != "COLUMNS"}).stdout
     longest = max((r["matter"] for r in rows.values()), key=len)
