@@ -5,18 +5,23 @@ one entry and a few SQL statements at a time, in one process, opening every payl
 (one X25519 operation each).  This builds the same views from the same ledger, with the same
 folds, for a whole ledger at once:
 
-- **The SLA view**, in worker processes (one per core), each taking a few ranges of case ids
-  (UUIDs: split by their first hex digit) one after the other.  For a range, the worker reads
-  the ledger once in position order (SQLite skips the other ranges' rows; decision 63); checks
-  each entry against its hash and its index columns against its signed bytes; decodes only the
-  routing fields and the encrypted payload (not the sealed keys: :class:`_Route`); opens each
-  ``assistance.*`` payload with the ledger's opening (:class:`broker.sealing.OpeningReader`,
-  two symmetric decryptions into one reused buffer), or with the sealed box where there is
-  none; folds each case with :func:`aggregates.assistance.apply` at the ledger's arrival
-  times, the cases in a dict; and at the end writes one row per case, with the row's
-  deadlines, to a file of its own, sorted by the case's first position.  The main process
-  copies the rows into the new view in that order, as following the ledger inserts them, and
-  checks each distinct catalogue citation once (第七条, 第六条).
+- **The SLA view**, in worker processes (one per core), each taking a few ranges of positions
+  one after the other.  A range's cases are those whose first entry lies in it (decision 65):
+  the worker reads the range once, in position order, without the entries of cases begun
+  before it (one probe of the ``entries_case`` index each), then the later entries of the cases
+  it began (one probe per case).  It checks each entry against its hash and its index columns
+  against its signed bytes; decodes only the routing fields and the encrypted payload (not the
+  sealed keys: :class:`_Route`); opens each ``assistance.*`` payload with the ledger's opening
+  (:class:`broker.sealing.OpeningReader`, two symmetric decryptions into one reused buffer), or
+  with the sealed box where there is none; folds each case with
+  :func:`aggregates.assistance.apply` at the ledger's arrival times, the cases in a dict; and at
+  the end writes one row per case (:func:`projections.sla.row_values`, as the live view makes
+  it) to a file of its own, sorted by the case's first position.  The main process copies each
+  range's rows into the new view as soon as the range is done, while the workers fold the
+  next ones: the ranges' rows follow one another in the order of each case's first entry, as
+  following the ledger inserts them (a case whose first entries the fold refused can break
+  that order: then all the rows are merged again at the end).  Each distinct catalogue
+  citation is checked once (第七条, 第六条).
 - **The chain**: two more tasks check, inside SQLite (one join on the position), that the
   positions run without a gap and that every entry names the hash of the one before; with the
   workers' checks of each entry's own hash, the whole ledger read is checked as
@@ -43,7 +48,7 @@ import os
 import sqlite3
 import struct
 import time
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
 from contextlib import closing
 from dataclasses import dataclass, field
@@ -77,10 +82,14 @@ from schemas.assistance import AssistanceRequested
 from schemas.envelope import ENVELOPE_VERSION, SEALED_VERSION, Envelope, SealedEnvelope, decode_sealed
 from schemas.errors import XiezhuError
 
-#: Case-id ranges per worker the SLA fold is split into (each range is one pass over the ledger's rows, the
-#: others' skipped inside SQLite; more than one per worker evens out a core that other work slows).
+#: Position ranges per worker the SLA fold is split into (more than one: the main process copies a range's rows
+#: while the workers fold the next, and a core that other work slows does not hold the rest).
 RANGES_PER_WORKER = 2
+#: SQLite attaches at most 10 databases to a connection.
+MAX_RANGES = 8
 FRESH_SUFFIX = ".rebuild"
+#: Page cache of the connection that copies the rows into the fresh view (KiB; SQLite's default is 2 MiB).
+COPY_CACHE_KIB = 256 * 1024
 _SLA_NAMES = tuple(_COLUMNS)
 _request = msgspec.json.Decoder(AssistanceRequested)
 
@@ -167,6 +176,9 @@ class _Folded:
     citations: dict[str, bytes] = field(default_factory=dict)
     #: Positions of ``commitment.*`` entries, for the keyed views.
     commitments: list[int] = field(default_factory=list)
+    #: The first positions of its first and last row (0: no rows).
+    first: int = 0
+    last: int = 0
     #: CPU seconds the worker spent (the machine's other load does not count).
     cpu: float = 0.0
     error: str = ""
@@ -174,9 +186,11 @@ class _Folded:
 
 @dataclass(frozen=True)
 class _FoldTask:
+    """Fold the cases whose first entry is at a position in ``first … last``."""
+
     ledger: str
-    low: str
-    high: str | None
+    first: int
+    last: int
     head: int
     out: str
     opener: tuple[str, dict[str, bytes]] | None
@@ -210,7 +224,8 @@ _LEN = struct.Struct(">I").pack
 
 
 def _fold_cases(task: _FoldTask) -> _Folded:
-    """Worker: fold every case whose id is in [low, high), write its SLA row; errors come back as text."""
+    """Worker: fold every case whose first entry is in the task's range, write its SLA row; errors come back as
+    text."""
     started = time.process_time()
     gc.disable()  # a few hundred thousand folded cases stay alive until the end: nothing to collect meanwhile
     try:
@@ -224,8 +239,8 @@ def _fold_cases(task: _FoldTask) -> _Folded:
 
 
 def _fold(task: _FoldTask) -> _Folded:
-    """Read the ledger in position order (one pass, the cases of this range only), check and fold each entry;
-    then one row per case, written in the order of each case's first entry."""
+    """Read the entries of this range's cases in position order (:func:`_owned`), check and fold each; then one
+    row per case, written in the order of each case's first entry."""
     opener = Opener(*task.opener) if task.opener is not None else None
     reader = OpeningReader(opener) if opener is not None else None
     done = _Folded()
@@ -235,16 +250,7 @@ def _fold(task: _FoldTask) -> _Folded:
     sha, parse, apply = hashlib.sha256, datetime.fromisoformat, assistance.apply
     entries = opened = with_openings = 0  # counted here, kept in ``done`` at the end
     with closing(open_read_only(Path(task.ledger))) as db:
-        openings = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'openings'").fetchone()
-        joined = ("o.kid, o.wrapped FROM entries e NOT INDEXED LEFT JOIN openings o ON o.pos = e.pos"
-                  if openings else "NULL, NULL FROM entries e NOT INDEXED")
-        where, args = "e.pos <= ? AND e.case_id >= ?", [task.head, task.low]
-        if task.high is not None:
-            where += " AND e.case_id < ?"
-            args.append(task.high)
-        for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in db.execute(
-                "SELECT e.pos, e.case_id, e.type, e.arrived_at, e.stream_seq, e.kid, e.sig, e.body, e.prev_hash, "
-                f"e.hash, {joined} WHERE {where} ORDER BY e.pos", args):
+        for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in _owned(db, task):
             try:  # leaf_hash and link (broker.ledger.store), inline: this loop runs a million times
                 a, k = arrived_at.encode(), kid.encode()
                 whole = type(seq) is int and sha(prev + sha(b"".join((
@@ -300,6 +306,30 @@ def _fold(task: _FoldTask) -> _Folded:
     done.with_openings += with_openings
     _write_rows(task, cases, done)
     return done
+
+
+def _owned(db: sqlite3.Connection, task: _FoldTask) -> Iterator[tuple[Any, ...]]:
+    """The entries of the cases whose first entry is in the task's range, in position order: that range read
+    once, without the entries of cases begun before it (one probe of the ``entries_case`` index per entry),
+    then the later entries of the cases it began (one probe per case; few, but a case may last for weeks)."""
+    openings = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'openings'").fetchone()
+    columns = ("e.pos, e.case_id, e.type, e.arrived_at, e.stream_seq, e.kid, e.sig, e.body, e.prev_hash, e.hash, "
+               + ("o.kid, o.wrapped" if openings else "NULL, NULL"))
+    opening = " LEFT JOIN openings o ON o.pos = e.pos" if openings else ""
+    begun_before = ("" if task.first <= 1 else
+                    " AND NOT EXISTS (SELECT 1 FROM entries b WHERE b.case_id = e.case_id AND b.pos < ?)")
+    owned: set[str] = set()
+    add = owned.add
+    for row in db.execute(f"SELECT {columns} FROM entries e{opening} WHERE e.pos BETWEEN ? AND ?{begun_before} "
+                          "ORDER BY e.pos", (task.first, task.last, *([task.first] if begun_before else []))):
+        add(row[1])
+        yield row
+    if task.last < task.head and owned:
+        db.execute("CREATE TEMP TABLE owned (case_id TEXT PRIMARY KEY)")
+        db.executemany("INSERT INTO temp.owned VALUES (?)", ((c,) for c in owned))
+        # CROSS JOIN: the cases drive (one probe of entries_case each), not the rest of the ledger.
+        yield from db.execute(f"SELECT {columns} FROM temp.owned t CROSS JOIN entries e ON e.case_id = t.case_id "
+                              f"AND e.pos > ? AND e.pos <= ?{opening} ORDER BY e.pos", (task.last, task.head))
 
 
 def _slow(body: bytes, case_id: str, type_: str, pos: int, opener: Opener | None, okid: str | None,
@@ -364,6 +394,8 @@ def _write_rows(task: _FoldTask, cases: dict[str, list[Any]], done: _Folded) -> 
         rows.append((first, cite, *values))
     rows.sort(key=operator.itemgetter(0))
     done.rows = len(rows)
+    if rows:
+        done.first, done.last = rows[0][0], rows[-1][0]
     with closing(sqlite3.connect(task.out, isolation_level=None)) as out:
         out.execute("PRAGMA journal_mode=OFF")
         out.execute("PRAGMA synchronous=OFF")
@@ -439,32 +471,34 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
         raise RebuildError("the ledger's opener cannot be handed to worker processes")
     sla_path, make_sla = sla
     workers = max(1, workers or os.cpu_count() or 1)
-    bounds = _case_ranges(workers * RANGES_PER_WORKER)
+    bounds = _pos_ranges(head, workers * RANGES_PER_WORKER)
     scratch = [_fresh(sla_path.with_name(f"{sla_path.name}.chunk{i}")) for i in range(len(bounds))]
     made = make_sla(_fresh(_fresh_name(sla_path)))
     report = Rebuilt(entries=head, seconds=0.0, workers=workers)
     try:
-        tasks = [_FoldTask(str(ledger.path), low, high, head, str(out), opener, made.calendar)
-                 for (low, high), out in zip(bounds, scratch, strict=True)]
+        tasks = [_FoldTask(str(ledger.path), first, last, head, str(out), opener, made.calendar)
+                 for (first, last), out in zip(bounds, scratch, strict=True)]
         halves = [(a, b) for a, b in ((1, head // 2), (head // 2 + 1, head)) if b >= a]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
             links = [pool.submit(_check_links, (str(ledger.path), a, b)) for a, b in halves]
             folds: list[Future[_Folded]] = [pool.submit(_fold_cases, t) for t in tasks]
             results = []
-            for f in folds:
+            copy = _Copy(made)
+            for f, path in zip(folds, scratch, strict=True):
                 got = f.result()
                 if got.error:
                     raise RebuildError(got.error)
                 results.append(got)
+                copy.add(got, path)  # while the workers fold the ranges after it
                 if progress is not None:
                     progress(got.entries)
             checked = [f.result() for f in links]
             _joined(checked, head)
         report.cpu_seconds = sum(r.cpu for r in results) + sum(c.cpu for c in checked)
         if sum(r.entries for r in results) != head:
-            raise RebuildError(f"the ledger's case ranges hold {sum(r.entries for r in results)} entries, "
+            raise RebuildError(f"the ledger's ranges hold {sum(r.entries for r in results)} entries, "
                                f"not {head}; run `xiezhu audit`")
-        _copy_rows(made, results, scratch, head)
+        copy.finish(head)
         _swap(_fresh_name(sla_path), sla_path)
         report.views["sla"] = ViewRebuilt(head, time.perf_counter() - started,
                                           opened=sum(r.opened for r in results),
@@ -483,12 +517,12 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
     return report
 
 
-def _case_ranges(n: int) -> list[tuple[str, str | None]]:
-    """``n`` ranges ``[low, high)`` of case ids that together hold every string (case ids are UUIDs: split
-    evenly by their first hex digit; at most 16)."""
-    n = min(n, 16)
-    cuts = ["0123456789abcdef"[i * 16 // n] for i in range(1, n)]
-    return list(zip(["", *cuts], [*cuts, None], strict=True))
+def _pos_ranges(head: int, n: int) -> list[tuple[int, int]]:
+    """At most ``n`` ranges ``(first, last)`` of positions, none empty, that together hold ``1 … head`` in order
+    (at most :data:`MAX_RANGES`: the copy may attach every range's file at once)."""
+    n = max(1, min(n, MAX_RANGES, head))
+    cuts = [i * head // n for i in range(n + 1)]
+    return [(a + 1, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
 def _joined(links: list[_Links], head: int) -> None:
@@ -521,51 +555,77 @@ def _fresh(path: Path) -> Path:
     return path
 
 
-def _copy_rows(view: SlaView, folded: list[_Folded], scratch: list[Path], head: int) -> None:
-    """The workers' rows into the fresh view, in the order of each case's first entry; then its calendar
-    digests and its position.  Without a journal: until the rename nobody reads this file."""
-    citations: dict[str, bytes] = {}
-    years: set[int] = set()
-    for r in folded:
-        citations.update(r.citations)
-        years |= r.years
-    catalogue = view.catalogue
-    flags = {cite: cited_flag(catalogue, _request.decode(req)) for cite, req in citations.items()}
-    cal = view.calendar
-    db = view.db.conn
-    db.isolation_level = None
-    db.execute("PRAGMA journal_mode=OFF")
-    db.execute("PRAGMA synchronous=OFF")
-    indexes = [sql for (sql,) in db.execute("SELECT sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-                                            "AND sql IS NOT NULL", (TABLE,))]
-    names = [name for (name,) in db.execute("SELECT name FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
-                                            "AND sql IS NOT NULL", (TABLE,))]
-    db.execute("BEGIN")
-    for name in names:  # built once at the end, from sorted rows, instead of row by row
-        db.execute(f"DROP INDEX {name}")
-    db.execute("CREATE TEMP TABLE flags (cite TEXT PRIMARY KEY, flag TEXT)")
-    db.executemany("INSERT INTO temp.flags VALUES (?, ?)", flags.items())
-    db.execute("COMMIT")
-    for i, path in enumerate(scratch):
-        db.execute(f"ATTACH DATABASE ? AS w{i}", (str(path),))
-    union = " UNION ALL ".join(f"SELECT * FROM w{i}.rows" for i in range(len(scratch)))
-    columns = ", ".join(_SLA_NAMES)
-    chosen = ", ".join("f.flag" if c == "catalogue_flag" else f"r.{c}" for c in _SLA_NAMES)
-    db.execute("BEGIN")
-    db.execute(f"INSERT INTO {TABLE} ({columns}) SELECT {chosen} FROM ({union}) r "
-               "LEFT JOIN temp.flags f ON f.cite = r.cite ORDER BY r.first_pos")
-    for sql in indexes:
-        db.execute(sql)
-    db.execute(f"DELETE FROM {CALENDAR_TABLE}")
-    db.executemany(f"INSERT INTO {CALENDAR_TABLE} (year, digest) VALUES (?, ?)",
-                   [(y, _year_digest(cal, y)) for y in sorted(years)])
-    db.execute(f"INSERT OR REPLACE INTO {POSITIONS} (name, position) VALUES (?, ?)", (view.name, head))
-    db.execute("COMMIT")
-    for i in range(len(scratch)):
-        db.execute(f"DETACH DATABASE w{i}")
-    db.execute("DROP TABLE temp.flags")
-    db.execute("PRAGMA journal_mode=DELETE")
-    db.close()
+class _Copy:
+    """The workers' rows into the fresh view, range by range as the workers finish them, in the order of each
+    case's first entry; then its indexes, calendar digests and position.  Without a journal: until the rename
+    nobody reads this file."""
+
+    def __init__(self, view: SlaView) -> None:
+        self.view = view
+        self.db = db = view.db.conn
+        self.files: list[Path] = []
+        self.flags: dict[str, str] = {}
+        self.years: set[int] = set()
+        #: The first position of the last row copied; None once a range's rows would not follow it.
+        self.last: int | None = 0
+        db.isolation_level = None
+        db.execute("PRAGMA journal_mode=OFF")
+        db.execute("PRAGMA synchronous=OFF")
+        # The case-id key takes the rows in random order, the indexes are built at the end: pages in memory.
+        db.execute(f"PRAGMA cache_size = -{COPY_CACHE_KIB}")
+        self.indexes = db.execute("SELECT name, sql FROM sqlite_master WHERE type = 'index' AND tbl_name = ? "
+                                  "AND sql IS NOT NULL", (TABLE,)).fetchall()
+        for name, _sql in self.indexes:  # built once at the end, from all the rows, instead of row by row
+            db.execute(f"DROP INDEX {name}")
+        db.execute("CREATE TEMP TABLE flags (cite TEXT PRIMARY KEY, flag TEXT)")
+        columns = ", ".join(_SLA_NAMES)
+        chosen = ", ".join("f.flag AS catalogue_flag" if c == "catalogue_flag" else f"r.{c}" for c in _SLA_NAMES)
+        self.insert = f"INSERT INTO {TABLE} ({columns}) SELECT {columns} FROM ({{rows}} ORDER BY 1)"
+        self.select = f"SELECT r.first_pos, {chosen} FROM {{db}}.rows r LEFT JOIN temp.flags f ON f.cite = r.cite"
+
+    def add(self, folded: _Folded, path: Path) -> None:
+        """A range's rows (its file's order): copied now if they follow those copied, else by :meth:`finish`."""
+        catalogue = self.view.catalogue
+        new = {cite: cited_flag(catalogue, _request.decode(req)) for cite, req in folded.citations.items()
+               if cite not in self.flags}
+        self.flags |= new
+        self.db.executemany("INSERT INTO temp.flags VALUES (?, ?)", new.items())
+        self.years |= folded.years
+        self.files.append(path)
+        if self.last is None or not folded.rows:
+            return
+        if folded.first <= self.last:  # a case whose first folded entry came after the next range began
+            self.last = None
+            return
+        self.db.execute("ATTACH DATABASE ? AS w", (str(path),))
+        try:
+            self.db.execute(self.insert.format(rows=self.select.format(db="w")))
+        finally:
+            self.db.execute("DETACH DATABASE w")
+        self.last = folded.last
+
+    def finish(self, head: int) -> None:
+        db, cal = self.db, self.view.calendar
+        if self.last is None:  # out of order: all the rows again, merged by their first positions
+            db.execute(f"DELETE FROM {TABLE}")
+            for i, path in enumerate(self.files):
+                db.execute(f"ATTACH DATABASE ? AS w{i}", (str(path),))
+            # Each file is in order already (its primary key): SQLite merges them as it reads (MERGE (UNION ALL)).
+            db.execute(self.insert.format(rows=" UNION ALL ".join(self.select.format(db=f"w{i}")
+                                                                  for i in range(len(self.files)))))
+            for i in range(len(self.files)):
+                db.execute(f"DETACH DATABASE w{i}")
+        db.execute("BEGIN")
+        for _name, sql in self.indexes:
+            db.execute(sql)
+        db.execute(f"DELETE FROM {CALENDAR_TABLE}")
+        db.executemany(f"INSERT INTO {CALENDAR_TABLE} (year, digest) VALUES (?, ?)",
+                       [(y, _year_digest(cal, y)) for y in sorted(self.years)])
+        db.execute(f"INSERT OR REPLACE INTO {POSITIONS} (name, position) VALUES (?, ?)", (self.view.name, head))
+        db.execute("COMMIT")
+        db.execute("DROP TABLE temp.flags")
+        db.execute("PRAGMA journal_mode=DELETE")
+        db.close()
 
 
 def _entries_at(ledger: Ledger, positions: list[int]) -> list[tuple[Entry, Envelope]]:

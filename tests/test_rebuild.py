@@ -20,12 +20,12 @@ from broker.signing import CannotOpen
 from projections.base import LedgerProjection
 from projections.commitments import CommitmentView
 from projections.credit import CreditView
-from projections.rebuild import RebuildError, _case_ranges, rebuild
+from projections.rebuild import MAX_RANGES, RebuildError, _pos_ranges, rebuild
 from projections.sla import SlaView
 from schemas.envelope import Envelope, Signed, new_id
 from tests.test_credit import COMPANY, VIEW_KEY, World, _tables
 from tests.test_signing import T0, make_signer, request_env
-from tests.test_sla import Book, sh
+from tests.test_sla import Book, Case, sh
 
 KID = "sifa-k1"
 
@@ -195,6 +195,23 @@ def test_the_views_rebuilt_at_once_equal_the_live_ones_and_skip_what_they_do_not
     assert not [p.name for p in views.dir.iterdir() if ".rebuild" in p.name or ".chunk" in p.name]
 
 
+def test_a_case_whose_first_entry_the_fold_refused_takes_the_place_of_its_request(views: Views) -> None:
+    book = views.book
+    early = book.arrived(sh(2026, 9, 28, 10))
+    stray = Case(new_id(), new_id(), "0" * 64, "20269999", "shenpi", "gongan")
+    book.receive(stray, sh(2026, 9, 28, 11))  # position 3: no request yet, the fold refuses it
+    book.arrived(sh(2026, 9, 29, 10))
+    book.arrived(sh(2026, 9, 30, 10))
+    book.request(sh(2026, 10, 9, 9), case=stray.id)  # the case's row comes from here, after the others' rows
+    book.reply(early, sh(2026, 10, 9, 10))
+    live = _follow(views)
+    assert [r[0] for r in live["sla"]["assistance_requests"]][-1] == stray.id
+
+    views.rebuild(workers=2)  # four ranges: the stray receipt's range holds the row that comes last
+
+    assert _reopened(views) == live
+
+
 def test_a_rebuild_that_fails_leaves_the_old_views_as_they_were(views: Views) -> None:
     book = views.book
     book.reply(book.arrived(sh(2026, 9, 30, 10)), sh(2026, 10, 9, 9))
@@ -239,8 +256,9 @@ def test_a_rebuild_refuses_index_columns_that_contradict_the_signed_bytes(views:
     assert _reopened(views) == live
 
 
-def test_the_case_ranges_hold_every_case_id_once() -> None:
-    for n in range(1, 21):
-        ranges = _case_ranges(n)
-        assert ranges[0][0] == "" and ranges[-1][1] is None and len(ranges) == min(n, 16)
-        assert all(a[1] == b[0] for a, b in zip(ranges, ranges[1:], strict=False))
+def test_the_position_ranges_hold_every_position_once_in_order() -> None:
+    for head in (0, 1, 2, 5, 17, 1000):
+        for n in range(1, 21):
+            ranges = _pos_ranges(head, n)
+            assert [p for a, b in ranges for p in range(a, b + 1)] == list(range(1, head + 1))
+            assert all(a <= b for a, b in ranges) and len(ranges) <= min(n, MAX_RANGES)

@@ -73,9 +73,9 @@ class Book:
 
     def request(self, sent: datetime, *, requester: str = "shenpi", assistor: str = "gongan",
                 reply_within: int = 3, decline_within: int = 2, channel: str = "platform",
-                stored: datetime | None = None) -> Case:
+                stored: datetime | None = None, case: str | None = None) -> Case:
         serial = next(self.numbers.setdefault((requester, sent.year), itertools.count(1)))  # YYYYNNNN per requester
-        number, case = f"{sent.year}{serial:04d}", new_id()
+        number, case = f"{sent.year}{serial:04d}", case or new_id()
         env = self._append(requester, assistor, case, number, sent, AssistanceRequested(
             requester=requester, assistor=assistor,
             applicant=Applicant(kind="person", name="张三", id_number="370405199001011234"),
