@@ -52,6 +52,7 @@ from nats.aio.msg import Msg
 
 from broker.pull import BatchFn
 from broker.streams import ACK_WAIT_S, MAX_ACK_PENDING, sender_of
+from schemas.envelope import MAX_MESSAGE_BYTES
 
 log = logging.getLogger(__name__)
 
@@ -61,6 +62,8 @@ HELD_OVERHEAD_BYTES = 2048
 #: The slow lane's bound, in memory: bodies and :data:`HELD_OVERHEAD_BYTES` each (96 MiB: about 28,000
 #: messages of 1.5 KB, 1,400 of the 64 KiB maximum); the pull loop waits while it is reached.
 MAX_HELD_BYTES = 96 * 1024 * 1024
+#: What the largest message a sending stream takes costs held (decision 50's 64 KiB, headers counted).
+_LARGEST_HELD = MAX_MESSAGE_BYTES + HELD_OVERHEAD_BYTES
 #: The count that bound implies (every held message costs at least its overhead): 49,152.
 MAX_HELD = MAX_HELD_BYTES // HELD_OVERHEAD_BYTES
 #: While messages are held, the pull loop asks for this many batches' worth at a time.
@@ -205,7 +208,9 @@ class Lanes:
     def fetch_size(self) -> int:
         """How many messages the pull loop asks for next: more while the slow lane holds some (reading ahead)."""
         ahead = self.batch * READ_AHEAD if self._queues and self.enabled else self.batch
-        self._asked = max(self.batch, min(ahead, self.max_held - len(self._held)))  # held stays < max_held + batch
+        # Only as many as would fit were each the largest a stream takes: held stays under the bounds and a batch.
+        room = min(self.max_held - len(self._held), (self.max_held_bytes - self._held_bytes) // _LARGEST_HELD)
+        self._asked = max(self.batch, min(ahead, room))
         return self._asked
 
     def idle(self) -> None:

@@ -21,7 +21,7 @@ from nats.aio.msg import Msg
 
 from broker.auth import ADMIN
 from broker.intake import DLQ_BURST, HDR_SUMMARY_COUNT, HDR_SUMMARY_SEQS, read_dead_letters
-from broker.lanes import Lanes, Trace
+from broker.lanes import HELD_OVERHEAD_BYTES, Lanes, Trace
 from broker.pull import PullLoop
 from broker.server import EmbeddedNats
 from broker.signing import b64
@@ -215,9 +215,11 @@ async def test_the_lanes_keep_each_senders_order_and_each_cases_order(nats_serve
 
 
 @pytest.mark.parametrize("nats_auth", [False])
+@pytest.mark.parametrize("bound", ["count", "bytes"])
 async def test_held_messages_are_kept_in_progress_and_the_lane_is_bounded(nats_server: EmbeddedNats,
-                                                                          tmp_path: Path) -> None:
-    """A consumer whose ack_wait is 1 s: messages held 2.5 s are not delivered again; about 8 at most are held."""
+                                                                          tmp_path: Path, bound: str) -> None:
+    """A consumer whose ack_wait is 1 s: messages held 2.5 s are not delivered again; about 8 at most are held,
+    by their count or by their memory (each body and its overhead)."""
     nc = await nats.connect(nats_server.url)
     js = nc.jetstream()
     await js.add_stream(name="LANES", subjects=["xz.>"])
@@ -241,7 +243,9 @@ async def test_held_messages_are_kept_in_progress_and_the_lane_is_bounded(nats_s
             handled.append((m.metadata.sequence.stream, m.metadata.num_delivered))
             await m.ack()
 
-    lanes = Lanes("me", handle, batch=4, over_budget=lambda sender: sender == "a", max_held=8, ack_wait=1.0)
+    footprint = len(_body("a10")) + HELD_OVERHEAD_BYTES
+    limit = {"max_held": 8} if bound == "count" else {"max_held_bytes": 7 * footprint + 1}  # full at the 8th
+    lanes = Lanes("me", handle, batch=4, over_budget=lambda sender: sender == "a", ack_wait=1.0, **limit)
     config = consumer_config("me", "xz.>")
     config.ack_wait = 1.0
     sub = await js.pull_subscribe("xz.>", durable="me", stream="LANES", config=config)
