@@ -44,7 +44,8 @@ class CreditChina(Protocol):
 def _record_id(record: Mapping[str, Any]) -> str:
     rid = record.get("record_id")
     if not isinstance(rid, str) or not _RECORD_ID.match(rid):
-        raise CreditChinaError(f"a credit record needs a record_id (a UUID), not {rid!r}")
+        raise CreditChinaError(f"a credit record needs a record_id (a UUID), not {rid!r}",
+                               zh=f"信用记录须有 record_id（UUID），而不是 {rid!r}")
     return rid
 
 
@@ -62,11 +63,12 @@ class DirectoryCreditChina:
             self.directory.mkdir(parents=True, exist_ok=True, mode=0o700)
             if path.exists():  # pushed before a crash: the same record again is fine
                 if path.read_bytes() != data:
-                    raise CreditChinaError(f"{path} already holds a different record {rid}")
+                    raise CreditChinaError(f"{path} already holds a different record {rid}",
+                                           zh=f"{path} 中已有另一条记录 {rid}")
                 return f"file:{path.name}"
             write_private(path, data)
         except OSError as e:
-            raise CreditChinaError(f"cannot write {path}: {e}") from e
+            raise CreditChinaError(f"cannot write {path}: {e}", zh=f"无法写入 {path}：{e}") from e
         return f"file:{path.name}"
 
 
@@ -75,7 +77,8 @@ class HttpCreditChina:
 
     def __init__(self, url: str, timeout: float = 10.0, *, headers: Mapping[str, str] | None = None) -> None:
         if not url.startswith(("http://", "https://")):
-            raise CreditChinaError(f"信用中国 endpoint must be an http(s) URL, not {url!r}")
+            raise CreditChinaError(f"信用中国 endpoint must be an http(s) URL, not {url!r}",
+                                   zh=f"信用中国接口地址须为 http(s) 网址，而不是 {url!r}")
         self.url = url
         self.timeout = timeout
         self.headers = dict(headers or {})
@@ -92,12 +95,15 @@ class HttpCreditChina:
             with e:
                 detail = e.read(300).decode("utf-8", "replace").strip()
             raise CreditChinaError(f"{self.url} answered {e.code} {e.reason}" + (f": {detail}" if detail else ""),
+                                   zh=f"{self.url} 返回 {e.code} {e.reason}" + (f"：{detail}" if detail else ""),
                                    status=e.code, record_id=rid) from e
         except (urllib.error.URLError, http.client.HTTPException, OSError) as e:
             reason = getattr(e, "reason", e)
-            raise CreditChinaError(f"cannot reach {self.url}: {reason}", record_id=rid) from e
+            raise CreditChinaError(f"cannot reach {self.url}: {reason}",
+                                   zh=f"无法连接 {self.url}：{reason}", record_id=rid) from e
         if not 200 <= status < 300:
-            raise CreditChinaError(f"{self.url} answered {status}", status=status, record_id=rid)
+            raise CreditChinaError(f"{self.url} answered {status}",
+                                   zh=f"{self.url} 返回 {status}", status=status, record_id=rid)
         return _receipt(body, rid)
 
 

@@ -20,6 +20,7 @@ from aggregates.assistance import CaseState
 from aggregates.catalogue import diff_rows
 from aggregates.commitment import CommitmentState
 from aggregates.dispute import DisputeState
+from aggregates.registry import zh_name
 from aggregates.store import SHANGHAI, BureauStore
 from aggregates.store.catalogue import CatalogueRegistry
 from schemas import labels
@@ -134,16 +135,19 @@ class Desk:
         matches = [s for s in self._store.assistance.cases()
                    if s.number == number and (requester is None or s.requester == requester)]
         if not matches:
-            raise DeskError(f"no request numbered {number} in {self.bureau}'s store")
+            raise DeskError(f"no request numbered {number} in {self.bureau}'s store",
+                            zh=f"{zh_name(self.bureau)}的存储中没有编号为 {number} 的请求")
         if len(matches) > 1:
-            raise DeskError(f"{len(matches)} requests are numbered {number}; add --from REQUESTER")
+            raise DeskError(f"{len(matches)} requests are numbered {number}; add --from REQUESTER",
+                            zh=f"编号为 {number} 的请求有 {len(matches)} 件；请加 --from 提出方")
         return str(matches[0].case)
 
     def find_commitment(self, number: str) -> str:
         """The case id of the commitment case numbered ``number`` (C20260001)."""
         found = [c.case for c in self._store.commitments.cases() if c.number == number]
         if not found:
-            raise DeskError(f"no commitment case {number} in {self.bureau}'s store")
+            raise DeskError(f"no commitment case {number} in {self.bureau}'s store",
+                            zh=f"{zh_name(self.bureau)}的存储中没有编号为 {number} 的告知承诺案件")
         return found[0]
 
     def find_dispute(self, number: str, raiser: str | None = None) -> str | None:
@@ -151,7 +155,8 @@ class Desk:
         matches = [d for d in self._store.disputes.cases()
                    if d.number == number and (raiser is None or d.raised_by == raiser)]
         if len(matches) > 1:
-            raise DeskError(f"{len(matches)} disputes are numbered {number}; add --from RAISER")
+            raise DeskError(f"{len(matches)} disputes are numbered {number}; add --from RAISER",
+                            zh=f"编号为 {number} 的争议有 {len(matches)} 件；请加 --from 提出争议的单位")
         return matches[0].case if matches else None
 
     # -- a commitment case (告知承诺), at the handling bureau -----------------------------------
@@ -312,7 +317,8 @@ class Desk:
     def take_up_dispute(self, raised: Signed) -> DisputeState:
         """Take up a dispute raised against this bureau, from the raise's signed bytes (checked here)."""
         if self.verify is None:
-            raise DeskError(f"{self.bureau}'s desk has no trust list to check the dispute's signature with")
+            raise DeskError(f"{self.bureau}'s desk has no trust list to check the dispute's signature with",
+                            zh=f"{zh_name(self.bureau)}没有用于核验争议签名的信任列表")
         return self._store.disputes.join(raised, self.verify(raised))
 
     def negotiate(self, dispute: str, note: str, outcome: Outcome = "continuing") -> DisputeState:
@@ -347,7 +353,8 @@ class Desk:
         """The inbox with its applicants in full, once the showing is in the access log and on its way
         to the ledger (one notice per case); nothing is shown if it cannot be recorded."""
         if self.access_log is None:
-            raise DeskError(f"{self.bureau}'s desk keeps no access log; nothing is shown")
+            raise DeskError(f"{self.bureau}'s desk keeps no access log; nothing is shown",
+                            zh=f"{zh_name(self.bureau)}未保存查阅记录；不予显示")
         waiting = self._store.assistance.inbox()
         entry = self.access_log.record(
             command=command, subject=f"{self.bureau}/inbox:" + ",".join(f"{s.requester}/{s.number}" for s in waiting),

@@ -105,9 +105,11 @@ class AccessLog:
         text = " ".join((reason or "").split())
         if len(text) < MIN_REASON:
             raise DisclosureRefused("--reveal shows personal data in full: say why with --reason "
-                                    f"(at least {MIN_REASON} characters); it goes to the access log")
+                                    f"(at least {MIN_REASON} characters); it goes to the access log",
+                                    zh="--reveal 会显示完整的个人信息：请用 --reason 说明理由"
+                                       f"（至少 {MIN_REASON} 个字），理由记入查阅记录")
         if len(text) > 500:
-            raise DisclosureRefused("--reason is longer than 500 characters")
+            raise DisclosureRefused("--reason is longer than 500 characters", zh="--reason 超过 500 个字")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             fd = os.open(self.path, os.O_RDWR | os.O_APPEND | os.O_CREAT, 0o600)
@@ -123,7 +125,8 @@ class AccessLog:
                 os.close(fd)
         except OSError as e:
             raise DisclosureRefused(f"the disclosure could not be recorded in {self.path} ({e.strerror}); "
-                                    "nothing is shown") from e
+                                    "nothing is shown",
+                                    zh=f"无法在 {self.path} 中记录本次查阅（{e.strerror}）；不予显示") from e
         return entry
 
     def entries(self) -> Iterator[Disclosure]:
@@ -141,10 +144,13 @@ class AccessLog:
             try:
                 entry = msgspec.json.decode(raw, type=Disclosure)
             except (msgspec.DecodeError, msgspec.ValidationError) as e:
-                raise AccessLogBroken(f"{self.path} line {n} is damaged: {e}") from e
+                raise AccessLogBroken(f"{self.path} line {n} is damaged: {e}",
+                                      zh=f"{self.path} 第 {n} 行已损坏：{e}") from e
             if entry.prev != prev:
                 raise AccessLogBroken(f"{self.path} line {n} does not follow line {n - 1}: a line was removed, "
-                                      "changed, inserted or moved")
+                                      "changed, inserted or moved",
+                                      zh=f"{self.path} 第 {n} 行与第 {n - 1} 行不相衔接：有一行被删除、修改、"
+                                         "插入或移动")
             prev = hashlib.sha256(raw).hexdigest()
             yield entry
 
@@ -184,7 +190,8 @@ def case_disclosure(ledger: ReadsLedger, case_id: str, *, log: AccessLog, comman
     """
     if ledger.opener is None:
         raise DisclosureRefused("this machine does not hold 区司法局's box key (keys/box/), which opens the "
-                                "ledger: it is not entitled to see the applicant in full")
+                                "ledger: it is not entitled to see the applicant in full",
+                                zh="本机没有区司法局的解密密钥（keys/box/），无法打开账本：无权查看申请人的完整信息")
     entries = ledger.case(case_id)
     if not entries:
         return None

@@ -19,6 +19,7 @@ from datetime import date
 from typing import Any, Protocol
 
 from agencies.desk import Desk
+from aggregates.registry import zh_name
 from aggregates.store import BureauStore
 from schemas.catalogue import DISTRICT_GOVERNMENT
 from schemas.errors import XiezhuError
@@ -44,7 +45,8 @@ class Government:
 
     def __init__(self, desk: Desk) -> None:
         if desk.bureau != DISTRICT_GOVERNMENT:
-            raise GovernmentError(f"区政府 acts through 区政府办公室 ({DISTRICT_GOVERNMENT}), not {desk.bureau}")
+            raise GovernmentError(f"区政府 acts through 区政府办公室 ({DISTRICT_GOVERNMENT}), not {desk.bureau}",
+                                  zh=f"区政府通过区政府办公室（{DISTRICT_GOVERNMENT}）办理，而不是{zh_name(desk.bureau)}")
         self.desk = desk
 
     @property
@@ -65,7 +67,9 @@ class Government:
         latest = catalogue.state("matters").latest
         if latest is None or latest.published_by != DISTRICT_GOVERNMENT:
             raise GovernmentError("一(三): no 证明事项清单 reviewed by 区司法局 waits for 区政府 to publish it"
-                                  + ("" if latest is None else f" (version {latest.number} is 区司法局's)"))
+                                  + ("" if latest is None else f" (version {latest.number} is 区司法局's)"),
+                                  zh="一(三)：没有经区司法局审核、待区政府公布的证明事项清单"
+                                     + ("" if latest is None else f"（第 {latest.number} 版为区司法局的版本）"))
         sent = store.notices.publish_list("matters", latest.number, latest.digest, len(latest.rows),
                                           latest.published_at)
         return latest.number, sent
@@ -75,9 +79,11 @@ class Government:
         """附件2 第十二条: educate or criticise ``bureau`` (通报批评) for the requests ``about`` ((case id,
         number) pairs) and order it to correct by ``correct_by``; a signed notice to the bureau."""
         if measure not in MEASURES:
-            raise GovernmentError(f"第十二条: the measure is 教育 (education) or 通报批评 (criticism), not {measure!r}")
+            raise GovernmentError(f"第十二条: the measure is 教育 (education) or 通报批评 (criticism), not {measure!r}",
+                                  zh=f"第十二条：处理措施为 教育 或 通报批评，而不是 {measure!r}")
         if bureau == DISTRICT_GOVERNMENT:
-            raise GovernmentError("第十二条: 区政府 does not criticise its own office")
+            raise GovernmentError("第十二条: 区政府 does not criticise its own office",
+                                  zh="第十二条：区政府不对其自身的办公室通报批评")
         self._store.notices.criticise(bureau, MEASURES[measure], about, reasons, correct_by)
 
     def decide(self, ledger: LedgerCases, dispute_case: str, number: str, decision: str,
@@ -90,10 +96,14 @@ class Government:
         """
         steps = [e.type for e in ledger.case(dispute_case)]
         if not steps or steps[0] != "dispute.raised":
-            raise GovernmentError(f"the ledger holds no dispute {number} as case {dispute_case}")
+            raise GovernmentError(f"the ledger holds no dispute {number} as case {dispute_case}",
+                                  zh=f"账本中没有案件号为 {dispute_case} 的争议 {number}")
         if "dispute.escalated" not in steps:
             raise GovernmentError(f"第八条: dispute {number} was not escalated to 区政府 "
-                                  f"(提请区政府作出决定 comes from 区司法局 and 区委编办)")
+                                  f"(提请区政府作出决定 comes from 区司法局 and 区委编办)",
+                                  zh=f"第八条：争议 {number} 未报请区政府"
+                                     "（提请区政府作出决定须由区司法局会同区委编办提出）")
         if "dispute.decided" in steps or not self._store.disputes.decide(dispute_case, number, decision,
                                                                          decision_no):
-            raise GovernmentError(f"区政府 has already decided dispute {number}")
+            raise GovernmentError(f"区政府 has already decided dispute {number}",
+                                  zh=f"区政府已就争议 {number} 作出决定")

@@ -18,6 +18,7 @@ from agencies.desk import Desk, DeskError
 from agencies.disclosure import AccessLog, Disclosure, ReadsLedger, Revealed, case_disclosure
 from aggregates.catalogue import Adjustment
 from aggregates.dispute import DisputeState
+from aggregates.registry import zh_name
 from aggregates.store import BureauStore
 from schemas.catalogue import JUSTICE, STAFFING_OFFICE, Kind, Memorandum, Row
 from schemas.errors import XiezhuError
@@ -45,7 +46,8 @@ class Justice:
                  access_log: AccessLog | None = None) -> None:
         """``sign_checkpoint`` gives 区司法局's checkpoint signer where its key is on this machine."""
         if desk.bureau != JUSTICE:
-            raise JusticeError(f"区司法局's services run on {JUSTICE}'s store, not {desk.bureau}'s")
+            raise JusticeError(f"区司法局's services run on {JUSTICE}'s store, not {desk.bureau}'s",
+                               zh=f"区司法局的服务在{zh_name(JUSTICE)}的存储上运行，而不是{zh_name(desk.bureau)}的")
         self.desk = desk
         self.catalogue = desk.catalogue
         self._sign_checkpoint = sign_checkpoint
@@ -88,7 +90,9 @@ class Justice:
         found = self.desk.find_dispute(number, raiser)
         if found is None:
             raise DeskError(f"no dispute numbered {number} in {JUSTICE}'s store" +
-                            (f" from {raiser}" if raiser else "") + "; has the sifa agent received it?")
+                            (f" from {raiser}" if raiser else "") + "; has the sifa agent received it?",
+                            zh=f"{zh_name(JUSTICE)}的存储中没有" + (f"{zh_name(raiser)}提出的" if raiser else "")
+                               + f"编号为 {number} 的争议；区司法局的代理程序收到了吗？")
         return found
 
     def take_up(self, dispute: str, reasons: str) -> DisputeState:
@@ -131,7 +135,8 @@ class Justice:
     def checkpoint_signer(self) -> SignCheckpoint:
         """区司法局's checkpoint signer on this machine (an error where its key is not here)."""
         if self._sign_checkpoint is None:
-            raise JusticeError(f"this machine does not hold {JUSTICE}'s signing key: it cannot sign a checkpoint")
+            raise JusticeError(f"this machine does not hold {JUSTICE}'s signing key: it cannot sign a checkpoint",
+                               zh=f"本机没有{zh_name(JUSTICE)}的签名密钥：无法签署检查点")
         return self._sign_checkpoint()
 
     def checkpoint(self, ledger: Checkpoints, at: datetime) -> Any:
@@ -146,6 +151,6 @@ class Justice:
         区司法局's store to the ledger.  ``None`` for a case without an applicant (a dispute).
         """
         if self.access_log is None:
-            raise JusticeError("no access log on this machine; nothing is shown")
+            raise JusticeError("no access log on this machine; nothing is shown", zh="本机没有查阅记录；不予显示")
         return case_disclosure(ledger, case, log=self.access_log, command=command, reason=reason,
                                operator=operator, store=self._store.notices)

@@ -31,6 +31,7 @@ from typing import Any
 import sqlite_utils
 
 from agencies.verifiers import VERIFIERS
+from aggregates.registry import zh_name
 from schemas.errors import XiezhuError
 
 ID_NUMBER = re.compile(r"^[0-9A-Z]{15,18}$")
@@ -103,15 +104,19 @@ def layout_for(bureau: str, kind: str | None = None) -> Layout:
     layouts = layouts_of(bureau)
     if not layouts:
         raise RecordsError(f"{bureau} runs no verifier, so it has no records to load "
-                           f"(verifying bureaus: {', '.join(sorted(VERIFIERS))})", bureau=bureau)
+                           f"(verifying bureaus: {', '.join(sorted(VERIFIERS))})",
+                           zh=f"{zh_name(bureau)}不承担核查，没有可导入的记录（承担核查的单位："
+                              f"{'、'.join(zh_name(v) for v in sorted(VERIFIERS))}）", bureau=bureau)
     if kind is None:
         if len(layouts) > 1:
-            raise RecordsError(f"{bureau} has several record kinds; name one with --kind", bureau=bureau)
+            raise RecordsError(f"{bureau} has several record kinds; name one with --kind",
+                               zh=f"{zh_name(bureau)}有多类记录；请用 --kind 指定一类", bureau=bureau)
         return layouts[0]
     for layout in layouts:
         if kind in (layout.table, layout.kind):
             return layout
     raise RecordsError(f"{bureau} has no {kind!r} records; it has {', '.join(x.table for x in layouts)}",
+                       zh=f"{zh_name(bureau)}没有 {kind!r} 类记录；现有：{', '.join(x.table for x in layouts)}",
                        bureau=bureau)
 
 
@@ -119,21 +124,24 @@ def read_rows(path: Path) -> tuple[list[str], list[list[str]]]:
     """The header and the rows of a CSV (UTF-8, a BOM tolerated) or XLSX (first sheet) file, as text."""
     suffix = path.suffix.lower()
     if not path.is_file():
-        raise RecordsError(f"no file {path}")
+        raise RecordsError(f"no file {path}", zh=f"没有文件 {path}")
     if suffix == ".csv":
         try:
             text = path.read_text(encoding="utf-8-sig")
         except UnicodeDecodeError as e:
-            raise RecordsError(f"{path.name} is not UTF-8 text (save it as CSV UTF-8): {e}") from None
+            raise RecordsError(f"{path.name} is not UTF-8 text (save it as CSV UTF-8): {e}",
+                               zh=f"{path.name} 不是 UTF-8 文本（请另存为 CSV UTF-8）：{e}") from None
         rows = [row for row in csv.reader(io.StringIO(text)) if any(cell.strip() for cell in row)]
     elif suffix == ".xlsx":
         rows = list(_xlsx_rows(path))
     else:
-        raise RecordsError(f"{path.name}: expected a .csv or .xlsx file")
+        raise RecordsError(f"{path.name}: expected a .csv or .xlsx file", zh=f"{path.name}：应为 .csv 或 .xlsx 文件")
     if not rows:
-        raise RecordsError(f"{path.name} is empty: the first row must name the columns")
+        raise RecordsError(f"{path.name} is empty: the first row must name the columns",
+                           zh=f"{path.name} 是空文件：第一行须写明各列名称")
     if len(rows) - 1 > MAX_ROWS:
-        raise RecordsError(f"{path.name} has {len(rows) - 1} rows; at most {MAX_ROWS} in one file")
+        raise RecordsError(f"{path.name} has {len(rows) - 1} rows; at most {MAX_ROWS} in one file",
+                           zh=f"{path.name} 有 {len(rows) - 1} 行；一个文件最多 {MAX_ROWS} 行")
     return [h.strip() for h in rows[0]], rows[1:]
 
 
@@ -143,7 +151,8 @@ def _xlsx_rows(path: Path) -> Iterator[list[str]]:
     try:
         wb = load_workbook(path, read_only=True, data_only=True)
     except Exception as e:  # openpyxl raises many kinds for a file that is not a workbook
-        raise RecordsError(f"{path.name} is not an XLSX workbook: {e}") from None
+        raise RecordsError(f"{path.name} is not an XLSX workbook: {e}",
+                           zh=f"{path.name} 不是 XLSX 工作簿：{e}") from None
     try:
         for n, values in enumerate(wb.worksheets[0].iter_rows(values_only=True), start=1):
             row = ["" if v is None else _cell_text(v, f"{path.name} row {n}") for v in values]
@@ -157,7 +166,9 @@ def _cell_text(value: Any, where: str) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 10**15:
         # A spreadsheet keeps 15 significant digits: an ID number typed as a number has lost its last ones.
         raise RecordsError(f"{where}: {value!r} is a number of 16 or more digits, which the spreadsheet has "
-                           f"already rounded; format the ID number column as text and enter the numbers again")
+                           f"already rounded; format the ID number column as text and enter the numbers again",
+                           zh=f"{where}：{value!r} 是 16 位以上的数字，电子表格已将其舍入；"
+                              "请把身份证号码列设为文本格式后重新录入")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
     return str(value)
@@ -172,13 +183,17 @@ def parse(layout: Layout, header: list[str], rows: Iterable[list[str]], *,
         column = by_name.get(name)
         if column is None:
             raise RecordsError(f"{source}: column {name!r} is not in the {layout.kind} layout "
-                               f"({', '.join(f'{c.key}/{c.label}' for c in layout.columns)})")
+                               f"({', '.join(f'{c.key}/{c.label}' for c in layout.columns)})",
+                               zh=f"{source}：列 {name!r} 不属于 {layout.kind} 格式"
+                                  f"（{'、'.join(f'{c.key}/{c.label}' for c in layout.columns)}）")
         if column.key in index:
-            raise RecordsError(f"{source}: column {column.key}/{column.label} appears twice")
+            raise RecordsError(f"{source}: column {column.key}/{column.label} appears twice",
+                               zh=f"{source}：列 {column.key}/{column.label} 出现了两次")
         index[column.key] = i
     missing = [f"{c.key}/{c.label}" for c in layout.columns if c.required and c.key not in index]
     if missing:
-        raise RecordsError(f"{source}: the {layout.kind} layout needs the column(s) {', '.join(missing)}")
+        raise RecordsError(f"{source}: the {layout.kind} layout needs the column(s) {', '.join(missing)}",
+                           zh=f"{source}：{layout.kind} 格式需要以下列：{'、'.join(missing)}")
     out: dict[str, dict[str, Any]] = {}
     for n, row in enumerate(rows, start=2):
         record: dict[str, Any] = {}
@@ -187,24 +202,30 @@ def parse(layout: Layout, header: list[str], rows: Iterable[list[str]], *,
             record[column.key] = _value(column, raw, f"{source} row {n}")
         if not ID_NUMBER.match(record["id_number"]):
             raise RecordsError(f"{source} row {n}: {record['id_number']!r} is not an 18-character ID number or "
-                               f"credit code (digits and capital letters)")
+                               f"credit code (digits and capital letters)",
+                               zh=f"{source} 第 {n} 行："
+                                  f"{record['id_number']!r} 不是 18 位身份证号码或统一社会信用代码（数字和大写字母）")
         out[record["id_number"]] = record  # a later row for the same number wins, as on load
     return list(out.values())
 
 
 def _value(column: Column, raw: str, where: str) -> Any:
     if column.required and not raw:
-        raise RecordsError(f"{where}: {column.key}/{column.label} is empty")
+        raise RecordsError(f"{where}: {column.key}/{column.label} is empty",
+                           zh=f"{where}：{column.key}/{column.label} 为空")
     if column.kind == "flag":
         if raw.lower() not in _FLAGS:
-            raise RecordsError(f"{where}: {column.key}/{column.label} must be 0/1 or 无/有, not {raw!r}")
+            raise RecordsError(f"{where}: {column.key}/{column.label} must be 0/1 or 无/有, not {raw!r}",
+                               zh=f"{where}：{column.key}/{column.label} 应为 0/1 或 无/有，而不是 {raw!r}")
         return _FLAGS[raw.lower()]
     if column.kind == "count":
         if not raw.isdigit() or int(raw) > 1200:
-            raise RecordsError(f"{where}: {column.key}/{column.label} must be a whole number of months, not {raw!r}")
+            raise RecordsError(f"{where}: {column.key}/{column.label} must be a whole number of months, not {raw!r}",
+                               zh=f"{where}：{column.key}/{column.label} 应为整月数，而不是 {raw!r}")
         return int(raw)
     if len(raw) > column.max_length:
-        raise RecordsError(f"{where}: {column.key}/{column.label} is longer than {column.max_length} characters")
+        raise RecordsError(f"{where}: {column.key}/{column.label} is longer than {column.max_length} characters",
+                           zh=f"{where}：{column.key}/{column.label} 超过 {column.max_length} 个字")
     return raw
 
 

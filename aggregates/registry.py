@@ -1,6 +1,7 @@
 """The bureau registry: every unit of 附件1 with a stable code and its Chinese name."""
 from __future__ import annotations
 
+import functools
 import re
 import tomllib
 from collections.abc import Iterator
@@ -134,3 +135,16 @@ class Registry:
                                 + "、".join(f"{b.name}（{b.code}）" for b in partial) + "; give more of the name",
                                 bureau=text)
         raise RegistryError(f"no bureau is called {text!r}; `xiezhu bureaus` lists them", bureau=text)
+
+
+@functools.cache
+def shipped() -> Registry:
+    """The registry shipped with xiezhu, read once."""
+    return Registry.load()
+
+
+def zh_name(code: str) -> str:
+    """The Chinese name of the bureau ``code`` for an error's 中文 (the code itself where none is registered)."""
+    registry = shipped()
+    return registry.name(code) if code in registry else code
+

@@ -45,13 +45,13 @@ from agencies.trust.trust_list import (
     sign_list,
     state_of,
 )
-from aggregates.registry import JUSTICE, ROOT_AUTHORITY
+from aggregates.registry import JUSTICE, ROOT_AUTHORITY, zh_name
 from broker.files import write_file, write_private
 from broker.sealing import Opener, SealingError, seal
 from broker.signing import KeyRing, Signer
 from schemas.dispute import DisputeEscalated, DisputeRaised
 from schemas.envelope import LEDGER, Envelope, Signed
-from schemas.errors import XiezhuError
+from schemas.errors import XiezhuError, zh_of
 from schemas.sla import DISTRICT_GOVERNMENT
 from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
 
@@ -108,9 +108,12 @@ class KeyStore:
             return msgspec.json.decode(self.anchor_file.read_bytes(), type=TrustAnchor)
         except FileNotFoundError:
             raise KeyStoreError(f"no trust anchor {self.anchor_file}; copy root.pub from the root authority "
-                                f"({self.authority}) or run `xiezhu keys init` there") from None
+                                f"({self.authority}) or run `xiezhu keys init` there",
+                                zh=f"没有信任锚 {self.anchor_file}；请从根机构（{zh_name(self.authority)}）"
+                                   "复制 root.pub，或在那里运行 `xiezhu keys init`") from None
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise KeyStoreError(f"trust anchor {self.anchor_file} is unreadable: {e}") from e
+            raise KeyStoreError(f"trust anchor {self.anchor_file} is unreadable: {e}",
+                                zh=f"无法读取信任锚 {self.anchor_file}：{e}") from e
 
     def holds_root(self) -> bool:
         """Whether this machine holds the root key (and so may sign new trust list versions)."""
@@ -120,7 +123,9 @@ class KeyStore:
         """The root authority's signer, of the key that signs the next version; only on its machine."""
         if not self.holds_root():
             raise KeyStoreError(f"the root key {self.root_key_file} is not on this machine: only the root "
-                                f"authority ({self.authority}) changes the trust list")
+                                f"authority ({self.authority}) changes the trust list",
+                                zh=f"根密钥 {self.root_key_file} 不在本机：只有根机构"
+                                   f"（{zh_name(self.authority)}）可以修改信任列表")
         anchor = self._next_root()
         return Signer(self.authority, anchor.kid, nacl.signing.SigningKey(self._root_seed(anchor)[1]))
 
@@ -157,14 +162,16 @@ class KeyStore:
             try:
                 signed = msgspec.json.decode(path.read_bytes(), type=SignedTrustList)
             except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
-                raise KeyStoreError(f"root handover {path} is unreadable: {e}") from e
+                raise KeyStoreError(f"root handover {path} is unreadable: {e}",
+                                    zh=f"无法读取根密钥移交文件 {path}：{e}") from e
             signer = known.get(signed.root_kid)
             if signer is None or signed.next_root is None or signed.next_root.kid not in known:
                 continue
             try:
                 open_signed(signer, signed)
             except TrustListError as e:
-                raise KeyStoreError(f"root handover {path} is refused: {e}") from e
+                raise KeyStoreError(f"root handover {path} is refused: {e}",
+                                    zh=f"根密钥移交文件 {path} 被拒绝：{zh_of(e)}") from e
             out.append(signed)
         return sorted(out, key=lambda v: v.version)
 
@@ -216,7 +223,8 @@ class KeyStore:
         try:
             open_signed(anchor, signed)
         except TrustListError as e:
-            raise KeyStoreError(f"trust list {self.trust_file} is refused: {e}") from e
+            raise KeyStoreError(f"trust list {self.trust_file} is refused: {e}",
+                                zh=f"信任列表 {self.trust_file} 被拒绝：{zh_of(e)}") from e
         self._retire_anchor(anchor)
         self._write_anchor(signed.next_root)
         return signed.next_root
@@ -231,12 +239,13 @@ class KeyStore:
             key = nacl.signing.SigningKey(seed)
             if (anchor.kid, anchor.public_key) == (root_kid_for(self.authority, key), bytes(key.verify_key)):
                 return path, seed
-        raise KeyStoreError(f"{self.root_key_file} is not the root key pinned in {self.anchor_file} ({anchor.kid})")
+        raise KeyStoreError(f"{self.root_key_file} is not the root key pinned in {self.anchor_file} ({anchor.kid})",
+                            zh=f"{self.root_key_file} 不是 {self.anchor_file} 中固定的根密钥（{anchor.kid}）")
 
     def _retired_root_file(self, kid: str, suffix: str) -> Path:
         """``retired-root/<kid><suffix>``; a key id that cannot name a file is refused."""
         if not _ROOT_KID.match(kid):
-            raise KeyStoreError(f"root key id {kid!r} cannot name a file")
+            raise KeyStoreError(f"root key id {kid!r} cannot name a file", zh=f"根密钥编号 {kid!r} 不能用作文件名")
         return self.retired_root_dir / f"{kid}{suffix}"
 
     def _retired_anchor(self, kid: str) -> TrustAnchor | None:
@@ -249,7 +258,8 @@ class KeyStore:
         try:
             anchor = msgspec.json.decode(path.read_bytes(), type=TrustAnchor)
         except (OSError, msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise KeyStoreError(f"retired trust anchor {path} is unreadable: {e}") from e
+            raise KeyStoreError(f"retired trust anchor {path} is unreadable: {e}",
+                                zh=f"无法读取已退役的信任锚 {path}：{e}") from e
         return anchor if anchor.kid == kid else None
 
     def _retire_anchor(self, anchor: TrustAnchor) -> None:
@@ -269,7 +279,9 @@ class KeyStore:
         retired = self._retired_anchor(signed.root_kid)
         if retired is None:
             raise KeyStoreError(f"trust list {self.trust_file} hands the root over to {anchor.kid}, but the root key "
-                                f"{signed.root_kid} that signed it is not in {self.retired_root_dir}")
+                                f"{signed.root_kid} that signed it is not in {self.retired_root_dir}",
+                                zh=f"信任列表 {self.trust_file} 将根密钥移交给 {anchor.kid}，"
+                                   f"但签署它的根密钥 {signed.root_kid} 不在 {self.retired_root_dir} 中")
         return retired
 
     # -- the trust list --------------------------------------------------------------------------------------
@@ -282,11 +294,14 @@ class KeyStore:
         signed = self._decode_trust(data)
         if not signed.root_sig:
             raise KeyStoreError(f"trust list {self.trust_file} is not signed by the root authority; run "
-                                "`xiezhu keys init` on the root's machine to sign it")
+                                "`xiezhu keys init` on the root's machine to sign it",
+                                zh=f"信任列表 {self.trust_file} 未经根机构签名；"
+                                   "请在根机构的机器上运行 `xiezhu keys init` 签名")
         try:
             open_signed(self._signed_by(signed), signed)
         except TrustListError as e:
-            raise KeyStoreError(f"trust list {self.trust_file} is refused: {e}") from e
+            raise KeyStoreError(f"trust list {self.trust_file} is refused: {e}",
+                                zh=f"信任列表 {self.trust_file} 被拒绝：{zh_of(e)}") from e
         return signed
 
     def trust_list(self) -> TrustList:
@@ -344,7 +359,8 @@ class KeyStore:
         gets a new key only by a rotation.
         """
         if ROOT in codes:
-            raise KeyStoreError(f"{ROOT!r} cannot be a bureau code: it names the root key's files")
+            raise KeyStoreError(f"{ROOT!r} cannot be a bureau code: it names the root key's files",
+                                zh=f"{ROOT!r} 不能用作单位代码：它是根密钥文件的名称")
         self.dir.mkdir(parents=True, exist_ok=True)
         with self._locked():
             root = self._ensure_root()
@@ -368,7 +384,9 @@ class KeyStore:
                 return
             if root is None:
                 raise KeyStoreError(f"cannot list new keys: the root key {self.root_key_file} is not on this "
-                                    f"machine; run `xiezhu keys init` on the root authority's ({self.authority})")
+                                    f"machine; run `xiezhu keys init` on the root authority's ({self.authority})",
+                                    zh=f"无法列入新密钥：根密钥 {self.root_key_file} 不在本机；请在根机构"
+                                       f"（{zh_name(self.authority)}）的机器上运行 `xiezhu keys init`")
             new = next_version(held, entries, valid_from)
             if held is None and trust is not None:  # an unsigned list adopted: its numbering goes on
                 new = msgspec.structs.replace(new, version=trust.version + 1)
@@ -391,13 +409,15 @@ class KeyStore:
             try:
                 nacl.signing.VerifyKey(pub)
             except (ValueError, TypeError) as e:
-                raise KeyStoreError("the new public key is not a 32-byte Ed25519 key") from e
+                raise KeyStoreError("the new public key is not a 32-byte Ed25519 key",
+                                    zh="新公钥不是 32 字节的 Ed25519 公钥") from e
             kid = f"{code}-{pub.hex()[:12]}"
             if key is not None:
                 box = self._new_box(kid)
             elif box_key is None or len(box_key) != 32:
                 raise KeyStoreError("a key made elsewhere needs its 32-byte X25519 box key too, or nothing "
-                                    "could be sealed to the bureau")
+                                    "could be sealed to the bureau",
+                                    zh="在别处生成的密钥还须附 32 字节的 X25519 加密公钥，否则无法向该单位加密发送")
             else:
                 box = box_key
             entries = rotated(held.entries, TrustEntry(kid=kid, bureau=code, public_key=pub, valid_from=now,
@@ -427,7 +447,9 @@ class KeyStore:
         path = self._key_file(code)
         if not path.exists():
             raise KeyStoreError(f"no key for bureau {code!r} in {self.dir}; run `xiezhu keys init` "
-                                f"(or `xiezhu keys rotate {code}` if it is listed with a key made elsewhere)")
+                                f"(or `xiezhu keys rotate {code}` if it is listed with a key made elsewhere)",
+                                zh=f"{self.dir} 中没有{zh_name(code)}的密钥；请运行 `xiezhu keys init`"
+                                   f"（若其密钥在别处生成并已列入，则运行 `xiezhu keys rotate {code}`）")
         key = nacl.signing.SigningKey(_read_seed(path))
         return Signer(code, kid_for(code, key), key)
 
@@ -475,7 +497,9 @@ class KeyStore:
         keys = self._box_keys(code)
         if not keys:
             raise KeyStoreError(f"no box key of {code} in {self.box_dir}: this machine cannot open what was "
-                                f"sealed to {code}")
+                                f"sealed to {code}",
+                                zh=f"{self.box_dir} 中没有{zh_name(code)}的解密密钥："
+                                   f"本机无法打开加密发给{zh_name(code)}的内容")
         return Opener(code, keys, reload=lambda: self._box_keys(code), remember=remember)
 
     def _box_keys(self, code: str) -> dict[str, bytes]:
@@ -513,24 +537,29 @@ class KeyStore:
         path = self.dir / f"{code}.store-key"
         if not path.exists() and not create:
             raise KeyStoreError(f"no store key {path}: {code}'s data was written with one; restore it from a "
-                                f"backup (a new key could not read it)", path=str(path))
+                                f"backup (a new key could not read it)",
+                                zh=f"没有存储密钥 {path}：{zh_name(code)}的数据是用它加密的；请从备份恢复"
+                                   "（新密钥无法读取）", path=str(path))
         if not path.exists():
             try:
                 with self._locked():
                     if not path.exists():  # another process may have made it meanwhile: never replace one
                         write_private(path, os.urandom(32), keep_existing=True)
             except OSError as e:
-                raise KeyStoreError(f"cannot create the store key {path}: {e}") from e
+                raise KeyStoreError(f"cannot create the store key {path}: {e}",
+                                    zh=f"无法创建存储密钥 {path}：{e}") from e
         try:
             st = path.stat()
             if st.st_mode & 0o077:
-                raise KeyStoreError(f"{path} is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it")
+                raise KeyStoreError(f"{path} is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it",
+                                    zh=f"{path} 可被他人读取（权限 {st.st_mode & 0o777:o}）；请执行 chmod 600")
             key = path.read_bytes()
         except OSError as e:
-            raise KeyStoreError(f"cannot read the store key {path}: {e}") from e
+            raise KeyStoreError(f"cannot read the store key {path}: {e}", zh=f"无法读取存储密钥 {path}：{e}") from e
         if len(key) != 32:
             raise KeyStoreError(f"{path} is not a 32-byte store key; restore it from a backup: {code}'s store "
-                                f"cannot be read without it")
+                                f"cannot be read without it",
+                                zh=f"{path} 不是 32 字节的存储密钥；请从备份恢复：没有它无法读取{zh_name(code)}的存储")
         return key
 
     # -- one machine's share ------------------------------------------------------------------------------------
@@ -548,7 +577,8 @@ class KeyStore:
         listed = {e.bureau for e in held.entries}
         for code in codes:
             if code == ROOT or code not in listed:
-                raise KeyStoreError(f"{code!r} is not a bureau in the trust list of {self.dir}")
+                raise KeyStoreError(f"{code!r} is not a bureau in the trust list of {self.dir}",
+                                    zh=f"{code!r} 不是 {self.dir} 信任列表中的单位")
             self.signer(code)  # its seed is here (a key made elsewhere cannot be exported from here)
         out = KeyStore(dest, authority=self.authority)
         written: list[Path] = []
@@ -595,13 +625,15 @@ class KeyStore:
         except FileNotFoundError:
             return None
         except OSError as e:
-            raise KeyStoreError(f"trust list {self.trust_file} is unreadable: {e}") from e
+            raise KeyStoreError(f"trust list {self.trust_file} is unreadable: {e}",
+                                zh=f"无法读取信任列表 {self.trust_file}：{e}") from e
 
     def _decode_trust(self, data: bytes) -> SignedTrustList:
         try:
             return msgspec.json.decode(data, type=SignedTrustList)
         except (msgspec.DecodeError, msgspec.ValidationError) as e:
-            raise KeyStoreError(f"trust list {self.trust_file} is unreadable: {e}") from e
+            raise KeyStoreError(f"trust list {self.trust_file} is unreadable: {e}",
+                                zh=f"无法读取信任列表 {self.trust_file}：{e}") from e
 
     def _held_or_legacy(self) -> tuple[SignedTrustList | None, TrustList | None]:
         """The signed list on disk, or an unsigned one from before lists were signed (to adopt)."""
@@ -616,7 +648,8 @@ class KeyStore:
     def _require_held(self) -> SignedTrustList:
         held = self.signed_trust()
         if held is None:
-            raise KeyStoreError(f"no trust list in {self.dir}; run `xiezhu keys init` first")
+            raise KeyStoreError(f"no trust list in {self.dir}; run `xiezhu keys init` first",
+                                zh=f"{self.dir} 中没有信任列表；请先运行 `xiezhu keys init`")
         return held
 
     def _ensure_root(self) -> Signer | None:
@@ -632,7 +665,9 @@ class KeyStore:
         data = self._trust_bytes()
         if data is not None and self._decode_trust(data).root_sig:
             raise KeyStoreError(f"{self.trust_file} is signed by a root key, but {self.anchor_file} is missing; "
-                                f"copy root.pub from the root authority ({self.authority})")
+                                f"copy root.pub from the root authority ({self.authority})",
+                                zh=f"{self.trust_file} 由根密钥签名，但缺少 {self.anchor_file}；请从根机构"
+                                   f"（{zh_name(self.authority)}）复制 root.pub")
         key = nacl.signing.SigningKey.generate()
         write_private(self.root_key_file, bytes(key))
         self._write_anchor(TrustAnchor(authority=self.authority, kid=root_kid_for(self.authority, key),
@@ -693,6 +728,8 @@ class BureauSigner:
         if entry is not None and state_of(entry, at) in ("expired", "revoked"):
             raise NoValidKey(f"{self.code} has no valid signing key: {newest.kid} is {state_of(entry, at)} "
                              f"({entry.revoked_reason or 'validity ended'}); run `xiezhu keys rotate {self.code}`",
+                             zh=f"{zh_name(self.code)}没有有效的签名密钥：{newest.kid} 为 {state_of(entry, at)}"
+                                f"（{entry.revoked_reason or '有效期已满'}）；请运行 `xiezhu keys rotate {self.code}`",
                              kid=newest.kid)
         return newest  # not in the ring yet (or not yet valid): the receiver judges it
 
@@ -721,9 +758,13 @@ class BureauSigner:
                 listed = [e for e in self.ring.entries() if e.bureau == party and e.box_key]
                 if listed:
                     raise SealingError(f"{party} has no valid key to seal to (revoked or expired): nothing can be "
-                                       f"sent to it until its new key is listed (`xiezhu keys rotate {party}`)")
+                                       f"sent to it until its new key is listed (`xiezhu keys rotate {party}`)",
+                                       zh=f"{zh_name(party)}没有可用于加密的有效密钥（已吊销或过期）："
+                                          f"在其新密钥列入前无法向其发送（`xiezhu keys rotate {party}`）")
                 raise SealingError(f"{party} has no box key in the trust list: nothing can be sealed to it; "
-                                   f"run `xiezhu keys init` (or rotate {party}'s key) on the root's machine")
+                                   f"run `xiezhu keys init` (or rotate {party}'s key) on the root's machine",
+                                   zh=f"信任列表中没有{zh_name(party)}的加密公钥：无法向其加密发送；"
+                                      f"请在根机构的机器上运行 `xiezhu keys init`（或轮换{zh_name(party)}的密钥）")
             readers += found
         body = seal(env, readers)
         return Signed(body=body, kid=signer.kid, sig=signer.sign_bytes(body))
@@ -751,10 +792,12 @@ def _read_seed(path: Path) -> bytes:
     try:
         st = path.stat()
         if st.st_mode & 0o077:
-            raise KeyStoreError(f"{path} is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it")
+            raise KeyStoreError(f"{path} is readable by others (mode {st.st_mode & 0o777:o}); chmod 600 it",
+                                zh=f"{path} 可被他人读取（权限 {st.st_mode & 0o777:o}）；请执行 chmod 600")
         seed = path.read_bytes()
     except FileNotFoundError:
-        raise KeyStoreError(f"no key file {path}; run `xiezhu keys init`") from None
+        raise KeyStoreError(f"no key file {path}; run `xiezhu keys init`",
+                            zh=f"没有密钥文件 {path}；请运行 `xiezhu keys init`") from None
     if len(seed) != 32:
-        raise KeyStoreError(f"{path} is not a 32-byte Ed25519 seed")
+        raise KeyStoreError(f"{path} is not a 32-byte Ed25519 seed", zh=f"{path} 不是 32 字节的 Ed25519 种子")
     return seed

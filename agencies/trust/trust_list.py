@@ -35,6 +35,7 @@ from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.errors import APIError, NotFoundError
 
+from aggregates.registry import zh_name
 from broker.server import server_list
 from broker.signing import KeyRing, Malformed, Signer, b64, unb64
 from broker.streams import TRUST_STREAM, TRUST_SUBJECT
@@ -85,7 +86,8 @@ def sign_list(trust: TrustList, root: Signer) -> SignedTrustList:
     """Encode ``trust`` once and sign those bytes with the root key."""
     check_list(trust)
     if trust.next_root is not None and trust.next_root.kid == root.kid:
-        raise TrustListError(f"trust list version {trust.version} hands the root over to the key that signs it")
+        raise TrustListError(f"trust list version {trust.version} hands the root over to the key that signs it",
+                             zh=f"第 {trust.version} 版信任列表把根密钥移交给了签署它的密钥本身")
     body = msgspec.json.encode(trust)
     return signed_form(trust, body, root.kid, root.sign_bytes(body))
 
@@ -102,21 +104,27 @@ def open_list(anchor: TrustAnchor, body: bytes, kid: str, sig: bytes) -> TrustLi
     """The list in ``body`` if the pinned root key signed exactly these bytes; raises :class:`TrustListError`."""
     if kid != anchor.kid:
         raise TrustListError(f"the trust list is signed by {kid or 'no key'!r}, not by the pinned root key "
-                             f"{anchor.kid} of {anchor.authority}", kid=kid)
+                             f"{anchor.kid} of {anchor.authority}",
+                             zh=f"信任列表由 {kid or '无密钥'!r} 签名，"
+                                f"而不是由{zh_name(anchor.authority)}固定的根密钥 {anchor.kid} 签名", kid=kid)
     try:
         nacl.signing.VerifyKey(anchor.public_key).verify(body, sig)
     except (nacl.exceptions.BadSignatureError, ValueError, TypeError) as e:
-        raise TrustListError(f"the root signature ({anchor.kid}) over the trust list does not verify") from e
+        raise TrustListError(f"the root signature ({anchor.kid}) over the trust list does not verify",
+                             zh=f"信任列表上的根签名（{anchor.kid}）核验未通过") from e
     try:
         trust = msgspec.json.decode(body, type=TrustList)
     except Exception as e:  # noqa: BLE001 - any decoding failure (RecursionError too): not a trust list
-        raise TrustListError(f"the signed trust list is not a trust list: {e}") from e
+        raise TrustListError(f"the signed trust list is not a trust list: {e}",
+                             zh=f"签名的信任列表内容不是信任列表：{e}") from e
     check_list(trust)
     nxt = trust.next_root
     if nxt is not None and (not nxt.kid or nxt.kid == anchor.kid or nxt.public_key == anchor.public_key
                             or nxt.authority != anchor.authority or len(nxt.public_key) != 32):
         raise TrustListError(f"trust list version {trust.version} names a successor root key that is no new "
-                             f"32-byte Ed25519 key of {anchor.authority}", version=trust.version)
+                             f"32-byte Ed25519 key of {anchor.authority}",
+                             zh=f"第 {trust.version} 版信任列表指定的继任根密钥"
+                                f"不是{zh_name(anchor.authority)}新的 32 字节 Ed25519 密钥", version=trust.version)
     return trust
 
 
@@ -134,26 +142,33 @@ def open_signed(anchor: TrustAnchor, signed: SignedTrustList) -> TrustList:
     trust = open_list(anchor, signed.body, signed.root_kid, signed.root_sig)
     if readable(signed) != trust:
         raise TrustListError(f"the readable part of trust list version {signed.version} differs from what the "
-                             "root signed: the file was edited")
+                             "root signed: the file was edited",
+                             zh=f"第 {signed.version} 版信任列表的明文部分与根密钥签署的内容不一致：文件被改动过")
     return trust
 
 
 def check_list(trust: TrustList) -> None:
     """One version on its own: distinct key ids, Ed25519 keys, validity periods that end after they start."""
     if trust.version < 1:
-        raise TrustListError(f"trust list version {trust.version} must be 1 or more")
+        raise TrustListError(f"trust list version {trust.version} must be 1 or more",
+                             zh=f"信任列表版本号 {trust.version} 须不小于 1")
     seen: set[str] = set()
     for e in trust.entries:
         if e.kid in seen:
-            raise TrustListError(f"key {e.kid} is listed twice in trust list version {trust.version}", kid=e.kid)
+            raise TrustListError(f"key {e.kid} is listed twice in trust list version {trust.version}",
+                                 zh=f"密钥 {e.kid} 在第 {trust.version} 版信任列表中出现了两次", kid=e.kid)
         seen.add(e.kid)
         if len(e.public_key) != 32:
-            raise TrustListError(f"key {e.kid} is not a 32-byte Ed25519 public key", kid=e.kid)
+            raise TrustListError(f"key {e.kid} is not a 32-byte Ed25519 public key",
+                                 zh=f"密钥 {e.kid} 不是 32 字节的 Ed25519 公钥", kid=e.kid)
         if e.box_key and len(e.box_key) != 32:
-            raise TrustListError(f"key {e.kid} has a box key that is not a 32-byte X25519 public key", kid=e.kid)
+            raise TrustListError(f"key {e.kid} has a box key that is not a 32-byte X25519 public key",
+                                 zh=f"密钥 {e.kid} 的加密公钥不是 32 字节的 X25519 公钥", kid=e.kid)
         if e.valid_to is not None and e.valid_to <= e.valid_from:
             raise TrustListError(f"key {e.kid} would expire ({e.valid_to.isoformat()}) before it starts "
-                                 f"({e.valid_from.isoformat()})", kid=e.kid)
+                                 f"({e.valid_from.isoformat()})",
+                                 zh=f"密钥 {e.kid} 的失效时间（{e.valid_to.isoformat()}）早于生效时间"
+                                    f"（{e.valid_from.isoformat()}）", kid=e.kid)
 
 
 def follows(held: SignedTrustList | None, new: TrustList, new_body: bytes) -> bool:
@@ -167,14 +182,18 @@ def follows(held: SignedTrustList | None, new: TrustList, new_body: bytes) -> bo
         return True
     if new.version < held.version:
         raise TrustListError(f"trust list version {new.version} is older than version {held.version} held here",
+                             zh=f"第 {new.version} 版信任列表早于本机持有的第 {held.version} 版",
                              version=new.version, held=held.version)
     if new.version == held.version:
         if digest(new_body) == digest(held.body):
             return False
-        raise TrustListError(f"two different trust lists claim version {new.version}", version=new.version)
+        raise TrustListError(f"two different trust lists claim version {new.version}",
+                             zh=f"两份不同的信任列表都称是第 {new.version} 版", version=new.version)
     if new.version == held.version + 1 and held.body and new.previous != digest(held.body):
         raise TrustListError(f"trust list version {new.version} does not follow version {held.version} "
-                             "(its previous digest differs)", version=new.version)
+                             "(its previous digest differs)",
+                             zh=f"第 {new.version} 版信任列表不接续第 {held.version} 版"
+                                "（其前版摘要不同）", version=new.version)
     _keeps_history(held, new)
     return True
 
@@ -186,15 +205,21 @@ def _keeps_history(held: TrustList, new: TrustList) -> None:
         where = f"trust list version {new.version}"
         if e is None:
             raise TrustListError(f"{where} drops key {old.kid}; a key stays listed so that what it signed "
-                                 "still verifies", kid=old.kid)
+                                 "still verifies",
+                                 zh=f"{where} 删去了密钥 {old.kid}；密钥须保留在列表中，"
+                                    "其签署的内容才能继续核验", kid=old.kid)
         if (e.bureau, e.public_key, e.valid_from) != (old.bureau, old.public_key, old.valid_from):
-            raise TrustListError(f"{where} changes the owner, public key or start of key {old.kid}", kid=old.kid)
+            raise TrustListError(f"{where} changes the owner, public key or start of key {old.kid}",
+                                 zh=f"{where} 改变了密钥 {old.kid} 的所属单位、公钥或生效时间", kid=old.kid)
         if old.box_key and e.box_key != old.box_key:
-            raise TrustListError(f"{where} changes the box key of key {old.kid}", kid=old.kid)
+            raise TrustListError(f"{where} changes the box key of key {old.kid}",
+                                 zh=f"{where} 改变了密钥 {old.kid} 的加密公钥", kid=old.kid)
         if old.revoked_at is not None and e.revoked_at != old.revoked_at:
-            raise TrustListError(f"{where} lifts or moves the revocation of key {old.kid}", kid=old.kid)
+            raise TrustListError(f"{where} lifts or moves the revocation of key {old.kid}",
+                                 zh=f"{where} 撤销或改动了密钥 {old.kid} 的吊销", kid=old.kid)
         if old.valid_to is not None and (e.valid_to is None or e.valid_to > old.valid_to):
-            raise TrustListError(f"{where} extends the validity of key {old.kid}", kid=old.kid)
+            raise TrustListError(f"{where} extends the validity of key {old.kid}",
+                                 zh=f"{where} 延长了密钥 {old.kid} 的有效期", kid=old.kid)
 
 
 # -- changes the root authority makes -------------------------------------------------------------------------
@@ -214,16 +239,19 @@ def state_of(entry: TrustEntry, at: datetime) -> KeyState:
 def rotated(entries: Iterable[TrustEntry], new: TrustEntry, *, overlap: timedelta) -> list[TrustEntry]:
     """Add ``new`` (valid from its ``valid_from``) and end each of its bureau's current keys ``overlap`` later."""
     if overlap < timedelta(0):
-        raise TrustListError("the overlap of a rotation cannot be negative")
+        raise TrustListError("the overlap of a rotation cannot be negative", zh="轮换的重叠期不能为负")
     now, end = new.valid_from, new.valid_from + overlap
     out: list[TrustEntry] = []
     for e in entries:
         if e.kid == new.kid:
-            raise TrustListError(f"key {new.kid} is already in the trust list", kid=new.kid)
+            raise TrustListError(f"key {new.kid} is already in the trust list",
+                                 zh=f"密钥 {new.kid} 已在信任列表中", kid=new.kid)
         if e.bureau == new.bureau and state_of(e, now) in ("valid", "expiring", "not-yet-valid"):
             if end <= e.valid_from:
                 raise TrustListError(f"key {e.kid} is valid only from {e.valid_from.isoformat()}, after the end of "
-                                     f"the overlap ({end.isoformat()}); is the clock right?", kid=e.kid)
+                                     f"the overlap ({end.isoformat()}); is the clock right?",
+                                     zh=f"密钥 {e.kid} 自 {e.valid_from.isoformat()} 起才生效，晚于重叠期结束"
+                                        f"（{end.isoformat()}）；系统时钟是否正确？", kid=e.kid)
             if e.valid_to is None or e.valid_to > end:
                 e = msgspec.structs.replace(e, valid_to=end)
         out.append(e)
@@ -235,17 +263,19 @@ def revoked(entries: Iterable[TrustEntry], kid: str, reason: str, *, at: datetim
     """Revoke ``kid`` from ``at`` on, with the reason; what it signed before stays valid."""
     reason = " ".join(reason.split())
     if not reason:
-        raise TrustListError("a revocation needs a reason")
+        raise TrustListError("a revocation needs a reason", zh="吊销须说明理由")
     out = list(entries)
     for i, e in enumerate(out):
         if e.kid != kid:
             continue
         if e.revoked_at is not None:
             raise TrustListError(f"key {kid} was already revoked at {e.revoked_at.isoformat()}: {e.revoked_reason}",
+                                 zh=f"密钥 {kid} 已于 {e.revoked_at.isoformat()} 吊销：{e.revoked_reason}",
                                  kid=kid)
         out[i] = msgspec.structs.replace(e, revoked_at=at, revoked_reason=reason)
         return out
-    raise TrustListError(f"no key {kid!r} in the trust list; `xiezhu keys list` shows the key ids", kid=kid)
+    raise TrustListError(f"no key {kid!r} in the trust list; `xiezhu keys list` shows the key ids",
+                         zh=f"信任列表中没有密钥 {kid!r}；`xiezhu keys list` 列出各密钥编号", kid=kid)
 
 
 # -- distribution over NATS -----------------------------------------------------------------------------------
@@ -301,7 +331,8 @@ async def publish_trust_list(js: JetStreamContext, signed: SignedTrustList, anch
     trust = _open_known(known, signed.body, signed.root_kid, signed.root_sig)
     if readable(signed) != trust:
         raise TrustListError(f"the readable part of trust list version {signed.version} differs from what the "
-                             "root signed: the file was edited")
+                             "root signed: the file was edited",
+                             zh=f"第 {signed.version} 版信任列表的明文部分与根密钥签署的内容不一致：文件被改动过")
     last = await fetch_latest(js)
     if last is not None:
         try:
@@ -312,6 +343,8 @@ async def publish_trust_list(js: JetStreamContext, signed: SignedTrustList, anch
             if there.version > signed.version or (there.version == signed.version and last.body != signed.body):
                 raise TrustListError(f"NATS already holds trust list version {there.version}, which is not the "
                                      f"version {signed.version} here; this data directory is behind",
+                                     zh=f"NATS 上已有第 {there.version} 版信任列表，不是本机的第 {signed.version} 版；"
+                                        "本数据目录已落后",
                                      version=there.version)
             if last.body == signed.body:
                 return False
@@ -321,7 +354,8 @@ async def publish_trust_list(js: JetStreamContext, signed: SignedTrustList, anch
         await js.publish(TRUST_SUBJECT, signed.body, headers=headers, stream=TRUST_STREAM)
     except APIError as e:
         if e.err_code == _WRONG_LAST_SEQUENCE:
-            raise TrustListError("another trust list version was published meanwhile; run the command again") from e
+            raise TrustListError("another trust list version was published meanwhile; run the command again",
+                                 zh="其间已发布了另一版信任列表；请再次运行该命令") from e
         raise
     return True
 

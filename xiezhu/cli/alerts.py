@@ -10,7 +10,7 @@ from typing import Annotated
 
 import typer
 
-from aggregates.registry import Registry
+from aggregates.registry import Registry, zh_name
 from xiezhu.cli.common import err, print_json
 from xiezhu.cli.common import settings_of as _settings
 
@@ -52,7 +52,8 @@ def remove(ctx: typer.Context, bureau: BureauOpt,
     alerts = Alerts(code, alerts_path(_settings(ctx), code))
     try:
         if not alerts.remove(address):
-            raise XiezhuError(f"{address.strip()} is not on {code}'s alert list")
+            raise XiezhuError(f"{address.strip()} is not on {code}'s alert list",
+                              zh=f"{address.strip()} 不在{zh_name(code)}的告警名单上")
     finally:
         alerts.close()
     err.print(f"{address.strip()} removed from {code}'s alert list")

@@ -45,7 +45,8 @@ def _caught_up(ctx: typer.Context) -> CommitmentView:
     """The commitment view of the data directory, caught up with the ledger."""
     settings = _settings(ctx)
     if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first",
+                          zh=f"{settings.data_dir} 中没有账本；请先运行 `xiezhu demo` 或启动 `xiezhu ledger`")
     ledger_ = ledger_at(settings)
     try:
         view = CommitmentView(settings.commitments_location, view_key=view_key(settings))
@@ -185,12 +186,13 @@ def letter(
     from projections.documents.letters import render
 
     if fmt not in FORMATS:
-        raise XiezhuError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise XiezhuError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}",
+                          zh=f"--format 应为 {'、'.join(FORMATS)} 之一，而不是 {fmt!r}")
     h, _ = case_history(_settings(ctx), number, sender)
     reg = Registry.load()
     letters = letters_for(h, reg.name)
     if not letters:
-        raise XiezhuError(f"case {number} has no letter yet")
+        raise XiezhuError(f"case {number} has no letter yet", zh=f"案件 {number} 尚无协助函")
     if out_dir is None and fmt == "txt":
         if as_json:
             _print_json([{"type": type(x).__struct_config__.tag, "number": h.number, "text": render(x),
@@ -308,7 +310,8 @@ def _parse_item(text: str) -> ItemResult:
     try:
         return msgspec.convert({"no": int(no), "verdict": verdict, "reason": reason}, ItemResult)
     except (ValueError, msgspec.ValidationError) as e:
-        raise XiezhuError(f"--item {text!r}: expected N=true|false|unverifiable[:reason] ({e})") from e
+        raise XiezhuError(f"--item {text!r}: expected N=true|false|unverifiable[:reason] ({e})",
+                          zh=f"--item {text!r}：格式应为 N=true|false|unverifiable[:理由]（{e}）") from e
 
 
 @app.command()
@@ -356,7 +359,7 @@ def decline(
     try:
         st = desk.decline(case, reason, operator_name(operator))
     except msgspec.ValidationError as e:
-        raise XiezhuError(f"cannot decline: {e}") from e
+        raise XiezhuError(f"cannot decline: {e}", zh=f"无法拒绝协助：{e}") from e
     for line in late:
         err.print(f"[yellow]warning:[/] {line}")
     said(system.settings, bureau, f"declined {st.requester}'s {st.number}")

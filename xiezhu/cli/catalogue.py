@@ -210,6 +210,6 @@ def memorandum(ctx: typer.Context,
                                 "item_code": item, "signed_on": date.fromisoformat(signed_on), "text": text,
                                 "filed_with": ["sifa", "bianban"], "form": form}, Memorandum)
     except (ValueError, msgspec.ValidationError) as e:
-        raise XiezhuError(f"memorandum: {e}") from e
+        raise XiezhuError(f"memorandum: {e}", zh=f"备忘录：{e}") from e
     system_of(ctx).justice().file_memorandum(memo)
     typer.echo(f"{memo.id} filed with 区司法局 and 区委编办", err=True)

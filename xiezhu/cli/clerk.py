@@ -44,29 +44,33 @@ def parse_item(no: int, text: str) -> CommitmentItem:
     """``TEXT[|CHECK[|key=value;key=value]]`` as commitment item ``no``."""
     parts = text.split("|")
     if len(parts) > 3 or not parts[0].strip():
-        raise ClerkInputError(f"--item {text!r}: expected TEXT[|CHECK[|key=value;…]]")
+        raise ClerkInputError(f"--item {text!r}: expected TEXT[|CHECK[|key=value;…]]",
+                              zh=f"--item {text!r}：格式应为 内容[|核查方式[|键=值;…]]")
     facts: dict[str, str] = {}
     if len(parts) == 3 and parts[2].strip():
         for pair in parts[2].split(";"):
             key, sep, value = pair.partition("=")
             if not sep or not key.strip():
-                raise ClerkInputError(f"--item {text!r}: facts are key=value, separated by ';'")
+                raise ClerkInputError(f"--item {text!r}: facts are key=value, separated by ';'",
+                                      zh=f"--item {text!r}：事实应写作 键=值，以“;”分隔")
             facts[key.strip()] = value.strip()
     try:
         return msgspec.convert({"no": no, "text": parts[0].strip(), "check": parts[1].strip() if len(parts) > 1 else "",
                                 "facts": facts}, CommitmentItem)
     except msgspec.ValidationError as e:
-        raise ClerkInputError(f"--item {text!r}: {e}") from None
+        raise ClerkInputError(f"--item {text!r}: {e}", zh=f"--item {text!r}：{e}") from None
 
 
 def parse_applicant(name: str | None, id_number: str | None, organisation: bool) -> Applicant:
     if not name or not id_number:
-        raise ClerkInputError("name the applicant: --applicant-name and --applicant-id (or take them from --case)")
+        raise ClerkInputError("name the applicant: --applicant-name and --applicant-id (or take them from --case)",
+                              zh="请写明申请人：--applicant-name 和 --applicant-id（或用 --case 从案件中取）")
     try:
         return msgspec.convert({"kind": "organisation" if organisation else "person", "name": name,
                                 "id_number": id_number.strip().upper()}, Applicant)
     except msgspec.ValidationError as e:
-        raise ClerkInputError(f"the applicant: {e} (an ID number or credit code: 15–18 digits or capitals)") from None
+        raise ClerkInputError(f"the applicant: {e} (an ID number or credit code: 15–18 digits or capitals)",
+                              zh=f"申请人：{e}（身份证号码或统一社会信用代码：15–18 位数字或大写字母）") from None
 
 
 def parse_date(text: str | None, option: str) -> date | None:
@@ -75,7 +79,8 @@ def parse_date(text: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise ClerkInputError(f"{option} {text!r} is not a date like 2026-09-30") from None
+        raise ClerkInputError(f"{option} {text!r} is not a date like 2026-09-30",
+                              zh=f"{option} {text!r} 不是日期，例如 2026-09-30") from None
 
 
 def _numbers(text: str | None, option: str) -> list[int] | None:
@@ -84,7 +89,8 @@ def _numbers(text: str | None, option: str) -> list[int] | None:
     try:
         return sorted({int(x) for x in text.replace("，", ",").split(",") if x.strip()})
     except ValueError:
-        raise ClerkInputError(f"{option} {text!r}: item numbers separated by commas, e.g. 1,2") from None
+        raise ClerkInputError(f"{option} {text!r}: item numbers separated by commas, e.g. 1,2",
+                              zh=f"{option} {text!r}：应为以逗号分隔的事项序号，例如 1,2") from None
 
 
 def _sent(ctx: typer.Context, bureau: str, what: str) -> None:
@@ -141,12 +147,15 @@ def request(
     --item "本人户籍所在地为运河街道|hukou.residence|address=运河街道"[/]
     """
     if channel not in ("platform", "letter"):
-        raise ClerkInputError(f"--channel {channel!r}: platform or letter")
+        raise ClerkInputError(f"--channel {channel!r}: platform or letter",
+                              zh=f"--channel {channel!r}：应为 platform（平台）或 letter（协助函）")
     staff = [s.strip() for s in staff or [] if s.strip()]
     if channel == "letter" and len(staff) != 2:
-        raise ClerkInputError("协助函（二） (--channel letter) names the two staff sent: --staff A --staff B")
+        raise ClerkInputError("协助函（二） (--channel letter) names the two staff sent: --staff A --staff B",
+                              zh="协助函（二）（--channel letter）须写明派出的两名工作人员：--staff 甲 --staff 乙")
     if channel == "platform" and staff:
-        raise ClerkInputError("--staff goes with --channel letter (协助函（二）) only")
+        raise ClerkInputError("--staff goes with --channel letter (协助函（二）) only",
+                              zh="--staff 只用于 --channel letter（协助函（二））")
     day = parse_date(applied_on, "--applied-on")
     system = system_of(ctx)
     system.registry[to]
@@ -155,13 +164,16 @@ def request(
     late: list[PlannedItem] = []
     if case is not None:
         if item or applicant_name or applicant_id or matter_code:
-            raise ClerkInputError("--case takes applicant, matter and items from the case; leave them out")
+            raise ClerkInputError("--case takes applicant, matter and items from the case; leave them out",
+                                  zh="--case 从案件中取申请人、事项和承诺内容；请勿另行填写")
         st = desk.commitment(desk.find_commitment(case))
         wanted = _numbers(items_of_case, "--items")
         items = [i for i in st.items if wanted is None or i.no in wanted]
         if wanted is not None and len(items) != len(wanted):
             raise ClerkInputError(f"--items {items_of_case}: case {case} has items "
-                                  f"{', '.join(str(i.no) for i in st.items)}")
+                                  f"{', '.join(str(i.no) for i in st.items)}",
+                                  zh=f"--items {items_of_case}："
+                                     f"案件 {case} 的事项序号为 {', '.join(str(i.no) for i in st.items)}")
         applicant, matter = st.applicant, Matter(code=st.matter_code, name=st.matter_name)
         day = day or st.applied_on
         link = st.case
@@ -169,15 +181,17 @@ def request(
         late = [p for p in st.plan if p.due_on is not None and p.due_on < today and any(i.no == p.no for i in items)]
     else:
         if not item:
-            raise ClerkInputError("name the commitments to verify: --item TEXT (or take them from --case)")
+            raise ClerkInputError("name the commitments to verify: --item TEXT (or take them from --case)",
+                                  zh="请写明需核查的承诺：--item 内容（或用 --case 从案件中取）")
         items = [parse_item(n, text) for n, text in enumerate(item, start=1)]
         applicant = parse_applicant(applicant_name, applicant_id, organisation)
         if not matter_code or not matter_name:
-            raise ClerkInputError("name the service matter: --matter-code and --matter-name (or use --case)")
+            raise ClerkInputError("name the service matter: --matter-code and --matter-name (or use --case)",
+                                  zh="请写明服务事项：--matter-code 和 --matter-name（或用 --case）")
         try:
             matter = msgspec.convert({"code": matter_code, "name": matter_name}, Matter)
         except msgspec.ValidationError as e:
-            raise ClerkInputError(f"the matter: {e}") from None
+            raise ClerkInputError(f"the matter: {e}", zh=f"服务事项：{e}") from None
     sent = desk.send_request(assistor=to, applicant=applicant, matter=matter, items=items,
                              catalogue_item=catalogue_item, applied_on=day, channel=channel,  # type: ignore[arg-type]
                              staff=staff, commitment_case=link)
@@ -206,7 +220,7 @@ def withdraw(
     Example: [bold]xiezhu withdraw 20260001 --bureau shenpi --reason "申请人撤回申请"[/]
     """
     if len(reason.strip()) < 2:
-        raise ClerkInputError("--reason: say why (at least two characters)")
+        raise ClerkInputError("--reason: say why (at least two characters)", zh="--reason：请写明理由（至少两个字）")
     desk = system_of(ctx).desk(bureau, existing=True)
     st = desk.withdraw_request(desk.find_request(number, bureau), reason.strip())
     _sent(ctx, bureau, f"withdrew {st.number}")
@@ -225,7 +239,7 @@ def forward(
     Example: [bold]xiezhu forward 20260003 --bureau ziran --institution 区档案馆 --note "1998年土地档案"[/]
     """
     if not institution.strip():
-        raise ClerkInputError("--institution: name the institution")
+        raise ClerkInputError("--institution: name the institution", zh="--institution：请写明机构名称")
     desk = system_of(ctx).desk(bureau, existing=True)
     st = desk.forward(desk.find_request(number, requester), institution.strip(), note.strip())
     _sent(ctx, bureau, f"forwarded {st.requester}'s {st.number} to {institution.strip()}")
@@ -247,7 +261,8 @@ def onsite(
     """
     officers = [o.strip() for o in officer if o.strip()]
     if len(officers) < 2:
-        raise ClerkInputError("an on-site check is made by at least two officers: --officer A --officer B")
+        raise ClerkInputError("an on-site check is made by at least two officers: --officer A --officer B",
+                              zh="现场核查须由至少两名工作人员进行：--officer 甲 --officer 乙")
     v = _verdict(verdict, reason)
     desk = system_of(ctx).desk(bureau, existing=True)
     st = desk.verify_on_site(desk.find_commitment(number), item_no, v, officers, reason.strip())
@@ -258,9 +273,10 @@ def _verdict(verdict: str, reason: str) -> Verdict:
     aliases = {"真实": "true", "虚假": "false", "无法证实": "unverifiable"}
     v = aliases.get(verdict, verdict)
     if v not in ("true", "false", "unverifiable"):
-        raise ClerkInputError(f"--verdict {verdict!r}: true, false or unverifiable (真实 / 虚假 / 无法证实)")
+        raise ClerkInputError(f"--verdict {verdict!r}: true, false or unverifiable (真实 / 虚假 / 无法证实)",
+                              zh=f"--verdict {verdict!r}：应为 true、false 或 unverifiable（真实 / 虚假 / 无法证实）")
     if v != "true" and not reason.strip():
-        raise ClerkInputError(f"--reason: a verdict of {v} needs the reason")
+        raise ClerkInputError(f"--reason: a verdict of {v} needs the reason", zh=f"--reason：结论为{v}时须写明理由")
     return cast(Verdict, v)
 
 
@@ -327,7 +343,8 @@ def case_choose(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     Example: [bold]xiezhu case choose C20260001 --bureau shenpi --route certificate[/]
     """
     if route not in ("commitment", "certificate"):
-        raise ClerkInputError(f"--route {route!r}: commitment or certificate")
+        raise ClerkInputError(f"--route {route!r}: commitment or certificate",
+                              zh=f"--route {route!r}：应为 commitment（告知承诺）或 certificate（提交证明）")
     desk, case = _desk_case(ctx, bureau, number)
     _done(desk.choose_route(case, route), f"route {route}", as_json)
 
@@ -354,7 +371,7 @@ def case_approve(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     Example: [bold]xiezhu case approve C20260001 --bureau shenpi --decision-no "台审批许〔2026〕1号"[/]
     """
     if not decision_no.strip():
-        raise ClerkInputError("--decision-no: the decision's number")
+        raise ClerkInputError("--decision-no: the decision's number", zh="--decision-no：请写明决定文号")
     desk, case = _desk_case(ctx, bureau, number)
     _done(desk.approve(case, decision_no.strip()), "approved", as_json)
 
@@ -375,7 +392,8 @@ def _planned(text: str, default_due: date) -> PlannedItem:
     """``N=online|assistance|on-site[:DETAIL][@YYYY-MM-DD]`` or ``N=exempt``."""
     no, sep, rest = text.partition("=")
     if not sep or not no.strip().isdigit():
-        raise ClerkInputError(f"--item {text!r}: expected N=online|assistance|on-site[:detail][@date] or N=exempt")
+        raise ClerkInputError(f"--item {text!r}: expected N=online|assistance|on-site[:detail][@date] or N=exempt",
+                              zh=f"--item {text!r}：格式应为 N=online|assistance|on-site[:说明][@日期] 或 N=exempt")
     if rest.strip() == "exempt":
         return PlannedItem(no=int(no), method="online", exempt=True)
     rest, _, due = rest.partition("@")
@@ -385,7 +403,7 @@ def _planned(text: str, default_due: date) -> PlannedItem:
                                 "due_on": (parse_date(due.strip() or None, "the due date") or default_due).isoformat()},
                                PlannedItem)
     except msgspec.ValidationError as e:
-        raise ClerkInputError(f"--item {text!r}: {e}") from None
+        raise ClerkInputError(f"--item {text!r}: {e}", zh=f"--item {text!r}：{e}") from None
 
 
 @case_app.command("plan")
@@ -420,7 +438,8 @@ def case_verify(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     Example: [bold]xiezhu case verify C20260001 --bureau shenpi --item 2 --verdict true --online 电子证照库[/]
     """
     if (online is None) == (assistance is None):
-        raise ClerkInputError("say where the verdict comes from: --online SYSTEM or --assistance NUMBER")
+        raise ClerkInputError("say where the verdict comes from: --online SYSTEM or --assistance NUMBER",
+                              zh="请写明核查结论的来源：--online 系统名称 或 --assistance 协助函编号")
     v = _verdict(verdict, reason)
     source = f"online:{online.strip()}" if online is not None else f"assistance:{bureau}/{assistance}"
     desk, case = _desk_case(ctx, bureau, number)
@@ -436,7 +455,8 @@ def case_conclude(ctx: typer.Context, number: CaseNo, bureau: Bureau, as_json: A
     desk, case = _desk_case(ctx, bureau, number)
     st = desk.conclude(case)
     if st is None:
-        raise ClerkInputError(f"{number} cannot be concluded yet: an item still waits for its verdict")
+        raise ClerkInputError(f"{number} cannot be concluded yet: an item still waits for its verdict",
+                              zh=f"{number} 尚不能办结：还有事项在等待核查结论")
     _done(st, "concluded", as_json)
 
 

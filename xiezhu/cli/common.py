@@ -23,7 +23,7 @@ import typer
 from rich.console import Console
 from rich.markup import escape
 
-from aggregates.registry import Registry
+from aggregates.registry import Registry, zh_name
 from aggregates.workdays import SHANGHAI
 from schemas.errors import XiezhuError
 from xiezhu.settings import ENV_DATA_DIR, ENV_DATABASE_URL, ENV_NATS_URL, Settings
@@ -141,7 +141,8 @@ def said(settings: Settings, bureau: str, what: str) -> None:
 
 def catalogue_kind(kind: str) -> Literal["matters", "assistance"]:
     if kind not in ("matters", "assistance"):
-        raise XiezhuError(f"--kind must be matters (附件8) or assistance (附件9), not {kind!r}")
+        raise XiezhuError(f"--kind must be matters (附件8) or assistance (附件9), not {kind!r}",
+                          zh=f"--kind 应为 matters（附件8）或 assistance（附件9），而不是 {kind!r}")
     return kind  # type: ignore[return-value]
 
 
@@ -155,7 +156,8 @@ def parse_instant(text: str, option: str, error: type[XiezhuError] = CliInputErr
     try:
         value = datetime.fromisoformat(text)
     except ValueError:
-        raise error(f"{option} {text!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00", value=text) from None
+        raise error(f"{option} {text!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00",
+                    zh=f"{option} {text!r} 不是 ISO 日期时间，例如 2026-09-30T10:00+08:00", value=text) from None
     return value if value.utcoffset() is not None else value.replace(tzinfo=SHANGHAI)
 
 
@@ -221,14 +223,17 @@ def case_history(settings: Settings, number: str, sender: str | None,
     from projections.history import find_cases, history
 
     if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first",
+                          zh=f"{settings.data_dir} 中没有账本；请先运行 `xiezhu demo` 或启动 `xiezhu ledger`")
     ledger_ = ledger_at(settings)
     try:
         found = find_cases(ledger_, number, sender)
         if not found:
-            raise XiezhuError(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger")
+            raise XiezhuError(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger",
+                              zh="账本中没有" + (f"{zh_name(sender)}的" if sender else "") + f"编号为 {number} 的案件")
         if len(found) > 1:
-            raise XiezhuError(f"{len(found)} cases are numbered {number}; add --from REQUESTER")
+            raise XiezhuError(f"{len(found)} cases are numbered {number}; add --from REQUESTER",
+                              zh=f"编号为 {number} 的案件有 {len(found)} 件；请加 --from 提出方")
         from xiezhu.bootstrap import existing_catalogue
 
         catalogue = existing_catalogue(settings)
@@ -298,28 +303,43 @@ def _nats_errors() -> tuple[type[BaseException], ...]:
     return (errors.Error,) if errors is not None else ()
 
 
+def failed(language: str, en: str, zh: str) -> None:
+    """The one line a failed command prints: ``错误：`` and the 中文, or ``error:`` and the English.
+
+    One line whatever the width (soft_wrap), and a message quoting "[…]" is not taken for markup.
+    """
+    line = f"[red]错误：[/]{escape(zh)}" if language == "zh" else f"[red]error:[/] {escape(en)}"
+    err.print(line, highlight=False, markup=True, soft_wrap=True)
+
+
 def one_line_errors(app: typer.Typer) -> None:
-    """Run ``app``: a mistake becomes one clear ``error:`` line and exit 1, never a traceback."""
+    """Run ``app``: a mistake becomes one clear ``error:`` (``错误：``) line and exit 1, never a traceback.
+
+    The line is in the language of the run (``--lang``, ``XIEZHU_LANG``, else 中文); ``str(e)``, the
+    logs and the HTTP API keep the English (decision 64).
+    """
+    from xiezhu.cli.helptext import language_of
+
     try:
         app(standalone_mode=True)  # Click prints usage errors itself (exit code 2)
     except XiezhuError as e:
-        # One line whatever the width (soft_wrap), and a message quoting "[…]" is not taken for markup.
-        err.print(f"[red]error:[/] {escape(str(e))}", highlight=False, markup=True, soft_wrap=True)
+        failed(language_of(sys.argv[1:]), str(e), e.text("zh"))
         sys.exit(1)
     except Exception as e:
+        language = language_of(sys.argv[1:])
         if isinstance(e, (OSError, *_nats_errors())):
-            err.print(f"[red]error:[/] cannot reach NATS or a file: {escape(str(e))}", highlight=False,
-                      soft_wrap=True)
+            failed(language, f"cannot reach NATS or a file: {e}", f"无法连接 NATS 或读写文件：{e}")
             sys.exit(1)
         if not isinstance(e, sqlite3.DatabaseError):
             raise
         if "readonly" in str(e):
             # A command that writes (a store, a view's catch-up) on a read-only copy of a data directory.
-            err.print(f"[red]error:[/] this command writes to the data directory, which is read-only here: "
-                      f"{escape(str(e))}", highlight=False, soft_wrap=True)
+            failed(language, f"this command writes to the data directory, which is read-only here: {e}",
+                   f"此命令需要写入数据目录，而这里的数据目录是只读的：{e}")
         elif isinstance(e, sqlite3.OperationalError) and "malformed" not in str(e):
             raise
         else:  # "file is not a database", "database disk image is malformed"
-            err.print(f"[red]error:[/] a data file is damaged: {escape(str(e))}; `xiezhu audit` checks the ledger, "
-                      "`xiezhu projections rebuild` rebuilds the views", highlight=False, soft_wrap=True)
+            failed(language, f"a data file is damaged: {e}; `xiezhu audit` checks the ledger, "
+                   "`xiezhu projections rebuild` rebuilds the views",
+                   f"数据文件已损坏：{e}；`xiezhu audit` 检查账本，`xiezhu projections rebuild` 重建视图")
         sys.exit(1)

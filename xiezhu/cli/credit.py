@@ -15,7 +15,7 @@ from agencies.desk import Desk, DeskError
 from aggregates.store import SHANGHAI
 from projections.credit import CreditView, open_view
 from schemas.commitment import ReviewOutcome
-from schemas.errors import XiezhuError
+from schemas.errors import XiezhuError, zh_of
 from xiezhu.cli.common import AsJson, err, ledger_at, out, system_of, view_key
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
@@ -57,7 +57,8 @@ def credit_china_dir(settings: Settings) -> Path:
 def fresh_view(settings: Settings) -> Iterator[CreditView]:
     """The credit view, caught up with the ledger."""
     if not settings.ledger_exists():
-        raise CreditCliError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+        raise CreditCliError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first",
+                             zh=f"{settings.data_dir} 中没有账本；请先运行 `xiezhu demo` 或启动 `xiezhu ledger`")
     ledger = ledger_at(settings)
     try:
         view = open_view(credit_path(settings), view_key=view_key(settings))
@@ -77,7 +78,8 @@ def _at(text: str | None) -> datetime | None:
     try:
         t = datetime.fromisoformat(text)
     except ValueError as e:
-        raise CreditCliError(f"--at {text!r}: expected an ISO time such as 2026-10-01T09:00+08:00") from e
+        raise CreditCliError(f"--at {text!r}: expected an ISO time such as 2026-10-01T09:00+08:00",
+                             zh=f"--at {text!r}：应为 ISO 时间，例如 2026-10-01T09:00+08:00") from e
     return t if t.tzinfo else t.replace(tzinfo=SHANGHAI)
 
 
@@ -133,7 +135,8 @@ def outbox(
     Example: [bold]xiezhu credit outbox --status pending --json[/]
     """
     if status not in (None, "pending", "delivered"):
-        raise CreditCliError(f"--status must be pending or delivered, not {status!r}")
+        raise CreditCliError(f"--status must be pending or delivered, not {status!r}",
+                             zh=f"--status 应为 pending（待报送）或 delivered（已报送），而不是 {status!r}")
     with fresh_view(_settings(ctx)) as view:
         rows = view.outbox(status)
     if as_json:
@@ -163,7 +166,7 @@ def push(
     Example: [bold]xiezhu credit push --url https://credit.example.gov.cn/api/records[/]
     """
     if url and directory:
-        raise CreditCliError("give --url or --dir, not both")
+        raise CreditCliError("give --url or --dir, not both", zh="--url 和 --dir 只能给出其一")
     settings = _settings(ctx)
     adapter: CreditChina = HttpCreditChina(url, timeout) if url else \
         DirectoryCreditChina(directory or credit_china_dir(settings))
@@ -173,7 +176,8 @@ def push(
     err.print(f"delivered {delivered}, failed {failed}, {left} still pending")
     if failed:
         raise CreditCliError(f"{failed} records could not be delivered; they stay pending "
-                             "(see `xiezhu credit outbox --status pending`)")
+                             "(see `xiezhu credit outbox --status pending`)",
+                             zh=f"{failed} 条记录未能报送，仍为待报送（见 `xiezhu credit outbox --status pending`）")
 
 
 # -- the bureau that made the record: objection (异议) and repair (信用修复) -----------------
@@ -190,7 +194,7 @@ def _case(ctx: typer.Context, bureau: str, number: str) -> tuple[Desk, str]:
     try:
         return desk, desk.find_commitment(number)
     except DeskError as e:
-        raise CreditCliError(str(e)) from None
+        raise CreditCliError(str(e), zh=zh_of(e)) from None
 
 
 def _done(what: str, st: Any) -> None:
@@ -218,7 +222,8 @@ def review(ctx: typer.Context, number: Number, bureau: Bureau,
     Example: [bold]xiezhu credit review C20260012 --bureau shenpi --outcome remove --reasons "经核实系误录"[/]
     """
     if outcome not in ("confirm", "correct", "remove"):
-        raise CreditCliError(f"--outcome must be confirm, correct or remove, not {outcome!r}")
+        raise CreditCliError(f"--outcome must be confirm, correct or remove, not {outcome!r}",
+                             zh=f"--outcome 应为 confirm（维持）、correct（更正）或 remove（删除），而不是 {outcome!r}")
     desk, case = _case(ctx, bureau, number)
     _done(f"objection reviewed ({outcome})",
           desk.review_objection(case, cast(ReviewOutcome, outcome), reasons, record=record))

@@ -35,7 +35,8 @@ def roles(ctx: typer.Context,
         return
     settings = settings_of(ctx)
     if not settings.database_url:
-        raise XiezhuError("--apply needs XIEZHU_DATABASE_URL (or --database-url): the database to make the roles in")
+        raise XiezhuError("--apply needs XIEZHU_DATABASE_URL (or --database-url): the database to make the roles in",
+                          zh="--apply 需要 XIEZHU_DATABASE_URL（或 --database-url）：在该数据库中创建角色")
     apply_roles(settings.database_url, sql_text)
     typer.echo(f"roles made for {', '.join(dict.fromkeys([*codes, JUSTICE]))}; set their passwords "
                "(ALTER ROLE … PASSWORD) and give each machine a URL with its own role")

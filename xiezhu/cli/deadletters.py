@@ -121,9 +121,11 @@ def envelope_fields(data: bytes) -> dict[str, Any] | None:
 
 def _filter(receiver: str | None, reason: str | None) -> str:
     if receiver is not None and not _TOKEN.match(receiver):
-        raise DeadLettersError(f"--receiver {receiver!r} is not a bureau code (lower-case letters, digits, '-')")
+        raise DeadLettersError(f"--receiver {receiver!r} is not a bureau code (lower-case letters, digits, '-')",
+                               zh=f"--receiver {receiver!r} 不是单位代码（小写字母、数字和“-”）")
     if reason is not None and reason not in REASONS:
-        raise DeadLettersError(f"--reason {reason!r} is not a rejection reason; one of: {', '.join(REASONS)}")
+        raise DeadLettersError(f"--reason {reason!r} is not a rejection reason; one of: {', '.join(REASONS)}",
+                               zh=f"--reason {reason!r} 不是拒收原因；应为其中之一：{', '.join(REASONS)}")
     return f"{DLQ_PREFIX}.{receiver or '*'}.{reason or '*'}"
 
 
@@ -153,7 +155,7 @@ async def get_rejection(js: JetStreamContext, seq: int) -> Rejection:
     try:
         return _rejection(await js.get_msg(DLQ_STREAM, seq))
     except NotFoundError as e:
-        raise DeadLettersError(f"no dead letter with sequence {seq}") from e
+        raise DeadLettersError(f"no dead letter with sequence {seq}", zh=f"没有序号为 {seq} 的死信") from e
 
 
 def _read(settings: Settings, read: Callable[[JetStreamContext], Awaitable[T]]) -> T:
@@ -170,7 +172,9 @@ def on_stream(settings: Settings, stream: str, read: Callable[[JetStreamContext]
     if not url:
         if not (settings.nats_dir / "jetstream").is_dir():
             raise DeadLettersError(f"no NATS store in {settings.nats_dir}; give --nats-url, "
-                                   "or run `xiezhu demo` first")
+                                   "or run `xiezhu demo` first",
+                                   zh=f"{settings.nats_dir} 中没有 NATS 存储；请给出 --nats-url，"
+                                      "或先运行 `xiezhu demo`")
         auth = settings.nats_auth_config  # the embedded server's users, if the node wrote them
         server = EmbeddedNats(settings.nats_dir, config_file=auth if auth.exists() else None).start()
         url = server.url
@@ -179,14 +183,16 @@ def on_stream(settings: Settings, stream: str, read: Callable[[JetStreamContext]
         try:
             nc = await connect_once(url, **credentials_in(settings.nats_keys_dir, user))
         except (OSError, nats.errors.Error) as e:
-            raise DeadLettersError(f"cannot reach NATS at {url}: {e or type(e).__name__}") from e
+            raise DeadLettersError(f"cannot reach NATS at {url}: {e or type(e).__name__}",
+                                   zh=f"无法连接 {url} 的 NATS：{e or type(e).__name__}") from e
         try:
             js = nc.jetstream()
             if check:  # a user without STREAM.INFO (the ledger) finds out from what it reads
                 try:
                     await js.stream_info(stream)
                 except NotFoundError as e:
-                    raise DeadLettersError(f"NATS at {url} has no {stream} stream: nothing was provisioned") from e
+                    raise DeadLettersError(f"NATS at {url} has no {stream} stream: nothing was provisioned",
+                                           zh=f"{url} 的 NATS 没有 {stream} 流：尚未配置") from e
             return await read(js)
         finally:
             await nc.close()

@@ -16,6 +16,7 @@ import typer
 from agencies.desk import Desk
 from agencies.justice import Justice
 from aggregates.dispute import DisputeState
+from aggregates.registry import zh_name
 from schemas import labels
 from schemas.catalogue import JUSTICE
 from schemas.errors import XiezhuError
@@ -63,13 +64,16 @@ def _join_from_ledger(ctx: typer.Context, desk: Desk, number: str, raiser: str |
 
     settings = settings_of(ctx)
     if not settings.ledger_exists():
-        raise XiezhuError(f"no dispute numbered {number} in {desk.bureau}'s store, and no ledger to take it from")
+        raise XiezhuError(f"no dispute numbered {number} in {desk.bureau}'s store, and no ledger to take it from",
+                          zh=f"{zh_name(desk.bureau)}的存储中没有编号为 {number} 的争议，也没有可供查取的账本")
     ledger = ledger_at(settings)
     try:
         found = find_cases(ledger, number, raiser)
         if len(found) != 1:
             raise XiezhuError(f"{len(found) or 'no'} disputes numbered {number} in the ledger"
-                              + ("; add --from RAISER" if found else ""))
+                              + ("; add --from RAISER" if found else ""),
+                              zh=f"账本中编号为 {number} 的争议有 {len(found)} 件"
+                                 + ("；请加 --from 提出争议的单位" if found else ""))
         signed = ledger.case(found[0])[0].signed
     finally:
         ledger.close()
@@ -163,7 +167,8 @@ def amend(ctx: typer.Context, number: Number,
 
     k = catalogue_kind(kind)
     if not basis.strip():
-        raise XiezhuError("--basis is required: the ruling or decision the adjustment carries out")
+        raise XiezhuError("--basis is required: the ruling or decision the adjustment carries out",
+                          zh="--basis 必填：该调整所执行的裁决或决定")
     justice = _justice(ctx)
     wanted = catalogue_io.import_rows(k, file, Registry.load()) if file is not None else []
     adj, added, changed = justice.amend_sheet(_dispute(ctx, justice.desk, number, raiser), k, basis, wanted,
@@ -216,7 +221,8 @@ def decide(ctx: typer.Context, number: Number,
 
     settings = settings_of(ctx)
     if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 decides a dispute the ledger shows escalated")
+        raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 decides a dispute the ledger shows escalated",
+                          zh=f"{settings.data_dir} 中没有账本：区政府只对账本显示已报请的争议作出决定")
     from projections.history import find_cases
 
     ledger = ledger_at(settings)
@@ -224,7 +230,9 @@ def decide(ctx: typer.Context, number: Number,
         found = find_cases(ledger, number, raiser)
         if len(found) != 1:
             raise XiezhuError(f"{len(found) or 'no'} disputes numbered {number} in the ledger"
-                              + ("; add --from RAISER" if found else ""))
+                              + ("; add --from RAISER" if found else ""),
+                              zh=f"账本中编号为 {number} 的争议有 {len(found)} 件"
+                                 + ("；请加 --from 提出争议的单位" if found else ""))
         system_of(ctx).government().decide(ledger, found[0], number, decision, decision_no)
     finally:
         ledger.close()
@@ -284,7 +292,7 @@ def show(ctx: typer.Context, number: Number, raiser: Raiser = None, as_json: AsJ
 
     h, _ = case_history(settings_of(ctx), number, raiser)
     if h.kind != "dispute":
-        raise XiezhuError(f"{number} is not a dispute number (D20260001)")
+        raise XiezhuError(f"{number} is not a dispute number (D20260001)", zh=f"{number} 不是争议编号（如 D20260001）")
     st = h.state
     if as_json:
         print_json({"case": h.case, "number": h.number, "stage": st.step if isinstance(st, DisputeState) else None,

@@ -11,6 +11,7 @@ from typing import Annotated
 import typer
 
 from agencies.government import MEASURES, Government
+from aggregates.registry import zh_name
 from schemas.errors import XiezhuError
 from schemas.sla import DISTRICT_GOVERNMENT
 from xiezhu.cli.common import CliInputError, ledger_at, resolve_bureau, said, settings_of, system_of
@@ -29,7 +30,8 @@ def requests_about(ctx: typer.Context, bureau: str, given: list[str]) -> list[tu
 
     settings = settings_of(ctx)
     if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 names requests the ledger recorded")
+        raise XiezhuError(f"no ledger in {settings.data_dir}: 区政府 names requests the ledger recorded",
+                          zh=f"{settings.data_dir} 中没有账本：区政府只能就账本记录的协助请求作出处理")
     ledger = ledger_at(settings)
     try:
         about: list[tuple[str, str]] = []
@@ -38,11 +40,15 @@ def requests_about(ctx: typer.Context, bureau: str, given: list[str]) -> list[tu
             found = find_cases(ledger, number, resolve_bureau(requester) if requester else None)
             if len(found) != 1:
                 raise CliInputError(f"--request {text}: {len(found) or 'no'} requests numbered {number} in the "
-                                    "ledger" + ("; write REQUESTER/NUMBER" if found else ""))
+                                    "ledger" + ("; write REQUESTER/NUMBER" if found else ""),
+                                    zh=f"--request {text}：账本中编号为 {number} 的请求有 {len(found)} 件"
+                                       + ("；请写作 提出方/编号" if found else ""))
             first = ledger.case(found[0])[0]
             if bureau not in (first.sender, first.recipient):
                 raise CliInputError(f"--request {text}: {bureau} is neither the requester nor the assistor "
-                                    f"({first.sender} → {first.recipient})")
+                                    f"({first.sender} → {first.recipient})",
+                                    zh=f"--request {text}：{zh_name(bureau)}既不是提出方也不是协助方"
+                                       f"（{zh_name(first.sender)} → {zh_name(first.recipient)}）")
             about.append((found[0], number))
         return about
     finally:
@@ -67,13 +73,16 @@ def criticise(ctx: typer.Context,
     Example: [bold]xiezhu government criticise ziran --request shenpi/20260007 --reasons 逾期 --correct-by 2026-10-20[/]
     """
     if measure not in MEASURES:
-        raise CliInputError(f"--measure: 通报批评 or 教育, not {measure!r}")
+        raise CliInputError(f"--measure: 通报批评 or 教育, not {measure!r}",
+                            zh=f"--measure：应为 通报批评 或 教育，而不是 {measure!r}")
     try:
         by = date.fromisoformat(correct_by)
     except ValueError:
-        raise CliInputError(f"--correct-by: a date YYYY-MM-DD, not {correct_by!r}") from None
+        raise CliInputError(f"--correct-by: a date YYYY-MM-DD, not {correct_by!r}",
+                            zh=f"--correct-by：应为 YYYY-MM-DD 格式的日期，而不是 {correct_by!r}") from None
     if len(reasons.strip()) < 2:
-        raise CliInputError("--reasons: say what the bureau did (at least two characters)")
+        raise CliInputError("--reasons: say what the bureau did (at least two characters)",
+                            zh="--reasons：请写明该单位的行为（至少两个字）")
     _government(ctx).criticise(bureau, measure, requests_about(ctx, bureau, request), reasons.strip(), by)
     from aggregates.registry import Registry
 
@@ -92,5 +101,6 @@ def publish(ctx: typer.Context) -> None:
     """
     version, sent = _government(ctx).publish_list()
     if not sent:
-        raise XiezhuError(f"区政府 published version {version} of the 证明事项清单 already")
+        raise XiezhuError(f"区政府 published version {version} of the 证明事项清单 already",
+                          zh=f"区政府已公布第 {version} 版证明事项清单")
     said(settings_of(ctx), DISTRICT_GOVERNMENT, f"一(三): 区政府公布证明事项清单第{version}版")

@@ -80,7 +80,9 @@ def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> N
         sent = asyncio.run(send())
     except (OSError, nats.errors.Error) as e:
         raise KeysCliError(f"trust list version {signed.version} is in {keys.trust_file} but could not be "
-                           f"published to {url}: {e or type(e).__name__}; run `xiezhu keys publish` again") from e
+                           f"published to {url}: {e or type(e).__name__}; run `xiezhu keys publish` again",
+                           zh=f"第 {signed.version} 版信任列表已写入 {keys.trust_file}，但未能发布到 {url}："
+                              f"{e or type(e).__name__}；请再次运行 `xiezhu keys publish`") from e
     what = "published to" if sent else "was already on"
     err.print(f"[green]trust list version {signed.version}[/] {what} {url}")
 
@@ -118,7 +120,8 @@ def list_keys(
         Registry.load()[bureau]
     signed = keys.signed_trust()
     if signed is None:
-        raise KeysCliError(f"no trust list in {keys.dir}; run `xiezhu keys init`")
+        raise KeysCliError(f"no trust list in {keys.dir}; run `xiezhu keys init`",
+                           zh=f"{keys.dir} 中没有信任列表；请运行 `xiezhu keys init`")
     now = SystemClock().now()
     entries = [e for e in signed.entries if bureau is None or e.bureau == bureau]
     if as_json:
@@ -166,15 +169,18 @@ def rotate(
         try:
             pub = base64.b64decode(public_key, validate=True)
         except (binascii.Error, ValueError) as e:
-            raise KeysCliError(f"--public-key is not base64: {public_key!r}") from e
+            raise KeysCliError(f"--public-key is not base64: {public_key!r}",
+                               zh=f"--public-key 不是 base64：{public_key!r}") from e
         if box_key is None:
-            raise KeysCliError("--public-key needs --box-key too: nothing could be sealed to the bureau otherwise")
+            raise KeysCliError("--public-key needs --box-key too: nothing could be sealed to the bureau otherwise",
+                               zh="--public-key 须同时给出 --box-key：否则无法向该单位加密发送")
         try:
             box = base64.b64decode(box_key, validate=True)
         except (binascii.Error, ValueError) as e:
-            raise KeysCliError(f"--box-key is not base64: {box_key!r}") from e
+            raise KeysCliError(f"--box-key is not base64: {box_key!r}", zh=f"--box-key 不是 base64：{box_key!r}") from e
     elif box_key is not None:
-        raise KeysCliError("--box-key goes with --public-key (a key pair made on the bureau's own machine)")
+        raise KeysCliError("--box-key goes with --public-key (a key pair made on the bureau's own machine)",
+                           zh="--box-key 须与 --public-key 同时给出（在该单位自己的机器上生成的密钥对）")
     keys = _keys(ctx)
     signed = keys.rotate(code, now=SystemClock().now(), overlap=timedelta(days=overlap_days), public_key=pub,
                          box_key=box)
@@ -268,8 +274,10 @@ def publish(ctx: typer.Context) -> None:
     """
     keys = _keys(ctx)
     if not _settings(ctx).nats_url:
-        raise KeysCliError("keys publish needs --nats-url (or XIEZHU_NATS_URL)")
+        raise KeysCliError("keys publish needs --nats-url (or XIEZHU_NATS_URL)",
+                           zh="keys publish 需要 --nats-url（或 XIEZHU_NATS_URL）")
     signed = keys.signed_trust()
     if signed is None:
-        raise KeysCliError(f"no trust list in {keys.dir}; run `xiezhu keys init`")
+        raise KeysCliError(f"no trust list in {keys.dir}; run `xiezhu keys init`",
+                           zh=f"{keys.dir} 中没有信任列表；请运行 `xiezhu keys init`")
     _published(ctx, keys, signed)

@@ -20,14 +20,14 @@ import typer
 from agencies.disclosure import render_disclosure
 from agencies.trust.keys import KeyStore
 from aggregates.calendar_store import CalendarStore
-from aggregates.registry import JUSTICE, Registry
+from aggregates.registry import JUSTICE, Registry, zh_name
 from aggregates.store import SHANGHAI
 from broker.ledger.store import Ledger
 from broker.signing import KeyRing, Signer
 from projections.bundle import BundleReport, verify_bundle, write_bundle
 from projections.history import UnknownCase, find_cases
 from projections.replay import render_text, replay
-from schemas.errors import XiezhuError
+from schemas.errors import XiezhuError, zh_of
 from schemas.trust import TrustEntry, TrustList
 from xiezhu.cli.common import AsJson, Operator, Reason, Reveal, ledger_at, operator_name, parse_instant, system_of
 from xiezhu.cli.common import print_json as _print_json
@@ -59,7 +59,8 @@ class CliLedgerError(XiezhuError):
 @contextlib.contextmanager
 def _ledger(settings: Settings, *, read_only: bool = True) -> Iterator[Ledger]:
     if not settings.ledger_exists():
-        raise CliLedgerError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+        raise CliLedgerError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first",
+                             zh=f"{settings.data_dir} 中没有账本；请先运行 `xiezhu demo` 或启动 `xiezhu ledger`")
     ledger = ledger_at(settings, read_only=read_only)
     try:
         yield ledger
@@ -71,9 +72,11 @@ def _case_id(ledger: Ledger, number: str, sender: str | None) -> str:
     found = find_cases(ledger, number, sender)
     if not found:
         raise UnknownCase(f"no case numbered {number}" + (f" from {sender}" if sender else "") + " in the ledger",
+                          zh="账本中没有" + (f"{zh_name(sender)}的" if sender else "") + f"编号为 {number} 的案件",
                           number=number)
     if len(found) > 1:
-        raise CliLedgerError(f"{len(found)} cases are numbered {number}; add --from REQUESTER", number=number)
+        raise CliLedgerError(f"{len(found)} cases are numbered {number}; add --from REQUESTER",
+                             zh=f"编号为 {number} 的案件有 {len(found)} 件；请加 --from 提出方", number=number)
     return found[0]
 
 
@@ -157,7 +160,8 @@ def verify_bundle_cmd(
     Example: [bold]xiezhu verify-bundle 20260007.zip --trust keys/trust.json[/]
     """
     if anchor and not trust:
-        raise CliLedgerError("--anchor checks the signature of a --trust list; give both")
+        raise CliLedgerError("--anchor checks the signature of a --trust list; give both",
+                             zh="--anchor 用于核验 --trust 信任列表的签名；两者须同时给出")
     report = verify_bundle(file, trusted=_trust_entries(trust, anchor) if trust else None)
     if as_json:
         _print_json(report)
@@ -228,7 +232,8 @@ def witnesses_cmd(
     code = _bureau_code(bureau)
     path = settings.witness_path(code)
     if not path.is_file():
-        raise XiezhuError(f"no witness file of {code} at {path}: its agent has not run on this data directory")
+        raise XiezhuError(f"no witness file of {code} at {path}: its agent has not run on this data directory",
+                          zh=f"{path} 没有{zh_name(code)}的见证文件：其代理程序未在此数据目录上运行过")
     store = WitnessStore(path, read_only=True)
     try:
         records = list(store.records())
@@ -268,7 +273,8 @@ def _trust_entries(path: Path, anchor: Path | None = None) -> list[TrustEntry]:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise CliLedgerError(f"cannot read the trust list {path}: {e.strerror or e}") from e
+        raise CliLedgerError(f"cannot read the trust list {path}: {e.strerror or e}",
+                             zh=f"无法读取信任列表 {path}：{e.strerror or e}") from e
     if anchor is not None:
         return _signed_entries(path, data, anchor)
     try:
@@ -278,7 +284,7 @@ def _trust_entries(path: Path, anchor: Path | None = None) -> list[TrustEntry]:
     try:
         return msgspec.json.decode(data, type=list[TrustEntry])
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise CliLedgerError(f"{path} is not a trust list: {e}") from e
+        raise CliLedgerError(f"{path} is not a trust list: {e}", zh=f"{path} 不是信任列表：{e}") from e
 
 
 def _signed_entries(path: Path, data: bytes, anchor_path: Path) -> list[TrustEntry]:
@@ -290,11 +296,13 @@ def _signed_entries(path: Path, data: bytes, anchor_path: Path) -> list[TrustEnt
         signed = msgspec.json.decode(data, type=SignedTrustList)
         return open_signed(anchor, signed).entries
     except OSError as e:
-        raise CliLedgerError(f"cannot read the root key {anchor_path}: {e.strerror or e}") from e
+        raise CliLedgerError(f"cannot read the root key {anchor_path}: {e.strerror or e}",
+                             zh=f"无法读取根公钥 {anchor_path}：{e.strerror or e}") from e
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise CliLedgerError(f"{path} is not a trust list signed by a root ({e})") from e
+        raise CliLedgerError(f"{path} is not a trust list signed by a root ({e})",
+                             zh=f"{path} 不是经根密钥签名的信任列表（{e}）") from e
     except TrustListError as e:
-        raise CliLedgerError(f"{path}: {e}") from e
+        raise CliLedgerError(f"{path}: {e}", zh=f"{path}：{zh_of(e)}") from e
 
 
 def _report_text(r: BundleReport) -> str:

@@ -22,7 +22,8 @@ def _day(text: str, option: str) -> date:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise XiezhuError(f"{option} {text!r} is not an ISO date, e.g. 2026-09-01") from None
+        raise XiezhuError(f"{option} {text!r} is not an ISO date, e.g. 2026-09-01",
+                          zh=f"{option} {text!r} 不是 ISO 日期，例如 2026-09-01") from None
 
 
 def _decline_reasons(ledger: Any, case_ids: list[str]) -> dict[str, str]:
@@ -59,10 +60,12 @@ def report(
 
     fmt = "json" if as_json else fmt
     if fmt not in FORMATS:
-        raise XiezhuError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}")
+        raise XiezhuError(f"--format must be one of {', '.join(FORMATS)}, not {fmt!r}",
+                          zh=f"--format 应为 {'、'.join(FORMATS)} 之一，而不是 {fmt!r}")
     first, last = _day(start, "--from"), _day(end, "--to")
     if first > last:
-        raise XiezhuError(f"the period starts {first} after it ends {last}")
+        raise XiezhuError(f"the period starts {first} after it ends {last}",
+                          zh=f"统计期间的开始日 {first} 晚于结束日 {last}")
     settings = _settings(ctx)
     reg = Registry.load()
     with open_sla(settings) as (view, ledger):

@@ -188,7 +188,8 @@ def provision(
 
     settings = _settings(ctx)
     if not settings.nats_url:
-        raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)")
+        raise XiezhuError("provision needs --nats-url (the embedded server provisions itself)",
+                          zh="provision 需要 --nats-url（内置服务器会自行配置）")
     codes = Registry.load().codes()
     limits = BureauLimits(max_bytes=bureau_max_bytes, max_msgs=bureau_max_msgs, witness_max_bytes=witness_max_bytes,
                           witness_max_msgs=witness_max_msgs)
@@ -301,7 +302,8 @@ def checkpoint_signer_cmd(ctx: typer.Context) -> None:
 
     settings = _settings(ctx)
     if not settings.nats_url:
-        raise XiezhuError("give --nats-url: the signer answers the ledger over NATS, from its own machine")
+        raise XiezhuError("give --nats-url: the signer answers the ledger over NATS, from its own machine",
+                          zh="请给出 --nats-url：签名程序在自己的机器上通过 NATS 为账本签名")
     service = SignerService(checkpoint_signer(settings, SystemClock()))
     conn: list[Any] = []
 
@@ -348,7 +350,8 @@ def run_services(
     reg = Registry.load()
     codes = [reg[code].code for code in bureau or []]
     if not codes and not with_ledger:
-        raise XiezhuError("nothing to run: name a --bureau, or --ledger")
+        raise XiezhuError("nothing to run: name a --bureau, or --ledger",
+                          zh="没有可运行的服务：请指定 --bureau 或 --ledger")
     server = None
     nats_url = settings.nats_url
     if not nats_url:
@@ -402,11 +405,13 @@ def audit(
 
     settings = _settings(ctx)
     if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}")
+        raise XiezhuError(f"no ledger in {settings.data_dir}", zh=f"{settings.data_dir} 中没有账本")
     keys = KeyStore(settings.keys_dir)
     if keys.signed_trust() is None:  # every signature would fail: say what is missing, not "tampered"
         raise XiezhuError(f"no trust list in {settings.keys_dir} (trust.json): the audit checks every signature "
-                          f"against it; copy the keys directory (or at least trust.json and root.pub) first")
+                          f"against it; copy the keys directory (or at least trust.json and root.pub) first",
+                          zh=f"{settings.keys_dir} 中没有信任列表（trust.json）：审计要据此核验每个签名；"
+                             "请先复制密钥目录（至少 trust.json 和 root.pub）")
     records = _witness_records(settings, witnesses or [], witness_stream)
     ring = keys.ring()
     with Progress(console=err, transient=as_json) as progress:
@@ -467,7 +472,9 @@ def _witness_records(settings: Settings, sources: list[str], stream: bool) -> li
             path = settings.witness_path(source)
         if not path.is_file():
             raise XiezhuError(f"no witness file {source}: give a path, or the code of a bureau whose agent ran on "
-                              f"{settings.data_dir}")
+                              f"{settings.data_dir}",
+                              zh=f"没有见证文件 {source}：请给出路径，"
+                                 f"或在 {settings.data_dir} 上运行过代理程序的单位代码")
         records += read_file(path)
     if stream:
         got, bad = on_stream(settings, WITNESS_STREAM, read_stream)
@@ -510,7 +517,7 @@ def projections_rebuild(ctx: typer.Context) -> None:
 
     settings = _settings(ctx)
     if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}")
+        raise XiezhuError(f"no ledger in {settings.data_dir}", zh=f"{settings.data_dir} 中没有账本")
     ledger_ = ledger_at(settings)
     key = view_key(settings)
     calendar, catalogue = CalendarStore(settings.calendar_dir), existing_catalogue(settings)
@@ -533,7 +540,8 @@ def projections_rebuild(ctx: typer.Context) -> None:
         view = _fresh_if_damaged(where, partial(make, where))
         opened.append((label, view))
         if view.in_memory:  # it could only be rebuilt in memory and lost: say so rather than pretend
-            raise XiezhuError(f"the {label} cannot be rebuilt: {settings.sla_path.parent} is read-only here")
+            raise XiezhuError(f"the {label} cannot be rebuilt: {settings.sla_path.parent} is read-only here",
+                              zh=f"无法重建{label}：{settings.sla_path.parent} 在此处是只读的")
     if settings.database_url:  # PostgreSQL (decision 52): each view follows the ledger again from the first entry
         with Progress(console=err) as progress:
             for label, view in opened:

@@ -77,14 +77,16 @@ def _day(text: str | None, option: str) -> date | None:
     try:
         return date.fromisoformat(text)
     except ValueError:
-        raise SlaError(f"{option} {text!r} is not an ISO date, e.g. 2026-09-01", value=text) from None
+        raise SlaError(f"{option} {text!r} is not an ISO date, e.g. 2026-09-01",
+                       zh=f"{option} {text!r} 不是 ISO 日期，例如 2026-09-01", value=text) from None
 
 
 @contextlib.contextmanager
 def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
     """The SLA view, caught up with the ledger, using the loaded calendar schedules."""
     if not settings.ledger_exists():
-        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first")
+        raise XiezhuError(f"no ledger in {settings.data_dir}; run `xiezhu demo` or start `xiezhu ledger` first",
+                          zh=f"{settings.data_dir} 中没有账本；请先运行 `xiezhu demo` 或启动 `xiezhu ledger`")
     ledger = ledger_at(settings)
     try:
         view = SlaView(settings.sla_location, CalendarStore(settings.calendar_dir),
@@ -148,7 +150,8 @@ def sla(
     bureau = bureau_code(bureau)
     if state in STATUSES and state not in STATES:  # the earlier --state meant the status
         if status not in (None, state):
-            raise SlaError(f"--state {state} and --status {status} contradict each other")
+            raise SlaError(f"--state {state} and --status {status} contradict each other",
+                           zh=f"--state {state} 与 --status {status} 相互矛盾")
         state, status = None, state
     with open_sla(settings) as (view, ledger):
         at, how = resolve_now(settings, ledger, now)
@@ -303,6 +306,7 @@ def calendar_due(
         arrival = datetime.fromisoformat(start)
     except ValueError:
         raise CalendarError(f"--from {start!r} is not an ISO date-time, e.g. 2026-09-30T10:00+08:00",
+                            zh=f"--from {start!r} 不是 ISO 日期时间，例如 2026-09-30T10:00+08:00",
                             value=start) from None
     if arrival.utcoffset() is None:
         arrival = arrival.replace(tzinfo=SHANGHAI)

@@ -41,7 +41,7 @@ def lang(given: str | None = None) -> Lang:
         return "zh"
     if value.startswith("en"):
         return "en"
-    raise XiezhuError(f"--lang must be zh or en, not {value!r}")
+    raise XiezhuError(f"--lang must be zh or en, not {value!r}", zh=f"--lang 应为 zh 或 en，而不是 {value!r}")
 
 
 @dataclass(frozen=True)

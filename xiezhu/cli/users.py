@@ -78,7 +78,7 @@ def disable(ctx: typer.Context, login: Annotated[str, typer.Argument(help="The l
     users = UserStore(_settings(ctx).data_dir / "users.db")
     try:
         if not users.disable(login):
-            raise XiezhuError(f"no account {login!r}")
+            raise XiezhuError(f"no account {login!r}", zh=f"没有账户 {login!r}")
     finally:
         users.close()
     err.print(f"account {login} disabled")

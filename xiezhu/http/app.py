@@ -292,8 +292,13 @@ def find_case(desk: Desk, requester: str, number: str) -> CaseState:
 # -- the application -----------------------------------------------------------------------
 
 
-def _problem(status: int, error: str, message: str) -> JSONResponse:
-    return JSONResponse({"error": error, "message": message}, status_code=status)
+def _problem(status: int, error: str, message: str, message_zh: str | None = None) -> JSONResponse:
+    """The body of a refusal: the stable ``error`` id, the English ``message`` and, where the error has
+    one, its 中文 in ``message_zh`` (decision 64)."""
+    body = {"error": error, "message": message}
+    if message_zh:
+        body["message_zh"] = message_zh
+    return JSONResponse(body, status_code=status)
 
 
 def _status_of(e: XiezhuError) -> int:
@@ -364,7 +369,7 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
 
     @app.exception_handler(XiezhuError)
     async def xiezhu_error(_: Request, e: XiezhuError) -> JSONResponse:
-        return _problem(_status_of(e), getattr(e, "code", "error"), str(e))
+        return _problem(_status_of(e), getattr(e, "code", "error"), str(e), e.zh)
 
     @app.exception_handler(msgspec.ValidationError)
     async def invalid(_: Request, e: msgspec.ValidationError) -> JSONResponse:

@@ -101,6 +101,7 @@ class Problem(BaseModel):
 
     error: str
     message: str
+    message_zh: str | None = Field(None, description="The message in 中文, for a person (absent where there is none).")
 
 
 class WhoAmI(BaseModel):
