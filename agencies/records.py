@@ -162,12 +162,17 @@ def _xlsx_rows(path: Path) -> Iterator[list[str]]:
         wb.close()
 
 
+def _where_zh(where: str) -> str:
+    """``bad.csv row 3`` as a person reads it: ``bad.csv 第 3 行``."""
+    return re.sub(r" row (\d+)$", r" 第 \1 行", where)
+
+
 def _cell_text(value: Any, where: str) -> str:
     if isinstance(value, int | float) and not isinstance(value, bool) and abs(value) >= 10**15:
         # A spreadsheet keeps 15 significant digits: an ID number typed as a number has lost its last ones.
         raise RecordsError(f"{where}: {value!r} is a number of 16 or more digits, which the spreadsheet has "
                            f"already rounded; format the ID number column as text and enter the numbers again",
-                           zh=f"{where}：{value!r} 是 16 位以上的数字，电子表格已将其舍入；"
+                           zh=f"{_where_zh(where)}：{value!r} 是 16 位以上的数字，电子表格已将其舍入；"
                               "请把身份证号码列设为文本格式后重新录入")
     if isinstance(value, float) and value.is_integer():
         return str(int(value))
@@ -212,20 +217,20 @@ def parse(layout: Layout, header: list[str], rows: Iterable[list[str]], *,
 def _value(column: Column, raw: str, where: str) -> Any:
     if column.required and not raw:
         raise RecordsError(f"{where}: {column.key}/{column.label} is empty",
-                           zh=f"{where}：{column.key}/{column.label} 为空")
+                           zh=f"{_where_zh(where)}：{column.key}/{column.label} 为空")
     if column.kind == "flag":
         if raw.lower() not in _FLAGS:
             raise RecordsError(f"{where}: {column.key}/{column.label} must be 0/1 or 无/有, not {raw!r}",
-                               zh=f"{where}：{column.key}/{column.label} 应为 0/1 或 无/有，而不是 {raw!r}")
+                               zh=f"{_where_zh(where)}：{column.key}/{column.label} 应为 0/1 或 无/有，而不是 {raw!r}")
         return _FLAGS[raw.lower()]
     if column.kind == "count":
         if not raw.isdigit() or int(raw) > 1200:
             raise RecordsError(f"{where}: {column.key}/{column.label} must be a whole number of months, not {raw!r}",
-                               zh=f"{where}：{column.key}/{column.label} 应为整月数，而不是 {raw!r}")
+                               zh=f"{_where_zh(where)}：{column.key}/{column.label} 应为整月数，而不是 {raw!r}")
         return int(raw)
     if len(raw) > column.max_length:
         raise RecordsError(f"{where}: {column.key}/{column.label} is longer than {column.max_length} characters",
-                           zh=f"{where}：{column.key}/{column.label} 超过 {column.max_length} 个字")
+                           zh=f"{_where_zh(where)}：{column.key}/{column.label} 超过 {column.max_length} 个字")
     return raw
 
 

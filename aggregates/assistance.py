@@ -11,6 +11,8 @@ from typing import Literal
 import msgspec
 
 from aggregates import errors
+from aggregates.registry import zh_name
+from schemas import labels
 from schemas.assistance import (
     DECLINE_DAYS,
     REPLY_DAYS,
@@ -77,7 +79,8 @@ def start(env: Envelope, digest: str, *, recorded_at: datetime | None = None) ->
     """Open a case from its request envelope; ``recorded_at``: when the platform stored it, if known."""
     req = env.payload
     if not isinstance(req, AssistanceRequested):
-        raise errors.NotFirst(f"case {env.case} must start with a request, not {env.type}")
+        raise errors.NotFirst(f"case {env.case} must start with a request, not {env.type}",
+                              zh=f"案件 {env.case} 须以协助请求开始，而不是 {env.type}")
     check_request(env, req)
     flags: tuple[str, ...] = ()
     if recorded_at is not None and env.time > recorded_at + CLAIM_TOLERANCE:
@@ -112,7 +115,9 @@ def check_time_limits(reply_within: int, decline_within: int) -> None:
     if not 1 <= reply_within <= REPLY_DAYS or not 1 <= decline_within <= DECLINE_DAYS:
         raise errors.BadRequest(
             f"三(二): the assistor replies within {REPLY_DAYS} working days and declines within {DECLINE_DAYS}; "
-            f"a request cannot allow {reply_within} and {decline_within}")
+            f"a request cannot allow {reply_within} and {decline_within}",
+            zh=f"三(二)：协助机构应在 {REPLY_DAYS} 个工作日内答复、{DECLINE_DAYS} 个工作日内告知不能协助；"
+               f"请求不能规定 {reply_within} 和 {decline_within} 个工作日")
 
 
 def legal_arrival(state: CaseState) -> datetime | None:
@@ -145,15 +150,19 @@ def check_request(env: Envelope, req: AssistanceRequested) -> None:
     if (env.sender, env.recipient) != (req.requester, req.assistor):
         raise errors.WrongParty(
             f"request {env.number} is sent {env.sender}→{env.recipient} but names "
-            f"{req.requester}→{req.assistor}"
+            f"{req.requester}→{req.assistor}",
+            zh=f"请求 {env.number} 由{zh_name(env.sender)}发往{zh_name(env.recipient)}，"
+               f"但写明的是{zh_name(req.requester)}→{zh_name(req.assistor)}"
         )
     if req.requester == req.assistor:
-        raise errors.BadRequest("a bureau cannot request assistance from itself")
+        raise errors.BadRequest("a bureau cannot request assistance from itself", zh="单位不能向自身请求行政协助")
     nos = [i.no for i in req.items]
     if len(set(nos)) != len(nos):
-        raise errors.BadRequest(f"request {env.number} numbers its items twice: {nos}")
+        raise errors.BadRequest(f"request {env.number} numbers its items twice: {nos}",
+                                zh=f"请求 {env.number} 的事项序号有重复：{nos}")
     if req.channel == "letter" and len(req.staff) != 2:
-        raise errors.BadRequest("协助函（二）: a letter carried by staff names the two staff members")
+        raise errors.BadRequest("协助函（二）: a letter carried by staff names the two staff members",
+                                zh="协助函（二）：由工作人员持送的协助函须写明两名工作人员")
 
 
 def apply(state: CaseState | None, env: Envelope, digest: str, *, recorded_at: datetime | None = None) -> CaseState:
@@ -173,17 +182,19 @@ def apply(state: CaseState | None, env: Envelope, digest: str, *, recorded_at: d
 def _apply(state: CaseState, env: Envelope, digest: str, recorded_at: datetime | None) -> CaseState:
     match env.payload:
         case AssistanceRequested():
-            raise errors.NotFirst(f"case {state.number} was already requested")
+            raise errors.NotFirst(f"case {state.number} was already requested", zh=f"案件 {state.number} 已提出过请求")
         case AssistanceReceived() as ev:
             _from_assistor(state, env)
             _answers_request(state, ev.request_id, ev.request_hash)
             if state.arrived_at is not None:
-                raise errors.WrongOrder(f"case {state.number}: arrival was already recorded")
+                raise errors.WrongOrder(f"case {state.number}: arrival was already recorded",
+                                        zh=f"案件 {state.number}：已有送达记录")
             if state.request.channel == "letter" and ev.arrived_at < state.sent_at - CLAIM_TOLERANCE:
                 # The letter's arrival starts its deadlines, so it cannot precede the letter.
                 raise errors.WrongOrder(
                     f"case {state.number}: the letter is recorded as arriving at {_iso(ev.arrived_at)}, "
-                    f"before it was sent at {_iso(state.sent_at)}")
+                    f"before it was sent at {_iso(state.sent_at)}",
+                    zh=f"案件 {state.number}：记录的送达时间 {_iso(ev.arrived_at)} 早于发出时间 {_iso(state.sent_at)}")
             if state.status == "withdrawn":  # the withdrawal crossed the arrival record in transit
                 return _next(state, arrived_at=ev.arrived_at)
             return _next(state, status="received", arrived_at=ev.arrived_at)
@@ -191,7 +202,8 @@ def _apply(state: CaseState, env: Envelope, digest: str, recorded_at: datetime |
             _answerable(state, env, ev.request_id, ev.request_hash, ev.channel)
             _check_results(state, ev.results)
             if ev.on_behalf_of and ev.on_behalf_of not in state.forwarded_to:
-                raise errors.WrongParty(f"case {state.number} was never forwarded to {ev.on_behalf_of}")
+                raise errors.WrongParty(f"case {state.number} was never forwarded to {ev.on_behalf_of}",
+                                        zh=f"案件 {state.number} 从未转交{ev.on_behalf_of}")
             status = "withdrawn" if state.status == "withdrawn" else "replied"
             return _next(state, status=status, answered_at=env.time, answer_recorded_at=recorded_at,
                          results=tuple(ev.results), answered_by=ev.answered_by, reply_number=ev.number)
@@ -204,23 +216,30 @@ def _apply(state: CaseState, env: Envelope, digest: str, recorded_at: datetime |
             _from_assistor(state, env)
             _answers_request(state, ev.request_id, ev.request_hash)
             if state.status != "received":
-                raise errors.WrongOrder(f"case {state.number} is {state.status}; only a received request is forwarded")
+                raise errors.WrongOrder(f"case {state.number} is {state.status}; only a received request is forwarded",
+                                        zh=f"案件 {state.number} 为"
+                                           f"{labels.REQUEST_STATUS.get(state.status, state.status)}；"
+                                           "只有已收到的请求才能转交")
             if ev.institution in state.forwarded_to:
-                raise errors.WrongOrder(f"case {state.number} was already forwarded to {ev.institution}")
+                raise errors.WrongOrder(f"case {state.number} was already forwarded to {ev.institution}",
+                                        zh=f"案件 {state.number} 已转交{ev.institution}")
             return _next(state, forwarded_to=(*state.forwarded_to, ev.institution))
         case AssistanceWithdrawn() as ev:
             if (env.sender, env.recipient) != (state.requester, state.assistor):
-                raise errors.WrongParty(f"only {state.requester} may withdraw its request {state.number}")
+                raise errors.WrongParty(f"only {state.requester} may withdraw its request {state.number}",
+                                        zh=f"只有{zh_name(state.requester)}可以撤回其请求 {state.number}")
             if ev.request_id != state.request_id:
-                raise errors.HashMismatch(f"withdrawal does not name request {state.number}")
+                raise errors.HashMismatch(f"withdrawal does not name request {state.number}",
+                                          zh=f"撤回未写明请求 {state.number}")
             if state.withdrawn_reason:
-                raise errors.WrongOrder(f"case {state.number} was already withdrawn")
+                raise errors.WrongOrder(f"case {state.number} was already withdrawn", zh=f"案件 {state.number} 已撤回")
             if state.status not in OPEN:
                 # Crossed in transit with the answer: both stand on record; the answer stays.
                 return _next(state, withdrawn_reason=ev.reason)
             return _next(state, status="withdrawn", withdrawn_reason=ev.reason, answered_at=env.time,
                          answer_recorded_at=recorded_at)
-    raise errors.WrongOrder(f"event type {env.type} does not belong to an assistance case")
+    raise errors.WrongOrder(f"event type {env.type} does not belong to an assistance case",
+                            zh=f"事件类型 {env.type} 不属于行政协助案件")
 
 
 def item_texts(state: CaseState) -> dict[int, str]:
@@ -263,27 +282,33 @@ def _from_assistor(state: CaseState, env: Envelope) -> None:
     if (env.sender, env.recipient) != (state.assistor, state.requester):
         raise errors.WrongParty(
             f"only {state.assistor} may answer case {state.number} to {state.requester}; "
-            f"got {env.sender}→{env.recipient}"
+            f"got {env.sender}→{env.recipient}",
+            zh=f"只有{zh_name(state.assistor)}可以就案件 {state.number} 答复{zh_name(state.requester)}；"
+               f"收到的是{zh_name(env.sender)}→{zh_name(env.recipient)}"
         )
 
 
 def _answers_request(state: CaseState, request_id: str, request_hash: str) -> None:
     if request_id != state.request_id or request_hash != state.request_hash:
-        raise errors.HashMismatch(f"answer does not carry the hash of request {state.number}")
+        raise errors.HashMismatch(f"answer does not carry the hash of request {state.number}",
+                                  zh=f"答复未附协助请求 {state.number} 的哈希值")
 
 
 def _answerable(state: CaseState, env: Envelope, request_id: str, request_hash: str, channel: str) -> None:
     _from_assistor(state, env)
     _answers_request(state, request_id, request_hash)
     if state.arrived_at is None:  # the assistor answers what it has recorded as arrived (its signed receipt)
-        raise errors.NotYet(f"case {state.number} has no recorded arrival yet")
+        raise errors.NotYet(f"case {state.number} has no recorded arrival yet", zh=f"案件 {state.number} 尚无送达记录")
     if state.status == "withdrawn":
         return  # an answer that crossed the withdrawal in transit: recorded, the case stays withdrawn
     if state.status not in OPEN:
-        raise errors.WrongOrder(f"case {state.number} is already {state.status}")
+        raise errors.WrongOrder(f"case {state.number} is already {state.status}",
+                                zh=f"案件 {state.number} 已经是{labels.REQUEST_STATUS.get(state.status, state.status)}")
     if channel != state.request.channel:
         raise errors.ChannelMismatch(
-            f"request {state.number} came by {state.request.channel}; the answer must use it, not {channel}"
+            f"request {state.number} came by {state.request.channel}; the answer must use it, not {channel}",
+            zh=f"请求 {state.number} 经{labels.CHANNEL.get(state.request.channel, state.request.channel)}发出；"
+               f"答复须使用同一方式，而不是{labels.CHANNEL.get(channel, channel)}"
         )
 
 
@@ -292,8 +317,10 @@ def _check_results(state: CaseState, results: list[ItemResult]) -> None:
     answered = sorted(r.no for r in results)
     if answered != asked:
         raise errors.ItemsMismatch(
-            f"request {state.number} asked items {asked}; the reply answers {answered}"
+            f"request {state.number} asked items {asked}; the reply answers {answered}",
+            zh=f"请求 {state.number} 请求核查第 {asked} 项；答复的是第 {answered} 项"
         )
     for r in results:
         if r.verdict == "unverifiable" and not r.reason.strip():
-            raise errors.MissingReason(f"item {r.no} of {state.number} cannot be verified but gives no reason")
+            raise errors.MissingReason(f"item {r.no} of {state.number} cannot be verified but gives no reason",
+                                       zh=f"{state.number} 第 {r.no} 项无法证实，但未说明理由")

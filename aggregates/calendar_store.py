@@ -48,6 +48,7 @@ class CalendarStore:
             data = path.read_bytes()
         except OSError as exc:
             raise ScheduleFileError(f"schedule file {path}: cannot be read: {exc.strerror or exc}",
+                                    zh=f"节假日安排文件 {path}：无法读取：{exc.strerror or exc}",
                                     path=str(path)) from exc
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp_name = tempfile.mkstemp(dir=self.directory, prefix=".load-", suffix=".tmp")
@@ -59,7 +60,8 @@ class CalendarStore:
                 os.fsync(f.fileno())
             # The bytes stored are the bytes validated, even if the source changed meanwhile.
             if read_schedule(tmp) != schedule:
-                raise ScheduleFileError(f"schedule file {path}: changed while it was being loaded", path=str(path))
+                raise ScheduleFileError(f"schedule file {path}: changed while it was being loaded",
+                                        zh=f"节假日安排文件 {path}：读取过程中被修改", path=str(path))
             os.replace(tmp, self.path(schedule.year))
         except BaseException:
             tmp.unlink(missing_ok=True)
@@ -74,7 +76,9 @@ class CalendarStore:
             schedule = read_schedule(file)
             if schedule.year != year:
                 raise ScheduleFileError(f"schedule file {file}: is for {schedule.year}, not {year}; "
-                                        f"load it again with `xiezhu calendar load`", path=str(file))
+                                        f"load it again with `xiezhu calendar load`",
+                                        zh=f"节假日安排文件 {file}：是 {schedule.year} 年的，不是 {year} 年的；"
+                                           "请用 `xiezhu calendar load` 重新导入", path=str(file))
             found.append(schedule)
         return found
 

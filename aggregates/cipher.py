@@ -55,13 +55,16 @@ class AeadCipher(Cipher):
     def __init__(self, environment: Environment) -> None:
         encoded = environment.get(self.CIPHER_KEY)
         if not encoded:
-            raise StoreKeyError(f"no store key: {self.CIPHER_KEY} is not set for the encrypted store")
+            raise StoreKeyError(f"no store key: {self.CIPHER_KEY} is not set for the encrypted store",
+                                zh=f"没有存储密钥：加密存储未设置 {self.CIPHER_KEY}")
         try:
             key = base64.b64decode(encoded, validate=True)
         except (binascii.Error, ValueError):
-            raise StoreKeyError(f"the store key ({self.CIPHER_KEY}) is not base64") from None
+            raise StoreKeyError(f"the store key ({self.CIPHER_KEY}) is not base64",
+                                zh=f"存储密钥（{self.CIPHER_KEY}）不是 base64") from None
         if len(key) != self.KEY_SIZE:
-            raise StoreKeyError(f"the store key is {len(key)} bytes; it must be {self.KEY_SIZE}")
+            raise StoreKeyError(f"the store key is {len(key)} bytes; it must be {self.KEY_SIZE}",
+                                zh=f"存储密钥为 {len(key)} 字节；应为 {self.KEY_SIZE} 字节")
         self._aead = nacl.secret.Aead(key)
 
     @staticmethod
@@ -81,5 +84,6 @@ class AeadCipher(Cipher):
             raise StoreUndecryptable(
                 "the store cannot be decrypted with this bureau's store key: the key file is not the one the "
                 "store was written with (replaced, or another bureau's), the store was written before stores "
-                "were encrypted, or the data is damaged"
+                "were encrypted, or the data is damaged",
+                zh="无法用本单位的存储密钥解密存储：密钥文件不是写入存储时所用的（已被替换，或是其他单位的），或存储写于启用加密之前，或数据已损坏"
             ) from None

@@ -129,7 +129,8 @@ def create_schema(location: str) -> str:
 def _checked_schema(location: str) -> str:
     schema = location_schema(location)
     if not SCHEMA_NAME.fullmatch(schema):
-        raise DatabaseError(f"{schema!r} is not a schema name xiezhu uses (lower-case letters, digits, _)")
+        raise DatabaseError(f"{schema!r} is not a schema name xiezhu uses (lower-case letters, digits, _)",
+                            zh=f"{schema!r} 不是 xiezhu 使用的模式名（小写字母、数字、_）")
     return schema
 
 
@@ -353,7 +354,8 @@ def roles_sql(bureaus: Sequence[str], *, prefix: str = DEFAULT_PREFIX, justice: 
     names = {code: f"{prefix}_{code}".replace("-", "_") for code in codes}
     for name in [*names.values(), *(f"{prefix}__{r}" for r in JUSTICE_RECORDS)]:
         if not SCHEMA_NAME.fullmatch(name):
-            raise DatabaseError(f"{name!r} is not a role or schema name xiezhu uses (lower-case letters, digits, _)")
+            raise DatabaseError(f"{name!r} is not a role or schema name xiezhu uses (lower-case letters, digits, _)",
+                                zh=f"{name!r} 不是 xiezhu 使用的角色名或模式名（小写字母、数字、_）")
     out = [f"-- xiezhu: one role per bureau, rights on its own schema only (decision 52). Prefix {prefix}."]
     for code, role in names.items():
         out += [f"-- {code}",

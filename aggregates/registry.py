@@ -51,15 +51,18 @@ class Registry:
         self._by_code: dict[str, Bureau] = {}
         for b in bureaus:
             if not _CODE.match(b.code):
-                raise RegistryError(f"bureau code {b.code!r} must be lower-case letters, digits and '-'")
+                raise RegistryError(f"bureau code {b.code!r} must be lower-case letters, digits and '-'",
+                                    zh=f"单位代码 {b.code!r} 须由小写字母、数字和“-”组成")
             if b.code in self._by_code:
-                raise RegistryError(f"bureau code {b.code!r} appears twice")
+                raise RegistryError(f"bureau code {b.code!r} appears twice", zh=f"单位代码 {b.code!r} 出现了两次")
             self._by_code[b.code] = b
         for b in bureaus:
             if b.parent and b.parent not in self._by_code:
-                raise RegistryError(f"bureau {b.code!r} belongs to {b.parent!r}, which is not registered")
+                raise RegistryError(f"bureau {b.code!r} belongs to {b.parent!r}, which is not registered",
+                                    zh=f"单位 {b.code!r} 隶属于 {b.parent!r}，但后者未登记")
             if b.parent and b.code in self._chain(b.parent):
-                raise RegistryError(f"bureau {b.code!r} belongs to itself through {b.parent!r}")
+                raise RegistryError(f"bureau {b.code!r} belongs to itself through {b.parent!r}",
+                                    zh=f"单位 {b.code!r} 经 {b.parent!r} 隶属于自身")
 
     @classmethod
     def load(cls, path: Path | None = None) -> Registry:
@@ -69,13 +72,14 @@ class Registry:
             raw = path.read_bytes() if path else shipped.read_bytes()
             return cls(msgspec.convert(tomllib.loads(raw.decode("utf-8")), _File).bureau)
         except (OSError, UnicodeDecodeError, tomllib.TOMLDecodeError, msgspec.ValidationError) as e:
-            raise RegistryError(f"cannot read bureau registry {path or 'aggregates/data/bureaus.toml'}: {e}") from e
+            raise RegistryError(f"cannot read bureau registry {path or 'aggregates/data/bureaus.toml'}: {e}",
+                                zh=f"无法读取单位登记表 {path or 'aggregates/data/bureaus.toml'}：{e}") from e
 
     def __getitem__(self, code: str) -> Bureau:
         try:
             return self._by_code[code]
         except KeyError:
-            raise RegistryError(f"unknown bureau code {code!r}", code=code) from None
+            raise RegistryError(f"unknown bureau code {code!r}", zh=f"未知的单位代码 {code!r}", code=code) from None
 
     def __contains__(self, code: object) -> bool:
         return code in self._by_code
@@ -133,8 +137,11 @@ class Registry:
         if partial:
             raise RegistryError(f"{text!r} fits {len(partial)} bureaus: "
                                 + "、".join(f"{b.name}（{b.code}）" for b in partial) + "; give more of the name",
+                                zh=f"{text!r} 与 {len(partial)} 个单位相符："
+                                + "、".join(f"{b.name}（{b.code}）" for b in partial) + "；请写出更多名称",
                                 bureau=text)
-        raise RegistryError(f"no bureau is called {text!r}; `xiezhu bureaus` lists them", bureau=text)
+        raise RegistryError(f"no bureau is called {text!r}; `xiezhu bureaus` lists them",
+                            zh=f"没有名为 {text!r} 的单位；`xiezhu bureaus` 列出全部单位", bureau=text)
 
 
 @functools.cache

@@ -59,22 +59,25 @@ class YearSchedule(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fie
         # are held to the same rules as those read from a file.
         problem = _schedule_problem(self)
         if problem:
-            raise ScheduleFileError(problem, year=self.year)
+            raise ScheduleFileError(problem[0], zh=problem[1], year=self.year)
 
 
-def _schedule_problem(s: YearSchedule) -> str | None:
-    """Describe the first inconsistency in a schedule, or None if it is sound."""
+def _schedule_problem(s: YearSchedule) -> tuple[str, str] | None:
+    """Describe the first inconsistency in a schedule (in English and 中文), or None if it is sound."""
     if type(s.year) is not int or not MINYEAR <= s.year <= MAXYEAR:
-        return f"year must be an int between {MINYEAR} and {MAXYEAR}, got {s.year!r}"
+        return (f"year must be an int between {MINYEAR} and {MAXYEAR}, got {s.year!r}",
+                f"year 须为 {MINYEAR} 到 {MAXYEAR} 之间的整数，实为 {s.year!r}")
     for field in ("holidays", "workdays"):
         for d in getattr(s, field):
             if type(d) is not date:
-                return f"{field} entry {d!r} is not a date"
+                return f"{field} entry {d!r} is not a date", f"{field} 中的 {d!r} 不是日期"
             if d.year != s.year:
-                return f"{field} entry {d.isoformat()} is not in year {s.year}"
+                return (f"{field} entry {d.isoformat()} is not in year {s.year}",
+                        f"{field} 中的 {d.isoformat()} 不在 {s.year} 年内")
     both = sorted(set(s.holidays) & set(s.workdays))
     if both:
-        return f"{both[0].isoformat()} is both a holiday and a workday"
+        return (f"{both[0].isoformat()} is both a holiday and a workday",
+                f"{both[0].isoformat()} 既是节假日又是调休工作日")
     return None
 
 
@@ -135,10 +138,12 @@ class WorkingCalendar:
     def add_working_days(self, start: datetime, n: int) -> Deadline:
         """Deadline ending at 24:00 Shanghai of the n-th working day after start's day."""
         if type(n) is not int or n < 1:
-            raise CalendarError(f"working days must be an int >= 1, got {n!r}", working_days=n)
+            raise CalendarError(f"working days must be an int >= 1, got {n!r}",
+                                zh=f"工作日数须为不小于 1 的整数，实为 {n!r}", working_days=n)
         last_ordinal, provisional = self._nth_working_day(_shanghai_day(start), n)
         if last_ordinal == date.max.toordinal():  # its exclusive end would not be representable
-            raise CalendarError("deadline ends beyond the last representable day", working_days=n)
+            raise CalendarError("deadline ends beyond the last representable day",
+                                zh="期限超出可表示的最后一天", working_days=n)
         last_day = date.fromordinal(last_ordinal)
         ends_at = datetime.combine(last_day + _ONE_DAY, time(0), tzinfo=SHANGHAI)
         return Deadline(start=start, working_days=n, last_day=last_day,
@@ -186,7 +191,8 @@ class WorkingCalendar:
     def _build(self, year: int) -> _YearTable:
         """Build a year's table from a loaded schedule, the package, or Monday–Friday."""
         if not MINYEAR <= year <= MAXYEAR:
-            raise CalendarError(f"year {year} is outside the representable calendar", year=year)
+            raise CalendarError(f"year {year} is outside the representable calendar",
+                                zh=f"{year} 年超出可表示的日历范围", year=year)
         days = _days_of(year)
         schedule = self._schedules.get(year)
         if schedule is not None:
@@ -215,7 +221,8 @@ def _table_of(working: list[date], *, provisional: bool) -> _YearTable:
 def _shanghai_day(instant: datetime) -> date:
     """The Asia/Shanghai calendar day of an aware instant; naive ones are refused."""
     if not isinstance(instant, datetime) or instant.utcoffset() is None:
-        raise CalendarError(f"instant must be a timezone-aware datetime, got {instant!r}")
+        raise CalendarError(f"instant must be a timezone-aware datetime, got {instant!r}",
+                            zh=f"时刻须带时区，实为 {instant!r}")
     return instant.astimezone(SHANGHAI).date()
 
 
@@ -226,13 +233,13 @@ def read_schedule(path: Path) -> YearSchedule:
         raw = tomllib.loads(path.read_text(encoding="utf-8"))
         return msgspec.convert(raw, YearSchedule, strict=True)
     except OSError as exc:
-        problem = f"cannot be read: {exc.strerror or exc}"
+        problem, zh = f"cannot be read: {exc.strerror or exc}", f"无法读取：{exc.strerror or exc}"
     except UnicodeDecodeError:
-        problem = "is not UTF-8 text"
+        problem, zh = "is not UTF-8 text", "不是 UTF-8 文本"
     except tomllib.TOMLDecodeError as exc:
-        problem = f"is not valid TOML: {exc}"
+        problem, zh = f"is not valid TOML: {exc}", f"不是有效的 TOML：{exc}"
     except msgspec.ValidationError as exc:
-        problem = f"does not match the schedule format: {exc}"
+        problem, zh = f"does not match the schedule format: {exc}", f"不符合节假日安排的格式：{exc}"
     except ScheduleFileError as exc:
-        problem = exc.message
-    raise ScheduleFileError(f"schedule file {path}: {problem}", path=str(path))
+        problem, zh = exc.message, exc.text("zh")
+    raise ScheduleFileError(f"schedule file {path}: {problem}", zh=f"节假日安排文件 {path}：{zh}", path=str(path))

@@ -191,9 +191,10 @@ def generate_identities(codes: Iterable[str], directory: Path, *, provisioner: b
     for code in codes:
         _check_name(code)
         if code in (LEDGER, ADMIN, PROVISIONER, SIGNER):
-            raise AuthError(f"bureau code {code!r} is reserved for a service user", code=code)
+            raise AuthError(f"bureau code {code!r} is reserved for a service user",
+                            zh=f"单位代码 {code!r} 保留给服务用户", code=code)
     if len(set(codes)) != len(codes):
-        raise AuthError("a bureau code appears twice", codes=codes)
+        raise AuthError("a bureau code appears twice", zh="有单位代码重复出现", codes=codes)
     directory = Path(directory)
     directory.mkdir(mode=0o700, parents=True, exist_ok=True)
     out: dict[str, Identity] = {}
@@ -265,22 +266,27 @@ def read_seed(path: Path) -> str:
         st = path.stat()
         if st.st_mode & 0o077:
             raise AuthError(f"{path} is open to others (mode {st.st_mode & 0o777:o}); chmod 600 it",
+                            zh=f"{path} 可被他人读取（权限 {st.st_mode & 0o777:o}）；请执行 chmod 600",
                             path=str(path))
         seed = path.read_text(encoding="ascii").strip()
     except FileNotFoundError:
-        raise AuthError(f"no NATS seed {path}; run `xiezhu nats-config`", path=str(path)) from None
+        raise AuthError(f"no NATS seed {path}; run `xiezhu nats-config`",
+                        zh=f"没有 NATS 种子 {path}；请运行 `xiezhu nats-config`", path=str(path)) from None
     except (OSError, UnicodeDecodeError) as e:
-        raise AuthError(f"cannot read NATS seed {path}: {e}", path=str(path)) from e
+        raise AuthError(f"cannot read NATS seed {path}: {e}",
+                        zh=f"无法读取 NATS 种子 {path}：{e}", path=str(path)) from e
     try:
         prefix, _ = nkeys.decode_seed(bytearray(seed.encode()))
         raw = base64.b32decode(seed + "=" * (-len(seed) % 8))
     except (nkeys.NkeysError, binascii.Error) as e:
-        raise AuthError(f"{path} is not an NKey seed", path=str(path)) from e
+        raise AuthError(f"{path} is not an NKey seed", zh=f"{path} 不是 NKey 种子", path=str(path)) from e
     # nkeys does not check the CRC: a damaged seed would yield another key the server rejects.
     if len(raw) != 36 or bytes(nkeys.crc16_checksum(raw[:-2])) != raw[-2:]:
-        raise AuthError(f"{path} is not an NKey seed (bad length or checksum)", path=str(path))
+        raise AuthError(f"{path} is not an NKey seed (bad length or checksum)",
+                        zh=f"{path} 不是 NKey 种子（长度或校验和有误）", path=str(path))
     if prefix != nkeys.PREFIX_BYTE_USER:
-        raise AuthError(f"{path} is not an NKey user seed (SU…)", path=str(path))
+        raise AuthError(f"{path} is not an NKey user seed (SU…)",
+                        zh=f"{path} 不是 NKey 用户种子（SU…）", path=str(path))
     return seed
 
 
@@ -407,7 +413,7 @@ def authorization_config(identities: Mapping[str, Identity] | Iterable[Identity]
     ids = list(identities.values()) if isinstance(identities, Mapping) else list(identities)
     names = [i.name for i in ids]
     if len(set(names)) != len(names):
-        raise AuthError("an identity appears twice", names=names)
+        raise AuthError("an identity appears twice", zh="有身份重复出现", names=names)
     bureaus = [i.name for i in ids if i.role == "bureau"]
     lines = ["authorization {", "  users = ["]
     for ident in ids:
@@ -448,7 +454,8 @@ def credentials_in(directory: Path, name: str) -> dict[str, Any]:
 
 def _check_name(name: str) -> None:
     if not _NAME.match(name):
-        raise AuthError(f"{name!r} cannot name a NATS user: lower-case letters, digits and '-'", name=name)
+        raise AuthError(f"{name!r} cannot name a NATS user: lower-case letters, digits and '-'",
+                        zh=f"{name!r} 不能用作 NATS 用户名：应为小写字母、数字和“-”", name=name)
 
 
 def _q(value: str) -> str:

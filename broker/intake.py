@@ -39,6 +39,7 @@ from nats.js.errors import NotFoundError
 
 from aggregates.clock import Clock
 from aggregates.errors import NotYet, RuleError
+from aggregates.registry import zh_name
 from aggregates.store.base import ConcurrentChange, DuplicateEvent, UnknownCase
 from broker.pushed import SOURCE_HEADER, read_sent, source_of
 from broker.signing import (
@@ -249,16 +250,19 @@ def check(delivery: Delivery, ring: KeyRing, me: str | None, opener: Opens | Non
     # Not counted: the header the server adds to XZ's copy of a sending stream's message (decision 50).
     size = len(delivery.data) + sum(len(k) + len(v) for k, v in delivery.headers.items() if k != SOURCE_HEADER)
     if size > max_bytes:
-        raise Oversized(f"message of {size} bytes exceeds the {max_bytes}-byte limit")
+        raise Oversized(f"message of {size} bytes exceeds the {max_bytes}-byte limit",
+                        zh=f"消息大小 {size} 字节，超过 {max_bytes} 字节的上限")
     kid, sig = delivery.headers.get(HDR_KEY, ""), delivery.headers.get(HDR_SIG, "")
     if not kid or not sig:
-        raise Unsigned("message carries no Xz-Kid/Xz-Sig headers")
+        raise Unsigned("message carries no Xz-Kid/Xz-Sig headers", zh="消息未带 Xz-Kid/Xz-Sig 签名头")
     signed = Signed(body=delivery.data, kid=kid, sig=unb64(sig))
     head = ring.check(signed)
     if me is not None and head.recipient != me:
-        raise WrongRecipient(f"addressed to {head.recipient}, not to {me}")
+        raise WrongRecipient(f"addressed to {head.recipient}, not to {me}",
+                             zh=f"消息发往{zh_name(head.recipient)}，不是{zh_name(me)}")
     if delivery.subject != subject_for(head):
-        raise Malformed(f"subject {delivery.subject} disagrees with the envelope ({subject_for(head)})")
+        raise Malformed(f"subject {delivery.subject} disagrees with the envelope ({subject_for(head)})",
+                        zh=f"主题 {delivery.subject} 与信封不一致（{subject_for(head)}）")
     return signed, open_checked(head, opener)
 
 

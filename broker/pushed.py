@@ -95,7 +95,10 @@ async def read_sent(js: JetStreamContext, sources: Iterable[Source]) -> dict[Sou
             raise PushNotRead(
                 f"{src.stream} did not answer a read of sequence {src.seq} ({e or type(e).__name__}): NATS is away, "
                 f"or this NATS user may not read the sending streams (only `ledger` may; a configuration from "
-                f"before decision 57 needs `xiezhu nats-config` again and a reload)", stream=src.stream) from e
+                f"before decision 57 needs `xiezhu nats-config` again and a reload)",
+                zh=f"{src.stream} 未应答对序号 {src.seq} 的读取（{e or type(e).__name__}）：NATS 不可用，"
+                   "或此 NATS 用户无权读取发送流（只有 ledger 可以；"
+                   "决定57之前的配置须重新运行 `xiezhu nats-config` 并重新加载）", stream=src.stream) from e
         msg = resp.get("message") or {}
         if msg.get("time"):
             out[src] = Sent(base64.b64decode(msg.get("data") or ""), RawStreamMsg._parse_utc_iso(msg["time"]))

@@ -169,11 +169,15 @@ class Relay:
                 why = e if isinstance(e, APIError) else await self._why_refused([signed for _, signed in rows])
                 full = full_stream_error(why) if why is not None else None
                 if full is not None:
-                    raise RelayError(f"relay {self.name}: {full}; the outbox keeps the rest") from None
+                    raise RelayError(f"relay {self.name}: {full}; the outbox keeps the rest",
+                                     zh=f"转发程序 {self.name}：{full}；发件箱保留其余消息") from None
                 if why is not None:
                     raise why from None
                 raise RelayError(f"relay {self.name}: JetStream did not ack {len(futures)} publishes "
-                                 f"within {self.ack_timeout:.0f}s (refused, or the server is away)") from None
+                                 f"within {self.ack_timeout:.0f}s (refused, or the server is away)",
+                                 zh=f"转发程序 {self.name}："
+                                    f"JetStream 在 {self.ack_timeout:.0f} 秒内未确认 {len(futures)} 条发布"
+                                    "（被拒绝或服务器不可用）") from None
             self.duplicates += sum(1 for a in acks if a.duplicate)
             self.published += len(acks)
             total += len(rows)

@@ -66,7 +66,8 @@ def seal(env: Envelope, readers: Iterable[tuple[str, bytes]]) -> bytes:
     """The sealed envelope bytes of ``env``, readable by each ``(kid, X25519 public key)`` of ``readers``."""
     readers = list(dict(readers).items())  # one copy of the key per reader key id
     if not readers:
-        raise SealingError(f"{env.type} {env.number}: nobody to seal it to")
+        raise SealingError(f"{env.type} {env.number}: nobody to seal it to",
+                           zh=f"{env.type} {env.number}：没有可加密发送的对象")
     key = os.urandom(nacl.bindings.crypto_aead_xchacha20poly1305_ietf_KEYBYTES)
     nonce = os.urandom(nacl.bindings.crypto_aead_xchacha20poly1305_ietf_NPUBBYTES)
     data = nacl.bindings.crypto_aead_xchacha20poly1305_ietf_encrypt(
@@ -76,14 +77,17 @@ def seal(env: Envelope, readers: Iterable[tuple[str, bytes]]) -> bytes:
         try:
             box = nacl.public.SealedBox(nacl.public.PublicKey(public)).encrypt(key)
         except (ValueError, TypeError, nacl.exceptions.CryptoError) as e:
-            raise SealingError(f"reader key {kid} is not a 32-byte X25519 public key") from e
+            raise SealingError(f"reader key {kid} is not a 32-byte X25519 public key",
+                               zh=f"读者密钥 {kid} 不是 32 字节的 X25519 公钥") from e
         keys.append(SealedKey(kid=kid, box=bytes(box)))
     body = encode_sealed(SealedEnvelope(
         v=SEALED_VERSION, id=env.id, sender=env.sender, recipient=env.recipient, case=env.case,
         number=env.number, time=env.time, type=env.type, sealed=Sealed(nonce=nonce, data=data, keys=keys)))
     if len(body) > MAX_MESSAGE_BYTES - 512:  # leave room for the headers
         raise SealingError(f"{env.type} {env.number} is {len(body)} bytes sealed; receivers accept at most "
-                           f"{MAX_MESSAGE_BYTES - 512}: shorten the texts or split the items")
+                           f"{MAX_MESSAGE_BYTES - 512}: shorten the texts or split the items",
+                           zh=f"{env.type} {env.number} 加密后为 {len(body)} 字节；"
+                              f"接收方最多接受 {MAX_MESSAGE_BYTES - 512} 字节：请缩短文字或拆分事项")
     return body
 
 
@@ -91,7 +95,8 @@ def routing(body: bytes) -> SealedEnvelope:
     """The routing metadata of sealed bytes; :class:`NotSealed` or :class:`Malformed` otherwise."""
     head = decode_checked(body)
     if not isinstance(head, SealedEnvelope):
-        raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers")
+        raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers",
+                        zh="信封未加密：载荷须加密发送给其读者")
     return head
 
 
@@ -175,10 +180,12 @@ class Opener:
         """The clear envelope, its payload key taken from a ledger opening; :class:`CannotOpen` if it does not
         open here (another key, damaged): the caller then opens the sealed box (:meth:`open_routed`)."""
         if kid not in self._seeds:
-            raise CannotOpen(f"the opening of {sealed.id} is for key {kid}, which {self.reader} does not hold")
+            raise CannotOpen(f"the opening of {sealed.id} is for key {kid}, which {self.reader} does not hold",
+                             zh=f"{sealed.id} 的开启信息对应密钥 {kid}，{self.reader} 不持有该密钥")
         key = _decrypt(wrapped[24:], _OPENING_CONTEXT + sealed.id.encode(), wrapped[:24], self._wrapping_key(kid))
         if key is None:
-            raise CannotOpen(f"the opening of {sealed.id} does not open with {self.reader}'s key {kid}")
+            raise CannotOpen(f"the opening of {sealed.id} does not open with {self.reader}'s key {kid}",
+                             zh=f"{sealed.id} 的开启信息无法用{self.reader}的密钥 {kid} 打开")
         return _opened(sealed, key)
 
     def _wrapping_key(self, kid: str) -> bytes:
@@ -200,9 +207,11 @@ class Opener:
             try:
                 return k.kid, bytes(box.decrypt(k.box))
             except (nacl.exceptions.CryptoError, ValueError, TypeError) as e:
-                raise CannotOpen(f"the payload key sealed to {k.kid} does not open with {self.reader}'s key") from e
+                raise CannotOpen(f"the payload key sealed to {k.kid} does not open with {self.reader}'s key",
+                                 zh=f"加密发给 {k.kid} 的载荷密钥无法用{self.reader}的密钥打开") from e
         readers = ", ".join(k.kid for k in sealed.sealed.keys)
-        raise CannotOpen(f"{sealed.type} {sealed.id} is sealed to {readers}; {self.reader} holds none of them")
+        raise CannotOpen(f"{sealed.type} {sealed.id} is sealed to {readers}; {self.reader} holds none of them",
+                         zh=f"{sealed.type} {sealed.id} 加密发给 {readers}；{self.reader} 不持有其中任何一个")
 
 
 class OpeningReader:
@@ -241,9 +250,11 @@ class OpeningReader:
         try:
             payload: Payload = _payload_decoder.decode(self._buffer(out, size))
         except Exception as e:  # noqa: BLE001 - as _opened: any decoding failure is malformed
-            raise Malformed(f"the sealed payload of {event_id} is not a valid {type_}: {e}") from e
+            raise Malformed(f"the sealed payload of {event_id} is not a valid {type_}: {e}",
+                            zh=f"{event_id} 的加密载荷不是有效的 {type_}：{e}") from e
         if type(payload).__struct_config__.tag != type_:
-            raise Malformed(f"the sealed payload is a {type(payload).__struct_config__.tag}, the envelope says {type_}")
+            raise Malformed(f"the sealed payload is a {type(payload).__struct_config__.tag}, the envelope says {type_}",
+                            zh=f"加密载荷是 {type(payload).__struct_config__.tag}，信封写的是 {type_}")
         return payload
 
 
@@ -269,13 +280,16 @@ def _opened(sealed: SealedEnvelope, key: bytes) -> Envelope:
     data = _decrypt(sealed.sealed.data, _aad(sealed), sealed.sealed.nonce, key)
     if data is None:
         raise CannotOpen(f"the payload of {sealed.id} does not decrypt: altered, or not sealed "
-                         f"with these routing fields")
+                         f"with these routing fields",
+                         zh=f"{sealed.id} 的载荷无法解密：已被改动，或不是以这些路由字段加密的")
     try:
         payload: Any = _payload_decoder.decode(data)
     except Exception as e:  # noqa: BLE001 - any decoding failure (RecursionError too) is malformed, never retried
-        raise Malformed(f"the sealed payload of {sealed.id} is not a valid {sealed.type}: {e}") from e
+        raise Malformed(f"the sealed payload of {sealed.id} is not a valid {sealed.type}: {e}",
+                        zh=f"{sealed.id} 的加密载荷不是有效的 {sealed.type}：{e}") from e
     env = Envelope(v=ENVELOPE_VERSION, id=sealed.id, sender=sealed.sender, recipient=sealed.recipient,
                    case=sealed.case, number=sealed.number, time=sealed.time, payload=payload)
     if env.type != sealed.type:
-        raise Malformed(f"the sealed payload is a {env.type}, the envelope says {sealed.type}")
+        raise Malformed(f"the sealed payload is a {env.type}, the envelope says {sealed.type}",
+                        zh=f"加密载荷是 {env.type}，信封写的是 {sealed.type}")
     return env

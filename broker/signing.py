@@ -15,6 +15,7 @@ from typing import Any, Protocol
 import nacl.exceptions
 import nacl.signing
 
+from aggregates.registry import zh_name
 from schemas.envelope import (
     Envelope,
     SealedEnvelope,
@@ -120,7 +121,8 @@ class Signer:
     def sign(self, env: Envelope) -> Signed:
         """Encode once and sign those exact bytes."""
         if env.sender != self.bureau:
-            raise WrongSender(f"{self.bureau} cannot sign an envelope sent by {env.sender}")
+            raise WrongSender(f"{self.bureau} cannot sign an envelope sent by {env.sender}",
+                              zh=f"{zh_name(self.bureau)}不能签署由{zh_name(env.sender)}发出的信封")
         body = encode_envelope(env)
         return Signed(body=body, kid=self.kid, sig=self.sign_bytes(body))
 
@@ -212,14 +214,18 @@ class KeyRing:
         """
         entry = self.entry(kid)
         if entry is None:
-            raise UnknownKey(f"key {kid!r} is not in the trust list", kid=kid)
+            raise UnknownKey(f"key {kid!r} is not in the trust list", zh=f"信任列表中没有密钥 {kid!r}", kid=kid)
         if entry.revoked_at is not None and received_at >= entry.revoked_at:
             raise KeyNotValid(
                 f"key {kid} was revoked at {entry.revoked_at.isoformat()} ({entry.revoked_reason}), "
-                f"before this message was received at {received_at.isoformat()}", kid=kid)
+                f"before this message was received at {received_at.isoformat()}",
+                zh=f"密钥 {kid} 已于 {entry.revoked_at.isoformat()} 吊销（{entry.revoked_reason}），"
+                   f"早于本消息的接收时间 {received_at.isoformat()}", kid=kid)
         if entry.valid_to is not None and received_at >= entry.valid_to:
             raise KeyNotValid(f"key {kid} expired at {entry.valid_to.isoformat()}, before this message "
-                              f"was received at {received_at.isoformat()}", kid=kid)
+                              f"was received at {received_at.isoformat()}",
+                              zh=f"密钥 {kid} 已于 {entry.valid_to.isoformat()} 过期，"
+                                 f"早于本消息的接收时间 {received_at.isoformat()}", kid=kid)
 
     def verify(self, signed: Signed, *, at: datetime | None = None, opener: Opens | None = None) -> Envelope:
         """Check the signature, the key's validity at the envelope's time and the sender, then open it.
@@ -236,25 +242,30 @@ class KeyRing:
         Anyone with the trust list can do this for a sealed envelope: it needs no reader's key.
         """
         if not signed.kid or not signed.sig:
-            raise Unsigned("message has no key id or no signature")
+            raise Unsigned("message has no key id or no signature", zh="消息没有密钥编号或签名")
         with self._lock:  # one consistent view, should a new trust list replace the ring meanwhile
             entry, key = self._entries.get(signed.kid), self._keys.get(signed.kid)
         if entry is None or key is None:
-            raise UnknownKey(f"key {signed.kid!r} is not in the trust list", kid=signed.kid)
+            raise UnknownKey(f"key {signed.kid!r} is not in the trust list",
+                             zh=f"信任列表中没有密钥 {signed.kid!r}", kid=signed.kid)
         if not _verifies(key, signed.body, signed.sig):
-            raise BadSignature(f"signature by key {signed.kid} does not verify", kid=signed.kid)
+            raise BadSignature(f"signature by key {signed.kid} does not verify",
+                               zh=f"密钥 {signed.kid} 的签名核验未通过", kid=signed.kid)
         env = decode_checked(signed.body)
         when = at or env.time
         if when < entry.valid_from or (entry.valid_to is not None and when >= entry.valid_to):
-            raise KeyNotValid(f"key {signed.kid} is not valid at {when.isoformat()}", kid=signed.kid)
+            raise KeyNotValid(f"key {signed.kid} is not valid at {when.isoformat()}",
+                              zh=f"密钥 {signed.kid} 在 {when.isoformat()} 无效", kid=signed.kid)
         if entry.revoked_at is not None and when >= entry.revoked_at:
             raise KeyNotValid(
                 f"key {signed.kid} was revoked at {entry.revoked_at.isoformat()}: {entry.revoked_reason}",
+                zh=f"密钥 {signed.kid} 已于 {entry.revoked_at.isoformat()} 吊销：{entry.revoked_reason}",
                 kid=signed.kid,
             )
         if env.sender != entry.bureau:
             raise WrongSender(
                 f"envelope claims sender {env.sender} but key {signed.kid} belongs to {entry.bureau}",
+                zh=f"信封声称发件方为{zh_name(env.sender)}，但密钥 {signed.kid} 属于{zh_name(entry.bureau)}",
                 kid=signed.kid,
             )
         return env
@@ -268,10 +279,12 @@ def open_checked(head: Envelope | SealedEnvelope, opener: Opens | None) -> Envel
     """
     if isinstance(head, Envelope):
         if opener is not None:
-            raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers")
+            raise NotSealed("the envelope is not sealed: payloads travel encrypted to their readers",
+                            zh="信封未加密：载荷须加密发送给其读者")
         return head
     if opener is None:
-        raise CannotOpen(f"{head.type} {head.id} is sealed and no reader's key was given to open it")
+        raise CannotOpen(f"{head.type} {head.id} is sealed and no reader's key was given to open it",
+                         zh=f"{head.type} {head.id} 已加密，但未给出可打开它的读者密钥")
     return opener.open_routed(head)
 
 
@@ -295,9 +308,10 @@ def decode_checked(body: bytes) -> Envelope | SealedEnvelope:
     try:
         env: Envelope | SealedEnvelope = decode_sealed(body) if is_sealed(body) else decode_envelope(body)
     except Exception as e:  # noqa: BLE001 - every decoding failure is the sender's: malformed
-        raise Malformed(f"not a valid envelope: {type(e).__name__}: {e}") from e
+        raise Malformed(f"not a valid envelope: {type(e).__name__}: {e}",
+                        zh=f"不是有效的信封：{type(e).__name__}：{e}") from e
     if env.time.tzinfo is None:
-        raise Malformed("envelope time has no timezone")
+        raise Malformed("envelope time has no timezone", zh="信封时间没有时区")
     return env
 
 
@@ -311,4 +325,4 @@ def unb64(text: str) -> bytes:
     try:
         return base64.b64decode(text, validate=True)
     except (ValueError, TypeError) as e:
-        raise Malformed("signature header is not base64") from e
+        raise Malformed("signature header is not base64", zh="签名头不是 base64") from e

@@ -228,9 +228,12 @@ async def _refuse_capturing_stream(js: JetStreamContext, name: str, decision: in
     extra = [s for s in info.config.subjects or [] if s not in (keep or [])]
     if extra:
         now = f"keep only {', '.join(keep)}" if keep else "remove its subjects"
+        now_zh = f"只保留 {', '.join(keep)}" if keep else "删除其主题"
         raise StreamLayoutError(
             f"stream {name} captures {', '.join(extra)} itself (the layout before decision {decision}): as the "
             f"NATS operator {now}, run `xiezhu provision` to create the {sources}, then add them to its sources",
+            zh=f"流 {name} 自身捕获 {', '.join(extra)}（决定{decision}之前的布局）：请以 NATS 管理员身份{now_zh}，"
+               f"运行 `xiezhu provision` 创建{sources}，再将其加入来源",
             stream=name, setting="subjects")
 
 
@@ -350,6 +353,7 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: boo
     except NotFoundError:
         if not create:
             raise LayoutMissing(f"stream {config.name} is missing: {_NEEDS_PROVISIONER}",
+                                zh=f"流 {config.name} 不存在：{_NEEDS_PROVISIONER_ZH}",
                                     stream=config.name) from None
         unset = {k: v for k, v in (defaults or {}).items() if getattr(config, k) is None}
         try:
@@ -362,6 +366,10 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: boo
                 f"{(unset.get('max_bytes') or config.max_bytes or 0):,} bytes ({e.description}); free disk, raise "
                 f"JetStream's max_file_store, or give `xiezhu provision --bureau-max-bytes` or `--witness-max-bytes` "
                 f"less",
+                zh=f"无法创建流 {config.name}："
+                   f"服务器已无空间预留其 {(unset.get('max_bytes') or config.max_bytes or 0):,} 字节"
+                   f"（{e.description}）；请释放磁盘、提高 JetStream 的 max_file_store，"
+                   "或减小 `xiezhu provision --bureau-max-bytes` 或 `--witness-max-bytes`",
                 stream=config.name) from None
         return
     for name in _COMPARED:
@@ -372,6 +380,8 @@ async def _ensure_stream(js: JetStreamContext, config: StreamConfig, create: boo
             raise StreamLayoutError(
                 f"stream {config.name} exists with {name} {have!r}, not {want!r}; provisioning does not change an "
                 f"existing stream: change it as the NATS operator (e.g. `nats stream edit {config.name}`)",
+                zh=f"流 {config.name} 已存在，其 {name} 为 {have!r}，而不是 {want!r}；配置不修改已有的流："
+                   f"请以 NATS 管理员身份修改（如 `nats stream edit {config.name}`）",
                 stream=config.name, setting=name)
 
 
@@ -413,6 +423,7 @@ async def ensure_consumers(js: JetStreamContext, bureaus: Iterable[str], *, crea
         if have is None:
             if not create:
                 raise LayoutMissing(f"consumer {name} of {EVENTS_STREAM} is missing: {_NEEDS_PROVISIONER}",
+                                    zh=f"{EVENTS_STREAM} 的消费者 {name} 不存在：{_NEEDS_PROVISIONER_ZH}",
                                       consumer=name)
             await _create_consumer(js, config)
             continue
@@ -421,6 +432,8 @@ async def ensure_consumers(js: JetStreamContext, bureaus: Iterable[str], *, crea
 
 _NEEDS_PROVISIONER = ("creating it needs the one-shot provisioner: on an embedded server the node does it at start; "
                       "elsewhere `xiezhu nats-config --provisioner`, reload the servers, `xiezhu provision`")
+_NEEDS_PROVISIONER_ZH = ("创建它需要一次性的配置程序：内置服务器由节点在启动时创建；其他情况请运行 "
+                         "`xiezhu nats-config --provisioner`，重新加载服务器，再运行 `xiezhu provision`")
 
 
 class LayoutMissing(StreamLayoutError):
@@ -473,7 +486,9 @@ def check_consumer(name: str, have: Mapping[str, Any], want: ConsumerConfig) -> 
     if diff:
         raise ConsumerChanged(
             f"consumer {name} of {EVENTS_STREAM} was changed after provisioning ({'; '.join(diff)}); "
-            f"nothing may run on it until the NATS operator restores it", consumer=name, settings=diff)
+            f"nothing may run on it until the NATS operator restores it",
+            zh=f"{EVENTS_STREAM} 的消费者 {name} 在配置后被修改（{'；'.join(diff)}）；"
+               "在 NATS 管理员恢复之前不得在其上运行", consumer=name, settings=diff)
 
 
 async def consumer_settings(js: JetStreamContext, name: str, *,
@@ -525,6 +540,7 @@ class ConsumerGuard:
         have = await consumer_settings(self.js, self.name)
         if have is None:
             raise ConsumerChanged(f"consumer {self.name} of {EVENTS_STREAM} is missing; run `xiezhu provision`",
+                                  zh=f"{EVENTS_STREAM} 的消费者 {self.name} 不存在；请运行 `xiezhu provision`",
                                   consumer=self.name)
         check_consumer(self.name, have, self.want)
 

@@ -245,7 +245,8 @@ class WitnessStore:
         self.path = Path(path)
         if read_only:
             if not self.path.is_file():
-                raise WitnessError(f"no witness file at {self.path}", path=str(self.path))
+                raise WitnessError(f"no witness file at {self.path}",
+                                   zh=f"{self.path} 处没有见证文件", path=str(self.path))
             self._db = sqlite3.connect(f"{self.path.resolve().as_uri()}?mode=ro", uri=True, check_same_thread=False)
         else:
             self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -322,13 +323,15 @@ def read_file(path: Path) -> list[Record]:
         with path.open("rb") as f:
             magic = f.read(16)
     except OSError as e:
-        raise WitnessError(f"cannot read witness file {path}: {e.strerror or e}", path=str(path)) from e
+        raise WitnessError(f"cannot read witness file {path}: {e.strerror or e}",
+                           zh=f"无法读取见证文件 {path}：{e.strerror or e}", path=str(path)) from e
     if magic == b"SQLite format 3\x00":
         store = WitnessStore(path, read_only=True)
         try:
             return list(store.records())
         except sqlite3.DatabaseError as e:
-            raise WitnessError(f"{path} is not a witness file: {e}", path=str(path)) from e
+            raise WitnessError(f"{path} is not a witness file: {e}",
+                               zh=f"{path} 不是见证文件：{e}", path=str(path)) from e
         finally:
             store.close()
     out: list[Record] = []
@@ -338,7 +341,8 @@ def read_file(path: Path) -> list[Record]:
         try:
             out.append(decode(line))
         except ValueError as e:
-            raise WitnessError(f"{path}, line {n}: not a witness record ({e})", path=str(path), line=n) from e
+            raise WitnessError(f"{path}, line {n}: not a witness record ({e})",
+                               zh=f"{path} 第 {n} 行：不是见证记录（{e}）", path=str(path), line=n) from e
     return out
 
 

@@ -43,7 +43,7 @@ import msgspec
 import nacl.exceptions
 import nacl.signing
 
-from aggregates.registry import JUSTICE
+from aggregates.registry import JUSTICE, zh_name
 from aggregates.workdays import WorkingCalendar
 from broker.ledger.store import (
     CHECKPOINT_CONTEXT,
@@ -204,9 +204,11 @@ def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry
     kids = [e.signed.kid for e in included] + [cp.kid] + ([signer.kid] if signer else [])
     missing = sorted({k for k in kids if k not in trust})
     if missing:
-        raise BundleError(f"key(s) {', '.join(missing)} are not in the trust list: the bundle could not be verified")
+        raise BundleError(f"key(s) {', '.join(missing)} are not in the trust list: the bundle could not be verified",
+                          zh=f"密钥 {', '.join(missing)} 不在信任列表中：无法核验证据包")
     if signer is not None and signer.bureau != JUSTICE:
-        raise BundleError(f"a bundle's manifest is signed by {JUSTICE}, not {signer.bureau}")
+        raise BundleError(f"a bundle's manifest is signed by {JUSTICE}, not {signer.bureau}",
+                          zh=f"证据包的清单应由{zh_name(JUSTICE)}签署，而不是{zh_name(signer.bureau)}")
     files = {
         EVENTS: b"".join(msgspec.json.encode(BundleEntry(
             pos=e.pos, arrived_at=e.arrived_at, stream_seq=e.stream_seq, kid=e.signed.kid, sig=e.signed.sig,
@@ -233,18 +235,23 @@ def _covering(ledger: Ledger, number: str, last: int) -> Checkpoint:
         if cp.pos >= last:
             return cp
     latest = f"the latest is at position {checkpoints[-1].pos}" if checkpoints else "none is signed yet"
+    latest_zh = f"最新的检查点位于位置 {checkpoints[-1].pos}" if checkpoints else "尚未签署任何检查点"
     raise NoCheckpoint(
         f"no signed checkpoint covers case {number} yet: its last entry is at position {last} and {latest}. "
         "The ledger service signs one every 1000 entries, every 10 s while entries arrive and when it stops; "
         "or sign the head now with "
-        "`xiezhu checkpoint` (Ledger.checkpoint with 区司法局's key)", last=last)
+        "`xiezhu checkpoint` (Ledger.checkpoint with 区司法局's key)",
+        zh=f"尚无签名检查点覆盖案件 {number}：其最后一个条目位于位置 {last}，{latest_zh}。账本服务每 1000 个条目、"
+           "有条目到达时每 10 秒以及停止时各签署一次；也可用 `xiezhu checkpoint` 立即签署链头（用区司法局的密钥）",
+        last=last)
 
 
 def _proof(ledger: Ledger, first: Entry, cp: Checkpoint) -> Proof:
     """Leaves from the first case entry to ``cp``, read as one range of positions (the primary key)."""
     span = list(ledger.entries(after=first.pos - 1, limit=cp.pos - first.pos + 1))
     if [e.pos for e in span[:1] + span[-1:]] != [first.pos, cp.pos] or len(span) != cp.pos - first.pos + 1:
-        raise LedgerError(f"the ledger is missing entries between positions {first.pos} and {cp.pos}")
+        raise LedgerError(f"the ledger is missing entries between positions {first.pos} and {cp.pos}",
+                          zh=f"账本在位置 {first.pos} 与 {cp.pos} 之间缺少条目")
     leaves = [leaf_hash(e.pos, e.arrived_at, e.signed.kid, e.signed.sig, e.signed.body, stream_seq=e.stream_seq)
               for e in span]
     head = first.prev_hash
@@ -252,7 +259,9 @@ def _proof(ledger: Ledger, first: Entry, cp: Checkpoint) -> Proof:
         head = link(head, leaf)
     if head != cp.head:
         raise LedgerError(f"the ledger's chain from position {first.pos} does not reach the head of checkpoint "
-                          f"{cp.pos}: the ledger file was changed after it was checkpointed")
+                          f"{cp.pos}: the ledger file was changed after it was checkpointed",
+                          zh=f"账本自位置 {first.pos} 起的链不能到达检查点 {cp.pos} 的链头："
+                             "账本文件在签署检查点后被改动过")
     return Proof(first_pos=first.pos, prev_hash=first.prev_hash.hex(), leaves=[x.hex() for x in leaves],
                  checkpoint=ProofCheckpoint(pos=cp.pos, head=cp.head.hex(), sealed_at=cp.signed_at, kid=cp.kid,
                                             sig=cp.sig))
@@ -300,7 +309,7 @@ def verify_bundle(path: Path, *, trusted: Iterable[TrustEntry] | None = None) ->
     """
     path = Path(path)
     if not path.is_file():
-        raise BundleError(f"no bundle at {path}")
+        raise BundleError(f"no bundle at {path}", zh=f"{path} 处没有证据包")
     v = _Verifier(path, None if trusted is None else list(trusted))
     try:
         v.run()

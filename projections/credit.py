@@ -86,14 +86,15 @@ def applicant_key(applicant: str) -> str:
     """The view's key: an ID number or a USCC, upper-case; raises CreditViewError otherwise."""
     key = applicant.strip().upper()
     if not _APPLICANT.match(key):
-        raise CreditViewError(f"{mask_id(key)!r} is not an ID number or a USCC (15–18 digits and capitals)")
+        raise CreditViewError(f"{mask_id(key)!r} is not an ID number or a USCC (15–18 digits and capitals)",
+                              zh=f"{mask_id(key)!r} 不是身份证号码或统一社会信用代码（15–18 位数字和大写字母）")
     return key
 
 
 def iso(t: datetime) -> str:
     """One fixed UTC form, so that stored times compare correctly as text."""
     if t.tzinfo is None:
-        raise CreditViewError(f"time {t.isoformat()} has no time zone")
+        raise CreditViewError(f"time {t.isoformat()} has no time zone", zh=f"时间 {t.isoformat()} 没有时区")
     return t.astimezone(UTC).isoformat(timespec="microseconds")
 
 
@@ -371,7 +372,7 @@ class CreditView(KeyedProjection):
             cur = self.db.execute(f"UPDATE {OUTBOX} SET {assignments} WHERE record_id = ? AND status = 'pending'",
                                   [*args, record_id])
         if cur.rowcount != 1:
-            raise CreditViewError(f"no pending outbox record {record_id}")
+            raise CreditViewError(f"no pending outbox record {record_id}", zh=f"没有待报送的发件箱记录 {record_id}")
 
     def counts(self) -> dict[str, int]:
         """Outbox rows by delivery status."""
@@ -419,4 +420,5 @@ def open_view(path: Location, *, view_key: bytes | None = None) -> CreditView:
     try:
         return CreditView(path, view_key=view_key)
     except db_errors() as e:
-        raise CreditViewError(f"cannot open the credit view at {describe(path)}: {e}") from e
+        raise CreditViewError(f"cannot open the credit view at {describe(path)}: {e}",
+                              zh=f"无法打开 {describe(path)} 处的信用视图：{e}") from e

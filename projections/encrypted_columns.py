@@ -78,7 +78,9 @@ class EncryptedColumns:
     def __init__(self, view_key: bytes) -> None:
         if not isinstance(view_key, bytes) or len(view_key) != KEY_SIZE:
             raise ViewKeyError(f"a view key is {KEY_SIZE} bytes (区司法局's store key), "
-                               f"not {len(view_key) if isinstance(view_key, bytes) else type(view_key).__name__}")
+                               f"not {len(view_key) if isinstance(view_key, bytes) else type(view_key).__name__}",
+                               zh=f"视图密钥为 {KEY_SIZE} 字节（区司法局的存储密钥），"
+                                  f"而不是 {len(view_key) if isinstance(view_key, bytes) else type(view_key).__name__}")
         self._pseudonym_key = _subkey(view_key, b"pseudonym")
         # The label is part of the derivation: every view written so far was encrypted under it.
         self._encryption_key = _subkey(view_key, b"seal")
@@ -98,13 +100,16 @@ class EncryptedColumns:
     def decrypt(self, table: str, column: str, pk: str, encrypted: bytes | str | None) -> bytes:
         """The plaintext of an encrypted value; :class:`ViewKeyMismatch` if it does not open here."""
         if not isinstance(encrypted, bytes) or len(encrypted) < NONCE_SIZE:
-            raise ViewKeyMismatch(f"{table}.{column} of {pk} is not encrypted (written in clear, or damaged)")
+            raise ViewKeyMismatch(f"{table}.{column} of {pk} is not encrypted (written in clear, or damaged)",
+                                  zh=f"{pk} 的 {table}.{column} 未加密（以明文写入，或已损坏）")
         try:
             return nacl.bindings.crypto_aead_xchacha20poly1305_ietf_decrypt(
                 encrypted[NONCE_SIZE:], _aad(table, column, pk), encrypted[:NONCE_SIZE], self._encryption_key)
         except (nacl.exceptions.CryptoError, nacl.exceptions.ValueError, nacl.exceptions.TypeError):
             raise ViewKeyMismatch(f"{table}.{column} of {pk} does not open with this view key: another key, "
-                                  "a damaged value, or one moved from another row") from None
+                                  "a damaged value, or one moved from another row",
+                                  zh=f"{pk} 的 {table}.{column} 无法用此视图密钥打开：密钥不同、值已损坏，"
+                                     "或值是从另一行移来的") from None
 
 
 def columns_for(view_key: bytes | None) -> EncryptedColumns | None:
@@ -116,7 +121,9 @@ def required(columns: EncryptedColumns | None, view: str) -> EncryptedColumns:
     """The view's key, or :class:`ViewKeyMissing`: personal data is never written or looked up in clear."""
     if columns is None:
         raise ViewKeyMissing(f"the {view} view keeps applicants' personal data encrypted and was opened without "
-                             "a view key (区司法局's store key, keys/sifa.store-key): nothing is written in clear")
+                             "a view key (区司法局's store key, keys/sifa.store-key): nothing is written in clear",
+                             zh=f"{view} 视图加密保存申请人的个人信息，但打开时未提供视图密钥"
+                                "（区司法局的存储密钥 keys/sifa.store-key）：不以明文写入任何内容")
     return columns
 
 
@@ -136,7 +143,10 @@ def key_recorded(db: sqlite_utils.Database, view: str, columns: EncryptedColumns
             f"{where} was written with another view key than this machine's 区司法局 store key "
             "(keys/sifa.store-key): the key file was replaced, or the view comes from another machine. "
             "Nothing was changed. Restore the key; or delete the view's file and rebuild it from the ledger "
-            "(`xiezhu projections rebuild`), which loses the 信用中国 outbox's delivery state")
+            "(`xiezhu projections rebuild`), which loses the 信用中国 outbox's delivery state",
+            zh=f"{where} 是用另一把视图密钥写入的，不是本机区司法局的存储密钥（keys/sifa.store-key）：密钥文件被替换，"
+               "或视图来自另一台机器。未作任何改动。请恢复密钥；或删除该视图文件，从账本重建"
+               "（`xiezhu projections rebuild`），但会丢失信用中国发件箱的报送状态")
     return True
 
 

@@ -264,7 +264,7 @@ def history(ledger: Ledger, case_id: str, *, disputes: bool = True, now: datetim
     name = name or registry_names()
     entries = ledger.case(case_id)
     if not entries:
-        raise UnknownCase(f"no ledger entry has case {case_id}", case=case_id)
+        raise UnknownCase(f"no ledger entry has case {case_id}", zh=f"没有账本条目属于案件 {case_id}", case=case_id)
     kind = kind_of(entries)
     state: State | None = None
     asked: dict[int, str] | None = None

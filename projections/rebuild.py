@@ -182,6 +182,7 @@ class _Folded:
     #: CPU seconds the worker spent (the machine's other load does not count).
     cpu: float = 0.0
     error: str = ""
+    error_zh: str = ""
 
 
 @dataclass(frozen=True)
@@ -231,7 +232,7 @@ def _fold_cases(task: _FoldTask) -> _Folded:
     try:
         done = _fold(task)
     except XiezhuError as e:
-        return _Folded(error=str(e))
+        return _Folded(error=str(e), error_zh=e.text("zh"))
     finally:
         gc.enable()
     done.cpu = time.process_time() - started
@@ -260,7 +261,9 @@ def _fold(task: _FoldTask) -> _Folded:
                 whole = False
             if not whole:
                 raise RebuildError(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
-                                   "run `xiezhu audit` (nothing read from it is trusted)")
+                                   "run `xiezhu audit` (nothing read from it is trusted)",
+                                   zh=f"账本在位置 {pos} 处已损坏：条目与其哈希值不符；请运行 `xiezhu audit`"
+                                      "（从中读取的内容均不可信）")
             entries += 1
             try:
                 r: _Route | None = _route(body)
@@ -361,7 +364,8 @@ def _slow(body: bytes, case_id: str, type_: str, pos: int, opener: Opener | None
 def _sealed(body: bytes) -> SealedEnvelope:
     head = _routing(body)
     if not isinstance(head, SealedEnvelope):
-        raise RebuildError("an entry read as sealed is not")  # cannot happen: the fast path read it as sealed
+        raise RebuildError("an entry read as sealed is not",
+                           zh="读作加密的条目并未加密")  # cannot happen: the fast path read it as sealed
     return head
 
 
@@ -424,6 +428,7 @@ class _Links:
     last_hash: bytes
     error: str = ""
     cpu: float = 0.0
+    error_zh: str = ""
 
 
 def _check_links(task: tuple[str, int, int]) -> _Links:
@@ -437,12 +442,14 @@ def _check_links(task: tuple[str, int, int]) -> _Links:
             gap, = db.execute("SELECT min(a.pos) + 1 FROM entries a WHERE a.pos BETWEEN ? AND ? AND NOT EXISTS "
                               "(SELECT 1 FROM entries b WHERE b.pos = a.pos + 1)", (first - 1, last - 1)).fetchone()
             return _Links(first, last, b"", b"", f"the ledger has no entry at position {gap or first}; "
-                                                 "run `xiezhu audit`")
+                                                 "run `xiezhu audit`",
+                          error_zh=f"账本在位置 {gap or first} 处没有条目；请运行 `xiezhu audit`")
         broken, = db.execute("SELECT min(b.pos) FROM entries a JOIN entries b ON b.pos = a.pos + 1 "
                              "WHERE b.pos BETWEEN ? AND ? AND b.prev_hash IS NOT a.hash", (first + 1, last)).fetchone()
         if broken is not None:
             return _Links(first, last, b"", b"", f"the ledger is damaged at position {broken}: it does not follow "
-                                                 f"position {broken - 1}; run `xiezhu audit`")
+                                                 f"position {broken - 1}; run `xiezhu audit`",
+                          error_zh=f"账本在位置 {broken} 处已损坏：它不接续位置 {broken - 1}；请运行 `xiezhu audit`")
         first_prev, = db.execute("SELECT prev_hash FROM entries WHERE pos = ?", (first,)).fetchone()
         last_hash, = db.execute("SELECT hash FROM entries WHERE pos = ?", (last,)).fetchone()
     return _Links(first, last, bytes(first_prev), bytes(last_hash), cpu=time.process_time() - started)
@@ -463,12 +470,14 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
     """
     started, cpu = time.perf_counter(), time.process_time()
     if is_postgres(ledger.location):
-        raise RebuildError("a ledger in PostgreSQL is rebuilt from view by view (LedgerProjection.rebuild)")
+        raise RebuildError("a ledger in PostgreSQL is rebuilt from view by view (LedgerProjection.rebuild)",
+                           zh="PostgreSQL 中的账本逐个视图重建（LedgerProjection.rebuild）")
     with closing(open_read_only(ledger.path)) as db:
         head = int(db.execute("SELECT coalesce(max(pos), 0) FROM entries").fetchone()[0])
     opener = ledger.opener.portable() if isinstance(ledger.opener, Opener) else None
     if ledger.opener is not None and opener is None:
-        raise RebuildError("the ledger's opener cannot be handed to worker processes")
+        raise RebuildError("the ledger's opener cannot be handed to worker processes",
+                           zh="账本的解密器不能交给工作进程")
     sla_path, make_sla = sla
     workers = max(1, workers or os.cpu_count() or 1)
     bounds = _pos_ranges(head, workers * RANGES_PER_WORKER)
@@ -487,7 +496,7 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
             for f, path in zip(folds, scratch, strict=True):
                 got = f.result()
                 if got.error:
-                    raise RebuildError(got.error)
+                    raise RebuildError(got.error, zh=got.error_zh)
                 results.append(got)
                 copy.add(got, path)  # while the workers fold the ranges after it
                 if progress is not None:
@@ -497,7 +506,9 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
         report.cpu_seconds = sum(r.cpu for r in results) + sum(c.cpu for c in checked)
         if sum(r.entries for r in results) != head:
             raise RebuildError(f"the ledger's ranges hold {sum(r.entries for r in results)} entries, "
-                               f"not {head}; run `xiezhu audit`")
+                               f"not {head}; run `xiezhu audit`",
+                               zh=f"账本各区段共有 {sum(r.entries for r in results)} 个条目，而不是 {head}；"
+                                  "请运行 `xiezhu audit`")
         copy.finish(head)
         _swap(_fresh_name(sla_path), sla_path)
         report.views["sla"] = ViewRebuilt(head, time.perf_counter() - started,
@@ -529,14 +540,16 @@ def _joined(links: list[_Links], head: int) -> None:
     """The checked ranges join up into one chain from the genesis."""
     for got in links:
         if got.error:
-            raise RebuildError(got.error)
+            raise RebuildError(got.error, zh=got.error_zh)
     links = sorted(links, key=lambda x: x.first)
     if head and links[0].first_prev != GENESIS:
-        raise RebuildError("the ledger is damaged at position 1: it does not start the chain; run `xiezhu audit`")
+        raise RebuildError("the ledger is damaged at position 1: it does not start the chain; run `xiezhu audit`",
+                           zh="账本在位置 1 处已损坏：它不是链的开头；请运行 `xiezhu audit`")
     for a, b in zip(links, links[1:], strict=False):
         if b.first_prev != a.last_hash:
             raise RebuildError(f"the ledger is damaged at position {b.first}: it does not follow position {a.last}; "
-                               "run `xiezhu audit`")
+                               "run `xiezhu audit`",
+                               zh=f"账本在位置 {b.first} 处已损坏：它不接续位置 {a.last}；请运行 `xiezhu audit`")
 
 
 def _fresh_name(path: Path) -> Path:
@@ -685,7 +698,8 @@ def _swap(fresh: Path, path: Path) -> None:
             mode = str(e)
         if mode.lower() != "delete":  # another connection holds its write-ahead log
             raise RebuildError(f"{path} is open in another process (a running node?): stop it and run the rebuild "
-                               f"again; the view was left as it was")
+                               f"again; the view was left as it was",
+                               zh=f"{path} 正被另一个进程打开（节点正在运行？）：请停止它后重新重建；视图保持原样")
     fd = os.open(fresh, os.O_RDONLY)
     try:
         os.fsync(fd)

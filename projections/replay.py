@@ -228,16 +228,20 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
     judged_at = as_of or (_aware(now) if now is not None else datetime.now(UTC))
     entries = ledger.case(case_id)
     if not entries:
-        raise UnknownCase(f"no ledger entry has case {case_id}", case=case_id)
+        raise UnknownCase(f"no ledger entry has case {case_id}", zh=f"没有账本条目属于案件 {case_id}", case=case_id)
     if ledger.opener is None:
         raise NoLedgerKey("a replay reads what the entries say: it needs 区司法局's box key (keys/box/), "
-                          "which opens every case on the ledger; `xiezhu audit` checks them without it")
+                          "which opens every case on the ledger; `xiezhu audit` checks them without it",
+                          zh="重放要读取条目内容：需要区司法局的解密密钥（keys/box/），它能打开账本上的每个案件；"
+                             "`xiezhu audit` 无需该密钥即可检查")
     shown = _known_at(entries, as_of)
     if not shown:
         first = _arrival(entries[0])
         raise NotYetRecorded(
             f"case {entries[0].number} ({case_id}) was not in the ledger yet at {_local(as_of or judged_at)}: "
-            f"its first entry arrived at {_local(first)}", case=case_id)
+            f"its first entry arrived at {_local(first)}",
+            zh=f"案件 {entries[0].number}（{case_id}）在 {_local(as_of or judged_at)} 时尚未记入账本："
+               f"其第一个条目于 {_local(first)} 到达", case=case_id)
     kind = kind_of(entries)
     numbers: dict[str, str] = {}
     fold = _Fold(kind, ring, lambda c: _number_of(ledger, c, numbers), ledger)

@@ -208,7 +208,8 @@ class SlaView(LedgerProjection):
     # -- the fold -----------------------------------------------------------------------
 
     def apply(self, env: Envelope, arrived_at: str) -> None:
-        raise SlaError("the SLA view folds whole ledger entries (apply_entry): it needs the signed digest")
+        raise SlaError("the SLA view folds whole ledger entries (apply_entry): it needs the signed digest",
+                       zh="SLA 视图按完整的账本条目归并（apply_entry）：需要签名摘要")
 
     def wants(self, event_type: str) -> bool:
         return event_type.startswith("assistance.")
@@ -293,9 +294,11 @@ class SlaView(LedgerProjection):
         ``now`` defaults to the system clock; open requests are judged against it.
         """
         if status is not None and status not in STATUSES:
-            raise SlaError(f"unknown status {status!r}; one of {', '.join(STATUSES)}", status=status)
+            raise SlaError(f"unknown status {status!r}; one of {', '.join(STATUSES)}",
+                           zh=f"未知的状态 {status!r}；应为 {'、'.join(STATUSES)} 之一", status=status)
         if state is not None and state not in STATES:
-            raise SlaError(f"unknown state {state!r}; one of {', '.join(STATES)}", state=state)
+            raise SlaError(f"unknown state {state!r}; one of {', '.join(STATES)}",
+                           zh=f"未知的状态 {state!r}；应为 {'、'.join(STATES)} 之一", state=state)
         now = _now(now)
         where, args = [], []
         if bureau:
@@ -339,7 +342,8 @@ class SlaView(LedgerProjection):
         - ``breaches``: deadlines missed — answered late, declined late, or open and overdue at ``now``.
         """
         if start and end and start > end:
-            raise SlaError(f"the period starts {start} after it ends {end}", start=str(start), end=str(end))
+            raise SlaError(f"the period starts {start} after it ends {end}",
+                           zh=f"统计期间的开始日 {start} 晚于结束日 {end}", start=str(start), end=str(end))
         return stats_of(self.rows(now=now), start=start, end=end)
 
 
@@ -578,5 +582,6 @@ def _now(now: datetime | None) -> datetime:
     if now is None:
         return datetime.now(UTC)
     if now.utcoffset() is None:
-        raise SlaError(f"now must be a timezone-aware time, got {now.isoformat()}", now=now.isoformat())
+        raise SlaError(f"now must be a timezone-aware time, got {now.isoformat()}",
+                       zh=f"now 须为带时区的时间，实为 {now.isoformat()}", now=now.isoformat())
     return now

@@ -321,4 +321,4 @@ def decode_letter(data: bytes | str) -> Letter:
     try:
         return _decoder.decode(data)
     except msgspec.DecodeError as e:  # ValidationError included
-        raise LetterError(f"not a letter: {e}", problem=str(e)) from e
+        raise LetterError(f"not a letter: {e}", zh=f"不是协助函：{e}", problem=str(e)) from e

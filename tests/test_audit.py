@@ -388,5 +388,6 @@ def test_the_audit_command_without_a_keys_directory_says_what_is_missing(tmp_pat
     build(settings.ledger_path, keys)
     result = run("audit", data_dir=settings.data_dir, check=False)
     assert result.returncode == 1
-    assert result.stderr.startswith("error: no trust list in") and "FAILED" not in result.stdout + result.stderr
+    assert result.stderr.startswith("错误：") and "中没有信任列表" in result.stderr
+    assert "FAILED" not in result.stdout + result.stderr
     assert not settings.keys_dir.exists()  # and nothing was made

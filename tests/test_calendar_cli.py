@@ -24,7 +24,7 @@ def xiezhu(*args: str, data_dir: Path, check: bool = True) -> subprocess.Complet
 
 def one_error_line(proc: subprocess.CompletedProcess[str]) -> str:
     assert proc.returncode == 1, proc.stderr
-    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:"), proc.stderr
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("错误："), proc.stderr
     assert len(proc.stderr.strip().splitlines()) == 1, proc.stderr
     return proc.stderr
 
@@ -102,10 +102,10 @@ def test_calendar_due_with_a_bad_argument_is_one_error_line(tmp_path: Path, args
 
 
 @pytest.mark.parametrize(("text", "reason"), [
-    ("year = 2027\nholidays = [2027-02-30]\n", "not valid TOML"),
-    ("year = 2027\nholidays = [2026-12-31]\n", "not in year 2027"),
-    ("year = 2027\nholidays = [2027-02-08]\nworkdays = [2027-02-08]\n", "both a holiday and a workday"),
-    ("year = 2027\nholiday = [2027-02-08]\n", "does not match the schedule format"),
+    ("year = 2027\nholidays = [2027-02-30]\n", "不是有效的 TOML"),
+    ("year = 2027\nholidays = [2026-12-31]\n", "不在 2027 年内"),
+    ("year = 2027\nholidays = [2027-02-08]\nworkdays = [2027-02-08]\n", "既是节假日又是调休工作日"),
+    ("year = 2027\nholiday = [2027-02-08]\n", "不符合节假日安排的格式"),
 ])
 def test_a_bad_schedule_file_is_one_error_line_and_changes_nothing(tmp_path: Path, data: Path, text: str,
                                                                   reason: str) -> None:
@@ -201,7 +201,7 @@ def test_an_sla_mistake_is_one_error_line(data: Path, args: list[str]) -> None:
 
 
 def test_sla_without_a_ledger_says_so(tmp_path: Path) -> None:
-    assert "no ledger" in one_error_line(xiezhu("sla", data_dir=tmp_path, check=False))
+    assert "中没有账本" in one_error_line(xiezhu("sla", data_dir=tmp_path, check=False))
 
 
 def test_help_shows_an_example(tmp_path: Path) -> None:

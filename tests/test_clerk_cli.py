@@ -243,7 +243,7 @@ def test_without_a_running_agent_the_command_says_queued(tmp_path: Path) -> None
     # the real entry point: one error line, exit 1
     proc = run("request", "--bureau", "shenpi", "--to", "gongan", "--catalogue-item", "XZ-9999", *ZHANG,
                "--matter-code", "x", "--matter-name", "y", *TRUE_ITEMS, data_dir=settings.data_dir, check=False)
-    assert proc.returncode == 1 and proc.stderr.count("error:") == 1 and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and proc.stderr.count("错误：") == 1 and "Traceback" not in proc.stderr
 
 
 def test_every_clerk_command_shows_an_example() -> None:

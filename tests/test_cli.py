@@ -82,7 +82,7 @@ def test_a_mistake_is_one_clear_line_and_exit_1(demo_dir, args: list[str]) -> No
     data, _ = demo_dir
     proc = run(*args, data_dir=data, check=False)
     assert proc.returncode == 1
-    assert "Traceback" not in proc.stderr and proc.stderr.startswith("error:")
+    assert "Traceback" not in proc.stderr and proc.stderr.startswith("错误：")
     assert len(proc.stderr.strip().splitlines()) <= 2
 
 
@@ -199,7 +199,7 @@ def test_a_rejection_without_reasons_is_refused(demo_dir, tmp_path: Path) -> Non
     [adj] = [a for a in json.loads(run("catalogue", "adjustments", "--json", data_dir=data).stdout)
              if a["applicant"] == "jiaoti" and a["status"] == "pending"]
     proc = run("catalogue", "review", adj["id"], "--reject", data_dir=data, check=False)
-    assert proc.returncode == 1 and proc.stderr.startswith("error:") and "Traceback" not in proc.stderr
+    assert proc.returncode == 1 and proc.stderr.startswith("错误：") and "Traceback" not in proc.stderr
     run("catalogue", "review", adj["id"], "--reject", "--reasons", "核查内容超出证明事项范围", data_dir=data)
 
 
@@ -252,7 +252,7 @@ def test_letters_as_docx_and_pdf_with_chinese_names_including_the_consequence_no
     assert all(Path(f["file"]).read_bytes().startswith(b"%PDF-") for f in pdfs)
     bad = run("letter", replied["number"], "--from", replied["requester"], "--format", "odt", data_dir=data,
               check=False)
-    assert bad.returncode == 1 and "--format must be one of txt, docx, pdf" in bad.stderr
+    assert bad.returncode == 1 and "--format 应为 txt、docx、pdf 之一" in bad.stderr
 
 
 def test_a_bureau_handles_credit_repair_from_the_command_line(demo_dir) -> None:  # type: ignore[no-untyped-def]
@@ -263,7 +263,7 @@ def test_a_bureau_handles_credit_repair_from_the_command_line(demo_dir) -> None:
     bureau, number = recorded["bureau"], recorded["number"]
     early = run("credit", "approve-repair", number, "--bureau", bureau, "--reasons", "整改到位", data_dir=data,
                 check=False)
-    assert early.returncode == 1 and early.stderr.startswith("error:")  # nothing applied for yet
+    assert early.returncode == 1 and early.stderr.startswith("错误：")  # nothing applied for yet
     run("credit", "repair", number, "--bureau", bureau, "--evidence", "已补交相关证明材料", data_dir=data)
     done = run("credit", "approve-repair", number, "--bureau", bureau, "--reasons", "整改到位", data_dir=data)
     assert "repaired" in done.stderr
@@ -332,7 +332,7 @@ def test_a_bundle_verifies_against_the_root_signed_trust_list_and_an_edited_list
     (tmp_path / "trust.json").write_text(json.dumps(edited))
     bad = run("verify-bundle", str(bundle), "--trust", str(tmp_path / "trust.json"), "--anchor",
               str(keys / "root.pub"), data_dir=data, check=False)
-    assert bad.returncode == 1 and "the file was edited" in bad.stderr
+    assert bad.returncode == 1 and "文件被改动过" in bad.stderr
 
 
 def test_report_and_sla_exports_for_a_person_with_a_spreadsheet(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -356,7 +356,7 @@ def test_report_and_sla_exports_for_a_person_with_a_spreadsheet(demo_dir, tmp_pa
     run("report", "--from", "2026-09-01", "--to", "2026-09-30", "--format", "pdf", "--out", str(pdf), data_dir=data)
     assert pdf.read_bytes().startswith(b"%PDF-")
     bad = run("report", "--from", "2026-09-30", "--to", "2026-09-01", data_dir=data, check=False)
-    assert bad.returncode == 1 and "after it ends" in bad.stderr
+    assert bad.returncode == 1 and "晚于结束日" in bad.stderr
     text = run("sla", "--csv", "-", data_dir=data).stdout
     header = text.lstrip("\ufeff").splitlines()[0].split(",")
     assert header[:3] == ["文号", "请求部门", "协助部门"] and "时限状态" in header
@@ -427,7 +427,7 @@ def test_people_read_chinese_and_name_bureaus_as_they_know_them(demo_dir) -> Non
     english = run("--lang", "en", "sla", "--bureau", "gongan", data_dir=data).stdout
     assert "answered-on-time" in english and "gongan" in english
     ambiguous = run("cases", "--bureau", "镇人民政府", data_dir=data, check=False)
-    assert ambiguous.returncode == 1 and ambiguous.stderr.startswith("error:") and "zhangshanzi" in ambiguous.stderr
+    assert ambiguous.returncode == 1 and ambiguous.stderr.startswith("错误：") and "zhangshanzi" in ambiguous.stderr
     cases = json.loads(run("cases", "--json", data_dir=data).stdout)
     approved = next(c for c in cases.values() if c["bureau"] == "shenpi" and c["status"] in ("closed", "revoked"))
     h = json.loads(run("history", approved["number"], "--from", "shenpi", "--json", data_dir=data).stdout)
@@ -499,7 +499,7 @@ def test_a_command_that_must_write_on_a_read_only_copy_says_so_in_one_line(  # t
         result = subprocess.run(["setpriv", "--bounding-set=-dac_override,-fowner", *XIEZHU, "projections",
                                  "rebuild"], capture_output=True, text=True, env=env, timeout=240)
         assert result.returncode == 1 and "Traceback" not in result.stderr
-        assert result.stderr.startswith("error:") and len(result.stderr.strip().splitlines()) <= 2, result.stderr
+        assert result.stderr.startswith("错误：") and len(result.stderr.strip().splitlines()) <= 2, result.stderr
     finally:
         for path in [archive, *archive.rglob("*")]:
             path.chmod(path.stat().st_mode | 0o200)
@@ -515,7 +515,7 @@ def test_a_damaged_view_is_rebuilt_by_projections_rebuild(demo_dir, tmp_path: Pa
     with open(sla, "r+b") as f:  # the header page overwritten: SQLite no longer knows the file
         f.write(b"\x5a" * 4096)
     broken = run("sla", data_dir=copy, check=False)
-    assert broken.returncode == 1 and broken.stderr.startswith("error: a data file is damaged"), broken.stderr
+    assert broken.returncode == 1 and broken.stderr.startswith("错误：数据文件已损坏"), broken.stderr
     rebuilt = run("projections", "rebuild", data_dir=copy, check=False)
     assert rebuilt.returncode == 0, rebuilt.stderr
     assert "moved to sla.db.damaged" in rebuilt.stderr
@@ -535,11 +535,11 @@ def test_a_ledger_damaged_mid_file_makes_replay_and_sla_fail_clearly(demo_dir, t
     db.close()
     replay = run("replay", number, "--from", sender, data_dir=copy, check=False)
     assert replay.returncode == 1, replay.stdout
-    assert replay.stderr.startswith(f"error: the ledger is damaged at position {pos}"), replay.stderr
+    assert replay.stderr.startswith(f"错误：账本在位置 {pos} 处已损坏"), replay.stderr
     for view in (copy / "projections").glob("sla.db*"):  # a view built from the ledger now reads it all
         view.unlink()
     sla = run("sla", data_dir=copy, check=False)
-    assert sla.returncode == 1 and f"damaged at position {pos}" in sla.stderr, sla.stderr
+    assert sla.returncode == 1 and f"账本在位置 {pos} 处已损坏" in sla.stderr, sla.stderr
 
 
 

@@ -115,16 +115,17 @@ def test_show_prints_one_dead_letter_with_personal_data_masked(demo, letters) ->
 
 def test_mistakes_are_one_clear_line(demo, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     data, _ = demo
-    for args, says in [(("--reason", "forged"), "is not a rejection reason"),
-                       (("--receiver", "xz.>"), "is not a bureau code"),
-                       (("show", "99999"), "no dead letter with sequence 99999")]:
+    for args, says in [(("--reason", "forged"), "不是拒收原因"),
+                       (("--receiver", "xz.>"), "不是单位代码"),
+                       (("show", "99999"), "没有序号为 99999 的死信")]:
         proc = run("dead-letters", *args, data_dir=data, check=False)
-        assert proc.returncode == 1 and proc.stderr.startswith("error:") and says in proc.stderr, proc.stderr
+        assert proc.returncode == 1 and proc.stderr.startswith("错误：") and says in proc.stderr, proc.stderr
         assert "Traceback" not in proc.stderr
     empty = run("dead-letters", data_dir=tmp_path / "nothing-here", check=False)
-    assert empty.returncode == 1 and empty.stderr.startswith("error: no NATS store"), empty.stderr
+    assert empty.returncode == 1 and "中没有 NATS 存储" in empty.stderr, empty.stderr
     # A NATS URL nothing listens on: one line at once, not minutes of retries with a traceback each.
-    away = run("--nats-url", "nats://127.0.0.1:1", "dead-letters", data_dir=data, check=False, timeout=30)
+    away = run("--lang", "en", "--nats-url", "nats://127.0.0.1:1", "dead-letters", data_dir=data, check=False,
+               timeout=30)
     assert away.returncode == 1 and away.stderr.startswith("error: cannot reach NATS at nats://127.0.0.1:1")
     assert "Traceback" not in away.stderr and away.stderr.count("\n") == 1, away.stderr
 

@@ -50,7 +50,7 @@ def test_tokens_are_shown_once_stored_hashed_listed_and_revoked(tmp_path: Path) 
     [listed] = json.loads(xz("tokens", "list", "--json", data_dir=data))
     assert listed["bureau"] == "shenpi" and listed["label"] == "审批系统" and listed["revoked_at"] is None
     wrong = run("tokens", "revoke", listed["id"], "--bureau", "gongan", data_dir=data, check=False)
-    assert wrong.returncode == 1 and wrong.stderr.count("error:") == 1
+    assert wrong.returncode == 1 and wrong.stderr.count("错误：") == 1
     assert json.loads(xz("tokens", "list", "--json", data_dir=data))[0]["revoked_at"] is None
     xz("tokens", "revoke", listed["id"], "--bureau", "shenpi", data_dir=data)
     assert json.loads(xz("tokens", "list", "--json", data_dir=data))[0]["revoked_at"]
@@ -62,7 +62,7 @@ def test_tokens_are_shown_once_stored_hashed_listed_and_revoked(tmp_path: Path) 
     assert "API 令牌 1 个" in table and "审批" in table and " shenpi " not in table and listed["id"] in table
     assert "…" not in table
     unknown = run("tokens", "create", "--bureau", "nosuch", data_dir=data, check=False)
-    assert unknown.returncode == 1 and "error:" in unknown.stderr
+    assert unknown.returncode == 1 and "错误：" in unknown.stderr
 
 
 def test_records_load_from_csv_and_xlsx_and_the_verifier_answers_from_them(
@@ -157,7 +157,7 @@ def test_social_insurance_records_and_a_rounded_id_number(tmp_path: Path) -> Non
     ws.append([370405199001011234, "张三", "运河街道"])
     wb.save(tmp_path / "rounded.xlsx")
     proc = run("records", "load", "--bureau", "gongan", str(tmp_path / "rounded.xlsx"), data_dir=data, check=False)
-    assert proc.returncode == 1 and "as text" in proc.stderr
+    assert proc.returncode == 1 and "设为文本格式" in proc.stderr
     assert not (data / "bureaus" / "gongan" / "data.db").exists()
 
 
@@ -171,10 +171,10 @@ def test_a_bad_records_file_changes_nothing(tmp_path: Path) -> None:
                  "id_number,name,residence,criminal_record\n370405199001011234,张三,某地,maybe\n"):
         bad.write_text(text, encoding="utf-8")
         proc = run("records", "load", "--bureau", "gongan", str(bad), data_dir=data, check=False)
-        assert proc.returncode == 1 and proc.stderr.count("error:") == 1, proc.stderr
+        assert proc.returncode == 1 and proc.stderr.count("错误：") == 1, proc.stderr
     for args in (["--bureau", "ziran", str(EXAMPLE)], ["--bureau", "gongan", str(tmp_path / "none.csv")]):
         proc = run("records", "load", *args, data_dir=data, check=False)
-        assert proc.returncode == 1 and "error:" in proc.stderr
+        assert proc.returncode == 1 and "错误：" in proc.stderr
     assert (data / "bureaus" / "gongan" / "data.db").read_bytes() == before
     rows = list(sqlite_utils.Database(data / "bureaus" / "gongan" / "data.db")["residents"].rows)
     assert {r["name"] for r in rows} == {"张三", "李四", "王五"}

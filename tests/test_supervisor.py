@@ -79,4 +79,8 @@ def test_run_with_nothing_to_run_is_one_error_line(tmp_path: Path) -> None:
     proc = subprocess.run([sys.executable, "-m", "xiezhu", "--data-dir", str(tmp_path), "run"],
                           capture_output=True, text=True, timeout=60)
     assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == ["错误：没有可运行的服务：请指定 --bureau 或 --ledger"]
+    proc = subprocess.run([sys.executable, "-m", "xiezhu", "--lang", "en", "--data-dir", str(tmp_path), "run"],
+                          capture_output=True, text=True, timeout=60)
+    assert proc.returncode == 1
     assert proc.stderr.strip().splitlines() == ["error: nothing to run: name a --bureau, or --ledger"]

@@ -260,7 +260,7 @@ def test_the_command_line_encrypts_with_justices_store_key(tmp_path: Path) -> No
 
     (settings.keys_dir / f"{JUSTICE}.store-key").write_bytes(OTHER_KEY)
     refused = run("credit", APPLICANT.id_number)
-    assert refused.returncode == 1 and refused.stderr.startswith("error:") and "another view key" in refused.stderr
+    assert refused.returncode == 1 and refused.stderr.startswith("错误：") and "另一把视图密钥" in refused.stderr
 
 
 def pg_readable(location: Location, texts: tuple[str, ...]) -> set[str]:

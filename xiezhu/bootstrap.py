@@ -22,7 +22,7 @@ from agencies.justice import Justice, SignCheckpoint
 from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.calendar_store import CalendarStore
 from aggregates.clock import Clock
-from aggregates.registry import JUSTICE, Registry
+from aggregates.registry import JUSTICE, Registry, zh_name
 from aggregates.store import BureauStore
 from aggregates.store.catalogue import CatalogueRegistry
 from broker.ledger.store import Ledger
@@ -154,7 +154,8 @@ class System:
         """Refuse a bureau that has no store in this data directory yet (a command that only reads or answers)."""
         self.registry[code]
         if code not in self.stores and not self.settings.store_exists(code):
-            raise BootstrapError(f"{code} has no store in {self.settings.data_dir}")
+            raise BootstrapError(f"{code} has no store in {self.settings.data_dir}",
+                                 zh=f"{self.settings.data_dir} 中没有{zh_name(code)}的存储")
 
     def desk(self, code: str, *, existing: bool = False) -> Desk:
         """The service layer of bureau ``code`` (with ``existing``: only if its store is there already)."""
@@ -222,7 +223,8 @@ class System:
         """The credit view caught up with the ledger at each look-up (a command run without a node)."""
         if not self.has_ledger():
             raise BootstrapError(f"no ledger in {self.settings.data_dir}: the credit gate (四(二)) has no "
-                                 "credit view to read")
+                                 "credit view to read",
+                                 zh=f"{self.settings.data_dir} 中没有账本：信用核查（四(二)）没有可读取的信用视图")
         return _FreshCredit(self)
 
 

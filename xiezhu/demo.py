@@ -407,11 +407,15 @@ def prepare_data_dir(settings: Settings) -> None:
     if d.exists() and any(d.iterdir()):
         if not settings.demo_marker.exists():
             raise DemoError(f"{d} holds data that is not a demo's; choose another with --data-dir "
-                            f"or XIEZHU_DATA_DIR (the demo starts from an empty directory)")
+                            f"or XIEZHU_DATA_DIR (the demo starts from an empty directory)",
+                            zh=f"{d} 中有不属于演示的数据；请用 --data-dir 或 XIEZHU_DATA_DIR 另选目录"
+                               "（演示从空目录开始）")
         busy = held_locks(d)
         if busy:  # an agent or an embedded nats-server runs on it: never pull the floor from under it
             raise DemoError(f"{d} is in use by a running service ({busy[0].relative_to(d)} is held); stop it "
-                            f"or run the demo with another --data-dir")
+                            f"or run the demo with another --data-dir",
+                            zh=f"{d} 正被运行中的服务使用（{busy[0].relative_to(d)} 被占用）；请停止该服务，"
+                               "或用另一个 --data-dir 运行演示")
         shutil.rmtree(d)
     d.mkdir(parents=True, exist_ok=True)
     settings.demo_marker.write_text("made by `xiezhu demo`; the next demo run replaces this directory\n")
@@ -432,7 +436,9 @@ def prepare_schemas(database_url: str) -> None:
     found = schemas_with_prefix(database_url, prefix)
     if found and marker not in found:
         raise DemoError(f"the database already holds xiezhu's schemas {', '.join(found[:3])}…, not a demo's; "
-                        f"give the demo a prefix of its own (?schema=demo on XIEZHU_DATABASE_URL)")
+                        f"give the demo a prefix of its own (?schema=demo on XIEZHU_DATABASE_URL)",
+                        zh=f"数据库中已有 xiezhu 的模式 {', '.join(found[:3])}…，不是演示用的；请给演示单独的前缀"
+                           "（在 XIEZHU_DATABASE_URL 上加 ?schema=demo）")
     if found:
         drop_schemas(database_url, prefix)
     create_schema(schema_location(database_url, "_demo"))
@@ -441,7 +447,7 @@ def prepare_schemas(database_url: str) -> None:
 async def run_demo(settings: Settings, registry: Registry, *, requests: int = 300, seed: int = 2026) -> dict[str, Any]:
     """Run the demo and return its summary."""
     if requests < 1:
-        raise DemoError("--requests must be at least 1")
+        raise DemoError("--requests must be at least 1", zh="--requests 至少为 1")
     prepare_data_dir(settings)
     rng = random.Random(seed)
     clock = SimulatedClock(SIM_START)

@@ -287,7 +287,9 @@ class Node:
         except (nats.errors.Error, TimeoutError) as e:  # one line: what was being done, where, and the server's say
             tail = f"; its log ends: {self.server.last_log_line()}" if self.server is not None else ""
             raise StartError(f"provisioning NATS at {self.nats_url} failed ({type(e).__name__}: {e}), each call "
-                             f"given {START_TIMEOUT_S:.0f} s{tail}") from e
+                             f"given {START_TIMEOUT_S:.0f} s{tail}",
+                             zh=f"在 {self.nats_url} 配置 NATS 失败（{type(e).__name__}：{e}），"
+                                f"每次调用限时 {START_TIMEOUT_S:.0f} 秒{tail}") from e
         await self._follow_trust()
         for code in self.agent_codes:
             agent = self.agent(code)

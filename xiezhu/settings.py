@@ -49,12 +49,16 @@ class Settings:
             remind = float(env.get(ENV_REMIND_BEFORE_HOURS, "24"))
         except ValueError as e:
             raise SettingsError(f"{ENV_REMIND_BEFORE_HOURS} must be a number of hours, "
-                                f"not {env.get(ENV_REMIND_BEFORE_HOURS)!r}") from e
+                                f"not {env.get(ENV_REMIND_BEFORE_HOURS)!r}",
+                                zh=f"{ENV_REMIND_BEFORE_HOURS} 须为小时数，"
+                                   f"而不是 {env.get(ENV_REMIND_BEFORE_HOURS)!r}") from e
         if not 0 <= remind <= 24 * 30:
-            raise SettingsError(f"{ENV_REMIND_BEFORE_HOURS} must be between 0 and 720 hours")
+            raise SettingsError(f"{ENV_REMIND_BEFORE_HOURS} must be between 0 and 720 hours",
+                                zh=f"{ENV_REMIND_BEFORE_HOURS} 须在 0 到 720 小时之间")
         database_url = database_url or env.get(ENV_DATABASE_URL) or None
         if database_url and not database_url.startswith(("postgresql://", "postgres://")):
-            raise SettingsError(f"{ENV_DATABASE_URL} must be a postgresql:// URL, not {database_url!r}")
+            raise SettingsError(f"{ENV_DATABASE_URL} must be a postgresql:// URL, not {database_url!r}",
+                                zh=f"{ENV_DATABASE_URL} 须为 postgresql:// 网址，而不是 {database_url!r}")
         return cls(
             data_dir=(data_dir or default_data_dir(env)).expanduser().absolute(),
             nats_url=nats_url or env.get(ENV_NATS_URL) or None,

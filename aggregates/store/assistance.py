@@ -16,6 +16,7 @@ from eventsourcing.persistence import IntegrityError
 from aggregates import assistance
 from aggregates.assistance import CaseState
 from aggregates.errors import RuleError, WrongOrder
+from aggregates.registry import zh_name
 from aggregates.store.base import (
     BureauApplication,
     ConcurrentChange,
@@ -26,6 +27,7 @@ from aggregates.store.base import (
     retry_on_conflict,
 )
 from aggregates.store.commitments import CommitmentCase, CommitmentCases
+from schemas import labels
 from schemas.assistance import (
     Applicant,
     AssistanceDeclined,
@@ -114,7 +116,8 @@ class AssistanceCases:
         """The requester withdraws a request it no longer needs (only while it is open here)."""
         def withdrawal(st: CaseState) -> AssistanceWithdrawn:
             if st.status not in assistance.OPEN:
-                raise WrongOrder(f"request {st.number} is {st.status}; nothing to withdraw")
+                raise WrongOrder(f"request {st.number} is {st.status}; nothing to withdraw",
+                                 zh=f"请求 {st.number} 为{labels.REQUEST_STATUS.get(st.status, st.status)}；无可撤回")
             return AssistanceWithdrawn(request_id=st.request_id, reason=reason)
         return self._emit(case_id, withdrawal)
 
@@ -150,7 +153,8 @@ class AssistanceCases:
             case = self.case(case_id)
             st = case.state
             if st.status == "withdrawn" and st.assistor == app.bureau:
-                raise WrongOrder(f"{st.requester} withdrew request {st.number}: {st.withdrawn_reason}")
+                raise WrongOrder(f"{st.requester} withdrew request {st.number}: {st.withdrawn_reason}",
+                                 zh=f"{zh_name(st.requester)}已撤回请求 {st.number}：{st.withdrawn_reason}")
             other = st.requester if st.assistor == app.bureau else st.assistor
             payload, series = make(st), None
             if numbered:
@@ -176,11 +180,13 @@ class AssistanceCases:
         app = self._app
         if app.has(IntakeMarker.id_for(env.id)) and not app.has(env.case):
             # A known event id under a case this store never saw: not an honest copy.
-            raise DuplicateEvent(f"event {env.id} was already applied, to another case", same_bytes=False)
+            raise DuplicateEvent(f"event {env.id} was already applied, to another case",
+                                 zh=f"事件 {env.id} 已应用于另一个案件", same_bytes=False)
         if isinstance(env.payload, AssistanceRequested):
             if app.has(env.case):
                 self._raise_if_seen(env.id, signed.body, self.case(env.case))
-                raise RuleError(f"case {env.case} ({env.number}) already exists here")
+                raise RuleError(f"case {env.case} ({env.number}) already exists here",
+                                zh=f"案件 {env.case}（{env.number}）在此已存在")
             if app.catalogue is not None and env.recipient == app.bureau:
                 app.catalogue.check_cited(env.payload)  # 第七条, 第六条: not only the sender's command checks
             case = AssistanceCase.open(signed, env, outgoing=False, stream_seq=stream_seq)
@@ -199,7 +205,8 @@ class AssistanceCases:
             app.save(case, marker, *linked)
         except IntegrityError as e:
             self._raise_if_seen(env.id, signed.body, self.case(env.case))
-            raise ConcurrentChange(f"concurrent change to case {env.number}; retry") from e
+            raise ConcurrentChange(f"concurrent change to case {env.number}; retry",
+                                   zh=f"案件 {env.number} 同时被修改；请重试") from e
         return case.state
 
     def _verified_commitment(self, case: AssistanceCase, env: Envelope) -> list[CommitmentCase]:
@@ -220,7 +227,8 @@ class AssistanceCases:
     def _raise_if_seen(self, event_id: str, body: bytes, case: AssistanceCase) -> None:
         if self._app.has(IntakeMarker.id_for(event_id)):
             case.raise_if_held(event_id, body)
-            raise DuplicateEvent(f"event {event_id} was already applied", same_bytes=False)
+            raise DuplicateEvent(f"event {event_id} was already applied",
+                                 zh=f"事件 {event_id} 已应用", same_bytes=False)
 
     # -- queries -------------------------------------------------------------------
 
@@ -228,7 +236,8 @@ class AssistanceCases:
         """Load one case by id (:class:`UnknownCase` if this store has none)."""
         case = self._app.load(case_id, "case")
         if not isinstance(case, AssistanceCase):
-            raise UnknownCase(f"{case_id} is not an assistance case in {self._app.bureau}'s store")
+            raise UnknownCase(f"{case_id} is not an assistance case in {self._app.bureau}'s store",
+                              zh=f"{case_id} 不是{zh_name(self._app.bureau)}存储中的行政协助案件")
         return case
 
     def cases(self) -> Iterator[CaseState]:

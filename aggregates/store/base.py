@@ -42,10 +42,11 @@ from eventsourcing.utils import Environment, get_topic
 from aggregates.cipher import AeadCipher, StoreUndecryptable
 from aggregates.clock import Clock
 from aggregates.database import SCHEMA_NAME, create_schema, location_schema, schema_location
+from aggregates.registry import zh_name
 from aggregates.store.cache import CurrentRepository, head_watch, project
 from schemas.assistance import AssistanceRequested
 from schemas.envelope import Envelope, Signed, decode_envelope, encode_envelope, envelope_id
-from schemas.errors import XiezhuError
+from schemas.errors import XiezhuError, zh_of
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 _NS = uuid.UUID("6f1c1a52-8f0e-4d5e-9a51-7a1e5c3b9d20")
@@ -61,6 +62,10 @@ A = TypeVar("A", bound=Aggregate)
 
 
 # -- errors ------------------------------------------------------------------------------
+
+
+#: What :meth:`load` is told it loads, in 中文 (for the error that says it is not there).
+_WHAT_ZH = {"case": "行政协助案件", "dispute": "争议", "commitment case": "告知承诺案件"}
 
 
 class StoreError(XiezhuError):
@@ -84,8 +89,8 @@ class DuplicateEvent(StoreError):
 
     code = "store.duplicate"
 
-    def __init__(self, message: str, /, *, same_bytes: bool) -> None:
-        super().__init__(message, same_bytes=same_bytes)
+    def __init__(self, message: str, /, *, same_bytes: bool, zh: str | None = None) -> None:
+        super().__init__(message, zh=zh, same_bytes=same_bytes)
         self.same_bytes = same_bytes
 
 
@@ -110,7 +115,8 @@ def retry_on_conflict(attempt: Callable[[], T], what: str, *, tries: int = CONFL
             return attempt()
         except IntegrityError:
             continue
-    raise ConcurrentChange(f"{what} kept changing meanwhile ({tries} tries); retry")
+    raise ConcurrentChange(f"{what} kept changing meanwhile ({tries} tries); retry",
+                           zh=f"数据在此期间一再被修改（{tries} 次）；请重试")
 
 
 # -- settings ----------------------------------------------------------------------------
@@ -181,7 +187,8 @@ def _postgres_env(url: str) -> dict[str, str]:
     u = urlparse(url)
     schema = location_schema(url)
     if not SCHEMA_NAME.fullmatch(schema):
-        raise StoreError(f"{schema!r} is not a schema name xiezhu uses (lower-case letters, digits, _)")
+        raise StoreError(f"{schema!r} is not a schema name xiezhu uses (lower-case letters, digits, _)",
+                         zh=f"{schema!r} 不是 xiezhu 使用的模式名（小写字母、数字、_）")
     env = {
         "PERSISTENCE_MODULE": "eventsourcing.postgres",
         "POSTGRES_DBNAME": u.path.lstrip("/"),
@@ -407,7 +414,8 @@ class SignedCase(Aggregate):
         """:class:`DuplicateEvent` if this case holds ``event_id`` already."""
         known = self.holds(event_id)
         if known is not None:
-            raise DuplicateEvent(f"event {event_id} was already applied", same_bytes=known.body == body)
+            raise DuplicateEvent(f"event {event_id} was already applied",
+                                 zh=f"事件 {event_id} 已应用", same_bytes=known.body == body)
 
     @classmethod
     def opening_topics(cls) -> list[str]:
@@ -495,7 +503,8 @@ class NumberSeries(Aggregate):
     def allocate(self) -> str:
         """Take the next number; 9999 a year is the format's limit."""
         if self.last >= 9999:
-            raise StoreError(f"{self.bureau} has used every number of {self.year}")
+            raise StoreError(f"{self.bureau} has used every number of {self.year}",
+                             zh=f"{zh_name(self.bureau)} {self.year} 年的编号已用完")
         number = f"{self.prefix}{self.year}{self.last + 1:04d}"
         self.trigger_event(self.Allocated, number=number)
         return number
@@ -565,12 +574,15 @@ class BureauApplication(StoreApplication):
         try:
             self.mapper.to_domain_event(first[0])
         except StoreUndecryptable as e:
-            raise StoreUndecryptable(f"{self.bureau}'s store: {e}") from None
+            raise StoreUndecryptable(f"{self.bureau}'s store: {e}",
+                                     zh=f"{zh_name(self.bureau)}的存储：{zh_of(e)}") from None
         except MapperDeserialisationError:
             if self.mapper.cipher is not None:
                 raise
             raise StoreUndecryptable(f"{self.bureau}'s store cannot be read without its store key: its events are "
-                                     f"not plain JSON, so it was probably written encrypted") from None
+                                     f"not plain JSON, so it was probably written encrypted",
+                                     zh=f"没有存储密钥无法读取{zh_name(self.bureau)}的存储：其事件不是明文 JSON，"
+                                        "可能是加密写入的") from None
 
     def sign(self, env: Envelope) -> Signed:
         """Sign an envelope as this bureau."""
@@ -592,7 +604,7 @@ class BureauApplication(StoreApplication):
         (a clerk's command while the agent applies a batch) are not affected.
         """
         if getattr(self._staging, "pending", None) is not None:
-            raise StoreError("a batch is already open in this thread")
+            raise StoreError("a batch is already open in this thread", zh="本线程已开启一个批次")
         pending: dict[uuid.UUID, Any] = {}
         self._staging.pending = pending
         try:
@@ -617,7 +629,7 @@ class BureauApplication(StoreApplication):
             if obj is None:
                 continue
             if not isinstance(obj, Aggregate) or kwargs:
-                raise StoreError("only aggregates can be saved inside a batch")
+                raise StoreError("only aggregates can be saved inside a batch", zh="批次中只能保存聚合")
             pending[obj.id] = obj
         return []
 
@@ -644,14 +656,16 @@ class BureauApplication(StoreApplication):
         try:
             aggregate_id = uuid.UUID(case_id)
         except (ValueError, TypeError, AttributeError) as e:
-            raise UnknownCase(f"{case_id!r} is not a {what} id") from e
+            raise UnknownCase(f"{case_id!r} is not a {what} id",
+                              zh=f"{case_id!r} 不是{_WHAT_ZH.get(what, what)}编号") from e
         staged = self._staged(aggregate_id)
         if staged is not None:
             return staged
         try:
             found: object = self.repository.get(aggregate_id)
         except AggregateNotFoundError as e:
-            raise UnknownCase(f"no {what} {case_id} in {self.bureau}'s store") from e
+            raise UnknownCase(f"no {what} {case_id} in {self.bureau}'s store",
+                              zh=f"{zh_name(self.bureau)}的存储中没有{_WHAT_ZH.get(what, what)} {case_id}") from e
         return found
 
     def has(self, aggregate_id: uuid.UUID | str) -> bool:

@@ -20,6 +20,7 @@ from eventsourcing.persistence import Recording
 from aggregates.assistance import CaseState
 from aggregates.clock import Clock
 from aggregates.errors import RuleError
+from aggregates.registry import zh_name
 from aggregates.store.assistance import AssistanceCase, AssistanceCases
 from aggregates.store.base import BureauApplication, CatalogueCheck, IntakeMarker, SignFn
 from aggregates.store.cache import CurrentRepository, RecentOutbox
@@ -62,7 +63,8 @@ class BureauStore(BureauApplication):
         event (附件2 第八条) joins 区司法局's dispute file, and only 区司法局's; it also returns ``None``.
         """
         if isinstance(env.payload, DisclosureRecorded):
-            raise RuleError(f"{env.sender} sent a disclosure record to {self.bureau}: it belongs to the ledger only")
+            raise RuleError(f"{env.sender} sent a disclosure record to {self.bureau}: it belongs to the ledger only",
+                            zh=f"{zh_name(env.sender)}向{zh_name(self.bureau)}发送了查阅记录：查阅记录只属于账本")
         marker = IntakeMarker.mark(env.id, stream_seq)
         if isinstance(env.payload, DeadlineReminder | DeadlineBreached | PunishmentReferral | BureauCriticised
                       | ListPublished):

@@ -35,6 +35,7 @@ from aggregates.catalogue import (
 )
 from aggregates.clock import Clock
 from aggregates.database import exists, is_postgres
+from aggregates.registry import zh_name
 from aggregates.store.base import StoreApplication, retry_on_conflict, store_env
 from schemas import labels
 from schemas.assistance import AssistanceRequested
@@ -126,7 +127,8 @@ class Catalogue(Aggregate):
         queue = self.state.queue()
         if not queue:
             raise NothingToPublish(f"no approved adjustment of the {labels.CATALOGUE_KIND[self.state.kind]} "
-                                   "waits to be published")
+                                   "waits to be published",
+                                   zh=f"{labels.CATALOGUE_KIND[self.state.kind]}没有待公布的已批准调整申请")
         check_publisher(self.state.kind, len(self.state.versions) + 1, publisher, publisher)
         rows = compose(self.state.rows, queue)
         number = len(self.state.versions) + 1
@@ -151,7 +153,8 @@ class Catalogue(Aggregate):
             # What is stored must decode again on every later load, so check it now.
             decode_event(body)
         except msgspec.ValidationError as e:
-            raise InvalidEvent(f"{type(event).__name__} does not match its schema: {e}") from e
+            raise InvalidEvent(f"{type(event).__name__} does not match its schema: {e}",
+                               zh=f"{type(event).__name__} 不符合其格式：{e}") from e
         self.trigger_event(self.Recorded, body=body, actor=actor, at=at)
 
     def _fold(self, ev: Any) -> None:
@@ -291,13 +294,22 @@ class CatalogueRegistry(StoreApplication):
         row = next((r for r in st.rows if r.code == item_code), None)
         if latest is None or not isinstance(row, AssistanceItem):
             raise NotCatalogued(f"第七条: {item_code} is not in the published 行政协助事项清单; "
-                                f"未纳入行政协助目录的事项不得请求行政协助", item=item_code)
+                                f"未纳入行政协助目录的事项不得请求行政协助",
+                                zh=f"第七条：{item_code} 不在已公布的行政协助事项清单中；"
+                                   "未纳入行政协助目录的事项不得请求行政协助", item=item_code)
         if (row.handling_body, row.assisting_body) != (requester, assistor):
             raise NotCatalogued(f"第七条: {item_code} is catalogued for {row.handling_body}→{row.assisting_body}, "
-                                f"not {requester}→{assistor}", item=item_code, version=latest.number)
+                                f"not {requester}→{assistor}",
+                                zh=f"第七条：{item_code} 列入目录的是"
+                                   f"{zh_name(row.handling_body)}→{zh_name(row.assisting_body)}，"
+                                   f"而不是{zh_name(requester)}→{zh_name(assistor)}",
+                                item=item_code, version=latest.number)
         if row.on_site and st.memorandum_for(requester, assistor, item_code) is None:
             raise NoMemorandum(f"第六条: {item_code} is on-site assistance; {requester} and {assistor} have filed "
-                               f"no memorandum for it", item=item_code, version=latest.number)
+                               f"no memorandum for it",
+                               zh=f"第六条：{item_code} 为现场协助；"
+                                  f"{zh_name(requester)}与{zh_name(assistor)}"
+                                  "未就此备案备忘录", item=item_code, version=latest.number)
         return row, latest.number
 
     def check_matter(self, bureau: str, matter_code: str) -> tuple[MatterRow, int]:
@@ -314,9 +326,12 @@ class CatalogueRegistry(StoreApplication):
                      and r.handling_body == bureau)), None)
         if latest is None or not isinstance(row, MatterRow):
             raise NotListed(f"一(三): {matter_code} is not on the published 证明事项清单 (附件8); "
-                            f"it cannot be handled on commitment", matter=matter_code)
+                            f"it cannot be handled on commitment",
+                            zh=f"一(三)：{matter_code} 不在已公布的证明事项清单（附件8）中；"
+                               "不能适用告知承诺办理", matter=matter_code)
         if row.handling_body != bureau:
             raise NotListed(f"一(三): {row.code} is listed for {row.handling_body}, not {bureau}",
+                            zh=f"一(三)：{row.code} 列入的是{zh_name(row.handling_body)}，而不是{zh_name(bureau)}",
                             matter=matter_code, version=latest.number)
         return row, latest.number
 
@@ -348,7 +363,8 @@ class CatalogueRegistry(StoreApplication):
             if r.code == code:
                 return r
         where = "the latest version" if version is None else f"version {version}"
-        raise UnknownCode(f"{code} is not in {where} of the {labels.CATALOGUE_KIND[kind]}", code=code, version=version)
+        raise UnknownCode(f"{code} is not in {where} of the {labels.CATALOGUE_KIND[kind]}",
+                          zh=f"{code} 不在{labels.CATALOGUE_KIND[kind]}的{where}中", code=code, version=version)
 
     def _load(self, kind: Kind, *, copy: bool = True) -> Catalogue | None:
         empty(kind)
@@ -362,5 +378,6 @@ class CatalogueRegistry(StoreApplication):
 def _kind_of(adjustment_id: str) -> Kind:
     prefix = adjustment_id.rpartition("-")[0]
     if prefix not in KINDS:
-        raise UnknownAdjustment(f"{adjustment_id!r} is not an adjustment id (e.g. assistance-0001)")
+        raise UnknownAdjustment(f"{adjustment_id!r} is not an adjustment id (e.g. assistance-0001)",
+                                zh=f"{adjustment_id!r} 不是调整申请编号（如 assistance-0001）")
     return prefix

@@ -15,6 +15,7 @@ from aggregates import commitment
 from aggregates.assistance import CaseState
 from aggregates.commitment import CommitmentState, licence_return_deadline
 from aggregates.errors import CreditRule, RuleError
+from aggregates.registry import zh_name
 from aggregates.store.base import BureauApplication, SignedCase, UnknownCase, retry_on_conflict, topic
 from aggregates.store.notices import Notice
 from schemas.assistance import Applicant, CommitmentItem, Verdict
@@ -124,9 +125,10 @@ class CommitmentCases:
         try:
             case = self._app.load(case_id, "commitment case")
         except UnknownCase as e:
-            raise RuleError(f"no commitment case {case_id!r} in {self._app.bureau}'s store") from e
+            raise RuleError(f"no commitment case {case_id!r} in {self._app.bureau}'s store",
+                            zh=f"{zh_name(self._app.bureau)}的存储中没有告知承诺案件 {case_id!r}") from e
         if not isinstance(case, CommitmentCase):
-            raise RuleError(f"{case_id} is not a commitment case")
+            raise RuleError(f"{case_id} is not a commitment case", zh=f"{case_id} 不是告知承诺案件")
         return case
 
     def cases(self) -> Iterator[CommitmentState]:
@@ -309,4 +311,5 @@ def _checked(payload: _Step) -> _Step:
     try:
         return msgspec.convert(msgspec.to_builtins(payload), type(payload))
     except msgspec.ValidationError as e:
-        raise CreditRule(f"{type(payload).__struct_config__.tag}: {e}") from e
+        raise CreditRule(f"{type(payload).__struct_config__.tag}: {e}",
+                         zh=f"{type(payload).__struct_config__.tag}：{e}") from e

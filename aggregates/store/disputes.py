@@ -28,6 +28,7 @@ from aggregates.errors import (
     NotDisputeAuthority,
     NotDisputeParty,
 )
+from aggregates.registry import zh_name
 from aggregates.store.assistance import AssistanceCases
 from aggregates.store.base import (
     BureauApplication,
@@ -38,6 +39,7 @@ from aggregates.store.base import (
     retry_on_conflict,
 )
 from aggregates.store.notices import Notices
+from schemas import labels
 from schemas.catalogue import JUSTICE, STAFFING_OFFICE, Kind, Row
 from schemas.dispute import (
     DecisionCatalogued,
@@ -105,7 +107,8 @@ class DisputeCases:
         app = self._app
         st = self._assistance.case(case_id).state
         if app.bureau not in (st.requester, st.assistor):
-            raise NotDisputeParty(f"{app.bureau} is not a party of request {st.number}")
+            raise NotDisputeParty(f"{app.bureau} is not a party of request {st.number}",
+                                  zh=f"{zh_name(app.bureau)}不是请求 {st.number} 的当事方")
         other = st.assistor if app.bureau == st.requester else st.requester
         payload = _checked(DisputeRaised(
             raised_by=app.bureau, other_party=other, requester=st.requester, assistor=st.assistor,
@@ -130,9 +133,12 @@ class DisputeCases:
         app = self._app
         ev = env.payload
         if not isinstance(ev, DisputeRaised):
-            raise DisputeOrder(f"a dispute is taken up from its dispute.raised, not {env.type}")
+            raise DisputeOrder(f"a dispute is taken up from its dispute.raised, not {env.type}",
+                               zh=f"争议从其 dispute.raised 受理，而不是 {env.type}")
         if ev.other_party != app.bureau:
-            raise NotDisputeParty(f"dispute {env.number} is raised against {ev.other_party}, not {app.bureau}")
+            raise NotDisputeParty(f"dispute {env.number} is raised against {ev.other_party}, not {app.bureau}",
+                                  zh=f"争议 {env.number} 针对的是{zh_name(ev.other_party)}，"
+                                     f"而不是{zh_name(app.bureau)}")
         if app.has(env.case):
             return self.case(env.case).state
         case: CaseState | None = None
@@ -158,7 +164,7 @@ class DisputeCases:
 
     def refer(self, dispute_id: str, reasons: str) -> DisputeState:
         """协商不成: 区司法局 takes the dispute up, to determine it with 区委编办."""
-        self._justice("takes a dispute up")
+        self._justice("takes a dispute up", "受理争议")
         return self.step(dispute_id, lambda st: DisputeReferred(reasons=reasons))
 
     def amend_catalogue(self, dispute_id: str, kind: Kind, basis: str, *, adds: Sequence[Row] = (),
@@ -170,11 +176,13 @@ class DisputeCases:
         then reviewed and published like every adjustment.  Only while the dispute is taken up,
         escalated, or decided by 区政府 and not yet taken into the catalogue.
         """
-        self._justice("amends the catalogue for a dispute")
+        self._justice("amends the catalogue for a dispute", "为争议调整目录")
         st = self.case(dispute_id).state
         if st.status not in ("referred", "escalated", "decided"):
             raise DisputeOrder(f"dispute {st.number} is {st.step}; the catalogue is amended for a dispute "
-                               f"{JUSTICE} has taken up and not yet closed")
+                               f"{JUSTICE} has taken up and not yet closed",
+                               zh=f"争议 {st.number} 为{labels.DISPUTE_STEP.get(st.step, st.step)}；"
+                                  f"只有{zh_name(JUSTICE)}已受理且尚未结束的争议才调整目录")
         registry = self._registry()
         published = {r.code: r for r in registry.current(kind)}
         touched = [*adds, *replaces, *(published[c] for c in [*(r.code for r in replaces), *removes]
@@ -182,7 +190,9 @@ class DisputeCases:
         others = sorted({f"{r.code} ({owner_of(r)})" for r in touched if owner_of(r) not in st.parties})
         if others:
             raise CatalogueAmendment(f"dispute {st.number} is between {st.raised_by} and {st.other_party}; "
-                                     f"its ruling does not change the rows of others: {', '.join(others)}")
+                                     f"its ruling does not change the rows of others: {', '.join(others)}",
+                                     zh=f"争议 {st.number} 是{zh_name(st.raised_by)}与{zh_name(st.other_party)}之间的；"
+                                        f"其研究确定意见不改动他人的事项：{'、'.join(others)}")
         adjustment_id: str = registry.apply_adjustment(kind, JUSTICE, basis, adds=adds, replaces=replaces,
                                                        removes=removes, dispute=st.number)
         return adjustment_id
@@ -190,7 +200,7 @@ class DisputeCases:
     def rule(self, dispute_id: str, ruling: str, co_deciders: Sequence[str] = CO_DECIDERS,
              adjustment: str = "") -> DisputeState:
         """区司法局会同区委编办研究确定; with ``adjustment``, the ruling amends the catalogue through it."""
-        self._justice("rules on a dispute")
+        self._justice("rules on a dispute", "研究确定争议")
         if adjustment:
             self._check_adjustment(dispute_id, adjustment)
         return self.step(dispute_id, lambda st: DisputeRuled(
@@ -198,15 +208,18 @@ class DisputeCases:
 
     def escalate(self, dispute_id: str, reasons: str, petitioners: Sequence[str] = CO_DECIDERS) -> DisputeState:
         """必要时: 区司法局 and 区委编办 ask 区政府 to decide."""
-        self._justice("asks 区政府 to decide")
+        self._justice("asks 区政府 to decide", "提请区政府决定")
         return self.step(dispute_id, lambda st: DisputeEscalated(petitioners=list(petitioners), reasons=reasons))
 
     def take_in(self, dispute_id: str, adjustment: str) -> DisputeState:
         """决定作出后纳入行政协助目录: 区司法局 names the adjustment that takes 区政府's decision in; closes it."""
-        self._justice("takes 区政府's decision into the catalogue")
+        self._justice("takes 区政府's decision into the catalogue", "将区政府的决定纳入目录")
         if not adjustment.startswith("assistance-"):
             raise CatalogueAmendment(f"第八条: 决定作出后纳入行政协助目录 — name the 行政协助事项清单's adjustment "
-                                     f"that takes the decision in, not {adjustment or 'none'}")
+                                     f"that takes the decision in, not {adjustment or 'none'}",
+                                     zh="第八条："
+                                        "决定作出后纳入行政协助目录——请写明将该决定纳入的行政协助事项清单调整申请，"
+                                        f"而不是 {adjustment or '无'}")
         self._check_adjustment(dispute_id, adjustment)
         return self.step(dispute_id, lambda st: DecisionCatalogued(adjustment=adjustment))
 
@@ -222,7 +235,9 @@ class DisputeCases:
         app = self._app
         if app.bureau != DISTRICT_GOVERNMENT:
             raise NotDisputeAuthority(f"第八条: 区政府 decides through 区政府办公室 ({DISTRICT_GOVERNMENT}); "
-                                      f"not {app.bureau}", actor=app.bureau)
+                                      f"not {app.bureau}",
+                                      zh=f"第八条：区政府通过区政府办公室（{DISTRICT_GOVERNMENT}）作出决定；"
+                                         f"不是{zh_name(app.bureau)}", actor=app.bureau)
         payload = _checked(DistrictDecided(decision=decision, decision_no=decision_no))
         return Notices(app).send(f"dispute-decision:{dispute_case}", dispute_case, number, [(JUSTICE, payload)])
 
@@ -248,7 +263,9 @@ class DisputeCases:
         app = self._app
         if app.bureau != JUSTICE:
             raise NotDisputeAuthority(f"第八条: a dispute is {JUSTICE}'s file; {env.type} of {env.number} "
-                                      f"cannot be kept by {app.bureau}")
+                                      f"cannot be kept by {app.bureau}",
+                                      zh=f"第八条：争议由{zh_name(JUSTICE)}立卷；"
+                                         f"{env.number} 的 {env.type} 不能由{zh_name(app.bureau)}保存")
         if isinstance(env.payload, DisputeRaised) and not app.has(env.case):
             dc = DisputeCase.open(signed, env, outgoing=False, stream_seq=stream_seq)
         else:
@@ -260,20 +277,24 @@ class DisputeCases:
         except IntegrityError as e:
             if app.has(IntakeMarker.id_for(env.id)):
                 known = self.case(env.case).holds(env.id)
-                raise DuplicateEvent(f"event {env.id} was already applied",
+                raise DuplicateEvent(f"event {env.id} was already applied", zh=f"事件 {env.id} 已应用",
                                      same_bytes=known is not None and known.body == signed.body) from e
-            raise ConcurrentChange(f"concurrent change to dispute {env.number}; retry") from e
+            raise ConcurrentChange(f"concurrent change to dispute {env.number}; retry",
+                                   zh=f"争议 {env.number} 同时被修改；请重试") from e
 
-    def _justice(self, what: str) -> None:
+    def _justice(self, what: str, what_zh: str) -> None:
         bureau = self._app.bureau
         if bureau != JUSTICE:
-            raise NotDisputeAuthority(f"第八条: only {JUSTICE} {what}; not {bureau}", actor=bureau)
+            raise NotDisputeAuthority(f"第八条: only {JUSTICE} {what}; not {bureau}",
+                                      zh=f"第八条：只有{zh_name(JUSTICE)}可以{what_zh}；"
+                                         f"{zh_name(bureau)}不能", actor=bureau)
 
     def _registry(self) -> CatalogueAmender:
         """The catalogue registry this store checks requests against (区司法局's catalogues)."""
         catalogue = self._app.catalogue
         if catalogue is None or not hasattr(catalogue, "apply_adjustment"):
-            raise CatalogueAmendment(f"{self._app.bureau}'s store has no catalogue to amend")
+            raise CatalogueAmendment(f"{self._app.bureau}'s store has no catalogue to amend",
+                                     zh=f"{zh_name(self._app.bureau)}的存储没有可调整的目录")
         return cast(CatalogueAmender, catalogue)
 
     def _check_adjustment(self, dispute_id: str, adjustment: str) -> None:
@@ -285,9 +306,12 @@ class DisputeCases:
         adj = cast(CatalogueAmender, catalogue).adjustment(adjustment)
         if adj.dispute != st.number:
             raise CatalogueAmendment(f"adjustment {adjustment} does not carry dispute {st.number} "
-                                     f"({adj.dispute or 'no dispute'})", adjustment=adjustment)
+                                     f"({adj.dispute or 'no dispute'})",
+                                     zh=f"调整申请 {adjustment} 未载明争议 {st.number}"
+                                        f"（{adj.dispute or '无争议'}）", adjustment=adjustment)
         if adj.status == "rejected":
-            raise CatalogueAmendment(f"adjustment {adjustment} was rejected: {adj.reasons}", adjustment=adjustment)
+            raise CatalogueAmendment(f"adjustment {adjustment} was rejected: {adj.reasons}",
+                                     zh=f"调整申请 {adjustment} 已被驳回：{adj.reasons}", adjustment=adjustment)
 
     # -- queries ---------------------------------------------------------------------------------
 
@@ -295,7 +319,7 @@ class DisputeCases:
         """Load one dispute by id (:class:`aggregates.store.UnknownCase` if this store has none)."""
         dc = self._app.load(dispute_id, "dispute")
         if not isinstance(dc, DisputeCase):
-            raise DisputeOrder(f"{dispute_id} is not a dispute")
+            raise DisputeOrder(f"{dispute_id} is not a dispute", zh=f"{dispute_id} 不是争议")
         return dc
 
     def cases(self) -> Iterator[DisputeState]:
@@ -312,4 +336,5 @@ def _checked(payload: _Payload) -> _Payload:
     try:
         return msgspec.convert(msgspec.to_builtins(payload), type(payload))
     except msgspec.ValidationError as e:
-        raise InvalidDispute(f"{type(payload).__struct_config__.tag}: {e}") from e
+        raise InvalidDispute(f"{type(payload).__struct_config__.tag}: {e}",
+                             zh=f"{type(payload).__struct_config__.tag}：{e}") from e

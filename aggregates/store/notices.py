@@ -16,8 +16,10 @@ from eventsourcing.domain import Aggregate
 from eventsourcing.persistence import IntegrityError
 
 from aggregates.errors import RuleError
+from aggregates.registry import zh_name
 from aggregates.store.base import BureauApplication, ConcurrentChange, DuplicateEvent, IntakeMarker, topic
 from aggregates.workdays import SHANGHAI
+from schemas import labels
 from schemas.access import DisclosureRecorded
 from schemas.catalogue import JUSTICE, ListPublished
 from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, encode_envelope, new_id
@@ -109,14 +111,17 @@ def _check_publication(app: BureauApplication, env: Envelope, ev: ListPublished)
     """一(三): only 区政府 publishes the 证明事项清单, to 区司法局; where the catalogue is here, exactly its rows."""
     if env.sender != DISTRICT_GOVERNMENT or app.bureau != JUSTICE:
         raise RuleError(f"一(三): the 证明事项清单 is published by 区政府 ({DISTRICT_GOVERNMENT}) to {JUSTICE}, "
-                        f"not by {env.sender} to {app.bureau}")
+                        f"not by {env.sender} to {app.bureau}",
+                        zh=f"一(三)：证明事项清单由区政府（{DISTRICT_GOVERNMENT}）向{zh_name(JUSTICE)}公布，而不是由{zh_name(env.sender)}向{zh_name(app.bureau)}")
     catalogue = app.catalogue
     if catalogue is None or not hasattr(catalogue, "state"):
         return  # 区司法局's catalogue lives elsewhere: the ledger keeps the signed act
     versions = catalogue.state(ev.kind).versions
     if len(versions) < ev.version or versions[ev.version - 1].digest != ev.digest:
         raise RuleError(f"一(三): 区政府's publication names version {ev.version} of the {ev.kind} list with rows "
-                        f"{ev.digest[:12]}…, which {JUSTICE}'s catalogue does not hold as published")
+                        f"{ev.digest[:12]}…, which {JUSTICE}'s catalogue does not hold as published",
+                        zh=f"一(三)：区政府公布的是{labels.CATALOGUE_KIND.get(ev.kind, ev.kind)}第 {ev.version} 版"
+                           f"（摘要 {ev.digest[:12]}…），{zh_name(JUSTICE)}的目录中没有这一已公布版本")
 
 
 class Notices:
@@ -153,11 +158,14 @@ class Notices:
         app = self._app
         if app.bureau != DISTRICT_GOVERNMENT:
             raise RuleError(f"第十二条: only 区政府 ({DISTRICT_GOVERNMENT}) educates or criticises a bureau, "
-                            f"not {app.bureau}")
+                            f"not {app.bureau}",
+                            zh=f"第十二条：只有区政府（{DISTRICT_GOVERNMENT}）可以对单位进行教育或通报批评，{zh_name(app.bureau)}不能")
         if not about:
-            raise RuleError("第十二条: a criticism names the breaches it is about")
+            raise RuleError("第十二条: a criticism names the breaches it is about",
+                            zh="第十二条：通报批评须写明所针对的违规情形")
         if correct_by <= app.clock.now().date():
-            raise RuleError(f"第十二条: 责令其限期改正 — the date {correct_by} is already past")
+            raise RuleError(f"第十二条: 责令其限期改正 — the date {correct_by} is already past",
+                            zh=f"第十二条：责令其限期改正——日期 {correct_by} 已过")
         notice = msgspec.convert(msgspec.to_builtins(BureauCriticised(
             bureau=bureau, measure=measure, about=[c for c, _ in about], reasons=reasons,  # type: ignore[arg-type]
             correct_by=correct_by)), BureauCriticised)
@@ -169,7 +177,8 @@ class Notices:
         list; once per version (``False`` if it was sent before)."""
         app = self._app
         if app.bureau != DISTRICT_GOVERNMENT:
-            raise RuleError(f"一(三): 区政府 ({DISTRICT_GOVERNMENT}) publishes the 证明事项清单, not {app.bureau}")
+            raise RuleError(f"一(三): 区政府 ({DISTRICT_GOVERNMENT}) publishes the 证明事项清单, not {app.bureau}",
+                            zh=f"一(三)：证明事项清单由区政府（{DISTRICT_GOVERNMENT}）公布，而不是{zh_name(app.bureau)}")
         notice = msgspec.convert(msgspec.to_builtins(ListPublished(
             kind=kind, version=version, digest=digest, rows=rows, published_at=published_at)),  # type: ignore[arg-type]
             ListPublished)
@@ -181,7 +190,8 @@ class Notices:
         app = self._app
         if isinstance(env.payload, BureauCriticised) and (
                 env.sender != DISTRICT_GOVERNMENT or env.payload.bureau != app.bureau):
-            raise RuleError(f"第十二条: a criticism of {env.payload.bureau} comes from 区政府, not {env.sender}")
+            raise RuleError(f"第十二条: a criticism of {env.payload.bureau} comes from 区政府, not {env.sender}",
+                            zh=f"第十二条：对{zh_name(env.payload.bureau)}的通报批评来自区政府，而不是{zh_name(env.sender)}")
         if isinstance(env.payload, ListPublished):
             _check_publication(app, env, env.payload)
         try:
@@ -189,9 +199,10 @@ class Notices:
         except IntegrityError as e:
             if app.has(IntakeMarker.id_for(env.id)):
                 known: NoticeIn = app.repository.get(NoticeIn.id_for(env.id))
-                raise DuplicateEvent(f"notice {env.id} was already received",
+                raise DuplicateEvent(f"notice {env.id} was already received", zh=f"通知 {env.id} 已收到",
                                      same_bytes=known.signed.body == signed.body) from e
-            raise ConcurrentChange(f"could not record notice {env.id}; retry") from e
+            raise ConcurrentChange(f"could not record notice {env.id}; retry",
+                                   zh=f"未能记录通知 {env.id}；请重试") from e
 
     def received(self) -> list[Envelope]:
         """Notices received here (reminders, breaches), oldest first."""

@@ -49,7 +49,7 @@ from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, leaf_hash, link, 
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked, unb64
 from broker.witness import Head, Record, Stored, Taken, checkpoint_problems, heads, record_problem
 from schemas.envelope import HDR_KEY, HDR_SIG, Envelope, SealedEnvelope, Signed, subject_for
-from schemas.errors import XiezhuError
+from schemas.errors import XiezhuError, zh_of
 from schemas.trust import TrustEntry
 
 #: Rows per chunk sent to a worker: big enough that pickling is cheap, small enough to keep both busy.
@@ -192,7 +192,8 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
             try:
                 checkpoints = _read(conn, _CHECKPOINTS, ())
             except db_errors() as e:
-                raise AuditError(f"{describe(ledger_path)} is not a xiezhu ledger: {e}") from e
+                raise AuditError(f"{describe(ledger_path)} is not a xiezhu ledger: {e}",
+                                 zh=f"{describe(ledger_path)} 不是 xiezhu 账本：{e}") from e
             for reason in _schema_differences(conn):
                 findings.add(0, "schema", f"schema: {reason}")
                 findings.bad += 1
@@ -241,7 +242,8 @@ def count_entries(ledger_path: Location) -> int:
     try:
         return int(conn.execute("SELECT COUNT(*) FROM entries").fetchone()[0])
     except db_errors() as e:
-        raise AuditError(f"{describe(ledger_path)} is not a xiezhu ledger: {e}") from e
+        raise AuditError(f"{describe(ledger_path)} is not a xiezhu ledger: {e}",
+                         zh=f"{describe(ledger_path)} 不是 xiezhu 账本：{e}") from e
     finally:
         conn.close()
 
@@ -508,22 +510,24 @@ def _connect(location: Location) -> Sql:
         try:
             conn = Sql(location, read_only=True)
         except db_errors() as e:
-            raise AuditError(f"cannot reach the ledger in {describe(location)}: {e}") from e
+            raise AuditError(f"cannot reach the ledger in {describe(location)}: {e}",
+                             zh=f"无法连接 {describe(location)} 中的账本：{e}") from e
         if not conn.table_exists("entries"):
             conn.close()
-            raise AuditError(f"no ledger in {describe(location)}")
+            raise AuditError(f"no ledger in {describe(location)}", zh=f"{describe(location)} 中没有账本")
         return conn
     try:
         return Sql.wrap(open_read_only(Path(location)), location)
     except LedgerError as e:
-        raise AuditError(str(e)) from e
+        raise AuditError(str(e), zh=zh_of(e)) from e
 
 
 def _entries(conn: Sql, after: int, limit: int) -> list[tuple[Any, ...]]:
     try:
         return _read(conn, _ENTRIES, (after, limit))
     except db_errors() as e:
-        raise AuditError(f"cannot read the entries after position {after}: {e}") from e
+        raise AuditError(f"cannot read the entries after position {after}: {e}",
+                         zh=f"无法读取位置 {after} 之后的条目：{e}") from e
 
 
 def _read(conn: Sql, sql: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
@@ -625,7 +629,7 @@ def _duplicates(conn: Sql, findings: _Findings) -> None:
         rows = _read(conn, "SELECT event_id, pos FROM entries WHERE event_id IN (SELECT event_id FROM entries "
                            "GROUP BY event_id HAVING COUNT(*) > 1) ORDER BY event_id, pos", ())
     except db_errors() as e:
-        raise AuditError(f"cannot read the event ids: {e}") from e
+        raise AuditError(f"cannot read the event ids: {e}", zh=f"无法读取事件编号：{e}") from e
     first: dict[Any, int] = {}
     for event_id, pos in rows:
         if event_id not in first:

@@ -86,7 +86,9 @@ class HeadSigner:
             return None
         except (OSError, ValueError) as e:
             raise SignerRefused(f"the signer's state {self.state} cannot be read ({e}): it signs nothing until an "
-                                "operator restores it") from e
+                                "operator restores it",
+                                zh=f"无法读取签名程序的状态文件 {self.state}（{e}）："
+                                   "在管理员恢复之前不签署任何内容") from e
 
     def sign(self, req: SignRequest) -> Head:
         """Sign the head if it extends the last one signed; raises :class:`SignerRefused` with the reason.
@@ -100,22 +102,27 @@ class HeadSigner:
         since = self._since(req, last)
         base = since.pos if since else 0
         if len(req.leaves) != req.pos - base or req.pos <= base:
-            raise SignerRefused(f"{len(req.leaves)} leaves cannot lead from position {base} to {req.pos}")
+            raise SignerRefused(f"{len(req.leaves)} leaves cannot lead from position {base} to {req.pos}",
+                                zh=f"{len(req.leaves)} 个叶子无法从位置 {base} 延伸到 {req.pos}")
         if last is not None and req.pos <= last.pos:
             raise SignerRefused(f"position {req.pos} is not past position {last.pos}, the last this signer signed: "
-                                "the ledger was rolled back")
+                                "the ledger was rolled back",
+                                zh=f"位置 {req.pos} 不在本签名程序最后签署的位置 {last.pos} 之后：账本被回退了")
         chain = since.head_bytes() if since else GENESIS
         try:
             for pos, leaf in enumerate(req.leaves, start=base + 1):
                 chain = link(chain, bytes.fromhex(leaf))
                 if last is not None and pos == last.pos and chain.hex() != last.head:
                     raise SignerRefused(f"the ledger's entries up to position {last.pos} no longer hash to the head "
-                                        "this signer signed there: the ledger was rolled back and rewritten")
+                                        "this signer signed there: the ledger was rolled back and rewritten",
+                                        zh=f"账本截至位置 {last.pos} 的条目与本签名程序当时签署的链头不再一致："
+                                           "账本被回退并改写了")
         except ValueError as e:
-            raise SignerRefused(f"a leaf is not hex: {e}") from e
+            raise SignerRefused(f"a leaf is not hex: {e}", zh=f"叶子不是十六进制：{e}") from e
         if chain.hex() != req.head:
             raise SignerRefused(f"the leaves from position {base} do not lead to the head asked for at position "
-                                f"{req.pos}: the request does not describe the ledger's chain")
+                                f"{req.pos}: the request does not describe the ledger's chain",
+                                zh=f"自位置 {base} 起的叶子不能得出位置 {req.pos} 所请求的链头：请求与账本的链不符")
         at = self.now()
         signed_at = at.isoformat()
         kid, sig = self._sign(checkpoint_message(req.pos, chain, signed_at), at)
@@ -134,14 +141,17 @@ class HeadSigner:
             return since
         problems = checkpoint_problems(self.ring, since.pos, since.head_bytes(), since.signed_at, since.kid, since.sig)
         if problems:
-            raise SignerRefused(f"the ledger's last checkpoint is not 区司法局's: {problems[0][1]}")
+            raise SignerRefused(f"the ledger's last checkpoint is not 区司法局's: {problems[0][1]}",
+                                zh=f"账本的最后一个检查点不是区司法局签署的：{problems[0][1]}")
         if last is None:
             log.warning("checkpoint signer: first head taken from the ledger's checkpoint at position %d (%s…)",
                         since.pos, since.head[:16])
         elif since.pos > last.pos:
             raise SignerRefused(f"the ledger's last checkpoint, at position {since.pos}, lies past the last this "
                                 f"signer signed ({last.pos}) and was signed elsewhere: it cannot tell that it "
-                                "extends its own")
+                                "extends its own",
+                                zh=f"账本最后一个检查点位于位置 {since.pos}，在本签名程序最后签署的位置"
+                                   f"（{last.pos}）之后，且在别处签署：无法确认其延续本签名程序所签的链")
         return since
 
 
@@ -204,10 +214,13 @@ class RemoteSigner:
                 answer = await self.nc.request(SIGN_SUBJECT, msgspec.json.encode(req), timeout=self.timeout)
             except Exception as e:  # noqa: BLE001 - no signer listening, NATS away: the next checkpoint tries again
                 raise SignerRefused(f"no answer from the checkpoint signer ({type(e).__name__}: {e}); "
-                                    "is `xiezhu checkpoint-signer` running?") from e
+                                    "is `xiezhu checkpoint-signer` running?",
+                                    zh=f"检查点签名程序没有应答（{type(e).__name__}：{e}）；"
+                                       "`xiezhu checkpoint-signer` 是否在运行？") from e
             reply = msgspec.json.decode(answer.data, type=SignReply)
             if reply.head is None:
-                raise SignerRefused(f"the checkpoint signer refused position {req.pos}: {reply.error}")
+                raise SignerRefused(f"the checkpoint signer refused position {req.pos}: {reply.error}",
+                                    zh=f"检查点签名程序拒绝签署位置 {req.pos}：{reply.error}")
             h = reply.head
             cp = Checkpoint(h.pos, h.head_bytes(), h.signed_at, h.kid, h.sig)
             await in_thread(ledger.add_checkpoint, cp)

@@ -82,7 +82,7 @@ def open_read_only(path: Path) -> sqlite3.Connection:
     nobody writes to.  A missing file is an error, never created.
     """
     if not path.is_file():
-        raise LedgerError(f"no ledger at {path}", path=str(path))
+        raise LedgerError(f"no ledger at {path}", zh=f"{path} 处没有账本", path=str(path))
     uri = path.resolve().as_uri()
     for query in ("mode=ro", "mode=ro&immutable=1"):
         db = sqlite3.connect(f"{uri}?{query}", uri=True, check_same_thread=False, isolation_level=None)
@@ -92,11 +92,12 @@ def open_read_only(path: Path) -> sqlite3.Connection:
         except sqlite3.OperationalError as e:
             db.close()
             if "readonly" not in str(e) and "unable to open" not in str(e):
-                raise LedgerError(f"cannot read {path}: {e}", path=str(path)) from e
+                raise LedgerError(f"cannot read {path}: {e}", zh=f"无法读取 {path}：{e}", path=str(path)) from e
         except sqlite3.DatabaseError as e:
             db.close()
-            raise LedgerError(f"{path} is not a readable SQLite file: {e}", path=str(path)) from e
-    raise LedgerError(f"cannot open {path} even read-only", path=str(path))
+            raise LedgerError(f"{path} is not a readable SQLite file: {e}",
+                              zh=f"{path} 不是可读的 SQLite 文件：{e}", path=str(path)) from e
+    raise LedgerError(f"cannot open {path} even read-only", zh=f"即使以只读方式也无法打开 {path}", path=str(path))
 
 
 class LedgerError(XiezhuError):
@@ -207,7 +208,9 @@ def _entry(row: tuple) -> Entry:  # type: ignore[type-arg]
         whole = False
     if not whole:
         raise LedgerDamaged(f"the ledger is damaged at position {pos}: the entry does not match its hash; "
-                            "run `xiezhu audit` (nothing read from it is trusted)", position=pos)
+                            "run `xiezhu audit` (nothing read from it is trusted)",
+                            zh=f"账本在位置 {pos} 处已损坏：条目与其哈希值不符；请运行 `xiezhu audit`"
+                               "（从中读取的内容均不可信）", position=pos)
     return entry
 
 
@@ -234,6 +237,7 @@ class Ledger:
             if hasattr(self, "_db"):
                 self._db.close()
             raise LedgerError(f"{describe(self.location)} cannot be read as a ledger: {e}; run `xiezhu audit`",
+                              zh=f"{describe(self.location)} 无法作为账本读取：{e}；请运行 `xiezhu audit`",
                               path=str(self.path)) from e
         self._head_pos: int = int(row[0]) if row else 0
         self._head_hash: bytes = bytes(row[1]) if row else GENESIS
@@ -347,7 +351,8 @@ class Ledger:
             # A cursor of its own, closed at the end: a statement left open would hold the reader's snapshot.
             rows: Any = conn.stream(sql, args) if own else conn.sqlite.execute(sql, args)
         except db_errors() as e:
-            raise LedgerDamaged(f"the ledger cannot be read: {e}; run `xiezhu audit`") from e
+            raise LedgerDamaged(f"the ledger cannot be read: {e}; run `xiezhu audit`",
+                                zh=f"无法读取账本：{e}；请运行 `xiezhu audit`") from e
         try:
             prev: Entry | None = None
             for row in rows:
@@ -355,11 +360,15 @@ class Ledger:
                 if (entry.pos != (prev.pos if prev else after) + 1
                         or (prev is not None and entry.prev_hash != prev.hash)):
                     raise LedgerDamaged(f"the ledger is damaged at position {entry.pos}: it does not follow position "
-                                        f"{prev.pos if prev else after}; run `xiezhu audit`", position=entry.pos)
+                                        f"{prev.pos if prev else after}; run `xiezhu audit`",
+                                        zh=f"账本在位置 {entry.pos} 处已损坏："
+                                           f"它不接续位置 {prev.pos if prev else after}；"
+                                           "请运行 `xiezhu audit`", position=entry.pos)
                 prev = entry
                 yield entry
         except db_errors() as e:
-            raise LedgerDamaged(f"the ledger file is damaged: {e}; run `xiezhu audit`") from e
+            raise LedgerDamaged(f"the ledger file is damaged: {e}; run `xiezhu audit`",
+                                zh=f"账本文件已损坏：{e}；请运行 `xiezhu audit`") from e
         finally:
             rows.close()  # its cursor first: the connection then goes back to the pool clean
             if own:
@@ -414,6 +423,7 @@ class Ledger:
             row = self._db.execute("SELECT hash FROM entries WHERE pos = ?", (cp.pos,)).fetchone()
             if row is None or bytes(row[0]) != cp.head:
                 raise LedgerError(f"a checkpoint at position {cp.pos} does not match this ledger's chain there",
+                                  zh=f"位置 {cp.pos} 的检查点与本账本在该处的链不符",
                                   position=cp.pos)
             if self._db.execute("SELECT 1 FROM checkpoints WHERE pos = ?", (cp.pos,)).fetchone():
                 return False
@@ -448,7 +458,9 @@ class Ledger:
             return head
         if self.opener is None:
             raise NoLedgerKey("the ledger's entries are sealed, and this machine does not hold 区司法局's box key "
-                              "(keys/box/) that opens them; `xiezhu audit` checks the ledger without it")
+                              "(keys/box/) that opens them; `xiezhu audit` checks the ledger without it",
+                              zh="账本条目已加密，本机没有区司法局的解密密钥（keys/box/）；"
+                                 "`xiezhu audit` 无需该密钥即可检查账本")
         return self.opener.open_routed(head)
 
     def read(self, body: bytes) -> tuple[Envelope | None, Rejected | None]:

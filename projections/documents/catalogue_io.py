@@ -95,6 +95,7 @@ class CatalogueImportError(CatalogueIOError):
     def __init__(self, source: str, problems: Sequence[RowProblem]) -> None:
         lines = "\n".join(f"  {p}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s), nothing imported:\n{lines}",
+                         zh=f"{source}：有 {len(problems)} 处问题，未导入任何内容：\n{lines}",
                          source=source, problems=list(problems))
         self.problems = list(problems)
 
@@ -114,13 +115,13 @@ def to_table(kind: Kind, rows: Sequence[Row], registry: Registry) -> list[list[s
     for r in rows:
         if kind == "matters":
             if not isinstance(r, MatterRow):
-                raise CatalogueIOError(f"{r.code} is not a 证明事项 row")
+                raise CatalogueIOError(f"{r.code} is not a 证明事项 row", zh=f"{r.code} 不是证明事项行")
             out.append([r.seq, _name_code(r.service_matter_name, r.service_matter_code), r.certificate_name,
                         r.legal_basis, name(r.handling_body), r.issuing_unit, r.mode, "、".join(r.verification_methods),
                         r.notes, _yes(r.disclose_commitment), name(r.owner), "、".join(r.domains), r.code])
         else:
             if not isinstance(r, AssistanceItem):
-                raise CatalogueIOError(f"{r.code} is not a 行政协助事项 row")
+                raise CatalogueIOError(f"{r.code} is not a 行政协助事项 row", zh=f"{r.code} 不是行政协助事项行")
             out.append([r.seq, _name_code(r.service_matter_name, r.service_matter_code), r.item_name,
                         r.legal_basis, name(r.handling_body), name(r.assisting_body), r.verification_method,
                         r.notes, r.code, _yes(r.on_site), r.reply_within, r.decline_within, "、".join(r.checks)])
@@ -258,7 +259,7 @@ def export_rows(kind: Kind, rows: Sequence[Row], path: Path, registry: Registry,
     try:
         path.write_bytes(data)
     except OSError as e:
-        raise CatalogueIOError(f"cannot write {path}: {e}") from e
+        raise CatalogueIOError(f"cannot write {path}: {e}", zh=f"无法写入 {path}：{e}") from e
 
 
 # -- import --------------------------------------------------------------------------
@@ -305,7 +306,7 @@ def import_rows(kind: Kind, path: Path, registry: Registry) -> list[Row]:
     try:
         data = path.read_bytes()
     except OSError as e:
-        raise CatalogueIOError(f"cannot read {path}: {e}") from e
+        raise CatalogueIOError(f"cannot read {path}: {e}", zh=f"无法读取 {path}：{e}") from e
     read = from_csv if fmt == "csv" else from_xlsx
     return read(kind, data, registry, source=str(path))
 
@@ -640,5 +641,6 @@ def _unreadable(source: str, message: str) -> CatalogueImportError:
 def _format(path: Path) -> str:
     fmt = path.suffix.lower().lstrip(".")
     if fmt not in ("csv", "xlsx"):
-        raise CatalogueIOError(f"{path}: a catalogue file is .csv or .xlsx, not {path.suffix or 'without suffix'}")
+        raise CatalogueIOError(f"{path}: a catalogue file is .csv or .xlsx, not {path.suffix or 'without suffix'}",
+                               zh=f"{path}：清单文件应为 .csv 或 .xlsx，而不是 {path.suffix or '无后缀'}")
     return fmt

@@ -61,7 +61,9 @@ def cjk_font() -> Font:
         if path.is_file():
             return Font(path, SC_INDEX)
     raise FontMissing("a PDF needs a CJK font to embed and none is installed: `pip install noto-cjk-sans-otc` "
-                      "(a dependency of xiezhu) or `apt-get install fonts-noto-cjk`; DOCX and text need none")
+                      "(a dependency of xiezhu) or `apt-get install fonts-noto-cjk`; DOCX and text need none",
+                      zh="生成 PDF 须嵌入中日韩字体，但未安装：请 `pip install noto-cjk-sans-otc`"
+                         "（xiezhu 的依赖）或 `apt-get install fonts-noto-cjk`；DOCX 和文本无需字体")
 
 
 class _Letter(FPDF):

@@ -502,6 +502,10 @@ def _fresh_if_damaged(path: Path | str, open_view: Callable[[], Any]) -> Any:
         return open_view()
 
 
+#: The views `projections rebuild` rebuilds, as a person calls them.
+VIEW_ZH = {"SLA view": "时限视图", "commitment cases": "告知承诺案件视图", "credit view": "信用视图"}
+
+
 @projections_app.command("rebuild")
 def projections_rebuild(ctx: typer.Context) -> None:
     """Drop the read models (SLA view, commitment cases) and build them again from the ledger.
@@ -531,7 +535,7 @@ def projections_rebuild(ctx: typer.Context) -> None:
     def credit(path: Location) -> CreditView:
         return CreditView(path, view_key=key)
 
-    views: list[tuple[str, Location, Callable[[Location], Any]]] = [
+    views: list[tuple[str, Location, Callable[[Location], Any]]] = [  # labels in VIEW_ZH
         ("SLA view", settings.sla_location, sla), ("commitment cases", settings.commitments_location, cases),
         ("credit view", settings.credit_location, credit)]
     opened = []
@@ -541,7 +545,7 @@ def projections_rebuild(ctx: typer.Context) -> None:
         opened.append((label, view))
         if view.in_memory:  # it could only be rebuilt in memory and lost: say so rather than pretend
             raise XiezhuError(f"the {label} cannot be rebuilt: {settings.sla_path.parent} is read-only here",
-                              zh=f"无法重建{label}：{settings.sla_path.parent} 在此处是只读的")
+                              zh=f"无法重建{VIEW_ZH[label]}：{settings.sla_path.parent} 在此处是只读的")
     if settings.database_url:  # PostgreSQL (decision 52): each view follows the ledger again from the first entry
         with Progress(console=err) as progress:
             for label, view in opened:

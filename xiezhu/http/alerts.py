@@ -66,7 +66,8 @@ class MailSettings:
             return None
         port = e.get(ENV_SMTP_PORT, "25").strip()
         if not port.isdigit():
-            raise AlertError(f"{ENV_SMTP_PORT} must be a port number, not {port!r}")
+            raise AlertError(f"{ENV_SMTP_PORT} must be a port number, not {port!r}",
+                             zh=f"{ENV_SMTP_PORT} 须为端口号，而不是 {port!r}")
         return cls(host=host, port=int(port), sender=e.get(ENV_SMTP_FROM, "").strip() or "xiezhu@localhost",
                    user=e.get(ENV_SMTP_USER, ""), password=e.get(ENV_SMTP_PASSWORD, ""),
                    starttls=e.get(ENV_SMTP_STARTTLS, "").lower() in ("1", "true", "yes"))
@@ -82,7 +83,7 @@ def check_address(address: str) -> str:
     a = address.strip()
     local, _, domain = a.partition("@")
     if not local or not domain or " " in a or "\n" in a or "," in a or len(a) > 254:
-        raise AlertError(f"not an e-mail address: {address!r}")
+        raise AlertError(f"not an e-mail address: {address!r}", zh=f"不是电子邮件地址：{address!r}")
     return a
 
 

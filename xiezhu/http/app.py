@@ -39,7 +39,7 @@ from aggregates.catalogue import CatalogueError
 from aggregates.clock import Clock
 from aggregates.commitment import CommitmentState
 from aggregates.errors import RuleError
-from aggregates.registry import JUSTICE, Registry
+from aggregates.registry import JUSTICE, Registry, zh_name
 from aggregates.store import BureauStore, UnknownCase
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.commitment import PlannedItem
@@ -286,7 +286,8 @@ def find_case(desk: Desk, requester: str, number: str) -> CaseState:
     for st in desk.requests():
         if st.number == number and st.requester == requester:
             return st
-    raise UnknownCase(f"no request {requester}/{number} in {desk.bureau}'s store")
+    raise UnknownCase(f"no request {requester}/{number} in {desk.bureau}'s store",
+                      zh=f"{zh_name(desk.bureau)}的存储中没有请求 {requester}/{number}")
 
 
 # -- the application -----------------------------------------------------------------------

@@ -15,6 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from aggregates.registry import zh_name
 from schemas.errors import XiezhuError
 from xiezhu.http.shared_db import SharedConnection
 
@@ -86,9 +87,11 @@ class TokenStore:
         """Revoke one of ``bureau``'s tokens; it stops working at once."""
         row = self._db.execute("SELECT bureau, revoked_at FROM token WHERE id = ?", (token_id,)).fetchone()
         if row is None or row[0] != bureau:
-            raise TokenError(f"{bureau} has no token {token_id!r} (see `xiezhu tokens list --bureau {bureau}`)")
+            raise TokenError(f"{bureau} has no token {token_id!r} (see `xiezhu tokens list --bureau {bureau}`)",
+                             zh=f"{zh_name(bureau)}没有令牌 {token_id!r}（见 `xiezhu tokens list --bureau {bureau}`）")
         if row[1] is not None:
-            raise TokenError(f"token {token_id} was revoked already, at {row[1]}")
+            raise TokenError(f"token {token_id} was revoked already, at {row[1]}",
+                             zh=f"令牌 {token_id} 已于 {row[1]} 吊销")
         self._db.execute("UPDATE token SET revoked_at = ? WHERE id = ?", (_now(), token_id))
         return next(t for t in self.list(bureau) if t.id == token_id)
 

@@ -89,15 +89,17 @@ class UserStore:
 
     def create(self, login: str, bureau: str, password: str, name: str = "") -> User:
         if not _LOGIN.match(login):
-            raise UserError(f"login {login!r}: 2–32 of a-z, 0-9, '.', '_', '-', starting with a letter or digit")
+            raise UserError(f"login {login!r}: 2–32 of a-z, 0-9, '.', '_', '-', starting with a letter or digit",
+                            zh=f"登录名 {login!r}：2–32 个 a-z、0-9、“.”、“_”、“-”，以字母或数字开头")
         if len(password) < MIN_PASSWORD:
-            raise UserError(f"the password needs at least {MIN_PASSWORD} characters")
+            raise UserError(f"the password needs at least {MIN_PASSWORD} characters",
+                            zh=f"密码至少 {MIN_PASSWORD} 个字符")
         try:
             self._db.execute("INSERT INTO users (login, bureau, name, password, created_at) VALUES (?, ?, ?, ?, ?)",
                              (login, bureau, name or login, hash_password(password),
                               datetime.now(UTC).isoformat(timespec="seconds")))
         except sqlite3.IntegrityError:
-            raise UserError(f"there is an account {login!r} already") from None
+            raise UserError(f"there is an account {login!r} already", zh=f"账户 {login!r} 已存在") from None
         return User(login, bureau, name or login)
 
     def list(self) -> list[dict[str, object]]:
