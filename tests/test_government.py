@@ -155,9 +155,9 @@ def test_the_district_government_publishes_the_list_from_the_command_line_and_a_
                 str(sheet), data_dir=tmp_path)
     xiezhu_here("catalogue", "review", "matters-0001", "--approve", data_dir=tmp_path)
     refused = xiezhu_here("catalogue", "publish", "--kind", "matters", data_dir=tmp_path, check=False)
-    assert refused.returncode == 1 and "zhengfuban" in refused.stderr and versions() == []
+    assert refused.returncode == 1 and "由区政府办公室公布" in refused.stderr and versions() == []
     nokey = xiezhu_here("government", "publish", data_dir=tmp_path, check=False)
-    assert nokey.returncode == 1 and nokey.stderr.startswith("error:") and "Traceback" not in nokey.stderr
+    assert nokey.returncode == 1 and nokey.stderr.startswith("错误：") and "Traceback" not in nokey.stderr
     assert versions() == []  # nothing published without the act 区政府办公室 signs
     xiezhu_here("keys", "init", data_dir=tmp_path)
     done = xiezhu_here("government", "publish", data_dir=tmp_path)
@@ -165,4 +165,4 @@ def test_the_district_government_publishes_the_list_from_the_command_line_and_a_
     [v1] = versions()
     assert (v1["version"], v1["published_by"]) == (1, "zhengfuban")
     again = xiezhu_here("government", "publish", data_dir=tmp_path, check=False)
-    assert again.returncode == 1 and "already" in again.stderr
+    assert again.returncode == 1 and "已公布" in again.stderr

@@ -692,7 +692,9 @@ def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, t
     bad = invoke(ledger_app, ["verify-bundle", str(bundle), "--json"])
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["ok"] is False
-    assert bad.stderr.startswith("error: bundle ") and len(bad.stderr.strip().splitlines()) == 1
+    assert bad.stderr.startswith("错误：证据包 ") and len(bad.stderr.strip().splitlines()) == 1
+    bad = invoke(ledger_app, ["verify-bundle", str(bundle)], env={"XIEZHU_LANG": "en"})
+    assert bad.exit_code == 1 and bad.stderr.startswith("error: bundle ") and "failed verification" in bad.stderr
 
 
 def test_replay_of_an_unknown_number_is_one_clear_error(data_dir: Path) -> None:

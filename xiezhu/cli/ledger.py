@@ -168,9 +168,16 @@ def verify_bundle_cmd(
     else:
         sys.stdout.write(_report_text(report))
     if not report.ok:
-        more = f" (and {len(report.failures) - 1} more)" if len(report.failures) > 1 else ""
+        from xiezhu.cli.tables import lang
+
+        more = len(report.failures) - 1
         # One line, never wrapped (a console would wrap a long path): scripts read it.
-        sys.stderr.write(f"error: bundle {file} failed verification: {report.reason}{more}\n")
+        if lang() == "zh":
+            sys.stderr.write(f"错误：证据包 {file} 未通过核验：{report.reason}"
+                             + (f"（另有 {more} 处）" if more > 0 else "") + "\n")
+        else:
+            sys.stderr.write(f"error: bundle {file} failed verification: {report.reason}"
+                             + (f" (and {more} more)" if more > 0 else "") + "\n")
         raise typer.Exit(1)
 
 
