@@ -255,6 +255,28 @@ def test_letters_as_docx_and_pdf_with_chinese_names_including_the_consequence_no
     assert bad.returncode == 1 and "--format 应为 txt、docx、pdf 之一" in bad.stderr
 
 
+def test_every_kind_of_letter_the_demo_made_is_written_as_text_and_docx(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    """`xiezhu letter NUMBER --format txt|docx --out DIR` for one case of each kind (PDF: the test above)."""
+    data, _ = demo_dir
+    rows = json.loads(_in_process(data, "sla", "--json")[0]).values()
+    cases = json.loads(_in_process(data, "cases", "--json")[0]).values()
+    picked = {(r["status"], r["channel"]): (r["number"], r["requester"]) for r in rows}
+    picked |= {c["outcome"]: (c["number"], c["bureau"]) for c in cases}
+    kinds: set[str] = set()
+    for fmt in ("txt", "docx"):
+        for number, bureau in picked.values():
+            out = tmp_path / fmt / number
+            files = json.loads(_in_process(data, "letter", number, "--from", bureau, "--format", fmt, "--out",
+                                           str(out), "--json")[0])
+            assert sorted(p.name for p in out.iterdir()) == sorted(Path(f["file"]).name for f in files)
+            for f in files:
+                assert Path(f["file"]).name == f"{f['number'] or number}-{f['kind']}.{fmt}"
+                kinds.add(f["kind"])
+    # (the written decline and 责令限期整改, which this demo has none of: test_front_door, test_documents)
+    assert kinds >= {"行政协助函（一）", "行政协助函（二）", "行政协助回复函", "承诺告知书", "申请人承诺书",
+                     "终止办理通知书", "撤销行政许可决定书", "交回行政许可证件通知书"}
+
+
 def test_a_bureau_handles_credit_repair_from_the_command_line(demo_dir) -> None:  # type: ignore[no-untyped-def]
     data, _ = demo_dir
     cases = json.loads(run("cases", "--json", data_dir=data).stdout)
