@@ -46,10 +46,13 @@ from typing import Literal
 import msgspec
 
 from aggregates.assistance import CaseState, legal_answer, legal_arrival, time_limits
+from aggregates.errors import RuleError
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
 from broker.ledger.store import Entry, Ledger, NoLedgerKey
 from broker.signing import CannotOpen, KeyRing, Rejected
 from projections.history import (
+    NOT_CATALOGUED,
+    CitedCheck,
     Kind,
     State,
     UnknownCase,
@@ -61,6 +64,7 @@ from projections.history import (
 )
 from projections.wording import describe, finding
 from schemas import labels
+from schemas.assistance import AssistanceRequested
 from schemas.commitment import ItemVerified
 from schemas.envelope import LEDGER, Envelope, Signed
 
@@ -216,13 +220,15 @@ def check_signature(ring: KeyRing, signed: Signed, arrived_at: datetime | None =
 
 
 def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalendar, *,
-           as_of: datetime | None = None, now: datetime | None = None, scan_links: bool = False) -> Replay:
+           as_of: datetime | None = None, now: datetime | None = None, scan_links: bool = False,
+           catalogue: CitedCheck | None = None) -> Replay:
     """Replay one case from the ledger as it stood at ``as_of`` (by ledger arrival).
 
     Open time limits are judged at ``as_of``, else at ``now``, else at the system clock.
     Raises :class:`UnknownCase` if no entry has ``case_id`` and :class:`NotYetRecorded` if none
     had arrived by ``as_of``.  ``scan_links`` also finds a commitment case's unanswered requests
-    by scanning every request in the ledger (see the module docstring).
+    by scanning every request in the ledger (see the module docstring).  Given 区司法局's ``catalogue``,
+    a request citing an item it could not be asked under (第七条, 第六条) is flagged on its event.
     """
     as_of = _aware(as_of) if as_of is not None else None
     judged_at = as_of or (_aware(now) if now is not None else datetime.now(UTC))
@@ -244,7 +250,7 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
                f"其第一个条目于 {_local(first)} 到达", case=case_id)
     kind = kind_of(entries)
     numbers: dict[str, str] = {}
-    fold = _Fold(kind, ring, lambda c: _number_of(ledger, c, numbers), ledger)
+    fold = _Fold(kind, ring, lambda c: _number_of(ledger, c, numbers), ledger, catalogue)
     events = [fold.step(e) for e in shown]
     deadlines = _deadlines(fold, calendar, judged_at)
     notes: list[str] = []
@@ -269,9 +275,11 @@ def replay(ledger: Ledger, case_id: str, ring: KeyRing, calendar: WorkingCalenda
 class _Fold:
     """The lenient fold of one case, entry by entry, keeping what a replay line needs."""
 
-    def __init__(self, kind: Kind, ring: KeyRing, case_number: Callable[[str], str], ledger: Ledger) -> None:
+    def __init__(self, kind: Kind, ring: KeyRing, case_number: Callable[[str], str], ledger: Ledger,
+                 catalogue: CitedCheck | None = None) -> None:
         self.kind = kind
         self.ledger = ledger
+        self.catalogue = catalogue
         self.ring = ring
         self.case_number = case_number
         self.state: State | None = None
@@ -302,6 +310,11 @@ class _Fold:
             else:
                 if isinstance(state, CaseState):
                     findings += state.time_flags[flagged:]  # a claimed time the platform's record contradicts
+                if self.catalogue is not None and isinstance(env.payload, AssistanceRequested):
+                    try:  # 第七条, 第六条: could it be asked under the item and version it cites?
+                        self.catalogue.check_cited(env.payload)
+                    except RuleError as rule:
+                        findings.append(f"{NOT_CATALOGUED}: {rule.code}: {rule}")
                 if isinstance(state, CaseState) and state.status != before and state.status in ("replied", "declined"):
                     self.answer_pos = e.pos
                 self.state = state

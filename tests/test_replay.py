@@ -280,6 +280,28 @@ def test_a_request_allowing_more_than_3_and_2_days_is_replayed_and_printed_with_
     assert "并在3个工作日内给予书面回复" in render(letter) and "30个工作日" not in render(letter)
 
 
+def test_a_request_under_an_item_it_could_not_be_asked_under_is_flagged_in_replay_given_the_catalogue(
+        desk: Desk, signers: dict[str, Signer]) -> None:
+    """第七条: 未纳入行政协助目录的事项不得请求行政协助 — the ledger keeps the request; its replay says so."""
+    from aggregates.clock import SimulatedClock
+    from aggregates.store.catalogue import CatalogueRegistry
+    from projections.history import NOT_CATALOGUED
+    from tests.test_catalogue import item, through
+
+    catalogue = CatalogueRegistry(None, SimulatedClock(ARRIVAL))
+    through(catalogue, "assistance", "shenpi", adds=[item(handling="shenpi")])  # 区司法局 holds a published list
+    req = Req(desk, ARRIVAL - timedelta(minutes=5))  # names no catalogued item
+    req.received(ARRIVAL)
+    flagged = replay(desk.ledger, req.case, ring_of(signers), CAL, catalogue=catalogue)
+    assert [f for f in flagged.events[0].findings if f.startswith(NOT_CATALOGUED)] == [
+        f"{NOT_CATALOGUED}: rule.catalogue.not-catalogued: 第七条: the request names no item of the 行政协助目录; "
+        "未纳入行政协助目录的事项不得请求行政协助"]
+    assert NOT_CATALOGUED in render_text(flagged)
+    assert not [f for e in replay(desk.ledger, req.case, ring_of(signers), CAL).events for f in e.findings
+                if f.startswith(NOT_CATALOGUED)]
+    catalogue.close()
+
+
 def test_an_open_request_is_judged_at_as_of_and_holidays_do_not_count(desk: Desk, signers: dict[str, Signer]) -> None:
     req = Req(desk, ARRIVAL - timedelta(minutes=5))
     req.received(ARRIVAL)

@@ -119,7 +119,15 @@ def replay_cmd(
     with _ledger(settings) as ledger:
         case_id = _case_id(ledger, number, sender)
         now, _ = resolve_now(settings, ledger, None)
-        result = replay(ledger, case_id, KeyRing(trust), calendar, as_of=at, now=now, scan_links=all_links)
+        from xiezhu.bootstrap import existing_catalogue
+
+        catalogue = existing_catalogue(settings)  # 第七条, 第六条: what the request cites is checked against it
+        try:
+            result = replay(ledger, case_id, KeyRing(trust), calendar, as_of=at, now=now, scan_links=all_links,
+                            catalogue=catalogue)
+        finally:
+            if catalogue is not None:
+                catalogue.close()
         shown = system_of(ctx).justice().reveal_case(ledger, case_id, command="replay", reason=reason,
                                                      operator=operator_name(operator)) if reveal else None
         if bundle is not None:
