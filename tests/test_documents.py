@@ -76,7 +76,8 @@ def test_consequence_notices_name_the_false_items_the_ground_and_what_follows() 
     assert "我单位决定终止办理你申请的个体工商户设立登记事项" in terminated
     assert "于2026年10月20日前完成整改" in render(consequence("rectification"))
     assert "撤销台审批许〔2026〕0001号行政许可决定" in render(consequence("revoked"))
-    assert "请你于2026年10月12日前将取得证件（行政许可证）原件交回我单位" in render(consequence("licence-return"))
+    # 撤销之日起2日内: the whole second day, which "于……日前" alone would leave in doubt
+    assert "请你于2026年10月12日24时前将取得证件（行政许可证）原件交回我单位" in render(consequence("licence-return"))
 
 
 @pytest.mark.parametrize(("kind", "changes", "problem"), [

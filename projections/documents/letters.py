@@ -225,7 +225,8 @@ def consequence_body(notice: ConsequenceNotice) -> list[str]:
             assert notice.return_by is not None
             found = (f"你在我单位办理{notice.matter_name}事项取得的{notice.decision_no}行政许可，"
                      "因你作出的下列承诺与实际情况不符，已被依法撤销：")
-            decision = (f"根据你签署的《申请人承诺书》和我单位《承诺告知书》，请你于{zh_date(notice.return_by)}前"
+            # 撤销之日起2日内, counted by date: through the whole of the second day (decision 39), said so
+            decision = (f"根据你签署的《申请人承诺书》和我单位《承诺告知书》，请你于{zh_date(notice.return_by)}24时前"
                         "将取得证件（行政许可证）原件交回我单位。逾期不交回的，我单位将依法处理。")
     return [found, *_numbered(notice.items), reason, decision]
 
