@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import threading
 from datetime import UTC, date, datetime
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -26,6 +25,7 @@ from schemas.catalogue import (
     decode_event,
     encode_event,
 )
+from tests.conftest import StoreLocations
 
 GOVERNMENT = "zhengfuban"  # 区政府办公室, through which 区政府 publishes the 证明事项清单 (一(三))
 START = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
@@ -538,19 +538,20 @@ def test_history_keeps_every_event_with_its_actor_and_clock_time(reg: CatalogueR
         assert decode_event(encode_event(h.event)) == h.event
 
 
-def test_catalogues_survive_reopening_the_store(tmp_path: Path, clock: SimulatedClock) -> None:
-    first = CatalogueRegistry(tmp_path / "catalogue.db", clock)
+def test_catalogues_survive_reopening_the_store(store_location: StoreLocations, clock: SimulatedClock) -> None:
+    first = CatalogueRegistry(store_location("catalogue"), clock)
     through(first, "assistance", "shichang", adds=[item(on_site=True)])
     first.file_memorandum(memo())
     pending = first.apply_adjustment("assistance", "shichang", "依据", removes=["XZ-0001"])
-    again = CatalogueRegistry(tmp_path / "catalogue.db", clock)
+    again = CatalogueRegistry(store_location("catalogue"), clock)
     assert again.versions("assistance") == first.versions("assistance")
     assert again.check_request("shichang", "gongan", "XZ-0001")[1] == 1
     assert [a.id for a in again.pending_adjustments()] == [pending]
 
 
-def test_concurrent_applications_each_get_their_own_adjustment_id(tmp_path: Path, clock: SimulatedClock) -> None:
-    stores = [CatalogueRegistry(tmp_path / "catalogue.db", clock) for _ in range(2)]
+def test_concurrent_applications_each_get_their_own_adjustment_id(store_location: StoreLocations,
+                                                                  clock: SimulatedClock) -> None:
+    stores = [CatalogueRegistry(store_location("catalogue"), clock) for _ in range(2)]
     ids: list[str] = []
     lock = threading.Lock()
 

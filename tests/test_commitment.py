@@ -16,6 +16,7 @@ from broker.signing import KeyRing
 from schemas.assistance import CommitmentItem, ItemResult, Matter
 from schemas.commitment import PlannedItem
 from schemas.envelope import decode_envelope
+from tests.conftest import StoreLocations
 from tests.test_signing import entry, make_signer
 from tests.test_store import APPLICANT
 
@@ -25,8 +26,8 @@ T0 = datetime(2026, 9, 21, 1, tzinfo=UTC)
 
 
 @pytest.fixture
-def store(tmp_path: Path) -> BureauStore:
-    return BureauStore("shenpi", tmp_path / "s.db", make_signer("shenpi").sign, SimulatedClock(T0))
+def store(store_location: StoreLocations) -> BureauStore:
+    return BureauStore("shenpi", store_location("s"), make_signer("shenpi").sign, SimulatedClock(T0))
 
 
 def apply(store: BureauStore, *, mode: str = "可选择", disclose: bool = False, standing: str = "good") -> str:
@@ -163,13 +164,13 @@ def test_a_false_commitment_before_approval_terminates_processing(store: BureauS
                                                  30)
 
 
-def _replied(tmp_path: Path) -> tuple[BureauStore, KeyRing, str]:
+def _replied(store_location: StoreLocations) -> tuple[BureauStore, KeyRing, str]:
     """shenpi's store after gongan's reply (item 1 true, item 2 false) to a request of its commitment case."""
     clock = SimulatedClock(T0)
     a, b = make_signer("shenpi"), make_signer("gongan")
     ring = KeyRing([entry(a, valid_from=T0 - timedelta(days=1)), entry(b, valid_from=T0 - timedelta(days=1))])
-    requester = BureauStore("shenpi", tmp_path / "a.db", a.sign, clock)
-    assistor = BureauStore("gongan", tmp_path / "b.db", b.sign, clock)
+    requester = BureauStore("shenpi", store_location("a"), a.sign, clock)
+    assistor = BureauStore("gongan", store_location("b"), b.sign, clock)
     case = committed(requester)
     plan(requester, case)
     req = requester.assistance.request(assistor="gongan", applicant=APPLICANT,
@@ -186,18 +187,19 @@ def _replied(tmp_path: Path) -> tuple[BureauStore, KeyRing, str]:
     return requester, ring, case
 
 
-def test_an_assistance_reply_verifies_the_linked_commitment_items(tmp_path: Path) -> None:
-    requester, _, case = _replied(tmp_path)
+def test_an_assistance_reply_verifies_the_linked_commitment_items(store_location: StoreLocations) -> None:
+    requester, _, case = _replied(store_location)
     st = requester.commitments.case(case).state
     assert [(v.no, v.verdict, v.source) for v in st.verified] == [
         (1, "true", "assistance:shenpi/20260001"), (2, "false", "assistance:shenpi/20260001")]
     assert requester.commitments.conclude(case).status == "false-commitment"  # type: ignore[union-attr]
 
 
-def test_an_agent_killed_between_a_reply_and_its_conclusion_concludes_when_it_starts_again(tmp_path: Path) -> None:
+def test_an_agent_killed_between_a_reply_and_its_conclusion_concludes_when_it_starts_again(
+        tmp_path: Path, store_location: StoreLocations) -> None:
     # Found by the kill -9 campaign: the conclusion is its own transaction after the reply's, and an
     # acked reply is not delivered again, so the case stayed with every item verified and no finding.
-    requester, ring, case = _replied(tmp_path)
+    requester, ring, case = _replied(store_location)
     assert requester.commitments.case(case).state.status == "signed"
     agent = BureauAgent("shenpi", requester, ring, Positions(tmp_path / "relay.db"), [], SimulatedClock(T0),
                         "nats://127.0.0.1:4222", opener=None)

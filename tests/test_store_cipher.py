@@ -15,9 +15,11 @@ import pytest
 from agencies.trust.keys import KeyStore, KeyStoreError
 from aggregates.cipher import AeadCipher, StoreKeyError, StoreUndecryptable
 from aggregates.clock import SimulatedClock
+from aggregates.database import Location, Sql, is_postgres
 from aggregates.store import BureauStore, NumberSeries
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from schemas.errors import XiezhuError
+from tests.conftest import StoreLocations
 from tests.test_signing import make_signer
 from xiezhu.bootstrap import open_store
 from xiezhu.settings import Settings
@@ -34,7 +36,7 @@ def clock() -> SimulatedClock:
     return SimulatedClock(datetime(2026, 9, 21, 1, tzinfo=UTC))
 
 
-def open_at(path: Path, key: bytes | None) -> BureauStore:
+def open_at(path: Location, key: bytes | None) -> BureauStore:
     return BureauStore("shenpi", path, SIGNER.sign, clock(), store_key=key)
 
 
@@ -45,8 +47,16 @@ def send(store: BureauStore) -> str:
                          items=[CommitmentItem(no=1, text=COMMITMENT, check="police.no-criminal-record")]).case
 
 
-def raw(path: Path) -> bytes:
-    """The store's bytes on disk: the SQLite file and its write-ahead log, if there is one."""
+def raw(path: Location) -> bytes:
+    """The store's bytes at rest: the SQLite file and its write-ahead log, if there is one; on PostgreSQL
+    every value of every row of every table in the store's schema."""
+    if is_postgres(path):
+        with contextlib.closing(Sql(path)) as db:
+            tables = [r[0] for r in db.execute("SELECT table_name::text FROM information_schema.tables "
+                                               "WHERE table_schema = current_schema()")]
+            values = [v for t in tables for row in db.execute(f"SELECT * FROM {t}") for v in row]
+        return b"\n".join(v if isinstance(v, bytes) else str(v).encode() for v in values)
+    assert isinstance(path, Path)
     wal = path.with_name(path.name + "-wal")
     return path.read_bytes() + (wal.read_bytes() if wal.exists() else b"")
 
@@ -67,10 +77,25 @@ def visible(data: bytes, text: str) -> bool:
     return False
 
 
-def rows(path: Path) -> list[tuple[Any, ...]]:
+def rows(path: Location) -> list[tuple[Any, ...]]:
+    """The store's events as stored (eventsourcing's table: ``stored_events``, on PostgreSQL ``bureaustore_events``)."""
+    if is_postgres(path):
+        with contextlib.closing(Sql(path)) as db:
+            return [tuple(r) for r in db.execute("SELECT originator_id::text, originator_version, topic, state "
+                                                 "FROM bureaustore_events ORDER BY notification_id")]
     with contextlib.closing(sqlite3.connect(f"file:{path}?mode=ro", uri=True)) as db:
         return db.execute("SELECT originator_id, originator_version, topic, state FROM stored_events "
                           "ORDER BY rowid").fetchall()
+
+
+def tamper_last_case_event(path: Location) -> None:
+    """Flip the last bit of the newest assistance case event's stored (encrypted) state."""
+    table, order = ("bureaustore_events", "notification_id") if is_postgres(path) else ("stored_events", "rowid")
+    with contextlib.closing(Sql(path)) as db, db.transaction():
+        key, state = db.execute(f"SELECT {order}, state FROM {table} WHERE topic LIKE '%AssistanceCase%' "
+                                f"ORDER BY {order} DESC LIMIT 1").fetchone()
+        state = bytes(state)
+        db.execute(f"UPDATE {table} SET state = ? WHERE {order} = ?", (state[:-1] + bytes([state[-1] ^ 1]), key))
 
 
 def shown_chain(e: BaseException) -> list[BaseException]:
@@ -86,17 +111,17 @@ def shown_chain(e: BaseException) -> list[BaseException]:
 # -- (a) nothing personal on disk; the same key reads it back ---------------------------------------
 
 
-def test_without_a_store_key_the_personal_data_is_readable_on_disk(tmp_path: Path) -> None:
+def test_without_a_store_key_the_personal_data_is_readable_on_disk(store_location: StoreLocations) -> None:
     """The control: the check below finds the data when the store is not encrypted."""
-    path = tmp_path / "plain.db"
+    path = store_location("plain")
     store = open_at(path, None)
     send(store)
     assert all(visible(raw(path), text) for text in PERSONAL)
     store.close()
 
 
-def test_the_store_file_holds_no_personal_data_and_reads_back_with_its_key(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+def test_the_store_file_holds_no_personal_data_and_reads_back_with_its_key(store_location: StoreLocations) -> None:
+    path = store_location("events")
     store = open_at(path, KEY)
     case = send(store)
     on_disk = raw(path)
@@ -116,8 +141,8 @@ def test_the_store_file_holds_no_personal_data_and_reads_back_with_its_key(tmp_p
 # -- (b) another key: a clear error, and nothing changes --------------------------------------------
 
 
-def test_another_key_is_refused_at_open_with_a_clear_error_and_changes_nothing(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+def test_another_key_is_refused_at_open_with_a_clear_error_and_changes_nothing(store_location: StoreLocations) -> None:
+    path = store_location("events")
     store = open_at(path, KEY)
     case = send(store)
     store.close()
@@ -135,8 +160,8 @@ def test_another_key_is_refused_at_open_with_a_clear_error_and_changes_nothing(t
     again.close()
 
 
-def test_an_encrypted_store_opened_without_its_key_says_so(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+def test_an_encrypted_store_opened_without_its_key_says_so(store_location: StoreLocations) -> None:
+    path = store_location("events")
     store = open_at(path, KEY)
     send(store)
     store.close()
@@ -146,17 +171,13 @@ def test_an_encrypted_store_opened_without_its_key_says_so(tmp_path: Path) -> No
     assert rows(path) == before
 
 
-def test_a_tampered_event_is_the_same_clear_error_when_it_is_read(tmp_path: Path) -> None:
-    path = tmp_path / "events.db"
+def test_a_tampered_event_is_the_same_clear_error_when_it_is_read(store_location: StoreLocations) -> None:
+    path = store_location("events")
     store = open_at(path, KEY)
     send(store)
     second = send(store)
     store.close()
-    with contextlib.closing(sqlite3.connect(path)) as db, db:
-        rowid, state = db.execute("SELECT rowid, state FROM stored_events WHERE topic LIKE '%AssistanceCase%' "
-                                  "ORDER BY rowid DESC LIMIT 1").fetchone()
-        db.execute("UPDATE stored_events SET state = ? WHERE rowid = ?",
-                   (state[:-1] + bytes([state[-1] ^ 1]), rowid))
+    tamper_last_case_event(path)
 
     again = open_at(path, KEY)  # the first event is intact: it opens
     with pytest.raises(StoreUndecryptable, match="cannot be decrypted") as caught:
