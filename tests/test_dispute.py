@@ -4,7 +4,6 @@ from __future__ import annotations
 from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
-from pathlib import Path
 from typing import Any
 
 import msgspec
@@ -37,7 +36,7 @@ from schemas.dispute import (
 from schemas.envelope import LEDGER, Envelope, Signed, decode_envelope, new_id
 from schemas.events import Payload
 from tests.conftest import ITEMS as CONFTEST_ITEMS
-from tests.conftest import make_node
+from tests.conftest import StoreLocations, make_node
 from tests.test_signing import entry, make_signer, request_env
 from tests.test_store import APPLICANT
 from xiezhu.demo_dispute import dispute_a_decline
@@ -340,17 +339,19 @@ class World:
 
 
 @pytest.fixture
-def w(tmp_path: Path) -> Iterator[World]:
+def w(store_location: StoreLocations) -> Iterator[World]:
     clock = SimulatedClock(T0)
     signers: dict[str, Signer] = {c: make_signer(c) for c in ("shenpi", "gongan", "sifa", "zhengfuban")}
     ring = KeyRing([entry(s, valid_from=T0 - timedelta(days=1)) for s in signers.values()])
     catalogue = CatalogueRegistry(None, clock)
     catalogue.review(catalogue.apply_adjustment("assistance", "shenpi", BASIS, adds=[item()]), True)
     catalogue.publish("assistance")
-    stores = {c: BureauStore(c, tmp_path / f"{c}.db", s.sign, clock, catalogue) for c, s in signers.items()}
-    ledger = Ledger(tmp_path / "ledger.db")
+    stores = {c: BureauStore(c, store_location(c), s.sign, clock, catalogue) for c, s in signers.items()}
+    ledger = Ledger(store_location("ledger"))
     yield World(clock, ring, catalogue, stores, ledger)
     ledger.close()
+    for store in stores.values():
+        store.close()
 
 
 def declined_request(w: World) -> CaseState:

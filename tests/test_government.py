@@ -8,7 +8,6 @@ applied by 区司法局's agent from the wire, which no store-level test shows.
 from __future__ import annotations
 
 from datetime import date
-from pathlib import Path
 
 import msgspec
 import pytest
@@ -23,7 +22,7 @@ from projections.replay import replay
 from schemas.assistance import CommitmentItem, Matter
 from schemas.catalogue import MatterRow
 from schemas.envelope import LEDGER
-from tests.conftest import ITEMS, START, make_node
+from tests.conftest import ITEMS, START, StoreLocations, make_node
 from tests.test_store import APPLICANT
 from xiezhu.demo_dispute import _answer, _deliver, _fail, _raise
 from xiezhu.settings import Settings
@@ -105,7 +104,8 @@ async def test_over_nats_the_district_government_publishes_the_list_decides_a_di
         await node.stop()
 
 
-def test_sifa_keeps_only_the_district_governments_publication_of_the_rows_it_published(tmp_path: Path) -> None:
+def test_sifa_keeps_only_the_district_governments_publication_of_the_rows_it_published(
+        store_location: StoreLocations) -> None:
     """一(三): 区司法局's store refuses a publication signed by anyone but 区政府办公室, or naming other rows."""
     from aggregates.errors import RuleError
     from aggregates.store import BureauStore
@@ -118,11 +118,11 @@ def test_sifa_keeps_only_the_district_governments_publication_of_the_rows_it_pub
     catalogue.review(catalogue.apply_adjustment("matters", "shenpi", BASIS, adds=[MATTER]), True)
     version = catalogue.publish("matters", publisher="zhengfuban")
     v1 = catalogue.version("matters", version)
-    stores = {c: BureauStore(c, tmp_path / f"{c}.db", make_signer(c).sign, clock, catalogue)
+    stores = {c: BureauStore(c, store_location(c), make_signer(c).sign, clock, catalogue)
               for c in ("zhengfuban", "sifa", "shenpi")}
     with pytest.raises(RuleError, match="区政府"):
         stores["shenpi"].notices.publish_list("matters", 1, v1.digest, 1, v1.published_at)
-    other = BureauStore("zhengfuban", tmp_path / "other.db", make_signer("zhengfuban").sign, clock, catalogue)
+    other = BureauStore("zhengfuban", store_location("other"), make_signer("zhengfuban").sign, clock, catalogue)
     assert other.notices.publish_list("matters", 1, "0" * 64, 1, v1.published_at)
     assert other.notices.publish_list("matters", 2, v1.digest, 1, v1.published_at)
     assert stores["zhengfuban"].notices.publish_list("matters", 1, v1.digest, 1, v1.published_at)

@@ -150,7 +150,7 @@ async def test_a_request_whose_assisting_agent_never_runs_goes_overdue_and_the_b
         await node.stop()
 
 
-def test_the_district_government_criticises_a_bureau_for_its_breaches_and_orders_a_correction(tmp_path) -> None:  # type: ignore[no-untyped-def]
+def test_the_district_government_criticises_a_bureau_for_its_breaches_and_orders_a_correction(store_location) -> None:  # type: ignore[no-untyped-def]
     """附件2 第十二条: 由区政府予以教育或通报批评，责令其限期改正 — only 区政府 may, and the ledger shows it."""
     from datetime import date
 
@@ -164,9 +164,9 @@ def test_the_district_government_criticises_a_bureau_for_its_breaches_and_orders
     from tests.test_signing import make_signer
 
     clock = SimulatedClock(datetime(2026, 10, 12, 9, tzinfo=SHANGHAI))
-    district = BureauStore("zhengfuban", tmp_path / "z.db", make_signer("zhengfuban").sign, clock)
-    ziran = BureauStore("ziran", tmp_path / "r.db", make_signer("ziran").sign, clock)
-    shenpi = BureauStore("shenpi", tmp_path / "s.db", make_signer("shenpi").sign, clock)
+    district = BureauStore("zhengfuban", store_location("z"), make_signer("zhengfuban").sign, clock)
+    ziran = BureauStore("ziran", store_location("r"), make_signer("ziran").sign, clock)
+    shenpi = BureauStore("shenpi", store_location("s"), make_signer("shenpi").sign, clock)
     about = [("8b5ed1a1-3f3e-4e59-9a4e-2f1e2d3c4b5a", "20260001")]
     with pytest.raises(RuleError, match="第十二条"):
         shenpi.notices.criticise("ziran", "criticism", about, "逾期未答复", date(2026, 10, 20))
@@ -182,7 +182,7 @@ def test_the_district_government_criticises_a_bureau_for_its_breaches_and_orders
     forged = shenpi.sign(msgspec.structs.replace(env, sender="shenpi", id="0b5ed1a1-3f3e-4e59-9a4e-2f1e2d3c4b5a"))
     with pytest.raises(RuleError, match="区政府"):
         ziran.accept(forged, decode_envelope(forged.body), stream_seq=2, arrived_at=clock.now())
-    ledger = Ledger(tmp_path / "ledger.db")
+    ledger = Ledger(store_location("ledger"))
     ledger.append([(sent, env, 1, clock.now())])
     [line] = history(ledger, about[0][0]).lines
     assert line.summary.startswith("第十二条: 区政府对ziran通报批评，责令其于2026-10-20前改正")
