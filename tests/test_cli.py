@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import copy_of_demo
+from tests.conftest import DEMO_TIMEOUT, StoreLocations, copy_of_demo
 from tests.helpers import clean_env
 from tests.helpers import xiezhu as process
 from tests.helpers import xiezhu_here as run
@@ -77,6 +77,9 @@ def test_an_operator_answers_from_the_inbox(demo_dir) -> None:  # type: ignore[n
     ["inbox", "--bureau", "nope"],
     ["answer", "20269999", "--bureau", "ziran", "--item", "1=true"],
     ["sla", "--bureau", "nope"],
+    # A PostgreSQL that cannot be reached (nothing listens on port 1): the ledger, or a bureau's store.
+    ["--database-url", "postgresql://xiezhu@127.0.0.1:1/none", "sla"],
+    ["--database-url", "postgresql://xiezhu@127.0.0.1:1/none", "inbox", "--bureau", "gongan"],
 ])
 def test_a_mistake_is_one_clear_line_and_exit_1(demo_dir, args: list[str]) -> None:  # type: ignore[no-untyped-def]
     data, _ = demo_dir
@@ -647,3 +650,43 @@ def test_the_sla_commands_close_the_view_they_opened(demo_dir) -> None:  # type:
         assert view.db.execute("SELECT COUNT(*) FROM assistance_requests").fetchone()[0] > 0
     with pytest.raises(sqlite3.ProgrammingError, match="closed"):
         view.db.execute("SELECT 1")
+
+
+#: What stays a file of the data directory when the records are in PostgreSQL (decision 52): each belongs to one
+#: machine — a relay's position, the bureau's own register its verifiers read, the heads it countersigned.
+LOCAL_FILES = {"relay.db", "data.db", "witness.db", "feed.db", "alerts.db", "users.db", "tokens.db"}
+
+
+@pytest.mark.postgres
+@pytest.mark.timeout(DEMO_TIMEOUT)
+def test_the_demo_runs_on_postgresql_and_the_read_commands_read_it_there(store_location: StoreLocations) -> None:
+    """XIEZHU_DATABASE_URL: the demo's bureau stores, catalogue, ledger and views are schemas of one database
+    (no SQLite file of them in the data directory), and the commands that read them read them there."""
+    if store_location.database_url is None:
+        pytest.skip("the demo on SQLite is the session's demo (demo_run), read by every test above")
+    from aggregates.database import schemas_with_prefix
+
+    prefix = f"t{store_location.tag}"
+    store_location.schemas.append(prefix)  # dropped afterwards with every schema under the prefix
+    data = store_location.tmp_path / "xiezhu"
+    env = clean_env(data, XIEZHU_DATABASE_URL=f"{store_location.database_url}?schema={prefix}")
+    s = json.loads(process("demo", "--json", "--requests", "3", "--seed", "1", env=env, timeout=DEMO_TIMEOUT).stdout)
+    assert s["applications"] == 3 and s["ledger_events"] > 0 and s["replied"] + s["declined"] + s["withdrawn"] + \
+        s["pending"] == s["requests"] > 0
+    schemas = set(schemas_with_prefix(store_location.database_url, prefix))
+    assert {f"{prefix}__{r}" for r in ("ledger", "catalogue", "sla", "commitments", "credit", "demo")} <= schemas
+    assert {f"{prefix}_{code}" for code in ("shenpi", "gongan", "sifa", "zhengfuban")} <= schemas
+    files = [p for p in data.rglob("*.db") if (data / "nats") not in p.parents]  # not JetStream's own
+    assert {p.name for p in files} <= LOCAL_FILES, sorted(str(p) for p in files)
+
+    rows = json.loads(run("sla", "--json", env=env).stdout)
+    assert len(rows) == s["requests"]
+    assert sum(r["status"] == "replied" for r in rows.values()) == s["replied"]
+    cases = json.loads(run("cases", "--json", env=env).stdout)
+    assert len(cases) == s["applications"]
+    assert json.loads(run("outbox", "--json", env=env).stdout)["waiting"] == []
+    audit = run("audit", "--json", env=env)
+    assert json.loads(audit.stdout)["ok"] is True, audit.stdout
+    requester, number = next(k for k, r in rows.items() if r["status"] == "replied").split("/")
+    history = json.loads(run("history", number, "--from", requester, "--json", env=env).stdout)
+    assert "assistance.replied" in json.dumps(history)

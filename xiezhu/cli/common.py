@@ -312,6 +312,17 @@ def failed(language: str, en: str, zh: str) -> None:
     err.print(line, highlight=False, markup=True, soft_wrap=True)
 
 
+def _postgres_error(e: BaseException) -> BaseException | None:
+    """psycopg's error behind ``e`` (itself, or what eventsourcing's recorder wrapped), if psycopg was loaded."""
+    psycopg = sys.modules.get("psycopg")
+    if psycopg is None:
+        return None
+    for cause in (e, e.__cause__, e.__context__):
+        if isinstance(cause, psycopg.Error):
+            return cause
+    return None
+
+
 def one_line_errors(app: typer.Typer) -> None:
     """Run ``app``: a mistake becomes one clear ``error:`` (``错误：``) line and exit 1, never a traceback.
 
@@ -327,6 +338,10 @@ def one_line_errors(app: typer.Typer) -> None:
         sys.exit(1)
     except Exception as e:
         language = language_of(sys.argv[1:])
+        if (pg := _postgres_error(e)) is not None:  # unreachable, refused, no such database or role, no room
+            first = " ".join(str(pg).split())
+            failed(language, f"cannot use the PostgreSQL database: {first}", f"无法使用 PostgreSQL 数据库：{first}")
+            sys.exit(1)
         if isinstance(e, (OSError, *_nats_errors())):
             failed(language, f"cannot reach NATS or a file: {e}", f"无法连接 NATS 或读写文件：{e}")
             sys.exit(1)
