@@ -8,6 +8,7 @@ applied by 区司法局's agent from the wire, which no store-level test shows.
 from __future__ import annotations
 
 from datetime import date
+from pathlib import Path
 
 import msgspec
 import pytest
