@@ -317,10 +317,9 @@ def _postgres_error(e: BaseException) -> BaseException | None:
     psycopg = sys.modules.get("psycopg")
     if psycopg is None:
         return None
-    for cause in (e, e.__cause__, e.__context__):
-        if isinstance(cause, psycopg.Error):
-            return cause
-    return None
+    found: BaseException | None = next((c for c in (e, e.__cause__, e.__context__)
+                                        if isinstance(c, psycopg.Error)), None)
+    return found
 
 
 def one_line_errors(app: typer.Typer) -> None:
