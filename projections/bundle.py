@@ -56,7 +56,7 @@ from broker.ledger.store import (
     link,
 )
 from broker.signing import KeyRing, Rejected, Signer, decode_checked
-from projections.replay import SignatureCheck, check_signature, render_text, replay
+from projections.replay import Replay, SignatureCheck, check_signature, render_text, replay
 from schemas.envelope import SEALED_VERSION, Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
@@ -184,6 +184,13 @@ class BundleReport(msgspec.Struct, frozen=True, kw_only=True):
 # -- writing ---------------------------------------------------------------------------------------------------
 
 
+def report_text(report: Replay) -> str:
+    """The bundle's report.txt: the replay in 中文 for 区司法局's reviewer (bureaus by name), then the same
+    in English with the identifiers (decision 64)."""
+    return (render_text(report, "zh", zh_name) + "\n" + "=" * 24 + " English " + "=" * 24 + "\n\n"
+            + render_text(report))
+
+
 def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry], path: Path, *,
                  calendar: WorkingCalendar, as_of: datetime | None = None, signer: Signer | None = None,
                  created_at: datetime | None = None, scan_links: bool = False) -> Manifest:
@@ -215,7 +222,7 @@ def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry
             body=e.signed.body)) + b"\n" for e in included),
         KEYS: msgspec.json.format(msgspec.json.encode([trust[k] for k in dict.fromkeys(kids)])),
         PROOF: msgspec.json.format(msgspec.json.encode(proof)),
-        REPORT: render_text(report).encode(),
+        REPORT: report_text(report).encode(),
     }
     manifest = Manifest(format=FORMAT, versions=_versions(), case=case_id, kind=report.kind, number=report.number,
                         created_at=created, as_of=as_of, positions=positions,

@@ -506,7 +506,10 @@ def test_a_bundle_verifies_offline_without_the_ledger(desk: Desk, checkpointed: 
         proof = json.loads(z.read("proof.json"))
         assert (proof["first_pos"], len(proof["leaves"])) == (6, 14)  # pos 6..19, other cases as opaque leaves
         assert {k["kid"] for k in json.loads(z.read("keys.json"))} == {"shenpi-k1", "gongan-k1", "sifa-k1"}
-        assert "missed" in z.read("report.txt").decode()
+        text = z.read("report.txt").decode()
+        zh, _, en = text.partition(" English ")  # 中文 for 区司法局's reviewer first, then the English
+        assert zh.startswith("行政协助案件 20260001") and "区审批服务局" in zh and "逾期" in zh and "shenpi →" not in zh
+        assert "missed" in en and "shenpi →" in en
         manifest = json.loads(z.read("manifest.json"))
         assert manifest["positions"] == [6, 10, 15, 16, 17] and manifest["number"] == "20260001"
         assert manifest["files"]["events.jsonl"] == hashlib.sha256(z.read("events.jsonl")).hexdigest()
