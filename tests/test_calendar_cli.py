@@ -84,7 +84,7 @@ def test_a_2027_deadline_is_provisional_until_its_schedule_is_loaded(tmp_path: P
     before = json.loads(xiezhu(*args, data_dir=tmp_path).stdout)
     assert (before["last_working_day"], before["provisional"]) == ("2027-02-09", True)
     loaded = xiezhu("calendar", "load", str(schedule_file(tmp_path)), data_dir=tmp_path)
-    assert loaded.stdout.startswith("loaded 2027: 5 holidays, 1 make-up working days")
+    assert loaded.stdout.startswith("已载入 2027 年：节假日 5 天，调休工作日 1 天")
     assert str(tmp_path / "calendar" / "2027.toml") in loaded.stdout
     after = json.loads(xiezhu(*args, data_dir=tmp_path).stdout)
     assert (after["last_working_day"], after["provisional"]) == ("2027-02-16", False)
@@ -126,7 +126,7 @@ def test_loading_a_year_again_replaces_it(tmp_path: Path) -> None:
     xiezhu("calendar", "load", str(schedule_file(tmp_path)), data_dir=tmp_path)
     fewer = SCHEDULE.replace("2027-02-12]", "2027-02-11]")
     proc = xiezhu("calendar", "load", str(schedule_file(tmp_path, fewer, "fix.toml")), data_dir=tmp_path)
-    assert proc.stdout.startswith("replaced 2027: 4 holidays")
+    assert proc.stdout.startswith("已替换 2027 年：节假日 4 天")
     assert (tmp_path / "calendar" / "2027.toml").read_text(encoding="utf-8") == fewer
 
 

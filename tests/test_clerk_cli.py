@@ -116,10 +116,10 @@ async def test_a_commitment_case_runs_end_to_end_from_the_command_line(office: N
        "--item", f"2=assistance:{ITEMS['gongan']}")
     sent = ok(settings, "request", "--bureau", "shenpi", "--to", "gongan", "--catalogue-item", ITEMS["gongan"],
               "--case", number)
-    assert sent.out.strip() == "20260001" and "shenpi's agent sends it" in sent.err
+    assert sent.out.strip() == "20260001" and "由区审批服务局的代理程序发送" in sent.err
     await office.settle()
     ok(settings, "case", "approve", number, "--bureau", "shenpi", "--decision-no", "台审批许〔2026〕1号")
-    assert "closed" in ok(settings, "case", "conclude", number, "--bureau", "shenpi").err
+    assert "已办结" in ok(settings, "case", "conclude", number, "--bureau", "shenpi").err
     shown = json.loads(ok(settings, "case", "show", number, "--bureau", "shenpi", "--json").out)
     assert shown["status"] == "closed" and shown["requests"] == [
         {"number": "20260001", "assistor": "gongan", "status": "replied"}]
@@ -182,7 +182,7 @@ async def test_a_false_commitment_and_each_consequence(office: Node, settings: S
     # found false online before a decision: terminate, order rectification, confirm it
     # (张三 now has a false commitment on record: 四(二) closes the commitment route to him, so others apply)
     refused_route = ok(settings, "case", "open", "--bureau", "shenpi", "--matter", MATTER, *ZHANG, *TRUE_ITEMS)
-    assert "certificate-required" in refused_route.err
+    assert "须提交证明" in refused_route.err
     second = open_committed(settings, *TRUE_ITEMS, applicant=person("李四", "370405198805052345"))
     ok(settings, "case", "plan", second, "--bureau", "shenpi", "--item", "1=online:电子证照库", "--item", "2=online")
     refused(settings, "case", "verify", second, "--bureau", "shenpi", "--item", "1", "--verdict", "false",
@@ -191,7 +191,7 @@ async def test_a_false_commitment_and_each_consequence(office: Node, settings: S
        "--online", "电子证照库", "--reason", "户籍地址不符")
     ok(settings, "case", "verify", second, "--bureau", "shenpi", "--item", "2", "--verdict", "true",
        "--online", "信息共享平台")
-    assert "false-commitment" in ok(settings, "case", "conclude", second, "--bureau", "shenpi").err
+    assert "虚假承诺" in ok(settings, "case", "conclude", second, "--bureau", "shenpi").err
     ok(settings, "case", "terminate", second, "--bureau", "shenpi", "--legal-reason", "三(三)：承诺不实，终止办理")
     refused(settings, "case", "rectify", second, "--bureau", "shenpi", "--by", "2020-01-01",
             "--legal-reason", "过期")
@@ -237,7 +237,7 @@ def test_without_a_running_agent_the_command_says_queued(tmp_path: Path) -> None
     publish_catalogue(SimpleNamespace(catalogue=open_catalogue(settings, SystemClock())))  # type: ignore[arg-type]
     sent = ok(settings, "request", "--bureau", "shenpi", "--to", "gongan", "--catalogue-item", ITEMS["gongan"],
               *ZHANG, "--matter-code", "370405-XK-0101", "--matter-name", "食品经营许可", *TRUE_ITEMS)
-    assert "queued: the agent will send it" in sent.err
+    assert "已排队，代理程序启动后发送" in sent.err
     waiting = json.loads(ok(settings, "outbox", "--json").out)["waiting"]
     assert [w["number"] for w in waiting] == [sent.out.strip()]
     # the real entry point: one error line, exit 1
@@ -266,7 +266,7 @@ async def test_supervision_after_an_all_exempt_case_closed_is_recorded_from_the_
     number = open_committed(settings, *TRUE_ITEMS)
     ok(settings, "case", "approve", number, "--bureau", "shenpi", "--decision-no", "台审批许〔2026〕3号")
     ok(settings, "case", "plan", number, "--bureau", "shenpi", "--item", "1=exempt", "--item", "2=exempt")
-    assert "closed" in ok(settings, "case", "conclude", number, "--bureau", "shenpi").err
+    assert "已办结" in ok(settings, "case", "conclude", number, "--bureau", "shenpi").err
     supervise = ["case", "supervise", number, "--bureau", "shenpi", "--item", "2", "--verdict", "false",
                  "--reason", "抽查发现申请人有犯罪记录"]
     assert "双随机、一公开" in refused(settings, *supervise, "--way", "随机看看").err  # the error names the ways

@@ -107,7 +107,7 @@ def test_the_demo_never_wipes_a_directory_it_did_not_make(tmp_path: Path) -> Non
     precious = tmp_path / "ledger.db"
     precious.write_text("a bureau's real data")
     proc = run("demo", "--json", "--requests", "5", data_dir=tmp_path, check=False)
-    assert proc.returncode == 1 and "not a demo" in proc.stderr
+    assert proc.returncode == 1 and "不属于演示的数据" in proc.stderr
     assert precious.read_text() == "a bureau's real data"
 
 
@@ -175,7 +175,7 @@ def test_a_bureau_adjusts_its_catalogue_rows_from_its_spreadsheet(demo_dir, tmp_
     sheet.write_text("\n".join([lines[0], ",".join(first), *lines[2:]]) + "\n", encoding="utf-8")
     applied = run("catalogue", "apply", "--kind", "assistance", "--bureau", "shenpi", "--basis",
                   "根据核查工作量调整回复时限", str(sheet), data_dir=data)
-    assert "1 changed" in applied.stderr
+    assert "修改 1 项" in applied.stderr
     pending = json.loads(run("catalogue", "adjustments", "--json", data_dir=data).stdout)
     [adj] = [a for a in pending if a["status"] == "pending"]
     run("catalogue", "review", adj["id"], "--approve", data_dir=data)
@@ -291,7 +291,7 @@ def test_a_bureau_handles_credit_repair_from_the_command_line(demo_dir) -> None:
     assert early.returncode == 1 and early.stderr.startswith("错误：")  # nothing applied for yet
     run("credit", "repair", number, "--bureau", bureau, "--evidence", "已补交相关证明材料", data_dir=data)
     done = run("credit", "approve-repair", number, "--bureau", bureau, "--reasons", "整改到位", data_dir=data)
-    assert "repaired" in done.stderr
+    assert "已信用修复" in done.stderr
 
 
 def test_the_audit_walks_the_demo_ledger_and_finds_a_flipped_byte(demo_dir, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
@@ -543,7 +543,7 @@ def test_a_damaged_view_is_rebuilt_by_projections_rebuild(demo_dir, tmp_path: Pa
     assert broken.returncode == 1 and broken.stderr.startswith("错误：数据文件已损坏"), broken.stderr
     rebuilt = run("projections", "rebuild", data_dir=copy, check=False)
     assert rebuilt.returncode == 0, rebuilt.stderr
-    assert "moved to sla.db.damaged" in rebuilt.stderr
+    assert "已移至 sla.db.damaged" in rebuilt.stderr
     assert run("sla", "--json", data_dir=copy).stdout == run("sla", "--json", data_dir=demo_dir[0]).stdout
 
 

@@ -203,7 +203,7 @@ def test_outbox_shows_what_no_agent_has_sent_yet(tmp_path: Path) -> None:
         "shenpi", "ziran", "20260001", "assistance.requested")
     assert shown["agents_running"] == {"shenpi": False}
     table = run("outbox", "--bureau", "shenpi", data_dir=settings.data_dir)
-    assert "20260001" in table.stdout and "no agent runs here" in table.stderr
+    assert "20260001" in table.stdout and "本机没有运行其代理程序" in table.stderr
     assert "待 JetStream 确认 1 条" in table.stdout
     assert "区审批服务局" in table.stdout and "区自然资源局" in table.stdout  # bureaus by name
     # an agent holding the bureau's lock is seen as running

@@ -702,7 +702,7 @@ def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, t
     assert as_json.exit_code == 0, as_json.output
     r = msgspec.json.decode(as_json.stdout, type=Replay)
     assert r.status == "replied" and r.deadlines[0].state == "met"
-    assert "signed by sifa-" in as_json.stderr
+    assert "由 sifa-" in as_json.stderr
 
     trust = ["--trust", str(data_dir / "keys" / "trust.json")]
     ok = invoke(ledger_app, ["verify-bundle", str(bundle), *trust])

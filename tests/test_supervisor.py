@@ -71,7 +71,7 @@ def test_run_starts_each_service_restarts_a_killed_one_and_stops_them_all(tmp_pa
             proc.wait()
     text = stderr.decode()
     assert proc.returncode == 0, text
-    assert "agent gongan ended with status -9" in text and "stopped ledger" in text
+    assert "agent gongan 运行" in text and "后退出，状态 -9" in text and "已停止 ledger" in text
     assert not agent_running(settings.bureau_dir("gongan")) and not agent_running(settings.bureau_dir(JUSTICE))
 
 

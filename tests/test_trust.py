@@ -456,14 +456,14 @@ def test_the_keys_commands_init_list_rotate_and_revoke_a_data_directory(tmp_path
     env = {"XIEZHU_DATA_DIR": str(tmp_path / "xiezhu"), "XIEZHU_NATS_URL": "", "COLUMNS": "200"}
     init = invoke(keys_app, ["init"], env=env)
     assert init.exit_code == 0, init.output
-    assert "version 1, signed by dashuju-root-" in init.stderr
+    assert "第 1 版，由 dashuju-root-" in init.stderr
     listed = json.loads(invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
     assert listed["version"] == 1 and [k["state"] for k in listed["keys"]] == ["valid"]
     kid = listed["keys"][0]["kid"]
 
     rotated = invoke(keys_app, ["rotate", "gongan", "--overlap-days", "2"], env=env)
     assert rotated.exit_code == 0, rotated.output
-    assert "not published (no --nats-url)" in rotated.stderr
+    assert "未发布（没有 --nats-url）" in rotated.stderr
     revoked = invoke(keys_app, ["revoke", kid, "--reason", "私钥泄露"], env=env)
     assert revoked.exit_code == 0, revoked.output
     listed = json.loads(invoke(keys_app, ["list", "--bureau", "gongan", "--json"], env=env).stdout)
@@ -496,7 +496,7 @@ async def test_keys_rotate_with_a_nats_url_publishes_the_new_version(tmp_path: P
         assert invoke(keys_app, ["init"], env=env).exit_code == 0
         result = await _in_thread(["rotate", "shenpi"], env)
         assert result.exit_code == 0, result.output
-        assert "trust list version 2 published to" in result.stderr
+        assert "第 2 版信任列表已发布到" in result.stderr
         last = await fetch_latest(nc.jetstream())
         assert last is not None and last.body == held(KeyStore(data / "keys")).body
     finally:
@@ -754,8 +754,8 @@ def test_keys_rotate_root_hands_the_root_over_in_a_data_directory(tmp_path: Path
     result = invoke(keys_app, ["rotate-root"], env=env)
     assert result.exit_code == 0, result.output
     new = keys.anchor().kid
-    assert f"from {old} to {new} in trust list version 2" in result.stderr
-    assert "not published (no --nats-url)" in result.stderr
+    assert f"第 2 版信任列表由 {old} 移交给 {new}" in result.stderr
+    assert "未发布（没有 --nats-url）" in result.stderr
     listed = json.loads(invoke(keys_app, ["list", "--json"], env=env).stdout)
     assert (listed["version"], listed["root_kid"], listed["next_root"]) == (3, new, None)
     assert "Example: xiezhu" in invoke(keys_app, ["rotate-root", "--help"], env=env).stdout

@@ -72,14 +72,27 @@ def plan(data_dir: Path, nats_url: str, bureaus: Iterable[str], ledger: bool,
     return out
 
 
+#: What the supervisor says of its services, per language.
+_WORDS = {
+    "en": {"started": "started {name} (pid {pid})",
+           "ended": "{name} ended with status {code} after {lived:.1f} s; restarting in {pause:g} s",
+           "killing": "{name} did not stop within {grace:g} s; killing it", "stopped": "stopped {name}"},
+    "zh": {"started": "已启动 {name}（pid {pid}）",
+           "ended": "{name} 运行 {lived:.1f} 秒后退出，状态 {code}；{pause:g} 秒后重启",
+           "killing": "{name} 未在 {grace:g} 秒内停止；强制结束", "stopped": "已停止 {name}"},
+}
+
+
 class Supervisor:
     """Starts services, restarts the ones that die, stops them all on request."""
 
     def __init__(self, services: Sequence[Service], *, say: Callable[[str], None] = print,
-                 env: dict[str, str] | None = None, log_dir: Path | None = None) -> None:
-        """``log_dir``: each service's output is appended to ``<log_dir>/<name>.log`` instead of ours."""
+                 env: dict[str, str] | None = None, log_dir: Path | None = None, language: str = "en") -> None:
+        """``log_dir``: each service's output is appended to ``<log_dir>/<name>.log`` instead of ours;
+        ``language``: what ``say`` is told, in 中文 ("zh") or English."""
         self.services = list(services)
         self.say = say
+        self.words = _WORDS["zh" if language == "zh" else "en"]
         self.env = env
         self.log_dir = log_dir
         self.stopping = threading.Event()
@@ -92,7 +105,7 @@ class Supervisor:
             with open(self.log_dir / f"{s.name.replace(' ', '-')}.log", "ab") as log:
                 s.proc = subprocess.Popen(s.argv, env=self.env, stdout=log, stderr=subprocess.STDOUT)
         s.started_at = time.monotonic()
-        self.say(f"started {s.name} (pid {s.proc.pid})")
+        self.say(self.words["started"].format(name=s.name, pid=s.proc.pid))
 
     def check(self) -> None:
         """Notice services that ended and start them again when their pause is over."""
@@ -107,7 +120,7 @@ class Supervisor:
                 s.pause_s = FIRST_PAUSE_S if lived >= HEALTHY_AFTER_S else min(s.pause_s * 2, MAX_PAUSE_S)
                 s.due_at = now + s.pause_s
                 s.proc = None
-                self.say(f"{s.name} ended with status {code} after {lived:.1f} s; restarting in {s.pause_s:g} s")
+                self.say(self.words["ended"].format(name=s.name, code=code, lived=lived, pause=s.pause_s))
             elif now >= s.due_at:
                 if s.started_at:
                     s.restarts += 1
@@ -138,10 +151,10 @@ class Supervisor:
             try:
                 s.proc.wait(timeout=max(0.0, deadline - time.monotonic()))
             except subprocess.TimeoutExpired:
-                self.say(f"{s.name} did not stop within {STOP_GRACE_S:g} s; killing it")
+                self.say(self.words["killing"].format(name=s.name, grace=STOP_GRACE_S))
                 s.proc.kill()
                 s.proc.wait()
-            self.say(f"stopped {s.name}")
+            self.say(self.words["stopped"].format(name=s.name))
 
 
 def run_forever(supervisor: Supervisor) -> None:

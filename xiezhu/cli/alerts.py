@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from aggregates.registry import Registry, zh_name
-from xiezhu.cli.common import err, print_json
+from xiezhu.cli.common import err, in_lang, print_json
 from xiezhu.cli.common import settings_of as _settings
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -35,7 +35,9 @@ def add(ctx: typer.Context, bureau: BureauOpt,
         added = alerts.add(address)
     finally:
         alerts.close()
-    err.print(f"{address.strip()} {'added to' if added else 'was already on'} {code}'s alert list")
+    err.print(in_lang(f"{address.strip()} " + (f"已加入{zh_name(code)}的告警名单" if added
+                                               else f"已在{zh_name(code)}的告警名单上"),
+                      f"{address.strip()} {'added to' if added else 'was already on'} {code}'s alert list"))
 
 
 @app.command("remove")
@@ -56,7 +58,8 @@ def remove(ctx: typer.Context, bureau: BureauOpt,
                               zh=f"{address.strip()} 不在{zh_name(code)}的告警名单上")
     finally:
         alerts.close()
-    err.print(f"{address.strip()} removed from {code}'s alert list")
+    err.print(in_lang(f"{address.strip()} 已从{zh_name(code)}的告警名单中删除",
+                      f"{address.strip()} removed from {code}'s alert list"))
 
 
 @app.command("list")

@@ -11,7 +11,7 @@ import msgspec
 import typer
 
 from aggregates.calendar_store import CalendarStore
-from aggregates.registry import Registry
+from aggregates.registry import Registry, zh_name
 from projections.commitments import CommitmentView
 from schemas import labels
 from schemas.assistance import ItemResult
@@ -26,6 +26,7 @@ from xiezhu.cli.common import (
     case_history,
     err,
     history_lines,
+    in_lang,
     ledger_at,
     operator_name,
     print_history,
@@ -36,6 +37,7 @@ from xiezhu.cli.common import (
 )
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
+from xiezhu.cli.tables import lang
 from xiezhu.deadlines import late_warnings
 
 app = typer.Typer()
@@ -205,7 +207,7 @@ def letter(
         _print_json([w.as_json() for w in written])
         return
     for w in written:
-        err.print(f"wrote {w.path}")
+        err.print(in_lang(f"已写入 {w.path}", f"wrote {w.path}"))
 
 
 @app.command()
@@ -331,11 +333,13 @@ def answer(
     system = system_of(ctx)
     desk = system.desk(bureau, existing=True)
     case = desk.find_request(number, requester)
-    late = late_warnings(CalendarStore(system.settings.calendar_dir), desk.request(case), system.clock.now(), "reply")
+    late = late_warnings(CalendarStore(system.settings.calendar_dir), desk.request(case), system.clock.now(), "reply",
+                       lang())
     st = desk.answer(case, results, operator_name(operator))
     for line in late:
-        err.print(f"[yellow]warning:[/] {line}")
-    said(system.settings, bureau, f"replied to {st.requester}'s {st.number}")
+        err.print(in_lang(f"[yellow]警告：[/]{line}", f"[yellow]warning:[/] {line}"))
+    said(system.settings, bureau, f"replied to {st.requester}'s {st.number}",
+         f"已答复{zh_name(st.requester)}的 {st.number}")
 
 
 @app.command()
@@ -355,13 +359,14 @@ def decline(
     desk = system.desk(bureau, existing=True)
     case = desk.find_request(number, requester)
     late = late_warnings(CalendarStore(system.settings.calendar_dir), desk.request(case), system.clock.now(),
-                         "decline")
+                         "decline", lang())
     try:
         st = desk.decline(case, reason, operator_name(operator))
     except msgspec.ValidationError as e:
         raise XiezhuError(f"cannot decline: {e}", zh=f"无法拒绝协助：{e}") from e
     for line in late:
-        err.print(f"[yellow]warning:[/] {line}")
-    said(system.settings, bureau, f"declined {st.requester}'s {st.number}")
+        err.print(in_lang(f"[yellow]警告：[/]{line}", f"[yellow]warning:[/] {line}"))
+    said(system.settings, bureau, f"declined {st.requester}'s {st.number}",
+         f"已书面告知{zh_name(st.requester)}不能协助 {st.number}")
 
 

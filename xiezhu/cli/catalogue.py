@@ -10,9 +10,10 @@ import typer
 from aggregates.registry import Registry
 from aggregates.store.catalogue import CatalogueRegistry
 from projections.documents import catalogue_io
+from schemas import labels
 from schemas.catalogue import DISTRICT_GOVERNMENT
 from schemas.errors import XiezhuError
-from xiezhu.cli.common import AsJson, catalogue_kind, out, print_json, resolve_bureau, system_of
+from xiezhu.cli.common import AsJson, catalogue_kind, in_lang, out, print_json, resolve_bureau, system_of
 
 app = typer.Typer(no_args_is_help=True, help="The catalogues of 附件8 (matters) and 附件9 (assistance items).")
 
@@ -138,7 +139,7 @@ def export(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="A .csv
     rows = [r for r in cat.current(k) if bureau is None or owner_of(r) == bureau]
     catalogue_io.export_rows(k, rows, file, reg, department=reg.name(bureau) if bureau else "区司法局",
                              filler=filler, phone=phone)
-    typer.echo(f"wrote {len(rows)} rows to {file}", err=True)
+    typer.echo(in_lang(f"已将 {len(rows)} 行写入 {file}", f"wrote {len(rows)} rows to {file}"), err=True)
 
 
 @app.command("apply")
@@ -155,7 +156,8 @@ def apply(ctx: typer.Context, file: Annotated[Path, typer.Argument(help="The bur
     reg[bureau]
     wanted = catalogue_io.import_rows(k, file, reg)
     adj, added, changed, removed = system_of(ctx).desk(bureau).apply_sheet(k, basis, wanted)
-    typer.echo(f"{adj}: {added} added, {changed} changed, {removed} removed; waits for 区司法局", err=True)
+    typer.echo(in_lang(f"{adj}：新增 {added} 项、修改 {changed} 项、删除 {removed} 项；待区司法局审核",
+                       f"{adj}: {added} added, {changed} changed, {removed} removed; waits for 区司法局"), err=True)
 
 
 @app.command("review")
@@ -167,7 +169,8 @@ def review(ctx: typer.Context, adjustment: Annotated[str, typer.Argument(help="T
     Example: [bold]xiezhu catalogue review assistance-0003 --reject --reasons "设定依据不明确"[/]
     """
     a = system_of(ctx).justice().review(adjustment, approve, reasons)
-    typer.echo(f"{a.id}: {a.status}", err=True)
+    typer.echo(in_lang(f"{a.id}：{ {'approved': '已批准', 'rejected': '已驳回'}.get(a.status, a.status)}",
+                       f"{a.id}: {a.status}"), err=True)
 
 
 @app.command("publish")
@@ -183,7 +186,8 @@ def publish(ctx: typer.Context, kind: Kind = "assistance",
     k = catalogue_kind(kind)
     version = system_of(ctx).justice().publish(k, file_with_city=file_with_city)
     filed = file_with_city and k == "matters"
-    typer.echo(f"{k} version {version} published" + (" and filed with 市司法局" if filed else ""), err=True)
+    typer.echo(in_lang(f"{labels.CATALOGUE_KIND[k]}第 {version} 版已公布" + ("并报市司法局备案" if filed else ""),
+                       f"{k} version {version} published" + (" and filed with 市司法局" if filed else "")), err=True)
 
 
 @app.command("memorandum")
@@ -212,4 +216,5 @@ def memorandum(ctx: typer.Context,
     except (ValueError, msgspec.ValidationError) as e:
         raise XiezhuError(f"memorandum: {e}", zh=f"备忘录：{e}") from e
     system_of(ctx).justice().file_memorandum(memo)
-    typer.echo(f"{memo.id} filed with 区司法局 and 区委编办", err=True)
+    typer.echo(in_lang(f"{memo.id} 已报区司法局和区委编办备案", f"{memo.id} filed with 区司法局 and 区委编办"),
+               err=True)

@@ -14,11 +14,13 @@ import msgspec
 import typer
 
 from aggregates.commitment import CommitmentState
+from aggregates.registry import zh_name
 from aggregates.store import SHANGHAI
+from schemas import labels
 from schemas.assistance import Applicant, CommitmentItem, Matter, Verdict
 from schemas.commitment import PlannedItem
 from schemas.errors import XiezhuError
-from xiezhu.cli.common import AsJson, err, print_json, resolve_bureau, said, system_of
+from xiezhu.cli.common import AsJson, err, in_lang, print_json, resolve_bureau, said, system_of
 
 __all__ = ["case_app", "forward", "onsite", "request", "said", "withdraw"]
 
@@ -93,8 +95,8 @@ def _numbers(text: str | None, option: str) -> list[int] | None:
                               zh=f"{option} {text!r}：应为以逗号分隔的事项序号，例如 1,2") from None
 
 
-def _sent(ctx: typer.Context, bureau: str, what: str) -> None:
-    said(system_of(ctx).settings, bureau, what)
+def _sent(ctx: typer.Context, bureau: str, what: str, what_zh: str) -> None:
+    said(system_of(ctx).settings, bureau, what, what_zh)
 
 
 def _case_json(st: CommitmentState) -> dict[str, Any]:
@@ -105,10 +107,11 @@ def _case_json(st: CommitmentState) -> dict[str, Any]:
     return shown
 
 
-def _done(st: CommitmentState, what: str, as_json: bool) -> None:
+def _done(st: CommitmentState, what: str, as_json: bool, zh: str) -> None:
     if as_json:
         print_json(_case_json(st))
-    err.print(f"[green]{what}[/]: {st.number} is now {st.status}")
+    err.print(in_lang(f"[green]{zh}[/]：{st.number} 现为{labels.CASE_STATUS.get(st.status, st.status)}",
+                      f"[green]{what}[/]: {st.number} is now {st.status}"))
 
 
 # -- xiezhu request ------------------------------------------------------------------------------------
@@ -196,14 +199,15 @@ def request(
                              catalogue_item=catalogue_item, applied_on=day, channel=channel,  # type: ignore[arg-type]
                              staff=staff, commitment_case=link)
     for p in late:
-        err.print(f"[yellow]warning:[/] item {p.no} of {case} was to be verified by {p.due_on} (三(一)); "
-                  f"it is late already")
+        err.print(in_lang(f"[yellow]警告：[/]{case} 第 {p.no} 项应于 {p.due_on} 前核查（三(一)）；已经逾期",
+                          f"[yellow]warning:[/] item {p.no} of {case} was to be verified by {p.due_on} (三(一)); "
+                          f"it is late already"))
     if as_json:
         print_json({"number": sent.number, "case": sent.case, "requester": sent.requester, "assistor": sent.assistor,
                     "status": sent.status})
     else:
         print(sent.number)
-    _sent(ctx, bureau, f"行政协助函 {sent.number} to {to}")
+    _sent(ctx, bureau, f"行政协助函 {sent.number} to {to}", f"行政协助函 {sent.number} 发往{zh_name(to)}")
 
 
 # -- xiezhu withdraw / forward / onsite ------------------------------------------------------------------
@@ -223,7 +227,7 @@ def withdraw(
         raise ClerkInputError("--reason: say why (at least two characters)", zh="--reason：请写明理由（至少两个字）")
     desk = system_of(ctx).desk(bureau, existing=True)
     st = desk.withdraw_request(desk.find_request(number, bureau), reason.strip())
-    _sent(ctx, bureau, f"withdrew {st.number}")
+    _sent(ctx, bureau, f"withdrew {st.number}", f"已撤回 {st.number}")
 
 
 def forward(
@@ -242,7 +246,8 @@ def forward(
         raise ClerkInputError("--institution: name the institution", zh="--institution：请写明机构名称")
     desk = system_of(ctx).desk(bureau, existing=True)
     st = desk.forward(desk.find_request(number, requester), institution.strip(), note.strip())
-    _sent(ctx, bureau, f"forwarded {st.requester}'s {st.number} to {institution.strip()}")
+    _sent(ctx, bureau, f"forwarded {st.requester}'s {st.number} to {institution.strip()}",
+          f"已将{zh_name(st.requester)}的 {st.number} 转交{institution.strip()}")
 
 
 def onsite(
@@ -266,7 +271,7 @@ def onsite(
     v = _verdict(verdict, reason)
     desk = system_of(ctx).desk(bureau, existing=True)
     st = desk.verify_on_site(desk.find_commitment(number), item_no, v, officers, reason.strip())
-    _done(st, f"item {item_no} checked on site: {v}", as_json)
+    _done(st, f"item {item_no} checked on site: {v}", as_json, f"第 {item_no} 项现场核查：{labels.VERDICT[v]}")
 
 
 def _verdict(verdict: str, reason: str) -> Verdict:
@@ -311,7 +316,7 @@ def case_open(
     st = system_of(ctx).desk(bureau).open_case(applicant, matter, items, day)
     if not as_json:
         print(st.number)
-    _done(st, "opened", as_json)
+    _done(st, "opened", as_json, "已受理")
 
 
 @case_app.command("notice")
@@ -321,7 +326,7 @@ def case_notice(ctx: typer.Context, number: CaseNo, bureau: Bureau, as_json: AsJ
     Example: [bold]xiezhu case notice C20260001 --bureau shenpi[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.issue_notice(case), "告知书 issued", as_json)
+    _done(desk.issue_notice(case), "告知书 issued", as_json, "已出具告知书")
 
 
 @case_app.command("refuse-disclosure")
@@ -331,7 +336,7 @@ def case_refuse_disclosure(ctx: typer.Context, number: CaseNo, bureau: Bureau, a
     Example: [bold]xiezhu case refuse-disclosure C20260001 --bureau shenpi[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.refuse_disclosure(case), "disclosure refused", as_json)
+    _done(desk.refuse_disclosure(case), "disclosure refused", as_json, "已拒绝公示")
 
 
 @case_app.command("choose")
@@ -346,7 +351,8 @@ def case_choose(ctx: typer.Context, number: CaseNo, bureau: Bureau,
         raise ClerkInputError(f"--route {route!r}: commitment or certificate",
                               zh=f"--route {route!r}：应为 commitment（告知承诺）或 certificate（提交证明）")
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.choose_route(case, route), f"route {route}", as_json)
+    _done(desk.choose_route(case, route), f"route {route}", as_json,
+          "选择告知承诺" if route == "commitment" else "选择提交证明")
 
 
 @case_app.command("commit")
@@ -359,7 +365,7 @@ def case_commit(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     """
     day = parse_date(signed_on, "--signed-on")
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.commit(case, day), "承诺书 signed", as_json)
+    _done(desk.commit(case, day), "承诺书 signed", as_json, "已签署承诺书")
 
 
 @case_app.command("approve")
@@ -373,7 +379,7 @@ def case_approve(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     if not decision_no.strip():
         raise ClerkInputError("--decision-no: the decision's number", zh="--decision-no：请写明决定文号")
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.approve(case, decision_no.strip()), "approved", as_json)
+    _done(desk.approve(case, decision_no.strip()), "approved", as_json, "已批准")
 
 
 @case_app.command("withdraw")
@@ -385,7 +391,8 @@ def case_withdraw(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     Example: [bold]xiezhu case withdraw C20260001 --bureau shenpi --reason "申请人决定自行提交证明"[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.withdraw_case(case, reason.strip()), "withdrawn from the commitment route", as_json)
+    _done(desk.withdraw_case(case, reason.strip()), "withdrawn from the commitment route", as_json,
+          "已撤回告知承诺")
 
 
 def _planned(text: str, default_due: date) -> PlannedItem:
@@ -421,7 +428,7 @@ def case_plan(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     due = system.clock.now().astimezone(SHANGHAI).date() + timedelta(days=10)
     planned = [_planned(t, due) for t in item]
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.plan_verification(case, planned), "verification planned", as_json)
+    _done(desk.plan_verification(case, planned), "verification planned", as_json, "已制定核查计划")
 
 
 @case_app.command("verify")
@@ -443,7 +450,8 @@ def case_verify(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     v = _verdict(verdict, reason)
     source = f"online:{online.strip()}" if online is not None else f"assistance:{bureau}/{assistance}"
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.verify_item(case, item_no, v, source, reason.strip()), f"item {item_no}: {v}", as_json)
+    _done(desk.verify_item(case, item_no, v, source, reason.strip()), f"item {item_no}: {v}", as_json,
+          f"第 {item_no} 项：{labels.VERDICT[v]}")
 
 
 @case_app.command("conclude")
@@ -457,7 +465,7 @@ def case_conclude(ctx: typer.Context, number: CaseNo, bureau: Bureau, as_json: A
     if st is None:
         raise ClerkInputError(f"{number} cannot be concluded yet: an item still waits for its verdict",
                               zh=f"{number} 尚不能办结：还有事项在等待核查结论")
-    _done(st, "concluded", as_json)
+    _done(st, "concluded", as_json, "已办结")
 
 
 @case_app.command("terminate")
@@ -468,7 +476,7 @@ def case_terminate(ctx: typer.Context, number: CaseNo, bureau: Bureau, legal_rea
     Example: [bold]xiezhu case terminate C20260001 --bureau shenpi --legal-reason "三(三)：承诺不实，终止办理"[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.terminate(case, legal_reason), "terminated", as_json)
+    _done(desk.terminate(case, legal_reason), "terminated", as_json, "已终止办理")
 
 
 @case_app.command("rectify")
@@ -482,7 +490,7 @@ def case_rectify(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     deadline = parse_date(by, "--by")
     assert deadline is not None
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.order_rectification(case, deadline, legal_reason), "rectification ordered", as_json)
+    _done(desk.order_rectification(case, deadline, legal_reason), "rectification ordered", as_json, "已责令限期整改")
 
 
 @case_app.command("rectified")
@@ -494,7 +502,7 @@ def case_rectified(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     Example: [bold]xiezhu case rectified C20260001 --bureau shenpi --evidence "已补交户籍证明"[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.confirm_rectification(case, evidence), "rectified", as_json)
+    _done(desk.confirm_rectification(case, evidence), "rectified", as_json, "已整改")
 
 
 @case_app.command("revoke")
@@ -505,7 +513,7 @@ def case_revoke(ctx: typer.Context, number: CaseNo, bureau: Bureau, legal_reason
     Example: [bold]xiezhu case revoke C20260001 --bureau shenpi --legal-reason "三(三)：承诺不实，撤销行政许可"[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.revoke(case, legal_reason), "revoked", as_json)
+    _done(desk.revoke(case, legal_reason), "revoked", as_json, "已撤销")
 
 
 @case_app.command("penalise")
@@ -518,7 +526,7 @@ def case_penalise(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     --legal-reason "《行政许可法》第七十九条"[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.penalise(case, penalty, legal_reason), "penalty recorded", as_json)
+    _done(desk.penalise(case, penalty, legal_reason), "penalty recorded", as_json, "已记录行政处罚")
 
 
 @case_app.command("notify")
@@ -535,7 +543,7 @@ def case_notify(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     """
     code = system_of(ctx).registry[department.strip()].code
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.notify_supervisor(case, code, legal_reason), f"{code} told", as_json)
+    _done(desk.notify_supervisor(case, code, legal_reason), f"{code} told", as_json, f"已告知{zh_name(code)}")
 
 
 @case_app.command("licence-returned")
@@ -553,7 +561,7 @@ def case_licence_returned(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     system = system_of(ctx)
     when = parse_instant(at, "--at", ClerkInputError) if at else system.clock.now()
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.return_licence(case, when, note.strip()), "licence returned", as_json)
+    _done(desk.return_licence(case, when, note.strip()), "licence returned", as_json, "许可证件已交回")
 
 
 @case_app.command("supervise")
@@ -572,7 +580,7 @@ def case_supervise(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     v = _verdict(verdict, reason)
     desk, case = _desk_case(ctx, bureau, number)
     _done(desk.supervise(case, item_no, v, way.strip(), reason.strip()), f"supervision of item {item_no}: {v}",
-          as_json)
+          as_json, f"第 {item_no} 项监管检查：{labels.VERDICT[v]}")
 
 
 @case_app.command("refer")
@@ -585,7 +593,7 @@ def case_refer(ctx: typer.Context, number: CaseNo, bureau: Bureau,
     --legal-reason "涉嫌伪造证明，依法移送"[/]
     """
     desk, case = _desk_case(ctx, bureau, number)
-    _done(desk.refer(case, to, legal_reason), f"referred to {to}", as_json)
+    _done(desk.refer(case, to, legal_reason), f"referred to {to}", as_json, f"已移送{zh_name(to)}")
 
 
 @case_app.command("show")

@@ -129,14 +129,24 @@ def operator_name(given: str | None) -> str:
         return "unknown"
 
 
-def said(settings: Settings, bureau: str, what: str) -> None:
+def in_lang(zh: str, en: str) -> str:
+    """``zh`` or ``en``: a line for a person in the language of this run (``--lang``, ``XIEZHU_LANG``, else 中文)."""
+    from xiezhu.cli.tables import lang
+
+    return zh if lang() == "zh" else en
+
+
+def said(settings: Settings, bureau: str, what: str, what_zh: str) -> None:
     """Say what was committed, and whether it goes out now or waits for the bureau's agent."""
+    from aggregates.registry import zh_name
     from xiezhu.running import agent_running
 
     if agent_running(settings.bureau_dir(bureau)):
-        err.print(f"[green]{what}[/]; {bureau}'s agent sends it")
+        err.print(in_lang(f"[green]{what_zh}[/]；由{zh_name(bureau)}的代理程序发送",
+                          f"[green]{what}[/]; {bureau}'s agent sends it"))
     else:
-        err.print(f"[green]{what}[/]; queued: the agent will send it (start `xiezhu agent --bureau {bureau}`)")
+        err.print(in_lang(f"[green]{what_zh}[/]；已排队，代理程序启动后发送（`xiezhu agent --bureau {bureau}`）",
+                          f"[green]{what}[/]; queued: the agent will send it (start `xiezhu agent --bureau {bureau}`)"))
 
 
 def catalogue_kind(kind: str) -> Literal["matters", "assistance"]:
@@ -251,7 +261,7 @@ def case_history(settings: Settings, number: str, sender: str | None,
 STOP_GRACE_S = 10.0
 
 
-def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) -> None:
+def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str, what_zh: str = "") -> None:
     """Run async services until SIGINT/SIGTERM, then stop them cleanly."""
     from xiezhu.cli.common import OneLine
     from xiezhu.logs import configure
@@ -281,7 +291,7 @@ def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) ->
             else:
                 logging.getLogger("xiezhu").warning("%s: its start did not end within %.0f s of the signal; "
                                                     "leaving without it", what, STOP_GRACE_S)
-            err.print(f"{what} stopped before it had started")
+            err.print(in_lang(f"{what_zh or what} 在启动完成前已停止", f"{what} stopped before it had started"))
             if not stopped:  # nothing was started, nothing is half-written: SQLite commits are atomic
                 logging.shutdown()
                 sys.stdout.flush()
@@ -290,7 +300,8 @@ def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str) ->
             return
         signalled.cancel()
         starting.result()  # a start that failed says why
-        err.print(f"[green]{what} running[/]; Ctrl-C to stop")
+        err.print(in_lang(f"[green]{what_zh or what} 正在运行[/]；按 Ctrl-C 停止",
+                          f"[green]{what} running[/]; Ctrl-C to stop"))
         await done.wait()
         await stop()
 

@@ -14,9 +14,10 @@ from agencies.credit_china import CreditChina, DirectoryCreditChina, HttpCreditC
 from agencies.desk import Desk, DeskError
 from aggregates.store import SHANGHAI
 from projections.credit import CreditView, open_view
+from schemas import labels
 from schemas.commitment import ReviewOutcome
 from schemas.errors import XiezhuError, zh_of
-from xiezhu.cli.common import AsJson, err, ledger_at, out, system_of, view_key
+from xiezhu.cli.common import AsJson, err, in_lang, ledger_at, out, system_of, view_key
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -173,7 +174,8 @@ def push(
     with fresh_view(settings) as view:
         delivered, failed = deliver_pending(view, adapter, limit=limit, now=datetime.now(UTC))
         left = view.counts().get("pending", 0)
-    err.print(f"delivered {delivered}, failed {failed}, {left} still pending")
+    err.print(in_lang(f"已报送 {delivered} 条，失败 {failed} 条，仍有 {left} 条待报送",
+                      f"delivered {delivered}, failed {failed}, {left} still pending"))
     if failed:
         raise CreditCliError(f"{failed} records could not be delivered; they stay pending "
                              "(see `xiezhu credit outbox --status pending`)",
@@ -197,8 +199,9 @@ def _case(ctx: typer.Context, bureau: str, number: str) -> tuple[Desk, str]:
         raise CreditCliError(str(e), zh=zh_of(e)) from None
 
 
-def _done(what: str, st: Any) -> None:
-    typer.echo(f"{st.number}: {what}; the record is now {st.credit}", err=True)
+def _done(what: str, st: Any, zh: str) -> None:
+    typer.echo(in_lang(f"{st.number}：{zh}；信用记录现为{labels.CREDIT_STATUS.get(st.credit, st.credit)}",
+                       f"{st.number}: {what}; the record is now {st.credit}"), err=True)
 
 
 @app.command("object")
@@ -209,7 +212,7 @@ def object_(ctx: typer.Context, number: Number, bureau: Bureau,
     Example: [bold]xiezhu credit object C20260012 --bureau shenpi --grounds "承诺书非本人签署"[/]
     """
     desk, case = _case(ctx, bureau, number)
-    _done("objection recorded", desk.raise_objection(case, grounds))
+    _done("objection recorded", desk.raise_objection(case, grounds), "已记录异议")
 
 
 @app.command("review")
@@ -226,7 +229,8 @@ def review(ctx: typer.Context, number: Number, bureau: Bureau,
                              zh=f"--outcome 应为 confirm（维持）、correct（更正）或 remove（删除），而不是 {outcome!r}")
     desk, case = _case(ctx, bureau, number)
     _done(f"objection reviewed ({outcome})",
-          desk.review_objection(case, cast(ReviewOutcome, outcome), reasons, record=record))
+          desk.review_objection(case, cast(ReviewOutcome, outcome), reasons, record=record),
+          "已审核异议（" + {"confirm": "维持", "correct": "更正", "remove": "删除"}[outcome] + "）")
 
 
 @app.command("repair")
@@ -237,7 +241,7 @@ def repair(ctx: typer.Context, number: Number, bureau: Bureau,
     Example: [bold]xiezhu credit repair C20260012 --bureau shenpi --evidence "已补交无犯罪记录证明"[/]
     """
     desk, case = _case(ctx, bureau, number)
-    _done("repair applied for", desk.apply_repair(case, evidence))
+    _done("repair applied for", desk.apply_repair(case, evidence), "已申请信用修复")
 
 
 @app.command("approve-repair")
@@ -248,7 +252,7 @@ def approve_repair(ctx: typer.Context, number: Number, bureau: Bureau,
     Example: [bold]xiezhu credit approve-repair C20260012 --bureau shenpi --reasons "整改到位"[/]
     """
     desk, case = _case(ctx, bureau, number)
-    _done("repair approved", desk.approve_repair(case, reasons))
+    _done("repair approved", desk.approve_repair(case, reasons), "准予信用修复")
 
 
 @app.command("reject-repair")
@@ -259,4 +263,4 @@ def reject_repair(ctx: typer.Context, number: Number, bureau: Bureau,
     Example: [bold]xiezhu credit reject-repair C20260012 --bureau shenpi --reasons "整改材料不全"[/]
     """
     desk, case = _case(ctx, bureau, number)
-    _done("repair refused", desk.reject_repair(case, reasons))
+    _done("repair refused", desk.reject_repair(case, reasons), "不予信用修复")

@@ -8,7 +8,7 @@ import typer
 from aggregates.database import DEFAULT_PREFIX, apply_roles, roles_sql
 from aggregates.registry import JUSTICE, Registry
 from schemas.errors import XiezhuError
-from xiezhu.cli.common import resolve_bureau, settings_of
+from xiezhu.cli.common import in_lang, resolve_bureau, settings_of
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
                   help="The PostgreSQL database of XIEZHU_DATABASE_URL: a role per bureau.")
@@ -38,5 +38,7 @@ def roles(ctx: typer.Context,
         raise XiezhuError("--apply needs XIEZHU_DATABASE_URL (or --database-url): the database to make the roles in",
                           zh="--apply 需要 XIEZHU_DATABASE_URL（或 --database-url）：在该数据库中创建角色")
     apply_roles(settings.database_url, sql_text)
-    typer.echo(f"roles made for {', '.join(dict.fromkeys([*codes, JUSTICE]))}; set their passwords "
-               "(ALTER ROLE … PASSWORD) and give each machine a URL with its own role")
+    typer.echo(in_lang(f"已为 {', '.join(dict.fromkeys([*codes, JUSTICE]))} 创建角色；请设置其密码"
+                       "（ALTER ROLE … PASSWORD），并为每台机器提供使用其自身角色的 URL",
+                       f"roles made for {', '.join(dict.fromkeys([*codes, JUSTICE]))}; set their passwords "
+                       "(ALTER ROLE … PASSWORD) and give each machine a URL with its own role"))

@@ -25,6 +25,7 @@ from xiezhu.cli.common import (
     case_history,
     catalogue_kind,
     history_lines,
+    in_lang,
     print_history,
     print_json,
     settings_of,
@@ -78,13 +79,16 @@ def _join_from_ledger(ctx: typer.Context, desk: Desk, number: str, raiser: str |
     finally:
         ledger.close()
     st = desk.take_up_dispute(signed)
-    typer.echo(f"{desk.bureau} took up dispute {st.number} raised by {st.raised_by}", err=True)
+    typer.echo(in_lang(f"{zh_name(desk.bureau)}已受理{zh_name(st.raised_by)}提出的争议 {st.number}",
+                       f"{desk.bureau} took up dispute {st.number} raised by {st.raised_by}"), err=True)
     return st.case
 
 
-def _done(st: DisputeState, what: str) -> None:
-    typer.echo(f"{what} dispute {st.number} ({st.raised_by} with {st.other_party}): "
-               f"{labels.DISPUTE_STEP[st.step]}", err=True)
+def _done(st: DisputeState, what: str, zh: str) -> None:
+    typer.echo(in_lang(f"争议 {st.number}（{zh_name(st.raised_by)}与{zh_name(st.other_party)}）{zh}："
+                       f"{labels.DISPUTE_STEP[st.step]}",
+                       f"{what} dispute {st.number} ({st.raised_by} with {st.other_party}): "
+                       f"{labels.DISPUTE_STEP[st.step]}"), err=True)
 
 
 # -- the parties ----------------------------------------------------------------------------------
@@ -104,7 +108,10 @@ def raise_(ctx: typer.Context,
     """
     desk = _desk(ctx, bureau)
     st = desk.raise_dispute(desk.find_request(number, requester), claim, evidence or [])
-    typer.echo(f"raised dispute {st.number} with {JUSTICE}: {st.raised_by} with {st.other_party} about {number}",
+    typer.echo(in_lang(f"已向{zh_name(JUSTICE)}提出争议 {st.number}："
+                       f"{zh_name(st.raised_by)}与{zh_name(st.other_party)}，涉及 {number}",
+                       f"raised dispute {st.number} with {JUSTICE}: {st.raised_by} with {st.other_party} "
+                       f"about {number}"),
                err=True)
 
 
@@ -119,7 +126,7 @@ def negotiate(ctx: typer.Context, number: Number, bureau: Bureau,
     """
     desk = _desk(ctx, bureau)
     st = desk.negotiate(_dispute(ctx, desk, number, raiser), note, "failed" if failed else "continuing")
-    _done(st, "noted")
+    _done(st, "noted", "已记录协商情况")
 
 
 @app.command("settle")
@@ -131,7 +138,7 @@ def settle(ctx: typer.Context, number: Number, bureau: Bureau,
     Example: [bold]xiezhu dispute settle D20260001 --bureau nongye --agreement "文旅局于3个工作日内回复"[/]
     """
     desk = _desk(ctx, bureau)
-    _done(desk.settle(_dispute(ctx, desk, number, raiser), agreement), "settled")
+    _done(desk.settle(_dispute(ctx, desk, number, raiser), agreement), "settled", "已协商解决")
 
 
 # -- 区司法局 ----------------------------------------------------------------------------------------
@@ -145,7 +152,7 @@ def refer(ctx: typer.Context, number: Number,
     Example: [bold]xiezhu dispute refer D20260001 --from nongye --reasons "双方协商不成"[/]
     """
     justice = _justice(ctx)
-    _done(justice.take_up(_dispute(ctx, justice.desk, number, raiser), reasons), "took up")
+    _done(justice.take_up(_dispute(ctx, justice.desk, number, raiser), reasons), "took up", "已受理")
 
 
 @app.command("amend")
@@ -173,8 +180,10 @@ def amend(ctx: typer.Context, number: Number,
     wanted = catalogue_io.import_rows(k, file, Registry.load()) if file is not None else []
     adj, added, changed = justice.amend_sheet(_dispute(ctx, justice.desk, number, raiser), k, basis, wanted,
                                               removes=remove or [])
-    typer.echo(f"{adj}: {added} added, {changed} changed, {len(remove or [])} removed under dispute "
-               f"{number}; review and publish it, then name it in the ruling or decision", err=True)
+    typer.echo(in_lang(f"{adj}：依争议 {number} 新增 {added} 项、修改 {changed} 项、删除 {len(remove or [])} 项；"
+                       "请审核并公布，再在研究确定意见或决定中写明",
+                       f"{adj}: {added} added, {changed} changed, {len(remove or [])} removed under dispute "
+                       f"{number}; review and publish it, then name it in the ruling or decision"), err=True)
 
 
 @app.command("rule")
@@ -190,7 +199,8 @@ def rule(ctx: typer.Context, number: Number,
     Example: [bold]xiezhu dispute rule D20260001 --from nongye --ruling "由文旅局核查" --adjustment assistance-0013[/]
     """
     justice = _justice(ctx)
-    _done(justice.rule(_dispute(ctx, justice.desk, number, raiser), ruling, co_decider or [], adjustment), "ruled")
+    _done(justice.rule(_dispute(ctx, justice.desk, number, raiser), ruling, co_decider or [], adjustment),
+          "ruled", "已研究确定")
 
 
 @app.command("escalate")
@@ -201,7 +211,7 @@ def escalate(ctx: typer.Context, number: Number,
     Example: [bold]xiezhu dispute escalate D20260001 --from nongye --reasons "涉及部门职责划分"[/]
     """
     justice = _justice(ctx)
-    _done(justice.escalate(_dispute(ctx, justice.desk, number, raiser), reasons), "escalated")
+    _done(justice.escalate(_dispute(ctx, justice.desk, number, raiser), reasons), "escalated", "已提请区政府决定")
 
 
 @app.command("decide")
@@ -236,7 +246,7 @@ def decide(ctx: typer.Context, number: Number,
         system_of(ctx).government().decide(ledger, found[0], number, decision, decision_no)
     finally:
         ledger.close()
-    said(settings, DISTRICT_GOVERNMENT, f"区政府 decided dispute {number}")
+    said(settings, DISTRICT_GOVERNMENT, f"区政府 decided dispute {number}", f"区政府已就争议 {number} 作出决定")
 
 
 @app.command("take-in")
@@ -249,7 +259,7 @@ def take_in(ctx: typer.Context, number: Number,
     Example: [bold]xiezhu dispute take-in D20260001 --from nongye --adjustment assistance-0014[/]
     """
     justice = _justice(ctx)
-    _done(justice.take_in(_dispute(ctx, justice.desk, number, raiser), adjustment), "took in")
+    _done(justice.take_in(_dispute(ctx, justice.desk, number, raiser), adjustment), "took in", "已纳入目录")
 
 
 # -- reading ----------------------------------------------------------------------------------------

@@ -13,10 +13,10 @@ from typing import Annotated, Any
 import typer
 from rich.table import Table
 
-from aggregates.registry import Registry
+from aggregates.registry import Registry, zh_name
 from schemas.errors import XiezhuError
 from schemas.privacy import mask_id, mask_name
-from xiezhu.cli.common import AsJson, err, out, print_json
+from xiezhu.cli.common import AsJson, err, in_lang, out, print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
 
@@ -65,8 +65,10 @@ def tokens_create(
         token, text = store.create(code, label)
     finally:
         store.close()
-    err.print(f"token {token.id} for {code}" + (f" ({label})" if label else "") +
-              " — shown once: send it as `Authorization: Bearer …`")
+    err.print(in_lang(f"{zh_name(code)}的令牌 {token.id}" + (f"（{label}）" if label else "")
+                      + "——仅显示这一次：以 `Authorization: Bearer …` 发送",
+                      f"token {token.id} for {code}" + (f" ({label})" if label else "")
+                      + " — shown once: send it as `Authorization: Bearer …`"))
     print(text)
 
 
@@ -118,7 +120,8 @@ def tokens_revoke(
         store.revoke(token_id, code)
     finally:
         store.close()
-    err.print(f"[green]revoked[/] token {token_id} of {code}")
+    err.print(in_lang(f"[green]已吊销[/]{zh_name(code)}的令牌 {token_id}",
+                      f"[green]revoked[/] token {token_id} of {code}"))
 
 
 # -- records ----------------------------------------------------------------------------------
@@ -149,7 +152,8 @@ def records_load(
     header, rows = records.read_rows(file)
     parsed = records.parse(layout, header, rows, source=file.name)
     n = records.load(settings.bureau_data_path(code), layout, parsed, replace_all=replace)
-    err.print(f"[green]loaded[/] {n} {layout.kind} records into {code}'s {layout.table}")
+    err.print(in_lang(f"[green]已导入[/] {n} 条{layout.kind}记录到{zh_name(code)}的 {layout.table}",
+                      f"[green]loaded[/] {n} {layout.kind} records into {code}'s {layout.table}"))
 
 
 @records_app.command("show")
@@ -260,12 +264,16 @@ def outbox(
          waiting_rows(rows, Words(reg, language)), language=language)
     for code in codes:
         if any(r["bureau"] == code for r in rows) and not running[code]:
-            err.print(f"{code}: no agent runs here; start it with `xiezhu agent --bureau {code}`")
+            err.print(in_lang(f"{zh_name(code)}：本机没有运行其代理程序；请用 `xiezhu agent --bureau {code}` 启动",
+                              f"{code}: no agent runs here; start it with `xiezhu agent --bureau {code}`"))
     for code, hook in hooks.items():
         if hook["pending"]:
-            err.print(f"{code}: {hook['pending']} notice(s) not yet delivered to its webhook {hook['url']}"
-                      + (f" (last error: {hook['last_error']}; next try {hook['next_attempt_at']})"
-                         if hook["last_error"] else ""))
+            err.print(in_lang(f"{zh_name(code)}：有 {hook['pending']} 条通知尚未送达其 webhook {hook['url']}"
+                              + (f"（上次错误：{hook['last_error']}；下次重试 {hook['next_attempt_at']}）"
+                                 if hook["last_error"] else ""),
+                              f"{code}: {hook['pending']} notice(s) not yet delivered to its webhook {hook['url']}"
+                              + (f" (last error: {hook['last_error']}; next try {hook['next_attempt_at']})"
+                                 if hook["last_error"] else "")))
 
 
 def webhook_state(settings: Settings, code: str) -> dict[str, Any] | None:
@@ -310,10 +318,13 @@ def serve(
     reg = Registry.load()
     codes = [reg[b].code for b in bureau]
     door = FrontDoor(settings, reg, codes, SystemClock())
-    err.print(f"xiezhu serve: {', '.join(codes)} at http://{host}:{port} (docs at /docs)")
+    err.print(in_lang(f"xiezhu serve：{'、'.join(reg.name(c) for c in codes)}，"
+                      f"地址 http://{host}:{port}（文档见 /docs）",
+                      f"xiezhu serve: {', '.join(codes)} at http://{host}:{port} (docs at /docs)"))
     if host not in ("127.0.0.1", "localhost", "::1"):
-        err.print(f"[yellow]warning:[/] listening on {host}, not loopback: tokens travel in the clear unless a "
-                  f"TLS proxy stands in front")
+        err.print(in_lang(f"[yellow]警告：[/]监听 {host} 而非本机回环地址：前面没有 TLS 代理时令牌以明文传输",
+                          f"[yellow]warning:[/] listening on {host}, not loopback: tokens travel in the clear unless a "
+                          f"TLS proxy stands in front"))
     try:
         uvicorn.run(create_app(door), host=host, port=port, log_level="warning", timeout_graceful_shutdown=3)
     finally:
@@ -340,4 +351,4 @@ def docs_asyncapi(
         return
     out_file.parent.mkdir(parents=True, exist_ok=True)
     out_file.write_text(text + "\n", encoding="utf-8")
-    err.print(f"wrote {out_file}")
+    err.print(in_lang(f"已写入 {out_file}", f"wrote {out_file}"))

@@ -88,7 +88,8 @@ def criticise(ctx: typer.Context,
 
     what = "通报批评" if MEASURES[measure] == "criticism" else "予以教育"
     said(settings_of(ctx), DISTRICT_GOVERNMENT,
-         f"第十二条: 区政府对{Registry.load().name(bureau)}{what}，责令其于{by.isoformat()}前改正")
+         f"第十二条: 区政府对{Registry.load().name(bureau)}{what}，责令其于{by.isoformat()}前改正",
+         f"第十二条：区政府对{Registry.load().name(bureau)}{what}，责令其于{by.isoformat()}前改正")
 
 
 @app.command("publish")
@@ -103,4 +104,5 @@ def publish(ctx: typer.Context) -> None:
     if not sent:
         raise XiezhuError(f"区政府 published version {version} of the 证明事项清单 already",
                           zh=f"区政府已公布第 {version} 版证明事项清单")
-    said(settings_of(ctx), DISTRICT_GOVERNMENT, f"一(三): 区政府公布证明事项清单第{version}版")
+    said(settings_of(ctx), DISTRICT_GOVERNMENT, f"一(三): 区政府公布证明事项清单第{version}版",
+         f"一(三)：区政府公布证明事项清单第{version}版")

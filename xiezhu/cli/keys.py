@@ -21,14 +21,14 @@ import typer
 from agencies.trust.keys import KeyStore
 from agencies.trust.trust_list import DEFAULT_OVERLAP, publish_versions, state_of
 from aggregates.clock import SystemClock
-from aggregates.registry import JUSTICE, Registry
+from aggregates.registry import JUSTICE, Registry, zh_name
 from aggregates.workdays import SHANGHAI
 from broker.auth import ADMIN, copy_identity, credentials_in
 from broker.server import connect_once
 from broker.signing import b64
 from schemas.errors import XiezhuError
 from schemas.trust import SignedTrustList
-from xiezhu.cli.common import AsJson, err
+from xiezhu.cli.common import AsJson, err, in_lang
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -64,8 +64,10 @@ def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> N
     """
     url = _settings(ctx).nats_url
     if not url:
-        err.print(f"trust list version {signed.version} written to {keys.trust_file}; not published (no "
-                  "--nats-url): run [bold]xiezhu --nats-url URL keys publish[/] to send it to the agents")
+        err.print(in_lang(f"第 {signed.version} 版信任列表已写入 {keys.trust_file}；未发布（没有 --nats-url）："
+                          "请运行 [bold]xiezhu --nats-url URL keys publish[/] 发送给各代理程序",
+                          f"trust list version {signed.version} written to {keys.trust_file}; not published (no "
+                          "--nats-url): run [bold]xiezhu --nats-url URL keys publish[/] to send it to the agents"))
         return
 
     async def send() -> bool:  # the provisioner publishes it; an unreachable URL is the one-line error below
@@ -84,7 +86,8 @@ def _published(ctx: typer.Context, keys: KeyStore, signed: SignedTrustList) -> N
                            zh=f"第 {signed.version} 版信任列表已写入 {keys.trust_file}，但未能发布到 {url}："
                               f"{e or type(e).__name__}；请再次运行 `xiezhu keys publish`") from e
     what = "published to" if sent else "was already on"
-    err.print(f"[green]trust list version {signed.version}[/] {what} {url}")
+    err.print(in_lang(f"[green]第 {signed.version} 版信任列表[/]" + (f"已发布到 {url}" if sent else f"已在 {url} 上"),
+                      f"[green]trust list version {signed.version}[/] {what} {url}"))
 
 
 @app.command("init")
@@ -99,8 +102,10 @@ def init(ctx: typer.Context) -> None:
     keys = _keys(ctx)
     keys.ensure(Registry.load().codes(), valid_from=SystemClock().now())
     trust = keys.trust_list()
-    err.print(f"[green]{len(trust.entries)} keys[/] in {keys.trust_file}, version {trust.version}, "
-              f"signed by {keys.anchor().kid}")
+    err.print(in_lang(f"[green]{len(trust.entries)} 把密钥[/]在 {keys.trust_file}，第 {trust.version} 版，"
+                      f"由 {keys.anchor().kid} 签署",
+                      f"[green]{len(trust.entries)} keys[/] in {keys.trust_file}, version {trust.version}, "
+                      f"signed by {keys.anchor().kid}"))
 
 
 @app.command("list")
@@ -185,8 +190,10 @@ def rotate(
     signed = keys.rotate(code, now=SystemClock().now(), overlap=timedelta(days=overlap_days), public_key=pub,
                          box_key=box)
     new = signed.entries[-1]
-    err.print(f"[green]{code}[/] now signs with {new.kid} (valid from {_t(new.valid_from)}); "
-              f"its earlier keys stay valid for {overlap_days:g} days")
+    err.print(in_lang(f"[green]{zh_name(code)}[/]现用 {new.kid} 签名（自 {_t(new.valid_from)} 起有效）；"
+                      f"其原有密钥在 {overlap_days:g} 天内仍有效",
+                      f"[green]{code}[/] now signs with {new.kid} (valid from {_t(new.valid_from)}); "
+                      f"its earlier keys stay valid for {overlap_days:g} days"))
     _published(ctx, keys, signed)
 
 
@@ -207,12 +214,17 @@ def revoke(
     now = SystemClock().now()
     signed = keys.revoke(kid, reason, now=now)
     entry = next(e for e in signed.entries if e.kid == kid)
-    err.print(f"[green]revoked[/] {kid} ({entry.bureau}) from {_t(now)}")
+    err.print(in_lang(f"[green]已吊销[/] {kid}（{zh_name(entry.bureau)}），自 {_t(now)} 起",
+                      f"[green]revoked[/] {kid} ({entry.bureau}) from {_t(now)}"))
     if not any(e.bureau == entry.bureau and state_of(e, now) in ("valid", "expiring") for e in signed.entries):
         cannot = ("nothing can be sent at all, since every payload is sealed to it for the ledger"
                   if entry.bureau == JUSTICE else "nothing can be sealed to it")
-        err.print(f"{entry.bureau} has no valid key now: it signs nothing and {cannot}; give it one with "
-                  f"[bold]xiezhu keys rotate {entry.bureau}[/] (rotate first, then revoke, to avoid the gap)")
+        cannot_zh = ("任何消息都无法发送，因为每条载荷都要为账本加密给它" if entry.bureau == JUSTICE
+                     else "无法向其加密发送")
+        err.print(in_lang(f"{zh_name(entry.bureau)}现在没有有效密钥：它不能签名，且{cannot_zh}；请用 "
+                          f"[bold]xiezhu keys rotate {entry.bureau}[/] 为其生成（先轮换再吊销，以免中断）",
+                          f"{entry.bureau} has no valid key now: it signs nothing and {cannot}; give it one with "
+                          f"[bold]xiezhu keys rotate {entry.bureau}[/] (rotate first, then revoke, to avoid the gap)"))
     _published(ctx, keys, signed)
 
 
@@ -231,8 +243,10 @@ def rotate_root(ctx: typer.Context) -> None:
     keys = _keys(ctx)
     old = keys.root_signer().kid
     handover, first = keys.rotate_root(now=SystemClock().now())
-    err.print(f"[green]root key handed over[/] from {old} to {first.root_kid} in trust list version "
-              f"{handover.version}; version {first.version} is the first the new key signs")
+    err.print(in_lang(f"[green]根密钥已移交[/]：第 {handover.version} 版信任列表由 {old} 移交给 {first.root_kid}；"
+                      f"第 {first.version} 版起由新密钥签署",
+                      f"[green]root key handed over[/] from {old} to {first.root_kid} in trust list version "
+                      f"{handover.version}; version {first.version} is the first the new key signs"))
     _published(ctx, keys, first)
 
 
@@ -261,7 +275,8 @@ def export(
     machine = Settings(data_dir=out)
     written = _keys(ctx).export(codes, machine.keys_dir, signing_only=signing_only)
     written += [copy_identity(_settings(ctx).nats_keys_dir, name, machine.nats_keys_dir) for name in nats_user or []]
-    err.print(f"wrote {len(written)} files for {', '.join(codes)} into {out}")
+    err.print(in_lang(f"已为 {'、'.join(zh_name(c) for c in codes)} 写入 {len(written)} 个文件到 {out}",
+                      f"wrote {len(written)} files for {', '.join(codes)} into {out}"))
 
 
 @app.command("publish")

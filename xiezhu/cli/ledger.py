@@ -29,7 +29,17 @@ from projections.history import UnknownCase, find_cases
 from projections.replay import render_text, replay
 from schemas.errors import XiezhuError, zh_of
 from schemas.trust import TrustEntry, TrustList
-from xiezhu.cli.common import AsJson, Operator, Reason, Reveal, ledger_at, operator_name, parse_instant, system_of
+from xiezhu.cli.common import (
+    AsJson,
+    Operator,
+    Reason,
+    Reveal,
+    in_lang,
+    ledger_at,
+    operator_name,
+    parse_instant,
+    system_of,
+)
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.cli.sla import resolve_now
@@ -135,7 +145,10 @@ def replay_cmd(
             manifest = write_bundle(ledger, case_id, trust, bundle, calendar=calendar, as_of=at, signer=signer,
                                     created_at=now, scan_links=all_links)
             signed = f"signed by {signer.kid}" if signer else f"unsigned: {JUSTICE}'s key is not in {keys.dir}"
-            sys.stderr.write(f"wrote {bundle}: {len(manifest.positions)} events with their chain proof ({signed})\n")
+            signed_zh = f"由 {signer.kid} 签署" if signer else f"未签署：{keys.dir} 中没有区司法局的密钥"
+            sys.stderr.write(in_lang(f"已写入 {bundle}：{len(manifest.positions)} 个事件及其链证明（{signed_zh}）",
+                                     f"wrote {bundle}: {len(manifest.positions)} events with their chain proof "
+                                     f"({signed})") + "\n")
     if as_json:
         _print_json(msgspec.structs.asdict(result) | {"revealed": shown[0]} if shown else result)
         return
@@ -147,7 +160,9 @@ def replay_cmd(
     if shown:
         sys.stdout.write(render_disclosure(*shown))
     elif reveal:
-        sys.stderr.write("nothing to reveal: this case holds no applicant (a dispute); nothing was recorded\n")
+        sys.stderr.write(in_lang("没有可显示的个人信息：此案件没有申请人（争议）；未作记录",
+                                 "nothing to reveal: this case holds no applicant (a dispute); nothing was recorded")
+                         + "\n")
 
 
 @ledger_app.command("verify-bundle")
@@ -211,10 +226,13 @@ def checkpoint_cmd(ctx: typer.Context, as_json: AsJson = False) -> None:
                      "sealed_at": cp.signed_at if cp else None, "kid": cp.kid if cp else None})
         return
     if cp is None:
-        sys.stdout.write(f"no new checkpoint: the head (position {pos}) has one already, or the ledger is empty\n")
+        sys.stdout.write(in_lang(f"没有新的检查点：链头（位置 {pos}）已有检查点，或账本为空",
+                                 f"no new checkpoint: the head (position {pos}) has one already, or the ledger is "
+                                 "empty") + "\n")
     else:
-        sys.stdout.write(f"checkpoint at position {cp.pos}, head {cp.head.hex()}, signed by {cp.kid} "
-                         f"at {cp.signed_at}\n")
+        sys.stdout.write(in_lang(f"检查点位于位置 {cp.pos}，链头 {cp.head.hex()}，由 {cp.kid} 于 {cp.signed_at} 签署",
+                                 f"checkpoint at position {cp.pos}, head {cp.head.hex()}, signed by {cp.kid} "
+                                 f"at {cp.signed_at}") + "\n")
 
 
 #: The command's first name, hidden: scripts that call it keep working.
@@ -256,7 +274,8 @@ def witnesses_cmd(
         store.close()
     if export is not None:
         export.write_bytes(b"".join(encode(r) + b"\n" for r in records))
-        sys.stdout.write(f"{len(records)} heads witnessed by {code} written to {export}\n")
+        sys.stdout.write(in_lang(f"{zh_name(code)}见证的 {len(records)} 个链头已写入 {export}",
+                                 f"{len(records)} heads witnessed by {code} written to {export}") + "\n")
         return
     if as_json:
         _print_json(records)

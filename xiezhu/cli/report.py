@@ -11,7 +11,7 @@ import typer
 from aggregates.commitment import CommitmentState
 from aggregates.registry import Registry
 from schemas.errors import XiezhuError
-from xiezhu.cli.common import ledger_at, view_key
+from xiezhu.cli.common import in_lang, ledger_at, view_key
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 
@@ -87,4 +87,4 @@ def report(
         return
     path = out_file or Path(f"告知承诺制工作情况统计-{first.isoformat()}-{last.isoformat()}.{fmt}")
     path.write_bytes(to_xlsx(rep) if fmt == "xlsx" else to_pdf(rep))
-    typer.echo(f"wrote {path}", err=True)
+    typer.echo(in_lang(f"已写入 {path}", f"wrote {path}"), err=True)

@@ -27,6 +27,7 @@ from xiezhu.bootstrap import existing_catalogue
 from xiezhu.cli.common import (
     AsJson,
     err,
+    in_lang,
     ledger_at,
     out,
     run_forever,
@@ -35,6 +36,7 @@ from xiezhu.cli.common import (
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.cli.sla import sla_table, stats_table
+from xiezhu.cli.tables import lang
 from xiezhu.settings import Settings
 
 app = typer.Typer()
@@ -58,7 +60,8 @@ def demo(
     if settings.nats_url:
         settings = Settings(data_dir=settings.data_dir, database_url=settings.database_url)  # its own NATS
     if not as_json:
-        err.print(f"xiezhu demo: {requests} requests, data in {settings.data_dir} …")
+        err.print(in_lang(f"xiezhu demo：{requests} 件请求，数据在 {settings.data_dir} …",
+                          f"xiezhu demo: {requests} requests, data in {settings.data_dir} …"))
     summary = demo_mod.run(settings, Registry.load(), requests=requests, seed=seed)
     if as_json:
         _print_json(summary)
@@ -66,13 +69,26 @@ def demo(
     _print_summary(summary)
     sla_table(settings, limit=15)
     stats_table(settings)
-    out.print(f"\nThe demo's data stays in {settings.data_dir}: try [bold]xiezhu sla --state received[/] "
-              "or [bold]xiezhu inbox --bureau ziran[/].")
+    out.print(in_lang(f"\n演示数据保留在 {settings.data_dir}：可试 [bold]xiezhu sla --state received[/] "
+                      "或 [bold]xiezhu inbox --bureau ziran[/]。",
+                      f"\nThe demo's data stays in {settings.data_dir}: try [bold]xiezhu sla --state received[/] "
+                      "or [bold]xiezhu inbox --bureau ziran[/]."))
+
+
+#: The demo's summary for a person in 中文 (the English labels are in :func:`_print_summary`).
+DEMO_LABELS_ZH = {
+    "requests": "发出的行政协助函", "replied": "回复函", "declined": "书面告知不能协助",
+    "pending": "尚未办结", "auto_answered": "由核查系统答复", "operator_answered": "由工作人员答复",
+    "false_commitments": "含虚假承诺", "unverifiable": "无法证实", "letters": "工作人员持函（协助函二）",
+    "bureau_pairs": "单位组合", "ledger_events": "账本事件", "signatures_verified": "已核验签名",
+    "hostile_messages_sent": "发出的恶意消息", "rejected_messages": "拒收消息", "duplicates_ignored": "忽略的重复消息",
+    "simulated_from": "模拟起始", "simulated_to": "模拟截止", "wall_seconds": "实际用时（秒）",
+}
 
 
 def _print_summary(s: dict[str, Any]) -> None:
     t = Table(title="xiezhu demo", show_header=False, title_justify="left")
-    labels = {
+    labels = DEMO_LABELS_ZH if lang() == "zh" else {
         "requests": "行政协助函 sent", "replied": "回复函 (replied)", "declined": "书面告知 (declined)",
         "pending": "still open", "auto_answered": "answered by a verifier",
         "operator_answered": "answered by an operator",
@@ -85,7 +101,8 @@ def _print_summary(s: dict[str, Any]) -> None:
     }
     for key, label in labels.items():
         t.add_row(label, str(s[key]))
-    t.add_row("dead letters by reason", ", ".join(f"{k} {v}" for k, v in s["rejections_by_reason"].items()))
+    t.add_row(in_lang("拒收消息（按原因）", "dead letters by reason"),
+              ", ".join(f"{k} {v}" for k, v in s["rejections_by_reason"].items()))
     out.print(t)
 
 
@@ -114,8 +131,10 @@ def nats_server(
     async def start() -> None:
         server.start()
         await provision_embedded(server, settings, registry.codes())  # with a provisioner only it ever held
-        err.print(f"nats-server at {server.url}, store in {server.store_dir}"
-                  + (f", monitoring at http://{host}:{monitor_port}/varz" if monitor_port else ""))
+        err.print(in_lang(f"nats-server 地址 {server.url}，存储在 {server.store_dir}"
+                          + (f"，监控 http://{host}:{monitor_port}/varz" if monitor_port else ""),
+                          f"nats-server at {server.url}, store in {server.store_dir}"
+                          + (f", monitoring at http://{host}:{monitor_port}/varz" if monitor_port else "")))
 
     async def stop() -> None:
         server.stop()
@@ -151,7 +170,8 @@ def nats_config(
         sys.stdout.write(text)
         return
     out_file.write_text(text, encoding="utf-8")
-    err.print(f"wrote {out_file} for {len(identities)} users; seeds in {settings.data_dir / 'nats-keys'}")
+    err.print(in_lang(f"已写入 {out_file}，共 {len(identities)} 个用户；种子在 {settings.data_dir / 'nats-keys'}",
+                      f"wrote {out_file} for {len(identities)} users; seeds in {settings.data_dir / 'nats-keys'}"))
 
 
 @app.command()
@@ -196,15 +216,18 @@ def provision(
     if seed_path(settings.nats_keys_dir, PROVISIONER).exists():
         if asyncio.run(provision_once(settings.nats_url, codes, settings.nats_keys_dir, replicas=replicas,
                                       limits=limits)):
-            err.print("the provisioner's seed is deleted: regenerate the configuration (`xiezhu nats-config`) "
-                      "and reload the servers to revoke it")
+            err.print(in_lang("配置程序的种子已删除：请重新生成配置（`xiezhu nats-config`）并重新加载服务器以吊销它",
+                              "the provisioner's seed is deleted: regenerate the configuration (`xiezhu nats-config`) "
+                              "and reload the servers to revoke it"))
         else:
-            err.print(f"[yellow]the provisioner's seed could not be deleted from {settings.nats_keys_dir}: "
-                      "delete it, regenerate the configuration and reload the servers[/]")
+            err.print(in_lang(f"[yellow]未能从 {settings.nats_keys_dir} 删除配置程序的种子：请手动删除，"
+                              "重新生成配置并重新加载服务器[/]",
+                              f"[yellow]the provisioner's seed could not be deleted from {settings.nats_keys_dir}: "
+                              "delete it, regenerate the configuration and reload the servers[/]"))
     else:
         asyncio.run(do_provision(settings.nats_url, codes, replicas=replicas, limits=limits,
                                  credentials=nats_credentials(settings, ADMIN), create=False))
-    err.print("[green]streams and consumers ready[/]")
+    err.print(in_lang("[green]流和消费者已就绪[/]", "[green]streams and consumers ready[/]"))
     admin = nats_credentials(settings, ADMIN)
     err.print(usage_line(asyncio.run(sending_usage(settings.nats_url, codes, credentials=admin))))
     err.print(usage_line(asyncio.run(sending_usage(settings.nats_url, codes, credentials=admin,
@@ -235,10 +258,11 @@ def agent(
     for code in bureau:
         reg[code]
     node = Node(_settings(ctx), reg, SystemClock(), agents=bureau)
-    _run_node(node, ops_host, ops_port, f"agents {', '.join(bureau)}")
+    _run_node(node, ops_host, ops_port, f"agents {', '.join(bureau)}",
+              "、".join(Registry.load().name(b) for b in bureau) + "的代理程序")
 
 
-def _run_node(node: Any, ops_host: str, ops_port: int | None, what: str) -> None:
+def _run_node(node: Any, ops_host: str, ops_port: int | None, what: str, what_zh: str) -> None:
     """Run ``node`` until a signal, with its ops endpoints when a port is given."""
     from xiezhu.ops import NodeOps, OpsServer
 
@@ -248,14 +272,15 @@ def _run_node(node: Any, ops_host: str, ops_port: int | None, what: str) -> None
         await node.start()
         if server is not None:
             await server.start()
-            err.print(f"ops endpoints at http://{ops_host}:{ops_port}/metrics, /healthz, /readyz")
+            err.print(in_lang(f"运维接口：http://{ops_host}:{ops_port}/metrics、/healthz、/readyz",
+                              f"ops endpoints at http://{ops_host}:{ops_port}/metrics, /healthz, /readyz"))
 
     async def stop() -> None:
         if server is not None:
             await server.stop()
         await node.stop()
 
-    run_forever(start, stop, what)
+    run_forever(start, stop, what, what_zh)
 
 
 @app.command()
@@ -280,7 +305,7 @@ def ledger(
     # that relays the monitor's notices.
     node = Node(_settings(ctx), Registry.load(), SystemClock(), agents=[JUSTICE] if projection else [],
                 ledger=True, projection=projection, remote_signer=remote_signer)
-    _run_node(node, ops_host, ops_port, "ledger")
+    _run_node(node, ops_host, ops_port, "ledger", "账本服务")
 
 
 @app.command("checkpoint-signer")
@@ -313,7 +338,8 @@ def checkpoint_signer_cmd(ctx: typer.Context) -> None:
         conn.append(nc)
         await service.start(nc)
         last = service.signer.last
-        err.print(f"checkpoint signer ready; last head signed: {'none' if last is None else last.pos}",
+        err.print(in_lang(f"检查点签名程序已就绪；最后签署的链头：{'无' if last is None else last.pos}",
+                          f"checkpoint signer ready; last head signed: {'none' if last is None else last.pos}"),
                   highlight=False)
 
     async def stop() -> None:
@@ -321,7 +347,7 @@ def checkpoint_signer_cmd(ctx: typer.Context) -> None:
         for nc in conn:
             await nc.close()
 
-    run_forever(start, stop, "checkpoint signer")
+    run_forever(start, stop, "checkpoint signer", "检查点签名程序")
 
 
 @app.command("run")
@@ -357,7 +383,7 @@ def run_services(
     if not nats_url:
         server = embedded_server(settings, reg).start()
         nats_url = server.url
-        err.print(f"nats-server at {nats_url}")
+        err.print(in_lang(f"nats-server 地址 {nats_url}", f"nats-server at {nats_url}"))
     try:
         if server is not None:  # as a node does on its embedded server, once, before the services connect
             asyncio.run(provision_embedded(server, settings, reg.codes()))
@@ -367,7 +393,7 @@ def run_services(
                 err.print(f"{s.name}: http://127.0.0.1:{ops_port_base + i}/metrics", highlight=False)
         supervisor = Supervisor(services,
                                 env=child_env(),
-                                say=lambda line: err.print(line, highlight=False))
+                                say=lambda line: err.print(line, highlight=False), language=lang())
         run_forever(supervisor)
     finally:
         if server is not None:
@@ -415,7 +441,8 @@ def audit(
     records = _witness_records(settings, witnesses or [], witness_stream)
     ring = keys.ring()
     with Progress(console=err, transient=as_json) as progress:
-        task = progress.add_task("auditing the ledger", total=count_entries(settings.ledger_location))
+        task = progress.add_task(in_lang("正在审计账本", "auditing the ledger"),
+                                 total=count_entries(settings.ledger_location))
         report = run_audit(settings.ledger_location, ring, workers=workers or os.cpu_count() or 1,
                            progress=lambda k: progress.advance(task, k),
                            witnesses=records if (witnesses or witness_stream) else None,
@@ -479,7 +506,9 @@ def _witness_records(settings: Settings, sources: list[str], stream: bool) -> li
     if stream:
         got, bad = on_stream(settings, WITNESS_STREAM, read_stream)
         if bad:
-            err.print(f"{bad} messages on {WITNESS_STREAM} are not witness records (left out)", highlight=False)
+            err.print(in_lang(f"{WITNESS_STREAM} 上有 {bad} 条消息不是见证记录（已略去）",
+                              f"{bad} messages on {WITNESS_STREAM} are not witness records (left out)"),
+                      highlight=False)
         records += got
     return records
 
@@ -498,7 +527,8 @@ def _fresh_if_damaged(path: Path | str, open_view: Callable[[], Any]) -> Any:
         path.replace(aside)
         for extra in ("-wal", "-shm"):
             path.with_name(path.name + extra).unlink(missing_ok=True)
-        err.print(f"{path} could not be read ({e}); moved to {aside.name}, building it anew")
+        err.print(in_lang(f"无法读取 {path}（{e}）；已移至 {aside.name}，重新建立",
+                          f"{path} could not be read ({e}); moved to {aside.name}, building it anew"))
         return open_view()
 
 
@@ -549,16 +579,20 @@ def projections_rebuild(ctx: typer.Context) -> None:
     if settings.database_url:  # PostgreSQL (decision 52): each view follows the ledger again from the first entry
         with Progress(console=err) as progress:
             for label, view in opened:
-                task = progress.add_task(f"rebuilding {label}", total=len(ledger_))
+                task = progress.add_task(in_lang(f"正在重建{VIEW_ZH[label]}", f"rebuilding {label}"),
+                                         total=len(ledger_))
                 n = view.rebuild(ledger_, progress=lambda k, task=task: progress.advance(task, k))
-        err.print(f"[green]rebuilt[/] {len(views)} views from {n} ledger entries")
+        err.print(in_lang(f"[green]已重建[/] {len(views)} 个视图，读取账本条目 {n} 条",
+                          f"[green]rebuilt[/] {len(views)} views from {n} ledger entries"))
         return
     for _, view in opened:
         view.db.conn.close()
     with Progress(console=err) as progress:
-        task = progress.add_task("rebuilding the views", total=len(ledger_))
+        task = progress.add_task(in_lang("正在重建视图", "rebuilding the views"), total=len(ledger_))
         done = rebuild(ledger_, (settings.sla_path, sla),
                        [("commitments", settings.commitments_path, cases), ("credit", settings.credit_path, credit)],
                        progress=lambda k: progress.advance(task, k))
-    err.print(f"[green]rebuilt[/] {len(views)} views from {done.entries} ledger entries "
-              f"in {done.seconds:.1f} s ({done.rate_per_s:,.0f} entries/s)")
+    err.print(in_lang(f"[green]已重建[/] {len(views)} 个视图，读取账本条目 {done.entries} 条，"
+                      f"用时 {done.seconds:.1f} 秒（每秒 {done.rate_per_s:,.0f} 条）",
+                      f"[green]rebuilt[/] {len(views)} views from {done.entries} ledger entries "
+                      f"in {done.seconds:.1f} s ({done.rate_per_s:,.0f} entries/s)"))

@@ -23,7 +23,7 @@ from broker.ledger.store import Ledger
 from projections.sla import STATES, STATUSES, SlaError, SlaView
 from schemas.errors import XiezhuError
 from xiezhu.bootstrap import existing_catalogue
-from xiezhu.cli.common import AsJson, bureau_code, err, ledger_at, out, parse_instant
+from xiezhu.cli.common import AsJson, bureau_code, err, in_lang, ledger_at, out, parse_instant
 from xiezhu.cli.common import print_json as _print_json
 from xiezhu.cli.common import settings_of as _settings
 from xiezhu.settings import Settings
@@ -65,10 +65,10 @@ def _export(csv_file: Path | None, xlsx_file: Path | None, title: str, columns: 
             sys.stdout.flush()
         else:
             csv_file.write_bytes(data)
-            err.print(f"wrote {len(records)} rows to {csv_file}")
+            err.print(in_lang(f"已将 {len(records)} 行写入 {csv_file}", f"wrote {len(records)} rows to {csv_file}"))
     if xlsx_file is not None:
         xlsx_file.write_bytes(sheets.to_xlsx(title, columns, records, sheet=sheet))
-        err.print(f"wrote {len(records)} rows to {xlsx_file}")
+        err.print(in_lang(f"已将 {len(records)} 行写入 {xlsx_file}", f"wrote {len(records)} rows to {xlsx_file}"))
 
 
 def _day(text: str | None, option: str) -> date | None:
@@ -93,7 +93,8 @@ def open_sla(settings: Settings) -> Iterator[tuple[SlaView, Ledger]]:
                        catalogue=existing_catalogue(settings))
         try:
             if view.layout_reset:
-                err.print("the SLA view's table layout changed: rebuilding it from the ledger")
+                err.print(in_lang("时限视图的表结构已变更：正在从账本重建",
+                                  "the SLA view's table layout changed: rebuilding it from the ledger"))
             view.follow(ledger)
             yield view, ledger
         finally:
@@ -268,12 +269,17 @@ def calendar_load(
     before = {s.year for s in store.schedules()}
     schedule = store.load_file(file)
     verb = "replaced" if schedule.year in before else "loaded"
-    out.print(f"{verb} {schedule.year}: {len(schedule.holidays)} holidays, "
-              f"{len(schedule.workdays)} make-up working days"
-              + (f" ({schedule.source})" if schedule.source else "")
-              + f" → {store.path(schedule.year)}", highlight=False)
+    out.print(in_lang(f"已{'替换' if schedule.year in before else '载入'} {schedule.year} 年："
+                      f"节假日 {len(schedule.holidays)} 天，调休工作日 {len(schedule.workdays)} 天"
+                      + (f"（{schedule.source}）" if schedule.source else "") + f" → {store.path(schedule.year)}",
+                      f"{verb} {schedule.year}: {len(schedule.holidays)} holidays, "
+                      f"{len(schedule.workdays)} make-up working days"
+                      + (f" ({schedule.source})" if schedule.source else "")
+                      + f" → {store.path(schedule.year)}"), highlight=False)
     if WorkingCalendar().covered(schedule.year):
-        out.print(f"it overrides the packaged calendar of {schedule.year}", highlight=False)
+        out.print(in_lang(f"它取代随程序附带的 {schedule.year} 年日历",
+                          f"it overrides the packaged calendar of {schedule.year}"),
+                  highlight=False)
 
 
 #: ``calendar due``'s lines, one table per language.

@@ -6,8 +6,8 @@ from typing import Annotated
 
 import typer
 
-from aggregates.registry import Registry
-from xiezhu.cli.common import err, print_json
+from aggregates.registry import Registry, zh_name
+from xiezhu.cli.common import err, in_lang, print_json
 from xiezhu.cli.common import settings_of as _settings
 
 app = typer.Typer(no_args_is_help=True, rich_markup_mode="rich",
@@ -39,7 +39,8 @@ def create(
         user = users.create(login, code, password, name)
     finally:
         users.close()
-    err.print(f"account {user.login} for {code} made; log in at the console of `xiezhu serve`")
+    err.print(in_lang(f"已为{zh_name(code)}创建账户 {user.login}；请在 `xiezhu serve` 的控制台登录",
+                      f"account {user.login} for {code} made; log in at the console of `xiezhu serve`"))
 
 
 @app.command("list")
@@ -81,4 +82,4 @@ def disable(ctx: typer.Context, login: Annotated[str, typer.Argument(help="The l
             raise XiezhuError(f"no account {login!r}", zh=f"没有账户 {login!r}")
     finally:
         users.close()
-    err.print(f"account {login} disabled")
+    err.print(in_lang(f"账户 {login} 已停用", f"account {login} disabled"))
