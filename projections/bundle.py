@@ -57,6 +57,7 @@ from broker.ledger.store import (
 )
 from broker.signing import KeyRing, Rejected, Signer, decode_checked
 from projections.replay import Replay, SignatureCheck, check_signature, render_text, replay
+from schemas import labels
 from schemas.envelope import SEALED_VERSION, Envelope, SealedEnvelope, Signed
 from schemas.errors import XiezhuError
 from schemas.trust import TrustEntry
@@ -167,6 +168,10 @@ class BundleReport(msgspec.Struct, frozen=True, kw_only=True):
     reason: str = ""
     failures: list[str] = []
     warnings: list[str] = []
+    #: The same in 中文, for 区司法局's reviewer (decision 64).
+    reason_zh: str = ""
+    failures_zh: list[str] = []
+    warnings_zh: list[str] = []
     case: str = ""
     kind: str = ""
     number: str = ""
@@ -306,6 +311,10 @@ def _write_zip(path: Path, files: dict[str, bytes], created: datetime) -> None:
 class _Invalid(Exception):
     """A bundle too broken to check further (its reason is the report's)."""
 
+    def __init__(self, message: str, zh: str) -> None:
+        super().__init__(message)
+        self.zh = zh
+
 
 def verify_bundle(path: Path, *, trusted: Iterable[TrustEntry] | None = None) -> BundleReport:
     """Check a bundle offline: manifest digests, signatures at each event's time, leaves, chain, checkpoint.
@@ -322,6 +331,7 @@ def verify_bundle(path: Path, *, trusted: Iterable[TrustEntry] | None = None) ->
         v.run()
     except _Invalid as e:
         v.failures.insert(0, str(e))
+        v.failures_zh.insert(0, e.zh)
     return v.report()
 
 
@@ -333,6 +343,8 @@ class _Verifier:
         self.trusted = trusted
         self.failures: list[str] = []
         self.warnings: list[str] = []
+        self.failures_zh: list[str] = []
+        self.warnings_zh: list[str] = []
         self.manifest: Manifest | None = None
         self.events: list[BundleEvent] = []
         self.proof: Proof | None = None
@@ -340,17 +352,27 @@ class _Verifier:
         self.attested_by = ""
         self.keys: list[str] = []
 
+    def _fail(self, message: str, zh: str) -> None:
+        self.failures.append(message)
+        self.failures_zh.append(zh)
+
+    def _warn(self, message: str, zh: str) -> None:
+        self.warnings.append(message)
+        self.warnings_zh.append(zh)
+
     def run(self) -> None:
         files = _read_zip(self.path)
         missing = [n for n in (*FILES, MANIFEST) if n not in files]
         if missing:
-            raise _Invalid(f"the bundle lacks {', '.join(missing)}")
+            raise _Invalid(f"the bundle lacks {', '.join(missing)}", f"证据包缺少 {'、'.join(missing)}")
         extra = sorted(set(files) - {*FILES, MANIFEST, SIGNATURE})
         if extra:
-            self.failures.append(f"the bundle holds files its manifest does not list: {', '.join(extra)}")
+            self._fail(f"the bundle holds files its manifest does not list: {', '.join(extra)}",
+                       f"证据包含有清单未列出的文件：{'、'.join(extra)}")
         self.manifest = manifest = _decode(files[MANIFEST], Manifest, MANIFEST)
         if manifest.format != FORMAT:
-            raise _Invalid(f"unknown bundle format {manifest.format!r} (this xiezhu reads {FORMAT})")
+            raise _Invalid(f"unknown bundle format {manifest.format!r} (this xiezhu reads {FORMAT})",
+                           f"未知的证据包格式 {manifest.format!r}（本程序读取 {FORMAT}）")
         self._keys(_decode(files[KEYS], list[TrustEntry], KEYS))
         entries = [_decode(line, BundleEntry, f"{EVENTS} line {i}")
                    for i, line in enumerate(files[EVENTS].splitlines(), start=1) if line.strip()]
@@ -362,7 +384,8 @@ class _Verifier:
         self._checkpoint(proof.checkpoint)
         for name in FILES:
             if manifest.files.get(name) != _sha256(files[name]):
-                self.failures.append(f"{name} does not match the SHA-256 in the manifest: it was changed")
+                self._fail(f"{name} does not match the SHA-256 in the manifest: it was changed",
+                           f"{name} 与清单中的 SHA-256 不符：文件被改动过")
         self._attestation(files)
 
     def _keys(self, bundled: list[TrustEntry]) -> None:
@@ -372,16 +395,19 @@ class _Verifier:
                 nacl.signing.VerifyKey(k.public_key)
                 keys.append(k)
             except (ValueError, TypeError):
-                self.failures.append(f"key {k.kid} of the bundle is not an Ed25519 public key")
+                self._fail(f"key {k.kid} of the bundle is not an Ed25519 public key",
+                           f"证据包中的密钥 {k.kid} 不是 Ed25519 公钥")
         entries = keys
         if self.trusted is not None:
             known = {t.kid: t for t in self.trusted}
             for k in keys:
                 t = known.get(k.kid)
                 if t is None:
-                    self.failures.append(f"key {k.kid} of the bundle is not in the trust list given")
+                    self._fail(f"key {k.kid} of the bundle is not in the trust list given",
+                               f"证据包中的密钥 {k.kid} 不在所给的信任列表中")
                 elif (t.bureau, t.public_key) != (k.bureau, k.public_key):
-                    self.failures.append(f"key {k.kid} of the bundle differs from the trust list's")
+                    self._fail(f"key {k.kid} of the bundle differs from the trust list's",
+                               f"证据包中的密钥 {k.kid} 与信任列表中的不同")
             # The published list's validity and revocations win over the bundle's copy.
             entries = [known.get(k.kid, k) for k in keys]
         self.ring = KeyRing(entries)
@@ -390,21 +416,26 @@ class _Verifier:
     def _positions(self, entries: list[BundleEntry], manifest: Manifest, proof: Proof) -> None:
         positions = [e.pos for e in entries]
         if not positions:
-            raise _Invalid(f"{EVENTS} holds no event")
+            raise _Invalid(f"{EVENTS} holds no event", f"{EVENTS} 中没有事件")
         if positions != manifest.positions:
-            self.failures.append(f"{EVENTS} holds positions {_span(positions)} but the manifest lists "
-                                 f"{_span(manifest.positions)}: an event was removed, added or moved")
+            self._fail(f"{EVENTS} holds positions {_span(positions)} but the manifest lists "
+                       f"{_span(manifest.positions)}: an event was removed, added or moved",
+                       f"{EVENTS} 含位置 {_span(positions)}，而清单列出的是 {_span(manifest.positions)}："
+                       "有事件被删除、添加或移动")
         if positions != sorted(set(positions)):
-            self.failures.append(f"{EVENTS} is not in ledger order or repeats a position")
+            self._fail(f"{EVENTS} is not in ledger order or repeats a position",
+                       f"{EVENTS} 不按账本顺序排列或有重复位置")
         cp = proof.checkpoint
         if positions[0] != proof.first_pos:
-            self.failures.append(f"the proof starts at position {proof.first_pos} but the first event is at "
-                                 f"{positions[0]}")
+            self._fail(f"the proof starts at position {proof.first_pos} but the first event is at {positions[0]}",
+                       f"证明自位置 {proof.first_pos} 开始，而第一个事件位于 {positions[0]}")
         if proof.first_pos + len(proof.leaves) - 1 != cp.pos:
-            self.failures.append(f"the proof has {len(proof.leaves)} leaves from position {proof.first_pos}, "
-                                 f"which does not end at checkpoint {cp.pos}")
+            self._fail(f"the proof has {len(proof.leaves)} leaves from position {proof.first_pos}, "
+                       f"which does not end at checkpoint {cp.pos}",
+                       f"证明自位置 {proof.first_pos} 起有 {len(proof.leaves)} 个叶子，不止于检查点 {cp.pos}")
         if positions[-1] > cp.pos:
-            self.failures.append(f"the event at position {positions[-1]} lies after checkpoint {cp.pos}")
+            self._fail(f"the event at position {positions[-1]} lies after checkpoint {cp.pos}",
+                       f"位置 {positions[-1]} 的事件在检查点 {cp.pos} 之后")
 
     def _event(self, e: BundleEntry, manifest: Manifest, proof: Proof) -> None:
         signed = Signed(body=e.body, kid=e.kid, sig=e.sig)
@@ -419,79 +450,90 @@ class _Verifier:
                                        recipient=env.recipient if env else "?", time=env.time if env else None,
                                        arrived_at=e.arrived_at, kid=e.kid, signature=sig))
         if sig.status == _NOT_TAMPERING:
-            self.warnings.append(f"event at position {e.pos}: {sig.reason} (the ledger holds it as received)")
+            self._warn(f"event at position {e.pos}: {sig.reason} (the ledger holds it as received)",
+                       f"位置 {e.pos} 的事件：{sig.reason}（账本按收到时的样子保存）")
         elif not sig.valid:
-            self.failures.append(f"event at position {e.pos}: {sig.status}: {sig.reason}")
+            self._fail(f"event at position {e.pos}: {sig.status}: {sig.reason}",
+                       f"位置 {e.pos} 的事件：{labels.DEAD_LETTER_REASON.get(sig.status, sig.status)}（{sig.reason}）")
         if sig.note:
-            self.warnings.append(f"event at position {e.pos}: {sig.note}")
+            self._warn(f"event at position {e.pos}: {sig.note}", f"位置 {e.pos} 的事件：{sig.note}")
         if env is not None and env.case != manifest.case:
-            self.failures.append(f"event at position {e.pos} belongs to case {env.case}, not {manifest.case}")
+            self._fail(f"event at position {e.pos} belongs to case {env.case}, not {manifest.case}",
+                       f"位置 {e.pos} 的事件属于案件 {env.case}，而不是 {manifest.case}")
         if manifest.as_of is not None and arrived is not None and arrived > manifest.as_of:
-            self.failures.append(f"event at position {e.pos} arrived after the bundle's as-of time")
+            self._fail(f"event at position {e.pos} arrived after the bundle's as-of time",
+                       f"位置 {e.pos} 的事件晚于证据包的截止时间到达")
         i = e.pos - proof.first_pos
         if not 0 <= i < len(proof.leaves):
-            self.failures.append(f"event at position {e.pos} lies outside the proof")
+            self._fail(f"event at position {e.pos} lies outside the proof", f"位置 {e.pos} 的事件在证明范围之外")
         elif leaf_hash(e.pos, e.arrived_at, e.kid, e.sig, e.body, stream_seq=e.stream_seq).hex() != proof.leaves[i]:
-            self.failures.append(f"event at position {e.pos}: its bytes, key id, signature or arrival time do not "
-                                 "match the ledger's leaf at that position")
+            self._fail(f"event at position {e.pos}: its bytes, key id, signature or arrival time do not "
+                       "match the ledger's leaf at that position",
+                       f"位置 {e.pos} 的事件：其字节、密钥编号、签名或到达时间与账本该位置的叶子不符")
 
     def _chain(self, proof: Proof) -> None:
         head = bytes.fromhex(proof.prev_hash)
         for leaf in proof.leaves:
             head = link(head, bytes.fromhex(leaf))
         if head.hex() != proof.checkpoint.head:
-            self.failures.append(f"the chain from position {proof.first_pos} through the proof's "
-                                 f"{len(proof.leaves)} leaves does not reach the head of checkpoint "
-                                 f"{proof.checkpoint.pos}")
+            self._fail(f"the chain from position {proof.first_pos} through the proof's "
+                       f"{len(proof.leaves)} leaves does not reach the head of checkpoint {proof.checkpoint.pos}",
+                       f"自位置 {proof.first_pos} 起经证明的 {len(proof.leaves)} 个叶子的链"
+                       f"不能到达检查点 {proof.checkpoint.pos} 的链头")
 
     def _checkpoint(self, cp: ProofCheckpoint) -> None:
         problem = self._signed_by_justice(cp.kid, checkpoint_message(cp.pos, bytes.fromhex(cp.head), cp.sealed_at),
                                           cp.sig, _instant(cp.sealed_at))
-        if problem:
-            self.failures.append(f"checkpoint {cp.pos}: {problem}")
+        if problem[0]:
+            self._fail(f"checkpoint {cp.pos}: {problem[0]}", f"检查点 {cp.pos}：{problem[1]}")
 
     def _attestation(self, files: dict[str, bytes]) -> None:
         if SIGNATURE not in files:
-            self.warnings.append(f"the manifest is not signed by {JUSTICE}: the proof shows that every event "
-                                 "included is in the checkpointed ledger, not that none of the case's events was "
-                                 "left out")
+            self._warn(f"the manifest is not signed by {JUSTICE}: the proof shows that every event "
+                       "included is in the checkpointed ledger, not that none of the case's events was left out",
+                       "清单未经区司法局签署：证明只表明所含事件都在已签署检查点的账本中，不能表明该案件没有事件被遗漏")
             return
         try:
             s = msgspec.json.decode(files[SIGNATURE], type=ManifestSignature)
         except (msgspec.ValidationError, msgspec.DecodeError) as e:
-            self.failures.append(f"{SIGNATURE} is unreadable: {e}")
+            self._fail(f"{SIGNATURE} is unreadable: {e}", f"无法读取 {SIGNATURE}：{e}")
             return
         assert self.manifest is not None
         problem = self._signed_by_justice(s.kid, MANIFEST_CONTEXT + files[MANIFEST], s.sig, self.manifest.created_at)
-        if problem:
-            self.failures.append(f"the manifest's signature: {problem}")
+        if problem[0]:
+            self._fail(f"the manifest's signature: {problem[0]}", f"清单的签名：{problem[1]}")
         else:
             self.attested_by = s.kid
 
-    def _signed_by_justice(self, kid: str, message: bytes, sig: bytes, when: datetime | None) -> str:
-        """Why ``sig`` is not 区司法局's valid signature of ``message`` at ``when`` ("" if it is)."""
+    def _signed_by_justice(self, kid: str, message: bytes, sig: bytes, when: datetime | None) -> tuple[str, str]:
+        """Why ``sig`` is not 区司法局's valid signature of ``message`` at ``when``, in English and 中文
+        (both "" if it is)."""
         entry = self.ring.entry(kid)
         if entry is None:
-            return f"key {kid} is not among the bundle's keys"
+            return f"key {kid} is not among the bundle's keys", f"密钥 {kid} 不在证据包的密钥中"
         if entry.bureau != JUSTICE:
-            return f"signed by {entry.bureau}'s key {kid}, not {JUSTICE}'s"
+            return (f"signed by {entry.bureau}'s key {kid}, not {JUSTICE}'s",
+                    f"由{zh_name(entry.bureau)}的密钥 {kid} 签署，而不是{zh_name(JUSTICE)}的")
         try:
             nacl.signing.VerifyKey(entry.public_key).verify(message, sig)
         except (nacl.exceptions.BadSignatureError, ValueError, TypeError):
-            return f"the signature by key {kid} does not verify"
+            return f"the signature by key {kid} does not verify", f"密钥 {kid} 的签名核验未通过"
         if when is None:
-            return "its time is not an ISO date-time"
+            return "its time is not an ISO date-time", "其时间不是 ISO 日期时间"
         if when < entry.valid_from or (entry.valid_to is not None and when >= entry.valid_to):
-            return f"key {kid} was not valid at {when.isoformat()}"
+            return f"key {kid} was not valid at {when.isoformat()}", f"密钥 {kid} 在 {when.isoformat()} 无效"
         if entry.revoked_at is not None and when >= entry.revoked_at:
-            return f"key {kid} was revoked at {entry.revoked_at.isoformat()}: {entry.revoked_reason}"
-        return ""
+            return (f"key {kid} was revoked at {entry.revoked_at.isoformat()}: {entry.revoked_reason}",
+                    f"密钥 {kid} 已于 {entry.revoked_at.isoformat()} 吊销：{entry.revoked_reason}")
+        return "", ""
 
     def report(self) -> BundleReport:
         m, p = self.manifest, self.proof
         return BundleReport(
             path=str(self.path), ok=not self.failures, reason=self.failures[0] if self.failures else "",
-            failures=self.failures, warnings=self.warnings, case=m.case if m else "", kind=m.kind if m else "",
+            failures=self.failures, warnings=self.warnings, reason_zh=self.failures_zh[0] if self.failures_zh else "",
+            failures_zh=self.failures_zh, warnings_zh=self.warnings_zh, case=m.case if m else "",
+            kind=m.kind if m else "",
             number=m.number if m else "", events=self.events, checkpoint_pos=p.checkpoint.pos if p else None,
             sealed_at=p.checkpoint.sealed_at if p else "", sealed_by=p.checkpoint.kid if p else "",
             attested_by=self.attested_by, keys=self.keys)
@@ -503,20 +545,20 @@ def _read_zip(path: Path) -> dict[str, bytes]:
             infos = z.infolist()
             names = [i.filename for i in infos]
             if len(set(names)) != len(names):
-                raise _Invalid("the bundle holds a file twice")
+                raise _Invalid("the bundle holds a file twice", "证据包中有文件重复")
             big = [i.filename for i in infos if i.file_size > MAX_MEMBER_BYTES]
             if big:
-                raise _Invalid(f"{big[0]} is larger than a bundle member may be")
+                raise _Invalid(f"{big[0]} is larger than a bundle member may be", f"{big[0]} 超过证据包成员的大小上限")
             return {i.filename: z.read(i) for i in infos}
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, EOFError) as e:
-        raise _Invalid(f"not a readable bundle (ZIP): {e}") from e
+        raise _Invalid(f"not a readable bundle (ZIP): {e}", f"不是可读的证据包（ZIP）：{e}") from e
 
 
 def _decode(data: bytes, kind: Any, what: str) -> Any:
     try:
         return msgspec.json.decode(data, type=kind)
     except (msgspec.ValidationError, msgspec.DecodeError) as e:
-        raise _Invalid(f"{what} is unreadable: {e}") from e
+        raise _Invalid(f"{what} is unreadable: {e}", f"无法读取 {what}：{e}") from e
 
 
 def _instant(text: str) -> datetime | None:

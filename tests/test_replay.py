@@ -718,6 +718,10 @@ def test_the_replay_and_verify_bundle_commands_work_end_to_end(data_dir: Path, t
     assert bad.exit_code == 1
     assert json.loads(bad.stdout)["ok"] is False
     assert bad.stderr.startswith("错误：证据包 ") and len(bad.stderr.strip().splitlines()) == 1
+    failed = json.loads(bad.stdout)
+    assert len(failed["failures_zh"]) == len(failed["failures"]) and failed["reason_zh"] == failed["failures_zh"][0]
+    assert failed["reason_zh"] in bad.stderr and "不能到达检查点" in " ".join(failed["failures_zh"])
+    assert "未通过：" in invoke(ledger_app, ["verify-bundle", str(bundle)]).stdout
     bad = invoke(ledger_app, ["verify-bundle", str(bundle)], env={"XIEZHU_LANG": "en"})
     assert bad.exit_code == 1 and bad.stderr.startswith("error: bundle ") and "failed verification" in bad.stderr
 

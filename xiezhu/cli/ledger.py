@@ -196,7 +196,7 @@ def verify_bundle_cmd(
         more = len(report.failures) - 1
         # One line, never wrapped (a console would wrap a long path): scripts read it.
         if lang() == "zh":
-            sys.stderr.write(f"错误：证据包 {file} 未通过核验：{report.reason}"
+            sys.stderr.write(f"错误：证据包 {file} 未通过核验：{report.reason_zh or report.reason}"
                              + (f"（另有 {more} 处）" if more > 0 else "") + "\n")
         else:
             sys.stderr.write(f"error: bundle {file} failed verification: {report.reason}"
@@ -360,8 +360,8 @@ def _report_text(r: BundleReport) -> str:
         lines.append(f"  #{e.pos} {e.type} {w.bureau(e.sender)} → {w.bureau(e.recipient)}，"
                      f"密钥 {e.kid}：{status}")
     lines += [f"  密钥 {k}" for k in r.keys]
-    lines += [f"警告：{x}" for x in r.warnings]
-    lines += [f"未通过：{f}" for f in r.failures]
+    lines += [f"警告：{x}" for x in r.warnings_zh or r.warnings]
+    lines += [f"未通过：{f}" for f in r.failures_zh or r.failures]
     return "\n".join(lines) + "\n"
 
 
