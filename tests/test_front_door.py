@@ -172,7 +172,9 @@ async def test_an_uncatalogued_request_is_refused_and_changes_nothing(api: Api) 
                  request_body(channel="letter", staff=["李明"])):
         r = await api.client.post("/v1/bureaus/shenpi/requests", json=body, headers=api.auth("shenpi"))
         assert r.status_code == 422, r.text
-        assert r.json()["error"]
+        problem = r.json()  # the stable id and the English for a program, the 中文 beside them for a person
+        assert problem["error"] and problem["message"] and problem["message_zh"] != problem["message"]
+        assert any("\u4e00" <= c <= "\u9fff" for c in problem["message_zh"]), problem
     assert api.state() == before
     # and the number series did not move: the next request takes the first number
     r = await api.client.post("/v1/bureaus/shenpi/requests", json=request_body(), headers=api.auth("shenpi"))

@@ -41,6 +41,7 @@ from aggregates.commitment import CommitmentState
 from aggregates.errors import RuleError
 from aggregates.registry import JUSTICE, Registry, zh_name
 from aggregates.store import BureauStore, UnknownCase
+from schemas import labels
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.commitment import PlannedItem
 from schemas.envelope import decode_envelope
@@ -293,6 +294,14 @@ def find_case(desk: Desk, requester: str, number: str) -> CaseState:
 # -- the application -----------------------------------------------------------------------
 
 
+class Refusal(HTTPException):
+    """A refusal of the API with its 中文 beside the English ``detail`` (the body's ``message_zh``)."""
+
+    def __init__(self, status_code: int, detail: str, zh: str, headers: dict[str, str] | None = None) -> None:
+        super().__init__(status_code, detail, headers=headers)
+        self.zh = zh
+
+
 def _problem(status: int, error: str, message: str, message_zh: str | None = None) -> JSONResponse:
     """The body of a refusal: the stable ``error`` id, the English ``message`` and, where the error has
     one, its 中文 in ``message_zh`` (decision 64)."""
@@ -379,8 +388,10 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
     @app.exception_handler(HTTPException)
     async def http_error(_: Request, e: HTTPException) -> JSONResponse:
         error = {401: "unauthenticated", 403: "forbidden", 404: "not-found"}.get(e.status_code, "http")
-        return JSONResponse({"error": error, "message": str(e.detail)}, status_code=e.status_code,
-                            headers=e.headers)
+        body = {"error": error, "message": str(e.detail)}
+        if isinstance(e, Refusal):
+            body["message_zh"] = e.zh
+        return JSONResponse(body, status_code=e.status_code, headers=e.headers)
 
     @app.exception_handler(RequestValidationError)
     async def bad_input(_: Request, e: RequestValidationError) -> JSONResponse:
@@ -407,27 +418,31 @@ def _router(door: FrontDoor) -> APIRouter:
     def principal(creds: Annotated[HTTPAuthorizationCredentials | None, Depends(bearer)]) -> Principal:
         token = door.tokens.check(creds.credentials) if creds is not None else None
         if token is None:
-            raise HTTPException(401, "a valid API token is needed: Authorization: Bearer xzt_…",
-                                headers={"WWW-Authenticate": "Bearer"})
+            raise Refusal(401, "a valid API token is needed: Authorization: Bearer xzt_…",
+                          "需要有效的 API 令牌：Authorization: Bearer xzt_…", headers={"WWW-Authenticate": "Bearer"})
         return Principal(token.bureau, token)
 
     Who = Annotated[Principal, Depends(principal)]
 
     def served(bureau: str) -> None:
         if bureau not in door.bureaus:
-            raise HTTPException(404, f"this server does not serve {bureau!r} (it serves {', '.join(door.bureaus)})")
+            raise Refusal(404, f"this server does not serve {bureau!r} (it serves {', '.join(door.bureaus)})",
+                          f"本服务不负责 {bureau!r}（负责：{'、'.join(zh_name(b) for b in door.bureaus)}）")
 
     def reader(bureau: BureauPath, who: Who) -> Principal:
         if who.bureau not in (bureau, JUSTICE):
-            raise HTTPException(403, f"a token of {who.bureau} cannot read {bureau}'s data")
+            raise Refusal(403, f"a token of {who.bureau} cannot read {bureau}'s data",
+                          f"{zh_name(who.bureau)}的令牌不能读取{zh_name(bureau)}的数据")
         served(bureau)
         return who
 
     def actor(bureau: BureauPath, who: Who) -> Principal:
         if who.read_only:
-            raise HTTPException(403, f"{JUSTICE}'s token reads; it cannot act for a bureau")
+            raise Refusal(403, f"{JUSTICE}'s token reads; it cannot act for a bureau",
+                          f"{zh_name(JUSTICE)}的令牌只能读取，不能代单位办理")
         if who.bureau != bureau:
-            raise HTTPException(403, f"a token of {who.bureau} cannot act as {bureau}")
+            raise Refusal(403, f"a token of {who.bureau} cannot act as {bureau}",
+                          f"{zh_name(who.bureau)}的令牌不能代{zh_name(bureau)}办理")
         served(bureau)
         return who
 
@@ -475,9 +490,11 @@ def _router(door: FrontDoor) -> APIRouter:
         """Send a 行政协助函 for an item of the published catalogue (第七条); refused before anything is stored
         if the item is not catalogued for this pair, or an on-site item has no memorandum (第六条)."""
         if body.channel == "letter" and len(body.staff) != 2:
-            raise HTTPException(422, "协助函（二） (channel letter) names the two staff sent")
+            raise Refusal(422, "协助函（二） (channel letter) names the two staff sent",
+                          "协助函（二）须写明派出的两名工作人员")
         if body.channel == "platform" and body.staff:
-            raise HTTPException(422, "staff are named only for channel letter (协助函（二）)")
+            raise Refusal(422, "staff are named only for channel letter (协助函（二）)",
+                          "只有协助函（二）才写明工作人员")
         items = [msgspec.convert(i.model_dump(), CommitmentItem) for i in body.items]
         applicant = msgspec.convert(body.applicant.model_dump(), Applicant)
         matter = msgspec.convert(body.matter.model_dump(), Matter)
@@ -499,7 +516,8 @@ def _router(door: FrontDoor) -> APIRouter:
     def _inbox_case(desk: Desk, bureau: str, requester: str, number: str) -> CaseState:
         st = find_case(desk, requester, number)
         if st.assistor != bureau:
-            raise HTTPException(409, f"{requester}/{number} is {bureau}'s own request, not one to answer")
+            raise Refusal(409, f"{requester}/{number} is {bureau}'s own request, not one to answer",
+                          f"{requester}/{number} 是{zh_name(bureau)}自己发出的请求，无需答复")
         return st
 
     @r.post("/bureaus/{bureau}/requests/{requester}/{number}/answer", tags=["assistance"])
@@ -508,7 +526,7 @@ def _router(door: FrontDoor) -> APIRouter:
         """Reply with a 回复函: 真实 / 虚假 / 无法证实 (with the reason) for every item asked."""
         results = [msgspec.convert(i.model_dump(), ItemResult) for i in body.items]
         if any(r.verdict == "unverifiable" and not r.reason.strip() for r in results):
-            raise HTTPException(422, "无法证实 needs the reason (附件5 备注)")
+            raise Refusal(422, "无法证实 needs the reason (附件5 备注)", "无法证实须写明理由（附件5 备注）")
 
         def reply(desk: Desk) -> tuple[CaseState, list[str]]:
             st = _inbox_case(desk, bureau, requester, number)
@@ -545,12 +563,14 @@ def _router(door: FrontDoor) -> APIRouter:
                  body: m.WithdrawIn) -> m.Acted:
         """The requester withdraws a request it no longer needs, while it is open."""
         if requester != bureau:
-            raise HTTPException(409, f"only {requester} can withdraw its request {number}")
+            raise Refusal(409, f"only {requester} can withdraw its request {number}",
+                          f"只有{zh_name(requester)}可以撤回其请求 {number}")
 
         def do(desk: Desk) -> CaseState:
             st = find_case(desk, requester, number)
             if st.status not in assistance.OPEN:
-                raise HTTPException(409, f"request {number} is {st.status}; nothing to withdraw")
+                raise Refusal(409, f"request {number} is {st.status}; nothing to withdraw",
+                              f"请求 {number} 为{labels.REQUEST_STATUS.get(st.status, st.status)}；无可撤回")
             return desk.withdraw_request(st.case, body.reason)
 
         return acted(bureau, door.acting(bureau, do))
@@ -636,15 +656,18 @@ def _router(door: FrontDoor) -> APIRouter:
     def case_verify(bureau: BureauPath, number: CasePath, who: Actor, body: m.VerifyIn) -> m.CommitmentOut:
         """Record one committed item's verification (online, by an assistance reply, on site by two officers)."""
         if body.verdict != "true" and not body.reason.strip():
-            raise HTTPException(422, f"a verdict of {body.verdict} needs the reason")
+            raise Refusal(422, f"a verdict of {body.verdict} needs the reason",
+                          f"结论为{labels.VERDICT.get(body.verdict, body.verdict)}时须写明理由")
         if body.way == "on-site":
             officers = [o.strip() for o in body.officers if o.strip()]
             if len(officers) < 2:
-                raise HTTPException(422, "an on-site check is made by at least two officers")
+                raise Refusal(422, "an on-site check is made by at least two officers",
+                              "现场核查须由至少两名工作人员进行")
             return stepped(bureau, number, lambda desk, case: desk.verify_on_site(
                 case, body.no, body.verdict, officers, body.reason))
         if not body.detail.strip():
-            raise HTTPException(422, "detail: the system checked (online) or the 协助函 number (assistance)")
+            raise Refusal(422, "detail: the system checked (online) or the 协助函 number (assistance)",
+                          "detail：写明核查所用的系统（online）或协助函编号（assistance）")
         source = f"online:{body.detail.strip()}" if body.way == "online" else \
             f"assistance:{bureau}/{body.detail.strip()}"
         return stepped(bureau, number, lambda desk, case: desk.verify_item(
@@ -658,8 +681,9 @@ def _router(door: FrontDoor) -> APIRouter:
             case = desk.find_commitment(number)
             st = desk.conclude(case)
             if st is None:
-                raise HTTPException(409, f"{number} cannot be concluded now: an item waits for its verdict, "
-                                         f"or it needs its decision first")
+                raise Refusal(409, f"{number} cannot be concluded now: an item waits for its verdict, "
+                                   f"or it needs its decision first",
+                              f"{number} 现在不能办结：有事项在等待核查结论，或须先作出决定")
             return commitment_out(desk, st)
         return door.acting(bureau, do)
 
@@ -674,11 +698,11 @@ def _router(door: FrontDoor) -> APIRouter:
         if body.kind in needs and not needs[body.kind]:
             field = {"rectify": "deadline", "rectified": "evidence", "penalise": "penalty", "notify": "department",
                      "refer": "to"}[body.kind]
-            raise HTTPException(422, f"{body.kind} needs {field}")
+            raise Refusal(422, f"{body.kind} needs {field}", f"{body.kind} 须有 {field}")
         if body.kind != "rectified" and not reason:
-            raise HTTPException(422, f"{body.kind} needs its legal_reason")
+            raise Refusal(422, f"{body.kind} needs its legal_reason", f"{body.kind} 须写明法律依据（legal_reason）")
         if body.kind == "notify" and body.department not in door.registry:
-            raise HTTPException(422, f"no bureau {body.department!r}")
+            raise Refusal(422, f"no bureau {body.department!r}", f"没有单位 {body.department!r}")
 
         def step(desk: Desk, case: str) -> CommitmentState:
             match body.kind:
@@ -799,7 +823,8 @@ def _router(door: FrontDoor) -> APIRouter:
         from projections.documents.word import docx_bytes
 
         if n > len(letters):
-            raise HTTPException(404, f"{number} has {len(letters)} letter(s), not {n}")
+            raise Refusal(404, f"{number} has {len(letters)} letter(s), not {n}",
+                          f"{number} 有 {len(letters)} 份文书，没有第 {n} 份")
         p = paper(letters[n - 1], number)
         match format:
             case "docx":
@@ -851,7 +876,8 @@ def _router(door: FrontDoor) -> APIRouter:
     def webhook_out(feed: Feed, secret: str | None = None) -> m.WebhookOut:
         hook = feed.webhook()
         if hook is None:
-            raise HTTPException(404, f"{feed.bureau} has no webhook; PUT one")
+            raise Refusal(404, f"{feed.bureau} has no webhook; PUT one",
+                          f"{zh_name(feed.bureau)}没有 webhook；请先 PUT 一个")
         return m.WebhookOut(**hook.public(), pending=feed.pending(), secret=secret)
 
     @r.get("/bureaus/{bureau}/webhook", tags=["notices"])
@@ -872,6 +898,6 @@ def _router(door: FrontDoor) -> APIRouter:
     def delete_webhook(bureau: BureauPath, who: Actor) -> None:
         """Stop pushing notices (they stay readable at /notices and /events)."""
         if not door.feeds[bureau].unregister():
-            raise HTTPException(404, f"{bureau} has no webhook")
+            raise Refusal(404, f"{bureau} has no webhook", f"{zh_name(bureau)}没有 webhook")
 
     return r
