@@ -269,12 +269,20 @@ async def sending_usage(js: JetStreamContext, bureaus: Iterable[str],
     return out
 
 
-def usage_line(usage: list[SendingUsage], kind: str = "sending") -> str:
-    """One line: the ``kind`` (sending, witness) streams' limits and the fullest one."""
-    if not usage:
-        return f"no {kind} streams"
-    top = max(usage, key=lambda u: u.share)
+def usage_line(usage: list[SendingUsage], kind: str = "sending", language: str = "en") -> str:
+    """One line: the ``kind`` (sending, witness) streams' limits and the fullest one (in 中文 for "zh")."""
+    top = max(usage, key=lambda u: u.share) if usage else None
     sizes = sorted({(u.max_bytes, u.max_msgs, u.max_msg_size) for u in usage})
+    if language == "zh":
+        what = "发送" if kind == "sending" else "见证" if kind == "witness" else kind
+        if top is None:
+            return f"没有{what}流"
+        limits_zh = "；".join(f"{_amount_zh(b, '字节')}、{_amount_zh(m, '条消息')}、每条消息 {_amount_zh(z, '字节')}"
+                             for b, m, z in sizes)
+        return (f"{what}流 {len(usage)} 个，每个单位最多 {limits_zh}；最满的是 {top.code}："
+                f"{top.msgs:,} 条消息，{top.bytes:,} 字节（{top.share:.1%}）")
+    if top is None:
+        return f"no {kind} streams"
     limits = "; ".join(f"{_amount(b, 'bytes')}, {_amount(m, 'messages')}, {_amount(z, 'bytes')} a message"
                        for b, m, z in sizes)
     return (f"{len(usage)} {kind} streams, each bureau at most {limits}; fullest {top.code}: "
@@ -283,6 +291,10 @@ def usage_line(usage: list[SendingUsage], kind: str = "sending") -> str:
 
 def _amount(n: int, unit: str) -> str:
     return f"unlimited {unit}" if n < 0 else f"{n:,} {unit}"
+
+
+def _amount_zh(n: int, unit: str) -> str:
+    return f"不限{unit}" if n < 0 else f"{n:,} {unit}"
 
 
 #: JetStream's error code for a stream whose ``max_bytes`` the server's storage cannot reserve.

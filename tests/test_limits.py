@@ -130,6 +130,8 @@ async def test_a_full_bureau_is_refused_and_the_others_still_send(conn: dict[str
     assert usage["ziran"].msgs == sent and usage["ziran"].share > 0.9
     line = usage_line(list(usage.values()))
     assert "each bureau at most 65,536 bytes, 40 messages" in line and "fullest ziran" in line
+    line = usage_line(list(usage.values()), language="zh")
+    assert "每个单位最多 65,536 字节、40 条消息" in line and "最满的是 ziran" in line
     # XZ gets every stored message, ziran's and gongan's (it sources the sending streams).
     admin = conn[ADMIN].jetstream()
     for _ in range(500):

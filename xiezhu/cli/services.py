@@ -229,9 +229,9 @@ def provision(
                                  credentials=nats_credentials(settings, ADMIN), create=False))
     err.print(in_lang("[green]流和消费者已就绪[/]", "[green]streams and consumers ready[/]"))
     admin = nats_credentials(settings, ADMIN)
-    err.print(usage_line(asyncio.run(sending_usage(settings.nats_url, codes, credentials=admin))))
+    err.print(usage_line(asyncio.run(sending_usage(settings.nats_url, codes, credentials=admin)), language=lang()))
     err.print(usage_line(asyncio.run(sending_usage(settings.nats_url, codes, credentials=admin,
-                                                   stream=witness_stream)), "witness"))
+                                                   stream=witness_stream)), "witness", lang()))
 
 
 OpsPort = Annotated[int | None, typer.Option("--ops-port", "--metrics-port", min=1, max=65535,
