@@ -155,6 +155,15 @@ def test_a_refusal_is_one_chinese_line_by_default_and_english_with_lang_en(
     assert {k: after.get(k) for k in before} == before
 
 
+def test_a_usage_mistake_says_clicks_sentence_in_chinese_too(tmp_path: Path) -> None:
+    for args, zh, en in [(["sla", "--since", "x"], "没有选项 --since", "No such option: --since"),
+                         (["history"], "缺少参数 'number'。", "Missing argument 'number'.")]:
+        chinese = run(*args, data_dir=tmp_path, check=False)
+        english = run("--lang", "en", *args, data_dir=tmp_path, check=False)
+        assert chinese.returncode == english.returncode == 2
+        assert zh in chinese.stderr and en not in chinese.stderr and en in english.stderr, chinese.stderr
+
+
 def test_the_http_api_keeps_its_english_message_and_adds_the_chinese_beside_it() -> None:
     from xiezhu.http.app import _problem
 

@@ -151,6 +151,35 @@ def _worded(format_help: Any, root: Any) -> Any:
     return format_help_in
 
 
+#: Click's usage-error sentences (exit 2) in 中文; the value's own complaint after them stays as Click says it.
+_USAGE_ZH: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"^No such option: (.+?)(?: \(Possible options: (.+)\))?$"), "没有选项 {0}（可用的选项：{1}）"),
+    (re.compile(r"^Missing argument (.+)\.$"), "缺少参数 {0}。"),
+    (re.compile(r"^Missing option (.+)\.$"), "缺少选项 {0}。"),
+    (re.compile(r"^Missing parameter: (.+)$"), "缺少参数：{0}"),
+    (re.compile(r"^Invalid value for (.+?): (.*)$", re.S), "{0} 的值无效：{1}"),
+    (re.compile(r"^Invalid value: (.*)$", re.S), "值无效：{0}"),
+    (re.compile(r"^Got unexpected extra argument\(s\) \((.*)\)$"), "多余的参数（{0}）"),
+    (re.compile(r"^No such command (.+)\.$"), "没有命令 {0}。"),
+    (re.compile(r"^Option (.+) requires an argument\.$"), "选项 {0} 需要一个值。"),
+    (re.compile(r"^Option (.+) requires (\d+) arguments\.$"), "选项 {0} 需要 {1} 个值。"),
+]
+
+
+def usage_in_chinese(e: ClickException) -> None:
+    """Have ``e`` (a usage error Typer is about to draw) say its sentence in 中文."""
+    english = e.format_message()
+    for pattern, zh in _USAGE_ZH:
+        found = pattern.match(english)
+        if found:
+            parts = found.groups()
+            text = zh.format(*(p or "" for p in parts))
+            if pattern.pattern.startswith("^No such option") and not parts[1]:
+                text = text.removesuffix("（可用的选项：）")
+            setattr(e, "format_message", lambda said=text: said)  # noqa: B010 (an instance's own sentence)
+            return
+
+
 class LocalGroup(TyperGroup):
     """The root group: its tree's help in this run's language, set before the arguments are parsed."""
 
@@ -164,13 +193,17 @@ class LocalGroup(TyperGroup):
     def make_context(self, *args: Any, **kwargs: Any) -> Any:
         try:
             return super().make_context(*args, **kwargs)
-        except (ClickException, Abort):  # Typer draws its error panel next
+        except (ClickException, Abort) as e:  # Typer draws its error panel next
             typer_words(self.language)
+            if isinstance(e, ClickException) and self.language == "zh":
+                usage_in_chinese(e)
             raise
 
     def invoke(self, ctx: Any) -> Any:
         try:
             return super().invoke(ctx)
-        except (ClickException, Abort):
+        except (ClickException, Abort) as e:
             typer_words(self.language)
+            if isinstance(e, ClickException) and self.language == "zh":
+                usage_in_chinese(e)
             raise
