@@ -205,7 +205,7 @@ async def test_a_false_commitment_and_each_consequence(office: Node, settings: S
     ok(settings, "onsite", third, "--bureau", "shenpi", "--item", "1", "--verdict", "true",
        "--officer", "王伟", "--officer", "李娜")
     fourth = open_committed(settings, *TRUE_ITEMS, applicant=person("赵六", "370405199203034567"))
-    assert "certificate-required" in ok(settings, "case", "withdraw", fourth, "--bureau", "shenpi",
+    assert "须提交证明" in ok(settings, "case", "withdraw", fourth, "--bureau", "shenpi",
                                         "--reason", "申请人决定自行提交证明").err
 
 

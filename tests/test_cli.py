@@ -591,7 +591,7 @@ def test_the_district_government_criticises_a_late_bureau_from_the_command_line(
         data, *criticise, "--request", other, "--correct-by", "2099-01-10")[2]
     assert "already past" in _in_process(data, *criticise, "--request", key, "--correct-by", "2020-01-10")[2]
     _, said, error = _in_process(data, *criticise, "--request", key, "--correct-by", "2099-01-10")
-    assert not error and "第十二条: 区政府对" in said and "queued" in said
+    assert not error and "第十二条：区政府对" in said and "已排队" in said
     [waiting] = json.loads(_in_process(data, "outbox", "--bureau", "zhengfuban", "--json")[0])["waiting"]
     assert (waiting["type"], waiting["to"], waiting["number"]) == ("notice.criticism", late["assistor"],
                                                                    late["number"])

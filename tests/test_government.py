@@ -162,7 +162,7 @@ def test_the_district_government_publishes_the_list_from_the_command_line_and_a_
     assert versions() == []  # nothing published without the act 区政府办公室 signs
     xiezhu_here("keys", "init", data_dir=tmp_path)
     done = xiezhu_here("government", "publish", data_dir=tmp_path)
-    assert "一(三): 区政府公布证明事项清单第1版" in done.stdout + done.stderr
+    assert "一(三)：区政府公布证明事项清单第1版" in done.stdout + done.stderr
     [v1] = versions()
     assert (v1["version"], v1["published_by"]) == (1, "zhengfuban")
     again = xiezhu_here("government", "publish", data_dir=tmp_path, check=False)
