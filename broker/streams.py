@@ -269,32 +269,36 @@ async def sending_usage(js: JetStreamContext, bureaus: Iterable[str],
     return out
 
 
+#: The words of :func:`usage_line`, per language.
+_USAGE_WORDS = {
+    "en": {"none": "no {kind} streams", "join": "; ", "limit": "{b}, {m}, {z} a message", "bytes": "bytes",
+           "messages": "messages", "unlimited": "unlimited {unit}", "kinds": {},
+           "line": "{n} {kind} streams, each bureau at most {limits}; fullest {code}: "
+                   "{msgs:,} messages, {size:,} bytes ({share:.1%})"},
+    "zh": {"none": "没有{kind}流", "join": "；", "limit": "{b}、{m}、每条消息 {z}", "bytes": "字节",
+           "messages": "条消息", "unlimited": "不限{unit}", "kinds": {"sending": "发送", "witness": "见证"},
+           "line": "{kind}流 {n} 个，每个单位最多 {limits}；最满的是 {code}："
+                   "{msgs:,} 条消息，{size:,} 字节（{share:.1%}）"},
+}
+
+
 def usage_line(usage: list[SendingUsage], kind: str = "sending", language: str = "en") -> str:
     """One line: the ``kind`` (sending, witness) streams' limits and the fullest one (in 中文 for "zh")."""
-    top = max(usage, key=lambda u: u.share) if usage else None
+    w: dict[str, Any] = _USAGE_WORDS["zh" if language == "zh" else "en"]
+    kind = w["kinds"].get(kind, kind)
+    if not usage:
+        return str(w["none"]).format(kind=kind)
+
+    def amount(n: int, unit: str) -> str:
+        return str(w["unlimited"]).format(unit=w[unit]) if n < 0 else f"{n:,} {w[unit]}"
+
+    top = max(usage, key=lambda u: u.share)
     sizes = sorted({(u.max_bytes, u.max_msgs, u.max_msg_size) for u in usage})
-    if language == "zh":
-        what = "发送" if kind == "sending" else "见证" if kind == "witness" else kind
-        if top is None:
-            return f"没有{what}流"
-        limits_zh = "；".join(f"{_amount_zh(b, '字节')}、{_amount_zh(m, '条消息')}、每条消息 {_amount_zh(z, '字节')}"
-                             for b, m, z in sizes)
-        return (f"{what}流 {len(usage)} 个，每个单位最多 {limits_zh}；最满的是 {top.code}："
-                f"{top.msgs:,} 条消息，{top.bytes:,} 字节（{top.share:.1%}）")
-    if top is None:
-        return f"no {kind} streams"
-    limits = "; ".join(f"{_amount(b, 'bytes')}, {_amount(m, 'messages')}, {_amount(z, 'bytes')} a message"
-                       for b, m, z in sizes)
-    return (f"{len(usage)} {kind} streams, each bureau at most {limits}; fullest {top.code}: "
-            f"{top.msgs:,} messages, {top.bytes:,} bytes ({top.share:.1%})")
+    limits = str(w["join"]).join(str(w["limit"]).format(b=amount(b, "bytes"), m=amount(m, "messages"),
+                                                        z=amount(z, "bytes")) for b, m, z in sizes)
+    return str(w["line"]).format(n=len(usage), kind=kind, limits=limits, code=top.code, msgs=top.msgs,
+                                 size=top.bytes, share=top.share)
 
-
-def _amount(n: int, unit: str) -> str:
-    return f"unlimited {unit}" if n < 0 else f"{n:,} {unit}"
-
-
-def _amount_zh(n: int, unit: str) -> str:
-    return f"不限{unit}" if n < 0 else f"{n:,} {unit}"
 
 
 #: JetStream's error code for a stream whose ``max_bytes`` the server's storage cannot reserve.
