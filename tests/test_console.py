@@ -109,7 +109,10 @@ async def test_an_operator_answers_from_the_inbox_form_and_the_board_changes_liv
         assert (await wang.get("/inbox/shenpi")).status_code == 403  # another bureau's inbox
         shown = await wang.post("/inbox/ziran/reveal", data={"csrf": csrf_of(inbox.text), "reason": "核查户籍"})
         assert shown.status_code == 200 and RESIDENT["id_number"] in shown.text and "已记入查阅记录" in shown.text
-        assert (await wang.post("/inbox/ziran/reveal", data={"csrf": csrf_of(inbox.text)})).status_code == 422
+        refused = await wang.post("/inbox/ziran/reveal", data={"csrf": csrf_of(inbox.text)})
+        # a page for the clerk, in 中文, not the API's JSON
+        assert refused.status_code == 422 and refused.headers["content-type"].startswith("text/html")
+        assert "未能办理" in refused.text and "须说明理由" in refused.text and '"error"' not in refused.text
         form = {"verdict-1": "true", "verdict-2": "unverifiable", "reason-2": "档案已移交", "reason-1": ""}
         url = "/inbox/ziran/shenpi/20260001/answer"
         assert (await wang.post(url, data=form)).status_code == 403  # no CSRF token
@@ -125,6 +128,8 @@ async def test_an_operator_answers_from_the_inbox_form_and_the_board_changes_liv
         st = next(iter(node.store("shenpi").assistance.cases()))
         assert st.status == "replied" and st.answered_by.endswith("console:wang")
         assert [r.verdict for r in st.results] == ["true", "unverifiable"]
+        again = await wang.post(url, data=form | {"csrf": csrf_of(inbox.text)})  # the desk refuses: a page in 中文
+        assert again.status_code == 409 and "未能办理" in again.text and "已经是已答复" in again.text, again.text
         stats = await wang.get("/stats")
         assert stats.status_code == 200 and "按期答复率" in stats.text and "100%" in stats.text
         page = await wang.get(f"/cases/ziran/shenpi/{st.number}")

@@ -12,10 +12,11 @@ at ``/events`` and pushed to the bureau's webhook.  ``/openapi.json`` describes 
 
 import asyncio
 import contextlib
+import html
 import json
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -311,6 +312,26 @@ def _problem(status: int, error: str, message: str, message_zh: str | None = Non
     return JSONResponse(body, status_code=status)
 
 
+#: Paths a program calls (the JSON API and its documents, the ops endpoints); every other page is the console's.
+_FOR_PROGRAMS = ("/v1/", "/openapi.json", "/asyncapi.json", "/docs", "/redoc", "/static/", "/metrics", "/healthz",
+                 "/readyz")
+
+
+def _for_a_person(request: Request) -> bool:
+    """A refusal on a console page is a page a clerk reads, in 中文; the API's stays JSON."""
+    return not request.url.path.startswith(_FOR_PROGRAMS)
+
+
+def _refusal_page(status: int, message: str, headers: Mapping[str, str] | None = None) -> HTMLResponse:
+    """The console's page for a refusal: what went wrong in 中文, nothing changed, and the way back."""
+    return HTMLResponse(
+        '<!doctype html><html lang="zh-CN"><head><meta charset="utf-8"><title>未能办理</title>'
+        '<link rel="stylesheet" href="/static/console/console.css"></head><body><main>'
+        f"<h1>未能办理</h1><p>{html.escape(message)}</p><p>未作任何改动。</p>"
+        '<p><a href="javascript:history.back()">返回上一页</a> · <a href="/">首页</a></p></main></body></html>',
+        status_code=status, headers=dict(headers) if headers else None)
+
+
 def _status_of(e: XiezhuError) -> int:
     if isinstance(e, UnknownCase | DeskError):
         return 404
@@ -378,7 +399,9 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
         return JSONResponse(asyncapi_dict(door.registry))
 
     @app.exception_handler(XiezhuError)
-    async def xiezhu_error(_: Request, e: XiezhuError) -> JSONResponse:
+    async def xiezhu_error(request: Request, e: XiezhuError) -> Response:
+        if _for_a_person(request):
+            return _refusal_page(_status_of(e), e.text("zh"))
         return _problem(_status_of(e), getattr(e, "code", "error"), str(e), e.zh)
 
     @app.exception_handler(msgspec.ValidationError)
@@ -386,7 +409,9 @@ def create_app(door: FrontDoor, *, background: bool = True) -> FastAPI:
         return _problem(422, "invalid", str(e))
 
     @app.exception_handler(HTTPException)
-    async def http_error(_: Request, e: HTTPException) -> JSONResponse:
+    async def http_error(request: Request, e: HTTPException) -> Response:
+        if e.status_code >= 400 and _for_a_person(request):
+            return _refusal_page(e.status_code, e.zh if isinstance(e, Refusal) else str(e.detail), e.headers)
         error = {401: "unauthenticated", 403: "forbidden", 404: "not-found"}.get(e.status_code, "http")
         body = {"error": error, "message": str(e.detail)}
         if isinstance(e, Refusal):
