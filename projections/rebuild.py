@@ -82,9 +82,9 @@ from schemas.assistance import AssistanceRequested
 from schemas.envelope import ENVELOPE_VERSION, SEALED_VERSION, Envelope, SealedEnvelope, decode_sealed
 from schemas.errors import XiezhuError
 
-#: Position ranges per worker the SLA fold is split into (more than one: the main process copies a range's rows
+#: Position ranges per worker the SLA fold is split into (several: the main process copies a range's rows
 #: while the workers fold the next, and a core that other work slows does not hold the rest).
-RANGES_PER_WORKER = 2
+RANGES_PER_WORKER = 4
 #: SQLite attaches at most 10 databases to a connection.
 MAX_RANGES = 8
 FRESH_SUFFIX = ".rebuild"
