@@ -303,7 +303,8 @@ def _answerable(state: CaseState, env: Envelope, request_id: str, request_hash: 
         return  # an answer that crossed the withdrawal in transit: recorded, the case stays withdrawn
     if state.status not in OPEN:
         raise errors.WrongOrder(f"case {state.number} is already {state.status}",
-                                zh=f"案件 {state.number} 已经是{labels.REQUEST_STATUS.get(state.status, state.status)}")
+                                zh=f"案件 {state.number} 已是"
+                                   f"“{labels.REQUEST_STATUS.get(state.status, state.status)}”，不能重复办理")
     if channel != state.request.channel:
         raise errors.ChannelMismatch(
             f"request {state.number} came by {state.request.channel}; the answer must use it, not {channel}",

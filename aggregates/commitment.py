@@ -240,7 +240,7 @@ def _next(state: CommitmentState, **changes: object) -> CommitmentState:
 def _expect(state: CommitmentState, allowed: tuple[str, ...], what: str, what_zh: str) -> None:
     if state.status not in allowed:
         raise errors.WrongOrder(f"case {state.number} is {state.status}; it cannot be {what} now",
-                                zh=f"案件 {state.number} 当前为{labels.CASE_STATUS.get(state.status, state.status)}；"
+                                zh=f"案件 {state.number} 当前为“{labels.CASE_STATUS.get(state.status, state.status)}”；"
                                    f"现在不能{what_zh}")
 
 

@@ -178,7 +178,7 @@ def apply(state: DisputeState | None, env: Envelope) -> DisputeState:
         raise errors.NotFirst(f"dispute {state.number} was already raised", zh=f"争议 {state.number} 已提出")
     if state.closed:
         raise errors.DisputeClosed(f"dispute {state.number} is {state.status}; it takes no further step",
-                                   zh=f"争议 {state.number} 为{labels.DISPUTE_STEP.get(state.status, state.status)}；"
+                                   zh=f"争议 {state.number} 为“{labels.DISPUTE_STEP.get(state.status, state.status)}”；"
                                       "不再进行后续步骤",
                                    status=state.status)
     match ev:
@@ -201,7 +201,8 @@ def apply(state: DisputeState | None, env: Envelope) -> DisputeState:
             if state.status != "referred":
                 raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; only a dispute taken up "
                                           "and not yet ruled is escalated",
-                                          zh=f"争议 {state.number} 为{labels.DISPUTE_STEP.get(state.step, state.step)}"
+                                          zh=f"争议 {state.number} 为"
+                                             f"“{labels.DISPUTE_STEP.get(state.step, state.step)}”"
                                              "；只有已受理且尚未研究确定的争议才能报请")
             _with_staffing_office(state, ev.petitioners, "asks 区政府 to decide", "提请区政府决定")
             return _next(state, status="escalated", escalation=ev.reasons, petitioners=tuple(ev.petitioners),
@@ -264,7 +265,7 @@ def _negotiated(state: DisputeState, env: Envelope, ev: NegotiationRecorded) -> 
                                      zh=f"{zh_name(env.sender)}不能代{zh_name(ev.party)}记录协商情况")
     if state.status != "negotiating":
         raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; the parties no longer negotiate",
-                                  zh=f"争议 {state.number} 为{labels.DISPUTE_STEP.get(state.step, state.step)}；"
+                                  zh=f"争议 {state.number} 为“{labels.DISPUTE_STEP.get(state.step, state.step)}”；"
                                      "双方不再协商")
     note = NegotiationNote(party=ev.party, note=ev.note, outcome=ev.outcome, at=env.time)
     return _next(state, negotiation=(*state.negotiation, note),
@@ -281,7 +282,7 @@ def _settled(state: DisputeState, env: Envelope, ev: DisputeSettled) -> DisputeS
                                         f"{zh_name(state.other_party)}共同确认解决，而不是由 {ev.agreed_by}")
     if state.status != "negotiating":
         raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; only a negotiated dispute is settled",
-                                  zh=f"争议 {state.number} 为{labels.DISPUTE_STEP.get(state.step, state.step)}；"
+                                  zh=f"争议 {state.number} 为“{labels.DISPUTE_STEP.get(state.step, state.step)}”；"
                                      "只有协商中的争议才能协商解决")
     return _next(state, status="settled", agreement=ev.agreement, agreed_by=tuple(ev.agreed_by),
                  closed_at=env.time)
@@ -292,7 +293,7 @@ def _ruled(state: DisputeState, env: Envelope, ev: DisputeRuled) -> DisputeState
     if state.status != "referred":
         raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; {JUSTICE} rules on a dispute it "
                                   "took up and did not escalate",
-                                  zh=f"争议 {state.number} 为{labels.DISPUTE_STEP.get(state.step, state.step)}；"
+                                  zh=f"争议 {state.number} 为“{labels.DISPUTE_STEP.get(state.step, state.step)}”；"
                                      f"{zh_name(JUSTICE)}只对已受理且未报请区政府的争议研究确定")
     _with_staffing_office(state, ev.co_deciders, "determine a dispute (会同区委编办研究确定)", "会同研究确定争议")
     if ev.amends_catalogue and not ev.adjustment:
@@ -321,7 +322,7 @@ def _decided(state: DisputeState, env: Envelope, ev: DistrictDecided) -> Dispute
                                             f"不发往{zh_name(env.recipient)}")
     if state.status != "escalated":
         raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; 区政府 decides only an escalated dispute",
-                                  zh=f"争议 {state.number} 为{labels.DISPUTE_STEP.get(state.step, state.step)}；"
+                                  zh=f"争议 {state.number} 为“{labels.DISPUTE_STEP.get(state.step, state.step)}”；"
                                      "区政府只对已报请的争议作出决定")
     if ev.adjustment:
         raise errors.CatalogueAmendment(f"区政府's decision of dispute {state.number} names no adjustment; "
@@ -337,7 +338,7 @@ def _catalogued(state: DisputeState, env: Envelope, ev: DecisionCatalogued) -> D
     if state.status != "decided":
         raise errors.DisputeOrder(f"dispute {state.number} is {state.step}; only 区政府's decision is taken into "
                                   "the 行政协助目录",
-                                  zh=f"争议 {state.number} 为{labels.DISPUTE_STEP.get(state.step, state.step)}；"
+                                  zh=f"争议 {state.number} 为“{labels.DISPUTE_STEP.get(state.step, state.step)}”；"
                                      "只有区政府的决定才纳入行政协助目录")
     if not ev.adjustment.startswith("assistance-"):
         raise errors.CatalogueAmendment(

@@ -117,7 +117,7 @@ class AssistanceCases:
         def withdrawal(st: CaseState) -> AssistanceWithdrawn:
             if st.status not in assistance.OPEN:
                 raise WrongOrder(f"request {st.number} is {st.status}; nothing to withdraw",
-                                 zh=f"请求 {st.number} 为{labels.REQUEST_STATUS.get(st.status, st.status)}；无可撤回")
+                                 zh=f"请求 {st.number} 为“{labels.REQUEST_STATUS.get(st.status, st.status)}”；无可撤回")
             return AssistanceWithdrawn(request_id=st.request_id, reason=reason)
         return self._emit(case_id, withdrawal)
 

@@ -181,7 +181,7 @@ class DisputeCases:
         if st.status not in ("referred", "escalated", "decided"):
             raise DisputeOrder(f"dispute {st.number} is {st.step}; the catalogue is amended for a dispute "
                                f"{JUSTICE} has taken up and not yet closed",
-                               zh=f"争议 {st.number} 为{labels.DISPUTE_STEP.get(st.step, st.step)}；"
+                               zh=f"争议 {st.number} 为“{labels.DISPUTE_STEP.get(st.step, st.step)}”；"
                                   f"只有{zh_name(JUSTICE)}已受理且尚未结束的争议才调整目录")
         registry = self._registry()
         published = {r.code: r for r in registry.current(kind)}

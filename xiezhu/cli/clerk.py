@@ -110,7 +110,7 @@ def _case_json(st: CommitmentState) -> dict[str, Any]:
 def _done(st: CommitmentState, what: str, as_json: bool, zh: str) -> None:
     if as_json:
         print_json(_case_json(st))
-    err.print(in_lang(f"[green]{zh}[/]：{st.number} 现为{labels.CASE_STATUS.get(st.status, st.status)}",
+    err.print(in_lang(f"[green]{zh}[/]：{st.number} 现为“{labels.CASE_STATUS.get(st.status, st.status)}”",
                       f"[green]{what}[/]: {st.number} is now {st.status}"))
 
 

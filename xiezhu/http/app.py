@@ -595,7 +595,7 @@ def _router(door: FrontDoor) -> APIRouter:
             st = find_case(desk, requester, number)
             if st.status not in assistance.OPEN:
                 raise Refusal(409, f"request {number} is {st.status}; nothing to withdraw",
-                              f"请求 {number} 为{labels.REQUEST_STATUS.get(st.status, st.status)}；无可撤回")
+                              f"请求 {number} 为“{labels.REQUEST_STATUS.get(st.status, st.status)}”；无可撤回")
             return desk.withdraw_request(st.case, body.reason)
 
         return acted(bureau, door.acting(bureau, do))
