@@ -483,8 +483,9 @@ def _reviewed(state: CatalogueState, ev: AdjustmentReviewed, actor: str, at: dat
     _justice(actor, ev.reviewer, "reviews adjustments", "审核调整申请")
     adj = state.adjustment(ev.adjustment_id)
     if adj.status != "pending":
+        outcome = {"approved": "已批准", "rejected": "已驳回"}.get(adj.status, adj.status)
         raise AlreadyReviewed(f"adjustment {adj.id} was already reviewed ({adj.status})",
-                              zh=f"调整申请 {adj.id} 已审核（{adj.status}）", status=adj.status)
+                              zh=f"调整申请 {adj.id} 已审核（{outcome}）", status=adj.status)
     if not ev.approved and not ev.reasons.strip():
         raise MissingReasons(f"rejecting adjustment {adj.id} needs the reasons", zh=f"驳回调整申请 {adj.id} 须写明理由")
     if ev.approved:

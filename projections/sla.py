@@ -72,6 +72,7 @@ from aggregates.errors import RuleError
 from aggregates.workdays import SHANGHAI, WorkingCalendar
 from broker.ledger.store import Entry, Ledger
 from projections.base import POSITIONS, LedgerProjection
+from schemas import labels
 from schemas.assistance import (
     Applicant,
     AssistanceDeclined,
@@ -295,10 +296,14 @@ class SlaView(LedgerProjection):
         """
         if status is not None and status not in STATUSES:
             raise SlaError(f"unknown status {status!r}; one of {', '.join(STATUSES)}",
-                           zh=f"未知的状态 {status!r}；应为 {'、'.join(STATUSES)} 之一", status=status)
+                           zh=f"未知的办理状态 {status!r}；应为 "
+                              + "、".join(f"{s}（{labels.REQUEST_STATUS.get(s, s)}）" for s in STATUSES) + " 之一",
+                           status=status)
         if state is not None and state not in STATES:
             raise SlaError(f"unknown state {state!r}; one of {', '.join(STATES)}",
-                           zh=f"未知的状态 {state!r}；应为 {'、'.join(STATES)} 之一", state=state)
+                           zh=f"未知的时限状态 {state!r}；应为 "
+                              + "、".join(f"{s}（{labels.SLA_STATE.get(s, s)}）" for s in STATES) + " 之一",
+                           state=state)
         now = _now(now)
         where, args = [], []
         if bureau:

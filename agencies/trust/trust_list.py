@@ -203,23 +203,24 @@ def _keeps_history(held: TrustList, new: TrustList) -> None:
     for old in held.entries:
         e = by_kid.get(old.kid)
         where = f"trust list version {new.version}"
+        where_zh = f"第 {new.version} 版信任列表"
         if e is None:
             raise TrustListError(f"{where} drops key {old.kid}; a key stays listed so that what it signed "
                                  "still verifies",
-                                 zh=f"{where} 删去了密钥 {old.kid}；密钥须保留在列表中，"
+                                 zh=f"{where_zh}删去了密钥 {old.kid}；密钥须保留在列表中，"
                                     "其签署的内容才能继续核验", kid=old.kid)
         if (e.bureau, e.public_key, e.valid_from) != (old.bureau, old.public_key, old.valid_from):
             raise TrustListError(f"{where} changes the owner, public key or start of key {old.kid}",
-                                 zh=f"{where} 改变了密钥 {old.kid} 的所属单位、公钥或生效时间", kid=old.kid)
+                                 zh=f"{where_zh}改变了密钥 {old.kid} 的所属单位、公钥或生效时间", kid=old.kid)
         if old.box_key and e.box_key != old.box_key:
             raise TrustListError(f"{where} changes the box key of key {old.kid}",
-                                 zh=f"{where} 改变了密钥 {old.kid} 的加密公钥", kid=old.kid)
+                                 zh=f"{where_zh}改变了密钥 {old.kid} 的加密公钥", kid=old.kid)
         if old.revoked_at is not None and e.revoked_at != old.revoked_at:
             raise TrustListError(f"{where} lifts or moves the revocation of key {old.kid}",
-                                 zh=f"{where} 撤销或改动了密钥 {old.kid} 的吊销", kid=old.kid)
+                                 zh=f"{where_zh}撤销或改动了密钥 {old.kid} 的吊销", kid=old.kid)
         if old.valid_to is not None and (e.valid_to is None or e.valid_to > old.valid_to):
             raise TrustListError(f"{where} extends the validity of key {old.kid}",
-                                 zh=f"{where} 延长了密钥 {old.kid} 的有效期", kid=old.kid)
+                                 zh=f"{where_zh}延长了密钥 {old.kid} 的有效期", kid=old.kid)
 
 
 # -- changes the root authority makes -------------------------------------------------------------------------

@@ -364,7 +364,9 @@ class CatalogueRegistry(StoreApplication):
                 return r
         where = "the latest version" if version is None else f"version {version}"
         raise UnknownCode(f"{code} is not in {where} of the {labels.CATALOGUE_KIND[kind]}",
-                          zh=f"{code} 不在{labels.CATALOGUE_KIND[kind]}的{where}中", code=code, version=version)
+                          zh=f"{code} 不在{labels.CATALOGUE_KIND[kind]}"
+                             + ("的最新版本中" if version is None else f"第 {version} 版中"),
+                          code=code, version=version)
 
     def _load(self, kind: Kind, *, copy: bool = True) -> Catalogue | None:
         empty(kind)
