@@ -442,6 +442,7 @@ def _check_links(task: tuple[str, int, int]) -> _Links:
     ledger, first, last = task
     started = time.process_time()
     with closing(open_read_only(Path(ledger))) as db:
+        db.execute(f"PRAGMA mmap_size = {LEDGER_MMAP_BYTES}")  # as _fold: one page after another by position
         n, = db.execute("SELECT count(*) FROM entries WHERE pos BETWEEN ? AND ?", (first, last)).fetchone()
         if n != last - first + 1:
             gap, = db.execute("SELECT min(a.pos) + 1 FROM entries a WHERE a.pos BETWEEN ? AND ? AND NOT EXISTS "
