@@ -8,13 +8,20 @@ import sys
 
 
 def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
+    """… and xiezhu's phases again on PostgreSQL, in the same run, where one is given (issue 14)."""
+    url = os.environ.get("XIEZHU_TEST_DATABASE_URL")
     proc = subprocess.run([sys.executable, "-m", "bench.exchange", "--json", "--requests", "20",
-                           "--latency-samples", "5", "--paced", "10", "--floor-seconds", "0.5"],
-                          capture_output=True, text=True, timeout=240)
+                           "--latency-samples", "5", "--paced", "10", "--floor-seconds", "0.5",
+                           *(["--database-url", url] if url else [])],
+                          capture_output=True, text=True, timeout=240, env=os.environ | {"XIEZHU_DATABASE_URL": ""})
     assert proc.returncode == 0, proc.stderr
     report = json.loads(proc.stdout)
     assert report["ok"] is True
     assert report["xiezhu"]["ledger_events"] == report["xiezhu"]["ledger_expected"]
+    if url:
+        on_postgres = report["xiezhu_postgresql"]
+        assert on_postgres["ledger_events"] == on_postgres["ledger_expected"] and on_postgres["rate_per_s"] > 0
+        assert "ratio_floor_postgresql" in report and report["params"]["backends"] == ["sqlite", "postgresql"]
     assert report["raw"]["rate_per_s"] > 0 and report["xiezhu"]["rate_per_s"] > 0
     floor = report["crypto_floor"]
     assert floor["workers"] >= 1 and floor["events_per_exchange"] == 3  # a busy machine may finish none

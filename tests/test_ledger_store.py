@@ -126,3 +126,30 @@ def test_two_ledgers_in_one_database_never_see_each_others_entries(store_locatio
     with closing(Ledger(store_location("ledger"))) as a, closing(Ledger(store_location("other"))) as b:
         a.append([item()])
         assert len(b) == 0 and list(b.entries()) == [] and b.head == (0, GENESIS)
+
+
+def test_postgresql_connections_come_from_a_psycopg_3_pool_per_schema(store_location: StoreLocations) -> None:
+    """Issue 14: psycopg 3 with a connection pool — the ledger's and the views' seam, and a bureau store's recorder."""
+    if store_location.database_url is None:
+        pytest.skip("SQLite opens its file: no connection to pool")
+    import psycopg
+    import psycopg_pool
+
+    from aggregates.clock import SimulatedClock
+    from aggregates.database import location_schema, pool
+    from aggregates.store import BureauStore
+
+    location = str(store_location("pooled"))
+    sessions = set()
+    for _ in range(20):  # each Sql takes a connection from the schema's pool and gives it back
+        with closing(Sql(location)) as db:
+            pid, schema = db.execute("SELECT pg_backend_pid(), current_schema()").fetchone()
+            sessions.add(pid)
+            assert schema == location_schema(location)
+    assert len(sessions) <= 2, sessions  # reused server sessions (the pool keeps one and may have made a second)
+    assert isinstance(pool(location), psycopg_pool.ConnectionPool) and psycopg.__version__.startswith("3.")
+    store = BureauStore("shenpi", store_location("shenpi"), make_signer("shenpi").sign, SimulatedClock(T0))
+    try:
+        assert isinstance(store.recorder.datastore.pool, psycopg_pool.ConnectionPool)  # type: ignore[attr-defined]
+    finally:
+        store.close()
