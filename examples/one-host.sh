@@ -128,7 +128,7 @@ xz outbox
 xz case approve "$CASE" --bureau shenpi --decision-no "台审批许〔2026〕1号"   # both items came back true
 xz case conclude "$CASE" --bureau shenpi
 curl -sf -H "Authorization: Bearer $TOKEN" "$API/v1/bureaus/shenpi/notices" >"$DATA/logs/notices.json"
-xz case show "$CASE" --bureau shenpi >"$DATA/logs/case.json"
+xz case show "$CASE" --bureau shenpi --json >"$DATA/logs/case.json"
 
 say "10. the SLA view"
 xz sla --json
