@@ -228,8 +228,18 @@ def test_a_damaged_store_key_is_refused_not_replaced(tmp_path: Path) -> None:
     assert path.read_bytes() == b"short"
 
 
-def test_the_composition_root_opens_each_bureau_store_with_its_store_key(tmp_path: Path) -> None:
-    settings = Settings(data_dir=tmp_path / "data")
+def settings_for(tmp_path: Path, store_location: StoreLocations) -> Settings:
+    """A data directory, its bureau stores in fresh PostgreSQL schemas on the PostgreSQL side of the contract."""
+    if store_location.database_url is None:
+        return Settings(data_dir=tmp_path / "data")
+    prefix = f"t{store_location.tag}"
+    store_location.schemas.append(prefix)  # every schema under the prefix is dropped afterwards
+    return Settings(data_dir=tmp_path / "data", database_url=f"{store_location.database_url}?schema={prefix}")
+
+
+def test_the_composition_root_opens_each_bureau_store_with_its_store_key(tmp_path: Path,
+                                                                        store_location: StoreLocations) -> None:
+    settings = settings_for(tmp_path, store_location)
     keys = KeyStore(settings.keys_dir)
     keys.ensure(["shenpi"], valid_from=datetime(2026, 1, 1, tzinfo=UTC))
     store = open_store(settings, keys, "shenpi", clock())
@@ -237,13 +247,15 @@ def test_the_composition_root_opens_each_bureau_store_with_its_store_key(tmp_pat
     store.save(NumberSeries.begin("shenpi", 2026))
     store.close()
     with pytest.raises(StoreUndecryptable):  # written under that key, the store is nothing without it
-        open_at(settings.store_path("shenpi"), OTHER_KEY)
+        open_at(settings.store_location("shenpi"), OTHER_KEY)
     assert (settings.keys_dir / "shenpi.store-key").stat().st_mode & 0o777 == 0o600
 
 
-def test_a_store_whose_key_is_missing_is_refused_and_no_new_key_is_made(tmp_path: Path) -> None:
-    """A read command used to write a fresh random key, then fail saying the key "was replaced"."""
-    settings = Settings(data_dir=tmp_path / "data")
+def test_a_store_whose_key_is_missing_is_refused_and_no_new_key_is_made(tmp_path: Path,
+                                                                       store_location: StoreLocations) -> None:
+    """A read command used to write a fresh random key, then fail saying the key "was replaced".
+    On PostgreSQL the store is known to exist by its table in its schema, not by a file."""
+    settings = settings_for(tmp_path, store_location)
     keys = KeyStore(settings.keys_dir)
     keys.ensure(["shenpi"], valid_from=datetime(2026, 1, 1, tzinfo=UTC))
     store = open_store(settings, keys, "shenpi", clock())
