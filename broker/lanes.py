@@ -335,11 +335,13 @@ class Lanes:
         while not self._stopping:
             await asyncio.sleep(self.keepalive_s / 2)
             now = time.monotonic()
-            for h in list(self._held.values()):
+            for i, h in enumerate(list(self._held.values())):
                 if now - h.touched >= self.keepalive_s and h.seq in self._held:
                     with contextlib.suppress(Exception):  # the connection is away: if it comes again, the seq dedups it
                         await h.msg.in_progress()
                     h.touched = now
+                if i % 512 == 511:
+                    await asyncio.sleep(0)  # tens of thousands held: let a fetched batch in meanwhile
 
     # -- the slow lane's task ------------------------------------------------------------------
 
