@@ -172,7 +172,7 @@ async def live(node: Node, watcher: ReplyWatcher, residents: list[dict[str, Any]
         return {"in_xz_ms": round((in_xz - w0) * 1000, 1), "taken_by_gongan_ms": round((handed - w0) * 1000, 1),
                 "replied_ms": round((done - t0) * 1000, 1)}
 
-    xz0 = await xz_messages(node)
+    xz0 = await xz_messages(node, FLOOD_SUBJECT)
     code = ("import sys; from bench.fairness import flood_process; "
             "flood_process(sys.argv[1], sys.argv[2], sys.argv[3], int(sys.argv[4]), int(sys.argv[5]))")
     proc = await asyncio.create_subprocess_exec(
@@ -189,7 +189,7 @@ async def live(node: Node, watcher: ReplyWatcher, residents: list[dict[str, Any]
             break
     after = asyncio.create_task(request())
     t_end = time.perf_counter()
-    xz_behind = n + 2 - (await xz_messages(node) - xz0)
+    xz_behind = n - (await xz_messages(node, FLOOD_SUBJECT) - xz0)  # the flood's copies not yet in XZ
     backlog = await consumer_pending(node, agent_consumer(ASSISTOR))
     if await proc.wait():
         raise RuntimeError(f"the flooding process failed ({proc.returncode})")
@@ -246,10 +246,12 @@ async def in_xz(node: Node, count: int) -> None:
         await nc.close()
 
 
-async def xz_messages(node: Node) -> int:
+async def xz_messages(node: Node, subject: str | None = None) -> int:
+    """How many messages ``XZ`` holds (on ``subject`` alone, if given)."""
     nc = await nats.connect(node.nats_url, **node.credentials(ADMIN))
     try:
-        return int((await nc.jetstream().stream_info(EVENTS_STREAM)).state.messages)
+        state = (await nc.jetstream().stream_info(EVENTS_STREAM, subjects_filter=subject)).state
+        return int(state.messages) if subject is None else int((state.subjects or {}).get(subject, 0))
     finally:
         await nc.close()
 
