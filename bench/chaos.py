@@ -451,6 +451,7 @@ class Campaign:
     def __init__(self, opts: Options, root: Path) -> None:
         self.opts = opts
         self.root = root
+        self.t0 = time.monotonic()  # the campaign's start: each line it says is timed from it
         self.rng = random.Random(opts.seed)
         self.registry = Registry.load()
         self.clock = SystemClock()
@@ -477,7 +478,7 @@ class Campaign:
 
     def say(self, line: str) -> None:
         self.log.append(f"{time.strftime('%H:%M:%S')} {line}")
-        print(line, file=sys.stderr, flush=True)
+        print(f"{time.monotonic() - self.t0:6.1f} s  {line}", file=sys.stderr, flush=True)
 
     # -- set-up ----------------------------------------------------------------------------------
 

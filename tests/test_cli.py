@@ -690,3 +690,28 @@ def test_the_demo_runs_on_postgresql_and_the_read_commands_read_it_there(store_l
     requester, number = next(k for k, r in rows.items() if r["status"] == "replied").split("/")
     history = json.loads(run("history", number, "--from", requester, "--json", env=env).stdout)
     assert "assistance.replied" in json.dumps(history)
+
+
+@pytest.mark.parametrize("args", [["agent"], ["--data-dir", "d", "--lang", "en", "ledger", "--batch", "3"],
+                                  ["--log-json", "--nats-url=x", "checkpoint-signer"]])
+def test_a_service_runs_with_the_service_commands_alone_and_the_same_words(args: list[str]) -> None:
+    # A service's start (and each restart by `xiezhu run`) skips the other groups' modules and commands.
+    from typer.main import get_command
+
+    from xiezhu.cli.main import app
+    from xiezhu.cli.root import SERVICE_COMMANDS, command_of
+    from xiezhu.cli.services import app as services_app
+
+    assert command_of(args) in SERVICE_COMMANDS
+    assert command_of(["--lang", "en"]) is None and command_of(["--data-dir", "agent", "cases"]) == "cases"
+    services = get_command(services_app).commands  # type: ignore[attr-defined]
+    assert SERVICE_COMMANDS <= set(services)
+    whole = get_command(app).commands  # type: ignore[attr-defined]
+    for name in SERVICE_COMMANDS:
+        assert (whole[name].help, [p.name for p in whole[name].params]) == (
+            services[name].help, [p.name for p in services[name].params])
+    code = ("import sys; sys.argv = ['xiezhu', 'agent', '--help']\n"
+            "from xiezhu.cli import main\ntry:\n    main()\nexcept SystemExit:\n    pass\n"
+            "print('xiezhu.cli.cases' in sys.modules, 'xiezhu.cli.main' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
+    assert out.splitlines()[-1] == "False False"

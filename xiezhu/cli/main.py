@@ -5,34 +5,26 @@ and its global options (decision 36).
 """
 from __future__ import annotations
 
-import os
-from typing import Annotated
-
-import typer
-
 from xiezhu.cli.alerts import app as alerts_app
 from xiezhu.cli.cases import app as cases_app
 from xiezhu.cli.catalogue import app as catalogue_app
 from xiezhu.cli.clerk import case_app, forward, onsite, request, withdraw
-from xiezhu.cli.common import DatabaseUrl, DataDir, NatsUrl, State, one_line_errors
 from xiezhu.cli.credit import app as credit_app
 from xiezhu.cli.database import app as database_app
 from xiezhu.cli.deadletters import app as dead_letters_app
 from xiezhu.cli.dispute import app as dispute_app
 from xiezhu.cli.front import docs_app, outbox, records_app, serve, tokens_app
 from xiezhu.cli.government import app as government_app
-from xiezhu.cli.helptext import LocalGroup
 from xiezhu.cli.keys import app as keys_app
 from xiezhu.cli.ledger import ledger_app
 from xiezhu.cli.report import report as report_cmd
+from xiezhu.cli.root import root_app
 from xiezhu.cli.services import app as services_app
 from xiezhu.cli.services import projections_app
 from xiezhu.cli.sla import calendar_app, sla_app
 from xiezhu.cli.users import app as users_app
-from xiezhu.settings import Settings
 
-app = typer.Typer(cls=LocalGroup, no_args_is_help=True, add_completion=False, rich_markup_mode="rich",
-                  help="xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger.")
+app = root_app()
 app.add_typer(services_app)  # demo, nats-server, nats-config, provision, agent, ledger, run, audit
 app.add_typer(cases_app)  # cases, history, letter, bureaus, inbox, access-log, answer, decline
 app.add_typer(projections_app, name="projections")
@@ -60,33 +52,3 @@ app.command("withdraw")(withdraw)
 app.command("forward")(forward)
 app.command("onsite")(onsite)
 
-
-Lang = Annotated[str | None, typer.Option(
-    "--lang", envvar="XIEZHU_LANG", show_envvar=True,
-    help="zh (default) or en: the language of help, tables and states for people.")]
-
-
-LogJson = Annotated[bool, typer.Option("--log-json", envvar="XIEZHU_LOG_JSON", show_envvar=True,
-                                       help="Long-running services log one JSON object per line.")]
-
-
-@app.callback()
-def main_options(ctx: typer.Context, data_dir: DataDir = None, nats_url: NatsUrl = None, lang: Lang = None,
-                 database_url: DatabaseUrl = None, log_json: LogJson = False) -> None:
-    """xiezhu — signed, event-sourced 行政协助 between bureaus, with a 司法局 ledger."""
-    from xiezhu.cli.tables import ENV_LANG
-    from xiezhu.cli.tables import lang as resolve_lang
-    from xiezhu.logs import ENV_LOG_JSON
-
-    if log_json:
-        os.environ[ENV_LOG_JSON] = "1"  # the services of `xiezhu run` inherit it
-
-    os.environ[ENV_LANG] = resolve_lang(lang)  # every table of this process speaks it
-    state = State()
-    state.settings = Settings.resolve(data_dir, nats_url, database_url=database_url)
-    ctx.obj = state
-
-
-def main() -> None:
-    """Console entry point: a mistake becomes one clear line and a non-zero exit, never a traceback."""
-    one_line_errors(app)
