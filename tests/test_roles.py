@@ -91,6 +91,7 @@ def test_a_demo_on_a_database_replaces_a_demos_schemas_and_refuses_a_deployments
     if url is None:
         pytest.skip("a demo on SQLite replaces its data directory (tested with the demo)")
     prefix = f"t{store_location.tag}"
+    store_location.schemas.append(prefix)  # what the test leaves (the demo's mark) is dropped afterwards
     demo_url = f"{url}?schema={prefix}"
     create_schema(schema_location(demo_url, "shenpi"))  # a deployment's store
     with pytest.raises(DemoError, match="not a demo's"):
