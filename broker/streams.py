@@ -433,17 +433,26 @@ async def ensure_consumers(js: JetStreamContext, bureaus: Iterable[str], *, crea
     An existing consumer must have exactly the layout's configuration (:func:`consumer_differences`);
     provisioning never changes one.  ``create=False`` only checks.
     """
-    for config in expected_consumers(bureaus):
-        name = config.durable_name or ""
-        have = await consumer_settings(js, name)
-        if have is None:
-            if not create:
-                raise LayoutMissing(f"consumer {name} of {EVENTS_STREAM} is missing: {_NEEDS_PROVISIONER}",
-                                    zh=f"{EVENTS_STREAM} 的消费者 {name} 不存在：{_NEEDS_PROVISIONER_ZH}",
-                                      consumer=name)
-            await _create_consumer(js, config)
-            continue
-        check_consumer(name, have, config)
+    # Independent of each other: asked for at once (one a bureau and the ledger's), as the streams are; the
+    # first error in the registry's order raised once all have answered.
+    done = await asyncio.gather(*(_ensure_consumer(js, config, create) for config in expected_consumers(bureaus)),
+                                return_exceptions=True)
+    for outcome in done:
+        if isinstance(outcome, BaseException):
+            raise outcome
+
+
+async def _ensure_consumer(js: JetStreamContext, config: ConsumerConfig, create: bool) -> None:
+    name = config.durable_name or ""
+    have = await consumer_settings(js, name)
+    if have is None:
+        if not create:
+            raise LayoutMissing(f"consumer {name} of {EVENTS_STREAM} is missing: {_NEEDS_PROVISIONER}",
+                                zh=f"{EVENTS_STREAM} 的消费者 {name} 不存在：{_NEEDS_PROVISIONER_ZH}",
+                                consumer=name)
+        await _create_consumer(js, config)
+        return
+    check_consumer(name, have, config)
 
 
 _NEEDS_PROVISIONER = ("creating it needs the one-shot provisioner: on an embedded server the node does it at start; "
