@@ -60,7 +60,7 @@ def test_an_agent_that_cannot_reach_nats_logs_one_line_and_stops_at_sigterm(tmp_
     assert "Traceback" not in text, text
     assert sum("Connect call failed" in line for line in lines) == 1, text  # the same failure, said once
     assert all(STAMPED.match(line) for line in lines[:-1]), text
-    assert lines[-1] == "agents gongan stopped before it had started", text
+    assert lines[-1] == "区公安分局的代理程序在启动完成前已停止", text
 
 
 SWALLOWS_CANCELLATION = """
@@ -81,7 +81,7 @@ async def start():  # as a client library's retry loop that catches CancelledErr
 async def stop():
     pass
 
-run_forever(start, stop, "agents gongan")
+run_forever(start, stop, "agents gongan", "区公安分局的代理程序")
 """
 
 
@@ -103,7 +103,7 @@ def test_a_service_whose_start_ignores_its_cancellation_still_leaves_after_sigte
             proc.wait()
     lines = [line for line in stderr.splitlines() if line.strip()]
     assert proc.returncode == 0, stderr
-    assert "Traceback" not in stderr and lines[-1] == "agents gongan stopped before it had started", stderr
+    assert "Traceback" not in stderr and lines[-1] == "区公安分局的代理程序在启动完成前已停止", stderr
     assert STAMPED.match(lines[0]) and "did not end within" in lines[0], stderr
 
 

@@ -291,7 +291,7 @@ def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str, wh
             else:
                 logging.getLogger("xiezhu").warning("%s: its start did not end within %.0f s of the signal; "
                                                     "leaving without it", what, STOP_GRACE_S)
-            err.print(in_lang(f"{what_zh or what} 在启动完成前已停止", f"{what} stopped before it had started"))
+            err.print(in_lang(f"{what_zh or what + ' '}在启动完成前已停止", f"{what} stopped before it had started"))
             if not stopped:  # nothing was started, nothing is half-written: SQLite commits are atomic
                 logging.shutdown()
                 sys.stdout.flush()
@@ -300,7 +300,7 @@ def run_forever(start: Callable[[], Any], stop: Callable[[], Any], what: str, wh
             return
         signalled.cancel()
         starting.result()  # a start that failed says why
-        err.print(in_lang(f"[green]{what_zh or what} 正在运行[/]；按 Ctrl-C 停止",
+        err.print(in_lang(f"[green]{what_zh or what + ' '}正在运行[/]；按 Ctrl-C 停止",
                           f"[green]{what} running[/]; Ctrl-C to stop"))
         await done.wait()
         await stop()
