@@ -160,6 +160,7 @@ async def test_an_operator_cannot_open_another_bureaus_inbox(console: str, node:
     await asyncio.to_thread(browser.get, console + "/inbox/ziran")
     # The console's refusal page, in 中文: shenpi's account may not look at ziran's data, and nothing of it shows.
     page = browser.page_source
-    assert "区审批服务局的账号不能查看区自然资源局的数据" in page and RESIDENT["id_number"] not in page
+    assert "未能办理" in page and "区审批服务局的账号不能查看区自然资源局的数据" in page
+    assert RESIDENT["id_number"] not in page
     browser.save_screenshot(str(tmp_path / "forbidden.png"))
 
