@@ -49,6 +49,7 @@ from aggregates.registry import JUSTICE, ROOT_AUTHORITY, zh_name
 from broker.files import write_file, write_private
 from broker.sealing import Opener, SealingError, seal
 from broker.signing import KeyRing, Signer
+from schemas import labels
 from schemas.dispute import DisputeEscalated, DisputeRaised
 from schemas.envelope import LEDGER, Envelope, Signed
 from schemas.errors import XiezhuError, zh_of
@@ -728,7 +729,8 @@ class BureauSigner:
         if entry is not None and state_of(entry, at) in ("expired", "revoked"):
             raise NoValidKey(f"{self.code} has no valid signing key: {newest.kid} is {state_of(entry, at)} "
                              f"({entry.revoked_reason or 'validity ended'}); run `xiezhu keys rotate {self.code}`",
-                             zh=f"{zh_name(self.code)}没有有效的签名密钥：{newest.kid} 为 {state_of(entry, at)}"
+                             zh=f"{zh_name(self.code)}没有有效的签名密钥：{newest.kid} "
+                                f"{labels.KEY_STATE.get(state_of(entry, at), state_of(entry, at))}"
                                 f"（{entry.revoked_reason or '有效期已满'}）；请运行 `xiezhu keys rotate {self.code}`",
                              kid=newest.kid)
         return newest  # not in the ring yet (or not yet valid): the receiver judges it
