@@ -254,6 +254,13 @@ def test_a_bad_file_reports_every_bad_row_and_column_at_once(tmp_path: Path, reg
     assert "row 5, 核查方式: 电话核查 not one of" in message
     assert "row 6, 承办机构: unknown bureau '区不存在局'" in message
     assert e.value.code == "catalogue.import"
+    # The clerk who filled in the sheet reads each problem in 中文 (the command line's default).
+    zh = e.value.text("zh")
+    assert "bad.csv" in zh and "有 5 处问题，未导入任何内容" in zh
+    assert "第 5 行，核查方式：电话核查不在可选项" in zh
+    assert "第 6 行，承办机构：没有名为 '区不存在局' 的单位" in zh
+    assert "第 3 行，设定依据：必须填写" in zh
+    assert all(p.message_zh for p in e.value.problems)
 
 
 def test_a_bad_xlsx_row_is_reported_by_its_spreadsheet_row(tmp_path: Path, registry: Registry) -> None:

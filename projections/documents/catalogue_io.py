@@ -81,8 +81,17 @@ class RowProblem(msgspec.Struct, frozen=True, kw_only=True):
     row: int
     column: str
     message: str
+    #: The same in 中文, for the clerk who fills in the sheet.
+    message_zh: str
 
     def __str__(self) -> str:
+        return self.text("en")
+
+    def text(self, language: str) -> str:
+        """The problem with its row and column, in ``language`` (the English where there is no 中文)."""
+        if language == "zh" and self.message_zh:
+            where = f"第 {self.row} 行" if self.row else "文件"
+            return f"{where}，{self.column}：{self.message_zh}" if self.column else f"{where}：{self.message_zh}"
         where = f"row {self.row}" if self.row else "file"
         return f"{where}, {self.column}: {self.message}" if self.column else f"{where}: {self.message}"
 
@@ -94,8 +103,9 @@ class CatalogueImportError(CatalogueIOError):
 
     def __init__(self, source: str, problems: Sequence[RowProblem]) -> None:
         lines = "\n".join(f"  {p}" for p in problems)
+        lines_zh = "\n".join(f"  {p.text('zh')}" for p in problems)
         super().__init__(f"{source}: {len(problems)} problem(s), nothing imported:\n{lines}",
-                         zh=f"{source}：有 {len(problems)} 处问题，未导入任何内容：\n{lines}",
+                         zh=f"{source}：有 {len(problems)} 处问题，未导入任何内容：\n{lines_zh}",
                          source=source, problems=list(problems))
         self.problems = list(problems)
 
@@ -273,11 +283,12 @@ def from_csv(kind: Kind, data: bytes, registry: Registry, *, source: str = "CSV"
         try:
             text = data.decode("gb18030")
         except UnicodeDecodeError as e:
-            raise _unreadable(source, f"not UTF-8 or GB18030 text: {e}") from e
+            raise _unreadable(source, f"not UTF-8 or GB18030 text: {e}",
+                              f"不是 UTF-8 或 GB18030 编码的文本（{e}）") from e
     try:
         cells: list[list[Any]] = list(csv.reader(io.StringIO(text, newline="")))
     except csv.Error as e:
-        raise _unreadable(source, f"not a CSV file: {e}") from e
+        raise _unreadable(source, f"not a CSV file: {e}", f"不是 CSV 文件（{e}）") from e
     return from_table(kind, cells, registry, source=source)
 
 
@@ -296,7 +307,7 @@ def from_xlsx(kind: Kind, data: bytes, registry: Registry, *, source: str = "XLS
         finally:
             wb.close()
     except Exception as e:  # openpyxl raises zipfile, KeyError, InvalidFileException … for a bad file
-        raise _unreadable(source, f"not an XLSX workbook: {e}") from e
+        raise _unreadable(source, f"not an XLSX workbook: {e}", f"不是 XLSX 工作簿（{e}）") from e
     return from_table(kind, cells, registry, source=source)
 
 
@@ -371,17 +382,22 @@ def _find_header(kind: Kind, grid: list[list[str]]) -> tuple[int | None, dict[st
                 continue
             if name not in known:
                 problems.append(RowProblem(row=i + 1, column=name, message="unknown column; expected "
-                                           + "、".join(header(kind))))
+                                           + "、".join(header(kind)),
+                                           message_zh="不是本表的列；应为" + "、".join(header(kind))))
             elif name in columns:
-                problems.append(RowProblem(row=i + 1, column=name, message="column appears twice"))
+                problems.append(RowProblem(row=i + 1, column=name, message="column appears twice",
+                                           message_zh="该列出现了两次"))
             else:
                 columns[name] = j
         return (None if problems else i), columns, problems
     if best is not None:
         return None, {}, [RowProblem(row=best[0] + 1, column="", message=f"not a {TITLES[kind]} header: missing "
-                                     + "、".join(best[1]))]
+                                     + "、".join(best[1]),
+                                     message_zh=f"不是《{TITLES[kind]}》的表头：缺少" + "、".join(best[1]))]
     return None, {}, [RowProblem(row=0, column="", message=f"no header row (序号, {'、'.join(required[1:])}) "
-                                 f"in the first {HEADER_SEARCH_ROWS} rows")]
+                                 f"in the first {HEADER_SEARCH_ROWS} rows",
+                                 message_zh=f"前 {HEADER_SEARCH_ROWS} 行中没有表头行"
+                                 f"（序号、{'、'.join(required[1:])}）")]
 
 
 def _skip(record: dict[str, str], raw: list[str]) -> bool:
@@ -404,8 +420,8 @@ class _Row:
         self.fields: dict[str, Any] = {}
         self.problems: list[RowProblem] = []
 
-    def fail(self, column: str, message: str) -> None:
-        self.problems.append(RowProblem(row=self.number, column=column, message=message))
+    def fail(self, column: str, message: str, zh: str) -> None:
+        self.problems.append(RowProblem(row=self.number, column=column, message=message, message_zh=zh))
 
     def get(self, column: str) -> str:
         return self.record.get(column, "")
@@ -413,14 +429,15 @@ class _Row:
     def text(self, column: str, field: str, *, required: bool = True) -> None:
         value = self.get(column)
         if required and not value:
-            self.fail(column, "is required")
+            self.fail(column, "is required", "必须填写")
             return
         self.fields[field] = value
 
     def seq(self) -> None:
         value = self.get("序号")
         if not re.fullmatch(r"\d+", value) or int(value) < 1:
-            self.fail("序号", f"must be a whole number from 1, not {value!r}" if value else "is required")
+            self.fail("序号", f"must be a whole number from 1, not {value!r}" if value else "is required",
+                      f"应为从 1 起的整数，而不是 {value!r}" if value else "必须填写")
             return
         self.fields["seq"] = int(value)
 
@@ -430,7 +447,9 @@ class _Row:
         m = _NAME_CODE.match(value)
         if not m:
             self.fail(column, f"write it as 名称（编码）, e.g. 食品经营许可（370405-XK-0001); got {value!r}"
-                      if value else "is required")
+                      if value else "is required",
+                      f"应写作“名称（编码）”，如 食品经营许可（370405-XK-0001），而不是 {value!r}"
+                      if value else "必须填写")
             return
         self.fields["service_matter_name"] = m["name"].strip()
         self.fields["service_matter_code"] = m["code"]
@@ -443,18 +462,21 @@ class _Row:
             if value:
                 self.fields["mode"] = value
             else:
-                self.fail(MODE_COLUMN, "is required: tick 必须实行 or 可选择")
+                self.fail(MODE_COLUMN, "is required: tick 必须实行 or 可选择", "必须填写：在“必须实行”或“可选择”下打勾")
             return
         if value:
-            self.fail(MODE_COLUMN, f"must be {' or '.join(MODES)}, not {value!r}")
+            self.fail(MODE_COLUMN, f"must be {' or '.join(MODES)}, not {value!r}",
+                      f"应为{'或'.join(MODES)}，而不是 {value!r}")
             return
         wrong = [f"{m} {v!r}" for m, v in ticks.items() if v and v not in TICKED]
         if wrong:
-            self.fail(MODE_COLUMN, f"tick with {TICK} (or leave empty), not {'、'.join(wrong)}")
+            self.fail(MODE_COLUMN, f"tick with {TICK} (or leave empty), not {'、'.join(wrong)}",
+                      f"请用 {TICK} 打勾（或留空），而不是 {'、'.join(wrong)}")
             return
         ticked = [m for m, v in ticks.items() if v]
         if len(ticked) != 1:
-            self.fail(MODE_COLUMN, "tick exactly one of 必须实行 / 可选择" + (", not both" if ticked else ""))
+            self.fail(MODE_COLUMN, "tick exactly one of 必须实行 / 可选择" + (", not both" if ticked else ""),
+                      "“必须实行”与“可选择”只能勾选其一" + ("，不能两项都勾" if ticked else ""))
             return
         self.fields["mode"] = ticked[0]
 
@@ -467,14 +489,16 @@ class _Row:
         code = self.resolve(value) if value else None
         if code is None:
             self.fail(column, f"unknown bureau {value!r}; give its name (区公安分局) or code (gongan)"
-                      if value else "is required")
+                      if value else "is required",
+                      f"没有名为 {value!r} 的单位；请填写单位名称（如 区公安分局）或代码（如 gongan）"
+                      if value else "必须填写")
             return
         self.fields[field] = code
 
     def flag(self, column: str, field: str) -> None:
         value = self.get(column)
         if value not in (YES, NO, ""):
-            self.fail(column, f"must be {YES} or {NO}, not {value!r}")
+            self.fail(column, f"must be {YES} or {NO}, not {value!r}", f"应为“{YES}”或“{NO}”，而不是 {value!r}")
             return
         self.fields[field] = value == YES
 
@@ -483,7 +507,8 @@ class _Row:
         if not value:
             return
         if not re.fullmatch(r"\d+", value) or not 1 <= int(value) <= most:
-            self.fail(column, f"must be 1 to {most} working days (三(二): never longer than {most}), not {value!r}")
+            self.fail(column, f"must be 1 to {most} working days (三(二): never longer than {most}), not {value!r}",
+                      f"应为 1 至 {most} 个工作日（三(二)：不得超过 {most} 个工作日），而不是 {value!r}")
             return
         self.fields[field] = int(value)
 
@@ -491,14 +516,16 @@ class _Row:
                required: bool = False) -> None:
         values = _split(self.get(column))
         if required and not values:
-            self.fail(column, f"is required: one or more of {'、'.join(allowed or ())}")
+            self.fail(column, f"is required: one or more of {'、'.join(allowed or ())}",
+                      f"必须填写：{'、'.join(allowed or ())}中的一项或几项")
             return
         wrong = [v for v in values if allowed is not None and v not in allowed]
         if wrong:
-            self.fail(column, f"{'、'.join(wrong)} not one of {'、'.join(allowed or ())}")
+            self.fail(column, f"{'、'.join(wrong)} not one of {'、'.join(allowed or ())}",
+                      f"{'、'.join(wrong)}不在可选项（{'、'.join(allowed or ())}）之中")
             return
         if len(set(values)) != len(values):
-            self.fail(column, "lists a value twice")
+            self.fail(column, "lists a value twice", "同一项填写了两次")
             return
         self.fields[field] = values
 
@@ -516,13 +543,13 @@ class _Row:
                 try:
                     msgspec.convert(self.fields[f.name], f.type)
                 except msgspec.ValidationError as e:
-                    self.fail(columns.get(f.name, f.name), str(e))
+                    self.fail(columns.get(f.name, f.name), str(e), f"不符合格式要求（{e}）")
         if self.problems:
             return None
         try:
             return msgspec.convert(self.fields, cls)
         except msgspec.ValidationError as e:
-            self.fail("", str(e))
+            self.fail("", str(e), f"不符合格式要求（{e}）")
             return None
 
 
@@ -583,11 +610,13 @@ def _cross_row(kind: Kind, rows: list[tuple[int, Row]]) -> list[RowProblem]:
         owner = r.owner if isinstance(r, MatterRow) else r.handling_body
         if r.code in codes:
             problems.append(RowProblem(row=number, column=code_column,
-                                       message=f"{r.code} is already used on row {codes[r.code]}"))
+                                       message=f"{r.code} is already used on row {codes[r.code]}",
+                                       message_zh=f"{r.code} 已在第 {codes[r.code]} 行使用"))
         codes.setdefault(r.code, number)
         if (owner, r.seq) in seqs:
             problems.append(RowProblem(row=number, column="序号",
-                                       message=f"{owner} already lists 序号 {r.seq} on row {seqs[owner, r.seq]}"))
+                                       message=f"{owner} already lists 序号 {r.seq} on row {seqs[owner, r.seq]}",
+                                       message_zh=f"{owner} 的序号 {r.seq} 已在第 {seqs[owner, r.seq]} 行使用"))
         seqs.setdefault((owner, r.seq), number)
     return problems
 
@@ -634,8 +663,8 @@ def _resolver(registry: Registry) -> Resolve:
     return resolve
 
 
-def _unreadable(source: str, message: str) -> CatalogueImportError:
-    return CatalogueImportError(source, [RowProblem(row=0, column="", message=message)])
+def _unreadable(source: str, message: str, zh: str) -> CatalogueImportError:
+    return CatalogueImportError(source, [RowProblem(row=0, column="", message=message, message_zh=zh)])
 
 
 def _format(path: Path) -> str:
