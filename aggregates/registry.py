@@ -119,6 +119,12 @@ class Registry:
         """A licence (行政许可决定) number as the bureau writes it: 台审批许〔2026〕0001号."""
         return f"台{self.short(code)}许〔{year}〕{serial:04d}号"
 
+    def decision_number(self, code: str, year: int, serial: int, *, licence: bool) -> str:
+        """An approval's number: a licence's (台审批许〔2026〕0001号), else a decision's (台民政决〔2026〕0001号)."""
+        if licence:
+            return self.licence_number(code, year, serial)
+        return f"台{self.short(code)}决〔{year}〕{serial:04d}号"
+
     def resolve(self, text: str) -> str:
         """The code of a bureau given by code, Chinese name, 简称 or a unique part of its name.
 

@@ -246,6 +246,16 @@ class ApplicantCommitment(msgspec.Struct, frozen=True, kw_only=True, tag="letter
 
 #: 三（三）: the consequences of a false commitment that the applicant is told of in writing.
 Consequence = Literal["terminated", "rectification", "revoked", "licence-return"]
+_LICENCE_TYPE = re.compile(r"(?:^|[^A-Z])XK(?:[^A-Z]|$)")
+
+
+def is_licence(service_matter_code: str) -> bool:
+    """Whether a 政务服务事项 is a 行政许可: its 编码 carries the type XK (370405-XK-0101), where a
+    行政给付 carries JF, a 行政确认 QR and a 公共服务 GG. Only a licence is revoked as 行政许可 and has a
+    证件（行政许可证） to hand back (附件6)."""
+    return bool(_LICENCE_TYPE.search(service_matter_code))
+
+
 #: The title of each consequence notice (no template in the seed; the usual names of such notices).
 CONSEQUENCE_TITLE: dict[str, str] = {
     "terminated": "终止办理通知书",
@@ -282,6 +292,9 @@ class ConsequenceNotice(msgspec.Struct, frozen=True, kw_only=True, tag="letter.c
     #: 交回: the last day to hand the licence back (2 days after the revocation).
     return_by: date | None = None
     dated: date
+    #: The approval is a 行政许可 (see :func:`is_licence`): revoked as such, with a 证件 to hand back.
+    #: Otherwise (最低生活保障, a 行政给付) the decision is revoked and there is no 证件.
+    licence: bool = True
 
     def __post_init__(self) -> None:
         name = f"{self.consequence} notice"
@@ -301,6 +314,8 @@ class ConsequenceNotice(msgspec.Struct, frozen=True, kw_only=True, tag="letter.c
         if self.consequence in ("revoked", "licence-return") and not self.decision_no.strip():
             raise _fail(name, "decision_no", "is missing: a revocation names the decision it revokes")
         if self.consequence == "licence-return":
+            if not self.licence:
+                raise _fail(name, "licence", "is false: only a licence (行政许可) has a 证件 to hand back")
             if self.return_by is None:
                 raise _fail(name, "return_by", "is missing: the licence is due back by a date")
             _not_before(name, "return_by", self.return_by, "dated", self.dated)
@@ -308,6 +323,8 @@ class ConsequenceNotice(msgspec.Struct, frozen=True, kw_only=True, tag="letter.c
 
     @property
     def title(self) -> str:
+        if self.consequence == "revoked" and not self.licence:
+            return "撤销决定书"
         return CONSEQUENCE_TITLE[self.consequence]
 
 

@@ -20,7 +20,7 @@ from projections.documents.paper import paper
 from projections.documents.pdf import pdf_bytes
 from projections.documents.word import BODY_FONT, STAMP_LABEL, TITLE_FONT, document
 from schemas.assistance import Applicant, CommitmentItem
-from schemas.letters import ConsequenceNotice, Letter, LetterError
+from schemas.letters import ConsequenceNotice, Letter, LetterError, is_licence
 from tests.test_letters import ITEMS, commitment, decline, notice, reply, request
 
 replace = msgspec.structs.replace
@@ -106,6 +106,28 @@ def test_a_consequence_notice_of_a_case_names_only_the_items_found_false() -> No
     n = consequence_notice(state, {"shenpi": "区行政审批服务局"}.__getitem__, "licence-return", "有犯罪记录",
                            date(2026, 9, 10), return_by=date(2026, 9, 12))
     assert n.items == ["无犯罪记录"] and n.bureau_name == "区行政审批服务局" and n.number == "C20260003"
+
+
+def test_a_decision_that_is_no_licence_is_revoked_as_a_decision_with_no_licence_to_hand_back() -> None:
+    # 最低生活保障 is a 行政给付 (JF in its 编码): no 行政许可 to revoke, no 证件（行政许可证） to hand back.
+    assert is_licence("370405-XK-0101") and not is_licence("370405-JF-0701") and not is_licence("370405-QR-0203")
+    revoked = consequence("revoked", matter_name="最低生活保障", decision_no="台民政决〔2026〕0001号", licence=False)
+    text = render(revoked)
+    assert revoked.title == "撤销决定书" and paper(revoked, "C20260001").kind == "撤销决定书"
+    assert "我单位决定撤销台民政决〔2026〕0001号决定。" in text
+    assert "行政许可" not in text.replace("附件", "") and "证件" not in text
+    with pytest.raises(LetterError, match="licence"):
+        consequence("licence-return", licence=False)
+    state = CommitmentState(
+        case="c2", number="C20260004", bureau="minzheng", applicant=Applicant(kind="person", name="张三",
+                                                                              id_number="370405199001011234"),
+        matter_code="370405-JF-0701", matter_name="最低生活保障", certificate_name="社会保险缴费证明",
+        issuing_unit="区人力资源社会保障局", mode="必须实行", disclose=False, catalogue_version=1,
+        items=(CommitmentItem(no=1, text="未缴纳社会保险"),), applied_on=date(2026, 9, 1), standing="good",
+        status="revoked", decision_no="台民政决〔2026〕0004号", false_items=(1,),
+    )
+    assert not consequence_notice(state, {"minzheng": "区民政局"}.__getitem__, "revoked", "有缴费记录",
+                                  date(2026, 9, 10)).licence
 
 
 # --- DOCX -----------------------------------------------------------------------------------

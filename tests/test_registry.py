@@ -34,3 +34,6 @@ def test_every_bureau_has_a_unique_short_name(reg: Registry) -> None:
 def test_licence_numbers_carry_the_chinese_short_name_not_the_code(reg: Registry) -> None:
     assert reg.licence_number("shenpi", 2026, 1) == "台审批许〔2026〕0001号"
     assert reg.licence_number("weijian", 2026, 17) == "台卫健许〔2026〕0017号"
+    # An approval that is no licence (a 行政给付) is numbered as a decision.
+    assert reg.decision_number("minzheng", 2026, 4, licence=False) == "台民政决〔2026〕0004号"
+    assert reg.decision_number("shenpi", 2026, 1, licence=True) == "台审批许〔2026〕0001号"

@@ -43,6 +43,7 @@ from schemas.catalogue import AssistanceItem
 from schemas.commitment import PlannedItem, Standing
 from schemas.envelope import Envelope, Signed, encode_envelope, new_id, subject_for
 from schemas.errors import XiezhuError
+from schemas.letters import is_licence
 from xiezhu.demo_data import (
     FLOW_OF,
     FLOWS,
@@ -228,7 +229,8 @@ class Demo:
         desk.commit(case, today)
         approve_first = rng.random() < 0.75
         if approve_first:
-            desk.approve(case, self.node.registry.licence_number(flow.requester, 2026, int(st.number[-4:])))
+            desk.approve(case, self.node.registry.decision_number(flow.requester, 2026, int(st.number[-4:]),
+                                                                  licence=is_licence(flow.matter_code)))
         due = WorkingCalendar().add_working_days(self.clock.now(), 3).last_day
         desk.plan_verification(case, [PlannedItem(no=i.no, method="on-site" if flow.on_site else "assistance",
                                                   due_on=due, detail=flow.item_code) for i in items])
@@ -270,7 +272,8 @@ class Demo:
                     self.counts["verified_on_site"] += 1
             st = desk.commitment(st.case)
             if st.status == "signed" and not pending_items(st) and all(v == "true" for v in latest(st).values()):
-                desk.approve(st.case, self.node.registry.licence_number(desk.bureau, 2026, int(st.number[-4:])))
+                desk.approve(st.case, self.node.registry.decision_number(desk.bureau, 2026, int(st.number[-4:]),
+                                                                         licence=is_licence(st.matter_code)))
             desk.conclude(st.case)
             st = desk.commitment(st.case)
         if st.status == "false-commitment" and not st.supervisor:
@@ -282,7 +285,7 @@ class Demo:
         why = "经核查，申请人承诺不实"  # the letters' 事实和理由, as a clerk writes it
         if st.approved:
             desk.revoke(st.case, why + "，依法撤销已批准事项，限2日内交回证件原件。")
-            if self.rng.random() < 0.3 and "-XK-" in st.matter_code:  # 行政许可法第七十九条 is for licences
+            if self.rng.random() < 0.3 and is_licence(st.matter_code):  # 行政许可法第七十九条 is for licences
                 desk.penalise(st.case, "警告并处罚款2000元", why + PENALTY_BASIS)
         elif self.rng.random() < 0.25:
             deadline = self.clock.now().astimezone(SHANGHAI).date() + timedelta(days=15)

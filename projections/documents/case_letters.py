@@ -33,6 +33,7 @@ from schemas.letters import (
     Letter,
     ReplyItem,
     ReplyLetter,
+    is_licence,
 )
 
 #: Bureau code → the Chinese name printed on letters.
@@ -122,7 +123,7 @@ def consequence_notice(state: CommitmentState, names: Names, consequence: Conseq
         applicant_name=state.applicant.name, applied_on=state.applied_on, matter_name=state.matter_name,
         items=[i.text for i in state.items if i.no in false] or [i.text for i in state.items],
         legal_reason=legal_reason, deadline=deadline, decision_no=state.decision_no, return_by=return_by,
-        dated=dated,
+        dated=dated, licence=is_licence(state.matter_code),
     )
 
 
@@ -154,8 +155,9 @@ def letters_of(kind: Kind, envelopes: Iterable[tuple[Envelope, str]], names: Nam
 def _letters_at(state: State, payload: object, day: date, names: Names) -> list[Letter]:
     """The letters an event that has just been folded into ``state`` gives rise to.
 
-    A revocation gives two: the decision that revokes, and the notice to hand the licence back
-    by the day it is due (the applicant keeps the one, the bureau files the other's receipt).
+    A licence's revocation gives two: the decision that revokes, and the notice to hand the licence
+    back by the day it is due (the applicant keeps the one, the bureau files the other's receipt);
+    another decision's (a 行政给付's) only the first.
     """
     match state, payload:
         case CommitmentState(), ProcessingTerminated(legal_reason=reason):
@@ -165,10 +167,12 @@ def _letters_at(state: State, payload: object, day: date, names: Names) -> list[
         case CommitmentState(), DecisionRevoked(legal_reason=reason, licence_return_due=due):
             if not state.decision_no:
                 return []
-            return [consequence_notice(state, names, "revoked", reason, day),
-                    consequence_notice(state, names, "licence-return", reason, day,
-                                       # the last day: a due at 00:00 is the end of the day before
-                                       return_by=shanghai_day(due - timedelta(microseconds=1)))]
+            revoked = consequence_notice(state, names, "revoked", reason, day)
+            if not revoked.licence:  # a decision that is no licence leaves no 证件 to hand back
+                return [revoked]
+            return [revoked, consequence_notice(state, names, "licence-return", reason, day,
+                                                # the last day: a due at 00:00 is the end of the day before
+                                                return_by=shanghai_day(due - timedelta(microseconds=1)))]
     single = _letter_at(state, payload, day, names)
     return [single] if single is not None else []
 

@@ -218,9 +218,11 @@ def consequence_body(notice: ConsequenceNotice) -> list[str]:
             assert notice.deadline is not None
             decision = (ground + f"我单位责令你于{zh_date(notice.deadline)}前完成整改，"
                         "并将整改情况书面报告我单位。逾期未整改的，我单位将依法撤销已批准事项。")
-        case "revoked":
+        case "revoked" if notice.licence:
             decision = (ground + f"我单位决定撤销{notice.decision_no}行政许可决定。"
                         "请你在撤销之日起2日内将取得证件（行政许可证）原件交回我单位。")
+        case "revoked":  # not a licence (a 行政给付, a 行政确认): the decision goes, and there is no 证件
+            decision = ground + f"我单位决定撤销{notice.decision_no}决定。"
         case "licence-return":
             assert notice.return_by is not None
             found = (f"你在我单位办理{notice.matter_name}事项取得的{notice.decision_no}行政许可，"
