@@ -394,8 +394,9 @@ class Cluster:
             node.reload()
 
     def stop(self) -> None:
-        for node in self.nodes:
-            node.stop()
+        # At once: each node's clean shutdown waits on its peers' answers, about 0.7 s a node in turn.
+        with concurrent.futures.ThreadPoolExecutor(NODES) as pool:
+            list(pool.map(EmbeddedNats.stop, self.nodes))
         self.routes.stop()
 
 
