@@ -11,10 +11,12 @@ from pathlib import Path
 
 import pytest
 
+from schemas.letters import is_licence
 from tests.conftest import DEMO_TIMEOUT, StoreLocations, copy_of_demo
 from tests.helpers import clean_env
 from tests.helpers import xiezhu as process
 from tests.helpers import xiezhu_here as run
+from xiezhu.demo_data import FLOWS
 
 XIEZHU = [sys.executable, "-m", "xiezhu"]
 
@@ -237,7 +239,15 @@ def test_letters_as_docx_and_pdf_with_chinese_names_including_the_consequence_no
         demo_dir, tmp_path: Path) -> None:
     data, _ = demo_dir
     cases = json.loads(run("cases", "--json", data_dir=data).stdout)
-    revoked = next(c for c in cases.values() if c["status"] == "revoked")
+    # A licence's revocation has two notices; another decision's (a 行政给付's) one, with no 证件 to hand back.
+    licences = {f.matter_name for f in FLOWS if is_licence(f.matter_code)}
+    revoked = next(c for c in cases.values() if c["status"] == "revoked" and c["matter"] in licences)
+    other = next((c for c in cases.values() if c["status"] == "revoked" and c["matter"] not in licences), None)
+    if other is not None:
+        files = json.loads(run("letter", other["number"], "--from", other["bureau"], "--format", "txt", "--out",
+                               str(tmp_path / "other"), "--json", data_dir=data).stdout)
+        kinds = [f["kind"] for f in files]
+        assert "撤销决定书" in kinds and "交回行政许可证件通知书" not in kinds, kinds
     out = tmp_path / "docx"
     files = json.loads(run("letter", revoked["number"], "--from", revoked["bureau"], "--format", "docx", "--out",
                            str(out), "--json", data_dir=data).stdout)
