@@ -174,7 +174,8 @@ class Desk:
             self.credit.standing(applicant.id_number, self._store.clock.now())
         st = self._store.commitments.open(
             applicant=applicant, matter_code=matter.code, matter_name=matter.service_matter_name,
-            certificate_name=matter.certificate_name, issuing_unit=matter.issuing_unit, mode=matter.mode,
+            service_matter_code=matter.service_matter_code, certificate_name=matter.certificate_name,
+            issuing_unit=matter.issuing_unit, mode=matter.mode,
             items=items, applied_on=applied_on or self._today(), disclose=matter.disclose_commitment,
             catalogue_version=len(cat.versions("matters")), standing=standing)
         if standing != "good":

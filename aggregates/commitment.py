@@ -99,6 +99,8 @@ class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
     items: tuple[CommitmentItem, ...]
     applied_on: date
     standing: Standing
+    #: The 政务服务事项编码 (empty for a case opened before it was recorded).
+    service_matter_code: str = ""
     status: Status = "applied"
     route: str = ""
     refused_cause: str = ""
@@ -182,7 +184,7 @@ def start(env: Envelope) -> CommitmentState:
         case=env.case, number=env.number, bureau=env.sender, applicant=ev.applicant, matter_code=ev.matter_code,
         matter_name=ev.matter_name, certificate_name=ev.certificate_name, issuing_unit=ev.issuing_unit,
         mode=ev.mode, disclose=ev.disclose, catalogue_version=ev.catalogue_version, items=tuple(ev.items),
-        applied_on=ev.applied_on, standing=ev.standing,
+        applied_on=ev.applied_on, standing=ev.standing, service_matter_code=ev.service_matter_code,
     )
 
 

@@ -34,6 +34,9 @@ class ApplicationReceived(msgspec.Struct, frozen=True, kw_only=True, tag="commit
     applicant: Applicant
     matter_code: Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
     matter_name: Text
+    #: The 政务服务事项's own 编码 (370405-XK-0101: XK a 行政许可, JF a 行政给付); empty in cases opened
+    #: before it was recorded.
+    service_matter_code: Annotated[str, msgspec.Meta(max_length=64)] = ""
     certificate_name: Text
     issuing_unit: Text
     mode: Mode

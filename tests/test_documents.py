@@ -121,7 +121,8 @@ def test_a_decision_that_is_no_licence_is_revoked_as_a_decision_with_no_licence_
     state = CommitmentState(
         case="c2", number="C20260004", bureau="minzheng", applicant=Applicant(kind="person", name="张三",
                                                                               id_number="370405199001011234"),
-        matter_code="370405-JF-0701", matter_name="最低生活保障", certificate_name="社会保险缴费证明",
+        matter_code="ZM-minzheng-0001", service_matter_code="370405-JF-0701", matter_name="最低生活保障",
+        certificate_name="社会保险缴费证明",
         issuing_unit="区人力资源社会保障局", mode="必须实行", disclose=False, catalogue_version=1,
         items=(CommitmentItem(no=1, text="未缴纳社会保险"),), applied_on=date(2026, 9, 1), standing="good",
         status="revoked", decision_no="台民政决〔2026〕0004号", false_items=(1,),

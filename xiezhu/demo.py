@@ -273,7 +273,7 @@ class Demo:
             st = desk.commitment(st.case)
             if st.status == "signed" and not pending_items(st) and all(v == "true" for v in latest(st).values()):
                 desk.approve(st.case, self.node.registry.decision_number(desk.bureau, 2026, int(st.number[-4:]),
-                                                                         licence=is_licence(st.matter_code)))
+                                                                         licence=is_licence(st.service_matter_code)))
             desk.conclude(st.case)
             st = desk.commitment(st.case)
         if st.status == "false-commitment" and not st.supervisor:
@@ -285,7 +285,7 @@ class Demo:
         why = "经核查，申请人承诺不实"  # the letters' 事实和理由, as a clerk writes it
         if st.approved:
             desk.revoke(st.case, why + "，依法撤销已批准事项，限2日内交回证件原件。")
-            if self.rng.random() < 0.3 and is_licence(st.matter_code):  # 行政许可法第七十九条 is for licences
+            if self.rng.random() < 0.3 and is_licence(st.service_matter_code):  # 行政许可法第七十九条: licences
                 desk.penalise(st.case, "警告并处罚款2000元", why + PENALTY_BASIS)
         elif self.rng.random() < 0.25:
             deadline = self.clock.now().astimezone(SHANGHAI).date() + timedelta(days=15)

@@ -89,7 +89,8 @@ class CommitmentCases:
 
     def open(self, *, applicant: Applicant, matter_code: str, matter_name: str, certificate_name: str,
              issuing_unit: str, mode: Mode, items: Sequence[CommitmentItem], applied_on: date,
-             disclose: bool = False, catalogue_version: int = 0, standing: Standing = "good") -> CommitmentState:
+             disclose: bool = False, catalogue_version: int = 0, standing: Standing = "good",
+             service_matter_code: str = "") -> CommitmentState:
         """Record an application for a matter on the certification-matter list; takes a ``C`` number.
 
         Where the store has the published catalogue (the composition root always gives it), the
@@ -104,11 +105,13 @@ class CommitmentCases:
             matter_code, matter_name, mode, disclose = row.code, row.service_matter_name, row.mode, \
                 row.disclose_commitment
             certificate_name, issuing_unit = row.certificate_name, row.issuing_unit
+            service_matter_code = row.service_matter_code
         if app.credit is not None:
             standing = commitment.worse(standing, app.credit.standing(applicant.id_number, app.clock.now()))
         payload = ApplicationReceived(
             applicant=applicant, matter_code=matter_code, matter_name=matter_name,
-            certificate_name=certificate_name, issuing_unit=issuing_unit, mode=mode, disclose=disclose,
+            service_matter_code=service_matter_code, certificate_name=certificate_name, issuing_unit=issuing_unit,
+            mode=mode, disclose=disclose,
             catalogue_version=catalogue_version, items=list(items), applied_on=applied_on, standing=standing)
 
         def attempt() -> CommitmentState:

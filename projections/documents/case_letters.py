@@ -123,7 +123,8 @@ def consequence_notice(state: CommitmentState, names: Names, consequence: Conseq
         applicant_name=state.applicant.name, applied_on=state.applied_on, matter_name=state.matter_name,
         items=[i.text for i in state.items if i.no in false] or [i.text for i in state.items],
         legal_reason=legal_reason, deadline=deadline, decision_no=state.decision_no, return_by=return_by,
-        dated=dated, licence=is_licence(state.matter_code),
+        # A case opened before the 政务服务事项编码 was recorded is taken for a licence, as notices were.
+        dated=dated, licence=is_licence(state.service_matter_code) if state.service_matter_code else True,
     )
 
 
