@@ -6,7 +6,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from xiezhu.cli.root import main
+from xiezhu.cli.entry import main
 
 __all__ = ["app", "main"]
 

@@ -1,20 +1,20 @@
-"""The root command and its global options, and the entry point that builds only what a run needs.
+"""The root command and its global options, and how a command line names its command.
 
 A long-running service (``xiezhu agent``, ``xiezhu ledger``, ``xiezhu checkpoint-signer``) gets a
 root command with the service commands alone: the other command groups' modules are not imported and
 Typer does not build their hundred commands, which was two thirds of a service's start-up (each
-restart by ``xiezhu run``'s supervisor pays it again).  Every other run gets the whole tree.
+restart by ``xiezhu run``'s supervisor pays it again).  Every other run gets the whole tree
+(``xiezhu.cli.entry.main`` chooses).
 """
 from __future__ import annotations
 
 import os
-import sys
 from collections.abc import Sequence
 from typing import Annotated
 
 import typer
 
-from xiezhu.cli.common import DatabaseUrl, DataDir, NatsUrl, State, one_line_errors
+from xiezhu.cli.common import DatabaseUrl, DataDir, NatsUrl, State
 from xiezhu.cli.helptext import LocalGroup
 from xiezhu.settings import Settings
 
@@ -68,15 +68,3 @@ def command_of(args: Sequence[str]) -> str | None:
         else:
             return arg
     return None
-
-
-def main() -> None:
-    """Console entry point: a mistake becomes one clear line and a non-zero exit, never a traceback."""
-    if command_of(sys.argv[1:]) in SERVICE_COMMANDS:
-        from xiezhu.cli.services import app as services_app
-
-        app = root_app()
-        app.add_typer(services_app)
-    else:
-        from xiezhu.cli.main import app
-    one_line_errors(app)
