@@ -284,8 +284,10 @@ class Desk:
                      staff: Sequence[str] = (), commitment_case: str = "") -> CaseState:
         """Send a 行政协助函 for a catalogued item (第七条; 第六条 on-site items need a memorandum).
 
-        Refused before anything is stored if the item is not catalogued for this pair.
+        Refused before anything is stored if the item is not catalogued for this pair: checked here before
+        the store is opened, so a bureau's first request, refused, leaves no store behind.
         """
+        self.catalogue.check_request(self.bureau, assistor, catalogue_item)
         return self._store.assistance.request(assistor=assistor, applicant=applicant, matter=matter,
                                               applied_on=applied_on or self._today(), items=items, channel=channel,
                                               staff=staff, catalogue_item=catalogue_item,

@@ -235,6 +235,10 @@ def test_without_a_running_agent_the_command_says_queued(tmp_path: Path) -> None
     settings = Settings(data_dir=tmp_path / "data")
     KeyStore(settings.keys_dir).ensure(Registry.load().codes(), valid_from=START - timedelta(days=1))
     publish_catalogue(SimpleNamespace(catalogue=open_catalogue(settings, SystemClock())))  # type: ignore[arg-type]
+    # a bureau's first request, refused (第七条), leaves no store behind: nothing was made for it
+    refused(settings, "request", "--bureau", "shenpi", "--to", "gongan", "--catalogue-item", "XZ-9999", *ZHANG,
+            "--matter-code", "370405-XK-0101", "--matter-name", "食品经营许可", *TRUE_ITEMS)
+    assert not settings.store_exists("shenpi") and not settings.bureau_dir("shenpi").exists()
     sent = ok(settings, "request", "--bureau", "shenpi", "--to", "gongan", "--catalogue-item", ITEMS["gongan"],
               *ZHANG, "--matter-code", "370405-XK-0101", "--matter-name", "食品经营许可", *TRUE_ITEMS)
     assert "已排队，代理程序启动后发送" in sent.err
