@@ -160,7 +160,7 @@ _USAGE_ZH: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"^Invalid value for (.+?): (.*)$", re.S), "{0} 的值无效：{1}"),
     (re.compile(r"^Invalid value: (.*)$", re.S), "值无效：{0}"),
     (re.compile(r"^Got unexpected extra argument\(s\) \((.*)\)$"), "多余的参数（{0}）"),
-    (re.compile(r"^No such command (.+)\.$"), "没有命令 {0}。"),
+    (re.compile(r"^No such command (.+?)\.(?: Did you mean (.+)\?)?$"), "没有命令 {0}。是否想用 {1}？"),
     (re.compile(r"^Option (.+) requires an argument\.$"), "选项 {0} 需要一个值。"),
     (re.compile(r"^Option (.+) requires (\d+) arguments\.$"), "选项 {0} 需要 {1} 个值。"),
 ]
@@ -174,8 +174,8 @@ def usage_in_chinese(e: ClickException) -> None:
         if found:
             parts = found.groups()
             text = zh.format(*(p or "" for p in parts))
-            if pattern.pattern.startswith("^No such option") and not parts[1]:
-                text = text.removesuffix("（可用的选项：）")
+            if len(parts) > 1 and not parts[1]:  # Click offered no candidates
+                text = text.removesuffix("（可用的选项：）").removesuffix("是否想用 ？")
             setattr(e, "format_message", lambda said=text: said)  # noqa: B010 (an instance's own sentence)
             return
 
