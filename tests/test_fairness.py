@@ -263,3 +263,30 @@ async def test_held_messages_are_kept_in_progress_and_the_lane_is_bounded(nats_s
     assert sorted(seq for seq, _n in handled) == list(range(1, 42))  # each once
     assert {n for _seq, n in handled} == {1}  # none delivered a second time
     assert most_held < 8 + 4  # max_held, and at most a batch fetched while below it
+
+
+async def test_dead_letters_are_sent_together_and_a_batch_that_comes_again_does_not_store_them_twice(
+        node: Node) -> None:
+    from datetime import UTC, datetime
+
+    from broker.intake import DeadLetters, Delivery, IntakeStats
+
+    nc = await nats.connect(node.nats_url, **node.credentials("gongan"))
+    letters = DeadLetters(nc.jetstream(), "gongan", IntakeStats())
+    batch = [Delivery(subject="xz.ziran.gongan.assistance.requested", data=b"x" * 100, headers={},
+                      stream_seq=900_000 + i, num_delivered=1, timestamp=datetime.now(UTC)) for i in range(20)]
+    try:
+        for d in batch:
+            await letters.put(d, "bad-signature", "signature does not verify")
+        assert letters.written == 0  # sent, not yet acked: flush waits for all of them
+        await letters.flush()
+        assert letters.written == 20
+        for d in batch[:5]:  # the batch failed after its dead letters were stored, and comes again
+            await letters.put(d, "bad-signature", "signature does not verify")
+        await letters.flush()
+    finally:
+        await nc.close()
+    admin = await nats.connect(node.nats_url, **node.credentials(ADMIN))
+    stored = [d for d in await read_dead_letters(admin.jetstream(), limit=10_000) if d.rejected_by == "gongan"]
+    await admin.close()
+    assert sorted(d.headers["Nats-Msg-Id"] for d in stored) == sorted(f"gongan.{d.stream_seq}" for d in batch)
