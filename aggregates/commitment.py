@@ -67,6 +67,7 @@ from schemas.commitment import (
     Withdrawn,
 )
 from schemas.envelope import LEDGER, Envelope
+from schemas.letters import is_licence
 
 Status = Literal["applied", "certificate-required", "noticed", "committing", "signed", "approved", "closed",
                  "false-commitment", "terminated", "revoked"]
@@ -124,6 +125,13 @@ class CommitmentState(msgspec.Struct, frozen=True, kw_only=True):
     #: When verification found the commitment false (三(三)); 四(二) bars the applicant from then on.
     found_false_at: datetime | None = None
     rectified_at: datetime | None = None
+
+    @property
+    def licence(self) -> bool:
+        """Whether the decision is a 行政许可 with a 证件 to hand back if revoked (附件6); a case opened
+        before the 政务服务事项编码 was recorded is taken for one, as its notices were."""
+        return is_licence(self.service_matter_code) if self.service_matter_code else True
+
     # -- the credit record of this case (四(一)) --
     credit: CreditStatus = "none"
     #: The record's current text (the corrected one after a correction).
@@ -387,7 +395,12 @@ def _outcome(state: CommitmentState, env: Envelope, ev: object) -> CommitmentSta
                 raise errors.WrongOrder(f"case {state.number} has no decision to revoke",
                                         zh=f"案件 {state.number} 没有可撤销的决定")
             due = ev.licence_return_due
-            if not env.time < due <= licence_return_deadline(env.time):
+            if not state.licence:
+                if due is not None:
+                    raise errors.BadRequest(f"the decision of {state.number} is no licence: there is no 证件 to hand "
+                                          f"back, so no return is due",
+                                          zh=f"{state.number} 的决定不是行政许可：没有须交回的证件，不应设交回期限")
+            elif due is None or not env.time < due <= licence_return_deadline(env.time):
                 raise errors.Deadline(f"附件6: the licence of {state.number} is due back within 2 days of revocation "
                                       f"(撤销之日起2日内: by {licence_return_deadline(env.time).isoformat()})",
                                       zh=f"附件6：{state.number} 的许可证应自撤销之日起2日内退回"
@@ -412,9 +425,9 @@ def _outcome(state: CommitmentState, env: Envelope, ev: object) -> CommitmentSta
 
 
 def _licence_returned(state: CommitmentState, env: Envelope, ev: LicenceReturned) -> CommitmentState:
-    if state.revoked_at is None:
-        raise errors.WrongOrder(f"case {state.number} has no revoked decision whose licence could come back",
-                                zh=f"案件 {state.number} 没有被撤销的决定，不存在需退回的许可证")
+    if state.revoked_at is None or state.licence_return_due is None:
+        raise errors.WrongOrder(f"case {state.number} has no revoked licence that could come back",
+                                zh=f"案件 {state.number} 没有被撤销的行政许可，不存在需退回的许可证")
     if state.licence_returned_at is not None:
         raise errors.WrongOrder(f"the licence of {state.number} was already returned",
                                 zh=f"{state.number} 的许可证已退回")

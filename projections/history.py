@@ -494,7 +494,9 @@ def _outcome_summary(env: Envelope) -> str:
         case RectificationOrdered() as ev:
             return f"rectification by {ev.deadline.isoformat()}: {_oneline(ev.legal_reason)}"
         case DecisionRevoked() as ev:
-            return f"revoked, licence due back by {_local(ev.licence_return_due)}: {_oneline(ev.legal_reason)}"
+            due = ev.licence_return_due
+            back = "" if due is None else f", licence due back by {_local(due)}"
+            return f"revoked{back}: {_oneline(ev.legal_reason)}"
         case PenaltyImposed() as ev:
             return f"penalty {_oneline(ev.penalty)}: {_oneline(ev.legal_reason)}"
         case CreditRecorded() as ev:

@@ -198,7 +198,9 @@ def _outcome(env: Envelope, name: Name, case_number: Callable[[str], str]) -> st
         case RectificationOrdered() as ev:
             return f"责令于 {ev.deadline.isoformat()} 前整改：{_oneline(ev.legal_reason)}"
         case DecisionRevoked() as ev:
-            return f"撤销行政决定，许可证件应于 {_local(ev.licence_return_due)} 前交回：{_oneline(ev.legal_reason)}"
+            due = ev.licence_return_due
+            back = "" if due is None else f"，许可证件应于 {_local(due)} 前交回"
+            return f"撤销行政决定{back}：{_oneline(ev.legal_reason)}"
         case PenaltyImposed() as ev:
             return f"行政处罚 {_oneline(ev.penalty)}：{_oneline(ev.legal_reason)}"
         case CreditRecorded() as ev:

@@ -148,9 +148,12 @@ class RectificationOrdered(msgspec.Struct, frozen=True, kw_only=True, tag="commi
 
 
 class DecisionRevoked(msgspec.Struct, frozen=True, kw_only=True, tag="commitment.revoked"):
-    """撤销行政决定: the approval is revoked; the licence original is due back within 2 days (附件6)."""
+    """撤销行政决定: the approval is revoked; a licence's original is due back within 2 days (附件6).
 
-    licence_return_due: datetime
+    ``licence_return_due`` is ``None`` where the decision is no licence (a 行政给付, say): no 证件 to hand back.
+    """
+
+    licence_return_due: datetime | None = None
     legal_reason: Reason
 
 

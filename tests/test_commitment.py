@@ -303,6 +303,35 @@ def test_a_bureau_that_is_itself_the_supervising_department_records_it_and_sends
     assert describe(told, str).startswith("推送监管部门予以惩处：本机关即监管部门")
 
 
+def test_a_decision_that_is_no_licence_is_revoked_with_no_licence_due_back(store: BureauStore) -> None:
+    """最低生活保障 is a 行政给付 (JF in its 编码): revoked, it leaves no 证件 to hand back (附件6 is a licence's)."""
+    from projections.documents.report import build_report
+    from schemas.commitment import DecisionRevoked
+
+    case = store.commitments.open(applicant=APPLICANT, matter_code="ZM-minzheng-0001", matter_name="最低生活保障",
+                                  certificate_name="社会保险缴费证明", issuing_unit="区人力资源社会保障局",
+                                  mode="必须实行", items=ITEMS, applied_on=date(2026, 9, 21),
+                                  service_matter_code="370405-JF-0701").case
+    store.commitments.issue_notice(case)
+    store.commitments.sign(case, date(2026, 9, 21))
+    store.commitments.approve(case, "台民政决〔2026〕0001号")
+    plan(store, case)
+    store.commitments.verify_item(case, 1, "false", "online:电子证照库")
+    store.commitments.verify_item(case, 2, "true", "online:平台")
+    store.commitments.conclude(case)
+    with pytest.raises(errors.BadRequest, match="no licence"):  # a return due for a 证件 there is not
+        store.commitments.record(case, DecisionRevoked(licence_return_due=datetime(2026, 9, 23, tzinfo=SHANGHAI),
+                                                       legal_reason="三(三)：撤销决定"))
+    st = store.commitments.revoke(case, "三(三)：承诺不实，撤销给付决定")
+    assert (st.status, st.licence_return_due) == ("revoked", None)
+    assert not any("证件" in line for line in outstanding(st, datetime(2026, 12, 1, tzinfo=SHANGHAI)))
+    with pytest.raises(errors.WrongOrder):
+        store.commitments.return_licence(case, store.clock.now())
+    report = build_report(start=date(2026, 9, 1), end=date(2026, 11, 30), sla_rows=[], sla_stats=[], cases=[st],
+                          judged_at=datetime(2026, 12, 1, tzinfo=SHANGHAI), names=str)
+    assert report.licences_not_returned == [] and report.commitment_totals[0]["licences_not_returned"] == 0
+
+
 def test_a_revocation_giving_more_than_2_days_by_date_is_refused(store: BureauStore) -> None:
     from schemas.commitment import DecisionRevoked
 

@@ -262,8 +262,8 @@ class CommitmentCases:
         return self.record(case_id, RectificationOrdered(deadline=deadline, legal_reason=legal_reason))
 
     def revoke(self, case_id: str, legal_reason: str) -> CommitmentState:
-        """撤销行政决定; the licence original is due back within 2 days (附件6)."""
-        due: datetime = licence_return_deadline(self._app.clock.now())
+        """撤销行政决定; a licence's original is due back within 2 days (附件6), another decision has none."""
+        due = licence_return_deadline(self._app.clock.now()) if self.case(case_id).state.licence else None
         return self.record(case_id, DecisionRevoked(licence_return_due=due, legal_reason=legal_reason))
 
     def penalise(self, case_id: str, penalty: str, legal_reason: str) -> CommitmentState:

@@ -33,7 +33,6 @@ from schemas.letters import (
     Letter,
     ReplyItem,
     ReplyLetter,
-    is_licence,
 )
 
 #: Bureau code → the Chinese name printed on letters.
@@ -124,7 +123,7 @@ def consequence_notice(state: CommitmentState, names: Names, consequence: Conseq
         items=[i.text for i in state.items if i.no in false] or [i.text for i in state.items],
         legal_reason=legal_reason, deadline=deadline, decision_no=state.decision_no, return_by=return_by,
         # A case opened before the 政务服务事项编码 was recorded is taken for a licence, as notices were.
-        dated=dated, licence=is_licence(state.service_matter_code) if state.service_matter_code else True,
+        dated=dated, licence=state.licence,
     )
 
 
@@ -169,7 +168,7 @@ def _letters_at(state: State, payload: object, day: date, names: Names) -> list[
             if not state.decision_no:
                 return []
             revoked = consequence_notice(state, names, "revoked", reason, day)
-            if not revoked.licence:  # a decision that is no licence leaves no 证件 to hand back
+            if not revoked.licence or due is None:  # a decision that is no licence leaves no 证件 to hand back
                 return [revoked]
             return [revoked, consequence_notice(state, names, "licence-return", reason, day,
                                                 # the last day: a due at 00:00 is the end of the day before
