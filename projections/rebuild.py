@@ -7,9 +7,11 @@ folds, for a whole ledger at once:
 
 - **The SLA view**, in worker processes (one per core), each taking a few ranges of positions
   one after the other.  A range's cases are those whose first entry lies in it (decision 65):
-  the worker reads the range once, in position order, without the entries of cases begun
-  before it (one probe of the ``entries_case`` index each), then the later entries of the cases
-  it began (one probe per case).  It checks each entry against its hash and its index columns
+  the worker reads every entry of the range once, in position order, then drops the cases
+  begun before it (one probe of the ``entries_case`` index per case, inside SQLite) and reads
+  the later entries of the cases it began (one probe per case).  It checks each entry against
+  its hash, the one before it (the positions without a gap, each naming the hash of the one
+  before: the chain, which the main process joins from range to range) and its index columns
   against its signed bytes; decodes only the routing fields and the encrypted payload (not the
   sealed keys: :class:`_Route`); opens each ``assistance.*`` payload with the ledger's opening
   (:class:`broker.sealing.OpeningReader`, two symmetric decryptions into one reused buffer), or
@@ -22,10 +24,7 @@ folds, for a whole ledger at once:
   following the ledger inserts them (a case whose first entries the fold refused can break
   that order: then all the rows are merged again at the end).  Each distinct catalogue
   citation is checked once (第七条, 第六条).
-- **The chain**: two more tasks check, inside SQLite (one join on the position), that the
-  positions run without a gap and that every entry names the hash of the one before; with the
-  workers' checks of each entry's own hash, the whole ledger read is checked as
-  :meth:`broker.ledger.store.Ledger.entries` checks it.
+  The whole ledger read is checked as :meth:`broker.ledger.store.Ledger.entries` checks it.
 - **The commitment-case and credit views** read only ``commitment.*`` entries: the workers
   list their positions, and only those are read again and applied, with the views' own code.
 - **Into a fresh file, then one rename.**  Each view is built in ``<file>.rebuild`` beside the
@@ -181,6 +180,9 @@ class _Folded:
     #: The first positions of its first and last row (0: no rows).
     first: int = 0
     last: int = 0
+    #: The hash the range's first entry names and its last entry's hash: the ranges join into one chain.
+    first_prev: bytes = b""
+    last_hash: bytes = b""
     #: CPU seconds the worker spent (the machine's other load does not count).
     cpu: float = 0.0
     error: str = ""
@@ -242,8 +244,14 @@ def _fold_cases(task: _FoldTask) -> _Folded:
 
 
 def _fold(task: _FoldTask) -> _Folded:
-    """Read the entries of this range's cases in position order (:func:`_owned`), check and fold each; then one
-    row per case, written in the order of each case's first entry."""
+    """Read the range and then the later entries of the cases it began, in position order (:func:`_owned`);
+    check and fold each; then one row per case, written in the order of each case's first entry.
+
+    Every position of the range is read once, here and nowhere else: each is checked against its hash, the
+    one before it (the chain's link) and its index columns, and counted.  The entries of cases begun before
+    the range are folded too (their fold refuses them, or starts a case that is dropped once the range is
+    read); the entries of this range's cases that lie beyond it are read again and checked against their
+    hash, but counted, linked and listed in the range they lie in."""
     opener = Opener(*task.opener) if task.opener is not None else None
     reader = OpeningReader(opener) if opener is not None else None
     done = _Folded()
@@ -251,12 +259,23 @@ def _fold(task: _FoldTask) -> _Folded:
     cases: dict[str, list[Any]] = {}
     commitments = done.commitments
     sha, parse, apply = hashlib.sha256, datetime.fromisoformat, assistance.apply
-    entries = opened = with_openings = 0  # counted here, kept in ``done`` at the end
+    first, last = task.first, task.last
+    expect, linked = first, b""  # the next position of the range, and the hash the next entry names
+    opened = with_openings = 0  # counted here, kept in ``done`` at the end
     with closing(open_read_only(Path(task.ledger))) as db:
-        # Pages read through a mapping rather than a read() each (the index probes of _owned jump about a large
-        # file): the ledger is only ever appended to, never truncated (no VACUUM), so the mapping stays valid.
+        # Pages read through a mapping rather than a read() each (the case-index probes of _owned jump about a
+        # large file): the ledger is only ever appended to, never truncated (no VACUUM), so the mapping stays valid.
         db.execute(f"PRAGMA mmap_size = {LEDGER_MMAP_BYTES}")
-        for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in _owned(db, task):
+        for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in _owned(db, task, cases):
+            here = pos <= last  # in the range (else a later entry of a case it began)
+            if here:
+                if pos != expect:
+                    raise _missing(expect)
+                if prev != linked and pos != first:
+                    raise RebuildError(f"the ledger is damaged at position {pos}: it does not follow position "
+                                       f"{pos - 1}; run `xiezhu audit`",
+                                       zh=f"账本在位置 {pos} 处已损坏：它不接续位置 {pos - 1}；请运行 `xiezhu audit`")
+                expect, linked = pos + 1, hash_
             try:  # leaf_hash and link (broker.ledger.store), inline: this loop runs a million times
                 a, k = arrived_at.encode(), kid.encode()
                 whole = type(seq) is int and sha(prev + sha(b"".join((
@@ -269,29 +288,31 @@ def _fold(task: _FoldTask) -> _Folded:
                                    "run `xiezhu audit` (nothing read from it is trusted)",
                                    zh=f"账本在位置 {pos} 处已损坏：条目与其哈希值不符；请运行 `xiezhu audit`"
                                       "（从中读取的内容均不可信）")
-            entries += 1
+            if pos == first:
+                done.first_prev = bytes(prev)
             try:
                 r: _Route | None = _route(body)
             except msgspec.DecodeError:
                 r = None
             if r is None or r.sealed is None or r.v != SEALED_VERSION or r.time.tzinfo is None:
-                env = _slow(body, case_id, type_, pos, opener, okid, wrapped, done)
+                env = _slow(body, case_id, type_, pos, opener, okid, wrapped, done if here else _Folded())
                 if env is None:
                     continue
             else:
                 if r.case != case_id or r.type != type_:
                     raise _index_damaged(pos)
                 if not type_.startswith("assistance."):
-                    if type_.startswith("commitment."):
+                    if here and type_.startswith("commitment."):
                         commitments.append(pos)
                     continue
                 if reader is None:
                     raise _no_key()
-                opened += 1
                 payload = (reader.payload(r.id, r.sender, r.recipient, r.case, r.number, type_, r.sealed.nonce,
                                           r.sealed.data, okid, wrapped) if okid is not None else None)
+                if here:
+                    opened += 1
+                    with_openings += payload is not None
                 if payload is not None:
-                    with_openings += 1
                     env = Envelope(v=ENVELOPE_VERSION, id=r.id, sender=r.sender, recipient=r.recipient, case=r.case,
                                    number=r.number, time=r.time, payload=payload)
                 else:  # another key, or damaged: the sealed box opens it
@@ -309,32 +330,41 @@ def _fold(task: _FoldTask) -> _Folded:
                 cases[case_id] = [pos, folded]
             else:
                 slot[1] = folded
-    done.entries += entries
+    if expect != last + 1:
+        raise _missing(expect)
+    done.entries = last - first + 1
+    done.last_hash = bytes(linked)
     done.opened += opened
     done.with_openings += with_openings
     _write_rows(task, cases, done)
     return done
 
 
-def _owned(db: sqlite3.Connection, task: _FoldTask) -> Iterator[tuple[Any, ...]]:
-    """The entries of the cases whose first entry is in the task's range, in position order: that range read
-    once, without the entries of cases begun before it (one probe of the ``entries_case`` index per entry),
-    then the later entries of the cases it began (one probe per case; few, but a case may last for weeks)."""
+def _owned(db: sqlite3.Connection, task: _FoldTask, cases: dict[str, list[Any]]) -> Iterator[tuple[Any, ...]]:
+    """Every entry of the task's range in position order; then, the cases begun before the range dropped from
+    ``cases`` (one probe of the ``entries_case`` index per case of the range, inside SQLite), the later entries
+    of the cases it began (one probe per case; few, but a case may last for weeks)."""
     openings = db.execute("SELECT 1 FROM sqlite_master WHERE type = 'table' AND name = 'openings'").fetchone()
     columns = ("e.pos, e.case_id, e.type, e.arrived_at, e.stream_seq, e.kid, e.sig, e.body, e.prev_hash, e.hash, "
                + ("o.kid, o.wrapped" if openings else "NULL, NULL"))
     opening = " LEFT JOIN openings o ON o.pos = e.pos" if openings else ""
-    begun_before = ("" if task.first <= 1 else
-                    " AND NOT EXISTS (SELECT 1 FROM entries b WHERE b.case_id = e.case_id AND b.pos < ?)")
-    owned: set[str] = set()
-    add = owned.add
-    for row in db.execute(f"SELECT {columns} FROM entries e{opening} WHERE e.pos BETWEEN ? AND ?{begun_before} "
-                          "ORDER BY e.pos", (task.first, task.last, *([task.first] if begun_before else []))):
+    seen: set[str] = set()
+    add = seen.add
+    for row in db.execute(f"SELECT {columns} FROM entries e{opening} WHERE e.pos BETWEEN ? AND ? ORDER BY e.pos",
+                          (task.first, task.last)):
         add(row[1])
         yield row
-    if task.last < task.head and owned:
-        db.execute("CREATE TEMP TABLE owned (case_id TEXT PRIMARY KEY)")
-        db.executemany("INSERT INTO temp.owned VALUES (?)", ((c,) for c in owned))
+    if not seen:
+        return
+    db.execute("CREATE TEMP TABLE owned (case_id TEXT PRIMARY KEY)")
+    db.executemany("INSERT INTO temp.owned VALUES (?)", ((c,) for c in seen))
+    if task.first > 1:  # a case's first position: the first entry of its index
+        before = db.execute("SELECT case_id FROM temp.owned t WHERE (SELECT min(b.pos) FROM entries b "
+                            "WHERE b.case_id = t.case_id) < ?", (task.first,)).fetchall()
+        for (case_id,) in before:
+            cases.pop(case_id, None)
+        db.executemany("DELETE FROM temp.owned WHERE case_id = ?", before)
+    if task.last < task.head:
         # CROSS JOIN: the cases drive (one probe of entries_case each), not the rest of the ledger.
         yield from db.execute(f"SELECT {columns} FROM temp.owned t CROSS JOIN entries e ON e.case_id = t.case_id "
                               f"AND e.pos > ? AND e.pos <= ?{opening} ORDER BY e.pos", (task.last, task.head))
@@ -372,6 +402,11 @@ def _sealed(body: bytes) -> SealedEnvelope:
         raise RebuildError("an entry read as sealed is not",
                            zh="读作加密的条目并未加密")  # cannot happen: the fast path read it as sealed
     return head
+
+
+def _missing(pos: int) -> RebuildError:
+    return RebuildError(f"the ledger has no entry at position {pos}; run `xiezhu audit`",
+                        zh=f"账本在位置 {pos} 处没有条目；请运行 `xiezhu audit`")
 
 
 def _index_damaged(pos: int) -> RebuildError:
@@ -425,42 +460,6 @@ def _routing(body: bytes) -> Envelope | SealedEnvelope:
     return sealed
 
 
-@dataclass(frozen=True)
-class _Links:
-    first: int
-    last: int
-    first_prev: bytes
-    last_hash: bytes
-    error: str = ""
-    cpu: float = 0.0
-    error_zh: str = ""
-
-
-def _check_links(task: tuple[str, int, int]) -> _Links:
-    """Worker: entries ``first … last`` are all there, each naming the hash of the one before (inside SQLite:
-    one join on the position, no row comes into Python)."""
-    ledger, first, last = task
-    started = time.process_time()
-    with closing(open_read_only(Path(ledger))) as db:
-        db.execute(f"PRAGMA mmap_size = {LEDGER_MMAP_BYTES}")  # as _fold: one page after another by position
-        n, = db.execute("SELECT count(*) FROM entries WHERE pos BETWEEN ? AND ?", (first, last)).fetchone()
-        if n != last - first + 1:
-            gap, = db.execute("SELECT min(a.pos) + 1 FROM entries a WHERE a.pos BETWEEN ? AND ? AND NOT EXISTS "
-                              "(SELECT 1 FROM entries b WHERE b.pos = a.pos + 1)", (first - 1, last - 1)).fetchone()
-            return _Links(first, last, b"", b"", f"the ledger has no entry at position {gap or first}; "
-                                                 "run `xiezhu audit`",
-                          error_zh=f"账本在位置 {gap or first} 处没有条目；请运行 `xiezhu audit`")
-        broken, = db.execute("SELECT min(b.pos) FROM entries a JOIN entries b ON b.pos = a.pos + 1 "
-                             "WHERE b.pos BETWEEN ? AND ? AND b.prev_hash IS NOT a.hash", (first + 1, last)).fetchone()
-        if broken is not None:
-            return _Links(first, last, b"", b"", f"the ledger is damaged at position {broken}: it does not follow "
-                                                 f"position {broken - 1}; run `xiezhu audit`",
-                          error_zh=f"账本在位置 {broken} 处已损坏：它不接续位置 {broken - 1}；请运行 `xiezhu audit`")
-        first_prev, = db.execute("SELECT prev_hash FROM entries WHERE pos = ?", (first,)).fetchone()
-        last_hash, = db.execute("SELECT hash FROM entries WHERE pos = ?", (last,)).fetchone()
-    return _Links(first, last, bytes(first_prev), bytes(last_hash), cpu=time.process_time() - started)
-
-
 # -- the main process ----------------------------------------------------------------------------------------------
 
 
@@ -493,9 +492,7 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
     try:
         tasks = [_FoldTask(str(ledger.path), first, last, head, str(out), opener, made.calendar)
                  for (first, last), out in zip(bounds, scratch, strict=True)]
-        halves = [(a, b) for a, b in ((1, head // 2), (head // 2 + 1, head)) if b >= a]
         with ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver")) as pool:
-            links = [pool.submit(_check_links, (str(ledger.path), a, b)) for a, b in halves]
             folds: list[Future[_Folded]] = [pool.submit(_fold_cases, t) for t in tasks]
             results = []
             copy = _Copy(made)
@@ -507,14 +504,8 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
                 copy.add(got, path)  # while the workers fold the ranges after it
                 if progress is not None:
                     progress(got.entries)
-            checked = [f.result() for f in links]
-            _joined(checked, head)
-        report.cpu_seconds = sum(r.cpu for r in results) + sum(c.cpu for c in checked)
-        if sum(r.entries for r in results) != head:
-            raise RebuildError(f"the ledger's ranges hold {sum(r.entries for r in results)} entries, "
-                               f"not {head}; run `xiezhu audit`",
-                               zh=f"账本各区段共有 {sum(r.entries for r in results)} 个条目，而不是 {head}；"
-                                  "请运行 `xiezhu audit`")
+        _joined(results, head)
+        report.cpu_seconds = sum(r.cpu for r in results)
         copy.finish(head)
         _swap(_fresh_name(sla_path), sla_path)
         report.views["sla"] = ViewRebuilt(head, time.perf_counter() - started,
@@ -542,20 +533,18 @@ def _pos_ranges(head: int, n: int) -> list[tuple[int, int]]:
     return [(a + 1, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
 
 
-def _joined(links: list[_Links], head: int) -> None:
-    """The checked ranges join up into one chain from the genesis."""
-    for got in links:
-        if got.error:
-            raise RebuildError(got.error, zh=got.error_zh)
-    links = sorted(links, key=lambda x: x.first)
-    if head and links[0].first_prev != GENESIS:
+def _joined(ranges: list[_Folded], head: int) -> None:
+    """The ranges, each checked link by link as it was read, join up into one chain from the genesis."""
+    if head and ranges[0].first_prev != GENESIS:
         raise RebuildError("the ledger is damaged at position 1: it does not start the chain; run `xiezhu audit`",
                            zh="账本在位置 1 处已损坏：它不是链的开头；请运行 `xiezhu audit`")
-    for a, b in zip(links, links[1:], strict=False):
+    at = 0
+    for a, b in zip(ranges, ranges[1:], strict=False):
+        at += a.entries
         if b.first_prev != a.last_hash:
-            raise RebuildError(f"the ledger is damaged at position {b.first}: it does not follow position {a.last}; "
+            raise RebuildError(f"the ledger is damaged at position {at + 1}: it does not follow position {at}; "
                                "run `xiezhu audit`",
-                               zh=f"账本在位置 {b.first} 处已损坏：它不接续位置 {a.last}；请运行 `xiezhu audit`")
+                               zh=f"账本在位置 {at + 1} 处已损坏：它不接续位置 {at}；请运行 `xiezhu audit`")
 
 
 def _fresh_name(path: Path) -> Path:

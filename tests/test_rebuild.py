@@ -14,7 +14,7 @@ import pytest
 
 from agencies.credit_china import DirectoryCreditChina, deliver_pending
 from aggregates.workdays import WorkingCalendar
-from broker.ledger.store import Ledger
+from broker.ledger.store import Ledger, chain_hash
 from broker.sealing import Opener, routing, seal
 from broker.signing import CannotOpen
 from projections.base import LedgerProjection
@@ -262,3 +262,38 @@ def test_the_position_ranges_hold_every_position_once_in_order() -> None:
             ranges = _pos_ranges(head, n)
             assert [p for a, b in ranges for p in range(a, b + 1)] == list(range(1, head + 1))
             assert all(a <= b for a, b in ranges) and len(ranges) <= min(n, MAX_RANGES)
+
+
+def _ledger_of_cases(views: Views, n: int) -> tuple[dict[str, Any], int]:
+    for day in range(n):
+        views.book.reply(views.book.arrived(sh(2026, 9, 1 + day, 10)), sh(2026, 9, 2 + day, 9))
+    return _follow(views), len(views.ledger)
+
+
+@pytest.mark.parametrize("at", ["inside a range", "first of a range"])
+def test_a_rebuild_refuses_a_ledger_with_an_entry_missing(views: Views, at: str) -> None:
+    live, head = _ledger_of_cases(views, 6)
+    ranges = _pos_ranges(head, 8)  # two workers: eight ranges, each read by one of them alone
+    pos = ranges[3][0] + (1 if at == "inside a range" else 0)
+    with closing(sqlite3.connect(views.ledger.path)) as db, db:
+        db.execute("DELETE FROM entries WHERE pos = ?", (pos,))
+    with pytest.raises(RebuildError, match=f"no entry at position {pos}"):
+        views.rebuild(workers=2)
+    assert _reopened(views) == live
+
+
+@pytest.mark.parametrize("at", ["inside a range", "first of a range"])
+def test_a_rebuild_refuses_an_entry_that_does_not_follow_the_one_before(views: Views, at: str) -> None:
+    live, head = _ledger_of_cases(views, 6)
+    ranges = _pos_ranges(head, 8)
+    pos = ranges[3][0] + (1 if at == "inside a range" else 0)
+    with closing(sqlite3.connect(views.ledger.path)) as db, db:
+        # Chained anew from another hash: the entry matches its own hash, the chain is broken before it.
+        arrived_at, seq, kid, sig, body = db.execute("SELECT arrived_at, stream_seq, kid, sig, body FROM entries "
+                                                     "WHERE pos = ?", (pos,)).fetchone()
+        prev = b"\x01" * 32
+        db.execute("UPDATE entries SET prev_hash = ?, hash = ? WHERE pos = ?",
+                   (prev, chain_hash(prev, pos, arrived_at, seq, kid, sig, body), pos))
+    with pytest.raises(RebuildError, match=r"damaged at position \d+: it does not follow position"):
+        views.rebuild(workers=2)
+    assert _reopened(views) == live
