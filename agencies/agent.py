@@ -31,6 +31,7 @@ from aggregates.store import BureauStore, ConcurrentChange, UnknownCase
 from broker.auth import Identity, connect_options
 from broker.intake import Handled, HandlerFailed, Intake, Received, delivery_of, reason_for
 from broker.lanes import Lanes, Trace
+from broker.patience import PASSING, patiently
 from broker.pull import PullLoop
 from broker.relay import Positions, Relay
 from broker.server import START_TIMEOUT_S, server_list
@@ -110,9 +111,9 @@ class BureauAgent:
         want = consumer_config(agent_consumer(self.code), inbox_filter(self.code))
         # Refuse to run on a consumer someone re-configured (decision 34), now and every 30 s.
         self.guard = ConsumerGuard(js, want, self._refuse, interval=self.guard_interval)
-        try:
-            await self.guard.check()
-        except ConsumerChanged:
+        try:  # a check lost with a cluster node is asked again soon (decision 67)
+            await patiently(f"{self.code}: checking its consumer", self.guard.check)
+        except (ConsumerChanged, *PASSING):
             await self.nc.close()
             raise
         self.intake = Intake(self.code, self.ring, js, opener=self.opener,
@@ -122,8 +123,8 @@ class BureauAgent:
         await in_thread(self._sweep_inbox)
         await in_thread(self._sweep_conclusions)
         self.relay.wake()
-        sub = await js.pull_subscribe(inbox_filter(self.code), durable=agent_consumer(self.code),
-                                      stream=EVENTS_STREAM, config=want)
+        # Bound to the consumer just checked, without asking NATS again (the agent could not create it anyway).
+        sub = await js.pull_subscribe_bind(durable=agent_consumer(self.code), stream=EVENTS_STREAM)
         intake = self.intake
         self.lanes = Lanes(self.code, self._on_batch, batch=self.batch_size,
                            over_budget=lambda sender: intake.dead_letters.over_budget(sender))

@@ -38,6 +38,7 @@ from broker.intake import (
 )
 from broker.ledger.signer import RemoteSigner, SignerRefused
 from broker.ledger.store import Ledger
+from broker.patience import PASSING, patiently
 from broker.pull import PullLoop
 from broker.server import START_TIMEOUT_S, server_list
 from broker.signing import KeyRing, Opens
@@ -50,6 +51,7 @@ from broker.streams import (
     MAX_DELIVER,
     ConsumerChanged,
     ConsumerGuard,
+    ack_wait_left,
     consumer_config,
 )
 from broker.threads import in_thread
@@ -133,18 +135,17 @@ class LedgerService:
         # a narrowed filter would silently leave events out of the record.
         self.guard = ConsumerGuard(js, consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS), self._refuse,
                                    interval=self.guard_interval)
-        try:
-            await self.guard.check()
-        except ConsumerChanged:
+        try:  # a check lost with a cluster node is asked again soon (decision 67)
+            await patiently("ledger: checking its consumer", self.guard.check)
+        except (ConsumerChanged, *PASSING):
             await self.nc.close()
             raise
         # The ledger takes every bureau's messages, whoever they are addressed to.
         self.intake = Intake("ledger", self.ring, js, opener=self.opener, addressed_only=False,
                              arrival_clock=self.clock if self.simulated_arrival else None, stats=self.stats)
-        await self._await_previous_deliveries(js)
-        self._sub = await js.pull_subscribe(
-            EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
-            config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+        await self._await_previous_deliveries(self.guard.info)
+        # Bound to the consumer just checked, without asking NATS again (the ledger could not create it anyway).
+        self._sub = await js.pull_subscribe_bind(durable=LEDGER_CONSUMER, stream=EVENTS_STREAM)
         self.pull = PullLoop("ledger", self._sub, self._process, batch=self.batch)
         self.pull.start()
         self.guard.start()
@@ -153,19 +154,22 @@ class LedgerService:
         if self.signs:
             self._timer = asyncio.create_task(self._checkpoint_timer(), name="ledger-checkpoints")
 
-    async def _await_previous_deliveries(self, js: JetStreamContext) -> None:
+    async def _await_previous_deliveries(self, info: Mapping[str, Any]) -> None:
         """Let what a previous run fetched and never acked (it was killed) come again before anything newer.
 
         JetStream hands those messages out again only once their ack wait is over, and new messages
         meanwhile; a restarted ledger would record a reply before its request's receipt, and the views,
         which fold in the ledger's order, would drop the reply (found by the kill -9 campaign, issue 15).
         Once the ack wait is over they come first: JetStream serves redeliveries before new messages.
+        ``info``: the consumer's, as the start's check read it.  Only what is left of the ack wait since
+        the consumer's last delivery is waited (a restart that took long waits nothing).
         """
-        info = await js.consumer_info(EVENTS_STREAM, LEDGER_CONSUMER)
-        if info.num_ack_pending:
+        pending = int(info.get("num_ack_pending") or 0)
+        if pending:
+            left = ack_wait_left(info, ACK_WAIT_S)
             log.warning("ledger: %d events fetched by a run that did not finish them; recording them first, "
-                        "in %.0f s", info.num_ack_pending, ACK_WAIT_S)
-            await asyncio.sleep(ACK_WAIT_S + 0.5)
+                        "in %.1f s", pending, left)
+            await asyncio.sleep(left + 0.5)
 
     @property
     def _task(self) -> asyncio.Task[None] | None:

@@ -21,6 +21,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 from nats.js import JetStreamContext
@@ -516,18 +517,51 @@ def check_consumer(name: str, have: Mapping[str, Any], want: ConsumerConfig) -> 
                "在 NATS 管理员恢复之前不得在其上运行", consumer=name, settings=diff)
 
 
-async def consumer_settings(js: JetStreamContext, name: str, *,
-                            timeout: float = START_TIMEOUT_S) -> dict[str, Any] | None:
-    """A consumer's configuration as the server reports it (raw, every field kept); None if there is none.
+async def consumer_state(js: JetStreamContext, name: str, *,
+                         timeout: float = START_TIMEOUT_S) -> dict[str, Any] | None:
+    """A consumer's info as the server reports it (raw, every field kept); None if there is none.
 
     Asked with CONSUMER.INFO, which every user may do for its own consumer.
     """
     try:
-        resp = await js._api_request(f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.{name}", b"", timeout=timeout)
+        return dict(await js._api_request(f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.{name}", b"", timeout=timeout))
     except NotFoundError:
         return None
-    config = resp.get("config")
+
+
+async def consumer_settings(js: JetStreamContext, name: str, *,
+                            timeout: float = START_TIMEOUT_S) -> dict[str, Any] | None:
+    """A consumer's configuration as the server reports it (raw, every field kept); None if there is none."""
+    info = await consumer_state(js, name, timeout=timeout)
+    if info is None:
+        return None
+    config = info.get("config")
     return dict(config) if isinstance(config, dict) else {}
+
+
+def _server_time(value: object) -> datetime | None:
+    """An RFC 3339 time of the server's (nanoseconds, ``Z``), or None."""
+    if not isinstance(value, str) or not value:
+        return None
+    with contextlib.suppress(ValueError):
+        return datetime.fromisoformat(value)
+    return None
+
+
+def ack_wait_left(info: Mapping[str, Any], ack_wait: float) -> float:
+    """Seconds until every message ``info``'s consumer handed out and has not had acked may be delivered again.
+
+    Each was handed out at the consumer's last delivery (``delivered.last_active``) or before, so
+    its ack wait is over ``ack_wait`` after that; both times are the server's (``ts`` is when it
+    answered), so the clocks of this host and the server's do not matter.  A consumer whose leader
+    has not delivered since it became leader does not say when: the whole ``ack_wait`` then.
+    """
+    delivered = info.get("delivered")
+    last = _server_time(delivered.get("last_active") if isinstance(delivered, dict) else None)
+    now = _server_time(info.get("ts"))
+    if last is None or now is None:
+        return ack_wait
+    return min(ack_wait, max(0.0, ack_wait - (now - last).total_seconds()))
 
 
 async def _create_consumer(js: JetStreamContext, config: ConsumerConfig) -> None:
@@ -558,11 +592,16 @@ class ConsumerGuard:
         self.on_changed = on_changed
         self.interval = interval
         self.changed: ConsumerChanged | None = None
+        #: The consumer's info as the server gave it at the last check (raw).
+        self.info: dict[str, Any] = {}
         self._task: asyncio.Task[None] | None = None
 
-    async def check(self) -> None:
-        """Raise :class:`ConsumerChanged` if the consumer is missing or differs from the layout."""
-        have = await consumer_settings(self.js, self.name)
+    async def check(self, timeout: float = START_TIMEOUT_S) -> None:
+        """Raise :class:`ConsumerChanged` if the consumer is missing or differs from the layout; keep its
+        :attr:`info`.  ``timeout``: what the server's answer may take."""
+        info = await consumer_state(self.js, self.name, timeout=timeout)
+        have = None if info is None else dict(info.get("config") or {})
+        self.info = info or {}
         if have is None:
             raise ConsumerChanged(f"consumer {self.name} of {EVENTS_STREAM} is missing; run `xiezhu provision`",
                                   zh=f"{EVENTS_STREAM} 的消费者 {self.name} 不存在；请运行 `xiezhu provision`",

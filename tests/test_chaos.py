@@ -8,10 +8,12 @@ replays a failure's faults, kinds and moments.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import random
 import subprocess
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 
@@ -24,10 +26,12 @@ from aggregates.registry import Registry
 from bench.chaos import Options, campaign
 from broker import streams
 from broker.auth import LEDGER
-from broker.server import EmbeddedNats, find_binary
+from broker.patience import FIRST_TRY_S
+from broker.server import START_TIMEOUT_S, EmbeddedNats, find_binary
 from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, consumer_config
 from schemas.assistance import Applicant, CommitmentItem, Matter
-from tests.conftest import ITEMS, RESIDENT, START, publish_catalogue
+from tests.conftest import ITEMS, RESIDENT, START, make_node, publish_catalogue
+from tests.test_exchange import request
 from xiezhu.node import Node
 from xiezhu.settings import Settings
 
@@ -80,6 +84,104 @@ async def test_a_service_starting_while_jetstream_is_unavailable_waits_for_it_in
     await asyncio.to_thread(nats_server.start)  # the same port and store, with JetStream
     await asyncio.wait_for(starting, 60)
     await second.stop()
+
+
+class LosingProxy:
+    """A TCP proxy in front of a real nats-server that loses the n-th request to each of some subjects.
+
+    What a request sent over a connection to a node that is then killed meets, or one sent to a
+    node cut off from its peers: no answer ever comes, and nats-py's request waits out its timeout.
+    Everything else passes both ways unchanged.
+    """
+
+    def __init__(self, port: int, lose: dict[str, int]) -> None:
+        """``lose``: subject → which request to it is lost (1: the first)."""
+        self.port = port
+        self.lose = dict(lose)
+        self.lost: list[str] = []
+        self.server: asyncio.Server | None = None
+        self.conns: set[asyncio.StreamWriter] = set()
+
+    @property
+    def url(self) -> str:
+        assert self.server is not None
+        return f"nats://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def start(self) -> None:
+        self.server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+
+    async def stop(self) -> None:
+        assert self.server is not None
+        self.server.close()
+        for w in self.conns:
+            w.transport.abort()
+        await self.server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        up_reader, up_writer = await asyncio.open_connection("127.0.0.1", self.port)
+        self.conns |= {writer, up_writer}
+
+        async def down() -> None:
+            while data := await up_reader.read(65536):
+                writer.write(data)
+                await writer.drain()
+
+        async def up() -> None:  # the client's protocol, an operation at a time
+            while line := await reader.readline():
+                op, *args = line.split()
+                out = line
+                if op.upper() in (b"PUB", b"HPUB"):
+                    out += await reader.readexactly(int(args[-1]) + 2)  # the payload and its CRLF
+                    subject = args[0].decode()
+                    if subject in self.lose:
+                        self.lose[subject] -= 1
+                        if self.lose[subject] == 0:
+                            self.lost.append(subject)
+                            continue
+                up_writer.write(out)
+                await up_writer.drain()
+
+        with contextlib.suppress(OSError, asyncio.IncompleteReadError):
+            await asyncio.gather(down(), up())
+        for w in (writer, up_writer):
+            w.transport.abort()
+
+
+@pytest.mark.timeout(120)
+async def test_a_start_up_call_lost_with_a_node_is_asked_again_and_the_services_go_on(
+        settings: Settings, registry: Registry, clock: SimulatedClock, nats_server: EmbeddedNats,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Found by the campaign: an agent or the ledger restarted while a NATS node was down sent a
+    # start-up call that was never answered (over a connection to the node then killed, or to the
+    # minority); each call waited START_TIMEOUT_S (30 s, for a cold disk) and the service consumed
+    # nothing meanwhile.  Here the layout check's first call is lost, and gongan's and the ledger's
+    # first check of their consumers (the layout check read each once before, on its second try).
+    first = make_node(settings, registry, clock, agents=("shenpi", "gongan"))  # provisions, one-shot
+    await first.start()
+    await first.stop()
+    lose = {f"$JS.API.STREAM.INFO.{EVENTS_STREAM}": 1, f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.agent-gongan": 2,
+            f"$JS.API.CONSUMER.INFO.{EVENTS_STREAM}.{LEDGER_CONSUMER}": 2}
+    proxy = LosingProxy(nats_server.port, lose)
+    await proxy.start()
+    node = Node(replace(settings, nats_url=proxy.url), registry, clock, agents=("shenpi", "gongan"),
+                ledger=True, simulated=True)
+    await node.start()
+    try:
+        case = request(node)
+        await node.settle()
+        assert node.store("shenpi").assistance.case(case).state.status == "replied"
+        assert node.ledger is not None and len(node.ledger) == 3
+    finally:
+        await node.stop()
+        await proxy.stop()
+    assert sorted(proxy.lost) == sorted(lose)
+    retried = [r.getMessage() for r in caplog.records if "NATS is not ready" in r.getMessage()]
+    # Each was asked again after the first try's FIRST_TRY_S, not after START_TIMEOUT_S.
+    assert sorted(retried) == sorted(f"{what}: NATS is not ready (no answer in {FIRST_TRY_S:.1f} s); trying again "
+                                     "in 0.5 s" for what in ("checking the streams and consumers",
+                                                             "gongan: checking its consumer",
+                                                             "ledger: checking its consumer"))
+    assert FIRST_TRY_S < START_TIMEOUT_S
 
 
 @pytest.mark.timeout(120)

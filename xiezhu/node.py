@@ -8,10 +8,10 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Awaitable, Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from datetime import datetime, timedelta
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
 import nats
 import nats.errors
@@ -45,6 +45,7 @@ from broker.auth import (
 )
 from broker.ledger.signer import HeadSigner
 from broker.ledger.store import Ledger
+from broker.patience import patiently
 from broker.relay import Positions
 from broker.server import START_TIMEOUT_S, EmbeddedNats, server_list
 from broker.signing import KeyRing
@@ -73,7 +74,6 @@ from xiezhu.running import AgentLock, agent_lock
 from xiezhu.settings import Settings
 
 log = logging.getLogger(__name__)
-T = TypeVar("T")
 
 
 def embedded_server(settings: Settings, registry: Registry, *, port: int | None = None,
@@ -104,19 +104,20 @@ def nats_credentials(settings: Settings, name: str) -> dict[str, Any]:
 
 async def provision(nats_url: str, codes: Iterable[str], *, replicas: int | None = None,
                     credentials: Mapping[str, Any] | None = None, create: bool = True,
-                    limits: BureauLimits = UNSET_LIMITS) -> None:
+                    limits: BureauLimits = UNSET_LIMITS, timeout: float = START_TIMEOUT_S) -> None:
     """Create the streams and every pre-provisioned durable consumer where missing, and check what exists.
 
     Creating is the one-shot ``provisioner``'s (or anyone's where NATS has no users);
     ``create=False`` only checks, as ``admin`` may: what is missing or differs is an error.
     ``limits``: each bureau's sending stream's (decision 50); unset, a new stream gets the
-    defaults and an existing one keeps its own.
+    defaults and an existing one keeps its own.  ``timeout``: what connecting and each call may wait
+    (a cold disk: creating a stream has taken seconds).
     """
     codes = list(codes)
-    nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, connect_timeout=START_TIMEOUT_S,
+    nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, connect_timeout=timeout,
                             **(credentials or {}))
     try:
-        js = nc.jetstream(timeout=START_TIMEOUT_S)  # a cold disk: creating a stream has taken seconds
+        js = nc.jetstream(timeout=timeout)
         await ensure_streams(js, codes, replicas=replicas, create=create, limits=limits)
         await ensure_consumers(js, codes, create=create)
     finally:
@@ -180,33 +181,6 @@ async def provision_once(nats_url: str, codes: Iterable[str], keys_dir: Path, *,
     log.warning("provisioned; the provisioner's seed is deleted: regenerate the NATS configuration "
                 "(`xiezhu nats-config`) and reload the servers to revoke it")
     return True
-
-
-#: How long a service's start waits out a NATS that is away, or a cluster electing a leader.
-START_PATIENCE_S = 60.0
-#: What a start step may meet while a cluster node is lost or a cluster has no leader yet: it passes.
-_PASSING = (nats.errors.TimeoutError, nats.errors.NoServersError, nats.errors.ConnectionClosedError,
-            nats.errors.NoRespondersError, nats.js.errors.ServiceUnavailableError, OSError)
-
-
-async def patiently(what: str, attempt: Callable[[], Awaitable[T]], *, patience: float = START_PATIENCE_S) -> T:
-    """``attempt()``, again after a growing pause while NATS is away or JetStream answers 503 (a node of the
-    cluster was lost during the start: its leaders are being elected again), for up to ``patience`` seconds.
-
-    The kill -9 campaign (issue 15) found services that were starting when a node died exiting with
-    "JetStream system temporarily unavailable".  One line is logged a try.
-    """
-    loop = asyncio.get_running_loop()
-    deadline, pause = loop.time() + patience, 0.5
-    while True:
-        try:
-            return await attempt()
-        except _PASSING as e:
-            if loop.time() + pause > deadline:
-                raise
-            log.warning("%s: NATS is not ready (%s); trying again in %.1f s", what, e or type(e).__name__, pause)
-            await asyncio.sleep(pause)
-            pause = min(pause * 2, 5.0)
 
 
 class StartError(XiezhuError):
@@ -335,8 +309,9 @@ class Node:
         elif seed_path(keys_dir, PROVISIONER).exists():  # `xiezhu nats-config --provisioner` made one for us
             await provision_once(self.nats_url, self.registry.codes(), keys_dir)
         elif seed_path(keys_dir, ADMIN).exists():
-            await patiently("checking the streams and consumers", lambda: provision(
-                self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False))
+            await patiently("checking the streams and consumers", lambda timeout: provision(
+                self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False,
+                timeout=timeout))
         else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
             log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
 
