@@ -41,6 +41,7 @@ from __future__ import annotations
 
 import gc
 import hashlib
+import json
 import multiprocessing
 import operator
 import os
@@ -356,18 +357,19 @@ def _owned(db: sqlite3.Connection, task: _FoldTask, cases: dict[str, list[Any]])
         yield row
     if not seen:
         return
-    db.execute("CREATE TEMP TABLE owned (case_id TEXT PRIMARY KEY)")
-    db.executemany("INSERT INTO temp.owned VALUES (?)", ((c,) for c in seen))
+    # The case ids as one JSON array (json_each): cheaper than a temporary table filled row by row.
+    ids = json.dumps(list(seen))
     if task.first > 1:  # a case's first position: the first entry of its index
-        before = db.execute("SELECT case_id FROM temp.owned t WHERE (SELECT min(b.pos) FROM entries b "
-                            "WHERE b.case_id = t.case_id) < ?", (task.first,)).fetchall()
-        for (case_id,) in before:
-            cases.pop(case_id, None)
-        db.executemany("DELETE FROM temp.owned WHERE case_id = ?", before)
+        before = [c for (c,) in db.execute("SELECT value FROM json_each(?) WHERE (SELECT min(b.pos) FROM entries b "
+                                           "WHERE b.case_id = value) < ?", (ids, task.first))]
+        if before:
+            for case_id in before:
+                cases.pop(case_id, None)
+            ids = json.dumps(list(seen.difference(before)))
     if task.last < task.head:
         # CROSS JOIN: the cases drive (one probe of entries_case each), not the rest of the ledger.
-        yield from db.execute(f"SELECT {columns} FROM temp.owned t CROSS JOIN entries e ON e.case_id = t.case_id "
-                              f"AND e.pos > ? AND e.pos <= ?{opening} ORDER BY e.pos", (task.last, task.head))
+        yield from db.execute(f"SELECT {columns} FROM json_each(?) t CROSS JOIN entries e ON e.case_id = t.value "
+                              f"AND e.pos > ? AND e.pos <= ?{opening} ORDER BY e.pos", (ids, task.last, task.head))
 
 
 def _slow(body: bytes, case_id: str, type_: str, pos: int, opener: Opener | None, okid: str | None,
