@@ -56,6 +56,7 @@ from broker.ledger.store import (
     link,
 )
 from broker.signing import KeyRing, Rejected, Signer, decode_checked
+from projections.history import CitedCheck
 from projections.replay import Replay, SignatureCheck, check_signature, render_text, replay
 from schemas import labels
 from schemas.envelope import SEALED_VERSION, Envelope, SealedEnvelope, Signed
@@ -198,16 +199,20 @@ def report_text(report: Replay) -> str:
 
 def write_bundle(ledger: Ledger, case_id: str, ring_entries: Iterable[TrustEntry], path: Path, *,
                  calendar: WorkingCalendar, as_of: datetime | None = None, signer: Signer | None = None,
-                 created_at: datetime | None = None, scan_links: bool = False) -> Manifest:
+                 created_at: datetime | None = None, scan_links: bool = False,
+                 catalogue: CitedCheck | None = None) -> Manifest:
     """Write the evidence bundle of one case (as it stood at ``as_of``) to ``path``; returns its manifest.
 
     ``signer`` (区司法局's) signs the manifest.  Raises :class:`NoCheckpoint` if no signed checkpoint
     covers the case yet, and :class:`BundleError` if a key the bundle needs is not in ``ring_entries``.
+    ``catalogue`` (区司法局's, where this machine holds it): its report flags a request that cites what
+    could not be asked for (第七条, 第六条), as ``xiezhu replay`` does.
     """
     trust = {e.kid: e for e in ring_entries}
     ring = KeyRing(trust.values())
     created = created_at or datetime.now(UTC)
-    report = replay(ledger, case_id, ring, calendar, as_of=as_of, now=created, scan_links=scan_links)
+    report = replay(ledger, case_id, ring, calendar, as_of=as_of, now=created, scan_links=scan_links,
+                    catalogue=catalogue)
     positions = [e.pos for e in report.events]
     shown = set(positions)
     included = [e for e in ledger.case(case_id) if e.pos in shown]

@@ -281,7 +281,7 @@ def test_a_request_allowing_more_than_3_and_2_days_is_replayed_and_printed_with_
 
 
 def test_a_request_under_an_item_it_could_not_be_asked_under_is_flagged_in_replay_given_the_catalogue(
-        desk: Desk, signers: dict[str, Signer]) -> None:
+        desk: Desk, signers: dict[str, Signer], tmp_path: Path) -> None:
     """第七条: 未纳入行政协助目录的事项不得请求行政协助 — the ledger keeps the request; its replay says so."""
     from aggregates.clock import SimulatedClock
     from aggregates.store.catalogue import CatalogueRegistry
@@ -299,6 +299,12 @@ def test_a_request_under_an_item_it_could_not_be_asked_under_is_flagged_in_repla
     assert NOT_CATALOGUED in render_text(flagged)
     assert not [f for e in replay(desk.ledger, req.case, ring_of(signers), CAL).events for f in e.findings
                 if f.startswith(NOT_CATALOGUED)]
+    # the evidence bundle's report says it too (`xiezhu replay --bundle` and the console pass the catalogue)
+    checkpoint(desk, ARRIVAL + timedelta(hours=1))
+    made = make_bundle(desk, req, tmp_path / "20260001.zip", catalogue=catalogue)
+    with zipfile.ZipFile(made) as z:
+        assert NOT_CATALOGUED in z.read("report.txt").decode()
+    assert verify_bundle(made).ok
     catalogue.close()
 
 

@@ -135,20 +135,20 @@ def replay_cmd(
         try:
             result = replay(ledger, case_id, KeyRing(trust), calendar, as_of=at, now=now, scan_links=all_links,
                             catalogue=catalogue)
+            shown = system_of(ctx).justice().reveal_case(ledger, case_id, command="replay", reason=reason,
+                                                         operator=operator_name(operator)) if reveal else None
+            if bundle is not None:
+                signer = _justice_signer(settings, keys)
+                manifest = write_bundle(ledger, case_id, trust, bundle, calendar=calendar, as_of=at, signer=signer,
+                                        created_at=now, scan_links=all_links, catalogue=catalogue)
+                signed = f"signed by {signer.kid}" if signer else f"unsigned: {JUSTICE}'s key is not in {keys.dir}"
+                signed_zh = f"由 {signer.kid} 签署" if signer else f"未签署：{keys.dir} 中没有区司法局的密钥"
+                sys.stderr.write(in_lang(f"已写入 {bundle}：{len(manifest.positions)} 个事件及其链证明（{signed_zh}）",
+                                         f"wrote {bundle}: {len(manifest.positions)} events with their chain proof "
+                                         f"({signed})") + "\n")
         finally:
             if catalogue is not None:
                 catalogue.close()
-        shown = system_of(ctx).justice().reveal_case(ledger, case_id, command="replay", reason=reason,
-                                                     operator=operator_name(operator)) if reveal else None
-        if bundle is not None:
-            signer = _justice_signer(settings, keys)
-            manifest = write_bundle(ledger, case_id, trust, bundle, calendar=calendar, as_of=at, signer=signer,
-                                    created_at=now, scan_links=all_links)
-            signed = f"signed by {signer.kid}" if signer else f"unsigned: {JUSTICE}'s key is not in {keys.dir}"
-            signed_zh = f"由 {signer.kid} 签署" if signer else f"未签署：{keys.dir} 中没有区司法局的密钥"
-            sys.stderr.write(in_lang(f"已写入 {bundle}：{len(manifest.positions)} 个事件及其链证明（{signed_zh}）",
-                                     f"wrote {bundle}: {len(manifest.positions)} events with their chain proof "
-                                     f"({signed})") + "\n")
     if as_json:
         _print_json(msgspec.structs.asdict(result) | {"revealed": shown[0]} if shown else result)
         return

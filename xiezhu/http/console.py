@@ -514,14 +514,18 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
         from agencies.trust.keys import KeyStore
         from broker.ledger.store import Ledger
         from projections.replay import replay
+        from xiezhu.bootstrap import existing_catalogue
 
         keys = KeyStore(door.settings.keys_dir)
         ledger = Ledger(door.settings.ledger_location, opener=keys.ledger_opener())
+        catalogue = existing_catalogue(door.settings)  # 第七条, 第六条 flagged as `xiezhu replay` flags them
         try:
             return replay(ledger, case_id, keys.ring(), CalendarStore(door.settings.calendar_dir).calendar(),
-                          now=now)
+                          now=now, catalogue=catalogue)
         finally:
             ledger.close()
+            if catalogue is not None:
+                catalogue.close()
 
     def _letters(st: CaseState) -> list[dict[str, Any]]:
         from projections.documents.case_letters import assistance_letters
@@ -542,6 +546,7 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
         from agencies.trust.keys import KeyStore
         from broker.ledger.store import Ledger
         from projections.bundle import write_bundle
+        from xiezhu.bootstrap import existing_catalogue
 
         s = need(request)
         may_see(s, bureau)
@@ -553,15 +558,18 @@ def console_router(door: FrontDoor, users: UserStore, *, find_case: Callable[...
             keys = KeyStore(door.settings.keys_dir)
             signer = keys.signer(JUSTICE) if (door.settings.keys_dir / f"{JUSTICE}.ed25519").exists() else None
             ledger = Ledger(door.settings.ledger_location, opener=keys.ledger_opener())
+            catalogue = existing_catalogue(door.settings)
             try:
                 with tempfile.TemporaryDirectory() as tmp:
                     path = Path(tmp) / f"{number}.zip"
                     write_bundle(ledger, st.case, keys.trust_list().entries, path,
                                  calendar=CalendarStore(door.settings.calendar_dir).calendar(), signer=signer,
-                                 created_at=door.clock.now())
+                                 created_at=door.clock.now(), catalogue=catalogue)
                     return path.read_bytes()
             finally:
                 ledger.close()
+                if catalogue is not None:
+                    catalogue.close()
 
         body = await asyncio.to_thread(make)
         return Response(body, media_type="application/zip", headers={
