@@ -297,3 +297,74 @@ def test_the_relay_reads_from_memory_what_this_process_committed_and_from_the_st
     assert relayed(position) == from_the_store(position) and len(relayed(position)) == 2
     assert relayed(0) == from_the_store(0) and len(relayed(0)) == 7
     assert relayed(position)[:1] == from_the_store(position)[:1]  # asked again after an older read: the same
+
+
+def _queued(store: BureauStore, commands: list[tuple[str, object]]) -> dict[str, object]:
+    """Run each ``(name, command)`` in a thread of its own while a commit holds the store's commit lock, so that
+    they all wait for it; release it, and return what each got (its value or its error)."""
+    got: dict[str, object] = {}
+
+    def clerk(name: str, command: object) -> None:
+        try:
+            got[name] = command()  # type: ignore[operator]
+        except Exception as e:  # noqa: BLE001 - what the clerk's command raised is what the test checks
+            got[name] = e
+    with store._commit_lock:  # a commit under way
+        threads = []
+        for name, command in commands:
+            threads.append(threading.Thread(target=clerk, args=(name, command)))
+            threads[-1].start()
+            while len(store._waiting) < len(threads):  # each waits behind the commit, in this order
+                threading.Event().wait(0.001)
+    for t in threads:
+        t.join()
+    return got
+
+
+def test_clerks_commands_of_several_threads_at_once_commit_together_on_consecutive_numbers(  # type: ignore[no-untyped-def]
+        pair) -> None:
+    """Group commit of a clerk's commands (decision 68): requests made at once wait for the commit under way and
+    then commit in one transaction, numbered in the order they came; a command that breaks a rule gets its own
+    error and leaves nothing, and the others commit."""
+    a, b, ring, clock = pair
+    first = send(a)
+    a.assistance.withdraw(first, "申请人撤回")
+    commits = []
+    put = a.events.put
+
+    def counted(*args, **kwargs):  # type: ignore[no-untyped-def]
+        commits.append(len(args[0]))
+        return put(*args, **kwargs)
+    a.events.put = counted  # type: ignore[method-assign]
+    got = _queued(a, [("r1", lambda: send(a)), ("again", lambda: a.assistance.withdraw(first, "再撤回")),
+                      ("r2", lambda: send(a)), ("r3", lambda: send(a))])
+    assert isinstance(got["again"], RuleError)  # withdrawn already: its own error, in its own thread
+    assert commits == [6]  # three requests, each with its number: one transaction
+    numbers = [a.assistance.case(str(got[name])).state.number for name in ("r1", "r2", "r3")]
+    assert numbers == ["20260002", "20260003", "20260004"]
+    assert [decode_envelope(s.body).type for _, s in a.outgoing_since(0, 10)] == [
+        "assistance.requested", "assistance.withdrawn", *["assistance.requested"] * 3]
+    for _, signed in a.outgoing_since(0, 10):  # what was committed is as signed: gongan accepts each
+        b.accept(signed, ring.verify(signed), stream_seq=1, arrived_at=clock.now())
+    assert b.assistance.case(str(got["r3"])).state.status == "received"
+    assert send(a) and commits[-1] == 2  # alone, no commit under way: a transaction of its own, as before
+
+
+def test_a_group_that_cannot_commit_runs_each_command_alone(pair, store_location) -> None:  # type: ignore[no-untyped-def]
+    """If another writer of the store changes what a group staged before it commits (here: takes the next letter
+    number), nothing of the group is recorded and each command runs again on its own, with its retries."""
+    a, _b, _ring, clock = pair
+    send(a)
+    other = BureauStore("shenpi", store_location("a"), make_signer("shenpi").sign, clock)
+    try:
+        def sneak() -> str:  # staged after the two requests, then another process commits number 20260002
+            number = other.assistance.case(send(other)).state.number
+            return number
+        got = _queued(a, [("r1", lambda: send(a)), ("r2", lambda: send(a)), ("sneak", lambda: a.grouped(sneak))])
+    finally:
+        other.close()
+    assert not any(isinstance(v, Exception) for v in got.values()), got
+    numbers = sorted(st.number for st in a.assistance.cases())
+    assert numbers == [f"2026{n:04d}" for n in range(1, len(numbers) + 1)]  # no number twice, none lost
+    assert {a.assistance.case(str(got[r])).state.number for r in ("r1", "r2")} <= set(numbers)
+    assert len(numbers) == 5  # 1, the one sneaked in while the group was staged, the two requests, the sneak again

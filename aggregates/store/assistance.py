@@ -89,8 +89,10 @@ class AssistanceCases:
 
         With a catalogue, the item must be catalogued for this pair (第七条; on-site items
         need a filed memorandum, 第六条): the request is refused before anything is sent,
-        and records the catalogue version and the item's time limits.  Two writers taking a
-        number at once conflict on the series; the loser retries.
+        and records the catalogue version and the item's time limits.  Requests of several
+        threads at once commit together (:meth:`BureauApplication.grouped`), on consecutive
+        numbers; two writers of one store file taking a number at once conflict on the
+        series, and the loser retries.
         """
         app = self._app
         if app.catalogue is not None:
@@ -110,7 +112,7 @@ class AssistanceCases:
             case = AssistanceCase.open(app.sign(env), env, outgoing=True)
             app.save(series, case)
             return case.state
-        return retry_on_conflict(attempt, f"{app.bureau}'s letter numbers")
+        return app.grouped(lambda: retry_on_conflict(attempt, f"{app.bureau}'s letter numbers"))
 
     def withdraw(self, case_id: str, reason: str) -> CaseState:
         """The requester withdraws a request it no longer needs (only while it is open here)."""
@@ -165,7 +167,7 @@ class AssistanceCases:
             case.add(app.sign(env), env, outgoing=True)
             app.save(*(a for a in (series, case) if a is not None))  # conflicts if the case changed: look again
             return case.state
-        return retry_on_conflict(attempt, f"case {case_id}")
+        return app.grouped(lambda: retry_on_conflict(attempt, f"case {case_id}"))
 
     # -- intake --------------------------------------------------------------------
 

@@ -23,7 +23,7 @@ import uuid
 from collections.abc import Callable, Iterator, Sequence
 from datetime import datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, ClassVar, Protocol, Self, TypeVar
+from typing import TYPE_CHECKING, Any, ClassVar, Generic, Protocol, Self, TypeVar
 from zoneinfo import ZoneInfo
 
 from eventsourcing.application import AggregateNotFoundError, Application, ProcessingEvent, Repository
@@ -513,6 +513,34 @@ class NumberSeries(Aggregate):
 # -- one bureau's store --------------------------------------------------------------------
 
 
+class _Grouped(Generic[T]):
+    """One command waiting in :meth:`BureauApplication.grouped`, and what came of it."""
+
+    __slots__ = ("command", "done", "error", "value")
+
+    def __init__(self, command: Callable[[], T]) -> None:
+        self.command = command
+        self.done = False
+        self.value: T | None = None
+        self.error: BaseException | None = None
+
+    def run(self) -> bool:
+        """Run the command (again), keeping its value or its error; whether it succeeded."""
+        self.value, self.error = None, None
+        try:
+            self.value = self.command()
+        except Exception as e:  # noqa: BLE001 - the caller's own error, raised in the caller's thread
+            self.error = e
+            return False
+        return True
+
+    def outcome(self) -> T:
+        """The command's value, or its error raised."""
+        if self.error is not None:
+            raise self.error
+        return self.value  # type: ignore[return-value]
+
+
 class CatalogueCheck(Protocol):
     """第七条: may ``requester`` ask ``assistor`` under ``item_code``? Returns the item and the version."""
 
@@ -559,6 +587,10 @@ class BureauApplication(StoreApplication):
         self.credit: CreditGateSource | None = None
         #: This thread's staged batch (:meth:`batch`), if one is open.
         self._staging = threading.local()
+        #: :meth:`grouped`: the commands waiting for a commit, and the lock of the thread committing them.
+        self._waiting: list[_Grouped[Any]] = []
+        self._waiting_lock = threading.Lock()
+        self._commit_lock = threading.Lock()
         super().__init__(env=store_env(location, cipher_key=store_key))
         try:
             self._check_store_key()
@@ -613,6 +645,65 @@ class BureauApplication(StoreApplication):
             self._staging.pending = None
         if pending:
             super().save(*pending.values())
+
+    def grouped(self, command: Callable[[], T]) -> T:
+        """Run ``command`` (load, guard, record, save) and commit it together with the commands of other threads.
+
+        A clerk's command (a request, a reply) is one transaction and one fsync of its own, and
+        commands that arrive together queued behind each other's fsync.  Here a thread that
+        finds no commit under way runs its command alone, as before.  Commands that arrive
+        while a commit is under way wait for it; the first of them to get the commit lock then
+        runs every waiting command in one :meth:`batch` (in arrival order, each on what the
+        ones before it staged, so two requests take consecutive numbers without a conflict)
+        and commits them in one transaction.  A command that raises leaves nothing staged and
+        gets its own error; the others commit.  If the group cannot commit (another writer
+        changed a staged case, the store is busy), each of its commands runs again alone, with
+        its own retries, as if no group had been made.  Each caller returns, or raises, only
+        after its own command's commit.  Inside a batch of this thread the command just runs
+        (it is staged there).
+        """
+        if getattr(self._staging, "pending", None) is not None or getattr(self._staging, "leading", False):
+            return command()
+        item = _Grouped(command)
+        with self._waiting_lock:
+            self._waiting.append(item)
+        with self._commit_lock:
+            if not item.done:
+                with self._waiting_lock:
+                    group, self._waiting = self._waiting, []
+                self._staging.leading = True
+                try:
+                    self._commit_group(group)
+                finally:
+                    self._staging.leading = False
+        return item.outcome()
+
+    def _commit_group(self, group: list[_Grouped[Any]]) -> None:
+        """Every command of ``group`` run and committed: in one transaction if it can, else each alone."""
+        try:
+            if len(group) > 1:
+                try:
+                    with self.batch() as pending:
+                        for item in group:
+                            before = dict(pending)
+                            if not item.run():
+                                pending.clear()  # what the failed command staged goes; the others' stays
+                                pending.update(before)
+                except Exception:  # noqa: BLE001 - the group could not commit: nothing of it is recorded
+                    pass
+                else:
+                    for item in group:
+                        item.done = True
+                    return
+            for item in group:
+                item.run()
+                item.done = True
+        finally:
+            for item in group:  # interrupted (KeyboardInterrupt, SystemExit): no caller waits for ever
+                if not item.done:
+                    item.error = StoreError("the commit of this command was interrupted; retry",
+                                            zh="本命令的提交被中断；请重试")
+                    item.done = True
 
     def _staged(self, aggregate_id: uuid.UUID) -> Any:
         pending: dict[uuid.UUID, Any] | None = getattr(self._staging, "pending", None)
