@@ -76,6 +76,7 @@ import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 from importlib import metadata
@@ -169,6 +170,9 @@ class Options:
     #: The paced phase: ``paced`` exchanges offered at ``rate`` a second, whatever the replies do.
     paced: int = 500
     rate: float = 100.0
+    #: Requests made at once in the paced and throughput phases: each a clerk of shenpi's, in a thread
+    #: of its own.  One was the only way before; several commit together (decision 68).
+    clerks: int = 8
     lag_interval_s: float = 0.25
     #: ``postgresql://…``: run xiezhu's phases again with the stores, ledger and views there (decision 52).
     database_url: str | None = None
@@ -358,22 +362,50 @@ async def stall_guard(what: str, aw: Awaitable[Any]) -> Any:
         raise BenchError(f"{what}: nothing happened for {STALL_TIMEOUT_S:.0f}s") from e
 
 
-async def paced(submit: Callable[[], Awaitable[tuple[float, asyncio.Future[float]]]], n: int,
-                rate: float) -> tuple[float, list[float]]:
+Submit = Callable[[], Awaitable[tuple[float, asyncio.Future[float]]]]
+
+
+async def paced(submit: Submit, n: int, rate: float, clerks: int = 1) -> tuple[float, list[float]]:
     """``n`` exchanges offered at ``rate`` a second (open loop: the next one does not wait for a reply).
 
-    Returns the time from the first offer to the last, and each exchange's latency.
+    With one clerk, the next offer waits for the request before it to be made (as before
+    ``--clerks``), so a slow request lowers the rate offered.  With several, each offer is made
+    at its time and waits only for a free clerk, and its latency counts from its offer, so a
+    slow system shows as latency, not as a lower rate offered.  Returns the time from the
+    first offer to the last, and each exchange's latency.
     """
     start = time.perf_counter()
-    sent = []
+    made: list[tuple[float, asyncio.Future[float]]] = []
+    offers: list[asyncio.Future[tuple[float, asyncio.Future[float]]]] = []
+    free = asyncio.Semaphore(clerks)
+
+    async def offer(at: float) -> tuple[float, asyncio.Future[float]]:
+        async with free:
+            return at, (await submit())[1]
+
     for i in range(n):
-        delay = start + i / rate - time.perf_counter()
+        at = start + i / rate
+        delay = at - time.perf_counter()
         if delay > 0:
             await asyncio.sleep(delay)
-        sent.append(await submit())
+        if clerks > 1:
+            offers.append(asyncio.ensure_future(offer(at)))
+        else:
+            made.append(await submit())
+    made += await asyncio.gather(*offers)
     offered = time.perf_counter() - start
-    done = await stall_guard("waiting for paced replies", asyncio.gather(*(f for _, f in sent)))
-    return offered, [d - t0 for (t0, _), d in zip(sent, done, strict=True)]
+    done = await stall_guard("waiting for paced replies", asyncio.gather(*(f for _, f in made)))
+    return offered, [d - t0 for (t0, _), d in zip(made, done, strict=True)]
+
+
+async def all_in_flight(submit: Submit, n: int, clerks: int) -> list[tuple[float, asyncio.Future[float]]]:
+    """``n`` submissions, at most ``clerks`` at once (one: each after the one before it), in order."""
+    free = asyncio.Semaphore(clerks)
+
+    async def one() -> tuple[float, asyncio.Future[float]]:
+        async with free:
+            return await submit()
+    return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
 def lag_summary(samples: list[int]) -> dict[str, Any]:
@@ -506,7 +538,7 @@ class XiezhuExchanges:
     """Drives assistance requests from shenpi to gongan through a running node."""
 
     def __init__(self, node: Node, record: Record, residents: list[dict[str, Any]], rng: random.Random,
-                 watcher: ReplyWatcher) -> None:
+                 watcher: ReplyWatcher, clerks: int = 1) -> None:
         self.node = node
         self.record = record
         self.store = node.store(REQUESTER)
@@ -516,6 +548,13 @@ class XiezhuExchanges:
         self.cases: list[str] = []
         #: How long each ``request()`` call itself took (signing, numbering, the commit).
         self.calls_s: list[float] = []
+        #: shenpi's clerks: the threads the paced and throughput phases make their requests in.
+        self.clerks = clerks
+        self._clerks = ThreadPoolExecutor(max_workers=clerks, thread_name_prefix="clerk")
+
+    def close(self) -> None:
+        """Let the clerks' threads go."""
+        self._clerks.shutdown()
 
     def _next(self) -> dict[str, Any]:
         return request_for(self.rng.choice(self.residents))
@@ -535,12 +574,15 @@ class XiezhuExchanges:
         """``n`` exchanges one after the other; their latencies."""
         return [await self.one() for _ in range(n)]
 
-    async def submit(self) -> tuple[float, asyncio.Future[float]]:
-        """Make one request from a worker thread (the agents keep running meanwhile)."""
-        kwargs = self._next()
+    def _request(self, kwargs: dict[str, Any]) -> tuple[float, Any]:
         t0 = time.perf_counter()
-        state = await asyncio.to_thread(lambda: self.store.assistance.request(**kwargs))
+        state = self.store.assistance.request(**kwargs)
         self.calls_s.append(time.perf_counter() - t0)
+        return t0, state
+
+    async def submit(self) -> tuple[float, asyncio.Future[float]]:
+        """Make one request in a clerk's thread (the agents keep running meanwhile)."""
+        t0, state = await asyncio.get_running_loop().run_in_executor(self._clerks, self._request, self._next())
         self.node.wake_relays()
         self.cases.append(state.case)
         return t0, self.watcher.expect(state.case)
@@ -548,7 +590,7 @@ class XiezhuExchanges:
     async def throughput(self, n: int, expected_ledger: int) -> tuple[float, list[float]]:
         """``n`` exchanges all in flight; elapsed until every reply and ledger entry, latencies."""
         start = time.perf_counter()
-        sent = [await self.submit() for _ in range(n)]
+        sent = await all_in_flight(self.submit, n, self.clerks)
         done = await stall_guard("waiting for replies", asyncio.gather(*(f for _, f in sent)))
         recorded = await stall_guard("waiting for the ledger", wait_until(
             lambda: self.record.head() >= expected_ledger, self.watcher.interval_s))
@@ -650,8 +692,11 @@ async def _bench_xiezhu(opts: Options, rng: random.Random, url: str | None) -> t
             watcher.start()
             try:
                 record = Record(node, in_process=not opts.processes)
-                exchanges = XiezhuExchanges(node, record, residents, rng, watcher)
-                return await _xiezhu_phases(node, exchanges, opts)
+                exchanges = XiezhuExchanges(node, record, residents, rng, watcher, opts.clerks)
+                try:
+                    return await _xiezhu_phases(node, exchanges, opts)
+                finally:
+                    exchanges.close()
             finally:
                 await watcher.stop()
 
@@ -714,7 +759,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
 
     lags = LagSampler(node, ex.record, opts.lag_interval_s)
     await lags.start()
-    paced_elapsed, paced_latencies = await paced(ex.submit, opts.paced, opts.rate)
+    paced_elapsed, paced_latencies = await paced(ex.submit, opts.paced, opts.rate, opts.clerks)
     paced_lag = await lags.stop()
 
     ex.watcher.interval_s = opts.throughput_poll_ms / 1000
@@ -837,10 +882,10 @@ class RawRequester:
         """``n`` exchanges one after the other; their latencies."""
         return [await self.one() for _ in range(n)]
 
-    async def throughput(self, n: int) -> tuple[float, list[float]]:
+    async def throughput(self, n: int, clerks: int) -> tuple[float, list[float]]:
         """``n`` exchanges all in flight; elapsed until the last reply, and latencies."""
         start = time.perf_counter()
-        sent = [await self.submit() for _ in range(n)]
+        sent = await all_in_flight(self.submit, n, clerks)
         done = await stall_guard("waiting for raw replies", asyncio.gather(*(f for _, f in sent)))
         return max(done) - start, [d - t0 for (t0, _), d in zip(sent, done, strict=True)]
 
@@ -883,8 +928,8 @@ async def bench_raw(opts: Options, shape: WireShape) -> Measured:
             async with background(respond(requests, responder_js, shape), requester.collect()):
                 await requester.sequential(opts.warmup)
                 latencies = await requester.sequential(opts.latency_samples)
-                paced_elapsed, paced_latencies = await paced(requester.submit, opts.paced, opts.rate)
-                elapsed, loaded = await requester.throughput(opts.requests)
+                paced_elapsed, paced_latencies = await paced(requester.submit, opts.paced, opts.rate, opts.clerks)
+                elapsed, loaded = await requester.throughput(opts.requests, opts.clerks)
             stream = await requester_js.stream_info(EVENTS_STREAM)
     expected = RAW_MESSAGES_PER_EXCHANGE * opts.total_requests
     extra = {"stream_messages": stream.state.messages, "stream_expected": expected,
@@ -973,6 +1018,7 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
             "processes": opts.processes,
             "backends": ["sqlite", "postgresql"] if pg is not None else ["sqlite"],
             "rate": opts.rate,
+            "clerks": opts.clerks,
             "seed": opts.seed,
             "messages_per_exchange": {"raw": RAW_MESSAGES_PER_EXCHANGE,
                                       "xiezhu": XIEZHU_EVENTS_PER_EXCHANGE},
@@ -1031,6 +1077,8 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
     p.add_argument("--paced", type=int, default=Options.paced,
                    help="exchanges offered at --rate a second, open loop (0: no paced phase)")
     p.add_argument("--rate", type=float, default=Options.rate, help="offered exchanges a second when paced")
+    p.add_argument("--clerks", type=int, default=Options.clerks,
+                   help="requests made at once in the paced and throughput phases (1: one after the other)")
     p.add_argument("--processes", action="store_true",
                    help="run gongan's agent and the ledger in their own processes, as `xiezhu run` does")
     p.add_argument("--agent-batch", type=int, default=0,
@@ -1043,11 +1091,11 @@ def parse(argv: list[str] | None) -> tuple[Options, bool]:
     a = p.parse_args(argv)
     opts = Options(requests=a.requests, latency_samples=a.latency_samples, warmup=a.warmup,
                    residents=a.residents, poll_ms=a.poll_ms, seed=a.seed, floor_seconds=a.floor_seconds,
-                   paced=a.paced, rate=a.rate, agent_batch=a.agent_batch, processes=a.processes,
-                   database_url=a.database_url)
+                   paced=a.paced, rate=a.rate, clerks=a.clerks, agent_batch=a.agent_batch,
+                   processes=a.processes, database_url=a.database_url)
     if (opts.requests < 1 or opts.latency_samples < 1 or opts.warmup < 0 or opts.residents < 1
-            or opts.floor_seconds <= 0 or opts.paced < 0 or opts.rate <= 0 or opts.agent_batch < 0):
-        p.error("--requests, --latency-samples, --residents, --rate and --floor-seconds must be positive, "
+            or opts.floor_seconds <= 0 or opts.paced < 0 or opts.rate <= 0 or opts.agent_batch < 0 or opts.clerks < 1):
+        p.error("--requests, --latency-samples, --residents, --rate, --clerks and --floor-seconds must be positive, "
                 "--warmup and --paced not negative")
     if opts.total_requests > MAX_LETTERS_PER_YEAR:
         p.error(f"shenpi can number at most {MAX_LETTERS_PER_YEAR} letters a year; "
