@@ -259,9 +259,12 @@ def test_a_rebuild_refuses_index_columns_that_contradict_the_signed_bytes(views:
 def test_the_position_ranges_hold_every_position_once_in_order() -> None:
     for head in (0, 1, 2, 5, 17, 1000):
         for n in range(1, 21):
-            ranges = _pos_ranges(head, n)
-            assert [p for a, b in ranges for p in range(a, b + 1)] == list(range(1, head + 1))
-            assert all(a <= b for a, b in ranges) and len(ranges) <= min(n, MAX_RANGES)
+            for workers in (1, 2, 3, 8):
+                ranges = _pos_ranges(head, n, workers)
+                assert [p for a, b in ranges for p in range(a, b + 1)] == list(range(1, head + 1))
+                assert all(a <= b for a, b in ranges) and len(ranges) <= min(n, MAX_RANGES)
+    sizes = [b - a + 1 for a, b in _pos_ranges(1_000_000, 8, 2)]  # the last ones small: the workers end together
+    assert sizes == [200_000, 200_000, 150_000, 150_000, 100_000, 100_000, 50_000, 50_000]
 
 
 def _ledger_of_cases(views: Views, n: int) -> tuple[dict[str, Any], int]:
@@ -273,7 +276,7 @@ def _ledger_of_cases(views: Views, n: int) -> tuple[dict[str, Any], int]:
 @pytest.mark.parametrize("at", ["inside a range", "first of a range"])
 def test_a_rebuild_refuses_a_ledger_with_an_entry_missing(views: Views, at: str) -> None:
     live, head = _ledger_of_cases(views, 6)
-    ranges = _pos_ranges(head, 8)  # two workers: eight ranges, each read by one of them alone
+    ranges = _pos_ranges(head, 8, 2)  # two workers: eight ranges, each read by one of them alone
     pos = ranges[3][0] + (1 if at == "inside a range" else 0)
     with closing(sqlite3.connect(views.ledger.path)) as db, db:
         db.execute("DELETE FROM entries WHERE pos = ?", (pos,))
@@ -285,7 +288,7 @@ def test_a_rebuild_refuses_a_ledger_with_an_entry_missing(views: Views, at: str)
 @pytest.mark.parametrize("at", ["inside a range", "first of a range"])
 def test_a_rebuild_refuses_an_entry_that_does_not_follow_the_one_before(views: Views, at: str) -> None:
     live, head = _ledger_of_cases(views, 6)
-    ranges = _pos_ranges(head, 8)
+    ranges = _pos_ranges(head, 8, 2)
     pos = ranges[3][0] + (1 if at == "inside a range" else 0)
     with closing(sqlite3.connect(views.ledger.path)) as db, db:
         # Chained anew from another hash: the entry matches its own hash, the chain is broken before it.
