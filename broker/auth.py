@@ -364,7 +364,9 @@ def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
       stream (the sending streams' limits and use included) and CONSUMER.INFO of each durable;
     - ``xiezhu dead-letters``: STREAM.INFO and STREAM.MSG.GET of ``XZ_DLQ``;
     - ``xiezhu keys …`` and the root's node: publishing ``xztrust.list`` (the ack comes back
-      to the inbox) and reading it as everyone does.
+      to the inbox) and reading it as everyone does;
+    - :class:`broker.sources.SourceWatch`: STREAM.LEADER.STEPDOWN of ``XZ`` and ``XZ_WITNESS``
+      when a source of theirs stalled (decision 69); a step-down moves no message.
 
     No CREATE: on an existing durable, CONSUMER.CREATE is create-or-update, and the filter in
     its subject is matched as a pattern (``xz.>`` allows ``xz.shenpi.>``), so a user allowed
@@ -374,6 +376,7 @@ def _admin_api(bureaus: Iterable[str]) -> tuple[str, ...]:
         *(f"{_JS_API}.STREAM.INFO.{stream}" for stream in _streams(bureaus)),
         *(f"{_JS_API}.CONSUMER.INFO.{EVENTS_STREAM}.{name}" for name, _ in _durables(bureaus)),
         f"{_JS_API}.STREAM.MSG.GET.{DLQ_STREAM}",
+        *(f"{_JS_API}.STREAM.LEADER.STEPDOWN.{stream}" for stream in (EVENTS_STREAM, WITNESS_STREAM)),
         *_TRUST_READ,
         *_WITNESS_READ,
         TRUST_SUBJECT,

@@ -18,21 +18,24 @@ from datetime import timedelta
 from pathlib import Path
 
 import nats
+import nats.errors
+import nats.js.errors
 import pytest
 
 from agencies import ledger_service
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
-from bench.chaos import Options, campaign
+from bench.chaos import Cluster, Options, campaign
 from broker import streams
-from broker.auth import LEDGER
+from broker.auth import ADMIN, LEDGER, authorization_config, credentials_in, generate_identities
 from broker.patience import FIRST_TRY_S
 from broker.server import START_TIMEOUT_S, EmbeddedNats, find_binary
-from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, consumer_config
+from broker.sources import SourceWatch
+from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, consumer_config, sending_stream
 from schemas.assistance import Applicant, CommitmentItem, Matter
 from tests.conftest import ITEMS, RESIDENT, START, make_node, publish_catalogue
 from tests.test_exchange import request
-from xiezhu.node import Node
+from xiezhu.node import Node, provision_once
 from xiezhu.settings import Settings
 
 EXCHANGES = 12
@@ -225,3 +228,52 @@ async def test_a_ledger_killed_with_events_in_hand_records_them_before_newer_one
             await ledger.stop()
     finally:
         await agents.stop()
+
+
+@pytest.mark.timeout(240)
+async def test_a_source_left_stalled_by_a_killed_node_is_set_up_again_by_a_step_down(tmp_path: Path) -> None:
+    # Found by the campaign: XZ's copy of a bureau's sending stream (a source consumer on that stream's
+    # leader, unreplicated) died with the node holding it, and the leader of XZ noticed only after 10-20 s;
+    # what the bureau sent meanwhile reached no agent.  A real 3-node cluster, as the campaign runs it.
+    codes = Registry.load().codes()
+    keys = tmp_path / "nats-keys"
+    identities = generate_identities(codes, keys, provisioner=True)
+    cluster = Cluster(tmp_path / "nats")
+    cluster.write_auth(authorization_config(identities))
+    await asyncio.to_thread(cluster.start)
+    watch_nc = None
+    try:
+        await provision_once(cluster.url, codes, keys, replicas=3)
+        watch_nc = await nats.connect(servers=cluster.url.split(","), max_reconnect_attempts=-1,
+                                      **credentials_in(keys, ADMIN))
+        js = watch_nc.jetstream()
+        xz = await js.stream_info(EVENTS_STREAM)
+        assert xz.cluster is not None
+        leaders = {c: (await js.stream_info(sending_stream(c))).cluster.leader for c in codes}  # type: ignore[union-attr]
+        # A bureau whose sending stream's leader is not XZ's: killing that node leaves XZ's leader in place.
+        code = next(c for c, leader in leaders.items() if leader and leader != xz.cluster.leader)
+        node = int(str(leaders[code])[1:]) - 1
+        cluster.nodes[node].kill()
+        watch = SourceWatch(js, streams=[EVENTS_STREAM])
+        watch.start()
+        sender = await nats.connect(servers=[n.url for i, n in enumerate(cluster.nodes) if i != node],
+                                    **credentials_in(keys, code))
+        try:
+            while True:  # the sending stream's new leader is elected first
+                try:
+                    await sender.jetstream(timeout=2).publish(f"xz.{code}.gongan.test", b"{}")
+                    break
+                except (nats.errors.TimeoutError, nats.js.errors.ServiceUnavailableError,
+                        nats.js.errors.NoStreamResponseError):
+                    await asyncio.sleep(0.2)
+        finally:
+            await sender.close()
+        while (await js.stream_info(EVENTS_STREAM)).state.messages < 1:
+            await asyncio.sleep(0.2)
+        await watch.stop()
+        assert watch.nudges.get(EVENTS_STREAM, 0) >= 1  # the copy came through a step-down
+        assert (await js.stream_info(EVENTS_STREAM)).cluster.leader != xz.cluster.leader  # type: ignore[union-attr]
+    finally:
+        if watch_nc is not None:
+            await watch_nc.close()
+        await asyncio.to_thread(cluster.stop)

@@ -27,7 +27,7 @@ from nats.aio.client import Client as NatsClient
 from nats.aio.msg import Msg
 from nats.js import JetStreamContext
 from nats.js.api import StreamConfig
-from nats.js.errors import NotFoundError
+from nats.js.errors import APIError, NotFoundError
 
 from agencies.ledger_service import LedgerService
 from agencies.trust.keys import KeyStore
@@ -53,6 +53,7 @@ from broker.pull import PullLoop
 from broker.relay import Positions, Relay, RelayError
 from broker.server import EmbeddedNats, find_binary, free_port
 from broker.signing import KeyRing, Signer
+from broker.sources import SourceWatch
 from broker.streams import (
     DLQ_PREFIX,
     DLQ_STREAM,
@@ -486,7 +487,9 @@ async def test_the_provisioner_provisions_settles_reads_dead_letters_and_publish
     gongan = await connect("gongan")
     dead = Delivery(subject="xz.shenpi.gongan.assistance.requested", data=b"forged", headers={}, stream_seq=1,
                     num_delivered=1, timestamp=T0)
-    await DeadLetters(gongan.js, "gongan", IntakeStats()).put(dead, "malformed", "a test rejection")
+    dead_letters = DeadLetters(gongan.js, "gongan", IntakeStats())
+    await dead_letters.put(dead, "malformed", "a test rejection")
+    await dead_letters.flush()  # its ack awaited, as before a batch is acked
     assert (await admin.js.stream_info(DLQ_STREAM)).state.messages == 1  # the demo's summary
     [letter] = await read_dead_letters(admin.js)
     assert (letter.rejected_by, letter.data) == ("gongan", b"forged")
@@ -501,6 +504,11 @@ async def test_the_provisioner_provisions_settles_reads_dead_letters_and_publish
     assert await publish_trust_list(admin.js, signed, keys.anchor()) is True
     last = await fetch_latest(admin.js)
     assert last is not None and last.body == signed.body
+
+    watch = SourceWatch(admin.js)  # the ledger's node on a cluster: XZ's sources, and a step-down of XZ's leader
+    assert await watch.look(EVENTS_STREAM) is False  # every source heard from within its heartbeats
+    with pytest.raises(APIError):  # answered (one server is no cluster), not refused by permissions
+        await admin.js._api_request(f"$JS.API.STREAM.LEADER.STEPDOWN.{EVENTS_STREAM}", b"", timeout=10)
     assert await admin.violations() == [] and await gongan.violations() == []
 
 

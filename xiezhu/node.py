@@ -16,6 +16,7 @@ from typing import Any
 import nats
 import nats.errors
 import nats.js.errors
+from nats.aio.client import Client
 
 from agencies.agent import BureauAgent
 from agencies.desk import Desk
@@ -49,6 +50,7 @@ from broker.patience import patiently
 from broker.relay import Positions
 from broker.server import START_TIMEOUT_S, EmbeddedNats, server_list
 from broker.signing import KeyRing
+from broker.sources import SourceWatch
 from broker.streams import (
     EVENTS_STREAM,
     LEDGER_CONSUMER,
@@ -220,6 +222,9 @@ class Node:
         self.agents: dict[str, BureauAgent] = {}
         self.ledger: Ledger | None = None
         self.ledger_service: LedgerService | None = None
+        #: Steps down XZ's leader when a source of it stalled (decision 69): the ledger's node, as admin, on a cluster.
+        self.source_watch: SourceWatch | None = None
+        self._watch_nc: Client | None = None
         self.sla: SlaView | None = None
         self.commitments: CommitmentView | None = None
         self.credit: CreditView | None = None
@@ -282,6 +287,7 @@ class Node:
                                                 on_append=self._projection_wake.set,
                                                 sign_checkpoint=sign_checkpoint, remote_signer=self.remote_signer)
             await self.ledger_service.start()
+            await self._watch_sources()
         if self.run_projection:
             if self.ledger is None:
                 self.ledger = Ledger(self.settings.ledger_location, opener=self.keys.ledger_opener())
@@ -314,6 +320,24 @@ class Node:
                 timeout=timeout))
         else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
             log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
+
+    async def _watch_sources(self) -> None:
+        """Watch XZ's sources where this node may (admin's seed) and they can stall: a cluster's replicated streams.
+
+        One watch is enough; the ledger's node keeps it, as the record is what a stalled source holds back.
+        """
+        if self.server is not None or not seed_path(self.settings.nats_keys_dir, ADMIN).exists():
+            return
+        nc = await nats.connect(servers=server_list(self.nats_url), max_reconnect_attempts=-1,
+                                connect_timeout=START_TIMEOUT_S, **self.credentials(ADMIN))
+        info = await patiently("reading the events stream",
+                               lambda timeout: nc.jetstream(timeout=timeout).stream_info(EVENTS_STREAM))
+        if (info.config.num_replicas or 1) < 2:
+            await nc.close()
+            return
+        self._watch_nc = nc
+        self.source_watch = SourceWatch(nc.jetstream())
+        self.source_watch.start()
 
     def _sign_checkpoint(self) -> Callable[[bytes], tuple[str, bytes]]:
         justice = self.keys.bureau_signer(JUSTICE, self.ring)
@@ -454,6 +478,10 @@ class Node:
             await agent.stop()
         if self.ledger_service:
             await self.ledger_service.stop()
+        if self.source_watch is not None:
+            await self.source_watch.stop()
+        if self._watch_nc is not None:
+            await self._watch_nc.close()
         if self._projection_task:
             self._projection_wake.set()
             await self._projection_task
