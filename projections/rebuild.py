@@ -149,16 +149,24 @@ class _RememberingCalendar(WorkingCalendar):
         self.__dict__.update(calendar.__dict__)  # its schedules and year tables
         self._deadlines: dict[tuple[date, int], Deadline] = {}
         self._spans: dict[tuple[date, date], tuple[int, bool]] = {}
+        #: The last start asked about and its Shanghai day: a row asks about one start three times.
+        self._start: datetime | None = None
+        self._start_day = date.min
+
+    def _day(self, start: datetime) -> date:
+        if start is not self._start:
+            self._start, self._start_day = start, start.astimezone(SHANGHAI).date()
+        return self._start_day
 
     def add_working_days(self, start: datetime, n: int) -> Deadline:
-        key = (start.astimezone(SHANGHAI).date(), n)
+        key = (self._day(start), n)
         found = self._deadlines.get(key)
         if found is None:
             found = self._deadlines[key] = super().add_working_days(start, n)
         return found if found.start == start else msgspec.structs.replace(found, start=start)
 
     def working_days_between(self, start: datetime, end: datetime) -> tuple[int, bool]:
-        key = (start.astimezone(SHANGHAI).date(), end.astimezone(SHANGHAI).date())
+        key = (self._day(start), end.astimezone(SHANGHAI).date())
         found = self._spans.get(key)
         if found is None:
             found = self._spans[key] = super().working_days_between(start, end)
@@ -263,6 +271,7 @@ def _fold(task: _FoldTask) -> _Folded:
     first, last = task.first, task.last
     expect, linked = first, b""  # the next position of the range, and the hash the next entry names
     opened = with_openings = 0  # counted here, kept in ``done`` at the end
+    signers: dict[str, bytes] = {}  # a key id as the leaf hash has it (its length, its bytes): a few dozen
     with closing(open_read_only(Path(task.ledger))) as db:
         # Pages read through a mapping rather than a read() each (the case-index probes of _owned jump about a
         # large file): the ledger is only ever appended to, never truncated (no VACUUM), so the mapping stays valid.
@@ -278,9 +287,11 @@ def _fold(task: _FoldTask) -> _Folded:
                                        zh=f"账本在位置 {pos} 处已损坏：它不接续位置 {pos - 1}；请运行 `xiezhu audit`")
                 expect, linked = pos + 1, hash_
             try:  # leaf_hash and link (broker.ledger.store), inline: this loop runs a million times
-                a, k = arrived_at.encode(), kid.encode()
+                a, k = arrived_at.encode(), signers.get(kid)
+                if k is None:
+                    k = signers[kid] = _LEN(len(kid.encode())) + kid.encode()
                 whole = type(seq) is int and sha(prev + sha(b"".join((
-                    _POS_SEQ(pos, seq), _LEN(len(a)), a, _LEN(len(k)), k, _LEN(len(sig)), sig, _LEN(len(body)),
+                    _POS_SEQ(pos, seq), _LEN(len(a)), a, k, _LEN(len(sig)), sig, _LEN(len(body)),
                     body))).digest()).digest() == hash_
             except (TypeError, ValueError, AttributeError, struct.error):
                 whole = False
