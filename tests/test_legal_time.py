@@ -197,3 +197,29 @@ async def test_on_the_system_clock_a_request_whose_assistor_never_runs_is_due_fr
     finally:
         await nc.close()
         await node.stop()
+
+
+async def test_the_push_times_are_read_in_rounds_by_sequence_and_a_sequence_not_held_is_left_out(
+        nats_server) -> None:  # type: ignore[no-untyped-def]
+    """read_sent (decision 57) asks every read of a round on one reply subscription (issue 14): each original comes
+    back with its bytes and the time its sending stream stored it, more than one round's worth too, and a sequence
+    the stream does not hold (or a stream that does not exist) is left out, not an error."""
+    from broker.pushed import PIPELINE, Source, read_sent
+    from broker.streams import ensure_streams
+
+    nc = await nats.connect(nats_server.url)
+    try:
+        js = nc.jetstream()
+        await ensure_streams(js, ["shenpi", "gongan"])
+        acks = [await js.publish(f"xz.shenpi.gongan.t{i}", b"body %d" % i, stream=sending_stream("shenpi"))
+                for i in range(PIPELINE + 6)]
+        wanted = [Source(sending_stream("shenpi"), a.seq) for a in acks]
+        missing = [Source(sending_stream("shenpi"), acks[-1].seq + 7), Source(sending_stream("nobody"), 1)]
+        got = await read_sent(js, [missing[0], *wanted, wanted[0], missing[1]])
+        assert list(got) == wanted
+        for i, src in enumerate(wanted):
+            stored = await js.get_msg(sending_stream("shenpi"), src.seq)
+            assert (got[src].data, got[src].time) == (b"body %d" % i, stored.time)
+        assert await read_sent(js, []) == {}
+    finally:
+        await nc.close()
