@@ -276,12 +276,11 @@ async def _pipe(reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> N
 class Routes:
     """Every route of the cluster through :class:`Link`s, on an event loop of its own thread."""
 
-    def __init__(self, route_ports: list[int]) -> None:
-        n = len(route_ports)
-        #: (from, to) → the link node ``from`` dials to reach node ``to``.
-        self.pairs = {(i, j): Link(f"{i}->{j}", route_ports[j]) for i in range(n) for j in range(n) if i != j}
+    def __init__(self, n: int) -> None:
+        #: (from, to) → the link node ``from`` dials to reach node ``to`` (its target set by :meth:`aim`).
+        self.pairs = {(i, j): Link(f"{i}->{j}", 0) for i in range(n) for j in range(n) if i != j}
         #: What each node advertises to its peers (routes learnt by gossip).
-        self.advertised = [Link(f"*->{j}", route_ports[j]) for j in range(n)]
+        self.advertised = [Link(f"*->{j}", 0) for j in range(n)]
         self.loop = asyncio.new_event_loop()
         self.thread = threading.Thread(target=self.loop.run_forever, name="route-proxies", daemon=True)
 
@@ -293,6 +292,13 @@ class Routes:
         self.thread.start()
         for link in self.links:
             asyncio.run_coroutine_threadsafe(link.start(), self.loop).result(10)
+
+    def aim(self, route_ports: list[int]) -> None:
+        """Point each link at its node's route port."""
+        for (_, j), link in self.pairs.items():
+            link.target = route_ports[j]
+        for j, link in enumerate(self.advertised):
+            link.target = route_ports[j]
 
     def _call(self, fn: Callable[[], None]) -> None:
         done = threading.Event()
@@ -336,10 +342,13 @@ class Cluster:
 
     def __init__(self, root: Path) -> None:
         self.root = root
+        self.routes = Routes(NODES)
+        self.routes.start()  # listening first: the nodes' configurations name the proxies' ports
+        # Chosen once the proxies listen, so that none is a proxy's (a port let go by free_port() is
+        # the system's to hand out again, and a proxy listening on port 0 took one once).
         self.route_ports = [free_port() for _ in range(NODES)]
         self.http_ports = [free_port() for _ in range(NODES)]
-        self.routes = Routes(self.route_ports)
-        self.routes.start()  # listening first: the nodes' configurations name the proxies' ports
+        self.routes.aim(self.route_ports)
         self.nodes: list[EmbeddedNats] = []
         for i in range(NODES):
             store = root / f"n{i + 1}"

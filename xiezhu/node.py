@@ -46,7 +46,7 @@ from broker.auth import (
 )
 from broker.ledger.signer import HeadSigner
 from broker.ledger.store import Ledger
-from broker.patience import patiently
+from broker.patience import each_call_patient, patiently
 from broker.relay import Positions
 from broker.server import START_TIMEOUT_S, EmbeddedNats, server_list
 from broker.signing import KeyRing
@@ -106,20 +106,27 @@ def nats_credentials(settings: Settings, name: str) -> dict[str, Any]:
 
 async def provision(nats_url: str, codes: Iterable[str], *, replicas: int | None = None,
                     credentials: Mapping[str, Any] | None = None, create: bool = True,
-                    limits: BureauLimits = UNSET_LIMITS, timeout: float = START_TIMEOUT_S) -> None:
+                    limits: BureauLimits = UNSET_LIMITS, timeout: float = START_TIMEOUT_S,
+                    patient: bool = False) -> None:
     """Create the streams and every pre-provisioned durable consumer where missing, and check what exists.
 
     Creating is the one-shot ``provisioner``'s (or anyone's where NATS has no users);
     ``create=False`` only checks, as ``admin`` may: what is missing or differs is an error.
     ``limits``: each bureau's sending stream's (decision 50); unset, a new stream gets the
     defaults and an existing one keeps its own.  ``timeout``: what connecting and each call may wait
-    (a cold disk: creating a stream has taken seconds).
+    (a cold disk: creating a stream has taken seconds).  ``patient`` (a check only): each call is asked
+    again on its own while NATS loses or refuses it, over a connection that reconnects (decision 67).
     """
     codes = list(codes)
     nc = await nats.connect(servers=server_list(nats_url), allow_reconnect=False, connect_timeout=timeout,
                             **(credentials or {}))
     try:
         js = nc.jetstream(timeout=timeout)
+        if patient and not create:  # only a check's calls (reads) are asked again
+            # Connected (a NATS away fails the connect at once, for the caller's patience): from now on
+            # the connection goes to another node when its own is lost, and the calls follow it.
+            nc.options.update(allow_reconnect=True, max_reconnect_attempts=-1)
+            js = each_call_patient(js, "checking the streams and consumers")
         await ensure_streams(js, codes, replicas=replicas, create=create, limits=limits)
         await ensure_consumers(js, codes, create=create)
     finally:
@@ -317,7 +324,7 @@ class Node:
         elif seed_path(keys_dir, ADMIN).exists():
             await patiently("checking the streams and consumers", lambda timeout: provision(
                 self.nats_url, self.registry.codes(), credentials=self.credentials(ADMIN), create=False,
-                timeout=timeout))
+                timeout=timeout, patient=True))
         else:  # a bureau's machine holds only its own seed: `xiezhu provision` ran on the provisioner's
             log.info("streams and consumers not checked: no %s seed in %s", ADMIN, keys_dir)
 
