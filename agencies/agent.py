@@ -37,12 +37,14 @@ from broker.relay import Positions, Relay
 from broker.server import START_TIMEOUT_S, server_list
 from broker.signing import KeyRing, Opens
 from broker.streams import (
+    ACK_WAIT_S,
     CONSUMER_CHECK_S,
     EVENTS_STREAM,
     MAX_DELIVER,
     ConsumerChanged,
     ConsumerGuard,
     agent_consumer,
+    await_previous_deliveries,
     consumer_config,
     inbox_filter,
 )
@@ -123,6 +125,8 @@ class BureauAgent:
         await in_thread(self._sweep_inbox)
         await in_thread(self._sweep_conclusions)
         self.relay.wake()
+        # What a killed run of this agent held comes again first: a case's events in their order (decision 67).
+        await await_previous_deliveries(self.code, self.guard.info, ACK_WAIT_S)
         # Bound to the consumer just checked, without asking NATS again (the agent could not create it anyway).
         sub = await js.pull_subscribe_bind(durable=agent_consumer(self.code), stream=EVENTS_STREAM)
         intake = self.intake

@@ -51,7 +51,7 @@ from broker.streams import (
     MAX_DELIVER,
     ConsumerChanged,
     ConsumerGuard,
-    ack_wait_left,
+    await_previous_deliveries,
     consumer_config,
 )
 from broker.threads import in_thread
@@ -143,7 +143,7 @@ class LedgerService:
         # The ledger takes every bureau's messages, whoever they are addressed to.
         self.intake = Intake("ledger", self.ring, js, opener=self.opener, addressed_only=False,
                              arrival_clock=self.clock if self.simulated_arrival else None, stats=self.stats)
-        await self._await_previous_deliveries(self.guard.info)
+        await await_previous_deliveries("ledger", self.guard.info, ACK_WAIT_S)  # in order, after a kill
         # Bound to the consumer just checked, without asking NATS again (the ledger could not create it anyway).
         self._sub = await js.pull_subscribe_bind(durable=LEDGER_CONSUMER, stream=EVENTS_STREAM)
         self.pull = PullLoop("ledger", self._sub, self._process, batch=self.batch)
@@ -153,23 +153,6 @@ class LedgerService:
             self._remote = RemoteSigner(self.nc)
         if self.signs:
             self._timer = asyncio.create_task(self._checkpoint_timer(), name="ledger-checkpoints")
-
-    async def _await_previous_deliveries(self, info: Mapping[str, Any]) -> None:
-        """Let what a previous run fetched and never acked (it was killed) come again before anything newer.
-
-        JetStream hands those messages out again only once their ack wait is over, and new messages
-        meanwhile; a restarted ledger would record a reply before its request's receipt, and the views,
-        which fold in the ledger's order, would drop the reply (found by the kill -9 campaign, issue 15).
-        Once the ack wait is over they come first: JetStream serves redeliveries before new messages.
-        ``info``: the consumer's, as the start's check read it.  Only what is left of the ack wait since
-        the consumer's last delivery is waited (a restart that took long waits nothing).
-        """
-        pending = int(info.get("num_ack_pending") or 0)
-        if pending:
-            left = ack_wait_left(info, ACK_WAIT_S)
-            log.warning("ledger: %d events fetched by a run that did not finish them; recording them first, "
-                        "in %.1f s", pending, left)
-            await asyncio.sleep(left + 0.5)
 
     @property
     def _task(self) -> asyncio.Task[None] | None:

@@ -576,6 +576,25 @@ async def _create_consumer(js: JetStreamContext, config: ConsumerConfig) -> None
                           json.dumps(req).encode(), timeout=START_TIMEOUT_S)
 
 
+async def await_previous_deliveries(who: str, info: Mapping[str, Any], ack_wait: float) -> None:
+    """Let what a previous run fetched and never acked (it was killed) come again before anything newer.
+
+    JetStream hands those messages out again only once their ack wait is over, and new messages
+    meanwhile: a restarted ledger recorded a reply before its request's receipt, and the views, which
+    fold in the ledger's order, dropped the reply; a restarted agent applied an answer given for an
+    archive before the forward to it, refused it as breaking a rule and dead-lettered it (both found
+    by the kill -9 campaign, issue 15).  Once the ack wait is over they come first: JetStream serves
+    redeliveries before new messages.  ``info``: the consumer's, as the start's check read it; only
+    what is left of the ack wait since the consumer's last delivery is waited (:func:`ack_wait_left`).
+    """
+    pending = int(info.get("num_ack_pending") or 0)
+    if pending:
+        left = ack_wait_left(info, ack_wait)
+        log.warning("%s: %d messages fetched by a run that did not finish them; taking them first, in %.1f s",
+                    who, pending, left)
+        await asyncio.sleep(left + 0.5)
+
+
 class ConsumerGuard:
     """Checks a service's own consumer at start and every ``interval`` seconds; stops it on a change.
 

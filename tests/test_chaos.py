@@ -22,6 +22,7 @@ import nats.errors
 import nats.js.errors
 import pytest
 
+import agencies.agent as agent_module
 from agencies import ledger_service
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
@@ -228,6 +229,41 @@ async def test_a_ledger_killed_with_events_in_hand_records_them_before_newer_one
             await ledger.stop()
     finally:
         await agents.stop()
+
+
+@pytest.mark.timeout(120)
+async def test_an_agent_killed_with_mail_in_hand_takes_it_before_newer_mail(
+        settings: Settings, registry: Registry, clock: SimulatedClock, monkeypatch: pytest.MonkeyPatch,
+        caplog: pytest.LogCaptureFixture) -> None:
+    # Found by the campaign (seed 22): zhujian's agent, killed with gongan's forward to an archive in
+    # hand, was restarted and given gongan's answer for the archive first (the forward came again only
+    # after its ack wait); the answer broke a rule there and was dead-lettered, the request never ended.
+    # The restarted agent now waits what is left of the ack wait first, as the ledger does.
+    monkeypatch.setattr(streams, "ACK_WAIT_S", 2.0)
+    monkeypatch.setattr(agent_module, "ACK_WAIT_S", 2.0)
+    requester = Node(settings, registry, clock, agents=("shenpi",), simulated=True, generate_keys=True,
+                     key_valid_from=START - timedelta(days=1))
+    publish_catalogue(requester)
+    await requester.start()
+    try:
+        case = request(requester)
+        nc = await nats.connect(settings.nats_url, **requester.credentials("gongan"))  # gongan's previous run
+        sub = await nc.jetstream().pull_subscribe_bind(durable="agent-gongan", stream=EVENTS_STREAM)
+        (held,) = await sub.fetch(1, timeout=10)  # the request, in hand when that run was killed: never acked
+        assert held.subject.startswith("xz.shenpi.gongan.")
+        await nc.close()
+        assistor = Node(settings, registry, clock, agents=("gongan",), simulated=True)
+        await assistor.start()
+        try:
+            await assistor.settle()
+            await requester.settle()
+            assert requester.store("shenpi").assistance.case(case).state.status == "replied"
+        finally:
+            await assistor.stop()
+    finally:
+        await requester.stop()
+    assert any(r.getMessage().startswith("gongan: 1 messages fetched by a run that did not finish them")
+               for r in caplog.records)
 
 
 @pytest.mark.timeout(240)
