@@ -115,6 +115,8 @@ class LedgerService:
         self.js: JetStreamContext | None = None
         self.stats = IntakeStats()
         self.pull: PullLoop | None = None
+        #: The batch being checked, appended and acked while the next is fetched (one at a time, in order).
+        self._recording: asyncio.Task[None] | None = None
         self._stopping = False
         self.guard: ConsumerGuard | None = None
         #: Seconds between checks of the ``ledger`` consumer's configuration.
@@ -165,6 +167,11 @@ class LedgerService:
             self.pull.halt()  # the loop ends after the fetch under way
 
     async def _process(self, msgs: list) -> None:  # type: ignore[type-arg]
+        """Read a batch's push times, then hand it to be checked, appended and acked behind the batch before.
+
+        The next fetch and its push-time reads go on meanwhile (issue 14): the batches are still checked,
+        appended and acked one after the other, in the order fetched, as when each waited for the one before.
+        """
         msgs = sorted(msgs, key=lambda m: m.metadata.sequence.stream)  # redeliveries may come with newer ones
         deliveries = [delivery_of(m) for m in msgs]
         for d in deliveries:
@@ -175,21 +182,34 @@ class LedgerService:
             if pushed is None:
                 return
             deliveries = pushed
-        good, first = await self._checked(deliveries)
-        appended: list[int | None] | Exception | None = first
-        while True:
-            try:
-                await self._record(msgs, good, appended)
-                return
-            except Exception as e:  # transient (the ledger file busy, NATS away): try the same batch again,
-                if self._stopping:  # in order; appending an entry twice is a no-op.  Stopping: it comes again.
+        await self._recorded()  # one batch in hand at a time: the one before is acked (or given up) first
+        self._recording = asyncio.create_task(self._check_and_record(msgs, deliveries), name="ledger-record")
+
+    async def _recorded(self) -> None:
+        """Wait until the batch being recorded is done (acked, or left to come again)."""
+        task, self._recording = self._recording, None
+        if task is not None:
+            await task
+
+    async def _check_and_record(self, msgs: list, deliveries: list[Delivery]) -> None:  # type: ignore[type-arg]
+        try:
+            good, first = await self._checked(deliveries)
+            appended: list[int | None] | Exception | None = first
+            while True:
+                try:
+                    await self._record(msgs, good, appended)
                     return
-                log.warning("ledger: will retry a batch of %d: %s", len(msgs), e)
-                appended = None
-                for m in msgs:  # still ours while we retry
-                    with contextlib.suppress(Exception):
-                        await m.in_progress()
-                await asyncio.sleep(RETRY_DELAY_S)
+                except Exception as e:  # transient (the ledger file busy, NATS away): try the same batch again,
+                    if self._stopping:  # in order; appending an entry twice is a no-op.  Stopping: it comes again.
+                        return
+                    log.warning("ledger: will retry a batch of %d: %s", len(msgs), e)
+                    appended = None
+                    for m in msgs:  # still ours while we retry
+                        with contextlib.suppress(Exception):
+                            await m.in_progress()
+                    await asyncio.sleep(RETRY_DELAY_S)
+        except Exception:  # as the pull loop says of a batch it could not handle: unacked, it comes again
+            log.exception("ledger: recording a batch of %d failed; it will be redelivered", len(msgs))
 
     def _alarm(self, d: Delivery) -> None:
         """An event that came :data:`MAX_DELIVER` times or more: the ledger never skips it, and says so loudly.
@@ -335,6 +355,7 @@ class LedgerService:
                 await self._timer
         if self.pull is not None:
             await self.pull.stop()  # a fetch under way is cut short; a batch being recorded is finished
+        await self._recorded()
         if self.signs:
             await self._checkpoint()
         if self.nc:
