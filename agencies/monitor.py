@@ -21,12 +21,13 @@ OPEN = ("requested", "received")
 
 
 class DeadlineRows(Protocol):
-    """What the monitor reads: one row per request with its status and deadlines.
+    """What the monitor reads: one row per request that may call for a notice, with its status and deadlines
+    (every open request, and every one answered late; one answered in time, or withdrawn, may be left out).
 
     :class:`projections.sla.SlaView` is one; ``xiezhu`` wires it in (agencies never import projections).
     """
 
-    def rows(self) -> list[dict[str, Any]]: ...
+    def notice_rows(self) -> list[dict[str, Any]]: ...
 
 
 @dataclass
@@ -54,10 +55,10 @@ class SlaMonitor:
         self._done: set[str] = set()  # keys known to be sent: saves a store lookup per tick
 
     def tick(self, now: datetime | None = None) -> tuple[int, int]:
-        """Look at every request once; returns (breaches, reminders) sent by this tick."""
+        """Look once at every request that may call for a notice; returns (breaches, reminders) sent by this tick."""
         now = now or self.clock.now()
         sent = [0, 0]
-        for row in self.view.rows():
+        for row in self.view.notice_rows():
             for key, payload in self._due_notices(row, now):
                 if key in self._done:
                     continue

@@ -136,6 +136,9 @@ _FOLDED = ("case_id", "number", "requester", "assistor", "matter", "channel", "i
            "catalogue_item", "catalogue_version", "reply_within", "decline_within", "sent_at", "arrived_at",
            "answered_at", "status", "outcome", "false_items", "answered_by", "acknowledged_at", "claimed_answered_at",
            "time_flags", "fold")
+#: What the monitor reads of a row (:meth:`SlaView.notice_rows`).
+_NOTICE_COLUMNS = ("case_id, number, requester, assistor, status, answered_at, due_at, decline_due_at, provisional, "
+                   "catalogue_flag")
 _DEADLINES = ("due_at", "decline_due_at", "provisional", "working_days_taken", "state")
 _in_table_order = operator.itemgetter(*[(*_FOLDED, *_DEADLINES, "years", "catalogue_flag").index(c)
                                         for c in (*_COLUMNS, "years")])
@@ -323,6 +326,19 @@ class SlaView(LedgerProjection):
                                                          order_by="sent_at, number"))
         out = [judge.present(r) for r in found]
         return [r for r in out if state is None or r["state"] == state]
+
+    def notice_rows(self) -> list[dict[str, Any]]:
+        """The rows that may call for a deadline notice, as stored, oldest request first: the open ones and
+        the ones answered or declined late (what :class:`agencies.monitor.SlaMonitor` reads).
+
+        A request replied or declined in time, or withdrawn, never calls for one.  The monitor looks
+        after every follow of the ledger, and reading every row each time made a follow's cost grow
+        with the view (issue 14).
+        """
+        with self._lock:
+            return list(self.db.table(TABLE).rows_where("state IS NULL OR state IN (?, ?)",
+                                                        [ANSWERED_LATE, DECLINED_LATE],
+                                                        order_by="sent_at, number", select=_NOTICE_COLUMNS))
 
     def counts(self) -> dict[str, int]:
         """Requests per status."""

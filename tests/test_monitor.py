@@ -89,6 +89,32 @@ async def test_a_late_decline_breaks_the_decline_deadline(
         await node.stop()
 
 
+async def test_the_monitor_reads_the_open_requests_and_the_late_answers_only(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    node = await started(settings, registry, clock)
+    try:
+        open_case, in_time, late = (request(node, assistor="ziran", check="") for _ in range(3))
+        await node.settle()
+        node.store("ziran").assistance.decline(in_time, "不属于本机关职权范围", "operator:王伟")
+        node.wake_relays()
+        await node.settle()  # recorded before the clock moves on
+        clock.set(datetime(2026, 9, 24, 10, 0, tzinfo=SHANGHAI))  # decline was due 09-23 24:00
+        node.store("ziran").assistance.decline(late, "不属于本机关职权范围", "operator:王伟")
+        node.wake_relays()
+        await node.settle()
+        assert node.sla is not None and node.monitor is not None
+        states = {r["case_id"]: r["state"] for r in node.sla.rows()}
+        assert states[in_time] == "declined-on-time" and states[late] == "declined-late"
+        assert {r["case_id"] for r in node.sla.notice_rows()} == {open_case, late}
+        node.monitor.tick()
+        node.wake_relays()
+        await node.settle()
+        # The open request is in its last working day; the one declined in time calls for nothing.
+        assert sorted(sla_types(node, "shenpi")) == ["sla.breached:decline", "sla.reminder:reply"]
+    finally:
+        await node.stop()
+
+
 async def test_the_reminder_lead_time_is_configurable(
         settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
     from dataclasses import replace
