@@ -300,6 +300,7 @@ def _users_of(contexts: list[Context]) -> set[str]:
         users |= set(leaf.params["bureau"])
     elif leaf.command_path == "xiezhu ledger":
         users |= {LEDGER, JUSTICE} if leaf.params.get("projection", True) else {LEDGER}
+        users.add(ADMIN)  # the layout check and the watch of XZ's sources (decision 69), where it holds the seed
     elif leaf.command_path == "xiezhu checkpoint-signer":
         users.add(SIGNER)
     if leaf.command_path == "xiezhu provision":
