@@ -114,13 +114,29 @@ def exists(location: Location, table: str) -> bool:
     return found
 
 
-def create_schema(location: str) -> str:
-    """Create the location's schema if it does not exist; returns its name."""
+@contextmanager
+def schema_lock(location: str) -> Iterator[psycopg.Connection[Any]]:
+    """Held while this process makes the location's schema, types or tables (a connection of its own).
+
+    PostgreSQL's ``CREATE … IF NOT EXISTS`` is not safe against another session making the same
+    object at once, and ``CREATE TYPE`` has no such clause: the session that loses the race gets a
+    unique violation.  Two processes opening a new store together (an agent and ``xiezhu records
+    load``) take turns on this lock instead; the second finds everything made.
+    """
     import psycopg
-    from psycopg import sql
 
     schema = _checked_schema(location)
     with psycopg.connect(server_url(location), autocommit=True) as conn:
+        conn.execute("SELECT pg_advisory_lock(hashtext(%s))", (f"xiezhu schema {schema}",))
+        yield conn  # released with the connection
+
+
+def create_schema(location: str) -> str:
+    """Create the location's schema if it does not exist; returns its name."""
+    from psycopg import sql
+
+    schema = _checked_schema(location)
+    with schema_lock(location) as conn:
         if conn.execute("SELECT 1 FROM pg_namespace WHERE nspname = %s", (schema,)).fetchone() is None:
             conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     return schema

@@ -1,10 +1,12 @@
 """A bureau's own event store: numbering, exactly-once intake, persistence."""
 from __future__ import annotations
 
+import os
 import threading
 import uuid
 from collections.abc import Iterator
 from datetime import UTC, date, datetime, timedelta
+from pathlib import Path
 
 import pytest
 from eventsourcing.persistence import IntegrityError
@@ -28,7 +30,7 @@ from aggregates.store import (
 from broker.signing import KeyRing
 from schemas.assistance import Applicant, CommitmentItem, ItemResult, Matter
 from schemas.envelope import decode_envelope
-from tests.conftest import StoreLocations
+from tests.conftest import ENV_TEST_DATABASE_URL, StoreLocations
 from tests.test_signing import entry, make_signer
 
 APPLICANT = Applicant(kind="person", name="张三", id_number="370405199001011234")
@@ -368,3 +370,43 @@ def test_a_group_that_cannot_commit_runs_each_command_alone(pair, store_location
     assert numbers == [f"2026{n:04d}" for n in range(1, len(numbers) + 1)]  # no number twice, none lost
     assert {a.assistance.case(str(got[r])).state.number for r in ("r1", "r2")} <= set(numbers)
     assert len(numbers) == 5  # 1, the one sneaked in while the group was staged, the two requests, the sneak again
+
+
+def _open_at_once(where: Path | str, n: int) -> tuple[list[BureauStore], list[Exception]]:
+    """``n`` threads opening shenpi's store at ``where`` at the same moment: the stores, and what any met."""
+    clock, signer = SimulatedClock(datetime(2026, 9, 21, 1, tzinfo=UTC)), make_signer("shenpi")
+    start, opened, failed = threading.Barrier(n), [], []
+
+    def open_store() -> None:
+        start.wait()
+        try:
+            opened.append(BureauStore("shenpi", where, signer.sign, clock))
+        except Exception as e:  # the test reports what an opener met
+            failed.append(e)
+
+    threads = [threading.Thread(target=open_store) for _ in range(n)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return opened, failed
+
+
+@pytest.mark.postgres
+def test_two_processes_opening_a_new_store_at_once_both_open_it(tmp_path: Path) -> None:
+    """On PostgreSQL a new store's schema, types and tables are made under a lock on the schema: an agent
+    and `xiezhu records load` starting at once both open it (CREATE TYPE has no IF NOT EXISTS, and the
+    session that lost the race got a unique violation: the agent died of it at start)."""
+    url = os.environ.get(ENV_TEST_DATABASE_URL)
+    if not url:
+        pytest.skip(f"{ENV_TEST_DATABASE_URL} is not set: no PostgreSQL to open the store on")
+    for attempt in range(6):  # without the lock, lost on the first attempt or the second
+        locations = StoreLocations(tmp_path, url)
+        opened, failed = _open_at_once(locations(f"race{attempt}"), 3)
+        try:
+            assert not failed, failed
+            assert len(opened) == 3 and send(opened[0]) and len(list(opened[1].assistance.cases())) == 1
+        finally:
+            for store in opened:
+                store.close()
+            locations.drop()

@@ -41,7 +41,7 @@ from eventsourcing.utils import Environment, get_topic
 
 from aggregates.cipher import AeadCipher, StoreUndecryptable
 from aggregates.clock import Clock
-from aggregates.database import SCHEMA_NAME, create_schema, location_schema, schema_location
+from aggregates.database import SCHEMA_NAME, create_schema, location_schema, schema_location, schema_lock
 from aggregates.registry import zh_name
 from aggregates.store.cache import CurrentRepository, head_watch, project
 from schemas.assistance import AssistanceRequested
@@ -204,7 +204,11 @@ def _postgres_env(url: str) -> dict[str, str]:
     }
     if schema != "public":
         create_schema(url)
-    return env
+    return env | {_LOCATION: url}
+
+
+#: The store's PostgreSQL location, in its eventsourcing settings (for :meth:`StoreApplication.construct_recorder`).
+_LOCATION = "XIEZHU_LOCATION"
 
 
 class _StoreMapper(Mapper[uuid.UUID]):
@@ -228,6 +232,17 @@ class StoreApplication(Application[uuid.UUID]):
     def construct_env(self, name: str, env: Any = None) -> Environment:
         # Settings come only from the composition root, never from os.environ.
         return Environment(name, {**self.default_settings, **dict(env or {})})
+
+    def __init__(self, env: dict[str, str] | None = None) -> None:
+        """eventsourcing's application; on PostgreSQL the store's types and tables (its events', its
+        snapshots') are made holding the schema's lock, as two processes may open a new store at once
+        (:func:`aggregates.database.schema_lock`)."""
+        location = (env or {}).get(_LOCATION)
+        if not location:
+            super().__init__(env=env)
+            return
+        with schema_lock(location):
+            super().__init__(env=env)
 
     def construct_mapper(self) -> Mapper[uuid.UUID]:
         return self.factory.mapper(transcoder=self.construct_transcoder(), mapper_class=_StoreMapper)
