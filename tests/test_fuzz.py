@@ -494,7 +494,9 @@ async def test_a_reason_that_is_not_ascii_reads_back_as_text(nats_server: Embedd
         await ensure_streams(js)
         d = Delivery(subject="xz.shenpi.gongan.assistance.requested", data=b"{}", headers={}, stream_seq=1,
                      num_delivered=1, timestamp=datetime.now(UTC))
-        await DeadLetters(js, "gongan", IntakeStats()).put(d, "rule-violation", "第七条：请求事项不在行政协助目录中")
+        letters = DeadLetters(js, "gongan", IntakeStats())
+        await letters.put(d, "rule-violation", "第七条：请求事项不在行政协助目录中")
+        await letters.flush()  # JetStream has it (put only sends it), as a receiver waits before it acks
         [letter] = await read_dead_letters(js)
     finally:
         await nc.close()
