@@ -102,7 +102,8 @@ async def _pending(node: Node, consumer: str, want: int) -> None:
     js = admin.jetstream()
     try:
         for _ in range(1500):
-            if (await js.consumer_info("XZ", consumer)).num_pending >= want:
+            # A loaded machine's JetStream may take longer than nats-py's 5 s to answer: the poll waits for it.
+            if (await js.consumer_info("XZ", consumer, timeout=30)).num_pending >= want:
                 return
             await asyncio.sleep(0.02)
         raise AssertionError(f"{consumer} never had {want} messages pending")
