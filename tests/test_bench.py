@@ -6,7 +6,10 @@ import os
 import subprocess
 import sys
 
+import pytest
 
+
+@pytest.mark.timeout(360)  # the benchmark's own process is given 240–300 s
 def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     """… and xiezhu's phases again on PostgreSQL, in the same run, where one is given (issue 14)."""
     url = os.environ.get("XIEZHU_TEST_DATABASE_URL")
@@ -33,6 +36,7 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     assert "ratio_floor_cpu" in report
 
 
+@pytest.mark.timeout(360)  # the benchmark's own process is given 240–300 s
 def test_the_fairness_benchmark_runs_small_floods_with_and_without_lanes() -> None:
     """The short version of `python -m bench.fairness` (a node, gongan's agent restarted for each of 8 phases)."""
     proc = subprocess.run([sys.executable, "-m", "bench.fairness", "--json", "--flood", "120", "--valid", "20",
@@ -72,6 +76,7 @@ def test_the_hops_benchmark_orders_hops_by_their_median_and_numbers_repeats() ->
     assert main(["--exchanges", "0"]) == 2
 
 
+@pytest.mark.timeout(360)  # the benchmark's own process is given 240–300 s
 def test_the_store_benchmark_reports_sqlite_and_postgresql_where_one_is_given() -> None:
     url = os.environ.get("XIEZHU_TEST_DATABASE_URL")
     proc = subprocess.run([sys.executable, "-m", "bench.stores", "--json", "--commands", "5",
