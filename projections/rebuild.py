@@ -63,7 +63,16 @@ from aggregates.database import is_postgres
 from aggregates.errors import RuleError
 from aggregates.workdays import SHANGHAI, Deadline, WorkingCalendar
 from broker.ledger.store import _COLUMNS as ENTRY_COLUMNS
-from broker.ledger.store import GENESIS, Entry, Ledger, NoLedgerKey, _entry, open_read_only
+from broker.ledger.store import (
+    GENESIS,
+    Entry,
+    Ledger,
+    NoLedgerKey,
+    _entry,
+    open_mapped,
+    open_read_only,
+    position_ranges,
+)
 from broker.sealing import Opener, OpeningReader
 from broker.signing import CannotOpen, decode_checked
 from projections.base import POSITIONS, LedgerProjection
@@ -88,8 +97,6 @@ RANGES_PER_WORKER = 4
 #: SQLite attaches at most 10 databases to a connection.
 MAX_RANGES = 8
 FRESH_SUFFIX = ".rebuild"
-#: How much of the ledger file a worker maps into memory (SQLite caps it at 2 GB unless built otherwise).
-LEDGER_MMAP_BYTES = 1 << 40
 #: Page cache of the connection that copies the rows into the fresh view (KiB; SQLite's default is 2 MiB).
 COPY_CACHE_KIB = 256 * 1024
 _SLA_NAMES = tuple(_COLUMNS)
@@ -272,10 +279,8 @@ def _fold(task: _FoldTask) -> _Folded:
     expect, linked = first, b""  # the next position of the range, and the hash the next entry names
     opened = with_openings = 0  # counted here, kept in ``done`` at the end
     signers: dict[str, bytes] = {}  # a key id as the leaf hash has it (its length, its bytes): a few dozen
-    with closing(open_read_only(Path(task.ledger))) as db:
-        # Pages read through a mapping rather than a read() each (the case-index probes of _owned jump about a
-        # large file): the ledger is only ever appended to, never truncated (no VACUUM), so the mapping stays valid.
-        db.execute(f"PRAGMA mmap_size = {LEDGER_MMAP_BYTES}")
+    # Mapped (the case-index probes of _owned jump about a large file).
+    with closing(open_mapped(Path(task.ledger))) as db:
         for pos, case_id, type_, arrived_at, seq, kid, sig, body, prev, hash_, okid, wrapped in _owned(db, task, cases):
             here = pos <= last  # in the range (else a later entry of a case it began)
             if here:
@@ -539,19 +544,9 @@ def rebuild(ledger: Ledger, sla: tuple[Path, Callable[[Path], SlaView]],
 
 
 def _pos_ranges(head: int, n: int, workers: int = 1) -> list[tuple[int, int]]:
-    """At most ``n`` ranges ``(first, last)`` of positions, none empty, that together hold ``1 … head`` in order
-    (at most :data:`MAX_RANGES`: the copy may attach every range's file at once).
-
-    The ranges shrink towards the end, ``workers`` of a size at a time (8 ranges on 2 workers: 4 4 3 3 2 2 1 1
-    parts of 20): the workers take them in order, so they end about together, and the rows the main process
-    copies once the workers are done are the last range's, a small one."""
-    n = max(1, min(n, MAX_RANGES, head))
-    weights = [(n - i + workers - 1) // workers for i in range(n)]
-    total, cuts, at = sum(weights), [0], 0
-    for w in weights:
-        at += w
-        cuts.append(head * at // total)
-    return [(a + 1, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+    """:func:`~broker.ledger.store.position_ranges`, at most :data:`MAX_RANGES` of them (the copy may attach every
+    range's file at once)."""
+    return position_ranges(head, min(n, MAX_RANGES), workers)
 
 
 def _joined(ranges: list[_Folded], head: int) -> None:

@@ -19,9 +19,15 @@ order, and checks:
   ids), and no event id is recorded twice: a file rebuilt without the unique index could
   otherwise hold a copy of an earlier, validly signed event in the unsealed tail.
 
-Signature verification is most of the cost, so chunks of rows go to a process pool
-while this process walks the hash chain, which is sequential and cheap.  The workers get
-the rows and the trust entries of the keys they name, never the ring object.
+Signature verification is most of the cost, so it runs in a process pool.  On a SQLite file
+of the ledger's own schema each worker reads its own ranges of positions from the file
+(memory-mapped, the ranges shrinking towards the end, as the rebuild reads them:
+:func:`broker.ledger.store.position_ranges`) and walks the hash chain over each range as well;
+this process joins the ranges' chains in order, walking a range again itself where it does not
+start where the one before ended (damage), so the result is the one a single walk gives.  On
+PostgreSQL, or a file whose tables are not the ledger's (positions need not be unique integers
+there), this process reads the rows and walks the chain, and chunks of rows go to the workers.
+The workers get the trust entries, never the ring object.
 
 What the file alone cannot show (a rollback to an earlier checkpoint, a history rewritten
 and re-signed with 区司法局's key) shows against the witnesses: the heads published on
@@ -31,13 +37,16 @@ the chain recomputed here.
 from __future__ import annotations
 
 import heapq
+import itertools
 import multiprocessing
 import os
 import sqlite3
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from concurrent.futures import Future, ProcessPoolExecutor
+from contextlib import closing
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -45,15 +54,27 @@ from typing import Any
 import msgspec
 
 from aggregates.database import Location, Sql, db_errors, describe, is_postgres
-from broker.ledger.store import _SCHEMA, GENESIS, LedgerError, leaf_hash, link, open_read_only
+from broker.ledger.store import (
+    _SCHEMA,
+    GENESIS,
+    LedgerError,
+    leaf_hash,
+    link,
+    open_mapped,
+    open_read_only,
+    position_ranges,
+)
 from broker.signing import KeyRing, Malformed, Rejected, decode_checked, unb64
 from broker.witness import Head, Record, Stored, Taken, checkpoint_problems, heads, record_problem
 from schemas.envelope import HDR_KEY, HDR_SIG, Envelope, SealedEnvelope, Signed, subject_for
 from schemas.errors import XiezhuError, zh_of
 from schemas.trust import TrustEntry
 
-#: Rows per chunk sent to a worker: big enough that pickling is cheap, small enough to keep both busy.
+#: Rows per chunk sent to a worker: big enough that pickling is cheap, small enough to keep both busy (and the
+#: smallest range of positions a SQLite ledger is split into).
 CHUNK = 2000
+#: Ranges of positions per worker a SQLite ledger is split into (progress is reported as each ends).
+RANGES_PER_WORKER = 8
 #: How many problems a report lists (the count covers all of them).
 LISTED = 100
 #: How many reasons for ignoring a witness record a report lists.
@@ -180,7 +201,9 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
     with the checkpoints after the last witnessed head).
 
     ``workers`` processes verify signatures; with ``1``, or a ledger that fits in one ``chunk``, this
-    process does.  The workers start with the forkserver method (safe when the caller runs threads, as a
+    process does.  A SQLite ledger is split into at most ``workers`` × :data:`RANGES_PER_WORKER` ranges
+    of positions, and no more than one per ``chunk`` positions (progress is reported as each ends); PostgreSQL's rows go
+    in chunks of ``chunk``.  The workers start with the forkserver method (safe when the caller runs threads, as a
     progress bar does), so a script that calls this needs the usual ``if __name__ == "__main__":`` guard.
     """
     started, cpu = time.perf_counter(), time.process_time()
@@ -194,20 +217,22 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
             except db_errors() as e:
                 raise AuditError(f"{describe(ledger_path)} is not a xiezhu ledger: {e}",
                                  zh=f"{describe(ledger_path)} 不是 xiezhu 账本：{e}") from e
-            for reason in _schema_differences(conn):
+            differences = _schema_differences(conn)
+            for reason in differences:
                 findings.add(0, "schema", f"schema: {reason}")
                 findings.bad += 1
             witnessed = _Witnessed(ring, witnesses or ())
             walk = _Walk(checkpoints, ring, findings, capture=set(witnessed.by_pos),
                          tail_after=(witnessed.top or 0) if platform is not None else None)
-            verify = _Verifier(ring, workers, findings, progress)
-            try:
-                while rows := _entries(conn, walk.last_pos if walk.rows else _BEFORE_ALL, chunk):
-                    verify.submit([walk.row(r) for r in rows], walk.take_bad(), more=len(rows) == chunk)
-            finally:
-                verify.close()
+            if conn.postgres or differences:
+                # The file is not the ledger's shape (positions need not be the rowid) or is on a server: this
+                # process reads the rows and sends them to the workers.
+                verify = _in_chunks(conn, walk, ring, workers, findings, progress, chunk)
+                _duplicates(conn, findings)
+            else:
+                verify = _in_ranges(conn, Path(ledger_path), walk, checkpoints, ring, workers, findings, progress,
+                                    chunk)
             walk.finish()
-            _duplicates(conn, findings)
             beyond = taken(walk.last_seq) if taken is not None else None
             if beyond is not None:
                 _compare_taken(conn, ring, walk, beyond, findings)
@@ -234,6 +259,71 @@ def audit(ledger_path: Location, ring: KeyRing, *, workers: int | None = os.cpu_
         platform_last_seq=walk.last_seq if beyond is not None else None,
         platform_acked=beyond.acked if beyond is not None else None,
     )
+
+
+def _in_chunks(conn: Sql, walk: _Walk, ring: KeyRing, workers: int, findings: _Findings,
+               progress: Callable[[int], None] | None, chunk: int) -> _Verifier:
+    """This process reads the rows in position order and walks the chain; the workers verify chunks of them."""
+    verify = _Verifier(ring, workers, findings, progress)
+    try:
+        while rows := _entries(conn, walk.last_pos if walk.rows else _BEFORE_ALL, chunk):
+            verify.submit([walk.row(r) for r in rows], walk.take_bad(), more=len(rows) == chunk)
+    finally:
+        verify.close()
+    return verify
+
+
+def _in_ranges(conn: Sql, path: Path, walk: _Walk, checkpoints: list[tuple[Any, ...]], ring: KeyRing, workers: int,
+               findings: _Findings, progress: Callable[[int], None] | None, chunk: int) -> _Verifier:
+    """Each worker reads its own ranges of positions from the file and checks them whole (:func:`audit_range`);
+    this process looks for repeated event ids meanwhile, then joins the ranges' chains in order.
+
+    A range's walk starts from what its first row names (the position before it, its ``prev_hash`` as the
+    chain).  If that is not where the range before it ended (a gap, a broken link, a chain that no longer
+    matches the stored hashes), this process walks the range again from where the one before ended: the walk
+    is a function of its start and the rows, so the result is the one a single walk gives.  Signatures and
+    index columns do not depend on the start, and are not checked again."""
+    lo, hi = _read(conn, "SELECT min(pos), max(pos) FROM entries", ())[0]
+    verify = _Verifier(ring, workers, findings, progress)
+    if lo is None:  # no entries
+        _duplicates(conn, findings)
+        return verify
+    span = hi - lo + 1
+    n = 1 if workers == 1 or span <= chunk else min(workers * RANGES_PER_WORKER, -(-span // chunk))
+    bounds = [(a + lo - 1, b + lo - 1) for a, b in position_ranges(span, n, workers)]
+    entries = ring.entries()
+    tasks, at = [], 0
+    for i, (first, last) in enumerate(bounds):
+        upto = at
+        while upto < len(checkpoints) and checkpoints[upto][0] <= last:
+            upto += 1
+        tasks.append(_RangeTask(str(path), first, last, walk.state() if i == 0 else None, checkpoints[at:upto],
+                                entries, frozenset(p for p in walk.capture if first <= p <= last), walk.tail_after))
+        at = upto
+    walk.pending(checkpoints[at:])  # past the last entry
+    if len(tasks) == 1:
+        done: Iterable[_RangeDone] = [audit_range(tasks[0])]
+        _duplicates(conn, findings)
+    else:
+        pool = ProcessPoolExecutor(workers, mp_context=multiprocessing.get_context("forkserver"))
+        verify.pool = pool
+        futures = [pool.submit(audit_range, t) for t in tasks]
+        _duplicates(conn, findings)  # while the workers read
+        done = (f.result() for f in futures)
+    try:
+        for task, got in zip(tasks, done, strict=True):
+            walked = got.walked
+            if got.rows and walked.start != walk.state():
+                walked = _walk_range(task, ring, iter(_range_rows(conn, task)), walk.state(), None)[0]
+            walk.join(walked)
+            for pos, kind, reason in walked.problems:
+                findings.add(pos, kind, reason)
+            verify.collect((got.verified, got.signed, got.cpu), walked.flagged, got.rows, walked.bad)
+    except sqlite3.Error as e:
+        raise AuditError(f"cannot read the entries: {e}", zh=f"无法读取条目：{e}") from e
+    finally:
+        verify.close()
+    return verify
 
 
 def count_entries(ledger_path: Location) -> int:
@@ -661,6 +751,11 @@ class _Findings:
     def listed(self) -> list[Problem]:
         return [p for *_, p in sorted(self._heap, reverse=True)]
 
+    def found(self) -> list[Found]:
+        """:meth:`listed` as tuples, for another process's findings (the first :data:`LISTED` of all are among
+        the first of each)."""
+        return [(p.position, p.kind, p.reason) for p in self.listed()]
+
     def first(self) -> Problem | None:
         return max(self._heap)[3] if self._heap else None
 
@@ -698,6 +793,34 @@ class _Walk:
         self._pending = deque(checkpoints)
         self._bad: set[int] = set()
 
+    def state(self) -> State:
+        """Where the walk stands between two rows."""
+        return self.last_pos, self.chain, self.stored_prev, self.fixed_prev, self._after_gap
+
+    def resume(self, state: State) -> None:
+        self.last_pos, self.chain, self.stored_prev, self.fixed_prev, self._after_gap = state
+
+    def pending(self, checkpoints: Iterable[tuple[Any, ...]]) -> None:
+        """The checkpoints still to come (those of the ranges the workers walk are theirs)."""
+        self._pending = deque(checkpoints)
+
+    def walked(self, start: State | None, problems: _Findings) -> _Walked:
+        """What a walk over one range found (``problems`` those it was given), to join to the walks before it."""
+        return _Walked(start=start, end=self.state(), rows=self.rows, problems=problems.found(), bad=problems.bad,
+                       flagged=self._bad, checkpoints_verified=self.checkpoints_verified, chain_at=self.chain_at,
+                       tail=self.tail, pin=self.pin, last_seq=self.last_seq)
+
+    def join(self, walked: _Walked) -> None:
+        """A range's walk, which started where this one stands, taken as this one's continuation."""
+        if walked.rows:
+            self.resume(walked.end)
+        self.rows += walked.rows
+        self.checkpoints_verified += walked.checkpoints_verified
+        self.chain_at |= walked.chain_at
+        self.tail += walked.tail
+        self.pin = walked.pin or self.pin
+        self.last_seq = max(self.last_seq, walked.last_seq)
+
     def row(self, row: tuple[Any, ...]) -> WorkRow:
         """Check one row against its predecessor; returns it, as a signature worker needs it."""
         self.rows += 1
@@ -705,7 +828,7 @@ class _Walk:
         if pos != self.last_pos + 1:
             self._position(pos)
         if self._pending and self._pending[0][0] < pos:
-            self._checkpoints_before(pos)
+            self.checkpoints_before(pos)
         # _TYPES, spelled out (a generator per row cost more than the hash)
         if not (type(row[8]) is str and type(row[9]) is str and type(row[10]) is bytes and type(row[11]) is bytes
                 and type(row[12]) is bytes and type(row[13]) is bytes and type(row[14]) is int):
@@ -767,7 +890,7 @@ class _Walk:
                                                f"{type(row[i]).__name__}, not {t.__name__} (changed entry)")
         return (*row[:8], _as_text(row[8]), _as_text(row[9]), *map(_as_blob, row[10:14]), _as_int(row[14]))
 
-    def _checkpoints_before(self, pos: int) -> None:
+    def checkpoints_before(self, pos: int) -> None:
         while self._pending and self._pending[0][0] < pos:
             cp = self._pending.popleft()
             self._checkpoint(cp, ("checkpoint-position", f"checkpoint at position {cp[0]}: there is no entry "
@@ -878,12 +1001,16 @@ class _Verifier:
         self._collect(future.result(), chain_bad, n)
 
     def _collect(self, result: tuple[int, list[Found], float], chain_bad: set[int], n: int) -> None:
+        self.collect(result, chain_bad, n)
+
+    def collect(self, result: tuple[int, list[Found], float], chain_bad: set[int], n: int, bad: int = 0) -> None:
+        """``n`` rows done: their signature results, the positions the walk found bad, and ``bad`` more."""
         verified, found, cpu = result
         self.verified += verified
         self.worker_cpu += cpu
         for pos, kind, reason in found:
             self.findings.add(pos, kind, reason)
-        self.findings.bad += len(chain_bad | {pos for pos, _, _ in found})
+        self.findings.bad += bad + len(chain_bad | {pos for pos, _, _ in found})
         if self.progress:
             self.progress(n)
 
@@ -932,6 +1059,104 @@ def _decoded(body: bytes) -> Envelope | SealedEnvelope | None:
 
 def _index_mismatch(row: WorkRow, env: Envelope | SealedEnvelope) -> str:
     signed = (env.id, env.case, env.number, env.type, env.sender, env.recipient, env.time.isoformat())
+    if row[1:8] == signed:
+        return ""
     wrong = [f"column {name} is {stored!r} but the signed body says {value!r}"
              for name, stored, value in zip(_INDEX_COLUMNS, row[1:8], signed, strict=True) if stored != value]
     return "; ".join(wrong)
+
+
+# -- ranges of positions (worker processes, SQLite) -----------------------------------------------------------
+
+
+#: The walk between two rows: the last position, the recomputed chain, the previous row's stored hash and the hash
+#: its contents call for, whether a gap came just before.
+State = tuple[int, bytes, bytes, bytes, bool]
+_RANGE = f"SELECT {', '.join(_COLUMN_NAMES)} FROM entries WHERE pos BETWEEN ? AND ? ORDER BY pos"
+
+
+@dataclass(frozen=True)
+class _RangeTask:
+    """Walk and verify the entries at positions ``first … last``."""
+
+    ledger: str
+    first: int
+    last: int
+    #: Where the walk starts; None: where the range's first row says (checked against the range before it).
+    start: State | None
+    #: The checkpoints at positions up to ``last`` that no range before holds.
+    checkpoints: list[tuple[Any, ...]]
+    entries: list[TrustEntry]
+    capture: frozenset[int]
+    tail_after: int | None
+
+
+@dataclass
+class _Walked:
+    """The walk over one range: where it started and ended, and what it found."""
+
+    start: State | None
+    end: State
+    rows: int
+    problems: list[Found]
+    #: Problems counted as they are (missing positions, checkpoints), and the positions found bad.
+    bad: int
+    flagged: set[int]
+    checkpoints_verified: int
+    chain_at: dict[int, bytes]
+    tail: list[tuple[int, int, str, bytes]]
+    pin: tuple[int, int, str, bytes] | None
+    last_seq: int
+
+
+@dataclass
+class _RangeDone:
+    """What a worker sends back for a range."""
+
+    rows: int
+    walked: _Walked
+    verified: int
+    signed: list[Found]
+    cpu: float = 0.0
+
+
+def audit_range(task: _RangeTask) -> _RangeDone:
+    """Worker: read the range from the file itself (mapped), walk the chain over it and verify every row."""
+    started = time.process_time()
+    ring = KeyRing(task.entries)
+    with closing(open_mapped(Path(task.ledger))) as db:
+        try:
+            rows = db.execute(_RANGE, (task.first, task.last))
+            walked, verified, signed = _walk_range(task, ring, rows, task.start, ring)
+        except sqlite3.OperationalError as e:
+            if "decode" not in str(e):
+                raise
+            db.text_factory = _lenient_text  # text that is not UTF-8, itself a sign of tampering (see _read)
+            rows = db.execute(_RANGE, (task.first, task.last))
+            walked, verified, signed = _walk_range(task, ring, rows, task.start, ring)
+    return _RangeDone(walked.rows, walked, verified, signed, time.process_time() - started)
+
+
+def _walk_range(task: _RangeTask, ring: KeyRing, rows: Iterator[tuple[Any, ...]], start: State | None,
+                verify: KeyRing | None) -> tuple[_Walked, int, list[Found]]:
+    """Walk the range's rows from ``start`` (None: as its first row says) and, with a ``verify`` ring, check
+    their signatures and index columns in the same pass."""
+    problems = _Findings()
+    walk = _Walk(task.checkpoints, ring, problems, capture=set(task.capture), tail_after=task.tail_after)
+    verified, signed = 0, list[Found]()
+    first = next(rows, None)
+    if first is not None:
+        start = start or (first[0] - 1, _as_blob(first[12]), _as_blob(first[12]), _as_blob(first[12]), False)
+        walk.resume(start)
+        each = map(walk.row, itertools.chain((first,), rows))
+        if verify is not None:
+            verified, signed = check_rows(verify, each)
+        else:
+            deque(each, maxlen=0)
+    # Checkpoints at positions of the range after its last row: a later range holds the ledger's last entry.
+    walk.checkpoints_before(task.last + 1)
+    return walk.walked(start, problems), verified, signed
+
+
+def _range_rows(conn: Sql, task: _RangeTask) -> list[tuple[Any, ...]]:
+    return _read(conn, _RANGE, (task.first, task.last))

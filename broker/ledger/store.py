@@ -74,6 +74,34 @@ CREATE TABLE IF NOT EXISTS openings (
 """
 
 
+#: How much of the ledger file a reader of a position range maps into memory (SQLite caps it at 2 GB unless built
+#: otherwise): pages read through the mapping rather than a read() each.  The ledger is only ever appended to, never
+#: truncated (no VACUUM), so a mapping stays valid.
+LEDGER_MMAP_BYTES = 1 << 40
+
+
+def open_mapped(path: Path) -> sqlite3.Connection:
+    """:func:`open_read_only`, the file memory-mapped: for a worker process reading its own range of positions."""
+    db = open_read_only(path)
+    db.execute(f"PRAGMA mmap_size = {LEDGER_MMAP_BYTES}")
+    return db
+
+
+def position_ranges(head: int, n: int, workers: int = 1) -> list[tuple[int, int]]:
+    """At most ``n`` ranges ``(first, last)`` of positions, none empty, that together hold ``1 … head`` in order.
+
+    The ranges shrink towards the end, ``workers`` of a size at a time (8 ranges on 2 workers: 4 4 3 3 2 2 1 1
+    parts of 20): workers that take them in order end about together, and what the main process still has to do
+    with the last range once they are done is small (the rebuild and the audit, decision 65)."""
+    n = max(1, min(n, head))
+    weights = [(n - i + workers - 1) // workers for i in range(n)]
+    total, cuts, at = sum(weights), [0], 0
+    for w in weights:
+        at += w
+        cuts.append(head * at // total)
+    return [(a + 1, b) for a, b in zip(cuts, cuts[1:], strict=False) if b > a]
+
+
 def open_read_only(path: Path) -> sqlite3.Connection:
     """A read-only connection to a SQLite file that may sit in a read-only directory (an archive).
 
