@@ -17,10 +17,15 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(BIN)/xiezhu demo
 
+# The suite in PYTEST_WORKERS processes (pytest-xdist): most tests wait on nats-servers, agents and
+# subprocesses, so even on two cores three workers overlap.  The session's demo is made once for all of
+# them (tests/conftest.py); a module's fixtures, once in each worker that runs one of its tests.
+PYTEST_WORKERS ?= 3
+
 test: $(STAMP)
 	$(BIN)/ruff check .
 	$(BIN)/mypy
-	$(BIN)/python -m pytest
+	$(BIN)/python -m pytest -n $(PYTEST_WORKERS)
 
 bench: $(STAMP)
 	$(BIN)/python -m bench.exchange --json

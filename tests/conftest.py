@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import fcntl
 import functools
 import json
 import os
@@ -31,6 +32,14 @@ START = datetime(2026, 9, 21, 1, 0, tzinfo=UTC)  # Monday 09:00 in Shanghai
 
 RESIDENT = {"id_number": "370405199001011234", "name": "张三", "residence": "山东省枣庄市台儿庄区运河街道",
             "criminal_record": 0}
+
+
+# A terminal's size is each test's to choose (COLUMNS in the environment it runs a command with): none
+# comes from outside.  pytest loads readline, which puts COLUMNS=80 and LINES=24 into the process's C
+# environment, and pytest-xdist's workers are started with it; rich's Console keeps the COLUMNS it finds
+# when it is made (xiezhu.cli.common's, at import: this runs before any test module imports it).
+for _name in ("COLUMNS", "LINES"):
+    os.environ.pop(_name, None)
 
 
 def pytest_addoption(parser: pytest.Parser) -> None:
@@ -186,15 +195,26 @@ async def node(settings: Settings, registry: Registry, clock: SimulatedClock) ->
 
 @pytest.fixture(scope="session")
 def demo_run(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict[str, Any]]:
-    """One ``xiezhu demo`` for the whole session: its data directory and JSON summary. Read-only:
-    a test that changes the data works on a copy (:func:`copy_of_demo`)."""
+    """One ``xiezhu demo`` for the whole run: its data directory and JSON summary. Read-only:
+    a test that changes the data works on a copy (:func:`copy_of_demo`).
+
+    In pytest-xdist's workers (``make test``) it is the run's, not each worker's: the first worker
+    to need it runs it in the directory the workers' own temporary directories are in, holding a
+    lock; the others wait for the lock and read the same directory and summary."""
     from tests.helpers import xiezhu
 
-    data = tmp_path_factory.mktemp("demo") / "xiezhu"
-    # Seed 1 leaves requests open in operator inboxes at the end (test_cli checks it, not assumes it).
-    summary = json.loads(xiezhu("demo", "--json", "--requests", "40", "--seed", "1", data_dir=data,
-                                timeout=DEMO_TIMEOUT).stdout)
-    return data, summary
+    shared = tmp_path_factory.getbasetemp()
+    if os.environ.get("PYTEST_XDIST_WORKER"):
+        shared = shared.parent
+    data, made = shared / "demo" / "xiezhu", shared / "demo" / "summary.json"
+    made.parent.mkdir(exist_ok=True)
+    with open(shared / "demo.lock", "w") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)  # released when the file is closed
+        if not made.exists():
+            # Seed 1 leaves requests open in operator inboxes at the end (test_cli checks it, not assumes it).
+            made.write_text(xiezhu("demo", "--json", "--requests", "40", "--seed", "1", data_dir=data,
+                                   timeout=DEMO_TIMEOUT).stdout)
+    return data, json.loads(made.read_text())
 
 
 def copy_of_demo(demo: tuple[Path, dict[str, Any]], to: Path) -> tuple[Path, dict[str, Any]]:
