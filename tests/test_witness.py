@@ -597,7 +597,8 @@ async def test_a_bureau_flooding_its_witness_stream_stops_at_its_limit_and_the_o
                      "is full (maximum bytes exceeded); it refuses every new message until the NATS operator raises "
                      "its limits (`xiezhu provision` shows them); witness.db keeps the 1 not published, which go out "
                      "once it takes them"], lines
-    assert not [r for r in caplog.records if "heads not walked" in r.getMessage()]
+    # No walk failed over the refusal; a slow JetStream's timeout (under load) is walked again, by design.
+    assert not [m for r in caplog.records if "heads not walked" in (m := r.getMessage()) and "nats: timeout" not in m]
     report = audit(node.settings.ledger_path, world.ring, workers=1, witnesses=await _stream_all(node))
     assert report.witnessed_to == pos
 
