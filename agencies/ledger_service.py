@@ -63,6 +63,8 @@ log = logging.getLogger(__name__)
 
 #: Seconds before a batch that failed for a passing reason is recorded again (as the agents wait).
 RETRY_DELAY_S = 1.0
+#: Ack waits a gap in ``XZ``'s sequences is waited out before what follows it is recorded anyway.
+GAP_WAITS = 2
 #: Seconds between checkpoints while entries arrive: what is not yet witnessed is at most this old.
 CHECKPOINT_INTERVAL_S = 10.0
 
@@ -126,6 +128,13 @@ class LedgerService:
         #: Events delivered :data:`MAX_DELIVER` times or more and not recorded yet: XZ sequence → deliveries.
         #: The consumer redelivers them without end (decision 62); ``/metrics`` shows the most.
         self.redelivered: dict[int, int] = {}
+        #: The XZ sequence the next batch must begin with.  ``XZ`` holds the sending streams' copies and
+        #: nothing else, and the ledger's filter takes all of it, so its sequences come without a gap; a
+        #: gap is a delivery lost on its way (a fetch that failed as a node died) that JetStream hands
+        #: out again only when its ack wait is over.  ``None``: not known (at start, after a refusal).
+        self._next_seq: int | None = None
+        #: Gaps waited out in a row (the next one past :data:`GAP_WAITS` is recorded with an error line).
+        self._gap_waits = 0
 
     async def start(self) -> None:
         """Connect and start pulling in the background."""
@@ -146,6 +155,8 @@ class LedgerService:
         self.intake = Intake("ledger", self.ring, js, opener=self.opener, addressed_only=False,
                              arrival_clock=self.clock if self.simulated_arrival else None, stats=self.stats)
         await await_previous_deliveries("ledger", self.guard.info, ACK_WAIT_S)  # in order, after a kill
+        floor = (self.guard.info.get("ack_floor") or {}).get("stream_seq")
+        self._next_seq = floor + 1 if isinstance(floor, int) and floor > 0 else None
         # Bound to the consumer just checked, without asking NATS again (the ledger could not create it anyway).
         self._sub = await js.pull_subscribe_bind(durable=LEDGER_CONSUMER, stream=EVENTS_STREAM)
         self.pull = PullLoop("ledger", self._sub, self._process, batch=self.batch)
@@ -183,7 +194,33 @@ class LedgerService:
                 return
             deliveries = pushed
         await self._recorded()  # one batch in hand at a time: the one before is acked (or given up) first
+        if await self._gap_before(deliveries[0].stream_seq):
+            return  # left unacked: it comes again after the lost deliveries, in order
+        self._next_seq = deliveries[-1].stream_seq + 1
         self._recording = asyncio.create_task(self._check_and_record(msgs, deliveries), name="ledger-record")
+
+    async def _gap_before(self, first: int) -> bool:
+        """Whether the batch beginning at XZ sequence ``first`` must wait for deliveries lost before it.
+
+        Recording it would put newer events before older ones (a reply before its receipt, which the
+        views, folding in the ledger's order, then drop; found by the kill -9 campaign).  Its ack wait
+        runs out after the lost ones', so leaving it unacked and waiting one ack wait lets JetStream
+        hand out the lost ones first, then it.  A gap still there after :data:`GAP_WAITS` waits is not a
+        lost delivery (messages removed from ``XZ`` by hand): recorded from there, with an error line.
+        """
+        want = self._next_seq
+        if want is None or first <= want:
+            self._gap_waits = 0
+            return False
+        if self._gap_waits >= GAP_WAITS:
+            log.error("ledger: XZ sequences %d-%d never came; recording from %d", want, first - 1, first)
+            self._gap_waits = 0
+            return False
+        self._gap_waits += 1
+        log.warning("ledger: XZ sequences %d-%d were delivered and lost; waiting %.0f s for them before %d",
+                    want, first - 1, ACK_WAIT_S, first)
+        await asyncio.sleep(ACK_WAIT_S + 0.5)
+        return True
 
     async def _recorded(self) -> None:
         """Wait until the batch being recorded is done (acked, or left to come again)."""
@@ -210,6 +247,8 @@ class LedgerService:
                     await asyncio.sleep(RETRY_DELAY_S)
         except Exception:  # as the pull loop says of a batch it could not handle: unacked, it comes again
             log.exception("ledger: recording a batch of %d failed; it will be redelivered", len(msgs))
+            # and nothing after it is recorded before it
+            self._next_seq = min(self._next_seq or deliveries[0].stream_seq, deliveries[0].stream_seq)
 
     def _alarm(self, d: Delivery) -> None:
         """An event that came :data:`MAX_DELIVER` times or more: the ledger never skips it, and says so loudly.
