@@ -196,7 +196,8 @@ class LedgerService:
         await self._recorded()  # one batch in hand at a time: the one before is acked (or given up) first
         if await self._gap_before(deliveries[0].stream_seq):
             return  # left unacked: it comes again after the lost deliveries, in order
-        self._next_seq = deliveries[-1].stream_seq + 1
+        # never back: a batch of redeliveries already recorded (their acks lost) is no gap after it
+        self._next_seq = max(self._next_seq or 0, deliveries[-1].stream_seq + 1)
         self._recording = asyncio.create_task(self._check_and_record(msgs, deliveries), name="ledger-record")
 
     async def _gap_before(self, first: int) -> bool:
