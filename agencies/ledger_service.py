@@ -249,7 +249,7 @@ class LedgerService:
         except Exception:  # as the pull loop says of a batch it could not handle: unacked, it comes again
             log.exception("ledger: recording a batch of %d failed; it will be redelivered", len(msgs))
             # and nothing after it is recorded before it
-            self._next_seq = min(self._next_seq or deliveries[0].stream_seq, deliveries[0].stream_seq)
+            self._next_seq = deliveries[0].stream_seq  # its hand-off set the next one past it: this is back
 
     def _alarm(self, d: Delivery) -> None:
         """An event that came :data:`MAX_DELIVER` times or more: the ledger never skips it, and says so loudly.
