@@ -82,6 +82,10 @@ class LedgerProjection:
             # Used from worker threads (one at a time), so not bound to the creating thread.
             self.db = sqlite_utils.Database(sqlite3.connect(path, check_same_thread=False))
             self.db.enable_wal()
+            # A view is a fold of the ledger, whose entries are fsynced: a commit lost to a power
+            # cut takes the view back to an earlier whole state (rows and position in one
+            # transaction), and it follows those entries again.  So its commits are not fsynced.
+            self.db.conn.execute("PRAGMA synchronous=NORMAL")
             self._ensure()
         except (sqlite3.OperationalError, PermissionError) as e:
             if isinstance(e, sqlite3.OperationalError) and not _cannot_write(e):

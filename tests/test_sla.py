@@ -431,3 +431,32 @@ def test_an_sla_db_with_the_old_layout_rebuilds_itself_from_the_ledger(tmp_path:
     row = only(view, sh(2026, 10, 9, 10))
     assert (row["state"], row["due_at"]) == ("answered-on-time", "2026-10-11T00:00:00+08:00")
     assert not SlaView(path).layout_reset  # the new layout stays
+
+
+def test_a_view_commits_without_fsync_and_one_that_lost_its_last_commits_follows_them_again(
+        tmp_path: Path, book: Book, ledger: Ledger) -> None:
+    """Decision 71: a view's commits are not fsynced (the ledger's are).  A power cut can take a view
+    back to an earlier whole state, rows and position together; it then follows those entries again
+    and ends as the view that never lost them."""
+    if is_postgres(ledger.location):
+        pytest.skip("SQLite's synchronous pragma: a PostgreSQL view commits as its server is configured")
+    import sqlite3
+
+    view = SlaView(beside(ledger.location, tmp_path / "projections" / "sla.db"))
+    assert view.db.execute("PRAGMA synchronous").fetchone()[0] == 1  # NORMAL: no fsync at commit in WAL mode
+    assert ledger._db.sqlite.execute("PRAGMA synchronous").fetchone()[0] == 2  # the record's: FULL
+    a = book.arrived(sh(2026, 9, 30, 10))
+    view.follow(ledger)
+    lost = tmp_path / "as-after-the-cut.db"  # the view as the file held it before its last commits
+    with sqlite3.connect(lost) as copy:
+        view.db.conn.backup(copy)
+    book.reply(a, sh(2026, 10, 9, 9))
+    b = book.arrived(sh(2026, 10, 9, 10), assistor="ziran")
+    book.decline(b, sh(2026, 10, 12, 9))
+    view.follow(ledger)
+    now = sh(2026, 10, 20, 12)
+    behind = SlaView(lost)
+    assert behind.position < view.position
+    assert behind.follow(ledger) == 4  # what it lost: a's reply, b's request, receipt and decline
+    assert behind.rows(now=now) == view.rows(now=now)
+    assert list(behind.db.table("assistance_requests").rows) == list(view.db.table("assistance_requests").rows)
