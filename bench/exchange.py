@@ -633,27 +633,31 @@ def publish_item(node: Node) -> None:
 
 
 @contextlib.asynccontextmanager
-async def running_node(data_dir: Path, *, processes: bool = False,
+async def running_node(data_dir: Path, *, processes: bool = False, ledger_apart: bool = False,
                        database_url: str | None = None) -> AsyncIterator[Node]:
     """shenpi and gongan agents, ledger and SLA projection on their own embedded server.
 
     With ``processes``, this process runs only shenpi's agent (and the requests); gongan's
     agent and the ledger with its views run as ``xiezhu run --bureau gongan --ledger`` does,
-    each in its own process.
+    each in its own process.  With ``ledger_apart`` only the ledger with its views does: both
+    agents stay here (:mod:`bench.hops` times their hops without the ledger's share of this
+    process's GIL).
     """
+    apart = processes or ledger_apart
     clock, registry, settings = SystemClock(), Registry.load(), Settings(data_dir=data_dir, database_url=database_url)
     # What `xiezhu keys init` does, valid from before the first message is signed.
     valid_from = clock.now() - timedelta(days=1)
     KeyStore(settings.keys_dir).ensure(registry.codes(), valid_from=valid_from)
     node = Node(settings, registry, clock, agents=[REQUESTER] if processes else [REQUESTER, ASSISTOR],
-                ledger=not processes, projection=not processes, simulated=False, key_valid_from=valid_from)
+                ledger=not apart, projection=not apart, simulated=False, key_valid_from=valid_from)
     publish_item(node)
     supervisor: Supervisor | None = None
     thread: threading.Thread | None = None
     try:
         await node.start()
-        if processes:
-            supervisor = Supervisor(plan(data_dir, node.nats_url, [ASSISTOR], ledger=True, database_url=database_url),
+        if apart:
+            supervisor = Supervisor(plan(data_dir, node.nats_url, [ASSISTOR] if processes else [], ledger=True,
+                                         database_url=database_url),
                                     env=child_env(), say=lambda line: print(line, file=sys.stderr))
             thread = threading.Thread(target=supervisor.run, name="supervisor", daemon=True)
             thread.start()

@@ -77,7 +77,8 @@ def hop_table(runs: list[Marks]) -> list[dict[str, Any]]:
     return sorted(rows, key=lambda r: float(r["p50_ms"]))
 
 
-async def measure(exchanges: int, warmup: int, poll_ms: float, seed: int) -> dict[str, Any]:
+async def measure(exchanges: int, warmup: int, poll_ms: float, seed: int,
+                  ledger_apart: bool = False, processes: bool = False, gap_ms: float = 20.0) -> dict[str, Any]:
     """Time each hop of ``exchanges`` sequential exchanges."""
     rng = random.Random(seed)
     marks: Marks = []
@@ -86,11 +87,12 @@ async def measure(exchanges: int, warmup: int, poll_ms: float, seed: int) -> dic
         data_dir = Path(tmp) / "data"
         residents = bx.make_residents(2000, rng)
         bx.seed_residents(Settings(data_dir=data_dir), residents)
-        async with bx.running_node(data_dir) as node:
+        async with bx.running_node(data_dir, ledger_apart=ledger_apart, processes=processes) as node:
             watcher = bx.ReplyWatcher(node.settings.store_path(bx.REQUESTER), poll_ms / 1000)
             watcher.start()
             try:
-                ex = bx.XiezhuExchanges(node, bx.Record(node, in_process=True), residents, rng, watcher)
+                record = bx.Record(node, in_process=not (ledger_apart or processes))
+                ex = bx.XiezhuExchanges(node, record, residents, rng, watcher)
                 await ex.sequential(warmup)
                 for code, agent in node.agents.items():
                     assert agent.relay is not None and agent.intake is not None
@@ -107,7 +109,7 @@ async def measure(exchanges: int, warmup: int, poll_ms: float, seed: int) -> dic
                     latencies.append(await ex.one())
                     marks.append((time.perf_counter(), "reply seen"))
                     runs.append(sorted(marks))
-                    await asyncio.sleep(0.02)  # let the relays' last pumps end before the next request
+                    await asyncio.sleep(gap_ms / 1000)  # by default, let the relays' last pumps end first
             finally:
                 await watcher.stop()
     return {
@@ -117,6 +119,9 @@ async def measure(exchanges: int, warmup: int, poll_ms: float, seed: int) -> dic
         "hops": hop_table(runs),
         "poll_ms": poll_ms,
         "loadavg_1m": round(os.getloadavg()[0], 2),
+        "ledger_apart": ledger_apart,
+        "processes": processes,
+        "gap_ms": gap_ms,
     }
 
 
@@ -126,13 +131,21 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--warmup", type=int, default=10, help="untimed exchanges first")
     p.add_argument("--poll-ms", type=float, default=1.0, help="how often the reply is looked for")
     p.add_argument("--seed", type=int, default=20260921)
+    p.add_argument("--ledger-apart", action="store_true",
+                   help="the ledger and its views in a process of their own, as `xiezhu run` starts them")
+    p.add_argument("--gap-ms", type=float, default=20.0,
+                   help="pause between exchanges (0: back to back, as bench.exchange's sequential phase)")
+    p.add_argument("--processes", action="store_true",
+                   help="gongan's agent too in a process of its own (only shenpi's hops are timed)")
     p.add_argument("--json", action="store_true", help="print one JSON object")
     a = p.parse_args(argv)
-    if a.exchanges < 1 or a.warmup < 0 or a.poll_ms <= 0:
-        print("error: --exchanges must be at least 1, --warmup not negative, --poll-ms positive", file=sys.stderr)
+    if a.exchanges < 1 or a.warmup < 0 or a.poll_ms <= 0 or a.gap_ms < 0:
+        print("error: --exchanges must be at least 1, --warmup not negative, --poll-ms positive, "
+              "--gap-ms not negative", file=sys.stderr)
         return 2
     load = os.getloadavg()[0]
-    result = asyncio.run(measure(a.exchanges, a.warmup, a.poll_ms, a.seed)) | {"loadavg_1m_start": round(load, 2)}
+    result = asyncio.run(measure(a.exchanges, a.warmup, a.poll_ms, a.seed, a.ledger_apart, a.processes, a.gap_ms))
+    result |= {"loadavg_1m_start": round(load, 2)}
     if a.json:
         print(json.dumps(result, ensure_ascii=False, indent=2))
     else:
