@@ -715,6 +715,36 @@ def server_cpu_s(node: Node) -> float:
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
 
 
+def _proc_cpu_s(pid: int) -> float | None:
+    try:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except OSError:
+        return None
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def services_cpu_s(node: Node) -> dict[str, float]:
+    """CPU seconds used so far by each service this process started besides the nats-server (``--processes``:
+    gongan's agent and the ledger), by the command it runs; empty where /proc cannot be read."""
+    server = node.server._proc.pid if node.server is not None and node.server._proc is not None else None
+    out: dict[str, float] = {}
+    for d in Path("/proc").glob("[0-9]*"):
+        try:
+            ppid = int(d.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
+            argv = d.joinpath("cmdline").read_bytes().split(b"\0")
+        except (OSError, ValueError, IndexError):
+            continue
+        if ppid != os.getpid() or int(d.name) == server:
+            continue
+        words = [a.decode(errors="replace") for a in argv]
+        name = ("agent " + words[words.index("--bureau") + 1] if "--bureau" in words
+                else "ledger" if "ledger" in words else d.name)
+        cpu = _proc_cpu_s(int(d.name))
+        if cpu is not None:
+            out[name] = cpu
+    return out
+
+
 def views_follow_rate(node: Node) -> dict[str, float]:
     """Events/s of each read model following the run's whole ledger from 0, into fresh files.
 
@@ -770,9 +800,10 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
     expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
     lags = LagSampler(node, ex.record, opts.lag_interval_s)
     await lags.start()
-    cpu_start, server_cpu_start = time.process_time(), server_cpu_s(node)
+    cpu_start, server_cpu_start, services_start = time.process_time(), server_cpu_s(node), services_cpu_s(node)
     elapsed, loaded = await ex.throughput(opts.requests, expected)
     cpu_s, server_cpu = time.process_time() - cpu_start, server_cpu_s(node) - server_cpu_start
+    services = {k: v - services_start[k] for k, v in services_cpu_s(node).items() if k in services_start}
     throughput_lag = await lags.stop()
     settle_start = time.perf_counter()
     await stall_guard("settling", ex.record.settle())
@@ -797,8 +828,12 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
         "request_call_ms": request_call_ms(ex.calls_s, opts),
         # CPU time per exchange in the throughput phase: the bench's process (with every service
         # unless --processes) and the nats-server.  Less sensitive to the others' load than rates.
+        # With --processes, also each service's process (counted from the start of the throughput phase
+        # until every reply came and the ledger held every event; what they do after is not counted).
         "cpu_ms_per_exchange": {"process": round(cpu_s / opts.requests * 1000, 2),
-                                "nats_server": round(server_cpu / opts.requests * 1000, 2)},
+                                "nats_server": round(server_cpu / opts.requests * 1000, 2),
+                                **({"services": {k: round(v / opts.requests * 1000, 2)
+                                                 for k, v in sorted(services.items())}} if services else {})},
         "lag": {"paced": paced_lag, "throughput": throughput_lag},
         "views_follow_events_per_s": views,
         "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
@@ -979,13 +1014,36 @@ def header_bytes(headers: dict[str, str]) -> int:
     return sum(len(k) + len(v) for k, v in headers.items())
 
 
-def cpu_ratio(crypto: dict[str, Any], x: dict[str, Any]) -> float | None:
-    """Floor CPU ms per exchange / xiezhu's (its process and nats-server's)."""
+def cpu_spent_ms(x: dict[str, Any]) -> float:
+    """xiezhu's CPU ms an exchange in the throughput phase: the bench's process, nats-server and the services'."""
     cpu = x.get("cpu_ms_per_exchange") or {}
-    spent = cpu.get("process", 0) + cpu.get("nats_server", 0)
+    return float(cpu.get("process", 0) + cpu.get("nats_server", 0) + sum((cpu.get("services") or {}).values()))
+
+
+def cpu_ratio(crypto: dict[str, Any], x: dict[str, Any]) -> float | None:
+    """Floor CPU ms per exchange / xiezhu's (its processes' and nats-server's)."""
+    spent = cpu_spent_ms(x)
     if not crypto.get("cpu_ms_per_exchange") or not spent:
         return None
-    return round(float(crypto["cpu_ms_per_exchange"]) / float(spent), 3)
+    return round(float(crypto["cpu_ms_per_exchange"]) / spent, 3)
+
+
+#: Issue 14's required ratio to the floor (its goal is 0.5).
+REQUIRED_RATIO = 0.3
+
+
+def budget(crypto: dict[str, Any], x: dict[str, Any], cpus: int) -> dict[str, Any] | None:
+    """What the required ratio leaves one exchange, in CPU ms on all the machine's cores: in all, and once
+    nats-server's CPU and the floor's cryptography are taken off; beside it, what xiezhu spends on the rest."""
+    nats = float((x.get("cpu_ms_per_exchange") or {}).get("nats_server", 0))
+    spent = cpu_spent_ms(x)
+    if not crypto.get("rate_per_s") or not spent:
+        return None
+    allowed = cpus * 1000 / (REQUIRED_RATIO * float(crypto["rate_per_s"]))
+    floor_ms = float(crypto["cpu_ms_per_exchange"])
+    return {"ratio": REQUIRED_RATIO, "allowed_ms": round(allowed, 2), "nats_server_ms": round(nats, 2),
+            "crypto_ms": round(floor_ms, 2), "left_for_the_rest_ms": round(allowed - nats - floor_ms, 2),
+            "xiezhu_rest_ms": round(spent - nats - floor_ms, 2)}
 
 
 def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, crypto: dict[str, Any],
@@ -1004,6 +1062,9 @@ def report(opts: Options, raw: Measured, xiezhu: Measured, shape: WireShape, cry
         # The same measure in CPU time (the floor's workers are busy all the time): what the ratio would
         # be on two cores of our own if xiezhu's CPU were the only limit.
         "ratio_floor_cpu": cpu_ratio(crypto, x),
+        # The required ratio as a CPU budget for one exchange (counted only where every process is: one
+        # process, or --processes with /proc readable).
+        "budget_cpu_ms": budget(crypto, x, int(crypto.get("workers") or os.cpu_count() or 1)),
         "ratio_rate": round(r["rate_per_s"] / x["rate_per_s"], 2),
         "ratio_p50": round(x["p50_ms"] / r["p50_ms"], 2),
         "ratio_p99": round(x["p99_ms"] / r["p99_ms"], 2),
@@ -1058,6 +1119,11 @@ def table(result: dict[str, Any]) -> Iterator[str]:
     c = result["crypto_floor"]
     yield (f"crypto floor: {c['rate_per_s']:.1f} exchanges/s on {c['workers']} workers; "
            f"xiezhu / floor: {result['ratio_floor']}")
+    b = result.get("budget_cpu_ms")
+    if b:
+        yield (f"CPU ms an exchange at {b['ratio']} of the floor: {b['allowed_ms']} in all, "
+               f"{b['left_for_the_rest_ms']} after nats-server's and the crypto's; "
+               f"xiezhu's rest: {b['xiezhu_rest_ms']}")
     m = result["machine"]
     yield f"{m['cpus']} CPUs, Python {m['python']}, {m['nats_server']}; all correct: {result['ok']}"
 

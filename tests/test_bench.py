@@ -34,6 +34,19 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     assert set(report["xiezhu"]["lag"]["paced"]) >= {"ledger_events", "sla_events"}
     assert set(report["xiezhu"]["cpu_ms_per_exchange"]) == {"process", "nats_server"}
     assert "ratio_floor_cpu" in report
+    b = report["budget_cpu_ms"]  # None when the busy machine let the floor finish nothing
+    assert b is None or (b["ratio"] == 0.3 and b["allowed_ms"] > b["left_for_the_rest_ms"] and b["xiezhu_rest_ms"] > 0)
+
+
+def test_the_budget_takes_nats_servers_cpu_and_the_floors_crypto_off_what_the_required_ratio_allows() -> None:
+    """At 0.3 of a 2,000/s floor on 2 cores an exchange may cost 3.33 ms of CPU in all."""
+    from bench.exchange import budget
+
+    x = {"cpu_ms_per_exchange": {"process": 2.0, "nats_server": 1.5, "services": {"agent gongan": 1.0, "ledger": 1.0}}}
+    assert budget({"rate_per_s": 2000.0, "cpu_ms_per_exchange": 1.0}, x, 2) == {
+        "ratio": 0.3, "allowed_ms": 3.33, "nats_server_ms": 1.5, "crypto_ms": 1.0, "left_for_the_rest_ms": 0.83,
+        "xiezhu_rest_ms": 3.0}
+    assert budget({"rate_per_s": 0.0, "cpu_ms_per_exchange": 1.0}, x, 2) is None
 
 
 @pytest.mark.timeout(360)  # the benchmark's own process is given 240–300 s
