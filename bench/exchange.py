@@ -75,10 +75,10 @@ import tempfile
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import date, timedelta
+from datetime import date, datetime, timedelta
 from importlib import metadata
 from pathlib import Path
 from typing import Any
@@ -408,6 +408,31 @@ async def all_in_flight(submit: Submit, n: int, clerks: int) -> list[tuple[float
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
+#: The stages of one exchange, as the ledger's times and the bench's own split it (``paced_split``).
+SPLIT_STAGES = ("request_signed", "request_stored", "reply_signed", "reply_stored", "reply_seen")
+
+
+def paced_split(times: dict[str, dict[str, tuple[str, str]]], started: dict[str, float],
+                seen: dict[str, asyncio.Future[float]], wall_minus_perf: float) -> dict[str, dict[str, float]]:
+    """Where each exchange's time went, by stage, p50 and p90 in ms: from the request call to the request
+    signed (the clerk's checks and number); to its sending stream storing it (the commit, the relay, JetStream);
+    to gongan signing the reply (XZ's copy, gongan's fetch, checks and answer); to the reply stored; and
+    to shenpi's store holding it (XZ's copy, shenpi's fetch and commit, the bench's poll).  Times are the
+    host's one clock: the senders' signing times and JetStream's storing times, as the ledger holds them."""
+    stages: dict[str, list[float]] = {k: [] for k in SPLIT_STAGES}
+    for case, kinds in times.items():
+        request, reply, done = kinds.get("assistance.requested"), kinds.get("assistance.replied"), seen.get(case)
+        if request is None or reply is None or done is None or not done.done() or case not in started:
+            continue
+        marks = [started[case] + wall_minus_perf, *(datetime.fromisoformat(t).timestamp() for t in (*request, *reply)),
+                 done.result() + wall_minus_perf]
+        for name, a, b in zip(SPLIT_STAGES, marks, marks[1:], strict=False):
+            stages[name].append((b - a) * 1000)
+    return {name: {"p50_ms": round(statistics.median(v), 2),
+                   "p90_ms": round(statistics.quantiles(v, n=10, method="inclusive")[8] if len(v) > 1 else v[0], 2)}
+            for name, v in stages.items() if v}
+
+
 def lag_summary(samples: list[int]) -> dict[str, Any]:
     """How far behind a follower was: the largest lag, the last, and the means of the two halves
     (a second half no higher than the first: it keeps up)."""
@@ -459,6 +484,24 @@ class Record:
             assert self.node.sla is not None
             return self.node.sla.position
         return self._query(self.node.settings.sla_location, "SELECT position FROM _positions WHERE name = 'sla'")
+
+    def case_times(self, cases: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
+        """Each case's entries by type: the time its sender signed it, and the time its sending stream
+        stored it (the legal arrival, decision 57), as the ledger holds them."""
+        location = self.node.settings.ledger_location
+        db = (Sql(location, read_only=True) if is_postgres(location)
+              else Sql.wrap(sqlite3.connect(f"file:{location}?mode=ro", uri=True), location))
+        out: dict[str, dict[str, tuple[str, str]]] = {}
+        try:
+            for i in range(0, len(cases), 500):
+                part = list(cases[i:i + 500])
+                rows = db.execute("SELECT case_id, type, event_time, arrived_at FROM entries WHERE case_id IN "
+                                  f"({', '.join('?' * len(part))})", part).fetchall()
+                for case, kind, signed_at, stored_at in rows:
+                    out.setdefault(case, {})[kind] = (signed_at, stored_at)
+        finally:
+            db.close()
+        return out
 
     def events(self) -> int:
         """How many entries the ledger holds."""
@@ -551,6 +594,9 @@ class XiezhuExchanges:
         #: shenpi's clerks: the threads the paced and throughput phases make their requests in.
         self.clerks = clerks
         self._clerks = ThreadPoolExecutor(max_workers=clerks, thread_name_prefix="clerk")
+        #: Each case's request call start and the future of its reply seen (``perf_counter`` times).
+        self.started: dict[str, float] = {}
+        self.seen: dict[str, asyncio.Future[float]] = {}
 
     def close(self) -> None:
         """Let the clerks' threads go."""
@@ -566,6 +612,7 @@ class XiezhuExchanges:
         state = self.store.assistance.request(**kwargs)
         self.calls_s.append(time.perf_counter() - t0)
         self.node.wake_relays()
+        self.started[state.case] = t0
         done = await stall_guard("waiting for a reply", self.watcher.expect(state.case))
         self.cases.append(state.case)
         return float(done - t0)
@@ -585,7 +632,9 @@ class XiezhuExchanges:
         t0, state = await asyncio.get_running_loop().run_in_executor(self._clerks, self._request, self._next())
         self.node.wake_relays()
         self.cases.append(state.case)
-        return t0, self.watcher.expect(state.case)
+        self.started[state.case] = t0
+        self.seen[state.case] = self.watcher.expect(state.case)
+        return t0, self.seen[state.case]
 
     async def throughput(self, n: int, expected_ledger: int) -> tuple[float, list[float]]:
         """``n`` exchanges all in flight; elapsed until every reply and ledger entry, latencies."""
@@ -793,8 +842,13 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
 
     lags = LagSampler(node, ex.record, opts.lag_interval_s)
     await lags.start()
+    wall_minus_perf = time.time() - time.perf_counter()
     paced_elapsed, paced_latencies = await paced(ex.submit, opts.paced, opts.rate, opts.clerks)
     paced_lag = await lags.stop()
+    await stall_guard("settling", ex.record.settle())
+    paced_cases = ex.cases[-opts.paced:] if opts.paced else []
+    split = paced_split(await asyncio.to_thread(ex.record.case_times, paced_cases), ex.started, ex.seen,
+                        wall_minus_perf)
 
     ex.watcher.interval_s = opts.throughput_poll_ms / 1000
     expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
@@ -835,6 +889,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
                                 **({"services": {k: round(v / opts.requests * 1000, 2)
                                                  for k, v in sorted(services.items())}} if services else {})},
         "lag": {"paced": paced_lag, "throughput": throughput_lag},
+        "paced_split": split,
         "views_follow_events_per_s": views,
         "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
     }
