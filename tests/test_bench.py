@@ -138,3 +138,13 @@ def test_the_paced_split_puts_each_exchanges_time_into_its_stages_by_the_ledgers
         loop.close()
     assert {k: round(v["p50_ms"], 1) for k, v in split.items()} == {
         "request_signed": 1.0, "request_stored": 2.0, "reply_signed": 7.0, "reply_stored": 2.0, "reply_seen": 8.0}
+
+
+def test_the_sourcing_benchmark_measures_both_layouts() -> None:
+    """The short version of `python -m bench.sourcing` (decision 50's cost of XZ's copy, on one nats-server)."""
+    proc = subprocess.run([sys.executable, "-m", "bench.sourcing", "--json", "--messages", "5", "--rounds", "1"],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    report = json.loads(proc.stdout)
+    assert set(report["p50_ms"]) == set(report["server_cpu_ms_per_message"]) == {"direct", "sourced"}
+    assert all(len(rounds) == 1 and rounds[0]["p50_ms"] > 0 for rounds in report["rounds"].values())
