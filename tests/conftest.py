@@ -18,6 +18,8 @@ from typing import Any
 
 import pytest
 import sqlite_utils
+from nats.aio.client import Client as NatsClient
+from nats.js import JetStreamContext
 
 from agencies.trust.keys import KeyStore
 from aggregates.clock import SimulatedClock
@@ -223,6 +225,17 @@ def copy_of_demo(demo: tuple[Path, dict[str, Any]], to: Path) -> tuple[Path, dic
     copy = to / "xiezhu"
     shutil.copytree(data, copy)
     return copy, summary
+
+
+#: How long a test's JetStream API call (a stream's or a consumer's info, a publish …) waits for its answer:
+#: nats-py's default of 5 s is short for a 2-core machine running three xdist workers (load 12 and more).
+JS_TIMEOUT = 30.0
+
+
+def jetstream(nc: NatsClient) -> JetStreamContext:
+    """``nc``'s JetStream context whose API calls wait :data:`JS_TIMEOUT` (a test that expects a refusal to
+    time out makes its own short one)."""
+    return nc.jetstream(timeout=JS_TIMEOUT)
 
 
 async def eventually(predicate, timeout: float = 10.0) -> None:  # type: ignore[no-untyped-def]

@@ -34,7 +34,7 @@ from broker.server import START_TIMEOUT_S, EmbeddedNats, find_binary
 from broker.sources import SourceWatch
 from broker.streams import EVENTS_STREAM, EVENTS_SUBJECTS, LEDGER_CONSUMER, consumer_config, sending_stream
 from schemas.assistance import Applicant, CommitmentItem, Matter
-from tests.conftest import ITEMS, RESIDENT, START, make_node, publish_catalogue
+from tests.conftest import ITEMS, RESIDENT, START, jetstream, make_node, publish_catalogue
 from tests.test_exchange import request
 from xiezhu.node import Node, provision_once
 from xiezhu.settings import Settings
@@ -204,8 +204,8 @@ async def test_a_ledger_killed_with_events_in_hand_records_them_before_newer_one
     await agents.start()
     try:
         nc = await nats.connect(settings.nats_url, **agents.credentials(LEDGER))  # the ledger's previous run
-        sub = await nc.jetstream().pull_subscribe(EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
-                                                  config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
+        sub = await jetstream(nc).pull_subscribe(EVENTS_SUBJECTS, durable=LEDGER_CONSUMER, stream=EVENTS_STREAM,
+                                                 config=consumer_config(LEDGER_CONSUMER, EVENTS_SUBJECTS))
         agents.store("shenpi").assistance.request(
             assistor="gongan", applicant=Applicant(kind="person", name=RESIDENT["name"],
                                                    id_number=RESIDENT["id_number"]),
@@ -312,7 +312,7 @@ async def test_a_source_left_stalled_by_a_killed_node_is_set_up_again_by_a_step_
         await provision_once(cluster.url, codes, keys, replicas=3)
         watch_nc = await nats.connect(servers=cluster.url.split(","), max_reconnect_attempts=-1,
                                       **credentials_in(keys, ADMIN))
-        js = watch_nc.jetstream()
+        js = jetstream(watch_nc)
         xz = await js.stream_info(EVENTS_STREAM)
         assert xz.cluster is not None
         leaders = {c: (await js.stream_info(sending_stream(c))).cluster.leader for c in codes}  # type: ignore[union-attr]

@@ -28,6 +28,7 @@ from aggregates.registry import JUSTICE, Registry
 from broker.auth import ADMIN, LEDGER, PROVISIONER, SIGNER, credentials_in
 from broker.server import find_binary, free_port
 from broker.streams import EVENTS_STREAM, sending_stream
+from tests.conftest import jetstream
 from tests.helpers import command_of, invoke
 from xiezhu.node import provision
 
@@ -483,7 +484,7 @@ async def _exercise_cluster(url: str, seeds: Path, replicas: int, bureaus: list[
     admin = await nats.connect(servers=servers, error_cb=on_error, **credentials_in(seeds, ADMIN))
     shenpi = await nats.connect(servers=servers[1:], error_cb=on_error, **credentials_in(seeds, "shenpi"))
     try:
-        info = await admin.jetstream().stream_info(EVENTS_STREAM)
+        info = await jetstream(admin).stream_info(EVENTS_STREAM)
         assert info.config.num_replicas == replicas and info.cluster is not None
         assert len(info.cluster.replicas or []) == replicas - 1
         await shenpi.jetstream().publish("xz.shenpi.gongan.assistance.requested", b"x", stream=sending_stream("shenpi"))
@@ -493,7 +494,7 @@ async def _exercise_cluster(url: str, seeds: Path, replicas: int, bureaus: list[
             await admin.jetstream(timeout=0.5).delete_stream(EVENTS_STREAM)
         await admin.flush()
         await asyncio.sleep(0.05)
-        assert (await admin.jetstream().stream_info(EVENTS_STREAM)).state.messages == 1
+        assert (await jetstream(admin).stream_info(EVENTS_STREAM)).state.messages == 1
         assert sum("permissions violation" in str(e) for e in errors) == 2
     finally:
         await shenpi.close()

@@ -110,7 +110,7 @@ async def test_a_batch_is_chained_so_that_a_later_message_is_never_stored_before
 
 
 async def stream_messages(nc: Any, stream: str) -> int:
-    return int((await nc.jetstream().stream_info(stream)).state.messages)
+    return int((await conftest.jetstream(nc).stream_info(stream)).state.messages)
 
 
 def decode_envelope_id(signed: Signed) -> str:

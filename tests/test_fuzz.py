@@ -47,6 +47,7 @@ from schemas.envelope import (
     subject_for,
 )
 from schemas.trust import TrustEntry
+from tests.conftest import jetstream
 from tests.test_exchange import ZHANG, request, snapshot
 from xiezhu.node import Node
 
@@ -352,7 +353,7 @@ async def _publish(node: Node, messages: list[Hostile], *, first: int = 0) -> se
 async def _with_js(node: Node, read: Callable[[Any], Any]) -> Any:
     nc = await nats.connect(node.nats_url)
     try:
-        return await read(nc.jetstream())
+        return await read(jetstream(nc))
     finally:
         await nc.close()
 

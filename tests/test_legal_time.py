@@ -31,7 +31,7 @@ from broker.server import server_list
 from broker.streams import EVENTS_STREAM, sending_stream
 from broker.witness import Stored, read_stored
 from schemas.assistance import CommitmentItem, Matter
-from tests.conftest import ITEMS, eventually, publish_catalogue
+from tests.conftest import ITEMS, eventually, jetstream, publish_catalogue
 from tests.helpers import cli, rechain
 from tests.test_exchange import ZHANG
 from xiezhu.cli.main import app
@@ -65,7 +65,7 @@ async def test_the_deadline_runs_from_the_push_s_end_not_from_xz_s_later_copy_an
     publish_catalogue(node)
     await node.start()
     nc = await nats.connect(servers=server_list(node.nats_url))
-    js = nc.jetstream()
+    js = jetstream(nc)
     try:
         await _source_shenpi(js, on=False)
         cases = [node.store("shenpi").assistance.request(

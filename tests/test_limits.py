@@ -36,6 +36,7 @@ from broker.streams import (
     usage_line,
     witness_stream,
 )
+from tests.conftest import jetstream
 from tests.test_nats_auth import ListOutbox, signed
 
 BUREAUS = ("shenpi", "gongan", "ziran")
@@ -96,7 +97,7 @@ async def test_a_message_over_the_envelope_limit_is_refused_by_the_server(conn: 
     # The old limit was 1 MiB on XZ itself: a 1 MB message is refused at once, on the bureau's own subjects.
     with pytest.raises(APIError, match="message size exceeds maximum"):
         await js.publish("xz.shenpi.shenpi.notice", b"x" * 1_000_000)
-    usage = {u.code: u for u in await sending_usage(conn[ADMIN].jetstream(), BUREAUS)}
+    usage = {u.code: u for u in await sending_usage(jetstream(conn[ADMIN]), BUREAUS)}
     assert usage["shenpi"].msgs == 0 and usage["shenpi"].max_msg_size == MAX_EVENT_BYTES
 
 
@@ -126,14 +127,14 @@ async def test_a_full_bureau_is_refused_and_the_others_still_send(conn: dict[str
     # gongan's limits are its own.
     ack = await gongan.publish("xz.gongan.shenpi.assistance.replied", b"still heard", stream=sending_stream("gongan"))
     assert ack.stream == sending_stream("gongan")
-    usage = {u.code: u for u in await sending_usage(conn[ADMIN].jetstream(), BUREAUS)}
+    usage = {u.code: u for u in await sending_usage(jetstream(conn[ADMIN]), BUREAUS)}
     assert usage["ziran"].msgs == sent and usage["ziran"].share > 0.9
     line = usage_line(list(usage.values()))
     assert "each bureau at most 65,536 bytes, 40 messages" in line and "fullest ziran" in line
     line = usage_line(list(usage.values()), language="zh")
     assert "每个单位最多 65,536 字节、40 条消息" in line and "最满的是 ziran" in line
     # XZ gets every stored message, ziran's and gongan's (it sources the sending streams).
-    admin = conn[ADMIN].jetstream()
+    admin = jetstream(conn[ADMIN])
     for _ in range(500):
         if (await admin.stream_info(EVENTS_STREAM)).state.messages == sent + 1:
             break
@@ -154,7 +155,7 @@ async def test_nobody_can_purge_or_delete_from_a_sending_stream_or_xz(conn: dict
     shenpi = conn["shenpi"].jetstream()
     await shenpi.publish("xz.shenpi.gongan.assistance.requested", b"kept", stream=sending_stream("shenpi"))
     await shenpi.publish("xzwit.cosign.shenpi", b"kept", stream=witness_stream("shenpi"))
-    op = conn["operator"].jetstream()
+    op = jetstream(conn["operator"])
     for stream in (sending_stream("shenpi"), EVENTS_STREAM, witness_stream("shenpi"), WITNESS_STREAM):
         with pytest.raises(APIError, match="purge not permitted"):
             await op.purge_stream(stream)

@@ -82,6 +82,7 @@ from schemas.envelope import (
     Signed,
     new_id,
 )
+from tests.conftest import jetstream
 from xiezhu.cli.deadletters import get_rejection, list_rejections
 from xiezhu.node import embedded_server, nats_credentials, provision, provision_embedded, provision_once
 from xiezhu.settings import Settings
@@ -102,7 +103,7 @@ class Conn:
 
     @property
     def js(self) -> JetStreamContext:
-        return self.nc.jetstream()
+        return jetstream(self.nc)
 
     @property
     def js_refused(self) -> JetStreamContext:

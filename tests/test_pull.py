@@ -10,6 +10,7 @@ import pytest
 from broker.pull import fetch, nats_parse_header_lines, parse_header_lines
 from broker.server import EmbeddedNats
 from broker.streams import consumer_config
+from tests.conftest import jetstream
 
 AWKWARD = [
     b"Nats-Msg-Id: abc\r\nXz-Key: ziran-1\r\n\r\n",
@@ -39,7 +40,7 @@ def test_nats_py_parses_with_ours() -> None:
 async def test_fetch_returns_what_is_there_in_order_at_once_and_waits_when_nothing_is(
         nats_server: EmbeddedNats) -> None:
     nc = await nats.connect(nats_server.url)
-    js = nc.jetstream()
+    js = jetstream(nc)
     await js.add_stream(name="PULL", subjects=["p.>"])
     for i in range(300):
         await js.publish(f"p.{i % 3}", str(i).encode(), headers={"Nats-Msg-Id": f"m{i}", "X": str(i)},

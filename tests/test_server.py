@@ -13,6 +13,7 @@ import nats
 import pytest
 
 from broker.server import EmbeddedNats, ServerError, free_port
+from tests.conftest import jetstream
 
 
 def test_starts_with_jetstream_on_a_free_port_and_stops_cleanly(tmp_path: Path) -> None:
@@ -91,7 +92,7 @@ async def test_a_server_stalled_at_start_longer_than_nats_py_waits_is_waited_for
         # quiet CI run the connection went through, so it could not tell a stall from none.)
         await provision(server.url, ["shenpi", "gongan"])
         nc = await nats.connect(server.url)
-        assert (await nc.jetstream().stream_info("XZ")).config.sources
+        assert (await jetstream(nc).stream_info("XZ")).config.sources
         await nc.close()
     finally:
         os.kill(pid, signal.SIGCONT)

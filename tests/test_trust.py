@@ -38,7 +38,7 @@ from broker.streams import TRUST_STREAM, TRUST_SUBJECT, ensure_streams
 from projections.replay import VALID, check_signature
 from schemas.envelope import HDR_KEY, HDR_SIG, Signed, new_id, subject_for
 from schemas.trust import SignedTrustList, TrustAnchor, TrustEntry, TrustList
-from tests.conftest import eventually
+from tests.conftest import eventually, jetstream
 from tests.helpers import invoke
 from tests.test_exchange import request
 from tests.test_signing import request_env
@@ -772,7 +772,7 @@ async def test_keys_publish_sends_the_handover_before_the_new_roots_version(tmp_
     await _provision_streams(nats_server.url, data)
     nc = await nats.connect(nats_server.url, **credentials_in(data / "nats-keys", ADMIN))
     try:
-        js = nc.jetstream()
+        js = jetstream(nc)
         offline = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": ""}
         online = {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": nats_server.url}
         assert invoke(keys_app, ["init"], env=online).exit_code == 0

@@ -65,7 +65,7 @@ from broker.witness import (
     record_problem,
 )
 from schemas.errors import XiezhuError
-from tests.conftest import RESIDENT, START, eventually, publish_catalogue
+from tests.conftest import RESIDENT, START, eventually, jetstream, publish_catalogue
 from tests.helpers import cli, rechain
 from tests.test_exchange import request
 from xiezhu.cli.main import app
@@ -318,7 +318,7 @@ async def test_a_bureau_can_neither_delete_nor_purge_the_witnesses_nor_publish_a
     # Nor can any user the configuration makes: the stream itself refuses deletes and purges.
     admin = await nats.connect(world.node.nats_url, **world.node.credentials(ADMIN))
     try:
-        info = await admin.jetstream().stream_info(WITNESS_STREAM)
+        info = await jetstream(admin).stream_info(WITNESS_STREAM)
     finally:
         await admin.close()
     assert info.config.deny_delete and info.config.deny_purge
