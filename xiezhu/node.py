@@ -439,7 +439,9 @@ class Node:
     async def settle(self, *, timeout: float = 120.0, interval: float = 0.05) -> None:
         """Wait until every committed event is relayed, consumed, recorded and projected."""
         nc = await nats.connect(servers=server_list(self.nats_url), **self.credentials(ADMIN))
-        js = nc.jetstream()
+        # Each look asks for every sending stream's info: on a busy machine one answer can take longer than
+        # nats-py's 5 s, which is no reason to give up waiting (``timeout`` is the wait's bound).
+        js = nc.jetstream(timeout=min(timeout, START_TIMEOUT_S))
         loop = asyncio.get_running_loop()
         deadline = loop.time() + timeout
         quiet = 0
