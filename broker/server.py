@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import fcntl
 import os
+import re
 import shutil
 import signal
 import socket
@@ -90,6 +91,11 @@ START_TIMEOUT_S = 30.0
 #: Ports tried when the one chosen is taken before the server binds it.
 PORT_ATTEMPTS = 3
 
+#: ``http_port=ANY_PORT``: the monitoring endpoints on a port nats-server binds itself (``-m -1``), read
+#: back from its log into ``http_port``: no port is chosen first that another process could take meanwhile.
+ANY_PORT = -1
+_MONITOR_LINE = re.compile(r"Starting http monitor on \S+:(\d+)")
+
 
 class PortTaken(ServerError):
     """The server's port was taken (another process bound it first)."""
@@ -121,7 +127,9 @@ class EmbeddedNats:
         self.port = port or free_port(host)
         self.config_file = config_file
         self.sync_interval = sync_interval
+        #: The monitoring port (None: none); with :data:`ANY_PORT`, the one the server bound, once it runs.
         self.http_port = http_port
+        self._any_http_port = http_port == ANY_PORT
         self._proc: subprocess.Popen[bytes] | None = None
         self.log_file = self.store_dir / "nats-server.log"
         self.lock_file = self.store_dir / "server.lock"
@@ -138,7 +146,8 @@ class EmbeddedNats:
         if self.config_file is not None:
             cmd += ["-c", str(self.config_file)]
         if self.http_port is not None:
-            cmd += ["-m", str(self.http_port)]  # monitoring: /varz, /jsz, /healthz
+            port = ANY_PORT if self._any_http_port else self.http_port
+            cmd += ["-m", str(port)]  # monitoring: /varz, /jsz, /healthz
         return cmd
 
     def start(self, timeout: float = 60.0) -> EmbeddedNats:
@@ -206,6 +215,8 @@ class EmbeddedNats:
                     raise PortTaken(f"nats-server could not listen: {why}", zh=f"nats-server 无法监听：{why}")
                 raise ServerError(f"nats-server exited at start: {why}", zh=f"nats-server 启动时退出：{why}")
             if self._ready():
+                if self._any_http_port:
+                    self.http_port = self._monitor_port()
                 return
             time.sleep(0.02)
         tail = self.log_file.read_text(errors="replace").strip().splitlines()[-1:] if self.log_file.exists() else []
@@ -222,6 +233,15 @@ class EmbeddedNats:
             return "Server is ready" in self.log_file.read_text(errors="replace")
         except FileNotFoundError:
             return False
+
+    def _monitor_port(self) -> int:
+        """The monitoring port the server logged it bound (it does so before it says it is ready)."""
+        found = _MONITOR_LINE.search(self.log_file.read_text(errors="replace"))
+        if found is None:
+            self.stop()
+            raise ServerError(f"nats-server did not say which monitoring port it bound (see {self.log_file})",
+                              zh=f"nats-server 未说明其监控端口（见 {self.log_file}）")
+        return int(found.group(1))
 
     def last_log_line(self) -> str:
         """The last line the server logged (without its prefix), or that it logged nothing."""

@@ -51,7 +51,7 @@ from broker.intake import DeadLetters, Delivery, IntakeStats, read_dead_letters
 from broker.ledger.store import Ledger
 from broker.pull import PullLoop
 from broker.relay import Positions, Relay, RelayError
-from broker.server import EmbeddedNats, find_binary, free_port
+from broker.server import ANY_PORT, EmbeddedNats, find_binary
 from broker.signing import KeyRing, Signer
 from broker.sources import SourceWatch
 from broker.streams import (
@@ -148,7 +148,7 @@ def auth_server(tmp_path: Path, identities: dict[str, Identity]) -> Iterator[Emb
     conf.write_text(server_config(identities, jetstream_store_dir=None))
     # The monitoring port lets a test see the streams and consumers as the server has them:
     # no xiezhu user (the provisioner included) may list consumers.
-    server = EmbeddedNats(tmp_path / "nats", config_file=conf, http_port=free_port()).start()
+    server = EmbeddedNats(tmp_path / "nats", config_file=conf, http_port=ANY_PORT).start()
     yield server
     server.stop()
 
@@ -767,10 +767,9 @@ def test_the_server_on_the_generated_configuration_still_syncs_every_write(
         tmp_path: Path, identities: dict[str, Identity]) -> None:
     conf = tmp_path / "nats-auth.conf"
     conf.write_text(server_config(identities, jetstream_store_dir=None))
-    port = free_port()
-    server = EmbeddedNats(tmp_path / "nats", config_file=conf, http_port=port).start()
+    server = EmbeddedNats(tmp_path / "nats", config_file=conf, http_port=ANY_PORT).start()
     try:
-        with urllib.request.urlopen(f"http://127.0.0.1:{port}/varz", timeout=5) as r:
+        with urllib.request.urlopen(f"http://127.0.0.1:{server.http_port}/varz", timeout=5) as r:
             varz = json.load(r)
     finally:
         server.stop()
