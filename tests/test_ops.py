@@ -4,7 +4,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import socket
 from pathlib import Path
 
 import httpx
@@ -32,12 +31,6 @@ def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
     return out
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 async def test_a_node_reports_health_readiness_and_its_metrics_on_its_ops_port(node: Node) -> None:
     request(node)
     env = _envelope(node)
@@ -45,11 +38,10 @@ async def test_a_node_reports_health_readiness_and_its_metrics_on_its_ops_port(n
     await _publish(node, "xz.shenpi.gongan.assistance.requested", unsigned)
     await node.settle()
 
-    port = free_port()
-    server = OpsServer(NodeOps(node), "127.0.0.1", port)
+    server = OpsServer(NodeOps(node), "127.0.0.1", 0)  # a port the system chooses as it binds: none to lose
     await server.start()
     try:
-        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{port}") as client:
+        async with httpx.AsyncClient(base_url=f"http://127.0.0.1:{server.port}") as client:
             assert (await client.get("/healthz")).json() == {"status": "ok"}
             r = await client.get("/readyz")
             assert r.status_code == 200, r.text

@@ -448,6 +448,11 @@ class OpsServer:
                 raise OSError("the ops endpoints did not start")
             await asyncio.sleep(0.02)
 
+    @property
+    def port(self) -> int:
+        """The port it listens on, once started (the one the system chose, where it was given 0)."""
+        return int(self.server.servers[0].sockets[0].getsockname()[1])
+
     async def _serve(self) -> None:
         with _no_signal_capture(self.server):
             await self.server.serve()
