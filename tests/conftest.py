@@ -9,6 +9,7 @@ import json
 import os
 import re
 import shutil
+import socket
 import tempfile
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -225,6 +226,18 @@ def copy_of_demo(demo: tuple[Path, dict[str, Any]], to: Path) -> tuple[Path, dic
     copy = to / "xiezhu"
     shutil.copytree(data, copy)
     return copy, summary
+
+
+def bound_socket(host: str = "127.0.0.1") -> socket.socket:
+    """A TCP socket bound to a free port of ``host`` (``getsockname()[1]``), not yet listening, for a test
+    server to serve on (uvicorn's ``serve(sockets=…)``, asyncio's ``create_server(sock=…)``).
+
+    A port number found free, let go and handed to a server can be bound by another xdist worker in
+    between, and the server then fails to start; a socket kept bound cannot lose its port.  Until the
+    server listens on it, a connection to the port is refused, as to a server that is down."""
+    s = socket.socket(socket.AF_INET, socket.SOCK_STREAM)
+    s.bind((host, 0))
+    return s
 
 
 #: How long a test's JetStream API call (a stream's or a consumer's info, a publish …) waits for its answer:

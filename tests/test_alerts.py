@@ -17,7 +17,7 @@ from aiosmtpd.controller import Controller
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from aggregates.store import SHANGHAI
-from tests.conftest import eventually, make_node
+from tests.conftest import bound_socket, eventually, make_node
 from tests.test_exchange import request
 from xiezhu.http.alerts import AlertError, Alerts, MailSettings, alerts_path
 from xiezhu.http.app import FrontDoor, create_app
@@ -37,16 +37,22 @@ class Inbox:
         return "250 OK"
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
+class BoundController(Controller):
+    """aiosmtpd's SMTP server (in a thread of its own) on a socket bound before: it has no port to lose."""
+
+    def __init__(self, handler: Any, sock: socket.socket) -> None:
+        # 30 s to answer its first connection (aiosmtpd's 5 s default ran out on a loaded machine).
+        super().__init__(handler, hostname="127.0.0.1", port=sock.getsockname()[1], ready_timeout=30)
+        self.sock = sock
+
+    def _create_server(self) -> Any:
+        return self.loop.create_server(self._factory_invoker, sock=self.sock)
 
 
 @pytest.fixture
 def smtp() -> Any:
     inbox = Inbox()
-    controller = Controller(inbox, hostname="127.0.0.1", port=free_port())
+    controller = BoundController(inbox, bound_socket())
     controller.start()
     yield controller, inbox
     controller.stop()

@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import re
-import socket
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,7 +18,7 @@ import uvicorn
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from schemas.envelope import Signed
-from tests.conftest import RESIDENT
+from tests.conftest import RESIDENT, bound_socket
 from tests.test_exchange import _envelope, _publish, _sealed, request
 from xiezhu.http.app import FrontDoor, create_app
 from xiezhu.http.users import UserStore, password_matches
@@ -27,12 +26,6 @@ from xiezhu.node import Node
 from xiezhu.settings import Settings
 
 PASSWORD = "correct horse battery"
-
-
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
 
 
 @contextlib.asynccontextmanager
@@ -43,12 +36,14 @@ async def serving(settings: Settings, clock: SimulatedClock) -> AsyncIterator[st
         users.create(login, bureau, PASSWORD)
     users.close()
     door = FrontDoor(settings, Registry.load(), ["shenpi", "ziran"], clock, poll_interval=0.05)
-    port = free_port()
+    sock = bound_socket()
+    port = sock.getsockname()[1]
     server = uvicorn.Server(uvicorn.Config(create_app(door), host="127.0.0.1", port=port, log_level="warning",
                                            timeout_graceful_shutdown=5))
     server.capture_signals = contextlib.nullcontext  # type: ignore[method-assign]
-    task = asyncio.create_task(server.serve())
+    task = asyncio.create_task(server.serve(sockets=[sock]))  # uvicorn closes it when it stops
     while not server.started:
+        assert not task.done(), "the console's server stopped at start"
         await asyncio.sleep(0.02)
     try:
         yield f"http://127.0.0.1:{port}"

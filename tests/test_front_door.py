@@ -3,7 +3,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import socket
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from typing import Any
@@ -18,7 +17,7 @@ from starlette.routing import Route
 
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
-from tests.conftest import ITEMS, RESIDENT, eventually
+from tests.conftest import ITEMS, RESIDENT, bound_socket, eventually
 from xiezhu.http.app import FrontDoor, create_app
 from xiezhu.http.feed import HDR_DELIVERY, Feed, verify
 from xiezhu.node import Node
@@ -214,12 +213,6 @@ async def test_a_token_acts_only_as_its_bureau(api: Api, node: Node) -> None:
     assert (await api.client.get("/v1/bureaus/ziran/inbox", headers=api.auth("ziran"))).status_code == 401
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
 class Receiver:
     """A bureau's system that takes webhook deliveries, keeping each id it has seen."""
 
@@ -227,7 +220,9 @@ class Receiver:
         self.secret = secret
         self.received: list[str] = []
         self.bad_signatures = 0
-        self.port = _free_port()
+        #: Its port, held from the start: while it is down a delivery is refused, and no one else takes it.
+        self.sock = bound_socket()
+        self.port = self.sock.getsockname()[1]
         self.server: uvicorn.Server | None = None
         self.task: asyncio.Task[None] | None = None
 
@@ -243,7 +238,7 @@ class Receiver:
         app = Starlette(routes=[Route("/hook", self.hook, methods=["POST"])])
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning",
                                                     lifespan="off"))
-        self.task = asyncio.create_task(self.server.serve())
+        self.task = asyncio.create_task(self.server.serve(sockets=[self.sock]))  # closed when it stops
         await eventually(lambda: self.server is not None and self.server.started)
 
     async def stop(self) -> None:
