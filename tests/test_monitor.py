@@ -1,15 +1,18 @@
 """The 司法局 SLA monitor: reminders and breaches reach both bureaus, each exactly once."""
 from __future__ import annotations
 
+import sqlite3
 from datetime import datetime
+from typing import Any
 
 import msgspec
+import pytest
 
 from agencies.monitor import SlaMonitor
 from aggregates.clock import SimulatedClock
 from aggregates.registry import Registry
 from aggregates.store import SHANGHAI
-from tests.conftest import make_node
+from tests.conftest import eventually, make_node
 from tests.test_exchange import request
 from xiezhu.node import Node
 from xiezhu.settings import Settings
@@ -47,6 +50,50 @@ async def test_a_missed_deadline_is_reported_once_to_both_bureaus_also_after_a_r
         assert ledger_count(node, "sla.breached") == 2  # one signed copy to each bureau
         breach = node.store("ziran").notices.received()[0]
         assert breach.sender == "sifa" and breach.payload.working_days_late == 1  # type: ignore[union-attr]
+    finally:
+        await node.stop()
+
+
+async def test_a_pass_of_the_views_that_failed_is_tried_again_and_the_breach_still_goes_out(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    """A passing failure of one pass (here the SLA view's file busy past its timeout) is logged and the
+    next pass goes on: the views and the monitor are not left stopped, with settle() waiting for them."""
+    node = await started(settings, registry, clock)
+    try:
+        assert node.sla is not None
+        follow, failed = node.sla.follow, []
+
+        def busy_once(*args: Any, **kwargs: Any) -> int:
+            if not failed:
+                failed.append(True)
+                raise sqlite3.OperationalError("database is locked")
+            return follow(*args, **kwargs)
+
+        node.sla.follow = busy_once  # type: ignore[method-assign]
+        request(node, assistor="ziran", check="")
+        node.wake_projections()
+        await node.settle(timeout=30)
+        assert failed and node.sla.rows()  # it failed once, and followed the ledger after
+        clock.set(datetime(2026, 9, 28, 9, 0, tzinfo=SHANGHAI))
+        node.wake_projections()  # the monitor looks at the clock in the same pass
+        await eventually(lambda: sla_types(node, "ziran") == ["sla.breached:reply"], timeout=30)
+    finally:
+        await node.stop()
+
+
+async def test_a_wait_for_the_system_that_times_out_says_what_it_waited_for(
+        settings: Settings, registry: Registry, clock: SimulatedClock) -> None:
+    node = await started(settings, registry, clock)
+    try:
+        assert node.sla is not None
+
+        def busy(*args: Any, **kwargs: Any) -> int:
+            raise sqlite3.OperationalError("database is locked")
+
+        node.sla.follow = busy  # type: ignore[method-assign]
+        request(node, assistor="ziran", check="")
+        with pytest.raises(TimeoutError, match=r"did not settle in 3 s: views behind the ledger's [1-9]\d*: sla at 0"):
+            await node.settle(timeout=3)
     finally:
         await node.stop()
 

@@ -242,6 +242,8 @@ class Node:
         self._locks: list[AgentLock] = []
         #: Messages in the sending streams and in XZ at the last look of :meth:`settle`.
         self._sourced = (-1, -1)
+        #: What the last look of :meth:`settle` found not yet done (its timeout says so).
+        self._unsettled = "nothing looked at yet"
 
     def identity(self, name: str) -> Identity | None:
         """NATS user ``name`` (a bureau code, ``ledger`` or ``admin``), or None where NATS has no users."""
@@ -398,8 +400,13 @@ class Node:
         try:
             while not self._stopping:
                 self._projection_wake.clear()
-                if await in_thread(self._follow_once):
-                    self.wake_relays()
+                try:
+                    if await in_thread(self._follow_once):
+                        self.wake_relays()
+                except Exception as e:  # noqa: BLE001 - a file busy past its timeout …: the next pass tries again
+                    # Before, one failed pass ended this task: the views and the monitor stopped for good, and
+                    # settle() waited its whole timeout for them, the error told only at stop().
+                    log.warning("views: following the ledger failed, trying again: %s: %s", type(e).__name__, e)
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._projection_wake.wait(), timeout=0.5)
         finally:
@@ -448,7 +455,7 @@ class Node:
         try:
             while quiet < 2:
                 if loop.time() > deadline:
-                    raise TimeoutError("the system did not settle")
+                    raise TimeoutError(f"the system did not settle in {timeout:g} s: {self._unsettled}")
                 self.wake_relays()
                 await asyncio.sleep(interval)
                 quiet = quiet + 1 if await self._is_quiet(js) else 0
@@ -458,6 +465,7 @@ class Node:
     async def _is_quiet(self, js: nats.js.JetStreamContext) -> bool:
         for agent in self.agents.values():
             if agent.relay is None or await agent.relay.pump():
+                self._unsettled = f"{agent.code}'s relay is still sending"
                 return False
         # XZ sources the sending streams (decision 50): what a relay had acked may not be in XZ yet.
         events = await js.stream_info(EVENTS_STREAM)
@@ -465,19 +473,29 @@ class Node:
                   events.state.messages)
         moved, self._sourced = counts != self._sourced, counts
         if moved:  # still publishing or sourcing (equal or not: XZ drops a Nats-Msg-Id it has already seen)
+            self._unsettled = f"messages in the sending streams and in XZ still moving ({counts[0]}, {counts[1]})"
             return False
         # A source not (yet again) established after a server restart copies nothing for seconds while
         # the counts stand still: XZ is current only when every source is active and has no lag.
-        if any(s.active is None or s.active < 0 or s.lag for s in events.sources or []):
+        lagging = [s.name for s in events.sources or [] if s.active is None or s.active < 0 or s.lag]
+        if lagging:
+            self._unsettled = f"XZ's sources not active or lagging: {', '.join(lagging)}"
             return False
         names = [agent_consumer(c) for c in self.agents] + ([LEDGER_CONSUMER] if self.run_ledger else [])
         for name in names:
             info = await js.consumer_info(EVENTS_STREAM, name)
             if info.num_pending or info.num_ack_pending:
+                self._unsettled = (f"consumer {name}: {info.num_pending} pending, {info.num_ack_pending} "
+                                   "delivered and not acked")
                 return False
-        if self.ledger is not None and any(v.position != self.ledger.head[0] for v in self.views):
+        behind = [f"{v.name} at {v.position}" for v in self.views
+                  if self.ledger is not None and v.position != self.ledger.head[0]]
+        if behind:
+            assert self.ledger is not None
+            self._unsettled = f"views behind the ledger's {self.ledger.head[0]}: {', '.join(behind)}"
             self._projection_wake.set()
             return False
+        self._unsettled = "nothing"
         return True
 
     async def stop(self) -> None:
