@@ -23,6 +23,10 @@ from xiezhu.http.alerts import AlertError, Alerts, MailSettings, alerts_path
 from xiezhu.http.app import FrontDoor, create_app
 from xiezhu.settings import Settings
 
+#: Each wait for the node ends well inside the test's 120 s: one that does not says what it waited for, where
+#: the test's timeout would only show the event loop waiting.
+SETTLE_S = 45.0
+
 
 class Inbox:
     """An aiosmtpd handler that keeps what it is sent."""
@@ -79,12 +83,12 @@ async def test_a_breach_notice_is_mailed_once_to_each_bureaus_people_even_across
             async with app.router.lifespan_context(app):
                 # ziran has no verifier: the request waits in its inbox past its deadline
                 request(node, assistor="ziran")
-                await node.settle()
+                await node.settle(timeout=SETTLE_S)
                 clock.set(datetime(2026, 9, 28, 9, 0, tzinfo=SHANGHAI))
                 assert node.monitor is not None
                 node.monitor.tick()
                 node.wake_relays()
-                await node.settle()
+                await node.settle(timeout=SETTLE_S)
                 await eventually(lambda: len(inbox.messages) == 2, timeout=30)
                 # and the console shows it to ziran's people
                 users = door.users
@@ -106,7 +110,7 @@ async def test_a_breach_notice_is_mailed_once_to_each_bureaus_people_even_across
         try:
             async with app.router.lifespan_context(app):
                 node.monitor.tick()
-                await node.settle()
+                await node.settle(timeout=SETTLE_S)
                 await asyncio.sleep(0.5)
                 assert all(a.mailed() for a in door.alerts.values())
         finally:
