@@ -408,19 +408,20 @@ async def all_in_flight(submit: Submit, n: int, clerks: int) -> list[tuple[float
     return list(await asyncio.gather(*(one() for _ in range(n))))
 
 
-#: The stages of one exchange, as the ledger's times and the bench's own split it (``paced_split``).
+#: The stages of one exchange, as the ledger's times and the bench's own split it (``stage_split``).
 SPLIT_STAGES = ("request_signed", "request_stored", "reply_signed", "reply_stored", "reply_seen")
 
 
-def paced_split(times: dict[str, dict[str, tuple[str, str]]], started: dict[str, float],
+def stage_split(times: dict[str, dict[str, tuple[str, str]]], cases: Sequence[str], started: dict[str, float],
                 seen: dict[str, asyncio.Future[float]], wall_minus_perf: float) -> dict[str, dict[str, float]]:
-    """Where each exchange's time went, by stage, p50 and p90 in ms: from the request call to the request
+    """Where each of ``cases`` spent its time, by stage, p50 and p90 in ms: from the request call to the request
     signed (the clerk's checks and number); to its sending stream storing it (the commit, the relay, JetStream);
     to gongan signing the reply (XZ's copy, gongan's fetch, checks and answer); to the reply stored; and
     to shenpi's store holding it (XZ's copy, shenpi's fetch and commit, the bench's poll).  Times are the
     host's one clock: the senders' signing times and JetStream's storing times, as the ledger holds them."""
     stages: dict[str, list[float]] = {k: [] for k in SPLIT_STAGES}
-    for case, kinds in times.items():
+    for case in cases:
+        kinds = times.get(case, {})
         request, reply, done = kinds.get("assistance.requested"), kinds.get("assistance.replied"), seen.get(case)
         if request is None or reply is None or done is None or not done.done() or case not in started:
             continue
@@ -613,7 +614,8 @@ class XiezhuExchanges:
         self.calls_s.append(time.perf_counter() - t0)
         self.node.wake_relays()
         self.started[state.case] = t0
-        done = await stall_guard("waiting for a reply", self.watcher.expect(state.case))
+        self.seen[state.case] = self.watcher.expect(state.case)
+        done = await stall_guard("waiting for a reply", self.seen[state.case])
         self.cases.append(state.case)
         return float(done - t0)
 
@@ -835,20 +837,22 @@ def request_call_ms(calls_s: list[float], opts: Options) -> dict[str, float]:
 
 async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
                          opts: Options) -> tuple[Measured, WireShape]:
+    wall_minus_perf = time.time() - time.perf_counter()
     await ex.sequential(opts.warmup)
     latencies = await ex.sequential(opts.latency_samples)
+    sequential_cases = ex.cases[-opts.latency_samples:]
     shape = await asyncio.to_thread(ex.wire_shape, ex.cases[-opts.latency_samples:])
     sample = await asyncio.to_thread(ex.clear_envelopes, ex.cases[-1])
 
     lags = LagSampler(node, ex.record, opts.lag_interval_s)
     await lags.start()
-    wall_minus_perf = time.time() - time.perf_counter()
     paced_elapsed, paced_latencies = await paced(ex.submit, opts.paced, opts.rate, opts.clerks)
     paced_lag = await lags.stop()
     await stall_guard("settling", ex.record.settle())
     paced_cases = ex.cases[-opts.paced:] if opts.paced else []
-    split = paced_split(await asyncio.to_thread(ex.record.case_times, paced_cases), ex.started, ex.seen,
-                        wall_minus_perf)
+    times = await asyncio.to_thread(ex.record.case_times, sequential_cases + paced_cases)
+    split = {"sequential": stage_split(times, sequential_cases, ex.started, ex.seen, wall_minus_perf),
+             "paced": stage_split(times, paced_cases, ex.started, ex.seen, wall_minus_perf)}
 
     ex.watcher.interval_s = opts.throughput_poll_ms / 1000
     expected = XIEZHU_EVENTS_PER_EXCHANGE * opts.total_requests
@@ -889,7 +893,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
                                 **({"services": {k: round(v / opts.requests * 1000, 2)
                                                  for k, v in sorted(services.items())}} if services else {})},
         "lag": {"paced": paced_lag, "throughput": throughput_lag},
-        "paced_split": split,
+        "split": split,
         "views_follow_events_per_s": views,
         "ok": ledger_events == expected and statuses == {"replied": opts.total_requests},
     }

@@ -34,9 +34,10 @@ def test_the_exchange_benchmark_completes_and_reports_both_systems() -> None:
     assert set(report["xiezhu"]["lag"]["paced"]) >= {"ledger_events", "sla_events"}
     assert set(report["xiezhu"]["cpu_ms_per_exchange"]) == {"process", "nats_server"}
     assert "ratio_floor_cpu" in report
-    split = report["xiezhu"]["paced_split"]
-    assert set(split) == {"request_signed", "request_stored", "reply_signed", "reply_stored", "reply_seen"}
-    assert all(stage["p90_ms"] >= stage["p50_ms"] for stage in split.values())
+    for phase in ("sequential", "paced"):
+        split = report["xiezhu"]["split"][phase]
+        assert set(split) == {"request_signed", "request_stored", "reply_signed", "reply_stored", "reply_seen"}
+        assert all(stage["p90_ms"] >= stage["p50_ms"] for stage in split.values())
     b = report["budget_cpu_ms"]  # None when the busy machine let the floor finish nothing
     assert b is None or (b["ratio"] == 0.3 and b["allowed_ms"] > b["left_for_the_rest_ms"] and b["xiezhu_rest_ms"] > 0)
 
@@ -115,12 +116,12 @@ def test_the_path_benchmark_times_every_part_of_an_exchange_without_nats() -> No
             "the ledger's append", "view sla follows", "relay reads the outbox"} <= parts
 
 
-def test_the_paced_split_puts_each_exchanges_time_into_its_stages_by_the_ledgers_times() -> None:
+def test_the_split_puts_each_exchanges_time_into_its_stages_by_the_ledgers_times() -> None:
     """Signed at +1 ms, stored at +3, the reply signed at +10 and stored at +12, seen at +20."""
     import asyncio
     from datetime import UTC, datetime, timedelta
 
-    from bench.exchange import paced_split
+    from bench.exchange import stage_split
 
     t = datetime(2026, 12, 3, 12, tzinfo=UTC)
 
@@ -131,8 +132,8 @@ def test_the_paced_split_puts_each_exchanges_time_into_its_stages_by_the_ledgers
     try:
         done, unanswered = loop.create_future(), loop.create_future()
         done.set_result(100.020)
-        split = paced_split({"c": {"assistance.requested": (at(1), at(3)), "assistance.replied": (at(10), at(12))},
-                             "open": {"assistance.requested": (at(1), at(3))}},
+        split = stage_split({"c": {"assistance.requested": (at(1), at(3)), "assistance.replied": (at(10), at(12))},
+                             "open": {"assistance.requested": (at(1), at(3))}}, ["c", "open", "elsewhere"],
                             {"c": 100.0, "open": 100.0}, {"c": done, "open": unanswered}, t.timestamp() - 100.0)
     finally:
         loop.close()
