@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 import os
-import socket
 import stat
 import threading
 from collections.abc import Iterator
@@ -25,7 +24,7 @@ from projections.credit import CASES, OUTBOX, STEPS, CreditView, CreditViewError
 from schemas.assistance import Applicant, CommitmentItem
 from schemas.commitment import PlannedItem
 from schemas.envelope import decode_envelope
-from tests.conftest import StoreLocations, beside
+from tests.conftest import StoreLocations, beside, bound_socket
 from tests.helpers import invoke
 from tests.test_signing import make_signer
 from tests.test_store import APPLICANT
@@ -345,10 +344,8 @@ def test_http_delivery_keeps_a_failed_record_pending_then_delivers_it(world: Wor
     assert keys == [first["record_id"], first["record_id"], second["record_id"]]  # a retry is recognisable
     assert [r["kind"] for _, r in endpoint.received] == ["recorded", "recorded", "repaired"]
 
-    with socket.socket() as s:  # a port nobody listens on: a network failure, typed
-        s.bind(("127.0.0.1", 0))
-        closed = s.getsockname()[1]
-    with pytest.raises(CreditChinaError, match="cannot reach"):
+    with bound_socket() as s, pytest.raises(CreditChinaError, match="cannot reach"):  # a port held, not listening:
+        closed = s.getsockname()[1]  # a network failure, typed (nobody else can start listening there meanwhile)
         HttpCreditChina(f"http://127.0.0.1:{closed}/", timeout=2).push({"record_id": first["record_id"]})
     with pytest.raises(CreditChinaError):
         HttpCreditChina("file:///etc/passwd")

@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from broker.server import EmbeddedNats, ServerError, free_port
+from broker.server import EmbeddedNats, ServerError
+from tests.conftest import bound_socket
 from tests.test_cli import XIEZHU, run
 
 #: A line a service logs: an ISO timestamp first.
@@ -36,10 +37,11 @@ def test_an_agent_that_cannot_reach_nats_logs_one_line_and_stops_at_sigterm(tmp_
     """It used to print a traceback per reconnect attempt and ignore SIGTERM for about two minutes."""
     data = tmp_path / "data"
     run("keys", "init", data_dir=data)
+    nobody = bound_socket()  # held, not listening, until the agent is gone: no server of another test starts there
     env = {k: v for k, v in os.environ.items() if not k.startswith("XIEZHU_")}
-    env |= {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": f"nats://127.0.0.1:{free_port()}"}
+    env |= {"XIEZHU_DATA_DIR": str(data), "XIEZHU_NATS_URL": f"nats://127.0.0.1:{nobody.getsockname()[1]}"}
     log = tmp_path / "agent.log"
-    with open(log, "wb") as out:
+    with nobody, open(log, "wb") as out:
         proc = subprocess.Popen([*XIEZHU, "agent", "--bureau", "gongan"], stdout=out, stderr=subprocess.STDOUT,
                                 env=env)
         try:
