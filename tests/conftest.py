@@ -5,12 +5,15 @@ import asyncio
 import atexit
 import fcntl
 import functools
+import gc
 import json
 import os
 import re
 import shutil
 import socket
+import sys
 import tempfile
+import threading
 import uuid
 from collections.abc import AsyncIterator, Iterator
 from datetime import UTC, datetime, timedelta
@@ -64,6 +67,65 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
         if "slow" in item.keywords:
             item.add_marker(skip)
 
+
+#: Seconds before a test's timeout at which the stacks of the event loops' tasks go to its captured stderr.
+TASKS_DUMP_LEAD_S = 10.0
+
+
+def _timeout_of(item: pytest.Item) -> float:
+    """The test's pytest-timeout (its marker's, else the configured one); 0 for none."""
+    marker = item.get_closest_marker("timeout")
+    value = (marker.args[0] if marker.args else marker.kwargs.get("timeout")) if marker else \
+        item.config.getini("timeout")
+    try:
+        return float(value or 0)
+    except (TypeError, ValueError):
+        return 0.0
+
+
+def _dump_tasks(nodeid: str) -> None:
+    """Where each task of every running event loop waits.
+
+    pytest-timeout shows the threads' stacks: of an async test that waits for ever, only its loop's
+    select().  This shows which await each task is in (read from another thread while the loop runs: a
+    diagnosis, which must never fail the test itself)."""
+    try:
+        loops = [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop) and o.is_running()]
+        print(f"\n=== {nodeid} is {TASKS_DUMP_LEAD_S:g} s from its timeout; where its event loops' tasks wait ===",
+              file=sys.stderr)
+        for loop in loops:
+            for task in list(asyncio.all_tasks(loop)):
+                print(f"{task.get_name()}:", *_awaits(task.get_coro()), sep="\n  ", file=sys.stderr)
+    except Exception as e:  # noqa: BLE001
+        print(f"(the tasks could not be shown: {e!r})", file=sys.stderr)
+
+
+def _awaits(coro: Any) -> list[str]:
+    """The chain of awaits a suspended coroutine is in, outermost first (a task's own stack has only the first)."""
+    lines = []
+    while coro is not None:
+        frame = getattr(coro, "cr_frame", None) or getattr(coro, "gi_frame", None) or getattr(coro, "ag_frame", None)
+        if frame is None:
+            lines.append(f"awaiting {coro!r}"[:300])
+            break
+        lines.append(f"{frame.f_code.co_filename}:{frame.f_lineno} in {frame.f_code.co_name}")
+        coro = getattr(coro, "cr_await", None) or getattr(coro, "gi_yieldfrom", None) or getattr(coro, "ag_await", None)
+    return lines
+
+
+@pytest.hookimpl(hookwrapper=True)
+def pytest_runtest_protocol(item: pytest.Item, nextitem: pytest.Item | None) -> Iterator[None]:
+    timeout = _timeout_of(item)
+    timer = None
+    if timeout > TASKS_DUMP_LEAD_S:
+        timer = threading.Timer(timeout - TASKS_DUMP_LEAD_S, _dump_tasks, args=(item.nodeid,))
+        timer.daemon = True
+        timer.start()
+    try:
+        yield
+    finally:
+        if timer is not None:
+            timer.cancel()
 
 
 # `xiezhu` run in-process writes the language and the log format into os.environ for the services it
