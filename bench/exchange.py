@@ -756,22 +756,18 @@ async def _bench_xiezhu(opts: Options, rng: random.Random, url: str | None) -> t
                 await watcher.stop()
 
 
-def server_cpu_s(node: Node) -> float:
-    """CPU seconds the node's embedded nats-server has used so far (0 where it cannot be read)."""
-    proc = node.server._proc if node.server is not None else None
-    try:
-        fields = Path(f"/proc/{proc.pid}/stat").read_text().rsplit(")", 1)[1].split() if proc else []
-    except OSError:
-        return 0.0
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK") if fields else 0.0
-
-
 def _proc_cpu_s(pid: int) -> float | None:
     try:
         fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
     except OSError:
         return None
     return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def server_cpu_s(node: Node) -> float:
+    """CPU seconds the node's embedded nats-server has used so far (0 where it cannot be read)."""
+    proc = node.server._proc if node.server is not None else None
+    return (_proc_cpu_s(proc.pid) or 0.0) if proc else 0.0
 
 
 def services_cpu_s(node: Node) -> dict[str, float]:
