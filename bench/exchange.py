@@ -456,12 +456,17 @@ class Record:
         self.node = node
         self.in_process = in_process
 
+    @staticmethod
+    def _reader(location: Path | str) -> Sql:
+        """A read-only connection to a file or schema the services write."""
+        return (Sql(location, read_only=True) if is_postgres(location)
+                else Sql.wrap(sqlite3.connect(f"file:{location}?mode=ro", uri=True), location))
+
     def _query(self, location: Path | str, sql: str) -> int:
         if not is_postgres(location) and not Path(location).exists():
             return 0
         try:
-            db = (Sql(location, read_only=True) if is_postgres(location)
-                  else Sql.wrap(sqlite3.connect(f"file:{location}?mode=ro", uri=True), location))
+            db = self._reader(location)
         except db_errors():  # not created yet
             return 0
         try:
@@ -489,9 +494,7 @@ class Record:
     def case_times(self, cases: Sequence[str]) -> dict[str, dict[str, tuple[str, str]]]:
         """Each case's entries by type: the time its sender signed it, and the time its sending stream
         stored it (the legal arrival, decision 57), as the ledger holds them."""
-        location = self.node.settings.ledger_location
-        db = (Sql(location, read_only=True) if is_postgres(location)
-              else Sql.wrap(sqlite3.connect(f"file:{location}?mode=ro", uri=True), location))
+        db = self._reader(self.node.settings.ledger_location)
         out: dict[str, dict[str, tuple[str, str]]] = {}
         try:
             for i in range(0, len(cases), 500):
@@ -756,39 +759,50 @@ async def _bench_xiezhu(opts: Options, rng: random.Random, url: str | None) -> t
                 await watcher.stop()
 
 
-def _proc_cpu_s(pid: int) -> float | None:
+def _proc_stat(pid: int | str) -> list[str] | None:
+    """The fields of ``/proc/<pid>/stat`` after the command's name (state, ppid, …); None if it cannot be read."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    except OSError:
+        return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    except (OSError, IndexError):
         return None
-    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def _cpu_s(stat: list[str]) -> float:
+    return (int(stat[11]) + int(stat[12])) / os.sysconf("SC_CLK_TCK")
+
+
+def proc_cpu_s(pid: int) -> float | None:
+    """CPU seconds (user and system) process ``pid`` has used so far; None if it cannot be read."""
+    stat = _proc_stat(pid)
+    return _cpu_s(stat) if stat else None
+
+
+def _server_pid(node: Node) -> int | None:
+    return node.server._proc.pid if node.server is not None and node.server._proc is not None else None
 
 
 def server_cpu_s(node: Node) -> float:
     """CPU seconds the node's embedded nats-server has used so far (0 where it cannot be read)."""
-    proc = node.server._proc if node.server is not None else None
-    return (_proc_cpu_s(proc.pid) or 0.0) if proc else 0.0
+    pid = _server_pid(node)
+    return (proc_cpu_s(pid) or 0.0) if pid is not None else 0.0
 
 
 def services_cpu_s(node: Node) -> dict[str, float]:
     """CPU seconds used so far by each service this process started besides the nats-server (``--processes``:
     gongan's agent and the ledger), by the command it runs; empty where /proc cannot be read."""
-    server = node.server._proc.pid if node.server is not None and node.server._proc is not None else None
+    server = _server_pid(node)
     out: dict[str, float] = {}
     for d in Path("/proc").glob("[0-9]*"):
+        stat = _proc_stat(d.name)
+        if not stat or stat[1] != str(os.getpid()) or int(d.name) == server:
+            continue
         try:
-            ppid = int(d.joinpath("stat").read_text().rsplit(")", 1)[1].split()[1])
-            argv = d.joinpath("cmdline").read_bytes().split(b"\0")
-        except (OSError, ValueError, IndexError):
+            words = [a.decode(errors="replace") for a in d.joinpath("cmdline").read_bytes().split(b"\0")]
+        except OSError:
             continue
-        if ppid != os.getpid() or int(d.name) == server:
-            continue
-        words = [a.decode(errors="replace") for a in argv]
         name = ("agent " + words[words.index("--bureau") + 1] if "--bureau" in words
                 else "ledger" if "ledger" in words else d.name)
-        cpu = _proc_cpu_s(int(d.name))
-        if cpu is not None:
-            out[name] = cpu
+        out[name] = _cpu_s(stat)
     return out
 
 
@@ -837,7 +851,7 @@ async def _xiezhu_phases(node: Node, ex: XiezhuExchanges,
     await ex.sequential(opts.warmup)
     latencies = await ex.sequential(opts.latency_samples)
     sequential_cases = ex.cases[-opts.latency_samples:]
-    shape = await asyncio.to_thread(ex.wire_shape, ex.cases[-opts.latency_samples:])
+    shape = await asyncio.to_thread(ex.wire_shape, sequential_cases)
     sample = await asyncio.to_thread(ex.clear_envelopes, ex.cases[-1])
 
     lags = LagSampler(node, ex.record, opts.lag_interval_s)

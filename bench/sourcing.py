@@ -30,7 +30,7 @@ import nats
 from nats.js import JetStreamContext
 from nats.js.api import AckPolicy, ConsumerConfig, StreamConfig, StreamSource
 
-from bench.exchange import _proc_cpu_s
+from bench.exchange import proc_cpu_s
 from broker.server import EmbeddedNats
 
 SENDING, COPY, SUBJECT = "FROM_A", "ALL", "xz.a.b.assistance.requested"
@@ -47,7 +47,7 @@ async def _round(js: JetStreamContext, stream: str, durable: str, n: int, body: 
         except (TimeoutError, nats.errors.TimeoutError):
             break
     latencies = []
-    cpu0 = _proc_cpu_s(server_pid) or 0.0
+    cpu0 = proc_cpu_s(server_pid) or 0.0
     for _ in range(n):
         t0 = time.perf_counter()
         await js.publish(SUBJECT, body, stream=SENDING)
@@ -55,7 +55,7 @@ async def _round(js: JetStreamContext, stream: str, durable: str, n: int, body: 
             await m.ack()
         latencies.append((time.perf_counter() - t0) * 1000)
     await asyncio.sleep(0.2)  # the last acks reach the server
-    cpu = (_proc_cpu_s(server_pid) or 0.0) - cpu0
+    cpu = (proc_cpu_s(server_pid) or 0.0) - cpu0
     await js.delete_consumer(stream, durable)
     return {"p50_ms": round(statistics.median(latencies), 3), "server_cpu_ms_per_message": round(cpu / n * 1000, 3)}
 
